@@ -1,0 +1,1 @@
+"""Named SQL queries shipped with semwh (one `.sql` file per query)."""

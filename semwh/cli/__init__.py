@@ -1,0 +1,66 @@
+"""The `semwh` command: a thin layer over the library, and its error boundary."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import typer
+
+from semwh import __version__
+from semwh.cli import db, sql
+from semwh.cli.state import CliState, err_console
+from semwh.config import ENV_DB, ENV_WAREHOUSE, load_settings
+from semwh.errors import SemwhError
+
+app = typer.Typer(
+    name="semwh",
+    help="semwh: a results warehouse for the emergence of semantics in vision networks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"semwh {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    warehouse: str = typer.Option(
+        None, "--warehouse", "-w", envvar=ENV_WAREHOUSE, help="Warehouse folder."
+    ),
+    db_url: str = typer.Option(
+        None, "--db", envvar=ENV_DB, help="SQLAlchemy URL of the registry (default: DuckDB file)."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """Global options shared by every command."""
+    ctx.obj = CliState(settings=load_settings(warehouse, db_url), debug=debug)
+
+
+app.command("init")(db.init)
+app.add_typer(db.app, name="db")
+app.command("sql")(sql.sql)
+
+
+def main() -> None:
+    """Entry point: run the app and turn semwh errors into one red line and exit code 1."""
+    debug = "--debug" in sys.argv
+    try:
+        app(prog_name="semwh")
+    except SemwhError as exc:
+        if debug:
+            traceback.print_exc()
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("[red]interrupted[/red]")
+        sys.exit(130)

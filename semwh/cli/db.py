@@ -1,0 +1,74 @@
+"""`semwh init` and `semwh db upgrade|downgrade|current|history`."""
+
+from __future__ import annotations
+
+import typer
+
+from semwh.cli.state import console, state
+from semwh.warehouse import migrate
+
+app = typer.Typer(help="Manage the registry schema (Alembic migrations).", no_args_is_help=True)
+
+
+def init(ctx: typer.Context) -> None:
+    """Create the warehouse folder and migrate its registry to the newest schema.
+
+    Running it again on an up-to-date warehouse changes nothing.
+
+    Example: semwh --warehouse ./wh init
+    """
+    wh = state(ctx).new_warehouse()
+    before, after = migrate.init_warehouse(wh)
+    if before == after:
+        console.print(f"warehouse {wh.root} is up to date (schema {after})")
+    else:
+        console.print(f"initialised warehouse {wh.root} (schema {before or 'none'} -> {after})")
+
+
+@app.command()
+def upgrade(
+    ctx: typer.Context,
+    revision: str = typer.Argument("head", help="Target revision."),
+) -> None:
+    """Upgrade the registry schema.
+
+    Example: semwh db upgrade
+    """
+    wh = state(ctx).new_warehouse()
+    console.print(f"schema now at {migrate.upgrade(wh, revision)}")
+
+
+@app.command()
+def downgrade(
+    ctx: typer.Context,
+    revision: str = typer.Argument(..., help="Target revision: base, -1, or a revision id."),
+) -> None:
+    """Downgrade the registry schema (data in dropped tables is lost).
+
+    Example: semwh db downgrade -1
+    """
+    wh = state(ctx).warehouse(check_schema=False)
+    console.print(f"schema now at {migrate.downgrade(wh, revision) or 'base'}")
+
+
+@app.command()
+def current(ctx: typer.Context) -> None:
+    """Print the registry's schema revision and the one this semwh expects.
+
+    Example: semwh db current
+    """
+    wh = state(ctx).warehouse(check_schema=False)
+    rev = migrate.current_revision(wh)
+    head = migrate.head_revision()
+    status = "up to date" if rev == head else "run `semwh db upgrade`"
+    console.print(f"{rev or 'none'} (code expects {head}: {status})")
+
+
+@app.command()
+def history() -> None:
+    """List the schema revisions, oldest first.
+
+    Example: semwh db history
+    """
+    for rev, down, message in migrate.history():
+        console.print(f"{down or 'base'} -> {rev}  {message}")

@@ -1,0 +1,37 @@
+"""What every command gets from the global options: settings and the warehouse."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import typer
+from rich.console import Console
+
+from semwh.config import Settings
+from semwh.warehouse.layout import Warehouse, open_warehouse, warehouse_from_settings
+
+
+@dataclass
+class CliState:
+    settings: Settings
+    debug: bool = False
+
+    def warehouse(self, *, check_schema: bool = True) -> Warehouse:
+        """The existing warehouse, schema-checked (commands that write or read)."""
+        return open_warehouse(
+            self.settings.warehouse, self.settings.db_url, check_schema=check_schema
+        )
+
+    def new_warehouse(self) -> Warehouse:
+        """The warehouse handle whether or not it exists yet (init and db commands)."""
+        return warehouse_from_settings(self.settings)
+
+
+def state(ctx: typer.Context) -> CliState:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, CliState), "global options were not parsed"
+    return obj
+
+
+console = Console()
+err_console = Console(stderr=True)

@@ -1,0 +1,57 @@
+"""The one place where settings and SEMWH_* environment variables are read."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_WAREHOUSE = "SEMWH_WAREHOUSE"
+ENV_DB = "SEMWH_DB"
+ENV_SAMPLES = "SEMWH_SAMPLES"
+ENV_DEVICE = "SEMWH_DEVICE"
+ENV_WORDNET = "SEMWH_WORDNET"
+
+DEFAULT_WAREHOUSE = "semwh-warehouse"
+REGISTRY_FILENAME = "registry.duckdb"
+VECTORS_DIRNAME = "vectors"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings for one invocation.
+
+    Attributes:
+        warehouse: The warehouse folder.
+        db_url: SQLAlchemy URL of the registry, or None for the DuckDB file in the folder.
+        samples: Folder of sample images for the demo, if configured.
+        device: Torch device name preference ("cpu", "cuda", or None for automatic).
+        wordnet: Folder holding WordNet 3.0 database files, if configured.
+    """
+
+    warehouse: Path
+    db_url: str | None = None
+    samples: Path | None = None
+    device: str | None = None
+    wordnet: Path | None = None
+
+
+def _path_or_none(value: str | None) -> Path | None:
+    return Path(value).expanduser() if value else None
+
+
+def load_settings(
+    warehouse: str | os.PathLike[str] | None = None,
+    db_url: str | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Resolve settings from explicit values first, then the environment, then defaults."""
+    env = os.environ if environ is None else environ
+    folder = warehouse or env.get(ENV_WAREHOUSE) or DEFAULT_WAREHOUSE
+    return Settings(
+        warehouse=Path(folder).expanduser(),
+        db_url=db_url or env.get(ENV_DB) or None,
+        samples=_path_or_none(env.get(ENV_SAMPLES)),
+        device=env.get(ENV_DEVICE) or None,
+        wordnet=_path_or_none(env.get(ENV_WORDNET)),
+    )

@@ -1,0 +1,152 @@
+"""Layout of a warehouse folder, its engine and sessions."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+from semwh.config import REGISTRY_FILENAME, VECTORS_DIRNAME, Settings, load_settings
+from semwh.errors import DuplicateError, WarehouseBusyError, WarehouseError
+
+_LOCK_PATTERNS = ("could not set lock", "conflicting lock", "database is locked")
+
+
+def is_busy_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says another process holds the database."""
+    text = str(exc).lower()
+    return any(pattern in text for pattern in _LOCK_PATTERNS)
+
+
+def describe_integrity_error(exc: IntegrityError) -> str:
+    """One readable line out of a driver's constraint-violation message."""
+    text = str(exc.orig) if exc.orig is not None else str(exc)
+    text = text.splitlines()[0]
+    match = re.search(r"(Duplicate key .*?)(?: violates| but|$)", text)
+    return match.group(1) if match else text
+
+
+@dataclass
+class Warehouse:
+    """A warehouse folder and the registry it points to.
+
+    Attributes:
+        root: The warehouse folder.
+        db_url: SQLAlchemy URL of the registry database.
+    """
+
+    root: Path
+    db_url: str
+    _engine: Engine | None = field(default=None, repr=False)
+
+    @property
+    def vectors_root(self) -> Path:
+        return self.root / VECTORS_DIRNAME
+
+    @property
+    def tmp_root(self) -> Path:
+        """Where files are written before they are complete (same filesystem as vectors)."""
+        return self.root / "tmp"
+
+    @property
+    def is_duckdb(self) -> bool:
+        return self.db_url.startswith("duckdb:")
+
+    @property
+    def duckdb_path(self) -> Path | None:
+        """The registry file when the registry is a DuckDB file, else None."""
+        if not self.is_duckdb:
+            return None
+        path = self.db_url.split("///", 1)[1] if "///" in self.db_url else ""
+        return Path(path) if path and path != ":memory:" else None
+
+    @property
+    def engine(self) -> Engine:
+        """The registry engine; connections open per use so other processes can read between."""
+        if self._engine is None:
+            self._engine = create_engine(self.db_url, poolclass=NullPool)
+            if self.is_duckdb:
+                event.listen(self._engine, "handle_error", _translate_busy)
+        return self._engine
+
+    def exists(self) -> bool:
+        if self.duckdb_path is not None:
+            return self.duckdb_path.exists()
+        return self.root.exists()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session whose work commits on success and rolls back on any error."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except IntegrityError as exc:
+                session.rollback()
+                raise DuplicateError(
+                    f"registry rejected a duplicate or inconsistent row: "
+                    f"{describe_integrity_error(exc)}"
+                ) from exc
+            except BaseException:
+                session.rollback()
+                raise
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+def _translate_busy(context) -> None:  # type: ignore[no-untyped-def]
+    exc = context.original_exception
+    if is_busy_error(exc):
+        raise WarehouseBusyError(
+            "warehouse busy: another semwh process is writing to the registry; "
+            "wait for it to finish and run the command again"
+        ) from exc
+
+
+def warehouse_from_settings(settings: Settings) -> Warehouse:
+    root = settings.warehouse.resolve()
+    url = settings.db_url or f"duckdb:///{root / REGISTRY_FILENAME}"
+    return Warehouse(root=root, db_url=url)
+
+
+def open_warehouse(
+    warehouse: str | Path | None = None,
+    db_url: str | None = None,
+    *,
+    check_schema: bool = True,
+) -> Warehouse:
+    """Open an existing warehouse and check that its schema matches this code.
+
+    Args:
+        warehouse: The folder (default: ``SEMWH_WAREHOUSE`` or ``./semwh-warehouse``).
+        db_url: A SQLAlchemy URL for the registry instead of the folder's DuckDB file.
+        check_schema: Raise when the schema revision differs from the code's head.
+
+    Raises:
+        WarehouseError: The warehouse does not exist.
+        SchemaMismatchError: The schema is older or newer than the code.
+    """
+    from semwh.warehouse.migrate import check_revision
+
+    wh = warehouse_from_settings(load_settings(warehouse, db_url))
+    if not wh.exists():
+        raise WarehouseError(
+            f"no warehouse at {wh.root}: run `semwh --warehouse {wh.root} init` first"
+        )
+    if check_schema:
+        check_revision(wh)
+    return wh
+
+
+def registry_error(exc: DBAPIError) -> WarehouseError:
+    return WarehouseError(f"registry database error: {str(exc.orig).splitlines()[0]}")

@@ -1,0 +1,120 @@
+"""Alembic, driven from Python: init, upgrade, downgrade, current, history, revision check."""
+
+from __future__ import annotations
+
+import io
+from importlib.resources import files
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.ddl.impl import DefaultImpl
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from semwh.errors import SchemaMismatchError, WarehouseError
+from semwh.warehouse.layout import Warehouse
+
+
+class DuckDBImpl(DefaultImpl):
+    """Alembic ships no DuckDB implementation; registering the dialect name is enough."""
+
+    __dialect__ = "duckdb"
+    transactional_ddl = True
+
+
+def migrations_dir() -> Path:
+    """The Alembic script folder, inside the installed package or the source tree."""
+    return Path(str(files("semwh.migrations")))
+
+
+def alembic_config(wh: Warehouse, stdout: io.StringIO | None = None) -> Config:
+    cfg = Config(stdout=stdout or io.StringIO())
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.set_main_option("sqlalchemy.url", wh.db_url.replace("%", "%%"))
+    cfg.attributes["engine"] = wh.engine
+    return cfg
+
+
+def head_revision() -> str:
+    script = ScriptDirectory.from_config(_script_only_config())
+    head = script.get_current_head()
+    assert head is not None
+    return head
+
+
+def _script_only_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    return cfg
+
+
+def current_revision(wh: Warehouse) -> str | None:
+    with wh.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def check_revision(wh: Warehouse) -> None:
+    """Raise unless the warehouse schema is exactly at the code's head revision."""
+    current = current_revision(wh)
+    head = head_revision()
+    if current == head:
+        return
+    script = ScriptDirectory.from_config(_script_only_config())
+    known = {rev.revision for rev in script.walk_revisions()}
+    if current is None:
+        raise SchemaMismatchError(
+            f"warehouse {wh.root} has no schema (revision none), semwh expects {head}: "
+            "run `semwh init` or `semwh db upgrade`"
+        )
+    if current not in known:
+        raise SchemaMismatchError(
+            f"warehouse schema is at revision {current}, which this semwh does not know "
+            f"(it expects {head}): the warehouse was written by a newer semwh; upgrade semwh "
+            "or run `semwh db downgrade` with that newer version"
+        )
+    raise SchemaMismatchError(
+        f"warehouse schema is at revision {current}, semwh expects {head}: run `semwh db upgrade`"
+    )
+
+
+def upgrade(wh: Warehouse, revision: str = "head") -> str | None:
+    wh.root.mkdir(parents=True, exist_ok=True)
+    wh.vectors_root.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(wh), revision)
+    return current_revision(wh)
+
+
+def downgrade(wh: Warehouse, revision: str) -> str | None:
+    known = {
+        rev.revision for rev in ScriptDirectory.from_config(_script_only_config()).walk_revisions()
+    }
+    if revision not in known and revision != "base" and not revision.startswith("-"):
+        choices = ", ".join(sorted(known))
+        raise WarehouseError(
+            f"unknown revision {revision!r} (choose base, -1, or one of: {choices})"
+        )
+    command.downgrade(alembic_config(wh), revision)
+    return current_revision(wh)
+
+
+def history() -> list[tuple[str, str | None, str]]:
+    """(revision, down_revision, message) from oldest to newest."""
+    script = ScriptDirectory.from_config(_script_only_config())
+    revs = list(script.walk_revisions())
+    revs.reverse()
+    return [(r.revision, r.down_revision, (r.doc or "").strip()) for r in revs]  # type: ignore[misc]
+
+
+def init_warehouse(wh: Warehouse) -> tuple[str | None, str]:
+    """Create the folder and migrate to head; a no-op on an up-to-date warehouse.
+
+    Returns:
+        The revision before and after.
+    """
+    before = current_revision(wh) if wh.exists() else None
+    head = head_revision()
+    if before != head:
+        upgrade(wh, "head")
+    wh.vectors_root.mkdir(parents=True, exist_ok=True)
+    return before, head

@@ -1,0 +1,420 @@
+"""The registry schema: SQLAlchemy 2.0 typed models.
+
+Alembic revisions in ``migrations/`` create exactly these tables; a test checks that the two
+never drift. Integer surrogate keys come from DuckDB sequences (``Sequence`` objects below),
+natural keys (WordNet ids, space names, content hashes) carry unique constraints so duplicate
+rows are impossible. JSON documents (parameters, versions, preprocessing) are stored as text
+holding JSON so that every backend SQLAlchemy reaches can hold them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Sequence,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _seq(name: str) -> Sequence:
+    return Sequence(name, metadata=Base.metadata)
+
+
+SOURCE_SEQ = _seq("sources_id_seq")
+IMAGE_SEQ = _seq("images_id_seq")
+VISION_MODEL_SEQ = _seq("vision_models_id_seq")
+LAYER_SEQ = _seq("layers_id_seq")
+WORD_MODEL_SEQ = _seq("word_models_id_seq")
+SPACE_SEQ = _seq("spaces_id_seq")
+EXTRACTION_RUN_SEQ = _seq("extraction_runs_id_seq")
+VECTOR_FILE_SEQ = _seq("vector_files_id_seq")
+ANALYSIS_RUN_SEQ = _seq("analysis_runs_id_seq")
+RESULT_SEQ = _seq("results_id_seq")
+
+
+# SQLite only autoincrements INTEGER PRIMARY KEY; DuckDB and PostgreSQL draw from the sequence.
+ID = BigInteger().with_variant(Integer, "sqlite")
+
+
+def _pk(seq: Sequence) -> Mapped[int]:
+    return mapped_column(ID, seq, primary_key=True, autoincrement=False)
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(DateTime, nullable=False, default=datetime.utcnow)
+
+
+class Source(Base):
+    """One ingested input file (or package), with its content hash and the options used."""
+
+    __tablename__ = "sources"
+    __table_args__ = (UniqueConstraint("kind", "name", "sha256", "options"),)
+
+    source_id: Mapped[int] = _pk(SOURCE_SEQ)
+    kind: Mapped[str] = mapped_column(String, nullable=False)  # concepts|images|words|space
+    name: Mapped[str] = mapped_column(String, nullable=False)
+    path: Mapped[str] = mapped_column(Text, nullable=False)
+    format: Mapped[str | None] = mapped_column(String)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String, nullable=False)
+    options: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    created_at: Mapped[datetime] = _created()
+
+
+class Concept(Base):
+    """A concept, keyed by its WordNet 3.0 noun synset id (e.g. ``n02084071``)."""
+
+    __tablename__ = "concepts"
+
+    wnid: Mapped[str] = mapped_column(String, primary_key=True)
+    name: Mapped[str] = mapped_column(String, nullable=False)
+    lemmas: Mapped[str | None] = mapped_column(Text)  # JSON list, WordNet order
+    gloss: Mapped[str | None] = mapped_column(Text)
+    lexname: Mapped[str | None] = mapped_column(String)
+    hypernym_path: Mapped[str | None] = mapped_column(Text)  # JSON list of wnids, root first
+    imagenet_index: Mapped[int | None] = mapped_column(Integer, unique=True)
+    origin: Mapped[str] = mapped_column(String, nullable=False)  # imagenet1k|file|images|...
+    created_at: Mapped[datetime] = _created()
+
+
+class Image(Base):
+    """One image file, deduplicated by the SHA-256 of its bytes."""
+
+    __tablename__ = "images"
+
+    image_id: Mapped[int] = _pk(IMAGE_SEQ)
+    wnid: Mapped[str] = mapped_column(ForeignKey("concepts.wnid"), nullable=False, index=True)
+    path: Mapped[str] = mapped_column(Text, nullable=False)
+    sha256: Mapped[str] = mapped_column(String, nullable=False, unique=True)
+    width: Mapped[int] = mapped_column(Integer, nullable=False)
+    height: Mapped[int] = mapped_column(Integer, nullable=False)
+    mode: Mapped[str] = mapped_column(String, nullable=False)
+    split: Mapped[str | None] = mapped_column(String)
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.source_id"))
+    created_at: Mapped[datetime] = _created()
+
+
+class VisionModel(Base):
+    """A vision network with one set of weights; random initialisation is its own model."""
+
+    __tablename__ = "vision_models"
+
+    model_id: Mapped[int] = _pk(VISION_MODEL_SEQ)
+    name: Mapped[str] = mapped_column(String, nullable=False, unique=True)
+    architecture: Mapped[str] = mapped_column(String, nullable=False)
+    weights: Mapped[str] = mapped_column(String, nullable=False)  # enum name, file:..., none
+    weights_sha256: Mapped[str | None] = mapped_column(String)
+    seed: Mapped[int | None] = mapped_column(Integer)
+    preprocessing: Mapped[str] = mapped_column(Text, nullable=False)  # JSON
+    n_parameters: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _created()
+
+
+class Layer(Base):
+    """A probed module of a vision model, in forward order."""
+
+    __tablename__ = "layers"
+    __table_args__ = (
+        UniqueConstraint("model_id", "module"),
+        UniqueConstraint("model_id", "depth_index"),
+    )
+
+    layer_id: Mapped[int] = _pk(LAYER_SEQ)
+    model_id: Mapped[int] = mapped_column(ForeignKey("vision_models.model_id"), nullable=False)
+    module: Mapped[str] = mapped_column(String, nullable=False)
+    depth_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    relative_depth: Mapped[float] = mapped_column(Float, nullable=False)
+    output_shape: Mapped[str] = mapped_column(String, nullable=False)  # JSON list, no batch
+    pooling: Mapped[str] = mapped_column(String, nullable=False)
+    dim: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = _created()
+
+
+class WordModel(Base):
+    """A word-vector model ingested from a file or package."""
+
+    __tablename__ = "word_models"
+
+    word_model_id: Mapped[int] = _pk(WORD_MODEL_SEQ)
+    name: Mapped[str] = mapped_column(String, nullable=False, unique=True)
+    format: Mapped[str] = mapped_column(String, nullable=False)
+    dim: Mapped[int] = mapped_column(Integer, nullable=False)
+    vocab_size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    multiword: Mapped[str] = mapped_column(String, nullable=False)
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.source_id"))
+    created_at: Mapped[datetime] = _created()
+
+
+class WordToken(Base):
+    """The explicit concept -> token mapping used for one word model."""
+
+    __tablename__ = "word_tokens"
+
+    word_model_id: Mapped[int] = mapped_column(
+        ForeignKey("word_models.word_model_id"), primary_key=True
+    )
+    wnid: Mapped[str] = mapped_column(ForeignKey("concepts.wnid"), primary_key=True)
+    tokens: Mapped[str | None] = mapped_column(Text)  # JSON list; null: no vector
+    rule: Mapped[str] = mapped_column(String, nullable=False)  # lemma|mapping|missing
+
+
+class Space(Base):
+    """Vectors keyed by concept: a model layer, a word model, or an imported matrix."""
+
+    __tablename__ = "spaces"
+
+    space_id: Mapped[int] = _pk(SPACE_SEQ)
+    name: Mapped[str] = mapped_column(String, nullable=False, unique=True)
+    kind: Mapped[str] = mapped_column(String, nullable=False)  # layer|word|external
+    model: Mapped[str | None] = mapped_column(String)
+    layer: Mapped[str | None] = mapped_column(String)
+    layer_id: Mapped[int | None] = mapped_column(ForeignKey("layers.layer_id"))
+    word_model_id: Mapped[int | None] = mapped_column(ForeignKey("word_models.word_model_id"))
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.source_id"))
+    depth_index: Mapped[int | None] = mapped_column(Integer)
+    relative_depth: Mapped[float | None] = mapped_column(Float)
+    dim: Mapped[int] = mapped_column(Integer, nullable=False)
+    n_concepts: Mapped[int] = mapped_column(Integer, nullable=False)
+    content_sha256: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime] = _created()
+
+
+class ExtractionRun(Base):
+    """One extraction job: a model over an image set with fixed layers and pooling."""
+
+    __tablename__ = "extraction_runs"
+
+    run_id: Mapped[int] = _pk(EXTRACTION_RUN_SEQ)
+    model_id: Mapped[int] = mapped_column(ForeignKey("vision_models.model_id"), nullable=False)
+    params_sha256: Mapped[str] = mapped_column(String, nullable=False, unique=True)
+    params: Mapped[str] = mapped_column(Text, nullable=False)  # JSON
+    n_images: Mapped[int] = mapped_column(Integer, nullable=False)
+    n_shards: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(String, nullable=False)  # running|done
+    device: Mapped[str | None] = mapped_column(String)
+    images_per_s: Mapped[float | None] = mapped_column(Float)
+    versions: Mapped[str | None] = mapped_column(Text)  # JSON
+    started_at: Mapped[datetime] = _created()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class ExtractionShard(Base):
+    """A completed slice of an extraction run; registered in one transaction with its files."""
+
+    __tablename__ = "extraction_shards"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("extraction_runs.run_id"), primary_key=True)
+    shard_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    n_images: Mapped[int] = mapped_column(Integer, nullable=False)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = _created()
+
+
+class VectorFile(Base):
+    """A Parquet file under the warehouse's vectors root that the ``vectors`` view reads."""
+
+    __tablename__ = "vector_files"
+
+    file_id: Mapped[int] = _pk(VECTOR_FILE_SEQ)
+    path: Mapped[str] = mapped_column(Text, nullable=False, unique=True)  # relative to root
+    kind: Mapped[str] = mapped_column(String, nullable=False)  # images|concepts
+    space_id: Mapped[int | None] = mapped_column(ForeignKey("spaces.space_id"), index=True)
+    layer_id: Mapped[int | None] = mapped_column(ForeignKey("layers.layer_id"), index=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("extraction_runs.run_id"))
+    shard_index: Mapped[int | None] = mapped_column(Integer)
+    n_rows: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    sha256: Mapped[str] = mapped_column(String, nullable=False)
+    schema_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = _created()
+
+
+class Prediction(Base):
+    """Top-k predictions of a model for an image (rank 1 is the top-1 class)."""
+
+    __tablename__ = "predictions"
+
+    model: Mapped[str] = mapped_column(ForeignKey("vision_models.name"), primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.image_id"), primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    wnid: Mapped[str] = mapped_column(String, nullable=False)
+    class_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    probability: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class AnalysisRun(Base):
+    """One analysis invocation with everything needed to reproduce it."""
+
+    __tablename__ = "analysis_runs"
+
+    analysis_id: Mapped[int] = _pk(ANALYSIS_RUN_SEQ)
+    kind: Mapped[str] = mapped_column(String, nullable=False)  # rsa|2v2|recovery|sweep
+    params: Mapped[str] = mapped_column(Text, nullable=False)  # JSON
+    params_sha256: Mapped[str] = mapped_column(String, nullable=False, index=True)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    semwh_version: Mapped[str] = mapped_column(String, nullable=False)
+    library_versions: Mapped[str] = mapped_column(Text, nullable=False)  # JSON
+    input_hashes: Mapped[str] = mapped_column(Text, nullable=False)  # JSON
+    device: Mapped[str | None] = mapped_column(String)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[datetime] = _created()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class _ComparisonColumns:
+    """Columns shared by the RSA and 2 vs 2 results tables."""
+
+    space_a: Mapped[str] = mapped_column(String, nullable=False)
+    space_b: Mapped[str] = mapped_column(String, nullable=False)
+    n_concepts: Mapped[int] = mapped_column(Integer, nullable=False)
+    concepts_sha256: Mapped[str] = mapped_column(String, nullable=False)
+    similarity: Mapped[str] = mapped_column(String, nullable=False)
+    p_value: Mapped[float | None] = mapped_column(Float)
+    p_fdr: Mapped[float | None] = mapped_column(Float)
+    n_permutations: Mapped[int] = mapped_column(Integer, nullable=False)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    null_mean: Mapped[float | None] = mapped_column(Float)
+    null_q95: Mapped[float | None] = mapped_column(Float)
+    ci_low: Mapped[float | None] = mapped_column(Float)
+    ci_high: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = _created()
+
+
+class ResultRSA(_ComparisonColumns, Base):
+    """RSA between two spaces over their shared concepts."""
+
+    __tablename__ = "results_rsa"
+    __table_args__ = (
+        UniqueConstraint(
+            "space_a",
+            "space_b",
+            "concepts_sha256",
+            "similarity",
+            "method",
+            "n_permutations",
+            "seed",
+        ),
+    )
+
+    result_id: Mapped[int] = _pk(RESULT_SEQ)
+    analysis_id: Mapped[int] = mapped_column(
+        ForeignKey("analysis_runs.analysis_id"), nullable=False, index=True
+    )
+    method: Mapped[str] = mapped_column(String, nullable=False)  # spearman|pearson|kendall
+    rho: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class Result2v2(_ComparisonColumns, Base):
+    """2 vs 2 test between two spaces over their shared concepts."""
+
+    __tablename__ = "results_2v2"
+    __table_args__ = (
+        UniqueConstraint(
+            "space_a",
+            "space_b",
+            "concepts_sha256",
+            "similarity",
+            "distance",
+            "n_permutations",
+            "seed",
+        ),
+    )
+
+    result_id: Mapped[int] = _pk(RESULT_SEQ)
+    analysis_id: Mapped[int] = mapped_column(
+        ForeignKey("analysis_runs.analysis_id"), nullable=False, index=True
+    )
+    distance: Mapped[str] = mapped_column(String, nullable=False)  # pearson|cosine
+    n_pairs: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    accuracy: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class ResultRecovery(Base):
+    """1 vs 2 recovery of misclassified images' true class, per layer and word space."""
+
+    __tablename__ = "results_recovery"
+    __table_args__ = (UniqueConstraint("space_a", "space_b", "concepts_sha256", "similarity"),)
+
+    result_id: Mapped[int] = _pk(RESULT_SEQ)
+    analysis_id: Mapped[int] = mapped_column(
+        ForeignKey("analysis_runs.analysis_id"), nullable=False, index=True
+    )
+    model: Mapped[str] = mapped_column(String, nullable=False)
+    layer: Mapped[str] = mapped_column(String, nullable=False)
+    space_a: Mapped[str] = mapped_column(String, nullable=False)  # layer space
+    space_b: Mapped[str] = mapped_column(String, nullable=False)  # word space
+    n_concepts: Mapped[int] = mapped_column(Integer, nullable=False)
+    concepts_sha256: Mapped[str] = mapped_column(String, nullable=False)
+    similarity: Mapped[str] = mapped_column(String, nullable=False)
+    n_images: Mapped[int] = mapped_column(Integer, nullable=False)
+    n_success: Mapped[int] = mapped_column(Integer, nullable=False)
+    accuracy: Mapped[float | None] = mapped_column(Float)  # success rate
+    p_value: Mapped[float | None] = mapped_column(Float)  # binomial, one-sided, vs 0.5
+    p_fdr: Mapped[float | None] = mapped_column(Float)
+    n_visual: Mapped[int] = mapped_column(Integer, nullable=False)
+    n_visual_success: Mapped[int] = mapped_column(Integer, nullable=False)
+    visual_accuracy: Mapped[float | None] = mapped_column(Float)
+    visual_p_value: Mapped[float | None] = mapped_column(Float)
+    mean_rank_true: Mapped[float | None] = mapped_column(Float)  # 1 = best
+    median_rank_true: Mapped[float | None] = mapped_column(Float)
+    n_permutations: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _created()
+
+
+class RecoveryImage(Base):
+    """Per-image outcome of a 1 vs 2 recovery result."""
+
+    __tablename__ = "recovery_images"
+
+    result_id: Mapped[int] = mapped_column(
+        ForeignKey("results_recovery.result_id"), primary_key=True
+    )
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.image_id"), primary_key=True)
+    true_wnid: Mapped[str] = mapped_column(String, nullable=False)
+    predicted_wnid: Mapped[str] = mapped_column(String, nullable=False)
+    success: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    score_true: Mapped[float] = mapped_column(Float, nullable=False)
+    score_predicted: Mapped[float] = mapped_column(Float, nullable=False)
+    visual_success: Mapped[bool | None] = mapped_column(Boolean)
+    rank_true: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class PermutationNull(Base):
+    """The permutation null distribution behind one RSA or 2 vs 2 result."""
+
+    __tablename__ = "permutation_nulls"
+
+    test: Mapped[str] = mapped_column(String, primary_key=True)  # rsa|2v2
+    result_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    n_permutations: Mapped[int] = mapped_column(Integer, nullable=False)
+    seed: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    values: Mapped[str] = mapped_column(Text, nullable=False)  # JSON list of floats
+
+
+Index("ix_results_2v2_spaces", Result2v2.space_a, Result2v2.space_b)
+Index("ix_results_rsa_spaces", ResultRSA.space_a, ResultRSA.space_b)

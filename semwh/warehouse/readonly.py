@@ -1,0 +1,94 @@
+"""Read-only SQL over a warehouse: registry tables, results, and the ``vectors`` view."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from semwh.errors import ReadOnlyError, WarehouseBusyError, WarehouseError
+from semwh.warehouse.layout import Warehouse, is_busy_error
+from semwh.warehouse.views import create_vectors_view
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """Rows of a read-only query as an Arrow table, with the SQL that produced them."""
+
+    table: pa.Table
+    sql: str
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.table.column_names)
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        cols = [self.table.column(i).to_pylist() for i in range(self.table.num_columns)]
+        return list(zip(*cols, strict=True)) if cols else []
+
+
+def arrow_table(rel: duckdb.DuckDBPyRelation) -> pa.Table:
+    """A relation's rows as an Arrow table (the method's name changed in DuckDB 2)."""
+    fetch = getattr(rel, "to_arrow_table", None) or rel.arrow
+    return fetch()
+
+
+def query_arrow(
+    conn: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None
+) -> pa.Table:
+    """Run ``sql`` with bound parameters; an empty table for statements without rows."""
+    rel = conn.sql(sql, params=params or None)
+    return arrow_table(rel) if rel is not None else pa.table({})
+
+
+@contextmanager
+def read_connection(wh: Warehouse) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only DuckDB connection on the registry with the ``vectors`` view in place."""
+    path = wh.duckdb_path
+    if path is None:
+        raise WarehouseError(
+            f"read-only SQL needs a DuckDB registry; {wh.db_url.split(':', 1)[0]} registries "
+            "are queried with their own client"
+        )
+    if not path.exists():
+        raise WarehouseError(f"no registry at {path}: run `semwh init` first")
+    try:
+        conn = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        if is_busy_error(exc):
+            raise WarehouseBusyError(
+                f"warehouse busy: another process holds {path} for writing; try again when "
+                "it finishes"
+            ) from exc
+        raise WarehouseError(f"cannot open {path}: {exc}") from exc
+    try:
+        create_vectors_view(conn, wh.vectors_root)
+        yield conn
+    finally:
+        conn.close()
+
+
+def run_sql(wh: Warehouse, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
+    """Run one statement read-only and return its rows.
+
+    Raises:
+        ReadOnlyError: The statement tries to change the warehouse.
+        WarehouseError: The statement is invalid.
+    """
+    with read_connection(wh) as conn:
+        try:
+            table = query_arrow(conn, sql, params)
+        except duckdb.InvalidInputException as exc:
+            if "read-only" in str(exc):
+                raise ReadOnlyError(
+                    "semwh sql is read-only: writes go through semwh commands "
+                    f"({str(exc).splitlines()[0]})"
+                ) from exc
+            raise WarehouseError(f"SQL error: {str(exc).splitlines()[0]}") from exc
+        except duckdb.Error as exc:
+            raise WarehouseError(f"SQL error: {str(exc).splitlines()[0]}") from exc
+    return QueryResult(table=table, sql=sql)

@@ -1,0 +1,59 @@
+"""Shared fixtures: real warehouses built by the migrations, and the sample image folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from semwh.config import load_settings
+from semwh.warehouse.layout import Warehouse, warehouse_from_settings
+from semwh.warehouse.migrate import init_warehouse
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO.parent / "shared" / "datasets" / "imagenet-200"
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Warehouse:
+    """An empty warehouse on a real DuckDB file, created by running the migrations."""
+    wh = warehouse_from_settings(load_settings(tmp_path / "wh"))
+    init_warehouse(wh)
+    return wh
+
+
+@pytest.fixture(scope="session")
+def samples_dir() -> Path:
+    """The 1000 ImageNet sample photos; tests that need them skip when the folder is absent."""
+    folder = Path(os.environ.get("SEMWH_SAMPLES", SAMPLES))
+    if not folder.is_dir():
+        pytest.skip(f"sample images not found at {folder} (set SEMWH_SAMPLES)")
+    return folder
+
+
+def semwh_bin() -> str:
+    """The installed `semwh` console script next to this interpreter."""
+    candidate = Path(sys.executable).with_name("semwh")
+    found = str(candidate) if candidate.exists() else shutil.which("semwh")
+    if not found:
+        pytest.fail("the semwh console script is not installed (pip install -e .)")
+    return found
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed CLI in a real subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(
+        [semwh_bin(), *args], capture_output=True, text=True, env=full_env, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"semwh {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
