@@ -1,0 +1,400 @@
+"""The one Parquet reader, writer and registrar of the warehouse.
+
+Every vector file has the columns ``space`` (string), ``wnid`` (string), ``image_id`` (int64,
+null for concept vectors) and ``vector`` (list<float32>), carries a schema version and its
+provenance in the Parquet key-value metadata, and is written atomically: rows go to a
+temporary file under ``tmp/`` that is renamed into ``vectors/`` only when complete. A file
+becomes visible to readers (and to the ``vectors`` SQL view) only once it is registered in
+``vector_files``, so a killed writer never leaves a half-written file behind a query.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from semwh import __version__
+from semwh.errors import DuplicateError, InputError, NotFoundError
+from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.models import Space, VectorFile
+
+SCHEMA_VERSION = 1
+METADATA_KEY = b"semwh"
+
+ARROW_SCHEMA = pa.schema(
+    [
+        pa.field("space", pa.string(), nullable=False),
+        pa.field("wnid", pa.string(), nullable=False),
+        pa.field("image_id", pa.int64(), nullable=True),
+        pa.field("vector", pa.list_(pa.float32()), nullable=False),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class VectorFileInfo:
+    """A complete Parquet file under the vectors root, not yet registered."""
+
+    relpath: str
+    n_rows: int
+    size_bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class SpaceVectors:
+    """Concept vectors of one space, rows in ``wnids`` order (sorted by wnid)."""
+
+    name: str
+    wnids: list[str]
+    matrix: np.ndarray  # float64, n x d
+
+    def subset(self, wnids: Sequence[str]) -> np.ndarray:
+        index = {w: i for i, w in enumerate(self.wnids)}
+        return self.matrix[[index[w] for w in wnids]]
+
+
+@dataclass(frozen=True)
+class ImageVectors:
+    """Per-image vectors of one layer space, rows ordered by image_id."""
+
+    space: str
+    image_ids: np.ndarray  # int64
+    wnids: list[str]
+    matrix: np.ndarray  # float32, n x d
+
+
+def _partition(key: str, value: str) -> str:
+    return f"{key}={quote(value, safe='')}"
+
+
+def space_relpath(name: str, content_sha256: str) -> str:
+    """Where a space's concept vectors live, Hive-style, one file per content version."""
+    folder = f"{_partition('kind', 'concepts')}/{_partition('space', name)}"
+    return f"{folder}/{content_sha256[:16]}.parquet"
+
+
+def image_shard_relpath(model: str, layer: str, run_id: int, shard_index: int) -> str:
+    """Where one shard of one layer's per-image vectors lives."""
+    return (
+        f"{_partition('kind', 'images')}/{_partition('model', model)}/"
+        f"{_partition('layer', layer)}/run={run_id}/shard-{shard_index:05d}.parquet"
+    )
+
+
+def _as_matrix(vectors: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+    matrix = np.asarray(vectors, dtype=np.float32)
+    if matrix.ndim != 2:
+        raise InputError(f"vectors must be a 2-D matrix, got shape {matrix.shape}")
+    return np.ascontiguousarray(matrix)
+
+
+def vector_table(
+    space: str,
+    wnids: Sequence[str],
+    vectors: np.ndarray,
+    image_ids: Sequence[int] | np.ndarray | None = None,
+) -> pa.Table:
+    """Build the Arrow table of a vector file."""
+    matrix = _as_matrix(vectors)
+    n, d = matrix.shape
+    if len(wnids) != n:
+        raise InputError(f"{len(wnids)} wnids for {n} vectors in space {space!r}")
+    flat = pa.array(matrix.reshape(-1), type=pa.float32())
+    offsets = pa.array(np.arange(0, (n + 1) * d, d, dtype=np.int32), type=pa.int32())
+    column = pa.ListArray.from_arrays(offsets, flat)
+    ids = (
+        pa.nulls(n, type=pa.int64())
+        if image_ids is None
+        else pa.array(np.asarray(image_ids, dtype=np.int64), type=pa.int64())
+    )
+    return pa.Table.from_arrays(
+        [
+            pa.array([space] * n, type=pa.string()),
+            pa.array(list(wnids), type=pa.string()),
+            ids,
+            column,
+        ],
+        schema=ARROW_SCHEMA,
+    )
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_vector_file(
+    wh: Warehouse,
+    relpath: str,
+    space: str,
+    wnids: Sequence[str],
+    vectors: np.ndarray,
+    image_ids: Sequence[int] | np.ndarray | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> VectorFileInfo:
+    """Write a vector file atomically (temporary file, fsync, rename); does not register it."""
+    table = vector_table(space, wnids, vectors, image_ids)
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "semwh_version": __version__,
+        "space": space,
+        **(metadata or {}),
+    }
+    table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, default=str)})
+    wh.tmp_root.mkdir(parents=True, exist_ok=True)
+    tmp = wh.tmp_root / f"{uuid.uuid4().hex}.parquet.tmp"
+    final = wh.vectors_root / relpath
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return VectorFileInfo(
+        relpath=relpath,
+        n_rows=table.num_rows,
+        size_bytes=final.stat().st_size,
+        sha256=_sha256_file(final),
+    )
+
+
+def register_vector_file(
+    session: Session,
+    info: VectorFileInfo,
+    kind: str,
+    *,
+    space_id: int | None = None,
+    layer_id: int | None = None,
+    run_id: int | None = None,
+    shard_index: int | None = None,
+) -> VectorFile:
+    """Add the file's row to ``vector_files`` in the caller's transaction."""
+    row = VectorFile(
+        path=info.relpath,
+        kind=kind,
+        space_id=space_id,
+        layer_id=layer_id,
+        run_id=run_id,
+        shard_index=shard_index,
+        n_rows=info.n_rows,
+        size_bytes=info.size_bytes,
+        sha256=info.sha256,
+        schema_version=SCHEMA_VERSION,
+    )
+    session.add(row)
+    return row
+
+
+def content_sha256(wnids: Sequence[str], matrix: np.ndarray) -> str:
+    """Hash of a space's content: its concept ids and float32 vectors, in order."""
+    digest = hashlib.sha256()
+    digest.update("\n".join(wnids).encode())
+    digest.update(np.ascontiguousarray(matrix, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def save_space(
+    wh: Warehouse,
+    name: str,
+    kind: str,
+    wnids: Sequence[str],
+    vectors: np.ndarray,
+    *,
+    model: str | None = None,
+    layer: str | None = None,
+    layer_id: int | None = None,
+    word_model_id: int | None = None,
+    source_id: int | None = None,
+    depth_index: int | None = None,
+    relative_depth: float | None = None,
+    replace: bool = False,
+    metadata: dict[str, Any] | None = None,
+) -> Space:
+    """Store the concept vectors of a space and register it, in one transaction.
+
+    Rows are sorted by wnid. The same content under the same name is a no-op; different
+    content under an existing name raises unless ``replace`` is true.
+
+    Raises:
+        InputError: Duplicate wnids or non-finite values.
+        DuplicateError: The name exists with other content and ``replace`` is false.
+    """
+    if "/" in name and kind != "layer":
+        raise InputError(f"space name {name!r}: '/' is reserved for MODEL/LAYER layer spaces")
+    matrix = _as_matrix(vectors)
+    order = sorted(range(len(wnids)), key=lambda i: wnids[i])
+    sorted_wnids = [wnids[i] for i in order]
+    for a, b in zip(sorted_wnids, sorted_wnids[1:], strict=False):
+        if a == b:
+            raise InputError(f"space {name!r}: concept {a} appears more than once")
+    matrix = matrix[order]
+    bad = ~np.isfinite(matrix).all(axis=1)
+    if bad.any():
+        names = ", ".join(np.asarray(sorted_wnids)[bad][:10])
+        raise InputError(f"space {name!r}: non-finite values in the vectors of {names}")
+    digest = content_sha256(sorted_wnids, matrix)
+    with wh.session() as session:
+        existing = session.scalar(select(Space).where(Space.name == name))
+        if existing is not None:
+            if existing.content_sha256 == digest:
+                return existing
+            if not replace:
+                raise DuplicateError(
+                    f"space {name!r} already exists with other vectors; pass replace=True "
+                    "(--replace) to store the new version"
+                )
+    relpath = space_relpath(name, digest)
+    info = write_vector_file(
+        wh,
+        relpath,
+        name,
+        sorted_wnids,
+        matrix,
+        metadata={"kind": kind, "model": model, "layer": layer, **(metadata or {})},
+    )
+    with wh.session() as session:
+        existing = session.scalar(select(Space).where(Space.name == name))
+        fields = dict(
+            kind=kind,
+            model=model,
+            layer=layer,
+            layer_id=layer_id,
+            word_model_id=word_model_id,
+            source_id=source_id,
+            depth_index=depth_index,
+            relative_depth=relative_depth,
+            dim=int(matrix.shape[1]),
+            n_concepts=int(matrix.shape[0]),
+            content_sha256=digest,
+        )
+        if existing is None:
+            space = Space(name=name, **fields)
+            session.add(space)
+            session.flush()
+        else:
+            space = existing
+            for key, value in fields.items():
+                setattr(space, key, value)
+            for old in session.scalars(
+                select(VectorFile).where(
+                    VectorFile.space_id == space.space_id, VectorFile.kind == "concepts"
+                )
+            ):
+                session.delete(old)
+            session.flush()
+        register_vector_file(session, info, "concepts", space_id=space.space_id, layer_id=layer_id)
+    return space
+
+
+def _read_files(wh: Warehouse, relpaths: Sequence[str]) -> pa.Table:
+    tables = []
+    for rel in relpaths:
+        path = wh.vectors_root / rel
+        if not path.exists():
+            raise NotFoundError(f"registered vector file {path} is missing from the warehouse")
+        tables.append(pq.read_table(path, schema=ARROW_SCHEMA))
+    return pa.concat_tables(tables) if tables else ARROW_SCHEMA.empty_table()
+
+
+def _matrix(column: pa.ChunkedArray, n: int) -> np.ndarray:
+    if n == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    values = pa.concat_arrays(column.chunks) if column.num_chunks != 1 else column.chunk(0)
+    flat = values.flatten().to_numpy(zero_copy_only=False)
+    return flat.reshape(n, -1)
+
+
+def get_space(session: Session, name: str) -> Space:
+    space = session.scalar(select(Space).where(Space.name == name))
+    if space is None:
+        known = session.scalars(select(Space.name).order_by(Space.name).limit(8)).all()
+        hint = f" (known spaces include: {', '.join(known)})" if known else " (no spaces yet)"
+        raise NotFoundError(f"unknown space {name!r}{hint}")
+    return space
+
+
+def load_space(wh: Warehouse, name: str) -> SpaceVectors:
+    """Concept vectors of a space as float64, rows sorted by wnid."""
+    with wh.session() as session:
+        space = get_space(session, name)
+        relpaths = session.scalars(
+            select(VectorFile.path).where(
+                VectorFile.space_id == space.space_id, VectorFile.kind == "concepts"
+            )
+        ).all()
+    table = _read_files(wh, relpaths).sort_by("wnid")
+    matrix = _matrix(table.column("vector"), table.num_rows).astype(np.float64)
+    return SpaceVectors(name=name, wnids=table.column("wnid").to_pylist(), matrix=matrix)
+
+
+def load_image_vectors(wh: Warehouse, space: str) -> ImageVectors:
+    """Per-image vectors of a layer space (all registered shards), ordered by image_id."""
+    with wh.session() as session:
+        row = get_space(session, space)
+        if row.layer_id is None:
+            raise InputError(f"space {space!r} is a {row.kind} space with no per-image vectors")
+        relpaths = session.scalars(
+            select(VectorFile.path)
+            .where(VectorFile.layer_id == row.layer_id, VectorFile.kind == "images")
+            .order_by(VectorFile.shard_index)
+        ).all()
+    table = _read_files(wh, relpaths).sort_by("image_id")
+    return ImageVectors(
+        space=space,
+        image_ids=table.column("image_id").to_numpy(),
+        wnids=table.column("wnid").to_pylist(),
+        matrix=_matrix(table.column("vector"), table.num_rows).astype(np.float32, copy=False),
+    )
+
+
+def list_spaces(wh: Warehouse, kind: str | None = None) -> list[Space]:
+    with wh.session() as session:
+        query = select(Space).order_by(Space.kind, Space.model, Space.depth_index, Space.name)
+        if kind is not None:
+            query = query.where(Space.kind == kind)
+        return list(session.scalars(query).all())
+
+
+def read_file_metadata(path: Path) -> dict[str, Any]:
+    """The semwh provenance stored in a vector file's Parquet metadata."""
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta.get(METADATA_KEY, b"{}"))
+
+
+def clean_tmp(wh: Warehouse) -> int:
+    """Remove temporary files left by killed writers; returns how many were removed."""
+    if not wh.tmp_root.exists():
+        return 0
+    removed = 0
+    for path in wh.tmp_root.glob("*.tmp"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def ensure_unique(values: Sequence[str], what: str, where: str) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise DuplicateError(f"{where}: {what} {value!r} appears more than once")
+        seen.add(value)
