@@ -15,7 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
-    Float,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -147,7 +147,7 @@ class Layer(Base):
     model_id: Mapped[int] = mapped_column(ForeignKey("vision_models.model_id"), nullable=False)
     module: Mapped[str] = mapped_column(String, nullable=False)
     depth_index: Mapped[int] = mapped_column(Integer, nullable=False)
-    relative_depth: Mapped[float] = mapped_column(Float, nullable=False)
+    relative_depth: Mapped[float] = mapped_column(Double, nullable=False)
     output_shape: Mapped[str] = mapped_column(String, nullable=False)  # JSON list, no batch
     pooling: Mapped[str] = mapped_column(String, nullable=False)
     dim: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -196,7 +196,7 @@ class Space(Base):
     word_model_id: Mapped[int | None] = mapped_column(ForeignKey("word_models.word_model_id"))
     source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.source_id"))
     depth_index: Mapped[int | None] = mapped_column(Integer)
-    relative_depth: Mapped[float | None] = mapped_column(Float)
+    relative_depth: Mapped[float | None] = mapped_column(Double)
     dim: Mapped[int] = mapped_column(Integer, nullable=False)
     n_concepts: Mapped[int] = mapped_column(Integer, nullable=False)
     content_sha256: Mapped[str | None] = mapped_column(String)
@@ -216,7 +216,7 @@ class ExtractionRun(Base):
     n_shards: Mapped[int] = mapped_column(Integer, nullable=False)
     status: Mapped[str] = mapped_column(String, nullable=False)  # running|done
     device: Mapped[str | None] = mapped_column(String)
-    images_per_s: Mapped[float | None] = mapped_column(Float)
+    images_per_s: Mapped[float | None] = mapped_column(Double)
     versions: Mapped[str | None] = mapped_column(Text)  # JSON
     started_at: Mapped[datetime] = _created()
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -230,7 +230,7 @@ class ExtractionShard(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("extraction_runs.run_id"), primary_key=True)
     shard_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     n_images: Mapped[int] = mapped_column(Integer, nullable=False)
-    seconds: Mapped[float | None] = mapped_column(Float)
+    seconds: Mapped[float | None] = mapped_column(Double)
     created_at: Mapped[datetime] = _created()
 
 
@@ -263,7 +263,7 @@ class Prediction(Base):
     rank: Mapped[int] = mapped_column(Integer, primary_key=True)
     wnid: Mapped[str] = mapped_column(String, nullable=False)
     class_index: Mapped[int] = mapped_column(Integer, nullable=False)
-    probability: Mapped[float] = mapped_column(Float, nullable=False)
+    probability: Mapped[float] = mapped_column(Double, nullable=False)
 
 
 class AnalysisRun(Base):
@@ -280,7 +280,7 @@ class AnalysisRun(Base):
     library_versions: Mapped[str] = mapped_column(Text, nullable=False)  # JSON
     input_hashes: Mapped[str] = mapped_column(Text, nullable=False)  # JSON
     device: Mapped[str | None] = mapped_column(String)
-    seconds: Mapped[float | None] = mapped_column(Float)
+    seconds: Mapped[float | None] = mapped_column(Double)
     started_at: Mapped[datetime] = _created()
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
 
@@ -293,14 +293,14 @@ class _ComparisonColumns:
     n_concepts: Mapped[int] = mapped_column(Integer, nullable=False)
     concepts_sha256: Mapped[str] = mapped_column(String, nullable=False)
     similarity: Mapped[str] = mapped_column(String, nullable=False)
-    p_value: Mapped[float | None] = mapped_column(Float)
-    p_fdr: Mapped[float | None] = mapped_column(Float)
+    p_value: Mapped[float | None] = mapped_column(Double)
+    p_fdr: Mapped[float | None] = mapped_column(Double)
     n_permutations: Mapped[int] = mapped_column(Integer, nullable=False)
     seed: Mapped[int | None] = mapped_column(BigInteger)
-    null_mean: Mapped[float | None] = mapped_column(Float)
-    null_q95: Mapped[float | None] = mapped_column(Float)
-    ci_low: Mapped[float | None] = mapped_column(Float)
-    ci_high: Mapped[float | None] = mapped_column(Float)
+    null_mean: Mapped[float | None] = mapped_column(Double)
+    null_q95: Mapped[float | None] = mapped_column(Double)
+    ci_low: Mapped[float | None] = mapped_column(Double)
+    ci_high: Mapped[float | None] = mapped_column(Double)
     created_at: Mapped[datetime] = _created()
 
 
@@ -325,7 +325,7 @@ class ResultRSA(_ComparisonColumns, Base):
         ForeignKey("analysis_runs.analysis_id"), nullable=False, index=True
     )
     method: Mapped[str] = mapped_column(String, nullable=False)  # spearman|pearson|kendall
-    rho: Mapped[float] = mapped_column(Float, nullable=False)
+    rho: Mapped[float] = mapped_column(Double, nullable=False)
 
 
 class Result2v2(_ComparisonColumns, Base):
@@ -350,7 +350,7 @@ class Result2v2(_ComparisonColumns, Base):
     )
     distance: Mapped[str] = mapped_column(String, nullable=False)  # pearson|cosine
     n_pairs: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    accuracy: Mapped[float] = mapped_column(Float, nullable=False)
+    accuracy: Mapped[float] = mapped_column(Double, nullable=False)
 
 
 class ResultRecovery(Base):
@@ -372,15 +372,15 @@ class ResultRecovery(Base):
     similarity: Mapped[str] = mapped_column(String, nullable=False)
     n_images: Mapped[int] = mapped_column(Integer, nullable=False)
     n_success: Mapped[int] = mapped_column(Integer, nullable=False)
-    accuracy: Mapped[float | None] = mapped_column(Float)  # success rate
-    p_value: Mapped[float | None] = mapped_column(Float)  # binomial, one-sided, vs 0.5
-    p_fdr: Mapped[float | None] = mapped_column(Float)
+    accuracy: Mapped[float | None] = mapped_column(Double)  # success rate
+    p_value: Mapped[float | None] = mapped_column(Double)  # binomial, one-sided, vs 0.5
+    p_fdr: Mapped[float | None] = mapped_column(Double)
     n_visual: Mapped[int] = mapped_column(Integer, nullable=False)
     n_visual_success: Mapped[int] = mapped_column(Integer, nullable=False)
-    visual_accuracy: Mapped[float | None] = mapped_column(Float)
-    visual_p_value: Mapped[float | None] = mapped_column(Float)
-    mean_rank_true: Mapped[float | None] = mapped_column(Float)  # 1 = best
-    median_rank_true: Mapped[float | None] = mapped_column(Float)
+    visual_accuracy: Mapped[float | None] = mapped_column(Double)
+    visual_p_value: Mapped[float | None] = mapped_column(Double)
+    mean_rank_true: Mapped[float | None] = mapped_column(Double)  # 1 = best
+    median_rank_true: Mapped[float | None] = mapped_column(Double)
     n_permutations: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     seed: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = _created()
@@ -398,8 +398,8 @@ class RecoveryImage(Base):
     true_wnid: Mapped[str] = mapped_column(String, nullable=False)
     predicted_wnid: Mapped[str] = mapped_column(String, nullable=False)
     success: Mapped[bool] = mapped_column(Boolean, nullable=False)
-    score_true: Mapped[float] = mapped_column(Float, nullable=False)
-    score_predicted: Mapped[float] = mapped_column(Float, nullable=False)
+    score_true: Mapped[float] = mapped_column(Double, nullable=False)
+    score_predicted: Mapped[float] = mapped_column(Double, nullable=False)
     visual_success: Mapped[bool | None] = mapped_column(Boolean)
     rank_true: Mapped[int] = mapped_column(Integer, nullable=False)
 
