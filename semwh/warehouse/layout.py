@@ -25,6 +25,16 @@ def is_busy_error(exc: BaseException) -> bool:
     return any(pattern in text for pattern in _LOCK_PATTERNS)
 
 
+def busy_message(path: object, exc: BaseException) -> str:
+    """The "warehouse busy" line: which file, and which process holds it when DuckDB says."""
+    pid = re.search(r"\(PID (\d+)\)", str(exc))
+    holder = f"another process (PID {pid.group(1)})" if pid else "another process"
+    return (
+        f"warehouse busy: {holder} has {path} open; wait for it to finish "
+        "(or close it) and run the command again"
+    )
+
+
 def describe_integrity_error(exc: IntegrityError) -> str:
     """One readable line out of a driver's constraint-violation message."""
     text = str(exc.orig) if exc.orig is not None else str(exc)
@@ -107,10 +117,9 @@ class Warehouse:
 def _translate_busy(context) -> None:  # type: ignore[no-untyped-def]
     exc = context.original_exception
     if is_busy_error(exc):
-        raise WarehouseBusyError(
-            "warehouse busy: another semwh process is writing to the registry; "
-            "wait for it to finish and run the command again"
-        ) from exc
+        engine = context.engine
+        path = engine.url.database if engine is not None else "the registry"
+        raise WarehouseBusyError(busy_message(path, exc)) from exc
 
 
 def warehouse_from_settings(settings: Settings) -> Warehouse:

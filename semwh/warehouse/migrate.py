@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from alembic.config import Config
 from alembic.ddl.impl import DefaultImpl
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 
 from semwh.errors import SchemaMismatchError, WarehouseError
 from semwh.warehouse.layout import Warehouse
@@ -54,47 +57,69 @@ def current_revision(wh: Warehouse) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def known_revisions() -> set[str]:
+    """Every revision id in the migration scripts this semwh ships."""
+    script = ScriptDirectory.from_config(_script_only_config())
+    return {rev.revision for rev in script.walk_revisions()}
+
+
+def _too_new(wh: Warehouse, current: str, head: str) -> SchemaMismatchError:
+    return SchemaMismatchError(
+        f"warehouse {wh.root} schema is at revision {current}, which this semwh does not know "
+        f"(it expects {head}): the warehouse was written by a newer semwh; upgrade semwh "
+        "or run `semwh db downgrade` with that newer version"
+    )
+
+
 def check_revision(wh: Warehouse) -> None:
     """Raise unless the warehouse schema is exactly at the code's head revision."""
     current = current_revision(wh)
     head = head_revision()
     if current == head:
         return
-    script = ScriptDirectory.from_config(_script_only_config())
-    known = {rev.revision for rev in script.walk_revisions()}
     if current is None:
         raise SchemaMismatchError(
             f"warehouse {wh.root} has no schema (revision none), semwh expects {head}: "
-            "run `semwh init` or `semwh db upgrade`"
+            f"run `semwh --warehouse {wh.root} init` or `semwh --warehouse {wh.root} db upgrade`"
         )
-    if current not in known:
-        raise SchemaMismatchError(
-            f"warehouse schema is at revision {current}, which this semwh does not know "
-            f"(it expects {head}): the warehouse was written by a newer semwh; upgrade semwh "
-            "or run `semwh db downgrade` with that newer version"
-        )
+    if current not in known_revisions():
+        raise _too_new(wh, current, head)
     raise SchemaMismatchError(
-        f"warehouse schema is at revision {current}, semwh expects {head}: run `semwh db upgrade`"
+        f"warehouse {wh.root} schema is at revision {current}, semwh expects {head}: "
+        f"run `semwh --warehouse {wh.root} db upgrade`"
     )
+
+
+@contextmanager
+def _migrating(wh: Warehouse) -> Iterator[None]:
+    """Refuse to migrate from a revision this code does not know; name Alembic's failures."""
+    if wh.exists():
+        current = current_revision(wh)
+        if current is not None and current not in known_revisions():
+            raise _too_new(wh, current, head_revision())
+    try:
+        yield
+    except CommandError as exc:
+        raise WarehouseError(f"cannot migrate warehouse {wh.root}: {exc}") from exc
 
 
 def upgrade(wh: Warehouse, revision: str = "head") -> str | None:
     wh.root.mkdir(parents=True, exist_ok=True)
     wh.vectors_root.mkdir(parents=True, exist_ok=True)
-    command.upgrade(alembic_config(wh), revision)
+    with _migrating(wh):
+        command.upgrade(alembic_config(wh), revision)
     return current_revision(wh)
 
 
 def downgrade(wh: Warehouse, revision: str) -> str | None:
-    known = {
-        rev.revision for rev in ScriptDirectory.from_config(_script_only_config()).walk_revisions()
-    }
+    known = known_revisions()
     if revision not in known and revision != "base" and not revision.startswith("-"):
         choices = ", ".join(sorted(known))
         raise WarehouseError(
             f"unknown revision {revision!r} (choose base, -1, or one of: {choices})"
         )
-    command.downgrade(alembic_config(wh), revision)
+    with _migrating(wh):
+        command.downgrade(alembic_config(wh), revision)
     return current_revision(wh)
 
 

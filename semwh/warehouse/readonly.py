@@ -11,7 +11,7 @@ import duckdb
 import pyarrow as pa
 
 from semwh.errors import ReadOnlyError, WarehouseBusyError, WarehouseError
-from semwh.warehouse.layout import Warehouse, is_busy_error
+from semwh.warehouse.layout import Warehouse, busy_message, is_busy_error
 from semwh.warehouse.views import create_vectors_view
 
 
@@ -60,10 +60,7 @@ def read_connection(wh: Warehouse) -> Iterator[duckdb.DuckDBPyConnection]:
         conn = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
         if is_busy_error(exc):
-            raise WarehouseBusyError(
-                f"warehouse busy: another process holds {path} for writing; try again when "
-                "it finishes"
-            ) from exc
+            raise WarehouseBusyError(busy_message(path, exc)) from exc
         raise WarehouseError(f"cannot open {path}: {exc}") from exc
     try:
         create_vectors_view(conn, wh.vectors_root)
