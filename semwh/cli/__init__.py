@@ -15,7 +15,8 @@ from semwh.errors import SemwhError
 
 app = typer.Typer(
     name="semwh",
-    help="semwh: a results warehouse for the emergence of semantics in vision networks.",
+    help="semwh: a results warehouse for the emergence of semantics in vision networks.\n\n"
+    "Example: semwh --warehouse ./wh init",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

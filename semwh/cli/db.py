@@ -7,7 +7,10 @@ import typer
 from semwh.cli.state import console, state
 from semwh.warehouse import migrate
 
-app = typer.Typer(help="Manage the registry schema (Alembic migrations).", no_args_is_help=True)
+app = typer.Typer(
+    help="Manage the registry schema (Alembic migrations).\n\nExample: semwh db current",
+    no_args_is_help=True,
+)
 
 
 def init(ctx: typer.Context) -> None:
