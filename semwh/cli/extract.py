@@ -1,0 +1,79 @@
+"""`semwh extract`: pooled activations of a vision model's layers for every image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from semwh.cli.state import console, err_console, state
+from semwh.extract import ExtractionPlan, run_extraction
+
+
+def _print_plan(plan: ExtractionPlan) -> None:
+    for line in plan.lines():
+        err_console.print(line, highlight=False, markup=False)
+
+
+def extract(
+    ctx: typer.Context,
+    model: str = typer.Argument(
+        ..., help="torchvision classification model or efficientnet_lite0."
+    ),
+    weights: str = typer.Option(
+        "default", "--weights", help="default (ImageNet), a torchvision member, or none (random)."
+    ),
+    weights_file: Path | None = typer.Option(
+        None, "--weights-file", help="Local state dict to load (offline clusters)."
+    ),
+    name: str | None = typer.Option(None, "--name", help="Registry model name."),
+    layers: str | None = typer.Option(
+        None, "--layers", help="Module paths (comma-separated), or 'all'. Default: design's list."
+    ),
+    pooling: str = typer.Option("avg", "--pooling", help="avg, flatten or srp:D for 4-D outputs."),
+    token_pooling: str = typer.Option("mean", "--token-pooling", help="mean or cls for tokens."),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per forward pass."),
+    shard_size: int = typer.Option(1000, "--shard-size", help="Images per resumable shard."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 (default: auto)."),
+    precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or fp16."),
+    shard: str | None = typer.Option(None, "--shard", help="i/n: run every n-th shard from i."),
+    num_workers: int | None = typer.Option(None, "--workers", help="Decoding workers."),
+    seed: int = typer.Option(0, "--seed", help="Seed of random weights and srp projections."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; run nothing."),
+    shard_pause: float = typer.Option(
+        0.0, "--shard-pause", help="Sleep seconds after each registered shard (lets readers in)."
+    ),
+) -> None:
+    """Run a model over the warehouse's images; store pooled layers, predictions and spaces.
+
+    Example: semwh extract efficientnet_lite0 --batch-size 128 --shard-size 500
+    """
+    wh = state(ctx).warehouse()
+    summary = run_extraction(
+        wh,
+        model,
+        weights=weights,
+        weights_file=weights_file,
+        name=name,
+        seed=seed,
+        layers=layers,
+        pooling=pooling,
+        token_pooling=token_pooling,
+        batch_size=batch_size,
+        shard_size=shard_size,
+        device=device,
+        precision=precision,
+        shard=shard,
+        num_workers=num_workers,
+        dry_run=dry_run,
+        progress=True,
+        on_plan=_print_plan,
+        shard_pause=shard_pause,
+    )
+    rate = f", {summary.images_per_s:.1f} images/s" if summary.images_per_s else ""
+    console.print(
+        f"{summary.model}: run {summary.run_id} {summary.status}; {summary.shards_done} shards "
+        f"({summary.images} images) extracted, {summary.shards_skipped} already done{rate}; "
+        f"{len(summary.spaces)} layer spaces",
+        highlight=False,
+    )

