@@ -1,0 +1,53 @@
+"""Orchestration: load spaces from the warehouse, run the statistics, store results.
+
+The statistics themselves are pure functions in :mod:`semwh.analyze`; this package decides
+which vectors they see, resolves and records seeds, finds results stored before, and writes
+every result with its provenance (parameters, seed, versions, input hashes) in one
+transaction.
+"""
+
+from semwh.runs.comparison import (
+    compare,
+    compare_spec,
+    plan_comparison,
+    run_comparison,
+    shared_concepts,
+)
+from semwh.runs.options import ComparisonOptions
+from semwh.runs.provenance import concepts_sha256, derive_seed, draw_seed, library_versions
+from semwh.runs.records import ComparisonSpec, ResultRecord
+from semwh.runs.recovery import (
+    RecoveryInputs,
+    RecoveryRecord,
+    recovery,
+    recovery_inputs,
+    recovery_table,
+    run_recovery_layer,
+)
+from semwh.runs.store import comparison_table, permutation_null
+from semwh.runs.sweep import SweepResult, sweep
+
+__all__ = [
+    "ComparisonOptions",
+    "ComparisonSpec",
+    "RecoveryInputs",
+    "RecoveryRecord",
+    "ResultRecord",
+    "SweepResult",
+    "compare",
+    "compare_spec",
+    "comparison_table",
+    "concepts_sha256",
+    "derive_seed",
+    "draw_seed",
+    "library_versions",
+    "permutation_null",
+    "plan_comparison",
+    "recovery",
+    "recovery_inputs",
+    "recovery_table",
+    "run_comparison",
+    "run_recovery_layer",
+    "shared_concepts",
+    "sweep",
+]

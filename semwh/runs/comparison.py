@@ -1,0 +1,270 @@
+"""RSA and 2 vs 2 between two stored spaces: plan, run (pure), store with provenance."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from semwh import analyze
+from semwh.errors import DegenerateInputError
+from semwh.runs import store
+from semwh.runs.options import ComparisonOptions
+from semwh.runs.provenance import concepts_sha256, draw_seed
+from semwh.runs.records import ComparisonSpec, ResultRecord
+from semwh.vectors import SpaceVectors, get_space, load_space
+from semwh.warehouse.layout import Warehouse
+
+MIN_CONCEPTS = 4
+
+
+def shared_concepts(a: SpaceVectors, b: SpaceVectors) -> list[str]:
+    """The concepts K both spaces have vectors for, sorted; at least four of them.
+
+    Raises:
+        DegenerateInputError: Fewer than four shared concepts.
+    """
+    shared = sorted(set(a.wnids) & set(b.wnids))
+    if len(shared) < MIN_CONCEPTS:
+        listed = ", ".join(shared) if shared else "none"
+        raise DegenerateInputError(
+            f"spaces {a.name!r} ({len(a.wnids)} concepts) and {b.name!r} ({len(b.wnids)} "
+            f"concepts) share {len(shared)} concepts ({listed}); a comparison needs at least "
+            f"{MIN_CONCEPTS}: check that both spaces use WordNet ids of the same concepts"
+        )
+    return shared
+
+
+def content_hashes(wh: Warehouse, *names: str) -> dict[str, str | None]:
+    """The registered content hash of each named space."""
+    with wh.session() as session:
+        return {name: get_space(session, name).content_sha256 for name in names}
+
+
+def plan_comparison(
+    a: SpaceVectors,
+    b: SpaceVectors,
+    options: ComparisonOptions,
+    input_hashes: dict[str, str | None],
+) -> ComparisonSpec:
+    """Restrict two loaded spaces to their shared concepts and bundle them with the options."""
+    wnids = shared_concepts(a, b)
+    return ComparisonSpec(
+        space_a=a.name,
+        space_b=b.name,
+        wnids=tuple(wnids),
+        a=a.subset(wnids),
+        b=b.subset(wnids),
+        options=options,
+        input_hashes=input_hashes,
+        concepts_sha256=concepts_sha256(wnids),
+    )
+
+
+def with_seed(spec: ComparisonSpec, seed: int | None) -> ComparisonSpec:
+    """The same comparison with ``seed`` (kept None when nothing random runs)."""
+    options = spec.options
+    resolved = seed if options.needs_seed else None
+    if resolved == options.seed:
+        return spec
+    return replace(spec, options=replace(options, seed=resolved))
+
+
+def run_comparison(spec: ComparisonSpec) -> ResultRecord:
+    """Compute one comparison from its spec alone (no warehouse access).
+
+    Raises:
+        DegenerateInputError: A constant or non-finite concept vector; the message names the
+            concepts and both spaces.
+    """
+    opts = spec.options
+    if opts.needs_seed and opts.seed is None:
+        raise ValueError("run_comparison needs a resolved seed; use with_seed() first")
+    start = time.perf_counter()
+    try:
+        numbers = _statistic(spec)
+    except DegenerateInputError as exc:
+        raise DegenerateInputError(
+            f"{opts.test} of space {spec.space_a!r} vs space {spec.space_b!r}: {exc}"
+        ) from exc
+    return ResultRecord(
+        spec=spec, seconds=time.perf_counter() - start, device=opts.device, **numbers
+    )
+
+
+def _statistic(spec: ComparisonSpec) -> dict[str, Any]:
+    """Call the pure statistics of :mod:`semwh.analyze` for one spec."""
+    opts = spec.options
+    rng = np.random.default_rng(opts.seed) if opts.seed is not None else None
+    if opts.test == "rsa":
+        result = analyze.rsa(
+            spec.a,
+            spec.b,
+            similarity=opts.similarity,
+            method=opts.metric,
+            permutations=opts.permutations,
+            rng=rng,
+            labels=list(spec.wnids),
+            device=opts.device,
+        )
+        numbers: dict[str, Any] = {"statistic": float(result.rho)}
+    else:
+        result = analyze.two_vs_two(
+            spec.a,
+            spec.b,
+            similarity=opts.similarity,
+            distance=opts.metric,
+            permutations=opts.permutations,
+            rng=rng,
+            labels=list(spec.wnids),
+            device=opts.device,
+        )
+        numbers = {"statistic": float(result.accuracy), "n_pairs": int(result.n_pairs)}
+    if opts.permutations > 0:
+        numbers["p_value"] = float(result.p_value)
+        numbers["null"] = np.asarray(result.null, dtype=np.float64)
+    if opts.bootstrap > 0:
+        low, high = analyze.bootstrap_ci(
+            spec.a,
+            spec.b,
+            test=opts.test,
+            similarity=opts.similarity,
+            metric=opts.metric,
+            n_resamples=opts.bootstrap,
+            rng=rng,
+        )
+        numbers["ci_low"], numbers["ci_high"] = float(low), float(high)
+    return numbers
+
+
+def find_stored(
+    session: Session, spec: ComparisonSpec, *, any_seed: bool
+) -> store.ComparisonRow | None:
+    """The newest stored row computed from the same inputs with the same options."""
+    for row, run in store.matching_rows(
+        session,
+        spec.space_a,
+        spec.space_b,
+        spec.concepts_sha256,
+        spec.options,
+        any_seed=any_seed,
+    ):
+        if store.is_same_analysis(row, run, spec.input_hashes, spec.options.bootstrap):
+            return row
+    return None
+
+
+def lookup(wh: Warehouse, spec: ComparisonSpec) -> store.ComparisonRow | None:
+    """A stored row for ``spec``; with no seed given, a row of any seed counts as the same."""
+    any_seed = spec.options.needs_seed and spec.options.seed is None
+    with wh.session() as session:
+        return find_stored(session, spec, any_seed=any_seed)
+
+
+def save_record(
+    wh: Warehouse, record: ResultRecord, replaces: store.ComparisonRow | None = None
+) -> store.ComparisonRow:
+    """Store a record in one transaction, deleting ``replaces`` and any row it collides with.
+
+    A row with the same spaces, concepts, options and seed but computed from other space
+    contents describes vectors that are no longer in the warehouse, so it is replaced too.
+    """
+    spec = record.spec
+    test = spec.options.test
+    with wh.session() as session:
+        doomed = {
+            row.result_id
+            for row, _run in store.matching_rows(
+                session,
+                spec.space_a,
+                spec.space_b,
+                spec.concepts_sha256,
+                spec.options,
+                any_seed=False,
+            )
+        }
+        if replaces is not None:
+            doomed.add(replaces.result_id)
+        for result_id in sorted(doomed):
+            row = store.get_comparison(session, test, result_id)
+            if row is not None:
+                store.delete_comparison(session, test, row)
+        return store.add_comparison(session, record)
+
+
+def compare(
+    wh: Warehouse,
+    space_a: str,
+    space_b: str,
+    test: str = "rsa",
+    *,
+    similarity: str = "pearson",
+    method: str = "spearman",
+    distance: str = "pearson",
+    permutations: int = 0,
+    seed: int | None = None,
+    bootstrap: int = 0,
+    device: str = "cpu",
+    force: bool = False,
+) -> store.ComparisonRow:
+    """Compare two stored spaces over their shared concepts and store the result.
+
+    An identical analysis already stored (same space contents, concepts, options, number of
+    permutations and seed; any seed when ``seed`` is None) is returned as it is, unless
+    ``force`` is true, which recomputes it and replaces the stored row.
+
+    Args:
+        wh: The warehouse.
+        space_a: First space (usually a layer ``MODEL/LAYER``).
+        space_b: Second space (usually a word space); permutations relabel its concepts.
+        test: ``rsa`` or ``2v2``.
+        similarity: Concept similarity: pearson, spearman or cosine.
+        method: RSA correlation of the upper triangles: spearman, pearson or kendall.
+        distance: 2 vs 2 row distance: pearson or cosine.
+        permutations: Size of the permutation null (0: no p-value).
+        seed: Seed of the permutations and bootstrap; None draws one and records it.
+        bootstrap: Bootstrap resamples of the concepts for a 95% interval (0: none).
+        device: ``cpu`` or ``cuda`` for the matrix work.
+        force: Recompute and replace an identical stored result.
+
+    Returns:
+        The stored ``results_rsa`` or ``results_2v2`` row.
+
+    Raises:
+        ConfigError: An unknown option value.
+        NotFoundError: An unknown space.
+        DegenerateInputError: Fewer than four shared concepts, or a constant or non-finite
+            concept vector (the message names the concepts and both spaces).
+    """
+    options = ComparisonOptions.make(
+        test,
+        similarity=similarity,
+        method=method,
+        distance=distance,
+        permutations=permutations,
+        seed=seed,
+        bootstrap=bootstrap,
+        device=device,
+    )
+    hashes = content_hashes(wh, space_a, space_b)
+    spec = plan_comparison(load_space(wh, space_a), load_space(wh, space_b), options, hashes)
+    return compare_spec(wh, spec, force=force)
+
+
+def compare_spec(
+    wh: Warehouse, spec: ComparisonSpec, *, force: bool = False, fallback_seed: int | None = None
+) -> store.ComparisonRow:
+    """Return the stored row for ``spec`` or run and store it.
+
+    ``fallback_seed`` is used when the spec has no seed and one is needed (a sweep passes a
+    seed derived from its own); otherwise a fresh seed is drawn.
+    """
+    found = lookup(wh, spec)
+    if found is not None and not force:
+        return found
+    if spec.options.needs_seed and spec.options.seed is None:
+        spec = with_seed(spec, fallback_seed if fallback_seed is not None else draw_seed())
+    return save_record(wh, run_comparison(spec), replaces=found)

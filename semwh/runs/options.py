@@ -1,0 +1,103 @@
+"""Option values of the analyses, checked before any data is loaded."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from semwh.errors import ConfigError
+
+TESTS = ("rsa", "2v2")
+SIMILARITIES = ("pearson", "spearman", "cosine")
+RSA_METHODS = ("spearman", "pearson", "kendall")
+DISTANCES = ("pearson", "cosine")
+DEVICES = ("cpu", "cuda")
+
+
+def check_choice(value: str, choices: Sequence[str], what: str) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise naming the valid ones."""
+    if value not in choices:
+        raise ConfigError(f"unknown {what} {value!r} (choose {', '.join(choices)})")
+    return value
+
+
+def check_count(value: int, what: str) -> int:
+    if value < 0:
+        raise ConfigError(f"{what} must be 0 or more, got {value}")
+    return int(value)
+
+
+def check_device(device: str) -> str:
+    """Accept ``cpu``, ``cuda`` and ``cuda:N``."""
+    base = device.split(":", 1)[0]
+    check_choice(base, DEVICES, "device")
+    return device
+
+
+@dataclass(frozen=True)
+class ComparisonOptions:
+    """Everything that selects a comparison's numbers, apart from the two spaces.
+
+    Attributes:
+        test: ``rsa`` or ``2v2``.
+        similarity: How concept similarity matrices are built.
+        method: RSA correlation of the two upper triangles (RSA only).
+        distance: Row distance of the 2 vs 2 test (2 vs 2 only).
+        permutations: Size of the permutation null (0: no p-value from permutations).
+        seed: Seed of the permutations and bootstrap; None draws one when needed.
+        bootstrap: Bootstrap resamples of the concepts for a 95% interval (0: none).
+        device: Where the matrices are computed; never changes which numbers are stored.
+    """
+
+    test: str
+    similarity: str = "pearson"
+    method: str | None = None
+    distance: str | None = None
+    permutations: int = 0
+    seed: int | None = None
+    bootstrap: int = 0
+    device: str = "cpu"
+
+    @classmethod
+    def make(
+        cls,
+        test: str,
+        *,
+        similarity: str = "pearson",
+        method: str = "spearman",
+        distance: str = "pearson",
+        permutations: int = 0,
+        seed: int | None = None,
+        bootstrap: int = 0,
+        device: str = "cpu",
+    ) -> ComparisonOptions:
+        """Validated options; the metric that does not apply to ``test`` is dropped."""
+        check_choice(test, TESTS, "test")
+        check_choice(similarity, SIMILARITIES, "similarity metric")
+        if test == "rsa":
+            check_choice(method, RSA_METHODS, "RSA method")
+        else:
+            check_choice(distance, DISTANCES, "2 vs 2 distance")
+        if seed is not None and seed < 0:
+            raise ConfigError(f"seed must be 0 or more, got {seed}")
+        return cls(
+            test=test,
+            similarity=similarity,
+            method=method if test == "rsa" else None,
+            distance=distance if test == "2v2" else None,
+            permutations=check_count(permutations, "permutations"),
+            seed=seed,
+            bootstrap=check_count(bootstrap, "bootstrap resamples"),
+            device=check_device(device),
+        )
+
+    @property
+    def metric(self) -> str:
+        """The test-specific metric: the RSA method or the 2 vs 2 distance."""
+        value = self.method if self.test == "rsa" else self.distance
+        assert value is not None
+        return value
+
+    @property
+    def needs_seed(self) -> bool:
+        return self.permutations > 0 or self.bootstrap > 0

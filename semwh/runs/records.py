@@ -1,0 +1,100 @@
+"""What flows between the pure analysis step and storage: specs in, records out.
+
+A :class:`ComparisonSpec` holds everything one comparison needs (the two spaces' vectors over
+their shared concepts and the options with a resolved seed); :func:`semwh.runs.comparison.
+run_comparison` turns it into a :class:`ResultRecord` without touching the warehouse, so any
+engine can fan the same function out and storage stays in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from semwh.runs.options import ComparisonOptions
+
+
+@dataclass(frozen=True)
+class ComparisonSpec:
+    """One comparison, ready to run.
+
+    Attributes:
+        space_a: Name of the first space (a layer, usually).
+        space_b: Name of the second space (a word space, usually); permutations relabel it.
+        wnids: The shared concepts K, sorted.
+        a: Vectors of ``space_a`` over ``wnids`` (n x d_a, float64).
+        b: Vectors of ``space_b`` over ``wnids`` (n x d_b, float64).
+        options: Validated options; ``seed`` is resolved when permutations or bootstrap need it.
+        input_hashes: Content hashes of the two spaces, by name.
+        concepts_sha256: Hash of ``wnids``.
+    """
+
+    space_a: str
+    space_b: str
+    wnids: tuple[str, ...]
+    a: np.ndarray
+    b: np.ndarray
+    options: ComparisonOptions
+    input_hashes: dict[str, str | None]
+    concepts_sha256: str
+
+    @property
+    def n_concepts(self) -> int:
+        return len(self.wnids)
+
+    def params(self) -> dict[str, Any]:
+        """The analysis parameters recorded (and hashed) in ``analysis_runs``."""
+        opts = self.options
+        params: dict[str, Any] = {
+            "test": opts.test,
+            "space_a": self.space_a,
+            "space_b": self.space_b,
+            "similarity": opts.similarity,
+            "permutations": opts.permutations,
+            "seed": opts.seed,
+            "bootstrap": opts.bootstrap,
+            "n_concepts": self.n_concepts,
+            "concepts_sha256": self.concepts_sha256,
+        }
+        params["method" if opts.test == "rsa" else "distance"] = opts.metric
+        return params
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    """The numbers of one comparison, before storage.
+
+    Attributes:
+        spec: The comparison that produced them (vectors included).
+        statistic: RSA rho or 2 vs 2 accuracy.
+        n_pairs: Number of concept pairs the 2 vs 2 test scored (None for RSA).
+        p_value: Permutation p-value (None without permutations).
+        null: The permutation null distribution (None without permutations).
+        ci_low: Lower end of the bootstrap interval (None without bootstrap).
+        ci_high: Upper end of the bootstrap interval.
+        seconds: Wall time of the computation.
+        device: Device the matrices were computed on.
+    """
+
+    spec: ComparisonSpec
+    statistic: float
+    n_pairs: int | None = None
+    p_value: float | None = None
+    null: np.ndarray | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    seconds: float = 0.0
+    device: str = "cpu"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def null_mean(self) -> float | None:
+        return None if self.null is None or not len(self.null) else float(np.mean(self.null))
+
+    @property
+    def null_q95(self) -> float | None:
+        if self.null is None or not len(self.null):
+            return None
+        return float(np.quantile(self.null, 0.95))

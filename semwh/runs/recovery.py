@@ -1,0 +1,379 @@
+"""1 vs 2 recovery per layer of a model: assemble inputs, run the pure test, store rows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, select
+
+from semwh import analyze
+from semwh.errors import DegenerateInputError, NotFoundError
+from semwh.runs import store
+from semwh.runs.provenance import concepts_sha256
+from semwh.vectors import SpaceVectors, get_space, load_image_vectors, load_space
+from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.models import (
+    AnalysisRun,
+    Prediction,
+    RecoveryImage,
+    ResultRecovery,
+    Space,
+    VectorFile,
+    VisionModel,
+)
+
+SIMILARITY = "pearson"
+
+
+@dataclass(frozen=True)
+class RecoveryInputs:
+    """Everything the pure recovery test needs for one layer.
+
+    Attributes:
+        space_a: The layer space ``MODEL/LAYER``.
+        space_b: The word space.
+        wnids: Concepts K with both images at this layer and word vectors, sorted.
+        image_ids: Images whose true class is in K, ordered by image_id.
+        image_wnids: Their true classes.
+        activations: Their pooled activations at the layer (n_images x d).
+        predicted: Top-1 prediction of each image ('' where none is stored).
+        words: Word vectors of K (len(K) x d_w), rows in ``wnids`` order.
+        input_hashes: Content hashes of the layer space, its image vector files, the word
+            space and the predictions used.
+    """
+
+    model: str
+    layer: str
+    space_a: str
+    space_b: str
+    wnids: list[str]
+    image_ids: np.ndarray
+    image_wnids: list[str]
+    activations: np.ndarray
+    predicted: list[str]
+    words: np.ndarray
+    input_hashes: dict[str, Any]
+
+    @property
+    def concepts_sha256(self) -> str:
+        return concepts_sha256(self.wnids)
+
+
+def recovery_layers(wh: Warehouse, model: str, layers: Sequence[str] | None) -> list[Space]:
+    """The layer spaces of ``model`` to test, in forward order.
+
+    Raises:
+        NotFoundError: Unknown model, a model without layer spaces, or unknown layers.
+    """
+    with wh.session() as session:
+        if session.scalar(select(VisionModel.model_id).where(VisionModel.name == model)) is None:
+            known = ", ".join(session.scalars(select(VisionModel.name)).all()) or "none"
+            raise NotFoundError(f"unknown vision model {model!r} (stored: {known})")
+        spaces = list(
+            session.scalars(
+                select(Space)
+                .where(Space.kind == "layer", Space.model == model)
+                .order_by(Space.depth_index, Space.name)
+            ).all()
+        )
+    if not spaces:
+        raise NotFoundError(
+            f"vision model {model!r} has no layer spaces: run `semwh extract` for it first"
+        )
+    if layers is None:
+        return spaces
+    by_layer = {s.layer: s for s in spaces}
+    missing = [name for name in layers if name not in by_layer]
+    if missing:
+        raise NotFoundError(
+            f"model {model!r} has no layer(s) {', '.join(missing)} "
+            f"(layers: {', '.join(str(s.layer) for s in spaces)})"
+        )
+    return [by_layer[name] for name in dict.fromkeys(layers)]
+
+
+def top1_predictions(wh: Warehouse, model: str) -> dict[int, str]:
+    """image_id -> top-1 predicted wnid of ``model``."""
+    with wh.session() as session:
+        rows = session.execute(
+            select(Prediction.image_id, Prediction.wnid).where(
+                Prediction.model == model, Prediction.rank == 1
+            )
+        ).all()
+    return {int(image_id): wnid for image_id, wnid in rows}
+
+
+def _sha256_lines(lines: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def recovery_inputs(
+    wh: Warehouse, layer: Space, word: SpaceVectors, predictions: dict[int, str]
+) -> RecoveryInputs:
+    """Assemble one layer's inputs: images of concepts with word vectors, their predictions.
+
+    Raises:
+        DegenerateInputError: Fewer than four concepts with both images and word vectors.
+    """
+    images = load_image_vectors(wh, layer.name)
+    in_words = set(word.wnids)
+    keep = np.array([w in in_words for w in images.wnids], dtype=bool)
+    wnids = sorted({w for w, k in zip(images.wnids, keep, strict=True) if k})
+    if len(wnids) < 4:
+        raise DegenerateInputError(
+            f"layer space {layer.name!r} and word space {word.name!r} share {len(wnids)} "
+            f"concepts with images ({', '.join(wnids) or 'none'}); recovery needs at least 4"
+        )
+    image_ids = images.image_ids[keep]
+    image_wnids = [w for w, k in zip(images.wnids, keep, strict=True) if k]
+    predicted = [predictions.get(int(i), "") for i in image_ids]
+    with wh.session() as session:
+        files = session.scalars(
+            select(VectorFile.sha256)
+            .where(VectorFile.layer_id == layer.layer_id, VectorFile.kind == "images")
+            .order_by(VectorFile.shard_index, VectorFile.path)
+        ).all()
+        word_hash = get_space(session, word.name).content_sha256
+    used = [f"{int(i)}:{p}" for i, p in zip(image_ids, predicted, strict=True)]
+    return RecoveryInputs(
+        model=str(layer.model),
+        layer=str(layer.layer),
+        space_a=layer.name,
+        space_b=word.name,
+        wnids=wnids,
+        image_ids=image_ids,
+        image_wnids=image_wnids,
+        activations=images.matrix[keep],
+        predicted=predicted,
+        words=word.subset(wnids),
+        input_hashes={
+            layer.name: layer.content_sha256,
+            "image_files": _sha256_lines(list(files)),
+            word.name: word_hash,
+            "predictions": _sha256_lines(used),
+        },
+    )
+
+
+@dataclass(frozen=True)
+class RecoveryRecord:
+    """The pure recovery test's outcome for one layer, before storage."""
+
+    inputs: RecoveryInputs
+    result: Any  # semwh.analyze recovery result: per-image outcomes and their summary
+    seconds: float
+
+
+def run_recovery_layer(inputs: RecoveryInputs) -> RecoveryRecord:
+    """Run the pure 1 vs 2 test on one layer's inputs (no warehouse access).
+
+    Raises:
+        DegenerateInputError: Degenerate activations or word vectors; the message names the
+            concepts and both spaces.
+    """
+    start = time.perf_counter()
+    try:
+        result = analyze.recovery(
+            inputs.activations,
+            inputs.image_wnids,
+            inputs.predicted,
+            inputs.words,
+            inputs.wnids,
+            space_a=inputs.space_a,
+            space_b=inputs.space_b,
+        )
+    except DegenerateInputError as exc:
+        raise DegenerateInputError(
+            f"recovery of layer space {inputs.space_a!r} with word space {inputs.space_b!r}: {exc}"
+        ) from exc
+    return RecoveryRecord(inputs=inputs, result=result, seconds=time.perf_counter() - start)
+
+
+def _stored(session: Any, inputs: RecoveryInputs) -> tuple[ResultRecovery | None, bool]:
+    """The stored row with this layer's key, and whether it came from the same inputs."""
+    found = session.execute(
+        select(ResultRecovery, AnalysisRun)
+        .join(AnalysisRun, AnalysisRun.analysis_id == ResultRecovery.analysis_id)
+        .where(
+            ResultRecovery.space_a == inputs.space_a,
+            ResultRecovery.space_b == inputs.space_b,
+            ResultRecovery.concepts_sha256 == inputs.concepts_sha256,
+            ResultRecovery.similarity == SIMILARITY,
+        )
+    ).first()
+    if found is None:
+        return None, False
+    row, run = found
+    hashes = json.loads(run.input_hashes).get(inputs.space_a)
+    return row, hashes == inputs.input_hashes
+
+
+def _opt(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _add_rows(session: Any, analysis_id: int, record: RecoveryRecord) -> ResultRecovery:
+    inputs, res = record.inputs, record.result
+    row = ResultRecovery(
+        analysis_id=analysis_id,
+        model=inputs.model,
+        layer=inputs.layer,
+        space_a=inputs.space_a,
+        space_b=inputs.space_b,
+        n_concepts=len(inputs.wnids),
+        concepts_sha256=inputs.concepts_sha256,
+        similarity=SIMILARITY,
+        n_images=int(res.n_images),
+        n_success=int(res.n_success),
+        accuracy=_opt(res.accuracy),
+        p_value=_opt(res.p_value),
+        n_visual=int(res.n_visual),
+        n_visual_success=int(res.n_visual_success),
+        visual_accuracy=_opt(res.visual_accuracy),
+        visual_p_value=_opt(res.visual_p_value),
+        mean_rank_true=_opt(res.mean_rank_true),
+        median_rank_true=_opt(res.median_rank_true),
+        n_permutations=0,
+        seed=None,
+    )
+    session.add(row)
+    session.flush()
+    for image in res.images:
+        index = int(image.index)
+        visual = image.visual_success
+        session.add(
+            RecoveryImage(
+                result_id=row.result_id,
+                image_id=int(inputs.image_ids[index]),
+                true_wnid=inputs.image_wnids[index],
+                predicted_wnid=inputs.predicted[index],
+                success=bool(image.success),
+                score_true=float(image.score_true),
+                score_predicted=float(image.score_predicted),
+                visual_success=None if visual is None else bool(visual),
+                rank_true=int(image.rank_true),
+            )
+        )
+    return row
+
+
+def recovery(
+    wh: Warehouse,
+    model: str,
+    word_space: str,
+    *,
+    layers: Sequence[str] | None = None,
+    force: bool = False,
+) -> list[ResultRecovery]:
+    """1 vs 2 recovery of misclassified images' true class at each layer of ``model``.
+
+    For every layer space ``MODEL/LAYER`` (or the given ``layers``), takes the images whose
+    stored top-1 prediction differs from their concept, both concepts having word vectors in
+    ``word_space``, runs :func:`semwh.analyze.recovery` on their pooled activations and stores
+    one ``results_recovery`` row per layer and one ``recovery_images`` row per image.
+    Benjamini-Hochberg FDR across the layers of this call goes into ``p_fdr``. A layer
+    already stored from the same inputs is reused unless ``force``.
+
+    Returns:
+        The stored rows, in layer order.
+
+    Raises:
+        NotFoundError: Unknown model, word space or layers; no stored predictions.
+        DegenerateInputError: Fewer than four usable concepts or degenerate vectors.
+    """
+    spaces = recovery_layers(wh, model, layers)
+    word = load_space(wh, word_space)
+    predictions = top1_predictions(wh, model)
+    if not predictions:
+        raise NotFoundError(
+            f"no predictions stored for vision model {model!r}: run `semwh extract` for it "
+            "(it stores each image's top predictions)"
+        )
+    start = time.perf_counter()
+    slots: list[ResultRecovery | RecoveryRecord] = []
+    replaced: list[int] = []
+    for space in spaces:
+        inputs = recovery_inputs(wh, space, word, predictions)
+        with wh.session() as session:
+            row, same = _stored(session, inputs)
+        if row is not None and same and not force:
+            slots.append(row)
+            continue
+        if row is not None:
+            replaced.append(row.result_id)
+        slots.append(run_recovery_layer(inputs))
+
+    if replaced:
+        # DuckDB checks foreign keys against committed data only: the images of a replaced
+        # row must be gone in an earlier transaction before the row itself can be deleted.
+        with wh.session() as session:
+            session.execute(delete(RecoveryImage).where(RecoveryImage.result_id.in_(replaced)))
+    computed = [s for s in slots if isinstance(s, RecoveryRecord)]
+    with wh.session() as session:
+        if replaced:
+            session.execute(delete(ResultRecovery).where(ResultRecovery.result_id.in_(replaced)))
+        rows: list[ResultRecovery] = []
+        if computed:
+            run = store.add_analysis_run(
+                session,
+                "recovery",
+                {
+                    "model": model,
+                    "word_space": word_space,
+                    "layers": [s.inputs.layer for s in computed],
+                    "similarity": SIMILARITY,
+                },
+                seed=None,
+                input_hashes={s.inputs.space_a: s.inputs.input_hashes for s in computed},
+                device="cpu",
+                seconds=time.perf_counter() - start,
+            )
+        for slot in slots:
+            if isinstance(slot, RecoveryRecord):
+                rows.append(_add_rows(session, run.analysis_id, slot))
+            else:
+                rows.append(session.get(ResultRecovery, slot.result_id) or slot)
+        tested = [row for row in rows if row.p_value is not None]
+        adjusted = analyze.fdr([row.p_value for row in tested]) if tested else []
+        for row, p_fdr in zip(tested, adjusted, strict=True):
+            row.p_fdr = float(p_fdr)
+        session.flush()
+    return rows
+
+
+RECOVERY_COLUMNS = (
+    "result_id",
+    "analysis_id",
+    "model",
+    "layer",
+    "space_b",
+    "n_concepts",
+    "n_images",
+    "n_success",
+    "accuracy",
+    "p_value",
+    "p_fdr",
+    "n_visual",
+    "visual_accuracy",
+    "visual_p_value",
+    "mean_rank_true",
+    "median_rank_true",
+)
+
+
+def recovery_table(rows: Sequence[ResultRecovery]) -> Any:
+    """Stored recovery rows as an Arrow table."""
+    import pyarrow as pa
+
+    return pa.Table.from_pylist(
+        [{name: getattr(row, name) for name in RECOVERY_COLUMNS} for row in rows]
+    )

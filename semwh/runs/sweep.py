@@ -1,0 +1,300 @@
+"""A sweep: every layer of some models against some word spaces, with one FDR family."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import select
+
+from semwh import analyze
+from semwh.errors import ConfigError, NotFoundError
+from semwh.runs import store
+from semwh.runs.comparison import (
+    lookup,
+    plan_comparison,
+    run_comparison,
+    save_record,
+    with_seed,
+)
+from semwh.runs.options import TESTS, ComparisonOptions, check_choice
+from semwh.runs.provenance import derive_seed, draw_seed
+from semwh.runs.records import ComparisonSpec, ResultRecord
+from semwh.runs.recovery import recovery as run_recovery
+from semwh.vectors import SpaceVectors, load_space
+from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.models import ResultRecovery, Space, VisionModel
+
+RANDOM_SUFFIX = "-random"
+
+#: An engine maps the pure per-comparison function over specs (builtin ``map`` runs locally).
+Engine = Callable[
+    [Callable[[ComparisonSpec], ResultRecord], Iterable[ComparisonSpec]], Iterable[ResultRecord]
+]
+
+
+@dataclass
+class SweepResult:
+    """What a sweep stored.
+
+    Attributes:
+        analysis_id: The ``analysis_runs`` row of kind ``sweep``.
+        seed: The sweep seed every comparison's seed was derived from (None: nothing random).
+        rows: One stored RSA / 2 vs 2 row per comparison, with this sweep's ``p_fdr``.
+        recovery: Stored recovery rows, when recovery was asked for.
+        computed: How many comparisons were computed (the rest were found stored).
+    """
+
+    analysis_id: int
+    seed: int | None
+    rows: list[store.ComparisonRow] = field(default_factory=list)
+    recovery: list[ResultRecovery] = field(default_factory=list)
+    computed: int = 0
+
+
+def sweep_models(wh: Warehouse, models: Sequence[str], include_random: bool) -> list[str]:
+    """The chosen vision models, each followed by its ``-random`` control when stored."""
+    with wh.session() as session:
+        known = set(session.scalars(select(VisionModel.name)).all())
+    missing = [m for m in models if m not in known]
+    if missing:
+        hint = ", ".join(sorted(known)) if known else "none; run `semwh extract` first"
+        raise NotFoundError(f"unknown vision model(s) {', '.join(missing)} (stored: {hint})")
+    chosen: list[str] = []
+    for model in models:
+        for name in (model, f"{model}{RANDOM_SUFFIX}"):
+            if name not in chosen and (name == model or (include_random and name in known)):
+                chosen.append(name)
+    return chosen
+
+
+def layer_spaces(wh: Warehouse, model: str) -> list[Space]:
+    """Layer spaces of ``model`` in forward order."""
+    with wh.session() as session:
+        return list(
+            session.scalars(
+                select(Space)
+                .where(Space.kind == "layer", Space.model == model)
+                .order_by(Space.depth_index, Space.name)
+            ).all()
+        )
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
+
+def _specs(
+    wh: Warehouse,
+    layers: Sequence[Space],
+    words: dict[str, SpaceVectors],
+    hashes: dict[str, str | None],
+    options: Sequence[ComparisonOptions],
+) -> Iterator[ComparisonSpec]:
+    """Specs in sweep order, loading each layer space once."""
+    for layer in layers:
+        a = load_space(wh, layer.name)
+        for word_name, b in words.items():
+            for opts in options:
+                yield plan_comparison(
+                    a, b, opts, {layer.name: hashes[layer.name], word_name: hashes[word_name]}
+                )
+
+
+def sweep(
+    wh: Warehouse,
+    models: Sequence[str],
+    word_spaces: Sequence[str],
+    *,
+    tests: Sequence[str] = ("2v2", "rsa"),
+    permutations: int = 1000,
+    seed: int | None = None,
+    similarity: str = "pearson",
+    method: str = "spearman",
+    distance: str = "pearson",
+    device: str = "cpu",
+    include_random: bool = True,
+    recovery: bool = False,
+    force: bool = False,
+    progress: bool = False,
+    engine: Engine = map,
+) -> SweepResult:
+    """Compare every layer space of ``models`` with every word space and store the results.
+
+    Each comparison's seed is derived from the sweep seed and the comparison's identity
+    (:func:`semwh.runs.provenance.derive_seed`), so the numbers do not depend on the order or
+    the engine that ran them. Comparisons already stored are reused (with no ``seed`` given,
+    a stored row of any seed counts) unless ``force``. Benjamini-Hochberg FDR over all p-values
+    of the sweep is written into ``p_fdr`` of its rows, and a ``sweep`` analysis run records
+    the member result ids.
+
+    Args:
+        wh: The warehouse.
+        models: Vision model names; their ``-random`` controls join when ``include_random``.
+        word_spaces: Word (or external) space names.
+        tests: Any of ``2v2`` and ``rsa``.
+        permutations: Size of each permutation null.
+        seed: Sweep seed; None draws one and records it.
+        similarity: Concept similarity for both tests.
+        method: RSA correlation of the upper triangles.
+        distance: 2 vs 2 row distance.
+        device: ``cpu`` or ``cuda``.
+        include_random: Also sweep ``MODEL-random`` models when they are stored.
+        recovery: Also run 1 vs 2 recovery for each chosen model and word space.
+        force: Recompute and replace stored comparisons.
+        progress: Show a progress bar on stderr.
+        engine: Maps :func:`run_comparison` over specs (``map`` runs them here, in order).
+
+    Raises:
+        ConfigError: Unknown option values or no tests.
+        NotFoundError: Unknown models or spaces, or a model without layer spaces.
+        DegenerateInputError: A degenerate comparison (names the concepts and spaces).
+    """
+    if not tests:
+        raise ConfigError(f"a sweep needs at least one test (choose {', '.join(TESTS)})")
+    options = [
+        ComparisonOptions.make(
+            check_choice(test, TESTS, "test"),
+            similarity=similarity,
+            method=method,
+            distance=distance,
+            permutations=permutations,
+            seed=None,
+            device=device,
+        )
+        for test in dict.fromkeys(tests)
+    ]
+    needs_seed = any(o.needs_seed for o in options)
+    sweep_seed = seed if seed is not None else (draw_seed() if needs_seed else None)
+    chosen = sweep_models(wh, models, include_random)
+    layers: list[Space] = []
+    for model in chosen:
+        found = layer_spaces(wh, model)
+        if not found:
+            raise NotFoundError(
+                f"vision model {model!r} has no layer spaces: run `semwh extract` for it first"
+            )
+        layers.extend(found)
+    words = {name: load_space(wh, name) for name in dict.fromkeys(word_spaces)}
+    if not words:
+        raise ConfigError("a sweep needs at least one word space (--words)")
+    hashes = {row.name: row.content_sha256 for row in layers}
+    with wh.session() as session:
+        for name in words:
+            hashes[name] = session.scalar(select(Space.content_sha256).where(Space.name == name))
+
+    start = time.perf_counter()
+    total = len(layers) * len(words) * len(options)
+
+    def seeded(spec: ComparisonSpec) -> ComparisonSpec:
+        if sweep_seed is None or not spec.options.needs_seed:
+            return spec
+        return with_seed(
+            spec, derive_seed(sweep_seed, spec.options.test, spec.space_a, spec.space_b)
+        )
+
+    rows: list[store.ComparisonRow] = []
+    computed = 0
+    bar = _progress() if progress else None
+    task = bar.add_task("sweep", total=total) if bar is not None else None
+    if bar is not None:
+        bar.start()
+    try:
+        pending: list[tuple[int, ComparisonSpec, store.ComparisonRow | None]] = []
+        for spec in _specs(wh, layers, words, hashes, options):
+            # With an explicit sweep seed only rows of the derived seed are the same analysis;
+            # without one, any stored seed is.
+            probe = seeded(spec) if seed is not None else spec
+            found = lookup(wh, probe)
+            rows.append(found)  # type: ignore[arg-type]
+            if found is None or force:
+                pending.append((len(rows) - 1, seeded(spec), found))
+            elif bar is not None and task is not None:
+                bar.advance(task)
+        specs = [spec for _, spec, _ in pending]
+        for (index, _spec, old), record in zip(pending, engine(run_comparison, specs), strict=True):
+            rows[index] = save_record(wh, record, replaces=old)
+            computed += 1
+            if bar is not None and task is not None:
+                bar.advance(task)
+    finally:
+        if bar is not None:
+            bar.stop()
+
+    recovered: list[ResultRecovery] = []
+    if recovery:
+        for model in models:
+            for word in words:
+                recovered.extend(run_recovery(wh, model, word, force=force))
+
+    members = _apply_fdr(wh, rows)
+    params: dict[str, Any] = {
+        "models": list(models),
+        "swept_models": chosen,
+        "word_spaces": list(words),
+        "tests": [o.test for o in options],
+        "similarity": similarity,
+        "method": method,
+        "distance": distance,
+        "permutations": permutations,
+        "seed": sweep_seed,
+        "include_random": include_random,
+        "recovery": recovery,
+    }
+    identity = dict(params)
+    params["members"] = members
+    params["recovery_members"] = [r.result_id for r in recovered]
+    with wh.session() as session:
+        run = store.add_analysis_run(
+            session,
+            "sweep",
+            params,
+            seed=sweep_seed,
+            input_hashes=hashes,
+            device=device,
+            seconds=time.perf_counter() - start,
+            identity=identity,
+        )
+    return SweepResult(
+        analysis_id=run.analysis_id,
+        seed=sweep_seed,
+        rows=_reload(wh, rows),
+        recovery=recovered,
+        computed=computed,
+    )
+
+
+def _apply_fdr(wh: Warehouse, rows: Sequence[store.ComparisonRow]) -> list[dict[str, Any]]:
+    """Benjamini-Hochberg over every p-value of the sweep, written into the rows' ``p_fdr``."""
+    tested = [row for row in rows if row.p_value is not None]
+    adjusted = [float(v) for v in analyze.fdr([row.p_value for row in tested])] if tested else []
+    by_key = {
+        (store.test_of(row), row.result_id): p for row, p in zip(tested, adjusted, strict=True)
+    }
+    members = []
+    with wh.session() as session:
+        for row in rows:
+            test = store.test_of(row)
+            p_fdr = by_key.get((test, row.result_id))
+            store.set_p_fdr(session, test, row.result_id, p_fdr)
+            members.append(
+                {"test": test, "result_id": row.result_id, "p_value": row.p_value, "p_fdr": p_fdr}
+            )
+    return members
+
+
+def _reload(wh: Warehouse, rows: Sequence[store.ComparisonRow]) -> list[store.ComparisonRow]:
+    with wh.session() as session:
+        fresh = [store.get_comparison(session, store.test_of(r), r.result_id) for r in rows]
+    return [row for row in fresh if row is not None]
