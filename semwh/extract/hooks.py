@@ -114,7 +114,9 @@ def srp_matrix(in_dim: int, out_dim: int, seed: int) -> torch.Tensor:
     signs = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=row.size)
     values = signs * np.float32(math.sqrt(s / out_dim))
     index = torch.from_numpy(np.stack([row, col]))
-    return torch.sparse_coo_tensor(index, torch.from_numpy(values), (out_dim, in_dim)).coalesce()
+    return torch.sparse_coo_tensor(
+        index, torch.from_numpy(values), (out_dim, in_dim), check_invariants=False
+    ).coalesce()
 
 
 def layer_seed(seed: int, layer: str) -> int:

@@ -107,7 +107,7 @@ def _default_layers(arch: str, model: nn.Module) -> tuple[list[str], list[str], 
         return ["maxpool2", *mixed, "avgpool", "fc"], _blocks(model), "fc"
     if arch == EFFICIENTNET_LITE0:
         blocks = [f"blocks.{i}" for i in range(len(model.blocks))]  # type: ignore[arg-type]
-        return ["stem", *blocks, "head", "fc"], _blocks(model), "fc"
+        return ["stem", *blocks, "head", "fc"], ["stem", *blocks, "head", "avgpool", "fc"], "fc"
     blocks = _blocks(model)
     logits = blocks[-1]
     return blocks, blocks, logits
@@ -117,7 +117,7 @@ def state_dict_sha256(module: nn.Module) -> str:
     """Hash of a module's parameters and buffers (names, shapes and bytes, in order)."""
     digest = hashlib.sha256()
     for name, tensor in module.state_dict().items():
-        t = tensor.detach().cpu().contiguous()
+        t = tensor.detach().cpu().contiguous().reshape(-1)
         digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
         digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
@@ -147,7 +147,12 @@ def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    result = module.load_state_dict(state, strict=False)
+    try:
+        result = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise InputError(
+            f"weights {source} do not fit the architecture: {str(exc).splitlines()[-1].strip()}"
+        ) from exc
     if result.missing_keys or result.unexpected_keys:
         raise InputError(
             f"weights {source} do not fit the architecture: missing "
