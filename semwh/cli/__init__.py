@@ -8,7 +8,7 @@ import traceback
 import typer
 
 from semwh import __version__
-from semwh.cli import db, extract, sql
+from semwh.cli import analyze, db, extract, sql
 from semwh.cli.state import CliState, err_console
 from semwh.config import ENV_DB, ENV_WAREHOUSE, load_settings
 from semwh.errors import SemwhError
@@ -49,6 +49,7 @@ def _global(
 
 app.command("init")(db.init)
 app.add_typer(db.app, name="db")
+app.add_typer(analyze.app, name="analyze")
 app.command("sql")(sql.sql)
 app.command("extract")(extract.extract)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from sqlalchemy import delete, select
 
 from semwh import analyze
@@ -350,30 +351,31 @@ def recovery(
     return rows
 
 
-RECOVERY_COLUMNS = (
-    "result_id",
-    "analysis_id",
-    "model",
-    "layer",
-    "space_b",
-    "n_concepts",
-    "n_images",
-    "n_success",
-    "accuracy",
-    "p_value",
-    "p_fdr",
-    "n_visual",
-    "visual_accuracy",
-    "visual_p_value",
-    "mean_rank_true",
-    "median_rank_true",
+RECOVERY_SCHEMA = pa.schema(
+    [
+        ("result_id", pa.int64()),
+        ("analysis_id", pa.int64()),
+        ("model", pa.string()),
+        ("layer", pa.string()),
+        ("space_b", pa.string()),
+        ("n_concepts", pa.int64()),
+        ("n_images", pa.int64()),
+        ("n_success", pa.int64()),
+        ("accuracy", pa.float64()),
+        ("p_value", pa.float64()),
+        ("p_fdr", pa.float64()),
+        ("n_visual", pa.int64()),
+        ("visual_accuracy", pa.float64()),
+        ("visual_p_value", pa.float64()),
+        ("mean_rank_true", pa.float64()),
+        ("median_rank_true", pa.float64()),
+    ]
 )
 
 
-def recovery_table(rows: Sequence[ResultRecovery]) -> Any:
+def recovery_table(rows: Sequence[ResultRecovery]) -> pa.Table:
     """Stored recovery rows as an Arrow table."""
-    import pyarrow as pa
-
     return pa.Table.from_pylist(
-        [{name: getattr(row, name) for name in RECOVERY_COLUMNS} for row in rows]
+        [{name: getattr(row, name) for name in RECOVERY_SCHEMA.names} for row in rows],
+        schema=RECOVERY_SCHEMA,
     )

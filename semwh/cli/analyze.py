@@ -1,0 +1,159 @@
+"""`semwh analyze rsa|2v2|recovery|sweep`: run analyses and print the stored rows."""
+
+from __future__ import annotations
+
+import typer
+
+from semwh import runs
+from semwh.cli.printing import print_table
+from semwh.cli.state import err_console, state
+
+app = typer.Typer(
+    help="Compare spaces (RSA, 2 vs 2), test recovery (1 vs 2), sweep models and word spaces.",
+    no_args_is_help=True,
+)
+
+_PERMUTATIONS = typer.Option(0, "--permutations", "-n", help="Permutations for the p-value.")
+_SEED = typer.Option(None, "--seed", help="Seed of permutations and bootstrap (default: drawn).")
+_SIMILARITY = typer.Option(
+    "pearson", "--similarity", help="Concept similarity: pearson, spearman or cosine."
+)
+_BOOTSTRAP = typer.Option(0, "--bootstrap", help="Bootstrap resamples for a 95% interval.")
+_DEVICE = typer.Option("cpu", "--device", help="cpu or cuda.")
+_FORCE = typer.Option(False, "--force", help="Recompute and replace a stored identical result.")
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@app.command("rsa")
+def rsa(
+    ctx: typer.Context,
+    a: str = typer.Option(..., "--a", help="First space (e.g. a layer MODEL/LAYER)."),
+    b: str = typer.Option(..., "--b", help="Second space (e.g. a word space)."),
+    permutations: int = _PERMUTATIONS,
+    seed: int | None = _SEED,
+    similarity: str = _SIMILARITY,
+    method: str = typer.Option(
+        "spearman", "--method", help="Correlation of the triangles: spearman, pearson, kendall."
+    ),
+    bootstrap: int = _BOOTSTRAP,
+    device: str = _DEVICE,
+    force: bool = _FORCE,
+) -> None:
+    """RSA between two spaces over their shared concepts; stores and prints the result.
+
+    Example: semwh analyze rsa --a efficientnet_lite0/blocks.15 --b glove-6b-50d -n 1000 --seed 1
+    """
+    row = runs.compare(
+        state(ctx).warehouse(),
+        a,
+        b,
+        "rsa",
+        similarity=similarity,
+        method=method,
+        permutations=permutations,
+        seed=seed,
+        bootstrap=bootstrap,
+        device=device,
+        force=force,
+    )
+    print_table(runs.comparison_table([row]), title="results_rsa")
+
+
+@app.command("2v2")
+def two_vs_two(
+    ctx: typer.Context,
+    a: str = typer.Option(..., "--a", help="First space (e.g. a layer MODEL/LAYER)."),
+    b: str = typer.Option(..., "--b", help="Second space (e.g. a word space)."),
+    permutations: int = _PERMUTATIONS,
+    seed: int | None = _SEED,
+    similarity: str = _SIMILARITY,
+    distance: str = typer.Option("pearson", "--distance", help="Row distance: pearson, cosine."),
+    bootstrap: int = _BOOTSTRAP,
+    device: str = _DEVICE,
+    force: bool = _FORCE,
+) -> None:
+    """2 vs 2 test between two spaces over their shared concepts; stores and prints it.
+
+    Example: semwh analyze 2v2 --a efficientnet_lite0/blocks.15 --b glove-6b-50d -n 1000
+    """
+    row = runs.compare(
+        state(ctx).warehouse(),
+        a,
+        b,
+        "2v2",
+        similarity=similarity,
+        distance=distance,
+        permutations=permutations,
+        seed=seed,
+        bootstrap=bootstrap,
+        device=device,
+        force=force,
+    )
+    print_table(runs.comparison_table([row]), title="results_2v2")
+
+
+@app.command("recovery")
+def recovery(
+    ctx: typer.Context,
+    model: str = typer.Option(..., "--model", help="Vision model with stored predictions."),
+    words: str = typer.Option(..., "--words", help="Word space."),
+    layers: str | None = typer.Option(
+        None, "--layers", help="Comma-separated layers (default: every layer space)."
+    ),
+    force: bool = _FORCE,
+) -> None:
+    """1 vs 2 recovery of misclassified images' true class at each layer of a model.
+
+    Example: semwh analyze recovery --model efficientnet_lite0 --words glove-6b-50d
+    """
+    rows = runs.recovery(
+        state(ctx).warehouse(),
+        model,
+        words,
+        layers=_split(layers) if layers else None,
+        force=force,
+    )
+    print_table(runs.recovery_table(rows), title="results_recovery")
+
+
+@app.command("sweep")
+def sweep(
+    ctx: typer.Context,
+    models: str = typer.Option(..., "--models", help="Comma-separated vision models."),
+    words: str = typer.Option(..., "--words", help="Comma-separated word spaces."),
+    tests: str = typer.Option("2v2,rsa", "--tests", help="Comma-separated tests: 2v2, rsa."),
+    permutations: int = typer.Option(1000, "--permutations", "-n", help="Permutations each."),
+    seed: int | None = _SEED,
+    no_random: bool = typer.Option(False, "--no-random", help="Skip MODEL-random controls."),
+    with_recovery: bool = typer.Option(False, "--recovery", help="Also run 1 vs 2 recovery."),
+    device: str = _DEVICE,
+    force: bool = _FORCE,
+) -> None:
+    """Every layer of the models against every word space, with FDR over the whole sweep.
+
+    Example: semwh analyze sweep --models efficientnet_lite0 --words glove-6b-50d --seed 7
+    """
+    result = runs.sweep(
+        state(ctx).warehouse(),
+        _split(models),
+        _split(words),
+        tests=_split(tests),
+        permutations=permutations,
+        seed=seed,
+        include_random=not no_random,
+        recovery=with_recovery,
+        device=device,
+        force=force,
+        progress=True,
+    )
+    print_table(runs.comparison_table(result.rows), title=f"sweep {result.analysis_id}")
+    if result.recovery:
+        print_table(runs.recovery_table(result.recovery), title="results_recovery")
+    err_console.print(
+        f"sweep {result.analysis_id}: {len(result.rows)} comparisons "
+        f"({result.computed} computed, {len(result.rows) - result.computed} found stored), "
+        f"seed {result.seed}"
+    )
