@@ -131,6 +131,9 @@ def sweep(
     with_recovery: bool = typer.Option(False, "--recovery", help="Also run 1 vs 2 recovery."),
     device: str = _DEVICE,
     force: bool = _FORCE,
+    strict: bool = typer.Option(
+        False, "--strict", help="Stop at a degenerate comparison instead of skipping it."
+    ),
 ) -> None:
     """Every layer of the models against every word space, with FDR over the whole sweep.
 
@@ -147,13 +150,16 @@ def sweep(
         recovery=with_recovery,
         device=device,
         force=force,
+        strict=strict,
         progress=True,
     )
     print_table(runs.comparison_table(result.rows), title=f"sweep {result.analysis_id}")
     if result.recovery:
         print_table(runs.recovery_table(result.recovery), title="results_recovery")
+    for item in result.skipped:
+        err_console.print(f"[yellow]skipped:[/yellow] {item.reason}", highlight=False)
     err_console.print(
         f"sweep {result.analysis_id}: {len(result.rows)} comparisons "
         f"({result.computed} computed, {len(result.rows) - result.computed} found stored), "
-        f"seed {result.seed}"
+        f"{len(result.skipped)} skipped as degenerate, seed {result.seed}"
     )

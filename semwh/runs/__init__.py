@@ -25,7 +25,7 @@ from semwh.runs.recovery import (
     run_recovery_layer,
 )
 from semwh.runs.store import comparison_table, permutation_null
-from semwh.runs.sweep import SweepResult, sweep
+from semwh.runs.sweep import Skipped, SweepResult, run_or_skip, sweep
 
 __all__ = [
     "ComparisonOptions",
@@ -33,6 +33,7 @@ __all__ = [
     "RecoveryInputs",
     "RecoveryRecord",
     "ResultRecord",
+    "Skipped",
     "SweepResult",
     "compare",
     "compare_spec",
@@ -47,6 +48,7 @@ __all__ = [
     "recovery_inputs",
     "recovery_table",
     "run_comparison",
+    "run_or_skip",
     "run_recovery_layer",
     "shared_concepts",
     "sweep",

@@ -10,9 +10,10 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from semwh import analyze
-from semwh.errors import ConfigError, NotFoundError
+from semwh.errors import ConfigError, DegenerateInputError, NotFoundError
 from semwh.runs import store
 from semwh.runs.comparison import (
     lookup,
@@ -27,7 +28,7 @@ from semwh.runs.records import ComparisonSpec, ResultRecord
 from semwh.runs.recovery import recovery as run_recovery
 from semwh.vectors import SpaceVectors, load_space
 from semwh.warehouse.layout import Warehouse
-from semwh.warehouse.models import ResultRecovery, Space, VisionModel
+from semwh.warehouse.models import Result2v2, ResultRecovery, ResultRSA, Space, VisionModel
 
 RANDOM_SUFFIX = "-random"
 
@@ -47,6 +48,7 @@ class SweepResult:
         rows: One stored RSA / 2 vs 2 row per comparison, with this sweep's ``p_fdr``.
         recovery: Stored recovery rows, when recovery was asked for.
         computed: How many comparisons were computed (the rest were found stored).
+        skipped: Comparisons left out as degenerate (empty when ``strict``).
     """
 
     analysis_id: int
@@ -54,6 +56,7 @@ class SweepResult:
     rows: list[store.ComparisonRow] = field(default_factory=list)
     recovery: list[ResultRecovery] = field(default_factory=list)
     computed: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
 
 
 def sweep_models(wh: Warehouse, models: Sequence[str], include_random: bool) -> list[str]:
@@ -95,21 +98,52 @@ def _progress() -> Progress:
     )
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A comparison a sweep left out because its input is degenerate."""
+
+    test: str
+    space_a: str
+    space_b: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "test": self.test,
+            "space_a": self.space_a,
+            "space_b": self.space_b,
+            "reason": self.reason,
+        }
+
+
+def run_or_skip(spec: ComparisonSpec) -> ResultRecord | Skipped:
+    """:func:`run_comparison`, with a degenerate input returned as :class:`Skipped`."""
+    try:
+        return run_comparison(spec)
+    except DegenerateInputError as exc:
+        return Skipped(spec.options.test, spec.space_a, spec.space_b, str(exc))
+
+
 def _specs(
     wh: Warehouse,
     layers: Sequence[Space],
     words: dict[str, SpaceVectors],
     hashes: dict[str, str | None],
     options: Sequence[ComparisonOptions],
-) -> Iterator[ComparisonSpec]:
+    strict: bool,
+) -> Iterator[ComparisonSpec | Skipped]:
     """Specs in sweep order, loading each layer space once."""
     for layer in layers:
         a = load_space(wh, layer.name)
         for word_name, b in words.items():
             for opts in options:
-                yield plan_comparison(
-                    a, b, opts, {layer.name: hashes[layer.name], word_name: hashes[word_name]}
-                )
+                input_hashes = {layer.name: hashes[layer.name], word_name: hashes[word_name]}
+                try:
+                    yield plan_comparison(a, b, opts, input_hashes)
+                except DegenerateInputError as exc:
+                    if strict:
+                        raise
+                    yield Skipped(opts.test, layer.name, word_name, str(exc))
 
 
 def sweep(
@@ -127,6 +161,7 @@ def sweep(
     include_random: bool = True,
     recovery: bool = False,
     force: bool = False,
+    strict: bool = False,
     progress: bool = False,
     engine: Engine = map,
 ) -> SweepResult:
@@ -153,13 +188,18 @@ def sweep(
         include_random: Also sweep ``MODEL-random`` models when they are stored.
         recovery: Also run 1 vs 2 recovery for each chosen model and word space.
         force: Recompute and replace stored comparisons.
+        strict: Raise on a degenerate comparison instead of skipping it. A sweep skips them
+            by default because one degenerate layer (the near-constant logits of a
+            random-weight control, say) should not discard the rest; each skipped comparison
+            and its reason are returned and recorded in the sweep's parameters.
         progress: Show a progress bar on stderr.
         engine: Maps :func:`run_comparison` over specs (``map`` runs them here, in order).
 
     Raises:
         ConfigError: Unknown option values or no tests.
         NotFoundError: Unknown models or spaces, or a model without layer spaces.
-        DegenerateInputError: A degenerate comparison (names the concepts and spaces).
+        DegenerateInputError: With ``strict``, a degenerate comparison (the message names
+            the concepts and spaces).
     """
     if not tests:
         raise ConfigError(f"a sweep needs at least one test (choose {', '.join(TESTS)})")
@@ -204,33 +244,41 @@ def sweep(
             spec, derive_seed(sweep_seed, spec.options.test, spec.space_a, spec.space_b)
         )
 
-    rows: list[store.ComparisonRow] = []
-    computed = 0
+    slots: list[store.ComparisonRow | Skipped | None] = []
+    pending: list[tuple[int, ComparisonSpec, store.ComparisonRow | None]] = []
     bar = _progress() if progress else None
     task = bar.add_task("sweep", total=total) if bar is not None else None
     if bar is not None:
         bar.start()
     try:
-        pending: list[tuple[int, ComparisonSpec, store.ComparisonRow | None]] = []
-        for spec in _specs(wh, layers, words, hashes, options):
-            # With an explicit sweep seed only rows of the derived seed are the same analysis;
-            # without one, any stored seed is.
-            probe = seeded(spec) if seed is not None else spec
-            found = lookup(wh, probe)
-            rows.append(found)  # type: ignore[arg-type]
-            if found is None or force:
-                pending.append((len(rows) - 1, seeded(spec), found))
-            elif bar is not None and task is not None:
+        for spec in _specs(wh, layers, words, hashes, options, strict):
+            found = None
+            if isinstance(spec, ComparisonSpec):
+                # With an explicit sweep seed only rows of the derived seed are the same
+                # analysis; without one, a stored row of any seed is.
+                found = lookup(wh, seeded(spec) if seed is not None else spec)
+                if found is None or force:
+                    pending.append((len(slots), seeded(spec), found))
+                    slots.append(None)
+                    continue
+            slots.append(found if found is not None else spec)
+            if bar is not None and task is not None:
                 bar.advance(task)
-        specs = [spec for _, spec, _ in pending]
-        for (index, _spec, old), record in zip(pending, engine(run_comparison, specs), strict=True):
-            rows[index] = save_record(wh, record, replaces=old)
-            computed += 1
+        step = run_comparison if strict else run_or_skip
+        outcomes = engine(step, [spec for _, spec, _ in pending])  # type: ignore[arg-type]
+        for (index, _spec, old), outcome in zip(pending, outcomes, strict=True):
+            if isinstance(outcome, Skipped):
+                slots[index] = outcome
+            else:
+                slots[index] = save_record(wh, outcome, replaces=old)
             if bar is not None and task is not None:
                 bar.advance(task)
     finally:
         if bar is not None:
             bar.stop()
+    rows = [slot for slot in slots if isinstance(slot, ResultRSA | Result2v2)]
+    skipped = [slot for slot in slots if isinstance(slot, Skipped)]
+    computed = sum(1 for index, _, _ in pending if not isinstance(slots[index], Skipped))
 
     recovered: list[ResultRecovery] = []
     if recovery:
@@ -238,7 +286,6 @@ def sweep(
             for word in words:
                 recovered.extend(run_recovery(wh, model, word, force=force))
 
-    members = _apply_fdr(wh, rows)
     params: dict[str, Any] = {
         "models": list(models),
         "swept_models": chosen,
@@ -253,9 +300,11 @@ def sweep(
         "recovery": recovery,
     }
     identity = dict(params)
-    params["members"] = members
+    params["skipped"] = [item.to_dict() for item in skipped]
     params["recovery_members"] = [r.result_id for r in recovered]
+    # The FDR values and the sweep's own record land together or not at all.
     with wh.session() as session:
+        params["members"] = _apply_fdr(session, rows)
         run = store.add_analysis_run(
             session,
             "sweep",
@@ -272,10 +321,11 @@ def sweep(
         rows=_reload(wh, rows),
         recovery=recovered,
         computed=computed,
+        skipped=skipped,
     )
 
 
-def _apply_fdr(wh: Warehouse, rows: Sequence[store.ComparisonRow]) -> list[dict[str, Any]]:
+def _apply_fdr(session: Session, rows: Sequence[store.ComparisonRow]) -> list[dict[str, Any]]:
     """Benjamini-Hochberg over every p-value of the sweep, written into the rows' ``p_fdr``."""
     tested = [row for row in rows if row.p_value is not None]
     adjusted = [float(v) for v in analyze.fdr([row.p_value for row in tested])] if tested else []
@@ -283,14 +333,13 @@ def _apply_fdr(wh: Warehouse, rows: Sequence[store.ComparisonRow]) -> list[dict[
         (store.test_of(row), row.result_id): p for row, p in zip(tested, adjusted, strict=True)
     }
     members = []
-    with wh.session() as session:
-        for row in rows:
-            test = store.test_of(row)
-            p_fdr = by_key.get((test, row.result_id))
-            store.set_p_fdr(session, test, row.result_id, p_fdr)
-            members.append(
-                {"test": test, "result_id": row.result_id, "p_value": row.p_value, "p_fdr": p_fdr}
-            )
+    for row in rows:
+        test = store.test_of(row)
+        p_fdr = by_key.get((test, row.result_id))
+        store.set_p_fdr(session, test, row.result_id, p_fdr)
+        members.append(
+            {"test": test, "result_id": row.result_id, "p_value": row.p_value, "p_fdr": p_fdr}
+        )
     return members
 
 
