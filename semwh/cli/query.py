@@ -1,0 +1,40 @@
+"""`semwh query`: run a named query from queries/ with bound parameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from semwh.cli.printing import print_table
+from semwh.cli.state import console, state
+from semwh.errors import ConfigError
+from semwh.query import list_queries, parse_assignments, run_query
+
+
+def query(
+    ctx: typer.Context,
+    name: str = typer.Argument(None, help="Query name (see --list)."),
+    param: list[str] = typer.Option(None, "--param", "-p", help="Parameter as key=value."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, csv, json or parquet."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write to this file."),
+    list_: bool = typer.Option(False, "--list", "-l", help="List the named queries."),
+) -> None:
+    """Run a named query (a SQL file of queries/) read-only, parameters bound.
+
+    Example: semwh query first_significant_depth -p alpha=0.01 --format csv
+    """
+    if list_:
+        table = Table("name", "parameters (default)", "purpose", show_lines=True)
+        for q in list_queries():
+            params = ", ".join(
+                f"{p.name}{' (required)' if p.required else f'={p.default}'}" for p in q.params
+            )
+            table.add_row(q.name, params, q.purpose)
+        console.print(table)
+        return
+    if not name:
+        raise ConfigError("give a query name, or --list to see them")
+    result = run_query(state(ctx).warehouse(), name, parse_assignments(param))
+    print_table(result.table, fmt, out, title=name)

@@ -1,0 +1,239 @@
+"""A small warehouse of synthetic results with known answers, for query and report tests.
+
+Rows go through the ORM and the real vectors store into a migrated DuckDB file; only the
+statistics are made up (chosen so that peaks, first significant layers and rates are known).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from semwh.vectors import save_space
+from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.models import (
+    AnalysisRun,
+    Concept,
+    Image,
+    Layer,
+    PermutationNull,
+    Prediction,
+    RecoveryImage,
+    Result2v2,
+    ResultRecovery,
+    ResultRSA,
+    VisionModel,
+)
+
+WNIDS = [f"n{i:08d}" for i in range(1, 9)]
+NAMES = ["dog", "cat", "car", "bus", "apple", "pear", "chair", "table"]
+LAYERS = ["l0", "l1", "l2", "l3"]
+WORD_SPACE = "words"
+# Per model: 2 vs 2 accuracy, its FDR p, RSA rho for layers l0..l3.
+CURVES = {
+    "toy": ([0.60, 0.70, 0.90, 0.85], [0.20, 0.01, 0.001, 0.002], [0.05, 0.10, 0.20, 0.30]),
+    "toy-random": ([0.55, 0.56, 0.54, 0.55], [0.5, 0.5, 0.6, 0.5], [0.01, 0.02, 0.00, 0.01]),
+}
+RECOVERY = {"toy": [(10, 4), (10, 6), (10, 8), (10, 7)]}
+
+
+@dataclass(frozen=True)
+class Synthetic:
+    """Known facts about the synthetic warehouse."""
+
+    wnids: list[str]
+    models: list[str]
+    layers: list[str]
+    word_space: str
+
+
+def build_synthetic(wh: Warehouse, seed: int = 0) -> Synthetic:
+    """Fill ``wh`` with concepts, images, two models' layer spaces, a word space and results."""
+    rng = np.random.default_rng(seed)
+    with wh.session() as s:
+        for wnid, name in zip(WNIDS, NAMES, strict=True):
+            s.add(Concept(wnid=wnid, name=name, origin="images"))
+        s.flush()
+        image_id = 0
+        for wnid in WNIDS:
+            for k in range(3):
+                image_id += 1
+                s.add(
+                    Image(
+                        image_id=image_id,
+                        wnid=wnid,
+                        path=f"/data/{wnid}_{k}.jpg",
+                        sha256=f"{image_id:064x}",
+                        width=64,
+                        height=64,
+                        mode="RGB",
+                    )
+                )
+        for model in CURVES:
+            s.add(
+                VisionModel(
+                    name=model,
+                    architecture="toy",
+                    weights="none" if model.endswith("-random") else "file:toy.pt",
+                    preprocessing="{}",
+                )
+            )
+        run = AnalysisRun(
+            kind="sweep",
+            params="{}",
+            params_sha256="0" * 64,
+            seed=seed,
+            semwh_version="test",
+            library_versions="{}",
+            input_hashes="{}",
+        )
+        s.add(run)
+        s.flush()
+        analysis_id = run.analysis_id
+    save_space(wh, WORD_SPACE, "word", WNIDS, rng.normal(size=(len(WNIDS), 5)))
+    for model, (acc, p_fdr, rho) in CURVES.items():
+        with wh.session() as s:
+            vm = s.query(VisionModel).filter_by(name=model).one()
+            layer_ids = []
+            for d, layer in enumerate(LAYERS):
+                row = Layer(
+                    model_id=vm.model_id,
+                    module=layer,
+                    depth_index=d,
+                    relative_depth=d / (len(LAYERS) - 1),
+                    output_shape="[6]",
+                    pooling="avg",
+                    dim=6,
+                )
+                s.add(row)
+                s.flush()
+                layer_ids.append(row.layer_id)
+        for d, layer in enumerate(LAYERS):
+            save_space(
+                wh,
+                f"{model}/{layer}",
+                "layer",
+                WNIDS,
+                rng.normal(size=(len(WNIDS), 6)),
+                model=model,
+                layer=layer,
+                layer_id=layer_ids[d],
+                depth_index=d,
+                relative_depth=d / (len(LAYERS) - 1),
+            )
+        with wh.session() as s:
+            for d, layer in enumerate(LAYERS):
+                common = dict(
+                    analysis_id=analysis_id,
+                    space_a=f"{model}/{layer}",
+                    space_b=WORD_SPACE,
+                    n_concepts=len(WNIDS),
+                    concepts_sha256="c" * 64,
+                    similarity="pearson",
+                    n_permutations=100,
+                    seed=seed,
+                )
+                t = Result2v2(
+                    **common,
+                    distance="pearson",
+                    n_pairs=28,
+                    accuracy=acc[d],
+                    p_value=p_fdr[d] / 2,
+                    p_fdr=p_fdr[d],
+                    null_mean=0.5,
+                    null_q95=0.62,
+                )
+                # An older, smaller run of the same pair: the curves must ignore it.
+                old = Result2v2(
+                    **{**common, "n_permutations": 10},
+                    distance="pearson",
+                    n_pairs=28,
+                    accuracy=0.01,
+                    p_value=0.9,
+                    p_fdr=0.9,
+                )
+                r = ResultRSA(
+                    **common,
+                    method="spearman",
+                    rho=rho[d],
+                    p_value=p_fdr[d] / 2,
+                    p_fdr=p_fdr[d],
+                    null_mean=0.0,
+                    null_q95=0.08,
+                )
+                s.add_all([t, old, r])
+                s.flush()
+                s.add(
+                    PermutationNull(
+                        test="2v2",
+                        result_id=t.result_id,
+                        n_permutations=100,
+                        seed=seed,
+                        values=json.dumps(list(rng.uniform(0.4, 0.6, 100))),
+                    )
+                )
+    with wh.session() as s:
+        # Top-1 predictions of "toy": the first two images of each concept right, the third
+        # taken for the next concept.
+        for i in range(len(WNIDS) * 3):
+            true = WNIDS[i // 3]
+            pred = true if i % 3 < 2 else WNIDS[(i // 3 + 1) % len(WNIDS)]
+            s.add(
+                Prediction(
+                    model="toy", image_id=i + 1, rank=1, wnid=pred, class_index=0, probability=0.5
+                )
+            )
+        for d, (n, k) in enumerate(RECOVERY["toy"]):
+            rec = ResultRecovery(
+                analysis_id=analysis_id,
+                model="toy",
+                layer=LAYERS[d],
+                space_a=f"toy/{LAYERS[d]}",
+                space_b=WORD_SPACE,
+                n_concepts=len(WNIDS),
+                concepts_sha256="c" * 64,
+                similarity="pearson",
+                n_images=n,
+                n_success=k,
+                accuracy=k / n,
+                p_value=0.5,
+                p_fdr=0.5,
+                n_visual=0,
+                n_visual_success=0,
+            )
+            s.add(rec)
+            s.flush()
+            # The misclassified images (every third): success at depth >= 2 only.
+            for c in range(len(WNIDS)):
+                image = c * 3 + 3
+                s.add(
+                    RecoveryImage(
+                        result_id=rec.result_id,
+                        image_id=image,
+                        true_wnid=WNIDS[c],
+                        predicted_wnid=WNIDS[(c + 1) % len(WNIDS)],
+                        success=d >= 2,
+                        score_true=0.1,
+                        score_predicted=0.0,
+                        rank_true=1,
+                    )
+                )
+    return Synthetic(
+        wnids=list(WNIDS), models=list(CURVES), layers=list(LAYERS), word_space=WORD_SPACE
+    )
+
+
+def test_synthetic_warehouse_has_every_results_table(warehouse: Warehouse) -> None:
+    """The builder itself: each table the queries read gets rows."""
+    from semwh.warehouse.readonly import run_sql
+
+    build_synthetic(warehouse)
+    counts = run_sql(
+        warehouse,
+        "SELECT (SELECT count(*) FROM results_2v2), (SELECT count(*) FROM results_rsa), "
+        "(SELECT count(*) FROM results_recovery), (SELECT count(*) FROM recovery_images), "
+        "(SELECT count(*) FROM predictions), (SELECT count(*) FROM vectors)",
+    ).rows()[0]
+    assert counts == (16, 8, 4, 32, 24, 8 * 9)
