@@ -39,8 +39,11 @@ def describe_integrity_error(exc: IntegrityError) -> str:
     """One readable line out of a driver's constraint-violation message."""
     text = str(exc.orig) if exc.orig is not None else str(exc)
     text = text.splitlines()[0]
-    match = re.search(r"(Duplicate key .*?)(?: violates| but|$)", text)
-    return match.group(1) if match else text
+    match = re.search(r"(duplicate key .*?)(?: violates| but|$)", text, re.IGNORECASE)
+    text = match.group(1) if match else text
+    # Name the table: a key such as "name: glove" alone does not say where it clashed.
+    table = re.search(r"^\s*(?:INSERT INTO|UPDATE)\s+\"?(\w+)", exc.statement or "", re.I)
+    return f"{table.group(1)}: {text}" if table else text
 
 
 @dataclass

@@ -1,0 +1,308 @@
+"""Write the stored warehouse of the current schema: ``tests/data/warehouses/<rev>.duckdb.gz``.
+
+Every released schema revision keeps one small registry file here, made by the migrations and
+holding a few rows, so that a test can upgrade each of them to the newest schema: a user's
+warehouse of any released version must keep opening. Run this once when a revision is released
+(the file of the head revision is written; files of older revisions are never rewritten):
+
+    .venv/bin/python tests/data/make_stored_warehouse.py
+
+The DuckDB file is stored gzip-compressed (a fresh registry is ~0.8 MB, mostly empty blocks,
+and compresses to a few KB). This module also holds the row builders the migration tests share.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+REPO = Path(__file__).resolve().parents[2]
+STORED_DIR = Path(__file__).resolve().parent / "warehouses"
+
+# Fixed timestamps: stored rows must not depend on when the file was made.
+WHEN = datetime(2026, 1, 1, 12, 0, 0)
+
+SAMPLE_CONCEPTS = [
+    ("n02084071", "dog", 0),
+    ("n02121808", "domestic_cat", 1),
+    ("n07739125", "apple", 2),
+]
+
+
+def add_sample_rows(session: Session) -> None:
+    """Concepts, images and spaces: the rows every stored warehouse carries."""
+    from semwh.warehouse.models import Concept, Image, Space
+
+    for wnid, name, index in SAMPLE_CONCEPTS:
+        session.add(
+            Concept(
+                wnid=wnid,
+                name=name,
+                lemmas=json.dumps([name]),
+                gloss=f"a {name.replace('_', ' ')}",
+                lexname="noun.animal" if index < 2 else "noun.food",
+                hypernym_path=json.dumps(["n00001740", wnid]),
+                imagenet_index=index,
+                origin="file",
+                created_at=WHEN,
+            )
+        )
+    session.flush()
+    for k, (wnid, _, _) in enumerate(SAMPLE_CONCEPTS):
+        session.add(
+            Image(
+                wnid=wnid,
+                path=f"images/{wnid}_{k}.jpg",
+                sha256=f"{k:064x}",
+                width=256,
+                height=192,
+                mode="RGB",
+                split="test",
+                created_at=WHEN,
+            )
+        )
+    session.add(
+        Space(
+            name="glove-50d",
+            kind="word",
+            dim=50,
+            n_concepts=len(SAMPLE_CONCEPTS),
+            content_sha256="a" * 64,
+            created_at=WHEN,
+        )
+    )
+    session.add(
+        Space(
+            name="brain-meg",
+            kind="external",
+            dim=8,
+            n_concepts=2,
+            content_sha256="b" * 64,
+            created_at=WHEN,
+        )
+    )
+
+
+def add_row_to_every_table(session: Session) -> dict[str, int]:
+    """One or more rows in every registry table, linked by real foreign keys.
+
+    Returns:
+        Rows added per table name.
+    """
+    from semwh.warehouse import models as m
+
+    add_sample_rows(session)
+    source = m.Source(
+        kind="words",
+        name="glove.6B.50d.txt",
+        path="/data/glove.6B.50d.txt",
+        format="glove",
+        size_bytes=1234,
+        sha256="c" * 64,
+        options="{}",
+    )
+    session.add(source)
+    session.flush()
+    image = session.query(m.Image).order_by(m.Image.image_id).first()
+    assert image is not None
+    model = m.VisionModel(
+        name="resnet50",
+        architecture="resnet50",
+        weights="none",
+        seed=0,
+        preprocessing=json.dumps({"resize": 256, "crop": 224}),
+        n_parameters=25_557_032,
+    )
+    session.add(model)
+    session.flush()
+    layer = m.Layer(
+        model_id=model.model_id,
+        module="layer1.0",
+        depth_index=1,
+        relative_depth=0.1,
+        output_shape="[256, 56, 56]",
+        pooling="avg",
+        dim=256,
+    )
+    word_model = m.WordModel(
+        name="glove-6b-50d",
+        format="glove",
+        dim=50,
+        vocab_size=400_000,
+        multiword="mean",
+        source_id=source.source_id,
+    )
+    session.add_all([layer, word_model])
+    session.flush()
+    session.add(
+        m.WordToken(
+            word_model_id=word_model.word_model_id,
+            wnid=SAMPLE_CONCEPTS[0][0],
+            tokens='["dog"]',
+            rule="lemma",
+        )
+    )
+    space = m.Space(
+        name="resnet50/layer1.0",
+        kind="layer",
+        model="resnet50",
+        layer="layer1.0",
+        layer_id=layer.layer_id,
+        word_model_id=None,
+        source_id=source.source_id,
+        depth_index=1,
+        relative_depth=0.1,
+        dim=256,
+        n_concepts=3,
+        content_sha256="d" * 64,
+    )
+    run = m.ExtractionRun(
+        model_id=model.model_id,
+        params_sha256="e" * 64,
+        params="{}",
+        n_images=3,
+        n_shards=1,
+        status="done",
+        device="cpu",
+        images_per_s=12.5,
+        versions='{"torch": "2"}',
+        finished_at=WHEN,
+    )
+    session.add_all([space, run])
+    session.flush()
+    session.add(m.ExtractionShard(run_id=run.run_id, shard_index=0, n_images=3, seconds=0.25))
+    session.add(
+        m.VectorFile(
+            path="layers/model=resnet50/layer=layer1.0/run=1/shard=0.parquet",
+            kind="images",
+            space_id=space.space_id,
+            layer_id=layer.layer_id,
+            run_id=run.run_id,
+            shard_index=0,
+            n_rows=3,
+            size_bytes=4096,
+            sha256="f" * 64,
+            schema_version=1,
+        )
+    )
+    session.add(
+        m.Prediction(
+            model="resnet50",
+            image_id=image.image_id,
+            rank=1,
+            wnid=SAMPLE_CONCEPTS[1][0],
+            class_index=1,
+            probability=0.75,
+        )
+    )
+    analysis = m.AnalysisRun(
+        kind="sweep",
+        params="{}",
+        params_sha256="1" * 64,
+        seed=7,
+        semwh_version="0.1.0",
+        library_versions="{}",
+        input_hashes="{}",
+        device="cpu",
+        seconds=1.5,
+        finished_at=WHEN,
+    )
+    session.add(analysis)
+    session.flush()
+    common = dict(
+        analysis_id=analysis.analysis_id,
+        space_a="resnet50/layer1.0",
+        space_b="glove-50d",
+        n_concepts=3,
+        concepts_sha256="2" * 64,
+        similarity="pearson",
+        p_value=0.01,
+        p_fdr=0.02,
+        n_permutations=100,
+        seed=7,
+    )
+    rsa = m.ResultRSA(method="spearman", rho=0.123456789012345, **common)
+    two = m.Result2v2(distance="pearson", n_pairs=3, accuracy=0.6666666666666666, **common)
+    recovery = m.ResultRecovery(
+        analysis_id=analysis.analysis_id,
+        model="resnet50",
+        layer="layer1.0",
+        space_a="resnet50/layer1.0",
+        space_b="glove-50d",
+        n_concepts=3,
+        concepts_sha256="2" * 64,
+        similarity="pearson",
+        n_images=1,
+        n_success=1,
+        accuracy=1.0,
+        p_value=0.5,
+        n_visual=1,
+        n_visual_success=0,
+        n_permutations=0,
+        seed=0,
+    )
+    session.add_all([rsa, two, recovery])
+    session.flush()
+    session.add(
+        m.RecoveryImage(
+            result_id=recovery.result_id,
+            image_id=image.image_id,
+            true_wnid=SAMPLE_CONCEPTS[0][0],
+            predicted_wnid=SAMPLE_CONCEPTS[1][0],
+            success=True,
+            score_true=0.5,
+            score_predicted=0.25,
+            visual_success=False,
+            rank_true=1,
+        )
+    )
+    session.add(
+        m.PermutationNull(
+            test="rsa", result_id=rsa.result_id, n_permutations=2, seed=7, values="[0.1, -0.2]"
+        )
+    )
+    session.flush()
+    counts: dict[str, int] = {}
+    for table in m.Base.metadata.sorted_tables:
+        counts[table.name] = session.query(table).count()
+    return counts
+
+
+def stored_path(revision: str) -> Path:
+    return STORED_DIR / f"{revision}.duckdb.gz"
+
+
+def make(revision_dir: Path = STORED_DIR) -> Path:
+    """Build the head revision's stored warehouse with the migrations and write it gzipped."""
+    from semwh.warehouse.layout import Warehouse
+    from semwh.warehouse.migrate import head_revision, init_warehouse
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "wh"
+        wh = Warehouse(root=root, db_url=f"duckdb:///{root / 'registry.duckdb'}")
+        init_warehouse(wh)
+        with wh.session() as session:
+            add_sample_rows(session)
+        with wh.engine.connect() as conn:
+            conn.exec_driver_sql("CHECKPOINT")
+        wh.dispose()
+        out = revision_dir / f"{head_revision()}.duckdb.gz"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # mtime=0 and no file name in the header: the same bytes in give the same file out.
+        with open(root / "registry.duckdb", "rb") as src, open(out, "wb") as raw:
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as dst:
+                shutil.copyfileobj(src, dst)
+    return out
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    path = make()
+    print(f"wrote {path.relative_to(REPO)} ({path.stat().st_size} bytes)")

@@ -1,0 +1,226 @@
+"""The registry's uniqueness rules reject duplicates with a DuplicateError that names the key."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from semwh.errors import DuplicateError
+from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.models import (
+    AnalysisRun,
+    Concept,
+    Image,
+    Layer,
+    Result2v2,
+    ResultRecovery,
+    ResultRSA,
+    Space,
+    VisionModel,
+)
+
+
+def _concept(wnid: str = "n02084071", index: int | None = None) -> Concept:
+    return Concept(wnid=wnid, name="dog", origin="file", imagenet_index=index)
+
+
+def _image(sha: str, wnid: str = "n02084071") -> Image:
+    return Image(wnid=wnid, path=f"{sha}.jpg", sha256=sha, width=4, height=4, mode="RGB")
+
+
+def _model(wh: Warehouse, name: str = "resnet50") -> int:
+    with wh.session() as session:
+        model = VisionModel(name=name, architecture=name, weights="none", preprocessing="{}")
+        session.add(model)
+        session.flush()
+        return model.model_id
+
+
+def _analysis(wh: Warehouse) -> int:
+    with wh.session() as session:
+        run = AnalysisRun(
+            kind="sweep",
+            params="{}",
+            params_sha256="0" * 64,
+            semwh_version="0",
+            library_versions="{}",
+            input_hashes="{}",
+        )
+        session.add(run)
+        session.flush()
+        return run.analysis_id
+
+
+def test_concept_wnid_is_unique(warehouse: Warehouse) -> None:
+    with warehouse.session() as session:
+        session.add(_concept())
+    with pytest.raises(DuplicateError, match="n02084071"):
+        with warehouse.session() as session:
+            session.add(_concept())
+
+
+def test_concept_imagenet_index_is_unique(warehouse: Warehouse) -> None:
+    with warehouse.session() as session:
+        session.add(_concept("n1", index=3))
+    with pytest.raises(DuplicateError, match="imagenet_index"):
+        with warehouse.session() as session:
+            session.add(_concept("n2", index=3))
+
+
+def test_image_sha256_is_unique(warehouse: Warehouse) -> None:
+    with warehouse.session() as session:
+        session.add(_concept())
+        session.flush()
+        session.add(_image("ab" * 32))
+    with pytest.raises(DuplicateError, match="sha256"):
+        with warehouse.session() as session:
+            session.add(_image("ab" * 32))
+
+
+def test_space_name_is_unique(warehouse: Warehouse) -> None:
+    with warehouse.session() as session:
+        session.add(Space(name="glove", kind="word", dim=50, n_concepts=3))
+    with pytest.raises(DuplicateError, match='spaces: Duplicate key "name: glove"'):
+        with warehouse.session() as session:
+            session.add(Space(name="glove", kind="external", dim=8, n_concepts=2))
+
+
+def test_layer_model_and_module_are_unique_together(warehouse: Warehouse) -> None:
+    model_id = _model(warehouse)
+    other_id = _model(warehouse, "vgg16")
+
+    def layer(model: int, depth: int) -> Layer:
+        return Layer(
+            model_id=model,
+            module="layer1.0",
+            depth_index=depth,
+            relative_depth=0.5,
+            output_shape="[8]",
+            pooling="avg",
+            dim=8,
+        )
+
+    with warehouse.session() as session:
+        session.add(layer(model_id, 0))
+        session.add(layer(other_id, 0))  # same module name in another model is fine
+    with pytest.raises(DuplicateError, match="layer1.0"):
+        with warehouse.session() as session:
+            session.add(layer(model_id, 1))
+
+
+def _comparison(analysis_id: int, **overrides: object) -> dict[str, object]:
+    values: dict[str, object] = dict(
+        analysis_id=analysis_id,
+        space_a="resnet50/layer1.0",
+        space_b="glove",
+        n_concepts=10,
+        concepts_sha256="1" * 64,
+        similarity="pearson",
+        n_permutations=100,
+        seed=7,
+    )
+    values.update(overrides)
+    return values
+
+
+@pytest.mark.parametrize(
+    ("model", "extra"),
+    [
+        (ResultRSA, {"method": "spearman", "rho": 0.5}),
+        (Result2v2, {"distance": "pearson", "n_pairs": 45, "accuracy": 0.75}),
+    ],
+)
+def test_comparison_results_are_unique_per_inputs_and_options(
+    warehouse: Warehouse, model: type, extra: dict[str, object]
+) -> None:
+    analysis_id = _analysis(warehouse)
+    with warehouse.session() as session:
+        session.add(model(**_comparison(analysis_id), **extra))
+        # Another seed is another result.
+        session.add(model(**_comparison(analysis_id, seed=8), **extra))
+    with pytest.raises(DuplicateError, match="resnet50/layer1.0"):
+        with warehouse.session() as session:
+            session.add(model(**_comparison(analysis_id), **extra))
+    with warehouse.session() as session:
+        assert session.scalar(select(func.count()).select_from(model)) == 2
+
+
+def test_recovery_results_are_unique_per_spaces_and_concepts(warehouse: Warehouse) -> None:
+    analysis_id = _analysis(warehouse)
+
+    def result() -> ResultRecovery:
+        return ResultRecovery(
+            analysis_id=analysis_id,
+            model="resnet50",
+            layer="layer1.0",
+            space_a="resnet50/layer1.0",
+            space_b="glove",
+            n_concepts=10,
+            concepts_sha256="1" * 64,
+            similarity="pearson",
+            n_images=4,
+            n_success=3,
+            n_visual=4,
+            n_visual_success=2,
+        )
+
+    with warehouse.session() as session:
+        session.add(result())
+    with pytest.raises(DuplicateError, match="glove"):
+        with warehouse.session() as session:
+            session.add(result())
+
+
+def test_duplicate_rolls_back_the_whole_session(warehouse: Warehouse) -> None:
+    with warehouse.session() as session:
+        session.add(_concept("n1"))
+    with pytest.raises(DuplicateError):
+        with warehouse.session() as session:
+            session.add(_concept("n2"))
+            session.flush()
+            session.add(_concept("n1"))
+    with warehouse.session() as session:
+        assert session.scalars(select(Concept.wnid)).all() == ["n1"]
+
+
+def test_other_errors_roll_back_and_propagate(warehouse: Warehouse) -> None:
+    with pytest.raises(RuntimeError, match="stop"):
+        with warehouse.session() as session:
+            session.add(_concept("n9"))
+            session.flush()
+            raise RuntimeError("stop")
+    with warehouse.session() as session:
+        assert session.get(Concept, "n9") is None
+
+
+def test_statistics_keep_float64_precision(warehouse: Warehouse) -> None:
+    """Results are stored as DOUBLE: a FLOAT column would round them to ~7 digits."""
+    analysis_id = _analysis(warehouse)
+    rho = 0.123456789012345
+    p = 1.0 / 3.0
+    with warehouse.session() as session:
+        session.add(
+            ResultRSA(
+                **_comparison(analysis_id, p_value=p, p_fdr=p / 7, ci_low=-rho),
+                method="spearman",
+                rho=rho,
+            )
+        )
+    with warehouse.session() as session:
+        row = session.scalars(select(ResultRSA)).one()
+        session.expunge_all()
+    assert row.rho == rho
+    assert row.p_value == p
+    assert row.p_fdr == p / 7
+    assert row.ci_low == -rho
+
+
+def test_json_text_columns_round_trip(warehouse: Warehouse) -> None:
+    doc = {"resize": 256, "mean": [0.485, 0.456, 0.406], "name": "ünïcode"}
+    model_id = _model(warehouse)
+    with warehouse.session() as session:
+        session.get(VisionModel, model_id).preprocessing = json.dumps(doc)
+    with warehouse.session() as session:
+        assert json.loads(session.get(VisionModel, model_id).preprocessing) == doc

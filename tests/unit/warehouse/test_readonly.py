@@ -1,0 +1,195 @@
+"""Read-only SQL: rows as Arrow, writes refused, the views over registry and Parquet."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from semwh.errors import ReadOnlyError, WarehouseError
+from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.models import AnalysisRun, Concept, Result2v2, ResultRSA, Space
+from semwh.warehouse.readonly import run_sql
+
+LAYER_CURVE_COLUMNS = [
+    "model",
+    "layer",
+    "depth_index",
+    "relative_depth",
+    "word_space",
+    "accuracy_2v2",
+    "p_2v2",
+    "p_fdr_2v2",
+    "rho_rsa",
+    "p_rsa",
+    "p_fdr_rsa",
+    "n_concepts",
+    "n_permutations",
+    "space",
+]
+
+
+def test_rows_and_columns(warehouse: Warehouse) -> None:
+    with warehouse.session() as session:
+        session.add_all(
+            [
+                Concept(wnid="n2", name="cat", origin="file"),
+                Concept(wnid="n1", name="dog", origin="file"),
+            ]
+        )
+    result = run_sql(warehouse, "SELECT wnid, name FROM concepts ORDER BY wnid")
+    assert result.columns == ["wnid", "name"]
+    assert result.rows() == [("n1", "dog"), ("n2", "cat")]
+    assert isinstance(result.table, pa.Table)
+
+
+def test_bound_parameters(warehouse: Warehouse) -> None:
+    with warehouse.session() as session:
+        session.add(Concept(wnid="n1", name="o'brien", origin="file"))
+    result = run_sql(warehouse, "SELECT wnid FROM concepts WHERE name = $name", {"name": "o'brien"})
+    assert result.rows() == [("n1",)]
+
+
+def test_statement_without_rows_gives_empty_result(warehouse: Warehouse) -> None:
+    assert run_sql(warehouse, "SELECT * FROM concepts").table.num_rows == 0
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO concepts (wnid, name, origin, created_at) VALUES ('n1', 'x', 'y', now())",
+        "DELETE FROM concepts",
+        "CREATE TABLE t (x INTEGER)",
+        "DROP TABLE spaces",
+        "UPDATE alembic_version SET version_num = 'x'",
+    ],
+)
+def test_writes_are_refused(warehouse: Warehouse, statement: str) -> None:
+    with pytest.raises(ReadOnlyError, match="read-only"):
+        run_sql(warehouse, statement)
+    assert run_sql(warehouse, "SELECT count(*) FROM spaces").rows() == [(0,)]
+
+
+def test_invalid_sql_names_the_error(warehouse: Warehouse) -> None:
+    with pytest.raises(WarehouseError, match="SQL error: .*no_such_table"):
+        run_sql(warehouse, "SELECT * FROM no_such_table")
+
+
+def test_sql_needs_a_duckdb_registry(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path, f"sqlite:///{tmp_path / 'r.sqlite'}")
+    with pytest.raises(WarehouseError, match="DuckDB registry"):
+        run_sql(wh, "SELECT 1")
+
+
+def test_empty_vectors_view_has_its_columns(warehouse: Warehouse) -> None:
+    result = run_sql(warehouse, "SELECT * FROM vectors")
+    assert result.columns == ["space", "wnid", "image_id", "vector"]
+    assert result.table.num_rows == 0
+    assert result.table.schema.field("vector").type == pa.list_(pa.float32())
+
+
+def test_vectors_view_reads_registered_files(warehouse: Warehouse) -> None:
+    from semwh.vectors import save_space
+
+    matrix = np.arange(6, dtype=np.float64).reshape(3, 2) / 7
+    save_space(warehouse, "ext", "external", ["n3", "n1", "n2"], matrix)
+    result = run_sql(warehouse, "SELECT space, wnid, image_id, vector FROM vectors ORDER BY wnid")
+    rows = result.rows()
+    assert [r[1] for r in rows] == ["n1", "n2", "n3"]
+    assert all(r[0] == "ext" and r[2] is None for r in rows)
+    by_wnid = {r[1]: r[3] for r in rows}
+    np.testing.assert_allclose(by_wnid["n3"], matrix[0].astype(np.float32))
+
+
+def test_layer_curves_takes_the_latest_default_result_per_pair(warehouse: Warehouse) -> None:
+    with warehouse.session() as session:
+        run = AnalysisRun(
+            kind="sweep",
+            params="{}",
+            params_sha256="0" * 64,
+            semwh_version="0",
+            library_versions="{}",
+            input_hashes="{}",
+        )
+        session.add(run)
+        session.add(
+            Space(
+                name="m/l1",
+                kind="layer",
+                model="m",
+                layer="l1",
+                depth_index=0,
+                relative_depth=0.25,
+                dim=4,
+                n_concepts=5,
+            )
+        )
+        session.flush()
+        common = dict(
+            analysis_id=run.analysis_id,
+            space_a="m/l1",
+            space_b="glove",
+            n_concepts=5,
+            concepts_sha256="1" * 64,
+            similarity="pearson",
+            seed=1,
+        )
+        old = datetime(2026, 1, 1)
+        new = datetime(2026, 2, 1)
+        # More permutations wins over recency; non-default distance is ignored.
+        session.add(
+            Result2v2(
+                **common,
+                distance="pearson",
+                n_pairs=10,
+                accuracy=0.7,
+                n_permutations=1000,
+                p_value=0.01,
+                created_at=old,
+            )
+        )
+        session.add(
+            Result2v2(
+                **common,
+                distance="pearson",
+                n_pairs=10,
+                accuracy=0.6,
+                n_permutations=0,
+                created_at=new,
+            )
+        )
+        session.add(
+            Result2v2(
+                **common,
+                distance="cosine",
+                n_pairs=10,
+                accuracy=0.9,
+                n_permutations=5000,
+                created_at=new,
+            )
+        )
+        session.add(
+            ResultRSA(**common, method="spearman", rho=0.3, n_permutations=0, created_at=old)
+        )
+        session.add(
+            ResultRSA(
+                **{**common, "seed": 2},
+                method="spearman",
+                rho=0.35,
+                n_permutations=0,
+                created_at=new,
+            )
+        )
+        session.add(
+            ResultRSA(**common, method="kendall", rho=0.9, n_permutations=0, created_at=new)
+        )
+    result = run_sql(warehouse, "SELECT * FROM layer_curves")
+    assert result.columns == LAYER_CURVE_COLUMNS
+    (row,) = [dict(zip(result.columns, r, strict=True)) for r in result.rows()]
+    assert row["model"] == "m" and row["layer"] == "l1" and row["word_space"] == "glove"
+    assert row["accuracy_2v2"] == 0.7 and row["p_2v2"] == 0.01
+    assert row["rho_rsa"] == 0.35
+    assert row["relative_depth"] == 0.25
