@@ -11,6 +11,7 @@ from semwh import __version__
 from semwh.cli import analyze, db, extract, sql
 from semwh.cli import export as export_cmd
 from semwh.cli import query as query_cmd
+from semwh.cli import report as report_cmd
 from semwh.cli.state import CliState, err_console
 from semwh.config import ENV_DB, ENV_WAREHOUSE, load_settings
 from semwh.errors import SemwhError
@@ -53,6 +54,7 @@ app.command("init")(db.init)
 app.add_typer(db.app, name="db")
 app.add_typer(analyze.app, name="analyze")
 app.command("sql")(sql.sql)
+app.command("report")(report_cmd.report)
 app.command("export")(export_cmd.export)
 app.command("query")(query_cmd.query)
 app.command("extract")(extract.extract)

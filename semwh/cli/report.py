@@ -1,0 +1,24 @@
+"""`semwh report`: figures and a self-contained HTML page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from semwh.cli.state import console, state
+from semwh.report import build_report
+
+
+def report(
+    ctx: typer.Context,
+    out: Path = typer.Argument(Path("semwh-report"), help="Output folder."),
+    alpha: float = typer.Option(0.05, "--alpha", help="FDR level for significance marks."),
+    word_space: str | None = typer.Option(None, "--word-space", help="Only this word space."),
+) -> None:
+    """Write 2 vs 2, RSA and recovery figures (PNG, SVG) and report.html into OUT.
+
+    Example: semwh report report/ --alpha 0.01
+    """
+    info = build_report(state(ctx).warehouse(), out, alpha=alpha, word_space=word_space)
+    console.print(f"wrote {info.html} ({len(info.figures)} figure files)")

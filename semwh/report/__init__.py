@@ -1,0 +1,176 @@
+"""The report: figures (PNG and SVG) and one self-contained HTML page, from named queries only.
+
+>>> info = build_report(wh, Path("report"))          # doctest: +SKIP
+>>> info.html                                         # doctest: +SKIP
+PosixPath('report/report.html')
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from semwh import __version__
+from semwh.errors import NotFoundError
+from semwh.output import format_cell
+from semwh.query import load_query, run_named
+from semwh.report.figures import Figure, curve_figures
+from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.readonly import read_connection
+
+Row = dict[str, Any]
+
+CURVE_COLUMNS = (
+    "model",
+    "layer",
+    "relative_depth",
+    "word_space",
+    "accuracy_2v2",
+    "p_fdr_2v2",
+    "rho_rsa",
+    "p_fdr_rsa",
+    "n_concepts",
+    "n_permutations",
+)
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """The rows of the named queries a report shows."""
+
+    curves: list[Row]
+    peaks: list[Row]
+    first_significant: list[Row]
+    recovery: list[Row]
+
+
+@dataclass(frozen=True)
+class ReportInfo:
+    """What ``build_report`` wrote."""
+
+    html: Path
+    figures: list[Path]
+    n_curve_rows: int
+
+
+def report_data(wh: Warehouse, *, alpha: float = 0.05, word_space: str | None = None) -> ReportData:
+    """Run the named queries behind the report in one read-only connection."""
+    ws = {"word_space": word_space}
+    with read_connection(wh) as conn:
+
+        def rows(name: str, params: dict[str, Any]) -> list[Row]:
+            return run_named(conn, load_query(name), params).table.to_pylist()
+
+        return ReportData(
+            curves=rows("layer_curves", ws),
+            peaks=rows("peak_layer", ws),
+            first_significant=rows("first_significant_depth", {**ws, "alpha": alpha}),
+            recovery=rows("recovery_by_layer", ws),
+        )
+
+
+def _table(rows: list[Row], columns: tuple[str, ...] | None = None) -> str:
+    if not rows:
+        return "<p class='empty'>no rows</p>"
+    cols = list(columns or rows[0].keys())
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(format_cell(r.get(c)))}</td>" for c in cols) + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _figure_html(fig: Figure) -> str:
+    data = base64.b64encode(fig.png).decode("ascii")
+    return (
+        f"<figure id='fig-{html.escape(fig.key)}'>"
+        f"<img alt='{html.escape(fig.title)}' src='data:image/png;base64,{data}'>"
+        f"<figcaption>{html.escape(fig.title)} (vector version: "
+        f"<code>{html.escape(fig.svg_path.name)}</code>)</figcaption></figure>"
+    )
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 2em; }
+table { border-collapse: collapse; font-size: 0.8em; margin: 0.5em 0; }
+th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
+th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
+figure { display: inline-block; margin: 0.5em; } img { max-width: 100%; }
+figcaption { font-size: 0.8em; color: #555; } .meta, .empty { color: #666; font-size: 0.85em; }
+"""
+
+# Marks the page once its figures are decoded, so a headless browser can check the rendering.
+_CHECK = """
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.setAttribute('data-figures', ok + '/' + imgs.length);
+});
+"""
+
+
+def render_html(data: ReportData, figures: list[Figure], *, title: str, alpha: float) -> str:
+    """The report page: figures as base64 data URIs, key tables, provenance; no external files."""
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p class='meta'>semwh {html.escape(__version__)}, {now}. Filled markers: layers "
+        f"significant after Benjamini–Hochberg FDR at {alpha:g}; shaded: permutation null "
+        "(mean to 95th percentile); dashed: random-weight controls.</p>",
+        "<h2>Figures</h2>",
+        *(_figure_html(f) for f in figures),
+        "<h2>Peak layer per model and word space</h2>",
+        _table(data.peaks),
+        f"<h2>First layer with a significant 2 vs 2 (FDR ≤ {alpha:g})</h2>",
+        _table(data.first_significant),
+        "<h2>Layer curves</h2>",
+        _table(data.curves, CURVE_COLUMNS),
+    ]
+    if data.recovery:
+        parts += ["<h2>1 vs 2 recovery by layer</h2>", _table(data.recovery)]
+    parts += [f"<script>{_CHECK}</script>", "</body></html>"]
+    return "\n".join(parts)
+
+
+def build_report(
+    wh: Warehouse,
+    out_dir: Path,
+    *,
+    alpha: float = 0.05,
+    word_space: str | None = None,
+    title: str = "semwh report: semantics across layers",
+) -> ReportInfo:
+    """Write figures (``figures/*.png``, ``*.svg``) and ``report.html`` into ``out_dir``.
+
+    Raises:
+        NotFoundError: The warehouse holds no 2 vs 2 results (nothing to plot).
+    """
+    data = report_data(wh, alpha=alpha, word_space=word_space)
+    if not data.curves:
+        which = f" against word space {word_space!r}" if word_space else ""
+        raise NotFoundError(
+            f"no layer-curve results{which} in {wh.root}: run `semwh analyze sweep` "
+            "(or `semwh run CONFIG.toml`) first"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = curve_figures(data.curves, data.recovery, alpha, out_dir / "figures")
+    page = out_dir / "report.html"
+    tmp = page.with_name(page.name + ".tmp")
+    tmp.write_text(render_html(data, figures, title=title, alpha=alpha), encoding="utf-8")
+    tmp.replace(page)
+    return ReportInfo(
+        html=page,
+        figures=[p for f in figures for p in (f.png_path, f.svg_path)],
+        n_curve_rows=len(data.curves),
+    )
+
+
+__all__ = ["ReportData", "ReportInfo", "build_report", "render_html", "report_data"]

@@ -1,0 +1,204 @@
+"""Figures of layer curves and recovery, drawn from named-query rows only (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from semwh.errors import MissingDependencyError
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One written figure: its title, the PNG bytes (for embedding) and the files on disk."""
+
+    key: str
+    title: str
+    png: bytes
+    png_path: Path
+    svg_path: Path
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "the report needs matplotlib: pip install 'semwh[report]'"
+        ) from exc
+    # Headless by design: reports are written on clusters and in CI without a display.
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a space name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "space"
+
+
+def _significant(row: Row, column: str, alpha: float) -> bool:
+    value = row.get(column)
+    return value is not None and value <= alpha
+
+
+def _by_model(rows: Sequence[Row]) -> dict[str, list[Row]]:
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(row["model"], []).append(row)
+    for group in groups.values():
+        group.sort(key=lambda r: (r["relative_depth"] is None, r["relative_depth"] or 0.0))
+    return groups
+
+
+def _base_name(model: str) -> str:
+    return model[: -len("-random")] if model.endswith("-random") else model
+
+
+def curve_figure(
+    rows: Sequence[Row],
+    *,
+    y: str,
+    p_fdr: str,
+    band: tuple[str, str] | None,
+    chance: float | None,
+    ylabel: str,
+    title: str,
+    alpha: float,
+    key: str,
+    out_dir: Path,
+) -> Figure:
+    """One panel: ``y`` against relative depth, one line per model.
+
+    Models named ``*-random`` (random-weight controls) are dashed in their trained model's
+    colour; the permutation-null band (``band`` columns, null mean to 95th percentile) is
+    shaded; layers significant after FDR (``p_fdr`` <= ``alpha``) are filled markers, the
+    others open.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.0, 4.2), dpi=110)
+    colours: dict[str, Any] = {}
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    groups = _by_model(rows)
+    for model in sorted(groups, key=lambda m: (m.endswith("-random"), m)):
+        base = _base_name(model)
+        if base not in colours:
+            colours[base] = cycle[len(colours) % len(cycle)]
+        colour = colours[base]
+        group = [r for r in groups[model] if r.get(y) is not None]
+        if not group:
+            continue
+        xs = [r["relative_depth"] for r in group]
+        ys = [r[y] for r in group]
+        dashed = model.endswith("-random")
+        ax.plot(xs, ys, linestyle="--" if dashed else "-", color=colour, label=model, lw=1.6)
+        if band is not None:
+            lows = [r.get(band[0]) for r in group]
+            highs = [r.get(band[1]) for r in group]
+            if all(v is not None for v in lows + highs):
+                ax.fill_between(xs, lows, highs, color=colour, alpha=0.12, lw=0)
+        sig = [_significant(r, p_fdr, alpha) for r in group]
+        ax.scatter(
+            [x for x, s in zip(xs, sig, strict=True) if s],
+            [v for v, s in zip(ys, sig, strict=True) if s],
+            color=colour,
+            s=28,
+            zorder=3,
+        )
+        ax.scatter(
+            [x for x, s in zip(xs, sig, strict=True) if not s],
+            [v for v, s in zip(ys, sig, strict=True) if not s],
+            facecolors="white",
+            edgecolors=colour,
+            s=28,
+            zorder=3,
+        )
+    if chance is not None:
+        ax.axhline(chance, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("relative depth (0 = first probed layer, 1 = last)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlim(-0.02, 1.02)
+    ax.grid(alpha=0.25)
+    ax.plot([], [], "o", color="black", label=f"FDR p ≤ {alpha:g}", ms=5)
+    ax.plot([], [], "o", mfc="white", mec="black", label="not significant", ms=5)
+    if band is not None:
+        ax.fill_between([], [], [], color="grey", alpha=0.2, label="null mean .. 95th pct")
+    ax.legend(fontsize=7, loc="best", frameon=False)
+    fig.tight_layout()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png_path, svg_path = out_dir / f"{key}.png", out_dir / f"{key}.svg"
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    png = buf.getvalue()
+    png_path.write_bytes(png)
+    fig.savefig(svg_path, format="svg")
+    plt.close(fig)
+    return Figure(key=key, title=title, png=png, png_path=png_path, svg_path=svg_path)
+
+
+def curve_figures(
+    curves: Sequence[Row], recovery: Sequence[Row], alpha: float, out_dir: Path
+) -> list[Figure]:
+    """Per word space: 2 vs 2 and RSA against relative depth, and recovery by layer."""
+    figures: list[Figure] = []
+    for word_space in sorted({r["word_space"] for r in curves}):
+        rows = [r for r in curves if r["word_space"] == word_space]
+        figures.append(
+            curve_figure(
+                rows,
+                y="accuracy_2v2",
+                p_fdr="p_fdr_2v2",
+                band=("null_mean_2v2", "null_q95_2v2"),
+                chance=0.5,
+                ylabel="2 vs 2 accuracy",
+                title=f"2 vs 2 accuracy against {word_space}",
+                alpha=alpha,
+                key=f"2v2_{slug(word_space)}",
+                out_dir=out_dir,
+            )
+        )
+        if any(r.get("rho_rsa") is not None for r in rows):
+            figures.append(
+                curve_figure(
+                    rows,
+                    y="rho_rsa",
+                    p_fdr="p_fdr_rsa",
+                    band=("null_mean_rsa", "null_q95_rsa"),
+                    chance=0.0,
+                    ylabel="RSA (Spearman rho)",
+                    title=f"RSA against {word_space}",
+                    alpha=alpha,
+                    key=f"rsa_{slug(word_space)}",
+                    out_dir=out_dir,
+                )
+            )
+    for word_space in sorted({r["word_space"] for r in recovery}):
+        rows = [
+            r
+            for r in recovery
+            if r["word_space"] == word_space and r.get("relative_depth") is not None
+        ]
+        if rows:
+            figures.append(
+                curve_figure(
+                    rows,
+                    y="recovery_rate",
+                    p_fdr="p_fdr",
+                    band=None,
+                    chance=0.5,
+                    ylabel="1 vs 2 recovery rate",
+                    title=f"Recovery of misclassified images' classes, {word_space}",
+                    alpha=alpha,
+                    key=f"recovery_{slug(word_space)}",
+                    out_dir=out_dir,
+                )
+            )
+    return figures
