@@ -749,6 +749,7 @@ def run_extraction(
     progress: bool = False,
     on_plan: Callable[[ExtractionPlan], None] | None = None,
     shard_pause: float = 0.0,
+    shard_runner: Callable[..., int] | None = None,
 ) -> ExtractionSummary:
     """Extract pooled activations of a model's probe layers for every image in the warehouse.
 
@@ -774,6 +775,8 @@ def run_extraction(
         on_plan: Called with the plan before anything runs (the CLI prints it).
         shard_pause: Seconds to sleep after each registered shard (lets readers in; tests use
             it to kill a job between shards).
+        shard_runner: Runs the shards in ``todo`` with the signature of ``_run_shards``
+            (default: this process); :mod:`semwh.engines` passes a Ray runner.
 
     Returns:
         What was done; ``status`` is ``unchanged`` when the run had already completed.
@@ -859,7 +862,7 @@ def run_extraction(
         summary.tmp_removed = _clean_tmp(wh, parallel=slice_ is not None and slice_[1] > 1)
 
         started = time.perf_counter()
-        processed = _run_shards(
+        processed = (shard_runner or _run_shards)(
             wh,
             probed,
             loaded,
