@@ -13,6 +13,11 @@ app = typer.Typer(
 )
 
 
+def _say(text: str) -> None:
+    # One line per message: paths must not be wrapped at the terminal width (scripts grep them).
+    console.print(text, soft_wrap=True, highlight=False, markup=False)
+
+
 def init(ctx: typer.Context) -> None:
     """Create the warehouse folder and migrate its registry to the newest schema.
 
@@ -23,9 +28,9 @@ def init(ctx: typer.Context) -> None:
     wh = state(ctx).new_warehouse()
     before, after = migrate.init_warehouse(wh)
     if before == after:
-        console.print(f"warehouse {wh.root} is up to date (schema {after})")
+        _say(f"warehouse {wh.root} is up to date (schema {after})")
     else:
-        console.print(f"initialised warehouse {wh.root} (schema {before or 'none'} -> {after})")
+        _say(f"initialised warehouse {wh.root} (schema {before or 'none'} -> {after})")
 
 
 @app.command()
@@ -38,7 +43,7 @@ def upgrade(
     Example: semwh db upgrade
     """
     wh = state(ctx).new_warehouse()
-    console.print(f"schema now at {migrate.upgrade(wh, revision)}")
+    _say(f"schema now at {migrate.upgrade(wh, revision)}")
 
 
 @app.command()
@@ -51,7 +56,7 @@ def downgrade(
     Example: semwh db downgrade -1
     """
     wh = state(ctx).warehouse(check_schema=False)
-    console.print(f"schema now at {migrate.downgrade(wh, revision) or 'base'}")
+    _say(f"schema now at {migrate.downgrade(wh, revision) or 'base'}")
 
 
 @app.command()
@@ -64,7 +69,7 @@ def current(ctx: typer.Context) -> None:
     rev = migrate.current_revision(wh)
     head = migrate.head_revision()
     status = "up to date" if rev == head else "run `semwh db upgrade`"
-    console.print(f"{rev or 'none'} (code expects {head}: {status})")
+    _say(f"{rev or 'none'} (code expects {head}: {status})")
 
 
 @app.command()
@@ -74,4 +79,4 @@ def history() -> None:
     Example: semwh db history
     """
     for rev, down, message in migrate.history():
-        console.print(f"{down or 'base'} -> {rev}  {message}")
+        _say(f"{down or 'base'} -> {rev}  {message}")
