@@ -7,6 +7,7 @@ import typer
 from semwh import runs
 from semwh.cli.printing import print_table
 from semwh.cli.state import err_console, state
+from semwh.engines import sweep_engine
 
 app = typer.Typer(
     help="Compare spaces (RSA, 2 vs 2), test recovery (1 vs 2), sweep models and word spaces.",
@@ -134,6 +135,13 @@ def sweep(
     strict: bool = typer.Option(
         False, "--strict", help="Stop at a degenerate comparison instead of skipping it."
     ),
+    engine: str = typer.Option("local", "--engine", help="local, or ray (the ray extra)."),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster (auto, HOST:6379); default: a small local Ray."
+    ),
+    gpus_per_task: float = typer.Option(
+        0.0, "--gpus-per-actor", help="GPUs per Ray comparison task (with --device cuda)."
+    ),
 ) -> None:
     """Every layer of the models against every word space, with FDR over the whole sweep.
 
@@ -152,6 +160,7 @@ def sweep(
         force=force,
         strict=strict,
         progress=True,
+        engine=sweep_engine(engine, ray_address=ray_address, gpus_per_task=gpus_per_task),
     )
     print_table(runs.comparison_table(result.rows), title=f"sweep {result.analysis_id}")
     if result.recovery:

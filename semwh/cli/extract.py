@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from semwh.cli.state import console, err_console, state
-from semwh.extract import ExtractionPlan, run_extraction
+from semwh.engines import extraction_function
+from semwh.extract import ExtractionPlan
 
 
 def _print_plan(plan: ExtractionPlan) -> None:
@@ -43,13 +44,24 @@ def extract(
     shard_pause: float = typer.Option(
         0.0, "--shard-pause", help="Sleep seconds after each registered shard (lets readers in)."
     ),
+    engine: str = typer.Option("local", "--engine", help="local, or ray (the ray extra)."),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster (auto, HOST:6379); default: a small local Ray."
+    ),
+    gpus_per_actor: float = typer.Option(
+        0.0, "--gpus-per-actor", help="GPUs per Ray model actor (0.5 shares a GPU; 0: CPU)."
+    ),
+    actors: int | None = typer.Option(None, "--actors", help="Ray model actors (default: auto)."),
 ) -> None:
     """Run a model over the warehouse's images; store pooled layers, predictions and spaces.
 
     Example: semwh extract efficientnet_lite0 --batch-size 128 --shard-size 500
     """
     wh = state(ctx).warehouse()
-    summary = run_extraction(
+    run = extraction_function(
+        engine, ray_address=ray_address, gpus_per_actor=gpus_per_actor, actors=actors
+    )
+    summary = run(
         wh,
         model,
         weights=weights,
