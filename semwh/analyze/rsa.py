@@ -1,0 +1,209 @@
+"""Representational similarity analysis: correlation of two similarity matrices.
+
+RSA = Spearman correlation of the upper triangles (diagonal excluded) of S_A and S_B
+(options: Pearson, Kendall tau-a), with a permutation (Mantel) test that relabels the concepts
+of B, rows and columns together (DESIGN "Method definitions").
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from semwh.analyze._checks import as_similarity_pair
+from semwh.analyze.permutation import (
+    check_n_permutations,
+    make_rng,
+    permutation_batches,
+    permutation_p_value,
+)
+from semwh.errors import ConfigError, DegenerateInputError
+
+RSA_METHODS = ("spearman", "pearson", "kendall")
+
+
+@dataclass(frozen=True)
+class RSAResult:
+    """Outcome of :func:`rsa`.
+
+    Attributes:
+        rho: correlation of the two upper triangles (Spearman rho, Pearson r or tau-a).
+        p_value: permutation p-value, (1 + #{null >= rho}) / (1 + N); None when N = 0.
+        null: the N permuted statistics, in the order the permutations were drawn.
+        n_concepts: number of concepts n (the triangles hold n(n-1)/2 entries).
+        n_permutations: N.
+        seed: seed of the permutations (None when a Generator was passed in).
+        method: "spearman", "pearson" or "kendall" (Kendall tau-a).
+    """
+
+    rho: float
+    p_value: float | None
+    null: np.ndarray = field(repr=False)
+    n_concepts: int
+    n_permutations: int
+    seed: int | None
+    method: str
+
+
+def upper_triangle(sim: np.ndarray) -> np.ndarray:
+    """Entries above the diagonal of a square matrix, row by row."""
+    n = sim.shape[0]
+    return sim[np.triu_indices(n, 1)]
+
+
+def kendall_tau_a(x: np.ndarray, y: np.ndarray) -> float:
+    """Kendall tau-a: (concordant - discordant) / (m(m-1)/2), ties count as neither.
+
+    Uses scipy's O(m log m) tau-b and undoes its tie correction, which is exact because
+    tau-b = (C - D) / sqrt((n0 - n1)(n0 - n2)) with n1, n2 the pairs tied in x, in y.
+    """
+    m = x.size
+    n0 = m * (m - 1) // 2
+    n1 = _tied_pairs(x)
+    n2 = _tied_pairs(y)
+    if n1 == n0 or n2 == n0:
+        return float("nan")
+    tau_b = stats.kendalltau(x, y, variant="b").statistic
+    return float(tau_b * np.sqrt(float(n0 - n1) * float(n0 - n2)) / n0)
+
+
+def _tied_pairs(x: np.ndarray) -> int:
+    _, counts = np.unique(x, return_counts=True)
+    return int((counts * (counts - 1) // 2).sum())
+
+
+def rsa(
+    sim_a: np.ndarray,
+    sim_b: np.ndarray,
+    *,
+    method: str = "spearman",
+    n_permutations: int = 0,
+    seed: int | np.random.Generator = 0,
+    labels: Sequence[str] | None = None,
+    space_a: str = "A",
+    space_b: str = "B",
+    batch_size: int = 32,
+    n_jobs: int | None = None,
+) -> RSAResult:
+    """Correlate the upper triangles of two similarity matrices over the same concepts.
+
+    The permutation test relabels B's concepts (rows and columns together). For Spearman and
+    Pearson the triangle is ranked (or centred) once: a relabelled matrix's triangle holds the
+    same entries in another order, so its ranks are the original ranks permuted, mean and
+    norm are unchanged, and each null value is one gather plus one dot product.
+
+    Args:
+        sim_a: n x n similarity matrix of space A (e.g. from :func:`similarity_matrix`).
+        sim_b: n x n similarity matrix of space B, same concepts in the same order.
+        method: "spearman" (default), "pearson" or "kendall" (tau-a; its permutation test
+            re-sorts every permutation and is much slower).
+        n_permutations: number N of relabellings for the p-value; 0 skips the test.
+        seed: integer seed (recorded) or a numpy Generator (recorded as None).
+        labels: concept ids of the rows, for error messages.
+        space_a: name of space A, for error messages.
+        space_b: name of space B, for error messages.
+        batch_size: permutations gathered per task.
+        n_jobs: threads for the permutations (default: number of CPUs, at most 8).
+
+    Returns:
+        RSAResult.
+
+    Raises:
+        ConfigError: unknown method or bad permutation settings.
+        InputError: matrices of different or non-square shape.
+        DegenerateInputError: fewer than 4 concepts, NaN/inf, or a constant upper triangle.
+    """
+    if method not in RSA_METHODS:
+        raise ConfigError(f"unknown RSA method {method!r} (choose {', '.join(RSA_METHODS)})")
+    n_permutations = check_n_permutations(n_permutations)
+    a, b, _ = as_similarity_pair(sim_a, sim_b, labels, space_a, space_b)
+    rng, recorded_seed = make_rng(seed)
+    n = a.shape[0]
+    iu = np.triu_indices(n, 1)
+    u, v = a[iu], b[iu]
+    for vec, space in ((u, space_a), (v, space_b)):
+        if np.ptp(vec) == 0:
+            raise DegenerateInputError(
+                f"space {space!r}: all {vec.size} pairwise similarities are equal, so the RSA "
+                "correlation is undefined; check that the space's vectors differ"
+            )
+
+    if method == "kendall":
+        rho = kendall_tau_a(u, v)
+        null = np.array(
+            [
+                kendall_tau_a(u, b[np.ix_(p, p)][iu])
+                for batch in permutation_batches(rng, n, n_permutations, batch_size)
+                for p in batch
+            ],
+            dtype=np.float64,
+        )
+    else:
+        if method == "spearman":
+            u, v = stats.rankdata(u), stats.rankdata(v)
+        uc, vc = u - u.mean(), v - v.mean()
+        norm = float(np.linalg.norm(uc) * np.linalg.norm(vc))
+        rho = float(np.dot(uc, vc) / norm)
+        null = _mantel_null(uc, vc, n, norm, rng, n_permutations, batch_size, n_jobs)
+
+    p_value = permutation_p_value(rho, null) if n_permutations else None
+    return RSAResult(
+        rho=float(rho),
+        p_value=p_value,
+        null=null,
+        n_concepts=n,
+        n_permutations=n_permutations,
+        seed=recorded_seed,
+        method=method,
+    )
+
+
+def _mantel_null(
+    uc: np.ndarray,
+    vc: np.ndarray,
+    n: int,
+    norm: float,
+    rng: np.random.Generator,
+    n_permutations: int,
+    batch_size: int,
+    n_jobs: int | None,
+) -> np.ndarray:
+    """Null of sum_{i<j} uc[i,j] vc[p_i, p_j] / norm over random permutations p."""
+    if n_permutations == 0:
+        return np.empty(0, dtype=np.float64)
+    iu = np.triu_indices(n, 1)
+    # Full symmetric matrices with a zero diagonal: the full-matrix dot product is twice the
+    # upper-triangle one, and a row gather then a column gather is a relabelling.
+    ua = np.zeros((n, n))
+    ua[iu] = uc
+    ua += ua.T
+    vb = np.zeros((n, n))
+    vb[iu] = vc
+    vb += vb.T
+    scale = 0.5 / norm
+    batches = list(permutation_batches(rng, n, n_permutations, batch_size))
+
+    def run(perms: np.ndarray) -> np.ndarray:
+        rows = np.empty((n, n))
+        both = np.empty((n, n))
+        out = np.empty(len(perms))
+        for k, p in enumerate(perms):
+            np.take(vb, p, axis=0, out=rows)
+            np.take(rows, p, axis=1, out=both)
+            # einsum avoids the threaded BLAS dot, which stalls when threads share cores.
+            out[k] = np.einsum("ij,ij->i", ua, both).sum() * scale
+        return out
+
+    jobs = n_jobs or min(8, os.cpu_count() or 1)
+    if jobs <= 1 or len(batches) == 1:
+        parts = [run(perms) for perms in batches]
+    else:
+        # numpy's take and BLAS dot release the GIL, so threads share the gathers.
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            parts = list(pool.map(run, batches))
+    return np.concatenate(parts)
