@@ -1,0 +1,98 @@
+"""Slow, obviously-correct references for the analyses: explicit loops over scipy."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from scipy import stats
+
+
+def pearson(u: np.ndarray, v: np.ndarray) -> float:
+    """Pearson r by its textbook formula (NaN when a vector is constant)."""
+    uc, vc = u - u.mean(), v - v.mean()
+    den = np.sqrt((uc * uc).sum() * (vc * vc).sum())
+    return float((uc * vc).sum() / den) if den > 0 else float("nan")
+
+
+def similarity(x: np.ndarray, metric: str = "pearson") -> np.ndarray:
+    n = len(x)
+    s = np.empty((n, n))
+    for i in range(n):
+        for k in range(n):
+            if metric == "pearson":
+                s[i, k] = stats.pearsonr(x[i], x[k]).statistic
+            elif metric == "spearman":
+                s[i, k] = stats.spearmanr(x[i], x[k]).statistic
+            else:
+                s[i, k] = np.dot(x[i], x[k]) / np.sqrt(np.dot(x[i], x[i]) * np.dot(x[k], x[k]))
+    return s
+
+
+def upper(s: np.ndarray) -> list[float]:
+    n = len(s)
+    return [s[i, j] for i in range(n) for j in range(i + 1, n)]
+
+
+def tau_a(u: list[float], v: list[float]) -> float:
+    """Kendall tau-a by counting every pair: (concordant - discordant) / all pairs."""
+    m = len(u)
+    score = 0
+    for a, b in itertools.combinations(range(m), 2):
+        score += np.sign(u[a] - u[b]) * np.sign(v[a] - v[b])
+    return float(score / (m * (m - 1) / 2))
+
+
+def rsa(a: np.ndarray, b: np.ndarray, method: str = "spearman") -> float:
+    u, v = upper(a), upper(b)
+    if method == "spearman":
+        return float(stats.spearmanr(u, v).statistic)
+    if method == "pearson":
+        return float(stats.pearsonr(u, v).statistic)
+    return tau_a(u, v)
+
+
+def two_vs_two_pairs(
+    a: np.ndarray, b: np.ndarray, distance: str = "pearson", tie_tol: float = 1e-10
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pair correctness and margin, pair by pair, exactly as DESIGN words it."""
+    n = len(a)
+
+    def d(u: np.ndarray, v: np.ndarray) -> float:
+        if distance == "pearson":
+            if np.ptp(u) == 0 or np.ptp(v) == 0:
+                return float("nan")
+            return 1.0 - float(stats.pearsonr(u, v).statistic)
+        return 1.0 - float(np.dot(u, v) / np.sqrt(np.dot(u, u) * np.dot(v, v)))
+
+    correct = np.zeros((n, n), dtype=bool)
+    margin = np.full((n, n), np.nan)
+    for i in range(n):
+        for j in range(i + 1, n):
+            keep = [k for k in range(n) if k not in (i, j)]
+            a_i, a_j, b_i, b_j = a[i, keep], a[j, keep], b[i, keep], b[j, keep]
+            lhs = d(a_i, b_i) + d(a_j, b_j)
+            rhs = d(a_i, b_j) + d(a_j, b_i)
+            margin[i, j] = rhs - lhs
+            correct[i, j] = bool(lhs < rhs - tie_tol)
+    return correct, margin
+
+
+def permutations(seed: int, n: int, count: int) -> list[np.ndarray]:
+    """The permutations the library draws: one rng.permutation(n) per permutation."""
+    rng = np.random.default_rng(seed)
+    return [rng.permutation(n) for _ in range(count)]
+
+
+def relabel(s: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """S with concepts relabelled, rows and columns together, by an explicit loop."""
+    n = len(s)
+    out = np.empty_like(s)
+    for i in range(n):
+        for j in range(n):
+            out[i, j] = s[perm[i], perm[j]]
+    return out
+
+
+def p_value(stat: float, null: list[float]) -> float:
+    return (1 + sum(1 for x in null if x >= stat - 1e-12)) / (1 + len(null))

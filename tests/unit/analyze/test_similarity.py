@@ -1,0 +1,72 @@
+"""Similarity matrices against a by-hand case and a scipy loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from semwh.analyze import similarity_matrix
+from semwh.errors import ConfigError, DegenerateInputError
+from tests.unit.analyze import reference
+
+
+def test_pearson_by_hand() -> None:
+    x = np.array([[1, 2, 3], [3, 2, 1], [2, 4, 6], [1, 3, 2]], dtype=float)
+    s = similarity_matrix(x)
+    # Centred: [-1,0,1], [1,0,-1], [-2,0,2], [-1,1,0]; r(x0,x3) = 1 / (sqrt2 * sqrt2) = 0.5.
+    assert s[0, 1] == pytest.approx(-1.0)
+    assert s[0, 2] == pytest.approx(1.0)
+    assert s[0, 3] == pytest.approx(0.5)
+    assert s[1, 3] == pytest.approx(-0.5)
+    assert np.array_equal(s, s.T)
+    assert np.all(np.diag(s) == 1.0)
+
+
+@pytest.mark.parametrize("metric", ["pearson", "spearman", "cosine"])
+@pytest.mark.parametrize("n,d", [(4, 3), (9, 7), (25, 40)])
+def test_matches_scipy_loop(metric: str, n: int, d: int) -> None:
+    rng = np.random.default_rng(n * 100 + d)
+    x = rng.standard_normal((n, d))
+    if metric == "spearman":
+        x = np.round(x, 1)  # ties inside rows
+    expected = reference.similarity(x, metric)
+    np.testing.assert_allclose(similarity_matrix(x, metric=metric), expected, atol=1e-12)
+
+
+def test_constant_row_named() -> None:
+    x = np.random.default_rng(0).standard_normal((5, 4))
+    x[2] = 3.0
+    with pytest.raises(DegenerateInputError, match=r"n02\b.*constant|constant.*n02"):
+        similarity_matrix(x, labels=["n00", "n01", "n02", "n03", "n04"], space="layer")
+
+
+def test_near_constant_row_named() -> None:
+    x = np.random.default_rng(0).standard_normal((5, 4))
+    x[4] = 1.0 + 1e-14 * np.arange(4)
+    with pytest.raises(DegenerateInputError, match="n04"):
+        similarity_matrix(x, labels=["n00", "n01", "n02", "n03", "n04"])
+
+
+def test_nan_and_inf_named() -> None:
+    x = np.random.default_rng(0).standard_normal((6, 4))
+    x[1, 0] = np.nan
+    x[5, 3] = np.inf
+    with pytest.raises(DegenerateInputError, match=r"'glove'.*n01, n05"):
+        similarity_matrix(x, labels=[f"n0{i}" for i in range(6)], space="glove")
+
+
+def test_too_few_concepts() -> None:
+    with pytest.raises(DegenerateInputError, match="3 concepts, at least 4"):
+        similarity_matrix(np.random.default_rng(0).standard_normal((3, 5)), space="s")
+
+
+def test_cosine_zero_row_named() -> None:
+    x = np.random.default_rng(0).standard_normal((4, 4))
+    x[0] = 0.0
+    with pytest.raises(DegenerateInputError, match="all-zero.*: n0;"):
+        similarity_matrix(x, metric="cosine", labels=["n0", "n1", "n2", "n3"])
+
+
+def test_unknown_metric() -> None:
+    with pytest.raises(ConfigError, match="pearsn.*choose pearson"):
+        similarity_matrix(np.eye(4) + 1, metric="pearsn")
