@@ -10,9 +10,11 @@ from rich.markup import escape
 
 from semwh import __version__
 from semwh.cli import analyze, db, extract, sql
+from semwh.cli import demo as demo_cmd
 from semwh.cli import export as export_cmd
 from semwh.cli import query as query_cmd
 from semwh.cli import report as report_cmd
+from semwh.cli import run as run_cmd
 from semwh.cli.state import CliState, err_console
 from semwh.config import ENV_DB, ENV_WAREHOUSE, load_settings
 from semwh.errors import SemwhError
@@ -58,6 +60,8 @@ app.command("sql")(sql.sql)
 app.command("report")(report_cmd.report)
 app.command("export")(export_cmd.export)
 app.command("query")(query_cmd.query)
+app.command("run")(run_cmd.run)
+app.command("demo")(demo_cmd.demo)
 app.command("extract")(extract.extract)
 
 

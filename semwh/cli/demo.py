@@ -1,0 +1,46 @@
+"""`semwh demo`: the whole study on sample images, in one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from semwh.cli.printing import print_table
+from semwh.cli.run import print_summary
+from semwh.cli.state import console, err_console, state
+from semwh.config import load_settings
+from semwh.demo import DEMO_PERMUTATIONS, DEMO_WAREHOUSE, find_samples, run_demo
+from semwh.warehouse.layout import warehouse_from_settings
+
+
+def demo(
+    ctx: typer.Context,
+    images: Path | None = typer.Option(
+        None, "--images", help="Folder of <wnid>_*.jpg images (default: SEMWH_SAMPLES)."
+    ),
+    permutations: int = typer.Option(
+        DEMO_PERMUTATIONS, "--permutations", help="Permutations per test."
+    ),
+) -> None:
+    """EfficientNet-Lite0 (trained and random weights) vs GloVe: layer curves and a report.
+
+    Uses ./semwh-demo unless --warehouse is given. Example: semwh demo --images ./photos
+    """
+    st = state(ctx)
+    settings = st.settings
+    if ctx.find_root().params.get("warehouse") is None:
+        settings = load_settings(DEMO_WAREHOUSE, settings.db_url)
+    wh = warehouse_from_settings(settings)
+    folder = find_samples(images, st.settings)
+    result = run_demo(
+        wh,
+        folder,
+        permutations=permutations,
+        device=settings.device,
+        progress=lambda line: err_console.print(line),
+        show_bars=True,
+    )
+    print_summary(result.summary)
+    print_table(result.curves, title="layer curves: EfficientNet-Lite0 vs GloVe")
+    console.print(f"report: {result.summary.report}")

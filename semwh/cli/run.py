@@ -1,0 +1,37 @@
+"""`semwh run`: a declarative run from a TOML file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from semwh.cli.state import console, err_console, state
+from semwh.pipeline import RunSummary, load_config, run_pipeline
+
+
+def print_summary(summary: RunSummary) -> None:
+    """The stages of a run as a table on stderr."""
+    table = Table("stage", "what", "status", "seconds", "detail", title="run")
+    for s in summary.stages:
+        table.add_row(s.stage, s.what, s.status, f"{s.seconds:.1f}", s.detail)
+    err_console.print(table)
+    err_console.print(f"total {summary.seconds:.1f} s")
+
+
+def run(
+    ctx: typer.Context,
+    config: Path = typer.Argument(..., help="Run configuration (TOML)."),
+) -> None:
+    """Run ingest -> extract -> analyze -> report as CONFIG declares; finished work is skipped.
+
+    Example: semwh --warehouse ./wh run examples/paper.toml
+    """
+    wh = state(ctx).new_warehouse()
+    summary = run_pipeline(
+        wh, load_config(config), progress=lambda line: err_console.print(line), show_bars=True
+    )
+    print_summary(summary)
+    if summary.report is not None:
+        console.print(f"report: {summary.report}")

