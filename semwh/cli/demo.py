@@ -25,7 +25,9 @@ def demo(
 ) -> None:
     """EfficientNet-Lite0 (trained and random weights) vs GloVe: layer curves and a report.
 
-    Uses ./semwh-demo unless --warehouse is given. Example: semwh demo --images ./photos
+    Uses ./semwh-demo unless --warehouse is given.
+
+    Example: semwh demo --images ./photos
     """
     st = state(ctx)
     settings = st.settings
