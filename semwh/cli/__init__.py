@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from semwh import __version__
-from semwh.cli import analyze, db, extract, sql
+from semwh.cli import analyze, db, extract, ingest, sql
 from semwh.cli import demo as demo_cmd
 from semwh.cli import export as export_cmd
 from semwh.cli import query as query_cmd
@@ -55,6 +55,7 @@ def _global(
 
 app.command("init")(db.init)
 app.add_typer(db.app, name="db")
+app.add_typer(ingest.app, name="ingest")
 app.add_typer(analyze.app, name="analyze")
 app.command("sql")(sql.sql)
 app.command("report")(report_cmd.report)

