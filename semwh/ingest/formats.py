@@ -95,9 +95,12 @@ def _parse_header(path: Path, line: bytes, fmt: str) -> tuple[int, int]:
 def _parse_values(
     path: Path, rests: list[str], lines: list[int], words: list[str], dim: int
 ) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        values = np.fromstring(" ".join(rests), dtype=np.float64, sep=" ")  # noqa: NPY201
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            values = np.fromstring(" ".join(rests), dtype=np.float64, sep=" ")  # noqa: NPY201
+    except ValueError:  # numpy >= 2.3 raises where older versions stopped early
+        values = np.zeros(0)
     if values.size == len(rests) * dim:
         return values.reshape(len(rests), dim)
     # Something in the block is not a number: find the line and the field for the message.

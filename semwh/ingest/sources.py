@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from semwh.warehouse.models import Source
+from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.models import Source, Space, VectorFile
 
 CREATED = "created"
 UNCHANGED = "unchanged"
@@ -140,3 +141,22 @@ def record_source(session: Session, spec: SourceSpec) -> tuple[Source, str, int 
     session.add(row)
     session.flush()
     return row, NEW_VERSION, previous
+
+
+def drop_space(wh: Warehouse, name: str) -> None:
+    """Unregister a space (its row and its concept files) before a new version replaces it.
+
+    A new version points at a new source row. DuckDB can neither change a foreign-key column
+    of a row that other rows reference nor delete a row whose referencing rows were deleted
+    in the same transaction, so the files' registrations go first, then the space row; the
+    new version is stored as a new space. Call this only after the new input is validated.
+    The Parquet files stay on disk like every replaced version's do.
+    """
+    with wh.session() as session:
+        space = session.scalar(select(Space).where(Space.name == name))
+        if space is None:
+            return
+        space_id = space.space_id
+        session.execute(delete(VectorFile).where(VectorFile.space_id == space_id))
+    with wh.session() as session:
+        session.execute(delete(Space).where(Space.space_id == space_id))

@@ -20,6 +20,7 @@ from semwh.errors import ConfigError, DuplicateError, InputError
 from semwh.ingest.sources import (
     UNCHANGED,
     SourceSpec,
+    drop_space,
     is_current,
     record_source,
     sha256_file,
@@ -278,6 +279,10 @@ def ingest_space(
                 rows.key,
                 time.perf_counter() - started,
             )
+    if existing is not None:
+        # A new version references a new source row (see drop_space).
+        drop_space(wh, name)
+    with wh.session() as session:
         source, status, previous = record_source(session, spec)
     space = save_space(
         wh,

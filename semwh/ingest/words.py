@@ -43,6 +43,7 @@ from semwh.ingest.imagenet import try_imagenet_index
 from semwh.ingest.sources import (
     UNCHANGED,
     SourceSpec,
+    drop_space,
     is_current,
     latest_source,
     record_source,
@@ -304,6 +305,17 @@ def _unchanged_report(wh: Warehouse, report: WordIngestReport, concepts: list[Co
     return True
 
 
+def _drop_word_model(wh: Warehouse, name: str) -> None:
+    with wh.session() as session:
+        model_id = session.scalar(select(WordModel.word_model_id).where(WordModel.name == name))
+        if model_id is None:
+            return
+        session.execute(delete(WordToken).where(WordToken.word_model_id == model_id))
+    drop_space(wh, name)
+    with wh.session() as session:
+        session.execute(delete(WordModel).where(WordModel.word_model_id == model_id))
+
+
 def ingest_words(
     wh: Warehouse,
     name: str,
@@ -422,6 +434,10 @@ def ingest_words(
 
     if keep_all:
         write_vocabulary(wh, str(options["vocabulary_file"]), vectors)
+    if current is None:
+        # A new version references a new source row, and DuckDB cannot re-point foreign keys
+        # of referenced rows: the model, its tokens and its space are stored afresh.
+        _drop_word_model(wh, name)
     with wh.session() as session:
         src, status, previous = record_source(session, spec)
         model = session.scalar(select(WordModel).where(WordModel.name == name))
