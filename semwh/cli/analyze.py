@@ -8,6 +8,7 @@ from semwh import runs
 from semwh.cli.printing import print_table
 from semwh.cli.state import err_console, state
 from semwh.engines import sweep_engine
+from semwh.runs.store import summary_table, vertical
 
 app = typer.Typer(
     help="Compare spaces (RSA, 2 vs 2), test recovery (1 vs 2), sweep models and word spaces.",
@@ -22,6 +23,9 @@ _SIMILARITY = typer.Option(
 _BOOTSTRAP = typer.Option(0, "--bootstrap", help="Bootstrap resamples for a 95% interval.")
 _DEVICE = typer.Option("cpu", "--device", help="cpu or cuda.")
 _FORCE = typer.Option(False, "--force", help="Recompute and replace a stored identical result.")
+
+
+RECOVERY_SUMMARY = ("result_id", "layer", "space_b", "n_images", "accuracy", "p_value", "p_fdr")
 
 
 def _split(text: str) -> list[str]:
@@ -60,7 +64,7 @@ def rsa(
         device=device,
         force=force,
     )
-    print_table(runs.comparison_table([row]), title="results_rsa")
+    print_table(vertical(runs.comparison_table([row])), title="results_rsa")
 
 
 @app.command("2v2")
@@ -93,7 +97,7 @@ def two_vs_two(
         device=device,
         force=force,
     )
-    print_table(runs.comparison_table([row]), title="results_2v2")
+    print_table(vertical(runs.comparison_table([row])), title="results_2v2")
 
 
 @app.command("recovery")
@@ -117,7 +121,9 @@ def recovery(
         layers=_split(layers) if layers else None,
         force=force,
     )
-    print_table(runs.recovery_table(rows), title="results_recovery")
+    print_table(
+        summary_table(runs.recovery_table(rows), RECOVERY_SUMMARY), title="results_recovery"
+    )
 
 
 @app.command("sweep")
@@ -162,9 +168,14 @@ def sweep(
         progress=True,
         engine=sweep_engine(engine, ray_address=ray_address, gpus_per_task=gpus_per_task),
     )
-    print_table(runs.comparison_table(result.rows), title=f"sweep {result.analysis_id}")
+    print_table(
+        summary_table(runs.comparison_table(result.rows)), title=f"sweep {result.analysis_id}"
+    )
     if result.recovery:
-        print_table(runs.recovery_table(result.recovery), title="results_recovery")
+        print_table(
+            summary_table(runs.recovery_table(result.recovery), RECOVERY_SUMMARY),
+            title="results_recovery",
+        )
     for item in result.skipped:
         err_console.print(f"[yellow]skipped:[/yellow] {item.reason}", highlight=False)
     err_console.print(

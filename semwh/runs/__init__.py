@@ -9,6 +9,7 @@ transaction.
 from semwh.runs.comparison import (
     compare,
     compare_spec,
+    permutation_null,
     plan_comparison,
     run_comparison,
     shared_concepts,
@@ -24,7 +25,7 @@ from semwh.runs.recovery import (
     recovery_table,
     run_recovery_layer,
 )
-from semwh.runs.store import comparison_table, permutation_null
+from semwh.runs.store import comparison_table
 from semwh.runs.sweep import Skipped, SweepResult, run_or_skip, sweep
 
 __all__ = [

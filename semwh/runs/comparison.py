@@ -9,11 +9,17 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from semwh import analyze
+from semwh.analyze import (
+    bootstrap_rsa,
+    bootstrap_two_vs_two,
+    rsa,
+    similarity_matrix,
+    two_vs_two,
+)
 from semwh.errors import DegenerateInputError
 from semwh.runs import store
 from semwh.runs.options import ComparisonOptions
-from semwh.runs.provenance import concepts_sha256, draw_seed
+from semwh.runs.provenance import concepts_sha256, derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec, ResultRecord
 from semwh.vectors import SpaceVectors, get_space, load_space
 from semwh.warehouse.layout import Warehouse
@@ -98,46 +104,56 @@ def run_comparison(spec: ComparisonSpec) -> ResultRecord:
 def _statistic(spec: ComparisonSpec) -> dict[str, Any]:
     """Call the pure statistics of :mod:`semwh.analyze` for one spec."""
     opts = spec.options
-    rng = np.random.default_rng(opts.seed) if opts.seed is not None else None
+    labels = list(spec.wnids)
+    sim_a = similarity_matrix(spec.a, metric=opts.similarity, labels=labels, space=spec.space_a)
+    sim_b = similarity_matrix(spec.b, metric=opts.similarity, labels=labels, space=spec.space_b)
+    common: dict[str, Any] = dict(
+        n_permutations=opts.permutations,
+        seed=opts.seed if opts.seed is not None else 0,
+        labels=labels,
+        space_a=spec.space_a,
+        space_b=spec.space_b,
+    )
+    numbers: dict[str, Any]
     if opts.test == "rsa":
-        result = analyze.rsa(
-            spec.a,
-            spec.b,
-            similarity=opts.similarity,
-            method=opts.metric,
-            permutations=opts.permutations,
-            rng=rng,
-            labels=list(spec.wnids),
-            device=opts.device,
-        )
-        numbers: dict[str, Any] = {"statistic": float(result.rho)}
+        result = rsa(sim_a, sim_b, method=opts.metric, **common)
+        numbers = {"statistic": float(result.rho)}
     else:
-        result = analyze.two_vs_two(
-            spec.a,
-            spec.b,
-            similarity=opts.similarity,
+        # The torch backend gives the same float64 numbers; it is only worth it on a GPU.
+        on_gpu = opts.device != "cpu"
+        result = two_vs_two(
+            sim_a,
+            sim_b,
             distance=opts.metric,
-            permutations=opts.permutations,
-            rng=rng,
-            labels=list(spec.wnids),
+            backend="torch" if on_gpu else "numpy",
             device=opts.device,
+            **common,
         )
         numbers = {"statistic": float(result.accuracy), "n_pairs": int(result.n_pairs)}
     if opts.permutations > 0:
         numbers["p_value"] = float(result.p_value)
         numbers["null"] = np.asarray(result.null, dtype=np.float64)
     if opts.bootstrap > 0:
-        low, high = analyze.bootstrap_ci(
-            spec.a,
-            spec.b,
-            test=opts.test,
-            similarity=opts.similarity,
-            metric=opts.metric,
-            n_resamples=opts.bootstrap,
-            rng=rng,
+        # Its own stream, derived from the recorded seed, so that adding a bootstrap never
+        # changes the permutations.
+        boot: dict[str, Any] = dict(
+            n_bootstrap=opts.bootstrap,
+            seed=derive_seed(common["seed"], "bootstrap"),
+            labels=labels,
+            space_a=spec.space_a,
+            space_b=spec.space_b,
         )
-        numbers["ci_low"], numbers["ci_high"] = float(low), float(high)
+        if opts.test == "rsa":
+            ci = bootstrap_rsa(sim_a, sim_b, method=opts.metric, **boot)
+        else:
+            ci = bootstrap_two_vs_two(sim_a, sim_b, distance=opts.metric, **boot)
+        numbers["ci_low"], numbers["ci_high"] = _finite(ci.low), _finite(ci.high)
     return numbers
+
+
+def _finite(value: float) -> float | None:
+    """None for a NaN bound (every resample degenerate) rather than a NaN in the table."""
+    return float(value) if np.isfinite(value) else None
 
 
 def find_stored(
@@ -159,9 +175,14 @@ def find_stored(
 
 def lookup(wh: Warehouse, spec: ComparisonSpec) -> store.ComparisonRow | None:
     """A stored row for ``spec``; with no seed given, a row of any seed counts as the same."""
-    any_seed = spec.options.needs_seed and spec.options.seed is None
     with wh.session() as session:
-        return find_stored(session, spec, any_seed=any_seed)
+        return lookup_in(session, spec)
+
+
+def lookup_in(session: Session, spec: ComparisonSpec) -> store.ComparisonRow | None:
+    """:func:`lookup` inside the caller's session (a sweep looks many up at once)."""
+    any_seed = spec.options.needs_seed and spec.options.seed is None
+    return find_stored(session, spec, any_seed=any_seed)
 
 
 def save_record(
@@ -172,27 +193,34 @@ def save_record(
     A row with the same spaces, concepts, options and seed but computed from other space
     contents describes vectors that are no longer in the warehouse, so it is replaced too.
     """
+    with wh.session() as session:
+        return save_in(session, record, replaces)
+
+
+def save_in(
+    session: Session, record: ResultRecord, replaces: store.ComparisonRow | None = None
+) -> store.ComparisonRow:
+    """:func:`save_record` inside the caller's transaction."""
     spec = record.spec
     test = spec.options.test
-    with wh.session() as session:
-        doomed = {
-            row.result_id
-            for row, _run in store.matching_rows(
-                session,
-                spec.space_a,
-                spec.space_b,
-                spec.concepts_sha256,
-                spec.options,
-                any_seed=False,
-            )
-        }
-        if replaces is not None:
-            doomed.add(replaces.result_id)
-        for result_id in sorted(doomed):
-            row = store.get_comparison(session, test, result_id)
-            if row is not None:
-                store.delete_comparison(session, test, row)
-        return store.add_comparison(session, record)
+    doomed = {
+        row.result_id
+        for row, _run in store.matching_rows(
+            session,
+            spec.space_a,
+            spec.space_b,
+            spec.concepts_sha256,
+            spec.options,
+            any_seed=False,
+        )
+    }
+    if replaces is not None:
+        doomed.add(replaces.result_id)
+    for result_id in sorted(doomed):
+        row = store.get_comparison(session, test, result_id)
+        if row is not None:
+            store.delete_comparison(session, test, row)
+    return store.add_comparison(session, record)
 
 
 def compare(
@@ -268,3 +296,9 @@ def compare_spec(
     if spec.options.needs_seed and spec.options.seed is None:
         spec = with_seed(spec, fallback_seed if fallback_seed is not None else draw_seed())
     return save_record(wh, run_comparison(spec), replaces=found)
+
+
+def permutation_null(wh: Warehouse, test: str, result_id: int) -> list[float] | None:
+    """The stored permutation null of a result, in the order the permutations were drawn."""
+    with wh.session() as session:
+        return store.null_values(session, test, result_id)

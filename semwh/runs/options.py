@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from semwh.analyze import DISTANCES, RSA_METHODS, SIMILARITY_METRICS
 from semwh.errors import ConfigError
 
 TESTS = ("rsa", "2v2")
-SIMILARITIES = ("pearson", "spearman", "cosine")
-RSA_METHODS = ("spearman", "pearson", "kendall")
-DISTANCES = ("pearson", "cosine")
+SIMILARITIES = SIMILARITY_METRICS
 DEVICES = ("cpu", "cuda")
 
 

@@ -13,7 +13,8 @@ import numpy as np
 import pyarrow as pa
 from sqlalchemy import delete, select
 
-from semwh import analyze
+from semwh.analyze import RecoveryResult, benjamini_hochberg
+from semwh.analyze import recovery as analyze_recovery
 from semwh.errors import DegenerateInputError, NotFoundError
 from semwh.runs import store
 from semwh.runs.provenance import concepts_sha256
@@ -167,7 +168,7 @@ class RecoveryRecord:
     """The pure recovery test's outcome for one layer, before storage."""
 
     inputs: RecoveryInputs
-    result: Any  # semwh.analyze recovery result: per-image outcomes and their summary
+    result: RecoveryResult
     seconds: float
 
 
@@ -176,23 +177,19 @@ def run_recovery_layer(inputs: RecoveryInputs) -> RecoveryRecord:
 
     Raises:
         DegenerateInputError: Degenerate activations or word vectors; the message names the
-            concepts and both spaces.
+            images or concepts, the layer space and the word space.
     """
     start = time.perf_counter()
-    try:
-        result = analyze.recovery(
-            inputs.activations,
-            inputs.image_wnids,
-            inputs.predicted,
-            inputs.words,
-            inputs.wnids,
-            space_a=inputs.space_a,
-            space_b=inputs.space_b,
-        )
-    except DegenerateInputError as exc:
-        raise DegenerateInputError(
-            f"recovery of layer space {inputs.space_a!r} with word space {inputs.space_b!r}: {exc}"
-        ) from exc
+    result = analyze_recovery(
+        inputs.activations,
+        inputs.image_wnids,
+        inputs.predicted,
+        inputs.wnids,
+        inputs.words,
+        image_ids=inputs.image_ids,
+        layer=inputs.space_a,
+        word_space=inputs.space_b,
+    )
     return RecoveryRecord(inputs=inputs, result=result, seconds=time.perf_counter() - start)
 
 
@@ -224,44 +221,43 @@ def _opt(value: Any) -> float | None:
 
 def _add_rows(session: Any, analysis_id: int, record: RecoveryRecord) -> ResultRecovery:
     inputs, res = record.inputs, record.result
+    out = res.outcomes
     row = ResultRecovery(
         analysis_id=analysis_id,
         model=inputs.model,
         layer=inputs.layer,
         space_a=inputs.space_a,
         space_b=inputs.space_b,
-        n_concepts=len(inputs.wnids),
+        n_concepts=int(res.n_concepts),
         concepts_sha256=inputs.concepts_sha256,
         similarity=SIMILARITY,
         n_images=int(res.n_images),
         n_success=int(res.n_success),
-        accuracy=_opt(res.accuracy),
+        accuracy=_opt(res.success_rate),
         p_value=_opt(res.p_value),
         n_visual=int(res.n_visual),
-        n_visual_success=int(res.n_visual_success),
-        visual_accuracy=_opt(res.visual_accuracy),
+        n_visual_success=int(np.count_nonzero(out.visual_success)),
+        visual_accuracy=_opt(res.visual_success_rate),
         visual_p_value=_opt(res.visual_p_value),
-        mean_rank_true=_opt(res.mean_rank_true),
-        median_rank_true=_opt(res.median_rank_true),
+        mean_rank_true=_opt(res.mean_rank),
+        median_rank_true=_opt(res.median_rank),
         n_permutations=0,
         seed=None,
     )
     session.add(row)
     session.flush()
-    for image in res.images:
-        index = int(image.index)
-        visual = image.visual_success
+    for k in range(len(out.image_id)):
         session.add(
             RecoveryImage(
                 result_id=row.result_id,
-                image_id=int(inputs.image_ids[index]),
-                true_wnid=inputs.image_wnids[index],
-                predicted_wnid=inputs.predicted[index],
-                success=bool(image.success),
-                score_true=float(image.score_true),
-                score_predicted=float(image.score_predicted),
-                visual_success=None if visual is None else bool(visual),
-                rank_true=int(image.rank_true),
+                image_id=int(out.image_id[k]),
+                true_wnid=out.true_concept[k],
+                predicted_wnid=out.predicted_concept[k],
+                success=bool(out.success[k]),
+                score_true=float(out.score_true[k]),
+                score_predicted=float(out.score_predicted[k]),
+                visual_success=bool(out.visual_success[k]) if out.visual_defined[k] else None,
+                rank_true=int(out.rank_true[k]),
             )
         )
     return row
@@ -344,7 +340,7 @@ def recovery(
             else:
                 rows.append(session.get(ResultRecovery, slot.result_id) or slot)
         tested = [row for row in rows if row.p_value is not None]
-        adjusted = analyze.fdr([row.p_value for row in tested]) if tested else []
+        adjusted = benjamini_hochberg([row.p_value for row in tested]) if tested else []
         for row, p_fdr in zip(tested, adjusted, strict=True):
             row.p_fdr = float(p_fdr)
         session.flush()

@@ -200,7 +200,7 @@ def get_comparison(session: Session, test: str, result_id: int) -> ComparisonRow
     return session.get(result_model(test), result_id)
 
 
-def permutation_null(session: Session, test: str, result_id: int) -> list[float] | None:
+def null_values(session: Session, test: str, result_id: int) -> list[float] | None:
     row = session.get(PermutationNull, (test, result_id))
     return None if row is None else list(json.loads(row.values))
 
@@ -285,3 +285,25 @@ def comparison_table(rows: Sequence[ComparisonRow]) -> pa.Table:
         ]
     )
     return pa.Table.from_pylist(records, schema=schema)
+
+
+def vertical(table: pa.Table) -> pa.Table:
+    """One row as a two-column (field, value) table that fits a terminal."""
+    row = table.to_pylist()[0] if table.num_rows else {}
+    return pa.table(
+        {
+            "field": list(row),
+            "value": [
+                "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
+                for v in row.values()
+            ],
+        }
+    )
+
+
+SUMMARY_COLUMNS = ("result_id", "test", "space_a", "space_b", "statistic", "p_value", "p_fdr")
+
+
+def summary_table(table: pa.Table, columns: Sequence[str] = SUMMARY_COLUMNS) -> pa.Table:
+    """The columns of a results table worth a glance (the rest stay in the warehouse)."""
+    return table.select([c for c in columns if c in table.column_names])

@@ -12,14 +12,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from semwh import analyze
+from semwh.analyze import benjamini_hochberg
 from semwh.errors import ConfigError, DegenerateInputError, NotFoundError
 from semwh.runs import store
 from semwh.runs.comparison import (
-    lookup,
+    lookup_in,
     plan_comparison,
     run_comparison,
-    save_record,
+    save_in,
     with_seed,
 )
 from semwh.runs.options import TESTS, ComparisonOptions, check_choice
@@ -31,6 +31,10 @@ from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Result2v2, ResultRecovery, ResultRSA, Space, VisionModel
 
 RANDOM_SUFFIX = "-random"
+
+#: Computed comparisons are committed at least this often (count, seconds).
+COMMIT_EVERY = 64
+COMMIT_SECONDS = 30.0
 
 #: An engine maps the pure per-comparison function over specs (builtin ``map`` runs locally).
 Engine = Callable[
@@ -251,28 +255,38 @@ def sweep(
     if bar is not None:
         bar.start()
     try:
-        for spec in _specs(wh, layers, words, hashes, options, strict):
-            found = None
-            if isinstance(spec, ComparisonSpec):
-                # With an explicit sweep seed only rows of the derived seed are the same
-                # analysis; without one, a stored row of any seed is.
-                found = lookup(wh, seeded(spec) if seed is not None else spec)
-                if found is None or force:
-                    pending.append((len(slots), seeded(spec), found))
-                    slots.append(None)
-                    continue
-            slots.append(found if found is not None else spec)
-            if bar is not None and task is not None:
-                bar.advance(task)
+        # One session for every lookup: opening a registry connection costs more than a query.
+        with wh.session() as session:
+            for spec in _specs(wh, layers, words, hashes, options, strict):
+                found = None
+                if isinstance(spec, ComparisonSpec):
+                    # With an explicit sweep seed only rows of the derived seed are the same
+                    # analysis; without one, a stored row of any seed is.
+                    found = lookup_in(session, seeded(spec) if seed is not None else spec)
+                    if found is None or force:
+                        pending.append((len(slots), seeded(spec), found))
+                        slots.append(None)
+                        continue
+                slots.append(found if found is not None else spec)
+                if bar is not None and task is not None:
+                    bar.advance(task)
         step = run_comparison if strict else run_or_skip
         outcomes = engine(step, [spec for _, spec, _ in pending])  # type: ignore[arg-type]
+        buffer: list[tuple[int, ResultRecord, store.ComparisonRow | None]] = []
+        last_commit = time.perf_counter()
         for (index, _spec, old), outcome in zip(pending, outcomes, strict=True):
             if isinstance(outcome, Skipped):
                 slots[index] = outcome
             else:
-                slots[index] = save_record(wh, outcome, replaces=old)
+                buffer.append((index, outcome, old))
+            # Results are committed in small batches: an interrupted sweep keeps what it
+            # computed, and a rerun finds those comparisons stored.
+            if len(buffer) >= COMMIT_EVERY or time.perf_counter() - last_commit > COMMIT_SECONDS:
+                _commit(wh, buffer, slots)
+                last_commit = time.perf_counter()
             if bar is not None and task is not None:
                 bar.advance(task)
+        _commit(wh, buffer, slots)
     finally:
         if bar is not None:
             bar.stop()
@@ -325,10 +339,26 @@ def sweep(
     )
 
 
+def _commit(
+    wh: Warehouse,
+    buffer: list[tuple[int, ResultRecord, store.ComparisonRow | None]],
+    slots: list[store.ComparisonRow | Skipped | None],
+) -> None:
+    """Store the buffered records in one transaction and empty the buffer."""
+    if not buffer:
+        return
+    with wh.session() as session:
+        for index, record, old in buffer:
+            slots[index] = save_in(session, record, old)
+    buffer.clear()
+
+
 def _apply_fdr(session: Session, rows: Sequence[store.ComparisonRow]) -> list[dict[str, Any]]:
     """Benjamini-Hochberg over every p-value of the sweep, written into the rows' ``p_fdr``."""
     tested = [row for row in rows if row.p_value is not None]
-    adjusted = [float(v) for v in analyze.fdr([row.p_value for row in tested])] if tested else []
+    adjusted = (
+        [float(v) for v in benjamini_hochberg([row.p_value for row in tested])] if tested else []
+    )
     by_key = {
         (store.test_of(row), row.result_id): p for row, p in zip(tested, adjusted, strict=True)
     }

@@ -1,0 +1,283 @@
+"""1 vs 2 recovery orchestration on a small synthetic warehouse built with the real writers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+from sqlalchemy import func, select
+
+from semwh import analyze, runs
+from semwh.config import load_settings
+from semwh.errors import NotFoundError
+from semwh.vectors import register_vector_file, save_space, write_vector_file
+from semwh.vectors.store import image_shard_relpath
+from semwh.warehouse.layout import Warehouse, warehouse_from_settings
+from semwh.warehouse.migrate import init_warehouse
+from semwh.warehouse.models import (
+    AnalysisRun,
+    Concept,
+    Image,
+    Layer,
+    Prediction,
+    RecoveryImage,
+    ResultRecovery,
+    VisionModel,
+)
+
+pytestmark = pytest.mark.integration
+
+MODEL = "toynet"
+N_CONCEPTS = 8
+PER_CONCEPT = 4
+WORD_DIM = 10
+LAYER_DIM = 16
+NOISE = (4.0, 1.0, 0.1)
+OUTSIDER = "n09999999"  # a concept with images but no word vector
+
+
+def concept_ids() -> list[str]:
+    return [f"n{2000000 + 31 * i:08d}" for i in range(N_CONCEPTS)]
+
+
+def build_recovery_world(wh: Warehouse, seed: int = 0) -> dict[str, object]:
+    rng = np.random.default_rng(seed)
+    wnids = concept_ids()
+    words = rng.normal(size=(N_CONCEPTS, WORD_DIM))
+    save_space(wh, "words", "word", wnids, words)
+    image_wnids = [w for w in wnids for _ in range(PER_CONCEPT)] + [OUTSIDER] * 2
+    n_images = len(image_wnids)
+    with wh.session() as session:
+        for w in [*wnids, OUTSIDER]:
+            session.add(Concept(wnid=w, name=f"concept {w}", origin="file"))
+        session.flush()
+        images = [
+            Image(
+                wnid=w,
+                path=f"img/{i}.jpg",
+                sha256=f"{i:064x}",
+                width=8,
+                height=8,
+                mode="RGB",
+            )
+            for i, w in enumerate(image_wnids)
+        ]
+        session.add_all(images)
+        model = VisionModel(name=MODEL, architecture="toy", weights="none", preprocessing="{}")
+        session.add(model)
+        session.flush()
+        image_ids = [img.image_id for img in images]
+        layers = [
+            Layer(
+                model_id=model.model_id,
+                module=f"stage{i}",
+                depth_index=i,
+                relative_depth=i / (len(NOISE) - 1),
+                output_shape=json.dumps([LAYER_DIM]),
+                pooling="avg",
+                dim=LAYER_DIM,
+            )
+            for i in range(len(NOISE))
+        ]
+        session.add_all(layers)
+        session.flush()
+        layer_ids = [layer.layer_id for layer in layers]
+        # Every third image is misclassified as the next concept; the outsider images are
+        # misclassified too but have no word vector, and one image is predicted as the
+        # outsider: neither kind may enter the test.
+        predicted = {}
+        for k, (image_id, w) in enumerate(zip(image_ids, image_wnids, strict=True)):
+            if w == OUTSIDER:
+                guess = wnids[0]
+            elif k == 1:
+                guess = OUTSIDER
+            elif k % 3 == 0:
+                guess = wnids[(wnids.index(w) + 1) % N_CONCEPTS]
+            else:
+                guess = w
+            predicted[image_id] = guess
+            session.add(
+                Prediction(
+                    model=MODEL,
+                    image_id=image_id,
+                    rank=1,
+                    wnid=guess,
+                    class_index=0,
+                    probability=0.5,
+                )
+            )
+            session.add(
+                Prediction(
+                    model=MODEL, image_id=image_id, rank=2, wnid=w, class_index=1, probability=0.2
+                )
+            )
+    mixing = rng.normal(size=(WORD_DIM, LAYER_DIM))
+    centres = np.vstack([words @ mixing, rng.normal(size=(1, LAYER_DIM))])
+    index = {w: i for i, w in enumerate([*wnids, OUTSIDER])}
+    activations = {}
+    for depth, (noise, layer_id) in enumerate(zip(NOISE, layer_ids, strict=True)):
+        module = f"stage{depth}"
+        acts = np.stack([centres[index[w]] for w in image_wnids]) + noise * rng.normal(
+            size=(n_images, LAYER_DIM)
+        )
+        acts = acts.astype(np.float32)
+        activations[module] = acts
+        # Two shards per layer, as an extraction run writes them.
+        half = n_images // 2
+        with wh.session() as session:
+            for shard, rows in enumerate((slice(0, half), slice(half, n_images))):
+                info = write_vector_file(
+                    wh,
+                    image_shard_relpath(MODEL, module, 1, shard),
+                    f"{MODEL}/{module}",
+                    image_wnids[rows],
+                    acts[rows],
+                    image_ids=image_ids[rows],
+                )
+                register_vector_file(session, info, "images", layer_id=layer_id, shard_index=shard)
+        concepts = [*wnids, OUTSIDER]
+        means = np.stack(
+            [acts[[i for i, w in enumerate(image_wnids) if w == c]].mean(axis=0) for c in concepts]
+        )
+        save_space(
+            wh,
+            f"{MODEL}/{module}",
+            "layer",
+            concepts,
+            means,
+            model=MODEL,
+            layer=module,
+            layer_id=layer_id,
+            depth_index=depth,
+            relative_depth=depth / (len(NOISE) - 1),
+        )
+    return {
+        "wnids": wnids,
+        "words": words,
+        "image_ids": np.array(image_ids),
+        "image_wnids": image_wnids,
+        "predicted": predicted,
+        "activations": activations,
+    }
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
+    """One migrated warehouse with the recovery world in it, built once per module."""
+    root = tmp_path_factory.mktemp("template") / "wh"
+    wh = warehouse_from_settings(load_settings(root))
+    init_warehouse(wh)
+    return root, build_recovery_world(wh)
+
+
+@pytest.fixture
+def warehouse(template, tmp_path: Path) -> Warehouse:
+    """A private copy of the template warehouse (the folder is self-contained)."""
+    root = tmp_path / "wh"
+    shutil.copytree(template[0], root)
+    return warehouse_from_settings(load_settings(root))
+
+
+@pytest.fixture
+def rworld(template) -> dict[str, object]:
+    return template[1]
+
+
+def count(wh: Warehouse, model: type) -> int:
+    with wh.session() as session:
+        return int(session.scalar(select(func.count()).select_from(model)))
+
+
+def reference(rworld: dict, layer: str):
+    """The pure recovery test on the fixture's own arrays, built without the warehouse."""
+    ids = rworld["image_ids"]
+    return analyze.recovery(
+        rworld["activations"][layer],
+        rworld["image_wnids"],
+        [rworld["predicted"][int(i)] for i in ids],
+        rworld["wnids"],
+        # Spaces are stored as float32.
+        rworld["words"].astype(np.float32).astype(np.float64),
+        image_ids=ids,
+    )
+
+
+def test_recovery_rows_match_the_pure_function(warehouse: Warehouse, rworld) -> None:
+    rows = runs.recovery(warehouse, MODEL, "words")
+    assert [r.layer for r in rows] == ["stage0", "stage1", "stage2"]
+    with warehouse.session() as session:
+        for row in rows:
+            want = reference(rworld, row.layer)
+            out = want.outcomes
+            assert (row.model, row.space_a, row.space_b) == (MODEL, f"{MODEL}/{row.layer}", "words")
+            assert row.n_concepts == N_CONCEPTS == want.n_concepts
+            assert row.concepts_sha256 == runs.concepts_sha256(rworld["wnids"])
+            assert (row.n_images, row.n_success) == (want.n_images, want.n_success)
+            assert row.accuracy == want.success_rate and row.p_value == want.p_value
+            assert row.n_visual == want.n_visual
+            assert row.visual_accuracy == want.visual_success_rate
+            assert row.mean_rank_true == want.mean_rank
+            images = {
+                img.image_id: img
+                for img in session.scalars(
+                    select(RecoveryImage).where(RecoveryImage.result_id == row.result_id)
+                )
+            }
+            assert sorted(images) == sorted(int(i) for i in out.image_id)
+            for k, image_id in enumerate(out.image_id):
+                got = images[int(image_id)]
+                assert (
+                    got.true_wnid
+                    == out.true_concept[k]
+                    == rworld["image_wnids"][
+                        int(np.flatnonzero(rworld["image_ids"] == image_id)[0])
+                    ]
+                )
+                assert got.predicted_wnid == out.predicted_concept[k] != got.true_wnid
+                assert OUTSIDER not in (got.true_wnid, got.predicted_wnid)
+                assert got.success == bool(out.success[k])
+                assert got.score_true == out.score_true[k]
+                assert got.score_predicted == out.score_predicted[k]
+                assert got.visual_success == bool(out.visual_success[k])
+                assert got.rank_true == int(out.rank_true[k])
+    # Tested: every third image of the known concepts (misclassified as the next concept);
+    # image 1 is predicted as the outsider and the outsider's images have no word vector.
+    assert rows[0].n_images == len(range(0, N_CONCEPTS * PER_CONCEPT, 3))
+    p = np.array([r.p_value for r in rows])
+    np.testing.assert_allclose(
+        [r.p_fdr for r in rows], stats.false_discovery_control(p, method="bh"), atol=1e-12
+    )
+    # The cleanest layer recovers the true class of every misclassified image.
+    assert rows[-1].accuracy == 1.0 and rows[-1].mean_rank_true == 1.0
+
+
+def test_recovery_reuses_and_force_replaces(warehouse: Warehouse, rworld) -> None:
+    first = runs.recovery(warehouse, MODEL, "words", layers=["stage1"])
+    runs_before = count(warehouse, AnalysisRun)
+    again = runs.recovery(warehouse, MODEL, "words", layers=["stage1"])
+    assert [r.result_id for r in again] == [r.result_id for r in first]
+    assert count(warehouse, AnalysisRun) == runs_before
+    images_before = count(warehouse, RecoveryImage)
+    forced = runs.recovery(warehouse, MODEL, "words", layers=["stage1"], force=True)
+    assert forced[0].result_id != first[0].result_id
+    assert forced[0].n_success == first[0].n_success
+    assert count(warehouse, ResultRecovery) == 1
+    assert count(warehouse, RecoveryImage) == images_before
+    with warehouse.session() as session:
+        run = session.get(AnalysisRun, forced[0].analysis_id)
+    assert run.kind == "recovery"
+    hashes = json.loads(run.input_hashes)[f"{MODEL}/stage1"]
+    assert set(hashes) == {f"{MODEL}/stage1", "words", "image_files", "predictions"}
+    # A single layer's p_fdr is its p-value.
+    assert forced[0].p_fdr == pytest.approx(forced[0].p_value)
+
+
+def test_recovery_errors_name_what_is_missing(warehouse: Warehouse, rworld) -> None:
+    with pytest.raises(NotFoundError, match="no layer\\(s\\) stage9 \\(layers: stage0, stage1"):
+        runs.recovery(warehouse, MODEL, "words", layers=["stage9"])
+    with pytest.raises(NotFoundError, match="unknown vision model 'other'"):
+        runs.recovery(warehouse, "other", "words")
