@@ -121,12 +121,15 @@ def matching_rows(
 def is_same_analysis(
     row: ComparisonRow, run: AnalysisRun, input_hashes: dict[str, Any], bootstrap: int
 ) -> bool:
-    """Whether a stored row was computed from the same space contents and bootstrap size."""
+    """Whether a stored row answers a request: same space contents and bootstrap size.
+
+    A row with a bootstrap interval also answers a request without one: the bootstrap draws
+    from its own stream, so the statistic and p-value are the same either way (and the
+    results tables hold one row per spaces, concepts, options and seed).
+    """
     params = json.loads(run.params)
-    return (
-        json.loads(run.input_hashes) == input_hashes
-        and int(params.get("bootstrap", 0)) == bootstrap
-    )
+    stored = int(params.get("bootstrap", 0))
+    return json.loads(run.input_hashes) == input_hashes and bootstrap in (0, stored)
 
 
 def add_comparison(session: Session, record: ResultRecord) -> ComparisonRow:

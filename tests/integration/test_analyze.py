@@ -13,8 +13,13 @@ from scipy import stats
 from sqlalchemy import func, select
 
 from semwh import runs
-from semwh.analyze.rsa import rsa
-from semwh.analyze.similarity import similarity_matrix
+from semwh.analyze import (
+    bootstrap_rsa,
+    bootstrap_two_vs_two,
+    rsa,
+    similarity_matrix,
+    two_vs_two,
+)
 from semwh.config import load_settings
 from semwh.errors import ConfigError, DegenerateInputError
 from semwh.vectors import save_space
@@ -172,6 +177,51 @@ def test_stored_rsa_equals_the_pure_function(
     assert (row.similarity, row.method, row.seed) == (similarity, method, 7)
     assert row.rho == want.rho and row.p_value == want.p_value
     assert runs.permutation_null(warehouse, "rsa", row.result_id) == want.null.tolist()
+
+
+@pytest.mark.parametrize(("similarity", "distance"), [("pearson", "pearson"), ("cosine", "cosine")])
+def test_stored_2v2_equals_the_pure_function(
+    warehouse: Warehouse, world, similarity: str, distance: str
+) -> None:
+    layer = world["layers"]["toy"][0]
+    row = runs.compare(
+        warehouse,
+        layer,
+        "words",
+        "2v2",
+        similarity=similarity,
+        distance=distance,
+        permutations=12,
+        seed=21,
+    )
+    sim_a, sim_b, shared = matrices(warehouse, layer, "words", similarity)
+    want = two_vs_two(sim_a, sim_b, distance=distance, n_permutations=12, seed=21)
+    assert (row.accuracy, row.n_pairs, row.p_value) == (want.accuracy, want.n_pairs, want.p_value)
+    assert row.n_pairs == N_CONCEPTS * (N_CONCEPTS - 1) // 2
+    assert runs.permutation_null(warehouse, "2v2", row.result_id) == want.null.tolist()
+
+
+def test_bootstrap_interval_is_stored_with_a_derived_stream(warehouse: Warehouse, world) -> None:
+    layer = world["layers"]["toy"][2]
+    sim_a, sim_b, shared = matrices(warehouse, layer, "words")
+    boot_seed = runs.derive_seed(5, "bootstrap")
+    for test, pure, metric in (
+        ("rsa", bootstrap_rsa, {"method": "spearman"}),
+        ("2v2", bootstrap_two_vs_two, {"distance": "pearson"}),
+    ):
+        row = runs.compare(warehouse, layer, "words", test, permutations=10, seed=5, bootstrap=50)
+        want = pure(sim_a, sim_b, n_bootstrap=50, seed=boot_seed, **metric)
+        assert (row.ci_low, row.ci_high) == (want.low, want.high)
+        assert row.ci_low <= want.estimate <= row.ci_high
+        # The bootstrap has its own stream: the permutations and p-value are those of the
+        # same request without one, which the stored row therefore answers too.
+        plain = runs.compare(warehouse, layer, "words", test, permutations=10, seed=5, force=True)
+        assert plain.ci_low is None
+        assert plain.p_value == row.p_value and plain.null_mean == row.null_mean
+        again = runs.compare(warehouse, layer, "words", test, permutations=10, seed=5, bootstrap=50)
+        assert again.result_id != plain.result_id and again.ci_low == row.ci_low
+        reused = runs.compare(warehouse, layer, "words", test, permutations=10, seed=5)
+        assert reused.result_id == again.result_id
 
 
 def test_compare_stores_provenance_and_null(warehouse: Warehouse, world) -> None:
