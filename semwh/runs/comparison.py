@@ -16,7 +16,7 @@ from semwh.analyze import (
     similarity_matrix,
     two_vs_two,
 )
-from semwh.errors import DegenerateInputError
+from semwh.errors import ConfigError, DegenerateInputError
 from semwh.runs import store
 from semwh.runs.options import ComparisonOptions
 from semwh.runs.provenance import concepts_sha256, derive_seed, draw_seed
@@ -88,7 +88,10 @@ def run_comparison(spec: ComparisonSpec) -> ResultRecord:
     """
     opts = spec.options
     if opts.needs_seed and opts.seed is None:
-        raise ValueError("run_comparison needs a resolved seed; use with_seed() first")
+        raise ConfigError(
+            f"{opts.test} of {spec.space_a!r} vs {spec.space_b!r} needs a seed for its "
+            "permutations or bootstrap: resolve it with with_seed() before run_comparison()"
+        )
     start = time.perf_counter()
     try:
         numbers = _statistic(spec)
@@ -96,9 +99,7 @@ def run_comparison(spec: ComparisonSpec) -> ResultRecord:
         raise DegenerateInputError(
             f"{opts.test} of space {spec.space_a!r} vs space {spec.space_b!r}: {exc}"
         ) from exc
-    return ResultRecord(
-        spec=spec, seconds=time.perf_counter() - start, device=opts.device, **numbers
-    )
+    return ResultRecord(spec=spec, seconds=time.perf_counter() - start, **numbers)
 
 
 def _statistic(spec: ComparisonSpec) -> dict[str, Any]:
@@ -117,7 +118,8 @@ def _statistic(spec: ComparisonSpec) -> dict[str, Any]:
     numbers: dict[str, Any]
     if opts.test == "rsa":
         result = rsa(sim_a, sim_b, method=opts.metric, **common)
-        numbers = {"statistic": float(result.rho)}
+        # RSA's Mantel null is a gather and a dot product per permutation: numpy only.
+        numbers = {"statistic": float(result.rho), "device": "cpu"}
     else:
         # The torch backend gives the same float64 numbers; it is only worth it on a GPU.
         on_gpu = opts.device != "cpu"
@@ -129,7 +131,11 @@ def _statistic(spec: ComparisonSpec) -> dict[str, Any]:
             device=opts.device,
             **common,
         )
-        numbers = {"statistic": float(result.accuracy), "n_pairs": int(result.n_pairs)}
+        numbers = {
+            "statistic": float(result.accuracy),
+            "n_pairs": int(result.n_pairs),
+            "device": opts.device,
+        }
     if opts.permutations > 0:
         numbers["p_value"] = float(result.p_value)
         numbers["null"] = np.asarray(result.null, dtype=np.float64)
