@@ -281,3 +281,15 @@ def test_recovery_errors_name_what_is_missing(warehouse: Warehouse, rworld) -> N
         runs.recovery(warehouse, MODEL, "words", layers=["stage9"])
     with pytest.raises(NotFoundError, match="unknown vision model 'other'"):
         runs.recovery(warehouse, "other", "words")
+
+
+def test_sweep_runs_recovery_for_each_model_and_word_space(warehouse: Warehouse, rworld) -> None:
+    result = runs.sweep(warehouse, [MODEL], ["words"], tests=["rsa"], permutations=0, recovery=True)
+    assert [r.space_a for r in result.rows] == [f"{MODEL}/stage{i}" for i in range(len(NOISE))]
+    assert [r.layer for r in result.recovery] == ["stage0", "stage1", "stage2"]
+    with warehouse.session() as session:
+        params = json.loads(session.get(AnalysisRun, result.analysis_id).params)
+    assert params["recovery_members"] == [r.result_id for r in result.recovery]
+    # Asked again, recovery finds every layer stored.
+    again = runs.recovery(warehouse, MODEL, "words")
+    assert [r.result_id for r in again] == params["recovery_members"]
