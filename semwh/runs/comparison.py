@@ -10,6 +10,8 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from semwh.analyze import (
+    RSAResult,
+    TwoVsTwoResult,
     bootstrap_rsa,
     bootstrap_two_vs_two,
     rsa,
@@ -116,6 +118,7 @@ def _statistic(spec: ComparisonSpec) -> dict[str, Any]:
         space_b=spec.space_b,
     )
     numbers: dict[str, Any]
+    result: RSAResult | TwoVsTwoResult
     if opts.test == "rsa":
         result = rsa(sim_a, sim_b, method=opts.metric, **common)
         # RSA's Mantel null is a gather and a dot product per permutation: numpy only.
@@ -123,7 +126,7 @@ def _statistic(spec: ComparisonSpec) -> dict[str, Any]:
     else:
         # The torch backend gives the same float64 numbers; it is only worth it on a GPU.
         on_gpu = opts.device != "cpu"
-        result = two_vs_two(
+        pairs = two_vs_two(
             sim_a,
             sim_b,
             distance=opts.metric,
@@ -131,12 +134,14 @@ def _statistic(spec: ComparisonSpec) -> dict[str, Any]:
             device=opts.device,
             **common,
         )
+        result = pairs
         numbers = {
-            "statistic": float(result.accuracy),
-            "n_pairs": int(result.n_pairs),
+            "statistic": float(pairs.accuracy),
+            "n_pairs": int(pairs.n_pairs),
             "device": opts.device,
         }
     if opts.permutations > 0:
+        assert result.p_value is not None
         numbers["p_value"] = float(result.p_value)
         numbers["null"] = np.asarray(result.null, dtype=np.float64)
     if opts.bootstrap > 0:

@@ -54,7 +54,8 @@ def concepts_sha256(wnids: Sequence[str]) -> str:
 
 def draw_seed() -> int:
     """A fresh seed from the operating system's entropy, cut to fit a signed 64-bit column."""
-    entropy = int(np.random.SeedSequence().entropy)  # 128 bits
+    entropy = np.random.SeedSequence().entropy  # a 128-bit int when drawn from the OS
+    assert isinstance(entropy, int)
     return entropy >> (128 - SEED_BITS)
 
 

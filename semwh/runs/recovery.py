@@ -186,7 +186,7 @@ def run_recovery_layer(inputs: RecoveryInputs) -> RecoveryRecord:
         inputs.predicted,
         inputs.wnids,
         inputs.words,
-        image_ids=inputs.image_ids,
+        image_ids=inputs.image_ids.tolist(),
         layer=inputs.space_a,
         word_space=inputs.space_b,
     )
@@ -340,7 +340,8 @@ def recovery(
             else:
                 rows.append(session.get(ResultRecovery, slot.result_id) or slot)
         tested = [row for row in rows if row.p_value is not None]
-        adjusted = benjamini_hochberg([row.p_value for row in tested]) if tested else []
+        p_values = [float(row.p_value) for row in tested if row.p_value is not None]
+        adjusted = benjamini_hochberg(p_values) if p_values else np.empty(0)
         for row, p_fdr in zip(tested, adjusted, strict=True):
             row.p_fdr = float(p_fdr)
         session.flush()

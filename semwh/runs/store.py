@@ -200,7 +200,8 @@ def test_of(row: ComparisonRow) -> str:
 
 
 def get_comparison(session: Session, test: str, result_id: int) -> ComparisonRow | None:
-    return session.get(result_model(test), result_id)
+    row = session.get(result_model(test), result_id)
+    return row if isinstance(row, ResultRSA | Result2v2) else None
 
 
 def null_values(session: Session, test: str, result_id: int) -> list[float] | None:

@@ -224,12 +224,12 @@ def sweep(
     chosen = sweep_models(wh, models, include_random)
     layers: list[Space] = []
     for model in chosen:
-        found = layer_spaces(wh, model)
-        if not found:
+        model_layers = layer_spaces(wh, model)
+        if not model_layers:
             raise NotFoundError(
                 f"vision model {model!r} has no layer spaces: run `semwh extract` for it first"
             )
-        layers.extend(found)
+        layers.extend(model_layers)
     words = {name: load_space(wh, name) for name in dict.fromkeys(word_spaces)}
     if not words:
         raise ConfigError("a sweep needs at least one word space (--words)")
@@ -258,8 +258,9 @@ def sweep(
         # One session for every lookup: opening a registry connection costs more than a query.
         with wh.session() as session:
             for spec in _specs(wh, layers, words, hashes, options, strict):
-                found = None
-                if isinstance(spec, ComparisonSpec):
+                if isinstance(spec, Skipped):
+                    slots.append(spec)
+                else:
                     # With an explicit sweep seed only rows of the derived seed are the same
                     # analysis; without one, a stored row of any seed is.
                     found = lookup_in(session, seeded(spec) if seed is not None else spec)
@@ -267,7 +268,7 @@ def sweep(
                         pending.append((len(slots), seeded(spec), found))
                         slots.append(None)
                         continue
-                slots.append(found if found is not None else spec)
+                    slots.append(found)
                 if bar is not None and task is not None:
                     bar.advance(task)
         step = run_comparison if strict else run_or_skip
@@ -356,9 +357,8 @@ def _commit(
 def _apply_fdr(session: Session, rows: Sequence[store.ComparisonRow]) -> list[dict[str, Any]]:
     """Benjamini-Hochberg over every p-value of the sweep, written into the rows' ``p_fdr``."""
     tested = [row for row in rows if row.p_value is not None]
-    adjusted = (
-        [float(v) for v in benjamini_hochberg([row.p_value for row in tested])] if tested else []
-    )
+    p_values = [float(row.p_value) for row in tested if row.p_value is not None]
+    adjusted = [float(v) for v in benjamini_hochberg(p_values)] if p_values else []
     by_key = {
         (store.test_of(row), row.result_id): p for row, p in zip(tested, adjusted, strict=True)
     }
