@@ -45,7 +45,8 @@ class RecoveryInputs:
         image_wnids: Their true classes.
         activations: Their pooled activations at the layer (n_images x d).
         predicted: Top-1 prediction of each image ('' where none is stored).
-        words: Word vectors of K (len(K) x d_w), rows in ``wnids`` order.
+        word_wnids: Concepts of ``words``: K and the predicted concepts with word vectors.
+        words: Their word vectors (rows in ``word_wnids`` order).
         input_hashes: Content hashes of the layer space, its image vector files, the word
             space and the predictions used.
     """
@@ -59,6 +60,7 @@ class RecoveryInputs:
     image_wnids: list[str]
     activations: np.ndarray
     predicted: list[str]
+    word_wnids: list[str]
     words: np.ndarray
     input_hashes: dict[str, Any]
 
@@ -143,6 +145,9 @@ def recovery_inputs(
         ).all()
         word_hash = get_space(session, word.name).content_sha256
     used = [f"{int(i)}:{p}" for i, p in zip(image_ids, predicted, strict=True)]
+    # The test needs word vectors of K and of every predicted concept, which may have a word
+    # vector but no images (the word vectors of the rest of the space play no part).
+    word_wnids = sorted(set(wnids) | {p for p in predicted if p in in_words})
     return RecoveryInputs(
         model=str(layer.model),
         layer=str(layer.layer),
@@ -153,7 +158,8 @@ def recovery_inputs(
         image_wnids=image_wnids,
         activations=images.matrix[keep],
         predicted=predicted,
-        words=word.subset(wnids),
+        word_wnids=word_wnids,
+        words=word.subset(word_wnids),
         input_hashes={
             layer.name: layer.content_sha256,
             "image_files": _sha256_lines(list(files)),
@@ -184,7 +190,7 @@ def run_recovery_layer(inputs: RecoveryInputs) -> RecoveryRecord:
         inputs.activations,
         inputs.image_wnids,
         inputs.predicted,
-        inputs.wnids,
+        inputs.word_wnids,
         inputs.words,
         image_ids=inputs.image_ids.tolist(),
         layer=inputs.space_a,

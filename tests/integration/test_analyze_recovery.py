@@ -38,6 +38,7 @@ WORD_DIM = 10
 LAYER_DIM = 16
 NOISE = (4.0, 1.0, 0.1)
 OUTSIDER = "n09999999"  # a concept with images but no word vector
+WORD_ONLY = "n08888888"  # a concept with a word vector but no images
 
 
 def concept_ids() -> list[str]:
@@ -48,7 +49,8 @@ def build_recovery_world(wh: Warehouse, seed: int = 0) -> dict[str, object]:
     rng = np.random.default_rng(seed)
     wnids = concept_ids()
     words = rng.normal(size=(N_CONCEPTS, WORD_DIM))
-    save_space(wh, "words", "word", wnids, words)
+    word_only = rng.normal(size=(1, WORD_DIM))
+    save_space(wh, "words", "word", [*wnids, WORD_ONLY], np.vstack([words, word_only]))
     image_wnids = [w for w in wnids for _ in range(PER_CONCEPT)] + [OUTSIDER] * 2
     n_images = len(image_wnids)
     with wh.session() as session:
@@ -95,6 +97,8 @@ def build_recovery_world(wh: Warehouse, seed: int = 0) -> dict[str, object]:
                 guess = wnids[0]
             elif k == 1:
                 guess = OUTSIDER
+            elif k == 2:
+                guess = WORD_ONLY
             elif k % 3 == 0:
                 guess = wnids[(wnids.index(w) + 1) % N_CONCEPTS]
             else:
@@ -158,6 +162,8 @@ def build_recovery_world(wh: Warehouse, seed: int = 0) -> dict[str, object]:
     return {
         "wnids": wnids,
         "words": words,
+        "word_wnids": [*wnids, WORD_ONLY],
+        "all_words": np.vstack([words, word_only]),
         "image_ids": np.array(image_ids),
         "image_wnids": image_wnids,
         "predicted": predicted,
@@ -199,9 +205,9 @@ def reference(rworld: dict, layer: str):
         rworld["activations"][layer],
         rworld["image_wnids"],
         [rworld["predicted"][int(i)] for i in ids],
-        rworld["wnids"],
+        rworld["word_wnids"],
         # Spaces are stored as float32.
-        rworld["words"].astype(np.float32).astype(np.float64),
+        rworld["all_words"].astype(np.float32).astype(np.float64),
         image_ids=ids,
     )
 
@@ -242,11 +248,17 @@ def test_recovery_rows_match_the_pure_function(warehouse: Warehouse, rworld) -> 
                 assert got.success == bool(out.success[k])
                 assert got.score_true == out.score_true[k]
                 assert got.score_predicted == out.score_predicted[k]
-                assert got.visual_success == bool(out.visual_success[k])
+                if got.predicted_wnid == WORD_ONLY:
+                    # The prediction has a word vector but no images: no visual variant.
+                    assert got.visual_success is None and not out.visual_defined[k]
+                else:
+                    assert got.visual_success == bool(out.visual_success[k])
                 assert got.rank_true == int(out.rank_true[k])
-    # Tested: every third image of the known concepts (misclassified as the next concept);
-    # image 1 is predicted as the outsider and the outsider's images have no word vector.
-    assert rows[0].n_images == len(range(0, N_CONCEPTS * PER_CONCEPT, 3))
+    # Tested: every third image of the known concepts (misclassified as the next concept) and
+    # image 2 (predicted as a concept with a word vector but no images); image 1 is predicted
+    # as the outsider and the outsider's images have no word vector.
+    assert rows[0].n_images == len(range(0, N_CONCEPTS * PER_CONCEPT, 3)) + 1
+    assert rows[0].n_visual == rows[0].n_images - 1
     p = np.array([r.p_value for r in rows])
     np.testing.assert_allclose(
         [r.p_fdr for r in rows], stats.false_discovery_control(p, method="bh"), atol=1e-12
