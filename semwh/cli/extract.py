@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from semwh.cli.state import console, err_console, state
 from semwh.engines import extraction_function
-from semwh.extract import ExtractionPlan
+
+if TYPE_CHECKING:  # importing semwh.extract loads torch: keep `semwh --help` fast
+    from semwh.extract import ExtractionPlan
 
 
 def _print_plan(plan: ExtractionPlan) -> None:

@@ -647,9 +647,10 @@ def plan_extraction(
     batch_size: int,
     num_workers: int,
     n_concepts: int,
+    probed_shapes: tuple[list[str], dict[str, tuple[int, ...]]] | None = None,
 ) -> ExtractionPlan:
     """Per-layer output shapes and sizes (one blank forward pass) and free disk and RAM."""
-    order, shapes = probe_shapes(probed)
+    order, shapes = probed_shapes or probe_shapes(probed)
     layers = [
         LayerPlan(
             module=module,
@@ -813,7 +814,8 @@ def run_extraction(
         if not images:
             raise ConfigError("the warehouse has no images: run `semwh ingest images DIR` first")
         n_shards = math.ceil(len(images) / shard_size)
-        order, _ = probe_shapes(probed)
+        probed_shapes = probe_shapes(probed)
+        order = probed_shapes[0]
         params = _run_params(loaded, order, pool, precision, shard_size, images_sha, len(images))
         n_concepts = len({row.wnid for row in images})
         # A dry run must not write: look the run up without creating it.
@@ -838,6 +840,7 @@ def run_extraction(
             batch_size=batch_size,
             num_workers=workers,
             n_concepts=n_concepts if status != "done" else 0,
+            probed_shapes=probed_shapes,
         )
         if on_plan is not None:
             on_plan(plan)
