@@ -21,7 +21,10 @@ some row has an undefined correlation and counts as not correct.
 
 from __future__ import annotations
 
+import copy
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,6 +150,11 @@ class _Kernel:
         rows = min(rows, max(1, max_block_bytes // (30 * 8 * max(n, 1))))
         return max(1, min(rows, n))
 
+    def _contiguous(self, m: Any) -> Any:
+        if self.torch is not None:
+            return m.contiguous()
+        return np.ascontiguousarray(m)
+
     def _a_side(self, i0: int, i1: int) -> tuple[Any, ...]:
         """Quantities of the A rows of a block; they do not change under B's relabelling."""
         key = (i0, i1)
@@ -155,7 +163,8 @@ class _Kernel:
             return cached
         a, k = self.a, float(self.n - 2)
         aij = a[i0:i1, i0:]
-        aji = a[i0:, i0:i1].T
+        # Contiguous copies: elementwise work on a transposed view walks memory column-wise.
+        aji = self._contiguous(a[i0:, i0:i1].T)
         dai, daj = self.da[i0:i1, None], self.da[None, i0:]
         # Sums of squares (and sums) of rows i and j of A with entries i and j removed.
         ss_ai = self.qa[i0:i1, None] - dai * dai - aij * aij
@@ -182,7 +191,7 @@ class _Kernel:
         k = float(n - 2)
         aij, aji, s_ai, s_aj, inv_ai, inv_aj = self._a_side(i0, i1)
         bij = b[i0:i1, i0:]
-        bji = b[i0:, i0:i1].T
+        bji = self._contiguous(b[i0:, i0:i1].T)
         dbi, dbj = self.db[i0:i1, None], self.db[None, i0:]
         dai, daj = self.da[i0:i1, None], self.da[None, i0:]
         ss_bi = self.qb[i0:i1, None] - dbi * dbi - bij * bij
@@ -265,6 +274,7 @@ def two_vs_two(
     backend: str = "numpy",
     device: str = "cpu",
     max_block_bytes: int = 512 * 2**20,
+    n_jobs: int | None = None,
 ) -> TwoVsTwoResult:
     """2 vs 2 accuracy of two similarity matrices over the same concepts, with a null.
 
@@ -284,6 +294,8 @@ def two_vs_two(
         backend: "numpy" (default) or "torch" (same results in float64).
         device: "cpu", or "cuda"/"cuda:N" with the torch backend.
         max_block_bytes: memory bound for the per-block work arrays.
+        n_jobs: threads running permutations at once with the numpy backend (default:
+            number of CPUs, at most 8); results do not depend on it.
 
     Returns:
         TwoVsTwoResult.
@@ -317,14 +329,7 @@ def two_vs_two(
             n_correct = kernel.count_correct(tie_tol, max_block_bytes)
         accuracy = n_correct / n_pairs
 
-        null = np.empty(n_permutations, dtype=np.float64)
-        b_prepared = kernel.b
-        done = 0
-        for batch in permutation_batches(rng, n, n_permutations, 16):
-            for perm in batch:
-                kernel.set_b_prepared(kernel.permuted_b(b_prepared, perm))
-                null[done] = kernel.count_correct(tie_tol, max_block_bytes) / n_pairs
-                done += 1
+        null = _null(kernel, rng, n_permutations, tie_tol, max_block_bytes, n_jobs) / n_pairs
 
     # Accuracies are exact ratios of integer counts: compare them without tolerance.
     p_value = permutation_p_value(accuracy, null, tol=0.0) if n_permutations else None
@@ -342,3 +347,39 @@ def two_vs_two(
         pair_correct=pair_correct,
         pair_margin=pair_margin,
     )
+
+
+def _null(
+    kernel: _Kernel,
+    rng: np.random.Generator,
+    n_permutations: int,
+    tie_tol: float,
+    max_block_bytes: int,
+    n_jobs: int | None,
+) -> np.ndarray:
+    """Correct-pair counts for N relabellings of B (rows and columns together)."""
+    counts = np.empty(n_permutations, dtype=np.float64)
+    if n_permutations == 0:
+        return counts
+    b_prepared = kernel.b
+    batches = list(permutation_batches(rng, kernel.n, n_permutations, 8))
+    starts = np.cumsum([0] + [len(batch) for batch in batches])
+
+    def run(index: int) -> None:
+        # Each worker relabels B in its own shallow copy; A's cached blocks are shared.
+        worker = copy.copy(kernel)
+        # errstate is per thread: undefined correlations (NaN) are expected, not warnings.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for offset, perm in enumerate(batches[index]):
+                worker.set_b_prepared(worker.permuted_b(b_prepared, perm))
+                counts[starts[index] + offset] = worker.count_correct(tie_tol, max_block_bytes)
+
+    jobs = 1 if kernel.torch is not None else (n_jobs or min(8, os.cpu_count() or 1))
+    if jobs <= 1 or len(batches) == 1:
+        for index in range(len(batches)):
+            run(index)
+    else:
+        # numpy's elementwise kernels and BLAS release the GIL, so threads overlap.
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(run, range(len(batches))))
+    return counts
