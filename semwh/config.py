@@ -11,6 +11,8 @@ ENV_DB = "SEMWH_DB"
 ENV_SAMPLES = "SEMWH_SAMPLES"
 ENV_DEVICE = "SEMWH_DEVICE"
 ENV_WORDNET = "SEMWH_WORDNET"
+# Testing knob: inject crashes and I/O errors at named points (see semwh.testing.faults).
+ENV_FAULT = "SEMWH_FAULT"
 
 DEFAULT_WAREHOUSE = "semwh-warehouse"
 REGISTRY_FILENAME = "registry.duckdb"
@@ -55,3 +57,12 @@ def load_settings(
         device=env.get(ENV_DEVICE) or None,
         wordnet=_path_or_none(env.get(ENV_WORDNET)),
     )
+
+
+def fault_spec(environ: dict[str, str] | None = None) -> str | None:
+    """The fault-injection spec of this process (``SEMWH_FAULT``), for tests only.
+
+    See :mod:`semwh.testing.faults` for its syntax; unset in normal use.
+    """
+    env = os.environ if environ is None else environ
+    return env.get(ENV_FAULT) or None

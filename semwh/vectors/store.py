@@ -10,9 +10,11 @@ becomes visible to readers (and to the ``vectors`` SQL view) only once it is reg
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +29,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from semwh import __version__
-from semwh.errors import DuplicateError, InputError, NotFoundError
+from semwh.errors import (
+    DuplicateError,
+    InputError,
+    NotFoundError,
+    ResourceError,
+    SemwhError,
+    WarehouseError,
+)
+from semwh.testing.faults import fault_point
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Space, VectorFile
 
@@ -158,24 +168,84 @@ def write_vector_file(
         **(metadata or {}),
     }
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, default=str)})
-    wh.tmp_root.mkdir(parents=True, exist_ok=True)
-    tmp = wh.tmp_root / f"{uuid.uuid4().hex}.parquet.tmp"
+    tmp = wh.tmp_root / tmp_name()
     final = wh.vectors_root / relpath
     try:
+        wh.tmp_root.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, tmp, compression="zstd")
         with tmp.open("rb") as handle:
             os.fsync(handle.fileno())
+        fault_point("vectors.tmp_written")
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)
+        fault_point("vectors.renamed")
+    except OSError as exc:
+        # A full disk or read-only folder must say so and name the file, not leak a traceback;
+        # nothing was registered, so the warehouse is unchanged and the job can be rerun.
+        raise write_error(exc, final) from exc
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
+    remove_orphaned_tmp(wh)
     return VectorFileInfo(
         relpath=relpath,
         n_rows=table.num_rows,
         size_bytes=final.stat().st_size,
         sha256=_sha256_file(final),
     )
+
+
+def tmp_name() -> str:
+    """A temporary file name that says which process on which host writes it."""
+    return f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex}.parquet.tmp"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphaned_tmp(wh: Warehouse) -> int:
+    """Remove temporary files whose writer on this host is gone (killed mid-write).
+
+    Every successful write calls this, so the leftovers of a crash disappear with the next
+    good run of any command. Files of live processes and of other hosts (a shared warehouse
+    on a cluster) are left alone.
+
+    Returns:
+        How many files were removed.
+    """
+    if not wh.tmp_root.is_dir():
+        return 0
+    host = socket.gethostname()
+    removed = 0
+    for path in wh.tmp_root.glob("*.parquet.tmp"):
+        parts = path.name.removesuffix(".parquet.tmp").rsplit(".", 2)
+        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+            continue
+        if not _pid_alive(int(parts[1])):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def write_error(exc: OSError, path: Path) -> SemwhError:
+    """A specific error for a failed write of ``path`` (full disk, read-only, other I/O)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ResourceError(
+            f"no space left on device while writing {path}: free some space and run the "
+            "command again (completed work is kept)"
+        )
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return WarehouseError(
+            f"the warehouse is not writable ({exc.strerror}) while writing {path}: check the "
+            "folder's permissions or mount, or use another warehouse"
+        )
+    return WarehouseError(f"cannot write {path}: {exc.strerror or exc}")
 
 
 def register_vector_file(

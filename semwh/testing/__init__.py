@@ -1,0 +1,1 @@
+"""Testing knobs shipped with semwh (off unless explicitly switched on)."""

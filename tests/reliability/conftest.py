@@ -1,0 +1,310 @@
+"""Shared pieces of the reliability tests: a fork server for killable `semwh` processes,
+tiny generated inputs, and the checks every crash test applies to a warehouse.
+
+The fork server is a Python process that imports `semwh.cli` once and then forks one child
+per command; each child runs the console script's entry point (`semwh.cli.main`) with its
+own argv, environment and output files. A child is a real, separate `semwh` process that the
+tests SIGKILL, without paying the ~3 s import of torch for each of the many kill points.
+The resumed extraction after its crashes runs the installed console script itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from semwh.warehouse.layout import Warehouse, warehouse_from_settings
+from semwh.config import load_settings
+from tests.conftest import run_cli
+
+_SERVER = r"""
+import json, os, sys, time
+import semwh.cli
+import semwh.extract, semwh.runs, semwh.ingest  # the heavy imports, done once
+
+def child(req):
+    os.environ.clear()
+    os.environ.update(req["env"])
+    out = os.open(req["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    err = os.open(req["err"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(out, 1)
+    os.dup2(err, 2)
+    sys.argv = ["semwh", *req["args"]]
+    code = 0
+    try:
+        semwh.cli.main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        code = 70
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+for line in sys.stdin:
+    req = json.loads(line)
+    if req["op"] == "spawn":
+        pid = os.fork()
+        if pid == 0:
+            child(req)
+        reply = {"pid": pid}
+    else:  # wait: reap the child, or say it still runs after the timeout
+        deadline = time.monotonic() + req["timeout"]
+        while True:
+            done, status = os.waitpid(req["pid"], os.WNOHANG)
+            if done:
+                sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+                reply = {"code": -sig if sig else os.WEXITSTATUS(status)}
+                break
+            if time.monotonic() >= deadline:
+                reply = {"code": None}
+                break
+            time.sleep(0.02)
+    sys.stdout.write(json.dumps(reply) + "\n")
+    sys.stdout.flush()
+"""
+
+
+@dataclass
+class Child:
+    """One forked `semwh` process."""
+
+    pid: int
+    out: Path
+    err: Path
+    code: int | None = None
+
+    @property
+    def stderr(self) -> str:
+        return self.err.read_text(errors="replace")
+
+    @property
+    def stdout(self) -> str:
+        return self.out.read_text(errors="replace")
+
+
+class ForkServer:
+    """Starts `semwh` commands as forked children of one pre-imported process."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.count = 0
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _SERVER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+
+    def _ask(self, request: dict) -> dict:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the fork server died")
+        return json.loads(line)
+
+    def spawn(self, *args: str, env: dict[str, str] | None = None) -> Child:
+        self.count += 1
+        out = self.workdir / f"child-{self.count}.out"
+        err = self.workdir / f"child-{self.count}.err"
+        full_env = {k: v for k, v in os.environ.items() if k != "SEMWH_FAULT"}
+        full_env.update(env or {})
+        reply = self._ask(
+            {"op": "spawn", "args": list(args), "env": full_env, "out": str(out), "err": str(err)}
+        )
+        return Child(reply["pid"], out, err)
+
+    def wait(self, child: Child, timeout: float = 120.0) -> int | None:
+        """Reap ``child``; its exit code (negative: killed by that signal) or None if running."""
+        if child.code is None:
+            child.code = self._ask({"op": "wait", "pid": child.pid, "timeout": timeout})["code"]
+        return child.code
+
+    def kill(self, child: Child) -> int:
+        """SIGKILL ``child`` unless it has already exited; returns its final code."""
+        code = self.wait(child, timeout=0)
+        if code is None:
+            os.kill(child.pid, signal.SIGKILL)
+            code = self.wait(child, timeout=60)
+        assert code is not None
+        return code
+
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> Child:
+        child = self.spawn(*args, env=env)
+        if self.wait(child, timeout) is None:
+            self.kill(child)
+            raise AssertionError(f"semwh {' '.join(args)} did not finish in {timeout} s")
+        return child
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def forks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkServer]:
+    server = ForkServer(tmp_path_factory.mktemp("forks"))
+    yield server
+    server.close()
+
+
+def open_wh(root: Path) -> Warehouse:
+    return warehouse_from_settings(load_settings(root))
+
+
+def init_wh(root: Path) -> Warehouse:
+    from semwh.warehouse.migrate import init_warehouse
+
+    wh = open_wh(root)
+    init_warehouse(wh)
+    return wh
+
+
+def sample_folder(samples_dir: Path, dest: Path, n_concepts: int, per_concept: int) -> Path:
+    """A folder of symlinks to real sample photos (read in place): n concepts x k images."""
+    by_wnid: dict[str, list[Path]] = {}
+    for path in sorted(samples_dir.glob("*.jpg")):
+        by_wnid.setdefault(path.name.split("_")[0], []).append(path)
+    dest.mkdir(parents=True)
+    for wnid in sorted(by_wnid)[:: max(1, len(by_wnid) // n_concepts)][:n_concepts]:
+        for path in by_wnid[wnid][:per_concept]:
+            (dest / path.name).symlink_to(path)
+    return dest
+
+
+def write_word_file(path: Path, wnids: list[str], dim: int = 16, seed: int = 0) -> Path:
+    """A GloVe-format text file with one random vector per concept token, plus a mapping."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i, _ in enumerate(wnids):
+        values = " ".join(f"{v:.6f}" for v in rng.normal(size=dim))
+        lines.append(f"tok{i} {values}")
+    lines.append("unused " + " ".join(["0.5"] * dim))
+    path.write_text("\n".join(lines) + "\n")
+    mapping = path.with_suffix(".mapping.csv")
+    mapping.write_text("wnid,tokens\n" + "".join(f"{w},tok{i}\n" for i, w in enumerate(wnids)))
+    return mapping
+
+
+# Columns that legitimately differ between two runs of the same work: surrogate keys (a
+# killed transaction may consume sequence values), timestamps, timings, versions, and file
+# paths that embed run ids. Everything else must match a reference run exactly.
+VOLATILE = {
+    "created_at",
+    "finished_at",
+    "started_at",
+    "seconds",
+    "images_per_s",
+    "duration_s",
+    "versions",
+    "device",
+    "hostname",
+}
+
+
+def _keep(table: str, column: str) -> bool:
+    if column in VOLATILE or column.endswith("_id") or column == "result_ids":
+        return False
+    return not (table == "vector_files" and column == "path")
+
+
+def snapshot(wh: Warehouse) -> dict[str, list[tuple]]:
+    """Every registry table (stable columns, as a sorted multiset) and every vector row."""
+    assert wh.duckdb_path is not None
+    conn = duckdb.connect(str(wh.duckdb_path), read_only=True)
+    try:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE NOT internal ORDER BY 1"
+            ).fetchall()
+            if r[0] != "alembic_version"
+        ]
+        out: dict[str, list[tuple]] = {}
+        for table in tables:
+            cols = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT column_name FROM duckdb_columns() WHERE table_name = ? "
+                    "ORDER BY column_index",
+                    [table],
+                ).fetchall()
+                if _keep(table, r[0])
+            ]
+            select = ", ".join(f'"{c}"' for c in cols) or "1"
+            out[table] = conn.execute(f"SELECT {select} FROM {table} ORDER BY ALL").fetchall()
+        files = [wh.vectors_root / r[0] for r in conn.execute("SELECT path FROM vector_files").fetchall()]
+        rows: list[tuple] = []
+        shas = dict(conn.execute("SELECT image_id, sha256 FROM images").fetchall())
+        for path in files:
+            table = pq.read_table(path)
+            for space, wnid, image_id, vector in zip(
+                *(table.column(c).to_pylist() for c in ("space", "wnid", "image_id", "vector")),
+                strict=True,
+            ):
+                rows.append((space, wnid, shas.get(image_id), tuple(vector)))
+        out["vectors"] = sorted(rows, key=repr)
+        return out
+    finally:
+        conn.close()
+
+
+def assert_same(got: dict[str, list[tuple]], expected: dict[str, list[tuple]]) -> None:
+    assert sorted(got) == sorted(expected)
+    for table in expected:
+        assert got[table] == expected[table], f"table {table} differs from the reference run"
+
+
+def check_registered_files(wh: Warehouse) -> int:
+    """Every registered vector file exists, reads back whole and matches its sha256 and rows."""
+    assert wh.duckdb_path is not None
+    conn = duckdb.connect(str(wh.duckdb_path), read_only=True)
+    try:
+        rows = conn.execute("SELECT path, sha256, n_rows, size_bytes FROM vector_files").fetchall()
+    finally:
+        conn.close()
+    for rel, sha, n_rows, size in rows:
+        path = wh.vectors_root / rel
+        assert path.is_file(), f"registered file {rel} is missing"
+        data = path.read_bytes()
+        assert len(data) == size, f"{rel}: size differs from vector_files"
+        assert hashlib.sha256(data).hexdigest() == sha, f"{rel}: sha256 differs"
+        assert pq.read_table(path).num_rows == n_rows, f"{rel}: row count differs"
+    return len(rows)
+
+
+def tmp_files(wh: Warehouse) -> list[Path]:
+    return sorted(wh.tmp_root.glob("*")) if wh.tmp_root.exists() else []
+
+
+def cli(*args: str, check: bool = True, env: dict[str, str] | None = None):  # noqa: ANN201
+    """The installed console script (reference runs and final runs after crashes)."""
+    return run_cli(*args, check=check, env=env)
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
