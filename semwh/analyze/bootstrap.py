@@ -93,7 +93,7 @@ def bootstrap_rsa(
     iu = np.triu_indices(n, 1)
     values = np.empty(n_bootstrap)
     for t in range(n_bootstrap):
-        idx = rng.integers(0, n, size=n)
+        idx = np.asarray(rng.integers(0, n, size=n))
         rows, cols = idx[iu[0]], idx[iu[1]]
         keep = rows != cols
         values[t] = _corr(a[rows[keep], cols[keep]], b[rows[keep], cols[keep]], method)

@@ -94,6 +94,8 @@ class _Kernel:
     def __init__(self, a: np.ndarray, distance: str, backend: str, device: str) -> None:
         self.distance = distance
         self.n = a.shape[0]
+        self.torch: Any = None
+        self.sqrt: Any = np.sqrt
         if backend == "torch":
             try:
                 import torch
@@ -111,8 +113,6 @@ class _Kernel:
                 raise ConfigError(
                     f"the numpy backend runs on the cpu, not {device!r}; use backend='torch'"
                 )
-            self.torch = None
-            self.sqrt = np.sqrt
         self.a = self._prepare(a)
         self.sa, self.qa, self.da = self._row_stats(self.a)
         # Permutation tests reuse A's per-block quantities when they fit in memory.
@@ -320,12 +320,13 @@ def two_vs_two(
     kernel = _Kernel(a, distance, backend, device)
     kernel.set_b(b)
     kernel.cache_a = n_permutations > 0 and 3 * n * n * 8 <= max_block_bytes
+    pair_correct: np.ndarray | None = None
+    pair_margin: np.ndarray | None = None
     with np.errstate(invalid="ignore", divide="ignore"):
         if return_pairs:
             pair_correct, pair_margin = kernel.pairs(tie_tol, max_block_bytes)
             n_correct = int(pair_correct.sum())
         else:
-            pair_correct = pair_margin = None
             n_correct = kernel.count_correct(tie_tol, max_block_bytes)
         accuracy = n_correct / n_pairs
 
