@@ -72,7 +72,7 @@ class Preprocessing:
         """
         try:
             with PILImage.open(path) as img:
-                rgb = img.convert("RGB")
+                rgb = to_rgb(img)
         except (OSError, ValueError) as exc:
             raise InputError(f"cannot decode image {path}: {exc}") from exc
         rgb = TF.resize(rgb, [self.resize], interpolation=InterpolationMode(self.interpolation))
@@ -92,3 +92,15 @@ class Preprocessing:
         mean = torch.as_tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         std = torch.as_tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         return x.sub_(mean).div_(std)
+
+
+def to_rgb(img: PILImage.Image) -> PILImage.Image:
+    """An 8-bit RGB copy of any image ingest accepts (CMYK, palette, 16-bit, ...).
+
+    PIL's ``convert("RGB")`` clips 16-bit grey values at 255 instead of scaling them, which
+    turns a 16-bit photo almost white: scale 0..65535 down to 0..255 first.
+    """
+    if img.mode == "I" or img.mode.startswith("I;16"):
+        grey = np.clip(np.asarray(img, dtype=np.int64), 0, 65535) >> 8
+        return PILImage.fromarray(grey.astype(np.uint8)).convert("RGB")
+    return img.convert("RGB")

@@ -26,8 +26,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from semwh.warehouse.layout import Warehouse, warehouse_from_settings
 from semwh.config import load_settings
+from semwh.warehouse.layout import Warehouse, warehouse_from_settings
 from tests.conftest import run_cli
 
 _SERVER = r"""
@@ -252,7 +252,8 @@ def snapshot(wh: Warehouse) -> dict[str, list[tuple]]:
             ]
             select = ", ".join(f'"{c}"' for c in cols) or "1"
             out[table] = conn.execute(f"SELECT {select} FROM {table} ORDER BY ALL").fetchall()
-        files = [wh.vectors_root / r[0] for r in conn.execute("SELECT path FROM vector_files").fetchall()]
+        paths = conn.execute("SELECT path FROM vector_files").fetchall()
+        files = [wh.vectors_root / r[0] for r in paths]
         rows: list[tuple] = []
         shas = dict(conn.execute("SELECT image_id, sha256 FROM images").fetchall())
         for path in files:
