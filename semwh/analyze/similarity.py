@@ -21,6 +21,24 @@ SIMILARITY_METRICS = ("pearson", "spearman", "cosine")
 CONSTANT_RTOL = 1e-10
 
 
+#: Unit-normalised concept vectors all closer than this to their mean make a space whose
+#: similarities are all 1 up to rounding (e.g. the logits of a randomly initialised network,
+#: which barely depend on the input): its similarity structure is noise, not a number to report.
+INDISTINGUISHABLE_ATOL = 1e-6
+
+
+def check_distinguishable(z: np.ndarray, names: Sequence[str], space: str) -> None:
+    """Raise when every normalised concept vector is (numerically) the same vector."""
+    spread = np.linalg.norm(z - z.mean(axis=0), axis=1)
+    if spread.max() < INDISTINGUISHABLE_ATOL:
+        raise DegenerateInputError(
+            f"space {space!r}: the vectors of all {len(names)} concepts are nearly identical "
+            f"after normalisation (largest deviation {spread.max():.1e}), so every similarity "
+            f"is 1 up to rounding; concepts: {name_concepts(names, np.arange(len(names)))}. "
+            "The layer does not depend on the input (e.g. logits of random weights); leave it out"
+        )
+
+
 def similarity_matrix(
     vectors: np.ndarray,
     *,
@@ -86,6 +104,7 @@ def similarity_matrix(
                 "drop them or check the extraction"
             )
     z = z / norms[:, None]
+    check_distinguishable(z, names, space)
     s = z @ z.T
     # Rounding can leave the product a few ulps from symmetric or outside [-1, 1]; downstream
     # tests compare rows and columns, so make both exact.

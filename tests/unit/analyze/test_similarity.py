@@ -70,3 +70,22 @@ def test_cosine_zero_row_named() -> None:
 def test_unknown_metric() -> None:
     with pytest.raises(ConfigError, match="pearsn.*choose pearson"):
         similarity_matrix(np.eye(4) + 1, metric="pearsn")
+
+
+@pytest.mark.parametrize("metric", ["pearson", "spearman", "cosine"])
+def test_input_independent_space_is_degenerate(metric: str) -> None:
+    # Logits of a randomly initialised network: one pattern for every concept, plus noise at
+    # the level of float32 rounding. Every similarity would be 1; the space must be refused.
+    rng = np.random.default_rng(3)
+    pattern = rng.normal(size=50)
+    x = pattern + rng.normal(scale=1e-12, size=(6, 50))
+    labels = [f"n0{i}" for i in range(6)]
+    with pytest.raises(DegenerateInputError, match="nearly identical.*n00, n01"):
+        similarity_matrix(x, metric=metric, labels=labels, space="random/fc")
+
+
+def test_similar_but_distinct_concepts_are_accepted() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=50) + rng.normal(scale=1e-3, size=(6, 50))
+    s = similarity_matrix(x, labels=[f"c{i}" for i in range(6)], space="deep")
+    assert (s[np.triu_indices(6, 1)] < 1.0).all()
