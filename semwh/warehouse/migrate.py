@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 
+import duckdb
 from alembic import command
 from alembic.config import Config
 from alembic.ddl.impl import DefaultImpl
@@ -15,8 +16,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
-from semwh.errors import SchemaMismatchError, WarehouseError
-from semwh.warehouse.layout import Warehouse
+from semwh.errors import SchemaMismatchError, WarehouseBusyError, WarehouseError
+from semwh.warehouse.layout import Warehouse, busy_message, is_busy_error
 
 
 class DuckDBImpl(DefaultImpl):
@@ -53,6 +54,31 @@ def _script_only_config() -> Config:
 
 
 def current_revision(wh: Warehouse) -> str | None:
+    """The registry's schema revision, or None when it has no schema."""
+    path = wh.duckdb_path
+    if path is not None and path.exists():
+        # Read-only where possible: DuckDB refuses a read-write open while any other process
+        # (a notebook, another `semwh sql`) has the file open, even only for reading.
+        try:
+            con = duckdb.connect(str(path), read_only=True)
+        except duckdb.ConnectionException:
+            pass  # this process already holds it read-write: ask through that engine below
+        except duckdb.Error as exc:
+            if is_busy_error(exc):
+                raise WarehouseBusyError(busy_message(path, exc)) from exc
+            raise WarehouseError(f"cannot open {path}: {str(exc).splitlines()[0]}") from exc
+        else:
+            try:
+                found = con.execute(
+                    "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'alembic_version' "
+                    "AND schema_name = 'main'"
+                ).fetchone()
+                if not found or not found[0]:
+                    return None
+                row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+                return row[0] if row else None
+            finally:
+                con.close()
     with wh.engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
