@@ -220,7 +220,7 @@ def test_top1_matches_wnid_for_most_ilsvrc_images(lite0) -> None:
 def test_rerun_of_finished_extraction_does_nothing(lite0) -> None:
     wh, _ = lite0
     again = run_extraction(
-        wh, "efficientnet_lite0", batch_size=50, shard_size=500, device="cpu", num_workers=0
+        wh, "efficientnet_lite0", batch_size=50, shard_size=400, device="cpu", num_workers=0
     )
     assert again.status == "unchanged" and again.images == 0 and again.shards_skipped == 2
     with wh.session() as s:
