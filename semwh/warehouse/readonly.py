@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -13,6 +15,9 @@ import pyarrow as pa
 from semwh.errors import ReadOnlyError, WarehouseBusyError, WarehouseError
 from semwh.warehouse.layout import Warehouse, busy_message, is_busy_error
 from semwh.warehouse.views import create_vectors_view
+
+# How long a read waits for a writer's short transaction before saying "warehouse busy".
+READ_BUSY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,27 @@ def query_arrow(
     return arrow_table(rel) if rel is not None else pa.table({})
 
 
+def _connect_read_only(path: Path, wait: float | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the registry read-only, retrying while a writer briefly holds the file.
+
+    DuckDB lets one process hold a file for writing; semwh's writers open it only for short
+    transactions, so a reader that meets the lock tries again with backoff for up to ``wait``
+    seconds (``READ_BUSY_SECONDS``) before it reports "warehouse busy".
+    """
+    deadline = time.monotonic() + (READ_BUSY_SECONDS if wait is None else wait)
+    delay = 0.02
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=True)
+        except duckdb.Error as exc:
+            if not is_busy_error(exc):
+                raise WarehouseError(f"cannot open {path}: {exc}") from exc
+            if time.monotonic() + delay > deadline:
+                raise WarehouseBusyError(busy_message(path, exc)) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
 @contextmanager
 def read_connection(wh: Warehouse) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only DuckDB connection on the registry with the ``vectors`` view in place."""
@@ -56,12 +82,7 @@ def read_connection(wh: Warehouse) -> Iterator[duckdb.DuckDBPyConnection]:
         )
     if not path.exists():
         raise WarehouseError(f"no registry at {path}: run `semwh init` first")
-    try:
-        conn = duckdb.connect(str(path), read_only=True)
-    except duckdb.Error as exc:
-        if is_busy_error(exc):
-            raise WarehouseBusyError(busy_message(path, exc)) from exc
-        raise WarehouseError(f"cannot open {path}: {exc}") from exc
+    conn = _connect_read_only(path)
     try:
         create_vectors_view(conn, wh.vectors_root)
         yield conn

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -309,3 +310,60 @@ def wait_for(predicate, timeout: float, what: str) -> None:  # noqa: ANN001
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def finish(forks: ForkServer, root: Path, commands: list[list[str]]) -> None:
+    for command in commands:
+        child = forks.run("--warehouse", str(root), *command)
+        assert child.code == 0, f"semwh {' '.join(command)} failed:\n{child.stderr}"
+
+
+# Shared inputs and uninterrupted reference runs.
+EXTRACT = ["extract", "efficientnet_lite0", "--layers", "stem,blocks.8,fc"]
+EXTRACT += ["--shard-size", "2", "--batch-size", "2", "--device", "cpu", "--workers", "0"]
+SWEEP = ["analyze", "sweep", "--models", "efficientnet_lite0", "--words", "words"]
+SWEEP += ["--permutations", "200", "--seed", "7", "--no-random"]
+N_CONCEPTS = 4  # 2 images each: 4 shards of 2 for extraction
+
+
+class Inputs:
+    """Generated inputs shared by the module: images (links to samples), words, a space."""
+
+    def __init__(self, root: Path, samples_dir: Path) -> None:
+        self.images = sample_folder(samples_dir, root / "images", N_CONCEPTS, 2)
+        self.wnids = sorted({p.name.split("_")[0] for p in self.images.iterdir()})
+        self.words = root / "words.txt"
+        self.mapping = write_word_file(self.words, self.wnids, dim=12, seed=1)
+        rng = np.random.default_rng(2)
+        self.space = root / "space.csv"
+        rows = [",".join(["wnid", *(f"f{i}" for i in range(5))])]
+        rows += [",".join([w, *(f"{v:.5f}" for v in rng.normal(size=5))]) for w in self.wnids]
+        self.space.write_text("\n".join(rows) + "\n")
+
+    def ingest_commands(self) -> list[list[str]]:
+        return [
+            ["ingest", "images", str(self.images), "--no-wordnet"],
+            ["ingest", "words", "words", str(self.words), "-f", "glove"]
+            + ["--mapping", str(self.mapping)],
+            ["ingest", "space", "ratings", str(self.space)],
+        ]
+
+
+@pytest.fixture(scope="session")
+def inputs(tmp_path_factory: pytest.TempPathFactory, samples_dir: Path) -> Inputs:
+    return Inputs(tmp_path_factory.mktemp("inputs"), samples_dir)
+
+
+@pytest.fixture(scope="session")
+def reference(
+    tmp_path_factory: pytest.TempPathFactory, forks: ForkServer, inputs: Inputs
+) -> dict[str, Path]:
+    """Uninterrupted runs: the warehouse after ingest, after extract and after the sweep."""
+    base = tmp_path_factory.mktemp("reference")
+    wh = init_wh(base / "ingested")
+    finish(forks, wh.root, inputs.ingest_commands())
+    shutil.copytree(wh.root, base / "extracted")
+    finish(forks, base / "extracted", [EXTRACT])
+    shutil.copytree(base / "extracted", base / "swept")
+    finish(forks, base / "swept", [SWEEP])
+    return {"ingested": wh.root, "extracted": base / "extracted", "swept": base / "swept"}

@@ -16,69 +16,23 @@ import numpy as np
 import pytest
 
 from tests.reliability.conftest import (
+    EXTRACT,
+    SWEEP,
     ForkServer,
+    Inputs,
     assert_same,
     check_registered_files,
     cli,
+    finish,
     init_wh,
     open_wh,
-    sample_folder,
     snapshot,
     tmp_files,
-    write_word_file,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SEED = 20180601
-EXTRACT = ["extract", "efficientnet_lite0", "--layers", "stem,blocks.8,fc"]
-EXTRACT += ["--shard-size", "2", "--batch-size", "2", "--device", "cpu", "--workers", "0"]
-SWEEP = ["analyze", "sweep", "--models", "efficientnet_lite0", "--words", "words"]
-SWEEP += ["--permutations", "200", "--seed", "7", "--no-random"]
-N_CONCEPTS = 4  # 2 images each: 4 shards of 2 for extraction
-
-
-class Inputs:
-    """Generated inputs shared by the module: images (links to samples), words, a space."""
-
-    def __init__(self, root: Path, samples_dir: Path) -> None:
-        self.images = sample_folder(samples_dir, root / "images", N_CONCEPTS, 2)
-        self.wnids = sorted({p.name.split("_")[0] for p in self.images.iterdir()})
-        self.words = root / "words.txt"
-        self.mapping = write_word_file(self.words, self.wnids, dim=12, seed=1)
-        rng = np.random.default_rng(2)
-        self.space = root / "space.csv"
-        rows = [",".join(["wnid", *(f"f{i}" for i in range(5))])]
-        rows += [",".join([w, *(f"{v:.5f}" for v in rng.normal(size=5))]) for w in self.wnids]
-        self.space.write_text("\n".join(rows) + "\n")
-
-    def ingest_commands(self) -> list[list[str]]:
-        return [
-            ["ingest", "images", str(self.images), "--no-wordnet"],
-            ["ingest", "words", "words", str(self.words), "-f", "glove"]
-            + ["--mapping", str(self.mapping)],
-            ["ingest", "space", "ratings", str(self.space)],
-        ]
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory, samples_dir: Path) -> Inputs:
-    return Inputs(tmp_path_factory.mktemp("inputs"), samples_dir)
-
-
-@pytest.fixture(scope="module")
-def reference(
-    tmp_path_factory: pytest.TempPathFactory, forks: ForkServer, inputs: Inputs
-) -> dict[str, Path]:
-    """Uninterrupted runs: the warehouse after ingest, after extract and after the sweep."""
-    base = tmp_path_factory.mktemp("reference")
-    wh = init_wh(base / "ingested")
-    _finish(forks, wh.root, inputs.ingest_commands())
-    shutil.copytree(wh.root, base / "extracted")
-    _finish(forks, base / "extracted", [EXTRACT])
-    shutil.copytree(base / "extracted", base / "swept")
-    _finish(forks, base / "swept", [SWEEP])
-    return {"ingested": wh.root, "extracted": base / "extracted", "swept": base / "swept"}
 
 
 def _kill_chain(
@@ -113,12 +67,6 @@ def _kill_chain(
     return kills
 
 
-def _finish(forks: ForkServer, root: Path, commands: list[list[str]]) -> None:
-    for command in commands:
-        child = forks.run("--warehouse", str(root), *command)
-        assert child.code == 0, f"semwh {' '.join(command)} failed:\n{child.stderr}"
-
-
 def test_killed_ingests_rerun_to_the_reference_rows(
     forks: ForkServer, inputs: Inputs, reference: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -135,7 +83,7 @@ def test_killed_ingests_rerun_to_the_reference_rows(
     ]
     kills = _kill_chain(forks, wh.root, commands, points)
     assert kills >= 4
-    _finish(forks, wh.root, commands)
+    finish(forks, wh.root, commands)
     assert_same(snapshot(wh), snapshot(open_wh(reference["ingested"])))
     check_registered_files(wh)
     assert tmp_files(wh) == []
@@ -174,7 +122,7 @@ def test_killed_sweep_reruns_to_the_reference_results(
     shutil.copytree(reference["extracted"], root)
     points: list[str | float] = [float(d) for d in rng.uniform(0.2, 3.0, size=6)]
     _kill_chain(forks, root, [SWEEP], points)
-    _finish(forks, root, [SWEEP])
+    finish(forks, root, [SWEEP])
     wh = open_wh(root)
     assert_same(snapshot(wh), snapshot(open_wh(reference["swept"])))
     assert tmp_files(wh) == []
