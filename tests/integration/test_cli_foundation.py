@@ -147,14 +147,9 @@ def test_rendered_help_shows_the_example() -> None:
     assert "Example: semwh" in run_cli("--help").stdout
 
 
-@pytest.mark.parametrize(
-    "statement",
-    [
-        "INSERT INTO concepts (wnid, name, origin, created_at) VALUES ('n1','x','y',now())",
-        "DROP TABLE concepts",
-    ],
-)
-def test_sql_refuses_writes(filled: Warehouse, statement: str) -> None:
+def test_sql_refuses_writes(filled: Warehouse) -> None:
+    # Other kinds of writes are refused the same way: tests/unit/warehouse/test_readonly.py.
+    statement = "INSERT INTO concepts (wnid, name, origin, created_at) VALUES ('n1','x','y',now())"
     line = _fails_cleanly(run_cli(*_w(filled), "sql", statement, check=False))
     assert "read-only" in line and "semwh sql" in line
     proc = run_cli(*_w(filled), "sql", "SELECT count(*) AS n FROM concepts", "-f", "csv")
@@ -186,8 +181,6 @@ def test_sql_formats(filled: Warehouse, tmp_path: Path) -> None:
 
     line = _fails_cleanly(run_cli(*_w(filled), "sql", query, "-f", "parquet", check=False))
     assert "--out" in line
-    line = _fails_cleanly(run_cli(*_w(filled), "sql", query, "-f", "xml", check=False))
-    assert "unknown format 'xml'" in line
 
 
 def test_warehouse_from_environment(tmp_path: Path) -> None:
