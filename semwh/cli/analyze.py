@@ -11,7 +11,10 @@ from semwh.engines import sweep_engine
 from semwh.runs.store import summary_table, vertical
 
 app = typer.Typer(
-    help="Compare spaces (RSA, 2 vs 2), test recovery (1 vs 2), sweep models and word spaces.",
+    help=(
+        "Compare spaces (RSA, 2 vs 2), test recovery (1 vs 2), sweep models and word spaces."
+        "\n\nExample: semwh analyze sweep --models efficientnet_lite0 --words glove-6b-50d"
+    ),
     no_args_is_help=True,
 )
 

@@ -11,7 +11,10 @@ from semwh import ingest as lib
 from semwh.cli.state import console, err_console, state
 
 app = typer.Typer(
-    help="Ingest concepts, images, word vectors and external spaces (idempotent).",
+    help=(
+        "Ingest concepts, images, word vectors and external spaces (idempotent)."
+        "\n\nExample: semwh ingest images ../shared/datasets/imagenet-200"
+    ),
     no_args_is_help=True,
 )
 
