@@ -119,10 +119,18 @@ class Warehouse:
 
 def _translate_busy(context) -> None:  # type: ignore[no-untyped-def]
     exc = context.original_exception
+    engine = context.engine
+    path = engine.url.database if engine is not None else "the registry"
     if is_busy_error(exc):
-        engine = context.engine
-        path = engine.url.database if engine is not None else "the registry"
         raise WarehouseBusyError(busy_message(path, exc)) from exc
+    # A registry on a read-only mount (or without write permission) fails when DuckDB opens
+    # it for writing: say so in one line instead of a driver traceback.
+    if "read-only file system" in str(exc).lower() or "permission denied" in str(exc).lower():
+        raise WarehouseError(
+            f"the warehouse is not writable: cannot open {path} for writing "
+            f"({str(exc).splitlines()[0]}); mount it read-write, or only read it "
+            "(semwh sql, semwh query)"
+        ) from exc
 
 
 def warehouse_from_settings(settings: Settings) -> Warehouse:
