@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from rsatoolbox.rdm import RDMs, compare
+from scipy import stats
 
 from semwh.analyze import kendall_tau_a, rsa, similarity_matrix
 from semwh.errors import DegenerateInputError, InputError
@@ -99,3 +100,17 @@ def test_degenerate_inputs() -> None:
         rsa(flat, flat, space_a="x")
     with pytest.raises(InputError, match="differ in size"):
         rsa(np.eye(5), np.eye(6))
+
+
+@pytest.mark.parametrize("method", ["spearman", "pearson"])
+def test_null_matches_scipy_on_a_larger_space(method: str) -> None:
+    """Float32 storage of the ranks (exact) and float64 values give scipy's statistics."""
+    n, count, seed = 45, 6, 4
+    a, b = random_pair(n, seed=12, ties=True)
+    result = rsa(a, b, method=method, n_permutations=count, seed=seed)
+    iu = np.triu_indices(n, 1)
+    corr = stats.spearmanr if method == "spearman" else stats.pearsonr
+    expected = [
+        corr(a[iu], b[np.ix_(p, p)][iu]).statistic for p in reference.permutations(seed, n, count)
+    ]
+    np.testing.assert_allclose(result.null, expected, atol=1e-12, rtol=0)
