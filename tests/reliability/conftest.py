@@ -312,10 +312,18 @@ def wait_for(predicate, timeout: float, what: str) -> None:  # noqa: ANN001
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+# Seconds each reference command took (from fork to exit), keyed by its first two words:
+# seeded kill delays are drawn as fractions of these, so they land inside the work.
+DURATIONS: dict[str, float] = {}
+
+
 def finish(forks: ForkServer, root: Path, commands: list[list[str]]) -> None:
     for command in commands:
-        child = forks.run("--warehouse", str(root), *command)
-        assert child.code == 0, f"semwh {' '.join(command)} failed:\n{child.stderr}"
+        child = forks.spawn("--warehouse", str(root), *command)
+        started = time.monotonic()  # from the fork: the server's own start-up is not counted
+        code = forks.wait(child, timeout=300)
+        assert code == 0, f"semwh {' '.join(command)} failed ({code}):\n{child.stderr}"
+        DURATIONS.setdefault(" ".join(command[:2]), time.monotonic() - started)
 
 
 # Shared inputs and uninterrupted reference runs.

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.reliability.conftest import (
+    DURATIONS,
     EXTRACT,
     SWEEP,
     ForkServer,
@@ -61,6 +62,7 @@ def _kill_chain(
         if child.code == -9:
             kills += 1
         else:
+            assert not isinstance(point, str), f"{point}: the process was not killed there"
             assert child.code == 0, f"semwh {' '.join(args)} failed:\n{child.stderr}"
             step = min(step + 1, len(commands) - 1)
         check_registered_files(wh)
@@ -73,16 +75,24 @@ def test_killed_ingests_rerun_to_the_reference_rows(
     rng = np.random.default_rng(SEED)
     wh = init_wh(tmp_path / "wh")
     commands = inputs.ingest_commands()
-    points: list[str | float] = [
-        *(float(d) for d in rng.uniform(0.3, 2.5, size=3)),  # images: inside the transaction
-        "vectors.tmp_written:kill@1",
-        "vectors.renamed:kill@1",
-        "vectors.tmp_written:kill@1",
-        "vectors.renamed:kill@1",
-        float(rng.uniform(0.3, 2.0)),
+    images, words, space = commands
+    chains: list[tuple[list[str], list[str | float]]] = [
+        (images, [float(d) for d in DURATIONS["ingest images"] * rng.uniform(0.1, 0.8, 3)]),
+        (
+            words,
+            [
+                "vectors.tmp_written:kill@1",
+                "vectors.renamed:kill@1",
+                float(DURATIONS["ingest words"] * rng.uniform(0.1, 0.8)),
+            ],
+        ),
+        (space, ["vectors.renamed:kill@1", "vectors.tmp_written:kill@1"]),
     ]
-    kills = _kill_chain(forks, wh.root, commands, points)
-    assert kills >= 4
+    kills = 0
+    for command, points in chains:
+        kills += _kill_chain(forks, wh.root, [command], points)
+        finish(forks, wh.root, [command])
+    assert kills >= sum(len(points) for _, points in chains) - 1
     finish(forks, wh.root, commands)
     assert_same(snapshot(wh), snapshot(open_wh(reference["ingested"])))
     check_registered_files(wh)
@@ -95,16 +105,19 @@ def test_killed_extraction_resumes_to_the_reference_rows(
     rng = np.random.default_rng(SEED + 1)
     root = tmp_path / "wh"
     shutil.copytree(reference["ingested"], root)
+    full = DURATIONS["extract efficientnet_lite0"]
     points: list[str | float] = [
         "vectors.tmp_written:kill@1",  # first file of the first shard, still in tmp/
         "vectors.renamed:kill@2",  # a shard half on disk, nothing registered
         "vectors.renamed:kill@3",  # a shard fully on disk, not registered
-        "vectors.tmp_written:kill@5",  # the second shard of this process
-        *(float(d) for d in rng.uniform(2.0, 8.0, size=3)),
-        "vectors.renamed:kill@1",  # (if shards remain) or a concept-mean space file
+        # Seeded delays: each resumed process gets part of the way further.
+        *(float(d) for d in full * rng.uniform(0.15, 0.45, 3)),
+        # The next file lands in a shard or, once all shards are in, a concept-mean space.
+        "vectors.renamed:kill@1",
+        "vectors.tmp_written:kill@2",
     ]
     kills = _kill_chain(forks, root, [EXTRACT], points)
-    assert kills >= 5
+    assert kills >= len(points) - 1
     wh = open_wh(root)
     # The next run goes through the installed console script.
     out = cli("--warehouse", str(root), *EXTRACT)
@@ -120,8 +133,10 @@ def test_killed_sweep_reruns_to_the_reference_results(
     rng = np.random.default_rng(SEED + 2)
     root = tmp_path / "wh"
     shutil.copytree(reference["extracted"], root)
-    points: list[str | float] = [float(d) for d in rng.uniform(0.2, 3.0, size=6)]
-    _kill_chain(forks, root, [SWEEP], points)
+    duration = DURATIONS["analyze sweep"]
+    points: list[str | float] = [float(d) for d in duration * rng.uniform(0.1, 0.4, size=7)]
+    kills = _kill_chain(forks, root, [SWEEP], points)
+    assert kills >= len(points) - 1
     finish(forks, root, [SWEEP])
     wh = open_wh(root)
     assert_same(snapshot(wh), snapshot(open_wh(reference["swept"])))
