@@ -25,10 +25,13 @@ import copy
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+import numexpr
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from semwh.analyze._checks import as_similarity_pair
 from semwh.analyze.permutation import (
@@ -259,6 +262,196 @@ class _Kernel:
         return b_prepared.take(perm, axis=0).take(perm, axis=1)
 
 
+#: Block margin counts evaluated in one numexpr pass (see :class:`_FusedNull`). With the
+#: per-pair A terms e*, f* precomputed, margin = X / |b_i| + Y / |b_j| where X and Y are linear
+#: in the relabelled B's values; NaN (j <= i, or an undefined correlation) compares False.
+_FUSED_COUNT = {
+    "pearson": (
+        "sum(where((e1*gi + e4*ti + e5*dbi - e2*c2 + e6*bb) / sqrt(vi + bb*(wi - k1*bb))"
+        " + (e2*gj - e4*tj + f5*dbj - e1*c1 + f6*(br - muj))"
+        " / sqrt(vj + (br - muj)*(wj - k1*(br - muj))) > tol, 1, 0))"
+    ),
+    "cosine": (
+        "sum(where((e1*gi + e5*dbi - e2*c2 + e6*bb) / sqrt(ui - bb*bb)"
+        " + (e2*gj + f5*dbj - e1*c1 + f6*bb) / sqrt(uj - bb*bb) > tol, 1, 0))"
+    ),
+}
+
+#: A side whose low-rank factorisation misses more than this relative (Frobenius) part is
+#: multiplied in full: the error moves correlations by about this much, far below TIE_TOL.
+_LOW_RANK_RTOL = 1e-13
+
+
+def _low_rank(m: np.ndarray, max_rank: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(L, R) with m = L R^T to _LOW_RANK_RTOL and L, R n x r, r <= max_rank; else None.
+
+    Similarity matrices of d-dimensional vectors have rank at most d + 1 (after centring):
+    the permutation products then cost O(n^2 d) instead of O(n^3). A fixed random projection
+    finds the range; the seed is constant, so results do not depend on the caller's seed.
+    """
+    n = m.shape[0]
+    if max_rank < 1:
+        return None
+    omega = np.random.default_rng(0).standard_normal((n, max_rank))
+    q, _ = np.linalg.qr(m @ omega)
+    u, s, vt = np.linalg.svd(q.T @ m, full_matrices=False)
+    scale = float(np.linalg.norm(m))
+    if not scale > 0:
+        return None
+    r = max(1, int(np.count_nonzero(s > s[0] * 1e-15)))
+    left = (q @ u[:, :r]) * s[:r]
+    right = np.ascontiguousarray(vt[:r].T)
+    if not np.linalg.norm(m - left @ right.T) <= _LOW_RANK_RTOL * scale:
+        return None
+    return np.ascontiguousarray(left), right
+
+
+class _FusedNull:
+    """Correct-pair counts of (A, B relabelled) for the numpy backend, fused per block.
+
+    Requires B exactly symmetric (as from :func:`similarity_matrix`): then the relabelled
+    B's entry [j, i] is its raw entry [i, j] minus row j's mean, bit for bit what the
+    centred copy holds, so no transposed copies are made. Everything that depends only on A
+    (its per-pair sums, inverse norms and the products of them) is computed once per block;
+    a permutation costs one gather of B, the cross products A B'^T (low rank when one side
+    is) and one numexpr pass per block over about a dozen arrays instead of ~50 numpy passes.
+    Row statistics of the relabelled B are B's own, relabelled.
+    """
+
+    def __init__(
+        self,
+        kernel: _Kernel,
+        b_raw: np.ndarray,
+        tie_tol: float,
+        max_block_bytes: int,
+    ) -> None:
+        n = kernel.n
+        self.n = n
+        self.kernel = kernel
+        # The fused terms replace the kernel's own A cache.
+        kernel.cache_a = False
+        kernel._a_cache.clear()
+        self.distance = kernel.distance
+        self.tie_tol = float(tie_tol)
+        self.k = float(n - 2) if self.distance == "pearson" else 1.0
+        self.b_raw = b_raw
+        self.a = kernel.a
+        self.da = kernel.da
+        b = kernel.b
+        self.mu = b_raw.mean(axis=1) if self.distance == "pearson" else np.zeros(n)
+        db = b.diagonal().copy()
+        sb, qb = kernel.sb, kernel.qb
+        self.db = db
+        self.t = sb - db
+        self.u = qb - db * db
+        # k * ss - s^2 of row i without entries i, j is v_i + b_ij (w_i - (k + 1) b_ij).
+        self.v = self.k * self.u - self.t * self.t
+        self.w = 2.0 * self.t
+        rows = max(32, -(-n // 8))
+        self.blocks = [(i0, min(i0 + rows, n)) for i0 in range(0, n - 1, rows)][::-1]
+        # Seven float64 arrays over the upper half of the matrix.
+        self.cache = 7 * 8 * n * n // 2 <= max_block_bytes
+        self._a_terms: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+        self.expr = _FUSED_COUNT[self.distance]
+        # Low-rank products when either side allows them (rank well below n).
+        self.a_factors: tuple[np.ndarray, np.ndarray] | None = None
+        self.b_factors: tuple[np.ndarray, np.ndarray] | None = None
+        max_rank = n // 3
+        if n >= 12:
+            self.a_factors = _low_rank(self.a, max_rank)
+            if self.a_factors is not None:
+                max_rank = self.a_factors[0].shape[1] - 1
+            self.b_factors = _low_rank(b, max_rank)
+            if self.b_factors is not None:
+                self.a_factors = None
+        if self.cache:
+            # Up front, so that threads running permutations only read them.
+            with np.errstate(invalid="ignore", divide="ignore"):
+                for i0, i1 in self.blocks:
+                    self._terms(i0, i1)
+
+    def _terms(self, i0: int, i1: int) -> dict[str, np.ndarray]:
+        """The per-pair A terms of a block: X's and Y's coefficients (see _FUSED_COUNT)."""
+        cached = self._a_terms.get((i0, i1))
+        if cached is not None:
+            return cached
+        k = self.k
+        aij, aji, s_ai, s_aj, iai, iaj = self.kernel._a_side(i0, i1)
+        dai, daj = self.da[i0:i1, None], self.da[None, i0:]
+        e1 = k * iai
+        # NaN below the diagonal makes those entries compare False: no separate mask.
+        e1[np.arange(i0, self.n)[None, :] <= np.arange(i0, i1)[:, None]] = np.nan
+        e3 = k * (iaj * daj - iai * aij)
+        f3 = k * (iai * dai - iaj * aji)
+        terms = {"e1": e1, "e2": k * iaj, "e5": k * (iaj * aji), "f5": k * (iai * aij)}
+        if self.distance == "pearson":
+            # s_bi = t_i - b_ij enters X as e4 * s_bi: fold its b_ij part into b_ij's term.
+            e4 = iaj * s_aj - iai * s_ai
+            terms.update(e4=e4, e6=e3 - e4, f6=f3 + e4)
+        else:
+            terms.update(e6=e3, f6=f3)
+        if self.cache:
+            self._a_terms[(i0, i1)] = terms
+        return terms
+
+    def count(self, perm: np.ndarray) -> int:
+        """Correct pairs of A against B relabelled by `perm` (rows and columns)."""
+        n, k = self.n, self.k
+        br = self.b_raw.take(perm, axis=0).take(perm, axis=1)
+        mu = self.mu[perm]
+        bc = br - mu[:, None] if self.distance == "pearson" else br
+        db, t, u = self.db[perm], self.t[perm], self.u[perm]
+        v, w2 = self.v[perm], self.w[perm]
+        a = self.a
+        if self.a_factors is not None:
+            left, right = self.a_factors
+            w = bc @ right
+            c1_of = lambda i0, i1: left[i0:i1] @ w[i0:].T  # noqa: E731
+            c2_of = lambda i0, i1: w[i0:i1] @ left[i0:].T  # noqa: E731
+        elif self.b_factors is not None:
+            lb, rb = self.b_factors
+            lb, rb = lb[perm], rb[perm]
+            w = a @ rb
+            c1_of = lambda i0, i1: w[i0:i1] @ lb[i0:].T  # noqa: E731
+            c2_of = lambda i0, i1: lb[i0:i1] @ w[i0:].T  # noqa: E731
+        else:
+            c1_of = lambda i0, i1: a[i0:i1] @ bc[i0:].T  # noqa: E731
+            c2_of = lambda i0, i1: bc[i0:i1] @ a[i0:].T  # noqa: E731
+        # Row i's full dot product with its relabelled B row is the diagonal of A B'^T; the
+        # blocks run bottom-up, so every column's value is known before it is needed.
+        g = np.empty(n)
+        total = 0
+        for i0, i1 in self.blocks:
+            c1 = c1_of(i0, i1)
+            c2 = c2_of(i0, i1)
+            rows = np.arange(i1 - i0)
+            g[i0:i1] = c1[rows, rows] - self.da[i0:i1] * db[i0:i1]
+            names = dict(self._terms(i0, i1))
+            names.update(
+                c1=c1,
+                c2=c2,
+                bb=bc[i0:i1, i0:],
+                br=br[i0:i1, i0:],
+                muj=mu[None, i0:],
+                gi=g[i0:i1, None],
+                gj=g[None, i0:],
+                ti=t[i0:i1, None],
+                tj=t[None, i0:],
+                ui=u[i0:i1, None],
+                uj=u[None, i0:],
+                vi=v[i0:i1, None],
+                vj=v[None, i0:],
+                wi=w2[i0:i1, None],
+                wj=w2[None, i0:],
+                k1=np.float64(k + 1.0),
+                dbi=db[i0:i1, None],
+                dbj=db[None, i0:],
+                tol=np.float64(self.tie_tol),
+            )
+            total += int(numexpr.evaluate(self.expr, local_dict=names))
+        return total
+
+
 def two_vs_two(
     sim_a: np.ndarray,
     sim_b: np.ndarray,
@@ -317,20 +510,28 @@ def two_vs_two(
     n = a.shape[0]
     n_pairs = n * (n - 1) // 2
 
-    kernel = _Kernel(a, distance, backend, device)
-    kernel.set_b(b)
-    kernel.cache_a = n_permutations > 0 and 3 * n * n * 8 <= max_block_bytes
-    pair_correct: np.ndarray | None = None
-    pair_margin: np.ndarray | None = None
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # The fused null needs one exactly symmetric matrix (similarity matrices are).
+    fused = (
+        backend == "numpy"
+        and n_permutations > 0
+        and (np.array_equal(b, b.T) or np.array_equal(a, a.T))
+    )
+    # numpy: BLAS single-threaded, permutations on threads instead (see _null).
+    blas = threadpool_limits(limits=1, user_api="blas") if backend == "numpy" else nullcontext()
+    with blas, np.errstate(invalid="ignore", divide="ignore"):
+        kernel = _Kernel(a, distance, backend, device)
+        kernel.set_b(b)
+        kernel.cache_a = not fused and n_permutations > 0 and 3 * n * n * 8 <= max_block_bytes
+        pair_correct: np.ndarray | None = None
+        pair_margin: np.ndarray | None = None
         if return_pairs:
             pair_correct, pair_margin = kernel.pairs(tie_tol, max_block_bytes)
             n_correct = int(pair_correct.sum())
         else:
             n_correct = kernel.count_correct(tie_tol, max_block_bytes)
         accuracy = n_correct / n_pairs
-
-        null = _null(kernel, rng, n_permutations, tie_tol, max_block_bytes, n_jobs) / n_pairs
+        counts = _null(kernel, a, b, fused, rng, n_permutations, tie_tol, max_block_bytes, n_jobs)
+        null = counts / n_pairs
 
     # Accuracies are exact ratios of integer counts: compare them without tolerance.
     p_value = permutation_p_value(accuracy, null, tol=0.0) if n_permutations else None
@@ -352,35 +553,75 @@ def two_vs_two(
 
 def _null(
     kernel: _Kernel,
+    a: np.ndarray,
+    b: np.ndarray,
+    fused: bool,
     rng: np.random.Generator,
     n_permutations: int,
     tie_tol: float,
     max_block_bytes: int,
     n_jobs: int | None,
 ) -> np.ndarray:
-    """Correct-pair counts for N relabellings of B (rows and columns together)."""
+    """Correct-pair counts for N relabellings of B (rows and columns together).
+
+    `fused`: use :class:`_FusedNull` (numpy backend, B or A exactly symmetric); else the
+    kernel's own margins, relabelled B by relabelled B.
+    """
     counts = np.empty(n_permutations, dtype=np.float64)
     if n_permutations == 0:
         return counts
-    b_prepared = kernel.b
     batches = list(permutation_batches(rng, kernel.n, n_permutations, 8))
     starts = np.cumsum([0] + [len(batch) for batch in batches])
+    if fused:
+        count = _fused_null(kernel, a, b, tie_tol, max_block_bytes)
 
-    def run(index: int) -> None:
-        # Each worker relabels B in its own shallow copy; A's cached blocks are shared.
-        worker = copy.copy(kernel)
-        # errstate is per thread: undefined correlations (NaN) are expected, not warnings.
-        with np.errstate(invalid="ignore", divide="ignore"):
-            for offset, perm in enumerate(batches[index]):
-                worker.set_b_prepared(worker.permuted_b(b_prepared, perm))
-                counts[starts[index] + offset] = worker.count_correct(tie_tol, max_block_bytes)
+        def run(index: int) -> None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                for offset, perm in enumerate(batches[index]):
+                    counts[starts[index] + offset] = count(perm)
 
-    jobs = 1 if kernel.torch is not None else (n_jobs or min(8, os.cpu_count() or 1))
+    else:
+        b_prepared = kernel.b
+
+        def run(index: int) -> None:
+            # Each worker relabels B in its own shallow copy; A's cached blocks are shared.
+            worker = copy.copy(kernel)
+            # errstate is per thread: undefined correlations (NaN) are expected, not warnings.
+            with np.errstate(invalid="ignore", divide="ignore"):
+                for offset, perm in enumerate(batches[index]):
+                    worker.set_b_prepared(worker.permuted_b(b_prepared, perm))
+                    counts[starts[index] + offset] = worker.count_correct(tie_tol, max_block_bytes)
+
+    if kernel.torch is not None:
+        for index in range(len(batches)):
+            run(index)
+        return counts
+    jobs = n_jobs or min(8, os.cpu_count() or 1)
+    # Permutations run on threads (numpy, numexpr and BLAS release the GIL); the caller keeps
+    # BLAS single-threaded: its own threads would oversubscribe the cores, and OpenBLAS
+    # threads that spin while waiting make every product many times slower on a busy machine.
     if jobs <= 1 or len(batches) == 1:
         for index in range(len(batches)):
             run(index)
     else:
-        # numpy's elementwise kernels and BLAS release the GIL, so threads overlap.
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             list(pool.map(run, range(len(batches))))
     return counts
+
+
+def _fused_null(
+    kernel: _Kernel, a: np.ndarray, b: np.ndarray, tie_tol: float, max_block_bytes: int
+) -> Any:
+    """A function perm -> count for the fused path; needs B (or else A) exactly symmetric.
+
+    The 2 vs 2 margin is symmetric in A and B, and relabelling both by the inverse of p
+    maps (A, B[p][:, p]) to (A[q][:, q], B): with only A symmetric, B is held fixed and A is
+    relabelled by the inverse permutation instead.
+    """
+    if np.array_equal(b, b.T):
+        fused = _FusedNull(kernel, b, tie_tol, max_block_bytes)
+        return fused.count
+    fixed = _Kernel(b, kernel.distance, "numpy", "cpu")
+    fixed.set_b(a)
+    fused = _FusedNull(fixed, a, tie_tol, max_block_bytes)
+    return lambda perm: fused.count(np.argsort(perm))

@@ -133,3 +133,58 @@ def test_options_and_degenerate_inputs() -> None:
         two_vs_two(a, b, labels=[f"c{i}" for i in range(6)], space_a="layer")
     with pytest.raises(DegenerateInputError, match="3 shared concepts"):
         two_vs_two(np.eye(3), np.eye(3))
+
+
+def rounded_pair(n: int, seed: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Coarse similarities of d-dimensional vectors: many exact ties, rank about d."""
+    a, b = random_pair(n, seed, d)
+    a, b = np.round(a, 1), np.round(b, 1)
+    np.fill_diagonal(a, 1.0)
+    np.fill_diagonal(b, 1.0)
+    return a, duplicate_concept(b, 3, 9)
+
+
+def loop_null(a: np.ndarray, b: np.ndarray, seed: int, count: int, distance: str) -> list[int]:
+    n = len(a)
+    return [
+        int(reference.two_vs_two_pairs(a, reference.relabel(b, p), distance)[0].sum())
+        for p in reference.permutations(seed, n, count)
+    ]
+
+
+@pytest.mark.parametrize("distance", ["pearson", "cosine"])
+@pytest.mark.parametrize(
+    "case",
+    ["low rank", "full rank", "ties", "only A symmetric", "neither symmetric"],
+)
+def test_null_paths_match_relabelling_loop(distance: str, case: str) -> None:
+    """Each way of computing the null (low-rank or full products, B or A held fixed, the
+    unfused kernel) gives the loop's counts, ties included."""
+    n, count, seed = 18, 3, 8
+    a, b = random_pair(n, seed=21, d={"low rank": 3, "full rank": 40}.get(case, 5))
+    if case == "ties":
+        a, b = rounded_pair(n, seed=21, d=4)
+    if case in ("only A symmetric", "neither symmetric"):
+        b[2, 7] += 0.01
+    if case == "neither symmetric":
+        a[5, 1] -= 0.01
+    result = two_vs_two(a, b, distance=distance, n_permutations=count, seed=seed)
+    expected = loop_null(a, b, seed, count, distance)
+    np.testing.assert_array_equal(result.null * result.n_pairs, expected)
+
+
+@pytest.mark.parametrize("distance", ["pearson", "cosine"])
+@pytest.mark.parametrize("d", [4, 200])
+def test_fused_null_decisions_equal_the_kernel(distance: str, d: int) -> None:
+    """The numpy null (fused, low rank for d=4) equals the per-permutation kernel (torch
+    backend) count for count at a size where many pairs sit near ties."""
+    a, b = rounded_pair(150, seed=5, d=d)
+    fused = two_vs_two(a, b, distance=distance, n_permutations=6, seed=1)
+    kernel = two_vs_two(a, b, distance=distance, n_permutations=6, seed=1, backend="torch")
+    assert fused.n_correct == kernel.n_correct
+    np.testing.assert_array_equal(fused.null, kernel.null)
+    # Without the cached A terms (memory bound) and on one thread: the same counts.
+    small = two_vs_two(
+        a, b, distance=distance, n_permutations=6, seed=1, max_block_bytes=2**18, n_jobs=1
+    )
+    np.testing.assert_array_equal(small.null, fused.null)
