@@ -189,22 +189,22 @@ def _mantel_null(
     # Centred ranks are multiples of 1/2 below 2**23 in magnitude, so float32 holds them
     # exactly: half the bytes to gather, and the float64 products and sums are unchanged.
     # Pearson's arbitrary values stay float64.
-    dtype = np.float64
     ua32, vb32 = ua.astype(np.float32), vb.astype(np.float32)
-    if np.array_equal(ua32, ua) and np.array_equal(vb32, vb):
-        ua, vb, dtype = ua32, vb32, np.float32
+    exact32 = np.array_equal(ua32, ua) and np.array_equal(vb32, vb)
+    left: np.ndarray = ua32 if exact32 else ua
+    table: np.ndarray = vb32 if exact32 else vb
     batches = list(permutation_batches(rng, n, n_permutations, batch_size))
 
     def run(perms: np.ndarray) -> np.ndarray:
-        rows = np.empty((n, n), dtype=dtype)
-        both = np.empty((n, n), dtype=dtype)
+        rows = np.empty_like(table)
+        both = np.empty_like(table)
         out = np.empty(len(perms))
         for k, p in enumerate(perms):
-            np.take(vb, p, axis=0, out=rows)
+            np.take(table, p, axis=0, out=rows)
             np.take(rows, p, axis=1, out=both)
             # einsum accumulates in float64 whatever the storage and avoids the threaded
             # BLAS dot, which stalls when threads share cores.
-            out[k] = np.einsum("ij,ij->", ua, both, dtype=np.float64) * scale
+            out[k] = np.einsum("ij,ij->", left, both, dtype=np.float64) * scale
         return out
 
     jobs = n_jobs or min(8, os.cpu_count() or 1)

@@ -426,7 +426,7 @@ class _FusedNull:
             c2 = c2_of(i0, i1)
             rows = np.arange(i1 - i0)
             g[i0:i1] = c1[rows, rows] - self.da[i0:i1] * db[i0:i1]
-            names = dict(self._terms(i0, i1))
+            names: dict[str, Any] = dict(self._terms(i0, i1))
             names.update(
                 c1=c1,
                 c2=c2,
