@@ -50,7 +50,7 @@ from semwh.ingest.sources import (
     sha256_file,
     sha256_files,
 )
-from semwh.vectors import save_space
+from semwh.vectors import prepare_space, register_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Concept, Space, WordModel, WordToken
 
@@ -434,6 +434,16 @@ def ingest_words(
 
     if keep_all:
         write_vocabulary(wh, str(options["vocabulary_file"]), vectors)
+    # Write the space's file before touching the registry; it is registered below in the same
+    # transaction as the source, the model and its tokens, so a failure stores none of them.
+    prepared = prepare_space(
+        wh,
+        name,
+        "word",
+        [c.wnid for c in covered],
+        matrix,
+        metadata={"format": fmt, "multiword": multiword, "source_sha256": sha},
+    )
     if current is None:
         # A new version references a new source row, and DuckDB cannot re-point foreign keys
         # of referenced rows: the model, its tokens and its space are stored afresh.
@@ -471,17 +481,9 @@ def ingest_words(
             ],
         )
         model_id, source_id = model.word_model_id, src.source_id
-    space = save_space(
-        wh,
-        name,
-        "word",
-        [c.wnid for c in covered],
-        matrix,
-        word_model_id=model_id,
-        source_id=source_id,
-        replace=True,
-        metadata={"format": fmt, "multiword": multiword, "source_sha256": sha},
-    )
+        space = register_space(
+            session, prepared, word_model_id=model_id, source_id=source_id, replace=True
+        )
     report.status = UPDATED if status == UNCHANGED else status
     report.version, report.previous_version = src.version, previous
     report.source_id, report.word_model_id, report.space_id = source_id, model_id, space.space_id

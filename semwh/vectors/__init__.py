@@ -2,6 +2,7 @@
 
 from semwh.vectors.store import (
     ImageVectors,
+    PreparedSpace,
     SpaceVectors,
     VectorFileInfo,
     clean_tmp,
@@ -11,7 +12,9 @@ from semwh.vectors.store import (
     list_spaces,
     load_image_vectors,
     load_space,
+    prepare_space,
     read_file_metadata,
+    register_space,
     register_vector_file,
     save_space,
     space_relpath,
@@ -20,6 +23,7 @@ from semwh.vectors.store import (
 
 __all__ = [
     "ImageVectors",
+    "PreparedSpace",
     "SpaceVectors",
     "VectorFileInfo",
     "clean_tmp",
@@ -29,7 +33,9 @@ __all__ = [
     "list_spaces",
     "load_image_vectors",
     "load_space",
+    "prepare_space",
     "read_file_metadata",
+    "register_space",
     "register_vector_file",
     "save_space",
     "space_relpath",

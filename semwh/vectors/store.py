@@ -283,6 +283,125 @@ def content_sha256(wnids: Sequence[str], matrix: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class PreparedSpace:
+    """Validated, sorted concept vectors of a space whose file is written but not registered."""
+
+    name: str
+    kind: str
+    wnids: list[str]
+    matrix: np.ndarray
+    digest: str
+    info: VectorFileInfo
+
+
+def _validated(name: str, kind: str, wnids: Sequence[str], vectors: np.ndarray):  # noqa: ANN202
+    if "/" in name and kind != "layer":
+        raise InputError(f"space name {name!r}: '/' is reserved for MODEL/LAYER layer spaces")
+    matrix = _as_matrix(vectors)
+    order = sorted(range(len(wnids)), key=lambda i: wnids[i])
+    sorted_wnids = [wnids[i] for i in order]
+    for a, b in zip(sorted_wnids, sorted_wnids[1:], strict=False):
+        if a == b:
+            raise InputError(f"space {name!r}: concept {a} appears more than once")
+    matrix = matrix[order]
+    bad = ~np.isfinite(matrix).all(axis=1)
+    if bad.any():
+        names = ", ".join(np.asarray(sorted_wnids)[bad][:10])
+        raise InputError(f"space {name!r}: non-finite values in the vectors of {names}")
+    return sorted_wnids, matrix, content_sha256(sorted_wnids, matrix)
+
+
+def prepare_space(
+    wh: Warehouse,
+    name: str,
+    kind: str,
+    wnids: Sequence[str],
+    vectors: np.ndarray,
+    *,
+    metadata: dict[str, Any] | None = None,
+) -> PreparedSpace:
+    """Validate a space's concept vectors and write their file, without registering it.
+
+    Callers that must register the space together with other rows (a word model and its
+    tokens, say) do so with :func:`register_space` inside their own transaction, so a failure
+    anywhere stores nothing.
+
+    Raises:
+        InputError: Duplicate wnids or non-finite values.
+    """
+    sorted_wnids, matrix, digest = _validated(name, kind, wnids, vectors)
+    info = write_vector_file(
+        wh,
+        space_relpath(name, digest),
+        name,
+        sorted_wnids,
+        matrix,
+        metadata={"kind": kind, **(metadata or {})},
+    )
+    return PreparedSpace(name, kind, sorted_wnids, matrix, digest, info)
+
+
+def register_space(
+    session: Session,
+    prepared: PreparedSpace,
+    *,
+    model: str | None = None,
+    layer: str | None = None,
+    layer_id: int | None = None,
+    word_model_id: int | None = None,
+    source_id: int | None = None,
+    depth_index: int | None = None,
+    relative_depth: float | None = None,
+    replace: bool = False,
+) -> Space:
+    """Register a prepared space and its file in the caller's transaction.
+
+    Raises:
+        DuplicateError: The name exists with other content and ``replace`` is false.
+    """
+    existing = session.scalar(select(Space).where(Space.name == prepared.name))
+    if existing is not None and existing.content_sha256 == prepared.digest:
+        return existing
+    if existing is not None and not replace:
+        raise DuplicateError(
+            f"space {prepared.name!r} already exists with other vectors; pass replace=True "
+            "(--replace) to store the new version"
+        )
+    fields = dict(
+        kind=prepared.kind,
+        model=model,
+        layer=layer,
+        layer_id=layer_id,
+        word_model_id=word_model_id,
+        source_id=source_id,
+        depth_index=depth_index,
+        relative_depth=relative_depth,
+        dim=int(prepared.matrix.shape[1]),
+        n_concepts=int(prepared.matrix.shape[0]),
+        content_sha256=prepared.digest,
+    )
+    if existing is None:
+        space = Space(name=prepared.name, **fields)
+        session.add(space)
+        session.flush()
+    else:
+        space = existing
+        for key, value in fields.items():
+            setattr(space, key, value)
+        for old in session.scalars(
+            select(VectorFile).where(
+                VectorFile.space_id == space.space_id, VectorFile.kind == "concepts"
+            )
+        ):
+            session.delete(old)
+        session.flush()
+    register_vector_file(
+        session, prepared.info, "concepts", space_id=space.space_id, layer_id=layer_id
+    )
+    return space
+
+
 def save_space(
     wh: Warehouse,
     name: str,
@@ -309,20 +428,7 @@ def save_space(
         InputError: Duplicate wnids or non-finite values.
         DuplicateError: The name exists with other content and ``replace`` is false.
     """
-    if "/" in name and kind != "layer":
-        raise InputError(f"space name {name!r}: '/' is reserved for MODEL/LAYER layer spaces")
-    matrix = _as_matrix(vectors)
-    order = sorted(range(len(wnids)), key=lambda i: wnids[i])
-    sorted_wnids = [wnids[i] for i in order]
-    for a, b in zip(sorted_wnids, sorted_wnids[1:], strict=False):
-        if a == b:
-            raise InputError(f"space {name!r}: concept {a} appears more than once")
-    matrix = matrix[order]
-    bad = ~np.isfinite(matrix).all(axis=1)
-    if bad.any():
-        names = ", ".join(np.asarray(sorted_wnids)[bad][:10])
-        raise InputError(f"space {name!r}: non-finite values in the vectors of {names}")
-    digest = content_sha256(sorted_wnids, matrix)
+    _, _, digest = _validated(name, kind, wnids, vectors)
     with wh.session() as session:
         existing = session.scalar(select(Space).where(Space.name == name))
         if existing is not None:
@@ -333,19 +439,18 @@ def save_space(
                     f"space {name!r} already exists with other vectors; pass replace=True "
                     "(--replace) to store the new version"
                 )
-    relpath = space_relpath(name, digest)
-    info = write_vector_file(
+    prepared = prepare_space(
         wh,
-        relpath,
         name,
-        sorted_wnids,
-        matrix,
-        metadata={"kind": kind, "model": model, "layer": layer, **(metadata or {})},
+        kind,
+        wnids,
+        vectors,
+        metadata={"model": model, "layer": layer, **(metadata or {})},
     )
     with wh.session() as session:
-        existing = session.scalar(select(Space).where(Space.name == name))
-        fields = dict(
-            kind=kind,
+        return register_space(
+            session,
+            prepared,
             model=model,
             layer=layer,
             layer_id=layer_id,
@@ -353,27 +458,8 @@ def save_space(
             source_id=source_id,
             depth_index=depth_index,
             relative_depth=relative_depth,
-            dim=int(matrix.shape[1]),
-            n_concepts=int(matrix.shape[0]),
-            content_sha256=digest,
+            replace=replace,
         )
-        if existing is None:
-            space = Space(name=name, **fields)
-            session.add(space)
-            session.flush()
-        else:
-            space = existing
-            for key, value in fields.items():
-                setattr(space, key, value)
-            for old in session.scalars(
-                select(VectorFile).where(
-                    VectorFile.space_id == space.space_id, VectorFile.kind == "concepts"
-                )
-            ):
-                session.delete(old)
-            session.flush()
-        register_vector_file(session, info, "concepts", space_id=space.space_id, layer_id=layer_id)
-    return space
 
 
 def _read_files(wh: Warehouse, relpaths: Sequence[str]) -> pa.Table:

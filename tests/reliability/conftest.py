@@ -273,7 +273,14 @@ def snapshot(wh: Warehouse) -> dict[str, list[tuple]]:
 def assert_same(got: dict[str, list[tuple]], expected: dict[str, list[tuple]]) -> None:
     assert sorted(got) == sorted(expected)
     for table in expected:
-        assert got[table] == expected[table], f"table {table} differs from the reference run"
+        if got[table] != expected[table]:
+            extra = [r for r in got[table] if r not in expected[table]][:3]
+            missing = [r for r in expected[table] if r not in got[table]][:3]
+            raise AssertionError(
+                f"table {table} differs from the reference run: "
+                f"{len(got[table])} rows vs {len(expected[table])}; "
+                f"unexpected {extra}; missing {missing}"
+            )
 
 
 def check_registered_files(wh: Warehouse) -> int:

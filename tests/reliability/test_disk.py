@@ -104,11 +104,6 @@ def test_full_disk_or_read_only_during_ingest_is_reported_and_resumable(
     assert_same(snapshot(wh), snapshot(clean))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ingest_words commits its source, word model and tokens before the space's file "
-    "is written (semwh/ingest/words.py), so a failed write leaves them behind until a rerun",
-)
 def test_a_failed_word_ingest_stores_nothing(
     forks: ForkServer, inputs: Inputs, tmp_path: Path
 ) -> None:
