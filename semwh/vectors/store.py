@@ -342,6 +342,17 @@ def prepare_space(
     return PreparedSpace(name, kind, sorted_wnids, matrix, digest, info)
 
 
+def _stored_version(session: Session, name: str, digest: str, replace: bool) -> Space | None:
+    """The stored space of this name; raises if its content differs and ``replace`` is false."""
+    existing = session.scalar(select(Space).where(Space.name == name))
+    if existing is not None and existing.content_sha256 != digest and not replace:
+        raise DuplicateError(
+            f"space {name!r} already exists with other vectors; pass replace=True "
+            "(--replace) to store the new version"
+        )
+    return existing
+
+
 def register_space(
     session: Session,
     prepared: PreparedSpace,
@@ -360,14 +371,9 @@ def register_space(
     Raises:
         DuplicateError: The name exists with other content and ``replace`` is false.
     """
-    existing = session.scalar(select(Space).where(Space.name == prepared.name))
+    existing = _stored_version(session, prepared.name, prepared.digest, replace)
     if existing is not None and existing.content_sha256 == prepared.digest:
         return existing
-    if existing is not None and not replace:
-        raise DuplicateError(
-            f"space {prepared.name!r} already exists with other vectors; pass replace=True "
-            "(--replace) to store the new version"
-        )
     fields = dict(
         kind=prepared.kind,
         model=model,
@@ -430,15 +436,9 @@ def save_space(
     """
     _, _, digest = _validated(name, kind, wnids, vectors)
     with wh.session() as session:
-        existing = session.scalar(select(Space).where(Space.name == name))
-        if existing is not None:
-            if existing.content_sha256 == digest:
-                return existing
-            if not replace:
-                raise DuplicateError(
-                    f"space {name!r} already exists with other vectors; pass replace=True "
-                    "(--replace) to store the new version"
-                )
+        existing = _stored_version(session, name, digest, replace)
+        if existing is not None and existing.content_sha256 == digest:
+            return existing
     prepared = prepare_space(
         wh,
         name,
