@@ -3,7 +3,9 @@
 Prints, in one run:
   * 2 vs 2 at n=300: fast path against the pair-by-pair reference loop (the loop runs over a
     random subsample of pairs and is extrapolated to all pairs);
-  * 2 vs 2 at n=1000 with 1000 permutations (target <= 60 s on 2 cores);
+  * 2 vs 2 at n=1000 with 1000 permutations (target <= 60 s on 2 cores), for spaces of
+    50-d vectors (low-rank similarity matrices) and, with --full-rank-perms > 0, of 2000-d
+    vectors (full rank, like wide CNN layers);
   * RSA (Spearman) Mantel test at n=1000 with 1000 permutations (target <= 5 s) against
     re-ranking every permutation (the re-ranking baseline runs a subsample of permutations
     and is extrapolated).
@@ -32,17 +34,21 @@ def machine() -> str:
                     break
     except OSError:
         pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
         f"{model}, {os.cpu_count()} CPUs visible, numpy {np.__version__}, "
-        f"load average {load:.1f} at start"
+        f"load average {load()} at start"
     )
 
 
-def spaces(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def load() -> str:
+    """The 1-minute load average, to print next to each timing."""
+    return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "?"
+
+
+def spaces(n: int, seed: int, d: int = 50) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, 50))
-    return similarity_matrix(x), similarity_matrix(x + 2.0 * rng.standard_normal((n, 50)))
+    x = rng.standard_normal((n, d))
+    return similarity_matrix(x), similarity_matrix(x + 2.0 * rng.standard_normal((n, d)))
 
 
 def loop_pairs(a: np.ndarray, b: np.ndarray, pairs: np.ndarray) -> int:
@@ -66,6 +72,12 @@ def main() -> None:
     parser.add_argument(
         "--perms-2v2", type=int, default=1000, help="2 vs 2 permutations run (time scaled to 1000)"
     )
+    parser.add_argument(
+        "--full-rank-perms",
+        type=int,
+        default=100,
+        help="2 vs 2 permutations for 2000-d spaces (full rank; time scaled to 1000; 0 skips)",
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}")
 
@@ -88,15 +100,21 @@ def main() -> None:
     )
 
     a, b = spaces(1000, 2)
-    start = time.perf_counter()
-    result = two_vs_two(a, b, n_permutations=args.perms_2v2, seed=0)
-    t_perm = (time.perf_counter() - start) * 1000 / args.perms_2v2
-    print(
-        f"2v2 n=1000, 1000 permutations: {t_perm:.1f} s (extrapolated from "
-        f"{args.perms_2v2}; accuracy {result.accuracy:.4f}, p {result.p_value:.4f}); "
-        "target <= 60 s"
-    )
+    for d, perms in ((50, args.perms_2v2), (2000, args.full_rank_perms)):
+        if perms <= 0:
+            continue
+        sa, sb = (a, b) if d == 50 else spaces(1000, 3, d)
+        before = load()
+        start = time.perf_counter()
+        result = two_vs_two(sa, sb, n_permutations=perms, seed=0)
+        t_perm = (time.perf_counter() - start) * 1000 / perms
+        print(
+            f"2v2 n=1000 ({d}-d vectors), 1000 permutations: {t_perm:.1f} s (extrapolated from "
+            f"{perms}; accuracy {result.accuracy:.4f}, p {result.p_value:.4f}); target <= 60 s; "
+            f"load {before} -> {load()}"
+        )
 
+    before = load()
     start = time.perf_counter()
     r = rsa(a, b, n_permutations=1000, seed=0)
     t_rsa = time.perf_counter() - start
@@ -111,10 +129,10 @@ def main() -> None:
     print(
         f"RSA Mantel n=1000, 1000 permutations: {t_rsa:.2f} s (rho {r.rho:.4f}, p "
         f"{r.p_value:.4f}); target <= 5 s; re-ranking every permutation {t_rerank:.1f} s "
-        f"(extrapolated from {args.rerank_perms}), speed-up x{t_rerank / t_rsa:.1f}"
+        f"(extrapolated from {args.rerank_perms}), speed-up x{t_rerank / t_rsa:.1f}; "
+        f"load {before} -> {load()}"
     )
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"load average {load:.1f} at end")
+    print(f"load average {load()} at end")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,12 @@ sums of squares and dot products minus the two removed terms, so after one matri
 S_A S_B^T every pair costs O(1) and no Python loop runs over pairs. Pairs are processed in
 blocks of rows so memory stays bounded for large n.
 
+Permutation null (numpy backend): with the margin written as X / |b_i| + Y / |b_j|, X and Y
+linear in the relabelled B, everything that depends on A alone is computed once and each
+permutation is one gather, the products A B'^T (O(n^2 r) when either matrix has rank r well
+below n, as similarity matrices of r-dimensional vectors do) and one fused numexpr pass per
+block. It applies the same tie rule and makes the same decisions as the kernel above.
+
 Ties: the two sides of the inequality come from different formulas in the fast path and in
 a direct computation, so values that are equal in exact arithmetic (duplicated rows, for
 example) can differ in the last bits either way. A pair counts as correct only when the
@@ -516,8 +522,12 @@ def two_vs_two(
         and n_permutations > 0
         and (np.array_equal(b, b.T) or np.array_equal(a, a.T))
     )
-    # numpy: BLAS single-threaded, permutations on threads instead (see _null).
-    blas = threadpool_limits(limits=1, user_api="blas") if backend == "numpy" else nullcontext()
+    # Permutations run on threads with the numpy backend, and BLAS single-threaded (see _null).
+    blas = (
+        threadpool_limits(limits=1, user_api="blas")
+        if backend == "numpy" and n_permutations > 0
+        else nullcontext()
+    )
     with blas, np.errstate(invalid="ignore", divide="ignore"):
         kernel = _Kernel(a, distance, backend, device)
         kernel.set_b(b)
