@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from semwh.analyze import similarity_matrix, two_vs_two
+from semwh.analyze.two_vs_two import _low_rank
 from semwh.errors import ConfigError, DegenerateInputError
 from tests.unit.analyze import reference
 
@@ -188,3 +189,14 @@ def test_fused_null_decisions_equal_the_kernel(distance: str, d: int) -> None:
         a, b, distance=distance, n_permutations=6, seed=1, max_block_bytes=2**18, n_jobs=1
     )
     np.testing.assert_array_equal(small.null, fused.null)
+
+
+def test_low_rank_null_keeps_exact_ties() -> None:
+    """Duplicated concepts in spaces of 4-d vectors: the null takes the low-rank products and
+    still decides every exact tie (margin 0) as not correct, like the kernel."""
+    a, b = random_pair(150, seed=17, d=4)
+    a, b = duplicate_concept(a, 7, 8), duplicate_concept(b, 3, 9)
+    assert _low_rank(a - a.mean(axis=1, keepdims=True), 50) is not None
+    fused = two_vs_two(a, b, n_permutations=8, seed=2)
+    kernel = two_vs_two(a, b, n_permutations=8, seed=2, backend="torch")
+    np.testing.assert_array_equal(fused.null, kernel.null)
