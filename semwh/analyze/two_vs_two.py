@@ -363,6 +363,7 @@ class _FusedNull:
         self.a_factors: tuple[np.ndarray, np.ndarray] | None = None
         self.b_factors: tuple[np.ndarray, np.ndarray] | None = None
         max_rank = n // 3
+        # Below a dozen concepts the products cost nothing next to the numexpr pass.
         if n >= 12:
             self.a_factors = _low_rank(self.a, max_rank)
             if self.a_factors is not None:
