@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import typer
@@ -33,5 +34,7 @@ def state(ctx: typer.Context) -> CliState:
     return obj
 
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped or redirected output has no terminal width; Rich would then wrap tables at 80
+# columns, splitting model names across lines in logs and CI output.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
