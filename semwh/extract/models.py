@@ -24,6 +24,7 @@ from torch import nn
 
 from semwh.errors import ConfigError, InputError, MissingDependencyError
 from semwh.extract.preprocess import Preprocessing
+from semwh.hashing import sha256_file
 
 EFFICIENTNET_LITE0 = "efficientnet_lite0"
 DEFAULT_SEED = 0
@@ -120,14 +121,6 @@ def state_dict_sha256(module: nn.Module) -> str:
         t = tensor.detach().cpu().contiguous().reshape(-1)
         digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
         digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
     return digest.hexdigest()
 
 
@@ -278,7 +271,7 @@ def _load_efficientnet_lite0(
         )
     module = EfficientNetLite(net).eval()
     default, all_layers, logits = _default_layers(arch, module)
-    digest = state_dict_sha256(module) if mode == "none" else file_sha256(path)
+    digest = state_dict_sha256(module) if mode == "none" else sha256_file(path)
     return LoadedModel(
         name=name or _default_name(arch, "file" if mode != "none" else "none", None),
         architecture=arch,
@@ -340,13 +333,13 @@ def _load_torchvision(
             weights=None, num_classes=len(member.meta["categories"]), **_torchvision_kwargs(arch)
         )
         _load_into(module, _load_state_dict_file(path), str(path))
-        label, digest = f"file:{path}", file_sha256(path)
+        label, digest = f"file:{path}", sha256_file(path)
     else:
         # Downloads into the torch cache on first use (never during tests).
         module = builder(weights=member)
         label = f"{type(member).__name__}.{member.name}"
         cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(member.url).name
-        digest = file_sha256(cached) if cached.exists() else state_dict_sha256(module)
+        digest = sha256_file(cached) if cached.exists() else state_dict_sha256(module)
     module.eval()
     default, all_layers, logits = _default_layers(arch, module)
     key = "none" if mode == "none" else ("file" if mode == "file" else member.name)

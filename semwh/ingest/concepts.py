@@ -12,8 +12,9 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from semwh.errors import ConfigError, InputError
+from semwh.hashing import sha256_file, sha256_files
 from semwh.ingest.imagenet import ImageNetIndex, load_imagenet_index, try_imagenet_index
-from semwh.ingest.sources import SourceSpec, record_source, sha256_file, sha256_files
+from semwh.ingest.sources import SourceSpec, record_source
 from semwh.ingest.wordnet import WNID_RE, WordNet, open_wordnet
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Concept

@@ -8,11 +8,8 @@ never a silent overwrite.
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -24,23 +21,6 @@ from semwh.warehouse.models import Source, Space, VectorFile
 CREATED = "created"
 UNCHANGED = "unchanged"
 NEW_VERSION = "new version"
-
-
-def sha256_file(path: Path, digest: hashlib._Hash | None = None) -> str:
-    """SHA-256 of a file's bytes (or feed them into ``digest`` and return its hex so far)."""
-    digest = digest if digest is not None else hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def sha256_files(paths: Iterable[Path]) -> str:
-    """One hash over several files, in the order given (e.g. a matrix and its vocabulary)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        sha256_file(path, digest)
-    return digest.hexdigest()
 
 
 def canonical_options(options: dict[str, Any]) -> str:
@@ -93,19 +73,7 @@ def record_source(session: Session, spec: SourceSpec) -> tuple[Source, str, int 
     latest = latest_source(session, spec.kind, spec.name)
     options = spec.options_json
     if latest is None:
-        row = Source(
-            kind=spec.kind,
-            name=spec.name,
-            path=spec.path,
-            format=spec.format,
-            size_bytes=spec.size_bytes,
-            sha256=spec.sha256,
-            options=options,
-            version=1,
-        )
-        session.add(row)
-        session.flush()
-        return row, CREATED, None
+        return _add_source(session, spec, 1), CREATED, None
     if latest.sha256 == spec.sha256 and latest.options == options:
         return latest, UNCHANGED, latest.version
     previous = latest.version
@@ -128,6 +96,11 @@ def record_source(session: Session, spec: SourceSpec) -> tuple[Source, str, int 
         older.path = spec.path
         session.flush()
         return older, NEW_VERSION, previous
+    return _add_source(session, spec, version), NEW_VERSION, previous
+
+
+def _add_source(session: Session, spec: SourceSpec, version: int) -> Source:
+    """Add ``spec`` as version ``version`` of its source (flushed, so it has its id)."""
     row = Source(
         kind=spec.kind,
         name=spec.name,
@@ -135,12 +108,12 @@ def record_source(session: Session, spec: SourceSpec) -> tuple[Source, str, int 
         format=spec.format,
         size_bytes=spec.size_bytes,
         sha256=spec.sha256,
-        options=options,
+        options=spec.options_json,
         version=version,
     )
     session.add(row)
     session.flush()
-    return row, NEW_VERSION, previous
+    return row
 
 
 def drop_space(wh: Warehouse, name: str) -> None:

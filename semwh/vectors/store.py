@@ -37,6 +37,7 @@ from semwh.errors import (
     SemwhError,
     WarehouseError,
 )
+from semwh.hashing import sha256_file
 from semwh.testing.faults import fault_point
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Space, VectorFile
@@ -142,14 +143,6 @@ def vector_table(
     )
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_vector_file(
     wh: Warehouse,
     relpath: str,
@@ -190,7 +183,7 @@ def write_vector_file(
         relpath=relpath,
         n_rows=table.num_rows,
         size_bytes=final.stat().st_size,
-        sha256=_sha256_file(final),
+        sha256=sha256_file(final),
     )
 
 
