@@ -41,6 +41,20 @@ class WordVectors:
     vocab_size: int
 
 
+def read_utf8_text(path: Path) -> str:
+    """A whole text file as UTF-8 (a leading byte-order mark is dropped).
+
+    Raises:
+        InputError: The file is not valid UTF-8 (names the line of the first bad byte).
+    """
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(f"{path} line {line}: not valid UTF-8 ({exc.reason})") from exc
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)

@@ -19,6 +19,7 @@ from sqlalchemy import insert, select
 
 from semwh.errors import ConfigError, InputError
 from semwh.ingest.concepts import check_wnid, describe, existing_concepts, upsert_concepts
+from semwh.ingest.formats import read_utf8_text
 from semwh.ingest.imagenet import try_imagenet_index
 from semwh.ingest.sources import SourceSpec, record_source
 from semwh.ingest.wordnet import WNID_RE, open_wordnet
@@ -108,11 +109,7 @@ def read_manifest(manifest: Path) -> list[Candidate]:
     """
     if not manifest.is_file():
         raise InputError(f"manifest {manifest} does not exist")
-    try:
-        text = manifest.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = manifest.read_bytes()[: exc.start].count(b"\n") + 1
-        raise InputError(f"{manifest} line {line}: not valid UTF-8 ({exc.reason})") from exc
+    text = read_utf8_text(manifest)
     reader = csv.DictReader(io.StringIO(text))
     columns = set(reader.fieldnames or [])
     if not {"path", "wnid"} <= columns:

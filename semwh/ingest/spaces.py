@@ -17,13 +17,14 @@ import pyarrow.parquet as pq
 from sqlalchemy import select
 
 from semwh.errors import ConfigError, DuplicateError, InputError
+from semwh.hashing import sha256_file
+from semwh.ingest.formats import read_utf8_text
 from semwh.ingest.sources import (
     UNCHANGED,
     SourceSpec,
     drop_space,
     is_current,
     record_source,
-    sha256_file,
 )
 from semwh.vectors import save_space
 from semwh.warehouse.layout import Warehouse
@@ -90,12 +91,7 @@ def _stack(vectors: list[list[float]], places: list[str], path: Path) -> np.ndar
 
 
 def _read_csv(path: Path) -> _Rows:
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(f"{path} line {line}: not valid UTF-8 ({exc.reason})") from exc
+    text = read_utf8_text(path)
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if not header:

@@ -32,11 +32,13 @@ import pyarrow.parquet as pq
 from sqlalchemy import delete, insert, select
 
 from semwh.errors import ConfigError, DuplicateError, InputError, NotFoundError
+from semwh.hashing import sha256_file, sha256_files
 from semwh.ingest.formats import (
     FORMATS,
     LOWERCASE_FORMATS,
     WordVectors,
     kumo_files,
+    read_utf8_text,
     read_word_vectors,
 )
 from semwh.ingest.imagenet import try_imagenet_index
@@ -47,8 +49,6 @@ from semwh.ingest.sources import (
     is_current,
     latest_source,
     record_source,
-    sha256_file,
-    sha256_files,
 )
 from semwh.vectors import prepare_space, register_space
 from semwh.warehouse.layout import Warehouse
@@ -142,12 +142,7 @@ def read_mapping(path: Path, known: set[str], lowercase: bool) -> dict[str, list
     """
     if not path.is_file():
         raise InputError(f"mapping file {path} does not exist")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(f"{path} line {line}: not valid UTF-8 ({exc.reason})") from exc
+    text = read_utf8_text(path)
     reader = csv.DictReader(io.StringIO(text))
     if not {"wnid", "tokens"} <= set(reader.fieldnames or []):
         raise InputError(f"{path} line 1: a mapping needs the columns wnid and tokens")
