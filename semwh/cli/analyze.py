@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from semwh import runs
@@ -18,6 +20,8 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+_A = typer.Option(..., "--a", help="First space (e.g. a layer MODEL/LAYER).")
+_B = typer.Option(..., "--b", help="Second space (e.g. a word space).")
 _PERMUTATIONS = typer.Option(0, "--permutations", "-n", help="Permutations for the p-value.")
 _SEED = typer.Option(None, "--seed", help="Seed of permutations and bootstrap (default: drawn).")
 _SIMILARITY = typer.Option(
@@ -35,11 +39,17 @@ def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _compare(ctx: typer.Context, a: str, b: str, test: str, **options: Any) -> None:
+    """Run one stored comparison (``runs.compare``) and print its row as results_<test>."""
+    row = runs.compare(state(ctx).warehouse(), a, b, test, **options)
+    print_table(vertical(runs.comparison_table([row])), title=f"results_{test}")
+
+
 @app.command("rsa")
 def rsa(
     ctx: typer.Context,
-    a: str = typer.Option(..., "--a", help="First space (e.g. a layer MODEL/LAYER)."),
-    b: str = typer.Option(..., "--b", help="Second space (e.g. a word space)."),
+    a: str = _A,
+    b: str = _B,
     permutations: int = _PERMUTATIONS,
     seed: int | None = _SEED,
     similarity: str = _SIMILARITY,
@@ -54,8 +64,8 @@ def rsa(
 
     Example: semwh analyze rsa --a efficientnet_lite0/blocks.15 --b glove-6b-50d -n 1000 --seed 1
     """
-    row = runs.compare(
-        state(ctx).warehouse(),
+    _compare(
+        ctx,
         a,
         b,
         "rsa",
@@ -67,14 +77,13 @@ def rsa(
         device=device,
         force=force,
     )
-    print_table(vertical(runs.comparison_table([row])), title="results_rsa")
 
 
 @app.command("2v2")
 def two_vs_two(
     ctx: typer.Context,
-    a: str = typer.Option(..., "--a", help="First space (e.g. a layer MODEL/LAYER)."),
-    b: str = typer.Option(..., "--b", help="Second space (e.g. a word space)."),
+    a: str = _A,
+    b: str = _B,
     permutations: int = _PERMUTATIONS,
     seed: int | None = _SEED,
     similarity: str = _SIMILARITY,
@@ -87,8 +96,8 @@ def two_vs_two(
 
     Example: semwh analyze 2v2 --a efficientnet_lite0/blocks.15 --b glove-6b-50d -n 1000
     """
-    row = runs.compare(
-        state(ctx).warehouse(),
+    _compare(
+        ctx,
         a,
         b,
         "2v2",
@@ -100,7 +109,6 @@ def two_vs_two(
         device=device,
         force=force,
     )
-    print_table(vertical(runs.comparison_table([row])), title="results_2v2")
 
 
 @app.command("recovery")
