@@ -64,10 +64,13 @@ def test_select_images_takes_the_first_concepts_and_images(samples_dir: Path) ->
     assert len(select_images(ImagesConfig(folder=samples_dir))) == 1000
 
 
-def test_demo_finds_samples_or_says_what_it_needs(tmp_path: Path, samples_dir: Path) -> None:
+def test_demo_finds_samples_or_says_what_it_needs(tmp_path: Path) -> None:
     empty = load_settings(tmp_path / "wh", environ={})
-    # From the repository root, the samples sit at ../shared/datasets/imagenet-200.
-    assert find_samples(None, empty, cwd=REPO) == samples_dir.resolve()
+    # From the repository root, the samples sit at ../shared/datasets/imagenet-200 when this
+    # checkout has them there (a clone elsewhere finds them through SEMWH_SAMPLES instead).
+    beside = REPO.parent / "shared" / "datasets" / "imagenet-200"
+    if beside.is_dir():
+        assert find_samples(None, empty, cwd=REPO) == beside.resolve()
     explicit = tmp_path / "photos"
     explicit.mkdir()
     assert find_samples(explicit, empty) == explicit.resolve()
