@@ -57,3 +57,24 @@ def run_cli(
             f"semwh {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
         )
     return proc
+
+
+def migrated_warehouse(root: Path) -> Warehouse:
+    """A new warehouse at ``root``, created by running the migrations."""
+    wh = warehouse_from_settings(load_settings(root))
+    init_warehouse(wh)
+    return wh
+
+
+def copy_warehouse(template: Path, root: Path) -> Warehouse:
+    """A private copy of a template warehouse folder (the folder is self-contained)."""
+    shutil.copytree(template, root)
+    return warehouse_from_settings(load_settings(root))
+
+
+def count_rows(wh: Warehouse, model: type) -> int:
+    """Rows of one registry table, by its ORM model."""
+    from sqlalchemy import func, select
+
+    with wh.session() as session:
+        return int(session.scalar(select(func.count()).select_from(model)))

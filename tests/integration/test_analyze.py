@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import stats
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from semwh import runs
 from semwh.analyze import (
@@ -24,7 +24,6 @@ from semwh.config import load_settings
 from semwh.errors import ConfigError, DegenerateInputError
 from semwh.vectors import save_space
 from semwh.warehouse.layout import Warehouse, warehouse_from_settings
-from semwh.warehouse.migrate import init_warehouse
 from semwh.warehouse.models import (
     AnalysisRun,
     Layer,
@@ -35,6 +34,7 @@ from semwh.warehouse.models import (
     VisionModel,
 )
 from semwh.warehouse.readonly import run_sql
+from tests.conftest import copy_warehouse, count_rows, migrated_warehouse
 
 pytestmark = pytest.mark.integration
 
@@ -118,17 +118,13 @@ def build_world(wh: Warehouse, seed: int = 0) -> dict[str, object]:
 def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
     """One migrated warehouse with the world in it, built once per module."""
     root = tmp_path_factory.mktemp("template") / "wh"
-    wh = warehouse_from_settings(load_settings(root))
-    init_warehouse(wh)
-    return root, build_world(wh)
+    return root, build_world(migrated_warehouse(root))
 
 
 @pytest.fixture
 def warehouse(template, tmp_path: Path) -> Warehouse:
-    """A private copy of the template warehouse (the folder is self-contained)."""
-    root = tmp_path / "wh"
-    shutil.copytree(template[0], root)
-    return warehouse_from_settings(load_settings(root))
+    """A private copy of the template warehouse."""
+    return copy_warehouse(template[0], tmp_path / "wh")
 
 
 @pytest.fixture
@@ -136,9 +132,7 @@ def world(template) -> dict[str, object]:
     return template[1]
 
 
-def count(wh: Warehouse, model: type) -> int:
-    with wh.session() as session:
-        return int(session.scalar(select(func.count()).select_from(model)))
+count = count_rows
 
 
 def matrices(wh: Warehouse, a: str, b: str, similarity: str = "pearson"):

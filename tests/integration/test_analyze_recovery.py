@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from semwh import analyze, runs
-from semwh.config import load_settings
 from semwh.errors import NotFoundError
 from semwh.vectors import register_vector_file, save_space, write_vector_file
 from semwh.vectors.store import image_shard_relpath
-from semwh.warehouse.layout import Warehouse, warehouse_from_settings
-from semwh.warehouse.migrate import init_warehouse
+from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
     AnalysisRun,
     Concept,
@@ -28,6 +25,7 @@ from semwh.warehouse.models import (
     ResultRecovery,
     VisionModel,
 )
+from tests.conftest import copy_warehouse, count_rows, migrated_warehouse
 
 pytestmark = pytest.mark.integration
 
@@ -175,17 +173,13 @@ def build_recovery_world(wh: Warehouse, seed: int = 0) -> dict[str, object]:
 def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
     """One migrated warehouse with the recovery world in it, built once per module."""
     root = tmp_path_factory.mktemp("template") / "wh"
-    wh = warehouse_from_settings(load_settings(root))
-    init_warehouse(wh)
-    return root, build_recovery_world(wh)
+    return root, build_recovery_world(migrated_warehouse(root))
 
 
 @pytest.fixture
 def warehouse(template, tmp_path: Path) -> Warehouse:
-    """A private copy of the template warehouse (the folder is self-contained)."""
-    root = tmp_path / "wh"
-    shutil.copytree(template[0], root)
-    return warehouse_from_settings(load_settings(root))
+    """A private copy of the template warehouse."""
+    return copy_warehouse(template[0], tmp_path / "wh")
 
 
 @pytest.fixture
@@ -193,9 +187,7 @@ def rworld(template) -> dict[str, object]:
     return template[1]
 
 
-def count(wh: Warehouse, model: type) -> int:
-    with wh.session() as session:
-        return int(session.scalar(select(func.count()).select_from(model)))
+count = count_rows
 
 
 def reference(rworld: dict, layer: str):
