@@ -17,10 +17,11 @@ from scipy import stats
 
 from semwh.analyze._checks import as_similarity_pair
 from semwh.analyze.permutation import (
+    check_block,
     check_n_permutations,
     make_rng,
-    permutation_batches,
     permutation_p_value,
+    permutation_stream,
 )
 from semwh.errors import ConfigError, DegenerateInputError
 
@@ -95,7 +96,8 @@ def rsa(
     The permutation test relabels B's concepts (rows and columns together). For Spearman and
     Pearson the triangle is ranked (or centred) once: a relabelled matrix's triangle holds the
     same entries in another order, so its ranks are the original ranks permuted, mean and
-    norm are unchanged, and each null value is one gather plus one dot product.
+    norm are unchanged, and each null value is one gather plus one dot product. The null is
+    the block 0..N of :func:`rsa_null`, so nulls computed in blocks concatenate to it exactly.
 
     Args:
         sim_a: n x n similarity matrix of space A (e.g. from :func:`similarity_matrix`).
@@ -118,49 +120,135 @@ def rsa(
         InputError: matrices of different or non-square shape.
         DegenerateInputError: fewer than 4 concepts, NaN/inf, or a constant upper triangle.
     """
-    if method not in RSA_METHODS:
-        raise ConfigError(f"unknown RSA method {method!r} (choose {', '.join(RSA_METHODS)})")
+    _check_method(method)
     n_permutations = check_n_permutations(n_permutations)
     a, b, _ = as_similarity_pair(sim_a, sim_b, labels, space_a, space_b)
     rng, recorded_seed = make_rng(seed)
-    n = a.shape[0]
-    iu = np.triu_indices(n, 1)
-    u, v = a[iu], b[iu]
-    for vec, space in ((u, space_a), (v, space_b)):
-        if np.ptp(vec) == 0:
-            raise DegenerateInputError(
-                f"space {space!r}: all {vec.size} pairwise similarities are equal, so the RSA "
-                "correlation is undefined; check that the space's vectors differ"
-            )
-
-    if method == "kendall":
-        rho = kendall_tau_a(u, v)
-        null = np.array(
-            [
-                kendall_tau_a(u, b[np.ix_(p, p)][iu])
-                for batch in permutation_batches(rng, n, n_permutations, batch_size)
-                for p in batch
-            ],
-            dtype=np.float64,
-        )
-    else:
-        if method == "spearman":
-            u, v = stats.rankdata(u), stats.rankdata(v)
-        uc, vc = u - u.mean(), v - v.mean()
-        norm = float(np.linalg.norm(uc) * np.linalg.norm(vc))
-        rho = float(np.dot(uc, vc) / norm)
-        null = _mantel_null(uc, vc, n, norm, rng, n_permutations, batch_size, n_jobs)
-
-    p_value = permutation_p_value(rho, null) if n_permutations else None
+    mantel = _Mantel(a, b, method, space_a, space_b)
+    null = mantel.null(rng, 0, n_permutations, batch_size, n_jobs)
     return RSAResult(
-        rho=float(rho),
-        p_value=p_value,
+        rho=mantel.rho,
+        p_value=rsa_p_value(mantel.rho, null) if n_permutations else None,
         null=null,
-        n_concepts=n,
+        n_concepts=mantel.n,
         n_permutations=n_permutations,
         seed=recorded_seed,
         method=method,
     )
+
+
+def rsa_null(
+    sim_a: np.ndarray,
+    sim_b: np.ndarray,
+    *,
+    n_permutations: int,
+    start: int = 0,
+    stop: int | None = None,
+    method: str = "spearman",
+    seed: int | np.random.Generator = 0,
+    labels: Sequence[str] | None = None,
+    space_a: str = "A",
+    space_b: str = "B",
+    batch_size: int = 32,
+    n_jobs: int | None = None,
+) -> np.ndarray:
+    """The null statistics of permutations ``start..stop-1`` of an RSA permutation test.
+
+    The permutations are those :func:`rsa` draws for the same ``seed`` (the first ``start``
+    are drawn and dropped), so blocks covering 0..N, concatenated in order, equal
+    ``rsa(..., n_permutations=N, seed=seed).null`` bit for bit; :func:`rsa_p_value` of the
+    observed rho and that null is its p-value.
+
+    Args:
+        sim_a: n x n similarity matrix of space A.
+        sim_b: n x n similarity matrix of space B, same concepts in the same order.
+        n_permutations: N, the size of the whole test the block belongs to.
+        start: first permutation of the block (0-based).
+        stop: one past its last permutation (default N).
+        method: "spearman" (default), "pearson" or "kendall".
+        seed: integer seed of the test, or a Generator whose current state starts the stream.
+        labels: concept ids of the rows, for error messages.
+        space_a: name of space A, for error messages.
+        space_b: name of space B, for error messages.
+        batch_size: permutations gathered per task.
+        n_jobs: threads for the permutations (default: number of CPUs, at most 8).
+
+    Returns:
+        float64 array of stop - start permuted statistics, in stream order.
+
+    Raises:
+        ConfigError: unknown method, bad permutation settings, or a block outside 0..N.
+        InputError: matrices of different or non-square shape.
+        DegenerateInputError: fewer than 4 concepts, NaN/inf, or a constant upper triangle.
+    """
+    _check_method(method)
+    start, stop = check_block(start, stop, n_permutations)
+    a, b, _ = as_similarity_pair(sim_a, sim_b, labels, space_a, space_b)
+    rng, _ = make_rng(seed)
+    return _Mantel(a, b, method, space_a, space_b).null(rng, start, stop, batch_size, n_jobs)
+
+
+def rsa_p_value(rho: float, null: np.ndarray) -> float:
+    """Permutation p-value of an RSA statistic: (1 + #{null >= rho}) / (1 + N).
+
+    Null values within :data:`~semwh.analyze.permutation.STAT_TOL` of rho count as ">=".
+    """
+    return permutation_p_value(rho, null)
+
+
+def _check_method(method: str) -> None:
+    if method not in RSA_METHODS:
+        raise ConfigError(f"unknown RSA method {method!r} (choose {', '.join(RSA_METHODS)})")
+
+
+class _Mantel:
+    """The observed RSA statistic of (A, B) and its null for any block of permutations."""
+
+    def __init__(
+        self, a: np.ndarray, b: np.ndarray, method: str, space_a: str, space_b: str
+    ) -> None:
+        n = a.shape[0]
+        iu = np.triu_indices(n, 1)
+        u, v = a[iu], b[iu]
+        for vec, space in ((u, space_a), (v, space_b)):
+            if np.ptp(vec) == 0:
+                raise DegenerateInputError(
+                    f"space {space!r}: all {vec.size} pairwise similarities are equal, so the "
+                    "RSA correlation is undefined; check that the space's vectors differ"
+                )
+        self.n, self.method, self.b, self.iu = n, method, b, iu
+        if method == "kendall":
+            self.u = u
+            self.rho = kendall_tau_a(u, v)
+        else:
+            if method == "spearman":
+                u, v = stats.rankdata(u), stats.rankdata(v)
+            self.uc, self.vc = u - u.mean(), v - v.mean()
+            self.norm = float(np.linalg.norm(self.uc) * np.linalg.norm(self.vc))
+            self.rho = float(np.dot(self.uc, self.vc) / self.norm)
+
+    def null(
+        self,
+        rng: np.random.Generator,
+        start: int,
+        stop: int,
+        batch_size: int,
+        n_jobs: int | None,
+    ) -> np.ndarray:
+        """Statistics of permutations start..stop-1 of the stream of ``rng``."""
+        if self.method == "kendall":
+            b, iu = self.b, self.iu
+            return np.array(
+                [
+                    kendall_tau_a(self.u, b[np.ix_(p, p)][iu])
+                    for batch in permutation_stream(rng, self.n, start, stop, batch_size)
+                    for p in batch
+                ],
+                dtype=np.float64,
+            )
+        return _mantel_null(
+            self.uc, self.vc, self.n, self.norm, rng, start, stop, batch_size, n_jobs
+        )
 
 
 def _mantel_null(
@@ -169,12 +257,13 @@ def _mantel_null(
     n: int,
     norm: float,
     rng: np.random.Generator,
-    n_permutations: int,
+    start: int,
+    stop: int,
     batch_size: int,
     n_jobs: int | None,
 ) -> np.ndarray:
-    """Null of sum_{i<j} uc[i,j] vc[p_i, p_j] / norm over random permutations p."""
-    if n_permutations == 0:
+    """Null of sum_{i<j} uc[i,j] vc[p_i, p_j] / norm over permutations start..stop-1."""
+    if stop == start:
         return np.empty(0, dtype=np.float64)
     iu = np.triu_indices(n, 1)
     # Full symmetric matrices with a zero diagonal: the full-matrix dot product is twice the
@@ -193,7 +282,7 @@ def _mantel_null(
     exact32 = np.array_equal(ua32, ua) and np.array_equal(vb32, vb)
     left: np.ndarray = ua32 if exact32 else ua
     table: np.ndarray = vb32 if exact32 else vb
-    batches = list(permutation_batches(rng, n, n_permutations, batch_size))
+    batches = list(permutation_stream(rng, n, start, stop, batch_size))
 
     def run(perms: np.ndarray) -> np.ndarray:
         rows = np.empty_like(table)

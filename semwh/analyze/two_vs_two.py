@@ -41,10 +41,11 @@ from threadpoolctl import threadpool_limits
 
 from semwh.analyze._checks import as_similarity_pair
 from semwh.analyze.permutation import (
+    check_block,
     check_n_permutations,
     make_rng,
-    permutation_batches,
     permutation_p_value,
+    permutation_stream,
 )
 from semwh.errors import ConfigError, MissingDependencyError
 
@@ -505,34 +506,15 @@ def two_vs_two(
         InputError: matrices of different or non-square shape.
         DegenerateInputError: fewer than 4 concepts or NaN/inf entries (names the concepts).
     """
-    if distance not in DISTANCES:
-        raise ConfigError(f"unknown 2 vs 2 distance {distance!r} (choose {', '.join(DISTANCES)})")
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r} (choose {', '.join(BACKENDS)})")
-    if not tie_tol >= 0:
-        raise ConfigError(f"tie_tol must be >= 0, got {tie_tol!r}")
+    _check_options(distance, backend, tie_tol)
     n_permutations = check_n_permutations(n_permutations)
     a, b, _ = as_similarity_pair(sim_a, sim_b, labels, space_a, space_b)
     rng, recorded_seed = make_rng(seed)
     n = a.shape[0]
     n_pairs = n * (n - 1) // 2
-
-    # The fused null needs one exactly symmetric matrix (similarity matrices are).
-    fused = (
-        backend == "numpy"
-        and n_permutations > 0
-        and (np.array_equal(b, b.T) or np.array_equal(a, a.T))
-    )
-    # Permutations run on threads with the numpy backend, and BLAS single-threaded (see _null).
-    blas = (
-        threadpool_limits(limits=1, user_api="blas")
-        if backend == "numpy" and n_permutations > 0
-        else nullcontext()
-    )
-    with blas, np.errstate(invalid="ignore", divide="ignore"):
-        kernel = _Kernel(a, distance, backend, device)
-        kernel.set_b(b)
-        kernel.cache_a = not fused and n_permutations > 0 and 3 * n * n * 8 <= max_block_bytes
+    permuting = n_permutations > 0
+    with _blas_limit(backend, permuting), np.errstate(invalid="ignore", divide="ignore"):
+        kernel, fused = _null_kernel(a, b, distance, backend, device, permuting, max_block_bytes)
         pair_correct: np.ndarray | None = None
         pair_margin: np.ndarray | None = None
         if return_pairs:
@@ -541,11 +523,13 @@ def two_vs_two(
         else:
             n_correct = kernel.count_correct(tie_tol, max_block_bytes)
         accuracy = n_correct / n_pairs
-        counts = _null(kernel, a, b, fused, rng, n_permutations, tie_tol, max_block_bytes, n_jobs)
+        # The block 0..N of two_vs_two_null: blocks of it concatenate to this null exactly.
+        counts = _null(
+            kernel, a, b, fused, rng, 0, n_permutations, tie_tol, max_block_bytes, n_jobs
+        )
         null = counts / n_pairs
 
-    # Accuracies are exact ratios of integer counts: compare them without tolerance.
-    p_value = permutation_p_value(accuracy, null, tol=0.0) if n_permutations else None
+    p_value = two_vs_two_p_value(accuracy, null) if n_permutations else None
     return TwoVsTwoResult(
         accuracy=accuracy,
         n_correct=n_correct,
@@ -562,26 +546,136 @@ def two_vs_two(
     )
 
 
+def two_vs_two_null(
+    sim_a: np.ndarray,
+    sim_b: np.ndarray,
+    *,
+    n_permutations: int,
+    start: int = 0,
+    stop: int | None = None,
+    distance: str = "pearson",
+    seed: int | np.random.Generator = 0,
+    labels: Sequence[str] | None = None,
+    space_a: str = "A",
+    space_b: str = "B",
+    tie_tol: float = TIE_TOL,
+    backend: str = "numpy",
+    device: str = "cpu",
+    max_block_bytes: int = 512 * 2**20,
+    n_jobs: int | None = None,
+) -> np.ndarray:
+    """The null accuracies of permutations ``start..stop-1`` of a 2 vs 2 permutation test.
+
+    The permutations are those :func:`two_vs_two` draws for the same ``seed`` (the first
+    ``start`` are drawn and dropped) and run through the same code, so blocks covering 0..N,
+    concatenated in order, equal ``two_vs_two(..., n_permutations=N, seed=seed).null`` bit
+    for bit; :func:`two_vs_two_p_value` of the observed accuracy and that null is its p-value.
+
+    Args:
+        sim_a: n x n similarity matrix of space A.
+        sim_b: n x n similarity matrix of space B, same concepts in the same order.
+        n_permutations: N, the size of the whole test the block belongs to.
+        start: first permutation of the block (0-based).
+        stop: one past its last permutation (default N).
+        distance: "pearson" (d = 1 - r, default) or "cosine".
+        seed: integer seed of the test, or a Generator whose current state starts the stream.
+        labels: concept ids of the rows, for error messages.
+        space_a: name of space A, for error messages.
+        space_b: name of space B, for error messages.
+        tie_tol: as for :func:`two_vs_two`.
+        backend: "numpy" (default) or "torch".
+        device: "cpu", or "cuda"/"cuda:N" with the torch backend.
+        max_block_bytes: memory bound for the per-block work arrays.
+        n_jobs: threads running permutations at once with the numpy backend.
+
+    Returns:
+        float64 array of stop - start permuted accuracies, in stream order.
+
+    Raises:
+        ConfigError: unknown distance/backend, unavailable device, bad permutation settings,
+            or a block outside 0..N.
+        InputError: matrices of different or non-square shape.
+        DegenerateInputError: fewer than 4 concepts or NaN/inf entries (names the concepts).
+    """
+    _check_options(distance, backend, tie_tol)
+    start, stop = check_block(start, stop, n_permutations)
+    a, b, _ = as_similarity_pair(sim_a, sim_b, labels, space_a, space_b)
+    rng, _ = make_rng(seed)
+    n = a.shape[0]
+    permuting = stop > start
+    with _blas_limit(backend, permuting), np.errstate(invalid="ignore", divide="ignore"):
+        kernel, fused = _null_kernel(a, b, distance, backend, device, permuting, max_block_bytes)
+        counts = _null(kernel, a, b, fused, rng, start, stop, tie_tol, max_block_bytes, n_jobs)
+    return counts / (n * (n - 1) // 2)
+
+
+def two_vs_two_p_value(accuracy: float, null: np.ndarray) -> float:
+    """Permutation p-value of a 2 vs 2 accuracy: (1 + #{null >= accuracy}) / (1 + N).
+
+    Accuracies are exact ratios of integer counts: they are compared without tolerance.
+    """
+    return permutation_p_value(accuracy, null, tol=0.0)
+
+
+def _check_options(distance: str, backend: str, tie_tol: float) -> None:
+    if distance not in DISTANCES:
+        raise ConfigError(f"unknown 2 vs 2 distance {distance!r} (choose {', '.join(DISTANCES)})")
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r} (choose {', '.join(BACKENDS)})")
+    if not tie_tol >= 0:
+        raise ConfigError(f"tie_tol must be >= 0, got {tie_tol!r}")
+
+
+def _blas_limit(backend: str, permuting: bool) -> Any:
+    """Single-threaded BLAS while permutations run on threads with the numpy backend."""
+    if backend == "numpy" and permuting:
+        return threadpool_limits(limits=1, user_api="blas")
+    return nullcontext()
+
+
+def _null_kernel(
+    a: np.ndarray,
+    b: np.ndarray,
+    distance: str,
+    backend: str,
+    device: str,
+    permuting: bool,
+    max_block_bytes: int,
+) -> tuple[_Kernel, bool]:
+    """The kernel of (A, B) and whether the null takes the fused path.
+
+    The fused null needs one exactly symmetric matrix (similarity matrices are) and the
+    numpy backend; otherwise the kernel relabels B itself and keeps A's blocks when they fit.
+    """
+    n = a.shape[0]
+    fused = backend == "numpy" and permuting and (np.array_equal(b, b.T) or np.array_equal(a, a.T))
+    kernel = _Kernel(a, distance, backend, device)
+    kernel.set_b(b)
+    kernel.cache_a = not fused and permuting and 3 * n * n * 8 <= max_block_bytes
+    return kernel, fused
+
+
 def _null(
     kernel: _Kernel,
     a: np.ndarray,
     b: np.ndarray,
     fused: bool,
     rng: np.random.Generator,
-    n_permutations: int,
+    start: int,
+    stop: int,
     tie_tol: float,
     max_block_bytes: int,
     n_jobs: int | None,
 ) -> np.ndarray:
-    """Correct-pair counts for N relabellings of B (rows and columns together).
+    """Correct-pair counts for relabellings start..stop-1 of B (rows and columns together).
 
     `fused`: use :class:`_FusedNull` (numpy backend, B or A exactly symmetric); else the
     kernel's own margins, relabelled B by relabelled B.
     """
-    counts = np.empty(n_permutations, dtype=np.float64)
-    if n_permutations == 0:
+    counts = np.empty(stop - start, dtype=np.float64)
+    if stop == start:
         return counts
-    batches = list(permutation_batches(rng, kernel.n, n_permutations, 8))
+    batches = list(permutation_stream(rng, kernel.n, start, stop, 8))
     starts = np.cumsum([0] + [len(batch) for batch in batches])
     if fused:
         count = _fused_null(kernel, a, b, tie_tol, max_block_bytes)
