@@ -24,18 +24,17 @@ from semwh.engines.ray_session import import_ray, ray_session, semwh_cause
 from semwh.errors import ConfigError, InputError, ResourceError
 from semwh.extract.engine import TOP_K, ProbedModel, extract_batch
 from semwh.extract.hooks import Pooling
-from semwh.extract.job import (
-    ExtractionPlan,
-    ExtractionSummary,
-    ImageRow,
+from semwh.extract.job import ExtractionSummary, run_extraction
+from semwh.extract.models import LoadedModel, load_model
+from semwh.extract.plan import ExtractionPlan
+from semwh.extract.preprocess import Preprocessing
+from semwh.extract.registry import ImageRow
+from semwh.extract.shards import (
     extraction_progress,
     resolve_path,
-    run_extraction,
     shard_rows,
     write_and_register,
 )
-from semwh.extract.models import LoadedModel, load_model
-from semwh.extract.preprocess import Preprocessing
 from semwh.warehouse.layout import Warehouse
 
 

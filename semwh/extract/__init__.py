@@ -1,13 +1,15 @@
 """Extraction: run a vision model over the warehouse's images and store pooled activations.
 
 ``run_extraction`` is the one entry point; ``models`` holds the model specs, ``hooks`` the
-pooling hooks, ``engine`` the batch loop and ``job`` the resumable, sharded job.
+pooling hooks, ``engine`` the batch loop and ``job`` the resumable, sharded job (sized by
+``plan``, recorded by ``registry``, written by ``shards``, averaged into spaces by ``finalize``).
 """
 
 from semwh.extract.engine import ProbedModel, extract_batch
 from semwh.extract.hooks import Pooling, parse_pooling
-from semwh.extract.job import ExtractionPlan, ExtractionSummary, LayerPlan, run_extraction
+from semwh.extract.job import ExtractionSummary, run_extraction
 from semwh.extract.models import LoadedModel, available_models, load_model, resolve_layers
+from semwh.extract.plan import ExtractionPlan, LayerPlan
 from semwh.extract.preprocess import Preprocessing
 
 __all__ = [

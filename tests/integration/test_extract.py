@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from semwh.config import load_settings
 from semwh.errors import ConfigError, ResourceError
 from semwh.extract import run_extraction
-from semwh.extract.job import ExtractionPlan, LayerPlan, check_plan
+from semwh.extract.plan import ExtractionPlan, LayerPlan, check_plan
 from semwh.vectors import load_image_vectors, load_space
 from semwh.warehouse.layout import Warehouse, warehouse_from_settings
 from semwh.warehouse.migrate import init_warehouse

@@ -1,0 +1,128 @@
+"""Finishing an extraction run: concept means of each layer, computed from its shard files.
+
+The means are stored as ``MODEL/LAYER`` spaces, the run is marked done, and per-image files of
+older runs of the same layers leave the registry and the disk.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from functools import partial
+
+import numpy as np
+import pyarrow.parquet as pq
+from sqlalchemy import delete, select
+
+from semwh.extract.models import LoadedModel
+from semwh.extract.plan import ExtractionPlan
+from semwh.extract.registry import extraction_versions, with_busy_retry
+from semwh.vectors import save_space
+from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.models import ExtractionRun, VectorFile
+
+
+def finalize_run(
+    wh: Warehouse,
+    loaded: LoadedModel,
+    run_id: int,
+    plan: ExtractionPlan,
+    layers: dict[str, tuple[int, int, float]],
+    device: str,
+    images_per_s: float | None,
+) -> list[str]:
+    """Concept means per layer as ``MODEL/LAYER`` spaces; mark the run done."""
+
+    def files() -> dict[int, list[str]]:
+        with wh.session() as session:
+            rows = session.execute(
+                select(VectorFile.layer_id, VectorFile.path)
+                .where(VectorFile.run_id == run_id, VectorFile.kind == "images")
+                .order_by(VectorFile.shard_index)
+            ).all()
+        out: dict[int, list[str]] = {}
+        for layer_id, path in rows:
+            out.setdefault(layer_id, []).append(path)
+        return out
+
+    by_layer = with_busy_retry(files)
+    layer_ids = {module: ids[0] for module, ids in layers.items()}
+    spaces = []
+    for layer_plan in plan.layers:
+        layer_id, depth_index, relative_depth = layers[layer_plan.module]
+        wnids, matrix = _read_layer(wh, by_layer.get(layer_id, []))
+        concepts, means = concept_means(wnids, matrix)
+        name = f"{loaded.name}/{layer_plan.module}"
+        with_busy_retry(
+            partial(
+                save_space,
+                wh,
+                name,
+                "layer",
+                concepts,
+                means,
+                model=loaded.name,
+                layer=layer_plan.module,
+                layer_id=layer_id,
+                depth_index=depth_index,
+                relative_depth=relative_depth,
+                replace=True,
+                metadata={"run_id": run_id, "pooling": layer_plan.pooling},
+            )
+        )
+        spaces.append(name)
+
+    def mark_done() -> list[str]:
+        with wh.session() as session:
+            run = session.get(ExtractionRun, run_id)
+            assert run is not None
+            run.status = "done"
+            run.finished_at = datetime.utcnow()
+            run.device = device
+            if images_per_s is not None:
+                run.images_per_s = images_per_s
+            run.versions = json.dumps(extraction_versions(), sort_keys=True)
+            # An older run of these layers (another image set or precision) is superseded: its
+            # per-image files leave the registry so each layer reads one consistent run.
+            old = session.scalars(
+                select(VectorFile.path).where(
+                    VectorFile.kind == "images",
+                    VectorFile.layer_id.in_(list(layer_ids.values())),
+                    VectorFile.run_id != run_id,
+                )
+            ).all()
+            session.execute(
+                delete(VectorFile).where(
+                    VectorFile.kind == "images",
+                    VectorFile.layer_id.in_(list(layer_ids.values())),
+                    VectorFile.run_id != run_id,
+                )
+            )
+            return list(old)
+
+    for rel in with_busy_retry(mark_done):
+        (wh.vectors_root / rel).unlink(missing_ok=True)
+    return spaces
+
+
+def _read_layer(wh: Warehouse, relpaths: list[str]) -> tuple[list[str], np.ndarray]:
+    wnids: list[str] = []
+    parts: list[np.ndarray] = []
+    for rel in relpaths:
+        table = pq.read_table(wh.vectors_root / rel, columns=["wnid", "vector"])
+        wnids.extend(table.column("wnid").to_pylist())
+        column = table.column("vector").combine_chunks()
+        parts.append(column.flatten().to_numpy().reshape(table.num_rows, -1))
+    matrix = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+    return wnids, matrix
+
+
+def concept_means(wnids: list[str], matrix: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Mean vector of each concept's images (float64 accumulation), concepts sorted."""
+    concepts = sorted(set(wnids))
+    index = {w: i for i, w in enumerate(concepts)}
+    rows = np.fromiter((index[w] for w in wnids), dtype=np.int64, count=len(wnids))
+    sums = np.zeros((len(concepts), matrix.shape[1]), dtype=np.float64)
+    np.add.at(sums, rows, matrix.astype(np.float64))
+    counts = np.bincount(rows, minlength=len(concepts)).astype(np.float64)
+    return concepts, sums / counts[:, None]

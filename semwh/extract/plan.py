@@ -1,0 +1,203 @@
+"""Extraction plans: per-layer output sizes, disk and memory needs, and whether they fit."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+
+from semwh.errors import ResourceError
+from semwh.extract.engine import ProbedModel, probe_shapes
+from semwh.extract.models import LoadedModel
+from semwh.warehouse.layout import Warehouse
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """What one probe layer will store."""
+
+    module: str
+    depth_index: int
+    output_shape: tuple[int, ...]
+    pooling: str
+    dim: int
+
+    @property
+    def bytes_per_image(self) -> int:
+        return self.dim * 4
+
+
+@dataclass(frozen=True)
+class ExtractionPlan:
+    """Sizes of an extraction before it runs, and whether it fits.
+
+    Attributes:
+        model: Registry model name.
+        layers: Per-layer plan, forward order.
+        n_images: Images in the warehouse's image set.
+        n_todo: Images still to extract (shards not yet registered, this slice).
+        disk_needed: Bytes of Parquet still to write (float32 vectors + concept means).
+        disk_free: Free bytes on the warehouse's filesystem.
+        ram_needed: Estimated peak host memory in bytes.
+        ram_free: Available host memory in bytes (None where unknown).
+    """
+
+    model: str
+    layers: list[LayerPlan]
+    n_images: int
+    n_todo: int
+    n_shards: int
+    shard_size: int
+    batch_size: int
+    device: str
+    precision: str
+    disk_needed: int
+    disk_free: int
+    ram_needed: int
+    ram_free: int | None
+
+    @property
+    def bytes_per_image(self) -> int:
+        return sum(layer.bytes_per_image for layer in self.layers)
+
+    @property
+    def fits(self) -> bool:
+        ram_ok = self.ram_free is None or self.ram_needed <= self.ram_free
+        return self.disk_needed <= self.disk_free and ram_ok
+
+    def lines(self) -> list[str]:
+        """A human-readable plan, one line per layer then the totals."""
+        out = [
+            f"{self.model}: {len(self.layers)} layers, {self.n_images} images "
+            f"({self.n_todo} to do) in {self.n_shards} shards of {self.shard_size}, "
+            f"batch {self.batch_size} on {self.device} ({self.precision})"
+        ]
+        for layer in self.layers:
+            shape = "x".join(str(s) for s in layer.output_shape)
+            out.append(
+                f"  {layer.depth_index:>3} {layer.module:<16} {shape:>14} {layer.pooling:<10} "
+                f"dim {layer.dim:>7}  {human_bytes(layer.bytes_per_image)}/image x "
+                f"{self.n_todo} = {human_bytes(layer.bytes_per_image * self.n_todo)}"
+            )
+        ram_free = "unknown" if self.ram_free is None else human_bytes(self.ram_free)
+        out.append(
+            f"  disk: {human_bytes(self.disk_needed)} needed, {human_bytes(self.disk_free)} free;"
+            f" RAM: {human_bytes(self.ram_needed)} needed, {ram_free} available"
+        )
+        return out
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def available_ram() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux); None elsewhere."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _estimate_ram(
+    loaded: LoadedModel,
+    shapes: dict[str, tuple[int, ...]],
+    bytes_per_image: int,
+    shard_size: int,
+    batch_size: int,
+    num_workers: int,
+    device: str,
+) -> int:
+    params = loaded.n_parameters * 4
+    crop = loaded.preprocessing.crop
+    inputs = batch_size * 3 * crop * crop * (4 + 1) * (max(num_workers, 1) + 2)
+    # Two shards of pooled vectors on the host: one being written while the next fills.
+    shards = 2 * shard_size * bytes_per_image
+    activations = 0
+    if device == "cpu":
+        largest = max((math.prod(s) for s in shapes.values()), default=0)
+        activations = 4 * batch_size * largest * 4
+    return params + inputs + shards + activations
+
+
+def plan_extraction(
+    wh: Warehouse,
+    probed: ProbedModel,
+    loaded: LoadedModel,
+    *,
+    n_images: int,
+    n_todo: int,
+    shard_size: int,
+    batch_size: int,
+    num_workers: int,
+    n_concepts: int,
+    probed_shapes: tuple[list[str], dict[str, tuple[int, ...]]] | None = None,
+) -> ExtractionPlan:
+    """Per-layer output shapes and sizes (one blank forward pass) and free disk and RAM."""
+    order, shapes = probed_shapes or probe_shapes(probed)
+    layers = [
+        LayerPlan(
+            module=module,
+            depth_index=i,
+            output_shape=shapes[module],
+            pooling=probed.pooling.label(len(shapes[module]) + 1),
+            dim=probed.pooling.dim(shapes[module]),
+        )
+        for i, module in enumerate(order)
+    ]
+    bytes_per_image = sum(layer.bytes_per_image for layer in layers)
+    disk_needed = bytes_per_image * (n_todo + n_concepts)
+    wh.root.mkdir(parents=True, exist_ok=True)
+    return ExtractionPlan(
+        model=loaded.name,
+        layers=layers,
+        n_images=n_images,
+        n_todo=n_todo,
+        n_shards=max(1, math.ceil(n_images / shard_size)),
+        shard_size=shard_size,
+        batch_size=batch_size,
+        device=str(probed.device),
+        precision=probed.precision,
+        disk_needed=disk_needed,
+        disk_free=shutil.disk_usage(wh.root).free,
+        ram_needed=_estimate_ram(
+            loaded,
+            shapes,
+            bytes_per_image,
+            shard_size,
+            batch_size,
+            num_workers,
+            probed.device.type,
+        ),
+        ram_free=available_ram(),
+    )
+
+
+def check_plan(plan: ExtractionPlan) -> None:
+    """Refuse a plan that would not fit, with the numbers and what to change.
+
+    Raises:
+        ResourceError: Not enough disk or memory.
+    """
+    if plan.disk_needed > plan.disk_free:
+        raise ResourceError(
+            f"extracting {plan.model} needs {human_bytes(plan.disk_needed)} of disk "
+            f"({human_bytes(plan.bytes_per_image)} per image x {plan.n_todo} images over "
+            f"{len(plan.layers)} layers) but only {human_bytes(plan.disk_free)} is free: probe "
+            "fewer layers (--layers), pool to fewer dimensions (--pooling avg or srp:1024), or "
+            "free disk space"
+        )
+    if plan.ram_free is not None and plan.ram_needed > plan.ram_free:
+        raise ResourceError(
+            f"extracting {plan.model} needs about {human_bytes(plan.ram_needed)} of memory but "
+            f"{human_bytes(plan.ram_free)} is available: lower --batch-size or --shard-size, or "
+            "pool to fewer dimensions"
+        )

