@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -18,6 +20,8 @@ from semwh.analyze import (
     similarity_matrix,
     two_vs_two,
 )
+from semwh.analyze.rsa import rsa_null, rsa_p_value
+from semwh.analyze.two_vs_two import two_vs_two_null, two_vs_two_p_value
 from semwh.errors import ConfigError, DegenerateInputError
 from semwh.runs import store
 from semwh.runs.options import ComparisonOptions
@@ -88,24 +92,106 @@ def run_comparison(spec: ComparisonSpec) -> ResultRecord:
         DegenerateInputError: A constant or non-finite concept vector; the message names the
             concepts and both spaces.
     """
+    _check_seed(spec)
+    start = time.perf_counter()
+    with _naming(spec):
+        numbers = _statistic(spec)
+    return ResultRecord(spec=spec, seconds=time.perf_counter() - start, **numbers)
+
+
+def without_null(spec: ComparisonSpec) -> ComparisonSpec:
+    """The spec with its permutations left out: :func:`run_comparison` of it gives the
+    statistic (and bootstrap interval) only, for an engine that computes the null in blocks
+    (:func:`comparison_null`) and completes the record with :func:`with_null`."""
+    return replace(spec, options=replace(spec.options, permutations=0))
+
+
+def comparison_null(spec: ComparisonSpec, start: int, stop: int) -> np.ndarray:
+    """Null statistics of permutations ``start..stop-1`` of a spec's permutation test (pure).
+
+    The blocks covering ``0..permutations``, concatenated in order, are the null
+    :func:`run_comparison` stores, bit for bit: same seed, same permutation stream, same code.
+
+    Raises:
+        ConfigError: A spec without a seed, or a block outside ``0..permutations``.
+        DegenerateInputError: As :func:`run_comparison`.
+    """
+    _check_seed(spec)
+    opts = spec.options
+    with _naming(spec):
+        sim_a, sim_b, common = _inputs(spec)
+        if opts.test == "rsa":
+            null = rsa_null(sim_a, sim_b, method=opts.metric, start=start, stop=stop, **common)
+        else:
+            null = two_vs_two_null(
+                sim_a,
+                sim_b,
+                distance=opts.metric,
+                start=start,
+                stop=stop,
+                backend=_backend(opts),
+                device=opts.device,
+                **common,
+            )
+    return np.asarray(null, dtype=np.float64)
+
+
+def with_null(
+    record: ResultRecord, spec: ComparisonSpec, null: np.ndarray, seconds: float = 0.0
+) -> ResultRecord:
+    """Complete a record of :func:`without_null` with the whole null of ``spec``.
+
+    Args:
+        record: The record of ``without_null(spec)``.
+        spec: The comparison with its permutations.
+        null: Its null: the blocks of :func:`comparison_null`, concatenated in order.
+        seconds: Time spent on the null, added to the record's.
+
+    Raises:
+        ConfigError: A null whose size is not the spec's number of permutations.
+    """
+    n_permutations = spec.options.permutations
+    null = np.asarray(null, dtype=np.float64)
+    if null.shape != (n_permutations,):
+        raise ConfigError(
+            f"{spec.options.test} of {spec.space_a!r} vs {spec.space_b!r}: a null of "
+            f"{null.size} values for {n_permutations} permutations; pass every block of "
+            "0..permutations, in order"
+        )
+    if n_permutations == 0:
+        return replace(record, spec=spec)
+    p_value = rsa_p_value if spec.options.test == "rsa" else two_vs_two_p_value
+    return replace(
+        record,
+        spec=spec,
+        p_value=float(p_value(record.statistic, null)),
+        null=null,
+        seconds=record.seconds + seconds,
+    )
+
+
+def _check_seed(spec: ComparisonSpec) -> None:
     opts = spec.options
     if opts.needs_seed and opts.seed is None:
         raise ConfigError(
             f"{opts.test} of {spec.space_a!r} vs {spec.space_b!r} needs a seed for its "
             "permutations or bootstrap: resolve it with with_seed() before run_comparison()"
         )
-    start = time.perf_counter()
+
+
+@contextmanager
+def _naming(spec: ComparisonSpec) -> Iterator[None]:
+    """Name the test and both spaces in a degenerate-input error."""
     try:
-        numbers = _statistic(spec)
+        yield
     except DegenerateInputError as exc:
         raise DegenerateInputError(
-            f"{opts.test} of space {spec.space_a!r} vs space {spec.space_b!r}: {exc}"
+            f"{spec.options.test} of space {spec.space_a!r} vs space {spec.space_b!r}: {exc}"
         ) from exc
-    return ResultRecord(spec=spec, seconds=time.perf_counter() - start, **numbers)
 
 
-def _statistic(spec: ComparisonSpec) -> dict[str, Any]:
-    """Call the pure statistics of :mod:`semwh.analyze` for one spec."""
+def _inputs(spec: ComparisonSpec) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The two similarity matrices and the arguments every statistic of the spec takes."""
     opts = spec.options
     labels = list(spec.wnids)
     sim_a = similarity_matrix(spec.a, metric=opts.similarity, labels=labels, space=spec.space_a)
@@ -117,6 +203,19 @@ def _statistic(spec: ComparisonSpec) -> dict[str, Any]:
         space_a=spec.space_a,
         space_b=spec.space_b,
     )
+    return sim_a, sim_b, common
+
+
+def _backend(opts: ComparisonOptions) -> str:
+    """The 2 vs 2 backend: torch gives the same float64 numbers, only worth it on a GPU."""
+    return "torch" if opts.device != "cpu" else "numpy"
+
+
+def _statistic(spec: ComparisonSpec) -> dict[str, Any]:
+    """Call the pure statistics of :mod:`semwh.analyze` for one spec."""
+    opts = spec.options
+    sim_a, sim_b, common = _inputs(spec)
+    labels = common["labels"]
     numbers: dict[str, Any]
     result: RSAResult | TwoVsTwoResult
     if opts.test == "rsa":
@@ -124,13 +223,11 @@ def _statistic(spec: ComparisonSpec) -> dict[str, Any]:
         # RSA's Mantel null is a gather and a dot product per permutation: numpy only.
         numbers = {"statistic": float(result.rho), "device": "cpu"}
     else:
-        # The torch backend gives the same float64 numbers; it is only worth it on a GPU.
-        on_gpu = opts.device != "cpu"
         pairs = two_vs_two(
             sim_a,
             sim_b,
             distance=opts.metric,
-            backend="torch" if on_gpu else "numpy",
+            backend=_backend(opts),
             device=opts.device,
             **common,
         )
