@@ -159,6 +159,11 @@ def sweep(
     gpus_per_task: float = typer.Option(
         0.0, "--gpus-per-actor", help="GPUs per Ray comparison task (with --device cuda)."
     ),
+    perm_block: int | None = typer.Option(
+        None,
+        "--perm-block",
+        help="Permutations per Ray task for larger nulls (default 250; 0: whole comparisons).",
+    ),
 ) -> None:
     """Every layer of the models against every word space, with FDR over the whole sweep.
 
@@ -177,7 +182,9 @@ def sweep(
         force=force,
         strict=strict,
         progress=True,
-        engine=sweep_engine(engine, ray_address=ray_address, gpus_per_task=gpus_per_task),
+        engine=sweep_engine(
+            engine, ray_address=ray_address, gpus_per_task=gpus_per_task, perm_block=perm_block
+        ),
     )
     print_table(
         summary_table(runs.comparison_table(result.rows)), title=f"sweep {result.analysis_id}"

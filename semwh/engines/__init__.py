@@ -57,21 +57,34 @@ def extraction_function(
 
 
 def sweep_engine(
-    engine: str = "local", *, ray_address: str | None = None, gpus_per_task: float = 0.0
+    engine: str = "local",
+    *,
+    ray_address: str | None = None,
+    gpus_per_task: float = 0.0,
+    perm_block: int | None = None,
 ) -> Callable[..., Any]:
     """The ``engine`` argument of :func:`semwh.runs.sweep.sweep` for an engine name.
+
+    ``perm_block``: permutations per Ray task (None: the ray engine's default, 0: whole
+    comparisons); see :class:`semwh.engines.ray_sweep.RaySweepEngine`.
 
     Raises:
         ConfigError: An unknown engine, or Ray options given to the local engine.
         MissingDependencyError: ``ray`` without Ray installed.
     """
     if _check(engine) == "local":
-        if ray_address is not None or gpus_per_task:
-            raise ConfigError("--ray-address and --gpus-per-actor apply to --engine ray only")
+        if ray_address is not None or gpus_per_task or perm_block is not None:
+            raise ConfigError(
+                "--ray-address, --gpus-per-actor and --perm-block apply to --engine ray only"
+            )
         return map
-    from semwh.engines.ray_sweep import RaySweepEngine
+    from semwh.engines.ray_sweep import PERM_BLOCK, RaySweepEngine
 
-    return RaySweepEngine(ray_address, gpus_per_task=gpus_per_task)
+    return RaySweepEngine(
+        ray_address,
+        gpus_per_task=gpus_per_task,
+        perm_block=PERM_BLOCK if perm_block is None else perm_block,
+    )
 
 
 __all__ = ["ENGINES", "extraction_function", "sweep_engine"]

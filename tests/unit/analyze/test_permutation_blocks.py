@@ -77,8 +77,8 @@ def test_rsa_blocks_concatenate_to_the_null(method: str, bounds: str) -> None:
         rsa_null(a, b, method=method, n_permutations=N, start=i, stop=j, seed=6, n_jobs=2)
         for i, j in blocks_of(BOUNDARIES[bounds])
     ]
-    assert all(p.dtype == np.float64 and p.shape == (j - i,) for p, (i, j) in
-               zip(parts, blocks_of(BOUNDARIES[bounds]), strict=True))  # fmt: skip
+    for part, (i, j) in zip(parts, blocks_of(BOUNDARIES[bounds]), strict=True):
+        assert part.dtype == np.float64 and part.shape == (j - i,)
     null = np.concatenate(parts)
     assert np.array_equal(null, full.null)
     assert rsa_p_value(full.rho, null) == full.p_value
