@@ -225,19 +225,39 @@ def sweep_numbers(wh: Warehouse, result) -> list[tuple]:
     return sorted(out)
 
 
-def test_ray_sweep_matches_local_exactly(local_wh: Warehouse, files, ray_cluster) -> None:
+SWEEP = {"tests": ("2v2", "rsa"), "permutations": 200, "seed": 7, "include_random": False}
+
+
+@pytest.fixture(scope="module")
+def local_sweep(local_wh: Warehouse, files) -> tuple[Warehouse, object, list[tuple]]:
+    """The local engine's sweep of the three layers against GloVe, and its stored numbers."""
     from semwh.runs import sweep
 
     glove_space(local_wh, files)
-    kwargs = {"tests": ("2v2", "rsa"), "permutations": 200, "seed": 7, "include_random": False}
-    local = sweep(local_wh, [MODEL], ["glove"], **kwargs)
+    local = sweep(local_wh, [MODEL], ["glove"], **SWEEP)
     assert local.computed == 6
-    expected = sweep_numbers(local_wh, local)
-    engine = sweep_engine("ray")
-    distributed = sweep(local_wh, [MODEL], ["glove"], force=True, engine=engine, **kwargs)
+    return local_wh, local, sweep_numbers(local_wh, local)
+
+
+@pytest.mark.parametrize(
+    ("perm_block", "null_blocks"),
+    [(None, 0), (64, 6 * 4)],
+    ids=["whole comparisons", "permutation blocks"],
+)
+def test_ray_sweep_matches_local_exactly(
+    local_sweep, ray_cluster, perm_block: int | None, null_blocks: int
+) -> None:
+    """Whole comparisons (200 permutations fit one block of the default 250), or each null
+    split into blocks 0..64, 64..128, 128..192, 192..200: the same stored rows, bit for bit."""
+    from semwh.runs import sweep
+
+    wh, local, expected = local_sweep
+    engine = sweep_engine("ray", perm_block=perm_block)
+    distributed = sweep(wh, [MODEL], ["glove"], force=True, engine=engine, **SWEEP)
+    assert engine.submitted == {"comparisons": 6, "null_blocks": null_blocks}
     assert distributed.computed == 6 and distributed.seed == local.seed == 7
     assert {r.result_id for r in distributed.rows}.isdisjoint(r.result_id for r in local.rows)
-    got = sweep_numbers(local_wh, distributed)
+    got = sweep_numbers(wh, distributed)
     assert got == expected  # exact: floats, p-values, FDR and nulls
     assert all(len(n[-1]) == 200 for n in got) and any(n[6] < 0.5 for n in got)
 
