@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from semwh.analyze import rsa, similarity_matrix, two_vs_two
 from semwh.analyze.permutation import (
@@ -141,11 +142,26 @@ def test_two_vs_two_block_matches_the_relabelling_loop() -> None:
     np.testing.assert_array_equal(block, expected)
 
 
-def test_two_vs_two_torch_blocks_equal_the_numpy_null() -> None:
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=[
+                pytest.mark.gpu,
+                pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+            ],
+        ),
+    ],
+)
+def test_two_vs_two_torch_blocks_equal_the_numpy_null(device: str) -> None:
     a, b = two_vs_two_case("full rank")
     full = two_vs_two(a, b, n_permutations=5, seed=2)
     parts = [
-        two_vs_two_null(a, b, n_permutations=5, start=i, stop=j, seed=2, backend="torch")
+        two_vs_two_null(
+            a, b, n_permutations=5, start=i, stop=j, seed=2, backend="torch", device=device
+        )
         for i, j in [(0, 2), (2, 3), (3, 5)]
     ]
     assert np.array_equal(np.concatenate(parts), full.null)
