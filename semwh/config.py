@@ -8,6 +8,7 @@ from pathlib import Path
 
 ENV_WAREHOUSE = "SEMWH_WAREHOUSE"
 ENV_DB = "SEMWH_DB"
+ENV_VECTORS = "SEMWH_VECTORS"
 ENV_SAMPLES = "SEMWH_SAMPLES"
 ENV_DEVICE = "SEMWH_DEVICE"
 ENV_WORDNET = "SEMWH_WORDNET"
@@ -26,6 +27,8 @@ class Settings:
     Attributes:
         warehouse: The warehouse folder.
         db_url: SQLAlchemy URL of the registry, or None for the DuckDB file in the folder.
+        vectors: Vectors root (a folder or a storage URI such as ``s3://bucket/prefix``), or
+            None for the one the registry records (by default ``<warehouse>/vectors``).
         samples: Folder of sample images for the demo, if configured.
         device: Torch device name preference ("cpu", "cuda", or None for automatic).
         wordnet: Folder holding WordNet 3.0 database files, if configured.
@@ -33,6 +36,7 @@ class Settings:
 
     warehouse: Path
     db_url: str | None = None
+    vectors: str | None = None
     samples: Path | None = None
     device: str | None = None
     wordnet: Path | None = None
@@ -45,6 +49,7 @@ def _path_or_none(value: str | None) -> Path | None:
 def load_settings(
     warehouse: str | os.PathLike[str] | None = None,
     db_url: str | None = None,
+    vectors: str | None = None,
     environ: dict[str, str] | None = None,
 ) -> Settings:
     """Resolve settings from explicit values first, then the environment, then defaults."""
@@ -53,6 +58,7 @@ def load_settings(
     return Settings(
         warehouse=Path(folder).expanduser(),
         db_url=db_url or env.get(ENV_DB) or None,
+        vectors=vectors or env.get(ENV_VECTORS) or None,
         samples=_path_or_none(env.get(ENV_SAMPLES)),
         device=env.get(ENV_DEVICE) or None,
         wordnet=_path_or_none(env.get(ENV_WORDNET)),

@@ -16,7 +16,7 @@ from semwh.cli import query as query_cmd
 from semwh.cli import report as report_cmd
 from semwh.cli import run as run_cmd
 from semwh.cli.state import CliState, err_console
-from semwh.config import ENV_DB, ENV_WAREHOUSE, load_settings
+from semwh.config import ENV_DB, ENV_VECTORS, ENV_WAREHOUSE, load_settings
 from semwh.errors import SemwhError
 
 app = typer.Typer(
@@ -44,13 +44,21 @@ def _global(
     db_url: str = typer.Option(
         None, "--db", envvar=ENV_DB, help="SQLAlchemy URL of the registry (default: DuckDB file)."
     ),
+    vectors: str = typer.Option(
+        None,
+        "--vectors",
+        envvar=ENV_VECTORS,
+        help="Vectors root: a folder or a storage URI (s3://bucket/prefix, gs://…). With "
+        "`init`, recorded in the registry for every machine; otherwise where this machine "
+        "reaches the recorded root.",
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
 ) -> None:
     """Global options shared by every command."""
-    ctx.obj = CliState(settings=load_settings(warehouse, db_url), debug=debug)
+    ctx.obj = CliState(settings=load_settings(warehouse, db_url, vectors), debug=debug)
 
 
 app.command("init")(db.init)

@@ -31,6 +31,7 @@ def init(ctx: typer.Context) -> None:
         _say(f"warehouse {wh.root} is up to date (schema {after})")
     else:
         _say(f"initialised warehouse {wh.root} (schema {before or 'none'} -> {after})")
+    _say(f"vectors root: {wh.vectors.location}")
 
 
 @app.command()

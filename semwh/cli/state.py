@@ -20,7 +20,10 @@ class CliState:
     def warehouse(self, *, check_schema: bool = True) -> Warehouse:
         """The existing warehouse, schema-checked (commands that write or read)."""
         return open_warehouse(
-            self.settings.warehouse, self.settings.db_url, check_schema=check_schema
+            self.settings.warehouse,
+            self.settings.db_url,
+            check_schema=check_schema,
+            vectors=self.settings.vectors,
         )
 
     def new_warehouse(self) -> Warehouse:

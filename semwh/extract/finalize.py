@@ -11,7 +11,6 @@ from datetime import datetime
 from functools import partial
 
 import numpy as np
-import pyarrow.parquet as pq
 from sqlalchemy import delete, select
 
 from semwh.extract.models import LoadedModel
@@ -100,16 +99,18 @@ def finalize_run(
             )
             return list(old)
 
+    root = wh.vectors
     for rel in with_busy_retry(mark_done):
-        (wh.vectors_root / rel).unlink(missing_ok=True)
+        root.delete(rel)
     return spaces
 
 
 def _read_layer(wh: Warehouse, relpaths: list[str]) -> tuple[list[str], np.ndarray]:
     wnids: list[str] = []
     parts: list[np.ndarray] = []
+    root = wh.vectors
     for rel in relpaths:
-        table = pq.read_table(wh.vectors_root / rel, columns=["wnid", "vector"])
+        table = root.read_table(rel, columns=["wnid", "vector"])
         wnids.extend(table.column("wnid").to_pylist())
         column = table.column("vector").combine_chunks()
         parts.append(column.flatten().to_numpy().reshape(table.num_rows, -1))

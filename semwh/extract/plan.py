@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import shutil
 from dataclasses import dataclass
 
 from semwh.errors import ResourceError
@@ -37,7 +36,7 @@ class ExtractionPlan:
         n_images: Images in the warehouse's image set.
         n_todo: Images still to extract (shards not yet registered, this slice).
         disk_needed: Bytes of Parquet still to write (float32 vectors + concept means).
-        disk_free: Free bytes on the warehouse's filesystem.
+        disk_free: Free bytes where the vectors go (None on an object store: no limit known).
         ram_needed: Estimated peak host memory in bytes.
         ram_free: Available host memory in bytes (None where unknown).
     """
@@ -52,7 +51,7 @@ class ExtractionPlan:
     device: str
     precision: str
     disk_needed: int
-    disk_free: int
+    disk_free: int | None
     ram_needed: int
     ram_free: int | None
 
@@ -63,7 +62,8 @@ class ExtractionPlan:
     @property
     def fits(self) -> bool:
         ram_ok = self.ram_free is None or self.ram_needed <= self.ram_free
-        return self.disk_needed <= self.disk_free and ram_ok
+        disk_ok = self.disk_free is None or self.disk_needed <= self.disk_free
+        return disk_ok and ram_ok
 
     def lines(self) -> list[str]:
         """A human-readable plan, one line per layer then the totals."""
@@ -80,8 +80,9 @@ class ExtractionPlan:
                 f"{self.n_todo} = {human_bytes(layer.bytes_per_image * self.n_todo)}"
             )
         ram_free = "unknown" if self.ram_free is None else human_bytes(self.ram_free)
+        disk_free = "object store" if self.disk_free is None else human_bytes(self.disk_free)
         out.append(
-            f"  disk: {human_bytes(self.disk_needed)} needed, {human_bytes(self.disk_free)} free;"
+            f"  disk: {human_bytes(self.disk_needed)} needed, {disk_free} free;"
             f" RAM: {human_bytes(self.ram_needed)} needed, {ram_free} available"
         )
         return out
@@ -167,7 +168,7 @@ def plan_extraction(
         device=str(probed.device),
         precision=probed.precision,
         disk_needed=disk_needed,
-        disk_free=shutil.disk_usage(wh.root).free,
+        disk_free=wh.vectors.free_bytes(),
         ram_needed=_estimate_ram(
             loaded,
             shapes,
@@ -187,7 +188,7 @@ def check_plan(plan: ExtractionPlan) -> None:
     Raises:
         ResourceError: Not enough disk or memory.
     """
-    if plan.disk_needed > plan.disk_free:
+    if plan.disk_free is not None and plan.disk_needed > plan.disk_free:
         raise ResourceError(
             f"extracting {plan.model} needs {human_bytes(plan.disk_needed)} of disk "
             f"({human_bytes(plan.bytes_per_image)} per image x {plan.n_todo} images over "

@@ -259,9 +259,10 @@ def clean_job_tmp(wh: Warehouse, parallel: bool) -> int:
         return clean_tmp(wh)
     # Other slices of this job may be writing right now: only remove stale files.
     removed = 0
-    if wh.tmp_root.exists():
+    tmp_dir = wh.vectors.tmp_dir
+    if tmp_dir is not None and tmp_dir.exists():
         cutoff = time.time() - STALE_TMP_SECONDS
-        for path in wh.tmp_root.glob("*.tmp"):
+        for path in tmp_dir.glob("*.tmp"):
             try:
                 if path.stat().st_mtime < cutoff:
                     path.unlink()

@@ -228,8 +228,9 @@ def write_vocabulary(wh: Warehouse, relpath: str, vectors: WordVectors) -> None:
         }
     )
     final = wh.root / relpath
-    wh.tmp_root.mkdir(parents=True, exist_ok=True)
-    tmp = wh.tmp_root / f"{uuid.uuid4().hex}.parquet.tmp"
+    tmp_dir = wh.root / "tmp"  # beside the file: the rename stays on one filesystem
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / f"{uuid.uuid4().hex}.parquet.tmp"
     try:
         pq.write_table(table, tmp, compression="zstd")
         final.parent.mkdir(parents=True, exist_ok=True)

@@ -2,23 +2,18 @@
 
 Every vector file has the columns ``space`` (string), ``wnid`` (string), ``image_id`` (int64,
 null for concept vectors) and ``vector`` (list<float32>), carries a schema version and its
-provenance in the Parquet key-value metadata, and is written atomically: rows go to a
-temporary file under ``tmp/`` that is renamed into ``vectors/`` only when complete. A file
+provenance in the Parquet key-value metadata, and is written atomically under the warehouse's
+vectors root (a folder or an object-store prefix, :mod:`semwh.warehouse.storage`). A file
 becomes visible to readers (and to the ``vectors`` SQL view) only once it is registered in
 ``vector_files``, so a killed writer never leaves a half-written file behind a query.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
-import os
-import socket
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -33,12 +28,7 @@ from semwh.errors import (
     DuplicateError,
     InputError,
     NotFoundError,
-    ResourceError,
-    SemwhError,
-    WarehouseError,
 )
-from semwh.hashing import sha256_file
-from semwh.testing.faults import fault_point
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Space, VectorFile
 
@@ -152,7 +142,11 @@ def write_vector_file(
     image_ids: Sequence[int] | np.ndarray | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> VectorFileInfo:
-    """Write a vector file atomically (temporary file, fsync, rename); does not register it."""
+    """Write a vector file atomically under the vectors root; does not register it.
+
+    The file is encoded in memory, hashed, then stored in one step (a renamed temporary file
+    on a folder, one upload on an object store): see :mod:`semwh.warehouse.storage`.
+    """
     table = vector_table(space, wnids, vectors, image_ids)
     meta = {
         "schema_version": SCHEMA_VERSION,
@@ -161,45 +155,18 @@ def write_vector_file(
         **(metadata or {}),
     }
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, default=str)})
-    tmp = wh.tmp_root / tmp_name()
-    final = wh.vectors_root / relpath
-    try:
-        wh.tmp_root.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, tmp, compression="zstd")
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        fault_point("vectors.tmp_written")
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, final)
-        fault_point("vectors.renamed")
-    except OSError as exc:
-        # A full disk or read-only folder must say so and name the file, not leak a traceback;
-        # nothing was registered, so the warehouse is unchanged and the job can be rerun.
-        raise write_error(exc, final) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    remove_orphaned_tmp(wh)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    data = sink.getvalue()
+    root = wh.vectors
+    root.write(relpath, data)
+    root.remove_orphaned_tmp()
     return VectorFileInfo(
         relpath=relpath,
         n_rows=table.num_rows,
-        size_bytes=final.stat().st_size,
-        sha256=sha256_file(final),
+        size_bytes=data.size,
+        sha256=hashlib.sha256(memoryview(data)).hexdigest(),
     )
-
-
-def tmp_name() -> str:
-    """A temporary file name that says which process on which host writes it."""
-    return f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex}.parquet.tmp"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def remove_orphaned_tmp(wh: Warehouse) -> int:
@@ -212,33 +179,7 @@ def remove_orphaned_tmp(wh: Warehouse) -> int:
     Returns:
         How many files were removed.
     """
-    if not wh.tmp_root.is_dir():
-        return 0
-    host = socket.gethostname()
-    removed = 0
-    for path in wh.tmp_root.glob("*.parquet.tmp"):
-        parts = path.name.removesuffix(".parquet.tmp").rsplit(".", 2)
-        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
-            continue
-        if not _pid_alive(int(parts[1])):
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
-def write_error(exc: OSError, path: Path) -> SemwhError:
-    """A specific error for a failed write of ``path`` (full disk, read-only, other I/O)."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return ResourceError(
-            f"no space left on device while writing {path}: free some space and run the "
-            "command again (completed work is kept)"
-        )
-    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return WarehouseError(
-            f"the warehouse is not writable ({exc.strerror}) while writing {path}: check the "
-            "folder's permissions or mount, or use another warehouse"
-        )
-    return WarehouseError(f"cannot write {path}: {exc.strerror or exc}")
+    return wh.vectors.remove_orphaned_tmp()
 
 
 def register_vector_file(
@@ -456,12 +397,8 @@ def save_space(
 
 
 def _read_files(wh: Warehouse, relpaths: Sequence[str]) -> pa.Table:
-    tables = []
-    for rel in relpaths:
-        path = wh.vectors_root / rel
-        if not path.exists():
-            raise NotFoundError(f"registered vector file {path} is missing from the warehouse")
-        tables.append(pq.read_table(path, schema=ARROW_SCHEMA))
+    root = wh.vectors
+    tables = [root.read_table(rel, schema=ARROW_SCHEMA) for rel in relpaths]
     return pa.concat_tables(tables) if tables else ARROW_SCHEMA.empty_table()
 
 
@@ -524,21 +461,15 @@ def list_spaces(wh: Warehouse, kind: str | None = None) -> list[Space]:
         return list(session.scalars(query).all())
 
 
-def read_file_metadata(path: Path) -> dict[str, Any]:
+def read_file_metadata(wh: Warehouse, relpath: str) -> dict[str, Any]:
     """The semwh provenance stored in a vector file's Parquet metadata."""
-    meta = pq.read_schema(path).metadata or {}
+    meta = wh.vectors.read_metadata(relpath)
     return json.loads(meta.get(METADATA_KEY, b"{}"))
 
 
 def clean_tmp(wh: Warehouse) -> int:
     """Remove temporary files left by killed writers; returns how many were removed."""
-    if not wh.tmp_root.exists():
-        return 0
-    removed = 0
-    for path in wh.tmp_root.glob("*.tmp"):
-        path.unlink(missing_ok=True)
-        removed += 1
-    return removed
+    return wh.vectors.clean_tmp()
 
 
 def ensure_unique(values: Sequence[str], what: str, where: str) -> None:

@@ -8,13 +8,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError, IntegrityError
+import duckdb
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from semwh.config import REGISTRY_FILENAME, VECTORS_DIRNAME, Settings, load_settings
 from semwh.errors import DuplicateError, WarehouseBusyError, WarehouseError
+from semwh.warehouse.storage import VectorsRoot
+
+# The warehouse_settings key that records where the warehouse keeps its vectors.
+VECTORS_SETTING = "vectors_location"
 
 _LOCK_PATTERNS = ("could not set lock", "conflicting lock", "database is locked")
 
@@ -53,20 +58,46 @@ class Warehouse:
     Attributes:
         root: The warehouse folder.
         db_url: SQLAlchemy URL of the registry database.
+        vectors_location: Where this process reaches the vectors root (a folder or a storage
+            URI), overriding the one the registry records; None to use the recorded one.
     """
 
     root: Path
     db_url: str
+    vectors_location: str | None = None
     _engine: Engine | None = field(default=None, repr=False)
+    _vectors: VectorsRoot | None = field(default=None, repr=False)
+
+    @property
+    def default_vectors_root(self) -> Path:
+        return self.root / VECTORS_DIRNAME
+
+    @property
+    def vectors(self) -> VectorsRoot:
+        """The vectors root: the override, else the registry's record, else ``<root>/vectors``."""
+        if self._vectors is None:
+            self._vectors = self.open_vectors(
+                self.vectors_location or stored_vectors_location(self)
+            )
+        return self._vectors
+
+    def open_vectors(self, location: str | None) -> VectorsRoot:
+        """A vectors root at ``location`` (None: the default folder inside the warehouse)."""
+        default = self.default_vectors_root
+        if location is None or Path(location).expanduser().resolve() == default:
+            # The warehouse's own vectors/ keeps its temporary files in the sibling tmp/.
+            return VectorsRoot.open(default, tmp_dir=self.root / "tmp")
+        return VectorsRoot.open(location)
 
     @property
     def vectors_root(self) -> Path:
-        return self.root / VECTORS_DIRNAME
+        """The vectors folder (raises when the vectors live in an object store)."""
+        return self.vectors.local_path("")
 
     @property
     def tmp_root(self) -> Path:
         """Where files are written before they are complete (same filesystem as vectors)."""
-        return self.root / "tmp"
+        return self.vectors.tmp_dir or self.root / "tmp"
 
     @property
     def is_duckdb(self) -> bool:
@@ -117,6 +148,91 @@ class Warehouse:
             self._engine = None
 
 
+def record_vectors_location(wh: Warehouse) -> None:
+    """Record ``wh.vectors_location`` as where the warehouse keeps its vectors (``init``).
+
+    Every process that opens the warehouse later (another node of a cluster, say) reads the
+    record, so only ``init`` needs to be told. A no-op without a location or when it is
+    already recorded.
+
+    Raises:
+        WarehouseError: The warehouse already holds vector files somewhere else.
+    """
+    from sqlalchemy import func
+
+    from semwh.warehouse.models import VectorFile, WarehouseSetting
+
+    if wh.vectors_location is None:
+        return
+    wanted = wh.open_vectors(wh.vectors_location)
+    stored = stored_vectors_location(wh)
+    current = wh.open_vectors(stored)
+    if wanted.location == current.location:
+        return
+    with wh.session() as session:
+        n_files = session.scalar(select(func.count()).select_from(VectorFile)) or 0
+        if n_files:
+            raise WarehouseError(
+                f"warehouse {wh.root} keeps its vectors at {current.location} and already "
+                f"registers {n_files} vector files there; it cannot switch to "
+                f"{wanted.location} (pass that location only where this machine reaches the "
+                "same files, and not to `semwh init`)"
+            )
+        session.merge(WarehouseSetting(key=VECTORS_SETTING, value=wanted.location))
+    wh._vectors = None
+
+
+@contextmanager
+def peek_registry(wh: Warehouse) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """A read-only connection on a DuckDB registry file, or None where there is none to open.
+
+    Reads that must not block on other readers go through this: DuckDB refuses a read-write
+    open while any other process (a notebook, another `semwh sql`) has the file open, even
+    only for reading. None when the registry is not a DuckDB file, does not exist, or this
+    process already holds it read-write (then ask through ``wh.engine``).
+
+    Raises:
+        WarehouseBusyError: Another process holds the file read-write.
+    """
+    path = wh.duckdb_path
+    con = None
+    if path is not None and path.exists():
+        try:
+            con = duckdb.connect(str(path), read_only=True)
+        except duckdb.ConnectionException:
+            con = None  # this process already holds it read-write
+        except duckdb.Error as exc:
+            if is_busy_error(exc):
+                raise WarehouseBusyError(busy_message(path, exc)) from exc
+            raise WarehouseError(f"cannot open {path}: {str(exc).splitlines()[0]}") from exc
+    try:
+        yield con
+    finally:
+        if con is not None:
+            con.close()
+
+
+def stored_vectors_location(wh: Warehouse) -> str | None:
+    """The vectors root the registry records, or None (the default, or no registry yet)."""
+    from semwh.warehouse.models import WarehouseSetting
+    from semwh.warehouse.views import recorded_vectors_location
+
+    if not wh.exists():
+        return None
+    with peek_registry(wh) as con:
+        if con is not None:
+            return recorded_vectors_location(con)
+    try:
+        with wh.session() as session:
+            return session.scalar(
+                select(WarehouseSetting.value).where(WarehouseSetting.key == VECTORS_SETTING)
+            )
+    except (OperationalError, ProgrammingError):
+        # A registry older than the settings table (before `semwh db upgrade`) or not yet
+        # created: it can only use the default.
+        return None
+
+
 def _translate_busy(context) -> None:  # type: ignore[no-untyped-def]
     exc = context.original_exception
     engine = context.engine
@@ -136,7 +252,7 @@ def _translate_busy(context) -> None:  # type: ignore[no-untyped-def]
 def warehouse_from_settings(settings: Settings) -> Warehouse:
     root = settings.warehouse.resolve()
     url = settings.db_url or f"duckdb:///{root / REGISTRY_FILENAME}"
-    return Warehouse(root=root, db_url=url)
+    return Warehouse(root=root, db_url=url, vectors_location=settings.vectors)
 
 
 def open_warehouse(
@@ -144,6 +260,7 @@ def open_warehouse(
     db_url: str | None = None,
     *,
     check_schema: bool = True,
+    vectors: str | None = None,
 ) -> Warehouse:
     """Open an existing warehouse and check that its schema matches this code.
 
@@ -151,6 +268,7 @@ def open_warehouse(
         warehouse: The folder (default: ``SEMWH_WAREHOUSE`` or ``./semwh-warehouse``).
         db_url: A SQLAlchemy URL for the registry instead of the folder's DuckDB file.
         check_schema: Raise when the schema revision differs from the code's head.
+        vectors: Where this process reaches the vectors root, instead of the registry's record.
 
     Raises:
         WarehouseError: The warehouse does not exist.
@@ -158,7 +276,7 @@ def open_warehouse(
     """
     from semwh.warehouse.migrate import check_revision
 
-    wh = warehouse_from_settings(load_settings(warehouse, db_url))
+    wh = warehouse_from_settings(load_settings(warehouse, db_url, vectors))
     if not wh.exists():
         raise WarehouseError(
             f"no warehouse at {wh.root}: run `semwh --warehouse {wh.root} init` first"

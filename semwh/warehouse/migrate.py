@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 
-import duckdb
 from alembic import command
 from alembic.config import Config
 from alembic.ddl.impl import DefaultImpl
@@ -16,8 +15,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
-from semwh.errors import SchemaMismatchError, WarehouseBusyError, WarehouseError
-from semwh.warehouse.layout import Warehouse, busy_message, is_busy_error
+from semwh.errors import SchemaMismatchError, WarehouseError
+from semwh.warehouse.layout import (
+    Warehouse,
+    peek_registry,
+    record_vectors_location,
+)
 
 
 class DuckDBImpl(DefaultImpl):
@@ -55,30 +58,16 @@ def _script_only_config() -> Config:
 
 def current_revision(wh: Warehouse) -> str | None:
     """The registry's schema revision, or None when it has no schema."""
-    path = wh.duckdb_path
-    if path is not None and path.exists():
-        # Read-only where possible: DuckDB refuses a read-write open while any other process
-        # (a notebook, another `semwh sql`) has the file open, even only for reading.
-        try:
-            con = duckdb.connect(str(path), read_only=True)
-        except duckdb.ConnectionException:
-            pass  # this process already holds it read-write: ask through that engine below
-        except duckdb.Error as exc:
-            if is_busy_error(exc):
-                raise WarehouseBusyError(busy_message(path, exc)) from exc
-            raise WarehouseError(f"cannot open {path}: {str(exc).splitlines()[0]}") from exc
-        else:
-            try:
-                found = con.execute(
-                    "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'alembic_version' "
-                    "AND schema_name = 'main'"
-                ).fetchone()
-                if not found or not found[0]:
-                    return None
-                row = con.execute("SELECT version_num FROM alembic_version").fetchone()
-                return row[0] if row else None
-            finally:
-                con.close()
+    with peek_registry(wh) as con:
+        if con is not None:
+            found = con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'alembic_version' "
+                "AND schema_name = 'main'"
+            ).fetchone()
+            if not found or not found[0]:
+                return None
+            row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+            return row[0] if row else None
     with wh.engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
@@ -131,7 +120,6 @@ def _migrating(wh: Warehouse) -> Iterator[None]:
 
 def upgrade(wh: Warehouse, revision: str = "head") -> str | None:
     wh.root.mkdir(parents=True, exist_ok=True)
-    wh.vectors_root.mkdir(parents=True, exist_ok=True)
     with _migrating(wh):
         command.upgrade(alembic_config(wh), revision)
     return current_revision(wh)
@@ -158,7 +146,14 @@ def history() -> list[tuple[str, str | None, str]]:
 
 
 def init_warehouse(wh: Warehouse) -> tuple[str | None, str]:
-    """Create the folder and migrate to head; a no-op on an up-to-date warehouse.
+    """Create the folder, migrate to head and record the vectors root if one is given.
+
+    A no-op on an up-to-date warehouse. ``wh.vectors_location`` (``--vectors``) is recorded
+    in the registry so that every process reading the warehouse finds the files.
+
+    Raises:
+        WarehouseError: The vectors root cannot be reached, or the warehouse already holds
+            vector files under another root.
 
     Returns:
         The revision before and after.
@@ -167,5 +162,6 @@ def init_warehouse(wh: Warehouse) -> tuple[str | None, str]:
     head = head_revision()
     if before != head:
         upgrade(wh, "head")
-    wh.vectors_root.mkdir(parents=True, exist_ok=True)
+    wh.vectors.ensure()
+    record_vectors_location(wh)
     return before, head

@@ -416,5 +416,15 @@ class PermutationNull(Base):
     values: Mapped[str] = mapped_column(Text, nullable=False)  # JSON list of floats
 
 
+class WarehouseSetting(Base):
+    """A setting of the warehouse every process must agree on (e.g. where its vectors live)."""
+
+    __tablename__ = "warehouse_settings"
+
+    key: Mapped[str] = mapped_column(String, primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+    updated_at: Mapped[datetime] = _created()
+
+
 Index("ix_results_2v2_spaces", Result2v2.space_a, Result2v2.space_b)
 Index("ix_results_rsa_spaces", ResultRSA.space_a, ResultRSA.space_b)

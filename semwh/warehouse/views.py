@@ -1,16 +1,18 @@
 """Views over the registry and the Parquet tree: the one module that knows Parquet paths in SQL.
 
 ``layer_curves`` is a persistent view created by a migration. ``vectors`` depends on where the
-warehouse folder is mounted, so it is a temporary view created on every read connection, over
-the files that are *registered* in ``vector_files`` only: a half-written or orphaned Parquet
-file is never visible.
+vectors root is reached from (a mounted folder, an object store), so it is a temporary view
+created on every read connection, over the files that are *registered* in ``vector_files``
+only: a half-written or orphaned Parquet file is never visible. On a folder DuckDB reads the
+files itself; on an object store it scans an Arrow dataset that reaches them through
+:mod:`pyarrow.fs`, with the credentials of the machine running the query.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import duckdb
+
+from semwh.warehouse.storage import VectorsRoot
 
 VIEW_NAMES = frozenset({"layer_curves"})
 
@@ -21,24 +23,42 @@ _EMPTY_VECTORS = (
     "CAST(NULL AS BIGINT) AS image_id, CAST(NULL AS FLOAT[]) AS vector WHERE false"
 )
 
+# The Arrow dataset behind the view on an object store, registered on the connection.
+_REMOTE_FILES = "semwh_vector_files"
+
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def registered_files(conn: duckdb.DuckDBPyConnection, vectors_root: Path) -> list[Path]:
-    rows = conn.execute("SELECT path FROM vector_files ORDER BY file_id").fetchall()
-    return [vectors_root / row[0] for row in rows]
+def recorded_vectors_location(conn: duckdb.DuckDBPyConnection) -> str | None:
+    """The vectors root recorded in ``warehouse_settings``, read on a raw DuckDB connection."""
+    from semwh.warehouse.layout import VECTORS_SETTING
+
+    try:
+        row = conn.execute(
+            "SELECT value FROM warehouse_settings WHERE key = ?", [VECTORS_SETTING]
+        ).fetchone()
+    except duckdb.CatalogException:
+        return None  # a registry from before the settings table: the default root
+    return row[0] if row else None
 
 
 def create_vectors_view(
-    conn: duckdb.DuckDBPyConnection, vectors_root: Path, name: str = "vectors"
+    conn: duckdb.DuckDBPyConnection, root: VectorsRoot, name: str = "vectors"
 ) -> None:
     """Create a temporary view ``name`` (space, wnid, image_id, vector) over registered files."""
-    paths = [p for p in registered_files(conn, vectors_root) if p.exists()]
-    if paths:
-        listing = "[" + ", ".join(_quote(str(p)) for p in paths) + "]"
+    from semwh.vectors.store import ARROW_SCHEMA
+
+    rows = conn.execute("SELECT path FROM vector_files ORDER BY file_id").fetchall()
+    relpaths = [row[0] for row in rows]
+    present = [rel for rel, ok in zip(relpaths, root.exists(relpaths), strict=True) if ok]
+    if not present:
+        body = _EMPTY_VECTORS
+    elif root.is_local:
+        listing = "[" + ", ".join(_quote(str(root.local_path(rel))) for rel in present) + "]"
         body = f"SELECT {VECTOR_COLUMNS} FROM read_parquet({listing}, union_by_name = true)"
     else:
-        body = _EMPTY_VECTORS
+        conn.register(_REMOTE_FILES, root.dataset(present, ARROW_SCHEMA))
+        body = f"SELECT {VECTOR_COLUMNS} FROM {_REMOTE_FILES}"
     conn.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {body}")

@@ -268,6 +268,9 @@ def add_row_to_every_table(session: Session) -> dict[str, int]:
             test="rsa", result_id=rsa.result_id, n_permutations=2, seed=7, values="[0.1, -0.2]"
         )
     )
+    session.add(
+        m.WarehouseSetting(key="vectors_location", value="s3://lab-bucket/warehouse/vectors")
+    )
     session.flush()
     counts: dict[str, int] = {}
     for table in m.Base.metadata.sorted_tables:

@@ -78,7 +78,7 @@ def test_unregistered_files_are_invisible_to_sql(warehouse) -> None:
         metadata={"model": "m"},
     )
     assert (warehouse.vectors_root / rel).exists() and info.n_rows == 2
-    assert read_file_metadata(warehouse.vectors_root / rel)["model"] == "m"
+    assert read_file_metadata(warehouse, rel)["model"] == "m"
     assert pq.read_table(warehouse.vectors_root / rel).column("image_id").to_pylist() == [1, 2]
     # Written but never registered: the vectors view does not see it.
     assert run_sql(warehouse, "SELECT count(*) AS n FROM vectors").rows() == [(0,)]
