@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semwh.analyze.permutation import permutation_blocks
+from semwh.analyze import permutation_blocks
 from semwh.errors import ConfigError, DegenerateInputError
 from semwh.runs import ComparisonOptions, plan_comparison, run_comparison
 from semwh.runs.comparison import comparison_null, with_null, with_seed, without_null
