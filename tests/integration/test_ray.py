@@ -6,9 +6,11 @@ One local Ray (2 CPUs, the small footprint semwh starts by default) serves the w
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -25,12 +27,14 @@ from semwh.vectors import load_image_vectors, load_space, save_space
 from semwh.warehouse.layout import Warehouse, warehouse_from_settings
 from semwh.warehouse.migrate import init_warehouse
 from semwh.warehouse.models import (
+    AnalysisRun,
     Concept,
     ExtractionRun,
     ExtractionShard,
     Image,
     Prediction,
     VectorFile,
+    VisionModel,
 )
 from tests.conftest import semwh_bin
 
@@ -260,6 +264,87 @@ def test_ray_sweep_matches_local_exactly(
     got = sweep_numbers(wh, distributed)
     assert got == expected  # exact: floats, p-values, FDR and nulls
     assert all(len(n[-1]) == 200 for n in got) and any(n[6] < 0.5 for n in got)
+
+
+FLAT = "flatnet"
+
+
+def add_flat_model(wh: Warehouse) -> str:
+    """A vision model whose one layer gives every concept of GloVe the same vector."""
+    words = load_space(wh, "glove")
+    with wh.session() as session:
+        session.add(VisionModel(name=FLAT, architecture="toy", weights="none", preprocessing="{}"))
+    row = np.linspace(-1.0, 1.0, 16)
+    name = f"{FLAT}/flat"
+    save_space(
+        wh,
+        name,
+        "layer",
+        words.wnids,
+        np.tile(row, (len(words.wnids), 1)),
+        model=FLAT,
+        layer="flat",
+        depth_index=0,
+        relative_depth=0.0,
+    )
+    return name
+
+
+def finishes(call, seconds: float):
+    """``call()``, failing the test instead of hanging when it takes over ``seconds``."""
+    out: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            out["value"] = call()
+        except BaseException as exc:  # re-raised in the test's thread
+            out["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        pytest.fail(f"the sweep did not finish within {seconds:.0f} s")
+    if "error" in out:
+        raise out["error"]  # type: ignore[misc]
+    return out["value"]
+
+
+def test_ray_sweep_skips_a_degenerate_layer_and_keeps_the_others_exact(
+    local_sweep, ray_cluster
+) -> None:
+    """A layer whose concepts are indistinguishable is skipped by both tests while its null
+    blocks are already queued (first, ahead of every other comparison's): the sweep finishes,
+    the skipped blocks hold no CPU afterwards, and the other rows are the local engine's."""
+    from semwh.runs import sweep
+
+    wh, _local, expected = local_sweep
+    flat = add_flat_model(wh)
+    engine = sweep_engine("ray", perm_block=64)
+    result = finishes(
+        lambda: sweep(wh, [FLAT, MODEL], ["glove"], force=True, engine=engine, **SWEEP), 120
+    )
+    # Every comparison, the skipped ones included, had its null split into four blocks.
+    assert engine.submitted == {"comparisons": 8, "null_blocks": 8 * 4}
+    assert result.computed == 6 and result.seed == 7
+    assert sorted((s.test, s.space_a, s.space_b) for s in result.skipped) == [
+        ("2v2", flat, "glove"),
+        ("rsa", flat, "glove"),
+    ]
+    for skipped in result.skipped:
+        assert skipped.reason.startswith(f"{skipped.test} of space {flat!r} vs space 'glove'")
+        assert "nearly identical" in skipped.reason
+    assert all(row.space_a != flat for row in result.rows)
+    with wh.session() as session:
+        params = json.loads(session.get(AnalysisRun, result.analysis_id).params)
+    assert params["skipped"] == [s.to_dict() for s in result.skipped]
+    assert sweep_numbers(wh, result) == expected  # exact: floats, p-values, FDR and nulls
+    # No block task is left running: the local Ray's CPUs come back.
+    total = ray.cluster_resources()["CPU"]
+    deadline = time.monotonic() + 10
+    while ray.available_resources().get("CPU", 0.0) < total:
+        assert time.monotonic() < deadline, "null blocks still hold CPUs after the sweep"
+        time.sleep(0.1)
 
 
 def test_killed_ray_extraction_resumes_to_same_rows(
