@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from semwh.config import load_settings
 from semwh.warehouse.layout import Warehouse, warehouse_from_settings
 from semwh.warehouse.migrate import init_warehouse
+from tests.s3server import CREDENTIALS, S3Server, running_s3_server
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO.parent / "shared" / "datasets" / "imagenet-200"
@@ -33,6 +35,23 @@ def samples_dir() -> Path:
     if not folder.is_dir():
         pytest.skip(f"sample images not found at {folder} (set SEMWH_SAMPLES)")
     return folder
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A local S3-compatible server (its own process) and credentials in the environment."""
+    pytest.importorskip("moto", reason="the object-store tests need moto[server] (dev extra)")
+    saved = {key: os.environ.get(key) for key in CREDENTIALS}
+    os.environ.update(CREDENTIALS)
+    try:
+        with running_s3_server() as server:
+            yield server
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def semwh_bin() -> str:

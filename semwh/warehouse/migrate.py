@@ -160,8 +160,9 @@ def init_warehouse(wh: Warehouse) -> tuple[str | None, str]:
     """
     before = current_revision(wh) if wh.exists() else None
     head = head_revision()
+    # Before anything is created: an unreachable store or a bad location changes nothing.
+    wh.vectors.ensure()
     if before != head:
         upgrade(wh, "head")
-    wh.vectors.ensure()
     record_vectors_location(wh)
     return before, head
