@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -249,8 +248,10 @@ class VectorsRoot:
                 digest.update(block)
         return digest.hexdigest()
 
-    def dataset(self, relpaths: Sequence[str], schema: pa.Schema) -> pads.Dataset:
+    def dataset(self, relpaths: Sequence[str], schema: pa.Schema) -> Any:
         """A lazy Arrow dataset over the given files (what DuckDB scans for a remote root)."""
+        import pyarrow.dataset as pads
+
         return pads.dataset(
             [self.path(rel) for rel in relpaths],
             schema=schema,
