@@ -18,10 +18,12 @@ VIEW_NAMES = frozenset({"layer_curves"})
 
 VECTOR_COLUMNS = "space, wnid, image_id, vector"
 
-_EMPTY_VECTORS = (
+# One row of the view's columns, all null; filtered to none, or to an error when read.
+_NULL_ROW = (
     "SELECT CAST(NULL AS VARCHAR) AS space, CAST(NULL AS VARCHAR) AS wnid, "
-    "CAST(NULL AS BIGINT) AS image_id, CAST(NULL AS FLOAT[]) AS vector WHERE false"
+    "CAST(NULL AS BIGINT) AS image_id, CAST(NULL AS FLOAT[]) AS vector"
 )
+_EMPTY_VECTORS = f"{_NULL_ROW} WHERE false"
 
 # The Arrow dataset behind the view on an object store, registered on the connection.
 _REMOTE_FILES = "semwh_vector_files"
@@ -52,13 +54,22 @@ def create_vectors_view(
 
     rows = conn.execute("SELECT path FROM vector_files ORDER BY file_id").fetchall()
     relpaths = [row[0] for row in rows]
-    present = [rel for rel, ok in zip(relpaths, root.exists(relpaths), strict=True) if ok]
-    if not present:
-        body = _EMPTY_VECTORS
-    elif root.is_local:
-        listing = "[" + ", ".join(_quote(str(root.local_path(rel))) for rel in present) + "]"
-        body = f"SELECT {VECTOR_COLUMNS} FROM read_parquet({listing}, union_by_name = true)"
-    else:
-        conn.register(_REMOTE_FILES, root.dataset(present, ARROW_SCHEMA))
-        body = f"SELECT {VECTOR_COLUMNS} FROM {_REMOTE_FILES}"
+    try:
+        present = [rel for rel, ok in zip(relpaths, root.exists(relpaths), strict=True) if ok]
+        if not present:
+            body = _EMPTY_VECTORS
+        elif root.is_local:
+            listing = "[" + ", ".join(_quote(str(root.local_path(rel))) for rel in present) + "]"
+            body = f"SELECT {VECTOR_COLUMNS} FROM read_parquet({listing}, union_by_name = true)"
+        else:
+            conn.register(_REMOTE_FILES, root.dataset(present, ARROW_SCHEMA))
+            body = f"SELECT {VECTOR_COLUMNS} FROM {_REMOTE_FILES}"
+    except OSError as exc:
+        # An unreachable store must not take the registry tables down with it: the view
+        # raises this message when (and only when) a query reads it.
+        message = (
+            f"the vectors root {root.location} cannot be reached "
+            f"({str(exc).splitlines()[0]}); the registry tables can still be queried"
+        )
+        body = f"{_NULL_ROW} WHERE error({_quote(message)}) IS NULL"
     conn.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {body}")

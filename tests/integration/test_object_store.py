@@ -209,3 +209,15 @@ def test_a_folder_root_outside_the_warehouse(tmp_path: Path) -> None:
     with pytest.raises(WarehouseError, match="cannot switch"):
         other = open_warehouse(tmp_path / "wh", vectors=str(tmp_path / "other"))
         record_vectors_location(other)
+
+
+def test_an_unreachable_store_fails_only_queries_of_vectors(s3_wh: Warehouse) -> None:
+    closed = (
+        f"s3://{BUCKET}/main/vectors?endpoint_override=127.0.0.1:9&scheme=http&region=us-east-1"
+    )
+    args = ["--warehouse", str(s3_wh.root), "--vectors", closed, "sql"]
+    ok = run_cli(*args, "SELECT count(*) AS n FROM spaces")
+    assert "│ 3 │" in ok.stdout  # two layer spaces and glove: the registry is readable
+    failed = run_cli(*args, "SELECT count(*) FROM vectors", check=False)
+    assert failed.returncode == 1
+    assert "the vectors root s3://" in failed.stderr and "cannot be reached" in failed.stderr
