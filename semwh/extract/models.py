@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from semwh.errors import ConfigError, InputError, MissingDependencyError
+from semwh.extract.digests import WeightsDigests
 from semwh.extract.preprocess import Preprocessing
-from semwh.hashing import sha256_file
 
 EFFICIENTNET_LITE0 = "efficientnet_lite0"
 DEFAULT_SEED = 0
@@ -65,6 +65,17 @@ class LoadedModel:
     @property
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.module.parameters())
+
+    @property
+    def identity(self) -> ModelIdentity:
+        return ModelIdentity(
+            name=self.name,
+            architecture=self.architecture,
+            weights=self.weights,
+            weights_sha256=self.weights_sha256,
+            seed=self.seed,
+            preprocessing=self.preprocessing,
+        )
 
 
 def available_models() -> list[str]:
@@ -223,6 +234,88 @@ def _default_name(arch: str, weights: str, default_member: str | None) -> str:
     return f"{arch}-{weights.lower()}"
 
 
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What identifies a model in the registry and in a run's parameters.
+
+    Attributes: as :class:`LoadedModel`'s of the same names.
+    """
+
+    name: str
+    architecture: str
+    weights: str
+    weights_sha256: str
+    seed: int | None
+    preprocessing: Preprocessing
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model before it is built: its name, weights choice, preprocessing and builders.
+
+    Attributes:
+        name: Registry name.
+        architecture: Architecture name.
+        weights: The weights label (as :attr:`LoadedModel.weights`).
+        seed: Seed of the random initialisation (None for trained weights).
+        preprocessing: How images are turned into the model's input.
+        weights_path: The file whose SHA-256 identifies the weights when it exists (a local
+            file, the package's file, torchvision's cached download); otherwise, and for
+            random weights (None), the hash of the built module's state dict does.
+        build: Builds the network with its weights (CPU).
+        skeleton: Builds the same modules on the meta device: no weights, no memory.
+    """
+
+    name: str
+    architecture: str
+    weights: str
+    seed: int | None
+    preprocessing: Preprocessing
+    weights_path: Path | None
+    build: Callable[[], nn.Module]
+    skeleton: Callable[[], nn.Module]
+
+    def identity(self, weights_sha256: str) -> ModelIdentity:
+        return ModelIdentity(
+            name=self.name,
+            architecture=self.architecture,
+            weights=self.weights,
+            weights_sha256=weights_sha256,
+            seed=self.seed,
+            preprocessing=self.preprocessing,
+        )
+
+
+def _on_meta(build: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+    def skeleton() -> nn.Module:
+        with torch.device("meta"):
+            return build()
+
+    return skeleton
+
+
+def model_spec(
+    architecture: str,
+    *,
+    weights: str = "default",
+    weights_file: str | Path | None = None,
+    seed: int = DEFAULT_SEED,
+    name: str | None = None,
+) -> ModelSpec:
+    """A model's identity and builders, without building it (arguments as :func:`load_model`).
+
+    Raises:
+        NotFoundError: Unknown architecture or weights member.
+        ConfigError: Both ``weights`` and ``weights_file``.
+    """
+    if weights_file is not None and weights not in ("default", "file"):
+        raise ConfigError("pass either --weights or --weights-file, not both")
+    mode = "file" if weights_file is not None else weights
+    if architecture == EFFICIENTNET_LITE0:
+        return _efficientnet_lite0_spec(mode, weights_file, seed, name)
+    return _torchvision_spec(architecture, mode, weights_file, seed, name)
+
+
 def load_model(
     architecture: str,
     *,
@@ -230,6 +323,7 @@ def load_model(
     weights_file: str | Path | None = None,
     seed: int = DEFAULT_SEED,
     name: str | None = None,
+    digests: WeightsDigests | None = None,
 ) -> LoadedModel:
     """Build a model with its weights and preprocessing.
 
@@ -239,50 +333,70 @@ def load_model(
         weights_file: A local state dict to load instead of downloading (offline clusters).
         seed: Seed for ``weights='none'``.
         name: Registry name; default ``ARCH`` for ImageNet weights, ``ARCH-random`` for none.
+        digests: Where weights-file hashes are remembered (default: hash the file).
 
     Raises:
         NotFoundError: Unknown architecture or weights member.
         InputError: The weights file does not fit the architecture.
     """
-    if weights_file is not None and weights not in ("default", "file"):
-        raise ConfigError("pass either --weights or --weights-file, not both")
-    mode = "file" if weights_file is not None else weights
-    if architecture == EFFICIENTNET_LITE0:
-        return _load_efficientnet_lite0(mode, weights_file, seed, name)
-    return _load_torchvision(architecture, mode, weights_file, seed, name)
+    spec = model_spec(
+        architecture, weights=weights, weights_file=weights_file, seed=seed, name=name
+    )
+    module = spec.build().eval()
+    if spec.weights_path is not None and spec.weights_path.exists():
+        digest = (digests or WeightsDigests(None)).sha256(spec.weights_path)
+    else:
+        digest = state_dict_sha256(module)
+    default, all_layers, logits = _default_layers(spec.architecture, module)
+    return LoadedModel(
+        name=spec.name,
+        architecture=spec.architecture,
+        module=module,
+        weights=spec.weights,
+        weights_sha256=digest,
+        seed=spec.seed,
+        preprocessing=spec.preprocessing,
+        default_layers=default,
+        all_layers=all_layers,
+        logits_layer=logits,
+    )
 
 
-def _load_efficientnet_lite0(
+def _efficientnet_lite0_spec(
     mode: str, weights_file: str | Path | None, seed: int, name: str | None
-) -> LoadedModel:
+) -> ModelSpec:
     arch = EFFICIENTNET_LITE0
+    path: Path | None = None
     if mode == "none":
-        net = _seeded(efficientnet_lite0_package_net, seed)
+
+        def build() -> nn.Module:
+            return EfficientNetLite(_seeded(efficientnet_lite0_package_net, seed))
+
         label, used_seed = "none", seed
     elif mode in ("default", "file", "imagenet"):
-        path = Path(weights_file) if weights_file is not None else efficientnet_lite0_weights_path()
-        net = efficientnet_lite0_package_net()
-        _load_into(net, _load_state_dict_file(path), str(path))
-        label = f"file:{path}" if weights_file is not None else f"package:{path.name}"
+        file = Path(weights_file) if weights_file is not None else efficientnet_lite0_weights_path()
+
+        def build() -> nn.Module:
+            net = efficientnet_lite0_package_net()
+            _load_into(net, _load_state_dict_file(file), str(file))
+            return EfficientNetLite(net)
+
+        label = f"file:{file}" if weights_file is not None else f"package:{file.name}"
+        path = file
         used_seed = None
     else:
         raise ConfigError(
             f"unknown weights {mode!r} for {arch} (choose default, none or --weights-file)"
         )
-    module = EfficientNetLite(net).eval()
-    default, all_layers, logits = _default_layers(arch, module)
-    digest = state_dict_sha256(module) if mode == "none" else sha256_file(path)
-    return LoadedModel(
+    return ModelSpec(
         name=name or _default_name(arch, "file" if mode != "none" else "none", None),
         architecture=arch,
-        module=module,
         weights=label,
-        weights_sha256=digest,
         seed=used_seed,
         preprocessing=EFFICIENTNET_LITE0_PREPROCESSING,
-        default_layers=default,
-        all_layers=all_layers,
-        logits_layer=logits,
+        weights_path=path,
+        build=build,
+        skeleton=_on_meta(lambda: EfficientNetLite(efficientnet_lite0_package_net())),
     )
 
 
@@ -293,9 +407,9 @@ def _torchvision_kwargs(arch: str) -> dict[str, Any]:
     return {}
 
 
-def _load_torchvision(
+def _torchvision_spec(
     arch: str, mode: str, weights_file: str | Path | None, seed: int, name: str | None
-) -> LoadedModel:
+) -> ModelSpec:
     import torchvision.models as tvm
 
     if arch not in tvm.list_models(module=tvm):
@@ -322,38 +436,44 @@ def _load_torchvision(
                 "or --weights-file)"
             ) from None
     preprocessing = Preprocessing.from_transform(member.transforms())
+    n_classes = len(member.meta["categories"])
     used_seed: int | None = None
+    path: Path | None = None
     if mode == "none":
-        module = _seeded(lambda: builder(weights=None, **_init_kwargs(arch)), seed)
+
+        def build() -> nn.Module:
+            return _seeded(lambda: builder(weights=None, **_init_kwargs(arch)), seed)
+
         label, used_seed = "none", seed
-        digest = state_dict_sha256(module)
     elif mode == "file":
-        path = Path(weights_file)  # type: ignore[arg-type]
-        module = builder(
-            weights=None, num_classes=len(member.meta["categories"]), **_torchvision_kwargs(arch)
-        )
-        _load_into(module, _load_state_dict_file(path), str(path))
-        label, digest = f"file:{path}", sha256_file(path)
+        file = Path(weights_file)  # type: ignore[arg-type]
+
+        def build() -> nn.Module:
+            module = builder(weights=None, num_classes=n_classes, **_torchvision_kwargs(arch))
+            _load_into(module, _load_state_dict_file(file), str(file))
+            return module
+
+        label, path = f"file:{file}", file
     else:
-        # Downloads into the torch cache on first use (never during tests).
-        module = builder(weights=member)
+
+        def build() -> nn.Module:
+            # Downloads into the torch cache on first use (never during tests).
+            return builder(weights=member)
+
         label = f"{type(member).__name__}.{member.name}"
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(member.url).name
-        digest = sha256_file(cached) if cached.exists() else state_dict_sha256(module)
-    module.eval()
-    default, all_layers, logits = _default_layers(arch, module)
+        path = Path(torch.hub.get_dir()) / "checkpoints" / Path(member.url).name
     key = "none" if mode == "none" else ("file" if mode == "file" else member.name)
-    return LoadedModel(
+    return ModelSpec(
         name=name or _default_name(arch, key, default_member),
         architecture=arch,
-        module=module,
         weights=label,
-        weights_sha256=digest,
         seed=used_seed,
         preprocessing=preprocessing,
-        default_layers=default,
-        all_layers=all_layers,
-        logits_layer=logits,
+        weights_path=path,
+        build=build,
+        skeleton=_on_meta(
+            lambda: builder(weights=None, num_classes=n_classes, **_torchvision_kwargs(arch))
+        ),
     )
 
 
@@ -370,20 +490,44 @@ def resolve_layers(model: LoadedModel, layers: str | list[str] | None) -> list[s
     Raises:
         ConfigError: A name is not a module of the model.
     """
+    return _pick_layers(model.name, model.module, model.default_layers, model.all_layers, layers)
+
+
+def requested_layers(spec: ModelSpec, layers: str | list[str] | None) -> list[str]:
+    """The probe layers :func:`resolve_layers` would pick, from the model's structure alone.
+
+    The modules come from :attr:`ModelSpec.skeleton` (no weights are read), in the order of
+    the request or of the default list, which need not be the forward order.
+
+    Raises:
+        ConfigError: A name is not a module of the model.
+    """
+    skeleton = spec.skeleton()
+    default, all_layers, _ = _default_layers(spec.architecture, skeleton)
+    return _pick_layers(spec.name, skeleton, default, all_layers, layers)
+
+
+def _pick_layers(
+    name: str,
+    module: nn.Module,
+    default_layers: list[str],
+    all_layers: list[str],
+    layers: str | list[str] | None,
+) -> list[str]:
     if layers is None or layers == "default" or layers == []:
-        return list(model.default_layers)
+        return list(default_layers)
     if layers == "all" or layers == ["all"]:
-        return list(model.all_layers)
+        return list(all_layers)
     names = [s.strip() for s in layers.split(",")] if isinstance(layers, str) else list(layers)
     names = [n for n in names if n]
-    modules = dict(model.module.named_modules())
+    modules = dict(module.named_modules())
     for n in names:
         if n not in modules or n == "":
             close = [m for m in modules if m and (n in m or m in n)][:6]
             hint = f" (similar: {', '.join(close)})" if close else ""
             raise ConfigError(
-                f"model {model.name} has no module {n!r}{hint}; `--layers all` probes every "
-                f"block, e.g. {', '.join(model.all_layers[:4])}, ..."
+                f"model {name} has no module {n!r}{hint}; `--layers all` probes every "
+                f"block, e.g. {', '.join(all_layers[:4])}, ..."
             )
     if len(set(names)) != len(names):
         raise ConfigError(f"--layers lists a module twice: {','.join(names)}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -9,9 +11,16 @@ import torch
 import torchvision
 
 from semwh.errors import ConfigError, InputError, NotFoundError
+from semwh.extract.digests import WeightsDigests
 from semwh.extract.engine import ProbedModel, probe_shapes
 from semwh.extract.hooks import Pooling
-from semwh.extract.models import LoadedModel, load_model, resolve_layers
+from semwh.extract.models import (
+    LoadedModel,
+    load_model,
+    model_spec,
+    requested_layers,
+    resolve_layers,
+)
 
 # (model, number of default layers, first layer and its shape, last two layers' shapes)
 EXPECTED = {
@@ -124,3 +133,43 @@ def test_unknown_names_are_errors() -> None:
         resolve_layers(loaded, "layer1.0,layer9")
     assert resolve_layers(loaded, "layer1.0, fc") == ["layer1.0", "fc"]
     assert resolve_layers(loaded, "all") == loaded.all_layers
+
+
+@pytest.mark.parametrize("request_", [None, "all", "fc, layer1.0", ["conv1", "avgpool"]])
+def test_spec_picks_the_built_models_layers_without_weights(request_) -> None:
+    spec = model_spec("resnet18", weights="none", seed=1)
+    skeleton = spec.skeleton()
+    assert {p.device.type for p in skeleton.parameters()} == {"meta"}
+    loaded = load_model("resnet18", weights="none", seed=1)
+    assert requested_layers(spec, request_) == resolve_layers(loaded, request_)
+    assert (spec.name, spec.weights, spec.seed) == (loaded.name, loaded.weights, loaded.seed)
+    assert spec.preprocessing == loaded.preprocessing
+    with pytest.raises(ConfigError, match="no module 'layer9'"):
+        requested_layers(spec, "layer1.0,layer9")
+
+
+@pytest.mark.parametrize("arch", sorted(EXPECTED))
+def test_spec_layers_of_the_design_models(arch: str, random_models) -> None:
+    loaded = random_models[arch]
+    spec = model_spec(arch, weights="none")
+    for request_ in (None, "all"):
+        assert requested_layers(spec, request_) == resolve_layers(loaded, request_)
+
+
+def test_weights_file_hash_is_remembered(tmp_path: Path) -> None:
+    src = load_model("resnet18", weights="none", seed=4)
+    path = tmp_path / "resnet18.pth"
+    torch.save(src.module.state_dict(), path)
+    past = path.stat().st_mtime - 60
+    os.utime(path, (past, past))
+    expected = hashlib.sha256(path.read_bytes()).hexdigest()
+    spec = model_spec("resnet18", weights_file=path)
+    assert spec.weights_path == path and spec.identity(expected).weights == f"file:{path}"
+    cache = tmp_path / "wh" / "cache" / "weights_sha256.json"
+    first = WeightsDigests(cache)
+    assert load_model("resnet18", weights_file=path, digests=first).weights_sha256 == expected
+    assert first.hashed == 1
+    second = WeightsDigests(cache)
+    again = load_model("resnet18", weights_file=path, digests=second)
+    assert again.weights_sha256 == expected and second.hashed == 0
+    assert again.identity == spec.identity(expected)
