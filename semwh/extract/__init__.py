@@ -7,7 +7,7 @@ pooling hooks, ``engine`` the batch loop and ``job`` the resumable, sharded job 
 
 from semwh.extract.engine import ProbedModel, extract_batch
 from semwh.extract.hooks import Pooling, parse_pooling
-from semwh.extract.job import ExtractionSummary, run_extraction
+from semwh.extract.job import ExtractionSummary, finished_extraction, run_extraction
 from semwh.extract.models import LoadedModel, available_models, load_model, resolve_layers
 from semwh.extract.plan import ExtractionPlan, LayerPlan
 from semwh.extract.preprocess import Preprocessing
@@ -22,6 +22,7 @@ __all__ = [
     "ProbedModel",
     "available_models",
     "extract_batch",
+    "finished_extraction",
     "load_model",
     "parse_pooling",
     "resolve_layers",

@@ -5,8 +5,10 @@ pooling, preprocessing, precision, shard size and the hash of the image set). Th
 (``images`` ordered by image_id) is cut into shards; a shard's Parquet files (one per layer)
 are written completely, then registered in ONE transaction with its ``extraction_shards`` row
 and its ``predictions`` rows. A killed job therefore resumes with no duplicate and no missing
-row, and running a finished job again does nothing. Registry sessions stay short (the engine
-opens the DuckDB file per session) so ``semwh sql`` can read between shards.
+row, and running a finished job again does nothing: :func:`finished_extraction` finds the
+finished run from the registry and the remembered weights hash (:mod:`semwh.extract.digests`)
+before any model is loaded. Registry sessions stay short (the engine opens the DuckDB file
+per session) so ``semwh sql`` can read between shards.
 
 ``plan`` sizes the job, ``registry`` finds or creates its rows, ``shards`` writes and registers
 shards, and ``finalize`` turns the finished run into concept-mean spaces.
@@ -20,9 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from sqlalchemy import select
 
 from semwh.errors import ConfigError
+from semwh.extract.digests import WeightsDigests
 from semwh.extract.engine import (
     ProbedModel,
     default_num_workers,
@@ -31,13 +35,27 @@ from semwh.extract.engine import (
     resolve_precision,
 )
 from semwh.extract.finalize import finalize_run
-from semwh.extract.hooks import parse_pooling
-from semwh.extract.models import load_model, resolve_layers
-from semwh.extract.plan import ExtractionPlan, LayerPlan, check_plan, plan_extraction
+from semwh.extract.hooks import Pooling, parse_pooling
+from semwh.extract.models import (
+    ModelSpec,
+    load_model,
+    model_spec,
+    requested_layers,
+    resolve_layers,
+)
+from semwh.extract.plan import (
+    ExtractionPlan,
+    LayerPlan,
+    check_plan,
+    plan_extraction,
+    plan_from_shapes,
+)
 from semwh.extract.registry import (
+    ImageRow,
     ensure_layers,
     ensure_model,
     ensure_run,
+    find_finished_run,
     image_set,
     run_params,
     with_busy_retry,
@@ -53,6 +71,7 @@ __all__ = [
     "ExtractionPlan",
     "ExtractionSummary",
     "LayerPlan",
+    "finished_extraction",
     "run_extraction",
 ]
 
@@ -159,8 +178,40 @@ def run_extraction(
     use_channels_last = torch_device.type == "cuda" if channels_last is None else channels_last
     workers = default_num_workers(torch_device) if num_workers is None else num_workers
 
+    # A finished run is found before the model is loaded: loading and hashing large weights
+    # took most of an up-to-date run's time.
+    digests = WeightsDigests.of_warehouse(wh.root)
+    images, images_sha = image_set(wh)
+    if not dry_run and images:
+        spec = model_spec(
+            model_name, weights=weights, weights_file=weights_file, seed=seed, name=name
+        )
+        unchanged = _unchanged_run(
+            wh,
+            spec,
+            layers,
+            pool,
+            precision,
+            torch_device,
+            (images, images_sha),
+            shard_size=shard_size,
+            batch_size=batch_size,
+            num_workers=workers,
+            slice_=slice_,
+            digests=digests,
+        )
+        if unchanged is not None:
+            if on_plan is not None:
+                on_plan(unchanged.plan)
+            return unchanged
+
     loaded = load_model(
-        model_name, weights=weights, weights_file=weights_file, seed=seed, name=name
+        model_name,
+        weights=weights,
+        weights_file=weights_file,
+        seed=seed,
+        name=name,
+        digests=digests,
     )
     probe_layers = resolve_layers(loaded, layers)
     probed = ProbedModel(
@@ -173,13 +224,14 @@ def run_extraction(
         use_channels_last,
     )
     try:
-        images, images_sha = image_set(wh)
         if not images:
             raise ConfigError("the warehouse has no images: run `semwh ingest images DIR` first")
         n_shards = math.ceil(len(images) / shard_size)
         probed_shapes = probe_shapes(probed)
         order = probed_shapes[0]
-        params = run_params(loaded, order, pool, precision, shard_size, images_sha, len(images))
+        params = run_params(
+            loaded.identity, order, pool, precision, shard_size, images_sha, len(images)
+        )
         n_concepts = len({row.wnid for row in images})
         # A dry run must not write: look the run up without creating it.
         done: set[int] = set()
@@ -266,3 +318,132 @@ def run_extraction(
         return summary
     finally:
         probed.close()
+
+
+def finished_extraction(
+    wh: Warehouse,
+    model_name: str,
+    *,
+    weights: str = "default",
+    weights_file: str | Path | None = None,
+    name: str | None = None,
+    seed: int = 0,
+    layers: str | list[str] | None = None,
+    pooling: str = "avg",
+    token_pooling: str = "mean",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    device: str | None = None,
+    precision: str = "auto",
+    shard: str | tuple[int, int] | None = None,
+    num_workers: int | None = None,
+) -> ExtractionSummary | None:
+    """The completed run that :func:`run_extraction` with these arguments would find.
+
+    Answers without loading the model (see :func:`_unchanged_run`), so a pipeline can ask
+    whether a step is up to date in about the time it takes to read the registry.
+    :func:`run_extraction` asks this first.
+
+    Returns:
+        The summary ``run_extraction`` returns for a completed run (status ``unchanged``), or
+        None: no completed run, or one that cannot be identified without the model (random
+        weights, torchvision weights not downloaded yet, an invalid request).
+
+    Raises:
+        ConfigError: Invalid pooling, shard, sizes or device.
+    """
+    if batch_size < 1 or shard_size < 1:
+        raise ConfigError("--batch-size and --shard-size must be positive")
+    slice_ = parse_shard(shard)
+    pool = parse_pooling(pooling, token_pooling, seed)
+    torch_device = resolve_device(device)
+    precision = resolve_precision(precision, torch_device)
+    workers = default_num_workers(torch_device) if num_workers is None else num_workers
+    images = image_set(wh)
+    if not images[0]:
+        return None
+    spec = model_spec(model_name, weights=weights, weights_file=weights_file, seed=seed, name=name)
+    return _unchanged_run(
+        wh,
+        spec,
+        layers,
+        pool,
+        precision,
+        torch_device,
+        images,
+        shard_size=shard_size,
+        batch_size=batch_size,
+        num_workers=workers,
+        slice_=slice_,
+        digests=WeightsDigests.of_warehouse(wh.root),
+    )
+
+
+def _unchanged_run(
+    wh: Warehouse,
+    spec: ModelSpec,
+    layers: str | list[str] | None,
+    pool: Pooling,
+    precision: str,
+    device: torch.device,
+    image_set_: tuple[list[ImageRow], str],
+    *,
+    shard_size: int,
+    batch_size: int,
+    num_workers: int,
+    slice_: tuple[int, int] | None,
+    digests: WeightsDigests,
+) -> ExtractionSummary | None:
+    """The summary of a completed run of this request, found without loading the model.
+
+    The run's identity needs the weights hash (remembered by ``digests`` while the file is
+    unchanged), the probe layers in forward order and their shapes (registered by the run:
+    :func:`find_finished_run` matches the requested set of layers, taken from the model's
+    structure on the meta device). Returns None whenever any of this is not known (random
+    weights, a weights file not yet downloaded or unreadable, no completed run, an invalid
+    request): the caller then loads the model, which also reports any error in its order.
+    """
+    images, images_sha = image_set_
+    if spec.weights_path is None:
+        return None
+    try:
+        weights_sha = digests.sha256(spec.weights_path)
+        wanted = requested_layers(spec, layers)
+    except (OSError, ConfigError):
+        return None
+    params = run_params(
+        spec.identity(weights_sha), [], pool, precision, shard_size, images_sha, len(images)
+    )
+    del params["layers"]
+    found = find_finished_run(wh, params, wanted)
+    if found is None:
+        return None
+    n_shards = math.ceil(len(images) / shard_size)
+    mine = [s for s in range(n_shards) if slice_ is None or s % slice_[1] == slice_[0]]
+    plan = plan_from_shapes(
+        wh,
+        model=spec.name,
+        n_parameters=found.n_parameters,
+        crop=spec.preprocessing.crop,
+        order=found.layers,
+        shapes=found.shapes,
+        pooling=pool,
+        device=device,
+        precision=precision,
+        n_images=len(images),
+        n_todo=0,
+        shard_size=shard_size,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        n_concepts=0,
+    )
+    return ExtractionSummary(
+        run_id=found.run_id,
+        model=spec.name,
+        status="unchanged",
+        plan=plan,
+        layers=list(found.layers),
+        shards_skipped=len(mine),
+        device=str(device),
+        spaces=[f"{spec.name}/{module}" for module in found.layers],
+    )

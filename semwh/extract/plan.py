@@ -5,8 +5,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
+
 from semwh.errors import ResourceError
 from semwh.extract.engine import ProbedModel, probe_shapes
+from semwh.extract.hooks import Pooling
 from semwh.extract.models import LoadedModel
 from semwh.warehouse.layout import Warehouse
 
@@ -109,7 +112,8 @@ def available_ram() -> int | None:
 
 
 def _estimate_ram(
-    loaded: LoadedModel,
+    n_parameters: int,
+    crop: int,
     shapes: dict[str, tuple[int, ...]],
     bytes_per_image: int,
     shard_size: int,
@@ -117,8 +121,7 @@ def _estimate_ram(
     num_workers: int,
     device: str,
 ) -> int:
-    params = loaded.n_parameters * 4
-    crop = loaded.preprocessing.crop
+    params = n_parameters * 4
     inputs = batch_size * 3 * crop * crop * (4 + 1) * (max(num_workers, 1) + 2)
     # Two shards of pooled vectors on the host: one being written while the next fills.
     shards = 2 * shard_size * bytes_per_image
@@ -144,13 +147,62 @@ def plan_extraction(
 ) -> ExtractionPlan:
     """Per-layer output shapes and sizes (one blank forward pass) and free disk and RAM."""
     order, shapes = probed_shapes or probe_shapes(probed)
+    return plan_from_shapes(
+        wh,
+        model=loaded.name,
+        n_parameters=loaded.n_parameters,
+        crop=loaded.preprocessing.crop,
+        order=order,
+        shapes=shapes,
+        pooling=probed.pooling,
+        device=probed.device,
+        precision=probed.precision,
+        n_images=n_images,
+        n_todo=n_todo,
+        shard_size=shard_size,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        n_concepts=n_concepts,
+    )
+
+
+def plan_from_shapes(
+    wh: Warehouse,
+    *,
+    model: str,
+    n_parameters: int,
+    crop: int,
+    order: list[str],
+    shapes: dict[str, tuple[int, ...]],
+    pooling: Pooling,
+    device: torch.device,
+    precision: str,
+    n_images: int,
+    n_todo: int,
+    shard_size: int,
+    batch_size: int,
+    num_workers: int,
+    n_concepts: int,
+) -> ExtractionPlan:
+    """The plan of probe layers with known output shapes (forward order) and free disk and RAM.
+
+    Args:
+        model: Registry model name.
+        n_parameters: The model's parameter count.
+        crop: Input size of the model (pixels).
+        order: Probe layers, forward order.
+        shapes: Output shape of each layer, batch excluded.
+        pooling: The pooling rule.
+        device: Where batches run.
+        precision: ``fp32``, ``bf16`` or ``fp16``.
+    """
     layers = [
         LayerPlan(
             module=module,
             depth_index=i,
             output_shape=shapes[module],
-            pooling=probed.pooling.label(len(shapes[module]) + 1),
-            dim=probed.pooling.dim(shapes[module]),
+            pooling=pooling.label(len(shapes[module]) + 1),
+            dim=pooling.dim(shapes[module]),
         )
         for i, module in enumerate(order)
     ]
@@ -158,25 +210,26 @@ def plan_extraction(
     disk_needed = bytes_per_image * (n_todo + n_concepts)
     wh.root.mkdir(parents=True, exist_ok=True)
     return ExtractionPlan(
-        model=loaded.name,
+        model=model,
         layers=layers,
         n_images=n_images,
         n_todo=n_todo,
         n_shards=max(1, math.ceil(n_images / shard_size)),
         shard_size=shard_size,
         batch_size=batch_size,
-        device=str(probed.device),
-        precision=probed.precision,
+        device=str(device),
+        precision=precision,
         disk_needed=disk_needed,
         disk_free=wh.vectors.free_bytes(),
         ram_needed=_estimate_ram(
-            loaded,
+            n_parameters,
+            crop,
             shapes,
             bytes_per_image,
             shard_size,
             batch_size,
             num_workers,
-            probed.device.type,
+            device.type,
         ),
         ram_free=available_ram(),
     )

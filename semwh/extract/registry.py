@@ -21,7 +21,7 @@ from sqlalchemy import select
 from semwh import __version__
 from semwh.errors import ConfigError, DuplicateError, WarehouseBusyError
 from semwh.extract.hooks import Pooling
-from semwh.extract.models import LoadedModel
+from semwh.extract.models import LoadedModel, ModelIdentity
 from semwh.extract.plan import LayerPlan
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import ExtractionRun, ExtractionShard, Image, Layer, VisionModel
@@ -85,7 +85,7 @@ def image_set(wh: Warehouse) -> tuple[list[ImageRow], str]:
 
 
 def run_params(
-    loaded: LoadedModel,
+    model: ModelIdentity,
     layers: list[str],
     pooling: Pooling,
     precision: str,
@@ -95,19 +95,94 @@ def run_params(
 ) -> dict[str, Any]:
     """The parameters that identify a run (hashed into ``params_sha256``)."""
     return {
-        "model": loaded.name,
-        "architecture": loaded.architecture,
-        "weights": loaded.weights,
-        "weights_sha256": loaded.weights_sha256,
-        "seed": loaded.seed,
+        "model": model.name,
+        "architecture": model.architecture,
+        "weights": model.weights,
+        "weights_sha256": model.weights_sha256,
+        "seed": model.seed,
         "layers": layers,
         "pooling": pooling.to_dict(),
-        "preprocessing": loaded.preprocessing.to_dict(),
+        "preprocessing": model.preprocessing.to_dict(),
         "precision": precision,
         "shard_size": shard_size,
         "images_sha256": images_sha256,
         "n_images": n_images,
     }
+
+
+def params_digest(params: dict[str, Any]) -> tuple[str, str]:
+    """The stored text of a run's parameters and its ``params_sha256``."""
+    text = json.dumps(params, sort_keys=True)
+    return text, hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A completed run found from its parameters alone (see :func:`find_finished_run`).
+
+    Attributes:
+        run_id: The run.
+        layers: Its probe layers, forward order.
+        shapes: Output shape of each probe layer (batch excluded), as registered.
+        n_parameters: The model's parameter count, as registered.
+    """
+
+    run_id: int
+    layers: list[str]
+    shapes: dict[str, tuple[int, ...]]
+    n_parameters: int
+
+
+def find_finished_run(
+    wh: Warehouse, params: dict[str, Any], layers: list[str]
+) -> FinishedRun | None:
+    """The completed run of ``params`` whose probe layers are ``layers`` in any order.
+
+    ``params`` are a run's parameters (:func:`run_params`) without ``layers``: the forward
+    order of the probe layers is known only from a forward pass. The run's registered order
+    is that pass's order, so a completed run with the same parameters and the same set of
+    layers is the run a forward pass would identify; it is accepted only if its recorded
+    parameters hash to its ``params_sha256`` with them, as :func:`ensure_run` finds runs.
+
+    Returns:
+        The run, or None when there is none or more than one candidate (then the caller
+        loads the model and identifies the run the long way).
+    """
+    wanted = sorted(layers)
+
+    def work() -> FinishedRun | None:
+        with wh.session() as session:
+            model = session.scalar(select(VisionModel).where(VisionModel.name == params["model"]))
+            if model is None or model.n_parameters is None:
+                return None
+            runs = session.scalars(
+                select(ExtractionRun).where(
+                    ExtractionRun.model_id == model.model_id, ExtractionRun.status == "done"
+                )
+            ).all()
+            found: list[tuple[ExtractionRun, list[str]]] = []
+            for run in runs:
+                try:
+                    order = json.loads(run.params).get("layers")
+                except (ValueError, AttributeError):
+                    continue
+                if not isinstance(order, list) or sorted(order) != wanted:
+                    continue
+                if params_digest({**params, "layers": order})[1] == run.params_sha256:
+                    found.append((run, order))
+            if len(found) != 1:
+                return None
+            run, order = found[0]
+            rows = {
+                row.module: row
+                for row in session.scalars(select(Layer).where(Layer.model_id == model.model_id))
+            }
+            if any(module not in rows for module in order):
+                return None
+            shapes = {m: tuple(int(x) for x in json.loads(rows[m].output_shape)) for m in order}
+            return FinishedRun(run.run_id, order, shapes, int(model.n_parameters))
+
+    return with_busy_retry(work)
 
 
 def ensure_model(wh: Warehouse, loaded: LoadedModel) -> int:
@@ -206,8 +281,7 @@ def ensure_run(
     Returns:
         (run_id, status, indices of the shards already registered).
     """
-    text = json.dumps(params, sort_keys=True)
-    digest = hashlib.sha256(text.encode()).hexdigest()
+    text, digest = params_digest(params)
 
     def work() -> tuple[int, str, set[int]]:
         with wh.session() as session:
