@@ -16,8 +16,6 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image as PILImage
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as TF
 
 from semwh.errors import InputError
 
@@ -55,6 +53,8 @@ class Preprocessing:
     @classmethod
     def from_transform(cls, transform: Any) -> Preprocessing:
         """Read torchvision's ``ImageClassification`` transform of a weights enum."""
+        from torchvision.transforms import InterpolationMode
+
         return cls(
             resize=int(transform.resize_size[0]),
             crop=int(transform.crop_size[0]),
@@ -75,6 +75,11 @@ class Preprocessing:
                 rgb = to_rgb(img)
         except (OSError, ValueError) as exc:
             raise InputError(f"cannot decode image {path}: {exc}") from exc
+        # Imported here: torchvision takes about a second to import, and a rerun of a finished
+        # extraction of a model outside torchvision never needs it.
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms import functional as TF
+
         rgb = TF.resize(rgb, [self.resize], interpolation=InterpolationMode(self.interpolation))
         rgb = TF.center_crop(rgb, [self.crop])
         array = np.asarray(rgb, dtype=np.uint8)
