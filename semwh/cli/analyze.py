@@ -1,4 +1,8 @@
-"""`semwh analyze rsa|2v2|recovery|sweep`: run analyses and print the stored rows."""
+"""`semwh analyze rsa|2v2|recovery|sweep`: run analyses and print the stored rows.
+
+The analysis library (scipy, the runs package) is imported inside the commands, so that every
+other command starts without it.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,8 @@ from typing import Any
 
 import typer
 
-from semwh import runs
 from semwh.cli.printing import print_table
 from semwh.cli.state import err_console, state
-from semwh.engines import sweep_engine
-from semwh.runs.store import summary_table, vertical
 
 app = typer.Typer(
     help=(
@@ -41,6 +42,9 @@ def _split(text: str) -> list[str]:
 
 def _compare(ctx: typer.Context, a: str, b: str, test: str, **options: Any) -> None:
     """Run one stored comparison (``runs.compare``) and print its row as results_<test>."""
+    from semwh import runs
+    from semwh.runs.store import vertical
+
     row = runs.compare(state(ctx).warehouse(), a, b, test, **options)
     print_table(vertical(runs.comparison_table([row])), title=f"results_{test}")
 
@@ -125,6 +129,9 @@ def recovery(
 
     Example: semwh analyze recovery --model efficientnet_lite0 --words glove-6b-50d
     """
+    from semwh import runs
+    from semwh.runs.store import summary_table
+
     rows = runs.recovery(
         state(ctx).warehouse(),
         model,
@@ -169,6 +176,10 @@ def sweep(
 
     Example: semwh analyze sweep --models efficientnet_lite0 --words glove-6b-50d --seed 7
     """
+    from semwh import runs
+    from semwh.engines import sweep_engine
+    from semwh.runs.store import summary_table
+
     result = runs.sweep(
         state(ctx).warehouse(),
         _split(models),
