@@ -47,7 +47,12 @@ class S3Server:
     def uri(self, bucket: str, prefix: str = "") -> str:
         """An ``s3://`` URI of ``bucket/prefix`` on this server (options in the query)."""
         path = f"{bucket}/{prefix}".rstrip("/")
-        return f"s3://{path}?endpoint_override={self.endpoint}&scheme=http&region={REGION}"
+        # A server sharing two busy cores with Ray and torch may not answer within the
+        # client's default 3 s: give it a minute, as one would a slow S3-compatible store.
+        return (
+            f"s3://{path}?endpoint_override={self.endpoint}&scheme=http&region={REGION}"
+            "&request_timeout=60&connect_timeout=10"
+        )
 
     def filesystem(self) -> pafs.S3FileSystem:
         return pafs.S3FileSystem(
@@ -57,6 +62,8 @@ class S3Server:
             scheme="http",
             region=REGION,
             allow_bucket_creation=True,
+            request_timeout=60,
+            connect_timeout=10,
         )
 
     def create_bucket(self, bucket: str) -> None:

@@ -3,7 +3,8 @@
 A vectors root is a folder path (``/mnt/lab/wh/vectors``) or a URI that
 :func:`pyarrow.fs.FileSystem.from_uri` understands (``s3://bucket/prefix``,
 ``gs://bucket/prefix``, ``hdfs://…``, ``file:///…``). Options of the store travel in the URI's
-query (``s3://bucket/wh?region=eu-west-1&endpoint_override=minio:9000&scheme=http``); secrets
+query (``s3://bucket/wh?region=eu-west-1&endpoint_override=minio:9000&scheme=http``, and
+``request_timeout`` / ``connect_timeout`` in seconds for slow S3-compatible stores); secrets
 never do: they come from the usual environment of each store (``AWS_ACCESS_KEY_ID`` …,
 ``GOOGLE_APPLICATION_CREDENTIALS``) on every machine that reads or writes.
 
@@ -26,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -39,6 +41,8 @@ TMP_SUFFIX = ".parquet.tmp"
 # inside the root (so a rename never crosses filesystems), under a name Parquet dataset
 # readers skip.
 INNER_TMP_DIRNAME = "_tmp"
+# Options of an s3:// URI that semwh reads itself (pyarrow's URI parser does not).
+S3_TIMEOUTS = ("request_timeout", "connect_timeout")
 
 
 def is_uri(location: str) -> bool:
@@ -71,13 +75,7 @@ class VectorsRoot:
             folder = Path(text).expanduser().resolve()
             tmp = tmp_dir if tmp_dir is not None else folder / INNER_TMP_DIRNAME
             return cls(str(folder), tmp, pafs.LocalFileSystem(), folder.as_posix())
-        try:
-            fs, base = pafs.FileSystem.from_uri(text)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, OSError) as exc:
-            raise ConfigError(
-                f"vectors location {text!r} is not a folder or a storage URI pyarrow can open "
-                f"(s3://, gs://, hdfs://, file://): {str(exc).splitlines()[0]}"
-            ) from exc
+        fs, base = _filesystem_from_uri(text)
         if isinstance(fs, pafs.LocalFileSystem):
             return cls.open(base, tmp_dir)
         return cls(text, None, fs, base.rstrip("/"))
@@ -292,6 +290,42 @@ class VectorsRoot:
             path.unlink(missing_ok=True)
             removed += 1
         return removed
+
+
+def _filesystem_from_uri(text: str) -> tuple[pafs.FileSystem, str]:
+    """``FileSystem.from_uri``, plus the S3 timeouts it does not read from a URI.
+
+    ``request_timeout`` and ``connect_timeout`` (seconds) in the query of an ``s3://`` URI set
+    the client's timeouts, for stores that answer slowly (the AWS SDK gives up after 3 s
+    without a byte by default).
+
+    Raises:
+        ConfigError: The scheme, an option or a timeout is not understood.
+    """
+    parts = urlsplit(text)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    timeouts = {key: value for key, value in query if key in S3_TIMEOUTS}
+    rest = urlencode([(key, value) for key, value in query if key not in S3_TIMEOUTS], safe=":")
+    try:
+        fs, base = pafs.FileSystem.from_uri(urlunsplit(parts._replace(query=rest)))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, OSError) as exc:
+        raise ConfigError(
+            f"vectors location {text!r} is not a folder or a storage URI pyarrow can open "
+            f"(s3://, gs://, hdfs://, file://): {str(exc).splitlines()[0]}"
+        ) from exc
+    if not timeouts:
+        return fs, base
+    if not isinstance(fs, pafs.S3FileSystem):
+        raise ConfigError(
+            f"vectors location {text!r}: {', '.join(timeouts)} is an option of s3:// URIs only"
+        )
+    try:
+        seconds = {key: float(value) for key, value in timeouts.items()}
+    except ValueError as exc:
+        raise ConfigError(f"vectors location {text!r}: timeouts are seconds ({exc})") from exc
+    # The filesystem's own constructor arguments (what it pickles as), with the timeouts set.
+    _, (options,) = fs.__reduce__()
+    return pafs.S3FileSystem(**{**options, **seconds}), base
 
 
 def tmp_name() -> str:

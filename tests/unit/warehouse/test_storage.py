@@ -37,6 +37,21 @@ def test_unknown_schemes_are_a_config_error() -> None:
         VectorsRoot.open("ftp://host/v")
 
 
+def test_s3_timeouts_are_read_from_the_uri() -> None:
+    uri = "s3://bucket/wh?region=us-east-1&scheme=http&endpoint_override=127.0.0.1:9"
+    root = VectorsRoot.open(f"{uri}&request_timeout=45&connect_timeout=4")
+    options = root.fs.__reduce__()[1][0]
+    assert (options["request_timeout"], options["connect_timeout"]) == (45.0, 4.0)
+    assert options["endpoint_override"] == "127.0.0.1:9" and options["region"] == "us-east-1"
+    assert root.location.endswith("&request_timeout=45&connect_timeout=4")
+    assert root.show("a.parquet") == "s3://bucket/wh/a.parquet" and not root.is_local
+    assert pickle.loads(pickle.dumps(root)).fs.__reduce__()[1][0]["request_timeout"] == 45.0
+    with pytest.raises(ConfigError, match="timeouts are seconds"):
+        VectorsRoot.open(f"{uri}&request_timeout=soon")
+    with pytest.raises(ConfigError, match="option of s3:// URIs only"):
+        VectorsRoot.open("gs://bucket/wh?request_timeout=5")
+
+
 def test_write_is_atomic_and_leaves_no_temporary_file(tmp_path: Path) -> None:
     root = VectorsRoot.open(tmp_path / "v")
     root.ensure()
