@@ -153,6 +153,10 @@ class RaySweepEngine:
                     out = ray.get(ref)
                     if null_refs and isinstance(out, ResultRecord):
                         out = _complete(out, spec, ray.get(null_refs))
+                    else:
+                        # Skipped as degenerate: its blocks have nothing to add; free their CPUs.
+                        for pending in null_refs:
+                            ray.cancel(pending)
                     done += 1
                     yield replace(out, spec=spec) if isinstance(out, ResultRecord) else out
             except Exception as exc:
