@@ -26,6 +26,7 @@ from semwh.runs.options import TESTS, ComparisonOptions, check_choice
 from semwh.runs.provenance import derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec, ResultRecord
 from semwh.runs.recovery import recovery as run_recovery
+from semwh.testing.faults import fault_point
 from semwh.vectors import SpaceVectors, load_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Result2v2, ResultRecovery, ResultRSA, Space, VisionModel
@@ -352,6 +353,7 @@ def _commit(
         for index, record, old in buffer:
             slots[index] = save_in(session, record, old)
     buffer.clear()
+    fault_point("sweep.committed")
 
 
 def _apply_fdr(session: Session, rows: Sequence[store.ComparisonRow]) -> list[dict[str, Any]]:

@@ -14,7 +14,9 @@ Points (where the library calls :func:`fault_point`):
 
 * ``vectors.tmp_written``: a vector file's rows are in its temporary file under ``tmp/``,
   not yet renamed into ``vectors/``;
-* ``vectors.renamed``: the file is complete under ``vectors/`` but not yet registered.
+* ``vectors.renamed``: the file is complete under ``vectors/`` but not yet registered;
+* ``sweep.committed``: a batch of a sweep's results is stored, its FDR and its
+  ``analysis_runs`` row are not yet.
 
 Example: ``SEMWH_FAULT=vectors.renamed:kill@3 semwh extract ...`` kills the job right after
 its third vector file lands, before the registry knows of it.
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from semwh.config import fault_spec
 from semwh.errors import ConfigError
 
-POINTS = frozenset({"vectors.tmp_written", "vectors.renamed"})
+POINTS = frozenset({"vectors.tmp_written", "vectors.renamed", "sweep.committed"})
 ACTIONS = frozenset({"kill", "enospc", "erofs", "pause"})
 
 

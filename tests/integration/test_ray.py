@@ -27,10 +27,12 @@ from semwh.warehouse.models import (
     ExtractionRun,
     ExtractionShard,
     Prediction,
+    Result2v2,
+    ResultRSA,
     VectorFile,
     VisionModel,
 )
-from tests.conftest import semwh_bin
+from tests.conftest import copy_warehouse, semwh_bin
 from tests.integration.realdata import (
     N_CONCEPTS,
     PER_CONCEPT,
@@ -342,3 +344,60 @@ def test_killed_ray_extraction_resumes_to_same_rows(
     assert resumed.status == "done"
     assert resumed.shards_skipped == 1 and resumed.shards_done == 2 and resumed.images == 12
     assert_same_rows(wh, local_wh)
+
+
+def test_killed_ray_sweep_reruns_to_the_local_numbers(
+    local_sweep, ray_cluster: str, tmp_path: Path
+) -> None:
+    """The driver dies after storing its results, before their FDR and its run record: the
+    cluster frees its tasks, and a rerun stores the local engine's numbers without
+    recomputing anything."""
+    from semwh.runs import sweep
+
+    wh, _, _ = local_sweep
+    killed = copy_warehouse(wh.root, tmp_path / "killed")
+    reference = copy_warehouse(wh.root, tmp_path / "reference")
+    options = {**SWEEP, "seed": 9}
+    expected = sweep_numbers(reference, sweep(reference, [MODEL], ["glove"], **options))
+
+    def sweeps(w: Warehouse) -> int:
+        with w.session() as session:
+            return session.scalar(
+                select(func.count()).select_from(AnalysisRun).where(AnalysisRun.kind == "sweep")
+            )
+
+    def results(w: Warehouse) -> dict[tuple[str, int], float | None]:
+        with w.session() as session:
+            return {
+                (model.__tablename__, row.result_id): row.p_fdr
+                for model in (Result2v2, ResultRSA)
+                for row in session.scalars(select(model))
+            }
+
+    before, old_results = sweeps(killed), results(killed)
+    args = [
+        "--warehouse", str(killed.root), "analyze", "sweep", "--models", MODEL,
+        "--words", "glove", "--permutations", "200", "--seed", "9", "--no-random",
+        "--engine", "ray", "--ray-address", ray_cluster, "--perm-block", "64",
+    ]  # fmt: skip
+    proc = subprocess.run(
+        [semwh_bin(), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SEMWH_FAULT": "sweep.committed:kill@1"},
+        timeout=300,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    # Its six results are stored, without FDR and without the sweep's own record.
+    new = {key: p_fdr for key, p_fdr in results(killed).items() if key not in old_results}
+    assert len(new) == 6 and all(p_fdr is None for p_fdr in new.values())
+    assert sweeps(killed) == before
+    # The dead driver's tasks do not hold the cluster.
+    total = ray.cluster_resources()["CPU"]
+    deadline = time.monotonic() + 30
+    while ray.available_resources().get("CPU", 0.0) < total:
+        assert time.monotonic() < deadline, "a killed driver's tasks still hold CPUs"
+        time.sleep(0.2)
+    rerun = sweep(killed, [MODEL], ["glove"], engine=sweep_engine("ray", perm_block=64), **options)
+    assert rerun.computed == 0 and sweeps(killed) == before + 1
+    assert sweep_numbers(killed, rerun) == expected
