@@ -110,6 +110,56 @@ class ExtractionSummary:
     tmp_removed: int = 0
 
 
+@dataclass(frozen=True)
+class _JobSettings:
+    """The validated settings of a request, shared by :func:`run_extraction` and
+    :func:`finished_extraction`."""
+
+    slice_: tuple[int, int] | None
+    pool: Pooling
+    device: torch.device
+    precision: str
+    num_workers: int
+    shard_size: int
+    batch_size: int
+
+    def mine(self, n_shards: int) -> list[int]:
+        """The shards this process runs (all of them, or slice i of n)."""
+        s = self.slice_
+        return [i for i in range(n_shards) if s is None or i % s[1] == s[0]]
+
+
+def _job_settings(
+    *,
+    shard: str | tuple[int, int] | None,
+    pooling: str,
+    token_pooling: str,
+    seed: int,
+    device: str | None,
+    precision: str,
+    num_workers: int | None,
+    shard_size: int,
+    batch_size: int,
+) -> _JobSettings:
+    """Validate and resolve a request's settings.
+
+    Raises:
+        ConfigError: Invalid sizes, shard, pooling, device or precision.
+    """
+    if batch_size < 1 or shard_size < 1:
+        raise ConfigError("--batch-size and --shard-size must be positive")
+    torch_device = resolve_device(device)
+    return _JobSettings(
+        slice_=parse_shard(shard),
+        pool=parse_pooling(pooling, token_pooling, seed),
+        device=torch_device,
+        precision=resolve_precision(precision, torch_device),
+        num_workers=default_num_workers(torch_device) if num_workers is None else num_workers,
+        shard_size=shard_size,
+        batch_size=batch_size,
+    )
+
+
 def run_extraction(
     wh: Warehouse,
     model_name: str,
@@ -169,14 +219,20 @@ def run_extraction(
         NotFoundError: Unknown model or weights.
         ConfigError: Invalid layers, pooling, shard or device.
     """
-    if batch_size < 1 or shard_size < 1:
-        raise ConfigError("--batch-size and --shard-size must be positive")
-    slice_ = parse_shard(shard)
-    pool = parse_pooling(pooling, token_pooling, seed)
-    torch_device = resolve_device(device)
-    precision = resolve_precision(precision, torch_device)
+    job = _job_settings(
+        shard=shard,
+        pooling=pooling,
+        token_pooling=token_pooling,
+        seed=seed,
+        device=device,
+        precision=precision,
+        num_workers=num_workers,
+        shard_size=shard_size,
+        batch_size=batch_size,
+    )
+    slice_, pool, torch_device, precision = job.slice_, job.pool, job.device, job.precision
+    workers = job.num_workers
     use_channels_last = torch_device.type == "cuda" if channels_last is None else channels_last
-    workers = default_num_workers(torch_device) if num_workers is None else num_workers
 
     # A finished run is found before the model is loaded: loading and hashing large weights
     # took most of an up-to-date run's time.
@@ -186,20 +242,7 @@ def run_extraction(
         spec = model_spec(
             model_name, weights=weights, weights_file=weights_file, seed=seed, name=name
         )
-        unchanged = _unchanged_run(
-            wh,
-            spec,
-            layers,
-            pool,
-            precision,
-            torch_device,
-            (images, images_sha),
-            shard_size=shard_size,
-            batch_size=batch_size,
-            num_workers=workers,
-            slice_=slice_,
-            digests=digests,
-        )
+        unchanged = _unchanged_run(wh, spec, layers, job, (images, images_sha), digests)
         if unchanged is not None:
             if on_plan is not None:
                 on_plan(unchanged.plan)
@@ -242,7 +285,7 @@ def run_extraction(
             run_id, status, done = ensure_run(
                 wh, model_id, params, len(images), n_shards, str(torch_device)
             )
-        mine = [s for s in range(n_shards) if slice_ is None or s % slice_[1] == slice_[0]]
+        mine = job.mine(n_shards)
         todo = [s for s in mine if s not in done]
         n_todo = sum(len(images[s * shard_size : (s + 1) * shard_size]) for s in todo)
         plan = plan_extraction(
@@ -352,46 +395,30 @@ def finished_extraction(
     Raises:
         ConfigError: Invalid pooling, shard, sizes or device.
     """
-    if batch_size < 1 or shard_size < 1:
-        raise ConfigError("--batch-size and --shard-size must be positive")
-    slice_ = parse_shard(shard)
-    pool = parse_pooling(pooling, token_pooling, seed)
-    torch_device = resolve_device(device)
-    precision = resolve_precision(precision, torch_device)
-    workers = default_num_workers(torch_device) if num_workers is None else num_workers
+    job = _job_settings(
+        shard=shard,
+        pooling=pooling,
+        token_pooling=token_pooling,
+        seed=seed,
+        device=device,
+        precision=precision,
+        num_workers=num_workers,
+        shard_size=shard_size,
+        batch_size=batch_size,
+    )
     images = image_set(wh)
     if not images[0]:
         return None
     spec = model_spec(model_name, weights=weights, weights_file=weights_file, seed=seed, name=name)
-    return _unchanged_run(
-        wh,
-        spec,
-        layers,
-        pool,
-        precision,
-        torch_device,
-        images,
-        shard_size=shard_size,
-        batch_size=batch_size,
-        num_workers=workers,
-        slice_=slice_,
-        digests=WeightsDigests.of_warehouse(wh.root),
-    )
+    return _unchanged_run(wh, spec, layers, job, images, WeightsDigests.of_warehouse(wh.root))
 
 
 def _unchanged_run(
     wh: Warehouse,
     spec: ModelSpec,
     layers: str | list[str] | None,
-    pool: Pooling,
-    precision: str,
-    device: torch.device,
+    job: _JobSettings,
     image_set_: tuple[list[ImageRow], str],
-    *,
-    shard_size: int,
-    batch_size: int,
-    num_workers: int,
-    slice_: tuple[int, int] | None,
     digests: WeightsDigests,
 ) -> ExtractionSummary | None:
     """The summary of a completed run of this request, found without loading the model.
@@ -412,14 +439,13 @@ def _unchanged_run(
     except (OSError, ConfigError):
         return None
     params = run_params(
-        spec.identity(weights_sha), [], pool, precision, shard_size, images_sha, len(images)
-    )
-    del params["layers"]
+        spec.identity(weights_sha), None, job.pool, job.precision, job.shard_size, images_sha,
+        len(images),
+    )  # fmt: skip
     found = find_finished_run(wh, params, wanted)
     if found is None:
         return None
-    n_shards = math.ceil(len(images) / shard_size)
-    mine = [s for s in range(n_shards) if slice_ is None or s % slice_[1] == slice_[0]]
+    mine = job.mine(math.ceil(len(images) / job.shard_size))
     plan = plan_from_shapes(
         wh,
         model=spec.name,
@@ -427,14 +453,14 @@ def _unchanged_run(
         crop=spec.preprocessing.crop,
         order=found.layers,
         shapes=found.shapes,
-        pooling=pool,
-        device=device,
-        precision=precision,
+        pooling=job.pool,
+        device=job.device,
+        precision=job.precision,
         n_images=len(images),
         n_todo=0,
-        shard_size=shard_size,
-        batch_size=batch_size,
-        num_workers=num_workers,
+        shard_size=job.shard_size,
+        batch_size=job.batch_size,
+        num_workers=job.num_workers,
         n_concepts=0,
     )
     return ExtractionSummary(
@@ -444,6 +470,6 @@ def _unchanged_run(
         plan=plan,
         layers=list(found.layers),
         shards_skipped=len(mine),
-        device=str(device),
+        device=str(job.device),
         spaces=[f"{spec.name}/{module}" for module in found.layers],
     )

@@ -86,15 +86,19 @@ def image_set(wh: Warehouse) -> tuple[list[ImageRow], str]:
 
 def run_params(
     model: ModelIdentity,
-    layers: list[str],
+    layers: list[str] | None,
     pooling: Pooling,
     precision: str,
     shard_size: int,
     images_sha256: str,
     n_images: int,
 ) -> dict[str, Any]:
-    """The parameters that identify a run (hashed into ``params_sha256``)."""
-    return {
+    """The parameters that identify a run (hashed into ``params_sha256``).
+
+    ``layers`` None leaves the probe layers out, for :func:`find_finished_run`, which knows
+    them only as a set.
+    """
+    params = {
         "model": model.name,
         "architecture": model.architecture,
         "weights": model.weights,
@@ -108,6 +112,9 @@ def run_params(
         "images_sha256": images_sha256,
         "n_images": n_images,
     }
+    if layers is None:
+        del params["layers"]
+    return params
 
 
 def params_digest(params: dict[str, Any]) -> tuple[str, str]:
