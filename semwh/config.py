@@ -18,6 +18,8 @@ ENV_FAULT = "SEMWH_FAULT"
 DEFAULT_WAREHOUSE = "semwh-warehouse"
 REGISTRY_FILENAME = "registry.duckdb"
 VECTORS_DIRNAME = "vectors"
+# Files being written inside the warehouse folder, renamed into place when complete.
+TMP_DIRNAME = "tmp"
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import delete, insert, select
 
+from semwh.config import TMP_DIRNAME
 from semwh.errors import ConfigError, DuplicateError, InputError, NotFoundError
 from semwh.hashing import sha256_file, sha256_files
 from semwh.ingest.formats import (
@@ -228,7 +229,7 @@ def write_vocabulary(wh: Warehouse, relpath: str, vectors: WordVectors) -> None:
         }
     )
     final = wh.root / relpath
-    tmp_dir = wh.root / "tmp"  # beside the file: the rename stays on one filesystem
+    tmp_dir = wh.root / TMP_DIRNAME  # beside the file: the rename stays on one filesystem
     tmp_dir.mkdir(parents=True, exist_ok=True)
     tmp = tmp_dir / f"{uuid.uuid4().hex}.parquet.tmp"
     try:

@@ -14,7 +14,13 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, Program
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from semwh.config import REGISTRY_FILENAME, VECTORS_DIRNAME, Settings, load_settings
+from semwh.config import (
+    REGISTRY_FILENAME,
+    TMP_DIRNAME,
+    VECTORS_DIRNAME,
+    Settings,
+    load_settings,
+)
 from semwh.errors import DuplicateError, WarehouseBusyError, WarehouseError
 from semwh.warehouse.storage import VectorsRoot
 
@@ -86,7 +92,7 @@ class Warehouse:
         default = self.default_vectors_root
         if location is None or Path(location).expanduser().resolve() == default:
             # The warehouse's own vectors/ keeps its temporary files in the sibling tmp/.
-            return VectorsRoot.open(default, tmp_dir=self.root / "tmp")
+            return VectorsRoot.open(default, tmp_dir=self.root / TMP_DIRNAME)
         return VectorsRoot.open(location)
 
     @property
@@ -97,7 +103,7 @@ class Warehouse:
     @property
     def tmp_root(self) -> Path:
         """Where files are written before they are complete (same filesystem as vectors)."""
-        return self.vectors.tmp_dir or self.root / "tmp"
+        return self.vectors.tmp_dir or self.root / TMP_DIRNAME
 
     @property
     def is_duckdb(self) -> bool:
@@ -215,13 +221,18 @@ def peek_registry(wh: Warehouse) -> Iterator[duckdb.DuckDBPyConnection | None]:
 def stored_vectors_location(wh: Warehouse) -> str | None:
     """The vectors root the registry records, or None (the default, or no registry yet)."""
     from semwh.warehouse.models import WarehouseSetting
-    from semwh.warehouse.views import recorded_vectors_location
 
     if not wh.exists():
         return None
     with peek_registry(wh) as con:
         if con is not None:
-            return recorded_vectors_location(con)
+            try:
+                row = con.execute(
+                    "SELECT value FROM warehouse_settings WHERE key = ?", [VECTORS_SETTING]
+                ).fetchone()
+            except duckdb.CatalogException:
+                return None  # a registry from before the settings table: the default root
+            return row[0] if row else None
     try:
         with wh.session() as session:
             return session.scalar(

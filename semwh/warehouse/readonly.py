@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from semwh.errors import ReadOnlyError, WarehouseBusyError, WarehouseError
 from semwh.warehouse.layout import Warehouse, busy_message, is_busy_error
-from semwh.warehouse.views import create_vectors_view, recorded_vectors_location
+from semwh.warehouse.views import create_vectors_view
 
 # How long a read waits for a writer's short transaction before saying "warehouse busy".
 READ_BUSY_SECONDS = 5.0
@@ -84,8 +84,7 @@ def read_connection(wh: Warehouse) -> Iterator[duckdb.DuckDBPyConnection]:
         raise WarehouseError(f"no registry at {path}: run `semwh init` first")
     conn = _connect_read_only(path)
     try:
-        location = wh.vectors_location or recorded_vectors_location(conn)
-        create_vectors_view(conn, wh.open_vectors(location))
+        create_vectors_view(conn, wh.vectors)
         yield conn
     finally:
         conn.close()

@@ -33,19 +33,6 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def recorded_vectors_location(conn: duckdb.DuckDBPyConnection) -> str | None:
-    """The vectors root recorded in ``warehouse_settings``, read on a raw DuckDB connection."""
-    from semwh.warehouse.layout import VECTORS_SETTING
-
-    try:
-        row = conn.execute(
-            "SELECT value FROM warehouse_settings WHERE key = ?", [VECTORS_SETTING]
-        ).fetchone()
-    except duckdb.CatalogException:
-        return None  # a registry from before the settings table: the default root
-    return row[0] if row else None
-
-
 def create_vectors_view(
     conn: duckdb.DuckDBPyConnection, root: VectorsRoot, name: str = "vectors"
 ) -> None:
