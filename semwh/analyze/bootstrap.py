@@ -16,7 +16,7 @@ from scipy import stats
 from semwh.analyze._checks import as_similarity_pair
 from semwh.analyze.permutation import make_rng
 from semwh.analyze.rsa import RSA_METHODS, kendall_tau_a
-from semwh.analyze.two_vs_two import two_vs_two
+from semwh.analyze.two_vs_two import TIE_TOL, two_vs_two
 from semwh.errors import ConfigError
 
 
@@ -121,6 +121,7 @@ def bootstrap_two_vs_two(
     labels: Sequence[str] | None = None,
     space_a: str = "A",
     space_b: str = "B",
+    tie_tol: float = TIE_TOL,
 ) -> BootstrapCI:
     """Percentile bootstrap CI of the 2 vs 2 accuracy, resampling concepts.
 
@@ -136,6 +137,7 @@ def bootstrap_two_vs_two(
         labels=labels,
         space_a=space_a,
         space_b=space_b,
+        tie_tol=tie_tol,
         return_pairs=True,
     )
     assert result.pair_correct is not None

@@ -73,6 +73,7 @@ class RecoveryResult:
         n_misclassified: images with p != t.
         n_skipped_no_word_vector: misclassified images whose t or p lacks a word vector.
         n_skipped_single_image: misclassified images whose concept has no other image.
+        n_no_prediction: images with no prediction (an empty string), never tested.
         outcomes: per-image outcomes.
     """
 
@@ -89,6 +90,7 @@ class RecoveryResult:
     n_misclassified: int
     n_skipped_no_word_vector: int
     n_skipped_single_image: int
+    n_no_prediction: int
     outcomes: RecoveryOutcomes = field(repr=False)
 
 
@@ -133,7 +135,8 @@ def recovery(
     Args:
         activations: n_images x d pooled activations at the layer, one row per image.
         image_concepts: concept id t of each image.
-        image_predictions: the model's final top-1 concept id p of each image.
+        image_predictions: the model's final top-1 concept id p of each image; an empty
+            string where the model has no prediction for it (counted in n_no_prediction).
         word_concepts: concept ids that have word vectors, one per row of `word_vectors`.
         word_vectors: n_words x d_w word vectors.
         image_ids: ids of the images, carried into the outcomes and error messages.
@@ -197,7 +200,10 @@ def recovery(
     word_sim = similarity_matrix(word_vectors, labels=words, space=word_space)
     k_word = np.array([word_row[c] for c in k_concepts])
 
-    misclassified = np.array([t != p for t, p in zip(t_all, p_all, strict=True)], dtype=bool)
+    no_prediction = np.array([p == "" for p in p_all], dtype=bool)
+    misclassified = np.array(
+        [p != "" and t != p for t, p in zip(t_all, p_all, strict=True)], dtype=bool
+    )
     with_words = np.array(
         [t in word_row and p in word_row for t, p in zip(t_all, p_all, strict=True)]
     )
@@ -281,5 +287,6 @@ def recovery(
         n_misclassified=int(misclassified.sum()),
         n_skipped_no_word_vector=int((misclassified & ~with_words).sum()),
         n_skipped_single_image=int((misclassified & with_words & single).sum()),
+        n_no_prediction=int(no_prediction.sum()),
         outcomes=outcomes,
     )

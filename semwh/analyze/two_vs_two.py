@@ -21,8 +21,13 @@ example) can differ in the last bits either way. A pair counts as correct only w
 right side exceeds the left by more than `tie_tol` (default 1e-10, far above float64
 rounding of these O(n) sums and far below any meaningful difference of distances); within it
 the pair is a tie, which is not correct, as DESIGN requires. Any implementation applying the
-same rule in float64 makes the same decisions. A pair whose kept entries are constant in
-some row has an undefined correlation and counts as not correct.
+same rule in float64 makes the same decisions.
+
+Undefined pairs: a pair (i, j) whose kept entries of row i or row j are constant (Pearson
+distance) or all zero (cosine distance), in either matrix, has an undefined distance. That is
+a DegenerateInputError naming the concept pairs and the space, never a silently incorrect
+pair. Relabelling B permutes its rows and their entries together, so a pair is undefined in
+a permuted B exactly when the corresponding pair is in B: the check runs once.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import numexpr
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from semwh.analyze._checks import as_similarity_pair
+from semwh.analyze._checks import as_similarity_pair, resolve_labels
 from semwh.analyze.permutation import (
     check_block,
     check_n_permutations,
@@ -47,7 +52,8 @@ from semwh.analyze.permutation import (
     permutation_p_value,
     permutation_stream,
 )
-from semwh.errors import ConfigError, MissingDependencyError
+from semwh.analyze.similarity import CONSTANT_RTOL
+from semwh.errors import ConfigError, DegenerateInputError, MissingDependencyError
 
 DISTANCES = ("pearson", "cosine")
 BACKENDS = ("numpy", "torch")
@@ -504,11 +510,13 @@ def two_vs_two(
     Raises:
         ConfigError: unknown distance/backend, unavailable device, bad permutation settings.
         InputError: matrices of different or non-square shape.
-        DegenerateInputError: fewer than 4 concepts or NaN/inf entries (names the concepts).
+        DegenerateInputError: fewer than 4 concepts, NaN/inf entries (names the concepts), or
+            concept pairs whose distance is undefined (names the pairs).
     """
     _check_options(distance, backend, tie_tol)
     n_permutations = check_n_permutations(n_permutations)
     a, b, _ = as_similarity_pair(sim_a, sim_b, labels, space_a, space_b)
+    check_pairs_defined(a, b, distance, labels, space_a, space_b)
     rng, recorded_seed = make_rng(seed)
     n = a.shape[0]
     n_pairs = n * (n - 1) // 2
@@ -595,11 +603,13 @@ def two_vs_two_null(
         ConfigError: unknown distance/backend, unavailable device, bad permutation settings,
             or a block outside 0..N.
         InputError: matrices of different or non-square shape.
-        DegenerateInputError: fewer than 4 concepts or NaN/inf entries (names the concepts).
+        DegenerateInputError: fewer than 4 concepts, NaN/inf entries (names the concepts), or
+            concept pairs whose distance is undefined (names the pairs).
     """
     _check_options(distance, backend, tie_tol)
     start, stop = check_block(start, stop, n_permutations)
     a, b, _ = as_similarity_pair(sim_a, sim_b, labels, space_a, space_b)
+    check_pairs_defined(a, b, distance, labels, space_a, space_b)
     rng, _ = make_rng(seed)
     n = a.shape[0]
     permuting = stop > start
@@ -615,6 +625,70 @@ def two_vs_two_p_value(accuracy: float, null: np.ndarray) -> float:
     Accuracies are exact ratios of integer counts: they are compared without tolerance.
     """
     return permutation_p_value(accuracy, null, tol=0.0)
+
+
+#: How many undefined pairs an error message lists.
+_MAX_PAIRS_NAMED = 5
+
+
+def undefined_pairs(sim: np.ndarray, distance: str = "pearson") -> np.ndarray:
+    """Pairs (i < j) whose kept entries of row i or row j are constant (or all zero).
+
+    Row i with entries i and j removed is constant when every off-diagonal entry but the
+    j-th lies within ``CONSTANT_RTOL`` of the row's magnitude of one value; for the cosine
+    distance, when they are all zero. Returns a k x 2 array of index pairs, sorted.
+    """
+    m = np.asarray(sim, dtype=np.float64)
+    n = m.shape[0]
+    off = m[~np.eye(n, dtype=bool)].reshape(n, n - 1)
+    found: set[tuple[int, int]] = set()
+
+    def column(i: int, k: int) -> int:
+        return k if k < i else k + 1
+
+    if distance == "cosine":
+        mags = np.abs(off)
+        order = np.sort(mags, axis=1)
+        every = order[:, -1] == 0
+        one = ~every & (order[:, -2] == 0)
+        drop = np.argmax(mags, axis=1)
+    else:
+        order = np.sort(off, axis=1)
+        tol = CONSTANT_RTOL * np.maximum(np.abs(off).max(axis=1), 1e-300)
+        every = order[:, -1] - order[:, 0] <= tol
+        without_max = order[:, -2] - order[:, 0] <= tol
+        without_min = order[:, -1] - order[:, 1] <= tol
+        one = ~every & (without_max | without_min)
+        drop = np.where(without_max, np.argmax(off, axis=1), np.argmin(off, axis=1))
+    for i in np.flatnonzero(every):
+        found.update((min(i, j), max(i, j)) for j in range(n) if j != i)
+    for i in np.flatnonzero(one):
+        j = column(int(i), int(drop[i]))
+        found.add((min(int(i), j), max(int(i), j)))
+    return np.array(sorted(found), dtype=np.int64).reshape(-1, 2)
+
+
+def check_pairs_defined(
+    a: np.ndarray,
+    b: np.ndarray,
+    distance: str,
+    labels: Sequence[str] | None,
+    space_a: str,
+    space_b: str,
+) -> None:
+    """Raise DegenerateInputError naming the concept pairs whose 2 vs 2 distance is undefined."""
+    names = resolve_labels(labels, a.shape[0], space_a)
+    for m, space in ((a, space_a), (b, space_b)):
+        bad = undefined_pairs(m, distance)
+        if len(bad):
+            shown = ", ".join(f"({names[i]}, {names[j]})" for i, j in bad[:_MAX_PAIRS_NAMED])
+            more = f" and {len(bad) - _MAX_PAIRS_NAMED} more" if len(bad) > _MAX_PAIRS_NAMED else ""
+            what = "all zero" if distance == "cosine" else "constant"
+            raise DegenerateInputError(
+                f"space {space!r}: {len(bad)} concept pair(s) have {what} similarities once "
+                f"the pair's own entries are removed, so their 2 vs 2 distance is undefined: "
+                f"{shown}{more}; drop one concept of each pair or use another similarity"
+            )
 
 
 def _check_options(distance: str, backend: str, tie_tol: float) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from semwh.analyze import (
+    TIE_TOL,
     RSAResult,
     TwoVsTwoResult,
     bootstrap_rsa,
@@ -127,6 +128,7 @@ def comparison_null(spec: ComparisonSpec, start: int, stop: int) -> np.ndarray:
                 sim_a,
                 sim_b,
                 distance=opts.metric,
+                tie_tol=_tie_tol(opts),
                 start=start,
                 stop=stop,
                 backend=_backend(opts),
@@ -211,6 +213,10 @@ def _backend(opts: ComparisonOptions) -> str:
     return "torch" if opts.device != "cpu" else "numpy"
 
 
+def _tie_tol(opts: ComparisonOptions) -> float:
+    return TIE_TOL if opts.tie_tol is None else opts.tie_tol
+
+
 def _statistic(spec: ComparisonSpec) -> dict[str, Any]:
     """Call the pure statistics of :mod:`semwh.analyze` for one spec."""
     opts = spec.options
@@ -227,6 +233,7 @@ def _statistic(spec: ComparisonSpec) -> dict[str, Any]:
             sim_a,
             sim_b,
             distance=opts.metric,
+            tie_tol=_tie_tol(opts),
             backend=_backend(opts),
             device=opts.device,
             **common,
@@ -254,7 +261,9 @@ def _statistic(spec: ComparisonSpec) -> dict[str, Any]:
         if opts.test == "rsa":
             ci = bootstrap_rsa(sim_a, sim_b, method=opts.metric, **boot)
         else:
-            ci = bootstrap_two_vs_two(sim_a, sim_b, distance=opts.metric, **boot)
+            ci = bootstrap_two_vs_two(
+                sim_a, sim_b, distance=opts.metric, tie_tol=_tie_tol(opts), **boot
+            )
         numbers["ci_low"], numbers["ci_high"] = _finite(ci.low), _finite(ci.high)
     return numbers
 
@@ -267,18 +276,14 @@ def _finite(value: float) -> float | None:
 def find_stored(
     session: Session, spec: ComparisonSpec, *, any_seed: bool
 ) -> store.ComparisonRow | None:
-    """The newest stored row computed from the same inputs with the same options."""
-    for row, run in store.matching_rows(
-        session,
-        spec.space_a,
-        spec.space_b,
-        spec.concepts_sha256,
-        spec.options,
-        any_seed=any_seed,
-    ):
-        if store.is_same_analysis(row, run, spec.input_hashes, spec.options.bootstrap):
-            return row
-    return None
+    """The newest stored row computed from the same inputs with the same options.
+
+    Every input that changes a number is part of the key (:func:`store.matching_rows`): both
+    spaces' content hashes, the concept set, similarity, method or distance, tie tolerance,
+    permutations, seed, bootstrap size and the algorithm's version.
+    """
+    rows = store.matching_rows(session, spec, any_seed=any_seed)
+    return rows[0] if rows else None
 
 
 def lookup(wh: Warehouse, spec: ComparisonSpec) -> store.ComparisonRow | None:
@@ -293,41 +298,18 @@ def lookup_in(session: Session, spec: ComparisonSpec) -> store.ComparisonRow | N
     return find_stored(session, spec, any_seed=any_seed)
 
 
-def save_record(
-    wh: Warehouse, record: ResultRecord, replaces: store.ComparisonRow | None = None
-) -> store.ComparisonRow:
-    """Store a record in one transaction, deleting ``replaces`` and any row it collides with.
+def save_record(wh: Warehouse, record: ResultRecord) -> store.ComparisonRow:
+    """Store a record in one transaction.
 
-    A row with the same spaces, concepts, options and seed but computed from other space
-    contents describes vectors that are no longer in the warehouse, so it is replaced too.
+    Results are never replaced: a recomputation adds a row, and older rows stay as history
+    (and as members of the sweeps that list them).
     """
     with wh.session() as session:
-        return save_in(session, record, replaces)
+        return save_in(session, record)
 
 
-def save_in(
-    session: Session, record: ResultRecord, replaces: store.ComparisonRow | None = None
-) -> store.ComparisonRow:
+def save_in(session: Session, record: ResultRecord) -> store.ComparisonRow:
     """:func:`save_record` inside the caller's transaction."""
-    spec = record.spec
-    test = spec.options.test
-    doomed = {
-        row.result_id
-        for row, _run in store.matching_rows(
-            session,
-            spec.space_a,
-            spec.space_b,
-            spec.concepts_sha256,
-            spec.options,
-            any_seed=False,
-        )
-    }
-    if replaces is not None:
-        doomed.add(replaces.result_id)
-    for result_id in sorted(doomed):
-        row = store.get_comparison(session, test, result_id)
-        if row is not None:
-            store.delete_comparison(session, test, row)
     return store.add_comparison(session, record)
 
 
@@ -344,13 +326,16 @@ def compare(
     seed: int | None = None,
     bootstrap: int = 0,
     device: str = "cpu",
+    tie_tol: float = TIE_TOL,
     force: bool = False,
 ) -> store.ComparisonRow:
     """Compare two stored spaces over their shared concepts and store the result.
 
     An identical analysis already stored (same space contents, concepts, options, number of
-    permutations and seed; any seed when ``seed`` is None) is returned as it is, unless
-    ``force`` is true, which recomputes it and replaces the stored row.
+    permutations and seed, algorithm version; any seed when ``seed`` is None) is returned as
+    it is, unless ``force`` is true, which recomputes it and stores a new row (the old one
+    stays, unchanged, as history and in every sweep that lists it). The p-value is the
+    uncorrected one: FDR belongs to sweeps.
 
     Args:
         wh: The warehouse.
@@ -364,7 +349,8 @@ def compare(
         seed: Seed of the permutations and bootstrap; None draws one and records it.
         bootstrap: Bootstrap resamples of the concepts for a 95% interval (0: none).
         device: ``cpu`` or ``cuda`` for the matrix work.
-        force: Recompute and replace an identical stored result.
+        tie_tol: 2 vs 2 tie tolerance (see :mod:`semwh.analyze.two_vs_two`).
+        force: Recompute an identical stored result (adding a row).
 
     Returns:
         The stored ``results_rsa`` or ``results_2v2`` row.
@@ -384,6 +370,7 @@ def compare(
         seed=seed,
         bootstrap=bootstrap,
         device=device,
+        tie_tol=tie_tol,
     )
     hashes = content_hashes(wh, space_a, space_b)
     spec = plan_comparison(load_space(wh, space_a), load_space(wh, space_b), options, hashes)
@@ -403,7 +390,7 @@ def compare_spec(
         return found
     if spec.options.needs_seed and spec.options.seed is None:
         spec = with_seed(spec, fallback_seed if fallback_seed is not None else draw_seed())
-    return save_record(wh, run_comparison(spec), replaces=found)
+    return save_record(wh, run_comparison(spec))
 
 
 def permutation_null(wh: Warehouse, test: str, result_id: int) -> list[float] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from semwh.analyze import DISTANCES, RSA_METHODS, SIMILARITY_METRICS
+from semwh.analyze import DISTANCES, RSA_METHODS, SIMILARITY_METRICS, TIE_TOL
 from semwh.errors import ConfigError
 
 TESTS = ("rsa", "2v2")
@@ -46,6 +46,7 @@ class ComparisonOptions:
         seed: Seed of the permutations and bootstrap; None draws one when needed.
         bootstrap: Bootstrap resamples of the concepts for a 95% interval (0: none).
         device: Where the matrices are computed; never changes which numbers are stored.
+        tie_tol: 2 vs 2 tie tolerance (2 vs 2 only; None for RSA).
     """
 
     test: str
@@ -56,6 +57,7 @@ class ComparisonOptions:
     seed: int | None = None
     bootstrap: int = 0
     device: str = "cpu"
+    tie_tol: float | None = None
 
     @classmethod
     def make(
@@ -69,6 +71,7 @@ class ComparisonOptions:
         seed: int | None = None,
         bootstrap: int = 0,
         device: str = "cpu",
+        tie_tol: float = TIE_TOL,
     ) -> ComparisonOptions:
         """Validated options; the metric that does not apply to ``test`` is dropped."""
         check_choice(test, TESTS, "test")
@@ -79,6 +82,8 @@ class ComparisonOptions:
             check_choice(distance, DISTANCES, "2 vs 2 distance")
         if seed is not None and seed < 0:
             raise ConfigError(f"seed must be 0 or more, got {seed}")
+        if not (isinstance(tie_tol, int | float) and 0 <= float(tie_tol) < 1):
+            raise ConfigError(f"2 vs 2 tie tolerance must be in [0, 1), got {tie_tol!r}")
         return cls(
             test=test,
             similarity=similarity,
@@ -88,6 +93,7 @@ class ComparisonOptions:
             seed=seed,
             bootstrap=check_count(bootstrap, "bootstrap resamples"),
             device=check_device(device),
+            tie_tol=float(tie_tol) if test == "2v2" else None,
         )
 
     @property

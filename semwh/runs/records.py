@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from semwh.analyze.versions import analysis_version
 from semwh.runs.options import ComparisonOptions
 
 
@@ -57,9 +58,20 @@ class ComparisonSpec:
             "bootstrap": opts.bootstrap,
             "n_concepts": self.n_concepts,
             "concepts_sha256": self.concepts_sha256,
+            "analysis_version": analysis_version(opts.test),
         }
         params["method" if opts.test == "rsa" else "distance"] = opts.metric
+        if opts.tie_tol is not None:
+            params["tie_tol"] = opts.tie_tol
         return params
+
+    @property
+    def space_a_sha256(self) -> str | None:
+        return self.input_hashes.get(self.space_a)
+
+    @property
+    def space_b_sha256(self) -> str | None:
+        return self.input_hashes.get(self.space_b)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,17 +10,17 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
-from semwh.analyze import RecoveryResult, benjamini_hochberg
+from semwh.analyze import RecoveryResult
 from semwh.analyze import recovery as analyze_recovery
+from semwh.analyze.versions import analysis_version
 from semwh.errors import DegenerateInputError, NotFoundError
 from semwh.runs import store
-from semwh.runs.provenance import concepts_sha256
+from semwh.runs.provenance import concepts_sha256, params_sha256
 from semwh.vectors import SpaceVectors, get_space, load_image_vectors, load_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
-    AnalysisRun,
     Prediction,
     RecoveryImage,
     ResultRecovery,
@@ -67,6 +66,11 @@ class RecoveryInputs:
     @property
     def concepts_sha256(self) -> str:
         return concepts_sha256(self.wnids)
+
+    @property
+    def inputs_sha256(self) -> str:
+        """One hash of every input: both spaces, the image vector files and predictions."""
+        return params_sha256(self.input_hashes)
 
 
 def recovery_layers(wh: Warehouse, model: str, layers: Sequence[str] | None) -> list[Space]:
@@ -199,23 +203,20 @@ def run_recovery_layer(inputs: RecoveryInputs) -> RecoveryRecord:
     return RecoveryRecord(inputs=inputs, result=result, seconds=time.perf_counter() - start)
 
 
-def _stored(session: Any, inputs: RecoveryInputs) -> tuple[ResultRecovery | None, bool]:
-    """The stored row with this layer's key, and whether it came from the same inputs."""
-    found = session.execute(
-        select(ResultRecovery, AnalysisRun)
-        .join(AnalysisRun, AnalysisRun.analysis_id == ResultRecovery.analysis_id)
+def _stored(session: Any, inputs: RecoveryInputs) -> ResultRecovery | None:
+    """The newest stored row computed from exactly these inputs by this algorithm version."""
+    return session.scalars(
+        select(ResultRecovery)
         .where(
             ResultRecovery.space_a == inputs.space_a,
             ResultRecovery.space_b == inputs.space_b,
             ResultRecovery.concepts_sha256 == inputs.concepts_sha256,
             ResultRecovery.similarity == SIMILARITY,
+            ResultRecovery.inputs_sha256 == inputs.inputs_sha256,
+            ResultRecovery.analysis_version == analysis_version("recovery"),
         )
+        .order_by(ResultRecovery.result_id.desc())
     ).first()
-    if found is None:
-        return None, False
-    row, run = found
-    hashes = json.loads(run.input_hashes).get(inputs.space_a)
-    return row, hashes == inputs.input_hashes
 
 
 def _opt(value: Any) -> float | None:
@@ -236,11 +237,16 @@ def _add_rows(session: Any, analysis_id: int, record: RecoveryRecord) -> ResultR
         space_b=inputs.space_b,
         n_concepts=int(res.n_concepts),
         concepts_sha256=inputs.concepts_sha256,
+        space_a_sha256=inputs.input_hashes.get(inputs.space_a),
+        space_b_sha256=inputs.input_hashes.get(inputs.space_b),
+        inputs_sha256=inputs.inputs_sha256,
+        analysis_version=analysis_version("recovery"),
         similarity=SIMILARITY,
         n_images=int(res.n_images),
         n_success=int(res.n_success),
         accuracy=_opt(res.success_rate),
         p_value=_opt(res.p_value),
+        n_no_prediction=int(res.n_no_prediction),
         n_visual=int(res.n_visual),
         n_visual_success=int(np.count_nonzero(out.visual_success)),
         visual_accuracy=_opt(res.visual_success_rate),
@@ -282,9 +288,11 @@ def recovery(
     For every layer space ``MODEL/LAYER`` (or the given ``layers``), takes the images whose
     stored top-1 prediction differs from their concept, both concepts having word vectors in
     ``word_space``, runs :func:`semwh.analyze.recovery` on their pooled activations and stores
-    one ``results_recovery`` row per layer and one ``recovery_images`` row per image.
-    Benjamini-Hochberg FDR across the layers of this call goes into ``p_fdr``. A layer
-    already stored from the same inputs is reused unless ``force``.
+    one ``results_recovery`` row per layer and one ``recovery_images`` row per image. A layer
+    already stored from the same inputs (both spaces, image vector files, predictions) by the
+    same algorithm version is reused unless ``force``, which computes it again as a new row
+    (older rows stay as history and in the sweeps that list them). Each row's p-value is the
+    uncorrected binomial one: FDR belongs to a sweep's family.
 
     Returns:
         The stored rows, in layer order.
@@ -303,27 +311,17 @@ def recovery(
         )
     start = time.perf_counter()
     slots: list[ResultRecovery | RecoveryRecord] = []
-    replaced: list[int] = []
     for space in spaces:
         inputs = recovery_inputs(wh, space, word, predictions)
         with wh.session() as session:
-            row, same = _stored(session, inputs)
-        if row is not None and same and not force:
+            row = _stored(session, inputs)
+        if row is not None and not force:
             slots.append(row)
             continue
-        if row is not None:
-            replaced.append(row.result_id)
         slots.append(run_recovery_layer(inputs))
 
-    if replaced:
-        # DuckDB checks foreign keys against committed data only: the images of a replaced
-        # row must be gone in an earlier transaction before the row itself can be deleted.
-        with wh.session() as session:
-            session.execute(delete(RecoveryImage).where(RecoveryImage.result_id.in_(replaced)))
     computed = [s for s in slots if isinstance(s, RecoveryRecord)]
     with wh.session() as session:
-        if replaced:
-            session.execute(delete(ResultRecovery).where(ResultRecovery.result_id.in_(replaced)))
         rows: list[ResultRecovery] = []
         if computed:
             run = store.add_analysis_run(
@@ -334,6 +332,7 @@ def recovery(
                     "word_space": word_space,
                     "layers": [s.inputs.layer for s in computed],
                     "similarity": SIMILARITY,
+                    "analysis_version": analysis_version("recovery"),
                 },
                 seed=None,
                 input_hashes={s.inputs.space_a: s.inputs.input_hashes for s in computed},
@@ -345,11 +344,6 @@ def recovery(
                 rows.append(_add_rows(session, run.analysis_id, slot))
             else:
                 rows.append(session.get(ResultRecovery, slot.result_id) or slot)
-        tested = [row for row in rows if row.p_value is not None]
-        p_values = [float(row.p_value) for row in tested if row.p_value is not None]
-        adjusted = benjamini_hochberg(p_values) if p_values else np.empty(0)
-        for row, p_fdr in zip(tested, adjusted, strict=True):
-            row.p_fdr = float(p_fdr)
         session.flush()
     return rows
 
@@ -366,7 +360,7 @@ RECOVERY_SCHEMA = pa.schema(
         ("n_success", pa.int64()),
         ("accuracy", pa.float64()),
         ("p_value", pa.float64()),
-        ("p_fdr", pa.float64()),
+        ("n_no_prediction", pa.int64()),
         ("n_visual", pa.int64()),
         ("visual_accuracy", pa.float64()),
         ("visual_p_value", pa.float64()),

@@ -13,22 +13,21 @@ from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from semwh.runs.options import ComparisonOptions
+from semwh.analyze.versions import analysis_version
 from semwh.runs.provenance import (
     canonical_json,
     library_versions,
     params_sha256,
     semwh_version,
 )
-from semwh.runs.records import ResultRecord
+from semwh.runs.records import ComparisonSpec, ResultRecord
 from semwh.warehouse.models import (
     AnalysisRun,
     PermutationNull,
     Result2v2,
-    ResultRecovery,
     ResultRSA,
 )
 
@@ -73,63 +72,34 @@ def add_analysis_run(
     return run
 
 
-def _key_filter(
-    model: type[ResultRSA] | type[Result2v2],
-    space_a: str,
-    space_b: str,
-    concepts_sha256: str,
-    options: ComparisonOptions,
-) -> list[Any]:
+def matching_rows(session: Session, spec: ComparisonSpec, *, any_seed: bool) -> list[ComparisonRow]:
+    """Stored rows that answer ``spec``, newest first.
+
+    The key is every input that changes a number: both spaces, their content hashes, the
+    concept set, similarity, method or distance, tie tolerance, permutations, bootstrap size,
+    the algorithm's version and (unless ``any_seed``) the seed.
+    """
+    opts = spec.options
+    model = result_model(opts.test)
     clauses: list[Any] = [
-        model.space_a == space_a,
-        model.space_b == space_b,
-        model.concepts_sha256 == concepts_sha256,
-        model.similarity == options.similarity,
-        model.n_permutations == options.permutations,
+        model.space_a == spec.space_a,
+        model.space_b == spec.space_b,
+        model.space_a_sha256 == spec.space_a_sha256,
+        model.space_b_sha256 == spec.space_b_sha256,
+        model.concepts_sha256 == spec.concepts_sha256,
+        model.similarity == opts.similarity,
+        model.n_permutations == opts.permutations,
+        model.bootstrap == opts.bootstrap,
+        model.analysis_version == analysis_version(opts.test),
     ]
     if model is ResultRSA:
-        clauses.append(ResultRSA.method == options.metric)
+        clauses.append(ResultRSA.method == opts.metric)
     else:
-        clauses.append(Result2v2.distance == options.metric)
-    return clauses
-
-
-def matching_rows(
-    session: Session,
-    space_a: str,
-    space_b: str,
-    concepts_sha256: str,
-    options: ComparisonOptions,
-    *,
-    any_seed: bool,
-) -> list[tuple[ComparisonRow, AnalysisRun]]:
-    """Stored comparisons with the same spaces, concepts, options and (unless ``any_seed``)
-    seed, newest first, with the analysis run that produced each."""
-    model = result_model(options.test)
-    clauses = _key_filter(model, space_a, space_b, concepts_sha256, options)
+        clauses += [Result2v2.distance == opts.metric, Result2v2.tie_tol == opts.tie_tol]
     if not any_seed:
-        clauses.append(model.seed.is_(None) if options.seed is None else model.seed == options.seed)
-    query = (
-        select(model, AnalysisRun)
-        .join(AnalysisRun, AnalysisRun.analysis_id == model.analysis_id)
-        .where(*clauses)
-        .order_by(model.result_id.desc())
-    )
-    return [(row, run) for row, run in session.execute(query).all()]
-
-
-def is_same_analysis(
-    row: ComparisonRow, run: AnalysisRun, input_hashes: dict[str, Any], bootstrap: int
-) -> bool:
-    """Whether a stored row answers a request: same space contents and bootstrap size.
-
-    A row with a bootstrap interval also answers a request without one: the bootstrap draws
-    from its own stream, so the statistic and p-value are the same either way (and the
-    results tables hold one row per spaces, concepts, options and seed).
-    """
-    params = json.loads(run.params)
-    stored = int(params.get("bootstrap", 0))
-    return json.loads(run.input_hashes) == input_hashes and bootstrap in (0, stored)
+        clauses.append(model.seed.is_(None) if opts.seed is None else model.seed == opts.seed)
+    query = select(model).where(*clauses).order_by(model.result_id.desc())
+    return list(session.scalars(query).all())
 
 
 def add_comparison(session: Session, record: ResultRecord) -> ComparisonRow:
@@ -151,10 +121,14 @@ def add_comparison(session: Session, record: ResultRecord) -> ComparisonRow:
         space_b=spec.space_b,
         n_concepts=spec.n_concepts,
         concepts_sha256=spec.concepts_sha256,
+        space_a_sha256=spec.space_a_sha256,
+        space_b_sha256=spec.space_b_sha256,
         similarity=opts.similarity,
         p_value=record.p_value,
         n_permutations=opts.permutations,
         seed=opts.seed,
+        bootstrap=opts.bootstrap,
+        analysis_version=analysis_version(opts.test),
         null_mean=record.null_mean,
         null_q95=record.null_q95,
         ci_low=record.ci_low,
@@ -164,9 +138,13 @@ def add_comparison(session: Session, record: ResultRecord) -> ComparisonRow:
     if opts.test == "rsa":
         row = ResultRSA(method=opts.metric, rho=record.statistic, **common)
     else:
-        assert record.n_pairs is not None
+        assert record.n_pairs is not None and opts.tie_tol is not None
         row = Result2v2(
-            distance=opts.metric, accuracy=record.statistic, n_pairs=record.n_pairs, **common
+            distance=opts.metric,
+            tie_tol=opts.tie_tol,
+            accuracy=record.statistic,
+            n_pairs=record.n_pairs,
+            **common,
         )
     session.add(row)
     session.flush()
@@ -184,17 +162,6 @@ def add_comparison(session: Session, record: ResultRecord) -> ComparisonRow:
     return row
 
 
-def delete_comparison(session: Session, test: str, row: ComparisonRow) -> None:
-    """Delete a result row and its null; its analysis run stays as a record of what ran."""
-    session.execute(
-        delete(PermutationNull).where(
-            PermutationNull.test == test, PermutationNull.result_id == row.result_id
-        )
-    )
-    session.delete(row)
-    session.flush()
-
-
 def test_of(row: ComparisonRow) -> str:
     return "rsa" if isinstance(row, ResultRSA) else "2v2"
 
@@ -207,14 +174,6 @@ def get_comparison(session: Session, test: str, result_id: int) -> ComparisonRow
 def null_values(session: Session, test: str, result_id: int) -> list[float] | None:
     row = session.get(PermutationNull, (test, result_id))
     return None if row is None else list(json.loads(row.values))
-
-
-def set_p_fdr(session: Session, test: str, result_id: int, p_fdr: float | None) -> None:
-    """Write one row's FDR-adjusted p-value (a plain column: no key or index changes)."""
-    model: Any = ResultRecovery if test == "recovery" else result_model(test)
-    row = session.get(model, result_id)
-    if row is not None:
-        row.p_fdr = p_fdr
 
 
 COMPARISON_COLUMNS = (
@@ -232,6 +191,8 @@ COMPARISON_COLUMNS = (
     "p_fdr",
     "n_permutations",
     "seed",
+    "bootstrap",
+    "analysis_version",
     "null_mean",
     "null_q95",
     "ci_low",
@@ -239,8 +200,14 @@ COMPARISON_COLUMNS = (
 )
 
 
-def comparison_table(rows: Sequence[ComparisonRow]) -> pa.Table:
-    """Stored comparison rows as one Arrow table (RSA and 2 vs 2 side by side)."""
+def comparison_table(
+    rows: Sequence[ComparisonRow], p_fdr: dict[tuple[str, int], float | None] | None = None
+) -> pa.Table:
+    """Stored comparison rows as one Arrow table (RSA and 2 vs 2 side by side).
+
+    ``p_fdr`` maps (test, result_id) to a sweep's FDR-adjusted p-value; without it (a single
+    comparison) the column is null, since FDR belongs to a sweep's family.
+    """
     records = []
     for row in rows:
         is_rsa = isinstance(row, ResultRSA)
@@ -257,9 +224,11 @@ def comparison_table(rows: Sequence[ComparisonRow]) -> pa.Table:
                 "statistic": row.rho if isinstance(row, ResultRSA) else row.accuracy,
                 "n_pairs": None if isinstance(row, ResultRSA) else row.n_pairs,
                 "p_value": row.p_value,
-                "p_fdr": row.p_fdr,
+                "p_fdr": (p_fdr or {}).get(("rsa" if is_rsa else "2v2", row.result_id)),
                 "n_permutations": row.n_permutations,
                 "seed": row.seed,
+                "bootstrap": row.bootstrap,
+                "analysis_version": row.analysis_version,
                 "null_mean": row.null_mean,
                 "null_q95": row.null_q95,
                 "ci_low": row.ci_low,
@@ -282,6 +251,8 @@ def comparison_table(rows: Sequence[ComparisonRow]) -> pa.Table:
             ("p_fdr", pa.float64()),
             ("n_permutations", pa.int64()),
             ("seed", pa.int64()),
+            ("bootstrap", pa.int64()),
+            ("analysis_version", pa.int64()),
             ("null_mean", pa.float64()),
             ("null_q95", pa.float64()),
             ("ci_low", pa.float64()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -10,11 +11,10 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from semwh.analyze import benjamini_hochberg
+from semwh.analyze import TIE_TOL
 from semwh.errors import ConfigError, DegenerateInputError, NotFoundError
-from semwh.runs import store
+from semwh.runs import families, store
 from semwh.runs.comparison import (
     lookup_in,
     plan_comparison,
@@ -48,20 +48,26 @@ class SweepResult:
     """What a sweep stored.
 
     Attributes:
+        sweep_id: The stored family (table ``sweeps``).
         analysis_id: The ``analysis_runs`` row of kind ``sweep``.
         seed: The sweep seed every comparison's seed was derived from (None: nothing random).
-        rows: One stored RSA / 2 vs 2 row per comparison, with this sweep's ``p_fdr``.
+        rows: One stored RSA / 2 vs 2 row per comparison.
         recovery: Stored recovery rows, when recovery was asked for.
+        p_fdr: The sweep's Benjamini-Hochberg p-value of each member, by (test, result_id).
         computed: How many comparisons were computed (the rest were found stored).
         skipped: Comparisons left out as degenerate (empty when ``strict``).
+        reused: True when an identical family was already stored and is returned as it is.
     """
 
-    analysis_id: int
+    sweep_id: int
+    analysis_id: int | None
     seed: int | None
     rows: list[store.ComparisonRow] = field(default_factory=list)
     recovery: list[ResultRecovery] = field(default_factory=list)
+    p_fdr: dict[tuple[str, int], float | None] = field(default_factory=dict)
     computed: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    reused: bool = False
 
 
 def sweep_models(wh: Warehouse, models: Sequence[str], include_random: bool) -> list[str]:
@@ -162,6 +168,7 @@ def sweep(
     similarity: str = "pearson",
     method: str = "spearman",
     distance: str = "pearson",
+    tie_tol: float = TIE_TOL,
     device: str = "cpu",
     include_random: bool = True,
     recovery: bool = False,
@@ -175,9 +182,12 @@ def sweep(
     Each comparison's seed is derived from the sweep seed and the comparison's identity
     (:func:`semwh.runs.provenance.derive_seed`), so the numbers do not depend on the order or
     the engine that ran them. Comparisons already stored are reused (with no ``seed`` given,
-    a stored row of any seed counts) unless ``force``. Benjamini-Hochberg FDR over all p-values
-    of the sweep is written into ``p_fdr`` of its rows, and a ``sweep`` analysis run records
-    the member result ids.
+    a stored row of any seed counts) unless ``force``, which computes them again as new rows.
+
+    The sweep is a stored family (``sweeps``, ``sweep_members``, view ``sweep_results``):
+    Benjamini-Hochberg FDR over every p-value of its tests, recovery included, is stored with
+    it and never changes afterwards, whatever runs later. A rerun that finds every member
+    stored and exactly the family of the newest identical sweep returns that sweep.
 
     Args:
         wh: The warehouse.
@@ -189,10 +199,11 @@ def sweep(
         similarity: Concept similarity for both tests.
         method: RSA correlation of the upper triangles.
         distance: 2 vs 2 row distance.
+        tie_tol: 2 vs 2 tie tolerance.
         device: ``cpu`` or ``cuda``.
         include_random: Also sweep ``MODEL-random`` models when they are stored.
         recovery: Also run 1 vs 2 recovery for each chosen model and word space.
-        force: Recompute and replace stored comparisons.
+        force: Recompute stored comparisons (new rows; the old ones stay as history).
         strict: Raise on a degenerate comparison instead of skipping it. A sweep skips them
             by default because one degenerate layer (the near-constant logits of a
             random-weight control, say) should not discard the rest; each skipped comparison
@@ -217,6 +228,7 @@ def sweep(
             permutations=permutations,
             seed=None,
             device=device,
+            tie_tol=tie_tol,
         )
         for test in dict.fromkeys(tests)
     ]
@@ -239,6 +251,80 @@ def sweep(
         for name in words:
             hashes[name] = session.scalar(select(Space.content_sha256).where(Space.name == name))
 
+    params: dict[str, Any] = {
+        "models": list(models),
+        "swept_models": chosen,
+        "word_spaces": list(words),
+        "tests": [o.test for o in options],
+        "similarity": similarity,
+        "method": method,
+        "distance": distance,
+        "tie_tol": float(tie_tol),
+        "permutations": permutations,
+        "seed": sweep_seed,
+        "include_random": include_random,
+        "recovery": recovery,
+    }
+    with wh.session() as session:
+        family = families.open_sweep(
+            session,
+            models=chosen,
+            word_spaces=list(words),
+            tests=[o.test for o in options] + (["recovery"] if recovery else []),
+            n_permutations=permutations,
+            seed=sweep_seed,
+            params=params,
+        )
+        sweep_id = family.sweep_id
+        identity_sha256 = json.loads(family.params)["identity_sha256"]
+    try:
+        return _run_sweep(
+            wh,
+            sweep_id=sweep_id,
+            identity_sha256=identity_sha256,
+            params=params,
+            models=models,
+            layers=layers,
+            words=words,
+            hashes=hashes,
+            options=options,
+            seed=seed,
+            sweep_seed=sweep_seed,
+            device=device,
+            recovery=recovery,
+            force=force,
+            strict=strict,
+            progress=progress,
+            engine=engine,
+        )
+    except BaseException:
+        # The sweep's family was never written: mark it, so that nobody reads it as current.
+        with wh.session() as session:
+            families.fail_sweep(session, sweep_id)
+        raise
+
+
+def _run_sweep(
+    wh: Warehouse,
+    *,
+    sweep_id: int,
+    identity_sha256: str,
+    params: dict[str, Any],
+    models: Sequence[str],
+    layers: Sequence[Space],
+    words: dict[str, SpaceVectors],
+    hashes: dict[str, str | None],
+    options: Sequence[ComparisonOptions],
+    seed: int | None,
+    sweep_seed: int | None,
+    device: str,
+    recovery: bool,
+    force: bool,
+    strict: bool,
+    progress: bool,
+    engine: Engine,
+) -> SweepResult:
+    """Compute or find every member of an opened sweep, then close it with its FDR."""
     start = time.perf_counter()
     total = len(layers) * len(words) * len(options)
 
@@ -250,7 +336,7 @@ def sweep(
         )
 
     slots: list[store.ComparisonRow | Skipped | None] = []
-    pending: list[tuple[int, ComparisonSpec, store.ComparisonRow | None]] = []
+    pending: list[tuple[int, ComparisonSpec]] = []
     bar = _progress() if progress else None
     task = bar.add_task("sweep", total=total) if bar is not None else None
     if bar is not None:
@@ -266,21 +352,21 @@ def sweep(
                     # analysis; without one, a stored row of any seed is.
                     found = lookup_in(session, seeded(spec) if seed is not None else spec)
                     if found is None or force:
-                        pending.append((len(slots), seeded(spec), found))
+                        pending.append((len(slots), seeded(spec)))
                         slots.append(None)
                         continue
                     slots.append(found)
                 if bar is not None and task is not None:
                     bar.advance(task)
         step = run_comparison if strict else run_or_skip
-        outcomes = engine(step, [spec for _, spec, _ in pending])  # type: ignore[arg-type]
-        buffer: list[tuple[int, ResultRecord, store.ComparisonRow | None]] = []
+        outcomes = engine(step, [spec for _, spec in pending])  # type: ignore[arg-type]
+        buffer: list[tuple[int, ResultRecord]] = []
         last_commit = time.perf_counter()
-        for (index, _spec, old), outcome in zip(pending, outcomes, strict=True):
+        for (index, _spec), outcome in zip(pending, outcomes, strict=True):
             if isinstance(outcome, Skipped):
                 slots[index] = outcome
             else:
-                buffer.append((index, outcome, old))
+                buffer.append((index, outcome))
             # Results are committed in small batches: an interrupted sweep keeps what it
             # computed, and a rerun finds those comparisons stored.
             if len(buffer) >= COMMIT_EVERY or time.perf_counter() - last_commit > COMMIT_SECONDS:
@@ -294,48 +380,61 @@ def sweep(
             bar.stop()
     rows = [slot for slot in slots if isinstance(slot, ResultRSA | Result2v2)]
     skipped = [slot for slot in slots if isinstance(slot, Skipped)]
-    computed = sum(1 for index, _, _ in pending if not isinstance(slots[index], Skipped))
+    computed = sum(1 for index, _ in pending if not isinstance(slots[index], Skipped))
 
     recovered: list[ResultRecovery] = []
     if recovery:
         for model in models:
             for word in words:
                 recovered.extend(run_recovery(wh, model, word, force=force))
+    members = [families.Member(store.test_of(r), r.result_id, r.p_value) for r in rows]
+    members += [families.Member("recovery", r.result_id, r.p_value) for r in recovered]
 
-    params: dict[str, Any] = {
-        "models": list(models),
-        "swept_models": chosen,
-        "word_spaces": list(words),
-        "tests": [o.test for o in options],
-        "similarity": similarity,
-        "method": method,
-        "distance": distance,
-        "permutations": permutations,
-        "seed": sweep_seed,
-        "include_random": include_random,
-        "recovery": recovery,
-    }
-    identity = dict(params)
-    params["skipped"] = [item.to_dict() for item in skipped]
-    params["recovery_members"] = [r.result_id for r in recovered]
-    # The FDR values and the sweep's own record land together or not at all.
+    # The family, its FDR and the sweep's own run record land together or not at all.
     with wh.session() as session:
-        params["members"] = _apply_fdr(session, rows)
+        # A rerun that found every member stored repeats the newest identical family.
+        twin = families.same_family(session, identity_sha256, members)
+        if twin is not None and twin.sweep_id != sweep_id:
+            families.discard_sweep(session, sweep_id)
+            return SweepResult(
+                sweep_id=twin.sweep_id,
+                analysis_id=twin.analysis_id,
+                seed=sweep_seed,
+                rows=_reload(wh, rows),
+                recovery=recovered,
+                p_fdr=families.sweep_fdr(session, twin.sweep_id),
+                computed=0,
+                skipped=skipped,
+                reused=True,
+            )
+        record = dict(params)
+        record["sweep_id"] = sweep_id
+        record["skipped"] = [item.to_dict() for item in skipped]
         run = store.add_analysis_run(
             session,
             "sweep",
-            params,
+            record,
             seed=sweep_seed,
             input_hashes=hashes,
             device=device,
             seconds=time.perf_counter() - start,
-            identity=identity,
+            identity=params,
         )
+        fdr = families.close_sweep(
+            session,
+            sweep_id,
+            members,
+            analysis_id=run.analysis_id,
+            extra_params={"skipped": record["skipped"]},
+        )
+    fault_point("sweep.closed")
     return SweepResult(
+        sweep_id=sweep_id,
         analysis_id=run.analysis_id,
         seed=sweep_seed,
         rows=_reload(wh, rows),
         recovery=recovered,
+        p_fdr=fdr,
         computed=computed,
         skipped=skipped,
     )
@@ -343,36 +442,17 @@ def sweep(
 
 def _commit(
     wh: Warehouse,
-    buffer: list[tuple[int, ResultRecord, store.ComparisonRow | None]],
+    buffer: list[tuple[int, ResultRecord]],
     slots: list[store.ComparisonRow | Skipped | None],
 ) -> None:
     """Store the buffered records in one transaction and empty the buffer."""
     if not buffer:
         return
     with wh.session() as session:
-        for index, record, old in buffer:
-            slots[index] = save_in(session, record, old)
+        for index, record in buffer:
+            slots[index] = save_in(session, record)
     buffer.clear()
     fault_point("sweep.committed")
-
-
-def _apply_fdr(session: Session, rows: Sequence[store.ComparisonRow]) -> list[dict[str, Any]]:
-    """Benjamini-Hochberg over every p-value of the sweep, written into the rows' ``p_fdr``."""
-    tested = [row for row in rows if row.p_value is not None]
-    p_values = [float(row.p_value) for row in tested if row.p_value is not None]
-    adjusted = [float(v) for v in benjamini_hochberg(p_values)] if p_values else []
-    by_key = {
-        (store.test_of(row), row.result_id): p for row, p in zip(tested, adjusted, strict=True)
-    }
-    members = []
-    for row in rows:
-        test = store.test_of(row)
-        p_fdr = by_key.get((test, row.result_id))
-        store.set_p_fdr(session, test, row.result_id, p_fdr)
-        members.append(
-            {"test": test, "result_id": row.result_id, "p_value": row.p_value, "p_fdr": p_fdr}
-        )
-    return members
 
 
 def _reload(wh: Warehouse, rows: Sequence[store.ComparisonRow]) -> list[store.ComparisonRow]:

@@ -53,6 +53,7 @@ EXTRACTION_RUN_SEQ = _seq("extraction_runs_id_seq")
 VECTOR_FILE_SEQ = _seq("vector_files_id_seq")
 ANALYSIS_RUN_SEQ = _seq("analysis_runs_id_seq")
 RESULT_SEQ = _seq("results_id_seq")
+SWEEP_SEQ = _seq("sweeps_id_seq")
 
 
 # SQLite only autoincrements INTEGER PRIMARY KEY; DuckDB and PostgreSQL draw from the sequence.
@@ -292,11 +293,17 @@ class _ComparisonColumns:
     space_b: Mapped[str] = mapped_column(String, nullable=False)
     n_concepts: Mapped[int] = mapped_column(Integer, nullable=False)
     concepts_sha256: Mapped[str] = mapped_column(String, nullable=False)
+    # Content hashes of both inputs when the result was computed: a result is current while
+    # they equal the spaces' content_sha256.
+    space_a_sha256: Mapped[str | None] = mapped_column(String)
+    space_b_sha256: Mapped[str | None] = mapped_column(String)
     similarity: Mapped[str] = mapped_column(String, nullable=False)
     p_value: Mapped[float | None] = mapped_column(Double)
-    p_fdr: Mapped[float | None] = mapped_column(Double)
     n_permutations: Mapped[int] = mapped_column(Integer, nullable=False)
     seed: Mapped[int | None] = mapped_column(BigInteger)
+    bootstrap: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # The algorithm's version (semwh.analyze.versions) that computed the numbers.
+    analysis_version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     null_mean: Mapped[float | None] = mapped_column(Double)
     null_q95: Mapped[float | None] = mapped_column(Double)
     ci_low: Mapped[float | None] = mapped_column(Double)
@@ -308,17 +315,6 @@ class ResultRSA(_ComparisonColumns, Base):
     """RSA between two spaces over their shared concepts."""
 
     __tablename__ = "results_rsa"
-    __table_args__ = (
-        UniqueConstraint(
-            "space_a",
-            "space_b",
-            "concepts_sha256",
-            "similarity",
-            "method",
-            "n_permutations",
-            "seed",
-        ),
-    )
 
     result_id: Mapped[int] = _pk(RESULT_SEQ)
     analysis_id: Mapped[int] = mapped_column(
@@ -332,23 +328,13 @@ class Result2v2(_ComparisonColumns, Base):
     """2 vs 2 test between two spaces over their shared concepts."""
 
     __tablename__ = "results_2v2"
-    __table_args__ = (
-        UniqueConstraint(
-            "space_a",
-            "space_b",
-            "concepts_sha256",
-            "similarity",
-            "distance",
-            "n_permutations",
-            "seed",
-        ),
-    )
 
     result_id: Mapped[int] = _pk(RESULT_SEQ)
     analysis_id: Mapped[int] = mapped_column(
         ForeignKey("analysis_runs.analysis_id"), nullable=False, index=True
     )
     distance: Mapped[str] = mapped_column(String, nullable=False)  # pearson|cosine
+    tie_tol: Mapped[float] = mapped_column(Double, nullable=False)
     n_pairs: Mapped[int] = mapped_column(BigInteger, nullable=False)
     accuracy: Mapped[float] = mapped_column(Double, nullable=False)
 
@@ -357,7 +343,6 @@ class ResultRecovery(Base):
     """1 vs 2 recovery of misclassified images' true class, per layer and word space."""
 
     __tablename__ = "results_recovery"
-    __table_args__ = (UniqueConstraint("space_a", "space_b", "concepts_sha256", "similarity"),)
 
     result_id: Mapped[int] = _pk(RESULT_SEQ)
     analysis_id: Mapped[int] = mapped_column(
@@ -369,12 +354,18 @@ class ResultRecovery(Base):
     space_b: Mapped[str] = mapped_column(String, nullable=False)  # word space
     n_concepts: Mapped[int] = mapped_column(Integer, nullable=False)
     concepts_sha256: Mapped[str] = mapped_column(String, nullable=False)
+    space_a_sha256: Mapped[str | None] = mapped_column(String)
+    space_b_sha256: Mapped[str | None] = mapped_column(String)
+    # Hash of every input of the test: both spaces, the image vector files, the predictions.
+    inputs_sha256: Mapped[str | None] = mapped_column(String)
+    analysis_version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     similarity: Mapped[str] = mapped_column(String, nullable=False)
     n_images: Mapped[int] = mapped_column(Integer, nullable=False)
     n_success: Mapped[int] = mapped_column(Integer, nullable=False)
     accuracy: Mapped[float | None] = mapped_column(Double)  # success rate
     p_value: Mapped[float | None] = mapped_column(Double)  # binomial, one-sided, vs 0.5
-    p_fdr: Mapped[float | None] = mapped_column(Double)
+    # Images of the layer's concepts with no stored prediction (never counted as tested).
+    n_no_prediction: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     n_visual: Mapped[int] = mapped_column(Integer, nullable=False)
     n_visual_success: Mapped[int] = mapped_column(Integer, nullable=False)
     visual_accuracy: Mapped[float | None] = mapped_column(Double)
@@ -416,6 +407,36 @@ class PermutationNull(Base):
     values: Mapped[str] = mapped_column(Text, nullable=False)  # JSON list of floats
 
 
+class Sweep(Base):
+    """A stored family of tests: its members and their Benjamini-Hochberg FDR never change."""
+
+    __tablename__ = "sweeps"
+
+    sweep_id: Mapped[int] = _pk(SWEEP_SEQ)
+    created_at: Mapped[datetime] = _created()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    models: Mapped[str] = mapped_column(Text, nullable=False)  # JSON list
+    word_spaces: Mapped[str] = mapped_column(Text, nullable=False)  # JSON list
+    tests: Mapped[str] = mapped_column(Text, nullable=False)  # JSON list: rsa|2v2|recovery
+    n_permutations: Mapped[int] = mapped_column(Integer, nullable=False)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    n_tests: Mapped[int] = mapped_column(Integer, nullable=False, default=0)  # the BH family
+    status: Mapped[str] = mapped_column(String, nullable=False)  # running|complete|failed|migrated
+    params: Mapped[str] = mapped_column(Text, nullable=False)  # JSON: options, skipped
+    analysis_id: Mapped[int | None] = mapped_column(ForeignKey("analysis_runs.analysis_id"))
+
+
+class SweepMember(Base):
+    """One test of a sweep, with the FDR-adjusted p-value the sweep gave it."""
+
+    __tablename__ = "sweep_members"
+
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.sweep_id"), primary_key=True)
+    test: Mapped[str] = mapped_column(String, primary_key=True)  # rsa|2v2|recovery
+    result_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    p_fdr: Mapped[float | None] = mapped_column(Double)
+
+
 class WarehouseSetting(Base):
     """A setting of the warehouse every process must agree on (e.g. where its vectors live)."""
 
@@ -428,3 +449,4 @@ class WarehouseSetting(Base):
 
 Index("ix_results_2v2_spaces", Result2v2.space_a, Result2v2.space_b)
 Index("ix_results_rsa_spaces", ResultRSA.space_a, ResultRSA.space_b)
+Index("ix_results_recovery_spaces", ResultRecovery.space_a, ResultRecovery.space_b)

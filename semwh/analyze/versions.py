@@ -1,0 +1,22 @@
+"""Versions of the analysis algorithms, recorded with every result.
+
+A stored result is reused only by a request that the same algorithm would answer: bump a
+test's version whenever a change to its code can change a stored number or turn a stored
+number into an error, so that results of the old algorithm are recomputed rather than reused.
+
+History:
+    rsa 1: the first recorded version.
+    2v2 1: pairs with constant kept entries counted as not correct.
+    2v2 2: such pairs are a DegenerateInputError naming the concepts.
+    recovery 1: images without a stored prediction counted with "no word vector".
+    recovery 2: they have their own count (n_no_prediction).
+"""
+
+from __future__ import annotations
+
+ANALYSIS_VERSIONS: dict[str, int] = {"rsa": 1, "2v2": 2, "recovery": 2}
+
+
+def analysis_version(test: str) -> int:
+    """The current version of ``test``'s algorithm (rsa, 2v2 or recovery)."""
+    return ANALYSIS_VERSIONS[test]

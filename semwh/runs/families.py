@@ -1,0 +1,149 @@
+"""Sweeps as stored families of tests: the one place that writes ``sweeps`` and their members.
+
+A sweep is opened (status ``running``) before it computes anything and closed in one
+transaction that writes its members, the Benjamini-Hochberg FDR over all of their p-values
+(RSA, 2 vs 2 and recovery together) and its status ``complete``. Nothing changes a closed
+sweep afterwards: later sweeps, single analyses and ``--force`` add rows of their own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from semwh.analyze import benjamini_hochberg
+from semwh.errors import NotFoundError
+from semwh.runs.provenance import canonical_json, params_sha256
+from semwh.warehouse.models import Sweep, SweepMember
+
+RUNNING = "running"
+COMPLETE = "complete"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Member:
+    """One test of a family: which result, and its uncorrected p-value."""
+
+    test: str
+    result_id: int
+    p_value: float | None
+
+
+def open_sweep(
+    session: Session,
+    *,
+    models: Sequence[str],
+    word_spaces: Sequence[str],
+    tests: Sequence[str],
+    n_permutations: int,
+    seed: int | None,
+    params: dict[str, Any],
+) -> Sweep:
+    """Add a ``running`` sweep; ``params`` (its options) are stored with their hash."""
+    sweep = Sweep(
+        models=json.dumps(list(models)),
+        word_spaces=json.dumps(list(word_spaces)),
+        tests=json.dumps(list(tests)),
+        n_permutations=n_permutations,
+        seed=seed,
+        n_tests=0,
+        status=RUNNING,
+        params=canonical_json({**params, "identity_sha256": params_sha256(params)}),
+    )
+    session.add(sweep)
+    session.flush()
+    return sweep
+
+
+def family_fdr(members: Sequence[Member]) -> dict[tuple[str, int], float | None]:
+    """Benjamini-Hochberg over the members with a p-value; None for the others."""
+    tested = [m for m in members if m.p_value is not None]
+    adjusted = benjamini_hochberg([float(m.p_value) for m in tested]) if tested else []  # type: ignore[arg-type]
+    out: dict[tuple[str, int], float | None] = {(m.test, m.result_id): None for m in members}
+    for member, p_fdr in zip(tested, adjusted, strict=True):
+        out[(member.test, member.result_id)] = float(p_fdr)
+    return out
+
+
+def close_sweep(
+    session: Session,
+    sweep_id: int,
+    members: Sequence[Member],
+    *,
+    analysis_id: int | None,
+    extra_params: dict[str, Any] | None = None,
+) -> dict[tuple[str, int], float | None]:
+    """Write the family and its FDR, mark the sweep complete; returns the FDR by member."""
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is None:
+        raise NotFoundError(f"no sweep {sweep_id}")
+    unique = list({(m.test, m.result_id): m for m in members}.values())
+    fdr = family_fdr(unique)
+    for member in unique:
+        session.add(
+            SweepMember(
+                sweep_id=sweep_id,
+                test=member.test,
+                result_id=member.result_id,
+                p_fdr=fdr[(member.test, member.result_id)],
+            )
+        )
+    if extra_params:
+        sweep.params = canonical_json({**json.loads(sweep.params), **extra_params})
+    sweep.n_tests = sum(1 for m in unique if m.p_value is not None)
+    sweep.status = COMPLETE
+    sweep.finished_at = datetime.utcnow()
+    sweep.analysis_id = analysis_id
+    session.flush()
+    return fdr
+
+
+def fail_sweep(session: Session, sweep_id: int) -> None:
+    """Mark a sweep that stopped with an error; it lists no members."""
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is not None and sweep.status == RUNNING:
+        sweep.status = FAILED
+        sweep.finished_at = datetime.utcnow()
+
+
+def discard_sweep(session: Session, sweep_id: int) -> None:
+    """Remove a sweep that was opened but turned out to repeat a stored one exactly."""
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is not None and sweep.status == RUNNING:
+        session.delete(sweep)
+
+
+def members_of(session: Session, sweep_id: int) -> list[SweepMember]:
+    return list(
+        session.scalars(
+            select(SweepMember)
+            .where(SweepMember.sweep_id == sweep_id)
+            .order_by(SweepMember.test, SweepMember.result_id)
+        ).all()
+    )
+
+
+def same_family(session: Session, identity_sha256: str, members: Sequence[Member]) -> Sweep | None:
+    """The newest complete sweep of the same options whose members are exactly ``members``."""
+    wanted = {(m.test, m.result_id) for m in members}
+    candidates = session.scalars(
+        select(Sweep).where(Sweep.status == COMPLETE).order_by(Sweep.sweep_id.desc())
+    ).all()
+    for sweep in candidates:
+        if json.loads(sweep.params).get("identity_sha256") != identity_sha256:
+            continue
+        stored = {(m.test, m.result_id) for m in members_of(session, sweep.sweep_id)}
+        return sweep if stored == wanted else None
+    return None
+
+
+def sweep_fdr(session: Session, sweep_id: int) -> dict[tuple[str, int], float | None]:
+    """The p_fdr a stored sweep gave each of its members."""
+    return {(m.test, m.result_id): m.p_fdr for m in members_of(session, sweep_id)}
