@@ -30,10 +30,18 @@ _SIMILARITY = typer.Option(
 )
 _BOOTSTRAP = typer.Option(0, "--bootstrap", help="Bootstrap resamples for a 95% interval.")
 _DEVICE = typer.Option("cpu", "--device", help="cpu or cuda.")
-_FORCE = typer.Option(False, "--force", help="Recompute and replace a stored identical result.")
+_FORCE = typer.Option(
+    False, "--force", help="Recompute a stored identical result (a new row; the old one stays)."
+)
+_TIE_TOL = typer.Option(
+    1e-10, "--tie-tol", help="2 vs 2: a pair is correct only by more than this margin."
+)
 
-
-RECOVERY_SUMMARY = ("result_id", "layer", "space_b", "n_images", "accuracy", "p_value", "p_fdr")
+RECOVERY_SUMMARY = ("result_id", "layer", "space_b", "n_images", "accuracy", "p_value")
+UNCORRECTED = (
+    "p_value is uncorrected: FDR belongs to a sweep's family (`semwh analyze sweep`, "
+    "then sweep_results)"
+)
 
 
 def _split(text: str) -> list[str]:
@@ -46,7 +54,9 @@ def _compare(ctx: typer.Context, a: str, b: str, test: str, **options: Any) -> N
     from semwh.runs.store import vertical
 
     row = runs.compare(state(ctx).warehouse(), a, b, test, **options)
-    print_table(vertical(runs.comparison_table([row])), title=f"results_{test}")
+    table = runs.comparison_table([row])
+    print_table(vertical(table.drop_columns(["p_fdr"])), title=f"results_{test}")
+    err_console.print(UNCORRECTED, highlight=False)
 
 
 @app.command("rsa")
@@ -92,6 +102,7 @@ def two_vs_two(
     seed: int | None = _SEED,
     similarity: str = _SIMILARITY,
     distance: str = typer.Option("pearson", "--distance", help="Row distance: pearson, cosine."),
+    tie_tol: float = _TIE_TOL,
     bootstrap: int = _BOOTSTRAP,
     device: str = _DEVICE,
     force: bool = _FORCE,
@@ -107,6 +118,7 @@ def two_vs_two(
         "2v2",
         similarity=similarity,
         distance=distance,
+        tie_tol=tie_tol,
         permutations=permutations,
         seed=seed,
         bootstrap=bootstrap,
@@ -142,6 +154,7 @@ def recovery(
     print_table(
         summary_table(runs.recovery_table(rows), RECOVERY_SUMMARY), title="results_recovery"
     )
+    err_console.print(UNCORRECTED, highlight=False)
 
 
 @app.command("sweep")
@@ -154,6 +167,7 @@ def sweep(
     seed: int | None = _SEED,
     no_random: bool = typer.Option(False, "--no-random", help="Skip MODEL-random controls."),
     with_recovery: bool = typer.Option(False, "--recovery", help="Also run 1 vs 2 recovery."),
+    tie_tol: float = _TIE_TOL,
     device: str = _DEVICE,
     force: bool = _FORCE,
     strict: bool = typer.Option(
@@ -189,6 +203,7 @@ def sweep(
         seed=seed,
         include_random=not no_random,
         recovery=with_recovery,
+        tie_tol=tie_tol,
         device=device,
         force=force,
         strict=strict,
@@ -198,17 +213,24 @@ def sweep(
         ),
     )
     print_table(
-        summary_table(runs.comparison_table(result.rows)), title=f"sweep {result.analysis_id}"
+        summary_table(runs.comparison_table(result.rows, result.p_fdr)),
+        title=f"sweep {result.sweep_id}",
     )
     if result.recovery:
         print_table(
-            summary_table(runs.recovery_table(result.recovery), RECOVERY_SUMMARY),
-            title="results_recovery",
+            summary_table(
+                runs.sweep_recovery_table(result.recovery, result.p_fdr),
+                (*RECOVERY_SUMMARY, "p_fdr"),
+            ),
+            title=f"sweep {result.sweep_id}: results_recovery",
         )
     for item in result.skipped:
         err_console.print(f"[yellow]skipped:[/yellow] {item.reason}", highlight=False)
+    again = " (the same family as stored before)" if result.reused else ""
     err_console.print(
-        f"sweep {result.analysis_id}: {len(result.rows)} comparisons "
+        f"sweep {result.sweep_id}{again}: {len(result.rows)} comparisons "
         f"({result.computed} computed, {len(result.rows) - result.computed} found stored), "
-        f"{len(result.skipped)} skipped as degenerate, seed {result.seed}"
+        f"{len(result.recovery)} recovery layers, {len(result.skipped)} skipped as degenerate, "
+        f"seed {result.seed}; p_fdr is Benjamini-Hochberg over this sweep's "
+        f"{sum(1 for p in result.p_fdr.values() if p is not None)} tests"
     )

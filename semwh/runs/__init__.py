@@ -24,6 +24,7 @@ from semwh.runs.recovery import (
     recovery_inputs,
     recovery_table,
     run_recovery_layer,
+    sweep_recovery_table,
 )
 from semwh.runs.store import comparison_table
 from semwh.runs.sweep import Skipped, SweepResult, run_or_skip, sweep
@@ -53,4 +54,5 @@ __all__ = [
     "run_recovery_layer",
     "shared_concepts",
     "sweep",
+    "sweep_recovery_table",
 ]

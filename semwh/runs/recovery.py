@@ -376,3 +376,12 @@ def recovery_table(rows: Sequence[ResultRecovery]) -> pa.Table:
         [{name: getattr(row, name) for name in RECOVERY_SCHEMA.names} for row in rows],
         schema=RECOVERY_SCHEMA,
     )
+
+
+def sweep_recovery_table(
+    rows: Sequence[ResultRecovery], p_fdr: dict[tuple[str, int], float | None]
+) -> pa.Table:
+    """:func:`recovery_table` with a sweep's FDR p-value of each row."""
+    table = recovery_table(rows)
+    values = [p_fdr.get(("recovery", row.result_id)) for row in rows]
+    return table.append_column("p_fdr", pa.array(values, type=pa.float64()))

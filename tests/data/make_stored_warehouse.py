@@ -224,12 +224,17 @@ def add_row_to_every_table(session: Session) -> dict[str, int]:
         concepts_sha256="2" * 64,
         similarity="pearson",
         p_value=0.01,
-        p_fdr=0.02,
         n_permutations=100,
         seed=7,
+        space_a_sha256="3" * 64,
+        space_b_sha256="4" * 64,
+        bootstrap=0,
+        analysis_version=1,
     )
     rsa = m.ResultRSA(method="spearman", rho=0.123456789012345, **common)
-    two = m.Result2v2(distance="pearson", n_pairs=3, accuracy=0.6666666666666666, **common)
+    two = m.Result2v2(
+        distance="pearson", tie_tol=1e-10, n_pairs=3, accuracy=0.6666666666666666, **common
+    )
     recovery = m.ResultRecovery(
         analysis_id=analysis.analysis_id,
         model="resnet50",
@@ -247,9 +252,33 @@ def add_row_to_every_table(session: Session) -> dict[str, int]:
         n_visual_success=0,
         n_permutations=0,
         seed=0,
+        space_a_sha256="3" * 64,
+        space_b_sha256="4" * 64,
+        inputs_sha256="5" * 64,
+        analysis_version=1,
+        n_no_prediction=0,
     )
     session.add_all([rsa, two, recovery])
     session.flush()
+    sweep = m.Sweep(
+        created_at=WHEN,
+        finished_at=WHEN,
+        models=json.dumps(["resnet50"]),
+        word_spaces=json.dumps(["glove-50d"]),
+        tests=json.dumps(["2v2", "rsa", "recovery"]),
+        n_permutations=100,
+        seed=7,
+        n_tests=3,
+        status="complete",
+        params="{}",
+        analysis_id=analysis.analysis_id,
+    )
+    session.add(sweep)
+    session.flush()
+    for test, row, p_fdr in (("rsa", rsa, 0.015), ("2v2", two, 0.015), ("recovery", recovery, 0.5)):
+        session.add(
+            m.SweepMember(sweep_id=sweep.sweep_id, test=test, result_id=row.result_id, p_fdr=p_fdr)
+        )
     session.add(
         m.RecoveryImage(
             result_id=recovery.result_id,

@@ -42,6 +42,7 @@ from semwh.warehouse.migrate import (
 )
 from semwh.warehouse.models import Base, Concept, Image, Space
 from semwh.warehouse.readonly import run_sql
+from semwh.warehouse.views import VIEW_NAMES
 from tests.conftest import run_cli
 from tests.data.make_stored_warehouse import (
     SAMPLE_CONCEPTS,
@@ -62,7 +63,7 @@ DUCKDB_TYPES = {
     DateTime: "TIMESTAMP",
     Boolean: "BOOLEAN",
 }
-VIEWS = {"layer_curves"}
+VIEWS = set(VIEW_NAMES)
 
 
 def _duckdb_type(column) -> str:  # noqa: ANN001
@@ -218,7 +219,7 @@ def test_upgrade_downgrade_upgrade_on_an_empty_warehouse(warehouse: Warehouse) -
     assert upgrade(warehouse) == head
     tables, seqs = _user_objects(warehouse)
     assert tables == set(Base.metadata.tables) | VIEWS | {"alembic_version"}
-    assert len(seqs) == 10
+    assert len(seqs) == 11
 
 
 def test_upgrade_downgrade_upgrade_on_a_populated_warehouse(warehouse: Warehouse) -> None:

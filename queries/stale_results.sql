@@ -1,0 +1,61 @@
+-- name: stale_results
+-- purpose: Stored results whose inputs are no longer the spaces' current content (a word
+--   space replaced by a new version, a layer re-extracted with another pooling) or whose
+--   spaces are gone. They stay queryable as history and are never shown as current. Each
+--   row names what changed, the sweeps that list the result, and the command that computes
+--   its current counterpart.
+-- param: space VARCHAR = NULL  only results involving this space (NULL: every space)
+-- columns: test, result_id, space_a, space_b, changed, sweeps, created_at, refresh_command
+WITH r AS (
+    SELECT '2v2' AS test, result_id, space_a, space_b, space_a_sha256, space_b_sha256,
+        n_permutations, seed, created_at FROM results_2v2
+    UNION ALL
+    SELECT 'rsa', result_id, space_a, space_b, space_a_sha256, space_b_sha256,
+        n_permutations, seed, created_at FROM results_rsa
+    UNION ALL
+    SELECT 'recovery', result_id, space_a, space_b, space_a_sha256, space_b_sha256,
+        n_permutations, seed, created_at FROM results_recovery
+), judged AS (
+    SELECT r.*, a.kind AS kind_a, a.model AS model_a,
+        CASE WHEN a.name IS NULL THEN 'space_a removed'
+            WHEN r.space_a_sha256 IS NULL OR r.space_a_sha256 <> a.content_sha256
+                THEN 'space_a changed' END AS change_a,
+        CASE WHEN b.name IS NULL THEN 'space_b removed'
+            WHEN r.space_b_sha256 IS NULL OR r.space_b_sha256 <> b.content_sha256
+                THEN 'space_b changed' END AS change_b
+    FROM r
+    LEFT JOIN spaces AS a ON a.name = r.space_a
+    LEFT JOIN spaces AS b ON b.name = r.space_b
+), listed AS (
+    SELECT test, result_id, string_agg(CAST(sweep_id AS VARCHAR), ',' ORDER BY sweep_id) AS sweeps
+    FROM sweep_members GROUP BY test, result_id
+)
+SELECT
+    j.test,
+    j.result_id,
+    j.space_a,
+    j.space_b,
+    concat_ws(', ', j.change_a, j.change_b) AS changed,
+    l.sweeps,
+    j.created_at,
+    CASE
+        WHEN j.test = 'recovery' THEN
+            'semwh analyze recovery --model ' || coalesce(j.model_a, '?')
+            || ' --words ''' || j.space_b || ''''
+        WHEN l.sweeps IS NOT NULL AND j.kind_a = 'layer' THEN
+            'semwh analyze sweep --models '
+            || regexp_replace(coalesce(j.model_a, '?'), '-random$', '')
+            || ' --words ''' || j.space_b || ''' --tests ' || j.test
+            || ' --permutations ' || CAST(j.n_permutations AS VARCHAR)
+            || coalesce(' --seed ' || CAST(s.seed AS VARCHAR), '')
+        ELSE
+            'semwh analyze ' || j.test || ' --a ''' || j.space_a || ''' --b ''' || j.space_b
+            || ''' --permutations ' || CAST(j.n_permutations AS VARCHAR)
+            || coalesce(' --seed ' || CAST(j.seed AS VARCHAR), '')
+    END AS refresh_command
+FROM judged AS j
+LEFT JOIN listed AS l ON l.test = j.test AND l.result_id = j.result_id
+LEFT JOIN sweeps AS s ON s.sweep_id = TRY_CAST(split_part(l.sweeps, ',', -1) AS BIGINT)
+WHERE (j.change_a IS NOT NULL OR j.change_b IS NOT NULL)
+    AND (CAST($space AS VARCHAR) IS NULL OR CAST($space AS VARCHAR) IN (j.space_a, j.space_b))
+ORDER BY j.space_a, j.space_b, j.test, j.result_id
