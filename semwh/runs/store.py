@@ -76,8 +76,9 @@ def matching_rows(session: Session, spec: ComparisonSpec, *, any_seed: bool) -> 
     """Stored rows that answer ``spec``, newest first.
 
     The key is every input that changes a number: both spaces, their content hashes, the
-    concept set, similarity, method or distance, tie tolerance, permutations, bootstrap size,
-    the algorithm's version and (unless ``any_seed``) the seed.
+    concept set, similarity, method or distance, tie tolerance, permutations, bootstrap size
+    (any, for a request without a bootstrap), the algorithm's version and (unless
+    ``any_seed``) the seed.
     """
     opts = spec.options
     model = result_model(opts.test)
@@ -89,9 +90,13 @@ def matching_rows(session: Session, spec: ComparisonSpec, *, any_seed: bool) -> 
         model.concepts_sha256 == spec.concepts_sha256,
         model.similarity == opts.similarity,
         model.n_permutations == opts.permutations,
-        model.bootstrap == opts.bootstrap,
         model.analysis_version == analysis_version(opts.test),
     ]
+    # A bootstrap draws from its own stream, so a row with an interval has the statistic and
+    # p-value of the same request without one and answers it too; an interval of another
+    # size does not.
+    if opts.bootstrap:
+        clauses.append(model.bootstrap == opts.bootstrap)
     if model is ResultRSA:
         clauses.append(ResultRSA.method == opts.metric)
     else:

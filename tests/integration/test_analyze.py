@@ -214,8 +214,9 @@ def test_bootstrap_interval_is_stored_with_a_derived_stream(warehouse: Warehouse
         assert plain.p_value == row.p_value and plain.null_mean == row.null_mean
         again = runs.compare(warehouse, layer, "words", test, permutations=10, seed=5, bootstrap=50)
         assert again.result_id != plain.result_id and again.ci_low == row.ci_low
+        # Without a bootstrap the newest row of the same test answers, with or without one.
         reused = runs.compare(warehouse, layer, "words", test, permutations=10, seed=5)
-        assert reused.result_id == again.result_id
+        assert reused.result_id == max(plain.result_id, again.result_id)
 
 
 def test_compare_stores_provenance_and_null(warehouse: Warehouse, world) -> None:
@@ -249,7 +250,7 @@ def test_compare_stores_provenance_and_null(warehouse: Warehouse, world) -> None
     assert row.p_value == pytest.approx((1 + np.sum(values >= row.rho)) / 31, abs=1e-12)
 
 
-def test_identical_analysis_is_reused_and_force_replaces(warehouse: Warehouse, world) -> None:
+def test_identical_analysis_is_reused_and_force_adds_a_row(warehouse: Warehouse, world) -> None:
     layer = world["layers"]["toy"][1]
     first = runs.compare(warehouse, layer, "words", "2v2", permutations=20, seed=3)
     runs_before = count(warehouse, AnalysisRun)
@@ -265,11 +266,15 @@ def test_identical_analysis_is_reused_and_force_replaces(warehouse: Warehouse, w
     forced = runs.compare(warehouse, layer, "words", "2v2", permutations=20, seed=3, force=True)
     assert forced.result_id not in (first.result_id, other.result_id)
     assert forced.accuracy == first.accuracy and forced.p_value == first.p_value
-    assert count(warehouse, Result2v2) == 2
+    # Results are history: the forced row joins the first, which stays as it was.
+    assert count(warehouse, Result2v2) == 3
     with warehouse.session() as session:
-        assert session.get(Result2v2, first.result_id) is None
-        assert session.get(PermutationNull, ("2v2", first.result_id)) is None
+        assert session.get(Result2v2, first.result_id) is not None
+        assert session.get(PermutationNull, ("2v2", first.result_id)) is not None
         assert session.get(PermutationNull, ("2v2", forced.result_id)) is not None
+    # The newest identical row answers later requests.
+    again = runs.compare(warehouse, layer, "words", "2v2", permutations=20, seed=3)
+    assert again.result_id == forced.result_id
 
 
 def test_missing_seed_is_drawn_recorded_and_reused(warehouse: Warehouse, world) -> None:
@@ -288,7 +293,7 @@ def test_missing_seed_is_drawn_recorded_and_reused(warehouse: Warehouse, world) 
     forced = runs.compare(warehouse, layer, "words", "rsa", permutations=10, force=True)
     assert forced.result_id != row.result_id
     with warehouse.session() as session:
-        assert session.get(ResultRSA, row.result_id) is None
+        assert session.get(ResultRSA, row.result_id) is not None
 
 
 def test_changed_space_content_is_not_reused(warehouse: Warehouse, world) -> None:
@@ -298,7 +303,9 @@ def test_changed_space_content_is_not_reused(warehouse: Warehouse, world) -> Non
     save_space(warehouse, "words", "word", wnids(), rng.normal(size=(N_CONCEPTS, 6)), replace=True)
     new = runs.compare(warehouse, layer, "words", "rsa", permutations=5, seed=1)
     assert new.result_id != row.result_id and new.rho != row.rho
-    assert count(warehouse, ResultRSA) == 1
+    # The old version's row stays as history, with the hash of the content it came from.
+    assert count(warehouse, ResultRSA) == 2
+    assert row.space_b_sha256 != new.space_b_sha256
 
 
 def test_options_are_checked_before_loading(warehouse: Warehouse, world) -> None:
@@ -350,7 +357,13 @@ def test_sweep_fdr_seeds_and_members(warehouse: Warehouse, world) -> None:
     }
     p = np.array([r.p_value for r in result.rows])
     expected = stats.false_discovery_control(p, method="bh")
-    np.testing.assert_allclose([r.p_fdr for r in result.rows], expected, rtol=0, atol=1e-12)
+    fdr = [result.p_fdr[(runs.store.test_of(r), r.result_id)] for r in result.rows]
+    np.testing.assert_allclose(fdr, expected, rtol=0, atol=1e-12)
+    stored = run_sql(
+        warehouse,
+        f"SELECT test, result_id, p_fdr FROM sweep_results WHERE sweep_id = {result.sweep_id}",
+    ).table.to_pylist()
+    assert {(r["test"], r["result_id"]): r["p_fdr"] for r in stored} == result.p_fdr
     for row in result.rows:
         assert row.seed == runs.derive_seed(42, runs.store.test_of(row), row.space_a, "words")
 
@@ -359,14 +372,14 @@ def test_sweep_fdr_seeds_and_members(warehouse: Warehouse, world) -> None:
     params = json.loads(run.params)
     assert run.kind == "sweep" and run.seed == 42
     assert params["swept_models"] == ["toy", "toy-random"]
-    assert [(m["test"], m["result_id"]) for m in params["members"]] == [
-        (runs.store.test_of(r), r.result_id) for r in result.rows
-    ]
+    assert params["sweep_id"] == result.sweep_id
 
-    # A second sweep finds every comparison stored, computes nothing, same rows.
+    # A second sweep finds every comparison stored, computes nothing, same rows: it is the
+    # same family, so the stored sweep answers and no new one is written.
     again = runs.sweep(warehouse, ["toy"], ["words"], permutations=25, seed=42)
-    assert again.computed == 0
+    assert again.computed == 0 and again.reused and again.sweep_id == result.sweep_id
     assert [r.result_id for r in again.rows] == [r.result_id for r in result.rows]
+    assert again.p_fdr == result.p_fdr
 
 
 def test_sweep_is_identical_whichever_order_the_engine_runs(template, tmp_path) -> None:
@@ -379,7 +392,14 @@ def test_sweep_is_identical_whichever_order_the_engine_runs(template, tmp_path) 
         )
         outcomes.append(
             [
-                (r.space_a, r.seed, r.p_value, r.p_fdr, getattr(r, "rho", None), r.null_mean)
+                (
+                    r.space_a,
+                    r.seed,
+                    r.p_value,
+                    result.p_fdr[(runs.store.test_of(r), r.result_id)],
+                    getattr(r, "rho", None),
+                    r.null_mean,
+                )
                 for r in result.rows
             ]
         )
@@ -417,7 +437,7 @@ def test_sweep_without_random_controls(warehouse: Warehouse, world) -> None:
         warehouse, ["toy"], ["words"], tests=["rsa"], permutations=0, include_random=False
     )
     assert [r.space_a for r in result.rows] == world["layers"]["toy"]
-    assert result.seed is None and all(r.p_fdr is None for r in result.rows)
+    assert result.seed is None and all(p is None for p in result.p_fdr.values())
 
 
 def test_sweep_skips_degenerate_layers_unless_strict(warehouse: Warehouse, world) -> None:
