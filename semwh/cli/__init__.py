@@ -15,6 +15,7 @@ from semwh.cli import export as export_cmd
 from semwh.cli import query as query_cmd
 from semwh.cli import report as report_cmd
 from semwh.cli import run as run_cmd
+from semwh.cli import verify as verify_cmd
 from semwh.cli.state import CliState, err_console
 from semwh.config import ENV_DB, ENV_VECTORS, ENV_WAREHOUSE, load_settings
 from semwh.errors import SemwhError
@@ -72,6 +73,7 @@ app.command("query")(query_cmd.query)
 app.command("run")(run_cmd.run)
 app.command("demo")(demo_cmd.demo)
 app.command("extract")(extract.extract)
+app.command("verify")(verify_cmd.verify)
 
 
 def main() -> None:

@@ -1,0 +1,385 @@
+"""`semwh verify`: prove that stored results still reproduce from the warehouse's own files.
+
+For each chosen result: every vector file behind its two inputs is checked against its record
+(size, row count, SHA-256); the inputs' content hashes must still be the ones the result was
+computed from; then the result is recomputed from its recorded parameters and seed and
+compared with the stored numbers, bit for bit. Each result is reported as
+
+* ``reproduced``: every stored number came out exactly the same;
+* ``drifted``: the inputs are the same but a number differs (by how much, and which tracked
+  library versions or algorithm version differ from the recorded ones);
+* ``inputs changed``: a vector file differs from its record, or a space's content is no
+  longer what the result was computed from (the file or the space is named).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from semwh.analyze.versions import analysis_version
+from semwh.errors import ConfigError, NotFoundError, SemwhError
+from semwh.runs import store
+from semwh.runs.comparison import plan_comparison, run_comparison
+from semwh.runs.options import ComparisonOptions
+from semwh.runs.provenance import library_versions
+from semwh.runs.recovery import recovery_inputs, run_recovery_layer, top1_predictions
+from semwh.vectors import SpaceVectors, load_space
+from semwh.vectors.store import content_sha256
+from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.models import (
+    AnalysisRun,
+    Result2v2,
+    ResultRecovery,
+    ResultRSA,
+    Space,
+    SweepMember,
+    VectorFile,
+)
+
+REPRODUCED = "reproduced"
+DRIFTED = "drifted"
+INPUTS_CHANGED = "inputs changed"
+
+TESTS = ("rsa", "2v2", "recovery")
+_MODELS: dict[str, Any] = {"rsa": ResultRSA, "2v2": Result2v2, "recovery": ResultRecovery}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What verifying one stored result found."""
+
+    test: str
+    result_id: int
+    space_a: str
+    space_b: str
+    status: str
+    detail: str
+    max_abs_diff: float | None = None
+
+
+@dataclass
+class VerifyReport:
+    """Verdicts of every checked result, and the vector files that differ from their record."""
+
+    verdicts: list[Verdict] = field(default_factory=list)
+    bad_files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.bad_files and all(v.status == REPRODUCED for v in self.verdicts)
+
+    def table(self) -> pa.Table:
+        return pa.Table.from_pylist(
+            [
+                {
+                    "test": v.test,
+                    "result_id": v.result_id,
+                    "space_a": v.space_a,
+                    "space_b": v.space_b,
+                    "status": v.status,
+                    "max_abs_diff": v.max_abs_diff,
+                    "detail": v.detail,
+                }
+                for v in self.verdicts
+            ],
+            schema=pa.schema(
+                [
+                    ("test", pa.string()),
+                    ("result_id", pa.int64()),
+                    ("space_a", pa.string()),
+                    ("space_b", pa.string()),
+                    ("status", pa.string()),
+                    ("max_abs_diff", pa.float64()),
+                    ("detail", pa.string()),
+                ]
+            ),
+        )
+
+    def summary(self) -> str:
+        counts: dict[str, int] = {}
+        for v in self.verdicts:
+            counts[v.status] = counts.get(v.status, 0) + 1
+        parts = [f"{n} {status}" for status, n in sorted(counts.items())] or ["no results"]
+        files = f"; {len(self.bad_files)} vector file(s) differ from their record" * bool(
+            self.bad_files
+        )
+        return f"verified {len(self.verdicts)} result(s): {', '.join(parts)}{files}"
+
+
+def parse_result_ref(text: str) -> tuple[str, int]:
+    """``TEST:ID`` (e.g. ``2v2:17``) as (test, result_id)."""
+    test, sep, number = text.partition(":")
+    if not sep or test not in TESTS or not number.strip().isdigit():
+        raise ConfigError(
+            f"--result {text!r}: expected TEST:ID with TEST one of {', '.join(TESTS)} (e.g. 2v2:17)"
+        )
+    return test, int(number)
+
+
+def chosen_results(
+    wh: Warehouse,
+    *,
+    sweep_id: int | None = None,
+    result: str | None = None,
+    every: bool = False,
+) -> list[tuple[str, int]]:
+    """The (test, result_id) pairs one of ``--sweep``, ``--result`` or ``--all`` names."""
+    if sum([sweep_id is not None, result is not None, every]) != 1:
+        raise ConfigError("verify needs exactly one of --sweep ID, --result TEST:ID or --all")
+    with wh.session() as session:
+        if result is not None:
+            test, result_id = parse_result_ref(result)
+            if session.get(_MODELS[test], result_id) is None:
+                raise NotFoundError(f"no {test} result {result_id} (see results_{test})")
+            return [(test, result_id)]
+        if sweep_id is not None:
+            rows = session.execute(
+                select(SweepMember.test, SweepMember.result_id)
+                .where(SweepMember.sweep_id == sweep_id)
+                .order_by(SweepMember.test, SweepMember.result_id)
+            ).all()
+            if not rows:
+                raise NotFoundError(f"sweep {sweep_id} has no members (see the sweeps table)")
+            return [(str(t), int(i)) for t, i in rows]
+        out: list[tuple[str, int]] = []
+        for test in TESTS:
+            model = _MODELS[test]
+            ids = session.scalars(select(model.result_id).order_by(model.result_id)).all()
+            out.extend((test, int(i)) for i in ids)
+        return out
+
+
+class _Checker:
+    """Checks vector files once each and loads each space once per verification."""
+
+    def __init__(self, wh: Warehouse, report: VerifyReport) -> None:
+        self.wh = wh
+        self.report = report
+        self.file_state: dict[str, str | None] = {}
+        self.spaces: dict[str, SpaceVectors] = {}
+        self.versions_now = library_versions()
+
+    def check_files(self, files: Iterable[VectorFile], space: str) -> str | None:
+        """The first problem with ``files`` (size, rows, SHA-256), naming file and space."""
+        root = self.wh.vectors
+        for f in files:
+            if f.path not in self.file_state:
+                self.file_state[f.path] = self._check_file(root, f)
+                if self.file_state[f.path] is not None:
+                    self.report.bad_files[f.path] = str(self.file_state[f.path])
+            problem = self.file_state[f.path]
+            if problem is not None:
+                return f"vector file {root.show(f.path)} of space {space!r}: {problem}"
+        return None
+
+    @staticmethod
+    def _check_file(root: Any, f: VectorFile) -> str | None:
+        try:
+            size = root.size(f.path)
+        except (OSError, SemwhError) as exc:
+            return f"cannot be read ({exc})"
+        if size != f.size_bytes:
+            return f"is {size} bytes, registered as {f.size_bytes}"
+        try:
+            import pyarrow.parquet as pq
+
+            with root.fs.open_input_file(root.path(f.path)) as handle:
+                rows = pq.ParquetFile(handle).metadata.num_rows
+        except (OSError, pa.ArrowException) as exc:
+            return f"is not readable Parquet ({exc})"
+        if rows != f.n_rows:
+            return f"has {rows} rows, registered as {f.n_rows}"
+        digest = root.sha256(f.path)
+        if digest != f.sha256:
+            return f"SHA-256 {digest[:12]}... differs from the registered {f.sha256[:12]}..."
+        return None
+
+    def space_problem(self, session: Session, name: str, recorded: str | None) -> str | None:
+        """Why space ``name`` is not the input a result was computed from (None: it is)."""
+        space = session.scalar(select(Space).where(Space.name == name))
+        if space is None:
+            return f"space {name!r} no longer exists"
+        if recorded is None or space.content_sha256 != recorded:
+            return (
+                f"space {name!r} was replaced: its content is now "
+                f"{(space.content_sha256 or 'unhashed')[:12]}..., the result was computed from "
+                f"{(recorded or 'an unrecorded version')[:12]}..."
+            )
+        files = session.scalars(
+            select(VectorFile).where(
+                VectorFile.space_id == space.space_id, VectorFile.kind == "concepts"
+            )
+        ).all()
+        problem = self.check_files(files, name)
+        if problem is not None:
+            return problem
+        if name not in self.spaces:
+            self.spaces[name] = load_space(self.wh, name)
+        loaded = self.spaces[name]
+        if content_sha256(loaded.wnids, loaded.matrix) != space.content_sha256:
+            return f"space {name!r}: its files no longer hash to its recorded content"
+        return None
+
+    def version_notes(self, run: AnalysisRun | None, test: str, stored_version: int) -> str:
+        notes = []
+        if stored_version != analysis_version(test):
+            notes.append(
+                f"computed by {test} algorithm version {stored_version}, semwh now runs "
+                f"version {analysis_version(test)}"
+            )
+        recorded = json.loads(run.library_versions) if run is not None else {}
+        changed = [
+            f"{lib} {recorded.get(lib)} -> {now}"
+            for lib, now in self.versions_now.items()
+            if lib in recorded and recorded.get(lib) != now
+        ]
+        if changed:
+            notes.append("library versions differ from the recorded ones: " + ", ".join(changed))
+        return "; ".join(notes) or "library versions are the recorded ones"
+
+
+def _diff(stored: Sequence[float | None], fresh: Sequence[float | None]) -> float | None:
+    """Largest absolute difference (inf where one side is missing); None when identical."""
+    worst = 0.0
+    same = True
+    for a, b in zip(stored, fresh, strict=True):
+        if a is None and b is None:
+            continue
+        if a is None or b is None:
+            return float("inf")
+        if a != b and not (np.isnan(a) and np.isnan(b)):
+            same = False
+            worst = max(worst, abs(float(a) - float(b)))
+    return None if same else worst
+
+
+def _verify_comparison(
+    checker: _Checker, session: Session, test: str, row: ResultRSA | Result2v2
+) -> Verdict:
+    def verdict(status: str, detail: str, diff: float | None = None) -> Verdict:
+        return Verdict(test, row.result_id, row.space_a, row.space_b, status, detail, diff)
+
+    for name, recorded in ((row.space_a, row.space_a_sha256), (row.space_b, row.space_b_sha256)):
+        problem = checker.space_problem(session, name, recorded)
+        if problem is not None:
+            return verdict(INPUTS_CHANGED, problem)
+    is_rsa = isinstance(row, ResultRSA)
+    options = ComparisonOptions.make(
+        test,
+        similarity=row.similarity,
+        method=row.method if isinstance(row, ResultRSA) else "spearman",
+        distance=row.distance if isinstance(row, Result2v2) else "pearson",
+        permutations=row.n_permutations,
+        seed=row.seed,
+        bootstrap=row.bootstrap,
+        **({} if is_rsa else {"tie_tol": row.tie_tol}),  # type: ignore[union-attr]
+    )
+    hashes = {row.space_a: row.space_a_sha256, row.space_b: row.space_b_sha256}
+    a, b = checker.spaces[row.space_a], checker.spaces[row.space_b]
+    try:
+        record = run_comparison(plan_comparison(a, b, options, hashes))
+    except SemwhError as exc:
+        return verdict(DRIFTED, f"recomputing fails now: {exc}", float("inf"))
+    null = store.null_values(session, test, row.result_id) or []
+    fresh_null = [] if record.null is None else [float(v) for v in record.null]
+    stored_stat = row.rho if isinstance(row, ResultRSA) else row.accuracy
+    stored = [stored_stat, row.p_value, row.ci_low, row.ci_high, row.null_mean, row.null_q95]
+    fresh = [
+        record.statistic,
+        record.p_value,
+        record.ci_low,
+        record.ci_high,
+        record.null_mean,
+        record.null_q95,
+    ]
+    if len(null) != len(fresh_null):
+        diff: float | None = float("inf")
+    else:
+        diff = _diff(stored + null, fresh + fresh_null)
+    run = session.get(AnalysisRun, row.analysis_id)
+    notes = checker.version_notes(run, test, row.analysis_version)
+    if diff is None:
+        return verdict(REPRODUCED, f"statistic, p-value and null identical; {notes}")
+    return verdict(DRIFTED, f"stored numbers differ by up to {diff:.3g}; {notes}", diff)
+
+
+def _verify_recovery(checker: _Checker, session: Session, row: ResultRecovery) -> Verdict:
+    def verdict(status: str, detail: str, diff: float | None = None) -> Verdict:
+        return Verdict("recovery", row.result_id, row.space_a, row.space_b, status, detail, diff)
+
+    for name, recorded in ((row.space_a, row.space_a_sha256), (row.space_b, row.space_b_sha256)):
+        problem = checker.space_problem(session, name, recorded)
+        if problem is not None:
+            return verdict(INPUTS_CHANGED, problem)
+    layer = session.scalar(select(Space).where(Space.name == row.space_a))
+    assert layer is not None
+    shards = session.scalars(
+        select(VectorFile).where(VectorFile.layer_id == layer.layer_id, VectorFile.kind == "images")
+    ).all()
+    problem = checker.check_files(shards, row.space_a)
+    if problem is not None:
+        return verdict(INPUTS_CHANGED, problem)
+    inputs = recovery_inputs(
+        checker.wh, layer, checker.spaces[row.space_b], top1_predictions(checker.wh, row.model)
+    )
+    if inputs.inputs_sha256 != row.inputs_sha256:
+        return verdict(
+            INPUTS_CHANGED,
+            f"the image vectors or predictions of {row.model!r} differ from the ones recorded",
+        )
+    try:
+        fresh = run_recovery_layer(inputs).result
+    except SemwhError as exc:
+        return verdict(DRIFTED, f"recomputing fails now: {exc}", float("inf"))
+
+    def opt(value: float) -> float | None:
+        return float(value) if np.isfinite(value) else None
+
+    stored = [float(row.n_images), float(row.n_success), row.accuracy, row.p_value]
+    stored += [row.visual_accuracy, row.mean_rank_true, row.median_rank_true]
+    now = [float(fresh.n_images), float(fresh.n_success), opt(fresh.success_rate)]
+    now += [opt(fresh.p_value), opt(fresh.visual_success_rate), opt(fresh.mean_rank)]
+    now += [opt(fresh.median_rank)]
+    diff = _diff(stored, now)
+    notes = checker.version_notes(
+        session.get(AnalysisRun, row.analysis_id), "recovery", row.analysis_version
+    )
+    if diff is None:
+        return verdict(REPRODUCED, f"counts, rates and p-values identical; {notes}")
+    return verdict(DRIFTED, f"stored numbers differ by up to {diff:.3g}; {notes}", diff)
+
+
+def verify(
+    wh: Warehouse,
+    *,
+    sweep_id: int | None = None,
+    result: str | None = None,
+    every: bool = False,
+) -> VerifyReport:
+    """Check files and recompute the results of one sweep, one result, or all of them.
+
+    Raises:
+        ConfigError: Not exactly one of ``sweep_id``, ``result``, ``every``; a bad reference.
+        NotFoundError: An unknown sweep or result.
+    """
+    chosen = chosen_results(wh, sweep_id=sweep_id, result=result, every=every)
+    report = VerifyReport()
+    checker = _Checker(wh, report)
+    with wh.session() as session:
+        for test, result_id in chosen:
+            row = session.get(_MODELS[test], result_id)
+            if row is None:
+                continue
+            if test == "recovery":
+                report.verdicts.append(_verify_recovery(checker, session, row))
+            else:
+                report.verdicts.append(_verify_comparison(checker, session, test, row))
+    return report
