@@ -528,12 +528,8 @@ def _carry_sweeps(conn: sa.Connection, old_fdr: dict[tuple[str, int], float | No
                 sweep_id=next_id,
                 created_at=run.started_at or datetime(1970, 1, 1),
                 finished_at=run.finished_at,
-                models=json.dumps(params.get("models", [params.get("model")] if params else [])),
-                word_spaces=json.dumps(
-                    params.get("word_spaces", [params["word_space"]])
-                    if "word_spaces" in params or "word_space" in params
-                    else []
-                ),
+                models=json.dumps(_names(params, "models", "model")),
+                word_spaces=json.dumps(_names(params, "word_spaces", "word_space")),
                 tests=json.dumps(tests),
                 n_permutations=int(params.get("permutations", 0) or 0),
                 seed=params.get("seed"),
@@ -582,6 +578,12 @@ def _carry_sweeps(conn: sa.Connection, old_fdr: dict[tuple[str, int], float | No
         if run is not None:
             add(run, json.loads(run.params or "{}"), sorted(leftovers[aid]), "migrated")
     return next_id
+
+
+def _names(params: dict[str, Any], plural: str, single: str) -> list[str]:
+    if plural in params:
+        return [str(v) for v in params[plural]]
+    return [str(params[single])] if params.get(single) is not None else []
 
 
 def _fdr_owner(conn: sa.Connection) -> dict[tuple[str, int], tuple[int, float | None]]:

@@ -193,8 +193,8 @@ class _Checker:
 
             with root.fs.open_input_file(root.path(f.path)) as handle:
                 rows = pq.ParquetFile(handle).metadata.num_rows
-        except (OSError, pa.ArrowException) as exc:
-            return f"is not readable Parquet ({exc})"
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            return f"is not readable Parquet ({type(exc).__name__}: {exc})"
         if rows != f.n_rows:
             return f"has {rows} rows, registered as {f.n_rows}"
         digest = root.sha256(f.path)
