@@ -251,15 +251,12 @@ def test_recovery_rows_match_the_pure_function(warehouse: Warehouse, rworld) -> 
     # as the outsider and the outsider's images have no word vector.
     assert rows[0].n_images == len(range(0, N_CONCEPTS * PER_CONCEPT, 3)) + 1
     assert rows[0].n_visual == rows[0].n_images - 1
-    p = np.array([r.p_value for r in rows])
-    np.testing.assert_allclose(
-        [r.p_fdr for r in rows], stats.false_discovery_control(p, method="bh"), atol=1e-12
-    )
+    assert all(r.n_no_prediction == 0 for r in rows)
     # The cleanest layer recovers the true class of every misclassified image.
     assert rows[-1].accuracy == 1.0 and rows[-1].mean_rank_true == 1.0
 
 
-def test_recovery_reuses_and_force_replaces(warehouse: Warehouse, rworld) -> None:
+def test_recovery_reuses_and_force_adds_a_row(warehouse: Warehouse, rworld) -> None:
     first = runs.recovery(warehouse, MODEL, "words", layers=["stage1"])
     runs_before = count(warehouse, AnalysisRun)
     again = runs.recovery(warehouse, MODEL, "words", layers=["stage1"])
@@ -269,15 +266,34 @@ def test_recovery_reuses_and_force_replaces(warehouse: Warehouse, rworld) -> Non
     forced = runs.recovery(warehouse, MODEL, "words", layers=["stage1"], force=True)
     assert forced[0].result_id != first[0].result_id
     assert forced[0].n_success == first[0].n_success
-    assert count(warehouse, ResultRecovery) == 1
-    assert count(warehouse, RecoveryImage) == images_before
+    # The forced row joins the first, which stays as history with its images.
+    assert count(warehouse, ResultRecovery) == 2
+    assert count(warehouse, RecoveryImage) == 2 * images_before
     with warehouse.session() as session:
         run = session.get(AnalysisRun, forced[0].analysis_id)
     assert run.kind == "recovery"
     hashes = json.loads(run.input_hashes)[f"{MODEL}/stage1"]
     assert set(hashes) == {f"{MODEL}/stage1", "words", "image_files", "predictions"}
-    # A single layer's p_fdr is its p-value.
-    assert forced[0].p_fdr == pytest.approx(forced[0].p_value)
+    # A single call stores uncorrected p only: FDR belongs to sweeps.
+    assert not hasattr(forced[0], "p_fdr")
+
+
+def test_images_without_a_prediction_have_their_own_count(warehouse: Warehouse, rworld) -> None:
+    from sqlalchemy import delete, select
+
+    from semwh.warehouse.models import Prediction
+
+    before = runs.recovery(warehouse, MODEL, "words", layers=["stage1"])[0]
+    with warehouse.session() as session:
+        # Two images the model got right lose their predictions: not tested either way.
+        ids = session.scalars(
+            select(Prediction.image_id).where(Prediction.rank == 1).order_by(Prediction.image_id)
+        ).all()
+        gone = [i for i in ids if i % 3 == 1][:2]
+        session.execute(delete(Prediction).where(Prediction.image_id.in_(gone)))
+    after = runs.recovery(warehouse, MODEL, "words", layers=["stage1"])[0]
+    assert after.result_id != before.result_id  # the predictions are an input
+    assert after.n_no_prediction == 2 and before.n_no_prediction == 0
 
 
 def test_recovery_errors_name_what_is_missing(warehouse: Warehouse, rworld) -> None:
@@ -291,9 +307,18 @@ def test_sweep_runs_recovery_for_each_model_and_word_space(warehouse: Warehouse,
     result = runs.sweep(warehouse, [MODEL], ["words"], tests=["rsa"], permutations=0, recovery=True)
     assert [r.space_a for r in result.rows] == [f"{MODEL}/stage{i}" for i in range(len(NOISE))]
     assert [r.layer for r in result.recovery] == ["stage0", "stage1", "stage2"]
-    with warehouse.session() as session:
-        params = json.loads(session.get(AnalysisRun, result.analysis_id).params)
-    assert params["recovery_members"] == [r.result_id for r in result.recovery]
-    # Asked again, recovery finds every layer stored.
+    # The family holds the recovery rows; BH runs over every p-value of the sweep (the RSA
+    # rows have none without permutations).
+    p = np.array([r.p_value for r in result.recovery])
+    expected = stats.false_discovery_control(p, method="bh")
+    got = [result.p_fdr[("recovery", r.result_id)] for r in result.recovery]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    # Asked again, recovery finds every layer stored; a forced recovery-only call adds rows
+    # and leaves the sweep's family as written.
     again = runs.recovery(warehouse, MODEL, "words")
-    assert [r.result_id for r in again] == params["recovery_members"]
+    assert [r.result_id for r in again] == [r.result_id for r in result.recovery]
+    runs.recovery(warehouse, MODEL, "words", layers=["stage1"], force=True)
+    with warehouse.session() as session:
+        from semwh.runs.families import sweep_fdr
+
+        assert sweep_fdr(session, result.sweep_id) == result.p_fdr
