@@ -24,6 +24,9 @@ from semwh.warehouse.models import (
     Result2v2,
     ResultRecovery,
     ResultRSA,
+    Space,
+    Sweep,
+    SweepMember,
     VisionModel,
 )
 
@@ -93,6 +96,7 @@ def build_synthetic(wh: Warehouse, seed: int = 0) -> Synthetic:
         s.flush()
         analysis_id = run.analysis_id
     save_space(wh, WORD_SPACE, "word", WNIDS, rng.normal(size=(len(WNIDS), 5)))
+    members: list[tuple[str, int, float]] = []
     for model, (acc, p_fdr, rho) in CURVES.items():
         with wh.session() as s:
             vm = s.query(VisionModel).filter_by(name=model).one()
@@ -134,37 +138,43 @@ def build_synthetic(wh: Warehouse, seed: int = 0) -> Synthetic:
                     similarity="pearson",
                     n_permutations=100,
                     seed=seed,
+                    space_a_sha256=_hash(s, f"{model}/{layer}"),
+                    space_b_sha256=_hash(s, WORD_SPACE),
+                    bootstrap=0,
+                    analysis_version=1,
                 )
                 t = Result2v2(
                     **common,
                     distance="pearson",
                     n_pairs=28,
+                    tie_tol=1e-10,
                     accuracy=acc[d],
                     p_value=p_fdr[d] / 2,
-                    p_fdr=p_fdr[d],
                     null_mean=0.5,
                     null_q95=0.62,
                 )
-                # An older, smaller run of the same pair: the curves must ignore it.
+                # An older, smaller run of the same pair, from an earlier version of the word
+                # space: the curves must ignore it, stale_results lists it.
                 old = Result2v2(
-                    **{**common, "n_permutations": 10},
+                    **{**common, "n_permutations": 10, "space_b_sha256": "e" * 64},
                     distance="pearson",
                     n_pairs=28,
+                    tie_tol=1e-10,
                     accuracy=0.01,
                     p_value=0.9,
-                    p_fdr=0.9,
                 )
                 r = ResultRSA(
                     **common,
                     method="spearman",
                     rho=rho[d],
                     p_value=p_fdr[d] / 2,
-                    p_fdr=p_fdr[d],
                     null_mean=0.0,
                     null_q95=0.08,
                 )
                 s.add_all([t, old, r])
                 s.flush()
+                # The curves' family: the 100-permutation rows, with these FDR values.
+                members.extend([("2v2", t.result_id, p_fdr[d]), ("rsa", r.result_id, p_fdr[d])])
                 s.add(
                     PermutationNull(
                         test="2v2",
@@ -199,12 +209,17 @@ def build_synthetic(wh: Warehouse, seed: int = 0) -> Synthetic:
                 n_success=k,
                 accuracy=k / n,
                 p_value=0.5,
-                p_fdr=0.5,
+                space_a_sha256=_hash(s, f"toy/{LAYERS[d]}"),
+                space_b_sha256=_hash(s, WORD_SPACE),
+                inputs_sha256="d" * 64,
+                analysis_version=2,
+                n_no_prediction=0,
                 n_visual=0,
                 n_visual_success=0,
             )
             s.add(rec)
             s.flush()
+            members.append(("recovery", rec.result_id, 0.5))
             # The misclassified images (every third): success at depth >= 2 only.
             for c in range(len(WNIDS)):
                 image = c * 3 + 3
@@ -220,9 +235,28 @@ def build_synthetic(wh: Warehouse, seed: int = 0) -> Synthetic:
                         rank_true=1,
                     )
                 )
+    with wh.session() as s:
+        sweep = Sweep(
+            models=json.dumps(list(CURVES)),
+            word_spaces=json.dumps([WORD_SPACE]),
+            tests=json.dumps(["2v2", "rsa", "recovery"]),
+            n_permutations=100,
+            seed=seed,
+            n_tests=len(members),
+            status="complete",
+            params="{}",
+        )
+        s.add(sweep)
+        s.flush()
+        for test, result_id, p in members:
+            s.add(SweepMember(sweep_id=sweep.sweep_id, test=test, result_id=result_id, p_fdr=p))
     return Synthetic(
         wnids=list(WNIDS), models=list(CURVES), layers=list(LAYERS), word_space=WORD_SPACE
     )
+
+
+def _hash(session, name: str) -> str | None:  # noqa: ANN001
+    return session.query(Space.content_sha256).filter_by(name=name).scalar()
 
 
 def test_synthetic_warehouse_has_every_results_table(warehouse: Warehouse) -> None:
