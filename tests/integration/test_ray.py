@@ -29,6 +29,8 @@ from semwh.warehouse.models import (
     Prediction,
     Result2v2,
     ResultRSA,
+    Sweep,
+    SweepMember,
     VectorFile,
     VisionModel,
 )
@@ -174,9 +176,10 @@ def sweep_numbers(wh: Warehouse, result) -> list[tuple]:
             test = "rsa" if hasattr(row, "rho") else "2v2"
             stat = row.rho if test == "rsa" else row.accuracy
             null = null_values(session, test, row.result_id)
+            p_fdr = result.p_fdr[(test, row.result_id)]
             out.append(
                 (test, row.space_a, row.space_b, row.n_concepts, row.seed, stat, row.p_value,
-                 row.p_fdr, tuple(null or ()))
+                 p_fdr, tuple(null or ()))
             )  # fmt: skip
     return sorted(out)
 
@@ -366,10 +369,17 @@ def test_killed_ray_sweep_reruns_to_the_local_numbers(
                 select(func.count()).select_from(AnalysisRun).where(AnalysisRun.kind == "sweep")
             )
 
-    def results(w: Warehouse) -> dict[tuple[str, int], float | None]:
+    def results(w: Warehouse) -> dict[tuple[str, int], str]:
+        """Each stored result and the statuses of the sweeps that list it."""
         with w.session() as session:
+            listed = {
+                (m.test, m.result_id): session.get(Sweep, m.sweep_id).status
+                for m in session.scalars(select(SweepMember))
+            }
             return {
-                (model.__tablename__, row.result_id): row.p_fdr
+                (model.__tablename__, row.result_id): listed.get(
+                    ("rsa" if model is ResultRSA else "2v2", row.result_id), "unlisted"
+                )
                 for model in (Result2v2, ResultRSA)
                 for row in session.scalars(select(model))
             }
@@ -388,9 +398,10 @@ def test_killed_ray_sweep_reruns_to_the_local_numbers(
         timeout=300,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    # Its six results are stored, without FDR and without the sweep's own record.
-    new = {key: p_fdr for key, p_fdr in results(killed).items() if key not in old_results}
-    assert len(new) == 6 and all(p_fdr is None for p_fdr in new.values())
+    # Its six results are stored, in no family (its sweep never closed) and without the
+    # sweep's own record.
+    new = {key: listed for key, listed in results(killed).items() if key not in old_results}
+    assert len(new) == 6 and set(new.values()) == {"unlisted"}
     assert sweeps(killed) == before
     # The dead driver's tasks do not hold the cluster.
     total = ray.cluster_resources()["CPU"]

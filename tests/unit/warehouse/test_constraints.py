@@ -203,7 +203,7 @@ def test_statistics_keep_float64_precision(warehouse: Warehouse) -> None:
     with warehouse.session() as session:
         session.add(
             ResultRSA(
-                **_comparison(analysis_id, p_value=p, p_fdr=p / 7, ci_low=-rho),
+                **_comparison(analysis_id, p_value=p, null_mean=p / 7, ci_low=-rho),
                 method="spearman",
                 rho=rho,
             )
@@ -213,7 +213,7 @@ def test_statistics_keep_float64_precision(warehouse: Warehouse) -> None:
         session.expunge_all()
     assert row.rho == rho
     assert row.p_value == p
-    assert row.p_fdr == p / 7
+    assert row.null_mean == p / 7
     assert row.ci_low == -rho
 
 
