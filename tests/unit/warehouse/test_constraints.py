@@ -15,9 +15,10 @@ from semwh.warehouse.models import (
     Image,
     Layer,
     Result2v2,
-    ResultRecovery,
     ResultRSA,
     Space,
+    Sweep,
+    SweepMember,
     VisionModel,
 )
 
@@ -129,70 +130,38 @@ def _comparison(analysis_id: int, **overrides: object) -> dict[str, object]:
     ("model", "extra"),
     [
         (ResultRSA, {"method": "spearman", "rho": 0.5}),
-        (Result2v2, {"distance": "pearson", "n_pairs": 45, "accuracy": 0.75}),
+        (Result2v2, {"distance": "pearson", "tie_tol": 1e-10, "n_pairs": 45, "accuracy": 0.75}),
     ],
 )
-def test_comparison_results_are_unique_per_inputs_and_options(
+def test_results_are_history_and_families_list_each_once(
     warehouse: Warehouse, model: type, extra: dict[str, object]
 ) -> None:
+    """A recomputation of the same key is a second row (results are never replaced); a sweep
+    lists a result at most once."""
     analysis_id = _analysis(warehouse)
     with warehouse.session() as session:
-        session.add(model(**_comparison(analysis_id), **extra))
-        # Another seed is another result.
-        session.add(model(**_comparison(analysis_id, seed=8), **extra))
-    with pytest.raises(DuplicateError, match="resnet50/layer1.0"):
-        with warehouse.session() as session:
-            session.add(model(**_comparison(analysis_id), **extra))
+        first = model(**_comparison(analysis_id), **extra)
+        session.add_all([first, model(**_comparison(analysis_id), **extra)])
+        session.flush()
+        sweep = Sweep(
+            models="[]",
+            word_spaces="[]",
+            tests="[]",
+            n_permutations=100,
+            seed=7,
+            n_tests=1,
+            status="complete",
+            params="{}",
+        )
+        session.add(sweep)
+        session.flush()
+        session.add(SweepMember(sweep_id=sweep.sweep_id, test="t", result_id=first.result_id))
+        sweep_id, result_id = sweep.sweep_id, first.result_id
     with warehouse.session() as session:
         assert session.scalar(select(func.count()).select_from(model)) == 2
-
-
-def test_recovery_results_are_unique_per_spaces_and_concepts(warehouse: Warehouse) -> None:
-    analysis_id = _analysis(warehouse)
-
-    def result() -> ResultRecovery:
-        return ResultRecovery(
-            analysis_id=analysis_id,
-            model="resnet50",
-            layer="layer1.0",
-            space_a="resnet50/layer1.0",
-            space_b="glove",
-            n_concepts=10,
-            concepts_sha256="1" * 64,
-            similarity="pearson",
-            n_images=4,
-            n_success=3,
-            n_visual=4,
-            n_visual_success=2,
-        )
-
-    with warehouse.session() as session:
-        session.add(result())
-    with pytest.raises(DuplicateError, match="glove"):
+    with pytest.raises(DuplicateError, match="sweep_members"):
         with warehouse.session() as session:
-            session.add(result())
-
-
-def test_duplicate_rolls_back_the_whole_session(warehouse: Warehouse) -> None:
-    with warehouse.session() as session:
-        session.add(_concept("n1"))
-    with pytest.raises(DuplicateError):
-        with warehouse.session() as session:
-            session.add(_concept("n2"))
-            session.flush()
-            session.add(_concept("n1"))
-    with warehouse.session() as session:
-        assert session.scalars(select(Concept.wnid)).all() == ["n1"]
-
-
-def test_other_errors_roll_back_and_propagate(warehouse: Warehouse) -> None:
-    with pytest.raises(RuntimeError, match="stop"):
-        with warehouse.session() as session:
-            session.add(_concept("n9"))
-            session.flush()
-            raise RuntimeError("stop")
-    with warehouse.session() as session:
-        assert session.get(Concept, "n9") is None
+            session.add(SweepMember(sweep_id=sweep_id, test="t", result_id=result_id))
 
 
 def test_statistics_keep_float64_precision(warehouse: Warehouse) -> None:

@@ -11,7 +11,15 @@ import pytest
 
 from semwh.errors import ReadOnlyError, WarehouseError
 from semwh.warehouse.layout import Warehouse
-from semwh.warehouse.models import AnalysisRun, Concept, Result2v2, ResultRSA, Space
+from semwh.warehouse.models import (
+    AnalysisRun,
+    Concept,
+    Result2v2,
+    ResultRSA,
+    Space,
+    Sweep,
+    SweepMember,
+)
 from semwh.warehouse.readonly import run_sql
 
 LAYER_CURVE_COLUMNS = [
@@ -26,8 +34,18 @@ LAYER_CURVE_COLUMNS = [
     "rho_rsa",
     "p_rsa",
     "p_fdr_rsa",
+    "sweep_id",
+    "null_mean_2v2",
+    "null_q95_2v2",
+    "null_mean_rsa",
+    "null_q95_rsa",
     "n_concepts",
     "n_permutations",
+    "similarity",
+    "distance",
+    "rsa_method",
+    "result_id_2v2",
+    "result_id_rsa",
     "space",
 ]
 
@@ -104,7 +122,10 @@ def test_vectors_view_reads_registered_files(warehouse: Warehouse) -> None:
     np.testing.assert_allclose(by_wnid["n3"], matrix[0].astype(np.float32))
 
 
-def test_layer_curves_takes_the_latest_default_result_per_pair(warehouse: Warehouse) -> None:
+def test_layer_curves_shows_the_newest_finished_sweep_of_current_results(
+    warehouse: Warehouse,
+) -> None:
+    """Per pair: the newest complete sweep whose results match the spaces' content now."""
     with warehouse.session() as session:
         run = AnalysisRun(
             kind="sweep",
@@ -115,18 +136,20 @@ def test_layer_curves_takes_the_latest_default_result_per_pair(warehouse: Wareho
             input_hashes="{}",
         )
         session.add(run)
-        session.add(
-            Space(
-                name="m/l1",
-                kind="layer",
-                model="m",
-                layer="l1",
-                depth_index=0,
-                relative_depth=0.25,
-                dim=4,
-                n_concepts=5,
+        for name, kind, sha in (("m/l1", "layer", "a" * 64), ("glove", "word", "b" * 64)):
+            session.add(
+                Space(
+                    name=name,
+                    kind=kind,
+                    model="m" if kind == "layer" else None,
+                    layer="l1" if kind == "layer" else None,
+                    depth_index=0 if kind == "layer" else None,
+                    relative_depth=0.25 if kind == "layer" else None,
+                    dim=4,
+                    n_concepts=5,
+                    content_sha256=sha,
+                )
             )
-        )
         session.flush()
         common = dict(
             analysis_id=run.analysis_id,
@@ -136,60 +159,68 @@ def test_layer_curves_takes_the_latest_default_result_per_pair(warehouse: Wareho
             concepts_sha256="1" * 64,
             similarity="pearson",
             seed=1,
+            space_a_sha256="a" * 64,
+            space_b_sha256="b" * 64,
+            bootstrap=0,
+            analysis_version=1,
         )
-        old = datetime(2026, 1, 1)
-        new = datetime(2026, 2, 1)
-        # More permutations wins over recency; non-default distance is ignored.
-        session.add(
-            Result2v2(
-                **common,
+
+        def two(accuracy: float, **over: object) -> Result2v2:
+            row = Result2v2(
+                **{**common, **over},
                 distance="pearson",
+                tie_tol=1e-10,
                 n_pairs=10,
-                accuracy=0.7,
+                accuracy=accuracy,
                 n_permutations=1000,
                 p_value=0.01,
-                created_at=old,
             )
-        )
-        session.add(
-            Result2v2(
-                **common,
-                distance="pearson",
-                n_pairs=10,
-                accuracy=0.6,
-                n_permutations=0,
-                created_at=new,
+            session.add(row)
+            session.flush()
+            return row
+
+        def rsa(rho: float) -> ResultRSA:
+            row = ResultRSA(**common, method="spearman", rho=rho, n_permutations=0)
+            session.add(row)
+            session.flush()
+            return row
+
+        def family(when: datetime, status: str, *members: tuple[str, object, float]) -> int:
+            sweep = Sweep(
+                created_at=when,
+                models="[]",
+                word_spaces="[]",
+                tests="[]",
+                n_permutations=1000,
+                n_tests=len(members),
+                status=status,
+                params="{}",
             )
+            session.add(sweep)
+            session.flush()
+            for test, row, p_fdr in members:
+                session.add(
+                    SweepMember(
+                        sweep_id=sweep.sweep_id,
+                        test=test,
+                        result_id=row.result_id,  # type: ignore[attr-defined]
+                        p_fdr=p_fdr,
+                    )
+                )
+            return sweep.sweep_id
+
+        shown = family(
+            datetime(2026, 1, 1), "complete", ("2v2", two(0.7), 0.02), ("rsa", rsa(0.35), 0.04)
         )
-        session.add(
-            Result2v2(
-                **common,
-                distance="cosine",
-                n_pairs=10,
-                accuracy=0.9,
-                n_permutations=5000,
-                created_at=new,
-            )
-        )
-        session.add(
-            ResultRSA(**common, method="spearman", rho=0.3, n_permutations=0, created_at=old)
-        )
-        session.add(
-            ResultRSA(
-                **{**common, "seed": 2},
-                method="spearman",
-                rho=0.35,
-                n_permutations=0,
-                created_at=new,
-            )
-        )
-        session.add(
-            ResultRSA(**common, method="kendall", rho=0.9, n_permutations=0, created_at=new)
-        )
+        # Newer, but computed from an earlier version of the word space: history only.
+        family(datetime(2026, 2, 1), "complete", ("2v2", two(0.6, space_b_sha256="c" * 64), 0.5))
+        # Newest, but never finished.
+        family(datetime(2026, 3, 1), "running", ("2v2", two(0.9), 0.01))
     result = run_sql(warehouse, "SELECT * FROM layer_curves")
     assert result.columns == LAYER_CURVE_COLUMNS
     (row,) = [dict(zip(result.columns, r, strict=True)) for r in result.rows()]
     assert row["model"] == "m" and row["layer"] == "l1" and row["word_space"] == "glove"
-    assert row["accuracy_2v2"] == 0.7 and row["p_2v2"] == 0.01
-    assert row["rho_rsa"] == 0.35
+    assert row["sweep_id"] == shown
+    assert (row["accuracy_2v2"], row["p_2v2"], row["p_fdr_2v2"]) == (0.7, 0.01, 0.02)
+    assert (row["rho_rsa"], row["p_fdr_rsa"]) == (0.35, 0.04)
     assert row["relative_depth"] == 0.25
