@@ -26,7 +26,9 @@ def verify(
     report = run_verify(state(ctx).warehouse(), sweep_id=sweep, result=result, every=every)
     print_table(report.table(), fmt, title="verify")
     for path, problem in sorted(report.bad_files.items()):
-        err_console.print(f"[red]vector file {path}[/red] {problem}", highlight=False)
-    err_console.print(report.summary(), highlight=False)
+        err_console.print(
+            f"[red]vector file {path}[/red] {problem}", highlight=False, soft_wrap=True
+        )
+    err_console.print(report.summary(), highlight=False, soft_wrap=True)
     if not report.ok:
         raise typer.Exit(1)

@@ -9,6 +9,8 @@ sweep afterwards: later sweeps, single analyses and ``--force`` add rows of thei
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +23,7 @@ from semwh.analyze import benjamini_hochberg
 from semwh.errors import NotFoundError
 from semwh.runs.provenance import canonical_json, params_sha256
 from semwh.warehouse.models import Sweep, SweepMember
+from semwh.warehouse.storage import pid_alive
 
 RUNNING = "running"
 COMPLETE = "complete"
@@ -46,7 +49,12 @@ def open_sweep(
     seed: int | None,
     params: dict[str, Any],
 ) -> Sweep:
-    """Add a ``running`` sweep; ``params`` (its options) are stored with their hash."""
+    """Add a ``running`` sweep; ``params`` (its options) are stored with their hash.
+
+    Sweeps left ``running`` by a process of this host that no longer exists (a killed sweep)
+    are marked ``failed`` first: they never wrote a family, and never will.
+    """
+    mark_abandoned(session)
     sweep = Sweep(
         models=json.dumps(list(models)),
         word_spaces=json.dumps(list(word_spaces)),
@@ -55,11 +63,30 @@ def open_sweep(
         seed=seed,
         n_tests=0,
         status=RUNNING,
-        params=canonical_json({**params, "identity_sha256": params_sha256(params)}),
+        params=canonical_json(
+            {
+                **params,
+                "identity_sha256": params_sha256(params),
+                "process": {"host": socket.gethostname(), "pid": os.getpid()},
+            }
+        ),
     )
     session.add(sweep)
     session.flush()
     return sweep
+
+
+def mark_abandoned(session: Session) -> int:
+    """Mark ``failed`` the running sweeps whose process (on this host) is gone."""
+    host = socket.gethostname()
+    marked = 0
+    for sweep in session.scalars(select(Sweep).where(Sweep.status == RUNNING)).all():
+        process = json.loads(sweep.params).get("process") or {}
+        pid = int(process.get("pid") or 0)
+        if process.get("host") == host and (pid <= 0 or not pid_alive(pid)):
+            sweep.status = FAILED
+            marked += 1
+    return marked
 
 
 def family_fdr(members: Sequence[Member]) -> dict[tuple[str, int], float | None]:

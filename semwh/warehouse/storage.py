@@ -276,7 +276,7 @@ class VectorsRoot:
             parts = path.name.removesuffix(TMP_SUFFIX).rsplit(".", 2)
             if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
                 continue
-            if not _pid_alive(int(parts[1])):
+            if not pid_alive(int(parts[1])):
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
@@ -333,7 +333,8 @@ def tmp_name() -> str:
     return f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex}{TMP_SUFFIX}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host with ``pid`` is running."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -315,3 +315,25 @@ def test_migration_carries_old_p_fdr_into_a_sweep(tmp_path: Path) -> None:
             session, models=[], word_spaces=[], tests=[], n_permutations=0, seed=None, params={}
         )
         assert opened.sweep_id == 3
+
+
+def test_a_killed_sweep_is_marked_failed_by_the_next_one(warehouse, world) -> None:
+    import subprocess
+    import sys
+
+    from semwh.runs import families
+
+    with warehouse.session() as session:
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        sweep = families.open_sweep(
+            session, models=["toy"], word_spaces=["words"], tests=["rsa"], n_permutations=0,
+            seed=None, params={"x": 1},
+        )  # fmt: skip
+        params = json.loads(sweep.params)
+        params["process"]["pid"] = int(dead.stdout)
+        sweep.params = json.dumps(params)
+        killed = sweep.sweep_id
+    result = runs.sweep(warehouse, ["toy"], ["words"], tests=["rsa"], permutations=0)
+    statuses = dict(run_sql(warehouse, "SELECT sweep_id, status FROM sweeps").rows())
+    assert statuses == {killed: "failed", result.sweep_id: "complete"}
