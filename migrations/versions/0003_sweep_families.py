@@ -619,6 +619,8 @@ def _create_sweeps() -> None:
         sa.Column("status", sa.String(), nullable=False),
         sa.Column("params", sa.Text(), nullable=False),
         sa.Column("analysis_id", ID, autoincrement=False, nullable=True),
+        sa.Column("host", sa.String(), nullable=True),
+        sa.Column("pid", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
             ["analysis_id"],
             ["analysis_runs.analysis_id"],

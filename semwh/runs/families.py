@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from semwh.analyze import benjamini_hochberg
@@ -52,9 +52,10 @@ def open_sweep(
     """Add a ``running`` sweep; ``params`` (its options) are stored with their hash.
 
     Sweeps left ``running`` by a process of this host that no longer exists (a killed sweep)
-    are marked ``failed`` first: they never wrote a family, and never will.
+    are removed first: they list no members and never will, so a rerun after a kill leaves
+    exactly the rows of a sweep that was never interrupted.
     """
-    mark_abandoned(session)
+    remove_abandoned(session)
     sweep = Sweep(
         models=json.dumps(list(models)),
         word_spaces=json.dumps(list(word_spaces)),
@@ -63,30 +64,27 @@ def open_sweep(
         seed=seed,
         n_tests=0,
         status=RUNNING,
-        params=canonical_json(
-            {
-                **params,
-                "identity_sha256": params_sha256(params),
-                "process": {"host": socket.gethostname(), "pid": os.getpid()},
-            }
-        ),
+        params=canonical_json({**params, "identity_sha256": params_sha256(params)}),
+        host=socket.gethostname(),
+        pid=os.getpid(),
     )
     session.add(sweep)
     session.flush()
     return sweep
 
 
-def mark_abandoned(session: Session) -> int:
-    """Mark ``failed`` the running sweeps whose process (on this host) is gone."""
+def remove_abandoned(session: Session) -> int:
+    """Remove the running sweeps (never members) whose process on this host is gone."""
     host = socket.gethostname()
-    marked = 0
+    removed = 0
     for sweep in session.scalars(select(Sweep).where(Sweep.status == RUNNING)).all():
-        process = json.loads(sweep.params).get("process") or {}
-        pid = int(process.get("pid") or 0)
-        if process.get("host") == host and (pid <= 0 or not pid_alive(pid)):
-            sweep.status = FAILED
-            marked += 1
-    return marked
+        pid = int(sweep.pid or 0)
+        if sweep.host == host and (pid <= 0 or not pid_alive(pid)):
+            session.execute(delete(SweepMember).where(SweepMember.sweep_id == sweep.sweep_id))
+            session.delete(sweep)
+            removed += 1
+    session.flush()
+    return removed
 
 
 def family_fdr(members: Sequence[Member]) -> dict[tuple[str, int], float | None]:

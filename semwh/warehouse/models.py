@@ -424,6 +424,9 @@ class Sweep(Base):
     status: Mapped[str] = mapped_column(String, nullable=False)  # running|complete|failed|migrated
     params: Mapped[str] = mapped_column(Text, nullable=False)  # JSON: options, skipped
     analysis_id: Mapped[int | None] = mapped_column(ForeignKey("analysis_runs.analysis_id"))
+    # The process that runs the sweep, so that a later sweep can tell a dead one.
+    host: Mapped[str | None] = mapped_column(String)
+    pid: Mapped[int | None] = mapped_column(Integer)
 
 
 class SweepMember(Base):

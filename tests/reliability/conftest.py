@@ -219,6 +219,8 @@ VOLATILE = {
     "versions",
     "device",
     "hostname",
+    "host",
+    "pid",
 }
 
 
