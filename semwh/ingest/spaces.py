@@ -26,7 +26,8 @@ from semwh.ingest.sources import (
     is_current,
     record_source,
 )
-from semwh.vectors import save_space
+from semwh.testing.faults import fault_point
+from semwh.vectors import prepare_space, register_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Concept, Space
 
@@ -275,21 +276,24 @@ def ingest_space(
                 rows.key,
                 time.perf_counter() - started,
             )
-    if existing is not None:
-        # A new version references a new source row (see drop_space).
-        drop_space(wh, name)
-    with wh.session() as session:
-        source, status, previous = record_source(session, spec)
-    space = save_space(
+    # The new version is written and validated first, then swapped in with its source row
+    # in one transaction: a failure or a kill before the commit leaves the previous version
+    # in force and no new ``sources`` row (an unregistered file is invisible to readers).
+    prepared = prepare_space(
         wh,
         name,
         "external",
         wnids,
         rows.matrix,
-        source_id=source.source_id,
-        replace=True,
         metadata={"source": str(file), "source_sha256": spec.sha256},
     )
+    if existing is not None and existing.kind != "external":
+        # Taking over a word or layer space's name (replace=True) drops that space first.
+        drop_space(wh, name)
+    with wh.session() as session:
+        source, status, previous = record_source(session, spec)
+        fault_point("space.swapping")
+        space = register_space(session, prepared, source_id=source.source_id, replace=True)
     return SpaceIngestReport(
         space,
         status,

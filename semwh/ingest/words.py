@@ -46,11 +46,11 @@ from semwh.ingest.imagenet import try_imagenet_index
 from semwh.ingest.sources import (
     UNCHANGED,
     SourceSpec,
-    drop_space,
     is_current,
     latest_source,
     record_source,
 )
+from semwh.testing.faults import fault_point
 from semwh.vectors import prepare_space, register_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Concept, Space, WordModel, WordToken
@@ -302,17 +302,6 @@ def _unchanged_report(wh: Warehouse, report: WordIngestReport, concepts: list[Co
     return True
 
 
-def _drop_word_model(wh: Warehouse, name: str) -> None:
-    with wh.session() as session:
-        model_id = session.scalar(select(WordModel.word_model_id).where(WordModel.name == name))
-        if model_id is None:
-            return
-        session.execute(delete(WordToken).where(WordToken.word_model_id == model_id))
-    drop_space(wh, name)
-    with wh.session() as session:
-        session.execute(delete(WordModel).where(WordModel.word_model_id == model_id))
-
-
 def ingest_words(
     wh: Warehouse,
     name: str,
@@ -441,12 +430,12 @@ def ingest_words(
         matrix,
         metadata={"format": fmt, "multiword": multiword, "source_sha256": sha},
     )
-    if current is None:
-        # A new version references a new source row, and DuckDB cannot re-point foreign keys
-        # of referenced rows: the model, its tokens and its space are stored afresh.
-        _drop_word_model(wh, name)
+    # One transaction swaps the new version in: its source row, the model's fields, its
+    # tokens and its space's file. A failure or a kill before the commit keeps the previous
+    # version whole and adds no ``sources`` row.
     with wh.session() as session:
         src, status, previous = record_source(session, spec)
+        fault_point("space.swapping")
         model = session.scalar(select(WordModel).where(WordModel.name == name))
         fields = dict(
             format=fmt,
@@ -460,6 +449,10 @@ def ingest_words(
             session.add(model)
             session.flush()
         else:
+            # The row keeps its id and source_id (DuckDB cannot change a foreign-key column
+            # of a row that tokens and the space reference); the version in force is the
+            # newest ``sources`` row of this name.
+            fields.pop("source_id")
             for key, value in fields.items():
                 setattr(model, key, value)
             session.execute(delete(WordToken).where(WordToken.word_model_id == model.word_model_id))

@@ -326,7 +326,14 @@ def register_space(
         session.add(space)
         session.flush()
     else:
+        # A new version keeps the row (its id and its references): DuckDB cannot change a
+        # foreign-key column of a row that vector files reference, so the swap changes only
+        # the content columns and the file rows, all in the caller's one transaction. The
+        # version in force is the newest ``sources`` row of the space's name.
         space = existing
+        for key in ("source_id", "word_model_id", "layer_id"):
+            if getattr(space, key) is not None:
+                fields.pop(key)
         for key, value in fields.items():
             setattr(space, key, value)
         for old in session.scalars(
