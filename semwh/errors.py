@@ -51,3 +51,7 @@ class ReadOnlyError(SemwhError):
 
 class MissingDependencyError(SemwhError):
     """An optional package needed for this feature is not installed."""
+
+
+class InvalidNameError(ConfigError, InputError):
+    """A space, model or word-model name breaks the naming rule (:func:`semwh.names.check_name`)."""

@@ -34,6 +34,7 @@ from sqlalchemy import delete, insert, select
 from semwh.config import TMP_DIRNAME
 from semwh.errors import ConfigError, DuplicateError, InputError, NotFoundError
 from semwh.hashing import sha256_file, sha256_files
+from semwh.ingest.files import csv_errors, csv_rows, not_regular, regular_size, strip_bom
 from semwh.ingest.formats import (
     FORMATS,
     LOWERCASE_FORMATS,
@@ -50,6 +51,7 @@ from semwh.ingest.sources import (
     latest_source,
     record_source,
 )
+from semwh.names import check_name
 from semwh.testing.faults import fault_point
 from semwh.vectors import prepare_space, register_space
 from semwh.warehouse.layout import Warehouse
@@ -141,15 +143,15 @@ def read_mapping(path: Path, known: set[str], lowercase: bool) -> dict[str, list
     Raises:
         InputError: Missing columns, bad UTF-8, an unregistered wnid or a repeated wnid.
     """
-    if not path.is_file():
-        raise InputError(f"mapping file {path} does not exist")
-    text = read_utf8_text(path)
+    text = read_utf8_text(path, "mapping file")
     reader = csv.DictReader(io.StringIO(text))
-    if not {"wnid", "tokens"} <= set(reader.fieldnames or []):
+    with csv_errors(path, reader):
+        fieldnames = reader.fieldnames
+    if not {"wnid", "tokens"} <= set(fieldnames or []):
         raise InputError(f"{path} line 1: a mapping needs the columns wnid and tokens")
     mapping: dict[str, list[str]] = {}
     lines: dict[str, int] = {}
-    for row in reader:
+    for row in csv_rows(path, reader):
         place = f"{path} line {reader.line_num}"
         wnid = (row["wnid"] or "").strip()
         tokens = (row["tokens"] or "").split()
@@ -201,9 +203,9 @@ def guess_format(source: str | os.PathLike[str] | None) -> str:
         return "word2vec-bin"
     if path.suffix == ".vec":
         return "fasttext"
-    if path.is_file():
+    if not_regular(path) is None:
         with path.open("rb") as handle:
-            first = handle.readline(1000).split()
+            first = strip_bom(handle.readline(1000)).split()
         if len(first) == 2 and all(p.isdigit() for p in first):
             return "word2vec"
     return "glove"
@@ -340,8 +342,7 @@ def ingest_words(
         raise ConfigError(f"unknown word-vector format {fmt!r} (choose {', '.join(FORMATS)})")
     if multiword not in MULTIWORD:
         raise ConfigError(f"unknown multiword mode {multiword!r} (choose average or join)")
-    if "/" in name:
-        raise ConfigError(f"word model name {name!r}: '/' is reserved for MODEL/LAYER spaces")
+    check_name(name, "word model")
     path = resolve_source(source, fmt)
     lowercase = fmt in LOWERCASE_FORMATS
     report = WordIngestReport(name=name, format=fmt)
@@ -365,8 +366,7 @@ def ingest_words(
         files = list(kumo_files(path))
         sha, size = sha256_files(files), sum(p.stat().st_size for p in files)
     else:
-        if not path.is_file():
-            raise InputError(f"word-vector file {path} does not exist")
+        regular_size(path, "word-vector file")
         sha, size = sha256_file(path), path.stat().st_size
     options: dict[str, object] = {
         "multiword": multiword,

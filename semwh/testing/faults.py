@@ -35,9 +35,7 @@ from dataclasses import dataclass
 from semwh.config import fault_spec
 from semwh.errors import ConfigError
 
-POINTS = frozenset(
-    {"vectors.tmp_written", "vectors.renamed", "space.swapping", "sweep.committed"}
-)
+POINTS = frozenset({"vectors.tmp_written", "vectors.renamed", "space.swapping", "sweep.committed"})
 ACTIONS = frozenset({"kill", "enospc", "erofs", "pause"})
 
 

@@ -29,6 +29,7 @@ from semwh.errors import (
     InputError,
     NotFoundError,
 )
+from semwh.names import check_name
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Space, VectorFile
 
@@ -230,8 +231,7 @@ class PreparedSpace:
 
 
 def _validated(name: str, kind: str, wnids: Sequence[str], vectors: np.ndarray):  # noqa: ANN202
-    if "/" in name and kind != "layer":
-        raise InputError(f"space name {name!r}: '/' is reserved for MODEL/LAYER layer spaces")
+    check_name(name, "space", layer=kind == "layer")
     matrix = _as_matrix(vectors)
     order = sorted(range(len(wnids)), key=lambda i: wnids[i])
     sorted_wnids = [wnids[i] for i in order]
