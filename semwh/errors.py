@@ -25,6 +25,10 @@ class WarehouseBusyError(WarehouseError):
     """Another process holds the registry database for writing."""
 
 
+class VectorFileError(WarehouseError):
+    """A registered vector file is missing or differs from its record in ``vector_files``."""
+
+
 class DuplicateError(SemwhError):
     """A row would violate a uniqueness rule of the registry."""
 

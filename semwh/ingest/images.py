@@ -152,7 +152,7 @@ def decode(candidate: Candidate) -> Decoded | str:
     try:
         data = read_bytes(candidate.path, "image", MAX_IMAGE_BYTES)
     except InputError as exc:
-        return str(exc).replace(f"image {candidate.path} ", "", 1)
+        return "cannot read: " + str(exc).replace(f"image {candidate.path} ", "", 1)
     except OSError as exc:
         return f"cannot read: {exc.strerror or exc}"
     digest = hashlib.sha256(data).hexdigest()
