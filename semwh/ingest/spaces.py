@@ -26,9 +26,9 @@ from semwh.ingest.sources import (
     drop_space,
     is_current,
     record_source,
+    version_swap,
 )
 from semwh.names import check_name
-from semwh.testing.faults import fault_point
 from semwh.vectors import prepare_space, register_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Concept, Space
@@ -297,9 +297,8 @@ def ingest_space(
     if existing is not None and existing.kind != "external":
         # Taking over a word or layer space's name (replace=True) drops that space first.
         drop_space(wh, name)
-    with wh.session() as session:
+    with version_swap(wh) as session:
         source, status, previous = record_source(session, spec)
-        fault_point("space.swapping")
         space = register_space(session, prepared, source_id=source.source_id, replace=True)
     return SpaceIngestReport(
         space,

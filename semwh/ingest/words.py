@@ -50,9 +50,9 @@ from semwh.ingest.sources import (
     is_current,
     latest_source,
     record_source,
+    version_swap,
 )
 from semwh.names import check_name
-from semwh.testing.faults import fault_point
 from semwh.vectors import prepare_space, register_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Concept, Space, WordModel, WordToken
@@ -433,9 +433,8 @@ def ingest_words(
     # One transaction swaps the new version in: its source row, the model's fields, its
     # tokens and its space's file. A failure or a kill before the commit keeps the previous
     # version whole and adds no ``sources`` row.
-    with wh.session() as session:
+    with version_swap(wh) as session:
         src, status, previous = record_source(session, spec)
-        fault_point("space.swapping")
         model = session.scalar(select(WordModel).where(WordModel.name == name))
         fields = dict(
             format=fmt,
