@@ -25,6 +25,10 @@ class WarehouseBusyError(WarehouseError):
     """Another process holds the registry database for writing."""
 
 
+class VectorFileError(WarehouseError):
+    """A registered vector file is missing or differs from its record in ``vector_files``."""
+
+
 class DuplicateError(SemwhError):
     """A row would violate a uniqueness rule of the registry."""
 
@@ -51,3 +55,7 @@ class ReadOnlyError(SemwhError):
 
 class MissingDependencyError(SemwhError):
     """An optional package needed for this feature is not installed."""
+
+
+class InvalidNameError(ConfigError, InputError):
+    """A space, model or word-model name breaks the naming rule (:func:`semwh.names.check_name`)."""

@@ -39,7 +39,7 @@ from __future__ import annotations
 import time
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -141,13 +141,47 @@ class RunSummary:
     models: list[str] = field(default_factory=list)
 
 
-def _known(section: str, table: dict[str, Any], cls: type, extra: tuple[str, ...] = ()) -> None:
+def _known(
+    section: str, table: dict[str, Any], cls: type, extra: tuple[str, ...] = (), source: str = ""
+) -> None:
     allowed = ({f.name for f in fields(cls)} - {"source"}) | set(extra)
     unknown = sorted(set(table) - allowed)
     if unknown:
         raise ConfigError(
             f"[{section}]: unknown key {', '.join(unknown)} (valid: {', '.join(sorted(allowed))})"
         )
+    for f in fields(cls):
+        # Only plain scalar fields: unions such as ``str | list[str]`` check themselves.
+        if f.name in table and f.default is not MISSING and str(f.type) in _SCALARS:
+            _check_type(source, section, f.name, table[f.name], f.default)
+
+
+_SCALARS = frozenset({"bool", "int", "float", "str"})
+_KINDS: tuple[tuple[type, tuple[type, ...], str], ...] = (
+    (bool, (bool,), "true or false"),
+    (int, (int,), "a whole number"),
+    (float, (int, float), "a number"),
+    (str, (str,), "a string"),
+)
+
+
+def _check_type(source: str, section: str, key: str, value: Any, default: Any) -> None:
+    """A value of the default's type (a bool is not a number here, as in TOML)."""
+    for kind, accepted, words in _KINDS:
+        if isinstance(default, kind):
+            if isinstance(value, bool) and kind is not bool or not isinstance(value, accepted):
+                raise ConfigError(
+                    f"{source + ': ' if source else ''}[{section}] {key} = {value!r} must be "
+                    f"{words} "
+                    f"(for example {key} = {_toml(default)})"
+                )
+            return
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f'"{value}"' if isinstance(value, str) else repr(value)
 
 
 def _path(value: Any, base: Path, where: str) -> Path:
@@ -163,12 +197,12 @@ def parse_config(data: dict[str, Any], base: Path, source: str = "<config>") -> 
     Raises:
         ConfigError: A missing section or an unknown or invalid key (names the section).
     """
-    _known("top level", data, RunConfig)
+    _known("top level", data, RunConfig, source=source)
     for key in ("images", "words", "models"):
         if key not in data:
             raise ConfigError(f"{source}: the run needs a [{key}] section")
     img = dict(data["images"])
-    _known("images", img, ImagesConfig)
+    _known("images", img, ImagesConfig, source=source)
     if "folder" not in img:
         raise ConfigError(f"{source}: [images] needs folder = DIR (files named <wnid>_*.jpg)")
     img["folder"] = _path(img["folder"], base, "[images] folder")
@@ -176,7 +210,7 @@ def parse_config(data: dict[str, Any], base: Path, source: str = "<config>") -> 
 
     words = []
     for i, w in enumerate(data["words"]):
-        _known(f"words #{i + 1}", w, WordsConfig)
+        _known(f"words #{i + 1}", w, WordsConfig, source=source)
         w = dict(w)
         if "name" not in w:
             raise ConfigError(f"{source}: [[words]] #{i + 1} needs a name")
@@ -191,7 +225,7 @@ def parse_config(data: dict[str, Any], base: Path, source: str = "<config>") -> 
 
     models = []
     for i, m in enumerate(data["models"]):
-        _known(f"models #{i + 1}", m, ModelConfig)
+        _known(f"models #{i + 1}", m, ModelConfig, source=source)
         m = dict(m)
         if "name" not in m:
             raise ConfigError(f"{source}: [[models]] #{i + 1} needs a name")
@@ -200,7 +234,7 @@ def parse_config(data: dict[str, Any], base: Path, source: str = "<config>") -> 
         models.append(ModelConfig(**m))
 
     ana = dict(data.get("analysis", {}))
-    _known("analysis", ana, AnalysisConfig)
+    _known("analysis", ana, AnalysisConfig, source=source)
     if "tests" in ana:
         ana["tests"] = tuple(ana["tests"])
     analysis = AnalysisConfig(**ana)
@@ -208,7 +242,7 @@ def parse_config(data: dict[str, Any], base: Path, source: str = "<config>") -> 
         raise ConfigError(f"{source}: [analysis] permutations must be >= 0")
 
     rep = dict(data.get("report", {}))
-    _known("report", rep, ReportConfig)
+    _known("report", rep, ReportConfig, source=source)
     if "out" in rep:
         rep["out"] = Path(rep["out"]).expanduser()
     return RunConfig(

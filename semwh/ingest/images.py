@@ -19,6 +19,7 @@ from sqlalchemy import insert, select
 
 from semwh.errors import ConfigError, InputError
 from semwh.ingest.concepts import check_wnid, describe, existing_concepts, upsert_concepts
+from semwh.ingest.files import MAX_IMAGE_BYTES, not_regular, read_bytes
 from semwh.ingest.formats import read_utf8_text
 from semwh.ingest.imagenet import try_imagenet_index
 from semwh.ingest.sources import SourceSpec, record_source
@@ -87,6 +88,10 @@ def find_images(folder: Path) -> tuple[list[Candidate], list[tuple[str, str]]]:
             path = parent / filename
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
+            reason = not_regular(path)
+            if reason is not None:
+                skipped.append((str(path), reason))
+                continue
             flat = FLAT_NAME.match(path.stem)
             label = flat.group(3) if flat else None
             if WNID_RE.match(parent.name):
@@ -107,9 +112,7 @@ def read_manifest(manifest: Path) -> list[Candidate]:
     Relative paths are relative to the manifest's folder. Without a label column, a file
     named ``<wnid>_<id>_<label>.jpg`` gives its label.
     """
-    if not manifest.is_file():
-        raise InputError(f"manifest {manifest} does not exist")
-    text = read_utf8_text(manifest)
+    text = read_utf8_text(manifest, "manifest")
     reader = csv.DictReader(io.StringIO(text))
     columns = set(reader.fieldnames or [])
     if not {"path", "wnid"} <= columns:
@@ -126,6 +129,10 @@ def read_manifest(manifest: Path) -> list[Candidate]:
             raise InputError(f"{place}: empty path")
         path = Path(raw_path).expanduser()
         path = path if path.is_absolute() else manifest.parent / path
+        reason = not_regular(path)
+        if reason is not None and reason != "does not exist":
+            # A FIFO would block the read and a device (/dev/zero) would never end it.
+            raise InputError(f"{place}: {path} {reason}; list image files only")
         split = (row.get("split") or "").strip() or None
         # A label column names the concept; else a <wnid>_<id>_<label> file name does.
         label = (row.get("label") or "").strip() or None
@@ -143,7 +150,9 @@ def decode(candidate: Candidate) -> Decoded | str:
     from PIL import Image as PILImage
 
     try:
-        data = candidate.path.read_bytes()
+        data = read_bytes(candidate.path, "image", MAX_IMAGE_BYTES)
+    except InputError as exc:
+        return "cannot read: " + str(exc).replace(f"image {candidate.path} ", "", 1)
     except OSError as exc:
         return f"cannot read: {exc.strerror or exc}"
     digest = hashlib.sha256(data).hexdigest()

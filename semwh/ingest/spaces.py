@@ -16,8 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import select
 
-from semwh.errors import ConfigError, DuplicateError, InputError
+from semwh.errors import DuplicateError, InputError
 from semwh.hashing import sha256_file
+from semwh.ingest.files import MAX_TEXT_BYTES, csv_errors, csv_rows, regular_size
 from semwh.ingest.formats import read_utf8_text
 from semwh.ingest.sources import (
     UNCHANGED,
@@ -25,8 +26,10 @@ from semwh.ingest.sources import (
     drop_space,
     is_current,
     record_source,
+    version_swap,
 )
-from semwh.vectors import save_space
+from semwh.names import check_name
+from semwh.vectors import prepare_space, register_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Concept, Space
 
@@ -91,9 +94,10 @@ def _stack(vectors: list[list[float]], places: list[str], path: Path) -> np.ndar
 
 
 def _read_csv(path: Path) -> _Rows:
-    text = read_utf8_text(path)
+    text = read_utf8_text(path, "space file")
     reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
+    with csv_errors(path, reader):
+        header = next(reader, None)
     if not header:
         raise InputError(f"{path}: the file is empty")
     header = [h.strip() for h in header]
@@ -106,7 +110,7 @@ def _read_csv(path: Path) -> _Rows:
     if not features:
         raise InputError(f"{path} line 1: no vector or numeric feature columns")
     keys, places, vectors = [], [], []
-    for row in reader:
+    for row in csv_rows(path, reader):
         if not any(cell.strip() for cell in row):
             continue
         place = f"{path} line {reader.line_num}"
@@ -144,7 +148,14 @@ def _read_parquet(path: Path) -> _Rows:
     if "vector" in table.column_names:
         column = table.column("vector")
         if not pa.types.is_list(column.type) and not pa.types.is_large_list(column.type):
-            raise InputError(f"{path}: column 'vector' is {column.type}, expected a list")
+            raise InputError(
+                f"{path}: column 'vector' is {column.type}, expected a list of numbers"
+            )
+        item = column.type.value_type
+        if not (pa.types.is_integer(item) or pa.types.is_floating(item)):
+            raise InputError(
+                f"{path}: column 'vector' holds lists of {item}, expected lists of numbers"
+            )
         vectors = column.to_pylist()
         for vector, place in zip(vectors, places, strict=True):
             if vector is None or any(v is None for v in vector):
@@ -167,9 +178,7 @@ def _read_parquet(path: Path) -> _Rows:
 
 def read_space_file(path: Path) -> _Rows:
     suffix = path.suffix.lower()
-    if not path.is_file():
-        raise InputError(f"space file {path} does not exist")
-    if path.stat().st_size == 0:
+    if regular_size(path, "space file", MAX_TEXT_BYTES) == 0:
         raise InputError(f"{path}: the file is empty")
     if suffix == ".parquet":
         return _read_parquet(path)
@@ -241,8 +250,7 @@ def ingest_space(
         DuplicateError: ``name`` is a space of another kind and ``replace`` is false.
     """
     started = time.perf_counter()
-    if "/" in name:
-        raise ConfigError(f"space name {name!r}: '/' is reserved for MODEL/LAYER layer spaces")
+    check_name(name, "space")
     file = Path(path).expanduser().resolve()
     rows = read_space_file(file)
     with wh.session() as session:
@@ -275,21 +283,23 @@ def ingest_space(
                 rows.key,
                 time.perf_counter() - started,
             )
-    if existing is not None:
-        # A new version references a new source row (see drop_space).
-        drop_space(wh, name)
-    with wh.session() as session:
-        source, status, previous = record_source(session, spec)
-    space = save_space(
+    # The new version is written and validated first, then swapped in with its source row
+    # in one transaction: a failure or a kill before the commit leaves the previous version
+    # in force and no new ``sources`` row (an unregistered file is invisible to readers).
+    prepared = prepare_space(
         wh,
         name,
         "external",
         wnids,
         rows.matrix,
-        source_id=source.source_id,
-        replace=True,
         metadata={"source": str(file), "source_sha256": spec.sha256},
     )
+    if existing is not None and existing.kind != "external":
+        # Taking over a word or layer space's name (replace=True) drops that space first.
+        drop_space(wh, name)
+    with version_swap(wh) as session:
+        source, status, previous = record_source(session, spec)
+        space = register_space(session, prepared, source_id=source.source_id, replace=True)
     return SpaceIngestReport(
         space,
         status,

@@ -34,6 +34,7 @@ from sqlalchemy import delete, insert, select
 from semwh.config import TMP_DIRNAME
 from semwh.errors import ConfigError, DuplicateError, InputError, NotFoundError
 from semwh.hashing import sha256_file, sha256_files
+from semwh.ingest.files import csv_errors, csv_rows, not_regular, regular_size, strip_bom
 from semwh.ingest.formats import (
     FORMATS,
     LOWERCASE_FORMATS,
@@ -46,11 +47,12 @@ from semwh.ingest.imagenet import try_imagenet_index
 from semwh.ingest.sources import (
     UNCHANGED,
     SourceSpec,
-    drop_space,
     is_current,
     latest_source,
     record_source,
+    version_swap,
 )
+from semwh.names import check_name
 from semwh.vectors import prepare_space, register_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Concept, Space, WordModel, WordToken
@@ -141,15 +143,15 @@ def read_mapping(path: Path, known: set[str], lowercase: bool) -> dict[str, list
     Raises:
         InputError: Missing columns, bad UTF-8, an unregistered wnid or a repeated wnid.
     """
-    if not path.is_file():
-        raise InputError(f"mapping file {path} does not exist")
-    text = read_utf8_text(path)
+    text = read_utf8_text(path, "mapping file")
     reader = csv.DictReader(io.StringIO(text))
-    if not {"wnid", "tokens"} <= set(reader.fieldnames or []):
+    with csv_errors(path, reader):
+        fieldnames = reader.fieldnames
+    if not {"wnid", "tokens"} <= set(fieldnames or []):
         raise InputError(f"{path} line 1: a mapping needs the columns wnid and tokens")
     mapping: dict[str, list[str]] = {}
     lines: dict[str, int] = {}
-    for row in reader:
+    for row in csv_rows(path, reader):
         place = f"{path} line {reader.line_num}"
         wnid = (row["wnid"] or "").strip()
         tokens = (row["tokens"] or "").split()
@@ -201,9 +203,9 @@ def guess_format(source: str | os.PathLike[str] | None) -> str:
         return "word2vec-bin"
     if path.suffix == ".vec":
         return "fasttext"
-    if path.is_file():
+    if not_regular(path) is None:
         with path.open("rb") as handle:
-            first = handle.readline(1000).split()
+            first = strip_bom(handle.readline(1000)).split()
         if len(first) == 2 and all(p.isdigit() for p in first):
             return "word2vec"
     return "glove"
@@ -302,17 +304,6 @@ def _unchanged_report(wh: Warehouse, report: WordIngestReport, concepts: list[Co
     return True
 
 
-def _drop_word_model(wh: Warehouse, name: str) -> None:
-    with wh.session() as session:
-        model_id = session.scalar(select(WordModel.word_model_id).where(WordModel.name == name))
-        if model_id is None:
-            return
-        session.execute(delete(WordToken).where(WordToken.word_model_id == model_id))
-    drop_space(wh, name)
-    with wh.session() as session:
-        session.execute(delete(WordModel).where(WordModel.word_model_id == model_id))
-
-
 def ingest_words(
     wh: Warehouse,
     name: str,
@@ -351,8 +342,7 @@ def ingest_words(
         raise ConfigError(f"unknown word-vector format {fmt!r} (choose {', '.join(FORMATS)})")
     if multiword not in MULTIWORD:
         raise ConfigError(f"unknown multiword mode {multiword!r} (choose average or join)")
-    if "/" in name:
-        raise ConfigError(f"word model name {name!r}: '/' is reserved for MODEL/LAYER spaces")
+    check_name(name, "word model")
     path = resolve_source(source, fmt)
     lowercase = fmt in LOWERCASE_FORMATS
     report = WordIngestReport(name=name, format=fmt)
@@ -376,8 +366,7 @@ def ingest_words(
         files = list(kumo_files(path))
         sha, size = sha256_files(files), sum(p.stat().st_size for p in files)
     else:
-        if not path.is_file():
-            raise InputError(f"word-vector file {path} does not exist")
+        regular_size(path, "word-vector file")
         sha, size = sha256_file(path), path.stat().st_size
     options: dict[str, object] = {
         "multiword": multiword,
@@ -441,11 +430,10 @@ def ingest_words(
         matrix,
         metadata={"format": fmt, "multiword": multiword, "source_sha256": sha},
     )
-    if current is None:
-        # A new version references a new source row, and DuckDB cannot re-point foreign keys
-        # of referenced rows: the model, its tokens and its space are stored afresh.
-        _drop_word_model(wh, name)
-    with wh.session() as session:
+    # One transaction swaps the new version in: its source row, the model's fields, its
+    # tokens and its space's file. A failure or a kill before the commit keeps the previous
+    # version whole and adds no ``sources`` row.
+    with version_swap(wh) as session:
         src, status, previous = record_source(session, spec)
         model = session.scalar(select(WordModel).where(WordModel.name == name))
         fields = dict(
@@ -460,6 +448,10 @@ def ingest_words(
             session.add(model)
             session.flush()
         else:
+            # The row keeps its id and source_id (DuckDB cannot change a foreign-key column
+            # of a row that tokens and the space reference); the version in force is the
+            # newest ``sources`` row of this name.
+            fields.pop("source_id")
             for key, value in fields.items():
                 setattr(model, key, value)
             session.execute(delete(WordToken).where(WordToken.word_model_id == model.word_model_id))

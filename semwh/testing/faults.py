@@ -15,6 +15,8 @@ Points (where the library calls :func:`fault_point`):
 * ``vectors.tmp_written``: a vector file's rows are in its temporary file under ``tmp/``,
   not yet renamed into ``vectors/``;
 * ``vectors.renamed``: the file is complete under ``vectors/`` but not yet registered;
+* ``space.swapping``: a new version of a word or external space is written and every row of
+  its one registry transaction is flushed (source, space, files), not yet committed;
 * ``sweep.committed``: a batch of a sweep's results is stored, its FDR and its
   ``analysis_runs`` row are not yet.
 
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 from semwh.config import fault_spec
 from semwh.errors import ConfigError
 
-POINTS = frozenset({"vectors.tmp_written", "vectors.renamed", "sweep.committed"})
+POINTS = frozenset({"vectors.tmp_written", "vectors.renamed", "space.swapping", "sweep.committed"})
 ACTIONS = frozenset({"kill", "enospc", "erofs", "pause"})
 
 

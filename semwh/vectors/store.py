@@ -28,7 +28,9 @@ from semwh.errors import (
     DuplicateError,
     InputError,
     NotFoundError,
+    VectorFileError,
 )
+from semwh.names import check_name
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Space, VectorFile
 
@@ -230,8 +232,7 @@ class PreparedSpace:
 
 
 def _validated(name: str, kind: str, wnids: Sequence[str], vectors: np.ndarray):  # noqa: ANN202
-    if "/" in name and kind != "layer":
-        raise InputError(f"space name {name!r}: '/' is reserved for MODEL/LAYER layer spaces")
+    check_name(name, "space", layer=kind == "layer")
     matrix = _as_matrix(vectors)
     order = sorted(range(len(wnids)), key=lambda i: wnids[i])
     sorted_wnids = [wnids[i] for i in order]
@@ -326,7 +327,14 @@ def register_space(
         session.add(space)
         session.flush()
     else:
+        # A new version keeps the row (its id and its references): DuckDB cannot change a
+        # foreign-key column of a row that vector files reference, so the swap changes only
+        # the content columns and the file rows, all in the caller's one transaction. The
+        # version in force is the newest ``sources`` row of the space's name.
         space = existing
+        for key in ("source_id", "word_model_id", "layer_id"):
+            if getattr(space, key) is not None:
+                fields.pop(key)
         for key, value in fields.items():
             setattr(space, key, value)
         for old in session.scalars(
@@ -396,9 +404,42 @@ def save_space(
         )
 
 
-def _read_files(wh: Warehouse, relpaths: Sequence[str]) -> pa.Table:
+_FIX = "run `semwh verify`, then re-extract or re-ingest the space"
+
+
+def _read_files(wh: Warehouse, space: str, files: Sequence[VectorFile]) -> pa.Table:
+    """Read registered files, each checked against its record (size, then row count) first.
+
+    Raises:
+        VectorFileError: A file is missing, or its size or row count differs from the record.
+    """
     root = wh.vectors
-    tables = [root.read_table(rel, schema=ARROW_SCHEMA) for rel in relpaths]
+    sizes = root.sizes([f.path for f in files])
+    tables = []
+    for file, size in zip(files, sizes, strict=True):
+        shown = root.show(file.path)
+        if size is None:
+            raise VectorFileError(
+                f"vector file {shown} of space {space!r} is registered but missing: {_FIX}"
+            )
+        if file.size_bytes is not None and size != file.size_bytes:
+            raise VectorFileError(
+                f"vector file {shown} of space {space!r} holds {size} bytes, the registry "
+                f"records {file.size_bytes} (altered or truncated): {_FIX}"
+            )
+        try:
+            table = root.read_table(file.path, schema=ARROW_SCHEMA)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise VectorFileError(
+                f"vector file {shown} of space {space!r} cannot be read "
+                f"({str(exc).splitlines()[0]}): {_FIX}"
+            ) from exc
+        if file.n_rows is not None and table.num_rows != file.n_rows:
+            raise VectorFileError(
+                f"vector file {shown} of space {space!r} holds {table.num_rows} rows, the "
+                f"registry records {file.n_rows}: {_FIX}"
+            )
+        tables.append(table)
     return pa.concat_tables(tables) if tables else ARROW_SCHEMA.empty_table()
 
 
@@ -423,12 +464,12 @@ def load_space(wh: Warehouse, name: str) -> SpaceVectors:
     """Concept vectors of a space as float64, rows sorted by wnid."""
     with wh.session() as session:
         space = get_space(session, name)
-        relpaths = session.scalars(
-            select(VectorFile.path).where(
+        files = session.scalars(
+            select(VectorFile).where(
                 VectorFile.space_id == space.space_id, VectorFile.kind == "concepts"
             )
         ).all()
-    table = _read_files(wh, relpaths).sort_by("wnid")
+    table = _read_files(wh, name, files).sort_by("wnid")
     matrix = _matrix(table.column("vector"), table.num_rows).astype(np.float64)
     return SpaceVectors(name=name, wnids=table.column("wnid").to_pylist(), matrix=matrix)
 
@@ -439,12 +480,12 @@ def load_image_vectors(wh: Warehouse, space: str) -> ImageVectors:
         row = get_space(session, space)
         if row.layer_id is None:
             raise InputError(f"space {space!r} is a {row.kind} space with no per-image vectors")
-        relpaths = session.scalars(
-            select(VectorFile.path)
+        files = session.scalars(
+            select(VectorFile)
             .where(VectorFile.layer_id == row.layer_id, VectorFile.kind == "images")
             .order_by(VectorFile.shard_index)
         ).all()
-    table = _read_files(wh, relpaths).sort_by("image_id")
+    table = _read_files(wh, space, files).sort_by("image_id")
     return ImageVectors(
         space=space,
         image_ids=table.column("image_id").to_numpy(),

@@ -159,6 +159,8 @@ def init_warehouse(wh: Warehouse) -> tuple[str | None, str]:
         The revision before and after.
     """
     before = current_revision(wh) if wh.exists() else None
+    if before is None and wh.exists():
+        _refuse_foreign(wh)
     head = head_revision()
     # Before anything is created: an unreachable store or a bad location changes nothing.
     wh.vectors.ensure()
@@ -166,3 +168,29 @@ def init_warehouse(wh: Warehouse) -> tuple[str | None, str]:
         upgrade(wh, "head")
     record_vectors_location(wh)
     return before, head
+
+
+def _refuse_foreign(wh: Warehouse) -> None:
+    """Refuse a registry that holds tables but no semwh revision: another program's database.
+
+    Migrating it would fail half-way on a table of the same name (``concepts``) or mix semwh's
+    tables into someone else's file; it is left exactly as it is.
+    """
+    with peek_registry(wh) as con:
+        if con is not None:
+            rows = con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE NOT internal ORDER BY 1"
+            ).fetchall()
+            tables = [r[0] for r in rows]
+        else:
+            from sqlalchemy import inspect
+
+            tables = sorted(inspect(wh.engine).get_table_names())
+    tables = [t for t in tables if t != "alembic_version"]
+    if tables:
+        shown = ", ".join(tables[:6]) + (f" and {len(tables) - 6} more" if len(tables) > 6 else "")
+        raise WarehouseError(
+            f"registry {wh.duckdb_path or wh.db_url} holds tables of another program ({shown}) "
+            "and no semwh schema; it was left untouched: choose an empty folder for "
+            "`semwh init` (or another registry with --db / SEMWH_DB)"
+        )

@@ -145,6 +145,13 @@ class VectorsRoot:
             folder = folder.parent
         return shutil.disk_usage(folder).free
 
+    def sizes(self, relpaths: Sequence[str]) -> list[int | None]:
+        """The size of each file, None where it is missing (one listing call on a store)."""
+        if not relpaths:
+            return []
+        infos = self.fs.get_file_info([self.path(rel) for rel in relpaths])
+        return [int(i.size) if i.type == pafs.FileType.File else None for i in infos]
+
     def size(self, relpath: str) -> int:
         info = self.fs.get_file_info(self.path(relpath))
         if info.type != pafs.FileType.File:

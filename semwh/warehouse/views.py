@@ -4,9 +4,11 @@
 migrations. ``vectors`` depends on where the
 vectors root is reached from (a mounted folder, an object store), so it is a temporary view
 created on every read connection, over the files that are *registered* in ``vector_files``
-only: a half-written or orphaned Parquet file is never visible. On a folder DuckDB reads the
-files itself; on an object store it scans an Arrow dataset that reaches them through
-:mod:`pyarrow.fs`, with the credentials of the machine running the query.
+only: a half-written or orphaned Parquet file is never visible. A registered file that is
+missing or whose size differs from its record makes the view raise a message naming the files
+when it is read (never fewer rows in silence), while the registry tables stay queryable. On a
+folder DuckDB reads the files itself; on an object store it scans an Arrow dataset that
+reaches them through :mod:`pyarrow.fs`, with the credentials of the machine running the query.
 """
 
 from __future__ import annotations
@@ -34,17 +36,48 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _error_body(message: str) -> str:
+    return f"{_NULL_ROW} WHERE error({_quote(message)}) IS NULL"
+
+
+def _damaged(root: VectorsRoot, rows: list[tuple], sizes: list[int | None]) -> str | None:
+    """The message for registered files that are missing or differ in size (None: all fine)."""
+    missing = [rel for (rel, _), size in zip(rows, sizes, strict=True) if size is None]
+    changed = [
+        rel
+        for (rel, recorded), size in zip(rows, sizes, strict=True)
+        if size is not None and recorded is not None and size != recorded
+    ]
+    if not missing and not changed:
+        return None
+    parts = []
+    for what, rels in (("missing", missing), ("altered (size differs from the record)", changed)):
+        if rels:
+            shown = ", ".join(root.show(rel) for rel in rels[:5])
+            more = f" and {len(rels) - 5} more" if len(rels) > 5 else ""
+            parts.append(f"{len(rels)} {what}: {shown}{more}")
+    return (
+        f"the vectors view cannot be read: registered vector files are {'; '.join(parts)}; "
+        "run `semwh verify`, then re-extract or re-ingest their spaces (the registry tables "
+        "can still be queried)"
+    )
+
+
 def create_vectors_view(
     conn: duckdb.DuckDBPyConnection, root: VectorsRoot, name: str = "vectors"
 ) -> None:
     """Create a temporary view ``name`` (space, wnid, image_id, vector) over registered files."""
     from semwh.vectors.store import ARROW_SCHEMA
 
-    rows = conn.execute("SELECT path FROM vector_files ORDER BY file_id").fetchall()
+    rows = conn.execute("SELECT path, size_bytes FROM vector_files ORDER BY file_id").fetchall()
     relpaths = [row[0] for row in rows]
     try:
-        present = [rel for rel, ok in zip(relpaths, root.exists(relpaths), strict=True) if ok]
-        if not present:
+        sizes = root.sizes(relpaths)
+        present = [rel for rel, size in zip(relpaths, sizes, strict=True) if size is not None]
+        damaged = _damaged(root, rows, sizes)
+        if damaged:
+            body = _error_body(damaged)
+        elif not present:
             body = _EMPTY_VECTORS
         elif root.is_local:
             listing = "[" + ", ".join(_quote(str(root.local_path(rel))) for rel in present) + "]"
@@ -59,5 +92,5 @@ def create_vectors_view(
             f"the vectors root {root.location} cannot be reached "
             f"({str(exc).splitlines()[0]}); the registry tables can still be queried"
         )
-        body = f"{_NULL_ROW} WHERE error({_quote(message)}) IS NULL"
+        body = _error_body(message)
     conn.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {body}")

@@ -1,0 +1,54 @@
+"""The one rule for names of spaces, models and word models.
+
+A name is non-empty printable text without leading or trailing blanks, without ``..`` and
+without a backslash, so that it reads the same in SQL, in messages and in the vectors tree.
+``/`` separates MODEL and LAYER and belongs to layer spaces only: a word or external space
+named ``a/b`` would collide with the layer ``b`` of model ``a``.
+"""
+
+from __future__ import annotations
+
+from semwh.errors import InvalidNameError
+
+RULE = (
+    "non-empty printable text without leading or trailing blanks, '..' or '\\'; '/' only "
+    "in MODEL/LAYER layer space names"
+)
+
+
+def check_name(name: object, what: str = "space", *, layer: bool = False) -> str:
+    """Return ``name`` if it follows the naming rule.
+
+    Args:
+        name: The name to check.
+        what: What it names, for the message (space, word model, model, ...).
+        layer: A layer space's MODEL/LAYER name: one '/' between two valid parts.
+
+    Raises:
+        InvalidNameError: The name breaks the rule (the message states it).
+    """
+    text = name if isinstance(name, str) else ""
+    problem = _problem(text, layer) if isinstance(name, str) else "not text"
+    if problem is not None:
+        raise InvalidNameError(f"{what} name {name!r} is not valid ({problem}): use {RULE}")
+    return text
+
+
+def _problem(name: str, layer: bool) -> str | None:
+    if not name:
+        return "empty"
+    if name != name.strip():
+        return "leading or trailing blanks"
+    if not name.isprintable():
+        return "a control or unprintable character"
+    if ".." in name:
+        return "'..'"
+    if "\\" in name:
+        return "a backslash"
+    if "/" in name:
+        if not layer:
+            return "'/' is reserved for MODEL/LAYER layer spaces"
+        model, _, rest = name.partition("/")
+        if not model.strip() or not rest.strip() or model != model.strip():
+            return "MODEL/LAYER needs a model and a layer"
+    return None
