@@ -12,6 +12,8 @@ ENV_VECTORS = "SEMWH_VECTORS"
 ENV_SAMPLES = "SEMWH_SAMPLES"
 ENV_DEVICE = "SEMWH_DEVICE"
 ENV_WORDNET = "SEMWH_WORDNET"
+# Folders (os.pathsep-separated) whose files `semwh sql` and named queries may read.
+ENV_ALLOW_READ = "SEMWH_ALLOW_READ"
 # Testing knob: inject crashes and I/O errors at named points (see semwh.testing.faults).
 ENV_FAULT = "SEMWH_FAULT"
 
@@ -34,6 +36,8 @@ class Settings:
         samples: Folder of sample images for the demo, if configured.
         device: Torch device name preference ("cpu", "cuda", or None for automatic).
         wordnet: Folder holding WordNet 3.0 database files, if configured.
+        allow_read: Folders whose files user SQL may read besides the vectors root
+            (``SEMWH_ALLOW_READ``; commands add their ``--allow-read`` folders).
     """
 
     warehouse: Path
@@ -42,6 +46,7 @@ class Settings:
     samples: Path | None = None
     device: str | None = None
     wordnet: Path | None = None
+    allow_read: tuple[Path, ...] = ()
 
 
 def _path_or_none(value: str | None) -> Path | None:
@@ -64,6 +69,11 @@ def load_settings(
         samples=_path_or_none(env.get(ENV_SAMPLES)),
         device=env.get(ENV_DEVICE) or None,
         wordnet=_path_or_none(env.get(ENV_WORDNET)),
+        allow_read=tuple(
+            Path(item).expanduser()
+            for item in (env.get(ENV_ALLOW_READ) or "").split(os.pathsep)
+            if item.strip()
+        ),
     )
 
 

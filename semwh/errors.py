@@ -59,3 +59,11 @@ class MissingDependencyError(SemwhError):
 
 class InvalidNameError(ConfigError, InputError):
     """A space, model or word-model name breaks the naming rule (:func:`semwh.names.check_name`)."""
+
+
+class SandboxError(SemwhError):
+    """User SQL asked for what its sandbox forbids (several statements, a file elsewhere)."""
+
+
+class OutputError(SemwhError):
+    """An output path cannot be used (inside the warehouse, a folder, an existing file)."""

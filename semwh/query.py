@@ -15,19 +15,25 @@ type; ``NULL`` (any case) is the SQL null.
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from semwh.errors import ConfigError, InputError, NotFoundError, WarehouseError
+from semwh.errors import ConfigError, InputError, NotFoundError
+from semwh.output import atomic_output, check_output, csv_lines
 from semwh.warehouse.layout import Warehouse
-from semwh.warehouse.readonly import QueryResult, query_arrow, read_connection
+from semwh.warehouse.readonly import QueryResult, run_sandboxed, sandbox_connection
 
+# Rows per batch streamed from DuckDB to an export file (memory stays flat for big views).
+EXPORT_BATCH_ROWS = 65_536
 TYPES = ("VARCHAR", "DOUBLE", "INTEGER", "BOOLEAN")
 REQUIRED = "required"
 
@@ -235,14 +241,14 @@ def parse_assignments(items: list[str] | None) -> dict[str, str]:
 def run_named(
     conn: duckdb.DuckDBPyConnection, query: NamedQuery, values: Mapping[str, Any] | None = None
 ) -> QueryResult:
-    """Run a named query on an open read connection."""
+    """Run a named query on a sandbox connection (``sandbox_connection``): one read statement.
+
+    Raises:
+        SandboxError: The query reads a file outside the allowed folders.
+        ReadOnlyError: The query file holds something other than one read statement.
+    """
     params = bind_params(query, values)
-    try:
-        table = query_arrow(conn, query.sql, params)
-    except duckdb.Error as exc:
-        raise WarehouseError(
-            f"query {query.name!r} ({query.path}) failed: {str(exc).splitlines()[0]}"
-        ) from exc
+    table = run_sandboxed(conn, query.sql, params, where=f"query {query.name!r} ({query.path})")
     return QueryResult(table=table, sql=query.sql)
 
 
@@ -251,11 +257,22 @@ def run_query(
     name: str,
     params: Mapping[str, Any] | None = None,
     folder: Path | None = None,
+    *,
+    allow_read: Sequence[str | os.PathLike[str]] = (),
 ) -> QueryResult:
-    """Run the named query ``name`` read-only with bound parameters."""
+    """Run the named query ``name`` in the sandbox with bound parameters.
+
+    Args:
+        wh: The warehouse.
+        name: The query's name (its file in ``queries/``).
+        params: Parameter values (text is converted to the declared types).
+        folder: Another folder of query files.
+        allow_read: Folders whose files the query may read (the lab-data joins need the
+            folder of their ``path``).
+    """
     query = load_query(name, folder)
     bound = bind_params(query, params)
-    with read_connection(wh) as conn:
+    with sandbox_connection(wh, allow_read) as conn:
         return run_named(conn, query, bound)
 
 
@@ -282,41 +299,51 @@ class ExportInfo:
     n_rows: int
 
 
-def export_table(wh: Warehouse, table: str, out: Path) -> ExportInfo:
+def export_table(wh: Warehouse, table: str, out: Path, *, force: bool = False) -> ExportInfo:
     """Write a table or view to Parquet or CSV, chosen by the extension of ``out``.
 
     The name is checked against the warehouse's tables and views, then quoted as an
-    identifier; DuckDB streams the rows to the file.
+    identifier; the rows stream from DuckDB (in the sandbox) to the file in batches. The file
+    follows the rule of every user output (:func:`semwh.output.atomic_output`): written whole
+    or not at all, never inside the warehouse, never over a file without ``force``.
 
     Raises:
         ConfigError: The extension is neither .parquet nor .csv.
         NotFoundError: No such table or view (the message lists them).
+        OutputError: ``out`` is inside the warehouse, a folder, or exists without ``force``.
     """
     suffix = out.suffix.lower()
     formats = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
     if suffix not in formats:
         raise ConfigError(f"cannot tell the format of {out}: use a .parquet or .csv file name")
     fmt = formats[suffix]
-    with read_connection(wh) as conn:
+    protected = wh.protected_paths
+    check_output(out, protected, force=force)  # before any work: a refused path costs nothing
+    with sandbox_connection(wh) as conn:
         names = relation_names(conn)
         if table not in names:
             raise NotFoundError(
                 f"unknown table or view {table!r} (choose from: {', '.join(names)})"
             )
-        rel = conn.sql(f"SELECT * FROM {_quote_identifier(table)}")
-        count = conn.execute(f"SELECT count(*) FROM {_quote_identifier(table)}").fetchall()
-        n_rows = int(count[0][0])
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        try:
+        reader = conn.sql(f"SELECT * FROM {_quote_identifier(table)}").to_arrow_reader(
+            EXPORT_BATCH_ROWS
+        )
+        counts: list[int] = []
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for batch in reader:
+                counts.append(batch.num_rows)
+                yield batch
+
+        with atomic_output(out, protected, force=force) as tmp:
             if fmt == "parquet":
-                rel.write_parquet(str(tmp))
+                with pq.ParquetWriter(tmp, reader.schema) as writer:
+                    for batch in batches():
+                        writer.write_batch(batch)
             else:
-                rel.write_csv(str(tmp), header=True)
-            tmp.replace(out)
-        finally:
-            tmp.unlink(missing_ok=True)
-    return ExportInfo(table=table, path=out, format=fmt, n_rows=n_rows)
+                with tmp.open("w", encoding="utf-8", newline="") as handle:
+                    handle.writelines(csv_lines(batches(), reader.schema.names))
+    return ExportInfo(table=table, path=out, format=fmt, n_rows=sum(counts))
 
 
 __all__ = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,27 +11,28 @@ from rich.table import Table
 
 from semwh.cli.state import console, err_console
 from semwh.errors import ConfigError
-from semwh.output import check_format, format_cell, to_csv, to_json, write_parquet
+from semwh.output import check_format, format_cell, to_csv, to_json, write_result
 
 
 def print_table(
-    table: pa.Table, fmt: str = "table", out: Path | None = None, title: str = ""
+    table: pa.Table,
+    fmt: str = "table",
+    out: Path | None = None,
+    title: str = "",
+    *,
+    protected: Sequence[Path] = (),
+    force: bool = False,
 ) -> None:
-    """Print (or write to ``out``) an Arrow table as table, csv, json or parquet."""
+    """Print an Arrow table as table, csv or json, or write it to ``out`` (not in ``protected``)."""
     check_format(fmt)
-    if fmt == "parquet":
-        if out is None:
-            raise ConfigError("--format parquet needs --out FILE.parquet")
-        write_parquet(table, out)
-        err_console.print(f"wrote {table.num_rows} rows to {out}")
+    if out is not None:
+        write_result(table, fmt, out, protected, force=force)
+        err_console.print(f"wrote {table.num_rows} rows to {out}", soft_wrap=True)
         return
+    if fmt == "parquet":
+        raise ConfigError("--format parquet needs --out FILE.parquet")
     if fmt in ("csv", "json"):
-        text = to_csv(table) if fmt == "csv" else to_json(table) + "\n"
-        if out is not None:
-            out.write_text(text)
-            err_console.print(f"wrote {table.num_rows} rows to {out}")
-        else:
-            sys.stdout.write(text)
+        sys.stdout.write(to_csv(table) if fmt == "csv" else to_json(table) + "\n")
         return
     rich_table = Table(title=title or None, show_lines=False)
     for name in table.column_names:

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from semwh.cli.printing import print_table
+from semwh.cli.sql import ALLOW_READ_HELP, FORCE_HELP
 from semwh.cli.state import console, state
 from semwh.errors import ConfigError
 from semwh.query import list_queries, parse_assignments, run_query
@@ -20,10 +21,15 @@ def query(
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv, json or parquet."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write to this file."),
     list_: bool = typer.Option(False, "--list", "-l", help="List the named queries."),
+    allow_read: list[Path] = typer.Option(None, "--allow-read", help=ALLOW_READ_HELP),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Run a named query (a SQL file of queries/) read-only, parameters bound.
 
-    Example: semwh query first_significant_depth -p alpha=0.01 --format csv
+    Named queries run in the sandbox of `semwh sql`: the lab-data joins read their file only
+    with --allow-read on its folder.
+
+    Example: semwh query external_join_csv -p path=lab/ratings.csv --allow-read lab
     """
     if list_:
         table = Table("name", "parameters (default)", "purpose", show_lines=True)
@@ -36,5 +42,7 @@ def query(
         return
     if not name:
         raise ConfigError("give a query name, or --list to see them")
-    result = run_query(state(ctx).warehouse(), name, parse_assignments(param))
-    print_table(result.table, fmt, out, title=name)
+    st = state(ctx)
+    wh = st.warehouse()
+    result = run_query(wh, name, parse_assignments(param), allow_read=st.allow_read(allow_read))
+    print_table(result.table, fmt, out, title=name, protected=wh.protected_paths, force=force)

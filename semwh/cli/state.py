@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -25,6 +26,10 @@ class CliState:
             check_schema=check_schema,
             vectors=self.settings.vectors,
         )
+
+    def allow_read(self, folders: list[Path] | None) -> list[Path]:
+        """Folders user SQL may read: ``SEMWH_ALLOW_READ`` and the command's ``--allow-read``."""
+        return [*self.settings.allow_read, *(folders or [])]
 
     def new_warehouse(self) -> Warehouse:
         """The warehouse handle whether or not it exists yet (init and db commands)."""

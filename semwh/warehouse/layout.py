@@ -106,6 +106,16 @@ class Warehouse:
         return self.vectors.tmp_dir or self.root / TMP_DIRNAME
 
     @property
+    def protected_paths(self) -> list[Path]:
+        """What user output files must never land in: the folder, the registry, the vectors."""
+        paths = [self.root]
+        if self.duckdb_path is not None:
+            paths += [self.duckdb_path, self.duckdb_path.with_name(self.duckdb_path.name + ".wal")]
+        if self.vectors.is_local:
+            paths.append(self.vectors.local_path(""))
+        return paths
+
+    @property
     def is_duckdb(self) -> bool:
         return self.db_url.startswith("duckdb:")
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +13,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from semwh.errors import ReadOnlyError, WarehouseBusyError, WarehouseError
+from semwh.errors import WarehouseBusyError, WarehouseError
 from semwh.warehouse.layout import Warehouse, busy_message, is_busy_error
+from semwh.warehouse.sandbox import allowed_folders, check_read_statement, lock_down, sql_error
 from semwh.warehouse.views import create_vectors_view
 
 # How long a read waits for a writer's short transaction before saying "warehouse busy".
@@ -90,23 +92,65 @@ def read_connection(wh: Warehouse) -> Iterator[duckdb.DuckDBPyConnection]:
         conn.close()
 
 
-def run_sql(wh: Warehouse, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
-    """Run one statement read-only and return its rows.
+@contextmanager
+def sandbox_connection(
+    wh: Warehouse, allow_read: Sequence[str | os.PathLike[str]] = ()
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read connection locked down for user SQL (see :mod:`semwh.warehouse.sandbox`).
+
+    Files can be read only under the vectors root and the ``allow_read`` folders; the
+    settings are locked, so no statement can widen that.
 
     Raises:
-        ReadOnlyError: The statement tries to change the warehouse.
+        SandboxError: An ``allow_read`` folder does not exist.
+    """
+    folders = allowed_folders(wh, allow_read)
+    with read_connection(wh) as conn:
+        lock_down(conn, folders)
+        yield conn
+
+
+def run_sandboxed(
+    conn: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: dict[str, Any] | None = None,
+    *,
+    where: str = "semwh sql",
+) -> pa.Table:
+    """Check that ``sql`` is one read statement, then run it on a sandbox connection.
+
+    Raises:
+        SandboxError: Several statements, or a file outside the allowed folders.
+        ReadOnlyError: The statement is not a read.
         WarehouseError: The statement is invalid.
     """
-    with read_connection(wh) as conn:
-        try:
-            table = query_arrow(conn, sql, params)
-        except duckdb.InvalidInputException as exc:
-            if "read-only" in str(exc):
-                raise ReadOnlyError(
-                    "semwh sql is read-only: writes go through semwh commands "
-                    f"({str(exc).splitlines()[0]})"
-                ) from exc
-            raise WarehouseError(f"SQL error: {str(exc).splitlines()[0]}") from exc
-        except duckdb.Error as exc:
-            raise WarehouseError(f"SQL error: {str(exc).splitlines()[0]}") from exc
+    check_read_statement(conn, sql, where=where)
+    try:
+        return query_arrow(conn, sql, params)
+    except duckdb.Error as exc:
+        raise sql_error(exc, where) from exc
+
+
+def run_sql(
+    wh: Warehouse,
+    sql: str,
+    params: dict[str, Any] | None = None,
+    *,
+    allow_read: Sequence[str | os.PathLike[str]] = (),
+) -> QueryResult:
+    """Run one read statement in the sandbox and return its rows.
+
+    Args:
+        wh: The warehouse.
+        sql: Exactly one SELECT, WITH, VALUES, DESCRIBE, SHOW, SUMMARIZE or EXPLAIN statement.
+        params: Bound ``$name`` parameters.
+        allow_read: Folders whose files the statement may read besides the vectors root.
+
+    Raises:
+        SandboxError: Several statements, or a file outside the allowed folders.
+        ReadOnlyError: The statement is not a read.
+        WarehouseError: The statement is invalid.
+    """
+    with sandbox_connection(wh, allow_read) as conn:
+        table = run_sandboxed(conn, sql, params)
     return QueryResult(table=table, sql=sql)
