@@ -135,6 +135,32 @@ def check_output(path: Path, protected: Sequence[Path] = (), *, force: bool = Fa
     return target
 
 
+def check_output_folder(
+    folder: Path, protected: Sequence[Path] = (), *, force: bool = False
+) -> Path:
+    """The rule of :func:`check_output` for a folder of outputs (``semwh report``).
+
+    Raises:
+        OutputError: ``folder`` lies inside a protected path, is a file, or is a folder that
+            already holds files and ``force`` is false.
+    """
+    target = folder.expanduser().resolve()
+    for root in protected:
+        if _inside(target, Path(root).expanduser().resolve()):
+            raise OutputError(
+                f"refusing to write into {folder}: it is inside the warehouse ({root}), whose "
+                "files only semwh commands change; choose a folder outside it"
+            )
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"{folder} is a file: give a folder for the report")
+    if target.is_dir() and any(target.iterdir()) and not force:
+        raise OutputError(
+            f"{folder} already holds files: pass --force to replace the report's files in it, "
+            "or choose an empty or new folder"
+        )
+    return target
+
+
 @contextmanager
 def atomic_output(
     path: Path, protected: Sequence[Path] = (), *, force: bool = False
@@ -182,6 +208,7 @@ def write_result(
     With ``fmt`` "table" the format is the file's extension (.csv, .json, .parquet).
     """
     check_format(fmt)
+    check_output(out, protected, force=force)  # where it goes is the first thing said
     if fmt == "table":
         fmt = _SUFFIX_FORMATS.get(out.suffix.lower(), "")
         if not fmt:

@@ -51,12 +51,18 @@ def upgrade(
 def downgrade(
     ctx: typer.Context,
     revision: str = typer.Argument(..., help="Target revision: base, -1, or a revision id."),
+    yes: bool = typer.Option(
+        False, "--yes", help="Confirm a downgrade to base, which drops every table."
+    ),
 ) -> None:
     """Downgrade the registry schema (data in dropped tables is lost).
+
+    `base` drops every table of the registry and needs --yes.
 
     Example: semwh db downgrade -1
     """
     wh = state(ctx).warehouse(check_schema=False)
+    migrate.confirm_downgrade(wh, revision, confirmed=yes)
     _say(f"schema now at {migrate.downgrade(wh, revision) or 'base'}")
 
 

@@ -15,10 +15,16 @@ def report(
     out: Path = typer.Argument(Path("semwh-report"), help="Output folder."),
     alpha: float = typer.Option(0.05, "--alpha", help="FDR level for significance marks."),
     word_space: str | None = typer.Option(None, "--word-space", help="Only this word space."),
+    force: bool = typer.Option(
+        False, "--force", help="Write into OUT even if it holds files (replacing the report's)."
+    ),
 ) -> None:
     """Write 2 vs 2, RSA and recovery figures (PNG, SVG) and report.html into OUT.
 
+    OUT must be outside the warehouse; a folder that already holds files needs --force.
+
     Example: semwh report report/ --alpha 0.01
     """
-    info = build_report(state(ctx).warehouse(), out, alpha=alpha, word_space=word_space)
+    wh = state(ctx).warehouse()
+    info = build_report(wh, out, alpha=alpha, word_space=word_space, force=force)
     console.print(f"wrote {info.html} ({len(info.figures)} figure files)")

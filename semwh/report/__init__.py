@@ -16,11 +16,11 @@ from typing import Any
 
 from semwh import __version__
 from semwh.errors import NotFoundError
-from semwh.output import format_cell
+from semwh.output import atomic_output, check_output_folder, format_cell
 from semwh.query import load_query, run_named
 from semwh.report.figures import Figure, curve_figures
 from semwh.warehouse.layout import Warehouse
-from semwh.warehouse.readonly import read_connection
+from semwh.warehouse.readonly import sandbox_connection
 
 Row = dict[str, Any]
 
@@ -58,9 +58,9 @@ class ReportInfo:
 
 
 def report_data(wh: Warehouse, *, alpha: float = 0.05, word_space: str | None = None) -> ReportData:
-    """Run the named queries behind the report in one read-only connection."""
+    """Run the named queries behind the report in one sandbox connection."""
     ws = {"word_space": word_space}
-    with read_connection(wh) as conn:
+    with sandbox_connection(wh) as conn:
 
         def rows(name: str, params: dict[str, Any]) -> list[Row]:
             return run_named(conn, load_query(name), params).table.to_pylist()
@@ -147,12 +147,21 @@ def build_report(
     alpha: float = 0.05,
     word_space: str | None = None,
     title: str = "semwh report: semantics across layers",
+    force: bool = False,
 ) -> ReportInfo:
     """Write figures (``figures/*.png``, ``*.svg``) and ``report.html`` into ``out_dir``.
 
+    ``out_dir`` follows the rule of user outputs: never inside the warehouse, and a folder
+    that exists and is not empty is refused unless ``force``; with ``force`` the report's own
+    files are replaced (each atomically) and other files in the folder are left alone.
+
     Raises:
         NotFoundError: The warehouse holds no 2 vs 2 results (nothing to plot).
+        OutputError: ``out_dir`` is inside the warehouse, a file, or a non-empty folder
+            without ``force``.
     """
+    protected = wh.protected_paths
+    check_output_folder(out_dir, protected, force=force)
     data = report_data(wh, alpha=alpha, word_space=word_space)
     if not data.curves:
         which = f" against word space {word_space!r}" if word_space else ""
@@ -160,12 +169,10 @@ def build_report(
             f"no layer-curve results{which} in {wh.root}: run `semwh analyze sweep` "
             "(or `semwh run CONFIG.toml`) first"
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    figures = curve_figures(data.curves, data.recovery, alpha, out_dir / "figures")
+    figures = curve_figures(data.curves, data.recovery, alpha, out_dir / "figures", protected)
     page = out_dir / "report.html"
-    tmp = page.with_name(page.name + ".tmp")
-    tmp.write_text(render_html(data, figures, title=title, alpha=alpha), encoding="utf-8")
-    tmp.replace(page)
+    with atomic_output(page, protected, force=True) as tmp:
+        tmp.write_text(render_html(data, figures, title=title, alpha=alpha), encoding="utf-8")
     return ReportInfo(
         html=page,
         figures=[p for f in figures for p in (f.png_path, f.svg_path)],

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from semwh.errors import MissingDependencyError
+from semwh.output import atomic_output
 
 Row = dict[str, Any]
 
@@ -74,6 +75,7 @@ def curve_figure(
     alpha: float,
     key: str,
     out_dir: Path,
+    protected: Sequence[Path] = (),
 ) -> Figure:
     """One panel: ``y`` against relative depth, one line per model.
 
@@ -133,19 +135,25 @@ def curve_figure(
         ax.fill_between([], [], [], color="grey", alpha=0.2, label="null mean .. 95th pct")
     ax.legend(fontsize=7, loc="best", frameon=False)
     fig.tight_layout()
-    out_dir.mkdir(parents=True, exist_ok=True)
     png_path, svg_path = out_dir / f"{key}.png", out_dir / f"{key}.svg"
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     png = buf.getvalue()
-    png_path.write_bytes(png)
-    fig.savefig(svg_path, format="svg")
+    # The report folder was checked as a whole (build_report): replace its own files.
+    with atomic_output(png_path, protected, force=True) as tmp:
+        tmp.write_bytes(png)
+    with atomic_output(svg_path, protected, force=True) as tmp:
+        fig.savefig(tmp, format="svg")
     plt.close(fig)
     return Figure(key=key, title=title, png=png, png_path=png_path, svg_path=svg_path)
 
 
 def curve_figures(
-    curves: Sequence[Row], recovery: Sequence[Row], alpha: float, out_dir: Path
+    curves: Sequence[Row],
+    recovery: Sequence[Row],
+    alpha: float,
+    out_dir: Path,
+    protected: Sequence[Path] = (),
 ) -> list[Figure]:
     """Per word space: 2 vs 2 and RSA against relative depth, and recovery by layer."""
     figures: list[Figure] = []
@@ -163,6 +171,7 @@ def curve_figures(
                 alpha=alpha,
                 key=f"2v2_{slug(word_space)}",
                 out_dir=out_dir,
+                protected=protected,
             )
         )
         if any(r.get("rho_rsa") is not None for r in rows):
@@ -178,6 +187,7 @@ def curve_figures(
                     alpha=alpha,
                     key=f"rsa_{slug(word_space)}",
                     out_dir=out_dir,
+                    protected=protected,
                 )
             )
     for word_space in sorted({r["word_space"] for r in recovery}):
@@ -199,6 +209,7 @@ def curve_figures(
                     alpha=alpha,
                     key=f"recovery_{slug(word_space)}",
                     out_dir=out_dir,
+                    protected=protected,
                 )
             )
     return figures

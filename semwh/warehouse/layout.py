@@ -10,18 +10,33 @@ from pathlib import Path
 
 import duckdb
 from sqlalchemy import Engine, create_engine, event, select
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+    ProgrammingError,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from semwh.config import (
+    ENV_DB,
     REGISTRY_FILENAME,
     TMP_DIRNAME,
     VECTORS_DIRNAME,
     Settings,
     load_settings,
 )
-from semwh.errors import DuplicateError, WarehouseBusyError, WarehouseError
+from semwh.errors import (
+    ConfigError,
+    DuplicateError,
+    MissingDependencyError,
+    WarehouseBusyError,
+    WarehouseError,
+)
 from semwh.warehouse.storage import VectorsRoot
 
 # The warehouse_settings key that records where the warehouse keeps its vectors.
@@ -270,8 +285,52 @@ def _translate_busy(context) -> None:  # type: ignore[no-untyped-def]
         ) from exc
 
 
+_URL_EXAMPLE = "e.g. duckdb:////data/wh/registry.duckdb or postgresql+psycopg2://host/db"
+
+
+def check_db_url(url: str) -> str:
+    """A registry URL (``--db`` or ``SEMWH_DB``) that SQLAlchemy can open and that keeps data.
+
+    Raises:
+        ConfigError: Not a URL, an unknown database kind, or an in-memory database (which
+            would lose everything when the command ends).
+        MissingDependencyError: The URL's driver is not installed.
+    """
+    where = f"registry URL {url!r} (--db or {ENV_DB})"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"{where} is not a database URL: give one, {_URL_EXAMPLE}") from None
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        raise ConfigError(
+            f"{where}: unknown database kind {parsed.drivername!r}; use duckdb, sqlite or "
+            f"postgresql, {_URL_EXAMPLE}"
+        ) from None
+    if parsed.get_backend_name() in ("duckdb", "sqlite") and parsed.database in (
+        None,
+        "",
+        ":memory:",
+    ):
+        raise ConfigError(
+            f"{where} is an in-memory database, which keeps nothing after the command: "
+            f"give a file, {_URL_EXAMPLE}"
+        )
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{where} needs the database driver {exc.name or parsed.drivername!r}, which is "
+            f"not installed: pip install it (for postgresql: psycopg2-binary)"
+        ) from None
+    return url
+
+
 def warehouse_from_settings(settings: Settings) -> Warehouse:
     root = settings.warehouse.resolve()
+    if settings.db_url:
+        check_db_url(settings.db_url)
     url = settings.db_url or f"duckdb:///{root / REGISTRY_FILENAME}"
     return Warehouse(root=root, db_url=url, vectors_location=settings.vectors)
 

@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
-from semwh.errors import SchemaMismatchError, WarehouseError
+from semwh.errors import ConfigError, SchemaMismatchError, WarehouseError
 from semwh.warehouse.layout import (
     Warehouse,
     peek_registry,
@@ -123,6 +123,19 @@ def upgrade(wh: Warehouse, revision: str = "head") -> str | None:
     with _migrating(wh):
         command.upgrade(alembic_config(wh), revision)
     return current_revision(wh)
+
+
+def confirm_downgrade(wh: Warehouse, revision: str, *, confirmed: bool) -> None:
+    """Refuse a downgrade to ``base`` (every table dropped) that was not confirmed.
+
+    Raises:
+        ConfigError: ``revision`` is base and ``confirmed`` is false.
+    """
+    if revision == "base" and not confirmed:
+        raise ConfigError(
+            f"`semwh db downgrade base` drops every table of {wh.db_url} and all its rows: "
+            "pass --yes to confirm (or export the tables first with `semwh export`)"
+        )
 
 
 def downgrade(wh: Warehouse, revision: str) -> str | None:
