@@ -312,13 +312,13 @@ def export_table(wh: Warehouse, table: str, out: Path, *, force: bool = False) -
         NotFoundError: No such table or view (the message lists them).
         OutputError: ``out`` is inside the warehouse, a folder, or exists without ``force``.
     """
+    protected = wh.protected_paths
+    check_output(out, protected, force=force)  # before any work: a refused path costs nothing
     suffix = out.suffix.lower()
     formats = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
     if suffix not in formats:
         raise ConfigError(f"cannot tell the format of {out}: use a .parquet or .csv file name")
     fmt = formats[suffix]
-    protected = wh.protected_paths
-    check_output(out, protected, force=force)  # before any work: a refused path costs nothing
     with sandbox_connection(wh) as conn:
         names = relation_names(conn)
         if table not in names:

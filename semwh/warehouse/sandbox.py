@@ -146,7 +146,10 @@ def allowed_folders(wh: Warehouse, allow_read: Sequence[str | os.PathLike[str]] 
         path = Path(item).expanduser()
         if not path.is_dir():
             what = "is not a folder" if path.exists() else "does not exist"
-            raise SandboxError(f"--allow-read {item}: {what}; give a folder to read files from")
+            raise SandboxError(
+                f"allowed folder {item} (--allow-read or SEMWH_ALLOW_READ) {what}: "
+                "give a folder to read files from"
+            )
         folders.append(_folder_text(path.resolve()))
     return folders
 
@@ -169,8 +172,8 @@ def sql_error(exc: duckdb.Error, where: str) -> WarehouseError:
     first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if isinstance(exc, duckdb.PermissionException):
         return SandboxError(
-            f"{where}: {first}; semwh sql reads files only under the vectors root and "
-            "folders given with --allow-read DIR (or SEMWH_ALLOW_READ)"
+            f"{where}: {first}; SQL reads files only under the vectors root and folders "
+            "allowed with --allow-read DIR (or SEMWH_ALLOW_READ): allow the file's folder"
         )
     if isinstance(exc, duckdb.InvalidInputException) and "read-only" in first:
         return ReadOnlyError(f"{where} is read-only: writes go through semwh commands ({first})")
