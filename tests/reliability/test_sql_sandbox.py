@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -34,6 +35,7 @@ from semwh.warehouse.layout import Warehouse, check_db_url
 from semwh.warehouse.readonly import run_sql
 from tests.conftest import migrated_warehouse, run_cli
 from tests.integration.test_query_data import WNIDS, build_synthetic
+from tests.reliability.conftest import ForkServer
 
 pytestmark = pytest.mark.integration
 
@@ -102,6 +104,33 @@ class Site:
                         state[str(path)] = (st.st_size, st.st_mtime_ns, path.read_bytes())
         state["scratch"] = sorted(p.name for p in self.scratch.rglob("*"))
         return state
+
+
+@dataclass(frozen=True)
+class Ran:
+    """A finished `semwh` process."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+Semwh = Callable[..., Ran]
+
+
+@pytest.fixture
+def semwh(forks: ForkServer) -> Semwh:
+    """Run `semwh` as a separate process (forked from a process that imported semwh once)."""
+
+    def call(*args: str, env: dict[str, str] | None = None, check: bool = True) -> Ran:
+        child = forks.run(*args, env=env)
+        assert child.code is not None
+        ran = Ran(child.code, child.stdout, child.stderr)
+        if check:
+            assert ran.returncode == 0, f"semwh {' '.join(args)} failed:\n{ran.stderr}"
+        return ran
+
+    return call
 
 
 @pytest.fixture(scope="module")
@@ -201,15 +230,23 @@ def test_attack_is_refused_in_one_line_and_changes_nothing(
     ["attach-use-detach-delete", "copy-over-vector-file", "read-environ", "cte-delete", "set"],
 )
 def test_attack_through_the_cli_exits_1_with_one_line(
-    site: Site, unchanged: None, name: str
+    site: Site, unchanged: None, name: str, semwh: Semwh
 ) -> None:
     statement, word = ATTACKS[name]
-    proc = run_cli("--warehouse", str(site.wh.root), "sql", site.fill(statement), check=False)
+    proc = semwh("--warehouse", str(site.wh.root), "sql", site.fill(statement), check=False)
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if "Warning" not in line and line.strip()]
     lines = [line for line in lines if not line.startswith("  warnings.warn")]
     assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
     assert word.lower() in lines[0].lower()
+    assert "Traceback" not in proc.stderr
+
+
+def test_the_installed_command_refuses_several_statements(site: Site, unchanged: None) -> None:
+    statement = site.fill(ATTACKS["attach-use-detach-delete"][0])
+    proc = run_cli("--warehouse", str(site.wh.root), "sql", statement, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.count("error:") == 1 and "exactly one statement" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -279,14 +316,14 @@ def test_lab_data_join_needs_allow_read(site: Site) -> None:
         run_sql(site.wh, f"SELECT * FROM read_csv('{twin / 'r.csv'}')", allow_read=[site.lab])
 
 
-def test_lab_data_join_through_the_cli(site: Site) -> None:
+def test_lab_data_join_through_the_cli(site: Site, semwh: Semwh) -> None:
     base = ("--warehouse", str(site.wh.root), "query", "external_join_csv")
     args = (*base, "-p", f"path={site.ratings}", "-f", "csv")
-    refused = run_cli(*args, check=False)
+    refused = semwh(*args, check=False)
     assert refused.returncode == 1 and "--allow-read" in refused.stderr
-    ok = run_cli(*args, "--allow-read", str(site.lab))
+    ok = semwh(*args, "--allow-read", str(site.lab))
     assert ok.stdout.splitlines()[0].endswith(",typicality")
-    via_env = run_cli(
+    via_env = semwh(
         *args, env={"SEMWH_ALLOW_READ": os.pathsep.join([str(site.scratch), str(site.lab)])}
     )
     assert via_env.stdout == ok.stdout
@@ -309,9 +346,9 @@ def test_allow_read_must_be_a_folder(site: Site) -> None:
 # -- outputs ------------------------------------------------------------------------------------
 
 
-def test_sql_out_onto_the_registry_is_refused(site: Site, unchanged: None) -> None:
+def test_sql_out_onto_the_registry_is_refused(site: Site, unchanged: None, semwh: Semwh) -> None:
     registry = site.registry(site.wh)
-    proc = run_cli(
+    proc = semwh(
         "--warehouse", str(site.wh.root), "sql", "SELECT 1 AS x", "-f", "csv",
         "--out", str(registry), "--force", check=False,
     )  # fmt: skip
@@ -320,8 +357,10 @@ def test_sql_out_onto_the_registry_is_refused(site: Site, unchanged: None) -> No
         assert con.execute("SELECT count(*) FROM concepts").fetchone() == (len(WNIDS),)
 
 
-def test_export_onto_a_registered_vector_file_is_refused(site: Site, unchanged: None) -> None:
-    proc = run_cli(
+def test_export_onto_a_registered_vector_file_is_refused(
+    site: Site, unchanged: None, semwh: Semwh
+) -> None:
+    proc = semwh(
         "--warehouse", str(site.wh.root), "export", "concepts", str(site.vector_file), "--force",
         check=False,
     )  # fmt: skip
@@ -334,14 +373,14 @@ def test_export_onto_a_registered_vector_file_is_refused(site: Site, unchanged: 
         export_table(site.wh, "concepts", link / "x.parquet")
 
 
-def test_existing_file_needs_force(site: Site, tmp_path: Path) -> None:
+def test_existing_file_needs_force(site: Site, tmp_path: Path, semwh: Semwh) -> None:
     out = tmp_path / "c.csv"
     out.write_text("old\n")
     base = ("--warehouse", str(site.wh.root), "sql", "SELECT wnid FROM concepts", "-f", "csv")
-    proc = run_cli(*base, "--out", str(out), check=False)
+    proc = semwh(*base, "--out", str(out), check=False)
     assert proc.returncode == 1 and "--force" in proc.stderr
     assert out.read_text() == "old\n"
-    run_cli(*base, "--out", str(out), "--force")
+    semwh(*base, "--out", str(out), "--force")
     assert out.read_text().splitlines()[0] == "wnid"
     with pytest.raises(OutputError, match="--force"):
         export_table(site.wh, "concepts", out)
@@ -350,7 +389,7 @@ def test_existing_file_needs_force(site: Site, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.csv"]  # no temporary left
 
 
-def test_output_folders(site: Site, tmp_path: Path) -> None:
+def test_output_folders(site: Site, tmp_path: Path, semwh: Semwh) -> None:
     with pytest.raises(OutputError, match="is a folder") as info:
         export_table(site.wh, "concepts", tmp_path)
     _one_line(info.value)
@@ -361,7 +400,7 @@ def test_output_folders(site: Site, tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(OutputError, match="is a file"):
         export_table(site.wh, "concepts", blocker / "c.csv")
-    proc = run_cli(
+    proc = semwh(
         "--warehouse", str(site.wh.root), "sql", "SELECT 1 AS x", "-o", str(tmp_path), check=False
     )
     assert proc.returncode == 1 and "is a folder" in proc.stderr
@@ -418,11 +457,11 @@ def test_lists_keep_non_finite_values() -> None:
     assert json.loads(to_json(table)) == [{"v": [1.0, "NaN", None]}]
 
 
-def test_cli_json_and_csv_files(site: Site, tmp_path: Path) -> None:
+def test_cli_json_and_csv_files(site: Site, tmp_path: Path, semwh: Semwh) -> None:
     base = ("--warehouse", str(site.wh.root), "sql", VALUES_SQL)
-    run_cli(*base, "-f", "json", "-o", str(tmp_path / "v.json"))
+    semwh(*base, "-f", "json", "-o", str(tmp_path / "v.json"))
     assert json.loads((tmp_path / "v.json").read_text())[0]["total"] == 3
-    run_cli(*base, "-o", str(tmp_path / "v.csv"))  # the format from the extension
+    semwh(*base, "-o", str(tmp_path / "v.csv"))  # the format from the extension
     assert (tmp_path / "v.csv").read_text().splitlines()[1].startswith("3,7,12,")
 
 
@@ -457,8 +496,8 @@ def test_registry_url_without_its_driver() -> None:
 
 
 @pytest.mark.parametrize("url", ["bogus", "duckdb:///:memory:"])
-def test_bogus_registry_url_through_the_cli(site: Site, url: str) -> None:
-    proc = run_cli(
+def test_bogus_registry_url_through_the_cli(site: Site, url: str, semwh: Semwh) -> None:
+    proc = semwh(
         "--warehouse", str(site.wh.root), "sql", "SELECT 1", env={"SEMWH_DB": url}, check=False
     )
     assert proc.returncode == 1
@@ -466,6 +505,6 @@ def test_bogus_registry_url_through_the_cli(site: Site, url: str) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_downgrade_to_base_needs_yes(site: Site, unchanged: None) -> None:
-    proc = run_cli("--warehouse", str(site.wh.root), "db", "downgrade", "base", check=False)
+def test_downgrade_to_base_needs_yes(site: Site, unchanged: None, semwh: Semwh) -> None:
+    proc = semwh("--warehouse", str(site.wh.root), "db", "downgrade", "base", check=False)
     assert proc.returncode == 1 and "--yes" in proc.stderr
