@@ -211,7 +211,7 @@ def test_other_readers_block_only_schema_changes(warehouse: Warehouse, holder: N
     out = run_cli(*_w(warehouse), "sql", "SELECT 41 + 1 AS x", "-f", "csv").stdout
     assert out.splitlines() == ["x", "42"]
     assert "up to date" in run_cli(*_w(warehouse), "init").stdout
-    line = _fails_cleanly(run_cli(*_w(warehouse), "db", "downgrade", "base", check=False))
+    line = _fails_cleanly(run_cli(*_w(warehouse), "db", "downgrade", "base", "--yes", check=False))
     assert line.startswith("error: warehouse busy:"), line
 
 
@@ -256,7 +256,9 @@ def test_db_commands(warehouse: Warehouse) -> None:
     hist = run_cli("db", "history").stdout
     assert f"base -> {head.split()[0]}" in hist or f"-> {head}" in hist
     assert "up to date" in run_cli(*_w(warehouse), "db", "current").stdout
-    assert "schema now at base" in run_cli(*_w(warehouse), "db", "downgrade", "base").stdout
+    assert (
+        "schema now at base" in run_cli(*_w(warehouse), "db", "downgrade", "base", "--yes").stdout
+    )
     assert "none" in run_cli(*_w(warehouse), "db", "current").stdout
     assert f"schema now at {head}" in run_cli(*_w(warehouse), "db", "upgrade").stdout
     line = _fails_cleanly(run_cli(*_w(warehouse), "db", "downgrade", "zz", check=False))

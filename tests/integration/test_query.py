@@ -86,7 +86,7 @@ def test_every_query_runs_and_returns_its_declared_columns(synth: Warehouse, tmp
         "external_join_parquet": {"path": str(_external_file(tmp_path, "parquet"))},
     }
     for q in list_queries():
-        result = run_query(synth, q.name, params.get(q.name))
+        result = run_query(synth, q.name, params.get(q.name), allow_read=[tmp_path])
         assert result.table.num_rows > 0, q.name
         declared = list(q.columns)
         if q.name.startswith("external_join"):
@@ -184,7 +184,9 @@ def test_external_join_reads_the_file_through_a_bound_path(
     synth: Warehouse, tmp_path: Path, fmt: str
 ) -> None:
     path = _external_file(tmp_path, fmt)
-    rows = _rows(run_query(synth, f"external_join_{fmt}", {"path": str(path)}))
+    rows = _rows(
+        run_query(synth, f"external_join_{fmt}", {"path": str(path)}, allow_read=[tmp_path])
+    )
     # The file's third wnid is not in the warehouse: inner join drops it.
     assert [(r["wnid"], r["rating"]) for r in rows] == [("n00000001", 1.5), ("n00000002", 2.5)]
     for r in rows:
