@@ -27,7 +27,7 @@ from pathlib import Path
 
 import duckdb
 
-from semwh.errors import ReadOnlyError, SandboxError, WarehouseError
+from semwh.errors import ReadOnlyError, SandboxError, SemwhError, WarehouseError
 from semwh.warehouse.layout import Warehouse
 
 # Statement kinds that only read. SELECT is what DuckDB reports for SELECT, WITH … SELECT,
@@ -167,7 +167,7 @@ def lock_down(conn: duckdb.DuckDBPyConnection, folders: Sequence[str]) -> None:
     conn.execute("SET lock_configuration = true")
 
 
-def sql_error(exc: duckdb.Error, where: str) -> WarehouseError:
+def sql_error(exc: duckdb.Error, where: str) -> SemwhError:
     """One line for a DuckDB error of user SQL; permission errors say how to allow a read."""
     first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if isinstance(exc, duckdb.PermissionException):
