@@ -64,13 +64,15 @@ def _one_line(text: str) -> str:
 
 def _explained(conn: duckdb.DuckDBPyConnection, text: str, where: str) -> None:
     """Check the statement inside ``EXPLAIN [ANALYZE] [(options)] …`` (ANALYZE runs it)."""
-    tokens = [
-        (offset, kind)
-        for offset, kind in duckdb.tokenize(text)
+    every = duckdb.tokenize(text)
+    ends = [offset for offset, _ in every[1:]] + [len(text)]
+    spans = [
+        (offset, text[offset:end].strip())
+        for (offset, kind), end in zip(every, ends, strict=True)
         if kind != duckdb.token_type.comment
     ]
-    ends = [offset for offset, _ in tokens[1:]] + [len(text)]
-    words = [text[offset:end].strip() for (offset, _), end in zip(tokens, ends, strict=True)]
+    tokens = [offset for offset, _ in spans]
+    words = [word for _, word in spans]
     i = 1  # past EXPLAIN
     if i < len(words) and words[i].upper() in _SKIPPED_AFTER_EXPLAIN:
         i += 1
@@ -83,7 +85,7 @@ def _explained(conn: duckdb.DuckDBPyConnection, text: str, where: str) -> None:
                 break
     if i >= len(words):
         raise SandboxError(f"{where}: EXPLAIN needs a statement to explain")
-    check_read_statement(conn, text[tokens[i][0] :], where=where, inner=True)
+    check_read_statement(conn, text[tokens[i] :], where=where, inner=True)
 
 
 def check_read_statement(

@@ -172,6 +172,10 @@ ATTACKS = {
         "COPY",
     ),
     "explain-analyze-copy": ("EXPLAIN ANALYZE COPY (SELECT 1 AS x) TO '{vector_file}'", "COPY"),
+    "explain-commented-copy": (
+        "EXPLAIN /* x */ ANALYZE -- y\n COPY (SELECT 1 AS x) TO '{vector_file}'",
+        "COPY",
+    ),
     "explain-options-delete": ("EXPLAIN (FORMAT json) DELETE FROM concepts", "DELETE"),
     "export-database": ("EXPORT DATABASE '{scratch}/exported'", "EXPORT"),
     "import-database": ("IMPORT DATABASE '{scratch}/exported'", "PRAGMA"),
@@ -271,6 +275,7 @@ def test_refusals_name_their_kind(site: Site) -> None:
         "SUMMARIZE concepts",
         "EXPLAIN SELECT * FROM concepts",
         "EXPLAIN ANALYZE SELECT count(*) FROM vectors",
+        "EXPLAIN /* a */ ANALYZE -- b\n (FORMAT json) SELECT 1",
         "SELECT space, count(*) FROM vectors GROUP BY space",
         "SELECT * FROM read_parquet('{vector_file}') LIMIT 1",
         "SELECT count(*) FROM glob('{vectors}/**')",
