@@ -512,5 +512,8 @@ def analyze_stage(
 def report_stage(wh: Warehouse, config: RunConfig) -> StageOutcome:
     from semwh.report import build_report
 
-    info = build_report(wh, report_path(wh, config), alpha=config.report.alpha)
+    # The run file's report is the warehouse's own: each run replaces it.
+    info = build_report(
+        wh, report_path(wh, config), alpha=config.report.alpha, force=True, in_warehouse=True
+    )
     return ("done", f"{len(info.figures)} figure files", info.html)

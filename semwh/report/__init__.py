@@ -148,19 +148,23 @@ def build_report(
     word_space: str | None = None,
     title: str = "semwh report: semantics across layers",
     force: bool = False,
+    in_warehouse: bool = False,
 ) -> ReportInfo:
     """Write figures (``figures/*.png``, ``*.svg``) and ``report.html`` into ``out_dir``.
 
     ``out_dir`` follows the rule of user outputs: never inside the warehouse, and a folder
     that exists and is not empty is refused unless ``force``; with ``force`` the report's own
     files are replaced (each atomically) and other files in the folder are left alone.
+    ``in_warehouse`` is for the report stage of run files, whose report belongs to the
+    warehouse folder (``<warehouse>/report`` by default): only the registry and the vectors
+    root stay off limits.
 
     Raises:
         NotFoundError: The warehouse holds no 2 vs 2 results (nothing to plot).
         OutputError: ``out_dir`` is inside the warehouse, a file, or a non-empty folder
             without ``force``.
     """
-    protected = wh.protected_paths
+    protected = wh.data_paths if in_warehouse else wh.protected_paths
     check_output_folder(out_dir, protected, force=force)
     data = report_data(wh, alpha=alpha, word_space=word_space)
     if not data.curves:

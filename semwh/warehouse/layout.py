@@ -121,14 +121,19 @@ class Warehouse:
         return self.vectors.tmp_dir or self.root / TMP_DIRNAME
 
     @property
-    def protected_paths(self) -> list[Path]:
-        """What user output files must never land in: the folder, the registry, the vectors."""
-        paths = [self.root]
+    def data_paths(self) -> list[Path]:
+        """The registry file (and its log) and the vectors root, where they are files."""
+        paths: list[Path] = []
         if self.duckdb_path is not None:
             paths += [self.duckdb_path, self.duckdb_path.with_name(self.duckdb_path.name + ".wal")]
         if self.vectors.is_local:
             paths.append(self.vectors.local_path(""))
         return paths
+
+    @property
+    def protected_paths(self) -> list[Path]:
+        """What user output files must never land in: the folder, the registry, the vectors."""
+        return [self.root, *self.data_paths]
 
     @property
     def is_duckdb(self) -> bool:
