@@ -69,15 +69,19 @@ def built(tmp_path_factory: pytest.TempPathFactory, samples_dir: Path) -> tuple[
     return warehouse_from_settings(load_settings(wh_dir)), config
 
 
-def _rows(wh: Warehouse, name: str, **params: object) -> list[dict]:
-    return run_query(wh, name, params).table.to_pylist()
+def _rows(
+    wh: Warehouse, name: str, allow_read: tuple[Path, ...] = (), **params: object
+) -> list[dict]:
+    return run_query(wh, name, params, allow_read=allow_read).table.to_pylist()
 
 
 def test_every_named_query_runs_on_real_results(
     built: tuple[Warehouse, Path], tmp_path: Path
 ) -> None:
     wh, _ = built
-    concepts = [r["wnid"] for r in _rows(wh, "external_join_csv", path=_ratings(wh, tmp_path))]
+    concepts = [
+        r["wnid"] for r in _rows(wh, "external_join_csv", (tmp_path,), path=_ratings(wh, tmp_path))
+    ]
     assert concepts, "no concept of the external file joined"
     params = {
         "pair_disagreement": {"space_a": "efficientnet_lite0/head", "space_b": "glove"},
@@ -85,7 +89,7 @@ def test_every_named_query_runs_on_real_results(
         "external_join_parquet": {"path": _ratings(wh, tmp_path, parquet=True)},
     }
     for q in list_queries():
-        table = run_query(wh, q.name, params.get(q.name)).table
+        table = run_query(wh, q.name, params.get(q.name), allow_read=[tmp_path]).table
         if q.name == "stale_results":
             # Every result of a fresh run was computed from the spaces' current content.
             assert table.num_rows == 0, table.to_pylist()
