@@ -173,7 +173,6 @@ def test_replaced_word_space_leaves_layer_curves_until_reanalysed(warehouse, wor
 )
 def test_each_reuse_key_field_forces_a_recompute(warehouse, world, change, monkeypatch) -> None:
     rng = np.random.default_rng(1)
-    layer = world["layers"]["toy"][2]
     # An external space stands for space_a so that a new version of it can be ingested.
     save_space(warehouse, "ext", "external", wnids(), rng.normal(size=(N_CONCEPTS, 5)))
     base = dict(permutations=6, seed=5)
@@ -197,7 +196,6 @@ def test_each_reuse_key_field_forces_a_recompute(warehouse, world, change, monke
     again = runs.compare(warehouse, "ext", "words", "2v2", **kwargs)
     assert again.result_id != first.result_id
     assert count(warehouse, Result2v2) == before + 1
-    del layer
 
 
 def test_rsa_method_is_in_the_key(warehouse, world) -> None:
@@ -329,27 +327,21 @@ def test_a_killed_sweep_is_removed_by_the_next_one(warehouse, world) -> None:
         text=True,
         check=True,
     )
+
+    def opened(session, x: int):  # noqa: ANN001, ANN202
+        return families.open_sweep(
+            session,
+            models=["toy"],
+            word_spaces=["words"],
+            tests=["rsa"],
+            n_permutations=0,
+            seed=None,
+            params={"x": x},
+        )
+
     with warehouse.session() as session:
-        sweep = families.open_sweep(
-            session,
-            models=["toy"],
-            word_spaces=["words"],
-            tests=["rsa"],
-            n_permutations=0,
-            seed=None,
-            params={"x": 1},
-        )
-        sweep.pid = int(dead.stdout)
-        alive = families.open_sweep(
-            session,
-            models=["toy"],
-            word_spaces=["words"],
-            tests=["rsa"],
-            n_permutations=0,
-            seed=None,
-            params={"x": 2},
-        )
-        alive_id = alive.sweep_id
+        opened(session, 1).pid = int(dead.stdout)
+        alive_id = opened(session, 2).sweep_id
     result = runs.sweep(warehouse, ["toy"], ["words"], tests=["rsa"], permutations=0)
     statuses = dict(run_sql(warehouse, "SELECT sweep_id, status FROM sweeps").rows())
     # The dead process's sweep is gone; one of a live process (this one) is left alone.
