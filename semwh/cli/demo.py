@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from semwh.cli.printing import print_table
 from semwh.cli.run import print_summary
 from semwh.cli.state import console, err_console, state
 from semwh.config import load_settings
-from semwh.demo import DEMO_PERMUTATIONS, DEMO_WAREHOUSE, find_samples, run_demo
+from semwh.demo import DEMO_PERMUTATIONS, DEMO_WAREHOUSE, demo_samples, run_demo
 from semwh.warehouse.layout import warehouse_from_settings
 
 
@@ -25,7 +26,10 @@ def demo(
 ) -> None:
     """EfficientNet-Lite0 (trained and random weights) vs GloVe: layer curves and a report.
 
-    Uses ./semwh-demo unless --warehouse is given.
+    Uses ./semwh-demo unless --warehouse is given. Without --images or SEMWH_SAMPLES (and no
+    ../shared/datasets/imagenet-200 beside the checkout), the public sample set of 1,000
+    ImageNet photos is fetched once into semwh's cache folder (SEMWH_CACHE) from
+    SEMWH_SAMPLES_URL and verified against the manifest that ships with semwh.
 
     Example: semwh demo --images ./photos
     """
@@ -34,7 +38,14 @@ def demo(
     if ctx.find_root().params.get("warehouse") is None:
         settings = load_settings(DEMO_WAREHOUSE, settings.db_url)
     wh = warehouse_from_settings(settings)
-    folder = find_samples(images, st.settings)
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn())
+    with Progress(*columns, TransferSpeedColumn(), console=err_console, transient=True) as bar:
+        task = bar.add_task("sample images", total=None)
+        folder = demo_samples(
+            images,
+            st.settings,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     result = run_demo(
         wh,
         folder,
