@@ -11,7 +11,7 @@ from semwh.cli.printing import print_table
 from semwh.cli.sql import ALLOW_READ_HELP, FORCE_HELP
 from semwh.cli.state import console, state
 from semwh.errors import ConfigError
-from semwh.query import list_queries, parse_assignments, run_query
+from semwh.query import list_queries, parse_assignments
 
 
 def query(
@@ -42,7 +42,7 @@ def query(
         return
     if not name:
         raise ConfigError("give a query name, or --list to see them")
-    st = state(ctx)
-    wh = st.warehouse()
-    result = run_query(wh, name, parse_assignments(param), allow_read=st.allow_read(allow_read))
-    print_table(result.table, fmt, out, title=name, protected=wh.protected_paths, force=force)
+    lab = state(ctx).api(allow_read)
+    result = lab.query(name, parse_assignments(param))
+    protected = lab.warehouse.protected_paths
+    print_table(result.table, fmt, out, title=name, protected=protected, force=force)

@@ -8,7 +8,6 @@ import typer
 
 from semwh.cli.printing import print_table
 from semwh.cli.state import state
-from semwh.warehouse.readonly import run_sql
 
 ALLOW_READ_HELP = (
     "Folder whose files the SQL may read (read_csv, read_parquet …); repeatable. "
@@ -32,7 +31,6 @@ def sql(
 
     Example: semwh sql "SELECT model, layer, accuracy_2v2 FROM layer_curves" --format csv
     """
-    st = state(ctx)
-    wh = st.warehouse()
-    result = run_sql(wh, statement, allow_read=st.allow_read(allow_read))
-    print_table(result.table, fmt, out, protected=wh.protected_paths, force=force)
+    lab = state(ctx).api(allow_read)
+    result = lab.sql(statement)
+    print_table(result.table, fmt, out, protected=lab.warehouse.protected_paths, force=force)

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from semwh.api import SemanticWarehouse
 from semwh.config import Settings
 from semwh.warehouse.layout import Warehouse, open_warehouse, warehouse_from_settings
 
@@ -30,6 +31,10 @@ class CliState:
     def allow_read(self, folders: list[Path] | None) -> list[Path]:
         """Folders user SQL may read: ``SEMWH_ALLOW_READ`` and the command's ``--allow-read``."""
         return [*self.settings.allow_read, *(folders or [])]
+
+    def api(self, folders: list[Path] | None = None) -> SemanticWarehouse:
+        """The existing warehouse as the Python API's object (what a notebook gets)."""
+        return SemanticWarehouse(self.warehouse(), self.allow_read(folders))
 
     def new_warehouse(self) -> Warehouse:
         """The warehouse handle whether or not it exists yet (init and db commands)."""

@@ -13,7 +13,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from semwh.errors import WarehouseBusyError, WarehouseError
+from semwh.errors import MissingDependencyError, WarehouseBusyError, WarehouseError
 from semwh.warehouse.layout import Warehouse, busy_message, is_busy_error
 from semwh.warehouse.sandbox import allowed_folders, check_read_statement, lock_down, sql_error
 from semwh.warehouse.views import create_vectors_view
@@ -36,6 +36,39 @@ class QueryResult:
     def rows(self) -> list[tuple[Any, ...]]:
         cols = [self.table.column(i).to_pylist() for i in range(self.table.num_columns)]
         return list(zip(*cols, strict=True)) if cols else []
+
+    @property
+    def num_rows(self) -> int:
+        return self.table.num_rows
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
+        """The Arrow stream protocol: ``pyarrow.table(r)``, ``polars.DataFrame(r)`` accept it."""
+        return self.table.__arrow_c_stream__(requested_schema)
+
+    def df(self) -> Any:
+        """The rows as a pandas DataFrame (needs pandas)."""
+        _require("pandas", "df()")
+        return self.table.to_pandas()
+
+    def pl(self) -> Any:
+        """The rows as a polars DataFrame (needs polars)."""
+        _require("polars", "pl()")
+        import polars
+
+        return polars.from_arrow(self.table)
+
+
+def _require(module: str, what: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingDependencyError(
+            f"QueryResult.{what} needs {module}: pip install {module} "
+            "(or 'semwh[notebook]'); .table is the Arrow table without it"
+        )
 
 
 def arrow_table(rel: duckdb.DuckDBPyRelation) -> pa.Table:

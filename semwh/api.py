@@ -1,0 +1,243 @@
+"""semwh from Python: one object per warehouse, for notebooks and scripts.
+
+    >>> import semwh
+    >>> wh = semwh.open("semwh-demo")
+    >>> wh.curves(word_space="glove-6b-50d").df()
+
+Every method is one call into the library that the CLI uses; results of SQL come back as a
+:class:`~semwh.warehouse.readonly.QueryResult` (an Arrow table, with ``.df()`` for pandas and
+``.pl()`` for polars). Writes go through the same stored, provenance-keeping paths as the
+commands: nothing here is a shortcut around the registry.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from semwh.config import load_settings
+from semwh.warehouse.layout import Warehouse, open_warehouse, warehouse_from_settings
+from semwh.warehouse.readonly import QueryResult, run_sql
+
+if TYPE_CHECKING:
+    from semwh.extract import ExtractionSummary
+    from semwh.ingest import ImageIngestReport, WordIngestReport
+    from semwh.report import ReportInfo
+    from semwh.runs.sweep import SweepResult
+    from semwh.runs.verify import VerifyReport
+    from semwh.vectors.store import SpaceVectors
+
+PathLike = str | os.PathLike[str]
+
+
+class SemanticWarehouse:
+    """An open warehouse: SQL, named queries, spaces, comparisons, sweeps and reports.
+
+    Attributes:
+        warehouse: The underlying :class:`~semwh.warehouse.layout.Warehouse` (folder, registry
+            URL, vectors root), for the lower-level library functions.
+        allow_read: Folders whose files SQL and named queries may read besides the vectors
+            root (the lab-data joins of docs/querying.md need their file's folder).
+    """
+
+    def __init__(self, warehouse: Warehouse, allow_read: Sequence[PathLike] = ()) -> None:
+        self.warehouse = warehouse
+        self.allow_read = tuple(allow_read)
+
+    def __repr__(self) -> str:
+        return f"semwh.open({str(self.warehouse.root)!r})"
+
+    @property
+    def root(self) -> Path:
+        """The warehouse folder."""
+        return self.warehouse.root
+
+    # Reading -----------------------------------------------------------------------------
+
+    def sql(
+        self,
+        statement: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        allow_read: Sequence[PathLike] = (),
+    ) -> QueryResult:
+        """Run one read statement in the sandbox (as ``semwh sql`` does), with bound
+        ``$name`` parameters."""
+        return run_sql(
+            self.warehouse,
+            statement,
+            dict(params) if params else None,
+            allow_read=[*self.allow_read, *allow_read],
+        )
+
+    def query(
+        self,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        allow_read: Sequence[PathLike] = (),
+        **kwargs: Any,
+    ) -> QueryResult:
+        """Run a named query of ``queries/`` with its parameters (``semwh query NAME -p``)."""
+        from semwh.query import run_query
+
+        values = {**(params or {}), **kwargs}
+        return run_query(self.warehouse, name, values, allow_read=[*self.allow_read, *allow_read])
+
+    def curves(self, word_space: str | None = None, sweep_id: int | None = None) -> QueryResult:
+        """Layer curves: per layer space and word space, the current results (``layer_curves``)."""
+        return self.query("layer_curves", {"word_space": word_space, "sweep_id": sweep_id})
+
+    def spaces(self, kind: str | None = None) -> QueryResult:
+        """The registered spaces (name, kind, model, layer, depth, dim, concepts)."""
+        if kind is None:
+            return self.sql("SELECT * FROM spaces ORDER BY name")
+        return self.sql("SELECT * FROM spaces WHERE kind = $kind ORDER BY name", {"kind": kind})
+
+    def space(self, name: str) -> SpaceVectors:
+        """A space's concept vectors: ``.wnids`` (sorted) and ``.matrix`` (n x d, float64)."""
+        from semwh.vectors import load_space
+
+        return load_space(self.warehouse, name)
+
+    def null(self, test: str, result_id: int) -> np.ndarray | None:
+        """The stored permutation null of one RSA or 2 vs 2 result (None without one)."""
+        from semwh.runs.comparison import permutation_null
+
+        values = permutation_null(self.warehouse, test, result_id)
+        return None if values is None else np.asarray(values, dtype=float)
+
+    # Writing (through the same stored paths as the commands) -----------------------------
+
+    def ingest_images(
+        self, folder: PathLike | None = None, manifest: PathLike | None = None, **options: Any
+    ) -> ImageIngestReport:
+        """Register image files (``semwh ingest images``): a folder or a CSV manifest."""
+        from semwh.ingest import ingest_images
+
+        return ingest_images(self.warehouse, folder, manifest, **options)
+
+    def ingest_words(
+        self, name: str, source: PathLike | None = None, fmt: str | None = None, **options: Any
+    ) -> WordIngestReport:
+        """Store word vectors as the word space ``name`` (``semwh ingest words``)."""
+        from semwh.ingest import ingest_words
+
+        return ingest_words(self.warehouse, name, source, fmt, **options)
+
+    def extract(self, model: str, **options: Any) -> ExtractionSummary:
+        """Pooled activations of a model's probe layers for every image (``semwh extract``).
+
+        ``options`` are those of :func:`semwh.extract.run_extraction` (weights, layers,
+        pooling, batch_size, device, ...).
+        """
+        from semwh.extract import run_extraction
+
+        return run_extraction(self.warehouse, model, **options)
+
+    def add_space(
+        self,
+        name: str,
+        wnids: Sequence[str],
+        matrix: np.ndarray,
+        *,
+        kind: str = "external",
+        replace: bool = False,
+    ) -> str:
+        """Store concept vectors from memory as a word or external space; returns its name.
+
+        Rows are keyed by WordNet id; the same content under the same name is a no-op, and
+        other content under an existing name needs ``replace`` (a new version).
+        """
+        from semwh.runs.options import check_choice
+        from semwh.vectors import save_space
+
+        check_choice(kind, ("word", "external"), "space kind")
+        save_space(self.warehouse, name, kind, list(wnids), np.asarray(matrix), replace=replace)
+        return name
+
+    def compare(self, space_a: str, space_b: str, test: str = "rsa", **options: Any) -> dict:
+        """Compare two spaces and store the result (``semwh analyze rsa|2v2``).
+
+        ``options`` are those of :func:`semwh.runs.compare` (permutations, seed, similarity,
+        method, distance, bootstrap, tie_tol, device, force). Returns the stored row as a dict
+        (its ``result_id`` finds it in ``results_rsa`` / ``results_2v2``).
+        """
+        from semwh.runs import compare
+
+        return _row_dict(compare(self.warehouse, space_a, space_b, test, **options))
+
+    def sweep(
+        self, models: Sequence[str], word_spaces: Sequence[str], **options: Any
+    ) -> SweepResult:
+        """Every layer of ``models`` against every word space, stored as one sweep family.
+
+        ``options`` are those of :func:`semwh.runs.sweep` (tests, permutations, seed,
+        recovery, include_random, ...). The returned ``sweep_id`` selects the family in
+        ``sweep_results`` and in :meth:`curves`.
+        """
+        from semwh.runs import sweep
+
+        return sweep(self.warehouse, list(models), list(word_spaces), **options)
+
+    def verify(self, *, sweep_id: int | None = None, result: str | None = None) -> VerifyReport:
+        """Recompute stored results and check their files (``semwh verify``); all by default."""
+        from semwh.runs.verify import verify
+
+        every = sweep_id is None and result is None
+        return verify(self.warehouse, sweep_id=sweep_id, result=result, every=every)
+
+    def report(
+        self,
+        out: PathLike,
+        *,
+        alpha: float = 0.05,
+        word_space: str | None = None,
+        force: bool = False,
+    ) -> ReportInfo:
+        """Write figures and ``report.html`` into ``out`` (outside the warehouse)."""
+        from semwh.report import build_report
+
+        return build_report(
+            self.warehouse, Path(out), alpha=alpha, word_space=word_space, force=force
+        )
+
+
+def open(  # noqa: A001 (semwh.open mirrors duckdb.connect / sqlite_utils.Database)
+    path: PathLike | None = None,
+    *,
+    create: bool = False,
+    db_url: str | None = None,
+    vectors: str | None = None,
+    allow_read: Sequence[PathLike] = (),
+) -> SemanticWarehouse:
+    """Open a warehouse folder (default: ``SEMWH_WAREHOUSE`` or ``./semwh-warehouse``).
+
+    Args:
+        path: The warehouse folder.
+        create: Create and migrate the warehouse if it does not exist yet (``semwh init``).
+        db_url: A SQLAlchemy URL for the registry instead of the folder's DuckDB file.
+        vectors: Where this process reaches the vectors root, if not where the registry says.
+        allow_read: Folders that SQL may read besides the vectors root.
+
+    Raises:
+        WarehouseError: No warehouse there (and ``create`` is false).
+        SchemaMismatchError: The warehouse's schema is older or newer than this semwh.
+    """
+    if create:
+        from semwh.warehouse.migrate import init_warehouse
+
+        wh = warehouse_from_settings(load_settings(path, db_url, vectors))
+        if not wh.exists():
+            init_warehouse(wh)
+    wh = open_warehouse(path, db_url, vectors=vectors)
+    return SemanticWarehouse(wh, allow_read)
+
+
+def _row_dict(row: Any) -> dict:
+    """A stored ORM row's columns as a plain dict (detached from its session)."""
+    return {column.key: getattr(row, column.key) for column in row.__table__.columns}
