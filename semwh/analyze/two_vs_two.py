@@ -44,7 +44,12 @@ import numexpr
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from semwh.analyze._checks import as_similarity_pair, resolve_labels, row_blocks
+from semwh.analyze._checks import (
+    CHECK_BLOCK_ENTRIES,
+    as_similarity_pair,
+    resolve_labels,
+    row_blocks,
+)
 from semwh.analyze.permutation import (
     check_block,
     check_n_permutations,
@@ -116,11 +121,20 @@ class _Kernel:
     """
 
     def __init__(
-        self, a: np.ndarray, distance: str, backend: str, device: str, *, stream: bool = False
+        self,
+        a: np.ndarray,
+        distance: str,
+        backend: str,
+        device: str,
+        *,
+        stream: bool = False,
+        block_entries: int = CHECK_BLOCK_ENTRIES,
     ) -> None:
         self.distance = distance
         self.n = a.shape[0]
         self.stream = stream
+        # Entries per block of the streamed passes over whole rows (row statistics, factors).
+        self.block_entries = block_entries
         self.torch: Any = None
         self.sqrt: Any = np.sqrt
         self.device: Any = "cpu"
@@ -152,7 +166,7 @@ class _Kernel:
     def _prepare(self, m: np.ndarray) -> tuple[Any, Any]:
         """The matrix as held (centred copy, or the caller's array) and its row means."""
         if self.stream:
-            mu = _row_means(m) if self.distance == "pearson" else None
+            mu = _row_means(m, self.block_entries) if self.distance == "pearson" else None
             if self.torch is not None:
                 held = self.torch.from_numpy(_writable(m)).to(self.device)
                 mu = None if mu is None else self.torch.from_numpy(mu).to(self.device)
@@ -183,11 +197,14 @@ class _Kernel:
         if not self.stream:
             return m.sum(1), (m * m).sum(1), m.diagonal().clone() if self.torch else m.diagonal()
         parts: list[tuple[Any, Any, Any]] = []
-        for r0, r1 in row_blocks(self.n, self.n):
+        for r0, r1 in self._blocks():
             block = self._rows(m, mu, r0, r1)
             rows = self._arange(0, r1 - r0)
             parts.append((block.sum(1), (block * block).sum(1), block[rows, rows + r0]))
         return tuple(self._cat([part[k] for part in parts]) for k in range(3))  # type: ignore[return-value]
+
+    def _blocks(self) -> list[tuple[int, int]]:
+        return row_blocks(self.n, self.n, self.block_entries)
 
     def _arange(self, start: int, stop: int) -> Any:
         if self.torch is not None:
@@ -204,7 +221,7 @@ class _Kernel:
             self.gd = (self.a * self.b).sum(1)
             return
         parts = []
-        for r0, r1 in row_blocks(self.n, self.n):
+        for r0, r1 in self._blocks():
             ab = self._rows(self.a, self.mu_a, r0, r1) * self._rows(self.b, self.mu_b, r0, r1)
             parts.append(ab.sum(1))
         self.gd = self._cat(parts)
@@ -225,13 +242,15 @@ class _Kernel:
             return
         for side in ("b", "a"):
             m, mu = (self.b, self.mu_b) if side == "b" else (self.a, self.mu_a)
-            found = _stream_low_rank(lambda r0, r1: self._rows(m, mu, r0, r1), self.n)
+            found = _stream_low_rank(
+                lambda r0, r1, m=m, mu=mu: self._rows(m, mu, r0, r1), self.n, self._blocks()
+            )
             if found is None:
                 continue
             left, right = found
             other, other_mu = (self.a, self.mu_a) if side == "b" else (self.b, self.mu_b)
             w = np.empty((self.n, right.shape[1]))
-            for r0, r1 in row_blocks(self.n, self.n):
+            for r0, r1 in self._blocks():
                 w[r0:r1] = self._rows(other, other_mu, r0, r1) @ right
             self.factors = (side, left, w)
             return
@@ -376,9 +395,15 @@ class _Kernel:
         return b_prepared.take(perm, axis=0).take(perm, axis=1)
 
 
-def _row_means(m: np.ndarray) -> np.ndarray:
+def _row_means(m: np.ndarray, block_entries: int) -> np.ndarray:
     """Row means of an n x n array, a block of rows at a time."""
-    return np.concatenate([m[r0:r1].mean(axis=1) for r0, r1 in row_blocks(*m.shape)])
+    blocks = row_blocks(m.shape[0], m.shape[1], block_entries)
+    return np.concatenate([m[r0:r1].mean(axis=1) for r0, r1 in blocks])
+
+
+def _block_entries(max_block_bytes: int) -> int:
+    """Entries per block of the whole-row passes under a block memory bound."""
+    return min(CHECK_BLOCK_ENTRIES, max(1, max_block_bytes // (8 * 8)))
 
 
 def _writable(m: np.ndarray) -> np.ndarray:
@@ -395,7 +420,9 @@ _STREAM_LOW_RANK_MIN_N = 1024
 _STREAM_RANKS = (64, 512, 4096)
 
 
-def _stream_low_rank(rows: Any, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+def _stream_low_rank(
+    rows: Any, n: int, blocks: list[tuple[int, int]]
+) -> tuple[np.ndarray, np.ndarray] | None:
     """(L, R) with M = L R^T to _LOW_RANK_RTOL, read a block of rows at a time; else None.
 
     ``rows(r0, r1)`` returns rows r0..r1-1 of M. The range comes from a fixed random
@@ -403,7 +430,6 @@ def _stream_low_rank(rows: Any, n: int) -> tuple[np.ndarray, np.ndarray] | None:
     accepted only when its rank is below the projection's size and a last pass shows it
     reproduces M to _LOW_RANK_RTOL (relative, Frobenius), as :func:`_low_rank` does.
     """
-    blocks = row_blocks(n, n)
     for size in _STREAM_RANKS:
         if size * 8 > n:
             return None
@@ -676,7 +702,8 @@ def two_vs_two(
     _check_options(distance, backend, tie_tol)
     n_permutations = check_n_permutations(n_permutations)
     a, b, _ = as_similarity_pair(sim_a, sim_b, labels, space_a, space_b)
-    check_pairs_defined(a, b, distance, labels, space_a, space_b)
+    entries = _block_entries(max_block_bytes)
+    check_pairs_defined(a, b, distance, labels, space_a, space_b, entries)
     rng, recorded_seed = make_rng(seed)
     n = a.shape[0]
     n_pairs = n * (n - 1) // 2
@@ -684,7 +711,7 @@ def two_vs_two(
     with np.errstate(invalid="ignore", divide="ignore"):
         # The observed statistic streams A and B (memory beyond them O(n x block)), with or
         # without a null, so it never depends on the number of permutations.
-        observed = _Kernel(a, distance, backend, device, stream=True)
+        observed = _Kernel(a, distance, backend, device, stream=True, block_entries=entries)
         observed.set_b(b)
         pair_correct: np.ndarray | None = None
         pair_margin: np.ndarray | None = None
@@ -800,7 +827,9 @@ def two_vs_two_p_value(accuracy: float, null: np.ndarray) -> float:
 _MAX_PAIRS_NAMED = 5
 
 
-def undefined_pairs(sim: np.ndarray, distance: str = "pearson") -> np.ndarray:
+def undefined_pairs(
+    sim: np.ndarray, distance: str = "pearson", block_entries: int = CHECK_BLOCK_ENTRIES
+) -> np.ndarray:
     """Pairs (i < j) whose kept entries of row i or row j are constant (or all zero).
 
     Row i with entries i and j removed is constant when every off-diagonal entry but the
@@ -815,7 +844,7 @@ def undefined_pairs(sim: np.ndarray, distance: str = "pearson") -> np.ndarray:
         return k if k < i else k + 1
 
     # Row by row quantities, a block of rows at a time (memory O(n x block)).
-    for i0, i1 in row_blocks(n, n):
+    for i0, i1 in row_blocks(n, n, block_entries):
         keep = np.ones((i1 - i0, n), dtype=bool)
         keep[np.arange(i1 - i0), np.arange(i0, i1)] = False
         off = m[i0:i1][keep].reshape(i1 - i0, n - 1)
@@ -850,11 +879,12 @@ def check_pairs_defined(
     labels: Sequence[str] | None,
     space_a: str,
     space_b: str,
+    block_entries: int = CHECK_BLOCK_ENTRIES,
 ) -> None:
     """Raise DegenerateInputError naming the concept pairs whose 2 vs 2 distance is undefined."""
     names = resolve_labels(labels, a.shape[0], space_a)
     for m, space in ((a, space_a), (b, space_b)):
-        bad = undefined_pairs(m, distance)
+        bad = undefined_pairs(m, distance, block_entries)
         if len(bad):
             shown = ", ".join(f"({names[i]}, {names[j]})" for i, j in bad[:_MAX_PAIRS_NAMED])
             more = f" and {len(bad) - _MAX_PAIRS_NAMED} more" if len(bad) > _MAX_PAIRS_NAMED else ""
