@@ -104,6 +104,8 @@ def rsa(
     space_b: str = "B",
     batch_size: int = 32,
     n_jobs: int | None = None,
+    backend: str = "numpy",
+    device: str = "cpu",
 ) -> RSAResult:
     """Correlate the upper triangles of two similarity matrices over the same concepts.
 
@@ -125,6 +127,9 @@ def rsa(
         space_b: name of space B, for error messages.
         batch_size: permutations gathered per task.
         n_jobs: threads for the permutations (default: number of CPUs, at most 8).
+        backend: "numpy" (default) or "torch": the Spearman and Pearson null relabels on
+            ``device`` in float64 (same values up to the order of the sums).
+        device: "cpu", or "cuda"/"cuda:N" with the torch backend.
 
     Returns:
         RSAResult.
@@ -135,6 +140,7 @@ def rsa(
         DegenerateInputError: fewer than 4 concepts, NaN/inf, or a constant upper triangle.
     """
     _check_method(method)
+    _check_device(backend, device)
     n_permutations = check_n_permutations(n_permutations)
     a, b, _ = as_similarity_pair(sim_a, sim_b, labels, space_a, space_b)
     rng, recorded_seed = make_rng(seed)
@@ -142,7 +148,7 @@ def rsa(
     null = np.empty(0, dtype=np.float64)
     if n_permutations:
         mantel = _Mantel(a, b, method, space_a, space_b)
-        null = mantel.null(rng, 0, n_permutations, batch_size, n_jobs)
+        null = mantel.null(rng, 0, n_permutations, batch_size, n_jobs, backend, device)
     return RSAResult(
         rho=rho,
         p_value=rsa_p_value(rho, null) if n_permutations else None,
@@ -168,6 +174,8 @@ def rsa_null(
     space_b: str = "B",
     batch_size: int = 32,
     n_jobs: int | None = None,
+    backend: str = "numpy",
+    device: str = "cpu",
 ) -> np.ndarray:
     """The null statistics of permutations ``start..stop-1`` of an RSA permutation test.
 
@@ -189,6 +197,8 @@ def rsa_null(
         space_b: name of space B, for error messages.
         batch_size: permutations gathered per task.
         n_jobs: threads for the permutations (default: number of CPUs, at most 8).
+        backend: "numpy" (default) or "torch".
+        device: "cpu", or "cuda"/"cuda:N" with the torch backend.
 
     Returns:
         float64 array of stop - start permuted statistics, in stream order.
@@ -199,10 +209,12 @@ def rsa_null(
         DegenerateInputError: fewer than 4 concepts, NaN/inf, or a constant upper triangle.
     """
     _check_method(method)
+    _check_device(backend, device)
     start, stop = check_block(start, stop, n_permutations)
     a, b, _ = as_similarity_pair(sim_a, sim_b, labels, space_a, space_b)
     rng, _ = make_rng(seed)
-    return _Mantel(a, b, method, space_a, space_b).null(rng, start, stop, batch_size, n_jobs)
+    mantel = _Mantel(a, b, method, space_a, space_b)
+    return mantel.null(rng, start, stop, batch_size, n_jobs, backend, device)
 
 
 def rsa_p_value(rho: float, null: np.ndarray) -> float:
@@ -332,6 +344,20 @@ def _check_method(method: str) -> None:
         raise ConfigError(f"unknown RSA method {method!r} (choose {', '.join(RSA_METHODS)})")
 
 
+def _check_device(backend: str, device: str) -> None:
+    if backend not in ("numpy", "torch"):
+        raise ConfigError(f"unknown backend {backend!r} (choose numpy, torch)")
+    if backend == "numpy" and device != "cpu":
+        raise ConfigError(f"the numpy backend runs on the cpu, not {device!r}; use backend='torch'")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {device!r} requested but CUDA is not available; use device='cpu'"
+            )
+
+
 class _Mantel:
     """The observed RSA statistic of (A, B) and its null for any block of permutations."""
 
@@ -365,8 +391,13 @@ class _Mantel:
         stop: int,
         batch_size: int,
         n_jobs: int | None,
+        backend: str = "numpy",
+        device: str = "cpu",
     ) -> np.ndarray:
-        """Statistics of permutations start..stop-1 of the stream of ``rng``."""
+        """Statistics of permutations start..stop-1 of the stream of ``rng``.
+
+        Kendall's null re-sorts every permutation on the CPU whatever the backend.
+        """
         if self.method == "kendall":
             b, iu = self.b, self.iu
             return np.array(
@@ -377,9 +408,54 @@ class _Mantel:
                 ],
                 dtype=np.float64,
             )
+        if backend == "torch":
+            return _torch_mantel_null(
+                self.uc, self.vc, self.n, self.norm, rng, start, stop, batch_size, device
+            )
         return _mantel_null(
             self.uc, self.vc, self.n, self.norm, rng, start, stop, batch_size, n_jobs
         )
+
+
+def _full_tables(uc: np.ndarray, vc: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric n x n tables with a zero diagonal holding the two centred triangles."""
+    iu = np.triu_indices(n, 1)
+    ua = np.zeros((n, n))
+    ua[iu] = uc
+    ua += ua.T
+    vb = np.zeros((n, n))
+    vb[iu] = vc
+    vb += vb.T
+    return ua, vb
+
+
+def _torch_mantel_null(
+    uc: np.ndarray,
+    vc: np.ndarray,
+    n: int,
+    norm: float,
+    rng: np.random.Generator,
+    start: int,
+    stop: int,
+    batch_size: int,
+    device: str,
+) -> np.ndarray:
+    """:func:`_mantel_null` on a torch device in float64: a batch of gathers, one reduction."""
+    import torch
+
+    ua, vb = _full_tables(uc, vc, n)
+    dev = torch.device(device)
+    left = torch.as_tensor(ua, dtype=torch.float64, device=dev)
+    table = torch.as_tensor(vb, dtype=torch.float64, device=dev)
+    scale = 0.5 / norm
+    parts = []
+    for perms in permutation_stream(rng, n, start, stop, batch_size):
+        for p in torch.as_tensor(perms, device=dev):
+            both = table.index_select(0, p).index_select(1, p)
+            parts.append(torch.sum(left * both) * scale)
+    if not parts:
+        return np.empty(0, dtype=np.float64)
+    return torch.stack(parts).cpu().numpy().astype(np.float64)
 
 
 def _mantel_null(
@@ -396,15 +472,9 @@ def _mantel_null(
     """Null of sum_{i<j} uc[i,j] vc[p_i, p_j] / norm over permutations start..stop-1."""
     if stop == start:
         return np.empty(0, dtype=np.float64)
-    iu = np.triu_indices(n, 1)
     # Full symmetric matrices with a zero diagonal: the full-matrix dot product is twice the
     # upper-triangle one, and a row gather then a column gather is a relabelling.
-    ua = np.zeros((n, n))
-    ua[iu] = uc
-    ua += ua.T
-    vb = np.zeros((n, n))
-    vb[iu] = vc
-    vb += vb.T
+    ua, vb = _full_tables(uc, vc, n)
     scale = 0.5 / norm
     # Centred ranks are multiples of 1/2 below 2**23 in magnitude, so float32 holds them
     # exactly: half the bytes to gather, and the float64 products and sums are unchanged.

@@ -16,6 +16,7 @@ average (tests/unit/extract/test_decode.py pins the tolerance).
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,11 @@ def decode_batch(
     the decoder refuses is retried file by file, and a file it still refuses is decoded by
     PIL (``paths`` give the files) or raises the decoder's error.
     """
-    from torchvision.io import ImageReadMode, decode_jpeg
+    with warnings.catch_warnings():
+        # torchvision 0.29 announces that its decoders will move to another package; the
+        # pinned version still ships them, and one notice per batch helps nobody.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torchvision.io import ImageReadMode, decode_jpeg
 
     out: list[torch.Tensor | None] = [None] * len(items)
     jpegs = [(k, data) for k, (_, data, _) in enumerate(items) if data is not None]

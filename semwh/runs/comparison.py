@@ -160,7 +160,16 @@ def comparison_null(spec: ComparisonSpec, start: int, stop: int) -> np.ndarray:
     with _naming(spec):
         sim_a, sim_b, common = _inputs(spec)
         if opts.test == "rsa":
-            null = rsa_null(sim_a, sim_b, method=opts.metric, start=start, stop=stop, **common)
+            null = rsa_null(
+                sim_a,
+                sim_b,
+                method=opts.metric,
+                start=start,
+                stop=stop,
+                backend=_backend(opts),
+                device=opts.device,
+                **common,
+            )
         else:
             null = two_vs_two_null(
                 sim_a,
@@ -284,7 +293,7 @@ def _inputs(
 
 
 def _backend(opts: ComparisonOptions) -> str:
-    """The 2 vs 2 backend: torch gives the same float64 numbers, only worth it on a GPU."""
+    """The backend of the kernels: torch (float64 on the device) off the CPU, else numpy."""
     return "torch" if opts.device != "cpu" else "numpy"
 
 
@@ -300,9 +309,16 @@ def _statistic(spec: ComparisonSpec, allocate: Allocate | None = None) -> dict[s
     numbers: dict[str, Any]
     result: RSAResult | TwoVsTwoResult
     if opts.test == "rsa":
-        result = rsa(sim_a, sim_b, method=opts.metric, **common)
-        # RSA's Mantel null is a gather and a dot product per permutation: numpy only.
-        numbers = {"statistic": float(result.rho), "device": "cpu"}
+        result = rsa(
+            sim_a,
+            sim_b,
+            method=opts.metric,
+            backend=_backend(opts),
+            device=opts.device,
+            **common,
+        )
+        # The statistic itself is computed on the CPU; the device runs the Mantel null.
+        numbers = {"statistic": float(result.rho), "device": opts.device}
     else:
         pairs = two_vs_two(
             sim_a,
