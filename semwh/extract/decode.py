@@ -111,12 +111,6 @@ def decode_batch(
     the decoder refuses is retried file by file, and a file it still refuses is decoded by
     PIL (``paths`` give the files) or raises the decoder's error.
     """
-    with warnings.catch_warnings():
-        # torchvision 0.29 announces that its decoders will move to another package; the
-        # pinned version still ships them, and one notice per batch helps nobody.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from torchvision.io import ImageReadMode, decode_jpeg
-
     out: list[torch.Tensor | None] = [None] * len(items)
     jpegs = [(k, data) for k, (_, data, _) in enumerate(items) if data is not None]
     for k, (_, _, pixels) in enumerate(items):
@@ -125,7 +119,7 @@ def decode_batch(
     if jpegs:
         datas = [data for _, data in jpegs]
         try:
-            images = decode_jpeg(datas, mode=ImageReadMode.RGB, device=device)
+            images = _decode_jpeg(datas, device)
             decoded = [(image, False) for image in images]
         except RuntimeError:
             decoded = [
@@ -144,14 +138,23 @@ def _decode_one(
     paths: Sequence[str | Path] | None,
 ) -> tuple[torch.Tensor, bool]:
     """One file: (decoded image, False), or (PIL's resized crop, True) when refused."""
-    from torchvision.io import ImageReadMode, decode_jpeg
-
     try:
-        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device), False
+        return _decode_jpeg(data, device), False
     except RuntimeError:
         if paths is None:
             raise
         return preprocessing.load(paths[index]).to(device), True
+
+
+def _decode_jpeg(data: Any, device: torch.device) -> Any:
+    """``torchvision.io.decode_jpeg`` to RGB on ``device`` (one tensor or a list)."""
+    with warnings.catch_warnings():
+        # torchvision 0.29 announces that its decoders will move to another package; the
+        # pinned version still ships them, and a notice per batch helps nobody.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
 
 
 def iter_decoded(
