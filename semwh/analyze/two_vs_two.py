@@ -705,7 +705,8 @@ def two_vs_two(
     n_permutations = check_n_permutations(n_permutations)
     a, b, _ = as_similarity_pair(sim_a, sim_b, labels, space_a, space_b)
     entries = _block_entries(max_block_bytes)
-    check_pairs_defined(a, b, distance, labels, space_a, space_b, entries)
+    if backend == "numpy":
+        check_pairs_defined(a, b, distance, labels, space_a, space_b, entries)
     rng, recorded_seed = make_rng(seed)
     n = a.shape[0]
     n_pairs = n * (n - 1) // 2
@@ -715,6 +716,9 @@ def two_vs_two(
         # without a null, so it never depends on the number of permutations.
         observed = _Kernel(a, distance, backend, device, stream=True, block_entries=entries)
         observed.set_b(b)
+        if backend == "torch":
+            # On the device that holds the matrices: no second pass over them on the host.
+            check_pairs_defined(observed.a, observed.b, distance, labels, space_a, space_b, entries)
         pair_correct: np.ndarray | None = None
         pair_margin: np.ndarray | None = None
         if return_pairs:
@@ -832,15 +836,17 @@ _MAX_PAIRS_NAMED = 5
 
 
 def undefined_pairs(
-    sim: np.ndarray, distance: str = "pearson", block_entries: int = CHECK_BLOCK_ENTRIES
+    sim: Any, distance: str = "pearson", block_entries: int = CHECK_BLOCK_ENTRIES
 ) -> np.ndarray:
     """Pairs (i < j) whose kept entries of row i or row j are constant (or all zero).
 
     Row i with entries i and j removed is constant when every off-diagonal entry but the
     j-th lies within ``CONSTANT_RTOL`` of the row's magnitude of one value; for the cosine
     distance, when they are all zero. Returns a k x 2 array of index pairs, sorted.
+    ``sim`` is a numpy array or a torch tensor (checked on its device, same decisions).
     """
-    m = np.asarray(sim, dtype=np.float64)
+    is_tensor = not isinstance(sim, np.ndarray) and hasattr(sim, "device")
+    m = sim if is_tensor else np.asarray(sim, dtype=np.float64)
     n = m.shape[0]
     found: set[tuple[int, int]] = set()
 
@@ -849,25 +855,8 @@ def undefined_pairs(
 
     # Row by row quantities, a block of rows at a time (memory O(n x block)).
     for i0, i1 in row_blocks(n, n, block_entries):
-        keep = np.ones((i1 - i0, n), dtype=bool)
-        keep[np.arange(i1 - i0), np.arange(i0, i1)] = False
-        off = m[i0:i1][keep].reshape(i1 - i0, n - 1)
-        # Only the two smallest and two largest of each row matter: a partition finds them
-        # (the same values a full sort puts there) in O(n) per row.
-        if distance == "cosine":
-            mags = np.abs(off)
-            order = _extremes(mags)
-            every = order[:, -1] == 0
-            one = ~every & (order[:, -2] == 0)
-            drop = np.argmax(mags, axis=1)
-        else:
-            order = _extremes(off)
-            tol = CONSTANT_RTOL * np.maximum(np.abs(off).max(axis=1), 1e-300)
-            every = order[:, -1] - order[:, 0] <= tol
-            without_max = order[:, -2] - order[:, 0] <= tol
-            without_min = order[:, -1] - order[:, 1] <= tol
-            one = ~every & (without_max | without_min)
-            drop = np.where(without_max, np.argmax(off, axis=1), np.argmin(off, axis=1))
+        rows = _tensor_rows_state if is_tensor else _numpy_rows_state
+        every, one, drop = rows(m, i0, i1, distance)
         for r in np.flatnonzero(every):
             i = i0 + int(r)
             found.update((min(i, j), max(i, j)) for j in range(n) if j != i)
@@ -876,6 +865,66 @@ def undefined_pairs(
             j = column(i, int(drop[r]))
             found.add((min(i, j), max(i, j)))
     return np.array(sorted(found), dtype=np.int64).reshape(-1, 2)
+
+
+def _numpy_rows_state(
+    m: np.ndarray, i0: int, i1: int, distance: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For rows i0..i1-1: constant without any one entry (every), without exactly one entry
+    (one), and that entry's index among the off-diagonal ones (drop)."""
+    n = m.shape[0]
+    keep = np.ones((i1 - i0, n), dtype=bool)
+    keep[np.arange(i1 - i0), np.arange(i0, i1)] = False
+    off = m[i0:i1][keep].reshape(i1 - i0, n - 1)
+    # Only the two smallest and two largest of each row matter: a partition finds them
+    # (the same values a full sort puts there) in O(n) per row.
+    if distance == "cosine":
+        mags = np.abs(off)
+        order = _extremes(mags)
+        every = order[:, -1] == 0
+        one = ~every & (order[:, -2] == 0)
+        return every, one, np.argmax(mags, axis=1)
+    order = _extremes(off)
+    tol = CONSTANT_RTOL * np.maximum(np.abs(off).max(axis=1), 1e-300)
+    every = order[:, -1] - order[:, 0] <= tol
+    without_max = order[:, -2] - order[:, 0] <= tol
+    without_min = order[:, -1] - order[:, 1] <= tol
+    one = ~every & (without_max | without_min)
+    drop = np.where(without_max, np.argmax(off, axis=1), np.argmin(off, axis=1))
+    return every, one, drop
+
+
+def _tensor_rows_state(
+    m: Any, i0: int, i1: int, distance: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_numpy_rows_state` with torch on the tensor's device (same values, same rule)."""
+    import torch
+
+    n = m.shape[0]
+    keep = torch.ones((i1 - i0, n), dtype=torch.bool, device=m.device)
+    keep[torch.arange(i1 - i0), torch.arange(i0, i1)] = False
+    off = m[i0:i1][keep].reshape(i1 - i0, n - 1)
+
+    def extremes(rows: Any) -> Any:
+        low = torch.topk(rows, 2, dim=1, largest=False, sorted=True).values
+        high = torch.topk(rows, 2, dim=1, largest=True, sorted=True).values
+        return torch.cat([low, high.flip(1)], dim=1)
+
+    if distance == "cosine":
+        mags = off.abs()
+        order = extremes(mags)
+        every = order[:, -1] == 0
+        one = ~every & (order[:, -2] == 0)
+        drop = mags.argmax(dim=1)
+    else:
+        order = extremes(off)
+        tol = CONSTANT_RTOL * off.abs().max(dim=1).values.clamp(min=1e-300)
+        every = order[:, -1] - order[:, 0] <= tol
+        without_max = order[:, -2] - order[:, 0] <= tol
+        without_min = order[:, -1] - order[:, 1] <= tol
+        one = ~every & (without_max | without_min)
+        drop = torch.where(without_max, off.argmax(dim=1), off.argmin(dim=1))
+    return every.cpu().numpy(), one.cpu().numpy(), drop.cpu().numpy()
 
 
 def _extremes(rows: np.ndarray) -> np.ndarray:
@@ -887,8 +936,8 @@ def _extremes(rows: np.ndarray) -> np.ndarray:
 
 
 def check_pairs_defined(
-    a: np.ndarray,
-    b: np.ndarray,
+    a: Any,
+    b: Any,
     distance: str,
     labels: Sequence[str] | None,
     space_a: str,

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from semwh.analyze import rsa, similarity_matrix, two_vs_two
+from semwh.errors import DegenerateInputError
 from semwh.runs import ComparisonOptions
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -63,3 +64,22 @@ def test_rsa_torch_null_equals_the_numpy_null(
 def test_auto_device_is_cuda_when_available() -> None:
     options = ComparisonOptions.make("2v2", device="auto")
     assert options.device == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("distance", ["pearson", "cosine"])
+def test_undefined_pairs_found_on_the_device_as_on_the_host(device: str, distance: str) -> None:
+    from semwh.analyze.two_vs_two import undefined_pairs
+
+    rng = np.random.default_rng(3)
+    s = similarity_matrix(rng.standard_normal((12, 5)))
+    v = 0.0 if distance == "cosine" else 0.5
+    s[5] = s[:, 5] = v  # constant whatever is removed
+    s[5, 5] = 1.0
+    s[2, [k for k in range(12) if k not in (2, 7)]] = v  # constant once 7 is removed
+    want = undefined_pairs(s, distance)
+    assert len(want) > 11
+    got = undefined_pairs(torch.as_tensor(s, device=device), distance, block_entries=40)
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(DegenerateInputError, match="concept pair"):
+        two_vs_two(s, s, distance=distance, backend="torch", device=device)
