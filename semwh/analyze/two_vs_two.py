@@ -7,7 +7,9 @@ d(a_i, b_i) + d(a_j, b_j) < d(a_i, b_j) + d(a_j, b_i). Accuracy is the mean over
 Fast path: a Pearson correlation over the n - 2 kept entries follows from whole-row sums,
 sums of squares and dot products minus the two removed terms, so after one matrix product
 S_A S_B^T every pair costs O(1) and no Python loop runs over pairs. Pairs are processed in
-blocks of rows so memory stays bounded for large n.
+blocks of rows. The observed statistic streams both matrices (numpy memmaps included): rows
+are centred as they are read, so memory beyond the inputs is O(n x block); when one side has
+rank r well below n its factors carry the products in O(n^2 r) (see :class:`_Kernel`).
 
 Permutation null (numpy backend): with the margin written as X / |b_i| + Y / |b_j|, X and Y
 linear in the relabelled B, everything that depends on A alone is computed once and each
