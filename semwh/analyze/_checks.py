@@ -14,6 +14,15 @@ MIN_CONCEPTS = 4
 #: How many offending concepts an error message lists before it says "and N more".
 _MAX_NAMED = 10
 
+#: Entries per block of the row-wise checks: memory beyond the inputs stays O(n x block).
+CHECK_BLOCK_ENTRIES = 1 << 22
+
+
+def row_blocks(n: int, n_cols: int, entries: int = CHECK_BLOCK_ENTRIES) -> list[tuple[int, int]]:
+    """Consecutive (start, stop) row ranges of about ``entries`` entries each (at least 1 row)."""
+    rows = max(1, entries // max(n_cols, 1))
+    return [(i0, min(i0 + rows, n)) for i0 in range(0, n, rows)]
+
 
 def name_concepts(labels: Sequence[str], indices: np.ndarray | Sequence[int]) -> str:
     """Format the labels at `indices` for an error message, eliding long lists."""
@@ -38,7 +47,11 @@ def resolve_labels(labels: Sequence[str] | None, n: int, space: str) -> list[str
 
 def check_finite(x: np.ndarray, labels: Sequence[str], space: str, what: str) -> None:
     """Raise DegenerateInputError naming the rows of `x` that hold NaN or inf."""
-    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    parts = [
+        i0 + np.flatnonzero(~np.isfinite(x[i0:i1]).all(axis=1))
+        for i0, i1 in row_blocks(x.shape[0], x.shape[1] if x.ndim > 1 else 1)
+    ]
+    bad = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
     if bad.size:
         raise DegenerateInputError(
             f"space {space!r}: {what} of {bad.size} concept(s) contain NaN or inf: "

@@ -2,6 +2,11 @@
 
 S[i, k] = Pearson(x_i, x_k) by default (DESIGN "Method definitions"); Spearman and cosine are
 options. Degenerate rows are errors that name their concepts, never silent NaNs.
+
+The matrix is computed in tiles of :data:`TILE_ROWS` rows (the last one padded with zero rows
+so every product has the same shape), so memory beyond the output is O(n x tile) and the output
+can be a file-backed array (a numpy memmap) when it does not fit in memory: each entry has the
+same bits whichever array holds it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ CONSTANT_RTOL = 1e-10
 #: which barely depend on the input): its similarity structure is noise, not a number to report.
 INDISTINGUISHABLE_ATOL = 1e-6
 
+#: Rows per matrix product. Fixed, and the last tile padded to it: a BLAS product's rounding
+#: can depend on its shape, and this keeps every entry independent of n's remainder.
+TILE_ROWS = 256
+
 
 def check_distinguishable(z: np.ndarray, names: Sequence[str], space: str) -> None:
     """Raise when every normalised concept vector is (numerically) the same vector."""
@@ -45,6 +54,7 @@ def similarity_matrix(
     metric: str = "pearson",
     labels: Sequence[str] | None = None,
     space: str = "space",
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Similarity of every pair of concept vectors.
 
@@ -54,13 +64,16 @@ def similarity_matrix(
             or "cosine".
         labels: concept ids of the rows, used in error messages.
         space: name of the space, used in error messages.
+        out: writable n x n float64 array to fill (e.g. a numpy memmap in the warehouse's
+            tmp/ when the matrix does not fit in memory); default a new array.
 
     Returns:
-        n x n float64 matrix, exactly symmetric, with ones on the diagonal.
+        n x n float64 matrix (``out`` when given), exactly symmetric, ones on the diagonal.
 
     Raises:
         ConfigError: unknown metric.
-        InputError: `vectors` is not a 2-D matrix with at least two columns.
+        InputError: `vectors` is not a 2-D matrix with at least two columns, or `out` is
+            not a writable n x n float64 array.
         DegenerateInputError: fewer than 4 concepts, NaN/inf entries, constant or
             near-constant rows (pearson, spearman) or all-zero rows (cosine); the message
             names the concepts.
@@ -105,10 +118,48 @@ def similarity_matrix(
             )
     z = z / norms[:, None]
     check_distinguishable(z, names, space)
-    s = z @ z.T
-    # Rounding can leave the product a few ulps from symmetric or outside [-1, 1]; downstream
-    # tests compare rows and columns, so make both exact.
-    s = (s + s.T) / 2.0
-    np.clip(s, -1.0, 1.0, out=s)
-    np.fill_diagonal(s, 1.0)
-    return s
+    if out is None:
+        out = np.empty((n, n))
+    elif out.shape != (n, n) or out.dtype != np.float64 or not out.flags.writeable:
+        raise InputError(
+            f"space {space!r}: the output array must be a writable {n} x {n} float64 array, "
+            f"got {out.dtype} {out.shape}"
+        )
+    _products(z, out)
+    _symmetrise(out)
+    return out
+
+
+def _products(z: np.ndarray, out: np.ndarray) -> None:
+    """out = z z^T, tile by tile of TILE_ROWS rows (the last tile padded with zero rows)."""
+    n = z.shape[0]
+    zt = np.ascontiguousarray(z.T)
+    tile = np.zeros((TILE_ROWS, z.shape[1]))
+    for i0 in range(0, n, TILE_ROWS):
+        i1 = min(i0 + TILE_ROWS, n)
+        tile[: i1 - i0] = z[i0:i1]
+        tile[i1 - i0 :] = 0.0
+        out[i0:i1] = (tile @ zt)[: i1 - i0]
+
+
+def _symmetrise(s: np.ndarray) -> None:
+    """(s + s^T) / 2, clipped to [-1, 1], ones on the diagonal, one pair of tiles at a time.
+
+    Rounding can leave the product a few ulps from symmetric or outside [-1, 1]; downstream
+    tests compare rows and columns, so make both exact. Entry by entry this is the whole-matrix
+    ``(s + s.T) / 2`` (addition is commutative), in O(tile^2) memory.
+    """
+    n = s.shape[0]
+    starts = range(0, n, TILE_ROWS)
+    for i0 in starts:
+        i1 = min(i0 + TILE_ROWS, n)
+        for j0 in starts:
+            if j0 < i0:
+                continue
+            j1 = min(j0 + TILE_ROWS, n)
+            upper = (s[i0:i1, j0:j1] + s[j0:j1, i0:i1].T) / 2.0
+            np.clip(upper, -1.0, 1.0, out=upper)
+            if i0 == j0:
+                np.fill_diagonal(upper, 1.0)
+            s[i0:i1, j0:j1] = upper
+            s[j0:j1, i0:i1] = upper.T

@@ -7,7 +7,9 @@ d(a_i, b_i) + d(a_j, b_j) < d(a_i, b_j) + d(a_j, b_i). Accuracy is the mean over
 Fast path: a Pearson correlation over the n - 2 kept entries follows from whole-row sums,
 sums of squares and dot products minus the two removed terms, so after one matrix product
 S_A S_B^T every pair costs O(1) and no Python loop runs over pairs. Pairs are processed in
-blocks of rows so memory stays bounded for large n.
+blocks of rows. The observed statistic streams both matrices (numpy memmaps included): rows
+are centred as they are read, so memory beyond the inputs is O(n x block); when one side has
+rank r well below n its factors carry the products in O(n^2 r) (see :class:`_Kernel`).
 
 Permutation null (numpy backend): with the margin written as X / |b_i| + Y / |b_j|, X and Y
 linear in the relabelled B, everything that depends on A alone is computed once and each
@@ -44,7 +46,12 @@ import numexpr
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from semwh.analyze._checks import as_similarity_pair, resolve_labels
+from semwh.analyze._checks import (
+    CHECK_BLOCK_ENTRIES,
+    as_similarity_pair,
+    resolve_labels,
+    row_blocks,
+)
 from semwh.analyze.permutation import (
     check_block,
     check_n_permutations,
@@ -104,14 +111,35 @@ class TwoVsTwoResult:
 class _Kernel:
     """Pair margins of (A, B) for blocks of rows, on numpy or torch arrays.
 
-    A's row statistics are computed once; B can be swapped for a relabelled copy.
+    Two ways to hold the matrices, one margin formula:
+
+    * materialised (``stream=False``): centred copies of A and B; B can be swapped for a
+      relabelled copy (the permutation nulls).
+    * streaming (``stream=True``): the caller's arrays themselves (numpy memmaps included)
+      and their row means; every block is centred when it is read, so memory beyond the
+      inputs is O(n x block). The single tests run this way. When one side has rank well
+      below n (similarity matrices of r-dimensional vectors have rank <= r + 1 once
+      centred), the cross products run through its factors in O(n^2 r) instead of O(n^3).
     """
 
-    def __init__(self, a: np.ndarray, distance: str, backend: str, device: str) -> None:
+    def __init__(
+        self,
+        a: np.ndarray,
+        distance: str,
+        backend: str,
+        device: str,
+        *,
+        stream: bool = False,
+        block_entries: int = CHECK_BLOCK_ENTRIES,
+    ) -> None:
         self.distance = distance
         self.n = a.shape[0]
+        self.stream = stream
+        # Entries per block of the streamed passes over whole rows (row statistics, factors).
+        self.block_entries = block_entries
         self.torch: Any = None
         self.sqrt: Any = np.sqrt
+        self.device: Any = "cpu"
         if backend == "torch":
             try:
                 import torch
@@ -129,35 +157,105 @@ class _Kernel:
                 raise ConfigError(
                     f"the numpy backend runs on the cpu, not {device!r}; use backend='torch'"
                 )
-        self.a = self._prepare(a)
-        self.sa, self.qa, self.da = self._row_stats(self.a)
+        # Cross products through one side's low-rank factors: (side, L, W), see set_factors.
+        self.factors: tuple[str, Any, Any] | None = None
+        self.a, self.mu_a = self._prepare(a)
+        self.sa, self.qa, self.da = self._row_stats(self.a, self.mu_a)
         # Permutation tests reuse A's per-block quantities when they fit in memory.
         self.cache_a = False
         self._a_cache: dict[tuple[int, int], tuple[Any, ...]] = {}
 
-    def _prepare(self, m: np.ndarray) -> Any:
+    def _prepare(self, m: np.ndarray) -> tuple[Any, Any]:
+        """The matrix as held (centred copy, or the caller's array) and its row means."""
+        if self.stream:
+            mu = _row_means(m, self.block_entries) if self.distance == "pearson" else None
+            if self.torch is not None:
+                held = self.torch.from_numpy(_writable(m)).to(self.device)
+                mu = None if mu is None else self.torch.from_numpy(mu).to(self.device)
+                return held, mu
+            return m, mu
         if self.distance == "pearson":
             # Pearson is shift-invariant per vector, so centring each whole row changes no
             # correlation but keeps the sums small: less cancellation in k*ss - s^2.
             m = m - m.mean(axis=1, keepdims=True)
         if self.torch is not None:
-            return self.torch.as_tensor(np.ascontiguousarray(m), dtype=self.torch.float64).to(
-                self.device
-            )
-        return np.ascontiguousarray(m)
+            held = self.torch.as_tensor(np.ascontiguousarray(m), dtype=self.torch.float64)
+            return held.to(self.device), None
+        return np.ascontiguousarray(m), None
 
-    def _row_stats(self, m: Any) -> tuple[Any, Any, Any]:
-        return m.sum(1), (m * m).sum(1), m.diagonal().clone() if self.torch else m.diagonal()
+    def _rows(self, m: Any, mu: Any, r0: int, r1: int, c0: int = 0) -> Any:
+        """Rows r0..r1-1, columns c0.. of the centred matrix."""
+        block = m[r0:r1, c0:]
+        return block if mu is None else block - mu[r0:r1, None]
+
+    def _cols(self, m: Any, mu: Any, r0: int, c0: int, c1: int) -> Any:
+        """Rows r0.., columns c0..c1-1 of the centred matrix, transposed and contiguous."""
+        block = m[r0:, c0:c1]
+        if mu is not None:
+            block = block - mu[r0:, None]
+        return self._contiguous(block.T)
+
+    def _row_stats(self, m: Any, mu: Any) -> tuple[Any, Any, Any]:
+        if not self.stream:
+            return m.sum(1), (m * m).sum(1), m.diagonal().clone() if self.torch else m.diagonal()
+        parts: list[tuple[Any, Any, Any]] = []
+        for r0, r1 in self._blocks():
+            block = self._rows(m, mu, r0, r1)
+            rows = self._arange(0, r1 - r0)
+            parts.append((block.sum(1), (block * block).sum(1), block[rows, rows + r0]))
+        return tuple(self._cat([part[k] for part in parts]) for k in range(3))  # type: ignore[return-value]
+
+    def _blocks(self) -> list[tuple[int, int]]:
+        return row_blocks(self.n, self.n, self.block_entries)
+
+    def _arange(self, start: int, stop: int) -> Any:
+        if self.torch is not None:
+            return self.torch.arange(start, stop, device=self.device)
+        return np.arange(start, stop)
+
+    def _cat(self, parts: list[Any]) -> Any:
+        return self.torch.cat(parts) if self.torch is not None else np.concatenate(parts)
 
     def set_b(self, b: np.ndarray) -> None:
-        self.b = self._prepare(b)
-        self.sb, self.qb, self.db = self._row_stats(self.b)
-        self.gd = (self.a * self.b).sum(1)
+        self.b, self.mu_b = self._prepare(b)
+        self.sb, self.qb, self.db = self._row_stats(self.b, self.mu_b)
+        if not self.stream:
+            self.gd = (self.a * self.b).sum(1)
+            return
+        parts = []
+        for r0, r1 in self._blocks():
+            ab = self._rows(self.a, self.mu_a, r0, r1) * self._rows(self.b, self.mu_b, r0, r1)
+            parts.append(ab.sum(1))
+        self.gd = self._cat(parts)
 
     def set_b_prepared(self, b: Any) -> None:
-        self.b = b
-        self.sb, self.qb, self.db = self._row_stats(b)
+        self.b, self.mu_b = b, None
+        self.sb, self.qb, self.db = self._row_stats(b, None)
         self.gd = (self.a * b).sum(1)
+
+    def set_factors(self, max_block_bytes: int) -> None:
+        """Use one side's low-rank factors for the cross products when one is found.
+
+        B first (word spaces are usually the low-rank side), else A. With that side
+        M = L R^T and the other side O, W = O R is computed once (one streamed pass) and
+        each block's products are (rows x r) by (r x n).
+        """
+        if self.torch is not None or self.n < _STREAM_LOW_RANK_MIN_N:
+            return
+        for side in ("b", "a"):
+            m, mu = (self.b, self.mu_b) if side == "b" else (self.a, self.mu_a)
+            found = _stream_low_rank(
+                lambda r0, r1, m=m, mu=mu: self._rows(m, mu, r0, r1), self.n, self._blocks()
+            )
+            if found is None:
+                continue
+            left, right = found
+            other, other_mu = (self.a, self.mu_a) if side == "b" else (self.b, self.mu_b)
+            w = np.empty((self.n, right.shape[1]))
+            for r0, r1 in self._blocks():
+                w[r0:r1] = self._rows(other, other_mu, r0, r1) @ right
+            self.factors = (side, left, w)
+            return
 
     def block_rows(self, max_block_bytes: int) -> int:
         n = self.n
@@ -177,10 +275,10 @@ class _Kernel:
         cached = self._a_cache.get(key)
         if cached is not None:
             return cached
-        a, k = self.a, float(self.n - 2)
-        aij = a[i0:i1, i0:]
+        k = float(self.n - 2)
+        aij = self._rows(self.a, self.mu_a, i0, i1, i0)
         # Contiguous copies: elementwise work on a transposed view walks memory column-wise.
-        aji = self._contiguous(a[i0:, i0:i1].T)
+        aji = self._cols(self.a, self.mu_a, i0, i0, i1)
         dai, daj = self.da[i0:i1, None], self.da[None, i0:]
         # Sums of squares (and sums) of rows i and j of A with entries i and j removed.
         ss_ai = self.qa[i0:i1, None] - dai * dai - aij * aij
@@ -197,17 +295,42 @@ class _Kernel:
             self._a_cache[key] = out
         return out
 
-    def margins(self, i0: int, i1: int) -> tuple[Any, Any]:
+    def _cross(self, i0: int, i1: int, max_block_bytes: int) -> tuple[Any, Any]:
+        """Whole-row dot products A_i . B_j and B_i . A_j for rows i0..i1-1, columns i0..n-1."""
+        if self.factors is not None:
+            side, left, w = self.factors
+            if side == "b":
+                return w[i0:i1] @ left[i0:].T, left[i0:i1] @ w[i0:].T
+            return left[i0:i1] @ w[i0:].T, w[i0:i1] @ left[i0:].T
+        a, b = self.a, self.b
+        if not self.stream:
+            return a[i0:i1] @ b[i0:].T, b[i0:i1] @ a[i0:].T
+        a_rows = self._rows(a, self.mu_a, i0, i1)
+        b_rows = self._rows(b, self.mu_b, i0, i1)
+        if self.torch is not None:
+            c_ij = self.torch.empty((i1 - i0, self.n - i0), dtype=a.dtype, device=self.device)
+        else:
+            c_ij = np.empty((i1 - i0, self.n - i0))
+        c_ji = c_ij.clone() if self.torch is not None else np.empty_like(c_ij)
+        # Columns in chunks of rows of the other matrix, centred as they are read.
+        chunk = max(i1 - i0, max_block_bytes // (16 * 8 * max(self.n, 1)))
+        for j0 in range(i0, self.n, chunk):
+            j1 = min(j0 + chunk, self.n)
+            c_ij[:, j0 - i0 : j1 - i0] = a_rows @ self._rows(b, self.mu_b, j0, j1).T
+            c_ji[:, j0 - i0 : j1 - i0] = b_rows @ self._rows(a, self.mu_a, j0, j1).T
+        return c_ij, c_ji
+
+    def margins(self, i0: int, i1: int, max_block_bytes: int = 512 * 2**20) -> tuple[Any, Any]:
         """Margins for rows i0..i1-1 and columns i0..n-1, plus the mask of pairs j > i.
 
         margin = (d(a_i,b_j) + d(a_j,b_i)) - (d(a_i,b_i) + d(a_j,b_j))
                = r(a_i,b_i) + r(a_j,b_j) - r(a_i,b_j) - r(a_j,b_i).
         """
-        a, b, n = self.a, self.b, self.n
+        n = self.n
         k = float(n - 2)
         aij, aji, s_ai, s_aj, inv_ai, inv_aj = self._a_side(i0, i1)
-        bij = b[i0:i1, i0:]
-        bji = self._contiguous(b[i0:, i0:i1].T)
+        bij = self._rows(self.b, self.mu_b, i0, i1, i0)
+        bji = self._cols(self.b, self.mu_b, i0, i0, i1)
         dbi, dbj = self.db[i0:i1, None], self.db[None, i0:]
         dai, daj = self.da[i0:i1, None], self.da[None, i0:]
         ss_bi = self.qb[i0:i1, None] - dbi * dbi - bij * bij
@@ -215,10 +338,9 @@ class _Kernel:
         # Cross products: whole-row dot product minus the products at i and j.
         c_ii = (self.gd[i0:i1] - self.da[i0:i1] * self.db[i0:i1])[:, None] - aij * bij
         c_jj = (self.gd[i0:] - self.da[i0:] * self.db[i0:])[None, :] - aji * bji
-        c_ij = a[i0:i1] @ b[i0:].T
+        c_ij, c_ji = self._cross(i0, i1, max_block_bytes)
         c_ij -= dai * bji
         c_ij -= aij * dbj
-        c_ji = b[i0:i1] @ a[i0:].T
         c_ji -= aji * dbi
         c_ji -= daj * bij
         if self.distance == "pearson":
@@ -250,7 +372,7 @@ class _Kernel:
         step = self.block_rows(max_block_bytes)
         total = 0
         for i0 in range(0, self.n - 1, step):
-            margin, mask = self.margins(i0, min(i0 + step, self.n))
+            margin, mask = self.margins(i0, min(i0 + step, self.n), max_block_bytes)
             total += int(((margin > tie_tol) & mask).sum())
         return total
 
@@ -260,7 +382,7 @@ class _Kernel:
         step = self.block_rows(max_block_bytes)
         for i0 in range(0, n - 1, step):
             i1 = min(i0 + step, n)
-            margin, mask = self.margins(i0, i1)
+            margin, mask = self.margins(i0, i1, max_block_bytes)
             if self.torch is not None:
                 margin, mask = margin.cpu().numpy(), mask.cpu().numpy()
             full[i0:i1, i0:] = np.where(mask, margin, np.nan)
@@ -273,6 +395,72 @@ class _Kernel:
             p = self.torch.as_tensor(perm, device=self.device)
             return b_prepared.index_select(0, p).index_select(1, p)
         return b_prepared.take(perm, axis=0).take(perm, axis=1)
+
+
+def _row_means(m: np.ndarray, block_entries: int) -> np.ndarray:
+    """Row means of an n x n array, a block of rows at a time."""
+    blocks = row_blocks(m.shape[0], m.shape[1], block_entries)
+    return np.concatenate([m[r0:r1].mean(axis=1) for r0, r1 in blocks])
+
+
+def _block_entries(max_block_bytes: int) -> int:
+    """Entries per block of the whole-row passes under a block memory bound."""
+    return min(CHECK_BLOCK_ENTRIES, max(1, max_block_bytes // (8 * 8)))
+
+
+def _writable(m: np.ndarray) -> np.ndarray:
+    """The array itself when torch can share it, else a copy (torch wants writable memory)."""
+    return m if m.flags.writeable and m.flags.c_contiguous else np.ascontiguousarray(m).copy()
+
+
+#: Single tests look for a low-rank side from this many concepts on: below it the full
+#: products cost less than the search.
+_STREAM_LOW_RANK_MIN_N = 1024
+
+#: Ranks tried in turn by the streamed factorisation; each try costs three passes of
+#: O(n^2 k), so a try stops being worth it when k nears n / 8 (the full products cost n^3).
+_STREAM_RANKS = (64, 512, 4096)
+
+
+def _stream_low_rank(
+    rows: Any, n: int, blocks: list[tuple[int, int]]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(L, R) with M = L R^T to _LOW_RANK_RTOL, read a block of rows at a time; else None.
+
+    ``rows(r0, r1)`` returns rows r0..r1-1 of M. The range comes from a fixed random
+    projection (seed 0: results do not depend on the caller's seed); the factorisation is
+    accepted only when its rank is below the projection's size and a last pass shows it
+    reproduces M to _LOW_RANK_RTOL (relative, Frobenius), as :func:`_low_rank` does.
+    """
+    for size in _STREAM_RANKS:
+        if size * 8 > n:
+            return None
+        omega = np.random.default_rng(0).standard_normal((n, size))
+        y = np.empty((n, size))
+        for r0, r1 in blocks:
+            y[r0:r1] = rows(r0, r1) @ omega
+        q, _ = np.linalg.qr(y)
+        del y
+        qtm = np.zeros((size, n))
+        for r0, r1 in blocks:
+            qtm += q[r0:r1].T @ rows(r0, r1)
+        u, s, vt = np.linalg.svd(qtm, full_matrices=False)
+        if not s[0] > 0:
+            return None
+        r = max(1, int(np.count_nonzero(s > s[0] * 1e-15)))
+        if r >= size:
+            continue
+        left = np.ascontiguousarray((q @ u[:, :r]) * s[:r])
+        right = np.ascontiguousarray(vt[:r].T)
+        scale = residual = 0.0
+        for r0, r1 in blocks:
+            block = rows(r0, r1)
+            scale += float(np.einsum("ij,ij->", block, block))
+            diff = block - left[r0:r1] @ right.T
+            residual += float(np.einsum("ij,ij->", diff, diff))
+        if residual <= (_LOW_RANK_RTOL**2) * scale:
+            return left, right
+    return None
 
 
 #: Block margin counts evaluated in one numexpr pass (see :class:`_FusedNull`). With the
@@ -480,7 +668,7 @@ def two_vs_two(
     return_pairs: bool = False,
     backend: str = "numpy",
     device: str = "cpu",
-    max_block_bytes: int = 512 * 2**20,
+    max_block_bytes: int | None = None,
     n_jobs: int | None = None,
 ) -> TwoVsTwoResult:
     """2 vs 2 accuracy of two similarity matrices over the same concepts, with a null.
@@ -500,7 +688,8 @@ def two_vs_two(
         return_pairs: also return the per-pair correctness and margins (n x n matrices).
         backend: "numpy" (default) or "torch" (same results in float64).
         device: "cpu", or "cuda"/"cuda:N" with the torch backend.
-        max_block_bytes: memory bound for the per-block work arrays.
+        max_block_bytes: memory bound for the per-block work arrays (default 512 MiB on the
+            CPU, 8 GiB on a CUDA device: fewer, larger kernels).
         n_jobs: threads running permutations at once with the numpy backend (default:
             number of CPUs, at most 8); results do not depend on it.
 
@@ -514,28 +703,43 @@ def two_vs_two(
             concept pairs whose distance is undefined (names the pairs).
     """
     _check_options(distance, backend, tie_tol)
+    max_block_bytes = block_bytes(device, max_block_bytes)
     n_permutations = check_n_permutations(n_permutations)
     a, b, _ = as_similarity_pair(sim_a, sim_b, labels, space_a, space_b)
-    check_pairs_defined(a, b, distance, labels, space_a, space_b)
+    entries = _block_entries(max_block_bytes)
+    if backend == "numpy":
+        check_pairs_defined(a, b, distance, labels, space_a, space_b, entries)
     rng, recorded_seed = make_rng(seed)
     n = a.shape[0]
     n_pairs = n * (n - 1) // 2
     permuting = n_permutations > 0
-    with _blas_limit(backend, permuting), np.errstate(invalid="ignore", divide="ignore"):
-        kernel, fused = _null_kernel(a, b, distance, backend, device, permuting, max_block_bytes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # The observed statistic streams A and B (memory beyond them O(n x block)), with or
+        # without a null, so it never depends on the number of permutations.
+        observed = _Kernel(a, distance, backend, device, stream=True, block_entries=entries)
+        observed.set_b(b)
+        if backend == "torch":
+            # On the device that holds the matrices: no second pass over them on the host.
+            check_pairs_defined(observed.a, observed.b, distance, labels, space_a, space_b, entries)
         pair_correct: np.ndarray | None = None
         pair_margin: np.ndarray | None = None
         if return_pairs:
-            pair_correct, pair_margin = kernel.pairs(tie_tol, max_block_bytes)
+            pair_correct, pair_margin = observed.pairs(tie_tol, max_block_bytes)
             n_correct = int(pair_correct.sum())
         else:
-            n_correct = kernel.count_correct(tie_tol, max_block_bytes)
-        accuracy = n_correct / n_pairs
-        # The block 0..N of two_vs_two_null: blocks of it concatenate to this null exactly.
-        counts = _null(
-            kernel, a, b, fused, rng, 0, n_permutations, tie_tol, max_block_bytes, n_jobs
-        )
-        null = counts / n_pairs
+            observed.set_factors(max_block_bytes)
+            n_correct = observed.count_correct(tie_tol, max_block_bytes)
+        del observed
+    accuracy = n_correct / n_pairs
+    counts = np.empty(0, dtype=np.float64)
+    if permuting:
+        with _blas_limit(backend, permuting), np.errstate(invalid="ignore", divide="ignore"):
+            kernel, fused = _null_kernel(a, b, distance, backend, device, True, max_block_bytes)
+            # The block 0..N of two_vs_two_null: blocks of it concatenate to this null exactly.
+            counts = _null(
+                kernel, a, b, fused, rng, 0, n_permutations, tie_tol, max_block_bytes, n_jobs
+            )
+    null = counts / n_pairs
 
     p_value = two_vs_two_p_value(accuracy, null) if n_permutations else None
     return TwoVsTwoResult(
@@ -569,7 +773,7 @@ def two_vs_two_null(
     tie_tol: float = TIE_TOL,
     backend: str = "numpy",
     device: str = "cpu",
-    max_block_bytes: int = 512 * 2**20,
+    max_block_bytes: int | None = None,
     n_jobs: int | None = None,
 ) -> np.ndarray:
     """The null accuracies of permutations ``start..stop-1`` of a 2 vs 2 permutation test.
@@ -593,7 +797,8 @@ def two_vs_two_null(
         tie_tol: as for :func:`two_vs_two`.
         backend: "numpy" (default) or "torch".
         device: "cpu", or "cuda"/"cuda:N" with the torch backend.
-        max_block_bytes: memory bound for the per-block work arrays.
+        max_block_bytes: memory bound for the per-block work arrays (default as for
+            :func:`two_vs_two`).
         n_jobs: threads running permutations at once with the numpy backend.
 
     Returns:
@@ -607,6 +812,7 @@ def two_vs_two_null(
             concept pairs whose distance is undefined (names the pairs).
     """
     _check_options(distance, backend, tie_tol)
+    max_block_bytes = block_bytes(device, max_block_bytes)
     start, stop = check_block(start, stop, n_permutations)
     a, b, _ = as_similarity_pair(sim_a, sim_b, labels, space_a, space_b)
     check_pairs_defined(a, b, distance, labels, space_a, space_b)
@@ -631,55 +837,119 @@ def two_vs_two_p_value(accuracy: float, null: np.ndarray) -> float:
 _MAX_PAIRS_NAMED = 5
 
 
-def undefined_pairs(sim: np.ndarray, distance: str = "pearson") -> np.ndarray:
+def undefined_pairs(
+    sim: Any, distance: str = "pearson", block_entries: int = CHECK_BLOCK_ENTRIES
+) -> np.ndarray:
     """Pairs (i < j) whose kept entries of row i or row j are constant (or all zero).
 
     Row i with entries i and j removed is constant when every off-diagonal entry but the
     j-th lies within ``CONSTANT_RTOL`` of the row's magnitude of one value; for the cosine
     distance, when they are all zero. Returns a k x 2 array of index pairs, sorted.
+    ``sim`` is a numpy array or a torch tensor (checked on its device, same decisions).
     """
-    m = np.asarray(sim, dtype=np.float64)
+    is_tensor = not isinstance(sim, np.ndarray) and hasattr(sim, "device")
+    m = sim if is_tensor else np.asarray(sim, dtype=np.float64)
     n = m.shape[0]
-    off = m[~np.eye(n, dtype=bool)].reshape(n, n - 1)
     found: set[tuple[int, int]] = set()
 
     def column(i: int, k: int) -> int:
         return k if k < i else k + 1
 
+    # Row by row quantities, a block of rows at a time (memory O(n x block)).
+    for i0, i1 in row_blocks(n, n, block_entries):
+        rows = _tensor_rows_state if is_tensor else _numpy_rows_state
+        every, one, drop = rows(m, i0, i1, distance)
+        for r in np.flatnonzero(every):
+            i = i0 + int(r)
+            found.update((min(i, j), max(i, j)) for j in range(n) if j != i)
+        for r in np.flatnonzero(one):
+            i = i0 + int(r)
+            j = column(i, int(drop[r]))
+            found.add((min(i, j), max(i, j)))
+    return np.array(sorted(found), dtype=np.int64).reshape(-1, 2)
+
+
+def _numpy_rows_state(
+    m: np.ndarray, i0: int, i1: int, distance: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For rows i0..i1-1: constant without any one entry (every), without exactly one entry
+    (one), and that entry's index among the off-diagonal ones (drop)."""
+    n = m.shape[0]
+    keep = np.ones((i1 - i0, n), dtype=bool)
+    keep[np.arange(i1 - i0), np.arange(i0, i1)] = False
+    off = m[i0:i1][keep].reshape(i1 - i0, n - 1)
+    # Only the two smallest and two largest of each row matter: a partition finds them
+    # (the same values a full sort puts there) in O(n) per row.
     if distance == "cosine":
         mags = np.abs(off)
-        order = np.sort(mags, axis=1)
+        order = _extremes(mags)
         every = order[:, -1] == 0
         one = ~every & (order[:, -2] == 0)
-        drop = np.argmax(mags, axis=1)
+        return every, one, np.argmax(mags, axis=1)
+    order = _extremes(off)
+    tol = CONSTANT_RTOL * np.maximum(np.abs(off).max(axis=1), 1e-300)
+    every = order[:, -1] - order[:, 0] <= tol
+    without_max = order[:, -2] - order[:, 0] <= tol
+    without_min = order[:, -1] - order[:, 1] <= tol
+    one = ~every & (without_max | without_min)
+    drop = np.where(without_max, np.argmax(off, axis=1), np.argmin(off, axis=1))
+    return every, one, drop
+
+
+def _tensor_rows_state(
+    m: Any, i0: int, i1: int, distance: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_numpy_rows_state` with torch on the tensor's device (same values, same rule)."""
+    import torch
+
+    n = m.shape[0]
+    keep = torch.ones((i1 - i0, n), dtype=torch.bool, device=m.device)
+    keep[torch.arange(i1 - i0), torch.arange(i0, i1)] = False
+    off = m[i0:i1][keep].reshape(i1 - i0, n - 1)
+
+    def extremes(rows: Any) -> Any:
+        low = torch.topk(rows, 2, dim=1, largest=False, sorted=True).values
+        high = torch.topk(rows, 2, dim=1, largest=True, sorted=True).values
+        return torch.cat([low, high.flip(1)], dim=1)
+
+    if distance == "cosine":
+        mags = off.abs()
+        order = extremes(mags)
+        every = order[:, -1] == 0
+        one = ~every & (order[:, -2] == 0)
+        drop = mags.argmax(dim=1)
     else:
-        order = np.sort(off, axis=1)
-        tol = CONSTANT_RTOL * np.maximum(np.abs(off).max(axis=1), 1e-300)
+        order = extremes(off)
+        tol = CONSTANT_RTOL * off.abs().max(dim=1).values.clamp(min=1e-300)
         every = order[:, -1] - order[:, 0] <= tol
         without_max = order[:, -2] - order[:, 0] <= tol
         without_min = order[:, -1] - order[:, 1] <= tol
         one = ~every & (without_max | without_min)
-        drop = np.where(without_max, np.argmax(off, axis=1), np.argmin(off, axis=1))
-    for i in np.flatnonzero(every):
-        found.update((min(i, j), max(i, j)) for j in range(n) if j != i)
-    for i in np.flatnonzero(one):
-        j = column(int(i), int(drop[i]))
-        found.add((min(int(i), j), max(int(i), j)))
-    return np.array(sorted(found), dtype=np.int64).reshape(-1, 2)
+        drop = torch.where(without_max, off.argmax(dim=1), off.argmin(dim=1))
+    return every.cpu().numpy(), one.cpu().numpy(), drop.cpu().numpy()
+
+
+def _extremes(rows: np.ndarray) -> np.ndarray:
+    """Columns 0, 1, -2, -1 of each row sorted: its two smallest and two largest values."""
+    k = rows.shape[1]
+    kth = sorted({0, min(1, k - 1), max(k - 2, 0), k - 1})
+    part = np.partition(rows, kth, axis=1)
+    return part[:, [0, min(1, k - 1), max(k - 2, 0), k - 1]]
 
 
 def check_pairs_defined(
-    a: np.ndarray,
-    b: np.ndarray,
+    a: Any,
+    b: Any,
     distance: str,
     labels: Sequence[str] | None,
     space_a: str,
     space_b: str,
+    block_entries: int = CHECK_BLOCK_ENTRIES,
 ) -> None:
     """Raise DegenerateInputError naming the concept pairs whose 2 vs 2 distance is undefined."""
     names = resolve_labels(labels, a.shape[0], space_a)
     for m, space in ((a, space_a), (b, space_b)):
-        bad = undefined_pairs(m, distance)
+        bad = undefined_pairs(m, distance, block_entries)
         if len(bad):
             shown = ", ".join(f"({names[i]}, {names[j]})" for i, j in bad[:_MAX_PAIRS_NAMED])
             more = f" and {len(bad) - _MAX_PAIRS_NAMED} more" if len(bad) > _MAX_PAIRS_NAMED else ""
@@ -689,6 +959,18 @@ def check_pairs_defined(
                 f"the pair's own entries are removed, so their 2 vs 2 distance is undefined: "
                 f"{shown}{more}; drop one concept of each pair or use another similarity"
             )
+
+
+#: Default bound of the per-block work arrays on the CPU and on a CUDA device.
+CPU_BLOCK_BYTES = 512 * 2**20
+CUDA_BLOCK_BYTES = 8 * 2**30
+
+
+def block_bytes(device: str, max_block_bytes: int | None) -> int:
+    """The block memory bound: the given one, else the device's default."""
+    if max_block_bytes is not None:
+        return int(max_block_bytes)
+    return CUDA_BLOCK_BYTES if device.startswith("cuda") else CPU_BLOCK_BYTES
 
 
 def _check_options(distance: str, backend: str, tie_tol: float) -> None:
@@ -722,7 +1004,12 @@ def _null_kernel(
     numpy backend; otherwise the kernel relabels B itself and keeps A's blocks when they fit.
     """
     n = a.shape[0]
-    fused = backend == "numpy" and permuting and (np.array_equal(b, b.T) or np.array_equal(a, a.T))
+    if not permuting:
+        # Nothing to relabel: a streaming kernel holds no copies of the matrices.
+        kernel = _Kernel(a, distance, backend, device, stream=True)
+        kernel.set_b(b)
+        return kernel, False
+    fused = backend == "numpy" and (np.array_equal(b, b.T) or np.array_equal(a, a.T))
     kernel = _Kernel(a, distance, backend, device)
     kernel.set_b(b)
     kernel.cache_a = not fused and permuting and 3 * n * n * 8 <= max_block_bytes

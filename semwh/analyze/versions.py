@@ -10,11 +10,14 @@ History:
     2v2 2: such pairs are a DegenerateInputError naming the concepts.
     recovery 1: images without a stored prediction counted with "no word vector".
     recovery 2: they have their own count (n_no_prediction).
+    rsa 2, 2v2 3, recovery 3: similarity matrices are computed in fixed tiles of rows (the
+        last bits of their entries can differ from one whole product); the RSA statistic is
+        summed exactly from integer ranks (Spearman) or with fsum (Pearson).
 """
 
 from __future__ import annotations
 
-ANALYSIS_VERSIONS: dict[str, int] = {"rsa": 1, "2v2": 2, "recovery": 2}
+ANALYSIS_VERSIONS: dict[str, int] = {"rsa": 2, "2v2": 3, "recovery": 3}
 
 
 def analysis_version(test: str) -> int:

@@ -29,7 +29,13 @@ _SIMILARITY = typer.Option(
     "pearson", "--similarity", help="Concept similarity: pearson, spearman or cosine."
 )
 _BOOTSTRAP = typer.Option(0, "--bootstrap", help="Bootstrap resamples for a 95% interval.")
-_DEVICE = typer.Option("cpu", "--device", help="cpu or cuda.")
+_DEVICE = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto (cuda when available).")
+_MEMORY = typer.Option(
+    None,
+    "--memory",
+    help="Memory the analysis may use, e.g. 16G (default: the available RAM); the similarity "
+    "matrices are streamed from the warehouse's tmp/ when they do not fit besides the work.",
+)
 _FORCE = typer.Option(
     False, "--force", help="Recompute a stored identical result (a new row; the old one stays)."
 )
@@ -48,12 +54,27 @@ def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _compare(ctx: typer.Context, a: str, b: str, test: str, **options: Any) -> None:
-    """Run one stored comparison (``runs.compare``) and print its row as results_<test>."""
+def _compare(
+    ctx: typer.Context, a: str, b: str, test: str, memory: str | None, **options: Any
+) -> None:
+    """Run one stored comparison (``runs.compare``) and print its plan, then its row."""
     from semwh import runs
+    from semwh.resources import parse_bytes
     from semwh.runs.store import vertical
 
-    row = runs.compare(state(ctx).warehouse(), a, b, test, **options)
+    def show(plan: Any) -> None:
+        for line in plan.lines():
+            err_console.print(line, highlight=False)
+
+    row = runs.compare(
+        state(ctx).warehouse(),
+        a,
+        b,
+        test,
+        memory=None if memory is None else parse_bytes(memory),
+        on_plan=show,
+        **options,
+    )
     table = runs.comparison_table([row])
     print_table(vertical(table.drop_columns(["p_fdr"])), title=f"results_{test}")
     err_console.print(UNCORRECTED, highlight=False)
@@ -73,6 +94,7 @@ def rsa(
     bootstrap: int = _BOOTSTRAP,
     device: str = _DEVICE,
     force: bool = _FORCE,
+    memory: str | None = _MEMORY,
 ) -> None:
     """RSA between two spaces over their shared concepts; stores and prints the result.
 
@@ -83,6 +105,7 @@ def rsa(
         a,
         b,
         "rsa",
+        memory,
         similarity=similarity,
         method=method,
         permutations=permutations,
@@ -106,6 +129,7 @@ def two_vs_two(
     bootstrap: int = _BOOTSTRAP,
     device: str = _DEVICE,
     force: bool = _FORCE,
+    memory: str | None = _MEMORY,
 ) -> None:
     """2 vs 2 test between two spaces over their shared concepts; stores and prints it.
 
@@ -116,6 +140,7 @@ def two_vs_two(
         a,
         b,
         "2v2",
+        memory,
         similarity=similarity,
         distance=distance,
         tie_tol=tie_tol,
@@ -168,7 +193,7 @@ def sweep(
     no_random: bool = typer.Option(False, "--no-random", help="Skip MODEL-random controls."),
     with_recovery: bool = typer.Option(False, "--recovery", help="Also run 1 vs 2 recovery."),
     tie_tol: float = _TIE_TOL,
-    device: str = _DEVICE,
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto (cuda when available)."),
     force: bool = _FORCE,
     strict: bool = typer.Option(
         False, "--strict", help="Stop at a degenerate comparison instead of skipping it."

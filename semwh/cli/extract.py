@@ -40,6 +40,12 @@ def extract(
     shard_size: int = typer.Option(1000, "--shard-size", help="Images per resumable shard."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 (default: auto)."),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or fp16."),
+    decoder: str = typer.Option(
+        "auto",
+        "--decoder",
+        help="JPEG decoding: auto (on the GPU when the device is CUDA), pil (loader workers) "
+        "or jpeg (torchvision.io.decode_jpeg on the device).",
+    ),
     shard: str | None = typer.Option(None, "--shard", help="i/n: run every n-th shard from i."),
     num_workers: int | None = typer.Option(None, "--workers", help="Decoding workers."),
     seed: int = typer.Option(0, "--seed", help="Seed of random weights and srp projections."),
@@ -78,6 +84,7 @@ def extract(
         shard_size=shard_size,
         device=device,
         precision=precision,
+        decoder=decoder,
         shard=shard,
         num_workers=num_workers,
         dry_run=dry_run,

@@ -83,6 +83,8 @@ class ProbedModel:
         device: Where batches run.
         precision: ``fp32``, ``bf16`` or ``fp16`` (autocast).
         channels_last: Whether inputs and weights use the channels-last memory format.
+        decoder: ``pil`` (loader workers decode) or ``jpeg`` (workers read file bytes, the
+            device decodes batches: :mod:`semwh.extract.decode`).
     """
 
     module: nn.Module
@@ -92,6 +94,7 @@ class ProbedModel:
     device: torch.device
     precision: str = "fp32"
     channels_last: bool = False
+    decoder: str = "pil"
     hooks: PoolingHooks = field(init=False)
 
     def __post_init__(self) -> None:
@@ -183,6 +186,21 @@ def iter_batches(
         yield batch.shape[0], pooled, logits
 
 
+def iter_device_decoded(
+    model: ProbedModel, paths: Sequence[str | Path], batch_size: int, num_workers: int
+) -> Iterator[tuple[int, dict[str, torch.Tensor], torch.Tensor]]:
+    """(batch size, pooled, logits) per batch, JPEGs decoded on the model's device.
+
+    The next batch is decoded while the current one runs (a side stream on CUDA).
+    """
+    from semwh.extract.decode import iter_decoded, make_bytes_loader
+
+    loader = make_bytes_loader(paths, model.preprocessing, batch_size, num_workers, model.device)
+    for batch in iter_decoded(loader, model.preprocessing, model.device, paths):
+        pooled, logits = extract_batch(model, batch)
+        yield batch.shape[0], pooled, logits
+
+
 def run_shard(
     model: ProbedModel,
     paths: Sequence[str | Path],
@@ -192,11 +210,15 @@ def run_shard(
     on_batch: Callable[[int], None] | None = None,
 ) -> ShardOutput:
     """Extract one shard: batches stay on the device until the shard is complete."""
-    loader = make_loader(paths, model.preprocessing, batch_size, num_workers, model.device)
+    if model.decoder == "jpeg":
+        batches = iter_device_decoded(model, paths, batch_size, num_workers)
+    else:
+        loader = make_loader(paths, model.preprocessing, batch_size, num_workers, model.device)
+        batches = iter_batches(model, loader)
     pooled_parts: dict[str, list[torch.Tensor]] = {layer: [] for layer in model.layers}
     index_parts: list[torch.Tensor] = []
     prob_parts: list[torch.Tensor] = []
-    for n, pooled, logits in iter_batches(model, loader):
+    for n, pooled, logits in batches:
         for layer, tensor in pooled.items():
             pooled_parts[layer].append(tensor)
         probs = torch.softmax(logits, dim=1)

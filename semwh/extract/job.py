@@ -26,6 +26,7 @@ import torch
 from sqlalchemy import select
 
 from semwh.errors import ConfigError
+from semwh.extract.decode import resolve_decoder
 from semwh.extract.digests import WeightsDigests
 from semwh.extract.engine import (
     ProbedModel,
@@ -176,6 +177,7 @@ def run_extraction(
     device: str | None = None,
     precision: str = "auto",
     channels_last: bool | None = None,
+    decoder: str = "auto",
     shard: str | tuple[int, int] | None = None,
     num_workers: int | None = None,
     dry_run: bool = False,
@@ -201,6 +203,8 @@ def run_extraction(
         device: ``cpu``, ``cuda``... (default: CUDA when available).
         precision: ``auto`` (fp32 on CPU, bf16/fp16 on GPU), ``fp32``, ``bf16`` or ``fp16``.
         channels_last: Channels-last memory format (default: on GPU).
+        decoder: ``auto`` (JPEGs decoded on the GPU when the device is CUDA, else PIL in
+            the loader workers), ``pil`` or ``jpeg`` (:mod:`semwh.extract.decode`).
         shard: ``"i/n"``: run only shards i, i+n, ... so n processes can share the job.
         num_workers: DataLoader decoding workers (default from the CPU count).
         dry_run: Plan and register nothing.
@@ -233,6 +237,7 @@ def run_extraction(
     slice_, pool, torch_device, precision = job.slice_, job.pool, job.device, job.precision
     workers = job.num_workers
     use_channels_last = torch_device.type == "cuda" if channels_last is None else channels_last
+    use_decoder = resolve_decoder(decoder, torch_device)
 
     # A finished run is found before the model is loaded: loading and hashing large weights
     # took most of an up-to-date run's time.
@@ -265,6 +270,7 @@ def run_extraction(
         torch_device,
         precision,
         use_channels_last,
+        use_decoder,
     )
     try:
         if not images:

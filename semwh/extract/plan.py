@@ -11,6 +11,7 @@ from semwh.errors import ResourceError
 from semwh.extract.engine import ProbedModel, probe_shapes
 from semwh.extract.hooks import Pooling
 from semwh.extract.models import LoadedModel
+from semwh.resources import available_ram, human_bytes
 from semwh.warehouse.layout import Warehouse
 
 
@@ -89,26 +90,6 @@ class ExtractionPlan:
             f" RAM: {human_bytes(self.ram_needed)} needed, {ram_free} available"
         )
         return out
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
-
-
-def available_ram() -> int | None:
-    """MemAvailable from /proc/meminfo (Linux); None elsewhere."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def _estimate_ram(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,8 +27,10 @@ from semwh.analyze import (
 from semwh.analyze.rsa import rsa_null, rsa_p_value
 from semwh.analyze.two_vs_two import two_vs_two_null, two_vs_two_p_value
 from semwh.errors import ConfigError, DegenerateInputError
+from semwh.resources import available_ram, free_disk
 from semwh.runs import store
 from semwh.runs.options import ComparisonOptions
+from semwh.runs.plan import AnalysisPlan, check_analysis_plan, plan_analysis
 from semwh.runs.provenance import concepts_sha256, derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec, ResultRecord
 from semwh.vectors import SpaceVectors, get_space, load_space
@@ -86,8 +91,14 @@ def with_seed(spec: ComparisonSpec, seed: int | None) -> ComparisonSpec:
     return replace(spec, options=replace(options, seed=resolved))
 
 
-def run_comparison(spec: ComparisonSpec) -> ResultRecord:
+def run_comparison(spec: ComparisonSpec, scratch: Path | None = None) -> ResultRecord:
     """Compute one comparison from its spec alone (no warehouse access).
+
+    Args:
+        spec: The comparison.
+        scratch: A folder for the two similarity matrices as files (numpy memmaps, removed
+            afterwards) when they should not be held in memory (see :func:`plan_for`);
+            None keeps them in memory. The numbers are the same either way.
 
     Raises:
         DegenerateInputError: A constant or non-finite concept vector; the message names the
@@ -95,9 +106,36 @@ def run_comparison(spec: ComparisonSpec) -> ResultRecord:
     """
     _check_seed(spec)
     start = time.perf_counter()
-    with _naming(spec):
-        numbers = _statistic(spec)
+    with _naming(spec), _matrices(scratch) as matrices:
+        numbers = _statistic(spec, matrices)
     return ResultRecord(spec=spec, seconds=time.perf_counter() - start, **numbers)
+
+
+def plan_for(spec: ComparisonSpec, tmp: Path, memory: int | None = None) -> AnalysisPlan:
+    """The memory plan of a spec on this machine.
+
+    Args:
+        spec: The comparison.
+        tmp: Where streamed inputs would go (the warehouse's tmp/).
+        memory: Bytes the analysis may use; default (and at most) the available RAM.
+    """
+    opts = spec.options
+    free = available_ram()
+    if memory is not None:
+        free = memory if free is None else min(memory, free)
+    return plan_analysis(
+        opts.test,
+        f"{opts.test} of {spec.space_a!r} vs {spec.space_b!r}",
+        n_concepts=spec.n_concepts,
+        dims=(int(spec.a.shape[1]), int(spec.b.shape[1])),
+        metric=opts.metric,
+        permutations=opts.permutations,
+        bootstrap=opts.bootstrap,
+        device=opts.device,
+        ram_free=free,
+        disk_free=free_disk(tmp),
+        n_jobs=min(8, os.cpu_count() or 1),
+    )
 
 
 def without_null(spec: ComparisonSpec) -> ComparisonSpec:
@@ -122,7 +160,16 @@ def comparison_null(spec: ComparisonSpec, start: int, stop: int) -> np.ndarray:
     with _naming(spec):
         sim_a, sim_b, common = _inputs(spec)
         if opts.test == "rsa":
-            null = rsa_null(sim_a, sim_b, method=opts.metric, start=start, stop=stop, **common)
+            null = rsa_null(
+                sim_a,
+                sim_b,
+                method=opts.metric,
+                start=start,
+                stop=stop,
+                backend=_backend(opts),
+                device=opts.device,
+                **common,
+            )
         else:
             null = two_vs_two_null(
                 sim_a,
@@ -192,12 +239,49 @@ def _naming(spec: ComparisonSpec) -> Iterator[None]:
         ) from exc
 
 
-def _inputs(spec: ComparisonSpec) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+#: Makes the n x n output array of one similarity matrix (in memory, or a file in tmp/).
+Allocate = Callable[[int], np.ndarray]
+
+
+@contextmanager
+def _matrices(scratch: Path | None) -> Iterator[Allocate | None]:
+    """None (arrays in memory), or an allocator of memmaps in ``scratch`` removed on exit."""
+    if scratch is None:
+        yield None
+        return
+    scratch.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+
+    def allocate(n: int) -> np.ndarray:
+        handle, name = tempfile.mkstemp(prefix="similarity-", suffix=".f64", dir=scratch)
+        os.close(handle)
+        paths.append(Path(name))
+        return np.memmap(name, dtype=np.float64, mode="w+", shape=(n, n))
+
+    try:
+        yield allocate
+    finally:
+        for path in paths:
+            path.unlink(missing_ok=True)
+
+
+def _inputs(
+    spec: ComparisonSpec, allocate: Allocate | None = None
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """The two similarity matrices and the arguments every statistic of the spec takes."""
     opts = spec.options
     labels = list(spec.wnids)
-    sim_a = similarity_matrix(spec.a, metric=opts.similarity, labels=labels, space=spec.space_a)
-    sim_b = similarity_matrix(spec.b, metric=opts.similarity, labels=labels, space=spec.space_b)
+    n = len(labels)
+    sim_a, sim_b = (
+        similarity_matrix(
+            vectors,
+            metric=opts.similarity,
+            labels=labels,
+            space=space,
+            out=None if allocate is None else allocate(n),
+        )
+        for vectors, space in ((spec.a, spec.space_a), (spec.b, spec.space_b))
+    )
     common: dict[str, Any] = dict(
         n_permutations=opts.permutations,
         seed=opts.seed if opts.seed is not None else 0,
@@ -209,7 +293,7 @@ def _inputs(spec: ComparisonSpec) -> tuple[np.ndarray, np.ndarray, dict[str, Any
 
 
 def _backend(opts: ComparisonOptions) -> str:
-    """The 2 vs 2 backend: torch gives the same float64 numbers, only worth it on a GPU."""
+    """The backend of the kernels: torch (float64 on the device) off the CPU, else numpy."""
     return "torch" if opts.device != "cpu" else "numpy"
 
 
@@ -217,17 +301,24 @@ def _tie_tol(opts: ComparisonOptions) -> float:
     return TIE_TOL if opts.tie_tol is None else opts.tie_tol
 
 
-def _statistic(spec: ComparisonSpec) -> dict[str, Any]:
+def _statistic(spec: ComparisonSpec, allocate: Allocate | None = None) -> dict[str, Any]:
     """Call the pure statistics of :mod:`semwh.analyze` for one spec."""
     opts = spec.options
-    sim_a, sim_b, common = _inputs(spec)
+    sim_a, sim_b, common = _inputs(spec, allocate)
     labels = common["labels"]
     numbers: dict[str, Any]
     result: RSAResult | TwoVsTwoResult
     if opts.test == "rsa":
-        result = rsa(sim_a, sim_b, method=opts.metric, **common)
-        # RSA's Mantel null is a gather and a dot product per permutation: numpy only.
-        numbers = {"statistic": float(result.rho), "device": "cpu"}
+        result = rsa(
+            sim_a,
+            sim_b,
+            method=opts.metric,
+            backend=_backend(opts),
+            device=opts.device,
+            **common,
+        )
+        # The statistic itself is computed on the CPU; the device runs the Mantel null.
+        numbers = {"statistic": float(result.rho), "device": opts.device}
     else:
         pairs = two_vs_two(
             sim_a,
@@ -328,6 +419,8 @@ def compare(
     device: str = "cpu",
     tie_tol: float = TIE_TOL,
     force: bool = False,
+    memory: int | None = None,
+    on_plan: Callable[[AnalysisPlan], None] | None = None,
 ) -> store.ComparisonRow:
     """Compare two stored spaces over their shared concepts and store the result.
 
@@ -348,9 +441,14 @@ def compare(
         permutations: Size of the permutation null (0: no p-value).
         seed: Seed of the permutations and bootstrap; None draws one and records it.
         bootstrap: Bootstrap resamples of the concepts for a 95% interval (0: none).
-        device: ``cpu`` or ``cuda`` for the matrix work.
+        device: ``cpu``, ``cuda`` or ``auto`` (cuda when available) for the matrix work.
         tie_tol: 2 vs 2 tie tolerance (see :mod:`semwh.analyze.two_vs_two`).
         force: Recompute an identical stored result (adding a row).
+        memory: Bytes the analysis may use (default: the available RAM); the similarity
+            matrices are streamed from the warehouse's tmp/ when they do not fit besides
+            the working memory.
+        on_plan: Called with the memory plan before a computation runs (not for a result
+            found stored).
 
     Returns:
         The stored ``results_rsa`` or ``results_2v2`` row.
@@ -360,6 +458,7 @@ def compare(
         NotFoundError: An unknown space.
         DegenerateInputError: Fewer than four shared concepts, or a constant or non-finite
             concept vector (the message names the concepts and both spaces).
+        ResourceError: The comparison cannot fit in memory (the message has the numbers).
     """
     options = ComparisonOptions.make(
         test,
@@ -374,23 +473,38 @@ def compare(
     )
     hashes = content_hashes(wh, space_a, space_b)
     spec = plan_comparison(load_space(wh, space_a), load_space(wh, space_b), options, hashes)
-    return compare_spec(wh, spec, force=force)
+    return compare_spec(wh, spec, force=force, memory=memory, on_plan=on_plan)
 
 
 def compare_spec(
-    wh: Warehouse, spec: ComparisonSpec, *, force: bool = False, fallback_seed: int | None = None
+    wh: Warehouse,
+    spec: ComparisonSpec,
+    *,
+    force: bool = False,
+    fallback_seed: int | None = None,
+    memory: int | None = None,
+    on_plan: Callable[[AnalysisPlan], None] | None = None,
 ) -> store.ComparisonRow:
-    """Return the stored row for ``spec`` or run and store it.
+    """Return the stored row for ``spec`` or plan, run and store it.
 
     ``fallback_seed`` is used when the spec has no seed and one is needed (a sweep passes a
-    seed derived from its own); otherwise a fresh seed is drawn.
+    seed derived from its own); otherwise a fresh seed is drawn. ``memory`` and ``on_plan``
+    as for :func:`compare`.
+
+    Raises:
+        ResourceError: The comparison cannot fit in memory.
     """
     found = lookup(wh, spec)
     if found is not None and not force:
         return found
     if spec.options.needs_seed and spec.options.seed is None:
         spec = with_seed(spec, fallback_seed if fallback_seed is not None else draw_seed())
-    return save_record(wh, run_comparison(spec))
+    plan = plan_for(spec, wh.tmp_root, memory)
+    if on_plan is not None:
+        on_plan(plan)
+    check_analysis_plan(plan)
+    scratch = wh.tmp_root if plan.stream_inputs else None
+    return save_record(wh, run_comparison(spec, scratch))
 
 
 def permutation_null(wh: Warehouse, test: str, result_id: int) -> list[float] | None:

@@ -11,6 +11,8 @@ from semwh.errors import ConfigError
 TESTS = ("rsa", "2v2")
 SIMILARITIES = SIMILARITY_METRICS
 DEVICES = ("cpu", "cuda")
+#: ``auto``: cuda when a CUDA device is available, else cpu (resolved when options are made).
+AUTO_DEVICE = "auto"
 
 
 def check_choice(value: str, choices: Sequence[str], what: str) -> str:
@@ -27,10 +29,21 @@ def check_count(value: int, what: str) -> int:
 
 
 def check_device(device: str) -> str:
-    """Accept ``cpu``, ``cuda`` and ``cuda:N``."""
+    """Accept ``cpu``, ``cuda``, ``cuda:N`` and ``auto`` (resolved to cuda or cpu here)."""
+    if device == AUTO_DEVICE:
+        return resolve_auto_device()
     base = device.split(":", 1)[0]
     check_choice(base, DEVICES, "device")
     return device
+
+
+def resolve_auto_device() -> str:
+    """``cuda`` when torch sees a CUDA device, else ``cpu`` (also without torch)."""
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @dataclass(frozen=True)
@@ -45,7 +58,8 @@ class ComparisonOptions:
         permutations: Size of the permutation null (0: no p-value from permutations).
         seed: Seed of the permutations and bootstrap; None draws one when needed.
         bootstrap: Bootstrap resamples of the concepts for a 95% interval (0: none).
-        device: Where the matrices are computed; never changes which numbers are stored.
+        device: Where the matrices are computed (``auto`` resolved); never changes which
+            numbers are stored.
         tie_tol: 2 vs 2 tie tolerance (2 vs 2 only; None for RSA).
     """
 
