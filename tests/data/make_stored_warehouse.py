@@ -258,7 +258,25 @@ def add_row_to_every_table(session: Session) -> dict[str, int]:
         analysis_version=1,
         n_no_prediction=0,
     )
-    session.add_all([rsa, two, recovery])
+    cka = m.ResultMeasure(
+        analysis_id=analysis.analysis_id,
+        measure="cka",
+        variant="unbiased",
+        space_a="resnet50/layer1.0",
+        space_b="glove-50d",
+        n_concepts=3,
+        concepts_sha256="2" * 64,
+        space_a_sha256="3" * 64,
+        space_b_sha256="4" * 64,
+        statistic=0.25,
+        p_value=0.02,
+        n_permutations=100,
+        seed=7,
+        estimator="unbiased",
+        options_sha256="6" * 64,
+        analysis_version=1,
+    )
+    session.add_all([rsa, two, recovery, cka])
     session.flush()
     sweep = m.Sweep(
         created_at=WHEN,
