@@ -10,13 +10,21 @@ History:
     2v2 2: such pairs are a DegenerateInputError naming the concepts.
     recovery 1: images without a stored prediction counted with "no word vector".
     recovery 2: they have their own count (n_no_prediction).
+    cka 1, knn 1, reg2v2 1: the first recorded versions.
 """
 
 from __future__ import annotations
 
-ANALYSIS_VERSIONS: dict[str, int] = {"rsa": 1, "2v2": 2, "recovery": 2}
+ANALYSIS_VERSIONS: dict[str, int] = {
+    "rsa": 1,
+    "2v2": 2,
+    "recovery": 2,
+    "cka": 1,
+    "knn": 1,
+    "reg2v2": 1,
+}
 
 
 def analysis_version(test: str) -> int:
-    """The current version of ``test``'s algorithm (rsa, 2v2 or recovery)."""
+    """The current version of ``test``'s algorithm (rsa, 2v2, recovery, cka, knn or reg2v2)."""
     return ANALYSIS_VERSIONS[test]

@@ -21,11 +21,13 @@ from semwh.analyze import (
     similarity_matrix,
     two_vs_two,
 )
+from semwh.analyze.permutation import permutation_p_value
 from semwh.analyze.rsa import rsa_null, rsa_p_value
 from semwh.analyze.two_vs_two import two_vs_two_null, two_vs_two_p_value
 from semwh.errors import ConfigError, DegenerateInputError
 from semwh.runs import store
-from semwh.runs.options import ComparisonOptions
+from semwh.runs.measures import measure_null, measure_statistic
+from semwh.runs.options import ComparisonOptions, MeasureOptions
 from semwh.runs.provenance import concepts_sha256, derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec, ResultRecord
 from semwh.vectors import SpaceVectors, get_space, load_space
@@ -60,7 +62,7 @@ def content_hashes(wh: Warehouse, *names: str) -> dict[str, str | None]:
 def plan_comparison(
     a: SpaceVectors,
     b: SpaceVectors,
-    options: ComparisonOptions,
+    options: ComparisonOptions | MeasureOptions,
     input_hashes: dict[str, str | None],
 ) -> ComparisonSpec:
     """Restrict two loaded spaces to their shared concepts and bundle them with the options."""
@@ -119,6 +121,9 @@ def comparison_null(spec: ComparisonSpec, start: int, stop: int) -> np.ndarray:
     """
     _check_seed(spec)
     opts = spec.options
+    if isinstance(opts, MeasureOptions):
+        with _naming(spec):
+            return measure_null(spec, start, stop)
     with _naming(spec):
         sim_a, sim_b, common = _inputs(spec)
         if opts.test == "rsa":
@@ -162,7 +167,9 @@ def with_null(
         )
     if n_permutations == 0:
         return replace(record, spec=spec)
-    p_value = rsa_p_value if spec.options.test == "rsa" else two_vs_two_p_value
+    p_value = {"rsa": rsa_p_value, "2v2": two_vs_two_p_value}.get(
+        spec.options.test, permutation_p_value
+    )
     return replace(
         record,
         spec=spec,
@@ -220,6 +227,8 @@ def _tie_tol(opts: ComparisonOptions) -> float:
 def _statistic(spec: ComparisonSpec) -> dict[str, Any]:
     """Call the pure statistics of :mod:`semwh.analyze` for one spec."""
     opts = spec.options
+    if isinstance(opts, MeasureOptions):
+        return measure_statistic(spec)
     sim_a, sim_b, common = _inputs(spec)
     labels = common["labels"]
     numbers: dict[str, Any]

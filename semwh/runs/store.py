@@ -1,8 +1,8 @@
 """Reads and writes of analysis results: the one place that knows the results tables.
 
 Each stored comparison is an ``analysis_runs`` row (parameters, seed, versions, input hashes),
-a ``results_rsa`` / ``results_2v2`` row and, with permutations, its null distribution in
-``permutation_nulls``, all added in the caller's transaction.
+a ``results_rsa`` / ``results_2v2`` / ``results_measures`` row and, with permutations, its
+null distribution in ``permutation_nulls``, all added in the caller's transaction.
 """
 
 from __future__ import annotations
@@ -23,15 +23,17 @@ from semwh.runs.provenance import (
     params_sha256,
     semwh_version,
 )
+from semwh.runs.options import MEASURES, MeasureOptions
 from semwh.runs.records import ComparisonSpec, ResultRecord
 from semwh.warehouse.models import (
     AnalysisRun,
     PermutationNull,
     Result2v2,
+    ResultMeasure,
     ResultRSA,
 )
 
-ComparisonRow = ResultRSA | Result2v2
+ComparisonRow = ResultRSA | Result2v2 | ResultMeasure
 
 RESULT_MODELS: dict[str, type[ResultRSA] | type[Result2v2]] = {
     "rsa": ResultRSA,
@@ -81,6 +83,8 @@ def matching_rows(session: Session, spec: ComparisonSpec, *, any_seed: bool) -> 
     ``any_seed``) the seed.
     """
     opts = spec.options
+    if isinstance(opts, MeasureOptions):
+        return _matching_measures(session, spec, opts, any_seed=any_seed)
     model = result_model(opts.test)
     clauses: list[Any] = [
         model.space_a == spec.space_a,
@@ -107,6 +111,58 @@ def matching_rows(session: Session, spec: ComparisonSpec, *, any_seed: bool) -> 
     return list(session.scalars(query).all())
 
 
+def _matching_measures(
+    session: Session, spec: ComparisonSpec, opts: MeasureOptions, *, any_seed: bool
+) -> list[ComparisonRow]:
+    """Stored ``results_measures`` rows that answer ``spec``, newest first."""
+    clauses: list[Any] = [
+        ResultMeasure.measure == opts.test,
+        ResultMeasure.space_a == spec.space_a,
+        ResultMeasure.space_b == spec.space_b,
+        ResultMeasure.space_a_sha256 == spec.space_a_sha256,
+        ResultMeasure.space_b_sha256 == spec.space_b_sha256,
+        ResultMeasure.concepts_sha256 == spec.concepts_sha256,
+        ResultMeasure.options_sha256 == params_sha256(opts.settings()),
+        ResultMeasure.n_permutations == opts.permutations,
+        ResultMeasure.analysis_version == analysis_version(opts.test),
+    ]
+    if not any_seed:
+        clauses.append(
+            ResultMeasure.seed.is_(None) if opts.seed is None else ResultMeasure.seed == opts.seed
+        )
+    query = select(ResultMeasure).where(*clauses).order_by(ResultMeasure.result_id.desc())
+    return list(session.scalars(query).all())
+
+
+def _measure_row(record: ResultRecord, opts: MeasureOptions, analysis_id: int) -> ResultMeasure:
+    spec = record.spec
+    return ResultMeasure(
+        analysis_id=analysis_id,
+        measure=opts.test,
+        variant=opts.variant,
+        space_a=spec.space_a,
+        space_b=spec.space_b,
+        n_concepts=spec.n_concepts,
+        concepts_sha256=spec.concepts_sha256,
+        space_a_sha256=spec.space_a_sha256,
+        space_b_sha256=spec.space_b_sha256,
+        statistic=record.statistic,
+        p_value=record.p_value,
+        n_permutations=opts.permutations,
+        seed=opts.seed,
+        estimator=opts.estimator,
+        k=opts.k,
+        distance=opts.distance,
+        penalties=None if opts.penalties is None else json.dumps(list(opts.penalties)),
+        tie_tol=opts.tie_tol,
+        n_pairs=record.n_pairs,
+        options_sha256=params_sha256(opts.settings()),
+        analysis_version=analysis_version(opts.test),
+        null_mean=record.null_mean,
+        null_q95=record.null_q95,
+    )
+
+
 def add_comparison(session: Session, record: ResultRecord) -> ComparisonRow:
     """Add the analysis run, result row and null distribution of ``record``."""
     spec = record.spec
@@ -122,17 +178,17 @@ def add_comparison(session: Session, record: ResultRecord) -> ComparisonRow:
     )
     common: dict[str, Any] = dict(
         analysis_id=run.analysis_id,
+        similarity=getattr(opts, "similarity", None),
+        bootstrap=opts.bootstrap,
         space_a=spec.space_a,
         space_b=spec.space_b,
         n_concepts=spec.n_concepts,
         concepts_sha256=spec.concepts_sha256,
         space_a_sha256=spec.space_a_sha256,
         space_b_sha256=spec.space_b_sha256,
-        similarity=opts.similarity,
         p_value=record.p_value,
         n_permutations=opts.permutations,
         seed=opts.seed,
-        bootstrap=opts.bootstrap,
         analysis_version=analysis_version(opts.test),
         null_mean=record.null_mean,
         null_q95=record.null_q95,
@@ -140,7 +196,9 @@ def add_comparison(session: Session, record: ResultRecord) -> ComparisonRow:
         ci_high=record.ci_high,
     )
     row: ComparisonRow
-    if opts.test == "rsa":
+    if isinstance(opts, MeasureOptions):
+        row = _measure_row(record, opts, run.analysis_id)
+    elif opts.test == "rsa":
         row = ResultRSA(method=opts.metric, rho=record.statistic, **common)
     else:
         assert record.n_pairs is not None and opts.tie_tol is not None
@@ -168,10 +226,15 @@ def add_comparison(session: Session, record: ResultRecord) -> ComparisonRow:
 
 
 def test_of(row: ComparisonRow) -> str:
+    if isinstance(row, ResultMeasure):
+        return row.measure
     return "rsa" if isinstance(row, ResultRSA) else "2v2"
 
 
 def get_comparison(session: Session, test: str, result_id: int) -> ComparisonRow | None:
+    if test in MEASURES:
+        found = session.get(ResultMeasure, result_id)
+        return found if found is not None and found.measure == test else None
     row = session.get(result_model(test), result_id)
     return row if isinstance(row, ResultRSA | Result2v2) else None
 
@@ -215,6 +278,9 @@ def comparison_table(
     """
     records = []
     for row in rows:
+        if isinstance(row, ResultMeasure):
+            records.append(_measure_record(row, p_fdr))
+            continue
         is_rsa = isinstance(row, ResultRSA)
         records.append(
             {
@@ -265,6 +331,34 @@ def comparison_table(
         ]
     )
     return pa.Table.from_pylist(records, schema=schema)
+
+
+def _measure_record(
+    row: ResultMeasure, p_fdr: dict[tuple[str, int], float | None] | None
+) -> dict[str, Any]:
+    """A results_measures row in the columns of :func:`comparison_table`."""
+    return {
+        "test": row.measure,
+        "result_id": row.result_id,
+        "analysis_id": row.analysis_id,
+        "space_a": row.space_a,
+        "space_b": row.space_b,
+        "n_concepts": row.n_concepts,
+        "similarity": None,
+        "metric": row.variant,
+        "statistic": row.statistic,
+        "n_pairs": row.n_pairs,
+        "p_value": row.p_value,
+        "p_fdr": (p_fdr or {}).get((row.measure, row.result_id)),
+        "n_permutations": row.n_permutations,
+        "seed": row.seed,
+        "bootstrap": 0,
+        "analysis_version": row.analysis_version,
+        "null_mean": row.null_mean,
+        "null_q95": row.null_q95,
+        "ci_low": None,
+        "ci_high": None,
+    }
 
 
 def vertical(table: pa.Table) -> pa.Table:

@@ -22,14 +22,29 @@ from semwh.runs.comparison import (
     save_in,
     with_seed,
 )
-from semwh.runs.options import TESTS, ComparisonOptions, check_choice
+from semwh.analyze.knn import DEFAULT_K
+from semwh.analyze.regression import DEFAULT_PENALTIES
+from semwh.runs.options import (
+    MEASURES,
+    SWEEP_TESTS,
+    ComparisonOptions,
+    MeasureOptions,
+    check_choice,
+)
 from semwh.runs.provenance import derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec, ResultRecord
 from semwh.runs.recovery import recovery as run_recovery
 from semwh.testing.faults import fault_point
 from semwh.vectors import SpaceVectors, load_space
 from semwh.warehouse.layout import Warehouse
-from semwh.warehouse.models import Result2v2, ResultRecovery, ResultRSA, Space, VisionModel
+from semwh.warehouse.models import (
+    Result2v2,
+    ResultMeasure,
+    ResultRecovery,
+    ResultRSA,
+    Space,
+    VisionModel,
+)
 
 RANDOM_SUFFIX = "-random"
 
@@ -140,7 +155,7 @@ def _specs(
     layers: Sequence[Space],
     words: dict[str, SpaceVectors],
     hashes: dict[str, str | None],
-    options: Sequence[ComparisonOptions],
+    options: Sequence[ComparisonOptions | MeasureOptions],
     strict: bool,
 ) -> Iterator[ComparisonSpec | Skipped]:
     """Specs in sweep order, loading each layer space once."""
@@ -176,6 +191,10 @@ def sweep(
     strict: bool = False,
     progress: bool = False,
     engine: Engine = map,
+    estimator: str = "unbiased",
+    k: int = DEFAULT_K,
+    regression_distance: str = "cosine",
+    penalties: Sequence[float] = DEFAULT_PENALTIES,
 ) -> SweepResult:
     """Compare every layer space of ``models`` with every word space and store the results.
 
@@ -193,7 +212,8 @@ def sweep(
         wh: The warehouse.
         models: Vision model names; their ``-random`` controls join when ``include_random``.
         word_spaces: Word (or external) space names.
-        tests: Any of ``2v2`` and ``rsa``.
+        tests: Any of ``2v2``, ``rsa``, ``cka`` (linear CKA), ``knn`` (mutual k-NN
+            alignment) and ``reg2v2`` (regression 2 vs 2 from the layer to the word space).
         permutations: Size of each permutation null.
         seed: Sweep seed; None draws one and records it.
         similarity: Concept similarity for both tests.
@@ -210,6 +230,10 @@ def sweep(
             and its reason are returned and recorded in the sweep's parameters.
         progress: Show a progress bar on stderr.
         engine: Maps :func:`run_comparison` over specs (``map`` runs them here, in order).
+        estimator: CKA estimator (``unbiased`` or ``biased``).
+        k: Neighbours per concept of mutual k-NN alignment.
+        regression_distance: Row distance of regression 2 vs 2 (``cosine`` or ``pearson``).
+        penalties: Ridge penalty grid of regression 2 vs 2 (multiples of tr(Xc Xc')/n).
 
     Raises:
         ConfigError: Unknown option values or no tests.
@@ -218,20 +242,35 @@ def sweep(
             the concepts and spaces).
     """
     if not tests:
-        raise ConfigError(f"a sweep needs at least one test (choose {', '.join(TESTS)})")
-    options = [
-        ComparisonOptions.make(
-            check_choice(test, TESTS, "test"),
-            similarity=similarity,
-            method=method,
-            distance=distance,
-            permutations=permutations,
-            seed=None,
-            device=device,
-            tie_tol=tie_tol,
-        )
-        for test in dict.fromkeys(tests)
-    ]
+        raise ConfigError(f"a sweep needs at least one test (choose {', '.join(SWEEP_TESTS)})")
+    options: list[ComparisonOptions | MeasureOptions] = []
+    for test in dict.fromkeys(tests):
+        if check_choice(test, SWEEP_TESTS, "test") in MEASURES:
+            options.append(
+                MeasureOptions.make(
+                    test,
+                    estimator=estimator,
+                    k=k,
+                    distance=regression_distance,
+                    penalties=penalties,
+                    permutations=permutations,
+                    seed=None,
+                    device=device,
+                )
+            )
+        else:
+            options.append(
+                ComparisonOptions.make(
+                    test,
+                    similarity=similarity,
+                    method=method,
+                    distance=distance,
+                    permutations=permutations,
+                    seed=None,
+                    device=device,
+                    tie_tol=tie_tol,
+                )
+            )
     needs_seed = any(o.needs_seed for o in options)
     sweep_seed = seed if seed is not None else (draw_seed() if needs_seed else None)
     chosen = sweep_models(wh, models, include_random)
@@ -265,6 +304,13 @@ def sweep(
         "include_random": include_random,
         "recovery": recovery,
     }
+    # The measures' options join the sweep's identity only when it runs them, so that the
+    # identity of a sweep of RSA and 2 vs 2 stays what it was.
+    for opts in options:
+        if isinstance(opts, MeasureOptions):
+            params[opts.test] = {
+                key: value for key, value in opts.settings().items() if key != "measure"
+            }
     with wh.session() as session:
         family = families.open_sweep(
             session,
@@ -314,7 +360,7 @@ def _run_sweep(
     layers: Sequence[Space],
     words: dict[str, SpaceVectors],
     hashes: dict[str, str | None],
-    options: Sequence[ComparisonOptions],
+    options: Sequence[ComparisonOptions | MeasureOptions],
     seed: int | None,
     sweep_seed: int | None,
     device: str,
@@ -378,7 +424,7 @@ def _run_sweep(
     finally:
         if bar is not None:
             bar.stop()
-    rows = [slot for slot in slots if isinstance(slot, ResultRSA | Result2v2)]
+    rows = [slot for slot in slots if isinstance(slot, ResultRSA | Result2v2 | ResultMeasure)]
     skipped = [slot for slot in slots if isinstance(slot, Skipped)]
     computed = sum(1 for index, _ in pending if not isinstance(slots[index], Skipped))
 

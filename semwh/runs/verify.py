@@ -28,7 +28,7 @@ from semwh.analyze.versions import analysis_version
 from semwh.errors import ConfigError, NotFoundError, SemwhError
 from semwh.runs import store
 from semwh.runs.comparison import plan_comparison, run_comparison
-from semwh.runs.options import ComparisonOptions
+from semwh.runs.options import MEASURES, ComparisonOptions, MeasureOptions
 from semwh.runs.provenance import library_versions
 from semwh.runs.recovery import recovery_inputs, run_recovery_layer, top1_predictions
 from semwh.vectors import SpaceVectors, load_space
@@ -37,6 +37,7 @@ from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
     AnalysisRun,
     Result2v2,
+    ResultMeasure,
     ResultRecovery,
     ResultRSA,
     Space,
@@ -48,8 +49,21 @@ REPRODUCED = "reproduced"
 DRIFTED = "drifted"
 INPUTS_CHANGED = "inputs changed"
 
-TESTS = ("rsa", "2v2", "recovery")
-_MODELS: dict[str, Any] = {"rsa": ResultRSA, "2v2": Result2v2, "recovery": ResultRecovery}
+TESTS = ("rsa", "2v2", "recovery", *MEASURES)
+_MODELS: dict[str, Any] = {
+    "rsa": ResultRSA,
+    "2v2": Result2v2,
+    "recovery": ResultRecovery,
+    **{measure: ResultMeasure for measure in MEASURES},
+}
+
+
+def _row(session: Session, test: str, result_id: int) -> Any:
+    """The stored row of ``test`` with ``result_id`` (None: none of that test)."""
+    row = session.get(_MODELS[test], result_id)
+    if isinstance(row, ResultMeasure) and row.measure != test:
+        return None
+    return row
 
 
 @dataclass(frozen=True)
@@ -137,8 +151,9 @@ def chosen_results(
     with wh.session() as session:
         if result is not None:
             test, result_id = parse_result_ref(result)
-            if session.get(_MODELS[test], result_id) is None:
-                raise NotFoundError(f"no {test} result {result_id} (see results_{test})")
+            if _row(session, test, result_id) is None:
+                table = "results_measures" if test in MEASURES else f"results_{test}"
+                raise NotFoundError(f"no {test} result {result_id} (see {table})")
             return [(test, result_id)]
         if sweep_id is not None:
             rows = session.execute(
@@ -152,8 +167,10 @@ def chosen_results(
         out: list[tuple[str, int]] = []
         for test in TESTS:
             model = _MODELS[test]
-            ids = session.scalars(select(model.result_id).order_by(model.result_id)).all()
-            out.extend((test, int(i)) for i in ids)
+            query = select(model.result_id).order_by(model.result_id)
+            if test in MEASURES:
+                query = query.where(ResultMeasure.measure == test)
+            out.extend((test, int(i)) for i in session.scalars(query).all())
         return out
 
 
@@ -261,8 +278,38 @@ def _diff(stored: Sequence[float | None], fresh: Sequence[float | None]) -> floa
     return None if same else worst
 
 
+def _options(test: str, row: Any) -> ComparisonOptions | MeasureOptions:
+    """The options a stored row was computed with."""
+    if isinstance(row, ResultMeasure):
+        extra: dict[str, Any] = {}
+        if row.estimator is not None:
+            extra["estimator"] = row.estimator
+        if row.k is not None:
+            extra["k"] = row.k
+        if row.distance is not None:
+            extra["distance"] = row.distance
+        if row.penalties is not None:
+            extra["penalties"] = json.loads(row.penalties)
+        if row.tie_tol is not None:
+            extra["tie_tol"] = row.tie_tol
+        return MeasureOptions.make(
+            test, permutations=row.n_permutations, seed=row.seed, **extra
+        )
+    is_rsa = isinstance(row, ResultRSA)
+    return ComparisonOptions.make(
+        test,
+        similarity=row.similarity,
+        method=row.method if isinstance(row, ResultRSA) else "spearman",
+        distance=row.distance if isinstance(row, Result2v2) else "pearson",
+        permutations=row.n_permutations,
+        seed=row.seed,
+        bootstrap=row.bootstrap,
+        **({} if is_rsa else {"tie_tol": row.tie_tol}),
+    )
+
+
 def _verify_comparison(
-    checker: _Checker, session: Session, test: str, row: ResultRSA | Result2v2
+    checker: _Checker, session: Session, test: str, row: ResultRSA | Result2v2 | ResultMeasure
 ) -> Verdict:
     def verdict(status: str, detail: str, diff: float | None = None) -> Verdict:
         return Verdict(test, row.result_id, row.space_a, row.space_b, status, detail, diff)
@@ -271,17 +318,7 @@ def _verify_comparison(
         problem = checker.space_problem(session, name, recorded)
         if problem is not None:
             return verdict(INPUTS_CHANGED, problem)
-    is_rsa = isinstance(row, ResultRSA)
-    options = ComparisonOptions.make(
-        test,
-        similarity=row.similarity,
-        method=row.method if isinstance(row, ResultRSA) else "spearman",
-        distance=row.distance if isinstance(row, Result2v2) else "pearson",
-        permutations=row.n_permutations,
-        seed=row.seed,
-        bootstrap=row.bootstrap,
-        **({} if is_rsa else {"tie_tol": row.tie_tol}),  # type: ignore[union-attr]
-    )
+    options = _options(test, row)
     hashes = {row.space_a: row.space_a_sha256, row.space_b: row.space_b_sha256}
     a, b = checker.spaces[row.space_a], checker.spaces[row.space_b]
     try:
@@ -290,8 +327,12 @@ def _verify_comparison(
         return verdict(DRIFTED, f"recomputing fails now: {exc}", float("inf"))
     null = store.null_values(session, test, row.result_id) or []
     fresh_null = [] if record.null is None else [float(v) for v in record.null]
-    stored_stat = row.rho if isinstance(row, ResultRSA) else row.accuracy
-    stored = [stored_stat, row.p_value, row.ci_low, row.ci_high, row.null_mean, row.null_q95]
+    if isinstance(row, ResultMeasure):
+        stored_stat, ci = row.statistic, [None, None]
+    else:
+        stored_stat = row.rho if isinstance(row, ResultRSA) else row.accuracy
+        ci = [row.ci_low, row.ci_high]
+    stored = [stored_stat, row.p_value, *ci, row.null_mean, row.null_q95]
     fresh = [
         record.statistic,
         record.p_value,
@@ -375,7 +416,7 @@ def verify(
     checker = _Checker(wh, report)
     with wh.session() as session:
         for test, result_id in chosen:
-            row = session.get(_MODELS[test], result_id)
+            row = _row(session, test, result_id)
             if row is None:
                 continue
             if test == "recovery":

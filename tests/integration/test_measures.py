@@ -1,0 +1,142 @@
+# ruff: noqa: F811  (the fixtures of test_analyze are imported by name)
+"""CKA, mutual k-NN and regression 2 vs 2 stored with provenance, reused, swept with FDR,
+shown in measure_curves, recomputed by verify, and run from the installed CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from semwh import runs
+from semwh.analyze.cka import linear_cka
+from semwh.analyze.knn import mutual_knn
+from semwh.analyze.regression import regression_two_vs_two
+from semwh.query import run_query
+from semwh.runs.provenance import derive_seed
+from semwh.runs.verify import verify
+from semwh.vectors import load_space
+from semwh.warehouse.models import AnalysisRun, PermutationNull, ResultMeasure
+from semwh.warehouse.readonly import run_sql
+from tests.conftest import run_cli
+from tests.integration.test_analyze import (  # noqa: F401  (fixtures)
+    count,
+    template,
+    warehouse,
+    world,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def vectors(wh, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
+    sa, sb = load_space(wh, a), load_space(wh, b)
+    shared = sorted(set(sa.wnids) & set(sb.wnids))
+    return sa.subset(shared), sb.subset(shared)
+
+
+def test_measures_are_stored_with_provenance_and_reused(warehouse, world) -> None:
+    layer = world["layers"]["toy"][2]
+    x, y = vectors(warehouse, layer, "words")
+    cka = runs.measure(warehouse, layer, "words", "cka", permutations=30, seed=5)
+    assert cka.statistic == linear_cka(x, y, n_permutations=30, seed=5).cka
+    assert cka.p_value == linear_cka(x, y, n_permutations=30, seed=5).p_value
+    assert (cka.measure, cka.variant, cka.estimator, cka.seed) == ("cka", "unbiased", "unbiased", 5)
+    assert cka.space_a_sha256 and cka.space_b_sha256 and cka.n_concepts == len(x)
+    biased = runs.measure(warehouse, layer, "words", "cka", estimator="biased")
+    assert biased.result_id != cka.result_id and biased.variant == "biased"
+    knn = runs.measure(warehouse, layer, "words", "knn", k=3, permutations=10, seed=1)
+    assert knn.statistic == mutual_knn(x, y, k=3).alignment and knn.variant == "k=3"
+    reg = runs.measure(warehouse, layer, "words", "reg2v2", penalties=[0.1, 10.0])
+    expected = regression_two_vs_two(x, y, penalties=[0.1, 10.0])
+    assert (reg.statistic, reg.n_pairs) == (expected.accuracy, expected.n_pairs)
+    assert json.loads(reg.penalties) == [0.1, 10.0] and reg.distance == "cosine"
+
+    # The same request finds the stored row; another option or seed does not.
+    before = count(warehouse, ResultMeasure)
+    assert runs.measure(warehouse, layer, "words", "cka", permutations=30).result_id == (
+        cka.result_id
+    )
+    assert runs.measure(warehouse, layer, "words", "knn", k=4).result_id != knn.result_id
+    assert count(warehouse, ResultMeasure) == before + 1
+    forced = runs.measure(warehouse, layer, "words", "cka", permutations=30, seed=5, force=True)
+    assert forced.result_id != cka.result_id and forced.statistic == cka.statistic
+
+    with warehouse.session() as session:
+        run = session.get(AnalysisRun, cka.analysis_id)
+        assert run.kind == "cka" and json.loads(run.params)["estimator"] == "unbiased"
+        assert json.loads(run.input_hashes)[layer] == cka.space_a_sha256
+        null = session.get(PermutationNull, ("cka", cka.result_id))
+        assert len(json.loads(null.values)) == 30
+
+    report = verify(warehouse, result=f"cka:{cka.result_id}")
+    assert report.ok, report.table().to_pylist()
+    assert {v.status for v in verify(warehouse, every=True).verdicts} == {"reproduced"}
+
+
+def test_a_sweep_of_measures_is_one_fdr_family_and_draws_measure_curves(
+    warehouse, world
+) -> None:
+    result = runs.sweep(
+        warehouse,
+        ["toy"],
+        ["words"],
+        tests=["2v2", "cka", "knn"],
+        permutations=19,
+        seed=3,
+        k=3,
+        include_random=False,
+    )
+    tests = sorted({runs.store.test_of(r) for r in result.rows})
+    assert tests == ["2v2", "cka", "knn"] and len(result.rows) == 12
+    assert len([p for p in result.p_fdr.values() if p is not None]) == 12
+    for row in result.rows:
+        test = runs.store.test_of(row)
+        assert row.seed == derive_seed(3, test, row.space_a, row.space_b)
+    family = run_sql(
+        warehouse,
+        f"SELECT test, result_id, p_fdr FROM sweep_results WHERE sweep_id = {result.sweep_id}",
+    ).table.to_pylist()
+    assert {(r["test"], r["result_id"]): r["p_fdr"] for r in family} == result.p_fdr
+
+    curves = run_query(warehouse, "measure_curves", {"measure": "cka"}).table.to_pylist()
+    assert [r["layer"] for r in curves] == [f"block{i}" for i in range(4)]
+    assert all(r["sweep_id"] == result.sweep_id and r["variant"] == "unbiased" for r in curves)
+    # The toy layers get cleaner with depth: CKA with the words rises.
+    assert curves[-1]["statistic"] > curves[0]["statistic"]
+    two = run_query(warehouse, "measure_curves", {"measure": "2v2"}).table.to_pylist()
+    layer_curves = run_sql(
+        warehouse, "SELECT layer, accuracy_2v2 FROM layer_curves ORDER BY depth_index"
+    ).table.to_pylist()
+    assert [r["statistic"] for r in two] == [r["accuracy_2v2"] for r in layer_curves]
+
+    # A rerun repeats the family; verify recomputes every member of the sweep.
+    again = runs.sweep(
+        warehouse, ["toy"], ["words"], tests=["2v2", "cka", "knn"], permutations=19, seed=3,
+        k=3, include_random=False,
+    )
+    assert again.reused and again.sweep_id == result.sweep_id
+    assert verify(warehouse, sweep_id=result.sweep_id).ok
+
+
+def test_cli_runs_each_measure_and_a_sweep_with_them(warehouse, world) -> None:
+    layer = world["layers"]["toy"][3]
+    env = {"SEMWH_WAREHOUSE": str(warehouse.root)}
+    out = run_cli("analyze", "cka", "--a", layer, "--b", "words", "-n", "9", "--seed", "1",
+                  env=env)
+    assert "results_measures (cka)" in out.stdout and "unbiased" in out.stdout
+    out = run_cli("analyze", "knn", "--a", layer, "--b", "words", "--k", "2", env=env)
+    assert "k=2" in out.stdout
+    out = run_cli("analyze", "reg2v2", "--a", layer, "--b", "words", "--penalties", "0.1,1",
+                  env=env)
+    assert "cosine" in out.stdout
+    bad = run_cli("analyze", "cka", "--a", layer, "--b", "words", "--estimator", "odd",
+                  env=env, check=False)
+    assert bad.returncode == 1 and "unknown CKA estimator 'odd'" in bad.stderr
+    out = run_cli("analyze", "sweep", "--models", "toy", "--words", "words", "--tests",
+                  "reg2v2", "-n", "3", "--seed", "2", "--no-random", "--penalties", "1",
+                  env=env)
+    assert "reg2v2" in out.stdout
+    rows = run_sql(warehouse, "SELECT measure, variant FROM measure_curves").table.to_pylist()
+    assert {(r["measure"], r["variant"]) for r in rows} == {("reg2v2", "cosine")}
