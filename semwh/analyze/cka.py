@@ -63,14 +63,21 @@ class CKAResult:
 class _Kernels:
     """The Gram matrices of one comparison, prepared for the estimator."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, estimator: str, names: list[str],
-                 space_a: str, space_b: str) -> None:
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        estimator: str,
+        names: list[str],
+        space_a: str,
+        space_b: str,
+    ) -> None:
         if estimator not in CKA_ESTIMATORS:
             raise ConfigError(
                 f"unknown CKA estimator {estimator!r} (choose {', '.join(CKA_ESTIMATORS)})"
             )
         self.estimator = estimator
-        self.n = n = x.shape[0]
+        self.n = x.shape[0]
         if estimator == "biased":
             xc = x - x.mean(axis=0)
             yc = y - y.mean(axis=0)
@@ -87,10 +94,18 @@ class _Kernels:
             self.l_rows = self.l.sum(axis=1)
             self.k_sum = float(self.k_rows.sum())
             self.l_sum = float(self.l_rows.sum())
-            self_k = self._hsic(float(np.sum(self.k * self.k)), self.k_sum, self.k_sum,
-                                float(self.k_rows @ self.k_rows))
-            self_l = self._hsic(float(np.sum(self.l * self.l)), self.l_sum, self.l_sum,
-                                float(self.l_rows @ self.l_rows))
+            self_k = self._hsic(
+                float(np.sum(self.k * self.k)),
+                self.k_sum,
+                self.k_sum,
+                float(self.k_rows @ self.k_rows),
+            )
+            self_l = self._hsic(
+                float(np.sum(self.l * self.l)),
+                self.l_sum,
+                self.l_sum,
+                float(self.l_rows @ self.l_rows),
+            )
         for value, space, m in ((self_k, space_a, x), (self_l, space_b, y)):
             if not value > 0:
                 spread = np.linalg.norm(m - m.mean(axis=0), axis=1)
@@ -103,9 +118,7 @@ class _Kernels:
 
     def _hsic(self, trace: float, k_sum: float, l_sum: float, cross: float) -> float:
         n = self.n
-        return (trace + k_sum * l_sum / ((n - 1) * (n - 2)) - 2.0 * cross / (n - 2)) / (
-            n * (n - 3)
-        )
+        return (trace + k_sum * l_sum / ((n - 1) * (n - 2)) - 2.0 * cross / (n - 2)) / (n * (n - 3))
 
     def statistic(self, perm: np.ndarray | None = None) -> float:
         lp = self.l if perm is None else self.l[np.ix_(perm, perm)]

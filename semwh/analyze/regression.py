@@ -104,8 +104,9 @@ def _check_penalties(penalties: Sequence[float]) -> tuple[float, ...]:
 class _Smoother:
     """The hat matrices of one source space, one per penalty of the grid."""
 
-    def __init__(self, x: np.ndarray, factors: tuple[float, ...], names: list[str],
-                 space: str) -> None:
+    def __init__(
+        self, x: np.ndarray, factors: tuple[float, ...], names: list[str], space: str
+    ) -> None:
         n = x.shape[0]
         xc = x - x.mean(axis=0)
         gram = xc @ xc.T
@@ -186,7 +187,11 @@ def _inner_cv(h: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 
 def _pair_correct(
-    h: np.ndarray, e: np.ndarray, t: np.ndarray, y_norm2: np.ndarray, tie_tol: float,
+    h: np.ndarray,
+    e: np.ndarray,
+    t: np.ndarray,
+    y_norm2: np.ndarray,
+    tie_tol: float,
     centre: bool,
 ) -> np.ndarray:
     """n x n booleans: whether each pair (i < j) is correct with leave-two-out predictions."""
@@ -214,12 +219,20 @@ def _pair_correct(
     # pred_j . y_i = p_ji - beta q_ii - alpha_j q_ji
     pj_yi = p.T - beta * qd[col] - alpha_j * q.T
     norm_i = (
-        pd[col] + alpha_i**2 * gd[col] + beta**2 * gd[row]
-        - 2 * alpha_i * qd[col] - 2 * beta * q.T + 2 * alpha_i * beta * g
+        pd[col]
+        + alpha_i**2 * gd[col]
+        + beta**2 * gd[row]
+        - 2 * alpha_i * qd[col]
+        - 2 * beta * q.T
+        + 2 * alpha_i * beta * g
     )
     norm_j = (
-        pd[row] + beta**2 * gd[col] + alpha_j**2 * gd[row]
-        - 2 * beta * q - 2 * alpha_j * qd[row] + 2 * alpha_j * beta * g
+        pd[row]
+        + beta**2 * gd[col]
+        + alpha_j**2 * gd[row]
+        - 2 * beta * q
+        - 2 * alpha_j * qd[row]
+        + 2 * alpha_j * beta * g
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         si = np.sqrt(norm_i)
@@ -266,8 +279,9 @@ class _Problem:
             better = cv < best
             best = np.where(better, cv, best)
             chosen = np.where(better, index, chosen)
-            correct = np.where(better, _pair_correct(h, e, t, y_norm2, self.tie_tol, centre),
-                               correct)
+            correct = np.where(
+                better, _pair_correct(h, e, t, y_norm2, self.tie_tol, centre), correct
+            )
         return correct & self.upper, np.where(self.upper, chosen, -1)
 
     def accuracy(self, perm: np.ndarray | None = None) -> float:

@@ -213,3 +213,47 @@ def curve_figures(
                 )
             )
     return figures
+
+
+#: Axis label and chance level of each measure of the measure_curves query.
+MEASURE_AXES: dict[str, tuple[str, float | None]] = {
+    "2v2": ("2 vs 2 accuracy", 0.5),
+    "rsa": ("RSA", 0.0),
+    "cka": ("linear CKA", 0.0),
+    "knn": ("mutual k-NN alignment", None),
+    "reg2v2": ("regression 2 vs 2 accuracy", 0.5),
+}
+
+
+def measure_figures(
+    rows: Sequence[Row],
+    alpha: float,
+    out_dir: Path,
+    protected: Sequence[Path] = (),
+) -> list[Figure]:
+    """One panel per (word space, measure, variant) of measure_curves rows."""
+    figures: list[Figure] = []
+    keys = sorted({(r["word_space"], r["measure"], r["variant"]) for r in rows})
+    for word_space, measure, variant in keys:
+        group = [
+            r
+            for r in rows
+            if (r["word_space"], r["measure"], r["variant"]) == (word_space, measure, variant)
+        ]
+        label, chance = MEASURE_AXES.get(measure, (measure, None))
+        figures.append(
+            curve_figure(
+                group,
+                y="statistic",
+                p_fdr="p_fdr",
+                band=("null_mean", "null_q95"),
+                chance=chance,
+                ylabel=f"{label} ({variant})",
+                title=f"{label} ({variant}) against {word_space}",
+                alpha=alpha,
+                key=f"{slug(measure)}_{slug(variant)}_{slug(word_space)}",
+                out_dir=out_dir,
+                protected=protected,
+            )
+        )
+    return figures

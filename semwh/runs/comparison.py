@@ -202,6 +202,7 @@ def _naming(spec: ComparisonSpec) -> Iterator[None]:
 def _inputs(spec: ComparisonSpec) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """The two similarity matrices and the arguments every statistic of the spec takes."""
     opts = spec.options
+    assert isinstance(opts, ComparisonOptions)
     labels = list(spec.wnids)
     sim_a = similarity_matrix(spec.a, metric=opts.similarity, labels=labels, space=spec.space_a)
     sim_b = similarity_matrix(spec.b, metric=opts.similarity, labels=labels, space=spec.space_b)

@@ -78,7 +78,7 @@ def measure_null(spec: ComparisonSpec, start: int, stop: int) -> np.ndarray:
         **_common(spec),
         **_settings(opts),
     )
-    function = {"cka": cka_null, "knn": knn_null, "reg2v2": regression_null}[opts.test]
+    function: Any = {"cka": cka_null, "knn": knn_null, "reg2v2": regression_null}[opts.test]
     return np.asarray(function(spec.a, spec.b, **common), dtype=np.float64)
 
 

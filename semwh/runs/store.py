@@ -17,13 +17,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from semwh.analyze.versions import analysis_version
+from semwh.runs.options import MEASURES, MeasureOptions
 from semwh.runs.provenance import (
     canonical_json,
     library_versions,
     params_sha256,
     semwh_version,
 )
-from semwh.runs.options import MEASURES, MeasureOptions
 from semwh.runs.records import ComparisonSpec, ResultRecord
 from semwh.warehouse.models import (
     AnalysisRun,
@@ -108,7 +108,7 @@ def matching_rows(session: Session, spec: ComparisonSpec, *, any_seed: bool) -> 
     if not any_seed:
         clauses.append(model.seed.is_(None) if opts.seed is None else model.seed == opts.seed)
     query = select(model).where(*clauses).order_by(model.result_id.desc())
-    return list(session.scalars(query).all())
+    return list(session.scalars(query).all())  # type: ignore[arg-type]
 
 
 def _matching_measures(

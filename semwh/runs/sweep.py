@@ -13,6 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import select
 
 from semwh.analyze import TIE_TOL
+from semwh.analyze.knn import DEFAULT_K
+from semwh.analyze.regression import DEFAULT_PENALTIES
 from semwh.errors import ConfigError, DegenerateInputError, NotFoundError
 from semwh.runs import families, store
 from semwh.runs.comparison import (
@@ -22,8 +24,6 @@ from semwh.runs.comparison import (
     save_in,
     with_seed,
 )
-from semwh.analyze.knn import DEFAULT_K
-from semwh.analyze.regression import DEFAULT_PENALTIES
 from semwh.runs.options import (
     MEASURES,
     SWEEP_TESTS,

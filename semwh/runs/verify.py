@@ -292,9 +292,7 @@ def _options(test: str, row: Any) -> ComparisonOptions | MeasureOptions:
             extra["penalties"] = json.loads(row.penalties)
         if row.tie_tol is not None:
             extra["tie_tol"] = row.tie_tol
-        return MeasureOptions.make(
-            test, permutations=row.n_permutations, seed=row.seed, **extra
-        )
+        return MeasureOptions.make(test, permutations=row.n_permutations, seed=row.seed, **extra)
     is_rsa = isinstance(row, ResultRSA)
     return ComparisonOptions.make(
         test,
@@ -327,6 +325,7 @@ def _verify_comparison(
         return verdict(DRIFTED, f"recomputing fails now: {exc}", float("inf"))
     null = store.null_values(session, test, row.result_id) or []
     fresh_null = [] if record.null is None else [float(v) for v in record.null]
+    ci: list[float | None]
     if isinstance(row, ResultMeasure):
         stored_stat, ci = row.statistic, [None, None]
     else:

@@ -13,7 +13,9 @@ from semwh import runs
 from semwh.analyze.cka import linear_cka
 from semwh.analyze.knn import mutual_knn
 from semwh.analyze.regression import regression_two_vs_two
+from semwh.errors import ConfigError
 from semwh.query import run_query
+from semwh.report import build_report
 from semwh.runs.provenance import derive_seed
 from semwh.runs.verify import verify
 from semwh.vectors import load_space
@@ -76,7 +78,7 @@ def test_measures_are_stored_with_provenance_and_reused(warehouse, world) -> Non
 
 
 def test_a_sweep_of_measures_is_one_fdr_family_and_draws_measure_curves(
-    warehouse, world
+    warehouse, world, tmp_path
 ) -> None:
     result = runs.sweep(
         warehouse,
@@ -111,10 +113,24 @@ def test_a_sweep_of_measures_is_one_fdr_family_and_draws_measure_curves(
     ).table.to_pylist()
     assert [r["statistic"] for r in two] == [r["accuracy_2v2"] for r in layer_curves]
 
+    # The report draws the measures chosen, from the same query.
+    info = build_report(warehouse, tmp_path / "report", measures=["cka", "knn"])
+    names = {p.name for p in info.figures}
+    assert {"cka_unbiased_words.png", "knn_k_3_words.svg", "2v2_words.png"} <= names, names
+    assert "linear CKA (unbiased) against words" in info.html.read_text()
+    with pytest.raises(ConfigError, match="unknown measure 'ckaa'"):
+        build_report(warehouse, tmp_path / "other", measures=["ckaa"])
+
     # A rerun repeats the family; verify recomputes every member of the sweep.
     again = runs.sweep(
-        warehouse, ["toy"], ["words"], tests=["2v2", "cka", "knn"], permutations=19, seed=3,
-        k=3, include_random=False,
+        warehouse,
+        ["toy"],
+        ["words"],
+        tests=["2v2", "cka", "knn"],
+        permutations=19,
+        seed=3,
+        k=3,
+        include_random=False,
     )
     assert again.reused and again.sweep_id == result.sweep_id
     assert verify(warehouse, sweep_id=result.sweep_id).ok
@@ -123,20 +139,36 @@ def test_a_sweep_of_measures_is_one_fdr_family_and_draws_measure_curves(
 def test_cli_runs_each_measure_and_a_sweep_with_them(warehouse, world) -> None:
     layer = world["layers"]["toy"][3]
     env = {"SEMWH_WAREHOUSE": str(warehouse.root)}
-    out = run_cli("analyze", "cka", "--a", layer, "--b", "words", "-n", "9", "--seed", "1",
-                  env=env)
+    out = run_cli("analyze", "cka", "--a", layer, "--b", "words", "-n", "9", "--seed", "1", env=env)
     assert "results_measures (cka)" in out.stdout and "unbiased" in out.stdout
     out = run_cli("analyze", "knn", "--a", layer, "--b", "words", "--k", "2", env=env)
     assert "k=2" in out.stdout
-    out = run_cli("analyze", "reg2v2", "--a", layer, "--b", "words", "--penalties", "0.1,1",
-                  env=env)
+    out = run_cli(
+        "analyze", "reg2v2", "--a", layer, "--b", "words", "--penalties", "0.1,1", env=env
+    )
     assert "cosine" in out.stdout
-    bad = run_cli("analyze", "cka", "--a", layer, "--b", "words", "--estimator", "odd",
-                  env=env, check=False)
+    bad = run_cli(
+        "analyze", "cka", "--a", layer, "--b", "words", "--estimator", "odd", env=env, check=False
+    )
     assert bad.returncode == 1 and "unknown CKA estimator 'odd'" in bad.stderr
-    out = run_cli("analyze", "sweep", "--models", "toy", "--words", "words", "--tests",
-                  "reg2v2", "-n", "3", "--seed", "2", "--no-random", "--penalties", "1",
-                  env=env)
+    out = run_cli(
+        "analyze",
+        "sweep",
+        "--models",
+        "toy",
+        "--words",
+        "words",
+        "--tests",
+        "reg2v2",
+        "-n",
+        "3",
+        "--seed",
+        "2",
+        "--no-random",
+        "--penalties",
+        "1",
+        env=env,
+    )
     assert "reg2v2" in out.stdout
     rows = run_sql(warehouse, "SELECT measure, variant FROM measure_curves").table.to_pylist()
     assert {(r["measure"], r["variant"]) for r in rows} == {("reg2v2", "cosine")}

@@ -55,8 +55,10 @@ def test_cka_null_is_the_reference_relabelling_and_blocks_concatenate() -> None:
     expected = [ref.cka(x, y[p]) for p in perms]
     np.testing.assert_allclose(result.null, expected, atol=1e-9, rtol=0)
     assert result.p_value == pytest.approx(ref.p_value(result.cka, expected))
-    blocks = [cka_null(x, y, n_permutations=12, start=i, stop=j, seed=4)
-              for i, j in permutation_blocks(12, 5)]
+    blocks = [
+        cka_null(x, y, n_permutations=12, start=i, stop=j, seed=4)
+        for i, j in permutation_blocks(12, 5)
+    ]
     np.testing.assert_array_equal(np.concatenate(blocks), result.null)
 
 
@@ -73,8 +75,10 @@ def test_mutual_knn_null_relabels_b_and_blocks_concatenate() -> None:
     expected = [ref.mutual_knn(x, y[p], 3) for p in ref.permutations(9, 10, 15)]
     np.testing.assert_allclose(result.null, expected, atol=1e-12, rtol=0)
     assert result.p_value == pytest.approx(ref.p_value(result.alignment, expected))
-    blocks = [knn_null(x, y, k=3, n_permutations=15, start=i, stop=j, seed=9)
-              for i, j in permutation_blocks(15, 4)]
+    blocks = [
+        knn_null(x, y, k=3, n_permutations=15, start=i, stop=j, seed=9)
+        for i, j in permutation_blocks(15, 4)
+    ]
     np.testing.assert_array_equal(np.concatenate(blocks), result.null)
     assert mutual_knn(x, x, k=3).alignment == 1.0
 
@@ -108,8 +112,10 @@ def test_regression_two_vs_two_null_relabels_b_and_blocks_concatenate() -> None:
         for p in ref.permutations(2, 7, 5)
     ]
     np.testing.assert_array_equal(result.null, expected)
-    blocks = [regression_null(x, y, penalties=grid, n_permutations=5, start=i, stop=j, seed=2)
-              for i, j in permutation_blocks(5, 2)]
+    blocks = [
+        regression_null(x, y, penalties=grid, n_permutations=5, start=i, stop=j, seed=2)
+        for i, j in permutation_blocks(5, 2)
+    ]
     np.testing.assert_array_equal(np.concatenate(blocks), result.null)
 
 
