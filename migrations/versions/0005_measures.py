@@ -1,4 +1,4 @@
-"""vector-based measures (CKA, mutual k-NN, regression 2 vs 2) and their curves
+"""vector-based measures (CKA, mutual k-NN, regression 2 vs 2), their curves, differences
 
 Revision ID: 0005
 Revises: 0003
@@ -10,6 +10,8 @@ version and both inputs' content hashes like ``results_rsa``), lets ``sweep_resu
 them as members of a sweep (``test`` is the measure), and adds the view ``measure_curves``:
 one row per (layer space, target space, measure, variant) of every sweep, RSA and 2 vs 2
 included, with ``is_latest`` marking the newest finished sweep whose inputs are current.
+Adds ``results_diff``: the paired difference of two stored results over the same concepts
+(both result ids, bootstrap interval, sign-flip p-value); sweeps list them as ``diff``.
 """
 
 from collections.abc import Sequence
@@ -24,7 +26,7 @@ depends_on: str | Sequence[str] | None = None
 
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
-MEASURES = ("cka", "knn", "reg2v2")
+MEASURES = ("cka", "knn", "reg2v2", "diff")
 
 _RESULTS = """
     SELECT '2v2' AS test, result_id, space_a, space_b, accuracy AS statistic, p_value,
@@ -44,7 +46,11 @@ _MEASURE_ROWS = """
     UNION ALL
     SELECT measure, result_id, space_a, space_b, statistic, p_value,
         n_concepts, n_permutations, seed, space_a_sha256, space_b_sha256
-    FROM results_measures"""
+    FROM results_measures
+    UNION ALL
+    SELECT 'diff', result_id, space_a, space_b, difference, p_value,
+        n_concepts, n_permutations, seed, space_a_sha256, space_b_sha256
+    FROM results_diff"""
 
 _SWEEP_RESULTS = """
 CREATE VIEW sweep_results AS
@@ -182,19 +188,65 @@ def upgrade() -> None:
     op.create_index(
         "ix_results_measures_spaces", "results_measures", ["space_a", "space_b"], unique=False
     )
+    op.create_table(
+        "results_diff",
+        sa.Column("result_id", ID, autoincrement=False, nullable=False),
+        sa.Column("analysis_id", ID, autoincrement=False, nullable=False),
+        sa.Column("first_test", sa.String(), nullable=False),
+        sa.Column("first_result_id", sa.BigInteger(), nullable=False),
+        sa.Column("second_test", sa.String(), nullable=False),
+        sa.Column("second_result_id", sa.BigInteger(), nullable=False),
+        sa.Column("space_a", sa.String(), nullable=False),
+        sa.Column("space_b", sa.String(), nullable=False),
+        sa.Column("space_a_sha256", sa.String(), nullable=True),
+        sa.Column("space_b_sha256", sa.String(), nullable=True),
+        sa.Column("n_concepts", sa.Integer(), nullable=False),
+        sa.Column("concepts_sha256", sa.String(), nullable=False),
+        sa.Column("first_statistic", sa.Double(), nullable=False),
+        sa.Column("second_statistic", sa.Double(), nullable=False),
+        sa.Column("difference", sa.Double(), nullable=False),
+        sa.Column("ci_low", sa.Double(), nullable=True),
+        sa.Column("ci_high", sa.Double(), nullable=True),
+        sa.Column("level", sa.Double(), nullable=False),
+        sa.Column("p_value", sa.Double(), nullable=True),
+        sa.Column("n_bootstrap", sa.Integer(), nullable=False),
+        sa.Column("n_permutations", sa.Integer(), nullable=False),
+        sa.Column("seed", sa.BigInteger(), nullable=True),
+        sa.Column("analysis_version", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["analysis_id"],
+            ["analysis_runs.analysis_id"],
+            name=op.f("fk_results_diff_analysis_id_analysis_runs"),
+        ),
+        sa.PrimaryKeyConstraint("result_id", name=op.f("pk_results_diff")),
+    )
+    op.create_index(
+        op.f("ix_results_diff_analysis_id"), "results_diff", ["analysis_id"], unique=False
+    )
+    op.create_index(
+        "ix_results_diff_results",
+        "results_diff",
+        ["first_result_id", "second_result_id"],
+        unique=False,
+    )
     op.execute("DROP VIEW IF EXISTS sweep_results")
     op.execute(SWEEP_RESULTS)
     op.execute(MEASURE_CURVES)
 
 
 def downgrade() -> None:
-    # The measures leave with their table: their nulls and sweep memberships go too.
+    # The measures and differences leave with their tables: their nulls and sweep
+    # memberships go too.
     listed = ", ".join(f"'{m}'" for m in MEASURES)
     op.execute(f"DELETE FROM permutation_nulls WHERE test IN ({listed})")
     op.execute(f"DELETE FROM sweep_members WHERE test IN ({listed})")
     op.execute("DROP VIEW IF EXISTS measure_curves")
     op.execute("DROP VIEW IF EXISTS sweep_results")
     op.execute(OLD_SWEEP_RESULTS)
+    op.drop_index("ix_results_diff_results", table_name="results_diff")
+    op.drop_index(op.f("ix_results_diff_analysis_id"), table_name="results_diff")
+    op.drop_table("results_diff")
     op.drop_index("ix_results_measures_spaces", table_name="results_measures")
     op.drop_index(op.f("ix_results_measures_analysis_id"), table_name="results_measures")
     op.drop_table("results_measures")

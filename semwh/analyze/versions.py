@@ -10,7 +10,7 @@ History:
     2v2 2: such pairs are a DegenerateInputError naming the concepts.
     recovery 1: images without a stored prediction counted with "no word vector".
     recovery 2: they have their own count (n_no_prediction).
-    cka 1, knn 1, reg2v2 1: the first recorded versions.
+    cka 1, knn 1, reg2v2 1, diff 1: the first recorded versions.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ ANALYSIS_VERSIONS: dict[str, int] = {
     "cka": 1,
     "knn": 1,
     "reg2v2": 1,
+    "diff": 1,
 }
 
 

@@ -15,8 +15,8 @@ from semwh.cli.state import err_console, state
 
 app = typer.Typer(
     help=(
-        "Compare spaces (RSA, 2 vs 2, linear CKA, mutual k-NN, regression 2 vs 2), test "
-        "recovery (1 vs 2), sweep models and word spaces."
+        "Compare spaces (RSA, 2 vs 2, linear CKA, mutual k-NN, regression 2 vs 2), test the "
+        "difference of two results, test recovery (1 vs 2), sweep models and word spaces."
         "\n\nExample: semwh analyze sweep --models efficientnet_lite0 --words glove-6b-50d"
     ),
     no_args_is_help=True,
@@ -43,6 +43,12 @@ UNCORRECTED = (
     "p_value is uncorrected: FDR belongs to a sweep's family (`semwh analyze sweep`, "
     "then sweep_results)"
 )
+
+
+def pa_array(values: list[Any]) -> Any:
+    import pyarrow as pa
+
+    return pa.array(values, type=pa.float64())
 
 
 def _split(text: str) -> list[str]:
@@ -233,6 +239,42 @@ def reg2v2(
     )
 
 
+@app.command("diff")
+def diff(
+    ctx: typer.Context,
+    first: str = typer.Argument(..., help="First result, TEST:ID (e.g. 2v2:17)."),
+    second: str = typer.Argument(..., help="Second result over the same concepts, TEST:ID."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Paired concept resamples."),
+    permutations: int = typer.Option(1000, "--permutations", "-n", help="Sign flips for p."),
+    level: float = typer.Option(0.95, "--level", help="Confidence level of the interval."),
+    seed: int | None = _SEED,
+    force: bool = _FORCE,
+) -> None:
+    """Difference of two stored results over the same concepts (first minus second).
+
+    A paired concept-bootstrap interval and a two-sided sign-flip permutation p-value of the
+    per-concept jackknife differences; tests rsa, 2v2, cka and reg2v2.
+
+    Example: semwh analyze diff 2v2:17 2v2:9 --bootstrap 1000 -n 1000 --seed 3
+    """
+    from semwh.runs.difference import diff as run_diff
+    from semwh.runs.difference import diff_table
+    from semwh.runs.store import vertical
+
+    row = run_diff(
+        state(ctx).warehouse(),
+        first,
+        second,
+        bootstrap=bootstrap,
+        permutations=permutations,
+        level=level,
+        seed=seed,
+        force=force,
+    )
+    print_table(vertical(diff_table([row])), title="results_diff")
+    err_console.print(UNCORRECTED, highlight=False)
+
+
 @app.command("recovery")
 def recovery(
     ctx: typer.Context,
@@ -297,6 +339,11 @@ def sweep(
     k: int = _K,
     regression_distance: str = _REG_DISTANCE,
     penalties: str | None = _PENALTIES,
+    diff_random: bool = typer.Option(
+        False,
+        "--diff-random",
+        help="Also test each layer against the same layer of its random control.",
+    ),
 ) -> None:
     """Every layer of the models against every word space, with FDR over the whole sweep.
 
@@ -326,6 +373,7 @@ def sweep(
         estimator=estimator,
         k=k,
         regression_distance=regression_distance,
+        control_diffs=diff_random,
         **_grid(penalties),
     )
     print_table(
@@ -339,6 +387,28 @@ def sweep(
                 (*RECOVERY_SUMMARY, "p_fdr"),
             ),
             title=f"sweep {result.sweep_id}: results_recovery",
+        )
+    if result.diffs:
+        from semwh.runs.difference import diff_table
+
+        table = diff_table(result.diffs)
+        p_fdr = [result.p_fdr.get(("diff", d.result_id)) for d in result.diffs]
+        table = table.append_column("p_fdr", pa_array(p_fdr))
+        print_table(
+            table.select(
+                [
+                    "result_id",
+                    "first_test",
+                    "space_a",
+                    "space_b",
+                    "difference",
+                    "ci_low",
+                    "ci_high",
+                    "p_value",
+                    "p_fdr",
+                ]
+            ),
+            title=f"sweep {result.sweep_id}: layer minus random control",
         )
     for item in result.skipped:
         err_console.print(f"[yellow]skipped:[/yellow] {item.reason}", highlight=False)

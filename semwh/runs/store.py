@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from semwh.analyze.versions import analysis_version
-from semwh.runs.options import MEASURES, MeasureOptions
+from semwh.runs.options import MEASURES, ComparisonOptions, MeasureOptions
 from semwh.runs.provenance import (
     canonical_json,
     library_versions,
@@ -223,6 +223,34 @@ def add_comparison(session: Session, record: ResultRecord) -> ComparisonRow:
             )
         )
     return row
+
+
+def stored_options(test: str, row: ComparisonRow) -> ComparisonOptions | MeasureOptions:
+    """The options a stored RSA, 2 vs 2 or measure row was computed with."""
+    if isinstance(row, ResultMeasure):
+        extra: dict[str, Any] = {}
+        if row.estimator is not None:
+            extra["estimator"] = row.estimator
+        if row.k is not None:
+            extra["k"] = row.k
+        if row.distance is not None:
+            extra["distance"] = row.distance
+        if row.penalties is not None:
+            extra["penalties"] = json.loads(row.penalties)
+        if row.tie_tol is not None:
+            extra["tie_tol"] = row.tie_tol
+        return MeasureOptions.make(test, permutations=row.n_permutations, seed=row.seed, **extra)
+    is_rsa = isinstance(row, ResultRSA)
+    return ComparisonOptions.make(
+        test,
+        similarity=row.similarity,
+        method=row.method if isinstance(row, ResultRSA) else "spearman",
+        distance=row.distance if isinstance(row, Result2v2) else "pearson",
+        permutations=row.n_permutations,
+        seed=row.seed,
+        bootstrap=row.bootstrap,
+        **({} if is_rsa else {"tie_tol": row.tie_tol}),
+    )
 
 
 def test_of(row: ComparisonRow) -> str:

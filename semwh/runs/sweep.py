@@ -39,6 +39,7 @@ from semwh.vectors import SpaceVectors, load_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
     Result2v2,
+    ResultDiff,
     ResultMeasure,
     ResultRecovery,
     ResultRSA,
@@ -72,6 +73,8 @@ class SweepResult:
         computed: How many comparisons were computed (the rest were found stored).
         skipped: Comparisons left out as degenerate (empty when ``strict``).
         reused: True when an identical family was already stored and is returned as it is.
+        diffs: With ``control_diffs``, each trained layer's result minus its random
+            control's (``results_diff``), members of the family as ``diff``.
     """
 
     sweep_id: int
@@ -83,6 +86,7 @@ class SweepResult:
     computed: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     reused: bool = False
+    diffs: list[ResultDiff] = field(default_factory=list)
 
 
 def sweep_models(wh: Warehouse, models: Sequence[str], include_random: bool) -> list[str]:
@@ -195,6 +199,7 @@ def sweep(
     k: int = DEFAULT_K,
     regression_distance: str = "cosine",
     penalties: Sequence[float] = DEFAULT_PENALTIES,
+    control_diffs: bool = False,
 ) -> SweepResult:
     """Compare every layer space of ``models`` with every word space and store the results.
 
@@ -234,6 +239,10 @@ def sweep(
         k: Neighbours per concept of mutual k-NN alignment.
         regression_distance: Row distance of regression 2 vs 2 (``cosine`` or ``pearson``).
         penalties: Ridge penalty grid of regression 2 vs 2 (multiples of tr(Xc Xc')/n).
+        control_diffs: Also test, for every test but ``knn``, each layer of a model against
+            the same layer of its ``-random`` control (:func:`semwh.runs.difference.diff`,
+            ``permutations`` bootstrap resamples and sign flips); the differences join the
+            sweep's family and its FDR.
 
     Raises:
         ConfigError: Unknown option values or no tests.
@@ -311,6 +320,8 @@ def sweep(
             params[opts.test] = {
                 key: value for key, value in opts.settings().items() if key != "measure"
             }
+    if control_diffs:
+        params["control_diffs"] = True
     with wh.session() as session:
         family = families.open_sweep(
             session,
@@ -342,6 +353,7 @@ def sweep(
             strict=strict,
             progress=progress,
             engine=engine,
+            control_diffs=control_diffs,
         )
     except BaseException:
         # The sweep's family was never written: mark it, so that nobody reads it as current.
@@ -369,6 +381,7 @@ def _run_sweep(
     strict: bool,
     progress: bool,
     engine: Engine,
+    control_diffs: bool = False,
 ) -> SweepResult:
     """Compute or find every member of an opened sweep, then close it with its FDR."""
     start = time.perf_counter()
@@ -433,8 +446,10 @@ def _run_sweep(
         for model in models:
             for word in words:
                 recovered.extend(run_recovery(wh, model, word, force=force))
+    diffs = _control_diffs(wh, rows, sweep_seed, force) if control_diffs else []
     members = [families.Member(store.test_of(r), r.result_id, r.p_value) for r in rows]
     members += [families.Member("recovery", r.result_id, r.p_value) for r in recovered]
+    members += [families.Member("diff", d.result_id, d.p_value) for d in diffs]
 
     # The family, its FDR and the sweep's own run record land together or not at all.
     with wh.session() as session:
@@ -452,6 +467,7 @@ def _run_sweep(
                 computed=0,
                 skipped=skipped,
                 reused=True,
+                diffs=diffs,
             )
         record = dict(params)
         record["sweep_id"] = sweep_id
@@ -483,7 +499,45 @@ def _run_sweep(
         p_fdr=fdr,
         computed=computed,
         skipped=skipped,
+        diffs=diffs,
     )
+
+
+def _control_diffs(
+    wh: Warehouse,
+    rows: Sequence[store.ComparisonRow],
+    sweep_seed: int | None,
+    force: bool,
+) -> list[ResultDiff]:
+    """Each trained layer's result minus the same layer's result in its random control."""
+    from semwh.runs.difference import DIFF_TESTS, diff_in, diff_inputs
+
+    by_key = {(store.test_of(r), r.space_a, r.space_b): r for r in rows}
+    out: list[ResultDiff] = []
+    for (test, space_a, space_b), row in by_key.items():
+        model, sep, layer = space_a.partition("/")
+        if test not in DIFF_TESTS or not sep or model.endswith(RANDOM_SUFFIX):
+            continue
+        control = by_key.get((test, f"{model}{RANDOM_SUFFIX}/{layer}", space_b))
+        if control is None:
+            continue
+        inputs = diff_inputs(wh, f"{test}:{row.result_id}", f"{test}:{control.result_id}")
+        seed = None
+        if sweep_seed is not None:
+            seed = derive_seed(sweep_seed, "diff", test, space_a, control.space_a, space_b)
+        with wh.session() as session:
+            out.append(
+                diff_in(
+                    wh,
+                    session,
+                    inputs,
+                    bootstrap=row.n_permutations,
+                    permutations=row.n_permutations,
+                    seed=seed,
+                    force=force,
+                )
+            )
+    return out
 
 
 def _commit(

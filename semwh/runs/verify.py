@@ -28,7 +28,7 @@ from semwh.analyze.versions import analysis_version
 from semwh.errors import ConfigError, NotFoundError, SemwhError
 from semwh.runs import store
 from semwh.runs.comparison import plan_comparison, run_comparison
-from semwh.runs.options import MEASURES, ComparisonOptions, MeasureOptions
+from semwh.runs.options import MEASURES
 from semwh.runs.provenance import library_versions
 from semwh.runs.recovery import recovery_inputs, run_recovery_layer, top1_predictions
 from semwh.vectors import SpaceVectors, load_space
@@ -37,6 +37,7 @@ from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
     AnalysisRun,
     Result2v2,
+    ResultDiff,
     ResultMeasure,
     ResultRecovery,
     ResultRSA,
@@ -49,12 +50,13 @@ REPRODUCED = "reproduced"
 DRIFTED = "drifted"
 INPUTS_CHANGED = "inputs changed"
 
-TESTS = ("rsa", "2v2", "recovery", *MEASURES)
+TESTS = ("rsa", "2v2", "recovery", *MEASURES, "diff")
 _MODELS: dict[str, Any] = {
     "rsa": ResultRSA,
     "2v2": Result2v2,
     "recovery": ResultRecovery,
     **{measure: ResultMeasure for measure in MEASURES},
+    "diff": ResultDiff,
 }
 
 
@@ -278,34 +280,6 @@ def _diff(stored: Sequence[float | None], fresh: Sequence[float | None]) -> floa
     return None if same else worst
 
 
-def _options(test: str, row: Any) -> ComparisonOptions | MeasureOptions:
-    """The options a stored row was computed with."""
-    if isinstance(row, ResultMeasure):
-        extra: dict[str, Any] = {}
-        if row.estimator is not None:
-            extra["estimator"] = row.estimator
-        if row.k is not None:
-            extra["k"] = row.k
-        if row.distance is not None:
-            extra["distance"] = row.distance
-        if row.penalties is not None:
-            extra["penalties"] = json.loads(row.penalties)
-        if row.tie_tol is not None:
-            extra["tie_tol"] = row.tie_tol
-        return MeasureOptions.make(test, permutations=row.n_permutations, seed=row.seed, **extra)
-    is_rsa = isinstance(row, ResultRSA)
-    return ComparisonOptions.make(
-        test,
-        similarity=row.similarity,
-        method=row.method if isinstance(row, ResultRSA) else "spearman",
-        distance=row.distance if isinstance(row, Result2v2) else "pearson",
-        permutations=row.n_permutations,
-        seed=row.seed,
-        bootstrap=row.bootstrap,
-        **({} if is_rsa else {"tie_tol": row.tie_tol}),
-    )
-
-
 def _verify_comparison(
     checker: _Checker, session: Session, test: str, row: ResultRSA | Result2v2 | ResultMeasure
 ) -> Verdict:
@@ -316,7 +290,7 @@ def _verify_comparison(
         problem = checker.space_problem(session, name, recorded)
         if problem is not None:
             return verdict(INPUTS_CHANGED, problem)
-    options = _options(test, row)
+    options = store.stored_options(test, row)
     hashes = {row.space_a: row.space_a_sha256, row.space_b: row.space_b_sha256}
     a, b = checker.spaces[row.space_a], checker.spaces[row.space_b]
     try:
@@ -397,6 +371,51 @@ def _verify_recovery(checker: _Checker, session: Session, row: ResultRecovery) -
     return verdict(DRIFTED, f"stored numbers differ by up to {diff:.3g}; {notes}", diff)
 
 
+def _verify_diff(checker: _Checker, session: Session, row: ResultDiff) -> Verdict:
+    """Recompute a stored difference from its two results' inputs."""
+    from semwh.analyze.difference import paired_difference
+    from semwh.runs.difference import diff_inputs, weighted_statistic
+
+    def verdict(status: str, detail: str, diff: float | None = None) -> Verdict:
+        return Verdict("diff", row.result_id, row.space_a, row.space_b, status, detail, diff)
+
+    for name, recorded in ((row.space_a, row.space_a_sha256), (row.space_b, row.space_b_sha256)):
+        problem = checker.space_problem(session, name, recorded)
+        if problem is not None:
+            return verdict(INPUTS_CHANGED, problem)
+    try:
+        inputs = diff_inputs(
+            checker.wh,
+            f"{row.first_test}:{row.first_result_id}",
+            f"{row.second_test}:{row.second_result_id}",
+        )
+        fresh = paired_difference(
+            *(weighted_statistic(spec) for spec in inputs.specs),
+            row.n_concepts,
+            n_bootstrap=row.n_bootstrap,
+            n_permutations=row.n_permutations,
+            level=row.level,
+            seed=int(row.seed or 0),
+        )
+    except SemwhError as exc:
+        return verdict(INPUTS_CHANGED, f"its results cannot be rebuilt now: {exc}")
+
+    def opt(value: float) -> float | None:
+        return float(value) if np.isfinite(value) else None
+
+    null = store.null_values(session, "diff", row.result_id) or []
+    stored = [row.difference, row.ci_low, row.ci_high, row.p_value, *null]
+    now = [fresh.difference, opt(fresh.ci_low), opt(fresh.ci_high), fresh.p_value]
+    now += [float(v) for v in fresh.null]
+    diff = float("inf") if len(stored) != len(now) else _diff(stored, now)
+    notes = checker.version_notes(
+        session.get(AnalysisRun, row.analysis_id), "diff", row.analysis_version
+    )
+    if diff is None:
+        return verdict(REPRODUCED, f"difference, interval, p-value and null identical; {notes}")
+    return verdict(DRIFTED, f"stored numbers differ by up to {diff:.3g}; {notes}", diff)
+
+
 def verify(
     wh: Warehouse,
     *,
@@ -420,6 +439,8 @@ def verify(
                 continue
             if test == "recovery":
                 report.verdicts.append(_verify_recovery(checker, session, row))
+            elif test == "diff":
+                report.verdicts.append(_verify_diff(checker, session, row))
             else:
                 report.verdicts.append(_verify_comparison(checker, session, test, row))
     return report

@@ -376,6 +376,42 @@ class ResultMeasure(Base):
     created_at: Mapped[datetime] = _created()
 
 
+class ResultDiff(Base):
+    """The paired difference of two stored results over the same concepts: a concept
+    bootstrap interval and a sign-flip permutation p-value (two-sided)."""
+
+    __tablename__ = "results_diff"
+
+    result_id: Mapped[int] = _pk(RESULT_SEQ)
+    analysis_id: Mapped[int] = mapped_column(
+        ForeignKey("analysis_runs.analysis_id"), nullable=False, index=True
+    )
+    # The two results: test (rsa|2v2|cka|reg2v2) and result_id in its table.
+    first_test: Mapped[str] = mapped_column(String, nullable=False)
+    first_result_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    second_test: Mapped[str] = mapped_column(String, nullable=False)
+    second_result_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # space_a of each result (the layers compared, usually) and their content hashes.
+    space_a: Mapped[str] = mapped_column(String, nullable=False)
+    space_b: Mapped[str] = mapped_column(String, nullable=False)
+    space_a_sha256: Mapped[str | None] = mapped_column(String)
+    space_b_sha256: Mapped[str | None] = mapped_column(String)
+    n_concepts: Mapped[int] = mapped_column(Integer, nullable=False)
+    concepts_sha256: Mapped[str] = mapped_column(String, nullable=False)
+    first_statistic: Mapped[float] = mapped_column(Double, nullable=False)
+    second_statistic: Mapped[float] = mapped_column(Double, nullable=False)
+    difference: Mapped[float] = mapped_column(Double, nullable=False)  # first - second
+    ci_low: Mapped[float | None] = mapped_column(Double)
+    ci_high: Mapped[float | None] = mapped_column(Double)
+    level: Mapped[float] = mapped_column(Double, nullable=False)
+    p_value: Mapped[float | None] = mapped_column(Double)
+    n_bootstrap: Mapped[int] = mapped_column(Integer, nullable=False)
+    n_permutations: Mapped[int] = mapped_column(Integer, nullable=False)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    analysis_version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    created_at: Mapped[datetime] = _created()
+
+
 class ResultRecovery(Base):
     """1 vs 2 recovery of misclassified images' true class, per layer and word space."""
 
@@ -490,4 +526,5 @@ class WarehouseSetting(Base):
 Index("ix_results_2v2_spaces", Result2v2.space_a, Result2v2.space_b)
 Index("ix_results_rsa_spaces", ResultRSA.space_a, ResultRSA.space_b)
 Index("ix_results_measures_spaces", ResultMeasure.space_a, ResultMeasure.space_b)
+Index("ix_results_diff_results", ResultDiff.first_result_id, ResultDiff.second_result_id)
 Index("ix_results_recovery_spaces", ResultRecovery.space_a, ResultRecovery.space_b)

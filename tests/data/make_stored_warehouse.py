@@ -278,6 +278,28 @@ def add_row_to_every_table(session: Session) -> dict[str, int]:
     )
     session.add_all([rsa, two, recovery, cka])
     session.flush()
+    session.add(
+        m.ResultDiff(
+            analysis_id=analysis.analysis_id,
+            first_test="rsa",
+            first_result_id=rsa.result_id,
+            second_test="2v2",
+            second_result_id=two.result_id,
+            space_a="resnet50/layer1.0",
+            space_b="resnet50/layer1.0",
+            n_concepts=3,
+            concepts_sha256="2" * 64,
+            first_statistic=0.5,
+            second_statistic=0.25,
+            difference=0.25,
+            level=0.95,
+            p_value=0.5,
+            n_bootstrap=10,
+            n_permutations=10,
+            seed=7,
+            analysis_version=1,
+        )
+    )
     sweep = m.Sweep(
         created_at=WHEN,
         finished_at=WHEN,

@@ -16,6 +16,7 @@ from semwh.analyze.regression import regression_two_vs_two
 from semwh.errors import ConfigError
 from semwh.query import run_query
 from semwh.report import build_report
+from semwh.runs.difference import diff
 from semwh.runs.provenance import derive_seed
 from semwh.runs.verify import verify
 from semwh.vectors import load_space
@@ -172,3 +173,77 @@ def test_cli_runs_each_measure_and_a_sweep_with_them(warehouse, world) -> None:
     assert "reg2v2" in out.stdout
     rows = run_sql(warehouse, "SELECT measure, variant FROM measure_curves").table.to_pylist()
     assert {(r["measure"], r["variant"]) for r in rows} == {("reg2v2", "cosine")}
+
+
+def test_differences_are_stored_reused_swept_against_controls_and_verified(
+    warehouse, world
+) -> None:
+    deep, shallow = world["layers"]["toy"][3], world["layers"]["toy"][0]
+    first = runs.compare(warehouse, deep, "words", "2v2", seed=1)
+    second = runs.compare(warehouse, shallow, "words", "2v2", seed=1)
+    row = diff(
+        warehouse,
+        f"2v2:{first.result_id}",
+        f"2v2:{second.result_id}",
+        bootstrap=30,
+        permutations=40,
+        seed=2,
+    )
+    assert row.difference == pytest.approx(first.accuracy - second.accuracy, abs=1e-12)
+    assert (row.first_result_id, row.second_result_id) == (first.result_id, second.result_id)
+    assert row.ci_low <= row.difference <= row.ci_high and 0 < row.p_value <= 1
+    assert (row.space_a, row.space_b, row.n_bootstrap, row.seed) == (deep, shallow, 30, 2)
+    again = diff(
+        warehouse,
+        f"2v2:{first.result_id}",
+        f"2v2:{second.result_id}",
+        bootstrap=30,
+        permutations=40,
+    )
+    assert again.result_id == row.result_id
+    cka = runs.measure(warehouse, deep, "words", "cka")
+    across = diff(
+        warehouse,
+        f"cka:{cka.result_id}",
+        f"2v2:{second.result_id}",
+        bootstrap=5,
+        permutations=5,
+        seed=1,
+    )
+    assert across.difference == pytest.approx(cka.statistic - second.accuracy, abs=1e-12)
+    knn = runs.measure(warehouse, deep, "words", "knn", k=2)
+    with pytest.raises(ConfigError, match="mutual k-NN results are not supported"):
+        diff(warehouse, f"knn:{knn.result_id}", f"2v2:{second.result_id}")
+
+    result = runs.sweep(
+        warehouse, ["toy"], ["words"], tests=["2v2"], permutations=9, seed=4, control_diffs=True
+    )
+    assert len(result.diffs) == 4
+    for d in result.diffs:
+        assert d.space_b == d.space_a.replace("toy/", "toy-random/")
+        assert result.p_fdr[("diff", d.result_id)] is not None
+    assert len([p for p in result.p_fdr.values() if p is not None]) == 12
+    listed = run_sql(
+        warehouse,
+        f"SELECT count(*) AS n FROM sweep_results WHERE sweep_id = {result.sweep_id} "
+        "AND test = 'diff'",
+    ).table.to_pylist()
+    assert listed == [{"n": 4}]
+    report = verify(warehouse, sweep_id=result.sweep_id)
+    assert report.ok, report.table().to_pylist()
+
+    env = {"SEMWH_WAREHOUSE": str(warehouse.root)}
+    out = run_cli(
+        "analyze",
+        "diff",
+        f"2v2:{first.result_id}",
+        f"2v2:{second.result_id}",
+        "--bootstrap",
+        "30",
+        "-n",
+        "40",
+        "--seed",
+        "2",
+        env=env,
+    )
+    assert "results_diff" in out.stdout and str(row.result_id) in out.stdout

@@ -191,3 +191,62 @@ def regression_two_vs_two(
             correct[i, j] = lhs < rhs - tie_tol
             chosen[i, j] = best
     return correct, chosen
+
+
+def multiset(counts: np.ndarray) -> list[int]:
+    """Concept indices of a resample, each as often as its count says."""
+    return [i for i in range(len(counts)) for _ in range(int(counts[i]))]
+
+
+def pair_accuracy(correct: np.ndarray, idx: list[int]) -> float:
+    """Accuracy over the pairs of positions of a multiset, copies of one concept left out."""
+    hits = total = 0
+    for p, q in itertools.combinations(range(len(idx)), 2):
+        u, v = sorted((idx[p], idx[q]))
+        if u != v:
+            total += 1
+            hits += bool(correct[u, v])
+    return hits / total
+
+
+def rsa_multiset(a: np.ndarray, b: np.ndarray, idx: list[int], method: str) -> float:
+    u, v = [], []
+    for p, q in itertools.combinations(range(len(idx)), 2):
+        if idx[p] != idx[q]:
+            u.append(a[idx[p], idx[q]])
+            v.append(b[idx[p], idx[q]])
+    return rsa_from_lists(u, v, method)
+
+
+def rsa_from_lists(u: list[float], v: list[float], method: str) -> float:
+    if method == "spearman":
+        return float(stats.spearmanr(u, v).statistic)
+    if method == "pearson":
+        return float(stats.pearsonr(u, v).statistic)
+    return tau_a(u, v)
+
+
+def paired_difference(stat_a, stat_b, n: int, n_bootstrap: int, n_flips: int, seed: int, level):
+    """Bootstrap interval and sign-flip p of stat_a - stat_b, statistics of index lists, by
+    loops over the same draws the library makes (two streams spawned from the seed)."""
+    boot_rng, flip_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    everything = list(range(n))
+    diffs = []
+    for _ in range(n_bootstrap):
+        counts = np.bincount(boot_rng.integers(0, n, size=n), minlength=n)
+        idx = multiset(counts)
+        diffs.append(stat_a(idx) - stat_b(idx))
+    low, high = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2]) if diffs else (0, 0)
+    d = []
+    for i in range(n):
+        rest = [j for j in everything if j != i]
+        ps_a = n * stat_a(everything) - (n - 1) * stat_a(rest)
+        ps_b = n * stat_b(everything) - (n - 1) * stat_b(rest)
+        d.append(ps_a - ps_b)
+    observed = abs(sum(d) / n)
+    null = []
+    for _ in range(n_flips):
+        signs = 2 * flip_rng.integers(0, 2, size=n) - 1
+        null.append(abs(sum(s * x for s, x in zip(signs, d, strict=True))) / n)
+    p = (1 + sum(1 for x in null if x >= observed - 1e-12)) / (1 + n_flips)
+    return stat_a(everything) - stat_b(everything), low, high, p, null
