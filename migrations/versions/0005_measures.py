@@ -10,7 +10,8 @@ version and both inputs' content hashes like ``results_rsa``), lets ``sweep_resu
 them as members of a sweep (``test`` is the measure), and adds the view ``measure_curves``:
 one row per (layer space, target space, measure, variant) of every sweep, RSA and 2 vs 2
 included, with ``is_latest`` marking the newest finished sweep whose inputs are current.
-Adds ``results_diff``: the paired difference of two stored results over the same concepts
+Adds ``noise_ceilings`` (RSA noise ceiling of an RDM space over a concept set) and
+``results_diff``: the paired difference of two stored results over the same concepts
 (both result ids, bootstrap interval, sign-flip p-value); sweeps list them as ``diff``.
 """
 
@@ -230,6 +231,21 @@ def upgrade() -> None:
         ["first_result_id", "second_result_id"],
         unique=False,
     )
+    op.create_table(
+        "noise_ceilings",
+        sa.Column("space", sa.String(), nullable=False),
+        sa.Column("space_sha256", sa.String(), nullable=False),
+        sa.Column("concepts_sha256", sa.String(), nullable=False),
+        sa.Column("method", sa.String(), nullable=False),
+        sa.Column("n_concepts", sa.Integer(), nullable=False),
+        sa.Column("n_subjects", sa.Integer(), nullable=False),
+        sa.Column("lower", sa.Double(), nullable=False),
+        sa.Column("upper", sa.Double(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "space", "space_sha256", "concepts_sha256", "method", name=op.f("pk_noise_ceilings")
+        ),
+    )
     op.execute("DROP VIEW IF EXISTS sweep_results")
     op.execute(SWEEP_RESULTS)
     op.execute(MEASURE_CURVES)
@@ -244,6 +260,7 @@ def downgrade() -> None:
     op.execute("DROP VIEW IF EXISTS measure_curves")
     op.execute("DROP VIEW IF EXISTS sweep_results")
     op.execute(OLD_SWEEP_RESULTS)
+    op.drop_table("noise_ceilings")
     op.drop_index("ix_results_diff_results", table_name="results_diff")
     op.drop_index(op.f("ix_results_diff_analysis_id"), table_name="results_diff")
     op.drop_table("results_diff")

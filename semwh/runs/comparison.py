@@ -21,6 +21,7 @@ from semwh.analyze import (
     similarity_matrix,
     two_vs_two,
 )
+from semwh.analyze.ceiling import group_similarity
 from semwh.analyze.permutation import permutation_p_value
 from semwh.analyze.rsa import rsa_null, rsa_p_value
 from semwh.analyze.two_vs_two import two_vs_two_null, two_vs_two_p_value
@@ -65,18 +66,48 @@ def plan_comparison(
     options: ComparisonOptions | MeasureOptions,
     input_hashes: dict[str, str | None],
 ) -> ComparisonSpec:
-    """Restrict two loaded spaces to their shared concepts and bundle them with the options."""
+    """Restrict two loaded spaces to their shared concepts and bundle them with the options.
+
+    An RDM space (``semwh ingest rdm``) is a target only: as B it enters RSA and 2 vs 2 as
+    minus its subjects' mean dissimilarity over the shared concepts.
+
+    Raises:
+        ConfigError: An RDM as space A, or as B of a vector-based measure.
+    """
     wnids = shared_concepts(a, b)
+    if a.kind == "rdm":
+        raise ConfigError(
+            f"space {a.name!r} is an RDM: RDMs are targets, pass it as the second space (--b)"
+        )
+    b_matrix = b.subset(wnids)
+    if b.kind == "rdm":
+        if isinstance(options, MeasureOptions):
+            raise ConfigError(
+                f"space {b.name!r} is an RDM, which has no feature vectors: compare it with "
+                f"rsa or 2v2, not {options.test}"
+            )
+        b_matrix = group_similarity(rdm_stack(b, wnids))
     return ComparisonSpec(
         space_a=a.name,
         space_b=b.name,
         wnids=tuple(wnids),
         a=a.subset(wnids),
-        b=b.subset(wnids),
+        b=b_matrix,
         options=options,
         input_hashes=input_hashes,
         concepts_sha256=concepts_sha256(wnids),
+        b_is_similarity=b.kind == "rdm",
     )
+
+
+def rdm_stack(space: SpaceVectors, wnids: list[str]) -> np.ndarray:
+    """The (subjects, k, k) dissimilarities of an RDM space over ``wnids``."""
+    n_all = len(space.wnids)
+    subjects = space.matrix.shape[1] // n_all
+    index = {w: i for i, w in enumerate(space.wnids)}
+    rows = [index[w] for w in wnids]
+    stack = space.matrix[rows].reshape(len(rows), subjects, n_all)[:, :, rows]
+    return np.transpose(stack, (1, 0, 2))
 
 
 def with_seed(spec: ComparisonSpec, seed: int | None) -> ComparisonSpec:
@@ -205,7 +236,10 @@ def _inputs(spec: ComparisonSpec) -> tuple[np.ndarray, np.ndarray, dict[str, Any
     assert isinstance(opts, ComparisonOptions)
     labels = list(spec.wnids)
     sim_a = similarity_matrix(spec.a, metric=opts.similarity, labels=labels, space=spec.space_a)
-    sim_b = similarity_matrix(spec.b, metric=opts.similarity, labels=labels, space=spec.space_b)
+    if spec.b_is_similarity:
+        sim_b = spec.b
+    else:
+        sim_b = similarity_matrix(spec.b, metric=opts.similarity, labels=labels, space=spec.space_b)
     common: dict[str, Any] = dict(
         n_permutations=opts.permutations,
         seed=opts.seed if opts.seed is not None else 0,

@@ -144,7 +144,10 @@ def weighted_statistic(spec: ComparisonSpec) -> WeightedStatistic:
         raise ConfigError(f"difference tests do not support {opts.test} results")
     assert isinstance(opts, ComparisonOptions)
     sim_a = similarity_matrix(spec.a, metric=opts.similarity, labels=labels, space=spec.space_a)
-    sim_b = similarity_matrix(spec.b, metric=opts.similarity, labels=labels, space=spec.space_b)
+    if spec.b_is_similarity:
+        sim_b = spec.b
+    else:
+        sim_b = similarity_matrix(spec.b, metric=opts.similarity, labels=labels, space=spec.space_b)
     if opts.test == "rsa":
         return weighted_rsa(sim_a, sim_b, opts.metric)
     pairs = two_vs_two(

@@ -30,6 +30,8 @@ class ComparisonSpec:
         options: Validated options; ``seed`` is resolved when permutations or bootstrap need it.
         input_hashes: Content hashes of the two spaces, by name.
         concepts_sha256: Hash of ``wnids``.
+        b_is_similarity: ``b`` is already the n x n similarity matrix of space B (an RDM
+            target: minus the subjects' mean dissimilarity over ``wnids``).
     """
 
     space_a: str
@@ -40,6 +42,7 @@ class ComparisonSpec:
     options: ComparisonOptions | MeasureOptions
     input_hashes: dict[str, str | None]
     concepts_sha256: str
+    b_is_similarity: bool = False
 
     @property
     def n_concepts(self) -> int:

@@ -412,6 +412,23 @@ class ResultDiff(Base):
     created_at: Mapped[datetime] = _created()
 
 
+class NoiseCeiling(Base):
+    """The noise ceiling of RSA against an RDM space (``semwh ingest rdm``) over a concept
+    set: lower bound leave-one-subject-out, upper bound all subjects, as rsatoolbox."""
+
+    __tablename__ = "noise_ceilings"
+
+    space: Mapped[str] = mapped_column(String, primary_key=True)
+    space_sha256: Mapped[str] = mapped_column(String, primary_key=True)
+    concepts_sha256: Mapped[str] = mapped_column(String, primary_key=True)
+    method: Mapped[str] = mapped_column(String, primary_key=True)  # spearman|pearson
+    n_concepts: Mapped[int] = mapped_column(Integer, nullable=False)
+    n_subjects: Mapped[int] = mapped_column(Integer, nullable=False)
+    lower: Mapped[float] = mapped_column(Double, nullable=False)
+    upper: Mapped[float] = mapped_column(Double, nullable=False)
+    created_at: Mapped[datetime] = _created()
+
+
 class ResultRecovery(Base):
     """1 vs 2 recovery of misclassified images' true class, per layer and word space."""
 

@@ -279,6 +279,18 @@ def add_row_to_every_table(session: Session) -> dict[str, int]:
     session.add_all([rsa, two, recovery, cka])
     session.flush()
     session.add(
+        m.NoiseCeiling(
+            space="subjects",
+            space_sha256="7" * 64,
+            concepts_sha256="2" * 64,
+            method="spearman",
+            n_concepts=3,
+            n_subjects=2,
+            lower=0.25,
+            upper=0.5,
+        )
+    )
+    session.add(
         m.ResultDiff(
             analysis_id=analysis.analysis_id,
             first_test="rsa",
