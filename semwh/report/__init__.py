@@ -19,7 +19,13 @@ from semwh import __version__
 from semwh.errors import ConfigError, NotFoundError
 from semwh.output import atomic_output, check_output_folder, format_cell
 from semwh.query import load_query, run_named
-from semwh.report.figures import MEASURE_AXES, Figure, curve_figures, measure_figures
+from semwh.report.figures import (
+    MEASURE_AXES,
+    Figure,
+    curve_figures,
+    heatmap_figure,
+    measure_figures,
+)
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.readonly import sandbox_connection
 
@@ -62,6 +68,8 @@ class ReportData:
     first_significant: list[Row]
     recovery: list[Row]
     measures: list[Row] = field(default_factory=list)
+    ceilings: list[Row] = field(default_factory=list)
+    heatmaps: dict[tuple[str, str], list[Row]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -79,11 +87,14 @@ def report_data(
     alpha: float = 0.05,
     word_space: str | None = None,
     measures: Sequence[str] = (),
+    heatmaps: Sequence[str] = (),
 ) -> ReportData:
     """Run the named queries behind the report in one sandbox connection.
 
     ``measures`` (2v2, rsa, cka, knn, reg2v2) adds the rows of the ``measure_curves`` query
-    of each, drawn as panels of their own.
+    of each, drawn as panels of their own, and the ``noise_ceilings`` rows. ``heatmaps``
+    names spaces (``SPACE`` or ``SPACE:METRIC``, metric pearson, spearman or cosine) whose
+    ``space_vectors`` rows are drawn as similarity heatmaps in WordNet order.
     """
     unknown = [m for m in measures if m not in MEASURE_AXES]
     if unknown:
@@ -106,7 +117,22 @@ def report_data(
                 for measure in dict.fromkeys(measures)
                 for row in rows("measure_curves", {**ws, "measure": measure})
             ],
+            ceilings=rows("noise_ceilings", {}) if measures else [],
+            heatmaps={
+                key: rows("space_vectors", {"space": key[0]})
+                for key in dict.fromkeys(heatmap_key(text) for text in heatmaps)
+            },
         )
+
+
+def heatmap_key(text: str) -> tuple[str, str]:
+    """``SPACE`` or ``SPACE:METRIC`` as (space, metric); the metric defaults to pearson."""
+    from semwh.analyze.similarity import SIMILARITY_METRICS
+
+    space, sep, metric = text.rpartition(":")
+    if sep and metric in SIMILARITY_METRICS:
+        return space, metric
+    return text, "pearson"
 
 
 def _table(rows: list[Row], columns: tuple[str, ...] | None = None) -> str:
@@ -188,6 +214,7 @@ def build_report(
     force: bool = False,
     in_warehouse: bool = False,
     measures: Sequence[str] = (),
+    heatmaps: Sequence[str] = (),
 ) -> ReportInfo:
     """Write figures (``figures/*.png``, ``*.svg``) and ``report.html`` into ``out_dir``.
 
@@ -197,7 +224,9 @@ def build_report(
     ``in_warehouse`` is for the report stage of run files, whose report belongs to the
     warehouse folder (``<warehouse>/report`` by default): only the registry and the vectors
     root stay off limits. ``measures`` adds a panel per word space for each measure named
-    (``2v2``, ``rsa``, ``cka``, ``knn``, ``reg2v2``) from the ``measure_curves`` query.
+    (``2v2``, ``rsa``, ``cka``, ``knn``, ``reg2v2``) from the ``measure_curves`` query, RSA
+    against an RDM target with its noise ceiling as a band; ``heatmaps`` adds a heatmap of
+    each named space (``SPACE`` or ``SPACE:METRIC``), concepts in WordNet hypernym order.
 
     Raises:
         NotFoundError: The warehouse holds no 2 vs 2 results (nothing to plot).
@@ -206,15 +235,24 @@ def build_report(
     """
     protected = wh.data_paths if in_warehouse else wh.protected_paths
     check_output_folder(out_dir, protected, force=force)
-    data = report_data(wh, alpha=alpha, word_space=word_space, measures=measures)
-    if not data.curves and not data.measures:
+    data = report_data(wh, alpha=alpha, word_space=word_space, measures=measures, heatmaps=heatmaps)
+    for (space, _), found in data.heatmaps.items():
+        if not found:
+            raise NotFoundError(f"no concept vectors of space {space!r} to draw a heatmap of")
+    if not data.curves and not data.measures and not data.heatmaps:
         which = f" against word space {word_space!r}" if word_space else ""
         raise NotFoundError(
             f"no layer-curve results{which} in {wh.root}: run `semwh analyze sweep` "
             "(or `semwh run CONFIG.toml`) first"
         )
     figures = curve_figures(data.curves, data.recovery, alpha, out_dir / "figures", protected)
-    figures += measure_figures(data.measures, alpha, out_dir / "figures", protected)
+    figures += measure_figures(data.measures, alpha, out_dir / "figures", protected, data.ceilings)
+    figures += [
+        heatmap_figure(
+            found, space=space, metric=metric, out_dir=out_dir / "figures", protected=protected
+        )
+        for (space, metric), found in data.heatmaps.items()
+    ]
     page = out_dir / "report.html"
     with atomic_output(page, protected, force=True) as tmp:
         tmp.write_text(render_html(data, figures, title=title, alpha=alpha), encoding="utf-8")

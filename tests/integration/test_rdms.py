@@ -4,6 +4,7 @@ rsatoolbox's, RSA / 2 vs 2 / differences against them, and the refusals."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from semwh import runs
 from semwh.analyze import rsa, similarity_matrix, two_vs_two
 from semwh.errors import ConfigError, InputError
 from semwh.ingest import ingest_rdm
+from semwh.query import run_query
+from semwh.report import build_report, report_data
 from semwh.runs.difference import diff
 from semwh.runs.verify import verify
 from semwh.vectors import load_space
@@ -45,10 +48,20 @@ def subject_rdms(words: np.ndarray, seed: int = 0) -> np.ndarray:
     return np.stack(out)
 
 
+def hypernym_path(index: int, wnid: str) -> str:
+    """Two branches under one root: even concepts under n00000002, odd under n00000001."""
+    branch = "n00000002" if index % 2 == 0 else "n00000001"
+    return json.dumps(["n00000000", branch, wnid])
+
+
 def add_concepts(wh) -> None:
     with wh.session() as session:
-        for w in wnids():
-            session.add(Concept(wnid=w, name=f"concept {w}", origin="file"))
+        for i, w in enumerate(wnids()):
+            session.add(
+                Concept(
+                    wnid=w, name=f"concept {i}", origin="file", hypernym_path=hypernym_path(i, w)
+                )
+            )
 
 
 def write_csv(path: Path, keys: list[str], stack: np.ndarray, shuffle: int = 0) -> None:
@@ -158,3 +171,42 @@ def test_malformed_rdm_files_are_refused_with_the_reason(warehouse, world, tmp_p
     np.save(tmp_path / "m.npy", sym)
     with pytest.raises(InputError, match="not known concepts: n99999999"):
         ingest_rdm(warehouse, "bad", tmp_path / "m.npy", keys=tmp_path / "keys.txt")
+
+
+def test_report_draws_ceiling_bands_and_heatmaps_in_wordnet_order(
+    warehouse, world, tmp_path
+) -> None:
+    add_concepts(warehouse)
+    write_csv(tmp_path / "rdms.csv", wnids(), subject_rdms(world["words"]))
+    ingest_rdm(warehouse, "subjects", tmp_path / "rdms.csv")
+    runs.sweep(
+        warehouse,
+        ["toy"],
+        ["subjects"],
+        tests=["rsa"],
+        permutations=5,
+        seed=1,
+        include_random=False,
+    )
+    layer = world["layers"]["toy"][2]
+    ordered = run_query(warehouse, "space_vectors", {"space": layer}).table.to_pylist()
+    keys = wnids()
+    assert [r["wnid"] for r in ordered] == keys[1::2] + keys[0::2]
+    data = report_data(warehouse, measures=["rsa"], heatmaps=["subjects", f"{layer}:cosine"])
+    assert {(c["space"], c["method"]) for c in data.ceilings} == {
+        ("subjects", "spearman"),
+        ("subjects", "pearson"),
+    }
+    assert {r["n_concepts"] for r in data.measures} == {N_CONCEPTS}
+    info = build_report(
+        warehouse, tmp_path / "report", measures=["rsa"], heatmaps=["subjects", f"{layer}:cosine"]
+    )
+    names = {p.name for p in info.figures}
+    assert {
+        "rsa_spearman_subjects.png",
+        "heatmap_subjects_pearson.png",
+        "heatmap_toy_block2_cosine.svg",
+    } <= names, names
+    page = info.html.read_text()
+    assert "toy/block2: cosine similarity, concepts in WordNet hypernym order" in page
+    assert "subjects: mean dissimilarity of the subjects" in page
