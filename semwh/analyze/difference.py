@@ -120,7 +120,10 @@ def paired_difference(
     if not 0 < level < 1:
         raise ConfigError(f"level must lie strictly between 0 and 1, got {level}")
     rng, recorded = make_rng(seed)
-    boot_rng, flip_rng = (np.random.default_rng(s) for s in rng.bit_generator.seed_seq.spawn(2))
+    # Two independent streams of the seed: adding resamples never changes the sign flips.
+    seed_seq = rng.bit_generator.seed_seq
+    assert isinstance(seed_seq, np.random.SeedSequence)
+    boot_rng, flip_rng = (np.random.default_rng(s) for s in seed_seq.spawn(2))
     ones = np.ones(n)
     a, b = float(stat_a(ones)), float(stat_b(ones))
     boot = np.empty(n_bootstrap)

@@ -16,6 +16,7 @@ import pyarrow as pa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from semwh.analyze import TIE_TOL
 from semwh.analyze.versions import analysis_version
 from semwh.runs.options import MEASURES, ComparisonOptions, MeasureOptions
 from semwh.runs.provenance import (
@@ -240,7 +241,6 @@ def stored_options(test: str, row: ComparisonRow) -> ComparisonOptions | Measure
         if row.tie_tol is not None:
             extra["tie_tol"] = row.tie_tol
         return MeasureOptions.make(test, permutations=row.n_permutations, seed=row.seed, **extra)
-    is_rsa = isinstance(row, ResultRSA)
     return ComparisonOptions.make(
         test,
         similarity=row.similarity,
@@ -249,7 +249,7 @@ def stored_options(test: str, row: ComparisonRow) -> ComparisonOptions | Measure
         permutations=row.n_permutations,
         seed=row.seed,
         bootstrap=row.bootstrap,
-        **({} if is_rsa else {"tie_tol": row.tie_tol}),
+        tie_tol=row.tie_tol if isinstance(row, Result2v2) else TIE_TOL,
     )
 
 
