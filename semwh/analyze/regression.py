@@ -203,6 +203,8 @@ def _pair_correct(
     one_i = (1.0 - hd)[:, None]
     one_j = (1.0 - hd)[None, :]
     det = one_i * one_j - h * h
+    # Zero only on the diagonal (i = j, never a pair) or for a pair that pins its own fit.
+    det = np.where(det == 0.0, np.nan, det)
     alpha_i = one_j / det  # weight of e_i in the residual of i
     alpha_j = one_i / det  # weight of e_j in the residual of j
     beta = h / det  # weight of the other concept's residual
