@@ -207,6 +207,10 @@ def test_report_draws_ceiling_bands_and_heatmaps_in_wordnet_order(
         "heatmap_subjects_pearson.png",
         "heatmap_toy_block2_cosine.svg",
     } <= names, names
+    # The RSA panel of the RDM target carries its noise ceiling; the layer-curve panels not.
+    figures = info.html.parent / "figures"
+    assert "<!-- noise ceiling -->" in (figures / "rsa_spearman_subjects.svg").read_text()
+    assert "<!-- noise ceiling -->" not in (figures / "2v2_subjects.svg").read_text()
     page = info.html.read_text()
     assert "toy/block2: cosine similarity, concepts in WordNet hypernym order" in page
     assert "subjects: mean dissimilarity of the subjects" in page
