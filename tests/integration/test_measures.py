@@ -19,7 +19,7 @@ from semwh.report import build_report
 from semwh.runs.difference import diff
 from semwh.runs.provenance import derive_seed
 from semwh.runs.verify import verify
-from semwh.vectors import load_space
+from semwh.vectors import load_space, save_space
 from semwh.warehouse.models import AnalysisRun, PermutationNull, ResultMeasure
 from semwh.warehouse.readonly import run_sql
 from tests.conftest import run_cli
@@ -27,6 +27,7 @@ from tests.integration.test_analyze import (  # noqa: F401  (fixtures)
     count,
     template,
     warehouse,
+    wnids,
     world,
 )
 
@@ -81,6 +82,16 @@ def test_measures_are_stored_with_provenance_and_reused(warehouse, world) -> Non
     report = verify(warehouse, result=f"cka:{cka.result_id}")
     assert report.ok, report.table().to_pylist()
     assert {v.status for v in verify(warehouse, every=True).verdicts} == {"reproduced"}
+
+    # A new version of the word space leaves them as history with the command to refresh.
+    save_space(warehouse, "words", "word", wnids(), 2.0 * world["words"] + 1.0, replace=True)
+    stale = run_query(warehouse, "stale_results", {"space": "words"}).table.to_pylist()
+    commands = {r["test"]: r["refresh_command"] for r in stale if r["result_id"] == cka.result_id}
+    assert commands == {
+        "cka": f"semwh analyze cka --a '{layer}' --b 'words' --permutations 30 --seed 5"
+        " --estimator unbiased"
+    }
+    assert any(r["refresh_command"].endswith("--k 3") for r in stale if r["test"] == "knn")
 
 
 def test_a_sweep_of_measures_is_one_fdr_family_and_draws_measure_curves(
