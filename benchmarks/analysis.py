@@ -8,7 +8,13 @@ Prints, in one run:
     vectors (full rank, like wide CNN layers);
   * RSA (Spearman) Mantel test at n=1000 with 1000 permutations (target <= 5 s) against
     re-ranking every permutation (the re-ranking baseline runs a subsample of permutations
-    and is extrapolated).
+    and is extrapolated);
+  * linear CKA (unbiased) at n=1000 with 1000 permutations against recomputing the debiased
+    HSIC from the relabelled vectors for every permutation (subsample, extrapolated), and
+    mutual k-NN (k=10) with 1000 permutations;
+  * regression 2 vs 2 at n=1000 (7 penalties, inner leave-one-out) against refitting ridge
+    for every pair and every inner left-out concept (a few pairs, extrapolated to all).
+  ``--measures-only`` runs the last two items alone.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ import numpy as np
 from scipy import stats
 
 from semwh.analyze import rsa, similarity_matrix, two_vs_two
+from semwh.analyze.cka import linear_cka
+from semwh.analyze.knn import mutual_knn
+from semwh.analyze.regression import DEFAULT_PENALTIES, penalty_grid, regression_two_vs_two
 
 
 def machine() -> str:
@@ -65,6 +74,104 @@ def loop_pairs(a: np.ndarray, b: np.ndarray, pairs: np.ndarray) -> int:
     return correct
 
 
+def hsic_u(k: np.ndarray, lk: np.ndarray) -> float:
+    """Debiased HSIC from two Gram matrices, straight from the formula."""
+    n = len(k)
+    k, lk = k.copy(), lk.copy()
+    np.fill_diagonal(k, 0.0)
+    np.fill_diagonal(lk, 0.0)
+    one = np.ones(n)
+    return float(
+        np.trace(k @ lk)
+        + (one @ k @ one) * (one @ lk @ one) / ((n - 1) * (n - 2))
+        - 2.0 / (n - 2) * (one @ k @ lk @ one)
+    ) / (n * (n - 3))
+
+
+def cka_recomputed(x: np.ndarray, y: np.ndarray) -> float:
+    """The baseline of a CKA permutation: new Gram matrix, products and norms from scratch."""
+    k, lk = x @ x.T, y @ y.T
+    return hsic_u(k, lk) / np.sqrt(hsic_u(k, k) * hsic_u(lk, lk))
+
+
+def ridge_pair(x: np.ndarray, y: np.ndarray, i: int, j: int, lams: np.ndarray) -> bool:
+    """The baseline of regression 2 vs 2: refit ridge for each inner left-out concept and
+    penalty, choose the penalty, refit on the pair's training concepts, compare (cosine)."""
+
+    def fit_predict(train: np.ndarray, lam: float, test: np.ndarray) -> np.ndarray:
+        mx, my = x[train].mean(axis=0), y[train].mean(axis=0)
+        xc = x[train] - mx
+        w = np.linalg.solve(xc.T @ xc + lam * np.eye(x.shape[1]), xc.T @ (y[train] - my))
+        return (x[test] - mx) @ w + my
+
+    train = np.setdiff1d(np.arange(len(x)), [i, j])
+    errors = []
+    for lam in lams:
+        err = 0.0
+        for k in train:
+            pred = fit_predict(train[train != k], lam, np.array([k]))[0]
+            err += float(np.sum((pred - y[k]) ** 2))
+        errors.append(err)
+    p_i, p_j = fit_predict(train, lams[int(np.argmin(errors))], np.array([i, j]))
+
+    def cos(u: np.ndarray, v: np.ndarray) -> float:
+        return float(u @ v / np.sqrt((u @ u) * (v @ v)))
+
+    return cos(p_i, y[j]) + cos(p_j, y[i]) + 1e-10 < cos(p_i, y[i]) + cos(p_j, y[j])
+
+
+def measures(args: argparse.Namespace) -> None:
+    """CKA, mutual k-NN and regression 2 vs 2 at n = 1000."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1000, 512))  # a CNN layer
+    y = x[:, :50] @ rng.standard_normal((50, 50)) + 4.0 * rng.standard_normal((1000, 50))
+    before = load()
+    start = time.perf_counter()
+    c = linear_cka(x, y, n_permutations=1000, seed=0)
+    t_cka = time.perf_counter() - start
+    start = time.perf_counter()
+    perm_rng = np.random.default_rng(0)
+    baseline = [cka_recomputed(x, y[perm_rng.permutation(1000)]) for _ in range(args.cka_perms)]
+    t_base = (time.perf_counter() - start) * 1000 / args.cka_perms
+    same = np.allclose(baseline, c.null[: args.cka_perms], atol=1e-9)
+    print(
+        f"CKA (unbiased) n=1000, 512-d vs 50-d, 1000 permutations: {t_cka:.2f} s (CKA "
+        f"{c.cka:.4f}, p {c.p_value:.4f}); recomputing each permutation {t_base:.1f} s "
+        f"(extrapolated from {args.cka_perms}; same null values: {same}), speed-up "
+        f"x{t_base / t_cka:.1f}; load {before} -> {load()}"
+    )
+    before = load()
+    start = time.perf_counter()
+    m = mutual_knn(x, y, k=10, n_permutations=1000, seed=0)
+    print(
+        f"mutual k-NN (k=10) n=1000, 1000 permutations: {time.perf_counter() - start:.2f} s "
+        f"(alignment {m.alignment:.4f}, p {m.p_value:.4f}); load {before} -> {load()}"
+    )
+
+    # Noisier targets than CKA's, so that some pairs fail (accuracy about 0.9).
+    xr = x[:, :50]
+    yr = xr @ rng.standard_normal((50, 50)) + 25.0 * rng.standard_normal((1000, 50))
+    before = load()
+    start = time.perf_counter()
+    reg = regression_two_vs_two(xr, yr)
+    t_fast = time.perf_counter() - start
+    lams = penalty_grid(xr, DEFAULT_PENALTIES)
+    # Pairs the fast path scores both ways, when there are such, then others.
+    wrong = np.argwhere(np.triu(~reg.correct, 1))
+    pairs = [tuple(int(v) for v in wrong[0])] if len(wrong) else []
+    pairs = (pairs + [(3, 17), (250, 998)])[: args.ridge_pairs]
+    start = time.perf_counter()
+    loop = [ridge_pair(xr, yr, i, j, lams) for i, j in pairs]
+    t_loop = (time.perf_counter() - start) / len(pairs) * reg.n_pairs
+    agree = all(loop[n] == reg.correct[i, j] for n, (i, j) in enumerate(pairs))
+    print(
+        f"regression 2 vs 2 n=1000 (50-d -> 50-d, {len(lams)} penalties, inner leave-one-out): "
+        f"{t_fast:.1f} s (accuracy {reg.accuracy:.4f}); refitting per pair {t_loop / 3600:.0f} h "
+        f"(extrapolated from {len(pairs)} pairs; same decisions: {agree}), speed-up "
+        f"x{t_loop / t_fast:.0f}; load {before} -> {load()}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--loop-pairs", type=int, default=3000)
@@ -78,8 +185,15 @@ def main() -> None:
         default=100,
         help="2 vs 2 permutations for 2000-d spaces (full rank; time scaled to 1000; 0 skips)",
     )
+    parser.add_argument("--cka-perms", type=int, default=20, help="baseline CKA permutations")
+    parser.add_argument("--ridge-pairs", type=int, default=2, help="baseline regression pairs")
+    parser.add_argument("--measures-only", action="store_true", help="only CKA, k-NN, ridge")
     args = parser.parse_args()
     print(f"machine: {machine()}")
+    if args.measures_only:
+        measures(args)
+        print(f"load average {load()} at end")
+        return
 
     a, b = spaces(300, 0)
     start = time.perf_counter()
@@ -132,6 +246,7 @@ def main() -> None:
         f"(extrapolated from {args.rerank_perms}), speed-up x{t_rerank / t_rsa:.1f}; "
         f"load {before} -> {load()}"
     )
+    measures(args)
     print(f"load average {load()} at end")
 
 

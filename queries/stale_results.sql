@@ -1,20 +1,30 @@
 -- name: stale_results
--- purpose: Stored results whose inputs are no longer the spaces' current content (a word
---   space replaced by a new version, a layer re-extracted with another pooling) or whose
---   spaces are gone. They stay queryable as history and are never shown as current. Each
---   row names what changed, the sweeps that list the result, and the command that computes
---   its current counterpart.
+-- purpose: Stored results (RSA, 2 vs 2, recovery, CKA, k-NN, regression 2 vs 2) whose
+--   inputs are no longer the spaces' current content (a word space replaced by a new
+--   version, a layer re-extracted with another pooling) or whose spaces are gone. They stay
+--   queryable as history and are never shown as current. Each row names what changed, the
+--   sweeps that list the result, and the command that computes its current counterpart.
 -- param: space VARCHAR = NULL  only results involving this space (NULL: every space)
 -- columns: test, result_id, space_a, space_b, changed, sweeps, created_at, refresh_command
 WITH r AS (
     SELECT '2v2' AS test, result_id, space_a, space_b, space_a_sha256, space_b_sha256,
-        n_permutations, seed, created_at FROM results_2v2
+        n_permutations, seed, created_at, '' AS options, '' AS sweep_options FROM results_2v2
     UNION ALL
     SELECT 'rsa', result_id, space_a, space_b, space_a_sha256, space_b_sha256,
-        n_permutations, seed, created_at FROM results_rsa
+        n_permutations, seed, created_at, '', '' FROM results_rsa
     UNION ALL
     SELECT 'recovery', result_id, space_a, space_b, space_a_sha256, space_b_sha256,
-        n_permutations, seed, created_at FROM results_recovery
+        n_permutations, seed, created_at, '', '' FROM results_recovery
+    UNION ALL
+    SELECT measure, result_id, space_a, space_b, space_a_sha256, space_b_sha256,
+        n_permutations, seed, created_at,
+        CASE measure WHEN 'cka' THEN ' --estimator ' || estimator
+            WHEN 'knn' THEN ' --k ' || CAST(k AS VARCHAR)
+            ELSE ' --distance ' || distance END,
+        CASE measure WHEN 'cka' THEN ' --estimator ' || estimator
+            WHEN 'knn' THEN ' --k ' || CAST(k AS VARCHAR)
+            ELSE ' --regression-distance ' || distance END
+    FROM results_measures
 ), judged AS (
     SELECT r.*, a.kind AS kind_a, a.model AS model_a,
         CASE WHEN a.name IS NULL THEN 'space_a removed'
@@ -47,11 +57,11 @@ SELECT
             || regexp_replace(coalesce(j.model_a, '?'), '-random$', '')
             || ' --words ''' || j.space_b || ''' --tests ' || j.test
             || ' --permutations ' || CAST(j.n_permutations AS VARCHAR)
-            || coalesce(' --seed ' || CAST(s.seed AS VARCHAR), '')
+            || coalesce(' --seed ' || CAST(s.seed AS VARCHAR), '') || j.sweep_options
         ELSE
             'semwh analyze ' || j.test || ' --a ''' || j.space_a || ''' --b ''' || j.space_b
             || ''' --permutations ' || CAST(j.n_permutations AS VARCHAR)
-            || coalesce(' --seed ' || CAST(j.seed AS VARCHAR), '')
+            || coalesce(' --seed ' || CAST(j.seed AS VARCHAR), '') || j.options
     END AS refresh_command
 FROM judged AS j
 LEFT JOIN listed AS l ON l.test = j.test AND l.result_id = j.result_id

@@ -13,13 +13,22 @@ History:
     rsa 2, 2v2 3, recovery 3: similarity matrices are computed in fixed tiles of rows (the
         last bits of their entries can differ from one whole product); the RSA statistic is
         summed exactly from integer ranks (Spearman) or with fsum (Pearson).
+    cka 1, knn 1, reg2v2 1, diff 1: the first recorded versions.
 """
 
 from __future__ import annotations
 
-ANALYSIS_VERSIONS: dict[str, int] = {"rsa": 2, "2v2": 3, "recovery": 3}
+ANALYSIS_VERSIONS: dict[str, int] = {
+    "rsa": 2,
+    "2v2": 3,
+    "recovery": 3,
+    "cka": 1,
+    "knn": 1,
+    "reg2v2": 1,
+    "diff": 1,
+}
 
 
 def analysis_version(test: str) -> int:
-    """The current version of ``test``'s algorithm (rsa, 2v2 or recovery)."""
+    """The current version of ``test``'s algorithm (rsa, 2v2, recovery, cka, knn or reg2v2)."""
     return ANALYSIS_VERSIONS[test]

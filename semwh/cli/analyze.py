@@ -1,4 +1,4 @@
-"""`semwh analyze rsa|2v2|recovery|sweep`: run analyses and print the stored rows.
+"""`semwh analyze rsa|2v2|cka|knn|reg2v2|recovery|sweep`: run analyses, print stored rows.
 
 The analysis library (scipy, the runs package) is imported inside the commands, so that every
 other command starts without it.
@@ -15,7 +15,8 @@ from semwh.cli.state import err_console, state
 
 app = typer.Typer(
     help=(
-        "Compare spaces (RSA, 2 vs 2), test recovery (1 vs 2), sweep models and word spaces."
+        "Compare spaces (RSA, 2 vs 2, linear CKA, mutual k-NN, regression 2 vs 2), test the "
+        "difference of two results, test recovery (1 vs 2), sweep models and word spaces."
         "\n\nExample: semwh analyze sweep --models efficientnet_lite0 --words glove-6b-50d"
     ),
     no_args_is_help=True,
@@ -48,6 +49,12 @@ UNCORRECTED = (
     "p_value is uncorrected: FDR belongs to a sweep's family (`semwh analyze sweep`, "
     "then sweep_results)"
 )
+
+
+def pa_array(values: list[Any]) -> Any:
+    import pyarrow as pa
+
+    return pa.array(values, type=pa.float64())
 
 
 def _split(text: str) -> list[str]:
@@ -152,6 +159,147 @@ def two_vs_two(
     )
 
 
+_ESTIMATOR = typer.Option(
+    "unbiased", "--estimator", help="CKA estimator: unbiased (debiased HSIC) or biased."
+)
+_K = typer.Option(10, "--k", help="Mutual k-NN: neighbours per concept.")
+_REG_DISTANCE = typer.Option(
+    "cosine", "--regression-distance", help="Regression 2 vs 2 row distance: cosine, pearson."
+)
+_PENALTIES = typer.Option(
+    None,
+    "--penalties",
+    help="Regression 2 vs 2 ridge grid, comma-separated multiples of tr(Xc Xc')/n "
+    "(default 1e-3,1e-2,...,1e3).",
+)
+
+
+def _measure(ctx: typer.Context, a: str, b: str, test: str, **options: Any) -> None:
+    """Run one stored measure (``runs.measure``) and print its row as results_measures."""
+    from semwh import runs
+    from semwh.runs.store import vertical
+
+    row = runs.measure(state(ctx).warehouse(), a, b, test, **options)
+    table = runs.comparison_table([row])
+    print_table(vertical(table.drop_columns(["p_fdr"])), title=f"results_measures ({test})")
+    err_console.print(UNCORRECTED, highlight=False)
+
+
+def _grid(text: str | None) -> dict[str, Any]:
+    from semwh.errors import ConfigError
+
+    if text is None:
+        return {}
+    try:
+        return {"penalties": [float(part) for part in _split(text)]}
+    except ValueError:
+        raise ConfigError(
+            f"--penalties {text!r}: expected comma-separated numbers (e.g. 0.01,1,100)"
+        ) from None
+
+
+@app.command("cka")
+def cka(
+    ctx: typer.Context,
+    a: str = _A,
+    b: str = _B,
+    permutations: int = _PERMUTATIONS,
+    seed: int | None = _SEED,
+    estimator: str = _ESTIMATOR,
+    force: bool = _FORCE,
+) -> None:
+    """Linear CKA between two spaces over their shared concepts; stores and prints it.
+
+    Example: semwh analyze cka --a efficientnet_lite0/blocks.15 --b glove-6b-50d -n 1000
+    """
+    _measure(
+        ctx, a, b, "cka", estimator=estimator, permutations=permutations, seed=seed, force=force
+    )
+
+
+@app.command("knn")
+def knn(
+    ctx: typer.Context,
+    a: str = _A,
+    b: str = _B,
+    permutations: int = _PERMUTATIONS,
+    seed: int | None = _SEED,
+    k: int = _K,
+    force: bool = _FORCE,
+) -> None:
+    """Mutual k-nearest-neighbour alignment of two spaces; stores and prints it.
+
+    Example: semwh analyze knn --a efficientnet_lite0/blocks.15 --b glove-6b-50d --k 10 -n 1000
+    """
+    _measure(ctx, a, b, "knn", k=k, permutations=permutations, seed=seed, force=force)
+
+
+@app.command("reg2v2")
+def reg2v2(
+    ctx: typer.Context,
+    a: str = _A,
+    b: str = _B,
+    permutations: int = _PERMUTATIONS,
+    seed: int | None = _SEED,
+    distance: str = _REG_DISTANCE,
+    penalties: str | None = _PENALTIES,
+    tie_tol: float = _TIE_TOL,
+    force: bool = _FORCE,
+) -> None:
+    """Regression 2 vs 2: ridge from A predicts B, two concepts left out per pair.
+
+    Example: semwh analyze reg2v2 --a efficientnet_lite0/blocks.15 --b glove-6b-50d -n 100
+    """
+    _measure(
+        ctx,
+        a,
+        b,
+        "reg2v2",
+        distance=distance,
+        tie_tol=tie_tol,
+        permutations=permutations,
+        seed=seed,
+        force=force,
+        **_grid(penalties),
+    )
+
+
+@app.command("diff")
+def diff(
+    ctx: typer.Context,
+    first: str = typer.Argument(..., help="First result, TEST:ID (e.g. 2v2:17)."),
+    second: str = typer.Argument(..., help="Second result over the same concepts, TEST:ID."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Paired concept resamples."),
+    permutations: int = typer.Option(1000, "--permutations", "-n", help="Sign flips for p."),
+    level: float = typer.Option(0.95, "--level", help="Confidence level of the interval."),
+    seed: int | None = _SEED,
+    force: bool = _FORCE,
+) -> None:
+    """Difference of two stored results over the same concepts (first minus second).
+
+    A paired concept-bootstrap interval and a two-sided sign-flip permutation p-value of the
+    per-concept jackknife differences; tests rsa, 2v2, cka and reg2v2.
+
+    Example: semwh analyze diff 2v2:17 2v2:9 --bootstrap 1000 -n 1000 --seed 3
+    """
+    from semwh.runs.difference import diff as run_diff
+    from semwh.runs.difference import diff_table
+    from semwh.runs.store import vertical
+
+    row = run_diff(
+        state(ctx).warehouse(),
+        first,
+        second,
+        bootstrap=bootstrap,
+        permutations=permutations,
+        level=level,
+        seed=seed,
+        force=force,
+    )
+    print_table(vertical(diff_table([row])), title="results_diff")
+    err_console.print(UNCORRECTED, highlight=False)
+
+
 @app.command("recovery")
 def recovery(
     ctx: typer.Context,
@@ -187,7 +335,9 @@ def sweep(
     ctx: typer.Context,
     models: str = typer.Option(..., "--models", help="Comma-separated vision models."),
     words: str = typer.Option(..., "--words", help="Comma-separated word spaces."),
-    tests: str = typer.Option("2v2,rsa", "--tests", help="Comma-separated tests: 2v2, rsa."),
+    tests: str = typer.Option(
+        "2v2,rsa", "--tests", help="Comma-separated tests: 2v2, rsa, cka, knn, reg2v2."
+    ),
     permutations: int = typer.Option(1000, "--permutations", "-n", help="Permutations each."),
     seed: int | None = _SEED,
     no_random: bool = typer.Option(False, "--no-random", help="Skip MODEL-random controls."),
@@ -209,6 +359,15 @@ def sweep(
         None,
         "--perm-block",
         help="Permutations per Ray task for larger nulls (default 250; 0: whole comparisons).",
+    ),
+    estimator: str = _ESTIMATOR,
+    k: int = _K,
+    regression_distance: str = _REG_DISTANCE,
+    penalties: str | None = _PENALTIES,
+    diff_random: bool = typer.Option(
+        False,
+        "--diff-random",
+        help="Also test each layer against the same layer of its random control.",
     ),
 ) -> None:
     """Every layer of the models against every word space, with FDR over the whole sweep.
@@ -236,6 +395,11 @@ def sweep(
         engine=sweep_engine(
             engine, ray_address=ray_address, gpus_per_task=gpus_per_task, perm_block=perm_block
         ),
+        estimator=estimator,
+        k=k,
+        regression_distance=regression_distance,
+        control_diffs=diff_random,
+        **_grid(penalties),
     )
     print_table(
         summary_table(runs.comparison_table(result.rows, result.p_fdr)),
@@ -248,6 +412,28 @@ def sweep(
                 (*RECOVERY_SUMMARY, "p_fdr"),
             ),
             title=f"sweep {result.sweep_id}: results_recovery",
+        )
+    if result.diffs:
+        from semwh.runs.difference import diff_table
+
+        table = diff_table(result.diffs)
+        p_fdr = [result.p_fdr.get(("diff", d.result_id)) for d in result.diffs]
+        table = table.append_column("p_fdr", pa_array(p_fdr))
+        print_table(
+            table.select(
+                [
+                    "result_id",
+                    "first_test",
+                    "space_a",
+                    "space_b",
+                    "difference",
+                    "ci_low",
+                    "ci_high",
+                    "p_value",
+                    "p_fdr",
+                ]
+            ),
+            title=f"sweep {result.sweep_id}: layer minus random control",
         )
     for item in result.skipped:
         err_console.print(f"[yellow]skipped:[/yellow] {item.reason}", highlight=False)

@@ -139,6 +139,40 @@ def words(
     )
 
 
+@app.command("rdm")
+def rdm(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Name of the RDM space."),
+    file: Path = typer.Argument(
+        ..., help="CSV or Parquet (wnid, optional subject, one column per wnid) or .npy."
+    ),
+    keys: Path | None = typer.Option(
+        None, "--keys", help="For .npy: the wnid of each row, one per line."
+    ),
+    similarity: bool = typer.Option(
+        False, "--similarity", help="The matrices are similarities (stored as 1 - s)."
+    ),
+    replace: bool = typer.Option(False, "--replace", help="Store a new version of NAME."),
+) -> None:
+    """Ingest per-subject dissimilarity matrices keyed by wnid as a target of RSA and 2 vs 2.
+
+    With several subjects the RSA noise ceiling (lower: leave one subject out; upper: all
+    subjects) is stored in noise_ceilings.
+
+    Example: semwh ingest rdm behaviour rdms.npy --keys wnids.txt
+    """
+    wh = state(ctx).warehouse()
+    report = lib.ingest_rdm(wh, name, file, keys=keys, similarity=similarity, replace=replace)
+    ceilings = "; ".join(
+        f"{method} noise ceiling {low:.3f} .. {high:.3f}"
+        for method, (low, high) in report.ceilings.items()
+    )
+    console.print(
+        f"rdm {report.name}: {report.n_concepts} concepts, {report.n_subjects} subject(s)"
+        + (f"; {ceilings}" if ceilings else "")
+    )
+
+
 @app.command("space")
 def space(
     ctx: typer.Context,

@@ -15,6 +15,17 @@ def report(
     out: Path = typer.Argument(Path("semwh-report"), help="Output folder."),
     alpha: float = typer.Option(0.05, "--alpha", help="FDR level for significance marks."),
     word_space: str | None = typer.Option(None, "--word-space", help="Only this word space."),
+    measure: list[str] = typer.Option(
+        [],
+        "--measure",
+        help="Also draw this measure's curves (2v2, rsa, cka, knn, reg2v2); repeatable.",
+    ),
+    heatmap: list[str] = typer.Option(
+        [],
+        "--heatmap",
+        help="Also draw SPACE's similarity matrix in WordNet order (SPACE or SPACE:METRIC, "
+        "metric pearson, spearman or cosine); repeatable.",
+    ),
     force: bool = typer.Option(
         False, "--force", help="Write into OUT even if it holds files (replacing the report's)."
     ),
@@ -23,8 +34,8 @@ def report(
 
     OUT must be outside the warehouse; a folder that already holds files needs --force.
 
-    Example: semwh report report/ --alpha 0.01
+    Example: semwh report report/ --measure cka --heatmap efficientnet_lite0/blocks.15:spearman
     """
     wh = state(ctx).warehouse()
-    info = build_report(wh, out, alpha=alpha, word_space=word_space, force=force)
+    info = build_report(wh, out, alpha=alpha, word_space=word_space, force=force, measures=measure)
     console.print(f"wrote {info.html} ({len(info.figures)} figure files)")

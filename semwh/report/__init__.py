@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import base64
 import html
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from semwh import __version__
-from semwh.errors import NotFoundError
+from semwh.errors import ConfigError, NotFoundError
 from semwh.output import atomic_output, check_output_folder, format_cell
 from semwh.query import load_query, run_named
-from semwh.report.figures import Figure, curve_figures
+from semwh.report.figures import (
+    MEASURE_AXES,
+    Figure,
+    curve_figures,
+    heatmap_figure,
+    measure_figures,
+)
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.readonly import sandbox_connection
 
@@ -38,6 +45,20 @@ CURVE_COLUMNS = (
 )
 
 
+MEASURE_COLUMNS = (
+    "model",
+    "layer",
+    "relative_depth",
+    "word_space",
+    "measure",
+    "variant",
+    "statistic",
+    "p_fdr",
+    "n_concepts",
+    "n_permutations",
+)
+
+
 @dataclass(frozen=True)
 class ReportData:
     """The rows of the named queries a report shows."""
@@ -46,6 +67,9 @@ class ReportData:
     peaks: list[Row]
     first_significant: list[Row]
     recovery: list[Row]
+    measures: list[Row] = field(default_factory=list)
+    ceilings: list[Row] = field(default_factory=list)
+    heatmaps: dict[tuple[str, str], list[Row]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -57,8 +81,26 @@ class ReportInfo:
     n_curve_rows: int
 
 
-def report_data(wh: Warehouse, *, alpha: float = 0.05, word_space: str | None = None) -> ReportData:
-    """Run the named queries behind the report in one sandbox connection."""
+def report_data(
+    wh: Warehouse,
+    *,
+    alpha: float = 0.05,
+    word_space: str | None = None,
+    measures: Sequence[str] = (),
+    heatmaps: Sequence[str] = (),
+) -> ReportData:
+    """Run the named queries behind the report in one sandbox connection.
+
+    ``measures`` (2v2, rsa, cka, knn, reg2v2) adds the rows of the ``measure_curves`` query
+    of each, drawn as panels of their own, and the ``noise_ceilings`` rows. ``heatmaps``
+    names spaces (``SPACE`` or ``SPACE:METRIC``, metric pearson, spearman or cosine) whose
+    ``space_vectors`` rows are drawn as similarity heatmaps in WordNet order.
+    """
+    unknown = [m for m in measures if m not in MEASURE_AXES]
+    if unknown:
+        raise ConfigError(
+            f"unknown measure {unknown[0]!r} for the report (choose {', '.join(MEASURE_AXES)})"
+        )
     ws = {"word_space": word_space}
     with sandbox_connection(wh) as conn:
 
@@ -70,7 +112,27 @@ def report_data(wh: Warehouse, *, alpha: float = 0.05, word_space: str | None = 
             peaks=rows("peak_layer", ws),
             first_significant=rows("first_significant_depth", {**ws, "alpha": alpha}),
             recovery=rows("recovery_by_layer", ws),
+            measures=[
+                row
+                for measure in dict.fromkeys(measures)
+                for row in rows("measure_curves", {**ws, "measure": measure})
+            ],
+            ceilings=rows("noise_ceilings", {}) if measures else [],
+            heatmaps={
+                key: rows("space_vectors", {"space": key[0]})
+                for key in dict.fromkeys(heatmap_key(text) for text in heatmaps)
+            },
         )
+
+
+def heatmap_key(text: str) -> tuple[str, str]:
+    """``SPACE`` or ``SPACE:METRIC`` as (space, metric); the metric defaults to pearson."""
+    from semwh.analyze.similarity import SIMILARITY_METRICS
+
+    space, sep, metric = text.rpartition(":")
+    if sep and metric in SIMILARITY_METRICS:
+        return space, metric
+    return text, "pearson"
 
 
 def _table(rows: list[Row], columns: tuple[str, ...] | None = None) -> str:
@@ -136,6 +198,8 @@ def render_html(data: ReportData, figures: list[Figure], *, title: str, alpha: f
     ]
     if data.recovery:
         parts += ["<h2>1 vs 2 recovery by layer</h2>", _table(data.recovery)]
+    if data.measures:
+        parts += ["<h2>Measure curves</h2>", _table(data.measures, MEASURE_COLUMNS)]
     parts += [f"<script>{_CHECK}</script>", "</body></html>"]
     return "\n".join(parts)
 
@@ -149,6 +213,8 @@ def build_report(
     title: str = "semwh report: semantics across layers",
     force: bool = False,
     in_warehouse: bool = False,
+    measures: Sequence[str] = (),
+    heatmaps: Sequence[str] = (),
 ) -> ReportInfo:
     """Write figures (``figures/*.png``, ``*.svg``) and ``report.html`` into ``out_dir``.
 
@@ -157,7 +223,10 @@ def build_report(
     files are replaced (each atomically) and other files in the folder are left alone.
     ``in_warehouse`` is for the report stage of run files, whose report belongs to the
     warehouse folder (``<warehouse>/report`` by default): only the registry and the vectors
-    root stay off limits.
+    root stay off limits. ``measures`` adds a panel per word space for each measure named
+    (``2v2``, ``rsa``, ``cka``, ``knn``, ``reg2v2``) from the ``measure_curves`` query, RSA
+    against an RDM target with its noise ceiling as a band; ``heatmaps`` adds a heatmap of
+    each named space (``SPACE`` or ``SPACE:METRIC``), concepts in WordNet hypernym order.
 
     Raises:
         NotFoundError: The warehouse holds no 2 vs 2 results (nothing to plot).
@@ -166,14 +235,24 @@ def build_report(
     """
     protected = wh.data_paths if in_warehouse else wh.protected_paths
     check_output_folder(out_dir, protected, force=force)
-    data = report_data(wh, alpha=alpha, word_space=word_space)
-    if not data.curves:
+    data = report_data(wh, alpha=alpha, word_space=word_space, measures=measures, heatmaps=heatmaps)
+    for (space, _), found in data.heatmaps.items():
+        if not found:
+            raise NotFoundError(f"no concept vectors of space {space!r} to draw a heatmap of")
+    if not data.curves and not data.measures and not data.heatmaps:
         which = f" against word space {word_space!r}" if word_space else ""
         raise NotFoundError(
             f"no layer-curve results{which} in {wh.root}: run `semwh analyze sweep` "
             "(or `semwh run CONFIG.toml`) first"
         )
     figures = curve_figures(data.curves, data.recovery, alpha, out_dir / "figures", protected)
+    figures += measure_figures(data.measures, alpha, out_dir / "figures", protected, data.ceilings)
+    figures += [
+        heatmap_figure(
+            found, space=space, metric=metric, out_dir=out_dir / "figures", protected=protected
+        )
+        for (space, metric), found in data.heatmaps.items()
+    ]
     page = out_dir / "report.html"
     with atomic_output(page, protected, force=True) as tmp:
         tmp.write_text(render_html(data, figures, title=title, alpha=alpha), encoding="utf-8")

@@ -76,13 +76,14 @@ def curve_figure(
     key: str,
     out_dir: Path,
     protected: Sequence[Path] = (),
+    ceiling: tuple[float, float] | None = None,
 ) -> Figure:
     """One panel: ``y`` against relative depth, one line per model.
 
     Models named ``*-random`` (random-weight controls) are dashed in their trained model's
     colour; the permutation-null band (``band`` columns, null mean to 95th percentile) is
     shaded; layers significant after FDR (``p_fdr`` <= ``alpha``) are filled markers, the
-    others open.
+    others open. ``ceiling`` (lower, upper) draws a target's noise ceiling as a grey band.
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 4.2), dpi=110)
@@ -124,6 +125,8 @@ def curve_figure(
         )
     if chance is not None:
         ax.axhline(chance, color="grey", lw=0.8, ls=":")
+    if ceiling is not None:
+        ax.axhspan(ceiling[0], ceiling[1], color="grey", alpha=0.25, lw=0, label="noise ceiling")
     ax.set_xlabel("relative depth (0 = first probed layer, 1 = last)")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
@@ -213,3 +216,119 @@ def curve_figures(
                 )
             )
     return figures
+
+
+#: Axis label and chance level of each measure of the measure_curves query.
+MEASURE_AXES: dict[str, tuple[str, float | None]] = {
+    "2v2": ("2 vs 2 accuracy", 0.5),
+    "rsa": ("RSA", 0.0),
+    "cka": ("linear CKA", 0.0),
+    "knn": ("mutual k-NN alignment", None),
+    "reg2v2": ("regression 2 vs 2 accuracy", 0.5),
+}
+
+
+def measure_figures(
+    rows: Sequence[Row],
+    alpha: float,
+    out_dir: Path,
+    protected: Sequence[Path] = (),
+    ceilings: Sequence[Row] = (),
+) -> list[Figure]:
+    """One panel per (word space, measure, variant) of measure_curves rows; RSA against an
+    RDM target gets its noise ceiling (rows of the noise_ceilings query) over the same
+    number of concepts as a band."""
+    figures: list[Figure] = []
+    keys = sorted({(r["word_space"], r["measure"], r["variant"]) for r in rows})
+    for word_space, measure, variant in keys:
+        group = [
+            r
+            for r in rows
+            if (r["word_space"], r["measure"], r["variant"]) == (word_space, measure, variant)
+        ]
+        label, chance = MEASURE_AXES.get(measure, (measure, None))
+        band = None
+        if measure == "rsa":
+            sizes = {r["n_concepts"] for r in group}
+            band = next(
+                (
+                    (c["lower"], c["upper"])
+                    for c in ceilings
+                    if c["space"] == word_space
+                    and c["method"] == variant
+                    and {c["n_concepts"]} == sizes
+                ),
+                None,
+            )
+        figures.append(
+            curve_figure(
+                group,
+                y="statistic",
+                p_fdr="p_fdr",
+                band=("null_mean", "null_q95"),
+                chance=chance,
+                ylabel=f"{label} ({variant})",
+                title=f"{label} ({variant}) against {word_space}",
+                alpha=alpha,
+                key=f"{slug(measure)}_{slug(variant)}_{slug(word_space)}",
+                out_dir=out_dir,
+                protected=protected,
+                ceiling=band,
+            )
+        )
+    return figures
+
+
+def heatmap_figure(
+    rows: Sequence[Row],
+    *,
+    space: str,
+    metric: str,
+    out_dir: Path,
+    protected: Sequence[Path] = (),
+) -> Figure:
+    """The concept-by-concept matrix of one space, concepts in the order of ``rows`` (the
+    space_vectors query: WordNet hypernym path order).
+
+    Layer, word and external spaces show their similarity matrix under ``metric`` (pearson,
+    spearman, cosine); an RDM space shows its subjects' mean dissimilarity.
+    """
+    import numpy as np
+
+    from semwh.analyze.similarity import similarity_matrix
+
+    plt = _pyplot()
+    names = [r.get("name") or r["wnid"] for r in rows]
+    vectors = np.asarray([r["vector"] for r in rows], dtype=np.float64)
+    if rows and rows[0].get("kind") == "rdm":
+        position = {w: k for k, w in enumerate(sorted(r["wnid"] for r in rows))}
+        n = len(rows)
+        stack = vectors.reshape(n, -1, n)[:, :, [position[r["wnid"]] for r in rows]]
+        matrix = stack.mean(axis=1)
+        what, cmap = "mean dissimilarity of the subjects", "viridis_r"
+    else:
+        matrix = similarity_matrix(vectors, metric=metric, space=space)
+        what, cmap = f"{metric} similarity", "viridis"
+    fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=110)
+    image = ax.imshow(matrix, cmap=cmap, interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=what)
+    if len(names) <= 60:
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=5)
+        ax.set_yticks(range(len(names)), names, fontsize=5)
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    title = f"{space}: {what}, concepts in WordNet hypernym order"
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    key = f"heatmap_{slug(space)}_{slug(metric)}"
+    png_path, svg_path = out_dir / f"{key}.png", out_dir / f"{key}.svg"
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    png = buf.getvalue()
+    with atomic_output(png_path, protected, force=True) as tmp:
+        tmp.write_bytes(png)
+    with atomic_output(svg_path, protected, force=True) as tmp:
+        fig.savefig(tmp, format="svg")
+    plt.close(fig)
+    return Figure(key=key, title=title, png=png, png_path=png_path, svg_path=svg_path)

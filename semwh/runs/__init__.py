@@ -14,7 +14,8 @@ from semwh.runs.comparison import (
     run_comparison,
     shared_concepts,
 )
-from semwh.runs.options import ComparisonOptions
+from semwh.runs.measures import measure
+from semwh.runs.options import ComparisonOptions, MeasureOptions
 from semwh.runs.provenance import concepts_sha256, derive_seed, draw_seed, library_versions
 from semwh.runs.records import ComparisonSpec, ResultRecord
 from semwh.runs.recovery import (
@@ -32,6 +33,7 @@ from semwh.runs.sweep import Skipped, SweepResult, run_or_skip, sweep
 __all__ = [
     "ComparisonOptions",
     "ComparisonSpec",
+    "MeasureOptions",
     "RecoveryInputs",
     "RecoveryRecord",
     "ResultRecord",
@@ -44,6 +46,7 @@ __all__ = [
     "derive_seed",
     "draw_seed",
     "library_versions",
+    "measure",
     "permutation_null",
     "plan_comparison",
     "recovery",

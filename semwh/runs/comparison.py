@@ -24,12 +24,15 @@ from semwh.analyze import (
     similarity_matrix,
     two_vs_two,
 )
+from semwh.analyze.ceiling import group_similarity
+from semwh.analyze.permutation import permutation_p_value
 from semwh.analyze.rsa import rsa_null, rsa_p_value
 from semwh.analyze.two_vs_two import two_vs_two_null, two_vs_two_p_value
 from semwh.errors import ConfigError, DegenerateInputError
 from semwh.resources import available_ram, free_disk
 from semwh.runs import store
-from semwh.runs.options import ComparisonOptions
+from semwh.runs.measures import measure_null, measure_statistic
+from semwh.runs.options import ComparisonOptions, MeasureOptions
 from semwh.runs.plan import AnalysisPlan, check_analysis_plan, plan_analysis
 from semwh.runs.provenance import concepts_sha256, derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec, ResultRecord
@@ -65,21 +68,51 @@ def content_hashes(wh: Warehouse, *names: str) -> dict[str, str | None]:
 def plan_comparison(
     a: SpaceVectors,
     b: SpaceVectors,
-    options: ComparisonOptions,
+    options: ComparisonOptions | MeasureOptions,
     input_hashes: dict[str, str | None],
 ) -> ComparisonSpec:
-    """Restrict two loaded spaces to their shared concepts and bundle them with the options."""
+    """Restrict two loaded spaces to their shared concepts and bundle them with the options.
+
+    An RDM space (``semwh ingest rdm``) is a target only: as B it enters RSA and 2 vs 2 as
+    minus its subjects' mean dissimilarity over the shared concepts.
+
+    Raises:
+        ConfigError: An RDM as space A, or as B of a vector-based measure.
+    """
     wnids = shared_concepts(a, b)
+    if a.kind == "rdm":
+        raise ConfigError(
+            f"space {a.name!r} is an RDM: RDMs are targets, pass it as the second space (--b)"
+        )
+    b_matrix = b.subset(wnids)
+    if b.kind == "rdm":
+        if isinstance(options, MeasureOptions):
+            raise ConfigError(
+                f"space {b.name!r} is an RDM, which has no feature vectors: compare it with "
+                f"rsa or 2v2, not {options.test}"
+            )
+        b_matrix = group_similarity(rdm_stack(b, wnids))
     return ComparisonSpec(
         space_a=a.name,
         space_b=b.name,
         wnids=tuple(wnids),
         a=a.subset(wnids),
-        b=b.subset(wnids),
+        b=b_matrix,
         options=options,
         input_hashes=input_hashes,
         concepts_sha256=concepts_sha256(wnids),
+        b_is_similarity=b.kind == "rdm",
     )
+
+
+def rdm_stack(space: SpaceVectors, wnids: list[str]) -> np.ndarray:
+    """The (subjects, k, k) dissimilarities of an RDM space over ``wnids``."""
+    n_all = len(space.wnids)
+    subjects = space.matrix.shape[1] // n_all
+    index = {w: i for i, w in enumerate(space.wnids)}
+    rows = [index[w] for w in wnids]
+    stack = space.matrix[rows].reshape(len(rows), subjects, n_all)[:, :, rows]
+    return np.transpose(stack, (1, 0, 2))
 
 
 def with_seed(spec: ComparisonSpec, seed: int | None) -> ComparisonSpec:
@@ -157,6 +190,9 @@ def comparison_null(spec: ComparisonSpec, start: int, stop: int) -> np.ndarray:
     """
     _check_seed(spec)
     opts = spec.options
+    if isinstance(opts, MeasureOptions):
+        with _naming(spec):
+            return measure_null(spec, start, stop)
     with _naming(spec):
         sim_a, sim_b, common = _inputs(spec)
         if opts.test == "rsa":
@@ -209,7 +245,9 @@ def with_null(
         )
     if n_permutations == 0:
         return replace(record, spec=spec)
-    p_value = rsa_p_value if spec.options.test == "rsa" else two_vs_two_p_value
+    p_value = {"rsa": rsa_p_value, "2v2": two_vs_two_p_value}.get(
+        spec.options.test, permutation_p_value
+    )
     return replace(
         record,
         spec=spec,
@@ -270,18 +308,26 @@ def _inputs(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """The two similarity matrices and the arguments every statistic of the spec takes."""
     opts = spec.options
+    assert isinstance(opts, ComparisonOptions)
     labels = list(spec.wnids)
     n = len(labels)
-    sim_a, sim_b = (
-        similarity_matrix(
-            vectors,
+    sim_a = similarity_matrix(
+        spec.a,
+        metric=opts.similarity,
+        labels=labels,
+        space=spec.space_a,
+        out=None if allocate is None else allocate(n),
+    )
+    if spec.b_is_similarity:
+        sim_b = spec.b
+    else:
+        sim_b = similarity_matrix(
+            spec.b,
             metric=opts.similarity,
             labels=labels,
-            space=space,
+            space=spec.space_b,
             out=None if allocate is None else allocate(n),
         )
-        for vectors, space in ((spec.a, spec.space_a), (spec.b, spec.space_b))
-    )
     common: dict[str, Any] = dict(
         n_permutations=opts.permutations,
         seed=opts.seed if opts.seed is not None else 0,
@@ -304,6 +350,8 @@ def _tie_tol(opts: ComparisonOptions) -> float:
 def _statistic(spec: ComparisonSpec, allocate: Allocate | None = None) -> dict[str, Any]:
     """Call the pure statistics of :mod:`semwh.analyze` for one spec."""
     opts = spec.options
+    if isinstance(opts, MeasureOptions):
+        return measure_statistic(spec)
     sim_a, sim_b, common = _inputs(spec, allocate)
     labels = common["labels"]
     numbers: dict[str, Any]

@@ -6,9 +6,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from semwh.analyze import DISTANCES, RSA_METHODS, SIMILARITY_METRICS, TIE_TOL
+from semwh.analyze.cka import CKA_ESTIMATORS
+from semwh.analyze.knn import DEFAULT_K
+from semwh.analyze.regression import DEFAULT_PENALTIES, REGRESSION_DISTANCES, REGRESSION_TIE_TOL
 from semwh.errors import ConfigError
 
 TESTS = ("rsa", "2v2")
+#: The vector-based measures (table ``results_measures``).
+MEASURES = ("cka", "knn", "reg2v2")
+#: Everything a sweep can run over its layer and word spaces.
+SWEEP_TESTS = (*TESTS, *MEASURES)
 SIMILARITIES = SIMILARITY_METRICS
 DEVICES = ("cpu", "cuda")
 #: ``auto``: cuda when a CUDA device is available, else cpu (resolved when options are made).
@@ -120,3 +127,108 @@ class ComparisonOptions:
     @property
     def needs_seed(self) -> bool:
         return self.permutations > 0 or self.bootstrap > 0
+
+
+@dataclass(frozen=True)
+class MeasureOptions:
+    """Everything that selects a vector-based measure's numbers, apart from the two spaces.
+
+    Attributes:
+        test: ``cka``, ``knn`` or ``reg2v2`` (the measure).
+        estimator: CKA estimator, ``unbiased`` or ``biased`` (CKA only).
+        k: Neighbours per concept (mutual k-NN only).
+        distance: Row distance of regression 2 vs 2, ``cosine`` or ``pearson``.
+        penalties: Ridge penalty grid of regression 2 vs 2, in multiples of tr(Xc Xc')/n.
+        tie_tol: Regression 2 vs 2 tie tolerance.
+        permutations: Size of the permutation null (0: no p-value).
+        seed: Seed of the permutations; None draws one when needed.
+        device: Kept for the engines; the measures run on the CPU.
+        bootstrap: Always 0 (no bootstrap interval for these measures).
+    """
+
+    test: str
+    estimator: str | None = None
+    k: int | None = None
+    distance: str | None = None
+    penalties: tuple[float, ...] | None = None
+    tie_tol: float | None = None
+    permutations: int = 0
+    seed: int | None = None
+    device: str = "cpu"
+    bootstrap: int = 0
+
+    @classmethod
+    def make(
+        cls,
+        test: str,
+        *,
+        estimator: str = "unbiased",
+        k: int = DEFAULT_K,
+        distance: str = "cosine",
+        penalties: Sequence[float] = DEFAULT_PENALTIES,
+        tie_tol: float = REGRESSION_TIE_TOL,
+        permutations: int = 0,
+        seed: int | None = None,
+        device: str = "cpu",
+    ) -> MeasureOptions:
+        """Validated options; the options that do not apply to ``test`` are dropped."""
+        check_choice(test, MEASURES, "measure")
+        if seed is not None and seed < 0:
+            raise ConfigError(f"seed must be 0 or more, got {seed}")
+        fields: dict[str, object] = {}
+        if test == "cka":
+            fields["estimator"] = check_choice(estimator, CKA_ESTIMATORS, "CKA estimator")
+        elif test == "knn":
+            if isinstance(k, bool) or int(k) != k or k < 1:
+                raise ConfigError(f"k must be an integer of 1 or more, got {k!r}")
+            fields["k"] = int(k)
+        else:
+            fields["distance"] = check_choice(
+                distance, REGRESSION_DISTANCES, "regression 2 vs 2 distance"
+            )
+            grid = tuple(float(p) for p in penalties)
+            if not grid or not all(p > 0 for p in grid):
+                raise ConfigError(
+                    f"ridge penalties must be positive numbers, got {list(penalties)!r}"
+                )
+            fields["penalties"] = grid
+            if not (isinstance(tie_tol, int | float) and 0 <= float(tie_tol) < 1):
+                raise ConfigError(f"tie tolerance must be in [0, 1), got {tie_tol!r}")
+            fields["tie_tol"] = float(tie_tol)
+        return cls(
+            test=test,
+            permutations=check_count(permutations, "permutations"),
+            seed=seed,
+            device=check_device(device),
+            **fields,  # type: ignore[arg-type]
+        )
+
+    @property
+    def variant(self) -> str:
+        """The readable label stored with a result: estimator, ``k=K`` or distance."""
+        if self.test == "cka":
+            return str(self.estimator)
+        if self.test == "knn":
+            return f"k={self.k}"
+        return str(self.distance)
+
+    @property
+    def metric(self) -> str:
+        return self.variant
+
+    def settings(self) -> dict[str, object]:
+        """The measure's own options (hashed into the reuse key)."""
+        out: dict[str, object] = {"measure": self.test}
+        if self.test == "cka":
+            out["estimator"] = self.estimator
+        elif self.test == "knn":
+            out["k"] = self.k
+        else:
+            out["distance"] = self.distance
+            out["penalties"] = list(self.penalties or ())
+            out["tie_tol"] = self.tie_tol
+        return out
+
+    @property
+    def needs_seed(self) -> bool:
+        return self.permutations > 0

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from semwh.analyze.versions import analysis_version
-from semwh.runs.options import ComparisonOptions
+from semwh.runs.options import ComparisonOptions, MeasureOptions
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,8 @@ class ComparisonSpec:
         options: Validated options; ``seed`` is resolved when permutations or bootstrap need it.
         input_hashes: Content hashes of the two spaces, by name.
         concepts_sha256: Hash of ``wnids``.
+        b_is_similarity: ``b`` is already the n x n similarity matrix of space B (an RDM
+            target: minus the subjects' mean dissimilarity over ``wnids``).
     """
 
     space_a: str
@@ -37,9 +39,10 @@ class ComparisonSpec:
     wnids: tuple[str, ...]
     a: np.ndarray
     b: np.ndarray
-    options: ComparisonOptions
+    options: ComparisonOptions | MeasureOptions
     input_hashes: dict[str, str | None]
     concepts_sha256: str
+    b_is_similarity: bool = False
 
     @property
     def n_concepts(self) -> int:
@@ -48,6 +51,18 @@ class ComparisonSpec:
     def params(self) -> dict[str, Any]:
         """The analysis parameters recorded (and hashed) in ``analysis_runs``."""
         opts = self.options
+        if isinstance(opts, MeasureOptions):
+            return {
+                "test": opts.test,
+                "space_a": self.space_a,
+                "space_b": self.space_b,
+                **opts.settings(),
+                "permutations": opts.permutations,
+                "seed": opts.seed,
+                "n_concepts": self.n_concepts,
+                "concepts_sha256": self.concepts_sha256,
+                "analysis_version": analysis_version(opts.test),
+            }
         params: dict[str, Any] = {
             "test": opts.test,
             "space_a": self.space_a,
@@ -80,8 +95,9 @@ class ResultRecord:
 
     Attributes:
         spec: The comparison that produced them (vectors included).
-        statistic: RSA rho or 2 vs 2 accuracy.
-        n_pairs: Number of concept pairs the 2 vs 2 test scored (None for RSA).
+        statistic: RSA rho, 2 vs 2 accuracy, or the measure (CKA, k-NN alignment, regression
+            2 vs 2 accuracy).
+        n_pairs: Number of concept pairs a 2 vs 2 test scored (None otherwise).
         p_value: Permutation p-value (None without permutations).
         null: The permutation null distribution (None without permutations).
         ci_low: Lower end of the bootstrap interval (None without bootstrap).

@@ -1,8 +1,8 @@
 """Reads and writes of analysis results: the one place that knows the results tables.
 
 Each stored comparison is an ``analysis_runs`` row (parameters, seed, versions, input hashes),
-a ``results_rsa`` / ``results_2v2`` row and, with permutations, its null distribution in
-``permutation_nulls``, all added in the caller's transaction.
+a ``results_rsa`` / ``results_2v2`` / ``results_measures`` row and, with permutations, its
+null distribution in ``permutation_nulls``, all added in the caller's transaction.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import pyarrow as pa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from semwh.analyze import TIE_TOL
 from semwh.analyze.versions import analysis_version
+from semwh.runs.options import MEASURES, ComparisonOptions, MeasureOptions
 from semwh.runs.provenance import (
     canonical_json,
     library_versions,
@@ -28,10 +30,11 @@ from semwh.warehouse.models import (
     AnalysisRun,
     PermutationNull,
     Result2v2,
+    ResultMeasure,
     ResultRSA,
 )
 
-ComparisonRow = ResultRSA | Result2v2
+ComparisonRow = ResultRSA | Result2v2 | ResultMeasure
 
 RESULT_MODELS: dict[str, type[ResultRSA] | type[Result2v2]] = {
     "rsa": ResultRSA,
@@ -81,6 +84,8 @@ def matching_rows(session: Session, spec: ComparisonSpec, *, any_seed: bool) -> 
     ``any_seed``) the seed.
     """
     opts = spec.options
+    if isinstance(opts, MeasureOptions):
+        return _matching_measures(session, spec, opts, any_seed=any_seed)
     model = result_model(opts.test)
     clauses: list[Any] = [
         model.space_a == spec.space_a,
@@ -104,7 +109,59 @@ def matching_rows(session: Session, spec: ComparisonSpec, *, any_seed: bool) -> 
     if not any_seed:
         clauses.append(model.seed.is_(None) if opts.seed is None else model.seed == opts.seed)
     query = select(model).where(*clauses).order_by(model.result_id.desc())
+    return list(session.scalars(query).all())  # type: ignore[arg-type]
+
+
+def _matching_measures(
+    session: Session, spec: ComparisonSpec, opts: MeasureOptions, *, any_seed: bool
+) -> list[ComparisonRow]:
+    """Stored ``results_measures`` rows that answer ``spec``, newest first."""
+    clauses: list[Any] = [
+        ResultMeasure.measure == opts.test,
+        ResultMeasure.space_a == spec.space_a,
+        ResultMeasure.space_b == spec.space_b,
+        ResultMeasure.space_a_sha256 == spec.space_a_sha256,
+        ResultMeasure.space_b_sha256 == spec.space_b_sha256,
+        ResultMeasure.concepts_sha256 == spec.concepts_sha256,
+        ResultMeasure.options_sha256 == params_sha256(opts.settings()),
+        ResultMeasure.n_permutations == opts.permutations,
+        ResultMeasure.analysis_version == analysis_version(opts.test),
+    ]
+    if not any_seed:
+        clauses.append(
+            ResultMeasure.seed.is_(None) if opts.seed is None else ResultMeasure.seed == opts.seed
+        )
+    query = select(ResultMeasure).where(*clauses).order_by(ResultMeasure.result_id.desc())
     return list(session.scalars(query).all())
+
+
+def _measure_row(record: ResultRecord, opts: MeasureOptions, analysis_id: int) -> ResultMeasure:
+    spec = record.spec
+    return ResultMeasure(
+        analysis_id=analysis_id,
+        measure=opts.test,
+        variant=opts.variant,
+        space_a=spec.space_a,
+        space_b=spec.space_b,
+        n_concepts=spec.n_concepts,
+        concepts_sha256=spec.concepts_sha256,
+        space_a_sha256=spec.space_a_sha256,
+        space_b_sha256=spec.space_b_sha256,
+        statistic=record.statistic,
+        p_value=record.p_value,
+        n_permutations=opts.permutations,
+        seed=opts.seed,
+        estimator=opts.estimator,
+        k=opts.k,
+        distance=opts.distance,
+        penalties=None if opts.penalties is None else json.dumps(list(opts.penalties)),
+        tie_tol=opts.tie_tol,
+        n_pairs=record.n_pairs,
+        options_sha256=params_sha256(opts.settings()),
+        analysis_version=analysis_version(opts.test),
+        null_mean=record.null_mean,
+        null_q95=record.null_q95,
+    )
 
 
 def add_comparison(session: Session, record: ResultRecord) -> ComparisonRow:
@@ -122,17 +179,17 @@ def add_comparison(session: Session, record: ResultRecord) -> ComparisonRow:
     )
     common: dict[str, Any] = dict(
         analysis_id=run.analysis_id,
+        similarity=getattr(opts, "similarity", None),
+        bootstrap=opts.bootstrap,
         space_a=spec.space_a,
         space_b=spec.space_b,
         n_concepts=spec.n_concepts,
         concepts_sha256=spec.concepts_sha256,
         space_a_sha256=spec.space_a_sha256,
         space_b_sha256=spec.space_b_sha256,
-        similarity=opts.similarity,
         p_value=record.p_value,
         n_permutations=opts.permutations,
         seed=opts.seed,
-        bootstrap=opts.bootstrap,
         analysis_version=analysis_version(opts.test),
         null_mean=record.null_mean,
         null_q95=record.null_q95,
@@ -140,7 +197,9 @@ def add_comparison(session: Session, record: ResultRecord) -> ComparisonRow:
         ci_high=record.ci_high,
     )
     row: ComparisonRow
-    if opts.test == "rsa":
+    if isinstance(opts, MeasureOptions):
+        row = _measure_row(record, opts, run.analysis_id)
+    elif opts.test == "rsa":
         row = ResultRSA(method=opts.metric, rho=record.statistic, **common)
     else:
         assert record.n_pairs is not None and opts.tie_tol is not None
@@ -167,11 +226,43 @@ def add_comparison(session: Session, record: ResultRecord) -> ComparisonRow:
     return row
 
 
+def stored_options(test: str, row: ComparisonRow) -> ComparisonOptions | MeasureOptions:
+    """The options a stored RSA, 2 vs 2 or measure row was computed with."""
+    if isinstance(row, ResultMeasure):
+        extra: dict[str, Any] = {}
+        if row.estimator is not None:
+            extra["estimator"] = row.estimator
+        if row.k is not None:
+            extra["k"] = row.k
+        if row.distance is not None:
+            extra["distance"] = row.distance
+        if row.penalties is not None:
+            extra["penalties"] = json.loads(row.penalties)
+        if row.tie_tol is not None:
+            extra["tie_tol"] = row.tie_tol
+        return MeasureOptions.make(test, permutations=row.n_permutations, seed=row.seed, **extra)
+    return ComparisonOptions.make(
+        test,
+        similarity=row.similarity,
+        method=row.method if isinstance(row, ResultRSA) else "spearman",
+        distance=row.distance if isinstance(row, Result2v2) else "pearson",
+        permutations=row.n_permutations,
+        seed=row.seed,
+        bootstrap=row.bootstrap,
+        tie_tol=row.tie_tol if isinstance(row, Result2v2) else TIE_TOL,
+    )
+
+
 def test_of(row: ComparisonRow) -> str:
+    if isinstance(row, ResultMeasure):
+        return row.measure
     return "rsa" if isinstance(row, ResultRSA) else "2v2"
 
 
 def get_comparison(session: Session, test: str, result_id: int) -> ComparisonRow | None:
+    if test in MEASURES:
+        found = session.get(ResultMeasure, result_id)
+        return found if found is not None and found.measure == test else None
     row = session.get(result_model(test), result_id)
     return row if isinstance(row, ResultRSA | Result2v2) else None
 
@@ -215,6 +306,9 @@ def comparison_table(
     """
     records = []
     for row in rows:
+        if isinstance(row, ResultMeasure):
+            records.append(_measure_record(row, p_fdr))
+            continue
         is_rsa = isinstance(row, ResultRSA)
         records.append(
             {
@@ -265,6 +359,34 @@ def comparison_table(
         ]
     )
     return pa.Table.from_pylist(records, schema=schema)
+
+
+def _measure_record(
+    row: ResultMeasure, p_fdr: dict[tuple[str, int], float | None] | None
+) -> dict[str, Any]:
+    """A results_measures row in the columns of :func:`comparison_table`."""
+    return {
+        "test": row.measure,
+        "result_id": row.result_id,
+        "analysis_id": row.analysis_id,
+        "space_a": row.space_a,
+        "space_b": row.space_b,
+        "n_concepts": row.n_concepts,
+        "similarity": None,
+        "metric": row.variant,
+        "statistic": row.statistic,
+        "n_pairs": row.n_pairs,
+        "p_value": row.p_value,
+        "p_fdr": (p_fdr or {}).get((row.measure, row.result_id)),
+        "n_permutations": row.n_permutations,
+        "seed": row.seed,
+        "bootstrap": 0,
+        "analysis_version": row.analysis_version,
+        "null_mean": row.null_mean,
+        "null_q95": row.null_q95,
+        "ci_low": None,
+        "ci_high": None,
+    }
 
 
 def vertical(table: pa.Table) -> pa.Table:

@@ -13,6 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import select
 
 from semwh.analyze import TIE_TOL
+from semwh.analyze.knn import DEFAULT_K
+from semwh.analyze.regression import DEFAULT_PENALTIES
 from semwh.errors import ConfigError, DegenerateInputError, NotFoundError
 from semwh.runs import families, store
 from semwh.runs.comparison import (
@@ -22,14 +24,28 @@ from semwh.runs.comparison import (
     save_in,
     with_seed,
 )
-from semwh.runs.options import TESTS, ComparisonOptions, check_choice
+from semwh.runs.options import (
+    MEASURES,
+    SWEEP_TESTS,
+    ComparisonOptions,
+    MeasureOptions,
+    check_choice,
+)
 from semwh.runs.provenance import derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec, ResultRecord
 from semwh.runs.recovery import recovery as run_recovery
 from semwh.testing.faults import fault_point
 from semwh.vectors import SpaceVectors, load_space
 from semwh.warehouse.layout import Warehouse
-from semwh.warehouse.models import Result2v2, ResultRecovery, ResultRSA, Space, VisionModel
+from semwh.warehouse.models import (
+    Result2v2,
+    ResultDiff,
+    ResultMeasure,
+    ResultRecovery,
+    ResultRSA,
+    Space,
+    VisionModel,
+)
 
 RANDOM_SUFFIX = "-random"
 
@@ -57,6 +73,8 @@ class SweepResult:
         computed: How many comparisons were computed (the rest were found stored).
         skipped: Comparisons left out as degenerate (empty when ``strict``).
         reused: True when an identical family was already stored and is returned as it is.
+        diffs: With ``control_diffs``, each trained layer's result minus its random
+            control's (``results_diff``), members of the family as ``diff``.
     """
 
     sweep_id: int
@@ -68,6 +86,7 @@ class SweepResult:
     computed: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     reused: bool = False
+    diffs: list[ResultDiff] = field(default_factory=list)
 
 
 def sweep_models(wh: Warehouse, models: Sequence[str], include_random: bool) -> list[str]:
@@ -140,7 +159,7 @@ def _specs(
     layers: Sequence[Space],
     words: dict[str, SpaceVectors],
     hashes: dict[str, str | None],
-    options: Sequence[ComparisonOptions],
+    options: Sequence[ComparisonOptions | MeasureOptions],
     strict: bool,
 ) -> Iterator[ComparisonSpec | Skipped]:
     """Specs in sweep order, loading each layer space once."""
@@ -176,6 +195,11 @@ def sweep(
     strict: bool = False,
     progress: bool = False,
     engine: Engine = map,
+    estimator: str = "unbiased",
+    k: int = DEFAULT_K,
+    regression_distance: str = "cosine",
+    penalties: Sequence[float] = DEFAULT_PENALTIES,
+    control_diffs: bool = False,
 ) -> SweepResult:
     """Compare every layer space of ``models`` with every word space and store the results.
 
@@ -193,7 +217,8 @@ def sweep(
         wh: The warehouse.
         models: Vision model names; their ``-random`` controls join when ``include_random``.
         word_spaces: Word (or external) space names.
-        tests: Any of ``2v2`` and ``rsa``.
+        tests: Any of ``2v2``, ``rsa``, ``cka`` (linear CKA), ``knn`` (mutual k-NN
+            alignment) and ``reg2v2`` (regression 2 vs 2 from the layer to the word space).
         permutations: Size of each permutation null.
         seed: Sweep seed; None draws one and records it.
         similarity: Concept similarity for both tests.
@@ -210,6 +235,14 @@ def sweep(
             and its reason are returned and recorded in the sweep's parameters.
         progress: Show a progress bar on stderr.
         engine: Maps :func:`run_comparison` over specs (``map`` runs them here, in order).
+        estimator: CKA estimator (``unbiased`` or ``biased``).
+        k: Neighbours per concept of mutual k-NN alignment.
+        regression_distance: Row distance of regression 2 vs 2 (``cosine`` or ``pearson``).
+        penalties: Ridge penalty grid of regression 2 vs 2 (multiples of tr(Xc Xc')/n).
+        control_diffs: Also test, for every test but ``knn``, each layer of a model against
+            the same layer of its ``-random`` control (:func:`semwh.runs.difference.diff`,
+            ``permutations`` bootstrap resamples and sign flips); the differences join the
+            sweep's family and its FDR.
 
     Raises:
         ConfigError: Unknown option values or no tests.
@@ -218,20 +251,35 @@ def sweep(
             the concepts and spaces).
     """
     if not tests:
-        raise ConfigError(f"a sweep needs at least one test (choose {', '.join(TESTS)})")
-    options = [
-        ComparisonOptions.make(
-            check_choice(test, TESTS, "test"),
-            similarity=similarity,
-            method=method,
-            distance=distance,
-            permutations=permutations,
-            seed=None,
-            device=device,
-            tie_tol=tie_tol,
-        )
-        for test in dict.fromkeys(tests)
-    ]
+        raise ConfigError(f"a sweep needs at least one test (choose {', '.join(SWEEP_TESTS)})")
+    options: list[ComparisonOptions | MeasureOptions] = []
+    for test in dict.fromkeys(tests):
+        if check_choice(test, SWEEP_TESTS, "test") in MEASURES:
+            options.append(
+                MeasureOptions.make(
+                    test,
+                    estimator=estimator,
+                    k=k,
+                    distance=regression_distance,
+                    penalties=penalties,
+                    permutations=permutations,
+                    seed=None,
+                    device=device,
+                )
+            )
+        else:
+            options.append(
+                ComparisonOptions.make(
+                    test,
+                    similarity=similarity,
+                    method=method,
+                    distance=distance,
+                    permutations=permutations,
+                    seed=None,
+                    device=device,
+                    tie_tol=tie_tol,
+                )
+            )
     needs_seed = any(o.needs_seed for o in options)
     sweep_seed = seed if seed is not None else (draw_seed() if needs_seed else None)
     chosen = sweep_models(wh, models, include_random)
@@ -265,6 +313,15 @@ def sweep(
         "include_random": include_random,
         "recovery": recovery,
     }
+    # The measures' options join the sweep's identity only when it runs them, so that the
+    # identity of a sweep of RSA and 2 vs 2 stays what it was.
+    for opts in options:
+        if isinstance(opts, MeasureOptions):
+            params[opts.test] = {
+                key: value for key, value in opts.settings().items() if key != "measure"
+            }
+    if control_diffs:
+        params["control_diffs"] = True
     with wh.session() as session:
         family = families.open_sweep(
             session,
@@ -296,6 +353,7 @@ def sweep(
             strict=strict,
             progress=progress,
             engine=engine,
+            control_diffs=control_diffs,
         )
     except BaseException:
         # The sweep's family was never written: mark it, so that nobody reads it as current.
@@ -314,7 +372,7 @@ def _run_sweep(
     layers: Sequence[Space],
     words: dict[str, SpaceVectors],
     hashes: dict[str, str | None],
-    options: Sequence[ComparisonOptions],
+    options: Sequence[ComparisonOptions | MeasureOptions],
     seed: int | None,
     sweep_seed: int | None,
     device: str,
@@ -323,6 +381,7 @@ def _run_sweep(
     strict: bool,
     progress: bool,
     engine: Engine,
+    control_diffs: bool = False,
 ) -> SweepResult:
     """Compute or find every member of an opened sweep, then close it with its FDR."""
     start = time.perf_counter()
@@ -378,7 +437,7 @@ def _run_sweep(
     finally:
         if bar is not None:
             bar.stop()
-    rows = [slot for slot in slots if isinstance(slot, ResultRSA | Result2v2)]
+    rows = [slot for slot in slots if isinstance(slot, ResultRSA | Result2v2 | ResultMeasure)]
     skipped = [slot for slot in slots if isinstance(slot, Skipped)]
     computed = sum(1 for index, _ in pending if not isinstance(slots[index], Skipped))
 
@@ -387,8 +446,10 @@ def _run_sweep(
         for model in models:
             for word in words:
                 recovered.extend(run_recovery(wh, model, word, force=force))
+    diffs = _control_diffs(wh, rows, sweep_seed, force) if control_diffs else []
     members = [families.Member(store.test_of(r), r.result_id, r.p_value) for r in rows]
     members += [families.Member("recovery", r.result_id, r.p_value) for r in recovered]
+    members += [families.Member("diff", d.result_id, d.p_value) for d in diffs]
 
     # The family, its FDR and the sweep's own run record land together or not at all.
     with wh.session() as session:
@@ -406,6 +467,7 @@ def _run_sweep(
                 computed=0,
                 skipped=skipped,
                 reused=True,
+                diffs=diffs,
             )
         record = dict(params)
         record["sweep_id"] = sweep_id
@@ -437,7 +499,45 @@ def _run_sweep(
         p_fdr=fdr,
         computed=computed,
         skipped=skipped,
+        diffs=diffs,
     )
+
+
+def _control_diffs(
+    wh: Warehouse,
+    rows: Sequence[store.ComparisonRow],
+    sweep_seed: int | None,
+    force: bool,
+) -> list[ResultDiff]:
+    """Each trained layer's result minus the same layer's result in its random control."""
+    from semwh.runs.difference import DIFF_TESTS, diff_in, diff_inputs
+
+    by_key = {(store.test_of(r), r.space_a, r.space_b): r for r in rows}
+    out: list[ResultDiff] = []
+    for (test, space_a, space_b), row in by_key.items():
+        model, sep, layer = space_a.partition("/")
+        if test not in DIFF_TESTS or not sep or model.endswith(RANDOM_SUFFIX):
+            continue
+        control = by_key.get((test, f"{model}{RANDOM_SUFFIX}/{layer}", space_b))
+        if control is None:
+            continue
+        inputs = diff_inputs(wh, f"{test}:{row.result_id}", f"{test}:{control.result_id}")
+        seed = None
+        if sweep_seed is not None:
+            seed = derive_seed(sweep_seed, "diff", test, space_a, control.space_a, space_b)
+        with wh.session() as session:
+            out.append(
+                diff_in(
+                    wh,
+                    session,
+                    inputs,
+                    bootstrap=row.n_permutations,
+                    permutations=row.n_permutations,
+                    seed=seed,
+                    force=force,
+                )
+            )
+    return out
 
 
 def _commit(

@@ -28,7 +28,7 @@ from semwh.analyze.versions import analysis_version
 from semwh.errors import ConfigError, NotFoundError, SemwhError
 from semwh.runs import store
 from semwh.runs.comparison import plan_comparison, run_comparison
-from semwh.runs.options import ComparisonOptions
+from semwh.runs.options import MEASURES
 from semwh.runs.provenance import library_versions
 from semwh.runs.recovery import recovery_inputs, run_recovery_layer, top1_predictions
 from semwh.vectors import SpaceVectors, load_space
@@ -37,6 +37,8 @@ from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
     AnalysisRun,
     Result2v2,
+    ResultDiff,
+    ResultMeasure,
     ResultRecovery,
     ResultRSA,
     Space,
@@ -48,8 +50,22 @@ REPRODUCED = "reproduced"
 DRIFTED = "drifted"
 INPUTS_CHANGED = "inputs changed"
 
-TESTS = ("rsa", "2v2", "recovery")
-_MODELS: dict[str, Any] = {"rsa": ResultRSA, "2v2": Result2v2, "recovery": ResultRecovery}
+TESTS = ("rsa", "2v2", "recovery", *MEASURES, "diff")
+_MODELS: dict[str, Any] = {
+    "rsa": ResultRSA,
+    "2v2": Result2v2,
+    "recovery": ResultRecovery,
+    **{measure: ResultMeasure for measure in MEASURES},
+    "diff": ResultDiff,
+}
+
+
+def _row(session: Session, test: str, result_id: int) -> Any:
+    """The stored row of ``test`` with ``result_id`` (None: none of that test)."""
+    row = session.get(_MODELS[test], result_id)
+    if isinstance(row, ResultMeasure) and row.measure != test:
+        return None
+    return row
 
 
 @dataclass(frozen=True)
@@ -137,8 +153,9 @@ def chosen_results(
     with wh.session() as session:
         if result is not None:
             test, result_id = parse_result_ref(result)
-            if session.get(_MODELS[test], result_id) is None:
-                raise NotFoundError(f"no {test} result {result_id} (see results_{test})")
+            if _row(session, test, result_id) is None:
+                table = "results_measures" if test in MEASURES else f"results_{test}"
+                raise NotFoundError(f"no {test} result {result_id} (see {table})")
             return [(test, result_id)]
         if sweep_id is not None:
             rows = session.execute(
@@ -152,8 +169,10 @@ def chosen_results(
         out: list[tuple[str, int]] = []
         for test in TESTS:
             model = _MODELS[test]
-            ids = session.scalars(select(model.result_id).order_by(model.result_id)).all()
-            out.extend((test, int(i)) for i in ids)
+            query = select(model.result_id).order_by(model.result_id)
+            if test in MEASURES:
+                query = query.where(ResultMeasure.measure == test)
+            out.extend((test, int(i)) for i in session.scalars(query).all())
         return out
 
 
@@ -262,7 +281,7 @@ def _diff(stored: Sequence[float | None], fresh: Sequence[float | None]) -> floa
 
 
 def _verify_comparison(
-    checker: _Checker, session: Session, test: str, row: ResultRSA | Result2v2
+    checker: _Checker, session: Session, test: str, row: ResultRSA | Result2v2 | ResultMeasure
 ) -> Verdict:
     def verdict(status: str, detail: str, diff: float | None = None) -> Verdict:
         return Verdict(test, row.result_id, row.space_a, row.space_b, status, detail, diff)
@@ -271,17 +290,7 @@ def _verify_comparison(
         problem = checker.space_problem(session, name, recorded)
         if problem is not None:
             return verdict(INPUTS_CHANGED, problem)
-    is_rsa = isinstance(row, ResultRSA)
-    options = ComparisonOptions.make(
-        test,
-        similarity=row.similarity,
-        method=row.method if isinstance(row, ResultRSA) else "spearman",
-        distance=row.distance if isinstance(row, Result2v2) else "pearson",
-        permutations=row.n_permutations,
-        seed=row.seed,
-        bootstrap=row.bootstrap,
-        **({} if is_rsa else {"tie_tol": row.tie_tol}),  # type: ignore[union-attr]
-    )
+    options = store.stored_options(test, row)
     hashes = {row.space_a: row.space_a_sha256, row.space_b: row.space_b_sha256}
     a, b = checker.spaces[row.space_a], checker.spaces[row.space_b]
     try:
@@ -290,8 +299,13 @@ def _verify_comparison(
         return verdict(DRIFTED, f"recomputing fails now: {exc}", float("inf"))
     null = store.null_values(session, test, row.result_id) or []
     fresh_null = [] if record.null is None else [float(v) for v in record.null]
-    stored_stat = row.rho if isinstance(row, ResultRSA) else row.accuracy
-    stored = [stored_stat, row.p_value, row.ci_low, row.ci_high, row.null_mean, row.null_q95]
+    ci: list[float | None]
+    if isinstance(row, ResultMeasure):
+        stored_stat, ci = row.statistic, [None, None]
+    else:
+        stored_stat = row.rho if isinstance(row, ResultRSA) else row.accuracy
+        ci = [row.ci_low, row.ci_high]
+    stored = [stored_stat, row.p_value, *ci, row.null_mean, row.null_q95]
     fresh = [
         record.statistic,
         record.p_value,
@@ -357,6 +371,51 @@ def _verify_recovery(checker: _Checker, session: Session, row: ResultRecovery) -
     return verdict(DRIFTED, f"stored numbers differ by up to {diff:.3g}; {notes}", diff)
 
 
+def _verify_diff(checker: _Checker, session: Session, row: ResultDiff) -> Verdict:
+    """Recompute a stored difference from its two results' inputs."""
+    from semwh.analyze.difference import paired_difference
+    from semwh.runs.difference import diff_inputs, weighted_statistic
+
+    def verdict(status: str, detail: str, diff: float | None = None) -> Verdict:
+        return Verdict("diff", row.result_id, row.space_a, row.space_b, status, detail, diff)
+
+    for name, recorded in ((row.space_a, row.space_a_sha256), (row.space_b, row.space_b_sha256)):
+        problem = checker.space_problem(session, name, recorded)
+        if problem is not None:
+            return verdict(INPUTS_CHANGED, problem)
+    try:
+        inputs = diff_inputs(
+            checker.wh,
+            f"{row.first_test}:{row.first_result_id}",
+            f"{row.second_test}:{row.second_result_id}",
+        )
+        fresh = paired_difference(
+            *(weighted_statistic(spec) for spec in inputs.specs),
+            row.n_concepts,
+            n_bootstrap=row.n_bootstrap,
+            n_permutations=row.n_permutations,
+            level=row.level,
+            seed=int(row.seed or 0),
+        )
+    except SemwhError as exc:
+        return verdict(INPUTS_CHANGED, f"its results cannot be rebuilt now: {exc}")
+
+    def opt(value: float) -> float | None:
+        return float(value) if np.isfinite(value) else None
+
+    null = store.null_values(session, "diff", row.result_id) or []
+    stored = [row.difference, row.ci_low, row.ci_high, row.p_value, *null]
+    now = [fresh.difference, opt(fresh.ci_low), opt(fresh.ci_high), fresh.p_value]
+    now += [float(v) for v in fresh.null]
+    diff = float("inf") if len(stored) != len(now) else _diff(stored, now)
+    notes = checker.version_notes(
+        session.get(AnalysisRun, row.analysis_id), "diff", row.analysis_version
+    )
+    if diff is None:
+        return verdict(REPRODUCED, f"difference, interval, p-value and null identical; {notes}")
+    return verdict(DRIFTED, f"stored numbers differ by up to {diff:.3g}; {notes}", diff)
+
+
 def verify(
     wh: Warehouse,
     *,
@@ -375,11 +434,13 @@ def verify(
     checker = _Checker(wh, report)
     with wh.session() as session:
         for test, result_id in chosen:
-            row = session.get(_MODELS[test], result_id)
+            row = _row(session, test, result_id)
             if row is None:
                 continue
             if test == "recovery":
                 report.verdicts.append(_verify_recovery(checker, session, row))
+            elif test == "diff":
+                report.verdicts.append(_verify_diff(checker, session, row))
             else:
                 report.verdicts.append(_verify_comparison(checker, session, test, row))
     return report

@@ -64,6 +64,9 @@ class SpaceVectors:
     name: str
     wnids: list[str]
     matrix: np.ndarray  # float64, n x d
+    # The space's kind (layer, word, external, rdm); an ``rdm`` space holds, for each concept,
+    # its rows of every subject's dissimilarity matrix side by side (columns in wnid order).
+    kind: str | None = None
 
     def subset(self, wnids: Sequence[str]) -> np.ndarray:
         index = {w: i for i, w in enumerate(self.wnids)}
@@ -471,7 +474,9 @@ def load_space(wh: Warehouse, name: str) -> SpaceVectors:
         ).all()
     table = _read_files(wh, name, files).sort_by("wnid")
     matrix = _matrix(table.column("vector"), table.num_rows).astype(np.float64)
-    return SpaceVectors(name=name, wnids=table.column("wnid").to_pylist(), matrix=matrix)
+    return SpaceVectors(
+        name=name, wnids=table.column("wnid").to_pylist(), matrix=matrix, kind=space.kind
+    )
 
 
 def load_image_vectors(wh: Warehouse, space: str) -> ImageVectors:

@@ -339,6 +339,96 @@ class Result2v2(_ComparisonColumns, Base):
     accuracy: Mapped[float] = mapped_column(Double, nullable=False)
 
 
+class ResultMeasure(Base):
+    """A vector-based measure between two spaces over their shared concepts: linear CKA
+    (``cka``), mutual k-NN alignment (``knn``) or regression 2 vs 2 (``reg2v2``)."""
+
+    __tablename__ = "results_measures"
+
+    result_id: Mapped[int] = _pk(RESULT_SEQ)
+    analysis_id: Mapped[int] = mapped_column(
+        ForeignKey("analysis_runs.analysis_id"), nullable=False, index=True
+    )
+    measure: Mapped[str] = mapped_column(String, nullable=False)  # cka|knn|reg2v2
+    # A readable label of the options: the CKA estimator, "k=10", the regression distance.
+    variant: Mapped[str] = mapped_column(String, nullable=False)
+    space_a: Mapped[str] = mapped_column(String, nullable=False)
+    space_b: Mapped[str] = mapped_column(String, nullable=False)
+    n_concepts: Mapped[int] = mapped_column(Integer, nullable=False)
+    concepts_sha256: Mapped[str] = mapped_column(String, nullable=False)
+    space_a_sha256: Mapped[str | None] = mapped_column(String)
+    space_b_sha256: Mapped[str | None] = mapped_column(String)
+    statistic: Mapped[float] = mapped_column(Double, nullable=False)
+    p_value: Mapped[float | None] = mapped_column(Double)
+    n_permutations: Mapped[int] = mapped_column(Integer, nullable=False)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    estimator: Mapped[str | None] = mapped_column(String)  # cka: unbiased|biased
+    k: Mapped[int | None] = mapped_column(Integer)  # knn: neighbours per concept
+    distance: Mapped[str | None] = mapped_column(String)  # reg2v2: cosine|pearson
+    penalties: Mapped[str | None] = mapped_column(Text)  # reg2v2: JSON list of grid factors
+    tie_tol: Mapped[float | None] = mapped_column(Double)  # reg2v2
+    n_pairs: Mapped[int | None] = mapped_column(BigInteger)  # reg2v2
+    # Hash of the measure's options (the columns above), part of the reuse key.
+    options_sha256: Mapped[str] = mapped_column(String, nullable=False)
+    analysis_version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    null_mean: Mapped[float | None] = mapped_column(Double)
+    null_q95: Mapped[float | None] = mapped_column(Double)
+    created_at: Mapped[datetime] = _created()
+
+
+class ResultDiff(Base):
+    """The paired difference of two stored results over the same concepts: a concept
+    bootstrap interval and a sign-flip permutation p-value (two-sided)."""
+
+    __tablename__ = "results_diff"
+
+    result_id: Mapped[int] = _pk(RESULT_SEQ)
+    analysis_id: Mapped[int] = mapped_column(
+        ForeignKey("analysis_runs.analysis_id"), nullable=False, index=True
+    )
+    # The two results: test (rsa|2v2|cka|reg2v2) and result_id in its table.
+    first_test: Mapped[str] = mapped_column(String, nullable=False)
+    first_result_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    second_test: Mapped[str] = mapped_column(String, nullable=False)
+    second_result_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # space_a of each result (the layers compared, usually) and their content hashes.
+    space_a: Mapped[str] = mapped_column(String, nullable=False)
+    space_b: Mapped[str] = mapped_column(String, nullable=False)
+    space_a_sha256: Mapped[str | None] = mapped_column(String)
+    space_b_sha256: Mapped[str | None] = mapped_column(String)
+    n_concepts: Mapped[int] = mapped_column(Integer, nullable=False)
+    concepts_sha256: Mapped[str] = mapped_column(String, nullable=False)
+    first_statistic: Mapped[float] = mapped_column(Double, nullable=False)
+    second_statistic: Mapped[float] = mapped_column(Double, nullable=False)
+    difference: Mapped[float] = mapped_column(Double, nullable=False)  # first - second
+    ci_low: Mapped[float | None] = mapped_column(Double)
+    ci_high: Mapped[float | None] = mapped_column(Double)
+    level: Mapped[float] = mapped_column(Double, nullable=False)
+    p_value: Mapped[float | None] = mapped_column(Double)
+    n_bootstrap: Mapped[int] = mapped_column(Integer, nullable=False)
+    n_permutations: Mapped[int] = mapped_column(Integer, nullable=False)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    analysis_version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    created_at: Mapped[datetime] = _created()
+
+
+class NoiseCeiling(Base):
+    """The noise ceiling of RSA against an RDM space (``semwh ingest rdm``) over a concept
+    set: lower bound leave-one-subject-out, upper bound all subjects, as rsatoolbox."""
+
+    __tablename__ = "noise_ceilings"
+
+    space: Mapped[str] = mapped_column(String, primary_key=True)
+    space_sha256: Mapped[str] = mapped_column(String, primary_key=True)
+    concepts_sha256: Mapped[str] = mapped_column(String, primary_key=True)
+    method: Mapped[str] = mapped_column(String, primary_key=True)  # spearman|pearson
+    n_concepts: Mapped[int] = mapped_column(Integer, nullable=False)
+    n_subjects: Mapped[int] = mapped_column(Integer, nullable=False)
+    lower: Mapped[float] = mapped_column(Double, nullable=False)
+    upper: Mapped[float] = mapped_column(Double, nullable=False)
+    created_at: Mapped[datetime] = _created()
+
+
 class ResultRecovery(Base):
     """1 vs 2 recovery of misclassified images' true class, per layer and word space."""
 
@@ -452,4 +542,6 @@ class WarehouseSetting(Base):
 
 Index("ix_results_2v2_spaces", Result2v2.space_a, Result2v2.space_b)
 Index("ix_results_rsa_spaces", ResultRSA.space_a, ResultRSA.space_b)
+Index("ix_results_measures_spaces", ResultMeasure.space_a, ResultMeasure.space_b)
+Index("ix_results_diff_results", ResultDiff.first_result_id, ResultDiff.second_result_id)
 Index("ix_results_recovery_spaces", ResultRecovery.space_a, ResultRecovery.space_b)

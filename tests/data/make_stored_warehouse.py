@@ -258,8 +258,60 @@ def add_row_to_every_table(session: Session) -> dict[str, int]:
         analysis_version=1,
         n_no_prediction=0,
     )
-    session.add_all([rsa, two, recovery])
+    cka = m.ResultMeasure(
+        analysis_id=analysis.analysis_id,
+        measure="cka",
+        variant="unbiased",
+        space_a="resnet50/layer1.0",
+        space_b="glove-50d",
+        n_concepts=3,
+        concepts_sha256="2" * 64,
+        space_a_sha256="3" * 64,
+        space_b_sha256="4" * 64,
+        statistic=0.25,
+        p_value=0.02,
+        n_permutations=100,
+        seed=7,
+        estimator="unbiased",
+        options_sha256="6" * 64,
+        analysis_version=1,
+    )
+    session.add_all([rsa, two, recovery, cka])
     session.flush()
+    session.add(
+        m.NoiseCeiling(
+            space="subjects",
+            space_sha256="7" * 64,
+            concepts_sha256="2" * 64,
+            method="spearman",
+            n_concepts=3,
+            n_subjects=2,
+            lower=0.25,
+            upper=0.5,
+        )
+    )
+    session.add(
+        m.ResultDiff(
+            analysis_id=analysis.analysis_id,
+            first_test="rsa",
+            first_result_id=rsa.result_id,
+            second_test="2v2",
+            second_result_id=two.result_id,
+            space_a="resnet50/layer1.0",
+            space_b="resnet50/layer1.0",
+            n_concepts=3,
+            concepts_sha256="2" * 64,
+            first_statistic=0.5,
+            second_statistic=0.25,
+            difference=0.25,
+            level=0.95,
+            p_value=0.5,
+            n_bootstrap=10,
+            n_permutations=10,
+            seed=7,
+            analysis_version=1,
+        )
+    )
     sweep = m.Sweep(
         created_at=WHEN,
         finished_at=WHEN,

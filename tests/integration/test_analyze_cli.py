@@ -29,7 +29,16 @@ def cli(wh: Warehouse, *args: str, check: bool = True):
 def test_every_analyze_command_has_help_ending_in_an_example() -> None:
     group = typer.main.get_command(analyze.app)
     assert hasattr(group, "commands")
-    assert set(group.commands) == {"rsa", "2v2", "recovery", "sweep"}
+    assert set(group.commands) == {
+        "rsa",
+        "2v2",
+        "cka",
+        "knn",
+        "reg2v2",
+        "diff",
+        "recovery",
+        "sweep",
+    }
     for name, command in group.commands.items():
         last = (command.help or "").strip().splitlines()[-1]
         assert last.startswith(f"Example: semwh analyze {name} "), name

@@ -48,7 +48,23 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
     wh = warehouse_from_settings(load_settings(tmp_path_factory.mktemp("synth") / "wh"))
     init_warehouse(wh)
     build_synthetic(wh)
+    _add_rdm(wh, tmp_path_factory.mktemp("rdm"))
     return wh
+
+
+def _add_rdm(wh: Warehouse, folder: Path) -> None:
+    """Two subjects' dissimilarities of the word vectors: an RDM space with noise ceilings."""
+    from semwh.ingest import ingest_rdm
+
+    words = load_space(wh, "words")
+    rng = np.random.default_rng(1)
+    stack = []
+    for _ in range(2):
+        x = words.matrix + rng.standard_normal(words.matrix.shape)
+        stack.append(np.linalg.norm(x[:, None] - x[None], axis=2))
+    np.save(folder / "rdms.npy", np.stack(stack))
+    (folder / "keys.txt").write_text("\n".join(words.wnids))
+    ingest_rdm(wh, "subjects", folder / "rdms.npy", keys=folder / "keys.txt")
 
 
 def _rows(result) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -82,6 +98,7 @@ def _external_file(tmp_path: Path, fmt: str) -> Path:
 def test_every_query_runs_and_returns_its_declared_columns(synth: Warehouse, tmp_path: Path):
     params = {
         "pair_disagreement": {"space_a": "toy/l2", "space_b": "words"},
+        "space_vectors": {"space": "words"},
         "external_join_csv": {"path": str(_external_file(tmp_path, "csv"))},
         "external_join_parquet": {"path": str(_external_file(tmp_path, "parquet"))},
     }
@@ -230,7 +247,8 @@ def test_header_parsing_defaults_and_errors(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("table", "name", "n_rows"),
-    [("results_2v2", "r.parquet", 16), ("layer_curves", "c.csv", 8), ("vectors", "v.parquet", 72)],
+    # vectors: the synthetic spaces' 72 rows and the 8 concepts of the RDM space.
+    [("results_2v2", "r.parquet", 16), ("layer_curves", "c.csv", 8), ("vectors", "v.parquet", 80)],
 )
 def test_export_writes_parquet_or_csv_by_extension(
     synth: Warehouse, tmp_path: Path, table: str, name: str, n_rows: int

@@ -96,3 +96,157 @@ def relabel(s: np.ndarray, perm: np.ndarray) -> np.ndarray:
 
 def p_value(stat: float, null: list[float]) -> float:
     return (1 + sum(1 for x in null if x >= stat - 1e-12)) / (1 + len(null))
+
+
+def hsic_unbiased(k: np.ndarray, lk: np.ndarray) -> float:
+    """Unbiased HSIC as the U-statistic over every ordered 4-tuple of distinct concepts:
+    mean of k_ij l_ij + k_ij l_qr - 2 k_ij l_iq."""
+    n = len(k)
+    total = 0.0
+    count = 0
+    for i, j, q, r in itertools.permutations(range(n), 4):
+        total += k[i, j] * lk[i, j] + k[i, j] * lk[q, r] - 2.0 * k[i, j] * lk[i, q]
+        count += 1
+    return total / count
+
+
+def cka(x: np.ndarray, y: np.ndarray, estimator: str = "unbiased") -> float:
+    """Linear CKA: unbiased from the U-statistic, biased with an explicit centring matrix."""
+    k, lk = x @ x.T, y @ y.T
+    if estimator == "unbiased":
+        return hsic_unbiased(k, lk) / np.sqrt(hsic_unbiased(k, k) * hsic_unbiased(lk, lk))
+    n = len(x)
+    h = np.eye(n) - np.ones((n, n)) / n
+    kc, lc = h @ k @ h, h @ lk @ h
+    return float(np.trace(kc @ lc) / np.sqrt(np.trace(kc @ kc) * np.trace(lc @ lc)))
+
+
+def knn_sets(x: np.ndarray, k: int) -> list[set[int]]:
+    """Each concept's k nearest other concepts by cosine similarity, one at a time."""
+    n = len(x)
+    out = []
+    for i in range(n):
+        scored = []
+        for j in range(n):
+            if j != i:
+                cos = np.dot(x[i], x[j]) / np.sqrt(np.dot(x[i], x[i]) * np.dot(x[j], x[j]))
+                scored.append((-cos, j))
+        scored.sort()
+        out.append({j for _, j in scored[:k]})
+    return out
+
+
+def mutual_knn(x: np.ndarray, y: np.ndarray, k: int) -> float:
+    """Huh et al. (2024): mean over concepts of |N_A(i) & N_B(i)| / k, by a literal loop."""
+    na, nb = knn_sets(x, k), knn_sets(y, k)
+    return float(np.mean([len(na[i] & nb[i]) / k for i in range(len(x))]))
+
+
+def ridge_fit_predict(
+    x_train: np.ndarray, y_train: np.ndarray, lam: float, x_test: np.ndarray
+) -> np.ndarray:
+    """Ridge with an unpenalised intercept, refitted from scratch (primal normal equations)."""
+    mx, my = x_train.mean(axis=0), y_train.mean(axis=0)
+    xc = x_train - mx
+    w = np.linalg.solve(xc.T @ xc + lam * np.eye(x_train.shape[1]), xc.T @ (y_train - my))
+    return (x_test - mx) @ w + my
+
+
+def regression_two_vs_two(
+    x: np.ndarray,
+    y: np.ndarray,
+    penalties: list[float],
+    distance: str = "cosine",
+    tie_tol: float = 1e-10,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pair correctness and chosen penalty, refitting ridge for every pair and, inside
+    each pair's training set, for every left-out concept of the inner cross-validation."""
+    n = len(x)
+    xc = x - x.mean(axis=0)
+    scale = float(np.sum(xc * xc)) / n
+    lams = [p * scale for p in penalties]
+
+    def d(u: np.ndarray, v: np.ndarray) -> float:
+        if distance == "pearson":
+            return 1.0 - pearson(u, v)
+        return 1.0 - float(np.dot(u, v) / np.sqrt(np.dot(u, u) * np.dot(v, v)))
+
+    correct = np.zeros((n, n), dtype=bool)
+    chosen = np.full((n, n), -1)
+    for i in range(n):
+        for j in range(i + 1, n):
+            train = [m for m in range(n) if m not in (i, j)]
+            errors = []
+            for lam in lams:
+                err = 0.0
+                for k in train:
+                    inner = [m for m in train if m != k]
+                    pred = ridge_fit_predict(x[inner], y[inner], lam, x[[k]])[0]
+                    err += float(np.sum((pred - y[k]) ** 2))
+                errors.append(err)
+            best = int(np.argmin(errors))
+            pred_i, pred_j = ridge_fit_predict(x[train], y[train], lams[best], x[[i, j]])
+            lhs = d(pred_i, y[i]) + d(pred_j, y[j])
+            rhs = d(pred_i, y[j]) + d(pred_j, y[i])
+            correct[i, j] = lhs < rhs - tie_tol
+            chosen[i, j] = best
+    return correct, chosen
+
+
+def multiset(counts: np.ndarray) -> list[int]:
+    """Concept indices of a resample, each as often as its count says."""
+    return [i for i in range(len(counts)) for _ in range(int(counts[i]))]
+
+
+def pair_accuracy(correct: np.ndarray, idx: list[int]) -> float:
+    """Accuracy over the pairs of positions of a multiset, copies of one concept left out."""
+    hits = total = 0
+    for p, q in itertools.combinations(range(len(idx)), 2):
+        u, v = sorted((idx[p], idx[q]))
+        if u != v:
+            total += 1
+            hits += bool(correct[u, v])
+    return hits / total
+
+
+def rsa_multiset(a: np.ndarray, b: np.ndarray, idx: list[int], method: str) -> float:
+    u, v = [], []
+    for p, q in itertools.combinations(range(len(idx)), 2):
+        if idx[p] != idx[q]:
+            u.append(a[idx[p], idx[q]])
+            v.append(b[idx[p], idx[q]])
+    return rsa_from_lists(u, v, method)
+
+
+def rsa_from_lists(u: list[float], v: list[float], method: str) -> float:
+    if method == "spearman":
+        return float(stats.spearmanr(u, v).statistic)
+    if method == "pearson":
+        return float(stats.pearsonr(u, v).statistic)
+    return tau_a(u, v)
+
+
+def paired_difference(stat_a, stat_b, n: int, n_bootstrap: int, n_flips: int, seed: int, level):
+    """Bootstrap interval and sign-flip p of stat_a - stat_b, statistics of index lists, by
+    loops over the same draws the library makes (two streams spawned from the seed)."""
+    boot_rng, flip_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    everything = list(range(n))
+    diffs = []
+    for _ in range(n_bootstrap):
+        counts = np.bincount(boot_rng.integers(0, n, size=n), minlength=n)
+        idx = multiset(counts)
+        diffs.append(stat_a(idx) - stat_b(idx))
+    low, high = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2]) if diffs else (0, 0)
+    d = []
+    for i in range(n):
+        rest = [j for j in everything if j != i]
+        ps_a = n * stat_a(everything) - (n - 1) * stat_a(rest)
+        ps_b = n * stat_b(everything) - (n - 1) * stat_b(rest)
+        d.append(ps_a - ps_b)
+    observed = abs(sum(d) / n)
+    null = []
+    for _ in range(n_flips):
+        signs = 2 * flip_rng.integers(0, 2, size=n) - 1
+        null.append(abs(sum(s * x for s, x in zip(signs, d, strict=True))) / n)
+    p = (1 + sum(1 for x in null if x >= observed - 1e-12)) / (1 + n_flips)
+    return stat_a(everything) - stat_b(everything), low, high, p, null

@@ -1,0 +1,42 @@
+-- name: measure_curves
+-- purpose: one measure's curve over the layers of every model against every word space: 2 vs 2,
+--   RSA, linear CKA (cka), mutual k-NN alignment (knn) or regression 2 vs 2 (reg2v2), with its
+--   FDR p from its sweep and the permutation-null band (null mean .. 95th percentile). By
+--   default the newest finished sweep per (layer space, word space, measure, variant) whose
+--   results were computed from the spaces' current content; with sweep_id, that sweep's rows.
+-- param: measure VARCHAR = '2v2'  2v2, rsa, cka, knn or reg2v2
+-- param: variant VARCHAR = NULL  only this variant (unbiased, biased, k=10, cosine, ...)
+-- param: model VARCHAR = NULL  only this model (NULL: every model)
+-- param: word_space VARCHAR = NULL  only this word space (NULL: every word space)
+-- param: sweep_id INTEGER = NULL  rows of this sweep (NULL: the current curves)
+-- columns: model, layer, depth_index, relative_depth, word_space, is_random, measure, variant,
+--   statistic, p_value, p_fdr, null_mean, null_q95, n_concepts, n_permutations, sweep_id,
+--   result_id, is_current, space
+SELECT
+    model,
+    layer,
+    depth_index,
+    relative_depth,
+    word_space,
+    model LIKE '%-random' AS is_random,
+    measure,
+    variant,
+    statistic,
+    p_value,
+    p_fdr,
+    null_mean,
+    null_q95,
+    n_concepts,
+    n_permutations,
+    sweep_id,
+    result_id,
+    is_current,
+    space
+FROM measure_curves
+WHERE measure = CAST($measure AS VARCHAR)
+    AND (CASE WHEN CAST($sweep_id AS INTEGER) IS NULL THEN is_latest
+        ELSE sweep_id = CAST($sweep_id AS INTEGER) END)
+    AND (CAST($variant AS VARCHAR) IS NULL OR variant = CAST($variant AS VARCHAR))
+    AND (CAST($model AS VARCHAR) IS NULL OR model = CAST($model AS VARCHAR))
+    AND (CAST($word_space AS VARCHAR) IS NULL OR word_space = CAST($word_space AS VARCHAR))
+ORDER BY word_space, model, variant, depth_index

@@ -1,0 +1,224 @@
+"""`semwh ingest rdm`: per-subject representational dissimilarity matrices as a target space.
+
+An RDM file holds square matrices keyed by WordNet id, one per subject or a single one:
+
+* CSV or Parquet: a ``wnid`` column, one column per wnid (the matrix columns, in any order)
+  and, for several subjects, a ``subject`` column; each subject's rows form its matrix;
+* ``.npy``: an n x n or subjects x n x n array, with ``keys`` naming the wnid of each row
+  (a text file, one wnid a line).
+
+The matrices are dissimilarities (``similarity=True`` reads similarities, stored as
+1 - similarity). They are stored as a space of kind ``rdm``: concept i's vector holds its row
+of every subject's matrix side by side, so the Parquet store, versions, content hashes and
+``vectors`` view work as for any space; RSA and 2 vs 2 compare with minus the subjects' mean
+dissimilarity. The RSA noise ceiling over all the RDM's concepts (Spearman and Pearson) is
+stored in ``noise_ceilings`` with several subjects.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from sqlalchemy import select
+
+from semwh.analyze.ceiling import CEILING_METHODS, noise_ceiling
+from semwh.errors import InputError
+from semwh.hashing import sha256_file
+from semwh.ingest.files import regular_size
+from semwh.names import check_name
+from semwh.runs.provenance import concepts_sha256
+from semwh.vectors import save_space
+from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.models import Concept, NoiseCeiling, Space
+
+#: Largest asymmetry |D - D'| accepted, relative to the largest |D|.
+SYMMETRY_RTOL = 1e-8
+
+
+@dataclass(frozen=True)
+class RDMIngestReport:
+    """What ``ingest_rdm`` stored."""
+
+    name: str
+    n_concepts: int
+    n_subjects: int
+    ceilings: dict[str, tuple[float, float]]
+
+
+def read_rdm_file(path: Path, keys: Path | None = None) -> tuple[list[str], np.ndarray]:
+    """The wnids and the (subjects, n, n) matrices of an RDM file.
+
+    Raises:
+        InputError: An unreadable or malformed file, naming what is wrong.
+    """
+    regular_size(path, "RDM file")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        if keys is None:
+            raise InputError(f"{path}: an .npy RDM needs --keys FILE (one wnid per line)")
+        regular_size(keys, "RDM key list")
+        wnids = [line.strip() for line in keys.read_text(encoding="utf-8").splitlines()]
+        wnids = [w for w in wnids if w]
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: not a readable .npy array ({exc})") from exc
+        stack = array[None] if array.ndim == 2 else array
+        if stack.ndim != 3 or stack.shape[1:] != (len(wnids), len(wnids)):
+            raise InputError(
+                f"{path}: array of shape {array.shape} for {len(wnids)} keys; expected "
+                f"{len(wnids)} x {len(wnids)} or subjects x {len(wnids)} x {len(wnids)}"
+            )
+        return wnids, np.asarray(stack, dtype=np.float64)
+    if suffix in (".csv", ".parquet"):
+        try:
+            table = pq.read_table(path) if suffix == ".parquet" else pacsv.read_csv(path)
+        except (OSError, pa.ArrowException) as exc:
+            raise InputError(f"{path}: cannot be read as {suffix[1:]} ({exc})") from exc
+        return _from_table(path, table)
+    raise InputError(f"{path}: unknown RDM format {suffix!r} (use .csv, .parquet or .npy)")
+
+
+def _from_table(path: Path, table: pa.Table) -> tuple[list[str], np.ndarray]:
+    if "wnid" not in table.column_names:
+        raise InputError(f"{path}: no 'wnid' column (the row keys of the matrices)")
+    rows = table.column("wnid").to_pylist()
+    subjects = (
+        [str(s) for s in table.column("subject").to_pylist()]
+        if "subject" in table.column_names
+        else ["1"] * table.num_rows
+    )
+    columns = [c for c in table.column_names if c not in ("wnid", "subject")]
+    wnids = sorted(set(str(r) for r in rows))
+    if sorted(columns) != wnids:
+        extra = sorted(set(columns) - set(wnids))[:5]
+        missing = sorted(set(wnids) - set(columns))[:5]
+        raise InputError(
+            f"{path}: the matrix columns must be the row wnids (extra columns: {extra or 'none'}"
+            f", rows without a column: {missing or 'none'})"
+        )
+    try:
+        values = np.column_stack(
+            [np.asarray(table.column(w).to_pylist(), dtype=np.float64) for w in wnids]
+        )
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{path}: matrix cells must be numbers ({exc})") from exc
+    order = {w: i for i, w in enumerate(wnids)}
+    stack = []
+    for subject in dict.fromkeys(subjects):
+        picked = [i for i, s in enumerate(subjects) if s == subject]
+        keys = [str(rows[i]) for i in picked]
+        if sorted(keys) != wnids:
+            raise InputError(
+                f"{path}: subject {subject!r} has {len(keys)} rows; every subject needs one row "
+                f"per wnid ({len(wnids)}), each once"
+            )
+        matrix = np.empty((len(wnids), len(wnids)))
+        for i, key in zip(picked, keys, strict=True):
+            matrix[order[key]] = values[i]
+        stack.append(matrix)
+    return wnids, np.stack(stack)
+
+
+def _check(path: Path, wnids: list[str], stack: np.ndarray) -> None:
+    if len(set(wnids)) != len(wnids):
+        raise InputError(f"{path}: repeated wnids among the keys")
+    if len(wnids) < 4:
+        raise InputError(f"{path}: {len(wnids)} concepts; an RDM needs at least 4")
+    if not np.isfinite(stack).all():
+        subject = int(np.flatnonzero(~np.isfinite(stack).all(axis=(1, 2)))[0])
+        raise InputError(f"{path}: subject {subject + 1} has NaN or inf cells")
+    scale = max(float(np.abs(stack).max()), 1e-300)
+    asym = np.abs(stack - np.transpose(stack, (0, 2, 1))).max(axis=(1, 2))
+    if (asym > SYMMETRY_RTOL * scale).any():
+        subject = int(np.argmax(asym))
+        raise InputError(
+            f"{path}: the matrix of subject {subject + 1} is not symmetric (largest "
+            f"|D - D'| {asym[subject]:.3g}); RDMs must be symmetric"
+        )
+
+
+def ingest_rdm(
+    wh: Warehouse,
+    name: str,
+    path: str | os.PathLike[str],
+    *,
+    keys: str | os.PathLike[str] | None = None,
+    similarity: bool = False,
+    replace: bool = False,
+) -> RDMIngestReport:
+    """Ingest per-subject dissimilarity (or similarity) matrices as the RDM space ``name``.
+
+    Raises:
+        InputError: A malformed file, asymmetric or non-finite matrices, unknown wnids.
+        DuplicateError: ``name`` holds other content and ``replace`` is false.
+    """
+    check_name(name, "space")
+    file = Path(path).expanduser().resolve()
+    wnids, stack = read_rdm_file(file, Path(keys).expanduser().resolve() if keys else None)
+    _check(file, wnids, stack)
+    with wh.session() as session:
+        known = set(session.scalars(select(Concept.wnid).where(Concept.wnid.in_(wnids))).all())
+    unknown = [w for w in wnids if w not in known]
+    if unknown:
+        raise InputError(
+            f"{file}: {len(unknown)} key(s) are not known concepts: {', '.join(unknown[:10])}; "
+            "ingest the concepts first (semwh ingest concepts)"
+        )
+    if similarity:
+        stack = 1.0 - stack
+    order = np.argsort(wnids)
+    wnids = [wnids[i] for i in order]
+    stack = stack[:, order][:, :, order]
+    vectors = np.transpose(stack, (1, 0, 2)).reshape(len(wnids), -1)
+    space = save_space(
+        wh,
+        name,
+        "rdm",
+        wnids,
+        vectors,
+        replace=replace,
+        metadata={
+            "source": str(file),
+            "source_sha256": sha256_file(file),
+            "n_subjects": str(stack.shape[0]),
+            "input": "similarity" if similarity else "dissimilarity",
+        },
+    )
+    ceilings: dict[str, tuple[float, float]] = {}
+    if stack.shape[0] >= 2:
+        ceilings = store_ceilings(wh, space, wnids, stack)
+    return RDMIngestReport(name, len(wnids), int(stack.shape[0]), ceilings)
+
+
+def store_ceilings(
+    wh: Warehouse, space: Space, wnids: list[str], stack: np.ndarray
+) -> dict[str, tuple[float, float]]:
+    """Compute and store the noise ceilings of ``stack`` over ``wnids`` (both methods)."""
+    out: dict[str, tuple[float, float]] = {}
+    digest = concepts_sha256(sorted(wnids))
+    with wh.session() as session:
+        for method in CEILING_METHODS:
+            ceiling = noise_ceiling(stack, method)
+            key = (space.name, str(space.content_sha256), digest, method)
+            if session.get(NoiseCeiling, key) is None:
+                session.add(
+                    NoiseCeiling(
+                        space=space.name,
+                        space_sha256=str(space.content_sha256),
+                        concepts_sha256=digest,
+                        method=method,
+                        n_concepts=len(wnids),
+                        n_subjects=ceiling.n_subjects,
+                        lower=ceiling.lower,
+                        upper=ceiling.upper,
+                    )
+                )
+            out[method] = (ceiling.lower, ceiling.upper)
+    return out

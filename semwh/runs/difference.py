@@ -1,0 +1,349 @@
+"""Paired differences between two stored results over the same concepts (``results_diff``).
+
+Both results are rebuilt from their stored options and inputs as functions of concept counts
+(:mod:`semwh.analyze.difference`), so the bootstrap resamples and the per-concept jackknife
+differences see the same concepts on both sides. Supported: RSA, 2 vs 2, linear CKA and
+regression 2 vs 2. Mutual k-NN alignment is refused: its per-concept scores depend on each
+other through shared neighbours, and neither the jackknife nor the sign flips account for
+that (its p-values would be too small).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from semwh.analyze import similarity_matrix, two_vs_two
+from semwh.analyze.difference import (
+    WeightedStatistic,
+    paired_difference,
+    weighted_cka,
+    weighted_pairs,
+    weighted_rsa,
+)
+from semwh.analyze.regression import regression_two_vs_two
+from semwh.analyze.versions import analysis_version
+from semwh.errors import ConfigError, NotFoundError
+from semwh.runs import store
+from semwh.runs.comparison import plan_comparison
+from semwh.runs.options import ComparisonOptions, MeasureOptions
+from semwh.runs.provenance import draw_seed
+from semwh.runs.records import ComparisonSpec
+from semwh.vectors import load_space
+from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.models import PermutationNull, ResultDiff, Space
+
+DIFF_TESTS = ("rsa", "2v2", "cka", "reg2v2")
+
+
+def parse_ref(text: str) -> tuple[str, int]:
+    """``TEST:ID`` (e.g. ``2v2:17``) as (test, result_id)."""
+    test, sep, number = text.partition(":")
+    if not sep or not number.strip().isdigit() or test not in (*DIFF_TESTS, "knn"):
+        raise ConfigError(
+            f"result {text!r}: expected TEST:ID with TEST one of {', '.join(DIFF_TESTS)} "
+            "(e.g. 2v2:17)"
+        )
+    if test == "knn":
+        raise ConfigError(
+            "difference tests of mutual k-NN results are not supported: its per-concept "
+            "scores depend on each other through shared neighbours, which the concept "
+            f"bootstrap and sign flips do not model; compare {', '.join(DIFF_TESTS)} results"
+        )
+    return test, int(number)
+
+
+@dataclass(frozen=True)
+class DiffInputs:
+    """Everything one difference needs, loaded: the two results' specs and rows."""
+
+    first: tuple[str, int]
+    second: tuple[str, int]
+    specs: tuple[ComparisonSpec, ComparisonSpec]
+    rows: tuple[Any, Any]
+
+
+def _spec(wh: Warehouse, session: Session, test: str, row: Any) -> ComparisonSpec:
+    for name, recorded in ((row.space_a, row.space_a_sha256), (row.space_b, row.space_b_sha256)):
+        now = session.scalar(select(Space.content_sha256).where(Space.name == name))
+        if now is None or now != recorded:
+            raise ConfigError(
+                f"{test} result {row.result_id}: space {name!r} has changed since it was "
+                "computed; recompute the result on the current inputs and compare that one"
+            )
+    hashes = {row.space_a: row.space_a_sha256, row.space_b: row.space_b_sha256}
+    spec = plan_comparison(
+        load_space(wh, row.space_a),
+        load_space(wh, row.space_b),
+        store.stored_options(test, row),
+        hashes,
+    )
+    if spec.concepts_sha256 != row.concepts_sha256:
+        raise ConfigError(
+            f"{test} result {row.result_id}: the spaces no longer share the concepts it was "
+            "computed over; recompute it"
+        )
+    return spec
+
+
+def diff_inputs(wh: Warehouse, first: str, second: str) -> DiffInputs:
+    """Load both results and their inputs; check they are current and share their concepts.
+
+    Raises:
+        ConfigError: A bad reference, an unsupported test, changed inputs, or two results
+            over different concepts.
+        NotFoundError: A result that does not exist.
+    """
+    refs = (parse_ref(first), parse_ref(second))
+    if refs[0] == refs[1]:
+        raise ConfigError(f"{first} is compared with itself; name two different results")
+    rows = []
+    with wh.session() as session:
+        for test, result_id in refs:
+            row = store.get_comparison(session, test, result_id)
+            if row is None:
+                raise NotFoundError(f"no {test} result {result_id}")
+            rows.append(row)
+        if rows[0].concepts_sha256 != rows[1].concepts_sha256:
+            raise ConfigError(
+                f"{first} ({rows[0].n_concepts} concepts) and {second} ({rows[1].n_concepts} "
+                "concepts) are over different concept sets; a paired difference needs the same "
+                "concepts: recompute one of them over the concepts of the other"
+            )
+        specs = tuple(_spec(wh, session, t, r) for (t, _), r in zip(refs, rows, strict=True))
+    return DiffInputs(refs[0], refs[1], specs, (rows[0], rows[1]))  # type: ignore[arg-type]
+
+
+def weighted_statistic(spec: ComparisonSpec) -> WeightedStatistic:
+    """A stored result's statistic as a function of concept counts."""
+    opts = spec.options
+    labels = list(spec.wnids)
+    if isinstance(opts, MeasureOptions):
+        if opts.test == "cka":
+            assert opts.estimator is not None
+            return weighted_cka(spec.a, spec.b, opts.estimator)
+        if opts.test == "reg2v2":
+            assert opts.distance is not None and opts.penalties is not None
+            reg = regression_two_vs_two(
+                spec.a,
+                spec.b,
+                distance=opts.distance,
+                penalties=opts.penalties,
+                tie_tol=float(opts.tie_tol or 0.0),
+                labels=labels,
+                space_a=spec.space_a,
+                space_b=spec.space_b,
+            )
+            return weighted_pairs(reg.correct)
+        raise ConfigError(f"difference tests do not support {opts.test} results")
+    assert isinstance(opts, ComparisonOptions)
+    sim_a = similarity_matrix(spec.a, metric=opts.similarity, labels=labels, space=spec.space_a)
+    if spec.b_is_similarity:
+        sim_b = spec.b
+    else:
+        sim_b = similarity_matrix(spec.b, metric=opts.similarity, labels=labels, space=spec.space_b)
+    if opts.test == "rsa":
+        return weighted_rsa(sim_a, sim_b, opts.metric)
+    pairs = two_vs_two(
+        sim_a,
+        sim_b,
+        distance=opts.metric,
+        tie_tol=float(opts.tie_tol or 0.0),
+        labels=labels,
+        space_a=spec.space_a,
+        space_b=spec.space_b,
+        return_pairs=True,
+    )
+    assert pairs.pair_correct is not None
+    return weighted_pairs(pairs.pair_correct)
+
+
+def find_diff(
+    session: Session,
+    inputs: DiffInputs,
+    *,
+    bootstrap: int,
+    permutations: int,
+    level: float,
+    seed: int | None,
+) -> ResultDiff | None:
+    """The newest stored difference of the same two results with the same settings."""
+    clauses = [
+        ResultDiff.first_test == inputs.first[0],
+        ResultDiff.first_result_id == inputs.first[1],
+        ResultDiff.second_test == inputs.second[0],
+        ResultDiff.second_result_id == inputs.second[1],
+        ResultDiff.n_bootstrap == bootstrap,
+        ResultDiff.n_permutations == permutations,
+        ResultDiff.level == level,
+        ResultDiff.analysis_version == analysis_version("diff"),
+    ]
+    if seed is not None:
+        clauses.append(ResultDiff.seed == seed)
+    query = select(ResultDiff).where(*clauses).order_by(ResultDiff.result_id.desc())
+    return session.scalars(query).first()
+
+
+def diff_in(
+    wh: Warehouse,
+    session: Session,
+    inputs: DiffInputs,
+    *,
+    bootstrap: int = 1000,
+    permutations: int = 1000,
+    level: float = 0.95,
+    seed: int | None = None,
+    force: bool = False,
+) -> ResultDiff:
+    """:func:`diff` inside the caller's transaction, from loaded inputs."""
+    found = find_diff(
+        session, inputs, bootstrap=bootstrap, permutations=permutations, level=level, seed=seed
+    )
+    if found is not None and not force:
+        return found
+    seed = draw_seed() if seed is None else seed
+    start = time.perf_counter()
+    first, second = (weighted_statistic(spec) for spec in inputs.specs)
+    result = paired_difference(
+        first,
+        second,
+        inputs.specs[0].n_concepts,
+        n_bootstrap=bootstrap,
+        n_permutations=permutations,
+        level=level,
+        seed=seed,
+    )
+    spec_a, spec_b = inputs.specs
+    params = {
+        "first": f"{inputs.first[0]}:{inputs.first[1]}",
+        "second": f"{inputs.second[0]}:{inputs.second[1]}",
+        "bootstrap": bootstrap,
+        "permutations": permutations,
+        "level": level,
+        "seed": seed,
+        "concepts_sha256": spec_a.concepts_sha256,
+        "analysis_version": analysis_version("diff"),
+    }
+    run = store.add_analysis_run(
+        session,
+        "diff",
+        params,
+        seed=seed,
+        input_hashes={**spec_a.input_hashes, **spec_b.input_hashes},
+        device="cpu",
+        seconds=time.perf_counter() - start,
+    )
+
+    def finite(value: float) -> float | None:
+        return float(value) if np.isfinite(value) else None
+
+    row = ResultDiff(
+        analysis_id=run.analysis_id,
+        first_test=inputs.first[0],
+        first_result_id=inputs.first[1],
+        second_test=inputs.second[0],
+        second_result_id=inputs.second[1],
+        space_a=spec_a.space_a,
+        space_b=spec_b.space_a,
+        space_a_sha256=spec_a.space_a_sha256,
+        space_b_sha256=spec_b.space_a_sha256,
+        n_concepts=spec_a.n_concepts,
+        concepts_sha256=spec_a.concepts_sha256,
+        first_statistic=result.statistic_a,
+        second_statistic=result.statistic_b,
+        difference=result.difference,
+        ci_low=finite(result.ci_low),
+        ci_high=finite(result.ci_high),
+        level=level,
+        p_value=result.p_value,
+        n_bootstrap=bootstrap,
+        n_permutations=permutations,
+        seed=seed,
+        analysis_version=analysis_version("diff"),
+    )
+    session.add(row)
+    session.flush()
+    if permutations > 0:
+        session.add(
+            PermutationNull(
+                test="diff",
+                result_id=row.result_id,
+                n_permutations=permutations,
+                seed=seed,
+                values=json.dumps([float(v) for v in result.null]),
+            )
+        )
+    return row
+
+
+def diff(
+    wh: Warehouse,
+    first: str,
+    second: str,
+    *,
+    bootstrap: int = 1000,
+    permutations: int = 1000,
+    level: float = 0.95,
+    seed: int | None = None,
+    force: bool = False,
+) -> ResultDiff:
+    """Test the difference between two stored results over the same concepts and store it.
+
+    ``first`` and ``second`` are ``TEST:ID`` references (``2v2:17``; tests rsa, 2v2, cka,
+    reg2v2). The difference is first minus second, with a percentile interval over paired
+    concept resamples and a two-sided sign-flip p-value of the per-concept jackknife
+    differences. An identical stored difference (same results, settings and seed; any seed
+    when none is given) is returned unless ``force``.
+
+    Raises:
+        ConfigError: Bad references, unsupported tests, changed inputs or other concepts.
+        NotFoundError: A result that does not exist.
+    """
+    inputs = diff_inputs(wh, first, second)
+    with wh.session() as session:
+        row = diff_in(
+            wh,
+            session,
+            inputs,
+            bootstrap=bootstrap,
+            permutations=permutations,
+            level=level,
+            seed=seed,
+            force=force,
+        )
+    return row
+
+
+DIFF_COLUMNS = (
+    "result_id",
+    "first_test",
+    "first_result_id",
+    "second_test",
+    "second_result_id",
+    "space_a",
+    "space_b",
+    "n_concepts",
+    "first_statistic",
+    "second_statistic",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "level",
+    "p_value",
+    "n_bootstrap",
+    "n_permutations",
+    "seed",
+)
+
+
+def diff_table(rows: list[ResultDiff]) -> Any:
+    """Stored differences as an Arrow table."""
+    import pyarrow as pa
+
+    return pa.Table.from_pylist([{c: getattr(r, c) for c in DIFF_COLUMNS} for r in rows])

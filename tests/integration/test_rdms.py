@@ -1,0 +1,216 @@
+# ruff: noqa: F811  (the fixtures of test_analyze are imported by name)
+"""Per-subject RDMs as targets: ingest (CSV, Parquet, .npy), noise ceilings equal to
+rsatoolbox's, RSA / 2 vs 2 / differences against them, and the refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from semwh import runs
+from semwh.analyze import rsa, similarity_matrix, two_vs_two
+from semwh.errors import ConfigError, InputError
+from semwh.ingest import ingest_rdm
+from semwh.query import run_query
+from semwh.report import build_report, report_data
+from semwh.runs.difference import diff
+from semwh.runs.verify import verify
+from semwh.vectors import load_space
+from semwh.warehouse.models import Concept, NoiseCeiling
+from semwh.warehouse.readonly import run_sql
+from tests.conftest import run_cli
+from tests.integration.test_analyze import (  # noqa: F401  (fixtures)
+    N_CONCEPTS,
+    template,
+    warehouse,
+    wnids,
+    world,
+)
+
+pytestmark = pytest.mark.integration
+
+N_SUBJECTS = 4
+
+
+def subject_rdms(words: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Each subject's Euclidean dissimilarities of the word vectors plus their own noise."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(N_SUBJECTS):
+        x = words + 0.7 * rng.standard_normal(words.shape)
+        out.append(np.linalg.norm(x[:, None] - x[None], axis=2))
+    return np.stack(out)
+
+
+def hypernym_path(index: int, wnid: str) -> str:
+    """Two branches under one root: even concepts under n00000002, odd under n00000001."""
+    branch = "n00000002" if index % 2 == 0 else "n00000001"
+    return json.dumps(["n00000000", branch, wnid])
+
+
+def add_concepts(wh) -> None:
+    with wh.session() as session:
+        for i, w in enumerate(wnids()):
+            session.add(
+                Concept(
+                    wnid=w, name=f"concept {i}", origin="file", hypernym_path=hypernym_path(i, w)
+                )
+            )
+
+
+def write_csv(path: Path, keys: list[str], stack: np.ndarray, shuffle: int = 0) -> None:
+    """Long form: subject, wnid, one column per wnid; rows and columns in shuffled order."""
+    rng = np.random.default_rng(shuffle)
+    columns = list(rng.permutation(len(keys)))
+    records: dict[str, list] = {"subject": [], "wnid": []}
+    records.update({keys[c]: [] for c in columns})
+    for s in range(len(stack)):
+        for r in rng.permutation(len(keys)):
+            records["subject"].append(f"s{s}")
+            records["wnid"].append(keys[r])
+            for c in columns:
+                records[keys[c]].append(float(stack[s, r, c]))
+    table = pa.table(records)
+    if path.suffix == ".csv":
+        pacsv.write_csv(table, path)
+    else:
+        pq.write_table(table, path)
+
+
+def test_rdm_targets_with_noise_ceilings_rsa_2v2_and_differences(
+    warehouse, world, tmp_path
+) -> None:
+    import rsatoolbox
+    from rsatoolbox.inference import boot_noise_ceiling
+
+    add_concepts(warehouse)
+    stack = subject_rdms(world["words"])
+    keys = wnids()
+    write_csv(tmp_path / "rdms.csv", keys, stack, shuffle=1)
+    report = ingest_rdm(warehouse, "subjects", tmp_path / "rdms.csv")
+    assert (report.n_concepts, report.n_subjects) == (N_CONCEPTS, N_SUBJECTS)
+    space = load_space(warehouse, "subjects")
+    assert space.kind == "rdm" and space.matrix.shape == (N_CONCEPTS, N_SUBJECTS * N_CONCEPTS)
+
+    iu = np.triu_indices(N_CONCEPTS, 1)
+    rdms = rsatoolbox.rdm.RDMs(np.stack([d[iu] for d in stack]))
+    with warehouse.session() as session:
+        stored = {c.method: c for c in session.query(NoiseCeiling).all()}
+    for method, theirs in (("spearman", "spearman"), ("pearson", "corr")):
+        lower, upper = boot_noise_ceiling(rdms, method=theirs)
+        assert stored[method].lower == pytest.approx(lower, abs=1e-9)
+        assert stored[method].upper == pytest.approx(upper, abs=1e-9)
+        assert stored[method].n_subjects == N_SUBJECTS
+
+    # The same matrices from Parquet and from .npy with a key list give the same space.
+    write_csv(tmp_path / "rdms.parquet", keys, stack, shuffle=2)
+    ingest_rdm(warehouse, "subjects-pq", tmp_path / "rdms.parquet")
+    np.save(tmp_path / "rdms.npy", stack)
+    (tmp_path / "keys.txt").write_text("\n".join(keys) + "\n")
+    env = {"SEMWH_WAREHOUSE": str(warehouse.root)}
+    out = run_cli(
+        "ingest",
+        "rdm",
+        "subjects-npy",
+        str(tmp_path / "rdms.npy"),
+        "--keys",
+        str(tmp_path / "keys.txt"),
+        env=env,
+    )
+    assert "4 subject(s)" in out.stdout and "spearman noise ceiling" in out.stdout
+    for other in ("subjects-pq", "subjects-npy"):
+        np.testing.assert_array_equal(load_space(warehouse, other).matrix, space.matrix)
+
+    # RSA and 2 vs 2 against the RDM compare with minus the subjects' mean dissimilarity.
+    layer = world["layers"]["toy"][3]
+    target = -stack.mean(axis=0)
+    sim_layer = similarity_matrix(load_space(warehouse, layer).matrix)
+    row = runs.compare(warehouse, layer, "subjects", "rsa", permutations=20, seed=1)
+    assert row.rho == pytest.approx(rsa(sim_layer, target).rho, abs=1e-12)
+    two = runs.compare(warehouse, layer, "subjects", "2v2", seed=1)
+    assert two.accuracy == two_vs_two(sim_layer, target).accuracy
+    assert row.rho < stored["spearman"].upper
+    shallow = runs.compare(warehouse, world["layers"]["toy"][0], "subjects", "rsa", seed=1)
+    d = diff(
+        warehouse,
+        f"rsa:{row.result_id}",
+        f"rsa:{shallow.result_id}",
+        bootstrap=10,
+        permutations=20,
+        seed=0,
+    )
+    assert d.difference == pytest.approx(row.rho - shallow.rho, abs=1e-12)
+    assert verify(warehouse, every=True).ok
+
+    with pytest.raises(ConfigError, match="has no feature vectors"):
+        runs.measure(warehouse, layer, "subjects", "cka")
+    with pytest.raises(ConfigError, match="RDMs are targets"):
+        runs.compare(warehouse, "subjects", layer, "rsa")
+    rows = run_sql(warehouse, "SELECT kind FROM spaces WHERE name = 'subjects'").table
+    assert rows.to_pylist() == [{"kind": "rdm"}]
+
+
+def test_malformed_rdm_files_are_refused_with_the_reason(warehouse, world, tmp_path) -> None:
+    add_concepts(warehouse)
+    stack = subject_rdms(world["words"])
+    stack[1, 0, 3] += 1.0
+    write_csv(tmp_path / "bad.csv", wnids(), stack)
+    with pytest.raises(InputError, match="subject 2 is not symmetric"):
+        ingest_rdm(warehouse, "bad", tmp_path / "bad.csv")
+    np.save(tmp_path / "m.npy", stack[0])
+    with pytest.raises(InputError, match="needs --keys"):
+        ingest_rdm(warehouse, "bad", tmp_path / "m.npy")
+    (tmp_path / "keys.txt").write_text("\n".join(["n99999999", *wnids()[1:]]))
+    sym = subject_rdms(world["words"])[0]
+    np.save(tmp_path / "m.npy", sym)
+    with pytest.raises(InputError, match="not known concepts: n99999999"):
+        ingest_rdm(warehouse, "bad", tmp_path / "m.npy", keys=tmp_path / "keys.txt")
+
+
+def test_report_draws_ceiling_bands_and_heatmaps_in_wordnet_order(
+    warehouse, world, tmp_path
+) -> None:
+    add_concepts(warehouse)
+    write_csv(tmp_path / "rdms.csv", wnids(), subject_rdms(world["words"]))
+    ingest_rdm(warehouse, "subjects", tmp_path / "rdms.csv")
+    runs.sweep(
+        warehouse,
+        ["toy"],
+        ["subjects"],
+        tests=["rsa"],
+        permutations=5,
+        seed=1,
+        include_random=False,
+    )
+    layer = world["layers"]["toy"][2]
+    ordered = run_query(warehouse, "space_vectors", {"space": layer}).table.to_pylist()
+    keys = wnids()
+    assert [r["wnid"] for r in ordered] == keys[1::2] + keys[0::2]
+    data = report_data(warehouse, measures=["rsa"], heatmaps=["subjects", f"{layer}:cosine"])
+    assert {(c["space"], c["method"]) for c in data.ceilings} == {
+        ("subjects", "spearman"),
+        ("subjects", "pearson"),
+    }
+    assert {r["n_concepts"] for r in data.measures} == {N_CONCEPTS}
+    info = build_report(
+        warehouse, tmp_path / "report", measures=["rsa"], heatmaps=["subjects", f"{layer}:cosine"]
+    )
+    names = {p.name for p in info.figures}
+    assert {
+        "rsa_spearman_subjects.png",
+        "heatmap_subjects_pearson.png",
+        "heatmap_toy_block2_cosine.svg",
+    } <= names, names
+    # The RSA panel of the RDM target carries its noise ceiling; the layer-curve panels not.
+    figures = info.html.parent / "figures"
+    assert "<!-- noise ceiling -->" in (figures / "rsa_spearman_subjects.svg").read_text()
+    assert "<!-- noise ceiling -->" not in (figures / "2v2_subjects.svg").read_text()
+    page = info.html.read_text()
+    assert "toy/block2: cosine similarity, concepts in WordNet hypernym order" in page
+    assert "subjects: mean dissimilarity of the subjects" in page

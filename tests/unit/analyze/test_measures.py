@@ -1,0 +1,153 @@
+"""Linear CKA, mutual k-NN alignment and regression 2 vs 2 against slow references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from semwh.analyze.cka import cka_null, linear_cka
+from semwh.analyze.knn import knn_null, mutual_knn
+from semwh.analyze.permutation import permutation_blocks
+from semwh.analyze.regression import regression_null, regression_two_vs_two
+from semwh.errors import ConfigError, DegenerateInputError
+from tests.unit.analyze import reference as ref
+
+
+def pair(seed: int, n: int = 9, d_a: int = 5, d_b: int = 7, noise: float = 1.0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d_a))
+    y = x @ rng.standard_normal((d_a, d_b)) + noise * rng.standard_normal((n, d_b))
+    return x, y
+
+
+@pytest.mark.parametrize("estimator", ["unbiased", "biased"])
+@pytest.mark.parametrize("seed", range(4))
+def test_cka_equals_the_reference_on_random_inputs(estimator: str, seed: int) -> None:
+    x, y = pair(seed, n=7 + seed, d_b=20)  # more features than concepts
+    got = linear_cka(x, y, estimator=estimator).cka
+    assert got == pytest.approx(ref.cka(x, y, estimator), abs=1e-9)
+
+
+@pytest.mark.parametrize("estimator", ["unbiased", "biased"])
+def test_cka_of_a_space_with_itself_is_one_and_rotation_and_scale_invariant(
+    estimator: str,
+) -> None:
+    x, y = pair(11, n=12, d_a=6, d_b=6)
+    assert linear_cka(x, x, estimator=estimator).cka == pytest.approx(1.0, abs=1e-12)
+    q, _ = np.linalg.qr(np.random.default_rng(3).standard_normal((6, 6)))
+    base = linear_cka(x, y, estimator=estimator).cka
+    assert linear_cka(x @ q, 3.5 * y, estimator=estimator).cka == pytest.approx(base, abs=1e-12)
+    assert linear_cka(0.01 * x, y @ q, estimator=estimator).cka == pytest.approx(base, abs=1e-12)
+
+
+def test_biased_cka_is_inflated_when_features_outnumber_concepts() -> None:
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((20, 500)), rng.standard_normal((20, 500))
+    assert linear_cka(x, y, estimator="biased").cka > 0.8
+    assert abs(linear_cka(x, y, estimator="unbiased").cka) < 0.1
+
+
+def test_cka_null_is_the_reference_relabelling_and_blocks_concatenate() -> None:
+    x, y = pair(2, n=8)
+    result = linear_cka(x, y, n_permutations=12, seed=4)
+    perms = ref.permutations(4, 8, 12)
+    expected = [ref.cka(x, y[p]) for p in perms]
+    np.testing.assert_allclose(result.null, expected, atol=1e-9, rtol=0)
+    assert result.p_value == pytest.approx(ref.p_value(result.cka, expected))
+    blocks = [
+        cka_null(x, y, n_permutations=12, start=i, stop=j, seed=4)
+        for i, j in permutation_blocks(12, 5)
+    ]
+    np.testing.assert_array_equal(np.concatenate(blocks), result.null)
+
+
+@pytest.mark.parametrize("k", [1, 3, 6])
+@pytest.mark.parametrize("seed", range(3))
+def test_mutual_knn_equals_a_literal_loop(k: int, seed: int) -> None:
+    x, y = pair(seed, n=11, noise=2.0)
+    assert mutual_knn(x, y, k=k).alignment == pytest.approx(ref.mutual_knn(x, y, k), abs=1e-12)
+
+
+def test_mutual_knn_null_relabels_b_and_blocks_concatenate() -> None:
+    x, y = pair(7, n=10, noise=0.5)
+    result = mutual_knn(x, y, k=3, n_permutations=15, seed=9)
+    expected = [ref.mutual_knn(x, y[p], 3) for p in ref.permutations(9, 10, 15)]
+    np.testing.assert_allclose(result.null, expected, atol=1e-12, rtol=0)
+    assert result.p_value == pytest.approx(ref.p_value(result.alignment, expected))
+    blocks = [
+        knn_null(x, y, k=3, n_permutations=15, start=i, stop=j, seed=9)
+        for i, j in permutation_blocks(15, 4)
+    ]
+    np.testing.assert_array_equal(np.concatenate(blocks), result.null)
+    assert mutual_knn(x, x, k=3).alignment == 1.0
+
+
+def test_mutual_knn_rejects_a_k_beyond_the_other_concepts() -> None:
+    x, y = pair(1, n=6)
+    with pytest.raises(ConfigError, match="k must be an integer from 1 to 5"):
+        mutual_knn(x, y, k=6)
+
+
+@pytest.mark.parametrize("distance", ["cosine", "pearson"])
+@pytest.mark.parametrize("seed", range(3))
+def test_regression_two_vs_two_equals_a_per_pair_refit(distance: str, seed: int) -> None:
+    x, y = pair(seed, n=9, d_a=4, d_b=6, noise=2.0)
+    grid = (1e-3, 0.1, 1.0, 10.0, 1e3)
+    result = regression_two_vs_two(x, y, distance=distance, penalties=grid)
+    correct, chosen = ref.regression_two_vs_two(x, y, list(grid), distance)
+    np.testing.assert_array_equal(result.correct, correct)
+    np.testing.assert_array_equal(result.chosen, chosen)
+    assert result.accuracy == correct.sum() / 36
+    # The grid is really searched: different pairs choose different penalties here.
+    assert len(set(chosen[np.triu_indices(9, 1)])) > 1 or seed > 0
+
+
+def test_regression_two_vs_two_null_relabels_b_and_blocks_concatenate() -> None:
+    x, y = pair(4, n=7, d_a=3, d_b=5)
+    grid = (0.1, 10.0)
+    result = regression_two_vs_two(x, y, penalties=grid, n_permutations=5, seed=2)
+    expected = [
+        ref.regression_two_vs_two(x, y[p], list(grid))[0].sum() / 21
+        for p in ref.permutations(2, 7, 5)
+    ]
+    np.testing.assert_array_equal(result.null, expected)
+    blocks = [
+        regression_null(x, y, penalties=grid, n_permutations=5, start=i, stop=j, seed=2)
+        for i, j in permutation_blocks(5, 2)
+    ]
+    np.testing.assert_array_equal(np.concatenate(blocks), result.null)
+
+
+def test_regression_two_vs_two_finds_a_linear_map_and_not_noise() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((30, 8))
+    assert regression_two_vs_two(x, x @ rng.standard_normal((8, 10))).accuracy == 1.0
+    noise = regression_two_vs_two(x, rng.standard_normal((30, 10))).accuracy
+    assert 0.3 < noise < 0.7
+
+
+def test_degenerate_inputs_name_their_concepts() -> None:
+    x, y = pair(0, n=6)
+    y[2] = 0.0
+    with pytest.raises(DegenerateInputError, match="c2"):
+        mutual_knn(x, y, k=2, labels=[f"c{i}" for i in range(6)])
+    with pytest.raises(DegenerateInputError, match="c2"):
+        regression_two_vs_two(x, y, labels=[f"c{i}" for i in range(6)])
+    with pytest.raises(DegenerateInputError, match="no centred variance"):
+        linear_cka(np.ones((6, 3)), y)
+    x[1, 0] = np.nan
+    with pytest.raises(DegenerateInputError, match="c1"):
+        linear_cka(x, y, labels=[f"c{i}" for i in range(6)])
+
+
+def test_measure_p_values_are_uniform_without_a_relation() -> None:
+    """Relabelling B is exact under independence: p is uniform (KS over seeded draws)."""
+    ps = []
+    for seed in range(150):
+        rng = np.random.default_rng(1000 + seed)
+        x, y = rng.standard_normal((10, 4)), rng.standard_normal((10, 4))
+        ps.append(linear_cka(x, y, n_permutations=39, seed=seed).p_value)
+    # p takes the values k/40; compare with the uniform on them (randomised within a step).
+    jitter = np.random.default_rng(0).uniform(0, 1 / 40, len(ps))
+    assert stats.kstest(np.asarray(ps) - jitter, "uniform").pvalue > 0.01
