@@ -10,6 +10,7 @@ import torch
 from semwh.errors import ResourceError
 from semwh.extract.engine import ProbedModel, probe_shapes
 from semwh.extract.hooks import Pooling
+from semwh.extract.layouts import Layout
 from semwh.extract.models import LoadedModel
 from semwh.warehouse.layout import Warehouse
 
@@ -23,6 +24,7 @@ class LayerPlan:
     output_shape: tuple[int, ...]
     pooling: str
     dim: int
+    layout: str = "channels_first"
 
     @property
     def bytes_per_image(self) -> int:
@@ -42,6 +44,7 @@ class ExtractionPlan:
         disk_free: Free bytes where the vectors go (None on an object store: no limit known).
         ram_needed: Estimated peak host memory in bytes.
         ram_free: Available host memory in bytes (None where unknown).
+        n_classes: Width of the model's logits (None: no classifier, no predictions).
     """
 
     model: str
@@ -57,6 +60,7 @@ class ExtractionPlan:
     disk_free: int | None
     ram_needed: int
     ram_free: int | None
+    n_classes: int | None = 1000
 
     @property
     def bytes_per_image(self) -> int:
@@ -78,7 +82,8 @@ class ExtractionPlan:
         for layer in self.layers:
             shape = "x".join(str(s) for s in layer.output_shape)
             out.append(
-                f"  {layer.depth_index:>3} {layer.module:<16} {shape:>14} {layer.pooling:<10} "
+                f"  {layer.depth_index:>3} {layer.module:<16} {shape:>14} {layer.layout:<15} "
+                f"{layer.pooling:<10} "
                 f"dim {layer.dim:>7}  {human_bytes(layer.bytes_per_image)}/image x "
                 f"{self.n_todo} = {human_bytes(layer.bytes_per_image * self.n_todo)}"
             )
@@ -146,7 +151,8 @@ def plan_extraction(
     probed_shapes: tuple[list[str], dict[str, tuple[int, ...]]] | None = None,
 ) -> ExtractionPlan:
     """Per-layer output shapes and sizes (one blank forward pass) and free disk and RAM."""
-    order, shapes = probed_shapes or probe_shapes(probed)
+    order, shapes = probed_shapes or probe_shapes(probed, loaded.layouts)
+    assert probed.layouts is not None
     return plan_from_shapes(
         wh,
         model=loaded.name,
@@ -154,6 +160,7 @@ def plan_extraction(
         crop=loaded.preprocessing.crop,
         order=order,
         shapes=shapes,
+        layouts=probed.layouts,
         pooling=probed.pooling,
         device=probed.device,
         precision=probed.precision,
@@ -163,6 +170,7 @@ def plan_extraction(
         batch_size=batch_size,
         num_workers=num_workers,
         n_concepts=n_concepts,
+        n_classes=probed.n_classes,
     )
 
 
@@ -174,6 +182,7 @@ def plan_from_shapes(
     crop: int,
     order: list[str],
     shapes: dict[str, tuple[int, ...]],
+    layouts: dict[str, Layout],
     pooling: Pooling,
     device: torch.device,
     precision: str,
@@ -183,6 +192,7 @@ def plan_from_shapes(
     batch_size: int,
     num_workers: int,
     n_concepts: int,
+    n_classes: int | None = None,
 ) -> ExtractionPlan:
     """The plan of probe layers with known output shapes (forward order) and free disk and RAM.
 
@@ -192,6 +202,7 @@ def plan_from_shapes(
         crop: Input size of the model (pixels).
         order: Probe layers, forward order.
         shapes: Output shape of each layer, batch excluded.
+        layouts: Layout of each layer's output.
         pooling: The pooling rule.
         device: Where batches run.
         precision: ``fp32``, ``bf16`` or ``fp16``.
@@ -201,8 +212,9 @@ def plan_from_shapes(
             module=module,
             depth_index=i,
             output_shape=shapes[module],
-            pooling=pooling.label(len(shapes[module]) + 1),
-            dim=pooling.dim(shapes[module]),
+            pooling=pooling.label(layouts[module]),
+            dim=pooling.dim(layouts[module], shapes[module]),
+            layout=str(layouts[module]),
         )
         for i, module in enumerate(order)
     ]
@@ -232,6 +244,7 @@ def plan_from_shapes(
             device.type,
         ),
         ram_free=available_ram(),
+        n_classes=n_classes,
     )
 
 

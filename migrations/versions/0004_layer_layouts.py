@@ -1,0 +1,57 @@
+"""layers record the layout of the output their pooling reduced
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-12-02 02:40:00.000000
+
+``layers.layout`` says which axes of a probed output were batch, space, tokens and channels
+(``channels_first``, ``channels_last``, ``tokens[:P]``, ``sequence_first[:P]``, ``vector``,
+``flat``; see ``semwh.extract.layouts``). Rows stored before it were pooled by rank alone, and
+the upgrade records exactly that: 4-D outputs (three stored axes) ``channels_first``, 3-D
+outputs ``tokens`` (every token averaged), 2-D outputs ``vector``, anything else ``flat``.
+Their stored values are unchanged.
+
+DuckDB cannot drop a column of a table that other tables reference (``spaces`` and
+``vector_files`` reference ``layers``), so on DuckDB the downgrade leaves the column in place:
+revision 0003 code never reads it, and upgrading again fills only the rows it left empty.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_BY_RANK = """
+UPDATE layers SET layout = CASE json_array_length(output_shape)
+    WHEN 3 THEN 'channels_first'
+    WHEN 2 THEN 'tokens'
+    WHEN 1 THEN 'vector'
+    ELSE 'flat'
+END
+WHERE layout IS NULL
+"""
+
+
+def _is_duckdb() -> bool:
+    return op.get_bind().dialect.name == "duckdb"
+
+
+def upgrade() -> None:
+    if _is_duckdb():
+        op.execute("ALTER TABLE layers ADD COLUMN IF NOT EXISTS layout VARCHAR")
+    else:
+        with op.batch_alter_table("layers") as batch:
+            batch.add_column(sa.Column("layout", sa.String(), nullable=True))
+    op.execute(_BY_RANK)
+
+
+def downgrade() -> None:
+    if _is_duckdb():
+        return
+    with op.batch_alter_table("layers") as batch:
+        batch.drop_column("layout")
