@@ -16,10 +16,13 @@ already stored are found again, not recomputed. The file (see ``examples/paper.t
                                                  # (glove, word2vec, word2vec-bin, fasttext)
 
     [[models]]
-    name = "efficientnet_lite0"
+    name = "efficientnet_lite0"                  # or timm:NAME, hf:ID_OR_DIR, module:...
     weights = "default"                          # or a weights file via weights_file
     layers = "default"
     pooling = "avg"
+    token_pooling = "mean"                       # or "cls" (token outputs)
+    # preprocessing = "clip"                     # or a table; required for module: models
+    # layouts = { "blocks.*" = "tokens:1" }      # outputs the source cannot tell
     random_control = true                        # also MODEL-random (random weights)
 
     [analysis]
@@ -80,6 +83,9 @@ class ModelConfig:
     weights_file: Path | None = None
     layers: str | list[str] = "default"
     pooling: str = "avg"
+    token_pooling: str = "mean"
+    preprocessing: str | dict[str, Any] | None = None
+    layouts: str | dict[str, str] | None = None
     random_control: bool = False
     batch_size: int = 32
 
@@ -469,6 +475,9 @@ def extract_stage(
             model.name,
             layers=model.layers,
             pooling=model.pooling,
+            token_pooling=model.token_pooling,
+            preprocessing=model.preprocessing,
+            layouts=model.layouts,
             batch_size=model.batch_size,
             device=config.device,
             progress=show_bars,

@@ -80,8 +80,7 @@ class Preprocessing:
             )
         if self.crop_rounding not in CROP_ROUNDINGS:
             raise ConfigError(
-                f"unknown crop rounding {self.crop_rounding!r} "
-                f"(choose {', '.join(CROP_ROUNDINGS)})"
+                f"unknown crop rounding {self.crop_rounding!r} (choose {', '.join(CROP_ROUNDINGS)})"
             )
         if self.resize < 1 or self.crop < 1:
             raise ConfigError(
@@ -234,7 +233,8 @@ def parse_preprocessing(
         )
     if values.get("interpolation", "bilinear") not in INTERPOLATIONS:
         raise ConfigError(
-            f"unknown interpolation {values['interpolation']!r} (choose {', '.join(INTERPOLATIONS)})"
+            f"unknown interpolation {values['interpolation']!r} "
+            f"(choose {', '.join(INTERPOLATIONS)})"
         )
     return Preprocessing(**values)
 

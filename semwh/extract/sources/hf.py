@@ -93,9 +93,11 @@ def preprocessing_of(processor: dict[str, Any], reference: str) -> Preprocessing
         raise fail("keeps the aspect ratio without a centre crop")
     resample = processor.get("resample", 2)
     interpolation = _RESAMPLE.get(int(getattr(resample, "value", resample)), "bilinear")
-    scale = 1.0 / float(processor.get("rescale_factor", 1 / 255)) if processor.get(
-        "do_rescale", True
-    ) else 1.0
+    scale = (
+        1.0 / float(processor.get("rescale_factor", 1 / 255))
+        if processor.get("do_rescale", True)
+        else 1.0
+    )
     if processor.get("do_normalize", True):
         mean = tuple(float(v) for v in processor.get("image_mean", (0.5, 0.5, 0.5)))
         std = tuple(float(v) for v in processor.get("image_std", (0.5, 0.5, 0.5)))
@@ -185,9 +187,7 @@ def hf_layers(model: nn.Module) -> tuple[list[str], list[str], str | None]:
     config = _vision_config(getattr(model, "config", None))
     encoder = _encoder_layers(model, getattr(config, "num_hidden_layers", None))
     if encoder is None:
-        raise ConfigError(
-            f"{type(model).__name__}: no list of encoder layers found; pass --layers"
-        )
+        raise ConfigError(f"{type(model).__name__}: no list of encoder layers found; pass --layers")
     parts = encoder.split(".")[:-1]
     if parts and parts[-1] == "encoder":
         parts = parts[:-1]
@@ -265,7 +265,10 @@ def hf_spec(
         raise InputError(f"{reference}: cannot read the config of {where}: {first}") from exc
     cls, build_config = _model_class(transformers, config, reference)
     vision = _vision_config(build_config)
-    if getattr(vision, "patch_size", None) is None and getattr(vision, "num_channels", None) is None:
+    if (
+        getattr(vision, "patch_size", None) is None
+        and getattr(vision, "num_channels", None) is None
+    ):
         raise ConfigError(
             f"{reference} is not a vision model (config type {config.model_type}); semwh "
             "extract probes image models"
@@ -317,8 +320,11 @@ def hf_spec(
             return model.float()
 
         label = f"hf:{repo}" if local else f"hf:{repo}@{revision or 'main'}"
-        find = (lambda: _folder_weights(Path(repo))) if local else (  # noqa: E731
-            lambda: _cached_weights(repo, revision)
+        find = (
+            (lambda: _folder_weights(Path(repo)))
+            if local
+            # noqa: E731
+            else (lambda: _cached_weights(repo, revision))
         )
     key = "none" if mode == "none" else "file"
     return ModelSpec(

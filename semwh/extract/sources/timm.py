@@ -62,7 +62,9 @@ def preprocessing_of(cfg: Any, reference: str) -> Preprocessing:
             f"{reference}: timm crop mode {mode!r} is not supported (center, squash); pass "
             "--preprocessing"
         )
-    interpolation = cfg.interpolation if cfg.interpolation in ("bicubic", "bilinear") else "bilinear"
+    interpolation = (
+        cfg.interpolation if cfg.interpolation in ("bicubic", "bilinear") else "bilinear"
+    )
     return Preprocessing(
         resize=math.floor(height / crop_pct),
         crop=int(height),
@@ -115,7 +117,9 @@ def timm_layers(model: nn.Module) -> tuple[list[str], list[str], str | None]:
 
 def timm_layout_rule(model: nn.Module, preprocessing: Preprocessing) -> LayoutRule:
     """4-D outputs by the model's ``output_fmt``; tokens with its prefix tokens, by shape."""
-    prefer: Layout = CHANNELS_LAST if getattr(model, "output_fmt", "NCHW") == "NHWC" else CHANNELS_FIRST
+    prefer: Layout = (
+        CHANNELS_LAST if getattr(model, "output_fmt", "NCHW") == "NHWC" else CHANNELS_FIRST
+    )
     num_patches: int | None = None
     patch_embed = getattr(model, "patch_embed", None)
     patch = getattr(patch_embed, "patch_size", None)
@@ -172,11 +176,15 @@ def timm_spec(
     if arch not in timm.list_models():
         close = timm.list_models(f"*{arch}*")[:6] or timm.list_models(f"{arch[:4]}*")[:6]
         hint = f" (similar: {', '.join(close)})" if close else ""
-        raise NotFoundError(f"unknown timm model {arch!r}{hint}; `semwh models 'timm:*vit*'` lists them")
+        raise NotFoundError(
+            f"unknown timm model {arch!r}{hint}; `semwh models 'timm:*vit*'` lists them"
+        )
     cfg = timm.models.get_pretrained_cfg(ref) if tag else timm.models.get_pretrained_cfg(arch)
     if tag and cfg is None:
         tags = timm.list_pretrained(f"{arch}.*")[:8]
-        raise NotFoundError(f"timm model {arch} has no pretrained tag {tag!r} (tags: {', '.join(tags)})")
+        raise NotFoundError(
+            f"timm model {arch} has no pretrained tag {tag!r} (tags: {', '.join(tags)})"
+        )
     base = preprocessing_of(cfg, reference) if cfg is not None else None
     prep = with_preprocessing(base, preprocessing, reference)
     full = f"{arch}.{cfg.tag}" if cfg is not None and cfg.tag else arch
@@ -220,7 +228,8 @@ def timm_spec(
         find = lambda: _cached_weights(cfg)  # noqa: E731
     key = "none" if mode == "none" else "file"
     return ModelSpec(
-        name=name or default_name(arch if not tag else ref, key, None),
+        # Prefixed: timm and torchvision share names (resnet50, vgg16, ...) for other weights.
+        name=name or default_name(f"timm-{ref if tag else arch}", key, None),
         architecture=architecture,
         weights=label,
         seed=used_seed,

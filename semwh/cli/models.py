@@ -1,0 +1,57 @@
+"""`semwh models`: model sources, their models, and a model's default probe layers."""
+
+from __future__ import annotations
+
+import typer
+
+from semwh.cli.state import console
+
+
+def models(
+    name: str | None = typer.Argument(
+        None,
+        help="A model (timm:vit_small_patch16_224, hf:DIR, vit_b_16) to show its default "
+        "probes, or a glob pattern (timm:*convnext*) to list models.",
+    ),
+    layers: str | None = typer.Option(None, "--layers", help="Show these layers instead."),
+    preprocessing: str | None = typer.Option(
+        None, "--preprocessing", help="Preset and/or key=value entries (module: models)."
+    ),
+    layout: str | None = typer.Option(
+        None, "--layout", help="Declared layouts: LAYER=LAYOUT entries and/or a fallback."
+    ),
+    token_pooling: str = typer.Option("mean", "--token-pooling", help="mean or cls."),
+) -> None:
+    """List model sources and models, or one model's default probe layers with their shapes.
+
+    Example: semwh models timm:vit_small_patch16_224
+    """
+    from semwh.extract.catalog import describe_model, list_models
+
+    if name is None or any(c in name for c in "*?["):
+        for entry in list_models(name):
+            state = "" if entry.available else " (not installed)"
+            console.print(f"[bold]{entry.source}[/bold]{state}: {entry.note}", highlight=False)
+            if entry.models:
+                console.print("  " + ", ".join(entry.models), highlight=False, soft_wrap=True)
+        return
+    info = describe_model(
+        name, layers=layers, token_pooling=token_pooling, preprocessing=preprocessing,
+        layouts=layout,
+    )  # fmt: skip
+    prep = info.preprocessing
+    console.print(
+        f"{info.name} ({info.architecture}, {info.n_parameters:,} parameters); input: "
+        f"resize {prep['resize']} ({prep.get('resize_mode', 'shorter')}), crop {prep['crop']}, "
+        f"{prep['interpolation']}, mean {prep['mean']}, std {prep['std']}",
+        highlight=False,
+    )
+    for i, probe in enumerate(info.probes):
+        shape = "x".join(str(s) for s in probe.output_shape)
+        console.print(
+            f"  {i:>3} {probe.module:<32} {shape:>12} {probe.layout:<16} {probe.pooling:<12} "
+            f"dim {probe.dim}",
+            highlight=False,
+        )
+    logits = info.logits_layer or "none (no predictions stored)"
+    console.print(f"  logits: {logits}", highlight=False)
