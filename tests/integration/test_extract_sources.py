@@ -254,9 +254,9 @@ def test_module_source_refuses_an_ambiguous_layout(wh: Warehouse) -> None:
     with pytest.raises(ConfigError, match=r"tiny_net/tokens.*ambiguous.*--layout 'tokens="):
         _extract(wh, ref, **args)
     model = _extract(wh, ref, layouts="tokens=tokens,mix=tokens", **args)
-    from tests.integration.vision_modules import tiny_net
-
     import torchvision.transforms as T
+
+    from tests.integration.vision_modules import tiny_net
 
     transform = T.Compose(
         [T.Resize(40), T.CenterCrop(32), T.ToTensor(),
