@@ -20,7 +20,7 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 
 from semwh.errors import ConfigError
-from semwh.extract import run_extraction
+from semwh.extract import finished_extraction, run_extraction
 from semwh.vectors import load_image_vectors
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Image, Layer, Prediction, VisionModel
@@ -222,10 +222,19 @@ def test_hf_vit_and_dinov2_folders(wh: Warehouse, tmp_path: Path) -> None:
     )  # fmt: skip
     assert vit[0].module == "embeddings" and vit[-1].module == "pooler"
     assert len(vit) == 5 and vit[1].layout == "tokens:1"
+    # A finished run of a folder is found again from its weights files, without the model.
+    again = finished_extraction(
+        wh, f"hf:{tmp_path / 'ViTConfig'}", batch_size=2, shard_size=2, device="cpu",
+        num_workers=0,
+    )  # fmt: skip
+    assert again is not None and again.status == "unchanged"
+    assert again.layers == [r.module for r in vit]
     dino = _hf_case(
         wh, tmp_path, transformers.Dinov2Model,
         transformers.Dinov2Config(mlp_ratio=2, **SMALL),
-        _pil("BitImageProcessor")(size={"shortest_edge": 37}, crop_size={"height": 32, "width": 32}),
+        _pil("BitImageProcessor")(
+            size={"shortest_edge": 37}, crop_size={"height": 32, "width": 32}
+        ),
         prefix=1,
     )  # fmt: skip
     assert [r.module for r in dino] == [
@@ -237,7 +246,9 @@ def test_hf_clip_vision_tower(wh: Warehouse, tmp_path: Path) -> None:
     clip = _hf_case(
         wh, tmp_path, transformers.CLIPVisionModel,
         transformers.CLIPVisionConfig(intermediate_size=64, **SMALL),
-        _pil("CLIPImageProcessor")(size={"shortest_edge": 35}, crop_size={"height": 32, "width": 32}),
+        _pil("CLIPImageProcessor")(
+            size={"shortest_edge": 35}, crop_size={"height": 32, "width": 32}
+        ),
         prefix=1,
     )  # fmt: skip
     assert clip[-1].module.endswith("post_layernorm") and clip[-1].layout == "vector"
