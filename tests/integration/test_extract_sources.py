@@ -94,13 +94,13 @@ def _compare(
     return layers
 
 
-def _by_rank(prefix: int, no_prefix: tuple[str, ...] = ()) -> Pool:
-    """Channels-first maps averaged over space, tokens over the patch tokens (the first
-    ``prefix`` left out, except in the ``no_prefix`` layers), vectors kept."""
+def _by_rank(prefix: int, no_prefix: tuple[str, ...] = (), nhwc: tuple[str, ...] = ()) -> Pool:
+    """Channels-first maps averaged over space (channels-last ones in ``nhwc``), tokens over
+    the patch tokens (the first ``prefix`` left out, except in ``no_prefix``), vectors kept."""
 
     def pool(layer: str, out: torch.Tensor) -> torch.Tensor:
         if out.ndim == 4:
-            return out.mean(dim=(2, 3))
+            return out.mean(dim=(1, 2) if layer in nhwc else (2, 3))
         if out.ndim == 3:
             return out[:, 0 if layer in no_prefix else prefix :].mean(dim=1)
         return out
@@ -108,7 +108,9 @@ def _by_rank(prefix: int, no_prefix: tuple[str, ...] = ()) -> Pool:
     return pool
 
 
-def _timm_case(wh: Warehouse, tmp_path: Path, arch: str, prefix: int) -> list[Layer]:
+def _timm_case(
+    wh: Warehouse, tmp_path: Path, arch: str, prefix: int, nhwc: tuple[str, ...] = ()
+) -> tuple[list[Layer], torch.nn.Module]:
     from safetensors.torch import save_file
     from timm.data import create_transform, resolve_data_config
 
@@ -120,30 +122,36 @@ def _timm_case(wh: Warehouse, tmp_path: Path, arch: str, prefix: int) -> list[La
     transform = create_transform(**resolve_data_config({}, model=net))
     x = torch.stack([transform(img) for img in _photos(wh)[1]])
     # The patch embedding's tokens come before the class token is added.
-    layers = _compare(wh, model, net, x, _by_rank(prefix, ("patch_embed",)))
+    layers = _compare(wh, model, net, x, _by_rank(prefix, ("patch_embed",), nhwc))
     with wh.session() as s:
         row = s.scalar(select(VisionModel).where(VisionModel.name == model))
         assert row.weights == f"file:{path}" and row.architecture.startswith(f"timm:{arch}.")
         assert s.scalar(select(Prediction.class_index).where(Prediction.model == model)) >= 0
-    return layers
+    return layers, net
+
+
+# timm's own test models: a ViT, a ResNet and a ConvNeXt at 160 px.
 
 
 def test_timm_vit_depth_curve_from_a_safetensors_file(wh: Warehouse, tmp_path: Path) -> None:
-    layers = _timm_case(wh, tmp_path, "vit_tiny_patch16_224", prefix=1)
-    blocks = [f"blocks.{i}" for i in range(12)]
+    # Its patch embedding keeps the grid (B x H x W x C, for dynamic image sizes).
+    layers, net = _timm_case(wh, tmp_path, "test_vit", prefix=1, nhwc=("patch_embed",))
+    blocks = [f"blocks.{i}" for i in range(len(net.blocks))]
+    assert len(blocks) >= 2
     assert [r.module for r in layers] == ["patch_embed", *blocks, "norm", "fc_norm", "head"]
-    assert [r.layout for r in layers][:3] == ["tokens", "tokens:1", "tokens:1"]
-    assert {r.dim for r in layers[:-1]} == {192} and layers[-1].layout == "vector"
+    assert [r.layout for r in layers][:3] == ["channels_last", "tokens:1", "tokens:1"]
+    assert {r.dim for r in layers[:-1]} == {net.embed_dim} and layers[-1].layout == "vector"
 
 
 def test_timm_resnet_and_convnext(wh: Warehouse, tmp_path: Path) -> None:
-    res = _timm_case(wh, tmp_path, "resnet18", prefix=0)
-    assert [r.module for r in res][:3] == ["act1", "layer1.0", "layer1.1"]
-    assert [r.module for r in res][-3:] == ["layer4.1", "global_pool", "fc"]
-    conv = _timm_case(wh, tmp_path, "convnext_atto", prefix=0)
+    res, net = _timm_case(wh, tmp_path, "test_resnet", prefix=0)
+    blocks = [f"layer{i}.{j}" for i in range(1, 5) for j in range(len(getattr(net, f"layer{i}")))]
+    assert [r.module for r in res] == ["act1", *blocks, "global_pool", "fc"]
+    conv, net = _timm_case(wh, tmp_path, "test_convnext", prefix=0)
     assert [r.module for r in conv][:2] == ["stem", "stages.0.blocks.0"]
     assert [r.module for r in conv][-2:] == ["head.pre_logits", "head.fc"]
-    assert [r.dim for r in conv if r.module.endswith("blocks.0")] == [40, 80, 160, 320]
+    firsts = [r.dim for r in conv if r.module.endswith("blocks.0")]
+    assert firsts == [info["num_chs"] for info in net.feature_info]
 
 
 def test_torchvision_swin_stages_pool_to_their_channels(wh: Warehouse) -> None:
