@@ -156,12 +156,21 @@ def test_timm_resnet_and_convnext(wh: Warehouse, tmp_path: Path) -> None:
 
 def test_torchvision_swin_stages_pool_to_their_channels(wh: Warehouse) -> None:
     import torchvision
+    import torchvision.transforms as T
 
     stages = ["features.1", "features.3", "features.5", "features.7", "norm", "head"]
-    model = _extract(wh, "swin_t", weights="none", seed=5, layers=",".join(stages))
+    # Swin's own preprocessing at 64 px (its windows adapt to small maps).
+    model = _extract(
+        wh, "swin_t", weights="none", seed=5, layers=",".join(stages),
+        preprocessing="resize=73,crop=64",
+    )  # fmt: skip
     torch.manual_seed(5)
     net = torchvision.models.swin_t()
-    transform = torchvision.models.Swin_T_Weights.DEFAULT.transforms()
+    own = torchvision.models.Swin_T_Weights.DEFAULT.transforms()
+    transform = T.Compose(
+        [T.Resize(73, interpolation=own.interpolation), T.CenterCrop(64), T.ToTensor(),
+         T.Normalize(own.mean, own.std)]
+    )  # fmt: skip
     x = torch.stack([transform(img) for img in _photos(wh)[1]])
 
     def pool(_layer: str, out: torch.Tensor) -> torch.Tensor:
@@ -172,7 +181,8 @@ def test_torchvision_swin_stages_pool_to_their_channels(wh: Warehouse) -> None:
         (96, "channels_last"), (192, "channels_last"), (384, "channels_last"),
         (768, "channels_last"),
     ]  # fmt: skip
-    assert json.loads(layers[0].output_shape) == [56, 56, 96]
+    assert json.loads(layers[0].output_shape) == [16, 16, 96]
+    assert layers[-2:][0].dim == 768 and layers[-1].layout == "vector"
 
 
 def test_torchvision_vit_b_16_default_layers(wh: Warehouse) -> None:
