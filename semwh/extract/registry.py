@@ -194,7 +194,7 @@ def find_finished_run(
                 row.module: row
                 for row in session.scalars(select(Layer).where(Layer.model_id == model.model_id))
             }
-            if any(module not in rows for module in wanted):
+            if any(module not in rows or rows[module].layout is None for module in wanted):
                 return None
             shapes = {m: tuple(int(x) for x in json.loads(rows[m].output_shape)) for m in wanted}
             layouts = {m: parse_layout(rows[m].layout) for m in wanted}

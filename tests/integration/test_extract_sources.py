@@ -24,6 +24,7 @@ from semwh.extract import finished_extraction, run_extraction
 from semwh.vectors import load_image_vectors
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Image, Layer, Prediction, VisionModel
+from tests.conftest import run_cli
 from tests.integration.test_extract import add_sample_images, new_warehouse
 
 pytestmark = pytest.mark.integration
@@ -294,3 +295,28 @@ def test_module_source_refuses_an_ambiguous_layout(wh: Warehouse) -> None:
     x = torch.stack([transform(img) for img in _photos(wh)[1]])
     layers = _compare(wh, model, tiny_net(), x, _by_rank(0))
     assert [r.layout for r in layers] == ["channels_first", "tokens", "tokens", "vector"]
+
+
+def test_models_lists_sources_and_a_models_default_probes(tmp_path: Path) -> None:
+    from semwh.extract.catalog import list_models
+
+    sources = {entry.source: entry for entry in list_models("timm:test_vi*")}
+    assert list(sources) == ["timm"] and "timm:test_vit" in sources["timm"].models
+    every = {entry.source for entry in list_models("resnet5*")}
+    assert every == {"torchvision", "timm", "hf", "module"}
+    assert (
+        "resnet50" in next(e for e in list_models("resnet5*") if e.source == "torchvision").models
+    )
+    folder = tmp_path / "dino"
+    transformers.Dinov2Model(transformers.Dinov2Config(mlp_ratio=2, **SMALL)).save_pretrained(
+        folder
+    )
+    transformers.BitImageProcessor(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+    ).save_pretrained(folder)
+    out = run_cli("models", f"hf:{folder}").stdout
+    lines = [line.split() for line in out.splitlines()]
+    probes = [parts[1] for parts in lines if parts and parts[0].isdigit()]
+    assert probes == ["embeddings", "encoder.layer.0", "encoder.layer.1", "layernorm"]
+    assert ["17x32", "tokens:1", "tokens-mean", "dim", "32"] == lines[2][2:]
+    assert "logits: none" in out
