@@ -202,8 +202,8 @@ class PoolingHooks:
         if matrix is None or matrix.shape[1] != flat.shape[1] or matrix.device != flat.device:
             matrix = srp_matrix(
                 flat.shape[1],
-                int(self.pooling.srp_dim),
-                layer_seed(self.pooling.seed, layer),  # type: ignore[arg-type]
+                int(self.pooling.srp_dim),  # type: ignore[arg-type]
+                layer_seed(self.pooling.seed, layer),
             ).to(flat.device)
             self._srp[layer] = matrix
         return torch.sparse.mm(matrix, flat.T).T.contiguous()

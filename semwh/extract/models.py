@@ -157,7 +157,7 @@ def _default_layers(arch: str, model: nn.Module) -> tuple[list[str], list[str], 
     return blocks, blocks, logits
 
 
-def _torchvision_vit_layers(model: nn.Module) -> tuple[list[str], list[str], str]:
+def _torchvision_vit_layers(model: Any) -> tuple[list[str], list[str], str]:
     """Patch embedding, every encoder layer, the final norm, pre-logits (if any), logits."""
     encoder = [f"encoder.layers.{name}" for name, _ in model.encoder.layers.named_children()]
     heads = [f"heads.{name}" for name, _ in model.heads.named_children()]
@@ -165,7 +165,7 @@ def _torchvision_vit_layers(model: nn.Module) -> tuple[list[str], list[str], str
     return default, ["conv_proj", *encoder, "encoder.ln", *heads], "heads.head"
 
 
-def _torchvision_swin_layers(model: nn.Module) -> tuple[list[str], list[str], str]:
+def _torchvision_swin_layers(model: Any) -> tuple[list[str], list[str], str]:
     """Patch embedding, every Swin block (stage by stage), final norm, global pool, logits.
 
     ``--layers all`` adds the patch-merging layers between stages.
@@ -187,7 +187,7 @@ def _torchvision_layout_rule(arch: str, model: nn.Module, crop: int) -> LayoutRu
     ViT token outputs carry one class token; each checked against the output's shape."""
     num_patches: int | None = None
     if arch.startswith("vit_"):
-        num_patches = (crop // int(model.patch_size)) ** 2
+        num_patches = (crop // int(model.patch_size)) ** 2  # type: ignore[arg-type]
     modules = dict(model.named_modules())
 
     def rule(layer: str, shape: tuple[int, ...]) -> Layout | None:

@@ -197,7 +197,7 @@ def find_finished_run(
             if any(module not in rows or rows[module].layout is None for module in wanted):
                 return None
             shapes = {m: tuple(int(x) for x in json.loads(rows[m].output_shape)) for m in wanted}
-            layouts = {m: parse_layout(rows[m].layout) for m in wanted}
+            layouts = {m: parse_layout(str(rows[m].layout)) for m in wanted}
             recorded = layouts_param(layouts, shapes)
             found: list[tuple[ExtractionRun, list[str]]] = []
             for run in runs:

@@ -100,7 +100,8 @@ def timm_layers(model: nn.Module) -> tuple[list[str], list[str], str | None]:
     default += blocks
     if "norm" in modules and not isinstance(modules["norm"], nn.Identity):
         default.append("norm")
-    classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
+    get_classifier: Any = getattr(model, "get_classifier", None)
+    classifier = get_classifier() if callable(get_classifier) else None
     logits = None
     if isinstance(classifier, nn.Module) and not isinstance(classifier, nn.Identity):
         logits = next((n for n, m in modules.items() if m is classifier and n), None)
