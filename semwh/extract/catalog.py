@@ -15,8 +15,6 @@ from typing import Any
 
 import torch
 
-from semwh.errors import MissingDependencyError
-
 _INSTALL = "pip install 'semwh[vision]'"
 
 
@@ -130,10 +128,7 @@ def describe_model(
     from semwh.extract.hooks import parse_pooling
     from semwh.extract.models import load_model, resolve_layers
 
-    try:
-        loaded = load_model(reference, weights="none", preprocessing=preprocessing, layouts=layouts)
-    except MissingDependencyError:
-        raise
+    loaded = load_model(reference, weights="none", preprocessing=preprocessing, layouts=layouts)
     pool = parse_pooling(pooling, token_pooling)
     probe = resolve_layers(loaded, layers)
     probed = ProbedModel(loaded.module, probe, pool, loaded.preprocessing, torch.device("cpu"))

@@ -259,6 +259,16 @@ def test_hf_vit_and_dinov2_folders(wh: Warehouse, tmp_path: Path) -> None:
     assert [r.module for r in dino] == [
         "embeddings", "encoder.layer.0", "encoder.layer.1", "layernorm"
     ]  # fmt: skip
+    # Registers: the class token and 4 register tokens are left out of the token mean.
+    registers = _hf_case(
+        wh, tmp_path, transformers.Dinov2WithRegistersModel,
+        transformers.Dinov2WithRegistersConfig(mlp_ratio=2, num_register_tokens=4, **SMALL),
+        _pil("BitImageProcessor")(
+            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+        ),
+        prefix=5,
+    )  # fmt: skip
+    assert {r.layout for r in registers} == {"tokens:5"}
 
 
 def test_hf_clip_vision_tower(wh: Warehouse, tmp_path: Path) -> None:
