@@ -66,9 +66,15 @@ def _stored_layers(wh: Warehouse, model: str) -> list[Layer]:
 
 
 def _compare(
-    wh: Warehouse, model: str, net: torch.nn.Module, x: torch.Tensor, pool: Pool
+    wh: Warehouse,
+    model: str,
+    net: torch.nn.Module,
+    x: torch.Tensor,
+    pool: Pool,
+    run: Callable[[torch.Tensor], object] | None = None,
 ) -> list[Layer]:
-    """Stored vectors of every stored layer against ``pool`` of a hooked direct forward."""
+    """Stored vectors of every stored layer against ``pool`` of a hooked direct forward
+    (``net(x)``, or ``run(x)``)."""
     layers = _stored_layers(wh, model)
     captured: dict[str, torch.Tensor] = {}
     modules = dict(net.named_modules())
@@ -81,7 +87,7 @@ def _compare(
 
         handles.append(modules[row.module].register_forward_hook(hook))
     with torch.no_grad():
-        net.eval()(x)
+        (run or net.eval())(x)
     for handle in handles:
         handle.remove()
     ids, _ = _photos(wh)
@@ -286,6 +292,29 @@ def test_hf_clip_vision_tower(wh: Warehouse, tmp_path: Path) -> None:
         assert not s.scalar(
             select(Prediction.model).where(Prediction.model.in_([n for n in names if "CLIP" in n]))
         )
+
+
+def test_hf_full_clip_checkpoint_loads_its_vision_tower(wh: Warehouse, tmp_path: Path) -> None:
+    """An image-text CLIP folder: the vision tower with its projection (the image embedding)."""
+    text = dict(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
+    config = transformers.CLIPConfig(
+        vision_config=dict(intermediate_size=64, **SMALL),
+        text_config=dict(intermediate_size=32, **text),
+        projection_dim=12,
+    )
+    torch.manual_seed(6)
+    net = transformers.CLIPModel(config).eval()
+    folder = tmp_path / "clip-full"
+    net.save_pretrained(folder)
+    processor = _pil("CLIPImageProcessor")(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+    )
+    processor.save_pretrained(folder)
+    model = _extract(wh, f"hf:{folder}")
+    x = processor(images=_photos(wh)[1], return_tensors="pt")["pixel_values"]
+    layers = _compare(wh, model, net, x, _by_rank(1), run=lambda x: net.get_image_features(x))
+    assert [r.module for r in layers][-2:] == ["vision_model.post_layernorm", "visual_projection"]
+    assert (layers[-1].dim, layers[-1].layout) == (12, "vector")
 
 
 def test_module_source_refuses_an_ambiguous_layout(wh: Warehouse) -> None:
