@@ -237,6 +237,10 @@ def parse_config(data: dict[str, Any], base: Path, source: str = "<config>") -> 
             raise ConfigError(f"{source}: [[models]] #{i + 1} needs a name")
         if "weights_file" in m:
             m["weights_file"] = _path(m["weights_file"], base, f"[[models]] {m['name']}")
+        name = str(m["name"])
+        if name.startswith("hf:") and (base / name[3:]).is_dir():
+            # A save_pretrained folder, like every path of the file, is relative to the file.
+            m["name"] = f"hf:{(base / name[3:]).resolve()}"
         models.append(ModelConfig(**m))
 
     ana = dict(data.get("analysis", {}))
