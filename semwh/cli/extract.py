@@ -36,7 +36,10 @@ def extract(
     ),
     name: str | None = typer.Option(None, "--name", help="Registry model name."),
     layers: str | None = typer.Option(
-        None, "--layers", help="Module paths (comma-separated), or 'all'. Default: design's list."
+        None,
+        "--layers",
+        help="Module paths (comma-separated), or 'all'. Default: block outputs in depth order "
+        "(`semwh models MODEL` lists them).",
     ),
     pooling: str = typer.Option("avg", "--pooling", help="avg, flatten or srp:D for 4-D outputs."),
     token_pooling: str = typer.Option(

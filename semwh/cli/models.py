@@ -32,7 +32,12 @@ def models(
         for entry in list_models(name):
             state = "" if entry.available else " (not installed)"
             console.print(f"[bold]{entry.source}[/bold]{state}: {entry.note}", highlight=False)
-            if entry.models:
+            if entry.models and name is None and len(entry.models) > 200:
+                console.print(
+                    f"  {len(entry.models)} models; e.g. semwh models '{entry.source}:*vit*'",
+                    highlight=False,
+                )
+            elif entry.models:
                 console.print("  " + ", ".join(entry.models), highlight=False, soft_wrap=True)
         return
     info = describe_model(

@@ -38,7 +38,8 @@ class Pooling:
     Attributes:
         spatial: ``avg``, ``flatten`` or ``srp`` for 4-D outputs.
         srp_dim: Output dimension of the sparse random projection.
-        tokens: ``mean`` or ``cls`` for B x T x D outputs.
+        tokens: ``mean`` (over patch tokens) or ``cls`` (the class token; outputs without
+            one, such as patch embeddings, are averaged and labelled ``tokens-mean``).
         seed: Seed of the random projections (one matrix per layer, derived from it).
     """
 
@@ -56,7 +57,9 @@ class Pooling:
         if layout.kind in ("channels_first", "channels_last"):
             return self.spec
         if layout.kind in ("tokens", "sequence_first"):
-            return f"tokens-{self.tokens}"
+            # cls takes the class token where there is one; outputs without (a patch
+            # embedding) are averaged, and say so.
+            return "tokens-mean" if layout.prefix == 0 else f"tokens-{self.tokens}"
         if layout.kind == "vector":
             return "none"
         return "flatten"
@@ -241,12 +244,7 @@ def pool_output(
             raise ConfigError("srp pooling needs a projection")
         return project(flat)
     if kind == "tokens":
-        if pooling.tokens == "cls":
-            if layout.prefix < 1:
-                raise ConfigError(
-                    f"token pooling cls needs a class token, and this output ({layout}) has "
-                    "none: use --token-pooling mean"
-                )
+        if pooling.tokens == "cls" and layout.prefix > 0:
             return x[:, 0].to(torch.float32).clone()
         return x[:, layout.prefix :].mean(dim=1, dtype=torch.float32)
     # Copy: an in-place activation later in the network may reuse this buffer.

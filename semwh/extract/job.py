@@ -284,7 +284,7 @@ def run_extraction(
         assert probed.layouts is not None
         params = run_params(
             loaded.identity, order, pool, precision, shard_size, images_sha, len(images),
-            layouts_param(probed.layouts, shapes),
+            layouts_param(probed.layouts, shapes, pool.tokens),
         )  # fmt: skip
         n_concepts = len({row.wnid for row in images})
         # A dry run must not write: look the run up without creating it.

@@ -62,17 +62,17 @@ class Layout:
         b = self.batch_axis
         return tuple(shape[:b]) + tuple(shape[b + 1 :])
 
-    def is_legacy(self, stored_shape: tuple[int, ...]) -> bool:
+    def is_legacy(self, stored_shape: tuple[int, ...], tokens: str = "mean") -> bool:
         """Whether semwh before layouts pooled this output the same way (by rank alone).
 
         It averaged every 4-D output over axes 2 and 3, every 3-D output over axis 1 (all
-        tokens), kept 2-D outputs and flattened the rest.
+        tokens; ``cls`` took token 0 of any), kept 2-D outputs and flattened the rest.
         """
         ndim = len(stored_shape) + 1
         if self.kind == "channels_first":
             return ndim == 4
         if self.kind == "tokens":
-            return ndim == 3 and self.prefix == 0
+            return ndim == 3 and self.prefix == 0 and tokens == "mean"
         if self.kind == "vector":
             return ndim == 2
         if self.kind == "flat":

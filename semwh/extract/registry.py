@@ -130,10 +130,11 @@ def run_params(
 
 
 def layouts_param(
-    layouts: dict[str, Layout], shapes: dict[str, tuple[int, ...]]
+    layouts: dict[str, Layout], shapes: dict[str, tuple[int, ...]], tokens: str
 ) -> dict[str, str] | None:
-    """The layouts a run records: None when every output is pooled as by rank alone."""
-    if all(layouts[m].is_legacy(shapes[m]) for m in layouts):
+    """The layouts a run records: None when every output is pooled as by rank alone
+    (``tokens``: the run's token rule)."""
+    if all(layouts[m].is_legacy(shapes[m], tokens) for m in layouts):
         return None
     return {m: str(layouts[m]) for m in sorted(layouts)}
 
@@ -198,7 +199,7 @@ def find_finished_run(
                 return None
             shapes = {m: tuple(int(x) for x in json.loads(rows[m].output_shape)) for m in wanted}
             layouts = {m: parse_layout(str(rows[m].layout)) for m in wanted}
-            recorded = layouts_param(layouts, shapes)
+            recorded = layouts_param(layouts, shapes, params["pooling"]["tokens"])
             found: list[tuple[ExtractionRun, list[str]]] = []
             for run in runs:
                 try:

@@ -47,8 +47,11 @@ def test_token_rules_leave_out_prefix_tokens() -> None:
     seq = torch.from_numpy(np.ascontiguousarray(x.transpose(1, 0, 2)))  # T x B x D
     got = pool_output(seq, Layout("sequence_first", 3), Pooling()).numpy()
     np.testing.assert_allclose(got, mean, rtol=1e-6)
-    with pytest.raises(ConfigError, match="needs a class token"):
-        pool_output(torch.from_numpy(x), Layout("tokens"), Pooling(tokens="cls"))
+    # cls where there is no class token (a patch embedding): the patch mean, labelled so.
+    plain = pool_output(torch.from_numpy(x), Layout("tokens"), Pooling(tokens="cls")).numpy()
+    np.testing.assert_allclose(plain, x.mean(axis=1), rtol=1e-6)
+    assert Pooling(tokens="cls").label(Layout("tokens")) == "tokens-mean"
+    assert Pooling(tokens="cls").label(layout) == "tokens-cls"
 
 
 def test_parse_layouts_and_overrides() -> None:
