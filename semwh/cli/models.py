@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
 from semwh.cli.state import console
 
@@ -31,14 +32,17 @@ def models(
     if name is None or any(c in name for c in "*?["):
         for entry in list_models(name):
             state = "" if entry.available else " (not installed)"
-            console.print(f"[bold]{entry.source}[/bold]{state}: {entry.note}", highlight=False)
+            note = escape(entry.note)
+            console.print(f"[bold]{entry.source}[/bold]{state}: {note}", highlight=False)
             if entry.models and name is None and len(entry.models) > 200:
                 console.print(
                     f"  {len(entry.models)} models; e.g. semwh models '{entry.source}:*vit*'",
                     highlight=False,
                 )
             elif entry.models:
-                console.print("  " + ", ".join(entry.models), highlight=False, soft_wrap=True)
+                console.print(
+                    "  " + ", ".join(entry.models), highlight=False, soft_wrap=True, markup=False
+                )
         return
     info = describe_model(
         name, layers=layers, token_pooling=token_pooling, preprocessing=preprocessing,
@@ -50,6 +54,8 @@ def models(
         f"resize {prep['resize']} ({prep.get('resize_mode', 'shorter')}), crop {prep['crop']}, "
         f"{prep['interpolation']}, mean {prep['mean']}, std {prep['std']}",
         highlight=False,
+        markup=False,
+        soft_wrap=True,
     )
     for i, probe in enumerate(info.probes):
         shape = "x".join(str(s) for s in probe.output_shape)
@@ -57,6 +63,8 @@ def models(
             f"  {i:>3} {probe.module:<32} {shape:>12} {probe.layout:<16} {probe.pooling:<12} "
             f"dim {probe.dim}",
             highlight=False,
+            markup=False,
+            soft_wrap=True,
         )
     logits = info.logits_layer or "none (no predictions stored)"
-    console.print(f"  logits: {logits}", highlight=False)
+    console.print(f"  logits: {logits}", highlight=False, markup=False)

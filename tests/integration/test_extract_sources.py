@@ -357,5 +357,6 @@ def test_models_lists_sources_and_a_models_default_probes(tmp_path: Path) -> Non
     lines = [line.split() for line in out.splitlines()]
     probes = [parts[1] for parts in lines if parts and parts[0].isdigit()]
     assert probes == ["embeddings", "encoder.layer.0", "encoder.layer.1", "layernorm"]
-    assert ["17x32", "tokens:1", "tokens-mean", "dim", "32"] == lines[2][2:]
+    first = next(parts for parts in lines if parts[:2] == ["0", "embeddings"])
+    assert first[2:] == ["17x32", "tokens:1", "tokens-mean", "dim", "32"]
     assert "logits: none" in out
