@@ -66,5 +66,9 @@ def models(
             markup=False,
             soft_wrap=True,
         )
-    logits = info.logits_layer or "none (no predictions stored)"
-    console.print(f"  logits: {logits}", highlight=False, markup=False)
+    if info.n_classes is None:
+        predictions = "none (the model outputs no class logits)"
+    else:
+        where = f" ({info.logits_layer})" if info.logits_layer else ""
+        predictions = f"top 5 of {info.n_classes} classes{where}"
+    console.print(f"  predictions: {predictions}", highlight=False, markup=False)

@@ -57,6 +57,7 @@ class ModelInfo:
     n_parameters: int
     probes: list[ProbeInfo]
     logits_layer: str | None
+    n_classes: int | None = None
 
 
 def list_models(pattern: str | None = None) -> list[SourceModels]:
@@ -133,7 +134,7 @@ def describe_model(
     probe = resolve_layers(loaded, layers)
     probed = ProbedModel(loaded.module, probe, pool, loaded.preprocessing, torch.device("cpu"))
     try:
-        order, shapes = probe_shapes(probed, loaded.layouts)
+        order, shapes = probe_shapes(probed, loaded.layouts, drop_unused=layers is None)
     finally:
         probed.close()
     assert probed.layouts is not None
@@ -156,4 +157,5 @@ def describe_model(
         n_parameters=loaded.n_parameters,
         probes=probes,
         logits_layer=loaded.logits_layer,
+        n_classes=probed.n_classes,
     )

@@ -167,6 +167,8 @@ def extract_batch(
 def probe_shapes(
     model: ProbedModel,
     resolve: Callable[[dict[str, tuple[int, ...]]], dict[str, Layout]] | None = None,
+    *,
+    drop_unused: bool = False,
 ) -> tuple[list[str], dict[str, tuple[int, ...]]]:
     """Forward order of the probe layers and their output shapes, from a blank batch.
 
@@ -174,6 +176,10 @@ def probe_shapes(
     (e.g. :meth:`LoadedModel.layouts`) turns the shapes, batch axis included, into the
     layouts the model then pools by. Returned shapes leave out the batch axis (wherever the
     layout puts it; batch-first when no layout is known).
+
+    ``drop_unused`` leaves out probe modules that never run (a model's default list may name
+    one its forward pass skips, such as the pooled-embedding norm of a distilled ViT);
+    otherwise such a module is an error.
 
     Raises:
         ConfigError: A probe module never runs; an ambiguous or contradicted layout.
@@ -187,7 +193,10 @@ def probe_shapes(
     finally:
         model.hooks.layouts = known
     missing = [layer for layer in model.layers if layer not in model.hooks.shapes]
-    if missing:
+    if missing and drop_unused and len(missing) < len(model.layers):
+        model.layers = [layer for layer in model.layers if layer not in missing]
+        model.hooks.layers = list(model.layers)
+    elif missing:
         raise ConfigError(
             f"modules {', '.join(missing)} never run in the forward pass (e.g. auxiliary "
             "heads run only in training); probe other modules"

@@ -279,7 +279,9 @@ def run_extraction(
         if not images:
             raise ConfigError("the warehouse has no images: run `semwh ingest images DIR` first")
         n_shards = math.ceil(len(images) / shard_size)
-        probed_shapes = probe_shapes(probed, loaded.layouts)
+        probed_shapes = probe_shapes(
+            probed, loaded.layouts, drop_unused=layers in (None, "default", [])
+        )
         order, shapes = probed_shapes
         assert probed.layouts is not None
         params = run_params(

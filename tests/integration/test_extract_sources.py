@@ -150,6 +150,15 @@ def test_timm_vit_depth_curve_from_a_safetensors_file(wh: Warehouse, tmp_path: P
     assert {r.dim for r in layers[:-1]} == {net.embed_dim} and layers[-1].layout == "vector"
 
 
+def test_timm_distilled_vit_leaves_out_class_and_distillation_tokens(
+    wh: Warehouse, tmp_path: Path
+) -> None:
+    layers, _ = _timm_case(wh, tmp_path, "deit_tiny_distilled_patch16_224", prefix=2)
+    # Its head reads the two tokens directly: the unused pooled-embedding norm is left out.
+    assert [r.module for r in layers][-3:] == ["norm", "head", "head_dist"]
+    assert [r.layout for r in layers][:2] == ["tokens", "tokens:2"]
+
+
 def test_timm_resnet_and_convnext(wh: Warehouse, tmp_path: Path) -> None:
     res, net = _timm_case(wh, tmp_path, "test_resnet", prefix=0)
     blocks = [f"layer{i}.{j}" for i in range(1, 5) for j in range(len(getattr(net, f"layer{i}")))]
@@ -359,4 +368,4 @@ def test_models_lists_sources_and_a_models_default_probes(tmp_path: Path) -> Non
     assert probes == ["embeddings", "encoder.layer.0", "encoder.layer.1", "layernorm"]
     first = next(parts for parts in lines if parts[:2] == ["0", "embeddings"])
     assert first[2:] == ["17x32", "tokens:1", "tokens-mean", "dim", "32"]
-    assert "logits: none" in out
+    assert "predictions: none" in out

@@ -29,7 +29,7 @@ from torch import nn
 
 from semwh.errors import ConfigError, InputError, MissingDependencyError
 from semwh.extract.layouts import CHANNELS_FIRST, Layout, LayoutRule, infer_layout
-from semwh.extract.models import ModelSpec, default_name, on_meta, seeded
+from semwh.extract.models import ModelSpec, default_name, generic_blocks, on_meta, seeded
 from semwh.extract.preprocess import Preprocessing
 from semwh.extract.sources import check_mode, with_preprocessing
 
@@ -187,7 +187,9 @@ def hf_layers(model: nn.Module) -> tuple[list[str], list[str], str | None]:
     config = _vision_config(getattr(model, "config", None))
     encoder = _encoder_layers(model, getattr(config, "num_hidden_layers", None))
     if encoder is None:
-        raise ConfigError(f"{type(model).__name__}: no list of encoder layers found; pass --layers")
+        # Not a transformer encoder (a convolutional checkpoint): its top-level blocks.
+        blocks = generic_blocks(model)
+        return blocks, blocks, "classifier" if "classifier" in modules else None
     parts = encoder.split(".")[:-1]
     if parts and parts[-1] == "encoder":
         parts = parts[:-1]
@@ -199,7 +201,9 @@ def hf_layers(model: nn.Module) -> tuple[list[str], list[str], str | None]:
             default.append(f"{at}{stem}")
             break
     default += layers
-    for tail in ("layernorm", "post_layernorm", "pooler"):
+    # Final norm, then the pooled embedding: ViT's pooler, CLIP's normed class token,
+    # SigLIP's attention-pooling head.
+    for tail in ("layernorm", "post_layernorm", "pooler", "head"):
         module = modules.get(f"{at}{tail}")
         if module is not None and not isinstance(module, nn.Identity):
             default.append(f"{at}{tail}")

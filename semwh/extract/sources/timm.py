@@ -102,15 +102,20 @@ def timm_layers(model: nn.Module) -> tuple[list[str], list[str], str | None]:
         default.append("norm")
     get_classifier: Any = getattr(model, "get_classifier", None)
     classifier = get_classifier() if callable(get_classifier) else None
-    logits = None
-    if isinstance(classifier, nn.Module) and not isinstance(classifier, nn.Identity):
-        logits = next((n for n, m in modules.items() if m is classifier and n), None)
+    # Distilled models have two heads (class and distillation), averaged in eval.
+    heads = classifier if isinstance(classifier, tuple | list) else (classifier,)
+    names = [
+        next((n for n, m in modules.items() if m is head and n), None)
+        for head in heads
+        if isinstance(head, nn.Module) and not isinstance(head, nn.Identity)
+    ]
+    head_names = [n for n in names if n is not None]
+    logits = head_names[0] if len(head_names) == 1 else None
     for pooled in ("fc_norm", "head.pre_logits", "global_pool", "head.global_pool"):
         if pooled in modules:
             default.append(pooled)
             break
-    if logits is not None:
-        default.append(logits)
+    default += head_names
     default = list(dict.fromkeys(default))
     every = list(dict.fromkeys([*default[:1], *generic_blocks(model), *default[1:]]))
     return default, every, logits
