@@ -10,8 +10,8 @@ import torch
 import torchvision
 from PIL import Image
 
-from semwh.extract.models import EFFICIENTNET_LITE0_PREPROCESSING
 from semwh.errors import ConfigError
+from semwh.extract.models import EFFICIENTNET_LITE0_PREPROCESSING
 from semwh.extract.preprocess import Preprocessing, parse_preprocessing
 
 
