@@ -12,8 +12,10 @@ outputs ``tokens`` (every token averaged), 2-D outputs ``vector``, anything else
 Their stored values are unchanged.
 
 DuckDB cannot drop a column of a table that other tables reference (``spaces`` and
-``vector_files`` reference ``layers``), so on DuckDB the downgrade leaves the column in place:
+``vector_files`` reference ``layers``), and SQLite rebuilds the table to drop one, which its
+check of the DuckDB-only views refuses; on both the downgrade leaves the column in place:
 revision 0003 code never reads it, and upgrading again fills only the rows it left empty.
+Other databases drop it.
 """
 
 from collections.abc import Sequence
@@ -37,21 +39,19 @@ WHERE layout IS NULL
 """
 
 
-def _is_duckdb() -> bool:
-    return op.get_bind().dialect.name == "duckdb"
+def _dialect() -> str:
+    return str(op.get_bind().dialect.name)
 
 
 def upgrade() -> None:
-    if _is_duckdb():
+    if _dialect() == "duckdb":
         op.execute("ALTER TABLE layers ADD COLUMN IF NOT EXISTS layout VARCHAR")
-    else:
-        with op.batch_alter_table("layers") as batch:
-            batch.add_column(sa.Column("layout", sa.String(), nullable=True))
+    elif "layout" not in {c["name"] for c in sa.inspect(op.get_bind()).get_columns("layers")}:
+        op.add_column("layers", sa.Column("layout", sa.String(), nullable=True))
     op.execute(_BY_RANK)
 
 
 def downgrade() -> None:
-    if _is_duckdb():
+    if _dialect() in ("duckdb", "sqlite"):
         return
-    with op.batch_alter_table("layers") as batch:
-        batch.drop_column("layout")
+    op.drop_column("layers", "layout")
