@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -277,11 +278,16 @@ def hf_spec(
             f"{reference} is not a vision model (config type {config.model_type}); semwh "
             "extract probes image models"
         )
+    base: Preprocessing | None = None
     try:
         processor = transformers.AutoImageProcessor.from_pretrained(repo, revision=revision)
-        base: Preprocessing | None = preprocessing_of(processor.to_dict(), reference)
+        base = preprocessing_of(processor.to_dict(), reference)
+    except ConfigError:
+        # A processor semwh does not reproduce: the user's preprocessing replaces it.
+        if not preprocessing:
+            raise
     except (OSError, ValueError, KeyError):
-        base = None
+        pass  # no image processor saved: with_preprocessing asks for one
     prep = with_preprocessing(base, preprocessing, reference)
     short = Path(repo).name if local else repo.rsplit("/", 1)[-1]
     architecture = reference if not local else f"hf:{repo}"
@@ -293,7 +299,7 @@ def hf_spec(
         return cls(build_config)
 
     used_seed: int | None = None
-    find = None
+    find: Callable[[], tuple[Path, ...]] | None = None
     if mode == "none":
 
         def build() -> nn.Module:
@@ -324,12 +330,10 @@ def hf_spec(
             return model.float()
 
         label = f"hf:{repo}" if local else f"hf:{repo}@{revision or 'main'}"
-        find = (
-            (lambda: _folder_weights(Path(repo)))
-            if local
-            # noqa: E731
-            else (lambda: _cached_weights(repo, revision))
-        )
+
+        def find() -> tuple[Path, ...]:
+            return _folder_weights(Path(repo)) if local else _cached_weights(repo, revision)
+
     key = "none" if mode == "none" else "file"
     return ModelSpec(
         name=name or default_name(short, key, None),

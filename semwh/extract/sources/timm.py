@@ -24,7 +24,7 @@ from torch import nn
 from semwh.errors import ConfigError, InputError, MissingDependencyError, NotFoundError
 from semwh.extract.layouts import CHANNELS_FIRST, CHANNELS_LAST, Layout, LayoutRule, infer_layout
 from semwh.extract.models import ModelSpec, default_name, generic_blocks, on_meta, seeded
-from semwh.extract.preprocess import Preprocessing
+from semwh.extract.preprocess import INTERPOLATIONS, Preprocessing
 from semwh.extract.sources import check_mode, with_preprocessing
 
 #: timm's default crop fraction when a pretrained config gives none.
@@ -63,7 +63,8 @@ def preprocessing_of(cfg: Any, reference: str) -> Preprocessing:
             "--preprocessing"
         )
     interpolation = (
-        cfg.interpolation if cfg.interpolation in ("bicubic", "bilinear") else "bilinear"
+        # "random" interpolation is a training augmentation: evaluate with bilinear.
+        cfg.interpolation if cfg.interpolation in INTERPOLATIONS else "bilinear"
     )
     return Preprocessing(
         resize=math.floor(height / crop_pct),
