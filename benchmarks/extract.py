@@ -11,6 +11,10 @@ whole shard from JPEG files (DataLoader decoding + extraction) from the sample i
 
 Targets: CPU pooled extraction >= 0.85 x plain forward; GPU (bf16, batch 256, channels_last)
 >= 0.9 x from decoded tensors and >= 0.6 x end to end.
+
+Models are any ``semwh extract`` reference (``vit_b_16``, ``timm:vit_small_patch16_224``,
+``hf:DIR``); all but efficientnet_lite0 use random weights, so nothing is downloaded. Layouts
+are resolved by the probe forward pass as in a real extraction.
 """
 
 from __future__ import annotations
@@ -22,12 +26,25 @@ from pathlib import Path
 
 import torch
 
-from semwh.extract.engine import ProbedModel, extract_batch, resolve_device, run_shard
+from semwh.extract.engine import (
+    ProbedModel,
+    extract_batch,
+    probe_shapes,
+    resolve_device,
+    run_shard,
+)
 from semwh.extract.hooks import Pooling, PoolingHooks
 from semwh.extract.models import load_model
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "imagenet-200"
-MODELS = ("vgg16", "resnet50", "inception_v3", "efficientnet_lite0")
+MODELS = (
+    "vgg16",
+    "resnet50",
+    "inception_v3",
+    "efficientnet_lite0",
+    "vit_b_16",
+    "timm:vit_small_patch16_224",
+)
 
 
 def _sync(device: torch.device) -> None:
@@ -57,6 +74,7 @@ def bench_model(arch: str, args: argparse.Namespace, device: torch.device) -> di
         args.precision,
         args.channels_last,
     )
+    probe_shapes(probed, loaded.layouts)
     gen = torch.Generator().manual_seed(0)
     batch = torch.randint(
         0, 256, (args.batch_size, 3, crop, crop), dtype=torch.uint8, generator=gen
@@ -78,7 +96,7 @@ def bench_model(arch: str, args: argparse.Namespace, device: torch.device) -> di
     for _ in range(args.repeats):
         probed.hooks.remove()  # the plain forward runs without hooks
         plain_rates.append(_rate(plain, args.batch_size, args.batches, device))
-        probed.hooks = PoolingHooks(probed.module, probed.layers, probed.pooling)
+        probed.hooks = PoolingHooks(probed.module, probed.layers, probed.pooling, probed.layouts)
         pooled_rates.append(_rate(pooled, args.batch_size, args.batches, device))
     plain_rate, pooled_rate = max(plain_rates), max(pooled_rates)
 

@@ -16,10 +16,13 @@ already stored are found again, not recomputed. The file (see ``examples/paper.t
                                                  # (glove, word2vec, word2vec-bin, fasttext)
 
     [[models]]
-    name = "efficientnet_lite0"
+    name = "efficientnet_lite0"                  # or timm:NAME, hf:ID_OR_DIR, module:...
     weights = "default"                          # or a weights file via weights_file
     layers = "default"
     pooling = "avg"
+    token_pooling = "mean"                       # or "cls" (token outputs)
+    # preprocessing = "clip"                     # or a table; required for module: models
+    # layouts = { "blocks.*" = "tokens:1" }      # outputs the source cannot tell
     random_control = true                        # also MODEL-random (random weights)
 
     [analysis]
@@ -80,6 +83,9 @@ class ModelConfig:
     weights_file: Path | None = None
     layers: str | list[str] = "default"
     pooling: str = "avg"
+    token_pooling: str = "mean"
+    preprocessing: str | dict[str, Any] | None = None
+    layouts: str | dict[str, str] | None = None
     random_control: bool = False
     batch_size: int = 32
 
@@ -231,6 +237,10 @@ def parse_config(data: dict[str, Any], base: Path, source: str = "<config>") -> 
             raise ConfigError(f"{source}: [[models]] #{i + 1} needs a name")
         if "weights_file" in m:
             m["weights_file"] = _path(m["weights_file"], base, f"[[models]] {m['name']}")
+        name = str(m["name"])
+        if name.startswith("hf:") and (base / name[3:]).is_dir():
+            # A save_pretrained folder, like every path of the file, is relative to the file.
+            m["name"] = f"hf:{(base / name[3:]).resolve()}"
         models.append(ModelConfig(**m))
 
     ana = dict(data.get("analysis", {}))
@@ -469,6 +479,9 @@ def extract_stage(
             model.name,
             layers=model.layers,
             pooling=model.pooling,
+            token_pooling=model.token_pooling,
+            preprocessing=model.preprocessing,
+            layouts=model.layouts,
             batch_size=model.batch_size,
             device=config.device,
             progress=show_bars,

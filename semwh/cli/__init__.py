@@ -12,6 +12,7 @@ from semwh import __version__
 from semwh.cli import analyze, db, extract, ingest, sql
 from semwh.cli import demo as demo_cmd
 from semwh.cli import export as export_cmd
+from semwh.cli import models as models_cmd
 from semwh.cli import query as query_cmd
 from semwh.cli import report as report_cmd
 from semwh.cli import run as run_cmd
@@ -73,6 +74,7 @@ app.command("query")(query_cmd.query)
 app.command("run")(run_cmd.run)
 app.command("demo")(demo_cmd.demo)
 app.command("extract")(extract.extract)
+app.command("models")(models_cmd.models)
 app.command("verify")(verify_cmd.verify)
 
 

@@ -22,20 +22,41 @@ def _print_plan(plan: ExtractionPlan) -> None:
 def extract(
     ctx: typer.Context,
     model: str = typer.Argument(
-        ..., help="torchvision classification model or efficientnet_lite0."
+        ...,
+        help="torchvision:NAME (the default without a prefix; or efficientnet_lite0), "
+        "timm:NAME[.TAG], hf:ID_OR_DIR[@REVISION] or module:PKG.MOD:CALLABLE.",
     ),
     weights: str = typer.Option(
-        "default", "--weights", help="default (ImageNet), a torchvision member, or none (random)."
+        "default",
+        "--weights",
+        help="default (the source's trained weights), a torchvision member, or none (random).",
     ),
     weights_file: Path | None = typer.Option(
-        None, "--weights-file", help="Local state dict to load (offline clusters)."
+        None, "--weights-file", help="Local weights file (.pth or .safetensors; offline)."
     ),
     name: str | None = typer.Option(None, "--name", help="Registry model name."),
     layers: str | None = typer.Option(
-        None, "--layers", help="Module paths (comma-separated), or 'all'. Default: design's list."
+        None,
+        "--layers",
+        help="Module paths (comma-separated), or 'all'. Default: block outputs in depth order "
+        "(`semwh models MODEL` lists them).",
     ),
     pooling: str = typer.Option("avg", "--pooling", help="avg, flatten or srp:D for 4-D outputs."),
-    token_pooling: str = typer.Option("mean", "--token-pooling", help="mean or cls for tokens."),
+    token_pooling: str = typer.Option(
+        "mean", "--token-pooling", help="mean (over patch tokens) or cls for token outputs."
+    ),
+    preprocessing: str | None = typer.Option(
+        None,
+        "--preprocessing",
+        help="Preset (imagenet, clip, half) and/or key=value entries (resize=256,crop=224,"
+        "interpolation=bicubic,mean=a/b/c,std=a/b/c); required for module: models.",
+    ),
+    layout: str | None = typer.Option(
+        None,
+        "--layout",
+        help="Output layouts the source cannot tell: LAYER=LAYOUT entries (glob patterns) "
+        "and/or a fallback (channels_first, channels_last, tokens[:P], sequence_first[:P]).",
+    ),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per forward pass."),
     shard_size: int = typer.Option(1000, "--shard-size", help="Images per resumable shard."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 (default: auto)."),
@@ -64,7 +85,7 @@ def extract(
 ) -> None:
     """Run a model over the warehouse's images; store pooled layers, predictions and spaces.
 
-    Example: semwh extract efficientnet_lite0 --batch-size 128 --shard-size 500
+    Example: semwh extract timm:vit_small_patch16_224 --batch-size 128 --shard-size 500
     """
     wh = state(ctx).warehouse()
     run = extraction_function(
@@ -80,6 +101,8 @@ def extract(
         layers=layers,
         pooling=pooling,
         token_pooling=token_pooling,
+        preprocessing=preprocessing,
+        layouts=layout,
         batch_size=batch_size,
         shard_size=shard_size,
         device=device,

@@ -22,9 +22,10 @@ import numpy as np
 
 from semwh.engines.ray_session import import_ray, ray_session, semwh_cause
 from semwh.errors import ConfigError, InputError, ResourceError
-from semwh.extract.engine import TOP_K, ProbedModel, extract_batch
+from semwh.extract.engine import ProbedModel, extract_batch, top_predictions
 from semwh.extract.hooks import Pooling
 from semwh.extract.job import ExtractionSummary, run_extraction
+from semwh.extract.layouts import parse_layout
 from semwh.extract.models import LoadedModel, load_model
 from semwh.extract.plan import ExtractionPlan
 from semwh.extract.preprocess import Preprocessing
@@ -53,6 +54,9 @@ class ModelRecipe:
         pooling: The pooling rule.
         precision: Resolved precision (``fp32``, ``bf16``, ``fp16``).
         channels_last: Channels-last memory format on GPU actors.
+        layouts: The driver's checked layout of each probe layer (actors pool by them).
+        preprocessing: The request's preprocessing (None: the source's own).
+        layout_overrides: The request's declared layouts.
     """
 
     architecture: str
@@ -65,6 +69,9 @@ class ModelRecipe:
     pooling: Pooling
     precision: str
     channels_last: bool
+    layouts: tuple[tuple[str, str], ...] = ()
+    preprocessing: Any = None
+    layout_overrides: Any = None
 
 
 def decode_batch(batch: dict[str, np.ndarray], preprocessing: Preprocessing) -> dict[str, Any]:
@@ -85,6 +92,8 @@ class ExtractActor:
             weights_file=recipe.weights_file,
             seed=recipe.seed,
             name=recipe.name,
+            preprocessing=recipe.preprocessing,
+            layouts=recipe.layout_overrides,
         )
         if loaded.weights_sha256 != recipe.weights_sha256:
             raise InputError(
@@ -103,6 +112,7 @@ class ExtractActor:
             device,
             recipe.precision,
             recipe.channels_last and use_gpu,
+            layouts={layer: parse_layout(text) for layer, text in recipe.layouts},
         )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -111,13 +121,12 @@ class ExtractActor:
         images = torch.from_numpy(np.ascontiguousarray(batch["image"]))
         pooled, logits = extract_batch(self.model, images)
         # The same operations as the local engine's run_shard, so predictions match it.
-        probs = torch.softmax(logits, dim=1)
-        top = probs.topk(min(TOP_K, probs.shape[1]), dim=1)
+        indices, values = top_predictions(logits, images.shape[0])
         out: dict[str, np.ndarray] = {
             "shard": np.asarray(batch["shard"]),
             "pos": np.asarray(batch["pos"]),
-            "top_index": top.indices.cpu().numpy().astype(np.int64),
-            "top_prob": top.values.cpu().numpy().astype(np.float32),
+            "top_index": indices.cpu().numpy().astype(np.int64),
+            "top_prob": values.cpu().numpy().astype(np.float32),
         }
         for i, layer in enumerate(self.layers):
             out[f"layer_{i}"] = pooled[layer].float().cpu().numpy()
@@ -192,6 +201,7 @@ class RayShardRunner:
             layers=tuple(p.module for p in plan.layers),
             pooling=probed.pooling,
             precision=probed.precision,
+            layouts=tuple((p.module, p.layout) for p in plan.layers),
             **self.recipe_args,
         )
         shards = {s: shard_rows(images, plan, s) for s in todo}
@@ -371,6 +381,8 @@ def run_extraction_ray(
     precision: str = "auto",
     channels_last: bool | None = None,
     device: str | None = None,
+    preprocessing: Any = None,
+    layouts: Any = None,
     **kwargs: Any,
 ) -> ExtractionSummary:
     """:func:`semwh.extract.run_extraction` with the shards run on Ray.
@@ -396,6 +408,8 @@ def run_extraction_ray(
         seed: Seed of random weights and ``srp`` projections.
         precision: ``auto`` resolves on a GPU worker (bf16 or fp16) with GPUs, fp32 without.
         channels_last: Channels-last on GPU actors (default: on with GPUs).
+        preprocessing: As for :func:`semwh.extract.run_extraction`.
+        layouts: As for :func:`semwh.extract.run_extraction`.
         device: Must be None, ``auto`` or ``cpu``: with Ray, ``gpus_per_actor`` places the
             model; the driver only plans on its CPU.
         **kwargs: Every other option of :func:`semwh.extract.run_extraction`.
@@ -422,6 +436,8 @@ def run_extraction_ray(
             "seed": seed,
             "name": name,
             "channels_last": gpus_per_actor > 0 if channels_last is None else channels_last,
+            "preprocessing": preprocessing,
+            "layout_overrides": layouts,
         },
         address=ray_address,
         gpus_per_actor=gpus_per_actor,
@@ -434,6 +450,8 @@ def run_extraction_ray(
         seed=seed,
         device="cpu",
         channels_last=False,
+        preprocessing=preprocessing,
+        layouts=layouts,
         shard_runner=runner,
         **kwargs,
     )

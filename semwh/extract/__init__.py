@@ -1,8 +1,10 @@
 """Extraction: run a vision model over the warehouse's images and store pooled activations.
 
-``run_extraction`` is the one entry point; ``models`` holds the model specs, ``hooks`` the
-pooling hooks, ``engine`` the batch loop and ``job`` the resumable, sharded job (sized by
-``plan``, recorded by ``registry``, written by ``shards``, averaged into spaces by ``finalize``).
+``run_extraction`` is the one entry point; ``models`` holds the model specs (``sources`` the
+timm, Hugging Face and user-module sources, ``catalog`` what ``semwh models`` shows),
+``layouts`` the layout of each probed output, ``hooks`` the pooling hooks, ``engine`` the
+batch loop and ``job`` the resumable, sharded job (sized by ``plan``, recorded by
+``registry``, written by ``shards``, averaged into spaces by ``finalize``).
 """
 
 from semwh.extract.engine import ProbedModel, extract_batch

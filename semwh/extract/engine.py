@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from semwh.errors import ConfigError
 from semwh.extract.hooks import Pooling, PoolingHooks
+from semwh.extract.layouts import PROBE_BATCH, Layout
 from semwh.extract.preprocess import Preprocessing
 
 TOP_K = 5
@@ -85,6 +87,9 @@ class ProbedModel:
         channels_last: Whether inputs and weights use the channels-last memory format.
         decoder: ``pil`` (loader workers decode) or ``jpeg`` (workers read file bytes, the
             device decodes batches: :mod:`semwh.extract.decode`).
+        layouts: Layer -> layout of its output (None until :func:`probe_shapes` resolves
+            them; until then a forward pass records shapes only).
+        n_classes: Width of the logits (None: the model has no classifier), from the probe.
     """
 
     module: nn.Module
@@ -95,13 +100,19 @@ class ProbedModel:
     precision: str = "fp32"
     channels_last: bool = False
     decoder: str = "pil"
+    layouts: dict[str, Layout] | None = None
+    n_classes: int | None = None
     hooks: PoolingHooks = field(init=False)
 
     def __post_init__(self) -> None:
         self.module = self.module.eval().to(self.device)
         if self.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
-        self.hooks = PoolingHooks(self.module, self.layers, self.pooling)
+        self.hooks = PoolingHooks(self.module, self.layers, self.pooling, self.layouts)
+
+    def set_layouts(self, layouts: dict[str, Layout]) -> None:
+        self.layouts = dict(layouts)
+        self.hooks.layouts = self.layouts
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == "fp32":
@@ -113,9 +124,26 @@ class ProbedModel:
         self.hooks.remove()
 
 
+def model_logits(output: Any) -> torch.Tensor | None:
+    """The class logits of a forward pass's output, or None when it has none.
+
+    A tensor is the logits; an output object with ``logits`` (Hugging Face classifiers)
+    gives them; a tuple or list gives its first element; an output object without logits
+    (a Hugging Face base model, an image-text tower) has none.
+    """
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(output, tuple | list) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    return None
+
+
 def extract_batch(
     model: ProbedModel, batch: torch.Tensor
-) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """Pooled activations of every probe layer and the logits for one uint8 batch.
 
     Args:
@@ -123,7 +151,8 @@ def extract_batch(
         batch: B x 3 x H x W uint8 images (already resized and cropped), on any device.
 
     Returns:
-        Layer -> B x d float32 tensor on the model's device, and B x classes float32 logits.
+        Layer -> B x d float32 tensor on the model's device, and B x classes float32 logits
+        (None for a model without a classifier).
     """
     x = batch.to(model.device, non_blocking=True)
     x = model.preprocessing.normalize(x)
@@ -131,23 +160,59 @@ def extract_batch(
         x = x.contiguous(memory_format=torch.channels_last)
     model.hooks.reset()
     with torch.inference_mode(), model.autocast():
-        logits = model.module(x)
-    if not isinstance(logits, torch.Tensor):
-        logits = logits[0]
-    return dict(model.hooks.outputs), logits.float()
+        output = model.module(x)
+    logits = model_logits(output)
+    if logits is not None and logits.ndim != 2:
+        logits = None
+    return dict(model.hooks.outputs), None if logits is None else logits.float()
 
 
-def probe_shapes(model: ProbedModel) -> tuple[list[str], dict[str, tuple[int, ...]]]:
-    """Forward order of the probe layers and their output shapes, from one blank image."""
-    blank = torch.zeros(1, 3, model.preprocessing.crop, model.preprocessing.crop, dtype=torch.uint8)
-    extract_batch(model, blank)
-    missing = [layer for layer in model.layers if layer not in model.hooks.outputs]
-    if missing:
+def probe_shapes(
+    model: ProbedModel,
+    resolve: Callable[[dict[str, tuple[int, ...]]], dict[str, Layout]] | None = None,
+    *,
+    drop_unused: bool = False,
+) -> tuple[list[str], dict[str, tuple[int, ...]]]:
+    """Forward order of the probe layers and their output shapes, from a blank batch.
+
+    The pass runs :data:`PROBE_BATCH` blank images and records shapes only. ``resolve``
+    (e.g. :meth:`LoadedModel.layouts`) turns the shapes, batch axis included, into the
+    layouts the model then pools by. Returned shapes leave out the batch axis (wherever the
+    layout puts it; batch-first when no layout is known).
+
+    ``drop_unused`` leaves out probe modules that never run (a model's default list may name
+    one its forward pass skips, such as the pooled-embedding norm of a distilled ViT);
+    otherwise such a module is an error.
+
+    Raises:
+        ConfigError: A probe module never runs; an ambiguous or contradicted layout.
+    """
+    crop = model.preprocessing.crop
+    blank = torch.zeros(PROBE_BATCH, 3, crop, crop, dtype=torch.uint8)
+    known = model.layouts
+    model.hooks.layouts = None
+    try:
+        _, logits = extract_batch(model, blank)
+    finally:
+        model.hooks.layouts = known
+    missing = [layer for layer in model.layers if layer not in model.hooks.shapes]
+    if missing and drop_unused and len(missing) < len(model.layers):
+        model.layers = [layer for layer in model.layers if layer not in missing]
+        model.hooks.layers = list(model.layers)
+    elif missing:
         raise ConfigError(
             f"modules {', '.join(missing)} never run in the forward pass (e.g. auxiliary "
             "heads run only in training); probe other modules"
         )
-    return list(model.hooks.order), dict(model.hooks.shapes)
+    model.n_classes = None if logits is None else int(logits.shape[1])
+    raw = dict(model.hooks.shapes)
+    if resolve is not None:
+        model.set_layouts(resolve(raw))
+    if model.layouts is not None:
+        shapes = {layer: model.layouts[layer].stored_shape(raw[layer]) for layer in raw}
+    else:
+        shapes = {layer: shape[1:] for layer, shape in raw.items()}
+    return list(model.hooks.order), shapes
 
 
 @dataclass
@@ -155,7 +220,7 @@ class ShardOutput:
     """Pooled vectors and top-k predictions of one shard, on the host."""
 
     vectors: dict[str, np.ndarray]  # layer -> n x d float32
-    top_index: np.ndarray  # n x k int64
+    top_index: np.ndarray  # n x k int64 (k = 0 for a model without a classifier)
     top_prob: np.ndarray  # n x k float32
 
 
@@ -179,7 +244,7 @@ def make_loader(
 
 def iter_batches(
     model: ProbedModel, loader: DataLoader
-) -> Iterator[tuple[int, dict[str, torch.Tensor], torch.Tensor]]:
+) -> Iterator[tuple[int, dict[str, torch.Tensor], torch.Tensor | None]]:
     """(batch size, pooled, logits) for each batch of a loader."""
     for batch in loader:
         pooled, logits = extract_batch(model, batch)
@@ -221,10 +286,9 @@ def run_shard(
     for n, pooled, logits in batches:
         for layer, tensor in pooled.items():
             pooled_parts[layer].append(tensor)
-        probs = torch.softmax(logits, dim=1)
-        top = probs.topk(min(TOP_K, probs.shape[1]), dim=1)
-        index_parts.append(top.indices)
-        prob_parts.append(top.values)
+        index, prob = top_predictions(logits, n)
+        index_parts.append(index)
+        prob_parts.append(prob)
         if on_batch is not None:
             on_batch(n)
     vectors = {
@@ -236,3 +300,12 @@ def run_shard(
         top_index=torch.cat(index_parts).cpu().numpy().astype(np.int64),
         top_prob=torch.cat(prob_parts).cpu().numpy().astype(np.float32),
     )
+
+
+def top_predictions(logits: torch.Tensor | None, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k class indices and softmax probabilities (n x 0 without logits)."""
+    if logits is None:
+        return torch.zeros(n, 0, dtype=torch.int64), torch.zeros(n, 0, dtype=torch.float32)
+    probs = torch.softmax(logits, dim=1)
+    top = probs.topk(min(TOP_K, probs.shape[1]), dim=1)
+    return top.indices, top.values

@@ -1,16 +1,22 @@
 """Pooling hooks: each probed module's output is pooled as soon as it is produced.
 
 Only the pooled B x d tensor survives the hook, so full activations are never kept beyond the
-module that consumes them. Pooling (DESIGN.md): 4-D outputs are averaged over space by default
-(``avg``), or ``flatten``-ed, or projected with a seeded sparse random projection (``srp:D``);
-token outputs (B x T x D) are averaged over tokens (``mean``) or reduced to the first token
-(``cls``); 2-D (fully connected) outputs are kept as they are.
+module that consumes them. Pooling (DESIGN.md) follows each output's layout
+(:mod:`semwh.extract.layouts`): feature maps, channels-first or channels-last, are averaged
+over space by default (``avg``), or ``flatten``-ed in channels-first order, or projected with a
+seeded sparse random projection (``srp:D``); token outputs are averaged over their patch tokens
+(``mean``, class/register/distillation tokens left out) or reduced to the first token
+(``cls``); fully connected outputs are kept as they are.
+
+Without layouts (``layouts=None``) the hooks only record the order and shapes of the outputs:
+that is the probe forward pass whose shapes the layouts are checked against.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +25,7 @@ import torch
 from torch import nn
 
 from semwh.errors import ConfigError, InputError
+from semwh.extract.layouts import Layout
 
 SPATIAL_CHOICES = ("avg", "flatten", "srp:D")
 TOKEN_CHOICES = ("mean", "cls")
@@ -31,7 +38,8 @@ class Pooling:
     Attributes:
         spatial: ``avg``, ``flatten`` or ``srp`` for 4-D outputs.
         srp_dim: Output dimension of the sparse random projection.
-        tokens: ``mean`` or ``cls`` for B x T x D outputs.
+        tokens: ``mean`` (over patch tokens) or ``cls`` (the class token; outputs without
+            one, such as patch embeddings, are averaged and labelled ``tokens-mean``).
         seed: Seed of the random projections (one matrix per layer, derived from it).
     """
 
@@ -44,26 +52,28 @@ class Pooling:
     def spec(self) -> str:
         return f"srp:{self.srp_dim}" if self.spatial == "srp" else self.spatial
 
-    def label(self, ndim: int) -> str:
-        """What was applied to an output with ``ndim`` dimensions (batch included)."""
-        if ndim == 4:
+    def label(self, layout: Layout) -> str:
+        """What is applied to an output of ``layout`` (the ``layers.pooling`` column)."""
+        if layout.kind in ("channels_first", "channels_last"):
             return self.spec
-        if ndim == 3:
-            return f"tokens-{self.tokens}"
-        if ndim == 2:
+        if layout.kind in ("tokens", "sequence_first"):
+            # cls takes the class token where there is one; outputs without (a patch
+            # embedding) are averaged, and say so.
+            return "tokens-mean" if layout.prefix == 0 else f"tokens-{self.tokens}"
+        if layout.kind == "vector":
             return "none"
         return "flatten"
 
-    def dim(self, shape: tuple[int, ...]) -> int:
-        """Pooled dimension of an output of ``shape`` (batch excluded)."""
-        if len(shape) == 3:
+    def dim(self, layout: Layout, shape: tuple[int, ...]) -> int:
+        """Pooled dimension of an output of ``shape`` (batch excluded) and ``layout``."""
+        if layout.kind in ("channels_first", "channels_last"):
             if self.spatial == "avg":
-                return shape[0]
+                return shape[0] if layout.kind == "channels_first" else shape[-1]
             if self.spatial == "srp":
                 return int(self.srp_dim)  # type: ignore[arg-type]
             return math.prod(shape)
-        if len(shape) == 2:
-            return shape[1]
+        if layout.kind in ("tokens", "sequence_first", "vector"):
+            return shape[-1]
         return math.prod(shape)
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,14 +150,16 @@ class PoolingHooks:
     """Forward hooks that pool the outputs of ``layers`` into ``outputs`` as they are produced.
 
     Attributes:
+        layouts: Layer -> layout of its output; None records shapes only (the probe pass).
         outputs: Layer -> pooled B x d float32 tensor of the last forward pass.
-        shapes: Layer -> output shape (batch excluded) of the last forward pass.
+        shapes: Layer -> output shape (batch axis included) of the last forward pass.
         order: Layers in the order their hooks fired in the last forward pass.
     """
 
     model: nn.Module
     layers: list[str]
     pooling: Pooling
+    layouts: dict[str, Layout] | None = None
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
@@ -163,48 +175,38 @@ class PoolingHooks:
 
     def _hook(self, layer: str):  # type: ignore[no-untyped-def]
         def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-            if layer in self.outputs:
+            if layer in self.shapes:
                 raise InputError(
                     f"module {layer!r} runs more than once per forward pass; probe a module "
                     "that runs once"
                 )
             tensor = _first_tensor(output, layer)
-            self.shapes[layer] = tuple(tensor.shape[1:])
+            self.shapes[layer] = tuple(tensor.shape)
             self.order.append(layer)
-            self.outputs[layer] = self.pool(layer, tensor)
+            if self.layouts is not None:
+                self.outputs[layer] = self.pool(layer, tensor)
 
         return hook
 
     def reset(self) -> None:
         self.outputs = {}
+        self.shapes = {}
         self.order = []
 
     def pool(self, layer: str, x: torch.Tensor) -> torch.Tensor:
-        """Pool one module output (B x ...) to B x d float32 (detached)."""
-        x = x.detach()
-        if x.ndim == 4:
-            if self.pooling.spatial == "avg":
-                return x.mean(dim=(2, 3), dtype=torch.float32)
-            flat = x.reshape(x.shape[0], -1).to(torch.float32)
-            if self.pooling.spatial == "flatten":
-                return flat
-            return self._project(layer, flat)
-        if x.ndim == 3:
-            if self.pooling.tokens == "cls":
-                return x[:, 0].to(torch.float32).clone()
-            return x.mean(dim=1, dtype=torch.float32)
-        if x.ndim == 2:
-            # Copy: an in-place activation later in the network may reuse this buffer.
-            return x.to(torch.float32, copy=True)
-        return x.reshape(x.shape[0], -1).to(torch.float32, copy=True)
+        """Pool one module output to B x d float32 (detached) by the layer's layout."""
+        layout = (self.layouts or {}).get(layer)
+        if layout is None:
+            raise ConfigError(f"no layout known for layer {layer!r}")
+        return pool_output(x, layout, self.pooling, lambda flat: self._project(layer, flat))
 
     def _project(self, layer: str, flat: torch.Tensor) -> torch.Tensor:
         matrix = self._srp.get(layer)
         if matrix is None or matrix.shape[1] != flat.shape[1] or matrix.device != flat.device:
             matrix = srp_matrix(
                 flat.shape[1],
-                int(self.pooling.srp_dim),
-                layer_seed(self.pooling.seed, layer),  # type: ignore[arg-type]
+                int(self.pooling.srp_dim),  # type: ignore[arg-type]
+                layer_seed(self.pooling.seed, layer),
             ).to(flat.device)
             self._srp[layer] = matrix
         return torch.sparse.mm(matrix, flat.T).T.contiguous()
@@ -213,3 +215,37 @@ class PoolingHooks:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+
+
+def pool_output(
+    x: torch.Tensor,
+    layout: Layout,
+    pooling: Pooling,
+    project: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """One module output (any layout) to B x d float32, detached and never a view of it.
+
+    Channels-last maps are pooled as the channels-first map they hold (so ``flatten`` and
+    ``srp`` see the same vector either way); sequence-first tokens as batch-first tokens.
+    """
+    x = x.detach()
+    kind = layout.kind
+    if kind == "channels_last":
+        x, kind = x.movedim(-1, 1), "channels_first"
+    if kind == "sequence_first":
+        x, kind = x.transpose(0, 1), "tokens"
+    if kind == "channels_first":
+        if pooling.spatial == "avg":
+            return x.mean(dim=tuple(range(2, x.ndim)), dtype=torch.float32)
+        flat = x.reshape(x.shape[0], -1).to(torch.float32)
+        if pooling.spatial == "flatten":
+            return flat if flat.data_ptr() != x.data_ptr() else flat.clone()
+        if project is None:
+            raise ConfigError("srp pooling needs a projection")
+        return project(flat)
+    if kind == "tokens":
+        if pooling.tokens == "cls" and layout.prefix > 0:
+            return x[:, 0].to(torch.float32).clone()
+        return x[:, layout.prefix :].mean(dim=1, dtype=torch.float32)
+    # Copy: an in-place activation later in the network may reuse this buffer.
+    return x.reshape(x.shape[0], -1).to(torch.float32, copy=True)

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from sqlalchemy import select
@@ -39,7 +40,7 @@ from semwh.extract.finalize import finalize_run
 from semwh.extract.hooks import Pooling, parse_pooling
 from semwh.extract.models import (
     ModelSpec,
-    load_model,
+    build_model,
     model_spec,
     requested_layers,
     resolve_layers,
@@ -58,6 +59,7 @@ from semwh.extract.registry import (
     ensure_run,
     find_finished_run,
     image_set,
+    layouts_param,
     run_params,
     with_busy_retry,
 )
@@ -172,6 +174,8 @@ def run_extraction(
     layers: str | list[str] | None = None,
     pooling: str = "avg",
     token_pooling: str = "mean",
+    preprocessing: str | dict[str, Any] | None = None,
+    layouts: str | dict[str, str] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     shard_size: int = DEFAULT_SHARD_SIZE,
     device: str | None = None,
@@ -190,14 +194,20 @@ def run_extraction(
 
     Args:
         wh: The warehouse.
-        model_name: A torchvision classification model or ``efficientnet_lite0``.
-        weights: ``default`` (ImageNet), a torchvision weights member, or ``none`` (random).
-        weights_file: A local state dict instead of a download.
+        model_name: ``[torchvision:]NAME``, ``timm:NAME``, ``hf:ID_OR_DIR`` or
+            ``module:PKG.MOD:CALLABLE`` (:mod:`semwh.extract.sources`).
+        weights: ``default`` (the source's trained weights), a torchvision weights member, or
+            ``none`` (seeded random initialisation).
+        weights_file: A local weights file instead of a download.
         name: Registry model name (default ``ARCH`` or ``ARCH-random``).
         seed: Seed of the random initialisation and of ``srp`` projections.
         layers: ``None``/``default``, ``all``, or module paths (comma-separated or a list).
         pooling: ``avg``, ``flatten`` or ``srp:D`` for 4-D outputs.
-        token_pooling: ``mean`` or ``cls`` for B x T x D outputs.
+        token_pooling: ``mean`` (patch tokens) or ``cls`` for token outputs.
+        preprocessing: Replaces or adjusts the source's preprocessing (a preset and/or
+            ``key=value`` entries, or a mapping); required for ``module:`` models.
+        layouts: Declared output layouts (``PATTERN=LAYOUT`` entries and/or a fallback
+            layout, or a mapping); see :mod:`semwh.extract.layouts`.
         batch_size: Images per forward pass.
         shard_size: Images per shard (the unit of resumption and registration).
         device: ``cpu``, ``cuda``... (default: CUDA when available).
@@ -243,24 +253,23 @@ def run_extraction(
     # took most of an up-to-date run's time.
     digests = WeightsDigests.of_warehouse(wh.root)
     images, images_sha = image_set(wh)
+    spec = model_spec(
+        model_name,
+        weights=weights,
+        weights_file=weights_file,
+        seed=seed,
+        name=name,
+        preprocessing=preprocessing,
+        layouts=layouts,
+    )
     if not dry_run and images:
-        spec = model_spec(
-            model_name, weights=weights, weights_file=weights_file, seed=seed, name=name
-        )
         unchanged = _unchanged_run(wh, spec, layers, job, (images, images_sha), digests)
         if unchanged is not None:
             if on_plan is not None:
                 on_plan(unchanged.plan)
             return unchanged
 
-    loaded = load_model(
-        model_name,
-        weights=weights,
-        weights_file=weights_file,
-        seed=seed,
-        name=name,
-        digests=digests,
-    )
+    loaded = build_model(spec, digests)
     probe_layers = resolve_layers(loaded, layers)
     probed = ProbedModel(
         loaded.module,
@@ -276,11 +285,15 @@ def run_extraction(
         if not images:
             raise ConfigError("the warehouse has no images: run `semwh ingest images DIR` first")
         n_shards = math.ceil(len(images) / shard_size)
-        probed_shapes = probe_shapes(probed)
-        order = probed_shapes[0]
-        params = run_params(
-            loaded.identity, order, pool, precision, shard_size, images_sha, len(images)
+        probed_shapes = probe_shapes(
+            probed, loaded.layouts, drop_unused=layers in (None, "default", [])
         )
+        order, shapes = probed_shapes
+        assert probed.layouts is not None
+        params = run_params(
+            loaded.identity, order, pool, precision, shard_size, images_sha, len(images),
+            layouts_param(probed.layouts, shapes, pool.tokens),
+        )  # fmt: skip
         n_concepts = len({row.wnid for row in images})
         # A dry run must not write: look the run up without creating it.
         done: set[int] = set()
@@ -380,6 +393,8 @@ def finished_extraction(
     layers: str | list[str] | None = None,
     pooling: str = "avg",
     token_pooling: str = "mean",
+    preprocessing: str | dict[str, Any] | None = None,
+    layouts: str | dict[str, str] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     shard_size: int = DEFAULT_SHARD_SIZE,
     device: str | None = None,
@@ -415,7 +430,15 @@ def finished_extraction(
     images = image_set(wh)
     if not images[0]:
         return None
-    spec = model_spec(model_name, weights=weights, weights_file=weights_file, seed=seed, name=name)
+    spec = model_spec(
+        model_name,
+        weights=weights,
+        weights_file=weights_file,
+        seed=seed,
+        name=name,
+        preprocessing=preprocessing,
+        layouts=layouts,
+    )
     return _unchanged_run(wh, spec, layers, job, images, WeightsDigests.of_warehouse(wh.root))
 
 
@@ -437,10 +460,13 @@ def _unchanged_run(
     request): the caller then loads the model, which also reports any error in its order.
     """
     images, images_sha = image_set_
-    if spec.weights_path is None:
+    # Declared layouts are checked against a forward pass: the long way identifies the run.
+    if spec.layout_overrides:
         return None
     try:
-        weights_sha = digests.sha256(spec.weights_path)
+        if not spec.has_weights_files():
+            return None
+        weights_sha = spec.weights_sha256(digests)
         wanted = requested_layers(spec, layers)
     except (OSError, ConfigError):
         return None
@@ -459,6 +485,7 @@ def _unchanged_run(
         crop=spec.preprocessing.crop,
         order=found.layers,
         shapes=found.shapes,
+        layouts=found.layouts,
         pooling=job.pool,
         device=job.device,
         precision=job.precision,

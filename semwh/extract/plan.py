@@ -10,6 +10,7 @@ import torch
 from semwh.errors import ResourceError
 from semwh.extract.engine import ProbedModel, probe_shapes
 from semwh.extract.hooks import Pooling
+from semwh.extract.layouts import Layout
 from semwh.extract.models import LoadedModel
 from semwh.resources import available_ram, human_bytes
 from semwh.warehouse.layout import Warehouse
@@ -24,6 +25,7 @@ class LayerPlan:
     output_shape: tuple[int, ...]
     pooling: str
     dim: int
+    layout: str = "channels_first"
 
     @property
     def bytes_per_image(self) -> int:
@@ -43,6 +45,7 @@ class ExtractionPlan:
         disk_free: Free bytes where the vectors go (None on an object store: no limit known).
         ram_needed: Estimated peak host memory in bytes.
         ram_free: Available host memory in bytes (None where unknown).
+        n_classes: Width of the model's logits (None: no classifier, no predictions).
     """
 
     model: str
@@ -58,6 +61,7 @@ class ExtractionPlan:
     disk_free: int | None
     ram_needed: int
     ram_free: int | None
+    n_classes: int | None = 1000
 
     @property
     def bytes_per_image(self) -> int:
@@ -79,7 +83,8 @@ class ExtractionPlan:
         for layer in self.layers:
             shape = "x".join(str(s) for s in layer.output_shape)
             out.append(
-                f"  {layer.depth_index:>3} {layer.module:<16} {shape:>14} {layer.pooling:<10} "
+                f"  {layer.depth_index:>3} {layer.module:<16} {shape:>14} {layer.layout:<15} "
+                f"{layer.pooling:<10} "
                 f"dim {layer.dim:>7}  {human_bytes(layer.bytes_per_image)}/image x "
                 f"{self.n_todo} = {human_bytes(layer.bytes_per_image * self.n_todo)}"
             )
@@ -127,7 +132,8 @@ def plan_extraction(
     probed_shapes: tuple[list[str], dict[str, tuple[int, ...]]] | None = None,
 ) -> ExtractionPlan:
     """Per-layer output shapes and sizes (one blank forward pass) and free disk and RAM."""
-    order, shapes = probed_shapes or probe_shapes(probed)
+    order, shapes = probed_shapes or probe_shapes(probed, loaded.layouts)
+    assert probed.layouts is not None
     return plan_from_shapes(
         wh,
         model=loaded.name,
@@ -135,6 +141,7 @@ def plan_extraction(
         crop=loaded.preprocessing.crop,
         order=order,
         shapes=shapes,
+        layouts=probed.layouts,
         pooling=probed.pooling,
         device=probed.device,
         precision=probed.precision,
@@ -144,6 +151,7 @@ def plan_extraction(
         batch_size=batch_size,
         num_workers=num_workers,
         n_concepts=n_concepts,
+        n_classes=probed.n_classes,
     )
 
 
@@ -155,6 +163,7 @@ def plan_from_shapes(
     crop: int,
     order: list[str],
     shapes: dict[str, tuple[int, ...]],
+    layouts: dict[str, Layout],
     pooling: Pooling,
     device: torch.device,
     precision: str,
@@ -164,6 +173,7 @@ def plan_from_shapes(
     batch_size: int,
     num_workers: int,
     n_concepts: int,
+    n_classes: int | None = None,
 ) -> ExtractionPlan:
     """The plan of probe layers with known output shapes (forward order) and free disk and RAM.
 
@@ -173,6 +183,7 @@ def plan_from_shapes(
         crop: Input size of the model (pixels).
         order: Probe layers, forward order.
         shapes: Output shape of each layer, batch excluded.
+        layouts: Layout of each layer's output.
         pooling: The pooling rule.
         device: Where batches run.
         precision: ``fp32``, ``bf16`` or ``fp16``.
@@ -182,8 +193,9 @@ def plan_from_shapes(
             module=module,
             depth_index=i,
             output_shape=shapes[module],
-            pooling=pooling.label(len(shapes[module]) + 1),
-            dim=pooling.dim(shapes[module]),
+            pooling=pooling.label(layouts[module]),
+            dim=pooling.dim(layouts[module], shapes[module]),
+            layout=str(layouts[module]),
         )
         for i, module in enumerate(order)
     ]
@@ -213,6 +225,7 @@ def plan_from_shapes(
             device.type,
         ),
         ram_free=available_ram(),
+        n_classes=n_classes,
     )
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from semwh import __version__
 from semwh.errors import ConfigError, DuplicateError, WarehouseBusyError
 from semwh.extract.hooks import Pooling
+from semwh.extract.layouts import Layout, parse_layout
 from semwh.extract.models import LoadedModel, ModelIdentity
 from semwh.extract.plan import LayerPlan
 from semwh.warehouse.layout import Warehouse
@@ -48,13 +49,19 @@ def extraction_versions() -> dict[str, str]:
     import torch
     import torchvision
 
-    return {
+    versions = {
         "semwh": __version__,
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "numpy": np.__version__,
         "python": sys.version.split()[0],
     }
+    # The model sources' libraries, when this process used them.
+    for library in ("timm", "transformers"):
+        module = sys.modules.get(library)
+        if module is not None and hasattr(module, "__version__"):
+            versions[library] = module.__version__
+    return versions
 
 
 @dataclass(frozen=True)
@@ -92,11 +99,14 @@ def run_params(
     shard_size: int,
     images_sha256: str,
     n_images: int,
+    layouts: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The parameters that identify a run (hashed into ``params_sha256``).
 
     ``layers`` None leaves the probe layers out, for :func:`find_finished_run`, which knows
-    them only as a set.
+    them only as a set. ``layouts`` (from :func:`layouts_param`) is recorded only when some
+    output is pooled otherwise than semwh did before layouts, so older runs keep their
+    identity and resume.
     """
     params = {
         "model": model.name,
@@ -114,7 +124,19 @@ def run_params(
     }
     if layers is None:
         del params["layers"]
+    if layouts is not None:
+        params["layouts"] = layouts
     return params
+
+
+def layouts_param(
+    layouts: dict[str, Layout], shapes: dict[str, tuple[int, ...]], tokens: str
+) -> dict[str, str] | None:
+    """The layouts a run records: None when every output is pooled as by rank alone
+    (``tokens``: the run's token rule)."""
+    if all(layouts[m].is_legacy(shapes[m], tokens) for m in layouts):
+        return None
+    return {m: str(layouts[m]) for m in sorted(layouts)}
 
 
 def params_digest(params: dict[str, Any]) -> tuple[str, str]:
@@ -132,12 +154,14 @@ class FinishedRun:
         layers: Its probe layers, forward order.
         shapes: Output shape of each probe layer (batch excluded), as registered.
         n_parameters: The model's parameter count, as registered.
+        layouts: Layout of each probe layer's output, as registered.
     """
 
     run_id: int
     layers: list[str]
     shapes: dict[str, tuple[int, ...]]
     n_parameters: int
+    layouts: dict[str, Layout]
 
 
 def find_finished_run(
@@ -167,6 +191,15 @@ def find_finished_run(
                     ExtractionRun.model_id == model.model_id, ExtractionRun.status == "done"
                 )
             ).all()
+            rows = {
+                row.module: row
+                for row in session.scalars(select(Layer).where(Layer.model_id == model.model_id))
+            }
+            if any(module not in rows or rows[module].layout is None for module in wanted):
+                return None
+            shapes = {m: tuple(int(x) for x in json.loads(rows[m].output_shape)) for m in wanted}
+            layouts = {m: parse_layout(str(rows[m].layout)) for m in wanted}
+            recorded = layouts_param(layouts, shapes, params["pooling"]["tokens"])
             found: list[tuple[ExtractionRun, list[str]]] = []
             for run in runs:
                 try:
@@ -175,19 +208,17 @@ def find_finished_run(
                     continue
                 if not isinstance(order, list) or sorted(order) != wanted:
                     continue
-                if params_digest({**params, "layers": order})[1] == run.params_sha256:
+                candidate = {**params, "layers": order}
+                if recorded is not None:
+                    candidate["layouts"] = recorded
+                if params_digest(candidate)[1] == run.params_sha256:
                     found.append((run, order))
             if len(found) != 1:
                 return None
             run, order = found[0]
-            rows = {
-                row.module: row
-                for row in session.scalars(select(Layer).where(Layer.model_id == model.model_id))
-            }
-            if any(module not in rows for module in order):
-                return None
-            shapes = {m: tuple(int(x) for x in json.loads(rows[m].output_shape)) for m in order}
-            return FinishedRun(run.run_id, order, shapes, int(model.n_parameters))
+            return FinishedRun(
+                run.run_id, order, {m: shapes[m] for m in order}, int(model.n_parameters), layouts
+            )
 
     return with_busy_retry(work)
 
@@ -262,14 +293,16 @@ def ensure_layers(
                         output_shape=json.dumps(list(p.output_shape)),
                         pooling=p.pooling,
                         dim=p.dim,
+                        layout=p.layout,
                     )
                     session.add(row)
                     session.flush()
-                elif row.pooling != p.pooling or row.dim != p.dim:
+                elif row.pooling != p.pooling or row.dim != p.dim or row.layout != p.layout:
                     raise ConfigError(
                         f"layer {model_name}/{p.module} is stored with pooling {row.pooling} "
-                        f"(dim {row.dim}), not {p.pooling} (dim {p.dim}): pass --name to store "
-                        "this pooling as another model"
+                        f"of a {row.layout} output (dim {row.dim}), not {p.pooling} of a "
+                        f"{p.layout} output (dim {p.dim}): pass --name to store this pooling "
+                        "as another model"
                     )
                 ids[p.module] = (row.layer_id, row.depth_index, row.relative_depth)
             return ids

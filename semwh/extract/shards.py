@@ -132,7 +132,7 @@ def write_and_register(
             },
         )
         infos.append((layer, info))
-    n_classes = 1000
+    n_classes = plan.n_classes
 
     def register() -> None:
         with wh.session() as session:

@@ -9,6 +9,7 @@ catalog functions.
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 from pathlib import Path
 
@@ -298,3 +299,49 @@ def test_stored_warehouse_upgrades_and_opens(tmp_path: Path, stored: Path) -> No
     with wh.session() as session:
         ids = sorted(session.scalars(select(Space.space_id)))
         assert len(set(ids)) == 3
+
+
+def test_0005_records_the_layout_older_layers_were_pooled_with(tmp_path: Path) -> None:
+    """Rows stored by revision 0003 code keep their values and get the layout their rank
+    implied; on DuckDB the downgrade keeps the column (other tables reference ``layers``)."""
+    wh = Warehouse(tmp_path, f"duckdb:///{tmp_path / 'registry.duckdb'}")
+    upgrade(wh, "0003")
+    shapes = {"stem": [32, 112, 112], "blocks.3": [197, 768], "fc": [1000], "odd": [2, 3, 4, 5]}
+    with wh.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO vision_models (model_id, name, architecture, weights, preprocessing,"
+                " created_at) VALUES (1, 'm', 'm', 'none', '{}', now())"
+            )
+        )
+        for i, (module, shape) in enumerate(shapes.items()):
+            conn.execute(
+                text(
+                    "INSERT INTO layers (layer_id, model_id, module, depth_index, relative_depth,"
+                    " output_shape, pooling, dim, created_at) VALUES (:i, 1, :m, :i, 0.0, :s,"
+                    " 'avg', 7, now())"
+                ),
+                {"i": i + 1, "m": module, "s": json.dumps(shape)},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO spaces (space_id, name, kind, model, layer, layer_id, dim,"
+                " n_concepts, created_at) VALUES (1, 'm/stem', 'layer', 'm', 'stem', 1, 7, 0,"
+                " now())"
+            )
+        )
+    wh.dispose()
+    upgrade(wh, "head")
+    expected = {"stem": "channels_first", "blocks.3": "tokens", "fc": "vector", "odd": "flat"}
+
+    def layouts() -> dict[str, tuple[str | None, str, int]]:
+        with wh.engine.connect() as conn:
+            rows = conn.execute(text("SELECT module, layout, pooling, dim FROM layers"))
+            return {m: (layout, pooling, dim) for m, layout, pooling, dim in rows}
+
+    assert layouts() == {m: (layout, "avg", 7) for m, layout in expected.items()}
+    wh.dispose()
+    downgrade(wh, "0003")
+    upgrade(wh, "head")
+    assert layouts() == {m: (layout, "avg", 7) for m, layout in expected.items()}
+    wh.dispose()

@@ -26,6 +26,24 @@ def test_shipped_examples_parse() -> None:
     assert paper.images.folder == (EXAMPLES / "data" / "imagenet" / "val").resolve()
 
 
+def test_modern_example_and_model_source_keys(tmp_path: Path) -> None:
+    modern = load_config(EXAMPLES / "modern.toml")
+    assert [m.name for m in modern.models] == [
+        "resnet50", "vit_b_16", "hf:facebook/dinov2-small", "hf:openai/clip-vit-base-patch32"
+    ]  # fmt: skip
+    assert all(m.random_control for m in modern.models) and not modern.analysis.recovery
+    (tmp_path / "models" / "vit").mkdir(parents=True)
+    models = [
+        {"name": "hf:models/vit", "layouts": {"blocks.*": "tokens:1"}, "token_pooling": "cls"},
+        {"name": "module:lab.nets:build", "preprocessing": "imagenet,crop=192"},
+    ]
+    config = parse_config(_minimal(models=models), tmp_path)
+    # An hf: folder is relative to the run file, like its other paths.
+    assert config.models[0].name == f"hf:{(tmp_path / 'models' / 'vit').resolve()}"
+    assert config.models[0].layouts == {"blocks.*": "tokens:1"}
+    assert config.models[1].preprocessing == "imagenet,crop=192"
+
+
 def test_demo_is_examples_demo_toml() -> None:
     from_file = load_config(EXAMPLES / "demo.toml")
     assert from_file == demo_config(from_file.images.folder)

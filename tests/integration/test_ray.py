@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 from sqlalchemy import func, select
 
 from semwh.errors import WarehouseBusyError
@@ -412,3 +413,31 @@ def test_killed_ray_sweep_reruns_to_the_local_numbers(
     rerun = sweep(killed, [MODEL], ["glove"], engine=sweep_engine("ray", perm_block=64), **options)
     assert rerun.computed == 0 and sweeps(killed) == before + 1
     assert sweep_numbers(killed, rerun) == expected
+
+
+def test_ray_extraction_of_a_hugging_face_folder_matches_local_rows(
+    tmp_path: Path, files: list[Path], ray_cluster: str
+) -> None:
+    """Another source through Ray: the actors rebuild it from the folder and pool its tokens
+    by the layouts the driver checked (class token left out), as the local engine does."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    small = dict(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=2)
+    config = transformers.ViTConfig(num_attention_heads=2, intermediate_size=32, **small)
+    folder = tmp_path / "vit"
+    transformers.ViTModel(config).save_pretrained(folder)
+    transformers.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    kwargs = {"batch_size": BATCH, "shard_size": SHARD}
+    subset = files[:10]
+    local = new_warehouse(tmp_path / "local", subset)
+    done = run_extraction(local, f"hf:{folder}", device="cpu", num_workers=0, **kwargs)
+    remote = new_warehouse(tmp_path / "ray", subset)
+    summary = run_extraction_ray(remote, f"hf:{folder}", **kwargs)
+    assert summary.status == done.status == "done" and summary.layers == done.layers
+    assert done.layers == ["embeddings", "layers.0", "layers.1", "layernorm", "pooler"]
+    for layer in done.layers:
+        ids_r, _, vec_r = image_rows(remote, f"{done.model}/{layer}")
+        ids_l, _, vec_l = image_rows(local, f"{done.model}/{layer}")
+        assert ids_r.tolist() == ids_l.tolist()
+        assert np.abs(vec_r - vec_l).max() <= REL_TOL * np.abs(vec_l).max(), layer
+    assert predictions(remote) == predictions(local) == []  # a base model has no classifier

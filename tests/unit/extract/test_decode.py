@@ -20,8 +20,10 @@ from semwh.errors import InputError
 from semwh.extract.decode import FileBytesDataset, decode_batch, iter_decoded, resolve_decoder
 from semwh.extract.engine import ProbedModel, run_shard
 from semwh.extract.hooks import parse_pooling
+from semwh.extract.layouts import parse_layout
 from semwh.extract.preprocess import Preprocessing
 
+CHANNELS_FIRST = parse_layout("channels_first")
 #: Largest per-pixel difference (grey levels, of 255) between two JPEG decoders' crops.
 MAX_LEVELS = {"cpu": 2, "cuda": 8}
 #: Largest mean absolute difference per image (grey levels).
@@ -101,7 +103,13 @@ def test_shard_vectors_agree_between_decoders(photos: list[Path]) -> None:
     outputs = {}
     for decoder in ("pil", "jpeg"):
         model = ProbedModel(
-            net, ["1", "2"], parse_pooling("avg"), pre, torch.device("cpu"), decoder=decoder
+            net,
+            ["1", "2"],
+            parse_pooling("avg"),
+            pre,
+            torch.device("cpu"),
+            decoder=decoder,
+            layouts=dict.fromkeys(["1", "2"], CHANNELS_FIRST),
         )
         outputs[decoder] = run_shard(model, photos, batch_size=3, num_workers=0)
         model.close()
@@ -144,7 +152,14 @@ def test_bf16_vectors_within_the_documented_tolerance(photos: list[Path]) -> Non
     out = {}
     for precision in ("fp32", "bf16"):
         model = ProbedModel(
-            net, layers, parse_pooling("avg"), pre, torch.device("cpu"), precision, decoder="jpeg"
+            net,
+            layers,
+            parse_pooling("avg"),
+            pre,
+            torch.device("cpu"),
+            precision,
+            decoder="jpeg",
+            layouts=dict.fromkeys(layers, CHANNELS_FIRST),
         )
         out[precision] = run_shard(model, photos[:4], batch_size=4, num_workers=0)
         model.close()

@@ -9,10 +9,24 @@ from torch import nn
 
 from semwh.errors import ConfigError, InputError
 from semwh.extract.hooks import Pooling, PoolingHooks, parse_pooling, srp_matrix
+from semwh.extract.layouts import CHANNELS_FIRST, VECTOR, Layout
+
+# Layouts by rank, as the hooks pooled before layouts were declared.
+BY_RANK = {4: CHANNELS_FIRST, 3: Layout("tokens"), 2: VECTOR}
+
+
+# The layers these tests pool: feature maps, tokens ("c" with a class token) and vectors.
+LAYOUTS = {
+    "a": CHANNELS_FIRST,
+    "layer": CHANNELS_FIRST,
+    "t": Layout("tokens"),
+    "c": Layout("tokens", 1),
+    "f": VECTOR,
+}
 
 
 def _hooks(model: nn.Module, layers: list[str], pooling: Pooling) -> PoolingHooks:
-    return PoolingHooks(model, layers, pooling)
+    return PoolingHooks(model, layers, pooling, {**LAYOUTS, "0": VECTOR})
 
 
 def test_parse_pooling_choices_and_errors() -> None:
@@ -44,16 +58,16 @@ def test_avg_flatten_tokens_and_fc_against_loops() -> None:
     assert np.array_equal(flat.numpy()[1], x4[1].reshape(-1))
     mean = hooks.pool("t", torch.from_numpy(x3)).numpy()
     np.testing.assert_allclose(mean, x3.mean(axis=1), rtol=1e-6)
-    cls = _hooks(nn.Identity(), [], Pooling(tokens="cls")).pool("t", torch.from_numpy(x3))
+    cls = _hooks(nn.Identity(), [], Pooling(tokens="cls")).pool("c", torch.from_numpy(x3))
     assert np.array_equal(cls.numpy(), x3[:, 0])
     fc = hooks.pool("f", torch.from_numpy(x2))
     assert np.array_equal(fc.numpy(), x2)
-    assert Pooling().dim((5, 4, 6)) == 5
-    assert Pooling("flatten").dim((5, 4, 6)) == 120
-    assert Pooling("srp", 16).dim((5, 4, 6)) == 16
-    assert Pooling().dim((7, 5)) == 5
-    assert Pooling().dim((9,)) == 9
-    assert [Pooling().label(n) for n in (4, 3, 2)] == ["avg", "tokens-mean", "none"]
+    assert Pooling().dim(CHANNELS_FIRST, (5, 4, 6)) == 5
+    assert Pooling("flatten").dim(CHANNELS_FIRST, (5, 4, 6)) == 120
+    assert Pooling("srp", 16).dim(CHANNELS_FIRST, (5, 4, 6)) == 16
+    assert Pooling().dim(Layout("tokens"), (7, 5)) == 5
+    assert Pooling().dim(VECTOR, (9,)) == 9
+    assert [Pooling().label(BY_RANK[n]) for n in (4, 3, 2)] == ["avg", "tokens-mean", "none"]
 
 
 def test_fc_output_is_copied_before_in_place_activation() -> None:
