@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from semwh import __version__
 from semwh.errors import NotFoundError
 from semwh.output import atomic_output, check_output_folder, format_cell
 from semwh.query import load_query, run_named
-from semwh.report.figures import Figure, curve_figures
+from semwh.report.figures import Figure, curve_figures, grid_figures
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.readonly import sandbox_connection
 
@@ -38,6 +38,36 @@ CURVE_COLUMNS = (
 )
 
 
+PEAK_COLUMNS = (
+    "model",
+    "target",
+    "test",
+    "n_layers",
+    "peak_layer",
+    "statistic",
+    "p_fwe",
+    "peak_relative_depth",
+    "depth_ci_low",
+    "depth_ci_high",
+    "n_permutations",
+    "n_bootstrap",
+)
+GRID_BEST_COLUMNS = (
+    "grid_id",
+    "test",
+    "side_a",
+    "side_b",
+    "space_a",
+    "space_b",
+    "statistic",
+    "p_value",
+    "p_fdr",
+    "p_fwe",
+    "n_concepts",
+    "n_permutations",
+)
+
+
 @dataclass(frozen=True)
 class ReportData:
     """The rows of the named queries a report shows."""
@@ -46,6 +76,8 @@ class ReportData:
     peaks: list[Row]
     first_significant: list[Row]
     recovery: list[Row]
+    grid_cells: list[Row] = field(default_factory=list)
+    peak_inference: list[Row] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -70,6 +102,8 @@ def report_data(wh: Warehouse, *, alpha: float = 0.05, word_space: str | None = 
             peaks=rows("peak_layer", ws),
             first_significant=rows("first_significant_depth", {**ws, "alpha": alpha}),
             recovery=rows("recovery_by_layer", ws),
+            grid_cells=rows("grid_cells", {"alpha": alpha}),
+            peak_inference=rows("peak_inference", {}),
         )
 
 
@@ -126,7 +160,7 @@ def render_html(data: ReportData, figures: list[Figure], *, title: str, alpha: f
         f"significant after Benjamini–Hochberg FDR at {alpha:g}; shaded: permutation null "
         "(mean to 95th percentile); dashed: random-weight controls.</p>",
         "<h2>Figures</h2>",
-        *(_figure_html(f) for f in figures),
+        *(_figure_html(f) for f in figures if not f.key.startswith("grid_")),
         "<h2>Peak layer per model and word space</h2>",
         _table(data.peaks),
         f"<h2>First layer with a significant 2 vs 2 (FDR ≤ {alpha:g})</h2>",
@@ -136,6 +170,25 @@ def render_html(data: ReportData, figures: list[Figure], *, title: str, alpha: f
     ]
     if data.recovery:
         parts += ["<h2>1 vs 2 recovery by layer</h2>", _table(data.recovery)]
+    if data.peak_inference:
+        parts += [
+            "<h2>Peak-layer inference</h2>",
+            "<p class='meta'>p_fwe: family-wise p of the peak layer from the max-statistic "
+            "null across the model's layers (each permutation scores every layer with the "
+            "same relabelling of the target's concepts); depth interval: concept bootstrap of "
+            "the peak's relative depth.</p>",
+            _table(data.peak_inference, PEAK_COLUMNS),
+        ]
+    grid_figs = [f for f in figures if f.key.startswith("grid_")]
+    if grid_figs:
+        best = [r for r in data.grid_cells if r.get("is_best")]
+        parts += [
+            "<h2>Layer grids</h2>",
+            f"<p class='meta'>Dots: cells with family-wise p ≤ {alpha:g} from the "
+            "max-statistic null over the grid's cells; frame: the best cell.</p>",
+            *(_figure_html(f) for f in grid_figs),
+            _table(best, GRID_BEST_COLUMNS),
+        ]
     parts += [f"<script>{_CHECK}</script>", "</body></html>"]
     return "\n".join(parts)
 
@@ -167,13 +220,14 @@ def build_report(
     protected = wh.data_paths if in_warehouse else wh.protected_paths
     check_output_folder(out_dir, protected, force=force)
     data = report_data(wh, alpha=alpha, word_space=word_space)
-    if not data.curves:
+    if not (data.curves or data.grid_cells or data.peak_inference):
         which = f" against word space {word_space!r}" if word_space else ""
         raise NotFoundError(
             f"no layer-curve results{which} in {wh.root}: run `semwh analyze sweep` "
             "(or `semwh run CONFIG.toml`) first"
         )
     figures = curve_figures(data.curves, data.recovery, alpha, out_dir / "figures", protected)
+    figures += grid_figures(data.grid_cells, alpha, out_dir / "figures", protected)
     page = out_dir / "report.html"
     with atomic_output(page, protected, force=True) as tmp:
         tmp.write_text(render_html(data, figures, title=title, alpha=alpha), encoding="utf-8")

@@ -87,7 +87,7 @@ def resolve_side(session: Session, side: str | Sequence[str]) -> tuple[str, list
         if space is None:
             raise NotFoundError(
                 f"{name!r} is neither a model with layer spaces nor a space: see `semwh sql "
-                "\"SELECT DISTINCT model FROM spaces\"` or run `semwh extract` / `semwh embed`"
+                '"SELECT DISTINCT model FROM spaces"` or run `semwh extract` / `semwh embed`'
             )
         spaces.append(space)
     if not spaces:

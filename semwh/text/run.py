@@ -225,7 +225,12 @@ def embed_text_model(
     }
     prepared = [
         prepare_space(
-            wh, f"{model_name}/{layer}", KIND, wnids, matrix, metadata={**provenance, "layer": layer}
+            wh,
+            f"{model_name}/{layer}",
+            KIND,
+            wnids,
+            matrix,
+            metadata={**provenance, "layer": layer},
         )
         for layer, matrix in zip(names, layers, strict=True)
     ]
@@ -248,8 +253,14 @@ def embed_text_model(
         truncated=canonical_json(summary.truncated),
         identity_sha256=identity_sha,
         params=canonical_json(
-            {**identity, "source": resolved.spec, "location": resolved.location,
-             "batch_size": batch_size, "device": device, "missing": missing}
+            {
+                **identity,
+                "source": resolved.spec,
+                "location": resolved.location,
+                "batch_size": batch_size,
+                "device": device,
+                "missing": missing,
+            }
         ),
         semwh_version=semwh_version(),
         library_versions=canonical_json(_versions()),

@@ -39,8 +39,7 @@ def load_sentence_model(source: TextSource, device: str = "cpu"):  # noqa: ANN20
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
         raise MissingDependencyError(
-            "--format sentence-transformers needs sentence-transformers: pip install "
-            "'semwh[text]'"
+            "--format sentence-transformers needs sentence-transformers: pip install 'semwh[text]'"
         ) from exc
     from semwh.text.sources import _quiet
 

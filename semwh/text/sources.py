@@ -113,9 +113,7 @@ def _package_dir(package: str) -> Path:
 
 def _st_source(spec: str, folder: Path, name: str) -> TextSource:
     modules = json.loads((folder / "modules.json").read_text())
-    transformer = next(
-        (m for m in modules if str(m.get("type", "")).endswith("Transformer")), None
-    )
+    transformer = next((m for m in modules if str(m.get("type", "")).endswith("Transformer")), None)
     if transformer is None:
         raise InputError(f"{folder}/modules.json lists no Transformer module")
     tdir = folder / str(transformer.get("path", ""))
