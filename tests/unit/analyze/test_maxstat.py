@@ -27,12 +27,20 @@ def test_hand_worked_case() -> None:
     assert result.p_best == 0.5
 
 
-@pytest.mark.parametrize("test", ["rsa", "2v2"])
-@pytest.mark.parametrize("seed", [3, 11])
-def test_grid_null_equals_a_loop_over_permutations(test: str, seed: int) -> None:
+@pytest.mark.parametrize(
+    ("test", "seed", "rows", "cols", "n", "count"),
+    [
+        ("rsa", 3, 3, 2, 9, 25),
+        ("rsa", 11, 4, 1, 8, 25),  # a peak-layer test: one column
+        ("2v2", 3, 2, 2, 7, 10),
+        ("2v2", 11, 3, 1, 6, 10),
+    ],
+)
+def test_grid_null_equals_a_loop_over_permutations(
+    test: str, seed: int, rows: int, cols: int, n: int, count: int
+) -> None:
     rng = np.random.default_rng(seed)
-    n, count = 9, 25
-    sims_a, sims_b = _sims(rng, 3, n, 6), _sims(rng, 2, n, 5)
+    sims_a, sims_b = _sims(rng, rows, n, 6), _sims(rng, cols, n, 5)
     fast_stats, fast_nulls = [], []
     for a in sims_a:
         for b in sims_b:
@@ -51,7 +59,7 @@ def test_grid_null_equals_a_loop_over_permutations(test: str, seed: int) -> None
     np.testing.assert_allclose(fast.p_fwe, p_fwe, atol=1e-9)
     assert fast.best == int(np.argmax(stats))
     # The family-wise p is never below a cell's own permutation p.
-    own = [reference.p_value(s, list(null)) for s, null in zip(fast_stats, fast_nulls)]
+    own = [reference.p_value(s, list(null)) for s, null in zip(fast_stats, fast_nulls, strict=True)]
     assert all(f >= o - 1e-12 for f, o in zip(fast.p_fwe, own, strict=True))
 
 
