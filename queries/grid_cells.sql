@@ -7,8 +7,8 @@
 -- param: test VARCHAR = NULL  only this test (2v2 or rsa; NULL: both)
 -- param: alpha DOUBLE = 0.05  family-wise level of the significant column
 -- columns: grid_id, sweep_id, test, side_a, side_b, row_index, col_index, space_a, space_b,
---   layer_a, relative_depth_a, layer_b, relative_depth_b, statistic, p_value, p_fdr, p_fwe,
---   significant, is_best, n_concepts, n_permutations, seed
+--   layer_a, relative_depth_a, layer_b, relative_depth_b, result_id, statistic, p_value,
+--   p_fdr, p_fwe, significant, is_best, n_concepts, n_permutations, seed
 WITH newest AS (
     SELECT grid_id FROM (
         SELECT grid_id, row_number() OVER (
@@ -31,6 +31,7 @@ SELECT
     relative_depth_a,
     layer_b,
     relative_depth_b,
+    result_id,
     statistic,
     p_value,
     p_fdr,

@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 N_CONCEPTS = 40
 PER_CONCEPT = 3
 PERMUTATIONS = 200
-GRID_PERMUTATIONS = 100
+GRID_PERMUTATIONS = 50
 
 CONFIG = """
 [images]
@@ -54,7 +54,7 @@ permutations = {grid_permutations}
 
 [[peaks]]
 model = "efficientnet_lite0"
-target = "glove"
+target = "minilm/layer.6"
 permutations = {grid_permutations}
 bootstrap = 100
 
@@ -198,9 +198,16 @@ def test_grid_family_wise_p_comes_from_the_max_statistic_null(
         assert len(best) == 1 and best[0]["statistic"] == max(r["statistic"] for r in kept)
         # The family-wise p of a cell is never below its own uncorrected p.
         assert all(r["p_fwe"] >= r["p_value"] - 1e-12 for r in kept)
+    # The peak test against MiniLM's last layer reads the grid's stored cells of that column.
     peaks = _rows(wh, "peak_inference", model="efficientnet_lite0")
-    assert {r["test"] for r in peaks} == {"2v2", "rsa"}
+    assert {(r["test"], r["target"]) for r in peaks} == {
+        ("2v2", "minilm/layer.6"),
+        ("rsa", "minilm/layer.6"),
+    }
     for r in peaks:
+        column = [c for c in cells if c["test"] == r["test"] and c["layer_b"] == "layer.6"]
+        best = max(column, key=lambda c: c["statistic"])
+        assert r["peak_space"] == best["space_a"] and r["statistic"] == best["statistic"]
         assert r["n_layers"] == 19 and r["n_bootstrap"] == 100
         assert 0.0 <= r["depth_ci_low"] <= r["depth_ci_high"] <= 1.0
 
@@ -264,4 +271,7 @@ def test_verify_reproduces_every_result_then_names_an_altered_file(
     changed = {(v["test"], v["space_a"]) for v in verdicts if v["status"] == "inputs changed"}
     assert changed == {("2v2", layer), ("rsa", layer), ("recovery", layer)}
     assert all(path in v["detail"] for v in verdicts if v["status"] == "inputs changed")
-    assert sum(v["status"] == "reproduced" for v in verdicts) == len(verdicts) - 3
+    # Its layer's results: the sweep's, the grid's cells against MiniLM's layers, the peak's.
+    of_layer = sum(v["space_a"] == layer for v in verdicts)
+    assert of_layer == 2 + 1 + 2 * 7
+    assert sum(v["status"] == "reproduced" for v in verdicts) == len(verdicts) - of_layer
