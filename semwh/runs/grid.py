@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -185,8 +185,6 @@ def grid(
     concepts_hash = concepts_sha256(wnids)
 
     def spec(test_opts: ComparisonOptions, row: Space, col: Space) -> ComparisonSpec:
-        from dataclasses import replace
-
         return ComparisonSpec(
             space_a=row.name,
             space_b=col.name,
@@ -338,7 +336,10 @@ def _run_grid(
                     + "; ".join(s.reason for s in skipped[:3])
                 )
             stats = [_statistic(found[k]) for k in kept]
-            nulls = [store.null_values(session, opts.test, found[k].result_id) for k in kept]
+            nulls = [
+                store.null_values(session, opts.test, found[k].result_id)  # type: ignore[union-attr]
+                for k in kept
+            ]
             outcome = max_statistic(stats, np.asarray(nulls, dtype=np.float64))
             peak = None
             if params["kind"] == "peak" and params["bootstrap"] > 0:
@@ -365,7 +366,7 @@ def _run_grid(
         cells: dict[int, list[GridCell]] = {}
         for opts, outcome, peak, kept in tested:
             best = kept[outcome.best]
-            row = Grid(
+            stored_grid = Grid(
                 kind=params["kind"],
                 sweep_id=sweep_id,
                 analysis_id=run.analysis_id,
@@ -391,7 +392,7 @@ def _run_grid(
                 depth_ci_high=_finite(peak.high) if peak is not None else None,
                 params=canonical_json(params),
             )
-            session.add(row)
+            session.add(stored_grid)
             session.flush()
             p_fwe = {k: float(p) for k, p in zip(kept, outcome.p_fwe, strict=True)}
             grid_cells = []
@@ -399,8 +400,8 @@ def _run_grid(
                 for j, c in enumerate(cols):
                     result = found[(opts.test, i, j)]
                     ok = not isinstance(result, Skipped)
-                    cell = GridCell(
-                        grid_id=row.grid_id,
+                    grid_cell = GridCell(
+                        grid_id=stored_grid.grid_id,
                         row_index=i,
                         col_index=j,
                         space_a=r.name,
@@ -411,11 +412,11 @@ def _run_grid(
                         p_value=result.p_value if ok else None,  # type: ignore[union-attr]
                         p_fwe=p_fwe.get((opts.test, i, j)),
                     )
-                    session.add(cell)
-                    grid_cells.append(cell)
+                    session.add(grid_cell)
+                    grid_cells.append(grid_cell)
             session.flush()
-            grids.append(row)
-            cells[row.grid_id] = grid_cells
+            grids.append(stored_grid)
+            cells[stored_grid.grid_id] = grid_cells
         session.expunge_all()
     return GridResult(sweep_id, grids, cells, computed=computed, skipped=skipped)
 
@@ -457,7 +458,7 @@ def _peak(
             )
         values.append(ci.values)
     layer_depths = [
-        float(depths[i]) if depths[i] is not None else i / max(1, len(depths) - 1)
+        float(d) if (d := depths[i]) is not None else i / max(1, len(depths) - 1)
         for _, i, _ in kept
     ]
     return peak_depth(stats, np.asarray(values), layer_depths, level=params["level"])
@@ -512,3 +513,42 @@ def grid_table(result: GridResult) -> Any:
             ]
         ),
     )
+
+
+def grid_concepts(
+    session: Session,
+    load: Callable[[str], SpaceVectors],
+    test: str,
+    result_id: int,
+    wanted_sha256: str,
+) -> list[str] | None:
+    """The concept set a grid computed one of its cells over, when it hashes to ``wanted``.
+
+    A grid's cells use the concepts every space of the grid shares, which can be fewer than
+    the two spaces of a cell share; whoever recomputes the cell (``semwh verify``) needs that
+    set. None when no grid lists the result or the spaces' concepts no longer give the hash.
+    """
+    cells = session.scalars(
+        select(GridCell).where(GridCell.test == test, GridCell.result_id == result_id)
+    ).all()
+    for cell in cells:
+        row = session.get(Grid, cell.grid_id)
+        if row is None:
+            continue
+        params = json.loads(row.params)
+        try:
+            loaded = [load(name) for name in (*params["spaces_a"], *params["spaces_b"])]
+        except (NotFoundError, KeyError):
+            continue
+        shared = set(loaded[0].wnids)
+        for space in loaded[1:]:
+            shared &= set(space.wnids)
+        wnids = sorted(shared)
+        if concepts_sha256(wnids) == wanted_sha256:
+            return wnids
+    return None
+
+
+def restrict(space: SpaceVectors, wnids: Sequence[str]) -> SpaceVectors:
+    """``space`` over ``wnids`` only (all of which it has)."""
+    return SpaceVectors(space.name, list(wnids), space.subset(wnids))

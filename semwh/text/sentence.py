@@ -9,6 +9,7 @@ normalisation), exactly what ``SentenceTransformer.encode`` returns.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,7 +57,7 @@ def encode(model, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:  # 
 def ingest_sentence_words(
     wh: Warehouse,
     name: str,
-    source: str | Path | None,
+    source: str | os.PathLike[str] | None,
     *,
     template: str = "lemma",
     device: str = "cpu",

@@ -17,6 +17,7 @@ from semwh.query import run_query
 from semwh.report import build_report
 from semwh.runs import store
 from semwh.runs.grid import grid, peak_layer
+from semwh.runs.verify import verify
 from semwh.vectors import save_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Concept, Grid, GridCell, Sweep, SweepMember
@@ -139,6 +140,13 @@ def test_cli_grid_and_its_heatmap_render_in_chromium(warehouse: Warehouse, tmp_p
         "3",
     )
     assert "vis/l2" in proc.stdout and "p_fwe_best" in proc.stdout
+    # verify recomputes every cell over the grid's concepts (13: the text model lacks one),
+    # also the cells against the word space, whose two spaces share all 14.
+    with warehouse.session() as s:
+        (sweep_id,) = s.scalars(select(Grid.sweep_id)).unique().all()
+    report = verify(warehouse, sweep_id=sweep_id)
+    assert len(report.verdicts) == 18
+    assert {v.status for v in report.verdicts} == {"reproduced"}, report.verdicts[:2]
     assert "max-statistic" in proc.stderr
     info = build_report(warehouse, tmp_path / "report")
     heatmaps = sorted(p.name for p in info.figures if p.name.startswith("grid_"))
