@@ -155,10 +155,26 @@ def curve_figures(
     out_dir: Path,
     protected: Sequence[Path] = (),
 ) -> list[Figure]:
-    """Per word space: 2 vs 2 and RSA against relative depth, and recovery by layer."""
+    """Per word space: 2 vs 2 and RSA against relative depth, and recovery by layer.
+
+    Targets that are layers of a model (``MODEL/LAYER``: a language model's text layers,
+    say) share one figure per model and test, one line per (model, target layer).
+    """
     figures: list[Figure] = []
-    for word_space in sorted({r["word_space"] for r in curves}):
-        rows = [r for r in curves if r["word_space"] == word_space]
+    groups: dict[str, list[Row]] = {}
+    for r in curves:
+        target = str(r["word_space"])
+        if "/" in target:
+            owner, layer = target.split("/", 1)
+            groups.setdefault(f"{owner}/", []).append({**r, "model": f"{r['model']} × {layer}"})
+        else:
+            groups.setdefault(target, []).append(r)
+    for target in sorted(groups):
+        rows = groups[target]
+        if target.endswith("/"):
+            word_space, key_part = f"the layers of {target[:-1]}", f"{slug(target[:-1])}_layers"
+        else:
+            word_space, key_part = target, slug(target)
         figures.append(
             curve_figure(
                 rows,
@@ -169,7 +185,7 @@ def curve_figures(
                 ylabel="2 vs 2 accuracy",
                 title=f"2 vs 2 accuracy against {word_space}",
                 alpha=alpha,
-                key=f"2v2_{slug(word_space)}",
+                key=f"2v2_{key_part}",
                 out_dir=out_dir,
                 protected=protected,
             )
@@ -185,7 +201,7 @@ def curve_figures(
                     ylabel="RSA (Spearman rho)",
                     title=f"RSA against {word_space}",
                     alpha=alpha,
-                    key=f"rsa_{slug(word_space)}",
+                    key=f"rsa_{key_part}",
                     out_dir=out_dir,
                     protected=protected,
                 )

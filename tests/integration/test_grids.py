@@ -153,10 +153,17 @@ def test_cli_grid_and_its_heatmap_render_in_chromium(warehouse: Warehouse, tmp_p
     assert len(heatmaps) == 4  # 2 vs 2 and RSA, PNG and SVG
     page = info.html.read_text()
     assert "<h2>Layer grids</h2>" in page
-    # The grid's cells with a vision layer on side A are also layer curves (against each
-    # text layer and the word space): 3 x (2 vs 2, RSA) curve figures and 2 heatmaps.
-    pngs = [p for p in info.figures if p.suffix == ".png"]
-    assert len(pngs) == 8
+    # The grid's cells with a vision layer on side A are also layer curves: against the word
+    # space, and against the text model's layers (one figure per test, a line per text
+    # layer); then the 2 heatmaps.
+    pngs = sorted(p.name for p in info.figures if p.suffix == ".png")
+    assert pngs[:4] == [
+        "2v2_txt_layers.png",
+        "2v2_words.png",
+        "grid_1_2v2_vis_spaces.png",
+        "grid_2_rsa_vis_spaces.png",
+    ]
+    assert len(pngs) == 6
     dom = dump_dom(info.html, tmp_path / "profile")
-    assert 'data-figures="8/8"' in dom, dom[:300]
+    assert 'data-figures="6/6"' in dom, dom[:300]
     assert dom.count('id="fig-grid_') == 2
