@@ -87,3 +87,23 @@ def test_misaligned_inputs_are_refused() -> None:
         max_statistic([np.nan], [[0.1]])
     with pytest.raises(ConfigError, match="one row per layer"):
         peak_depth([0.1, 0.2], [[0.1]], [0.0, 1.0])
+
+
+def test_family_wise_p_of_the_peak_is_uniform_without_a_true_effect() -> None:
+    """Calibration: layers and a target drawn independently, so no layer relates to the target;
+    the family-wise p of the peak layer is uniform over seeded draws (Kolmogorov-Smirnov)."""
+    from scipy import stats
+
+    rng = np.random.default_rng(2024)
+    p_best, own_best = [], []
+    for draw in range(200):
+        target = similarity_matrix(rng.normal(size=(10, 4)))
+        layers = [similarity_matrix(rng.normal(size=(10, 4))) for _ in range(3)]
+        results = [rsa(a, target, n_permutations=99, seed=draw) for a in layers]
+        outcome = max_statistic([r.rho for r in results], [r.null for r in results])
+        p_best.append(outcome.p_best)
+        own_best.append(results[outcome.best].p_value)
+    assert stats.kstest(p_best, "uniform").pvalue > 0.01
+    # The best layer's own, uncorrected p is not: picking the best of 3 inflates it.
+    assert stats.kstest(own_best, "uniform").pvalue < 1e-3
+    assert np.mean(np.asarray(own_best) <= 0.05) > 2 * np.mean(np.asarray(p_best) <= 0.05)
