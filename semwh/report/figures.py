@@ -288,7 +288,6 @@ def grid_heatmap(
         color="white",
         edgecolors="black",
         linewidths=0.4,
-        label=f"family-wise p ≤ {alpha:g} (max-statistic)",
     )
     best = [c for c in cells if c.get("is_best")]
     for c in best:
@@ -304,7 +303,10 @@ def grid_heatmap(
         )
     ax.set_xticks(range(n_cols), col_names, rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(n_rows), row_names, fontsize=7)
-    ax.set_xlabel(str(first["side_b"]))
+    ax.set_xlabel(
+        f"{first['side_b']}\n(dots: family-wise p ≤ {alpha:g}, max-statistic; frame: best cell)",
+        fontsize=8,
+    )
     ax.set_ylabel(str(first["side_a"]))
     best_text = ""
     if best:
@@ -314,7 +316,6 @@ def grid_heatmap(
         )
     title = f"{label}: {first['side_a']} x {first['side_b']}\n(grid {first['grid_id']}{best_text})"
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)
     fig.tight_layout()
     sides = f"{slug(str(first['side_a']))}_{slug(str(first['side_b']))}"
     key = f"grid_{first['grid_id']}_{test}_{sides}"
