@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 N_CONCEPTS = 40
 PER_CONCEPT = 3
 PERMUTATIONS = 200
-GRID_PERMUTATIONS = 50
+GRID_PERMUTATIONS = 20
 
 CONFIG = """
 [images]
@@ -56,7 +56,7 @@ permutations = {grid_permutations}
 model = "efficientnet_lite0"
 target = "minilm/layer.6"
 permutations = {grid_permutations}
-bootstrap = 100
+bootstrap = 50
 
 [analysis]
 tests = ["2v2", "rsa"]
@@ -209,7 +209,7 @@ def test_grid_family_wise_p_comes_from_the_max_statistic_null(
         column = [c for c in cells if c["test"] == r["test"] and c["layer_b"] == "layer.6"]
         best = max(column, key=lambda c: c["statistic"])
         assert r["peak_space"] == best["space_a"] and r["statistic"] == best["statistic"]
-        assert r["n_layers"] == 19 and r["n_bootstrap"] == 100
+        assert r["n_layers"] == 19 and r["n_bootstrap"] == 50
         assert 0.0 <= r["depth_ci_low"] <= r["depth_ci_high"] <= 1.0
 
 
