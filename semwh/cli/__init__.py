@@ -11,6 +11,7 @@ from rich.markup import escape
 from semwh import __version__
 from semwh.cli import analyze, db, extract, ingest, sql
 from semwh.cli import demo as demo_cmd
+from semwh.cli import embed as embed_cmd
 from semwh.cli import export as export_cmd
 from semwh.cli import models as models_cmd
 from semwh.cli import query as query_cmd
@@ -75,6 +76,7 @@ app.command("run")(run_cmd.run)
 app.command("demo")(demo_cmd.demo)
 app.command("extract")(extract.extract)
 app.command("models")(models_cmd.models)
+app.command("embed")(embed_cmd.embed)
 app.command("verify")(verify_cmd.verify)
 
 

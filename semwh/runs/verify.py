@@ -29,7 +29,7 @@ from semwh.errors import ConfigError, NotFoundError, SemwhError
 from semwh.runs import store
 from semwh.runs.comparison import plan_comparison, run_comparison
 from semwh.runs.options import MEASURES
-from semwh.runs.provenance import library_versions
+from semwh.runs.provenance import concepts_sha256, library_versions
 from semwh.runs.recovery import recovery_inputs, run_recovery_layer, top1_predictions
 from semwh.vectors import SpaceVectors, load_space
 from semwh.vectors.store import content_sha256
@@ -293,6 +293,18 @@ def _verify_comparison(
     options = store.stored_options(test, row)
     hashes = {row.space_a: row.space_a_sha256, row.space_b: row.space_b_sha256}
     a, b = checker.spaces[row.space_a], checker.spaces[row.space_b]
+    if concepts_sha256(sorted(set(a.wnids) & set(b.wnids))) != row.concepts_sha256:
+        # A grid's cell: computed over the concepts every space of its grid shares.
+        from semwh.runs.grid import grid_concepts, restrict
+
+        def load(name: str) -> SpaceVectors:
+            if name not in checker.spaces:
+                checker.spaces[name] = load_space(checker.wh, name)
+            return checker.spaces[name]
+
+        wnids = grid_concepts(session, load, test, row.result_id, row.concepts_sha256)
+        if wnids is not None:
+            a, b = restrict(a, wnids), restrict(b, wnids)
     try:
         record = run_comparison(plan_comparison(a, b, options, hashes))
     except SemwhError as exc:

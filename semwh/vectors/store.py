@@ -235,7 +235,7 @@ class PreparedSpace:
 
 
 def _validated(name: str, kind: str, wnids: Sequence[str], vectors: np.ndarray):  # noqa: ANN202
-    check_name(name, "space", layer=kind == "layer")
+    check_name(name, "space", layer=kind in ("layer", "text-layer"))
     matrix = _as_matrix(vectors)
     order = sorted(range(len(wnids)), key=lambda i: wnids[i])
     sorted_wnids = [wnids[i] for i in order]

@@ -54,6 +54,8 @@ VECTOR_FILE_SEQ = _seq("vector_files_id_seq")
 ANALYSIS_RUN_SEQ = _seq("analysis_runs_id_seq")
 RESULT_SEQ = _seq("results_id_seq")
 SWEEP_SEQ = _seq("sweeps_id_seq")
+TEXT_MODEL_SEQ = _seq("text_models_id_seq")
+GRID_SEQ = _seq("grids_id_seq")
 
 
 # SQLite only autoincrements INTEGER PRIMARY KEY; DuckDB and PostgreSQL draw from the sequence.
@@ -195,7 +197,7 @@ class Space(Base):
 
     space_id: Mapped[int] = _pk(SPACE_SEQ)
     name: Mapped[str] = mapped_column(String, nullable=False, unique=True)
-    kind: Mapped[str] = mapped_column(String, nullable=False)  # layer|word|external
+    kind: Mapped[str] = mapped_column(String, nullable=False)  # layer|text-layer|word|external
     model: Mapped[str | None] = mapped_column(String)
     layer: Mapped[str | None] = mapped_column(String)
     layer_id: Mapped[int | None] = mapped_column(ForeignKey("layers.layer_id"))
@@ -533,6 +535,90 @@ class SweepMember(Base):
     test: Mapped[str] = mapped_column(String, primary_key=True)  # rsa|2v2|recovery
     result_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     p_fdr: Mapped[float | None] = mapped_column(Double)
+
+
+class TextModel(Base):
+    """A language model whose layers over concept texts are stored as ``text-layer`` spaces."""
+
+    __tablename__ = "text_models"
+
+    text_model_id: Mapped[int] = _pk(TEXT_MODEL_SEQ)
+    name: Mapped[str] = mapped_column(String, nullable=False, unique=True)
+    source: Mapped[str] = mapped_column(String, nullable=False)  # hf:ID_OR_DIR, st:DIR, ...
+    loader: Mapped[str] = mapped_column(String, nullable=False)  # hf|sentence-transformers
+    architecture: Mapped[str] = mapped_column(String, nullable=False)
+    causal: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    n_layers: Mapped[int] = mapped_column(Integer, nullable=False)  # hidden states stored
+    dim: Mapped[int] = mapped_column(Integer, nullable=False)
+    weights_sha256: Mapped[str] = mapped_column(String, nullable=False)
+    tokenizer_sha256: Mapped[str] = mapped_column(String, nullable=False)
+    templates: Mapped[str] = mapped_column(Text, nullable=False)  # JSON list
+    pooling: Mapped[str] = mapped_column(String, nullable=False)  # mean|cls|last
+    max_length: Mapped[int] = mapped_column(Integer, nullable=False)
+    n_concepts: Mapped[int] = mapped_column(Integer, nullable=False)
+    concepts_sha256: Mapped[str] = mapped_column(String, nullable=False)
+    n_truncated: Mapped[int] = mapped_column(Integer, nullable=False)
+    truncated: Mapped[str] = mapped_column(Text, nullable=False)  # JSON [{wnid, text, tokens}]
+    identity_sha256: Mapped[str] = mapped_column(String, nullable=False)
+    params: Mapped[str] = mapped_column(Text, nullable=False)  # JSON
+    semwh_version: Mapped[str] = mapped_column(String, nullable=False)
+    library_versions: Mapped[str] = mapped_column(Text, nullable=False)  # JSON
+    seconds: Mapped[float | None] = mapped_column(Double)
+    created_at: Mapped[datetime] = _created()
+
+
+class Grid(Base):
+    """A max-statistic test over a grid of stored results (one sweep family, one test).
+
+    ``kind`` is ``grid`` (every space of side A against every space of side B) or ``peak``
+    (a model's layers against one target, with a bootstrap interval of the peak's depth).
+    """
+
+    __tablename__ = "grids"
+
+    grid_id: Mapped[int] = _pk(GRID_SEQ)
+    created_at: Mapped[datetime] = _created()
+    kind: Mapped[str] = mapped_column(String, nullable=False)  # grid|peak
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.sweep_id"), nullable=False)
+    analysis_id: Mapped[int | None] = mapped_column(ForeignKey("analysis_runs.analysis_id"))
+    test: Mapped[str] = mapped_column(String, nullable=False)  # rsa|2v2
+    side_a: Mapped[str] = mapped_column(String, nullable=False)  # model name or "spaces"
+    side_b: Mapped[str] = mapped_column(String, nullable=False)
+    n_rows: Mapped[int] = mapped_column(Integer, nullable=False)
+    n_cols: Mapped[int] = mapped_column(Integer, nullable=False)
+    n_cells: Mapped[int] = mapped_column(Integer, nullable=False)  # cells in the family
+    n_concepts: Mapped[int] = mapped_column(Integer, nullable=False)
+    concepts_sha256: Mapped[str] = mapped_column(String, nullable=False)
+    n_permutations: Mapped[int] = mapped_column(Integer, nullable=False)
+    seed: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    best_space_a: Mapped[str] = mapped_column(String, nullable=False)
+    best_space_b: Mapped[str] = mapped_column(String, nullable=False)
+    best_statistic: Mapped[float] = mapped_column(Double, nullable=False)
+    p_fwe_best: Mapped[float] = mapped_column(Double, nullable=False)
+    null_max: Mapped[str] = mapped_column(Text, nullable=False)  # JSON list, stream order
+    n_bootstrap: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    level: Mapped[float | None] = mapped_column(Double)
+    peak_relative_depth: Mapped[float | None] = mapped_column(Double)
+    depth_ci_low: Mapped[float | None] = mapped_column(Double)
+    depth_ci_high: Mapped[float | None] = mapped_column(Double)
+    params: Mapped[str] = mapped_column(Text, nullable=False)  # JSON
+
+
+class GridCell(Base):
+    """One cell of a grid: the stored result it reads and its family-wise p."""
+
+    __tablename__ = "grid_cells"
+
+    grid_id: Mapped[int] = mapped_column(ForeignKey("grids.grid_id"), primary_key=True)
+    row_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    col_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    space_a: Mapped[str] = mapped_column(String, nullable=False)
+    space_b: Mapped[str] = mapped_column(String, nullable=False)
+    test: Mapped[str] = mapped_column(String, nullable=False)
+    result_id: Mapped[int | None] = mapped_column(BigInteger)  # None: degenerate, left out
+    statistic: Mapped[float | None] = mapped_column(Double)
+    p_value: Mapped[float | None] = mapped_column(Double)
+    p_fwe: Mapped[float | None] = mapped_column(Double)
 
 
 class WarehouseSetting(Base):

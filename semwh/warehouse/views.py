@@ -1,13 +1,13 @@
 """Views over the registry and the Parquet tree: the one module that knows Parquet paths in SQL.
 
-``layer_curves``, ``measure_curves``, ``sweep_curves`` and ``sweep_results`` are persistent
-views created by migrations. ``vectors`` depends on where the vectors root is reached from (a
-mounted folder, an object store), so it is a temporary view created on every read connection,
-over the files that are *registered* in ``vector_files`` only: a half-written or orphaned
-Parquet file is never visible. A registered file that is missing or whose size differs from
-its record makes the view raise a message naming the files when it is read (never fewer rows
-in silence), while the registry tables stay queryable. On a folder DuckDB reads the files
-itself; on an object store it scans an Arrow dataset that reaches them through
+``grid_results``, ``layer_curves``, ``measure_curves``, ``sweep_curves`` and ``sweep_results``
+are persistent views created by migrations. ``vectors`` depends on where the vectors root is
+reached from (a mounted folder, an object store), so it is a temporary view created on every
+read connection, over the files that are *registered* in ``vector_files`` only: a half-written
+or orphaned Parquet file is never visible. A registered file that is missing or whose size
+differs from its record makes the view raise a message naming the files when it is read (never
+fewer rows in silence), while the registry tables stay queryable. On a folder DuckDB reads the
+files itself; on an object store it scans an Arrow dataset that reaches them through
 :mod:`pyarrow.fs`, with the credentials of the machine running the query.
 """
 
@@ -17,7 +17,9 @@ import duckdb
 
 from semwh.warehouse.storage import VectorsRoot
 
-VIEW_NAMES = frozenset({"layer_curves", "measure_curves", "sweep_curves", "sweep_results"})
+VIEW_NAMES = frozenset(
+    {"grid_results", "layer_curves", "measure_curves", "sweep_curves", "sweep_results"}
+)
 
 VECTOR_COLUMNS = "space, wnid, image_id, vector"
 

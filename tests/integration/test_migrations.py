@@ -220,7 +220,7 @@ def test_upgrade_downgrade_upgrade_on_an_empty_warehouse(warehouse: Warehouse) -
     assert upgrade(warehouse) == head
     tables, seqs = _user_objects(warehouse)
     assert tables == set(Base.metadata.tables) | VIEWS | {"alembic_version"}
-    assert len(seqs) == 11
+    assert len(seqs) == 13
 
 
 def test_upgrade_downgrade_upgrade_on_a_populated_warehouse(warehouse: Warehouse) -> None:

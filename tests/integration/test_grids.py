@@ -1,0 +1,169 @@
+"""Grids and peak-layer tests on a small real warehouse: stored as one sweep family with a
+max-statistic test, found again on a rerun, queried by name, drawn as heatmaps that render in
+headless Chromium, and run from the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from semwh.analyze import benjamini_hochberg
+from semwh.analyze.maxstat import max_statistic
+from semwh.query import run_query
+from semwh.report import build_report
+from semwh.runs import store
+from semwh.runs.grid import grid, peak_layer
+from semwh.runs.verify import verify
+from semwh.vectors import save_space
+from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.models import Concept, Grid, GridCell, Sweep, SweepMember
+from tests.conftest import run_cli
+from tests.integration.test_report import dump_dom
+
+pytestmark = pytest.mark.integration
+
+WNIDS = [f"n{10000000 + k:08d}" for k in range(14)]
+
+
+def _fill(wh: Warehouse, seed: int = 0) -> None:
+    """Concepts, a 3-layer vision model, a 2-layer text model and a word space, all sharing
+    a structure of increasing strength; the text model misses one concept."""
+    rng = np.random.default_rng(seed)
+    with wh.session() as s:
+        for w in WNIDS:
+            s.add(Concept(wnid=w, name=w, origin="file"))
+    truth = rng.normal(size=(len(WNIDS), 6))
+    for d, layer in enumerate(["l0", "l1", "l2"]):
+        noise = rng.normal(size=(len(WNIDS), 8))
+        x = np.hstack([truth * d, np.zeros((len(WNIDS), 2))]) + noise
+        save_space(
+            wh,
+            f"vis/{layer}",
+            "layer",
+            WNIDS,
+            x,
+            model="vis",
+            layer=layer,
+            depth_index=d,
+            relative_depth=d / 2,
+        )
+    for d, layer in enumerate(["embeddings", "layer.1"]):
+        x = truth[:-1] * (1 + d) + rng.normal(size=(len(WNIDS) - 1, 6))
+        save_space(
+            wh,
+            f"txt/{layer}",
+            "text-layer",
+            WNIDS[:-1],
+            x,
+            model="txt",
+            layer=layer,
+            depth_index=d,
+            relative_depth=float(d),
+        )
+    save_space(wh, "words", "word", WNIDS, truth + 0.5 * rng.normal(size=truth.shape))
+
+
+def test_grid_is_one_family_with_a_max_statistic_test(warehouse: Warehouse) -> None:
+    _fill(warehouse)
+    result = grid(warehouse, "vis", "txt", permutations=30, seed=5)
+    assert [g.test for g in result.grids] == ["2v2", "rsa"] and result.computed == 12
+    with warehouse.session() as s:
+        members = s.scalars(select(SweepMember).where(SweepMember.sweep_id == result.sweep_id))
+        p_fdr = {(m.test, m.result_id): m.p_fdr for m in members}
+        sweep = s.get(Sweep, result.sweep_id)
+        assert sweep is not None and sweep.status == "complete" and sweep.n_tests == 12
+        for g in result.grids:
+            cells = result.cells[g.grid_id]
+            assert [(c.row_index, c.col_index) for c in cells] == [
+                (i, j) for i in range(3) for j in range(2)
+            ]
+            assert g.n_concepts == len(WNIDS) - 1  # the concepts every space has
+            nulls = [store.null_values(s, g.test, c.result_id) for c in cells]
+            again = max_statistic([c.statistic for c in cells], nulls)
+            assert [c.p_fwe for c in cells] == pytest.approx(list(again.p_fwe), abs=1e-12)
+            assert json.loads(g.null_max) == pytest.approx(list(again.null), abs=1e-12)
+            assert g.p_fwe_best == pytest.approx(again.p_best)
+            best = cells[again.best]
+            assert (g.best_space_a, g.best_space_b) == (best.space_a, best.space_b)
+    # BH over every cell of both tests: one family.
+    keys = sorted(p_fdr)
+    stored = {(c.test, c.result_id): c.p_value for cs in result.cells.values() for c in cs}
+    expected = benjamini_hochberg([stored[k] for k in keys])
+    assert [p_fdr[k] for k in keys] == pytest.approx(list(expected))
+    rows = run_query(warehouse, "grid_cells", {"test": "rsa"}).table.to_pylist()
+    assert len(rows) == 6 and sum(r["is_best"] for r in rows) == 1
+    assert [r["layer_a"] for r in rows[::2]] == ["l0", "l1", "l2"]
+    # The same grid again is the stored one; nothing is recomputed.
+    again_result = grid(warehouse, "vis", "txt", permutations=30, seed=5)
+    assert again_result.reused and again_result.sweep_id == result.sweep_id
+    with warehouse.session() as s:
+        assert len(s.scalars(select(Grid)).all()) == 2
+        assert len(s.scalars(select(GridCell)).all()) == 12
+
+
+def test_peak_layer_has_a_family_wise_p_and_a_depth_interval(warehouse: Warehouse) -> None:
+    _fill(warehouse)
+    result = peak_layer(warehouse, "vis", "words", permutations=40, bootstrap=60, seed=2)
+    for g in result.grids:
+        assert g.kind == "peak" and g.n_rows == 3 and g.n_cols == 1 and g.n_bootstrap == 60
+        assert g.best_space_a == "vis/l2" and g.peak_relative_depth == 1.0
+        assert 0.0 <= g.depth_ci_low <= g.depth_ci_high <= 1.0
+        assert g.p_fwe_best == pytest.approx(1 / 41)
+    rows = run_query(warehouse, "peak_inference", {"model": "vis"}).table.to_pylist()
+    assert [(r["test"], r["peak_layer"], r["n_bootstrap"]) for r in rows] == [
+        ("2v2", "l2", 60),
+        ("rsa", "l2", 60),
+    ]
+    with pytest.raises(Exception, match="one target"):
+        grid(warehouse, "vis", "txt", kind="peak", permutations=5, seed=1)
+
+
+def test_cli_grid_and_its_heatmap_render_in_chromium(warehouse: Warehouse, tmp_path: Path) -> None:
+    _fill(warehouse)
+    root = str(warehouse.root)
+    proc = run_cli(
+        "--warehouse",
+        root,
+        "analyze",
+        "grid",
+        "--a",
+        "vis",
+        "--b",
+        "txt/embeddings,txt/layer.1,words",
+        "-n",
+        "20",
+        "--seed",
+        "3",
+    )
+    assert "vis/l2" in proc.stdout and "p_fwe_best" in proc.stdout
+    # verify recomputes every cell over the grid's concepts (13: the text model lacks one),
+    # also the cells against the word space, whose two spaces share all 14.
+    with warehouse.session() as s:
+        (sweep_id,) = s.scalars(select(Grid.sweep_id)).unique().all()
+    report = verify(warehouse, sweep_id=sweep_id)
+    assert len(report.verdicts) == 18
+    assert {v.status for v in report.verdicts} == {"reproduced"}, report.verdicts[:2]
+    assert "max-statistic" in proc.stderr
+    info = build_report(warehouse, tmp_path / "report")
+    heatmaps = sorted(p.name for p in info.figures if p.name.startswith("grid_"))
+    assert len(heatmaps) == 4  # 2 vs 2 and RSA, PNG and SVG
+    page = info.html.read_text()
+    assert "<h2>Layer grids</h2>" in page
+    # The grid's cells with a vision layer on side A are also layer curves: against the word
+    # space, and against the text model's layers (one figure per test, a line per text
+    # layer); then the 2 heatmaps.
+    pngs = sorted(p.name for p in info.figures if p.suffix == ".png")
+    assert pngs[:4] == [
+        "2v2_txt_layers.png",
+        "2v2_words.png",
+        "grid_1_2v2_vis_spaces.png",
+        "grid_2_rsa_vis_spaces.png",
+    ]
+    assert len(pngs) == 6
+    dom = dump_dom(info.html, tmp_path / "profile")
+    assert 'data-figures="6/6"' in dom, dom[:300]
+    assert dom.count('id="fig-grid_') == 2
