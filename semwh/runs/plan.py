@@ -16,9 +16,22 @@ from semwh.resources import human_bytes
 #: Bytes of one float64 entry.
 _F64 = 8
 
-#: Working memory of the row-blocked checks and kernels, whatever n: a few blocks of 4 Mi
-#: entries (the checks) and the 2 vs 2 kernel's block arrays (at most 512 MiB).
-_BLOCK_BYTES = 5 * (1 << 22) * _F64 + 512 * 2**20
+#: Entries of one block of the row-blocked input checks (semwh.analyze._checks).
+_CHECK_BLOCK_ENTRIES = 1 << 22
+#: The 2 vs 2 kernel's block arrays: about 30 float64 arrays of rows x n, rows at least 64 (or
+#: n) and about 2**18 / n, and at most 512 MiB in all (semwh.analyze.two_vs_two.block_rows).
+_KERNEL_ARRAYS = 30
+_KERNEL_BLOCK_ENTRIES = 1 << 18
+_KERNEL_MAX_BYTES = 512 * 2**20
+
+
+def _block_bytes(n: int) -> int:
+    """Working memory of the row-blocked checks and kernels at ``n`` concepts: a few check
+    blocks (at most 4 Mi entries each) and the 2 vs 2 kernel's block arrays."""
+    checks = 5 * min(_CHECK_BLOCK_ENTRIES, n * n) * _F64
+    rows = min(n, max(64, _KERNEL_BLOCK_ENTRIES // max(n, 1)))
+    kernel = min(_KERNEL_ARRAYS * _F64 * n * rows, _KERNEL_MAX_BYTES)
+    return checks + kernel
 
 
 @dataclass(frozen=True)
@@ -100,7 +113,7 @@ def work_bytes(
     m = n * (n - 1) // 2
     square = n * n * _F64
     # The vectors (float64, and their normalised copies) and one tile of products.
-    total = 2 * n * sum(dims) * _F64 + 256 * n * _F64 + _BLOCK_BYTES
+    total = 2 * n * sum(dims) * _F64 + 256 * n * _F64 + _block_bytes(n)
     if test == "2v2":
         # Low-rank search of the single test: a few n x 512 arrays.
         total += 4 * n * 512 * _F64

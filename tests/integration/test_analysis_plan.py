@@ -93,15 +93,24 @@ def test_cli_prints_the_plan_and_refuses_what_cannot_fit(warehouse: Warehouse) -
         "--b",
         "words",
         "--memory",
-        "1M",
+        "10K",
         check=False,
     )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert "RAM:" in proc.stderr and "needed, 1.0 MB available" in proc.stderr
+    assert "RAM:" in proc.stderr and "needed, 10.0 KB available" in proc.stderr
     assert "needs about" in proc.stderr and "raise --memory" in proc.stderr
     with warehouse.session() as session:
         assert session.scalars(select(ResultRSA)).first() is None
         assert session.scalars(select(Result2v2)).first() is None
+
+
+def test_small_comparisons_need_little_memory() -> None:
+    """The blocked kernels' working memory scales with n: 30 concepts of 2048 and 300
+    features need a few megabytes (mostly their vectors), whatever the method."""
+    for test, metric in (("rsa", "spearman"), ("rsa", "pearson"), ("2v2", "pearson")):
+        plan = _plan(test, metric, 512 * 2**20, n=30)
+        assert plan.fits and plan.work_bytes < 2 * 2**20, (test, metric, plan.work_bytes)
+        check_analysis_plan(plan)
 
 
 def test_plan_counts_every_option() -> None:
