@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from semwh.config import load_settings
+from semwh.errors import NotFoundError
 from semwh.warehouse.layout import Warehouse, open_warehouse, warehouse_from_settings
 from semwh.warehouse.readonly import QueryResult, run_sql
 
@@ -105,9 +106,21 @@ class SemanticWarehouse:
         return load_space(self.warehouse, name)
 
     def null(self, test: str, result_id: int) -> np.ndarray | None:
-        """The stored permutation null of one RSA or 2 vs 2 result (None without one)."""
-        from semwh.runs.comparison import permutation_null
+        """The stored permutation null of one result of ``test`` (rsa, 2v2, cka, knn,
+        reg2v2), in the order the permutations were drawn; None when it has none.
 
+        Raises:
+            NotFoundError: No result of ``test`` with that id.
+        """
+        from semwh.runs.comparison import permutation_null
+        from semwh.runs.options import MEASURES, TESTS, check_choice
+
+        check_choice(test, (*TESTS, *MEASURES), "test")
+        table = "results_measures" if test in MEASURES else f"results_{test}"
+        where = "result_id = $id" + (" AND measure = $test" if test in MEASURES else "")
+        params: dict[str, Any] = {"id": result_id, **({"test": test} if test in MEASURES else {})}
+        if not self.sql(f"SELECT 1 FROM {table} WHERE {where}", params).num_rows:
+            raise NotFoundError(f"no {test} result with id {result_id} in {self.root}")
         values = permutation_null(self.warehouse, test, result_id)
         return None if values is None else np.asarray(values, dtype=float)
 
@@ -161,14 +174,20 @@ class SemanticWarehouse:
         return name
 
     def compare(self, space_a: str, space_b: str, test: str = "rsa", **options: Any) -> dict:
-        """Compare two spaces and store the result (``semwh analyze rsa|2v2``).
+        """Compare two spaces and store the result (``semwh analyze rsa|2v2|cka|knn|reg2v2``).
 
-        ``options`` are those of :func:`semwh.runs.compare` (permutations, seed, similarity,
-        method, distance, bootstrap, tie_tol, device, force). Returns the stored row as a dict
-        (its ``result_id`` finds it in ``results_rsa`` / ``results_2v2``).
+        ``options`` are those of :func:`semwh.runs.compare` for rsa and 2v2 (permutations,
+        seed, similarity, method, distance, bootstrap, tie_tol, device, force) and of
+        :func:`semwh.runs.measures.measure` for cka, knn and reg2v2 (estimator, k, distance,
+        penalties, permutations, seed, force). Returns the stored row as a dict; its
+        ``result_id`` finds it in ``results_rsa``, ``results_2v2`` or ``results_measures``.
         """
         from semwh.runs import compare
+        from semwh.runs.measures import measure
+        from semwh.runs.options import MEASURES
 
+        if test in MEASURES:
+            return _row_dict(measure(self.warehouse, space_a, space_b, test, **options))
         return _row_dict(compare(self.warehouse, space_a, space_b, test, **options))
 
     def sweep(

@@ -16,6 +16,7 @@ import http.client
 import io
 import os
 import re
+import stat
 import threading
 import time
 import urllib.error
@@ -98,8 +99,8 @@ def read_manifest(path: Path) -> list[SampleFile]:
             raise InputError(f"{path}: line {line}: {name!r} is not a plain file name")
         if name in seen:
             raise InputError(f"{path}: line {line}: {name} is listed twice")
-        if not size.isdigit():
-            raise InputError(f"{path}: line {line}: size {size!r} is not a byte count")
+        if not size.isdigit() or int(size) == 0:
+            raise InputError(f"{path}: line {line}: size {size!r} is not a positive byte count")
         if not _SHA256.fullmatch(sha.lower()):
             raise InputError(f"{path}: line {line}: {sha!r} is not a SHA-256 in hex")
         seen.add(name)
@@ -122,13 +123,32 @@ def default_cache_root() -> Path:
 
 
 def _complete(path: Path, entry: SampleFile) -> bool:
-    """``path`` is a regular file with the manifest's size and hash."""
+    """``path`` is a regular file (not a link) with the manifest's size and hash."""
     try:
-        if not path.is_file() or path.stat().st_size != entry.size:
+        if not _regular(path) or path.stat().st_size != entry.size:
             return False
     except OSError:
         return False
     return sha256_file(path) == entry.sha256
+
+
+def _regular(path: Path) -> bool:
+    """A regular file itself, not a link to one."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _clear(path: Path) -> None:
+    """Remove a file or link at ``path`` (never following it); a folder is an error."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(mode):
+        raise ConfigError(f"{path} is a folder where a sample file belongs: remove it, then rerun")
+    path.unlink()
 
 
 @contextmanager
@@ -179,7 +199,9 @@ class _Transfer:
         for attempt in range(ATTEMPTS):
             if attempt:
                 time.sleep(min(0.2 * 2**attempt, 2.0))
-            offset = part.stat().st_size if part.is_file() else 0
+            if not _regular(part):
+                _clear(part)  # a link or other non-file under the part's name: start afresh
+            offset = part.stat().st_size if _regular(part) else 0
             if offset > entry.size:
                 part.unlink()
                 offset = 0
@@ -190,7 +212,7 @@ class _Transfer:
                 reason = _describe(exc)
                 continue
             finally:
-                have = part.stat().st_size if part.is_file() else 0
+                have = part.stat().st_size if _regular(part) else 0
                 if have != counted:
                     self.advance(have - counted, fetched=True)
                     counted = have
@@ -198,6 +220,7 @@ class _Transfer:
                 reason = f"the transfer stopped at {offset} of {entry.size} bytes"
                 continue
             if offset == entry.size and sha256_file(part) == entry.sha256:
+                _clear(final)
                 os.replace(part, final)
                 return
             # Wrong bytes (more than the manifest says, or another hash): start over.
@@ -225,7 +248,8 @@ class _Transfer:
         with response:
             if offset and response.status != 206:
                 offset = 0  # the server ignored the range: take the whole file
-            with part.open("r+b" if offset else "wb") as handle:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (0 if offset else os.O_TRUNC)
+            with os.fdopen(os.open(part, flags, 0o644), "wb") as handle:
                 handle.seek(offset)
                 handle.truncate()
                 while chunk := response.read(CHUNK_BYTES):
@@ -279,8 +303,7 @@ def fetch_samples(
             if _complete(path, entry):
                 transfer.advance(entry.size, fetched=False)
             else:
-                if path.is_file() or path.is_symlink():
-                    path.unlink()
+                _clear(path)
                 missing.append(entry)
         failures: list[str] = []
         if missing:
@@ -311,4 +334,6 @@ def _attempt(transfer: _Transfer, entry: SampleFile, folder: Path) -> str | None
         transfer.fetch(entry, folder)
     except ConfigError as exc:
         return str(exc)
+    except OSError as exc:
+        return f"could not write {folder / entry.name}: {exc.strerror or exc}"
     return None

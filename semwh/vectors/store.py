@@ -237,6 +237,11 @@ class PreparedSpace:
 def _validated(name: str, kind: str, wnids: Sequence[str], vectors: np.ndarray):  # noqa: ANN202
     check_name(name, "space", layer=kind in ("layer", "text-layer"))
     matrix = _as_matrix(vectors)
+    if len(wnids) != matrix.shape[0]:
+        raise InputError(
+            f"space {name!r}: {len(wnids)} concepts for {matrix.shape[0]} vectors "
+            "(give one wnid per row)"
+        )
     order = sorted(range(len(wnids)), key=lambda i: wnids[i])
     sorted_wnids = [wnids[i] for i in order]
     for a, b in zip(sorted_wnids, sorted_wnids[1:], strict=False):

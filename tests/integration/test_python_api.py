@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 import semwh
-from semwh.errors import ReadOnlyError, WarehouseError
+from semwh.errors import InputError, NotFoundError, ReadOnlyError, WarehouseError
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -66,6 +66,17 @@ def test_api_results_are_arrow_and_dataframes(tmp_path: Path) -> None:
     assert wh.compare("a", "b", test="2v2", permutations=20, seed=5) == row  # reused
     with pytest.raises(ReadOnlyError):
         wh.sql("DROP TABLE spaces")
+    # The measures run from Python too, their nulls come back, unknown ids are named.
+    cka = wh.compare("a", "b", test="cka", estimator="biased", permutations=15, seed=2)
+    assert cka["measure"] == "cka" and cka["estimator"] == "biased"
+    assert wh.null("cka", cka["result_id"]).shape == (15,)
+    assert wh.null("2v2", row["result_id"]).shape == (20,)
+    with pytest.raises(NotFoundError, match="no rsa result with id 999"):
+        wh.null("rsa", 999)
+    # One wnid per row, or a clear refusal that stores nothing.
+    with pytest.raises(InputError, match="2 concepts for 3 vectors"):
+        wh.add_space("short", wnids[:2], np.ones((3, 2)))
+    assert "short" not in wh.spaces().table.column("name").to_pylist()
     assert repr(wh) == f"semwh.open({str(wh.root)!r})"
 
 

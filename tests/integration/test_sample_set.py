@@ -197,6 +197,7 @@ def test_shipped_manifest_lists_the_public_sample() -> None:
         ("name,size\n", "line 1 must be the header"),
         ("file,size,sha256\n../x.jpg,1," + "0" * 64 + "\n", "line 2: '../x.jpg' is not a plain"),
         ("file,size,sha256\na.jpg,ten," + "0" * 64 + "\n", "line 2: size 'ten'"),
+        ("file,size,sha256\na.jpg,0," + "0" * 64 + "\n", "line 2: size '0' is not a positive"),
         ("file,size,sha256\na.jpg,1,abc\n", "line 2: 'abc' is not a SHA-256"),
         ("file,size,sha256\n", "lists no files"),
     ],
@@ -214,3 +215,26 @@ def test_the_cache_folder_follows_xdg(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert default_cache_root() == tmp_path / "semwh"
     assert os.fspath(sample_folder(tmp_path, packaged_manifest())).startswith(str(tmp_path))
+
+
+def test_links_in_the_cache_are_never_followed(server, files, manifest, tmp_path) -> None:
+    """A link under a part's or a file's name is replaced, never written through or trusted."""
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me", encoding="utf-8")
+    (folder / (files[0].name + PART_SUFFIX)).symlink_to(victim)
+    (folder / files[1].name).symlink_to(files[1])  # the right bytes, but through a link
+    summary = fetch_samples(folder, manifest, server.url)
+    assert victim.read_text(encoding="utf-8") == "keep me"
+    assert summary.n_downloaded == N_FILES
+    assert not any(p.is_symlink() for p in folder.iterdir())
+    assert_complete(folder, files)
+
+
+def test_a_folder_at_a_file_name_is_one_line(server, files, manifest, tmp_path) -> None:
+    folder = tmp_path / "cache"
+    (folder / files[2].name).mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"is a folder where a sample file belongs: remove it"):
+        fetch_samples(folder, manifest, server.url)
+    assert server.requests == []
