@@ -38,6 +38,8 @@ def test_every_analyze_command_has_help_ending_in_an_example() -> None:
         "diff",
         "recovery",
         "sweep",
+        "grid",
+        "peak",
     }
     for name, command in group.commands.items():
         last = (command.help or "").strip().splitlines()[-1]

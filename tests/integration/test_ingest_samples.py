@@ -63,7 +63,7 @@ def test_every_ingest_command_ends_its_help_with_an_example():
     from semwh.cli.ingest import app
 
     names = sorted(c.name for c in app.registered_commands)
-    assert names == ["concepts", "images", "space", "words"]
+    assert names == ["concepts", "images", "rdm", "space", "words"]
     for command in app.registered_commands:
         lines = command.callback.__doc__.strip().splitlines()
         assert lines[-1].strip().startswith("Example: semwh ingest " + command.name)

@@ -95,6 +95,9 @@ def _external_file(tmp_path: Path, fmt: str) -> Path:
     return path
 
 
+GRID_QUERIES = {"grid_cells", "peak_inference"}
+
+
 def test_every_query_runs_and_returns_its_declared_columns(synth: Warehouse, tmp_path: Path):
     params = {
         "pair_disagreement": {"space_a": "toy/l2", "space_b": "words"},
@@ -104,7 +107,9 @@ def test_every_query_runs_and_returns_its_declared_columns(synth: Warehouse, tmp
     }
     for q in list_queries():
         result = run_query(synth, q.name, params.get(q.name), allow_read=[tmp_path])
-        assert result.table.num_rows > 0, q.name
+        # The synthetic warehouse holds no grid; tests/integration/test_grids.py reads these
+        # two queries' rows on one. Their columns are checked here all the same.
+        assert result.table.num_rows > 0 or q.name in GRID_QUERIES, q.name
         declared = list(q.columns)
         if q.name.startswith("external_join"):
             declared = declared[: declared.index("recovery_rate") + 1] + ["rating"]
