@@ -4,15 +4,21 @@ command's own wiring is what is checked."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
 
+from semwh import runs
+from semwh.query import run_query
+from semwh.vectors import save_space
 from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.readonly import run_sql
 from tests.conftest import run_cli
 from tests.integration.test_analyze import (  # noqa: F401  (fixtures)
     template,
     warehouse,
+    wnids,
     world,
 )
 
@@ -45,3 +51,76 @@ def test_report_heatmap_is_drawn_without_a_sweep_and_checked(
     cli(warehouse, "report", str(tmp_path / "c"), "--heatmap", "words:cosine")
     assert (tmp_path / "c" / "figures" / "heatmap_words_cosine.svg").is_file()
     assert "words: cosine similarity" in (tmp_path / "c" / "report.html").read_text()
+
+
+# Columns of each stored result that a refresh must repeat exactly.
+OPTION_COLUMNS = {
+    "rsa": ("results_rsa", "similarity, method, bootstrap, n_permutations, seed"),
+    "2v2": ("results_2v2", "similarity, distance, tie_tol, bootstrap, n_permutations, seed"),
+    "cka": ("results_measures", "estimator, n_permutations, seed"),
+    "knn": ("results_measures", "k, n_permutations, seed"),
+    "reg2v2": ("results_measures", "distance, penalties, tie_tol, n_permutations, seed"),
+}
+
+
+def options_of(wh: Warehouse, test: str, space: str) -> list[tuple]:
+    table, columns = OPTION_COLUMNS[test]
+    where = f"space_b = '{space.replace(chr(39), chr(39) * 2)}'"
+    if table == "results_measures":
+        where += f" AND measure = '{test}'"
+    sql = f"SELECT {columns}, space_b_sha256 FROM {table} WHERE {where} ORDER BY result_id"
+    return [tuple(r.values()) for r in run_sql(wh, sql).table.to_pylist()]
+
+
+def test_refresh_commands_repeat_every_option_and_are_shell_safe(
+    warehouse: Warehouse, world
+) -> None:
+    name = "it's; rm -rf ~"
+    layer = world["layers"]["toy"][3]
+    save_space(warehouse, name, "word", wnids(), world["words"])
+    runs.compare(
+        warehouse,
+        layer,
+        name,
+        "rsa",
+        similarity="cosine",
+        method="pearson",
+        permutations=5,
+        seed=2,
+        bootstrap=4,
+    )
+    runs.compare(
+        warehouse,
+        layer,
+        name,
+        "2v2",
+        similarity="spearman",
+        distance="cosine",
+        permutations=5,
+        seed=2,
+        bootstrap=4,
+        tie_tol=1e-9,
+    )
+    runs.measure(warehouse, layer, name, "cka", estimator="biased", permutations=5, seed=2)
+    runs.measure(warehouse, layer, name, "knn", k=4, permutations=5, seed=2)
+    runs.measure(
+        warehouse,
+        layer,
+        name,
+        "reg2v2",
+        distance="pearson",
+        penalties=(0.1, 10.0),
+        tie_tol=1e-8,
+        permutations=5,
+        seed=2,
+    )
+    before = {test: options_of(warehouse, test, name) for test in OPTION_COLUMNS}
+    save_space(warehouse, name, "word", wnids(), 2.0 * world["words"], replace=True)
+    stale = run_query(warehouse, "stale_results", {"space": name}).table.to_pylist()
+    assert sorted(r["test"] for r in stale) == sorted(OPTION_COLUMNS)
+    for row in stale:
+        argv = shlex.split(row["refresh_command"])
+        assert argv[:3] == ["semwh", "analyze", row["test"]] and name in argv, argv
+        run_cli("--warehouse", str(warehouse.root), *argv[1:])
+        (old,), (_, new) = before[row["test"]], options_of(warehouse, row["test"], name)
+        assert new[:-1] == old[:-1] and new[-1] != old[-1], row["refresh_command"]
