@@ -7,9 +7,11 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from semwh import runs
+from semwh.errors import ConfigError
 from semwh.query import run_query
 from semwh.vectors import save_space
 from semwh.warehouse.layout import Warehouse
@@ -124,3 +126,20 @@ def test_refresh_commands_repeat_every_option_and_are_shell_safe(
         run_cli("--warehouse", str(warehouse.root), *argv[1:])
         (old,), (_, new) = before[row["test"]], options_of(warehouse, row["test"], name)
         assert new[:-1] == old[:-1] and new[-1] != old[-1], row["refresh_command"]
+
+
+def test_sweeps_that_cannot_run_are_refused_before_they_are_recorded(
+    warehouse: Warehouse, world
+) -> None:
+    rng = np.random.default_rng(0)
+    d = np.abs(rng.standard_normal((len(wnids()), len(wnids()))))
+    d = d + d.T
+    np.fill_diagonal(d, 0.0)
+    save_space(warehouse, "behaviour", "rdm", wnids(), d)
+    with pytest.raises(ConfigError, match=r"--words 'behaviour' is an RDM.*--tests cka"):
+        runs.sweep(warehouse, ["toy"], ["behaviour"], tests=["rsa", "cka"], seed=1)
+    with pytest.raises(ConfigError, match=r"--k 50: .*'words' share at most 14 .*1 to 13"):
+        runs.sweep(warehouse, ["toy"], ["words"], tests=["knn"], k=50, seed=1)
+    with pytest.raises(ConfigError, match="--diff-random .* --no-random"):
+        runs.sweep(warehouse, ["toy"], ["words"], include_random=False, control_diffs=True, seed=1)
+    assert run_sql(warehouse, "SELECT count(*) AS n FROM sweeps").table.to_pylist() == [{"n": 0}]
