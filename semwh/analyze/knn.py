@@ -91,7 +91,8 @@ class _Neighbours:
         n = a.shape[0]
         if isinstance(k, bool) or int(k) != k or not 1 <= int(k) <= n - 1:
             raise ConfigError(
-                f"k must be an integer from 1 to {n - 1} (the other concepts), got {k!r}"
+                f"--k {k!r}: spaces {space_a!r} and {space_b!r} share {n} concepts, so k must "
+                f"be an integer from 1 to {n - 1} (the other concepts)"
             )
         self.n, self.k = n, int(k)
         self.nb_b = neighbours(b, self.k, names, space_b)

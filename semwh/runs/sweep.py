@@ -30,6 +30,7 @@ from semwh.runs.options import (
     ComparisonOptions,
     MeasureOptions,
     check_choice,
+    check_seed,
 )
 from semwh.runs.provenance import derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec, ResultRecord
@@ -250,6 +251,7 @@ def sweep(
         DegenerateInputError: With ``strict``, a degenerate comparison (the message names
             the concepts and spaces).
     """
+    seed = check_seed(seed)
     if not tests:
         raise ConfigError(f"a sweep needs at least one test (choose {', '.join(SWEEP_TESTS)})")
     if control_diffs and not include_random:

@@ -143,3 +143,42 @@ def test_sweeps_that_cannot_run_are_refused_before_they_are_recorded(
     with pytest.raises(ConfigError, match="--diff-random .* --no-random"):
         runs.sweep(warehouse, ["toy"], ["words"], include_random=False, control_diffs=True, seed=1)
     assert run_sql(warehouse, "SELECT count(*) AS n FROM sweeps").table.to_pylist() == [{"n": 0}]
+
+
+def test_seeds_outside_64_bits_are_refused_before_anything_is_stored(
+    warehouse: Warehouse, world
+) -> None:
+    from semwh.runs.difference import diff
+    from semwh.runs.grid import grid, peak_layer
+
+    layer, big = world["layers"]["toy"][3], 2**63
+    calls = [
+        lambda: runs.compare(warehouse, layer, "words", "rsa", permutations=3, seed=big),
+        lambda: runs.compare(warehouse, layer, "words", "2v2", permutations=3, seed=big),
+        *(
+            lambda test=test: runs.measure(warehouse, layer, "words", test, k=3, seed=big)
+            for test in ("cka", "knn", "reg2v2")
+        ),
+        lambda: diff(warehouse, "rsa:1", "rsa:2", seed=big),
+        lambda: runs.sweep(warehouse, ["toy"], ["words"], seed=big),
+        lambda: grid(warehouse, "toy", ["words"], permutations=3, seed=big),
+        lambda: peak_layer(warehouse, "toy", "words", permutations=3, seed=big),
+    ]
+    for call in calls:
+        with pytest.raises(ConfigError, match="seed must be 0 or more and below 2\\*\\*63"):
+            call()
+    tables = ("analysis_runs", "sweeps", "results_rsa", "results_2v2", "results_measures")
+    for table in tables:
+        assert run_sql(warehouse, f"SELECT count(*) AS n FROM {table}").table.to_pylist() == [
+            {"n": 0}
+        ], table
+    refused(
+        cli(warehouse, "analyze", "diff", "rsa:1", "rsa:2", "--seed", "-1", check=False),
+        "seed must be 0 or more",
+    )
+    refused(
+        cli(warehouse, "analyze", "knn", "--a", layer, "--b", "words", "--k", "20", check=False),
+        f"--k 20: spaces '{layer}' and 'words' share 14 concepts",
+    )
+    with pytest.raises(ConfigError, match=r"unknown value 'bogus' \(choose 2v2, rsa, cka"):
+        run_query(warehouse, "measure_curves", {"measure": "bogus"})
