@@ -16,7 +16,7 @@ WITH quoted AS (
             ELSE ' --regression-distance ' || '''' || replace(distance, '''', '''\''''') || ''''
                 || ' --penalties '
                 || '''' || replace(replace(replace(replace(penalties, '[', ''), ']', ''), ' ', ''), '''', '''\''''') || ''''
-                || ' --tie-tol ' || CAST(tie_tol AS VARCHAR) END AS options
+            END AS sweep_options
     FROM results_measures
 ), r AS (
     SELECT '2v2' AS test, result_id, space_a, space_b, space_a_sha256, space_b_sha256,
@@ -39,7 +39,11 @@ WITH quoted AS (
         n_permutations, seed, created_at, '', '' FROM results_recovery
     UNION ALL
     SELECT m.measure, m.result_id, space_a, space_b, space_a_sha256, space_b_sha256,
-        n_permutations, seed, created_at, q.options, q.options
+        n_permutations, seed, created_at,
+        -- A sweep's --tie-tol is the 2 vs 2 one: its regression 2 vs 2 keeps the default.
+        q.sweep_options || CASE WHEN m.measure = 'reg2v2'
+            THEN ' --tie-tol ' || CAST(m.tie_tol AS VARCHAR) ELSE '' END,
+        q.sweep_options
     FROM results_measures AS m
     JOIN quoted AS q ON q.measure = m.measure AND q.result_id = m.result_id
 ), judged AS (
