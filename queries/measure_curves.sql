@@ -12,6 +12,7 @@
 -- columns: model, layer, depth_index, relative_depth, word_space, is_random, measure, variant,
 --   statistic, p_value, p_fdr, null_mean, null_q95, n_concepts, n_permutations, sweep_id,
 --   result_id, is_current, space
+-- choices: measure = 2v2, rsa, cka, knn, reg2v2
 SELECT
     model,
     layer,

@@ -6,25 +6,46 @@
 --   sweeps that list the result, and the command that computes its current counterpart.
 -- param: space VARCHAR = NULL  only results involving this space (NULL: every space)
 -- columns: test, result_id, space_a, space_b, changed, sweeps, created_at, refresh_command
-WITH r AS (
+-- Every name and option value in refresh_command is single-quoted for a POSIX shell (a quote
+-- inside becomes '\''), so a pasted command runs nothing but semwh; it repeats every option
+-- the stored analysis was made with.
+WITH quoted AS (
+    SELECT measure, result_id,
+        CASE measure WHEN 'cka' THEN ' --estimator ' || '''' || replace(estimator, '''', '''\''''') || ''''
+            WHEN 'knn' THEN ' --k ' || CAST(k AS VARCHAR)
+            ELSE ' --regression-distance ' || '''' || replace(distance, '''', '''\''''') || ''''
+                || ' --penalties '
+                || '''' || replace(replace(replace(replace(penalties, '[', ''), ']', ''), ' ', ''), '''', '''\''''') || ''''
+            END AS sweep_options
+    FROM results_measures
+), r AS (
     SELECT '2v2' AS test, result_id, space_a, space_b, space_a_sha256, space_b_sha256,
-        n_permutations, seed, created_at, '' AS options, '' AS sweep_options FROM results_2v2
+        n_permutations, seed, created_at,
+        ' --similarity ' || '''' || replace(similarity, '''', '''\''''') || '''' || ' --distance ' || '''' || replace(distance, '''', '''\''''') || ''''
+            || ' --tie-tol ' || CAST(tie_tol AS VARCHAR)
+            || CASE WHEN bootstrap > 0 THEN ' --bootstrap ' || CAST(bootstrap AS VARCHAR)
+                ELSE '' END AS options,
+        ' --tie-tol ' || CAST(tie_tol AS VARCHAR) AS sweep_options
+    FROM results_2v2
     UNION ALL
     SELECT 'rsa', result_id, space_a, space_b, space_a_sha256, space_b_sha256,
-        n_permutations, seed, created_at, '', '' FROM results_rsa
+        n_permutations, seed, created_at,
+        ' --similarity ' || '''' || replace(similarity, '''', '''\''''') || '''' || ' --method ' || '''' || replace(method, '''', '''\''''') || ''''
+            || CASE WHEN bootstrap > 0 THEN ' --bootstrap ' || CAST(bootstrap AS VARCHAR)
+                ELSE '' END,
+        '' FROM results_rsa
     UNION ALL
     SELECT 'recovery', result_id, space_a, space_b, space_a_sha256, space_b_sha256,
         n_permutations, seed, created_at, '', '' FROM results_recovery
     UNION ALL
-    SELECT measure, result_id, space_a, space_b, space_a_sha256, space_b_sha256,
+    SELECT m.measure, m.result_id, space_a, space_b, space_a_sha256, space_b_sha256,
         n_permutations, seed, created_at,
-        CASE measure WHEN 'cka' THEN ' --estimator ' || estimator
-            WHEN 'knn' THEN ' --k ' || CAST(k AS VARCHAR)
-            ELSE ' --distance ' || distance END,
-        CASE measure WHEN 'cka' THEN ' --estimator ' || estimator
-            WHEN 'knn' THEN ' --k ' || CAST(k AS VARCHAR)
-            ELSE ' --regression-distance ' || distance END
-    FROM results_measures
+        -- A sweep's --tie-tol is the 2 vs 2 one: its regression 2 vs 2 keeps the default.
+        q.sweep_options || CASE WHEN m.measure = 'reg2v2'
+            THEN ' --tie-tol ' || CAST(m.tie_tol AS VARCHAR) ELSE '' END,
+        q.sweep_options
+    FROM results_measures AS m
+    JOIN quoted AS q ON q.measure = m.measure AND q.result_id = m.result_id
 ), judged AS (
     SELECT r.*, a.kind AS kind_a, a.model AS model_a,
         CASE WHEN a.name IS NULL THEN 'space_a removed'
@@ -50,17 +71,17 @@ SELECT
     j.created_at,
     CASE
         WHEN j.test = 'recovery' THEN
-            'semwh analyze recovery --model ' || coalesce(j.model_a, '?')
-            || ' --words ''' || j.space_b || ''''
+            'semwh analyze recovery --model ' || '''' || replace(coalesce(j.model_a, '?'), '''', '''\''''') || ''''
+            || ' --words ' || '''' || replace(j.space_b, '''', '''\''''') || ''''
         WHEN l.sweeps IS NOT NULL AND j.kind_a = 'layer' THEN
             'semwh analyze sweep --models '
-            || regexp_replace(coalesce(j.model_a, '?'), '-random$', '')
-            || ' --words ''' || j.space_b || ''' --tests ' || j.test
+            || '''' || replace(regexp_replace(coalesce(j.model_a, '?'), '-random$', ''), '''', '''\''''') || ''''
+            || ' --words ' || '''' || replace(j.space_b, '''', '''\''''') || '''' || ' --tests ' || j.test
             || ' --permutations ' || CAST(j.n_permutations AS VARCHAR)
             || coalesce(' --seed ' || CAST(s.seed AS VARCHAR), '') || j.sweep_options
         ELSE
-            'semwh analyze ' || j.test || ' --a ''' || j.space_a || ''' --b ''' || j.space_b
-            || ''' --permutations ' || CAST(j.n_permutations AS VARCHAR)
+            'semwh analyze ' || j.test || ' --a ' || '''' || replace(j.space_a, '''', '''\''''') || '''' || ' --b ' || '''' || replace(j.space_b, '''', '''\''''') || ''''
+            || ' --permutations ' || CAST(j.n_permutations AS VARCHAR)
             || coalesce(' --seed ' || CAST(j.seed AS VARCHAR), '') || j.options
     END AS refresh_command
 FROM judged AS j

@@ -7,6 +7,7 @@ Every query file starts with a header in SQL comments::
     -- param: model VARCHAR = NULL  only this model (NULL: every model)
     -- param: space_a VARCHAR = required  a parameter without a default
     -- columns: model, layer, ...
+    -- choices: test = 2v2, rsa; method = spearman, pearson  (optional: allowed values)
 
 Parameters are DuckDB ``$name`` parameters, always bound, never spliced into the SQL text.
 Values given as text (``-p key=value`` on the command line) are converted to the declared
@@ -200,8 +201,8 @@ def bind_params(query: NamedQuery, values: Mapping[str, Any] | None = None) -> d
     """The bound parameter values: given values (text converted to the type) over defaults.
 
     Raises:
-        ConfigError: An unknown parameter (the message lists valid ones) or a missing
-            required one.
+        ConfigError: An unknown parameter (the message lists valid ones), a missing
+            required one, or a value outside the parameter's declared choices.
     """
     given = dict(values or {})
     unknown = sorted(set(given) - {p.name for p in query.params})
@@ -224,7 +225,25 @@ def bind_params(query: NamedQuery, values: Mapping[str, Any] | None = None) -> d
             )
         else:
             bound[p.name] = p.default
+    for name, allowed in param_choices(query).items():
+        value = bound.get(name)
+        if value is not None and str(value) not in allowed:
+            raise ConfigError(
+                f"query {query.name!r} parameter {name}: unknown value {value!r} "
+                f"(choose {', '.join(allowed)})"
+            )
     return bound
+
+
+def param_choices(query: NamedQuery) -> dict[str, tuple[str, ...]]:
+    """The allowed values of parameters, from the header's ``-- choices:`` line
+    (``name = a, b, c; other = x, y``)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for part in query.extra.get("choices", "").split(";"):
+        name, sep, values = part.partition("=")
+        if sep:
+            out[name.strip()] = tuple(v.strip() for v in values.split(",") if v.strip())
+    return out
 
 
 def parse_assignments(items: list[str] | None) -> dict[str, str]:

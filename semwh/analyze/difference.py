@@ -208,17 +208,57 @@ def weighted_rsa(sim_a: np.ndarray, sim_b: np.ndarray, method: str) -> WeightedS
     return stat
 
 
+def _multiset_cka(k: np.ndarray, lk: np.ndarray, estimator: str) -> float:
+    """CKA from two Gram matrices whose copy-pair entries are already zero (NaN when a
+    space carries no variance on the multiset)."""
+    n = k.shape[0]
+    if estimator == "biased":
+        kc = k - k.mean(axis=0) - k.mean(axis=1)[:, None] + k.mean()
+        lc = lk - lk.mean(axis=0) - lk.mean(axis=1)[:, None] + lk.mean()
+        cross, self_k, self_l = (float(np.sum(p * q)) for p, q in ((kc, lc), (kc, kc), (lc, lc)))
+    else:
+        if n < 4:
+            return float("nan")
+        np.fill_diagonal(k, 0.0)
+        np.fill_diagonal(lk, 0.0)
+        kr, lr = k.sum(axis=1), lk.sum(axis=1)
+
+        def hsic(p: np.ndarray, q: np.ndarray, pr: np.ndarray, qr: np.ndarray) -> float:
+            return (
+                float(np.sum(p * q))
+                + float(pr.sum()) * float(qr.sum()) / ((n - 1) * (n - 2))
+                - 2.0 * float(pr @ qr) / (n - 2)
+            ) / (n * (n - 3))
+
+        cross, self_k, self_l = hsic(k, lk, kr, lr), hsic(k, k, kr, kr), hsic(lk, lk, lr, lr)
+    if not (self_k > 0 and self_l > 0):
+        return float("nan")
+    return cross / float(np.sqrt(self_k * self_l))
+
+
 def weighted_cka(x: np.ndarray, y: np.ndarray, estimator: str) -> WeightedStatistic:
-    """Linear CKA recomputed on the rows of a multiset (NaN when it is degenerate)."""
-    from semwh.analyze.cka import linear_cka
-    from semwh.errors import SemwhError
+    """Linear CKA on the rows of a multiset, the kernel entries between two copies of one
+    concept set to zero (they carry no information, as the pairs left out by
+    :func:`weighted_pairs` and :func:`weighted_rsa`; kept, they inflate CKA between unrelated
+    spaces). On the concepts themselves (all counts 1) it is the CKA of the two spaces; NaN
+    when the multiset is degenerate."""
+    from semwh.analyze.cka import CKA_ESTIMATORS
+
+    if estimator not in CKA_ESTIMATORS:
+        raise ConfigError(
+            f"unknown CKA estimator {estimator!r} (choose {', '.join(CKA_ESTIMATORS)})"
+        )
+    gram_x = np.asarray(x, dtype=np.float64) @ np.asarray(x, dtype=np.float64).T
+    gram_y = np.asarray(y, dtype=np.float64) @ np.asarray(y, dtype=np.float64).T
 
     def stat(w: np.ndarray) -> float:
         idx = _expand(w)
-        try:
-            return linear_cka(x[idx], y[idx], estimator=estimator).cka
-        except SemwhError:
-            return float("nan")
+        copies = (idx[:, None] == idx[None, :]) & ~np.eye(idx.size, dtype=bool)
+        k = gram_x[np.ix_(idx, idx)]
+        lk = gram_y[np.ix_(idx, idx)]
+        k[copies] = 0.0
+        lk[copies] = 0.0
+        return _multiset_cka(k, lk, estimator)
 
     return stat
 

@@ -60,7 +60,9 @@ def neighbours(x: np.ndarray, k: int, labels: Sequence[str], space: str) -> np.n
     """n x k indices of each concept's k nearest other concepts by cosine similarity.
 
     Raises:
-        DegenerateInputError: an all-zero vector (its cosine similarity is undefined).
+        DegenerateInputError: an all-zero vector (its cosine similarity is undefined), or
+            every pair of concepts equally similar (identical or parallel vectors), so no
+            concept is nearer than another.
     """
     norms = np.linalg.norm(x, axis=1)
     bad = np.flatnonzero(norms <= np.finfo(np.float64).tiny)
@@ -71,6 +73,13 @@ def neighbours(x: np.ndarray, k: int, labels: Sequence[str], space: str) -> np.n
         )
     z = x / norms[:, None]
     sim = z @ z.T
+    off = sim[~np.eye(len(sim), dtype=bool)]
+    if off.size and float(np.ptp(off)) <= 1e-12:
+        raise DegenerateInputError(
+            f"space {space!r}: every pair of concept vectors has the same cosine similarity "
+            f"({off[0]:.3g}; identical or parallel vectors), so nearest neighbours are "
+            f"undefined; concepts: {name_concepts(labels, np.arange(len(sim)))}"
+        )
     np.fill_diagonal(sim, -np.inf)
     # A stable sort of -similarity keeps equal similarities in concept order.
     return np.argsort(-sim, axis=1, kind="stable")[:, :k]
@@ -82,7 +91,8 @@ class _Neighbours:
         n = a.shape[0]
         if isinstance(k, bool) or int(k) != k or not 1 <= int(k) <= n - 1:
             raise ConfigError(
-                f"k must be an integer from 1 to {n - 1} (the other concepts), got {k!r}"
+                f"--k {k!r}: spaces {space_a!r} and {space_b!r} share {n} concepts, so k must "
+                f"be an integer from 1 to {n - 1} (the other concepts)"
             )
         self.n, self.k = n, int(k)
         self.nb_b = neighbours(b, self.k, names, space_b)

@@ -37,5 +37,7 @@ def report(
     Example: semwh report report/ --measure cka --heatmap efficientnet_lite0/blocks.15:spearman
     """
     wh = state(ctx).warehouse()
-    info = build_report(wh, out, alpha=alpha, word_space=word_space, force=force, measures=measure)
+    info = build_report(
+        wh, out, alpha=alpha, word_space=word_space, force=force, measures=measure, heatmaps=heatmap
+    )
     console.print(f"wrote {info.html} ({len(info.figures)} figure files)")

@@ -94,7 +94,10 @@ def _from_table(path: Path, table: pa.Table) -> tuple[list[str], np.ndarray]:
         if "subject" in table.column_names
         else ["1"] * table.num_rows
     )
-    columns = [c for c in table.column_names if c not in ("wnid", "subject")]
+    index = {c for c in table.column_names if c.startswith("__index_level_")}
+    pandas_meta = table.schema.pandas_metadata or {}
+    index |= {c for c in pandas_meta.get("index_columns", []) if isinstance(c, str)}
+    columns = [c for c in table.column_names if c not in {"wnid", "subject"} | index]
     wnids = sorted(set(str(r) for r in rows))
     if sorted(columns) != wnids:
         extra = sorted(set(columns) - set(wnids))[:5]
@@ -114,6 +117,12 @@ def _from_table(path: Path, table: pa.Table) -> tuple[list[str], np.ndarray]:
     for subject in dict.fromkeys(subjects):
         picked = [i for i, s in enumerate(subjects) if s == subject]
         keys = [str(rows[i]) for i in picked]
+        repeated = sorted({k for k in keys if keys.count(k) > 1})
+        if repeated:
+            raise InputError(
+                f"{path}: subject {subject!r} has a duplicate row for wnid "
+                f"{', '.join(repeated[:5])}; every subject needs one row per wnid, each once"
+            )
         if sorted(keys) != wnids:
             raise InputError(
                 f"{path}: subject {subject!r} has {len(keys)} rows; every subject needs one row "
@@ -128,7 +137,8 @@ def _from_table(path: Path, table: pa.Table) -> tuple[list[str], np.ndarray]:
 
 def _check(path: Path, wnids: list[str], stack: np.ndarray) -> None:
     if len(set(wnids)) != len(wnids):
-        raise InputError(f"{path}: repeated wnids among the keys")
+        repeated = sorted({w for w in wnids if wnids.count(w) > 1})
+        raise InputError(f"{path}: duplicate wnids among the keys: {', '.join(repeated[:5])}")
     if len(wnids) < 4:
         raise InputError(f"{path}: {len(wnids)} concepts; an RDM needs at least 4")
     if not np.isfinite(stack).all():
@@ -141,6 +151,33 @@ def _check(path: Path, wnids: list[str], stack: np.ndarray) -> None:
         raise InputError(
             f"{path}: the matrix of subject {subject + 1} is not symmetric (largest "
             f"|D - D'| {asym[subject]:.3g}); RDMs must be symmetric"
+        )
+
+
+def _check_dissimilarity(path: Path, stack: np.ndarray, similarity: bool) -> None:
+    """Refuse matrices that are not dissimilarities (after a --similarity conversion): a
+    non-zero diagonal or negative entries would flip the sign of every RSA silently."""
+    scale = max(float(np.abs(stack).max()), 1.0)
+    diagonal = np.abs(np.diagonal(stack, axis1=1, axis2=2)).max(axis=1)
+    lowest = stack.min(axis=(1, 2))
+    hint = (
+        "with --similarity the matrices must be similarities with 1 on the diagonal; drop "
+        "--similarity for dissimilarities"
+        if similarity
+        else "pass --similarity if the matrices hold similarities"
+    )
+    if (diagonal > SYMMETRY_RTOL * scale).any():
+        subject = int(np.argmax(diagonal))
+        what = "1 - diagonal" if similarity else "diagonal"
+        raise InputError(
+            f"{path}: subject {subject + 1} has a non-zero {what} (up to "
+            f"{diagonal[subject]:.3g}); an RDM holds dissimilarities, 0 on the diagonal: {hint}"
+        )
+    if (lowest < -SYMMETRY_RTOL * scale).any():
+        subject = int(np.argmin(lowest))
+        raise InputError(
+            f"{path}: subject {subject + 1} has negative dissimilarities (down to "
+            f"{lowest[subject]:.3g}); an RDM holds dissimilarities >= 0: {hint}"
         )
 
 
@@ -163,6 +200,9 @@ def ingest_rdm(
     file = Path(path).expanduser().resolve()
     wnids, stack = read_rdm_file(file, Path(keys).expanduser().resolve() if keys else None)
     _check(file, wnids, stack)
+    if similarity:
+        stack = 1.0 - stack
+    _check_dissimilarity(file, stack, similarity)
     with wh.session() as session:
         known = set(session.scalars(select(Concept.wnid).where(Concept.wnid.in_(wnids))).all())
     unknown = [w for w in wnids if w not in known]
@@ -171,8 +211,6 @@ def ingest_rdm(
             f"{file}: {len(unknown)} key(s) are not known concepts: {', '.join(unknown[:10])}; "
             "ingest the concepts first (semwh ingest concepts)"
         )
-    if similarity:
-        stack = 1.0 - stack
     order = np.argsort(wnids)
     wnids = [wnids[i] for i in order]
     stack = stack[:, order][:, :, order]

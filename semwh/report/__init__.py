@@ -132,6 +132,7 @@ def report_data(
         raise ConfigError(
             f"unknown measure {unknown[0]!r} for the report (choose {', '.join(MEASURE_AXES)})"
         )
+    heatmap_keys = check_heatmaps(wh, heatmaps)
     ws = {"word_space": word_space}
     with sandbox_connection(wh) as conn:
 
@@ -149,10 +150,7 @@ def report_data(
                 for row in rows("measure_curves", {**ws, "measure": measure})
             ],
             ceilings=rows("noise_ceilings", {}) if measures else [],
-            heatmaps={
-                key: rows("space_vectors", {"space": key[0]})
-                for key in dict.fromkeys(heatmap_key(text) for text in heatmaps)
-            },
+            heatmaps={key: rows("space_vectors", {"space": key[0]}) for key in heatmap_keys},
             grid_cells=rows("grid_cells", {"alpha": alpha}),
             peak_inference=rows("peak_inference", {}),
         )
@@ -166,6 +164,37 @@ def heatmap_key(text: str) -> tuple[str, str]:
     if sep and metric in SIMILARITY_METRICS:
         return space, metric
     return text, "pearson"
+
+
+def check_heatmaps(wh: Warehouse, heatmaps: Sequence[str]) -> list[tuple[str, str]]:
+    """The (space, metric) of each heatmap named, checked against the warehouse's spaces.
+
+    Raises:
+        ConfigError: ``SPACE:METRIC`` with an unknown metric.
+        NotFoundError: An unknown space.
+    """
+    from semwh.analyze.similarity import SIMILARITY_METRICS
+    from semwh.vectors.store import get_space
+
+    keys = list(dict.fromkeys(heatmap_key(text) for text in heatmaps))
+    with wh.session() as session:
+        for space, _ in keys:
+            try:
+                get_space(session, space)
+            except NotFoundError as exc:
+                base, sep, metric = space.rpartition(":")
+                if sep and base:
+                    try:
+                        get_space(session, base)
+                    except NotFoundError:
+                        pass
+                    else:
+                        raise ConfigError(
+                            f"heatmap {space!r}: unknown similarity metric {metric!r} "
+                            f"(choose {', '.join(SIMILARITY_METRICS)})"
+                        ) from None
+                raise NotFoundError(f"heatmap {space!r}: {exc}") from None
+    return keys
 
 
 def _table(rows: list[Row], columns: tuple[str, ...] | None = None) -> str:
@@ -286,6 +315,7 @@ def build_report(
             without ``force``.
     """
     protected = wh.data_paths if in_warehouse else wh.protected_paths
+    check_heatmaps(wh, heatmaps)
     check_output_folder(out_dir, protected, force=force)
     data = report_data(wh, alpha=alpha, word_space=word_space, measures=measures, heatmaps=heatmaps)
     for (space, _), found in data.heatmaps.items():

@@ -32,7 +32,7 @@ from semwh.analyze.versions import analysis_version
 from semwh.errors import ConfigError, NotFoundError
 from semwh.runs import store
 from semwh.runs.comparison import plan_comparison
-from semwh.runs.options import ComparisonOptions, MeasureOptions
+from semwh.runs.options import ComparisonOptions, MeasureOptions, check_seed
 from semwh.runs.provenance import draw_seed
 from semwh.runs.records import ComparisonSpec
 from semwh.vectors import load_space
@@ -305,6 +305,7 @@ def diff(
         ConfigError: Bad references, unsupported tests, changed inputs or other concepts.
         NotFoundError: A result that does not exist.
     """
+    seed = check_seed(seed)
     inputs = diff_inputs(wh, first, second)
     with wh.session() as session:
         row = diff_in(

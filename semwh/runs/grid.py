@@ -30,7 +30,7 @@ from semwh.analyze.maxstat import PeakDepth, max_statistic, peak_depth
 from semwh.errors import ConfigError, DegenerateInputError, NotFoundError
 from semwh.runs import families, store
 from semwh.runs.comparison import MIN_CONCEPTS, lookup_in, run_comparison, save_in
-from semwh.runs.options import TESTS, ComparisonOptions, check_choice
+from semwh.runs.options import TESTS, ComparisonOptions, check_choice, check_seed
 from semwh.runs.provenance import canonical_json, concepts_sha256, derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec
 from semwh.runs.sweep import Skipped
@@ -157,6 +157,7 @@ def grid(
     """
     if not tests:
         raise ConfigError(f"a grid needs at least one test (choose {', '.join(TESTS)})")
+    seed = check_seed(seed)
     if permutations < 1:
         raise ConfigError("a grid's max-statistic test needs permutations (--permutations N)")
     options = [

@@ -29,6 +29,25 @@ def check_choice(value: str, choices: Sequence[str], what: str) -> str:
     return value
 
 
+#: Seeds are stored as signed 64-bit integers.
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed: int | None) -> int | None:
+    """Return ``seed`` (None: draw one later) if it is an integer from 0 to 2**63 - 1.
+
+    Every analysis (rsa, 2v2, cka, knn, reg2v2, diff, sweep, grid, peak) checks its seed
+    here before anything is loaded, computed or stored.
+    """
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(
+            f"seed must be 0 or more and below 2**63 (at most {MAX_SEED}), got {seed!r}"
+        )
+    return int(seed)
+
+
 def check_count(value: int, what: str) -> int:
     if value < 0:
         raise ConfigError(f"{what} must be 0 or more, got {value}")
@@ -101,8 +120,7 @@ class ComparisonOptions:
             check_choice(method, RSA_METHODS, "RSA method")
         else:
             check_choice(distance, DISTANCES, "2 vs 2 distance")
-        if seed is not None and seed < 0:
-            raise ConfigError(f"seed must be 0 or more, got {seed}")
+        seed = check_seed(seed)
         if not (isinstance(tie_tol, int | float) and 0 <= float(tie_tol) < 1):
             raise ConfigError(f"2 vs 2 tie tolerance must be in [0, 1), got {tie_tol!r}")
         return cls(
@@ -173,8 +191,7 @@ class MeasureOptions:
     ) -> MeasureOptions:
         """Validated options; the options that do not apply to ``test`` are dropped."""
         check_choice(test, MEASURES, "measure")
-        if seed is not None and seed < 0:
-            raise ConfigError(f"seed must be 0 or more, got {seed}")
+        seed = check_seed(seed)
         fields: dict[str, object] = {}
         if test == "cka":
             fields["estimator"] = check_choice(estimator, CKA_ESTIMATORS, "CKA estimator")

@@ -30,6 +30,7 @@ from semwh.runs.options import (
     ComparisonOptions,
     MeasureOptions,
     check_choice,
+    check_seed,
 )
 from semwh.runs.provenance import derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec, ResultRecord
@@ -250,8 +251,14 @@ def sweep(
         DegenerateInputError: With ``strict``, a degenerate comparison (the message names
             the concepts and spaces).
     """
+    seed = check_seed(seed)
     if not tests:
         raise ConfigError(f"a sweep needs at least one test (choose {', '.join(SWEEP_TESTS)})")
+    if control_diffs and not include_random:
+        raise ConfigError(
+            "--diff-random compares each layer with its random control, which --no-random "
+            "leaves out: pass one or the other"
+        )
     options: list[ComparisonOptions | MeasureOptions] = []
     for test in dict.fromkeys(tests):
         if check_choice(test, SWEEP_TESTS, "test") in MEASURES:
@@ -294,6 +301,7 @@ def sweep(
     words = {name: load_space(wh, name) for name in dict.fromkeys(word_spaces)}
     if not words:
         raise ConfigError("a sweep needs at least one word space (--words)")
+    _check_tests_and_spaces(options, layers, words)
     hashes = {row.name: row.content_sha256 for row in layers}
     with wh.session() as session:
         for name in words:
@@ -501,6 +509,33 @@ def _run_sweep(
         skipped=skipped,
         diffs=diffs,
     )
+
+
+def _check_tests_and_spaces(
+    options: Sequence[ComparisonOptions | MeasureOptions],
+    layers: Sequence[Space],
+    words: dict[str, SpaceVectors],
+) -> None:
+    """Refuse, before a sweep is recorded, tests that cannot run on its spaces: a measure
+    of feature vectors against an RDM word space, or a k-NN k not below the concepts a
+    layer and a word space can share."""
+    measures = [o.test for o in options if isinstance(o, MeasureOptions)]
+    for name, space in words.items():
+        if space.kind == "rdm" and measures:
+            raise ConfigError(
+                f"--words {name!r} is an RDM, which has no feature vectors: --tests "
+                f"{','.join(measures)} need them (an RDM takes rsa and 2v2)"
+            )
+    for opts in options:
+        if isinstance(opts, MeasureOptions) and opts.test == "knn" and opts.k is not None:
+            for name, space in words.items():
+                for layer in layers:
+                    n = min(len(space.wnids), int(layer.n_concepts))
+                    if opts.k > n - 1:
+                        raise ConfigError(
+                            f"--k {opts.k}: layer {layer.name!r} and word space {name!r} share "
+                            f"at most {n} concepts, so k-NN needs --k from 1 to {n - 1}"
+                        )
 
 
 def _control_diffs(

@@ -89,7 +89,7 @@ def test_measures_are_stored_with_provenance_and_reused(warehouse, world) -> Non
     commands = {r["test"]: r["refresh_command"] for r in stale if r["result_id"] == cka.result_id}
     assert commands == {
         "cka": f"semwh analyze cka --a '{layer}' --b 'words' --permutations 30 --seed 5"
-        " --estimator unbiased"
+        " --estimator 'unbiased'"
     }
     assert any(r["refresh_command"].endswith("--k 3") for r in stale if r["test"] == "knn")
 

@@ -173,6 +173,38 @@ def test_malformed_rdm_files_are_refused_with_the_reason(warehouse, world, tmp_p
         ingest_rdm(warehouse, "bad", tmp_path / "m.npy", keys=tmp_path / "keys.txt")
 
 
+def test_matrices_that_are_not_dissimilarities_are_refused(warehouse, world, tmp_path) -> None:
+    """A similarity matrix read as dissimilarities would flip the sign of every RSA."""
+    add_concepts(warehouse)
+    stack = subject_rdms(world["words"])
+    similarity = np.exp(-stack)  # 1 on the diagonal
+    write_csv(tmp_path / "sim.csv", wnids(), similarity)
+    with pytest.raises(
+        InputError, match=r"sim.csv: subject 1 has a non-zero diagonal.*--similarity"
+    ):
+        ingest_rdm(warehouse, "bad", tmp_path / "sim.csv")
+    assert ingest_rdm(warehouse, "sim", tmp_path / "sim.csv", similarity=True).n_subjects == 4
+    write_csv(tmp_path / "d.csv", wnids(), stack)
+    with pytest.raises(InputError, match=r"subject 1 has a non-zero 1 - diagonal.*drop --sim"):
+        ingest_rdm(warehouse, "bad", tmp_path / "d.csv", similarity=True)
+    shifted = stack.copy()
+    shifted[2] -= stack[2].mean()
+    np.fill_diagonal(shifted[2], 0.0)
+    write_csv(tmp_path / "neg.csv", wnids(), shifted)
+    with pytest.raises(InputError, match=r"subject 3 has negative dissimilarities.*--similarity"):
+        ingest_rdm(warehouse, "bad", tmp_path / "neg.csv")
+    # A repeated row is named as a duplicate; pandas' index column is not a concept.
+    table = pacsv.read_csv(tmp_path / "d.csv")
+    doubled = pa.concat_tables([table, table.slice(0, 1)])
+    pq.write_table(doubled, tmp_path / "dup.parquet")
+    first = table.column("wnid")[0].as_py()
+    with pytest.raises(InputError, match=f"duplicate row for wnid {first}"):
+        ingest_rdm(warehouse, "bad", tmp_path / "dup.parquet")
+    indexed = table.append_column("__index_level_0__", pa.array(range(table.num_rows)))
+    pq.write_table(indexed, tmp_path / "indexed.parquet")
+    assert ingest_rdm(warehouse, "indexed", tmp_path / "indexed.parquet").n_subjects == 4
+
+
 def test_report_draws_ceiling_bands_and_heatmaps_in_wordnet_order(
     warehouse, world, tmp_path
 ) -> None:

@@ -136,7 +136,8 @@ def test_replaced_word_space_leaves_layer_curves_until_reanalysed(warehouse, wor
 
     listed = run_query(warehouse, "stale_results", {"space": "words"}).table.to_pylist()
     assert len(listed) == 8 and all(r["changed"] == "space_b changed" for r in listed)
-    assert all(r["refresh_command"].startswith("semwh analyze sweep --models toy") for r in listed)
+    refresh = "semwh analyze sweep --models 'toy'"
+    assert all(r["refresh_command"].startswith(refresh) for r in listed)
 
     # Fewer permutations than the old results: the curve still shows only the new ones.
     second = runs.sweep(warehouse, ["toy"], ["words"], permutations=5, seed=2, include_random=False)

@@ -121,6 +121,23 @@ def cka(x: np.ndarray, y: np.ndarray, estimator: str = "unbiased") -> float:
     return float(np.trace(kc @ lc) / np.sqrt(np.trace(kc @ kc) * np.trace(lc @ lc)))
 
 
+def cka_multiset(x: np.ndarray, y: np.ndarray, idx: list[int], estimator: str) -> float:
+    """CKA of the rows of a multiset, kernel entries between two copies of one concept zeroed
+    one at a time (unbiased from the U-statistic, biased with a centring matrix)."""
+    m = len(idx)
+    k, lk = np.zeros((m, m)), np.zeros((m, m))
+    for p in range(m):
+        for q in range(m):
+            if p == q or idx[p] != idx[q]:
+                k[p, q] = np.dot(x[idx[p]], x[idx[q]])
+                lk[p, q] = np.dot(y[idx[p]], y[idx[q]])
+    if estimator == "unbiased":
+        return hsic_unbiased(k, lk) / np.sqrt(hsic_unbiased(k, k) * hsic_unbiased(lk, lk))
+    h = np.eye(m) - np.ones((m, m)) / m
+    kc, lc = h @ k @ h, h @ lk @ h
+    return float(np.trace(kc @ lc) / np.sqrt(np.trace(kc @ kc) * np.trace(lc @ lc)))
+
+
 def knn_sets(x: np.ndarray, k: int) -> list[set[int]]:
     """Each concept's k nearest other concepts by cosine similarity, one at a time."""
     n = len(x)

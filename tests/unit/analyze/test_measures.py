@@ -141,6 +141,18 @@ def test_degenerate_inputs_name_their_concepts() -> None:
         linear_cka(x, y, labels=[f"c{i}" for i in range(6)])
 
 
+@pytest.mark.parametrize(
+    "same", [np.tile([1.0, -2.0, 0.5], (6, 1)), np.ones((6, 3)), np.arange(1.0, 7.0)[:, None]]
+)
+def test_mutual_knn_refuses_a_space_whose_concepts_are_all_alike(same: np.ndarray) -> None:
+    """Identical (or parallel) vectors leave every concept equally near: no neighbours."""
+    labels = [f"c{i}" for i in range(6)]
+    x, _ = pair(0, n=6)
+    for a, b, space in ((same, x, "A"), (x, same, "B")):
+        with pytest.raises(DegenerateInputError, match=rf"space '{space}'.*c0, c1"):
+            mutual_knn(a, b, k=2, labels=labels)
+
+
 def test_measure_p_values_are_uniform_without_a_relation() -> None:
     """Relabelling B is exact under independence: p is uniform (KS over seeded draws)."""
     ps = []
