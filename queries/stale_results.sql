@@ -3,12 +3,12 @@
 --   inputs are no longer the spaces' current content (a word space replaced by a new
 --   version, a layer re-extracted with another pooling) or whose spaces are gone. They stay
 --   queryable as history and are never shown as current. Each row names what changed, the
---   sweeps that list the result, and the command that computes its current counterpart.
+--   sweeps that list the result, and the command that computes its current counterpart:
+--   it repeats every option the stored analysis was made with, and every name and option
+--   value in it is single-quoted for a POSIX shell (a quote inside becomes '\''), so a pasted
+--   command runs nothing but semwh.
 -- param: space VARCHAR = NULL  only results involving this space (NULL: every space)
 -- columns: test, result_id, space_a, space_b, changed, sweeps, created_at, refresh_command
--- Every name and option value in refresh_command is single-quoted for a POSIX shell (a quote
--- inside becomes '\''), so a pasted command runs nothing but semwh; it repeats every option
--- the stored analysis was made with.
 WITH quoted AS (
     SELECT measure, result_id,
         CASE measure WHEN 'cka' THEN ' --estimator ' || '''' || replace(estimator, '''', '''\''''') || ''''
