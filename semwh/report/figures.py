@@ -138,17 +138,7 @@ def curve_figure(
         ax.fill_between([], [], [], color="grey", alpha=0.2, label="null mean .. 95th pct")
     ax.legend(fontsize=7, loc="best", frameon=False)
     fig.tight_layout()
-    png_path, svg_path = out_dir / f"{key}.png", out_dir / f"{key}.svg"
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    png = buf.getvalue()
-    # The report folder was checked as a whole (build_report): replace its own files.
-    with atomic_output(png_path, protected, force=True) as tmp:
-        tmp.write_bytes(png)
-    with atomic_output(svg_path, protected, force=True) as tmp:
-        fig.savefig(tmp, format="svg")
-    plt.close(fig)
-    return Figure(key=key, title=title, png=png, png_path=png_path, svg_path=svg_path)
+    return _save(plt, fig, key, title, out_dir, protected)
 
 
 def curve_figures(
@@ -344,6 +334,10 @@ def heatmap_figure(
 def _save(
     plt: Any, fig: Any, key: str, title: str, out_dir: Path, protected: Sequence[Path]
 ) -> Figure:
+    """Write ``fig`` as ``KEY.png`` and ``KEY.svg`` in ``out_dir`` and close it.
+
+    The report folder was checked as a whole (build_report): its own files are replaced.
+    """
     png_path, svg_path = out_dir / f"{key}.png", out_dir / f"{key}.svg"
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
