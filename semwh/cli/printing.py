@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
+from rich.progress import TaskID
 from rich.table import Table
 
 from semwh.cli.state import console, err_console
 from semwh.errors import ConfigError
 from semwh.output import check_format, format_cell, to_csv, to_json, write_result
+from semwh.progress import Progress
 
 
 def print_table(
@@ -41,3 +44,38 @@ def print_table(
         rich_table.add_row(*(format_cell(v) for v in row.values()))
     console.print(rich_table)
     err_console.print(f"{table.num_rows} rows")
+
+
+@contextmanager
+def bars(*, transfer: bool = False) -> Iterator[Progress]:
+    """A :data:`semwh.progress.Progress` callable that draws one rich bar per task on stderr.
+
+    ``transfer``: the units are bytes (size and speed columns instead of counts and rate).
+    """
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+    from rich.progress import Progress as RichProgress
+
+    counts = (MofNCompleteColumn(), TaskProgressColumn(), TimeRemainingColumn())
+    sizes = (DownloadColumn(), TransferSpeedColumn())
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        *(sizes if transfer else counts),
+    )
+    tasks: dict[str, TaskID] = {}
+    with RichProgress(*columns, console=err_console, transient=False) as rich_bars:
+
+        def update(what: str, done: int, total: int | None) -> None:
+            if what not in tasks:
+                tasks[what] = rich_bars.add_task(what, total=total)
+            rich_bars.update(tasks[what], completed=done, total=total)
+
+        yield update

@@ -1,0 +1,27 @@
+"""How long-running library work says how far it has got; only the CLI draws bars.
+
+A library function that takes a while accepts ``progress: Progress | None``: a callable it
+calls with *what* is being done (a short description such as ``"extract lite0"``), how many
+units are done and how many there are in all (``None`` while the total is unknown). The
+library never prints and never imports a terminal library; :func:`semwh.cli.printing.bars`
+turns these calls into rich progress bars on stderr, a notebook can pass its own callable,
+and ``None`` reports nothing.
+
+Calls for one description are monotone in ``done``; a new description starts a new task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+#: ``progress(what, done, total)``: ``done`` units of ``what`` finished out of ``total``.
+Progress = Callable[[str, int, "int | None"], None]
+
+
+def report(progress: Progress | None, what: str, done: int, total: int | None) -> None:
+    """Call ``progress`` when there is one (the one-line guard every caller would repeat)."""
+    if progress is not None:
+        progress(what, done, total)
+
+
+__all__ = ["Progress", "report"]
