@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from semwh.extract.engine import (
+from semwh.extract.batches import (
     ProbedModel,
     extract_batch,
     probe_shapes,

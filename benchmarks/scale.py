@@ -184,7 +184,7 @@ def extraction(n_images: int, batch: int, workers: int) -> None:
     """resnet50 (random weights) on CUDA: plain forward, pooled extraction, JPEG files."""
     import torch
 
-    from semwh.extract.engine import ProbedModel, extract_batch, run_shard
+    from semwh.extract.batches import ProbedModel, extract_batch, run_shard
     from semwh.extract.hooks import parse_pooling
     from semwh.extract.models import load_model, resolve_layers
 

@@ -375,7 +375,7 @@ def sweep(
     Example: semwh analyze sweep --models efficientnet_lite0 --words glove-6b-50d --seed 7
     """
     from semwh import runs
-    from semwh.engines import sweep_engine
+    from semwh.ray import sweep_engine
     from semwh.runs.store import summary_table
 
     result = runs.sweep(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from semwh.cli.state import console, err_console, state
-from semwh.engines import extraction_function
+from semwh.ray import extraction_function
 
 if TYPE_CHECKING:  # importing semwh.extract loads torch: keep `semwh --help` fast
     from semwh.extract import ExtractionPlan

@@ -2,12 +2,12 @@
 
 ``run_extraction`` is the one entry point; ``models`` holds the model specs (``sources`` the
 timm, Hugging Face and user-module sources, ``catalog`` what ``semwh models`` shows),
-``layouts`` the layout of each probed output, ``hooks`` the pooling hooks, ``engine`` the
-batch loop and ``job`` the resumable, sharded job (sized by ``plan``, recorded by
-``registry``, written by ``shards``, averaged into spaces by ``finalize``).
+``layouts`` the layout of each probed output, ``hooks`` the pooling hooks, ``batches`` the
+batch loop and ``job`` the resumable, sharded job (sized by ``plan``, its registry rows in
+``rows``, written by ``shards``, averaged into spaces by ``finalize``).
 """
 
-from semwh.extract.engine import ProbedModel, extract_batch
+from semwh.extract.batches import ProbedModel, extract_batch
 from semwh.extract.hooks import Pooling, parse_pooling
 from semwh.extract.job import ExtractionSummary, finished_extraction, run_extraction
 from semwh.extract.models import LoadedModel, available_models, load_model, resolve_layers

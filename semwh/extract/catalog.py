@@ -125,7 +125,7 @@ def describe_model(
         MissingDependencyError: The source's package is not installed.
         ConfigError: An ambiguous layout (the message says how to declare it).
     """
-    from semwh.extract.engine import ProbedModel, probe_shapes
+    from semwh.extract.batches import ProbedModel, probe_shapes
     from semwh.extract.hooks import parse_pooling
     from semwh.extract.models import load_model, resolve_layers
 

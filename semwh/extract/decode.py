@@ -1,6 +1,6 @@
 """JPEG decoding on the model's device: loader workers read file bytes, the device decodes.
 
-The CPU path decodes with PIL in the loader workers (:class:`semwh.extract.engine.
+The CPU path decodes with PIL in the loader workers (:class:`semwh.extract.batches.
 ImageDataset`). On a GPU, decoding there would need as many CPU cores as the GPU runs images
 through the network; instead workers only read each file's bytes, and batches are decoded with
 ``torchvision.io.decode_jpeg`` on the device (nvjpeg), resized and centre-cropped there. On

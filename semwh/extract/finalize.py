@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 
 from semwh.extract.models import LoadedModel
 from semwh.extract.plan import ExtractionPlan
-from semwh.extract.registry import extraction_versions, with_busy_retry
+from semwh.extract.rows import extraction_versions, with_busy_retry
 from semwh.vectors import save_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import ExtractionRun, VectorFile

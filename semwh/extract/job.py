@@ -10,8 +10,8 @@ finished run from the registry and the remembered weights hash (:mod:`semwh.extr
 before any model is loaded. Registry sessions stay short (the engine opens the DuckDB file
 per session) so ``semwh sql`` can read between shards.
 
-``plan`` sizes the job, ``registry`` finds or creates its rows, ``shards`` writes and registers
-shards, and ``finalize`` turns the finished run into concept-mean spaces.
+``plan`` sizes the job, ``rows`` finds or creates its registry rows, ``shards`` writes and
+registers shards, and ``finalize`` turns the finished run into concept-mean spaces.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from sqlalchemy import select
 from semwh.errors import ConfigError
 from semwh.extract.decode import resolve_decoder
 from semwh.extract.digests import WeightsDigests
-from semwh.extract.engine import (
+from semwh.extract.batches import (
     ProbedModel,
     default_num_workers,
     probe_shapes,
@@ -52,7 +52,7 @@ from semwh.extract.plan import (
     plan_extraction,
     plan_from_shapes,
 )
-from semwh.extract.registry import (
+from semwh.extract.rows import (
     ImageRow,
     ensure_layers,
     ensure_model,
@@ -223,7 +223,7 @@ def run_extraction(
         shard_pause: Seconds to sleep after each registered shard (lets readers in; tests use
             it to kill a job between shards).
         shard_runner: Runs the shards in ``todo`` with the signature of ``run_local_shards``
-            (default: this process); :mod:`semwh.engines` passes a Ray runner.
+            (default: this process); :mod:`semwh.ray` passes a Ray runner.
 
     Returns:
         What was done; ``status`` is ``unchanged`` when the run had already completed.

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from semwh.errors import ResourceError
-from semwh.extract.engine import ProbedModel, probe_shapes
+from semwh.extract.batches import ProbedModel, probe_shapes
 from semwh.extract.hooks import Pooling
 from semwh.extract.layouts import Layout
 from semwh.extract.models import LoadedModel

@@ -17,10 +17,10 @@ import numpy as np
 from sqlalchemy import select
 
 from semwh.errors import ConfigError, DuplicateError
-from semwh.extract.engine import ProbedModel, ShardOutput, run_shard
+from semwh.extract.batches import ProbedModel, ShardOutput, run_shard
 from semwh.extract.models import LoadedModel
 from semwh.extract.plan import ExtractionPlan
-from semwh.extract.registry import ImageRow, with_busy_retry
+from semwh.extract.rows import ImageRow, with_busy_retry
 from semwh.vectors import (
     VectorFileInfo,
     clean_tmp,

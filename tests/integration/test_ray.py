@@ -49,9 +49,9 @@ from tests.s3server import S3Server
 pytestmark = pytest.mark.integration
 ray = pytest.importorskip("ray", reason="the ray engine tests need Ray: pip install 'semwh[ray]'")
 
-from semwh.engines import sweep_engine  # noqa: E402
-from semwh.engines.ray_extract import run_extraction_ray  # noqa: E402
-from semwh.engines.ray_session import ray_session  # noqa: E402
+from semwh.ray import sweep_engine  # noqa: E402
+from semwh.ray.extract import run_extraction_ray  # noqa: E402
+from semwh.ray.session import ray_session  # noqa: E402
 
 MODEL = "efficientnet_lite0"
 LAYERS = "blocks.2,blocks.9,head"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from semwh.engines import extraction_function, sweep_engine
+from semwh.ray import extraction_function, sweep_engine
 from semwh.errors import ConfigError
 from tests.conftest import run_cli
 

@@ -20,16 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from semwh.engines.ray_session import import_ray, ray_session, semwh_cause
+from semwh.ray.session import import_ray, ray_session, semwh_cause
 from semwh.errors import ConfigError, InputError, ResourceError
-from semwh.extract.engine import ProbedModel, extract_batch, top_predictions
+from semwh.extract.batches import ProbedModel, extract_batch, top_predictions
 from semwh.extract.hooks import Pooling
 from semwh.extract.job import ExtractionSummary, run_extraction
 from semwh.extract.layouts import parse_layout
 from semwh.extract.models import LoadedModel, load_model
 from semwh.extract.plan import ExtractionPlan
 from semwh.extract.preprocess import Preprocessing
-from semwh.extract.registry import ImageRow
+from semwh.extract.rows import ImageRow
 from semwh.extract.shards import (
     extraction_progress,
     resolve_path,
@@ -330,7 +330,7 @@ class RayShardRunner:
         seconds: float,
         shard_pause: float,
     ) -> None:
-        from semwh.extract.engine import ShardOutput
+        from semwh.extract.batches import ShardOutput
 
         output = ShardOutput(
             vectors={
@@ -360,7 +360,7 @@ def _gpu_precision(ray: Any, gpus_per_actor: float) -> str:
     def resolve() -> str:
         import torch
 
-        from semwh.extract.engine import resolve_precision
+        from semwh.extract.batches import resolve_precision
 
         return resolve_precision("auto", torch.device("cuda"))
 

@@ -1,6 +1,6 @@
 """The batch loop: decode in loader workers, forward on the device, pool in hooks.
 
-``extract_batch`` is the per-batch unit (a future Ray engine maps it over batches);
+``extract_batch`` is the per-batch unit (the Ray backend's actors call it on their batches);
 ``iter_shard`` runs it over one shard's images with a DataLoader and keeps the pooled
 results on the device until the shard ends, so the loop never waits for a device-to-host copy.
 """

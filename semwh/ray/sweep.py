@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from semwh.analyze.permutation import permutation_blocks
-from semwh.engines.ray_session import import_ray, ray_session, semwh_cause
+from semwh.ray.session import import_ray, ray_session, semwh_cause
 from semwh.errors import ConfigError, DegenerateInputError
 from semwh.runs.comparison import comparison_null, with_null, without_null
 from semwh.runs.records import ComparisonSpec, ResultRecord

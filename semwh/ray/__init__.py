@@ -2,7 +2,7 @@
 
 ``local`` runs them in this process (the default). ``ray`` runs the same per-batch and
 per-comparison functions on a Ray cluster (``pip install 'semwh[ray]'``): Ray is imported only
-inside :mod:`semwh.engines.ray_session`, and only when the ray engine is chosen. Whatever the
+inside :mod:`semwh.ray.session`, and only when the ray engine is chosen. Whatever the
 engine, the driver alone writes to the registry, so results, resume and provenance are the same.
 """
 
@@ -44,8 +44,8 @@ def extraction_function(
         from semwh.extract import run_extraction
 
         return run_extraction
-    from semwh.engines.ray_extract import run_extraction_ray
-    from semwh.engines.ray_session import import_ray
+    from semwh.ray.extract import run_extraction_ray
+    from semwh.ray.session import import_ray
 
     import_ray()
     return partial(
@@ -66,7 +66,7 @@ def sweep_engine(
     """The ``engine`` argument of :func:`semwh.runs.sweep.sweep` for an engine name.
 
     ``perm_block``: permutations per Ray task (None: the ray engine's default, 0: whole
-    comparisons); see :class:`semwh.engines.ray_sweep.RaySweepEngine`.
+    comparisons); see :class:`semwh.ray.sweep.RaySweepEngine`.
 
     Raises:
         ConfigError: An unknown engine, or Ray options given to the local engine.
@@ -78,7 +78,7 @@ def sweep_engine(
                 "--ray-address, --gpus-per-actor and --perm-block apply to --engine ray only"
             )
         return map
-    from semwh.engines.ray_sweep import PERM_BLOCK, RaySweepEngine
+    from semwh.ray.sweep import PERM_BLOCK, RaySweepEngine
 
     return RaySweepEngine(
         ray_address,
