@@ -27,6 +27,7 @@ from semwh.warehouse.readonly import QueryResult, run_sql
 if TYPE_CHECKING:
     from semwh.extract import ExtractionSummary
     from semwh.ingest import ImageIngestReport, WordIngestReport
+    from semwh.progress import Progress
     from semwh.report import ReportInfo
     from semwh.runs.sweep import SweepResult
     from semwh.runs.verify import VerifyReport
@@ -142,15 +143,24 @@ class SemanticWarehouse:
 
         return ingest_words(self.warehouse, name, source, fmt, **options)
 
-    def extract(self, model: str, **options: Any) -> ExtractionSummary:
+    def extract(
+        self,
+        model: str,
+        *,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+        **options: Any,
+    ) -> ExtractionSummary:
         """Pooled activations of a model's probe layers for every image (``semwh extract``).
 
-        ``options`` are those of :func:`semwh.extract.run_extraction` (weights, layers,
-        pooling, batch_size, device, ...).
+        ``options`` are the fields of :class:`semwh.extract.ExtractionOptions` (weights,
+        layers, pooling, batch_size, device, ...); ``dry_run`` plans and registers nothing;
+        ``progress`` is told the images done (:mod:`semwh.progress`).
         """
-        from semwh.extract import run_extraction
+        from semwh.extract import ExtractionOptions, run_extraction
 
-        return run_extraction(self.warehouse, model, **options)
+        request = ExtractionOptions(model, **options)
+        return run_extraction(self.warehouse, request, dry_run=dry_run, progress=progress)
 
     def add_space(
         self,

@@ -24,6 +24,7 @@ from semwh.ingest.sample_set import (
     sample_folder,
 )
 from semwh.pipeline import RunConfig, RunSummary, parse_config, run_pipeline
+from semwh.progress import Progress
 from semwh.query import run_query
 from semwh.warehouse.layout import Warehouse
 
@@ -190,9 +191,12 @@ def run_demo(
     permutations: int = DEMO_PERMUTATIONS,
     device: str | None = None,
     progress: Callable[[str], None] | None = None,
-    show_bars: bool = False,
+    bars: Progress | None = None,
 ) -> DemoResult:
-    """Run (or bring up to date) the demo in ``wh`` and return its layer curves."""
+    """Run (or bring up to date) the demo in ``wh`` and return its layer curves.
+
+    ``progress`` gets one line per stage, ``bars`` how far extraction and the sweep have got.
+    """
     config = demo_config(images, permutations=permutations, device=device)
-    summary = run_pipeline(wh, config, progress=progress, show_bars=show_bars)
+    summary = run_pipeline(wh, config, progress=progress, bars=bars)
     return DemoResult(summary=summary, curves=curve_table(wh, DEMO_WORDS), warehouse=wh.root)

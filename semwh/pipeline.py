@@ -59,10 +59,13 @@ from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from semwh.errors import ConfigError, InputError
 from semwh.warehouse.layout import Warehouse
+
+if TYPE_CHECKING:
+    import semwh.progress
 
 Progress = Callable[[str], None]
 
@@ -425,7 +428,7 @@ def run_pipeline(
     config: RunConfig,
     *,
     progress: Progress | None = None,
-    show_bars: bool = False,
+    bars: semwh.progress.Progress | None = None,
 ) -> RunSummary:
     """Run (or bring up to date) everything ``config`` declares, stage by stage.
 
@@ -433,7 +436,7 @@ def run_pipeline(
         wh: The warehouse (created and migrated when missing).
         config: The run configuration.
         progress: Called with one line per stage as it starts (the CLI prints them).
-        show_bars: Let stages show rich progress bars on stderr.
+        bars: Told how far extraction and the sweep have got (the CLI draws bars).
 
     Returns:
         What each stage did and the report's path.
@@ -462,7 +465,7 @@ def run_pipeline(
             "extract",
             model.name,
             progress,
-            partial(extract_stage, wh, config, model, show_bars),
+            partial(extract_stage, wh, config, model, bars),
         )
         summary.models.extend(names)
     _timed(
@@ -470,7 +473,7 @@ def run_pipeline(
         "analyze",
         f"{len(summary.models)} models x {len(summary.word_spaces)} word spaces",
         progress,
-        lambda: analyze_stage(wh, config, summary, show_bars),
+        lambda: analyze_stage(wh, config, summary, bars),
     )
     for spec in config.grids:
         _timed(
@@ -577,9 +580,9 @@ def words_stage(wh: Warehouse, words: WordsConfig) -> StageOutcome:
 
 
 def extract_stage(
-    wh: Warehouse, config: RunConfig, model: ModelConfig, show_bars: bool
+    wh: Warehouse, config: RunConfig, model: ModelConfig, bars: semwh.progress.Progress | None
 ) -> StageOutcome:
-    from semwh.extract import run_extraction
+    from semwh.extract import ExtractionOptions, run_extraction
 
     variants: list[dict[str, Any]] = [
         {"weights": model.weights, "weights_file": model.weights_file}
@@ -588,8 +591,7 @@ def extract_stage(
         variants.append({"weights": "none", "weights_file": None})
     names, statuses = [], []
     for variant in variants:
-        summary = run_extraction(
-            wh,
+        options = ExtractionOptions(
             model.name,
             layers=model.layers,
             pooling=model.pooling,
@@ -598,9 +600,9 @@ def extract_stage(
             layouts=model.layouts,
             batch_size=model.batch_size,
             device=config.device,
-            progress=show_bars,
             **variant,
         )
+        summary = run_extraction(wh, options, progress=bars)
         names.append(summary.model)
         statuses.append(summary.status)
     status = "unchanged" if all(s == "unchanged" for s in statuses) else "done"
@@ -610,7 +612,7 @@ def extract_stage(
 
 
 def analyze_stage(
-    wh: Warehouse, config: RunConfig, summary: RunSummary, show_bars: bool
+    wh: Warehouse, config: RunConfig, summary: RunSummary, bars: semwh.progress.Progress | None
 ) -> StageOutcome:
     from semwh.runs import sweep
 
@@ -628,7 +630,7 @@ def analyze_stage(
         device="cuda" if (config.device or "").startswith("cuda") else "cpu",
         include_random=True,
         recovery=a.recovery,
-        progress=show_bars,
+        progress=bars,
     )
     detail = f"{result.computed} computed, {len(result.rows)} results"
     if result.skipped:

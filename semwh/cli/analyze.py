@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from semwh.cli.printing import print_table
+from semwh.cli.printing import bars, print_table
 from semwh.cli.state import err_console, state
 
 app = typer.Typer(
@@ -348,7 +348,9 @@ def sweep(
     strict: bool = typer.Option(
         False, "--strict", help="Stop at a degenerate comparison instead of skipping it."
     ),
-    engine: str = typer.Option("local", "--engine", help="local, or ray (the ray extra)."),
+    backend: str = typer.Option(
+        "local", "--backend", "--engine", help="local, or ray (the ray extra)."
+    ),
     ray_address: str | None = typer.Option(
         None, "--ray-address", help="Ray cluster (auto, HOST:6379); default: a small local Ray."
     ),
@@ -375,32 +377,36 @@ def sweep(
     Example: semwh analyze sweep --models efficientnet_lite0 --words glove-6b-50d --seed 7
     """
     from semwh import runs
-    from semwh.ray import sweep_engine
+    from semwh.ray import sweep_mapper
     from semwh.runs.store import summary_table
 
-    result = runs.sweep(
-        state(ctx).warehouse(),
-        _split(models),
-        _split(words),
-        tests=_split(tests),
-        permutations=permutations,
-        seed=seed,
-        include_random=not no_random,
-        recovery=with_recovery,
-        tie_tol=tie_tol,
-        device=device,
-        force=force,
-        strict=strict,
-        progress=True,
-        engine=sweep_engine(
-            engine, ray_address=ray_address, gpus_per_task=gpus_per_task, perm_block=perm_block
-        ),
-        estimator=estimator,
-        k=k,
-        regression_distance=regression_distance,
-        control_diffs=diff_random,
-        **_grid(penalties),
+    wh = state(ctx).warehouse()
+    # The backend is resolved (Ray imported, options checked) before the sweep reads anything.
+    mapper = sweep_mapper(
+        backend, ray_address=ray_address, gpus_per_task=gpus_per_task, perm_block=perm_block
     )
+    with bars() as progress:
+        result = runs.sweep(
+            wh,
+            _split(models),
+            _split(words),
+            tests=_split(tests),
+            permutations=permutations,
+            seed=seed,
+            include_random=not no_random,
+            recovery=with_recovery,
+            tie_tol=tie_tol,
+            device=device,
+            force=force,
+            strict=strict,
+            progress=progress,
+            mapper=mapper,
+            estimator=estimator,
+            k=k,
+            regression_distance=regression_distance,
+            control_diffs=diff_random,
+            **_grid(penalties),
+        )
     print_table(
         summary_table(runs.comparison_table(result.rows, result.p_fdr)),
         title=f"sweep {result.sweep_id}",

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from semwh.cli.printing import print_table
+from semwh.cli.printing import bars, print_table
 from semwh.cli.run import print_summary
 from semwh.cli.state import console, err_console, state
 from semwh.config import load_settings
@@ -46,14 +46,15 @@ def demo(
             st.settings,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
-    result = run_demo(
-        wh,
-        folder,
-        permutations=permutations,
-        device=settings.device,
-        progress=lambda line: err_console.print(line),
-        show_bars=True,
-    )
+    with bars() as counts:
+        result = run_demo(
+            wh,
+            folder,
+            permutations=permutations,
+            device=settings.device,
+            progress=lambda line: err_console.print(line),
+            bars=counts,
+        )
     print_summary(result.summary)
     print_table(result.curves, title="layer curves: EfficientNet-Lite0 vs GloVe")
     console.print(f"report: {result.summary.report}")

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from semwh.cli.printing import bars
 from semwh.cli.state import console, err_console, state
-from semwh.ray import extraction_function
+from semwh.ray import extraction_backend
 
 if TYPE_CHECKING:  # importing semwh.extract loads torch: keep `semwh --help` fast
     from semwh.extract import ExtractionPlan
@@ -74,7 +75,9 @@ def extract(
     shard_pause: float = typer.Option(
         0.0, "--shard-pause", help="Sleep seconds after each registered shard (lets readers in)."
     ),
-    engine: str = typer.Option("local", "--engine", help="local, or ray (the ray extra)."),
+    backend: str = typer.Option(
+        "local", "--backend", "--engine", help="local, or ray (the ray extra)."
+    ),
     ray_address: str | None = typer.Option(
         None, "--ray-address", help="Ray cluster (auto, HOST:6379); default: a small local Ray."
     ),
@@ -88,11 +91,12 @@ def extract(
     Example: semwh extract timm:vit_small_patch16_224 --batch-size 128 --shard-size 500
     """
     wh = state(ctx).warehouse()
-    run = extraction_function(
-        engine, ray_address=ray_address, gpus_per_actor=gpus_per_actor, actors=actors
+    run = extraction_backend(
+        backend, ray_address=ray_address, gpus_per_actor=gpus_per_actor, actors=actors
     )
-    summary = run(
-        wh,
+    from semwh.extract import ExtractionOptions  # loads torch: not at `semwh --help`
+
+    options = ExtractionOptions(
         model,
         weights=weights,
         weights_file=weights_file,
@@ -110,11 +114,16 @@ def extract(
         decoder=decoder,
         shard=shard,
         num_workers=num_workers,
-        dry_run=dry_run,
-        progress=True,
-        on_plan=_print_plan,
-        shard_pause=shard_pause,
     )
+    with bars() as progress:
+        summary = run(
+            wh,
+            options,
+            dry_run=dry_run,
+            progress=progress,
+            on_plan=_print_plan,
+            shard_pause=shard_pause,
+        )
     rate = f", {summary.images_per_s:.1f} images/s" if summary.images_per_s else ""
     console.print(
         f"{summary.model}: run {summary.run_id} {summary.status}; {summary.shards_done} shards "

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from semwh.cli.printing import bars
 from semwh.cli.state import console, err_console, state
 from semwh.pipeline import RunSummary, load_config, run_pipeline
 
@@ -29,9 +30,10 @@ def run(
     Example: semwh --warehouse ./wh run examples/paper.toml
     """
     wh = state(ctx).new_warehouse()
-    summary = run_pipeline(
-        wh, load_config(config), progress=lambda line: err_console.print(line), show_bars=True
-    )
+    with bars() as counts:
+        summary = run_pipeline(
+            wh, load_config(config), progress=lambda line: err_console.print(line), bars=counts
+        )
     print_summary(summary)
     if summary.report is not None:
         console.print(f"report: {summary.report}")

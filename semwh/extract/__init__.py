@@ -1,20 +1,23 @@
 """Extraction: run a vision model over the warehouse's images and store pooled activations.
 
-``run_extraction`` is the one entry point; ``models`` holds the model specs (``sources`` the
-timm, Hugging Face and user-module sources, ``catalog`` what ``semwh models`` shows),
-``layouts`` the layout of each probed output, ``hooks`` the pooling hooks, ``batches`` the
-batch loop and ``job`` the resumable, sharded job (sized by ``plan``, its registry rows in
-``rows``, written by ``shards``, averaged into spaces by ``finalize``).
+``run_extraction`` is the one entry point, given an ``ExtractionOptions`` (``options``);
+``models`` holds the model specs (``sources`` the timm, Hugging Face and user-module
+sources, ``catalog`` what ``semwh models`` shows), ``layouts`` the layout of each probed
+output, ``hooks`` the pooling hooks, ``batches`` the batch loop and ``job`` the resumable,
+sharded job (sized by ``plan``, its registry rows in ``rows``, written by ``shards``,
+averaged into spaces by ``finalize``).
 """
 
 from semwh.extract.batches import ProbedModel, extract_batch
 from semwh.extract.hooks import Pooling, parse_pooling
 from semwh.extract.job import ExtractionSummary, finished_extraction, run_extraction
 from semwh.extract.models import LoadedModel, available_models, load_model, resolve_layers
+from semwh.extract.options import ExtractionOptions
 from semwh.extract.plan import ExtractionPlan, LayerPlan
 from semwh.extract.preprocess import Preprocessing
 
 __all__ = [
+    "ExtractionOptions",
     "ExtractionPlan",
     "ExtractionSummary",
     "LayerPlan",

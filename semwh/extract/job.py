@@ -20,15 +20,11 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import torch
 from sqlalchemy import select
 
 from semwh.errors import ConfigError
-from semwh.extract.decode import resolve_decoder
-from semwh.extract.digests import WeightsDigests
 from semwh.extract.batches import (
     ProbedModel,
     default_num_workers,
@@ -36,6 +32,8 @@ from semwh.extract.batches import (
     resolve_device,
     resolve_precision,
 )
+from semwh.extract.decode import resolve_decoder
+from semwh.extract.digests import WeightsDigests
 from semwh.extract.finalize import finalize_run
 from semwh.extract.hooks import Pooling, parse_pooling
 from semwh.extract.models import (
@@ -45,6 +43,7 @@ from semwh.extract.models import (
     requested_layers,
     resolve_layers,
 )
+from semwh.extract.options import DEFAULT_BATCH_SIZE, DEFAULT_SHARD_SIZE, ExtractionOptions
 from semwh.extract.plan import (
     ExtractionPlan,
     LayerPlan,
@@ -64,22 +63,21 @@ from semwh.extract.rows import (
     with_busy_retry,
 )
 from semwh.extract.shards import clean_job_tmp, parse_shard, run_local_shards
+from semwh.progress import Progress
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import ExtractionShard
 
-# The plan types are part of the job's public API (semwh.extract re-exports them too).
+# The plan and option types are part of the job's public API (semwh.extract re-exports them).
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_SHARD_SIZE",
+    "ExtractionOptions",
     "ExtractionPlan",
     "ExtractionSummary",
     "LayerPlan",
     "finished_extraction",
     "run_extraction",
 ]
-
-DEFAULT_SHARD_SIZE = 1000
-DEFAULT_BATCH_SIZE = 64
 
 
 @dataclass
@@ -132,60 +130,45 @@ class _JobSettings:
         return [i for i in range(n_shards) if s is None or i % s[1] == s[0]]
 
 
-def _job_settings(
-    *,
-    shard: str | tuple[int, int] | None,
-    pooling: str,
-    token_pooling: str,
-    seed: int,
-    device: str | None,
-    precision: str,
-    num_workers: int | None,
-    shard_size: int,
-    batch_size: int,
-) -> _JobSettings:
+def _job_settings(options: ExtractionOptions) -> _JobSettings:
     """Validate and resolve a request's settings.
 
     Raises:
         ConfigError: Invalid sizes, shard, pooling, device or precision.
     """
-    if batch_size < 1 or shard_size < 1:
+    if options.batch_size < 1 or options.shard_size < 1:
         raise ConfigError("--batch-size and --shard-size must be positive")
-    torch_device = resolve_device(device)
+    torch_device = resolve_device(options.device)
+    num_workers = options.num_workers
     return _JobSettings(
-        slice_=parse_shard(shard),
-        pool=parse_pooling(pooling, token_pooling, seed),
+        slice_=parse_shard(options.shard),
+        pool=parse_pooling(options.pooling, options.token_pooling, options.seed),
         device=torch_device,
-        precision=resolve_precision(precision, torch_device),
+        precision=resolve_precision(options.precision, torch_device),
         num_workers=default_num_workers(torch_device) if num_workers is None else num_workers,
-        shard_size=shard_size,
-        batch_size=batch_size,
+        shard_size=options.shard_size,
+        batch_size=options.batch_size,
+    )
+
+
+def _model_spec(options: ExtractionOptions) -> ModelSpec:
+    return model_spec(
+        options.model,
+        weights=options.weights,
+        weights_file=options.weights_file,
+        seed=options.seed,
+        name=options.name,
+        preprocessing=options.preprocessing,
+        layouts=options.layouts,
     )
 
 
 def run_extraction(
     wh: Warehouse,
-    model_name: str,
+    options: ExtractionOptions,
     *,
-    weights: str = "default",
-    weights_file: str | Path | None = None,
-    name: str | None = None,
-    seed: int = 0,
-    layers: str | list[str] | None = None,
-    pooling: str = "avg",
-    token_pooling: str = "mean",
-    preprocessing: str | dict[str, Any] | None = None,
-    layouts: str | dict[str, str] | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    shard_size: int = DEFAULT_SHARD_SIZE,
-    device: str | None = None,
-    precision: str = "auto",
-    channels_last: bool | None = None,
-    decoder: str = "auto",
-    shard: str | tuple[int, int] | None = None,
-    num_workers: int | None = None,
     dry_run: bool = False,
-    progress: bool = False,
+    progress: Progress | None = None,
     on_plan: Callable[[ExtractionPlan], None] | None = None,
     shard_pause: float = 0.0,
     shard_runner: Callable[..., int] | None = None,
@@ -194,36 +177,16 @@ def run_extraction(
 
     Args:
         wh: The warehouse.
-        model_name: ``[torchvision:]NAME``, ``timm:NAME``, ``hf:ID_OR_DIR`` or
-            ``module:PKG.MOD:CALLABLE`` (:mod:`semwh.extract.sources`).
-        weights: ``default`` (the source's trained weights), a torchvision weights member, or
-            ``none`` (seeded random initialisation).
-        weights_file: A local weights file instead of a download.
-        name: Registry model name (default ``ARCH`` or ``ARCH-random``).
-        seed: Seed of the random initialisation and of ``srp`` projections.
-        layers: ``None``/``default``, ``all``, or module paths (comma-separated or a list).
-        pooling: ``avg``, ``flatten`` or ``srp:D`` for 4-D outputs.
-        token_pooling: ``mean`` (patch tokens) or ``cls`` for token outputs.
-        preprocessing: Replaces or adjusts the source's preprocessing (a preset and/or
-            ``key=value`` entries, or a mapping); required for ``module:`` models.
-        layouts: Declared output layouts (``PATTERN=LAYOUT`` entries and/or a fallback
-            layout, or a mapping); see :mod:`semwh.extract.layouts`.
-        batch_size: Images per forward pass.
-        shard_size: Images per shard (the unit of resumption and registration).
-        device: ``cpu``, ``cuda``... (default: CUDA when available).
-        precision: ``auto`` (fp32 on CPU, bf16/fp16 on GPU), ``fp32``, ``bf16`` or ``fp16``.
-        channels_last: Channels-last memory format (default: on GPU).
-        decoder: ``auto`` (JPEGs decoded on the GPU when the device is CUDA, else PIL in
-            the loader workers), ``pil`` or ``jpeg`` (:mod:`semwh.extract.decode`).
-        shard: ``"i/n"``: run only shards i, i+n, ... so n processes can share the job.
-        num_workers: DataLoader decoding workers (default from the CPU count).
+        options: The model, its layers and pooling, and how the job runs
+            (:class:`semwh.extract.ExtractionOptions`).
         dry_run: Plan and register nothing.
-        progress: Show a progress bar on stderr.
+        progress: Told the images done (``extract MODEL``) as batches finish.
         on_plan: Called with the plan before anything runs (the CLI prints it).
         shard_pause: Seconds to sleep after each registered shard (lets readers in; tests use
             it to kill a job between shards).
         shard_runner: Runs the shards in ``todo`` with the signature of ``run_local_shards``
-            (default: this process); :mod:`semwh.ray` passes a Ray runner.
+            (default: this process); the Ray backend (:mod:`semwh.ray.extract`) passes its
+            runner.
 
     Returns:
         What was done; ``status`` is ``unchanged`` when the run had already completed.
@@ -233,35 +196,19 @@ def run_extraction(
         NotFoundError: Unknown model or weights.
         ConfigError: Invalid layers, pooling, shard or device.
     """
-    job = _job_settings(
-        shard=shard,
-        pooling=pooling,
-        token_pooling=token_pooling,
-        seed=seed,
-        device=device,
-        precision=precision,
-        num_workers=num_workers,
-        shard_size=shard_size,
-        batch_size=batch_size,
-    )
+    job = _job_settings(options)
     slice_, pool, torch_device, precision = job.slice_, job.pool, job.device, job.precision
     workers = job.num_workers
+    layers, shard_size, batch_size = options.layers, options.shard_size, options.batch_size
+    channels_last = options.channels_last
     use_channels_last = torch_device.type == "cuda" if channels_last is None else channels_last
-    use_decoder = resolve_decoder(decoder, torch_device)
+    use_decoder = resolve_decoder(options.decoder, torch_device)
 
     # A finished run is found before the model is loaded: loading and hashing large weights
     # took most of an up-to-date run's time.
     digests = WeightsDigests.of_warehouse(wh.root)
     images, images_sha = image_set(wh)
-    spec = model_spec(
-        model_name,
-        weights=weights,
-        weights_file=weights_file,
-        seed=seed,
-        name=name,
-        preprocessing=preprocessing,
-        layouts=layouts,
-    )
+    spec = _model_spec(options)
     if not dry_run and images:
         unchanged = _unchanged_run(wh, spec, layers, job, (images, images_sha), digests)
         if unchanged is not None:
@@ -382,27 +329,8 @@ def run_extraction(
         probed.close()
 
 
-def finished_extraction(
-    wh: Warehouse,
-    model_name: str,
-    *,
-    weights: str = "default",
-    weights_file: str | Path | None = None,
-    name: str | None = None,
-    seed: int = 0,
-    layers: str | list[str] | None = None,
-    pooling: str = "avg",
-    token_pooling: str = "mean",
-    preprocessing: str | dict[str, Any] | None = None,
-    layouts: str | dict[str, str] | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    shard_size: int = DEFAULT_SHARD_SIZE,
-    device: str | None = None,
-    precision: str = "auto",
-    shard: str | tuple[int, int] | None = None,
-    num_workers: int | None = None,
-) -> ExtractionSummary | None:
-    """The completed run that :func:`run_extraction` with these arguments would find.
+def finished_extraction(wh: Warehouse, options: ExtractionOptions) -> ExtractionSummary | None:
+    """The completed run that :func:`run_extraction` with these options would find.
 
     Answers without loading the model (see :func:`_unchanged_run`), so a pipeline can ask
     whether a step is up to date in about the time it takes to read the registry.
@@ -416,30 +344,13 @@ def finished_extraction(
     Raises:
         ConfigError: Invalid pooling, shard, sizes or device.
     """
-    job = _job_settings(
-        shard=shard,
-        pooling=pooling,
-        token_pooling=token_pooling,
-        seed=seed,
-        device=device,
-        precision=precision,
-        num_workers=num_workers,
-        shard_size=shard_size,
-        batch_size=batch_size,
-    )
+    job = _job_settings(options)
     images = image_set(wh)
     if not images[0]:
         return None
-    spec = model_spec(
-        model_name,
-        weights=weights,
-        weights_file=weights_file,
-        seed=seed,
-        name=name,
-        preprocessing=preprocessing,
-        layouts=layouts,
-    )
-    return _unchanged_run(wh, spec, layers, job, images, WeightsDigests.of_warehouse(wh.root))
+    spec = _model_spec(options)
+    digests = WeightsDigests.of_warehouse(wh.root)
+    return _unchanged_run(wh, spec, options.layers, job, images, digests)
 
 
 def _unchanged_run(

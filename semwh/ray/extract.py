@@ -1,12 +1,12 @@
-"""``semwh extract --engine ray``: the local job's shards, driven by Ray Data.
+"""``semwh extract --backend ray``: the local job's shards, driven by Ray Data.
 
-The driver plans the job exactly as the local engine does (:func:`semwh.extract.run_extraction`
+The driver plans the job exactly as the local backend does (:func:`semwh.extract.run_extraction`
 with a :class:`RayShardRunner`): same run identity, same shards, same resume. Ray Data then
 streams the images of the shards still to do through CPU tasks that decode them and GPU (or
 CPU) actors that run :func:`semwh.extract.extract_batch` on the model, fractional GPUs allowed.
 Only pooled vectors and top-k predictions travel back; the driver reassembles each shard, and
 as soon as one is complete writes its Parquet files and registers them in one transaction (the
-local engine's ``write_and_register``), so workers never touch the registry and a killed job
+local backend's ``write_and_register``), so workers never touch the registry and a killed job
 resumes from its last registered shard.
 """
 
@@ -14,28 +14,25 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from semwh.ray.session import import_ray, ray_session, semwh_cause
 from semwh.errors import ConfigError, InputError, ResourceError
 from semwh.extract.batches import ProbedModel, extract_batch, top_predictions
 from semwh.extract.hooks import Pooling
 from semwh.extract.job import ExtractionSummary, run_extraction
 from semwh.extract.layouts import parse_layout
 from semwh.extract.models import LoadedModel, load_model
+from semwh.extract.options import ExtractionOptions
 from semwh.extract.plan import ExtractionPlan
 from semwh.extract.preprocess import Preprocessing
 from semwh.extract.rows import ImageRow
-from semwh.extract.shards import (
-    extraction_progress,
-    resolve_path,
-    shard_rows,
-    write_and_register,
-)
+from semwh.extract.shards import resolve_path, shard_rows, write_and_register
+from semwh.progress import Progress, report
+from semwh.ray.session import import_ray, ray_session, semwh_cause
 from semwh.warehouse.layout import Warehouse
 
 
@@ -120,7 +117,7 @@ class ExtractActor:
 
         images = torch.from_numpy(np.ascontiguousarray(batch["image"]))
         pooled, logits = extract_batch(self.model, images)
-        # The same operations as the local engine's run_shard, so predictions match it.
+        # The same operations as the local backend's run_shard, so predictions match it.
         indices, values = top_predictions(logits, images.shape[0])
         out: dict[str, np.ndarray] = {
             "shard": np.asarray(batch["shard"]),
@@ -190,7 +187,7 @@ class RayShardRunner:
         layer_ids: dict[str, int],
         batch_size: int,
         num_workers: int,
-        progress: bool,
+        progress: Progress | None,
         shard_pause: float,
     ) -> int:
         """Extract the shards in ``todo``; returns the number of images processed."""
@@ -259,7 +256,7 @@ class RayShardRunner:
         run_id: int,
         layer_ids: dict[str, int],
         batch_size: int,
-        progress: bool,
+        progress: Progress | None,
         shard_pause: float,
     ) -> int:
         context = ray.data.DataContext.get_current()
@@ -286,29 +283,27 @@ class RayShardRunner:
         )
         keys = ["top_index", "top_prob"] + [f"layer_{i}" for i in range(len(recipe.layers))]
         buffers = {s: _ShardBuffer(rows) for s, rows in shards.items()}
-        bar = extraction_progress(progress)
+        what = f"extract {loaded.name} (ray)"
         processed = 0
-        start = last = time.perf_counter()
-        with bar:
-            task = bar.add_task(f"extract {loaded.name} (ray)", total=len(items), rate="-")
-            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-                shard_of = np.asarray(batch["shard"], dtype=np.int64)
-                for s in np.unique(shard_of):
-                    mask = shard_of == s
-                    part = {key: batch[key][mask] for key in keys}
-                    buffer = buffers[int(s)]
-                    buffer.put(np.asarray(batch["pos"], dtype=np.int64)[mask], part, keys)
-                    if buffer.complete:
-                        now = time.perf_counter()
-                        self._register(
-                            wh, loaded, plan, recipe, int(s), buffer, run_id, layer_ids,
-                            now - last, shard_pause,
-                        )  # fmt: skip
-                        last = time.perf_counter()
-                        del buffers[int(s)]
-                processed += len(shard_of)
-                rate = processed / max(time.perf_counter() - start, 1e-9)
-                bar.update(task, advance=len(shard_of), rate=f"{rate:.1f}")
+        last = time.perf_counter()
+        report(progress, what, 0, len(items))
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            shard_of = np.asarray(batch["shard"], dtype=np.int64)
+            for s in np.unique(shard_of):
+                mask = shard_of == s
+                part = {key: batch[key][mask] for key in keys}
+                buffer = buffers[int(s)]
+                buffer.put(np.asarray(batch["pos"], dtype=np.int64)[mask], part, keys)
+                if buffer.complete:
+                    now = time.perf_counter()
+                    self._register(
+                        wh, loaded, plan, recipe, int(s), buffer, run_id, layer_ids,
+                        now - last, shard_pause,
+                    )  # fmt: skip
+                    last = time.perf_counter()
+                    del buffers[int(s)]
+            processed += len(shard_of)
+            report(progress, what, processed, len(items))
         if buffers:
             raise ResourceError(
                 f"the Ray extraction of {loaded.name} returned no rows for shards "
@@ -369,96 +364,86 @@ def _gpu_precision(ray: Any, gpus_per_actor: float) -> str:
 
 def run_extraction_ray(
     wh: Warehouse,
-    model_name: str,
+    options: ExtractionOptions,
     *,
     ray_address: str | None = None,
     gpus_per_actor: float = 0.0,
     actors: int | None = None,
-    weights: str = "default",
-    weights_file: str | Path | None = None,
-    name: str | None = None,
-    seed: int = 0,
-    precision: str = "auto",
-    channels_last: bool | None = None,
-    device: str | None = None,
-    preprocessing: Any = None,
-    layouts: Any = None,
-    **kwargs: Any,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    on_plan: Callable[[ExtractionPlan], None] | None = None,
+    shard_pause: float = 0.0,
 ) -> ExtractionSummary:
     """:func:`semwh.extract.run_extraction` with the shards run on Ray.
 
-    The job (its run, shards, resume and registration) is the local engine's; only where the
+    The job (its run, shards, resume and registration) is the local backend's; only where the
     batches run differs. The driver loads the model once to plan the job (layer shapes, weights
     hash) and writes and registers every shard; actors rebuild the model from the same
-    arguments and refuse to run if their weights differ.
+    options and refuse to run if their weights differ.
 
     Args:
         wh: The warehouse (its registry and vectors folder must be reachable by the driver;
             image paths by every worker).
-        model_name: As for :func:`semwh.extract.run_extraction`.
+        options: As for :func:`semwh.extract.run_extraction`, except: ``weights_file`` must be
+            readable on every node; ``precision`` ``auto`` resolves on a GPU worker (bf16 or
+            fp16) with GPUs, fp32 without; ``channels_last`` defaults to on with GPUs;
+            ``device`` must be None, ``auto`` or ``cpu`` (``gpus_per_actor`` places the
+            model, the driver only plans on its CPU); ``shard`` must be None.
         ray_address: Ray cluster to join (``auto``, ``HOST:PORT``, ``ray://HOST:10001``);
             None starts a small local Ray (or joins ``RAY_ADDRESS`` under ``ray job submit``).
         gpus_per_actor: GPUs each model actor reserves (fractions share a GPU); 0 runs the
             model on CPU actors.
         actors: Number of model actors (default: as many as the cluster's GPUs allow, one
             without GPUs).
-        weights: As for :func:`semwh.extract.run_extraction`.
-        weights_file: A state dict every node can read.
-        name: Registry model name.
-        seed: Seed of random weights and ``srp`` projections.
-        precision: ``auto`` resolves on a GPU worker (bf16 or fp16) with GPUs, fp32 without.
-        channels_last: Channels-last on GPU actors (default: on with GPUs).
-        preprocessing: As for :func:`semwh.extract.run_extraction`.
-        layouts: As for :func:`semwh.extract.run_extraction`.
-        device: Must be None, ``auto`` or ``cpu``: with Ray, ``gpus_per_actor`` places the
-            model; the driver only plans on its CPU.
-        **kwargs: Every other option of :func:`semwh.extract.run_extraction`.
+        dry_run: As for :func:`semwh.extract.run_extraction`.
+        progress: Told the images done (``extract MODEL (ray)``) as batches come back.
+        on_plan: As for :func:`semwh.extract.run_extraction`.
+        shard_pause: As for :func:`semwh.extract.run_extraction`.
 
     Raises:
         MissingDependencyError: Ray is not installed.
         ConfigError: Invalid options, or the cluster cannot be reached.
     """
     import_ray()
-    if device not in (None, "", "auto", "cpu"):
+    if options.device not in (None, "", "auto", "cpu"):
         raise ConfigError(
-            f"--device {device} does not apply to the ray engine: the model runs in Ray actors; "
-            "pass --gpus-per-actor (e.g. 1 or 0.5) to place them on GPUs"
+            f"--device {options.device} does not apply to the ray backend: the model runs in "
+            "Ray actors; pass --gpus-per-actor (e.g. 1 or 0.5) to place them on GPUs"
         )
     if gpus_per_actor < 0:
         raise ConfigError("--gpus-per-actor must be 0 or more")
-    if kwargs.get("shard") is not None:
+    if options.shard is not None:
         raise ConfigError("--shard splits a job between local processes; Ray splits it itself")
+    channels_last = options.channels_last
+    weights_file = options.weights_file
     runner = RayShardRunner(
         {
-            "architecture": model_name,
-            "weights": weights,
+            "architecture": options.model,
+            "weights": options.weights,
             "weights_file": None if weights_file is None else str(weights_file),
-            "seed": seed,
-            "name": name,
+            "seed": options.seed,
+            "name": options.name,
             "channels_last": gpus_per_actor > 0 if channels_last is None else channels_last,
-            "preprocessing": preprocessing,
-            "layout_overrides": layouts,
+            "preprocessing": options.preprocessing,
+            "layout_overrides": options.layouts,
         },
         address=ray_address,
         gpus_per_actor=gpus_per_actor,
         actors=actors,
     )
-    common = dict(
-        weights=weights,
-        weights_file=weights_file,
-        name=name,
-        seed=seed,
-        device="cpu",
-        channels_last=False,
-        preprocessing=preprocessing,
-        layouts=layouts,
+    # The driver plans on its CPU; the actors run the model where gpus_per_actor puts them.
+    driver = replace(options, device="cpu", channels_last=False)
+    calls: dict[str, Any] = dict(
+        dry_run=dry_run,
+        progress=progress,
+        on_plan=on_plan,
+        shard_pause=shard_pause,
         shard_runner=runner,
-        **kwargs,
     )
-    if precision == "auto" and gpus_per_actor > 0:
+    if options.precision == "auto" and gpus_per_actor > 0:
         # Resolve where the model will run, so the run records the precision actually used.
         with ray_session(ray_address) as ray:
             resolved = _gpu_precision(ray, gpus_per_actor)
-            return run_extraction(wh, model_name, precision=resolved, **common)
-    resolved = "fp32" if precision == "auto" else precision
-    return run_extraction(wh, model_name, precision=resolved, **common)
+            return run_extraction(wh, replace(driver, precision=resolved), **calls)
+    resolved = "fp32" if options.precision == "auto" else options.precision
+    return run_extraction(wh, replace(driver, precision=resolved), **calls)

@@ -1,7 +1,7 @@
 """Connecting to Ray: the one place ``ray`` is imported and ``ray.init`` is called.
 
 Ray is an optional extra (``pip install 'semwh[ray]'``), so it is imported lazily here and only
-when the ray engine runs; everything else in semwh works without it.
+when the ray backend runs; everything else in semwh works without it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 from semwh.errors import ConfigError, MissingDependencyError
 
+# "engine" is the other spelling of the CLI's --backend option.
 RAY_HINT = "the ray engine needs Ray: pip install 'semwh[ray]'"
 
 #: A local Ray started by semwh stays small: it shares the machine with the driver.
@@ -28,7 +29,7 @@ def import_ray() -> Any:
     """
     try:
         import ray
-        import ray.data  # noqa: F401  (the extraction engine needs Ray Data)
+        import ray.data  # noqa: F401  (the extraction backend needs Ray Data)
     except ImportError as exc:
         raise MissingDependencyError(f"{RAY_HINT} ({exc})") from exc
     return ray
@@ -97,7 +98,7 @@ def ray_session(
 
 
 def _quiet_ray_data(ray: Any) -> None:
-    """No Ray Data progress bars: the engines draw their own on stderr."""
+    """No Ray Data progress bars: the backends report to the caller's ``progress``."""
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     if hasattr(context, "print_on_execution_start"):

@@ -1,18 +1,18 @@
-"""``semwh analyze sweep --engine ray``: comparisons and permutation blocks fan out as Ray tasks.
+"""``semwh analyze sweep --backend ray``: comparisons and permutation blocks fan out as Ray tasks.
 
 The driver loads the spaces and plans every comparison (:func:`semwh.runs.sweep.sweep`); this
-engine puts each distinct concept matrix in the object store once (a word space shared by
+mapper puts each distinct concept matrix in the object store once (a word space shared by
 every layer travels once, not once per comparison), runs the pure per-comparison function in
 Ray tasks and hands the records back in the order of the specs, so the driver stores them
-exactly as the local engine does. Each spec carries its own derived seed, so the numbers are
-the local engine's, bit for bit.
+exactly as the local backend does. Each spec carries its own derived seed, so the numbers are
+the local backend's, bit for bit.
 
 A comparison with more permutations than ``perm_block`` is split: one task computes its
 statistic (and bootstrap interval) without the null, and each block of ``perm_block``
 permutations of its stream is a task of its own (:func:`semwh.runs.comparison.comparison_null`).
 The driver concatenates the blocks in order and completes the record
 (:func:`semwh.runs.comparison.with_null`): the null, p-value and FDR are again the local
-engine's, bit for bit, because a block draws the same permutations of the same seed's stream
+backend's, bit for bit, because a block draws the same permutations of the same seed's stream
 and runs them through the same code as the local null.
 """
 
@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from semwh.analyze.permutation import permutation_blocks
-from semwh.ray.session import import_ray, ray_session, semwh_cause
 from semwh.errors import ConfigError, DegenerateInputError
+from semwh.ray.session import import_ray, ray_session, semwh_cause
 from semwh.runs.comparison import comparison_null, with_null, without_null
 from semwh.runs.records import ComparisonSpec, ResultRecord
 
@@ -65,8 +65,8 @@ def null_remote(
     return null, time.perf_counter() - began
 
 
-class RaySweepEngine:
-    """Maps the per-comparison function over specs with Ray tasks (a sweep ``engine``).
+class RaySweepMapper:
+    """Maps the per-comparison function over specs with Ray tasks (a sweep ``mapper``).
 
     Args:
         address: Ray cluster to join; None starts a small local Ray (or joins ``RAY_ADDRESS``).
@@ -119,7 +119,7 @@ class RaySweepEngine:
         with ray_session(self.address) as ray:
             if any(s.options.device.startswith("cuda") for s in specs) and not self.gpus_per_task:
                 raise ConfigError(
-                    "--device cuda with the ray engine needs GPUs for the tasks: pass "
+                    "--device cuda with the ray backend needs GPUs for the tasks: pass "
                     "--gpus-per-actor (e.g. 0.25)"
                 )
             resources = {"num_cpus": self.cpus_per_task, "num_gpus": self.gpus_per_task}

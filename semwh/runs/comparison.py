@@ -173,7 +173,7 @@ def plan_for(spec: ComparisonSpec, tmp: Path, memory: int | None = None) -> Anal
 
 def without_null(spec: ComparisonSpec) -> ComparisonSpec:
     """The spec with its permutations left out: :func:`run_comparison` of it gives the
-    statistic (and bootstrap interval) only, for an engine that computes the null in blocks
+    statistic (and bootstrap interval) only, for a mapper that computes the null in blocks
     (:func:`comparison_null`) and completes the record with :func:`with_null`."""
     return replace(spec, options=replace(spec.options, permutations=0))
 

@@ -160,7 +160,7 @@ class MeasureOptions:
         tie_tol: Regression 2 vs 2 tie tolerance.
         permutations: Size of the permutation null (0: no p-value).
         seed: Seed of the permutations; None draws one when needed.
-        device: Kept for the engines; the measures run on the CPU.
+        device: Kept for the backends; the measures run on the CPU.
         bootstrap: Always 0 (no bootstrap interval for these measures).
     """
 

@@ -62,8 +62,8 @@ def draw_seed() -> int:
 def derive_seed(parent: int, *keys: str) -> int:
     """A child seed that depends only on ``parent`` and ``keys``, never on execution order.
 
-    Every engine (a local loop, a process pool, a cluster) derives the same seed for the same
-    comparison, so a sweep's results do not depend on which engine ran it.
+    Every mapper (a local loop, a process pool, a cluster) derives the same seed for the same
+    comparison, so a sweep's results do not depend on which mapper ran it.
     """
     text = "\x1f".join([str(parent), *keys])
     digest = hashlib.sha256(text.encode()).digest()

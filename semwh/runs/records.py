@@ -3,7 +3,7 @@
 A :class:`ComparisonSpec` holds everything one comparison needs (the two spaces' vectors over
 their shared concepts and the options with a resolved seed); :func:`semwh.runs.comparison.
 run_comparison` turns it into a :class:`ResultRecord` without touching the warehouse, so any
-engine can fan the same function out and storage stays in one place.
+mapper can fan the same function out and storage stays in one place.
 """
 
 from __future__ import annotations

@@ -8,14 +8,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import select
 
 from semwh.analyze import TIE_TOL
 from semwh.analyze.knn import DEFAULT_K
 from semwh.analyze.regression import DEFAULT_PENALTIES
 from semwh.errors import ConfigError, DegenerateInputError, NotFoundError
+from semwh.progress import Progress, report
 from semwh.runs import families, store
 from semwh.runs.comparison import (
     lookup_in,
@@ -54,8 +53,9 @@ RANDOM_SUFFIX = "-random"
 COMMIT_EVERY = 64
 COMMIT_SECONDS = 30.0
 
-#: An engine maps the pure per-comparison function over specs (builtin ``map`` runs locally).
-Engine = Callable[
+#: A mapper maps the pure per-comparison function over specs, yielding the outcomes in the
+#: order of the specs (builtin ``map`` runs them here; :mod:`semwh.ray` has the Ray one).
+Mapper = Callable[
     [Callable[[ComparisonSpec], ResultRecord], Iterable[ComparisonSpec]], Iterable[ResultRecord]
 ]
 
@@ -116,17 +116,6 @@ def layer_spaces(wh: Warehouse, model: str) -> list[Space]:
                 .order_by(Space.depth_index, Space.name)
             ).all()
         )
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
 
 
 @dataclass(frozen=True)
@@ -194,8 +183,8 @@ def sweep(
     recovery: bool = False,
     force: bool = False,
     strict: bool = False,
-    progress: bool = False,
-    engine: Engine = map,
+    progress: Progress | None = None,
+    mapper: Mapper = map,
     estimator: str = "unbiased",
     k: int = DEFAULT_K,
     regression_distance: str = "cosine",
@@ -206,7 +195,7 @@ def sweep(
 
     Each comparison's seed is derived from the sweep seed and the comparison's identity
     (:func:`semwh.runs.provenance.derive_seed`), so the numbers do not depend on the order or
-    the engine that ran them. Comparisons already stored are reused (with no ``seed`` given,
+    the backend that ran them. Comparisons already stored are reused (with no ``seed`` given,
     a stored row of any seed counts) unless ``force``, which computes them again as new rows.
 
     The sweep is a stored family (``sweeps``, ``sweep_members``, view ``sweep_results``):
@@ -234,8 +223,9 @@ def sweep(
             by default because one degenerate layer (the near-constant logits of a
             random-weight control, say) should not discard the rest; each skipped comparison
             and its reason are returned and recorded in the sweep's parameters.
-        progress: Show a progress bar on stderr.
-        engine: Maps :func:`run_comparison` over specs (``map`` runs them here, in order).
+        progress: Told the comparisons done (``sweep``), stored ones found included.
+        mapper: Maps :func:`run_comparison` over specs (``map`` runs them here, in order;
+            :func:`semwh.ray.sweep_mapper` gives the Ray one).
         estimator: CKA estimator (``unbiased`` or ``biased``).
         k: Neighbours per concept of mutual k-NN alignment.
         regression_distance: Row distance of regression 2 vs 2 (``cosine`` or ``pearson``).
@@ -360,7 +350,7 @@ def sweep(
             force=force,
             strict=strict,
             progress=progress,
-            engine=engine,
+            mapper=mapper,
             control_diffs=control_diffs,
         )
     except BaseException:
@@ -387,8 +377,8 @@ def _run_sweep(
     recovery: bool,
     force: bool,
     strict: bool,
-    progress: bool,
-    engine: Engine,
+    progress: Progress | None,
+    mapper: Mapper,
     control_diffs: bool = False,
 ) -> SweepResult:
     """Compute or find every member of an opened sweep, then close it with its FDR."""
@@ -404,47 +394,41 @@ def _run_sweep(
 
     slots: list[store.ComparisonRow | Skipped | None] = []
     pending: list[tuple[int, ComparisonSpec]] = []
-    bar = _progress() if progress else None
-    task = bar.add_task("sweep", total=total) if bar is not None else None
-    if bar is not None:
-        bar.start()
-    try:
-        # One session for every lookup: opening a registry connection costs more than a query.
-        with wh.session() as session:
-            for spec in _specs(wh, layers, words, hashes, options, strict):
-                if isinstance(spec, Skipped):
-                    slots.append(spec)
-                else:
-                    # With an explicit sweep seed only rows of the derived seed are the same
-                    # analysis; without one, a stored row of any seed is.
-                    found = lookup_in(session, seeded(spec) if seed is not None else spec)
-                    if found is None or force:
-                        pending.append((len(slots), seeded(spec)))
-                        slots.append(None)
-                        continue
-                    slots.append(found)
-                if bar is not None and task is not None:
-                    bar.advance(task)
-        step = run_comparison if strict else run_or_skip
-        outcomes = engine(step, [spec for _, spec in pending])  # type: ignore[arg-type]
-        buffer: list[tuple[int, ResultRecord]] = []
-        last_commit = time.perf_counter()
-        for (index, _spec), outcome in zip(pending, outcomes, strict=True):
-            if isinstance(outcome, Skipped):
-                slots[index] = outcome
+    done = 0
+    report(progress, "sweep", done, total)
+    # One session for every lookup: opening a registry connection costs more than a query.
+    with wh.session() as session:
+        for spec in _specs(wh, layers, words, hashes, options, strict):
+            if isinstance(spec, Skipped):
+                slots.append(spec)
             else:
-                buffer.append((index, outcome))
-            # Results are committed in small batches: an interrupted sweep keeps what it
-            # computed, and a rerun finds those comparisons stored.
-            if len(buffer) >= COMMIT_EVERY or time.perf_counter() - last_commit > COMMIT_SECONDS:
-                _commit(wh, buffer, slots)
-                last_commit = time.perf_counter()
-            if bar is not None and task is not None:
-                bar.advance(task)
-        _commit(wh, buffer, slots)
-    finally:
-        if bar is not None:
-            bar.stop()
+                # With an explicit sweep seed only rows of the derived seed are the same
+                # analysis; without one, a stored row of any seed is.
+                found = lookup_in(session, seeded(spec) if seed is not None else spec)
+                if found is None or force:
+                    pending.append((len(slots), seeded(spec)))
+                    slots.append(None)
+                    continue
+                slots.append(found)
+            done += 1
+            report(progress, "sweep", done, total)
+    step = run_comparison if strict else run_or_skip
+    outcomes = mapper(step, [spec for _, spec in pending])  # type: ignore[arg-type]
+    buffer: list[tuple[int, ResultRecord]] = []
+    last_commit = time.perf_counter()
+    for (index, _spec), outcome in zip(pending, outcomes, strict=True):
+        if isinstance(outcome, Skipped):
+            slots[index] = outcome
+        else:
+            buffer.append((index, outcome))
+        # Results are committed in small batches: an interrupted sweep keeps what it
+        # computed, and a rerun finds those comparisons stored.
+        if len(buffer) >= COMMIT_EVERY or time.perf_counter() - last_commit > COMMIT_SECONDS:
+            _commit(wh, buffer, slots)
+            last_commit = time.perf_counter()
+        done += 1
+        report(progress, "sweep", done, total)
+    _commit(wh, buffer, slots)
     rows = [slot for slot in slots if isinstance(slot, ResultRSA | Result2v2 | ResultMeasure)]
     skipped = [slot for slot in slots if isinstance(slot, Skipped)]
     computed = sum(1 for index, _ in pending if not isinstance(slots[index], Skipped))

@@ -342,8 +342,8 @@ def test_constant_concept_vector_names_concept_and_spaces(warehouse: Warehouse, 
         assert wnids()[4] in message and "'flat'" in message and "'words'" in message
 
 
-def reversed_engine(fn, specs):
-    """An engine that computes in reverse order, as a parallel engine might finish."""
+def reversed_mapper(fn, specs):
+    """A mapper that computes in reverse order, as a parallel backend might finish."""
     specs = list(specs)
     return list(reversed([fn(spec) for spec in reversed(specs)]))
 
@@ -384,11 +384,11 @@ def test_sweep_fdr_seeds_and_members(warehouse: Warehouse, world) -> None:
 
 def test_sweep_is_identical_whichever_order_the_engine_runs(template, tmp_path) -> None:
     outcomes = []
-    for name, engine in (("a", map), ("b", reversed_engine)):
+    for name, mapper in (("a", map), ("b", reversed_mapper)):
         shutil.copytree(template[0], tmp_path / name)
         wh = warehouse_from_settings(load_settings(tmp_path / name))
         result = runs.sweep(
-            wh, ["toy"], ["words"], permutations=15, seed=9, include_random=False, engine=engine
+            wh, ["toy"], ["words"], permutations=15, seed=9, include_random=False, mapper=mapper
         )
         outcomes.append(
             [

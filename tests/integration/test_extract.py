@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from semwh.config import load_settings
 from semwh.errors import ConfigError, ResourceError
-from semwh.extract import run_extraction
+from semwh.extract import ExtractionOptions, run_extraction
 from semwh.extract.plan import ExtractionPlan, LayerPlan, check_plan
 from semwh.vectors import load_image_vectors, load_space
 from semwh.warehouse.layout import Warehouse, warehouse_from_settings
@@ -100,7 +100,10 @@ def lite0(tmp_path_factory: pytest.TempPathFactory, samples_dir: Path):
     ]
     add_sample_images(wh, files)
     summary = run_extraction(
-        wh, "efficientnet_lite0", batch_size=50, shard_size=400, device="cpu", num_workers=0
+        wh,
+        ExtractionOptions(
+            "efficientnet_lite0", batch_size=50, shard_size=400, device="cpu", num_workers=0
+        ),
     )
     return wh, summary
 
@@ -220,7 +223,10 @@ def test_top1_matches_wnid_for_most_ilsvrc_images(lite0) -> None:
 def test_rerun_of_finished_extraction_does_nothing(lite0) -> None:
     wh, _ = lite0
     again = run_extraction(
-        wh, "efficientnet_lite0", batch_size=50, shard_size=400, device="cpu", num_workers=0
+        wh,
+        ExtractionOptions(
+            "efficientnet_lite0", batch_size=50, shard_size=400, device="cpu", num_workers=0
+        ),
     )
     assert again.status == "unchanged" and again.images == 0 and again.shards_skipped == 2
     with wh.session() as s:
@@ -241,14 +247,16 @@ def test_resnet50_random_equals_torchvision_forward(few: Warehouse) -> None:
     layers = ["maxpool", "layer2.1", "layer4.2", "avgpool", "fc"]
     summary = run_extraction(
         few,
-        "resnet50",
-        weights="none",
-        seed=7,
-        layers=",".join(layers),
-        batch_size=2,
-        shard_size=3,
-        device="cpu",
-        num_workers=0,
+        ExtractionOptions(
+            "resnet50",
+            weights="none",
+            seed=7,
+            layers=",".join(layers),
+            batch_size=2,
+            shard_size=3,
+            device="cpu",
+            num_workers=0,
+        ),
     )
     assert summary.status == "done" and summary.model == "resnet50-random"
     assert summary.shards_done == 2
@@ -277,24 +285,28 @@ def test_resnet50_random_equals_torchvision_forward(few: Warehouse) -> None:
     with pytest.raises(ConfigError, match="pass --name"):
         run_extraction(
             few,
+            ExtractionOptions(
+                "resnet50",
+                weights="none",
+                seed=7,
+                layers="layer4.2",
+                pooling="flatten",
+                device="cpu",
+                num_workers=0,
+            ),
+        )
+    flat = run_extraction(
+        few,
+        ExtractionOptions(
             "resnet50",
             weights="none",
             seed=7,
             layers="layer4.2",
             pooling="flatten",
+            name="resnet50-random-flat",
             device="cpu",
             num_workers=0,
-        )
-    flat = run_extraction(
-        few,
-        "resnet50",
-        weights="none",
-        seed=7,
-        layers="layer4.2",
-        pooling="flatten",
-        name="resnet50-random-flat",
-        device="cpu",
-        num_workers=0,
+        ),
     )
     assert flat.status == "done"
     got = load_image_vectors(few, "resnet50-random-flat/layer4.2")
@@ -307,11 +319,8 @@ def test_dry_run_plans_and_writes_nothing(few: Warehouse) -> None:
     seen = []
     summary = run_extraction(
         few,
-        "efficientnet_lite0",
-        weights="none",
-        layers="stem,head",
+        ExtractionOptions("efficientnet_lite0", weights="none", layers="stem,head", device="cpu"),
         dry_run=True,
-        device="cpu",
         on_plan=seen.append,
     )
     assert summary.status == "planned" and seen == [summary.plan]

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -18,7 +19,7 @@ import pytest
 import torch
 
 from semwh.errors import DuplicateError
-from semwh.extract import ExtractionSummary, finished_extraction, run_extraction
+from semwh.extract import ExtractionOptions, ExtractionSummary, finished_extraction, run_extraction
 from semwh.extract.digests import CACHE_FILENAME
 from tests.conftest import run_cli, semwh_bin
 from tests.integration.test_extract import add_sample_images, new_warehouse
@@ -123,12 +124,14 @@ def test_killed_extraction_resumes_to_the_uninterrupted_rows(
     add_sample_images(clean, files)
     summary = run_extraction(
         clean,
-        "efficientnet_lite0",
-        layers="stem,blocks.5,head,fc",
-        shard_size=4,
-        batch_size=2,
-        device="cpu",
-        num_workers=0,
+        ExtractionOptions(
+            "efficientnet_lite0",
+            layers="stem,blocks.5,head,fc",
+            shard_size=4,
+            batch_size=2,
+            device="cpu",
+            num_workers=0,
+        ),
     )
     assert summary.status == "done"
     got, expected = _snapshot(db), _snapshot(clean.root / "registry.duckdb")
@@ -164,8 +167,9 @@ def test_rerun_of_a_finished_extraction_is_found_before_the_model_loads(
     weights = _old_copy(efficientnet_lite0_weights_path(), tmp_path / "lite0.pth")
     args = {"weights_file": weights, "layers": "fc,stem", "shard_size": 2, "batch_size": 2}
     args.update(device="cpu", num_workers=0)
-    assert finished_extraction(wh, "efficientnet_lite0", **args) is None
-    first = run_extraction(wh, "efficientnet_lite0", **args)
+    lite0 = partial(ExtractionOptions, "efficientnet_lite0")
+    assert finished_extraction(wh, lite0(**args)) is None
+    first = run_extraction(wh, lite0(**args))
     assert first.status == "done" and first.layers == ["stem", "fc"]
     cache = wh.root / CACHE_FILENAME
     entry = json.loads(cache.read_text())["files"][str(weights.resolve())]
@@ -173,7 +177,7 @@ def test_rerun_of_a_finished_extraction_is_found_before_the_model_loads(
 
     # Found from the registry: the same run, layers in forward order, the probe's plan.
     for layers in ("fc,stem", "stem, fc", ["stem", "fc"]):
-        found = finished_extraction(wh, "efficientnet_lite0", **{**args, "layers": layers})
+        found = finished_extraction(wh, lite0(**{**args, "layers": layers}))
         assert found is not None and found.status == "unchanged"
         assert (found.run_id, found.layers, found.spaces) == (
             first.run_id,
@@ -183,7 +187,7 @@ def test_rerun_of_a_finished_extraction_is_found_before_the_model_loads(
         assert found.plan.layers == first.plan.layers
         assert found.plan.ram_needed == first.plan.ram_needed
         assert (found.plan.n_todo, found.plan.disk_needed, found.shards_skipped) == (0, 0, 2)
-    again = run_extraction(wh, "efficientnet_lite0", **args)
+    again = run_extraction(wh, lite0(**args))
     assert _without_free_space(again) == _without_free_space(found)
 
     # Another request is another run.
@@ -197,12 +201,12 @@ def test_rerun_of_a_finished_extraction_is_found_before_the_model_loads(
         {"weights_file": None},
     ]
     for change in changes:
-        assert finished_extraction(wh, "efficientnet_lite0", **{**args, **change}) is None
+        assert finished_extraction(wh, lite0(**{**args, **change})) is None
 
     # A touched file is hashed again (the entry follows it) and is still the same weights.
     past = time.time() - 30
     os.utime(weights, (past, past))
-    touched = finished_extraction(wh, "efficientnet_lite0", **args)
+    touched = finished_extraction(wh, lite0(**args))
     assert touched is not None and touched.run_id == first.run_id
     entry = json.loads(cache.read_text())["files"][str(weights.resolve())]
     assert entry["mtime_ns"] == weights.stat().st_mtime_ns
@@ -212,16 +216,16 @@ def test_rerun_of_a_finished_extraction_is_found_before_the_model_loads(
     state["_fc.bias"] = state["_fc.bias"] + 1.0
     torch.save(state, weights)
     os.utime(weights, (past, past))
-    assert finished_extraction(wh, "efficientnet_lite0", **args) is None
+    assert finished_extraction(wh, lite0(**args)) is None
     with pytest.raises(DuplicateError, match="registered with other weights"):
-        run_extraction(wh, "efficientnet_lite0", **args)
-    other = run_extraction(wh, "efficientnet_lite0", **{**args, "name": "lite0-b"})
+        run_extraction(wh, lite0(**args))
+    other = run_extraction(wh, lite0(**{**args, "name": "lite0-b"}))
     assert other.status == "done" and other.run_id != first.run_id
-    assert finished_extraction(wh, "efficientnet_lite0", **{**args, "name": "lite0-b"}) is not None
+    assert finished_extraction(wh, lite0(**{**args, "name": "lite0-b"})) is not None
 
     # A new image changes the image set: the run is not finished for it.
     add_sample_images(wh, sorted(samples_dir.glob("*.jpg"))[5:6])  # a new concept
-    assert finished_extraction(wh, "efficientnet_lite0", **{**args, "name": "lite0-b"}) is None
+    assert finished_extraction(wh, lite0(**{**args, "name": "lite0-b"})) is None
 
 
 def test_cli_rerun_of_a_finished_extraction_says_unchanged(

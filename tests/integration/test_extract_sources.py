@@ -20,7 +20,7 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 
 from semwh.errors import ConfigError
-from semwh.extract import finished_extraction, run_extraction
+from semwh.extract import ExtractionOptions, finished_extraction, run_extraction
 from semwh.vectors import load_image_vectors
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Image, Layer, Prediction, VisionModel
@@ -51,7 +51,8 @@ def _photos(wh: Warehouse) -> tuple[list[int], list[PILImage.Image]]:
 
 def _extract(wh: Warehouse, ref: str, **kwargs) -> str:
     summary = run_extraction(
-        wh, ref, batch_size=2, shard_size=2, device="cpu", num_workers=0, **kwargs
+        wh,
+        ExtractionOptions(ref, batch_size=2, shard_size=2, device="cpu", num_workers=0, **kwargs),
     )
     assert summary.status == "done" and summary.shards_done == 2
     return summary.model
@@ -258,8 +259,8 @@ def test_hf_vit_and_dinov2_folders(wh: Warehouse, tmp_path: Path) -> None:
     assert len(vit) == 5 and vit[1].layout == "tokens:1"
     # A finished run of a folder is found again from its weights files, without the model.
     again = finished_extraction(
-        wh, f"hf:{tmp_path / 'ViTConfig'}", batch_size=2, shard_size=2, device="cpu",
-        num_workers=0,
+        wh, ExtractionOptions(f"hf:{tmp_path / 'ViTConfig'}", batch_size=2, shard_size=2,
+        device="cpu", num_workers=0),
     )  # fmt: skip
     assert again is not None and again.status == "unchanged"
     assert again.layers == [r.module for r in vit]

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from semwh.errors import WarehouseError
-from semwh.extract import run_extraction
+from semwh.extract import ExtractionOptions, run_extraction
 from semwh.runs import sweep
 from semwh.vectors import load_space, save_space
 from semwh.warehouse.layout import Warehouse, open_warehouse, record_vectors_location
@@ -57,7 +57,7 @@ def store(s3_server: S3Server) -> S3Server:
 
 def extracted(root: Path, files: list[Path], vectors: str | None) -> Warehouse:
     wh = new_warehouse(root, files, vectors=vectors)
-    summary = run_extraction(wh, MODEL, **EXTRACT)
+    summary = run_extraction(wh, ExtractionOptions(MODEL, **EXTRACT))
     assert summary.status == "done" and summary.images == N_CONCEPTS * PER_CONCEPT
     glove_space(wh, files)
     return wh

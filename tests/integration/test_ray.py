@@ -1,4 +1,4 @@
-"""The ray engine against the local one on real images: same rows, same sweep numbers, resume.
+"""The ray backend against the local one on real images: same rows, same sweep numbers, resume.
 
 One local Ray (2 CPUs, the small footprint semwh starts by default) serves the whole module.
 """
@@ -20,7 +20,7 @@ import torch
 from sqlalchemy import func, select
 
 from semwh.errors import WarehouseBusyError
-from semwh.extract import run_extraction
+from semwh.extract import ExtractionOptions, run_extraction
 from semwh.vectors import load_space, save_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
@@ -47,9 +47,9 @@ from tests.integration.realdata import (
 from tests.s3server import S3Server
 
 pytestmark = pytest.mark.integration
-ray = pytest.importorskip("ray", reason="the ray engine tests need Ray: pip install 'semwh[ray]'")
+ray = pytest.importorskip("ray", reason="the ray backend tests need Ray: pip install 'semwh[ray]'")
 
-from semwh.ray import sweep_engine  # noqa: E402
+from semwh.ray import sweep_mapper  # noqa: E402
 from semwh.ray.extract import run_extraction_ray  # noqa: E402
 from semwh.ray.session import ray_session  # noqa: E402
 
@@ -78,7 +78,9 @@ def files(samples_dir: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def local_wh(tmp_path_factory: pytest.TempPathFactory, files: list[Path]) -> Warehouse:
     wh = new_warehouse(tmp_path_factory.mktemp("local") / "wh", files)
-    summary = run_extraction(wh, MODEL, device="cpu", num_workers=0, **extract_kwargs())
+    summary = run_extraction(
+        wh, ExtractionOptions(MODEL, device="cpu", num_workers=0, **extract_kwargs())
+    )
     assert summary.status == "done"
     return wh
 
@@ -86,7 +88,7 @@ def local_wh(tmp_path_factory: pytest.TempPathFactory, files: list[Path]) -> War
 @pytest.fixture(scope="module")
 def ray_wh(tmp_path_factory: pytest.TempPathFactory, files: list[Path], ray_cluster: str):
     wh = new_warehouse(tmp_path_factory.mktemp("ray") / "wh", files)
-    summary = run_extraction_ray(wh, MODEL, **extract_kwargs())
+    summary = run_extraction_ray(wh, ExtractionOptions(MODEL, **extract_kwargs()))
     return wh, summary
 
 
@@ -127,7 +129,7 @@ def test_ray_extraction_matches_local_rows(ray_wh, local_wh: Warehouse) -> None:
     wh, summary = ray_wh
     assert summary.status == "done" and summary.shards_done == 3 and summary.images == 20
     assert_same_rows(wh, local_wh)
-    # Same job identity: the ray run is the local run, so either engine resumes the other's.
+    # Same job identity: the ray run is the local run, so either backend resumes the other's.
     with wh.session() as s_ray, local_wh.session() as s_local:
         run_r, run_l = s_ray.scalar(select(ExtractionRun)), s_local.scalar(select(ExtractionRun))
         assert run_r.params_sha256 == run_l.params_sha256 and run_r.status == "done"
@@ -152,7 +154,7 @@ def test_ray_extraction_to_an_object_store_matches_local_rows(
     """Shards land in S3 (uploaded by the driver, registered after), rows equal local ones."""
     s3_server.create_bucket("ray-vectors")
     wh = new_warehouse(tmp_path / "wh", files, vectors=s3_server.uri("ray-vectors", "wh"))
-    summary = run_extraction_ray(wh, MODEL, **extract_kwargs())
+    summary = run_extraction_ray(wh, ExtractionOptions(MODEL, **extract_kwargs()))
     assert summary.status == "done" and summary.shards_done == 3
     assert_same_rows(wh, local_wh)
     with wh.session() as session:
@@ -163,7 +165,7 @@ def test_ray_extraction_to_an_object_store_matches_local_rows(
 
 def test_ray_extraction_again_is_unchanged(ray_wh) -> None:
     wh, _ = ray_wh
-    again = run_extraction_ray(wh, MODEL, **extract_kwargs())
+    again = run_extraction_ray(wh, ExtractionOptions(MODEL, **extract_kwargs()))
     assert again.status == "unchanged" and again.images == 0
 
 
@@ -190,7 +192,7 @@ SWEEP = {"tests": ("2v2", "rsa"), "permutations": 200, "seed": 7, "include_rando
 
 @pytest.fixture(scope="module")
 def local_sweep(local_wh: Warehouse, files) -> tuple[Warehouse, object, list[tuple]]:
-    """The local engine's sweep of the three layers against GloVe, and its stored numbers."""
+    """The local backend's sweep of the three layers against GloVe, and its stored numbers."""
     from semwh.runs import sweep
 
     glove_space(local_wh, files)
@@ -212,9 +214,9 @@ def test_ray_sweep_matches_local_exactly(
     from semwh.runs import sweep
 
     wh, local, expected = local_sweep
-    engine = sweep_engine("ray", perm_block=perm_block)
-    distributed = sweep(wh, [MODEL], ["glove"], force=True, engine=engine, **SWEEP)
-    assert engine.submitted == {"comparisons": 6, "null_blocks": null_blocks}
+    mapper = sweep_mapper("ray", perm_block=perm_block)
+    distributed = sweep(wh, [MODEL], ["glove"], force=True, mapper=mapper, **SWEEP)
+    assert mapper.submitted == {"comparisons": 6, "null_blocks": null_blocks}
     assert distributed.computed == 6 and distributed.seed == local.seed == 7
     assert {r.result_id for r in distributed.rows}.isdisjoint(r.result_id for r in local.rows)
     got = sweep_numbers(wh, distributed)
@@ -271,17 +273,17 @@ def test_ray_sweep_skips_a_degenerate_layer_and_keeps_the_others_exact(
 ) -> None:
     """A layer whose concepts are indistinguishable is skipped by both tests while its null
     blocks are already queued (first, ahead of every other comparison's): the sweep finishes,
-    the skipped blocks hold no CPU afterwards, and the other rows are the local engine's."""
+    the skipped blocks hold no CPU afterwards, and the other rows are the local backend's."""
     from semwh.runs import sweep
 
     wh, _local, expected = local_sweep
     flat = add_flat_model(wh)
-    engine = sweep_engine("ray", perm_block=64)
+    mapper = sweep_mapper("ray", perm_block=64)
     result = finishes(
-        lambda: sweep(wh, [FLAT, MODEL], ["glove"], force=True, engine=engine, **SWEEP), 120
+        lambda: sweep(wh, [FLAT, MODEL], ["glove"], force=True, mapper=mapper, **SWEEP), 120
     )
     # Every comparison, the skipped ones included, had its null split into four blocks.
-    assert engine.submitted == {"comparisons": 8, "null_blocks": 8 * 4}
+    assert mapper.submitted == {"comparisons": 8, "null_blocks": 8 * 4}
     assert result.computed == 6 and result.seed == 7
     assert sorted((s.test, s.space_a, s.space_b) for s in result.skipped) == [
         ("2v2", flat, "glove"),
@@ -344,7 +346,7 @@ def test_killed_ray_extraction_resumes_to_same_rows(
     assert proc.returncode == -signal.SIGKILL
     assert shards_registered() == 1
 
-    resumed = run_extraction_ray(wh, MODEL, **extract_kwargs())
+    resumed = run_extraction_ray(wh, ExtractionOptions(MODEL, **extract_kwargs()))
     assert resumed.status == "done"
     assert resumed.shards_skipped == 1 and resumed.shards_done == 2 and resumed.images == 12
     assert_same_rows(wh, local_wh)
@@ -354,7 +356,7 @@ def test_killed_ray_sweep_reruns_to_the_local_numbers(
     local_sweep, ray_cluster: str, tmp_path: Path
 ) -> None:
     """The driver dies after storing its results, before their FDR and its run record: the
-    cluster frees its tasks, and a rerun stores the local engine's numbers without
+    cluster frees its tasks, and a rerun stores the local backend's numbers without
     recomputing anything."""
     from semwh.runs import sweep
 
@@ -410,7 +412,7 @@ def test_killed_ray_sweep_reruns_to_the_local_numbers(
     while ray.available_resources().get("CPU", 0.0) < total:
         assert time.monotonic() < deadline, "a killed driver's tasks still hold CPUs"
         time.sleep(0.2)
-    rerun = sweep(killed, [MODEL], ["glove"], engine=sweep_engine("ray", perm_block=64), **options)
+    rerun = sweep(killed, [MODEL], ["glove"], mapper=sweep_mapper("ray", perm_block=64), **options)
     assert rerun.computed == 0 and sweeps(killed) == before + 1
     assert sweep_numbers(killed, rerun) == expected
 
@@ -419,7 +421,7 @@ def test_ray_extraction_of_a_hugging_face_folder_matches_local_rows(
     tmp_path: Path, files: list[Path], ray_cluster: str
 ) -> None:
     """Another source through Ray: the actors rebuild it from the folder and pool its tokens
-    by the layouts the driver checked (class token left out), as the local engine does."""
+    by the layouts the driver checked (class token left out), as the local backend does."""
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     small = dict(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=2)
@@ -430,9 +432,11 @@ def test_ray_extraction_of_a_hugging_face_folder_matches_local_rows(
     kwargs = {"batch_size": BATCH, "shard_size": SHARD}
     subset = files[:10]
     local = new_warehouse(tmp_path / "local", subset)
-    done = run_extraction(local, f"hf:{folder}", device="cpu", num_workers=0, **kwargs)
+    done = run_extraction(
+        local, ExtractionOptions(f"hf:{folder}", device="cpu", num_workers=0, **kwargs)
+    )
     remote = new_warehouse(tmp_path / "ray", subset)
-    summary = run_extraction_ray(remote, f"hf:{folder}", **kwargs)
+    summary = run_extraction_ray(remote, ExtractionOptions(f"hf:{folder}", **kwargs))
     assert summary.status == done.status == "done" and summary.layers == done.layers
     assert done.layers == ["embeddings", "layers.0", "layers.1", "layernorm", "pooler"]
     for layer in done.layers:

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image as PILImage
 
 from semwh.errors import InputError, SemwhError
-from semwh.extract import run_extraction
+from semwh.extract import ExtractionOptions, run_extraction
 from semwh.extract.preprocess import Preprocessing
 from semwh.ingest import ingest_images, ingest_space, ingest_words
 from semwh.warehouse.layout import Warehouse
@@ -104,12 +104,14 @@ def test_bad_images_are_listed_and_the_rest_is_ingested_and_extracted(
     # Whatever ingest accepts (CMYK, 16-bit, palette, animated GIF), extraction reads as RGB.
     summary = run_extraction(
         warehouse,
-        "efficientnet_lite0",
-        layers="stem,fc",
-        shard_size=4,
-        batch_size=4,
-        device="cpu",
-        num_workers=0,
+        ExtractionOptions(
+            "efficientnet_lite0",
+            layers="stem,fc",
+            shard_size=4,
+            batch_size=4,
+            device="cpu",
+            num_workers=0,
+        ),
     )
     assert summary.status == "done" and summary.images == report.added
     check_registered_files(warehouse)

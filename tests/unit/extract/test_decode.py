@@ -17,8 +17,8 @@ from PIL import Image as PILImage
 from torch import nn
 
 from semwh.errors import InputError
-from semwh.extract.decode import FileBytesDataset, decode_batch, iter_decoded, resolve_decoder
 from semwh.extract.batches import ProbedModel, run_shard
+from semwh.extract.decode import FileBytesDataset, decode_batch, iter_decoded, resolve_decoder
 from semwh.extract.hooks import parse_pooling
 from semwh.extract.layouts import parse_layout
 from semwh.extract.preprocess import Preprocessing

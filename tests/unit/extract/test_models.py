@@ -11,8 +11,8 @@ import torch
 import torchvision
 
 from semwh.errors import ConfigError, InputError, NotFoundError
-from semwh.extract.digests import WeightsDigests
 from semwh.extract.batches import ProbedModel, probe_shapes
+from semwh.extract.digests import WeightsDigests
 from semwh.extract.hooks import Pooling
 from semwh.extract.models import (
     LoadedModel,

@@ -1,6 +1,6 @@
 """A comparison in pieces: statistic without the null, the null in blocks, then completed.
 
-What the ray engine does with a large null must give the record :func:`run_comparison` gives
+What the ray backend does with a large null must give the record :func:`run_comparison` gives
 for the whole spec, field by field.
 """
 
