@@ -1,4 +1,4 @@
-"""Small real-data warehouses shared by the engine and storage tests: sample photos read in
+"""Small real-data warehouses shared by the backend and storage tests: sample photos read in
 place, registered as concepts and images, and GloVe vectors of their labels."""
 
 from __future__ import annotations

@@ -107,10 +107,10 @@ def test_overlapping_sweeps_leave_every_stored_family_as_written(warehouse, worl
 
 def test_a_failed_sweep_lists_nothing_and_is_never_current(warehouse, world) -> None:
     def broken(fn, specs):
-        raise RuntimeError("the engine died")
+        raise RuntimeError("the mapper died")
 
     with pytest.raises(RuntimeError):
-        runs.sweep(warehouse, ["toy"], ["words"], permutations=5, seed=1, engine=broken)
+        runs.sweep(warehouse, ["toy"], ["words"], permutations=5, seed=1, mapper=broken)
     rows = run_sql(warehouse, "SELECT status FROM sweeps").table.to_pylist()
     assert rows == [{"status": "failed"}]
     assert curves(warehouse) == []
