@@ -357,3 +357,17 @@ def test_plan_that_does_not_fit_is_refused() -> None:
     ram = ExtractionPlan(**{**plan.__dict__, "disk_needed": 1, "ram_needed": 2**35})
     with pytest.raises(ResourceError, match="lower --batch-size"):
         check_plan(ram)
+
+
+def test_extraction_reports_images_done_to_its_progress(few: Warehouse) -> None:
+    seen: list[tuple[str, int, int | None]] = []
+    options = ExtractionOptions(
+        "efficientnet_lite0", weights="none", layers="stem", name="lite0-progress",
+        batch_size=2, shard_size=3, device="cpu", num_workers=0,
+    )  # fmt: skip
+    summary = run_extraction(few, options, progress=lambda *call: seen.append(call))
+    n = summary.images
+    assert summary.status == "done" and n == 5
+    assert {(what, total) for what, _, total in seen} == {("extract lite0-progress", n)}
+    done = [d for _, d, _ in seen]
+    assert done[0] == 0 and done[-1] == n and done == sorted(done)

@@ -116,6 +116,23 @@ def test_a_failed_sweep_lists_nothing_and_is_never_current(warehouse, world) -> 
     assert curves(warehouse) == []
 
 
+def test_a_sweep_reports_comparisons_done_to_its_progress(warehouse, world) -> None:
+    seen: list[tuple[str, int, int | None]] = []
+    first = runs.sweep(
+        warehouse, ["toy"], ["words"], permutations=5, seed=3, include_random=False,
+        progress=lambda what, done, total: seen.append((what, done, total)),
+    )  # fmt: skip
+    total = len(first.rows)
+    assert seen == [("sweep", done, total) for done in range(total + 1)]
+    # Comparisons found stored count as done too.
+    seen.clear()
+    runs.sweep(
+        warehouse, ["toy"], ["words"], permutations=5, seed=3, include_random=False,
+        progress=lambda what, done, total: seen.append((what, done, total)),
+    )  # fmt: skip
+    assert seen == [("sweep", done, total) for done in range(total + 1)]
+
+
 def test_replaced_word_space_leaves_layer_curves_until_reanalysed(warehouse, world) -> None:
     first = runs.sweep(warehouse, ["toy"], ["words"], permutations=10, seed=2, include_random=False)
     old = {r["space"]: r["accuracy_2v2"] for r in curves(warehouse)}
