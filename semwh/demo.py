@@ -24,7 +24,7 @@ from semwh.ingest.sample_set import (
     sample_folder,
 )
 from semwh.pipeline import RunConfig, RunSummary, parse_config, run_pipeline
-from semwh.query import run_query
+from semwh.results.queries import run_query
 from semwh.warehouse.layout import Warehouse
 
 DEMO_WAREHOUSE = "semwh-demo"

@@ -705,7 +705,7 @@ def peak_stage(wh: Warehouse, config: RunConfig, spec: PeakConfig) -> StageOutco
 
 
 def report_stage(wh: Warehouse, config: RunConfig) -> StageOutcome:
-    from semwh.report import build_report
+    from semwh.results.report import build_report
 
     # The run file's report is the warehouse's own: each run replaces it.
     info = build_report(
