@@ -11,8 +11,8 @@ from semwh.cli.printing import print_table
 from semwh.cli.run import print_summary
 from semwh.cli.state import console, err_console, state
 from semwh.config import load_settings
-from semwh.demo import DEMO_PERMUTATIONS, DEMO_WAREHOUSE, demo_samples, run_demo
 from semwh.warehouse.layout import warehouse_from_settings
+from semwh.workflow.demo import DEMO_PERMUTATIONS, DEMO_WAREHOUSE, demo_samples, run_demo
 
 
 def demo(

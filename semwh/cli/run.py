@@ -8,7 +8,8 @@ import typer
 from rich.table import Table
 
 from semwh.cli.state import console, err_console, state
-from semwh.pipeline import RunSummary, load_config, run_pipeline
+from semwh.workflow.pipeline import RunSummary, run_pipeline
+from semwh.workflow.runfile import load_config
 
 
 def print_summary(summary: RunSummary) -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from semwh.config import load_settings
-from semwh.demo import demo_samples
 from semwh.errors import ConfigError, InputError
 from semwh.hashing import sha256_file
-from semwh.ingest.sample_set import (
+from semwh.workflow.demo import demo_samples
+from semwh.workflow.sample_set import (
     PART_SUFFIX,
     fetch_samples,
     packaged_manifest,
@@ -210,7 +210,7 @@ def test_bad_manifests_name_the_line(text: str, match: str, tmp_path: Path) -> N
 
 
 def test_the_cache_folder_follows_xdg(tmp_path: Path, monkeypatch) -> None:
-    from semwh.ingest.sample_set import default_cache_root
+    from semwh.workflow.sample_set import default_cache_root
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert default_cache_root() == tmp_path / "semwh"

