@@ -32,6 +32,16 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".t
 FLAT_NAME = re.compile(r"^(n\d{8})_([^_]+)(?:_(.+))?$")
 
 
+def wnid_of_file(path: str | os.PathLike[str]) -> str | None:
+    """The WordNet id a flat file name ``<wnid>_<id>[_<label>].jpg`` gives; None otherwise.
+
+    >>> wnid_of_file("photos/n02084071_1365_dog.jpg")
+    'n02084071'
+    """
+    flat = FLAT_NAME.match(Path(path).stem)
+    return flat.group(1) if flat else None
+
+
 @dataclass(frozen=True)
 class Candidate:
     path: Path

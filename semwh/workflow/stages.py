@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from semwh.errors import ConfigError, InputError
+from semwh.ingest.images import IMAGE_SUFFIXES, wnid_of_file
 from semwh.warehouse.layout import Warehouse
 from semwh.workflow.runfile import (
     GridConfig,
@@ -30,14 +31,11 @@ def select_images(images: ImagesConfig) -> list[Path]:
             f"image folder {folder} does not exist: point [images] folder (or --images) at "
             "a folder of <wnid>_*.jpg files"
         )
-    files = sorted(
-        p
-        for p in folder.iterdir()
-        if p.suffix.lower() in (".jpg", ".jpeg", ".png") and p.name.startswith("n")
-    )
     by_wnid: dict[str, list[Path]] = {}
-    for p in files:
-        by_wnid.setdefault(p.name.split("_", 1)[0], []).append(p)
+    for p in sorted(folder.iterdir()):
+        wnid = wnid_of_file(p)
+        if wnid is not None and p.suffix.lower() in IMAGE_SUFFIXES:
+            by_wnid.setdefault(wnid, []).append(p)
     if not by_wnid:
         raise InputError(f"{folder} holds no images named <wnid>_*.jpg")
     wnids = sorted(by_wnid)
@@ -80,7 +78,7 @@ def _manifest(wh: Warehouse, files: list[Path]) -> Path:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["path", "wnid"])
     for p in files:
-        writer.writerow([str(p.resolve()), p.name.split("_", 1)[0]])
+        writer.writerow([str(p.resolve()), wnid_of_file(p)])
     text = buf.getvalue()
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     path = wh.root / "manifests" / f"images-{digest}.csv"
@@ -100,7 +98,7 @@ def images_stage(wh: Warehouse, images: ImagesConfig) -> StageOutcome:
         report = ingest_images(wh, manifest=_manifest(wh, files))
     else:
         report = ingest_images(wh, folder=images.folder)
-    n_concepts = len({p.name.split("_", 1)[0] for p in files})
+    n_concepts = len({wnid_of_file(p) for p in files})
     detail = f"{report.added} added, {report.already_present} present, {n_concepts} concepts"
     if report.skipped:
         detail += f", {len(report.skipped)} skipped"
