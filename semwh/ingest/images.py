@@ -10,7 +10,6 @@ import io
 import os
 import re
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from semwh.ingest.formats import read_utf8_text
 from semwh.ingest.imagenet import try_imagenet_index
 from semwh.ingest.sources import SourceSpec, record_source
 from semwh.ingest.wordnet import WNID_RE, open_wordnet
+from semwh.progress import Progress
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Image
 
@@ -195,7 +195,7 @@ def ingest_images(
     *,
     wordnet: str | os.PathLike[str] | bool | None = None,
     workers: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> ImageIngestReport:
     """Ingest image files: path, SHA-256, size and mode; new concepts are created.
 
@@ -208,7 +208,7 @@ def ingest_images(
         manifest: A CSV with columns path, wnid[, split][, label] instead of a folder.
         wordnet: WordNet folder for new concepts; None for the default; False for none.
         workers: Threads for hashing and decoding (default: 2 per CPU, at most 16).
-        progress: Called with (done, total) as files are decoded.
+        progress: Told how many files are hashed and decoded, as ``"decode images"``.
 
     Raises:
         ConfigError: Neither or both of folder and manifest were given.
@@ -243,7 +243,7 @@ def ingest_images(
             else:
                 decoded.append(result)
             if progress is not None:
-                progress(done, len(candidates))
+                progress("decode images", done, len(candidates))
 
     first_by_hash: dict[str, Decoded] = {}
     unique: list[Decoded] = []

@@ -1,9 +1,9 @@
 """A declarative run: ingest -> extract -> analyze -> report from one run file.
 
-Every stage calls an idempotent library function, so running the same file twice does the work
+Every stage makes an idempotent library call, so running the same file twice does the work
 once: images and word vectors already ingested, extractions already complete and comparisons
 already stored are found again, not recomputed. :mod:`semwh.workflow.runfile` describes the
-file; :mod:`semwh.workflow.stages` holds the stages.
+file and :mod:`semwh.workflow.stages` holds the stages; here they run in order.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from semwh.progress import Progress
 from semwh.warehouse.layout import Warehouse
 from semwh.workflow.runfile import RunConfig
 from semwh.workflow.stages import (
+    Outcome,
     analyze_stage,
     embed_stage,
     extract_stage,
@@ -29,7 +31,8 @@ from semwh.workflow.stages import (
     words_stage,
 )
 
-Progress = Callable[[str], None]
+#: ``on_stage(stage, what)``: called as each stage starts (the CLI prints one line).
+OnStage = Callable[[str, str], None]
 
 
 @dataclass
@@ -38,7 +41,7 @@ class StageResult:
 
     stage: str
     what: str
-    status: str  # done|unchanged|skipped
+    status: str  # done|unchanged
     seconds: float
     detail: str = ""
 
@@ -55,17 +58,22 @@ class RunSummary:
     text_models: list[str] = field(default_factory=list)
 
 
-def _timed(
-    summary: RunSummary, stage: str, what: str, progress: Progress | None, fn: Callable[[], Any]
+def _stage(
+    summary: RunSummary,
+    on_stage: OnStage | None,
+    stage: str,
+    what: str,
+    run: Callable[..., Outcome],
+    *args: Any,
 ) -> Any:
-    if progress is not None:
-        progress(f"{stage}: {what}")
+    """Announce one stage, run it, record what it did and how long it took; return its value."""
+    if on_stage is not None:
+        on_stage(stage, what)
     start = time.perf_counter()
-    status, detail, value = fn()
-    summary.stages.append(
-        StageResult(stage, what, status, round(time.perf_counter() - start, 2), detail)
-    )
-    return value
+    outcome = run(*args)
+    seconds = round(time.perf_counter() - start, 2)
+    summary.stages.append(StageResult(stage, what, outcome.status, seconds, outcome.detail))
+    return outcome.value
 
 
 def run_pipeline(
@@ -73,76 +81,41 @@ def run_pipeline(
     config: RunConfig,
     *,
     progress: Progress | None = None,
-    show_bars: bool = False,
+    on_stage: OnStage | None = None,
 ) -> RunSummary:
     """Run (or bring up to date) everything ``config`` declares, stage by stage.
 
     Args:
         wh: The warehouse (created and migrated when missing).
         config: The run configuration.
-        progress: Called with one line per stage as it starts (the CLI prints them).
-        show_bars: Let stages show rich progress bars on stderr.
+        progress: Told how far the long stages have got (see :mod:`semwh.progress`).
+        on_stage: Called with (stage, what) as each stage starts.
 
     Returns:
         What each stage did and the report's path.
     """
     start = time.perf_counter()
     summary = RunSummary()
-    _timed(summary, "setup", str(wh.root), progress, lambda: setup_stage(wh, config))
-    _timed(
-        summary,
-        "images",
-        str(config.images.folder),
-        progress,
-        lambda: images_stage(wh, config.images),
-    )
+    stage = partial(_stage, summary, on_stage)
+    stage("setup", str(wh.root), setup_stage, wh, config)
+    stage("images", str(config.images.folder), images_stage, wh, config.images, progress)
     for words in config.words:
-        space = _timed(summary, "words", words.name, progress, partial(words_stage, wh, words))
-        summary.word_spaces.append(space)
+        summary.word_spaces.append(stage("words", words.name, words_stage, wh, words))
     for text in config.text_models:
-        name = _timed(
-            summary, "embed", text.name or text.source, progress, partial(embed_stage, wh, text)
-        )
-        summary.text_models.append(name)
+        name = text.name or text.source
+        summary.text_models.append(stage("embed", name, embed_stage, wh, text))
     for model in config.models:
-        names = _timed(
-            summary,
-            "extract",
-            model.name,
-            progress,
-            partial(extract_stage, wh, config, model, show_bars),
-        )
+        names = stage("extract", model.name, extract_stage, wh, config, model, progress)
         summary.models.extend(names)
-    _timed(
-        summary,
-        "analyze",
-        f"{len(summary.models)} models x {len(summary.word_spaces)} word spaces",
-        progress,
-        lambda: analyze_stage(wh, config, summary.models, summary.word_spaces, show_bars),
+    pairs = f"{len(summary.models)} models x {len(summary.word_spaces)} word spaces"
+    stage(
+        "analyze", pairs, analyze_stage, wh, config, summary.models, summary.word_spaces, progress
     )
-    for spec in config.grids:
-        _timed(
-            summary,
-            "grid",
-            f"{spec.a} x {spec.b}",
-            progress,
-            partial(grid_stage, wh, config, spec),
-        )
+    for grid in config.grids:
+        stage("grid", f"{grid.a} x {grid.b}", grid_stage, wh, config, grid)
     for peak in config.peaks:
-        _timed(
-            summary,
-            "peak",
-            f"{peak.model} vs {peak.target}",
-            progress,
-            partial(peak_stage, wh, config, peak),
-        )
+        stage("peak", f"{peak.model} vs {peak.target}", peak_stage, wh, config, peak)
     if config.report.enabled:
-        summary.report = _timed(
-            summary,
-            "report",
-            str(config.report.out),
-            progress,
-            lambda: report_stage(wh, config),
-        )
+        summary.report = stage("report", str(config.report.out), report_stage, wh, config)
     summary.seconds = round(time.perf_counter() - start, 2)
     return summary

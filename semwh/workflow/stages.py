@@ -1,12 +1,18 @@
-"""The stages of a run: each calls one idempotent library function and says what it did."""
+"""The stages of a run: each makes one idempotent library call and says what it did.
+
+A stage takes the warehouse and its part of the run file and returns an :class:`Outcome`;
+:func:`semwh.workflow.pipeline.run_pipeline` announces, times and records each one.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from semwh.errors import ConfigError, InputError
-from semwh.ingest.images import IMAGE_SUFFIXES, wnid_of_file
+from semwh.ingest.images import IMAGE_SUFFIXES, ingest_images, wnid_of_file
+from semwh.progress import Progress
 from semwh.warehouse.layout import Warehouse
 from semwh.workflow.runfile import (
     GridConfig,
@@ -17,6 +23,42 @@ from semwh.workflow.runfile import (
     TextModelConfig,
     WordsConfig,
 )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one stage did.
+
+    Attributes:
+        status: ``done`` (something was computed or stored) or ``unchanged`` (all of it was
+            found again).
+        detail: One line for the run's summary.
+        value: What later stages take from this one (a word space, model names, a sweep id,
+            the report's path).
+    """
+
+    status: str
+    detail: str
+    value: Any = None
+
+
+def _outcome(changed: bool, detail: str, value: Any = None) -> Outcome:
+    return Outcome("done" if changed else "unchanged", detail, value)
+
+
+def _test_options(config: RunConfig, tests: tuple[str, ...], permutations: int) -> dict[str, Any]:
+    """The options every test of a run shares, from the analysis section (``permutations`` 0:
+    the section's number)."""
+    a = config.analysis
+    return {
+        "tests": tests,
+        "permutations": permutations or a.permutations,
+        "seed": a.seed,
+        "similarity": a.similarity,
+        "method": a.method,
+        "distance": a.distance,
+        "device": "cuda" if (config.device or "").startswith("cuda") else "cpu",
+    }
 
 
 def select_images(images: ImagesConfig) -> list[Path]:
@@ -49,15 +91,12 @@ def select_images(images: ImagesConfig) -> list[Path]:
 
 
 def report_path(wh: Warehouse, config: RunConfig) -> Path:
+    """Where the run's report goes: the run file's ``out``, inside the warehouse if relative."""
     out = config.report.out
     return out if out.is_absolute() else wh.root / out
 
 
-# Stages: each returns (status, detail, value) and calls one idempotent library function.
-StageOutcome = tuple[str, str, Any]
-
-
-def setup_stage(wh: Warehouse, config: RunConfig) -> StageOutcome:
+def setup_stage(wh: Warehouse, config: RunConfig) -> Outcome:
     from semwh.warehouse.migrate import init_warehouse
 
     before, after = init_warehouse(wh)
@@ -65,7 +104,7 @@ def setup_stage(wh: Warehouse, config: RunConfig) -> StageOutcome:
         from semwh.ingest.concepts import ingest_concepts
 
         ingest_concepts(wh, imagenet1k=True)
-    return ("unchanged" if before == after else "done", f"schema {after}", None)
+    return _outcome(before != after, f"schema {after}")
 
 
 def _manifest(wh: Warehouse, files: list[Path]) -> Path:
@@ -90,22 +129,20 @@ def _manifest(wh: Warehouse, files: list[Path]) -> Path:
     return path
 
 
-def images_stage(wh: Warehouse, images: ImagesConfig) -> StageOutcome:
-    from semwh.ingest.images import ingest_images
-
+def images_stage(wh: Warehouse, images: ImagesConfig, progress: Progress | None) -> Outcome:
     files = select_images(images)
     if images.max_concepts or images.per_concept:
-        report = ingest_images(wh, manifest=_manifest(wh, files))
+        report = ingest_images(wh, manifest=_manifest(wh, files), progress=progress)
     else:
-        report = ingest_images(wh, folder=images.folder)
+        report = ingest_images(wh, folder=images.folder, progress=progress)
     n_concepts = len({wnid_of_file(p) for p in files})
     detail = f"{report.added} added, {report.already_present} present, {n_concepts} concepts"
     if report.skipped:
         detail += f", {len(report.skipped)} skipped"
-    return ("done" if report.added else "unchanged", detail, None)
+    return _outcome(report.added > 0, detail)
 
 
-def words_stage(wh: Warehouse, words: WordsConfig) -> StageOutcome:
+def words_stage(wh: Warehouse, words: WordsConfig) -> Outcome:
     from semwh.ingest.sources import UNCHANGED
     from semwh.ingest.words import KUMO_PACKAGE, ingest_words
 
@@ -121,12 +158,30 @@ def words_stage(wh: Warehouse, words: WordsConfig) -> StageOutcome:
         source, fmt = words.file, words.format
     report = ingest_words(wh, words.name, source, fmt, multiword=words.multiword)
     detail = f"{report.n_covered}/{report.n_concepts} concepts with vectors"
-    return ("unchanged" if report.status == UNCHANGED else "done", detail, words.name)
+    return _outcome(report.status != UNCHANGED, detail, words.name)
+
+
+def embed_stage(wh: Warehouse, text: TextModelConfig) -> Outcome:
+    from semwh.text import embed_text_model
+
+    result = embed_text_model(
+        wh,
+        text.source,
+        name=text.name or None,
+        templates=text.templates,
+        pooling=text.pooling,
+        max_length=text.max_length or None,
+        batch_size=text.batch_size,
+    )
+    detail = f"{len(result.spaces)} layers, {result.n_concepts} concepts"
+    if result.truncated:
+        detail += f", {len(result.truncated)} truncated texts"
+    return Outcome(result.status, detail, result.model)
 
 
 def extract_stage(
-    wh: Warehouse, config: RunConfig, model: ModelConfig, show_bars: bool
-) -> StageOutcome:
+    wh: Warehouse, config: RunConfig, model: ModelConfig, progress: Progress | None
+) -> Outcome:
     from semwh.extract import run_extraction
 
     variants: list[dict[str, Any]] = [
@@ -146,20 +201,23 @@ def extract_stage(
             layouts=model.layouts,
             batch_size=model.batch_size,
             device=config.device,
-            progress=show_bars,
+            progress=progress is not None,
             **variant,
         )
         names.append(summary.model)
         statuses.append(summary.status)
-    status = "unchanged" if all(s == "unchanged" for s in statuses) else "done"
     detail = ", ".join(f"{n} {s}" for n, s in zip(names, statuses, strict=True))
     # The sweep adds MODEL-random controls itself; hand it the trained model names only.
-    return (status, detail, names[:1])
+    return _outcome(any(s != "unchanged" for s in statuses), detail, names[:1])
 
 
 def analyze_stage(
-    wh: Warehouse, config: RunConfig, models: list[str], word_spaces: list[str], show_bars: bool
-) -> StageOutcome:
+    wh: Warehouse,
+    config: RunConfig,
+    models: list[str],
+    word_spaces: list[str],
+    progress: Progress | None,
+) -> Outcome:
     from semwh.runs import sweep
 
     a = config.analysis
@@ -167,96 +225,48 @@ def analyze_stage(
         wh,
         models,
         word_spaces,
-        tests=a.tests,
-        permutations=a.permutations,
-        seed=a.seed,
-        similarity=a.similarity,
-        method=a.method,
-        distance=a.distance,
-        device="cuda" if (config.device or "").startswith("cuda") else "cpu",
+        **_test_options(config, a.tests, a.permutations),
         include_random=True,
         recovery=a.recovery,
-        progress=show_bars,
+        progress=progress is not None,
     )
     detail = f"{result.computed} computed, {len(result.rows)} results"
     if result.skipped:
         detail += f", {len(result.skipped)} degenerate comparisons skipped"
-    return ("done" if result.computed else "unchanged", detail, None)
+    return _outcome(result.computed > 0, detail)
 
 
-def embed_stage(wh: Warehouse, text: TextModelConfig) -> StageOutcome:
-    from semwh.text import embed_text_model
-
-    result = embed_text_model(
-        wh,
-        text.source,
-        name=text.name or None,
-        templates=text.templates,
-        pooling=text.pooling,
-        max_length=text.max_length or None,
-        batch_size=text.batch_size,
-    )
-    detail = f"{len(result.spaces)} layers, {result.n_concepts} concepts"
-    if result.truncated:
-        detail += f", {len(result.truncated)} truncated texts"
-    return (result.status, detail, result.model)
-
-
-def grid_stage(wh: Warehouse, config: RunConfig, spec: GridConfig) -> StageOutcome:
+def grid_stage(wh: Warehouse, config: RunConfig, spec: GridConfig) -> Outcome:
     from semwh.runs.grid import grid
 
-    a = config.analysis
-    result = grid(
-        wh,
-        spec.a,
-        spec.b,
-        tests=spec.tests,
-        permutations=spec.permutations or a.permutations,
-        seed=a.seed,
-        similarity=a.similarity,
-        method=a.method,
-        distance=a.distance,
-        device="cuda" if (config.device or "").startswith("cuda") else "cpu",
-    )
+    result = grid(wh, spec.a, spec.b, **_test_options(config, spec.tests, spec.permutations))
     best = ", ".join(
         f"{g.test} best {g.best_space_a} x {g.best_space_b} p_fwe {g.p_fwe_best:.3g}"
         for g in result.grids
     )
-    status = "unchanged" if result.reused or not result.computed else "done"
-    return (status, f"sweep {result.sweep_id}: {best}", result.sweep_id)
+    changed = bool(result.computed) and not result.reused
+    return _outcome(changed, f"sweep {result.sweep_id}: {best}", result.sweep_id)
 
 
-def peak_stage(wh: Warehouse, config: RunConfig, spec: PeakConfig) -> StageOutcome:
+def peak_stage(wh: Warehouse, config: RunConfig, spec: PeakConfig) -> Outcome:
     from semwh.runs.grid import peak_layer
 
-    a = config.analysis
-    result = peak_layer(
-        wh,
-        spec.model,
-        spec.target,
-        tests=spec.tests,
-        permutations=spec.permutations or a.permutations,
-        bootstrap=spec.bootstrap,
-        seed=a.seed,
-        similarity=a.similarity,
-        method=a.method,
-        distance=a.distance,
-        device="cuda" if (config.device or "").startswith("cuda") else "cpu",
-    )
-    detail = ", ".join(
+    options = _test_options(config, spec.tests, spec.permutations)
+    result = peak_layer(wh, spec.model, spec.target, bootstrap=spec.bootstrap, **options)
+    peaks = ", ".join(
         f"{g.test} peak {g.best_space_a} p_fwe {g.p_fwe_best:.3g} depth "
         f"{g.peak_relative_depth:.2f} [{g.depth_ci_low}, {g.depth_ci_high}]"
         for g in result.grids
     )
-    status = "unchanged" if result.reused or not result.computed else "done"
-    return (status, f"sweep {result.sweep_id}: {detail}", result.sweep_id)
+    changed = bool(result.computed) and not result.reused
+    return _outcome(changed, f"sweep {result.sweep_id}: {peaks}", result.sweep_id)
 
 
-def report_stage(wh: Warehouse, config: RunConfig) -> StageOutcome:
+def report_stage(wh: Warehouse, config: RunConfig) -> Outcome:
     from semwh.results.report import build_report
 
     # The run file's report is the warehouse's own: each run replaces it.
     info = build_report(
         wh, report_path(wh, config), alpha=config.report.alpha, force=True, in_warehouse=True
     )
-    return ("done", f"{len(info.figures)} figure files", info.html)
+    return Outcome("done", f"{len(info.figures)} figure files", info.html)

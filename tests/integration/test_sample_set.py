@@ -56,7 +56,9 @@ def assert_complete(folder: Path, files: list[Path]) -> None:
 def test_fetch_then_second_run_downloads_nothing(server, files, manifest, tmp_path) -> None:
     folder = tmp_path / "cache"
     seen: list[tuple[int, int]] = []
-    summary = fetch_samples(folder, manifest, server.url, progress=lambda d, t: seen.append((d, t)))
+    summary = fetch_samples(
+        folder, manifest, server.url, progress=lambda _, d, t: seen.append((d, t))
+    )
     assert_complete(folder, files)
     assert (summary.n_downloaded, summary.n_present) == (N_FILES, 0)
     total = sum(f.stat().st_size for f in files)
