@@ -33,6 +33,7 @@ The tests compare these margins with a pair-by-pair reference (``tests/unit/anal
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -206,9 +207,7 @@ class BlockMargins:
             return
         for side in ("b", "a"):
             m, mu = (self.b, self.mu_b) if side == "b" else (self.a, self.mu_a)
-            found = _stream_low_rank(
-                lambda r0, r1, m=m, mu=mu: self._rows(m, mu, r0, r1), self.n, self._blocks()
-            )
+            found = _stream_low_rank(partial(self._rows, m, mu), self.n, self._blocks())
             if found is None:
                 continue
             left, right = found
