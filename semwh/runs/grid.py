@@ -25,11 +25,17 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from semwh.analyze import TIE_TOL, bootstrap_rsa, bootstrap_two_vs_two, similarity_matrix
+from semwh.analyze import (
+    MIN_CONCEPTS,
+    TIE_TOL,
+    bootstrap_rsa,
+    bootstrap_two_vs_two,
+    similarity_matrix,
+)
 from semwh.analyze.maxstat import PeakDepth, max_statistic, peak_depth
 from semwh.errors import ConfigError, DegenerateInputError, NotFoundError
 from semwh.runs import families, store
-from semwh.runs.comparison import MIN_CONCEPTS, lookup_in, run_comparison, save_in
+from semwh.runs.comparison import lookup_in, run_comparison, save_in
 from semwh.runs.options import TESTS, ComparisonOptions, check_choice, check_seed
 from semwh.runs.provenance import canonical_json, concepts_sha256, derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 from sqlalchemy import select
 
-from semwh.analyze import RecoveryResult
+from semwh.analyze import MIN_CONCEPTS, RecoveryResult
 from semwh.analyze import recovery as analyze_recovery
 from semwh.analyze.versions import analysis_version
 from semwh.errors import DegenerateInputError, NotFoundError
@@ -133,10 +133,11 @@ def recovery_inputs(
     in_words = set(word.wnids)
     keep = np.array([w in in_words for w in images.wnids], dtype=bool)
     wnids = sorted({w for w, k in zip(images.wnids, keep, strict=True) if k})
-    if len(wnids) < 4:
+    if len(wnids) < MIN_CONCEPTS:
         raise DegenerateInputError(
             f"layer space {layer.name!r} and word space {word.name!r} share {len(wnids)} "
-            f"concepts with images ({', '.join(wnids) or 'none'}); recovery needs at least 4"
+            f"concepts with images ({', '.join(wnids) or 'none'}); recovery needs at least "
+            f"{MIN_CONCEPTS}"
         )
     image_ids = images.image_ids[keep]
     image_wnids = [w for w, k in zip(images.wnids, keep, strict=True) if k]

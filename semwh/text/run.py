@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
+from semwh.analyze import MIN_CONCEPTS
 from semwh.errors import ConfigError, DuplicateError
 from semwh.ingest.sources import version_swap
 from semwh.names import check_name
@@ -161,7 +162,7 @@ def embed_text_model(
             "no concepts registered: run `semwh ingest concepts` or `semwh ingest images` first"
         )
     wnids, texts, missing = concept_texts(fields, resolved_templates)
-    if len(wnids) < 4:
+    if len(wnids) < MIN_CONCEPTS:
         raise ConfigError(
             f"only {len(wnids)} concepts have a text for templates {resolved_templates}; "
             f"{len(missing)} lack a field (a gloss?)"
