@@ -18,7 +18,7 @@ from semwh.analyze.versions import analysis_version
 from semwh.errors import DegenerateInputError, NotFoundError
 from semwh.runs import store
 from semwh.runs.provenance import concepts_sha256, params_sha256
-from semwh.vectors import SpaceVectors, get_space, load_image_vectors, load_space
+from semwh.vectors import SpaceVectors, get_space, layer_spaces, load_image_vectors, load_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
     Prediction,
@@ -83,13 +83,7 @@ def recovery_layers(wh: Warehouse, model: str, layers: Sequence[str] | None) -> 
         if session.scalar(select(VisionModel.model_id).where(VisionModel.name == model)) is None:
             known = ", ".join(session.scalars(select(VisionModel.name)).all()) or "none"
             raise NotFoundError(f"unknown vision model {model!r} (stored: {known})")
-        spaces = list(
-            session.scalars(
-                select(Space)
-                .where(Space.kind == "layer", Space.model == model)
-                .order_by(Space.depth_index, Space.name)
-            ).all()
-        )
+        spaces = layer_spaces(session, model)
     if not spaces:
         raise NotFoundError(
             f"vision model {model!r} has no layer spaces: run `semwh extract` for it first"

@@ -36,7 +36,7 @@ from semwh.runs.provenance import derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec, ResultRecord
 from semwh.runs.recovery import recovery as run_recovery
 from semwh.testing.faults import fault_point
-from semwh.vectors import SpaceVectors, load_space
+from semwh.vectors import SpaceVectors, layer_spaces, load_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
     Result2v2,
@@ -104,18 +104,6 @@ def sweep_models(wh: Warehouse, models: Sequence[str], include_random: bool) -> 
             if name not in chosen and (name == model or (include_random and name in known)):
                 chosen.append(name)
     return chosen
-
-
-def layer_spaces(wh: Warehouse, model: str) -> list[Space]:
-    """Layer spaces of ``model`` in forward order."""
-    with wh.session() as session:
-        return list(
-            session.scalars(
-                select(Space)
-                .where(Space.kind == "layer", Space.model == model)
-                .order_by(Space.depth_index, Space.name)
-            ).all()
-        )
 
 
 def _progress() -> Progress:
@@ -292,7 +280,8 @@ def sweep(
     chosen = sweep_models(wh, models, include_random)
     layers: list[Space] = []
     for model in chosen:
-        model_layers = layer_spaces(wh, model)
+        with wh.session() as session:
+            model_layers = layer_spaces(session, model)
         if not model_layers:
             raise NotFoundError(
                 f"vision model {model!r} has no layer spaces: run `semwh extract` for it first"
