@@ -51,12 +51,6 @@ UNCORRECTED = (
 )
 
 
-def pa_array(values: list[Any]) -> Any:
-    import pyarrow as pa
-
-    return pa.array(values, type=pa.float64())
-
-
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -416,11 +410,8 @@ def sweep(
     if result.diffs:
         from semwh.runs.difference import diff_table
 
-        table = diff_table(result.diffs)
-        p_fdr = [result.p_fdr.get(("diff", d.result_id)) for d in result.diffs]
-        table = table.append_column("p_fdr", pa_array(p_fdr))
         print_table(
-            table.select(
+            diff_table(result.diffs, result.p_fdr).select(
                 [
                     "result_id",
                     "first_test",

@@ -305,11 +305,7 @@ def _run_grid(
             found[key] = save_in(session, record)
         computed += 1
     skipped = [v for v in found.values() if isinstance(v, Skipped)]
-    members = [
-        families.Member(test, r.result_id, r.p_value)
-        for (test, _, _), r in found.items()
-        if not isinstance(r, Skipped)
-    ]
+    members = [families.member(r) for r in found.values() if not isinstance(r, Skipped)]
 
     with wh.session() as session:
         twin = families.same_family(session, identity, members)

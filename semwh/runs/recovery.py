@@ -16,7 +16,7 @@ from semwh.analyze import MIN_CONCEPTS, RecoveryResult
 from semwh.analyze import recovery as analyze_recovery
 from semwh.analyze.versions import analysis_version
 from semwh.errors import DegenerateInputError, NotFoundError
-from semwh.runs import store
+from semwh.runs import families, store
 from semwh.runs.provenance import concepts_sha256, params_sha256
 from semwh.vectors import SpaceVectors, get_space, layer_spaces, load_image_vectors, load_space
 from semwh.warehouse.layout import Warehouse
@@ -373,10 +373,8 @@ def recovery_table(rows: Sequence[ResultRecovery]) -> pa.Table:
     )
 
 
-def sweep_recovery_table(
-    rows: Sequence[ResultRecovery], p_fdr: dict[tuple[str, int], float | None]
-) -> pa.Table:
+def sweep_recovery_table(rows: Sequence[ResultRecovery], p_fdr: families.FDR) -> pa.Table:
     """:func:`recovery_table` with a sweep's FDR p-value of each row."""
     table = recovery_table(rows)
-    values = [p_fdr.get(("recovery", row.result_id)) for row in rows]
+    values = [families.p_fdr_of(p_fdr, row) for row in rows]
     return table.append_column("p_fdr", pa.array(values, type=pa.float64()))

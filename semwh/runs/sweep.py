@@ -83,7 +83,7 @@ class SweepResult:
     seed: int | None
     rows: list[store.ComparisonRow] = field(default_factory=list)
     recovery: list[ResultRecovery] = field(default_factory=list)
-    p_fdr: dict[tuple[str, int], float | None] = field(default_factory=dict)
+    p_fdr: families.FDR = field(default_factory=dict)
     computed: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     reused: bool = False
@@ -444,9 +444,7 @@ def _run_sweep(
             for word in words:
                 recovered.extend(run_recovery(wh, model, word, force=force))
     diffs = _control_diffs(wh, rows, sweep_seed, force) if control_diffs else []
-    members = [families.Member(store.test_of(r), r.result_id, r.p_value) for r in rows]
-    members += [families.Member("recovery", r.result_id, r.p_value) for r in recovered]
-    members += [families.Member("diff", d.result_id, d.p_value) for d in diffs]
+    members = [families.member(r) for r in (*rows, *recovered, *diffs)]
 
     # The family, its FDR and the sweep's own run record land together or not at all.
     with wh.session() as session:
