@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from semwh.analyze import rsa, similarity_matrix, two_vs_two
-from semwh.analyze.two_vs_two import _Kernel
+from semwh.analyze.two_vs_two_margins import BlockMargins
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO.parent / "shared" / "datasets" / "imagenet-200"
@@ -87,7 +87,7 @@ def identity(n: int) -> None:
     result, streamed = timed(two_vs_two, a, b)
 
     def in_memory() -> int:
-        kernel = _Kernel(a, "pearson", "numpy", "cpu")
+        kernel = BlockMargins(a, "pearson", "numpy", "cpu")
         kernel.set_b(b)
         with np.errstate(invalid="ignore", divide="ignore"):
             return kernel.count_correct(1e-10, 512 * 2**20)

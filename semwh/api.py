@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from semwh.extract import ExtractionSummary
     from semwh.ingest import ImageIngestReport, WordIngestReport
     from semwh.progress import Progress
-    from semwh.report import ReportInfo
+    from semwh.results.report import ReportInfo
     from semwh.runs.sweep import SweepResult
     from semwh.runs.verify import VerifyReport
     from semwh.vectors.store import SpaceVectors
@@ -85,7 +85,7 @@ class SemanticWarehouse:
         **kwargs: Any,
     ) -> QueryResult:
         """Run a named query of ``queries/`` with its parameters (``semwh query NAME -p``)."""
-        from semwh.query import run_query
+        from semwh.results.queries import run_query
 
         values = {**(params or {}), **kwargs}
         return run_query(self.warehouse, name, values, allow_read=[*self.allow_read, *allow_read])
@@ -229,7 +229,7 @@ class SemanticWarehouse:
         force: bool = False,
     ) -> ReportInfo:
         """Write figures and ``report.html`` into ``out`` (outside the warehouse)."""
-        from semwh.report import build_report
+        from semwh.results.report import build_report
 
         return build_report(
             self.warehouse, Path(out), alpha=alpha, word_space=word_space, force=force

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 from semwh.config import load_settings
 from semwh.warehouse.layout import Warehouse, warehouse_from_settings
 from semwh.warehouse.migrate import init_warehouse
+from tests.forkserver import shared_server
 from tests.s3server import CREDENTIALS, S3Server, running_s3_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,13 +67,30 @@ def semwh_bin() -> str:
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 600
+    *args: str,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    timeout: float = 600,
+    fresh: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the installed CLI in a real subprocess."""
+    """Run the CLI in a real, separate process and return its code and output.
+
+    The process is forked from :mod:`tests.forkserver` (semwh already imported); ``fresh``, or
+    an environment that changes how Python starts (``PYTHON*``), runs the installed console
+    script in a new interpreter instead.
+    """
     full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run(
-        [semwh_bin(), *args], capture_output=True, text=True, env=full_env, timeout=timeout
-    )
+    if fresh or any(key.startswith("PYTHON") for key in env or {}):
+        proc = subprocess.run(
+            [semwh_bin(), *args], capture_output=True, text=True, env=full_env, timeout=timeout
+        )
+    else:
+        server = shared_server(Path(tempfile.gettempdir()) / f"semwh-tests-{os.getpid()}")
+        child = server.run(*args, env=full_env, timeout=timeout)
+        code = child.code if child.code is not None else -signal.SIGKILL
+        proc = subprocess.CompletedProcess(["semwh", *args], code, child.stdout, child.stderr)
+        child.out.unlink(missing_ok=True)
+        child.err.unlink(missing_ok=True)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"semwh {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"

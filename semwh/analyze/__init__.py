@@ -20,6 +20,7 @@ A null can also be computed in blocks (on several machines, say) and completed a
 Both matrices must cover the same concepts in the same order (the shared concepts K).
 """
 
+from semwh.analyze._checks import MIN_CONCEPTS
 from semwh.analyze.bootstrap import BootstrapCI, bootstrap_rsa, bootstrap_two_vs_two
 from semwh.analyze.fdr import benjamini_hochberg
 from semwh.analyze.permutation import permutation_blocks
@@ -45,6 +46,7 @@ from semwh.analyze.two_vs_two import (
 
 __all__ = [
     "DISTANCES",
+    "MIN_CONCEPTS",
     "RSA_METHODS",
     "SIMILARITY_METRICS",
     "TIE_TOL",

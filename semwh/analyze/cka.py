@@ -29,8 +29,8 @@ from semwh.analyze.permutation import (
     check_block,
     check_n_permutations,
     make_rng,
+    null_from,
     permutation_p_value,
-    permutation_stream,
 )
 from semwh.errors import ConfigError, DegenerateInputError
 
@@ -166,7 +166,7 @@ def linear_cka(
     kernels = _prepare(x, y, estimator, labels, space_a, space_b)
     rng, recorded = make_rng(seed)
     stat = kernels.statistic()
-    null = _null(kernels, rng, 0, n_permutations)
+    null = null_from(kernels.statistic, rng, kernels.n, 0, n_permutations, 16)
     return CKAResult(
         cka=stat,
         p_value=permutation_p_value(stat, null) if n_permutations else None,
@@ -198,13 +198,4 @@ def cka_null(
     start, stop = check_block(start, stop, n_permutations)
     kernels = _prepare(x, y, estimator, labels, space_a, space_b)
     rng, _ = make_rng(seed)
-    return _null(kernels, rng, start, stop)
-
-
-def _null(kernels: _Kernels, rng: np.random.Generator, start: int, stop: int) -> np.ndarray:
-    values = [
-        kernels.statistic(perm)
-        for batch in permutation_stream(rng, kernels.n, start, stop, 16)
-        for perm in batch
-    ]
-    return np.asarray(values, dtype=np.float64)
+    return null_from(kernels.statistic, rng, kernels.n, start, stop, 16)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from semwh.analyze._checks import MIN_CONCEPTS
 from semwh.analyze.permutation import STAT_TOL, check_n_permutations, make_rng
 from semwh.errors import ConfigError
 
@@ -113,8 +114,8 @@ def paired_difference(
     Raises:
         ConfigError: fewer than 4 concepts, bad counts or a level outside (0, 1).
     """
-    if n < 4:
-        raise ConfigError(f"a paired difference needs at least 4 concepts, got {n}")
+    if n < MIN_CONCEPTS:
+        raise ConfigError(f"a paired difference needs at least {MIN_CONCEPTS} concepts, got {n}")
     n_permutations = check_n_permutations(n_permutations)
     n_bootstrap = check_n_permutations(n_bootstrap)
     if not 0 < level < 1:

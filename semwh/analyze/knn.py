@@ -25,8 +25,8 @@ from semwh.analyze.permutation import (
     check_block,
     check_n_permutations,
     make_rng,
+    null_from,
     permutation_p_value,
-    permutation_stream,
 )
 from semwh.errors import ConfigError, DegenerateInputError
 
@@ -142,7 +142,7 @@ def mutual_knn(
     nb = _Neighbours(x, y, k, labels, space_a, space_b)
     rng, recorded = make_rng(seed)
     stat = nb.statistic()
-    null = _null(nb, rng, 0, n_permutations)
+    null = null_from(nb.statistic, rng, nb.n, 0, n_permutations, 64)
     return KNNResult(
         alignment=stat,
         p_value=permutation_p_value(stat, null) if n_permutations else None,
@@ -171,13 +171,4 @@ def knn_null(
     start, stop = check_block(start, stop, n_permutations)
     nb = _Neighbours(x, y, k, labels, space_a, space_b)
     rng, _ = make_rng(seed)
-    return _null(nb, rng, start, stop)
-
-
-def _null(nb: _Neighbours, rng: np.random.Generator, start: int, stop: int) -> np.ndarray:
-    values = [
-        nb.statistic(perm)
-        for batch in permutation_stream(rng, nb.n, start, stop, 64)
-        for perm in batch
-    ]
-    return np.asarray(values, dtype=np.float64)
+    return null_from(nb.statistic, rng, nb.n, start, stop, 64)

@@ -9,7 +9,7 @@ computes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -101,6 +101,29 @@ def permutation_batches(
     The whole stream from its start: :func:`permutation_stream` from 0 to N.
     """
     return permutation_stream(rng, n, 0, n_permutations, batch_size)
+
+
+def null_from(
+    statistic: Callable[[np.ndarray], float],
+    rng: np.random.Generator,
+    n: int,
+    start: int,
+    stop: int,
+    batch_size: int,
+) -> np.ndarray:
+    """The null of a test that recomputes its statistic for each relabelling.
+
+    ``statistic(perm)`` is the statistic with the concepts of one side relabelled by
+    ``perm``; it runs for permutations ``start..stop-1`` of the stream of ``rng``
+    (:func:`permutation_stream`, drawn ``batch_size`` at a time), so blocks concatenate to
+    the null of the whole test. Returns float64 statistics in stream order.
+    """
+    values = [
+        statistic(perm)
+        for batch in permutation_stream(rng, n, start, stop, batch_size)
+        for perm in batch
+    ]
+    return np.asarray(values, dtype=np.float64)
 
 
 def permutation_p_value(stat: float, null: np.ndarray, tol: float = STAT_TOL) -> float:

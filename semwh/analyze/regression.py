@@ -39,8 +39,8 @@ from semwh.analyze.permutation import (
     check_block,
     check_n_permutations,
     make_rng,
+    null_from,
     permutation_p_value,
-    permutation_stream,
 )
 from semwh.errors import ConfigError, DegenerateInputError
 
@@ -331,7 +331,7 @@ def regression_two_vs_two(
     correct, chosen = problem.run()
     n_pairs = problem.n * (problem.n - 1) // 2
     stat = float(np.count_nonzero(correct)) / n_pairs
-    null = _null(problem, rng, 0, n_permutations)
+    null = null_from(problem.accuracy, rng, problem.n, 0, n_permutations, 1)
     return RegressionResult(
         accuracy=stat,
         p_value=permutation_p_value(stat, null) if n_permutations else None,
@@ -366,13 +366,4 @@ def regression_null(
     start, stop = check_block(start, stop, n_permutations)
     problem = _Problem(x, y, distance, penalties, tie_tol, labels, space_a, space_b)
     rng, _ = make_rng(seed)
-    return _null(problem, rng, start, stop)
-
-
-def _null(problem: _Problem, rng: np.random.Generator, start: int, stop: int) -> np.ndarray:
-    values = [
-        problem.accuracy(perm)
-        for batch in permutation_stream(rng, problem.n, start, stop, 1)
-        for perm in batch
-    ]
-    return np.asarray(values, dtype=np.float64)
+    return null_from(problem.accuracy, rng, problem.n, start, stop, 1)

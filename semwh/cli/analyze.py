@@ -51,39 +51,34 @@ UNCORRECTED = (
 )
 
 
-def pa_array(values: list[Any]) -> Any:
-    import pyarrow as pa
-
-    return pa.array(values, type=pa.float64())
-
-
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _compare(
-    ctx: typer.Context, a: str, b: str, test: str, memory: str | None, **options: Any
+    ctx: typer.Context, a: str, b: str, test: str, memory: str | None = None, **options: Any
 ) -> None:
-    """Run one stored comparison (``runs.compare``) and print its plan, then its row."""
+    """Run one stored comparison and print its row: RSA and 2 vs 2 (``runs.compare``, its
+    memory plan printed first) or a measure, cka, knn or reg2v2 (``runs.measure``)."""
     from semwh import runs
     from semwh.resources import parse_bytes
+    from semwh.runs.options import MEASURES
     from semwh.runs.store import vertical
 
     def show(plan: Any) -> None:
         for line in plan.lines():
             err_console.print(line, highlight=False)
 
-    row = runs.compare(
-        state(ctx).warehouse(),
-        a,
-        b,
-        test,
-        memory=None if memory is None else parse_bytes(memory),
-        on_plan=show,
-        **options,
-    )
+    wh = state(ctx).warehouse()
+    if test in MEASURES:
+        row = runs.measure(wh, a, b, test, **options)
+        title = f"results_measures ({test})"
+    else:
+        size = None if memory is None else parse_bytes(memory)
+        row = runs.compare(wh, a, b, test, memory=size, on_plan=show, **options)
+        title = f"results_{test}"
     table = runs.comparison_table([row])
-    print_table(vertical(table.drop_columns(["p_fdr"])), title=f"results_{test}")
+    print_table(vertical(table.drop_columns(["p_fdr"])), title=title)
     err_console.print(UNCORRECTED, highlight=False)
 
 
@@ -174,17 +169,6 @@ _PENALTIES = typer.Option(
 )
 
 
-def _measure(ctx: typer.Context, a: str, b: str, test: str, **options: Any) -> None:
-    """Run one stored measure (``runs.measure``) and print its row as results_measures."""
-    from semwh import runs
-    from semwh.runs.store import vertical
-
-    row = runs.measure(state(ctx).warehouse(), a, b, test, **options)
-    table = runs.comparison_table([row])
-    print_table(vertical(table.drop_columns(["p_fdr"])), title=f"results_measures ({test})")
-    err_console.print(UNCORRECTED, highlight=False)
-
-
 def _grid(text: str | None) -> dict[str, Any]:
     from semwh.errors import ConfigError
 
@@ -212,7 +196,7 @@ def cka(
 
     Example: semwh analyze cka --a efficientnet_lite0/blocks.15 --b glove-6b-50d -n 1000
     """
-    _measure(
+    _compare(
         ctx, a, b, "cka", estimator=estimator, permutations=permutations, seed=seed, force=force
     )
 
@@ -231,7 +215,7 @@ def knn(
 
     Example: semwh analyze knn --a efficientnet_lite0/blocks.15 --b glove-6b-50d --k 10 -n 1000
     """
-    _measure(ctx, a, b, "knn", k=k, permutations=permutations, seed=seed, force=force)
+    _compare(ctx, a, b, "knn", k=k, permutations=permutations, seed=seed, force=force)
 
 
 @app.command("reg2v2")
@@ -250,7 +234,7 @@ def reg2v2(
 
     Example: semwh analyze reg2v2 --a efficientnet_lite0/blocks.15 --b glove-6b-50d -n 100
     """
-    _measure(
+    _compare(
         ctx,
         a,
         b,
@@ -422,11 +406,8 @@ def sweep(
     if result.diffs:
         from semwh.runs.difference import diff_table
 
-        table = diff_table(result.diffs)
-        p_fdr = [result.p_fdr.get(("diff", d.result_id)) for d in result.diffs]
-        table = table.append_column("p_fdr", pa_array(p_fdr))
         print_table(
-            table.select(
+            diff_table(result.diffs, result.p_fdr).select(
                 [
                     "result_id",
                     "first_test",

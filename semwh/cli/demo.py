@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from semwh.cli.printing import bars, print_table
-from semwh.cli.run import print_summary
-from semwh.cli.state import console, err_console, state
+from semwh.cli.run import print_stage, print_summary
+from semwh.cli.state import console, state
 from semwh.config import load_settings
-from semwh.demo import DEMO_PERMUTATIONS, DEMO_WAREHOUSE, demo_samples, run_demo
 from semwh.warehouse.layout import warehouse_from_settings
+from semwh.workflow.demo import DEMO_PERMUTATIONS, DEMO_WAREHOUSE, demo_samples, run_demo
 
 
 def demo(
@@ -38,22 +37,16 @@ def demo(
     if ctx.find_root().params.get("warehouse") is None:
         settings = load_settings(DEMO_WAREHOUSE, settings.db_url)
     wh = warehouse_from_settings(settings)
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn())
-    with Progress(*columns, TransferSpeedColumn(), console=err_console, transient=True) as bar:
-        task = bar.add_task("sample images", total=None)
-        folder = demo_samples(
-            images,
-            st.settings,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
-    with bars() as counts:
+    with bars(transfer=True) as progress:
+        folder = demo_samples(images, st.settings, progress=progress)
+    with bars() as progress:
         result = run_demo(
             wh,
             folder,
             permutations=permutations,
             device=settings.device,
-            progress=lambda line: err_console.print(line),
-            bars=counts,
+            progress=progress,
+            on_stage=print_stage,
         )
     print_summary(result.summary)
     print_table(result.curves, title="layer curves: EfficientNet-Lite0 vs GloVe")

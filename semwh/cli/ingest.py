@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import Progress
 
 from semwh import ingest as lib
+from semwh.cli.printing import bars
 from semwh.cli.state import console, err_console, state
 
 app = typer.Typer(
@@ -79,15 +79,14 @@ def images(
     Example: semwh ingest images ../shared/datasets/imagenet-200
     """
     wh = state(ctx).warehouse()
-    with Progress(console=err_console, transient=True) as progress:
-        task = progress.add_task("decoding images", total=None)
+    with bars() as progress:
         report = lib.ingest_images(
             wh,
             folder,
             manifest,
             wordnet=_wordnet(wordnet, no_wordnet),
             workers=workers,
-            progress=lambda done, total: progress.update(task, completed=done, total=total),
+            progress=progress,
         )
     _listing("skipped", report.skipped)
     _listing("duplicates within the input", report.duplicates)

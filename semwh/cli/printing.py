@@ -13,8 +13,8 @@ from rich.table import Table
 
 from semwh.cli.state import console, err_console
 from semwh.errors import ConfigError
-from semwh.output import check_format, format_cell, to_csv, to_json, write_result
 from semwh.progress import Progress
+from semwh.results.output import check_format, format_cell, to_csv, to_json, write_result
 
 
 def print_table(

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from semwh.cli.state import console, state
-from semwh.report import build_report
+from semwh.results.report import build_report
 
 
 def report(

@@ -9,7 +9,13 @@ from rich.table import Table
 
 from semwh.cli.printing import bars
 from semwh.cli.state import console, err_console, state
-from semwh.pipeline import RunSummary, load_config, run_pipeline
+from semwh.workflow.pipeline import RunSummary, run_pipeline
+from semwh.workflow.runfile import load_config
+
+
+def print_stage(stage: str, what: str) -> None:
+    """One line on stderr as a stage starts."""
+    err_console.print(f"{stage}: {what}", markup=False)
 
 
 def print_summary(summary: RunSummary) -> None:
@@ -30,10 +36,8 @@ def run(
     Example: semwh --warehouse ./wh run examples/paper.toml
     """
     wh = state(ctx).new_warehouse()
-    with bars() as counts:
-        summary = run_pipeline(
-            wh, load_config(config), progress=lambda line: err_console.print(line), bars=counts
-        )
+    with bars() as progress:
+        summary = run_pipeline(wh, load_config(config), progress=progress, on_stage=print_stage)
     print_summary(summary)
     if summary.report is not None:
         console.print(f"report: {summary.report}")

@@ -10,7 +10,6 @@ import io
 import os
 import re
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +23,23 @@ from semwh.ingest.formats import read_utf8_text
 from semwh.ingest.imagenet import try_imagenet_index
 from semwh.ingest.sources import SourceSpec, record_source
 from semwh.ingest.wordnet import WNID_RE, open_wordnet
+from semwh.progress import Progress
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Image
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 # <wnid>_<image id>[_<label>]: the label may itself hold underscores (domestic_cat).
 FLAT_NAME = re.compile(r"^(n\d{8})_([^_]+)(?:_(.+))?$")
+
+
+def wnid_of_file(path: str | os.PathLike[str]) -> str | None:
+    """The WordNet id a flat file name ``<wnid>_<id>[_<label>].jpg`` gives; None otherwise.
+
+    >>> wnid_of_file("photos/n02084071_1365_dog.jpg")
+    'n02084071'
+    """
+    flat = FLAT_NAME.match(Path(path).stem)
+    return flat.group(1) if flat else None
 
 
 @dataclass(frozen=True)
@@ -185,7 +195,7 @@ def ingest_images(
     *,
     wordnet: str | os.PathLike[str] | bool | None = None,
     workers: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> ImageIngestReport:
     """Ingest image files: path, SHA-256, size and mode; new concepts are created.
 
@@ -198,7 +208,7 @@ def ingest_images(
         manifest: A CSV with columns path, wnid[, split][, label] instead of a folder.
         wordnet: WordNet folder for new concepts; None for the default; False for none.
         workers: Threads for hashing and decoding (default: 2 per CPU, at most 16).
-        progress: Called with (done, total) as files are decoded.
+        progress: Told how many files are hashed and decoded, as ``"decode images"``.
 
     Raises:
         ConfigError: Neither or both of folder and manifest were given.
@@ -233,7 +243,7 @@ def ingest_images(
             else:
                 decoded.append(result)
             if progress is not None:
-                progress(done, len(candidates))
+                progress("decode images", done, len(candidates))
 
     first_by_hash: dict[str, Decoded] = {}
     unique: list[Decoded] = []

@@ -27,6 +27,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from sqlalchemy import select
 
+from semwh.analyze import MIN_CONCEPTS
 from semwh.analyze.ceiling import CEILING_METHODS, noise_ceiling
 from semwh.errors import InputError
 from semwh.hashing import sha256_file
@@ -139,8 +140,8 @@ def _check(path: Path, wnids: list[str], stack: np.ndarray) -> None:
     if len(set(wnids)) != len(wnids):
         repeated = sorted({w for w in wnids if wnids.count(w) > 1})
         raise InputError(f"{path}: duplicate wnids among the keys: {', '.join(repeated[:5])}")
-    if len(wnids) < 4:
-        raise InputError(f"{path}: {len(wnids)} concepts; an RDM needs at least 4")
+    if len(wnids) < MIN_CONCEPTS:
+        raise InputError(f"{path}: {len(wnids)} concepts; an RDM needs at least {MIN_CONCEPTS}")
     if not np.isfinite(stack).all():
         subject = int(np.flatnonzero(~np.isfinite(stack).all(axis=(1, 2)))[0])
         raise InputError(f"{path}: subject {subject + 1} has NaN or inf cells")

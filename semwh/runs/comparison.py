@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from semwh.analyze import (
+    MIN_CONCEPTS,
     TIE_TOL,
     RSAResult,
     TwoVsTwoResult,
@@ -38,8 +39,6 @@ from semwh.runs.provenance import concepts_sha256, derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec, ResultRecord
 from semwh.vectors import SpaceVectors, get_space, load_space
 from semwh.warehouse.layout import Warehouse
-
-MIN_CONCEPTS = 4
 
 
 def shared_concepts(a: SpaceVectors, b: SpaceVectors) -> list[str]:

@@ -30,7 +30,7 @@ from semwh.analyze.difference import (
 from semwh.analyze.regression import regression_two_vs_two
 from semwh.analyze.versions import analysis_version
 from semwh.errors import ConfigError, NotFoundError
-from semwh.runs import store
+from semwh.runs import families, store
 from semwh.runs.comparison import plan_comparison
 from semwh.runs.options import ComparisonOptions, MeasureOptions, check_seed
 from semwh.runs.provenance import draw_seed
@@ -343,8 +343,12 @@ DIFF_COLUMNS = (
 )
 
 
-def diff_table(rows: list[ResultDiff]) -> Any:
-    """Stored differences as an Arrow table."""
+def diff_table(rows: list[ResultDiff], p_fdr: families.FDR | None = None) -> Any:
+    """Stored differences as an Arrow table; with a sweep's ``p_fdr``, a column of it too."""
     import pyarrow as pa
 
-    return pa.Table.from_pylist([{c: getattr(r, c) for c in DIFF_COLUMNS} for r in rows])
+    table = pa.Table.from_pylist([{c: getattr(r, c) for c in DIFF_COLUMNS} for r in rows])
+    if p_fdr is None:
+        return table
+    values = [families.p_fdr_of(p_fdr, row) for row in rows]
+    return table.append_column("p_fdr", pa.array(values, type=pa.float64()))

@@ -2,8 +2,15 @@
 
 A sweep is opened (status ``running``) before it computes anything and closed in one
 transaction that writes its members, the Benjamini-Hochberg FDR over all of their p-values
-(RSA, 2 vs 2 and recovery together) and its status ``complete``. Nothing changes a closed
-sweep afterwards: later sweeps, single analyses and ``--force`` add rows of their own.
+(RSA, 2 vs 2, the measures, recovery and differences together) and its status ``complete``.
+Nothing changes a closed sweep afterwards: later sweeps, single analyses and ``--force`` add
+rows of their own.
+
+The family rule lives here: a stored result joins a family as :func:`member` (its test
+name, result id and uncorrected p-value); the members with a p-value are the tests of the
+family, each counted once, and :func:`family_fdr` applies
+:func:`semwh.analyze.fdr.benjamini_hochberg` to them; a result table reads each row's
+``p_fdr`` back with :func:`p_fdr_of`.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,12 +29,25 @@ from sqlalchemy.orm import Session
 from semwh.analyze import benjamini_hochberg
 from semwh.errors import NotFoundError
 from semwh.runs.provenance import canonical_json, params_sha256
-from semwh.warehouse.models import Sweep, SweepMember
+from semwh.warehouse.models import (
+    Result2v2,
+    ResultDiff,
+    ResultMeasure,
+    ResultRecovery,
+    ResultRSA,
+    Sweep,
+    SweepMember,
+)
 from semwh.warehouse.storage import pid_alive
 
 RUNNING = "running"
 COMPLETE = "complete"
 FAILED = "failed"
+
+
+#: A family's Benjamini-Hochberg p-value of each member, by (test, result_id); None for a
+#: member without a p-value.
+FDR = dict[tuple[str, int], float | None]
 
 
 @dataclass(frozen=True)
@@ -37,6 +57,32 @@ class Member:
     test: str
     result_id: int
     p_value: float | None
+
+
+def member_test(row: Any) -> str:
+    """The test a stored result is known by in families: ``rsa``, ``2v2``, its measure
+    (``cka``, ``knn``, ``reg2v2``), ``recovery`` or ``diff``."""
+    if isinstance(row, ResultMeasure):
+        return row.measure
+    if isinstance(row, ResultRSA):
+        return "rsa"
+    if isinstance(row, Result2v2):
+        return "2v2"
+    if isinstance(row, ResultRecovery):
+        return "recovery"
+    if isinstance(row, ResultDiff):
+        return "diff"
+    raise TypeError(f"a {type(row).__name__} is not a stored result that joins a family")
+
+
+def member(row: Any) -> Member:
+    """A stored result (comparison, measure, recovery layer or difference) as a member."""
+    return Member(member_test(row), row.result_id, row.p_value)
+
+
+def p_fdr_of(fdr: Mapping[tuple[str, int], float | None] | None, row: Any) -> float | None:
+    """A stored result's p_fdr in a family's ``fdr``; None outside it or without a family."""
+    return None if fdr is None else fdr.get((member_test(row), row.result_id))
 
 
 def open_sweep(
@@ -87,13 +133,13 @@ def remove_abandoned(session: Session) -> int:
     return removed
 
 
-def family_fdr(members: Sequence[Member]) -> dict[tuple[str, int], float | None]:
+def family_fdr(members: Sequence[Member]) -> FDR:
     """Benjamini-Hochberg over the members with a p-value; None for the others."""
-    tested = [m for m in members if m.p_value is not None]
-    adjusted = benjamini_hochberg([float(m.p_value) for m in tested]) if tested else []  # type: ignore[arg-type]
-    out: dict[tuple[str, int], float | None] = {(m.test, m.result_id): None for m in members}
-    for member, p_fdr in zip(tested, adjusted, strict=True):
-        out[(member.test, member.result_id)] = float(p_fdr)
+    tested = [(m, m.p_value) for m in members if m.p_value is not None]
+    adjusted = benjamini_hochberg([float(p) for _, p in tested])
+    out: FDR = {(m.test, m.result_id): None for m in members}
+    for (tested_member, _), p_fdr in zip(tested, adjusted, strict=True):
+        out[(tested_member.test, tested_member.result_id)] = float(p_fdr)
     return out
 
 
@@ -104,20 +150,20 @@ def close_sweep(
     *,
     analysis_id: int | None,
     extra_params: dict[str, Any] | None = None,
-) -> dict[tuple[str, int], float | None]:
+) -> FDR:
     """Write the family and its FDR, mark the sweep complete; returns the FDR by member."""
     sweep = session.get(Sweep, sweep_id)
     if sweep is None:
         raise NotFoundError(f"no sweep {sweep_id}")
     unique = list({(m.test, m.result_id): m for m in members}.values())
     fdr = family_fdr(unique)
-    for member in unique:
+    for item in unique:
         session.add(
             SweepMember(
                 sweep_id=sweep_id,
-                test=member.test,
-                result_id=member.result_id,
-                p_fdr=fdr[(member.test, member.result_id)],
+                test=item.test,
+                result_id=item.result_id,
+                p_fdr=fdr[(item.test, item.result_id)],
             )
         )
     if extra_params:
@@ -169,6 +215,6 @@ def same_family(session: Session, identity_sha256: str, members: Sequence[Member
     return None
 
 
-def sweep_fdr(session: Session, sweep_id: int) -> dict[tuple[str, int], float | None]:
+def sweep_fdr(session: Session, sweep_id: int) -> FDR:
     """The p_fdr a stored sweep gave each of its members."""
     return {(m.test, m.result_id): m.p_fdr for m in members_of(session, sweep_id)}

@@ -25,21 +25,26 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from semwh.analyze import TIE_TOL, bootstrap_rsa, bootstrap_two_vs_two, similarity_matrix
+from semwh.analyze import (
+    MIN_CONCEPTS,
+    TIE_TOL,
+    bootstrap_rsa,
+    bootstrap_two_vs_two,
+    similarity_matrix,
+)
 from semwh.analyze.maxstat import PeakDepth, max_statistic, peak_depth
 from semwh.errors import ConfigError, DegenerateInputError, NotFoundError
 from semwh.runs import families, store
-from semwh.runs.comparison import MIN_CONCEPTS, lookup_in, run_comparison, save_in
+from semwh.runs.comparison import lookup_in, run_comparison, save_in
 from semwh.runs.options import TESTS, ComparisonOptions, check_choice, check_seed
 from semwh.runs.provenance import canonical_json, concepts_sha256, derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec
 from semwh.runs.sweep import Skipped
-from semwh.vectors import SpaceVectors, load_space
+from semwh.vectors import LAYER_KINDS, SpaceVectors, layer_spaces, load_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Grid, GridCell, Space
 
-#: Space kinds whose model names a side of a grid (its spaces in depth order).
-LAYER_KINDS = ("layer", "text-layer")
+#: The label of a grid side given as several spaces (a model side is labelled by its name).
 SPACES = "spaces"
 
 
@@ -74,13 +79,9 @@ def resolve_side(session: Session, side: str | Sequence[str]) -> tuple[str, list
     if len(names) == 1 and "," in names[0]:
         names = [n.strip() for n in names[0].split(",") if n.strip()]
     if len(names) == 1:
-        layers = session.scalars(
-            select(Space)
-            .where(Space.model == names[0], Space.kind.in_(LAYER_KINDS))
-            .order_by(Space.depth_index, Space.name)
-        ).all()
+        layers = layer_spaces(session, names[0], LAYER_KINDS)
         if layers:
-            return names[0], list(layers)
+            return names[0], layers
     spaces: list[Space] = []
     for name in names:
         space = session.scalar(select(Space).where(Space.name == name))
@@ -304,11 +305,7 @@ def _run_grid(
             found[key] = save_in(session, record)
         computed += 1
     skipped = [v for v in found.values() if isinstance(v, Skipped)]
-    members = [
-        families.Member(test, r.result_id, r.p_value)
-        for (test, _, _), r in found.items()
-        if not isinstance(r, Skipped)
-    ]
+    members = [families.member(r) for r in found.values() if not isinstance(r, Skipped)]
 
     with wh.session() as session:
         twin = families.same_family(session, identity, members)

@@ -19,7 +19,8 @@ _F64 = 8
 #: Entries of one block of the row-blocked input checks (semwh.analyze._checks).
 _CHECK_BLOCK_ENTRIES = 1 << 22
 #: The 2 vs 2 kernel's block arrays: about 30 float64 arrays of rows x n, rows at least 64 (or
-#: n) and about 2**18 / n, and at most 512 MiB in all (semwh.analyze.two_vs_two.block_rows).
+#: n) and about 2**18 / n, and at most 512 MiB in all
+#: (semwh.analyze.two_vs_two_margins.BlockMargins.block_rows).
 _KERNEL_ARRAYS = 30
 _KERNEL_BLOCK_ENTRIES = 1 << 18
 _KERNEL_MAX_BYTES = 512 * 2**20

@@ -12,13 +12,13 @@ import numpy as np
 import pyarrow as pa
 from sqlalchemy import select
 
-from semwh.analyze import RecoveryResult
+from semwh.analyze import MIN_CONCEPTS, RecoveryResult
 from semwh.analyze import recovery as analyze_recovery
 from semwh.analyze.versions import analysis_version
 from semwh.errors import DegenerateInputError, NotFoundError
-from semwh.runs import store
+from semwh.runs import families, store
 from semwh.runs.provenance import concepts_sha256, params_sha256
-from semwh.vectors import SpaceVectors, get_space, load_image_vectors, load_space
+from semwh.vectors import SpaceVectors, get_space, layer_spaces, load_image_vectors, load_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
     Prediction,
@@ -83,13 +83,7 @@ def recovery_layers(wh: Warehouse, model: str, layers: Sequence[str] | None) -> 
         if session.scalar(select(VisionModel.model_id).where(VisionModel.name == model)) is None:
             known = ", ".join(session.scalars(select(VisionModel.name)).all()) or "none"
             raise NotFoundError(f"unknown vision model {model!r} (stored: {known})")
-        spaces = list(
-            session.scalars(
-                select(Space)
-                .where(Space.kind == "layer", Space.model == model)
-                .order_by(Space.depth_index, Space.name)
-            ).all()
-        )
+        spaces = layer_spaces(session, model)
     if not spaces:
         raise NotFoundError(
             f"vision model {model!r} has no layer spaces: run `semwh extract` for it first"
@@ -133,10 +127,11 @@ def recovery_inputs(
     in_words = set(word.wnids)
     keep = np.array([w in in_words for w in images.wnids], dtype=bool)
     wnids = sorted({w for w, k in zip(images.wnids, keep, strict=True) if k})
-    if len(wnids) < 4:
+    if len(wnids) < MIN_CONCEPTS:
         raise DegenerateInputError(
             f"layer space {layer.name!r} and word space {word.name!r} share {len(wnids)} "
-            f"concepts with images ({', '.join(wnids) or 'none'}); recovery needs at least 4"
+            f"concepts with images ({', '.join(wnids) or 'none'}); recovery needs at least "
+            f"{MIN_CONCEPTS}"
         )
     image_ids = images.image_ids[keep]
     image_wnids = [w for w, k in zip(images.wnids, keep, strict=True) if k]
@@ -378,10 +373,8 @@ def recovery_table(rows: Sequence[ResultRecovery]) -> pa.Table:
     )
 
 
-def sweep_recovery_table(
-    rows: Sequence[ResultRecovery], p_fdr: dict[tuple[str, int], float | None]
-) -> pa.Table:
+def sweep_recovery_table(rows: Sequence[ResultRecovery], p_fdr: families.FDR) -> pa.Table:
     """:func:`recovery_table` with a sweep's FDR p-value of each row."""
     table = recovery_table(rows)
-    values = [p_fdr.get(("recovery", row.result_id)) for row in rows]
+    values = [families.p_fdr_of(p_fdr, row) for row in rows]
     return table.append_column("p_fdr", pa.array(values, type=pa.float64()))

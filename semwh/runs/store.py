@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from semwh.analyze import TIE_TOL
 from semwh.analyze.versions import analysis_version
+from semwh.runs import families
 from semwh.runs.options import MEASURES, ComparisonOptions, MeasureOptions
 from semwh.runs.provenance import (
     canonical_json,
@@ -254,9 +255,8 @@ def stored_options(test: str, row: ComparisonRow) -> ComparisonOptions | Measure
 
 
 def test_of(row: ComparisonRow) -> str:
-    if isinstance(row, ResultMeasure):
-        return row.measure
-    return "rsa" if isinstance(row, ResultRSA) else "2v2"
+    """``rsa``, ``2v2`` or the measure of a stored comparison (as families name it)."""
+    return families.member_test(row)
 
 
 def get_comparison(session: Session, test: str, result_id: int) -> ComparisonRow | None:
@@ -296,9 +296,7 @@ COMPARISON_COLUMNS = (
 )
 
 
-def comparison_table(
-    rows: Sequence[ComparisonRow], p_fdr: dict[tuple[str, int], float | None] | None = None
-) -> pa.Table:
+def comparison_table(rows: Sequence[ComparisonRow], p_fdr: families.FDR | None = None) -> pa.Table:
     """Stored comparison rows as one Arrow table (RSA and 2 vs 2 side by side).
 
     ``p_fdr`` maps (test, result_id) to a sweep's FDR-adjusted p-value; without it (a single
@@ -309,10 +307,9 @@ def comparison_table(
         if isinstance(row, ResultMeasure):
             records.append(_measure_record(row, p_fdr))
             continue
-        is_rsa = isinstance(row, ResultRSA)
         records.append(
             {
-                "test": "rsa" if is_rsa else "2v2",
+                "test": test_of(row),
                 "result_id": row.result_id,
                 "analysis_id": row.analysis_id,
                 "space_a": row.space_a,
@@ -323,7 +320,7 @@ def comparison_table(
                 "statistic": row.rho if isinstance(row, ResultRSA) else row.accuracy,
                 "n_pairs": None if isinstance(row, ResultRSA) else row.n_pairs,
                 "p_value": row.p_value,
-                "p_fdr": (p_fdr or {}).get(("rsa" if is_rsa else "2v2", row.result_id)),
+                "p_fdr": families.p_fdr_of(p_fdr, row),
                 "n_permutations": row.n_permutations,
                 "seed": row.seed,
                 "bootstrap": row.bootstrap,
@@ -361,9 +358,7 @@ def comparison_table(
     return pa.Table.from_pylist(records, schema=schema)
 
 
-def _measure_record(
-    row: ResultMeasure, p_fdr: dict[tuple[str, int], float | None] | None
-) -> dict[str, Any]:
+def _measure_record(row: ResultMeasure, p_fdr: families.FDR | None) -> dict[str, Any]:
     """A results_measures row in the columns of :func:`comparison_table`."""
     return {
         "test": row.measure,
@@ -377,7 +372,7 @@ def _measure_record(
         "statistic": row.statistic,
         "n_pairs": row.n_pairs,
         "p_value": row.p_value,
-        "p_fdr": (p_fdr or {}).get((row.measure, row.result_id)),
+        "p_fdr": families.p_fdr_of(p_fdr, row),
         "n_permutations": row.n_permutations,
         "seed": row.seed,
         "bootstrap": 0,

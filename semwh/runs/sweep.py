@@ -35,7 +35,7 @@ from semwh.runs.provenance import derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec, ResultRecord
 from semwh.runs.recovery import recovery as run_recovery
 from semwh.testing.faults import fault_point
-from semwh.vectors import SpaceVectors, load_space
+from semwh.vectors import SpaceVectors, layer_spaces, load_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
     Result2v2,
@@ -83,7 +83,7 @@ class SweepResult:
     seed: int | None
     rows: list[store.ComparisonRow] = field(default_factory=list)
     recovery: list[ResultRecovery] = field(default_factory=list)
-    p_fdr: dict[tuple[str, int], float | None] = field(default_factory=dict)
+    p_fdr: families.FDR = field(default_factory=dict)
     computed: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     reused: bool = False
@@ -104,18 +104,6 @@ def sweep_models(wh: Warehouse, models: Sequence[str], include_random: bool) -> 
             if name not in chosen and (name == model or (include_random and name in known)):
                 chosen.append(name)
     return chosen
-
-
-def layer_spaces(wh: Warehouse, model: str) -> list[Space]:
-    """Layer spaces of ``model`` in forward order."""
-    with wh.session() as session:
-        return list(
-            session.scalars(
-                select(Space)
-                .where(Space.kind == "layer", Space.model == model)
-                .order_by(Space.depth_index, Space.name)
-            ).all()
-        )
 
 
 @dataclass(frozen=True)
@@ -282,7 +270,8 @@ def sweep(
     chosen = sweep_models(wh, models, include_random)
     layers: list[Space] = []
     for model in chosen:
-        model_layers = layer_spaces(wh, model)
+        with wh.session() as session:
+            model_layers = layer_spaces(session, model)
         if not model_layers:
             raise NotFoundError(
                 f"vision model {model!r} has no layer spaces: run `semwh extract` for it first"
@@ -439,9 +428,7 @@ def _run_sweep(
             for word in words:
                 recovered.extend(run_recovery(wh, model, word, force=force))
     diffs = _control_diffs(wh, rows, sweep_seed, force) if control_diffs else []
-    members = [families.Member(store.test_of(r), r.result_id, r.p_value) for r in rows]
-    members += [families.Member("recovery", r.result_id, r.p_value) for r in recovered]
-    members += [families.Member("diff", d.result_id, d.p_value) for d in diffs]
+    members = [families.member(r) for r in (*rows, *recovered, *diffs)]
 
     # The family, its FDR and the sweep's own run record land together or not at all.
     with wh.session() as session:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
+from semwh.analyze import MIN_CONCEPTS
 from semwh.errors import ConfigError, DuplicateError
 from semwh.ingest.sources import version_swap
 from semwh.names import check_name
@@ -32,7 +33,7 @@ from semwh.runs.provenance import (
 from semwh.text.hidden import check_pooling, hidden_layers
 from semwh.text.sources import LoadedTextModel, load_text_model, resolve_source
 from semwh.text.texts import concept_fields, concept_texts, resolve_template
-from semwh.vectors import prepare_space, register_space
+from semwh.vectors import layer_spaces, prepare_space, register_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Concept, Space, TextModel
 
@@ -75,13 +76,7 @@ def layer_names(n_states: int) -> list[str]:
 def text_layer_spaces(wh: Warehouse, model: str) -> list[Space]:
     """The ``text-layer`` spaces of ``model``, in depth order."""
     with wh.session() as session:
-        return list(
-            session.scalars(
-                select(Space)
-                .where(Space.kind == KIND, Space.model == model)
-                .order_by(Space.depth_index, Space.name)
-            ).all()
-        )
+        return layer_spaces(session, model, (KIND,))
 
 
 def concept_vectors(
@@ -161,7 +156,7 @@ def embed_text_model(
             "no concepts registered: run `semwh ingest concepts` or `semwh ingest images` first"
         )
     wnids, texts, missing = concept_texts(fields, resolved_templates)
-    if len(wnids) < 4:
+    if len(wnids) < MIN_CONCEPTS:
         raise ConfigError(
             f"only {len(wnids)} concepts have a text for templates {resolved_templates}; "
             f"{len(missing)} lack a field (a gloss?)"
@@ -194,7 +189,7 @@ def embed_text_model(
     with wh.session() as session:
         stored = session.scalar(select(TextModel).where(TextModel.name == model_name))
         if stored is not None and stored.identity_sha256 == identity_sha:
-            spaces = text_layer_spaces(wh, model_name)
+            spaces = layer_spaces(session, model_name, (KIND,))
             if len(spaces) == stored.n_layers:
                 summary.spaces = [s.name for s in spaces]
                 summary.truncated = json.loads(stored.truncated)

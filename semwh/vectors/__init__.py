@@ -1,6 +1,7 @@
 """The one Parquet reader/writer/registrar of vectors (see :mod:`semwh.vectors.store`)."""
 
 from semwh.vectors.store import (
+    LAYER_KINDS,
     ImageVectors,
     PreparedSpace,
     SpaceVectors,
@@ -9,6 +10,7 @@ from semwh.vectors.store import (
     content_sha256,
     get_space,
     image_shard_relpath,
+    layer_spaces,
     list_spaces,
     load_image_vectors,
     load_space,
@@ -22,6 +24,7 @@ from semwh.vectors.store import (
 )
 
 __all__ = [
+    "LAYER_KINDS",
     "ImageVectors",
     "PreparedSpace",
     "SpaceVectors",
@@ -30,6 +33,7 @@ __all__ = [
     "content_sha256",
     "get_space",
     "image_shard_relpath",
+    "layer_spaces",
     "list_spaces",
     "load_image_vectors",
     "load_space",

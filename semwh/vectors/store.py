@@ -37,6 +37,9 @@ from semwh.warehouse.models import Space, VectorFile
 SCHEMA_VERSION = 1
 METADATA_KEY = b"semwh"
 
+#: Kinds of the spaces that are layers of a model: a vision model's, a text model's.
+LAYER_KINDS = ("layer", "text-layer")
+
 ARROW_SCHEMA = pa.schema(
     [
         pa.field("space", pa.string(), nullable=False),
@@ -235,7 +238,7 @@ class PreparedSpace:
 
 
 def _validated(name: str, kind: str, wnids: Sequence[str], vectors: np.ndarray):  # noqa: ANN202
-    check_name(name, "space", layer=kind in ("layer", "text-layer"))
+    check_name(name, "space", layer=kind in LAYER_KINDS)
     matrix = _as_matrix(vectors)
     if len(wnids) != matrix.shape[0]:
         raise InputError(
@@ -501,6 +504,21 @@ def load_image_vectors(wh: Warehouse, space: str) -> ImageVectors:
         image_ids=table.column("image_id").to_numpy(),
         wnids=table.column("wnid").to_pylist(),
         matrix=_matrix(table.column("vector"), table.num_rows).astype(np.float32, copy=False),
+    )
+
+
+def layer_spaces(session: Session, model: str, kinds: Sequence[str] = ("layer",)) -> list[Space]:
+    """The spaces of ``model``'s layers of the given kinds, in depth order (then by name).
+
+    ``kinds``: ``("layer",)`` for a vision model (default), ``("text-layer",)`` for a text
+    model, :data:`LAYER_KINDS` for either. Empty when the model has no such spaces.
+    """
+    return list(
+        session.scalars(
+            select(Space)
+            .where(Space.kind.in_(list(kinds)), Space.model == model)
+            .order_by(Space.depth_index, Space.name)
+        ).all()
     )
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from semwh.demo import CURVE_TABLE_COLUMNS, curve_table
 from semwh.warehouse.layout import Warehouse
+from semwh.workflow.demo import CURVE_TABLE_COLUMNS, curve_table
 from tests.conftest import run_cli
 from tests.integration.test_query_data import build_synthetic
 

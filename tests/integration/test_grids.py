@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from semwh.analyze import benjamini_hochberg
 from semwh.analyze.maxstat import max_statistic
-from semwh.query import run_query
-from semwh.report import build_report
+from semwh.results.queries import run_query
+from semwh.results.report import build_report
 from semwh.runs import store
 from semwh.runs.grid import grid, peak_layer
 from semwh.runs.verify import verify

@@ -14,8 +14,8 @@ from semwh.analyze.cka import linear_cka
 from semwh.analyze.knn import mutual_knn
 from semwh.analyze.regression import regression_two_vs_two
 from semwh.errors import ConfigError
-from semwh.query import run_query
-from semwh.report import build_report
+from semwh.results.queries import run_query
+from semwh.results.report import build_report
 from semwh.runs.difference import diff
 from semwh.runs.provenance import derive_seed
 from semwh.runs.verify import verify

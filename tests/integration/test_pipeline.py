@@ -16,9 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from semwh.config import load_settings
-from semwh.pipeline import load_config, run_pipeline
-from semwh.query import list_queries, run_query
+from semwh.results.queries import list_queries, run_query
 from semwh.warehouse.layout import Warehouse, warehouse_from_settings
+from semwh.workflow.pipeline import run_pipeline
+from semwh.workflow.runfile import load_config
 from tests.conftest import run_cli
 from tests.integration.test_report import dump_dom
 

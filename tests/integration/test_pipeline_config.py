@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from semwh.config import load_settings
-from semwh.demo import demo_config, find_samples, sample_candidates
 from semwh.errors import ConfigError, InputError
-from semwh.pipeline import ImagesConfig, load_config, parse_config, select_images
+from semwh.workflow.demo import demo_config, find_samples, sample_candidates
+from semwh.workflow.runfile import ImagesConfig, load_config, parse_config
+from semwh.workflow.stages import select_images
 from tests.conftest import REPO
 
 EXAMPLES = REPO / "examples"

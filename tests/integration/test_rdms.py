@@ -17,8 +17,8 @@ from semwh import runs
 from semwh.analyze import rsa, similarity_matrix, two_vs_two
 from semwh.errors import ConfigError, InputError
 from semwh.ingest import ingest_rdm
-from semwh.query import run_query
-from semwh.report import build_report, report_data
+from semwh.results.queries import run_query
+from semwh.results.report import build_report, report_data
 from semwh.runs.difference import diff
 from semwh.runs.verify import verify
 from semwh.vectors import load_space

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from semwh.errors import NotFoundError
-from semwh.report import build_report, report_data
+from semwh.results.report import build_report, report_data
 from semwh.warehouse.layout import Warehouse
 from tests.conftest import run_cli
 from tests.integration.test_query_data import build_synthetic

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from semwh.config import load_settings
-from semwh.demo import demo_samples
 from semwh.errors import ConfigError, InputError
 from semwh.hashing import sha256_file
-from semwh.ingest.sample_set import (
+from semwh.workflow.demo import demo_samples
+from semwh.workflow.sample_set import (
     PART_SUFFIX,
     fetch_samples,
     packaged_manifest,
@@ -56,7 +56,9 @@ def assert_complete(folder: Path, files: list[Path]) -> None:
 def test_fetch_then_second_run_downloads_nothing(server, files, manifest, tmp_path) -> None:
     folder = tmp_path / "cache"
     seen: list[tuple[int, int]] = []
-    summary = fetch_samples(folder, manifest, server.url, progress=lambda d, t: seen.append((d, t)))
+    summary = fetch_samples(
+        folder, manifest, server.url, progress=lambda _, d, t: seen.append((d, t))
+    )
     assert_complete(folder, files)
     assert (summary.n_downloaded, summary.n_present) == (N_FILES, 0)
     total = sum(f.stat().st_size for f in files)
@@ -210,7 +212,7 @@ def test_bad_manifests_name_the_line(text: str, match: str, tmp_path: Path) -> N
 
 
 def test_the_cache_folder_follows_xdg(tmp_path: Path, monkeypatch) -> None:
-    from semwh.ingest.sample_set import default_cache_root
+    from semwh.workflow.sample_set import default_cache_root
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert default_cache_root() == tmp_path / "semwh"

@@ -1,25 +1,14 @@
-"""Shared pieces of the reliability tests: a fork server for killable `semwh` processes,
-tiny generated inputs, and the checks every crash test applies to a warehouse.
-
-The fork server is a Python process that imports `semwh.cli` once and then forks one child
-per command; each child runs the console script's entry point (`semwh.cli.main`) with its
-own argv, environment and output files. A child is a real, separate `semwh` process that the
-tests SIGKILL, without paying the ~3 s import of torch for each of the many kill points.
-The resumed extraction after its crashes runs the installed console script itself.
+"""Shared pieces of the reliability tests: a fork server for killable `semwh` processes
+(:mod:`tests.forkserver`), tiny generated inputs, and the checks every crash test applies to
+a warehouse. The resumed extraction after its crashes runs the installed console script.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -30,135 +19,7 @@ import pytest
 from semwh.config import load_settings
 from semwh.warehouse.layout import Warehouse, warehouse_from_settings
 from tests.conftest import run_cli
-
-_SERVER = r"""
-import json, os, sys, time
-import semwh.cli
-import semwh.extract, semwh.runs, semwh.ingest  # the heavy imports, done once
-
-def child(req):
-    os.environ.clear()
-    os.environ.update(req["env"])
-    out = os.open(req["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    err = os.open(req["err"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.dup2(out, 1)
-    os.dup2(err, 2)
-    sys.argv = ["semwh", *req["args"]]
-    code = 0
-    try:
-        semwh.cli.main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException:
-        import traceback
-        traceback.print_exc()
-        code = 70
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-for line in sys.stdin:
-    req = json.loads(line)
-    if req["op"] == "spawn":
-        pid = os.fork()
-        if pid == 0:
-            child(req)
-        reply = {"pid": pid}
-    else:  # wait: reap the child, or say it still runs after the timeout
-        deadline = time.monotonic() + req["timeout"]
-        while True:
-            done, status = os.waitpid(req["pid"], os.WNOHANG)
-            if done:
-                sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
-                reply = {"code": -sig if sig else os.WEXITSTATUS(status)}
-                break
-            if time.monotonic() >= deadline:
-                reply = {"code": None}
-                break
-            time.sleep(0.02)
-    sys.stdout.write(json.dumps(reply) + "\n")
-    sys.stdout.flush()
-"""
-
-
-@dataclass
-class Child:
-    """One forked `semwh` process."""
-
-    pid: int
-    out: Path
-    err: Path
-    code: int | None = None
-
-    @property
-    def stderr(self) -> str:
-        return self.err.read_text(errors="replace")
-
-    @property
-    def stdout(self) -> str:
-        return self.out.read_text(errors="replace")
-
-
-class ForkServer:
-    """Starts `semwh` commands as forked children of one pre-imported process."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.count = 0
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _SERVER],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
-
-    def _ask(self, request: dict) -> dict:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the fork server died")
-        return json.loads(line)
-
-    def spawn(self, *args: str, env: dict[str, str] | None = None) -> Child:
-        self.count += 1
-        out = self.workdir / f"child-{self.count}.out"
-        err = self.workdir / f"child-{self.count}.err"
-        full_env = {k: v for k, v in os.environ.items() if k != "SEMWH_FAULT"}
-        full_env.update(env or {})
-        reply = self._ask(
-            {"op": "spawn", "args": list(args), "env": full_env, "out": str(out), "err": str(err)}
-        )
-        return Child(reply["pid"], out, err)
-
-    def wait(self, child: Child, timeout: float = 120.0) -> int | None:
-        """Reap ``child``; its exit code (negative: killed by that signal) or None if running."""
-        if child.code is None:
-            child.code = self._ask({"op": "wait", "pid": child.pid, "timeout": timeout})["code"]
-        return child.code
-
-    def kill(self, child: Child) -> int:
-        """SIGKILL ``child`` unless it has already exited; returns its final code."""
-        code = self.wait(child, timeout=0)
-        if code is None:
-            os.kill(child.pid, signal.SIGKILL)
-            code = self.wait(child, timeout=60)
-        assert code is not None
-        return code
-
-    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> Child:
-        child = self.spawn(*args, env=env)
-        if self.wait(child, timeout) is None:
-            self.kill(child)
-            raise AssertionError(f"semwh {' '.join(args)} did not finish in {timeout} s")
-        return child
-
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=30)
+from tests.forkserver import ForkServer
 
 
 @pytest.fixture(scope="session")
@@ -309,7 +170,7 @@ def tmp_files(wh: Warehouse) -> list[Path]:
 
 def cli(*args: str, check: bool = True, env: dict[str, str] | None = None):  # noqa: ANN201
     """The installed console script (reference runs and final runs after crashes)."""
-    return run_cli(*args, check=check, env=env)
+    return run_cli(*args, check=check, env=env, fresh=True)
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:  # noqa: ANN001

@@ -29,8 +29,8 @@ from semwh.errors import (
     SandboxError,
     SemwhError,
 )
-from semwh.output import to_csv, to_json
-from semwh.query import export_table, run_query
+from semwh.results.output import to_csv, to_json
+from semwh.results.queries import export_table, run_query
 from semwh.warehouse.layout import Warehouse, check_db_url
 from semwh.warehouse.readonly import run_sql
 from tests.conftest import migrated_warehouse, run_cli
@@ -412,7 +412,7 @@ def test_output_folders(site: Site, tmp_path: Path, semwh: Semwh) -> None:
 
 
 def test_report_folder_rules(site: Site, tmp_path: Path) -> None:
-    from semwh.report import build_report
+    from semwh.results.report import build_report
 
     with pytest.raises(OutputError, match="inside the warehouse"):
         build_report(site.wh, site.wh.root / "report")

@@ -18,7 +18,7 @@ from scipy import stats
 from semwh.analyze import rsa, similarity_matrix, two_vs_two
 from semwh.analyze.rsa import centred_ranks2
 from semwh.analyze.similarity import TILE_ROWS
-from semwh.analyze.two_vs_two import _Kernel
+from semwh.analyze.two_vs_two_margins import BlockMargins
 from tests.unit.analyze import reference
 
 
@@ -34,7 +34,7 @@ def _memmap(path: Path, n: int) -> np.ndarray:
 
 def _in_memory_count(a: np.ndarray, b: np.ndarray, distance: str) -> int:
     """Correct pairs by the kernel holding centred copies of both matrices, in one block."""
-    kernel = _Kernel(a, distance, "numpy", "cpu")
+    kernel = BlockMargins(a, distance, "numpy", "cpu")
     kernel.set_b(b)
     with np.errstate(invalid="ignore", divide="ignore"):
         return kernel.count_correct(1e-10, 2**40)

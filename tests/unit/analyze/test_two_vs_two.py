@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from semwh.analyze import similarity_matrix, two_vs_two
-from semwh.analyze.two_vs_two import _low_rank
+from semwh.analyze.two_vs_two_fast_null import _low_rank
 from semwh.errors import ConfigError, DegenerateInputError
 from tests.unit.analyze import reference
 

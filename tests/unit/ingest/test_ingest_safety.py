@@ -19,10 +19,10 @@ from semwh.ingest import ingest_concepts, ingest_images, ingest_space, ingest_wo
 from semwh.ingest.files import read_text_file
 from semwh.ingest.formats import read_word_vectors
 from semwh.names import check_name
-from semwh.pipeline import parse_config
 from semwh.vectors import load_space
 from semwh.warehouse.models import Source, VectorFile
 from semwh.warehouse.readonly import run_sql
+from semwh.workflow.runfile import parse_config
 
 WNIDS = ["n01503061", "n02084071", "n02121808"]
 

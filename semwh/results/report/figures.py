@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from semwh.errors import MissingDependencyError
-from semwh.output import atomic_output
+from semwh.results.output import atomic_output
 
 Row = dict[str, Any]
 

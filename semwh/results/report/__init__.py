@@ -17,9 +17,9 @@ from typing import Any
 
 from semwh import __version__
 from semwh.errors import ConfigError, NotFoundError
-from semwh.output import atomic_output, check_output_folder, format_cell
-from semwh.query import load_query, run_named
-from semwh.report.figures import (
+from semwh.results.output import atomic_output, check_output_folder, format_cell
+from semwh.results.queries import load_query, run_named
+from semwh.results.report.figures import (
     MEASURE_AXES,
     Figure,
     curve_figures,

@@ -7,7 +7,6 @@ of its best cell, through the declarative pipeline, ending in the layer curves a
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,17 +15,18 @@ import pyarrow as pa
 
 from semwh.config import Settings
 from semwh.errors import ConfigError
-from semwh.ingest.sample_set import (
+from semwh.progress import Progress
+from semwh.results.queries import run_query
+from semwh.warehouse.layout import Warehouse
+from semwh.workflow.pipeline import OnStage, RunSummary, run_pipeline
+from semwh.workflow.runfile import RunConfig, parse_config
+from semwh.workflow.sample_set import (
     DEFAULT_SAMPLES_URL,
     default_cache_root,
     fetch_samples,
     packaged_manifest,
     sample_folder,
 )
-from semwh.pipeline import RunConfig, RunSummary, parse_config, run_pipeline
-from semwh.progress import Progress
-from semwh.query import run_query
-from semwh.warehouse.layout import Warehouse
 
 DEMO_WAREHOUSE = "semwh-demo"
 SAMPLES_RELPATH = Path("..") / "shared" / "datasets" / "imagenet-200"
@@ -75,7 +75,9 @@ CURVE_TABLE_COLUMNS = [
 
 def _source_tree_root() -> Path:
     """The repository root when semwh runs from its source tree (editable install)."""
-    return Path(__file__).resolve().parents[1]
+    import semwh
+
+    return Path(semwh.__file__).resolve().parents[1]
 
 
 def sample_candidates(cwd: Path | None = None, source_root: Path | None = None) -> list[Path]:
@@ -124,12 +126,13 @@ def demo_samples(
     images: Path | None,
     settings: Settings,
     *,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     cwd: Path | None = None,
     source_root: Path | None = None,
 ) -> Path:
     """The demo's images: a folder named or found as :func:`find_samples` does, else the
-    public sample set in the user's cache, fetched and verified first if incomplete.
+    public sample set in the user's cache, fetched and verified first if incomplete
+    (``progress`` is told the bytes checked and fetched).
 
     Raises:
         ConfigError: A named folder is missing, or the sample set could not be fetched (the
@@ -190,13 +193,13 @@ def run_demo(
     *,
     permutations: int = DEMO_PERMUTATIONS,
     device: str | None = None,
-    progress: Callable[[str], None] | None = None,
-    bars: Progress | None = None,
+    progress: Progress | None = None,
+    on_stage: OnStage | None = None,
 ) -> DemoResult:
     """Run (or bring up to date) the demo in ``wh`` and return its layer curves.
 
-    ``progress`` gets one line per stage, ``bars`` how far extraction and the sweep have got.
+    ``progress`` and ``on_stage`` are passed to :func:`semwh.workflow.pipeline.run_pipeline`.
     """
     config = demo_config(images, permutations=permutations, device=device)
-    summary = run_pipeline(wh, config, progress=progress, bars=bars)
+    summary = run_pipeline(wh, config, progress=progress, on_stage=on_stage)
     return DemoResult(summary=summary, curves=curve_table(wh, DEMO_WORDS), warehouse=wh.root)

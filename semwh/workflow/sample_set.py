@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +31,7 @@ from pathlib import Path
 
 from semwh.errors import ConfigError, InputError
 from semwh.hashing import sha256_file
+from semwh.progress import Progress
 
 # The public sample behind the demo: a fixed commit of the repository that publishes it.
 SAMPLE_COMMIT = "2e8718956e3bb046db9a8e488c2254fd9846b6c5"
@@ -48,8 +49,8 @@ WORKERS = 8
 TIMEOUT_S = 30.0
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-Progress = Callable[[int, int], None]
+# What a fetch tells its progress callable it is doing (the units are bytes).
+FETCH = "sample images"
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,7 @@ class _Transfer:
         self.total = total
         self.progress = progress
         self.done = 0
+        self.reported = 0
         self.downloaded = 0
         self._lock = threading.Lock()
 
@@ -186,9 +188,10 @@ class _Transfer:
             self.done += n_bytes
             if fetched and n_bytes > 0:
                 self.downloaded += n_bytes
-            done = self.done
-        if self.progress is not None:
-            self.progress(done, self.total)
+            # Bytes of a file fetched again are counted once: what is reported never goes back.
+            self.reported = max(self.reported, self.done)
+            if self.progress is not None:
+                self.progress(FETCH, self.reported, self.total)
 
     def fetch(self, entry: SampleFile, folder: Path) -> None:
         """Bring ``entry`` into ``folder``, resuming and retrying; raise after ATTEMPTS."""
@@ -286,7 +289,8 @@ def fetch_samples(
         folder: Where the files go (created if missing).
         manifest: ``file,size,sha256`` rows.
         base_url: Each file is fetched from ``base_url + file``.
-        progress: Called with (bytes done, bytes in all) as files are checked and fetched.
+        progress: Told the bytes checked or fetched of all the manifest lists, as
+            ``"sample images"``.
         workers: Files fetched at once.
 
     Raises:

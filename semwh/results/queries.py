@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from semwh.errors import ConfigError, InputError, NotFoundError
-from semwh.output import atomic_output, check_output, csv_lines
+from semwh.results.output import atomic_output, check_output, csv_lines
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.readonly import QueryResult, run_sandboxed, sandbox_connection
 
@@ -323,8 +323,9 @@ def export_table(wh: Warehouse, table: str, out: Path, *, force: bool = False) -
 
     The name is checked against the warehouse's tables and views, then quoted as an
     identifier; the rows stream from DuckDB (in the sandbox) to the file in batches. The file
-    follows the rule of every user output (:func:`semwh.output.atomic_output`): written whole
-    or not at all, never inside the warehouse, never over a file without ``force``.
+    follows the rule of every user output (:func:`semwh.results.output.atomic_output`):
+    written whole or not at all, never inside the warehouse, never over a file without
+    ``force``.
 
     Raises:
         ConfigError: The extension is neither .parquet nor .csv.

