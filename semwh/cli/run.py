@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from semwh.cli.printing import bars
 from semwh.cli.state import console, err_console, state
-from semwh.workflow.pipeline import RunSummary, run_pipeline
-from semwh.workflow.runfile import load_config
+
+if TYPE_CHECKING:  # the pipeline is imported when `semwh run` runs, not for `semwh --help`
+    from semwh.workflow.pipeline import RunSummary
 
 
 def print_stage(stage: str, what: str) -> None:
@@ -35,6 +37,9 @@ def run(
 
     Example: semwh --warehouse ./wh run examples/paper.toml
     """
+    from semwh.workflow.pipeline import run_pipeline
+    from semwh.workflow.runfile import load_config
+
     wh = state(ctx).new_warehouse()
     with bars() as progress:
         summary = run_pipeline(wh, load_config(config), progress=progress, on_stage=print_stage)

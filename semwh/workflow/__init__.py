@@ -3,8 +3,28 @@
 (:mod:`semwh.workflow.pipeline`); the demo (:mod:`semwh.workflow.demo`) is one such run over
 the public sample set (:mod:`semwh.workflow.sample_set`)."""
 
-from semwh.workflow.pipeline import RunSummary, StageResult, run_pipeline
-from semwh.workflow.runfile import RunConfig, load_config, parse_config
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+# Resolved on first use, so that importing one module of the package (the CLI reads the demo's
+# defaults at start-up) does not import every stage's dependencies.
+_EXPORTS = {
+    "RunSummary": "semwh.workflow.pipeline",
+    "StageResult": "semwh.workflow.pipeline",
+    "run_pipeline": "semwh.workflow.pipeline",
+    "RunConfig": "semwh.workflow.runfile",
+    "load_config": "semwh.workflow.runfile",
+    "parse_config": "semwh.workflow.runfile",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'semwh.workflow' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)
+
 
 __all__ = [
     "RunConfig",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -18,8 +18,6 @@ from semwh.errors import ConfigError
 from semwh.progress import Progress
 from semwh.results.queries import run_query
 from semwh.warehouse.layout import Warehouse
-from semwh.workflow.pipeline import OnStage, RunSummary, run_pipeline
-from semwh.workflow.runfile import RunConfig, parse_config
 from semwh.workflow.sample_set import (
     DEFAULT_SAMPLES_URL,
     default_cache_root,
@@ -27,6 +25,10 @@ from semwh.workflow.sample_set import (
     packaged_manifest,
     sample_folder,
 )
+
+if TYPE_CHECKING:  # the pipeline is imported when a demo runs: `semwh --help` reads this module
+    from semwh.workflow.pipeline import OnStage, RunSummary
+    from semwh.workflow.runfile import RunConfig
 
 DEMO_WAREHOUSE = "semwh-demo"
 SAMPLES_RELPATH = Path("..") / "shared" / "datasets" / "imagenet-200"
@@ -158,6 +160,8 @@ def demo_config(
     device: str | None = None,
 ) -> RunConfig:
     """The demo's run configuration over ``images``."""
+    from semwh.workflow.runfile import parse_config
+
     data: dict[str, Any] = {
         **DEMO_RUN,
         "images": {
@@ -200,6 +204,8 @@ def run_demo(
 
     ``progress`` and ``on_stage`` are passed to :func:`semwh.workflow.pipeline.run_pipeline`.
     """
+    from semwh.workflow.pipeline import run_pipeline
+
     config = demo_config(images, permutations=permutations, device=device)
     summary = run_pipeline(wh, config, progress=progress, on_stage=on_stage)
     return DemoResult(summary=summary, curves=curve_table(wh, DEMO_WORDS), warehouse=wh.root)
