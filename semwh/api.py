@@ -13,7 +13,7 @@ commands: nothing here is a shortcut around the registry.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from semwh.warehouse.readonly import QueryResult, run_sql
 
 if TYPE_CHECKING:
     from semwh.extract import ExtractionSummary
+    from semwh.extract.plan import ExtractionPlan
     from semwh.ingest import ImageIngestReport, WordIngestReport
     from semwh.progress import Progress
     from semwh.results.report import ReportInfo
@@ -149,18 +150,28 @@ class SemanticWarehouse:
         *,
         dry_run: bool = False,
         progress: Progress | None = None,
+        on_plan: Callable[[ExtractionPlan], None] | None = None,
+        shard_pause: float = 0.0,
         **options: Any,
     ) -> ExtractionSummary:
         """Pooled activations of a model's probe layers for every image (``semwh extract``).
 
         ``options`` are the fields of :class:`semwh.extract.ExtractionOptions` (weights,
         layers, pooling, batch_size, device, ...); ``dry_run`` plans and registers nothing;
-        ``progress`` is told the images done (:mod:`semwh.progress`).
+        ``progress`` is told the images done (:mod:`semwh.progress`); ``on_plan`` gets the
+        plan before anything runs; ``shard_pause`` sleeps after each registered shard.
         """
         from semwh.extract import ExtractionOptions, run_extraction
 
         request = ExtractionOptions(model, **options)
-        return run_extraction(self.warehouse, request, dry_run=dry_run, progress=progress)
+        return run_extraction(
+            self.warehouse,
+            request,
+            dry_run=dry_run,
+            progress=progress,
+            on_plan=on_plan,
+            shard_pause=shard_pause,
+        )
 
     def add_space(
         self,

@@ -7,15 +7,28 @@ library never prints and never imports a terminal library; :func:`semwh.cli.prin
 turns these calls into rich progress bars on stderr, a notebook can pass its own callable,
 and ``None`` reports nothing.
 
-Calls for one description are monotone in ``done``; a new description starts a new task.
+Within one library call, the calls for one description never go down in ``done`` and end at
+``total``; each library call starts again from 0 (a second extraction of the same model
+reports under the same description), and a call may come from a worker thread.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from semwh.errors import ConfigError
+
 #: ``progress(what, done, total)``: ``done`` units of ``what`` finished out of ``total``.
 Progress = Callable[[str, int, "int | None"], None]
+
+
+def check_progress(progress: object) -> None:
+    """Refuse, before any work, a ``progress`` that cannot be called (``progress=True``)."""
+    if progress is not None and not callable(progress):
+        raise ConfigError(
+            f"progress must be a callable progress(what, done, total) or None, not "
+            f"{type(progress).__name__}: see semwh.progress"
+        )
 
 
 def report(progress: Progress | None, what: str, done: int, total: int | None) -> None:
@@ -24,4 +37,4 @@ def report(progress: Progress | None, what: str, done: int, total: int | None) -
         progress(what, done, total)
 
 
-__all__ = ["Progress", "report"]
+__all__ = ["Progress", "check_progress", "report"]

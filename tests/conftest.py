@@ -66,6 +66,22 @@ def semwh_bin() -> str:
     return found
 
 
+#: Environment variables read when an interpreter or a library starts, not when a command runs.
+READ_AT_START = (
+    "PYTHON",
+    "COLUMNS",
+    "LINES",
+    "NO_COLOR",
+    "FORCE_COLOR",
+    "TERM",
+    "LANG",
+    "LC_",
+    "TZ",
+    "HF_",
+    "TRANSFORMERS_",
+)
+
+
 def run_cli(
     *args: str,
     env: dict[str, str] | None = None,
@@ -76,11 +92,12 @@ def run_cli(
     """Run the CLI in a real, separate process and return its code and output.
 
     The process is forked from :mod:`tests.forkserver` (semwh already imported); ``fresh``, or
-    an environment that changes how Python starts (``PYTHON*``), runs the installed console
-    script in a new interpreter instead.
+    an environment variable that Python or a library reads as it starts (``PYTHON*``, the
+    terminal's, the locale's, Hugging Face's), runs the installed console script in a new
+    interpreter instead, so that the variable takes effect as it would for a user.
     """
     full_env = {**os.environ, **(env or {})}
-    if fresh or any(key.startswith("PYTHON") for key in env or {}):
+    if fresh or any(key.startswith(READ_AT_START) for key in env or {}):
         proc = subprocess.run(
             [semwh_bin(), *args], capture_output=True, text=True, env=full_env, timeout=timeout
         )
@@ -88,7 +105,7 @@ def run_cli(
         server = shared_server(Path(tempfile.gettempdir()) / f"semwh-tests-{os.getpid()}")
         child = server.run(*args, env=full_env, timeout=timeout)
         code = child.code if child.code is not None else -signal.SIGKILL
-        proc = subprocess.CompletedProcess(["semwh", *args], code, child.stdout, child.stderr)
+        proc = subprocess.CompletedProcess(["semwh", *args], code, *child.outputs())
         child.out.unlink(missing_ok=True)
         child.err.unlink(missing_ok=True)
     if check and proc.returncode != 0:

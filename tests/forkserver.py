@@ -37,12 +37,19 @@ def child(req):
     code = 0
     try:
         semwh.cli.main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except SystemExit as exc:  # what the interpreter does with it at exit
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
+            code = 1
     except BaseException:
-        import traceback
-        traceback.print_exc()
-        code = 70
+        sys.excepthook(*sys.exc_info())
+        code = 1
+    # A normal exit runs the atexit handlers (Ray's shutdown, temporary folders' cleanup);
+    # os._exit then leaves without unwinding into the server's loop.
+    import atexit
+    atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
@@ -88,6 +95,10 @@ class Child:
     def stdout(self) -> str:
         return self.out.read_text(errors="replace")
 
+    def outputs(self) -> tuple[str, str]:
+        """stdout and stderr decoded strictly (as ``subprocess.run(text=True)`` does)."""
+        return self.out.read_text(), self.err.read_text()
+
 
 class ForkServer:
     """Starts `semwh` commands as forked children of one pre-imported process."""
@@ -95,13 +106,19 @@ class ForkServer:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.count = 0
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _SERVER],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
+        workdir.mkdir(parents=True, exist_ok=True)
+        # -P: the children import from the installed package only, never from their working
+        # folder; stderr to a file: the consoles semwh builds at import see no terminal, as
+        # in a captured fresh process.
+        with open(workdir / "server.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-P", "-c", _SERVER],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                bufsize=1,
+            )
 
     def _ask(self, request: dict) -> dict:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -165,7 +182,6 @@ def shared_server(workdir: Path) -> ForkServer:
     """The one fork server of this test process, started on first use (closed at exit)."""
     global _shared
     if _shared is None or _shared.proc.poll() is not None:
-        workdir.mkdir(parents=True, exist_ok=True)
         _shared = ForkServer(workdir)
         atexit.register(_shared.close)
     return _shared

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pyarrow as pa
-from rich.progress import TaskID
+from rich.progress import ProgressColumn, Task, TaskID
 from rich.table import Table
+from rich.text import Text
 
 from semwh.cli.state import console, err_console
 from semwh.errors import ConfigError
@@ -50,7 +52,10 @@ def print_table(
 def bars(*, transfer: bool = False) -> Iterator[Progress]:
     """A :data:`semwh.progress.Progress` callable that draws one rich bar per task on stderr.
 
-    ``transfer``: the units are bytes (size and speed columns instead of counts and rate).
+    ``transfer``: the units are bytes (size and speed columns instead of counts and a rate).
+    Nothing is drawn until the first report (a command that fails or finds its work done
+    prints no empty bar); finished bars stay on a terminal and leave no trace in a log. A
+    report that goes back to fewer units done (the same work run again) starts a new bar.
     """
     from rich.progress import (
         BarColumn,
@@ -63,19 +68,38 @@ def bars(*, transfer: bool = False) -> Iterator[Progress]:
     )
     from rich.progress import Progress as RichProgress
 
-    counts = (MofNCompleteColumn(), TaskProgressColumn(), TimeRemainingColumn())
+    counts = (MofNCompleteColumn(), TaskProgressColumn(), _RateColumn(), TimeRemainingColumn())
     sizes = (DownloadColumn(), TransferSpeedColumn())
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         *(sizes if transfer else counts),
     )
-    tasks: dict[str, TaskID] = {}
-    with RichProgress(*columns, console=err_console, transient=False) as rich_bars:
+    tasks: dict[str, tuple[TaskID, int]] = {}
+    lock = threading.Lock()
+    with ExitStack() as stack:
+        shown: list[RichProgress] = []
 
         def update(what: str, done: int, total: int | None) -> None:
-            if what not in tasks:
-                tasks[what] = rich_bars.add_task(what, total=total)
-            rich_bars.update(tasks[what], completed=done, total=total)
+            with lock:
+                if not shown:
+                    live = RichProgress(
+                        *columns, console=err_console, transient=not err_console.is_terminal
+                    )
+                    shown.append(stack.enter_context(live))
+                rich_bars = shown[0]
+                task, last = tasks.get(what, (None, 0))
+                if task is None or done < last:
+                    task = rich_bars.add_task(what, total=total)
+                tasks[what] = (task, done)
+                rich_bars.update(task, completed=done, total=total)
 
         yield update
+
+
+class _RateColumn(ProgressColumn):
+    """Units per second (images/s, comparisons/s) once a bar has a speed."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:.1f}/s", style="progress.data.speed")

@@ -63,7 +63,7 @@ from semwh.extract.rows import (
     with_busy_retry,
 )
 from semwh.extract.shards import clean_job_tmp, parse_shard, run_local_shards
-from semwh.progress import Progress
+from semwh.progress import Progress, check_progress
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import ExtractionShard
 
@@ -196,6 +196,7 @@ def run_extraction(
         NotFoundError: Unknown model or weights.
         ConfigError: Invalid layers, pooling, shard or device.
     """
+    check_progress(progress)
     job = _job_settings(options)
     slice_, pool, torch_device, precision = job.slice_, job.pool, job.device, job.precision
     workers = job.num_workers

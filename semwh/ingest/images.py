@@ -23,7 +23,7 @@ from semwh.ingest.formats import read_utf8_text
 from semwh.ingest.imagenet import try_imagenet_index
 from semwh.ingest.sources import SourceSpec, record_source
 from semwh.ingest.wordnet import WNID_RE, open_wordnet
-from semwh.progress import Progress
+from semwh.progress import Progress, check_progress
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Image
 
@@ -214,6 +214,7 @@ def ingest_images(
         ConfigError: Neither or both of folder and manifest were given.
         InputError: The folder or manifest is missing, malformed or holds an unknown wnid.
     """
+    check_progress(progress)
     started = time.perf_counter()
     if (folder is None) == (manifest is None):
         raise ConfigError("give exactly one of an image folder or --manifest CSV")

@@ -31,7 +31,7 @@ from semwh.extract.plan import ExtractionPlan
 from semwh.extract.preprocess import Preprocessing
 from semwh.extract.rows import ImageRow
 from semwh.extract.shards import resolve_path, shard_rows, write_and_register
-from semwh.progress import Progress, report
+from semwh.progress import Progress, check_progress, report
 from semwh.ray.session import import_ray, ray_session, semwh_cause
 from semwh.warehouse.layout import Warehouse
 
@@ -404,6 +404,7 @@ def run_extraction_ray(
         MissingDependencyError: Ray is not installed.
         ConfigError: Invalid options, or the cluster cannot be reached.
     """
+    check_progress(progress)
     import_ray()
     if options.device not in (None, "", "auto", "cpu"):
         raise ConfigError(

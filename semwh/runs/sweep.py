@@ -14,7 +14,7 @@ from semwh.analyze import TIE_TOL
 from semwh.analyze.knn import DEFAULT_K
 from semwh.analyze.regression import DEFAULT_PENALTIES
 from semwh.errors import ConfigError, DegenerateInputError, NotFoundError
-from semwh.progress import Progress, report
+from semwh.progress import Progress, check_progress, report
 from semwh.runs import families, store
 from semwh.runs.comparison import (
     lookup_in,
@@ -229,6 +229,7 @@ def sweep(
         DegenerateInputError: With ``strict``, a degenerate comparison (the message names
             the concepts and spaces).
     """
+    check_progress(progress)
     seed = check_seed(seed)
     if not tests:
         raise ConfigError(f"a sweep needs at least one test (choose {', '.join(SWEEP_TESTS)})")

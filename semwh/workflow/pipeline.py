@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from semwh.progress import Progress
+from semwh.progress import Progress, check_progress
 from semwh.warehouse.layout import Warehouse
 from semwh.workflow.runfile import RunConfig
 from semwh.workflow.stages import (
@@ -94,6 +94,7 @@ def run_pipeline(
     Returns:
         What each stage did and the report's path.
     """
+    check_progress(progress)
     start = time.perf_counter()
     summary = RunSummary()
     stage = partial(_stage, summary, on_stage)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from semwh.errors import ConfigError, InputError
 from semwh.hashing import sha256_file
-from semwh.progress import Progress
+from semwh.progress import Progress, check_progress
 
 # The public sample behind the demo: a fixed commit of the repository that publishes it.
 SAMPLE_COMMIT = "2e8718956e3bb046db9a8e488c2254fd9846b6c5"
@@ -297,6 +297,7 @@ def fetch_samples(
         ConfigError: A file could not be fetched intact; the message names it, says where the
             files come from and what to pass instead. Verified files stay for the next run.
     """
+    check_progress(progress)
     entries = read_manifest(manifest)
     folder.mkdir(parents=True, exist_ok=True)
     transfer = _Transfer(base_url, sum(e.size for e in entries), progress)

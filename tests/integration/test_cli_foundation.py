@@ -144,7 +144,19 @@ def test_every_command_and_group_has_help_ending_with_an_example() -> None:
 
 
 def test_rendered_help_shows_the_example() -> None:
-    assert "Example: semwh" in run_cli("--help").stdout
+    assert "Example: semwh" in run_cli("--help", fresh=True).stdout
+
+
+def test_the_cli_starts_without_the_heavy_libraries() -> None:
+    """`semwh --help` and every command's start-up import torch, scipy and the stages on use."""
+    probe = (
+        "import sys, semwh.cli; "
+        "print(' '.join(m for m in ('torch', 'scipy.stats', 'semwh.workflow.stages', "
+        "'semwh.analyze', 'transformers', 'timm') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == []
 
 
 def test_sql_refuses_writes(filled: Warehouse) -> None:
