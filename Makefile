@@ -18,7 +18,7 @@ demo: setup
 	$(VENV)/bin/semwh demo
 
 test: setup
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n auto --dist loadfile
 
 lint: setup
 	$(VENV)/bin/ruff check semwh migrations tests benchmarks

@@ -23,6 +23,11 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO.parent / "shared" / "datasets" / "imagenet-200"
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker per core, at most four (each loads real models; CLI runs fork)."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
 @pytest.fixture
 def warehouse(tmp_path: Path) -> Warehouse:
     """An empty warehouse on a real DuckDB file, created by running the migrations."""
