@@ -86,7 +86,7 @@ class SemanticWarehouse:
         **kwargs: Any,
     ) -> QueryResult:
         """Run a named query of ``queries/`` with its parameters (``semwh query NAME -p``)."""
-        from semwh.results.queries import run_query
+        from semwh.results.named import run_query
 
         values = {**(params or {}), **kwargs}
         return run_query(self.warehouse, name, values, allow_read=[*self.allow_read, *allow_read])

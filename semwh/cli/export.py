@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from semwh.cli.state import err_console, state
-from semwh.results.queries import export_table
+from semwh.results.named import export_table
 
 
 def export(

@@ -11,7 +11,7 @@ from semwh.cli.printing import print_table
 from semwh.cli.sql import ALLOW_READ_HELP, FORCE_HELP
 from semwh.cli.state import console, state
 from semwh.errors import ConfigError
-from semwh.results.queries import list_queries, parse_assignments
+from semwh.results.named import list_queries, parse_assignments
 
 
 def query(

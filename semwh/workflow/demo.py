@@ -16,7 +16,7 @@ import pyarrow as pa
 from semwh.config import Settings
 from semwh.errors import ConfigError
 from semwh.progress import Progress
-from semwh.results.queries import run_query
+from semwh.results.named import run_query
 from semwh.warehouse.layout import Warehouse
 from semwh.workflow.sample_set import (
     DEFAULT_SAMPLES_URL,

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from semwh.analyze import benjamini_hochberg
 from semwh.analyze.maxstat import max_statistic
-from semwh.results.queries import run_query
+from semwh.results.named import run_query
 from semwh.results.report import build_report
 from semwh.runs import store
 from semwh.runs.grid import grid, peak_layer

@@ -14,7 +14,7 @@ from semwh.analyze.cka import linear_cka
 from semwh.analyze.knn import mutual_knn
 from semwh.analyze.regression import regression_two_vs_two
 from semwh.errors import ConfigError
-from semwh.results.queries import run_query
+from semwh.results.named import run_query
 from semwh.results.report import build_report
 from semwh.runs.difference import diff
 from semwh.runs.provenance import derive_seed

@@ -12,7 +12,7 @@ import pytest
 
 from semwh import runs
 from semwh.errors import ConfigError
-from semwh.results.queries import run_query
+from semwh.results.named import run_query
 from semwh.vectors import save_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.readonly import run_sql

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from semwh.config import load_settings
-from semwh.results.queries import list_queries, run_query
+from semwh.results.named import list_queries, run_query
 from semwh.warehouse.layout import Warehouse, warehouse_from_settings
 from semwh.workflow.pipeline import run_pipeline
 from semwh.workflow.runfile import load_config

@@ -12,7 +12,7 @@ import pytest
 
 from semwh.config import load_settings
 from semwh.errors import ConfigError, InputError, NotFoundError
-from semwh.results.queries import (
+from semwh.results.named import (
     bind_params,
     export_table,
     list_queries,

@@ -17,7 +17,7 @@ from semwh import runs
 from semwh.analyze import rsa, similarity_matrix, two_vs_two
 from semwh.errors import ConfigError, InputError
 from semwh.ingest import ingest_rdm
-from semwh.results.queries import run_query
+from semwh.results.named import run_query
 from semwh.results.report import build_report, report_data
 from semwh.runs.difference import diff
 from semwh.runs.verify import verify

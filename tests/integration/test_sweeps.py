@@ -94,7 +94,7 @@ def test_overlapping_sweeps_leave_every_stored_family_as_written(warehouse, worl
     for layer in world["layers"]["toy-random"]:
         assert shown[layer]["sweep_id"] == first.sweep_id
     # A parameter picks another sweep through the named query.
-    from semwh.results.queries import run_query
+    from semwh.results.named import run_query
 
     pinned = run_query(warehouse, "layer_curves", {"sweep_id": first.sweep_id}).table.to_pylist()
     assert {r["sweep_id"] for r in pinned} == {first.sweep_id} and len(pinned) == 8
@@ -149,7 +149,7 @@ def test_replaced_word_space_leaves_layer_curves_until_reanalysed(warehouse, wor
     stale = run_sql(warehouse, "SELECT * FROM sweep_results WHERE NOT is_current").table.num_rows
     assert stale == 8
 
-    from semwh.results.queries import run_query
+    from semwh.results.named import run_query
 
     listed = run_query(warehouse, "stale_results", {"space": "words"}).table.to_pylist()
     assert len(listed) == 8 and all(r["changed"] == "space_b changed" for r in listed)

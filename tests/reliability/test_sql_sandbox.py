@@ -29,8 +29,8 @@ from semwh.errors import (
     SandboxError,
     SemwhError,
 )
+from semwh.results.named import export_table, run_query
 from semwh.results.output import to_csv, to_json
-from semwh.results.queries import export_table, run_query
 from semwh.warehouse.layout import Warehouse, check_db_url
 from semwh.warehouse.readonly import run_sql
 from tests.conftest import migrated_warehouse, run_cli

@@ -17,8 +17,8 @@ from typing import Any
 
 from semwh import __version__
 from semwh.errors import ConfigError, NotFoundError
+from semwh.results.named import load_query, run_named
 from semwh.results.output import atomic_output, check_output_folder, format_cell
-from semwh.results.queries import load_query, run_named
 from semwh.results.report.figures import (
     MEASURE_AXES,
     Figure,
