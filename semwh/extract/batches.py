@@ -225,17 +225,19 @@ class ShardOutput:
 
 
 def make_loader(
-    paths: Sequence[str | Path],
-    preprocessing: Preprocessing,
+    dataset: Dataset,
     batch_size: int,
     num_workers: int,
     device: torch.device,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
 ) -> DataLoader:
+    """The shard's loader over decoded images (PIL path) or file bytes (device decoding)."""
     return DataLoader(
-        ImageDataset(paths, preprocessing),
+        dataset,
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
+        collate_fn=collate_fn,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
         prefetch_factor=4 if num_workers > 0 else None,
@@ -258,9 +260,10 @@ def iter_device_decoded(
 
     The next batch is decoded while the current one runs (a side stream on CUDA).
     """
-    from semwh.extract.decode import iter_decoded, make_bytes_loader
+    from semwh.extract.decode import FileBytesDataset, collate_items, iter_decoded
 
-    loader = make_bytes_loader(paths, model.preprocessing, batch_size, num_workers, model.device)
+    files = FileBytesDataset(paths, model.preprocessing)
+    loader = make_loader(files, batch_size, num_workers, model.device, collate_items)
     for batch in iter_decoded(loader, model.preprocessing, model.device, paths):
         pooled, logits = extract_batch(model, batch)
         yield batch.shape[0], pooled, logits
@@ -278,7 +281,8 @@ def run_shard(
     if model.decoder == "jpeg":
         batches = iter_device_decoded(model, paths, batch_size, num_workers)
     else:
-        loader = make_loader(paths, model.preprocessing, batch_size, num_workers, model.device)
+        images = ImageDataset(paths, model.preprocessing)
+        loader = make_loader(images, batch_size, num_workers, model.device)
         batches = iter_batches(model, loader)
     pooled_parts: dict[str, list[torch.Tensor]] = {layer: [] for layer in model.layers}
     index_parts: list[torch.Tensor] = []

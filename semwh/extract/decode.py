@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from semwh.extract.preprocess import Preprocessing
 
@@ -68,25 +68,6 @@ class FileBytesDataset(Dataset):
 def collate_items(items: list[Item]) -> list[Item]:
     """Keep a batch as a list: files differ in size until they are decoded."""
     return items
-
-
-def make_bytes_loader(
-    paths: Sequence[str | Path],
-    preprocessing: Preprocessing,
-    batch_size: int,
-    num_workers: int,
-    device: torch.device,
-) -> DataLoader:
-    return DataLoader(
-        FileBytesDataset(paths, preprocessing),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=collate_items,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-        prefetch_factor=4 if num_workers > 0 else None,
-    )
 
 
 def resize_crop(image: torch.Tensor, preprocessing: Preprocessing) -> torch.Tensor:

@@ -22,11 +22,14 @@ if TYPE_CHECKING:  # both load torch or numpy-heavy modules: keep `semwh --help`
 BACKENDS = ("local", "ray")
 
 
-def _check(backend: str) -> str:
+def _is_local(backend: str, ray_options: str, given: bool) -> bool:
+    """Whether ``backend`` is local; refuses an unknown one and Ray options given to local."""
     if backend not in BACKENDS:
         # "engine" is the other spelling of the CLI's --backend option.
         raise ConfigError(f"unknown engine {backend!r} (choose {', '.join(BACKENDS)})")
-    return backend
+    if backend == "local" and given:
+        raise ConfigError(f"{ray_options} apply to --backend/--engine ray only")
+    return backend == "local"
 
 
 def extraction_backend(
@@ -43,11 +46,8 @@ def extraction_backend(
         ConfigError: An unknown backend, or Ray options given to the local backend.
         MissingDependencyError: ``ray`` without Ray installed.
     """
-    if _check(backend) == "local":
-        if ray_address is not None or gpus_per_actor or actors is not None:
-            raise ConfigError(
-                "--ray-address, --gpus-per-actor and --actors apply to --backend/--engine ray only"
-            )
+    given = ray_address is not None or bool(gpus_per_actor) or actors is not None
+    if _is_local(backend, "--ray-address, --gpus-per-actor and --actors", given):
         from semwh.extract import run_extraction
 
         return run_extraction
@@ -79,12 +79,8 @@ def sweep_mapper(
         ConfigError: An unknown backend, or Ray options given to the local backend.
         MissingDependencyError: ``ray`` without Ray installed.
     """
-    if _check(backend) == "local":
-        if ray_address is not None or gpus_per_task or perm_block is not None:
-            raise ConfigError(
-                "--ray-address, --gpus-per-actor and --perm-block apply to --backend/--engine "
-                "ray only"
-            )
+    given = ray_address is not None or bool(gpus_per_task) or perm_block is not None
+    if _is_local(backend, "--ray-address, --gpus-per-actor and --perm-block", given):
         return map
     from semwh.ray.sweep import PERM_BLOCK, RaySweepMapper
 
