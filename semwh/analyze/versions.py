@@ -14,6 +14,12 @@ History:
         last bits of their entries can differ from one whole product); the RSA statistic is
         summed exactly from integer ranks (Spearman) or with fsum (Pearson).
     cka 1, knn 1, reg2v2 1, diff 1: the first recorded versions.
+    rsa 3, 2v2 4 against a target with subjects (an RDM space) only: the statistic is the
+        mean over subjects of the comparison with each subject's matrix (rsatoolbox's
+        eval_fixed), no longer the comparison with minus the subjects' mean matrix. Results
+        against vector spaces keep rsa 2 and 2v2 3 (their numbers did not change).
+    diff 2 between results against a target with subjects: the statistic resampled is the
+        mean over subjects; paired tests over subjects are stored beside it.
 """
 
 from __future__ import annotations
@@ -29,6 +35,14 @@ ANALYSIS_VERSIONS: dict[str, int] = {
 }
 
 
-def analysis_version(test: str) -> int:
-    """The current version of ``test``'s algorithm (rsa, 2v2, recovery, cka, knn or reg2v2)."""
+#: Versions of the tests whose algorithm against a target with subjects differs.
+SUBJECT_TARGET_VERSIONS: dict[str, int] = {"rsa": 3, "2v2": 4, "diff": 2}
+
+
+def analysis_version(test: str, target: str | None = None) -> int:
+    """The current version of ``test``'s algorithm (rsa, 2v2, recovery, cka, knn or reg2v2);
+    ``target`` is how space B is compared (``subjects:...`` for an RDM space, None for
+    vectors)."""
+    if target is not None and target.startswith("subjects") and test in SUBJECT_TARGET_VERSIONS:
+        return SUBJECT_TARGET_VERSIONS[test]
     return ANALYSIS_VERSIONS[test]

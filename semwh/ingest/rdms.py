@@ -52,8 +52,8 @@ class RDMIngestReport:
     ceilings: dict[str, tuple[float, float]]
 
 
-def read_rdm_file(path: Path, keys: Path | None = None) -> tuple[list[str], np.ndarray]:
-    """The wnids and the (subjects, n, n) matrices of an RDM file.
+def read_rdm_file(path: Path, keys: Path | None = None) -> tuple[list[str], np.ndarray, list[str]]:
+    """The wnids, the (subjects, n, n) matrices and the subject ids of an RDM file.
 
     Raises:
         InputError: An unreadable or malformed file, naming what is wrong.
@@ -76,7 +76,7 @@ def read_rdm_file(path: Path, keys: Path | None = None) -> tuple[list[str], np.n
                 f"{path}: array of shape {array.shape} for {len(wnids)} keys; expected "
                 f"{len(wnids)} x {len(wnids)} or subjects x {len(wnids)} x {len(wnids)}"
             )
-        return wnids, np.asarray(stack, dtype=np.float64)
+        return wnids, np.asarray(stack, dtype=np.float64), [str(i + 1) for i in range(len(stack))]
     if suffix in (".csv", ".parquet"):
         try:
             table = pq.read_table(path) if suffix == ".parquet" else pacsv.read_csv(path)
@@ -86,7 +86,7 @@ def read_rdm_file(path: Path, keys: Path | None = None) -> tuple[list[str], np.n
     raise InputError(f"{path}: unknown RDM format {suffix!r} (use .csv, .parquet or .npy)")
 
 
-def _from_table(path: Path, table: pa.Table) -> tuple[list[str], np.ndarray]:
+def _from_table(path: Path, table: pa.Table) -> tuple[list[str], np.ndarray, list[str]]:
     if "wnid" not in table.column_names:
         raise InputError(f"{path}: no 'wnid' column (the row keys of the matrices)")
     rows = table.column("wnid").to_pylist()
@@ -115,7 +115,8 @@ def _from_table(path: Path, table: pa.Table) -> tuple[list[str], np.ndarray]:
         raise InputError(f"{path}: matrix cells must be numbers ({exc})") from exc
     order = {w: i for i, w in enumerate(wnids)}
     stack = []
-    for subject in dict.fromkeys(subjects):
+    names = list(dict.fromkeys(subjects))
+    for subject in names:
         picked = [i for i, s in enumerate(subjects) if s == subject]
         keys = [str(rows[i]) for i in picked]
         repeated = sorted({k for k in keys if keys.count(k) > 1})
@@ -133,7 +134,7 @@ def _from_table(path: Path, table: pa.Table) -> tuple[list[str], np.ndarray]:
         for i, key in zip(picked, keys, strict=True):
             matrix[order[key]] = values[i]
         stack.append(matrix)
-    return wnids, np.stack(stack)
+    return wnids, np.stack(stack), names
 
 
 def _check(path: Path, wnids: list[str], stack: np.ndarray) -> None:
@@ -199,7 +200,9 @@ def ingest_rdm(
     """
     check_name(name, "space")
     file = Path(path).expanduser().resolve()
-    wnids, stack = read_rdm_file(file, Path(keys).expanduser().resolve() if keys else None)
+    wnids, stack, subjects = read_rdm_file(
+        file, Path(keys).expanduser().resolve() if keys else None
+    )
     _check(file, wnids, stack)
     if similarity:
         stack = 1.0 - stack
@@ -227,6 +230,7 @@ def ingest_rdm(
             "source": str(file),
             "source_sha256": sha256_file(file),
             "n_subjects": str(stack.shape[0]),
+            "subjects": subjects,
             "input": "similarity" if similarity else "dissimilarity",
         },
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -25,9 +25,19 @@ from semwh.analyze import (
     similarity_matrix,
     two_vs_two,
 )
-from semwh.analyze.ceiling import group_similarity
 from semwh.analyze.permutation import permutation_p_value
 from semwh.analyze.rsa import rsa_null, rsa_p_value
+from semwh.analyze.subjects import (
+    Comparator,
+    as_similarities,
+    concept_bootstrap,
+    dual_bootstrap,
+    normalise_rdms,
+    per_subject_resampled,
+    subject_bootstrap,
+    subject_ceiling,
+    subject_tests,
+)
 from semwh.analyze.two_vs_two import two_vs_two_null, two_vs_two_p_value
 from semwh.errors import ConfigError, DegenerateInputError
 from semwh.resources import available_ram, free_disk
@@ -69,42 +79,68 @@ def plan_comparison(
     b: SpaceVectors,
     options: ComparisonOptions | MeasureOptions,
     input_hashes: dict[str, str | None],
+    wnids: Sequence[str] | None = None,
 ) -> ComparisonSpec:
-    """Restrict two loaded spaces to their shared concepts and bundle them with the options.
+    """Turn two loaded spaces into what a measure compares: the one place that does it.
 
-    An RDM space (``semwh ingest rdm``) is a target only: as B it enters RSA and 2 vs 2 as
-    minus its subjects' mean dissimilarity over the shared concepts.
+    Every path (single analyses, sweeps, grids, peaks, differences, verify, the Ray backend)
+    builds its specs here, so no path can answer another question than the others. Space A
+    always gives its vectors over the concepts. Space B gives its vectors, or, for a target
+    with subjects (an RDM space from ``semwh ingest rdm``), the stack of its subjects'
+    similarity matrices over the concepts (minus each subject's dissimilarities, after the
+    options' ``normalise``): every statistic is then computed per subject and averaged.
+
+    Args:
+        a: The first space (never an RDM).
+        b: The second space; permutations relabel its concepts.
+        options: The comparison's options.
+        input_hashes: Both spaces' content hashes, by name.
+        wnids: The concepts to compare over (a grid's concepts common to all its spaces);
+            default: the concepts both spaces share.
 
     Raises:
-        ConfigError: An RDM as space A, or as B of a vector-based measure.
+        ConfigError: An RDM as space A, as B of a vector-based measure, or a normalisation
+            asked of a target without subjects.
+        DegenerateInputError: Fewer than four shared concepts, or a subject whose RDM is
+            constant over the concepts.
     """
-    wnids = shared_concepts(a, b)
+    concepts = shared_concepts(a, b) if wnids is None else list(wnids)
     if a.kind == "rdm":
         raise ConfigError(
             f"space {a.name!r} is an RDM: RDMs are targets, pass it as the second space (--b)"
         )
-    b_matrix = b.subset(wnids)
-    if b.kind == "rdm":
-        if isinstance(options, MeasureOptions):
-            raise ConfigError(
-                f"space {b.name!r} is an RDM, which has no feature vectors: compare it with "
-                f"rsa or 2v2, not {options.test}"
-            )
-        b_matrix = group_similarity(rdm_stack(b, wnids))
-    return ComparisonSpec(
+    normalise = getattr(options, "normalise", "none")
+    common: dict[str, Any] = dict(
         space_a=a.name,
         space_b=b.name,
-        wnids=tuple(wnids),
-        a=a.subset(wnids),
-        b=b_matrix,
+        wnids=tuple(concepts),
+        a=a.subset(concepts),
         options=options,
         input_hashes=input_hashes,
-        concepts_sha256=concepts_sha256(wnids),
-        b_is_similarity=b.kind == "rdm",
+        concepts_sha256=concepts_sha256(concepts),
     )
+    if b.kind != "rdm":
+        if normalise != "none":
+            raise ConfigError(
+                f"--normalise {normalise} rescales the subjects' matrices of an RDM target; "
+                f"space {b.name!r} is a {b.kind or 'vector'} space (use --normalise none)"
+            )
+        return ComparisonSpec(b=b.subset(concepts), **common)
+    if isinstance(options, MeasureOptions):
+        raise ConfigError(
+            f"space {b.name!r} is an RDM, which has no feature vectors: compare it with "
+            f"rsa or 2v2, not {options.test}"
+        )
+    stack = rdm_stack(b, concepts)
+    subjects = b.subjects or tuple(str(i + 1) for i in range(stack.shape[0]))
+    try:
+        stack = normalise_rdms(stack, normalise, subjects)
+    except DegenerateInputError as exc:
+        raise DegenerateInputError(f"RDM space {b.name!r}: {exc}") from exc
+    return ComparisonSpec(b=as_similarities(stack), subjects=tuple(subjects), **common)
 
 
-def rdm_stack(space: SpaceVectors, wnids: list[str]) -> np.ndarray:
+def rdm_stack(space: SpaceVectors, wnids: Sequence[str]) -> np.ndarray:
     """The (subjects, k, k) dissimilarities of an RDM space over ``wnids``."""
     n_all = len(space.wnids)
     subjects = space.matrix.shape[1] // n_all
@@ -193,31 +229,64 @@ def comparison_null(spec: ComparisonSpec, start: int, stop: int) -> np.ndarray:
         with _naming(spec):
             return measure_null(spec, start, stop)
     with _naming(spec):
-        sim_a, sim_b, common = _inputs(spec)
-        if opts.test == "rsa":
-            null = rsa_null(
-                sim_a,
-                sim_b,
-                method=opts.metric,
-                start=start,
-                stop=stop,
-                backend=_backend(opts),
-                device=opts.device,
-                **common,
-            )
-        else:
-            null = two_vs_two_null(
-                sim_a,
-                sim_b,
-                distance=opts.metric,
-                tie_tol=_tie_tol(opts),
-                start=start,
-                stop=stop,
-                backend=_backend(opts),
-                device=opts.device,
-                **common,
-            )
-    return np.asarray(null, dtype=np.float64)
+        sim_a, sims_b, common = _inputs(spec)
+        nulls = []
+        for subject, sim_b in _targets(spec, sims_b):
+            with _subject_naming(subject):
+                if opts.test == "rsa":
+                    null = rsa_null(
+                        sim_a,
+                        sim_b,
+                        method=opts.metric,
+                        start=start,
+                        stop=stop,
+                        backend=_backend(opts),
+                        device=opts.device,
+                        **common,
+                    )
+                else:
+                    null = two_vs_two_null(
+                        sim_a,
+                        sim_b,
+                        distance=opts.metric,
+                        tie_tol=_tie_tol(opts),
+                        start=start,
+                        stop=stop,
+                        backend=_backend(opts),
+                        device=opts.device,
+                        **common,
+                    )
+            nulls.append(np.asarray(null, dtype=np.float64))
+    # Every subject's null uses the same seed, hence the same relabellings: permutation k of
+    # the mean is the mean of each subject's permutation k.
+    return _subject_mean(nulls)
+
+
+def _targets(spec: ComparisonSpec, sims_b: np.ndarray) -> list[tuple[str | None, np.ndarray]]:
+    """(subject, similarity matrix) of each matrix B is compared through (one, unnamed, for
+    a space of vectors)."""
+    if spec.subjects is None:
+        return [(None, sims_b)]
+    return list(zip(spec.subjects, sims_b, strict=True))
+
+
+def _subject_mean(values: list[np.ndarray]) -> np.ndarray:
+    """The mean over subjects, summed in subject order (one subject: its values as they are)."""
+    if len(values) == 1:
+        return values[0]
+    return np.mean(np.stack(values), axis=0)
+
+
+@contextmanager
+def _subject_naming(subject: str | None) -> Iterator[None]:
+    """Name the subject in a degenerate-input error of a target with subjects."""
+    if subject is None:
+        yield
+        return
+    try:
+        yield
+    except DegenerateInputError as exc:
+        raise DegenerateInputError(f"against subject {subject!r}: {exc}") from exc
 
 
 def with_null(
@@ -317,7 +386,7 @@ def _inputs(
         space=spec.space_a,
         out=None if allocate is None else allocate(n),
     )
-    if spec.b_is_similarity:
+    if spec.subjects is not None:
         sim_b = spec.b
     else:
         sim_b = similarity_matrix(
@@ -347,63 +416,154 @@ def _tie_tol(opts: ComparisonOptions) -> float:
 
 
 def _statistic(spec: ComparisonSpec, allocate: Allocate | None = None) -> dict[str, Any]:
-    """Call the pure statistics of :mod:`semwh.analyze` for one spec."""
+    """Call the pure statistics of :mod:`semwh.analyze` for one spec.
+
+    Against a target with subjects each subject's matrix is compared on its own (same seed,
+    so the same relabellings and resamples for every subject); the statistic, null and
+    concept-bootstrap values are the means over subjects, and the per-subject values, the
+    noise ceiling with the same comparator and the inference over subjects go to ``extra``.
+    """
     opts = spec.options
     if isinstance(opts, MeasureOptions):
         return measure_statistic(spec)
-    sim_a, sim_b, common = _inputs(spec, allocate)
-    labels = common["labels"]
-    numbers: dict[str, Any]
-    result: RSAResult | TwoVsTwoResult
-    if opts.test == "rsa":
-        result = rsa(
-            sim_a,
-            sim_b,
-            method=opts.metric,
-            backend=_backend(opts),
-            device=opts.device,
-            **common,
-        )
-        # The statistic itself is computed on the CPU; the device runs the Mantel null.
-        numbers = {"statistic": float(result.rho), "device": opts.device}
-    else:
-        pairs = two_vs_two(
-            sim_a,
-            sim_b,
-            distance=opts.metric,
-            tie_tol=_tie_tol(opts),
-            backend=_backend(opts),
-            device=opts.device,
-            **common,
-        )
-        result = pairs
-        numbers = {
-            "statistic": float(pairs.accuracy),
-            "n_pairs": int(pairs.n_pairs),
-            "device": opts.device,
-        }
+    sim_a, sims_b, common = _inputs(spec, allocate)
+    values: list[float] = []
+    nulls: list[np.ndarray] = []
+    n_pairs = None
+    for subject, sim_b in _targets(spec, sims_b):
+        with _subject_naming(subject):
+            if opts.test == "rsa":
+                result: RSAResult | TwoVsTwoResult = rsa(
+                    sim_a,
+                    sim_b,
+                    method=opts.metric,
+                    backend=_backend(opts),
+                    device=opts.device,
+                    **common,
+                )
+                values.append(float(result.rho))
+            else:
+                result = two_vs_two(
+                    sim_a,
+                    sim_b,
+                    distance=opts.metric,
+                    tie_tol=_tie_tol(opts),
+                    backend=_backend(opts),
+                    device=opts.device,
+                    **common,
+                )
+                values.append(float(result.accuracy))
+                n_pairs = int(result.n_pairs)
+        if opts.permutations > 0:
+            nulls.append(np.asarray(result.null, dtype=np.float64))
+    statistic = float(np.mean(values)) if len(values) > 1 else values[0]
+    # The RSA statistic itself is computed on the CPU; the device runs the Mantel null.
+    numbers: dict[str, Any] = {"statistic": statistic, "device": opts.device}
+    if n_pairs is not None:
+        numbers["n_pairs"] = n_pairs
     if opts.permutations > 0:
-        assert result.p_value is not None
-        numbers["p_value"] = float(result.p_value)
-        numbers["null"] = np.asarray(result.null, dtype=np.float64)
-    if opts.bootstrap > 0:
-        # Its own stream, derived from the recorded seed, so that adding a bootstrap never
-        # changes the permutations.
-        boot: dict[str, Any] = dict(
-            n_bootstrap=opts.bootstrap,
-            seed=derive_seed(common["seed"], "bootstrap"),
-            labels=labels,
-            space_a=spec.space_a,
-            space_b=spec.space_b,
-        )
-        if opts.test == "rsa":
-            ci = bootstrap_rsa(sim_a, sim_b, method=opts.metric, **boot)
-        else:
-            ci = bootstrap_two_vs_two(
-                sim_a, sim_b, distance=opts.metric, tie_tol=_tie_tol(opts), **boot
-            )
-        numbers["ci_low"], numbers["ci_high"] = _finite(ci.low), _finite(ci.high)
+        null = _subject_mean(nulls)
+        p_value = rsa_p_value if opts.test == "rsa" else two_vs_two_p_value
+        numbers["p_value"] = float(p_value(statistic, null))
+        numbers["null"] = null
+    if spec.subjects is None:
+        if opts.bootstrap > 0:
+            # Its own stream, derived from the recorded seed, so that adding a bootstrap
+            # never changes the permutations.
+            seed = derive_seed(common["seed"], "bootstrap")
+            ci = _concept_interval(spec, sim_a, sims_b, opts.bootstrap, seed)
+            numbers["ci_low"], numbers["ci_high"] = _finite(ci.low), _finite(ci.high)
+        return numbers
+    numbers["extra"] = _subject_extra(spec, sim_a, sims_b, values, common["seed"])
+    concept = numbers["extra"]["intervals"].get("bootstrap_concepts")
+    if concept is not None:
+        numbers["ci_low"], numbers["ci_high"] = concept.low, concept.high
     return numbers
+
+
+def comparator_of(opts: ComparisonOptions) -> Comparator:
+    """The per-subject comparison of ``opts`` (also the noise ceiling's)."""
+    return Comparator(opts.test, opts.metric, _tie_tol(opts) if opts.test == "2v2" else 0.0)
+
+
+def _concept_interval(
+    spec: ComparisonSpec, sim_a: np.ndarray, sims_b: np.ndarray, n_bootstrap: int, seed: int
+) -> Any:
+    """The concept-bootstrap interval of the statistic (its mean over subjects) from
+    ``n_bootstrap`` resamples drawn from ``seed``; ``values`` holds the resampled
+    statistics. Every spec over the same concepts draws the same resamples."""
+    opts = spec.options
+    assert isinstance(opts, ComparisonOptions)
+    if spec.subjects is not None:
+        return concept_bootstrap(
+            per_subject_resampled(sim_a, sims_b, comparator_of(opts)),
+            spec.n_concepts,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+        )
+    boot: dict[str, Any] = dict(
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        labels=list(spec.wnids),
+        space_a=spec.space_a,
+        space_b=spec.space_b,
+    )
+    if opts.test == "rsa":
+        return bootstrap_rsa(sim_a, sims_b, method=opts.metric, **boot)
+    return bootstrap_two_vs_two(sim_a, sims_b, distance=opts.metric, tie_tol=_tie_tol(opts), **boot)
+
+
+def concept_bootstrap_values(spec: ComparisonSpec, n_bootstrap: int, seed: int) -> np.ndarray:
+    """The statistic of ``spec`` (its mean over subjects) on ``n_bootstrap`` concept
+    resamples drawn from ``seed``: the same resamples for every spec of the same concepts
+    (a peak layer's depth interval resamples every layer alike)."""
+    sim_a, sims_b, _ = _inputs(spec)
+    return np.asarray(_concept_interval(spec, sim_a, sims_b, n_bootstrap, seed).values)
+
+
+def _subject_extra(
+    spec: ComparisonSpec,
+    sim_a: np.ndarray,
+    sims_b: np.ndarray,
+    values: list[float],
+    seed: int,
+) -> dict[str, Any]:
+    """Per-subject values, noise ceiling and inference over subjects of an RDM target."""
+    opts = spec.options
+    assert isinstance(opts, ComparisonOptions) and spec.subjects is not None
+    comparator = comparator_of(opts)
+    extra: dict[str, Any] = {
+        "subjects": list(spec.subjects),
+        "subject_values": values,
+        "ceiling": None,
+        "tests": [],
+        "intervals": {},
+    }
+    if opts.bootstrap > 0:
+        resampled = per_subject_resampled(sim_a, sims_b, comparator)
+        extra["intervals"]["bootstrap_concepts"] = concept_bootstrap(
+            resampled,
+            spec.n_concepts,
+            n_bootstrap=opts.bootstrap,
+            seed=derive_seed(seed, "bootstrap"),
+        )
+    if len(values) < 2:
+        return extra
+    extra["ceiling"] = subject_ceiling(-sims_b, comparator)
+    extra["tests"] = subject_tests(values, comparator.chance, seed=derive_seed(seed, "sign-flip"))
+    if opts.bootstrap > 0:
+        extra["intervals"]["bootstrap_subjects"] = subject_bootstrap(
+            values, n_bootstrap=opts.bootstrap, seed=derive_seed(seed, "subject-bootstrap")
+        )
+        extra["intervals"]["bootstrap_dual"] = dual_bootstrap(
+            values,
+            resampled,
+            spec.n_concepts,
+            comparator.chance,
+            n_bootstrap=opts.bootstrap,
+            seed=derive_seed(seed, "dual-bootstrap"),
+        )
+    return extra
 
 
 def _finite(value: float) -> float | None:

@@ -28,12 +28,13 @@ from semwh.analyze.difference import (
     weighted_rsa,
 )
 from semwh.analyze.regression import regression_two_vs_two
+from semwh.analyze.subjects import SubjectTest, subject_tests
 from semwh.analyze.versions import analysis_version
 from semwh.errors import ConfigError, NotFoundError
 from semwh.runs import families, store
 from semwh.runs.comparison import plan_comparison
 from semwh.runs.options import ComparisonOptions, MeasureOptions, check_seed
-from semwh.runs.provenance import draw_seed
+from semwh.runs.provenance import derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec
 from semwh.vectors import load_space
 from semwh.warehouse.layout import Warehouse
@@ -144,10 +145,21 @@ def weighted_statistic(spec: ComparisonSpec) -> WeightedStatistic:
         raise ConfigError(f"difference tests do not support {opts.test} results")
     assert isinstance(opts, ComparisonOptions)
     sim_a = similarity_matrix(spec.a, metric=opts.similarity, labels=labels, space=spec.space_a)
-    if spec.b_is_similarity:
-        sim_b = spec.b
-    else:
-        sim_b = similarity_matrix(spec.b, metric=opts.similarity, labels=labels, space=spec.space_b)
+    if spec.subjects is not None:
+        # A target with subjects: the mean over subjects of each subject's statistic.
+        per_subject = [_weighted(spec, opts, sim_a, sim_b) for sim_b in spec.b]
+        if len(per_subject) == 1:
+            return per_subject[0]
+        return lambda w: float(np.mean([stat(w) for stat in per_subject]))
+    sim_b = similarity_matrix(spec.b, metric=opts.similarity, labels=labels, space=spec.space_b)
+    return _weighted(spec, opts, sim_a, sim_b)
+
+
+def _weighted(
+    spec: ComparisonSpec, opts: ComparisonOptions, sim_a: np.ndarray, sim_b: np.ndarray
+) -> WeightedStatistic:
+    """RSA or 2 vs 2 of two similarity matrices as a function of concept counts."""
+    labels = list(spec.wnids)
     if opts.test == "rsa":
         return weighted_rsa(sim_a, sim_b, opts.metric)
     pairs = two_vs_two(
@@ -162,6 +174,45 @@ def weighted_statistic(spec: ComparisonSpec) -> WeightedStatistic:
     )
     assert pairs.pair_correct is not None
     return weighted_pairs(pairs.pair_correct)
+
+
+def diff_version(inputs: DiffInputs) -> int:
+    """The difference algorithm's version for these results (higher against a target with
+    subjects, whose statistic became the mean over subjects)."""
+    targets = {spec.target for spec in inputs.specs} - {None}
+    return analysis_version("diff", targets.pop() if targets else None)
+
+
+def paired_over_subjects(
+    session: Session, inputs: DiffInputs, seed: int
+) -> tuple[int, list[SubjectTest]] | None:
+    """Paired tests over subjects of two results against the same subjects' RDMs.
+
+    The per-subject differences of the two results' stored per-subject values are tested
+    two-sided with a paired t test, a Wilcoxon signed-rank test and a sign-flip test (these
+    generalise over subjects; the concept-level difference stays in ``results_diff``). None
+    when the results are not against one target with the same subjects.
+    """
+    first, second = inputs.specs
+    if (
+        first.subjects is None
+        or first.subjects != second.subjects
+        or first.space_b != second.space_b
+        or first.target != second.target
+        or len(first.subjects) < 2
+    ):
+        return None
+    values = [
+        store.subject_values(session, test, result_id)
+        for test, result_id in (inputs.first, inputs.second)
+    ]
+    if any(len(v) != len(first.subjects) for v in values):
+        return None
+    d = np.array([a - b for (_, a), (_, b) in zip(values[0], values[1], strict=True)])
+    tests = subject_tests(
+        d, 0.0, seed=derive_seed(seed, "paired-sign-flip"), alternative="two-sided"
+    )
+    return len(d), tests
 
 
 def find_diff(
@@ -182,7 +233,7 @@ def find_diff(
         ResultDiff.n_bootstrap == bootstrap,
         ResultDiff.n_permutations == permutations,
         ResultDiff.level == level,
-        ResultDiff.analysis_version == analysis_version("diff"),
+        ResultDiff.analysis_version == diff_version(inputs),
     ]
     if seed is not None:
         clauses.append(ResultDiff.seed == seed)
@@ -228,7 +279,7 @@ def diff_in(
         "level": level,
         "seed": seed,
         "concepts_sha256": spec_a.concepts_sha256,
-        "analysis_version": analysis_version("diff"),
+        "analysis_version": diff_version(inputs),
     }
     run = store.add_analysis_run(
         session,
@@ -265,10 +316,17 @@ def diff_in(
         n_bootstrap=bootstrap,
         n_permutations=permutations,
         seed=seed,
-        analysis_version=analysis_version("diff"),
+        analysis_version=diff_version(inputs),
     )
     session.add(row)
     session.flush()
+    paired = paired_over_subjects(session, inputs, seed)
+    if paired is not None:
+        n_subjects, tests = paired
+        for inference in store.inference_rows(
+            "diff", row.result_id, n_subjects, {"tests": tests}, prefix="paired_"
+        ):
+            session.add(inference)
     if permutations > 0:
         session.add(
             PermutationNull(

@@ -28,14 +28,17 @@ from sqlalchemy.orm import Session
 from semwh.analyze import (
     MIN_CONCEPTS,
     TIE_TOL,
-    bootstrap_rsa,
-    bootstrap_two_vs_two,
-    similarity_matrix,
 )
 from semwh.analyze.maxstat import PeakDepth, max_statistic, peak_depth
 from semwh.errors import ConfigError, DegenerateInputError, NotFoundError
 from semwh.runs import families, store
-from semwh.runs.comparison import lookup_in, run_comparison, save_in
+from semwh.runs.comparison import (
+    concept_bootstrap_values,
+    lookup_in,
+    plan_comparison,
+    run_comparison,
+    save_in,
+)
 from semwh.runs.options import TESTS, ComparisonOptions, check_choice, check_seed
 from semwh.runs.provenance import canonical_json, concepts_sha256, derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec
@@ -130,6 +133,7 @@ def grid(
     kind: str = "grid",
     bootstrap: int = 0,
     level: float = 0.95,
+    normalise: str = "none",
 ) -> GridResult:
     """Compare every space of side ``a`` with every space of side ``b``; store the family.
 
@@ -149,6 +153,8 @@ def grid(
         kind: ``grid`` or ``peak`` (a one-column grid with the peak's depth interval).
         bootstrap: Concept resamples for the peak's relative-depth interval (peak only).
         level: Confidence level of that interval.
+        normalise: How the subjects' matrices of an RDM side are rescaled (none, zscore,
+            rank); every cell against an RDM is the mean over its subjects.
 
     Raises:
         ConfigError: No tests, no permutations, or a peak test with more than one column.
@@ -171,6 +177,7 @@ def grid(
             seed=None,
             device=device,
             tie_tol=tie_tol,
+            normalise=normalise,
         )
         for test in dict.fromkeys(tests)
     ]
@@ -187,15 +194,13 @@ def grid(
     concepts_hash = concepts_sha256(wnids)
 
     def spec(test_opts: ComparisonOptions, row: Space, col: Space) -> ComparisonSpec:
-        return ComparisonSpec(
-            space_a=row.name,
-            space_b=col.name,
-            wnids=tuple(wnids),
-            a=loaded[row.name].subset(wnids),
-            b=loaded[col.name].subset(wnids),
-            options=replace(test_opts, seed=grid_seed),
-            input_hashes={row.name: hashes[row.name], col.name: hashes[col.name]},
-            concepts_sha256=concepts_hash,
+        # The same construction as every other path, over the concepts all spaces share.
+        return plan_comparison(
+            loaded[row.name],
+            loaded[col.name],
+            replace(test_opts, seed=grid_seed),
+            {row.name: hashes[row.name], col.name: hashes[col.name]},
+            wnids=wnids,
         )
 
     params: dict[str, Any] = {
@@ -215,6 +220,8 @@ def grid(
         "bootstrap": bootstrap if kind == "peak" else 0,
         "level": level,
     }
+    if normalise != "none":
+        params["normalise"] = normalise
     with wh.session() as session:
         family = families.open_sweep(
             session,
@@ -440,21 +447,7 @@ def _peak(
     layer's values is the same resample of the concepts.
     """
     seed = derive_seed(params["seed"], "peak-bootstrap")
-    values = []
-    for key in kept:
-        cell = specs[key]
-        opts = cell.options
-        labels = list(cell.wnids)
-        sim_a = similarity_matrix(cell.a, metric=opts.similarity, labels=labels, space=cell.space_a)
-        sim_b = similarity_matrix(cell.b, metric=opts.similarity, labels=labels, space=cell.space_b)
-        common = dict(n_bootstrap=params["bootstrap"], level=params["level"], seed=seed)
-        if opts.test == "rsa":
-            ci = bootstrap_rsa(sim_a, sim_b, method=opts.metric, **common)
-        else:
-            ci = bootstrap_two_vs_two(
-                sim_a, sim_b, distance=opts.metric, tie_tol=params["tie_tol"], **common
-            )
-        values.append(ci.values)
+    values = [concept_bootstrap_values(specs[key], params["bootstrap"], seed) for key in kept]
     layer_depths = [
         float(d) if (d := depths[i]) is not None else i / max(1, len(depths) - 1)
         for _, i, _ in kept
@@ -545,8 +538,3 @@ def grid_concepts(
         if concepts_sha256(wnids) == wanted_sha256:
             return wnids
     return None
-
-
-def restrict(space: SpaceVectors, wnids: Sequence[str]) -> SpaceVectors:
-    """``space`` over ``wnids`` only (all of which it has)."""
-    return SpaceVectors(space.name, list(wnids), space.subset(wnids))

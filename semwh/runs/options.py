@@ -9,6 +9,7 @@ from semwh.analyze import DISTANCES, RSA_METHODS, SIMILARITY_METRICS, TIE_TOL
 from semwh.analyze.cka import CKA_ESTIMATORS
 from semwh.analyze.knn import DEFAULT_K
 from semwh.analyze.regression import DEFAULT_PENALTIES, REGRESSION_DISTANCES, REGRESSION_TIE_TOL
+from semwh.analyze.subjects import check_normalise
 from semwh.errors import ConfigError
 
 TESTS = ("rsa", "2v2")
@@ -87,6 +88,9 @@ class ComparisonOptions:
         device: Where the matrices are computed (``auto`` resolved); never changes which
             numbers are stored.
         tie_tol: 2 vs 2 tie tolerance (2 vs 2 only; None for RSA).
+        normalise: How each subject's RDM of a target with subjects is rescaled before it is
+            compared (``none``, ``zscore`` or ``rank`` of its off-diagonal entries); only
+            ``none`` applies to a target without subjects.
     """
 
     test: str
@@ -98,6 +102,7 @@ class ComparisonOptions:
     bootstrap: int = 0
     device: str = "cpu"
     tie_tol: float | None = None
+    normalise: str = "none"
 
     @classmethod
     def make(
@@ -112,6 +117,7 @@ class ComparisonOptions:
         bootstrap: int = 0,
         device: str = "cpu",
         tie_tol: float = TIE_TOL,
+        normalise: str = "none",
     ) -> ComparisonOptions:
         """Validated options; the metric that does not apply to ``test`` is dropped."""
         check_choice(test, TESTS, "test")
@@ -133,6 +139,7 @@ class ComparisonOptions:
             bootstrap=check_count(bootstrap, "bootstrap resamples"),
             device=check_device(device),
             tie_tol=float(tie_tol) if test == "2v2" else None,
+            normalise=check_normalise(normalise),
         )
 
     @property

@@ -30,8 +30,11 @@ class ComparisonSpec:
         options: Validated options; ``seed`` is resolved when permutations or bootstrap need it.
         input_hashes: Content hashes of the two spaces, by name.
         concepts_sha256: Hash of ``wnids``.
-        b_is_similarity: ``b`` is already the n x n similarity matrix of space B (an RDM
-            target: minus the subjects' mean dissimilarity over ``wnids``).
+        subjects: For a target with subjects (an RDM space), the subjects' ids; ``b`` is
+            then the (subjects, n, n) stack of their similarity matrices over ``wnids``
+            (minus each subject's dissimilarities, after the options' normalisation), and
+            every statistic is computed per subject and averaged. None for a space of
+            vectors.
     """
 
     space_a: str
@@ -42,11 +45,24 @@ class ComparisonSpec:
     options: ComparisonOptions | MeasureOptions
     input_hashes: dict[str, str | None]
     concepts_sha256: str
-    b_is_similarity: bool = False
+    subjects: tuple[str, ...] | None = None
 
     @property
     def n_concepts(self) -> int:
         return len(self.wnids)
+
+    @property
+    def b_is_similarity(self) -> bool:
+        """``b`` holds similarity matrices (a target with subjects), not vectors."""
+        return self.subjects is not None
+
+    @property
+    def target(self) -> str | None:
+        """How space B was turned into what the measure compares (part of the reuse key):
+        ``subjects:NORMALISE`` for a target with subjects, None for vectors."""
+        if self.subjects is None:
+            return None
+        return f"subjects:{getattr(self.options, 'normalise', 'none')}"
 
     def params(self) -> dict[str, Any]:
         """The analysis parameters recorded (and hashed) in ``analysis_runs``."""
@@ -73,11 +89,14 @@ class ComparisonSpec:
             "bootstrap": opts.bootstrap,
             "n_concepts": self.n_concepts,
             "concepts_sha256": self.concepts_sha256,
-            "analysis_version": analysis_version(opts.test),
+            "analysis_version": analysis_version(opts.test, self.target),
         }
         params["method" if opts.test == "rsa" else "distance"] = opts.metric
         if opts.tie_tol is not None:
             params["tie_tol"] = opts.tie_tol
+        if self.target is not None:
+            params["target"] = self.target
+            params["n_subjects"] = len(self.subjects or ())
         return params
 
     @property

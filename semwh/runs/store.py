@@ -33,6 +33,8 @@ from semwh.warehouse.models import (
     Result2v2,
     ResultMeasure,
     ResultRSA,
+    SubjectInference,
+    SubjectResult,
 )
 
 ComparisonRow = ResultRSA | Result2v2 | ResultMeasure
@@ -96,7 +98,8 @@ def matching_rows(session: Session, spec: ComparisonSpec, *, any_seed: bool) -> 
         model.concepts_sha256 == spec.concepts_sha256,
         model.similarity == opts.similarity,
         model.n_permutations == opts.permutations,
-        model.analysis_version == analysis_version(opts.test),
+        model.analysis_version == analysis_version(opts.test, spec.target),
+        model.target.is_(None) if spec.target is None else model.target == spec.target,
     ]
     # A bootstrap draws from its own stream, so a row with an interval has the statistic and
     # p-value of the same request without one and answers it too; an interval of another
@@ -191,12 +194,21 @@ def add_comparison(session: Session, record: ResultRecord) -> ComparisonRow:
         p_value=record.p_value,
         n_permutations=opts.permutations,
         seed=opts.seed,
-        analysis_version=analysis_version(opts.test),
+        analysis_version=analysis_version(opts.test, spec.target),
         null_mean=record.null_mean,
         null_q95=record.null_q95,
         ci_low=record.ci_low,
         ci_high=record.ci_high,
     )
+    extra = record.extra or {}
+    if spec.target is not None:
+        ceiling = extra.get("ceiling")
+        common.update(
+            target=spec.target,
+            n_subjects=len(spec.subjects or ()),
+            ceiling_lower=None if ceiling is None else ceiling.lower,
+            ceiling_upper=None if ceiling is None else ceiling.upper,
+        )
     row: ComparisonRow
     if isinstance(opts, MeasureOptions):
         row = _measure_row(record, opts, run.analysis_id)
@@ -213,6 +225,8 @@ def add_comparison(session: Session, record: ResultRecord) -> ComparisonRow:
         )
     session.add(row)
     session.flush()
+    if spec.target is not None:
+        add_subject_rows(session, opts.test, row.result_id, extra)
     if record.null is not None and opts.permutations > 0:
         assert opts.seed is not None
         session.add(
@@ -225,6 +239,76 @@ def add_comparison(session: Session, record: ResultRecord) -> ComparisonRow:
             )
         )
     return row
+
+
+def add_subject_rows(session: Session, test: str, result_id: int, extra: dict[str, Any]) -> None:
+    """Each subject's statistic and the inference over subjects of one result."""
+    subjects = extra.get("subjects") or []
+    for index, (subject, value) in enumerate(
+        zip(subjects, extra.get("subject_values") or [], strict=True)
+    ):
+        session.add(
+            SubjectResult(
+                test=test,
+                result_id=result_id,
+                subject_index=index,
+                subject=str(subject),
+                statistic=float(value),
+            )
+        )
+    for inference in inference_rows(test, result_id, len(subjects), extra):
+        session.add(inference)
+
+
+def inference_rows(
+    test: str, result_id: int, n_subjects: int, extra: dict[str, Any], prefix: str = ""
+) -> list[SubjectInference]:
+    """The ``subject_inference`` rows of the tests and intervals in ``extra``."""
+    rows = []
+    for found in extra.get("tests") or []:
+        rows.append(
+            SubjectInference(
+                test=test,
+                result_id=result_id,
+                method=prefix + found.method,
+                units="subjects",
+                statistic=found.statistic,
+                p_value=found.p_value,
+                n_subjects=n_subjects,
+                n_resamples=found.n_resamples,
+                exact=found.exact,
+                note=found.note or None,
+            )
+        )
+    for interval in (extra.get("intervals") or {}).values():
+        rows.append(
+            SubjectInference(
+                test=test,
+                result_id=result_id,
+                method=prefix + interval.method,
+                units=interval.units,
+                statistic=None,
+                p_value=interval.p_value,
+                ci_low=interval.low,
+                ci_high=interval.high,
+                se=interval.se,
+                level=interval.level,
+                n_subjects=n_subjects,
+                n_resamples=interval.n_resamples,
+                exact=False,
+            )
+        )
+    return rows
+
+
+def subject_values(session: Session, test: str, result_id: int) -> list[tuple[str, float]]:
+    """(subject, statistic) of each subject behind a result, in subject order."""
+    rows = session.scalars(
+        select(SubjectResult)
+        .where(SubjectResult.test == test, SubjectResult.result_id == result_id)
+        .order_by(SubjectResult.subject_index)
+    ).all()
+    return [(r.subject, r.statistic) for r in rows]
 
 
 def stored_options(test: str, row: ComparisonRow) -> ComparisonOptions | MeasureOptions:
@@ -251,7 +335,15 @@ def stored_options(test: str, row: ComparisonRow) -> ComparisonOptions | Measure
         seed=row.seed,
         bootstrap=row.bootstrap,
         tie_tol=row.tie_tol if isinstance(row, Result2v2) else TIE_TOL,
+        normalise=normalise_of(row.target),
     )
+
+
+def normalise_of(target: str | None) -> str:
+    """The normalisation a stored ``target`` records (``none`` for vectors)."""
+    if target is None or ":" not in target:
+        return "none"
+    return target.split(":", 1)[1]
 
 
 def test_of(row: ComparisonRow) -> str:

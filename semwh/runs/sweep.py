@@ -178,6 +178,7 @@ def sweep(
     regression_distance: str = "cosine",
     penalties: Sequence[float] = DEFAULT_PENALTIES,
     control_diffs: bool = False,
+    normalise: str = "none",
 ) -> SweepResult:
     """Compare every layer space of ``models`` with every word space and store the results.
 
@@ -222,6 +223,8 @@ def sweep(
             the same layer of its ``-random`` control (:func:`semwh.runs.difference.diff`,
             ``permutations`` bootstrap resamples and sign flips); the differences join the
             sweep's family and its FDR.
+        normalise: How the subjects' matrices of an RDM target are rescaled (none, zscore,
+            rank); RSA and 2 vs 2 against an RDM are the mean over its subjects.
 
     Raises:
         ConfigError: Unknown option values or no tests.
@@ -264,6 +267,7 @@ def sweep(
                     seed=None,
                     device=device,
                     tie_tol=tie_tol,
+                    normalise=normalise,
                 )
             )
     needs_seed = any(o.needs_seed for o in options)
@@ -310,6 +314,8 @@ def sweep(
             }
     if control_diffs:
         params["control_diffs"] = True
+    if normalise != "none":
+        params["normalise"] = normalise
     with wh.session() as session:
         family = families.open_sweep(
             session,
@@ -492,7 +498,13 @@ def _check_tests_and_spaces(
     of feature vectors against an RDM word space, or a k-NN k not below the concepts a
     layer and a word space can share."""
     measures = [o.test for o in options if isinstance(o, MeasureOptions)]
+    normalised = {getattr(o, "normalise", "none") for o in options} - {"none"}
     for name, space in words.items():
+        if normalised and space.kind != "rdm":
+            raise ConfigError(
+                f"--normalise {normalised.pop()} rescales the subjects' matrices of RDM targets; "
+                f"--words {name!r} is a {space.kind or 'vector'} space (sweep RDMs separately)"
+            )
         if space.kind == "rdm" and measures:
             raise ConfigError(
                 f"--words {name!r} is an RDM, which has no feature vectors: --tests "

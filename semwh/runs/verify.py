@@ -9,12 +9,17 @@ compared with the stored numbers, bit for bit. Each result is reported as
 * ``drifted``: the inputs are the same but a number differs (by how much, and which tracked
   library versions or algorithm version differ from the recorded ones);
 * ``inputs changed``: a vector file differs from its record, or a space's content is no
-  longer what the result was computed from (the file or the space is named).
+  longer what the result was computed from (the file or the space is named);
+* ``superseded``: the result was computed by a method semwh no longer uses for that kind of
+  input (an RSA or 2 vs 2 against an RDM space stored before per-subject evaluation, which
+  compared with minus the subjects' mean RDM); the detail gives the command that computes
+  it with the current method. It is not recomputed: its numbers answer another question.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +54,7 @@ from semwh.warehouse.models import (
 REPRODUCED = "reproduced"
 DRIFTED = "drifted"
 INPUTS_CHANGED = "inputs changed"
+SUPERSEDED = "superseded"
 
 TESTS = ("rsa", "2v2", "recovery", *MEASURES, "diff")
 _MODELS: dict[str, Any] = {
@@ -290,12 +296,16 @@ def _verify_comparison(
         problem = checker.space_problem(session, name, recorded)
         if problem is not None:
             return verdict(INPUTS_CHANGED, problem)
+    a, b = checker.spaces[row.space_a], checker.spaces[row.space_b]
+    superseded = _superseded_method(test, row, b)
+    if superseded is not None:
+        return verdict(SUPERSEDED, superseded)
     options = store.stored_options(test, row)
     hashes = {row.space_a: row.space_a_sha256, row.space_b: row.space_b_sha256}
-    a, b = checker.spaces[row.space_a], checker.spaces[row.space_b]
+    wnids = None
     if concepts_sha256(sorted(set(a.wnids) & set(b.wnids))) != row.concepts_sha256:
         # A grid's cell: computed over the concepts every space of its grid shares.
-        from semwh.runs.grid import grid_concepts, restrict
+        from semwh.runs.grid import grid_concepts
 
         def load(name: str) -> SpaceVectors:
             if name not in checker.spaces:
@@ -303,10 +313,8 @@ def _verify_comparison(
             return checker.spaces[name]
 
         wnids = grid_concepts(session, load, test, row.result_id, row.concepts_sha256)
-        if wnids is not None:
-            a, b = restrict(a, wnids), restrict(b, wnids)
     try:
-        record = run_comparison(plan_comparison(a, b, options, hashes))
+        record = run_comparison(plan_comparison(a, b, options, hashes, wnids=wnids))
     except SemwhError as exc:
         return verdict(DRIFTED, f"recomputing fails now: {exc}", float("inf"))
     null = store.null_values(session, test, row.result_id) or []
@@ -335,6 +343,24 @@ def _verify_comparison(
     if diff is None:
         return verdict(REPRODUCED, f"statistic, p-value and null identical; {notes}")
     return verdict(DRIFTED, f"stored numbers differ by up to {diff:.3g}; {notes}", diff)
+
+
+def _superseded_method(test: str, row: Any, b: SpaceVectors) -> str | None:
+    """Why a stored RSA or 2 vs 2 row answers a question semwh no longer asks (None: it does
+    not): one against an RDM space stored without its per-subject target."""
+    if test not in ("rsa", "2v2") or b.kind != "rdm" or getattr(row, "target", None):
+        return None
+    option = f" --method {row.method}" if test == "rsa" else f" --distance {row.distance}"
+    return (
+        f"computed by {test} algorithm version {row.analysis_version} against minus the "
+        f"subjects' mean RDM of {row.space_b!r}; semwh now compares with each subject's RDM "
+        f"and averages (version {analysis_version(test, 'subjects:none')}, the scale of the "
+        f"noise ceiling): recompute with `semwh analyze {test} --a {shlex.quote(row.space_a)} "
+        f"--b {shlex.quote(row.space_b)} --similarity {row.similarity}{option} "
+        f"--permutations {row.n_permutations}"
+        + (f" --seed {row.seed}" if row.seed is not None else "")
+        + "`"
+    )
 
 
 def _verify_recovery(checker: _Checker, session: Session, row: ResultRecovery) -> Verdict:

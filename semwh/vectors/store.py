@@ -70,6 +70,8 @@ class SpaceVectors:
     # The space's kind (layer, word, external, rdm); an ``rdm`` space holds, for each concept,
     # its rows of every subject's dissimilarity matrix side by side (columns in wnid order).
     kind: str | None = None
+    # An ``rdm`` space's subject ids, in the order of its matrices (None for other kinds).
+    subjects: tuple[str, ...] | None = None
 
     def subset(self, wnids: Sequence[str]) -> np.ndarray:
         index = {w: i for i, w in enumerate(self.wnids)}
@@ -482,8 +484,21 @@ def load_space(wh: Warehouse, name: str) -> SpaceVectors:
         ).all()
     table = _read_files(wh, name, files).sort_by("wnid")
     matrix = _matrix(table.column("vector"), table.num_rows).astype(np.float64)
+    subjects = None
+    if space.kind == "rdm" and table.num_rows:
+        n_subjects = matrix.shape[1] // table.num_rows
+        recorded = read_file_metadata(wh, files[0].path).get("subjects") if files else None
+        subjects = (
+            tuple(str(s) for s in recorded)
+            if isinstance(recorded, list) and len(recorded) == n_subjects
+            else tuple(str(i + 1) for i in range(n_subjects))
+        )
     return SpaceVectors(
-        name=name, wnids=table.column("wnid").to_pylist(), matrix=matrix, kind=space.kind
+        name=name,
+        wnids=table.column("wnid").to_pylist(),
+        matrix=matrix,
+        kind=space.kind,
+        subjects=subjects,
     )
 
 

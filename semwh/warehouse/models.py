@@ -315,6 +315,13 @@ class _ComparisonColumns:
     null_q95: Mapped[float | None] = mapped_column(Double)
     ci_low: Mapped[float | None] = mapped_column(Double)
     ci_high: Mapped[float | None] = mapped_column(Double)
+    # How space B was compared: NULL for vectors; ``subjects:NORMALISE`` for a target with
+    # subjects (an RDM space: the statistic is the mean over its subjects).
+    target: Mapped[str | None] = mapped_column(String)
+    n_subjects: Mapped[int | None] = mapped_column(Integer)
+    # The noise ceiling of a target with subjects, same comparator and concepts as the result.
+    ceiling_lower: Mapped[float | None] = mapped_column(Double)
+    ceiling_upper: Mapped[float | None] = mapped_column(Double)
     created_at: Mapped[datetime] = _created()
 
 
@@ -490,6 +497,47 @@ class RecoveryImage(Base):
     score_predicted: Mapped[float] = mapped_column(Double, nullable=False)
     visual_success: Mapped[bool | None] = mapped_column(Boolean)
     rank_true: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class SubjectResult(Base):
+    """One subject's statistic behind an RSA or 2 vs 2 result against a target with
+    subjects (the result's statistic is their mean)."""
+
+    __tablename__ = "subject_results"
+
+    test: Mapped[str] = mapped_column(String, primary_key=True)  # rsa|2v2
+    result_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    subject_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject: Mapped[str] = mapped_column(String, nullable=False)
+    statistic: Mapped[float] = mapped_column(Double, nullable=False)
+
+
+class SubjectInference(Base):
+    """An inference stored beside a result's concept permutation test: a test or interval
+    over subjects, concepts or both (``units`` says which the inference generalises over).
+
+    ``test`` and ``result_id`` name an RSA or 2 vs 2 result (methods ``t``, ``wilcoxon``,
+    ``sign_flip``, ``bootstrap_concepts``, ``bootstrap_subjects``, ``bootstrap_dual``) or a
+    difference (``test`` = ``diff``; methods ``paired_t``, ``paired_wilcoxon``,
+    ``paired_sign_flip`` over subjects).
+    """
+
+    __tablename__ = "subject_inference"
+
+    test: Mapped[str] = mapped_column(String, primary_key=True)
+    result_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    method: Mapped[str] = mapped_column(String, primary_key=True)
+    units: Mapped[str] = mapped_column(String, nullable=False)  # subjects|concepts|both
+    statistic: Mapped[float | None] = mapped_column(Double)
+    p_value: Mapped[float | None] = mapped_column(Double)
+    ci_low: Mapped[float | None] = mapped_column(Double)
+    ci_high: Mapped[float | None] = mapped_column(Double)
+    se: Mapped[float | None] = mapped_column(Double)
+    level: Mapped[float | None] = mapped_column(Double)
+    n_subjects: Mapped[int] = mapped_column(Integer, nullable=False)
+    n_resamples: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    exact: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    note: Mapped[str | None] = mapped_column(String)
 
 
 class PermutationNull(Base):

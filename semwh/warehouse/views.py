@@ -18,7 +18,14 @@ import duckdb
 from semwh.warehouse.storage import VectorsRoot
 
 VIEW_NAMES = frozenset(
-    {"grid_results", "layer_curves", "measure_curves", "sweep_curves", "sweep_results"}
+    {
+        "grid_results",
+        "layer_curves",
+        "measure_curves",
+        "result_inference",
+        "sweep_curves",
+        "sweep_results",
+    }
 )
 
 VECTOR_COLUMNS = "space, wnid, image_id, vector"

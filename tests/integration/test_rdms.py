@@ -127,15 +127,26 @@ def test_rdm_targets_with_noise_ceilings_rsa_2v2_and_differences(
     for other in ("subjects-pq", "subjects-npy"):
         np.testing.assert_array_equal(load_space(warehouse, other).matrix, space.matrix)
 
-    # RSA and 2 vs 2 against the RDM compare with minus the subjects' mean dissimilarity.
+    # RSA and 2 vs 2 against the RDM are the means over subjects of the comparisons with
+    # each subject's matrix (rsatoolbox's eval_fixed), each subject's value stored.
     layer = world["layers"]["toy"][3]
-    target = -stack.mean(axis=0)
     sim_layer = similarity_matrix(load_space(warehouse, layer).matrix)
     row = runs.compare(warehouse, layer, "subjects", "rsa", permutations=20, seed=1)
-    assert row.rho == pytest.approx(rsa(sim_layer, target).rho, abs=1e-12)
+    per_subject = [rsa(sim_layer, -d).rho for d in stack]
+    assert row.rho == pytest.approx(np.mean(per_subject), abs=1e-12)
+    assert (row.target, row.n_subjects) == ("subjects:none", N_SUBJECTS)
+    with warehouse.session() as session:
+        stored_subjects = runs.store.subject_values(session, "rsa", row.result_id)
+    assert [name for name, _ in stored_subjects] == [f"s{i}" for i in range(N_SUBJECTS)]
+    np.testing.assert_allclose([v for _, v in stored_subjects], per_subject, atol=1e-12)
     two = runs.compare(warehouse, layer, "subjects", "2v2", seed=1)
-    assert two.accuracy == two_vs_two(sim_layer, target).accuracy
-    assert row.rho < stored["spearman"].upper
+    assert two.accuracy == pytest.approx(
+        np.mean([two_vs_two(sim_layer, -d).accuracy for d in stack]), abs=1e-12
+    )
+    # The ceiling over all concepts is the one stored at ingest, on the result's scale.
+    assert row.ceiling_lower == pytest.approx(stored["spearman"].lower, abs=1e-12)
+    assert row.ceiling_upper == pytest.approx(stored["spearman"].upper, abs=1e-12)
+    assert row.rho < row.ceiling_upper
     shallow = runs.compare(warehouse, world["layers"]["toy"][0], "subjects", "rsa", seed=1)
     d = diff(
         warehouse,
