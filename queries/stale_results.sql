@@ -1,7 +1,9 @@
 -- name: stale_results
 -- purpose: Stored results (RSA, 2 vs 2, recovery, CKA, k-NN, regression 2 vs 2) whose
 --   inputs are no longer the spaces' current content (a word space replaced by a new
---   version, a layer re-extracted with another pooling) or whose spaces are gone. They stay
+--   version, a layer re-extracted with another pooling) or whose spaces are gone, and RSA
+--   and 2 vs 2 results against an RDM stored by the superseded method (against minus the
+--   subjects' mean RDM, before per-subject evaluation). They stay
 --   queryable as history and are never shown as current. Each row names what changed, the
 --   sweeps that list the result, and the command that computes its current counterpart:
 --   it repeats every option the stored analysis was made with, and every name and option
@@ -20,7 +22,7 @@ WITH quoted AS (
     FROM results_measures
 ), r AS (
     SELECT '2v2' AS test, result_id, space_a, space_b, space_a_sha256, space_b_sha256,
-        n_permutations, seed, created_at,
+        n_permutations, seed, created_at, target,
         ' --similarity ' || '''' || replace(similarity, '''', '''\''''') || '''' || ' --distance ' || '''' || replace(distance, '''', '''\''''') || ''''
             || ' --tie-tol ' || CAST(tie_tol AS VARCHAR)
             || CASE WHEN bootstrap > 0 THEN ' --bootstrap ' || CAST(bootstrap AS VARCHAR)
@@ -29,17 +31,17 @@ WITH quoted AS (
     FROM results_2v2
     UNION ALL
     SELECT 'rsa', result_id, space_a, space_b, space_a_sha256, space_b_sha256,
-        n_permutations, seed, created_at,
+        n_permutations, seed, created_at, target,
         ' --similarity ' || '''' || replace(similarity, '''', '''\''''') || '''' || ' --method ' || '''' || replace(method, '''', '''\''''') || ''''
             || CASE WHEN bootstrap > 0 THEN ' --bootstrap ' || CAST(bootstrap AS VARCHAR)
                 ELSE '' END,
         '' FROM results_rsa
     UNION ALL
     SELECT 'recovery', result_id, space_a, space_b, space_a_sha256, space_b_sha256,
-        n_permutations, seed, created_at, '', '' FROM results_recovery
+        n_permutations, seed, created_at, NULL, '', '' FROM results_recovery
     UNION ALL
     SELECT m.measure, m.result_id, space_a, space_b, space_a_sha256, space_b_sha256,
-        n_permutations, seed, created_at,
+        n_permutations, seed, created_at, NULL,
         -- A sweep's --tie-tol is the 2 vs 2 one: its regression 2 vs 2 keeps the default.
         q.sweep_options || CASE WHEN m.measure = 'reg2v2'
             THEN ' --tie-tol ' || CAST(m.tie_tol AS VARCHAR) ELSE '' END,
@@ -53,7 +55,9 @@ WITH quoted AS (
                 THEN 'space_a changed' END AS change_a,
         CASE WHEN b.name IS NULL THEN 'space_b removed'
             WHEN r.space_b_sha256 IS NULL OR r.space_b_sha256 <> b.content_sha256
-                THEN 'space_b changed' END AS change_b
+                THEN 'space_b changed' END AS change_b,
+        CASE WHEN r.test IN ('rsa', '2v2') AND b.kind = 'rdm' AND r.target IS NULL
+            THEN 'method superseded (mean RDM; now per subject)' END AS change_method
     FROM r
     LEFT JOIN spaces AS a ON a.name = r.space_a
     LEFT JOIN spaces AS b ON b.name = r.space_b
@@ -66,7 +70,7 @@ SELECT
     j.result_id,
     j.space_a,
     j.space_b,
-    concat_ws(', ', j.change_a, j.change_b) AS changed,
+    concat_ws(', ', j.change_a, j.change_b, j.change_method) AS changed,
     l.sweeps,
     j.created_at,
     CASE
@@ -87,6 +91,7 @@ SELECT
 FROM judged AS j
 LEFT JOIN listed AS l ON l.test = j.test AND l.result_id = j.result_id
 LEFT JOIN sweeps AS s ON s.sweep_id = TRY_CAST(split_part(l.sweeps, ',', -1) AS BIGINT)
-WHERE (j.change_a IS NOT NULL OR j.change_b IS NOT NULL)
+WHERE (j.change_a IS NOT NULL OR j.change_b IS NOT NULL
+        OR j.change_method IS NOT NULL)
     AND (CAST($space AS VARCHAR) IS NULL OR CAST($space AS VARCHAR) IN (j.space_a, j.space_b))
 ORDER BY j.space_a, j.space_b, j.test, j.result_id

@@ -43,6 +43,12 @@ _FORCE = typer.Option(
 _TIE_TOL = typer.Option(
     1e-10, "--tie-tol", help="2 vs 2: a pair is correct only by more than this margin."
 )
+_NORMALISE = typer.Option(
+    "none",
+    "--normalise",
+    help="RDM targets: rescale each subject's matrix before comparing: none, zscore or rank "
+    "(of its off-diagonal entries); recorded with the result.",
+)
 
 RECOVERY_SUMMARY = ("result_id", "layer", "space_b", "n_images", "accuracy", "p_value")
 UNCORRECTED = (
@@ -79,7 +85,25 @@ def _compare(
         title = f"results_{test}"
     table = runs.comparison_table([row])
     print_table(vertical(table.drop_columns(["p_fdr"])), title=title)
+    if getattr(row, "target", None):
+        _print_subjects(wh, test, row)
     err_console.print(UNCORRECTED, highlight=False)
+
+
+def _print_subjects(wh: Any, test: str, row: Any) -> None:
+    """A result against a target with subjects: its subjects, ceiling and inference."""
+    from semwh.runs.store import subject_tables
+
+    with wh.session() as session:
+        subjects, inference = subject_tables(session, test, row.result_id)
+    print_table(subjects, title=f"per subject ({row.target})")
+    if row.ceiling_lower is not None:
+        err_console.print(
+            f"noise ceiling ({test}, same comparator and concepts): "
+            f"[{row.ceiling_lower:.4g}, {row.ceiling_upper:.4g}]",
+            highlight=False,
+        )
+    print_table(inference, title="inference (units: what each generalises over)")
 
 
 @app.command("rsa")
@@ -97,8 +121,13 @@ def rsa(
     device: str = _DEVICE,
     force: bool = _FORCE,
     memory: str | None = _MEMORY,
+    normalise: str = _NORMALISE,
 ) -> None:
     """RSA between two spaces over their shared concepts; stores and prints the result.
+
+    Against an RDM (semwh ingest rdm) the statistic is the mean over subjects of the RSA with
+    each subject's matrix, printed with each subject's value, the noise ceiling on the same
+    scale and tests over subjects.
 
     Example: semwh analyze rsa --a efficientnet_lite0/blocks.15 --b glove-6b-50d -n 1000 --seed 1
     """
@@ -115,6 +144,7 @@ def rsa(
         bootstrap=bootstrap,
         device=device,
         force=force,
+        normalise=normalise,
     )
 
 
@@ -132,8 +162,11 @@ def two_vs_two(
     device: str = _DEVICE,
     force: bool = _FORCE,
     memory: str | None = _MEMORY,
+    normalise: str = _NORMALISE,
 ) -> None:
     """2 vs 2 test between two spaces over their shared concepts; stores and prints it.
+
+    Against an RDM the accuracy is the mean over subjects, as for rsa.
 
     Example: semwh analyze 2v2 --a efficientnet_lite0/blocks.15 --b glove-6b-50d -n 1000
     """
@@ -151,6 +184,7 @@ def two_vs_two(
         bootstrap=bootstrap,
         device=device,
         force=force,
+        normalise=normalise,
     )
 
 
@@ -262,7 +296,8 @@ def diff(
     """Difference of two stored results over the same concepts (first minus second).
 
     A paired concept-bootstrap interval and a two-sided sign-flip permutation p-value of the
-    per-concept jackknife differences; tests rsa, 2v2, cka and reg2v2.
+    per-concept jackknife differences; tests rsa, 2v2, cka and reg2v2. Two results against
+    the same RDM's subjects also get paired tests over subjects (t, Wilcoxon, sign flip).
 
     Example: semwh analyze diff 2v2:17 2v2:9 --bootstrap 1000 -n 1000 --seed 3
     """
@@ -281,6 +316,13 @@ def diff(
         force=force,
     )
     print_table(vertical(diff_table([row])), title="results_diff")
+    from semwh.runs.store import subject_tables
+
+    wh = state(ctx).warehouse()
+    with wh.session() as session:
+        _, inference = subject_tables(session, "diff", row.result_id)
+    if inference.num_rows:
+        print_table(inference, title="paired over subjects (units: subjects)")
     err_console.print(UNCORRECTED, highlight=False)
 
 
@@ -355,6 +397,7 @@ def sweep(
         "--diff-random",
         help="Also test each layer against the same layer of its random control.",
     ),
+    normalise: str = _NORMALISE,
 ) -> None:
     """Every layer of the models against every word space, with FDR over the whole sweep.
 
@@ -389,6 +432,7 @@ def sweep(
             k=k,
             regression_distance=regression_distance,
             control_diffs=diff_random,
+            normalise=normalise,
             **_grid(penalties),
         )
     print_table(
@@ -464,6 +508,7 @@ def grid(
     tie_tol: float = _TIE_TOL,
     device: str = _DEVICE,
     force: bool = _FORCE,
+    normalise: str = _NORMALISE,
 ) -> None:
     """Every layer of A against every layer of B, with a max-statistic test of the best cell.
 
@@ -482,6 +527,7 @@ def grid(
         tie_tol=tie_tol,
         device=device,
         force=force,
+        normalise=normalise,
     )
     _print_grid(result, "grid")
 
@@ -501,6 +547,7 @@ def peak(
     tie_tol: float = _TIE_TOL,
     device: str = _DEVICE,
     force: bool = _FORCE,
+    normalise: str = _NORMALISE,
 ) -> None:
     """The peak layer of a model against a target: family-wise p and a depth interval.
 
@@ -520,5 +567,6 @@ def peak(
         tie_tol=tie_tol,
         device=device,
         force=force,
+        normalise=normalise,
     )
     _print_grid(result, "peak layer")

@@ -628,6 +628,7 @@ def compare(
     force: bool = False,
     memory: int | None = None,
     on_plan: Callable[[AnalysisPlan], None] | None = None,
+    normalise: str = "none",
 ) -> store.ComparisonRow:
     """Compare two stored spaces over their shared concepts and store the result.
 
@@ -656,6 +657,13 @@ def compare(
             the working memory.
         on_plan: Called with the memory plan before a computation runs (not for a result
             found stored).
+        normalise: For an RDM space B (a target with subjects): how each subject's matrix
+            is rescaled before it is compared, ``none``, ``zscore`` or ``rank`` of its
+            off-diagonal entries. The statistic is the mean over subjects of the comparison
+            with each subject's matrix (rsatoolbox's ``eval_fixed``); each subject's value,
+            the noise ceiling with the same comparator, tests over subjects (t, Wilcoxon,
+            sign flip) and, with ``bootstrap``, intervals over concepts, subjects and both
+            are stored with it (``subject_results``, ``subject_inference``).
 
     Returns:
         The stored ``results_rsa`` or ``results_2v2`` row.
@@ -677,6 +685,7 @@ def compare(
         bootstrap=bootstrap,
         device=device,
         tie_tol=tie_tol,
+        normalise=normalise,
     )
     hashes = content_hashes(wh, space_a, space_b)
     spec = plan_comparison(load_space(wh, space_a), load_space(wh, space_b), options, hashes)

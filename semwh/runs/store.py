@@ -311,6 +311,68 @@ def subject_values(session: Session, test: str, result_id: int) -> list[tuple[st
     return [(r.subject, r.statistic) for r in rows]
 
 
+SUBJECT_INFERENCE_COLUMNS = (
+    "method",
+    "units",
+    "statistic",
+    "p_value",
+    "ci_low",
+    "ci_high",
+    "se",
+    "n_subjects",
+    "n_resamples",
+    "exact",
+    "note",
+)
+
+
+def subject_tables(session: Session, test: str, result_id: int) -> tuple[pa.Table, pa.Table]:
+    """A result's per-subject statistics and every inference stored for it (the concept
+    permutation test included), with the units each generalises over."""
+    values = subject_values(session, test, result_id)
+    subjects = pa.table(
+        {"subject": [s for s, _ in values], "statistic": [v for _, v in values]},
+        schema=pa.schema([("subject", pa.string()), ("statistic", pa.float64())]),
+    )
+    records = []
+    row = get_comparison(session, test, result_id) if test != "diff" else None
+    if row is not None and row.n_permutations > 0:
+        records.append(
+            {
+                "method": "permutation",
+                "units": "concepts",
+                "statistic": row.rho
+                if isinstance(row, ResultRSA)
+                else row.statistic
+                if isinstance(row, ResultMeasure)
+                else row.accuracy,
+                "p_value": row.p_value,
+                "n_resamples": row.n_permutations,
+                "n_subjects": getattr(row, "n_subjects", None),
+                "exact": False,
+            }
+        )
+    stored = session.scalars(
+        select(SubjectInference)
+        .where(SubjectInference.test == test, SubjectInference.result_id == result_id)
+        .order_by(SubjectInference.units, SubjectInference.method)
+    ).all()
+    records += [{c: getattr(r, c) for c in SUBJECT_INFERENCE_COLUMNS} for r in stored]
+    schema = pa.schema(
+        [
+            (c, pa.string())
+            if c in ("method", "units", "note")
+            else (c, pa.int64())
+            if c in ("n_subjects", "n_resamples")
+            else (c, pa.bool_())
+            if c == "exact"
+            else (c, pa.float64())
+            for c in SUBJECT_INFERENCE_COLUMNS
+        ]
+    )
+    return subjects, pa.Table.from_pylist(records, schema=schema)
+
+
 def stored_options(test: str, row: ComparisonRow) -> ComparisonOptions | MeasureOptions:
     """The options a stored RSA, 2 vs 2 or measure row was computed with."""
     if isinstance(row, ResultMeasure):

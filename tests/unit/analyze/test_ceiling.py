@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semwh.analyze.ceiling import group_similarity, noise_ceiling
+from semwh.analyze.ceiling import noise_ceiling
 from semwh.errors import ConfigError
 
 
@@ -34,9 +34,8 @@ def test_noise_ceiling_equals_rsatoolbox(seed: int) -> None:
         assert got.lower < got.upper
 
 
-def test_group_similarity_and_refusals() -> None:
-    stack = np.stack([np.array([[0.0, 1, 2], [1, 0, 3], [2, 3, 0]])] * 2)
-    np.testing.assert_array_equal(group_similarity(stack), -stack[0])
+def test_refusals() -> None:
+    stack = np.stack([np.array([[0.0, 1, 2, 4], [1, 0, 3, 5], [2, 3, 0, 6], [4, 5, 6, 0]])] * 2)
     with pytest.raises(ConfigError, match="at least two subjects"):
         noise_ceiling(stack[:1])
     with pytest.raises(ConfigError, match="unknown noise-ceiling method 'kendal'"):
