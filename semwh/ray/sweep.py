@@ -136,7 +136,9 @@ class RaySweepMapper:
             jobs: list[tuple[Any, list[Any]]] = []
             for spec in specs:
                 a = put(spec.space_a, spec.concepts_sha256, spec.a)
-                b = put(spec.space_b, spec.concepts_sha256, spec.b)
+                # B's matrices depend on how it was turned into a target (an RDM's
+                # normalisation), not only on its concepts.
+                b = put(spec.space_b, f"{spec.concepts_sha256}:{spec.target}", spec.b)
                 bare = replace(spec, a=np.empty((0, 0)), b=np.empty((0, 0)))
                 blocks = self.blocks(spec)
                 if not blocks:
