@@ -4,14 +4,16 @@
 --   95th percentile). By default the rows of the layer_curves view: per (layer space, word
 --   space) the newest finished sweep whose results were computed from the spaces' current
 --   content. With sweep_id, that sweep's rows instead (is_current says whether each row's
---   inputs are still the spaces' content).
+--   inputs are still the spaces' content). Against an RDM target each statistic is the mean
+--   over its subjects and the noise ceilings (same comparator and concepts) share its scale.
 -- param: model VARCHAR = NULL  only this model (NULL: every model)
 -- param: word_space VARCHAR = NULL  only this word space (NULL: every word space)
 -- param: sweep_id INTEGER = NULL  rows of this sweep (NULL: the current curves)
 -- columns: model, layer, depth_index, relative_depth, word_space, is_random, accuracy_2v2,
 --   p_2v2, p_fdr_2v2, null_mean_2v2, null_q95_2v2, rho_rsa, p_rsa, p_fdr_rsa, null_mean_rsa,
 --   null_q95_rsa, n_concepts, n_permutations, similarity, distance, rsa_method, sweep_id,
---   is_current, space
+--   is_current, space, n_subjects, ceiling_lower_2v2, ceiling_upper_2v2, ceiling_lower_rsa,
+--   ceiling_upper_rsa
 SELECT
     model,
     layer,
@@ -36,7 +38,12 @@ SELECT
     rsa_method,
     sweep_id,
     is_current,
-    space
+    space,
+    n_subjects,
+    ceiling_lower_2v2,
+    ceiling_upper_2v2,
+    ceiling_lower_rsa,
+    ceiling_upper_rsa
 FROM sweep_curves
 WHERE (CASE WHEN CAST($sweep_id AS INTEGER) IS NULL THEN is_latest
         ELSE sweep_id = CAST($sweep_id AS INTEGER) END)

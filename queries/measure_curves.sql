@@ -1,7 +1,9 @@
 -- name: measure_curves
 -- purpose: one measure's curve over the layers of every model against every word space: 2 vs 2,
 --   RSA, linear CKA (cka), mutual k-NN alignment (knn) or regression 2 vs 2 (reg2v2), with its
---   FDR p from its sweep and the permutation-null band (null mean .. 95th percentile). By
+--   FDR p from its sweep and the permutation-null band (null mean .. 95th percentile); against
+--   an RDM target the statistic is the mean over subjects and the noise ceiling (same
+--   comparator and concepts) is on the same scale. By
 --   default the newest finished sweep per (layer space, word space, measure, variant) whose
 --   results were computed from the spaces' current content; with sweep_id, that sweep's rows.
 -- param: measure VARCHAR = '2v2'  2v2, rsa, cka, knn or reg2v2
@@ -11,7 +13,7 @@
 -- param: sweep_id INTEGER = NULL  rows of this sweep (NULL: the current curves)
 -- columns: model, layer, depth_index, relative_depth, word_space, is_random, measure, variant,
 --   statistic, p_value, p_fdr, null_mean, null_q95, n_concepts, n_permutations, sweep_id,
---   result_id, is_current, space
+--   result_id, is_current, space, n_subjects, ceiling_lower, ceiling_upper
 -- choices: measure = 2v2, rsa, cka, knn, reg2v2
 SELECT
     model,
@@ -32,7 +34,10 @@ SELECT
     sweep_id,
     result_id,
     is_current,
-    space
+    space,
+    n_subjects,
+    ceiling_lower,
+    ceiling_upper
 FROM measure_curves
 WHERE measure = CAST($measure AS VARCHAR)
     AND (CASE WHEN CAST($sweep_id AS INTEGER) IS NULL THEN is_latest

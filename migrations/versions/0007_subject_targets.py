@@ -11,8 +11,8 @@ RDM), ``n_subjects`` and the noise ceiling with the result's own comparator and 
 (``ceiling_lower``, ``ceiling_upper``). ``subject_results`` holds each subject's statistic;
 ``subject_inference`` the tests and intervals over subjects, concepts or both stored beside
 the concept permutation test; the view ``result_inference`` lists every inference of every
-result with the units it generalises over. ``sweep_curves`` and ``layer_curves`` gain the
-ceilings, so curves and ceilings are read on one scale.
+result with the units it generalises over. ``sweep_curves``, ``layer_curves`` and
+``measure_curves`` gain the ceilings, so curves and ceilings are read on one scale.
 
 Rows stored before this revision against RDM spaces (target NULL) were computed against
 minus the subjects' mean RDM: ``semwh verify`` reports them as results of a superseded method
@@ -31,7 +31,6 @@ down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 RESULT_TABLES = ("results_rsa", "results_2v2")
 NEW_COLUMNS = (
@@ -117,6 +116,78 @@ FROM sweep_curves
 WHERE is_latest
 """
 
+MEASURE_CURVES = """
+CREATE VIEW measure_curves AS
+WITH r AS (
+    SELECT '2v2' AS measure, result_id, space_a, space_b, distance AS variant,
+        accuracy AS statistic, p_value, null_mean, null_q95, n_concepts, n_permutations,
+        seed, space_a_sha256, space_b_sha256, target, n_subjects, ceiling_lower, ceiling_upper
+    FROM results_2v2
+    UNION ALL
+    SELECT 'rsa', result_id, space_a, space_b, method, rho, p_value, null_mean, null_q95,
+        n_concepts, n_permutations, seed, space_a_sha256, space_b_sha256, target, n_subjects,
+        ceiling_lower, ceiling_upper
+    FROM results_rsa
+    UNION ALL
+    SELECT measure, result_id, space_a, space_b, variant, statistic, p_value, null_mean,
+        null_q95, n_concepts, n_permutations, seed, space_a_sha256, space_b_sha256,
+        NULL, NULL, NULL, NULL
+    FROM results_measures
+), m AS (
+    SELECT
+        sm.sweep_id,
+        sm.p_fdr,
+        sw.status AS sweep_status,
+        sw.created_at AS sweep_created_at,
+        r.*,
+        s.model,
+        s.layer,
+        s.depth_index,
+        s.relative_depth,
+        coalesce(r.space_a_sha256 = s.content_sha256 AND r.space_b_sha256 = sb.content_sha256,
+            FALSE) AS is_current
+    FROM sweep_members AS sm
+    JOIN sweeps AS sw ON sw.sweep_id = sm.sweep_id
+    JOIN r ON r.measure = sm.test AND r.result_id = sm.result_id
+    JOIN spaces AS s ON s.name = r.space_a AND s.kind = 'layer'
+    LEFT JOIN spaces AS sb ON sb.name = r.space_b
+), ranked AS (
+    SELECT *,
+        (is_current AND sweep_status IN ('complete', 'migrated')) AS shown,
+        row_number() OVER (
+            PARTITION BY space_a, space_b, measure, variant,
+                (is_current AND sweep_status IN ('complete', 'migrated'))
+            ORDER BY sweep_created_at DESC, sweep_id DESC) AS recency
+    FROM m
+)
+SELECT
+    model,
+    layer,
+    depth_index,
+    relative_depth,
+    space_b AS word_space,
+    measure,
+    variant,
+    statistic,
+    p_value,
+    p_fdr,
+    null_mean,
+    null_q95,
+    n_concepts,
+    n_permutations,
+    seed,
+    sweep_id,
+    result_id,
+    is_current,
+    (shown AND recency = 1) AS is_latest,
+    space_a AS space,
+    target,
+    n_subjects,
+    ceiling_lower,
+    ceiling_upper
+FROM ranked
+"""
+
 RESULT_INFERENCE = """
 CREATE VIEW result_inference AS
 SELECT 'rsa' AS test, result_id, 'permutation' AS method, 'concepts' AS units,
@@ -143,19 +214,20 @@ def _columns(table: str) -> set[str]:
     return {c["name"] for c in sa.inspect(op.get_bind()).get_columns(table)}
 
 
-def _sweep_families_views() -> tuple[str, str]:
-    """The sweep_curves and layer_curves of revision 0003 (restored by the downgrade)."""
-    path = Path(__file__).with_name("0003_sweep_families.py")
-    spec = importlib.util.spec_from_file_location("semwh_revision_0003", path)
+def _earlier(file: str, *names: str) -> list[str]:
+    """View definitions of an earlier revision (restored by the downgrade)."""
+    path = Path(__file__).with_name(file)
+    spec = importlib.util.spec_from_file_location(f"semwh_revision_{path.stem}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.SWEEP_CURVES, module.LAYER_CURVES
+    return [getattr(module, name) for name in names]
 
 
 def upgrade() -> None:
     op.execute("DROP VIEW IF EXISTS layer_curves")
     op.execute("DROP VIEW IF EXISTS sweep_curves")
+    op.execute("DROP VIEW IF EXISTS measure_curves")
     for table in RESULT_TABLES:
         present = _columns(table)
         for name, kind, sql_type in NEW_COLUMNS:
@@ -168,7 +240,7 @@ def upgrade() -> None:
     op.create_table(
         "subject_results",
         sa.Column("test", sa.String(), nullable=False),
-        sa.Column("result_id", ID, autoincrement=False, nullable=False),
+        sa.Column("result_id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("subject_index", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("subject", sa.String(), nullable=False),
         sa.Column("statistic", sa.Double(), nullable=False),
@@ -179,7 +251,7 @@ def upgrade() -> None:
     op.create_table(
         "subject_inference",
         sa.Column("test", sa.String(), nullable=False),
-        sa.Column("result_id", ID, autoincrement=False, nullable=False),
+        sa.Column("result_id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("method", sa.String(), nullable=False),
         sa.Column("units", sa.String(), nullable=False),
         sa.Column("statistic", sa.Double(), nullable=True),
@@ -196,6 +268,7 @@ def upgrade() -> None:
     )
     op.execute(SWEEP_CURVES)
     op.execute(LAYER_CURVES)
+    op.execute(MEASURE_CURVES)
     op.execute(RESULT_INFERENCE)
 
 
@@ -203,12 +276,14 @@ def downgrade() -> None:
     op.execute("DROP VIEW IF EXISTS result_inference")
     op.execute("DROP VIEW IF EXISTS layer_curves")
     op.execute("DROP VIEW IF EXISTS sweep_curves")
+    op.execute("DROP VIEW IF EXISTS measure_curves")
     op.drop_table("subject_inference")
     op.drop_table("subject_results")
     if _dialect() not in ("duckdb", "sqlite"):
         for table in RESULT_TABLES:
             for name, _, _ in NEW_COLUMNS:
                 op.drop_column(table, name)
-    sweep_curves, layer_curves = _sweep_families_views()
-    op.execute(sweep_curves)
-    op.execute(layer_curves)
+    for view in _earlier("0003_sweep_families.py", "SWEEP_CURVES", "LAYER_CURVES"):
+        op.execute(view)
+    (measure_curves,) = _earlier("0004_measures.py", "MEASURE_CURVES")
+    op.execute(measure_curves)

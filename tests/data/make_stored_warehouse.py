@@ -350,6 +350,24 @@ def add_row_to_every_table(session: Session) -> dict[str, int]:
         )
     )
     session.add(
+        m.SubjectResult(
+            test="rsa", result_id=rsa.result_id, subject_index=0, subject="sub-01", statistic=0.3
+        )
+    )
+    session.add(
+        m.SubjectInference(
+            test="rsa",
+            result_id=rsa.result_id,
+            method="t",
+            units="subjects",
+            statistic=2.5,
+            p_value=0.03,
+            n_subjects=6,
+            n_resamples=0,
+            exact=False,
+        )
+    )
+    session.add(
         m.WarehouseSetting(key="vectors_location", value="s3://lab-bucket/warehouse/vectors")
     )
     session.add(

@@ -224,6 +224,45 @@ def test_ray_sweep_matches_local_exactly(
     assert all(len(n[-1]) == 200 for n in got) and any(n[6] < 0.5 for n in got)
 
 
+def test_ray_sweep_against_an_rdm_with_subjects_matches_local_exactly(
+    local_sweep, ray_cluster, tmp_path: Path
+) -> None:
+    """A target with subjects through Ray's permutation blocks: the same means over
+    subjects, nulls, per-subject values and ceilings as the local backend."""
+    from semwh.ingest import ingest_rdm
+    from semwh.runs import sweep
+    from semwh.runs.store import subject_values
+
+    wh, _, _ = local_sweep
+    words = load_space(wh, "glove")
+    rng = np.random.default_rng(4)
+    stack = []
+    for _ in range(3):
+        x = words.matrix + rng.standard_normal(words.matrix.shape)
+        stack.append(np.linalg.norm(x[:, None] - x[None], axis=2))
+    np.save(tmp_path / "rdm.npy", np.stack(stack))
+    (tmp_path / "keys.txt").write_text("\n".join(words.wnids) + "\n")
+    ingest_rdm(wh, "subjects", tmp_path / "rdm.npy", keys=tmp_path / "keys.txt")
+    options = {**SWEEP, "permutations": 40}
+
+    def stored(result) -> list[tuple]:
+        with wh.session() as session:
+            return sorted(
+                (n[:7] + n[8:], tuple(subject_values(session, n[0], r.result_id)), r.ceiling_lower)
+                for n, r in zip(sweep_numbers(wh, result), sorted(
+                    result.rows, key=lambda r: ("rsa" if hasattr(r, "rho") else "2v2",
+                                                r.space_a)), strict=True)
+            )  # fmt: skip
+
+    local = sweep(wh, [MODEL], ["subjects"], **options)
+    mapper = sweep_mapper("ray", perm_block=16)
+    distributed = sweep(wh, [MODEL], ["subjects"], force=True, mapper=mapper, **options)
+    assert mapper.submitted == {"comparisons": 6, "null_blocks": 6 * 3}
+    got, expected = stored(distributed), stored(local)
+    assert got == expected
+    assert all(len(subjects) == 3 and ceiling is not None for _, subjects, ceiling in got)
+
+
 FLAT = "flatnet"
 
 

@@ -241,9 +241,9 @@ def measure_figures(
     protected: Sequence[Path] = (),
     ceilings: Sequence[Row] = (),
 ) -> list[Figure]:
-    """One panel per (word space, measure, variant) of measure_curves rows; RSA against an
-    RDM target gets its noise ceiling (rows of the noise_ceilings query) over the same
-    number of concepts as a band."""
+    """One panel per (word space, measure, variant) of measure_curves rows; RSA and 2 vs 2
+    against an RDM target get their noise ceiling as a band, on the scale of the curve (the
+    rows' own ceilings; else the noise_ceilings row over the same number of concepts)."""
     figures: list[Figure] = []
     keys = sorted({(r["word_space"], r["measure"], r["variant"]) for r in rows})
     for word_space, measure, variant in keys:
@@ -254,7 +254,11 @@ def measure_figures(
         ]
         label, chance = MEASURE_AXES.get(measure, (measure, None))
         band = None
-        if measure == "rsa":
+        ceilings_of_rows = {(r.get("ceiling_lower"), r.get("ceiling_upper")) for r in group}
+        if len(ceilings_of_rows) == 1 and None not in next(iter(ceilings_of_rows)):
+            # Every row's own ceiling (same comparator, concepts and subjects): one band.
+            band = next(iter(ceilings_of_rows))
+        elif measure == "rsa":
             sizes = {r["n_concepts"] for r in group}
             band = next(
                 (
