@@ -157,6 +157,24 @@ def test_rdm_targets_with_noise_ceilings_rsa_2v2_and_differences(
         seed=0,
     )
     assert d.difference == pytest.approx(row.rho - shallow.rho, abs=1e-12)
+    # Two results against the same subjects: paired tests over subjects beside the concepts'.
+    with warehouse.session() as session:
+        deep_values = [v for _, v in runs.store.subject_values(session, "rsa", row.result_id)]
+        shallow_values = [
+            v for _, v in runs.store.subject_values(session, "rsa", shallow.result_id)
+        ]
+        _, paired = runs.store.subject_tables(session, "diff", d.result_id)
+    by_method = {r["method"]: r for r in paired.to_pylist()}
+    assert set(by_method) == {"paired_t", "paired_wilcoxon", "paired_sign_flip"}
+    assert {r["units"] for r in by_method.values()} == {"subjects"}
+    from scipy import stats
+
+    expected = stats.ttest_rel(deep_values, shallow_values)
+    assert by_method["paired_t"]["p_value"] == pytest.approx(expected.pvalue, rel=1e-9)
+    assert (
+        by_method["paired_sign_flip"]["exact"]
+        and by_method["paired_sign_flip"]["n_resamples"] == 2**N_SUBJECTS
+    )
     assert verify(warehouse, every=True).ok
 
     with pytest.raises(ConfigError, match="has no feature vectors"):
