@@ -10,8 +10,9 @@ An RDM file holds square matrices keyed by WordNet id, one per subject or a sing
 The matrices are dissimilarities (``similarity=True`` reads similarities, stored as
 1 - similarity). They are stored as a space of kind ``rdm``: concept i's vector holds its row
 of every subject's matrix side by side, so the Parquet store, versions, content hashes and
-``vectors`` view work as for any space; RSA and 2 vs 2 compare with minus the subjects' mean
-dissimilarity. The RSA noise ceiling over all the RDM's concepts (Spearman and Pearson) is
+``vectors`` view work as for any space; RSA and 2 vs 2 compare with each subject's matrix and
+average (:func:`semwh.runs.comparison.plan_comparison`); the subjects' ids are kept in the
+file's metadata. The RSA noise ceiling over all the RDM's concepts (Spearman and Pearson) is
 stored in ``noise_ceilings`` with several subjects.
 """
 
