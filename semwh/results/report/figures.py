@@ -44,15 +44,17 @@ def _pyplot() -> Any:
 _KEPT = re.compile(r"[a-z0-9._-]+")
 
 
-def slug(text: str) -> str:
+def slug(text: str, *, hashed: bool = False) -> str:
     """The part of a file name that stands for a name (a space's, a measure's), one per name.
 
     A name of lower-case letters, digits, ``.``, ``_`` and ``-`` is used as it is. Any other
     name keeps its safe characters and gains ``+`` and a short hash of the exact name, so
     that names that clean up alike (``a b``, ``a*b?``, ``a_b``; ``Words``, ``words`` on a
-    case-insensitive disk) never share a figure file.
+    case-insensitive disk) never share a figure file. ``hashed`` adds the hash to any name
+    (one that could read like another figure's name, ``txt_layers`` beside the layers of
+    ``txt``).
     """
-    if _KEPT.fullmatch(text):
+    if _KEPT.fullmatch(text) and not hashed:
         return text
     return f"{_clean(text)}+{hashlib.sha256(text.encode('utf-8')).hexdigest()[:10]}"
 
@@ -184,7 +186,8 @@ def curve_figures(
         if target.endswith("/"):
             word_space, key_part = f"the layers of {target[:-1]}", f"{slug(target[:-1])}_layers"
         else:
-            word_space, key_part = target, slug(target)
+            # "X_layers" is the name of the figure of X's layers: such a space gets a hash.
+            word_space, key_part = target, slug(target, hashed=target.endswith("_layers"))
         figures.append(
             curve_figure(
                 rows,
