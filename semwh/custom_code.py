@@ -18,7 +18,7 @@ from typing import Any, Final
 from semwh.errors import InputError
 
 #: Keyword arguments of every transformers / sentence-transformers load.
-NO_CUSTOM_CODE: Final[dict[str, bool]] = {"trust_remote_code": False}
+NO_CUSTOM_CODE: Final[dict[str, Any]] = {"trust_remote_code": False}
 
 #: JSON files that hold data, not settings: never read here (a tokenizer.json can be large).
 _DATA_FILES = frozenset({"tokenizer.json", "vocab.json"})

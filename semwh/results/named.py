@@ -240,8 +240,8 @@ def bind_params(query: NamedQuery, values: Mapping[str, Any] | None = None) -> d
     for p in query.params:
         value = bound.get(p.name)
         if value is not None and p.type in ("DOUBLE", "INTEGER"):
-            allowed = ranges.get(p.name, Range(integer=p.type == "INTEGER"))
-            bound[p.name] = check_number(value, f"query {query.name!r} parameter {p.name}", allowed)
+            limits = ranges.get(p.name, Range(integer=p.type == "INTEGER"))
+            bound[p.name] = check_number(value, f"query {query.name!r} parameter {p.name}", limits)
     return bound
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import delete, insert, select
 
-from semwh.custom_code import NO_CUSTOM_CODE, refuse_custom_code
+from semwh.custom_code import refuse_custom_code
 from semwh.errors import ConfigError, DuplicateError, InputError, MissingDependencyError
 from semwh.ingest.sources import SourceSpec, is_current, record_source, version_swap
 from semwh.names import check_name
@@ -48,7 +48,7 @@ def load_sentence_model(source: TextSource, device: str = "cpu"):  # noqa: ANN20
     refuse_custom_code(source.location)
     with _quiet():
         return SentenceTransformer(
-            source.location, device=device, local_files_only=True, **NO_CUSTOM_CODE
+            source.location, device=device, local_files_only=True, trust_remote_code=False
         )
 
 
