@@ -5,6 +5,7 @@
 -- param: alpha DOUBLE = 0.05  FDR level
 -- param: model VARCHAR = NULL  only this model (NULL: every model)
 -- param: word_space VARCHAR = NULL  only this word space (NULL: every word space)
+-- range: alpha = (0, 1)
 -- columns: model, word_space, n_layers, n_significant, first_layer, first_depth_index,
 --   first_relative_depth, first_accuracy_2v2, first_p_fdr_2v2
 WITH c AS (

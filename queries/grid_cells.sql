@@ -6,6 +6,7 @@
 -- param: grid_id INTEGER = NULL  only this grid (NULL: the newest grid of each sides and test)
 -- param: test VARCHAR = NULL  only this test (2v2 or rsa; NULL: both)
 -- param: alpha DOUBLE = 0.05  family-wise level of the significant column
+-- range: alpha = (0, 1); grid_id = [1, ]
 -- columns: grid_id, sweep_id, test, side_a, side_b, row_index, col_index, space_a, space_b,
 --   layer_a, relative_depth_a, layer_b, relative_depth_b, result_id, statistic, p_value,
 --   p_fdr, p_fwe, significant, is_best, n_concepts, n_permutations, seed

@@ -5,6 +5,7 @@
 --   that bin, from the layer_curves view. Bins where a model has no layer are absent.
 -- param: bins INTEGER = 5  number of equal relative-depth bins
 -- param: word_space VARCHAR = NULL  only this word space (NULL: every word space)
+-- range: bins = [1, 1000]
 -- columns: word_space, depth_bin, depth_low, depth_high, model, n_layers, mean_accuracy_2v2,
 --   max_accuracy_2v2, mean_rho_rsa
 WITH c AS (

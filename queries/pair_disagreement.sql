@@ -10,6 +10,7 @@
 -- param: space_a VARCHAR = required  first space (e.g. a layer space MODEL/LAYER)
 -- param: space_b VARCHAR = required  second space (e.g. a word space)
 -- param: top INTEGER = 20  how many pairs to list
+-- range: top = [1, ]
 -- columns: wnid_1, name_1, wnid_2, name_2, similarity_a, similarity_b, z_a, z_b,
 --   disagreement, n_concepts
 WITH va AS (

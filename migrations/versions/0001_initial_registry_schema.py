@@ -597,6 +597,13 @@ def upgrade() -> None:
     op.execute(LAYER_CURVES)
 
 
+def downgrade_drops(conn: sa.Connection) -> dict[str, int]:
+    """Rows the downgrade removes, by table, counted before it runs (``semwh db downgrade``
+    lists them and asks for ``--yes``)."""
+    tables = [t for t in sa.inspect(conn).get_table_names() if t != "alembic_version"]
+    return {t: int(conn.scalar(sa.text(f'SELECT count(*) FROM "{t}"'))) for t in sorted(tables)}
+
+
 def downgrade() -> None:
     op.execute("DROP VIEW IF EXISTS layer_curves")
     op.drop_index(op.f("ix_vector_files_space_id"), table_name="vector_files")

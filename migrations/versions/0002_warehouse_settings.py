@@ -26,6 +26,14 @@ def upgrade() -> None:
     )
 
 
+def downgrade_drops(conn: sa.Connection) -> dict[str, int]:
+    """Rows the downgrade removes, by table, counted before it runs (``semwh db downgrade``
+    lists them and asks for ``--yes``)."""
+    return {
+        "warehouse_settings": int(conn.scalar(sa.text("SELECT count(*) FROM warehouse_settings")))
+    }
+
+
 def downgrade() -> None:
     # A warehouse whose vectors live elsewhere than <warehouse>/vectors forgets where: the
     # downgraded code only knows that default.

@@ -673,6 +673,32 @@ def upgrade() -> None:
     op.execute(LAYER_CURVES)
 
 
+#: The unique key of each results table before sweep families kept recomputations as history.
+OLD_KEYS = {
+    "results_rsa": "space_a, space_b, concepts_sha256, similarity, method, n_permutations, seed",
+    "results_2v2": "space_a, space_b, concepts_sha256, similarity, distance, n_permutations, seed",
+    "results_recovery": "space_a, space_b, concepts_sha256, similarity",
+}
+
+
+def downgrade_drops(conn: sa.Connection) -> dict[str, int]:
+    """Rows the downgrade removes, by table, counted before it runs (``semwh db downgrade``
+    lists them and asks for ``--yes``)."""
+
+    def count(sql: str) -> int:
+        return int(conn.scalar(sa.text(sql)))
+
+    drops = {t: count(f"SELECT count(*) FROM {t}") for t in ("sweeps", "sweep_members")}
+    for table, key in OLD_KEYS.items():
+        kept = count(f"SELECT count(*) FROM (SELECT max(result_id) FROM {table} GROUP BY {key}) k")
+        drops[table] = count(f"SELECT count(*) FROM {table}") - kept
+    drops["recovery_images"] = count(
+        "SELECT count(*) FROM recovery_images WHERE result_id NOT IN (SELECT max(result_id) "
+        f"FROM results_recovery GROUP BY {OLD_KEYS['results_recovery']})"
+    )
+    return drops
+
+
 def downgrade() -> None:
     # Each result gets back the p_fdr of the newest sweep that lists it. Rows the old unique
     # keys cannot hold together (recomputations kept as history) keep only the newest.
@@ -690,16 +716,7 @@ def downgrade() -> None:
     op.drop_table("sweeps")
     if _has_sequences():
         op.execute(sa.schema.DropSequence(sa.Sequence("sweeps_id_seq")))
-    keys = {
-        "results_rsa": (
-            "space_a, space_b, concepts_sha256, similarity, method, n_permutations, seed"
-        ),
-        "results_2v2": (
-            "space_a, space_b, concepts_sha256, similarity, distance, n_permutations, seed"
-        ),
-        "results_recovery": "space_a, space_b, concepts_sha256, similarity",
-    }
-    for table, key in keys.items():
+    for table, key in OLD_KEYS.items():
         op.execute(
             f"DELETE FROM old_{table} WHERE result_id NOT IN (SELECT max(result_id) "
             f"FROM old_{table} GROUP BY {key})"

@@ -15,6 +15,7 @@ Adds ``noise_ceilings`` (RSA noise ceiling of an RDM space over a concept set) a
 (both result ids, bootstrap interval, sign-flip p-value); sweeps list them as ``diff``.
 """
 
+import json
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -251,12 +252,72 @@ def upgrade() -> None:
     op.execute(MEASURE_CURVES)
 
 
+_LISTED = ", ".join(f"'{m}'" for m in MEASURES)
+#: Sweeps with a measure or difference among their members: families the downgrade breaks.
+_BROKEN = f"SELECT sweep_id FROM sweep_members WHERE test IN ({_LISTED})"
+
+
+def downgrade_drops(conn: sa.Connection) -> dict[str, int]:
+    """Rows the downgrade removes, by table, counted before it runs (``semwh db downgrade``
+    lists them and asks for ``--yes``)."""
+
+    def count(sql: str) -> int:
+        return int(conn.scalar(sa.text(sql)))
+
+    return {
+        "results_measures": count("SELECT count(*) FROM results_measures"),
+        "results_diff": count("SELECT count(*) FROM results_diff"),
+        "noise_ceilings": count("SELECT count(*) FROM noise_ceilings"),
+        "permutation_nulls": count(
+            f"SELECT count(*) FROM permutation_nulls WHERE test IN ({_LISTED})"
+        ),
+        "sweep_members": count(f"SELECT count(*) FROM sweep_members WHERE test IN ({_LISTED})"),
+        "sweeps (become partial)": count(
+            f"SELECT count(*) FROM sweeps WHERE sweep_id IN ({_BROKEN})"
+        ),
+    }
+
+
+def _close_broken_families(conn: sa.Connection) -> None:
+    """Sweeps that lose members become ``partial``: n_tests counts the tests they keep, and
+    params keep the size of the family their FDR was computed over."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT s.sweep_id, s.n_tests, s.status, s.params, "
+            f"count(CASE WHEN m.test NOT IN ({_LISTED}) THEN m.p_fdr END) AS kept "
+            "FROM sweeps AS s JOIN sweep_members AS m ON m.sweep_id = s.sweep_id "
+            f"WHERE s.sweep_id IN ({_BROKEN}) "
+            "GROUP BY s.sweep_id, s.n_tests, s.status, s.params"
+        )
+    ).fetchall()
+    for sweep_id, n_tests, status, params, kept in rows:
+        try:
+            loaded = json.loads(params or "{}")
+        except ValueError:
+            loaded = {}
+        loaded = loaded if isinstance(loaded, dict) else {}
+        loaded["downgrade"] = {
+            "removed": "the measures and differences of revision 0004",
+            "family_tests": int(n_tests),
+            "status_before": str(status),
+        }
+        conn.execute(
+            sa.text(
+                "UPDATE sweeps SET n_tests = :n, status = 'partial', params = :p "
+                "WHERE sweep_id = :id"
+            ),
+            {"n": int(kept), "p": json.dumps(loaded, sort_keys=True), "id": int(sweep_id)},
+        )
+
+
 def downgrade() -> None:
     # The measures and differences leave with their tables: their nulls and sweep
-    # memberships go too.
-    listed = ", ".join(f"'{m}'" for m in MEASURES)
-    op.execute(f"DELETE FROM permutation_nulls WHERE test IN ({listed})")
-    op.execute(f"DELETE FROM sweep_members WHERE test IN ({listed})")
+    # memberships go too. A sweep that listed one is no longer the family its FDR was
+    # computed over: it is marked partial (the layer views show complete sweeps only).
+    conn = op.get_bind()
+    _close_broken_families(conn)
+    op.execute(f"DELETE FROM permutation_nulls WHERE test IN ({_LISTED})")
+    op.execute(f"DELETE FROM sweep_members WHERE test IN ({_LISTED})")
     op.execute("DROP VIEW IF EXISTS measure_curves")
     op.execute("DROP VIEW IF EXISTS sweep_results")
     op.execute(OLD_SWEEP_RESULTS)

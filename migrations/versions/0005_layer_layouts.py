@@ -51,6 +51,18 @@ def upgrade() -> None:
     op.execute(_BY_RANK)
 
 
+def downgrade_drops(conn: sa.Connection) -> dict[str, int]:
+    """Rows the downgrade removes, by table, counted before it runs (``semwh db downgrade``
+    lists them and asks for ``--yes``)."""
+    if conn.dialect.name in ("duckdb", "sqlite"):
+        return {}  # the column stays (see downgrade)
+    return {
+        "layers.layout": int(
+            conn.scalar(sa.text("SELECT count(*) FROM layers WHERE layout IS NOT NULL"))
+        )
+    }
+
+
 def downgrade() -> None:
     if _dialect() in ("duckdb", "sqlite"):
         return

@@ -160,6 +160,15 @@ def upgrade() -> None:
     op.execute(GRID_RESULTS)
 
 
+def downgrade_drops(conn: sa.Connection) -> dict[str, int]:
+    """Rows the downgrade removes, by table, counted before it runs (``semwh db downgrade``
+    lists them and asks for ``--yes``)."""
+    return {
+        t: int(conn.scalar(sa.text(f"SELECT count(*) FROM {t}")))
+        for t in ("grids", "grid_cells", "text_models")
+    }
+
+
 def downgrade() -> None:
     # Text-layer spaces stay as spaces (their vectors and results are ordinary rows); only
     # their model records and the grid inference go.

@@ -272,6 +272,16 @@ def upgrade() -> None:
     op.execute(RESULT_INFERENCE)
 
 
+def downgrade_drops(conn: sa.Connection) -> dict[str, int]:
+    """Rows the downgrade removes, by table, counted before it runs (``semwh db downgrade``
+    lists them and asks for ``--yes``). The results rows stay; their per-subject values,
+    inference over subjects and ceilings go."""
+    return {
+        t: int(conn.scalar(sa.text(f"SELECT count(*) FROM {t}")))
+        for t in ("subject_results", "subject_inference")
+    }
+
+
 def downgrade() -> None:
     op.execute("DROP VIEW IF EXISTS result_inference")
     op.execute("DROP VIEW IF EXISTS layer_curves")

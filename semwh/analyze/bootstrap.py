@@ -18,6 +18,7 @@ from semwh.analyze.permutation import make_rng
 from semwh.analyze.rsa import RSA_METHODS, kendall_tau_a
 from semwh.analyze.two_vs_two import TIE_TOL, two_vs_two
 from semwh.errors import ConfigError
+from semwh.validate import check_count, check_level
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,8 @@ def _interval(estimate: float, values: np.ndarray, level: float, seed: int | Non
 
 
 def _check(n_bootstrap: int, level: float) -> None:
-    if n_bootstrap < 1:
-        raise ConfigError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
-    if not 0 < level < 1:
-        raise ConfigError(f"level must lie strictly between 0 and 1, got {level}")
+    check_count(n_bootstrap, "n_bootstrap", minimum=1)
+    check_level(level, "level")
 
 
 def bootstrap_rsa(

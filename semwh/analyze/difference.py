@@ -28,6 +28,7 @@ import numpy as np
 from semwh.analyze._checks import MIN_CONCEPTS
 from semwh.analyze.permutation import STAT_TOL, check_n_permutations, make_rng
 from semwh.errors import ConfigError
+from semwh.validate import check_level
 
 WeightedStatistic = Callable[[np.ndarray], float]
 
@@ -118,8 +119,7 @@ def paired_difference(
         raise ConfigError(f"a paired difference needs at least {MIN_CONCEPTS} concepts, got {n}")
     n_permutations = check_n_permutations(n_permutations)
     n_bootstrap = check_n_permutations(n_bootstrap)
-    if not 0 < level < 1:
-        raise ConfigError(f"level must lie strictly between 0 and 1, got {level}")
+    check_level(level, "level")
     rng, recorded = make_rng(seed)
     # Two independent streams of the seed: adding resamples never changes the sign flips.
     seed_seq = rng.bit_generator.seed_seq

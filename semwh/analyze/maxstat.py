@@ -33,6 +33,7 @@ import numpy as np
 
 from semwh.analyze.permutation import STAT_TOL
 from semwh.errors import ConfigError
+from semwh.validate import check_level
 
 
 @dataclass(frozen=True)
@@ -150,8 +151,7 @@ def peak_depth(
     stats = np.asarray(statistics, dtype=np.float64).reshape(-1)
     values = np.asarray(resampled, dtype=np.float64)
     depths = np.asarray(relative_depths, dtype=np.float64).reshape(-1)
-    if not 0 < level < 1:
-        raise ConfigError(f"level must lie strictly between 0 and 1, got {level}")
+    check_level(level, "level")
     if values.ndim != 2 or values.shape[0] != stats.size or depths.size != stats.size:
         raise ConfigError(
             f"peak depth: {stats.size} layers, {depths.size} depths and resampled statistics "

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from semwh.errors import ConfigError
+from semwh.validate import check_count
 
 #: Null statistics within this distance of the observed one count as ">=": the same value
 #: summed in another order can differ in the last bits.
@@ -31,11 +32,7 @@ def make_rng(seed: int | np.random.Generator) -> tuple[np.random.Generator, int 
 
 def check_n_permutations(n_permutations: int) -> int:
     """Validate a permutation count (0 means no test)."""
-    if isinstance(n_permutations, bool) or int(n_permutations) != n_permutations:
-        raise ConfigError(f"n_permutations must be an integer, got {n_permutations!r}")
-    if n_permutations < 0:
-        raise ConfigError(f"n_permutations must be >= 0, got {n_permutations}")
-    return int(n_permutations)
+    return check_count(n_permutations, "n_permutations")
 
 
 def check_block(start: int, stop: int | None, n_permutations: int) -> tuple[int, int]:

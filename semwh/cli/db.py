@@ -52,17 +52,20 @@ def downgrade(
     ctx: typer.Context,
     revision: str = typer.Argument(..., help="Target revision: base, -1, or a revision id."),
     yes: bool = typer.Option(
-        False, "--yes", help="Confirm a downgrade to base, which drops every table."
+        False, "--yes", help="Confirm a downgrade that removes rows (or goes to base)."
     ),
 ) -> None:
     """Downgrade the registry schema (data in dropped tables is lost).
 
-    `base` drops every table of the registry and needs --yes.
+    A downgrade that removes rows lists them (table: rows) and needs --yes; so does `base`,
+    which drops every table of the registry.
 
     Example: semwh db downgrade -1
     """
     wh = state(ctx).warehouse(check_schema=False)
-    migrate.confirm_downgrade(wh, revision, confirmed=yes)
+    drops = migrate.confirm_downgrade(wh, revision, confirmed=yes)
+    if drops:
+        _say(f"removing {migrate.describe_drops(drops)}")
     _say(f"schema now at {migrate.downgrade(wh, revision) or 'base'}")
 
 

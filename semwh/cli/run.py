@@ -32,6 +32,9 @@ def print_summary(summary: RunSummary) -> None:
 def run(
     ctx: typer.Context,
     config: Path = typer.Argument(..., help="Run configuration (TOML)."),
+    force: bool = typer.Option(
+        False, "--force", help="Let the report replace its files in a folder holding others."
+    ),
 ) -> None:
     """Run ingest -> extract -> analyze -> report as CONFIG declares; finished work is skipped.
 
@@ -42,7 +45,9 @@ def run(
 
     wh = state(ctx).new_warehouse()
     with bars() as progress:
-        summary = run_pipeline(wh, load_config(config), progress=progress, on_stage=print_stage)
+        summary = run_pipeline(
+            wh, load_config(config), progress=progress, on_stage=print_stage, force=force
+        )
     print_summary(summary)
     if summary.report is not None:
         console.print(f"report: {summary.report}")

@@ -8,10 +8,12 @@ Every query file starts with a header in SQL comments::
     -- param: space_a VARCHAR = required  a parameter without a default
     -- columns: model, layer, ...
     -- choices: test = 2v2, rsa; method = spearman, pearson  (optional: allowed values)
+    -- range: alpha = (0, 1); bins = [1, 1000]  (optional: allowed numbers)
 
 Parameters are DuckDB ``$name`` parameters, always bound, never spliced into the SQL text.
 Values given as text (``-p key=value`` on the command line) are converted to the declared
-type; ``NULL`` (any case) is the SQL null.
+type; ``NULL`` (any case) is the SQL null. Every number is checked before it is bound
+(:mod:`semwh.validate`): NaN and infinities never, and a declared range is enforced.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pyarrow.parquet as pq
 
 from semwh.errors import ConfigError, InputError, NotFoundError
 from semwh.results.output import atomic_output, check_output, csv_lines
+from semwh.validate import Range, check_number, parse_range
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.readonly import QueryResult, run_sandboxed, sandbox_connection
 
@@ -162,6 +165,7 @@ def parse_query(text: str, path: Path) -> NamedQuery:
     for key in ("name", "purpose", "columns"):
         if key not in fields:
             raise InputError(f"{path}: query header lacks '-- {key}:'")
+    _ranges(" ".join(fields.get("range", [])), {p.name: p.type for p in params}, str(path))
     name = " ".join(fields["name"])
     if name != path.stem:
         raise InputError(f"{path}: header name {name!r} differs from the file name {path.stem!r}")
@@ -232,7 +236,36 @@ def bind_params(query: NamedQuery, values: Mapping[str, Any] | None = None) -> d
                 f"query {query.name!r} parameter {name}: unknown value {value!r} "
                 f"(choose {', '.join(allowed)})"
             )
+    ranges = param_ranges(query)
+    for p in query.params:
+        value = bound.get(p.name)
+        if value is not None and p.type in ("DOUBLE", "INTEGER"):
+            limits = ranges.get(p.name, Range(integer=p.type == "INTEGER"))
+            bound[p.name] = check_number(value, f"query {query.name!r} parameter {p.name}", limits)
     return bound
+
+
+def _ranges(text: str, types: Mapping[str, str], where: str) -> dict[str, Range]:
+    out: dict[str, Range] = {}
+    for part in text.split(";"):
+        name, sep, interval = part.partition("=")
+        if not sep:
+            continue
+        name = name.strip()
+        if types.get(name) not in ("DOUBLE", "INTEGER"):
+            raise InputError(f"{where}: '-- range:' names {name!r}, not a numeric parameter")
+        try:
+            out[name] = parse_range(interval, integer=types[name] == "INTEGER")
+        except ValueError as exc:
+            raise InputError(f"{where}: '-- range:' of {name}: {exc}") from None
+    return out
+
+
+def param_ranges(query: NamedQuery) -> dict[str, Range]:
+    """The allowed numbers of parameters, from the header's ``-- range:`` line
+    (``alpha = (0, 1); bins = [1, 1000]``; an empty side is unbounded)."""
+    types = {p.name: p.type for p in query.params}
+    return _ranges(query.extra.get("range", ""), types, str(query.path))
 
 
 def param_choices(query: NamedQuery) -> dict[str, tuple[str, ...]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from semwh import validate
 from semwh.analyze import DISTANCES, RSA_METHODS, SIMILARITY_METRICS, TIE_TOL
 from semwh.analyze.cka import CKA_ESTIMATORS
 from semwh.analyze.knn import DEFAULT_K
@@ -50,9 +51,8 @@ def check_seed(seed: int | None) -> int | None:
 
 
 def check_count(value: int, what: str) -> int:
-    if value < 0:
-        raise ConfigError(f"{what} must be 0 or more, got {value}")
-    return int(value)
+    """A count of 0 or more (:func:`semwh.validate.check_count`)."""
+    return validate.check_count(value, what)
 
 
 def check_device(device: str) -> str:

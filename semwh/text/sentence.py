@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import delete, insert, select
 
+from semwh.custom_code import refuse_custom_code
 from semwh.errors import ConfigError, DuplicateError, InputError, MissingDependencyError
 from semwh.ingest.sources import SourceSpec, is_current, record_source, version_swap
 from semwh.names import check_name
@@ -44,8 +45,11 @@ def load_sentence_model(source: TextSource, device: str = "cpu"):  # noqa: ANN20
         ) from exc
     from semwh.text.sources import _quiet
 
+    refuse_custom_code(source.location)
     with _quiet():
-        return SentenceTransformer(source.location, device=device, local_files_only=True)
+        return SentenceTransformer(
+            source.location, device=device, local_files_only=True, trust_remote_code=False
+        )
 
 
 def encode(model, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:  # noqa: ANN001

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from semwh.custom_code import NO_CUSTOM_CODE, refuse_config_code, refuse_custom_code
 from semwh.errors import ConfigError, InputError, MissingDependencyError
 
 #: Installed packages that ship a sentence-transformers folder: (module, folder, model name).
@@ -128,12 +129,21 @@ def _st_source(spec: str, folder: Path, name: str) -> TextSource:
 
 
 def resolve_source(spec: str) -> TextSource:
-    """Resolve a source string (see the module doc).
+    """Resolve a source string (see the module doc); a model folder that asks to run its own
+    code is refused here, before any model library reads it.
 
     Raises:
         ConfigError: An empty source, or ``st:`` of something that is not a folder.
         MissingDependencyError: A package source that is not installed.
+        InputError: The folder's configs ask for code of their own (``auto_map``).
     """
+    source = _resolve(spec)
+    if source.is_folder:
+        refuse_custom_code(source.location)
+    return source
+
+
+def _resolve(spec: str) -> TextSource:
     text = spec.strip()
     if not text:
         raise ConfigError("a text model source is needed (hf:ID_OR_DIR, st:DIR or a package)")
@@ -226,9 +236,12 @@ def load_text_model(
 
     Raises:
         MissingDependencyError: transformers is not installed.
-        InputError: The folder or id cannot be loaded (transformers' reason is kept).
+        InputError: The folder or id cannot be loaded (transformers' reason is kept), or asks
+            to run its own code.
         ConfigError: A maximum length below 2.
     """
+    if source.is_folder:
+        refuse_custom_code(source.location)
     try:
         import torch
         from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -239,12 +252,18 @@ def load_text_model(
     local = Path(source.transformer_dir).is_dir()
     try:
         with _quiet():
-            config = AutoConfig.from_pretrained(source.transformer_dir, local_files_only=local)
+            config = AutoConfig.from_pretrained(
+                source.transformer_dir, local_files_only=local, **NO_CUSTOM_CODE
+            )
+            refuse_config_code(config, source.spec)
             tokenizer = AutoTokenizer.from_pretrained(
-                source.transformer_dir, local_files_only=local
+                source.transformer_dir, local_files_only=local, **NO_CUSTOM_CODE
             )
             model = AutoModel.from_pretrained(
-                source.transformer_dir, local_files_only=local, dtype=torch.float32
+                source.transformer_dir,
+                local_files_only=local,
+                dtype=torch.float32,
+                **NO_CUSTOM_CODE,
             )
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(f"cannot load text model {source.spec!r}: {exc}") from exc

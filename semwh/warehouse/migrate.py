@@ -125,26 +125,100 @@ def upgrade(wh: Warehouse, revision: str = "head") -> str | None:
     return current_revision(wh)
 
 
-def confirm_downgrade(wh: Warehouse, revision: str, *, confirmed: bool) -> None:
-    """Refuse a downgrade to ``base`` (every table dropped) that was not confirmed.
-
-    Raises:
-        ConfigError: ``revision`` is base and ``confirmed`` is false.
-    """
-    if revision == "base" and not confirmed:
-        raise ConfigError(
-            f"`semwh db downgrade base` drops every table of {wh.db_url} and all its rows: "
-            "pass --yes to confirm (or export the tables first with `semwh export`)"
-        )
-
-
-def downgrade(wh: Warehouse, revision: str) -> str | None:
+def _check_target(revision: str) -> None:
     known = known_revisions()
     if revision not in known and revision != "base" and not revision.startswith("-"):
         choices = ", ".join(sorted(known))
         raise WarehouseError(
             f"unknown revision {revision!r} (choose base, -1, or one of: {choices})"
         )
+
+
+def _undone(current: str | None, revision: str) -> list[str]:
+    """The revisions a downgrade from ``current`` to ``revision`` undoes, newest first."""
+    chain = [rev for rev, _, _ in history()]
+    if current not in chain:
+        return []
+    top = chain.index(current)
+    if revision == "base":
+        bottom = -1
+    elif revision.startswith("-"):
+        try:
+            bottom = top - int(revision[1:])
+        except ValueError:
+            return []
+    elif revision in chain:
+        bottom = chain.index(revision)
+    else:
+        return []
+    return [chain[i] for i in range(top, max(bottom, -1), -1)]
+
+
+def downgrade_drops(wh: Warehouse, revision: str) -> dict[str, int]:
+    """What a downgrade to ``revision`` would remove: rows by table (only those with rows).
+
+    Each revision says what its downgrade drops (its module's ``downgrade_drops``); the rows
+    are counted before anything runs. A table that several steps touch counts the most any
+    step removes (the whole table when one of them drops it).
+
+    Raises:
+        WarehouseError: An unknown revision, or a revision that does not say what its
+            downgrade drops.
+    """
+    _check_target(revision)
+    undone = _undone(current_revision(wh), revision)
+    if not undone:
+        return {}
+    script = ScriptDirectory.from_config(_script_only_config())
+    drops: dict[str, int] = {}
+    with wh.engine.connect() as conn:
+        for rev in undone:
+            count = getattr(script.get_revision(rev).module, "downgrade_drops", None)
+            if count is None:
+                raise WarehouseError(
+                    f"revision {rev} does not say what its downgrade drops; "
+                    "export the tables first (`semwh export`) and downgrade with Alembic"
+                )
+            for table, rows in count(conn).items():
+                drops[table] = max(drops.get(table, 0), int(rows))
+    return {table: rows for table, rows in drops.items() if rows}
+
+
+def describe_drops(drops: dict[str, int]) -> str:
+    """``table: rows`` entries in one line."""
+    return ", ".join(f"{table}: {rows} rows" for table, rows in sorted(drops.items()))
+
+
+def confirm_downgrade(wh: Warehouse, revision: str, *, confirmed: bool) -> dict[str, int]:
+    """Refuse a downgrade that would remove rows (or go to ``base``) without confirmation.
+
+    Returns:
+        What the downgrade removes, by table (see :func:`downgrade_drops`).
+
+    Raises:
+        ConfigError: ``revision`` is base, or the downgrade removes rows, and ``confirmed``
+            is false; the message lists every table with its row count.
+        WarehouseError: An unknown revision.
+    """
+    drops = downgrade_drops(wh, revision)
+    if confirmed:
+        return drops
+    if drops:
+        raise ConfigError(
+            f"`semwh db downgrade {revision}` removes {describe_drops(drops)}: pass --yes to "
+            "confirm (or export the tables first with `semwh export`)"
+        )
+    if revision == "base":
+        raise ConfigError(
+            f"`semwh db downgrade base` drops every table of {wh.db_url} and all its rows: "
+            "pass --yes to confirm (or export the tables first with `semwh export`)"
+        )
+    return drops
+
+
+def downgrade(wh: Warehouse, revision: str) -> str | None:
+    """Downgrade the schema to ``revision`` (no confirmation: see :func:`confirm_downgrade`)."""
+    _check_target(revision)
     with _migrating(wh):
         command.downgrade(alembic_config(wh), revision)
     return current_revision(wh)

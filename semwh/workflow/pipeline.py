@@ -21,6 +21,7 @@ from semwh.workflow.runfile import RunConfig
 from semwh.workflow.stages import (
     Outcome,
     analyze_stage,
+    check_report_folder,
     embed_stage,
     extract_stage,
     grid_stage,
@@ -82,6 +83,7 @@ def run_pipeline(
     *,
     progress: Progress | None = None,
     on_stage: OnStage | None = None,
+    force: bool = False,
 ) -> RunSummary:
     """Run (or bring up to date) everything ``config`` declares, stage by stage.
 
@@ -90,11 +92,18 @@ def run_pipeline(
         config: The run configuration.
         progress: Told how far the long stages have got (see :mod:`semwh.progress`).
         on_stage: Called with (stage, what) as each stage starts.
+        force: Let the report replace its files in a folder that holds other files.
 
     Returns:
         What each stage did and the report's path.
+
+    Raises:
+        OutputError: The run file's report folder breaks the rule of
+            :func:`semwh.workflow.stages.check_report_folder` (checked before any work).
     """
     check_progress(progress)
+    if config.report.enabled:
+        check_report_folder(wh, config, force=force)
     start = time.perf_counter()
     summary = RunSummary()
     stage = partial(_stage, summary, on_stage)
@@ -117,6 +126,6 @@ def run_pipeline(
     for peak in config.peaks:
         stage("peak", f"{peak.model} vs {peak.target}", peak_stage, wh, config, peak)
     if config.report.enabled:
-        summary.report = stage("report", str(config.report.out), report_stage, wh, config)
+        summary.report = stage("report", str(config.report.out), report_stage, wh, config, force)
     summary.seconds = round(time.perf_counter() - start, 2)
     return summary

@@ -56,6 +56,11 @@ from pathlib import Path
 from typing import Any
 
 from semwh.errors import ConfigError, InputError
+from semwh.validate import COUNT, LEVEL, POSITIVE_COUNT, SEED, check_number
+
+# Numbers of the file are checked where they enter (field metadata: the allowed range).
+_COUNT = {"range": COUNT}
+_POSITIVE = {"range": POSITIVE_COUNT}
 
 
 @dataclass(frozen=True)
@@ -63,8 +68,8 @@ class ImagesConfig:
     """Which images to ingest: a folder of ``<wnid>_*.jpg`` files, optionally a subset."""
 
     folder: Path
-    max_concepts: int = 0
-    per_concept: int = 0
+    max_concepts: int = field(default=0, metadata=_COUNT)
+    per_concept: int = field(default=0, metadata=_COUNT)
     concepts_imagenet1k: bool = False
 
 
@@ -92,7 +97,7 @@ class ModelConfig:
     preprocessing: str | dict[str, Any] | None = None
     layouts: str | dict[str, str] | None = None
     random_control: bool = False
-    batch_size: int = 32
+    batch_size: int = field(default=32, metadata=_POSITIVE)
 
 
 @dataclass(frozen=True)
@@ -103,8 +108,8 @@ class TextModelConfig:
     name: str = ""
     templates: tuple[str, ...] = ("lemma",)
     pooling: str = "mean"
-    max_length: int = 0
-    batch_size: int = 64
+    max_length: int = field(default=0, metadata=_COUNT)
+    batch_size: int = field(default=64, metadata=_POSITIVE)
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,7 @@ class GridConfig:
     a: str
     b: str
     tests: tuple[str, ...] = ("2v2", "rsa")
-    permutations: int = 0
+    permutations: int = field(default=0, metadata=_COUNT)
 
 
 @dataclass(frozen=True)
@@ -130,8 +135,8 @@ class PeakConfig:
     model: str
     target: str
     tests: tuple[str, ...] = ("2v2", "rsa")
-    permutations: int = 0
-    bootstrap: int = 1000
+    permutations: int = field(default=0, metadata=_COUNT)
+    bootstrap: int = field(default=1000, metadata=_POSITIVE)
 
 
 @dataclass(frozen=True)
@@ -140,8 +145,8 @@ class AnalysisConfig:
 
     tests: tuple[str, ...] = ("2v2", "rsa")
     recovery: bool = True
-    permutations: int = 1000
-    seed: int = 2018
+    permutations: int = field(default=1000, metadata=_COUNT)
+    seed: int = field(default=2018, metadata={"range": SEED})
     similarity: str = "pearson"
     method: str = "spearman"
     distance: str = "pearson"
@@ -152,7 +157,7 @@ class ReportConfig:
     """Where the report goes (relative paths: inside the warehouse folder)."""
 
     out: Path = Path("report")
-    alpha: float = 0.05
+    alpha: float = field(default=0.05, metadata={"range": LEVEL})
     enabled: bool = True
 
 
@@ -185,6 +190,9 @@ def _known(
         # Only plain scalar fields: unions such as ``str | list[str]`` check themselves.
         if f.name in table and f.default is not MISSING and str(f.type) in _SCALARS:
             _check_type(source, section, f.name, table[f.name], f.default)
+        if f.name in table and "range" in f.metadata:
+            where = f"{source + ': ' if source else ''}[{section}] {f.name}"
+            check_number(table[f.name], where, f.metadata["range"])
 
 
 _SCALARS = frozenset({"bool", "int", "float", "str"})
@@ -273,8 +281,6 @@ def parse_config(data: dict[str, Any], base: Path, source: str = "<config>") -> 
     if "tests" in ana:
         ana["tests"] = tuple(ana["tests"])
     analysis = AnalysisConfig(**ana)
-    if analysis.permutations < 0:
-        raise ConfigError(f"{source}: [analysis] permutations must be >= 0")
 
     text_models = []
     for i, t in enumerate(data.get("text_models", [])):

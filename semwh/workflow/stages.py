@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from semwh.errors import ConfigError, InputError
+from semwh.errors import ConfigError, InputError, OutputError
 from semwh.ingest.images import IMAGE_SUFFIXES, ingest_images, wnid_of_file
 from semwh.progress import Progress
 from semwh.warehouse.layout import Warehouse
@@ -90,10 +90,61 @@ def select_images(images: ImagesConfig) -> list[Path]:
     return chosen
 
 
+#: Written into a run's report folder: a later run may replace what it finds there.
+RUN_REPORT_MARK = ".semwh-run-report"
+
+
 def report_path(wh: Warehouse, config: RunConfig) -> Path:
     """Where the run's report goes: the run file's ``out``, inside the warehouse if relative."""
     out = config.report.out
     return out if out.is_absolute() else wh.root / out
+
+
+def _overlap(a: Path, b: Path) -> bool:
+    return a == b or a.is_relative_to(b) or b.is_relative_to(a)
+
+
+def check_report_folder(wh: Warehouse, config: RunConfig, *, force: bool = False) -> Path:
+    """The rule of a run file's ``[report] out``; returns the folder (symlinks resolved).
+
+    A relative ``out`` is a folder of the warehouse's own: a subfolder that holds nothing
+    else of the warehouse (never its root, registry, vectors, temporary files, manifests or
+    vocabularies), whatever ``force`` says. Any other folder follows the rule of
+    ``semwh report``: never inside the warehouse. Either way a folder that already holds
+    files is replaced only when a run's report is what it holds, or with ``force``.
+
+    Raises:
+        OutputError: The folder breaks the rule; the message names it and the way out.
+    """
+    target = report_path(wh, config).expanduser().resolve()
+    root = wh.root.expanduser().resolve()
+    given = f"[report] out = {str(config.report.out)!r}"
+    if target.is_relative_to(root):
+        owned = [*wh.data_paths, wh.tmp_root, wh.root / "manifests", wh.root / "vocabularies"]
+        clash = [p for p in (Path(q).expanduser().resolve() for q in owned) if _overlap(target, p)]
+        if target == root or clash:
+            what = "the warehouse folder itself" if target == root else f"{clash[0]}"
+            raise OutputError(
+                f"{given} is {target}, which would mix the report with {what}; name a "
+                'subfolder of its own (out = "report") or a folder outside the warehouse'
+            )
+    else:
+        from semwh.results.output import check_output_folder
+
+        check_output_folder(target, wh.protected_paths, force=True)
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"{given}: {target} is a file; give a folder for the report")
+    if (
+        target.is_dir()
+        and any(target.iterdir())
+        and not (target / RUN_REPORT_MARK).is_file()
+        and not force
+    ):
+        raise OutputError(
+            f"{given}: {target} already holds files that no run wrote; pass --force to "
+            "replace the report's files in it, or choose an empty or new folder"
+        )
+    return target
 
 
 def setup_stage(wh: Warehouse, config: RunConfig) -> Outcome:
@@ -261,11 +312,14 @@ def peak_stage(wh: Warehouse, config: RunConfig, spec: PeakConfig) -> Outcome:
     return _outcome(changed, f"sweep {result.sweep_id}: {peaks}", result.sweep_id)
 
 
-def report_stage(wh: Warehouse, config: RunConfig) -> Outcome:
+def report_stage(wh: Warehouse, config: RunConfig, force: bool = False) -> Outcome:
     from semwh.results.report import build_report
 
-    # The run file's report is the warehouse's own: each run replaces it.
-    info = build_report(
-        wh, report_path(wh, config), alpha=config.report.alpha, force=True, in_warehouse=True
+    # A folder the rule allows (checked again: the stages before may have taken a while);
+    # a run's report folder is its own, each run replaces its files.
+    folder = check_report_folder(wh, config, force=force)
+    info = build_report(wh, folder, alpha=config.report.alpha, force=True, in_warehouse=True)
+    (folder / RUN_REPORT_MARK).write_text(
+        "written by `semwh run`; the next run replaces this report\n", encoding="utf-8"
     )
     return Outcome("done", f"{len(info.figures)} figure files", info.html)

@@ -19,6 +19,7 @@ from semwh.errors import ConfigError, InputError
 from semwh.ingest import ingest_rdm
 from semwh.results.named import run_query
 from semwh.results.report import build_report, report_data
+from semwh.results.report.figures import slug
 from semwh.runs.difference import diff
 from semwh.runs.verify import verify
 from semwh.vectors import load_space
@@ -266,7 +267,7 @@ def test_report_draws_ceiling_bands_and_heatmaps_in_wordnet_order(
     assert {
         "rsa_spearman_subjects.png",
         "heatmap_subjects_pearson.png",
-        "heatmap_toy_block2_cosine.svg",
+        f"heatmap_{slug(layer)}_cosine.svg",
     } <= names, names
     # The RSA panel of the RDM target carries its noise ceiling; the layer-curve panels not.
     figures = info.html.parent / "figures"

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from semwh.custom_code import NO_CUSTOM_CODE, refuse_config_code, refuse_custom_code
 from semwh.errors import ConfigError, InputError, MissingDependencyError
 from semwh.extract.layouts import CHANNELS_FIRST, Layout, LayoutRule, infer_layout
 from semwh.extract.models import ModelSpec, default_name, generic_blocks, on_meta, seeded
@@ -246,28 +247,32 @@ def hf_spec(
     Raises:
         MissingDependencyError: transformers is not installed.
         ConfigError: Not a vision checkpoint, or a weights file was given.
-        InputError: The checkpoint cannot be read.
+        InputError: The checkpoint cannot be read, or asks to run its own code.
     """
+    reference = f"hf:{ref}"
+    folder = Path(ref).expanduser()
+    local = folder.is_dir()
+    if local:
+        # Before transformers reads anything: a folder's own code is never run or asked about.
+        refuse_custom_code(folder)
     transformers = import_transformers()
     _quiet(transformers)
-    reference = f"hf:{ref}"
     check_mode(reference, mode, ("default", "none"))
     if weights_file is not None:
         raise ConfigError(
             f"{reference}: Hugging Face models load their weights from the folder or hub ID; "
             "save them with save_pretrained and pass hf:DIR instead of --weights-file"
         )
-    folder = Path(ref).expanduser()
-    local = folder.is_dir()
     repo, revision = (str(folder.resolve()), None) if local else (ref.partition("@")[0], None)
     if not local and "@" in ref:
         revision = ref.partition("@")[2] or None
     try:
-        config = transformers.AutoConfig.from_pretrained(repo, revision=revision)
+        config = transformers.AutoConfig.from_pretrained(repo, revision=revision, **NO_CUSTOM_CODE)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = f"folder {repo}" if local else f"hub ID {repo}"
         raise InputError(f"{reference}: cannot read the config of {where}: {first}") from exc
+    refuse_config_code(config, reference)
     cls, build_config = _model_class(transformers, config, reference)
     vision = _vision_config(build_config)
     if (
@@ -280,7 +285,9 @@ def hf_spec(
         )
     base: Preprocessing | None = None
     try:
-        processor = transformers.AutoImageProcessor.from_pretrained(repo, revision=revision)
+        processor = transformers.AutoImageProcessor.from_pretrained(
+            repo, revision=revision, **NO_CUSTOM_CODE
+        )
         base = preprocessing_of(processor.to_dict(), reference)
     except ConfigError:
         # A processor semwh does not reproduce: the user's preprocessing replaces it.
@@ -295,7 +302,7 @@ def hf_spec(
 
     def from_config() -> nn.Module:
         if auto:
-            return cls.from_config(build_config)
+            return cls.from_config(build_config, **NO_CUSTOM_CODE)
         return cls(build_config)
 
     used_seed: int | None = None
@@ -315,6 +322,7 @@ def hf_spec(
                     config=build_config,
                     revision=revision,
                     output_loading_info=True,
+                    **NO_CUSTOM_CODE,
                     **_float32(transformers),
                 )
             except (OSError, RuntimeError, ValueError) as exc:

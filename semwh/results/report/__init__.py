@@ -27,6 +27,7 @@ from semwh.results.report.figures import (
     heatmap_figure,
     measure_figures,
 )
+from semwh.validate import check_level
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.readonly import sandbox_connection
 
@@ -126,7 +127,11 @@ def report_data(
     of each, drawn as panels of their own, and the ``noise_ceilings`` rows. ``heatmaps``
     names spaces (``SPACE`` or ``SPACE:METRIC``, metric pearson, spearman or cosine) whose
     ``space_vectors`` rows are drawn as similarity heatmaps in WordNet order.
+
+    Raises:
+        ConfigError: ``alpha`` is not a number strictly between 0 and 1, an unknown measure.
     """
+    alpha = check_level(alpha, "alpha")
     unknown = [m for m in measures if m not in MEASURE_AXES]
     if unknown:
         raise ConfigError(
@@ -311,9 +316,11 @@ def build_report(
 
     Raises:
         NotFoundError: The warehouse holds no 2 vs 2 results (nothing to plot).
+        ConfigError: ``alpha`` is not a number strictly between 0 and 1.
         OutputError: ``out_dir`` is inside the warehouse, a file, or a non-empty folder
             without ``force``.
     """
+    alpha = check_level(alpha, "alpha")
     protected = wh.data_paths if in_warehouse else wh.protected_paths
     check_heatmaps(wh, heatmaps)
     check_output_folder(out_dir, protected, force=force)

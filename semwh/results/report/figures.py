@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from collections.abc import Sequence
@@ -40,8 +41,26 @@ def _pyplot() -> Any:
     return plt
 
 
-def slug(text: str) -> str:
-    """A file-name-safe version of a space name."""
+_KEPT = re.compile(r"[a-z0-9._-]+")
+
+
+def slug(text: str, *, hashed: bool = False) -> str:
+    """The part of a file name that stands for a name (a space's, a measure's), one per name.
+
+    A name of lower-case letters, digits, ``.``, ``_`` and ``-`` is used as it is. Any other
+    name keeps its safe characters and gains ``+`` and a short hash of the exact name, so
+    that names that clean up alike (``a b``, ``a*b?``, ``a_b``; ``Words``, ``words`` on a
+    case-insensitive disk) never share a figure file. ``hashed`` adds the hash to any name
+    (one that could read like another figure's name, ``txt_layers`` beside the layers of
+    ``txt``).
+    """
+    if _KEPT.fullmatch(text) and not hashed:
+        return text
+    return f"{_clean(text)}+{hashlib.sha256(text.encode('utf-8')).hexdigest()[:10]}"
+
+
+def _clean(text: str) -> str:
+    """The safe characters of a measure's own label (``k=3``: ``k_3``; labels are distinct)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "space"
 
 
@@ -167,7 +186,8 @@ def curve_figures(
         if target.endswith("/"):
             word_space, key_part = f"the layers of {target[:-1]}", f"{slug(target[:-1])}_layers"
         else:
-            word_space, key_part = target, slug(target)
+            # "X_layers" is the name of the figure of X's layers: such a space gets a hash.
+            word_space, key_part = target, slug(target, hashed=target.endswith("_layers"))
         figures.append(
             curve_figure(
                 rows,
@@ -280,7 +300,7 @@ def measure_figures(
                 ylabel=f"{label} ({variant})",
                 title=f"{label} ({variant}) against {word_space}",
                 alpha=alpha,
-                key=f"{slug(measure)}_{slug(variant)}_{slug(word_space)}",
+                key=f"{_clean(measure)}_{_clean(variant)}_{slug(word_space)}",
                 out_dir=out_dir,
                 protected=protected,
                 ceiling=band,
@@ -331,7 +351,7 @@ def heatmap_figure(
     title = f"{space}: {what}, concepts in WordNet hypernym order"
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    key = f"heatmap_{slug(space)}_{slug(metric)}"
+    key = f"heatmap_{slug(space)}_{_clean(metric)}"
     return _save(plt, fig, key, title, out_dir, protected)
 
 

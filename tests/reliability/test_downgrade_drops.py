@@ -1,0 +1,98 @@
+"""A schema downgrade that removes rows names them (table: rows) and needs --yes, and leaves
+every sweep family consistent: a sweep that loses members says so (status partial, n_tests
+of the tests it keeps)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+from alembic.script import ScriptDirectory
+
+from semwh.errors import ConfigError
+from semwh.warehouse import models as m
+from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.migrate import (
+    _script_only_config,
+    confirm_downgrade,
+    current_revision,
+    downgrade,
+    head_revision,
+    history,
+    upgrade,
+)
+from tests.conftest import run_cli
+from tests.data.make_stored_warehouse import WHEN, add_row_to_every_table
+from tests.reliability.conftest import open_wh
+
+pytestmark = pytest.mark.integration
+
+
+def _families(wh: Warehouse) -> list[tuple[int, int, str, int]]:
+    """(sweep_id, n_tests, status, members with a p-value) of every sweep."""
+    assert wh.duckdb_path is not None
+    conn = duckdb.connect(str(wh.duckdb_path), read_only=True)
+    try:
+        return conn.execute(
+            "SELECT s.sweep_id, s.n_tests, s.status, count(m.p_fdr) FROM sweeps s "
+            "LEFT JOIN sweep_members m USING (sweep_id) GROUP BY ALL ORDER BY 1"
+        ).fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def wh(tmp_path: Path) -> Warehouse:
+    """A head warehouse with a row in every table and a sweep of RSA and CKA together."""
+    warehouse = open_wh(tmp_path / "wh")
+    warehouse.root.mkdir()
+    upgrade(warehouse, "head")
+    # Empty, the same downgrade removes nothing and needs no confirmation; base always does.
+    assert confirm_downgrade(warehouse, "0003", confirmed=False) == {}
+    with pytest.raises(ConfigError, match="--yes"):
+        confirm_downgrade(warehouse, "base", confirmed=False)
+    with warehouse.session() as session:
+        add_row_to_every_table(session)
+        rsa = session.query(m.ResultRSA).first()
+        cka = session.query(m.ResultMeasure).first()
+        sweep = m.Sweep(
+            created_at=WHEN, finished_at=WHEN, models=json.dumps(["resnet50"]),
+            word_spaces=json.dumps(["glove-50d"]), tests=json.dumps(["rsa", "cka"]),
+            n_permutations=100, seed=7, n_tests=2, status="complete", params="{}",
+        )  # fmt: skip
+        session.add(sweep)
+        session.flush()
+        for test, result_id in (("rsa", rsa.result_id), ("cka", cka.result_id)):
+            session.add(
+                m.SweepMember(sweep_id=sweep.sweep_id, test=test, result_id=result_id, p_fdr=0.04)
+            )
+    warehouse.dispose()
+    return warehouse
+
+
+def test_a_downgrade_that_removes_rows_lists_them_and_needs_yes(wh: Warehouse) -> None:
+    head = head_revision()
+    proc = run_cli("--warehouse", str(wh.root), "db", "downgrade", "0003", check=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    for part in ("results_measures: 1 rows", "sweep_members: 1 rows", "partial): 1 rows", "--yes"):
+        assert part in lines[0], lines[0]
+    assert current_revision(wh) == head
+    # Confirmed, the same list is what goes; every remaining family is whole.
+    before = _families(wh)
+    drops = confirm_downgrade(wh, "0003", confirmed=True)
+    assert drops["results_measures"] == drops["sweep_members"] == 1
+    downgrade(wh, "0003")
+    after = _families(wh)
+    assert [s[0] for s in after] == [s[0] for s in before]
+    assert all(n_tests == members for _, n_tests, _, members in after), after
+    assert [s[2] for s in after] == ["complete", "partial"]
+    wh.dispose()
+
+
+def test_every_revision_says_what_its_downgrade_drops() -> None:
+    script = ScriptDirectory.from_config(_script_only_config())
+    for revision, _, _ in history():
+        assert callable(getattr(script.get_revision(revision).module, "downgrade_drops", None))
