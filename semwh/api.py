@@ -184,14 +184,41 @@ class SemanticWarehouse:
     ) -> str:
         """Store concept vectors from memory as a word or external space; returns its name.
 
-        Rows are keyed by WordNet id; the same content under the same name is a no-op, and
-        other content under an existing name needs ``replace`` (a new version).
+        Rows are keyed by registered concept ids (as ``semwh ingest space`` checks them), one
+        row of at least one number per concept; the same content under the same name is a
+        no-op, and other content under an existing name needs ``replace`` (a new version).
+
+        Raises:
+            InputError: An unregistered or empty concept id (naming its row), or vectors that
+                are not n x d with d >= 1.
         """
+        from sqlalchemy import select
+
+        from semwh.errors import InputError
+        from semwh.ingest.concepts import check_concept_id
+        from semwh.names import check_name
         from semwh.runs.options import check_choice
         from semwh.vectors import save_space
+        from semwh.warehouse.models import Concept
 
         check_choice(kind, ("word", "external"), "space kind")
-        save_space(self.warehouse, name, kind, list(wnids), np.asarray(matrix), replace=replace)
+        check_name(name, "space")
+        if isinstance(wnids, str):
+            raise InputError(
+                f"space {name!r}: wnids is one string {wnids!r}; give a list of concept ids"
+            )
+        ids = list(wnids)
+        vectors = np.asarray(matrix)
+        if vectors.ndim != 2 or vectors.shape[1] < 1:
+            raise InputError(
+                f"space {name!r}: vectors have shape {vectors.shape}; give one row of at least "
+                "one number per concept (n x d, d >= 1)"
+            )
+        with self.warehouse.session() as session:
+            known = set(session.scalars(select(Concept.wnid)))
+        for i, value in enumerate(ids):
+            check_concept_id(value, known, f"space {name!r}, row {i}")
+        save_space(self.warehouse, name, kind, ids, vectors, replace=replace)
         return name
 
     def compare(self, space_a: str, space_b: str, test: str = "rsa", **options: Any) -> dict:
