@@ -243,13 +243,23 @@ class SemanticWarehouse:
     ) -> SweepResult:
         """Every layer of ``models`` against every word space, stored as one sweep family.
 
+        ``models`` and ``word_spaces`` are a name or a list of names (one string is one name).
+
         ``options`` are those of :func:`semwh.runs.sweep` (tests, permutations, seed,
         recovery, include_random, ...). The returned ``sweep_id`` selects the family in
         ``sweep_results`` and in :meth:`curves`.
         """
+        from semwh.names import name_list
         from semwh.runs import sweep
 
-        return sweep(self.warehouse, list(models), list(word_spaces), **options)
+        if "tests" in options:
+            options["tests"] = name_list(options["tests"], "tests")
+        return sweep(
+            self.warehouse,
+            name_list(models, "models"),
+            name_list(word_spaces, "word_spaces"),
+            **options,
+        )
 
     def verify(self, *, sweep_id: int | None = None, result: str | None = None) -> VerifyReport:
         """Recompute stored results and check their files (``semwh verify``); all by default."""

