@@ -77,5 +77,5 @@ def name_list(value: object, what: str) -> list[str]:
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return list(value)
     raise ConfigError(
-        f"{what} = {value!r}: give a name or a list of names (for example [\"2v2\", \"rsa\"])"
+        f'{what} = {value!r}: give a name or a list of names (for example ["2v2", "rsa"])'
     )

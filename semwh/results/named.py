@@ -192,8 +192,7 @@ def query_catalogue(folder: Path | None = None) -> pa.Table:
             "name": [q.name for q in queries],
             "parameters": [
                 ", ".join(
-                    f"{p.name}{' (required)' if p.required else f'={p.default}'}"
-                    for p in q.params
+                    f"{p.name}{' (required)' if p.required else f'={p.default}'}" for p in q.params
                 )
                 for q in queries
             ],
