@@ -44,7 +44,6 @@ from semwh.errors import ConfigError, DegenerateInputError
 DEFAULT_K = 10
 # The tie rule's rounding step of cosine similarities (module docstring).
 SIMILARITY_STEP = 2.0**-32
-_SELF = np.iinfo(np.int64).min // 2  # a concept is never its own neighbour
 
 
 @dataclass(frozen=True)
@@ -88,10 +87,13 @@ def cosine_similarity(x: np.ndarray, labels: Sequence[str], space: str) -> np.nd
 
 
 def similarity_keys(sim: np.ndarray) -> np.ndarray:
-    """The ranking keys of the tie rule: each similarity as an integer multiple of
-    :data:`SIMILARITY_STEP` (round half to even); the diagonal below every other key."""
-    keys = np.rint(np.asarray(sim, dtype=np.float64) / SIMILARITY_STEP).astype(np.int64)
-    np.fill_diagonal(keys, _SELF)
+    """The ranking keys of the tie rule, in place of ``sim``: each similarity as its whole
+    number of :data:`SIMILARITY_STEP` steps (round half to even; exact in float64), the
+    diagonal -inf so that a concept is never its own neighbour."""
+    keys = np.asarray(sim, dtype=np.float64)
+    keys *= 1.0 / SIMILARITY_STEP  # a power of two: exact
+    np.rint(keys, out=keys)
+    np.fill_diagonal(keys, -np.inf)
     return keys
 
 
