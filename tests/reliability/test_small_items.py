@@ -229,3 +229,34 @@ def test_broken_text_model_folders_are_one_line(tmp_path: Path) -> None:
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     with pytest.raises(InputError, match="its weights .*truncated or damaged"):
         load_text_model(resolve_source(f"hf:{cut}"))
+
+
+def test_broken_vision_model_folders_are_one_line(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    import torch
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    from semwh.extract.models import model_spec
+
+    good = tmp_path / "vit"
+    config = ViTConfig(
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=8,
+        image_size=32,
+        patch_size=16,
+    )
+    torch.manual_seed(0)
+    ViTModel(config).save_pretrained(good)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(good)
+    wrong = tmp_path / "abc"
+    shutil.copytree(good, wrong)
+    values = json.loads((wrong / "config.json").read_text())
+    (wrong / "config.json").write_text(json.dumps({**values, "hidden_size": "abc"}))
+    with pytest.raises(InputError, match=r"cannot read the config .*'hidden_size'"):
+        model_spec(f"hf:{wrong}")
+    weights = good / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(InputError, match="cannot load the weights .*truncated or damaged"):
+        model_spec(f"hf:{good}").build()
