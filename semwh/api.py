@@ -184,14 +184,41 @@ class SemanticWarehouse:
     ) -> str:
         """Store concept vectors from memory as a word or external space; returns its name.
 
-        Rows are keyed by WordNet id; the same content under the same name is a no-op, and
-        other content under an existing name needs ``replace`` (a new version).
+        Rows are keyed by registered concept ids (as ``semwh ingest space`` checks them), one
+        row of at least one number per concept; the same content under the same name is a
+        no-op, and other content under an existing name needs ``replace`` (a new version).
+
+        Raises:
+            InputError: An unregistered or empty concept id (naming its row), or vectors that
+                are not n x d with d >= 1.
         """
+        from sqlalchemy import select
+
+        from semwh.errors import InputError
+        from semwh.ingest.concepts import check_concept_id
+        from semwh.names import check_name
         from semwh.runs.options import check_choice
         from semwh.vectors import save_space
+        from semwh.warehouse.models import Concept
 
         check_choice(kind, ("word", "external"), "space kind")
-        save_space(self.warehouse, name, kind, list(wnids), np.asarray(matrix), replace=replace)
+        check_name(name, "space")
+        if isinstance(wnids, str):
+            raise InputError(
+                f"space {name!r}: wnids is one string {wnids!r}; give a list of concept ids"
+            )
+        ids = list(wnids)
+        vectors = np.asarray(matrix)
+        if vectors.ndim != 2 or vectors.shape[1] < 1:
+            raise InputError(
+                f"space {name!r}: vectors have shape {vectors.shape}; give one row of at least "
+                "one number per concept (n x d, d >= 1)"
+            )
+        with self.warehouse.session() as session:
+            known = set(session.scalars(select(Concept.wnid)))
+        for i, value in enumerate(ids):
+            check_concept_id(value, known, f"space {name!r}, row {i}")
+        save_space(self.warehouse, name, kind, ids, vectors, replace=replace)
         return name
 
     def compare(self, space_a: str, space_b: str, test: str = "rsa", **options: Any) -> dict:
@@ -216,13 +243,23 @@ class SemanticWarehouse:
     ) -> SweepResult:
         """Every layer of ``models`` against every word space, stored as one sweep family.
 
+        ``models`` and ``word_spaces`` are a name or a list of names (one string is one name).
+
         ``options`` are those of :func:`semwh.runs.sweep` (tests, permutations, seed,
         recovery, include_random, ...). The returned ``sweep_id`` selects the family in
         ``sweep_results`` and in :meth:`curves`.
         """
+        from semwh.names import name_list
         from semwh.runs import sweep
 
-        return sweep(self.warehouse, list(models), list(word_spaces), **options)
+        if "tests" in options:
+            options["tests"] = name_list(options["tests"], "tests")
+        return sweep(
+            self.warehouse,
+            name_list(models, "models"),
+            name_list(word_spaces, "word_spaces"),
+            **options,
+        )
 
     def verify(self, *, sweep_id: int | None = None, result: str | None = None) -> VerifyReport:
         """Recompute stored results and check their files (``semwh verify``); all by default."""

@@ -2,17 +2,21 @@
 
 A name is non-empty printable text without leading or trailing blanks, without ``..`` and
 without a backslash, so that it reads the same in SQL, in messages and in the vectors tree.
+It is in Unicode normal form NFKC: a name with compatibility characters (full-width
+``ｇｌｏｖｅ５０``, ligatures) would look like another (``glove50``) and be a different space.
 ``/`` separates MODEL and LAYER and belongs to layer spaces only: a word or external space
 named ``a/b`` would collide with the layer ``b`` of model ``a``.
 """
 
 from __future__ import annotations
 
-from semwh.errors import InvalidNameError
+import unicodedata
+
+from semwh.errors import ConfigError, InvalidNameError
 
 RULE = (
-    "non-empty printable text without leading or trailing blanks, '..' or '\\'; '/' only "
-    "in MODEL/LAYER layer space names"
+    "non-empty printable text in NFKC form without leading or trailing blanks, '..' or '\\'; "
+    "'/' only in MODEL/LAYER layer space names"
 )
 
 
@@ -41,6 +45,9 @@ def _problem(name: str, layer: bool) -> str | None:
         return "leading or trailing blanks"
     if not name.isprintable():
         return "a control or unprintable character"
+    plain = unicodedata.normalize("NFKC", name)
+    if plain != name:
+        return f"compatibility characters such as full-width letters; write it {plain!r}"
     if ".." in name:
         return "'..'"
     if "\\" in name:
@@ -52,3 +59,23 @@ def _problem(name: str, layer: bool) -> str | None:
         if not model.strip() or not rest.strip() or model != model.strip():
             return "MODEL/LAYER needs a model and a layer"
     return None
+
+
+def name_list(value: object, what: str) -> list[str]:
+    """One name or a sequence of names, as a list: a single string is one item, never read
+    as its letters (``tests = "rsa"``, ``sweep("efficientnet_lite0", ...)``).
+
+    Args:
+        value: A string, or a list or tuple of strings.
+        what: What the names are, for the message (e.g. ``[analysis] tests``).
+
+    Raises:
+        ConfigError: Anything else (a number, a table, a list holding a non-string).
+    """
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ConfigError(
+        f'{what} = {value!r}: give a name or a list of names (for example ["2v2", "rsa"])'
+    )

@@ -6,10 +6,21 @@ length, as Huh et al. do); likewise N_B(i). The alignment is
 
     m_kNN = (1 / n) sum_i |N_A(i) ∩ N_B(i)| / k,
 
-between 0 and 1; two unrelated spaces score about k / (n - 1). Equal similarities are broken
-towards the concept that comes first in the given order, so the result is deterministic.
-The permutation test relabels the concepts of B: concept i gets the neighbours of concept
-perm[i], renamed, so every null value costs O(n k).
+between 0 and 1; two unrelated spaces score about k / (n - 1).
+
+Tie rule: neighbours are ranked by their cosine similarity rounded to the nearest multiple
+of 2^-32 (:data:`SIMILARITY_STEP`, about 2.3e-10; halves to even), then by concept index,
+the concept that comes first in the given order winning. Floating point splits exact ties
+(duplicated or parallel vectors) by a few units in the last place, differently on each BLAS
+build; rounding first makes them, and near-exact ties closer than the step, equal
+everywhere, so the index decides them on every platform. (A similarity whose exact value
+lies within rounding error, about 1e-15, of a midpoint between two multiples could still
+round either way; dyadic values such as 0, 1/2 or 1 are multiples, never midpoints.)
+
+The permutation test relabels the concepts of B: concept i gets the vector of concept
+perm[i]. Each null value is the alignment of A with the relabelled B under the same rule,
+ties in B decided by the new concept order, and costs O(n k) (plus the size of the tied
+groups at the k-th place).
 """
 
 from __future__ import annotations
@@ -31,6 +42,8 @@ from semwh.analyze.permutation import (
 from semwh.errors import ConfigError, DegenerateInputError
 
 DEFAULT_K = 10
+# The tie rule's rounding step of cosine similarities (module docstring).
+SIMILARITY_STEP = 2.0**-32
 
 
 @dataclass(frozen=True)
@@ -56,13 +69,11 @@ class KNNResult:
     k: int
 
 
-def neighbours(x: np.ndarray, k: int, labels: Sequence[str], space: str) -> np.ndarray:
-    """n x k indices of each concept's k nearest other concepts by cosine similarity.
+def cosine_similarity(x: np.ndarray, labels: Sequence[str], space: str) -> np.ndarray:
+    """n x n cosine similarities of the rows of x (float64, one matrix product).
 
     Raises:
-        DegenerateInputError: an all-zero vector (its cosine similarity is undefined), or
-            every pair of concepts equally similar (identical or parallel vectors), so no
-            concept is nearer than another.
+        DegenerateInputError: an all-zero vector (its cosine similarity is undefined).
     """
     norms = np.linalg.norm(x, axis=1)
     bad = np.flatnonzero(norms <= np.finfo(np.float64).tiny)
@@ -72,20 +83,48 @@ def neighbours(x: np.ndarray, k: int, labels: Sequence[str], space: str) -> np.n
             f"neighbours are undefined: {name_concepts(labels, bad)}; drop them"
         )
     z = x / norms[:, None]
-    sim = z @ z.T
-    off = sim[~np.eye(len(sim), dtype=bool)]
-    if off.size and float(np.ptp(off)) <= 1e-12:
+    return z @ z.T
+
+
+def similarity_keys(sim: np.ndarray) -> np.ndarray:
+    """The ranking keys of the tie rule, in place of ``sim``: each similarity as its whole
+    number of :data:`SIMILARITY_STEP` steps (round half to even; exact in float64), the
+    diagonal -inf so that a concept is never its own neighbour."""
+    keys = np.asarray(sim, dtype=np.float64)
+    keys *= 1.0 / SIMILARITY_STEP  # a power of two: exact
+    np.rint(keys, out=keys)
+    np.fill_diagonal(keys, -np.inf)
+    return keys
+
+
+def neighbours(x: np.ndarray, k: int, labels: Sequence[str], space: str) -> np.ndarray:
+    """n x k indices of each concept's k nearest other concepts under the tie rule.
+
+    Raises:
+        DegenerateInputError: an all-zero vector (its cosine similarity is undefined), or
+            every pair of concepts equally similar (identical or parallel vectors), so no
+            concept is nearer than another.
+    """
+    return _ranked(similarity_keys(cosine_similarity(x, labels, space)), k, labels, space)
+
+
+def _ranked(keys: np.ndarray, k: int, labels: Sequence[str], space: str) -> np.ndarray:
+    n = len(keys)
+    off = keys[~np.eye(n, dtype=bool)]
+    if off.size and off.min() == off.max():
         raise DegenerateInputError(
             f"space {space!r}: every pair of concept vectors has the same cosine similarity "
-            f"({off[0]:.3g}; identical or parallel vectors), so nearest neighbours are "
-            f"undefined; concepts: {name_concepts(labels, np.arange(len(sim)))}"
+            f"({off[0] * SIMILARITY_STEP:.3g}; identical or parallel vectors), so nearest "
+            f"neighbours are undefined; concepts: {name_concepts(labels, np.arange(n))}"
         )
-    np.fill_diagonal(sim, -np.inf)
-    # A stable sort of -similarity keeps equal similarities in concept order.
-    return np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    # A stable sort of the negated keys keeps equal keys in concept order.
+    return np.argsort(-keys, axis=1, kind="stable")[:, :k]
 
 
 class _Neighbours:
+    """A's neighbour sets and B's neighbour lists, with the groups of B's concepts that tie
+    at the k-th place: a relabelling of B decides those by the new concept order."""
+
     def __init__(self, x, y, k, labels, space_a, space_b) -> None:
         a, b, names = as_matrix_pair(x, y, labels, space_a, space_b)
         n = a.shape[0]
@@ -95,9 +134,18 @@ class _Neighbours:
                 f"be an integer from 1 to {n - 1} (the other concepts)"
             )
         self.n, self.k = n, int(k)
-        self.nb_b = neighbours(b, self.k, names, space_b)
         self.member_a = np.zeros((n, n), dtype=bool)
         np.put_along_axis(self.member_a, neighbours(a, self.k, names, space_a), True, axis=1)
+        keys_b = similarity_keys(cosine_similarity(b, names, space_b))
+        self.nb_b = _ranked(keys_b, self.k, names, space_b)
+        last = np.take_along_axis(keys_b, self.nb_b[:, -1:], axis=1)
+        above = np.count_nonzero(keys_b > last, axis=1)
+        at = np.count_nonzero(keys_b == last, axis=1)
+        # (concept, first tied slot, the tied concepts) where more tie than slots remain.
+        self.ties = [
+            (int(i), int(above[i]), np.flatnonzero(keys_b[i] == last[i, 0]))
+            for i in np.flatnonzero(at > self.k - above)
+        ]
         self.rows = np.arange(n)[:, None]
 
     def statistic(self, perm: np.ndarray | None = None) -> float:
@@ -106,7 +154,10 @@ class _Neighbours:
         else:
             inverse = np.empty_like(perm)
             inverse[perm] = np.arange(self.n)
-            shared = self.member_a[self.rows, inverse[self.nb_b[perm]]]
+            cols = inverse[self.nb_b[perm]]
+            for i, first, tied in self.ties:
+                cols[inverse[i], first:] = np.sort(inverse[tied])[: self.k - first]
+            shared = self.member_a[self.rows, cols]
         return float(np.count_nonzero(shared)) / (self.n * self.k)
 
 

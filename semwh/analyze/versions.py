@@ -14,6 +14,8 @@ History:
         last bits of their entries can differ from one whole product); the RSA statistic is
         summed exactly from integer ranks (Spearman) or with fsum (Pearson).
     cka 1, knn 1, reg2v2 1, diff 1: the first recorded versions.
+    knn 2: ties follow the documented rule on every BLAS (similarities rounded to 2^-32, then
+        concept order), and the permutation null decides B's ties in the relabelled order.
     rsa 3, 2v2 4 against a target with subjects (an RDM space) only: the statistic is the
         mean over subjects of the comparison with each subject's matrix (rsatoolbox's
         eval_fixed), no longer the comparison with minus the subjects' mean matrix. Results
@@ -29,7 +31,7 @@ ANALYSIS_VERSIONS: dict[str, int] = {
     "2v2": 3,
     "recovery": 3,
     "cka": 1,
-    "knn": 1,
+    "knn": 2,
     "reg2v2": 1,
     "diff": 1,
 }

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
+from types import FrameType
+from typing import NoReturn
 
 import typer
 from rich.markup import escape
@@ -81,15 +84,48 @@ app.command("verify")(verify_cmd.verify)
 
 
 def main() -> None:
-    """Entry point: run the app and turn semwh errors into one red line and exit code 1."""
+    """Entry point: run the app and turn semwh errors into one red line and exit code 1.
+
+    Ctrl-C is one line and exit code 130 wherever it lands: Typer turns a KeyboardInterrupt
+    into a silent exit, and a library interrupted inside its own code (a DuckDB query, a
+    database driver) raises its own error instead, so the handler notes the signal and every
+    way out of the app after it is reported alike.
+    """
     debug = "--debug" in sys.argv
+    interrupted = False
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        nonlocal interrupted
+        interrupted = True
+        signal.default_int_handler(signum, frame)
+
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.default_int_handler:  # not where Ctrl-C is ignored on purpose
+        signal.signal(signal.SIGINT, on_sigint)
     try:
         app(prog_name="semwh")
     except SemwhError as exc:
+        if interrupted:
+            _interrupted(debug)
         if debug:
             traceback.print_exc()
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
-    except KeyboardInterrupt:
-        err_console.print("[red]interrupted[/red]")
-        sys.exit(130)
+    except SystemExit:
+        if interrupted:
+            _interrupted(debug)
+        raise
+    except BaseException:
+        if not interrupted:
+            raise
+        _interrupted(debug)
+    finally:
+        if signal.getsignal(signal.SIGINT) is on_sigint:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted(debug: bool) -> NoReturn:
+    if debug:
+        traceback.print_exc()
+    err_console.print("[red]interrupted[/red] (Ctrl-C): the command stopped", highlight=False)
+    sys.exit(130)

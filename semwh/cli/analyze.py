@@ -536,7 +536,9 @@ def grid(
 def peak(
     ctx: typer.Context,
     model: str = typer.Option(..., "--model", help="A model (vision or text): its layers."),
-    target: str = typer.Option(..., "--target", help="The target space (word, text, external, rdm)."),
+    target: str = typer.Option(
+        ..., "--target", help="The target space (word, text, external, rdm)."
+    ),
     tests: str = typer.Option("2v2,rsa", "--tests", help="Comma-separated tests: 2v2, rsa."),
     permutations: int = typer.Option(1000, "--permutations", "-n", help="Permutations."),
     bootstrap: int = typer.Option(

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from semwh.cli.printing import print_table
 from semwh.cli.sql import ALLOW_READ_HELP, FORCE_HELP
-from semwh.cli.state import console, state
+from semwh.cli.state import state
 from semwh.errors import ConfigError
-from semwh.results.named import list_queries, parse_assignments
+from semwh.results.named import parse_assignments, query_catalogue
 
 
 def query(
@@ -26,19 +25,16 @@ def query(
 ) -> None:
     """Run a named query (a SQL file of queries/) read-only, parameters bound.
 
+    --list prints the named queries in --format (or writes them to --out).
+
     Named queries run in the sandbox of `semwh sql`: the lab-data joins read their file only
     with --allow-read on its folder.
 
     Example: semwh query external_join_csv -p path=lab/ratings.csv --allow-read lab
     """
     if list_:
-        table = Table("name", "parameters (default)", "purpose", show_lines=True)
-        for q in list_queries():
-            params = ", ".join(
-                f"{p.name}{' (required)' if p.required else f'={p.default}'}" for p in q.params
-            )
-            table.add_row(q.name, params, q.purpose)
-        console.print(table)
+        protected = [state(ctx).settings.warehouse.resolve()]
+        print_table(query_catalogue(), fmt, out, "named queries", protected=protected, force=force)
         return
     if not name:
         raise ConfigError("give a query name, or --list to see them")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,27 @@ class ConceptIngestReport:
 def label_to_name(label: str) -> str:
     """A file-name label as a concept name: ``domestic_cat`` -> ``domestic cat``."""
     return label.replace("_", " ").strip()
+
+
+def check_concept_id(value: object, known: Container[str], place: str) -> str:
+    """``value`` if it is the id of a registered concept, exactly as stored.
+
+    The one check of the concept keys of a space, whether they come from a file
+    (``semwh ingest space``) or from memory (``add_space`` of the Python API).
+
+    Raises:
+        InputError: Not text, empty, or not a registered concept (naming ``place``).
+    """
+    if not isinstance(value, str):
+        raise InputError(f"{place}: concept id {value!r} is not text")
+    if not value:
+        raise InputError(f"{place}: empty concept id")
+    if value not in known:
+        raise InputError(
+            f"{place}: unknown wnid {value!r} (not a registered concept; run `semwh "
+            "ingest concepts` first)"
+        )
+    return value
 
 
 def check_wnid(wnid: str, where: str) -> str:

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from semwh.errors import DuplicateError, InputError
 from semwh.hashing import sha256_file
+from semwh.ingest.concepts import check_concept_id
 from semwh.ingest.files import MAX_TEXT_BYTES, csv_errors, csv_rows, regular_size
 from semwh.ingest.formats import read_utf8_text
 from semwh.ingest.sources import (
@@ -201,12 +202,7 @@ def resolve_keys(rows: _Rows, concepts: list[Concept]) -> list[str]:
         if not value:
             raise InputError(f"{place}: empty {rows.key}")
         if rows.key == "wnid":
-            if value not in known:
-                raise InputError(
-                    f"{place}: unknown wnid {value!r} (not a registered concept; run `semwh "
-                    "ingest concepts` first)"
-                )
-            wnid = value
+            wnid = check_concept_id(value, known, place)
         else:
             found = exact.get(value) or folded.get(value.casefold()) or []
             if not found:

@@ -187,6 +187,24 @@ def list_queries(folder: Path | None = None) -> list[NamedQuery]:
     return [parse_query(p.read_text(), p) for p in sorted(root.glob("*.sql"))]
 
 
+def query_catalogue(folder: Path | None = None) -> pa.Table:
+    """The named queries as a table (``semwh query --list``): name, parameters (with their
+    defaults, or "(required)") and purpose, one row per query."""
+    queries = list_queries(folder)
+    return pa.table(
+        {
+            "name": [q.name for q in queries],
+            "parameters": [
+                ", ".join(
+                    f"{p.name}{' (required)' if p.required else f'={p.default}'}" for p in q.params
+                )
+                for q in queries
+            ],
+            "purpose": [q.purpose for q in queries],
+        }
+    )
+
+
 def load_query(name: str, folder: Path | None = None) -> NamedQuery:
     """The named query ``name``.
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from semwh.analyze import similarity_matrix, two_vs_two
 from semwh.analyze.difference import (
+    KNN_DIFFERENCE_REFUSED,
     WeightedStatistic,
     paired_difference,
     weighted_cka,
@@ -52,11 +53,7 @@ def parse_ref(text: str) -> tuple[str, int]:
             "(e.g. 2v2:17)"
         )
     if test == "knn":
-        raise ConfigError(
-            "difference tests of mutual k-NN results are not supported: its per-concept "
-            "scores depend on each other through shared neighbours, which the concept "
-            f"bootstrap and sign flips do not model; compare {', '.join(DIFF_TESTS)} results"
-        )
+        raise ConfigError(f"{KNN_DIFFERENCE_REFUSED}; compare {', '.join(DIFF_TESTS)} results")
     return test, int(number)
 
 

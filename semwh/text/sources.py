@@ -229,6 +229,20 @@ def tokenizer_digest(tokenizer: Any, folder: str) -> str:
     return digest.hexdigest()
 
 
+@contextmanager
+def _loading(source: TextSource, what: str) -> Iterator[None]:
+    """One line naming the part of a model folder that transformers could not load: its
+    loaders raise many kinds of error (a config value of the wrong type, a truncated
+    safetensors file), each a traceback otherwise."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - every loader failure becomes one InputError
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        detail = " ".join(str(exc).split())
+        reason = detail if len(detail) <= 300 else first
+        raise InputError(f"cannot load text model {source.spec!r}: {what}: {reason}") from exc
+
+
 def load_text_model(
     source: TextSource, *, max_length: int | None = None, device: str = "cpu"
 ) -> LoadedTextModel:
@@ -250,23 +264,19 @@ def load_text_model(
             "text models need transformers: pip install 'semwh[text]'"
         ) from exc
     local = Path(source.transformer_dir).is_dir()
-    try:
-        with _quiet():
-            config = AutoConfig.from_pretrained(
-                source.transformer_dir, local_files_only=local, **NO_CUSTOM_CODE
-            )
-            refuse_config_code(config, source.spec)
+    where = source.transformer_dir
+    with _quiet():
+        with _loading(source, f"its config ({where}/config.json)"):
+            config = AutoConfig.from_pretrained(where, local_files_only=local, **NO_CUSTOM_CODE)
+        refuse_config_code(config, source.spec)
+        with _loading(source, f"its tokenizer (in {where})"):
             tokenizer = AutoTokenizer.from_pretrained(
-                source.transformer_dir, local_files_only=local, **NO_CUSTOM_CODE
+                where, local_files_only=local, **NO_CUSTOM_CODE
             )
+        with _loading(source, f"its weights (in {where}; a truncated or damaged file?)"):
             model = AutoModel.from_pretrained(
-                source.transformer_dir,
-                local_files_only=local,
-                dtype=torch.float32,
-                **NO_CUSTOM_CODE,
+                where, local_files_only=local, dtype=torch.float32, **NO_CUSTOM_CODE
             )
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"cannot load text model {source.spec!r}: {exc}") from exc
     model.eval().to(device)
     model_type = str(getattr(config, "model_type", ""))
     architectures = list(getattr(config, "architectures", None) or [])
@@ -289,6 +299,14 @@ def load_text_model(
     resolved = max_length if max_length is not None else (min(known) if known else 512)
     if resolved < 2:
         raise ConfigError(f"max length must be at least 2 tokens, got {resolved}")
+    positions = limits[1]
+    if positions and resolved > int(positions):
+        # Longer inputs index past the position table (an IndexError deep inside torch).
+        raise ConfigError(
+            f"--max-length {resolved} is more than text model {source.spec!r} has positions "
+            f"({int(positions)}, max_position_embeddings or n_positions of its config): give "
+            f"at most {int(positions)}, or leave --max-length out"
+        )
     n_layers = int(
         getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None) or 0
     )

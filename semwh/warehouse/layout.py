@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -144,21 +145,34 @@ class Warehouse:
         """The registry file when the registry is a DuckDB file, else None."""
         if not self.is_duckdb:
             return None
-        path = self.db_url.split("///", 1)[1] if "///" in self.db_url else ""
-        return Path(path) if path and path != ":memory:" else None
+        return _file_of(self.db_url)
+
+    @property
+    def registry_file(self) -> Path | None:
+        """The registry file when the registry is a file (DuckDB or SQLite), else None."""
+        if self.is_duckdb or self.db_url.startswith("sqlite:"):
+            return _file_of(self.db_url)
+        return None
 
     @property
     def engine(self) -> Engine:
         """The registry engine; connections open per use so other processes can read between."""
         if self._engine is None:
+            # duckdb_engine warns (with its source line) each time a registry's indices are
+            # reflected; semwh reads its schema from its own models, so the warning says
+            # nothing to a user.
+            warnings.filterwarnings(
+                "ignore", message=".*support reflection on indices", module="duckdb_engine"
+            )
             self._engine = create_engine(self.db_url, poolclass=NullPool)
-            if self.is_duckdb:
-                event.listen(self._engine, "handle_error", _translate_busy)
+            event.listen(self._engine, "handle_error", _translate_errors)
         return self._engine
 
     def exists(self) -> bool:
-        if self.duckdb_path is not None:
-            return self.duckdb_path.exists()
+        """Whether the registry is there: its file for a file registry (opening a missing
+        SQLite file would create an empty one), else the folder."""
+        if self.registry_file is not None:
+            return self.registry_file.exists()
         return self.root.exists()
 
     @contextmanager
@@ -274,10 +288,35 @@ def stored_vectors_location(wh: Warehouse) -> str | None:
         return None
 
 
-def _translate_busy(context) -> None:  # type: ignore[no-untyped-def]
+def _file_of(url: str) -> Path | None:
+    path = url.split("///", 1)[1] if "///" in url else ""
+    return Path(path) if path and path != ":memory:" else None
+
+
+def _translate_errors(context) -> None:  # type: ignore[no-untyped-def]
+    """One line instead of a driver traceback: a busy or read-only DuckDB file, or a
+    registry that cannot be reached at all (a refused connection, a missing folder)."""
     exc = context.original_exception
     engine = context.engine
     path = engine.url.database if engine is not None else "the registry"
+    if engine is not None and engine.dialect.name == "duckdb":
+        _translate_busy(exc, path)
+    if context.connection is None and isinstance(exc, Exception):
+        where = (
+            engine.url.render_as_string(hide_password=True) if engine is not None else "registry"
+        )
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        file = _file_of(str(engine.url)) if engine is not None else None
+        if engine is not None and engine.dialect.name in ("duckdb", "sqlite") and file:
+            hint = f"check that the folder {file.parent} exists and can be written"
+        else:
+            hint = "check that the server runs and accepts connections at that address"
+        raise WarehouseError(
+            f"cannot connect to the registry {where} (--db or {ENV_DB}): {first}; {hint}"
+        ) from exc
+
+
+def _translate_busy(exc: BaseException, path: object) -> None:
     if is_busy_error(exc):
         raise WarehouseBusyError(busy_message(path, exc)) from exc
     # A registry on a read-only mount (or without write permission) fails when DuckDB opens
@@ -363,8 +402,14 @@ def open_warehouse(
 
     wh = warehouse_from_settings(load_settings(warehouse, db_url, vectors))
     if not wh.exists():
+        missing = wh.registry_file
+        detail = (
+            f" (its registry file {missing} does not exist)"
+            if missing is not None and missing != wh.root / REGISTRY_FILENAME
+            else ""
+        )
         raise WarehouseError(
-            f"no warehouse at {wh.root}: run `semwh --warehouse {wh.root} init` first"
+            f"no warehouse at {wh.root}{detail}: run `semwh --warehouse {wh.root} init` first"
         )
     if check_schema:
         check_revision(wh)

@@ -15,6 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
+from semwh.config import REGISTRY_FILENAME
 from semwh.errors import ConfigError, SchemaMismatchError, WarehouseError
 from semwh.warehouse.layout import (
     Warehouse,
@@ -246,6 +247,8 @@ def init_warehouse(wh: Warehouse) -> tuple[str | None, str]:
         The revision before and after.
     """
     before = current_revision(wh) if wh.exists() else None
+    if before is None:
+        _refuse_nested(wh)
     if before is None and wh.exists():
         _refuse_foreign(wh)
     head = head_revision()
@@ -255,6 +258,17 @@ def init_warehouse(wh: Warehouse) -> tuple[str | None, str]:
         upgrade(wh, "head")
     record_vectors_location(wh)
     return before, head
+
+
+def _refuse_nested(wh: Warehouse) -> None:
+    """Refuse a new warehouse inside another one's folder: its files would sit among the
+    other warehouse's (and its user outputs, refused inside a warehouse, would be too)."""
+    for parent in wh.root.parents:
+        if (parent / REGISTRY_FILENAME).is_file():
+            raise WarehouseError(
+                f"{wh.root} is inside the warehouse {parent}: create the new warehouse in a "
+                "folder outside it"
+            )
 
 
 def _refuse_foreign(wh: Warehouse) -> None:

@@ -15,7 +15,13 @@ import pyarrow as pa
 
 from semwh.errors import MissingDependencyError, WarehouseBusyError, WarehouseError
 from semwh.warehouse.layout import Warehouse, busy_message, is_busy_error
-from semwh.warehouse.sandbox import allowed_folders, check_read_statement, lock_down, sql_error
+from semwh.warehouse.sandbox import (
+    allowed_folders,
+    check_read_statement,
+    check_vectors_override,
+    lock_down,
+    sql_error,
+)
 from semwh.warehouse.views import create_vectors_view
 
 # How long a read waits for a writer's short transaction before saying "warehouse busy".
@@ -132,13 +138,16 @@ def sandbox_connection(
     """A read connection locked down for user SQL (see :mod:`semwh.warehouse.sandbox`).
 
     Files can be read only under the vectors root and the ``allow_read`` folders; the
-    settings are locked, so no statement can widen that.
+    settings are locked, so no statement can widen that. A vectors folder given for this
+    process must be where it reaches the recorded root (:func:`check_vectors_override`).
 
     Raises:
-        SandboxError: An ``allow_read`` folder does not exist.
+        SandboxError: An ``allow_read`` folder does not exist, or the vectors folder given
+            is not the warehouse's.
     """
     folders = allowed_folders(wh, allow_read)
     with read_connection(wh) as conn:
+        check_vectors_override(wh, conn)
         lock_down(conn, folders)
         yield conn
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 
 from semwh.errors import ReadOnlyError, SandboxError, SemwhError, WarehouseError
-from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.layout import VECTORS_SETTING, Warehouse
 
 # Statement kinds that only read. SELECT is what DuckDB reports for SELECT, WITH … SELECT,
 # VALUES, FROM-first queries, DESCRIBE, SHOW and SUMMARIZE.
@@ -156,6 +156,45 @@ def allowed_folders(wh: Warehouse, allow_read: Sequence[str | os.PathLike[str]] 
     return folders
 
 
+def check_vectors_override(wh: Warehouse, conn: duckdb.DuckDBPyConnection) -> None:
+    """A vectors folder given for this process (``--vectors``, ``SEMWH_VECTORS``) must be
+    where it reaches the root the warehouse records: SQL may read every file under it, so
+    ``--vectors /`` must not open the whole filesystem. It is checked by the warehouse's
+    first registered vector files (present there, with their recorded sizes).
+
+    Raises:
+        SandboxError: The folder does not hold those files, or the warehouse has none yet to
+            check it by (and it is not the recorded root).
+    """
+    if wh.vectors_location is None or not wh.vectors.is_local:
+        return
+    row = conn.execute(
+        "SELECT value FROM warehouse_settings WHERE key = ?", [VECTORS_SETTING]
+    ).fetchone()
+    recorded = wh.open_vectors(row[0] if row else None)
+    if recorded.location == wh.vectors.location:
+        return
+    files = conn.execute(
+        "SELECT path, size_bytes FROM vector_files ORDER BY file_id LIMIT 3"
+    ).fetchall()
+    sizes = wh.vectors.sizes([path for path, _ in files])
+    if files and all(
+        size is not None and (want is None or size == want)
+        for (_, want), size in zip(files, sizes, strict=True)
+    ):
+        return
+    why = (
+        "does not hold the warehouse's vector files"
+        if files
+        else "cannot be checked: the warehouse registers no vector files yet"
+    )
+    raise SandboxError(
+        f"vectors folder {wh.vectors.location} (--vectors or SEMWH_VECTORS) {why} (the "
+        f"warehouse records {recorded.location}); SQL reads files under it, so give the "
+        "folder where this machine reaches the recorded root, or leave --vectors out"
+    )
+
+
 def lock_down(conn: duckdb.DuckDBPyConnection, folders: Sequence[str]) -> None:
     """Limit file access to ``folders``, turn off extension autoloading, lock the settings.
 
@@ -185,6 +224,7 @@ def sql_error(exc: duckdb.Error, where: str) -> SemwhError:
 __all__ = [
     "READ_KINDS",
     "allowed_folders",
+    "check_vectors_override",
     "check_read_statement",
     "lock_down",
     "sql_error",

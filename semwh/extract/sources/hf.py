@@ -268,8 +268,9 @@ def hf_spec(
         revision = ref.partition("@")[2] or None
     try:
         config = transformers.AutoConfig.from_pretrained(repo, revision=revision, **NO_CUSTOM_CODE)
-    except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # noqa: BLE001 - a bad value fails with many kinds of error
+        text = " ".join(str(exc).split())
+        first = (text if len(text) <= 300 else str(exc).strip().splitlines()[0]) or repr(exc)
         where = f"folder {repo}" if local else f"hub ID {repo}"
         raise InputError(f"{reference}: cannot read the config of {where}: {first}") from exc
     refuse_config_code(config, reference)
@@ -325,9 +326,12 @@ def hf_spec(
                     **NO_CUSTOM_CODE,
                     **_float32(transformers),
                 )
-            except (OSError, RuntimeError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - a damaged file: many kinds of error
                 first = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
-                raise InputError(f"{reference}: cannot load the weights: {first}") from exc
+                raise InputError(
+                    f"{reference}: cannot load the weights from {repo} (a truncated or "
+                    f"damaged file?): {first}"
+                ) from exc
             missing = sorted(info.get("missing_keys") or [])
             mismatched = list(info.get("mismatched_keys") or [])
             if missing or mismatched:

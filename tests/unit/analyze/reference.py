@@ -139,7 +139,8 @@ def cka_multiset(x: np.ndarray, y: np.ndarray, idx: list[int], estimator: str) -
 
 
 def knn_sets(x: np.ndarray, k: int) -> list[set[int]]:
-    """Each concept's k nearest other concepts by cosine similarity, one at a time."""
+    """Each concept's k nearest other concepts, one at a time, by the documented tie rule:
+    cosine similarity rounded to a multiple of 2^-32 (half to even), then concept index."""
     n = len(x)
     out = []
     for i in range(n):
@@ -147,7 +148,7 @@ def knn_sets(x: np.ndarray, k: int) -> list[set[int]]:
         for j in range(n):
             if j != i:
                 cos = np.dot(x[i], x[j]) / np.sqrt(np.dot(x[i], x[i]) * np.dot(x[j], x[j]))
-                scored.append((-cos, j))
+                scored.append((-round(float(cos) * 2**32), j))
         scored.sort()
         out.append({j for _, j in scored[:k]})
     return out

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from semwh.analyze.cka import cka_null, linear_cka
-from semwh.analyze.knn import knn_null, mutual_knn
+from semwh.analyze.knn import SIMILARITY_STEP, knn_null, mutual_knn, similarity_keys
 from semwh.analyze.permutation import permutation_blocks
 from semwh.analyze.regression import regression_null, regression_two_vs_two
 from semwh.errors import ConfigError, DegenerateInputError
@@ -81,6 +81,59 @@ def test_mutual_knn_null_relabels_b_and_blocks_concatenate() -> None:
     ]
     np.testing.assert_array_equal(np.concatenate(blocks), result.null)
     assert mutual_knn(x, x, k=3).alignment == 1.0
+
+
+def tied(seed: int, n: int = 10, d: int = 3) -> np.ndarray:
+    """Small integer vectors (many exactly equal cosines), some rows duplicated or scaled
+    copies of others (exact ties that floating point splits by a unit in the last place)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 3, size=(n, d)).astype(np.float64)
+    x[~x.any(axis=1), 0] = 1.0
+    for src, dst in rng.choice(n, size=(n // 3, 2), replace=False):
+        x[dst] = x[src] * rng.choice([1.0, 3.0, 0.7, 7.0])
+    return x
+
+
+def test_mutual_knn_decides_exact_ties_by_concept_order_on_a_worked_case() -> None:
+    """Concepts 1 and 2 of A are parallel: 0 and 3 are exactly as near to 1 as to 2 (and 3
+    to 0 as well), and the rule gives each to the first. k = 1, neighbours in A 0->1, 1->2,
+    2->1, 3->0; in B 0->1, 1->2, 2->1, 3->2: three of four shared. Ranking the raw product
+    instead puts 2 ahead of 1 for concept 0 (cos 1/sqrt(2) one unit lower) and gives 0.5."""
+    a = np.array([[0, 0, 1], [0, 1, 1], [0, 3, 3], [1, 0, 0]], dtype=np.float64)
+    b = np.array([[1, 0, 0], [1, 1, 0], [1, 2, 0], [0, 1, 0]], dtype=np.float64)
+    assert mutual_knn(a, b, k=1).alignment == 0.75
+    assert ref.mutual_knn(a, b, 1) == 0.75
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+@pytest.mark.parametrize("seed", range(4))
+def test_mutual_knn_and_its_null_equal_the_reference_with_ties(k: int, seed: int) -> None:
+    """Duplicated rows and exact ties: the statistic and every null value equal the literal
+    loop on the relabelled B, whose ties go to the first concept in the new order."""
+    x, y = tied(seed), tied(100 + seed)
+    result = mutual_knn(x, y, k=k, n_permutations=40, seed=seed)
+    assert result.alignment == ref.mutual_knn(x, y, k)
+    expected = [ref.mutual_knn(x, y[p], k) for p in ref.permutations(seed, 10, 40)]
+    np.testing.assert_array_equal(result.null, expected)
+    blocks = [
+        knn_null(x, y, k=k, n_permutations=40, start=i, stop=j, seed=seed)
+        for i, j in permutation_blocks(40, 7)
+    ]
+    np.testing.assert_array_equal(np.concatenate(blocks), result.null)
+
+
+def test_tie_keys_do_not_depend_on_the_last_bits_of_the_product() -> None:
+    """Another BLAS rounds the product differently by a few units in the last place: the
+    ranking keys, and so the neighbours, stay the same."""
+    x = tied(3, n=12, d=4)
+    z = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sim = z @ z.T
+    keys = similarity_keys(sim.copy())
+    for direction in (np.inf, -np.inf):
+        nudged = np.nextafter(np.nextafter(sim, direction), direction)
+        np.testing.assert_array_equal(similarity_keys(nudged), keys)
+    assert any(len(set(row)) < len(row) for row in keys.tolist())  # exact ties are there
+    assert SIMILARITY_STEP == 2.0**-32
 
 
 def test_mutual_knn_rejects_a_k_beyond_the_other_concepts() -> None:
