@@ -93,3 +93,13 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("[red]interrupted[/red]")
         sys.exit(130)
+    except MemoryError:
+        if debug:
+            traceback.print_exc()
+        err_console.print(
+            "[red]error:[/red] out of memory: run it with smaller counts (-n/--permutations, "
+            "--bootstrap, --batch-size) or on a machine with more memory",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(1)
