@@ -93,6 +93,11 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("[red]interrupted[/red]")
         sys.exit(130)
+    except SystemExit as exc:
+        # Typer turns Ctrl-C inside a command into a silent exit with code 130.
+        if exc.code == 130:
+            err_console.print("[red]interrupted[/red]")
+        raise
     except MemoryError:
         if debug:
             traceback.print_exc()

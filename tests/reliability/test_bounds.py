@@ -4,25 +4,34 @@ outputs, and templates without format specs."""
 
 from __future__ import annotations
 
+import json
+import os
 import resource
+import signal
+import socket
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from PIL import Image as PILImage
 
 from semwh import runs
-from semwh.errors import InputError, ResourceError
+from semwh.errors import ConfigError, InputError, ResourceError
 from semwh.extract.decode import FileBytesDataset
 from semwh.extract.preprocess import PRESETS, Preprocessing
 from semwh.ingest import ingest_images
+from semwh.results.output import to_csv, to_json, write_batches
 from semwh.runs.comparison import plan_comparison
 from semwh.runs.difference import diff
 from semwh.runs.grid import grid, peak_layer
 from semwh.runs.plan import check_specs
 from semwh.vectors import load_space
 from semwh.warehouse.layout import Warehouse
-from tests.conftest import copy_warehouse, migrated_warehouse, run_cli
+from semwh.warehouse.readonly import run_sql
+from tests.conftest import copy_warehouse, migrated_warehouse, run_cli, semwh_bin
 from tests.integration.test_analyze import build_world
 from tests.reliability.test_bad_inputs import _png
 
@@ -98,7 +107,7 @@ def test_cli_refuses_a_huge_permutation_count_in_one_line(world: Warehouse) -> N
 
 
 def test_extreme_images_are_skipped_at_ingest_and_refused_before_decode(
-    warehouse: Warehouse, samples_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    world: Warehouse, samples_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 373 bytes on disk, 100000 x 1 pixels: resizing its short side to 256 would make
     # 25600000 x 256 pixels (20 GB). Ingest skips it with the reason; the photo goes in.
@@ -107,7 +116,7 @@ def test_extreme_images_are_skipped_at_ingest_and_refused_before_decode(
     line = folder / "n01000001_line_x.png"
     line.write_bytes(_png(100_000, 1, b"\x00" + b"\xff" * 12_500))
     (folder / "n01000001_photo_x.jpg").symlink_to(sorted(samples_dir.glob("*.jpg"))[0])
-    report = ingest_images(warehouse, folder, wordnet=False)
+    report = ingest_images(world, folder, wordnet=False)
     assert report.added == 1
     [(path, reason)] = report.skipped
     assert path == str(line) and "aspect ratio of 100000:1" in reason, reason
@@ -138,3 +147,95 @@ def test_extreme_images_are_skipped_at_ingest_and_refused_before_decode(
     narrow = tmp_path / "narrow.png"
     PILImage.new("RGB", (120, 2)).save(narrow)
     assert prep.load(narrow).shape == (3, 224, 224)
+
+
+SLOW_SQL = "SELECT sum(hash(i)) AS s FROM range(1000000000000) t(i)"
+
+
+def _spill_folders(wh: Warehouse) -> list[Path]:
+    return sorted(wh.tmp_root.glob("sql-spill.*")) if wh.tmp_root.exists() else []
+
+
+def test_sql_has_a_time_limit_and_spills_into_its_own_folder(
+    world: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warehouse = world
+    start = time.monotonic()
+    with pytest.raises(ResourceError, match=r"time limit of 0.5 s.*--timeout"):
+        run_sql(warehouse, SLOW_SQL, timeout=0.5)
+    monkeypatch.setenv("SEMWH_SQL_TIMEOUT", "0.5")
+    with pytest.raises(ResourceError, match="SEMWH_SQL_TIMEOUT"):
+        run_sql(warehouse, SLOW_SQL)
+    assert time.monotonic() - start < 15
+    monkeypatch.setenv("SEMWH_SQL_TIMEOUT", "soon")
+    with pytest.raises(ConfigError, match="SEMWH_SQL_TIMEOUT"):
+        run_sql(warehouse, "SELECT 1")
+    monkeypatch.delenv("SEMWH_SQL_TIMEOUT")
+
+    # DuckDB spills into a folder of this statement inside tmp/, removed afterwards; a
+    # folder left by a killed process is removed by the next statement.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = warehouse.tmp_root / f"sql-spill.{socket.gethostname()}.{dead.pid}.abc"
+    stale.mkdir(parents=True)
+    (stale / "duckdb_temp_storage-0.tmp").write_bytes(b"\0" * 1024)
+    live = warehouse.tmp_root / f"sql-spill.{socket.gethostname()}.{os.getpid()}.def"
+    live.mkdir()
+    folder = run_sql(warehouse, "SELECT current_setting('temp_directory') AS t").rows()[0][0]
+    assert Path(folder).parent == warehouse.tmp_root and Path(folder).name.startswith("sql-")
+    assert not Path(folder).exists() and not stale.exists()
+    assert live.exists()  # a live process's folder stays
+
+
+def test_sql_stops_at_the_first_ctrl_c_and_leaves_no_spill_folder(world: Warehouse) -> None:
+    warehouse = world
+    proc = subprocess.Popen(
+        [semwh_bin(), "--warehouse", str(warehouse.root), "sql", SLOW_SQL, "--timeout", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # As from a terminal, even where this test runs with SIGINT ignored (a background job).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _spill_folders(warehouse) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        assert _spill_folders(warehouse), "the statement never started"
+        time.sleep(0.5)  # inside DuckDB by now
+        proc.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        _, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert time.monotonic() - start < 5
+    assert proc.returncode == 130, err
+    assert err.strip() == "interrupted", err
+    assert _spill_folders(warehouse) == []
+
+
+def _watched(batches: list[pa.RecordBatch], partial: Path) -> Iterator[pa.RecordBatch]:
+    """The batches, checking before each one is read that the rows of the one before are
+    already in the file being written (``partial``: its glob pattern)."""
+    size = 0
+    for k, batch in enumerate(batches):
+        if k:
+            [part] = partial.parent.glob(partial.name)
+            assert part.stat().st_size > size, f"batch {k - 1} was not written before batch {k}"
+            size = part.stat().st_size
+        yield batch
+
+
+def test_csv_and_json_are_written_batch_by_batch(tmp_path: Path) -> None:
+    batches = [
+        pa.record_batch({"i": pa.array(range(k, k + 2_000)), "x": pa.array([0.5] * 2_000)})
+        for k in range(0, 10_000, 2_000)
+    ]
+    whole = pa.Table.from_batches(batches)
+    for fmt, expected in (("csv", to_csv(whole)), ("json", to_json(whole) + "\n")):
+        out = tmp_path / f"rows.{fmt}"
+        stream = _watched(batches, tmp_path / f".rows.{fmt}.*.tmp")
+        assert write_batches(batches[0].schema, stream, fmt, out) == 10_000
+        assert out.read_text() == expected
+    assert json.loads(to_json(pa.table({"a": pa.array([], pa.int64())}))) == []
