@@ -28,6 +28,8 @@ from semwh.runs.comparison import plan_comparison
 from semwh.runs.difference import diff
 from semwh.runs.grid import grid, peak_layer
 from semwh.runs.plan import check_specs
+from semwh.text import concept_texts, embed_text_model
+from semwh.text.texts import ConceptFields
 from semwh.vectors import load_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.readonly import run_sql
@@ -239,3 +241,18 @@ def test_csv_and_json_are_written_batch_by_batch(tmp_path: Path) -> None:
         assert write_batches(batches[0].schema, stream, fmt, out) == 10_000
         assert out.read_text() == expected
     assert json.loads(to_json(pa.table({"a": pa.array([], pa.int64())}))) == []
+
+
+@pytest.mark.parametrize("template", ["{lemma!r:>99999999}", "a photo of {lemma:>9}", "{name!s}"])
+def test_templates_with_a_conversion_or_format_spec_are_refused(
+    world: Warehouse, template: str
+) -> None:
+    fields = [ConceptFields("n01000001", "cat", "cat", None)]
+    with pytest.raises(ConfigError, match="conversion or format spec"):
+        concept_texts(fields, [template])
+    # `semwh embed` refuses it before it loads a model or reads a concept.
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match=r"conversion or format spec; write the field alone"):
+        embed_text_model(world, "st:/no/such/model", templates=["lemma", template])
+    assert time.monotonic() - start < 2
+    assert concept_texts(fields, ["a photo of a {lemma}"])[1] == [["a photo of a cat"]]
