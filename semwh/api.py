@@ -67,14 +67,17 @@ class SemanticWarehouse:
         params: Mapping[str, Any] | None = None,
         *,
         allow_read: Sequence[PathLike] = (),
+        timeout: float | None = None,
     ) -> QueryResult:
         """Run one read statement in the sandbox (as ``semwh sql`` does), with bound
-        ``$name`` parameters."""
+        ``$name`` parameters; ``timeout`` seconds at most (None: ``SEMWH_SQL_TIMEOUT`` or
+        600; 0: no limit)."""
         return run_sql(
             self.warehouse,
             statement,
             dict(params) if params else None,
             allow_read=[*self.allow_read, *allow_read],
+            timeout=timeout,
         )
 
     def query(
@@ -83,13 +86,16 @@ class SemanticWarehouse:
         params: Mapping[str, Any] | None = None,
         *,
         allow_read: Sequence[PathLike] = (),
+        timeout: float | None = None,
         **kwargs: Any,
     ) -> QueryResult:
-        """Run a named query of ``queries/`` with its parameters (``semwh query NAME -p``)."""
+        """Run a named query of ``queries/`` with its parameters (``semwh query NAME -p``);
+        ``timeout`` as for :meth:`sql`."""
         from semwh.results.named import run_query
 
         values = {**(params or {}), **kwargs}
-        return run_query(self.warehouse, name, values, allow_read=[*self.allow_read, *allow_read])
+        allowed = [*self.allow_read, *allow_read]
+        return run_query(self.warehouse, name, values, allow_read=allowed, timeout=timeout)
 
     def curves(self, word_space: str | None = None, sweep_id: int | None = None) -> QueryResult:
         """Layer curves: per layer space and word space, the current results (``layer_curves``)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,11 @@ ENV_DEVICE = "SEMWH_DEVICE"
 ENV_WORDNET = "SEMWH_WORDNET"
 # Folders (os.pathsep-separated) whose files `semwh sql` and named queries may read.
 ENV_ALLOW_READ = "SEMWH_ALLOW_READ"
+# Image size limits, checked from the file's header before any pixel is decoded.
+ENV_MAX_IMAGE_PIXELS = "SEMWH_MAX_IMAGE_PIXELS"
+ENV_MAX_ASPECT_RATIO = "SEMWH_MAX_ASPECT_RATIO"
+# Seconds a `semwh sql` statement or named query may run (0: no limit).
+ENV_SQL_TIMEOUT = "SEMWH_SQL_TIMEOUT"
 # Testing knob: inject crashes and I/O errors at named points (see semwh.testing.faults).
 ENV_FAULT = "SEMWH_FAULT"
 
@@ -90,6 +96,64 @@ def load_settings(
             if item.strip()
         ),
     )
+
+
+#: Default image limits: 100 million pixels (300 MB as RGB) and a long side at most 50
+#: times the short one (a model's resize of the short side multiplies the long one too).
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
+DEFAULT_MAX_ASPECT_RATIO = 50.0
+#: Default time limit of user SQL, in seconds.
+DEFAULT_SQL_TIMEOUT = 600.0
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    from semwh.errors import ConfigError
+
+    text = (env.get(name) or "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"{name}={text!r} is not a positive number")
+    return value
+
+
+def image_limits(environ: dict[str, str] | None = None) -> tuple[int, float]:
+    """The largest decoded image (pixels) and aspect ratio (long side / short side) accepted.
+
+    Raises:
+        ConfigError: ``SEMWH_MAX_IMAGE_PIXELS`` or ``SEMWH_MAX_ASPECT_RATIO`` is not a
+            positive number.
+    """
+    env = os.environ if environ is None else environ
+    pixels = _positive(env, ENV_MAX_IMAGE_PIXELS, DEFAULT_MAX_IMAGE_PIXELS)
+    return int(pixels), _positive(env, ENV_MAX_ASPECT_RATIO, DEFAULT_MAX_ASPECT_RATIO)
+
+
+def sql_timeout(value: float | None = None, environ: dict[str, str] | None = None) -> float:
+    """Seconds user SQL may run: ``value`` (``--timeout``), else ``SEMWH_SQL_TIMEOUT``, else
+    the default; 0 means no limit.
+
+    Raises:
+        ConfigError: A negative, non-finite or non-numeric limit.
+    """
+    from semwh.errors import ConfigError
+
+    if value is None:
+        env = os.environ if environ is None else environ
+        text = (env.get(ENV_SQL_TIMEOUT) or "").strip()
+        if not text:
+            return DEFAULT_SQL_TIMEOUT
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(f"{ENV_SQL_TIMEOUT}={text!r} is not a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise ConfigError(f"SQL timeout {value!r} must be a number of seconds >= 0 (0: no limit)")
+    return float(value)
 
 
 def fault_spec(environ: dict[str, str] | None = None) -> str | None:

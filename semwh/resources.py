@@ -58,3 +58,38 @@ def parse_bytes(text: str) -> int:
     if not size > 0:
         raise ConfigError(f"not a memory size: {text!r} (e.g. 16G, 512M or a number of bytes)")
     return int(size)
+
+
+def image_size_problem(width: int, height: int, resize: int | None = None) -> str | None:
+    """Why an image of these dimensions is refused before decoding, or None.
+
+    The limits (:func:`semwh.config.image_limits`) bound the decoded pixels and the aspect
+    ratio: a model resizes the short side, so a 100000 x 1 image would grow to 25600000 x 256
+    pixels (20 GB) in a 256-pixel resize. With ``resize`` (the short side after a model's
+    resize) the resized image is held to the pixel limit too.
+    """
+    from semwh.config import ENV_MAX_ASPECT_RATIO, ENV_MAX_IMAGE_PIXELS, image_limits
+
+    max_pixels, max_aspect = image_limits()
+    if width < 1 or height < 1:
+        return f"impossible dimensions {width} x {height}"
+    if width * height > max_pixels:
+        return (
+            f"{width} x {height} pixels is more than the {max_pixels} pixels an image may "
+            f"decode to (about {human_bytes(3 * width * height)} as RGB); set "
+            f"{ENV_MAX_IMAGE_PIXELS} to allow it"
+        )
+    aspect = max(width, height) / min(width, height)
+    if resize is not None and resize * resize * aspect > max_pixels:
+        return (
+            f"{width} x {height} pixels would be resized to about {resize} x "
+            f"{resize * aspect:.0f}, more than the {max_pixels} pixels an image may take; "
+            f"set {ENV_MAX_IMAGE_PIXELS} to allow it"
+        )
+    if aspect > max_aspect:
+        return (
+            f"{width} x {height} pixels has an aspect ratio of {aspect:.0f}:1, beyond "
+            f"{max_aspect:g}:1 (a model's resize of its short side would need about "
+            f"{human_bytes(3 * 256 * 256 * aspect)}); set {ENV_MAX_ASPECT_RATIO} to allow it"
+        )
+    return None

@@ -111,6 +111,18 @@ def main() -> None:
             traceback.print_exc()
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
+    except MemoryError:
+        if interrupted:
+            _interrupted(debug)
+        if debug:
+            traceback.print_exc()
+        err_console.print(
+            "[red]error:[/red] out of memory: run it with smaller counts (-n/--permutations, "
+            "--bootstrap, --batch-size) or on a machine with more memory",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(1)
     except SystemExit:
         if interrupted:
             _interrupted(debug)

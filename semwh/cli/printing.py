@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -16,7 +16,16 @@ from rich.text import Text
 from semwh.cli.state import console, err_console
 from semwh.errors import ConfigError
 from semwh.progress import Progress
-from semwh.results.output import check_format, format_cell, to_csv, to_json, write_result
+from semwh.results.output import (
+    check_format,
+    csv_lines,
+    format_cell,
+    json_chunks,
+    to_csv,
+    to_json,
+    write_batches,
+    write_result,
+)
 
 
 def print_table(
@@ -46,6 +55,34 @@ def print_table(
         rich_table.add_row(*(format_cell(v) for v in row.values()))
     console.print(rich_table)
     err_console.print(f"{table.num_rows} rows")
+
+
+def print_stream(
+    schema: pa.Schema,
+    batches: Iterable[pa.RecordBatch],
+    fmt: str = "table",
+    out: Path | None = None,
+    title: str = "",
+    *,
+    protected: Sequence[Path] = (),
+    force: bool = False,
+) -> None:
+    """:func:`print_table` of rows streamed in record batches: CSV, JSON and Parquet are
+    written batch by batch (stdout or ``out``); only the table format collects the rows."""
+    check_format(fmt)
+    if out is not None:
+        rows = write_batches(schema, batches, fmt, out, protected, force=force)
+        err_console.print(f"wrote {rows} rows to {out}", soft_wrap=True)
+        return
+    if fmt == "parquet":
+        raise ConfigError("--format parquet needs --out FILE.parquet")
+    if fmt == "csv":
+        sys.stdout.writelines(csv_lines(batches, schema.names))
+    elif fmt == "json":
+        sys.stdout.writelines(json_chunks(batches))
+        sys.stdout.write("\n")
+    else:
+        print_table(pa.Table.from_batches(list(batches), schema), fmt, title=title)
 
 
 @contextmanager

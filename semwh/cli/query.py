@@ -6,11 +6,11 @@ from pathlib import Path
 
 import typer
 
-from semwh.cli.printing import print_table
-from semwh.cli.sql import ALLOW_READ_HELP, FORCE_HELP
+from semwh.cli.printing import print_stream, print_table
+from semwh.cli.sql import ALLOW_READ_HELP, FORCE_HELP, TIMEOUT_HELP
 from semwh.cli.state import state
 from semwh.errors import ConfigError
-from semwh.results.named import parse_assignments, query_catalogue
+from semwh.results.named import parse_assignments, query_catalogue, stream_query
 
 
 def query(
@@ -22,6 +22,7 @@ def query(
     list_: bool = typer.Option(False, "--list", "-l", help="List the named queries."),
     allow_read: list[Path] = typer.Option(None, "--allow-read", help=ALLOW_READ_HELP),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    timeout: float | None = typer.Option(None, "--timeout", help=TIMEOUT_HELP),
 ) -> None:
     """Run a named query (a SQL file of queries/) read-only, parameters bound.
 
@@ -39,6 +40,8 @@ def query(
     if not name:
         raise ConfigError("give a query name, or --list to see them")
     lab = state(ctx).api(allow_read)
-    result = lab.query(name, parse_assignments(param))
+    values = parse_assignments(param)
     protected = lab.warehouse.protected_paths
-    print_table(result.table, fmt, out, title=name, protected=protected, force=force)
+    wh, allowed = lab.warehouse, lab.allow_read
+    with stream_query(wh, name, values, allow_read=allowed, timeout=timeout) as rows:
+        print_stream(*rows, fmt, out, title=name, protected=protected, force=force)

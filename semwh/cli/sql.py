@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from semwh.cli.printing import print_table
+from semwh.cli.printing import print_stream
 from semwh.cli.state import state
 
 ALLOW_READ_HELP = (
@@ -14,6 +14,10 @@ ALLOW_READ_HELP = (
     "Also SEMWH_ALLOW_READ (folders separated by the path separator)."
 )
 FORCE_HELP = "Replace the --out file if it exists."
+TIMEOUT_HELP = (
+    "Seconds the statement may run before it is stopped (0: no limit). "
+    "Default: SEMWH_SQL_TIMEOUT, else 600."
+)
 
 
 def sql(
@@ -23,14 +27,19 @@ def sql(
     out: Path | None = typer.Option(None, "--out", "-o", help="Write to this file."),
     allow_read: list[Path] = typer.Option(None, "--allow-read", help=ALLOW_READ_HELP),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    timeout: float | None = typer.Option(None, "--timeout", help=TIMEOUT_HELP),
 ) -> None:
     """Run one read-only statement over registry tables, results and the `vectors` view.
 
     The statement runs in a sandbox: no ATTACH, COPY, EXPORT, INSTALL, LOAD, SET or PRAGMA,
-    and files are read only under the vectors root and --allow-read folders.
+    and files are read only under the vectors root and --allow-read folders. It stops at
+    its time limit (--timeout) or at the first Ctrl-C; CSV, JSON and Parquet stream.
 
     Example: semwh sql "SELECT model, layer, accuracy_2v2 FROM layer_curves" --format csv
     """
+    from semwh.warehouse.readonly import stream_sql
+
     lab = state(ctx).api(allow_read)
-    result = lab.sql(statement)
-    print_table(result.table, fmt, out, protected=lab.warehouse.protected_paths, force=force)
+    protected = lab.warehouse.protected_paths
+    with stream_sql(lab.warehouse, statement, allow_read=lab.allow_read, timeout=timeout) as rows:
+        print_stream(*rows, fmt, out, protected=protected, force=force)

@@ -61,8 +61,27 @@ class FileBytesDataset(Dataset):
         with open(path, "rb") as handle:
             data = handle.read()
         if data.startswith(JPEG_MAGIC):
+            _check_header(data, path, self.preprocessing)
             return index, torch.frombuffer(bytearray(data), dtype=torch.uint8), None
         return index, None, self.preprocessing.load(path)
+
+
+def _check_header(data: bytes, path: str | Path, preprocessing: Preprocessing) -> None:
+    """The size limits of :func:`semwh.extract.preprocess.check_image_size`, read from the
+    JPEG header alone (PIL opens lazily), before the device decodes a pixel."""
+    import io
+
+    from PIL import Image as PILImage
+
+    from semwh.extract.preprocess import check_image_size
+
+    try:
+        image = PILImage.open(io.BytesIO(data))
+    except (OSError, ValueError):
+        return  # not readable by PIL either: the device decoder reports it
+    shorter = preprocessing.resize_mode == "shorter"
+    with image:
+        check_image_size(image, path, preprocessing.resize if shorter else None)
 
 
 def collate_items(items: list[Item]) -> list[Item]:

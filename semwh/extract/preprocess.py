@@ -127,6 +127,7 @@ class Preprocessing:
         """
         try:
             with PILImage.open(path) as img:
+                check_image_size(img, path, self.resize if self.resize_mode == "shorter" else None)
                 rgb = to_rgb(img)
         except (OSError, ValueError) as exc:
             raise InputError(f"cannot decode image {path}: {exc}") from exc
@@ -158,6 +159,24 @@ class Preprocessing:
         mean = torch.as_tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         std = torch.as_tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         return x.sub_(mean).div_(std)
+
+
+def check_image_size(img: PILImage.Image, path: str | Path, resize: int | None = None) -> None:
+    """Refuse an opened (not yet decoded) image whose header gives too many pixels or an
+    extreme aspect ratio, before its pixels or its resize take the memory; ``resize`` is the
+    short side after the model's resize (None: a square resize, bounded by the model).
+
+    Raises:
+        InputError: The size is beyond the limits of :func:`semwh.resources.image_size_problem`.
+    """
+    from semwh.resources import image_size_problem
+
+    problem = image_size_problem(*img.size, resize)
+    if problem is not None:
+        raise InputError(
+            f"image {path}: {problem}; ingest skips such files: remove it from the warehouse's "
+            "images or raise the limit"
+        )
 
 
 def to_rgb(img: PILImage.Image) -> PILImage.Image:

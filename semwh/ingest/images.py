@@ -24,6 +24,7 @@ from semwh.ingest.imagenet import try_imagenet_index
 from semwh.ingest.sources import SourceSpec, record_source
 from semwh.ingest.wordnet import WNID_RE, open_wordnet
 from semwh.progress import Progress, check_progress
+from semwh.resources import image_size_problem
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Image
 
@@ -169,6 +170,9 @@ def decode(candidate: Candidate) -> Decoded | str:
     try:
         with PILImage.open(io.BytesIO(data)) as image:
             width, height, mode = image.width, image.height, image.mode
+            too_big = image_size_problem(width, height)
+            if too_big is not None:
+                return too_big
             # Decoding every pixel finds truncated and corrupt files that a header read misses.
             image.load()
     except Exception as exc:

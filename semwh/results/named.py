@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -34,7 +35,12 @@ from semwh.errors import ConfigError, InputError, NotFoundError
 from semwh.results.output import atomic_output, check_output, csv_lines
 from semwh.validate import Range, check_number, parse_range
 from semwh.warehouse.layout import Warehouse
-from semwh.warehouse.readonly import QueryResult, run_sandboxed, sandbox_connection
+from semwh.warehouse.readonly import (
+    QueryResult,
+    run_sandboxed,
+    sandbox_connection,
+    stream_sandboxed,
+)
 
 # Rows per batch streamed from DuckDB to an export file (memory stays flat for big views).
 EXPORT_BATCH_ROWS = 65_536
@@ -309,17 +315,26 @@ def parse_assignments(items: list[str] | None) -> dict[str, str]:
 
 
 def run_named(
-    conn: duckdb.DuckDBPyConnection, query: NamedQuery, values: Mapping[str, Any] | None = None
+    conn: duckdb.DuckDBPyConnection,
+    query: NamedQuery,
+    values: Mapping[str, Any] | None = None,
+    *,
+    timeout: float | None = None,
 ) -> QueryResult:
     """Run a named query on a sandbox connection (``sandbox_connection``): one read statement.
 
     Raises:
         SandboxError: The query reads a file outside the allowed folders.
         ReadOnlyError: The query file holds something other than one read statement.
+        ResourceError: It ran past its time limit (``timeout`` as for ``run_sandboxed``).
     """
     params = bind_params(query, values)
-    table = run_sandboxed(conn, query.sql, params, where=f"query {query.name!r} ({query.path})")
+    table = run_sandboxed(conn, query.sql, params, where=_where(query), timeout=timeout)
     return QueryResult(table=table, sql=query.sql)
+
+
+def _where(query: NamedQuery) -> str:
+    return f"query {query.name!r} ({query.path})"
 
 
 def run_query(
@@ -329,6 +344,7 @@ def run_query(
     folder: Path | None = None,
     *,
     allow_read: Sequence[str | os.PathLike[str]] = (),
+    timeout: float | None = None,
 ) -> QueryResult:
     """Run the named query ``name`` in the sandbox with bound parameters.
 
@@ -339,11 +355,29 @@ def run_query(
         folder: Another folder of query files.
         allow_read: Folders whose files the query may read (the lab-data joins need the
             folder of their ``path``).
+        timeout: Seconds it may run (None: ``SEMWH_SQL_TIMEOUT`` or the default; 0: none).
     """
     query = load_query(name, folder)
     bound = bind_params(query, params)
     with sandbox_connection(wh, allow_read) as conn:
-        return run_named(conn, query, bound)
+        return run_named(conn, query, bound, timeout=timeout)
+
+
+@contextmanager
+def stream_query(
+    wh: Warehouse,
+    name: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    allow_read: Sequence[str | os.PathLike[str]] = (),
+    timeout: float | None = None,
+) -> Iterator[tuple[pa.Schema, Iterator[pa.RecordBatch]]]:
+    """:func:`run_query` as a schema and record batches streamed from DuckDB; the batches
+    must be read inside the ``with`` block."""
+    query = load_query(name)
+    bound = bind_params(query, params)
+    with sandbox_connection(wh, allow_read) as conn:
+        yield stream_sandboxed(conn, query.sql, bound, where=_where(query), timeout=timeout)
 
 
 def relation_names(conn: duckdb.DuckDBPyConnection) -> list[str]:
@@ -430,4 +464,5 @@ __all__ = [
     "relation_names",
     "run_named",
     "run_query",
+    "stream_query",
 ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import os
@@ -31,6 +32,8 @@ import pyarrow.parquet as pq
 from semwh.errors import ConfigError, OutputError
 
 FORMATS = ("table", "csv", "json", "parquet")
+#: Rows per batch turned into Python values at a time by the CSV and JSON writers.
+STREAM_ROWS = 65_536
 
 _SUFFIX_FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
 _CSV_NONFINITE = {"nan": "NaN", "inf": "inf", "-inf": "-inf"}
@@ -94,13 +97,28 @@ def csv_lines(
         yield buf.getvalue()
 
 
+def json_chunks(batches: Iterable[pa.RecordBatch | pa.Table]) -> Iterator[str]:
+    """A JSON array of the rows of ``batches`` (the text of :func:`to_json`), one chunk per
+    batch: only one batch of rows is ever held as Python objects."""
+    first = True
+    for batch in batches:
+        parts = []
+        for row in batch.to_pylist():
+            values = {k: _json_value(v) for k, v in row.items()}
+            text = json.dumps(values, indent=2, default=str, allow_nan=False)
+            parts.append(("[\n  " if first else ",\n  ") + text.replace("\n", "\n  "))
+            first = False
+        if parts:
+            yield "".join(parts)
+    yield "[]" if first else "\n]"
+
+
 def to_csv(table: pa.Table) -> str:
-    return "".join(csv_lines([table], table.column_names))
+    return "".join(csv_lines(table.to_batches(STREAM_ROWS), table.column_names))
 
 
 def to_json(table: pa.Table) -> str:
-    rows = [{k: _json_value(v) for k, v in row.items()} for row in table.to_pylist()]
-    return json.dumps(rows, indent=2, default=str, allow_nan=False)
+    return "".join(json_chunks(table.to_batches(STREAM_ROWS)))
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -207,6 +225,22 @@ def write_result(
 
     With ``fmt`` "table" the format is the file's extension (.csv, .json, .parquet).
     """
+    batches = table.to_batches(STREAM_ROWS)
+    write_batches(table.schema, batches, fmt, out, protected, force=force)
+    return out
+
+
+def write_batches(
+    schema: pa.Schema,
+    batches: Iterable[pa.RecordBatch],
+    fmt: str,
+    out: Path,
+    protected: Sequence[Path] = (),
+    *,
+    force: bool = False,
+) -> int:
+    """:func:`write_result` of rows that arrive in record batches (from DuckDB's Arrow
+    reader): each batch is written before the next is read. Returns the number of rows."""
     check_format(fmt)
     check_output(out, protected, force=force)  # where it goes is the first thing said
     if fmt == "table":
@@ -215,13 +249,28 @@ def write_result(
             raise ConfigError(
                 f"cannot tell the format of {out}: pass --format csv, json or parquet"
             )
+    rows = 0
+
+    def counted() -> Iterator[pa.RecordBatch]:
+        nonlocal rows
+        for batch in batches:
+            rows += batch.num_rows
+            yield batch
+
     with atomic_output(out, protected, force=force) as tmp:
         if fmt == "parquet":
-            pq.write_table(table, tmp)
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for batch in counted():
+                    writer.write_batch(batch)
         else:
-            text = to_csv(table) if fmt == "csv" else to_json(table) + "\n"
-            tmp.write_text(text, encoding="utf-8")
-    return out
+            chunks = (
+                csv_lines(counted(), schema.names)
+                if fmt == "csv"
+                else itertools.chain(json_chunks(counted()), ["\n"])
+            )
+            with tmp.open("w", encoding="utf-8", newline="") as handle:
+                handle.writelines(chunks)
+    return rows
 
 
 def check_format(fmt: str) -> str:

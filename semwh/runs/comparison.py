@@ -40,11 +40,10 @@ from semwh.analyze.subjects import (
 )
 from semwh.analyze.two_vs_two import two_vs_two_null, two_vs_two_p_value
 from semwh.errors import ConfigError, DegenerateInputError
-from semwh.resources import available_ram, free_disk
 from semwh.runs import store
 from semwh.runs.measures import measure_null, measure_statistic
 from semwh.runs.options import ComparisonOptions, MeasureOptions
-from semwh.runs.plan import AnalysisPlan, check_analysis_plan, plan_analysis
+from semwh.runs.plan import AnalysisPlan, check_analysis_plan, plan_spec
 from semwh.runs.provenance import concepts_sha256, derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec, ResultRecord
 from semwh.vectors import SpaceVectors, get_space, load_space
@@ -180,30 +179,8 @@ def run_comparison(spec: ComparisonSpec, scratch: Path | None = None) -> ResultR
 
 
 def plan_for(spec: ComparisonSpec, tmp: Path, memory: int | None = None) -> AnalysisPlan:
-    """The memory plan of a spec on this machine.
-
-    Args:
-        spec: The comparison.
-        tmp: Where streamed inputs would go (the warehouse's tmp/).
-        memory: Bytes the analysis may use; default (and at most) the available RAM.
-    """
-    opts = spec.options
-    free = available_ram()
-    if memory is not None:
-        free = memory if free is None else min(memory, free)
-    return plan_analysis(
-        opts.test,
-        f"{opts.test} of {spec.space_a!r} vs {spec.space_b!r}",
-        n_concepts=spec.n_concepts,
-        dims=(int(spec.a.shape[1]), int(spec.b.shape[1])),
-        metric=opts.metric,
-        permutations=opts.permutations,
-        bootstrap=opts.bootstrap,
-        device=opts.device,
-        ram_free=free,
-        disk_free=free_disk(tmp),
-        n_jobs=min(8, os.cpu_count() or 1),
-    )
+    """The memory plan of a spec on this machine (:func:`semwh.runs.plan.plan_spec`)."""
+    return plan_spec(spec, tmp, memory)
 
 
 def without_null(spec: ComparisonSpec) -> ComparisonSpec:

@@ -35,6 +35,7 @@ from semwh.errors import ConfigError, NotFoundError
 from semwh.runs import families, store
 from semwh.runs.comparison import plan_comparison
 from semwh.runs.options import ComparisonOptions, MeasureOptions, check_seed
+from semwh.runs.plan import check_counts
 from semwh.runs.provenance import derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec
 from semwh.vectors import load_space
@@ -255,6 +256,15 @@ def diff_in(
     )
     if found is not None and not force:
         return found
+    n = inputs.specs[0].n_concepts
+    # Refused before any work: the nulls and resamples, and a few n x n pair tables.
+    check_counts(
+        f"difference of {inputs.first[0]}:{inputs.first[1]} and "
+        f"{inputs.second[0]}:{inputs.second[1]}",
+        permutations=permutations,
+        bootstrap=bootstrap,
+        fixed=8 * 8 * n * n,
+    )
     seed = draw_seed() if seed is None else seed
     start = time.perf_counter()
     first, second = (weighted_statistic(spec) for spec in inputs.specs)

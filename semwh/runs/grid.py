@@ -40,6 +40,7 @@ from semwh.runs.comparison import (
     save_in,
 )
 from semwh.runs.options import TESTS, ComparisonOptions, check_choice, check_seed
+from semwh.runs.plan import check_specs
 from semwh.runs.provenance import canonical_json, concepts_sha256, derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec
 from semwh.runs.sweep import Skipped
@@ -295,6 +296,11 @@ def _run_grid(
         for i, row in enumerate(rows):
             for j, col in enumerate(cols):
                 specs[(opts.test, i, j)] = spec(opts, row, col)
+    # Refused before any cell runs: the largest cell, and every cell's null read back at once
+    # for the max-statistic test (and the peak's bootstrap values).
+    held = {"-n/--permutations": params["permutations"], "--bootstrap": params["bootstrap"]}
+    held = {option: len(specs) * count for option, count in held.items()}
+    check_specs(list(specs.values()), wh.tmp_root, family="grid", held_values=held)
     with wh.session() as session:
         for key, cell in specs.items():
             stored = None if force else lookup_in(session, cell)

@@ -8,10 +8,17 @@ working memory has to fit. A plan that does not fit even then is refused with it
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from semwh.errors import ResourceError
-from semwh.resources import human_bytes
+from semwh.resources import available_ram, free_disk, human_bytes
+
+if TYPE_CHECKING:
+    from semwh.runs.records import ComparisonSpec
 
 #: Bytes of one float64 entry.
 _F64 = 8
@@ -24,6 +31,40 @@ _CHECK_BLOCK_ENTRIES = 1 << 22
 _KERNEL_ARRAYS = 30
 _KERNEL_BLOCK_ENTRIES = 1 << 18
 _KERNEL_MAX_BYTES = 512 * 2**20
+
+
+#: Bytes of one null value while it is stored: the float64 null, its Python float and list
+#: slot, and its JSON text and the driver's copy of it (measured: about 73 bytes).
+_STORED_VALUE_BYTES = 96
+#: Bytes per permutation drawn before its statistic: the RSA and 2 vs 2 nulls draw a block's
+#: permutations first (n int64 each, plus array headers); the measures recompute each
+#: relabelling and hold one Python float per value until the null is complete.
+_DRAWN_EXTRA = {"rsa": 64, "2v2": 256}
+_MEASURE_VALUE_BYTES = 48
+#: A null held in a family (a grid's max-statistic reads every cell's null back: JSON text,
+#: Python floats and the stacked float64 matrix).
+FAMILY_VALUE_BYTES = 96
+
+
+def permutation_bytes(test: str, n: int, permutations: int) -> int:
+    """Memory that grows with the permutations of one comparison: the null and its stored
+    copy, and the relabellings drawn for it (see the constants above)."""
+    if permutations <= 0:
+        return 0
+    if test in _DRAWN_EXTRA:
+        per = _F64 * n + _DRAWN_EXTRA[test]
+    else:
+        per = _MEASURE_VALUE_BYTES
+    return permutations * (per + _STORED_VALUE_BYTES)
+
+
+def bootstrap_bytes(test: str, n: int, bootstrap: int) -> int:
+    """Memory that grows with the bootstrap resamples: one value each (RSA), or the resample
+    counts and their products with the pair table (2 vs 2: about five float64 rows of n)."""
+    if bootstrap <= 0:
+        return 0
+    per = 5 * _F64 * n + 160 if test == "2v2" else 3 * _F64
+    return bootstrap * per
 
 
 def _block_bytes(n: int) -> int:
@@ -136,6 +177,8 @@ def work_bytes(
     if bootstrap:
         # Triangle indices and one resample's index and value arrays.
         total += 16 * m + 5 * 8 * m
+    # What grows with the counts: the null (and its stored copy) and the resamples.
+    total += permutation_bytes(test, n, permutations) + bootstrap_bytes(test, n, bootstrap)
     return int(total)
 
 
@@ -171,34 +214,164 @@ def plan_analysis(
     )
 
 
-def check_analysis_plan(plan: AnalysisPlan) -> None:
+def _hints(plan: AnalysisPlan, family: str = "") -> list[str]:
+    """What to change, each naming its option: fewer permutations or resamples where their
+    count makes the size, fewer concepts where the n x n work does."""
+    n = plan.n_concepts
+    hints = []
+    if plan.permutations:
+        grown = permutation_bytes(plan.test, n, plan.permutations)
+        hints.append(
+            "fewer -n/--permutations"
+            if 4 * grown >= plan.work_bytes
+            else "fewer concepts for the permutation test (or run it without -n)"
+        )
+    if plan.bootstrap:
+        grown = bootstrap_bytes(plan.test, n, plan.bootstrap)
+        hints.append(
+            "fewer --bootstrap resamples" if 4 * grown >= plan.work_bytes else "drop --bootstrap"
+        )
+    if plan.test == "rsa" and plan.metric != "pearson":
+        hints.append("--method pearson (row-blocked, O(n) memory)")
+    hints.append("a machine with more memory" + ("" if family else " (or raise --memory)"))
+    return hints
+
+
+def check_analysis_plan(
+    plan: AnalysisPlan, held: int = 0, family: str = "", held_hints: Sequence[str] = ()
+) -> None:
     """Refuse a comparison that cannot fit, with the numbers and what to change.
 
+    Args:
+        plan: The comparison's plan.
+        held: Bytes its family holds besides it (the nulls of other members).
+        family: The family, for the message (``sweep``, ``grid``); empty for one comparison.
+        held_hints: What to change when ``held`` makes the size, biggest part first.
+
     Raises:
-        ResourceError: The working memory exceeds the memory available even with the inputs
-            streamed from tmp/, or tmp/ lacks the space for them.
+        ResourceError: The working memory (with ``held``) exceeds the memory available even
+            with the inputs streamed from tmp/, or tmp/ lacks the space for them.
     """
-    if plan.fits:
+    if plan.fits and (plan.ram_free is None or plan.work_bytes + held <= plan.ram_free):
         return
     assert plan.ram_free is not None
-    if plan.work_bytes > plan.ram_free:
-        hints = []
-        if plan.permutations:
-            hints.append("fewer concepts for the permutation test (or run it without -n)")
+    if plan.work_bytes + held > plan.ram_free:
+        counts = f"{plan.permutations} permutations"
         if plan.bootstrap:
-            hints.append("drop --bootstrap")
-        if plan.test == "rsa" and plan.metric != "pearson":
-            hints.append("--method pearson (row-blocked, O(n) memory)")
-        hints.append("a machine with more memory (or raise --memory)")
+            counts += f", {plan.bootstrap} bootstrap resamples"
+        beside = f" and {human_bytes(held)} for the rest of the {family}" if held else ""
+        hints = list(held_hints) if held > plan.work_bytes else []
         raise ResourceError(
-            f"{plan.what} over {plan.n_concepts} concepts needs about "
-            f"{human_bytes(plan.work_bytes)} of working memory besides its two similarity "
-            f"matrices ({human_bytes(plan.inputs_bytes)}, which can be streamed from tmp/) but "
-            f"{human_bytes(plan.ram_free)} is available: use {'; or '.join(hints)}"
+            f"{plan.what} over {plan.n_concepts} concepts with {counts} needs about "
+            f"{human_bytes(plan.work_bytes)} of working memory{beside} besides its two "
+            f"similarity matrices ({human_bytes(plan.inputs_bytes)}, which can be streamed "
+            f"from tmp/) but {human_bytes(plan.ram_free)} is available: use "
+            f"{'; or '.join(dict.fromkeys([*hints, *_hints(plan, family)]))}"
         )
     raise ResourceError(
         f"{plan.what} over {plan.n_concepts} concepts streams its two similarity matrices "
         f"({human_bytes(plan.inputs_bytes)}) from the warehouse's tmp/, which has "
         f"{human_bytes(plan.disk_free or 0)} free: free disk space there, or run it on a "
         f"machine with {human_bytes(plan.inputs_bytes + plan.work_bytes)} of memory"
+    )
+
+
+def memory_free(memory: int | None = None) -> int | None:
+    """Bytes an analysis may use: the available RAM, or ``memory`` when that is less."""
+    free = available_ram()
+    if memory is not None:
+        free = memory if free is None else min(memory, free)
+    return free
+
+
+def plan_spec(spec: ComparisonSpec, tmp: Path, memory: int | None = None) -> AnalysisPlan:
+    """The memory plan of a comparison spec on this machine.
+
+    Args:
+        spec: The comparison.
+        tmp: Where streamed inputs would go (the warehouse's tmp/).
+        memory: Bytes the analysis may use; default (and at most) the available RAM.
+    """
+    opts = spec.options
+    return plan_analysis(
+        opts.test,
+        f"{opts.test} of {spec.space_a!r} vs {spec.space_b!r}",
+        n_concepts=spec.n_concepts,
+        dims=(int(spec.a.shape[1]), int(spec.b.shape[1])),
+        metric=opts.metric,
+        permutations=opts.permutations,
+        bootstrap=opts.bootstrap,
+        device=opts.device,
+        ram_free=memory_free(memory),
+        disk_free=free_disk(tmp),
+        n_jobs=min(8, os.cpu_count() or 1),
+    )
+
+
+def check_specs(
+    specs: Sequence[ComparisonSpec],
+    tmp: Path,
+    *,
+    family: str,
+    held_members: int = 0,
+    held_values: Mapping[str, int] | None = None,
+    memory: int | None = None,
+) -> None:
+    """Refuse a family of comparisons (a sweep, a grid) before any of them runs.
+
+    The comparisons run one at a time, so the largest plan counts, plus what the family
+    holds besides it: the nulls of ``held_members`` other members (float64 each, as their
+    records wait to be stored) and values read back at once (:data:`FAMILY_VALUE_BYTES`
+    each), counted by the option that sets them (``{"-n/--permutations": cells * N}``).
+
+    Raises:
+        ResourceError: The largest comparison and what the family holds do not fit.
+    """
+    if not specs:
+        return
+    plans = [plan_spec(spec, tmp, memory) for spec in specs]
+    largest = max(plans, key=lambda plan: plan.ram_needed)
+    held = max(0, held_members) * largest.permutations * _F64
+    values = {option: count for option, count in (held_values or {}).items() if count > 0}
+    held += sum(values.values()) * FAMILY_VALUE_BYTES
+    hints = [f"fewer {option}" for option in sorted(values, key=values.__getitem__, reverse=True)]
+    check_analysis_plan(largest, held, family, hints)
+
+
+def check_counts(
+    what: str,
+    *,
+    permutations: int,
+    bootstrap: int,
+    fixed: int = 0,
+    memory: int | None = None,
+) -> None:
+    """Refuse an analysis whose permutation and bootstrap counts cannot fit, before it runs.
+
+    For analyses without a similarity-matrix plan (paired differences): each permutation
+    keeps a float64 null value and its stored copy, each resample a few float64 values.
+
+    Args:
+        what: The analysis, for the message.
+        permutations: Null values it draws and stores.
+        bootstrap: Resamples it draws.
+        fixed: Bytes it needs whatever the counts.
+        memory: Bytes it may use (default: the available RAM).
+
+    Raises:
+        ResourceError: The counts need more memory than is available.
+    """
+    free = memory_free(memory)
+    grown = [
+        (max(0, permutations) * (_F64 + _STORED_VALUE_BYTES), "fewer -n/--permutations"),
+        (max(0, bootstrap) * 3 * _F64, "fewer --bootstrap resamples"),
+    ]
+    needed = fixed + sum(size for size, _ in grown)
+    if free is None or needed <= free:
+        return
+    hints = [text for size, text in sorted(grown, reverse=True) if size]
+    raise ResourceError(
+        f"{what} with {permutations} permutations and {bootstrap} bootstrap resamples needs "
+        f"about {human_bytes(needed)} of memory but {human_bytes(free)} is available: use "
+        f"{'; or '.join([*hints, 'a machine with more memory'])}"
     )

@@ -31,6 +31,7 @@ from semwh.runs.options import (
     check_choice,
     check_seed,
 )
+from semwh.runs.plan import check_specs
 from semwh.runs.provenance import derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec, ResultRecord
 from semwh.runs.recovery import recovery as run_recovery
@@ -408,6 +409,13 @@ def _run_sweep(
                 slots.append(found)
             done += 1
             report(progress, "sweep", done, total)
+    # Refused before any comparison runs: the largest one, and the nulls waiting to be stored.
+    check_specs(
+        [spec for _, spec in pending],
+        wh.tmp_root,
+        family="sweep",
+        held_members=min(len(pending), COMMIT_EVERY) - 1,
+    )
     step = run_comparison if strict else run_or_skip
     outcomes = mapper(step, [spec for _, spec in pending])  # type: ignore[arg-type]
     buffer: list[tuple[int, ResultRecord]] = []

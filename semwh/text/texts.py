@@ -40,13 +40,24 @@ def resolve_template(template: str) -> str:
     """The template text of a named template, or ``template`` itself after checking its fields.
 
     Raises:
-        ConfigError: A template with no field, an unknown field or broken braces.
+        ConfigError: A template with no field, an unknown field, a field with a conversion
+            or format spec (``{lemma!r}``, ``{lemma:>9}``) or broken braces.
     """
     text = TEMPLATES.get(template, template)
     try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+        parts = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text)]
     except ValueError as exc:
         raise ConfigError(f"template {template!r} is not valid: {exc}") from exc
+    # A conversion or format spec ({lemma!r:>99999999}) can make a text of any length: the
+    # fields are inserted as they are, nothing else.
+    for field, spec, conversion in parts:
+        if spec or conversion:
+            raise ConfigError(
+                f"template {template!r}: {{{field}{'!' + conversion if conversion else ''}"
+                f"{':' + spec if spec else ''}}} has a conversion or format spec; write the "
+                f"field alone ({{{field}}})"
+            )
+    fields = [f for f, _, _ in parts if f is not None]
     unknown = sorted({f for f in fields if f not in FIELDS})
     if unknown or not fields:
         raise ConfigError(

@@ -205,6 +205,8 @@ def lock_down(conn: duckdb.DuckDBPyConnection, folders: Sequence[str]) -> None:
     conn.execute("SET enable_external_access = false")
     conn.execute("SET autoinstall_known_extensions = false")
     conn.execute("SET autoload_known_extensions = false")
+    # DuckDB's progress bar would write into the rows a long query prints to stdout.
+    conn.execute("SET enable_progress_bar = false")
     conn.execute("SET lock_configuration = true")
 
 

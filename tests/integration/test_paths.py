@@ -73,26 +73,30 @@ def numbers(wh, test: str, row) -> tuple:
     return (float(value), row.p_value, tuple(null or ()), tuple(subjects))
 
 
-@pytest.mark.parametrize("test", ["rsa", "2v2"])
-def test_single_sweep_grid_peak_and_blocks_give_one_number(spaces, world, test) -> None:
+def test_single_sweep_grid_peak_and_blocks_give_one_number(spaces, world) -> None:
     wh = spaces
     layers = world["layers"]["toy"]
+    tests = ["rsa", "2v2"]
     peak = peak_layer(
-        wh, "toy", "subjects", tests=[test], permutations=PERMUTATIONS, bootstrap=4, seed=SEED
+        wh, "toy", "subjects", tests=tests, permutations=PERMUTATIONS, bootstrap=4, seed=SEED
     )
     # One grid of the model's layers against every kind of target (every space has all the
     # concepts, so each cell is over the same concepts as the single analysis).
-    cells = grid(wh, "toy", list(TARGETS), tests=[test], permutations=PERMUTATIONS, seed=SEED)
-    (grid_row,) = cells.grids
-    for target in TARGETS:
-        stored = {c.space_a: c for c in cells.cells[grid_row.grid_id] if c.space_b == target}
-        for layer in (layers[1], layers[3]):
+    cells = grid(wh, "toy", list(TARGETS), tests=tests, permutations=PERMUTATIONS, seed=SEED)
+    for grid_row in cells.grids:
+        test = grid_row.test
+        (peak_row,) = [g for g in peak.grids if g.test == test]
+        peaked = {c.space_a: (c.statistic, c.p_value) for c in peak.cells[peak_row.grid_id]}
+        for target in TARGETS:
+            stored = {c.space_a: c for c in cells.cells[grid_row.grid_id] if c.space_b == target}
+            if target == "subjects":
+                assert peaked == {k: (c.statistic, c.p_value) for k, c in stored.items()}
+            layer = layers[1] if target != "subjects" else layers[3]
             single = runs.compare(
                 wh, layer, target, test, permutations=PERMUTATIONS, seed=SEED, force=True
             )
-            cell = stored[layer]
             with wh.session() as session:
-                cell_row = store.get_comparison(session, test, cell.result_id)
+                cell_row = store.get_comparison(session, test, stored[layer].result_id)
             assert numbers(wh, test, single) == numbers(wh, test, cell_row), (layer, target)
             assert (single.target is not None) == (target == "subjects")
             # The blocked null (what the Ray backend distributes) completes to the same.
@@ -111,22 +115,19 @@ def test_single_sweep_grid_peak_and_blocks_give_one_number(spaces, world, test) 
             assert (parts.statistic, parts.p_value) == (whole.statistic, whole.p_value)
             np.testing.assert_array_equal(parts.null, whole.null)
             assert (whole.statistic, whole.p_value) == numbers(wh, test, single)[:2]
-        if target == "subjects":
-            (peak_row,) = peak.grids
-            peaked = {c.space_a: c for c in peak.cells[peak_row.grid_id]}
-            assert {k: (c.statistic, c.p_value) for k, c in peaked.items()} == {
-                k: (c.statistic, c.p_value) for k, c in stored.items()
-            }
     sweep = runs.sweep(
         wh,
         ["toy"],
         ["subjects", "text/layer1"],
-        tests=[test],
+        tests=tests,
         permutations=PERMUTATIONS,
         seed=SEED,
         include_random=False,
     )
     for row in sweep.rows:
+        if row.space_a != layers[2]:
+            continue
+        test = "rsa" if hasattr(row, "rho") else "2v2"
         again = runs.compare(
             wh,
             row.space_a,
@@ -137,12 +138,11 @@ def test_single_sweep_grid_peak_and_blocks_give_one_number(spaces, world, test) 
             force=True,
         )
         assert numbers(wh, test, again) == numbers(wh, test, row), (row.space_a, row.space_b)
-    if test == "2v2":
-        return
-    report = verify(wh, every=True)
-    assert {v.status for v in report.verdicts} == {REPRODUCED}, [
-        v.detail for v in report.verdicts if v.status != REPRODUCED
-    ]
+    for family in (sweep.sweep_id, cells.sweep_id, peak.sweep_id):
+        report = verify(wh, sweep_id=family)
+        assert report.verdicts and {v.status for v in report.verdicts} == {REPRODUCED}, [
+            v.detail for v in report.verdicts if v.status != REPRODUCED
+        ]
 
 
 @pytest.mark.parametrize("measure", ["cka", "knn", "reg2v2"])
