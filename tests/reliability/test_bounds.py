@@ -213,7 +213,7 @@ def test_sql_stops_at_the_first_ctrl_c_and_leaves_no_spill_folder(world: Warehou
         proc.kill()
     assert time.monotonic() - start < 5
     assert proc.returncode == 130, err
-    assert err.strip() == "interrupted", err
+    assert err.strip() == "interrupted (Ctrl-C): the command stopped", err
     assert _spill_folders(warehouse) == []
 
 
