@@ -20,6 +20,7 @@ from semwh.extract.batches import ProbedModel, ShardOutput, run_shard
 from semwh.extract.models import LoadedModel
 from semwh.extract.plan import ExtractionPlan
 from semwh.extract.rows import ImageRow, with_busy_retry
+from semwh.ingest.image_checks import RecordedImage, check_images
 from semwh.progress import Progress, report
 from semwh.vectors import (
     VectorFileInfo,
@@ -198,6 +199,7 @@ def run_local_shards(
         for shard_index in todo:
             rows = shard_rows(images, plan, shard_index)
             shard_start = time.perf_counter()
+            check_shard_images(wh, rows)
             output = run_shard(
                 probed,
                 [resolve_path(wh, row.path) for row in rows],
@@ -223,6 +225,16 @@ def run_local_shards(
         if pending is not None:
             pending.result()
     return processed
+
+
+def check_shard_images(wh: Warehouse, rows: list[ImageRow]) -> None:
+    """Hash a shard's image files right before they are decoded and refuse any that is gone
+    or differs from its ingest record (a photo replaced on disk), naming it and the repair.
+
+    Raises:
+        InputError: An image file is missing or its bytes changed since ingest.
+    """
+    check_images(wh, [RecordedImage(r.image_id, r.wnid, r.path, r.sha256) for r in rows])
 
 
 def clean_job_tmp(wh: Warehouse, parallel: bool) -> int:
