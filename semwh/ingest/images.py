@@ -232,7 +232,6 @@ def _refuse_registered_elsewhere(
                     f"concept {registered}: not stored",
                 )
             )
-            present.pop(item.sha256)
             continue
         kept.append(item)
     return kept
@@ -301,9 +300,9 @@ def _drop_or_move(
         image_id, path, _, _, why = row
         found = _moved(row, first_by_hash)
         if found is not None:
-            row = session.get(Image, image_id)
-            assert row is not None
-            row.path = str(found.candidate.path)
+            image = session.get(Image, image_id)
+            assert image is not None
+            image.path = str(found.candidate.path)
             report.moved.append((path, str(found.candidate.path)))
             continue
         session.execute(delete(Image).where(Image.image_id == image_id))
