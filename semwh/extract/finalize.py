@@ -42,7 +42,7 @@ def finalize_run(
             ).all()
         out: dict[int, list[VectorFile]] = {}
         for row in rows:
-            out.setdefault(row.layer_id, []).append(row)
+            out.setdefault(int(row.layer_id or 0), []).append(row)
         return out
 
     by_layer = with_busy_retry(files)

@@ -154,8 +154,8 @@ def repair(wh: Warehouse) -> RepairReport:
         for f in every
         if f.kind == "images" and (int(f.run_id or 0), int(f.shard_index or 0)) in shards
     }
-    for key, problem in shards.items():
-        report.damage.extend(_release_shard(wh, *key, problem))
+    for (run_id, shard_index), (path, problem) in shards.items():
+        report.damage.append(_release_shard(wh, run_id, shard_index, path, problem))
     for file, problem in concepts:
         report.damage.append(_repair_concepts(wh, file, problem, released_layers))
     report.n_images, images = image_damage(wh)
@@ -163,11 +163,13 @@ def repair(wh: Warehouse) -> RepairReport:
     return report
 
 
-def _by_shard(files: list[tuple[VectorFile, str]]) -> dict[tuple[int, int], str]:
-    out: dict[tuple[int, int], str] = {}
+def _by_shard(
+    files: list[tuple[VectorFile, str]],
+) -> dict[tuple[int, int], tuple[str, str]]:
+    """(run, shard) -> (path, problem) of its first damaged file."""
+    out: dict[tuple[int, int], tuple[str, str]] = {}
     for f, problem in files:
-        key = (int(f.run_id or 0), int(f.shard_index or 0))
-        out.setdefault(key, f"{f.path} {problem}")
+        out.setdefault((int(f.run_id or 0), int(f.shard_index or 0)), (f.path, problem))
     return out
 
 
@@ -182,7 +184,7 @@ def _extract_command(run: ExtractionRun, model: VisionModel | None) -> str:
     return f"`{command}` with the other options of run {run.run_id} (extraction_runs.params)"
 
 
-def _release_shard(wh: Warehouse, run_id: int, shard_index: int, problem: str) -> list[Damage]:
+def _release_shard(wh: Warehouse, run_id: int, shard_index: int, path: str, problem: str) -> Damage:
     """Take a damaged shard (every layer's file) out of the registry and the disk; the run
     becomes unfinished so that the same extraction resumes with that shard."""
     with wh.session() as session:
@@ -209,17 +211,14 @@ def _release_shard(wh: Warehouse, run_id: int, shard_index: int, problem: str) -
         root.delete(rel)
     command = _extract_command(run, model) if run is not None else "`semwh extract`"
     name = model.name if model is not None else f"run {run_id}"
-    path, _, what = problem.partition(" ")
-    return [
-        Damage(
-            "vector file",
-            root.show(path),
-            what,
-            f"shard {shard_index} of extraction run {run_id} ({name}) was taken out of the "
-            f"registry; run {command} to extract it again",
-            RELEASED,
-        )
-    ]
+    return Damage(
+        "vector file",
+        root.show(path),
+        problem,
+        f"shard {shard_index} of extraction run {run_id} ({name}) was taken out of the "
+        f"registry; run {command} to extract it again",
+        RELEASED,
+    )
 
 
 def _repair_concepts(
