@@ -20,7 +20,9 @@ def repair(ctx: typer.Context) -> None:
 
     report = run_repair(state(ctx).warehouse())
     for damage in report.damage:
-        err_console.print(f"{damage.status}: {damage.line()}", highlight=False, soft_wrap=True)
-    console.print(report.summary(), highlight=False, soft_wrap=True)
+        err_console.print(
+            f"{damage.status}: {damage.line()}", markup=False, highlight=False, soft_wrap=True
+        )
+    console.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
     if not report.ok:
         raise typer.Exit(1)

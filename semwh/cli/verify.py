@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
 from semwh.cli.printing import print_table
 from semwh.cli.state import err_console, state
@@ -34,12 +35,15 @@ def verify(
     for path, problem in sorted(report.bad_files.items()):
         if root.show(path) not in listed:
             err_console.print(
-                f"[red]vector file {root.show(path)}[/red] {problem}: run `semwh repair`",
+                f"[red]vector file {escape(root.show(path))}[/red] {escape(problem)}: "
+                "run `semwh repair`",
                 highlight=False,
                 soft_wrap=True,
             )
     for damage in report.damage:
-        err_console.print(f"[red]damaged:[/red] {damage.line()}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[red]damaged:[/red] {escape(damage.line())}", highlight=False, soft_wrap=True
+        )
     err_console.print(report.summary(), highlight=False, soft_wrap=True)
     if not report.ok:
         raise typer.Exit(1)
