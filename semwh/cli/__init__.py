@@ -18,6 +18,7 @@ from semwh.cli import embed as embed_cmd
 from semwh.cli import export as export_cmd
 from semwh.cli import models as models_cmd
 from semwh.cli import query as query_cmd
+from semwh.cli import repair as repair_cmd
 from semwh.cli import report as report_cmd
 from semwh.cli import run as run_cmd
 from semwh.cli import verify as verify_cmd
@@ -81,6 +82,7 @@ app.command("extract")(extract.extract)
 app.command("models")(models_cmd.models)
 app.command("embed")(embed_cmd.embed)
 app.command("verify")(verify_cmd.verify)
+app.command("repair")(repair_cmd.repair)
 
 
 def main() -> None:

@@ -93,6 +93,9 @@ def images(
         )
     _listing("skipped", report.skipped)
     _listing("duplicates within the input", report.duplicates)
+    _listing("refused (the same photo under two concepts)", report.conflicts)
+    _listing("removed (gone, changed or unreadable on disk)", report.removed)
+    _listing("moved", report.moved)
     if report.new_concepts:
         err_console.print(f"{len(report.new_concepts)} new concepts; {report.wordnet}")
     err_console.print(
@@ -100,7 +103,8 @@ def images(
     )
     console.print(
         f"images: {report.added} added, {report.already_present} already present, "
-        f"{len(report.skipped)} skipped of {report.n_found} found ({report.seconds:.1f} s)"
+        f"{len(report.skipped)} skipped, {len(report.conflicts)} refused of {report.n_found} "
+        f"found, {len(report.removed)} removed ({report.seconds:.1f} s)"
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
 from semwh.cli.printing import print_table
 from semwh.cli.state import err_console, state
@@ -12,12 +13,16 @@ def verify(
     ctx: typer.Context,
     sweep: int | None = typer.Option(None, "--sweep", help="Every member of this sweep."),
     result: str | None = typer.Option(None, "--result", help="One result, as TEST:ID (2v2:17)."),
-    every: bool = typer.Option(False, "--all", help="Every stored result."),
+    every: bool = typer.Option(
+        False, "--all", help="Every stored result, and re-hash every vector file and image."
+    ),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
 ) -> None:
     """Check each input vector file's size, rows and SHA-256, recompute stored results from
     their recorded parameters and seeds, and report each as reproduced, drifted or inputs
-    changed. Exits with 1 unless every result reproduced exactly.
+    changed. With --all, also re-hash every vector file and image and name each damaged one
+    with the command that repairs it. Only reads (works on a read-only warehouse). Exits
+    with 1 unless every result reproduced exactly and every file matches its record.
 
     Example: semwh verify --all
     """
@@ -25,9 +30,19 @@ def verify(
 
     report = run_verify(state(ctx).warehouse(), sweep_id=sweep, result=result, every=every)
     print_table(report.table(), fmt, title="verify")
+    listed = {d.path for d in report.damage}
+    root = state(ctx).warehouse().vectors
     for path, problem in sorted(report.bad_files.items()):
+        if root.show(path) not in listed:
+            err_console.print(
+                f"[red]vector file {escape(root.show(path))}[/red] {escape(problem)}: "
+                "run `semwh repair`",
+                highlight=False,
+                soft_wrap=True,
+            )
+    for damage in report.damage:
         err_console.print(
-            f"[red]vector file {path}[/red] {problem}", highlight=False, soft_wrap=True
+            f"[red]damaged:[/red] {escape(damage.line())}", highlight=False, soft_wrap=True
         )
     err_console.print(report.summary(), highlight=False, soft_wrap=True)
     if not report.ok:

@@ -17,6 +17,7 @@ from semwh.extract.models import LoadedModel
 from semwh.extract.plan import ExtractionPlan
 from semwh.extract.rows import extraction_versions, with_busy_retry
 from semwh.vectors import save_space
+from semwh.vectors.store import read_checked
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import ExtractionRun, VectorFile
 
@@ -32,16 +33,16 @@ def finalize_run(
 ) -> list[str]:
     """Concept means per layer as ``MODEL/LAYER`` spaces; mark the run done."""
 
-    def files() -> dict[int, list[str]]:
+    def files() -> dict[int, list[VectorFile]]:
         with wh.session() as session:
-            rows = session.execute(
-                select(VectorFile.layer_id, VectorFile.path)
+            rows = session.scalars(
+                select(VectorFile)
                 .where(VectorFile.run_id == run_id, VectorFile.kind == "images")
                 .order_by(VectorFile.shard_index)
             ).all()
-        out: dict[int, list[str]] = {}
-        for layer_id, path in rows:
-            out.setdefault(layer_id, []).append(path)
+        out: dict[int, list[VectorFile]] = {}
+        for row in rows:
+            out.setdefault(int(row.layer_id or 0), []).append(row)
         return out
 
     by_layer = with_busy_retry(files)
@@ -49,9 +50,9 @@ def finalize_run(
     spaces = []
     for layer_plan in plan.layers:
         layer_id, depth_index, relative_depth = layers[layer_plan.module]
-        wnids, matrix = _read_layer(wh, by_layer.get(layer_id, []))
-        concepts, means = concept_means(wnids, matrix)
         name = f"{loaded.name}/{layer_plan.module}"
+        wnids, matrix = read_layer(wh, by_layer.get(layer_id, []), name)
+        concepts, means = concept_means(wnids, matrix)
         with_busy_retry(
             partial(
                 save_space,
@@ -105,12 +106,13 @@ def finalize_run(
     return spaces
 
 
-def _read_layer(wh: Warehouse, relpaths: list[str]) -> tuple[list[str], np.ndarray]:
+def read_layer(wh: Warehouse, files: list[VectorFile], space: str) -> tuple[list[str], np.ndarray]:
+    """The wnids and vectors of a layer's per-image shard files, each checked against its
+    record before its numbers are used (:func:`semwh.vectors.store.read_checked`)."""
     wnids: list[str] = []
     parts: list[np.ndarray] = []
-    root = wh.vectors
-    for rel in relpaths:
-        table = root.read_table(rel, columns=["wnid", "vector"])
+    for file in files:
+        table = read_checked(wh, file, space, columns=["wnid", "vector"])
         wnids.extend(table.column("wnid").to_pylist())
         column = table.column("vector").combine_chunks()
         parts.append(column.flatten().to_numpy().reshape(table.num_rows, -1))

@@ -62,7 +62,7 @@ from semwh.extract.rows import (
     run_params,
     with_busy_retry,
 )
-from semwh.extract.shards import clean_job_tmp, parse_shard, run_local_shards
+from semwh.extract.shards import check_run_files, clean_job_tmp, parse_shard, run_local_shards
 from semwh.progress import Progress, check_progress
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import ExtractionShard
@@ -281,6 +281,7 @@ def run_extraction(
         if dry_run:
             return summary
         if status == "done":
+            check_run_files(wh, run_id, loaded.name)
             summary.status = "unchanged"
             summary.spaces = [f"{loaded.name}/{p.module}" for p in plan.layers]
             return summary
@@ -389,6 +390,7 @@ def _unchanged_run(
     found = find_finished_run(wh, params, wanted)
     if found is None:
         return None
+    check_run_files(wh, found.run_id, spec.name)
     mine = job.mine(math.ceil(len(images) / job.shard_size))
     plan = plan_from_shapes(
         wh,

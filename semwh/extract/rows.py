@@ -71,6 +71,7 @@ class ImageRow:
     image_id: int
     wnid: str
     path: str
+    sha256: str = ""  # checked against the file before extraction
 
 
 def image_set(wh: Warehouse) -> tuple[list[ImageRow], str]:
@@ -86,7 +87,7 @@ def image_set(wh: Warehouse) -> tuple[list[ImageRow], str]:
         digest = hashlib.sha256()
         for row in rows:
             digest.update(f"{row.image_id}:{row.sha256}\n".encode())
-        return [ImageRow(r.image_id, r.wnid, r.path) for r in rows], digest.hexdigest()
+        return [ImageRow(r.image_id, r.wnid, r.path, r.sha256) for r in rows], digest.hexdigest()
 
     return with_busy_retry(read)
 

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
-from semwh.errors import ConfigError, DuplicateError
+from semwh.errors import ConfigError, DuplicateError, VectorFileError
 from semwh.extract.batches import ProbedModel, ShardOutput, run_shard
 from semwh.extract.models import LoadedModel
 from semwh.extract.plan import ExtractionPlan
 from semwh.extract.rows import ImageRow, with_busy_retry
+from semwh.ingest.image_checks import RecordedImage, check_images
 from semwh.progress import Progress, report
 from semwh.vectors import (
     VectorFileInfo,
@@ -28,8 +29,9 @@ from semwh.vectors import (
     register_vector_file,
     write_vector_file,
 )
+from semwh.vectors.store import file_problem
 from semwh.warehouse.layout import Warehouse
-from semwh.warehouse.models import ExtractionShard, Prediction
+from semwh.warehouse.models import ExtractionShard, Prediction, VectorFile
 
 # A temporary file this old belongs to no live writer (used when shards run in parallel).
 STALE_TMP_SECONDS = 3600.0
@@ -198,6 +200,7 @@ def run_local_shards(
         for shard_index in todo:
             rows = shard_rows(images, plan, shard_index)
             shard_start = time.perf_counter()
+            check_shard_images(wh, rows)
             output = run_shard(
                 probed,
                 [resolve_path(wh, row.path) for row in rows],
@@ -223,6 +226,46 @@ def run_local_shards(
         if pending is not None:
             pending.result()
     return processed
+
+
+def check_shard_images(wh: Warehouse, rows: list[ImageRow]) -> None:
+    """Hash a shard's image files right before they are decoded and refuse any that is gone
+    or differs from its ingest record (a photo replaced on disk), naming it and the repair.
+
+    Raises:
+        InputError: An image file is missing or its bytes changed since ingest.
+    """
+    check_images(wh, [RecordedImage(r.image_id, r.wnid, r.path, r.sha256) for r in rows])
+
+
+def check_run_files(wh: Warehouse, run_id: int, model: str) -> None:
+    """Before a finished run is reported unchanged: its shard files and its layer spaces'
+    files have their recorded sizes (one stat each; ``semwh verify --all`` re-hashes them).
+
+    Raises:
+        VectorFileError: A file is missing or its size differs, with the repair to run.
+    """
+
+    def files() -> list[VectorFile]:
+        with wh.session() as session:
+            layer_ids = select(VectorFile.layer_id).where(VectorFile.run_id == run_id)
+            return list(
+                session.scalars(
+                    select(VectorFile).where(
+                        (VectorFile.run_id == run_id)
+                        | ((VectorFile.kind == "concepts") & VectorFile.layer_id.in_(layer_ids))
+                    )
+                ).all()
+            )
+
+    for file in with_busy_retry(files):
+        problem = file_problem(wh, file, full=False)
+        if problem is not None:
+            raise VectorFileError(
+                f"extraction run {run_id} of {model} is complete, but its vector file "
+                f"{wh.vectors.show(file.path)} {problem}: run `semwh repair`, then this "
+                "command again"
+            )
 
 
 def clean_job_tmp(wh: Warehouse, parallel: bool) -> int:

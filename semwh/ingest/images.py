@@ -14,19 +14,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
 
 from semwh.errors import ConfigError, InputError
 from semwh.ingest.concepts import check_wnid, describe, existing_concepts, upsert_concepts
 from semwh.ingest.files import MAX_IMAGE_BYTES, not_regular, read_bytes
 from semwh.ingest.formats import read_utf8_text
+from semwh.ingest.image_checks import cross_concept_copies, in_scope, stale_reason
 from semwh.ingest.imagenet import try_imagenet_index
 from semwh.ingest.sources import SourceSpec, record_source
 from semwh.ingest.wordnet import WNID_RE, open_wordnet
 from semwh.progress import Progress, check_progress
 from semwh.resources import image_size_problem
 from semwh.warehouse.layout import Warehouse
-from semwh.warehouse.models import Image
+from semwh.warehouse.models import Image, Prediction, RecoveryImage
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 # <wnid>_<image id>[_<label>]: the label may itself hold underscores (domestic_cat).
@@ -71,6 +73,11 @@ class ImageIngestReport:
         already_present: Files whose content the warehouse already holds.
         duplicates: (path, path of the first file with the same content) within this input.
         skipped: (path, reason) for files that could not be read or decoded.
+        conflicts: (path, what) for files refused because the same photo (same bytes) is
+            given or registered under another concept: an image belongs to one concept.
+        removed: (path, why) for registered images of this folder (or manifest) whose file
+            is gone, changed or unreadable now: dropped with their predictions.
+        moved: (old path, new path) for registered images found again elsewhere in the input.
         new_concepts: Concepts created for these images.
         source_status: created, unchanged or new version.
     """
@@ -80,6 +87,9 @@ class ImageIngestReport:
     already_present: int = 0
     duplicates: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    conflicts: list[tuple[str, str]] = field(default_factory=list)
+    removed: list[tuple[str, str]] = field(default_factory=list)
+    moved: list[tuple[str, str]] = field(default_factory=list)
     new_concepts: list[str] = field(default_factory=list)
     source_id: int | None = None
     source_version: int | None = None
@@ -192,6 +202,118 @@ def _source_sha(decoded: list[Decoded], root: Path) -> str:
     return digest.hexdigest()
 
 
+def _refuse_cross_concept(decoded: list[Decoded], report: ImageIngestReport) -> list[Decoded]:
+    """The decoded files less those whose bytes the input gives under two or more concepts
+    (each listed in ``report.conflicts`` with the other places it was found)."""
+    copies = cross_concept_copies(
+        [(str(d.candidate.path), d.candidate.wnid, d.sha256) for d in decoded]
+    )
+    for places in copies.values():
+        for path, wnid in places:
+            others = "; ".join(f"{p} (concept {w})" for p, w in places if p != path)
+            report.conflicts.append(
+                (
+                    path,
+                    f"concept {wnid}, but the same photo is also given as {others}; an image "
+                    "belongs to one concept: this file is not ingested (remove the wrong copy)",
+                )
+            )
+    return [d for d in decoded if d.sha256 not in copies]
+
+
+def _refuse_registered_elsewhere(
+    unique: list[Decoded], present: dict[str, str], report: ImageIngestReport
+) -> list[Decoded]:
+    """``unique`` less the files whose bytes are registered under another concept."""
+    kept = []
+    for item in unique:
+        registered = present.get(item.sha256)
+        if registered is not None and registered != item.candidate.wnid:
+            report.conflicts.append(
+                (
+                    str(item.candidate.path),
+                    f"concept {item.candidate.wnid}, but the same photo is registered under "
+                    f"concept {registered}: not stored",
+                )
+            )
+            continue
+        kept.append(item)
+    return kept
+
+
+def _stale_images(
+    wh: Warehouse,
+    root: Path | None,
+    candidates: list[Candidate],
+    decoded: list[Decoded],
+    first_by_hash: dict[str, Decoded],
+    report: ImageIngestReport,
+) -> list[tuple[int, str, str, str, str]]:
+    """Registered images of this folder (or manifest) whose file is gone, changed or
+    unreadable now: (image_id, path, sha256, wnid, why)."""
+    listed = {str(c.path) for c in candidates}
+    on_disk = {str(d.candidate.path): d.sha256 for d in decoded}
+    skipped = dict(report.skipped)
+    with wh.session() as session:
+        query = select(Image.image_id, Image.path, Image.sha256, Image.wnid)
+        if root is not None:
+            query = query.where(Image.path.startswith(str(root) + os.sep, autoescape=True))
+        rows = session.execute(query).tuples().all()
+    stale = []
+    for image_id, path, digest, wnid in rows:
+        if not in_scope(path, root, listed) or on_disk.get(path) == digest:
+            continue
+        if path in on_disk or path in skipped or not os.path.lexists(path):
+            stale.append((image_id, path, digest, wnid, stale_reason(path, skipped)))
+    if stale:
+        # Predictions go first, in their own transaction: DuckDB checks a foreign key
+        # against rows deleted earlier in the same transaction as if they were still there.
+        ids = [row[0] for row in stale if not _moved(row, first_by_hash)]
+        with wh.session() as session:
+            refs = session.execute(
+                select(RecoveryImage.image_id, RecoveryImage.result_id).where(
+                    RecoveryImage.image_id.in_(ids)
+                )
+            ).first()
+            if refs is not None:
+                path = next(row[1] for row in stale if row[0] == refs[0])
+                raise InputError(
+                    f"image {path} (image_id {refs[0]}) is {stale_reason(path, skipped)}, but "
+                    f"the stored recovery result {refs[1]} refers to it: restore the file"
+                )
+            session.execute(delete(Prediction).where(Prediction.image_id.in_(ids)))
+    return stale
+
+
+def _moved(
+    row: tuple[int, str, str, str, str], first_by_hash: dict[str, Decoded]
+) -> Decoded | None:
+    """The input's file with a stale image's bytes under its concept (the photo moved)."""
+    found = first_by_hash.get(row[2])
+    return found if found is not None and found.candidate.wnid == row[3] else None
+
+
+def _drop_or_move(
+    session: Session,
+    stale: list[tuple[int, str, str, str, str]],
+    first_by_hash: dict[str, Decoded],
+    report: ImageIngestReport,
+) -> None:
+    """Drop the stale images, or point them at their file's new place in the input."""
+    for row in stale:
+        image_id, path, _, _, why = row
+        found = _moved(row, first_by_hash)
+        if found is not None:
+            image = session.get(Image, image_id)
+            assert image is not None
+            image.path = str(found.candidate.path)
+            report.moved.append((path, str(found.candidate.path)))
+            continue
+        session.execute(delete(Image).where(Image.image_id == image_id))
+        report.removed.append((path, why))
+    session.flush()
+
+
 def ingest_images(
     wh: Warehouse,
     folder: str | os.PathLike[str] | None = None,
@@ -250,9 +372,10 @@ def ingest_images(
             if progress is not None:
                 progress("decode images", done, len(candidates))
 
+    usable = _refuse_cross_concept(decoded, report)
     first_by_hash: dict[str, Decoded] = {}
     unique: list[Decoded] = []
-    for item in decoded:
+    for item in usable:
         seen = first_by_hash.get(item.sha256)
         if seen is not None:
             report.duplicates.append((str(item.candidate.path), str(seen.candidate.path)))
@@ -269,12 +392,19 @@ def ingest_images(
         format=kind_format,
         options={},
     )
+    scope = root if folder is not None else None
+    stale = _stale_images(wh, scope, candidates, decoded, first_by_hash, report)
     with wh.session() as session:
-        present: set[str] = set()
+        _drop_or_move(session, stale, first_by_hash, report)
+        present: dict[str, str] = {}
         hashes = list(first_by_hash)
         for start in range(0, len(hashes), 1000):
             chunk = hashes[start : start + 1000]
-            present.update(session.scalars(select(Image.sha256).where(Image.sha256.in_(chunk))))
+            found = session.execute(
+                select(Image.sha256, Image.wnid).where(Image.sha256.in_(chunk))
+            ).all()
+            present.update({digest: wnid for digest, wnid in found})
+        unique = _refuse_registered_elsewhere(unique, present, report)
         new = [d for d in unique if d.sha256 not in present]
         report.already_present = len(unique) - len(new)
         labels: dict[str, str | None] = {}

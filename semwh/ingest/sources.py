@@ -24,6 +24,8 @@ from semwh.warehouse.storage import write_error
 
 CREATED = "created"
 UNCHANGED = "unchanged"
+#: A source ingested again, unchanged, to rewrite its damaged vector file.
+REPAIRED = "repaired"
 NEW_VERSION = "new version"
 
 

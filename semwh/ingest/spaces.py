@@ -22,6 +22,7 @@ from semwh.ingest.concepts import check_concept_id
 from semwh.ingest.files import MAX_TEXT_BYTES, csv_errors, csv_rows, regular_size
 from semwh.ingest.formats import read_utf8_text
 from semwh.ingest.sources import (
+    REPAIRED,
     UNCHANGED,
     SourceSpec,
     drop_space,
@@ -31,6 +32,7 @@ from semwh.ingest.sources import (
 )
 from semwh.names import check_name
 from semwh.vectors import prepare_space, register_space
+from semwh.vectors.store import space_files_intact
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Concept, Space
 
@@ -269,16 +271,25 @@ def ingest_space(
     )
     with wh.session() as session:
         current = is_current(session, spec)
-        if current is not None and existing is not None and existing.source_id == current.source_id:
-            return SpaceIngestReport(
-                existing,
-                UNCHANGED,
-                current.version,
-                current.version,
-                current.source_id,
-                rows.key,
-                time.perf_counter() - started,
-            )
+        unchanged = (
+            current is not None and existing is not None and existing.source_id == current.source_id
+        )
+    # An unchanged source whose stored file is damaged is ingested again: that rewrites it.
+    if (
+        unchanged
+        and current is not None
+        and existing is not None
+        and space_files_intact(wh, existing.space_id)
+    ):
+        return SpaceIngestReport(
+            existing,
+            UNCHANGED,
+            current.version,
+            current.version,
+            current.source_id,
+            rows.key,
+            time.perf_counter() - started,
+        )
     # The new version is written and validated first, then swapped in with its source row
     # in one transaction: a failure or a kill before the commit leaves the previous version
     # in force and no new ``sources`` row (an unregistered file is invisible to readers).
@@ -296,6 +307,8 @@ def ingest_space(
     with version_swap(wh) as session:
         source, status, previous = record_source(session, spec)
         space = register_space(session, prepared, source_id=source.source_id, replace=True)
+    if unchanged and status == UNCHANGED:
+        status = REPAIRED  # the same source again, to rewrite its damaged file
     return SpaceIngestReport(
         space,
         status,

@@ -45,6 +45,7 @@ from semwh.ingest.formats import (
 )
 from semwh.ingest.imagenet import try_imagenet_index
 from semwh.ingest.sources import (
+    REPAIRED,
     UNCHANGED,
     SourceSpec,
     is_current,
@@ -54,6 +55,7 @@ from semwh.ingest.sources import (
 )
 from semwh.names import check_name
 from semwh.vectors import prepare_space, register_space
+from semwh.vectors.store import space_files_intact
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Concept, Space, WordModel, WordToken
 
@@ -394,7 +396,13 @@ def ingest_words(
 
     with wh.session() as session:
         current = is_current(session, spec)
-    if current is not None and _unchanged_report(wh, report, concepts):
+    # An unchanged source whose stored file is damaged is ingested again: that rewrites it.
+    if (
+        current is not None
+        and _unchanged_report(wh, report, concepts)
+        and report.space_id is not None
+        and space_files_intact(wh, report.space_id)
+    ):
         report.status, report.version = UNCHANGED, current.version
         report.source_id, report.previous_version = current.source_id, current.version
         report.seconds = time.perf_counter() - started
@@ -482,6 +490,8 @@ def ingest_words(
             session, prepared, word_model_id=model_id, source_id=source_id, replace=True
         )
     report.status = UPDATED if status == UNCHANGED else status
+    if current is not None and status == UNCHANGED and report.space_id is not None:
+        report.status = REPAIRED  # the same source again, to rewrite its damaged file
     report.version, report.previous_version = src.version, previous
     report.source_id, report.word_model_id, report.space_id = source_id, model_id, space.space_id
     report.dim, report.vocab_size = vectors.dim, vectors.vocab_size

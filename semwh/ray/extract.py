@@ -30,7 +30,12 @@ from semwh.extract.options import ExtractionOptions
 from semwh.extract.plan import ExtractionPlan
 from semwh.extract.preprocess import Preprocessing
 from semwh.extract.rows import ImageRow
-from semwh.extract.shards import resolve_path, shard_rows, write_and_register
+from semwh.extract.shards import (
+    check_shard_images,
+    resolve_path,
+    shard_rows,
+    write_and_register,
+)
 from semwh.progress import Progress, check_progress, report
 from semwh.ray.session import import_ray, ray_session, semwh_cause
 from semwh.warehouse.layout import Warehouse
@@ -202,6 +207,8 @@ class RayShardRunner:
             **self.recipe_args,
         )
         shards = {s: shard_rows(images, plan, s) for s in todo}
+        for rows in shards.values():
+            check_shard_images(wh, rows)
         items = [
             {"shard": s, "pos": i, "path": resolve_path(wh, row.path)}
             for s, rows in shards.items()

@@ -41,6 +41,7 @@ from semwh.warehouse.readonly import (
     sandbox_connection,
     stream_sandboxed,
 )
+from semwh.warehouse.sandbox import sql_error
 
 # Rows per batch streamed from DuckDB to an export file (memory stays flat for big views).
 EXPORT_BATCH_ROWS = 65_536
@@ -430,24 +431,29 @@ def export_table(wh: Warehouse, table: str, out: Path, *, force: bool = False) -
             raise NotFoundError(
                 f"unknown table or view {table!r} (choose from: {', '.join(names)})"
             )
-        reader = conn.sql(f"SELECT * FROM {_quote_identifier(table)}").to_arrow_reader(
-            EXPORT_BATCH_ROWS
-        )
         counts: list[int] = []
+        try:
+            reader = conn.sql(f"SELECT * FROM {_quote_identifier(table)}").to_arrow_reader(
+                EXPORT_BATCH_ROWS
+            )
 
-        def batches() -> Iterator[pa.RecordBatch]:
-            for batch in reader:
-                counts.append(batch.num_rows)
-                yield batch
+            def batches() -> Iterator[pa.RecordBatch]:
+                for batch in reader:
+                    counts.append(batch.num_rows)
+                    yield batch
 
-        with atomic_output(out, protected, force=force) as tmp:
-            if fmt == "parquet":
-                with pq.ParquetWriter(tmp, reader.schema) as writer:
-                    for batch in batches():
-                        writer.write_batch(batch)
-            else:
-                with tmp.open("w", encoding="utf-8", newline="") as handle:
-                    handle.writelines(csv_lines(batches(), reader.schema.names))
+            with atomic_output(out, protected, force=force) as tmp:
+                if fmt == "parquet":
+                    with pq.ParquetWriter(tmp, reader.schema) as writer:
+                        for batch in batches():
+                            writer.write_batch(batch)
+                else:
+                    with tmp.open("w", encoding="utf-8", newline="") as handle:
+                        handle.writelines(csv_lines(batches(), reader.schema.names))
+        except duckdb.Error as exc:
+            # A damaged vector file (the view's guard) or one DuckDB cannot decode: one line,
+            # and no output file (atomic_output removed its temporary file).
+            raise sql_error(exc, f"semwh export {table}") from exc
     return ExportInfo(table=table, path=out, format=fmt, n_rows=sum(counts))
 
 

@@ -36,6 +36,7 @@ from semwh.runs.comparison import plan_comparison, run_comparison
 from semwh.runs.options import MEASURES
 from semwh.runs.provenance import concepts_sha256, library_versions
 from semwh.runs.recovery import recovery_inputs, run_recovery_layer, top1_predictions
+from semwh.runs.repair import Damage, check_all
 from semwh.vectors import SpaceVectors, load_space
 from semwh.vectors.store import content_sha256
 from semwh.warehouse.layout import Warehouse
@@ -93,10 +94,18 @@ class VerifyReport:
 
     verdicts: list[Verdict] = field(default_factory=list)
     bad_files: dict[str, str] = field(default_factory=dict)
+    # --all: every vector file and image re-hashed, each damaged one with its repair.
+    damage: list[Damage] = field(default_factory=list)
+    n_files: int = 0
+    n_images: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.bad_files and all(v.status == REPRODUCED for v in self.verdicts)
+        return (
+            not self.bad_files
+            and not self.damage
+            and all(v.status == REPRODUCED for v in self.verdicts)
+        )
 
     def table(self) -> pa.Table:
         return pa.Table.from_pylist(
@@ -133,6 +142,11 @@ class VerifyReport:
         files = f"; {len(self.bad_files)} vector file(s) differ from their record" * bool(
             self.bad_files
         )
+        if self.n_files or self.n_images:
+            files += (
+                f"; re-hashed {self.n_files} vector file(s) and {self.n_images} image(s): "
+                f"{len(self.damage) or 'none'} damaged"
+            )
         return f"verified {len(self.verdicts)} result(s): {', '.join(parts)}{files}"
 
 
@@ -463,12 +477,25 @@ def verify(
 ) -> VerifyReport:
     """Check files and recompute the results of one sweep, one result, or all of them.
 
+    With ``every``, every registered vector file and every image is also re-hashed, and
+    each damaged one is reported with the command that repairs it. Only reads: works on a
+    read-only warehouse.
+
     Raises:
         ConfigError: Not exactly one of ``sweep_id``, ``result``, ``every``; a bad reference.
         NotFoundError: An unknown sweep or result.
     """
+    # Reads only: an archived warehouse (a read-only mount, no write permission) verifies.
+    wh = wh.reader()
     chosen = chosen_results(wh, sweep_id=sweep_id, result=result, every=every)
     report = VerifyReport()
+    if every:
+        checked = check_all(wh)
+        report.damage, report.n_files, report.n_images = (
+            checked.damage,
+            checked.n_files,
+            checked.n_images,
+        )
     checker = _Checker(wh, report)
     with wh.session() as session:
         for test, result_id in chosen:

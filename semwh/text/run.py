@@ -34,6 +34,7 @@ from semwh.text.hidden import check_pooling, hidden_layers
 from semwh.text.sources import LoadedTextModel, load_text_model, resolve_source
 from semwh.text.texts import concept_fields, concept_texts, resolve_template
 from semwh.vectors import layer_spaces, prepare_space, register_space
+from semwh.vectors.store import space_files_intact
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Concept, Space, TextModel
 
@@ -190,7 +191,9 @@ def embed_text_model(
         stored = session.scalar(select(TextModel).where(TextModel.name == model_name))
         if stored is not None and stored.identity_sha256 == identity_sha:
             spaces = layer_spaces(session, model_name, (KIND,))
-            if len(spaces) == stored.n_layers:
+            if len(spaces) == stored.n_layers and all(
+                space_files_intact(wh, s.space_id) for s in spaces
+            ):
                 summary.spaces = [s.name for s in spaces]
                 summary.truncated = json.loads(stored.truncated)
                 summary.seconds = time.perf_counter() - started

@@ -25,6 +25,7 @@ from semwh.runs.provenance import sha256_text
 from semwh.text.sources import TextSource, resolve_source, tokenizer_digest, weights_digest
 from semwh.text.texts import concept_fields, concept_texts, resolve_template
 from semwh.vectors import prepare_space, register_space
+from semwh.vectors.store import space_files_intact
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Concept, Space, WordModel, WordToken
 
@@ -119,7 +120,12 @@ def ingest_sentence_words(
     report.missing = [(c.wnid, c.name) for c in rows if c.wnid in set(missing)]
     report.dim, report.vocab_size = int(matrix.shape[1]), 0
     report.rules = {"template": len(wnids), **({"missing": len(missing)} if missing else {})}
-    if current is not None and stored is not None and stored.content_sha256 == prepared.digest:
+    if (
+        current is not None
+        and stored is not None
+        and stored.content_sha256 == prepared.digest
+        and space_files_intact(wh, stored.space_id)
+    ):
         report.status, report.version = "unchanged", current.version
         report.source_id, report.previous_version = current.source_id, current.version
         report.space_id = stored.space_id

@@ -321,6 +321,7 @@ def register_space(
     """
     existing = _stored_version(session, prepared.name, prepared.digest, replace)
     if existing is not None and existing.content_sha256 == prepared.digest:
+        _refresh_file_record(session, existing, prepared.info, layer_id)
         return existing
     fields = dict(
         kind=prepared.kind,
@@ -363,6 +364,39 @@ def register_space(
     return space
 
 
+def _refresh_file_record(
+    session: Session, space: Space, info: VectorFileInfo, layer_id: int | None
+) -> None:
+    """Make the record of a space's file say what was just written at its path.
+
+    The same content is written again at the same content-addressed path (a re-ingest that
+    repairs a damaged file, say); its bytes can differ from the first write's by their
+    metadata (another semwh version, another source path), so the record follows the file.
+    """
+    rows = session.scalars(
+        select(VectorFile).where(
+            VectorFile.space_id == space.space_id, VectorFile.kind == "concepts"
+        )
+    ).all()
+    for row in rows:
+        if row.path == info.relpath:
+            row.size_bytes, row.sha256, row.n_rows = info.size_bytes, info.sha256, info.n_rows
+            return
+    register_vector_file(
+        session, info, "concepts", space_id=space.space_id, layer_id=layer_id or space.layer_id
+    )
+
+
+def space_files_intact(wh: Warehouse, space_id: int) -> bool:
+    """Whether a space has its concept file(s) registered and each matches its record in
+    size and SHA-256 (an "unchanged" re-ingest rewrites the file when not)."""
+    with wh.session() as session:
+        files = session.scalars(
+            select(VectorFile).where(VectorFile.space_id == space_id, VectorFile.kind == "concepts")
+        ).all()
+    return bool(files) and all(file_problem(wh, f) is None for f in files)
+
+
 def save_space(
     wh: Warehouse,
     name: str,
@@ -392,8 +426,12 @@ def save_space(
     _, _, digest = _validated(name, kind, wnids, vectors)
     with wh.session() as session:
         existing = _stored_version(session, name, digest, replace)
-        if existing is not None and existing.content_sha256 == digest:
-            return existing
+    if (
+        existing is not None
+        and existing.content_sha256 == digest
+        and space_files_intact(wh, existing.space_id)
+    ):
+        return existing
     prepared = prepare_space(
         wh,
         name,
@@ -417,42 +455,116 @@ def save_space(
         )
 
 
-_FIX = "run `semwh verify`, then re-extract or re-ingest the space"
+#: What repairs a damaged vector file (the command names the rest: shards, spaces, sources).
+REPAIR = "run `semwh repair` to rebuild it"
+
+
+def file_problem(wh: Warehouse, file: VectorFile, *, full: bool = True) -> str | None:
+    """What is wrong with a registered vector file (None: it matches its record).
+
+    ``full`` re-hashes the file's bytes (SHA-256) and reads its row count; otherwise only its
+    size is compared with the record (one stat).
+    """
+    root = wh.vectors
+    try:
+        size = root.size(file.path)
+    except (OSError, NotFoundError):
+        return "is registered but missing"
+    if size != file.size_bytes:
+        return f"holds {size} bytes, the registry records {file.size_bytes} (altered or truncated)"
+    if not full:
+        return None
+    try:
+        data = root.read_bytes(file.path)
+    except (OSError, NotFoundError) as exc:
+        return f"cannot be read ({str(exc).splitlines()[0]})"
+    return _bytes_problem(file, data, parse=True)
+
+
+def _bytes_problem(file: VectorFile, data: pa.Buffer, *, parse: bool) -> str | None:
+    if data.size != file.size_bytes:
+        return (
+            f"holds {data.size} bytes, the registry records {file.size_bytes} "
+            "(altered or truncated)"
+        )
+    digest = hashlib.sha256(memoryview(data)).hexdigest()
+    if digest != file.sha256:
+        return (
+            f"has SHA-256 {digest[:12]}..., the registry records {file.sha256[:12]}... "
+            "(altered since it was written)"
+        )
+    if parse:
+        try:
+            rows = pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            return f"is not readable Parquet ({str(exc).splitlines()[0]})"
+        if file.n_rows is not None and rows != file.n_rows:
+            return f"holds {rows} rows, the registry records {file.n_rows}"
+    return None
+
+
+def read_checked(
+    wh: Warehouse, file: VectorFile, space: str, columns: Sequence[str] | None = None
+) -> pa.Table:
+    """Read one registered file after checking its bytes against the record.
+
+    The bytes are read once, compared with the recorded size and SHA-256, and parsed from
+    that same buffer: numbers are never taken from a file that differs from the one
+    registered, and a file changed between a check and its read cannot slip through.
+
+    Raises:
+        VectorFileError: The file is missing, or its size, hash or row count differs from
+            the record, or it cannot be parsed; the message names the file and the repair.
+    """
+    root = wh.vectors
+    shown = root.show(file.path)
+    where = f"vector file {shown} of space {space!r}"
+    try:
+        data = root.read_bytes(file.path)
+    except NotFoundError as exc:
+        raise VectorFileError(f"{where} is registered but missing: {REPAIR}") from exc
+    except OSError as exc:
+        raise VectorFileError(
+            f"{where} cannot be read ({str(exc).splitlines()[0]}): {REPAIR}"
+        ) from exc
+    problem = _bytes_problem(file, data, parse=False)
+    if problem is None:
+        try:
+            table = pq.read_table(
+                pa.BufferReader(data),
+                schema=ARROW_SCHEMA,
+                columns=list(columns) if columns is not None else None,
+            )
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            problem = f"cannot be read ({str(exc).splitlines()[0]})"
+        else:
+            if file.n_rows is not None and table.num_rows != file.n_rows:
+                problem = f"holds {table.num_rows} rows, the registry records {file.n_rows}"
+    if problem is not None:
+        raise VectorFileError(f"{where} {problem}: {REPAIR}")
+    return table
 
 
 def _read_files(wh: Warehouse, space: str, files: Sequence[VectorFile]) -> pa.Table:
-    """Read registered files, each checked against its record (size, then row count) first.
+    """Read registered files, each checked against its record (size first, then the hash).
 
     Raises:
-        VectorFileError: A file is missing, or its size or row count differs from the record.
+        VectorFileError: A file is missing, or its size, hash or row count differs from the
+            record.
     """
     root = wh.vectors
-    sizes = root.sizes([f.path for f in files])
-    tables = []
-    for file, size in zip(files, sizes, strict=True):
-        shown = root.show(file.path)
+    # One stat per file first (one listing call on an object store): a missing or truncated
+    # file fails before any other is read.
+    for file, size in zip(files, root.sizes([f.path for f in files]), strict=True):
+        where = f"vector file {root.show(file.path)} of space {space!r}"
         if size is None:
-            raise VectorFileError(
-                f"vector file {shown} of space {space!r} is registered but missing: {_FIX}"
-            )
+            raise VectorFileError(f"{where} is registered but missing: {REPAIR}")
         if file.size_bytes is not None and size != file.size_bytes:
             raise VectorFileError(
-                f"vector file {shown} of space {space!r} holds {size} bytes, the registry "
-                f"records {file.size_bytes} (altered or truncated): {_FIX}"
+                f"{where} holds {size} bytes, the registry records {file.size_bytes} "
+                f"(altered or truncated): {REPAIR}"
             )
-        try:
-            table = root.read_table(file.path, schema=ARROW_SCHEMA)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise VectorFileError(
-                f"vector file {shown} of space {space!r} cannot be read "
-                f"({str(exc).splitlines()[0]}): {_FIX}"
-            ) from exc
-        if file.n_rows is not None and table.num_rows != file.n_rows:
-            raise VectorFileError(
-                f"vector file {shown} of space {space!r} holds {table.num_rows} rows, the "
-                f"registry records {file.n_rows}: {_FIX}"
-            )
-        tables.append(table)
+    tables = [read_checked(wh, file, space) for file in files]
     return pa.concat_tables(tables) if tables else ARROW_SCHEMA.empty_table()
 
 

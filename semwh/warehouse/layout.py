@@ -82,11 +82,13 @@ class Warehouse:
         db_url: SQLAlchemy URL of the registry database.
         vectors_location: Where this process reaches the vectors root (a folder or a storage
             URI), overriding the one the registry records; None to use the recorded one.
+        read_only: Open a DuckDB registry for reading only (:meth:`reader`).
     """
 
     root: Path
     db_url: str
     vectors_location: str | None = None
+    read_only: bool = False
     _engine: Engine | None = field(default=None, repr=False)
     _vectors: VectorsRoot | None = field(default=None, repr=False)
 
@@ -164,9 +166,23 @@ class Warehouse:
             warnings.filterwarnings(
                 "ignore", message=".*support reflection on indices", module="duckdb_engine"
             )
-            self._engine = create_engine(self.db_url, poolclass=NullPool)
+            args = {"read_only": True} if self.read_only and self.is_duckdb else {}
+            self._engine = create_engine(self.db_url, poolclass=NullPool, connect_args=args)
             event.listen(self._engine, "handle_error", _translate_errors)
         return self._engine
+
+    def reader(self) -> Warehouse:
+        """This warehouse with its DuckDB registry opened read-only: checks that only read
+        (``semwh verify``) then work on an archived warehouse on a read-only mount or
+        without write permission, and never hold the file's write lock."""
+        if self.read_only:
+            return self
+        return Warehouse(
+            root=self.root,
+            db_url=self.db_url,
+            vectors_location=self.vectors_location,
+            read_only=True,
+        )
 
     def exists(self) -> bool:
         """Whether the registry is there: its file for a file registry (opening a missing

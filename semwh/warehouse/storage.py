@@ -241,6 +241,20 @@ class VectorsRoot:
                 ) from exc
             raise
 
+    def read_bytes(self, relpath: str) -> pa.Buffer:
+        """One stored file's bytes, whole (to hash and parse the very same bytes).
+
+        Raises:
+            NotFoundError: The file is missing.
+        """
+        try:
+            with self.fs.open_input_file(self.path(relpath)) as handle:
+                return handle.read_buffer()
+        except FileNotFoundError as exc:
+            raise NotFoundError(
+                f"registered vector file {self.show(relpath)} is missing from the warehouse"
+            ) from exc
+
     def read_metadata(self, relpath: str) -> dict[bytes, bytes]:
         """The Parquet key-value metadata of one file."""
         return dict(pq.read_schema(self.path(relpath), filesystem=self.fs).metadata or {})

@@ -5,10 +5,11 @@ are persistent views created by migrations. ``vectors`` depends on where the vec
 reached from (a mounted folder, an object store), so it is a temporary view created on every
 read connection, over the files that are *registered* in ``vector_files`` only: a half-written
 or orphaned Parquet file is never visible. A registered file that is missing or whose size
-differs from its record makes the view raise a message naming the files when it is read (never
-fewer rows in silence), while the registry tables stay queryable. On a folder DuckDB reads the
-files itself; on an object store it scans an Arrow dataset that reaches them through
-:mod:`pyarrow.fs`, with the credentials of the machine running the query.
+differs from its record makes the view raise a message naming the files and the repair when
+it is read, filtered or not (never fewer rows in silence), while the registry tables stay
+queryable. On a folder DuckDB reads the files itself; on an object store it scans an Arrow
+dataset that reaches them through :mod:`pyarrow.fs`, with the credentials of the machine
+running the query.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ VIEW_NAMES = frozenset(
 
 VECTOR_COLUMNS = "space, wnid, image_id, vector"
 
-# One row of the view's columns, all null; filtered to none, or to an error when read.
+# One row of the view's columns, all null; filtered to none for a warehouse without files.
 _NULL_ROW = (
     "SELECT CAST(NULL AS VARCHAR) AS space, CAST(NULL AS VARCHAR) AS wnid, "
     "CAST(NULL AS BIGINT) AS image_id, CAST(NULL AS FLOAT[]) AS vector"
@@ -46,7 +47,23 @@ def _quote(text: str) -> str:
 
 
 def _error_body(message: str) -> str:
-    return f"{_NULL_ROW} WHERE error({_quote(message)}) IS NULL"
+    """A one-row body that raises ``message`` however it is read.
+
+    The guard in WHERE raises for reads that touch no column (``count(*)``); every column
+    is the error too, so a filter on any column (``WHERE space = ...``), which the optimiser
+    may evaluate before the guard, raises instead of filtering the row away in silence.
+    """
+    error = f"error({_quote(message)})"
+    columns = ", ".join(
+        f"CAST({error} AS {kind}) AS {name}"
+        for name, kind in (
+            ("space", "VARCHAR"),
+            ("wnid", "VARCHAR"),
+            ("image_id", "BIGINT"),
+            ("vector", "FLOAT[]"),
+        )
+    )
+    return f"SELECT {columns} FROM range(1) WHERE {error} IS NULL"
 
 
 def _damaged(root: VectorsRoot, rows: list[tuple], sizes: list[int | None]) -> str | None:
@@ -67,8 +84,7 @@ def _damaged(root: VectorsRoot, rows: list[tuple], sizes: list[int | None]) -> s
             parts.append(f"{len(rels)} {what}: {shown}{more}")
     return (
         f"the vectors view cannot be read: registered vector files are {'; '.join(parts)}; "
-        "run `semwh verify`, then re-extract or re-ingest their spaces (the registry tables "
-        "can still be queried)"
+        "run `semwh repair` to rebuild them (the registry tables can still be queried)"
     )
 
 

@@ -152,7 +152,7 @@ def test_an_altered_vector_file_is_named_on_read(wh, tmp_path):
     path = _space_file(wh)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(VectorFileError, match=r"of space 'roi' holds \d+ bytes.*semwh verify"):
+    with pytest.raises(VectorFileError, match=r"of space 'roi' holds \d+ bytes.*semwh repair"):
         load_space(wh, "roi")
     path.write_bytes(data + b"\0")
     with pytest.raises(VectorFileError, match=str(path.name)):
@@ -163,7 +163,7 @@ def test_a_missing_vector_file_is_named_by_the_vectors_view(wh, tmp_path):
     ingest_space(wh, "roi", _csv(tmp_path / "s.csv"))
     path = _space_file(wh)
     path.unlink()
-    with pytest.raises(Exception, match=rf"missing: .*{path.name}.*semwh verify"):
+    with pytest.raises(Exception, match=rf"missing: .*{path.name}.*semwh repair"):
         run_sql(wh, "SELECT count(*) FROM vectors")
     assert run_sql(wh, "SELECT name FROM spaces").rows() == [("roi",)]
     with pytest.raises(VectorFileError, match="registered but missing"):
