@@ -12,7 +12,7 @@
 -- columns: model, layer, depth_index, relative_depth, word_space, is_random, accuracy_2v2,
 --   p_2v2, p_fdr_2v2, null_mean_2v2, null_q95_2v2, rho_rsa, p_rsa, p_fdr_rsa, null_mean_rsa,
 --   null_q95_rsa, n_concepts, n_permutations, similarity, distance, rsa_method, sweep_id,
---   is_current, space, n_subjects, ceiling_lower_2v2, ceiling_upper_2v2, ceiling_lower_rsa,
+--   is_current, space, target, n_subjects, ceiling_lower_2v2, ceiling_upper_2v2, ceiling_lower_rsa,
 --   ceiling_upper_rsa
 SELECT
     model,
@@ -39,6 +39,7 @@ SELECT
     sweep_id,
     is_current,
     space,
+    target,
     n_subjects,
     ceiling_lower_2v2,
     ceiling_upper_2v2,

@@ -13,7 +13,7 @@
 -- param: sweep_id INTEGER = NULL  rows of this sweep (NULL: the current curves)
 -- columns: model, layer, depth_index, relative_depth, word_space, is_random, measure, variant,
 --   statistic, p_value, p_fdr, null_mean, null_q95, n_concepts, n_permutations, sweep_id,
---   result_id, is_current, space, n_subjects, ceiling_lower, ceiling_upper
+--   result_id, is_current, space, target, n_subjects, ceiling_lower, ceiling_upper
 -- choices: measure = 2v2, rsa, cka, knn, reg2v2
 SELECT
     model,
@@ -35,6 +35,7 @@ SELECT
     result_id,
     is_current,
     space,
+    target,
     n_subjects,
     ceiling_lower,
     ceiling_upper

@@ -26,16 +26,18 @@ WITH quoted AS (
         ' --similarity ' || '''' || replace(similarity, '''', '''\''''') || '''' || ' --distance ' || '''' || replace(distance, '''', '''\''''') || ''''
             || ' --tie-tol ' || CAST(tie_tol AS VARCHAR)
             || CASE WHEN bootstrap > 0 THEN ' --bootstrap ' || CAST(bootstrap AS VARCHAR)
-                ELSE '' END AS options,
-        ' --tie-tol ' || CAST(tie_tol AS VARCHAR) AS sweep_options
+                ELSE '' END
+            || CASE WHEN target LIKE 'subjects:%' AND target <> 'subjects:none' THEN ' --normalise ' || split_part(target, ':', 2) ELSE '' END AS options,
+        ' --tie-tol ' || CAST(tie_tol AS VARCHAR) || CASE WHEN target LIKE 'subjects:%' AND target <> 'subjects:none' THEN ' --normalise ' || split_part(target, ':', 2) ELSE '' END AS sweep_options
     FROM results_2v2
     UNION ALL
     SELECT 'rsa', result_id, space_a, space_b, space_a_sha256, space_b_sha256,
         n_permutations, seed, created_at, target,
         ' --similarity ' || '''' || replace(similarity, '''', '''\''''') || '''' || ' --method ' || '''' || replace(method, '''', '''\''''') || ''''
             || CASE WHEN bootstrap > 0 THEN ' --bootstrap ' || CAST(bootstrap AS VARCHAR)
-                ELSE '' END,
-        '' FROM results_rsa
+                ELSE '' END
+            || CASE WHEN target LIKE 'subjects:%' AND target <> 'subjects:none' THEN ' --normalise ' || split_part(target, ':', 2) ELSE '' END,
+        CASE WHEN target LIKE 'subjects:%' AND target <> 'subjects:none' THEN ' --normalise ' || split_part(target, ':', 2) ELSE '' END FROM results_rsa
     UNION ALL
     SELECT 'recovery', result_id, space_a, space_b, space_a_sha256, space_b_sha256,
         n_permutations, seed, created_at, NULL, '', '' FROM results_recovery

@@ -12,7 +12,8 @@ RDM), ``n_subjects`` and the noise ceiling with the result's own comparator and 
 ``subject_inference`` the tests and intervals over subjects, concepts or both stored beside
 the concept permutation test; the view ``result_inference`` lists every inference of every
 result with the units it generalises over. ``sweep_curves``, ``layer_curves`` and
-``measure_curves`` gain the ceilings, so curves and ceilings are read on one scale.
+``measure_curves`` gain the ceilings, so curves and ceilings are read on one scale, and never
+show a result of the superseded mean-RDM method as current.
 
 Rows stored before this revision against RDM spaces (target NULL) were computed against
 minus the subjects' mean RDM: ``semwh verify`` reports them as results of a superseded method
@@ -42,11 +43,21 @@ NEW_COLUMNS = (
 
 SWEEP_CURVES = """
 CREATE VIEW sweep_curves AS
-WITH pairs AS (
+WITH judged AS (
+    -- A result against an RDM without a target was computed by the superseded mean-RDM
+    -- method: never current.
+    SELECT sr.sweep_id, sr.space_a, sr.space_b, sr.sweep_status,
+        sr.is_current AND NOT coalesce(
+            sb.kind = 'rdm' AND coalesce(t.target, r.target) IS NULL, FALSE) AS is_current
+    FROM sweep_results AS sr
+    LEFT JOIN spaces AS sb ON sb.name = sr.space_b
+    LEFT JOIN results_2v2 AS t ON sr.test = '2v2' AND t.result_id = sr.result_id
+    LEFT JOIN results_rsa AS r ON sr.test = 'rsa' AND r.result_id = sr.result_id
+    WHERE sr.test IN ('2v2', 'rsa')
+), pairs AS (
     SELECT sweep_id, space_a, space_b, bool_and(is_current) AS is_current,
         max(sweep_status) AS sweep_status
-    FROM sweep_results
-    WHERE test IN ('2v2', 'rsa')
+    FROM judged
     GROUP BY sweep_id, space_a, space_b
 ), ranked AS (
     SELECT p.*, sw.created_at AS sweep_created_at,
@@ -145,7 +156,9 @@ WITH r AS (
         s.depth_index,
         s.relative_depth,
         coalesce(r.space_a_sha256 = s.content_sha256 AND r.space_b_sha256 = sb.content_sha256,
-            FALSE) AS is_current
+            FALSE)
+            AND NOT coalesce(sb.kind = 'rdm' AND r.measure IN ('rsa', '2v2')
+                AND r.target IS NULL, FALSE) AS is_current
     FROM sweep_members AS sm
     JOIN sweeps AS sw ON sw.sweep_id = sm.sweep_id
     JOIN r ON r.measure = sm.test AND r.result_id = sm.result_id
@@ -274,8 +287,10 @@ def upgrade() -> None:
 
 def downgrade_drops(conn: sa.Connection) -> dict[str, int]:
     """Rows the downgrade removes, by table, counted before it runs (``semwh db downgrade``
-    lists them and asks for ``--yes``). The results rows stay; their per-subject values,
-    inference over subjects and ceilings go."""
+    lists them and asks for ``--yes``). The results rows stay, their numbers unchanged; their
+    per-subject values, inference over subjects and ceilings go (and where the columns stay,
+    on DuckDB and SQLite, they are emptied: such a row is then a result without its subjects,
+    which verify reports as superseded and stale_results lists for recomputation)."""
     return {
         t: int(conn.scalar(sa.text(f"SELECT count(*) FROM {t}")))
         for t in ("subject_results", "subject_inference")
@@ -289,8 +304,15 @@ def downgrade() -> None:
     op.execute("DROP VIEW IF EXISTS measure_curves")
     op.drop_table("subject_inference")
     op.drop_table("subject_results")
-    if _dialect() not in ("duckdb", "sqlite"):
-        for table in RESULT_TABLES:
+    for table in RESULT_TABLES:
+        if _dialect() in ("duckdb", "sqlite"):
+            # The columns stay (DuckDB cannot drop columns other objects depend on); a row
+            # must not claim per-subject data that is gone.
+            op.execute(
+                f"UPDATE {table} SET target = NULL, n_subjects = NULL, ceiling_lower = NULL, "
+                "ceiling_upper = NULL WHERE target IS NOT NULL OR n_subjects IS NOT NULL"
+            )
+        else:
             for name, _, _ in NEW_COLUMNS:
                 op.drop_column(table, name)
     for view in _earlier("0003_sweep_families.py", "SWEEP_CURVES", "LAYER_CURVES"):

@@ -95,11 +95,13 @@ def bootstrap_rsa(
         idx = np.asarray(rng.integers(0, n, size=n))
         rows, cols = idx[iu[0]], idx[iu[1]]
         keep = rows != cols
-        values[t] = _corr(a[rows[keep], cols[keep]], b[rows[keep], cols[keep]], method)
-    return _interval(_corr(a[iu], b[iu], method), values, level, recorded)
+        values[t] = pair_correlation(a[rows[keep], cols[keep]], b[rows[keep], cols[keep]], method)
+    return _interval(pair_correlation(a[iu], b[iu], method), values, level, recorded)
 
 
-def _corr(u: np.ndarray, v: np.ndarray, method: str) -> float:
+def pair_correlation(u: np.ndarray, v: np.ndarray, method: str) -> float:
+    """The RSA correlation of two vectors of pair similarities; NaN when either is constant
+    (a degenerate resample)."""
     if u.size < 2 or np.ptp(u) == 0 or np.ptp(v) == 0:
         return float("nan")
     if method == "kendall":

@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
+from semwh.analyze.bootstrap import pair_correlation
 from semwh.analyze.permutation import STAT_TOL, make_rng
-from semwh.analyze.rsa import kendall_tau_a
 from semwh.errors import ConfigError, DegenerateInputError, InputError
 
 NORMALISATIONS = ("none", "zscore", "rank")
@@ -50,6 +50,10 @@ EXACT_FLIPS_MAX = 16
 
 #: Random sign flips drawn above :data:`EXACT_FLIPS_MAX` subjects.
 RANDOM_FLIPS = 10_000
+
+#: Fewest resamples a bootstrap over subjects or both may use (a variance or percentile
+#: interval from fewer draws means nothing).
+MIN_RESAMPLES = 20
 
 #: Expected value of each statistic when a space carries no information about the target.
 CHANCE = {"rsa": 0.0, "2v2": 0.5}
@@ -248,8 +252,10 @@ def subject_tests(
     if not np.any(d != 0):
         out.append(SubjectTest("wilcoxon", None, None, note="every subject is at chance"))
     else:
-        w = stats.wilcoxon(d, alternative=alternative)
+        # The exact distribution without zeros or ties (at most 50 subjects), else the
+        # normal approximation: the flag says which ran.
         exact = d.size <= 50 and np.count_nonzero(d) == d.size and _no_ties(np.abs(d))
+        w = stats.wilcoxon(d, alternative=alternative, method="exact" if exact else "asymptotic")
         out.append(SubjectTest("wilcoxon", float(w.statistic), float(w.pvalue), exact=exact))
     out.append(sign_flip_test(d, seed=seed, two_sided=alternative == "two-sided"))
     return out
@@ -387,7 +393,8 @@ def per_subject_resampled(
             keep = rows != cols
             r, c = rows[keep], cols[keep]
             a = sim_a[r, c]
-            return np.array([_corr(a, sim_b[r, c], comparator.metric) for sim_b in sims_b])
+            metric = comparator.metric
+            return np.array([pair_correlation(a, sim_b[r, c], metric) for sim_b in sims_b])
 
         return rsa_values
     from semwh.analyze.two_vs_two import two_vs_two
@@ -416,16 +423,6 @@ def per_subject_resampled(
         return np.array([((w @ h) * w).sum() for h in hits]) / total
 
     return pair_values
-
-
-def _corr(u: np.ndarray, v: np.ndarray, method: str) -> float:
-    if u.size < 2 or np.ptp(u) == 0 or np.ptp(v) == 0:
-        return float("nan")
-    if method == "kendall":
-        return kendall_tau_a(u, v)
-    if method == "spearman":
-        u, v = stats.rankdata(u), stats.rankdata(v)
-    return float(np.corrcoef(u, v)[0, 1])
 
 
 def concept_bootstrap(

@@ -97,7 +97,13 @@ def _print_subjects(wh: Any, test: str, row: Any) -> None:
     with wh.session() as session:
         subjects, inference = subject_tables(session, test, row.result_id)
     print_table(subjects, title=f"per subject ({row.target})")
-    if row.ceiling_lower is not None:
+    if (row.n_subjects or 0) < 2:
+        err_console.print(
+            "one subject: no noise ceiling and no inference over subjects (they need at "
+            "least two subjects); the p-value generalises over concepts only",
+            highlight=False,
+        )
+    elif row.ceiling_lower is not None:
         err_console.print(
             f"noise ceiling ({test}, same comparator and concepts): "
             f"[{row.ceiling_lower:.4g}, {row.ceiling_upper:.4g}]",

@@ -9,6 +9,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pyarrow as pa
+from rich.markup import escape
 from rich.progress import ProgressColumn, Task, TaskID
 from rich.table import Table
 from rich.text import Text
@@ -52,7 +53,7 @@ def print_table(
     for name in table.column_names:
         rich_table.add_column(name, overflow="fold")
     for row in table.to_pylist():
-        rich_table.add_row(*(format_cell(v) for v in row.values()))
+        rich_table.add_row(*(escape(format_cell(v)) for v in row.values()))
     console.print(rich_table)
     err_console.print(f"{table.num_rows} rows")
 

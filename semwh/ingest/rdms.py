@@ -80,7 +80,15 @@ def read_rdm_file(path: Path, keys: Path | None = None) -> tuple[list[str], np.n
         return wnids, np.asarray(stack, dtype=np.float64), [str(i + 1) for i in range(len(stack))]
     if suffix in (".csv", ".parquet"):
         try:
-            table = pq.read_table(path) if suffix == ".parquet" else pacsv.read_csv(path)
+            # Subject ids are text as written ("01" stays "01", not the number 1).
+            table = (
+                pq.read_table(path)
+                if suffix == ".parquet"
+                else pacsv.read_csv(
+                    path,
+                    convert_options=pacsv.ConvertOptions(column_types={"subject": pa.string()}),
+                )
+            )
         except (OSError, pa.ArrowException) as exc:
             raise InputError(f"{path}: cannot be read as {suffix[1:]} ({exc})") from exc
         return _from_table(path, table)
@@ -92,10 +100,13 @@ def _from_table(path: Path, table: pa.Table) -> tuple[list[str], np.ndarray, lis
         raise InputError(f"{path}: no 'wnid' column (the row keys of the matrices)")
     rows = table.column("wnid").to_pylist()
     subjects = (
-        [str(s) for s in table.column("subject").to_pylist()]
+        ["" if s is None else str(s).strip() for s in table.column("subject").to_pylist()]
         if "subject" in table.column_names
         else ["1"] * table.num_rows
     )
+    if "" in subjects:
+        row = subjects.index("")
+        raise InputError(f"{path}: row {row + 1} has an empty subject id; name every subject")
     index = {c for c in table.column_names if c.startswith("__index_level_")}
     pandas_meta = table.schema.pandas_metadata or {}
     index |= {c for c in pandas_meta.get("index_columns", []) if isinstance(c, str)}
@@ -138,7 +149,13 @@ def _from_table(path: Path, table: pa.Table) -> tuple[list[str], np.ndarray, lis
     return wnids, np.stack(stack), names
 
 
-def _check(path: Path, wnids: list[str], stack: np.ndarray) -> None:
+def _subject_name(subjects: list[str] | None, index: int) -> str:
+    return repr(subjects[index]) if subjects else str(index + 1)
+
+
+def _check(
+    path: Path, wnids: list[str], stack: np.ndarray, subjects: list[str] | None = None
+) -> None:
     if len(set(wnids)) != len(wnids):
         repeated = sorted({w for w in wnids if wnids.count(w) > 1})
         raise InputError(f"{path}: duplicate wnids among the keys: {', '.join(repeated[:5])}")
@@ -147,6 +164,14 @@ def _check(path: Path, wnids: list[str], stack: np.ndarray) -> None:
     if not np.isfinite(stack).all():
         subject = int(np.flatnonzero(~np.isfinite(stack).all(axis=(1, 2)))[0])
         raise InputError(f"{path}: subject {subject + 1} has NaN or inf cells")
+    iu = np.triu_indices(stack.shape[1], 1)
+    flat = np.ptp(stack[:, iu[0], iu[1]], axis=1) == 0
+    if flat.any():
+        subject = int(np.flatnonzero(flat)[0])
+        raise InputError(
+            f"{path}: every dissimilarity of subject {_subject_name(subjects, subject)} is the "
+            "same; a constant RDM carries no structure to compare (drop the subject)"
+        )
     scale = max(float(np.abs(stack).max()), 1e-300)
     asym = np.abs(stack - np.transpose(stack, (0, 2, 1))).max(axis=(1, 2))
     if (asym > SYMMETRY_RTOL * scale).any():
@@ -204,7 +229,7 @@ def ingest_rdm(
     wnids, stack, subjects = read_rdm_file(
         file, Path(keys).expanduser().resolve() if keys else None
     )
-    _check(file, wnids, stack)
+    _check(file, wnids, stack, subjects)
     if similarity:
         stack = 1.0 - stack
     _check_dissimilarity(file, stack, similarity)

@@ -28,6 +28,7 @@ from semwh.analyze import (
 from semwh.analyze.permutation import permutation_p_value
 from semwh.analyze.rsa import rsa_null, rsa_p_value
 from semwh.analyze.subjects import (
+    MIN_RESAMPLES,
     Comparator,
     as_similarities,
     concept_bootstrap,
@@ -132,6 +133,12 @@ def plan_comparison(
         )
     stack = rdm_stack(b, concepts)
     subjects = b.subjects or tuple(str(i + 1) for i in range(stack.shape[0]))
+    if len(subjects) > 1 and 0 < options.bootstrap < MIN_RESAMPLES:
+        raise ConfigError(
+            f"--bootstrap {options.bootstrap}: against the {len(subjects)} subjects of "
+            f"{b.name!r} the bootstrap also resamples subjects (and both), which needs at "
+            f"least {MIN_RESAMPLES} resamples"
+        )
     try:
         stack = normalise_rdms(stack, normalise, subjects)
     except DegenerateInputError as exc:

@@ -195,9 +195,19 @@ def plan_analysis(
     ram_free: int | None,
     disk_free: int | None,
     n_jobs: int = 1,
+    n_subjects: int = 0,
 ) -> AnalysisPlan:
-    """The plan of one comparison (pure: the caller measures free memory and disk)."""
+    """The plan of one comparison (pure: the caller measures free memory and disk).
+
+    ``n_subjects``: against a target with subjects, its (subjects, n, n) stack of similarity
+    matrices stays in memory (not streamed), and a 2 vs 2 bootstrap holds one pair-decision
+    matrix per subject besides.
+    """
     n = n_concepts
+    subject_bytes = 0
+    if n_subjects:
+        held = 2 if (test == "2v2" and bootstrap) else 1
+        subject_bytes = held * n_subjects * n * n * _F64
     return AnalysisPlan(
         test=test,
         what=what,
@@ -208,7 +218,8 @@ def plan_analysis(
         bootstrap=bootstrap,
         device=device,
         inputs_bytes=2 * n * n * _F64,
-        work_bytes=work_bytes(test, metric, n, dims, permutations, bootstrap, n_jobs),
+        work_bytes=work_bytes(test, metric, n, dims, permutations, bootstrap, n_jobs)
+        + subject_bytes,
         ram_free=ram_free,
         disk_free=disk_free,
     )
@@ -297,7 +308,7 @@ def plan_spec(spec: ComparisonSpec, tmp: Path, memory: int | None = None) -> Ana
         opts.test,
         f"{opts.test} of {spec.space_a!r} vs {spec.space_b!r}",
         n_concepts=spec.n_concepts,
-        dims=(int(spec.a.shape[1]), int(spec.b.shape[1])),
+        dims=(int(spec.a.shape[1]), int(spec.b.shape[-1])),
         metric=opts.metric,
         permutations=opts.permutations,
         bootstrap=opts.bootstrap,
@@ -305,6 +316,7 @@ def plan_spec(spec: ComparisonSpec, tmp: Path, memory: int | None = None) -> Ana
         ram_free=memory_free(memory),
         disk_free=free_disk(tmp),
         n_jobs=min(8, os.cpu_count() or 1),
+        n_subjects=len(spec.subjects or ()),
     )
 
 

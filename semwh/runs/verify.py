@@ -267,12 +267,15 @@ class _Checker:
             return f"space {name!r}: its files no longer hash to its recorded content"
         return None
 
-    def version_notes(self, run: AnalysisRun | None, test: str, stored_version: int) -> str:
+    def version_notes(
+        self, run: AnalysisRun | None, test: str, stored_version: int, target: str | None = None
+    ) -> str:
         notes = []
-        if stored_version != analysis_version(test):
+        current = analysis_version(test, target)
+        if stored_version != current:
             notes.append(
                 f"computed by {test} algorithm version {stored_version}, semwh now runs "
-                f"version {analysis_version(test)}"
+                f"version {current}"
             )
         recorded = json.loads(run.library_versions) if run is not None else {}
         changed = [
@@ -348,15 +351,44 @@ def _verify_comparison(
         record.null_mean,
         record.null_q95,
     ]
-    if len(null) != len(fresh_null):
+    if getattr(row, "target", None):
+        subject_stored, subject_fresh = _subject_numbers(session, test, row, record)
+        stored += subject_stored
+        fresh += subject_fresh
+    if len(null) != len(fresh_null) or len(stored) != len(fresh):
         diff: float | None = float("inf")
     else:
         diff = _diff(stored + null, fresh + fresh_null)
     run = session.get(AnalysisRun, row.analysis_id)
-    notes = checker.version_notes(run, test, row.analysis_version)
+    notes = checker.version_notes(run, test, row.analysis_version, getattr(row, "target", None))
     if diff is None:
         return verdict(REPRODUCED, f"statistic, p-value and null identical; {notes}")
     return verdict(DRIFTED, f"stored numbers differ by up to {diff:.3g}; {notes}", diff)
+
+
+_INFERENCE_NUMBERS = ("statistic", "p_value", "ci_low", "ci_high", "se")
+
+
+def _subject_numbers(
+    session: Session, test: str, row: Any, record: Any
+) -> tuple[list[float | None], list[float | None]]:
+    """A target-with-subjects result's own numbers, stored and recomputed, in one order: each
+    subject's statistic, the ceiling, every test and interval over subjects or both."""
+    extra = record.extra or {}
+    stored: list[float | None] = [v for _, v in store.subject_values(session, test, row.result_id)]
+    fresh: list[float | None] = [float(v) for v in extra.get("subject_values") or []]
+    ceiling = extra.get("ceiling")
+    stored += [row.ceiling_lower, row.ceiling_upper]
+    fresh += [None, None] if ceiling is None else [ceiling.lower, ceiling.upper]
+    _, table = store.subject_tables(session, test, row.result_id)
+    kept = {r["method"]: r for r in table.to_pylist() if r["method"] != "permutation"}
+    again = {r.method: r for r in store.inference_rows(test, row.result_id, len(fresh), extra)}
+    for method in sorted(set(kept) | set(again)):
+        if method not in kept or method not in again:
+            return stored, fresh + [float("nan")]  # a test or interval appeared or vanished
+        stored += [kept[method][c] for c in _INFERENCE_NUMBERS]
+        fresh += [getattr(again[method], c) for c in _INFERENCE_NUMBERS]
+    return stored, fresh
 
 
 def _superseded_method(test: str, row: Any, b: SpaceVectors) -> str | None:
@@ -364,7 +396,13 @@ def _superseded_method(test: str, row: Any, b: SpaceVectors) -> str | None:
     not): one against an RDM space stored without its per-subject target."""
     if test not in ("rsa", "2v2") or b.kind != "rdm" or getattr(row, "target", None):
         return None
-    option = f" --method {row.method}" if test == "rsa" else f" --distance {row.distance}"
+    option = (
+        f" --method {row.method}"
+        if test == "rsa"
+        else f" --distance {row.distance} --tie-tol {row.tie_tol}"
+    )
+    if row.bootstrap:
+        option += f" --bootstrap {row.bootstrap}"
     return (
         f"computed by {test} algorithm version {row.analysis_version} against minus the "
         f"subjects' mean RDM of {row.space_b!r}; semwh now compares with each subject's RDM "

@@ -520,6 +520,13 @@ class SubjectInference(Base):
     ``sign_flip``, ``bootstrap_concepts``, ``bootstrap_subjects``, ``bootstrap_dual``) or a
     difference (``test`` = ``diff``; methods ``paired_t``, ``paired_wilcoxon``,
     ``paired_sign_flip`` over subjects).
+
+    ``statistic`` is each test's own statistic: t for ``t``; for ``wilcoxon`` scipy's
+    statistic (W+, the sum of the ranks of the subjects above chance, one-sided; the smaller
+    of W+ and W- two-sided, as for ``paired_wilcoxon``); for ``sign_flip`` the mean
+    difference from chance (the mean difference for ``paired_sign_flip``). Intervals have
+    none. ``exact``: the p-value enumerates every sign flip, or uses Wilcoxon's exact
+    distribution (no zeros or ties, at most 50 subjects).
     """
 
     __tablename__ = "subject_inference"

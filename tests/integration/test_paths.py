@@ -237,3 +237,53 @@ def test_rows_of_the_mean_rdm_method_are_superseded_and_listed_for_recomputation
     assert "method superseded" in listed["changed"]
     assert listed["refresh_command"].startswith("semwh analyze rsa --a ")
     assert N_CONCEPTS == len(wnids())
+
+
+def test_subject_numbers_are_verified_and_survive_no_downgrade_silently(spaces, world) -> None:
+    """verify recomputes each subject's value, the ceiling and the inference over subjects;
+    a downgrade that drops them leaves rows that say so (superseded, not current); a stale
+    result made with --normalise is listed with the option that remakes it."""
+    from semwh.results.named import run_query
+    from semwh.warehouse.migrate import downgrade, upgrade
+    from semwh.warehouse.models import SubjectInference, SubjectResult
+
+    wh = spaces
+    layer = world["layers"]["toy"][3]
+    sweep = runs.sweep(
+        wh, ["toy"], ["subjects"], tests=["rsa"], permutations=PERMUTATIONS, seed=SEED,
+        include_random=False,
+    )  # fmt: skip
+    row = next(r for r in sweep.rows if r.space_a == layer)
+    ranked = runs.compare(wh, layer, "subjects", "rsa", seed=SEED, normalise="rank")
+    assert ranked.target == "subjects:rank"
+    with wh.session() as session:
+        first = session.get(SubjectResult, ("rsa", row.result_id, 0))
+        first.statistic += 0.5
+        t_row = session.get(SubjectInference, ("rsa", row.result_id, "t"))
+        t_row.p_value = 1e-9
+    verdicts = {v.result_id: v for v in verify(wh, sweep_id=sweep.sweep_id).verdicts}
+    assert verdicts[row.result_id].status == "drifted"
+    assert verdicts[row.result_id].max_abs_diff >= 0.5
+    curves = run_query(wh, "layer_curves", {"word_space": "subjects"}).table.to_pylist()
+    assert {r["space"] for r in curves} == set(world["layers"]["toy"])
+    assert all(r["ceiling_lower_rsa"] is not None and r["target"] for r in curves)
+
+    downgrade(wh, "0006")
+    upgrade(wh)
+    with wh.session() as session:
+        again = session.get(store.result_model("rsa"), row.result_id)
+        assert (again.target, again.n_subjects, again.ceiling_lower) == (None, None, None)
+    assert verify(wh, result=f"rsa:{row.result_id}").verdicts[0].status == "superseded"
+    # No curve shows a superseded row as current.
+    assert run_query(wh, "layer_curves", {"word_space": "subjects"}).table.num_rows == 0
+
+    stale = run_query(wh, "stale_results").table.to_pylist()
+    (listed,) = [r for r in stale if r["result_id"] == row.result_id]
+    assert "method superseded" in listed["changed"]
+    refreshed = runs.compare(wh, layer, "subjects", "rsa", seed=SEED, normalise="rank")
+    assert refreshed.result_id != ranked.result_id  # its subject rows went with the downgrade
+    ingest_again = load_space(wh, "subjects")
+    save_space(wh, "subjects", "rdm", ingest_again.wnids, ingest_again.matrix * 2, replace=True)
+    stale = run_query(wh, "stale_results").table.to_pylist()
+    (normalised,) = [r for r in stale if r["result_id"] == refreshed.result_id]
+    assert "--normalise rank" in normalised["refresh_command"]

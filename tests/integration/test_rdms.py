@@ -203,6 +203,26 @@ def test_malformed_rdm_files_are_refused_with_the_reason(warehouse, world, tmp_p
         ingest_rdm(warehouse, "bad", tmp_path / "m.npy", keys=tmp_path / "keys.txt")
 
 
+def test_subject_ids_are_text_and_a_constant_subject_is_named(warehouse, world, tmp_path) -> None:
+    add_concepts(warehouse)
+    stack = subject_rdms(world["words"])
+    write_csv(tmp_path / "ids.csv", wnids(), stack)
+    text = (tmp_path / "ids.csv").read_text().replace("s0,", "01,").replace("s1,", "1.0,")
+    (tmp_path / "ids.csv").write_text(text)
+    ingest_rdm(warehouse, "ids", tmp_path / "ids.csv")
+    assert load_space(warehouse, "ids").subjects == ("01", "1.0", "s2", "s3")
+    (tmp_path / "empty.csv").write_text(text.replace("01,", ",", 1))
+    with pytest.raises(InputError, match="empty subject id"):
+        ingest_rdm(warehouse, "bad", tmp_path / "empty.csv")
+    flat = stack.copy()
+    flat[2] = 1.0
+    for d in flat:
+        np.fill_diagonal(d, 0.0)
+    write_csv(tmp_path / "flat.csv", wnids(), flat)
+    with pytest.raises(InputError, match="every dissimilarity of subject 's2' is the same"):
+        ingest_rdm(warehouse, "bad", tmp_path / "flat.csv")
+
+
 def test_matrices_that_are_not_dissimilarities_are_refused(warehouse, world, tmp_path) -> None:
     """A similarity matrix read as dissimilarities would flip the sign of every RSA."""
     add_concepts(warehouse)

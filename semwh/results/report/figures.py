@@ -160,6 +160,16 @@ def curve_figure(
     return _save(plt, fig, key, title, out_dir, protected)
 
 
+def rows_ceiling(rows: Sequence[Row], suffix: str = "") -> tuple[float, float] | None:
+    """The noise ceiling the rows share (``ceiling_lower{suffix}``, ``ceiling_upper{suffix}``:
+    each result's own, same comparator and concepts), or None when they have none or differ."""
+    found = {(r.get(f"ceiling_lower{suffix}"), r.get(f"ceiling_upper{suffix}")) for r in rows}
+    if len(found) != 1:
+        return None
+    low, high = next(iter(found))
+    return None if low is None or high is None else (float(low), float(high))
+
+
 def curve_figures(
     curves: Sequence[Row],
     recovery: Sequence[Row],
@@ -201,6 +211,7 @@ def curve_figures(
                 key=f"2v2_{key_part}",
                 out_dir=out_dir,
                 protected=protected,
+                ceiling=rows_ceiling(rows, "_2v2"),
             )
         )
         if any(r.get("rho_rsa") is not None for r in rows):
@@ -217,6 +228,7 @@ def curve_figures(
                     key=f"rsa_{key_part}",
                     out_dir=out_dir,
                     protected=protected,
+                    ceiling=rows_ceiling(rows, "_rsa"),
                 )
             )
     for word_space in sorted({r["word_space"] for r in recovery}):
@@ -273,12 +285,9 @@ def measure_figures(
             if (r["word_space"], r["measure"], r["variant"]) == (word_space, measure, variant)
         ]
         label, chance = MEASURE_AXES.get(measure, (measure, None))
-        band = None
-        ceilings_of_rows = {(r.get("ceiling_lower"), r.get("ceiling_upper")) for r in group}
-        if len(ceilings_of_rows) == 1 and None not in next(iter(ceilings_of_rows)):
-            # Every row's own ceiling (same comparator, concepts and subjects): one band.
-            band = next(iter(ceilings_of_rows))
-        elif measure == "rsa":
+        # Every row's own ceiling (same comparator, concepts and subjects): one band.
+        band = rows_ceiling(group)
+        if band is None and measure == "rsa":
             sizes = {r["n_concepts"] for r in group}
             band = next(
                 (

@@ -304,3 +304,32 @@ def test_subject_ceiling_needs_two_subjects() -> None:
     _, stack = generated(1, subjects=2)
     with pytest.raises(ConfigError, match="at least two subjects"):
         subject_ceiling(stack[:1], Comparator("rsa", "spearman"))
+
+
+def test_wilcoxon_says_which_distribution_gave_its_p() -> None:
+    untied = [0.1, 0.2, -0.05, 0.3, 0.25, 0.15]
+    tied = [0.1, 0.2, -0.05, 0.3, 0.25, 0.2]
+    exact = {t.method: t for t in subject_tests(untied, 0.0)}["wilcoxon"]
+    approx = {t.method: t for t in subject_tests(tied, 0.0)}["wilcoxon"]
+    assert exact.exact and exact.p_value == pytest.approx(
+        stats.wilcoxon(untied, alternative="greater", method="exact").pvalue
+    )
+    assert not approx.exact and approx.p_value == pytest.approx(
+        stats.wilcoxon(tied, alternative="greater", method="asymptotic").pvalue
+    )
+
+
+def test_bootstraps_over_subjects_need_enough_resamples_and_plans_count_subjects(
+    tmp_path,
+) -> None:
+    from semwh.runs.plan import plan_spec
+
+    x, stack = generated(10, subjects=6)
+    with pytest.raises(ConfigError, match="--bootstrap 5: .* at least 20 resamples"):
+        record(x, stack, bootstrap=5)
+    spec, _ = record(x, stack, bootstrap=20, seed=1)
+    one = SpaceVectors("one", keys(12), x + 1, kind="word")
+    a = SpaceVectors("layer", keys(12), x, kind="layer")
+    vector_spec = plan_comparison(a, one, ComparisonOptions.make("rsa", bootstrap=20, seed=1), {})
+    extra = plan_spec(spec, tmp_path).work_bytes - plan_spec(vector_spec, tmp_path).work_bytes
+    assert extra >= 6 * 12 * 12 * 8
