@@ -47,6 +47,13 @@ LAYER_CURVE_COLUMNS = [
     "result_id_2v2",
     "result_id_rsa",
     "space",
+    # Revision 0007: targets with subjects and their ceilings on the curves' scale.
+    "target",
+    "n_subjects",
+    "ceiling_lower_2v2",
+    "ceiling_upper_2v2",
+    "ceiling_lower_rsa",
+    "ceiling_upper_rsa",
 ]
 
 
