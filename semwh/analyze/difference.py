@@ -197,14 +197,15 @@ def weighted_concepts(per_concept: np.ndarray) -> WeightedStatistic:
 
 def weighted_rsa(sim_a: np.ndarray, sim_b: np.ndarray, method: str) -> WeightedStatistic:
     """RSA over the pairs of distinct concepts of a multiset (as :func:`bootstrap_rsa`)."""
-    from semwh.analyze.bootstrap import _corr
+    from semwh.analyze.bootstrap import pair_correlation
 
     def stat(w: np.ndarray) -> float:
         idx = _expand(w)
         iu = np.triu_indices(idx.size, 1)
         rows, cols = idx[iu[0]], idx[iu[1]]
         keep = rows != cols
-        return _corr(sim_a[rows[keep], cols[keep]], sim_b[rows[keep], cols[keep]], method)
+        a, b = sim_a[rows[keep], cols[keep]], sim_b[rows[keep], cols[keep]]
+        return pair_correlation(a, b, method)
 
     return stat
 

@@ -263,7 +263,7 @@ def test_subject_numbers_are_verified_and_survive_no_downgrade_silently(spaces, 
         t_row.p_value = 1e-9
     verdicts = {v.result_id: v for v in verify(wh, sweep_id=sweep.sweep_id).verdicts}
     assert verdicts[row.result_id].status == "drifted"
-    assert verdicts[row.result_id].max_abs_diff >= 0.5
+    assert verdicts[row.result_id].max_abs_diff == pytest.approx(0.5)
     curves = run_query(wh, "layer_curves", {"word_space": "subjects"}).table.to_pylist()
     assert {r["space"] for r in curves} == set(world["layers"]["toy"])
     assert all(r["ceiling_lower_rsa"] is not None and r["target"] for r in curves)

@@ -207,11 +207,20 @@ def test_subject_ids_are_text_and_a_constant_subject_is_named(warehouse, world, 
     add_concepts(warehouse)
     stack = subject_rdms(world["words"])
     write_csv(tmp_path / "ids.csv", wnids(), stack)
-    text = (tmp_path / "ids.csv").read_text().replace("s0,", "01,").replace("s1,", "1.0,")
-    (tmp_path / "ids.csv").write_text(text)
+    lines = (tmp_path / "ids.csv").read_text().splitlines()
+    renamed = {'"s0"': "01", '"s1"': "1.0"}
+
+    def with_subjects(names: dict[str, str]) -> str:
+        rows = [lines[0]]
+        for line in lines[1:]:
+            first, rest = line.split(",", 1)
+            rows.append(f"{names.get(first, first)},{rest}")
+        return "\n".join(rows) + "\n"
+
+    (tmp_path / "ids.csv").write_text(with_subjects(renamed))
     ingest_rdm(warehouse, "ids", tmp_path / "ids.csv")
     assert load_space(warehouse, "ids").subjects == ("01", "1.0", "s2", "s3")
-    (tmp_path / "empty.csv").write_text(text.replace("01,", ",", 1))
+    (tmp_path / "empty.csv").write_text(with_subjects({'"s0"': '""'}))
     with pytest.raises(InputError, match="empty subject id"):
         ingest_rdm(warehouse, "bad", tmp_path / "empty.csv")
     flat = stack.copy()
