@@ -333,3 +333,25 @@ def test_bootstraps_over_subjects_need_enough_resamples_and_plans_count_subjects
     vector_spec = plan_comparison(a, one, ComparisonOptions.make("rsa", bootstrap=20, seed=1), {})
     extra = plan_spec(spec, tmp_path).work_bytes - plan_spec(vector_spec, tmp_path).work_bytes
     assert extra >= 6 * 12 * 12 * 8
+
+
+@pytest.mark.parametrize(
+    "comparator", [Comparator("rsa", "spearman"), Comparator("2v2", "pearson")]
+)
+def test_concept_resamples_of_one_subject_are_the_concept_bootstrap(comparator) -> None:
+    """Per subject, a concept resample scores as the concept bootstrap of a single matrix
+    (pairs of two copies left out for RSA; pair decisions weighted by counts for 2 vs 2)."""
+    from semwh.analyze import bootstrap_rsa, bootstrap_two_vs_two
+    from semwh.analyze.subjects import concept_bootstrap
+
+    x, stack = generated(11, n=9, subjects=3)
+    sim = similarity_matrix(x)
+    resampled = per_subject_resampled(sim, -stack, comparator)
+    ours = concept_bootstrap(resampled, 9, n_bootstrap=25, seed=4)
+    each = []
+    for d in stack:
+        if comparator.test == "rsa":
+            each.append(bootstrap_rsa(sim, -d, n_bootstrap=25, seed=4).values)
+        else:
+            each.append(bootstrap_two_vs_two(sim, -d, n_bootstrap=25, seed=4).values)
+    np.testing.assert_allclose(ours.values, np.mean(each, axis=0), atol=1e-12)
