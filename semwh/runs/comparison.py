@@ -417,7 +417,7 @@ def _statistic(spec: ComparisonSpec, allocate: Allocate | None = None) -> dict[s
     for subject, sim_b in _targets(spec, sims_b):
         with _subject_naming(subject):
             if opts.test == "rsa":
-                result: RSAResult | TwoVsTwoResult = rsa(
+                correlation = rsa(
                     sim_a,
                     sim_b,
                     method=opts.metric,
@@ -425,9 +425,10 @@ def _statistic(spec: ComparisonSpec, allocate: Allocate | None = None) -> dict[s
                     device=opts.device,
                     **common,
                 )
-                values.append(float(result.rho))
+                result: RSAResult | TwoVsTwoResult = correlation
+                values.append(float(correlation.rho))
             else:
-                result = two_vs_two(
+                result = pairs = two_vs_two(
                     sim_a,
                     sim_b,
                     distance=opts.metric,
@@ -436,8 +437,8 @@ def _statistic(spec: ComparisonSpec, allocate: Allocate | None = None) -> dict[s
                     device=opts.device,
                     **common,
                 )
-                values.append(float(result.accuracy))
-                n_pairs = int(result.n_pairs)
+                values.append(float(pairs.accuracy))
+                n_pairs = int(pairs.n_pairs)
         if opts.permutations > 0:
             nulls.append(np.asarray(result.null, dtype=np.float64))
     statistic = float(np.mean(values)) if len(values) > 1 else values[0]

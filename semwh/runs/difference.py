@@ -206,7 +206,7 @@ def paired_over_subjects(
     ]
     if any(len(v) != len(first.subjects) for v in values):
         return None
-    d = np.array([a - b for (_, a), (_, b) in zip(values[0], values[1], strict=True)])
+    d = [a - b for (_, a), (_, b) in zip(values[0], values[1], strict=True)]
     tests = subject_tests(
         d, 0.0, seed=derive_seed(seed, "paired-sign-flip"), alternative="two-sided"
     )

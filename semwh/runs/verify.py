@@ -342,8 +342,8 @@ def _verify_comparison(
     else:
         stored_stat = row.rho if isinstance(row, ResultRSA) else row.accuracy
         ci = [row.ci_low, row.ci_high]
-    stored = [stored_stat, row.p_value, *ci, row.null_mean, row.null_q95]
-    fresh = [
+    stored: list[float | None] = [stored_stat, row.p_value, *ci, row.null_mean, row.null_q95]
+    fresh: list[float | None] = [
         record.statistic,
         record.p_value,
         record.ci_low,
@@ -358,7 +358,7 @@ def _verify_comparison(
     if len(null) != len(fresh_null) or len(stored) != len(fresh):
         diff: float | None = float("inf")
     else:
-        diff = _diff(stored + null, fresh + fresh_null)
+        diff = _diff([*stored, *null], [*fresh, *fresh_null])
     run = session.get(AnalysisRun, row.analysis_id)
     notes = checker.version_notes(run, test, row.analysis_version, getattr(row, "target", None))
     if diff is None:
@@ -377,6 +377,7 @@ def _subject_numbers(
     extra = record.extra or {}
     stored: list[float | None] = [v for _, v in store.subject_values(session, test, row.result_id)]
     fresh: list[float | None] = [float(v) for v in extra.get("subject_values") or []]
+    nothing: list[float | None] = [float("nan")]
     ceiling = extra.get("ceiling")
     stored += [row.ceiling_lower, row.ceiling_upper]
     fresh += [None, None] if ceiling is None else [ceiling.lower, ceiling.upper]
@@ -385,7 +386,7 @@ def _subject_numbers(
     again = {r.method: r for r in store.inference_rows(test, row.result_id, len(fresh), extra)}
     for method in sorted(set(kept) | set(again)):
         if method not in kept or method not in again:
-            return stored, fresh + [float("nan")]  # a test or interval appeared or vanished
+            return stored, fresh + nothing  # a test or interval appeared or vanished
         stored += [kept[method][c] for c in _INFERENCE_NUMBERS]
         fresh += [getattr(again[method], c) for c in _INFERENCE_NUMBERS]
     return stored, fresh
