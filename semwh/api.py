@@ -205,6 +205,7 @@ class SemanticWarehouse:
         from semwh.names import check_name
         from semwh.runs.options import check_choice
         from semwh.vectors import save_space
+        from semwh.vectors.store import real_matrix
         from semwh.warehouse.models import Concept
 
         check_choice(kind, ("word", "external"), "space kind")
@@ -214,12 +215,13 @@ class SemanticWarehouse:
                 f"space {name!r}: wnids is one string {wnids!r}; give a list of concept ids"
             )
         ids = list(wnids)
-        vectors = np.asarray(matrix)
-        if vectors.ndim != 2 or vectors.shape[1] < 1:
+        raw = np.asarray(matrix)
+        if raw.ndim != 2 or raw.shape[1] < 1:
             raise InputError(
-                f"space {name!r}: vectors have shape {vectors.shape}; give one row of at least "
+                f"space {name!r}: vectors have shape {raw.shape}; give one row of at least "
                 "one number per concept (n x d, d >= 1)"
             )
+        vectors = real_matrix(name, raw)
         with self.warehouse.session() as session:
             known = set(session.scalars(select(Concept.wnid)))
         for i, value in enumerate(ids):

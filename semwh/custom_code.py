@@ -56,10 +56,27 @@ def _code_request(value: Any) -> str | None:
 def _read(path: Path) -> Any:
     try:
         if path.stat().st_size > _MAX_CONFIG_BYTES:
-            return None
+            return _scanned(path)
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{path}: cannot read this model config ({exc})") from exc
+
+
+def _scanned(path: Path) -> Any:
+    """A config too large to parse, scanned for the keys that ask for code: a stand-in
+    ``{key: True}`` for the first one found (a key split across two chunks is found too:
+    the chunks overlap), else None."""
+    markers = [f'"{key}"'.encode() for key in (*_CODE_KEYS, "trust_remote_code")]
+    overlap = max(len(m) for m in markers)
+    tail = b""
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            window = tail + chunk
+            for marker in markers:
+                if marker in window:
+                    return {marker.decode().strip('"'): True}
+            tail = window[-overlap:]
+    return None
 
 
 def _configs(folder: Path) -> Iterator[Path]:

@@ -11,8 +11,13 @@ named ``a/b`` would collide with the layer ``b`` of model ``a``.
 from __future__ import annotations
 
 import unicodedata
+from urllib.parse import quote
 
 from semwh.errors import ConfigError, InvalidNameError
+
+#: Longest percent-encoded name (a part of a layer name): names are folder names of the
+#: vectors tree, and file systems allow 255 bytes.
+MAX_ENCODED = 200
 
 RULE = (
     "non-empty printable text in NFKC form without leading or trailing blanks, '..' or '\\'; "
@@ -52,6 +57,12 @@ def _problem(name: str, layer: bool) -> str | None:
         return "'..'"
     if "\\" in name:
         return "a backslash"
+    longest = max(len(quote(part, safe="")) for part in name.split("/"))
+    if longest > MAX_ENCODED:
+        return (
+            f"too long: a name is a folder name of the warehouse, at most {MAX_ENCODED} "
+            "characters once percent-encoded"
+        )
     if "/" in name:
         if not layer:
             return "'/' is reserved for MODEL/LAYER layer spaces"

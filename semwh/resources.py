@@ -60,6 +60,14 @@ def parse_bytes(text: str) -> int:
     return int(size)
 
 
+def is_limit_reason(reason: str) -> bool:
+    """Whether ``reason`` (of :func:`image_size_problem`) is a configurable limit, which an
+    intact file may exceed on one machine and not on another (never a damaged file)."""
+    from semwh.config import ENV_MAX_ASPECT_RATIO, ENV_MAX_IMAGE_PIXELS
+
+    return ENV_MAX_IMAGE_PIXELS in reason or ENV_MAX_ASPECT_RATIO in reason
+
+
 def image_size_problem(width: int, height: int, resize: int | None = None) -> str | None:
     """Why an image of these dimensions is refused before decoding, or None.
 

@@ -101,9 +101,19 @@ def check_level(value: Any, what: str = "alpha") -> float:
     return float(check_number(value, what, LEVEL))
 
 
+#: Largest count a registry column holds (permutations, resamples, sizes: 32-bit integers).
+MAX_COUNT = 2**31 - 1
+
+
 def check_count(value: Any, what: str, minimum: int = 0) -> int:
-    """A whole number of at least ``minimum``."""
-    return int(check_number(value, what, Range(minimum, None, integer=True)))
+    """A whole number from ``minimum`` to :data:`MAX_COUNT`."""
+    count = int(check_number(value, what, Range(minimum, None, integer=True)))
+    if count > MAX_COUNT:
+        raise ConfigError(
+            f"{what} must be at most {MAX_COUNT} (the registry stores counts as 32-bit "
+            f"integers), got {value!r}"
+        )
+    return count
 
 
 _INTERVAL = re.compile(r"^\s*([\[(])\s*([^,]*?)\s*,\s*([^,]*?)\s*([\])])\s*$")

@@ -26,7 +26,7 @@ from semwh.ingest.imagenet import try_imagenet_index
 from semwh.ingest.sources import SourceSpec, record_source
 from semwh.ingest.wordnet import WNID_RE, open_wordnet
 from semwh.progress import Progress, check_progress
-from semwh.resources import image_size_problem
+from semwh.resources import image_size_problem, is_limit_reason
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Image, Prediction, RecoveryImage
 
@@ -210,7 +210,7 @@ def _refuse_cross_concept(decoded: list[Decoded], report: ImageIngestReport) -> 
     )
     for places in copies.values():
         for path, wnid in places:
-            others = "; ".join(f"{p} (concept {w})" for p, w in places if p != path)
+            others = "; ".join(f"{p} (concept {w})" for p, w in places if (p, w) != (path, wnid))
             report.conflicts.append(
                 (
                     path,
@@ -262,6 +262,10 @@ def _stale_images(
     stale = []
     for image_id, path, digest, wnid in rows:
         if not in_scope(path, root, listed) or on_disk.get(path) == digest:
+            continue
+        if path in skipped and is_limit_reason(skipped[path]):
+            # Intact but over this machine's size limit: kept (the limit may differ elsewhere);
+            # the summary lists it as skipped with the reason.
             continue
         if path in on_disk or path in skipped or not os.path.lexists(path):
             stale.append((image_id, path, digest, wnid, stale_reason(path, skipped)))

@@ -264,6 +264,12 @@ def bind_params(query: NamedQuery, values: Mapping[str, Any] | None = None) -> d
     ranges = param_ranges(query)
     for p in query.params:
         value = bound.get(p.name)
+        if value is None and p.name in ranges and p.default is not None:
+            # NULL would skip the declared range (and every comparison with it is NULL).
+            raise ConfigError(
+                f"query {query.name!r} parameter {p.name} must be "
+                f"{ranges[p.name].describe()}, got NULL; leave it out for its default {p.default}"
+            )
         if value is not None and p.type in ("DOUBLE", "INTEGER"):
             limits = ranges.get(p.name, Range(integer=p.type == "INTEGER"))
             bound[p.name] = check_number(value, f"query {query.name!r} parameter {p.name}", limits)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -203,7 +204,13 @@ class MeasureOptions:
         if test == "cka":
             fields["estimator"] = check_choice(estimator, CKA_ESTIMATORS, "CKA estimator")
         elif test == "knn":
-            if isinstance(k, bool) or int(k) != k or k < 1:
+            if (
+                isinstance(k, bool)
+                or not isinstance(k, int | float)
+                or not math.isfinite(k)
+                or int(k) != k
+                or k < 1
+            ):
                 raise ConfigError(f"k must be an integer of 1 or more, got {k!r}")
             fields["k"] = int(k)
         else:

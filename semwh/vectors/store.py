@@ -239,9 +239,30 @@ class PreparedSpace:
     info: VectorFileInfo
 
 
+def real_matrix(name: str, vectors: Any) -> np.ndarray:
+    """A space's vectors as a float32 n x d matrix of real numbers, n >= 1 and d >= 1.
+
+    Raises:
+        InputError: Complex, text or object values, not 2-D, or no concept or dimension.
+    """
+    raw = np.asarray(vectors)
+    if raw.dtype.kind not in "biuf":
+        raise InputError(
+            f"space {name!r}: vectors must be real numbers, got an array of {raw.dtype} "
+            "(complex, text or objects are not vectors)"
+        )
+    matrix = _as_matrix(raw)
+    if matrix.shape[0] == 0 or matrix.shape[1] == 0:
+        raise InputError(
+            f"space {name!r}: {matrix.shape[0]} concepts x {matrix.shape[1]} dimensions; a "
+            "space needs at least one concept and one dimension"
+        )
+    return matrix
+
+
 def _validated(name: str, kind: str, wnids: Sequence[str], vectors: np.ndarray):  # noqa: ANN202
     check_name(name, "space", layer=kind in LAYER_KINDS)
-    matrix = _as_matrix(vectors)
+    matrix = real_matrix(name, vectors)
     if len(wnids) != matrix.shape[0]:
         raise InputError(
             f"space {name!r}: {len(wnids)} concepts for {matrix.shape[0]} vectors "

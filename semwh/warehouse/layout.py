@@ -356,11 +356,17 @@ def check_db_url(url: str) -> str:
             would lose everything when the command ends).
         MissingDependencyError: The URL's driver is not installed.
     """
-    where = f"registry URL {url!r} (--db or {ENV_DB})"
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        raise ConfigError(f"{where} is not a database URL: give one, {_URL_EXAMPLE}") from None
+    except (ArgumentError, ValueError) as exc:
+        # Never echo the URL itself: it may hold a password.
+        reason = str(exc).splitlines()[0] if isinstance(exc, ValueError) else "no URL"
+        raise ConfigError(
+            f"the registry URL (--db or {ENV_DB}) is not a database URL ({reason}): give one, "
+            f"{_URL_EXAMPLE}"
+        ) from None
+    shown = parsed.render_as_string(hide_password=True)
+    where = f"registry URL {shown!r} (--db or {ENV_DB})"
     try:
         dialect = parsed.get_dialect()
     except NoSuchModuleError:
@@ -382,7 +388,8 @@ def check_db_url(url: str) -> str:
     except ImportError as exc:
         raise MissingDependencyError(
             f"{where} needs the database driver {exc.name or parsed.drivername!r}, which is "
-            f"not installed: pip install it (for postgresql: psycopg2-binary)"
+            "not installed: pip install it"
+            + (" (psycopg2-binary)" if parsed.get_backend_name() == "postgresql" else "")
         ) from None
     return url
 

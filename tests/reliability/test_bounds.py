@@ -123,6 +123,12 @@ def test_extreme_images_are_skipped_at_ingest_and_refused_before_decode(
     [(path, reason)] = report.skipped
     assert path == str(line) and "aspect ratio of 100000:1" in reason, reason
     assert "SEMWH_MAX_ASPECT_RATIO" in reason
+    # A lower limit on another run skips the registered photo again but never drops it: the
+    # file is intact, and the limit is this machine's setting.
+    monkeypatch.setenv("SEMWH_MAX_IMAGE_PIXELS", "1000")
+    again = ingest_images(world, folder, wordnet=False)
+    assert not again.removed and len(again.skipped) == 2
+    monkeypatch.delenv("SEMWH_MAX_IMAGE_PIXELS")
 
     # An image already stored (or replaced on disk) is refused from its header at extraction,
     # on the PIL path and on the device-decoding path, before a pixel is decoded.

@@ -46,6 +46,17 @@ def test_report_alpha_outside_0_1_is_refused(
         ("model_comparison", {"bins": 10**9}, r"bins must be a whole number in \[1, 1000\]"),
         ("pair_disagreement", {"space_a": "a", "space_b": "b", "top": "0"}, r"top must be 1"),
         ("layer_curves", {"sweep_id": True}, r"sweep_id must be a whole number"),
+        # NULL would skip the range: refused where the parameter has a default.
+        (
+            "first_significant_depth",
+            {"alpha": None},
+            r"alpha must be a number in \(0, 1\), got NULL",
+        ),
+        (
+            "model_comparison",
+            {"bins": None},
+            r"bins must be a whole number in \[1, 1000\], got NULL",
+        ),
     ],
 )
 def test_named_query_numbers_are_checked_before_binding(
@@ -105,3 +116,43 @@ def test_every_declared_range_parses_and_reads_back() -> None:
     assert {"first_significant_depth", "grid_cells", "model_comparison"} <= set(declared)
     assert parse_range("(0, 1)") == LEVEL
     assert check_number(3, "x", parse_range("[1, ]", integer=True)) == 3
+
+
+def test_counts_beyond_a_registry_column_and_non_real_vectors_are_refused(
+    wh: semwh.SemanticWarehouse,
+) -> None:
+    for count in (2**31, 1e300, 10**40):
+        with pytest.raises(ConfigError, match=r"permutations must be at most 2147483647"):
+            wh.compare("a", "b", "rsa", permutations=count)
+    with pytest.raises(ConfigError, match="k must be an integer of 1 or more, got nan"):
+        wh.compare("a", "b", "knn", k=float("nan"))
+    from semwh.errors import InputError
+
+    for vectors, words in (
+        (np.ones((2, 2)) * 1j, "must be real numbers"),
+        (np.array([["x", "y"], ["z", "w"]]), "must be real numbers"),
+        (np.ones((0, 3)), "at least one concept"),
+    ):
+        with pytest.raises(InputError, match=words):
+            wh.add_space("bad", [] if len(vectors) == 0 else ["n1", "n2"], vectors)
+    # (checked before the concepts are looked up: these vectors are refused whatever they key)
+
+
+def test_long_names_are_refused_and_figure_names_stay_short() -> None:
+    from semwh.errors import InvalidNameError
+    from semwh.names import check_name
+    from semwh.results.report.figures import slug
+
+    with pytest.raises(InvalidNameError, match="too long"):
+        check_name("x" * 245)
+    assert len(slug("y" * 190)) <= 91 and slug("y" * 190) != slug("y" * 191)
+
+
+def test_a_registry_url_is_never_echoed_with_its_password() -> None:
+    from semwh.errors import SemwhError
+    from semwh.warehouse.layout import check_db_url
+
+    for url in ("postgresql://u:secretpw@host:abc/db", "postgresql://u:secretpw@127.0.0.1:1/db"):
+        with pytest.raises(SemwhError) as caught:
+            check_db_url(url)
+        assert "secretpw" not in str(caught.value)

@@ -43,6 +43,9 @@ def _pyplot() -> Any:
 
 _KEPT = re.compile(r"[a-z0-9._-]+")
 
+#: Characters of a name kept in a file name (figure names add a prefix and a suffix).
+_SLUG_MAX = 80
+
 
 def slug(text: str, *, hashed: bool = False) -> str:
     """The part of a file name that stands for a name (a space's, a measure's), one per name.
@@ -54,9 +57,11 @@ def slug(text: str, *, hashed: bool = False) -> str:
     (one that could read like another figure's name, ``txt_layers`` beside the layers of
     ``txt``).
     """
-    if _KEPT.fullmatch(text) and not hashed:
+    if _KEPT.fullmatch(text) and not hashed and len(text) <= _SLUG_MAX:
         return text
-    return f"{_clean(text)}+{hashlib.sha256(text.encode('utf-8')).hexdigest()[:10]}"
+    # A long name keeps its first characters: the hash tells names apart, and the file name
+    # stays well under the 255 bytes a file system allows.
+    return f"{_clean(text)[:_SLUG_MAX]}+{hashlib.sha256(text.encode('utf-8')).hexdigest()[:10]}"
 
 
 def _clean(text: str) -> str:
