@@ -359,11 +359,12 @@ def check_db_url(url: str) -> str:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError) as exc:
-        # Never echo the URL itself: it may hold a password.
-        reason = str(exc).splitlines()[0] if isinstance(exc, ValueError) else "no URL"
+        # Never echo a URL that may hold a password (user:password@host).
+        shown = repr(url) if "@" not in url else "(not shown: it may hold a password)"
+        reason = f" ({str(exc).splitlines()[0]})" if isinstance(exc, ValueError) else ""
         raise ConfigError(
-            f"the registry URL (--db or {ENV_DB}) is not a database URL ({reason}): give one, "
-            f"{_URL_EXAMPLE}"
+            f"registry URL {shown} (--db or {ENV_DB}) is not a database URL{reason}: give "
+            f"one, {_URL_EXAMPLE}"
         ) from None
     shown = parsed.render_as_string(hide_password=True)
     where = f"registry URL {shown!r} (--db or {ENV_DB})"
