@@ -70,6 +70,9 @@ def test_memory_plan_counts_permutations(world: Warehouse) -> None:
     with pytest.raises(ResourceError, match="--bootstrap"):
         runs.compare(warehouse, LAYER, WORDS, "2v2", bootstrap=10**9, memory=2**31)
     with pytest.raises(ResourceError, match="-n/--permutations"):
+        runs.measure(warehouse, LAYER, WORDS, "cka", permutations=2 * 10**9)
+    # Beyond a registry column, a count is refused before any plan or lookup.
+    with pytest.raises(ConfigError, match="permutations must be at most 2147483647"):
         runs.measure(warehouse, LAYER, WORDS, "cka", permutations=10**12)
     # Families refuse before any member runs, naming the option.
     with pytest.raises(ResourceError, match="-n/--permutations"):
@@ -77,7 +80,7 @@ def test_memory_plan_counts_permutations(world: Warehouse) -> None:
     with pytest.raises(ResourceError, match="-n/--permutations"):
         grid(warehouse, "toy", [WORDS], tests=["rsa"], permutations=10**9)
     with pytest.raises(ResourceError, match="--bootstrap"):
-        peak_layer(warehouse, "toy", WORDS, tests=["rsa"], permutations=9, bootstrap=10**12)
+        peak_layer(warehouse, "toy", WORDS, tests=["rsa"], permutations=9, bootstrap=2 * 10**9)
     # A grid reads every cell's null back at once: each cell fits, the family does not.
     options = runs.ComparisonOptions.make("rsa", permutations=10**6, seed=1)
     spaces = load_space(warehouse, LAYER), load_space(warehouse, WORDS)
@@ -90,7 +93,7 @@ def test_memory_plan_counts_permutations(world: Warehouse) -> None:
     rsa = runs.compare(warehouse, LAYER, WORDS, "rsa", permutations=9, seed=1)
     other = runs.compare(warehouse, "toy/block2", WORDS, "rsa", permutations=9, seed=1)
     with pytest.raises(ResourceError, match="-n/--permutations"):
-        diff(warehouse, f"rsa:{rsa.result_id}", f"rsa:{other.result_id}", permutations=10**12)
+        diff(warehouse, f"rsa:{rsa.result_id}", f"rsa:{other.result_id}", permutations=2 * 10**9)
     assert time.monotonic() - start < 20
     assert _peak_rss() - before < 300 * 2**20
 
