@@ -47,7 +47,8 @@ def upgrade(
     _say(f"schema now at {migrate.upgrade(wh, revision)}")
 
 
-@app.command()
+# "-1" (one revision back) is the revision argument, not an unknown option.
+@app.command(context_settings={"ignore_unknown_options": True})
 def downgrade(
     ctx: typer.Context,
     revision: str = typer.Argument(..., help="Target revision: base, -1, or a revision id."),

@@ -92,6 +92,21 @@ def test_a_downgrade_that_removes_rows_lists_them_and_needs_yes(wh: Warehouse) -
     wh.dispose()
 
 
+def test_one_revision_back_is_written_as_the_readme_writes_it(tmp_path) -> None:
+    """`semwh db downgrade -1`: "-1" is the revision, not an unknown option."""
+    from semwh.warehouse.migrate import upgrade
+
+    root = tmp_path / "fresh"
+    run_cli("--warehouse", str(root), "init")
+    proc = run_cli("--warehouse", str(root), "db", "downgrade", "-1", check=False)
+    assert proc.returncode == 0, proc.stderr
+    warehouse = open_wh(root)
+    assert current_revision(warehouse) != head_revision()
+    upgrade(warehouse)
+    assert current_revision(warehouse) == head_revision()
+    warehouse.dispose()
+
+
 def test_every_revision_says_what_its_downgrade_drops() -> None:
     script = ScriptDirectory.from_config(_script_only_config())
     for revision, _, _ in history():
