@@ -381,10 +381,17 @@ ConceptStatistic = Callable[[np.ndarray], np.ndarray]
 
 
 def per_subject_resampled(
-    sim_a: np.ndarray, sims_b: np.ndarray, comparator: Comparator
+    sim_a: np.ndarray,
+    sims_b: np.ndarray,
+    comparator: Comparator,
+    pair_correct: Sequence[np.ndarray] | None = None,
 ) -> ConceptStatistic:
     """The per-subject statistics on a concept resample (pairs of two copies of one concept
-    left out; a pair drawn twice counts twice), NaN for a degenerate resample."""
+    left out; a pair drawn twice counts twice), NaN for a degenerate resample.
+
+    ``pair_correct``: for 2 vs 2, each subject's pair decisions over all concepts when the
+    caller has them already (``two_vs_two(..., return_pairs=True)``); computed otherwise.
+    """
     if comparator.test == "rsa":
         iu = np.triu_indices(sim_a.shape[0], 1)
 
@@ -400,17 +407,22 @@ def per_subject_resampled(
     from semwh.analyze.two_vs_two import two_vs_two
 
     n = sim_a.shape[0]
+    if pair_correct is None:
+        decided = []
+        for sim_b in sims_b:
+            pairs = two_vs_two(
+                sim_a,
+                sim_b,
+                distance=comparator.metric,
+                tie_tol=comparator.tie_tol,
+                return_pairs=True,
+            )
+            assert pairs.pair_correct is not None
+            decided.append(pairs.pair_correct)
+        pair_correct = decided
     correct = []
-    for sim_b in sims_b:
-        pairs = two_vs_two(
-            sim_a,
-            sim_b,
-            distance=comparator.metric,
-            tie_tol=comparator.tie_tol,
-            return_pairs=True,
-        )
-        assert pairs.pair_correct is not None
-        c = pairs.pair_correct.astype(np.float64)
+    for decisions in pair_correct:
+        c = np.asarray(decisions, dtype=np.float64)
         correct.append(c + c.T)
     hits = np.stack(correct)
     everything = np.ones((n, n)) - np.eye(n)

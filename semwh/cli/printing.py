@@ -18,14 +18,12 @@ from semwh.cli.state import console, err_console
 from semwh.errors import ConfigError
 from semwh.progress import Progress
 from semwh.results.output import (
+    STREAM_ROWS,
     check_format,
     csv_lines,
     format_cell,
     json_chunks,
-    to_csv,
-    to_json,
     write_batches,
-    write_result,
 )
 
 
@@ -39,23 +37,16 @@ def print_table(
     force: bool = False,
 ) -> None:
     """Print an Arrow table as table, csv or json, or write it to ``out`` (not in ``protected``)."""
-    check_format(fmt)
-    if out is not None:
-        write_result(table, fmt, out, protected, force=force)
-        err_console.print(f"wrote {table.num_rows} rows to {out}", soft_wrap=True)
-        return
-    if fmt == "parquet":
-        raise ConfigError("--format parquet needs --out FILE.parquet")
-    if fmt in ("csv", "json"):
-        sys.stdout.write(to_csv(table) if fmt == "csv" else to_json(table) + "\n")
-        return
-    rich_table = Table(title=title or None, show_lines=False)
-    for name in table.column_names:
-        rich_table.add_column(name, overflow="fold")
-    for row in table.to_pylist():
-        rich_table.add_row(*(escape(format_cell(v)) for v in row.values()))
-    console.print(rich_table)
-    err_console.print(f"{table.num_rows} rows")
+    print_stream(
+        table.schema,
+        table.to_batches(STREAM_ROWS),
+        fmt,
+        out,
+        title,
+        protected=protected,
+        force=force,
+        rows=table,
+    )
 
 
 def print_stream(
@@ -67,13 +58,15 @@ def print_stream(
     *,
     protected: Sequence[Path] = (),
     force: bool = False,
+    rows: pa.Table | None = None,
 ) -> None:
-    """:func:`print_table` of rows streamed in record batches: CSV, JSON and Parquet are
-    written batch by batch (stdout or ``out``); only the table format collects the rows."""
+    """Print rows streamed in record batches (:func:`print_table` for a whole table): CSV,
+    JSON and Parquet are written batch by batch (stdout or ``out``); only the table format
+    collects the rows (``rows``: the table they come from, when there is one)."""
     check_format(fmt)
     if out is not None:
-        rows = write_batches(schema, batches, fmt, out, protected, force=force)
-        err_console.print(f"wrote {rows} rows to {out}", soft_wrap=True)
+        count = write_batches(schema, batches, fmt, out, protected, force=force)
+        err_console.print(f"wrote {count} rows to {out}", soft_wrap=True)
         return
     if fmt == "parquet":
         raise ConfigError("--format parquet needs --out FILE.parquet")
@@ -83,7 +76,18 @@ def print_stream(
         sys.stdout.writelines(json_chunks(batches))
         sys.stdout.write("\n")
     else:
-        print_table(pa.Table.from_batches(list(batches), schema), fmt, title=title)
+        _render(rows if rows is not None else pa.Table.from_batches(list(batches), schema), title)
+
+
+def _render(table: pa.Table, title: str) -> None:
+    """A rich table on stdout (cells are text, never markup), its row count on stderr."""
+    rich_table = Table(title=title or None, show_lines=False)
+    for name in table.column_names:
+        rich_table.add_column(name, overflow="fold")
+    for row in table.to_pylist():
+        rich_table.add_row(*(escape(format_cell(v)) for v in row.values()))
+    console.print(rich_table)
+    err_console.print(f"{table.num_rows} rows")
 
 
 @contextmanager

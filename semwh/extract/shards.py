@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
@@ -20,7 +19,7 @@ from semwh.extract.batches import ProbedModel, ShardOutput, run_shard
 from semwh.extract.models import LoadedModel
 from semwh.extract.plan import ExtractionPlan
 from semwh.extract.rows import ImageRow, with_busy_retry
-from semwh.ingest.image_checks import RecordedImage, check_images
+from semwh.ingest.image_checks import RecordedImage, check_images, image_file
 from semwh.progress import Progress, report
 from semwh.vectors import (
     VectorFileInfo,
@@ -52,8 +51,7 @@ def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
 
 def resolve_path(wh: Warehouse, path: str) -> str:
     """An image's registry path as a readable path (relative paths are under the warehouse)."""
-    candidate = Path(path)
-    return str(candidate if candidate.is_absolute() else wh.root / candidate)
+    return str(image_file(wh, path))
 
 
 def shard_rows(images: list[ImageRow], plan: ExtractionPlan, shard_index: int) -> list[ImageRow]:

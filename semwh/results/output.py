@@ -213,23 +213,6 @@ def atomic_output(
         tmp.unlink(missing_ok=True)
 
 
-def write_result(
-    table: pa.Table,
-    fmt: str,
-    out: Path,
-    protected: Sequence[Path] = (),
-    *,
-    force: bool = False,
-) -> Path:
-    """Write ``table`` to ``out`` as csv, json or parquet, by the rule of :func:`atomic_output`.
-
-    With ``fmt`` "table" the format is the file's extension (.csv, .json, .parquet).
-    """
-    batches = table.to_batches(STREAM_ROWS)
-    write_batches(table.schema, batches, fmt, out, protected, force=force)
-    return out
-
-
 def write_batches(
     schema: pa.Schema,
     batches: Iterable[pa.RecordBatch],
@@ -239,7 +222,7 @@ def write_batches(
     *,
     force: bool = False,
 ) -> int:
-    """:func:`write_result` of rows that arrive in record batches (from DuckDB's Arrow
+    """Write rows that arrive in record batches (from DuckDB's Arrow
     reader): each batch is written before the next is read. Returns the number of rows."""
     check_format(fmt)
     check_output(out, protected, force=force)  # where it goes is the first thing said

@@ -414,6 +414,9 @@ def _statistic(spec: ComparisonSpec, allocate: Allocate | None = None) -> dict[s
     values: list[float] = []
     nulls: list[np.ndarray] = []
     n_pairs = None
+    # A subject bootstrap of 2 vs 2 reuses each subject's pair decisions.
+    keep_pairs = spec.subjects is not None and opts.bootstrap > 0
+    decisions: list[np.ndarray] = []
     for subject, sim_b in _targets(spec, sims_b):
         with _subject_naming(subject):
             if opts.test == "rsa":
@@ -435,10 +438,13 @@ def _statistic(spec: ComparisonSpec, allocate: Allocate | None = None) -> dict[s
                     tie_tol=_tie_tol(opts),
                     backend=_backend(opts),
                     device=opts.device,
+                    return_pairs=keep_pairs,
                     **common,
                 )
                 values.append(float(pairs.accuracy))
                 n_pairs = int(pairs.n_pairs)
+                if pairs.pair_correct is not None:
+                    decisions.append(pairs.pair_correct)
         if opts.permutations > 0:
             nulls.append(np.asarray(result.null, dtype=np.float64))
     statistic = float(np.mean(values)) if len(values) > 1 else values[0]
@@ -459,7 +465,9 @@ def _statistic(spec: ComparisonSpec, allocate: Allocate | None = None) -> dict[s
             ci = _concept_interval(spec, sim_a, sims_b, opts.bootstrap, seed)
             numbers["ci_low"], numbers["ci_high"] = _finite(ci.low), _finite(ci.high)
         return numbers
-    numbers["extra"] = _subject_extra(spec, sim_a, sims_b, values, common["seed"])
+    numbers["extra"] = _subject_extra(
+        spec, sim_a, sims_b, values, common["seed"], decisions or None
+    )
     concept = numbers["extra"]["intervals"].get("bootstrap_concepts")
     if concept is not None:
         numbers["ci_low"], numbers["ci_high"] = concept.low, concept.high
@@ -512,8 +520,10 @@ def _subject_extra(
     sims_b: np.ndarray,
     values: list[float],
     seed: int,
+    decisions: list[np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Per-subject values, noise ceiling and inference over subjects of an RDM target."""
+    """Per-subject values, noise ceiling and inference over subjects of an RDM target
+    (``decisions``: each subject's 2 vs 2 pair decisions, when already computed)."""
     opts = spec.options
     assert isinstance(opts, ComparisonOptions) and spec.subjects is not None
     comparator = comparator_of(opts)
@@ -525,7 +535,7 @@ def _subject_extra(
         "intervals": {},
     }
     if opts.bootstrap > 0:
-        resampled = per_subject_resampled(sim_a, sims_b, comparator)
+        resampled = per_subject_resampled(sim_a, sims_b, comparator, decisions)
         extra["intervals"]["bootstrap_concepts"] = concept_bootstrap(
             resampled,
             spec.n_concepts,

@@ -38,7 +38,7 @@ from semwh.runs.provenance import concepts_sha256, library_versions
 from semwh.runs.recovery import recovery_inputs, run_recovery_layer, top1_predictions
 from semwh.runs.repair import Damage, check_all
 from semwh.vectors import SpaceVectors, load_space
-from semwh.vectors.store import content_sha256
+from semwh.vectors.store import content_sha256, file_problem
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
     AnalysisRun,
@@ -207,38 +207,16 @@ class _Checker:
         self.versions_now = library_versions()
 
     def check_files(self, files: Iterable[VectorFile], space: str) -> str | None:
-        """The first problem with ``files`` (size, rows, SHA-256), naming file and space."""
+        """The first problem with ``files`` (size, SHA-256, rows), naming file and space."""
         root = self.wh.vectors
         for f in files:
             if f.path not in self.file_state:
-                self.file_state[f.path] = self._check_file(root, f)
+                self.file_state[f.path] = file_problem(self.wh, f)
                 if self.file_state[f.path] is not None:
                     self.report.bad_files[f.path] = str(self.file_state[f.path])
             problem = self.file_state[f.path]
             if problem is not None:
                 return f"vector file {root.show(f.path)} of space {space!r}: {problem}"
-        return None
-
-    @staticmethod
-    def _check_file(root: Any, f: VectorFile) -> str | None:
-        try:
-            size = root.size(f.path)
-        except (OSError, SemwhError) as exc:
-            return f"cannot be read ({exc})"
-        if size != f.size_bytes:
-            return f"is {size} bytes, registered as {f.size_bytes}"
-        try:
-            import pyarrow.parquet as pq
-
-            with root.fs.open_input_file(root.path(f.path)) as handle:
-                rows = pq.ParquetFile(handle).metadata.num_rows
-        except (OSError, ValueError, pa.ArrowException) as exc:
-            return f"is not readable Parquet ({type(exc).__name__}: {exc})"
-        if rows != f.n_rows:
-            return f"has {rows} rows, registered as {f.n_rows}"
-        digest = root.sha256(f.path)
-        if digest != f.sha256:
-            return f"SHA-256 {digest[:12]}... differs from the registered {f.sha256[:12]}..."
         return None
 
     def space_problem(self, session: Session, name: str, recorded: str | None) -> str | None:
