@@ -263,3 +263,62 @@ class MeasureOptions:
     @property
     def needs_seed(self) -> bool:
         return self.permutations > 0
+
+
+#: The settings :func:`options_for` takes, with their defaults: the union of every test's.
+SETTINGS: dict[str, object] = {
+    "similarity": "pearson",
+    "method": "spearman",
+    "distance": "pearson",
+    "tie_tol": TIE_TOL,
+    "normalise": "none",
+    "estimator": "unbiased",
+    "k": DEFAULT_K,
+    "regression_distance": "cosine",
+    "penalties": DEFAULT_PENALTIES,
+}
+
+
+def options_for(
+    test: str,
+    *,
+    permutations: int = 0,
+    seed: int | None = None,
+    bootstrap: int = 0,
+    device: str = "cpu",
+    **settings: object,
+) -> ComparisonOptions | MeasureOptions:
+    """Validated options of ``test`` from settings shared by several tests (a sweep's, a
+    grid's): each test takes the settings that apply to it and ignores the others.
+
+    Raises:
+        ConfigError: An unknown test, setting or option value.
+    """
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)} of {test}")
+    values = {**SETTINGS, **settings}
+    check_choice(test, SWEEP_TESTS, "test")
+    if test in MEASURES:
+        return MeasureOptions.make(
+            test,
+            estimator=values["estimator"],  # type: ignore[arg-type]
+            k=values["k"],  # type: ignore[arg-type]
+            distance=values["regression_distance"],  # type: ignore[arg-type]
+            penalties=values["penalties"],  # type: ignore[arg-type]
+            permutations=permutations,
+            seed=seed,
+            device=device,
+        )
+    return ComparisonOptions.make(
+        test,
+        similarity=values["similarity"],  # type: ignore[arg-type]
+        method=values["method"],  # type: ignore[arg-type]
+        distance=values["distance"],  # type: ignore[arg-type]
+        tie_tol=values["tie_tol"],  # type: ignore[arg-type]
+        normalise=values["normalise"],  # type: ignore[arg-type]
+        permutations=permutations,
+        seed=seed,
+        bootstrap=bootstrap,
+        device=device,
+    )
