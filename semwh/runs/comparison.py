@@ -14,38 +14,15 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from semwh.analyze import (
-    MIN_CONCEPTS,
-    TIE_TOL,
-    RSAResult,
-    TwoVsTwoResult,
-    bootstrap_rsa,
-    bootstrap_two_vs_two,
-    rsa,
-    similarity_matrix,
-    two_vs_two,
-)
-from semwh.analyze.permutation import permutation_p_value
-from semwh.analyze.rsa import rsa_null, rsa_p_value
-from semwh.analyze.subjects import (
-    MIN_RESAMPLES,
-    Comparator,
-    as_similarities,
-    concept_bootstrap,
-    dual_bootstrap,
-    normalise_rdms,
-    per_subject_resampled,
-    subject_bootstrap,
-    subject_ceiling,
-    subject_tests,
-)
-from semwh.analyze.two_vs_two import two_vs_two_null, two_vs_two_p_value
+from semwh.analyze import MIN_CONCEPTS, TIE_TOL
+from semwh.analyze.subjects import MIN_RESAMPLES, as_similarities, normalise_rdms
 from semwh.errors import ConfigError, DegenerateInputError
+from semwh.measures import SIMILARITIES, get, similarity_measures
+from semwh.measures.base import Allocate, Options
 from semwh.runs import store
-from semwh.runs.measures import measure_null, measure_statistic
-from semwh.runs.options import ComparisonOptions, MeasureOptions
+from semwh.runs.options import ComparisonOptions
 from semwh.runs.plan import AnalysisPlan, check_analysis_plan, plan_spec
-from semwh.runs.provenance import concepts_sha256, derive_seed, draw_seed
+from semwh.runs.provenance import concepts_sha256, draw_seed
 from semwh.runs.records import ComparisonSpec, ResultRecord
 from semwh.vectors import SpaceVectors, get_space, load_space
 from semwh.warehouse.layout import Warehouse
@@ -77,7 +54,7 @@ def content_hashes(wh: Warehouse, *names: str) -> dict[str, str | None]:
 def plan_comparison(
     a: SpaceVectors,
     b: SpaceVectors,
-    options: ComparisonOptions | MeasureOptions,
+    options: Options,
     input_hashes: dict[str, str | None],
     wnids: Sequence[str] | None = None,
 ) -> ComparisonSpec:
@@ -126,10 +103,10 @@ def plan_comparison(
                 f"space {b.name!r} is a {b.kind or 'vector'} space (use --normalise none)"
             )
         return ComparisonSpec(b=b.subset(concepts), **common)
-    if isinstance(options, MeasureOptions):
+    if get(options.test).inputs != SIMILARITIES:
         raise ConfigError(
             f"space {b.name!r} is an RDM, which has no feature vectors: compare it with "
-            f"rsa or 2v2, not {options.test}"
+            f"{' or '.join(similarity_measures())}, not {options.test}"
         )
     stack = rdm_stack(b, concepts)
     subjects = b.subjects or tuple(str(i + 1) for i in range(stack.shape[0]))
@@ -208,69 +185,8 @@ def comparison_null(spec: ComparisonSpec, start: int, stop: int) -> np.ndarray:
         DegenerateInputError: As :func:`run_comparison`.
     """
     _check_seed(spec)
-    opts = spec.options
-    if isinstance(opts, MeasureOptions):
-        with _naming(spec):
-            return measure_null(spec, start, stop)
     with _naming(spec):
-        sim_a, sims_b, common = _inputs(spec)
-        nulls = []
-        for subject, sim_b in _targets(spec, sims_b):
-            with _subject_naming(subject):
-                if opts.test == "rsa":
-                    null = rsa_null(
-                        sim_a,
-                        sim_b,
-                        method=opts.metric,
-                        start=start,
-                        stop=stop,
-                        backend=_backend(opts),
-                        device=opts.device,
-                        **common,
-                    )
-                else:
-                    null = two_vs_two_null(
-                        sim_a,
-                        sim_b,
-                        distance=opts.metric,
-                        tie_tol=_tie_tol(opts),
-                        start=start,
-                        stop=stop,
-                        backend=_backend(opts),
-                        device=opts.device,
-                        **common,
-                    )
-            nulls.append(np.asarray(null, dtype=np.float64))
-    # Every subject's null uses the same seed, hence the same relabellings: permutation k of
-    # the mean is the mean of each subject's permutation k.
-    return _subject_mean(nulls)
-
-
-def _targets(spec: ComparisonSpec, sims_b: np.ndarray) -> list[tuple[str | None, np.ndarray]]:
-    """(subject, similarity matrix) of each matrix B is compared through (one, unnamed, for
-    a space of vectors)."""
-    if spec.subjects is None:
-        return [(None, sims_b)]
-    return list(zip(spec.subjects, sims_b, strict=True))
-
-
-def _subject_mean(values: list[np.ndarray]) -> np.ndarray:
-    """The mean over subjects, summed in subject order (one subject: its values as they are)."""
-    if len(values) == 1:
-        return values[0]
-    return np.mean(np.stack(values), axis=0)
-
-
-@contextmanager
-def _subject_naming(subject: str | None) -> Iterator[None]:
-    """Name the subject in a degenerate-input error of a target with subjects."""
-    if subject is None:
-        yield
-        return
-    try:
-        yield
-    except DegenerateInputError as exc:
-        raise DegenerateInputError(f"against subject {subject!r}: {exc}") from exc
+        return np.asarray(spec.measure.null(spec, start, stop), dtype=np.float64)
 
 
 def with_null(
@@ -297,13 +213,10 @@ def with_null(
         )
     if n_permutations == 0:
         return replace(record, spec=spec)
-    p_value = {"rsa": rsa_p_value, "2v2": two_vs_two_p_value}.get(
-        spec.options.test, permutation_p_value
-    )
     return replace(
         record,
         spec=spec,
-        p_value=float(p_value(record.statistic, null)),
+        p_value=float(spec.measure.p_value(record.statistic, null)),
         null=null,
         seconds=record.seconds + seconds,
     )
@@ -329,10 +242,6 @@ def _naming(spec: ComparisonSpec) -> Iterator[None]:
         ) from exc
 
 
-#: Makes the n x n output array of one similarity matrix (in memory, or a file in tmp/).
-Allocate = Callable[[int], np.ndarray]
-
-
 @contextmanager
 def _matrices(scratch: Path | None) -> Iterator[Allocate | None]:
     """None (arrays in memory), or an allocator of memmaps in ``scratch`` removed on exit."""
@@ -355,215 +264,16 @@ def _matrices(scratch: Path | None) -> Iterator[Allocate | None]:
             path.unlink(missing_ok=True)
 
 
-def _inputs(
-    spec: ComparisonSpec, allocate: Allocate | None = None
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """The two similarity matrices and the arguments every statistic of the spec takes."""
-    opts = spec.options
-    assert isinstance(opts, ComparisonOptions)
-    labels = list(spec.wnids)
-    n = len(labels)
-    sim_a = similarity_matrix(
-        spec.a,
-        metric=opts.similarity,
-        labels=labels,
-        space=spec.space_a,
-        out=None if allocate is None else allocate(n),
-    )
-    if spec.subjects is not None:
-        sim_b = spec.b
-    else:
-        sim_b = similarity_matrix(
-            spec.b,
-            metric=opts.similarity,
-            labels=labels,
-            space=spec.space_b,
-            out=None if allocate is None else allocate(n),
-        )
-    common: dict[str, Any] = dict(
-        n_permutations=opts.permutations,
-        seed=opts.seed if opts.seed is not None else 0,
-        labels=labels,
-        space_a=spec.space_a,
-        space_b=spec.space_b,
-    )
-    return sim_a, sim_b, common
-
-
-def _backend(opts: ComparisonOptions) -> str:
-    """The backend of the kernels: torch (float64 on the device) off the CPU, else numpy."""
-    return "torch" if opts.device != "cpu" else "numpy"
-
-
-def _tie_tol(opts: ComparisonOptions) -> float:
-    return TIE_TOL if opts.tie_tol is None else opts.tie_tol
-
-
 def _statistic(spec: ComparisonSpec, allocate: Allocate | None = None) -> dict[str, Any]:
-    """Call the pure statistics of :mod:`semwh.analyze` for one spec.
-
-    Against a target with subjects each subject's matrix is compared on its own (same seed,
-    so the same relabellings and resamples for every subject); the statistic, null and
-    concept-bootstrap values are the means over subjects, and the per-subject values, the
-    noise ceiling with the same comparator and the inference over subjects go to ``extra``.
-    """
-    opts = spec.options
-    if isinstance(opts, MeasureOptions):
-        return measure_statistic(spec)
-    sim_a, sims_b, common = _inputs(spec, allocate)
-    values: list[float] = []
-    nulls: list[np.ndarray] = []
-    n_pairs = None
-    # A subject bootstrap of 2 vs 2 reuses each subject's pair decisions.
-    keep_pairs = spec.subjects is not None and opts.bootstrap > 0
-    decisions: list[np.ndarray] = []
-    for subject, sim_b in _targets(spec, sims_b):
-        with _subject_naming(subject):
-            if opts.test == "rsa":
-                correlation = rsa(
-                    sim_a,
-                    sim_b,
-                    method=opts.metric,
-                    backend=_backend(opts),
-                    device=opts.device,
-                    **common,
-                )
-                result: RSAResult | TwoVsTwoResult = correlation
-                values.append(float(correlation.rho))
-            else:
-                result = pairs = two_vs_two(
-                    sim_a,
-                    sim_b,
-                    distance=opts.metric,
-                    tie_tol=_tie_tol(opts),
-                    backend=_backend(opts),
-                    device=opts.device,
-                    return_pairs=keep_pairs,
-                    **common,
-                )
-                values.append(float(pairs.accuracy))
-                n_pairs = int(pairs.n_pairs)
-                if pairs.pair_correct is not None:
-                    decisions.append(pairs.pair_correct)
-        if opts.permutations > 0:
-            nulls.append(np.asarray(result.null, dtype=np.float64))
-    statistic = float(np.mean(values)) if len(values) > 1 else values[0]
-    # The RSA statistic itself is computed on the CPU; the device runs the Mantel null.
-    numbers: dict[str, Any] = {"statistic": statistic, "device": opts.device}
-    if n_pairs is not None:
-        numbers["n_pairs"] = n_pairs
-    if opts.permutations > 0:
-        null = _subject_mean(nulls)
-        p_value = rsa_p_value if opts.test == "rsa" else two_vs_two_p_value
-        numbers["p_value"] = float(p_value(statistic, null))
-        numbers["null"] = null
-    if spec.subjects is None:
-        if opts.bootstrap > 0:
-            # Its own stream, derived from the recorded seed, so that adding a bootstrap
-            # never changes the permutations.
-            seed = derive_seed(common["seed"], "bootstrap")
-            ci = _concept_interval(spec, sim_a, sims_b, opts.bootstrap, seed)
-            numbers["ci_low"], numbers["ci_high"] = _finite(ci.low), _finite(ci.high)
-        return numbers
-    numbers["extra"] = _subject_extra(
-        spec, sim_a, sims_b, values, common["seed"], decisions or None
-    )
-    concept = numbers["extra"]["intervals"].get("bootstrap_concepts")
-    if concept is not None:
-        numbers["ci_low"], numbers["ci_high"] = concept.low, concept.high
-    return numbers
-
-
-def comparator_of(opts: ComparisonOptions) -> Comparator:
-    """The per-subject comparison of ``opts`` (also the noise ceiling's)."""
-    return Comparator(opts.test, opts.metric, _tie_tol(opts) if opts.test == "2v2" else 0.0)
-
-
-def _concept_interval(
-    spec: ComparisonSpec, sim_a: np.ndarray, sims_b: np.ndarray, n_bootstrap: int, seed: int
-) -> Any:
-    """The concept-bootstrap interval of the statistic (its mean over subjects) from
-    ``n_bootstrap`` resamples drawn from ``seed``; ``values`` holds the resampled
-    statistics. Every spec over the same concepts draws the same resamples."""
-    opts = spec.options
-    assert isinstance(opts, ComparisonOptions)
-    if spec.subjects is not None:
-        return concept_bootstrap(
-            per_subject_resampled(sim_a, sims_b, comparator_of(opts)),
-            spec.n_concepts,
-            n_bootstrap=n_bootstrap,
-            seed=seed,
-        )
-    boot: dict[str, Any] = dict(
-        n_bootstrap=n_bootstrap,
-        seed=seed,
-        labels=list(spec.wnids),
-        space_a=spec.space_a,
-        space_b=spec.space_b,
-    )
-    if opts.test == "rsa":
-        return bootstrap_rsa(sim_a, sims_b, method=opts.metric, **boot)
-    return bootstrap_two_vs_two(sim_a, sims_b, distance=opts.metric, tie_tol=_tie_tol(opts), **boot)
+    """The numbers of one spec, from its registered measure (:mod:`semwh.measures`)."""
+    return spec.measure.statistic(spec, allocate)
 
 
 def concept_bootstrap_values(spec: ComparisonSpec, n_bootstrap: int, seed: int) -> np.ndarray:
     """The statistic of ``spec`` (its mean over subjects) on ``n_bootstrap`` concept
     resamples drawn from ``seed``: the same resamples for every spec of the same concepts
     (a peak layer's depth interval resamples every layer alike)."""
-    sim_a, sims_b, _ = _inputs(spec)
-    return np.asarray(_concept_interval(spec, sim_a, sims_b, n_bootstrap, seed).values)
-
-
-def _subject_extra(
-    spec: ComparisonSpec,
-    sim_a: np.ndarray,
-    sims_b: np.ndarray,
-    values: list[float],
-    seed: int,
-    decisions: list[np.ndarray] | None = None,
-) -> dict[str, Any]:
-    """Per-subject values, noise ceiling and inference over subjects of an RDM target
-    (``decisions``: each subject's 2 vs 2 pair decisions, when already computed)."""
-    opts = spec.options
-    assert isinstance(opts, ComparisonOptions) and spec.subjects is not None
-    comparator = comparator_of(opts)
-    extra: dict[str, Any] = {
-        "subjects": list(spec.subjects),
-        "subject_values": values,
-        "ceiling": None,
-        "tests": [],
-        "intervals": {},
-    }
-    if opts.bootstrap > 0:
-        resampled = per_subject_resampled(sim_a, sims_b, comparator, decisions)
-        extra["intervals"]["bootstrap_concepts"] = concept_bootstrap(
-            resampled,
-            spec.n_concepts,
-            n_bootstrap=opts.bootstrap,
-            seed=derive_seed(seed, "bootstrap"),
-        )
-    if len(values) < 2:
-        return extra
-    extra["ceiling"] = subject_ceiling(-sims_b, comparator)
-    extra["tests"] = subject_tests(values, comparator.chance, seed=derive_seed(seed, "sign-flip"))
-    if opts.bootstrap > 0:
-        extra["intervals"]["bootstrap_subjects"] = subject_bootstrap(
-            values, n_bootstrap=opts.bootstrap, seed=derive_seed(seed, "subject-bootstrap")
-        )
-        extra["intervals"]["bootstrap_dual"] = dual_bootstrap(
-            values,
-            resampled,
-            spec.n_concepts,
-            comparator.chance,
-            n_bootstrap=opts.bootstrap,
-            seed=derive_seed(seed, "dual-bootstrap"),
-        )
-    return extra
-
-
-def _finite(value: float) -> float | None:
-    """None for a NaN bound (every resample degenerate) rather than a NaN in the table."""
-    return float(value) if np.isfinite(value) else None
+    return np.asarray(spec.measure.resampled(spec, n_bootstrap, seed), dtype=np.float64)
 
 
 def find_stored(

@@ -19,22 +19,17 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from semwh.analyze import similarity_matrix, two_vs_two
+from semwh import measures
 from semwh.analyze.difference import (
-    KNN_DIFFERENCE_REFUSED,
     WeightedStatistic,
     paired_difference,
-    weighted_cka,
-    weighted_pairs,
-    weighted_rsa,
 )
-from semwh.analyze.regression import regression_two_vs_two
 from semwh.analyze.subjects import SubjectTest, subject_tests
 from semwh.analyze.versions import analysis_version
 from semwh.errors import ConfigError, NotFoundError
 from semwh.runs import families, store
 from semwh.runs.comparison import plan_comparison
-from semwh.runs.options import ComparisonOptions, MeasureOptions, check_seed
+from semwh.runs.options import check_seed
 from semwh.runs.plan import check_counts
 from semwh.runs.provenance import derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec
@@ -42,19 +37,23 @@ from semwh.vectors import load_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import PermutationNull, ResultDiff, Space
 
-DIFF_TESTS = ("rsa", "2v2", "cka", "reg2v2")
+
+def diff_tests() -> tuple[str, ...]:
+    """The registered measures whose results a paired difference supports."""
+    return tuple(m.name for m in measures.all_measures() if m.difference_refusal() is None)
 
 
 def parse_ref(text: str) -> tuple[str, int]:
     """``TEST:ID`` (e.g. ``2v2:17``) as (test, result_id)."""
     test, sep, number = text.partition(":")
-    if not sep or not number.strip().isdigit() or test not in (*DIFF_TESTS, "knn"):
+    if not sep or not number.strip().isdigit() or test not in measures.names():
         raise ConfigError(
-            f"result {text!r}: expected TEST:ID with TEST one of {', '.join(DIFF_TESTS)} "
+            f"result {text!r}: expected TEST:ID with TEST one of {', '.join(diff_tests())} "
             "(e.g. 2v2:17)"
         )
-    if test == "knn":
-        raise ConfigError(f"{KNN_DIFFERENCE_REFUSED}; compare {', '.join(DIFF_TESTS)} results")
+    refusal = measures.get(test).difference_refusal()
+    if refusal is not None:
+        raise ConfigError(f"{refusal}; compare {', '.join(diff_tests())} results")
     return test, int(number)
 
 
@@ -120,58 +119,8 @@ def diff_inputs(wh: Warehouse, first: str, second: str) -> DiffInputs:
 
 
 def weighted_statistic(spec: ComparisonSpec) -> WeightedStatistic:
-    """A stored result's statistic as a function of concept counts."""
-    opts = spec.options
-    labels = list(spec.wnids)
-    if isinstance(opts, MeasureOptions):
-        if opts.test == "cka":
-            assert opts.estimator is not None
-            return weighted_cka(spec.a, spec.b, opts.estimator)
-        if opts.test == "reg2v2":
-            assert opts.distance is not None and opts.penalties is not None
-            reg = regression_two_vs_two(
-                spec.a,
-                spec.b,
-                distance=opts.distance,
-                penalties=opts.penalties,
-                tie_tol=float(opts.tie_tol or 0.0),
-                labels=labels,
-                space_a=spec.space_a,
-                space_b=spec.space_b,
-            )
-            return weighted_pairs(reg.correct)
-        raise ConfigError(f"difference tests do not support {opts.test} results")
-    assert isinstance(opts, ComparisonOptions)
-    sim_a = similarity_matrix(spec.a, metric=opts.similarity, labels=labels, space=spec.space_a)
-    if spec.subjects is not None:
-        # A target with subjects: the mean over subjects of each subject's statistic.
-        per_subject = [_weighted(spec, opts, sim_a, sim_b) for sim_b in spec.b]
-        if len(per_subject) == 1:
-            return per_subject[0]
-        return lambda w: float(np.mean([stat(w) for stat in per_subject]))
-    sim_b = similarity_matrix(spec.b, metric=opts.similarity, labels=labels, space=spec.space_b)
-    return _weighted(spec, opts, sim_a, sim_b)
-
-
-def _weighted(
-    spec: ComparisonSpec, opts: ComparisonOptions, sim_a: np.ndarray, sim_b: np.ndarray
-) -> WeightedStatistic:
-    """RSA or 2 vs 2 of two similarity matrices as a function of concept counts."""
-    labels = list(spec.wnids)
-    if opts.test == "rsa":
-        return weighted_rsa(sim_a, sim_b, opts.metric)
-    pairs = two_vs_two(
-        sim_a,
-        sim_b,
-        distance=opts.metric,
-        tie_tol=float(opts.tie_tol or 0.0),
-        labels=labels,
-        space_a=spec.space_a,
-        space_b=spec.space_b,
-        return_pairs=True,
-    )
-    assert pairs.pair_correct is not None
-    return weighted_pairs(pairs.pair_correct)
+    """A stored result's statistic as a function of concept counts (its measure's)."""
+    return spec.measure.weighted(spec)
 
 
 def diff_version(inputs: DiffInputs) -> int:

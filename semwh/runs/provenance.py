@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 
 from semwh import __version__
+from semwh.analyze.permutation import SEED_BITS
+from semwh.analyze.permutation import derive_seed as derive_seed
 
 # The libraries whose numerics decide an analysis' numbers.
 TRACKED_LIBRARIES = ("numpy", "scipy", "torch")
 
 # Seeds are stored in signed 64-bit columns.
-SEED_BITS = 63
 
 
 def library_versions() -> dict[str, str | None]:
@@ -57,14 +58,3 @@ def draw_seed() -> int:
     entropy = np.random.SeedSequence().entropy  # a 128-bit int when drawn from the OS
     assert isinstance(entropy, int)
     return entropy >> (128 - SEED_BITS)
-
-
-def derive_seed(parent: int, *keys: str) -> int:
-    """A child seed that depends only on ``parent`` and ``keys``, never on execution order.
-
-    Every mapper (a local loop, a process pool, a cluster) derives the same seed for the same
-    comparison, so a sweep's results do not depend on which mapper ran it.
-    """
-    text = "\x1f".join([str(parent), *keys])
-    digest = hashlib.sha256(text.encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> (64 - SEED_BITS)

@@ -49,6 +49,11 @@ def result_model(test: str) -> type[ResultRSA] | type[Result2v2]:
     return RESULT_MODELS[test]
 
 
+def options_sha256(opts: Any) -> str:
+    """The reuse key of a measure's own options: the hash of its name and settings."""
+    return params_sha256({"measure": opts.test, **opts.settings()})
+
+
 def add_analysis_run(
     session: Session,
     kind: str,
@@ -127,7 +132,7 @@ def _matching_measures(
         ResultMeasure.space_a_sha256 == spec.space_a_sha256,
         ResultMeasure.space_b_sha256 == spec.space_b_sha256,
         ResultMeasure.concepts_sha256 == spec.concepts_sha256,
-        ResultMeasure.options_sha256 == params_sha256(opts.settings()),
+        ResultMeasure.options_sha256 == options_sha256(opts),
         ResultMeasure.n_permutations == opts.permutations,
         ResultMeasure.analysis_version == analysis_version(opts.test),
     ]
@@ -161,7 +166,7 @@ def _measure_row(record: ResultRecord, opts: MeasureOptions, analysis_id: int) -
         penalties=None if opts.penalties is None else json.dumps(list(opts.penalties)),
         tie_tol=opts.tie_tol,
         n_pairs=record.n_pairs,
-        options_sha256=params_sha256(opts.settings()),
+        options_sha256=options_sha256(opts),
         analysis_version=analysis_version(opts.test),
         null_mean=record.null_mean,
         null_q95=record.null_q95,

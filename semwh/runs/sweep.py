@@ -537,13 +537,13 @@ def _control_diffs(
     force: bool,
 ) -> list[ResultDiff]:
     """Each trained layer's result minus the same layer's result in its random control."""
-    from semwh.runs.difference import DIFF_TESTS, diff_in, diff_inputs
+    from semwh.runs.difference import diff_in, diff_inputs, diff_tests
 
     by_key = {(store.test_of(r), r.space_a, r.space_b): r for r in rows}
     out: list[ResultDiff] = []
     for (test, space_a, space_b), row in by_key.items():
         model, sep, layer = space_a.partition("/")
-        if test not in DIFF_TESTS or not sep or model.endswith(RANDOM_SUFFIX):
+        if test not in diff_tests() or not sep or model.endswith(RANDOM_SUFFIX):
             continue
         control = by_key.get((test, f"{model}{RANDOM_SUFFIX}/{layer}", space_b))
         if control is None:

@@ -1,0 +1,111 @@
+"""What a measure compares: two spaces over their shared concepts, with validated options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from semwh.measures.base import Options
+
+
+@dataclass(frozen=True)
+class ComparisonSpec:
+    """One comparison, ready to run.
+
+    Attributes:
+        space_a: Name of the first space (a layer, usually).
+        space_b: Name of the second space (a word space, usually); permutations relabel it.
+        wnids: The shared concepts K, sorted.
+        a: Vectors of ``space_a`` over ``wnids`` (n x d_a, float64).
+        b: Vectors of ``space_b`` over ``wnids`` (n x d_b, float64).
+        options: Validated options of the measure (``options.test`` names it); ``seed`` is
+            resolved when permutations or bootstrap need it.
+        input_hashes: Content hashes of the two spaces, by name.
+        concepts_sha256: Hash of ``wnids``.
+        subjects: For a target with subjects (an RDM space), the subjects' ids; ``b`` is
+            then the (subjects, n, n) stack of their similarity matrices over ``wnids``
+            (minus each subject's dissimilarities, after the options' normalisation), and
+            every statistic is computed per subject and averaged. None for a space of
+            vectors.
+    """
+
+    space_a: str
+    space_b: str
+    wnids: tuple[str, ...]
+    a: np.ndarray
+    b: np.ndarray
+    options: Any
+    input_hashes: dict[str, str | None]
+    concepts_sha256: str
+    subjects: tuple[str, ...] | None = None
+
+    @property
+    def n_concepts(self) -> int:
+        return len(self.wnids)
+
+    @property
+    def measure(self) -> Any:
+        """The registered measure of this spec (:func:`semwh.measures.get`)."""
+        from semwh.measures import get
+
+        return get(self.options.test)
+
+    @property
+    def b_is_similarity(self) -> bool:
+        """``b`` holds similarity matrices (a target with subjects), not vectors."""
+        return self.subjects is not None
+
+    @property
+    def target(self) -> str | None:
+        """How space B was turned into what the measure compares (part of the reuse key):
+        ``subjects:NORMALISE`` for a target with subjects, None for vectors."""
+        if self.subjects is None:
+            return None
+        return f"subjects:{getattr(self.options, 'normalise', 'none')}"
+
+    @property
+    def analysis_version(self) -> int:
+        return int(self.measure.version_for(self.target))
+
+    def params(self) -> dict[str, Any]:
+        """The analysis parameters recorded (and hashed) in ``analysis_runs``."""
+        opts: Options = self.options
+        if self.measure.inputs == "features":
+            return {
+                "test": opts.test,
+                "space_a": self.space_a,
+                "space_b": self.space_b,
+                "measure": opts.test,
+                **opts.settings(),
+                "permutations": opts.permutations,
+                "seed": opts.seed,
+                "n_concepts": self.n_concepts,
+                "concepts_sha256": self.concepts_sha256,
+                "analysis_version": self.analysis_version,
+            }
+        params: dict[str, Any] = {
+            "test": opts.test,
+            "space_a": self.space_a,
+            "space_b": self.space_b,
+            "permutations": opts.permutations,
+            "seed": opts.seed,
+            "bootstrap": opts.bootstrap,
+            "n_concepts": self.n_concepts,
+            "concepts_sha256": self.concepts_sha256,
+            "analysis_version": self.analysis_version,
+            **{k: v for k, v in opts.settings().items() if v is not None},
+        }
+        if self.target is not None:
+            params["target"] = self.target
+            params["n_subjects"] = len(self.subjects or ())
+        return params
+
+    @property
+    def space_a_sha256(self) -> str | None:
+        return self.input_hashes.get(self.space_a)
+
+    @property
+    def space_b_sha256(self) -> str | None:
+        return self.input_hashes.get(self.space_b)
