@@ -14,7 +14,7 @@
 -- columns: model, layer, depth_index, relative_depth, word_space, is_random, measure, variant,
 --   statistic, p_value, p_fdr, null_mean, null_q95, n_concepts, n_permutations, sweep_id,
 --   result_id, is_current, space, target, n_subjects, ceiling_lower, ceiling_upper
--- choices: measure = 2v2, rsa, cka, knn, reg2v2
+-- choices: measure = @measures
 SELECT
     model,
     layer,

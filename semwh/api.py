@@ -235,16 +235,26 @@ class SemanticWarehouse:
         ``options`` are those of :func:`semwh.runs.compare` for rsa and 2v2 (permutations,
         seed, similarity, method, distance, bootstrap, tie_tol, device, force) and of
         :func:`semwh.runs.measures.measure` for cka, knn and reg2v2 (estimator, k, distance,
-        penalties, permutations, seed, force). Returns the stored row as a dict; its
+        penalties, permutations, seed, force); any other registered measure takes permutations,
+        seed, bootstrap, device, force and its own options by name. Returns the stored row as
+        a dict; its
         ``result_id`` finds it in ``results_rsa``, ``results_2v2`` or ``results_measures``.
         """
         from semwh.runs import compare
-        from semwh.runs.measures import measure
-        from semwh.runs.options import MEASURES
+        from semwh.runs.measures import compare_measure, measure
+        from semwh.runs.options import MEASURES, TESTS
 
         if test in MEASURES:
             return _row_dict(measure(self.warehouse, space_a, space_b, test, **options))
-        return _row_dict(compare(self.warehouse, space_a, space_b, test, **options))
+        if test in TESTS:
+            return _row_dict(compare(self.warehouse, space_a, space_b, test, **options))
+        common = {
+            key: options.pop(key)
+            for key in ("permutations", "seed", "bootstrap", "device", "force")
+            if key in options
+        }
+        row = compare_measure(self.warehouse, space_a, space_b, test, options=options, **common)
+        return _row_dict(row)
 
     def sweep(
         self, models: Sequence[str], word_spaces: Sequence[str], **options: Any

@@ -64,30 +64,97 @@ def _split(text: str) -> list[str]:
 def _compare(
     ctx: typer.Context, a: str, b: str, test: str, memory: str | None = None, **options: Any
 ) -> None:
-    """Run one stored comparison and print its row: RSA and 2 vs 2 (``runs.compare``, its
-    memory plan printed first) or a measure, cka, knn or reg2v2 (``runs.measure``)."""
-    from semwh import runs
+    """Run one stored comparison of any registered measure and print its row (the memory
+    plan of a measure of similarity matrices first)."""
+    from semwh import measures, runs
     from semwh.resources import parse_bytes
-    from semwh.runs.options import MEASURES
+    from semwh.runs.options import MEASURES, TESTS
     from semwh.runs.store import vertical
 
     def show(plan: Any) -> None:
         for line in plan.lines():
             err_console.print(line, highlight=False)
 
+    measure = measures.get(test)
+    common = {
+        key: options.pop(key)
+        for key in ("permutations", "seed", "bootstrap", "device", "force")
+        if key in options
+    }
     wh = state(ctx).warehouse()
+    extra: dict[str, Any] = {}
+    if measure.inputs == measures.SIMILARITIES:
+        extra = {"memory": None if memory is None else parse_bytes(memory), "on_plan": show}
+    row = runs.compare_measure(wh, a, b, test, options=options, **common, **extra)
     if test in MEASURES:
-        row = runs.measure(wh, a, b, test, **options)
         title = f"results_measures ({test})"
-    else:
-        size = None if memory is None else parse_bytes(memory)
-        row = runs.compare(wh, a, b, test, memory=size, on_plan=show, **options)
+    elif test in TESTS:
         title = f"results_{test}"
+    else:
+        title = f"results ({test})"
     table = runs.comparison_table([row])
     print_table(vertical(table.drop_columns(["p_fdr"])), title=title)
     if getattr(row, "target", None):
         _print_subjects(wh, test, row)
     err_console.print(UNCORRECTED, highlight=False)
+
+
+@app.command("compare")
+def compare(
+    ctx: typer.Context,
+    a: str = _A,
+    b: str = _B,
+    measure: str = typer.Option(
+        ..., "--measure", "-m", help="A registered measure (semwh analyze measures lists them)."
+    ),
+    option: list[str] | None = typer.Option(
+        None,
+        "--option",
+        "-o",
+        help="One of the measure's own options, NAME=VALUE (repeatable), e.g. -o k=20.",
+    ),
+    permutations: int = _PERMUTATIONS,
+    seed: int | None = _SEED,
+    bootstrap: int = typer.Option(
+        0, "--bootstrap", help="Bootstrap resamples for a 95% interval (measures that have one)."
+    ),
+    device: str = _DEVICE,
+    force: bool = _FORCE,
+    memory: str | None = _MEMORY,
+) -> None:
+    """Any registered measure between two spaces over their shared concepts; stores and
+    prints the result. `semwh analyze rsa|2v2|cka|knn|reg2v2` are spellings of it.
+
+    Example: semwh analyze compare --measure knn --a efficientnet_lite0/blocks.15
+    --b glove-6b-50d -o k=20 -n 1000
+    """
+    from semwh.results.named import parse_assignments
+
+    _compare(
+        ctx,
+        a,
+        b,
+        measure,
+        memory,
+        permutations=permutations,
+        seed=seed,
+        bootstrap=bootstrap,
+        device=device,
+        force=force,
+        **parse_assignments(option),
+    )
+
+
+@app.command("measures")
+def list_measures() -> None:
+    """The registered measures (built in and from installed plugins), their inputs,
+    chance level, version and options with their defaults."""
+    import pyarrow as pa
+
+    from semwh import measures
+
+    rows = [{k: (None if v is None else str(v)) for k, v in r.items()} for r in measures.describe()]
+    print_table(pa.Table.from_pylist(rows), title="measures")
 
 
 def _print_subjects(wh: Any, test: str, row: Any) -> None:

@@ -37,6 +37,8 @@ __all__ = [
     "names",
     "options_for",
     "register",
+    "reload",
+    "unregister",
 ]
 
 ENTRY_POINT_GROUP = "semwh.measures"
@@ -104,6 +106,11 @@ def _load() -> None:
                 f"measure plugin {entry.name!r} ({entry.value}) is not a semwh Measure "
                 "subclass or instance"
             )
+
+
+def unregister(name: str) -> None:
+    """Remove a measure from the registry of this process (a plugin being uninstalled)."""
+    _REGISTRY.pop(name, None)
 
 
 def reload() -> None:

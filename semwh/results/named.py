@@ -7,7 +7,8 @@ Every query file starts with a header in SQL comments::
     -- param: model VARCHAR = NULL  only this model (NULL: every model)
     -- param: space_a VARCHAR = required  a parameter without a default
     -- columns: model, layer, ...
-    -- choices: test = 2v2, rsa; method = spearman, pearson  (optional: allowed values)
+    -- choices: test = 2v2, rsa; method = spearman, pearson  (optional: allowed values;
+                ``@measures`` stands for every registered measure)
     -- range: alpha = (0, 1); bins = [1, 1000]  (optional: allowed numbers)
 
 Parameters are DuckDB ``$name`` parameters, always bound, never spliced into the SQL text.
@@ -299,6 +300,10 @@ def param_ranges(query: NamedQuery) -> dict[str, Range]:
     return _ranges(query.extra.get("range", ""), types, str(query.path))
 
 
+#: In a ``-- choices:`` line, every registered measure (:func:`semwh.measures.names`).
+MEASURES_TOKEN = "@measures"
+
+
 def param_choices(query: NamedQuery) -> dict[str, tuple[str, ...]]:
     """The allowed values of parameters, from the header's ``-- choices:`` line
     (``name = a, b, c; other = x, y``)."""
@@ -306,7 +311,15 @@ def param_choices(query: NamedQuery) -> dict[str, tuple[str, ...]]:
     for part in query.extra.get("choices", "").split(";"):
         name, sep, values = part.partition("=")
         if sep:
-            out[name.strip()] = tuple(v.strip() for v in values.split(",") if v.strip())
+            listed: list[str] = []
+            for value in (v.strip() for v in values.split(",")):
+                if value == MEASURES_TOKEN:
+                    from semwh import measures
+
+                    listed.extend(measures.names())
+                elif value:
+                    listed.append(value)
+            out[name.strip()] = tuple(dict.fromkeys(listed))
     return out
 
 

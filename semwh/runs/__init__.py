@@ -14,7 +14,7 @@ from semwh.runs.comparison import (
     run_comparison,
     shared_concepts,
 )
-from semwh.runs.measures import measure
+from semwh.runs.measures import compare_measure, measure
 from semwh.runs.options import ComparisonOptions, MeasureOptions
 from semwh.runs.provenance import concepts_sha256, derive_seed, draw_seed, library_versions
 from semwh.runs.records import ComparisonSpec, ResultRecord
@@ -40,6 +40,7 @@ __all__ = [
     "Skipped",
     "SweepResult",
     "compare",
+    "compare_measure",
     "compare_spec",
     "comparison_table",
     "concepts_sha256",

@@ -20,7 +20,6 @@ from semwh.errors import ConfigError, NotFoundError
 from semwh.results.named import load_query, run_named
 from semwh.results.output import atomic_output, check_output_folder, format_cell
 from semwh.results.report.figures import (
-    MEASURE_AXES,
     Figure,
     curve_figures,
     grid_figures,
@@ -123,19 +122,22 @@ def report_data(
 ) -> ReportData:
     """Run the named queries behind the report in one sandbox connection.
 
-    ``measures`` (2v2, rsa, cka, knn, reg2v2) adds the rows of the ``measure_curves`` query
-    of each, drawn as panels of their own, and the ``noise_ceilings`` rows. ``heatmaps``
-    names spaces (``SPACE`` or ``SPACE:METRIC``, metric pearson, spearman or cosine) whose
-    ``space_vectors`` rows are drawn as similarity heatmaps in WordNet order.
+    ``measures`` (registered measures: 2v2, rsa, cka, knn, reg2v2, plugins) adds the rows of
+    the ``measure_curves`` query of each, drawn as panels of their own, and the
+    ``noise_ceilings`` rows. ``heatmaps`` names spaces (``SPACE`` or ``SPACE:METRIC``, metric
+    pearson, spearman or cosine) whose ``space_vectors`` rows are drawn as similarity
+    heatmaps in WordNet order.
 
     Raises:
         ConfigError: ``alpha`` is not a number strictly between 0 and 1, an unknown measure.
     """
     alpha = check_level(alpha, "alpha")
-    unknown = [m for m in measures if m not in MEASURE_AXES]
+    from semwh import measures as registry
+
+    unknown = [m for m in measures if m not in registry.names()]
     if unknown:
         raise ConfigError(
-            f"unknown measure {unknown[0]!r} for the report (choose {', '.join(MEASURE_AXES)})"
+            f"unknown measure {unknown[0]!r} for the report (choose {', '.join(registry.names())})"
         )
     heatmap_keys = check_heatmaps(wh, heatmaps)
     ws = {"word_space": word_space}

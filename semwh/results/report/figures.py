@@ -261,14 +261,15 @@ def curve_figures(
     return figures
 
 
-#: Axis label and chance level of each measure of the measure_curves query.
-MEASURE_AXES: dict[str, tuple[str, float | None]] = {
-    "2v2": ("2 vs 2 accuracy", 0.5),
-    "rsa": ("RSA", 0.0),
-    "cka": ("linear CKA", 0.0),
-    "knn": ("mutual k-NN alignment", None),
-    "reg2v2": ("regression 2 vs 2 accuracy", 0.5),
-}
+def measure_axis(measure: str) -> tuple[str, float | None]:
+    """Axis label and chance level of a registered measure (its name and no chance line for
+    a measure no longer registered)."""
+    from semwh import measures
+
+    if measure not in measures.names():
+        return measure, None
+    found = measures.get(measure)
+    return found.label, found.chance
 
 
 def measure_figures(
@@ -289,7 +290,7 @@ def measure_figures(
             for r in rows
             if (r["word_space"], r["measure"], r["variant"]) == (word_space, measure, variant)
         ]
-        label, chance = MEASURE_AXES.get(measure, (measure, None))
+        label, chance = measure_axis(measure)
         # Every row's own ceiling (same comparator, concepts and subjects): one band.
         band = rows_ceiling(group)
         if band is None and measure == "rsa":
@@ -415,7 +416,9 @@ def grid_heatmap(
         if c.get("statistic") is not None:
             values[i, j] = float(c["statistic"])
     test = first["test"]
-    label = "2 vs 2 accuracy" if test == "2v2" else "RSA (Spearman rho)"
+    label = measure_axis(test)[0]
+    if test == "rsa":
+        label = f"{label} ({str(first.get('variant') or 'spearman').capitalize()} rho)"
     fig, ax = plt.subplots(
         figsize=(min(12.0, max(6.0, 2.5 + 0.55 * n_cols)), min(12.0, 2.4 + 0.32 * n_rows)),
         dpi=110,
