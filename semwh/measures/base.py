@@ -32,7 +32,7 @@ from semwh.analyze.permutation import permutation_p_value
 from semwh.errors import ConfigError
 
 if TYPE_CHECKING:
-    from semwh.runs.records import ComparisonSpec
+    from semwh.measures.spec import ComparisonSpec
 
 #: A measure of feature vectors: both spaces give their vectors over the concepts.
 FEATURES = "features"
