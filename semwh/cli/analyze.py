@@ -125,8 +125,7 @@ def compare(
     """Any registered measure between two spaces over their shared concepts; stores and
     prints the result. `semwh analyze rsa|2v2|cka|knn|reg2v2` are spellings of it.
 
-    Example: semwh analyze compare --measure knn --a efficientnet_lite0/blocks.15
-    --b glove-6b-50d -o k=20 -n 1000
+    Example: semwh analyze compare -m knn --a efficientnet_lite0/blocks.15 --b glove -o k=20
     """
     from semwh.results.named import parse_assignments
 
@@ -148,7 +147,10 @@ def compare(
 @app.command("measures")
 def list_measures() -> None:
     """The registered measures (built in and from installed plugins), their inputs,
-    chance level, version and options with their defaults."""
+    chance level, version and options with their defaults.
+
+    Example: semwh analyze measures  (then: semwh analyze compare --measure NAME ...)
+    """
     import pyarrow as pa
 
     from semwh import measures

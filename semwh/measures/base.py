@@ -23,16 +23,13 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from semwh import validate
 from semwh.analyze.permutation import permutation_p_value
 from semwh.errors import ConfigError
-
-if TYPE_CHECKING:
-    from semwh.measures.spec import ComparisonSpec
 
 #: A measure of feature vectors: both spaces give their vectors over the concepts.
 FEATURES = "features"
@@ -52,6 +49,21 @@ COMMON_FIELDS = ("test", "permutations", "seed", "bootstrap", "device")
 Allocate = Callable[[int], np.ndarray]
 #: A statistic as a function of concept counts (weights), for paired differences.
 WeightedStatistic = Callable[[np.ndarray], float]
+
+
+class ComparisonSpec(Protocol):
+    """What a measure reads of a comparison (:class:`semwh.measures.spec.ComparisonSpec`)."""
+
+    space_a: str
+    space_b: str
+    wnids: tuple[str, ...]
+    a: np.ndarray
+    b: np.ndarray
+    options: Any
+    subjects: tuple[str, ...] | None
+
+    @property
+    def n_concepts(self) -> int: ...
 
 
 def check_choice(value: str, choices: Sequence[str], what: str) -> str:
@@ -344,7 +356,14 @@ class Measure:
         """
         out = []
         for order in permutations_of(spec, start, stop):
-            out.append(self.value(dataclasses.replace(spec, b=spec.b[order])))
+            out.append(
+                self.value(
+                    dataclasses.replace(
+                        spec,  # type: ignore[type-var]
+                        b=spec.b[order],
+                    )
+                )
+            )
         return np.asarray(out, dtype=np.float64)
 
     def p_value(self, statistic: float, null: np.ndarray) -> float:
@@ -379,7 +398,13 @@ class Measure:
         out = np.empty(n_bootstrap, dtype=np.float64)
         for i, rows in enumerate(resample_rows(spec.n_concepts, n_bootstrap, seed)):
             try:
-                out[i] = self.value(dataclasses.replace(spec, a=spec.a[rows], b=spec.b[rows]))
+                out[i] = self.value(
+                    dataclasses.replace(
+                        spec,  # type: ignore[type-var]
+                        a=spec.a[rows],
+                        b=spec.b[rows],
+                    )
+                )
             except Exception:  # noqa: BLE001 - a degenerate resample is a NaN, not an error
                 out[i] = np.nan
         return out

@@ -8,9 +8,8 @@ import numpy as np
 
 from semwh.analyze.cka import cka_null, linear_cka
 from semwh.analyze.difference import weighted_cka
-from semwh.measures import register
-from semwh.measures.base import Allocate, WeightedStatistic
-from semwh.measures.spec import ComparisonSpec
+from semwh.measures.base import Allocate, ComparisonSpec, WeightedStatistic
+from semwh.measures.registry import register
 from semwh.measures.vectors import VectorMeasure
 
 

@@ -9,10 +9,9 @@ import numpy as np
 
 from semwh.analyze.difference import weighted_pairs
 from semwh.analyze.regression import regression_null, regression_two_vs_two
-from semwh.measures import register
-from semwh.measures.base import Allocate, WeightedStatistic
+from semwh.measures.base import Allocate, ComparisonSpec, WeightedStatistic
 from semwh.measures.cka import _numbers
-from semwh.measures.spec import ComparisonSpec
+from semwh.measures.registry import register
 from semwh.measures.vectors import VectorMeasure
 
 

@@ -9,10 +9,9 @@ import numpy as np
 from semwh.analyze import bootstrap_rsa, rsa
 from semwh.analyze.difference import weighted_rsa
 from semwh.analyze.rsa import rsa_null, rsa_p_value
-from semwh.measures import register
-from semwh.measures.base import WeightedStatistic
+from semwh.measures.base import ComparisonSpec, WeightedStatistic
+from semwh.measures.registry import register
 from semwh.measures.similarity import SimilarityMeasure, SimilarityOptions, backend
-from semwh.measures.spec import ComparisonSpec
 
 
 @register

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -34,6 +34,7 @@ from semwh.errors import ConfigError, DegenerateInputError
 from semwh.measures.base import (
     SIMILARITIES,
     Allocate,
+    ComparisonSpec,
     Measure,
     Options,
     WeightedStatistic,
@@ -42,9 +43,6 @@ from semwh.measures.base import (
     check_seed,
 )
 from semwh.validate import check_count
-
-if TYPE_CHECKING:
-    from semwh.measures.spec import ComparisonSpec
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from semwh.measures.base import Options
+from semwh.measures.registry import get
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,6 @@ class ComparisonSpec:
     @property
     def measure(self) -> Any:
         """The registered measure of this spec (:func:`semwh.measures.get`)."""
-        from semwh.measures import get
-
         return get(self.options.test)
 
     @property

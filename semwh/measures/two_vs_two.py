@@ -9,10 +9,9 @@ import numpy as np
 from semwh.analyze import bootstrap_two_vs_two, two_vs_two
 from semwh.analyze.difference import weighted_pairs
 from semwh.analyze.two_vs_two import two_vs_two_null, two_vs_two_p_value
-from semwh.measures import register
-from semwh.measures.base import WeightedStatistic
+from semwh.measures.base import ComparisonSpec, WeightedStatistic
+from semwh.measures.registry import register
 from semwh.measures.similarity import SimilarityMeasure, SimilarityOptions, backend, tie_tol
-from semwh.measures.spec import ComparisonSpec
 
 
 @register

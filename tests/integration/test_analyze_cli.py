@@ -40,6 +40,8 @@ def test_every_analyze_command_has_help_ending_in_an_example() -> None:
         "sweep",
         "grid",
         "peak",
+        "compare",
+        "measures",
     }
     for name, command in group.commands.items():
         last = (command.help or "").strip().splitlines()[-1]
