@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from semwh import __version__
+from semwh.version import __version__
 
 # The libraries whose numerics decide an analysis' numbers.
 TRACKED_LIBRARIES = ("numpy", "scipy", "torch")
