@@ -1,4 +1,10 @@
-"""Layout of a warehouse folder, its engine and sessions."""
+"""The warehouse folder's layout on disk (registry file, ``vectors/``, temporary files), its
+registry URL, engine and sessions.
+
+"Layout" here is where a warehouse keeps its files. The layout of a tensor's axes (channels
+first or last, tokens; the ``layers.layout`` column) is another thing:
+:mod:`semwh.extract.layouts`.
+"""
 
 from __future__ import annotations
 
