@@ -9,6 +9,7 @@ its own rank or below. Packages of one rank may import each other, but never bot
 from __future__ import annotations
 
 import ast
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -216,8 +217,13 @@ def _describe(graph: Graph, cycle: frozenset[str]) -> str:
 SEMWH = Path(semwh.__file__).resolve().parent
 
 
+@functools.cache
+def semwh_graph() -> Graph:
+    return import_graph(SEMWH)
+
+
 def test_no_import_circle_among_semwh_modules() -> None:
-    graph = import_graph(SEMWH)
+    graph = semwh_graph()
     found = cycles(graph)
     new = [_describe(graph, c) for c in found if c not in KNOWN_CYCLES]
     assert not new, "import circles:\n" + "\n".join(new)
@@ -226,7 +232,7 @@ def test_no_import_circle_among_semwh_modules() -> None:
 
 
 def test_semwh_packages_import_in_one_direction() -> None:
-    graph = import_graph(SEMWH)
+    graph = semwh_graph()
     assert not upward_imports(graph), "\n".join(upward_imports(graph))
     units = unit_graph(graph)
     both_ways = [_describe(units, c) for c in cycles(units)]
