@@ -23,6 +23,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check semwh migrations tests benchmarks
 	$(VENV)/bin/ruff format --check semwh migrations tests benchmarks
+	$(VENV)/bin/mypy semwh
 
 bench: setup
 	$(PY) benchmarks/analysis.py

@@ -21,7 +21,8 @@ import numpy as np
 
 from semwh.config import load_settings
 from semwh.errors import NotFoundError
-from semwh.warehouse.layout import Warehouse, open_warehouse, warehouse_from_settings
+from semwh.warehouse.layout import Warehouse, warehouse_from_settings
+from semwh.warehouse.migrate import init_warehouse, open_warehouse
 from semwh.warehouse.readonly import QueryResult, run_sql
 
 if TYPE_CHECKING:
@@ -324,8 +325,6 @@ def open(  # noqa: A001 (semwh.open mirrors duckdb.connect / sqlite_utils.Databa
         SchemaMismatchError: The warehouse's schema is older or newer than this semwh.
     """
     if create:
-        from semwh.warehouse.migrate import init_warehouse
-
         wh = warehouse_from_settings(load_settings(path, db_url, vectors))
         if not wh.exists():
             init_warehouse(wh)

@@ -9,7 +9,6 @@ computes.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -128,18 +127,3 @@ def permutation_p_value(stat: float, null: np.ndarray, tol: float = STAT_TOL) ->
     """p = (1 + #{null >= stat}) / (1 + N), with `tol` absorbing rounding."""
     null = np.asarray(null, dtype=np.float64)
     return float((1 + np.count_nonzero(null >= stat - tol)) / (1 + null.size))
-
-
-#: Seeds are drawn and derived in 63 bits (stored as signed 64-bit integers).
-SEED_BITS = 63
-
-
-def derive_seed(parent: int, *keys: str) -> int:
-    """A child seed that depends only on ``parent`` and ``keys``, never on execution order.
-
-    Every mapper (a local loop, a process pool, a cluster) derives the same seed for the same
-    comparison, so a sweep's results do not depend on which mapper ran it.
-    """
-    text = "\x1f".join([str(parent), *keys])
-    digest = hashlib.sha256(text.encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> (64 - SEED_BITS)

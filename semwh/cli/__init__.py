@@ -11,7 +11,6 @@ from typing import NoReturn
 import typer
 from rich.markup import escape
 
-from semwh import __version__
 from semwh.cli import analyze, db, extract, ingest, sql
 from semwh.cli import demo as demo_cmd
 from semwh.cli import embed as embed_cmd
@@ -25,6 +24,7 @@ from semwh.cli import verify as verify_cmd
 from semwh.cli.state import CliState, err_console
 from semwh.config import ENV_DB, ENV_VECTORS, ENV_WAREHOUSE, load_settings
 from semwh.errors import SemwhError
+from semwh.version import __version__
 
 app = typer.Typer(
     name="semwh",

@@ -11,7 +11,8 @@ from rich.console import Console
 
 from semwh.api import SemanticWarehouse
 from semwh.config import Settings
-from semwh.warehouse.layout import Warehouse, open_warehouse, warehouse_from_settings
+from semwh.warehouse.layout import Warehouse, warehouse_from_settings
+from semwh.warehouse.migrate import open_warehouse
 
 
 @dataclass

@@ -255,7 +255,7 @@ def iter_batches(
 
 def iter_device_decoded(
     model: ProbedModel, paths: Sequence[str | Path], batch_size: int, num_workers: int
-) -> Iterator[tuple[int, dict[str, torch.Tensor], torch.Tensor]]:
+) -> Iterator[tuple[int, dict[str, torch.Tensor], torch.Tensor | None]]:
     """(batch size, pooled, logits) per batch, JPEGs decoded on the model's device.
 
     The next batch is decoded while the current one runs (a side stream on CUDA).

@@ -132,7 +132,9 @@ def _default_layers(arch: str, model: nn.Module) -> tuple[list[str], list[str], 
     """(default, all, logits) module paths of an architecture."""
     if arch == "vgg16":
         pools = [
-            f"features.{i}" for i, m in enumerate(model.features) if isinstance(m, nn.MaxPool2d)
+            f"features.{name}"
+            for name, m in model.get_submodule("features").named_children()
+            if isinstance(m, nn.MaxPool2d)
         ]
         # fc6 and fc7 after their ReLU, then the logits.
         default = [*pools, "classifier.1", "classifier.4", "classifier.6"]
@@ -253,12 +255,13 @@ class EfficientNetLite(nn.Module):
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
-        self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
-        self.blocks = net._blocks
-        self.head = nn.Sequential(net._conv_head, net._bn1, nn.ReLU6())
+        part = net.get_submodule
+        self.stem = nn.Sequential(part("_conv_stem"), part("_bn0"), nn.ReLU6())
+        self.blocks = nn.ModuleList(part("_blocks").children())
+        self.head = nn.Sequential(part("_conv_head"), part("_bn1"), nn.ReLU6())
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = net._dropout
-        self.fc = net._fc
+        self.dropout = part("_dropout")
+        self.fc = part("_fc")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)

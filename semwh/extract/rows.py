@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from semwh import __version__
 from semwh.errors import ConfigError, DuplicateError, WarehouseBusyError
 from semwh.extract.hooks import Pooling
 from semwh.extract.layouts import Layout, parse_layout
 from semwh.extract.models import LoadedModel, ModelIdentity
 from semwh.extract.plan import LayerPlan
+from semwh.version import __version__
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import ExtractionRun, ExtractionShard, Image, Layer, VisionModel
 

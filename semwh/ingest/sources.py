@@ -9,18 +9,14 @@ never a silent overwrite.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from semwh.testing.faults import fault_point
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Source, Space, VectorFile
-from semwh.warehouse.storage import write_error
 
 CREATED = "created"
 UNCHANGED = "unchanged"
@@ -120,23 +116,6 @@ def _add_source(session: Session, spec: SourceSpec, version: int) -> Source:
     session.add(row)
     session.flush()
     return row
-
-
-@contextmanager
-def version_swap(wh: Warehouse) -> Iterator[Session]:
-    """The one transaction that swaps a space's new version in with its source row.
-
-    Its files are written before it opens; a failure or a kill before the commit leaves the
-    previous version in force and no new ``sources`` row. An I/O error inside it (a full
-    disk) becomes one line.
-    """
-    try:
-        with wh.session() as session:
-            yield session
-            session.flush()
-            fault_point("space.swapping")
-    except OSError as exc:
-        raise write_error(exc, wh.duckdb_path or "the registry") from exc
 
 
 def drop_space(wh: Warehouse, name: str) -> None:

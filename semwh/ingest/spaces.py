@@ -28,10 +28,9 @@ from semwh.ingest.sources import (
     drop_space,
     is_current,
     record_source,
-    version_swap,
 )
 from semwh.names import check_name
-from semwh.vectors import prepare_space, register_space
+from semwh.vectors import prepare_space, register_space, version_swap
 from semwh.vectors.store import space_files_intact
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Concept, Space

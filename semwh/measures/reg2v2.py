@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -11,11 +11,9 @@ from semwh.analyze.difference import weighted_pairs
 from semwh.analyze.regression import regression_null, regression_two_vs_two
 from semwh.measures.base import Allocate, ComparisonSpec, WeightedStatistic
 from semwh.measures.cka import _numbers
-from semwh.measures.registry import register
 from semwh.measures.vectors import VectorMeasure
 
 
-@register
 class RegressionTwoVsTwo(VectorMeasure):
     name = "reg2v2"
     label = "regression 2 vs 2 accuracy"
@@ -23,7 +21,7 @@ class RegressionTwoVsTwo(VectorMeasure):
     chance = 0.5
     version = 1
     # A sweep's --regression-distance is this measure's distance (--distance is 2 vs 2's).
-    sweep_settings: Mapping[str, str] = {
+    sweep_settings: ClassVar[Mapping[str, str] | None] = {
         "regression_distance": "distance",
         "penalties": "penalties",
     }

@@ -11,8 +11,15 @@ from semwh.errors import ConfigError
 from semwh.measures.base import FEATURES, SIMILARITIES, Measure, Options, check_choice
 
 ENTRY_POINT_GROUP = "semwh.measures"
-#: The built-in measures' modules, in the order they are listed.
-BUILTIN = ("two_vs_two", "rsa", "cka", "knn", "reg2v2")
+#: The built-in measures' modules, in the order they are listed; each defines one
+#: :class:`Measure` subclass, registered when the registry is first read.
+BUILTIN = (
+    "semwh.measures.two_vs_two",
+    "semwh.measures.rsa",
+    "semwh.measures.cka",
+    "semwh.measures.knn",
+    "semwh.measures.reg2v2",
+)
 
 _REGISTRY: dict[str, Measure] = {}
 _LOADED = False
@@ -57,7 +64,14 @@ def _load() -> None:
         return
     _LOADED = True
     for module in BUILTIN:
-        importlib.import_module(f"semwh.measures.{module}")
+        for found in vars(importlib.import_module(module)).values():
+            if (
+                isinstance(found, type)
+                and issubclass(found, Measure)
+                and found.__module__ == module
+                and "name" in vars(found)
+            ):
+                register(found)
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             loaded = entry.load()
@@ -172,7 +186,7 @@ def analysis_version(test: str, target: str | None = None) -> int:
 
 def describe() -> list[Mapping[str, Any]]:
     """One row per registered measure (``semwh analyze measures``)."""
-    rows = []
+    rows: list[Mapping[str, Any]] = []
     for m in all_measures():
         rows.append(
             {

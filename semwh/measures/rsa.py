@@ -10,11 +10,9 @@ from semwh.analyze import bootstrap_rsa, rsa
 from semwh.analyze.difference import weighted_rsa
 from semwh.analyze.rsa import rsa_null, rsa_p_value
 from semwh.measures.base import ComparisonSpec, WeightedStatistic
-from semwh.measures.registry import register
 from semwh.measures.similarity import SimilarityMeasure, SimilarityOptions, backend
 
 
-@register
 class RSA(SimilarityMeasure):
     name = "rsa"
     label = "RSA"

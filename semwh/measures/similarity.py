@@ -19,7 +19,6 @@ from typing import Any, ClassVar
 import numpy as np
 
 from semwh.analyze import DISTANCES, RSA_METHODS, SIMILARITY_METRICS, TIE_TOL, similarity_matrix
-from semwh.analyze.permutation import derive_seed
 from semwh.analyze.subjects import (
     Comparator,
     check_normalise,
@@ -42,6 +41,7 @@ from semwh.measures.base import (
     check_device,
     check_seed,
 )
+from semwh.seeds import derive_seed
 from semwh.validate import check_count
 
 

@@ -10,11 +10,9 @@ from semwh.analyze import bootstrap_two_vs_two, two_vs_two
 from semwh.analyze.difference import weighted_pairs
 from semwh.analyze.two_vs_two import two_vs_two_null, two_vs_two_p_value
 from semwh.measures.base import ComparisonSpec, WeightedStatistic
-from semwh.measures.registry import register
 from semwh.measures.similarity import SimilarityMeasure, SimilarityOptions, backend, tie_tol
 
 
-@register
 class TwoVsTwo(SimilarityMeasure):
     name = "2v2"
     label = "2 vs 2 accuracy"

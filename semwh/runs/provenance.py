@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from semwh import __version__
-from semwh.analyze.permutation import SEED_BITS
-from semwh.analyze.permutation import derive_seed as derive_seed
+from semwh.seeds import SEED_BITS
+from semwh.seeds import derive_seed as derive_seed
+from semwh.version import __version__
 
 # The libraries whose numerics decide an analysis' numbers.
 TRACKED_LIBRARIES = ("numpy", "scipy", "torch")

@@ -458,8 +458,10 @@ def _verify_diff(checker: _Checker, session: Session, row: ResultDiff) -> Verdic
             f"{row.first_test}:{row.first_result_id}",
             f"{row.second_test}:{row.second_result_id}",
         )
+        first, second = (weighted_statistic(spec) for spec in inputs.specs)
         fresh = paired_difference(
-            *(weighted_statistic(spec) for spec in inputs.specs),
+            first,
+            second,
             row.n_concepts,
             n_bootstrap=row.n_bootstrap,
             n_permutations=row.n_permutations,

@@ -21,7 +21,6 @@ from sqlalchemy import select
 
 from semwh.analyze import MIN_CONCEPTS
 from semwh.errors import ConfigError, DuplicateError
-from semwh.ingest.sources import version_swap
 from semwh.names import check_name
 from semwh.runs.provenance import (
     canonical_json,
@@ -33,7 +32,7 @@ from semwh.runs.provenance import (
 from semwh.text.hidden import check_pooling, hidden_layers
 from semwh.text.sources import LoadedTextModel, load_text_model, resolve_source
 from semwh.text.texts import concept_fields, concept_texts, resolve_template
-from semwh.vectors import layer_spaces, prepare_space, register_space
+from semwh.vectors import layer_spaces, prepare_space, register_space, version_swap
 from semwh.vectors.store import space_files_intact
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Concept, Space, TextModel

@@ -20,6 +20,7 @@ from semwh.vectors.store import (
     register_vector_file,
     save_space,
     space_relpath,
+    version_swap,
     write_vector_file,
 )
 
@@ -43,5 +44,6 @@ __all__ = [
     "register_vector_file",
     "save_space",
     "space_relpath",
+    "version_swap",
     "write_vector_file",
 ]

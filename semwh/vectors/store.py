@@ -1,18 +1,21 @@
 """The one Parquet reader, writer and registrar of the warehouse.
 
 Every vector file has the columns ``space`` (string), ``wnid`` (string), ``image_id`` (int64,
-null for concept vectors) and ``vector`` (list<float32>), carries a schema version and its
-provenance in the Parquet key-value metadata, and is written atomically under the warehouse's
-vectors root (a folder or an object-store prefix, :mod:`semwh.warehouse.storage`). A file
-becomes visible to readers (and to the ``vectors`` SQL view) only once it is registered in
-``vector_files``, so a killed writer never leaves a half-written file behind a query.
+null for concept vectors) and ``vector`` (list<float32>) - ``VECTOR_FILE_SCHEMA``, defined in
+:mod:`semwh.warehouse.views` beside the ``vectors`` view that reads them - carries a schema
+version and its provenance in the Parquet key-value metadata, and is written atomically under
+the warehouse's vectors root (a folder or an object-store prefix,
+:mod:`semwh.warehouse.storage`). A file becomes visible to readers (and to the ``vectors`` SQL
+view) only once it is registered in ``vector_files``, so a killed writer never leaves a
+half-written file behind a query.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -23,7 +26,6 @@ import pyarrow.parquet as pq
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from semwh import __version__
 from semwh.errors import (
     DuplicateError,
     InputError,
@@ -31,23 +33,18 @@ from semwh.errors import (
     VectorFileError,
 )
 from semwh.names import check_name
+from semwh.testing.faults import fault_point
+from semwh.version import __version__
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Space, VectorFile
+from semwh.warehouse.storage import write_error
+from semwh.warehouse.views import VECTOR_FILE_SCHEMA
 
 SCHEMA_VERSION = 1
 METADATA_KEY = b"semwh"
 
 #: Kinds of the spaces that are layers of a model: a vision model's, a text model's.
 LAYER_KINDS = ("layer", "text-layer")
-
-ARROW_SCHEMA = pa.schema(
-    [
-        pa.field("space", pa.string(), nullable=False),
-        pa.field("wnid", pa.string(), nullable=False),
-        pa.field("image_id", pa.int64(), nullable=True),
-        pa.field("vector", pa.list_(pa.float32()), nullable=False),
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -139,7 +136,7 @@ def vector_table(
             ids,
             column,
         ],
-        schema=ARROW_SCHEMA,
+        schema=VECTOR_FILE_SCHEMA,
     )
 
 
@@ -408,6 +405,24 @@ def _refresh_file_record(
     )
 
 
+@contextmanager
+def version_swap(wh: Warehouse) -> Iterator[Session]:
+    """The one transaction that swaps spaces' new versions in (with their ``sources`` row).
+
+    Its files are written before it opens (:func:`prepare_space`); it registers them
+    (:func:`register_space`). A failure or a kill before the commit leaves the previous
+    versions in force and no new ``sources`` row. An I/O error inside it (a full disk) becomes
+    one line.
+    """
+    try:
+        with wh.session() as session:
+            yield session
+            session.flush()
+            fault_point("space.swapping")
+    except OSError as exc:
+        raise write_error(exc, wh.duckdb_path or "the registry") from exc
+
+
 def space_files_intact(wh: Warehouse, space_id: int) -> bool:
     """Whether a space has its concept file(s) registered and each matches its record in
     size and SHA-256 (an "unchanged" re-ingest rewrites the file when not)."""
@@ -553,7 +568,7 @@ def read_checked(
         try:
             table = pq.read_table(
                 pa.BufferReader(data),
-                schema=ARROW_SCHEMA,
+                schema=VECTOR_FILE_SCHEMA,
                 columns=list(columns) if columns is not None else None,
             )
         except (pa.ArrowException, OSError, ValueError) as exc:
@@ -586,7 +601,7 @@ def _read_files(wh: Warehouse, space: str, files: Sequence[VectorFile]) -> pa.Ta
                 f"(altered or truncated): {REPAIR}"
             )
     tables = [read_checked(wh, file, space) for file in files]
-    return pa.concat_tables(tables) if tables else ARROW_SCHEMA.empty_table()
+    return pa.concat_tables(tables) if tables else VECTOR_FILE_SCHEMA.empty_table()
 
 
 def _matrix(column: pa.ChunkedArray, n: int) -> np.ndarray:

@@ -1,4 +1,10 @@
-"""Layout of a warehouse folder, its engine and sessions."""
+"""The warehouse folder's layout on disk (registry file, ``vectors/``, temporary files), its
+registry URL, engine and sessions.
+
+"Layout" here is where a warehouse keeps its files. The layout of a tensor's axes (channels
+first or last, tokens; the ``layers.layout`` column) is another thing:
+:mod:`semwh.extract.layouts`.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +35,6 @@ from semwh.config import (
     TMP_DIRNAME,
     VECTORS_DIRNAME,
     Settings,
-    load_settings,
 )
 from semwh.errors import (
     ConfigError,
@@ -401,43 +406,6 @@ def warehouse_from_settings(settings: Settings) -> Warehouse:
         check_db_url(settings.db_url)
     url = settings.db_url or f"duckdb:///{root / REGISTRY_FILENAME}"
     return Warehouse(root=root, db_url=url, vectors_location=settings.vectors)
-
-
-def open_warehouse(
-    warehouse: str | Path | None = None,
-    db_url: str | None = None,
-    *,
-    check_schema: bool = True,
-    vectors: str | None = None,
-) -> Warehouse:
-    """Open an existing warehouse and check that its schema matches this code.
-
-    Args:
-        warehouse: The folder (default: ``SEMWH_WAREHOUSE`` or ``./semwh-warehouse``).
-        db_url: A SQLAlchemy URL for the registry instead of the folder's DuckDB file.
-        check_schema: Raise when the schema revision differs from the code's head.
-        vectors: Where this process reaches the vectors root, instead of the registry's record.
-
-    Raises:
-        WarehouseError: The warehouse does not exist.
-        SchemaMismatchError: The schema is older or newer than the code.
-    """
-    from semwh.warehouse.migrate import check_revision
-
-    wh = warehouse_from_settings(load_settings(warehouse, db_url, vectors))
-    if not wh.exists():
-        missing = wh.registry_file
-        detail = (
-            f" (its registry file {missing} does not exist)"
-            if missing is not None and missing != wh.root / REGISTRY_FILENAME
-            else ""
-        )
-        raise WarehouseError(
-            f"no warehouse at {wh.root}{detail}: run `semwh --warehouse {wh.root} init` first"
-        )
-    if check_schema:
-        check_revision(wh)
-    return wh
 
 
 def registry_error(exc: DBAPIError) -> WarehouseError:

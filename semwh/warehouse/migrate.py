@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.resources import files
@@ -15,12 +16,13 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
-from semwh.config import REGISTRY_FILENAME
+from semwh.config import REGISTRY_FILENAME, load_settings
 from semwh.errors import ConfigError, SchemaMismatchError, WarehouseError
 from semwh.warehouse.layout import (
     Warehouse,
     peek_registry,
     record_vectors_location,
+    warehouse_from_settings,
 )
 
 
@@ -104,6 +106,41 @@ def check_revision(wh: Warehouse) -> None:
         f"warehouse {wh.root} schema is at revision {current}, semwh expects {head}: "
         f"run `semwh --warehouse {wh.root} db upgrade`"
     )
+
+
+def open_warehouse(
+    warehouse: str | os.PathLike[str] | None = None,
+    db_url: str | None = None,
+    *,
+    check_schema: bool = True,
+    vectors: str | None = None,
+) -> Warehouse:
+    """Open an existing warehouse and check that its schema matches this code.
+
+    Args:
+        warehouse: The folder (default: ``SEMWH_WAREHOUSE`` or ``./semwh-warehouse``).
+        db_url: A SQLAlchemy URL for the registry instead of the folder's DuckDB file.
+        check_schema: Raise when the schema revision differs from the code's head.
+        vectors: Where this process reaches the vectors root, instead of the registry's record.
+
+    Raises:
+        WarehouseError: The warehouse does not exist.
+        SchemaMismatchError: The schema is older or newer than the code.
+    """
+    wh = warehouse_from_settings(load_settings(warehouse, db_url, vectors))
+    if not wh.exists():
+        missing = wh.registry_file
+        detail = (
+            f" (its registry file {missing} does not exist)"
+            if missing is not None and missing != wh.root / REGISTRY_FILENAME
+            else ""
+        )
+        raise WarehouseError(
+            f"no warehouse at {wh.root}{detail}: run `semwh --warehouse {wh.root} init` first"
+        )
+    if check_schema:
+        check_revision(wh)
+    return wh
 
 
 @contextmanager

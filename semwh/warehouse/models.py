@@ -155,10 +155,11 @@ class Layer(Base):
     pooling: Mapped[str] = mapped_column(String, nullable=False)
     dim: Mapped[int] = mapped_column(Integer, nullable=False)
     created_at: Mapped[datetime] = _created()
-    # channels_first, channels_last, tokens[:P], sequence_first[:P], vector or flat
-    # (semwh.extract.layouts): which axes the pooling reduced. Every extraction writes it and
-    # revision 0005 filled it for older rows; nullable only because DuckDB cannot add a NOT
-    # NULL column to a table that other tables reference.
+    # The axis layout of the layer's output: channels_first, channels_last, tokens[:P],
+    # sequence_first[:P], vector or flat (semwh.extract.layouts; not the warehouse folder's
+    # layout, semwh.warehouse.layout): which axes the pooling reduced. Every extraction writes
+    # it and revision 0005 filled it for older rows; nullable only because DuckDB cannot add a
+    # NOT NULL column to a table that other tables reference.
     layout: Mapped[str | None] = mapped_column(String)
 
 

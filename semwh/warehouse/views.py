@@ -15,6 +15,7 @@ running the query.
 from __future__ import annotations
 
 import duckdb
+import pyarrow as pa
 
 from semwh.warehouse.storage import VectorsRoot
 
@@ -29,7 +30,18 @@ VIEW_NAMES = frozenset(
     }
 )
 
-VECTOR_COLUMNS = "space, wnid, image_id, vector"
+#: The columns of every vector file, and so of the ``vectors`` view: ``semwh.vectors`` writes
+#: files of this schema, the view reads them.
+VECTOR_FILE_SCHEMA = pa.schema(
+    [
+        pa.field("space", pa.string(), nullable=False),
+        pa.field("wnid", pa.string(), nullable=False),
+        pa.field("image_id", pa.int64(), nullable=True),
+        pa.field("vector", pa.list_(pa.float32()), nullable=False),
+    ]
+)
+
+VECTOR_COLUMNS = ", ".join(VECTOR_FILE_SCHEMA.names)
 
 # One row of the view's columns, all null; filtered to none for a warehouse without files.
 _NULL_ROW = (
@@ -92,8 +104,6 @@ def create_vectors_view(
     conn: duckdb.DuckDBPyConnection, root: VectorsRoot, name: str = "vectors"
 ) -> None:
     """Create a temporary view ``name`` (space, wnid, image_id, vector) over registered files."""
-    from semwh.vectors.store import ARROW_SCHEMA
-
     rows = conn.execute("SELECT path, size_bytes FROM vector_files ORDER BY file_id").fetchall()
     relpaths = [row[0] for row in rows]
     try:
@@ -108,7 +118,7 @@ def create_vectors_view(
             listing = "[" + ", ".join(_quote(str(root.local_path(rel))) for rel in present) + "]"
             body = f"SELECT {VECTOR_COLUMNS} FROM read_parquet({listing}, union_by_name = true)"
         else:
-            conn.register(_REMOTE_FILES, root.dataset(present, ARROW_SCHEMA))
+            conn.register(_REMOTE_FILES, root.dataset(present, VECTOR_FILE_SCHEMA))
             body = f"SELECT {VECTOR_COLUMNS} FROM {_REMOTE_FILES}"
     except OSError as exc:
         # An unreachable store must not take the registry tables down with it: the view

@@ -77,9 +77,7 @@ CURVE_TABLE_COLUMNS = [
 
 def _source_tree_root() -> Path:
     """The repository root when semwh runs from its source tree (editable install)."""
-    import semwh
-
-    return Path(semwh.__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]  # <root>/semwh/workflow/demo.py
 
 
 def sample_candidates(cwd: Path | None = None, source_root: Path | None = None) -> list[Path]:

@@ -21,7 +21,8 @@ from semwh.errors import WarehouseError
 from semwh.extract import ExtractionOptions, run_extraction
 from semwh.runs import sweep
 from semwh.vectors import load_space, save_space
-from semwh.warehouse.layout import Warehouse, open_warehouse, record_vectors_location
+from semwh.warehouse.layout import Warehouse, record_vectors_location
+from semwh.warehouse.migrate import open_warehouse
 from semwh.warehouse.models import VectorFile, WarehouseSetting
 from semwh.warehouse.readonly import run_sql
 from tests.conftest import run_cli

@@ -26,8 +26,7 @@ from semwh.errors import (
     WarehouseError,
 )
 from semwh.names import check_name, name_list
-from semwh.warehouse.layout import open_warehouse
-from semwh.warehouse.migrate import init_warehouse
+from semwh.warehouse.migrate import init_warehouse, open_warehouse
 from semwh.warehouse.models import Concept
 from semwh.warehouse.readonly import run_sql
 from semwh.workflow.runfile import parse_config

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from semwh import __version__
 from semwh.errors import ConfigError, NotFoundError
 from semwh.results.named import load_query, run_named
 from semwh.results.output import atomic_output, check_output_folder, format_cell
@@ -27,6 +26,7 @@ from semwh.results.report.figures import (
     measure_figures,
 )
 from semwh.validate import check_level
+from semwh.version import __version__
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.readonly import sandbox_connection
 

@@ -12,10 +12,9 @@ from semwh.warehouse.layout import (
     Warehouse,
     busy_message,
     is_busy_error,
-    open_warehouse,
     warehouse_from_settings,
 )
-from semwh.warehouse.migrate import init_warehouse
+from semwh.warehouse.migrate import init_warehouse, open_warehouse
 
 # What DuckDB 1.x and 2.x raise when another process holds the file (checked across real
 # processes in tests/integration/test_cli_foundation.py), and SQLite's equivalent.
