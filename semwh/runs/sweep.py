@@ -60,7 +60,7 @@ class SweepResult:
         sweep_id: The stored family (table ``sweeps``).
         analysis_id: The ``analysis_runs`` row of kind ``sweep``.
         seed: The sweep seed every comparison's seed was derived from (None: nothing random).
-        rows: One stored RSA / 2 vs 2 row per comparison.
+        rows: One stored row per comparison (RSA, 2 vs 2 or a measure).
         recovery: Stored recovery rows, when recovery was asked for.
         p_fdr: The sweep's Benjamini-Hochberg p-value of each member, by (test, result_id).
         computed: How many comparisons were computed (the rest were found stored).

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from semwh.analyze import benjamini_hochberg
 from semwh.analyze.cka import linear_cka
 from semwh.analyze.maxstat import max_statistic
+from semwh.api import SemanticWarehouse
 from semwh.errors import ConfigError
 from semwh.ingest import ingest_rdm
 from semwh.results.named import run_query
@@ -269,6 +270,12 @@ def test_a_peak_of_a_measure_resamples_the_distinct_concepts_alike_for_every_lay
         assert 0.0 <= g.depth_ci_low <= g.depth_ci_high <= 1.0
     rows = run_query(warehouse, "peak_inference", {"model": "vis"}).table.to_pylist()
     assert [(r["test"], r["n_bootstrap"]) for r in rows] == [("cka", 12), ("knn", 12)]
+    # From Python, one test named as a string: the cells are found stored.
+    again = SemanticWarehouse(warehouse).peak(
+        "vis", "words", tests="cka", permutations=9, bootstrap=12, seed=2
+    )
+    assert again.computed == 0 and [g.test for g in again.grids] == ["cka"]
+    assert again.grids[0].depth_ci_low == result.grids[0].depth_ci_low
     # Resample t: the t-th draw of n concepts with replacement from the seed (the draws of
     # the RSA bootstrap), each concept drawn entering the measure once.
     hashes = {}
