@@ -190,13 +190,14 @@ def run_family(
                 slots.append(found)
             done += 1
             report(progress, what, done, total)
-    # Refused before any comparison runs: the largest one, the nulls waiting to be stored
-    # and the values the family reads back afterwards.
+    # Refused before any comparison runs: the largest one, and the nulls waiting to be
+    # stored or, for a family that reads values back afterwards (a grid's nulls), those
+    # values: they are held after the loop, when no record waits, and outnumber its batch.
     check_specs(
         [spec for _, spec in pending],
         wh.tmp_root,
         family=family,
-        held_members=min(len(pending), COMMIT_EVERY) - 1,
+        held_members=0 if held_values else min(len(pending), COMMIT_EVERY) - 1,
         held_values=held_values,
     )
     step = run_comparison if strict else run_or_skip
