@@ -1,4 +1,5 @@
-"""`semwh analyze rsa|2v2|cka|knn|reg2v2|recovery|sweep`: run analyses, print stored rows.
+"""`semwh analyze rsa|2v2|cka|knn|reg2v2|diff|recovery|sweep|grid|peak`: run analyses, print
+stored rows.
 
 The analysis library (scipy, the runs package) is imported inside the commands, so that every
 other command starts without it.

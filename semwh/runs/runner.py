@@ -23,6 +23,7 @@ from semwh.analyze import TIE_TOL
 from semwh.analyze.knn import DEFAULT_K
 from semwh.analyze.regression import DEFAULT_PENALTIES
 from semwh.errors import ConfigError, DegenerateInputError
+from semwh.names import name_list
 from semwh.progress import Progress, report
 from semwh.runs import store
 from semwh.runs.comparison import lookup_in, run_comparison, save_in, with_seed
@@ -286,7 +287,7 @@ class FamilyOptions:
     family = "family"
 
     def __post_init__(self) -> None:
-        tests = [self.tests] if isinstance(self.tests, str) else list(self.tests)
+        tests = name_list(self.tests, "tests")
         if not tests:
             raise ConfigError(
                 f"a {self.family} needs at least one test (choose {', '.join(SWEEP_TESTS)})"
