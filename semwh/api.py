@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from semwh.ingest import ImageIngestReport, WordIngestReport
     from semwh.progress import Progress
     from semwh.results.report import ReportInfo
-    from semwh.runs.sweep import SweepResult
+    from semwh.runs.grid import GridOptions, GridResult
+    from semwh.runs.sweep import SweepOptions, SweepResult
     from semwh.runs.verify import VerifyReport
     from semwh.vectors.store import SpaceVectors
 
@@ -258,27 +259,67 @@ class SemanticWarehouse:
         return _row_dict(row)
 
     def sweep(
-        self, models: Sequence[str], word_spaces: Sequence[str], **options: Any
+        self,
+        models: Sequence[str],
+        word_spaces: Sequence[str],
+        options: SweepOptions | None = None,
+        **settings: Any,
     ) -> SweepResult:
         """Every layer of ``models`` against every word space, stored as one sweep family.
 
         ``models`` and ``word_spaces`` are a name or a list of names (one string is one name).
 
-        ``options`` are those of :func:`semwh.runs.sweep` (tests, permutations, seed,
-        recovery, include_random, ...). The returned ``sweep_id`` selects the family in
-        ``sweep_results`` and in :meth:`curves`.
+        ``options`` is a :class:`semwh.runs.sweep.SweepOptions`; ``settings`` are its fields
+        as keywords (tests, permutations, seed, recovery, include_random, ...), and
+        ``progress`` and ``mapper`` as for :func:`semwh.runs.sweep.sweep`. The returned
+        ``sweep_id`` selects the family in ``sweep_results`` and in :meth:`curves`.
         """
         from semwh.names import name_list
-        from semwh.runs import sweep
+        from semwh.runs.sweep import sweep
 
-        if "tests" in options:
-            options["tests"] = name_list(options["tests"], "tests")
+        if "tests" in settings:
+            settings["tests"] = name_list(settings["tests"], "tests")
         return sweep(
             self.warehouse,
             name_list(models, "models"),
             name_list(word_spaces, "word_spaces"),
-            **options,
+            options,
+            **settings,
         )
+
+    def grid(
+        self,
+        a: str | Sequence[str],
+        b: str | Sequence[str],
+        options: GridOptions | None = None,
+        **settings: Any,
+    ) -> GridResult:
+        """Every layer (or listed space) of ``a`` against every one of ``b``, with a
+        max-statistic test of the best cell per test (``semwh analyze grid``).
+
+        ``options`` is a :class:`semwh.runs.grid.GridOptions`; ``settings`` are its fields
+        as keywords (tests, permutations, seed, k, ...), and ``progress`` and ``mapper`` as
+        for :func:`semwh.runs.grid.grid`. The cells are in the view ``grid_results``.
+        """
+        from semwh.names import name_list
+        from semwh.runs.grid import grid
+
+        if "tests" in settings:
+            settings["tests"] = name_list(settings["tests"], "tests")
+        return grid(self.warehouse, a, b, options, **settings)
+
+    def peak(
+        self, model: str, target: str, options: GridOptions | None = None, **settings: Any
+    ) -> GridResult:
+        """The peak layer of ``model`` against ``target``: its family-wise p and the interval
+        of its relative depth (``semwh analyze peak``); options as for :meth:`grid`, with
+        ``bootstrap`` resamples (default 1000)."""
+        from semwh.names import name_list
+        from semwh.runs.grid import peak_layer
+
+        if "tests" in settings:
+            settings["tests"] = name_list(settings["tests"], "tests")
+        return peak_layer(self.warehouse, model, target, options, **settings)
 
     def verify(self, *, sweep_id: int | None = None, result: str | None = None) -> VerifyReport:
         """Recompute stored results and check their files (``semwh verify``); all by default."""

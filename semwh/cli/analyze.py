@@ -1,4 +1,5 @@
-"""`semwh analyze rsa|2v2|cka|knn|reg2v2|recovery|sweep`: run analyses, print stored rows.
+"""`semwh analyze rsa|2v2|cka|knn|reg2v2|diff|recovery|sweep|grid|peak`: run analyses, print
+stored rows.
 
 The analysis library (scipy, the runs package) is imported inside the commands, so that every
 other command starts without it.
@@ -431,14 +432,41 @@ def recovery(
     err_console.print(UNCORRECTED, highlight=False)
 
 
+_TESTS = typer.Option(
+    "2v2,rsa", "--tests", help="Comma-separated tests: 2v2, rsa, cka, knn, reg2v2."
+)
+_BACKEND = typer.Option("local", "--backend", "--engine", help="local, or ray (the ray extra).")
+_RAY_ADDRESS = typer.Option(
+    None, "--ray-address", help="Ray cluster (auto, HOST:6379); default: a small local Ray."
+)
+_GPUS_PER_TASK = typer.Option(
+    0.0, "--gpus-per-actor", help="GPUs per Ray comparison task (with --device cuda)."
+)
+_PERM_BLOCK = typer.Option(
+    None,
+    "--perm-block",
+    help="Permutations per Ray task for larger nulls (default 250; 0: whole comparisons).",
+)
+
+
+def _mapper(
+    backend: str, ray_address: str | None, gpus_per_task: float, perm_block: int | None
+) -> Any:
+    """The mapper of a backend, resolved (Ray imported, options checked) before a family
+    reads anything."""
+    from semwh.ray import sweep_mapper
+
+    return sweep_mapper(
+        backend, ray_address=ray_address, gpus_per_task=gpus_per_task, perm_block=perm_block
+    )
+
+
 @app.command("sweep")
 def sweep(
     ctx: typer.Context,
     models: str = typer.Option(..., "--models", help="Comma-separated vision models."),
     words: str = typer.Option(..., "--words", help="Comma-separated word spaces."),
-    tests: str = typer.Option(
-        "2v2,rsa", "--tests", help="Comma-separated tests: 2v2, rsa, cka, knn, reg2v2."
-    ),
+    tests: str = _TESTS,
     permutations: int = typer.Option(1000, "--permutations", "-n", help="Permutations each."),
     seed: int | None = _SEED,
     no_random: bool = typer.Option(False, "--no-random", help="Skip MODEL-random controls."),
@@ -449,20 +477,10 @@ def sweep(
     strict: bool = typer.Option(
         False, "--strict", help="Stop at a degenerate comparison instead of skipping it."
     ),
-    backend: str = typer.Option(
-        "local", "--backend", "--engine", help="local, or ray (the ray extra)."
-    ),
-    ray_address: str | None = typer.Option(
-        None, "--ray-address", help="Ray cluster (auto, HOST:6379); default: a small local Ray."
-    ),
-    gpus_per_task: float = typer.Option(
-        0.0, "--gpus-per-actor", help="GPUs per Ray comparison task (with --device cuda)."
-    ),
-    perm_block: int | None = typer.Option(
-        None,
-        "--perm-block",
-        help="Permutations per Ray task for larger nulls (default 250; 0: whole comparisons).",
-    ),
+    backend: str = _BACKEND,
+    ray_address: str | None = _RAY_ADDRESS,
+    gpus_per_task: float = _GPUS_PER_TASK,
+    perm_block: int | None = _PERM_BLOCK,
     estimator: str = _ESTIMATOR,
     k: int = _K,
     regression_distance: str = _REG_DISTANCE,
@@ -479,36 +497,31 @@ def sweep(
     Example: semwh analyze sweep --models efficientnet_lite0 --words glove-6b-50d --seed 7
     """
     from semwh import runs
-    from semwh.ray import sweep_mapper
     from semwh.runs.store import summary_table
+    from semwh.runs.sweep import SweepOptions
 
-    wh = state(ctx).warehouse()
-    # The backend is resolved (Ray imported, options checked) before the sweep reads anything.
-    mapper = sweep_mapper(
-        backend, ray_address=ray_address, gpus_per_task=gpus_per_task, perm_block=perm_block
+    options = SweepOptions(
+        tests=_split(tests),
+        permutations=permutations,
+        seed=seed,
+        include_random=not no_random,
+        recovery=with_recovery,
+        tie_tol=tie_tol,
+        device=device,
+        force=force,
+        strict=strict,
+        estimator=estimator,
+        k=k,
+        regression_distance=regression_distance,
+        control_diffs=diff_random,
+        normalise=normalise,
+        **_grid(penalties),
     )
+    mapper = _mapper(backend, ray_address, gpus_per_task, perm_block)
+    wh = state(ctx).warehouse()
     with bars() as progress:
         result = runs.sweep(
-            wh,
-            _split(models),
-            _split(words),
-            tests=_split(tests),
-            permutations=permutations,
-            seed=seed,
-            include_random=not no_random,
-            recovery=with_recovery,
-            tie_tol=tie_tol,
-            device=device,
-            force=force,
-            strict=strict,
-            progress=progress,
-            mapper=mapper,
-            estimator=estimator,
-            k=k,
-            regression_distance=regression_distance,
-            control_diffs=diff_random,
-            normalise=normalise,
-            **_grid(penalties),
+            wh, _split(models), _split(words), options, progress=progress, mapper=mapper
         )
     print_table(
         summary_table(runs.comparison_table(result.rows, result.p_fdr)),
@@ -576,7 +589,7 @@ def grid(
     ctx: typer.Context,
     a: str = typer.Option(..., "--a", help="A model (vision or text) or comma-separated spaces."),
     b: str = typer.Option(..., "--b", help="A model or comma-separated spaces (relabelled)."),
-    tests: str = typer.Option("2v2,rsa", "--tests", help="Comma-separated tests: 2v2, rsa."),
+    tests: str = _TESTS,
     permutations: int = typer.Option(1000, "--permutations", "-n", help="Permutations."),
     seed: int | None = _SEED,
     similarity: str = _SIMILARITY,
@@ -584,17 +597,23 @@ def grid(
     device: str = _DEVICE,
     force: bool = _FORCE,
     normalise: str = _NORMALISE,
+    estimator: str = _ESTIMATOR,
+    k: int = _K,
+    regression_distance: str = _REG_DISTANCE,
+    penalties: str | None = _PENALTIES,
+    backend: str = _BACKEND,
+    ray_address: str | None = _RAY_ADDRESS,
+    gpus_per_task: float = _GPUS_PER_TASK,
+    perm_block: int | None = _PERM_BLOCK,
 ) -> None:
     """Every layer of A against every layer of B, with a max-statistic test of the best cell.
 
-    Example: semwh analyze grid --a efficientnet_lite0 --b all-minilm-l6-v2 --seed 7
+    Example: semwh analyze grid --a efficientnet_lite0 --b all-minilm-l6-v2 --tests rsa,cka
     """
+    from semwh.runs.grid import GridOptions
     from semwh.runs.grid import grid as run_grid
 
-    result = run_grid(
-        state(ctx).warehouse(),
-        a,
-        b,
+    options = GridOptions(
         tests=_split(tests),
         permutations=permutations,
         seed=seed,
@@ -603,7 +622,15 @@ def grid(
         device=device,
         force=force,
         normalise=normalise,
+        estimator=estimator,
+        k=k,
+        regression_distance=regression_distance,
+        **_grid(penalties),
     )
+    mapper = _mapper(backend, ray_address, gpus_per_task, perm_block)
+    wh = state(ctx).warehouse()
+    with bars() as progress:
+        result = run_grid(wh, a, b, options, progress=progress, mapper=mapper)
     _print_grid(result, "grid")
 
 
@@ -614,7 +641,7 @@ def peak(
     target: str = typer.Option(
         ..., "--target", help="The target space (word, text, external, rdm)."
     ),
-    tests: str = typer.Option("2v2,rsa", "--tests", help="Comma-separated tests: 2v2, rsa."),
+    tests: str = _TESTS,
     permutations: int = typer.Option(1000, "--permutations", "-n", help="Permutations."),
     bootstrap: int = typer.Option(
         1000, "--bootstrap", help="Concept resamples for the peak's relative-depth interval."
@@ -625,17 +652,23 @@ def peak(
     device: str = _DEVICE,
     force: bool = _FORCE,
     normalise: str = _NORMALISE,
+    estimator: str = _ESTIMATOR,
+    k: int = _K,
+    regression_distance: str = _REG_DISTANCE,
+    penalties: str | None = _PENALTIES,
+    backend: str = _BACKEND,
+    ray_address: str | None = _RAY_ADDRESS,
+    gpus_per_task: float = _GPUS_PER_TASK,
+    perm_block: int | None = _PERM_BLOCK,
 ) -> None:
     """The peak layer of a model against a target: family-wise p and a depth interval.
 
-    Example: semwh analyze peak --model efficientnet_lite0 --target glove-6b-50d --seed 7
+    Example: semwh analyze peak --model efficientnet_lite0 --target glove-6b-50d --tests cka
     """
-    from semwh.runs.grid import peak_layer
+    from semwh.runs.grid import GridOptions, peak_layer
 
-    result = peak_layer(
-        state(ctx).warehouse(),
-        model,
-        target,
+    options = GridOptions(
+        kind="peak",
         tests=_split(tests),
         permutations=permutations,
         bootstrap=bootstrap,
@@ -645,5 +678,13 @@ def peak(
         device=device,
         force=force,
         normalise=normalise,
+        estimator=estimator,
+        k=k,
+        regression_distance=regression_distance,
+        **_grid(penalties),
     )
+    mapper = _mapper(backend, ray_address, gpus_per_task, perm_block)
+    wh = state(ctx).warehouse()
+    with bars() as progress:
+        result = peak_layer(wh, model, target, options, progress=progress, mapper=mapper)
     _print_grid(result, "peak layer")

@@ -388,26 +388,40 @@ class Measure:
         return None
 
     def resampled(self, spec: ComparisonSpec, n_bootstrap: int, seed: int) -> np.ndarray:
-        """The statistic on ``n_bootstrap`` concept resamples drawn from ``seed`` (the same
-        resamples for every spec of the same concepts: a peak's depth interval).
+        """The statistic on ``n_bootstrap`` concept resamples drawn from ``seed`` (a peak
+        layer's depth interval): the same resamples for every spec of the same concepts.
 
-        The default draws rows with replacement (:func:`resample_rows`) and computes
-        :meth:`value` on the resampled rows of both spaces; a duplicated concept is a
-        repeated row of both. A degenerate resample gives NaN.
+        Resample ``t`` is the ``t``-th ``rng.integers(0, n, size=n)`` of
+        ``numpy.random.default_rng(seed)`` (the draws of the RSA and 2 vs 2 concept
+        bootstrap). This default takes each concept drawn once: the distinct concepts of the
+        resample, in concept order. A copy would be its own nearest neighbour, a kernel entry
+        equal to its own norm or a training row equal to the held-out one: agreement that
+        says nothing about the structure. A resample the measure cannot take (fewer than
+        four distinct concepts, a degenerate input, options that need more concepts) is NaN,
+        which the interval leaves out.
         """
-        out = np.empty(n_bootstrap, dtype=np.float64)
-        for i, rows in enumerate(resample_rows(spec.n_concepts, n_bootstrap, seed)):
+        from semwh.analyze import MIN_CONCEPTS
+        from semwh.errors import DegenerateInputError
+
+        bare = dataclasses.replace(  # type: ignore[type-var]
+            spec, options=dataclasses.replace(spec.options, permutations=0, seed=None)
+        )
+        values = np.full(n_bootstrap, np.nan)
+        for t, drawn in enumerate(resample_rows(spec.n_concepts, n_bootstrap, seed)):
+            rows = np.unique(drawn)
+            if rows.size < MIN_CONCEPTS:
+                continue
+            resample = dataclasses.replace(  # type: ignore[type-var]
+                bare,
+                a=spec.a[rows],
+                b=spec.b[rows],
+                wnids=tuple(spec.wnids[i] for i in rows),
+            )
             try:
-                out[i] = self.value(
-                    dataclasses.replace(
-                        spec,  # type: ignore[type-var]
-                        a=spec.a[rows],
-                        b=spec.b[rows],
-                    )
-                )
-            except Exception:  # noqa: BLE001 - a degenerate resample is a NaN, not an error
-                out[i] = np.nan
-        return out
+                values[t] = self.value(resample)
+            except (DegenerateInputError, ConfigError):
+                continue
+        return values
 
 
 def permutations_of(spec: ComparisonSpec, start: int, stop: int) -> list[np.ndarray]:

@@ -1,11 +1,14 @@
-"""``semwh analyze sweep --backend ray``: comparisons and permutation blocks fan out as Ray tasks.
+"""``semwh analyze sweep|grid|peak --backend ray``: comparisons and permutation blocks fan out
+as Ray tasks.
 
-The driver loads the spaces and plans every comparison (:func:`semwh.runs.sweep.sweep`); this
-mapper puts each distinct concept matrix in the object store once (a word space shared by
-every layer travels once, not once per comparison), runs the pure per-comparison function in
-Ray tasks and hands the records back in the order of the specs, so the driver stores them
-exactly as the local backend does. Each spec carries its own derived seed, so the numbers are
-the local backend's, bit for bit.
+The driver loads the spaces and plans every comparison of a family (a sweep, a grid, a
+peak-layer test) and hands the ones to compute to the runner every family shares
+(:func:`semwh.runs.runner.run_family`), which maps them with this mapper. It puts each
+distinct concept matrix in the object store once (a word space shared by every layer travels
+once, not once per comparison), runs the pure per-comparison function in Ray tasks and hands
+the records back in the order of the specs, so the driver stores them exactly as the local
+backend does. Each spec carries its own seed (derived per comparison in a sweep, the grid's
+in a grid), so the numbers are the local backend's, bit for bit.
 
 A comparison with more permutations than ``perm_block`` is split: one task computes its
 statistic (and bootstrap interval) without the null, and each block of ``perm_block``
@@ -66,7 +69,8 @@ def null_remote(
 
 
 class RaySweepMapper:
-    """Maps the per-comparison function over specs with Ray tasks (a sweep ``mapper``).
+    """Maps the per-comparison function over specs with Ray tasks (the ``mapper`` of a
+    sweep, a grid or a peak-layer test).
 
     Args:
         address: Ray cluster to join; None starts a small local Ray (or joins ``RAY_ADDRESS``).

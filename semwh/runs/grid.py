@@ -2,13 +2,16 @@
 
 A grid compares every space of side A with every space of side B (every layer of a vision
 model with every layer of a language model, say); a peak-layer test is the one-column grid
-of a model's layers against one target. Every cell is an ordinary stored RSA or 2 vs 2 result,
-and the cells form one sweep family (Benjamini-Hochberg FDR over all of them, as any sweep).
+of a model's layers against one target. Every cell is an ordinary stored result of its test
+(RSA, 2 vs 2, CKA, mutual k-NN or regression 2 vs 2), computed by the runner every family
+shares (:mod:`semwh.runs.runner`: reuse, batched saves, progress, the Ray backend), and the
+cells form one sweep family (Benjamini-Hochberg FDR over all of them, as any sweep).
 On top, each test gets the max-statistic null over its cells
 (:func:`semwh.analyze.maxstat.max_statistic`): all cells use the *same* concepts (those every
 space of the grid shares) and the *same* seed, so permutation k relabels the target concepts
 identically in every cell, and the maximum over cells of each permutation is the null of the
-best cell. A peak-layer test adds a concept-bootstrap interval of the peak's relative depth.
+best cell. A peak-layer test adds a concept-bootstrap interval of the peak's relative depth
+(each measure's ``resampled``: the same resamples for every layer).
 The grid, its null maxima and every cell's family-wise p are stored in ``grids`` and
 ``grid_cells`` (view ``grid_results``).
 """
@@ -18,35 +21,39 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from semwh.analyze import (
-    MIN_CONCEPTS,
-    TIE_TOL,
-)
+from semwh.analyze import MIN_CONCEPTS
 from semwh.analyze.maxstat import PeakDepth, max_statistic, peak_depth
 from semwh.errors import ConfigError, DegenerateInputError, NotFoundError
+from semwh.progress import Progress, check_progress
 from semwh.runs import families, store
-from semwh.runs.comparison import (
-    concept_bootstrap_values,
-    lookup_in,
-    plan_comparison,
-    run_comparison,
-    save_in,
-)
-from semwh.runs.options import TESTS, ComparisonOptions, check_choice, check_seed
-from semwh.runs.plan import check_specs
+from semwh.runs.comparison import concept_bootstrap_values, plan_comparison
+from semwh.runs.options import check_choice, check_count
 from semwh.runs.provenance import canonical_json, concepts_sha256, derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec
-from semwh.runs.sweep import Skipped
+from semwh.runs.runner import (
+    FamilyOptions,
+    Mapper,
+    Seeding,
+    Skipped,
+    check_neighbours,
+    check_targets,
+    family_options,
+    run_family,
+)
+from semwh.validate import check_level
 from semwh.vectors import LAYER_KINDS, SpaceVectors, layer_spaces, load_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Grid, GridCell, Space
+
+#: What a family of cells can be: a grid, or a peak-layer test (one column).
+KINDS = ("grid", "peak")
 
 #: The label of a grid side given as several spaces (a model side is labelled by its name).
 SPACES = "spaces"
@@ -117,119 +124,135 @@ def common_concepts(loaded: Sequence[SpaceVectors]) -> list[str]:
     return sorted(shared)
 
 
+@dataclass(frozen=True)
+class GridOptions(FamilyOptions):
+    """Everything a grid or peak-layer test does, apart from its two sides (checked when made).
+
+    The options of every family (:class:`semwh.runs.runner.FamilyOptions`: tests,
+    permutations, seed, the tests' settings, device, force); every test gets its own
+    max-statistic test, which needs permutations (at least 1). Also:
+
+    Attributes:
+        kind: ``grid`` or ``peak`` (a one-column grid with the peak's depth interval).
+        bootstrap: Concept resamples for the peak's relative-depth interval (peak only;
+            :func:`peak_layer` defaults to 1000).
+        level: Confidence level of that interval.
+    """
+
+    kind: str = "grid"
+    bootstrap: int = 0
+    level: float = 0.95
+
+    family = "grid"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.permutations < 1:
+            raise ConfigError("a grid's max-statistic test needs permutations (--permutations N)")
+        check_choice(self.kind, KINDS, "grid kind")
+        object.__setattr__(self, "bootstrap", check_count(self.bootstrap, "bootstrap resamples"))
+        object.__setattr__(self, "level", check_level(self.level, "level"))
+
+    def params(self) -> dict[str, Any]:
+        """The options in the grid's recorded parameters (and identity)."""
+        params: dict[str, Any] = {
+            "kind": self.kind,
+            "tests": list(self.tests),
+            "similarity": self.similarity,
+            "method": self.method,
+            "distance": self.distance,
+            "tie_tol": float(self.tie_tol),
+            "permutations": self.permutations,
+            "bootstrap": self.bootstrap if self.kind == "peak" else 0,
+            "level": self.level,
+        }
+        # The measures' options join the identity only when the grid runs them, so that the
+        # identity of a grid of RSA and 2 vs 2 stays what it was.
+        params.update(self.measure_settings())
+        if self.normalise != "none":
+            params["normalise"] = self.normalise
+        return params
+
+
 def grid(
     wh: Warehouse,
     a: str | Sequence[str],
     b: str | Sequence[str],
+    options: GridOptions | None = None,
     *,
-    tests: Sequence[str] = ("2v2", "rsa"),
-    permutations: int = 1000,
-    seed: int | None = None,
-    similarity: str = "pearson",
-    method: str = "spearman",
-    distance: str = "pearson",
-    tie_tol: float = TIE_TOL,
-    device: str = "cpu",
-    force: bool = False,
-    kind: str = "grid",
-    bootstrap: int = 0,
-    level: float = 0.95,
-    normalise: str = "none",
+    progress: Progress | None = None,
+    mapper: Mapper = map,
+    **settings: Any,
 ) -> GridResult:
     """Compare every space of side ``a`` with every space of side ``b``; store the family.
+
+    Every cell is computed over the concepts every space of the grid shares, with the grid's
+    seed, so permutation k relabels side B's concepts alike in every cell, whatever the test.
 
     Args:
         wh: The warehouse.
         a: A model (its layer spaces, vision or text) or a list of space names (rows).
         b: The same for the columns; permutations relabel side B's concepts.
-        tests: Any of ``2v2`` and ``rsa``; each gets its own max-statistic test.
-        permutations: Size of the permutation null (at least 1).
-        seed: Seed of every cell's permutations (one stream for the whole grid); None draws.
-        similarity: Concept similarity.
-        method: RSA correlation of the upper triangles.
-        distance: 2 vs 2 row distance.
-        tie_tol: 2 vs 2 tie tolerance.
-        device: ``cpu`` or ``cuda``.
-        force: Recompute stored cells (new rows).
-        kind: ``grid`` or ``peak`` (a one-column grid with the peak's depth interval).
-        bootstrap: Concept resamples for the peak's relative-depth interval (peak only).
-        level: Confidence level of that interval.
-        normalise: How the subjects' matrices of an RDM side are rescaled (none, zscore,
-            rank); every cell against an RDM is the mean over its subjects.
+        options: The grid's :class:`GridOptions` (default: its defaults).
+        progress: Told the cells done (``grid`` or ``peak``), stored ones found included.
+        mapper: Maps :func:`semwh.runs.comparison.run_comparison` over the cells to compute
+            (``map`` runs them here; :func:`semwh.ray.sweep_mapper` gives the Ray one).
+        **settings: The fields of :class:`GridOptions` as keywords (``tests=["cka"]``,
+            ``permutations=100``...), replacing those of ``options``.
 
     Raises:
-        ConfigError: No tests, no permutations, or a peak test with more than one column.
+        ConfigError: No tests, no permutations, a peak test with more than one column, a
+            vector measure against an RDM, or a k-NN k not below the grid's concepts.
         NotFoundError: Unknown models or spaces.
         DegenerateInputError: Fewer than four concepts common to every space, or every cell
             of a test degenerate.
     """
-    if not tests:
-        raise ConfigError(f"a grid needs at least one test (choose {', '.join(TESTS)})")
-    seed = check_seed(seed)
-    if permutations < 1:
-        raise ConfigError("a grid's max-statistic test needs permutations (--permutations N)")
-    options = [
-        ComparisonOptions.make(
-            check_choice(test, TESTS, "test"),
-            similarity=similarity,
-            method=method,
-            distance=distance,
-            permutations=permutations,
-            seed=None,
-            device=device,
-            tie_tol=tie_tol,
-            normalise=normalise,
-        )
-        for test in dict.fromkeys(tests)
-    ]
+    check_progress(progress)
+    opts = family_options(GridOptions, options, settings)
+    tests = opts.test_options
     with wh.session() as session:
         label_a, rows = resolve_side(session, a)
         label_b, cols = resolve_side(session, b)
         hashes = {s.name: s.content_sha256 for s in (*rows, *cols)}
         depths = [s.relative_depth for s in rows]
-    if kind == "peak" and len(cols) != 1:
+    if opts.kind == "peak" and len(cols) != 1:
         raise ConfigError(f"a peak-layer test has one target, got {len(cols)} spaces")
-    grid_seed = int(seed) if seed is not None else draw_seed()
+    grid_seed = int(opts.seed) if opts.seed is not None else draw_seed()
     loaded = {name: load_space(wh, name) for name in hashes}
     wnids = common_concepts(list(loaded.values()))
-    concepts_hash = concepts_sha256(wnids)
-
-    def spec(test_opts: ComparisonOptions, row: Space, col: Space) -> ComparisonSpec:
-        # The same construction as every other path, over the concepts all spaces share.
-        return plan_comparison(
+    flag = "--target" if opts.kind == "peak" else "--b"
+    check_targets(tests, {c.name: loaded[c.name] for c in cols}, flag, "grid RDMs separately")
+    check_neighbours(tests, len(wnids), f"the {len(loaded)} spaces of the grid share")
+    # The same construction as every other path, over the concepts all spaces share; the
+    # runner gives every cell the grid's seed.
+    specs = {
+        (test.test, i, j): plan_comparison(
             loaded[row.name],
             loaded[col.name],
-            replace(test_opts, seed=grid_seed),
+            test,
             {row.name: hashes[row.name], col.name: hashes[col.name]},
             wnids=wnids,
         )
-
+        for test in tests
+        for i, row in enumerate(rows)
+        for j, col in enumerate(cols)
+    }
     params: dict[str, Any] = {
-        "kind": kind,
+        **opts.params(),
         "side_a": label_a,
         "side_b": label_b,
         "spaces_a": [s.name for s in rows],
         "spaces_b": [s.name for s in cols],
-        "tests": [o.test for o in options],
-        "similarity": similarity,
-        "method": method,
-        "distance": distance,
-        "tie_tol": float(tie_tol),
-        "permutations": permutations,
         "seed": grid_seed,
-        "concepts_sha256": concepts_hash,
-        "bootstrap": bootstrap if kind == "peak" else 0,
-        "level": level,
+        "concepts_sha256": concepts_sha256(wnids),
     }
-    if normalise != "none":
-        params["normalise"] = normalise
     with wh.session() as session:
         family = families.open_sweep(
             session,
             models=[label_a],
             word_spaces=[s.name for s in cols],
-            tests=[o.test for o in options],
-            n_permutations=permutations,
+            tests=[o.test for o in tests],
+            n_permutations=opts.permutations,
             seed=grid_seed,
             params=params,
         )
@@ -237,7 +260,18 @@ def grid(
         identity = json.loads(family.params)["identity_sha256"]
     try:
         return _run_grid(
-            wh, sweep_id, identity, params, options, rows, cols, depths, spec, hashes, force
+            wh,
+            opts,
+            sweep_id=sweep_id,
+            identity=identity,
+            params=params,
+            rows=rows,
+            cols=cols,
+            depths=depths,
+            specs=specs,
+            hashes=hashes,
+            progress=progress,
+            mapper=mapper,
         )
     except BaseException:
         with wh.session() as session:
@@ -249,76 +283,63 @@ def peak_layer(
     wh: Warehouse,
     model: str,
     target: str,
+    options: GridOptions | None = None,
     *,
-    tests: Sequence[str] = ("2v2", "rsa"),
-    permutations: int = 1000,
-    bootstrap: int = 1000,
-    seed: int | None = None,
-    **options: Any,
+    progress: Progress | None = None,
+    mapper: Mapper = map,
+    **settings: Any,
 ) -> GridResult:
     """The peak-layer test of ``model`` (its layers) against one ``target`` space.
 
     The family-wise p of the peak layer comes from the max-statistic null across layers; the
-    interval of its relative depth from ``bootstrap`` concept resamples (the same resample for
-    every layer). See :func:`grid` for the options.
+    interval of its relative depth from ``bootstrap`` concept resamples (1000 unless
+    ``options`` or ``settings`` say otherwise; the same resamples for every layer,
+    :meth:`semwh.measures.Measure.resampled`). See :func:`grid` for the options.
     """
-    return grid(
-        wh,
-        model,
-        [target],
-        tests=tests,
-        permutations=permutations,
-        seed=seed,
-        kind="peak",
-        bootstrap=bootstrap,
-        **options,
-    )
+    if options is None:
+        settings = {"bootstrap": 1000, **settings}
+    opts = family_options(GridOptions, options, {**settings, "kind": "peak"})
+    return grid(wh, model, [target], opts, progress=progress, mapper=mapper)
 
 
 def _run_grid(
     wh: Warehouse,
+    opts: GridOptions,
+    *,
     sweep_id: int,
     identity: str,
     params: dict[str, Any],
-    options: Sequence[ComparisonOptions],
     rows: Sequence[Space],
     cols: Sequence[Space],
     depths: Sequence[float | None],
-    spec: Any,
+    specs: dict[tuple[str, int, int], ComparisonSpec],
     hashes: dict[str, str | None],
-    force: bool,
+    progress: Progress | None,
+    mapper: Mapper,
 ) -> GridResult:
     start = time.perf_counter()
-    found: dict[tuple[str, int, int], store.ComparisonRow | Skipped] = {}
-    computed = 0
-    specs: dict[tuple[str, int, int], ComparisonSpec] = {}
-    for opts in options:
-        for i, row in enumerate(rows):
-            for j, col in enumerate(cols):
-                specs[(opts.test, i, j)] = spec(opts, row, col)
-    # Refused before any cell runs: the largest cell, and every cell's null read back at once
-    # for the max-statistic test (and the peak's bootstrap values).
-    held = {"-n/--permutations": params["permutations"], "--bootstrap": params["bootstrap"]}
-    held = {option: len(specs) * count for option, count in held.items()}
-    check_specs(list(specs.values()), wh.tmp_root, family="grid", held_values=held)
-    with wh.session() as session:
-        for key, cell in specs.items():
-            stored = None if force else lookup_in(session, cell)
-            if stored is not None:
-                found[key] = stored
-    for key, cell in specs.items():
-        if key in found:
-            continue
-        try:
-            record = run_comparison(cell)
-        except DegenerateInputError as exc:
-            found[key] = Skipped(cell.options.test, cell.space_a, cell.space_b, str(exc))
-            continue
-        with wh.session() as session:
-            found[key] = save_in(session, record)
-        computed += 1
-    skipped = [v for v in found.values() if isinstance(v, Skipped)]
-    members = [families.member(r) for r in found.values() if not isinstance(r, Skipped)]
+    # Every cell's null is read back at once for the max-statistic test (and the peak's
+    # bootstrap values): the runner counts them before any cell runs.
+    held = {"-n/--permutations": opts.permutations, "--bootstrap": params["bootstrap"]}
+    ran = run_family(
+        wh,
+        list(specs.values()),
+        total=len(specs),
+        seeding=Seeding(params["seed"], per_comparison=False),
+        family="grid",
+        what=opts.kind,
+        force=opts.force,
+        progress=progress,
+        mapper=mapper,
+        held_values={option: len(specs) * count for option, count in held.items()},
+    )
+    found = dict(zip(specs, ran.outcomes, strict=True))
+    skipped = ran.skipped
+    members = [families.member(r) for r in ran.rows]
+    statistic = {
+        (store.test_of(r), r.result_id): value
+        for r, value in zip(ran.rows, _statistics(ran.rows), strict=True)
+    }
 
     with wh.session() as session:
         twin = families.same_family(session, identity, members)
@@ -337,32 +358,32 @@ def _run_grid(
                     skipped=skipped,
                     reused=True,
                 )
-        tested: list[tuple[ComparisonOptions, Any, PeakDepth | None, list[Any]]] = []
-        for opts in options:
-            keys = [(opts.test, i, j) for i in range(len(rows)) for j in range(len(cols))]
+        tested: list[tuple[str, Any, PeakDepth | None, list[Any]]] = []
+        for test in opts.tests:
+            keys = [(test, i, j) for i in range(len(rows)) for j in range(len(cols))]
             kept = [k for k in keys if not isinstance(found[k], Skipped)]
             if not kept:
                 raise DegenerateInputError(
-                    f"every {opts.test} cell of the grid is degenerate: "
+                    f"every {test} cell of the grid is degenerate: "
                     + "; ".join(s.reason for s in skipped[:3])
                 )
-            stats = [_statistic(found[k]) for k in kept]
+            stats = [statistic[(test, found[k].result_id)] for k in kept]  # type: ignore[union-attr]
             nulls = [
-                store.null_values(session, opts.test, found[k].result_id)  # type: ignore[union-attr]
+                store.null_values(session, test, found[k].result_id)  # type: ignore[union-attr]
                 for k in kept
             ]
             outcome = max_statistic(stats, np.asarray(nulls, dtype=np.float64))
             peak = None
             if params["kind"] == "peak" and params["bootstrap"] > 0:
                 peak = _peak(specs, kept, stats, depths, params)
-            tested.append((opts, outcome, peak, kept))
+            tested.append((test, outcome, peak, kept))
         run = store.add_analysis_run(
             session,
             params["kind"],
             {**params, "sweep_id": sweep_id, "skipped": [s.to_dict() for s in skipped]},
             seed=params["seed"],
             input_hashes=hashes,
-            device=options[0].device,
+            device=opts.test_options[0].device,
             seconds=time.perf_counter() - start,
             identity=params,
         )
@@ -375,13 +396,13 @@ def _run_grid(
         )
         grids: list[Grid] = []
         cells: dict[int, list[GridCell]] = {}
-        for opts, outcome, peak, kept in tested:
+        for test, outcome, peak, kept in tested:
             best = kept[outcome.best]
             stored_grid = Grid(
                 kind=params["kind"],
                 sweep_id=sweep_id,
                 analysis_id=run.analysis_id,
-                test=opts.test,
+                test=test,
                 side_a=params["side_a"],
                 side_b=params["side_b"],
                 n_rows=len(rows),
@@ -409,7 +430,7 @@ def _run_grid(
             grid_cells = []
             for i, r in enumerate(rows):
                 for j, c in enumerate(cols):
-                    result = found[(opts.test, i, j)]
+                    result = found[(test, i, j)]
                     ok = not isinstance(result, Skipped)
                     grid_cell = GridCell(
                         grid_id=stored_grid.grid_id,
@@ -417,11 +438,11 @@ def _run_grid(
                         col_index=j,
                         space_a=r.name,
                         space_b=c.name,
-                        test=opts.test,
+                        test=test,
                         result_id=result.result_id if ok else None,  # type: ignore[union-attr]
-                        statistic=_statistic(result) if ok else None,
+                        statistic=statistic[(test, result.result_id)] if ok else None,  # type: ignore[union-attr]
                         p_value=result.p_value if ok else None,  # type: ignore[union-attr]
-                        p_fwe=p_fwe.get((opts.test, i, j)),
+                        p_fwe=p_fwe.get((test, i, j)),
                     )
                     session.add(grid_cell)
                     grid_cells.append(grid_cell)
@@ -429,11 +450,13 @@ def _run_grid(
             grids.append(stored_grid)
             cells[stored_grid.grid_id] = grid_cells
         session.expunge_all()
-    return GridResult(sweep_id, grids, cells, computed=computed, skipped=skipped)
+    return GridResult(sweep_id, grids, cells, computed=ran.computed, skipped=skipped)
 
 
-def _statistic(row: Any) -> float:
-    return float(row.accuracy if hasattr(row, "accuracy") else row.rho)
+def _statistics(rows: Sequence[store.ComparisonRow]) -> list[float]:
+    """Each stored row's statistic (accuracy, rho or a measure's), read as every table reads
+    it (:func:`semwh.runs.store.comparison_table`)."""
+    return [float(v) for v in store.comparison_table(rows).column("statistic").to_pylist()]
 
 
 def _finite(value: float) -> float | None:

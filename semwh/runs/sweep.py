@@ -4,60 +4,51 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
 
-from semwh.analyze import TIE_TOL
-from semwh.analyze.knn import DEFAULT_K
-from semwh.analyze.regression import DEFAULT_PENALTIES
 from semwh.errors import ConfigError, DegenerateInputError, NotFoundError
-from semwh.progress import Progress, check_progress, report
+from semwh.progress import Progress, check_progress
 from semwh.runs import families, store
-from semwh.runs.comparison import (
-    lookup_in,
-    plan_comparison,
-    run_comparison,
-    save_in,
-    with_seed,
-)
-from semwh.runs.options import (
-    MEASURES,
-    SWEEP_TESTS,
-    ComparisonOptions,
-    MeasureOptions,
-    check_choice,
-    check_seed,
-)
-from semwh.runs.plan import check_specs
+from semwh.runs.comparison import plan_comparison
 from semwh.runs.provenance import derive_seed, draw_seed
-from semwh.runs.records import ComparisonSpec, ResultRecord
+from semwh.runs.records import ComparisonSpec
 from semwh.runs.recovery import recovery as run_recovery
+from semwh.runs.runner import (
+    COMMIT_EVERY,
+    COMMIT_SECONDS,
+    FamilyOptions,
+    Mapper,
+    Seeding,
+    Skipped,
+    TestOptions,
+    check_neighbours,
+    check_targets,
+    family_options,
+    run_family,
+    run_or_skip,
+)
 from semwh.testing.faults import fault_point
 from semwh.vectors import SpaceVectors, layer_spaces, load_space
 from semwh.warehouse.layout import Warehouse
-from semwh.warehouse.models import (
-    Result2v2,
-    ResultDiff,
-    ResultMeasure,
-    ResultRecovery,
-    ResultRSA,
-    Space,
-    VisionModel,
-)
+from semwh.warehouse.models import ResultDiff, ResultRecovery, Space, VisionModel
 
 RANDOM_SUFFIX = "-random"
 
-#: Computed comparisons are committed at least this often (count, seconds).
-COMMIT_EVERY = 64
-COMMIT_SECONDS = 30.0
-
-#: A mapper maps the pure per-comparison function over specs, yielding the outcomes in the
-#: order of the specs (builtin ``map`` runs them here; :mod:`semwh.ray` has the Ray one).
-Mapper = Callable[
-    [Callable[[ComparisonSpec], ResultRecord], Iterable[ComparisonSpec]], Iterable[ResultRecord]
+__all__ = [
+    "COMMIT_EVERY",
+    "COMMIT_SECONDS",
+    "RANDOM_SUFFIX",
+    "Mapper",
+    "Skipped",
+    "SweepOptions",
+    "SweepResult",
+    "run_or_skip",
+    "sweep",
+    "sweep_models",
 ]
 
 
@@ -69,7 +60,7 @@ class SweepResult:
         sweep_id: The stored family (table ``sweeps``).
         analysis_id: The ``analysis_runs`` row of kind ``sweep``.
         seed: The sweep seed every comparison's seed was derived from (None: nothing random).
-        rows: One stored RSA / 2 vs 2 row per comparison.
+        rows: One stored row per comparison (RSA, 2 vs 2 or a measure).
         recovery: Stored recovery rows, when recovery was asked for.
         p_fdr: The sweep's Benjamini-Hochberg p-value of each member, by (test, result_id).
         computed: How many comparisons were computed (the rest were found stored).
@@ -107,38 +98,12 @@ def sweep_models(wh: Warehouse, models: Sequence[str], include_random: bool) -> 
     return chosen
 
 
-@dataclass(frozen=True)
-class Skipped:
-    """A comparison a sweep left out because its input is degenerate."""
-
-    test: str
-    space_a: str
-    space_b: str
-    reason: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {
-            "test": self.test,
-            "space_a": self.space_a,
-            "space_b": self.space_b,
-            "reason": self.reason,
-        }
-
-
-def run_or_skip(spec: ComparisonSpec) -> ResultRecord | Skipped:
-    """:func:`run_comparison`, with a degenerate input returned as :class:`Skipped`."""
-    try:
-        return run_comparison(spec)
-    except DegenerateInputError as exc:
-        return Skipped(spec.options.test, spec.space_a, spec.space_b, str(exc))
-
-
 def _specs(
     wh: Warehouse,
     layers: Sequence[Space],
     words: dict[str, SpaceVectors],
     hashes: dict[str, str | None],
-    options: Sequence[ComparisonOptions | MeasureOptions],
+    options: Sequence[TestOptions],
     strict: bool,
 ) -> Iterator[ComparisonSpec | Skipped]:
     """Specs in sweep order, loading each layer space once."""
@@ -155,31 +120,72 @@ def _specs(
                     yield Skipped(opts.test, layer.name, word_name, str(exc))
 
 
+@dataclass(frozen=True)
+class SweepOptions(FamilyOptions):
+    """Everything a sweep does, apart from its models and word spaces (checked when made).
+
+    The options of every family (:class:`semwh.runs.runner.FamilyOptions`: tests,
+    permutations, seed, the tests' settings, device, force), and:
+
+    Attributes:
+        include_random: Also sweep ``MODEL-random`` models when they are stored.
+        recovery: Also run 1 vs 2 recovery for each chosen model and word space.
+        strict: Raise on a degenerate comparison instead of skipping it. A sweep skips them
+            by default because one degenerate layer (the near-constant logits of a
+            random-weight control, say) should not discard the rest; each skipped comparison
+            and its reason are returned and recorded in the sweep's parameters.
+        control_diffs: Also test, for every test but ``knn``, each layer of a model against
+            the same layer of its ``-random`` control (:func:`semwh.runs.difference.diff`,
+            ``permutations`` bootstrap resamples and sign flips); the differences join the
+            sweep's family and its FDR.
+    """
+
+    include_random: bool = True
+    recovery: bool = False
+    strict: bool = False
+    control_diffs: bool = False
+
+    family = "sweep"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.control_diffs and not self.include_random:
+            raise ConfigError(
+                "--diff-random compares each layer with its random control, which --no-random "
+                "leaves out: pass one or the other"
+            )
+
+    def params(self) -> dict[str, Any]:
+        """The options in the sweep's recorded parameters (and identity)."""
+        params: dict[str, Any] = {
+            "tests": list(self.tests),
+            "similarity": self.similarity,
+            "method": self.method,
+            "distance": self.distance,
+            "tie_tol": float(self.tie_tol),
+            "permutations": self.permutations,
+            "include_random": self.include_random,
+            "recovery": self.recovery,
+        }
+        # The measures' options join the sweep's identity only when it runs them, so that
+        # the identity of a sweep of RSA and 2 vs 2 stays what it was.
+        params.update(self.measure_settings())
+        if self.control_diffs:
+            params["control_diffs"] = True
+        if self.normalise != "none":
+            params["normalise"] = self.normalise
+        return params
+
+
 def sweep(
     wh: Warehouse,
     models: Sequence[str],
     word_spaces: Sequence[str],
+    options: SweepOptions | None = None,
     *,
-    tests: Sequence[str] = ("2v2", "rsa"),
-    permutations: int = 1000,
-    seed: int | None = None,
-    similarity: str = "pearson",
-    method: str = "spearman",
-    distance: str = "pearson",
-    tie_tol: float = TIE_TOL,
-    device: str = "cpu",
-    include_random: bool = True,
-    recovery: bool = False,
-    force: bool = False,
-    strict: bool = False,
     progress: Progress | None = None,
     mapper: Mapper = map,
-    estimator: str = "unbiased",
-    k: int = DEFAULT_K,
-    regression_distance: str = "cosine",
-    penalties: Sequence[float] = DEFAULT_PENALTIES,
-    control_diffs: bool = False,
-    normalise: str = "none",
+    **settings: Any,
 ) -> SweepResult:
     """Compare every layer space of ``models`` with every word space and store the results.
 
@@ -196,36 +202,13 @@ def sweep(
     Args:
         wh: The warehouse.
         models: Vision model names; their ``-random`` controls join when ``include_random``.
-        word_spaces: Word (or external) space names.
-        tests: Any of ``2v2``, ``rsa``, ``cka`` (linear CKA), ``knn`` (mutual k-NN
-            alignment) and ``reg2v2`` (regression 2 vs 2 from the layer to the word space).
-        permutations: Size of each permutation null.
-        seed: Sweep seed; None draws one and records it.
-        similarity: Concept similarity for both tests.
-        method: RSA correlation of the upper triangles.
-        distance: 2 vs 2 row distance.
-        tie_tol: 2 vs 2 tie tolerance.
-        device: ``cpu`` or ``cuda``.
-        include_random: Also sweep ``MODEL-random`` models when they are stored.
-        recovery: Also run 1 vs 2 recovery for each chosen model and word space.
-        force: Recompute stored comparisons (new rows; the old ones stay as history).
-        strict: Raise on a degenerate comparison instead of skipping it. A sweep skips them
-            by default because one degenerate layer (the near-constant logits of a
-            random-weight control, say) should not discard the rest; each skipped comparison
-            and its reason are returned and recorded in the sweep's parameters.
+        word_spaces: Word (or external, or RDM) space names.
+        options: The sweep's :class:`SweepOptions` (default: its defaults).
         progress: Told the comparisons done (``sweep``), stored ones found included.
         mapper: Maps :func:`run_comparison` over specs (``map`` runs them here, in order;
             :func:`semwh.ray.sweep_mapper` gives the Ray one).
-        estimator: CKA estimator (``unbiased`` or ``biased``).
-        k: Neighbours per concept of mutual k-NN alignment.
-        regression_distance: Row distance of regression 2 vs 2 (``cosine`` or ``pearson``).
-        penalties: Ridge penalty grid of regression 2 vs 2 (multiples of tr(Xc Xc')/n).
-        control_diffs: Also test, for every test but ``knn``, each layer of a model against
-            the same layer of its ``-random`` control (:func:`semwh.runs.difference.diff`,
-            ``permutations`` bootstrap resamples and sign flips); the differences join the
-            sweep's family and its FDR.
-        normalise: How the subjects' matrices of an RDM target are rescaled (none, zscore,
-            rank); RSA and 2 vs 2 against an RDM are the mean over its subjects.
+        **settings: The fields of :class:`SweepOptions` as keywords (``tests=["rsa"]``,
+            ``permutations=100``...), replacing those of ``options``.
 
     Raises:
         ConfigError: Unknown option values or no tests.
@@ -234,46 +217,11 @@ def sweep(
             the concepts and spaces).
     """
     check_progress(progress)
-    seed = check_seed(seed)
-    if not tests:
-        raise ConfigError(f"a sweep needs at least one test (choose {', '.join(SWEEP_TESTS)})")
-    if control_diffs and not include_random:
-        raise ConfigError(
-            "--diff-random compares each layer with its random control, which --no-random "
-            "leaves out: pass one or the other"
-        )
-    options: list[ComparisonOptions | MeasureOptions] = []
-    for test in dict.fromkeys(tests):
-        if check_choice(test, SWEEP_TESTS, "test") in MEASURES:
-            options.append(
-                MeasureOptions.make(
-                    test,
-                    estimator=estimator,
-                    k=k,
-                    distance=regression_distance,
-                    penalties=penalties,
-                    permutations=permutations,
-                    seed=None,
-                    device=device,
-                )
-            )
-        else:
-            options.append(
-                ComparisonOptions.make(
-                    test,
-                    similarity=similarity,
-                    method=method,
-                    distance=distance,
-                    permutations=permutations,
-                    seed=None,
-                    device=device,
-                    tie_tol=tie_tol,
-                    normalise=normalise,
-                )
-            )
-    needs_seed = any(o.needs_seed for o in options)
-    sweep_seed = seed if seed is not None else (draw_seed() if needs_seed else None)
-    chosen = sweep_models(wh, models, include_random)
+    opts = family_options(SweepOptions, options, settings)
+    tests = opts.test_options
+    needs_seed = any(o.needs_seed for o in tests)
+    sweep_seed = opts.seed if opts.seed is not None else (draw_seed() if needs_seed else None)
+    chosen = sweep_models(wh, models, opts.include_random)
     layers: list[Space] = []
     for model in chosen:
         with wh.session() as session:
@@ -286,7 +234,13 @@ def sweep(
     words = {name: load_space(wh, name) for name in dict.fromkeys(word_spaces)}
     if not words:
         raise ConfigError("a sweep needs at least one word space (--words)")
-    _check_tests_and_spaces(options, layers, words)
+    check_targets(tests, words, "--words", "sweep RDMs separately")
+    for name, space in words.items():
+        for layer in layers:
+            shared = min(len(space.wnids), int(layer.n_concepts))
+            check_neighbours(
+                tests, shared, f"layer {layer.name!r} and word space {name!r} share at most"
+            )
     hashes = {row.name: row.content_sha256 for row in layers}
     with wh.session() as session:
         for name in words:
@@ -296,34 +250,16 @@ def sweep(
         "models": list(models),
         "swept_models": chosen,
         "word_spaces": list(words),
-        "tests": [o.test for o in options],
-        "similarity": similarity,
-        "method": method,
-        "distance": distance,
-        "tie_tol": float(tie_tol),
-        "permutations": permutations,
+        **opts.params(),
         "seed": sweep_seed,
-        "include_random": include_random,
-        "recovery": recovery,
     }
-    # The measures' options join the sweep's identity only when it runs them, so that the
-    # identity of a sweep of RSA and 2 vs 2 stays what it was.
-    for opts in options:
-        if isinstance(opts, MeasureOptions):
-            params[opts.test] = {
-                key: value for key, value in opts.settings().items() if key != "measure"
-            }
-    if control_diffs:
-        params["control_diffs"] = True
-    if normalise != "none":
-        params["normalise"] = normalise
     with wh.session() as session:
         family = families.open_sweep(
             session,
             models=chosen,
             word_spaces=list(words),
-            tests=[o.test for o in options] + (["recovery"] if recovery else []),
-            n_permutations=permutations,
+            tests=[o.test for o in tests] + (["recovery"] if opts.recovery else []),
+            n_permutations=opts.permutations,
             seed=sweep_seed,
             params=params,
         )
@@ -332,6 +268,7 @@ def sweep(
     try:
         return _run_sweep(
             wh,
+            opts,
             sweep_id=sweep_id,
             identity_sha256=identity_sha256,
             params=params,
@@ -339,16 +276,9 @@ def sweep(
             layers=layers,
             words=words,
             hashes=hashes,
-            options=options,
-            seed=seed,
             sweep_seed=sweep_seed,
-            device=device,
-            recovery=recovery,
-            force=force,
-            strict=strict,
             progress=progress,
             mapper=mapper,
-            control_diffs=control_diffs,
         )
     except BaseException:
         # The sweep's family was never written: mark it, so that nobody reads it as current.
@@ -359,6 +289,7 @@ def sweep(
 
 def _run_sweep(
     wh: Warehouse,
+    opts: SweepOptions,
     *,
     sweep_id: int,
     identity_sha256: str,
@@ -367,82 +298,31 @@ def _run_sweep(
     layers: Sequence[Space],
     words: dict[str, SpaceVectors],
     hashes: dict[str, str | None],
-    options: Sequence[ComparisonOptions | MeasureOptions],
-    seed: int | None,
     sweep_seed: int | None,
-    device: str,
-    recovery: bool,
-    force: bool,
-    strict: bool,
     progress: Progress | None,
     mapper: Mapper,
-    control_diffs: bool = False,
 ) -> SweepResult:
     """Compute or find every member of an opened sweep, then close it with its FDR."""
     start = time.perf_counter()
-    total = len(layers) * len(words) * len(options)
-
-    def seeded(spec: ComparisonSpec) -> ComparisonSpec:
-        if sweep_seed is None or not spec.options.needs_seed:
-            return spec
-        return with_seed(
-            spec, derive_seed(sweep_seed, spec.options.test, spec.space_a, spec.space_b)
-        )
-
-    slots: list[store.ComparisonRow | Skipped | None] = []
-    pending: list[tuple[int, ComparisonSpec]] = []
-    done = 0
-    report(progress, "sweep", done, total)
-    # One session for every lookup: opening a registry connection costs more than a query.
-    with wh.session() as session:
-        for spec in _specs(wh, layers, words, hashes, options, strict):
-            if isinstance(spec, Skipped):
-                slots.append(spec)
-            else:
-                # With an explicit sweep seed only rows of the derived seed are the same
-                # analysis; without one, a stored row of any seed is.
-                found = lookup_in(session, seeded(spec) if seed is not None else spec)
-                if found is None or force:
-                    pending.append((len(slots), seeded(spec)))
-                    slots.append(None)
-                    continue
-                slots.append(found)
-            done += 1
-            report(progress, "sweep", done, total)
-    # Refused before any comparison runs: the largest one, and the nulls waiting to be stored.
-    check_specs(
-        [spec for _, spec in pending],
-        wh.tmp_root,
+    ran = run_family(
+        wh,
+        _specs(wh, layers, words, hashes, opts.test_options, opts.strict),
+        total=len(layers) * len(words) * len(opts.test_options),
+        seeding=Seeding(sweep_seed, per_comparison=True, any_stored=opts.seed is None),
         family="sweep",
-        held_members=min(len(pending), COMMIT_EVERY) - 1,
+        force=opts.force,
+        strict=opts.strict,
+        progress=progress,
+        mapper=mapper,
     )
-    step = run_comparison if strict else run_or_skip
-    outcomes = mapper(step, [spec for _, spec in pending])  # type: ignore[arg-type]
-    buffer: list[tuple[int, ResultRecord]] = []
-    last_commit = time.perf_counter()
-    for (index, _spec), outcome in zip(pending, outcomes, strict=True):
-        if isinstance(outcome, Skipped):
-            slots[index] = outcome
-        else:
-            buffer.append((index, outcome))
-        # Results are committed in small batches: an interrupted sweep keeps what it
-        # computed, and a rerun finds those comparisons stored.
-        if len(buffer) >= COMMIT_EVERY or time.perf_counter() - last_commit > COMMIT_SECONDS:
-            _commit(wh, buffer, slots)
-            last_commit = time.perf_counter()
-        done += 1
-        report(progress, "sweep", done, total)
-    _commit(wh, buffer, slots)
-    rows = [slot for slot in slots if isinstance(slot, ResultRSA | Result2v2 | ResultMeasure)]
-    skipped = [slot for slot in slots if isinstance(slot, Skipped)]
-    computed = sum(1 for index, _ in pending if not isinstance(slots[index], Skipped))
+    rows, skipped = ran.rows, ran.skipped
 
     recovered: list[ResultRecovery] = []
-    if recovery:
+    if opts.recovery:
         for model in models:
             for word in words:
-                recovered.extend(run_recovery(wh, model, word, force=force))
-    diffs = _control_diffs(wh, rows, sweep_seed, force) if control_diffs else []
+                recovered.extend(run_recovery(wh, model, word, force=opts.force))
+    diffs = _control_diffs(wh, rows, sweep_seed, opts.force) if opts.control_diffs else []
     members = [families.member(r) for r in (*rows, *recovered, *diffs)]
 
     # The family, its FDR and the sweep's own run record land together or not at all.
@@ -472,7 +352,7 @@ def _run_sweep(
             record,
             seed=sweep_seed,
             input_hashes=hashes,
-            device=device,
+            device=opts.device,
             seconds=time.perf_counter() - start,
             identity=params,
         )
@@ -491,43 +371,10 @@ def _run_sweep(
         rows=_reload(wh, rows),
         recovery=recovered,
         p_fdr=fdr,
-        computed=computed,
+        computed=ran.computed,
         skipped=skipped,
         diffs=diffs,
     )
-
-
-def _check_tests_and_spaces(
-    options: Sequence[ComparisonOptions | MeasureOptions],
-    layers: Sequence[Space],
-    words: dict[str, SpaceVectors],
-) -> None:
-    """Refuse, before a sweep is recorded, tests that cannot run on its spaces: a measure
-    of feature vectors against an RDM word space, or a k-NN k not below the concepts a
-    layer and a word space can share."""
-    measures = [o.test for o in options if isinstance(o, MeasureOptions)]
-    normalised = {getattr(o, "normalise", "none") for o in options} - {"none"}
-    for name, space in words.items():
-        if normalised and space.kind != "rdm":
-            raise ConfigError(
-                f"--normalise {normalised.pop()} rescales the subjects' matrices of RDM targets; "
-                f"--words {name!r} is a {space.kind or 'vector'} space (sweep RDMs separately)"
-            )
-        if space.kind == "rdm" and measures:
-            raise ConfigError(
-                f"--words {name!r} is an RDM, which has no feature vectors: --tests "
-                f"{','.join(measures)} need them (an RDM takes rsa and 2v2)"
-            )
-    for opts in options:
-        if isinstance(opts, MeasureOptions) and opts.test == "knn" and opts.k is not None:
-            for name, space in words.items():
-                for layer in layers:
-                    n = min(len(space.wnids), int(layer.n_concepts))
-                    if opts.k > n - 1:
-                        raise ConfigError(
-                            f"--k {opts.k}: layer {layer.name!r} and word space {name!r} share "
-                            f"at most {n} concepts, so k-NN needs --k from 1 to {n - 1}"
-                        )
 
 
 def _control_diffs(
@@ -565,21 +412,6 @@ def _control_diffs(
                 )
             )
     return out
-
-
-def _commit(
-    wh: Warehouse,
-    buffer: list[tuple[int, ResultRecord]],
-    slots: list[store.ComparisonRow | Skipped | None],
-) -> None:
-    """Store the buffered records in one transaction and empty the buffer."""
-    if not buffer:
-        return
-    with wh.session() as session:
-        for index, record in buffer:
-            slots[index] = save_in(session, record)
-    buffer.clear()
-    fault_point("sweep.committed")
 
 
 def _reload(wh: Warehouse, rows: Sequence[store.ComparisonRow]) -> list[store.ComparisonRow]:

@@ -263,6 +263,36 @@ def test_ray_sweep_against_an_rdm_with_subjects_matches_local_exactly(
     assert all(len(subjects) == 3 and ceiling is not None for _, subjects, ceiling in got)
 
 
+def test_ray_grid_of_every_measure_matches_local_exactly(local_sweep, ray_cluster) -> None:
+    """A grid and a peak run through the runner every family shares: on Ray, with the
+    nulls in permutation blocks, the cells, the max-statistic nulls and p-values and the
+    peak's depth interval are the local backend's, bit for bit."""
+    from semwh.runs.grid import peak_layer
+
+    wh, _, _ = local_sweep
+    options = {"tests": ["rsa", "cka", "knn"], "k": 3, "permutations": 40, "seed": 9}
+
+    def numbers(result) -> list[tuple]:
+        from semwh.runs.store import null_values
+
+        with wh.session() as session:
+            return [
+                (g.test, g.best_space_a, g.best_statistic, g.p_fwe_best, g.null_max,
+                 g.depth_ci_low, g.depth_ci_high,
+                 [(c.space_a, c.statistic, c.p_value, c.p_fwe,
+                   tuple(null_values(session, g.test, c.result_id)))
+                  for c in result.cells[g.grid_id]])
+                for g in result.grids
+            ]  # fmt: skip
+
+    local = peak_layer(wh, MODEL, "glove", bootstrap=20, **options)
+    mapper = sweep_mapper("ray", perm_block=16)
+    distributed = peak_layer(wh, MODEL, "glove", bootstrap=20, force=True, mapper=mapper, **options)
+    assert mapper.submitted == {"comparisons": 9, "null_blocks": 9 * 3}
+    assert distributed.computed == 9 and distributed.sweep_id != local.sweep_id
+    assert numbers(distributed) == numbers(local)
+
+
 FLAT = "flatnet"
 
 

@@ -364,3 +364,31 @@ def test_a_killed_sweep_is_removed_by_the_next_one(warehouse, world) -> None:
     statuses = dict(run_sql(warehouse, "SELECT sweep_id, status FROM sweeps").rows())
     # The dead process's sweep is gone; one of a live process (this one) is left alone.
     assert statuses == {alive_id: "running", result.sweep_id: "complete"}
+
+
+def test_sweep_options_are_one_object_checked_when_made(warehouse, world) -> None:
+    from dataclasses import FrozenInstanceError
+
+    from semwh.errors import ConfigError
+    from semwh.runs.sweep import SweepOptions
+
+    with pytest.raises(ConfigError, match=r"unknown sweep option\(s\) permutatons \(choose tests,"):
+        runs.sweep(warehouse, ["toy"], ["words"], permutatons=5)
+    with pytest.raises(ConfigError, match="unknown test 'rsx'"):
+        SweepOptions(tests=["rsx"])
+    with pytest.raises(ConfigError, match="a sweep needs at least one test"):
+        SweepOptions(tests=[])
+    with pytest.raises(ConfigError, match="--diff-random"):
+        SweepOptions(control_diffs=True, include_random=False)
+    options = SweepOptions(tests="rsa", permutations=5, seed=2, include_random=False)
+    assert options.tests == ("rsa",)
+    with pytest.raises(FrozenInstanceError):
+        options.seed = 3  # type: ignore[misc]
+    first = runs.sweep(warehouse, ["toy"], ["words"], options)
+    # The keyword spelling is the same sweep; keywords replace fields of a given object.
+    again = runs.sweep(
+        warehouse, ["toy"], ["words"], tests=["rsa"], permutations=5, seed=2, include_random=False
+    )
+    assert again.reused and again.sweep_id == first.sweep_id
+    other = runs.sweep(warehouse, ["toy"], ["words"], options, seed=3)
+    assert other.sweep_id != first.sweep_id and other.seed == 3
