@@ -433,7 +433,10 @@ def recovery(
 
 
 _TESTS = typer.Option(
-    "2v2,rsa", "--tests", help="Comma-separated tests: 2v2, rsa, cka, knn, reg2v2."
+    "2v2,rsa",
+    "--tests",
+    help="Comma-separated measures: 2v2, rsa, cka, knn, reg2v2 or any registered one "
+    "(semwh analyze measures).",
 )
 _BACKEND = typer.Option("local", "--backend", "--engine", help="local, or ray (the ray extra).")
 _RAY_ADDRESS = typer.Option(
