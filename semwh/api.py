@@ -22,6 +22,7 @@ import numpy as np
 from semwh.config import load_settings
 from semwh.errors import NotFoundError
 from semwh.warehouse.layout import Warehouse, open_warehouse, warehouse_from_settings
+from semwh.warehouse.models import Result
 from semwh.warehouse.readonly import QueryResult, run_sql
 
 if TYPE_CHECKING:
@@ -236,7 +237,8 @@ class SemanticWarehouse:
         seed, similarity, method, distance, bootstrap, tie_tol, device, force) and of
         :func:`semwh.runs.measures.measure` for cka, knn and reg2v2 (estimator, k, distance,
         penalties, permutations, seed, force). Returns the stored row as a dict; its
-        ``result_id`` finds it in ``results_rsa``, ``results_2v2`` or ``results_measures``.
+        ``result_id`` finds it in ``results`` (and in ``results_rsa``, ``results_2v2`` or
+        ``results_measures``).
         """
         from semwh.runs import compare
         from semwh.runs.measures import measure
@@ -324,5 +326,8 @@ def open(  # noqa: A001 (semwh.open mirrors duckdb.connect / sqlite_utils.Databa
 
 
 def _row_dict(row: Any) -> dict:
-    """A stored ORM row's columns as a plain dict (detached from its session)."""
+    """A stored ORM row's columns as a plain dict (detached from its session); a result of
+    ``results`` has the columns of its view (``results_rsa``, ...) first."""
+    if isinstance(row, Result):
+        return row.record()
     return {column.key: getattr(row, column.key) for column in row.__table__.columns}

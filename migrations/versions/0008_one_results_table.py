@@ -306,8 +306,11 @@ def _lost(row: Mapping[str, Any]) -> bool:
     extra = set(_options(row["options"])) - set(MEASURE_OPTION_COLUMNS)
     values = (row[name] for name in ("similarity", "ci_low", "ci_high", "target", "n_subjects"))
     ceilings = (row["ceiling_lower"], row["ceiling_upper"])
-    return bool(extra) or bool(row["bootstrap"]) or any(v is not None for v in values) or any(
-        v is not None for v in ceilings
+    return (
+        bool(extra)
+        or bool(row["bootstrap"])
+        or any(v is not None for v in values)
+        or any(v is not None for v in ceilings)
     )
 
 

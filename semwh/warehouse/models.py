@@ -390,9 +390,7 @@ class Result(Base):
 
     def __init__(self, **values: Any) -> None:
         values.setdefault("options", {})
-        values.setdefault(
-            "options_sha256", options_sha256(values["measure"], values["options"])
-        )
+        values.setdefault("options_sha256", options_sha256(values["measure"], values["options"]))
         values.setdefault("bootstrap", 0)
         values.setdefault("analysis_version", 1)
         super().__init__(**values)
