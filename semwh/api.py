@@ -125,10 +125,8 @@ class SemanticWarehouse:
         from semwh.runs.options import MEASURES, TESTS, check_choice
 
         check_choice(test, (*TESTS, *MEASURES), "test")
-        table = "results_measures" if test in MEASURES else f"results_{test}"
-        where = "result_id = $id" + (" AND measure = $test" if test in MEASURES else "")
-        params: dict[str, Any] = {"id": result_id, **({"test": test} if test in MEASURES else {})}
-        if not self.sql(f"SELECT 1 FROM {table} WHERE {where}", params).num_rows:
+        found = "SELECT 1 FROM results WHERE result_id = $id AND measure = $test"
+        if not self.sql(found, {"id": result_id, "test": test}).num_rows:
             raise NotFoundError(f"no {test} result with id {result_id} in {self.root}")
         values = permutation_null(self.warehouse, test, result_id)
         return None if values is None else np.asarray(values, dtype=float)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -407,33 +407,66 @@ class Result(Base):
     def _option(self, name: str) -> Any:
         return (self.options or {}).get(name)
 
+    def _set_option(self, name: str, value: Any) -> None:
+        """Change one option: a new document (so the change is saved), its hash, and the
+        label where it shows this option."""
+        old = self._option(name)
+        self.options = {**(self.options or {}), name: value}
+        self.options_sha256 = options_sha256(self.measure, self.options)
+        if self.variant is not None and self.variant in (str(old), f"k={old}"):
+            self.variant = self.variant.replace(str(old), str(value))
+
     @property
     def method(self) -> str | None:
         return self._option("method")
 
+    @method.setter
+    def method(self, value: str) -> None:
+        self._set_option("method", value)
+
     @property
     def distance(self) -> str | None:
         return self._option("distance")
+
+    @distance.setter
+    def distance(self, value: str) -> None:
+        self._set_option("distance", value)
 
     @property
     def tie_tol(self) -> float | None:
         value = self._option("tie_tol")
         return None if value is None else float(value)
 
+    @tie_tol.setter
+    def tie_tol(self, value: float) -> None:
+        self._set_option("tie_tol", float(value))
+
     @property
     def estimator(self) -> str | None:
         return self._option("estimator")
+
+    @estimator.setter
+    def estimator(self, value: str) -> None:
+        self._set_option("estimator", value)
 
     @property
     def k(self) -> int | None:
         value = self._option("k")
         return None if value is None else int(value)
 
+    @k.setter
+    def k(self, value: int) -> None:
+        self._set_option("k", int(value))
+
     @property
     def penalties(self) -> str | None:
         """The ridge penalty grid as the JSON text ``results_measures`` has always shown."""
         value = self._option("penalties")
         return None if value is None else json.dumps(list(value))
+
+    @penalties.setter
+    def penalties(self, value: str | Iterable[float]) -> None:
+        self._set_option("penalties", json.loads(value) if isinstance(value, str) else list(value))
 
     def record(self) -> dict[str, Any]:
         """The row as a dict: the older table's columns first, then the rest of ``results``."""
@@ -496,6 +529,10 @@ class ResultRSA(Result):
     def rho(self) -> float:
         return self.statistic
 
+    @rho.setter
+    def rho(self, value: float) -> None:
+        self.statistic = value
+
 
 class Result2v2(Result):
     """The 2 vs 2 test between two spaces (view ``results_2v2``): ``accuracy`` is the
@@ -532,6 +569,10 @@ class Result2v2(Result):
     @property
     def accuracy(self) -> float:
         return self.statistic
+
+    @accuracy.setter
+    def accuracy(self, value: float) -> None:
+        self.statistic = value
 
 
 class ResultMeasure(Result):
