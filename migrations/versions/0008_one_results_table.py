@@ -152,14 +152,6 @@ def _options_sha256(measure: str, options: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _results_table() -> sa.Table:
-    return sa.table(
-        "results",
-        *(sa.column(name) for name in _RESULT_COLUMNS if name != "options"),
-        sa.column("options", sa.JSON()),
-    )
-
-
 _RESULT_COLUMNS = (
     "result_id", "analysis_id", "measure", "space_a", "space_b", "n_concepts",
     "concepts_sha256", "space_a_sha256", "space_b_sha256", "options", "options_sha256",
@@ -167,6 +159,14 @@ _RESULT_COLUMNS = (
     "bootstrap", "analysis_version", "null_mean", "null_q95", "ci_low", "ci_high", "target",
     "n_subjects", "ceiling_lower", "ceiling_upper", "created_at",
 )  # fmt: skip
+
+
+def _results_table() -> sa.TableClause:
+    return sa.table(
+        "results",
+        *(sa.column(name) for name in _RESULT_COLUMNS if name != "options"),
+        sa.column("options", sa.JSON()),
+    )
 
 
 def _create_results() -> None:
