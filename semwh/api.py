@@ -23,6 +23,7 @@ from semwh.config import load_settings
 from semwh.errors import NotFoundError
 from semwh.warehouse.layout import Warehouse, warehouse_from_settings
 from semwh.warehouse.migrate import init_warehouse, open_warehouse
+from semwh.warehouse.models import Result
 from semwh.warehouse.readonly import QueryResult, run_sql
 
 if TYPE_CHECKING:
@@ -122,14 +123,12 @@ class SemanticWarehouse:
         Raises:
             NotFoundError: No result of ``test`` with that id.
         """
+        from semwh import measures
         from semwh.runs.comparison import permutation_null
-        from semwh.runs.options import MEASURES, TESTS, check_choice
 
-        check_choice(test, (*TESTS, *MEASURES), "test")
-        table = "results_measures" if test in MEASURES else f"results_{test}"
-        where = "result_id = $id" + (" AND measure = $test" if test in MEASURES else "")
-        params: dict[str, Any] = {"id": result_id, **({"test": test} if test in MEASURES else {})}
-        if not self.sql(f"SELECT 1 FROM {table} WHERE {where}", params).num_rows:
+        measures.get(test)
+        found = "SELECT 1 FROM results WHERE result_id = $id AND measure = $test"
+        if not self.sql(found, {"id": result_id, "test": test}).num_rows:
             raise NotFoundError(f"no {test} result with id {result_id} in {self.root}")
         values = permutation_null(self.warehouse, test, result_id)
         return None if values is None else np.asarray(values, dtype=float)
@@ -240,7 +239,8 @@ class SemanticWarehouse:
         penalties, permutations, seed, force); any other registered measure takes permutations,
         seed, bootstrap, device, force and its own options by name. Returns the stored row as
         a dict; its
-        ``result_id`` finds it in ``results_rsa``, ``results_2v2`` or ``results_measures``.
+        ``result_id`` finds it in ``results`` (and in ``results_rsa``, ``results_2v2`` or
+        ``results_measures``).
         """
         from semwh.runs import compare
         from semwh.runs.measures import compare_measure, measure
@@ -374,5 +374,8 @@ def open(  # noqa: A001 (semwh.open mirrors duckdb.connect / sqlite_utils.Databa
 
 
 def _row_dict(row: Any) -> dict:
-    """A stored ORM row's columns as a plain dict (detached from its session)."""
+    """A stored ORM row's columns as a plain dict (detached from its session); a result of
+    ``results`` has the columns of its view (``results_rsa``, ...) first."""
+    if isinstance(row, Result):
+        return row.record()
     return {column.key: getattr(row, column.key) for column in row.__table__.columns}

@@ -26,25 +26,23 @@ History:
 
 from __future__ import annotations
 
+#: Versions of what is not a measure (recovery, differences). Each measure declares its own
+#: (``version``, ``subject_version`` in its module of :mod:`semwh.measures`; the history
+#: above covers the built-in ones); :func:`semwh.measures.analysis_version` reads both.
 ANALYSIS_VERSIONS: dict[str, int] = {
-    "rsa": 2,
-    "2v2": 3,
     "recovery": 3,
-    "cka": 1,
-    "knn": 2,
-    "reg2v2": 1,
     "diff": 1,
 }
 
 
-#: Versions of the tests whose algorithm against a target with subjects differs.
-SUBJECT_TARGET_VERSIONS: dict[str, int] = {"rsa": 3, "2v2": 4, "diff": 2}
+#: Versions of the analyses whose algorithm against a target with subjects differs.
+SUBJECT_TARGET_VERSIONS: dict[str, int] = {"diff": 2}
 
 
 def analysis_version(test: str, target: str | None = None) -> int:
-    """The current version of ``test``'s algorithm (rsa, 2v2, recovery, cka, knn or reg2v2);
-    ``target`` is how space B is compared (``subjects:...`` for an RDM space, None for
-    vectors)."""
+    """The current version of recovery or diff; ``target`` is how space B is compared
+    (``subjects:...`` for an RDM space, None for vectors). Measures:
+    :func:`semwh.measures.analysis_version`."""
     if target is not None and target.startswith("subjects") and test in SUBJECT_TARGET_VERSIONS:
         return SUBJECT_TARGET_VERSIONS[test]
     return ANALYSIS_VERSIONS[test]

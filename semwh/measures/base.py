@@ -239,7 +239,7 @@ class Measure:
         """Shared setting name -> option field of this measure."""
         if self.sweep_settings is not None:
             return dict(self.sweep_settings)
-        return {f.name: f.name for f in own_fields(self.options_type)}
+        return {name: name for name in self.defaults()}
 
     def defaults(self) -> dict[str, Any]:
         """Each own option's default value."""

@@ -25,8 +25,8 @@ from semwh.analyze.difference import (
     paired_difference,
 )
 from semwh.analyze.subjects import SubjectTest, subject_tests
-from semwh.analyze.versions import analysis_version
 from semwh.errors import ConfigError, NotFoundError
+from semwh.measures import analysis_version
 from semwh.runs import families, store
 from semwh.runs.comparison import plan_comparison
 from semwh.runs.options import check_seed

@@ -30,11 +30,9 @@ from semwh.analyze import benjamini_hochberg
 from semwh.errors import NotFoundError
 from semwh.runs.provenance import canonical_json, params_sha256
 from semwh.warehouse.models import (
-    Result2v2,
+    Result,
     ResultDiff,
-    ResultMeasure,
     ResultRecovery,
-    ResultRSA,
     Sweep,
     SweepMember,
 )
@@ -60,14 +58,10 @@ class Member:
 
 
 def member_test(row: Any) -> str:
-    """The test a stored result is known by in families: ``rsa``, ``2v2``, its measure
-    (``cka``, ``knn``, ``reg2v2``), ``recovery`` or ``diff``."""
-    if isinstance(row, ResultMeasure):
+    """The test a stored result is known by in families: the measure of a ``results`` row
+    (``rsa``, ``2v2``, ``cka``, ``knn``, ``reg2v2``, ...), ``recovery`` or ``diff``."""
+    if isinstance(row, Result):
         return row.measure
-    if isinstance(row, ResultRSA):
-        return "rsa"
-    if isinstance(row, Result2v2):
-        return "2v2"
     if isinstance(row, ResultRecovery):
         return "recovery"
     if isinstance(row, ResultDiff):

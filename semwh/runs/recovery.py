@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from semwh.analyze import MIN_CONCEPTS, RecoveryResult
 from semwh.analyze import recovery as analyze_recovery
-from semwh.analyze.versions import analysis_version
 from semwh.errors import DegenerateInputError, NotFoundError
+from semwh.measures import analysis_version
 from semwh.runs import families, store
 from semwh.runs.provenance import concepts_sha256, params_sha256
 from semwh.vectors import SpaceVectors, get_space, layer_spaces, load_image_vectors, load_space

@@ -1,8 +1,10 @@
 """Reads and writes of analysis results: the one place that knows the results tables.
 
 Each stored comparison is an ``analysis_runs`` row (parameters, seed, versions, input hashes),
-a ``results_rsa`` / ``results_2v2`` / ``results_measures`` row and, with permutations, its
-null distribution in ``permutation_nulls``, all added in the caller's transaction.
+a ``results`` row (its measure, its options as JSON and the columns every measure shares;
+the views ``results_rsa``, ``results_2v2`` and ``results_measures`` show them in the older
+tables' columns) and, with permutations, its null distribution in ``permutation_nulls``, all
+added in the caller's transaction.
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ import pyarrow as pa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from semwh.analyze import TIE_TOL
-from semwh.analyze.versions import analysis_version
+from semwh import measures
+from semwh.measures import Options, analysis_version
 from semwh.runs import families
-from semwh.runs.options import MEASURES, ComparisonOptions, MeasureOptions
 from semwh.runs.provenance import (
     canonical_json,
     library_versions,
@@ -30,28 +31,29 @@ from semwh.runs.records import ComparisonSpec, ResultRecord
 from semwh.warehouse.models import (
     AnalysisRun,
     PermutationNull,
+    Result,
     Result2v2,
     ResultMeasure,
     ResultRSA,
     SubjectInference,
     SubjectResult,
+    options_sha256,
 )
 
-ComparisonRow = ResultRSA | Result2v2 | ResultMeasure
-
-RESULT_MODELS: dict[str, type[ResultRSA] | type[Result2v2]] = {
-    "rsa": ResultRSA,
-    "2v2": Result2v2,
-}
+#: A stored comparison of two spaces: a ``results`` row of any measure.
+ComparisonRow = Result
 
 
-def result_model(test: str) -> type[ResultRSA] | type[Result2v2]:
-    return RESULT_MODELS[test]
+def result_model(test: str) -> type[Result]:
+    """The row class ``test``'s results load as (all of them rows of ``results``)."""
+    return ResultRSA if test == "rsa" else Result2v2 if test == "2v2" else ResultMeasure
 
 
-def options_sha256(opts: Any) -> str:
-    """The reuse key of a measure's own options: the hash of its name and settings."""
-    return params_sha256({"measure": opts.test, **opts.settings()})
+def option_settings(opts: Options) -> dict[str, Any]:
+    """The measure's own options, as ``results.options`` stores them (and hashes them into
+    the reuse key): :meth:`semwh.measures.Options.settings` (RSA ``similarity`` and
+    ``method``; 2 vs 2 ``similarity``, ``distance`` and ``tie_tol``; CKA ``estimator``...)."""
+    return dict(opts.settings())
 
 
 def add_analysis_run(
@@ -86,91 +88,38 @@ def add_analysis_run(
 def matching_rows(session: Session, spec: ComparisonSpec, *, any_seed: bool) -> list[ComparisonRow]:
     """Stored rows that answer ``spec``, newest first.
 
-    The key is every input that changes a number: both spaces, their content hashes, the
-    concept set, similarity, method or distance, tie tolerance, permutations, bootstrap size
-    (any, for a request without a bootstrap), the algorithm's version and (unless
-    ``any_seed``) the seed.
+    The key is every input that changes a number: the measure, both spaces, their content
+    hashes, the concept set, the measure's options (similarity, method or distance, tie
+    tolerance, estimator, k, penalties: their hash), how space B is compared, permutations,
+    bootstrap size (any, for a request without a bootstrap), the algorithm's version and
+    (unless ``any_seed``) the seed.
     """
     opts = spec.options
-    if isinstance(opts, MeasureOptions):
-        return _matching_measures(session, spec, opts, any_seed=any_seed)
-    model = result_model(opts.test)
+    settings = option_settings(opts)
     clauses: list[Any] = [
-        model.space_a == spec.space_a,
-        model.space_b == spec.space_b,
-        model.space_a_sha256 == spec.space_a_sha256,
-        model.space_b_sha256 == spec.space_b_sha256,
-        model.concepts_sha256 == spec.concepts_sha256,
-        model.similarity == opts.similarity,
-        model.n_permutations == opts.permutations,
-        model.analysis_version == analysis_version(opts.test, spec.target),
-        model.target.is_(None) if spec.target is None else model.target == spec.target,
+        Result.measure == opts.test,
+        Result.space_a == spec.space_a,
+        Result.space_b == spec.space_b,
+        Result.space_a_sha256 == spec.space_a_sha256,
+        Result.space_b_sha256 == spec.space_b_sha256,
+        Result.concepts_sha256 == spec.concepts_sha256,
+        Result.options_sha256 == options_sha256(opts.test, settings),
+        Result.n_permutations == opts.permutations,
+        Result.analysis_version == analysis_version(opts.test, spec.target),
+        Result.target.is_(None) if spec.target is None else Result.target == spec.target,
     ]
+    similarity = getattr(opts, "similarity", None)
+    if similarity is not None:
+        clauses.append(Result.similarity == similarity)
     # A bootstrap draws from its own stream, so a row with an interval has the statistic and
     # p-value of the same request without one and answers it too; an interval of another
     # size does not.
     if opts.bootstrap:
-        clauses.append(model.bootstrap == opts.bootstrap)
-    if model is ResultRSA:
-        clauses.append(ResultRSA.method == opts.metric)
-    else:
-        clauses += [Result2v2.distance == opts.metric, Result2v2.tie_tol == opts.tie_tol]
+        clauses.append(Result.bootstrap == opts.bootstrap)
     if not any_seed:
-        clauses.append(model.seed.is_(None) if opts.seed is None else model.seed == opts.seed)
-    query = select(model).where(*clauses).order_by(model.result_id.desc())
-    return list(session.scalars(query).all())  # type: ignore[arg-type]
-
-
-def _matching_measures(
-    session: Session, spec: ComparisonSpec, opts: MeasureOptions, *, any_seed: bool
-) -> list[ComparisonRow]:
-    """Stored ``results_measures`` rows that answer ``spec``, newest first."""
-    clauses: list[Any] = [
-        ResultMeasure.measure == opts.test,
-        ResultMeasure.space_a == spec.space_a,
-        ResultMeasure.space_b == spec.space_b,
-        ResultMeasure.space_a_sha256 == spec.space_a_sha256,
-        ResultMeasure.space_b_sha256 == spec.space_b_sha256,
-        ResultMeasure.concepts_sha256 == spec.concepts_sha256,
-        ResultMeasure.options_sha256 == options_sha256(opts),
-        ResultMeasure.n_permutations == opts.permutations,
-        ResultMeasure.analysis_version == analysis_version(opts.test),
-    ]
-    if not any_seed:
-        clauses.append(
-            ResultMeasure.seed.is_(None) if opts.seed is None else ResultMeasure.seed == opts.seed
-        )
-    query = select(ResultMeasure).where(*clauses).order_by(ResultMeasure.result_id.desc())
+        clauses.append(Result.seed.is_(None) if opts.seed is None else Result.seed == opts.seed)
+    query = select(Result).where(*clauses).order_by(Result.result_id.desc())
     return list(session.scalars(query).all())
-
-
-def _measure_row(record: ResultRecord, opts: MeasureOptions, analysis_id: int) -> ResultMeasure:
-    spec = record.spec
-    return ResultMeasure(
-        analysis_id=analysis_id,
-        measure=opts.test,
-        variant=opts.variant,
-        space_a=spec.space_a,
-        space_b=spec.space_b,
-        n_concepts=spec.n_concepts,
-        concepts_sha256=spec.concepts_sha256,
-        space_a_sha256=spec.space_a_sha256,
-        space_b_sha256=spec.space_b_sha256,
-        statistic=record.statistic,
-        p_value=record.p_value,
-        n_permutations=opts.permutations,
-        seed=opts.seed,
-        estimator=opts.estimator,
-        k=opts.k,
-        distance=opts.distance,
-        penalties=None if opts.penalties is None else json.dumps(list(opts.penalties)),
-        tie_tol=opts.tie_tol,
-        n_pairs=record.n_pairs,
-        options_sha256=options_sha256(opts),
-        analysis_version=analysis_version(opts.test),
-        null_mean=record.null_mean,
-        null_q95=record.null_q95,
-    )
 
 
 def add_comparison(session: Session, record: ResultRecord) -> ComparisonRow:
@@ -186,9 +135,15 @@ def add_comparison(session: Session, record: ResultRecord) -> ComparisonRow:
         device=record.device,
         seconds=record.seconds,
     )
-    common: dict[str, Any] = dict(
+    settings = option_settings(opts)
+    values: dict[str, Any] = dict(
         analysis_id=run.analysis_id,
+        options=settings,
+        options_sha256=options_sha256(opts.test, settings),
+        variant=opts.metric,
         similarity=getattr(opts, "similarity", None),
+        statistic=record.statistic,
+        n_pairs=record.n_pairs,
         bootstrap=opts.bootstrap,
         space_a=spec.space_a,
         space_b=spec.space_b,
@@ -208,26 +163,15 @@ def add_comparison(session: Session, record: ResultRecord) -> ComparisonRow:
     extra = record.extra or {}
     if spec.target is not None:
         ceiling = extra.get("ceiling")
-        common.update(
+        values.update(
             target=spec.target,
             n_subjects=len(spec.subjects or ()),
             ceiling_lower=None if ceiling is None else ceiling.lower,
             ceiling_upper=None if ceiling is None else ceiling.upper,
         )
-    row: ComparisonRow
-    if isinstance(opts, MeasureOptions):
-        row = _measure_row(record, opts, run.analysis_id)
-    elif opts.test == "rsa":
-        row = ResultRSA(method=opts.metric, rho=record.statistic, **common)
-    else:
+    if opts.test == "2v2":
         assert record.n_pairs is not None and opts.tie_tol is not None
-        row = Result2v2(
-            distance=opts.metric,
-            tie_tol=opts.tie_tol,
-            accuracy=record.statistic,
-            n_pairs=record.n_pairs,
-            **common,
-        )
+    row = Result.of(opts.test, **values)
     session.add(row)
     session.flush()
     if spec.target is not None:
@@ -346,14 +290,10 @@ def subject_tables(session: Session, test: str, result_id: int) -> tuple[pa.Tabl
             {
                 "method": "permutation",
                 "units": "concepts",
-                "statistic": row.rho
-                if isinstance(row, ResultRSA)
-                else row.statistic
-                if isinstance(row, ResultMeasure)
-                else row.accuracy,
+                "statistic": row.statistic,
                 "p_value": row.p_value,
                 "n_resamples": row.n_permutations,
-                "n_subjects": getattr(row, "n_subjects", None),
+                "n_subjects": row.n_subjects,
                 "exact": False,
             }
         )
@@ -378,31 +318,15 @@ def subject_tables(session: Session, test: str, result_id: int) -> tuple[pa.Tabl
     return subjects, pa.Table.from_pylist(records, schema=schema)
 
 
-def stored_options(test: str, row: ComparisonRow) -> ComparisonOptions | MeasureOptions:
-    """The options a stored RSA, 2 vs 2 or measure row was computed with."""
-    if isinstance(row, ResultMeasure):
-        extra: dict[str, Any] = {}
-        if row.estimator is not None:
-            extra["estimator"] = row.estimator
-        if row.k is not None:
-            extra["k"] = row.k
-        if row.distance is not None:
-            extra["distance"] = row.distance
-        if row.penalties is not None:
-            extra["penalties"] = json.loads(row.penalties)
-        if row.tie_tol is not None:
-            extra["tie_tol"] = row.tie_tol
-        return MeasureOptions.make(test, permutations=row.n_permutations, seed=row.seed, **extra)
-    return ComparisonOptions.make(
-        test,
-        similarity=row.similarity,
-        method=row.method if isinstance(row, ResultRSA) else "spearman",
-        distance=row.distance if isinstance(row, Result2v2) else "pearson",
-        permutations=row.n_permutations,
-        seed=row.seed,
-        bootstrap=row.bootstrap,
-        tie_tol=row.tie_tol if isinstance(row, Result2v2) else TIE_TOL,
-        normalise=normalise_of(row.target),
+def stored_options(test: str, row: ComparisonRow) -> Options:
+    """The options a stored result was computed with (its ``options`` column, and for a
+    measure of similarities the normalisation its ``target`` records)."""
+    measure = measures.get(test)
+    own = dict(row.options or {})
+    if measure.inputs == measures.SIMILARITIES:
+        own["normalise"] = normalise_of(row.target)
+    return measure.stored_options(
+        own, permutations=row.n_permutations, seed=row.seed, bootstrap=row.bootstrap or 0
     )
 
 
@@ -419,11 +343,9 @@ def test_of(row: ComparisonRow) -> str:
 
 
 def get_comparison(session: Session, test: str, result_id: int) -> ComparisonRow | None:
-    if test in MEASURES:
-        found = session.get(ResultMeasure, result_id)
-        return found if found is not None and found.measure == test else None
-    row = session.get(result_model(test), result_id)
-    return row if isinstance(row, ResultRSA | Result2v2) else None
+    """The stored result ``result_id`` of measure ``test`` (None: no such result)."""
+    row = session.get(Result, result_id)
+    return row if row is not None and row.measure == test else None
 
 
 def null_values(session: Session, test: str, result_id: int) -> list[float] | None:
@@ -456,40 +378,36 @@ COMPARISON_COLUMNS = (
 
 
 def comparison_table(rows: Sequence[ComparisonRow], p_fdr: families.FDR | None = None) -> pa.Table:
-    """Stored comparison rows as one Arrow table (RSA and 2 vs 2 side by side).
+    """Stored comparison rows as one Arrow table (every measure side by side).
 
     ``p_fdr`` maps (test, result_id) to a sweep's FDR-adjusted p-value; without it (a single
     comparison) the column is null, since FDR belongs to a sweep's family.
     """
-    records = []
-    for row in rows:
-        if isinstance(row, ResultMeasure):
-            records.append(_measure_record(row, p_fdr))
-            continue
-        records.append(
-            {
-                "test": test_of(row),
-                "result_id": row.result_id,
-                "analysis_id": row.analysis_id,
-                "space_a": row.space_a,
-                "space_b": row.space_b,
-                "n_concepts": row.n_concepts,
-                "similarity": row.similarity,
-                "metric": row.method if isinstance(row, ResultRSA) else row.distance,
-                "statistic": row.rho if isinstance(row, ResultRSA) else row.accuracy,
-                "n_pairs": None if isinstance(row, ResultRSA) else row.n_pairs,
-                "p_value": row.p_value,
-                "p_fdr": families.p_fdr_of(p_fdr, row),
-                "n_permutations": row.n_permutations,
-                "seed": row.seed,
-                "bootstrap": row.bootstrap,
-                "analysis_version": row.analysis_version,
-                "null_mean": row.null_mean,
-                "null_q95": row.null_q95,
-                "ci_low": row.ci_low,
-                "ci_high": row.ci_high,
-            }
-        )
+    records = [
+        {
+            "test": row.measure,
+            "result_id": row.result_id,
+            "analysis_id": row.analysis_id,
+            "space_a": row.space_a,
+            "space_b": row.space_b,
+            "n_concepts": row.n_concepts,
+            "similarity": row.similarity,
+            "metric": row.variant,
+            "statistic": row.statistic,
+            "n_pairs": row.n_pairs,
+            "p_value": row.p_value,
+            "p_fdr": families.p_fdr_of(p_fdr, row),
+            "n_permutations": row.n_permutations,
+            "seed": row.seed,
+            "bootstrap": row.bootstrap,
+            "analysis_version": row.analysis_version,
+            "null_mean": row.null_mean,
+            "null_q95": row.null_q95,
+            "ci_low": row.ci_low,
+            "ci_high": row.ci_high,
+        }
+        for row in rows
+    ]
     schema = pa.schema(
         [
             ("test", pa.string()),
@@ -515,32 +433,6 @@ def comparison_table(rows: Sequence[ComparisonRow], p_fdr: families.FDR | None =
         ]
     )
     return pa.Table.from_pylist(records, schema=schema)
-
-
-def _measure_record(row: ResultMeasure, p_fdr: families.FDR | None) -> dict[str, Any]:
-    """A results_measures row in the columns of :func:`comparison_table`."""
-    return {
-        "test": row.measure,
-        "result_id": row.result_id,
-        "analysis_id": row.analysis_id,
-        "space_a": row.space_a,
-        "space_b": row.space_b,
-        "n_concepts": row.n_concepts,
-        "similarity": None,
-        "metric": row.variant,
-        "statistic": row.statistic,
-        "n_pairs": row.n_pairs,
-        "p_value": row.p_value,
-        "p_fdr": families.p_fdr_of(p_fdr, row),
-        "n_permutations": row.n_permutations,
-        "seed": row.seed,
-        "bootstrap": 0,
-        "analysis_version": row.analysis_version,
-        "null_mean": row.null_mean,
-        "null_q95": row.null_q95,
-        "ci_low": None,
-        "ci_high": None,
-    }
 
 
 def vertical(table: pa.Table) -> pa.Table:

@@ -29,11 +29,11 @@ import pyarrow as pa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from semwh.analyze.versions import analysis_version
+from semwh import measures
 from semwh.errors import ConfigError, NotFoundError, SemwhError
+from semwh.measures import analysis_version
 from semwh.runs import store
 from semwh.runs.comparison import plan_comparison, run_comparison
-from semwh.runs.options import MEASURES
 from semwh.runs.provenance import concepts_sha256, library_versions
 from semwh.runs.recovery import recovery_inputs, run_recovery_layer, top1_predictions
 from semwh.runs.repair import Damage, check_all
@@ -42,11 +42,9 @@ from semwh.vectors.store import content_sha256, file_problem
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
     AnalysisRun,
-    Result2v2,
+    Result,
     ResultDiff,
-    ResultMeasure,
     ResultRecovery,
-    ResultRSA,
     Space,
     SweepMember,
     VectorFile,
@@ -57,22 +55,21 @@ DRIFTED = "drifted"
 INPUTS_CHANGED = "inputs changed"
 SUPERSEDED = "superseded"
 
-TESTS = ("rsa", "2v2", "recovery", *MEASURES, "diff")
-_MODELS: dict[str, Any] = {
-    "rsa": ResultRSA,
-    "2v2": Result2v2,
-    "recovery": ResultRecovery,
-    **{measure: ResultMeasure for measure in MEASURES},
-    "diff": ResultDiff,
-}
+
+def verified_tests() -> tuple[str, ...]:
+    """What verify recomputes: every registered measure, recovery and differences."""
+    others = [name for name in measures.names() if name not in ("rsa", "2v2")]
+    return ("rsa", "2v2", "recovery", *others, "diff")
+
+
+_OTHER_MODELS: dict[str, Any] = {"recovery": ResultRecovery, "diff": ResultDiff}
 
 
 def _row(session: Session, test: str, result_id: int) -> Any:
     """The stored row of ``test`` with ``result_id`` (None: none of that test)."""
-    row = session.get(_MODELS[test], result_id)
-    if isinstance(row, ResultMeasure) and row.measure != test:
-        return None
-    return row
+    if test in _OTHER_MODELS:
+        return session.get(_OTHER_MODELS[test], result_id)
+    return store.get_comparison(session, test, result_id)
 
 
 @dataclass(frozen=True)
@@ -153,9 +150,10 @@ class VerifyReport:
 def parse_result_ref(text: str) -> tuple[str, int]:
     """``TEST:ID`` (e.g. ``2v2:17``) as (test, result_id)."""
     test, sep, number = text.partition(":")
-    if not sep or test not in TESTS or not number.strip().isdigit():
+    tests = verified_tests()
+    if not sep or test not in tests or not number.strip().isdigit():
         raise ConfigError(
-            f"--result {text!r}: expected TEST:ID with TEST one of {', '.join(TESTS)} (e.g. 2v2:17)"
+            f"--result {text!r}: expected TEST:ID with TEST one of {', '.join(tests)} (e.g. 2v2:17)"
         )
     return test, int(number)
 
@@ -174,7 +172,7 @@ def chosen_results(
         if result is not None:
             test, result_id = parse_result_ref(result)
             if _row(session, test, result_id) is None:
-                table = "results_measures" if test in MEASURES else f"results_{test}"
+                table = f"results_{test}" if test in _OTHER_MODELS else "results"
                 raise NotFoundError(f"no {test} result {result_id} (see {table})")
             return [(test, result_id)]
         if sweep_id is not None:
@@ -187,11 +185,16 @@ def chosen_results(
                 raise NotFoundError(f"sweep {sweep_id} has no members (see the sweeps table)")
             return [(str(t), int(i)) for t, i in rows]
         out: list[tuple[str, int]] = []
-        for test in TESTS:
-            model = _MODELS[test]
-            query = select(model.result_id).order_by(model.result_id)
-            if test in MEASURES:
-                query = query.where(ResultMeasure.measure == test)
+        for test in verified_tests():
+            if test in _OTHER_MODELS:
+                model = _OTHER_MODELS[test]
+                query = select(model.result_id).order_by(model.result_id)
+            else:
+                query = (
+                    select(Result.result_id)
+                    .where(Result.measure == test)
+                    .order_by(Result.result_id)
+                )
             out.extend((test, int(i)) for i in session.scalars(query).all())
         return out
 
@@ -281,9 +284,7 @@ def _diff(stored: Sequence[float | None], fresh: Sequence[float | None]) -> floa
     return None if same else worst
 
 
-def _verify_comparison(
-    checker: _Checker, session: Session, test: str, row: ResultRSA | Result2v2 | ResultMeasure
-) -> Verdict:
+def _verify_comparison(checker: _Checker, session: Session, test: str, row: Result) -> Verdict:
     def verdict(status: str, detail: str, diff: float | None = None) -> Verdict:
         return Verdict(test, row.result_id, row.space_a, row.space_b, status, detail, diff)
 
@@ -314,13 +315,14 @@ def _verify_comparison(
         return verdict(DRIFTED, f"recomputing fails now: {exc}", float("inf"))
     null = store.null_values(session, test, row.result_id) or []
     fresh_null = [] if record.null is None else [float(v) for v in record.null]
-    ci: list[float | None]
-    if isinstance(row, ResultMeasure):
-        stored_stat, ci = row.statistic, [None, None]
-    else:
-        stored_stat = row.rho if isinstance(row, ResultRSA) else row.accuracy
-        ci = [row.ci_low, row.ci_high]
-    stored: list[float | None] = [stored_stat, row.p_value, *ci, row.null_mean, row.null_q95]
+    stored: list[float | None] = [
+        row.statistic,
+        row.p_value,
+        row.ci_low,
+        row.ci_high,
+        row.null_mean,
+        row.null_q95,
+    ]
     fresh: list[float | None] = [
         record.statistic,
         record.p_value,

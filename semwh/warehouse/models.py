@@ -4,14 +4,21 @@ Alembic revisions in ``migrations/`` create exactly these tables; a test checks 
 never drift. Integer surrogate keys come from DuckDB sequences (``Sequence`` objects below),
 natural keys (WordNet ids, space names, content hashes) carry unique constraints so duplicate
 rows are impossible. JSON documents (parameters, versions, preprocessing) are stored as text
-holding JSON so that every backend SQLAlchemy reaches can hold them.
+holding JSON so that every backend SQLAlchemy reaches can hold them; a result's options are
+one typed JSON column (JSON on DuckDB and PostgreSQL, text holding JSON on SQLite) that SQL
+reads with ``options->>'name'``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any, ClassVar
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     DateTime,
@@ -24,6 +31,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    case,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -294,9 +302,38 @@ class AnalysisRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
-class _ComparisonColumns:
-    """Columns shared by the RSA and 2 vs 2 results tables."""
+def options_sha256(measure: str, options: Mapping[str, Any]) -> str:
+    """The reuse key of a measure's options: SHA-256 of ``{"measure": ..., **options}`` as
+    canonical JSON (sorted keys, no spaces), the hash revision 0004 stored for the measures."""
+    text = json.dumps(
+        {"measure": measure, **options}, sort_keys=True, separators=(",", ":"), default=str
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
 
+
+class Result(Base):
+    """One comparison of two spaces over their shared concepts, by any measure.
+
+    ``measure`` names it (``rsa``, ``2v2``, ``cka``, ``knn``, ``reg2v2`` or any registered
+    measure) and ``options`` holds the measure's own options as JSON (e.g.
+    ``{"similarity": "pearson", "method": "spearman"}``); ``options_sha256`` is their hash,
+    part of the reuse key. The columns every measure shares (spaces, hashes, concept set,
+    statistic, p, null reference, seed, versions) are columns. The views ``results_rsa``,
+    ``results_2v2`` and ``results_measures`` show these rows in the columns of the tables
+    they replaced.
+
+    Rows load as :class:`ResultRSA`, :class:`Result2v2` or :class:`ResultMeasure` (every
+    other measure), which also take and show the older column names (``rho``, ``method``,
+    ``accuracy``, ``distance``, ...); :meth:`of` makes the right one for a measure.
+    """
+
+    __tablename__ = "results"
+
+    result_id: Mapped[int] = _pk(RESULT_SEQ)
+    analysis_id: Mapped[int] = mapped_column(
+        ForeignKey("analysis_runs.analysis_id"), nullable=False, index=True
+    )
+    measure: Mapped[str] = mapped_column(String, nullable=False)
     space_a: Mapped[str] = mapped_column(String, nullable=False)
     space_b: Mapped[str] = mapped_column(String, nullable=False)
     n_concepts: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -305,7 +342,15 @@ class _ComparisonColumns:
     # they equal the spaces' content_sha256.
     space_a_sha256: Mapped[str | None] = mapped_column(String)
     space_b_sha256: Mapped[str | None] = mapped_column(String)
-    similarity: Mapped[str] = mapped_column(String, nullable=False)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    options_sha256: Mapped[str] = mapped_column(String, nullable=False)
+    # A readable label of the options: the RSA method, the 2 vs 2 distance, the CKA
+    # estimator, "k=10", the regression distance.
+    variant: Mapped[str] = mapped_column(String, nullable=False)
+    # How concept similarity matrices were built (RSA, 2 vs 2); NULL for measures on vectors.
+    similarity: Mapped[str | None] = mapped_column(String)
+    statistic: Mapped[float] = mapped_column(Double, nullable=False)
+    n_pairs: Mapped[int | None] = mapped_column(BigInteger)  # 2 vs 2 tests: pairs tested
     p_value: Mapped[float | None] = mapped_column(Double)
     n_permutations: Mapped[int] = mapped_column(Integer, nullable=False)
     seed: Mapped[int | None] = mapped_column(BigInteger)
@@ -325,70 +370,235 @@ class _ComparisonColumns:
     ceiling_upper: Mapped[float | None] = mapped_column(Double)
     created_at: Mapped[datetime] = _created()
 
+    __mapper_args__ = {
+        # One class per older table: rows of any other measure load as ResultMeasure.
+        "polymorphic_on": case(
+            (measure == "rsa", "rsa"), (measure == "2v2", "2v2"), else_="measure"
+        ),
+        "polymorphic_abstract": True,
+    }
 
-class ResultRSA(_ComparisonColumns, Base):
-    """RSA between two spaces over their shared concepts."""
+    #: The columns of the older table (now a view) rows of this class were stored in.
+    LEGACY_COLUMNS: ClassVar[tuple[str, ...]] = ()
 
-    __tablename__ = "results_rsa"
+    @staticmethod
+    def of(measure: str, **values: Any) -> Result:
+        """A new row of ``measure`` (``options``, ``statistic`` and the shared columns)."""
+        cls: type[Result] = (
+            ResultRSA if measure == "rsa" else Result2v2 if measure == "2v2" else ResultMeasure
+        )
+        return cls(measure=measure, **values)
 
-    result_id: Mapped[int] = _pk(RESULT_SEQ)
-    analysis_id: Mapped[int] = mapped_column(
-        ForeignKey("analysis_runs.analysis_id"), nullable=False, index=True
-    )
-    method: Mapped[str] = mapped_column(String, nullable=False)  # spearman|pearson|kendall
-    rho: Mapped[float] = mapped_column(Double, nullable=False)
+    def __init__(self, **values: Any) -> None:
+        values.setdefault("options", {})
+        values.setdefault("options_sha256", options_sha256(values["measure"], values["options"]))
+        values.setdefault("bootstrap", 0)
+        values.setdefault("analysis_version", 1)
+        super().__init__(**values)
+
+    @property
+    def test(self) -> str:
+        """The name families and ``permutation_nulls`` know the result by: its measure."""
+        return self.measure
+
+    @property
+    def metric(self) -> str:
+        return self.variant
+
+    def _option(self, name: str) -> Any:
+        return (self.options or {}).get(name)
+
+    def _set_option(self, name: str, value: Any) -> None:
+        """Change one option: a new document (so the change is saved), its hash, and the
+        label where it shows this option."""
+        old = self._option(name)
+        self.options = {**(self.options or {}), name: value}
+        self.options_sha256 = options_sha256(self.measure, self.options)
+        if self.variant is not None and self.variant in (str(old), f"k={old}"):
+            self.variant = self.variant.replace(str(old), str(value))
+
+    @property
+    def method(self) -> str | None:
+        return self._option("method")
+
+    @method.setter
+    def method(self, value: str) -> None:
+        self._set_option("method", value)
+
+    @property
+    def distance(self) -> str | None:
+        return self._option("distance")
+
+    @distance.setter
+    def distance(self, value: str) -> None:
+        self._set_option("distance", value)
+
+    @property
+    def tie_tol(self) -> float | None:
+        value = self._option("tie_tol")
+        return None if value is None else float(value)
+
+    @tie_tol.setter
+    def tie_tol(self, value: float) -> None:
+        self._set_option("tie_tol", float(value))
+
+    @property
+    def estimator(self) -> str | None:
+        return self._option("estimator")
+
+    @estimator.setter
+    def estimator(self, value: str) -> None:
+        self._set_option("estimator", value)
+
+    @property
+    def k(self) -> int | None:
+        value = self._option("k")
+        return None if value is None else int(value)
+
+    @k.setter
+    def k(self, value: int) -> None:
+        self._set_option("k", int(value))
+
+    @property
+    def penalties(self) -> str | None:
+        """The ridge penalty grid as the JSON text ``results_measures`` has always shown."""
+        value = self._option("penalties")
+        return None if value is None else json.dumps(list(value))
+
+    @penalties.setter
+    def penalties(self, value: str | Iterable[float]) -> None:
+        self._set_option("penalties", json.loads(value) if isinstance(value, str) else list(value))
+
+    def record(self) -> dict[str, Any]:
+        """The row as a dict: the older table's columns first, then the rest of ``results``."""
+        out = {name: getattr(self, name) for name in self.LEGACY_COLUMNS}
+        for column in self.__table__.columns:
+            out.setdefault(column.key, getattr(self, column.key))
+        return out
 
 
-class Result2v2(_ComparisonColumns, Base):
-    """2 vs 2 test between two spaces over their shared concepts."""
+_SHARED_LEGACY = (
+    "space_a",
+    "space_b",
+    "n_concepts",
+    "concepts_sha256",
+    "space_a_sha256",
+    "space_b_sha256",
+    "similarity",
+    "p_value",
+    "n_permutations",
+    "seed",
+    "bootstrap",
+    "analysis_version",
+    "null_mean",
+    "null_q95",
+    "ci_low",
+    "ci_high",
+    "created_at",
+)
+_SUBJECT_LEGACY = ("target", "n_subjects", "ceiling_lower", "ceiling_upper")
 
-    __tablename__ = "results_2v2"
 
-    result_id: Mapped[int] = _pk(RESULT_SEQ)
-    analysis_id: Mapped[int] = mapped_column(
-        ForeignKey("analysis_runs.analysis_id"), nullable=False, index=True
-    )
-    distance: Mapped[str] = mapped_column(String, nullable=False)  # pearson|cosine
-    tie_tol: Mapped[float] = mapped_column(Double, nullable=False)
-    n_pairs: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    accuracy: Mapped[float] = mapped_column(Double, nullable=False)
+class ResultRSA(Result):
+    """RSA between two spaces (view ``results_rsa``): ``rho`` is the statistic, ``method``
+    and ``similarity`` its options."""
+
+    __mapper_args__ = {"polymorphic_identity": "rsa"}
+
+    LEGACY_COLUMNS = (
+        "result_id", "analysis_id", "method", "rho", *_SHARED_LEGACY, *_SUBJECT_LEGACY,
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        method: str | None = None,
+        rho: float | None = None,
+        similarity: str | None = None,
+        **values: Any,
+    ) -> None:
+        values.pop("measure", None)
+        if "options" not in values:
+            values["options"] = {"similarity": similarity, "method": method}
+        options = values["options"]
+        values.setdefault("variant", options.get("method"))
+        if rho is not None:
+            values["statistic"] = rho
+        super().__init__(measure="rsa", similarity=similarity, **values)
+
+    @property
+    def rho(self) -> float:
+        return self.statistic
+
+    @rho.setter
+    def rho(self, value: float) -> None:
+        self.statistic = value
 
 
-class ResultMeasure(Base):
-    """A vector-based measure between two spaces over their shared concepts: linear CKA
-    (``cka``), mutual k-NN alignment (``knn``) or regression 2 vs 2 (``reg2v2``)."""
+class Result2v2(Result):
+    """The 2 vs 2 test between two spaces (view ``results_2v2``): ``accuracy`` is the
+    statistic, ``distance``, ``tie_tol`` and ``similarity`` its options."""
 
-    __tablename__ = "results_measures"
+    __mapper_args__ = {"polymorphic_identity": "2v2"}
 
-    result_id: Mapped[int] = _pk(RESULT_SEQ)
-    analysis_id: Mapped[int] = mapped_column(
-        ForeignKey("analysis_runs.analysis_id"), nullable=False, index=True
-    )
-    measure: Mapped[str] = mapped_column(String, nullable=False)  # cka|knn|reg2v2
-    # A readable label of the options: the CKA estimator, "k=10", the regression distance.
-    variant: Mapped[str] = mapped_column(String, nullable=False)
-    space_a: Mapped[str] = mapped_column(String, nullable=False)
-    space_b: Mapped[str] = mapped_column(String, nullable=False)
-    n_concepts: Mapped[int] = mapped_column(Integer, nullable=False)
-    concepts_sha256: Mapped[str] = mapped_column(String, nullable=False)
-    space_a_sha256: Mapped[str | None] = mapped_column(String)
-    space_b_sha256: Mapped[str | None] = mapped_column(String)
-    statistic: Mapped[float] = mapped_column(Double, nullable=False)
-    p_value: Mapped[float | None] = mapped_column(Double)
-    n_permutations: Mapped[int] = mapped_column(Integer, nullable=False)
-    seed: Mapped[int | None] = mapped_column(BigInteger)
-    estimator: Mapped[str | None] = mapped_column(String)  # cka: unbiased|biased
-    k: Mapped[int | None] = mapped_column(Integer)  # knn: neighbours per concept
-    distance: Mapped[str | None] = mapped_column(String)  # reg2v2: cosine|pearson
-    penalties: Mapped[str | None] = mapped_column(Text)  # reg2v2: JSON list of grid factors
-    tie_tol: Mapped[float | None] = mapped_column(Double)  # reg2v2
-    n_pairs: Mapped[int | None] = mapped_column(BigInteger)  # reg2v2
-    # Hash of the measure's options (the columns above), part of the reuse key.
-    options_sha256: Mapped[str] = mapped_column(String, nullable=False)
-    analysis_version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
-    null_mean: Mapped[float | None] = mapped_column(Double)
-    null_q95: Mapped[float | None] = mapped_column(Double)
-    created_at: Mapped[datetime] = _created()
+    LEGACY_COLUMNS = (
+        "result_id", "analysis_id", "distance", "n_pairs", "accuracy", *_SHARED_LEGACY,
+        "tie_tol", *_SUBJECT_LEGACY,
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        distance: str | None = None,
+        tie_tol: float | None = None,
+        accuracy: float | None = None,
+        similarity: str | None = None,
+        **values: Any,
+    ) -> None:
+        values.pop("measure", None)
+        if "options" not in values:
+            values["options"] = {
+                "similarity": similarity,
+                "distance": distance,
+                "tie_tol": None if tie_tol is None else float(tie_tol),
+            }
+        values.setdefault("variant", values["options"].get("distance"))
+        if accuracy is not None:
+            values["statistic"] = accuracy
+        super().__init__(measure="2v2", similarity=similarity, **values)
+
+    @property
+    def accuracy(self) -> float:
+        return self.statistic
+
+    @accuracy.setter
+    def accuracy(self, value: float) -> None:
+        self.statistic = value
+
+
+class ResultMeasure(Result):
+    """Any other measure (view ``results_measures``): linear CKA (``cka``), mutual k-NN
+    alignment (``knn``), regression 2 vs 2 (``reg2v2``) or a registered one."""
+
+    __mapper_args__ = {"polymorphic_identity": "measure"}
+
+    LEGACY_COLUMNS = (
+        "result_id", "analysis_id", "measure", "variant", "space_a", "space_b", "n_concepts",
+        "concepts_sha256", "space_a_sha256", "space_b_sha256", "statistic", "p_value",
+        "n_permutations", "seed", "estimator", "k", "distance", "penalties", "tie_tol",
+        "n_pairs", "options_sha256", "analysis_version", "null_mean", "null_q95", "created_at",
+    )  # fmt: skip
+
+    def __init__(self, *, measure: str, **values: Any) -> None:
+        if "options" not in values:
+            named = {
+                name: values.pop(name, None)
+                for name in ("estimator", "k", "distance", "penalties", "tie_tol")
+            }
+            if isinstance(named["penalties"], str):
+                named["penalties"] = json.loads(named["penalties"])
+            values["options"] = {k: v for k, v in named.items() if v is not None}
+        super().__init__(measure=measure, **values)
 
 
 class ResultDiff(Base):
@@ -687,8 +897,6 @@ class WarehouseSetting(Base):
     updated_at: Mapped[datetime] = _created()
 
 
-Index("ix_results_2v2_spaces", Result2v2.space_a, Result2v2.space_b)
-Index("ix_results_rsa_spaces", ResultRSA.space_a, ResultRSA.space_b)
-Index("ix_results_measures_spaces", ResultMeasure.space_a, ResultMeasure.space_b)
+Index("ix_results_measure_spaces", Result.measure, Result.space_a, Result.space_b)
 Index("ix_results_diff_results", ResultDiff.first_result_id, ResultDiff.second_result_id)
 Index("ix_results_recovery_spaces", ResultRecovery.space_a, ResultRecovery.space_b)

@@ -1,15 +1,17 @@
 """Views over the registry and the Parquet tree: the one module that knows Parquet paths in SQL.
 
-``grid_results``, ``layer_curves``, ``measure_curves``, ``sweep_curves`` and ``sweep_results``
-are persistent views created by migrations. ``vectors`` depends on where the vectors root is
-reached from (a mounted folder, an object store), so it is a temporary view created on every
-read connection, over the files that are *registered* in ``vector_files`` only: a half-written
-or orphaned Parquet file is never visible. A registered file that is missing or whose size
-differs from its record makes the view raise a message naming the files and the repair when
-it is read, filtered or not (never fewer rows in silence), while the registry tables stay
-queryable. On a folder DuckDB reads the files itself; on an object store it scans an Arrow
-dataset that reaches them through :mod:`pyarrow.fs`, with the credentials of the machine
-running the query.
+``grid_results``, ``layer_curves``, ``measure_curves``, ``result_inference``, ``sweep_curves``
+and ``sweep_results`` are persistent views created by migrations, and so are ``results_rsa``,
+``results_2v2`` and ``results_measures``: the rows of ``results`` of one measure (or of the
+measures besides RSA and 2 vs 2) in the columns of the tables they once were. ``vectors``
+depends on where the vectors root is reached from (a mounted folder, an object store), so it
+is a temporary view created on every read connection, over the files that are *registered*
+in ``vector_files`` only: a half-written or orphaned Parquet file is never visible. A
+registered file that is missing or whose size differs from its record makes the view raise a
+message naming the files and the repair when it is read, filtered or not (never fewer rows
+in silence), while the registry tables stay queryable. On a folder DuckDB reads the files
+itself; on an object store it scans an Arrow dataset that reaches them through
+:mod:`pyarrow.fs`, with the credentials of the machine running the query.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ VIEW_NAMES = frozenset(
         "layer_curves",
         "measure_curves",
         "result_inference",
+        "results_2v2",
+        "results_measures",
+        "results_rsa",
         "sweep_curves",
         "sweep_results",
     }

@@ -17,6 +17,7 @@ import duckdb
 import pytest
 from alembic import command
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     DateTime,
@@ -63,12 +64,13 @@ DUCKDB_TYPES = {
     Text: "VARCHAR",
     DateTime: "TIMESTAMP",
     Boolean: "BOOLEAN",
+    JSON: "JSON",
 }
 VIEWS = set(VIEW_NAMES)
 
 
 def _duckdb_type(column) -> str:  # noqa: ANN001
-    for family in (BigInteger, Integer, Double, Text, String, DateTime, Boolean):
+    for family in (BigInteger, Integer, Double, Text, String, DateTime, Boolean, JSON):
         if isinstance(column.type, family):
             return DUCKDB_TYPES[family]
     raise AssertionError(f"no DuckDB type known for {column.table.name}.{column.name}")
@@ -282,11 +284,29 @@ def test_stored_warehouse_upgrades_and_opens(tmp_path: Path, stored: Path) -> No
     wh = Warehouse(root, f"duckdb:///{root / 'registry.duckdb'}")
     assert current_revision(wh) == revision
     wh.dispose()
+    before = _table_counts(wh)
 
     proc = run_cli("--warehouse", str(root), "db", "upgrade")
     assert f"schema now at {head_revision()}" in proc.stdout
     proc = run_cli("--warehouse", str(root), "db", "current")
     assert "up to date" in proc.stdout
+    # Every table that is still there, as a table or a view, has the rows it had.
+    con = _catalog(wh)
+    try:
+        kept = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        kept |= {
+            r[0]
+            for r in con.execute(
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal"
+            ).fetchall()
+        }
+        after = {n: con.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0] for n in kept}
+    finally:
+        con.close()
+    assert {n: c for n, c in before.items() if n in kept and n != "alembic_version"} == {
+        n: after[n] for n in before if n in kept and n != "alembic_version"
+    }
+    assert sum(before.values()) > 5
 
     # Opened through the schema check, its rows are all there and new rows go in.
     result = run_sql(wh, "SELECT wnid FROM concepts ORDER BY wnid")
@@ -345,3 +365,155 @@ def test_0005_records_the_layout_older_layers_were_pooled_with(tmp_path: Path) -
     upgrade(wh, "head")
     assert layouts() == {m: (layout, "avg", 7) for m, layout in expected.items()}
     wh.dispose()
+
+
+# Revision 0008: every result in one table, the three older tables as views.
+
+_SAVED_VIEWS = (
+    "results_rsa",
+    "results_2v2",
+    "results_measures",
+    "sweep_results",
+    "sweep_curves",
+    "layer_curves",
+    "measure_curves",
+    "result_inference",
+)
+_COMMON = (
+    "analysis_id, space_a, space_b, n_concepts, concepts_sha256, space_a_sha256, "
+    "space_b_sha256, statistic, p_value, n_permutations, seed, analysis_version, null_mean, "
+    "null_q95, created_at"
+)
+_WHEN = "TIMESTAMP '2026-01-01 12:00:00'"
+
+
+def _rows_of_0007(wh: Warehouse) -> None:
+    """Results of every kind as the code of revision 0007 stored them, one of them stale."""
+    shared = (
+        "analysis_id, space_a, space_b, n_concepts, concepts_sha256, space_a_sha256, "
+        "space_b_sha256, similarity, p_value, n_permutations, seed, bootstrap, "
+        "analysis_version, null_mean, null_q95, ci_low, ci_high, created_at"
+    )
+
+    def values(b_hash: str = "B", ci: str = "NULL, NULL") -> str:
+        return (
+            f"1, 'm/l1', 'w', 3, 'c', 'A', '{b_hash}', 'pearson', 0.01, 10, 7, 0, 1, 0.1, "
+            f"0.2, {ci}, {_WHEN}"
+        )
+
+    from semwh.runs.options import MeasureOptions
+    from semwh.runs.provenance import params_sha256
+
+    measure = f"1, 'm/l1', 'w', 3, 'c', 'A', 'B', 0.25, 0.02, 10, 7, 1, 0.1, 0.2, {_WHEN}"
+    # The reuse key revision 0007's code stored for a measure.
+    reg = MeasureOptions.make("reg2v2", penalties=[1e-3, 1e-5, 10])
+    reg_key = params_sha256({"measure": "reg2v2", **reg.settings()})
+    statements = [
+        "INSERT INTO analysis_runs (analysis_id, kind, params, params_sha256, semwh_version, "
+        "library_versions, input_hashes, started_at) VALUES (1, 'sweep', '{}', 'x', '0', "
+        "'{}', '{}', now())",
+        "INSERT INTO spaces (space_id, name, kind, model, layer, dim, n_concepts, "
+        "content_sha256, created_at, depth_index, relative_depth) VALUES "
+        f"(1, 'm/l1', 'layer', 'm', 'l1', 4, 3, 'A', {_WHEN}, 0, 0.5), "
+        f"(2, 'w', 'word', NULL, NULL, 4, 3, 'B', {_WHEN}, NULL, NULL)",
+        f"INSERT INTO results_rsa (result_id, method, rho, {shared}, target, n_subjects, "
+        "ceiling_lower, ceiling_upper) VALUES (nextval('results_id_seq'), 'kendall', "
+        f"0.123456789012345, {values(ci='-0.1, 0.3')}, 'subjects:zscore', 3, 0.2, 0.4)",
+        f"INSERT INTO results_2v2 (result_id, distance, n_pairs, accuracy, tie_tol, {shared}) "
+        f"VALUES (nextval('results_id_seq'), 'cosine', 3, 0.6666666666666666, 1e-10, "
+        f"{values()}), (nextval('results_id_seq'), 'pearson', 3, 0.5, 0.001, {values('OLD')})",
+        f"INSERT INTO results_measures (result_id, measure, variant, estimator, "
+        f"options_sha256, {_COMMON}) VALUES (nextval('results_id_seq'), 'cka', 'biased', "
+        f"'biased', 'h1', {measure})",
+        f"INSERT INTO results_measures (result_id, measure, variant, k, options_sha256, "
+        f"{_COMMON}) VALUES (nextval('results_id_seq'), 'knn', 'k=3', 3, 'h2', {measure})",
+        f"INSERT INTO results_measures (result_id, measure, variant, distance, penalties, "
+        f"tie_tol, n_pairs, options_sha256, {_COMMON}) VALUES (nextval('results_id_seq'), "
+        f"'reg2v2', 'cosine', 'cosine', '[0.001, 1e-05, 10.0]', 1e-10, 3, '{reg_key}', "
+        f"{measure})",
+        "INSERT INTO sweeps (sweep_id, created_at, models, word_spaces, tests, "
+        f"n_permutations, seed, n_tests, status, params) VALUES (nextval('sweeps_id_seq'), "
+        f"{_WHEN}, '[]', '[]', '[]', 10, 7, 5, 'complete', '{{}}')",
+        "INSERT INTO sweep_members VALUES (1, 'rsa', 1, 0.05), (1, '2v2', 2, 0.05), "
+        "(1, 'cka', 4, 0.05), (1, 'knn', 5, 0.05), (1, 'reg2v2', 6, 0.05)",
+        "INSERT INTO permutation_nulls VALUES ('rsa', 1, 2, 7, '[0.1, 0.2]'), "
+        "('reg2v2', 6, 2, 7, '[0.5, 0.4]')",
+        "INSERT INTO subject_results VALUES ('rsa', 1, 0, 'sub-01', 0.3)",
+        "INSERT INTO subject_inference (test, result_id, method, units, statistic, p_value, "
+        "n_subjects, n_resamples, exact) VALUES ('rsa', 1, 't', 'subjects', 2.5, 0.03, 3, 0, "
+        "FALSE)",
+    ]
+    with wh.engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+    wh.dispose()
+
+
+def _saved_reads(wh: Warehouse) -> dict[str, object]:
+    """Every results view (columns, types, rows) and every named query that needs no file."""
+    from semwh.results.named import list_queries, run_named
+    from semwh.warehouse.readonly import sandbox_connection
+
+    wh.dispose()
+    out: dict[str, object] = {}
+    with sandbox_connection(wh) as conn:
+        for view in _SAVED_VIEWS:
+            columns = [(r[0], r[1]) for r in conn.execute(f"DESCRIBE {view}").fetchall()]
+            rows = sorted(map(repr, conn.execute(f"SELECT * FROM {view}").fetchall()))
+            out[view] = (columns, rows)
+        for query in list_queries():
+            if any(p.required for p in query.params):
+                continue
+            runs = [{"measure": m} for m in ("rsa", "2v2", "cka", "knn", "reg2v2")]
+            for values in runs if query.name == "measure_curves" else [{}]:
+                table = run_named(conn, query, values).table
+                out[f"{query.name} {values}"] = (table.schema, table.to_pylist())
+    return out
+
+
+def _table_counts(wh: Warehouse) -> dict[str, int]:
+    con = _catalog(wh)
+    try:
+        names = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
+        return {n: con.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0] for n in names}
+    finally:
+        con.close()
+
+
+def test_0008_moves_every_result_and_every_saved_read_returns_the_same(tmp_path: Path) -> None:
+    from semwh.runs.options import ComparisonOptions, MeasureOptions
+    from semwh.runs.store import option_settings
+    from semwh.warehouse.models import Result, options_sha256
+
+    wh = Warehouse(tmp_path, f"duckdb:///{tmp_path / 'registry.duckdb'}")
+    upgrade(wh, "0007")
+    _rows_of_0007(wh)
+    before, counts = _saved_reads(wh), _table_counts(wh)
+    assert len(before["results_measures"][1]) == 3 and len(before["layer_curves"][1]) == 1
+    assert before["stale_results {}"][1], "the stale 2 vs 2 row is listed"
+
+    upgrade(wh, "head")
+    assert _saved_reads(wh) == before
+    moved = sum(counts.pop(t) for t in ("results_rsa", "results_2v2", "results_measures"))
+    assert _table_counts(wh) == {**counts, "results": moved}
+    with wh.session() as session:
+        rows = {r.result_id: r for r in session.scalars(select(Result))}
+        # The reuse key of today's options finds the moved rows.
+        for result_id, opts in (
+            (1, ComparisonOptions.make("rsa", method="kendall")),
+            (2, ComparisonOptions.make("2v2", distance="cosine")),
+            (6, MeasureOptions.make("reg2v2", penalties=[0.001, 1e-05, 10.0])),
+        ):
+            row = rows[result_id]
+            assert row.options == option_settings(opts)
+            assert row.options_sha256 == options_sha256(opts.test, option_settings(opts))
+        assert rows[1].rho == 0.123456789012345 and rows[3].tie_tol == 0.001
+        assert rows[6].penalties == "[0.001, 1e-05, 10.0]" and rows[4].options_sha256 == "h1"
+        # Ids keep coming from the one sequence.
+        assert session.scalar(text("SELECT nextval('results_id_seq')")) == 7
+
+    downgrade(wh, "0007")
+    assert _saved_reads(wh) == before
+    assert {t: n for t, n in _table_counts(wh).items() if t != "results"} == {
+        **counts, "results_rsa": 1, "results_2v2": 2, "results_measures": 3,
+    }  # fmt: skip

@@ -111,3 +111,38 @@ def test_every_revision_says_what_its_downgrade_drops() -> None:
     script = ScriptDirectory.from_config(_script_only_config())
     for revision, _, _ in history():
         assert callable(getattr(script.get_revision(revision).module, "downgrade_drops", None))
+
+
+def test_results_a_downgrade_cannot_hold_are_counted(tmp_path: Path) -> None:
+    """Revision 0008's downgrade moves every result back; a measure's values the older
+    results_measures has no column for (here an option of its own) are named first."""
+    warehouse = open_wh(tmp_path / "wh")
+    warehouse.root.mkdir()
+    upgrade(warehouse, "head")
+    with warehouse.session() as session:
+        run = m.AnalysisRun(
+            kind="procrustes", params="{}", params_sha256="1" * 64, semwh_version="0",
+            library_versions="{}", input_hashes="{}",
+        )  # fmt: skip
+        session.add(run)
+        session.flush()
+        common = dict(
+            analysis_id=run.analysis_id, space_a="a", space_b="b", n_concepts=4,
+            concepts_sha256="2" * 64, statistic=0.5, n_permutations=0,
+        )  # fmt: skip
+        session.add(m.Result.of("procrustes", options={"scaling": True}, variant="s", **common))
+        session.add(m.Result.of("cka", options={"estimator": "biased"}, variant="b", **common))
+    assert confirm_downgrade(warehouse, "0008", confirmed=False) == {}
+    with pytest.raises(ConfigError, match=r"values results_measures cannot hold\): 1 rows"):
+        confirm_downgrade(warehouse, "0007", confirmed=False)
+    downgrade(warehouse, "0007")
+    warehouse.dispose()
+    assert warehouse.duckdb_path is not None
+    conn = duckdb.connect(str(warehouse.duckdb_path), read_only=True)
+    try:
+        rows = conn.execute(
+            "SELECT measure, variant, estimator FROM results_measures ORDER BY measure"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert rows == [("cka", "b", "biased"), ("procrustes", "s", None)]
