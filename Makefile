@@ -21,8 +21,8 @@ test: setup
 	$(VENV)/bin/pytest -q -n auto --dist loadfile
 
 lint: setup
-	$(VENV)/bin/ruff check semwh migrations tests benchmarks
-	$(VENV)/bin/ruff format --check semwh migrations tests benchmarks
+	$(VENV)/bin/ruff check semwh migrations tests benchmarks examples
+	$(VENV)/bin/ruff format --check semwh migrations tests benchmarks examples
 	$(VENV)/bin/mypy semwh
 
 bench: setup
