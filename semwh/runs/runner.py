@@ -380,7 +380,7 @@ def check_targets(
             raise ConfigError(
                 f"{flag} {name!r} is an RDM, which has no feature vectors: --tests "
                 f"{','.join(vector_tests)} need them (an RDM takes "
-                f"{' and '.join(measures.similarity_measures())})"
+                f"{' and '.join(sorted(measures.similarity_measures(), key=_rsa_first))})"
             )
 
 
@@ -393,3 +393,7 @@ def check_neighbours(options: Sequence[TestOptions], shared: int, where: str) ->
             raise ConfigError(
                 f"--k {k}: {where} {shared} concepts, so k-NN needs --k from 1 to {shared - 1}"
             )
+
+
+def _rsa_first(name: str) -> tuple[bool, str]:
+    return name != "rsa", name
