@@ -60,7 +60,7 @@ def list_models(pattern: str | None = None) -> list[SourceModels]:
         try:
             candidates.append(load_plugin(ep))
         except ConfigError as exc:  # listed with the reason, so the other sources still show
-            candidates.append(SourceModels(ep.name, False, [], str(exc)))
+            candidates.append(SourceModels(ep.name, False, [], str(exc), broken=True))
     out: list[SourceModels] = []
     for candidate in candidates:
         name = candidate.name if isinstance(candidate, ModelSource) else candidate.source

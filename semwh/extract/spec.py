@@ -156,13 +156,16 @@ class SourceModels:
         available: Whether its package is installed.
         models: Model references matching the pattern (empty where a source cannot list
             its models: ``hf``, ``module``).
-        note: How its models are named, or what to install.
+        note: How its models are named, or what to install (or why an outside source
+            cannot be loaded).
+        broken: An outside source whose plugin cannot be loaded.
     """
 
     source: str
     available: bool
     models: list[str] = field(default_factory=list)
     note: str = ""
+    broken: bool = False
 
 
 class ModelSource:
