@@ -23,8 +23,8 @@ from semwh.errors import ConfigError, DuplicateError, WarehouseBusyError
 from semwh.extract.hooks import Pooling
 from semwh.extract.layouts import Layout, parse_layout
 from semwh.extract.models import LoadedModel
-from semwh.extract.spec import ModelIdentity
 from semwh.extract.plan import LayerPlan
+from semwh.extract.spec import ModelIdentity
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import ExtractionRun, ExtractionShard, Image, Layer, VisionModel
 

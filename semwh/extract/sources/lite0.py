@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -71,7 +72,7 @@ class EfficientNetLite(nn.Module):
     separate ReLU6 for each and the same forward computation in eval mode.
     """
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: Any) -> None:
         super().__init__()
         self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
         self.blocks = net._blocks
@@ -82,7 +83,7 @@ class EfficientNetLite(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
-        for block in self.blocks:
+        for block in self.blocks:  # type: ignore[union-attr]
             x = block(x)
         x = self.head(x)
         x = self.avgpool(x).flatten(1)

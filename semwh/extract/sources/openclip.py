@@ -288,13 +288,13 @@ def openclip_spec(ref: str, request: SpecRequest) -> ModelSpec:
         with torch.device("meta"):
             return create(None, "meta")
 
-    built = skeleton()
-    cfg = dict(built.visual.preprocess_cfg)  # type: ignore[union-attr]
+    built: Any = skeleton()
+    cfg = dict(built.visual.preprocess_cfg)
     if tag:
         from open_clip.transform import merge_preprocess_dict
 
         cfg = merge_preprocess_dict(cfg, open_clip.get_pretrained_cfg(model, tag) or {})
-        cfg["size"] = built.visual.image_size  # type: ignore[union-attr]
+        cfg["size"] = built.visual.image_size
     try:
         base: Preprocessing | None = preprocessing_of(cfg, reference)
     except ConfigError:

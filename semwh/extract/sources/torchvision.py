@@ -62,7 +62,7 @@ class TorchvisionSource(ModelSource):
         return {"torchvision": torchvision.__version__}
 
 
-def torchvision_layers(arch: str, model: nn.Module) -> tuple[list[str], list[str], str]:
+def torchvision_layers(arch: str, model: Any) -> tuple[list[str], list[str], str]:
     """(default, all, logits) module paths of a torchvision architecture."""
     if arch == "vgg16":
         pools = [
