@@ -68,7 +68,8 @@ class OpenClipSource(ModelSource):
             tags.setdefault(model, []).append(tag)
         out: list[str] = []
         for model in open_clip.list_models():
-            if fnmatch.fnmatchcase(model, glob):
+            # Case-insensitive: its names mix cases (ViT-B-32, convnext_base, RN50).
+            if fnmatch.fnmatchcase(model.lower(), glob.lower()):
                 out += [f"openclip:{model}@{tag}" for tag in tags.get(model, [])] or [
                     f"openclip:{model}"
                 ]
