@@ -413,19 +413,21 @@ def test_models_lists_sources_and_a_models_default_probes(tmp_path: Path) -> Non
 
 
 def test_openclip_vectors_equal_open_clips_own_forward(wh: Warehouse, tmp_path: Path) -> None:
-    """A small OpenCLIP config (open_clip's add_model_config): every stored layer against a
-    hooked forward of open_clip's own model on its own transform; the image embedding against
-    encode_image."""
+    """A small OpenCLIP config (open_clip's add_model_config) and a checkpoint file of it:
+    every stored layer against a hooked forward of open_clip's own model on its own
+    transform, the image embedding against encode_image."""
     open_clip = pytest.importorskip("open_clip")
     config = tmp_path / "semwh-small-ViT.json"
     vision = dict(image_size=32, layers=3, width=32, patch_size=8, head_width=16)
     text = dict(context_length=8, vocab_size=64, width=16, heads=2, layers=1)
     config.write_text(json.dumps({"embed_dim": 12, "vision_cfg": vision, "text_cfg": text}))
     open_clip.add_model_config(config)
-    model = _extract(wh, "openclip:semwh-small-ViT", weights="none", seed=3)
     torch.manual_seed(3)
     clip, _, transform = open_clip.create_model_and_transforms("semwh-small-ViT")
     clip.eval()
+    checkpoint = tmp_path / "small.pt"
+    torch.save(clip.state_dict(), checkpoint)  # a full checkpoint: both towers
+    model = _extract(wh, "openclip:semwh-small-ViT", weights_file=checkpoint)
     ids, photos = _photos(wh)
     x = torch.stack([transform(img) for img in photos])
     layers = _stored_layers(wh, model)
@@ -453,6 +455,7 @@ def test_openclip_vectors_equal_open_clips_own_forward(wh: Warehouse, tmp_path: 
         assert error < 1e-5, (row.module, error)
     with wh.session() as s:
         row = s.scalar(select(VisionModel).where(VisionModel.name == model))
+    assert (row.name, row.weights) == ("openclip-semwh-small-ViT", f"file:{checkpoint}")
     cfg = clip.visual.preprocess_cfg
     assert json.loads(row.preprocessing) == {
         "resize": 32, "crop": 32, "interpolation": cfg["interpolation"], "scale": 255.0,
