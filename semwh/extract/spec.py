@@ -196,7 +196,13 @@ class ModelSource:
 
     def available(self) -> bool:
         """Whether the packages the source needs are installed (nothing is imported)."""
-        return all(importlib.util.find_spec(package) is not None for package in self.requires)
+        for package in self.requires:
+            try:
+                if importlib.util.find_spec(package) is None:
+                    return False
+            except (ImportError, ValueError):  # a broken install, or one masked in sys.modules
+                return False
+        return True
 
     def claims(self, reference: str) -> bool:
         """Whether a reference without prefix (or with the default source's) is this source's."""
