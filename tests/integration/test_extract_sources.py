@@ -19,7 +19,7 @@ import torch
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from semwh.errors import ConfigError
+from semwh.errors import ConfigError, InputError
 from semwh.extract import ExtractionOptions, finished_extraction, run_extraction
 from semwh.vectors import load_image_vectors
 from semwh.warehouse.layout import Warehouse
@@ -332,8 +332,6 @@ def test_hf_vit_saved_without_its_pooler_extracts(wh: Warehouse, tmp_path: Path)
     the default probes and the run records the missing keys; a probe it reaches is refused."""
     from safetensors.torch import load_file, save_file
 
-    from semwh.errors import InputError
-
     torch.manual_seed(8)
     net = transformers.ViTModel(
         transformers.ViTConfig(intermediate_size=64, **SMALL), add_pooling_layer=False
@@ -456,6 +454,12 @@ def test_openclip_vectors_equal_open_clips_own_forward(wh: Warehouse, tmp_path: 
     with wh.session() as s:
         row = s.scalar(select(VisionModel).where(VisionModel.name == model))
     assert (row.name, row.weights) == ("openclip-semwh-small-ViT", f"file:{checkpoint}")
+    # A checkpoint that does not fit is refused in one line, naming the file.
+    state = clip.state_dict()
+    del state["visual.conv1.weight"]
+    torch.save(state, tmp_path / "partial.pt")
+    with pytest.raises(InputError, match=r"partial\.pt \(not an OpenCLIP checkpoint"):
+        _extract(wh, "openclip:semwh-small-ViT", weights_file=tmp_path / "partial.pt", name="x")
     cfg = clip.visual.preprocess_cfg
     assert json.loads(row.preprocessing) == {
         "resize": 32, "crop": 32, "interpolation": cfg["interpolation"], "scale": 255.0,

@@ -273,9 +273,12 @@ def openclip_spec(ref: str, request: SpecRequest) -> ModelSpec:
                 clip = open_clip.create_model(
                     model, pretrained=pretrained, device=device, pretrained_text=False
                 )
-        except (RuntimeError, ValueError, KeyError, OSError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InputError(f"weights {pretrained} do not fit {reference}: {first}") from exc
+        except Exception as exc:  # noqa: BLE001 - a bad checkpoint fails in many ways
+            text = str(exc).strip()
+            first = f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+            what = "random weights" if pretrained is None else f"weights {pretrained}"
+            hint = "" if pretrained is None else " (not an OpenCLIP checkpoint of this model?)"
+            raise InputError(f"{reference}: cannot build it with {what}{hint}: {first}") from exc
         visual = clip.visual
         transformer = getattr(visual, "transformer", None)
         if transformer is not None and getattr(transformer, "batch_first", True) is False:
