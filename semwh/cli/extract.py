@@ -25,7 +25,8 @@ def extract(
     model: str = typer.Argument(
         ...,
         help="torchvision:NAME (the default without a prefix; or efficientnet_lite0), "
-        "timm:NAME[.TAG], hf:ID_OR_DIR[@REVISION] or module:PKG.MOD:CALLABLE.",
+        "timm:NAME[.TAG], hf:ID_OR_DIR[@REVISION], openclip:MODEL[@PRETRAINED], "
+        "module:PKG.MOD:CALLABLE or an installed plugin's PREFIX:REF (`semwh models`).",
     ),
     weights: str = typer.Option(
         "default",

@@ -23,7 +23,10 @@ def models(
     ),
     token_pooling: str = typer.Option("mean", "--token-pooling", help="mean or cls."),
 ) -> None:
-    """List model sources and models, or one model's default probe layers with their shapes.
+    """List each model source and its models, or one model's default probe layers.
+
+    Sources whose package is missing say what to install; outside sources (entry points
+    `semwh.sources`) are listed with the built-in ones.
 
     Example: semwh models timm:vit_small_patch16_224
     """
@@ -32,6 +35,8 @@ def models(
     if name is None or any(c in name for c in "*?["):
         for entry in list_models(name):
             state = "" if entry.available else " (not installed)"
+            if entry.broken:
+                state = " (cannot be loaded)"
             note = escape(entry.note)
             console.print(f"[bold]{entry.source}[/bold]{state}: {note}", highlight=False)
             if entry.models and name is None and len(entry.models) > 200:

@@ -1,8 +1,9 @@
 """Extraction: run a vision model over the warehouse's images and store pooled activations.
 
 ``run_extraction`` is the one entry point, given an ``ExtractionOptions`` (``options``);
-``models`` holds the model specs (``sources`` the timm, Hugging Face and user-module
-sources, ``catalog`` what ``semwh models`` shows), ``layouts`` the layout of each probed
+``models`` builds a model from its reference through the registry of model sources
+(``sources``, one file per source on the interface of ``spec``; ``catalog`` is what
+``semwh models`` shows), ``layouts`` the layout of each probed
 output, ``hooks`` the pooling hooks, ``batches`` the batch loop and ``job`` the resumable,
 sharded job (sized by ``plan``, its registry rows in ``rows``, written by ``shards``,
 averaged into spaces by ``finalize``).

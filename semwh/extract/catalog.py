@@ -8,31 +8,14 @@ output shape, layout and pooled dimension.
 
 from __future__ import annotations
 
-import fnmatch
-import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-_INSTALL = "pip install 'semwh[vision]'"
-
-
-@dataclass(frozen=True)
-class SourceModels:
-    """One source's models.
-
-    Attributes:
-        source: ``torchvision``, ``timm``, ``hf`` or ``module``.
-        available: Whether its package is installed.
-        models: Model references matching the pattern (empty for hf and module).
-        note: How its models are named, or what to install.
-    """
-
-    source: str
-    available: bool
-    models: list[str] = field(default_factory=list)
-    note: str = ""
+from semwh.errors import ConfigError, MissingDependencyError
+from semwh.extract.sources import BUILTIN, load_plugin, plugins, split_source
+from semwh.extract.spec import ModelSource, SourceModels
 
 
 @dataclass(frozen=True)
@@ -63,50 +46,50 @@ class ModelInfo:
 def list_models(pattern: str | None = None) -> list[SourceModels]:
     """Every source and its models whose reference matches a glob ``pattern``.
 
-    ``pattern`` may carry a source prefix (``timm:*vit*``) to list one source.
+    ``pattern`` may carry a source prefix (``timm:*vit*``) to list one source. With a pattern,
+    an installed source that lists its models and has none matching is left out. An outside
+    source that cannot be loaded is listed with the reason.
     """
-    from semwh.extract.models import available_models
-    from semwh.extract.sources import split_source
-
     source_filter, glob = (None, pattern or "*")
     if pattern and ":" in pattern:
         source_filter, glob = split_source(pattern)
         if not pattern.startswith(f"{source_filter}:"):
             source_filter, glob = None, pattern
+    candidates: list[ModelSource | SourceModels] = list(BUILTIN)
+    for ep in plugins():
+        try:
+            candidates.append(load_plugin(ep))
+        except ConfigError as exc:  # listed with the reason, so the other sources still show
+            candidates.append(SourceModels(ep.name, False, [], str(exc), broken=True))
     out: list[SourceModels] = []
-
-    def wanted(source: str) -> bool:
-        return source_filter is None or source_filter == source
-
-    if wanted("torchvision"):
-        names = [n for n in available_models() if fnmatch.fnmatchcase(n, glob)]
-        out.append(SourceModels("torchvision", True, names, "the default without a prefix"))
-    if wanted("timm"):
-        if importlib.util.find_spec("timm") is None:
-            out.append(SourceModels("timm", False, [], f"not installed: {_INSTALL}"))
-        else:
-            import timm
-
-            names = [f"timm:{n}" for n in timm.list_models(glob)]
-            out.append(SourceModels("timm", True, names, "pretrained tags: timm:NAME.TAG"))
-    if wanted("hf"):
-        found = importlib.util.find_spec("transformers") is not None
-        note = (
-            "hf:HUB_ID[@REVISION] or hf:DIR (a save_pretrained folder); ViT, DINOv2, CLIP "
-            "vision towers and other transformers vision models"
-        )
-        out.append(SourceModels("hf", found, [], note if found else f"not installed: {_INSTALL}"))
-    if wanted("module"):
-        out.append(
-            SourceModels(
-                "module",
-                True,
-                [],
-                "module:PKG.MOD:CALLABLE, a function returning a torch nn.Module "
-                "(with --preprocessing)",
-            )
-        )
+    for candidate in candidates:
+        name = candidate.name if isinstance(candidate, ModelSource) else candidate.source
+        if source_filter is not None and source_filter != name:
+            continue
+        if isinstance(candidate, SourceModels):
+            out.append(candidate)
+            continue
+        entry = _offer(candidate, glob)
+        if pattern and entry.available and not entry.models and _lists_models(candidate):
+            continue
+        out.append(entry)
     return out
+
+
+def _lists_models(source: ModelSource) -> bool:
+    return type(source).models is not ModelSource.models
+
+
+def _offer(source: ModelSource, glob: str) -> SourceModels:
+    """What one source offers, or what to install when its package is missing."""
+    missing = SourceModels(source.name, False, [], f"not installed: {source.install}")
+    if not source.available():
+        return missing
+    try:
+        models = source.models(glob)
+    except MissingDependencyError:
+        return missing
+    return SourceModels(source.name, True, models or [], source.note)
 
 
 def describe_model(

@@ -19,8 +19,9 @@ class ExtractionOptions:
     starts, before any model is loaded.
 
     Attributes:
-        model: ``[torchvision:]NAME``, ``timm:NAME``, ``hf:ID_OR_DIR`` or
-            ``module:PKG.MOD:CALLABLE`` (:mod:`semwh.extract.sources`).
+        model: ``[torchvision:]NAME``, ``efficientnet_lite0``, ``timm:NAME``,
+            ``hf:ID_OR_DIR``, ``openclip:MODEL[@PRETRAINED]``, ``module:PKG.MOD:CALLABLE`` or
+            an outside source's ``PREFIX:REF`` (:mod:`semwh.extract.sources`).
         weights: ``default`` (the source's trained weights), a torchvision weights member, or
             ``none`` (seeded random initialisation).
         weights_file: A local weights file instead of a download.

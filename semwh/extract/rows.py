@@ -21,8 +21,9 @@ from sqlalchemy import select
 from semwh.errors import ConfigError, DuplicateError, WarehouseBusyError
 from semwh.extract.hooks import Pooling
 from semwh.extract.layouts import Layout, parse_layout
-from semwh.extract.models import LoadedModel, ModelIdentity
+from semwh.extract.models import LoadedModel
 from semwh.extract.plan import LayerPlan
+from semwh.extract.spec import ModelIdentity
 from semwh.version import __version__
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import ExtractionRun, ExtractionShard, Image, Layer, VisionModel
@@ -45,22 +46,21 @@ def with_busy_retry(fn: Callable[[], Any], timeout: float = BUSY_RETRY_SECONDS) 
 
 
 def extraction_versions() -> dict[str, str]:
-    """Versions of semwh and the libraries that shape extracted vectors."""
+    """Versions of semwh and the libraries that shape extracted vectors: torch, numpy, and
+    each model source's libraries (torchvision always; timm, transformers, open_clip, an
+    outside source's own when this process used them)."""
     import torch
-    import torchvision
+
+    from semwh.extract.sources import loaded_sources
 
     versions = {
         "semwh": __version__,
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
         "numpy": np.__version__,
         "python": sys.version.split()[0],
     }
-    # The model sources' libraries, when this process used them.
-    for library in ("timm", "transformers"):
-        module = sys.modules.get(library)
-        if module is not None and hasattr(module, "__version__"):
-            versions[library] = module.__version__
+    for source in loaded_sources():
+        versions.update(source.versions())
     return versions
 
 
@@ -127,6 +127,9 @@ def run_params(
         del params["layers"]
     if layouts is not None:
         params["layouts"] = layouts
+    if model.missing_weights:
+        # Recorded only when a checkpoint lacked weights, so other runs keep their identity.
+        params["missing_weights"] = list(model.missing_weights)
     return params
 
 

@@ -159,7 +159,7 @@ def _old_copy(src: Path, dest: Path) -> Path:
 def test_rerun_of_a_finished_extraction_is_found_before_the_model_loads(
     tmp_path: Path, samples_dir: Path
 ) -> None:
-    from semwh.extract.models import efficientnet_lite0_weights_path
+    from semwh.extract.sources.lite0 import efficientnet_lite0_weights_path
 
     files = sorted(samples_dir.glob("*.jpg"))[::250][:4]
     wh = new_warehouse(tmp_path / "wh")
@@ -231,7 +231,7 @@ def test_rerun_of_a_finished_extraction_is_found_before_the_model_loads(
 def test_cli_rerun_of_a_finished_extraction_says_unchanged(
     tmp_path: Path, samples_dir: Path
 ) -> None:
-    from semwh.extract.models import efficientnet_lite0_weights_path
+    from semwh.extract.sources.lite0 import efficientnet_lite0_weights_path
 
     wh = new_warehouse(tmp_path / "wh")
     add_sample_images(wh, sorted(samples_dir.glob("*.jpg"))[::500][:2])

@@ -19,11 +19,11 @@ import torch
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from semwh.errors import ConfigError
+from semwh.errors import ConfigError, InputError
 from semwh.extract import ExtractionOptions, finished_extraction, run_extraction
 from semwh.vectors import load_image_vectors
 from semwh.warehouse.layout import Warehouse
-from semwh.warehouse.models import Image, Layer, Prediction, VisionModel
+from semwh.warehouse.models import ExtractionRun, Image, Layer, Prediction, VisionModel
 from tests.conftest import run_cli
 from tests.integration.test_extract import add_sample_images, new_warehouse
 
@@ -327,6 +327,44 @@ def test_hf_full_clip_checkpoint_loads_its_vision_tower(wh: Warehouse, tmp_path:
     assert (layers[-1].dim, layers[-1].layout) == (12, "vector")
 
 
+def test_hf_vit_saved_without_its_pooler_extracts(wh: Warehouse, tmp_path: Path) -> None:
+    """As the facebook/dino-vit* checkpoints: the pooler's weights are missing, so it leaves
+    the default probes and the run records the missing keys; a probe it reaches is refused."""
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(8)
+    net = transformers.ViTModel(
+        transformers.ViTConfig(intermediate_size=64, **SMALL), add_pooling_layer=False
+    ).eval()
+    folder = tmp_path / "vit-no-pooler"
+    net.save_pretrained(folder)
+    processor = _pil("ViTImageProcessor")(size={"height": 32, "width": 32})
+    processor.save_pretrained(folder)
+    model = _extract(wh, f"hf:{folder}")
+    x = processor(images=_photos(wh)[1], return_tensors="pt")["pixel_values"]
+    layers = _compare(wh, model, net, x, _by_rank(1))
+    # Embeddings, both encoder layers, the final norm: no pooler.
+    assert [r.module for r in layers][::3] == ["embeddings", "layernorm"] and len(layers) == 4
+    with wh.session() as s:
+        model_id = s.scalar(select(VisionModel.model_id).where(VisionModel.name == model))
+        run = s.scalar(select(ExtractionRun).where(ExtractionRun.model_id == model_id))
+    assert json.loads(run.params)["missing_weights"] == ["pooler.dense.bias", "pooler.dense.weight"]
+    with pytest.raises(
+        InputError, match=r"lacks weight pooler\.dense\.bias, inside probed layer pooler"
+    ):
+        _extract(wh, f"hf:{folder}", layers="layernorm,pooler")
+    # A weight missing inside the encoder reaches every later layer: refused, named.
+    weights = folder / "model.safetensors"
+    state = load_file(str(weights))
+    key = next(k for k in state if not k.startswith("embeddings") and k.endswith(".weight"))
+    del state[key]
+    save_file(state, str(weights), metadata={"format": "pt"})
+    # (Named as the model names it: transformers 5 renames checkpoint keys as it loads.)
+    named = r"lacks weight (encoder\.)?layers?\.0\.\S+\.weight, (inside|before) probed layer"
+    with pytest.raises(InputError, match=named):
+        _extract(wh, f"hf:{folder}", name="vit-damaged")
+
+
 def test_module_source_refuses_an_ambiguous_layout(wh: Warehouse) -> None:
     ref = "module:tests.integration.vision_modules:tiny_net"
     args = dict(preprocessing="imagenet,resize=40,crop=32", layers="stem,tokens,mix,head")
@@ -370,3 +408,93 @@ def test_models_lists_sources_and_a_models_default_probes(tmp_path: Path) -> Non
     first = next(parts for parts in lines if parts[:2] == ["0", "embeddings"])
     assert first[2:] == ["17x32", "tokens:1", "tokens-mean", "dim", "32"]
     assert "predictions: none" in out
+
+
+def test_openclip_vectors_equal_open_clips_own_forward(wh: Warehouse, tmp_path: Path) -> None:
+    """A small OpenCLIP config (open_clip's add_model_config) and a checkpoint file of it:
+    every stored layer against a hooked forward of open_clip's own model on its own
+    transform, the image embedding against encode_image."""
+    open_clip = pytest.importorskip("open_clip")
+    config = tmp_path / "semwh-small-ViT.json"
+    vision = dict(image_size=32, layers=3, width=32, patch_size=8, head_width=16)
+    text = dict(context_length=8, vocab_size=64, width=16, heads=2, layers=1)
+    config.write_text(json.dumps({"embed_dim": 12, "vision_cfg": vision, "text_cfg": text}))
+    open_clip.add_model_config(config)
+    torch.manual_seed(3)
+    clip, _, transform = open_clip.create_model_and_transforms("semwh-small-ViT")
+    clip.eval()
+    checkpoint = tmp_path / "small.pt"
+    torch.save(clip.state_dict(), checkpoint)  # a full checkpoint: both towers
+    model = _extract(wh, "openclip:semwh-small-ViT", weights_file=checkpoint)
+    ids, photos = _photos(wh)
+    x = torch.stack([transform(img) for img in photos])
+    layers = _stored_layers(wh, model)
+    assert [r.module for r in layers] == [
+        "visual.ln_pre", *[f"visual.transformer.resblocks.{i}" for i in range(3)],
+        "visual.ln_post", "image_embedding",
+    ]  # fmt: skip
+    captured: dict[str, torch.Tensor] = {}
+    modules = dict(clip.named_modules())
+    handles = [
+        modules[r.module].register_forward_hook(
+            lambda _m, _i, out, name=r.module: captured.update({name: out[:, 1:].mean(dim=1)})
+        )
+        for r in layers[:-1]
+    ]
+    with torch.no_grad():
+        captured["image_embedding"] = clip.encode_image(x)
+    for handle in handles:
+        handle.remove()
+    for row in layers:
+        ref = captured[row.module].double().numpy()
+        got = load_image_vectors(wh, f"{model}/{row.module}")
+        assert got.image_ids.tolist() == ids and got.matrix.shape == ref.shape
+        error = np.abs(got.matrix - ref).max() / np.abs(ref).max()
+        assert error < 1e-5, (row.module, error)
+    with wh.session() as s:
+        row = s.scalar(select(VisionModel).where(VisionModel.name == model))
+    assert (row.name, row.weights) == ("openclip-semwh-small-ViT", f"file:{checkpoint}")
+    # A checkpoint that does not fit is refused in one line, naming the file.
+    state = clip.state_dict()
+    del state["visual.conv1.weight"]
+    torch.save(state, tmp_path / "partial.pt")
+    with pytest.raises(InputError, match=r"partial\.pt \(not an OpenCLIP checkpoint"):
+        _extract(wh, "openclip:semwh-small-ViT", weights_file=tmp_path / "partial.pt", name="x")
+    cfg = clip.visual.preprocess_cfg
+    assert json.loads(row.preprocessing) == {
+        "resize": 32, "crop": 32, "interpolation": cfg["interpolation"], "scale": 255.0,
+        "mean": list(cfg["mean"]), "std": list(cfg["std"]), "color": "RGB",
+    }  # fmt: skip
+
+
+def test_openclip_vit_b_32_stores_its_residual_blocks_in_depth_order(
+    tmp_path: Path, samples_dir: Path
+) -> None:
+    """`extract openclip:ViT-B-32 --weights none` (nothing downloaded) on one photo."""
+    open_clip = pytest.importorskip("open_clip")
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+    one = new_warehouse(tmp_path / "wh")
+    add_sample_images(one, [sorted(samples_dir.glob("*.jpg"))[7]])
+    options = ExtractionOptions(
+        "openclip:ViT-B-32", weights="none", device="cpu", num_workers=0, batch_size=1
+    )
+    model = run_extraction(one, options).model
+    layers = _stored_layers(one, model)
+    blocks = [f"visual.transformer.resblocks.{i}" for i in range(12)]
+    assert [r.module for r in layers] == [
+        "visual.ln_pre", *blocks, "visual.ln_post", "image_embedding"
+    ]  # fmt: skip
+    assert {(r.dim, r.layout) for r in layers[:-1]} == {(768, "tokens:1")}
+    assert (layers[-1].dim, layers[-1].layout) == (512, "vector")
+    with one.session() as s:
+        row = s.scalar(select(VisionModel).where(VisionModel.name == model))
+        run = s.scalar(select(ExtractionRun).where(ExtractionRun.model_id == row.model_id))
+    assert (row.name, row.architecture, row.weights) == (
+        "openclip-ViT-B-32-random", "openclip:ViT-B-32", "none"
+    )  # fmt: skip
+    assert json.loads(row.preprocessing) == {
+        "resize": 224, "crop": 224, "interpolation": "bicubic", "scale": 255.0,
+        "mean": list(OPENAI_DATASET_MEAN), "std": list(OPENAI_DATASET_STD), "color": "RGB",
+    }  # fmt: skip
+    assert json.loads(run.versions)["open_clip"] == open_clip.__version__

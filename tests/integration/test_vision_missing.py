@@ -46,3 +46,15 @@ def test_hf_prefix_without_transformers_names_the_extra(monkeypatch) -> None:
     assert "hf: models need the transformers package" in str(info.value)
     assert HINT in str(info.value)
     assert model_spec("resnet18", weights="none").name == "resnet18-random"
+
+
+def test_openclip_without_open_clip_says_what_to_install(monkeypatch) -> None:
+    from semwh.errors import MissingDependencyError
+    from semwh.extract.catalog import list_models
+    from semwh.extract.models import model_spec
+
+    monkeypatch.setitem(sys.modules, "open_clip", None)
+    [entry] = list_models("openclip:*")
+    assert not entry.available and "pip install 'semwh[models]'" in entry.note
+    with pytest.raises(MissingDependencyError, match=r"open-clip-torch package: pip install"):
+        model_spec("openclip:ViT-B-32", weights="none")

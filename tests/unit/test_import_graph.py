@@ -60,20 +60,9 @@ UNIT_OF_MODULE: dict[str, str] = {
     "semwh.runs.provenance": "provenance",
 }
 
-#: Import circles known and being dissolved right now. Remove an entry when its circle is
+#: Import circles tolerated while they are dissolved (none now). Remove an entry when its circle is
 #: gone (this test fails on an entry that no longer matches a circle).
-KNOWN_CYCLES: tuple[frozenset[str], ...] = (
-    # The model-source registry moves what the sources need out of extract/models.py.
-    frozenset(
-        {
-            "semwh.extract.models",
-            "semwh.extract.sources",
-            "semwh.extract.sources.hf",
-            "semwh.extract.sources.module",
-            "semwh.extract.sources.timm",
-        }
-    ),
-)
+KNOWN_CYCLES: tuple[frozenset[str], ...] = ()
 
 Graph = Mapping[str, frozenset[str]]
 

@@ -5,7 +5,9 @@ downloaded into the Hugging Face cache on first use. The model class follows the
 ``...ForImageClassification`` checkpoints keep their classifier (their logits give the stored
 predictions); composite image-text checkpoints (CLIP, SigLIP, ...) load their vision tower
 (with its projection when the family has one); anything else loads through ``AutoModel``. A
-checkpoint that leaves any weight of the model uninitialised is refused.
+checkpoint may lack the weights of a head no probe reads (a ViT saved without its pooler, as the
+facebook/dino-vit* checkpoints are): that head leaves the default probes, the missing keys are
+recorded with the run, and a probe layer they would reach is refused, naming the weight.
 
 The recorded weights are ``hf:ID@REVISION`` (or ``hf:DIR``) with the SHA-256 of the weights
 files. Preprocessing comes from the image processor (resize of the shorter side or to a
@@ -31,14 +33,42 @@ from torch import nn
 from semwh.custom_code import NO_CUSTOM_CODE, refuse_config_code, refuse_custom_code
 from semwh.errors import ConfigError, InputError, MissingDependencyError
 from semwh.extract.layouts import CHANNELS_FIRST, Layout, LayoutRule, infer_layout
-from semwh.extract.models import ModelSpec, default_name, generic_blocks, on_meta, seeded
 from semwh.extract.preprocess import Preprocessing
-from semwh.extract.sources import check_mode, with_preprocessing
+from semwh.extract.spec import (
+    MISSING_WEIGHTS,
+    ModelSource,
+    ModelSpec,
+    SpecRequest,
+    check_mode,
+    default_name,
+    generic_blocks,
+    on_meta,
+    seeded,
+    with_preprocessing,
+)
 
 #: PIL resampling codes of image processors -> torchvision interpolation names.
 _RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 _WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+class HfSource(ModelSource):
+    """Hugging Face transformers vision models: a hub ID or a ``save_pretrained`` folder."""
+
+    name = "hf"
+    requires = ("transformers",)
+    libraries = ("transformers",)
+    note = (
+        "hf:HUB_ID[@REVISION] or hf:DIR (a save_pretrained folder); ViT, DINOv2, CLIP "
+        "vision towers and other transformers vision models"
+    )
+
+    def spec(self, ref: str, request: SpecRequest) -> ModelSpec:
+        return hf_spec(
+            ref, request.mode, request.weights_file, request.seed, request.name,
+            request.preprocessing,
+        )  # fmt: skip
 
 
 def import_transformers() -> Any:
@@ -332,14 +362,17 @@ def hf_spec(
                     f"{reference}: cannot load the weights from {repo} (a truncated or "
                     f"damaged file?): {first}"
                 ) from exc
-            missing = sorted(info.get("missing_keys") or [])
             mismatched = list(info.get("mismatched_keys") or [])
-            if missing or mismatched:
+            if mismatched:
                 raise InputError(
-                    f"{reference}: the checkpoint leaves weights of {cls.__name__} "
-                    f"uninitialised (missing {missing[:5]}, mismatched {mismatched[:3]})"
+                    f"{reference}: the checkpoint's weights do not fit {cls.__name__} "
+                    f"(mismatched {mismatched[:3]})"
                 )
-            return model.float()
+            model = model.float()
+            # Weights the checkpoint lacks (a head saved without, as a ViT without its pooler)
+            # stay initialised: the probe layers they reach are refused, the rest extract.
+            setattr(model, MISSING_WEIGHTS, tuple(sorted(info.get("missing_keys") or [])))
+            return model
 
         label = f"hf:{repo}" if local else f"hf:{repo}@{revision or 'main'}"
 

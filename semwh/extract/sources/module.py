@@ -24,16 +24,35 @@ from torch import nn
 
 from semwh.errors import ConfigError, InputError, NotFoundError
 from semwh.extract.layouts import Layout, LayoutRule, infer_layout
-from semwh.extract.models import (
+from semwh.extract.preprocess import Preprocessing
+from semwh.extract.spec import (
+    ModelSource,
     ModelSpec,
+    SpecRequest,
+    check_mode,
     default_name,
     generic_blocks,
     load_into,
     load_state_dict_file,
     seeded,
+    with_preprocessing,
 )
-from semwh.extract.preprocess import Preprocessing
-from semwh.extract.sources import check_mode, with_preprocessing
+
+
+class ModuleSource(ModelSource):
+    """A function of the user's that returns a torch ``nn.Module``."""
+
+    name = "module"
+    note = "module:PKG.MOD:CALLABLE, a function returning a torch nn.Module (with --preprocessing)"
+
+    def available(self) -> bool:
+        return True
+
+    def spec(self, ref: str, request: SpecRequest) -> ModelSpec:
+        return module_spec(
+            ref, request.mode, request.weights_file, request.seed, request.name,
+            request.preprocessing,
+        )  # fmt: skip
 
 
 def import_callable(ref: str) -> Callable[[], Any]:

@@ -23,12 +23,39 @@ from torch import nn
 
 from semwh.errors import ConfigError, InputError, MissingDependencyError, NotFoundError
 from semwh.extract.layouts import CHANNELS_FIRST, CHANNELS_LAST, Layout, LayoutRule, infer_layout
-from semwh.extract.models import ModelSpec, default_name, generic_blocks, on_meta, seeded
 from semwh.extract.preprocess import INTERPOLATIONS, Preprocessing
-from semwh.extract.sources import check_mode, with_preprocessing
+from semwh.extract.spec import (
+    ModelSource,
+    ModelSpec,
+    SpecRequest,
+    check_mode,
+    default_name,
+    generic_blocks,
+    on_meta,
+    seeded,
+    with_preprocessing,
+)
 
 #: timm's default crop fraction when a pretrained config gives none.
 DEFAULT_CROP_PCT = 0.875
+
+
+class TimmSource(ModelSource):
+    """timm's models by name, with a pretrained tag or not."""
+
+    name = "timm"
+    requires = ("timm",)
+    libraries = ("timm",)
+    note = "pretrained tags: timm:NAME.TAG"
+
+    def models(self, glob: str) -> list[str]:
+        return [f"timm:{n}" for n in import_timm().list_models(glob)]
+
+    def spec(self, ref: str, request: SpecRequest) -> ModelSpec:
+        return timm_spec(
+            ref, request.mode, request.weights_file, request.seed, request.name,
+            request.preprocessing,
+        )  # fmt: skip
 
 
 def import_timm() -> Any:

@@ -11,8 +11,8 @@ import torchvision
 from PIL import Image
 
 from semwh.errors import ConfigError
-from semwh.extract.models import EFFICIENTNET_LITE0_PREPROCESSING
 from semwh.extract.preprocess import Preprocessing, parse_preprocessing
+from semwh.extract.sources.lite0 import EFFICIENTNET_LITE0_PREPROCESSING
 
 
 def _some_images(samples_dir: Path) -> list[Path]:
