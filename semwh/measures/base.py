@@ -269,13 +269,7 @@ class Measure:
         Raises:
             ConfigError: An unknown option or a bad value.
         """
-        defaults = self.defaults()
-        unknown = sorted(set(own) - set(defaults))
-        if unknown:
-            known = ", ".join(defaults) or "none"
-            raise ConfigError(
-                f"{self.name} has no option {', '.join(unknown)} (its options: {known})"
-            )
+        defaults = self.check_own(own)
         values = {
             k: coerce(own.get(k, v), v, f"{self.name} option {k}") for k, v in defaults.items()
         }
@@ -290,6 +284,21 @@ class Measure:
             device=check_device(device),
             **values,
         )
+
+    def check_own(self, own: Mapping[str, Any]) -> dict[str, Any]:
+        """The measure's defaults, after refusing any option in ``own`` it does not have.
+
+        Raises:
+            ConfigError: An unknown option, naming the measure's options.
+        """
+        defaults = self.defaults()
+        unknown = sorted(set(own) - set(defaults))
+        if unknown:
+            known = ", ".join(defaults) or "none"
+            raise ConfigError(
+                f"{self.name} has no option {', '.join(unknown)} (its options: {known})"
+            )
+        return defaults
 
     def options_from(
         self,

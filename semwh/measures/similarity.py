@@ -153,12 +153,7 @@ class SimilarityMeasure(Measure):
         device: str = "cpu",
         **own: Any,
     ) -> Options:
-        unknown = sorted(set(own) - set(self.defaults()))
-        if unknown:
-            raise ConfigError(
-                f"{self.name} has no option {', '.join(unknown)} "
-                f"(its options: {', '.join(self.defaults())})"
-            )
+        self.check_own(own)
         own = {k: v for k, v in own.items() if v is not None}
         if "tie_tol" in own and isinstance(own["tie_tol"], str):
             try:
@@ -182,6 +177,36 @@ class SimilarityMeasure(Measure):
 
     # -- per matrix, supplied by the subclass ------------------------------------------------
 
+    #: Whether the per-matrix statistic can return each pair's decision (2 vs 2).
+    keeps_pairs: ClassVar[bool] = False
+
+    def kernel_options(self, opts: SimilarityOptions) -> dict[str, Any]:
+        """The keyword arguments of the measure's kernels (``method=`` or ``distance=``,
+        ``tie_tol=``)."""
+        raise NotImplementedError
+
+    def compute(self, sim_a: np.ndarray, sim_b: np.ndarray, **kwargs: Any) -> Any:
+        """The statistic of one matrix pair (:func:`semwh.analyze.rsa`...)."""
+        raise NotImplementedError
+
+    def compute_null(self, sim_a: np.ndarray, sim_b: np.ndarray, **kwargs: Any) -> np.ndarray:
+        """Permutations ``start..stop-1`` of one matrix pair's null."""
+        raise NotImplementedError
+
+    def compute_bootstrap(self, sim_a: np.ndarray, sim_b: np.ndarray, **kwargs: Any) -> Any:
+        """The concept-bootstrap interval of one matrix pair (``values``: resampled stats)."""
+        raise NotImplementedError
+
+    def unpack(self, result: Any) -> tuple[float, np.ndarray | None, int | None, Any]:
+        """(statistic, null or None, number of pairs or None, pair decisions or None)."""
+        raise NotImplementedError
+
+    def one_weighted(
+        self, spec: ComparisonSpec, opts: SimilarityOptions, sim_a: np.ndarray, sim_b: np.ndarray
+    ) -> WeightedStatistic:
+        """The statistic of one matrix pair as a function of concept counts."""
+        raise NotImplementedError
+
     def one(
         self,
         sim_a: np.ndarray,
@@ -191,7 +216,17 @@ class SimilarityMeasure(Measure):
         keep_pairs: bool,
     ) -> tuple[float, np.ndarray | None, int | None, np.ndarray | None]:
         """(statistic, null or None, number of pairs or None, pair decisions or None)."""
-        raise NotImplementedError
+        extra = {"return_pairs": keep_pairs} if self.keeps_pairs else {}
+        result = self.compute(
+            sim_a,
+            sim_b,
+            backend=backend(opts),
+            device=opts.device,
+            **self.kernel_options(opts),
+            **common,
+            **extra,
+        )
+        return self.unpack(result)
 
     def one_null(
         self,
@@ -202,7 +237,16 @@ class SimilarityMeasure(Measure):
         start: int,
         stop: int,
     ) -> np.ndarray:
-        raise NotImplementedError
+        return self.compute_null(
+            sim_a,
+            sim_b,
+            start=start,
+            stop=stop,
+            backend=backend(opts),
+            device=opts.device,
+            **self.kernel_options(opts),
+            **common,
+        )
 
     def one_bootstrap(
         self,
@@ -211,13 +255,7 @@ class SimilarityMeasure(Measure):
         opts: SimilarityOptions,
         boot: dict[str, Any],
     ) -> Any:
-        """The concept-bootstrap interval of one matrix pair (``values``: resampled stats)."""
-        raise NotImplementedError
-
-    def one_weighted(
-        self, spec: ComparisonSpec, opts: SimilarityOptions, sim_a: np.ndarray, sim_b: np.ndarray
-    ) -> WeightedStatistic:
-        raise NotImplementedError
+        return self.compute_bootstrap(sim_a, sim_b, **self.kernel_options(opts), **boot)
 
     # -- the shared machinery -----------------------------------------------------------------
 

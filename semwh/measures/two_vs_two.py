@@ -10,7 +10,7 @@ from semwh.analyze import bootstrap_two_vs_two, two_vs_two
 from semwh.analyze.difference import weighted_pairs
 from semwh.analyze.two_vs_two import two_vs_two_null, two_vs_two_p_value
 from semwh.measures.base import ComparisonSpec, WeightedStatistic
-from semwh.measures.similarity import SimilarityMeasure, SimilarityOptions, backend, tie_tol
+from semwh.measures.similarity import SimilarityMeasure, SimilarityOptions, tie_tol
 
 
 class TwoVsTwo(SimilarityMeasure):
@@ -22,66 +22,33 @@ class TwoVsTwo(SimilarityMeasure):
     version = 3
     subject_version = 4
     metric_field = "distance"
+    keeps_pairs = True
 
-    def one(
-        self,
-        sim_a: np.ndarray,
-        sim_b: np.ndarray,
-        opts: SimilarityOptions,
-        common: dict[str, Any],
-        keep_pairs: bool,
-    ) -> tuple[float, np.ndarray | None, int | None, np.ndarray | None]:
-        pairs = two_vs_two(
-            sim_a,
-            sim_b,
-            distance=opts.metric,
-            tie_tol=tie_tol(opts),
-            backend=backend(opts),
-            device=opts.device,
-            return_pairs=keep_pairs,
-            **common,
-        )
-        return float(pairs.accuracy), pairs.null, int(pairs.n_pairs), pairs.pair_correct
+    def kernel_options(self, opts: SimilarityOptions) -> dict[str, Any]:
+        return {"distance": opts.metric, "tie_tol": tie_tol(opts)}
 
-    def one_null(
-        self,
-        sim_a: np.ndarray,
-        sim_b: np.ndarray,
-        opts: SimilarityOptions,
-        common: dict[str, Any],
-        start: int,
-        stop: int,
-    ) -> np.ndarray:
-        return two_vs_two_null(
-            sim_a,
-            sim_b,
-            distance=opts.metric,
-            tie_tol=tie_tol(opts),
-            start=start,
-            stop=stop,
-            backend=backend(opts),
-            device=opts.device,
-            **common,
-        )
+    def compute(self, sim_a: np.ndarray, sim_b: np.ndarray, **kwargs: Any) -> Any:
+        return two_vs_two(sim_a, sim_b, **kwargs)
+
+    def compute_null(self, sim_a: np.ndarray, sim_b: np.ndarray, **kwargs: Any) -> np.ndarray:
+        return two_vs_two_null(sim_a, sim_b, **kwargs)
+
+    def compute_bootstrap(self, sim_a: np.ndarray, sim_b: np.ndarray, **kwargs: Any) -> Any:
+        return bootstrap_two_vs_two(sim_a, sim_b, **kwargs)
+
+    def unpack(self, result: Any) -> tuple[float, np.ndarray | None, int | None, Any]:
+        return float(result.accuracy), result.null, int(result.n_pairs), result.pair_correct
 
     def p_value(self, statistic: float, null: np.ndarray) -> float:
         return float(two_vs_two_p_value(statistic, null))
 
-    def one_bootstrap(
-        self, sim_a: np.ndarray, sim_b: np.ndarray, opts: SimilarityOptions, boot: dict[str, Any]
-    ) -> Any:
-        return bootstrap_two_vs_two(
-            sim_a, sim_b, distance=opts.metric, tie_tol=tie_tol(opts), **boot
-        )
-
     def one_weighted(
         self, spec: ComparisonSpec, opts: SimilarityOptions, sim_a: np.ndarray, sim_b: np.ndarray
     ) -> WeightedStatistic:
-        pairs = two_vs_two(
+        pairs = self.compute(
             sim_a,
             sim_b,
-            distance=opts.metric,
-            tie_tol=float(opts.tie_tol or 0.0),
+            **self.kernel_options(opts),
             labels=list(spec.wnids),
             space_a=spec.space_a,
             space_b=spec.space_b,

@@ -136,12 +136,7 @@ class VectorMeasure(Measure):
         device: str = "cpu",
         **own: Any,
     ) -> Options:
-        unknown = sorted(set(own) - set(self.defaults()))
-        if unknown:
-            raise ConfigError(
-                f"{self.name} has no option {', '.join(unknown)} "
-                f"(its options: {', '.join(self.defaults())})"
-            )
+        self.check_own(own)
         if check_count(bootstrap, "bootstrap resamples"):
             raise ConfigError(f"{self.name} has no bootstrap interval (use --bootstrap 0)")
         own = {k: v for k, v in own.items() if v is not None}
