@@ -260,30 +260,36 @@ class Measure:
         device: str = "cpu",
         **own: Any,
     ) -> Options:
-        """Validated options from the measure's own fields (unknown ones refused).
-
-        The default converts each value to the type of its field's default and builds the
-        dataclass, whose ``__post_init__`` may check further; measures with richer rules
-        override it.
+        """Validated options from the measure's own fields (unknown ones refused; None
+        stands for an option's default).
 
         Raises:
             ConfigError: An unknown option or a bad value.
         """
-        defaults = self.check_own(own)
-        values = {
-            k: coerce(own.get(k, v), v, f"{self.name} option {k}") for k, v in defaults.items()
-        }
+        self.check_own(own)
         bootstrap = validate.check_count(bootstrap, "bootstrap resamples")
         if bootstrap and not self.has_bootstrap:
             raise ConfigError(f"{self.name} has no bootstrap interval (use --bootstrap 0)")
-        return self.options_type(
-            test=self.name,
+        common = dict(
             permutations=validate.check_count(permutations, "permutations"),
             seed=check_seed(seed),
             bootstrap=bootstrap,
             device=check_device(device),
-            **values,
         )
+        return self.build(common, {k: v for k, v in own.items() if v is not None})
+
+    def build(self, common: dict[str, Any], own: dict[str, Any]) -> Options:
+        """The options object from checked common fields and the given own options.
+
+        The default converts each value to the type of its field's default (text from the
+        command line included) and builds the dataclass, whose ``__post_init__`` may check
+        further; measures with richer rules override it.
+        """
+        values = {
+            k: coerce(own.get(k, v), v, f"{self.name} option {k}")
+            for k, v in self.defaults().items()
+        }
+        return self.options_type(test=self.name, **common, **values)
 
     def check_own(self, own: Mapping[str, Any]) -> dict[str, Any]:
         """The measure's defaults, after refusing any option in ``own`` it does not have.

@@ -40,6 +40,7 @@ from semwh.measures.base import (
     check_choice,
     check_device,
     check_seed,
+    coerce,
 )
 from semwh.seeds import derive_seed
 from semwh.validate import check_count
@@ -144,32 +145,10 @@ class SimilarityMeasure(Measure):
         made = SimilarityOptions.make(self.name)
         return {k: getattr(made, k) for k in (*made.settings(), "normalise")}
 
-    def make_options(
-        self,
-        *,
-        permutations: int = 0,
-        seed: int | None = None,
-        bootstrap: int = 0,
-        device: str = "cpu",
-        **own: Any,
-    ) -> Options:
-        self.check_own(own)
-        own = {k: v for k, v in own.items() if v is not None}
-        if "tie_tol" in own and isinstance(own["tie_tol"], str):
-            try:
-                own["tie_tol"] = float(own["tie_tol"])
-            except ValueError:
-                raise ConfigError(
-                    f"2 vs 2 tie tolerance must be a number, got {own['tie_tol']!r}"
-                ) from None
-        return SimilarityOptions.make(
-            self.name,
-            permutations=permutations,
-            seed=seed,
-            bootstrap=bootstrap,
-            device=device,
-            **own,
-        )
+    def build(self, common: dict[str, Any], own: dict[str, Any]) -> Options:
+        if isinstance(own.get("tie_tol"), str):
+            own["tie_tol"] = coerce(own["tie_tol"], TIE_TOL, "2 vs 2 tie tolerance")
+        return SimilarityOptions.make(self.name, **common, **own)
 
     @property
     def has_bootstrap(self) -> bool:

@@ -12,7 +12,15 @@ from semwh.analyze.cka import CKA_ESTIMATORS
 from semwh.analyze.knn import DEFAULT_K
 from semwh.analyze.regression import DEFAULT_PENALTIES, REGRESSION_DISTANCES, REGRESSION_TIE_TOL
 from semwh.errors import ConfigError
-from semwh.measures.base import FEATURES, Measure, Options, check_choice, check_device, check_seed
+from semwh.measures.base import (
+    FEATURES,
+    Measure,
+    Options,
+    check_choice,
+    check_device,
+    check_seed,
+    coerce,
+)
 from semwh.validate import check_count
 
 
@@ -127,30 +135,14 @@ class VectorMeasure(Measure):
     def defaults(self) -> dict[str, Any]:
         return VectorOptions.make(self.name).settings()
 
-    def make_options(
-        self,
-        *,
-        permutations: int = 0,
-        seed: int | None = None,
-        bootstrap: int = 0,
-        device: str = "cpu",
-        **own: Any,
-    ) -> Options:
-        self.check_own(own)
-        if check_count(bootstrap, "bootstrap resamples"):
-            raise ConfigError(f"{self.name} has no bootstrap interval (use --bootstrap 0)")
-        own = {k: v for k, v in own.items() if v is not None}
+    def build(self, common: dict[str, Any], own: dict[str, Any]) -> Options:
         if isinstance(own.get("penalties"), str):
             own["penalties"] = [p for p in own["penalties"].split(",") if p.strip()]
-        for key, kind in (("k", float), ("tie_tol", float)):
+        for key in ("k", "tie_tol"):
             if isinstance(own.get(key), str):
-                try:
-                    own[key] = kind(own[key])
-                except ValueError:
-                    raise ConfigError(f"{self.name} option {key} must be a number") from None
-        return VectorOptions.make(
-            self.name, permutations=permutations, seed=seed, device=device, **own
-        )
+                own[key] = coerce(own[key], 0.0, f"{self.name} option {key}")
+        del common["bootstrap"]
+        return VectorOptions.make(self.name, **common, **own)
 
     def common(self, spec: Any) -> dict[str, Any]:
         """The arguments every statistic of :mod:`semwh.analyze` takes for ``spec``."""
