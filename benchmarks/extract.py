@@ -34,7 +34,7 @@ from semwh.extract.batches import (
     run_shard,
 )
 from semwh.extract.hooks import Pooling, PoolingHooks
-from semwh.extract.models import load_model
+from semwh.extract.networks import load_model
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "imagenet-200"
 MODELS = (

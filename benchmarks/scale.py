@@ -186,7 +186,7 @@ def extraction(n_images: int, batch: int, workers: int) -> None:
 
     from semwh.extract.batches import ProbedModel, extract_batch, run_shard
     from semwh.extract.hooks import parse_pooling
-    from semwh.extract.models import load_model, resolve_layers
+    from semwh.extract.networks import load_model, resolve_layers
 
     device = torch.device("cuda")
     loaded = load_model("resnet50", weights="none")

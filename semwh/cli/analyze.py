@@ -70,7 +70,7 @@ def _compare(
     from semwh import measures, runs
     from semwh.resources import parse_bytes
     from semwh.runs.options import MEASURES, TESTS
-    from semwh.runs.store import vertical
+    from semwh.runs.result_rows import vertical
 
     def show(plan: Any) -> None:
         for line in plan.lines():
@@ -162,7 +162,7 @@ def list_measures() -> None:
 
 def _print_subjects(wh: Any, test: str, row: Any) -> None:
     """A result against a target with subjects: its subjects, ceiling and inference."""
-    from semwh.runs.store import subject_tables
+    from semwh.runs.result_rows import subject_tables
 
     with wh.session() as session:
         subjects, inference = subject_tables(session, test, row.result_id)
@@ -379,7 +379,7 @@ def diff(
     """
     from semwh.runs.difference import diff as run_diff
     from semwh.runs.difference import diff_table
-    from semwh.runs.store import vertical
+    from semwh.runs.result_rows import vertical
 
     row = run_diff(
         state(ctx).warehouse(),
@@ -392,7 +392,7 @@ def diff(
         force=force,
     )
     print_table(vertical(diff_table([row])), title="results_diff")
-    from semwh.runs.store import subject_tables
+    from semwh.runs.result_rows import subject_tables
 
     wh = state(ctx).warehouse()
     with wh.session() as session:
@@ -417,7 +417,7 @@ def recovery(
     Example: semwh analyze recovery --model efficientnet_lite0 --words glove-6b-50d
     """
     from semwh import runs
-    from semwh.runs.store import summary_table
+    from semwh.runs.result_rows import summary_table
 
     rows = runs.recovery(
         state(ctx).warehouse(),
@@ -500,7 +500,7 @@ def sweep(
     Example: semwh analyze sweep --models efficientnet_lite0 --words glove-6b-50d --seed 7
     """
     from semwh import runs
-    from semwh.runs.store import summary_table
+    from semwh.runs.result_rows import summary_table
     from semwh.runs.sweep import SweepOptions
 
     options = SweepOptions(

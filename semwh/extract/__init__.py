@@ -12,7 +12,7 @@ averaged into spaces by ``finalize``).
 from semwh.extract.batches import ProbedModel, extract_batch
 from semwh.extract.hooks import Pooling, parse_pooling
 from semwh.extract.job import ExtractionSummary, finished_extraction, run_extraction
-from semwh.extract.models import LoadedModel, available_models, load_model, resolve_layers
+from semwh.extract.networks import LoadedModel, available_models, load_model, resolve_layers
 from semwh.extract.options import ExtractionOptions
 from semwh.extract.plan import ExtractionPlan, LayerPlan
 from semwh.extract.preprocess import Preprocessing

@@ -110,7 +110,7 @@ def describe_model(
     """
     from semwh.extract.batches import ProbedModel, probe_shapes
     from semwh.extract.hooks import parse_pooling
-    from semwh.extract.models import load_model, resolve_layers
+    from semwh.extract.networks import load_model, resolve_layers
 
     loaded = load_model(reference, weights="none", preprocessing=preprocessing, layouts=layouts)
     pool = parse_pooling(pooling, token_pooling)

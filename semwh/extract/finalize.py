@@ -13,7 +13,7 @@ from functools import partial
 import numpy as np
 from sqlalchemy import delete, select
 
-from semwh.extract.models import LoadedModel
+from semwh.extract.networks import LoadedModel
 from semwh.extract.plan import ExtractionPlan
 from semwh.extract.rows import extraction_versions, with_busy_retry
 from semwh.vectors import save_space

@@ -36,7 +36,7 @@ from semwh.extract.decode import resolve_decoder
 from semwh.extract.digests import WeightsDigests
 from semwh.extract.finalize import finalize_run
 from semwh.extract.hooks import Pooling, parse_pooling
-from semwh.extract.models import (
+from semwh.extract.networks import (
     ModelSpec,
     build_model,
     model_spec,

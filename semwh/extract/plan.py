@@ -11,7 +11,7 @@ from semwh.errors import ResourceError
 from semwh.extract.batches import ProbedModel, probe_shapes
 from semwh.extract.hooks import Pooling
 from semwh.extract.layouts import Layout
-from semwh.extract.models import LoadedModel
+from semwh.extract.networks import LoadedModel
 from semwh.resources import available_ram, human_bytes
 from semwh.warehouse.layout import Warehouse
 

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from semwh.errors import ConfigError, DuplicateError, WarehouseBusyError
 from semwh.extract.hooks import Pooling
 from semwh.extract.layouts import Layout, parse_layout
-from semwh.extract.models import LoadedModel
+from semwh.extract.networks import LoadedModel
 from semwh.extract.plan import LayerPlan
 from semwh.extract.spec import ModelIdentity
 from semwh.version import __version__

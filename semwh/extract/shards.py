@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from semwh.errors import ConfigError, DuplicateError, VectorFileError
 from semwh.extract.batches import ProbedModel, ShardOutput, run_shard
-from semwh.extract.models import LoadedModel
+from semwh.extract.networks import LoadedModel
 from semwh.extract.plan import ExtractionPlan
 from semwh.extract.rows import ImageRow, with_busy_retry
 from semwh.ingest.image_checks import RecordedImage, check_images, image_file

@@ -4,7 +4,7 @@ A model source (:mod:`semwh.extract.sources`) turns a reference (``timm:NAME``,
 ``openclip:MODEL@TAG``, ...) into a :class:`ModelSpec`: the registry name, the weights identity,
 the preprocessing, builders of the network and its default probe layers (block outputs in depth
 order). Each source is one :class:`ModelSource` subclass in one file; this module imports no
-source, so the sources depend on it and the registry and :mod:`semwh.extract.models` depend on
+source, so the sources depend on it and the registry and :mod:`semwh.extract.networks` depend on
 the sources, in that one direction.
 """
 
@@ -40,7 +40,7 @@ _SKIP_TYPES = (nn.Dropout, nn.Dropout2d, nn.Identity)
 class ModelIdentity:
     """What identifies a model in the registry and in a run's parameters.
 
-    Attributes: as :class:`semwh.extract.models.LoadedModel`'s of the same names.
+    Attributes: as :class:`semwh.extract.networks.LoadedModel`'s of the same names.
     """
 
     name: str
@@ -80,7 +80,7 @@ class ModelSpec:
     Attributes:
         name: Registry name.
         architecture: Architecture name.
-        weights: The weights label (as :attr:`semwh.extract.models.LoadedModel.weights`).
+        weights: The weights label (as :attr:`semwh.extract.networks.LoadedModel.weights`).
         seed: Seed of the random initialisation (None for trained weights).
         preprocessing: How images are turned into the model's input.
         weights_paths: The files whose SHA-256 identifies the weights when they all exist

@@ -54,10 +54,10 @@ from semwh.ingest.sources import (
 )
 from semwh.names import check_name
 from semwh.runs.provenance import sha256_text
+from semwh.text.loaders import resolve_source as resolve_text_source
+from semwh.text.loaders import tokenizer_digest, weights_digest
 from semwh.text.sentence import FORMAT as SENTENCE_FORMAT
 from semwh.text.sentence import encode, load_sentence_model
-from semwh.text.sources import resolve_source as resolve_text_source
-from semwh.text.sources import tokenizer_digest, weights_digest
 from semwh.text.texts import concept_fields, concept_texts, resolve_template
 from semwh.vectors import prepare_space, register_space, version_swap
 from semwh.vectors.store import space_files_intact

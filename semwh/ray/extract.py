@@ -25,7 +25,7 @@ from semwh.extract.batches import ProbedModel, extract_batch, top_predictions
 from semwh.extract.hooks import Pooling
 from semwh.extract.job import ExtractionSummary, run_extraction
 from semwh.extract.layouts import parse_layout
-from semwh.extract.models import LoadedModel, load_model
+from semwh.extract.networks import LoadedModel, load_model
 from semwh.extract.options import ExtractionOptions
 from semwh.extract.plan import ExtractionPlan
 from semwh.extract.preprocess import Preprocessing

@@ -27,7 +27,7 @@ from semwh.runs.recovery import (
     run_recovery_layer,
     sweep_recovery_table,
 )
-from semwh.runs.store import comparison_table
+from semwh.runs.result_rows import comparison_table
 from semwh.runs.sweep import Skipped, SweepResult, run_or_skip, sweep
 
 __all__ = [

@@ -19,7 +19,7 @@ from semwh.analyze.subjects import MIN_RESAMPLES, as_similarities, normalise_rdm
 from semwh.errors import ConfigError, DegenerateInputError
 from semwh.measures import SIMILARITIES, get, similarity_measures
 from semwh.measures.base import Allocate, Options
-from semwh.runs import store
+from semwh.runs import result_rows
 from semwh.runs.options import ComparisonOptions
 from semwh.runs.plan import AnalysisPlan, check_analysis_plan, plan_spec
 from semwh.runs.provenance import concepts_sha256, draw_seed
@@ -278,30 +278,30 @@ def concept_bootstrap_values(spec: ComparisonSpec, n_bootstrap: int, seed: int) 
 
 def find_stored(
     session: Session, spec: ComparisonSpec, *, any_seed: bool
-) -> store.ComparisonRow | None:
+) -> result_rows.ComparisonRow | None:
     """The newest stored row computed from the same inputs with the same options.
 
-    Every input that changes a number is part of the key (:func:`store.matching_rows`): both
+    Every input that changes a number is part of the key (:func:`result_rows.matching_rows`): both
     spaces' content hashes, the concept set, similarity, method or distance, tie tolerance,
     permutations, seed, bootstrap size and the algorithm's version.
     """
-    rows = store.matching_rows(session, spec, any_seed=any_seed)
+    rows = result_rows.matching_rows(session, spec, any_seed=any_seed)
     return rows[0] if rows else None
 
 
-def lookup(wh: Warehouse, spec: ComparisonSpec) -> store.ComparisonRow | None:
+def lookup(wh: Warehouse, spec: ComparisonSpec) -> result_rows.ComparisonRow | None:
     """A stored row for ``spec``; with no seed given, a row of any seed counts as the same."""
     with wh.session() as session:
         return lookup_in(session, spec)
 
 
-def lookup_in(session: Session, spec: ComparisonSpec) -> store.ComparisonRow | None:
+def lookup_in(session: Session, spec: ComparisonSpec) -> result_rows.ComparisonRow | None:
     """:func:`lookup` inside the caller's session (a sweep looks many up at once)."""
     any_seed = spec.options.needs_seed and spec.options.seed is None
     return find_stored(session, spec, any_seed=any_seed)
 
 
-def save_record(wh: Warehouse, record: ResultRecord) -> store.ComparisonRow:
+def save_record(wh: Warehouse, record: ResultRecord) -> result_rows.ComparisonRow:
     """Store a record in one transaction.
 
     Results are never replaced: a recomputation adds a row, and older rows stay as history
@@ -311,9 +311,9 @@ def save_record(wh: Warehouse, record: ResultRecord) -> store.ComparisonRow:
         return save_in(session, record)
 
 
-def save_in(session: Session, record: ResultRecord) -> store.ComparisonRow:
+def save_in(session: Session, record: ResultRecord) -> result_rows.ComparisonRow:
     """:func:`save_record` inside the caller's transaction."""
-    return store.add_comparison(session, record)
+    return result_rows.add_comparison(session, record)
 
 
 def compare(
@@ -334,7 +334,7 @@ def compare(
     memory: int | None = None,
     on_plan: Callable[[AnalysisPlan], None] | None = None,
     normalise: str = "none",
-) -> store.ComparisonRow:
+) -> result_rows.ComparisonRow:
     """Compare two stored spaces over their shared concepts and store the result.
 
     An identical analysis already stored (same space contents, concepts, options, number of
@@ -405,7 +405,7 @@ def compare_spec(
     fallback_seed: int | None = None,
     memory: int | None = None,
     on_plan: Callable[[AnalysisPlan], None] | None = None,
-) -> store.ComparisonRow:
+) -> result_rows.ComparisonRow:
     """Return the stored row for ``spec`` or plan, run and store it.
 
     ``fallback_seed`` is used when the spec has no seed and one is needed (a sweep passes a
@@ -431,4 +431,4 @@ def compare_spec(
 def permutation_null(wh: Warehouse, test: str, result_id: int) -> list[float] | None:
     """The stored permutation null of a result, in the order the permutations were drawn."""
     with wh.session() as session:
-        return store.null_values(session, test, result_id)
+        return result_rows.null_values(session, test, result_id)

@@ -27,7 +27,7 @@ from semwh.analyze.difference import (
 from semwh.analyze.subjects import SubjectTest, subject_tests
 from semwh.errors import ConfigError, NotFoundError
 from semwh.measures import analysis_version
-from semwh.runs import families, store
+from semwh.runs import families, result_rows
 from semwh.runs.comparison import plan_comparison
 from semwh.runs.options import check_seed
 from semwh.runs.plan import check_counts
@@ -79,7 +79,7 @@ def _spec(wh: Warehouse, session: Session, test: str, row: Any) -> ComparisonSpe
     spec = plan_comparison(
         load_space(wh, row.space_a),
         load_space(wh, row.space_b),
-        store.stored_options(test, row),
+        result_rows.stored_options(test, row),
         hashes,
     )
     if spec.concepts_sha256 != row.concepts_sha256:
@@ -104,7 +104,7 @@ def diff_inputs(wh: Warehouse, first: str, second: str) -> DiffInputs:
     rows = []
     with wh.session() as session:
         for test, result_id in refs:
-            row = store.get_comparison(session, test, result_id)
+            row = result_rows.get_comparison(session, test, result_id)
             if row is None:
                 raise NotFoundError(f"no {test} result {result_id}")
             rows.append(row)
@@ -150,7 +150,7 @@ def paired_over_subjects(
     ):
         return None
     values = [
-        store.subject_values(session, test, result_id)
+        result_rows.subject_values(session, test, result_id)
         for test, result_id in (inputs.first, inputs.second)
     ]
     if any(len(v) != len(first.subjects) for v in values):
@@ -237,7 +237,7 @@ def diff_in(
         "concepts_sha256": spec_a.concepts_sha256,
         "analysis_version": diff_version(inputs),
     }
-    run = store.add_analysis_run(
+    run = result_rows.add_analysis_run(
         session,
         "diff",
         params,
@@ -279,7 +279,7 @@ def diff_in(
     paired = paired_over_subjects(session, inputs, seed)
     if paired is not None:
         n_subjects, tests = paired
-        for inference in store.inference_rows(
+        for inference in result_rows.inference_rows(
             "diff", row.result_id, n_subjects, {"tests": tests}, prefix="paired_"
         ):
             session.add(inference)

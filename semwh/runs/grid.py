@@ -32,7 +32,7 @@ from semwh.analyze import MIN_CONCEPTS
 from semwh.analyze.maxstat import PeakDepth, max_statistic, peak_depth
 from semwh.errors import ConfigError, DegenerateInputError, NotFoundError
 from semwh.progress import Progress, check_progress
-from semwh.runs import families, store
+from semwh.runs import families, result_rows
 from semwh.runs.comparison import concept_bootstrap_values, plan_comparison
 from semwh.runs.options import check_choice, check_count
 from semwh.runs.provenance import canonical_json, concepts_sha256, derive_seed, draw_seed
@@ -337,7 +337,7 @@ def _run_grid(
     skipped = ran.skipped
     members = [families.member(r) for r in ran.rows]
     statistic = {
-        (store.test_of(r), r.result_id): value
+        (result_rows.test_of(r), r.result_id): value
         for r, value in zip(ran.rows, _statistics(ran.rows), strict=True)
     }
 
@@ -369,7 +369,7 @@ def _run_grid(
                 )
             stats = [statistic[(test, found[k].result_id)] for k in kept]  # type: ignore[union-attr]
             nulls = [
-                store.null_values(session, test, found[k].result_id)  # type: ignore[union-attr]
+                result_rows.null_values(session, test, found[k].result_id)  # type: ignore[union-attr]
                 for k in kept
             ]
             outcome = max_statistic(stats, np.asarray(nulls, dtype=np.float64))
@@ -377,7 +377,7 @@ def _run_grid(
             if params["kind"] == "peak" and params["bootstrap"] > 0:
                 peak = _peak(specs, kept, stats, depths, params)
             tested.append((test, outcome, peak, kept))
-        run = store.add_analysis_run(
+        run = result_rows.add_analysis_run(
             session,
             params["kind"],
             {**params, "sweep_id": sweep_id, "skipped": [s.to_dict() for s in skipped]},
@@ -453,10 +453,10 @@ def _run_grid(
     return GridResult(sweep_id, grids, cells, computed=ran.computed, skipped=skipped)
 
 
-def _statistics(rows: Sequence[store.ComparisonRow]) -> list[float]:
+def _statistics(rows: Sequence[result_rows.ComparisonRow]) -> list[float]:
     """Each stored row's statistic (accuracy, rho or a measure's), read as every table reads
-    it (:func:`semwh.runs.store.comparison_table`)."""
-    return [float(v) for v in store.comparison_table(rows).column("statistic").to_pylist()]
+    it (:func:`semwh.runs.result_rows.comparison_table`)."""
+    return [float(v) for v in result_rows.comparison_table(rows).column("statistic").to_pylist()]
 
 
 def _finite(value: float) -> float | None:

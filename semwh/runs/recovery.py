@@ -16,7 +16,7 @@ from semwh.analyze import MIN_CONCEPTS, RecoveryResult
 from semwh.analyze import recovery as analyze_recovery
 from semwh.errors import DegenerateInputError, NotFoundError
 from semwh.measures import analysis_version
-from semwh.runs import families, store
+from semwh.runs import families, result_rows
 from semwh.runs.provenance import concepts_sha256, params_sha256
 from semwh.vectors import SpaceVectors, get_space, layer_spaces, load_image_vectors, load_space
 from semwh.warehouse.layout import Warehouse
@@ -319,7 +319,7 @@ def recovery(
     with wh.session() as session:
         rows: list[ResultRecovery] = []
         if computed:
-            run = store.add_analysis_run(
+            run = result_rows.add_analysis_run(
                 session,
                 "recovery",
                 {

@@ -28,7 +28,7 @@ from semwh.measures import SIMILARITIES, Options
 from semwh.measures.similarity import SimilarityOptions
 from semwh.names import name_list
 from semwh.progress import Progress, report
-from semwh.runs import store
+from semwh.runs import result_rows
 from semwh.runs.comparison import lookup_in, run_comparison, save_in, with_seed
 from semwh.runs.options import (
     check_choice,
@@ -124,11 +124,11 @@ class FamilyRun:
         computed: How many comparisons were computed (the rest were found stored or skipped).
     """
 
-    outcomes: list[store.ComparisonRow | Skipped] = field(default_factory=list)
+    outcomes: list[result_rows.ComparisonRow | Skipped] = field(default_factory=list)
     computed: int = 0
 
     @property
-    def rows(self) -> list[store.ComparisonRow]:
+    def rows(self) -> list[result_rows.ComparisonRow]:
         return [o for o in self.outcomes if not isinstance(o, Skipped)]
 
     @property
@@ -173,7 +173,7 @@ def run_family(
         DegenerateInputError: With ``strict``, a degenerate comparison.
     """
     what = what or family
-    slots: list[store.ComparisonRow | Skipped | None] = []
+    slots: list[result_rows.ComparisonRow | Skipped | None] = []
     pending: list[tuple[int, ComparisonSpec]] = []
     done = 0
     report(progress, what, done, total)
@@ -227,7 +227,7 @@ def run_family(
 def _commit(
     wh: Warehouse,
     buffer: list[tuple[int, ResultRecord]],
-    slots: list[store.ComparisonRow | Skipped | None],
+    slots: list[result_rows.ComparisonRow | Skipped | None],
 ) -> None:
     """Store the buffered records in one transaction and empty the buffer."""
     if not buffer:

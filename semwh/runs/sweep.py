@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from semwh.errors import ConfigError, DegenerateInputError, NotFoundError
 from semwh.progress import Progress, check_progress
-from semwh.runs import families, store
+from semwh.runs import families, result_rows
 from semwh.runs.comparison import plan_comparison
 from semwh.runs.provenance import derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec
@@ -73,7 +73,7 @@ class SweepResult:
     sweep_id: int
     analysis_id: int | None
     seed: int | None
-    rows: list[store.ComparisonRow] = field(default_factory=list)
+    rows: list[result_rows.ComparisonRow] = field(default_factory=list)
     recovery: list[ResultRecovery] = field(default_factory=list)
     p_fdr: families.FDR = field(default_factory=dict)
     computed: int = 0
@@ -346,7 +346,7 @@ def _run_sweep(
         record = dict(params)
         record["sweep_id"] = sweep_id
         record["skipped"] = [item.to_dict() for item in skipped]
-        run = store.add_analysis_run(
+        run = result_rows.add_analysis_run(
             session,
             "sweep",
             record,
@@ -379,14 +379,14 @@ def _run_sweep(
 
 def _control_diffs(
     wh: Warehouse,
-    rows: Sequence[store.ComparisonRow],
+    rows: Sequence[result_rows.ComparisonRow],
     sweep_seed: int | None,
     force: bool,
 ) -> list[ResultDiff]:
     """Each trained layer's result minus the same layer's result in its random control."""
     from semwh.runs.difference import diff_in, diff_inputs, diff_tests
 
-    by_key = {(store.test_of(r), r.space_a, r.space_b): r for r in rows}
+    by_key = {(result_rows.test_of(r), r.space_a, r.space_b): r for r in rows}
     out: list[ResultDiff] = []
     for (test, space_a, space_b), row in by_key.items():
         model, sep, layer = space_a.partition("/")
@@ -414,7 +414,11 @@ def _control_diffs(
     return out
 
 
-def _reload(wh: Warehouse, rows: Sequence[store.ComparisonRow]) -> list[store.ComparisonRow]:
+def _reload(
+    wh: Warehouse, rows: Sequence[result_rows.ComparisonRow]
+) -> list[result_rows.ComparisonRow]:
     with wh.session() as session:
-        fresh = [store.get_comparison(session, store.test_of(r), r.result_id) for r in rows]
+        fresh = [
+            result_rows.get_comparison(session, result_rows.test_of(r), r.result_id) for r in rows
+        ]
     return [row for row in fresh if row is not None]

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from semwh import measures
 from semwh.errors import ConfigError, NotFoundError, SemwhError
 from semwh.measures import analysis_version
-from semwh.runs import store
+from semwh.runs import result_rows
 from semwh.runs.comparison import plan_comparison, run_comparison
 from semwh.runs.provenance import concepts_sha256, library_versions
 from semwh.runs.recovery import recovery_inputs, run_recovery_layer, top1_predictions
@@ -69,7 +69,7 @@ def _row(session: Session, test: str, result_id: int) -> Any:
     """The stored row of ``test`` with ``result_id`` (None: none of that test)."""
     if test in _OTHER_MODELS:
         return session.get(_OTHER_MODELS[test], result_id)
-    return store.get_comparison(session, test, result_id)
+    return result_rows.get_comparison(session, test, result_id)
 
 
 @dataclass(frozen=True)
@@ -296,7 +296,7 @@ def _verify_comparison(checker: _Checker, session: Session, test: str, row: Resu
     superseded = _superseded_method(test, row, b)
     if superseded is not None:
         return verdict(SUPERSEDED, superseded)
-    options = store.stored_options(test, row)
+    options = result_rows.stored_options(test, row)
     hashes = {row.space_a: row.space_a_sha256, row.space_b: row.space_b_sha256}
     wnids = None
     if concepts_sha256(sorted(set(a.wnids) & set(b.wnids))) != row.concepts_sha256:
@@ -313,7 +313,7 @@ def _verify_comparison(checker: _Checker, session: Session, test: str, row: Resu
         record = run_comparison(plan_comparison(a, b, options, hashes, wnids=wnids))
     except SemwhError as exc:
         return verdict(DRIFTED, f"recomputing fails now: {exc}", float("inf"))
-    null = store.null_values(session, test, row.result_id) or []
+    null = result_rows.null_values(session, test, row.result_id) or []
     fresh_null = [] if record.null is None else [float(v) for v in record.null]
     stored: list[float | None] = [
         row.statistic,
@@ -355,15 +355,19 @@ def _subject_numbers(
     """A target-with-subjects result's own numbers, stored and recomputed, in one order: each
     subject's statistic, the ceiling, every test and interval over subjects or both."""
     extra = record.extra or {}
-    stored: list[float | None] = [v for _, v in store.subject_values(session, test, row.result_id)]
+    stored: list[float | None] = [
+        v for _, v in result_rows.subject_values(session, test, row.result_id)
+    ]
     fresh: list[float | None] = [float(v) for v in extra.get("subject_values") or []]
     nothing: list[float | None] = [float("nan")]
     ceiling = extra.get("ceiling")
     stored += [row.ceiling_lower, row.ceiling_upper]
     fresh += [None, None] if ceiling is None else [ceiling.lower, ceiling.upper]
-    _, table = store.subject_tables(session, test, row.result_id)
+    _, table = result_rows.subject_tables(session, test, row.result_id)
     kept = {r["method"]: r for r in table.to_pylist() if r["method"] != "permutation"}
-    again = {r.method: r for r in store.inference_rows(test, row.result_id, len(fresh), extra)}
+    again = {
+        r.method: r for r in result_rows.inference_rows(test, row.result_id, len(fresh), extra)
+    }
     for method in sorted(set(kept) | set(again)):
         if method not in kept or method not in again:
             return stored, fresh + nothing  # a test or interval appeared or vanished
@@ -476,7 +480,7 @@ def _verify_diff(checker: _Checker, session: Session, row: ResultDiff) -> Verdic
     def opt(value: float) -> float | None:
         return float(value) if np.isfinite(value) else None
 
-    null = store.null_values(session, "diff", row.result_id) or []
+    null = result_rows.null_values(session, "diff", row.result_id) or []
     stored = [row.difference, row.ci_low, row.ci_high, row.p_value, *null]
     now = [fresh.difference, opt(fresh.ci_low), opt(fresh.ci_high), fresh.p_value]
     now += [float(v) for v in fresh.null]

@@ -6,8 +6,8 @@
 """
 
 from semwh.text.hidden import POOLINGS, HiddenLayers, hidden_layers, pool_tokens
+from semwh.text.loaders import PACKAGES, load_text_model, resolve_source
 from semwh.text.run import KIND, EmbedSummary, embed_text_model, text_layer_spaces
-from semwh.text.sources import PACKAGES, load_text_model, resolve_source
 from semwh.text.texts import TEMPLATES, concept_texts, resolve_template
 
 __all__ = [

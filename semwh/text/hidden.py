@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from semwh.errors import ConfigError
-from semwh.text.sources import LoadedTextModel
+from semwh.text.loaders import LoadedTextModel
 
 POOLINGS = ("mean", "cls", "last")
 

@@ -30,7 +30,7 @@ from semwh.runs.provenance import (
     semwh_version,
 )
 from semwh.text.hidden import check_pooling, hidden_layers
-from semwh.text.sources import LoadedTextModel, load_text_model, resolve_source
+from semwh.text.loaders import LoadedTextModel, load_text_model, resolve_source
 from semwh.text.texts import concept_fields, concept_texts, resolve_template
 from semwh.vectors import layer_spaces, prepare_space, register_space, version_swap
 from semwh.vectors.store import space_files_intact

@@ -14,7 +14,7 @@ import numpy as np
 
 from semwh.custom_code import refuse_custom_code
 from semwh.errors import ConfigError, MissingDependencyError
-from semwh.text.sources import TextSource
+from semwh.text.loaders import TextSource
 
 FORMAT = "sentence-transformers"
 
@@ -31,7 +31,7 @@ def load_sentence_model(source: TextSource, device: str = "cpu"):  # noqa: ANN20
         raise MissingDependencyError(
             "--format sentence-transformers needs sentence-transformers: pip install 'semwh[text]'"
         ) from exc
-    from semwh.text.sources import _quiet
+    from semwh.text.loaders import _quiet
 
     refuse_custom_code(source.location)
     with _quiet():

@@ -19,7 +19,7 @@ from semwh.errors import ConfigError
 from semwh.ingest import ingest_rdm
 from semwh.results.named import run_query
 from semwh.results.report import build_report
-from semwh.runs import store
+from semwh.runs import result_rows
 from semwh.runs.comparison import concept_bootstrap_values, plan_comparison
 from semwh.runs.grid import grid, peak_layer
 from semwh.runs.options import options_for
@@ -89,7 +89,7 @@ def test_grid_is_one_family_with_a_max_statistic_test(warehouse: Warehouse) -> N
                 (i, j) for i in range(3) for j in range(2)
             ]
             assert g.n_concepts == len(WNIDS) - 1  # the concepts every space has
-            nulls = [store.null_values(s, g.test, c.result_id) for c in cells]
+            nulls = [result_rows.null_values(s, g.test, c.result_id) for c in cells]
             again = max_statistic([c.statistic for c in cells], nulls)
             assert [c.p_fwe for c in cells] == pytest.approx(list(again.p_fwe), abs=1e-12)
             assert json.loads(g.null_max) == pytest.approx(list(again.null), abs=1e-12)
@@ -216,13 +216,14 @@ def test_a_grid_of_every_measure_relabels_side_b_alike_in_every_cell(
         for g in result.grids:
             cells = result.cells[g.grid_id]
             nulls = {
-                (c.space_a, c.space_b): store.null_values(s, g.test, c.result_id) for c in cells
+                (c.space_a, c.space_b): result_rows.null_values(s, g.test, c.result_id)
+                for c in cells
             }
             base = nulls[("vis/l1", "words")]
             assert base is not None and len(set(base)) > 1, g.test
             for key in [("copy", "words"), ("vis/l1", "words2"), ("copy", "words2")]:
                 assert nulls[key] == base, (g.test, key)
-            stored = [store.get_comparison(s, g.test, c.result_id) for c in cells]
+            stored = [result_rows.get_comparison(s, g.test, c.result_id) for c in cells]
             assert [r.statistic for r in stored] == [c.statistic for c in cells]
             assert {r.seed for r in stored} == {g.seed} == {6}
             again = max_statistic(

@@ -482,7 +482,7 @@ def _table_counts(wh: Warehouse) -> dict[str, int]:
 
 def test_0008_moves_every_result_and_every_saved_read_returns_the_same(tmp_path: Path) -> None:
     from semwh.runs.options import ComparisonOptions, MeasureOptions
-    from semwh.runs.store import option_settings
+    from semwh.runs.result_rows import option_settings
     from semwh.warehouse.models import Result, options_sha256
 
     wh = Warehouse(tmp_path, f"duckdb:///{tmp_path / 'registry.duckdb'}")

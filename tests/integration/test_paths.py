@@ -12,7 +12,7 @@ import pytest
 from semwh import runs
 from semwh.errors import ConfigError
 from semwh.ingest import ingest_rdm
-from semwh.runs import store
+from semwh.runs import result_rows
 from semwh.runs.comparison import (
     comparison_null,
     content_hashes,
@@ -65,8 +65,8 @@ def spaces(warehouse, world, tmp_path):
 
 def numbers(wh, test: str, row) -> tuple:
     with wh.session() as session:
-        null = store.null_values(session, test, row.result_id)
-        subjects = store.subject_values(session, test, row.result_id)
+        null = result_rows.null_values(session, test, row.result_id)
+        subjects = result_rows.subject_values(session, test, row.result_id)
     value = (
         row.statistic if hasattr(row, "statistic") else (row.rho if test == "rsa" else row.accuracy)
     )
@@ -96,7 +96,7 @@ def test_single_sweep_grid_peak_and_blocks_give_one_number(spaces, world) -> Non
                 wh, layer, target, test, permutations=PERMUTATIONS, seed=SEED, force=True
             )
             with wh.session() as session:
-                cell_row = store.get_comparison(session, test, stored[layer].result_id)
+                cell_row = result_rows.get_comparison(session, test, stored[layer].result_id)
             assert numbers(wh, test, single) == numbers(wh, test, cell_row), (layer, target)
             assert (single.target is not None) == (target == "subjects")
             # The blocked null (what the Ray backend distributes) completes to the same.
@@ -225,7 +225,7 @@ def test_rows_of_the_mean_rdm_method_are_superseded_and_listed_for_recomputation
     layer = world["layers"]["toy"][3]
     current = runs.compare(wh, layer, "subjects", "rsa", permutations=PERMUTATIONS, seed=SEED)
     with wh.session() as session:
-        old = session.get(store.result_model("rsa"), current.result_id)
+        old = session.get(result_rows.result_model("rsa"), current.result_id)
         old.target, old.n_subjects, old.rho, old.analysis_version = None, None, 0.123, 2
     again = runs.compare(wh, layer, "subjects", "rsa", permutations=PERMUTATIONS, seed=SEED)
     assert again.result_id != current.result_id and again.target == "subjects:none"
@@ -272,7 +272,7 @@ def test_subject_numbers_are_verified_and_survive_no_downgrade_silently(spaces, 
     downgrade(wh, "0006")
     upgrade(wh)
     with wh.session() as session:
-        again = session.get(store.result_model("rsa"), row.result_id)
+        again = session.get(result_rows.result_model("rsa"), row.result_id)
         assert (again.target, again.n_subjects, again.ceiling_lower) == (None, None, None)
     assert verify(wh, result=f"rsa:{row.result_id}").verdicts[0].status == "superseded"
     # No curve shows a superseded row as current.

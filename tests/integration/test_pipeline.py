@@ -182,7 +182,7 @@ def test_grid_family_wise_p_comes_from_the_max_statistic_null(
     built: tuple[Warehouse, Path],
 ) -> None:
     from semwh.analyze.maxstat import max_statistic
-    from semwh.runs import store
+    from semwh.runs import result_rows
 
     wh, _ = built
     cells = _rows(wh, "grid_cells")
@@ -197,7 +197,7 @@ def test_grid_family_wise_p_comes_from_the_max_statistic_null(
         assert rows[0]["layer_a"] == "stem" and rows[-1]["layer_a"] == "fc"
         kept = [r for r in rows if r["result_id"] is not None]
         with wh.session() as session:
-            nulls = [store.null_values(session, test, r["result_id"]) for r in kept]
+            nulls = [result_rows.null_values(session, test, r["result_id"]) for r in kept]
         assert all(len(n) == GRID_PERMUTATIONS for n in nulls)
         again = max_statistic([r["statistic"] for r in kept], nulls)
         assert [r["p_fwe"] for r in kept] == pytest.approx(list(again.p_fwe), abs=1e-12)

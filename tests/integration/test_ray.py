@@ -171,7 +171,7 @@ def test_ray_extraction_again_is_unchanged(ray_wh) -> None:
 
 def sweep_numbers(wh: Warehouse, result) -> list[tuple]:
     """Every stored number of a sweep's rows, null distributions included."""
-    from semwh.runs.store import null_values
+    from semwh.runs.result_rows import null_values
 
     out = []
     with wh.session() as session:
@@ -231,7 +231,7 @@ def test_ray_sweep_against_an_rdm_with_subjects_matches_local_exactly(
     subjects, nulls, per-subject values and ceilings as the local backend."""
     from semwh.ingest import ingest_rdm
     from semwh.runs import sweep
-    from semwh.runs.store import subject_values
+    from semwh.runs.result_rows import subject_values
 
     wh, _, _ = local_sweep
     words = load_space(wh, "glove")
@@ -273,7 +273,7 @@ def test_ray_grid_of_every_measure_matches_local_exactly(local_sweep, ray_cluste
     options = {"tests": ["rsa", "cka", "knn"], "k": 3, "permutations": 40, "seed": 9}
 
     def numbers(result) -> list[tuple]:
-        from semwh.runs.store import null_values
+        from semwh.runs.result_rows import null_values
 
         with wh.session() as session:
             return [

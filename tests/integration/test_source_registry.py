@@ -20,7 +20,7 @@ from semwh.errors import ConfigError
 from semwh.extract.batches import ProbedModel, probe_shapes
 from semwh.extract.catalog import list_models
 from semwh.extract.hooks import Pooling
-from semwh.extract.models import build_model, model_spec, resolve_layers
+from semwh.extract.networks import build_model, model_spec, resolve_layers
 from semwh.extract.rows import extraction_versions, run_params
 from semwh.extract.sources import BUILTIN, resolve
 from semwh.extract.spec import ModelSource

@@ -37,7 +37,7 @@ def test_timm_prefix_without_timm_names_the_extra(warehouse, tmp_path: Path) -> 
 
 def test_hf_prefix_without_transformers_names_the_extra(monkeypatch) -> None:
     from semwh.errors import MissingDependencyError
-    from semwh.extract.models import model_spec
+    from semwh.extract.networks import model_spec
 
     # A None entry makes `import transformers` fail as where it is not installed.
     monkeypatch.setitem(sys.modules, "transformers", None)
@@ -51,7 +51,7 @@ def test_hf_prefix_without_transformers_names_the_extra(monkeypatch) -> None:
 def test_openclip_without_open_clip_says_what_to_install(monkeypatch) -> None:
     from semwh.errors import MissingDependencyError
     from semwh.extract.catalog import list_models
-    from semwh.extract.models import model_spec
+    from semwh.extract.networks import model_spec
 
     monkeypatch.setitem(sys.modules, "open_clip", None)
     [entry] = list_models("openclip:*")

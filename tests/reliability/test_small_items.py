@@ -209,7 +209,7 @@ def _tiny_bert(folder: Path) -> None:
 
 def test_broken_text_model_folders_are_one_line(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
-    from semwh.text.sources import load_text_model, resolve_source
+    from semwh.text.loaders import load_text_model, resolve_source
 
     good = tmp_path / "bert"
     _tiny_bert(good)
@@ -235,7 +235,7 @@ def test_broken_vision_model_folders_are_one_line(tmp_path: Path) -> None:
     import torch
     from transformers import ViTConfig, ViTImageProcessor, ViTModel
 
-    from semwh.extract.models import model_spec
+    from semwh.extract.networks import model_spec
 
     good = tmp_path / "vit"
     config = ViTConfig(

@@ -4,7 +4,7 @@ A model reference is ``SOURCE:REF`` (``timm:vit_small_patch16_224``, ``hf:DIR``,
 ``openclip:ViT-B-32@openai``, ``module:PKG.MOD:CALLABLE``); a reference without a known
 prefix is a torchvision model unless a source without prefix claims it
 (``efficientnet_lite0``). Each source builds a :class:`~semwh.extract.spec.ModelSpec`;
-:mod:`semwh.extract.models`, :mod:`semwh.extract.catalog` and the provenance of extraction runs
+:mod:`semwh.extract.networks`, :mod:`semwh.extract.catalog` and the provenance of extraction runs
 read this registry and nothing else.
 
 Outside packages add sources through the entry-point group ``semwh.sources``: the entry

@@ -14,7 +14,7 @@ from semwh.errors import ConfigError, InputError, NotFoundError
 from semwh.extract.batches import ProbedModel, probe_shapes
 from semwh.extract.digests import WeightsDigests
 from semwh.extract.hooks import Pooling
-from semwh.extract.models import (
+from semwh.extract.networks import (
     LoadedModel,
     load_model,
     model_spec,
