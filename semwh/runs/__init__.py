@@ -14,6 +14,7 @@ from semwh.runs.comparison import (
     run_comparison,
     shared_concepts,
 )
+from semwh.runs.grid import GridOptions, GridResult, grid, peak_layer
 from semwh.runs.measures import compare_measure, measure
 from semwh.runs.options import ComparisonOptions, MeasureOptions
 from semwh.runs.provenance import concepts_sha256, derive_seed, draw_seed, library_versions
@@ -28,16 +29,19 @@ from semwh.runs.recovery import (
     sweep_recovery_table,
 )
 from semwh.runs.result_rows import comparison_table
-from semwh.runs.sweep import Skipped, SweepResult, run_or_skip, sweep
+from semwh.runs.sweep import Skipped, SweepOptions, SweepResult, run_or_skip, sweep
 
 __all__ = [
     "ComparisonOptions",
     "ComparisonSpec",
+    "GridOptions",
+    "GridResult",
     "MeasureOptions",
     "RecoveryInputs",
     "RecoveryRecord",
     "ResultRecord",
     "Skipped",
+    "SweepOptions",
     "SweepResult",
     "compare",
     "compare_measure",
@@ -46,8 +50,10 @@ __all__ = [
     "concepts_sha256",
     "derive_seed",
     "draw_seed",
+    "grid",
     "library_versions",
     "measure",
+    "peak_layer",
     "permutation_null",
     "plan_comparison",
     "recovery",
