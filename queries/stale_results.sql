@@ -1,5 +1,5 @@
 -- name: stale_results
--- purpose: Stored results (RSA, 2 vs 2, recovery, CKA, k-NN, regression 2 vs 2) whose
+-- purpose: Stored results (RSA, 2 vs 2, recovery, CKA, k-NN, regression 2 vs 2, plugins) whose
 --   inputs are no longer the spaces' current content (a word space replaced by a new
 --   version, a layer re-extracted with another pooling) or whose spaces are gone, and RSA
 --   and 2 vs 2 results against an RDM stored by the superseded method (against minus the
@@ -12,14 +12,23 @@
 -- param: space VARCHAR = NULL  only results involving this space (NULL: every space)
 -- columns: test, result_id, space_a, space_b, changed, sweeps, created_at, refresh_command
 WITH quoted AS (
-    SELECT measure, result_id,
-        CASE measure WHEN 'cka' THEN ' --estimator ' || '''' || replace(estimator, '''', '''\''''') || ''''
-            WHEN 'knn' THEN ' --k ' || CAST(k AS VARCHAR)
-            ELSE ' --regression-distance ' || '''' || replace(distance, '''', '''\''''') || ''''
+    SELECT m.measure, m.result_id,
+        CASE m.measure WHEN 'cka' THEN ' --estimator ' || '''' || replace(m.estimator, '''', '''\''''') || ''''
+            WHEN 'knn' THEN ' --k ' || CAST(m.k AS VARCHAR)
+            WHEN 'reg2v2' THEN ' --regression-distance ' || '''' || replace(m.distance, '''', '''\''''') || ''''
                 || ' --penalties '
-                || '''' || replace(replace(replace(replace(penalties, '[', ''), ']', ''), ' ', ''), '''', '''\''''') || ''''
-            END AS sweep_options
-    FROM results_measures
+                || '''' || replace(replace(replace(replace(m.penalties, '[', ''), ']', ''), ' ', ''), '''', '''\''''') || ''''
+            -- A plugin measure: each of its own options as -o MEASURE.OPTION=VALUE.
+            ELSE array_to_string(list_transform(json_keys(x.options), lambda k:
+                ' -o ' || '''' || replace(m.measure || '.' || k || '=' || replace(replace(x.options->>k, '[', ''), ']', ''), '''', '''\''''') || ''''), '')
+            END AS sweep_options,
+        -- The same options for `semwh analyze compare --measure NAME`: -o OPTION=VALUE.
+        CASE WHEN m.measure NOT IN ('cka', 'knn', 'reg2v2') THEN
+            array_to_string(list_transform(json_keys(x.options), lambda k:
+                ' -o ' || '''' || replace(k || '=' || replace(replace(x.options->>k, '[', ''), ']', ''), '''', '''\''''') || ''''), '')
+            END AS own_options
+    FROM results_measures AS m
+    JOIN results AS x ON x.result_id = m.result_id
 ), r AS (
     SELECT '2v2' AS test, result_id, space_a, space_b, space_a_sha256, space_b_sha256,
         n_permutations, seed, created_at, target,
@@ -45,8 +54,8 @@ WITH quoted AS (
     SELECT m.measure, m.result_id, space_a, space_b, space_a_sha256, space_b_sha256,
         n_permutations, seed, created_at, NULL,
         -- A sweep's --tie-tol is the 2 vs 2 one: its regression 2 vs 2 keeps the default.
-        q.sweep_options || CASE WHEN m.measure = 'reg2v2'
-            THEN ' --tie-tol ' || CAST(m.tie_tol AS VARCHAR) ELSE '' END,
+        coalesce(q.own_options, q.sweep_options || CASE WHEN m.measure = 'reg2v2'
+            THEN ' --tie-tol ' || CAST(m.tie_tol AS VARCHAR) ELSE '' END),
         q.sweep_options
     FROM results_measures AS m
     JOIN quoted AS q ON q.measure = m.measure AND q.result_id = m.result_id
@@ -86,7 +95,10 @@ SELECT
             || ' --permutations ' || CAST(j.n_permutations AS VARCHAR)
             || coalesce(' --seed ' || CAST(s.seed AS VARCHAR), '') || j.sweep_options
         ELSE
-            'semwh analyze ' || j.test || ' --a ' || '''' || replace(j.space_a, '''', '''\''''') || '''' || ' --b ' || '''' || replace(j.space_b, '''', '''\''''') || ''''
+            'semwh analyze '
+            || CASE WHEN j.test IN ('rsa', '2v2', 'cka', 'knn', 'reg2v2') THEN j.test
+                ELSE 'compare --measure ' || j.test END
+            || ' --a ' || '''' || replace(j.space_a, '''', '''\''''') || '''' || ' --b ' || '''' || replace(j.space_b, '''', '''\''''') || ''''
             || ' --permutations ' || CAST(j.n_permutations AS VARCHAR)
             || coalesce(' --seed ' || CAST(j.seed AS VARCHAR), '') || j.options
     END AS refresh_command

@@ -81,17 +81,21 @@ FROM results
 WHERE measure = '2v2'
 """
 
+# k and tie_tol are read for the built-in measures only: a plugin's option of the same name
+# may be of any type (its options stay in results.options).
 # penalties: the JSON text the column held, as the options document stores it (json.dumps
 # of the list: "[0.001, 1e-05]"); ``->>`` would write the numbers anew ("[0.001,0.00001]").
 RESULTS_MEASURES = """
 CREATE VIEW results_measures AS
 SELECT result_id, analysis_id, measure, variant, space_a, space_b, n_concepts,
     concepts_sha256, space_a_sha256, space_b_sha256, statistic, p_value, n_permutations, seed,
-    options->>'estimator' AS estimator, CAST(options->>'k' AS INTEGER) AS k,
+    options->>'estimator' AS estimator,
+    CASE WHEN measure IN ('cka', 'knn', 'reg2v2') THEN CAST(options->>'k' AS INTEGER) END AS k,
     options->>'distance' AS distance,
     NULLIF(regexp_extract(CAST(options AS VARCHAR), '"penalties":\\s*(\\[[^\\]]*\\])', 1), '')
         AS penalties,
-    CAST(options->>'tie_tol' AS DOUBLE) AS tie_tol, n_pairs, options_sha256,
+    CASE WHEN measure IN ('cka', 'knn', 'reg2v2') THEN CAST(options->>'tie_tol' AS DOUBLE) END
+        AS tie_tol, n_pairs, options_sha256,
     analysis_version, null_mean, null_q95, created_at
 FROM results
 WHERE measure NOT IN ('rsa', '2v2')
@@ -300,10 +304,17 @@ def _options(value: Any) -> dict[str, Any]:
     return dict(loaded or {})
 
 
+#: The measures whose options results_measures has columns for.
+BUILT_IN_VECTOR_MEASURES = ("cka", "knn", "reg2v2")
+
+
 def _lost(row: Mapping[str, Any]) -> bool:
     """Whether a row of another measure than RSA or 2 vs 2 holds values results_measures
-    has no column for."""
-    extra = set(_options(row["options"])) - set(MEASURE_OPTION_COLUMNS)
+    has no column for (a plugin measure's options, subjects, intervals...)."""
+    options = set(_options(row["options"]))
+    if row["measure"] not in BUILT_IN_VECTOR_MEASURES:
+        return bool(options) or bool(row["bootstrap"])
+    extra = options - set(MEASURE_OPTION_COLUMNS)
     values = (row[name] for name in ("similarity", "ci_low", "ci_high", "target", "n_subjects"))
     ceilings = (row["ceiling_lower"], row["ceiling_upper"])
     return (
@@ -321,10 +332,11 @@ def downgrade_drops(conn: sa.Connection) -> dict[str, int]:
     interval, subjects, ceilings, other options) loses them and is counted."""
     rows = _rows(
         conn,
-        "SELECT options, similarity, bootstrap, ci_low, ci_high, target, n_subjects, "
+        "SELECT measure, options, similarity, bootstrap, ci_low, ci_high, target, n_subjects, "
         "ceiling_lower, ceiling_upper FROM results WHERE measure NOT IN ('rsa', '2v2')",
     )
-    return {"results (values results_measures cannot hold)": sum(map(_lost, rows))}
+    lost = sum(map(_lost, rows))
+    return {"results: option and subject values results_measures has no column for": lost}
 
 
 def _add_subject_columns(table: str) -> None:
@@ -401,6 +413,9 @@ def _down(row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             "n_pairs": row["n_pairs"], "accuracy": row["statistic"], **shared,
             "tie_tol": options.get("tie_tol"), **subjects,
         }  # fmt: skip
+    if row["measure"] not in BUILT_IN_VECTOR_MEASURES:
+        # A measure of a plugin: results_measures has no column for its options.
+        options = {}
     penalties = options.get("penalties")
     return "results_measures", {
         **base,

@@ -13,6 +13,7 @@ import typer
 
 from semwh.cli.printing import bars, print_table
 from semwh.cli.state import err_console, state
+from semwh.errors import ConfigError
 
 app = typer.Typer(
     help=(
@@ -63,10 +64,17 @@ def _split(text: str) -> list[str]:
 
 
 def _compare(
-    ctx: typer.Context, a: str, b: str, test: str, memory: str | None = None, **options: Any
+    ctx: typer.Context,
+    a: str,
+    b: str,
+    test: str,
+    memory: str | None = None,
+    own: dict[str, Any] | None = None,
+    **options: Any,
 ) -> None:
     """Run one stored comparison of any registered measure and print its row (the memory
-    plan of a measure of similarity matrices first)."""
+    plan of a measure of similarity matrices first). ``own``: the measure's own options by
+    name, kept apart from the command's (an option may be called ``seed`` or ``a``)."""
     from semwh import measures, runs
     from semwh.resources import parse_bytes
     from semwh.runs.options import MEASURES, TESTS
@@ -86,7 +94,9 @@ def _compare(
     extra: dict[str, Any] = {}
     if measure.inputs == measures.SIMILARITIES:
         extra = {"memory": None if memory is None else parse_bytes(memory), "on_plan": show}
-    row = runs.compare_measure(wh, a, b, test, options=options, **common, **extra)
+    row = runs.compare_measure(
+        wh, a, b, test, options={**options, **(own or {})}, **common, **extra
+    )
     if test in MEASURES:
         title = f"results_measures ({test})"
     elif test in TESTS:
@@ -128,20 +138,18 @@ def compare(
 
     Example: semwh analyze compare -m knn --a efficientnet_lite0/blocks.15 --b glove -o k=20
     """
-    from semwh.results.named import parse_assignments
-
     _compare(
         ctx,
         a,
         b,
         measure,
         memory,
+        own=_assignments(option),
         permutations=permutations,
         seed=seed,
         bootstrap=bootstrap,
         device=device,
         force=force,
-        **parse_assignments(option),
     )
 
 
@@ -438,6 +446,37 @@ _TESTS = typer.Option(
     help="Comma-separated measures: 2v2, rsa, cka, knn, reg2v2 or any registered one "
     "(semwh analyze measures).",
 )
+_MEASURE_OPTIONS = typer.Option(
+    None,
+    "--option",
+    "-o",
+    help="An option of one of the --tests measures, MEASURE.OPTION=VALUE (repeatable), e.g. "
+    "-o procrustes.centre=false (semwh analyze measures lists them).",
+)
+
+
+def _measure_options(items: list[str] | None) -> dict[str, dict[str, str]]:
+    """``["knn.k=5", ...]`` as {measure: {option: text}}."""
+    out: dict[str, dict[str, str]] = {}
+    for key, value in _assignments(items).items():
+        measure, sep, option = key.partition(".")
+        if not sep or not measure or not option:
+            raise ConfigError(f"-o {key}={value}: expected MEASURE.OPTION=VALUE")
+        out.setdefault(measure, {})[option] = value
+    return out
+
+
+def _assignments(items: list[str] | None) -> dict[str, str]:
+    """``-o NAME=VALUE`` items as a dict; a name given twice is refused."""
+    from semwh.results.named import parse_assignments
+
+    names = [item.partition("=")[0].strip() for item in items or []]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"-o {twice[0]} is given twice: give each option once")
+    return parse_assignments(items)
+
+
 _BACKEND = typer.Option("local", "--backend", "--engine", help="local, or ray (the ray extra).")
 _RAY_ADDRESS = typer.Option(
     None, "--ray-address", help="Ray cluster (auto, HOST:6379); default: a small local Ray."
@@ -494,6 +533,7 @@ def sweep(
         help="Also test each layer against the same layer of its random control.",
     ),
     normalise: str = _NORMALISE,
+    option: list[str] | None = _MEASURE_OPTIONS,
 ) -> None:
     """Every layer of the models against every word space, with FDR over the whole sweep.
 
@@ -518,6 +558,7 @@ def sweep(
         regression_distance=regression_distance,
         control_diffs=diff_random,
         normalise=normalise,
+        measure_options=_measure_options(option),
         **_grid(penalties),
     )
     mapper = _mapper(backend, ray_address, gpus_per_task, perm_block)
@@ -608,6 +649,7 @@ def grid(
     ray_address: str | None = _RAY_ADDRESS,
     gpus_per_task: float = _GPUS_PER_TASK,
     perm_block: int | None = _PERM_BLOCK,
+    option: list[str] | None = _MEASURE_OPTIONS,
 ) -> None:
     """Every layer of A against every layer of B, with a max-statistic test of the best cell.
 
@@ -628,6 +670,7 @@ def grid(
         estimator=estimator,
         k=k,
         regression_distance=regression_distance,
+        measure_options=_measure_options(option),
         **_grid(penalties),
     )
     mapper = _mapper(backend, ray_address, gpus_per_task, perm_block)
@@ -663,6 +706,7 @@ def peak(
     ray_address: str | None = _RAY_ADDRESS,
     gpus_per_task: float = _GPUS_PER_TASK,
     perm_block: int | None = _PERM_BLOCK,
+    option: list[str] | None = _MEASURE_OPTIONS,
 ) -> None:
     """The peak layer of a model against a target: family-wise p and a depth interval.
 
@@ -684,6 +728,7 @@ def peak(
         estimator=estimator,
         k=k,
         regression_distance=regression_distance,
+        measure_options=_measure_options(option),
         **_grid(penalties),
     )
     mapper = _mapper(backend, ray_address, gpus_per_task, perm_block)

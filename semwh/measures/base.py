@@ -158,11 +158,24 @@ def own_fields(options_type: type[Options]) -> list[dataclasses.Field[Any]]:
 
 def coerce(value: Any, default: Any, what: str) -> Any:
     """A setting's value (text from the command line, or a Python value) in the type of its
-    default: bool, int, float, str or a tuple of floats.
+    default: bool, int, float, text (also for a default of None), or a tuple or list of such
+    items (comma-separated on the command line; the items take the type of the default's
+    first item, numbers without one).
 
     Raises:
-        ConfigError: A value that does not read as that type.
+        ConfigError: A value that does not read as that type, or a number that is not finite.
     """
+    if isinstance(default, tuple | list):
+        items = (
+            [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        )
+        try:
+            items = list(items)
+        except TypeError:
+            raise ConfigError(f"{what} must be a list, got {value!r}") from None
+        item_default = default[0] if len(default) else 0.0
+        read = [coerce(item, item_default, what) for item in items]
+        return tuple(read) if isinstance(default, tuple) else read
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
@@ -172,29 +185,33 @@ def coerce(value: Any, default: Any, what: str) -> Any:
         if text in ("false", "0", "no"):
             return False
         raise ConfigError(f"{what} must be true or false, got {value!r}")
-    if isinstance(default, int) and not isinstance(default, bool):
+    if isinstance(default, int):
+        if isinstance(value, bool):
+            raise ConfigError(f"{what} must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
         try:
-            number = float(value) if isinstance(value, str) else value
-            if isinstance(number, bool) or not math.isfinite(number) or int(number) != number:
+            if isinstance(value, str):
+                return int(value.strip())
+            number = float(value)
+            if not math.isfinite(number) or int(number) != number:
                 raise ValueError
             return int(number)
         except (TypeError, ValueError):
             raise ConfigError(f"{what} must be an integer, got {value!r}") from None
     if isinstance(default, float):
         try:
+            if isinstance(value, bool):
+                raise ValueError
             number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{what} must be a number, got {value!r}") from None
-        if isinstance(value, bool) or not math.isfinite(number):
+        if not math.isfinite(number):
             raise ConfigError(f"{what} must be a finite number, got {value!r}")
         return number
-    if isinstance(default, tuple):
-        items = value.split(",") if isinstance(value, str) else value
-        try:
-            return tuple(float(v) for v in items)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{what} must be a list of numbers, got {value!r}") from None
     if default is None or isinstance(default, str):
+        if value is None and default is None:
+            return None
         if not isinstance(value, str):
             raise ConfigError(f"{what} must be text, got {value!r}")
         return value
@@ -218,7 +235,7 @@ class Measure:
         subject_version: The version against a target with subjects (similarity measures).
         sweep_settings: Maps names of settings shared by several measures (a sweep's,
             a grid's: ``--method``, ``--regression-distance``...) to option fields; default
-            each own field under its own name.
+            none (a family gives a measure's own options by measure: ``-o NAME.OPT=VALUE``).
         p_value_rule: Computes the p-value from the statistic and its null.
     """
 
@@ -239,7 +256,7 @@ class Measure:
         """Shared setting name -> option field of this measure."""
         if self.sweep_settings is not None:
             return dict(self.sweep_settings)
-        return {name: name for name in self.defaults()}
+        return {}
 
     def defaults(self) -> dict[str, Any]:
         """Each own option's default value."""

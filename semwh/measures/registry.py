@@ -8,7 +8,7 @@ from importlib import metadata
 from typing import Any
 
 from semwh.errors import ConfigError
-from semwh.measures.base import FEATURES, SIMILARITIES, Measure, Options, check_choice
+from semwh.measures.base import FEATURES, SIMILARITIES, Measure, Options
 
 ENTRY_POINT_GROUP = "semwh.measures"
 #: The built-in measures' modules, in the order they are listed; each defines one
@@ -25,16 +25,27 @@ _REGISTRY: dict[str, Measure] = {}
 _LOADED = False
 
 
+#: Names that are not measures: analyses of their own in ``verify``, ``diff`` and families.
+RESERVED = ("recovery", "diff", "sweep", "grid", "peak")
+#: Plugins that could not be registered, by entry-point name: why (``semwh analyze measures``
+#: lists them; using one raises the reason).
+_BROKEN: dict[str, str] = {}
+
+
 def register(measure: type[Measure] | Measure) -> Any:
     """Add a measure (a subclass, instantiated, or an instance) to the registry.
 
-    Usable as a class decorator. Registering a name twice with different classes is refused,
-    so a plugin cannot silently replace a built-in measure.
+    Usable as a class decorator. The declarations are checked: a name of 1-40 letters,
+    digits, ``_`` or ``-`` that no other measure and no other analysis (recovery, diff...)
+    has, a label, inputs, direction ``greater`` and a positive integer version. A measure
+    defined outside semwh compares feature vectors: measures of similarity matrices (against
+    RDM targets with subjects) are the built-in RSA and 2 vs 2.
 
     Raises:
-        ConfigError: A name already registered, or a name that is not a short identifier.
+        ConfigError: A declaration that breaks these rules, naming the class.
     """
     instance = measure() if isinstance(measure, type) else measure
+    where = f"{type(instance).__module__}.{type(instance).__name__}"
     name = getattr(instance, "name", None)
     if (
         not isinstance(name, str)
@@ -43,22 +54,49 @@ def register(measure: type[Measure] | Measure) -> Any:
         or not all(c.isalnum() or c in "_-" for c in name)
     ):
         raise ConfigError(
-            f"measure {type(instance).__name__}: name must be 1-40 letters, digits, _ or -, "
-            f"got {name!r}"
+            f"measure {where}: name must be 1-40 letters, digits, _ or -, got {name!r}"
         )
+    if name in RESERVED:
+        raise ConfigError(f"measure {where}: {name!r} names another analysis; rename the measure")
+    label = getattr(instance, "label", None)
+    if not isinstance(label, str) or not label.strip():
+        raise ConfigError(f"measure {where} ({name}): declare a label (text for figures)")
+    if instance.inputs not in (FEATURES, SIMILARITIES):
+        raise ConfigError(
+            f"measure {where} ({name}): inputs must be {FEATURES!r} or {SIMILARITIES!r}, "
+            f"got {instance.inputs!r}"
+        )
+    builtin = type(instance).__module__.startswith("semwh.measures.")
+    if instance.inputs == SIMILARITIES and not builtin:
+        raise ConfigError(
+            f"measure {where} ({name}): measures from other packages compare feature vectors "
+            f"(inputs = {FEATURES!r}); RSA and 2 vs 2 are the measures of similarity matrices"
+        )
+    if instance.direction != "greater":
+        raise ConfigError(
+            f"measure {where} ({name}): direction must be 'greater' (larger = more similar; "
+            f"negate a distance), got {instance.direction!r}"
+        )
+    version = instance.version
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ConfigError(f"measure {where} ({name}): version must be an integer of 1 or more")
     present = _REGISTRY.get(name)
     if present is not None and type(present) is not type(instance):
         raise ConfigError(
             f"measure {name!r} is registered twice ({type(present).__module__}."
-            f"{type(present).__name__} and {type(instance).__module__}."
-            f"{type(instance).__name__}): rename one"
+            f"{type(present).__name__} and {where}): rename one"
         )
     _REGISTRY[name] = instance
     return measure
 
 
 def _load() -> None:
-    """Import the built-in measures and the installed plugins once."""
+    """Import the built-in measures and the installed plugins once.
+
+    A plugin that cannot be registered (it fails to import, is not a Measure, breaks the
+    rules of :func:`register`) is set aside with its reason: the other measures keep
+    working, ``semwh analyze measures`` lists it, and asking for it raises the reason.
+    """
     global _LOADED
     if _LOADED:
         return
@@ -72,23 +110,42 @@ def _load() -> None:
                 and "name" in vars(found)
             ):
                 register(found)
+    _BROKEN.clear()
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name in _REGISTRY and type(_REGISTRY[entry.name]).__module__.startswith(
+            "semwh.measures."
+        ):
+            _BROKEN[entry.name] = (
+                f"measure plugin {entry.name!r} ({entry.value}) takes the name of a built-in "
+                "measure; rename it"
+            )
+            continue
         try:
             loaded = entry.load()
+            if not (
+                isinstance(loaded, type)
+                and issubclass(loaded, Measure)
+                or isinstance(loaded, Measure)
+            ):
+                raise ConfigError("it is not a semwh Measure subclass or instance")
+            instance = loaded() if isinstance(loaded, type) else loaded
+            if getattr(instance, "name", None) != entry.name:
+                raise ConfigError(
+                    f"its entry point is named {entry.name!r} but the measure "
+                    f"{getattr(instance, 'name', None)!r}: give both one name"
+                )
+            register(instance)
         except Exception as exc:  # noqa: BLE001 - a broken plugin is named, not a traceback
-            _LOADED = False
-            raise ConfigError(
-                f"measure plugin {entry.name!r} ({entry.value}) failed to load: "
+            _BROKEN[entry.name] = (
+                f"measure plugin {entry.name!r} ({entry.value}) cannot be used: "
                 f"{type(exc).__name__}: {exc}; fix or uninstall the package that provides it"
-            ) from exc
-        if isinstance(loaded, type) and issubclass(loaded, Measure) or isinstance(loaded, Measure):
-            register(loaded)
-        elif not any(isinstance(m, Measure) for m in _REGISTRY.values() if m.name == entry.name):
-            _LOADED = False
-            raise ConfigError(
-                f"measure plugin {entry.name!r} ({entry.value}) is not a semwh Measure "
-                "subclass or instance"
             )
+
+
+def broken() -> dict[str, str]:
+    """Plugins set aside, by entry-point name, with why."""
+    _load()
+    return dict(_BROKEN)
 
 
 def unregister(name: str) -> None:
@@ -112,8 +169,13 @@ def get(name: str) -> Measure:
     _load()
     found = _REGISTRY.get(name)
     if found is None:
-        check_choice(name, names(), "measure")
-    assert found is not None
+        if name in _BROKEN:
+            raise ConfigError(_BROKEN[name])
+        raise ConfigError(
+            f"unknown measure {name!r} (choose {', '.join(names())}); if results of "
+            f"{name!r} are stored, the package that provides it is not installed here: "
+            "they stay queryable with semwh sql"
+        )
     return found
 
 
@@ -198,6 +260,19 @@ def describe() -> list[Mapping[str, Any]]:
                 "options": ", ".join(f"{k}={v}" for k, v in m.defaults().items()),
                 "module": type(m).__module__,
                 "summary": m.summary,
+            }
+        )
+    for name, reason in broken().items():
+        rows.append(
+            {
+                "measure": name,
+                "label": None,
+                "inputs": None,
+                "chance": None,
+                "version": None,
+                "options": None,
+                "module": None,
+                "summary": f"cannot be loaded: {reason}",
             }
         )
     return rows

@@ -135,12 +135,17 @@ class VectorMeasure(Measure):
     def defaults(self) -> dict[str, Any]:
         return VectorOptions.make(self.name).settings()
 
+    def settings_map(self) -> dict[str, str]:
+        if self.sweep_settings is not None:
+            return dict(self.sweep_settings)
+        return {name: name for name in self.defaults()}
+
     def build(self, common: dict[str, Any], own: dict[str, Any]) -> Options:
         if isinstance(own.get("penalties"), str):
             own["penalties"] = [p for p in own["penalties"].split(",") if p.strip()]
-        for key in ("k", "tie_tol"):
+        for key, kind in (("k", 0), ("tie_tol", 0.0)):
             if isinstance(own.get(key), str):
-                own[key] = coerce(own[key], 0.0, f"{self.name} option {key}")
+                own[key] = coerce(own[key], kind, f"{self.name} option {key}")
         del common["bootstrap"]
         return VectorOptions.make(self.name, **common, **own)
 

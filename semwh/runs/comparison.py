@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from semwh.analyze import MIN_CONCEPTS, TIE_TOL
 from semwh.analyze.subjects import MIN_RESAMPLES, as_similarities, normalise_rdms
-from semwh.errors import ConfigError, DegenerateInputError
+from semwh.errors import ConfigError, DegenerateInputError, SemwhError
 from semwh.measures import SIMILARITIES, get, similarity_measures
 from semwh.measures.base import Allocate, Options
 from semwh.runs import result_rows
@@ -186,7 +186,8 @@ def comparison_null(spec: ComparisonSpec, start: int, stop: int) -> np.ndarray:
     """
     _check_seed(spec)
     with _naming(spec):
-        return np.asarray(spec.measure.null(spec, start, stop), dtype=np.float64)
+        with _plugin_errors(spec):
+            return np.asarray(spec.measure.null(spec, start, stop), dtype=np.float64)
 
 
 def with_null(
@@ -265,8 +266,44 @@ def _matrices(scratch: Path | None) -> Iterator[Allocate | None]:
 
 
 def _statistic(spec: ComparisonSpec, allocate: Allocate | None = None) -> dict[str, Any]:
-    """The numbers of one spec, from its registered measure (:mod:`semwh.measures`)."""
-    return spec.measure.statistic(spec, allocate)
+    """The numbers of one spec, from its registered measure (:mod:`semwh.measures`).
+
+    Raises:
+        DegenerateInputError: A statistic that is not a finite number (nothing is stored
+            with a p-value that would read as significant).
+        ConfigError: A measure from another package that failed with an error of its own
+            (named with its module, not a traceback).
+    """
+    with _plugin_errors(spec):
+        numbers = spec.measure.statistic(spec, allocate)
+        statistic = numbers.get("statistic")
+        try:
+            finite = bool(np.isfinite(float(statistic)))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            finite = False
+    if not finite:
+        raise DegenerateInputError(
+            f"the statistic is {statistic!r}, not a finite number: nothing is stored"
+        )
+    numbers["statistic"] = float(statistic)
+    return numbers
+
+
+@contextmanager
+def _plugin_errors(spec: ComparisonSpec) -> Iterator[None]:
+    """One line naming a plugin measure that fails with an error that is not semwh's."""
+    measure = spec.measure
+    module = type(measure).__module__
+    try:
+        yield
+    except SemwhError:
+        raise
+    except Exception as exc:
+        if module.startswith("semwh."):
+            raise
+        raise ConfigError(
+            f"measure {measure.name!r} ({module}) failed: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def concept_bootstrap_values(spec: ComparisonSpec, n_bootstrap: int, seed: int) -> np.ndarray:

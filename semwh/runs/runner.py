@@ -34,7 +34,6 @@ from semwh.runs.options import (
     check_choice,
     check_count,
     check_seed,
-    options_for,
 )
 from semwh.runs.plan import check_specs
 from semwh.runs.provenance import derive_seed
@@ -280,6 +279,9 @@ class FamilyOptions:
     k: int = DEFAULT_K
     regression_distance: str = "cosine"
     penalties: Sequence[float] = DEFAULT_PENALTIES
+    #: Own options of measures other than RSA and 2 vs 2, by measure (``{"procrustes":
+    #: {"centre": False}}``; ``-o procrustes.centre=false``); they override the shared ones.
+    measure_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: Each test's validated options (without a seed), in the order of ``tests``.
     test_options: tuple[TestOptions, ...] = field(init=False, repr=False, compare=False)
 
@@ -307,18 +309,43 @@ class FamilyOptions:
             "regression_distance": self.regression_distance,
             "penalties": self.penalties,
         }
+        given = {str(k): dict(v) for k, v in dict(self.measure_options).items()}
+        for test in given:
+            if test not in self.tests:
+                raise ConfigError(
+                    f"options of {test!r} given, but {test!r} is not among the tests "
+                    f"({', '.join(self.tests)})"
+                )
+            if measures.get(test).inputs == SIMILARITIES:
+                raise ConfigError(
+                    f"{test} takes its options from the family's flags (--similarity, "
+                    "--method, --distance, --tie-tol, --normalise), not from -o"
+                )
+        object.__setattr__(self, "measure_options", given)
         made = tuple(
-            options_for(
-                check_choice(test, measures.names(), "test"),
+            opts
+            for test in self.tests
+            for opts in self._options_of(check_choice(test, measures.names(), "test"), settings)
+        )
+        object.__setattr__(self, "test_options", made)
+
+    def _options_of(self, test: str, settings: Mapping[str, Any]) -> list[Options]:
+        """``test``'s options: the shared settings it takes, then its own given ones."""
+        measure = measures.get(test)
+        shared = {
+            field: settings[name]
+            for name, field in measure.settings_map().items()
+            if name in settings
+        }
+        return [
+            measure.make_options(
                 permutations=self.permutations,
                 seed=None,
                 bootstrap=0,
                 device=self.device,
-                **settings,
+                **{**shared, **self.measure_options.get(test, {})},
             )
-            for test in self.tests
-        )
-        object.__setattr__(self, "test_options", made)
+        ]
 
     def measure_settings(self) -> dict[str, dict[str, object]]:
         """The own options of every measure but RSA and 2 vs 2, by test (a family's identity

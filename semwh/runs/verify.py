@@ -54,6 +54,7 @@ REPRODUCED = "reproduced"
 DRIFTED = "drifted"
 INPUTS_CHANGED = "inputs changed"
 SUPERSEDED = "superseded"
+NOT_INSTALLED = "measure not installed"
 
 
 def verified_tests() -> tuple[str, ...]:
@@ -148,10 +149,11 @@ class VerifyReport:
 
 
 def parse_result_ref(text: str) -> tuple[str, int]:
-    """``TEST:ID`` (e.g. ``2v2:17``) as (test, result_id)."""
+    """``TEST:ID`` (e.g. ``2v2:17``) as (test, result_id). TEST may also name a measure no
+    longer installed whose results are stored (verify reports them as not installed)."""
     test, sep, number = text.partition(":")
     tests = verified_tests()
-    if not sep or test not in tests or not number.strip().isdigit():
+    if not sep or not test or not number.strip().isdigit():
         raise ConfigError(
             f"--result {text!r}: expected TEST:ID with TEST one of {', '.join(tests)} (e.g. 2v2:17)"
         )
@@ -173,7 +175,10 @@ def chosen_results(
             test, result_id = parse_result_ref(result)
             if _row(session, test, result_id) is None:
                 table = f"results_{test}" if test in _OTHER_MODELS else "results"
-                raise NotFoundError(f"no {test} result {result_id} (see {table})")
+                known = (
+                    "" if test in verified_tests() else f" ({test!r} is not a registered measure)"
+                )
+                raise NotFoundError(f"no {test} result {result_id} (see {table}){known}")
             return [(test, result_id)]
         if sweep_id is not None:
             rows = session.execute(
@@ -196,6 +201,14 @@ def chosen_results(
                     .order_by(Result.result_id)
                 )
             out.extend((test, int(i)) for i in session.scalars(query).all())
+        # Results of measures no longer registered here are listed too (as not installed).
+        registered = verified_tests()
+        stray = session.execute(
+            select(Result.measure, Result.result_id)
+            .where(Result.measure.not_in(registered))
+            .order_by(Result.measure, Result.result_id)
+        ).all()
+        out.extend((str(m), int(i)) for m, i in stray)
         return out
 
 
@@ -529,6 +542,19 @@ def verify(
                 continue
             if test == "recovery":
                 report.verdicts.append(_verify_recovery(checker, session, row))
+            elif test not in ("diff", *measures.names()):
+                report.verdicts.append(
+                    Verdict(
+                        test,
+                        result_id,
+                        row.space_a,
+                        row.space_b,
+                        NOT_INSTALLED,
+                        f"measure {test!r} is not registered here: install the package that "
+                        "provides it to recompute this result (its stored numbers stay "
+                        "queryable)",
+                    )
+                )
             elif test == "diff":
                 report.verdicts.append(_verify_diff(checker, session, row))
             else:

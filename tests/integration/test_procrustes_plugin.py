@@ -179,3 +179,40 @@ def test_the_cli_lists_and_runs_the_plugin(plugin, warehouse: Warehouse, world) 
         env=plugin,
     )  # fmt: skip
     assert "results (procrustes)" in done.stdout
+
+
+def test_plugin_options_in_families_stale_commands_and_uninstalled_results(
+    plugin, warehouse: Warehouse, world
+) -> None:
+    from semwh.results.named import run_query
+    from semwh.runs.sweep import SweepOptions
+    from semwh.runs.verify import NOT_INSTALLED, verify
+    from semwh.vectors import load_space, save_space
+
+    # A family sets a plugin's own options by measure; a shared setting never reaches them.
+    options = SweepOptions(
+        tests=["procrustes"],
+        permutations=5,
+        seed=3,
+        include_random=False,
+        measure_options={"procrustes": {"centre": "false"}},
+    )
+    swept = runs.sweep(warehouse, ["toy"], ["words"], options)
+    assert {row.options["centre"] for row in swept.rows} == {False}
+    with pytest.raises(Exception, match="'knn' is not among the tests"):
+        SweepOptions(tests=["procrustes"], measure_options={"knn": {"k": 3}})
+
+    # Replaced words: the refresh command of a plugin result repeats its options.
+    rng = np.random.default_rng(9)
+    words = rng.normal(size=(len(world["words"]), world["words"].shape[1]))
+    ids = load_space(warehouse, "words").wnids
+    save_space(warehouse, "words", "word", list(ids), words, replace=True)
+    stale = run_query(warehouse, "stale_results").table.to_pylist()
+    commands = {r["refresh_command"] for r in stale if r["test"] == "procrustes"}
+    assert commands and all("-o 'procrustes.centre=false'" in c for c in commands), commands
+
+    # Uninstalled: verify names the results it cannot recompute and does not pass.
+    measures.unregister("procrustes")
+    checked = verify(warehouse, every=True)
+    assert not checked.ok
+    assert {v.status for v in checked.verdicts if v.test == "procrustes"} == {NOT_INSTALLED}

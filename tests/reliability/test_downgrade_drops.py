@@ -133,7 +133,7 @@ def test_results_a_downgrade_cannot_hold_are_counted(tmp_path: Path) -> None:
         session.add(m.Result.of("procrustes", options={"scaling": True}, variant="s", **common))
         session.add(m.Result.of("cka", options={"estimator": "biased"}, variant="b", **common))
     assert confirm_downgrade(warehouse, "0008", confirmed=False) == {}
-    with pytest.raises(ConfigError, match=r"values results_measures cannot hold\): 1 rows"):
+    with pytest.raises(ConfigError, match=r"values results_measures has no column for: 1 rows"):
         confirm_downgrade(warehouse, "0007", confirmed=False)
     downgrade(warehouse, "0007")
     warehouse.dispose()

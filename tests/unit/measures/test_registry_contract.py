@@ -97,3 +97,36 @@ def test_a_plugin_cannot_take_a_registered_name() -> None:
     with pytest.raises(ConfigError, match="unknown measure 'nope'"):
         measures.get("nope")
     assert dataclasses.is_dataclass(measures.get("rsa").make_options())
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"direction": "less"}, "direction must be 'greater'"),
+        ({"inputs": "similarities"}, "measures from other packages compare feature vectors"),
+        ({"inputs": "vectors"}, "inputs must be 'features' or 'similarities'"),
+        ({"name": "diff"}, "'diff' names another analysis"),
+        ({"label": ""}, "declare a label"),
+        ({"version": 0}, "version must be an integer of 1 or more"),
+    ],
+)
+def test_registration_refuses_declarations_that_would_mislead(
+    changes: dict[str, object], message: str
+) -> None:
+    attributes: dict[str, object] = {"name": "odd", "label": "odd", "inputs": "features"}
+    plugin = type("Odd", (measures.Measure,), {**attributes, **changes})
+    with pytest.raises(ConfigError, match=message):
+        measures.register(plugin)
+    assert "odd" not in measures.names()
+
+
+def test_option_values_read_in_the_type_of_their_default() -> None:
+    from semwh.measures.base import coerce
+
+    assert coerce("1,2", (0.5,), "w") == (1.0, 2.0)
+    assert coerce("a,b", ("x",), "t") == ("a", "b")
+    assert coerce("99999999999999999999", 3, "k") == 99999999999999999999
+    assert coerce(None, None, "m") is None and coerce("x", None, "m") == "x"
+    for value, default in (("nan,1", (1.0,)), ("inf", 1.0), ("1.5", 2), ("maybe", True)):
+        with pytest.raises(ConfigError, match="must be"):
+            coerce(value, default, "opt")
