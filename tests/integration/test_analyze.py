@@ -352,12 +352,12 @@ def test_sweep_fdr_seeds_and_members(warehouse: Warehouse, world) -> None:
     result = runs.sweep(warehouse, ["toy"], ["words"], permutations=25, seed=42)
     layers = world["layers"]["toy"] + world["layers"]["toy-random"]
     assert len(result.rows) == len(layers) * 2 and result.computed == len(result.rows)
-    assert {(r.space_a, runs.store.test_of(r)) for r in result.rows} == {
+    assert {(r.space_a, runs.result_rows.test_of(r)) for r in result.rows} == {
         (layer, test) for layer in layers for test in ("2v2", "rsa")
     }
     p = np.array([r.p_value for r in result.rows])
     expected = stats.false_discovery_control(p, method="bh")
-    fdr = [result.p_fdr[(runs.store.test_of(r), r.result_id)] for r in result.rows]
+    fdr = [result.p_fdr[(runs.result_rows.test_of(r), r.result_id)] for r in result.rows]
     np.testing.assert_allclose(fdr, expected, rtol=0, atol=1e-12)
     stored = run_sql(
         warehouse,
@@ -365,7 +365,7 @@ def test_sweep_fdr_seeds_and_members(warehouse: Warehouse, world) -> None:
     ).table.to_pylist()
     assert {(r["test"], r["result_id"]): r["p_fdr"] for r in stored} == result.p_fdr
     for row in result.rows:
-        assert row.seed == runs.derive_seed(42, runs.store.test_of(row), row.space_a, "words")
+        assert row.seed == runs.derive_seed(42, runs.result_rows.test_of(row), row.space_a, "words")
 
     with warehouse.session() as session:
         run = session.get(AnalysisRun, result.analysis_id)
@@ -396,7 +396,7 @@ def test_sweep_is_identical_whichever_order_the_engine_runs(template, tmp_path) 
                     r.space_a,
                     r.seed,
                     r.p_value,
-                    result.p_fdr[(runs.store.test_of(r), r.result_id)],
+                    result.p_fdr[(runs.result_rows.test_of(r), r.result_id)],
                     getattr(r, "rho", None),
                     r.null_mean,
                 )

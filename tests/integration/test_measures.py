@@ -107,11 +107,11 @@ def test_a_sweep_of_measures_is_one_fdr_family_and_draws_measure_curves(
         k=3,
         include_random=False,
     )
-    tests = sorted({runs.store.test_of(r) for r in result.rows})
+    tests = sorted({runs.result_rows.test_of(r) for r in result.rows})
     assert tests == ["2v2", "cka", "knn"] and len(result.rows) == 12
     assert len([p for p in result.p_fdr.values() if p is not None]) == 12
     for row in result.rows:
-        test = runs.store.test_of(row)
+        test = runs.result_rows.test_of(row)
         assert row.seed == derive_seed(3, test, row.space_a, row.space_b)
     family = run_sql(
         warehouse,

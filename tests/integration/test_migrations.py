@@ -462,7 +462,9 @@ def _saved_reads(wh: Warehouse) -> dict[str, object]:
             rows = sorted(map(repr, conn.execute(f"SELECT * FROM {view}").fetchall()))
             out[view] = (columns, rows)
         for query in list_queries():
-            if any(p.required for p in query.params):
+            # stale_results reads the options of plugin measures from the results table,
+            # which exists from revision 0008 on.
+            if any(p.required for p in query.params) or query.name == "stale_results":
                 continue
             runs = [{"measure": m} for m in ("rsa", "2v2", "cka", "knn", "reg2v2")]
             for values in runs if query.name == "measure_curves" else [{}]:
@@ -482,6 +484,7 @@ def _table_counts(wh: Warehouse) -> dict[str, int]:
 
 def test_0008_moves_every_result_and_every_saved_read_returns_the_same(tmp_path: Path) -> None:
     from semwh.runs.options import ComparisonOptions, MeasureOptions
+    from semwh.results.named import run_query
     from semwh.runs.result_rows import option_settings
     from semwh.warehouse.models import Result, options_sha256
 
@@ -490,10 +493,11 @@ def test_0008_moves_every_result_and_every_saved_read_returns_the_same(tmp_path:
     _rows_of_0007(wh)
     before, counts = _saved_reads(wh), _table_counts(wh)
     assert len(before["results_measures"][1]) == 3 and len(before["layer_curves"][1]) == 1
-    assert before["stale_results {}"][1], "the stale 2 vs 2 row is listed"
 
     upgrade(wh, "head")
     assert _saved_reads(wh) == before
+    stale = run_query(wh, "stale_results").table.to_pylist()
+    assert [r["test"] for r in stale] == ["2v2"], "the stale 2 vs 2 row is listed"
     moved = sum(counts.pop(t) for t in ("results_rsa", "results_2v2", "results_measures"))
     assert _table_counts(wh) == {**counts, "results": moved}
     with wh.session() as session:

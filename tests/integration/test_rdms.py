@@ -137,7 +137,7 @@ def test_rdm_targets_with_noise_ceilings_rsa_2v2_and_differences(
     assert row.rho == pytest.approx(np.mean(per_subject), abs=1e-12)
     assert (row.target, row.n_subjects) == ("subjects:none", N_SUBJECTS)
     with warehouse.session() as session:
-        stored_subjects = runs.store.subject_values(session, "rsa", row.result_id)
+        stored_subjects = runs.result_rows.subject_values(session, "rsa", row.result_id)
     assert [name for name, _ in stored_subjects] == [f"s{i}" for i in range(N_SUBJECTS)]
     np.testing.assert_allclose([v for _, v in stored_subjects], per_subject, atol=1e-12)
     two = runs.compare(warehouse, layer, "subjects", "2v2", seed=1)
@@ -160,11 +160,11 @@ def test_rdm_targets_with_noise_ceilings_rsa_2v2_and_differences(
     assert d.difference == pytest.approx(row.rho - shallow.rho, abs=1e-12)
     # Two results against the same subjects: paired tests over subjects beside the concepts'.
     with warehouse.session() as session:
-        deep_values = [v for _, v in runs.store.subject_values(session, "rsa", row.result_id)]
+        deep_values = [v for _, v in runs.result_rows.subject_values(session, "rsa", row.result_id)]
         shallow_values = [
-            v for _, v in runs.store.subject_values(session, "rsa", shallow.result_id)
+            v for _, v in runs.result_rows.subject_values(session, "rsa", shallow.result_id)
         ]
-        _, paired = runs.store.subject_tables(session, "diff", d.result_id)
+        _, paired = runs.result_rows.subject_tables(session, "diff", d.result_id)
     by_method = {r["method"]: r for r in paired.to_pylist()}
     assert set(by_method) == {"paired_t", "paired_wilcoxon", "paired_sign_flip"}
     assert {r["units"] for r in by_method.values()} == {"subjects"}

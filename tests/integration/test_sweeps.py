@@ -71,7 +71,7 @@ def test_overlapping_sweeps_leave_every_stored_family_as_written(warehouse, worl
         warehouse,
         member.space_a,
         member.space_b,
-        runs.store.test_of(member),
+        runs.result_rows.test_of(member),
         permutations=20,
         seed=member.seed,
         force=True,
@@ -101,7 +101,7 @@ def test_overlapping_sweeps_leave_every_stored_family_as_written(warehouse, worl
     assert {(r["space"], r["p_fdr_2v2"]) for r in pinned} == {
         (r.space_a, written[("2v2", r.result_id)])
         for r in first.rows
-        if runs.store.test_of(r) == "2v2"
+        if runs.result_rows.test_of(r) == "2v2"
     }
 
 
@@ -160,7 +160,7 @@ def test_replaced_word_space_leaves_layer_curves_until_reanalysed(warehouse, wor
     second = runs.sweep(warehouse, ["toy"], ["words"], permutations=5, seed=2, include_random=False)
     now = curves(warehouse)
     assert {r["sweep_id"] for r in now} == {second.sweep_id}
-    new_ids = {r.result_id for r in second.rows if runs.store.test_of(r) == "2v2"}
+    new_ids = {r.result_id for r in second.rows if runs.result_rows.test_of(r) == "2v2"}
     assert {r.result_id for r in first.rows}.isdisjoint({r.result_id for r in second.rows})
     # The new numbers are those of the new vectors, aligned by concept whatever their order.
     from semwh.analyze import two_vs_two
