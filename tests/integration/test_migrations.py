@@ -483,8 +483,8 @@ def _table_counts(wh: Warehouse) -> dict[str, int]:
 
 
 def test_0008_moves_every_result_and_every_saved_read_returns_the_same(tmp_path: Path) -> None:
-    from semwh.runs.options import ComparisonOptions, MeasureOptions
     from semwh.results.named import run_query
+    from semwh.runs.options import ComparisonOptions, MeasureOptions
     from semwh.runs.result_rows import option_settings
     from semwh.warehouse.models import Result, options_sha256
 
