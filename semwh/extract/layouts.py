@@ -24,6 +24,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from semwh.errors import ConfigError
 
@@ -225,6 +226,24 @@ def infer_layout(
             prefix = token_prefix(shape[0], num_patches)
             return None if prefix is None else Layout("sequence_first", prefix)
     return None
+
+
+def patch_count(patch: Any, crop: int) -> int | None:
+    """Patch tokens of a ``crop`` x ``crop`` input cut into ``patch`` (an int or a pair), or
+    None when the model has no patch size."""
+    if patch is None:
+        return None
+    p = tuple(patch) if isinstance(patch, tuple | list) else (int(patch), int(patch))
+    return (crop // p[0]) * (crop // p[1])
+
+
+def shape_rule(prefer_4d: Layout | None, num_patches: int | None) -> LayoutRule:
+    """The rule that infers every layer's layout from its shape alone (see infer_layout)."""
+
+    def rule(_layer: str, shape: tuple[int, ...]) -> Layout | None:
+        return infer_layout(shape, prefer_4d=prefer_4d, num_patches=num_patches)
+
+    return rule
 
 
 def check_layout(layout: Layout, shape: tuple[int, ...], where: str) -> None:

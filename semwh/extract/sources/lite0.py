@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from semwh.errors import ConfigError, MissingDependencyError
-from semwh.extract.layouts import CHANNELS_FIRST, Layout, LayoutRule, infer_layout
+from semwh.extract.layouts import CHANNELS_FIRST, LayoutRule, shape_rule
 from semwh.extract.preprocess import Preprocessing
 from semwh.extract.spec import (
     ModelSource,
@@ -119,10 +119,7 @@ def lite0_layers(model: nn.Module) -> tuple[list[str], list[str], str]:
 
 
 def lite0_layout_rule(_model: nn.Module, _preprocessing: Preprocessing) -> LayoutRule:
-    def rule(_layer: str, shape: tuple[int, ...]) -> Layout | None:
-        return infer_layout(shape, prefer_4d=CHANNELS_FIRST, num_patches=None)
-
-    return rule
+    return shape_rule(CHANNELS_FIRST, None)
 
 
 def lite0_spec(
