@@ -149,7 +149,8 @@ FROM ranked
 """
 
 
-def upgrade() -> None:
+def create_results_measures() -> None:
+    """The results_measures table and its indexes (revision 0008 re-creates it on downgrade)."""
     op.create_table(
         "results_measures",
         sa.Column("result_id", ID, autoincrement=False, nullable=False),
@@ -190,6 +191,10 @@ def upgrade() -> None:
     op.create_index(
         "ix_results_measures_spaces", "results_measures", ["space_a", "space_b"], unique=False
     )
+
+
+def upgrade() -> None:
+    create_results_measures()
     op.create_table(
         "results_diff",
         sa.Column("result_id", ID, autoincrement=False, nullable=False),
