@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from semwh.custom_code import NO_CUSTOM_CODE, refuse_config_code, refuse_custom_code
-from semwh.errors import ConfigError, InputError, MissingDependencyError
+from semwh.errors import ConfigError, InputError
 from semwh.extract.layouts import CHANNELS_FIRST, LayoutRule, patch_count, shape_rule
 from semwh.extract.preprocess import Preprocessing
 from semwh.extract.spec import (
@@ -42,6 +42,7 @@ from semwh.extract.spec import (
     check_mode,
     default_name,
     generic_blocks,
+    import_library,
     on_meta,
     seeded,
     with_preprocessing,
@@ -69,12 +70,9 @@ class HfSource(ModelSource):
 
 
 def import_transformers() -> Any:
-    try:
-        import transformers
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "hf: models need the transformers package: pip install 'semwh[vision]'"
-        ) from exc
+    transformers = import_library(
+        "transformers", "hf: models need the transformers package: pip install 'semwh[vision]'"
+    )
     transformers.logging.set_verbosity_error()
     return transformers
 

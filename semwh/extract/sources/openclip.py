@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from semwh.errors import ConfigError, InputError, MissingDependencyError, NotFoundError
+from semwh.errors import ConfigError, InputError, NotFoundError
 from semwh.extract.layouts import CHANNELS_FIRST, LayoutRule, patch_count, shape_rule
 from semwh.extract.preprocess import Preprocessing
 from semwh.extract.spec import (
@@ -40,6 +40,7 @@ from semwh.extract.spec import (
     check_mode,
     default_name,
     generic_blocks,
+    import_library,
     seeded,
     with_preprocessing,
 )
@@ -80,13 +81,9 @@ class OpenClipSource(ModelSource):
 
 
 def import_open_clip() -> Any:
-    try:
-        import open_clip
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"openclip: models need the open-clip-torch package: {_INSTALL}"
-        ) from exc
-    return open_clip
+    return import_library(
+        "open_clip", f"openclip: models need the open-clip-torch package: {_INSTALL}"
+    )
 
 
 @contextmanager

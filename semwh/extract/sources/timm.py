@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from semwh.errors import ConfigError, InputError, MissingDependencyError, NotFoundError
+from semwh.errors import ConfigError, InputError, NotFoundError
 from semwh.extract.layouts import (
     CHANNELS_FIRST,
     CHANNELS_LAST,
@@ -38,6 +38,7 @@ from semwh.extract.spec import (
     check_mode,
     default_name,
     generic_blocks,
+    import_library,
     on_meta,
     seeded,
     with_preprocessing,
@@ -63,13 +64,7 @@ class TimmSource(ModelSource):
 
 
 def import_timm() -> Any:
-    try:
-        import timm
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "timm: models need the timm package: pip install 'semwh[vision]'"
-        ) from exc
-    return timm
+    return import_library("timm", "timm: models need the timm package: pip install 'semwh[vision]'")
 
 
 def preprocessing_of(cfg: Any, reference: str) -> Preprocessing:
