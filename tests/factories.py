@@ -1,18 +1,23 @@
-"""Registry rows the tests build by hand: one factory a kind of row, each value overridable.
+"""What the tests build by hand: registry rows (one factory a kind of row, each value
+overridable) and the fixtures of a module whose tests share one built warehouse.
 
-Each factory fills the columns a test does not care about with fixed values and takes any
+Each row factory fills the columns a test does not care about with fixed values and takes any
 column as a keyword; the row-adding ones add the row to the caller's session and flush it, so
 that its ID can be read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy.orm import Session
 
+from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import AnalysisRun, Sweep, SweepMember
+from tests.conftest import copy_warehouse, migrated_warehouse
 
 
 def add_analysis_run(session: Session, **values: Any) -> AnalysisRun:
@@ -72,3 +77,25 @@ def add_sweep(
             SweepMember(sweep_id=sweep.sweep_id, test=test, result_id=result_id, p_fdr=p_fdr)
         )
     return sweep
+
+
+def warehouse_fixtures(build: Callable[[Warehouse], Any], world: str = "world") -> tuple[Any, ...]:
+    """The fixtures of a module whose tests share one built warehouse: ``template`` (one
+    migrated warehouse with ``build``'s rows, made once per module: its folder and what
+    ``build`` returned), ``warehouse`` (a private copy of it for each test) and ``world`` (named
+    by ``world``: what ``build`` returned)."""
+
+    @pytest.fixture(scope="module", name="template")
+    def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+        root = tmp_path_factory.mktemp("template") / "wh"
+        return root, build(migrated_warehouse(root))
+
+    @pytest.fixture(name="warehouse")
+    def warehouse(template: tuple[Path, Any], tmp_path: Path) -> Warehouse:
+        return copy_warehouse(template[0], tmp_path / "wh")
+
+    @pytest.fixture(name=world)
+    def built(template: tuple[Path, Any]) -> Any:
+        return template[1]
+
+    return template, warehouse, built

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +24,8 @@ from semwh.warehouse.models import (
     ResultRecovery,
     VisionModel,
 )
-from tests.conftest import copy_warehouse, count_rows, migrated_warehouse
+from tests.conftest import count_rows
+from tests.factories import warehouse_fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -169,22 +169,8 @@ def build_recovery_world(wh: Warehouse, seed: int = 0) -> dict[str, object]:
     }
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
-    """One migrated warehouse with the recovery world in it, built once per module."""
-    root = tmp_path_factory.mktemp("template") / "wh"
-    return root, build_recovery_world(migrated_warehouse(root))
-
-
-@pytest.fixture
-def warehouse(template, tmp_path: Path) -> Warehouse:
-    """A private copy of the template warehouse."""
-    return copy_warehouse(template[0], tmp_path / "wh")
-
-
-@pytest.fixture
-def rworld(template) -> dict[str, object]:
-    return template[1]
+# One migrated warehouse with the recovery world in it, built once per module; each test a copy.
+template, warehouse, rworld = warehouse_fixtures(build_recovery_world, world="rworld")
 
 
 count = count_rows
