@@ -156,13 +156,10 @@ def parse_overrides(spec: str | Mapping[str, str] | None) -> LayoutOverrides:
     if isinstance(spec, Mapping):
         items = [(str(k), str(v)) for k, v in spec.items()]
     else:
-        items = []
-        for part in str(spec).split(","):
-            part = part.strip()
-            if not part:
-                continue
-            pattern, eq, value = part.partition("=")
-            items.append((pattern.strip(), value.strip()) if eq else ("*default*", pattern))
+        items = [
+            (pattern, value) if value is not None else ("*default*", pattern)
+            for pattern, value in comma_entries(str(spec))
+        ]
     rules: list[tuple[str, Layout]] = []
     fallback: Layout | None = None
     for pattern, value in items:
@@ -176,6 +173,19 @@ def parse_overrides(spec: str | Mapping[str, str] | None) -> LayoutOverrides:
         else:
             rules.append((pattern, layout))
     return LayoutOverrides(tuple(rules), fallback)
+
+
+def comma_entries(text: str) -> list[tuple[str, str | None]]:
+    """The entries of a comma-separated option: ``a=1, b`` -> ``[("a", "1"), ("b", None)]``
+    (each side stripped; an entry without ``=`` has the value None; empty entries are
+    skipped)."""
+    out: list[tuple[str, str | None]] = []
+    for part in text.split(","):
+        part = part.strip()
+        if part:
+            key, eq, value = part.partition("=")
+            out.append((key.strip(), value.strip()) if eq else (part, None))
+    return out
 
 
 def token_prefix(tokens: int, num_patches: int | None) -> int | None:
