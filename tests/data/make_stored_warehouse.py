@@ -38,7 +38,8 @@ SAMPLE_CONCEPTS = [
 
 def add_sample_rows(session: Session) -> None:
     """Concepts, images and spaces: the rows every stored warehouse carries."""
-    from semwh.warehouse.models import Concept, Image, Space
+    from semwh.warehouse.models import Concept, Space
+    from tests.factories import image_row
 
     for wnid, name, index in SAMPLE_CONCEPTS:
         session.add(
@@ -57,13 +58,12 @@ def add_sample_rows(session: Session) -> None:
     session.flush()
     for k, (wnid, _, _) in enumerate(SAMPLE_CONCEPTS):
         session.add(
-            Image(
-                wnid=wnid,
+            image_row(
+                wnid,
+                k,
                 path=f"images/{wnid}_{k}.jpg",
-                sha256=f"{k:064x}",
                 width=256,
                 height=192,
-                mode="RGB",
                 split="test",
                 created_at=WHEN,
             )

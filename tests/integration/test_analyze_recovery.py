@@ -17,7 +17,6 @@ from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
     AnalysisRun,
     Concept,
-    Image,
     Layer,
     Prediction,
     RecoveryImage,
@@ -25,7 +24,7 @@ from semwh.warehouse.models import (
     VisionModel,
 )
 from tests.conftest import count_rows
-from tests.factories import warehouse_fixtures
+from tests.factories import image_row, warehouse_fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -55,17 +54,7 @@ def build_recovery_world(wh: Warehouse, seed: int = 0) -> dict[str, object]:
         for w in [*wnids, OUTSIDER]:
             session.add(Concept(wnid=w, name=f"concept {w}", origin="file"))
         session.flush()
-        images = [
-            Image(
-                wnid=w,
-                path=f"img/{i}.jpg",
-                sha256=f"{i:064x}",
-                width=8,
-                height=8,
-                mode="RGB",
-            )
-            for i, w in enumerate(image_wnids)
-        ]
+        images = [image_row(w, i) for i, w in enumerate(image_wnids)]
         session.add_all(images)
         model = VisionModel(name=MODEL, architecture="toy", weights="none", preprocessing="{}")
         session.add(model)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -13,15 +12,12 @@ import torchvision
 from PIL import Image as PILImage
 from sqlalchemy import func, select
 
-from semwh.config import load_settings
 from semwh.errors import ConfigError, ResourceError
 from semwh.extract import ExtractionOptions, run_extraction
 from semwh.extract.plan import ExtractionPlan, LayerPlan, check_plan
 from semwh.vectors import load_image_vectors, load_space
-from semwh.warehouse.layout import Warehouse, warehouse_from_settings
-from semwh.warehouse.migrate import init_warehouse
+from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
-    Concept,
     ExtractionRun,
     ExtractionShard,
     Image,
@@ -30,6 +26,8 @@ from semwh.warehouse.models import (
     Space,
     VectorFile,
 )
+from tests.conftest import migrated_warehouse
+from tests.factories import add_image_files
 
 pytestmark = pytest.mark.integration
 
@@ -37,32 +35,11 @@ pytestmark = pytest.mark.integration
 def add_sample_images(wh: Warehouse, files: list[Path]) -> None:
     """Register sample photos (``<wnid>_<id>_<label>.jpg``) as concepts and images."""
     with wh.session() as session:
-        seen: set[str] = set()
-        for path in files:
-            wnid, _, label = path.stem.split("_", 2)
-            if wnid not in seen:
-                session.add(Concept(wnid=wnid, name=label, origin="images"))
-                seen.add(wnid)
-        session.flush()
-        for path in files:
-            with PILImage.open(path) as img:
-                size, mode = img.size, img.mode
-            session.add(
-                Image(
-                    wnid=path.stem.split("_", 1)[0],
-                    path=str(path),
-                    sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-                    width=size[0],
-                    height=size[1],
-                    mode=mode,
-                )
-            )
+        add_image_files(session, files)
 
 
 def new_warehouse(root: Path) -> Warehouse:
-    wh = warehouse_from_settings(load_settings(root))
-    init_warehouse(wh)
-    return wh
+    return migrated_warehouse(root)
 
 
 def lite0_input(path: Path) -> torch.Tensor:

@@ -15,7 +15,6 @@ from semwh.vectors import save_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
     Concept,
-    Image,
     Layer,
     PermutationNull,
     Prediction,
@@ -26,7 +25,7 @@ from semwh.warehouse.models import (
     Space,
     VisionModel,
 )
-from tests.factories import add_analysis_run, add_sweep, comparison
+from tests.factories import add_analysis_run, add_sweep, comparison, image_row
 
 WNIDS = [f"n{i:08d}" for i in range(1, 9)]
 NAMES = ["dog", "cat", "car", "bus", "apple", "pear", "chair", "table"]
@@ -62,14 +61,13 @@ def build_synthetic(wh: Warehouse, seed: int = 0) -> Synthetic:
             for k in range(3):
                 image_id += 1
                 s.add(
-                    Image(
+                    image_row(
+                        wnid,
+                        image_id,
                         image_id=image_id,
-                        wnid=wnid,
                         path=f"/data/{wnid}_{k}.jpg",
-                        sha256=f"{image_id:064x}",
                         width=64,
                         height=64,
-                        mode="RGB",
                     )
                 )
         for model in CURVES:

@@ -19,7 +19,7 @@ from semwh.warehouse.models import (
     SweepMember,
     VisionModel,
 )
-from tests.factories import add_analysis_run, add_sweep, comparison
+from tests.factories import add_analysis_run, add_sweep, comparison, image_row
 
 
 def _concept(wnid: str = "n02084071", index: int | None = None) -> Concept:
@@ -27,7 +27,7 @@ def _concept(wnid: str = "n02084071", index: int | None = None) -> Concept:
 
 
 def _image(sha: str, wnid: str = "n02084071") -> Image:
-    return Image(wnid=wnid, path=f"{sha}.jpg", sha256=sha, width=4, height=4, mode="RGB")
+    return image_row(wnid, 0, path=f"{sha}.jpg", sha256=sha, width=4, height=4)
 
 
 def _model(wh: Warehouse, name: str = "resnet50") -> int:
