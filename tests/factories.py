@@ -8,16 +8,60 @@ that its ID can be read.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image as PILImage
 from sqlalchemy.orm import Session
 
 from semwh.warehouse.layout import Warehouse
-from semwh.warehouse.models import AnalysisRun, Sweep, SweepMember
+from semwh.warehouse.models import AnalysisRun, Concept, Image, Sweep, SweepMember
 from tests.conftest import copy_warehouse, migrated_warehouse
+
+
+def image_row(wnid: str, index: int, **values: Any) -> Image:
+    """The ``index``-th image of concept ``wnid`` (its SHA-256 is ``index`` in hex), 8 x 8 RGB
+    unless given."""
+    return Image(
+        **{
+            "wnid": wnid,
+            "path": f"img/{index}.jpg",
+            "sha256": f"{index:064x}",
+            "width": 8,
+            "height": 8,
+            "mode": "RGB",
+            **values,
+        }
+    )
+
+
+def add_image_files(session: Session, files: Sequence[Path]) -> None:
+    """Register photos named ``<wnid>_<id>_<label>.jpg``, read in place: their concepts (in
+    order of first appearance) and their images (real size, mode and SHA-256)."""
+    labels: dict[str, str] = {}
+    for path in files:
+        wnid, _, label = path.stem.split("_", 2)
+        labels.setdefault(wnid, label)
+    for wnid, label in labels.items():
+        session.add(Concept(wnid=wnid, name=label, origin="images"))
+    session.flush()
+    for path in files:
+        with PILImage.open(path) as img:
+            (width, height), mode = img.size, img.mode
+        session.add(
+            Image(
+                wnid=path.stem.split("_", 1)[0],
+                path=str(path),
+                sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                width=width,
+                height=height,
+                mode=mode,
+            )
+        )
 
 
 def add_analysis_run(session: Session, **values: Any) -> AnalysisRun:
@@ -99,3 +143,25 @@ def warehouse_fixtures(build: Callable[[Warehouse], Any], world: str = "world") 
         return template[1]
 
     return template, warehouse, built
+
+
+def noisy_rdms(words: np.ndarray, n_subjects: int, seed: int, noise: float = 1.0) -> np.ndarray:
+    """Each subject's Euclidean dissimilarities of the word vectors plus their own noise."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_subjects):
+        x = words + noise * rng.standard_normal(words.shape)
+        out.append(np.linalg.norm(x[:, None] - x[None], axis=2))
+    return np.stack(out)
+
+
+def add_subject_rdms(wh: Warehouse, folder: Path, space: str, n_subjects: int, seed: int) -> None:
+    """Ingest ``subjects``: ``n_subjects`` noisy RDMs of the word space ``space`` (files written
+    into ``folder``)."""
+    from semwh.ingest import ingest_rdm
+    from semwh.vectors import load_space
+
+    words = load_space(wh, space)
+    np.save(folder / "rdms.npy", noisy_rdms(words.matrix, n_subjects, seed))
+    (folder / "keys.txt").write_text("\n".join(words.wnids) + "\n")
+    ingest_rdm(wh, "subjects", folder / "rdms.npy", keys=folder / "keys.txt")
