@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -259,32 +260,18 @@ def test_resnet50_random_equals_torchvision_forward(few: Warehouse) -> None:
         assert rel_error(got.matrix, ref.numpy().astype(np.float64)) < 1e-5, name
 
     # Another pooling of the same model is another stored model: it needs its own name.
-    with pytest.raises(ConfigError, match="pass --name"):
-        run_extraction(
-            few,
-            ExtractionOptions(
-                "resnet50",
-                weights="none",
-                seed=7,
-                layers="layer4.2",
-                pooling="flatten",
-                device="cpu",
-                num_workers=0,
-            ),
-        )
-    flat = run_extraction(
-        few,
-        ExtractionOptions(
-            "resnet50",
-            weights="none",
-            seed=7,
-            layers="layer4.2",
-            pooling="flatten",
-            name="resnet50-random-flat",
-            device="cpu",
-            num_workers=0,
-        ),
+    flatten = ExtractionOptions(
+        "resnet50",
+        weights="none",
+        seed=7,
+        layers="layer4.2",
+        pooling="flatten",
+        device="cpu",
+        num_workers=0,
     )
+    with pytest.raises(ConfigError, match="pass --name"):
+        run_extraction(few, flatten)
+    flat = run_extraction(few, replace(flatten, name="resnet50-random-flat"))
     assert flat.status == "done"
     got = load_image_vectors(few, "resnet50-random-flat/layer4.2")
     np.testing.assert_allclose(
