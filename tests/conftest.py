@@ -10,6 +10,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,6 +132,14 @@ def copy_warehouse(template: Path, root: Path) -> Warehouse:
     """A private copy of a template warehouse folder (the folder is self-contained)."""
     shutil.copytree(template, root)
     return warehouse_from_settings(load_settings(root))
+
+
+def table_names(conn: Any) -> list[str]:
+    """The tables of an open DuckDB registry connection (Alembic's own included), by name."""
+    rows = conn.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE NOT internal ORDER BY 1"
+    ).fetchall()
+    return [r[0] for r in rows]
 
 
 def count_rows(wh: Warehouse, model: type) -> int:

@@ -15,8 +15,11 @@ Adds ``noise_ceilings`` (RSA noise ceiling of an RDM space over a concept set) a
 (both result ids, bootstrap interval, sign-flip p-value); sweeps list them as ``diff``.
 """
 
+import importlib.util
 import json
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -30,20 +33,6 @@ ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 MEASURES = ("cka", "knn", "reg2v2", "diff")
 
-_RESULTS = """
-    SELECT '2v2' AS test, result_id, space_a, space_b, accuracy AS statistic, p_value,
-        n_concepts, n_permutations, seed, space_a_sha256, space_b_sha256
-    FROM results_2v2
-    UNION ALL
-    SELECT 'rsa', result_id, space_a, space_b, rho, p_value,
-        n_concepts, n_permutations, seed, space_a_sha256, space_b_sha256
-    FROM results_rsa
-    UNION ALL
-    SELECT 'recovery', result_id, space_a, space_b, accuracy, p_value,
-        n_concepts, n_permutations, seed, space_a_sha256, space_b_sha256
-    FROM results_recovery{extra}
-"""
-
 _MEASURE_ROWS = """
     UNION ALL
     SELECT measure, result_id, space_a, space_b, statistic, p_value,
@@ -54,33 +43,25 @@ _MEASURE_ROWS = """
         n_concepts, n_permutations, seed, space_a_sha256, space_b_sha256
     FROM results_diff"""
 
-_SWEEP_RESULTS = """
-CREATE VIEW sweep_results AS
-WITH r AS ({results})
-SELECT
-    m.sweep_id,
-    m.test,
-    m.result_id,
-    r.space_a,
-    r.space_b,
-    r.statistic,
-    r.p_value,
-    m.p_fdr,
-    r.n_concepts,
-    r.n_permutations,
-    r.seed,
-    sw.status AS sweep_status,
-    coalesce(r.space_a_sha256 = sa.content_sha256 AND r.space_b_sha256 = sb.content_sha256,
-        FALSE) AS is_current
-FROM sweep_members AS m
-JOIN sweeps AS sw ON sw.sweep_id = m.sweep_id
-JOIN r ON r.test = m.test AND r.result_id = m.result_id
-LEFT JOIN spaces AS sa ON sa.name = r.space_a
-LEFT JOIN spaces AS sb ON sb.name = r.space_b
-"""
 
+def _earlier(file: str) -> Any:
+    """An earlier revision's module (its view definitions)."""
+    path = Path(__file__).with_name(file)
+    spec = importlib.util.spec_from_file_location(f"semwh_revision_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# sweep_results as revision 0003 created it (the downgrade restores it); this revision adds
+# the measures' and differences' rows to its union of results.
+OLD_SWEEP_RESULTS: str = _earlier("0003_sweep_families.py").SWEEP_RESULTS
+_OPEN = OLD_SWEEP_RESULTS.index("WITH r AS (") + len("WITH r AS (")
+_CLOSE = OLD_SWEEP_RESULTS.index("\n)\nSELECT\n")
+_SWEEP_RESULTS = OLD_SWEEP_RESULTS[:_OPEN] + "{results}" + OLD_SWEEP_RESULTS[_CLOSE + 1 :]
+_RESULTS = OLD_SWEEP_RESULTS[_OPEN:_CLOSE] + "{extra}\n"
 SWEEP_RESULTS = _SWEEP_RESULTS.format(results=_RESULTS.format(extra=_MEASURE_ROWS))
-OLD_SWEEP_RESULTS = _SWEEP_RESULTS.format(results=_RESULTS.format(extra=""))
 
 MEASURE_CURVES = """
 CREATE VIEW measure_curves AS
@@ -149,7 +130,8 @@ FROM ranked
 """
 
 
-def upgrade() -> None:
+def create_results_measures() -> None:
+    """The results_measures table and its indexes (revision 0008 re-creates it on downgrade)."""
     op.create_table(
         "results_measures",
         sa.Column("result_id", ID, autoincrement=False, nullable=False),
@@ -190,6 +172,10 @@ def upgrade() -> None:
     op.create_index(
         "ix_results_measures_spaces", "results_measures", ["space_a", "space_b"], unique=False
     )
+
+
+def upgrade() -> None:
+    create_results_measures()
     op.create_table(
         "results_diff",
         sa.Column("result_id", ID, autoincrement=False, nullable=False),

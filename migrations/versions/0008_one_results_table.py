@@ -348,50 +348,6 @@ def _add_subject_columns(table: str) -> None:
             op.add_column(table, sa.Column(name, kind, nullable=True))
 
 
-def _create_measures() -> None:
-    """results_measures as revision 0004 created it."""
-    op.create_table(
-        "results_measures",
-        sa.Column("result_id", ID, autoincrement=False, nullable=False),
-        sa.Column("analysis_id", ID, autoincrement=False, nullable=False),
-        sa.Column("measure", sa.String(), nullable=False),
-        sa.Column("variant", sa.String(), nullable=False),
-        sa.Column("space_a", sa.String(), nullable=False),
-        sa.Column("space_b", sa.String(), nullable=False),
-        sa.Column("n_concepts", sa.Integer(), nullable=False),
-        sa.Column("concepts_sha256", sa.String(), nullable=False),
-        sa.Column("space_a_sha256", sa.String(), nullable=True),
-        sa.Column("space_b_sha256", sa.String(), nullable=True),
-        sa.Column("statistic", sa.Double(), nullable=False),
-        sa.Column("p_value", sa.Double(), nullable=True),
-        sa.Column("n_permutations", sa.Integer(), nullable=False),
-        sa.Column("seed", sa.BigInteger(), nullable=True),
-        sa.Column("estimator", sa.String(), nullable=True),
-        sa.Column("k", sa.Integer(), nullable=True),
-        sa.Column("distance", sa.String(), nullable=True),
-        sa.Column("penalties", sa.Text(), nullable=True),
-        sa.Column("tie_tol", sa.Double(), nullable=True),
-        sa.Column("n_pairs", sa.BigInteger(), nullable=True),
-        sa.Column("options_sha256", sa.String(), nullable=False),
-        sa.Column("analysis_version", sa.Integer(), nullable=False),
-        sa.Column("null_mean", sa.Double(), nullable=True),
-        sa.Column("null_q95", sa.Double(), nullable=True),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["analysis_id"],
-            ["analysis_runs.analysis_id"],
-            name=op.f("fk_results_measures_analysis_id_analysis_runs"),
-        ),
-        sa.PrimaryKeyConstraint("result_id", name=op.f("pk_results_measures")),
-    )
-    op.create_index(
-        op.f("ix_results_measures_analysis_id"), "results_measures", ["analysis_id"], unique=False
-    )
-    op.create_index(
-        "ix_results_measures_spaces", "results_measures", ["space_a", "space_b"], unique=False
-    )
-
-
 _SHARED_NAMES = tuple(n.strip() for n in _SHARED.split(","))
 
 
@@ -439,7 +395,7 @@ def downgrade() -> None:
     r3 = _earlier("0003_sweep_families.py")
     r3._create_rsa(True)
     r3._create_2v2(True)
-    _create_measures()
+    _earlier("0004_measures.py").create_results_measures()
     for table in ("results_rsa", "results_2v2"):
         _add_subject_columns(table)
     by_table: dict[str, list[dict[str, Any]]] = {t: [] for t in OLD_TABLES}

@@ -62,7 +62,13 @@ from semwh.extract.rows import (
     run_params,
     with_busy_retry,
 )
-from semwh.extract.shards import check_run_files, clean_job_tmp, parse_shard, run_local_shards
+from semwh.extract.shards import (
+    ShardWork,
+    check_run_files,
+    clean_job_tmp,
+    parse_shard,
+    run_local_shards,
+)
 from semwh.progress import Progress, check_progress
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import ExtractionShard
@@ -171,7 +177,7 @@ def run_extraction(
     progress: Progress | None = None,
     on_plan: Callable[[ExtractionPlan], None] | None = None,
     shard_pause: float = 0.0,
-    shard_runner: Callable[..., int] | None = None,
+    shard_runner: Callable[[Warehouse, ShardWork], int] | None = None,
 ) -> ExtractionSummary:
     """Extract pooled activations of a model's probe layers for every image in the warehouse.
 
@@ -291,8 +297,7 @@ def run_extraction(
         summary.tmp_removed = clean_job_tmp(wh, parallel=slice_ is not None and slice_[1] > 1)
 
         started = time.perf_counter()
-        processed = (shard_runner or run_local_shards)(
-            wh,
+        work = ShardWork(
             probed,
             loaded,
             plan,
@@ -305,6 +310,7 @@ def run_extraction(
             progress=progress,
             shard_pause=shard_pause,
         )
+        processed = (shard_runner or run_local_shards)(wh, work)
         summary.seconds = time.perf_counter() - started
         summary.images = processed
         summary.shards_done = len(todo)

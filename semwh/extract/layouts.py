@@ -24,6 +24,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from semwh.errors import ConfigError
 
@@ -155,13 +156,10 @@ def parse_overrides(spec: str | Mapping[str, str] | None) -> LayoutOverrides:
     if isinstance(spec, Mapping):
         items = [(str(k), str(v)) for k, v in spec.items()]
     else:
-        items = []
-        for part in str(spec).split(","):
-            part = part.strip()
-            if not part:
-                continue
-            pattern, eq, value = part.partition("=")
-            items.append((pattern.strip(), value.strip()) if eq else ("*default*", pattern))
+        items = [
+            (pattern, value) if value is not None else ("*default*", pattern)
+            for pattern, value in comma_entries(str(spec))
+        ]
     rules: list[tuple[str, Layout]] = []
     fallback: Layout | None = None
     for pattern, value in items:
@@ -175,6 +173,19 @@ def parse_overrides(spec: str | Mapping[str, str] | None) -> LayoutOverrides:
         else:
             rules.append((pattern, layout))
     return LayoutOverrides(tuple(rules), fallback)
+
+
+def comma_entries(text: str) -> list[tuple[str, str | None]]:
+    """The entries of a comma-separated option: ``a=1, b`` -> ``[("a", "1"), ("b", None)]``
+    (each side stripped; an entry without ``=`` has the value None; empty entries are
+    skipped)."""
+    out: list[tuple[str, str | None]] = []
+    for part in text.split(","):
+        part = part.strip()
+        if part:
+            key, eq, value = part.partition("=")
+            out.append((key.strip(), value.strip()) if eq else (part, None))
+    return out
 
 
 def token_prefix(tokens: int, num_patches: int | None) -> int | None:
@@ -225,6 +236,24 @@ def infer_layout(
             prefix = token_prefix(shape[0], num_patches)
             return None if prefix is None else Layout("sequence_first", prefix)
     return None
+
+
+def patch_count(patch: Any, crop: int) -> int | None:
+    """Patch tokens of a ``crop`` x ``crop`` input cut into ``patch`` (an int or a pair), or
+    None when the model has no patch size."""
+    if patch is None:
+        return None
+    p = tuple(patch) if isinstance(patch, tuple | list) else (int(patch), int(patch))
+    return (crop // p[0]) * (crop // p[1])
+
+
+def shape_rule(prefer_4d: Layout | None, num_patches: int | None) -> LayoutRule:
+    """The rule that infers every layer's layout from its shape alone (see infer_layout)."""
+
+    def rule(_layer: str, shape: tuple[int, ...]) -> Layout | None:
+        return infer_layout(shape, prefer_4d=prefer_4d, num_patches=num_patches)
+
+    return rule
 
 
 def check_layout(layout: Layout, shape: tuple[int, ...], where: str) -> None:

@@ -18,6 +18,7 @@ import torch
 from PIL import Image as PILImage
 
 from semwh.errors import ConfigError, InputError
+from semwh.extract.layouts import comma_entries
 
 RESIZE_MODES = ("shorter", "square")
 CROP_ROUNDINGS = ("round", "floor")
@@ -218,17 +219,13 @@ def parse_preprocessing(
             items = [(k, v) for k, v in items if k != "preset"]
     else:
         items = []
-        for part in str(spec).split(","):
-            part = part.strip()
-            if not part:
-                continue
-            key, eq, value = part.partition("=")
-            if not eq:
+        for key, value in comma_entries(str(spec)):
+            if value is None:
                 if preset is not None:
-                    raise ConfigError(f"--preprocessing names two presets: {preset}, {part}")
-                preset = part
+                    raise ConfigError(f"--preprocessing names two presets: {preset}, {key}")
+                preset = key
             else:
-                items.append((key.strip(), value.strip()))
+                items.append((key, value))
     if preset is not None:
         if preset not in PRESETS:
             raise ConfigError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import select
@@ -162,26 +163,43 @@ def write_and_register(
         time.sleep(pause)
 
 
-def run_local_shards(
-    wh: Warehouse,
-    probed: ProbedModel,
-    loaded: LoadedModel,
-    plan: ExtractionPlan,
-    images: list[ImageRow],
-    todo: list[int],
-    *,
-    run_id: int,
-    layer_ids: dict[str, int],
-    batch_size: int,
-    num_workers: int,
-    progress: Progress | None,
-    shard_pause: float,
-) -> int:
-    """Extract the shards in ``todo``; Parquet writing and registration run in a thread.
+@dataclass(frozen=True)
+class ShardWork:
+    """The shards still to do of one extraction run and what running them needs: what every
+    shard runner (the local one below, the Ray one) is given.
 
-    ``progress`` is told the images done (``extract MODEL``) after every batch.
+    Attributes:
+        probed: The model with its probes attached.
+        loaded: The loaded model (name, weights, preprocessing).
+        plan: The run's extraction plan.
+        images: The run's images in shard order.
+        todo: Indexes of the shards to run.
+        run_id: The extraction run.
+        layer_ids: Registry ID of each probed layer.
+        batch_size: Images a forward pass.
+        num_workers: Image decoding workers.
+        progress: Told the images done (``extract MODEL``) after every batch.
+        shard_pause: Seconds to wait after registering each shard.
     """
-    total = sum(len(shard_rows(images, plan, s)) for s in todo)
+
+    probed: ProbedModel
+    loaded: LoadedModel
+    plan: ExtractionPlan
+    images: list[ImageRow]
+    todo: list[int]
+    run_id: int
+    layer_ids: dict[str, int]
+    batch_size: int
+    num_workers: int
+    progress: Progress | None
+    shard_pause: float
+
+
+def run_local_shards(wh: Warehouse, work: ShardWork) -> int:
+    """Extract the shards in ``work.todo``; Parquet writing and registration run in a thread."""
+    probed, loaded, plan, images = work.probed, work.loaded, work.plan, work.images
+    progress = work.progress
+    total = sum(len(shard_rows(images, plan, s)) for s in work.todo)
     what = f"extract {loaded.name}"
     processed = 0
     lock = threading.Lock()
@@ -195,15 +213,15 @@ def run_local_shards(
                 processed += n
                 report(progress, what, processed, total)
 
-        for shard_index in todo:
+        for shard_index in work.todo:
             rows = shard_rows(images, plan, shard_index)
             shard_start = time.perf_counter()
             check_shard_images(wh, rows)
             output = run_shard(
                 probed,
                 [resolve_path(wh, row.path) for row in rows],
-                batch_size=batch_size,
-                num_workers=num_workers,
+                batch_size=work.batch_size,
+                num_workers=work.num_workers,
                 on_batch=advance,
             )
             if pending is not None:
@@ -212,14 +230,14 @@ def run_local_shards(
                 write_and_register,
                 wh,
                 loaded=loaded,
-                run_id=run_id,
+                run_id=work.run_id,
                 shard_index=shard_index,
                 images=rows,
                 output=output,
-                layer_ids=layer_ids,
+                layer_ids=work.layer_ids,
                 plan=plan,
                 seconds=time.perf_counter() - shard_start,
-                pause=shard_pause,
+                pause=work.shard_pause,
             )
         if pending is not None:
             pending.result()

@@ -11,6 +11,7 @@ the sources, in that one direction.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import sys
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from semwh.errors import ConfigError, InputError
+from semwh.errors import ConfigError, InputError, MissingDependencyError
 from semwh.extract.digests import WeightsDigests
 from semwh.extract.layouts import LayoutOverrides, LayoutRule
 from semwh.extract.preprocess import Preprocessing
@@ -232,6 +233,18 @@ class ModelSource:
             if version is not None:
                 out[library] = str(version)
         return out
+
+
+def import_library(name: str, missing: str) -> Any:
+    """Import a source's optional library.
+
+    Raises:
+        MissingDependencyError: It is not installed (``missing`` says what to install).
+    """
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise MissingDependencyError(missing) from exc
 
 
 def check_mode(reference: str, mode: str, allowed: tuple[str, ...]) -> None:

@@ -24,12 +24,14 @@ import uuid
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
 
 from semwh.config import TMP_DIRNAME
 from semwh.errors import ConfigError, DuplicateError, InputError, NotFoundError
@@ -311,6 +313,56 @@ def _unchanged_report(wh: Warehouse, report: WordIngestReport, concepts: list[Co
     return True
 
 
+def _word_space_concepts(wh: Warehouse, name: str) -> list[Concept]:
+    """The registered concepts (by wnid) a word space ``name`` is made for.
+
+    Raises:
+        DuplicateError: A space of another kind has that name.
+        ConfigError: No concepts are registered.
+    """
+    with wh.session() as session:
+        concepts = list(session.scalars(select(Concept).order_by(Concept.wnid)).all())
+        other = session.scalar(select(Space).where(Space.name == name))
+        if other is not None and other.kind != "word":
+            raise DuplicateError(
+                f"space {name!r} already exists as a {other.kind} space; choose another name"
+            )
+    if not concepts:
+        raise ConfigError(
+            "no concepts registered: run `semwh ingest concepts` or `semwh ingest images` first"
+        )
+    return concepts
+
+
+def store_word_model(
+    session: Session,
+    name: str,
+    source_id: int,
+    fields: dict[str, Any],
+    tokens: list[dict[str, Any]],
+) -> WordModel:
+    """Create the word model ``name`` (of source ``source_id``) or give its row new
+    ``fields``, and replace its tokens (rows of ``wnid``, ``tokens``, ``rule``).
+
+    An existing row keeps its id and source_id (DuckDB cannot change a foreign-key column of
+    a row that tokens and the space reference); the version in force is the newest
+    ``sources`` row of this name.
+    """
+    model = session.scalar(select(WordModel).where(WordModel.name == name))
+    if model is None:
+        model = WordModel(name=name, source_id=source_id, **fields)
+        session.add(model)
+        session.flush()
+    else:
+        for key, value in fields.items():
+            setattr(model, key, value)
+        session.execute(delete(WordToken).where(WordToken.word_model_id == model.word_model_id))
+    session.execute(
+        insert(WordToken), [{"word_model_id": model.word_model_id, **row} for row in tokens]
+    )
+    return model
+
+
 def ingest_words(
     wh: Warehouse,
     name: str,
@@ -360,17 +412,7 @@ def ingest_words(
     lowercase = fmt in LOWERCASE_FORMATS
     report = WordIngestReport(name=name, format=fmt)
 
-    with wh.session() as session:
-        concepts = list(session.scalars(select(Concept).order_by(Concept.wnid)).all())
-        other = session.scalar(select(Space).where(Space.name == name))
-        if other is not None and other.kind != "word":
-            raise DuplicateError(
-                f"space {name!r} already exists as a {other.kind} space; choose another name"
-            )
-    if not concepts:
-        raise ConfigError(
-            "no concepts registered: run `semwh ingest concepts` or `semwh ingest images` first"
-        )
+    concepts = _word_space_concepts(wh, name)
     known = {c.wnid for c in concepts}
     mapping_path = Path(mapping).expanduser().resolve() if mapping is not None else None
     explicit = read_mapping(mapping_path, known, lowercase) if mapping_path else {}
@@ -454,31 +496,13 @@ def ingest_words(
     # version whole and adds no ``sources`` row.
     with version_swap(wh) as session:
         src, status, previous = record_source(session, spec)
-        model = session.scalar(select(WordModel).where(WordModel.name == name))
-        fields = dict(
-            format=fmt,
-            dim=vectors.dim,
-            vocab_size=vectors.vocab_size,
-            multiword=multiword,
-            source_id=src.source_id,
-        )
-        if model is None:
-            model = WordModel(name=name, **fields)
-            session.add(model)
-            session.flush()
-        else:
-            # The row keeps its id and source_id (DuckDB cannot change a foreign-key column
-            # of a row that tokens and the space reference); the version in force is the
-            # newest ``sources`` row of this name.
-            fields.pop("source_id")
-            for key, value in fields.items():
-                setattr(model, key, value)
-            session.execute(delete(WordToken).where(WordToken.word_model_id == model.word_model_id))
-        session.execute(
-            insert(WordToken),
+        model = store_word_model(
+            session,
+            name,
+            src.source_id,
+            dict(format=fmt, dim=vectors.dim, vocab_size=vectors.vocab_size, multiword=multiword),
             [
                 {
-                    "word_model_id": model.word_model_id,
                     "wnid": c.wnid,
                     "tokens": json.dumps(choices[c.wnid].tokens)
                     if choices[c.wnid].tokens is not None
@@ -531,17 +555,7 @@ def ingest_sentence_words(
     resolved = resolve_text_source(str(source))
     text_template = resolve_template(template)
     report = WordIngestReport(name=name, format=SENTENCE_FORMAT)
-    with wh.session() as session:
-        rows = list(session.scalars(select(Concept).order_by(Concept.wnid)).all())
-        other = session.scalar(select(Space).where(Space.name == name))
-        if other is not None and other.kind != "word":
-            raise DuplicateError(
-                f"space {name!r} already exists as a {other.kind} space; choose another name"
-            )
-    if not rows:
-        raise ConfigError(
-            "no concepts registered: run `semwh ingest concepts` or `semwh ingest images` first"
-        )
+    rows = _word_space_concepts(wh, name)
     fields = [concept_fields(c.wnid, c.name, c.lemmas, c.gloss) for c in rows]
     wnids, texts, missing = concept_texts(fields, [text_template])
     model = load_sentence_model(resolved, device)
@@ -579,29 +593,13 @@ def ingest_sentence_words(
     by_wnid = dict(zip(wnids, texts[0], strict=True))
     with version_swap(wh) as session:
         src, status, previous = record_source(session, spec)
-        word = session.scalar(select(WordModel).where(WordModel.name == name))
-        values = dict(
-            format=SENTENCE_FORMAT,
-            dim=report.dim,
-            vocab_size=0,
-            multiword="sentence",
-            source_id=None,
-        )
-        if word is None:
-            values["source_id"] = src.source_id
-            word = WordModel(name=name, **values)
-            session.add(word)
-            session.flush()
-        else:
-            values.pop("source_id")
-            for key, value in values.items():
-                setattr(word, key, value)
-            session.execute(delete(WordToken).where(WordToken.word_model_id == word.word_model_id))
-        session.execute(
-            insert(WordToken),
+        word = store_word_model(
+            session,
+            name,
+            src.source_id,
+            dict(format=SENTENCE_FORMAT, dim=report.dim, vocab_size=0, multiword="sentence"),
             [
                 {
-                    "word_model_id": word.word_model_id,
                     "wnid": c.wnid,
                     "tokens": json.dumps([by_wnid[c.wnid]]) if c.wnid in by_wnid else None,
                     "rule": "template" if c.wnid in by_wnid else "missing",

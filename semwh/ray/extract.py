@@ -31,6 +31,7 @@ from semwh.extract.plan import ExtractionPlan
 from semwh.extract.preprocess import Preprocessing
 from semwh.extract.rows import ImageRow
 from semwh.extract.shards import (
+    ShardWork,
     check_shard_images,
     resolve_path,
     shard_rows,
@@ -179,23 +180,9 @@ class RayShardRunner:
         self.actors = actors
         self.cpus_per_actor = cpus_per_actor
 
-    def __call__(
-        self,
-        wh: Warehouse,
-        probed: ProbedModel,
-        loaded: LoadedModel,
-        plan: ExtractionPlan,
-        images: list[ImageRow],
-        todo: list[int],
-        *,
-        run_id: int,
-        layer_ids: dict[str, int],
-        batch_size: int,
-        num_workers: int,
-        progress: Progress | None,
-        shard_pause: float,
-    ) -> int:
-        """Extract the shards in ``todo``; returns the number of images processed."""
+    def __call__(self, wh: Warehouse, work: ShardWork) -> int:
+        """Extract the shards in ``work.todo``; returns the number of images processed."""
+        probed, loaded, plan, todo = work.probed, work.loaded, work.plan, work.todo
         if not todo:
             return 0
         recipe = ModelRecipe(
@@ -206,7 +193,7 @@ class RayShardRunner:
             layouts=tuple((p.module, p.layout) for p in plan.layers),
             **self.recipe_args,
         )
-        shards = {s: shard_rows(images, plan, s) for s in todo}
+        shards = {s: shard_rows(work.images, plan, s) for s in todo}
         for rows in shards.values():
             check_shard_images(wh, rows)
         items = [
@@ -217,8 +204,8 @@ class RayShardRunner:
         with ray_session(self.address) as ray:
             try:
                 return self._stream(
-                    ray, wh, loaded, plan, recipe, shards, items, run_id, layer_ids,
-                    batch_size, progress, shard_pause,
+                    ray, wh, loaded, plan, recipe, shards, items, work.run_id, work.layer_ids,
+                    work.batch_size, work.progress, work.shard_pause,
                 )  # fmt: skip
             except Exception as exc:
                 # A worker's semwh error arrives wrapped by Ray: raise the original.

@@ -369,17 +369,22 @@ def register_space(
                 fields.pop(key)
         for key, value in fields.items():
             setattr(space, key, value)
-        for old in session.scalars(
-            select(VectorFile).where(
-                VectorFile.space_id == space.space_id, VectorFile.kind == "concepts"
-            )
-        ):
+        for old in _concept_files(session, space.space_id):
             session.delete(old)
         session.flush()
     register_vector_file(
         session, prepared.info, "concepts", space_id=space.space_id, layer_id=layer_id
     )
     return space
+
+
+def _concept_files(session: Session, space_id: int) -> list[VectorFile]:
+    """The rows of a space's concept file(s) in ``vector_files``."""
+    return list(
+        session.scalars(
+            select(VectorFile).where(VectorFile.space_id == space_id, VectorFile.kind == "concepts")
+        )
+    )
 
 
 def _refresh_file_record(
@@ -391,12 +396,7 @@ def _refresh_file_record(
     repairs a damaged file, say); its bytes can differ from the first write's by their
     metadata (another semwh version, another source path), so the record follows the file.
     """
-    rows = session.scalars(
-        select(VectorFile).where(
-            VectorFile.space_id == space.space_id, VectorFile.kind == "concepts"
-        )
-    ).all()
-    for row in rows:
+    for row in _concept_files(session, space.space_id):
         if row.path == info.relpath:
             row.size_bytes, row.sha256, row.n_rows = info.size_bytes, info.sha256, info.n_rows
             return
@@ -427,9 +427,7 @@ def space_files_intact(wh: Warehouse, space_id: int) -> bool:
     """Whether a space has its concept file(s) registered and each matches its record in
     size and SHA-256 (an "unchanged" re-ingest rewrites the file when not)."""
     with wh.session() as session:
-        files = session.scalars(
-            select(VectorFile).where(VectorFile.space_id == space_id, VectorFile.kind == "concepts")
-        ).all()
+        files = _concept_files(session, space_id)
     return bool(files) and all(file_problem(wh, f) is None for f in files)
 
 

@@ -38,7 +38,8 @@ SAMPLE_CONCEPTS = [
 
 def add_sample_rows(session: Session) -> None:
     """Concepts, images and spaces: the rows every stored warehouse carries."""
-    from semwh.warehouse.models import Concept, Image, Space
+    from semwh.warehouse.models import Concept, Space
+    from tests.factories import image_row
 
     for wnid, name, index in SAMPLE_CONCEPTS:
         session.add(
@@ -57,13 +58,12 @@ def add_sample_rows(session: Session) -> None:
     session.flush()
     for k, (wnid, _, _) in enumerate(SAMPLE_CONCEPTS):
         session.add(
-            Image(
-                wnid=wnid,
+            image_row(
+                wnid,
+                k,
                 path=f"images/{wnid}_{k}.jpg",
-                sha256=f"{k:064x}",
                 width=256,
                 height=192,
-                mode="RGB",
                 split="test",
                 created_at=WHEN,
             )
@@ -97,6 +97,7 @@ def add_row_to_every_table(session: Session) -> dict[str, int]:
         Rows added per table name.
     """
     from semwh.warehouse import models as m
+    from tests.factories import add_analysis_run, add_sweep, comparison
 
     add_sample_rows(session)
     source = m.Source(
@@ -202,30 +203,21 @@ def add_row_to_every_table(session: Session) -> dict[str, int]:
             probability=0.75,
         )
     )
-    analysis = m.AnalysisRun(
-        kind="sweep",
-        params="{}",
+    analysis = add_analysis_run(
+        session,
         params_sha256="1" * 64,
         seed=7,
         semwh_version="0.1.0",
-        library_versions="{}",
-        input_hashes="{}",
         device="cpu",
         seconds=1.5,
         finished_at=WHEN,
     )
-    session.add(analysis)
-    session.flush()
-    common = dict(
-        analysis_id=analysis.analysis_id,
-        space_a="resnet50/layer1.0",
+    common = comparison(
+        analysis.analysis_id,
         space_b="glove-50d",
         n_concepts=3,
         concepts_sha256="2" * 64,
-        similarity="pearson",
         p_value=0.01,
-        n_permutations=100,
-        seed=7,
         space_a_sha256="3" * 64,
         space_b_sha256="4" * 64,
         bootstrap=0,
@@ -312,25 +304,22 @@ def add_row_to_every_table(session: Session) -> dict[str, int]:
             analysis_version=1,
         )
     )
-    sweep = m.Sweep(
+    members = [
+        ("rsa", rsa.result_id, 0.015),
+        ("2v2", two.result_id, 0.015),
+        ("recovery", recovery.result_id, 0.5),
+    ]
+    sweep = add_sweep(
+        session,
+        members,
         created_at=WHEN,
         finished_at=WHEN,
         models=json.dumps(["resnet50"]),
         word_spaces=json.dumps(["glove-50d"]),
         tests=json.dumps(["2v2", "rsa", "recovery"]),
-        n_permutations=100,
         seed=7,
-        n_tests=3,
-        status="complete",
-        params="{}",
         analysis_id=analysis.analysis_id,
     )
-    session.add(sweep)
-    session.flush()
-    for test, row, p_fdr in (("rsa", rsa, 0.015), ("2v2", two, 0.015), ("recovery", recovery, 0.5)):
-        session.add(
-            m.SweepMember(sweep_id=sweep.sweep_id, test=test, result_id=row.result_id, p_fdr=p_fdr)
-        )
     session.add(
         m.RecoveryImage(
             result_id=recovery.result_id,

@@ -3,18 +3,16 @@ place, registered as concepts and images, and GloVe vectors of their labels."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-from PIL import Image as PILImage
 
 from semwh.config import load_settings
 from semwh.vectors import load_image_vectors, save_space
 from semwh.warehouse.layout import Warehouse, warehouse_from_settings
 from semwh.warehouse.migrate import init_warehouse
-from semwh.warehouse.models import Concept, Image
+from tests.factories import add_image_files
 
 N_CONCEPTS, PER_CONCEPT = 10, 2
 
@@ -42,22 +40,7 @@ def new_warehouse(root: Path, files: list[Path], vectors: str | None = None) -> 
     wh = warehouse_from_settings(load_settings(root, vectors=vectors))
     init_warehouse(wh)
     with wh.session() as session:
-        for wnid, label in dict.fromkeys(wnid_label(p) for p in files):
-            session.add(Concept(wnid=wnid, name=label, origin="images"))
-        session.flush()
-        for path in files:
-            with PILImage.open(path) as img:
-                (width, height), mode = img.size, img.mode
-            session.add(
-                Image(
-                    wnid=path.stem.split("_", 1)[0],
-                    path=str(path),
-                    sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-                    width=width,
-                    height=height,
-                    mode=mode,
-                )
-            )
+        add_image_files(session, files)
     return wh
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,7 +33,8 @@ from semwh.warehouse.models import (
     VisionModel,
 )
 from semwh.warehouse.readonly import run_sql
-from tests.conftest import copy_warehouse, count_rows, migrated_warehouse
+from tests.conftest import count_rows
+from tests.factories import warehouse_fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -114,22 +114,8 @@ def build_world(wh: Warehouse, seed: int = 0) -> dict[str, object]:
     return {"words": words, "layers": layers}
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
-    """One migrated warehouse with the world in it, built once per module."""
-    root = tmp_path_factory.mktemp("template") / "wh"
-    return root, build_world(migrated_warehouse(root))
-
-
-@pytest.fixture
-def warehouse(template, tmp_path: Path) -> Warehouse:
-    """A private copy of the template warehouse."""
-    return copy_warehouse(template[0], tmp_path / "wh")
-
-
-@pytest.fixture
-def world(template) -> dict[str, object]:
-    return template[1]
+# One migrated warehouse with the world in it, built once per module; each test a copy.
+template, warehouse, world = warehouse_fixtures(build_world)
 
 
 count = count_rows

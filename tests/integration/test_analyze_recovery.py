@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,14 +17,14 @@ from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
     AnalysisRun,
     Concept,
-    Image,
     Layer,
     Prediction,
     RecoveryImage,
     ResultRecovery,
     VisionModel,
 )
-from tests.conftest import copy_warehouse, count_rows, migrated_warehouse
+from tests.conftest import count_rows
+from tests.factories import image_row, warehouse_fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -55,17 +54,7 @@ def build_recovery_world(wh: Warehouse, seed: int = 0) -> dict[str, object]:
         for w in [*wnids, OUTSIDER]:
             session.add(Concept(wnid=w, name=f"concept {w}", origin="file"))
         session.flush()
-        images = [
-            Image(
-                wnid=w,
-                path=f"img/{i}.jpg",
-                sha256=f"{i:064x}",
-                width=8,
-                height=8,
-                mode="RGB",
-            )
-            for i, w in enumerate(image_wnids)
-        ]
+        images = [image_row(w, i) for i, w in enumerate(image_wnids)]
         session.add_all(images)
         model = VisionModel(name=MODEL, architecture="toy", weights="none", preprocessing="{}")
         session.add(model)
@@ -169,22 +158,8 @@ def build_recovery_world(wh: Warehouse, seed: int = 0) -> dict[str, object]:
     }
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
-    """One migrated warehouse with the recovery world in it, built once per module."""
-    root = tmp_path_factory.mktemp("template") / "wh"
-    return root, build_recovery_world(migrated_warehouse(root))
-
-
-@pytest.fixture
-def warehouse(template, tmp_path: Path) -> Warehouse:
-    """A private copy of the template warehouse."""
-    return copy_warehouse(template[0], tmp_path / "wh")
-
-
-@pytest.fixture
-def rworld(template) -> dict[str, object]:
-    return template[1]
+# One migrated warehouse with the recovery world in it, built once per module; each test a copy.
+template, warehouse, rworld = warehouse_fixtures(build_recovery_world, world="rworld")
 
 
 count = count_rows

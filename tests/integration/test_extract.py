@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +13,12 @@ import torchvision
 from PIL import Image as PILImage
 from sqlalchemy import func, select
 
-from semwh.config import load_settings
 from semwh.errors import ConfigError, ResourceError
 from semwh.extract import ExtractionOptions, run_extraction
 from semwh.extract.plan import ExtractionPlan, LayerPlan, check_plan
 from semwh.vectors import load_image_vectors, load_space
-from semwh.warehouse.layout import Warehouse, warehouse_from_settings
-from semwh.warehouse.migrate import init_warehouse
+from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
-    Concept,
     ExtractionRun,
     ExtractionShard,
     Image,
@@ -30,6 +27,8 @@ from semwh.warehouse.models import (
     Space,
     VectorFile,
 )
+from tests.conftest import migrated_warehouse
+from tests.factories import add_image_files
 
 pytestmark = pytest.mark.integration
 
@@ -37,32 +36,11 @@ pytestmark = pytest.mark.integration
 def add_sample_images(wh: Warehouse, files: list[Path]) -> None:
     """Register sample photos (``<wnid>_<id>_<label>.jpg``) as concepts and images."""
     with wh.session() as session:
-        seen: set[str] = set()
-        for path in files:
-            wnid, _, label = path.stem.split("_", 2)
-            if wnid not in seen:
-                session.add(Concept(wnid=wnid, name=label, origin="images"))
-                seen.add(wnid)
-        session.flush()
-        for path in files:
-            with PILImage.open(path) as img:
-                size, mode = img.size, img.mode
-            session.add(
-                Image(
-                    wnid=path.stem.split("_", 1)[0],
-                    path=str(path),
-                    sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-                    width=size[0],
-                    height=size[1],
-                    mode=mode,
-                )
-            )
+        add_image_files(session, files)
 
 
 def new_warehouse(root: Path) -> Warehouse:
-    wh = warehouse_from_settings(load_settings(root))
-    init_warehouse(wh)
-    return wh
+    return migrated_warehouse(root)
 
 
 def lite0_input(path: Path) -> torch.Tensor:
@@ -282,32 +260,18 @@ def test_resnet50_random_equals_torchvision_forward(few: Warehouse) -> None:
         assert rel_error(got.matrix, ref.numpy().astype(np.float64)) < 1e-5, name
 
     # Another pooling of the same model is another stored model: it needs its own name.
-    with pytest.raises(ConfigError, match="pass --name"):
-        run_extraction(
-            few,
-            ExtractionOptions(
-                "resnet50",
-                weights="none",
-                seed=7,
-                layers="layer4.2",
-                pooling="flatten",
-                device="cpu",
-                num_workers=0,
-            ),
-        )
-    flat = run_extraction(
-        few,
-        ExtractionOptions(
-            "resnet50",
-            weights="none",
-            seed=7,
-            layers="layer4.2",
-            pooling="flatten",
-            name="resnet50-random-flat",
-            device="cpu",
-            num_workers=0,
-        ),
+    flatten = ExtractionOptions(
+        "resnet50",
+        weights="none",
+        seed=7,
+        layers="layer4.2",
+        pooling="flatten",
+        device="cpu",
+        num_workers=0,
     )
+    with pytest.raises(ConfigError, match="pass --name"):
+        run_extraction(few, flatten)
+    flat = run_extraction(few, replace(flatten, name="resnet50-random-flat"))
     assert flat.status == "done"
     got = load_image_vectors(few, "resnet50-random-flat/layer4.2")
     np.testing.assert_allclose(

@@ -45,7 +45,7 @@ from semwh.warehouse.migrate import (
 from semwh.warehouse.models import Base, Concept, Image, Space
 from semwh.warehouse.readonly import run_sql
 from semwh.warehouse.views import VIEW_NAMES
-from tests.conftest import run_cli
+from tests.conftest import run_cli, table_names
 from tests.data.make_stored_warehouse import (
     SAMPLE_CONCEPTS,
     STORED_DIR,
@@ -93,12 +93,7 @@ def _counts(wh: Warehouse) -> dict[str, int]:
 def _user_objects(wh: Warehouse) -> tuple[set[str], set[str]]:
     con = _catalog(wh)
     try:
-        tables = {
-            r[0]
-            for r in con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE NOT internal"
-            ).fetchall()
-        }
+        tables = set(table_names(con))
         tables |= {
             r[0]
             for r in con.execute(
@@ -159,12 +154,7 @@ def test_duckdb_schema_matches_the_models(warehouse: Warehouse) -> None:
         sequences = {
             r[0] for r in con.execute("SELECT sequence_name FROM duckdb_sequences()").fetchall()
         }
-        tables = {
-            r[0]
-            for r in con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE NOT internal"
-            ).fetchall()
-        }
+        tables = set(table_names(con))
     finally:
         con.close()
 

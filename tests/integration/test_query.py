@@ -26,6 +26,7 @@ from semwh.warehouse.layout import Warehouse, warehouse_from_settings
 from semwh.warehouse.migrate import init_warehouse
 from semwh.warehouse.readonly import run_sql
 from tests.conftest import run_cli
+from tests.factories import add_subject_rdms
 from tests.integration.test_query_data import CURVES, LAYERS, RECOVERY, build_synthetic
 
 pytestmark = pytest.mark.integration
@@ -54,17 +55,7 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
 
 def _add_rdm(wh: Warehouse, folder: Path) -> None:
     """Two subjects' dissimilarities of the word vectors: an RDM space with noise ceilings."""
-    from semwh.ingest import ingest_rdm
-
-    words = load_space(wh, "words")
-    rng = np.random.default_rng(1)
-    stack = []
-    for _ in range(2):
-        x = words.matrix + rng.standard_normal(words.matrix.shape)
-        stack.append(np.linalg.norm(x[:, None] - x[None], axis=2))
-    np.save(folder / "rdms.npy", np.stack(stack))
-    (folder / "keys.txt").write_text("\n".join(words.wnids))
-    ingest_rdm(wh, "subjects", folder / "rdms.npy", keys=folder / "keys.txt")
+    add_subject_rdms(wh, folder, "words", n_subjects=2, seed=1)
 
 
 def _rows(result) -> list[dict]:  # type: ignore[no-untyped-def]

@@ -14,9 +14,7 @@ import numpy as np
 from semwh.vectors import save_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
-    AnalysisRun,
     Concept,
-    Image,
     Layer,
     PermutationNull,
     Prediction,
@@ -25,10 +23,9 @@ from semwh.warehouse.models import (
     ResultRecovery,
     ResultRSA,
     Space,
-    Sweep,
-    SweepMember,
     VisionModel,
 )
+from tests.factories import add_analysis_run, add_sweep, comparison, image_row
 
 WNIDS = [f"n{i:08d}" for i in range(1, 9)]
 NAMES = ["dog", "cat", "car", "bus", "apple", "pear", "chair", "table"]
@@ -64,14 +61,13 @@ def build_synthetic(wh: Warehouse, seed: int = 0) -> Synthetic:
             for k in range(3):
                 image_id += 1
                 s.add(
-                    Image(
+                    image_row(
+                        wnid,
+                        image_id,
                         image_id=image_id,
-                        wnid=wnid,
                         path=f"/data/{wnid}_{k}.jpg",
-                        sha256=f"{image_id:064x}",
                         width=64,
                         height=64,
-                        mode="RGB",
                     )
                 )
         for model in CURVES:
@@ -83,18 +79,7 @@ def build_synthetic(wh: Warehouse, seed: int = 0) -> Synthetic:
                     preprocessing="{}",
                 )
             )
-        run = AnalysisRun(
-            kind="sweep",
-            params="{}",
-            params_sha256="0" * 64,
-            seed=seed,
-            semwh_version="test",
-            library_versions="{}",
-            input_hashes="{}",
-        )
-        s.add(run)
-        s.flush()
-        analysis_id = run.analysis_id
+        analysis_id = add_analysis_run(s, seed=seed, semwh_version="test").analysis_id
     save_space(wh, WORD_SPACE, "word", WNIDS, rng.normal(size=(len(WNIDS), 5)))
     members: list[tuple[str, int, float]] = []
     for model, (acc, p_fdr, rho) in CURVES.items():
@@ -129,14 +114,12 @@ def build_synthetic(wh: Warehouse, seed: int = 0) -> Synthetic:
             )
         with wh.session() as s:
             for d, layer in enumerate(LAYERS):
-                common = dict(
-                    analysis_id=analysis_id,
+                common = comparison(
+                    analysis_id,
                     space_a=f"{model}/{layer}",
                     space_b=WORD_SPACE,
                     n_concepts=len(WNIDS),
                     concepts_sha256="c" * 64,
-                    similarity="pearson",
-                    n_permutations=100,
                     seed=seed,
                     space_a_sha256=_hash(s, f"{model}/{layer}"),
                     space_b_sha256=_hash(s, WORD_SPACE),
@@ -236,20 +219,14 @@ def build_synthetic(wh: Warehouse, seed: int = 0) -> Synthetic:
                     )
                 )
     with wh.session() as s:
-        sweep = Sweep(
+        add_sweep(
+            s,
+            members,
             models=json.dumps(list(CURVES)),
             word_spaces=json.dumps([WORD_SPACE]),
             tests=json.dumps(["2v2", "rsa", "recovery"]),
-            n_permutations=100,
             seed=seed,
-            n_tests=len(members),
-            status="complete",
-            params="{}",
         )
-        s.add(sweep)
-        s.flush()
-        for test, result_id, p in members:
-            s.add(SweepMember(sweep_id=sweep.sweep_id, test=test, result_id=result_id, p_fdr=p))
     return Synthetic(
         wnids=list(WNIDS), models=list(CURVES), layers=list(LAYERS), word_space=WORD_SPACE
     )

@@ -36,6 +36,7 @@ from semwh.warehouse.models import (
     VisionModel,
 )
 from tests.conftest import copy_warehouse, semwh_bin
+from tests.factories import add_subject_rdms
 from tests.integration.realdata import (
     N_CONCEPTS,
     PER_CONCEPT,
@@ -229,20 +230,11 @@ def test_ray_sweep_against_an_rdm_with_subjects_matches_local_exactly(
 ) -> None:
     """A target with subjects through Ray's permutation blocks: the same means over
     subjects, nulls, per-subject values and ceilings as the local backend."""
-    from semwh.ingest import ingest_rdm
     from semwh.runs import sweep
     from semwh.runs.result_rows import subject_values
 
     wh, _, _ = local_sweep
-    words = load_space(wh, "glove")
-    rng = np.random.default_rng(4)
-    stack = []
-    for _ in range(3):
-        x = words.matrix + rng.standard_normal(words.matrix.shape)
-        stack.append(np.linalg.norm(x[:, None] - x[None], axis=2))
-    np.save(tmp_path / "rdm.npy", np.stack(stack))
-    (tmp_path / "keys.txt").write_text("\n".join(words.wnids) + "\n")
-    ingest_rdm(wh, "subjects", tmp_path / "rdm.npy", keys=tmp_path / "keys.txt")
+    add_subject_rdms(wh, tmp_path, "glove", n_subjects=3, seed=4)
     options = {**SWEEP, "permutations": 40}
 
     def stored(result) -> list[tuple]:

@@ -26,6 +26,7 @@ from semwh.vectors import load_space
 from semwh.warehouse.models import Concept, NoiseCeiling
 from semwh.warehouse.readonly import run_sql
 from tests.conftest import run_cli
+from tests.factories import noisy_rdms
 from tests.integration.test_analyze import (  # noqa: F401  (fixtures)
     N_CONCEPTS,
     template,
@@ -41,12 +42,7 @@ N_SUBJECTS = 4
 
 def subject_rdms(words: np.ndarray, seed: int = 0) -> np.ndarray:
     """Each subject's Euclidean dissimilarities of the word vectors plus their own noise."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(N_SUBJECTS):
-        x = words + 0.7 * rng.standard_normal(words.shape)
-        out.append(np.linalg.norm(x[:, None] - x[None], axis=2))
-    return np.stack(out)
+    return noisy_rdms(words, N_SUBJECTS, seed, noise=0.7)
 
 
 def hypernym_path(index: int, wnid: str) -> str:

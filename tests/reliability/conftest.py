@@ -18,7 +18,7 @@ import pytest
 
 from semwh.config import load_settings
 from semwh.warehouse.layout import Warehouse, warehouse_from_settings
-from tests.conftest import run_cli
+from tests.conftest import run_cli, table_names
 from tests.forkserver import ForkServer
 
 
@@ -96,13 +96,7 @@ def snapshot(wh: Warehouse) -> dict[str, list[tuple]]:
     assert wh.duckdb_path is not None
     conn = duckdb.connect(str(wh.duckdb_path), read_only=True)
     try:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE NOT internal ORDER BY 1"
-            ).fetchall()
-            if r[0] != "alembic_version"
-        ]
+        tables = [t for t in table_names(conn) if t != "alembic_version"]
         out: dict[str, list[tuple]] = {}
         for table in tables:
             cols = [

@@ -25,6 +25,7 @@ from semwh.warehouse.migrate import (
 )
 from tests.conftest import run_cli
 from tests.data.make_stored_warehouse import WHEN, add_row_to_every_table
+from tests.factories import add_analysis_run, add_sweep
 from tests.reliability.conftest import open_wh
 
 pytestmark = pytest.mark.integration
@@ -57,17 +58,11 @@ def wh(tmp_path: Path) -> Warehouse:
         add_row_to_every_table(session)
         rsa = session.query(m.ResultRSA).first()
         cka = session.query(m.ResultMeasure).first()
-        sweep = m.Sweep(
+        add_sweep(
+            session, [("rsa", rsa.result_id, 0.04), ("cka", cka.result_id, 0.04)],
             created_at=WHEN, finished_at=WHEN, models=json.dumps(["resnet50"]),
-            word_spaces=json.dumps(["glove-50d"]), tests=json.dumps(["rsa", "cka"]),
-            n_permutations=100, seed=7, n_tests=2, status="complete", params="{}",
+            word_spaces=json.dumps(["glove-50d"]), tests=json.dumps(["rsa", "cka"]), seed=7,
         )  # fmt: skip
-        session.add(sweep)
-        session.flush()
-        for test, result_id in (("rsa", rsa.result_id), ("cka", cka.result_id)):
-            session.add(
-                m.SweepMember(sweep_id=sweep.sweep_id, test=test, result_id=result_id, p_fdr=0.04)
-            )
     warehouse.dispose()
     return warehouse
 
@@ -120,12 +115,7 @@ def test_results_a_downgrade_cannot_hold_are_counted(tmp_path: Path) -> None:
     warehouse.root.mkdir()
     upgrade(warehouse, "head")
     with warehouse.session() as session:
-        run = m.AnalysisRun(
-            kind="procrustes", params="{}", params_sha256="1" * 64, semwh_version="0",
-            library_versions="{}", input_hashes="{}",
-        )  # fmt: skip
-        session.add(run)
-        session.flush()
+        run = add_analysis_run(session, kind="procrustes", params_sha256="1" * 64)
         common = dict(
             analysis_id=run.analysis_id, space_a="a", space_b="b", n_concepts=4,
             concepts_sha256="2" * 64, statistic=0.5, n_permutations=0,

@@ -13,6 +13,7 @@ import pytest
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.migrate import current_revision, downgrade, history, upgrade
 from semwh.warehouse.readonly import run_sql
+from tests.conftest import table_names
 from tests.data.make_stored_warehouse import STORED_DIR, add_row_to_every_table
 from tests.reliability.conftest import open_wh
 
@@ -27,13 +28,7 @@ def _counts(wh: Warehouse) -> dict[str, int]:
     assert wh.duckdb_path is not None
     conn = duckdb.connect(str(wh.duckdb_path), read_only=True)
     try:
-        names = [
-            r[0]
-            for r in conn.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE NOT internal"
-            ).fetchall()
-            if r[0] != "alembic_version"
-        ]
+        names = [t for t in table_names(conn) if t != "alembic_version"]
         # Tables that revision 0008 turned into views of one ``results`` table keep counting.
         names += [
             r[0]

@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from semwh.custom_code import NO_CUSTOM_CODE, refuse_config_code, refuse_custom_code
-from semwh.errors import ConfigError, InputError, MissingDependencyError
-from semwh.extract.layouts import CHANNELS_FIRST, Layout, LayoutRule, infer_layout
+from semwh.errors import ConfigError, InputError
+from semwh.extract.layouts import CHANNELS_FIRST, LayoutRule, patch_count, shape_rule
 from semwh.extract.preprocess import Preprocessing
 from semwh.extract.spec import (
     MISSING_WEIGHTS,
@@ -42,6 +42,7 @@ from semwh.extract.spec import (
     check_mode,
     default_name,
     generic_blocks,
+    import_library,
     on_meta,
     seeded,
     with_preprocessing,
@@ -65,19 +66,13 @@ class HfSource(ModelSource):
     )
 
     def spec(self, ref: str, request: SpecRequest) -> ModelSpec:
-        return hf_spec(
-            ref, request.mode, request.weights_file, request.seed, request.name,
-            request.preprocessing,
-        )  # fmt: skip
+        return hf_spec(ref, request)
 
 
 def import_transformers() -> Any:
-    try:
-        import transformers
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "hf: models need the transformers package: pip install 'semwh[vision]'"
-        ) from exc
+    transformers = import_library(
+        "transformers", "hf: models need the transformers package: pip install 'semwh[vision]'"
+    )
     transformers.logging.set_verbosity_error()
     return transformers
 
@@ -252,26 +247,11 @@ def hf_layout_rule(model: nn.Module, preprocessing: Preprocessing) -> LayoutRule
     """Token outputs with the prefix tokens beyond the input's patch grid; patch convolutions
     channels-first."""
     config = _vision_config(getattr(model, "config", None))
-    patch = getattr(config, "patch_size", None)
-    num_patches = None
-    if patch is not None:
-        p = tuple(patch) if isinstance(patch, tuple | list) else (int(patch), int(patch))
-        num_patches = (preprocessing.crop // p[0]) * (preprocessing.crop // p[1])
-
-    def rule(_layer: str, shape: tuple[int, ...]) -> Layout | None:
-        return infer_layout(shape, prefer_4d=CHANNELS_FIRST, num_patches=num_patches)
-
-    return rule
+    num_patches = patch_count(getattr(config, "patch_size", None), preprocessing.crop)
+    return shape_rule(CHANNELS_FIRST, num_patches)
 
 
-def hf_spec(
-    ref: str,
-    mode: str,
-    weights_file: str | Path | None,
-    seed: int,
-    name: str | None,
-    preprocessing: Any,
-) -> ModelSpec:
+def hf_spec(ref: str, request: SpecRequest) -> ModelSpec:
     """The spec of ``hf:ID_OR_DIR[@REVISION]`` (see the module docstring).
 
     Raises:
@@ -279,6 +259,7 @@ def hf_spec(
         ConfigError: Not a vision checkpoint, or a weights file was given.
         InputError: The checkpoint cannot be read, or asks to run its own code.
     """
+    mode, seed = request.mode, request.seed
     reference = f"hf:{ref}"
     folder = Path(ref).expanduser()
     local = folder.is_dir()
@@ -288,7 +269,7 @@ def hf_spec(
     transformers = import_transformers()
     _quiet(transformers)
     check_mode(reference, mode, ("default", "none"))
-    if weights_file is not None:
+    if request.weights_file is not None:
         raise ConfigError(
             f"{reference}: Hugging Face models load their weights from the folder or hub ID; "
             "save them with save_pretrained and pass hf:DIR instead of --weights-file"
@@ -322,11 +303,11 @@ def hf_spec(
         base = preprocessing_of(processor.to_dict(), reference)
     except ConfigError:
         # A processor semwh does not reproduce: the user's preprocessing replaces it.
-        if not preprocessing:
+        if not request.preprocessing:
             raise
     except (OSError, ValueError, KeyError):
         pass  # no image processor saved: with_preprocessing asks for one
-    prep = with_preprocessing(base, preprocessing, reference)
+    prep = with_preprocessing(base, request.preprocessing, reference)
     short = Path(repo).name if local else repo.rsplit("/", 1)[-1]
     architecture = reference if not local else f"hf:{repo}"
     auto = cls.__name__.startswith("Auto")
@@ -381,7 +362,7 @@ def hf_spec(
 
     key = "none" if mode == "none" else "file"
     return ModelSpec(
-        name=name or default_name(short, key, None),
+        name=request.name or default_name(short, key, None),
         architecture=architecture,
         weights=label,
         seed=used_seed,

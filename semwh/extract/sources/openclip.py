@@ -30,8 +30,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from semwh.errors import ConfigError, InputError, MissingDependencyError, NotFoundError
-from semwh.extract.layouts import CHANNELS_FIRST, Layout, LayoutRule, infer_layout
+from semwh.errors import ConfigError, InputError, NotFoundError
+from semwh.extract.layouts import CHANNELS_FIRST, LayoutRule, patch_count, shape_rule
 from semwh.extract.preprocess import Preprocessing
 from semwh.extract.spec import (
     ModelSource,
@@ -40,6 +40,7 @@ from semwh.extract.spec import (
     check_mode,
     default_name,
     generic_blocks,
+    import_library,
     seeded,
     with_preprocessing,
 )
@@ -80,13 +81,9 @@ class OpenClipSource(ModelSource):
 
 
 def import_open_clip() -> Any:
-    try:
-        import open_clip
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"openclip: models need the open-clip-torch package: {_INSTALL}"
-        ) from exc
-    return open_clip
+    return import_library(
+        "open_clip", f"openclip: models need the open-clip-torch package: {_INSTALL}"
+    )
 
 
 @contextmanager
@@ -167,16 +164,8 @@ def openclip_layout_rule(model: nn.Module, preprocessing: Preprocessing) -> Layo
     """Feature maps channels-first; transformer tokens with the prefix tokens beyond the
     input's patch grid (checked against the shape)."""
     visual: Any = model.visual
-    patch = getattr(visual, "patch_size", None)
-    num_patches: int | None = None
-    if patch is not None:
-        p = tuple(patch) if isinstance(patch, tuple | list) else (int(patch), int(patch))
-        num_patches = (preprocessing.crop // p[0]) * (preprocessing.crop // p[1])
-
-    def rule(_layer: str, shape: tuple[int, ...]) -> Layout | None:
-        return infer_layout(shape, prefer_4d=CHANNELS_FIRST, num_patches=num_patches)
-
-    return rule
+    num_patches = patch_count(getattr(visual, "patch_size", None), preprocessing.crop)
+    return shape_rule(CHANNELS_FIRST, num_patches)
 
 
 def preprocessing_of(cfg: dict[str, Any], reference: str) -> Preprocessing:

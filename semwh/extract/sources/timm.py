@@ -21,8 +21,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from semwh.errors import ConfigError, InputError, MissingDependencyError, NotFoundError
-from semwh.extract.layouts import CHANNELS_FIRST, CHANNELS_LAST, Layout, LayoutRule, infer_layout
+from semwh.errors import ConfigError, InputError, NotFoundError
+from semwh.extract.layouts import (
+    CHANNELS_FIRST,
+    CHANNELS_LAST,
+    Layout,
+    LayoutRule,
+    infer_layout,
+    patch_count,
+)
 from semwh.extract.preprocess import INTERPOLATIONS, Preprocessing
 from semwh.extract.spec import (
     ModelSource,
@@ -31,6 +38,7 @@ from semwh.extract.spec import (
     check_mode,
     default_name,
     generic_blocks,
+    import_library,
     on_meta,
     seeded,
     with_preprocessing,
@@ -52,20 +60,11 @@ class TimmSource(ModelSource):
         return [f"timm:{n}" for n in import_timm().list_models(glob)]
 
     def spec(self, ref: str, request: SpecRequest) -> ModelSpec:
-        return timm_spec(
-            ref, request.mode, request.weights_file, request.seed, request.name,
-            request.preprocessing,
-        )  # fmt: skip
+        return timm_spec(ref, request)
 
 
 def import_timm() -> Any:
-    try:
-        import timm
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "timm: models need the timm package: pip install 'semwh[vision]'"
-        ) from exc
-    return timm
+    return import_library("timm", "timm: models need the timm package: pip install 'semwh[vision]'")
 
 
 def preprocessing_of(cfg: Any, reference: str) -> Preprocessing:
@@ -154,12 +153,8 @@ def timm_layout_rule(model: nn.Module, preprocessing: Preprocessing) -> LayoutRu
     prefer: Layout = (
         CHANNELS_LAST if getattr(model, "output_fmt", "NCHW") == "NHWC" else CHANNELS_FIRST
     )
-    num_patches: int | None = None
     patch_embed = getattr(model, "patch_embed", None)
-    patch = getattr(patch_embed, "patch_size", None)
-    if patch is not None:
-        p = tuple(patch) if isinstance(patch, tuple | list) else (int(patch), int(patch))
-        num_patches = (preprocessing.crop // p[0]) * (preprocessing.crop // p[1])
+    num_patches = patch_count(getattr(patch_embed, "patch_size", None), preprocessing.crop)
     modules = dict(model.named_modules())
 
     def rule(layer: str, shape: tuple[int, ...]) -> Layout | None:
@@ -189,20 +184,14 @@ def _cached_weights(cfg: Any) -> tuple[Path, ...]:
     return ()
 
 
-def timm_spec(
-    ref: str,
-    mode: str,
-    weights_file: str | Path | None,
-    seed: int,
-    name: str | None,
-    preprocessing: Any,
-) -> ModelSpec:
+def timm_spec(ref: str, request: SpecRequest) -> ModelSpec:
     """The spec of ``timm:NAME[.TAG]`` (see the module docstring).
 
     Raises:
         MissingDependencyError: timm is not installed.
         NotFoundError: Unknown model or tag.
     """
+    mode, seed = request.mode, request.seed
     timm = import_timm()
     reference = f"timm:{ref}"
     check_mode(reference, mode, ("default", "file", "none"))
@@ -220,7 +209,7 @@ def timm_spec(
             f"timm model {arch} has no pretrained tag {tag!r} (tags: {', '.join(tags)})"
         )
     base = preprocessing_of(cfg, reference) if cfg is not None else None
-    prep = with_preprocessing(base, preprocessing, reference)
+    prep = with_preprocessing(base, request.preprocessing, reference)
     full = f"{arch}.{cfg.tag}" if cfg is not None and cfg.tag else arch
     architecture = f"timm:{full}"
 
@@ -242,7 +231,7 @@ def timm_spec(
 
         label, used_seed = "none", seed
     elif mode == "file":
-        file = Path(weights_file)  # type: ignore[arg-type]
+        file = Path(request.weights_file)  # type: ignore[arg-type]
         if not file.is_file():
             raise InputError(f"weights file {file} does not exist")
 
@@ -263,7 +252,7 @@ def timm_spec(
     key = "none" if mode == "none" else "file"
     return ModelSpec(
         # Prefixed: timm and torchvision share names (resnet50, vgg16, ...) for other weights.
-        name=name or default_name(f"timm-{ref if tag else arch}", key, None),
+        name=request.name or default_name(f"timm-{ref if tag else arch}", key, None),
         architecture=architecture,
         weights=label,
         seed=used_seed,

@@ -10,17 +10,16 @@ from sqlalchemy import func, select
 from semwh.errors import DuplicateError
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
-    AnalysisRun,
     Concept,
     Image,
     Layer,
     Result2v2,
     ResultRSA,
     Space,
-    Sweep,
     SweepMember,
     VisionModel,
 )
+from tests.factories import add_analysis_run, add_sweep, comparison, image_row
 
 
 def _concept(wnid: str = "n02084071", index: int | None = None) -> Concept:
@@ -28,7 +27,7 @@ def _concept(wnid: str = "n02084071", index: int | None = None) -> Concept:
 
 
 def _image(sha: str, wnid: str = "n02084071") -> Image:
-    return Image(wnid=wnid, path=f"{sha}.jpg", sha256=sha, width=4, height=4, mode="RGB")
+    return image_row(wnid, 0, path=f"{sha}.jpg", sha256=sha, width=4, height=4)
 
 
 def _model(wh: Warehouse, name: str = "resnet50") -> int:
@@ -41,17 +40,7 @@ def _model(wh: Warehouse, name: str = "resnet50") -> int:
 
 def _analysis(wh: Warehouse) -> int:
     with wh.session() as session:
-        run = AnalysisRun(
-            kind="sweep",
-            params="{}",
-            params_sha256="0" * 64,
-            semwh_version="0",
-            library_versions="{}",
-            input_hashes="{}",
-        )
-        session.add(run)
-        session.flush()
-        return run.analysis_id
+        return add_analysis_run(session).analysis_id
 
 
 def test_concept_wnid_is_unique(warehouse: Warehouse) -> None:
@@ -111,21 +100,6 @@ def test_layer_model_and_module_are_unique_together(warehouse: Warehouse) -> Non
             session.add(layer(model_id, 1))
 
 
-def _comparison(analysis_id: int, **overrides: object) -> dict[str, object]:
-    values: dict[str, object] = dict(
-        analysis_id=analysis_id,
-        space_a="resnet50/layer1.0",
-        space_b="glove",
-        n_concepts=10,
-        concepts_sha256="1" * 64,
-        similarity="pearson",
-        n_permutations=100,
-        seed=7,
-    )
-    values.update(overrides)
-    return values
-
-
 @pytest.mark.parametrize(
     ("model", "extra"),
     [
@@ -140,22 +114,10 @@ def test_results_are_history_and_families_list_each_once(
     lists a result at most once."""
     analysis_id = _analysis(warehouse)
     with warehouse.session() as session:
-        first = model(**_comparison(analysis_id), **extra)
-        session.add_all([first, model(**_comparison(analysis_id), **extra)])
+        first = model(**comparison(analysis_id), **extra)
+        session.add_all([first, model(**comparison(analysis_id), **extra)])
         session.flush()
-        sweep = Sweep(
-            models="[]",
-            word_spaces="[]",
-            tests="[]",
-            n_permutations=100,
-            seed=7,
-            n_tests=1,
-            status="complete",
-            params="{}",
-        )
-        session.add(sweep)
-        session.flush()
-        session.add(SweepMember(sweep_id=sweep.sweep_id, test="t", result_id=first.result_id))
+        sweep = add_sweep(session, [("t", first.result_id, None)], seed=7)
         sweep_id, result_id = sweep.sweep_id, first.result_id
     with warehouse.session() as session:
         assert session.scalar(select(func.count()).select_from(model)) == 2
@@ -172,7 +134,7 @@ def test_statistics_keep_float64_precision(warehouse: Warehouse) -> None:
     with warehouse.session() as session:
         session.add(
             ResultRSA(
-                **_comparison(analysis_id, p_value=p, null_mean=p / 7, ci_low=-rho),
+                **comparison(analysis_id, p_value=p, null_mean=p / 7, ci_low=-rho),
                 method="spearman",
                 rho=rho,
             )

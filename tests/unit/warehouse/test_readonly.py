@@ -12,15 +12,13 @@ import pytest
 from semwh.errors import ReadOnlyError, WarehouseError
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
-    AnalysisRun,
     Concept,
     Result2v2,
     ResultRSA,
     Space,
-    Sweep,
-    SweepMember,
 )
 from semwh.warehouse.readonly import run_sql
+from tests.factories import add_analysis_run, add_sweep, comparison
 
 LAYER_CURVE_COLUMNS = [
     "model",
@@ -134,15 +132,7 @@ def test_layer_curves_shows_the_newest_finished_sweep_of_current_results(
 ) -> None:
     """Per pair: the newest complete sweep whose results match the spaces' content now."""
     with warehouse.session() as session:
-        run = AnalysisRun(
-            kind="sweep",
-            params="{}",
-            params_sha256="0" * 64,
-            semwh_version="0",
-            library_versions="{}",
-            input_hashes="{}",
-        )
-        session.add(run)
+        run = add_analysis_run(session)
         for name, kind, sha in (("m/l1", "layer", "a" * 64), ("glove", "word", "b" * 64)):
             session.add(
                 Space(
@@ -159,12 +149,9 @@ def test_layer_curves_shows_the_newest_finished_sweep_of_current_results(
             )
         session.flush()
         common = dict(
-            analysis_id=run.analysis_id,
             space_a="m/l1",
             space_b="glove",
             n_concepts=5,
-            concepts_sha256="1" * 64,
-            similarity="pearson",
             seed=1,
             space_a_sha256="a" * 64,
             space_b_sha256="b" * 64,
@@ -174,12 +161,11 @@ def test_layer_curves_shows_the_newest_finished_sweep_of_current_results(
 
         def two(accuracy: float, **over: object) -> Result2v2:
             row = Result2v2(
-                **{**common, **over},
+                **comparison(run.analysis_id, **{**common, **over}, n_permutations=1000),
                 distance="pearson",
                 tie_tol=1e-10,
                 n_pairs=10,
                 accuracy=accuracy,
-                n_permutations=1000,
                 p_value=0.01,
             )
             session.add(row)
@@ -187,33 +173,18 @@ def test_layer_curves_shows_the_newest_finished_sweep_of_current_results(
             return row
 
         def rsa(rho: float) -> ResultRSA:
-            row = ResultRSA(**common, method="spearman", rho=rho, n_permutations=0)
+            row = ResultRSA(
+                **comparison(run.analysis_id, **common, n_permutations=0),
+                method="spearman",
+                rho=rho,
+            )
             session.add(row)
             session.flush()
             return row
 
         def family(when: datetime, status: str, *members: tuple[str, object, float]) -> int:
-            sweep = Sweep(
-                created_at=when,
-                models="[]",
-                word_spaces="[]",
-                tests="[]",
-                n_permutations=1000,
-                n_tests=len(members),
-                status=status,
-                params="{}",
-            )
-            session.add(sweep)
-            session.flush()
-            for test, row, p_fdr in members:
-                session.add(
-                    SweepMember(
-                        sweep_id=sweep.sweep_id,
-                        test=test,
-                        result_id=row.result_id,  # type: ignore[attr-defined]
-                        p_fdr=p_fdr,
-                    )
-                )
+            ids = [(test, row.result_id, p) for test, row, p in members]  # type: ignore[attr-defined]
+            sweep = add_sweep(session, ids, created_at=when, n_permutations=1000, status=status)
             return sweep.sweep_id
 
         shown = family(
