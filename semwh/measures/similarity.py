@@ -335,16 +335,14 @@ class SimilarityMeasure(Measure):
 
     def weighted(self, spec: ComparisonSpec) -> WeightedStatistic:
         opts = _opts(spec)
-        labels = list(spec.wnids)
-        sim_a = similarity_matrix(spec.a, metric=opts.similarity, labels=labels, space=spec.space_a)
+        sim_a, sims_b, _ = inputs(spec)
         if spec.subjects is not None:
             # A target with subjects: the mean over subjects of each subject's statistic.
-            per_subject = [self.one_weighted(spec, opts, sim_a, sim_b) for sim_b in spec.b]
+            per_subject = [self.one_weighted(spec, opts, sim_a, sim_b) for sim_b in sims_b]
             if len(per_subject) == 1:
                 return per_subject[0]
             return lambda w: float(np.mean([stat(w) for stat in per_subject]))
-        sim_b = similarity_matrix(spec.b, metric=opts.similarity, labels=labels, space=spec.space_b)
-        return self.one_weighted(spec, opts, sim_a, sim_b)
+        return self.one_weighted(spec, opts, sim_a, sims_b)
 
     def subject_extra(
         self,
@@ -410,23 +408,15 @@ def inputs(
     opts = _opts(spec)
     labels = list(spec.wnids)
     n = len(labels)
-    sim_a = similarity_matrix(
-        spec.a,
-        metric=opts.similarity,
-        labels=labels,
-        space=spec.space_a,
-        out=None if allocate is None else allocate(n),
-    )
-    if spec.subjects is not None:
-        sim_b = spec.b
-    else:
-        sim_b = similarity_matrix(
-            spec.b,
-            metric=opts.similarity,
-            labels=labels,
-            space=spec.space_b,
-            out=None if allocate is None else allocate(n),
+
+    def matrix(vectors: np.ndarray, space: str) -> np.ndarray:
+        out = None if allocate is None else allocate(n)
+        return similarity_matrix(
+            vectors, metric=opts.similarity, labels=labels, space=space, out=out
         )
+
+    sim_a = matrix(spec.a, spec.space_a)
+    sim_b = spec.b if spec.subjects is not None else matrix(spec.b, spec.space_b)
     common: dict[str, Any] = dict(
         n_permutations=opts.permutations,
         seed=opts.seed if opts.seed is not None else 0,

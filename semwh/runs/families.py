@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -176,6 +177,18 @@ def fail_sweep(session: Session, sweep_id: int) -> None:
     if sweep is not None and sweep.status == RUNNING:
         sweep.status = FAILED
         sweep.finished_at = datetime.utcnow()
+
+
+@contextmanager
+def failed_on_error(wh: Any, sweep_id: int) -> Iterator[None]:
+    """Mark the opened sweep ``sweep_id`` failed when the block raises (its family was never
+    written: nobody reads it as current), then let the error through."""
+    try:
+        yield
+    except BaseException:
+        with wh.session() as session:
+            fail_sweep(session, sweep_id)
+        raise
 
 
 def discard_sweep(session: Session, sweep_id: int) -> None:

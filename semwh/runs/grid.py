@@ -258,7 +258,7 @@ def grid(
         )
         sweep_id = family.sweep_id
         identity = json.loads(family.params)["identity_sha256"]
-    try:
+    with families.failed_on_error(wh, sweep_id):
         return _run_grid(
             wh,
             opts,
@@ -273,10 +273,6 @@ def grid(
             progress=progress,
             mapper=mapper,
         )
-    except BaseException:
-        with wh.session() as session:
-            families.fail_sweep(session, sweep_id)
-        raise
 
 
 def peak_layer(

@@ -265,7 +265,7 @@ def sweep(
         )
         sweep_id = family.sweep_id
         identity_sha256 = json.loads(family.params)["identity_sha256"]
-    try:
+    with families.failed_on_error(wh, sweep_id):
         return _run_sweep(
             wh,
             opts,
@@ -280,11 +280,6 @@ def sweep(
             progress=progress,
             mapper=mapper,
         )
-    except BaseException:
-        # The sweep's family was never written: mark it, so that nobody reads it as current.
-        with wh.session() as session:
-            families.fail_sweep(session, sweep_id)
-        raise
 
 
 def _run_sweep(
