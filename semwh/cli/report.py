@@ -18,7 +18,8 @@ def report(
     measure: list[str] = typer.Option(
         [],
         "--measure",
-        help="Also draw this measure's curves (2v2, rsa, cka, knn, reg2v2); repeatable.",
+        help="Also draw this measure's curves (any registered measure: semwh analyze measures); "
+        "repeatable.",
     ),
     heatmap: list[str] = typer.Option(
         [],

@@ -14,7 +14,14 @@ from typing import Any
 import torch
 
 from semwh.errors import ConfigError, MissingDependencyError
-from semwh.extract.sources import BUILTIN, load_plugin, plugins, split_source
+from semwh.extract.sources import (
+    BUILTIN,
+    load_plugin,
+    plugins,
+    shadowing,
+    shadowing_reason,
+    split_source,
+)
 from semwh.extract.spec import ModelSource, SourceModels
 
 
@@ -61,6 +68,8 @@ def list_models(pattern: str | None = None) -> list[SourceModels]:
             candidates.append(load_plugin(ep))
         except ConfigError as exc:  # listed with the reason, so the other sources still show
             candidates.append(SourceModels(ep.name, False, [], str(exc), broken=True))
+    for ep in shadowing():
+        candidates.append(SourceModels(ep.name, False, [], shadowing_reason(ep), broken=True))
     out: list[SourceModels] = []
     for candidate in candidates:
         name = candidate.name if isinstance(candidate, ModelSource) else candidate.source

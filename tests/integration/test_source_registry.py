@@ -197,3 +197,17 @@ def test_a_broken_plugin_is_named_without_a_traceback(plugins: Path) -> None:
     proc = run_cli("models", "broken:x", env={"PYTHONPATH": str(plugins)}, check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "model source plugin 'broken'" in proc.stderr and "zoo keeper missing" in proc.stderr
+
+
+def test_a_plugin_taking_a_built_in_prefix_is_listed_as_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    info = tmp_path / "semwh_fake_timm-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: semwh_fake_timm\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[semwh.sources]\ntimm = nowhere:Source\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ignored = [e for e in list_models("*") if e.broken and e.source == "timm"]
+    assert len(ignored) == 1 and "takes the built-in prefix 'timm'" in ignored[0].note
+    # The built-in source keeps its prefix.
+    assert any(e.source == "timm" and not e.broken for e in list_models("*"))

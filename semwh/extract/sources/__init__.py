@@ -88,6 +88,17 @@ def load_plugin(ep: metadata.EntryPoint) -> ModelSource:
     return source
 
 
+def shadowing() -> list[metadata.EntryPoint]:
+    """Entry points that name a built-in source's prefix: they are never loaded (the
+    built-in source keeps its prefix), and ``semwh models`` says so."""
+    builtin = set(SOURCES)
+    return [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name in builtin]
+
+
+def shadowing_reason(ep: metadata.EntryPoint) -> str:
+    return f"{_describe(ep)} takes the built-in prefix {ep.name!r} and is ignored: rename it"
+
+
 def plugins() -> list[metadata.EntryPoint]:
     """The entry points of outside sources (not loaded)."""
     return _entry_points()
