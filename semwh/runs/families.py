@@ -96,8 +96,13 @@ def open_sweep(
     are removed first: they list no members and never will, so a rerun after a kill leaves
     exactly the rows of a sweep that was never interrupted.
     """
-    remove_abandoned(session)
+    identity = params_sha256(params)
+    removed = _remove_abandoned(session)
+    # A rerun after a kill takes the id of the killed run of the same family: its rows (and
+    # the sweep id recorded in its parameters) are those of a run never interrupted.
+    same = sorted(sweep_id for sweep_id, sha in removed if sha == identity)
     sweep = Sweep(
+        **({"sweep_id": same[0]} if same else {}),
         models=json.dumps(list(models)),
         word_spaces=json.dumps(list(word_spaces)),
         tests=json.dumps(list(tests)),
@@ -105,7 +110,7 @@ def open_sweep(
         seed=seed,
         n_tests=0,
         status=RUNNING,
-        params=canonical_json({**params, "identity_sha256": params_sha256(params)}),
+        params=canonical_json({**params, "identity_sha256": identity}),
         host=socket.gethostname(),
         pid=os.getpid(),
     )
@@ -116,14 +121,20 @@ def open_sweep(
 
 def remove_abandoned(session: Session) -> int:
     """Remove the running sweeps (never members) whose process on this host is gone."""
+    return len(_remove_abandoned(session))
+
+
+def _remove_abandoned(session: Session) -> list[tuple[int, str | None]]:
+    """:func:`remove_abandoned`, returning each removed sweep's id and identity hash."""
     host = socket.gethostname()
-    removed = 0
+    removed: list[tuple[int, str | None]] = []
     for sweep in session.scalars(select(Sweep).where(Sweep.status == RUNNING)).all():
         pid = int(sweep.pid or 0)
         if sweep.host == host and (pid <= 0 or not pid_alive(pid)):
+            identity = json.loads(sweep.params or "{}").get("identity_sha256")
+            removed.append((int(sweep.sweep_id), identity))
             session.execute(delete(SweepMember).where(SweepMember.sweep_id == sweep.sweep_id))
             session.delete(sweep)
-            removed += 1
     session.flush()
     return removed
 

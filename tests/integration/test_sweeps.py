@@ -366,6 +366,32 @@ def test_a_killed_sweep_is_removed_by_the_next_one(warehouse, world) -> None:
     assert statuses == {alive_id: "running", result.sweep_id: "complete"}
 
 
+def test_a_rerun_after_a_kill_takes_the_id_of_the_killed_family(warehouse, world) -> None:
+    import subprocess
+    import sys
+
+    from semwh.runs import families
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    family = dict(models=["toy"], word_spaces=["words"], tests=["rsa"], n_permutations=0, seed=None)
+    with warehouse.session() as session:
+        other = families.open_sweep(session, **family, params={"x": 2}).sweep_id
+    with warehouse.session() as session:
+        killed = families.open_sweep(session, **family, params={"x": 1})
+        killed.pid = int(dead.stdout)
+        killed_id = killed.sweep_id
+    with warehouse.session() as session:
+        again = families.open_sweep(session, **family, params={"x": 1}).sweep_id
+    # The killed run's family keeps its id (its rows are those of an uninterrupted run); a
+    # family of other options gets its own.
+    assert again == killed_id and other != killed_id
+
+
 def test_sweep_options_are_one_object_checked_when_made(warehouse, world) -> None:
     from dataclasses import FrozenInstanceError
 
