@@ -302,11 +302,20 @@ class Measure:
         command line included) and builds the dataclass, whose ``__post_init__`` may check
         further; measures with richer rules override it.
         """
+        defaults = self.defaults()
         values = {
-            k: coerce(own.get(k, v), v, f"{self.name} option {k}")
-            for k, v in self.defaults().items()
+            k: coerce(own.get(k, v), v, f"{self.name} option {k}") for k, v in defaults.items()
         }
         return self.options_type(test=self.name, **common, **values)
+
+    def read_text(self, own: Mapping[str, Any]) -> dict[str, Any]:
+        """``own`` with each text value (from the command line) read in the type of its
+        option's default (:func:`coerce`); other values as given."""
+        defaults = self.defaults()
+        return {
+            k: coerce(v, defaults[k], f"{self.name} option {k}") if isinstance(v, str) else v
+            for k, v in own.items()
+        }
 
     def check_own(self, own: Mapping[str, Any]) -> dict[str, Any]:
         """The measure's defaults, after refusing any option in ``own`` it does not have.

@@ -195,11 +195,6 @@ def similarity_measures() -> tuple[str, ...]:
     return tuple(m.name for m in all_measures() if m.inputs == SIMILARITIES)
 
 
-def feature_measures() -> tuple[str, ...]:
-    """Measures of feature vectors."""
-    return tuple(m.name for m in all_measures() if m.inputs == FEATURES)
-
-
 def setting_names() -> tuple[str, ...]:
     """The names of every setting some measure takes from shared settings."""
     seen: dict[str, None] = {}

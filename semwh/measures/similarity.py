@@ -40,7 +40,6 @@ from semwh.measures.base import (
     check_choice,
     check_device,
     check_seed,
-    coerce,
 )
 from semwh.seeds import derive_seed
 from semwh.validate import check_count
@@ -146,9 +145,7 @@ class SimilarityMeasure(Measure):
         return {k: getattr(made, k) for k in (*made.settings(), "normalise")}
 
     def build(self, common: dict[str, Any], own: dict[str, Any]) -> Options:
-        if isinstance(own.get("tie_tol"), str):
-            own["tie_tol"] = coerce(own["tie_tol"], TIE_TOL, "2 vs 2 tie tolerance")
-        return SimilarityOptions.make(self.name, **common, **own)
+        return SimilarityOptions.make(self.name, **common, **self.read_text(own))
 
     @property
     def has_bootstrap(self) -> bool:

@@ -19,7 +19,6 @@ from semwh.measures.base import (
     check_choice,
     check_device,
     check_seed,
-    coerce,
 )
 from semwh.validate import check_count
 
@@ -141,13 +140,8 @@ class VectorMeasure(Measure):
         return {name: name for name in self.defaults()}
 
     def build(self, common: dict[str, Any], own: dict[str, Any]) -> Options:
-        if isinstance(own.get("penalties"), str):
-            own["penalties"] = [p for p in own["penalties"].split(",") if p.strip()]
-        for key, kind in (("k", 0), ("tie_tol", 0.0)):
-            if isinstance(own.get(key), str):
-                own[key] = coerce(own[key], kind, f"{self.name} option {key}")
         del common["bootstrap"]
-        return VectorOptions.make(self.name, **common, **own)
+        return VectorOptions.make(self.name, **common, **self.read_text(own))
 
     def common(self, spec: Any) -> dict[str, Any]:
         """The arguments every statistic of :mod:`semwh.analyze` takes for ``spec``."""

@@ -298,16 +298,9 @@ class FamilyOptions:
         object.__setattr__(self, "seed", check_seed(self.seed))
         object.__setattr__(self, "permutations", check_count(self.permutations, "permutations"))
         object.__setattr__(self, "penalties", tuple(self.penalties))
+        # The settings some measure takes from a family (the registry names them).
         settings = {
-            "similarity": self.similarity,
-            "method": self.method,
-            "distance": self.distance,
-            "tie_tol": self.tie_tol,
-            "normalise": self.normalise,
-            "estimator": self.estimator,
-            "k": self.k,
-            "regression_distance": self.regression_distance,
-            "penalties": self.penalties,
+            name: getattr(self, name) for name in measures.setting_names() if hasattr(self, name)
         }
         given = {str(k): dict(v) for k, v in dict(self.measure_options).items()}
         for test in given:
