@@ -26,14 +26,9 @@ class RSA(SimilarityMeasure):
     def kernel_options(self, opts: SimilarityOptions) -> dict[str, Any]:
         return {"method": opts.metric}
 
-    def compute(self, sim_a: np.ndarray, sim_b: np.ndarray, **kwargs: Any) -> Any:
-        return rsa(sim_a, sim_b, **kwargs)
-
-    def compute_null(self, sim_a: np.ndarray, sim_b: np.ndarray, **kwargs: Any) -> np.ndarray:
-        return rsa_null(sim_a, sim_b, **kwargs)
-
-    def compute_bootstrap(self, sim_a: np.ndarray, sim_b: np.ndarray, **kwargs: Any) -> Any:
-        return bootstrap_rsa(sim_a, sim_b, **kwargs)
+    compute = staticmethod(rsa)
+    compute_null = staticmethod(rsa_null)
+    compute_bootstrap = staticmethod(bootstrap_rsa)
 
     def unpack(self, result: Any) -> tuple[float, np.ndarray | None, int | None, Any]:
         return float(result.rho), result.null, None, None

@@ -11,7 +11,7 @@ statistic, null, p-value rule, bootstrap and weighted form.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -161,17 +161,12 @@ class SimilarityMeasure(Measure):
         ``tie_tol=``)."""
         raise NotImplementedError
 
-    def compute(self, sim_a: np.ndarray, sim_b: np.ndarray, **kwargs: Any) -> Any:
-        """The statistic of one matrix pair (:func:`semwh.analyze.rsa`...)."""
-        raise NotImplementedError
-
-    def compute_null(self, sim_a: np.ndarray, sim_b: np.ndarray, **kwargs: Any) -> np.ndarray:
-        """Permutations ``start..stop-1`` of one matrix pair's null."""
-        raise NotImplementedError
-
-    def compute_bootstrap(self, sim_a: np.ndarray, sim_b: np.ndarray, **kwargs: Any) -> Any:
-        """The concept-bootstrap interval of one matrix pair (``values``: resampled stats)."""
-        raise NotImplementedError
+    #: The statistic of one matrix pair (:func:`semwh.analyze.rsa`...), its null over
+    #: permutations ``start..stop-1`` and its concept-bootstrap interval (``values``: the
+    #: resampled statistics); called with the matrices and :meth:`kernel_options`.
+    compute: ClassVar[Callable[..., Any]]
+    compute_null: ClassVar[Callable[..., np.ndarray]]
+    compute_bootstrap: ClassVar[Callable[..., Any]]
 
     def unpack(self, result: Any) -> tuple[float, np.ndarray | None, int | None, Any]:
         """(statistic, null or None, number of pairs or None, pair decisions or None)."""

@@ -27,14 +27,9 @@ class TwoVsTwo(SimilarityMeasure):
     def kernel_options(self, opts: SimilarityOptions) -> dict[str, Any]:
         return {"distance": opts.metric, "tie_tol": tie_tol(opts)}
 
-    def compute(self, sim_a: np.ndarray, sim_b: np.ndarray, **kwargs: Any) -> Any:
-        return two_vs_two(sim_a, sim_b, **kwargs)
-
-    def compute_null(self, sim_a: np.ndarray, sim_b: np.ndarray, **kwargs: Any) -> np.ndarray:
-        return two_vs_two_null(sim_a, sim_b, **kwargs)
-
-    def compute_bootstrap(self, sim_a: np.ndarray, sim_b: np.ndarray, **kwargs: Any) -> Any:
-        return bootstrap_two_vs_two(sim_a, sim_b, **kwargs)
+    compute = staticmethod(two_vs_two)
+    compute_null = staticmethod(two_vs_two_null)
+    compute_bootstrap = staticmethod(bootstrap_two_vs_two)
 
     def unpack(self, result: Any) -> tuple[float, np.ndarray | None, int | None, Any]:
         return float(result.accuracy), result.null, int(result.n_pairs), result.pair_correct
