@@ -11,23 +11,23 @@
 -- param: space_b VARCHAR = required  second space (e.g. a word space)
 -- param: top INTEGER = 20  how many pairs to list
 -- range: top = [1, ]
--- columns: wnid_1, name_1, wnid_2, name_2, similarity_a, similarity_b, z_a, z_b,
+-- columns: concept_1, name_1, concept_2, name_2, similarity_a, similarity_b, z_a, z_b,
 --   disagreement, n_concepts
 WITH va AS (
-    SELECT wnid, list_transform(vector, lambda x: x - list_avg(vector)) AS v
+    SELECT concept, list_transform(vector, lambda x: x - list_avg(vector)) AS v
     FROM vectors WHERE space = CAST($space_a AS VARCHAR) AND image_id IS NULL
 ), vb AS (
-    SELECT wnid, list_transform(vector, lambda x: x - list_avg(vector)) AS v
+    SELECT concept, list_transform(vector, lambda x: x - list_avg(vector)) AS v
     FROM vectors WHERE space = CAST($space_b AS VARCHAR) AND image_id IS NULL
 ), shared AS (
-    SELECT va.wnid, va.v AS a, vb.v AS b FROM va JOIN vb USING (wnid)
+    SELECT va.concept, va.v AS a, vb.v AS b FROM va JOIN vb USING (concept)
 ), pairs AS (
     SELECT
-        x.wnid AS wnid_1,
-        y.wnid AS wnid_2,
+        x.concept AS concept_1,
+        y.concept AS concept_2,
         list_cosine_similarity(x.a, y.a) AS similarity_a,
         list_cosine_similarity(x.b, y.b) AS similarity_b
-    FROM shared AS x JOIN shared AS y ON x.wnid < y.wnid
+    FROM shared AS x JOIN shared AS y ON x.concept < y.concept
 ), z AS (
     SELECT *,
         (similarity_a - avg(similarity_a) OVER ()) / stddev_pop(similarity_a) OVER () AS z_a,
@@ -35,9 +35,9 @@ WITH va AS (
     FROM pairs
 )
 SELECT
-    z.wnid_1,
+    z.concept_1,
     c1.name AS name_1,
-    z.wnid_2,
+    z.concept_2,
     c2.name AS name_2,
     z.similarity_a,
     z.similarity_b,
@@ -46,7 +46,7 @@ SELECT
     z.z_a - z.z_b AS disagreement,
     (SELECT count(*) FROM shared) AS n_concepts
 FROM z
-LEFT JOIN concepts AS c1 ON c1.wnid = z.wnid_1
-LEFT JOIN concepts AS c2 ON c2.wnid = z.wnid_2
-ORDER BY abs(z.z_a - z.z_b) DESC, z.wnid_1, z.wnid_2
+LEFT JOIN concepts AS c1 ON c1.concept = z.concept_1
+LEFT JOIN concepts AS c2 ON c2.concept = z.concept_2
+ORDER BY abs(z.z_a - z.z_b) DESC, z.concept_1, z.concept_2
 LIMIT CAST($top AS INTEGER)

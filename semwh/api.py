@@ -111,7 +111,7 @@ class SemanticWarehouse:
         return self.sql("SELECT * FROM spaces WHERE kind = $kind ORDER BY name", {"kind": kind})
 
     def space(self, name: str) -> SpaceVectors:
-        """A space's concept vectors: ``.wnids`` (sorted) and ``.matrix`` (n x d, float64)."""
+        """A space's concept vectors: ``.concept_ids`` (sorted) and ``.matrix`` (n x d, float64)."""
         from semwh.vectors import load_space
 
         return load_space(self.warehouse, name)
@@ -183,7 +183,7 @@ class SemanticWarehouse:
     def add_space(
         self,
         name: str,
-        wnids: Sequence[str],
+        concept_ids: Sequence[str],
         matrix: np.ndarray,
         *,
         kind: str = "external",
@@ -211,11 +211,12 @@ class SemanticWarehouse:
 
         check_choice(kind, ("word", "external"), "space kind")
         check_name(name, "space")
-        if isinstance(wnids, str):
+        if isinstance(concept_ids, str):
             raise InputError(
-                f"space {name!r}: wnids is one string {wnids!r}; give a list of concept ids"
+                f"space {name!r}: concept_ids is one string {concept_ids!r}; give a list of "
+                "concept ids"
             )
-        ids = list(wnids)
+        ids = list(concept_ids)
         raw = np.asarray(matrix)
         if raw.ndim != 2 or raw.shape[1] < 1:
             raise InputError(
@@ -224,7 +225,7 @@ class SemanticWarehouse:
             )
         vectors = real_matrix(name, raw)
         with self.warehouse.session() as session:
-            known = set(session.scalars(select(Concept.wnid)))
+            known = set(session.scalars(select(Concept.concept)))
         for i, value in enumerate(ids):
             check_concept_id(value, known, f"space {name!r}, row {i}")
         save_space(self.warehouse, name, kind, ids, vectors, replace=replace)

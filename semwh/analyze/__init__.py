@@ -4,10 +4,10 @@ Typical use (``runs.py`` loads the spaces and stores the results)::
 
     from semwh.analyze import similarity_matrix, rsa, two_vs_two, benjamini_hochberg
 
-    s_a = similarity_matrix(layer_vectors, labels=wnids, space="resnet50/layer3.5")
-    s_b = similarity_matrix(word_vectors, labels=wnids, space="glove")
-    r = rsa(s_a, s_b, n_permutations=1000, seed=7, labels=wnids)
-    t = two_vs_two(s_a, s_b, n_permutations=1000, seed=7, labels=wnids)
+    s_a = similarity_matrix(layer_vectors, labels=concept_ids, space="resnet50/layer3.5")
+    s_b = similarity_matrix(word_vectors, labels=concept_ids, space="glove")
+    r = rsa(s_a, s_b, n_permutations=1000, seed=7, labels=concept_ids)
+    t = two_vs_two(s_a, s_b, n_permutations=1000, seed=7, labels=concept_ids)
     p_fdr = benjamini_hochberg([r.p_value, t.p_value])
 
 A null can also be computed in blocks (on several machines, say) and completed afterwards::

@@ -46,7 +46,7 @@ def embed(
     )
     for item in summary.truncated:
         err_console.print(
-            f"truncated to {summary.max_length} tokens: {item['wnid']} ({item['tokens']} "
+            f"truncated to {summary.max_length} tokens: {item['concept']} ({item['tokens']} "
             f"tokens) {item['text'][:60]!r}",
             highlight=False,
             markup=False,

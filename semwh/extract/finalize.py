@@ -51,8 +51,8 @@ def finalize_run(
     for layer_plan in plan.layers:
         layer_id, depth_index, relative_depth = layers[layer_plan.module]
         name = f"{loaded.name}/{layer_plan.module}"
-        wnids, matrix = read_layer(wh, by_layer.get(layer_id, []), name)
-        concepts, means = concept_means(wnids, matrix)
+        concept_ids, matrix = read_layer(wh, by_layer.get(layer_id, []), name)
+        concepts, means = concept_means(concept_ids, matrix)
         with_busy_retry(
             partial(
                 save_space,
@@ -107,24 +107,24 @@ def finalize_run(
 
 
 def read_layer(wh: Warehouse, files: list[VectorFile], space: str) -> tuple[list[str], np.ndarray]:
-    """The wnids and vectors of a layer's per-image shard files, each checked against its
+    """The concept_ids and vectors of a layer's per-image shard files, each checked against its
     record before its numbers are used (:func:`semwh.vectors.store.read_checked`)."""
-    wnids: list[str] = []
+    concept_ids: list[str] = []
     parts: list[np.ndarray] = []
     for file in files:
-        table = read_checked(wh, file, space, columns=["wnid", "vector"])
-        wnids.extend(table.column("wnid").to_pylist())
+        table = read_checked(wh, file, space, columns=["concept", "vector"])
+        concept_ids.extend(table.column("concept").to_pylist())
         column = table.column("vector").combine_chunks()
         parts.append(column.flatten().to_numpy().reshape(table.num_rows, -1))
     matrix = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
-    return wnids, matrix
+    return concept_ids, matrix
 
 
-def concept_means(wnids: list[str], matrix: np.ndarray) -> tuple[list[str], np.ndarray]:
+def concept_means(concept_ids: list[str], matrix: np.ndarray) -> tuple[list[str], np.ndarray]:
     """Mean vector of each concept's images (float64 accumulation), concepts sorted."""
-    concepts = sorted(set(wnids))
+    concepts = sorted(set(concept_ids))
     index = {w: i for i, w in enumerate(concepts)}
-    rows = np.fromiter((index[w] for w in wnids), dtype=np.int64, count=len(wnids))
+    rows = np.fromiter((index[w] for w in concept_ids), dtype=np.int64, count=len(concept_ids))
     sums = np.zeros((len(concepts), matrix.shape[1]), dtype=np.float64)
     np.add.at(sums, rows, matrix.astype(np.float64))
     counts = np.bincount(rows, minlength=len(concepts)).astype(np.float64)

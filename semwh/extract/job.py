@@ -248,7 +248,7 @@ def run_extraction(
             loaded.identity, order, pool, precision, shard_size, images_sha, len(images),
             layouts_param(probed.layouts, shapes, pool.tokens),
         )  # fmt: skip
-        n_concepts = len({row.wnid for row in images})
+        n_concepts = len({row.concept for row in images})
         # A dry run must not write: look the run up without creating it.
         done: set[int] = set()
         status = "new"

@@ -69,7 +69,7 @@ class ImageRow:
     """One registered image as the shard runners see it (path as stored in the registry)."""
 
     image_id: int
-    wnid: str
+    concept: str
     path: str
     sha256: str = ""  # checked against the file before extraction
 
@@ -80,14 +80,14 @@ def image_set(wh: Warehouse) -> tuple[list[ImageRow], str]:
     def read() -> tuple[list[ImageRow], str]:
         with wh.session() as session:
             rows = session.execute(
-                select(Image.image_id, Image.wnid, Image.path, Image.sha256).order_by(
+                select(Image.image_id, Image.concept, Image.path, Image.sha256).order_by(
                     Image.image_id
                 )
             ).all()
         digest = hashlib.sha256()
         for row in rows:
             digest.update(f"{row.image_id}:{row.sha256}\n".encode())
-        return [ImageRow(r.image_id, r.wnid, r.path, r.sha256) for r in rows], digest.hexdigest()
+        return [ImageRow(r.image_id, r.concept, r.path, r.sha256) for r in rows], digest.hexdigest()
 
     return with_busy_retry(read)
 

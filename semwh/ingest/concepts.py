@@ -1,4 +1,4 @@
-"""Concepts keyed by WordNet 3.0 noun ids, named and (optionally) enriched from WordNet."""
+"""Concepts keyed by the lab's own ids, named, and enriched from WordNet where a wnid is known."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from semwh.ingest.wordnet import WNID_RE, WordNet, open_wordnet
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Concept
 
-_ENRICHED = ("lemmas", "gloss", "lexname", "hypernym_path", "imagenet_index")
+_ENRICHED = ("wnid", "lemmas", "gloss", "lexname", "hypernym_path", "imagenet_index")
 
 
 @dataclass
@@ -56,7 +56,7 @@ def check_concept_id(value: object, known: Container[str], place: str) -> str:
         raise InputError(f"{place}: empty concept id")
     if value not in known:
         raise InputError(
-            f"{place}: unknown wnid {value!r} (not a registered concept; run `semwh "
+            f"{place}: unknown concept {value!r} (not a registered concept; run `semwh "
             "ingest concepts` first)"
         )
     return value
@@ -71,76 +71,133 @@ def check_wnid(wnid: str, where: str) -> str:
     return wnid
 
 
+@dataclass(frozen=True)
+class ConceptInput:
+    """One concept as an input gives it, before WordNet and ImageNet fill in the rest.
+
+    Attributes:
+        concept: The lab's id, normalised (see :func:`semwh.ingest.keys.normalise_concept_id`).
+        name: The display name given, or None (then ImageNet's or WordNet's name, or the id
+            with ``_`` read as a space).
+        wnid: The WordNet 3.0 noun id given, or None (an id of the wnid form is its own).
+        attributes: Further columns of the input, or None.
+        where: Where the input gave it (``FILE line N``), for messages.
+    """
+
+    concept: str
+    name: str | None = None
+    wnid: str | None = None
+    attributes: Mapping[str, object] | None = None
+    where: str = "input"
+
+
 def describe(
-    wnids: Mapping[str, str | None],
+    inputs: Iterable[ConceptInput],
     wordnet: WordNet | None,
     imagenet: ImageNetIndex | None,
     origin: str,
-    where: Mapping[str, str] | None = None,
 ) -> dict[str, dict]:
-    """Rows for the concepts table: name from the label, ImageNet or WordNet; enrichment.
+    """Rows for the concepts table, by concept id: names, WordNet id, enrichment, attributes.
+
+    A concept whose id has the wnid form and that names no other wnid is its own wnid (every
+    ImageNet flow). The enrichment (lemmas, gloss, lexname, hypernym path) comes from the
+    wnid; the ImageNet index from the wnid's ILSVRC class.
 
     Raises:
-        InputError: WordNet is available and has no noun synset for a wnid.
+        InputError: WordNet is available and has no noun synset for a given wnid.
     """
     rows: dict[str, dict] = {}
-    for wnid, label in wnids.items():
-        synset = wordnet.synset(wnid) if wordnet is not None else None
-        if wordnet is not None and synset is None:
-            place = (where or {}).get(wnid, "input")
-            raise InputError(f"{place}: unknown wnid {wnid}: WordNet 3.0 has no noun synset there")
-        klass = imagenet.by_wnid.get(wnid) if imagenet is not None else None
-        if label:
-            name = label_to_name(label)
+    for item in inputs:
+        concept = item.concept
+        wnid = item.wnid or (concept if WNID_RE.match(concept) else None)
+        synset = wordnet.synset(wnid) if wordnet is not None and wnid else None
+        if wordnet is not None and wnid and synset is None:
+            raise InputError(
+                f"{item.where}: concept {concept!r}: WordNet 3.0 has no noun synset {wnid} "
+                "(leave its wnid empty, or pass --no-wordnet)"
+            )
+        klass = imagenet.by_wnid.get(wnid) if imagenet is not None and wnid else None
+        if item.name:
+            name = item.name
         elif klass is not None and klass.synonyms:
             name = klass.synonyms[0]
         elif synset is not None:
             name = label_to_name(synset.lemmas[0])
         else:
-            name = wnid
-        rows[wnid] = {
-            "wnid": wnid,
+            name = label_to_name(concept) or concept
+        rows[concept] = {
+            "concept": concept,
             "name": name,
+            "wnid": wnid,
             "lemmas": json.dumps(synset.lemmas) if synset else None,
             "gloss": synset.gloss if synset else None,
             "lexname": synset.lexname if synset else None,
             "hypernym_path": json.dumps(synset.hypernym_path) if synset else None,
             "imagenet_index": klass.index if klass is not None else None,
             "origin": origin,
+            "attributes": (
+                json.dumps(dict(item.attributes), sort_keys=True, default=str)
+                if item.attributes
+                else None
+            ),
         }
     return rows
 
 
-def existing_concepts(session: Session, wnids: Iterable[str]) -> dict[str, Concept]:
-    wanted = list(wnids)
+def existing_concepts(session: Session, concept_ids: Iterable[str]) -> dict[str, Concept]:
+    wanted = list(concept_ids)
     found: dict[str, Concept] = {}
     for start in range(0, len(wanted), 1000):
         chunk = wanted[start : start + 1000]
-        for concept in session.scalars(select(Concept).where(Concept.wnid.in_(chunk))):
-            found[concept.wnid] = concept
+        for concept in session.scalars(select(Concept).where(Concept.concept.in_(chunk))):
+            found[concept.concept] = concept
     return found
 
 
+def wnid_concepts(session: Session) -> dict[str, str]:
+    """WordNet id -> the concept that has it, for wnids exactly one concept has."""
+    owners: dict[str, list[str]] = {}
+    for concept, wnid in session.execute(
+        select(Concept.concept, Concept.wnid).where(Concept.wnid.is_not(None))
+    ):
+        owners.setdefault(wnid, []).append(concept)
+    return {wnid: ids[0] for wnid, ids in owners.items() if len(ids) == 1}
+
+
+def _merged_attributes(old: str | None, new: str | None) -> str | None:
+    """The stored attributes with a new input's merged over them (None: unchanged)."""
+    if new is None or new == old:
+        return None
+    merged = {**(json.loads(old) if old else {}), **json.loads(new)}
+    text = json.dumps(merged, sort_keys=True, default=str)
+    return None if text == old else text
+
+
 def upsert_concepts(session: Session, rows: Mapping[str, dict]) -> tuple[list[str], list[str]]:
-    """Add new concepts; fill enrichment that existing ones lack (names are never overwritten).
+    """Add new concepts; fill what existing ones lack (a wnid, the enrichment) and merge
+    new attributes (names are never overwritten).
 
     Returns:
-        The wnids added and the wnids updated.
+        The concept ids added and the concept ids updated.
     """
     existing = existing_concepts(session, rows)
-    added = [w for w in rows if w not in existing]
+    added = [c for c in rows if c not in existing]
     if added:
-        session.execute(insert(Concept), [rows[w] for w in added])
+        session.execute(insert(Concept), [rows[c] for c in added])
     updated = []
-    for wnid, concept in existing.items():
+    for concept_id, concept in existing.items():
         changed = False
         for key in _ENRICHED:
-            value = rows[wnid][key]
+            value = rows[concept_id][key]
             if value is not None and getattr(concept, key) is None:
                 setattr(concept, key, value)
                 changed = True
+        attributes = _merged_attributes(concept.attributes, rows[concept_id]["attributes"])
+        if attributes is not None:
+            concept.attributes = attributes
+            changed = True
         if changed:
-            updated.append(wnid)
+            updated.append(concept_id)
     session.flush()
     return added, updated
 
@@ -210,8 +267,8 @@ def ingest_concepts(
     batches: list[tuple[SourceSpec, dict[str, dict]]] = []
     if imagenet1k:
         index = load_imagenet_index()
-        labels = {c.wnid: None for c in index.classes}
-        rows = describe(labels, db, index, "imagenet1k")
+        inputs = [ConceptInput(c.wnid, where="imagenet1k") for c in index.classes]
+        rows = describe(inputs, db, index, "imagenet1k")
         spec = SourceSpec(
             kind="concepts",
             name="imagenet1k",
@@ -225,7 +282,11 @@ def ingest_concepts(
     if wnids_file is not None:
         path = Path(wnids_file).expanduser().resolve()
         labels_file, where = read_wnids_file(path)
-        rows = describe(labels_file, db, try_imagenet_index(), "file", where)
+        inputs = [
+            ConceptInput(w, label_to_name(name) if name else None, where=where[w])
+            for w, name in labels_file.items()
+        ]
+        rows = describe(inputs, db, try_imagenet_index(), "file")
         spec = SourceSpec(
             kind="concepts",
             name=str(path),

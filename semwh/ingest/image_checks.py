@@ -27,7 +27,7 @@ class RecordedImage:
     """What the registry says of one image: its id, concept, path and content hash."""
 
     image_id: int
-    wnid: str
+    concept: str
     path: str
     sha256: str
 
@@ -88,7 +88,7 @@ def repair_hint(wh: Warehouse, image_id: int) -> str:
 
 
 def describe(image: RecordedImage, problem: str) -> str:
-    return f"image {image.path} (image_id {image.image_id}, concept {image.wnid}) {problem}"
+    return f"image {image.path} (image_id {image.image_id}, concept {image.concept}) {problem}"
 
 
 def check_images(wh: Warehouse, images: Sequence[RecordedImage]) -> None:
@@ -120,12 +120,12 @@ def cross_concept_copies(
         sha256 -> [(path, concept), ...] for each content found under two or more concepts.
     """
     by_hash: dict[str, list[tuple[str, str]]] = {}
-    for path, wnid, digest in items:
-        by_hash.setdefault(digest, []).append((path, wnid))
+    for path, concept, digest in items:
+        by_hash.setdefault(digest, []).append((path, concept))
     return {
         digest: places
         for digest, places in by_hash.items()
-        if len({wnid for _, wnid in places}) > 1
+        if len({concept for _, concept in places}) > 1
     }
 
 

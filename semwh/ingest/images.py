@@ -18,7 +18,14 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from semwh.errors import ConfigError, InputError
-from semwh.ingest.concepts import check_wnid, describe, existing_concepts, upsert_concepts
+from semwh.ingest.concepts import (
+    ConceptInput,
+    check_wnid,
+    describe,
+    existing_concepts,
+    label_to_name,
+    upsert_concepts,
+)
 from semwh.ingest.files import MAX_IMAGE_BYTES, not_regular, read_bytes
 from semwh.ingest.formats import read_utf8_text
 from semwh.ingest.image_checks import cross_concept_copies, in_scope, stale_reason
@@ -47,10 +54,18 @@ def wnid_of_file(path: str | os.PathLike[str]) -> str | None:
 
 @dataclass(frozen=True)
 class Candidate:
+    """An image file to ingest: its concept key (as the folder, name or manifest gives it),
+    label, split and stimulus id (None: the file's stem)."""
+
     path: Path
-    wnid: str
+    concept: str
     label: str | None
     split: str | None = None
+    stimulus: str | None = None
+
+    @property
+    def stimulus_id(self) -> str:
+        return self.stimulus or self.path.stem
 
 
 @dataclass(frozen=True)
@@ -198,7 +213,7 @@ def _source_sha(decoded: list[Decoded], root: Path) -> str:
             rel = str(c.path.relative_to(root))
         except ValueError:
             rel = str(c.path)
-        digest.update(f"{rel}\t{item.sha256}\t{c.wnid}\t{c.split or ''}\n".encode())
+        digest.update(f"{rel}\t{item.sha256}\t{c.concept}\t{c.split or ''}\n".encode())
     return digest.hexdigest()
 
 
@@ -206,7 +221,7 @@ def _refuse_cross_concept(decoded: list[Decoded], report: ImageIngestReport) -> 
     """The decoded files less those whose bytes the input gives under two or more concepts
     (each listed in ``report.conflicts`` with the other places it was found)."""
     copies = cross_concept_copies(
-        [(str(d.candidate.path), d.candidate.wnid, d.sha256) for d in decoded]
+        [(str(d.candidate.path), d.candidate.concept, d.sha256) for d in decoded]
     )
     for places in copies.values():
         for path, wnid in places:
@@ -228,11 +243,11 @@ def _refuse_registered_elsewhere(
     kept = []
     for item in unique:
         registered = present.get(item.sha256)
-        if registered is not None and registered != item.candidate.wnid:
+        if registered is not None and registered != item.candidate.concept:
             report.conflicts.append(
                 (
                     str(item.candidate.path),
-                    f"concept {item.candidate.wnid}, but the same photo is registered under "
+                    f"concept {item.candidate.concept}, but the same photo is registered under "
                     f"concept {registered}: not stored",
                 )
             )
@@ -255,7 +270,7 @@ def _stale_images(
     on_disk = {str(d.candidate.path): d.sha256 for d in decoded}
     skipped = dict(report.skipped)
     with wh.session() as session:
-        query = select(Image.image_id, Image.path, Image.sha256, Image.wnid)
+        query = select(Image.image_id, Image.path, Image.sha256, Image.concept)
         if root is not None:
             query = query.where(Image.path.startswith(str(root) + os.sep, autoescape=True))
         rows = session.execute(query).tuples().all()
@@ -294,7 +309,7 @@ def _moved(
 ) -> Decoded | None:
     """The input's file with a stale image's bytes under its concept (the photo moved)."""
     found = first_by_hash.get(row[2])
-    return found if found is not None and found.candidate.wnid == row[3] else None
+    return found if found is not None and found.candidate.concept == row[3] else None
 
 
 def _drop_or_move(
@@ -405,7 +420,7 @@ def ingest_images(
         for start in range(0, len(hashes), 1000):
             chunk = hashes[start : start + 1000]
             found = session.execute(
-                select(Image.sha256, Image.wnid).where(Image.sha256.in_(chunk))
+                select(Image.sha256, Image.concept).where(Image.sha256.in_(chunk))
             ).all()
             present.update({digest: wnid for digest, wnid in found})
         unique = _refuse_registered_elsewhere(unique, present, report)
@@ -415,13 +430,18 @@ def ingest_images(
         where: dict[str, str] = {}
         for item in new:
             c = item.candidate
-            if labels.get(c.wnid) is None:
-                labels[c.wnid] = c.label
-                where.setdefault(c.wnid, str(c.path))
-        missing = {w: labels[w] for w in labels if w not in existing_concepts(session, labels)}
+            if labels.get(c.concept) is None:
+                labels[c.concept] = c.label
+                where.setdefault(c.concept, str(c.path))
+        known = existing_concepts(session, labels)
+        missing = [
+            ConceptInput(c, label_to_name(label) if label else None, where=where[c])
+            for c, label in labels.items()
+            if c not in known
+        ]
         if missing:
             db, report.wordnet = open_wordnet(wordnet)
-            rows = describe(missing, db, try_imagenet_index(), "images", where)
+            rows = describe(missing, db, try_imagenet_index(), "images")
             report.new_concepts, _ = upsert_concepts(session, rows)
         source, report.source_status, _ = record_source(session, spec)
         report.source_id, report.source_version = source.source_id, source.version
@@ -430,7 +450,8 @@ def ingest_images(
                 insert(Image),
                 [
                     {
-                        "wnid": d.candidate.wnid,
+                        "concept": d.candidate.concept,
+                        "stimulus": d.candidate.stimulus_id,
                         "path": str(d.candidate.path),
                         "sha256": d.sha256,
                         "width": d.width,

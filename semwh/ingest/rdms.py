@@ -96,9 +96,12 @@ def read_rdm_file(path: Path, keys: Path | None = None) -> tuple[list[str], np.n
 
 
 def _from_table(path: Path, table: pa.Table) -> tuple[list[str], np.ndarray, list[str]]:
-    if "wnid" not in table.column_names:
-        raise InputError(f"{path}: no 'wnid' column (the row keys of the matrices)")
-    rows = table.column("wnid").to_pylist()
+    key = next((k for k in ("concept", "wnid") if k in table.column_names), None)
+    if key is None:
+        raise InputError(
+            f"{path}: no 'concept' column (the row keys of the matrices; 'wnid' is accepted)"
+        )
+    rows = table.column(key).to_pylist()
     subjects = (
         ["" if s is None else str(s).strip() for s in table.column("subject").to_pylist()]
         if "subject" in table.column_names
@@ -110,7 +113,7 @@ def _from_table(path: Path, table: pa.Table) -> tuple[list[str], np.ndarray, lis
     index = {c for c in table.column_names if c.startswith("__index_level_")}
     pandas_meta = table.schema.pandas_metadata or {}
     index |= {c for c in pandas_meta.get("index_columns", []) if isinstance(c, str)}
-    columns = [c for c in table.column_names if c not in {"wnid", "subject"} | index]
+    columns = [c for c in table.column_names if c not in {key, "subject"} | index]
     wnids = sorted(set(str(r) for r in rows))
     if sorted(columns) != wnids:
         extra = sorted(set(columns) - set(wnids))[:5]
@@ -234,7 +237,8 @@ def ingest_rdm(
         stack = 1.0 - stack
     _check_dissimilarity(file, stack, similarity)
     with wh.session() as session:
-        known = set(session.scalars(select(Concept.wnid).where(Concept.wnid.in_(wnids))).all())
+        query = select(Concept.concept).where(Concept.concept.in_(wnids))
+        known = set(session.scalars(query).all())
     unknown = [w for w in wnids if w not in known]
     if unknown:
         raise InputError(

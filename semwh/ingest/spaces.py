@@ -191,12 +191,12 @@ def read_space_file(path: Path) -> _Rows:
 
 def resolve_keys(rows: _Rows, concepts: list[Concept]) -> list[str]:
     """The wnid of every row; names resolve against concepts.name (exact, then any case)."""
-    known = {c.wnid for c in concepts}
+    known = {c.concept for c in concepts}
     exact: dict[str, list[str]] = {}
     folded: dict[str, list[str]] = {}
     for c in concepts:
-        exact.setdefault(c.name, []).append(c.wnid)
-        folded.setdefault(c.name.casefold(), []).append(c.wnid)
+        exact.setdefault(c.name, []).append(c.concept)
+        folded.setdefault(c.name.casefold(), []).append(c.concept)
     wnids: list[str] = []
     first: dict[str, str] = {}
     for value, place in zip(rows.keys, rows.places, strict=True):

@@ -4,7 +4,8 @@ Each registered concept gets tokens by an explicit rule, stored in ``word_tokens
 
 * ``mapping``: a row of the ``--mapping`` CSV (wnid, tokens) overrides everything;
 * ``lemma``: the WordNet lemmas in order, the first one in the vocabulary wins;
-* ``name``: without lemmas, the concept's name, then its ImageNet synonyms.
+* ``name``: without lemmas, the concept's name, then its ImageNet synonyms;
+* ``id``: then the concept's id with ``_`` read as a space (``ice_cream`` -> ice cream).
 
 A multi-word phrase (``domestic_cat``, ``domestic cat``) is the average of its words' vectors
 (``multiword="average"``, as the reference analysis does) or one token joined with ``_``
@@ -128,22 +129,29 @@ def phrase_tokens(phrase: str, multiword: str) -> list[str]:
 
 def concept_candidates(
     concept: Concept, synonyms: list[str], multiword: str, lowercase: bool
-) -> tuple[str, list[list[str]]]:
-    """The rule and the token lists to try for a concept, best first."""
+) -> list[tuple[str, list[str]]]:
+    """The token lists to try for a concept, best first, each with the rule that gives it.
+
+    A concept with WordNet lemmas tries them (``lemma``); one without tries its name (and
+    ImageNet synonyms, ``name``), then its id with ``_`` read as a space (``id``), so that
+    a lab's concept ``ice_cream`` named "Ice cream" finds the words either way.
+    """
     if concept.lemmas:
-        rule, phrases = "lemma", list(json.loads(concept.lemmas))
+        phrases = [("lemma", p) for p in json.loads(concept.lemmas)]
     else:
-        rule = "name"
-        phrases = [p.strip() for p in concept.name.split(",") if p.strip()] + synonyms
-    out: list[list[str]] = []
-    for phrase in phrases:
+        names = [p.strip() for p in concept.name.split(",") if p.strip()] + synonyms
+        phrases = [("name", p) for p in names] + [("id", concept.concept.replace("_", " "))]
+    out: list[tuple[str, list[str]]] = []
+    seen: list[list[str]] = []
+    for rule, phrase in phrases:
         tokens = phrase_tokens(phrase, multiword)
         lowered = [t.lower() for t in tokens]
         variants = [lowered] if lowercase else [tokens, lowered]
         for variant in variants:
-            if variant and variant not in out:
-                out.append(variant)
-    return rule, out
+            if variant and variant not in seen:
+                seen.append(variant)
+                out.append((rule, variant))
+    return out
 
 
 def read_mapping(path: Path, known: set[str], lowercase: bool) -> dict[str, list[str]]:
@@ -273,20 +281,22 @@ def load_vocabulary(wh: Warehouse, name: str) -> WordVectors:
 
 def _choose(
     concepts: list[Concept],
-    candidates: dict[str, tuple[str, list[list[str]]]],
+    candidates: dict[str, list[tuple[str, list[str]]]],
     mapping: dict[str, list[str]],
     vocabulary: dict[str, int],
 ) -> dict[str, Choice]:
     choices: dict[str, Choice] = {}
     for concept in concepts:
-        if concept.wnid in mapping:
-            tokens = mapping[concept.wnid]
+        if concept.concept in mapping:
+            tokens = mapping[concept.concept]
             ok = all(t in vocabulary for t in tokens)
-            choices[concept.wnid] = Choice("mapping" if ok else "missing", tokens if ok else None)
+            choices[concept.concept] = Choice("mapping", tokens) if ok else Choice("missing", None)
             continue
-        rule, options = candidates[concept.wnid]
-        found = next((c for c in options if all(t in vocabulary for t in c)), None)
-        choices[concept.wnid] = Choice(rule if found else "missing", found)
+        options = candidates[concept.concept]
+        found = next((o for o in options if all(t in vocabulary for t in o[1])), None)
+        choices[concept.concept] = (
+            Choice(found[0], found[1]) if found is not None else Choice("missing", None)
+        )
     return choices
 
 
@@ -300,13 +310,13 @@ def _unchanged_report(wh: Warehouse, report: WordIngestReport, concepts: list[Co
         rows = session.scalars(
             select(WordToken).where(WordToken.word_model_id == model.word_model_id)
         ).all()
-        if {r.wnid for r in rows} != {c.wnid for c in concepts}:
+        if {r.concept for r in rows} != {c.concept for c in concepts}:
             return False
-        names = {c.wnid: c.name for c in concepts}
+        names = {c.concept: c.name for c in concepts}
         report.dim, report.vocab_size = model.dim, int(model.vocab_size)
         report.word_model_id, report.space_id = model.word_model_id, space.space_id
         report.n_concepts = len(rows)
-        report.missing = sorted((r.wnid, names[r.wnid]) for r in rows if r.rule == "missing")
+        report.missing = sorted((r.concept, names[r.concept]) for r in rows if r.rule == "missing")
         report.n_covered = report.n_concepts - len(report.missing)
         for r in rows:
             report.rules[r.rule] = report.rules.get(r.rule, 0) + 1
@@ -321,7 +331,7 @@ def _word_space_concepts(wh: Warehouse, name: str) -> list[Concept]:
         ConfigError: No concepts are registered.
     """
     with wh.session() as session:
-        concepts = list(session.scalars(select(Concept).order_by(Concept.wnid)).all())
+        concepts = list(session.scalars(select(Concept).order_by(Concept.concept)).all())
         other = session.scalar(select(Space).where(Space.name == name))
         if other is not None and other.kind != "word":
             raise DuplicateError(
@@ -413,7 +423,7 @@ def ingest_words(
     report = WordIngestReport(name=name, format=fmt)
 
     concepts = _word_space_concepts(wh, name)
-    known = {c.wnid for c in concepts}
+    known = {c.concept for c in concepts}
     mapping_path = Path(mapping).expanduser().resolve() if mapping is not None else None
     explicit = read_mapping(mapping_path, known, lowercase) if mapping_path else {}
 
@@ -454,19 +464,19 @@ def ingest_words(
         return report
 
     imagenet = try_imagenet_index()
-    candidates: dict[str, tuple[str, list[list[str]]]] = {}
+    candidates: dict[str, list[tuple[str, list[str]]]] = {}
     for concept in concepts:
         synonyms: list[str] = []
         if imagenet is not None and concept.imagenet_index is not None:
             synonyms = imagenet.classes[concept.imagenet_index].synonyms
-        candidates[concept.wnid] = concept_candidates(concept, synonyms, multiword, lowercase)
-    needed = {t for _, lists in candidates.values() for c in lists for t in c}
+        candidates[concept.concept] = concept_candidates(concept, synonyms, multiword, lowercase)
+    needed = {t for options in candidates.values() for _, tokens in options for t in tokens}
     needed.update(t for tokens in explicit.values() for t in tokens)
 
     vectors = read_word_vectors(path, fmt, None if keep_all else needed)
     vocabulary = {t: i for i, t in enumerate(vectors.tokens)}
     choices = _choose(concepts, candidates, explicit, vocabulary)
-    covered = [c for c in concepts if choices[c.wnid].tokens is not None]
+    covered = [c for c in concepts if choices[c.concept].tokens is not None]
     if not covered:
         raise InputError(
             f"{path}: none of the {len(concepts)} registered concepts has a vector in this "
@@ -474,7 +484,7 @@ def ingest_words(
         )
     matrix = np.empty((len(covered), vectors.dim), dtype=np.float32)
     for row, concept in enumerate(covered):
-        tokens = choices[concept.wnid].tokens or []
+        tokens = choices[concept.concept].tokens or []
         rows = vectors.matrix[[vocabulary[t] for t in tokens]]
         # One token keeps its float32 values exactly; several are averaged in float64.
         matrix[row] = rows[0] if len(rows) == 1 else rows.astype(np.float64).mean(axis=0)
@@ -487,7 +497,7 @@ def ingest_words(
         wh,
         name,
         "word",
-        [c.wnid for c in covered],
+        [c.concept for c in covered],
         matrix,
         metadata={"format": fmt, "multiword": multiword, "source_sha256": sha},
     )
@@ -503,11 +513,11 @@ def ingest_words(
             dict(format=fmt, dim=vectors.dim, vocab_size=vectors.vocab_size, multiword=multiword),
             [
                 {
-                    "wnid": c.wnid,
-                    "tokens": json.dumps(choices[c.wnid].tokens)
-                    if choices[c.wnid].tokens is not None
+                    "concept": c.concept,
+                    "tokens": json.dumps(choices[c.concept].tokens)
+                    if choices[c.concept].tokens is not None
                     else None,
-                    "rule": choices[c.wnid].rule,
+                    "rule": choices[c.concept].rule,
                 }
                 for c in concepts
             ],
@@ -523,7 +533,7 @@ def ingest_words(
     report.source_id, report.word_model_id, report.space_id = source_id, model_id, space.space_id
     report.dim, report.vocab_size = vectors.dim, vectors.vocab_size
     report.n_concepts, report.n_covered = len(concepts), len(covered)
-    report.missing = [(c.wnid, c.name) for c in concepts if choices[c.wnid].tokens is None]
+    report.missing = [(c.concept, c.name) for c in concepts if choices[c.concept].tokens is None]
     for choice in choices.values():
         report.rules[choice.rule] = report.rules.get(choice.rule, 0) + 1
     report.seconds = time.perf_counter() - started
@@ -556,8 +566,8 @@ def ingest_sentence_words(
     text_template = resolve_template(template)
     report = WordIngestReport(name=name, format=SENTENCE_FORMAT)
     rows = _word_space_concepts(wh, name)
-    fields = [concept_fields(c.wnid, c.name, c.lemmas, c.gloss) for c in rows]
-    wnids, texts, missing = concept_texts(fields, [text_template])
+    fields = [concept_fields(c.concept, c.name, c.lemmas, c.gloss) for c in rows]
+    concept_ids, texts, missing = concept_texts(fields, [text_template])
     model = load_sentence_model(resolved, device)
     first = model[0]
     weights = weights_digest(model)
@@ -573,12 +583,17 @@ def ingest_sentence_words(
     if not np.isfinite(matrix).all():
         raise InputError(f"{resolved.spec}: non-finite sentence embeddings")
     prepared = prepare_space(
-        wh, name, "word", wnids, matrix, metadata={"format": SENTENCE_FORMAT, "source_sha256": sha}
+        wh,
+        name,
+        "word",
+        concept_ids,
+        matrix,
+        metadata={"format": SENTENCE_FORMAT, "source_sha256": sha},
     )
-    report.n_concepts, report.n_covered = len(rows), len(wnids)
-    report.missing = [(c.wnid, c.name) for c in rows if c.wnid in set(missing)]
+    report.n_concepts, report.n_covered = len(rows), len(concept_ids)
+    report.missing = [(c.concept, c.name) for c in rows if c.concept in set(missing)]
     report.dim, report.vocab_size = int(matrix.shape[1]), 0
-    report.rules = {"template": len(wnids), **({"missing": len(missing)} if missing else {})}
+    report.rules = {"template": len(concept_ids), **({"missing": len(missing)} if missing else {})}
     if (
         current is not None
         and stored is not None
@@ -590,7 +605,7 @@ def ingest_sentence_words(
         report.space_id = stored.space_id
         report.seconds = time.perf_counter() - started
         return report
-    by_wnid = dict(zip(wnids, texts[0], strict=True))
+    by_concept = dict(zip(concept_ids, texts[0], strict=True))
     with version_swap(wh) as session:
         src, status, previous = record_source(session, spec)
         word = store_word_model(
@@ -600,9 +615,11 @@ def ingest_sentence_words(
             dict(format=SENTENCE_FORMAT, dim=report.dim, vocab_size=0, multiword="sentence"),
             [
                 {
-                    "wnid": c.wnid,
-                    "tokens": json.dumps([by_wnid[c.wnid]]) if c.wnid in by_wnid else None,
-                    "rule": "template" if c.wnid in by_wnid else "missing",
+                    "concept": c.concept,
+                    "tokens": (
+                        json.dumps([by_concept[c.concept]]) if c.concept in by_concept else None
+                    ),
+                    "rule": "template" if c.concept in by_concept else "missing",
                 }
                 for c in rows
             ],

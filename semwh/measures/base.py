@@ -56,7 +56,7 @@ class ComparisonSpec(Protocol):
 
     space_a: str
     space_b: str
-    wnids: tuple[str, ...]
+    concept_ids: tuple[str, ...]
     a: np.ndarray
     b: np.ndarray
     options: Any
@@ -386,7 +386,7 @@ class Measure:
         return numbers
 
     def value(self, spec: ComparisonSpec) -> float:
-        """The statistic of ``spec.a`` against ``spec.b`` (rows: ``spec.wnids``)."""
+        """The statistic of ``spec.a`` against ``spec.b`` (rows: ``spec.concept_ids``)."""
         raise NotImplementedError(f"measure {self.name!r} defines no statistic")
 
     def null(self, spec: ComparisonSpec, start: int, stop: int) -> np.ndarray:
@@ -456,7 +456,7 @@ class Measure:
                 bare,
                 a=spec.a[rows],
                 b=spec.b[rows],
-                wnids=tuple(spec.wnids[i] for i in rows),
+                concept_ids=tuple(spec.concept_ids[i] for i in rows),
             )
             try:
                 values[t] = self.value(resample)

@@ -312,7 +312,7 @@ class SimilarityMeasure(Measure):
         boot: dict[str, Any] = dict(
             n_bootstrap=n_bootstrap,
             seed=seed,
-            labels=list(spec.wnids),
+            labels=list(spec.concept_ids),
             space_a=spec.space_a,
             space_b=spec.space_b,
         )
@@ -398,7 +398,7 @@ def inputs(
     """The two similarity matrices (B: the subjects' stack for a target with subjects) and
     the arguments every statistic of the spec takes."""
     opts = _opts(spec)
-    labels = list(spec.wnids)
+    labels = list(spec.concept_ids)
     n = len(labels)
 
     def matrix(vectors: np.ndarray, space: str) -> np.ndarray:

@@ -18,15 +18,15 @@ class ComparisonSpec:
     Attributes:
         space_a: Name of the first space (a layer, usually).
         space_b: Name of the second space (a word space, usually); permutations relabel it.
-        wnids: The shared concepts K, sorted.
-        a: Vectors of ``space_a`` over ``wnids`` (n x d_a, float64).
-        b: Vectors of ``space_b`` over ``wnids`` (n x d_b, float64).
+        concept_ids: The shared concepts K, sorted.
+        a: Vectors of ``space_a`` over ``concept_ids`` (n x d_a, float64).
+        b: Vectors of ``space_b`` over ``concept_ids`` (n x d_b, float64).
         options: Validated options of the measure (``options.test`` names it); ``seed`` is
             resolved when permutations or bootstrap need it.
         input_hashes: Content hashes of the two spaces, by name.
-        concepts_sha256: Hash of ``wnids``.
+        concepts_sha256: Hash of ``concept_ids``.
         subjects: For a target with subjects (an RDM space), the subjects' ids; ``b`` is
-            then the (subjects, n, n) stack of their similarity matrices over ``wnids``
+            then the (subjects, n, n) stack of their similarity matrices over ``concept_ids``
             (minus each subject's dissimilarities, after the options' normalisation), and
             every statistic is computed per subject and averaged. None for a space of
             vectors.
@@ -34,7 +34,7 @@ class ComparisonSpec:
 
     space_a: str
     space_b: str
-    wnids: tuple[str, ...]
+    concept_ids: tuple[str, ...]
     a: np.ndarray
     b: np.ndarray
     options: Any
@@ -44,7 +44,7 @@ class ComparisonSpec:
 
     @property
     def n_concepts(self) -> int:
-        return len(self.wnids)
+        return len(self.concept_ids)
 
     @property
     def measure(self) -> Any:

@@ -44,7 +44,7 @@ class TwoVsTwo(SimilarityMeasure):
             sim_a,
             sim_b,
             **self.kernel_options(opts),
-            labels=list(spec.wnids),
+            labels=list(spec.concept_ids),
             space_a=spec.space_a,
             space_b=spec.space_b,
             return_pairs=True,

@@ -147,7 +147,7 @@ class VectorMeasure(Measure):
         """The arguments every statistic of :mod:`semwh.analyze` takes for ``spec``."""
         opts = spec.options
         return dict(
-            labels=list(spec.wnids),
+            labels=list(spec.concept_ids),
             space_a=spec.space_a,
             space_b=spec.space_b,
             seed=opts.seed if opts.seed is not None else 0,

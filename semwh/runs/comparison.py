@@ -34,13 +34,14 @@ def shared_concepts(a: SpaceVectors, b: SpaceVectors) -> list[str]:
     Raises:
         DegenerateInputError: Fewer than four shared concepts.
     """
-    shared = sorted(set(a.wnids) & set(b.wnids))
+    shared = sorted(set(a.concept_ids) & set(b.concept_ids))
     if len(shared) < MIN_CONCEPTS:
         listed = ", ".join(shared) if shared else "none"
         raise DegenerateInputError(
-            f"spaces {a.name!r} ({len(a.wnids)} concepts) and {b.name!r} ({len(b.wnids)} "
-            f"concepts) share {len(shared)} concepts ({listed}); a comparison needs at least "
-            f"{MIN_CONCEPTS}: check that both spaces use WordNet ids of the same concepts"
+            f"spaces {a.name!r} ({len(a.concept_ids)} concepts) and {b.name!r} "
+            f"({len(b.concept_ids)} concepts) share {len(shared)} concepts ({listed}); a "
+            f"comparison needs at least {MIN_CONCEPTS}: check that both spaces are keyed by "
+            "the same concept ids"
         )
     return shared
 
@@ -56,7 +57,7 @@ def plan_comparison(
     b: SpaceVectors,
     options: Options,
     input_hashes: dict[str, str | None],
-    wnids: Sequence[str] | None = None,
+    concept_ids: Sequence[str] | None = None,
 ) -> ComparisonSpec:
     """Turn two loaded spaces into what a measure compares: the one place that does it.
 
@@ -72,7 +73,7 @@ def plan_comparison(
         b: The second space; permutations relabel its concepts.
         options: The comparison's options.
         input_hashes: Both spaces' content hashes, by name.
-        wnids: The concepts to compare over (a grid's concepts common to all its spaces);
+        concept_ids: The concepts to compare over (a grid's concepts common to all its spaces);
             default: the concepts both spaces share.
 
     Raises:
@@ -81,7 +82,7 @@ def plan_comparison(
         DegenerateInputError: Fewer than four shared concepts, or a subject whose RDM is
             constant over the concepts.
     """
-    concepts = shared_concepts(a, b) if wnids is None else list(wnids)
+    concepts = shared_concepts(a, b) if concept_ids is None else list(concept_ids)
     if a.kind == "rdm":
         raise ConfigError(
             f"space {a.name!r} is an RDM: RDMs are targets, pass it as the second space (--b)"
@@ -90,7 +91,7 @@ def plan_comparison(
     common: dict[str, Any] = dict(
         space_a=a.name,
         space_b=b.name,
-        wnids=tuple(concepts),
+        concept_ids=tuple(concepts),
         a=a.subset(concepts),
         options=options,
         input_hashes=input_hashes,
@@ -123,12 +124,12 @@ def plan_comparison(
     return ComparisonSpec(b=as_similarities(stack), subjects=tuple(subjects), **common)
 
 
-def rdm_stack(space: SpaceVectors, wnids: Sequence[str]) -> np.ndarray:
-    """The (subjects, k, k) dissimilarities of an RDM space over ``wnids``."""
-    n_all = len(space.wnids)
+def rdm_stack(space: SpaceVectors, concept_ids: Sequence[str]) -> np.ndarray:
+    """The (subjects, k, k) dissimilarities of an RDM space over ``concept_ids``."""
+    n_all = len(space.concept_ids)
     subjects = space.matrix.shape[1] // n_all
-    index = {w: i for i, w in enumerate(space.wnids)}
-    rows = [index[w] for w in wnids]
+    index = {w: i for i, w in enumerate(space.concept_ids)}
+    rows = [index[w] for w in concept_ids]
     stack = space.matrix[rows].reshape(len(rows), subjects, n_all)[:, :, rows]
     return np.transpose(stack, (1, 0, 2))
 

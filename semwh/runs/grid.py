@@ -113,9 +113,9 @@ def common_concepts(loaded: Sequence[SpaceVectors]) -> list[str]:
     Raises:
         DegenerateInputError: Fewer than four.
     """
-    shared = set(loaded[0].wnids)
+    shared = set(loaded[0].concept_ids)
     for space in loaded[1:]:
-        shared &= set(space.wnids)
+        shared &= set(space.concept_ids)
     if len(shared) < MIN_CONCEPTS:
         raise DegenerateInputError(
             f"the {len(loaded)} spaces of the grid share {len(shared)} concepts; a grid needs "
@@ -219,10 +219,10 @@ def grid(
         raise ConfigError(f"a peak-layer test has one target, got {len(cols)} spaces")
     grid_seed = int(opts.seed) if opts.seed is not None else draw_seed()
     loaded = {name: load_space(wh, name) for name in hashes}
-    wnids = common_concepts(list(loaded.values()))
+    concept_ids = common_concepts(list(loaded.values()))
     flag = "--target" if opts.kind == "peak" else "--b"
     check_targets(tests, {c.name: loaded[c.name] for c in cols}, flag, "grid RDMs separately")
-    check_neighbours(tests, len(wnids), f"the {len(loaded)} spaces of the grid share")
+    check_neighbours(tests, len(concept_ids), f"the {len(loaded)} spaces of the grid share")
     # The same construction as every other path, over the concepts all spaces share; the
     # runner gives every cell the grid's seed.
     specs = {
@@ -231,7 +231,7 @@ def grid(
             loaded[col.name],
             test,
             {row.name: hashes[row.name], col.name: hashes[col.name]},
-            wnids=wnids,
+            concept_ids=concept_ids,
         )
         for test in tests
         for i, row in enumerate(rows)
@@ -244,7 +244,7 @@ def grid(
         "spaces_a": [s.name for s in rows],
         "spaces_b": [s.name for s in cols],
         "seed": grid_seed,
-        "concepts_sha256": concepts_sha256(wnids),
+        "concepts_sha256": concepts_sha256(concept_ids),
     }
     with wh.session() as session:
         family = families.open_sweep(
@@ -404,7 +404,7 @@ def _run_grid(
                 n_rows=len(rows),
                 n_cols=len(cols),
                 n_cells=len(kept),
-                n_concepts=len(specs[best].wnids),
+                n_concepts=len(specs[best].concept_ids),
                 concepts_sha256=params["concepts_sha256"],
                 n_permutations=params["permutations"],
                 seed=params["seed"],
@@ -556,10 +556,10 @@ def grid_concepts(
             loaded = [load(name) for name in (*params["spaces_a"], *params["spaces_b"])]
         except (NotFoundError, KeyError):
             continue
-        shared = set(loaded[0].wnids)
+        shared = set(loaded[0].concept_ids)
         for space in loaded[1:]:
-            shared &= set(space.wnids)
-        wnids = sorted(shared)
-        if concepts_sha256(wnids) == wanted_sha256:
-            return wnids
+            shared &= set(space.concept_ids)
+        concept_ids = sorted(shared)
+        if concepts_sha256(concept_ids) == wanted_sha256:
+            return concept_ids
     return None

@@ -48,9 +48,9 @@ def params_sha256(params: dict[str, Any]) -> str:
     return sha256_text(canonical_json(params))
 
 
-def concepts_sha256(wnids: Sequence[str]) -> str:
-    """Hash of a sorted concept list: SHA-256 of the wnids joined by newlines."""
-    return sha256_text("\n".join(wnids))
+def concepts_sha256(concept_ids: Sequence[str]) -> str:
+    """Hash of a sorted concept list: SHA-256 of the concept_ids joined by newlines."""
+    return sha256_text("\n".join(concept_ids))
 
 
 def draw_seed() -> int:

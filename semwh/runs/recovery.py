@@ -15,6 +15,7 @@ from sqlalchemy import select
 from semwh.analyze import MIN_CONCEPTS, RecoveryResult
 from semwh.analyze import recovery as analyze_recovery
 from semwh.errors import DegenerateInputError, NotFoundError
+from semwh.ingest.concepts import wnid_concepts
 from semwh.measures import analysis_version
 from semwh.runs import families, result_rows
 from semwh.runs.provenance import concepts_sha256, params_sha256
@@ -39,13 +40,13 @@ class RecoveryInputs:
     Attributes:
         space_a: The layer space ``MODEL/LAYER``.
         space_b: The word space.
-        wnids: Concepts K with both images at this layer and word vectors, sorted.
+        concept_ids: Concepts K with both images at this layer and word vectors, sorted.
         image_ids: Images whose true class is in K, ordered by image_id.
-        image_wnids: Their true classes.
+        image_concepts: Their true classes.
         activations: Their pooled activations at the layer (n_images x d).
         predicted: Top-1 prediction of each image ('' where none is stored).
-        word_wnids: Concepts of ``words``: K and the predicted concepts with word vectors.
-        words: Their word vectors (rows in ``word_wnids`` order).
+        word_concepts: Concepts of ``words``: K and the predicted concepts with word vectors.
+        words: Their word vectors (rows in ``word_concepts`` order).
         input_hashes: Content hashes of the layer space, its image vector files, the word
             space and the predictions used.
     """
@@ -54,18 +55,18 @@ class RecoveryInputs:
     layer: str
     space_a: str
     space_b: str
-    wnids: list[str]
+    concept_ids: list[str]
     image_ids: np.ndarray
-    image_wnids: list[str]
+    image_concepts: list[str]
     activations: np.ndarray
     predicted: list[str]
-    word_wnids: list[str]
+    word_concepts: list[str]
     words: np.ndarray
     input_hashes: dict[str, Any]
 
     @property
     def concepts_sha256(self) -> str:
-        return concepts_sha256(self.wnids)
+        return concepts_sha256(self.concept_ids)
 
     @property
     def inputs_sha256(self) -> str:
@@ -101,14 +102,19 @@ def recovery_layers(wh: Warehouse, model: str, layers: Sequence[str] | None) -> 
 
 
 def top1_predictions(wh: Warehouse, model: str) -> dict[int, str]:
-    """image_id -> top-1 predicted wnid of ``model``."""
+    """image_id -> the concept of ``model``'s top-1 class.
+
+    A class (an ImageNet wnid) is the concept that has that wnid, when exactly one has it;
+    otherwise it keeps the class's wnid (a concept of that id, or none).
+    """
     with wh.session() as session:
         rows = session.execute(
             select(Prediction.image_id, Prediction.wnid).where(
                 Prediction.model == model, Prediction.rank == 1
             )
         ).all()
-    return {int(image_id): wnid for image_id, wnid in rows}
+        by_wnid = wnid_concepts(session)
+    return {int(image_id): by_wnid.get(wnid, wnid) for image_id, wnid in rows}
 
 
 def _sha256_lines(lines: Sequence[str]) -> str:
@@ -124,17 +130,17 @@ def recovery_inputs(
         DegenerateInputError: Fewer than four concepts with both images and word vectors.
     """
     images = load_image_vectors(wh, layer.name)
-    in_words = set(word.wnids)
-    keep = np.array([w in in_words for w in images.wnids], dtype=bool)
-    wnids = sorted({w for w, k in zip(images.wnids, keep, strict=True) if k})
-    if len(wnids) < MIN_CONCEPTS:
+    in_words = set(word.concept_ids)
+    keep = np.array([w in in_words for w in images.concept_ids], dtype=bool)
+    concept_ids = sorted({w for w, k in zip(images.concept_ids, keep, strict=True) if k})
+    if len(concept_ids) < MIN_CONCEPTS:
         raise DegenerateInputError(
-            f"layer space {layer.name!r} and word space {word.name!r} share {len(wnids)} "
-            f"concepts with images ({', '.join(wnids) or 'none'}); recovery needs at least "
+            f"layer space {layer.name!r} and word space {word.name!r} share {len(concept_ids)} "
+            f"concepts with images ({', '.join(concept_ids) or 'none'}); recovery needs at least "
             f"{MIN_CONCEPTS}"
         )
     image_ids = images.image_ids[keep]
-    image_wnids = [w for w, k in zip(images.wnids, keep, strict=True) if k]
+    image_concepts = [w for w, k in zip(images.concept_ids, keep, strict=True) if k]
     predicted = [predictions.get(int(i), "") for i in image_ids]
     with wh.session() as session:
         files = session.scalars(
@@ -146,19 +152,19 @@ def recovery_inputs(
     used = [f"{int(i)}:{p}" for i, p in zip(image_ids, predicted, strict=True)]
     # The test needs word vectors of K and of every predicted concept, which may have a word
     # vector but no images (the word vectors of the rest of the space play no part).
-    word_wnids = sorted(set(wnids) | {p for p in predicted if p in in_words})
+    word_concepts = sorted(set(concept_ids) | {p for p in predicted if p in in_words})
     return RecoveryInputs(
         model=str(layer.model),
         layer=str(layer.layer),
         space_a=layer.name,
         space_b=word.name,
-        wnids=wnids,
+        concept_ids=concept_ids,
         image_ids=image_ids,
-        image_wnids=image_wnids,
+        image_concepts=image_concepts,
         activations=images.matrix[keep],
         predicted=predicted,
-        word_wnids=word_wnids,
-        words=word.subset(word_wnids),
+        word_concepts=word_concepts,
+        words=word.subset(word_concepts),
         input_hashes={
             layer.name: layer.content_sha256,
             "image_files": _sha256_lines(list(files)),
@@ -187,9 +193,9 @@ def run_recovery_layer(inputs: RecoveryInputs) -> RecoveryRecord:
     start = time.perf_counter()
     result = analyze_recovery(
         inputs.activations,
-        inputs.image_wnids,
+        inputs.image_concepts,
         inputs.predicted,
-        inputs.word_wnids,
+        inputs.word_concepts,
         inputs.words,
         image_ids=inputs.image_ids.tolist(),
         layer=inputs.space_a,
@@ -258,8 +264,8 @@ def _add_rows(session: Any, analysis_id: int, record: RecoveryRecord) -> ResultR
             RecoveryImage(
                 result_id=row.result_id,
                 image_id=int(out.image_id[k]),
-                true_wnid=out.true_concept[k],
-                predicted_wnid=out.predicted_concept[k],
+                true_concept=out.true_concept[k],
+                predicted_concept=out.predicted_concept[k],
                 success=bool(out.success[k]),
                 score_true=float(out.score_true[k]),
                 score_predicted=float(out.score_predicted[k]),

@@ -92,9 +92,9 @@ def _all_files(wh: Warehouse) -> list[VectorFile]:
 def _all_images(wh: Warehouse) -> list[RecordedImage]:
     with wh.session() as session:
         rows = session.execute(
-            select(Image.image_id, Image.wnid, Image.path, Image.sha256).order_by(Image.image_id)
+            select(Image.image_id, Image.concept, Image.path, Image.sha256).order_by(Image.image_id)
         ).all()
-    return [RecordedImage(r.image_id, r.wnid, r.path, r.sha256) for r in rows]
+    return [RecordedImage(r.image_id, r.concept, r.path, r.sha256) for r in rows]
 
 
 def damaged_files(wh: Warehouse) -> tuple[list[VectorFile], list[tuple[VectorFile, str]]]:
@@ -111,7 +111,7 @@ def image_damage(wh: Warehouse) -> tuple[int, list[Damage]]:
         Damage(
             "image",
             image.path,
-            f"(image_id {image.image_id}, concept {image.wnid}) {problem}",
+            f"(image_id {image.image_id}, concept {image.concept}) {problem}",
             repair_hint(wh, image.image_id),
         )
         for image, problem in image_problems(wh, images)
@@ -294,10 +294,10 @@ def _rebuild_layer_space(wh: Warehouse, space: Space) -> bool:
     if not files:
         return False
     try:
-        wnids, matrix = read_layer(wh, files, space.name)
+        concept_ids, matrix = read_layer(wh, files, space.name)
     except SemwhError:
         return False
-    concepts, means = concept_means(wnids, matrix)
+    concepts, means = concept_means(concept_ids, matrix)
     if content_sha256(concepts, means.astype("float32")) != space.content_sha256:
         return False
     try:

@@ -237,7 +237,7 @@ def sweep(
     check_targets(tests, words, "--words", "sweep RDMs separately")
     for name, space in words.items():
         for layer in layers:
-            shared = min(len(space.wnids), int(layer.n_concepts))
+            shared = min(len(space.concept_ids), int(layer.n_concepts))
             check_neighbours(
                 tests, shared, f"layer {layer.name!r} and word space {name!r} share at most"
             )

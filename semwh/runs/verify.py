@@ -257,7 +257,7 @@ class _Checker:
         if name not in self.spaces:
             self.spaces[name] = load_space(self.wh, name)
         loaded = self.spaces[name]
-        if content_sha256(loaded.wnids, loaded.matrix) != space.content_sha256:
+        if content_sha256(loaded.concept_ids, loaded.matrix) != space.content_sha256:
             return f"space {name!r}: its files no longer hash to its recorded content"
         return None
 
@@ -311,8 +311,8 @@ def _verify_comparison(checker: _Checker, session: Session, test: str, row: Resu
         return verdict(SUPERSEDED, superseded)
     options = result_rows.stored_options(test, row)
     hashes = {row.space_a: row.space_a_sha256, row.space_b: row.space_b_sha256}
-    wnids = None
-    if concepts_sha256(sorted(set(a.wnids) & set(b.wnids))) != row.concepts_sha256:
+    concept_ids = None
+    if concepts_sha256(sorted(set(a.concept_ids) & set(b.concept_ids))) != row.concepts_sha256:
         # A grid's cell: computed over the concepts every space of its grid shares.
         from semwh.runs.grid import grid_concepts
 
@@ -321,9 +321,9 @@ def _verify_comparison(checker: _Checker, session: Session, test: str, row: Resu
                 checker.spaces[name] = load_space(checker.wh, name)
             return checker.spaces[name]
 
-        wnids = grid_concepts(session, load, test, row.result_id, row.concepts_sha256)
+        concept_ids = grid_concepts(session, load, test, row.result_id, row.concepts_sha256)
     try:
-        record = run_comparison(plan_comparison(a, b, options, hashes, wnids=wnids))
+        record = run_comparison(plan_comparison(a, b, options, hashes, concept_ids=concept_ids))
     except SemwhError as exc:
         return verdict(DRIFTED, f"recomputing fails now: {exc}", float("inf"))
     null = result_rows.null_values(session, test, row.result_id) or []

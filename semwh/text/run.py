@@ -49,7 +49,7 @@ class EmbedSummary:
     Attributes:
         status: ``done`` or ``unchanged``.
         spaces: The layer spaces, in depth order.
-        truncated: Texts longer than the maximum length: wnid, text and token count.
+        truncated: Texts longer than the maximum length: concept, text and token count.
         missing: Concepts without a text (no gloss for a gloss template).
     """
 
@@ -142,8 +142,8 @@ def embed_text_model(
     resolved = resolve_source(source)
     model_name = check_name(name or resolved.default_name, "model")
     with wh.session() as session:
-        rows = session.scalars(select(Concept).order_by(Concept.wnid)).all()
-        fields = [concept_fields(c.wnid, c.name, c.lemmas, c.gloss) for c in rows]
+        rows = session.scalars(select(Concept).order_by(Concept.concept)).all()
+        fields = [concept_fields(c.concept, c.name, c.lemmas, c.gloss) for c in rows]
         clash = session.scalar(
             select(Space.name).where(Space.model == model_name, Space.kind != KIND).limit(1)
         )
@@ -155,10 +155,10 @@ def embed_text_model(
         raise ConfigError(
             "no concepts registered: run `semwh ingest concepts` or `semwh ingest images` first"
         )
-    wnids, texts, missing = concept_texts(fields, resolved_templates)
-    if len(wnids) < MIN_CONCEPTS:
+    concept_ids, texts, missing = concept_texts(fields, resolved_templates)
+    if len(concept_ids) < MIN_CONCEPTS:
         raise ConfigError(
-            f"only {len(wnids)} concepts have a text for templates {resolved_templates}; "
+            f"only {len(concept_ids)} concepts have a text for templates {resolved_templates}; "
             f"{len(missing)} lack a field (a gloss?)"
         )
     loaded = load_text_model(resolved, max_length=max_length, device=device)
@@ -169,7 +169,7 @@ def embed_text_model(
         "templates": resolved_templates,
         "pooling": pooling,
         "max_length": loaded.max_length,
-        "concepts_sha256": concepts_sha256(wnids),
+        "concepts_sha256": concepts_sha256(concept_ids),
         "text_version": TEXT_VERSION,
     }
     identity_sha = params_sha256(identity)
@@ -177,7 +177,7 @@ def embed_text_model(
         model=model_name,
         status="unchanged",
         spaces=[],
-        n_concepts=len(wnids),
+        n_concepts=len(concept_ids),
         dim=loaded.dim,
         max_length=loaded.max_length,
         templates=resolved_templates,
@@ -201,10 +201,10 @@ def embed_text_model(
     layers, n_tokens, truncated_at = concept_vectors(
         loaded, texts, pooling=pooling, batch_size=batch_size, device=device
     )
-    n_concepts = len(wnids)
+    n_concepts = len(concept_ids)
     summary.truncated = [
         {
-            "wnid": wnids[i % n_concepts],
+            "concept": concept_ids[i % n_concepts],
             "text": texts[i // n_concepts][i % n_concepts],
             "tokens": n_tokens[i],
         }
@@ -225,7 +225,7 @@ def embed_text_model(
             wh,
             f"{model_name}/{layer}",
             KIND,
-            wnids,
+            concept_ids,
             matrix,
             metadata={**provenance, "layer": layer},
         )

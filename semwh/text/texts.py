@@ -30,7 +30,7 @@ FIELDS = ("lemma", "name", "gloss")
 class ConceptFields:
     """The registry fields a template can use, for one concept."""
 
-    wnid: str
+    concept: str
     lemma: str
     name: str
     gloss: str | None
@@ -68,12 +68,12 @@ def resolve_template(template: str) -> str:
     return text
 
 
-def concept_fields(wnid: str, name: str, lemmas: str | None, gloss: str | None) -> ConceptFields:
+def concept_fields(concept: str, name: str, lemmas: str | None, gloss: str | None) -> ConceptFields:
     """The template fields of a concept row (``lemmas`` as stored: a JSON list or None)."""
     listed = [str(x) for x in json.loads(lemmas)] if lemmas else []
     first = listed[0] if listed else name.split(",")[0]
     lemma = " ".join(first.replace("_", " ").split())
-    return ConceptFields(wnid, lemma, name.strip(), gloss.strip() if gloss else None)
+    return ConceptFields(concept, lemma, name.strip(), gloss.strip() if gloss else None)
 
 
 def concept_texts(
@@ -82,8 +82,8 @@ def concept_texts(
     """Texts of every concept under every template.
 
     Returns:
-        The wnids that have every text, their texts (one list per template, in concept
-        order), and the wnids left out for lack of a field (a gloss).
+        The concept_ids that have every text, their texts (one list per template, in concept
+        order), and the concept_ids left out for lack of a field (a gloss).
     """
     resolved = [resolve_template(t) for t in templates]
     if not resolved:
@@ -94,9 +94,9 @@ def concept_texts(
     for c in concepts:
         needs_gloss = any("{gloss}" in t for t in resolved)
         if needs_gloss and not c.gloss:
-            missing.append(c.wnid)
+            missing.append(c.concept)
             continue
-        kept.append(c.wnid)
+        kept.append(c.concept)
         for i, t in enumerate(resolved):
             texts[i].append(t.format(lemma=c.lemma, name=c.name, gloss=c.gloss or ""))
     return kept, texts, missing

@@ -1,6 +1,6 @@
 """The one Parquet reader, writer and registrar of the warehouse.
 
-Every vector file has the columns ``space`` (string), ``wnid`` (string), ``image_id`` (int64,
+Every vector file has the columns ``space`` (string), ``concept`` (string), ``image_id`` (int64,
 null for concept vectors) and ``vector`` (list<float32>) - ``VECTOR_FILE_SCHEMA``, defined in
 :mod:`semwh.warehouse.views` beside the ``vectors`` view that reads them - carries a schema
 version and its provenance in the Parquet key-value metadata, and is written atomically under
@@ -38,9 +38,8 @@ from semwh.version import __version__
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Space, VectorFile
 from semwh.warehouse.storage import write_error
-from semwh.warehouse.views import VECTOR_FILE_SCHEMA
+from semwh.warehouse.views import KEY_COLUMNS, SCHEMA_VERSION, VECTOR_FILE_SCHEMA, file_schema
 
-SCHEMA_VERSION = 1
 METADATA_KEY = b"semwh"
 
 #: Kinds of the spaces that are layers of a model: a vision model's, a text model's.
@@ -59,20 +58,20 @@ class VectorFileInfo:
 
 @dataclass(frozen=True)
 class SpaceVectors:
-    """Concept vectors of one space, rows in ``wnids`` order (sorted by wnid)."""
+    """Concept vectors of one space, rows in ``concept_ids`` order (sorted by concept)."""
 
     name: str
-    wnids: list[str]
+    concept_ids: list[str]
     matrix: np.ndarray  # float64, n x d
     # The space's kind (layer, word, external, rdm); an ``rdm`` space holds, for each concept,
-    # its rows of every subject's dissimilarity matrix side by side (columns in wnid order).
+    # its rows of every subject's dissimilarity matrix side by side (columns in concept order).
     kind: str | None = None
     # An ``rdm`` space's subject ids, in the order of its matrices (None for other kinds).
     subjects: tuple[str, ...] | None = None
 
-    def subset(self, wnids: Sequence[str]) -> np.ndarray:
-        index = {w: i for i, w in enumerate(self.wnids)}
-        return self.matrix[[index[w] for w in wnids]]
+    def subset(self, concept_ids: Sequence[str]) -> np.ndarray:
+        index = {w: i for i, w in enumerate(self.concept_ids)}
+        return self.matrix[[index[w] for w in concept_ids]]
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,7 @@ class ImageVectors:
 
     space: str
     image_ids: np.ndarray  # int64
-    wnids: list[str]
+    concept_ids: list[str]
     matrix: np.ndarray  # float32, n x d
 
 
@@ -112,15 +111,15 @@ def _as_matrix(vectors: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
 
 def vector_table(
     space: str,
-    wnids: Sequence[str],
+    concept_ids: Sequence[str],
     vectors: np.ndarray,
     image_ids: Sequence[int] | np.ndarray | None = None,
 ) -> pa.Table:
     """Build the Arrow table of a vector file."""
     matrix = _as_matrix(vectors)
     n, d = matrix.shape
-    if len(wnids) != n:
-        raise InputError(f"{len(wnids)} wnids for {n} vectors in space {space!r}")
+    if len(concept_ids) != n:
+        raise InputError(f"{len(concept_ids)} concept_ids for {n} vectors in space {space!r}")
     flat = pa.array(matrix.reshape(-1), type=pa.float32())
     offsets = pa.array(np.arange(0, (n + 1) * d, d, dtype=np.int32), type=pa.int32())
     column = pa.ListArray.from_arrays(offsets, flat)
@@ -132,7 +131,7 @@ def vector_table(
     return pa.Table.from_arrays(
         [
             pa.array([space] * n, type=pa.string()),
-            pa.array(list(wnids), type=pa.string()),
+            pa.array(list(concept_ids), type=pa.string()),
             ids,
             column,
         ],
@@ -144,7 +143,7 @@ def write_vector_file(
     wh: Warehouse,
     relpath: str,
     space: str,
-    wnids: Sequence[str],
+    concept_ids: Sequence[str],
     vectors: np.ndarray,
     image_ids: Sequence[int] | np.ndarray | None = None,
     metadata: dict[str, Any] | None = None,
@@ -154,7 +153,7 @@ def write_vector_file(
     The file is encoded in memory, hashed, then stored in one step (a renamed temporary file
     on a folder, one upload on an object store): see :mod:`semwh.warehouse.storage`.
     """
-    table = vector_table(space, wnids, vectors, image_ids)
+    table = vector_table(space, concept_ids, vectors, image_ids)
     meta = {
         "schema_version": SCHEMA_VERSION,
         "semwh_version": __version__,
@@ -216,10 +215,10 @@ def register_vector_file(
     return row
 
 
-def content_sha256(wnids: Sequence[str], matrix: np.ndarray) -> str:
+def content_sha256(concept_ids: Sequence[str], matrix: np.ndarray) -> str:
     """Hash of a space's content: its concept ids and float32 vectors, in order."""
     digest = hashlib.sha256()
-    digest.update("\n".join(wnids).encode())
+    digest.update("\n".join(concept_ids).encode())
     digest.update(np.ascontiguousarray(matrix, dtype=np.float32).tobytes())
     return digest.hexdigest()
 
@@ -230,7 +229,7 @@ class PreparedSpace:
 
     name: str
     kind: str
-    wnids: list[str]
+    concept_ids: list[str]
     matrix: np.ndarray
     digest: str
     info: VectorFileInfo
@@ -257,32 +256,32 @@ def real_matrix(name: str, vectors: Any) -> np.ndarray:
     return matrix
 
 
-def _validated(name: str, kind: str, wnids: Sequence[str], vectors: np.ndarray):  # noqa: ANN202
+def _validated(name: str, kind: str, concept_ids: Sequence[str], vectors: np.ndarray):  # noqa: ANN202
     check_name(name, "space", layer=kind in LAYER_KINDS)
     matrix = real_matrix(name, vectors)
-    if len(wnids) != matrix.shape[0]:
+    if len(concept_ids) != matrix.shape[0]:
         raise InputError(
-            f"space {name!r}: {len(wnids)} concepts for {matrix.shape[0]} vectors "
-            "(give one wnid per row)"
+            f"space {name!r}: {len(concept_ids)} concepts for {matrix.shape[0]} vectors "
+            "(give one concept per row)"
         )
-    order = sorted(range(len(wnids)), key=lambda i: wnids[i])
-    sorted_wnids = [wnids[i] for i in order]
-    for a, b in zip(sorted_wnids, sorted_wnids[1:], strict=False):
+    order = sorted(range(len(concept_ids)), key=lambda i: concept_ids[i])
+    sorted_ids = [concept_ids[i] for i in order]
+    for a, b in zip(sorted_ids, sorted_ids[1:], strict=False):
         if a == b:
             raise InputError(f"space {name!r}: concept {a} appears more than once")
     matrix = matrix[order]
     bad = ~np.isfinite(matrix).all(axis=1)
     if bad.any():
-        names = ", ".join(np.asarray(sorted_wnids)[bad][:10])
+        names = ", ".join(np.asarray(sorted_ids)[bad][:10])
         raise InputError(f"space {name!r}: non-finite values in the vectors of {names}")
-    return sorted_wnids, matrix, content_sha256(sorted_wnids, matrix)
+    return sorted_ids, matrix, content_sha256(sorted_ids, matrix)
 
 
 def prepare_space(
     wh: Warehouse,
     name: str,
     kind: str,
-    wnids: Sequence[str],
+    concept_ids: Sequence[str],
     vectors: np.ndarray,
     *,
     metadata: dict[str, Any] | None = None,
@@ -294,18 +293,18 @@ def prepare_space(
     anywhere stores nothing.
 
     Raises:
-        InputError: Duplicate wnids or non-finite values.
+        InputError: Duplicate concept_ids or non-finite values.
     """
-    sorted_wnids, matrix, digest = _validated(name, kind, wnids, vectors)
+    sorted_ids, matrix, digest = _validated(name, kind, concept_ids, vectors)
     info = write_vector_file(
         wh,
         space_relpath(name, digest),
         name,
-        sorted_wnids,
+        sorted_ids,
         matrix,
         metadata={"kind": kind, **(metadata or {})},
     )
-    return PreparedSpace(name, kind, sorted_wnids, matrix, digest, info)
+    return PreparedSpace(name, kind, sorted_ids, matrix, digest, info)
 
 
 def _stored_version(session: Session, name: str, digest: str, replace: bool) -> Space | None:
@@ -435,7 +434,7 @@ def save_space(
     wh: Warehouse,
     name: str,
     kind: str,
-    wnids: Sequence[str],
+    concept_ids: Sequence[str],
     vectors: np.ndarray,
     *,
     model: str | None = None,
@@ -450,14 +449,14 @@ def save_space(
 ) -> Space:
     """Store the concept vectors of a space and register it, in one transaction.
 
-    Rows are sorted by wnid. The same content under the same name is a no-op; different
+    Rows are sorted by concept. The same content under the same name is a no-op; different
     content under an existing name raises unless ``replace`` is true.
 
     Raises:
-        InputError: Duplicate wnids or non-finite values.
+        InputError: Duplicate concept_ids or non-finite values.
         DuplicateError: The name exists with other content and ``replace`` is false.
     """
-    _, _, digest = _validated(name, kind, wnids, vectors)
+    _, _, digest = _validated(name, kind, concept_ids, vectors)
     with wh.session() as session:
         existing = _stored_version(session, name, digest, replace)
     if (
@@ -470,7 +469,7 @@ def save_space(
         wh,
         name,
         kind,
-        wnids,
+        concept_ids,
         vectors,
         metadata={"model": model, "layer": layer, **(metadata or {})},
     )
@@ -537,6 +536,11 @@ def _bytes_problem(file: VectorFile, data: pa.Buffer, *, parse: bool) -> str | N
     return None
 
 
+def file_schema_of(file: VectorFile) -> pa.Schema:
+    """The Parquet schema a registered file was written with (by its schema version)."""
+    return file_schema(file.schema_version if file.schema_version in KEY_COLUMNS else 2)
+
+
 def read_checked(
     wh: Warehouse, file: VectorFile, space: str, columns: Sequence[str] | None = None
 ) -> pa.Table:
@@ -563,12 +567,13 @@ def read_checked(
         ) from exc
     problem = _bytes_problem(file, data, parse=False)
     if problem is None:
+        key = KEY_COLUMNS.get(file.schema_version, "concept")
+        stored = [key if c == "concept" else c for c in columns] if columns is not None else None
         try:
             table = pq.read_table(
-                pa.BufferReader(data),
-                schema=VECTOR_FILE_SCHEMA,
-                columns=list(columns) if columns is not None else None,
+                pa.BufferReader(data), schema=file_schema_of(file), columns=stored
             )
+            table = table.rename_columns(["concept" if c == key else c for c in table.column_names])
         except (pa.ArrowException, OSError, ValueError) as exc:
             problem = f"cannot be read ({str(exc).splitlines()[0]})"
         else:
@@ -620,7 +625,7 @@ def get_space(session: Session, name: str) -> Space:
 
 
 def load_space(wh: Warehouse, name: str) -> SpaceVectors:
-    """Concept vectors of a space as float64, rows sorted by wnid."""
+    """Concept vectors of a space as float64, rows sorted by concept."""
     with wh.session() as session:
         space = get_space(session, name)
         files = session.scalars(
@@ -628,7 +633,7 @@ def load_space(wh: Warehouse, name: str) -> SpaceVectors:
                 VectorFile.space_id == space.space_id, VectorFile.kind == "concepts"
             )
         ).all()
-    table = _read_files(wh, name, files).sort_by("wnid")
+    table = _read_files(wh, name, files).sort_by("concept")
     matrix = _matrix(table.column("vector"), table.num_rows).astype(np.float64)
     subjects = None
     if space.kind == "rdm" and table.num_rows:
@@ -641,7 +646,7 @@ def load_space(wh: Warehouse, name: str) -> SpaceVectors:
         )
     return SpaceVectors(
         name=name,
-        wnids=table.column("wnid").to_pylist(),
+        concept_ids=table.column("concept").to_pylist(),
         matrix=matrix,
         kind=space.kind,
         subjects=subjects,
@@ -663,7 +668,7 @@ def load_image_vectors(wh: Warehouse, space: str) -> ImageVectors:
     return ImageVectors(
         space=space,
         image_ids=table.column("image_id").to_numpy(),
-        wnids=table.column("wnid").to_pylist(),
+        concept_ids=table.column("concept").to_pylist(),
         matrix=_matrix(table.column("vector"), table.num_rows).astype(np.float32, copy=False),
     )
 

@@ -97,18 +97,25 @@ class Source(Base):
 
 
 class Concept(Base):
-    """A concept, keyed by its WordNet 3.0 noun synset id (e.g. ``n02084071``)."""
+    """A concept, keyed by the lab's own id (``aardvark``, ``bean_bag`` or ``n02084071``).
+
+    ``wnid`` is its WordNet 3.0 noun synset id where one is known (an ImageNet class's id is
+    its own wnid); the WordNet enrichment (lemmas, gloss, lexname, hypernym path) comes from
+    it. ``attributes`` keeps the further columns of the concept file as a JSON object.
+    """
 
     __tablename__ = "concepts"
 
-    wnid: Mapped[str] = mapped_column(String, primary_key=True)
+    concept: Mapped[str] = mapped_column(String, primary_key=True)
     name: Mapped[str] = mapped_column(String, nullable=False)
+    wnid: Mapped[str | None] = mapped_column(String, index=True)
     lemmas: Mapped[str | None] = mapped_column(Text)  # JSON list, WordNet order
     gloss: Mapped[str | None] = mapped_column(Text)
     lexname: Mapped[str | None] = mapped_column(String)
     hypernym_path: Mapped[str | None] = mapped_column(Text)  # JSON list of wnids, root first
     imagenet_index: Mapped[int | None] = mapped_column(Integer, unique=True)
     origin: Mapped[str] = mapped_column(String, nullable=False)  # imagenet1k|file|images|...
+    attributes: Mapped[str | None] = mapped_column(Text)  # JSON object of further columns
     created_at: Mapped[datetime] = _created()
 
 
@@ -118,7 +125,9 @@ class Image(Base):
     __tablename__ = "images"
 
     image_id: Mapped[int] = _pk(IMAGE_SEQ)
-    wnid: Mapped[str] = mapped_column(ForeignKey("concepts.wnid"), nullable=False, index=True)
+    concept: Mapped[str] = mapped_column(ForeignKey("concepts.concept"), nullable=False, index=True)
+    #: The image's id for joins with per-image lab data: the file's stem unless given.
+    stimulus: Mapped[str] = mapped_column(String, nullable=False, unique=True)
     path: Mapped[str] = mapped_column(Text, nullable=False)
     sha256: Mapped[str] = mapped_column(String, nullable=False, unique=True)
     width: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -194,7 +203,7 @@ class WordToken(Base):
     word_model_id: Mapped[int] = mapped_column(
         ForeignKey("word_models.word_model_id"), primary_key=True
     )
-    wnid: Mapped[str] = mapped_column(ForeignKey("concepts.wnid"), primary_key=True)
+    concept: Mapped[str] = mapped_column(ForeignKey("concepts.concept"), primary_key=True)
     tokens: Mapped[str | None] = mapped_column(Text)  # JSON list; null: no vector
     rule: Mapped[str] = mapped_column(String, nullable=False)  # lemma|mapping|missing
 
@@ -701,8 +710,8 @@ class RecoveryImage(Base):
         ForeignKey("results_recovery.result_id"), primary_key=True
     )
     image_id: Mapped[int] = mapped_column(ForeignKey("images.image_id"), primary_key=True)
-    true_wnid: Mapped[str] = mapped_column(String, nullable=False)
-    predicted_wnid: Mapped[str] = mapped_column(String, nullable=False)
+    true_concept: Mapped[str] = mapped_column(String, nullable=False)
+    predicted_concept: Mapped[str] = mapped_column(String, nullable=False)
     success: Mapped[bool] = mapped_column(Boolean, nullable=False)
     score_true: Mapped[float] = mapped_column(Double, nullable=False)
     score_predicted: Mapped[float] = mapped_column(Double, nullable=False)

@@ -35,22 +35,36 @@ VIEW_NAMES = frozenset(
     }
 )
 
+
+def _vector_schema(key: str) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("space", pa.string(), nullable=False),
+            pa.field(key, pa.string(), nullable=False),
+            pa.field("image_id", pa.int64(), nullable=True),
+            pa.field("vector", pa.list_(pa.float32()), nullable=False),
+        ]
+    )
+
+
 #: The columns of every vector file, and so of the ``vectors`` view: ``semwh.vectors`` writes
 #: files of this schema, the view reads them.
-VECTOR_FILE_SCHEMA = pa.schema(
-    [
-        pa.field("space", pa.string(), nullable=False),
-        pa.field("wnid", pa.string(), nullable=False),
-        pa.field("image_id", pa.int64(), nullable=True),
-        pa.field("vector", pa.list_(pa.float32()), nullable=False),
-    ]
-)
+VECTOR_FILE_SCHEMA = _vector_schema("concept")
 
-VECTOR_COLUMNS = ", ".join(VECTOR_FILE_SCHEMA.names)
+#: Each vector file schema version's key column (``vector_files.schema_version``): files
+#: written before concepts had ids of their own (version 1) name the concept ``wnid``.
+KEY_COLUMNS = {1: "wnid", 2: "concept"}
+SCHEMA_VERSION = 2
+
+
+def file_schema(version: int) -> pa.Schema:
+    """The Parquet schema of a vector file of ``version`` (its key column named as stored)."""
+    return _vector_schema(KEY_COLUMNS[version])
+
 
 # One row of the view's columns, all null; filtered to none for a warehouse without files.
 _NULL_ROW = (
-    "SELECT CAST(NULL AS VARCHAR) AS space, CAST(NULL AS VARCHAR) AS wnid, "
+    "SELECT CAST(NULL AS VARCHAR) AS space, CAST(NULL AS VARCHAR) AS concept, "
     "CAST(NULL AS BIGINT) AS image_id, CAST(NULL AS FLOAT[]) AS vector"
 )
 _EMPTY_VECTORS = f"{_NULL_ROW} WHERE false"
@@ -75,7 +89,7 @@ def _error_body(message: str) -> str:
         f"CAST({error} AS {kind}) AS {name}"
         for name, kind in (
             ("space", "VARCHAR"),
-            ("wnid", "VARCHAR"),
+            ("concept", "VARCHAR"),
             ("image_id", "BIGINT"),
             ("vector", "FLOAT[]"),
         )
@@ -105,26 +119,46 @@ def _damaged(root: VectorsRoot, rows: list[tuple], sizes: list[int | None]) -> s
     )
 
 
+def _version_body(
+    conn: duckdb.DuckDBPyConnection, root: VectorsRoot, version: int, relpaths: list[str]
+) -> str:
+    """The SELECT of the view's columns over the present files of one schema version."""
+    key = KEY_COLUMNS[version]
+    columns = f"space, {key} AS concept, image_id, vector"
+    if root.is_local:
+        listing = "[" + ", ".join(_quote(str(root.local_path(rel))) for rel in relpaths) + "]"
+        return f"SELECT {columns} FROM read_parquet({listing}, union_by_name = true)"
+    dataset = f"{_REMOTE_FILES}_v{version}"
+    conn.register(dataset, root.dataset(relpaths, file_schema(version)))
+    return f"SELECT {columns} FROM {dataset}"
+
+
 def create_vectors_view(
     conn: duckdb.DuckDBPyConnection, root: VectorsRoot, name: str = "vectors"
 ) -> None:
-    """Create a temporary view ``name`` (space, wnid, image_id, vector) over registered files."""
-    rows = conn.execute("SELECT path, size_bytes FROM vector_files ORDER BY file_id").fetchall()
+    """Create a temporary view ``name`` (space, concept, image_id, vector) over registered
+    files (files of schema version 1 name their key column ``wnid``; the view says
+    ``concept``)."""
+    rows = conn.execute(
+        "SELECT path, size_bytes, schema_version FROM vector_files ORDER BY file_id"
+    ).fetchall()
     relpaths = [row[0] for row in rows]
     try:
         sizes = root.sizes(relpaths)
-        present = [rel for rel, size in zip(relpaths, sizes, strict=True) if size is not None]
-        damaged = _damaged(root, rows, sizes)
+        by_version: dict[int, list[str]] = {}
+        for (rel, _, version), size in zip(rows, sizes, strict=True):
+            if size is not None:
+                by_version.setdefault(int(version), []).append(rel)
+        damaged = _damaged(root, [row[:2] for row in rows], sizes)
         if damaged:
             body = _error_body(damaged)
-        elif not present:
+        elif not by_version:
             body = _EMPTY_VECTORS
-        elif root.is_local:
-            listing = "[" + ", ".join(_quote(str(root.local_path(rel))) for rel in present) + "]"
-            body = f"SELECT {VECTOR_COLUMNS} FROM read_parquet({listing}, union_by_name = true)"
         else:
-            conn.register(_REMOTE_FILES, root.dataset(present, VECTOR_FILE_SCHEMA))
-            body = f"SELECT {VECTOR_COLUMNS} FROM {_REMOTE_FILES}"
+            body = " UNION ALL ".join(
+                _version_body(conn, root, version, rels)
+                for version, rels in sorted(by_version.items())
+            )
     except OSError as exc:
         # An unreachable store must not take the registry tables down with it: the view
         # raises this message when (and only when) a query reads it.

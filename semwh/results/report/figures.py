@@ -343,12 +343,12 @@ def heatmap_figure(
     from semwh.analyze.similarity import similarity_matrix
 
     plt = _pyplot()
-    names = [r.get("name") or r["wnid"] for r in rows]
+    names = [r.get("name") or r["concept"] for r in rows]
     vectors = np.asarray([r["vector"] for r in rows], dtype=np.float64)
     if rows and rows[0].get("kind") == "rdm":
-        position = {w: k for k, w in enumerate(sorted(r["wnid"] for r in rows))}
+        position = {w: k for k, w in enumerate(sorted(r["concept"] for r in rows))}
         n = len(rows)
-        stack = vectors.reshape(n, -1, n)[:, :, [position[r["wnid"]] for r in rows]]
+        stack = vectors.reshape(n, -1, n)[:, :, [position[r["concept"]] for r in rows]]
         matrix = stack.mean(axis=1)
         what, cmap = "mean dissimilarity of the subjects", "viridis_r"
     else:
