@@ -23,12 +23,13 @@ from semwh.warehouse.models import AnalysisRun, Concept, Image, Sweep, SweepMemb
 from tests.conftest import copy_warehouse, migrated_warehouse
 
 
-def image_row(wnid: str, index: int, **values: Any) -> Image:
-    """The ``index``-th image of concept ``wnid`` (its SHA-256 is ``index`` in hex), 8 x 8 RGB
-    unless given."""
+def image_row(concept: str, index: int, **values: Any) -> Image:
+    """The ``index``-th image of ``concept`` (its SHA-256 is ``index`` in hex; its stimulus
+    id ``<concept>_<index>``), 8 x 8 RGB unless given."""
     return Image(
         **{
-            "wnid": wnid,
+            "concept": concept,
+            "stimulus": f"{concept}_{index}",
             "path": f"img/{index}.jpg",
             "sha256": f"{index:064x}",
             "width": 8,
@@ -47,14 +48,15 @@ def add_image_files(session: Session, files: Sequence[Path]) -> None:
         wnid, _, label = path.stem.split("_", 2)
         labels.setdefault(wnid, label)
     for wnid, label in labels.items():
-        session.add(Concept(wnid=wnid, name=label, origin="images"))
+        session.add(Concept(concept=wnid, wnid=wnid, name=label, origin="images"))
     session.flush()
     for path in files:
         with PILImage.open(path) as img:
             (width, height), mode = img.size, img.mode
         session.add(
             Image(
-                wnid=path.stem.split("_", 1)[0],
+                concept=path.stem.split("_", 1)[0],
+                stimulus=path.stem,
                 path=str(path),
                 sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
                 width=width,
@@ -163,5 +165,5 @@ def add_subject_rdms(wh: Warehouse, folder: Path, space: str, n_subjects: int, s
 
     words = load_space(wh, space)
     np.save(folder / "rdms.npy", noisy_rdms(words.matrix, n_subjects, seed))
-    (folder / "keys.txt").write_text("\n".join(words.wnids) + "\n")
+    (folder / "keys.txt").write_text("\n".join(words.concept_ids) + "\n")
     ingest_rdm(wh, "subjects", folder / "rdms.npy", keys=folder / "keys.txt")

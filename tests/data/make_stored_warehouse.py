@@ -44,6 +44,7 @@ def add_sample_rows(session: Session) -> None:
     for wnid, name, index in SAMPLE_CONCEPTS:
         session.add(
             Concept(
+                concept=wnid,
                 wnid=wnid,
                 name=name,
                 lemmas=json.dumps([name]),
@@ -145,7 +146,7 @@ def add_row_to_every_table(session: Session) -> dict[str, int]:
     session.add(
         m.WordToken(
             word_model_id=word_model.word_model_id,
-            wnid=SAMPLE_CONCEPTS[0][0],
+            concept=SAMPLE_CONCEPTS[0][0],
             tokens='["dog"]',
             rule="lemma",
         )
@@ -324,8 +325,8 @@ def add_row_to_every_table(session: Session) -> dict[str, int]:
         m.RecoveryImage(
             result_id=recovery.result_id,
             image_id=image.image_id,
-            true_wnid=SAMPLE_CONCEPTS[0][0],
-            predicted_wnid=SAMPLE_CONCEPTS[1][0],
+            true_concept=SAMPLE_CONCEPTS[0][0],
+            predicted_concept=SAMPLE_CONCEPTS[1][0],
             success=True,
             score_true=0.5,
             score_predicted=0.25,

@@ -50,7 +50,7 @@ def image_rows(wh: Warehouse, space: str) -> tuple[np.ndarray, list[str], np.nda
     order = np.argsort(got.image_ids)
     return (
         np.asarray(got.image_ids)[order],
-        [got.wnids[i] for i in order],
+        [got.concept_ids[i] for i in order],
         np.asarray(got.matrix)[order],
     )
 

@@ -126,7 +126,7 @@ def matrices(wh: Warehouse, a: str, b: str, similarity: str = "pearson"):
     from semwh.vectors import load_space
 
     sa, sb = load_space(wh, a), load_space(wh, b)
-    shared = sorted(set(sa.wnids) & set(sb.wnids))
+    shared = sorted(set(sa.concept_ids) & set(sb.concept_ids))
     return (
         similarity_matrix(sa.subset(shared), metric=similarity, labels=shared, space=a),
         similarity_matrix(sb.subset(shared), metric=similarity, labels=shared, space=b),

@@ -52,7 +52,7 @@ def build_recovery_world(wh: Warehouse, seed: int = 0) -> dict[str, object]:
     n_images = len(image_wnids)
     with wh.session() as session:
         for w in [*wnids, OUTSIDER]:
-            session.add(Concept(wnid=w, name=f"concept {w}", origin="file"))
+            session.add(Concept(concept=w, name=f"concept {w}", origin="file"))
         session.flush()
         images = [image_row(w, i) for i, w in enumerate(image_wnids)]
         session.add_all(images)
@@ -204,18 +204,18 @@ def test_recovery_rows_match_the_pure_function(warehouse: Warehouse, rworld) -> 
             for k, image_id in enumerate(out.image_id):
                 got = images[int(image_id)]
                 assert (
-                    got.true_wnid
+                    got.true_concept
                     == out.true_concept[k]
                     == rworld["image_wnids"][
                         int(np.flatnonzero(rworld["image_ids"] == image_id)[0])
                     ]
                 )
-                assert got.predicted_wnid == out.predicted_concept[k] != got.true_wnid
-                assert OUTSIDER not in (got.true_wnid, got.predicted_wnid)
+                assert got.predicted_concept == out.predicted_concept[k] != got.true_concept
+                assert OUTSIDER not in (got.true_concept, got.predicted_concept)
                 assert got.success == bool(out.success[k])
                 assert got.score_true == out.score_true[k]
                 assert got.score_predicted == out.score_predicted[k]
-                if got.predicted_wnid == WORD_ONLY:
+                if got.predicted_concept == WORD_ONLY:
                     # The prediction has a word vector but no images: no visual variant.
                     assert got.visual_success is None and not out.visual_defined[k]
                 else:

@@ -51,8 +51,8 @@ def filled(warehouse: Warehouse) -> Warehouse:
     with warehouse.session() as session:
         session.add_all(
             [
-                Concept(wnid="n02084071", name="dog", origin="file", imagenet_index=3),
-                Concept(wnid="n02121808", name="domestic_cat", origin="file"),
+                Concept(concept="n02084071", name="dog", origin="file", imagenet_index=3),
+                Concept(concept="n02121808", name="domestic_cat", origin="file"),
             ]
         )
     warehouse.dispose()

@@ -156,10 +156,10 @@ def test_concept_means_are_means_of_image_vectors(lite0) -> None:
     wh, _ = lite0
     images = load_image_vectors(wh, "efficientnet_lite0/blocks.13")
     space = load_space(wh, "efficientnet_lite0/blocks.13")
-    assert space.wnids == sorted(set(images.wnids)) and len(space.wnids) == 150
+    assert space.concept_ids == sorted(set(images.concept_ids)) and len(space.concept_ids) == 150
     for k in (0, 57, 149):
-        wnid = space.wnids[k]
-        members = [images.matrix[i] for i, w in enumerate(images.wnids) if w == wnid]
+        wnid = space.concept_ids[k]
+        members = [images.matrix[i] for i, w in enumerate(images.concept_ids) if w == wnid]
         total = np.zeros(images.matrix.shape[1])
         for row in members:
             total += row.astype(np.float64)
@@ -172,7 +172,7 @@ def test_top1_matches_wnid_for_most_ilsvrc_images(lite0) -> None:
     wh, _ = lite0
     with wh.session() as s:
         rows = s.execute(
-            select(Image.wnid, Prediction.wnid, Prediction.class_index)
+            select(Image.concept, Prediction.wnid, Prediction.class_index)
             .join(Prediction, Prediction.image_id == Image.image_id)
             .where(Prediction.rank == 1, Prediction.model == "efficientnet_lite0")
         ).all()

@@ -42,7 +42,7 @@ def _fill(wh: Warehouse, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     with wh.session() as s:
         for w in WNIDS:
-            s.add(Concept(wnid=w, name=w, origin="file"))
+            s.add(Concept(concept=w, name=w, origin="file"))
     truth = rng.normal(size=(len(WNIDS), 6))
     for d, layer in enumerate(["l0", "l1", "l2"]):
         noise = rng.normal(size=(len(WNIDS), 8))
@@ -181,7 +181,7 @@ VECTOR_MEASURES = ["cka", "knn", "reg2v2"]
 
 def _copy_space(wh: Warehouse, name: str, source: str) -> None:
     space = load_space(wh, source)
-    save_space(wh, name, "external", space.wnids, space.matrix)
+    save_space(wh, name, "external", space.concept_ids, space.matrix)
 
 
 def test_a_grid_of_every_measure_relabels_side_b_alike_in_every_cell(

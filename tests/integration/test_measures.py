@@ -36,7 +36,7 @@ pytestmark = pytest.mark.integration
 
 def vectors(wh, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
     sa, sb = load_space(wh, a), load_space(wh, b)
-    shared = sorted(set(sa.wnids) & set(sb.wnids))
+    shared = sorted(set(sa.concept_ids) & set(sb.concept_ids))
     return sa.subset(shared), sb.subset(shared)
 
 

@@ -103,7 +103,7 @@ def test_vectors_go_to_the_store_and_match_the_folder_warehouse(
         assert ids_s3.tolist() == ids_f.tolist() and wnids_s3 == wnids_f
         assert np.array_equal(vec_s3, vec_f)
         a, b = load_space(s3_wh, f"{MODEL}/{layer}"), load_space(folder_wh, f"{MODEL}/{layer}")
-        assert a.wnids == b.wnids and np.array_equal(a.matrix, b.matrix)
+        assert a.concept_ids == b.concept_ids and np.array_equal(a.matrix, b.matrix)
     # Provenance travels in the Parquet metadata of the object, as in a file.
     rel = next(r for r in files if "kind=images" in r)
     meta = pq.read_schema(f"{BUCKET}/main/vectors/{rel}", filesystem=fs).metadata
@@ -117,7 +117,7 @@ def test_the_root_is_recorded_so_other_processes_find_it(s3_wh: Warehouse, store
     # A process told nothing but the warehouse folder reads the vectors from the store.
     reopened = open_warehouse(s3_wh.root)
     assert reopened.vectors.location == recorded and not reopened.vectors.is_local
-    assert load_space(reopened, "glove").wnids == load_space(s3_wh, "glove").wnids
+    assert load_space(reopened, "glove").concept_ids == load_space(s3_wh, "glove").concept_ids
     out = run_cli("--warehouse", str(s3_wh.root), "init").stdout
     assert "up to date" in out and f"vectors root: {recorded}" in out
 
@@ -133,7 +133,7 @@ def test_sql_vectors_view_reads_the_store(folder_wh: Warehouse, s3_wh: Warehouse
     assert [r[:3] for r in got if r[0] == f"{MODEL}/head"] == [(f"{MODEL}/head", 30, n_images)]
     # The same through the CLI in a new process (credentials from its environment).
     proc = run_cli("--warehouse", str(s3_wh.root), "sql", "SELECT count(*) FROM vectors")
-    assert str(2 * (n_images + N_CONCEPTS) + len(load_space(s3_wh, "glove").wnids)) in proc.stdout
+    assert str(2 * (n_images + N_CONCEPTS) + len(load_space(s3_wh, "glove").concept_ids)) in proc.stdout
 
 
 def test_sweep_on_the_store_stores_the_folder_numbers(

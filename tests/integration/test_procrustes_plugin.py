@@ -205,7 +205,7 @@ def test_plugin_options_in_families_stale_commands_and_uninstalled_results(
     # Replaced words: the refresh command of a plugin result repeats its options.
     rng = np.random.default_rng(9)
     words = rng.normal(size=(len(world["words"]), world["words"].shape[1]))
-    ids = load_space(warehouse, "words").wnids
+    ids = load_space(warehouse, "words").concept_ids
     save_space(warehouse, "words", "word", list(ids), words, replace=True)
     stale = run_query(warehouse, "stale_results").table.to_pylist()
     commands = {r["refresh_command"] for r in stale if r["test"] == "procrustes"}

@@ -54,7 +54,7 @@ def test_api_results_are_arrow_and_dataframes(tmp_path: Path) -> None:
     wh = semwh.open(tmp_path / "wh", create=True)
     wnids = [f"n{1000000 + i:08d}" for i in range(6)]
     with wh.warehouse.session() as session:
-        session.add_all(Concept(wnid=w, name=w, origin="file") for w in wnids)
+        session.add_all(Concept(concept=w, name=w, origin="file") for w in wnids)
     rng = np.random.default_rng(3)
     wh.add_space("a", wnids, rng.normal(size=(6, 4)))
     wh.add_space("b", wnids, rng.normal(size=(6, 5)), kind="word")

@@ -173,10 +173,10 @@ def _pearson_pairs(matrix: np.ndarray) -> np.ndarray:
 
 def test_pair_disagreement_matches_a_numpy_reference(synth: Warehouse) -> None:
     a, b = load_space(synth, "toy/l1"), load_space(synth, "words")
-    assert a.wnids == b.wnids
+    assert a.concept_ids == b.concept_ids
     sa, sb = _pearson_pairs(a.matrix), _pearson_pairs(b.matrix)
     za, zb = (sa - sa.mean()) / sa.std(), (sb - sb.mean()) / sb.std()
-    pairs = [(a.wnids[i], a.wnids[j]) for i in range(8) for j in range(i + 1, 8)]
+    pairs = [(a.concept_ids[i], a.concept_ids[j]) for i in range(8) for j in range(i + 1, 8)]
     order = sorted(range(len(pairs)), key=lambda k: -abs(za[k] - zb[k]))[:5]
 
     rows = _rows(

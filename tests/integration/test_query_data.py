@@ -54,7 +54,7 @@ def build_synthetic(wh: Warehouse, seed: int = 0) -> Synthetic:
     rng = np.random.default_rng(seed)
     with wh.session() as s:
         for wnid, name in zip(WNIDS, NAMES, strict=True):
-            s.add(Concept(wnid=wnid, name=name, origin="images"))
+            s.add(Concept(concept=wnid, name=name, origin="images"))
         s.flush()
         image_id = 0
         for wnid in WNIDS:
@@ -210,8 +210,8 @@ def build_synthetic(wh: Warehouse, seed: int = 0) -> Synthetic:
                     RecoveryImage(
                         result_id=rec.result_id,
                         image_id=image,
-                        true_wnid=WNIDS[c],
-                        predicted_wnid=WNIDS[(c + 1) % len(WNIDS)],
+                        true_concept=WNIDS[c],
+                        predicted_concept=WNIDS[(c + 1) % len(WNIDS)],
                         success=d >= 2,
                         score_true=0.1,
                         score_predicted=0.0,
@@ -228,7 +228,7 @@ def build_synthetic(wh: Warehouse, seed: int = 0) -> Synthetic:
             seed=seed,
         )
     return Synthetic(
-        wnids=list(WNIDS), models=list(CURVES), layers=list(LAYERS), word_space=WORD_SPACE
+        concept_ids=list(WNIDS), models=list(CURVES), layers=list(LAYERS), word_space=WORD_SPACE
     )
 
 

@@ -145,7 +145,7 @@ def test_ray_extraction_matches_local_rows(ray_wh, local_wh: Warehouse) -> None:
     # Concept means (the layer spaces) agree as well.
     for layer in LAYERS.split(","):
         a, b = load_space(wh, f"{MODEL}/{layer}"), load_space(local_wh, f"{MODEL}/{layer}")
-        assert a.wnids == b.wnids and len(a.wnids) == N_CONCEPTS
+        assert a.concept_ids == b.concept_ids and len(a.concept_ids) == N_CONCEPTS
         assert np.abs(a.matrix - b.matrix).max() <= REL_TOL * np.abs(b.matrix).max()
 
 
@@ -299,8 +299,8 @@ def add_flat_model(wh: Warehouse) -> str:
         wh,
         name,
         "layer",
-        words.wnids,
-        np.tile(row, (len(words.wnids), 1)),
+        words.concept_ids,
+        np.tile(row, (len(words.concept_ids), 1)),
         model=FLAT,
         layer="flat",
         depth_index=0,

@@ -84,7 +84,7 @@ def test_last_layer_equals_the_package_token_embeddings(
     tokens = package_model.encode(LEMMAS, output_value="token_embeddings")  # type: ignore[attr-defined]
     expected = np.stack([np.asarray(t, dtype=np.float64).mean(axis=0) for t in tokens])
     stored = load_space(wh, "minilm/layer.6")
-    assert stored.wnids == sorted(CONCEPTS)
+    assert stored.concept_ids == sorted(CONCEPTS)
     np.testing.assert_allclose(stored.matrix, expected, atol=1e-5)
 
 

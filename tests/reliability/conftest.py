@@ -203,13 +203,13 @@ class Inputs:
 
     def __init__(self, root: Path, samples_dir: Path) -> None:
         self.images = sample_folder(samples_dir, root / "images", N_CONCEPTS, 2)
-        self.wnids = sorted({p.name.split("_")[0] for p in self.images.iterdir()})
+        self.concept_ids = sorted({p.name.split("_")[0] for p in self.images.iterdir()})
         self.words = root / "words.txt"
-        self.mapping = write_word_file(self.words, self.wnids, dim=12, seed=1)
+        self.mapping = write_word_file(self.words, self.concept_ids, dim=12, seed=1)
         rng = np.random.default_rng(2)
         self.space = root / "space.csv"
         rows = [",".join(["wnid", *(f"f{i}" for i in range(5))])]
-        rows += [",".join([w, *(f"{v:.5f}" for v in rng.normal(size=5))]) for w in self.wnids]
+        rows += [",".join([w, *(f"{v:.5f}" for v in rng.normal(size=5))]) for w in self.concept_ids]
         self.space.write_text("\n".join(rows) + "\n")
 
     def ingest_commands(self) -> list[list[str]]:

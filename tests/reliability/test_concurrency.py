@@ -36,7 +36,7 @@ def test_sql_reads_and_a_second_writer_during_extraction(
     rng = np.random.default_rng(3)
     space.write_text(
         "wnid,a,b,c\n"
-        + "".join(f"{w},{','.join(map(str, rng.normal(size=3)))}\n" for w in inputs.wnids)
+        + "".join(f"{w},{','.join(map(str, rng.normal(size=3)))}\n" for w in inputs.concept_ids)
     )
     writer = None
     reads = busy = 0
@@ -70,7 +70,7 @@ def test_sql_reads_and_a_second_writer_during_extraction(
         assert writer.code == 1 and "warehouse busy" in writer.stderr, writer.stderr
         writer = forks.run("--warehouse", str(root), "ingest", "space", "other", str(space))
         assert writer.code == 0, writer.stderr
-    assert load_space(wh, "other").wnids == inputs.wnids
+    assert load_space(wh, "other").concept_ids == inputs.concept_ids
     check_registered_files(wh)
     got = snapshot(wh)
     expected = snapshot(open_wh(reference["extracted"]))

@@ -116,7 +116,7 @@ def test_filtered_reads_of_a_damaged_file_fail_like_unfiltered(
     path = _file(wh, "concepts", space="ext")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"")
-    wnid = load_space(wh, "tiny_net/head").wnids[0]
+    wnid = load_space(wh, "tiny_net/head").concept_ids[0]
     statements = [
         "SELECT count(*) FROM vectors",
         "SELECT count(*) FROM vectors WHERE space = 'ext'",
@@ -220,7 +220,7 @@ def test_the_same_photo_under_two_concepts_is_refused_and_reported(
     assert "same photo" in proc.stderr and a in proc.stderr and b in proc.stderr
     wh = open_wh(root)
     with wh.session() as session:
-        assert session.execute(select(Image.wnid)).scalars().all() == [b]
+        assert session.execute(select(Image.concept)).scalars().all() == [b]
     # Registered under a, given again under b: refused, naming both concepts.
     other = tmp_path / "more"
     other.mkdir()

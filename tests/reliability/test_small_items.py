@@ -48,7 +48,7 @@ def _one_error_line(stderr: str) -> str:
 def _api(root: Path) -> semwh.SemanticWarehouse:
     wh = semwh.open(root, create=True)
     with wh.warehouse.session() as session:
-        session.add_all(Concept(wnid=w, name=w, origin="file") for w in WNIDS)
+        session.add_all(Concept(concept=w, name=w, origin="file") for w in WNIDS)
     return wh
 
 

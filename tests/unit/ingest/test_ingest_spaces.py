@@ -43,7 +43,7 @@ def test_parquet_list_column(wh, tmp_path):
     report = ingest_space(wh, "roi", path)
     assert (report.status, report.version, report.n_concepts, report.dim) == ("created", 1, 3, 4)
     got = load_space(wh, "roi")
-    assert got.wnids == sorted(WNIDS)
+    assert got.concept_ids == sorted(WNIDS)
     np.testing.assert_array_equal(got.matrix.astype(np.float32), _expected(m))
     with wh.session() as s:
         assert s.scalar(select(Space.kind).where(Space.name == "roi")) == "external"

@@ -62,7 +62,7 @@ def test_glove_average_rules_and_coverage(wh, tmp_path, vectors):
     assert report.missing == [("n09999999", "okapi giraffe")]
     assert report.dim == 4 and report.vocab_size == len(VOCAB)
     space = load_space(wh, "g")
-    assert space.wnids == ["n01503061", "n02084071", "n02121808"]
+    assert space.concept_ids == ["n01503061", "n02084071", "n02121808"]
     # Lookups are lowercase for GloVe: "Dog" in the file is never used for the concept dog.
     expected = np.stack(
         [vec(vectors, "bird"), vec(vectors, "dog"), vec(vectors, "domestic", "cat")]
@@ -157,7 +157,7 @@ def test_new_concepts_update_the_space(wh, tmp_path, vectors):
     ingest_concepts(wh, wnids_file=more, wordnet=False)
     report = ingest_words(wh, "g", path, "glove")
     assert report.status == "updated" and report.n_covered == 4
-    assert "n01234567" in load_space(wh, "g").wnids
+    assert "n01234567" in load_space(wh, "g").concept_ids
 
 
 def test_keep_all_stores_the_vocabulary(wh, tmp_path, vectors):

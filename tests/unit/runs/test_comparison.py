@@ -52,11 +52,11 @@ def test_degenerate_comparison_names_both_spaces_or_is_skipped() -> None:
     flat = a.matrix.copy()
     flat[3] = 7.0
     spec = plan_comparison(
-        SpaceVectors("flat", a.wnids, flat), b, ComparisonOptions.make("2v2"), {}
+        SpaceVectors("flat", a.concept_ids, flat), b, ComparisonOptions.make("2v2"), {}
     )
     with pytest.raises(DegenerateInputError) as info:
         run_comparison(spec)
     assert "'flat'" in str(info.value) and "'words'" in str(info.value)
-    assert a.wnids[3] in str(info.value)
+    assert a.concept_ids[3] in str(info.value)
     skipped = run_or_skip(spec)
     assert isinstance(skipped, Skipped) and skipped.reason == str(info.value)

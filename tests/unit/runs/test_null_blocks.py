@@ -139,10 +139,10 @@ def test_block_of_an_unseeded_spec_is_refused() -> None:
 @pytest.mark.parametrize("test", ["rsa", "2v2"])
 def test_degenerate_block_names_the_test_and_both_spaces(test: str) -> None:
     a, b = _spaces(n=8)
-    same = np.tile(a.matrix[0], (len(a.wnids), 1))
+    same = np.tile(a.matrix[0], (len(a.concept_ids), 1))
     spec = with_seed(
         plan_comparison(
-            SpaceVectors("flat", a.wnids, same),
+            SpaceVectors("flat", a.concept_ids, same),
             b,
             ComparisonOptions.make(test, permutations=6),
             {},

@@ -79,14 +79,14 @@ def test_options_keep_only_the_metric_of_their_test() -> None:
 def _space(name: str, wnids: list[str], seed: int) -> SpaceVectors:
     rng = np.random.default_rng(seed)
     order = sorted(wnids)
-    return SpaceVectors(name=name, wnids=order, matrix=rng.normal(size=(len(order), 3)))
+    return SpaceVectors(name=name, concept_ids=order, matrix=rng.normal(size=(len(order), 3)))
 
 
 def test_plan_restricts_both_spaces_to_shared_sorted_concepts() -> None:
     a = _space("a", ["n5", "n1", "n3", "n4", "n2", "n9"], 0)
     b = _space("b", ["n4", "n2", "n3", "n1", "n7"], 1)
     spec = plan_comparison(a, b, ComparisonOptions.make("rsa"), {"a": "x", "b": "y"})
-    assert spec.wnids == ("n1", "n2", "n3", "n4")
+    assert spec.concept_ids == ("n1", "n2", "n3", "n4")
     np.testing.assert_array_equal(spec.a, a.matrix[[0, 1, 2, 3]])
     np.testing.assert_array_equal(spec.b, b.matrix[[0, 1, 2, 3]])
     assert spec.concepts_sha256 == concepts_sha256(["n1", "n2", "n3", "n4"])

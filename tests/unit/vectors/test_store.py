@@ -30,7 +30,7 @@ def test_space_round_trip_is_exact_and_sorted(warehouse) -> None:
     m = _matrix(0)
     save_space(warehouse, "ratings", "external", wnids, m)
     space = load_space(warehouse, "ratings")
-    assert space.wnids == sorted(wnids)
+    assert space.concept_ids == sorted(wnids)
     for i, wnid in enumerate(wnids):
         # float32 in, float32 stored: equal bit for bit after widening.
         assert np.array_equal(space.subset([wnid])[0], m[i].astype(np.float64))

@@ -23,7 +23,7 @@ from tests.factories import add_analysis_run, add_sweep, comparison, image_row
 
 
 def _concept(wnid: str = "n02084071", index: int | None = None) -> Concept:
-    return Concept(wnid=wnid, name="dog", origin="file", imagenet_index=index)
+    return Concept(concept=wnid, name="dog", origin="file", imagenet_index=index)
 
 
 def _image(sha: str, wnid: str = "n02084071") -> Image:

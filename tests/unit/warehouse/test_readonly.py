@@ -59,8 +59,8 @@ def test_rows_and_columns(warehouse: Warehouse) -> None:
     with warehouse.session() as session:
         session.add_all(
             [
-                Concept(wnid="n2", name="cat", origin="file"),
-                Concept(wnid="n1", name="dog", origin="file"),
+                Concept(concept="n2", name="cat", origin="file"),
+                Concept(concept="n1", name="dog", origin="file"),
             ]
         )
     result = run_sql(warehouse, "SELECT wnid, name FROM concepts ORDER BY wnid")
@@ -71,7 +71,7 @@ def test_rows_and_columns(warehouse: Warehouse) -> None:
 
 def test_bound_parameters(warehouse: Warehouse) -> None:
     with warehouse.session() as session:
-        session.add(Concept(wnid="n1", name="o'brien", origin="file"))
+        session.add(Concept(concept="n1", name="o'brien", origin="file"))
     result = run_sql(warehouse, "SELECT wnid FROM concepts WHERE name = $name", {"name": "o'brien"})
     assert result.rows() == [("n1",)]
 
