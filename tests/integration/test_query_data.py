@@ -43,7 +43,7 @@ RECOVERY = {"toy": [(10, 4), (10, 6), (10, 8), (10, 7)]}
 class Synthetic:
     """Known facts about the synthetic warehouse."""
 
-    wnids: list[str]
+    concept_ids: list[str]
     models: list[str]
     layers: list[str]
     word_space: str
