@@ -247,7 +247,8 @@ def _read_text(
     name_column: str | None,
     wnid_column: str | None,
 ) -> ConceptTable:
-    reader = csv.reader(io.StringIO(text), delimiter=separator)
+    # Strict: an unclosed quote is an error rather than a cell that runs to the end.
+    reader = csv.reader(io.StringIO(text), delimiter=separator, strict=True)
     header: list[str] | None = None
     with csv_errors(path, reader):
         for row in reader:
@@ -327,7 +328,9 @@ class _Builder:
             wnid_value = _check_wnid(wnid, place, self.wnid_column) if wnid else None
         else:
             wnid_value = concept if WNID_RE.match(concept) else None
-        self.rows.append(ConceptRow(concept, name, wnid_value, attributes, number, place))
+        self.rows.append(
+            ConceptRow(concept, name, wnid_value, attributes, number, place, name_given=given)
+        )
 
     def table(self, fmt: str, header: list[str], attribute_columns: list[str]) -> ConceptTable:
         if not self.rows:
@@ -361,6 +364,8 @@ def _read_parquet(
     id_column, name_column, wnid_column = _choose_columns(
         path, header, id_column, name_column, wnid_column, ""
     )
+    if table.num_rows == 0:
+        raise InputError(f"{path}: the file holds no concepts (no rows)")
     types = {name: _value_type(table.schema.field(name).type) for name in header}
     id_type = types[id_column]
     if id_type not in ("string", "integer"):

@@ -89,6 +89,10 @@ def test_a_key_is_an_id_then_a_unique_name_then_a_unique_wnid(keys):
     assert both.resolve(["cat", "feline"], "f") == ["cat", "cat"]
     # Names and ids match exactly: case and underscores count.
     assert keys.match(["Bean_bag", "bean  bag"], "f").ids == (None, None)
+    assert len(keys) == len(THINGS) and keys.ids[:2] == ["aardvark", "bean_bag"]
+    assert "bean_bag" in keys and "bean bag" not in keys and keys.name_of("bat2") == "bat"
+    with pytest.raises(ValueError, match="concept id 'dog' given twice"):
+        ConceptKeys([("dog", "dog"), ("dog", "hound")])
 
 
 def test_a_name_of_several_concepts_is_an_error_naming_them(keys):
