@@ -488,11 +488,13 @@ def read_image_manifest(path: str | os.PathLike[str]) -> ImageListing:
     """The images a manifest lists: CSV, TSV or Parquet with columns ``path`` and ``concept``.
 
     Old manifests name the concept column ``wnid``; its cells must then be WordNet ids (a
-    manifest of a lab's own ids names the column ``concept``). Optional columns:
-    ``stimulus`` (the stimulus id; an empty cell is the file's stem), ``split`` and
+    manifest of a lab's own ids names the column ``concept``; with both, ``concept`` is the
+    key and ``wnid`` is not read here). Optional columns: ``stimulus`` (the stimulus id; an
+    empty cell is the stem of the file's name as written, a link's own), ``split`` and
     ``label`` (a name for a concept the images introduce; without it an ImageNet name
     ``n########_<id>_<label>`` of that WordNet id gives it). Relative paths are relative to
-    the manifest's folder; a file that does not exist is listed (reading it reports it).
+    the manifest's folder; paths are resolved (links too), as ingest has always stored
+    them. A file that does not exist is listed (reading it reports it).
 
     Raises:
         InputError: The manifest is unreadable, lacks a column, or a row has an empty path
@@ -528,22 +530,24 @@ def read_image_manifest(path: str | os.PathLike[str]) -> ImageListing:
                 f"{place}: {concept!r} in the column wnid is not a WordNet 3.0 noun id "
                 "(expected 'n' and 8 digits); name the column concept for the lab's own ids"
             )
-        file = Path(cell["path"]).expanduser()
-        file = (file if file.is_absolute() else manifest.parent / file).resolve()
+        written = Path(cell["path"]).expanduser()
+        file = (written if written.is_absolute() else manifest.parent / written).resolve()
         if file in first_line:
             raise InputError(
-                f"{place}: the path {cell['path']!r} is listed again (first at "
-                f"{first_line[file].removeprefix(str(manifest) + ' ')}); list each image once"
+                f"{place}: the path {cell['path']!r} names the file of "
+                f"{first_line[file].removeprefix(str(manifest) + ' ')} again ({file}); list "
+                "each image once"
             )
         first_line[file] = place
         reason = not_regular(file)
         if reason is not None and reason != "does not exist":
             # A FIFO would block the read and a device (/dev/zero) would never end it.
             raise InputError(f"{place}: {file} {reason}; list image files only")
-        given = cell.get("stimulus", "")
-        stimulus = check_key(given or file.stem, "stimulus", place)
+        # The name as written, not a link's target (git-annex names its objects by hash).
+        stem = written.stem
+        stimulus = check_key(cell.get("stimulus") or stem, "stimulus", place)
         label = cell.get("label") or None
-        flat = FLAT_NAME.match(file.stem)
+        flat = FLAT_NAME.match(stem)
         if label is None and flat is not None and flat.group(1) == concept:
             label = flat.group(3)
         entries.append(ImageEntry(file, concept, stimulus, cell.get("split") or None, place, label))

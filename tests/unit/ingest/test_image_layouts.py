@@ -325,7 +325,7 @@ def test_manifest_without_stimulus_tsv_and_parquet(tmp_path):
         ("path,wnid\na.jpg,aardvark\n", "line 2: 'aardvark' in the column wnid is not a WordNet"),
         (
             "path,concept\na.jpg,dog\n./a.jpg,cat\n",
-            "line 3: the path './a.jpg' is listed again (first at line 2)",
+            "line 3: the path './a.jpg' names the file of line 2 again",
         ),
         ("path,concept\n", "lists no images"),
     ],
@@ -362,3 +362,16 @@ def test_check_key():
         InputError, match=r"^here: concept 'a\\nb' is not a valid id \(holds the control"
     ):
         check_key("a\nb", "concept", "here")
+
+
+def test_manifest_links_keep_their_own_stem(tmp_path):
+    store = _files(tmp_path / ".annex", "SHA256E-s631--9f2c.jpg")
+    (tmp_path / "aardvark_01b.jpg").symlink_to(store / "SHA256E-s631--9f2c.jpg")
+    (tmp_path / "n02084071_5_dog.jpg").symlink_to(store / "SHA256E-s631--9f2c.jpg")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,concept\naardvark_01b.jpg,aardvark\nn02084071_5_dog.jpg,n02084071\n")
+    with pytest.raises(InputError, match="line 3: the path 'n02084071_5_dog.jpg' names the file"):
+        read_image_manifest(manifest)
+    manifest.write_text("path,concept\naardvark_01b.jpg,aardvark\n")
+    (entry,) = read_image_manifest(manifest).entries
+    assert (entry.stimulus, entry.path) == ("aardvark_01b", store / "SHA256E-s631--9f2c.jpg")
