@@ -58,11 +58,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
 from semwh.errors import ConfigError, InputError
-from semwh.ingest.files import csv_rows, not_regular, regular_size
-from semwh.ingest.formats import read_utf8_text
-from semwh.ingest.images import FLAT_NAME, IMAGE_SUFFIXES
+from semwh.ingest.files import csv_rows, not_regular, read_text_file, regular_size
 from semwh.ingest.wordnet import WNID_RE
 
+# The same values as semwh.ingest.images', defined here so that images can import this
+# module (not the other way round) when it reads folders through it.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+#: ImageNet's <wnid>_<image id>[_<label>]: the label may itself hold underscores (domestic_cat).
+FLAT_NAME = re.compile(r"^(n\d{8})_([^_]+)(?:_(.+))?$")
 LAYOUTS = ("folder", "prefix")
 #: Folders a scan never enters besides hidden ones: archivers' resource forks.
 IGNORED_FOLDERS = frozenset({"__MACOSX"})
@@ -294,9 +297,10 @@ def _walk(root: Path) -> _Walk:
     return found
 
 
-def _detect(root: Path, files: list[PurePath], walk: _Walk) -> str:
-    flat = [f for f in files if len(f.parts) == 1]
-    nested = [f for f in files if len(f.parts) > 1]
+def _detect(root: Path, walk: _Walk) -> str:
+    """The layout that where the images sit shows; an error when it shows none."""
+    flat = [f for f in walk.files if len(f.parts) == 1]
+    nested = [f for f in walk.files if len(f.parts) > 1]
     if flat and nested:
         folders = {f.parts[0] for f in nested}
         raise InputError(
@@ -412,7 +416,7 @@ def scan_images(
         what = "is not a folder" if root.exists() else "does not exist"
         raise InputError(f"image folder {root} {what}")
     walk = _walk(root)
-    chosen = layout if layout is not None else _detect(root, walk.files, walk)
+    chosen = layout if layout is not None else _detect(root, walk)
     entries: list[ImageEntry] = []
     skipped = list(walk.skipped)
     for rel in walk.files:
@@ -437,7 +441,7 @@ def scan_images(
 
 def _text_rows(path: Path) -> tuple[list[str], list[tuple[str, list[str]]]]:
     """The header and the (place, cells) of each non-blank row of a CSV or TSV manifest."""
-    text = read_utf8_text(path, "manifest")
+    text = read_text_file(path, "manifest")
     first = text.split("\n", 1)[0]
     tabbed = path.suffix.lower() in (".tsv", ".tab") or ("\t" in first and "," not in first)
     reader = csv.reader(io.StringIO(text), delimiter="\t" if tabbed else ",")

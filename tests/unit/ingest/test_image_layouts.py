@@ -12,6 +12,7 @@ import pytest
 from PIL import Image as PILImage
 
 from semwh.errors import ConfigError, InputError
+from semwh.ingest import image_layouts, images
 from semwh.ingest.image_layouts import (
     ImageEntry,
     check_key,
@@ -375,3 +376,9 @@ def test_manifest_links_keep_their_own_stem(tmp_path):
     manifest.write_text("path,concept\naardvark_01b.jpg,aardvark\n")
     (entry,) = read_image_manifest(manifest).entries
     assert (entry.stimulus, entry.path) == ("aardvark_01b", store / "SHA256E-s631--9f2c.jpg")
+
+
+def test_image_names_mean_what_ingest_means():
+    # Defined twice until ingest_images reads folders through image_layouts.
+    assert image_layouts.IMAGE_SUFFIXES == images.IMAGE_SUFFIXES
+    assert image_layouts.FLAT_NAME.pattern == images.FLAT_NAME.pattern
