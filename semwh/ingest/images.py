@@ -1,14 +1,13 @@
-"""Images: found in a folder (``DIR/<wnid>/*`` or flat ``<wnid>_<id>_<label>.jpg``) or a CSV
-manifest, hashed and decoded in a thread pool, deduplicated by SHA-256 and inserted in one
-transaction together with any concepts they introduce."""
+"""Images: listed from a folder (``DIR/<concept>/*`` or flat ``<concept>_<rest>.<ext>``, see
+:mod:`semwh.ingest.image_layouts`) or a manifest, hashed and decoded in a thread pool,
+deduplicated by SHA-256 and inserted in one transaction together with any concepts they
+introduce; each image gets a stimulus id, unique in the warehouse."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import os
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,26 +19,27 @@ from sqlalchemy.orm import Session
 from semwh.errors import ConfigError, InputError
 from semwh.ingest.concepts import (
     ConceptInput,
-    check_wnid,
     describe,
     existing_concepts,
     label_to_name,
     upsert_concepts,
 )
-from semwh.ingest.files import MAX_IMAGE_BYTES, not_regular, read_bytes
-from semwh.ingest.formats import read_utf8_text
+from semwh.ingest.files import MAX_IMAGE_BYTES, read_bytes
 from semwh.ingest.image_checks import cross_concept_copies, in_scope, stale_reason
+from semwh.ingest.image_layouts import (
+    FLAT_NAME,
+    ImageListing,
+    read_image_manifest,
+    scan_images,
+)
 from semwh.ingest.imagenet import try_imagenet_index
+from semwh.ingest.keys import ConceptKeys
 from semwh.ingest.sources import SourceSpec, record_source
-from semwh.ingest.wordnet import WNID_RE, open_wordnet
+from semwh.ingest.wordnet import open_wordnet
 from semwh.progress import Progress, check_progress
 from semwh.resources import image_size_problem, is_limit_reason
 from semwh.warehouse.layout import Warehouse
-from semwh.warehouse.models import Image, Prediction, RecoveryImage
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
-# <wnid>_<image id>[_<label>]: the label may itself hold underscores (domestic_cat).
-FLAT_NAME = re.compile(r"^(n\d{8})_([^_]+)(?:_(.+))?$")
+from semwh.warehouse.models import Concept, Image, Prediction, RecoveryImage
 
 
 def wnid_of_file(path: str | os.PathLike[str]) -> str | None:
@@ -106,6 +106,7 @@ class ImageIngestReport:
     removed: list[tuple[str, str]] = field(default_factory=list)
     moved: list[tuple[str, str]] = field(default_factory=list)
     new_concepts: list[str] = field(default_factory=list)
+    layout: str = ""
     source_id: int | None = None
     source_version: int | None = None
     source_status: str = ""
@@ -113,72 +114,15 @@ class ImageIngestReport:
     seconds: float = 0.0
 
 
-def find_images(folder: Path) -> tuple[list[Candidate], list[tuple[str, str]]]:
-    """Image files below ``folder`` with the wnid their folder or name gives."""
-    found: list[Candidate] = []
-    skipped: list[tuple[str, str]] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        parent = Path(dirpath)
-        for filename in sorted(filenames):
-            path = parent / filename
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            reason = not_regular(path)
-            if reason is not None:
-                skipped.append((str(path), reason))
-                continue
-            flat = FLAT_NAME.match(path.stem)
-            label = flat.group(3) if flat else None
-            if WNID_RE.match(parent.name):
-                same = flat is not None and flat.group(1) == parent.name
-                found.append(Candidate(path, parent.name, label if same else None))
-            elif flat:
-                found.append(Candidate(path, flat.group(1), label))
-            else:
-                skipped.append(
-                    (str(path), "no WordNet id in its folder (DIR/<wnid>/) or name (<wnid>_...)")
-                )
-    return found, skipped
-
-
-def read_manifest(manifest: Path) -> list[Candidate]:
-    """Rows of a CSV manifest with columns path, wnid and optionally split and label.
-
-    Relative paths are relative to the manifest's folder. Without a label column, a file
-    named ``<wnid>_<id>_<label>.jpg`` gives its label.
-    """
-    text = read_utf8_text(manifest, "manifest")
-    reader = csv.DictReader(io.StringIO(text))
-    columns = set(reader.fieldnames or [])
-    if not {"path", "wnid"} <= columns:
-        raise InputError(
-            f"{manifest} line 1: a manifest needs the columns path and wnid (and optionally "
-            f"split); found {', '.join(sorted(columns)) or 'none'}"
-        )
-    rows: list[Candidate] = []
-    for row in reader:
-        place = f"{manifest} line {reader.line_num}"
-        raw_path = (row.get("path") or "").strip()
-        wnid = check_wnid((row.get("wnid") or "").strip(), place)
-        if not raw_path:
-            raise InputError(f"{place}: empty path")
-        path = Path(raw_path).expanduser()
-        path = path if path.is_absolute() else manifest.parent / path
-        reason = not_regular(path)
-        if reason is not None and reason != "does not exist":
-            # A FIFO would block the read and a device (/dev/zero) would never end it.
-            raise InputError(f"{place}: {path} {reason}; list image files only")
-        split = (row.get("split") or "").strip() or None
-        # A label column names the concept; else a <wnid>_<id>_<label> file name does.
-        label = (row.get("label") or "").strip() or None
-        flat = FLAT_NAME.match(path.stem)
-        if label is None and flat is not None and flat.group(1) == wnid:
-            label = flat.group(3)
-        rows.append(Candidate(path.resolve(), wnid, label, split))
-    if not rows:
-        raise InputError(f"{manifest}: the manifest lists no images")
-    return rows
+def _candidates(listing: ImageListing, keys: ConceptKeys) -> list[Candidate]:
+    """The listing's images with their concept keys read by the one rule of keys: a
+    registered concept's id, else its exact name or WordNet id when only one concept has
+    it; any other key is the id of a new concept."""
+    match = keys.match([e.concept_key for e in listing.entries], "images")
+    return [
+        Candidate(e.path, found or e.concept_key, e.label, e.split, e.stimulus)
+        for e, found in zip(listing.entries, match.ids, strict=True)
+    ]
 
 
 def decode(candidate: Candidate) -> Decoded | str:
@@ -253,6 +197,35 @@ def _refuse_registered_elsewhere(
             )
             continue
         kept.append(item)
+    return kept
+
+
+def _refuse_taken_stimuli(
+    session: Session, new: list[Decoded], report: ImageIngestReport
+) -> list[Decoded]:
+    """``new`` less the files whose stimulus id is already another image's (each listed in
+    ``report.conflicts``): a stimulus id names one image in the warehouse."""
+    wanted = [d.candidate.stimulus_id for d in new]
+    taken: dict[str, str] = {}
+    for start in range(0, len(wanted), 1000):
+        chunk = wanted[start : start + 1000]
+        rows = session.execute(
+            select(Image.stimulus, Image.path).where(Image.stimulus.in_(chunk))
+        ).tuples()
+        taken.update(rows)
+    kept = []
+    for item in new:
+        other = taken.get(item.candidate.stimulus_id)
+        if other is None:
+            kept.append(item)
+            continue
+        report.conflicts.append(
+            (
+                str(item.candidate.path),
+                f"stimulus id {item.candidate.stimulus_id!r} is already the id of image "
+                f"{other}: not stored (give this set a manifest with a stimulus column)",
+            )
+        )
     return kept
 
 
@@ -338,45 +311,67 @@ def ingest_images(
     folder: str | os.PathLike[str] | None = None,
     manifest: str | os.PathLike[str] | None = None,
     *,
+    layout: str | None = None,
     wordnet: str | os.PathLike[str] | bool | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> ImageIngestReport:
-    """Ingest image files: path, SHA-256, size and mode; new concepts are created.
+    """Ingest image files: path, SHA-256, size, mode and stimulus id; new concepts are
+    created.
 
-    Re-running adds only files whose content is new. Files that cannot be read or decoded are
-    listed in the report and skipped.
+    Each image gets a stimulus id, unique in the warehouse: the manifest's ``stimulus``, else
+    the file's stem. Re-running adds only files whose content is new. Files that cannot be
+    read or decoded are listed in the report and skipped.
 
     Args:
         wh: The warehouse.
-        folder: ``DIR/<wnid>/*.JPEG`` or flat ``<wnid>_<id>[_<label>].jpg`` files.
-        manifest: A CSV with columns path, wnid[, split][, label] instead of a folder.
+        folder: One folder per concept (``DIR/<concept>/*``, THINGS, ImageFolder) or flat
+            ``<concept>_<rest>.<ext>`` files (ImageNet's ``<wnid>_<id>_<label>.jpg``).
+        manifest: A CSV, TSV or Parquet file with columns path, concept (or wnid) and
+            optionally stimulus, split and label, instead of a folder.
+        layout: ``folder`` or ``prefix``; None detects it from where the images sit.
         wordnet: WordNet folder for new concepts; None for the default; False for none.
         workers: Threads for hashing and decoding (default: 2 per CPU, at most 16).
         progress: Told how many files are hashed and decoded, as ``"decode images"``.
 
     Raises:
-        ConfigError: Neither or both of folder and manifest were given.
-        InputError: The folder or manifest is missing, malformed or holds an unknown wnid.
+        ConfigError: Neither or both of folder and manifest were given, or an unknown layout.
+        InputError: The folder or manifest is missing or malformed, its layout cannot be
+            told, or two of its images share a stimulus id.
     """
     check_progress(progress)
     started = time.perf_counter()
     if (folder is None) == (manifest is None):
         raise ConfigError("give exactly one of an image folder or --manifest CSV")
     report = ImageIngestReport()
+    with wh.session() as session:
+        keys = ConceptKeys(
+            session.execute(select(Concept.concept, Concept.name, Concept.wnid)).tuples()
+        )
     if folder is not None:
         root = Path(folder).expanduser().resolve()
-        if not root.is_dir():
-            raise InputError(f"image folder {root} does not exist")
-        candidates, report.skipped = find_images(root)
+        listing = scan_images(root, layout=layout, known_concepts=keys)
         kind_format, name = "folder", str(root)
     else:
+        if layout is not None:
+            raise ConfigError("--layout reads a folder; a manifest names each image's concept")
         mpath = Path(manifest).expanduser().resolve()  # type: ignore[arg-type]
-        candidates = read_manifest(mpath)
+        listing = read_image_manifest(mpath)
         root, kind_format, name = mpath.parent, "manifest", str(mpath)
+    report.layout = listing.layout
+    report.skipped = list(listing.skipped)
+    candidates = _candidates(listing, keys)
     report.n_found = len(candidates) + len(report.skipped)
     if not candidates:
-        raise InputError(f"no images with a wnid found in {name}")
+        raise InputError(
+            f"no images found in {name} (layout {listing.layout}"
+            + (
+                f"; {len(report.skipped)} files skipped, see the list above"
+                if report.skipped
+                else ""
+            )
+            + ")"
+        )
 
     n_workers = workers or min(16, 2 * (os.cpu_count() or 1))
     decoded: list[Decoded] = []
@@ -424,8 +419,8 @@ def ingest_images(
             ).all()
             present.update({digest: wnid for digest, wnid in found})
         unique = _refuse_registered_elsewhere(unique, present, report)
-        new = [d for d in unique if d.sha256 not in present]
-        report.already_present = len(unique) - len(new)
+        new = _refuse_taken_stimuli(session, [d for d in unique if d.sha256 not in present], report)
+        report.already_present = len([d for d in unique if d.sha256 in present])
         labels: dict[str, str | None] = {}
         where: dict[str, str] = {}
         for item in new:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from semwh.errors import ConfigError, InputError, OutputError
-from semwh.ingest.images import IMAGE_SUFFIXES, ingest_images, wnid_of_file
+from semwh.ingest.image_layouts import IMAGE_SUFFIXES
+from semwh.ingest.images import ingest_images, wnid_of_file
 from semwh.progress import Progress
 from semwh.warehouse.layout import Warehouse
 from semwh.workflow.runfile import (
