@@ -442,9 +442,9 @@ class SemanticWarehouse:
         :func:`semwh.runs.measures.measure` for cka, knn and reg2v2 (estimator, k, distance,
         penalties, permutations, seed, force); any other registered measure takes permutations,
         seed, bootstrap, device, force and its own options by name. ``memory`` (rsa, 2v2 and
-        other measures of similarity matrices) is bytes or a size such as ``"16G"``. Returns the stored row as a dict; its
-        ``result_id`` finds it in ``results`` (and in ``results_rsa``, ``results_2v2`` or
-        ``results_measures``).
+        other measures of similarity matrices) is bytes or a size such as ``"16G"``. Returns
+        the stored row as a dict; its ``result_id`` finds it in ``results`` (and in
+        ``results_rsa``, ``results_2v2`` or ``results_measures``).
         """
         from semwh.resources import parse_bytes
         from semwh.runs import compare
