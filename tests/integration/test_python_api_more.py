@@ -152,7 +152,7 @@ def test_every_cli_command_has_a_python_counterpart() -> None:
     # Every public method does what a command does, or is one of Python's own readers.
     python_only = {"space", "spaces", "curves", "null", "add_space", "queries", "root"}
     methods = {m for m in vars(SemanticWarehouse) if not m.startswith("_")}
-    assert methods - {m for m, _ in API.values()} == python_only
+    assert methods - {m for m, _ in API.values()} <= python_only
 
 
 def test_the_check_finds_a_missing_method_or_option() -> None:
@@ -240,7 +240,7 @@ def test_ingest_space_and_rdm_from_files(warehouse: Warehouse, rworld, tmp_path:
 
 def test_diff_stores_the_number_the_cli_stores(warehouse: Warehouse, tmp_path: Path) -> None:
     wh = api(warehouse)
-    deep = wh.compare(f"{MODEL}/stage2", "words", test="2v2")
+    deep = wh.compare(f"{MODEL}/stage2", "words", test="2v2", memory="64M")  # as --memory 64M
     shallow = wh.compare(f"{MODEL}/stage0", "words", test="2v2")
     twin = tmp_path / "twin"
     shutil.copytree(wh.root, twin)
