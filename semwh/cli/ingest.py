@@ -144,7 +144,8 @@ def images(
         f"source: {report.source_status} (version {report.source_version})", highlight=False
     )
     console.print(
-        f"images ({report.layout} layout): {report.added} added, {report.already_present} already present, "
+        f"images ({report.layout} layout): {report.added} added, "
+        f"{report.already_present} already present, "
         f"{len(report.skipped)} skipped, {len(report.conflicts)} refused of {report.n_found} "
         f"found, {len(report.removed)} removed ({report.seconds:.1f} s)"
     )

@@ -133,7 +133,10 @@ def test_sql_vectors_view_reads_the_store(folder_wh: Warehouse, s3_wh: Warehouse
     assert [r[:3] for r in got if r[0] == f"{MODEL}/head"] == [(f"{MODEL}/head", 30, n_images)]
     # The same through the CLI in a new process (credentials from its environment).
     proc = run_cli("--warehouse", str(s3_wh.root), "sql", "SELECT count(*) FROM vectors")
-    assert str(2 * (n_images + N_CONCEPTS) + len(load_space(s3_wh, "glove").concept_ids)) in proc.stdout
+    assert (
+        str(2 * (n_images + N_CONCEPTS) + len(load_space(s3_wh, "glove").concept_ids))
+        in proc.stdout
+    )
 
 
 def test_sweep_on_the_store_stores_the_folder_numbers(

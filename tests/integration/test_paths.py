@@ -284,7 +284,9 @@ def test_subject_numbers_are_verified_and_survive_no_downgrade_silently(spaces, 
     refreshed = runs.compare(wh, layer, "subjects", "rsa", seed=SEED, normalise="rank")
     assert refreshed.result_id != ranked.result_id  # its subject rows went with the downgrade
     ingest_again = load_space(wh, "subjects")
-    save_space(wh, "subjects", "rdm", ingest_again.concept_ids, ingest_again.matrix * 2, replace=True)
+    save_space(
+        wh, "subjects", "rdm", ingest_again.concept_ids, ingest_again.matrix * 2, replace=True
+    )
     stale = run_query(wh, "stale_results").table.to_pylist()
     (normalised,) = [r for r in stale if r["result_id"] == refreshed.result_id]
     assert "--normalise rank" in normalised["refresh_command"]
