@@ -217,8 +217,8 @@ def test_ingest_space_and_rdm_from_files(warehouse: Warehouse, rworld, tmp_path:
     report = wh.ingest_space("ratings", tmp_path / "ratings.csv")
     assert (report.status, report.n_concepts, report.dim) == ("created", len(wnids), 3)
     stored = wh.space("ratings")
-    assert stored.wnids == sorted(wnids)
-    order = [wnids.index(w) for w in stored.wnids]
+    assert stored.concept_ids == sorted(wnids)
+    order = [wnids.index(w) for w in stored.concept_ids]
     np.testing.assert_allclose(stored.matrix, ratings[order], rtol=1e-6)
     assert wh.ingest_space("ratings", tmp_path / "ratings.csv").status == "unchanged"
     write_features(tmp_path / "bad.csv", ["n07777777", *wnids[:3]], ratings[:4])
