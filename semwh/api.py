@@ -416,15 +416,12 @@ class SemanticWarehouse:
             InputError: An unregistered or empty concept id (naming its row), or vectors that
                 are not n x d with d >= 1.
         """
-        from sqlalchemy import select
-
         from semwh.errors import InputError
-        from semwh.ingest.concepts import check_concept_id
+        from semwh.ingest.concepts import registry_keys
         from semwh.names import check_name
         from semwh.runs.options import check_choice
         from semwh.vectors import save_space
         from semwh.vectors.store import real_matrix
-        from semwh.warehouse.models import Concept
 
         check_choice(kind, ("word", "external"), "space kind")
         check_name(name, "space")
@@ -442,10 +439,14 @@ class SemanticWarehouse:
             )
         vectors = real_matrix(name, raw)
         with self.warehouse.session() as session:
-            known = set(session.scalars(select(Concept.concept)))
-        for i, value in enumerate(ids):
-            check_concept_id(value, known, f"space {name!r}, row {i}")
-        save_space(self.warehouse, name, kind, ids, vectors, replace=replace)
+            keys = registry_keys(session)
+        match = keys.match(
+            ((value, f"space {name!r}, row {i}") for i, value in enumerate(ids)),
+            f"space {name!r}",
+        )
+        match.raise_unknown()
+        match.check_unique()
+        save_space(self.warehouse, name, kind, match.resolved_ids, vectors, replace=replace)
         return name
 
     def compare(self, space_a: str, space_b: str, test: str = "rsa", **options: Any) -> dict:

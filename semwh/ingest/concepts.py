@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from semwh.errors import ConfigError, InputError
 from semwh.hashing import sha256_file, sha256_files
 from semwh.ingest.concept_table import ConceptTable, read_concept_table
 from semwh.ingest.imagenet import ImageNetIndex, load_imagenet_index, try_imagenet_index
+from semwh.ingest.keys import ConceptKeys
 from semwh.ingest.sources import SourceSpec, record_source
 from semwh.ingest.wordnet import WNID_RE, WordNet, open_wordnet
 from semwh.warehouse.layout import Warehouse
@@ -39,27 +40,6 @@ class ConceptIngestReport:
 def label_to_name(label: str) -> str:
     """A file-name label as a concept name: ``domestic_cat`` -> ``domestic cat``."""
     return label.replace("_", " ").strip()
-
-
-def check_concept_id(value: object, known: Container[str], place: str) -> str:
-    """``value`` if it is the id of a registered concept, exactly as stored.
-
-    The one check of the concept keys of a space, whether they come from a file
-    (``semwh ingest space``) or from memory (``add_space`` of the Python API).
-
-    Raises:
-        InputError: Not text, empty, or not a registered concept (naming ``place``).
-    """
-    if not isinstance(value, str):
-        raise InputError(f"{place}: concept id {value!r} is not text")
-    if not value:
-        raise InputError(f"{place}: empty concept id")
-    if value not in known:
-        raise InputError(
-            f"{place}: unknown concept {value!r} (not a registered concept; run `semwh "
-            "ingest concepts` first)"
-        )
-    return value
 
 
 def check_wnid(wnid: str, where: str) -> str:
@@ -152,6 +132,13 @@ def existing_concepts(session: Session, concept_ids: Iterable[str]) -> dict[str,
         for concept in session.scalars(select(Concept).where(Concept.concept.in_(chunk))):
             found[concept.concept] = concept
     return found
+
+
+def registry_keys(session: Session) -> ConceptKeys:
+    """The registered concepts as :class:`ConceptKeys`: the one rule every input keyed by
+    concept is read with (the id, else the exact name or WordNet id of one concept)."""
+    rows = session.execute(select(Concept.concept, Concept.name, Concept.wnid)).tuples()
+    return ConceptKeys(rows)
 
 
 def wnid_concepts(session: Session) -> dict[str, str]:

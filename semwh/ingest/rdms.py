@@ -1,11 +1,15 @@
 """`semwh ingest rdm`: per-subject representational dissimilarity matrices as a target space.
 
-An RDM file holds square matrices keyed by WordNet id, one per subject or a single one:
+An RDM file holds square matrices keyed by concept, one per subject or a single one:
 
-* CSV or Parquet: a ``wnid`` column, one column per wnid (the matrix columns, in any order)
-  and, for several subjects, a ``subject`` column; each subject's rows form its matrix;
-* ``.npy``: an n x n or subjects x n x n array, with ``keys`` naming the wnid of each row
-  (a text file, one wnid a line).
+* CSV or Parquet: a ``concept`` column (``wnid``, its older name, is accepted), one column
+  per key (the matrix columns, in any order) and, for several subjects, a ``subject``
+  column; each subject's rows form its matrix;
+* ``.npy``: an n x n or subjects x n x n array, with ``keys`` naming the concept of each row
+  (a text file, one key a line).
+
+Keys follow the one rule of every input keyed by concept (:mod:`semwh.ingest.keys`): a
+concept's id, else the exact name or WordNet id of one concept.
 
 The matrices are dissimilarities (``similarity=True`` reads similarities, stored as
 1 - similarity). They are stored as a space of kind ``rdm``: concept i's vector holds its row
@@ -26,18 +30,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from sqlalchemy import select
 
 from semwh.analyze import MIN_CONCEPTS
 from semwh.analyze.ceiling import CEILING_METHODS, noise_ceiling
 from semwh.errors import InputError
 from semwh.hashing import sha256_file
+from semwh.ingest.concepts import registry_keys
 from semwh.ingest.files import regular_size
 from semwh.names import check_name
 from semwh.runs.provenance import concepts_sha256
 from semwh.vectors import save_space
 from semwh.warehouse.layout import Warehouse
-from semwh.warehouse.models import Concept, NoiseCeiling, Space
+from semwh.warehouse.models import NoiseCeiling, Space
 
 #: Largest asymmetry |D - D'| accepted, relative to the largest |D|.
 SYMMETRY_RTOL = 1e-8
@@ -54,7 +58,7 @@ class RDMIngestReport:
 
 
 def read_rdm_file(path: Path, keys: Path | None = None) -> tuple[list[str], np.ndarray, list[str]]:
-    """The wnids, the (subjects, n, n) matrices and the subject ids of an RDM file.
+    """The concept_ids, the (subjects, n, n) matrices and the subject ids of an RDM file.
 
     Raises:
         InputError: An unreadable or malformed file, naming what is wrong.
@@ -65,19 +69,21 @@ def read_rdm_file(path: Path, keys: Path | None = None) -> tuple[list[str], np.n
         if keys is None:
             raise InputError(f"{path}: an .npy RDM needs --keys FILE (one wnid per line)")
         regular_size(keys, "RDM key list")
-        wnids = [line.strip() for line in keys.read_text(encoding="utf-8").splitlines()]
-        wnids = [w for w in wnids if w]
+        concept_ids = [line.strip() for line in keys.read_text(encoding="utf-8").splitlines()]
+        concept_ids = [w for w in concept_ids if w]
         try:
             array = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise InputError(f"{path}: not a readable .npy array ({exc})") from exc
         stack = array[None] if array.ndim == 2 else array
-        if stack.ndim != 3 or stack.shape[1:] != (len(wnids), len(wnids)):
+        if stack.ndim != 3 or stack.shape[1:] != (len(concept_ids), len(concept_ids)):
             raise InputError(
-                f"{path}: array of shape {array.shape} for {len(wnids)} keys; expected "
-                f"{len(wnids)} x {len(wnids)} or subjects x {len(wnids)} x {len(wnids)}"
+                f"{path}: array of shape {array.shape} for {len(concept_ids)} keys; expected "
+                f"{len(concept_ids)} x {len(concept_ids)} or subjects x "
+                f"{len(concept_ids)} x {len(concept_ids)}"
             )
-        return wnids, np.asarray(stack, dtype=np.float64), [str(i + 1) for i in range(len(stack))]
+        names = [str(i + 1) for i in range(len(stack))]
+        return concept_ids, np.asarray(stack, dtype=np.float64), names
     if suffix in (".csv", ".parquet"):
         try:
             # Subject ids are text as written ("01" stays "01", not the number 1).
@@ -114,21 +120,21 @@ def _from_table(path: Path, table: pa.Table) -> tuple[list[str], np.ndarray, lis
     pandas_meta = table.schema.pandas_metadata or {}
     index |= {c for c in pandas_meta.get("index_columns", []) if isinstance(c, str)}
     columns = [c for c in table.column_names if c not in {key, "subject"} | index]
-    wnids = sorted(set(str(r) for r in rows))
-    if sorted(columns) != wnids:
-        extra = sorted(set(columns) - set(wnids))[:5]
-        missing = sorted(set(wnids) - set(columns))[:5]
+    concept_ids = sorted(set(str(r) for r in rows))
+    if sorted(columns) != concept_ids:
+        extra = sorted(set(columns) - set(concept_ids))[:5]
+        missing = sorted(set(concept_ids) - set(columns))[:5]
         raise InputError(
-            f"{path}: the matrix columns must be the row wnids (extra columns: {extra or 'none'}"
+            f"{path}: the matrix columns must be the row keys (extra columns: {extra or 'none'}"
             f", rows without a column: {missing or 'none'})"
         )
     try:
         values = np.column_stack(
-            [np.asarray(table.column(w).to_pylist(), dtype=np.float64) for w in wnids]
+            [np.asarray(table.column(w).to_pylist(), dtype=np.float64) for w in concept_ids]
         )
     except (TypeError, ValueError) as exc:
         raise InputError(f"{path}: matrix cells must be numbers ({exc})") from exc
-    order = {w: i for i, w in enumerate(wnids)}
+    order = {w: i for i, w in enumerate(concept_ids)}
     stack = []
     names = list(dict.fromkeys(subjects))
     for subject in names:
@@ -140,16 +146,16 @@ def _from_table(path: Path, table: pa.Table) -> tuple[list[str], np.ndarray, lis
                 f"{path}: subject {subject!r} has a duplicate row for wnid "
                 f"{', '.join(repeated[:5])}; every subject needs one row per wnid, each once"
             )
-        if sorted(keys) != wnids:
+        if sorted(keys) != concept_ids:
             raise InputError(
                 f"{path}: subject {subject!r} has {len(keys)} rows; every subject needs one row "
-                f"per wnid ({len(wnids)}), each once"
+                f"per wnid ({len(concept_ids)}), each once"
             )
-        matrix = np.empty((len(wnids), len(wnids)))
+        matrix = np.empty((len(concept_ids), len(concept_ids)))
         for i, key in zip(picked, keys, strict=True):
             matrix[order[key]] = values[i]
         stack.append(matrix)
-    return wnids, np.stack(stack), names
+    return concept_ids, np.stack(stack), names
 
 
 def _subject_name(subjects: list[str] | None, index: int) -> str:
@@ -157,13 +163,15 @@ def _subject_name(subjects: list[str] | None, index: int) -> str:
 
 
 def _check(
-    path: Path, wnids: list[str], stack: np.ndarray, subjects: list[str] | None = None
+    path: Path, concept_ids: list[str], stack: np.ndarray, subjects: list[str] | None = None
 ) -> None:
-    if len(set(wnids)) != len(wnids):
-        repeated = sorted({w for w in wnids if wnids.count(w) > 1})
-        raise InputError(f"{path}: duplicate wnids among the keys: {', '.join(repeated[:5])}")
-    if len(wnids) < MIN_CONCEPTS:
-        raise InputError(f"{path}: {len(wnids)} concepts; an RDM needs at least {MIN_CONCEPTS}")
+    if len(set(concept_ids)) != len(concept_ids):
+        repeated = sorted({w for w in concept_ids if concept_ids.count(w) > 1})
+        raise InputError(f"{path}: duplicate keys: {', '.join(repeated[:5])}")
+    if len(concept_ids) < MIN_CONCEPTS:
+        raise InputError(
+            f"{path}: {len(concept_ids)} concepts; an RDM needs at least {MIN_CONCEPTS}"
+        )
     if not np.isfinite(stack).all():
         subject = int(np.flatnonzero(~np.isfinite(stack).all(axis=(1, 2)))[0])
         raise InputError(f"{path}: subject {subject + 1} has NaN or inf cells")
@@ -224,36 +232,35 @@ def ingest_rdm(
     """Ingest per-subject dissimilarity (or similarity) matrices as the RDM space ``name``.
 
     Raises:
-        InputError: A malformed file, asymmetric or non-finite matrices, unknown wnids.
+        InputError: A malformed file, asymmetric or non-finite matrices, unknown concept_ids.
         DuplicateError: ``name`` holds other content and ``replace`` is false.
     """
     check_name(name, "space")
     file = Path(path).expanduser().resolve()
-    wnids, stack, subjects = read_rdm_file(
+    concept_ids, stack, subjects = read_rdm_file(
         file, Path(keys).expanduser().resolve() if keys else None
     )
-    _check(file, wnids, stack, subjects)
+    _check(file, concept_ids, stack, subjects)
     if similarity:
         stack = 1.0 - stack
     _check_dissimilarity(file, stack, similarity)
     with wh.session() as session:
-        query = select(Concept.concept).where(Concept.concept.in_(wnids))
-        known = set(session.scalars(query).all())
-    unknown = [w for w in wnids if w not in known]
-    if unknown:
-        raise InputError(
-            f"{file}: {len(unknown)} key(s) are not known concepts: {', '.join(unknown[:10])}; "
-            "ingest the concepts first (semwh ingest concepts)"
-        )
-    order = np.argsort(wnids)
-    wnids = [wnids[i] for i in order]
+        registry = registry_keys(session)
+    # The keys name the rows and the columns alike: one rule reads them (the id, else the
+    # exact name or WordNet id of one concept).
+    match = registry.match(concept_ids, f"RDM file {file}")
+    match.raise_unknown()
+    match.check_unique()
+    concept_ids = match.resolved_ids
+    order = np.argsort(concept_ids)
+    concept_ids = [concept_ids[i] for i in order]
     stack = stack[:, order][:, :, order]
-    vectors = np.transpose(stack, (1, 0, 2)).reshape(len(wnids), -1)
+    vectors = np.transpose(stack, (1, 0, 2)).reshape(len(concept_ids), -1)
     space = save_space(
         wh,
         name,
         "rdm",
-        wnids,
+        concept_ids,
         vectors,
         replace=replace,
         metadata={
@@ -266,16 +273,16 @@ def ingest_rdm(
     )
     ceilings: dict[str, tuple[float, float]] = {}
     if stack.shape[0] >= 2:
-        ceilings = store_ceilings(wh, space, wnids, stack)
-    return RDMIngestReport(name, len(wnids), int(stack.shape[0]), ceilings)
+        ceilings = store_ceilings(wh, space, concept_ids, stack)
+    return RDMIngestReport(name, len(concept_ids), int(stack.shape[0]), ceilings)
 
 
 def store_ceilings(
-    wh: Warehouse, space: Space, wnids: list[str], stack: np.ndarray
+    wh: Warehouse, space: Space, concept_ids: list[str], stack: np.ndarray
 ) -> dict[str, tuple[float, float]]:
-    """Compute and store the noise ceilings of ``stack`` over ``wnids`` (both methods)."""
+    """Compute and store the noise ceilings of ``stack`` over ``concept_ids`` (both methods)."""
     out: dict[str, tuple[float, float]] = {}
-    digest = concepts_sha256(sorted(wnids))
+    digest = concepts_sha256(sorted(concept_ids))
     with wh.session() as session:
         for method in CEILING_METHODS:
             ceiling = noise_ceiling(stack, method)
@@ -287,7 +294,7 @@ def store_ceilings(
                         space_sha256=str(space.content_sha256),
                         concepts_sha256=digest,
                         method=method,
-                        n_concepts=len(wnids),
+                        n_concepts=len(concept_ids),
                         n_subjects=ceiling.n_subjects,
                         lower=ceiling.lower,
                         upper=ceiling.upper,

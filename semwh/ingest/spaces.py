@@ -1,5 +1,6 @@
 """External concept spaces (brain ROI patterns, human ratings, other embeddings) from Parquet
-or CSV files keyed by ``wnid`` or by ``concept`` name."""
+or CSV files keyed by ``concept`` (an id, or the exact name of one concept; ``wnid`` is
+accepted as the column's older name)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from sqlalchemy import select
 
 from semwh.errors import DuplicateError, InputError
 from semwh.hashing import sha256_file
-from semwh.ingest.concepts import check_concept_id
+from semwh.ingest.concepts import registry_keys
 from semwh.ingest.files import MAX_TEXT_BYTES, csv_errors, csv_rows, regular_size
 from semwh.ingest.formats import read_utf8_text
+from semwh.ingest.keys import ConceptKeys
 from semwh.ingest.sources import (
     REPAIRED,
     UNCHANGED,
@@ -33,9 +35,10 @@ from semwh.names import check_name
 from semwh.vectors import prepare_space, register_space, version_swap
 from semwh.vectors.store import space_files_intact
 from semwh.warehouse.layout import Warehouse
-from semwh.warehouse.models import Concept, Space
+from semwh.warehouse.models import Space
 
-KEYS = ("wnid", "concept")
+#: Key columns, in the order they are looked for (``wnid``: the older name of ``concept``).
+KEYS = ("concept", "wnid")
 
 
 @dataclass
@@ -65,6 +68,7 @@ class SpaceIngestReport:
 
 @dataclass(frozen=True)
 class _Rows:
+    path: Path
     key: str
     keys: list[str]
     places: list[str]
@@ -105,7 +109,7 @@ def _read_csv(path: Path) -> _Rows:
     header = [h.strip() for h in header]
     key = next((k for k in KEYS if k in header), None)
     if key is None:
-        raise InputError(f"{path} line 1: no key column (wnid or concept) in {header}")
+        raise InputError(f"{path} line 1: no key column (concept, or wnid) in {header}")
     key_at = header.index(key)
     features = [i for i, h in enumerate(header) if i != key_at and h not in KEYS]
     use_vector = "vector" in header
@@ -132,7 +136,7 @@ def _read_csv(path: Path) -> _Rows:
                     f"{place}: column {header[i]!r} value {row[i]!r} is not a number"
                 ) from exc
         vectors.append(values)
-    return _Rows(key, keys, places, _stack(vectors, places, path))
+    return _Rows(path, key, keys, places, _stack(vectors, places, path))
 
 
 def _read_parquet(path: Path) -> _Rows:
@@ -142,7 +146,7 @@ def _read_parquet(path: Path) -> _Rows:
         raise InputError(f"{path}: not a readable Parquet file ({exc})") from exc
     key = next((k for k in KEYS if k in table.column_names), None)
     if key is None:
-        raise InputError(f"{path}: no key column (wnid or concept) in {table.column_names}")
+        raise InputError(f"{path}: no key column (concept, or wnid) in {table.column_names}")
     if table.num_rows == 0:
         raise InputError(f"{path}: the file has no rows")
     keys = [("" if k is None else str(k)).strip() for k in table.column(key).to_pylist()]
@@ -162,7 +166,7 @@ def _read_parquet(path: Path) -> _Rows:
         for vector, place in zip(vectors, places, strict=True):
             if vector is None or any(v is None for v in vector):
                 raise InputError(f"{place}: missing values in the vector")
-        return _Rows(key, keys, places, _stack(vectors, places, path))
+        return _Rows(path, key, keys, places, _stack(vectors, places, path))
     names = [n for n in table.column_names if n not in KEYS]
     if not names:
         raise InputError(f"{path}: no vector or numeric feature columns")
@@ -175,7 +179,7 @@ def _read_parquet(path: Path) -> _Rows:
             row = column.to_pylist().index(None)
             raise InputError(f"{places[row]}: column {name!r} is empty")
         columns.append(column.to_numpy().astype(np.float64))
-    return _Rows(key, keys, places, np.column_stack(columns))
+    return _Rows(path, key, keys, places, np.column_stack(columns))
 
 
 def read_space_file(path: Path) -> _Rows:
@@ -189,42 +193,18 @@ def read_space_file(path: Path) -> _Rows:
     raise InputError(f"{path}: unknown space file type {suffix!r} (use .parquet or .csv)")
 
 
-def resolve_keys(rows: _Rows, concepts: list[Concept]) -> list[str]:
-    """The wnid of every row; names resolve against concepts.name (exact, then any case)."""
-    known = {c.concept for c in concepts}
-    exact: dict[str, list[str]] = {}
-    folded: dict[str, list[str]] = {}
-    for c in concepts:
-        exact.setdefault(c.name, []).append(c.concept)
-        folded.setdefault(c.name.casefold(), []).append(c.concept)
-    wnids: list[str] = []
-    first: dict[str, str] = {}
-    for value, place in zip(rows.keys, rows.places, strict=True):
-        if not value:
-            raise InputError(f"{place}: empty {rows.key}")
-        if rows.key == "wnid":
-            wnid = check_concept_id(value, known, place)
-        else:
-            found = exact.get(value) or folded.get(value.casefold()) or []
-            if not found:
-                raise InputError(f"{place}: unknown concept name {value!r}")
-            if len(found) > 1:
-                raise InputError(
-                    f"{place}: concept name {value!r} is ambiguous ({', '.join(found)}); key "
-                    "the file by wnid"
-                )
-            wnid = found[0]
-        if wnid in first:
-            raise InputError(
-                f"{place}: key {value!r} ({wnid}) appears again (first at {first[wnid]})"
-            )
-        first[wnid] = place
-        wnids.append(wnid)
+def resolve_keys(rows: _Rows, keys: ConceptKeys) -> list[str]:
+    """The concept id of every row, by the one rule of keys (the id, else the exact name or
+    WordNet id of one concept); unknown keys are reported together with their nearest ids,
+    and a concept given twice names both lines."""
+    match = keys.match(zip(rows.keys, rows.places, strict=True), f"space file {rows.path}")
+    match.raise_unknown()
+    match.check_unique()
     bad = ~np.isfinite(rows.matrix).all(axis=1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise InputError(f"{rows.places[i]}: the vector of {rows.keys[i]!r} holds NaN or inf")
-    return wnids
+    return match.resolved_ids
 
 
 def ingest_space(
@@ -232,7 +212,8 @@ def ingest_space(
 ) -> SpaceIngestReport:
     """Ingest an external concept space from Parquet or CSV.
 
-    The key column is ``wnid`` or ``concept`` (a name); the vectors are one list column
+    The key column is ``concept`` (or ``wnid``): a concept's id, else the exact name or
+    WordNet id of one concept; the vectors are one list column
     ``vector`` (in CSV a JSON list or space-separated numbers) or all other columns as
     numeric features. A changed file under the same name becomes the space's next version.
 
@@ -251,14 +232,14 @@ def ingest_space(
     file = Path(path).expanduser().resolve()
     rows = read_space_file(file)
     with wh.session() as session:
-        concepts = list(session.scalars(select(Concept)).all())
+        keys = registry_keys(session)
         existing = session.scalar(select(Space).where(Space.name == name))
         if existing is not None and existing.kind != "external" and not replace:
             raise DuplicateError(
                 f"space {name!r} already exists as a {existing.kind} space; choose another "
                 "name or pass replace=True (--replace)"
             )
-    wnids = resolve_keys(rows, concepts)
+    concept_ids = resolve_keys(rows, keys)
     spec = SourceSpec(
         kind="space",
         name=name,
@@ -296,7 +277,7 @@ def ingest_space(
         wh,
         name,
         "external",
-        wnids,
+        concept_ids,
         rows.matrix,
         metadata={"source": str(file), "source_sha256": spec.sha256},
     )

