@@ -212,7 +212,7 @@ def _refuse_taken_stimuli(
         rows = session.execute(
             select(Image.stimulus, Image.path).where(Image.stimulus.in_(chunk))
         ).tuples()
-        taken.update(rows)
+        taken.update(rows.all())
     kept = []
     for item in new:
         other = taken.get(item.candidate.stimulus_id)
