@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
@@ -58,7 +58,9 @@ class RecoveryInputs:
         word_concepts: Concepts of ``words``: K and the predicted concepts with word vectors.
         words: Their word vectors (rows in ``word_concepts`` order).
         input_hashes: Content hashes of the layer space, its image vector files, the word
-            space and the predictions used.
+            space and the predictions used (and of ``classes`` when given).
+        classes: The concepts of K that are classes of the model, when some of K are not
+            (their images are not tested); None when every concept of K is a class.
     """
 
     model: str
@@ -73,6 +75,7 @@ class RecoveryInputs:
     word_concepts: list[str]
     words: np.ndarray
     input_hashes: dict[str, Any]
+    classes: list[str] | None = None
 
     @property
     def concepts_sha256(self) -> str:
@@ -213,19 +216,31 @@ def not_covered_reason(cover: ClassCover, word_space: str) -> str | None:
 
 def nothing_to_test_reason(result: RecoveryResult, model: str, word_space: str) -> str:
     """Why a layer's test found no image to test (its counts say which condition failed)."""
+    own = (
+        f"{result.n_skipped_not_a_class} of a concept that is not a class of {model}, "
+        if result.n_skipped_not_a_class
+        else ""
+    )
     return (
         f"no image of {model} to test against {word_space!r}: of its images, "
-        f"{result.n_misclassified} are misclassified, {result.n_skipped_no_word_vector} of "
-        f"them with a concept or prediction without a word vector and "
+        f"{result.n_misclassified} are misclassified, {own}{result.n_skipped_no_word_vector} "
+        f"with a concept or prediction without a word vector and "
         f"{result.n_skipped_single_image} the only image of their concept; 1 vs 2 recovery "
         "needs misclassified images whose concept and prediction both have word vectors"
     )
 
 
 def recovery_inputs(
-    wh: Warehouse, layer: Space, word: SpaceVectors, predictions: dict[int, str]
+    wh: Warehouse,
+    layer: Space,
+    word: SpaceVectors,
+    predictions: dict[int, str],
+    classes: Collection[str] | None = None,
 ) -> RecoveryInputs:
     """Assemble one layer's inputs: images of concepts with word vectors, their predictions.
+
+    ``classes`` are the concepts that are classes of the layer's model (default: those of
+    :func:`class_cover`); images of the other concepts are not tested.
 
     Raises:
         DegenerateInputError: Fewer than four concepts with both images and word vectors.
@@ -240,6 +255,13 @@ def recovery_inputs(
             f"concepts with images ({', '.join(concept_ids) or 'none'}); recovery needs at least "
             f"{MIN_CONCEPTS}"
         )
+    if classes is None:
+        classes = class_cover(wh, str(layer.model), word).classes
+    class_set = set(classes)
+    # Only a lab's own concepts outside the model's classes add a key to the inputs: the
+    # inputs of a model whose classes are all the concepts keep the hash they always had.
+    own = [c for c in concept_ids if c not in class_set]
+    tested_classes = [c for c in concept_ids if c in class_set] if own else None
     image_ids = images.image_ids[keep]
     image_concepts = [w for w, k in zip(images.concept_ids, keep, strict=True) if k]
     predicted = [predictions.get(int(i), "") for i in image_ids]
@@ -254,6 +276,14 @@ def recovery_inputs(
     # The test needs word vectors of K and of every predicted concept, which may have a word
     # vector but no images (the word vectors of the rest of the space play no part).
     word_concepts = sorted(set(concept_ids) | {p for p in predicted if p in in_words})
+    input_hashes = {
+        layer.name: layer.content_sha256,
+        "image_files": _sha256_lines(list(files)),
+        word.name: word_hash,
+        "predictions": _sha256_lines(used),
+    }
+    if tested_classes is not None:
+        input_hashes["classes"] = concepts_sha256(tested_classes)
     return RecoveryInputs(
         model=str(layer.model),
         layer=str(layer.layer),
@@ -266,12 +296,8 @@ def recovery_inputs(
         predicted=predicted,
         word_concepts=word_concepts,
         words=word.subset(word_concepts),
-        input_hashes={
-            layer.name: layer.content_sha256,
-            "image_files": _sha256_lines(list(files)),
-            word.name: word_hash,
-            "predictions": _sha256_lines(used),
-        },
+        input_hashes=input_hashes,
+        classes=tested_classes,
     )
 
 
@@ -301,15 +327,21 @@ def run_recovery_layer(inputs: RecoveryInputs) -> RecoveryRecord:
         image_ids=inputs.image_ids.tolist(),
         layer=inputs.space_a,
         word_space=inputs.space_b,
+        classes=inputs.classes,
     )
     return RecoveryRecord(inputs=inputs, result=result, seconds=time.perf_counter() - start)
 
 
 def _stored(session: Any, inputs: RecoveryInputs) -> ResultRecovery | None:
-    """The newest stored row computed from exactly these inputs by this algorithm version."""
+    """The newest stored row computed from exactly these inputs by this algorithm version.
+
+    A row of no tested image (stored by versions before such layers were skipped) answers
+    nothing: the layer is computed again and skipped with its reason.
+    """
     return session.scalars(
         select(ResultRecovery)
         .where(
+            ResultRecovery.n_images > 0,
             ResultRecovery.space_a == inputs.space_a,
             ResultRecovery.space_b == inputs.space_b,
             ResultRecovery.concepts_sha256 == inputs.concepts_sha256,
@@ -497,10 +529,12 @@ def recovery(
     (older rows stay as history and in the sweeps that list them). Each row's p-value is the
     uncorrected binomial one: FDR belongs to a sweep's family.
 
-    The test applies only where the model's predictions are concepts. When fewer than four
-    of the concepts of the model's images (with word vectors) are classes of the model (a
-    lab's own concepts without ImageNet classes; :func:`class_cover`), or when no image has
-    a misclassification to test, the layers are skipped: nothing is stored in
+    The test applies only where the model's predictions are concepts. Images of a concept
+    that is not one of the model's classes (:func:`class_cover`: a lab's own concept without
+    an ImageNet-1k class) are not misclassifications and are not tested; their concepts stay
+    in K. When fewer than four of the concepts of the model's images (with word vectors) are
+    classes of the model, or when no image has a misclassification to test, the layers are
+    skipped: nothing is stored in
     ``results_recovery``, and the reason is returned in :attr:`RecoveryReport.skipped` and
     stored as an ``analysis_runs`` row (:class:`RecoverySkip`). A skip is not an error: a
     sweep or a lab's pipeline over a THINGS-style set carries on with its other analyses.
@@ -539,7 +573,7 @@ def recovery(
     slots: list[ResultRecovery | RecoveryRecord] = []
     empty: list[RecoveryRecord] = []
     for space in spaces:
-        inputs = recovery_inputs(wh, space, word, predictions)
+        inputs = recovery_inputs(wh, space, word, predictions, cover.classes)
         with wh.session() as session:
             row = _stored(session, inputs)
         if row is not None and not force:

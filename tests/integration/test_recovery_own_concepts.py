@@ -10,6 +10,16 @@ from sqlalchemy import select, update
 
 from semwh import runs
 from semwh.results.named import run_query
+from semwh.runs.recovery import (
+    ClassCover,
+    _add_rows,
+    not_covered_reason,
+    recovery_inputs,
+    recovery_layers,
+    run_recovery_layer,
+    top1_predictions,
+)
+from semwh.vectors import load_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
     AnalysisRun,
@@ -19,7 +29,7 @@ from semwh.warehouse.models import (
     ResultRecovery,
 )
 from tests.conftest import count_rows, run_cli
-from tests.factories import warehouse_fixtures
+from tests.factories import add_analysis_run, warehouse_fixtures
 from tests.integration.test_analyze_recovery import (
     MODEL,
     OUTSIDER,
@@ -141,6 +151,13 @@ def test_a_model_with_nothing_misclassified_is_skipped_too(warehouse: Warehouse)
     own = select(Image.concept).where(Image.image_id == Prediction.image_id).scalar_subquery()
     with warehouse.session() as session:
         session.execute(update(Prediction).where(Prediction.rank == 1).values(wnid=own))
+    # A row of zeros stored by an earlier version answers nothing: it stays as history.
+    layer = recovery_layers(warehouse, MODEL, ["stage0"])[0]
+    predictions = top1_predictions(warehouse, MODEL)
+    inputs = recovery_inputs(warehouse, layer, load_space(warehouse, "words"), predictions)
+    with warehouse.session() as session:
+        old = add_analysis_run(session, kind="recovery").analysis_id
+        _add_rows(session, old, run_recovery_layer(inputs))
     report = runs.recovery(warehouse, MODEL, "words")
     assert report.rows == []
     (skip,) = report.skipped
@@ -148,4 +165,53 @@ def test_a_model_with_nothing_misclassified_is_skipped_too(warehouse: Warehouse)
     assert skip.reason.startswith(
         f"no image of {MODEL} to test against 'words': of its images, 0 are misclassified"
     )
-    assert count_rows(warehouse, ResultRecovery) == 0
+    with warehouse.session() as session:
+        assert session.scalars(select(ResultRecovery.analysis_id)).all() == [old]
+
+
+def test_the_reason_counts_the_concepts_and_names_the_head() -> None:
+    cover = ClassCover("resnet50", "ImageNet-1k, by wnid", ["a", "b", "c", "d"], [])
+    assert not_covered_reason(cover, "glove") == (
+        "0 of the 4 concepts of the images of resnet50 (with vectors in 'glove') are classes "
+        "of resnet50 (ImageNet-1k, by wnid); 1 vs 2 recovery needs the model's predictions to "
+        "be concepts, of at least 4 of them"
+    )
+    # Four classes suffice; fewer than four concepts is the layer's own error, not a skip.
+    assert not_covered_reason(ClassCover("m", "h", list("abcd"), list("abcd")), "w") is None
+    assert not_covered_reason(ClassCover("m", "h", list("abc"), []), "w") is None
+
+
+def test_images_of_concepts_that_are_not_classes_are_not_tested(warehouse: Warehouse) -> None:
+    # The model's classes now cover five of the eight concepts (four by their own ids, ice
+    # cream by its wnid): the test runs, on the images of those five only.
+    class_of = dict(zip(THINGS, CLASSES, strict=False))
+    covered = ["aardvark", "bean_bag", "bike_helmet", "anvil"]
+    with warehouse.session() as session:
+        for concept in covered:
+            session.execute(
+                update(Prediction).where(Prediction.wnid == class_of[concept]).values(wnid=concept)
+            )
+    report = runs.recovery(warehouse, MODEL, "words", layers=["stage2"])
+    assert report.skipped == []
+    (row,) = report.rows
+    with warehouse.session() as session:
+        tested = session.execute(
+            select(RecoveryImage.true_concept, RecoveryImage.predicted_concept).where(
+                RecoveryImage.result_id == row.result_id
+            )
+        ).all()
+    classes = {*covered, "ice_cream"}
+    assert row.n_images == len(tested) == 6
+    assert all(t in classes and p in classes for t, p in tested)
+    # A yurt image predicted as an aardvark has both word vectors, but the model cannot
+    # predict a yurt: it is no misclassification.
+    layer = recovery_layers(warehouse, MODEL, ["stage2"])[0]
+    inputs = recovery_inputs(
+        warehouse, layer, load_space(warehouse, "words"), top1_predictions(warehouse, MODEL)
+    )
+    assert inputs.classes == sorted(classes)
+    fresh = run_recovery_layer(inputs).result
+    assert fresh.n_images == 6 and fresh.n_skipped_not_a_class > 0
+    assert ("yurt", "aardvark") in {
+        (inputs.image_concepts[i], inputs.predicted[i]) for i in range(len(inputs.predicted))
+    }
