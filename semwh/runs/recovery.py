@@ -534,10 +534,11 @@ def recovery(
     an ImageNet-1k class) are not misclassifications and are not tested; their concepts stay
     in K. When fewer than four of the concepts of the model's images (with word vectors) are
     classes of the model, or when no image has a misclassification to test, the layers are
-    skipped: nothing is stored in
-    ``results_recovery``, and the reason is returned in :attr:`RecoveryReport.skipped` and
-    stored as an ``analysis_runs`` row (:class:`RecoverySkip`). A skip is not an error: a
-    sweep or a lab's pipeline over a THINGS-style set carries on with its other analyses.
+    skipped: nothing is stored in ``results_recovery``, and the reason is returned in
+    :attr:`RecoveryReport.skipped` and stored as an ``analysis_runs`` row
+    (:class:`RecoverySkip`). A skip is not an error, so that a sweep or a lab's pipeline over
+    a THINGS-style set carries on with its other analyses; the CLI tells it apart from
+    success by its exit code (3).
 
     Returns:
         The stored rows, in layer order, with the skipped layers and why.
@@ -580,8 +581,10 @@ def recovery(
             slots.append(row)
             continue
         record = run_recovery_layer(inputs)
-        # A layer with no image to test is a skip, never a row of zeros.
-        (empty if record.result.n_images == 0 else slots).append(record)
+        if record.result.n_images == 0:
+            empty.append(record)  # a skip with its reason, never a row of zeros
+        else:
+            slots.append(record)
 
     computed = [s for s in slots if isinstance(s, RecoveryRecord)]
     rows: list[ResultRecovery] = []
