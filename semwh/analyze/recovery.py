@@ -6,11 +6,14 @@ concept k's images at L, x excluded from c_t; K' = K minus {t, p}; r[k] = Pearso
 w_t[k] = Pearson(w_t, w_k), w_p[k] = Pearson(w_p, w_k) for k in K'. Success iff
 Pearson(r, w_t) > Pearson(r, w_p). K is the set of concepts that have both images and word
 vectors. Images whose concept has no other image are skipped (c_t without x is undefined).
+Given the model's classes, an image whose concept is not one of them (a lab's own concept the
+model cannot predict) is not a misclassification and is not tested either; its concept stays
+in K.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -75,6 +78,8 @@ class RecoveryResult:
         n_skipped_single_image: misclassified images whose concept has no other image.
         n_no_prediction: images with no prediction (an empty string), never tested.
         outcomes: per-image outcomes.
+        n_skipped_not_a_class: misclassified images whose concept is not one of the model's
+            classes (``classes``), never tested; the two counts above leave them out.
     """
 
     n_images: int
@@ -92,6 +97,7 @@ class RecoveryResult:
     n_skipped_single_image: int
     n_no_prediction: int
     outcomes: RecoveryOutcomes = field(repr=False)
+    n_skipped_not_a_class: int = 0
 
 
 def _standardise_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -129,6 +135,7 @@ def recovery(
     image_ids: Sequence[int] | None = None,
     layer: str = "layer",
     word_space: str = "words",
+    classes: Collection[str] | None = None,
 ) -> RecoveryResult:
     """Run the 1 vs 2 recovery test of one layer against one word space.
 
@@ -142,6 +149,8 @@ def recovery(
         image_ids: ids of the images, carried into the outcomes and error messages.
         layer: name of the layer space, for error messages.
         word_space: name of the word space, for error messages.
+        classes: the concepts that are classes of the model (its predictions can be them);
+            images of any other concept are not tested (None: every concept is a class).
 
     Returns:
         RecoveryResult with per-image outcomes.
@@ -207,9 +216,11 @@ def recovery(
     with_words = np.array(
         [t in word_row and p in word_row for t, p in zip(t_all, p_all, strict=True)]
     )
+    class_set = None if classes is None else {str(c) for c in classes}
+    is_class = np.array([class_set is None or t in class_set for t in t_all], dtype=bool)
     single = np.zeros(n_img, dtype=bool)
     single[in_k] = counts[img_k[in_k]] < 2
-    tested = np.flatnonzero(misclassified & with_words & ~single)
+    tested = np.flatnonzero(misclassified & is_class & with_words & ~single)
 
     n_t = len(tested)
     success = np.zeros(n_t, dtype=bool)
@@ -285,8 +296,9 @@ def recovery(
         median_rank=float(np.median(rank)) if n_t else float("nan"),
         n_concepts=len(k_concepts),
         n_misclassified=int(misclassified.sum()),
-        n_skipped_no_word_vector=int((misclassified & ~with_words).sum()),
-        n_skipped_single_image=int((misclassified & with_words & single).sum()),
+        n_skipped_no_word_vector=int((misclassified & is_class & ~with_words).sum()),
+        n_skipped_single_image=int((misclassified & is_class & with_words & single).sum()),
         n_no_prediction=int(no_prediction.sum()),
         outcomes=outcomes,
+        n_skipped_not_a_class=int((misclassified & ~is_class).sum()),
     )

@@ -53,6 +53,9 @@ _NORMALISE = typer.Option(
 )
 
 RECOVERY_SUMMARY = ("result_id", "layer", "space_b", "n_images", "accuracy", "p_value")
+#: Exit code of `analyze recovery` when the test applies to none of the layers (not an
+#: error: 1 is; a sweep or pipeline carries on).
+EXIT_NOT_APPLICABLE = 3
 UNCORRECTED = (
     "p_value is uncorrected: FDR belongs to a sweep's family (`semwh analyze sweep`, "
     "then sweep_results)"
@@ -422,22 +425,40 @@ def recovery(
 ) -> None:
     """1 vs 2 recovery of misclassified images' true class at each layer of a model.
 
+    The test needs the model's predictions to be concepts of the warehouse: with a lab's own
+    concepts that are not the model's classes (no ImageNet-1k class), or no misclassified
+    image to test, it stores no rows, prints why on one line, records the reason (query
+    recovery_skipped) and exits with code 3, so that a script can tell "does not apply"
+    from success (0) and from an error (1). A sweep with --recovery records the same skip
+    and carries on.
+
     Example: semwh analyze recovery --model efficientnet_lite0 --words glove-6b-50d
     """
     from semwh import runs
     from semwh.runs.result_rows import summary_table
 
-    rows = runs.recovery(
+    report = runs.recovery(
         state(ctx).warehouse(),
         model,
         words,
         layers=_split(layers) if layers else None,
         force=force,
     )
-    print_table(
-        summary_table(runs.recovery_table(rows), RECOVERY_SUMMARY), title="results_recovery"
-    )
-    err_console.print(UNCORRECTED, highlight=False)
+    if report.rows:
+        print_table(
+            summary_table(runs.recovery_table(report.rows), RECOVERY_SUMMARY),
+            title="results_recovery",
+        )
+        err_console.print(UNCORRECTED, highlight=False)
+    for item in report.skipped:
+        err_console.print(
+            f"[yellow]skipped:[/yellow] {item.reason} (layers {', '.join(item.layers)}; "
+            f"recorded as analysis run {item.analysis_id})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if not report.rows:
+        raise typer.Exit(EXIT_NOT_APPLICABLE)
 
 
 _TESTS = typer.Option(
@@ -604,7 +625,7 @@ def sweep(
     err_console.print(
         f"sweep {result.sweep_id}{again}: {len(result.rows)} comparisons "
         f"({result.computed} computed, {len(result.rows) - result.computed} found stored), "
-        f"{len(result.recovery)} recovery layers, {len(result.skipped)} skipped as degenerate, "
+        f"{len(result.recovery)} recovery layers, {len(result.skipped)} skipped, "
         f"seed {result.seed}; p_fdr is Benjamini-Hochberg over this sweep's "
         f"{sum(1 for p in result.p_fdr.values() if p is not None)} tests"
     )

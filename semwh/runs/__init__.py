@@ -22,6 +22,8 @@ from semwh.runs.records import ComparisonSpec, ResultRecord
 from semwh.runs.recovery import (
     RecoveryInputs,
     RecoveryRecord,
+    RecoveryReport,
+    RecoverySkip,
     recovery,
     recovery_inputs,
     recovery_table,
@@ -39,6 +41,8 @@ __all__ = [
     "MeasureOptions",
     "RecoveryInputs",
     "RecoveryRecord",
+    "RecoveryReport",
+    "RecoverySkip",
     "ResultRecord",
     "Skipped",
     "SweepOptions",

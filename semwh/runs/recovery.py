@@ -1,12 +1,18 @@
-"""1 vs 2 recovery per layer of a model: assemble inputs, run the pure test, store rows."""
+"""1 vs 2 recovery per layer of a model: assemble inputs, run the pure test, store rows.
+
+The test applies only where the model's predictions are concepts: a model whose classes
+(ImageNet-1k, by wnid) cover too few of its images' concepts (a lab's own stimuli such as
+THINGS), or whose images give nothing to test, is skipped with a stored reason, never stored as
+rows of zeros.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, overload
 
 import numpy as np
 import pyarrow as pa
@@ -16,12 +22,16 @@ from semwh.analyze import MIN_CONCEPTS, RecoveryResult
 from semwh.analyze import recovery as analyze_recovery
 from semwh.errors import DegenerateInputError, NotFoundError
 from semwh.ingest.concepts import wnid_concepts
+from semwh.ingest.imagenet import try_imagenet_index
 from semwh.measures import analysis_version
 from semwh.runs import families, result_rows
 from semwh.runs.provenance import concepts_sha256, params_sha256
 from semwh.vectors import SpaceVectors, get_space, layer_spaces, load_image_vectors, load_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
+    AnalysisRun,
+    Concept,
+    Image,
     Prediction,
     RecoveryImage,
     ResultRecovery,
@@ -48,7 +58,9 @@ class RecoveryInputs:
         word_concepts: Concepts of ``words``: K and the predicted concepts with word vectors.
         words: Their word vectors (rows in ``word_concepts`` order).
         input_hashes: Content hashes of the layer space, its image vector files, the word
-            space and the predictions used.
+            space and the predictions used (and of ``classes`` when given).
+        classes: The concepts of K that are classes of the model, when some of K are not
+            (their images are not tested); None when every concept of K is a class.
     """
 
     model: str
@@ -63,6 +75,7 @@ class RecoveryInputs:
     word_concepts: list[str]
     words: np.ndarray
     input_hashes: dict[str, Any]
+    classes: list[str] | None = None
 
     @property
     def concepts_sha256(self) -> str:
@@ -121,10 +134,113 @@ def _sha256_lines(lines: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class ClassCover:
+    """Which concepts of a model's images are among the model's classes.
+
+    Attributes:
+        model: The vision model.
+        head: What its classes are, in words (``ImageNet-1k, by wnid``, or a head of its own
+            whose predictions are stored as ``class:N``).
+        concepts: The concepts of the images it predicted that have vectors in the word
+            space, sorted: those the test could use.
+        classes: Those of ``concepts`` that are classes of the model (a prediction of the
+            model can be that concept), sorted.
+    """
+
+    model: str
+    head: str
+    concepts: list[str]
+    classes: list[str]
+
+
+def class_cover(wh: Warehouse, model: str, word: SpaceVectors) -> ClassCover:
+    """Which of the concepts of ``model``'s images (with vectors in ``word``) its classes
+    cover.
+
+    A concept is a class of the model when a prediction of the model becomes that concept by
+    :func:`top1_predictions`' rule: a class some stored prediction names (at any rank) or,
+    for a model whose predictions are ImageNet wnids, one of the 1000 ImageNet-1k classes
+    (the concepts with an ``imagenet_index``, and the installed class index's wnids).
+    """
+    with wh.session() as session:
+        predicted = set(
+            session.scalars(select(Prediction.wnid).where(Prediction.model == model).distinct())
+        )
+        image_concepts = set(
+            session.scalars(
+                select(Image.concept)
+                .join(Prediction, Prediction.image_id == Image.image_id)
+                .where(Prediction.model == model, Prediction.rank == 1)
+                .distinct()
+            )
+        )
+        by_wnid = wnid_concepts(session)
+        own_head = any(w.startswith("class:") for w in predicted)
+        wnids = set(predicted)
+        if not own_head:
+            wnids.update(
+                session.scalars(select(Concept.wnid).where(Concept.imagenet_index.is_not(None)))
+            )
+            index = try_imagenet_index()
+            if index is not None:
+                wnids.update(c.wnid for c in index.classes)
+    class_concepts = {by_wnid.get(w, w) for w in wnids}
+    in_words = set(word.concept_ids)
+    concepts = sorted(c for c in image_concepts if c in in_words)
+    return ClassCover(
+        model=model,
+        head="a head of its own, predictions class:N" if own_head else "ImageNet-1k, by wnid",
+        concepts=concepts,
+        classes=[c for c in concepts if c in class_concepts],
+    )
+
+
+def not_covered_reason(cover: ClassCover, word_space: str) -> str | None:
+    """Why 1 vs 2 recovery does not apply to ``cover``'s model, or None when it may.
+
+    None also when the word space itself shares too few concepts with the images: that is
+    an error of the layer's inputs (:func:`recovery_inputs`), not a property of the model.
+    """
+    n, k = len(cover.concepts), len(cover.classes)
+    if n < MIN_CONCEPTS or k >= MIN_CONCEPTS:
+        return None
+    which = f" ({', '.join(cover.classes)})" if cover.classes else ""
+    return (
+        f"{k} of the {n} concepts of the images of {cover.model} (with vectors in "
+        f"{word_space!r}) are classes of {cover.model} ({cover.head}){which}; 1 vs 2 "
+        f"recovery needs the model's predictions to be concepts, of at least {MIN_CONCEPTS} "
+        "of them"
+    )
+
+
+def nothing_to_test_reason(result: RecoveryResult, model: str, word_space: str) -> str:
+    """Why a layer's test found no image to test (its counts say which condition failed)."""
+    own = (
+        f"{result.n_skipped_not_a_class} of a concept that is not a class of {model}, "
+        if result.n_skipped_not_a_class
+        else ""
+    )
+    return (
+        f"no image of {model} to test against {word_space!r}: of its images, "
+        f"{result.n_misclassified} are misclassified, {own}{result.n_skipped_no_word_vector} "
+        f"with a concept or prediction without a word vector and "
+        f"{result.n_skipped_single_image} the only image of their concept; 1 vs 2 recovery "
+        "needs misclassified images whose concept and prediction both have word vectors"
+    )
+
+
 def recovery_inputs(
-    wh: Warehouse, layer: Space, word: SpaceVectors, predictions: dict[int, str]
+    wh: Warehouse,
+    layer: Space,
+    word: SpaceVectors,
+    predictions: dict[int, str],
+    classes: Collection[str] | None = None,
 ) -> RecoveryInputs:
     """Assemble one layer's inputs: images of concepts with word vectors, their predictions.
+
+    ``classes`` are the concepts that are classes of the layer's model (default: those of
+    :func:`class_cover`); images of the other concepts are not tested.
 
     Raises:
         DegenerateInputError: Fewer than four concepts with both images and word vectors.
@@ -139,6 +255,13 @@ def recovery_inputs(
             f"concepts with images ({', '.join(concept_ids) or 'none'}); recovery needs at least "
             f"{MIN_CONCEPTS}"
         )
+    if classes is None:
+        classes = class_cover(wh, str(layer.model), word).classes
+    class_set = set(classes)
+    # Only a lab's own concepts outside the model's classes add a key to the inputs: the
+    # inputs of a model whose classes are all the concepts keep the hash they always had.
+    own = [c for c in concept_ids if c not in class_set]
+    tested_classes = [c for c in concept_ids if c in class_set] if own else None
     image_ids = images.image_ids[keep]
     image_concepts = [w for w, k in zip(images.concept_ids, keep, strict=True) if k]
     predicted = [predictions.get(int(i), "") for i in image_ids]
@@ -153,6 +276,14 @@ def recovery_inputs(
     # The test needs word vectors of K and of every predicted concept, which may have a word
     # vector but no images (the word vectors of the rest of the space play no part).
     word_concepts = sorted(set(concept_ids) | {p for p in predicted if p in in_words})
+    input_hashes = {
+        layer.name: layer.content_sha256,
+        "image_files": _sha256_lines(list(files)),
+        word.name: word_hash,
+        "predictions": _sha256_lines(used),
+    }
+    if tested_classes is not None:
+        input_hashes["classes"] = concepts_sha256(tested_classes)
     return RecoveryInputs(
         model=str(layer.model),
         layer=str(layer.layer),
@@ -165,12 +296,8 @@ def recovery_inputs(
         predicted=predicted,
         word_concepts=word_concepts,
         words=word.subset(word_concepts),
-        input_hashes={
-            layer.name: layer.content_sha256,
-            "image_files": _sha256_lines(list(files)),
-            word.name: word_hash,
-            "predictions": _sha256_lines(used),
-        },
+        input_hashes=input_hashes,
+        classes=tested_classes,
     )
 
 
@@ -200,15 +327,21 @@ def run_recovery_layer(inputs: RecoveryInputs) -> RecoveryRecord:
         image_ids=inputs.image_ids.tolist(),
         layer=inputs.space_a,
         word_space=inputs.space_b,
+        classes=inputs.classes,
     )
     return RecoveryRecord(inputs=inputs, result=result, seconds=time.perf_counter() - start)
 
 
 def _stored(session: Any, inputs: RecoveryInputs) -> ResultRecovery | None:
-    """The newest stored row computed from exactly these inputs by this algorithm version."""
+    """The newest stored row computed from exactly these inputs by this algorithm version.
+
+    A row of no tested image (stored by versions before such layers were skipped) answers
+    nothing: the layer is computed again and skipped with its reason.
+    """
     return session.scalars(
         select(ResultRecovery)
         .where(
+            ResultRecovery.n_images > 0,
             ResultRecovery.space_a == inputs.space_a,
             ResultRecovery.space_b == inputs.space_b,
             ResultRecovery.concepts_sha256 == inputs.concepts_sha256,
@@ -276,6 +409,107 @@ def _add_rows(session: Any, analysis_id: int, record: RecoveryRecord) -> ResultR
     return row
 
 
+@dataclass(frozen=True)
+class RecoverySkip:
+    """Layers of a model that 1 vs 2 recovery left out against a word space, and why.
+
+    Stored as an ``analysis_runs`` row of kind ``recovery`` with no result rows, whose
+    parameters hold ``skipped`` (the reason), ``layers``, ``n_concepts`` and
+    ``n_class_concepts`` (the named query ``recovery_skipped`` lists them).
+
+    Attributes:
+        model: The vision model.
+        word_space: The word space.
+        layers: The layers left out, in forward order.
+        reason: One line naming the model, the counts and what the test needs.
+        analysis_id: The ``analysis_runs`` row that records it.
+    """
+
+    model: str
+    word_space: str
+    layers: list[str]
+    reason: str
+    analysis_id: int
+
+
+@dataclass(frozen=True)
+class RecoveryReport(Sequence[ResultRecovery]):
+    """What :func:`recovery` stored: the rows, in layer order (the report is a sequence of
+    them), and the layers it skipped because the test does not apply.
+
+    Attributes:
+        rows: One stored (or found stored) ``results_recovery`` row per tested layer.
+        skipped: Why the other layers were left out (empty when every layer was tested).
+    """
+
+    rows: list[ResultRecovery] = field(default_factory=list)
+    skipped: list[RecoverySkip] = field(default_factory=list)
+
+    @overload
+    def __getitem__(self, index: int) -> ResultRecovery: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ResultRecovery]: ...
+
+    def __getitem__(self, index: int | slice) -> ResultRecovery | list[ResultRecovery]:
+        return self.rows[index]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[ResultRecovery]:
+        return iter(self.rows)
+
+
+def _record_skip(
+    wh: Warehouse,
+    cover: ClassCover,
+    word_space: str,
+    layers: Sequence[str],
+    reason: str,
+    input_hashes: dict[str, Any],
+    force: bool,
+) -> RecoverySkip:
+    """Store why ``layers`` were skipped as an ``analysis_runs`` row; the same skip of the
+    same inputs is found again (a new row only with ``force``)."""
+    params = {
+        "model": cover.model,
+        "word_space": word_space,
+        "layers": list(layers),
+        "similarity": SIMILARITY,
+        "analysis_version": analysis_version("recovery"),
+        "skipped": reason,
+        "n_concepts": len(cover.concepts),
+        "n_class_concepts": len(cover.classes),
+    }
+    identity = {**params, "input_hashes": input_hashes}
+    with wh.session() as session:
+        known = None
+        if not force:
+            known = session.scalar(
+                select(AnalysisRun.analysis_id)
+                .where(
+                    AnalysisRun.kind == "recovery",
+                    AnalysisRun.params_sha256 == params_sha256(identity),
+                )
+                .order_by(AnalysisRun.analysis_id.desc())
+                .limit(1)
+            )
+        if known is None:
+            run = result_rows.add_analysis_run(
+                session,
+                "recovery",
+                params,
+                seed=None,
+                input_hashes=input_hashes,
+                device=None,
+                seconds=None,
+                identity=identity,
+            )
+            known = run.analysis_id
+    return RecoverySkip(cover.model, word_space, list(layers), reason, int(known))
+
+
 def recovery(
     wh: Warehouse,
     model: str,
@@ -283,7 +517,7 @@ def recovery(
     *,
     layers: Sequence[str] | None = None,
     force: bool = False,
-) -> list[ResultRecovery]:
+) -> RecoveryReport:
     """1 vs 2 recovery of misclassified images' true class at each layer of ``model``.
 
     For every layer space ``MODEL/LAYER`` (or the given ``layers``), takes the images whose
@@ -295,12 +529,24 @@ def recovery(
     (older rows stay as history and in the sweeps that list them). Each row's p-value is the
     uncorrected binomial one: FDR belongs to a sweep's family.
 
+    The test applies only where the model's predictions are concepts. Images of a concept
+    that is not one of the model's classes (:func:`class_cover`: a lab's own concept without
+    an ImageNet-1k class) are not misclassifications and are not tested; their concepts stay
+    in K. When fewer than four of the concepts of the model's images (with word vectors) are
+    classes of the model, or when no image has a misclassification to test, the layers are
+    skipped: nothing is stored in ``results_recovery``, and the reason is returned in
+    :attr:`RecoveryReport.skipped` and stored as an ``analysis_runs`` row
+    (:class:`RecoverySkip`). A skip is not an error, so that a sweep or a lab's pipeline over
+    a THINGS-style set carries on with its other analyses; the CLI tells it apart from
+    success by its exit code (3).
+
     Returns:
-        The stored rows, in layer order.
+        The stored rows, in layer order, with the skipped layers and why.
 
     Raises:
         NotFoundError: Unknown model, word space or layers; no stored predictions.
-        DegenerateInputError: Fewer than four usable concepts or degenerate vectors.
+        DegenerateInputError: Fewer than four concepts with images and word vectors, or
+            degenerate vectors.
     """
     spaces = recovery_layers(wh, model, layers)
     word = load_space(wh, word_space)
@@ -310,20 +556,39 @@ def recovery(
             f"no predictions stored for vision model {model!r}: run `semwh extract` for it "
             "(it stores each image's top predictions)"
         )
+    cover = class_cover(wh, model, word)
+    reason = not_covered_reason(cover, word_space)
+    if reason is not None:
+        with wh.session() as session:
+            word_hash = get_space(session, word_space).content_sha256
+        hashes = {
+            word_space: word_hash,
+            "predictions": _sha256_lines([f"{i}:{p}" for i, p in sorted(predictions.items())]),
+            "concepts": concepts_sha256(cover.concepts),
+        }
+        names = [str(s.layer) for s in spaces]
+        return RecoveryReport(
+            skipped=[_record_skip(wh, cover, word_space, names, reason, hashes, force)]
+        )
     start = time.perf_counter()
     slots: list[ResultRecovery | RecoveryRecord] = []
+    empty: list[RecoveryRecord] = []
     for space in spaces:
-        inputs = recovery_inputs(wh, space, word, predictions)
+        inputs = recovery_inputs(wh, space, word, predictions, cover.classes)
         with wh.session() as session:
             row = _stored(session, inputs)
         if row is not None and not force:
             slots.append(row)
             continue
-        slots.append(run_recovery_layer(inputs))
+        record = run_recovery_layer(inputs)
+        if record.result.n_images == 0:
+            empty.append(record)  # a skip with its reason, never a row of zeros
+        else:
+            slots.append(record)
 
     computed = [s for s in slots if isinstance(s, RecoveryRecord)]
+    rows: list[ResultRecovery] = []
     with wh.session() as session:
-        rows: list[ResultRecovery] = []
         if computed:
             run = result_rows.add_analysis_run(
                 session,
@@ -346,7 +611,16 @@ def recovery(
             else:
                 rows.append(session.get(ResultRecovery, slot.result_id) or slot)
         session.flush()
-    return rows
+    skipped: list[RecoverySkip] = []
+    by_reason: dict[str, list[RecoveryRecord]] = {}
+    for record in empty:
+        text = nothing_to_test_reason(record.result, model, word_space)
+        by_reason.setdefault(text, []).append(record)
+    for text, records in by_reason.items():
+        per_layer: dict[str, Any] = {r.inputs.space_a: r.inputs.input_hashes for r in records}
+        names = [r.inputs.layer for r in records]
+        skipped.append(_record_skip(wh, cover, word_space, names, text, per_layer, force))
+    return RecoveryReport(rows=rows, skipped=skipped)
 
 
 RECOVERY_SCHEMA = pa.schema(

@@ -58,7 +58,9 @@ TestOptions = Options
 
 @dataclass(frozen=True)
 class Skipped:
-    """A comparison a family left out because its input is degenerate."""
+    """A comparison a family left out because its input is degenerate, or a model a sweep's
+    recovery left out because the test does not apply to it (test ``recovery``, ``space_a``
+    the model)."""
 
     test: str
     space_a: str

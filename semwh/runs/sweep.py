@@ -64,7 +64,9 @@ class SweepResult:
         recovery: Stored recovery rows, when recovery was asked for.
         p_fdr: The sweep's Benjamini-Hochberg p-value of each member, by (test, result_id).
         computed: How many comparisons were computed (the rest were found stored).
-        skipped: Comparisons left out as degenerate (empty when ``strict``).
+        skipped: Comparisons left out as degenerate (none when ``strict``), and models left
+            out of recovery because the test does not apply to them (test ``recovery``,
+            ``space_a`` the model; :class:`semwh.runs.recovery.RecoverySkip`).
         reused: True when an identical family was already stored and is returned as it is.
         diffs: With ``control_diffs``, each trained layer's result minus its random
             control's (``results_diff``), members of the family as ``diff``.
@@ -316,7 +318,14 @@ def _run_sweep(
     if opts.recovery:
         for model in models:
             for word in words:
-                recovered.extend(run_recovery(wh, model, word, force=opts.force))
+                report = run_recovery(wh, model, word, force=opts.force)
+                recovered.extend(report.rows)
+                # A model whose classes are not the images' concepts is left out of the
+                # family with its reason, as a degenerate comparison is (even with strict:
+                # the test does not apply, nothing is wrong with the inputs).
+                skipped.extend(
+                    Skipped("recovery", model, word, item.reason) for item in report.skipped
+                )
     diffs = _control_diffs(wh, rows, sweep_seed, opts.force) if opts.control_diffs else []
     members = [families.member(r) for r in (*rows, *recovered, *diffs)]
 

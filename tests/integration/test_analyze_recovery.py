@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pytest
@@ -42,9 +43,21 @@ def concept_ids() -> list[str]:
     return [f"n{2000000 + 31 * i:08d}" for i in range(N_CONCEPTS)]
 
 
-def build_recovery_world(wh: Warehouse, seed: int = 0) -> dict[str, object]:
+def build_recovery_world(
+    wh: Warehouse,
+    seed: int = 0,
+    concepts: Sequence[str] | None = None,
+    class_of: Mapping[str, str] | None = None,
+    wnid_of: Mapping[str, str] | None = None,
+) -> dict[str, object]:
+    """The toy model's warehouse: ``concepts`` (default :func:`concept_ids`) with images,
+    word vectors and three layers. ``class_of`` gives the class the model stores for a
+    concept in its predictions (default: the concept's id, as for ImageNet ids) and
+    ``wnid_of`` the ``concepts.wnid`` of some concepts."""
     rng = np.random.default_rng(seed)
-    wnids = concept_ids()
+    wnids = list(concepts) if concepts is not None else concept_ids()
+    class_of = class_of or {}
+    wnid_of = wnid_of or {}
     words = rng.normal(size=(N_CONCEPTS, WORD_DIM))
     word_only = rng.normal(size=(1, WORD_DIM))
     save_space(wh, "words", "word", [*wnids, WORD_ONLY], np.vstack([words, word_only]))
@@ -52,7 +65,7 @@ def build_recovery_world(wh: Warehouse, seed: int = 0) -> dict[str, object]:
     n_images = len(image_wnids)
     with wh.session() as session:
         for w in [*wnids, OUTSIDER]:
-            session.add(Concept(concept=w, name=f"concept {w}", origin="file"))
+            session.add(Concept(concept=w, name=f"concept {w}", wnid=wnid_of.get(w), origin="file"))
         session.flush()
         images = [image_row(w, i) for i, w in enumerate(image_wnids)]
         session.add_all(images)
@@ -96,14 +109,19 @@ def build_recovery_world(wh: Warehouse, seed: int = 0) -> dict[str, object]:
                     model=MODEL,
                     image_id=image_id,
                     rank=1,
-                    wnid=guess,
+                    wnid=class_of.get(guess, guess),
                     class_index=0,
                     probability=0.5,
                 )
             )
             session.add(
                 Prediction(
-                    model=MODEL, image_id=image_id, rank=2, wnid=w, class_index=1, probability=0.2
+                    model=MODEL,
+                    image_id=image_id,
+                    rank=2,
+                    wnid=class_of.get(w, w),
+                    class_index=1,
+                    probability=0.2,
                 )
             )
     mixing = rng.normal(size=(WORD_DIM, LAYER_DIM))

@@ -87,6 +87,24 @@ def test_matches_reference(seed: int) -> None:
     assert result.mean_rank == pytest.approx(np.mean([e["rank"] for e in expected]))
 
 
+def test_images_of_concepts_outside_the_classes_are_not_tested() -> None:
+    """With ``classes``, an image of another concept is no misclassification: the outcomes
+    are those of the same data where such images are predicted right, and K is unchanged."""
+    x, t_all, p_all, words, wvec = make_data(1)
+    classes = ["n00", "n01", "n02", "n03", "n08", "w1", "w2"]
+    result = recovery(x, t_all, p_all, words, wvec, classes=classes)
+    right = [p if t in classes else t for t, p in zip(t_all, p_all, strict=True)]
+    same = recovery(x, t_all, right, words, wvec)
+    assert result.n_images == same.n_images > 0
+    assert list(result.outcomes.image_index) == list(same.outcomes.image_index)
+    np.testing.assert_array_equal(result.outcomes.score_true, same.outcomes.score_true)
+    assert set(result.outcomes.true_concept) <= set(classes)
+    assert result.n_concepts == same.n_concepts == 8
+    outside = sum(t != p and t not in classes for t, p in zip(t_all, p_all, strict=True))
+    assert result.n_skipped_not_a_class == outside > 0
+    assert recovery(x, t_all, p_all, words, wvec).n_images > result.n_images
+
+
 def test_layer_that_mirrors_word_space_recovers_everything() -> None:
     """Activations built from the word vectors of the true concept: t is always recovered."""
     rng = np.random.default_rng(4)
