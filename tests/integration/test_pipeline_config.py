@@ -77,9 +77,13 @@ def test_config_errors_name_the_section(tmp_path: Path) -> None:
 
 
 def test_select_images_takes_the_first_concepts_and_images(samples_dir: Path) -> None:
-    files = select_images(ImagesConfig(folder=samples_dir, max_concepts=3, per_concept=2))
+    entries = select_images(ImagesConfig(folder=samples_dir, max_concepts=3, per_concept=2))
     wnids = sorted({p.name.split("_")[0] for p in samples_dir.glob("n*.jpg")})
-    assert [p.name.split("_")[0] for p in files] == [w for w in wnids[:3] for _ in range(2)]
+    assert [e.path.name.split("_")[0] for e in entries] == [w for w in wnids[:3] for _ in range(2)]
+    assert [e.concept_key for e in entries] == [w for w in wnids[:3] for _ in range(2)]
+    # The first images of each concept by name, as before.
+    first = sorted(samples_dir.glob(f"{wnids[0]}_*.jpg"))[:2]
+    assert [e.path for e in entries[:2]] == [p.resolve() for p in first]
     assert len(select_images(ImagesConfig(folder=samples_dir))) == 1000
 
 
