@@ -529,11 +529,6 @@ def parse_config(data: dict[str, Any], base: Path, source: str = "<config>") -> 
     words = _words(data, base, source)
     spaces = _spaces(data, base, source)
     rdms = _rdms(data, base, source)
-    if not (words or spaces or rdms):
-        raise ConfigError(
-            f"{source}: the run needs a target for the layers: a [[words]], [[spaces]] or "
-            "[[rdms]] section"
-        )
     _check_names(words, spaces, rdms, source)
 
     models = []
@@ -594,6 +589,11 @@ def parse_config(data: dict[str, Any], base: Path, source: str = "<config>") -> 
     _known("report", rep, ReportConfig, source=source)
     if "out" in rep:
         rep["out"] = Path(rep["out"]).expanduser()
+    if not (words or spaces or rdms or "words" in data):
+        raise ConfigError(
+            f"{source}: the run needs a target for the layers: a [[words]], [[spaces]] or "
+            "[[rdms]] section"
+        )
     return RunConfig(
         images=images,
         words=tuple(words),

@@ -95,20 +95,16 @@ def list_images(images: ImagesConfig, known_concepts: Container[str] | None = No
     return scan_images(folder, layout=images.layout, known_concepts=known_concepts)
 
 
-def select_images(
-    images: ImagesConfig, known_concepts: Container[str] | None = None
-) -> list[ImageEntry]:
-    """The images a run ingests, cut to the configured subset: the first ``max_concepts``
-    concepts by id and the first ``per_concept`` images of each, in the listing's order (by
-    path within the folder; 0: all).
-
-    The concepts are the keys as the folder, the file name or the manifest gives them.
+def subset(listing: ImageListing, images: ImagesConfig) -> list[ImageEntry]:
+    """The listing's images cut to the configured subset: the first ``max_concepts`` concepts
+    by id and the first ``per_concept`` images of each, in the listing's order (by path
+    within the folder; 0: all). The concepts are the keys as the folder, the file name or the
+    manifest gives them.
 
     Raises:
-        InputError: No image of the folder or manifest has a concept (the message gives the
-            first file set aside and why).
+        InputError: No image of the listing has a concept (the message gives the first file
+            set aside and why).
     """
-    listing = list_images(images, known_concepts)
     by_concept: dict[str, list[ImageEntry]] = {}
     for entry in listing.entries:
         by_concept.setdefault(entry.concept_key, []).append(entry)
@@ -126,6 +122,14 @@ def select_images(
         group = by_concept[concept]
         chosen.extend(group[: images.per_concept] if images.per_concept else group)
     return chosen
+
+
+def select_images(
+    images: ImagesConfig, known_concepts: Container[str] | None = None
+) -> list[ImageEntry]:
+    """The images a run ingests: :func:`list_images` cut by :func:`subset`, for any layout
+    or a manifest."""
+    return subset(list_images(images, known_concepts), images)
 
 
 #: Written into a run's report folder: a later run may replace what it finds there.
@@ -243,7 +247,8 @@ def _concept_ids(wh: Warehouse) -> set[str]:
 
 
 def images_stage(wh: Warehouse, images: ImagesConfig, progress: Progress | None) -> Outcome:
-    entries = select_images(images, _concept_ids(wh))
+    listing = list_images(images, _concept_ids(wh))
+    entries = subset(listing, images)
     if images.max_concepts or images.per_concept:
         report = ingest_images(wh, manifest=_manifest(wh, entries), progress=progress)
     elif images.manifest is not None:
@@ -253,7 +258,7 @@ def images_stage(wh: Warehouse, images: ImagesConfig, progress: Progress | None)
     n_concepts = len({e.concept_key for e in entries})
     detail = (
         f"{report.added} added, {report.already_present} present, {n_concepts} concepts "
-        f"({report.layout})"
+        f"({listing.layout})"
     )
     if report.skipped:
         detail += f", {len(report.skipped)} skipped"
