@@ -1,9 +1,10 @@
 """A declarative run: ingest -> extract -> analyze -> report from one run file.
 
 Every stage makes an idempotent library call, so running the same file twice does the work
-once: images and word vectors already ingested, extractions already complete and comparisons
-already stored are found again, not recomputed. :mod:`semwh.workflow.runfile` describes the
-file and :mod:`semwh.workflow.stages` holds the stages; here they run in order.
+once: concepts, images, word vectors, spaces and RDMs already ingested, extractions already
+complete and comparisons already stored are found again, not recomputed.
+:mod:`semwh.workflow.runfile` describes the file and :mod:`semwh.workflow.stages` holds the
+stages; here they run in order.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def run_pipeline(
         )
     # The declared spaces and RDMs: a sweep of their own (its own FDR family), without
     # recovery, which reads word vectors.
-    targets = [t.name for t in (*config.spaces, *config.rdms) if t.sweep]
+    targets = [s.name for s in config.spaces if s.sweep] + [r.name for r in config.rdms if r.sweep]
     if targets:
         pairs = f"{len(summary.models)} models x {len(targets)} spaces and RDMs"
         stage("analyze", pairs, analyze_stage, wh, config, summary.models, targets, progress, False)

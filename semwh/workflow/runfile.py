@@ -1,12 +1,12 @@
 """The run file: one TOML file declaring ingest -> extract -> analyze -> report, parsed into
 frozen dataclasses with every key checked. The file (see ``examples/paper.toml``,
-``examples/demo.toml`` and ``examples/own-stimuli.toml``)::
+``examples/demo.toml`` and ``examples/things.toml``)::
 
     [concepts]                                   # optional: the lab's concept file
     file = "things_concepts.tsv"                 # CSV, TSV or Parquet
     id_column = "uniqueID"                       # default: concept
     name_column = "Word"                         # default: name
-    wnid_column = "Wordnet ID4"                  # default: wnid
+    # wnid_column = "synset"                     # default: wnid
     imagenet1k = false                           # also the 1000 ImageNet classes
 
     [images]

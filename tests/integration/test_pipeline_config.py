@@ -27,6 +27,16 @@ def test_shipped_examples_parse() -> None:
     assert paper.images.folder == (EXAMPLES / "data" / "imagenet" / "val").resolve()
 
 
+def test_things_example_declares_a_labs_own_stimuli() -> None:
+    things = load_config(EXAMPLES / "things.toml")
+    data = (EXAMPLES / "data" / "things").resolve()
+    assert things.concepts is not None and things.concepts.file == data / "things_concepts.tsv"
+    assert (things.images.folder, things.images.layout) == (data / "object_images", "folder")
+    assert [s.name for s in things.spaces] == ["spose-49d"]
+    assert [r.name for r in things.rdms] == ["things-behaviour"]
+    assert things.peaks[0].target == "things-behaviour" and not things.analysis.recovery
+
+
 def test_modern_example_and_model_source_keys(tmp_path: Path) -> None:
     modern = load_config(EXAMPLES / "modern.toml")
     assert [m.name for m in modern.models] == [
