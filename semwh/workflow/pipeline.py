@@ -121,9 +121,9 @@ def run_pipeline(
     for words in config.words:
         summary.word_spaces.append(stage("words", words.name, words_stage, wh, words))
     for space in config.spaces:
-        summary.spaces.append(stage("space", space.name, space_stage, wh, space))
+        summary.spaces.append(stage("space", space.name, space_stage, wh, space, config.source))
     for rdm in config.rdms:
-        summary.rdms.append(stage("rdm", rdm.name, rdm_stage, wh, rdm))
+        summary.rdms.append(stage("rdm", rdm.name, rdm_stage, wh, rdm, config.source))
     for text in config.text_models:
         name = text.name or text.source
         summary.text_models.append(stage("embed", name, embed_stage, wh, text))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from semwh.errors import ConfigError, InputError, OutputError
+from semwh.errors import ConfigError, DuplicateError, InputError, OutputError
 from semwh.ingest.image_layouts import ImageEntry, ImageListing, read_image_manifest, scan_images
 from semwh.ingest.images import ingest_images
 from semwh.progress import Progress
@@ -286,11 +286,20 @@ def words_stage(wh: Warehouse, words: WordsConfig) -> Outcome:
     return _outcome(report.status != UNCHANGED, detail, words.name)
 
 
-def space_stage(wh: Warehouse, space: SpaceConfig) -> Outcome:
+def _taken(source: str, table: str, name: str, exc: DuplicateError) -> DuplicateError:
+    """``exc`` told in the run file's words: the entry, and its key ``replace``."""
+    said = str(exc).replace("pass replace=True (--replace)", "set replace = true in the entry")
+    return DuplicateError(f"{source + ': ' if source else ''}[[{table}]] {name}: {said}")
+
+
+def space_stage(wh: Warehouse, space: SpaceConfig, source: str = "") -> Outcome:
     from semwh.ingest.sources import UNCHANGED
     from semwh.ingest.spaces import ingest_space
 
-    report = ingest_space(wh, space.name, space.file, replace=space.replace)
+    try:
+        report = ingest_space(wh, space.name, space.file, replace=space.replace)
+    except DuplicateError as exc:
+        raise _taken(source, "spaces", space.name, exc) from exc
     detail = f"{report.n_concepts} concepts, dim {report.dim}, version {report.version}"
     return _outcome(report.status != UNCHANGED, detail, space.name)
 
@@ -304,13 +313,16 @@ def _content_sha256(wh: Warehouse, name: str) -> str | None:
         return session.scalar(select(Space.content_sha256).where(Space.name == name))
 
 
-def rdm_stage(wh: Warehouse, rdm: RdmConfig) -> Outcome:
+def rdm_stage(wh: Warehouse, rdm: RdmConfig, source: str = "") -> Outcome:
     from semwh.ingest.rdms import ingest_rdm
 
     before = _content_sha256(wh, rdm.name)
-    report = ingest_rdm(
-        wh, rdm.name, rdm.file, keys=rdm.keys, similarity=rdm.similarity, replace=rdm.replace
-    )
+    try:
+        report = ingest_rdm(
+            wh, rdm.name, rdm.file, keys=rdm.keys, similarity=rdm.similarity, replace=rdm.replace
+        )
+    except DuplicateError as exc:
+        raise _taken(source, "rdms", rdm.name, exc) from exc
     detail = f"{report.n_concepts} concepts, {report.n_subjects} subject(s)"
     return _outcome(_content_sha256(wh, rdm.name) != before, detail, rdm.name)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from semwh.config import load_settings
+from semwh.errors import DuplicateError
 from semwh.warehouse.layout import Warehouse, warehouse_from_settings
 from semwh.warehouse.models import Concept, Image, Space, Sweep
 from semwh.warehouse.readonly import run_sql
@@ -213,3 +215,14 @@ def test_second_run_of_the_declared_inputs_changes_nothing(
     ]
     assert [o.status for o in again] == ["unchanged"] * 4, again
     assert again[1].detail == "0 added, 10 present, 5 concepts (folder)"
+    # A changed RDM file is a new version only when its entry says replace = true.
+    changed = run.parent / "meta" / "rdms-v2.csv"
+    header, *rows = (run.parent / "meta" / "rdms.csv").read_text().splitlines()
+    doubled = [
+        ",".join(r.split(",")[:2] + [str(2 * float(v)) for v in r.split(",")[2:]]) for r in rows
+    ]
+    changed.write_text("\n".join([header, *doubled]) + "\n")
+    rdm = replace(config.rdms[0], file=changed)
+    with pytest.raises(DuplicateError, match=r"run.toml: \[\[rdms\]\] behaviour: .*set replace = "):
+        rdm_stage(wh, rdm, str(run))
+    assert rdm_stage(wh, replace(rdm, replace=True), str(run)).status == "done"
