@@ -501,7 +501,10 @@ def _check_rdm_tests(rdms: list[RdmConfig], tests: tuple[str, ...], source: str)
         return
     from semwh import measures  # lazy: the registry reads entry points
 
-    vector = [t for t in tests if measures.get(t).inputs != measures.SIMILARITIES]
+    try:
+        vector = [t for t in tests if measures.get(t).inputs != measures.SIMILARITIES]
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: [analysis] tests: {exc}") from exc
     if vector:
         raise ConfigError(
             f"{source}: [[rdms]] {swept[0]} is a target of the sweep, but [analysis] tests "

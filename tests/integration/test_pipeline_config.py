@@ -259,6 +259,11 @@ def test_run_file_errors_name_the_file_the_table_and_the_key() -> None:
         rdms=[{"name": "r", "file": "r.csv"}],
         analysis={"tests": ["rsa", "cka"]},
     )
+    _refused(
+        r"run.toml: \[analysis\] tests: unknown measure 'rsq'",
+        rdms=[{"name": "r", "file": "r.csv"}],
+        analysis={"tests": ["rsq"]},
+    )
     with pytest.raises(ConfigError, match=r"run.toml: the run needs a target for the layers"):
         data = _minimal()
         del data["words"]
