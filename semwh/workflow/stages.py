@@ -249,8 +249,11 @@ def _concept_ids(wh: Warehouse) -> set[str]:
 def images_stage(wh: Warehouse, images: ImagesConfig, progress: Progress | None) -> Outcome:
     listing = list_images(images, _concept_ids(wh))
     entries = subset(listing, images)
+    set_aside = 0
     if images.max_concepts or images.per_concept:
         report = ingest_images(wh, manifest=_manifest(wh, entries), progress=progress)
+        # Files of the folder without a concept never reach the subset's manifest.
+        set_aside = len(listing.skipped)
     elif images.manifest is not None:
         report = ingest_images(wh, manifest=images.manifest, progress=progress)
     else:
@@ -260,8 +263,8 @@ def images_stage(wh: Warehouse, images: ImagesConfig, progress: Progress | None)
         f"{report.added} added, {report.already_present} present, {n_concepts} concepts "
         f"({listing.layout})"
     )
-    if report.skipped:
-        detail += f", {len(report.skipped)} skipped"
+    if report.skipped or set_aside:
+        detail += f", {len(report.skipped) + set_aside} skipped"
     return _outcome(report.added > 0, detail)
 
 
