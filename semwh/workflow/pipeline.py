@@ -1,9 +1,10 @@
 """A declarative run: ingest -> extract -> analyze -> report from one run file.
 
 Every stage makes an idempotent library call, so running the same file twice does the work
-once: images and word vectors already ingested, extractions already complete and comparisons
-already stored are found again, not recomputed. :mod:`semwh.workflow.runfile` describes the
-file and :mod:`semwh.workflow.stages` holds the stages; here they run in order.
+once: concepts, images, word vectors, spaces and RDMs already ingested, extractions already
+complete and comparisons already stored are found again, not recomputed.
+:mod:`semwh.workflow.runfile` describes the file and :mod:`semwh.workflow.stages` holds the
+stages; here they run in order.
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ from semwh.workflow.stages import (
     Outcome,
     analyze_stage,
     check_report_folder,
+    concepts_stage,
     embed_stage,
     extract_stage,
     grid_stage,
     images_stage,
     peak_stage,
+    rdm_stage,
     report_stage,
     setup_stage,
+    space_stage,
     words_stage,
 )
 
@@ -55,6 +59,8 @@ class RunSummary:
     report: Path | None = None
     seconds: float = 0.0
     word_spaces: list[str] = field(default_factory=list)
+    spaces: list[str] = field(default_factory=list)
+    rdms: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
     text_models: list[str] = field(default_factory=list)
 
@@ -108,19 +114,40 @@ def run_pipeline(
     summary = RunSummary()
     stage = partial(_stage, summary, on_stage)
     stage("setup", str(wh.root), setup_stage, wh, config)
-    stage("images", str(config.images.folder), images_stage, wh, config.images, progress)
+    if config.concepts is not None:
+        what = str(config.concepts.file or "imagenet1k")
+        stage("concepts", what, concepts_stage, wh, config.concepts)
+    stage("images", str(config.images.source), images_stage, wh, config.images, progress)
     for words in config.words:
         summary.word_spaces.append(stage("words", words.name, words_stage, wh, words))
+    for space in config.spaces:
+        summary.spaces.append(stage("space", space.name, space_stage, wh, space, config.source))
+    for rdm in config.rdms:
+        summary.rdms.append(stage("rdm", rdm.name, rdm_stage, wh, rdm, config.source))
     for text in config.text_models:
         name = text.name or text.source
         summary.text_models.append(stage("embed", name, embed_stage, wh, text))
     for model in config.models:
         names = stage("extract", model.name, extract_stage, wh, config, model, progress)
         summary.models.extend(names)
-    pairs = f"{len(summary.models)} models x {len(summary.word_spaces)} word spaces"
-    stage(
-        "analyze", pairs, analyze_stage, wh, config, summary.models, summary.word_spaces, progress
-    )
+    if summary.word_spaces:
+        pairs = f"{len(summary.models)} models x {len(summary.word_spaces)} word spaces"
+        stage(
+            "analyze",
+            pairs,
+            analyze_stage,
+            wh,
+            config,
+            summary.models,
+            summary.word_spaces,
+            progress,
+        )
+    # The declared spaces and RDMs: a sweep of their own (its own FDR family), without
+    # recovery, which reads word vectors.
+    targets = [s.name for s in config.spaces if s.sweep] + [r.name for r in config.rdms if r.sweep]
+    if targets:
+        pairs = f"{len(summary.models)} models x {len(targets)} spaces and RDMs"
+        stage("analyze", pairs, analyze_stage, wh, config, summary.models, targets, progress, False)
     for grid in config.grids:
         stage("grid", f"{grid.a} x {grid.b}", grid_stage, wh, config, grid)
     for peak in config.peaks:

