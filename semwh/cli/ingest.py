@@ -168,7 +168,7 @@ def words(
     multiword: str = typer.Option(
         "average", "--multiword", help="Multi-word lemmas: average their words, or join with _."
     ),
-    mapping: Path = typer.Option(None, "--mapping", help="CSV wnid,tokens overriding lemmas."),
+    mapping: Path = typer.Option(None, "--mapping", help="CSV concept,tokens overriding lemmas and names."),
     keep_all: bool = typer.Option(False, "--all", help="Also store the full vocabulary."),
 ) -> None:
     """Ingest word vectors as a word space over the registered concepts; prints coverage.
@@ -199,22 +199,22 @@ def rdm(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Name of the RDM space."),
     file: Path = typer.Argument(
-        ..., help="CSV or Parquet (wnid, optional subject, one column per wnid) or .npy."
+        ..., help="CSV or Parquet (concept, optional subject, one column per concept) or .npy."
     ),
     keys: Path | None = typer.Option(
-        None, "--keys", help="For .npy: the wnid of each row, one per line."
+        None, "--keys", help="For .npy: the concept of each row, one per line."
     ),
     similarity: bool = typer.Option(
         False, "--similarity", help="The matrices are similarities (stored as 1 - s)."
     ),
     replace: bool = typer.Option(False, "--replace", help="Store a new version of NAME."),
 ) -> None:
-    """Ingest per-subject dissimilarity matrices keyed by wnid as a target of RSA and 2 vs 2.
+    """Ingest per-subject dissimilarity matrices keyed by concept as a target of RSA and 2 vs 2.
 
     With several subjects the RSA noise ceiling (lower: leave one subject out; upper: all
     subjects) is stored in noise_ceilings.
 
-    Example: semwh ingest rdm behaviour rdms.npy --keys wnids.txt
+    Example: semwh ingest rdm behaviour rdms.npy --keys concepts.txt
     """
     wh = state(ctx).warehouse()
     from semwh import ingest as lib  # lazy: keeps `semwh --help` fast
@@ -234,7 +234,7 @@ def rdm(
 def space(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Name of the space."),
-    file: Path = typer.Argument(..., help="Parquet or CSV keyed by wnid or concept."),
+    file: Path = typer.Argument(..., help="Parquet or CSV keyed by concept (id or exact name; wnid accepted)."),
     replace: bool = typer.Option(
         False, "--replace", help="Take over a name held by a word or layer space."
     ),

@@ -58,7 +58,7 @@ def _things_set(root: Path, samples: Path) -> tuple[Path, Path, Path]:
     with manifest.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["path", "concept", "stimulus"])
-        for j, (concept, key) in enumerate([("aardvark", "aardvark"), ("bean_bag", "bean bag")]):
+        for j, (_, key) in enumerate([("aardvark", "aardvark"), ("bean_bag", "bean bag")]):
             target = extra / f"photo{j}.jpg"
             shutil.copyfile(photos[500 + j], target)
             writer.writerow([f"extra/{target.name}", key, f"stim-{j:03d}"])

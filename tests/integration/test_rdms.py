@@ -56,7 +56,7 @@ def add_concepts(wh) -> None:
         for i, w in enumerate(wnids()):
             session.add(
                 Concept(
-                    wnid=w, name=f"concept {i}", origin="file", hypernym_path=hypernym_path(i, w)
+                    concept=w, name=f"concept {i}", origin="file", hypernym_path=hypernym_path(i, w)
                 )
             )
 

@@ -37,7 +37,7 @@ def wh(warehouse, tmp_path):
     with warehouse.session() as session:
         session.add(
             Concept(
-                wnid="n02121808",
+                concept="n02121808",
                 name="domestic cat",
                 lemmas=json.dumps(["domestic_cat", "house_cat", "Felis_domesticus"]),
                 origin="test",
