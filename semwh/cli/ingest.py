@@ -65,10 +65,12 @@ def concepts(
     """Register concepts by the lab's own ids (WordNet ids are ids too), enriched from WordNet
     where a WordNet id is known.
 
-    Examples:
-      semwh ingest concepts concepts.csv
-      semwh ingest concepts things_concepts.tsv --id-column uniqueID --name-column Word
-      semwh ingest concepts --imagenet1k
+    A file: CSV, TSV or Parquet with concept[, name][, wnid] and further columns (kept as
+    attributes); --id-column, --name-column and --wnid-column name other columns (THINGS'
+    things_concepts.tsv: --id-column uniqueID --name-column Word). --imagenet1k adds the
+    1000 ILSVRC-2012 classes.
+
+    Example: semwh ingest concepts things_concepts.tsv --id-column uniqueID --name-column Word
     """
     wh = state(ctx).warehouse()
     from semwh import ingest as lib  # lazy: keeps `semwh --help` fast
@@ -115,10 +117,11 @@ def images(
     Each image's stimulus id (the manifest's, else the file's stem) is unique in the warehouse:
     the key for per-image lab data.
 
-    Examples:
-      semwh ingest images object_images            # object_images/<concept>/*.jpg
-      semwh ingest images ../shared/datasets/imagenet-200
-      semwh ingest images --manifest stimuli.csv   # path,concept,stimulus
+    A folder holds one sub-folder per concept (object_images/<concept>/*.jpg) or flat
+    <concept>_<rest>.jpg files (ImageNet's <wnid>_<id>_<label>.jpg); --manifest stimuli.csv
+    (path,concept,stimulus) lists the images instead.
+
+    Example: semwh ingest images ../shared/datasets/imagenet-200
     """
     wh = state(ctx).warehouse()
     with bars() as progress:
@@ -144,10 +147,10 @@ def images(
         f"source: {report.source_status} (version {report.source_version})", highlight=False
     )
     console.print(
-        f"images ({report.layout} layout): {report.added} added, "
-        f"{report.already_present} already present, "
+        f"images: {report.added} added, {report.already_present} already present, "
         f"{len(report.skipped)} skipped, {len(report.conflicts)} refused of {report.n_found} "
-        f"found, {len(report.removed)} removed ({report.seconds:.1f} s)"
+        f"found, {len(report.removed)} removed ({report.layout} layout, "
+        f"{report.seconds:.1f} s)"
     )
 
 
@@ -168,7 +171,9 @@ def words(
     multiword: str = typer.Option(
         "average", "--multiword", help="Multi-word lemmas: average their words, or join with _."
     ),
-    mapping: Path = typer.Option(None, "--mapping", help="CSV concept,tokens overriding lemmas and names."),
+    mapping: Path = typer.Option(
+        None, "--mapping", help="CSV concept,tokens overriding lemmas and names."
+    ),
     keep_all: bool = typer.Option(False, "--all", help="Also store the full vocabulary."),
 ) -> None:
     """Ingest word vectors as a word space over the registered concepts; prints coverage.
@@ -234,7 +239,9 @@ def rdm(
 def space(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Name of the space."),
-    file: Path = typer.Argument(..., help="Parquet or CSV keyed by concept (id or exact name; wnid accepted)."),
+    file: Path = typer.Argument(
+        ..., help="Parquet or CSV keyed by concept (id or exact name; wnid accepted)."
+    ),
     replace: bool = typer.Option(
         False, "--replace", help="Take over a name held by a word or layer space."
     ),

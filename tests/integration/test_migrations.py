@@ -37,6 +37,7 @@ from semwh.warehouse.migrate import (
     alembic_config,
     current_revision,
     downgrade,
+    downgrade_drops,
     head_revision,
     history,
     init_warehouse,
@@ -516,3 +517,93 @@ def test_0008_moves_every_result_and_every_saved_read_returns_the_same(tmp_path:
     assert {t: n for t, n in _table_counts(wh).items() if t != "results"} == {
         **counts, "results_rsa": 1, "results_2v2": 2, "results_measures": 3,
     }  # fmt: skip
+
+
+def test_0009_keeps_wnids_as_concept_ids_and_reads_older_vector_files(tmp_path: Path) -> None:
+    """A warehouse of revision 0008: its concepts keep their WordNet ids as ids (and as
+    wnids), images get their stems as stimulus ids (a repeated stem its image id), and a
+    vector file written with the older ``wnid`` column reads back with the same numbers,
+    through the library and through the ``vectors`` view."""
+    import hashlib
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from semwh.vectors import load_space
+    from semwh.vectors.store import content_sha256
+    from semwh.warehouse.views import file_schema
+
+    wh = Warehouse(tmp_path, f"duckdb:///{tmp_path / 'registry.duckdb'}")
+    upgrade(wh, "0008")
+    ids = ["n02084071", "n02121808", "n07739125", "n09999999"]
+    matrix = np.arange(12, dtype=np.float32).reshape(4, 3) / 7
+    table = pa.Table.from_arrays(
+        [
+            pa.array(["old"] * 4),
+            pa.array(ids),
+            pa.nulls(4, type=pa.int64()),
+            pa.array([list(map(float, row)) for row in matrix], type=pa.list_(pa.float32())),
+        ],
+        schema=file_schema(1),
+    )
+    rel = "kind=concepts/space=old/v1.parquet"
+    path = wh.vectors.local_path(rel)
+    path.parent.mkdir(parents=True)
+    pq.write_table(table, path)
+    data = path.read_bytes()
+    statements = [
+        *(
+            f"INSERT INTO concepts (wnid, name, origin, created_at) VALUES ('{w}', 'c{k}', "
+            "'file', now())"
+            for k, w in enumerate(ids)
+        ),
+        *(
+            f"INSERT INTO images (image_id, wnid, path, sha256, width, height, mode, "
+            f"created_at) VALUES ({k + 1}, '{ids[k % 2]}', '/photos/{folder}/a_1.jpg', "
+            f"'{k:064x}', 8, 8, 'RGB', now())"
+            for k, folder in enumerate(["x", "y", "z"])
+        ),
+        "INSERT INTO spaces (space_id, name, kind, dim, n_concepts, content_sha256, "
+        f"created_at) VALUES (1, 'old', 'external', 3, 4, '{content_sha256(ids, matrix)}', "
+        "now())",
+        "INSERT INTO vector_files (file_id, path, kind, space_id, n_rows, size_bytes, sha256, "
+        f"schema_version, created_at) VALUES (1, '{rel}', 'concepts', 1, 4, {len(data)}, "
+        f"'{hashlib.sha256(data).hexdigest()}', 1, now())",
+    ]
+    with wh.engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+    wh.dispose()
+
+    upgrade(wh, "head")
+    rows = run_sql(wh, "SELECT concept, wnid FROM concepts ORDER BY concept").rows()
+    assert [tuple(r) for r in rows] == [(w, w) for w in ids]
+    rows = run_sql(wh, "SELECT image_id, concept, stimulus FROM images ORDER BY 1").rows()
+    assert [tuple(r) for r in rows] == [
+        (1, ids[0], "a_1"),
+        (2, ids[1], "a_1~2"),
+        (3, ids[0], "a_1~3"),
+    ]
+    loaded = load_space(wh, "old")
+    assert loaded.concept_ids == ids
+    np.testing.assert_array_equal(loaded.matrix, matrix.astype(np.float64))
+    assert content_sha256(loaded.concept_ids, loaded.matrix) == content_sha256(ids, matrix)
+    view = run_sql(wh, "SELECT concept, vector FROM vectors ORDER BY concept").rows()
+    assert [r[0] for r in view] == ids
+    np.testing.assert_allclose(np.array([r[1] for r in view]), matrix)
+    # A space written now names the column concept (schema version 2); both read together.
+    from semwh.vectors import save_space
+
+    save_space(wh, "new", "external", ids, matrix * 2)
+    rows = run_sql(wh, "SELECT space, count(*) FROM vectors GROUP BY 1 ORDER BY 1").rows()
+    assert [tuple(r) for r in rows] == [("new", 4), ("old", 4)]
+
+    assert downgrade_drops(wh, "0008") == {
+        "concepts: attributes": 0,
+        "concepts: WordNet ids beside another concept id": 0,
+        "images: stimulus ids other than the file's stem": 2,
+    }
+    downgrade(wh, "0008")
+    rows = run_sql(wh, "SELECT wnid FROM images ORDER BY image_id").rows()
+    assert [r[0] for r in rows] == [ids[0], ids[1], ids[0]]
