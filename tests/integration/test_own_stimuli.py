@@ -1,7 +1,7 @@
 """A lab's own stimulus set, end to end: THINGS-style concept ids (with and without WordNet
 ids, multi-word, accented), the folder layout, a manifest with stimulus ids, extraction,
 a sweep against GloVe and an RDM target keyed partly by names, the report, and every id
-read back exactly as given - without WordNet, and with WordNet installed."""
+read back exactly as given - without WordNet, and (ingest) with WordNet installed."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import semwh
+from semwh.api import SemanticWarehouse
 from semwh.errors import InputError
 from semwh.ingest.wordnet import open_wordnet
 from tests.conftest import run_cli
@@ -80,21 +81,18 @@ def _rdm(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("wordnet", ["none", "installed"])
-def test_a_things_style_set_round_trips_every_id(
-    tmp_path: Path, samples_dir: Path, wordnet: str
-) -> None:
-    if wordnet == "installed" and open_wordnet(None)[0] is None:
-        pytest.skip("WordNet 3.0 is not installed here (Debian wordnet-base)")
-    folder, concepts, manifest = _things_set(tmp_path, samples_dir)
+def _ingest(tmp_path: Path, samples: Path, wordnet: str) -> SemanticWarehouse:
+    """The set ingested (concepts through the CLI, images through the API), its ids
+    checked as stored."""
+    folder, concepts, manifest = _things_set(tmp_path, samples)
     root = tmp_path / "wh"
+    wh = semwh.open(root, create=True)
     wn = ["--no-wordnet"] if wordnet == "none" else []
     out = run_cli(
         "-w", str(root), "ingest", "concepts", str(concepts),
         "--id-column", "uniqueID", "--name-column", "Word", "--wnid-column", "wordnet", *wn,
     ).stdout  # fmt: skip
     assert f"{len(IDS)} added" in out
-    wh = semwh.open(root)
     report = wh.ingest_images(folder, wordnet=False if wordnet == "none" else None)
     assert (report.layout, report.added, report.new_concepts) == ("folder", 16, [])
     report = wh.ingest_images(manifest=manifest, wordnet=False if wordnet == "none" else None)
@@ -113,7 +111,22 @@ def test_a_things_style_set_round_trips_every_id(
     assert ("stim-000", "aardvark") in images and ("stim-001", "bean_bag") in images
     assert ("crème_brûlée_01b", "crème_brûlée") in images
     assert len({s for s, _ in images}) == len(images) == 18
+    return wh
 
+
+def test_ids_round_trip_with_wordnet_installed(tmp_path: Path, samples_dir: Path) -> None:
+    if open_wordnet(None)[0] is None:
+        pytest.skip("WordNet 3.0 is not installed here (Debian wordnet-base)")
+    wh = _ingest(tmp_path, samples_dir, "installed")
+    # A second ingest of the same files changes nothing and keeps every id.
+    again = wh.ingest_images(tmp_path / "object_images")
+    assert (again.added, again.already_present, again.new_concepts) == (0, 16, [])
+    lemmas = wh.sql("SELECT lemmas FROM concepts WHERE concept = 'dog'").rows()
+    assert "domestic_dog" in lemmas[0][0]
+
+
+def test_a_things_style_set_runs_end_to_end(tmp_path: Path, samples_dir: Path) -> None:
+    wh = _ingest(tmp_path, samples_dir, "none")
     wh.extract("efficientnet_lite0", weights="none", layers="stem,head", device="cpu")
     words = wh.ingest_words("glove", "package")
     assert sorted(words.missing) == sorted(
@@ -129,19 +142,26 @@ def test_a_things_style_set_round_trips_every_id(
     assert sorted(r[0] for r in rdm) == sorted(IDS)
 
     result = wh.sweep(["efficientnet_lite0-random"], ["glove", "behaviour"], permutations=20)
-    assert result.n_tests > 0
+    assert {r.space_b for r in result.rows} == {"glove", "behaviour"}
+    assert all(r.n_concepts == len(IDS) for r in result.rows if r.space_b == "behaviour")
     curves = wh.curves().rows()
     assert curves, "layer curves of the sweep"
-    report = wh.report(tmp_path / "report", heatmap="efficientnet_lite0-random/head")
-    html = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
-    assert "crème brûlée" in html or "crème_brûlée" in html
-    assert report is not None
+    wh.report(tmp_path / "report", heatmap="efficientnet_lite0-random/head")
+    html = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+    assert "behaviour" in html and "glove" in html
 
     # Per-image lab data joins on the stimulus id, per-concept data on the concept id.
     ratings = tmp_path / "ratings.csv"
     ratings.write_text("stimulus,memorability\nstim-000,0.7\ncrème_brûlée_02b,0.4\n")
     joined = wh.query("external_join_images_csv", path=str(ratings), allow_read=[tmp_path])
-    assert sorted(r["stimulus"] for r in joined.table.to_pylist()) == []  # no predictions yet
+    rows = joined.table.to_pylist()
+    assert [(r["stimulus"], r["concept"]) for r in rows] == [
+        ("crème_brûlée_02b", "crème_brûlée"),
+        ("stim-000", "aardvark"),
+    ]
+    # Top-1 accuracy does not apply to concepts that are not classes of the model.
+    assert all(r["top1_correct"] is None and r["top1_note"] for r in rows)
+    assert [r["memorability"] for r in rows] == [0.4, 0.7]
 
 
 def test_unknown_keys_name_their_nearest_ids(tmp_path: Path) -> None:
