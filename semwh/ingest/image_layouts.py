@@ -59,6 +59,7 @@ from pathlib import Path, PurePath
 
 from semwh.errors import ConfigError, InputError
 from semwh.ingest.files import csv_rows, not_regular, read_text_file, regular_size
+from semwh.ingest.keys import id_problem
 from semwh.ingest.wordnet import WNID_RE
 
 # The same values as semwh.ingest.images', defined here so that images can import this
@@ -146,15 +147,9 @@ def normalize_key(value: str) -> str:
 
 
 def key_problem(key: str) -> str | None:
-    """Why a normalized key cannot be a concept or stimulus id (None: it can)."""
-    if not key:
-        return "empty"
-    if "/" in key:
-        return "holds '/'"
-    bad = next((c for c in key if unicodedata.category(c) == "Cc"), None)
-    if bad is not None:
-        return f"holds the control character {bad!r}"
-    return None
+    """Why a normalized key cannot be a concept or stimulus id (None: it can): the rule of
+    :func:`semwh.ingest.keys.id_problem`."""
+    return id_problem(key)
 
 
 def check_key(value: str, what: str, place: str) -> str:

@@ -64,6 +64,18 @@ def _normalise_text(raw: object, place: str, what: str) -> str:
     return text
 
 
+def id_problem(text: str) -> str | None:
+    """Why a normalised text cannot be an id (a concept's or a stimulus's); None: it can."""
+    if not text:
+        return "empty"
+    if "/" in text:
+        return "holds '/'"
+    bad = _refused_character(text)
+    if bad is not None:
+        return f"holds the control character {_describe_char(bad)}"
+    return None
+
+
 def normalise_concept_id(raw: object, place: str) -> str:
     """A concept id as stored: Unicode NFC, surrounding white space removed.
 

@@ -93,7 +93,7 @@ def test_folder_names_are_ids_as_written_in_nfc(tmp_path):
     ]
     assert listing.entries[1].concept_key == unicodedata.normalize("NFC", "café")
     assert listing.skipped == ((str(root / "ok" / "bad\x07name.jpg"), listing.skipped[0][1]),)
-    assert "not a valid stimulus id (holds the control character '\\x07')" in listing.skipped[0][1]
+    assert "not a valid stimulus id (holds the control character U+0007)" in listing.skipped[0][1]
 
 
 def test_imagenet_folders_keep_their_labels(tmp_path):
