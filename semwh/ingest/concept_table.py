@@ -26,15 +26,13 @@ from semwh.ingest.keys import (
     normalise_concept_id,
     normalise_concept_name,
 )
-from semwh.ingest.wordnet import WNID_RE
+from semwh.ingest.wordnet import SYNSET_NAME_RE, WNID_RE
 
 ID_COLUMN = "concept"
 NAME_COLUMN = "name"
 WNID_COLUMN = "wnid"
 TEXT_SUFFIXES = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": None}
 PARQUET_SUFFIXES = (".parquet", ".pq")
-# A WordNet synset name (``aardvark.n.01``), the form some sets (THINGS) give instead of ids.
-_SYNSET_NAME_HINT = ".n."
 _LEGACY_SEPARATORS = ("\t", ",", " ")
 
 
@@ -188,18 +186,14 @@ def _read_legacy(path: Path, lines: list[str]) -> ConceptTable:
 
 
 def _check_wnid(value: str, place: str, column: str) -> str:
-    if WNID_RE.match(value):
+    """A WordNet id as given: ``n`` and 8 digits, or a noun synset's name (``aardvark.n.01``,
+    THINGS' form), which the ingest turns into its id with WordNet."""
+    if WNID_RE.match(value) or SYNSET_NAME_RE.match(value):
         return value
     where = f" in column {column!r}" if column else ""
-    hint = ""
-    if _SYNSET_NAME_HINT in value:
-        hint = (
-            " - it looks like a WordNet synset name, not the offset id semwh keeps; give a "
-            "column of offset ids, or none"
-        )
     raise InputError(
         f"{place}: {value!r}{where} is not a WordNet 3.0 noun id (expected 'n' and 8 digits, "
-        f"e.g. n02084071){hint}"
+        "e.g. n02084071, or a noun synset's name such as dog.n.01)"
     )
 
 

@@ -17,7 +17,7 @@ from semwh.ingest.concept_table import ConceptTable, read_concept_table
 from semwh.ingest.imagenet import ImageNetIndex, load_imagenet_index, try_imagenet_index
 from semwh.ingest.keys import ConceptKeys
 from semwh.ingest.sources import SourceSpec, record_source
-from semwh.ingest.wordnet import WNID_RE, WordNet, open_wordnet
+from semwh.ingest.wordnet import SYNSET_NAME_RE, WNID_RE, WordNet, open_wordnet
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Concept
 
@@ -90,6 +90,8 @@ def describe(
     for item in inputs:
         concept = item.concept
         wnid = item.wnid or (concept if WNID_RE.match(concept) else None)
+        if wnid and SYNSET_NAME_RE.match(wnid):
+            wnid = _synset_wnid(wnid, wordnet, f"{item.where}: concept {concept!r}")
         synset = wordnet.synset(wnid) if wordnet is not None and wnid else None
         if wordnet is not None and wnid and synset is None:
             raise InputError(
@@ -122,6 +124,24 @@ def describe(
             ),
         }
     return rows
+
+
+def _synset_wnid(name: str, wordnet: WordNet | None, place: str) -> str:
+    """The wnid of a noun synset's name, read from WordNet.
+
+    Raises:
+        InputError: WordNet is not available, or has no such synset.
+    """
+    if wordnet is None:
+        raise InputError(
+            f"{place}: {name!r} is a WordNet synset name; reading it needs WordNet 3.0 "
+            "(install it, e.g. Debian's wordnet-base, or pass --wordnet DIR), or give the "
+            "n######## ids instead"
+        )
+    wnid = wordnet.wnid_of_name(name)
+    if wnid is None:
+        raise InputError(f"{place}: WordNet 3.0 has no noun synset named {name!r}")
+    return wnid
 
 
 def existing_concepts(session: Session, concept_ids: Iterable[str]) -> dict[str, Concept]:

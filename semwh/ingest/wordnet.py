@@ -23,6 +23,8 @@ from semwh.errors import ConfigError
 
 DEFAULT_WORDNET = Path("/usr/share/wordnet")
 WNID_RE = re.compile(r"^n\d{8}$")
+#: A noun synset's name (``aardvark.n.01``), the form some stimulus sets (THINGS) give.
+SYNSET_NAME_RE = re.compile(r"^[^.\s][^.]*\.n\.\d{2}$")
 INSTALL_HINT = "install Debian's wordnet-base or set SEMWH_WORDNET to a WordNet 3.0 dict folder"
 
 # The lexicographer files of WordNet 3.0 in the order of their numbers (lexnames(5WN)).
@@ -82,6 +84,19 @@ class WordNet:
     @property
     def description(self) -> str:
         return f"WordNet 3.0 from {self.folder}"
+
+    def wnid_of_name(self, name: str) -> str | None:
+        """The wnid of a noun synset's name (``aardvark.n.01`` -> ``n02650541``); None when
+        WordNet has no such synset."""
+        if not SYNSET_NAME_RE.match(name):
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                found = self._reader.synset(name)  # type: ignore[attr-defined]
+            except Exception:  # NLTK raises WordNetError (or ValueError) for unknown names
+                return None
+        return f"n{found.offset():08d}" if found is not None else None
 
     def synset(self, wnid: str) -> Synset | None:
         """The noun synset of a wnid, or None when WordNet has no noun at that offset."""

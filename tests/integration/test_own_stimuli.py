@@ -123,6 +123,12 @@ def test_ids_round_trip_with_wordnet_installed(tmp_path: Path, samples_dir: Path
     assert (again.added, again.already_present, again.new_concepts) == (0, 16, [])
     lemmas = wh.sql("SELECT lemmas FROM concepts WHERE concept = 'dog'").rows()
     assert "domestic_dog" in lemmas[0][0]
+    # THINGS gives synset names (fish.n.01): WordNet reads them as the synset's id.
+    synsets = tmp_path / "synsets.tsv"
+    synsets.write_text("concept\twnid\nfish\tfish.n.01\n")
+    wh.ingest_concepts(synsets)
+    rows = wh.sql("SELECT wnid, lexname FROM concepts WHERE concept = 'fish'").rows()
+    assert [tuple(r) for r in rows] == [("n02512053", "noun.animal")]
 
 
 def test_a_things_style_set_runs_end_to_end(tmp_path: Path, samples_dir: Path) -> None:
@@ -173,6 +179,10 @@ def test_unknown_keys_name_their_nearest_ids(tmp_path: Path) -> None:
     space.write_text("concept,x,y\naardvark,1,2\nbeanbag,3,4\nice cream,5,6\nbike_helmet,7,8\n")
     with pytest.raises(InputError, match=r"beanbag.*line 3.*nearest: 'bean_bag'"):
         wh.ingest_space("ratings", space)
+    synsets = tmp_path / "synsets.csv"
+    synsets.write_text("concept,wnid\nfish,fish.n.01\n")
+    with pytest.raises(InputError, match=r"synsets.csv line 2: concept 'fish'.*needs WordNet"):
+        wh.ingest_concepts(synsets, no_wordnet=True)
     bad = tmp_path / "bad.csv"
     bad.write_text("concept\nok\nbad/id\n")
     with pytest.raises(InputError, match=r"line 3.*'/'"):

@@ -214,11 +214,13 @@ def test_missing_id_column_lists_the_columns_and_the_option(tmp_path):
     assert "'Word'" in message
 
 
-def test_synset_names_are_not_wordnet_ids(tmp_path):
+def test_synset_names_are_kept_for_the_ingest_to_read(tmp_path):
     path = _write(tmp_path / "things_concepts.tsv", THINGS_TSV)
-    message = _error(path, id_column="uniqueID", wnid_column="Wordnet ID4")
-    assert message.startswith(f"{path} line 2: 'aardvark.n.01' in column 'Wordnet ID4' is not")
-    assert "looks like a WordNet synset name" in message
+    table = read_concept_table(path, id_column="uniqueID", wnid_column="Wordnet ID4")
+    assert table.rows[0].wnid == "aardvark.n.01"
+    bad = _write(tmp_path / "bad.csv", "concept,wnid\na,aardvark.v.01\n")
+    message = _error(bad)
+    assert message.startswith(f"{bad} line 2: 'aardvark.v.01' in column 'wnid' is not")
 
 
 @pytest.mark.parametrize(
