@@ -402,8 +402,11 @@ def analyze_stage(
         progress=progress,
     )
     detail = f"sweep {result.sweep_id}: {result.computed} computed, {len(result.rows)} results"
-    if result.skipped:
-        detail += f", {len(result.skipped)} degenerate comparisons skipped"
+    recovery = [item for item in result.skipped if item.test == "recovery"]
+    if len(result.skipped) > len(recovery):
+        detail += f", {len(result.skipped) - len(recovery)} degenerate comparisons skipped"
+    if recovery:
+        detail += f", recovery skipped for {len(recovery)} (see `semwh query recovery_skipped`)"
     return _outcome(result.computed > 0, detail, result.sweep_id)
 
 
