@@ -402,11 +402,13 @@ def analyze_stage(
         progress=progress,
     )
     detail = f"sweep {result.sweep_id}: {result.computed} computed, {len(result.rows)} results"
-    recovery = [item for item in result.skipped if item.test == "recovery"]
-    if len(result.skipped) > len(recovery):
-        detail += f", {len(result.skipped) - len(recovery)} degenerate comparisons skipped"
-    if recovery:
-        detail += f", recovery skipped for {len(recovery)} (see `semwh query recovery_skipped`)"
+    not_applied = [item for item in result.skipped if item.test == "recovery"]
+    if len(result.skipped) > len(not_applied):
+        detail += f", {len(result.skipped) - len(not_applied)} degenerate comparisons skipped"
+    if not_applied:
+        detail += (
+            f", recovery skipped for {len(not_applied)} model(s) (semwh query recovery_skipped)"
+        )
     return _outcome(result.computed > 0, detail, result.sweep_id)
 
 
