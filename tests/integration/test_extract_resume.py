@@ -51,7 +51,7 @@ def _snapshot(db: Path) -> dict[str, list[tuple]]:
         listing = "[" + ", ".join(f"'{root / f}'" for f in files) + "]"
         return {
             "vectors": conn.execute(
-                "SELECT space, i.sha256, v.wnid, v.image_id IS NULL, vector "
+                "SELECT space, i.sha256, v.concept, v.image_id IS NULL, vector "
                 f"FROM read_parquet({listing}) v LEFT JOIN images i USING (image_id) "
                 "ORDER BY ALL"
             ).fetchall(),

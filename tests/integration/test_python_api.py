@@ -3,6 +3,8 @@ the library's (same rows, same sandbox, same errors)."""
 
 from __future__ import annotations
 
+import ast
+import inspect
 import re
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 import semwh
+from semwh.api import SemanticWarehouse
 from semwh.errors import InputError, NotFoundError, ReadOnlyError, WarehouseError
 from semwh.warehouse.models import Concept
 from tests.conftest import REPO
@@ -18,21 +21,27 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.integration
 
 DOC = REPO / "docs" / "python.md"
+WORKED = "\n## A worked example\n"
 
 
-def doc_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.S)
+def doc_blocks() -> tuple[list[str], list[str]]:
+    """The doc's python blocks before its worked example (sketches over files of the
+    reader's own: the demo's warehouse, a lab's stimuli), and those of the worked example."""
+    text = DOC.read_text(encoding="utf-8")
+    assert WORKED in text
+    opening, worked = text.split(WORKED, 1)
+    return tuple(re.findall(r"```python\n(.*?)```", part, flags=re.S) for part in (opening, worked))
 
 
 def test_the_worked_example_runs(samples_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    """Every block after the first (which opens the demo's warehouse) runs in order, in one
-    namespace, from an empty folder."""
+    """Every block of the worked example runs in order, in one namespace, from an empty
+    folder."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SEMWH_SAMPLES", str(samples_dir))
-    blocks = doc_blocks()
-    assert len(blocks) >= 4 and 'semwh.open("semwh-demo")' in blocks[0]
+    blocks = doc_blocks()[1]
+    assert len(blocks) >= 4
     namespace: dict[str, object] = {}
-    for block in blocks[1:]:
+    for block in blocks:
         exec(compile(block, str(DOC), "exec"), namespace)  # noqa: S102 (the doc is the test)
     wh = namespace["wh"]
     assert (tmp_path / "lab-report" / "report.html").is_file()
@@ -48,6 +57,35 @@ def test_the_worked_example_runs(samples_dir: Path, tmp_path: Path, monkeypatch)
         "SELECT rho, p_value FROM results_rsa WHERE result_id = $id", {"id": row["result_id"]}
     )
     assert again.rows() == [(row["rho"], row["p_value"])]
+
+
+def test_the_opening_sketches_call_the_api_as_it_is() -> None:
+    """The blocks before the worked example read files that are not here; every call they
+    make on ``semwh`` or ``wh`` names a function of the API and binds to its signature."""
+    blocks = doc_blocks()[0]
+    assert len(blocks) >= 2 and 'semwh.open("semwh-demo")' in blocks[0]
+    owners = {"semwh": semwh, "wh": SemanticWarehouse}
+    checked = set()
+    for block in blocks:
+        for node in ast.walk(ast.parse(block)):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id in owners
+            ):
+                continue
+            owner, name = node.func.value.id, node.func.attr
+            function = getattr(owners[owner], name, None)
+            assert callable(function), f"docs/python.md calls {owner}.{name}, which is no API"
+            args = [None] * len(node.args) if owner == "semwh" else [None] * (1 + len(node.args))
+            assert all(k.arg is not None for k in node.keywords), ast.unparse(node)
+            try:
+                inspect.signature(function).bind(*args, **{k.arg: None for k in node.keywords})
+            except TypeError as exc:
+                raise AssertionError(f"docs/python.md: {ast.unparse(node)}: {exc}") from exc
+            checked.add(f"{owner}.{name}")
+    assert {"semwh.open", "wh.ingest_concepts", "wh.ingest_images", "wh.ingest_rdm"} <= checked
 
 
 def test_api_results_are_arrow_and_dataframes(tmp_path: Path) -> None:

@@ -116,11 +116,11 @@ def snapshot(wh: Warehouse) -> dict[str, list[tuple]]:
         shas = dict(conn.execute("SELECT image_id, sha256 FROM images").fetchall())
         for path in files:
             table = pq.read_table(path)
-            for space, wnid, image_id, vector in zip(
-                *(table.column(c).to_pylist() for c in ("space", "wnid", "image_id", "vector")),
+            for space, concept, image_id, vector in zip(
+                *(table.column(c).to_pylist() for c in ("space", "concept", "image_id", "vector")),
                 strict=True,
             ):
-                rows.append((space, wnid, shas.get(image_id), tuple(vector)))
+                rows.append((space, concept, shas.get(image_id), tuple(vector)))
         out["vectors"] = sorted(rows, key=repr)
         return out
     finally:

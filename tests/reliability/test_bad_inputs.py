@@ -82,7 +82,7 @@ def _corpus(folder: Path, samples_dir: Path) -> dict[str, str | None]:
     (folder / "n01000002").mkdir()
     (folder / "n01000002" / "again").symlink_to(folder, target_is_directory=True)
     (folder / "notes.jpg").write_bytes(data)
-    expect["notes.jpg"] = "no wordnet id"
+    expect["notes.jpg"] = "no concept"
     return expect
 
 

@@ -116,11 +116,11 @@ def test_filtered_reads_of_a_damaged_file_fail_like_unfiltered(
     path = _file(wh, "concepts", space="ext")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"")
-    wnid = load_space(wh, "tiny_net/head").concept_ids[0]
+    concept = load_space(wh, "tiny_net/head").concept_ids[0]
     statements = [
         "SELECT count(*) FROM vectors",
         "SELECT count(*) FROM vectors WHERE space = 'ext'",
-        f"SELECT count(*) FROM vectors WHERE wnid = '{wnid}'",
+        f"SELECT count(*) FROM vectors WHERE concept = '{concept}'",
         "SELECT space FROM vectors WHERE image_id IS NULL LIMIT 1",
     ]
     for sql in statements:

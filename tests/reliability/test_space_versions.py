@@ -59,13 +59,13 @@ def _sql_vectors(forks: ForkServer, root: Path) -> np.ndarray:
         "--warehouse",
         str(root),
         "sql",
-        "SELECT wnid, vector FROM vectors WHERE space = 'ratings' ORDER BY wnid",
+        "SELECT concept, vector FROM vectors WHERE space = 'ratings' ORDER BY concept",
         "--format",
         "json",
     )
     assert child.code == 0, child.stderr
     rows = json.loads(child.stdout)
-    assert [r["wnid"] for r in rows] == WNIDS
+    assert [r["concept"] for r in rows] == WNIDS
     return np.asarray([r["vector"] for r in rows], dtype=np.float32)
 
 

@@ -53,7 +53,7 @@ class Site:
         self.lab.mkdir()
         self.ratings = self.lab / "ratings.csv"
         self.ratings.write_text(
-            "wnid,typicality\n" + "".join(f"{w},{i}\n" for i, w in enumerate(WNIDS))
+            "concept,typicality\n" + "".join(f"{w},{i}\n" for i, w in enumerate(WNIDS))
         )
         self.outside = base / "private.csv"
         self.outside.write_text("secret\n42\n")
@@ -211,7 +211,7 @@ ATTACKS = {
     ),
     "commented-select-then-delete": ("/* SELECT 1; */ DELETE FROM concepts", "DELETE"),
     "cte-insert": (
-        "WITH x AS (SELECT 1) INSERT INTO concepts (wnid, name, origin) SELECT 'n9', 'x', 'y'",
+        "WITH x AS (SELECT 1) INSERT INTO concepts (concept, name, origin) SELECT 'n9', 'x', 'y'",
         "INSERT",
     ),
     "cte-delete": ("WITH x AS (SELECT 1) DELETE FROM concepts", "DELETE"),
@@ -316,7 +316,7 @@ def test_lab_data_join_needs_allow_read(site: Site) -> None:
     # A sibling folder whose name starts the same is not allowed by the prefix.
     twin = site.lab.with_name(site.lab.name + "-private")
     twin.mkdir(exist_ok=True)
-    (twin / "r.csv").write_text("wnid,x\nn1,1\n")
+    (twin / "r.csv").write_text("concept,x\nn1,1\n")
     with pytest.raises(SandboxError):
         run_sql(site.wh, f"SELECT * FROM read_csv('{twin / 'r.csv'}')", allow_read=[site.lab])
 
