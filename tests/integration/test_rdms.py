@@ -190,7 +190,7 @@ def test_malformed_rdm_files_are_refused_with_the_reason(warehouse, world, tmp_p
     with pytest.raises(InputError, match="subject 2 is not symmetric"):
         ingest_rdm(warehouse, "bad", tmp_path / "bad.csv")
     np.save(tmp_path / "m.npy", stack[0])
-    with pytest.raises(InputError, match="needs --keys"):
+    with pytest.raises(InputError, match=r"needs --keys FILE \(one concept key per line\)"):
         ingest_rdm(warehouse, "bad", tmp_path / "m.npy")
     (tmp_path / "keys.txt").write_text("\n".join(["n99999999", *wnids()[1:]]))
     sym = subject_rdms(world["words"])[0]
