@@ -67,7 +67,7 @@ def read_rdm_file(path: Path, keys: Path | None = None) -> tuple[list[str], np.n
     suffix = path.suffix.lower()
     if suffix == ".npy":
         if keys is None:
-            raise InputError(f"{path}: an .npy RDM needs --keys FILE (one wnid per line)")
+            raise InputError(f"{path}: an .npy RDM needs --keys FILE (one concept key per line)")
         regular_size(keys, "RDM key list")
         concept_ids = [line.strip() for line in keys.read_text(encoding="utf-8").splitlines()]
         concept_ids = [w for w in concept_ids if w]

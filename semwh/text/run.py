@@ -42,6 +42,13 @@ KIND = "text-layer"
 TEXT_VERSION = 1
 
 
+def _truncated_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A stored truncated text; rows written before revision 0009 name the concept wnid."""
+    if "concept" in item or "wnid" not in item:
+        return item
+    return {"concept": item["wnid"], **{k: v for k, v in item.items() if k != "wnid"}}
+
+
 @dataclass
 class EmbedSummary:
     """What :func:`embed_text_model` did.
@@ -194,7 +201,7 @@ def embed_text_model(
                 space_files_intact(wh, s.space_id) for s in spaces
             ):
                 summary.spaces = [s.name for s in spaces]
-                summary.truncated = json.loads(stored.truncated)
+                summary.truncated = [_truncated_item(t) for t in json.loads(stored.truncated)]
                 summary.seconds = time.perf_counter() - started
                 return summary
 

@@ -833,7 +833,7 @@ class TextModel(Base):
     n_concepts: Mapped[int] = mapped_column(Integer, nullable=False)
     concepts_sha256: Mapped[str] = mapped_column(String, nullable=False)
     n_truncated: Mapped[int] = mapped_column(Integer, nullable=False)
-    truncated: Mapped[str] = mapped_column(Text, nullable=False)  # JSON [{wnid, text, tokens}]
+    truncated: Mapped[str] = mapped_column(Text, nullable=False)  # JSON [{concept, text, tokens}]
     identity_sha256: Mapped[str] = mapped_column(String, nullable=False)
     params: Mapped[str] = mapped_column(Text, nullable=False)  # JSON
     semwh_version: Mapped[str] = mapped_column(String, nullable=False)

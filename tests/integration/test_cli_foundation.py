@@ -161,7 +161,9 @@ def test_the_cli_starts_without_the_heavy_libraries() -> None:
 
 def test_sql_refuses_writes(filled: Warehouse) -> None:
     # Other kinds of writes are refused the same way: tests/unit/warehouse/test_readonly.py.
-    statement = "INSERT INTO concepts (wnid, name, origin, created_at) VALUES ('n1','x','y',now())"
+    statement = (
+        "INSERT INTO concepts (concept, name, origin, created_at) VALUES ('n1','x','y',now())"
+    )
     line = _fails_cleanly(run_cli(*_w(filled), "sql", statement, check=False))
     assert "read-only" in line and "semwh sql" in line
     proc = run_cli(*_w(filled), "sql", "SELECT count(*) AS n FROM concepts", "-f", "csv")
@@ -169,7 +171,7 @@ def test_sql_refuses_writes(filled: Warehouse) -> None:
 
 
 def test_sql_formats(filled: Warehouse, tmp_path: Path) -> None:
-    query = "SELECT wnid, name, imagenet_index FROM concepts ORDER BY wnid"
+    query = "SELECT concept, name, imagenet_index FROM concepts ORDER BY concept"
     expected = [("n02084071", "dog", 3), ("n02121808", "domestic_cat", None)]
 
     table = run_cli(*_w(filled), "sql", query).stdout
@@ -177,13 +179,13 @@ def test_sql_formats(filled: Warehouse, tmp_path: Path) -> None:
 
     rows = list(csv.reader(io.StringIO(run_cli(*_w(filled), "sql", query, "-f", "csv").stdout)))
     assert rows == [
-        ["wnid", "name", "imagenet_index"],
+        ["concept", "name", "imagenet_index"],
         ["n02084071", "dog", "3"],
         ["n02121808", "domestic_cat", ""],
     ]
 
     doc = json.loads(run_cli(*_w(filled), "sql", query, "--format", "json").stdout)
-    assert [(r["wnid"], r["name"], r["imagenet_index"]) for r in doc] == expected
+    assert [(r["concept"], r["name"], r["imagenet_index"]) for r in doc] == expected
 
     out = tmp_path / "out" / "concepts.parquet"
     proc = run_cli(*_w(filled), "sql", query, "--format", "parquet", "--out", str(out))

@@ -77,16 +77,34 @@ def test_every_query_has_a_complete_header_and_uses_its_parameters() -> None:
 def _external_file(tmp_path: Path, fmt: str) -> Path:
     import pyarrow as pa
 
-    table = pa.table({"wnid": ["n00000001", "n00000002", "n09999999"], "rating": [1.5, 2.5, 9.0]})
+    table = pa.table(
+        {"concept": ["n00000001", "n00000002", "n09999999"], "rating": [1.5, 2.5, 9.0]}
+    )
     path = tmp_path / f"ratings.{fmt}"
     if fmt == "csv":
-        path.write_text("wnid,rating\nn00000001,1.5\nn00000002,2.5\nn09999999,9.0\n")
+        path.write_text("concept,rating\nn00000001,1.5\nn00000002,2.5\nn09999999,9.0\n")
+    else:
+        pq.write_table(table, path)
+    return path
+
+
+def _external_images_file(tmp_path: Path, fmt: str) -> Path:
+    """Per-image ratings keyed by stimulus id (``<concept>_<image_id>`` in the synthetic data)."""
+    import pyarrow as pa
+
+    table = pa.table({"stimulus": ["n00000001_1", "n00000001_3", "nowhere_1"], "rating": [1, 3, 9]})
+    path = tmp_path / f"image_ratings.{fmt}"
+    if fmt == "csv":
+        path.write_text("stimulus,rating\nn00000001_1,1\nn00000001_3,3\nnowhere_1,9\n")
     else:
         pq.write_table(table, path)
     return path
 
 
 GRID_QUERIES = {"grid_cells", "peak_inference"}
+# The synthetic recovery applies (its concepts are the model's classes), so no run was skipped;
+# tests/integration/test_recovery_own_concepts.py reads recovery_skipped's rows.
+EMPTY_HERE = GRID_QUERIES | {"recovery_skipped"}
 
 
 def test_every_query_runs_and_returns_its_declared_columns(synth: Warehouse, tmp_path: Path):
@@ -95,14 +113,18 @@ def test_every_query_runs_and_returns_its_declared_columns(synth: Warehouse, tmp
         "space_vectors": {"space": "words"},
         "external_join_csv": {"path": str(_external_file(tmp_path, "csv"))},
         "external_join_parquet": {"path": str(_external_file(tmp_path, "parquet"))},
+        "external_join_images_csv": {"path": str(_external_images_file(tmp_path, "csv"))},
+        "external_join_images_parquet": {"path": str(_external_images_file(tmp_path, "parquet"))},
     }
     for q in list_queries():
         result = run_query(synth, q.name, params.get(q.name), allow_read=[tmp_path])
         # The synthetic warehouse holds no grid; tests/integration/test_grids.py reads these
         # two queries' rows on one. Their columns are checked here all the same.
-        assert result.table.num_rows > 0 or q.name in GRID_QUERIES, q.name
+        assert result.table.num_rows > 0 or q.name in EMPTY_HERE, q.name
         declared = list(q.columns)
-        if q.name.startswith("external_join"):
+        if q.name.startswith("external_join_images"):
+            declared = declared[: declared.index("n_recovered") + 1] + ["rating"]
+        elif q.name.startswith("external_join"):
             declared = declared[: declared.index("recovery_rate") + 1] + ["rating"]
         assert result.columns == declared, q.name
 
@@ -182,7 +204,7 @@ def test_pair_disagreement_matches_a_numpy_reference(synth: Warehouse) -> None:
     rows = _rows(
         run_query(synth, "pair_disagreement", {"space_a": "toy/l1", "space_b": "words", "top": "5"})
     )
-    assert [(r["wnid_1"], r["wnid_2"]) for r in rows] == [pairs[k] for k in order]
+    assert [(r["concept_1"], r["concept_2"]) for r in rows] == [pairs[k] for k in order]
     # Vectors are stored as float32, so agreement is to float32 precision.
     assert [r["disagreement"] for r in rows] == pytest.approx(
         [za[k] - zb[k] for k in order], abs=1e-5
@@ -200,8 +222,8 @@ def test_external_join_reads_the_file_through_a_bound_path(
     rows = _rows(
         run_query(synth, f"external_join_{fmt}", {"path": str(path)}, allow_read=[tmp_path])
     )
-    # The file's third wnid is not in the warehouse: inner join drops it.
-    assert [(r["wnid"], r["rating"]) for r in rows] == [("n00000001", 1.5), ("n00000002", 2.5)]
+    # The file's third concept is not in the warehouse: inner join drops it.
+    assert [(r["concept"], r["rating"]) for r in rows] == [("n00000001", 1.5), ("n00000002", 2.5)]
     for r in rows:
         assert r["model"] == "toy"
         assert (r["n_images"], r["n_top1_correct"]) == (3, 2)

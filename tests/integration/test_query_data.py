@@ -53,8 +53,11 @@ def build_synthetic(wh: Warehouse, seed: int = 0) -> Synthetic:
     """Fill ``wh`` with concepts, images, two models' layer spaces, a word space and results."""
     rng = np.random.default_rng(seed)
     with wh.session() as s:
-        for wnid, name in zip(WNIDS, NAMES, strict=True):
-            s.add(Concept(concept=wnid, name=name, origin="images"))
+        # ImageNet classes: the concept id is the wnid, with a class index for top-1 accuracy.
+        for index, (wnid, name) in enumerate(zip(WNIDS, NAMES, strict=True)):
+            s.add(
+                Concept(concept=wnid, wnid=wnid, name=name, origin="images", imagenet_index=index)
+            )
         s.flush()
         image_id = 0
         for wnid in WNIDS:

@@ -190,13 +190,17 @@ def test_malformed_rdm_files_are_refused_with_the_reason(warehouse, world, tmp_p
     with pytest.raises(InputError, match="subject 2 is not symmetric"):
         ingest_rdm(warehouse, "bad", tmp_path / "bad.csv")
     np.save(tmp_path / "m.npy", stack[0])
-    with pytest.raises(InputError, match="needs --keys"):
+    with pytest.raises(InputError, match=r"needs --keys FILE \(one concept key per line\)"):
         ingest_rdm(warehouse, "bad", tmp_path / "m.npy")
     (tmp_path / "keys.txt").write_text("\n".join(["n99999999", *wnids()[1:]]))
     sym = subject_rdms(world["words"])[0]
     np.save(tmp_path / "m.npy", sym)
-    with pytest.raises(InputError, match="not known concepts: n99999999"):
+    with pytest.raises(InputError) as err:
         ingest_rdm(warehouse, "bad", tmp_path / "m.npy", keys=tmp_path / "keys.txt")
+    assert (
+        f"RDM file {tmp_path / 'm.npy'}: 1 unknown concept key, neither the id, the name nor the "
+        "WordNet id of a registered concept: 'n99999999'"
+    ) in str(err.value)
 
 
 def test_subject_ids_are_text_and_a_constant_subject_is_named(warehouse, world, tmp_path) -> None:
@@ -278,7 +282,7 @@ def test_report_draws_ceiling_bands_and_heatmaps_in_wordnet_order(
     layer = world["layers"]["toy"][2]
     ordered = run_query(warehouse, "space_vectors", {"space": layer}).table.to_pylist()
     keys = wnids()
-    assert [r["wnid"] for r in ordered] == keys[1::2] + keys[0::2]
+    assert [r["concept"] for r in ordered] == keys[1::2] + keys[0::2]
     data = report_data(warehouse, measures=["rsa"], heatmaps=["subjects", f"{layer}:cosine"])
     assert {(c["space"], c["method"]) for c in data.ceilings} == {
         ("subjects", "spearman"),

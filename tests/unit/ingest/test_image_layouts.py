@@ -379,6 +379,10 @@ def test_manifest_links_keep_their_own_stem(tmp_path):
 
 
 def test_image_names_mean_what_ingest_means():
-    # Defined twice until ingest_images reads folders through image_layouts.
-    assert image_layouts.IMAGE_SUFFIXES == images.IMAGE_SUFFIXES
-    assert image_layouts.FLAT_NAME.pattern == images.FLAT_NAME.pattern
+    # ingest_images reads folders through image_layouts: one definition of an ImageNet name.
+    assert images.FLAT_NAME is image_layouts.FLAT_NAME
+    stem = "n02084071_1365_dog"
+    assert images.wnid_of_file(f"photos/{stem}.jpg") == "n02084071"
+    assert image_layouts.concept_from_name(stem) == ("n02084071", "dog", "")
+    assert images.wnid_of_file("photos/aardvark_01b.jpg") is None
+    assert image_layouts.concept_from_name("aardvark_01b") == ("aardvark", None, "")

@@ -51,8 +51,10 @@ def test_wnids_file_names_and_errors(warehouse, tmp_path):
         assert s.get(Concept, "n02121808").origin == "file"
     cases = {
         "n02084071\nn0208407x\n": "line 2: 'n0208407x' is not a WordNet 3.0 noun id",
-        "n02084071\nn02084071 dog\n": "line 2: wnid n02084071 appears again",
-        "# only a comment\n": "no wnids found",
+        "n02084071\nn02084071 dog\n": (
+            f"line 2: concept 'n02084071' appears again (first at {path} line 1)"
+        ),
+        "# only a comment\n": "the file holds no concepts",
         "": "the file is empty",
     }
     for text, expected in cases.items():
@@ -108,5 +110,8 @@ def test_wordnet_enriches_existing_and_rejects_unknown(warehouse, tmp_path, word
     assert report.updated == ["n02084071"]
     assert report.sources[0][1:] == ("new version", 2)
     path.write_text("n02084071\nn02084072\n")  # an offset inside the dog synset's line
-    with pytest.raises(InputError, match=r"line 2: unknown wnid n02084072"):
+    with pytest.raises(InputError) as err:
         ingest_concepts(warehouse, wnids_file=path)
+    assert (f"{path} line 2: concept 'n02084072': WordNet 3.0 has no noun synset n02084072") in str(
+        err.value
+    )

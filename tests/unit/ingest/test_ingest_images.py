@@ -28,39 +28,52 @@ def _rows(wh):
 
 
 def test_wnid_folders_flat_names_and_broken_files(warehouse, tmp_path):
-    root = tmp_path / "imgs"
-    a = _jpeg(root / "n02084071" / "a.JPEG", 1, (40, 30))
-    _jpeg(root / "n02084071" / "b.JPEG", 2)
-    c = _jpeg(root / "flat" / "n02121808_17_domestic_cat.jpg", 3, mode="L")
-    (root / "n02084071" / "same-as-a.jpeg").write_bytes(a.read_bytes())
-    truncated = root / "n02084071" / "truncated.jpg"
+    # One folder per layout: a folder holding both sub-folders and flat files is refused.
+    folders = tmp_path / "folders"
+    a = _jpeg(folders / "n02084071" / "a.JPEG", 1, (40, 30))
+    _jpeg(folders / "n02084071" / "b.JPEG", 2)
+    (folders / "n02084071" / "same-as-a.jpeg").write_bytes(a.read_bytes())
+    truncated = folders / "n02084071" / "truncated.jpg"
     truncated.write_bytes(a.read_bytes()[:200])
-    (root / "n02084071" / "notes.txt").write_text("not an image")
-    (root / "misc.png").write_bytes(b"not really a png")
-    report = ingest_images(warehouse, root, wordnet=False)
-    assert report.added == 3 and report.already_present == 0
-    assert report.duplicates == [(str(root / "n02084071" / "same-as-a.jpeg"), str(a))]
-    skipped = dict(report.skipped)
-    assert "no WordNet id" in skipped[str(root / "misc.png")]
-    assert skipped[str(truncated)].startswith("cannot decode")
+    (folders / "n02084071" / "notes.txt").write_text("not an image")
+    report = ingest_images(warehouse, folders, wordnet=False)
+    assert report.layout == "folder"
+    assert report.added == 2 and report.already_present == 0
+    assert report.duplicates == [(str(folders / "n02084071" / "same-as-a.jpeg"), str(a))]
+    assert dict(report.skipped)[str(truncated)].startswith("cannot decode")
+
+    flat = tmp_path / "flat"
+    c = _jpeg(flat / "n02121808_17_domestic_cat.jpg", 3, mode="L")
+    (flat / "misc.png").write_bytes(b"not really a png")
+    report = ingest_images(warehouse, flat, wordnet=False)
+    assert report.layout == "prefix" and report.added == 1
+    assert (
+        "no concept: <concept>_<rest> needs a '_' in the name 'misc'"
+        in (dict(report.skipped)[str(flat / "misc.png")])
+    )
     rows = _rows(warehouse)
     assert (rows[str(a)].width, rows[str(a)].height, rows[str(a)].mode) == (40, 30, "RGB")
     assert rows[str(a)].sha256 == hashlib.sha256(a.read_bytes()).hexdigest()
-    assert rows[str(c)].mode == "L" and rows[str(c)].wnid == "n02121808"
+    assert rows[str(c)].mode == "L" and rows[str(c)].concept == "n02121808"
+    assert rows[str(c)].stimulus == "n02121808_17_domestic_cat"
     with warehouse.session() as s:
         cat = s.get(Concept, "n02121808")
         assert (cat.name, cat.origin) == ("domestic cat", "images")
         assert cat.imagenet_index is None  # not an ILSVRC-1k class
 
-    again = ingest_images(warehouse, root, wordnet=False)
-    assert (again.added, again.already_present, again.source_status) == (0, 3, "unchanged")
-    _jpeg(root / "n01503061" / "new.JPEG", 9)
-    more = ingest_images(warehouse, root, wordnet=False)
+    again = ingest_images(warehouse, folders, wordnet=False)
+    assert (again.added, again.already_present, again.source_status) == (0, 2, "unchanged")
+    _jpeg(folders / "n01503061" / "new.JPEG", 9)
+    more = ingest_images(warehouse, folders, wordnet=False)
     assert (more.added, more.source_status, more.source_version) == (1, "new version", 2)
     assert more.new_concepts == ["n01503061"]
     with warehouse.session() as s:
         assert s.scalar(select(func.count()).select_from(Image)) == 4
-        assert s.scalar(select(func.count()).select_from(Source)) == 2
+        assert s.scalar(select(func.count()).select_from(Source)) == 3
+
+    (folders / "misc.png").write_bytes(b"not really a png")
+    with pytest.raises(InputError, match=r"layout is unclear: choose --layout folder"):
+        ingest_images(warehouse, folders, wordnet=False)
 
 
 def test_manifest_with_split_and_labels(warehouse, tmp_path):
@@ -83,8 +96,8 @@ def test_manifest_with_split_and_labels(warehouse, tmp_path):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("path,label\na.jpg,dog\n", "line 1: a manifest needs the columns path and wnid"),
-        ("path,wnid\na.jpg,dog\n", "line 2: 'dog' is not a WordNet 3.0 noun id"),
+        ("path,label\na.jpg,dog\n", "line 1: an image manifest needs the columns path and concept"),
+        ("path,wnid\na.jpg,dog\n", "line 2: 'dog' in the column wnid is not a WordNet 3.0 noun id"),
         ("path,wnid\n,n02084071\n", "line 2: empty path"),
         ("path,wnid\n", "lists no images"),
     ],

@@ -52,7 +52,7 @@ def test_parquet_list_column(wh, tmp_path):
 def test_parquet_features_by_concept_name(wh, tmp_path):
     m = _matrix()
     path = tmp_path / "ratings.parquet"
-    names = ["dog", "Bird", "domestic cat"]
+    names = ["dog", "bird", "domestic cat"]  # exact display names
     pq.write_table(pa.table({"concept": names, **{f"f{i}": m[:, i] for i in range(4)}}), path)
     report = ingest_space(wh, "ratings", path)
     assert report.key == "concept"
@@ -94,9 +94,20 @@ def test_reingest_and_new_version(wh, tmp_path):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("wnid,x\nn02084071,1\nn01234567,2\n", "line 3: unknown wnid 'n01234567'"),
-        ("wnid,x\nn02084071,1\nn02084071,2\n", "line 3: key 'n02084071' (n02084071) appears again"),
-        ("concept,x\ndog,1\nunicorn,2\n", "line 3: unknown concept name 'unicorn'"),
+        (
+            "wnid,x\nn02084071,1\nn01234567,2\n",
+            "1 unknown concept key, neither the id, the name nor the WordNet id of a registered "
+            "concept: 'n01234567' at {path} line 3",
+        ),
+        (
+            "wnid,x\nn02084071,1\nn02084071,2\n",
+            "{path} line 3: 'n02084071' gives concept 'n02084071' again (first at {path} line 2)",
+        ),
+        (
+            "concept,x\ndog,1\nunicorn,2\n",
+            "1 unknown concept key, neither the id, the name nor the WordNet id of a registered "
+            "concept: 'unicorn' at {path} line 3",
+        ),
         ("wnid,x\nn02084071,1\nn01503061,nan\n", "line 3: the vector of 'n01503061' holds NaN"),
         ("wnid,x\nn02084071,1\nn01503061,inf\n", "line 3: the vector of 'n01503061' holds NaN"),
         ("wnid,x\nn02084071,1\nn01503061,abc\n", "line 3: column 'x' value 'abc' is not a number"),
@@ -115,6 +126,7 @@ def test_malformed_csv_stores_nothing(wh, tmp_path, text, expected):
     path.write_text(text)
     with pytest.raises(InputError) as err:
         ingest_space(wh, "bad", path)
+    expected = expected.replace("{path}", str(path))
     assert str(path) in str(err.value) and expected in str(err.value)
     with wh.session() as s:
         assert s.scalar(select(func.count()).select_from(Space)) == 0

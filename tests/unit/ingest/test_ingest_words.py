@@ -69,7 +69,7 @@ def test_glove_average_rules_and_coverage(wh, tmp_path, vectors):
     )
     np.testing.assert_array_equal(space.matrix.astype(np.float32), expected)
     with wh.session() as s:
-        rows = {r.wnid: (r.rule, r.tokens) for r in s.scalars(select(WordToken))}
+        rows = {r.concept: (r.rule, r.tokens) for r in s.scalars(select(WordToken))}
         model = s.scalar(select(WordModel))
     assert rows["n02121808"] == ("lemma", json.dumps(["domestic", "cat"]))
     assert rows["n02084071"] == ("name", json.dumps(["dog"]))
@@ -114,14 +114,21 @@ def test_mapping_overrides_and_is_validated(wh, tmp_path, vectors):
         space.subset(["n02084071"])[0].astype(np.float32), vec(vectors, "the")
     )
     bad = tmp_path / "bad.csv"
-    bad.write_text("wnid,tokens\nn02084071,dog\nn01234567,x\n")
-    with pytest.raises(InputError, match=r"bad\.csv line 3: unknown wnid 'n01234567'"):
+    # The header may say concept as well as wnid; keys follow ConceptKeys' rule.
+    bad.write_text("concept,tokens\nn02084071,dog\nn01234567,x\n")
+    with pytest.raises(InputError) as err:
         ingest_words(wh, "w2", path, "word2vec", mapping=bad)
-    bad.write_text("wnid,tokens\nn02084071,dog\nn02084071,cat\n")
-    with pytest.raises(
-        InputError, match=r"line 3: wnid n02084071 appears again \(first at line 2\)"
-    ):
+    assert (
+        "unknown concept key, neither the id, the name nor the WordNet id of a registered "
+        f"concept: 'n01234567' at {bad} line 3"
+    ) in str(err.value)
+    bad.write_text("concept,tokens\nn02084071,dog\ndog,cat\n")
+    with pytest.raises(InputError) as err:
         ingest_words(wh, "w2", path, "word2vec", mapping=bad)
+    assert (
+        f"{bad} line 3: 'dog' (first as 'n02084071') gives concept 'n02084071' again "
+        f"(first at {bad} line 2)"
+    ) in str(err.value)
 
 
 def test_reingest_is_idempotent_and_changes_are_versions(wh, tmp_path, vectors):

@@ -86,5 +86,7 @@ def test_unregistered_files_are_invisible_to_sql(warehouse) -> None:
     assert run_sql(warehouse, "SELECT count(*) AS n FROM vectors").rows() == [(0,)]
     with warehouse.session() as session:
         register_space(session, prepared)
-    rows = run_sql(warehouse, "SELECT space, wnid, image_id FROM vectors ORDER BY wnid").rows()
+    rows = run_sql(
+        warehouse, "SELECT space, concept, image_id FROM vectors ORDER BY concept"
+    ).rows()
     assert rows == [("w", "n1", None), ("w", "n2", None), ("w", "n3", None), ("w", "n4", None)]

@@ -22,12 +22,14 @@ from semwh.warehouse.models import (
 from tests.factories import add_analysis_run, add_sweep, comparison, image_row
 
 
-def _concept(wnid: str = "n02084071", index: int | None = None) -> Concept:
-    return Concept(concept=wnid, name="dog", origin="file", imagenet_index=index)
+def _concept(concept: str = "n02084071", index: int | None = None) -> Concept:
+    return Concept(concept=concept, name="dog", origin="file", imagenet_index=index)
 
 
-def _image(sha: str, wnid: str = "n02084071") -> Image:
-    return image_row(wnid, 0, path=f"{sha}.jpg", sha256=sha, width=4, height=4)
+def _image(sha: str, stimulus: str, concept: str = "n02084071") -> Image:
+    return image_row(
+        concept, 0, stimulus=stimulus, path=f"{sha}.jpg", sha256=sha, width=4, height=4
+    )
 
 
 def _model(wh: Warehouse, name: str = "resnet50") -> int:
@@ -63,10 +65,20 @@ def test_image_sha256_is_unique(warehouse: Warehouse) -> None:
     with warehouse.session() as session:
         session.add(_concept())
         session.flush()
-        session.add(_image("ab" * 32))
+        session.add(_image("ab" * 32, "dog_01"))
     with pytest.raises(DuplicateError, match="sha256"):
         with warehouse.session() as session:
-            session.add(_image("ab" * 32))
+            session.add(_image("ab" * 32, "dog_02"))
+
+
+def test_image_stimulus_is_unique(warehouse: Warehouse) -> None:
+    with warehouse.session() as session:
+        session.add(_concept())
+        session.flush()
+        session.add(_image("ab" * 32, "dog_01"))
+    with pytest.raises(DuplicateError, match='images: Duplicate key "stimulus: dog_01"'):
+        with warehouse.session() as session:
+            session.add(_image("cd" * 32, "dog_01"))
 
 
 def test_space_name_is_unique(warehouse: Warehouse) -> None:

@@ -63,8 +63,8 @@ def test_rows_and_columns(warehouse: Warehouse) -> None:
                 Concept(concept="n1", name="dog", origin="file"),
             ]
         )
-    result = run_sql(warehouse, "SELECT wnid, name FROM concepts ORDER BY wnid")
-    assert result.columns == ["wnid", "name"]
+    result = run_sql(warehouse, "SELECT concept, name FROM concepts ORDER BY concept")
+    assert result.columns == ["concept", "name"]
     assert result.rows() == [("n1", "dog"), ("n2", "cat")]
     assert isinstance(result.table, pa.Table)
 
@@ -72,7 +72,9 @@ def test_rows_and_columns(warehouse: Warehouse) -> None:
 def test_bound_parameters(warehouse: Warehouse) -> None:
     with warehouse.session() as session:
         session.add(Concept(concept="n1", name="o'brien", origin="file"))
-    result = run_sql(warehouse, "SELECT wnid FROM concepts WHERE name = $name", {"name": "o'brien"})
+    result = run_sql(
+        warehouse, "SELECT concept FROM concepts WHERE name = $name", {"name": "o'brien"}
+    )
     assert result.rows() == [("n1",)]
 
 
@@ -83,7 +85,7 @@ def test_statement_without_rows_gives_empty_result(warehouse: Warehouse) -> None
 @pytest.mark.parametrize(
     "statement",
     [
-        "INSERT INTO concepts (wnid, name, origin, created_at) VALUES ('n1', 'x', 'y', now())",
+        "INSERT INTO concepts (concept, name, origin, created_at) VALUES ('n1', 'x', 'y', now())",
         "DELETE FROM concepts",
         "CREATE TABLE t (x INTEGER)",
         "DROP TABLE spaces",
@@ -109,7 +111,7 @@ def test_sql_needs_a_duckdb_registry(tmp_path: Path) -> None:
 
 def test_empty_vectors_view_has_its_columns(warehouse: Warehouse) -> None:
     result = run_sql(warehouse, "SELECT * FROM vectors")
-    assert result.columns == ["space", "wnid", "image_id", "vector"]
+    assert result.columns == ["space", "concept", "image_id", "vector"]
     assert result.table.num_rows == 0
     assert result.table.schema.field("vector").type == pa.list_(pa.float32())
 
@@ -119,12 +121,14 @@ def test_vectors_view_reads_registered_files(warehouse: Warehouse) -> None:
 
     matrix = np.arange(6, dtype=np.float64).reshape(3, 2) / 7
     save_space(warehouse, "ext", "external", ["n3", "n1", "n2"], matrix)
-    result = run_sql(warehouse, "SELECT space, wnid, image_id, vector FROM vectors ORDER BY wnid")
+    result = run_sql(
+        warehouse, "SELECT space, concept, image_id, vector FROM vectors ORDER BY concept"
+    )
     rows = result.rows()
     assert [r[1] for r in rows] == ["n1", "n2", "n3"]
     assert all(r[0] == "ext" and r[2] is None for r in rows)
-    by_wnid = {r[1]: r[3] for r in rows}
-    np.testing.assert_allclose(by_wnid["n3"], matrix[0].astype(np.float32))
+    by_concept = {r[1]: r[3] for r in rows}
+    np.testing.assert_allclose(by_concept["n3"], matrix[0].astype(np.float32))
 
 
 def test_layer_curves_shows_the_newest_finished_sweep_of_current_results(
