@@ -207,9 +207,11 @@ class KeyMatch:
                     if self.keys[i] == self.keys[j]
                     else f"{self.keys[i]!r} (first as {self.keys[j]!r})"
                 )
+                # A place names the file already ("rdm.csv line 4"); a bare key count does not.
+                where = again if self.places[i] else f"{self.what}: {again}"
                 raise InputError(
-                    f"{self.what}: {again}: {keys} gives concept {concept!r} again (first at "
-                    f"{before}); each concept may appear once"
+                    f"{where}: {keys} gives concept {concept!r} again (first at {before}); "
+                    "each concept may appear once"
                 )
 
 

@@ -143,13 +143,13 @@ def _from_table(path: Path, table: pa.Table) -> tuple[list[str], np.ndarray, lis
         repeated = sorted({k for k in keys if keys.count(k) > 1})
         if repeated:
             raise InputError(
-                f"{path}: subject {subject!r} has a duplicate row for wnid "
-                f"{', '.join(repeated[:5])}; every subject needs one row per wnid, each once"
+                f"{path}: subject {subject!r} has a duplicate row for "
+                f"{', '.join(repeated[:5])}; every subject needs one row per key, each once"
             )
         if sorted(keys) != concept_ids:
             raise InputError(
                 f"{path}: subject {subject!r} has {len(keys)} rows; every subject needs one row "
-                f"per wnid ({len(concept_ids)}), each once"
+                f"per key ({len(concept_ids)}), each once"
             )
         matrix = np.empty((len(concept_ids), len(concept_ids)))
         for i, key in zip(picked, keys, strict=True):

@@ -62,7 +62,8 @@ def add_concepts(wh) -> None:
 
 
 def write_csv(path: Path, keys: list[str], stack: np.ndarray, shuffle: int = 0) -> None:
-    """Long form: subject, wnid, one column per wnid; rows and columns in shuffled order."""
+    """Long form: subject, wnid (the key column's older name), one column per key; rows and
+    columns in shuffled order."""
     rng = np.random.default_rng(shuffle)
     columns = list(rng.permutation(len(keys)))
     records: dict[str, list] = {"subject": [], "wnid": []}
@@ -257,7 +258,7 @@ def test_matrices_that_are_not_dissimilarities_are_refused(warehouse, world, tmp
     doubled = pa.concat_tables([table, table.slice(0, 1)])
     pq.write_table(doubled, tmp_path / "dup.parquet")
     first = table.column("wnid")[0].as_py()
-    with pytest.raises(InputError, match=f"duplicate row for wnid {first}"):
+    with pytest.raises(InputError, match=f"duplicate row for {first}"):
         ingest_rdm(warehouse, "bad", tmp_path / "dup.parquet")
     indexed = table.append_column("__index_level_0__", pa.array(range(table.num_rows)))
     pq.write_table(indexed, tmp_path / "indexed.parquet")

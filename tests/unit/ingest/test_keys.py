@@ -156,9 +156,13 @@ def test_check_unique_names_both_places(keys):
     with pytest.raises(InputError) as err:
         got.check_unique()
     assert str(err.value) == (
-        "space s.csv: s.csv line 5: 'n02084071' (first as 'dog') gives concept 'dog' again "
+        "s.csv line 5: 'n02084071' (first as 'dog') gives concept 'dog' again "
         "(first at s.csv line 2); each concept may appear once"
     )
+    # Without places, the input's description and the keys' positions say where.
+    got = keys.match(["dog", "n02084071"], "space s.csv")
+    with pytest.raises(InputError, match=r"^space s.csv: key 2: 'n02084071' \(first as 'dog'\)"):
+        got.check_unique()
     keys.match(["dog", "bat1", "nothing"], "f").check_unique()
 
 
