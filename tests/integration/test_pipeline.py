@@ -99,14 +99,18 @@ def test_every_named_query_runs_on_real_results(
     built: tuple[Warehouse, Path], tmp_path: Path
 ) -> None:
     wh, _ = built
-    concepts = [
-        r["wnid"] for r in _rows(wh, "external_join_csv", (tmp_path,), path=_ratings(wh, tmp_path))
-    ]
-    assert concepts, "no concept of the external file joined"
+    joined = _rows(wh, "external_join_csv", (tmp_path,), path=_ratings(wh, tmp_path))
+    assert [r["concept"] for r in joined], "no concept of the external file joined"
+    # Every concept is an ImageNet class of the model: top-1 accuracy applies to each.
+    assert all(r["top1_accuracy"] is not None and r["top1_note"] is None for r in joined)
     params = {
         "pair_disagreement": {"space_a": "efficientnet_lite0/head", "space_b": "glove"},
         "external_join_csv": {"path": _ratings(wh, tmp_path)},
         "external_join_parquet": {"path": _ratings(wh, tmp_path, parquet=True)},
+        "external_join_images_csv": {"path": _ratings(wh, tmp_path, key="stimulus")},
+        "external_join_images_parquet": {
+            "path": _ratings(wh, tmp_path, parquet=True, key="stimulus")
+        },
         "space_vectors": {"space": "glove"},
     }
     for q in list_queries():
@@ -126,18 +130,18 @@ def test_every_named_query_runs_on_real_results(
         assert table.num_rows > 0, f"{q.name} returned no rows on a real warehouse"
 
 
-def _ratings(wh: Warehouse, tmp_path: Path, parquet: bool = False) -> str:
-    """An external per-concept file: one made-up rating for each ingested concept."""
+def _ratings(wh: Warehouse, tmp_path: Path, parquet: bool = False, key: str = "concept") -> str:
+    """An external file keyed by concept (or by stimulus): one made-up rating each."""
     from semwh.warehouse.readonly import run_sql
 
-    wnids = [r[0] for r in run_sql(wh, "SELECT DISTINCT wnid FROM images ORDER BY 1").rows()]
-    table = pa.table({"wnid": wnids, "rating": [float(i) for i in range(len(wnids))]})
+    ids = [r[0] for r in run_sql(wh, f"SELECT DISTINCT {key} FROM images ORDER BY 1").rows()]
+    table = pa.table({key: ids, "rating": [float(i) for i in range(len(ids))]})
     if parquet:
-        path = tmp_path / "ratings.parquet"
+        path = tmp_path / f"{key}_ratings.parquet"
         pq.write_table(table, path)
     else:
-        path = tmp_path / "ratings.csv"
-        path.write_text("wnid,rating\n" + "".join(f"{w},{i}.0\n" for i, w in enumerate(wnids)))
+        path = tmp_path / f"{key}_ratings.csv"
+        path.write_text(f"{key},rating\n" + "".join(f"{w},{i}.0\n" for i, w in enumerate(ids)))
     return str(path)
 
 

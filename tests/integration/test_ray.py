@@ -140,7 +140,7 @@ def test_ray_extraction_matches_local_rows(ray_wh, local_wh: Warehouse) -> None:
     # Every shard file is a complete Parquet file under the vectors root, nothing left in tmp.
     for rel in files:
         table = pq.read_table(wh.vectors_root / rel)
-        assert table.column_names[:4] == ["space", "wnid", "image_id", "vector"]
+        assert table.column_names[:4] == ["space", "concept", "image_id", "vector"]
     assert not list(wh.tmp_root.glob("*.tmp")) if wh.tmp_root.exists() else True
     # Concept means (the layer spaces) agree as well.
     for layer in LAYERS.split(","):
