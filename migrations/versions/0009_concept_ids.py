@@ -32,11 +32,15 @@ stimulus ids, the attributes, and a WordNet id stored beside a concept id that i
 that wnid; ``semwh db downgrade`` counts them.
 """
 
+import re
 from collections.abc import Sequence
 from pathlib import PurePath
 
 import sqlalchemy as sa
 from alembic import op
+
+# WordNet 3.0 noun ids (semwh.ingest.wordnet.WNID_RE; a revision keeps its own copy).
+_WNID = re.compile(r"^n[0-9]{8}$")
 
 revision: str = "0009"
 down_revision: str | None = "0008"
@@ -248,6 +252,15 @@ def upgrade() -> None:
     )
     op.execute("DROP TABLE old_stimuli")
     _drop_old()
+    # A key that is not of the WordNet form (a lab's id kept through a downgrade to 0008)
+    # is no WordNet id: its concept keeps it as id only.
+    not_wnids = [
+        {"c": concept}
+        for (concept,) in conn.execute(sa.text("SELECT concept FROM concepts"))
+        if not _WNID.match(concept)
+    ]
+    if not_wnids:
+        conn.execute(sa.text("UPDATE concepts SET wnid = NULL WHERE concept = :c"), not_wnids)
 
 
 def downgrade_drops(conn: sa.Connection) -> dict[str, int]:

@@ -88,6 +88,10 @@ def concepts(
     err_console.print(report.wordnet, highlight=False)
     for name, status, version in report.sources:
         err_console.print(f"source {name}: {status} (version {version})", highlight=False)
+    _listing(
+        "names kept (a stored name is not replaced; the file's name differs)",
+        [(repr(c), f"stored {old!r}, file {new!r}") for c, old, new in report.names_kept],
+    )
     console.print(
         f"concepts: {len(report.added)} added, {len(report.updated)} enriched, "
         f"{report.unchanged} unchanged"
