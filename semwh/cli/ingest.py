@@ -142,7 +142,10 @@ def images(
         )
     _listing("skipped", report.skipped)
     _listing("duplicates within the input", report.duplicates)
-    _listing("refused (the same photo under two concepts)", report.conflicts)
+    _listing(
+        "refused (the same photo under another concept, or a stimulus id already taken)",
+        report.conflicts,
+    )
     _listing("removed (gone, changed or unreadable on disk)", report.removed)
     _listing("moved", report.moved)
     if report.new_concepts:

@@ -118,7 +118,7 @@ def _candidates(listing: ImageListing, keys: ConceptKeys) -> list[Candidate]:
     """The listing's images with their concept keys read by the one rule of keys: a
     registered concept's id, else its exact name or WordNet id when only one concept has
     it; any other key is the id of a new concept."""
-    match = keys.match([e.concept_key for e in listing.entries], "images")
+    match = keys.match([(e.concept_key, e.where) for e in listing.entries], "images")
     return [
         Candidate(e.path, found or e.concept_key, e.label, e.split, e.stimulus)
         for e, found in zip(listing.entries, match.ids, strict=True)
