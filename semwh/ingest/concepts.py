@@ -100,11 +100,15 @@ def describe(
             wnid = concept
         synset = wordnet.synset(wnid) if wordnet is not None and wnid else None
         if wordnet is not None and wnid and synset is None:
-            hint = (
-                "give the file a wnid column and leave this concept's cell empty"
-                if wnid == concept
-                else "correct it or leave its wnid cell empty"
-            )
+            if not item.wnid_given:  # images introduce it
+                hint = (
+                    "register it first with `semwh ingest concepts` from a file whose wnid "
+                    "column is empty for it"
+                )
+            elif wnid == concept:
+                hint = "give the file a wnid column and leave this concept's cell empty"
+            else:
+                hint = "correct it or leave its wnid cell empty"
             raise InputError(
                 f"{item.where}: concept {concept!r}: WordNet 3.0 has no noun synset {wnid} "
                 f"({hint}, or pass --no-wordnet)"
