@@ -304,6 +304,18 @@ def _detect(root: Path, walk: _Walk) -> str:
             f"{nested[0].as_posix()}), so its layout is unclear: {_CHOOSE}"
         )
     if nested:
+        folders = sorted({f.parts[0] for f in nested})
+        if not any(WNID_RE.match(name) for name in folders) and all(
+            FLAT_NAME.match(f.stem) for f in nested
+        ):
+            # ImageNet's names below organising folders (train/, val/): the folders would
+            # become concepts.
+            shown = ", ".join(folders[:3]) + (", ..." if len(folders) > 3 else "")
+            raise InputError(
+                f"image folder {root} holds its images in sub-folders ({shown}), but every "
+                f"file name begins with a WordNet id (e.g. {nested[0].as_posix()}), so its "
+                f"layout is unclear: {_CHOOSE}"
+            )
         return "folder"
     if flat:
         return "prefix"

@@ -68,3 +68,21 @@ def test_an_ambiguous_image_key_names_where_it_was(lab, tmp_path):
         f"images: 'bat' at {manifest} line 2 is the name of 2 concepts ('bat1', 'bat2'): use "
         "the concept id instead"
     )
+
+
+def test_imagenet_names_below_organising_folders_ask_for_a_layout(tmp_path):
+    from semwh.ingest.image_layouts import scan_images
+
+    root = tmp_path / "imagenet"
+    for rel in ("train/n01443537_1_goldfish.jpg", "val/n02084071_7.jpg"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        PILImage.new("RGB", (4, 4)).save(root / rel)
+    with pytest.raises(InputError, match=r"sub-folders \(train, val\), but every file name "):
+        scan_images(root)
+    listing = scan_images(root, layout="prefix")
+    assert sorted(e.concept_key for e in listing.entries) == ["n01443537", "n02084071"]
+    # Folders named by the WordNet ids of their files stay the folder layout.
+    (root / "n01443537").mkdir()
+    (root / "train" / "n01443537_1_goldfish.jpg").rename(root / "n01443537" / "n01443537_1.jpg")
+    (root / "val" / "n02084071_7.jpg").unlink()
+    assert scan_images(root).layout == "folder"
