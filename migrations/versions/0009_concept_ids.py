@@ -276,6 +276,12 @@ def downgrade_drops(conn: sa.Connection) -> dict[str, int]:
             "SELECT count(*) FROM concepts WHERE wnid IS NOT NULL AND wnid <> concept"
         ),
         "images: stimulus ids other than the file's stem": _renamed_stimuli(conn),
+        "concepts: no WordNet id for an id of its form (an upgrade gives it one)": sum(
+            bool(_WNID.match(concept))
+            for (concept,) in conn.execute(
+                sa.text("SELECT concept FROM concepts WHERE wnid IS NULL")
+            )
+        ),
     }
 
 

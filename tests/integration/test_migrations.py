@@ -612,8 +612,15 @@ def test_0009_round_trip_keeps_lab_ids_out_of_wnid(warehouse: Warehouse) -> None
     with warehouse.session() as session:
         session.add(Concept(concept="bean_bag", name="bean bag", origin="file"))
         session.add(Concept(concept="n02084071", name="dog", wnid="n02084071", origin="file"))
-    assert downgrade_drops(warehouse, "0008") == {}
+        session.add(Concept(concept="n99000001", name="aardvark", origin="file"))
+    assert downgrade_drops(warehouse, "0008") == {
+        "concepts: no WordNet id for an id of its form (an upgrade gives it one)": 1
+    }
     downgrade(warehouse, "0008")
     upgrade(warehouse)
     rows = run_sql(warehouse, "SELECT concept, wnid FROM concepts ORDER BY concept").rows()
-    assert [tuple(r) for r in rows] == [("bean_bag", None), ("n02084071", "n02084071")]
+    assert [tuple(r) for r in rows] == [
+        ("bean_bag", None),
+        ("n02084071", "n02084071"),
+        ("n99000001", "n99000001"),
+    ]
