@@ -29,7 +29,9 @@ Vector files written before this revision keep their ``wnid`` column (``vector_f
 
 The downgrade puts each concept's id back into the ``wnid`` key column. It loses the
 stimulus ids, the attributes, and a WordNet id stored beside a concept id that is not itself
-that wnid; ``semwh db downgrade`` counts them.
+that wnid; an id of the WordNet form without a WordNet id comes back from the upgrade with
+itself as wnid; ``semwh db downgrade`` counts them. The upgrade gives an id not of the
+WordNet form (a lab's id kept through the downgrade) no wnid.
 """
 
 import re
