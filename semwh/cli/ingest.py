@@ -148,6 +148,7 @@ def images(
     )
     _listing("removed (gone, changed or unreadable on disk)", report.removed)
     _listing("moved", report.moved)
+    _listing("stimulus ids kept (a stored stimulus id is not replaced)", report.stimuli_kept)
     if report.new_concepts:
         err_console.print(f"{len(report.new_concepts)} new concepts; {report.wordnet}")
     err_console.print(

@@ -93,6 +93,8 @@ class ImageIngestReport:
         removed: (path, why) for registered images of this folder (or manifest) whose file
             is gone, changed or unreadable now: dropped with their predictions.
         moved: (old path, new path) for registered images found again elsewhere in the input.
+        stimuli_kept: (path, what) for registered images the input gives another stimulus
+            id (a manifest's new id, a renamed file's stem): the stored id stays.
         new_concepts: Concepts created for these images.
         source_status: created, unchanged or new version.
     """
@@ -105,6 +107,7 @@ class ImageIngestReport:
     conflicts: list[tuple[str, str]] = field(default_factory=list)
     removed: list[tuple[str, str]] = field(default_factory=list)
     moved: list[tuple[str, str]] = field(default_factory=list)
+    stimuli_kept: list[tuple[str, str]] = field(default_factory=list)
     new_concepts: list[str] = field(default_factory=list)
     layout: str = ""
     source_id: int | None = None
@@ -411,14 +414,27 @@ def ingest_images(
     with wh.session() as session:
         _drop_or_move(session, stale, first_by_hash, report)
         present: dict[str, str] = {}
+        stored_stimuli: dict[str, set[str]] = {}
         hashes = list(first_by_hash)
         for start in range(0, len(hashes), 1000):
             chunk = hashes[start : start + 1000]
             found = session.execute(
-                select(Image.sha256, Image.concept).where(Image.sha256.in_(chunk))
+                select(Image.sha256, Image.concept, Image.stimulus).where(Image.sha256.in_(chunk))
             ).all()
-            present.update({digest: wnid for digest, wnid in found})
+            for digest, concept, stimulus in found:
+                present[digest] = concept
+                stored_stimuli.setdefault(digest, set()).add(stimulus)
         unique = _refuse_registered_elsewhere(unique, present, report)
+        for item in unique:
+            stored = stored_stimuli.get(item.sha256)
+            if stored and item.candidate.stimulus_id not in stored:
+                report.stimuli_kept.append(
+                    (
+                        str(item.candidate.path),
+                        f"registered as stimulus {min(stored)!r}; the input's "
+                        f"{item.candidate.stimulus_id!r} is not applied",
+                    )
+                )
         new = _refuse_taken_stimuli(session, [d for d in unique if d.sha256 not in present], report)
         report.already_present = len([d for d in unique if d.sha256 in present])
         labels: dict[str, str | None] = {}

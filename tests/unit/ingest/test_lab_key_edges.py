@@ -86,3 +86,16 @@ def test_imagenet_names_below_organising_folders_ask_for_a_layout(tmp_path):
     (root / "train" / "n01443537_1_goldfish.jpg").rename(root / "n01443537" / "n01443537_1.jpg")
     (root / "val" / "n02084071_7.jpg").unlink()
     assert scan_images(root).layout == "folder"
+
+
+def test_a_new_stimulus_id_for_a_registered_image_is_reported(lab, tmp_path):
+    PILImage.new("RGB", (8, 8), (9, 8, 7)).save(tmp_path / "a.png")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,concept,stimulus\na.png,bat1,s1\n")
+    assert ingest_images(lab, manifest=manifest, wordnet=False).stimuli_kept == []
+    manifest.write_text("path,concept,stimulus\na.png,bat1,s2\n")
+    report = ingest_images(lab, manifest=manifest, wordnet=False)
+    assert (report.added, report.already_present) == (0, 1)
+    assert report.stimuli_kept == [
+        (str(tmp_path / "a.png"), "registered as stimulus 's1'; the input's 's2' is not applied")
+    ]
