@@ -151,6 +151,11 @@ def images(
     _listing("stimulus ids kept (a stored stimulus id is not replaced)", report.stimuli_kept)
     if report.new_concepts:
         err_console.print(f"{len(report.new_concepts)} new concepts; {report.wordnet}")
+    _listing(
+        "new concepts close to registered ones (misspelt? rename the folder or file, or use "
+        "a manifest)",
+        [(repr(c), "nearest " + ", ".join(map(repr, near))) for c, near in report.new_near_known],
+    )
     err_console.print(
         f"source: {report.source_status} (version {report.source_version})", highlight=False
     )

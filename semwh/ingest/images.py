@@ -96,6 +96,8 @@ class ImageIngestReport:
         stimuli_kept: (path, what) for registered images the input gives another stimulus
             id (a manifest's new id, a renamed file's stem): the stored id stays.
         new_concepts: Concepts created for these images.
+        new_near_known: (new concept, nearest registered ids) for new concepts close to
+            concepts registered before (a misspelt folder or name?).
         source_status: created, unchanged or new version.
     """
 
@@ -109,6 +111,7 @@ class ImageIngestReport:
     moved: list[tuple[str, str]] = field(default_factory=list)
     stimuli_kept: list[tuple[str, str]] = field(default_factory=list)
     new_concepts: list[str] = field(default_factory=list)
+    new_near_known: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     layout: str = ""
     source_id: int | None = None
     source_version: int | None = None
@@ -454,6 +457,11 @@ def ingest_images(
             db, report.wordnet = open_wordnet(wordnet)
             rows = describe(missing, db, try_imagenet_index(), "images")
             report.new_concepts, _ = upsert_concepts(session, rows)
+            if len(keys):
+                for concept in report.new_concepts:
+                    near = keys.nearest(concept)
+                    if near:
+                        report.new_near_known.append((concept, near))
         source, report.source_status, _ = record_source(session, spec)
         report.source_id, report.source_version = source.source_id, source.version
         if new:

@@ -99,3 +99,12 @@ def test_a_new_stimulus_id_for_a_registered_image_is_reported(lab, tmp_path):
     assert report.stimuli_kept == [
         (str(tmp_path / "a.png"), "registered as stimulus 's1'; the input's 's2' is not applied")
     ]
+
+
+def test_new_concepts_close_to_registered_ones_are_reported(lab, tmp_path):
+    for k, folder in enumerate(["Ice_cream", "zebra"]):
+        (tmp_path / "set" / folder).mkdir(parents=True)
+        PILImage.new("RGB", (8, 8), (k, 5, 5)).save(tmp_path / "set" / folder / f"p{k}.png")
+    report = ingest_images(lab, tmp_path / "set", wordnet=False)
+    assert sorted(report.new_concepts) == ["Ice_cream", "zebra"]
+    assert report.new_near_known == [("Ice_cream", ("ice_cream",))]
