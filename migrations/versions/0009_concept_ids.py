@@ -31,7 +31,9 @@ The downgrade puts each concept's id back into the ``wnid`` key column. It loses
 stimulus ids, the attributes, and a WordNet id stored beside a concept id that is not itself
 that wnid; an id of the WordNet form without a WordNet id comes back from the upgrade with
 itself as wnid; ``semwh db downgrade`` counts them. The upgrade gives an id not of the
-WordNet form (a lab's id kept through the downgrade) no wnid.
+WordNet form (a lab's id kept through the downgrade) no wnid. Vector files written since
+(schema version 2, key column ``concept``) stay as they are: the older semwh cannot read
+them, and the downgrade counts them too.
 """
 
 import re
@@ -278,6 +280,9 @@ def downgrade_drops(conn: sa.Connection) -> dict[str, int]:
             "SELECT count(*) FROM concepts WHERE wnid IS NOT NULL AND wnid <> concept"
         ),
         "images: stimulus ids other than the file's stem": _renamed_stimuli(conn),
+        "vector_files: key column concept, which semwh before 0009 cannot read": count(
+            "SELECT count(*) FROM vector_files WHERE schema_version >= 2"
+        ),
         "concepts: no WordNet id for an id of its form (an upgrade gives it one)": sum(
             bool(_WNID.match(concept))
             for (concept,) in conn.execute(
