@@ -34,7 +34,9 @@ Layouts of a folder ``DIR``:
 
 Auto-detection (``layout=None``) looks only at where the images sit: only in sub-folders is
 ``folder``, only directly in ``DIR`` is ``prefix``; both, or no images at all, is an error
-that gives the counts and how to choose.
+that gives the counts and how to choose. So is images only in sub-folders none of which is
+named by a WordNet id, every one named ``n########_...`` (ImageNet below ``train/`` and
+``val/``): the folders would become concepts.
 
 Every folder scan ignores hidden files and folders (names beginning with ``.``, such as
 macOS' ``._x.jpg``) and ``__MACOSX``, counts the files whose suffix is not an image's, and
