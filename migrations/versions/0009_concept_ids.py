@@ -29,14 +29,22 @@ Vector files written before this revision keep their ``wnid`` column (``vector_f
 
 The downgrade puts each concept's id back into the ``wnid`` key column. It loses the
 stimulus ids, the attributes, and a WordNet id stored beside a concept id that is not itself
-that wnid; ``semwh db downgrade`` counts them.
+that wnid; an id of the WordNet form without a WordNet id comes back from the upgrade with
+itself as wnid; ``semwh db downgrade`` counts them. The upgrade gives an id not of the
+WordNet form (a lab's id kept through the downgrade) no wnid. Vector files written since
+(schema version 2, key column ``concept``) stay as they are: the older semwh cannot read
+them, and the downgrade counts them too.
 """
 
+import re
 from collections.abc import Sequence
 from pathlib import PurePath
 
 import sqlalchemy as sa
 from alembic import op
+
+# WordNet 3.0 noun ids (semwh.ingest.wordnet.WNID_RE; a revision keeps its own copy).
+_WNID = re.compile(r"^n[0-9]{8}$")
 
 revision: str = "0009"
 down_revision: str | None = "0008"
@@ -248,6 +256,15 @@ def upgrade() -> None:
     )
     op.execute("DROP TABLE old_stimuli")
     _drop_old()
+    # A key that is not of the WordNet form (a lab's id kept through a downgrade to 0008)
+    # is no WordNet id: its concept keeps it as id only.
+    not_wnids = [
+        {"c": concept}
+        for (concept,) in conn.execute(sa.text("SELECT concept FROM concepts"))
+        if not _WNID.match(concept)
+    ]
+    if not_wnids:
+        conn.execute(sa.text("UPDATE concepts SET wnid = NULL WHERE concept = :c"), not_wnids)
 
 
 def downgrade_drops(conn: sa.Connection) -> dict[str, int]:
@@ -263,6 +280,15 @@ def downgrade_drops(conn: sa.Connection) -> dict[str, int]:
             "SELECT count(*) FROM concepts WHERE wnid IS NOT NULL AND wnid <> concept"
         ),
         "images: stimulus ids other than the file's stem": _renamed_stimuli(conn),
+        "vector_files: key column concept, which semwh before 0009 cannot read": count(
+            "SELECT count(*) FROM vector_files WHERE schema_version >= 2"
+        ),
+        "concepts: no WordNet id for an id of its form (an upgrade gives it one)": sum(
+            bool(_WNID.match(concept))
+            for (concept,) in conn.execute(
+                sa.text("SELECT concept FROM concepts WHERE wnid IS NULL")
+            )
+        ),
     }
 
 

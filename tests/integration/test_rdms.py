@@ -258,7 +258,7 @@ def test_matrices_that_are_not_dissimilarities_are_refused(warehouse, world, tmp
     doubled = pa.concat_tables([table, table.slice(0, 1)])
     pq.write_table(doubled, tmp_path / "dup.parquet")
     first = table.column("wnid")[0].as_py()
-    with pytest.raises(InputError, match=f"duplicate row for {first}"):
+    with pytest.raises(InputError, match=f"duplicate row for concept {first}"):
         ingest_rdm(warehouse, "bad", tmp_path / "dup.parquet")
     indexed = table.append_column("__index_level_0__", pa.array(range(table.num_rows)))
     pq.write_table(indexed, tmp_path / "indexed.parquet")

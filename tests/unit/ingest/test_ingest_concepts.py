@@ -115,3 +115,29 @@ def test_wordnet_enriches_existing_and_rejects_unknown(warehouse, tmp_path, word
     assert (f"{path} line 2: concept 'n02084072': WordNet 3.0 has no noun synset n02084072") in str(
         err.value
     )
+
+
+def test_empty_wnid_cell_means_no_wordnet_id(warehouse, tmp_path):
+    # An id of the wnid form is its own WordNet id only where the file has no wnid column.
+    path = tmp_path / "c.csv"
+    path.write_text("concept,name,wnid\nn99000001,aardvark,\ndog,dog,n02084071\n")
+    ingest_concepts(warehouse, path, wordnet=False)
+    with warehouse.session() as s:
+        assert s.get(Concept, "n99000001").wnid is None
+        assert s.get(Concept, "dog").wnid == "n02084071"
+    bare = tmp_path / "bare.csv"
+    bare.write_text("concept\nn99000002\n")
+    ingest_concepts(warehouse, bare, wordnet=False)
+    with warehouse.session() as s:
+        assert s.get(Concept, "n99000002").wnid == "n99000002"
+
+
+def test_changed_name_is_kept_and_reported(warehouse, tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text("concept,name\naardvark,aardvark\nbean_bag,\n")
+    assert ingest_concepts(warehouse, path, wordnet=False).names_kept == []
+    path.write_text("concept,name\naardvark,Aardvark (animal)\nbean_bag,\n")
+    report = ingest_concepts(warehouse, path, wordnet=False)
+    assert report.names_kept == [("aardvark", "aardvark", "Aardvark (animal)")]
+    with warehouse.session() as s:
+        assert s.get(Concept, "aardvark").name == "aardvark"
