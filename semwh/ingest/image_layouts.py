@@ -299,10 +299,10 @@ def _detect(root: Path, walk: _Walk) -> str:
     flat = [f for f in walk.files if len(f.parts) == 1]
     nested = [f for f in walk.files if len(f.parts) > 1]
     if flat and nested:
-        folders = {f.parts[0] for f in nested}
+        n_folders = len({f.parts[0] for f in nested})
         raise InputError(
             f"image folder {root} holds {len(flat)} image file(s) directly in it (e.g. "
-            f"{flat[0].as_posix()}) and {len(nested)} in {len(folders)} sub-folder(s) (e.g. "
+            f"{flat[0].as_posix()}) and {len(nested)} in {n_folders} sub-folder(s) (e.g. "
             f"{nested[0].as_posix()}), so its layout is unclear: {_CHOOSE}"
         )
     if nested:
