@@ -462,10 +462,10 @@ def test_killed_ray_sweep_reruns_to_the_local_numbers(
         timeout=300,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    # Its six results are stored, in no family (its sweep never closed) and without the
-    # sweep's own record.
+    # The results of its first commit are stored (batches close on a count or a time, so
+    # one to six of them), in no family (its sweep never closed), without the sweep's record.
     new = {key: listed for key, listed in results(killed).items() if key not in old_results}
-    assert len(new) == 6 and set(new.values()) == {"unlisted"}
+    assert 1 <= len(new) <= 6 and set(new.values()) == {"unlisted"}
     assert sweeps(killed) == before
     # The dead driver's tasks do not hold the cluster.
     total = ray.cluster_resources()["CPU"]
