@@ -555,6 +555,12 @@ def parse_config(data: dict[str, Any], base: Path, source: str = "<config>") -> 
         ana["tests"] = tuple(name_list(ana["tests"], f"{source}: [analysis] tests"))
     analysis = AnalysisConfig(**ana)
     _check_rdm_tests(rdms, analysis.tests, source)
+    if ana.get("recovery") is True and not words:
+        # Recovery reads word vectors: asked for without [[words]], it would never run.
+        raise ConfigError(
+            f"{source}: [analysis] recovery = true needs [[words]] (the 1 vs 2 test reads "
+            "word vectors); declare a word model or set recovery = false"
+        )
 
     text_models = []
     for i, t in enumerate(_tables(data, "text_models", source)):

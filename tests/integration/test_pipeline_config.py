@@ -189,6 +189,19 @@ def _refused(match: str, **over: object) -> None:
         parse_config(_minimal(**over), Path("/study"), "run.toml")
 
 
+def test_recovery_asked_for_without_word_vectors_is_refused() -> None:
+    spaces = [{"name": "s", "file": "s.csv"}]
+    _refused(
+        r"run.toml: \[analysis\] recovery = true needs \[\[words\]\]",
+        words=[],
+        spaces=spaces,
+        analysis={"recovery": True},
+    )
+    # Left at its default, recovery runs where there are word spaces and nowhere else.
+    config = parse_config(_minimal(words=[], spaces=spaces), Path("/study"), "run.toml")
+    assert config.analysis.recovery and not config.words
+
+
 def test_run_file_errors_name_the_file_the_table_and_the_key() -> None:
     _refused(r"run.toml: \[images\]: unknown key manfest", images={"manfest": "m.csv"})
     _refused(
