@@ -15,7 +15,7 @@ from semwh.errors import ConfigError, InputError
 from semwh.hashing import sha256_file, sha256_files
 from semwh.ingest.concept_table import ConceptTable, read_concept_table
 from semwh.ingest.imagenet import ImageNetIndex, load_imagenet_index, try_imagenet_index
-from semwh.ingest.keys import ConceptKeys
+from semwh.ingest.keys import ConceptKeys, default_name
 from semwh.ingest.sources import SourceSpec, record_source
 from semwh.ingest.wordnet import SYNSET_NAME_RE, WNID_RE, WordNet, open_wordnet
 from semwh.warehouse.layout import Warehouse
@@ -37,11 +37,6 @@ class ConceptIngestReport:
     # (concept, stored name, name the input gives): a stored name is never overwritten.
     names_kept: list[tuple[str, str, str]] = field(default_factory=list)
     sources: list[tuple[str, str, int]] = field(default_factory=list)  # name, status, version
-
-
-def label_to_name(label: str) -> str:
-    """A file-name label as a concept name: ``domestic_cat`` -> ``domestic cat``."""
-    return label.replace("_", " ").strip()
 
 
 def check_wnid(wnid: str, where: str) -> str:
@@ -121,9 +116,9 @@ def describe(
         elif klass is not None and klass.synonyms:
             name = klass.synonyms[0]
         elif synset is not None:
-            name = label_to_name(synset.lemmas[0])
+            name = default_name(synset.lemmas[0])
         else:
-            name = label_to_name(concept) or concept
+            name = default_name(concept)
         rows[concept] = {
             "concept": concept,
             "name": name,
@@ -229,14 +224,14 @@ def upsert_concepts(session: Session, rows: Mapping[str, dict]) -> tuple[list[st
 def concept_inputs(table: ConceptTable) -> list[ConceptInput]:
     """The concepts of a concept file as inputs of :func:`describe`.
 
-    A header-less list of wnids keeps its old naming: a name after the wnid is read as a
-    label (``domestic_cat`` -> "domestic cat"); without one, ImageNet or WordNet names it.
+    A header-less list of wnids keeps its old naming: the reader takes a name after the wnid
+    as a label (``domestic_cat`` -> "domestic cat"); without one, ImageNet or WordNet names
+    it.
     """
-    legacy = table.format == "wnids"
     return [
         ConceptInput(
             row.concept,
-            (label_to_name(row.name) if legacy else row.name) if row.name_given else None,
+            row.name if row.name_given else None,
             row.wnid,
             row.attributes or None,
             row.place,

@@ -54,14 +54,13 @@ import csv
 import io
 import os
 import re
-import unicodedata
 from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
 from semwh.errors import ConfigError, InputError
 from semwh.ingest.files import csv_rows, not_regular, read_text_file, regular_size
-from semwh.ingest.keys import id_problem
+from semwh.ingest.keys import id_problem, key_column, normalise
 from semwh.ingest.wordnet import WNID_RE
 
 # The same values as semwh.ingest.images', defined here so that images can import this
@@ -144,8 +143,9 @@ class ImageListing:
 
 
 def normalize_key(value: str) -> str:
-    """``value`` in Unicode NFC without leading or trailing blanks."""
-    return unicodedata.normalize("NFC", value).strip()
+    """``value`` in Unicode NFC without leading or trailing blanks (the rule of
+    :func:`semwh.ingest.keys.normalise`)."""
+    return normalise(value)
 
 
 def key_problem(key: str) -> str | None:
@@ -524,7 +524,7 @@ def read_image_manifest(path: str | os.PathLike[str]) -> ImageListing:
     repeated = sorted({name for name in header if header.count(name) > 1 and name})
     if repeated:
         raise InputError(f"{head}: column {repeated[0]!r} appears twice")
-    key = "concept" if "concept" in header else "wnid" if "wnid" in header else None
+    key = key_column(header)
     if "path" not in header or key is None:
         raise InputError(
             f"{head}: an image manifest needs the columns path and concept (and "

@@ -21,7 +21,7 @@ from semwh.ingest.concepts import (
     ConceptInput,
     describe,
     existing_concepts,
-    label_to_name,
+    registry_keys,
     upsert_concepts,
 )
 from semwh.ingest.files import MAX_IMAGE_BYTES, read_bytes
@@ -33,13 +33,13 @@ from semwh.ingest.image_layouts import (
     scan_images,
 )
 from semwh.ingest.imagenet import try_imagenet_index
-from semwh.ingest.keys import ConceptKeys
+from semwh.ingest.keys import ConceptKeys, default_name
 from semwh.ingest.sources import SourceSpec, record_source
 from semwh.ingest.wordnet import open_wordnet
 from semwh.progress import Progress, check_progress
 from semwh.resources import image_size_problem, is_limit_reason
 from semwh.warehouse.layout import Warehouse
-from semwh.warehouse.models import Concept, Image, Prediction, RecoveryImage
+from semwh.warehouse.models import Image, Prediction, RecoveryImage
 
 
 def wnid_of_file(path: str | os.PathLike[str]) -> str | None:
@@ -351,9 +351,7 @@ def ingest_images(
         raise ConfigError("give exactly one of an image folder or --manifest CSV")
     report = ImageIngestReport()
     with wh.session() as session:
-        keys = ConceptKeys(
-            session.execute(select(Concept.concept, Concept.name, Concept.wnid)).tuples()
-        )
+        keys = registry_keys(session)
     if folder is not None:
         root = Path(folder).expanduser().resolve()
         listing = scan_images(root, layout=layout, known_concepts=keys)
@@ -449,7 +447,7 @@ def ingest_images(
                 where.setdefault(c.concept, str(c.path))
         known = existing_concepts(session, labels)
         missing = [
-            ConceptInput(c, label_to_name(label) if label else None, where=where[c])
+            ConceptInput(c, default_name(label) if label else None, where=where[c])
             for c, label in labels.items()
             if c not in known
         ]

@@ -55,10 +55,26 @@ def _describe_char(char: str) -> str:
     return f"U+{ord(char):04X}" + (f" {name}" if name else "")
 
 
+#: The key column of a file keyed by concept, in the order looked for (``wnid``: its older
+#: name): space files, RDM files, word mappings and image manifests.
+KEY_COLUMNS = ("concept", "wnid")
+
+
+def key_column(columns: Iterable[str]) -> str | None:
+    """The key column among ``columns`` (``concept``, else ``wnid``), or None."""
+    present = set(columns)
+    return next((k for k in KEY_COLUMNS if k in present), None)
+
+
+def normalise(text: str) -> str:
+    """``text`` as ids and keys are compared: Unicode NFC, surrounding white space removed."""
+    return unicodedata.normalize("NFC", text).strip()
+
+
 def _normalise_text(raw: object, place: str, what: str) -> str:
     if not isinstance(raw, str):
         raise InputError(f"{place}: {what} {raw!r} is not text")
-    text = unicodedata.normalize("NFC", raw).strip()
+    text = normalise(raw)
     if not text:
         raise InputError(f"{place}: empty {what}")
     return text

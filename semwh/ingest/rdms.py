@@ -38,6 +38,7 @@ from semwh.errors import InputError
 from semwh.hashing import sha256_file
 from semwh.ingest.concepts import registry_keys
 from semwh.ingest.files import regular_size
+from semwh.ingest.keys import KEY_COLUMNS, key_column
 from semwh.names import check_name
 from semwh.runs.provenance import concepts_sha256
 from semwh.vectors import save_space
@@ -94,7 +95,7 @@ def read_rdm_file(path: Path, keys: Path | None = None) -> tuple[list[str], np.n
                 else pacsv.read_csv(
                     path,
                     convert_options=pacsv.ConvertOptions(
-                        column_types={k: pa.string() for k in ("subject", "concept", "wnid")}
+                        column_types={k: pa.string() for k in ("subject", *KEY_COLUMNS)}
                     ),
                 )
             )
@@ -105,7 +106,7 @@ def read_rdm_file(path: Path, keys: Path | None = None) -> tuple[list[str], np.n
 
 
 def _from_table(path: Path, table: pa.Table) -> tuple[list[str], np.ndarray, list[str]]:
-    key = next((k for k in ("concept", "wnid") if k in table.column_names), None)
+    key = key_column(table.column_names)
     if key is None:
         raise InputError(
             f"{path}: no 'concept' column (the row keys of the matrices; 'wnid' is accepted)"

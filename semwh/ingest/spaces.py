@@ -22,7 +22,7 @@ from semwh.hashing import sha256_file
 from semwh.ingest.concepts import registry_keys
 from semwh.ingest.files import MAX_TEXT_BYTES, csv_errors, csv_rows, regular_size
 from semwh.ingest.formats import read_utf8_text
-from semwh.ingest.keys import ConceptKeys
+from semwh.ingest.keys import KEY_COLUMNS, ConceptKeys, key_column
 from semwh.ingest.sources import (
     REPAIRED,
     UNCHANGED,
@@ -36,9 +36,6 @@ from semwh.vectors import prepare_space, register_space, version_swap
 from semwh.vectors.store import space_files_intact
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Space
-
-#: Key columns, in the order they are looked for (``wnid``: the older name of ``concept``).
-KEYS = ("concept", "wnid")
 
 
 @dataclass
@@ -107,11 +104,11 @@ def _read_csv(path: Path) -> _Rows:
     if not header:
         raise InputError(f"{path}: the file is empty")
     header = [h.strip() for h in header]
-    key = next((k for k in KEYS if k in header), None)
+    key = key_column(header)
     if key is None:
         raise InputError(f"{path} line 1: no key column (concept, or wnid) in {header}")
     key_at = header.index(key)
-    features = [i for i, h in enumerate(header) if i != key_at and h not in KEYS]
+    features = [i for i, h in enumerate(header) if i != key_at and h not in KEY_COLUMNS]
     use_vector = "vector" in header
     if not features:
         raise InputError(f"{path} line 1: no vector or numeric feature columns")
@@ -144,7 +141,7 @@ def _read_parquet(path: Path) -> _Rows:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"{path}: not a readable Parquet file ({exc})") from exc
-    key = next((k for k in KEYS if k in table.column_names), None)
+    key = key_column(table.column_names)
     if key is None:
         raise InputError(f"{path}: no key column (concept, or wnid) in {table.column_names}")
     if table.num_rows == 0:
@@ -167,7 +164,7 @@ def _read_parquet(path: Path) -> _Rows:
             if vector is None or any(v is None for v in vector):
                 raise InputError(f"{place}: missing values in the vector")
         return _Rows(path, key, keys, places, _stack(vectors, places, path))
-    names = [n for n in table.column_names if n not in KEYS]
+    names = [n for n in table.column_names if n not in KEY_COLUMNS]
     if not names:
         raise InputError(f"{path}: no vector or numeric feature columns")
     columns = []

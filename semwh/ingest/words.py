@@ -47,7 +47,7 @@ from semwh.ingest.formats import (
     read_word_vectors,
 )
 from semwh.ingest.imagenet import try_imagenet_index
-from semwh.ingest.keys import ConceptKeys
+from semwh.ingest.keys import ConceptKeys, key_column
 from semwh.ingest.sources import (
     REPAIRED,
     UNCHANGED,
@@ -168,7 +168,7 @@ def read_mapping(path: Path, keys: ConceptKeys, lowercase: bool) -> dict[str, li
     reader = csv.DictReader(io.StringIO(text))
     with csv_errors(path, reader):
         fieldnames = reader.fieldnames or []
-    key = next((k for k in ("concept", "wnid") if k in fieldnames), None)
+    key = key_column(fieldnames)
     if key is None or "tokens" not in fieldnames:
         raise InputError(
             f"{path} line 1: a mapping needs the columns concept (or wnid) and tokens; found "

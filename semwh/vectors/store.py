@@ -567,12 +567,11 @@ def read_checked(
         ) from exc
     problem = _bytes_problem(file, data, parse=False)
     if problem is None:
-        key = KEY_COLUMNS.get(file.schema_version, "concept")
+        schema = file_schema_of(file)
+        key = schema.names[1]  # the concept column, as this file's schema version names it
         stored = [key if c == "concept" else c for c in columns] if columns is not None else None
         try:
-            table = pq.read_table(
-                pa.BufferReader(data), schema=file_schema_of(file), columns=stored
-            )
+            table = pq.read_table(pa.BufferReader(data), schema=schema, columns=stored)
             table = table.rename_columns(["concept" if c == key else c for c in table.column_names])
         except (pa.ArrowException, OSError, ValueError) as exc:
             problem = f"cannot be read ({str(exc).splitlines()[0]})"
