@@ -96,6 +96,8 @@ class ImageIngestReport:
         stimuli_kept: (path, what) for registered images the input gives another stimulus
             id (a manifest's new id, a renamed file's stem): the stored id stays.
         new_concepts: Concepts created for these images.
+        layout: How the images were listed: ``folder``, ``prefix`` or ``manifest``.
+        n_concepts: Concepts of the images listed.
         new_near_known: (new concept, nearest registered ids) for new concepts close to
             concepts registered before (a misspelt folder or name?).
         source_status: created, unchanged or new version.
@@ -113,6 +115,7 @@ class ImageIngestReport:
     new_concepts: list[str] = field(default_factory=list)
     new_near_known: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     layout: str = ""
+    n_concepts: int = 0
     source_id: int | None = None
     source_version: int | None = None
     source_status: str = ""
@@ -365,6 +368,7 @@ def ingest_images(
     report.layout = listing.layout
     report.skipped = list(listing.skipped)
     candidates = _candidates(listing, keys)
+    report.n_concepts = len({c.concept for c in candidates})
     report.n_found = len(candidates) + len(report.skipped)
     if not candidates:
         raise InputError(

@@ -237,31 +237,29 @@ def _manifest(wh: Warehouse, entries: list[ImageEntry]) -> Path:
     return path
 
 
-def _concept_ids(wh: Warehouse) -> set[str]:
-    from sqlalchemy import select
-
-    from semwh.warehouse.models import Concept
-
-    with wh.session() as session:
-        return set(session.scalars(select(Concept.concept)).all())
-
-
 def images_stage(wh: Warehouse, images: ImagesConfig, progress: Progress | None) -> Outcome:
-    listing = list_images(images, _concept_ids(wh))
-    entries = subset(listing, images)
     set_aside = 0
     if images.max_concepts or images.per_concept:
-        report = ingest_images(wh, manifest=_manifest(wh, entries), progress=progress)
+        # A subset is chosen from the listing and ingested through a manifest of it.
+        from semwh.ingest.concepts import registry_keys
+
+        with wh.session() as session:
+            known = registry_keys(session)
+        listing = list_images(images, known)
+        report = ingest_images(
+            wh, manifest=_manifest(wh, subset(listing, images)), progress=progress
+        )
         # Files of the folder without a concept never reach the subset's manifest.
-        set_aside = len(listing.skipped)
+        set_aside, layout = len(listing.skipped), listing.layout
     elif images.manifest is not None:
         report = ingest_images(wh, manifest=images.manifest, progress=progress)
+        layout = report.layout
     else:
         report = ingest_images(wh, folder=images.folder, layout=images.layout, progress=progress)
-    n_concepts = len({e.concept_key for e in entries})
+        layout = report.layout
     detail = (
-        f"{report.added} added, {report.already_present} present, {n_concepts} concepts "
-        f"({listing.layout})"
+        f"{report.added} added, {report.already_present} present, {report.n_concepts} concepts "
+        f"({layout})"
     )
     if report.skipped or set_aside:
         detail += f", {len(report.skipped) + set_aside} skipped"
