@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image as PILImage
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from semwh.warehouse.layout import Warehouse
@@ -167,3 +168,81 @@ def add_subject_rdms(wh: Warehouse, folder: Path, space: str, n_subjects: int, s
     np.save(folder / "rdms.npy", noisy_rdms(words.matrix, n_subjects, seed))
     (folder / "keys.txt").write_text("\n".join(words.concept_ids) + "\n")
     ingest_rdm(wh, "subjects", folder / "rdms.npy", keys=folder / "keys.txt")
+
+
+def add_stimuli(wh: Warehouse, concepts: Sequence[str], prefix: str = "") -> list[tuple[int, str]]:
+    """Register one image per entry of ``concepts`` (the concepts too, where new): its
+    ``(image_id, stimulus)``, stimulus ``<prefix><concept>_<k>`` for its concept's k-th image."""
+    out: list[tuple[int, str]] = []
+    seen: dict[str, int] = {}
+    with wh.session() as session:
+        known = set(session.scalars(select(Concept.concept)).all())
+        start = session.scalar(select(func.count()).select_from(Image)) or 0
+        for concept in dict.fromkeys(concepts):
+            if concept not in known:
+                session.add(Concept(concept=concept, name=concept, origin="file"))
+        session.flush()
+        for i, concept in enumerate(concepts):
+            k = seen[concept] = seen.get(concept, 0) + 1
+            row = image_row(concept, start + i + 1, stimulus=f"{prefix}{concept}_{k}")
+            session.add(row)
+            session.flush()
+            out.append((row.image_id, row.stimulus))
+    return out
+
+
+def add_image_layer(
+    wh: Warehouse,
+    model: str,
+    layer: str,
+    images: Sequence[tuple[int, str]],
+    concepts: Sequence[str],
+    vectors: np.ndarray,
+    depth_index: int = 0,
+) -> str:
+    """A vision model's layer holding ``vectors`` (one row per image of ``images``, whose
+    concepts are ``concepts``) as an extraction stores it: one per-image vector file and the
+    concept means as its space. Returns the space's name ``MODEL/LAYER``."""
+    from semwh.vectors.store import (
+        image_shard_relpath,
+        register_vector_file,
+        save_space,
+        write_vector_file,
+    )
+    from semwh.warehouse.models import ExtractionRun, Layer, VisionModel
+
+    vectors = np.asarray(vectors, dtype=np.float32)
+    name = f"{model}/{layer}"
+    with wh.session() as session:
+        vm = session.scalar(select(VisionModel).where(VisionModel.name == model))
+        if vm is None:
+            vm = VisionModel(name=model, architecture="test", weights="none", preprocessing="{}")
+            session.add(vm)
+            session.flush()
+        row = Layer(
+            model_id=vm.model_id, module=layer, depth_index=depth_index,
+            relative_depth=float(depth_index), output_shape=f"[{vectors.shape[1]}]",
+            pooling="none", dim=vectors.shape[1], layout="vector",
+        )  # fmt: skip
+        run = ExtractionRun(
+            model_id=vm.model_id, params_sha256=f"{model}/{layer}", params="{}",
+            n_images=len(images), n_shards=1, status="done",
+        )  # fmt: skip
+        session.add_all([row, run])
+        session.flush()
+        layer_id, run_id = row.layer_id, run.run_id
+    info = write_vector_file(
+        wh, image_shard_relpath(model, layer, run_id, 0), name, list(concepts), vectors,
+        image_ids=[i for i, _ in images],
+    )  # fmt: skip
+    with wh.session() as session:
+        register_vector_file(
+            session, info, "images", layer_id=layer_id, run_id=run_id, shard_index=0
+        )
+    keys = sorted(set(concepts))
+    means = np.stack([vectors[[c == k for c in concepts]].mean(axis=0) for k in keys])
+    save_space(
+        wh, name, "layer", keys, means, model=model, layer=layer, layer_id=layer_id,
+        depth_index=depth_index, relative_depth=float(depth_index),
+    )  # fmt: skip
+    return name

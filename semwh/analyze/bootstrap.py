@@ -14,6 +14,7 @@ import numpy as np
 from scipy import stats
 
 from semwh.analyze._checks import as_similarity_pair
+from semwh.analyze.design import draw_rows
 from semwh.analyze.permutation import make_rng
 from semwh.analyze.rsa import RSA_METHODS, kendall_tau_a
 from semwh.analyze.two_vs_two import TIE_TOL, two_vs_two
@@ -92,7 +93,7 @@ def bootstrap_rsa(
     iu = np.triu_indices(n, 1)
     values = np.empty(n_bootstrap)
     for t in range(n_bootstrap):
-        idx = np.asarray(rng.integers(0, n, size=n))
+        idx = draw_rows(rng, n)
         rows, cols = idx[iu[0]], idx[iu[1]]
         keep = rows != cols
         values[t] = pair_correlation(a[rows[keep], cols[keep]], b[rows[keep], cols[keep]], method)
@@ -148,7 +149,7 @@ def bootstrap_two_vs_two(
     everything = np.ones((n, n)) - np.eye(n)
     rng, recorded = make_rng(seed)
     counts = np.stack(
-        [np.bincount(rng.integers(0, n, size=n), minlength=n) for _ in range(n_bootstrap)]
+        [np.bincount(draw_rows(rng, n), minlength=n) for _ in range(n_bootstrap)]
     ).astype(np.float64)
     hits = ((counts @ correct) * counts).sum(axis=1)
     total = ((counts @ everything) * counts).sum(axis=1)

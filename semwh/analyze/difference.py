@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from semwh.analyze._checks import MIN_CONCEPTS
+from semwh.analyze.design import draw_rows
 from semwh.analyze.permutation import STAT_TOL, check_n_permutations, make_rng
 from semwh.errors import ConfigError
 from semwh.validate import check_level
@@ -129,7 +130,7 @@ def paired_difference(
     a, b = float(stat_a(ones)), float(stat_b(ones))
     boot = np.empty(n_bootstrap)
     for t in range(n_bootstrap):
-        w = np.bincount(boot_rng.integers(0, n, size=n), minlength=n).astype(np.float64)
+        w = np.bincount(draw_rows(boot_rng, n), minlength=n).astype(np.float64)
         boot[t] = stat_a(w) - stat_b(w)
     finite = boot[np.isfinite(boot)]
     if finite.size:

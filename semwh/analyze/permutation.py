@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from semwh.analyze.design import draw_permutation
 from semwh.errors import ConfigError
 from semwh.validate import check_count
 
@@ -74,19 +75,20 @@ def permutation_stream(
 ) -> Iterator[np.ndarray]:
     """Yield (b, n) arrays of permutations ``start..stop-1`` of the stream of ``rng``.
 
-    Each permutation is drawn with its own ``rng.permutation(n)`` call, so the sequence of
+    Each permutation is drawn with its own ``rng.permutation(n)`` call (or, at the image
+    level, the calls of the comparison's design, :mod:`semwh.analyze.design`), so the sequence of
     permutations depends on the seed only, never on the batch size or the block. The first
     ``start`` permutations are drawn and dropped: a draw costs O(n), next to the O(n^2) or
     more of each permuted statistic (about 12 us per permutation of 1000 concepts).
     The bounds are checked by the caller (:func:`check_block`).
     """
     for _ in range(start):
-        rng.permutation(n)
+        draw_permutation(rng, n)
     batch_size = max(1, int(batch_size))
     done = start
     while done < stop:
         b = min(batch_size, stop - done)
-        yield np.stack([rng.permutation(n) for _ in range(b)])
+        yield np.stack([draw_permutation(rng, n) for _ in range(b)])
         done += b
 
 

@@ -40,6 +40,7 @@ import numpy as np
 from scipy import stats
 
 from semwh.analyze.bootstrap import pair_correlation
+from semwh.analyze.design import draw_rows
 from semwh.analyze.permutation import STAT_TOL, make_rng
 from semwh.errors import ConfigError, DegenerateInputError, InputError
 
@@ -339,10 +340,11 @@ def subject_draws(rng: np.random.Generator, n_subjects: int, n_bootstrap: int) -
     return np.stack([rng.integers(0, n_subjects, size=n_subjects) for _ in range(n_bootstrap)])
 
 
-def concept_draws(rng: np.random.Generator, n_concepts: int, n_bootstrap: int) -> np.ndarray:
-    """(B, n) concept indices drawn with replacement, one resample a row (the stream of
-    :func:`semwh.analyze.bootstrap.bootstrap_rsa` for the same Generator)."""
-    return np.stack([rng.integers(0, n_concepts, size=n_concepts) for _ in range(n_bootstrap)])
+def concept_draws(rng: np.random.Generator, n_concepts: int, n_bootstrap: int) -> list[np.ndarray]:
+    """B resamples of the n items drawn with replacement (the stream of
+    :func:`semwh.analyze.bootstrap.bootstrap_rsa` for the same Generator; at the image level,
+    the comparison's design: whole concepts or images)."""
+    return [draw_rows(rng, n_concepts) for _ in range(n_bootstrap)]
 
 
 def subject_bootstrap(
@@ -496,14 +498,14 @@ def dual_bootstrap(
         pairs = [
             (
                 rng.integers(0, n_subjects, size=n_subjects),
-                rng.integers(0, n_concepts, size=n_concepts),
+                draw_rows(rng, n_concepts),
             )
             for _ in range(b)
         ]
         subj = np.stack([p[0] for p in pairs])
-        conc = np.stack([p[1] for p in pairs])
+        conc = [p[1] for p in pairs]
     else:
-        subj, conc = (np.asarray(x) for x in draws)
+        subj, conc = np.asarray(draws[0]), [np.asarray(x) for x in draws[1]]
     both, only_subjects, only_concepts = [], [], []
     for s_idx, c_idx in zip(subj, conc, strict=True):
         per_subject = resampled(c_idx)

@@ -479,5 +479,7 @@ def permutations_of(spec: ComparisonSpec, start: int, stop: int) -> list[np.ndar
 
 def resample_rows(n: int, n_bootstrap: int, seed: int) -> list[np.ndarray]:
     """``n_bootstrap`` resamples of ``n`` rows with replacement, drawn from ``seed``."""
+    from semwh.analyze.design import draw_rows
+
     rng = np.random.default_rng(seed)
-    return [rng.integers(0, n, size=n) for _ in range(n_bootstrap)]
+    return [draw_rows(rng, n) for _ in range(n_bootstrap)]

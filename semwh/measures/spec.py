@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from semwh.analyze.design import CONCEPT_LEVEL, Design, group_codes
 from semwh.measures.base import Options
 from semwh.measures.registry import get
 
@@ -30,6 +31,13 @@ class ComparisonSpec:
             (minus each subject's dissimilarities, after the options' normalisation), and
             every statistic is computed per subject and averaged. None for a space of
             vectors.
+        level: ``concept`` (items are concepts: ``concept_ids`` are concept ids) or
+            ``image`` (items are stimuli: ``concept_ids`` are stimulus ids, sorted).
+        item_concepts: At the image level, each item's concept (None at the concept level).
+        permute: How permutations relabel the items (:mod:`semwh.analyze.design`):
+            ``concepts`` at the concept level; ``concepts``, ``images`` or
+            ``within-concept`` at the image level.
+        resample: What a bootstrap resamples: ``concepts`` or ``images``.
     """
 
     space_a: str
@@ -41,10 +49,40 @@ class ComparisonSpec:
     input_hashes: dict[str, str | None]
     concepts_sha256: str
     subjects: tuple[str, ...] | None = None
+    level: str = "concept"
+    item_concepts: tuple[str, ...] | None = None
+    permute: str = CONCEPT_LEVEL
+    resample: str = CONCEPT_LEVEL
 
     @property
     def n_concepts(self) -> int:
+        """The number of items (rows of ``a`` and ``b``): concepts, or stimuli at the image
+        level (what every kernel calls n)."""
         return len(self.concept_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.concept_ids)
+
+    @property
+    def n_distinct_concepts(self) -> int:
+        """How many concepts the items belong to (``results.n_concepts``)."""
+        if self.item_concepts is None:
+            return len(self.concept_ids)
+        return len(set(self.item_concepts))
+
+    @property
+    def design(self) -> Design | None:
+        """How permutations and resamples may relabel the items (None: items are free)."""
+        if self.item_concepts is None:
+            return None
+        return Design(self.n_items, group_codes(self.item_concepts), self.permute, self.resample)
+
+    @property
+    def design_key(self) -> dict[str, Any]:
+        """The level, scheme and bootstrap unit, as recorded with a result (part of its
+        reuse key)."""
+        return {"level": self.level, "permute": self.permute, "resample": self.resample}
 
     @property
     def measure(self) -> Any:
@@ -83,6 +121,7 @@ class ComparisonSpec:
                 "n_concepts": self.n_concepts,
                 "concepts_sha256": self.concepts_sha256,
                 "analysis_version": self.analysis_version,
+                **self._level_params(),
             }
         params: dict[str, Any] = {
             "test": opts.test,
@@ -99,7 +138,15 @@ class ComparisonSpec:
         if self.target is not None:
             params["target"] = self.target
             params["n_subjects"] = len(self.subjects or ())
+        params.update(self._level_params())
         return params
+
+    def _level_params(self) -> dict[str, Any]:
+        """The image level's design in the parameters (nothing at the concept level, so that
+        concept-level parameters and their hashes stay as they were)."""
+        if self.level == "concept":
+            return {}
+        return {**self.design_key, "n_items": self.n_items}
 
     @property
     def space_a_sha256(self) -> str | None:

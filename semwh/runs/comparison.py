@@ -15,11 +15,13 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from semwh.analyze import MIN_CONCEPTS, TIE_TOL
+from semwh.analyze.design import Design, exchangeable, image_design
 from semwh.analyze.subjects import MIN_RESAMPLES, as_similarities, normalise_rdms
 from semwh.errors import ConfigError, DegenerateInputError, SemwhError
 from semwh.measures import SIMILARITIES, get, similarity_measures
 from semwh.measures.base import Allocate, Options
 from semwh.runs import result_rows
+from semwh.runs.levels import CONCEPTS, Items
 from semwh.runs.options import ComparisonOptions
 from semwh.runs.plan import AnalysisPlan, check_analysis_plan, plan_spec
 from semwh.runs.provenance import concepts_sha256, draw_seed
@@ -29,21 +31,67 @@ from semwh.warehouse.layout import Warehouse
 
 
 def shared_concepts(a: SpaceVectors, b: SpaceVectors) -> list[str]:
-    """The concepts K both spaces have vectors for, sorted; at least four of them.
+    """The items (concepts, or stimuli at the image level) both spaces have vectors for,
+    sorted; at least four of them.
 
     Raises:
-        DegenerateInputError: Fewer than four shared concepts.
+        DegenerateInputError: Fewer than four shared items.
     """
     shared = sorted(set(a.concept_ids) & set(b.concept_ids))
     if len(shared) < MIN_CONCEPTS:
-        listed = ", ".join(shared) if shared else "none"
+        listed = ", ".join(shared[:10]) if shared else "none"
+        what = "stimuli" if a.level == "image" else "concepts"
+        key = "stimulus" if a.level == "image" else "concept"
         raise DegenerateInputError(
-            f"spaces {a.name!r} ({len(a.concept_ids)} concepts) and {b.name!r} "
-            f"({len(b.concept_ids)} concepts) share {len(shared)} concepts ({listed}); a "
+            f"spaces {a.name!r} ({len(a.concept_ids)} {what}) and {b.name!r} "
+            f"({len(b.concept_ids)} {what}) share {len(shared)} {what} ({listed}); a "
             f"comparison needs at least {MIN_CONCEPTS}: check that both spaces are keyed by "
-            "the same concept ids"
+            f"the same {key} ids"
         )
     return shared
+
+
+#: Fewest distinct relabellings a permutation scheme must allow (p can reach 0.05).
+MIN_RELABELLINGS = 20
+
+
+def _level_fields(
+    a: SpaceVectors, b: SpaceVectors, items: Items, concepts: Sequence[str], permutations: int
+) -> dict[str, Any]:
+    """The spec's level, item concepts, scheme and bootstrap unit.
+
+    Raises:
+        ConfigError: Spaces loaded at different levels, or a scheme that allows fewer than
+            20 distinct relabellings of the items when permutations are asked for.
+    """
+    if a.level != items.level or b.level != items.level:
+        raise ConfigError(
+            f"spaces {a.name!r} ({a.level} level) and {b.name!r} ({b.level} level) were "
+            f"loaded at other levels than the comparison's ({items.level})"
+        )
+    if not items.image:
+        return {}
+    assert a.item_concepts is not None
+    of = dict(zip(a.concept_ids, a.item_concepts, strict=True))
+    item_concepts = tuple(of[s] for s in concepts)
+    design, permute, resample = image_design(item_concepts, items.permute, items.resample)
+    if permutations > 0 and design.n_distinct() < MIN_RELABELLINGS:
+        raise ConfigError(
+            f"--permute {permute} over the {len(concepts)} stimuli of {a.name!r} and "
+            f"{b.name!r} allows {int(design.n_distinct())} distinct relabelling(s), fewer than "
+            f"{MIN_RELABELLINGS}: no p-value could reach 0.05 ({_design_note(design)})"
+        )
+    return dict(level="image", item_concepts=item_concepts, permute=permute, resample=resample)
+
+
+def _design_note(design: Design) -> str:
+    sizes = np.bincount(design.groups) if design.groups is not None else np.ones(design.n, int)
+    if design.permute == "concepts":
+        return (
+            f"concepts exchange only with concepts of as many images; {design.fixed_concepts()} "
+            f"of {sizes.size} concepts have a number of images no other concept has"
+        )
+    return f"{int((sizes > 1).sum())} of {sizes.size} concepts have two or more images"
 
 
 def content_hashes(wh: Warehouse, *names: str) -> dict[str, str | None]:
@@ -58,6 +106,7 @@ def plan_comparison(
     options: Options,
     input_hashes: dict[str, str | None],
     concept_ids: Sequence[str] | None = None,
+    items: Items = CONCEPTS,
 ) -> ComparisonSpec:
     """Turn two loaded spaces into what a measure compares: the one place that does it.
 
@@ -74,7 +123,9 @@ def plan_comparison(
         options: The comparison's options.
         input_hashes: Both spaces' content hashes, by name.
         concept_ids: The concepts to compare over (a grid's concepts common to all its spaces);
-            default: the concepts both spaces share.
+            default: the concepts both spaces share. At the image level: stimuli.
+        items: The level, permutation scheme and bootstrap unit; both spaces must have been
+            loaded at that level (:func:`semwh.vectors.load_space`).
 
     Raises:
         ConfigError: An RDM as space A, as B of a vector-based measure, or a normalisation
@@ -96,6 +147,7 @@ def plan_comparison(
         options=options,
         input_hashes=input_hashes,
         concepts_sha256=concepts_sha256(concepts),
+        **_level_fields(a, b, items, concepts, options.permutations),
     )
     if b.kind != "rdm":
         if normalise != "none":
@@ -158,7 +210,7 @@ def run_comparison(spec: ComparisonSpec, scratch: Path | None = None) -> ResultR
     """
     _check_seed(spec)
     start = time.perf_counter()
-    with _naming(spec), _matrices(scratch) as matrices:
+    with _computing(spec), _matrices(scratch) as matrices:
         numbers = _statistic(spec, matrices)
     return ResultRecord(spec=spec, seconds=time.perf_counter() - start, **numbers)
 
@@ -186,7 +238,7 @@ def comparison_null(spec: ComparisonSpec, start: int, stop: int) -> np.ndarray:
         DegenerateInputError: As :func:`run_comparison`.
     """
     _check_seed(spec)
-    with _naming(spec):
+    with _computing(spec):
         with _plugin_errors(spec):
             return np.asarray(spec.measure.null(spec, start, stop), dtype=np.float64)
 
@@ -234,10 +286,12 @@ def _check_seed(spec: ComparisonSpec) -> None:
 
 
 @contextmanager
-def _naming(spec: ComparisonSpec) -> Iterator[None]:
-    """Name the test and both spaces in a degenerate-input error."""
+def _computing(spec: ComparisonSpec) -> Iterator[None]:
+    """Draw permutations and resamples by the spec's design (:mod:`semwh.analyze.design`),
+    and name the test and both spaces in a degenerate-input error."""
     try:
-        yield
+        with exchangeable(spec.design):
+            yield
     except DegenerateInputError as exc:
         raise DegenerateInputError(
             f"{spec.options.test} of space {spec.space_a!r} vs space {spec.space_b!r}: {exc}"
@@ -311,7 +365,8 @@ def concept_bootstrap_values(spec: ComparisonSpec, n_bootstrap: int, seed: int) 
     """The statistic of ``spec`` (its mean over subjects) on ``n_bootstrap`` concept
     resamples drawn from ``seed``: the same resamples for every spec of the same concepts
     (a peak layer's depth interval resamples every layer alike)."""
-    return np.asarray(spec.measure.resampled(spec, n_bootstrap, seed), dtype=np.float64)
+    with exchangeable(spec.design):
+        return np.asarray(spec.measure.resampled(spec, n_bootstrap, seed), dtype=np.float64)
 
 
 def find_stored(
@@ -372,6 +427,7 @@ def compare(
     memory: int | None = None,
     on_plan: Callable[[AnalysisPlan], None] | None = None,
     normalise: str = "none",
+    items: Items = CONCEPTS,
 ) -> result_rows.ComparisonRow:
     """Compare two stored spaces over their shared concepts and store the result.
 
@@ -407,6 +463,8 @@ def compare(
             the noise ceiling with the same comparator, tests over subjects (t, Wilcoxon,
             sign flip) and, with ``bootstrap``, intervals over concepts, subjects and both
             are stored with it (``subject_results``, ``subject_inference``).
+        items: The level (``Items(level="image")``: the stimuli both spaces have), with its
+            permutation scheme and bootstrap unit (:class:`semwh.runs.levels.Items`).
 
     Returns:
         The stored ``results_rsa`` or ``results_2v2`` row.
@@ -430,9 +488,19 @@ def compare(
         tie_tol=tie_tol,
         normalise=normalise,
     )
+    return compare_spec(
+        wh, plan_stored(wh, space_a, space_b, options, items), force=force, memory=memory,
+        on_plan=on_plan,
+    )  # fmt: skip
+
+
+def plan_stored(
+    wh: Warehouse, space_a: str, space_b: str, options: Options, items: Items = CONCEPTS
+) -> ComparisonSpec:
+    """The spec of two stored spaces, loaded at the level of ``items``."""
     hashes = content_hashes(wh, space_a, space_b)
-    spec = plan_comparison(load_space(wh, space_a), load_space(wh, space_b), options, hashes)
-    return compare_spec(wh, spec, force=force, memory=memory, on_plan=on_plan)
+    a, b = (load_space(wh, name, items.level) for name in (space_a, space_b))
+    return plan_comparison(a, b, options, hashes, items=items)
 
 
 def compare_spec(

@@ -13,8 +13,8 @@ from typing import Any
 from semwh.analyze.knn import DEFAULT_K
 from semwh.analyze.regression import DEFAULT_PENALTIES, REGRESSION_TIE_TOL
 from semwh.measures import get
-from semwh.runs.comparison import compare_spec, content_hashes, plan_comparison
-from semwh.vectors import load_space
+from semwh.runs.comparison import compare_spec, plan_stored
+from semwh.runs.levels import CONCEPTS, Items
 
 
 def measure(
@@ -31,6 +31,7 @@ def measure(
     permutations: int = 0,
     seed: int | None = None,
     force: bool = False,
+    items: Items = CONCEPTS,
 ) -> Any:
     """Compute one measure between two stored spaces over their shared concepts and store it.
 
@@ -51,6 +52,7 @@ def measure(
         permutations: Size of the permutation null (0: no p-value).
         seed: Seed of the permutations; None draws one and records it.
         force: Recompute an identical stored result (adding a row).
+        items: The level, permutation scheme and bootstrap unit.
 
     Returns:
         The stored ``results_measures`` row.
@@ -68,9 +70,7 @@ def measure(
         seed=seed,
         **{key: value for key, value in own.items() if key in defaults},
     )
-    hashes = content_hashes(wh, space_a, space_b)
-    spec = plan_comparison(load_space(wh, space_a), load_space(wh, space_b), options, hashes)
-    return compare_spec(wh, spec, force=force)
+    return compare_spec(wh, plan_stored(wh, space_a, space_b, options, items), force=force)
 
 
 def compare_measure(
@@ -85,6 +85,7 @@ def compare_measure(
     device: str = "cpu",
     force: bool = False,
     options: dict[str, Any] | None = None,
+    items: Items = CONCEPTS,
     **kwargs: Any,
 ) -> Any:
     """Compute any registered measure between two stored spaces and store it.
@@ -102,6 +103,8 @@ def compare_measure(
         force: Recompute an identical stored result (adding a row).
         options: The measure's own options by name (text values are read in the type of
             the option's default); unknown names are refused.
+        items: The level, permutation scheme and bootstrap unit
+            (:class:`semwh.runs.levels.Items`).
         kwargs: Passed to :func:`semwh.runs.comparison.compare_spec` (``memory``,
             ``on_plan``).
 
@@ -120,6 +123,4 @@ def compare_measure(
         device=device,
         **(options or {}),
     )
-    hashes = content_hashes(wh, space_a, space_b)
-    spec = plan_comparison(load_space(wh, space_a), load_space(wh, space_b), opts, hashes)
-    return compare_spec(wh, spec, force=force, **kwargs)
+    return compare_spec(wh, plan_stored(wh, space_a, space_b, opts, items), force=force, **kwargs)

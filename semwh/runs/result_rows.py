@@ -90,7 +90,8 @@ def matching_rows(session: Session, spec: ComparisonSpec, *, any_seed: bool) -> 
 
     The key is every input that changes a number: the measure, both spaces, their content
     hashes, the concept set, the measure's options (similarity, method or distance, tie
-    tolerance, estimator, k, penalties: their hash), how space B is compared, permutations,
+    tolerance, estimator, k, penalties: their hash), how space B is compared, the level with
+    its permutation scheme and bootstrap unit, permutations,
     bootstrap size (any, for a request without a bootstrap), the algorithm's version and
     (unless ``any_seed``) the seed.
     """
@@ -107,6 +108,9 @@ def matching_rows(session: Session, spec: ComparisonSpec, *, any_seed: bool) -> 
         Result.n_permutations == opts.permutations,
         Result.analysis_version == analysis_version(opts.test, spec.target),
         Result.target.is_(None) if spec.target is None else Result.target == spec.target,
+        Result.level == spec.level,
+        Result.permute == spec.permute,
+        Result.resample == spec.resample,
     ]
     similarity = getattr(opts, "similarity", None)
     if similarity is not None:
@@ -147,7 +151,11 @@ def add_comparison(session: Session, record: ResultRecord) -> ComparisonRow:
         bootstrap=opts.bootstrap,
         space_a=spec.space_a,
         space_b=spec.space_b,
-        n_concepts=spec.n_concepts,
+        n_concepts=spec.n_distinct_concepts,
+        n_items=spec.n_items,
+        level=spec.level,
+        permute=spec.permute,
+        resample=spec.resample,
         concepts_sha256=spec.concepts_sha256,
         space_a_sha256=spec.space_a_sha256,
         space_b_sha256=spec.space_b_sha256,

@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from semwh.errors import (
+    ConfigError,
     DuplicateError,
     InputError,
     NotFoundError,
@@ -68,6 +69,10 @@ class SpaceVectors:
     kind: str | None = None
     # An ``rdm`` space's subject ids, in the order of its matrices (None for other kinds).
     subjects: tuple[str, ...] | None = None
+    # ``concept``, or ``image``: the rows are stimuli (``concept_ids`` holds stimulus ids,
+    # sorted) and ``item_concepts`` each stimulus's concept.
+    level: str = "concept"
+    item_concepts: tuple[str, ...] | None = None
 
     def subset(self, concept_ids: Sequence[str]) -> np.ndarray:
         index = {w: i for i, w in enumerate(self.concept_ids)}
@@ -623,10 +628,40 @@ def get_space(session: Session, name: str) -> Space:
     return space
 
 
-def load_space(wh: Warehouse, name: str) -> SpaceVectors:
-    """Concept vectors of a space as float64, rows sorted by concept."""
+def space_levels(session: Session, space: Space) -> tuple[str, ...]:
+    """The levels a space has: ``concept`` where it has concept vectors, ``image`` where it
+    has per-image data (a vision model's layer; a space ingested at the image level)."""
+    kinds = set(
+        session.scalars(
+            select(VectorFile.kind).where(VectorFile.space_id == space.space_id).distinct()
+        ).all()
+    )
+    levels = []
+    if "concepts" in kinds or not kinds:
+        levels.append("concept")
+    if "images" in kinds or (space.layer_id is not None and space.kind == "layer"):
+        levels.append("image")
+    return tuple(levels)
+
+
+def load_space(wh: Warehouse, name: str, level: str = "concept") -> SpaceVectors:
+    """The vectors of a space as float64: concept vectors, rows sorted by concept, or, with
+    ``level="image"``, per-image vectors, rows sorted by stimulus.
+
+    Raises:
+        NotFoundError: An unknown space.
+        ConfigError: A level the space has no data at (which levels it has, and how to get
+            the other).
+    """
+    if level not in ("concept", "image"):
+        raise ConfigError(f"unknown level {level!r} (choose concept, image)")
     with wh.session() as session:
         space = get_space(session, name)
+        levels = space_levels(session, space)
+        if level not in levels:
+            raise ConfigError(_no_level(space, level))
+        if level == "image":
+            return _load_images(wh, session, space)
         files = session.scalars(
             select(VectorFile).where(
                 VectorFile.space_id == space.space_id, VectorFile.kind == "concepts"
@@ -634,21 +669,75 @@ def load_space(wh: Warehouse, name: str) -> SpaceVectors:
         ).all()
     table = _read_files(wh, name, files).sort_by("concept")
     matrix = _matrix(table.column("vector"), table.num_rows).astype(np.float64)
-    subjects = None
-    if space.kind == "rdm" and table.num_rows:
-        n_subjects = matrix.shape[1] // table.num_rows
-        recorded = read_file_metadata(wh, files[0].path).get("subjects") if files else None
-        subjects = (
-            tuple(str(s) for s in recorded)
-            if isinstance(recorded, list) and len(recorded) == n_subjects
-            else tuple(str(i + 1) for i in range(n_subjects))
-        )
     return SpaceVectors(
         name=name,
         concept_ids=table.column("concept").to_pylist(),
         matrix=matrix,
         kind=space.kind,
-        subjects=subjects,
+        subjects=_subjects(wh, space, files, matrix, table.num_rows),
+    )
+
+
+def _no_level(space: Space, level: str) -> str:
+    if level == "image":
+        return (
+            f"space {space.name!r} ({space.kind}) has no image level: it holds one vector per "
+            "concept; ingest per-image data with `semwh ingest space NAME FILE --level image` "
+            "(or `ingest rdm ... --level image`), keyed by stimulus"
+        )
+    return (
+        f"space {space.name!r} ({space.kind}) holds dissimilarities between stimuli and has no "
+        "concept level: compare it with --level image"
+    )
+
+
+def _subjects(
+    wh: Warehouse, space: Space, files: Sequence[VectorFile], matrix: np.ndarray, n_rows: int
+) -> tuple[str, ...] | None:
+    """An ``rdm`` space's subject ids, as recorded in its file (numbered when absent)."""
+    if space.kind != "rdm" or not n_rows:
+        return None
+    n_subjects = matrix.shape[1] // n_rows
+    recorded = read_file_metadata(wh, files[0].path).get("subjects") if files else None
+    if isinstance(recorded, list) and len(recorded) == n_subjects:
+        return tuple(str(s) for s in recorded)
+    return tuple(str(i + 1) for i in range(n_subjects))
+
+
+def _load_images(wh: Warehouse, session: Session, space: Space) -> SpaceVectors:
+    """Per-image rows of a space, sorted by stimulus: a layer's extracted vectors (the
+    newest run's row where an image was extracted twice) or an ingested image-level file."""
+    from semwh.warehouse.models import Image
+
+    query = select(VectorFile).where(VectorFile.kind == "images")
+    if space.kind == "layer" and space.layer_id is not None:
+        query = query.where(VectorFile.layer_id == space.layer_id)
+    else:
+        query = query.where(VectorFile.space_id == space.space_id)
+    files = session.scalars(query.order_by(VectorFile.run_id, VectorFile.shard_index)).all()
+    stimuli = dict(session.execute(select(Image.image_id, Image.stimulus)).tuples().all())
+    table = _read_files(wh, space.name, files)
+    image_ids = table.column("image_id").to_numpy()
+    matrix = _matrix(table.column("vector"), table.num_rows)
+    concepts = table.column("concept").to_pylist()
+    # The last row of each image (files in run order), then sorted by stimulus.
+    last: dict[int, int] = {int(i): row for row, i in enumerate(image_ids)}
+    rows = sorted(last.values(), key=lambda r: stimuli.get(int(image_ids[r]), ""))
+    missing = [int(image_ids[r]) for r in rows if int(image_ids[r]) not in stimuli]
+    if missing:
+        raise VectorFileError(
+            f"space {space.name!r} has vectors of image ids {missing[:5]} that the registry's "
+            f"images table does not hold: {REPAIR}"
+        )
+    matrix = np.asarray(matrix[rows], dtype=np.float64)
+    return SpaceVectors(
+        name=space.name,
+        concept_ids=[stimuli[int(image_ids[r])] for r in rows],
+        matrix=matrix,
+        kind=space.kind,
+        subjects=_subjects(wh, space, files, matrix, len(rows)),
+        level="image",
+        item_concepts=tuple(concepts[r] for r in rows),
     )
 
 

@@ -378,6 +378,15 @@ class Result(Base):
     ceiling_lower: Mapped[float | None] = mapped_column(Double)
     ceiling_upper: Mapped[float | None] = mapped_column(Double)
     created_at: Mapped[datetime] = _created()
+    # The items compared (revision 0010): ``concept`` (concept means) or ``image``
+    # (stimuli; ``n_concepts`` then counts the concepts they belong to, ``concepts_sha256``
+    # hashes the stimulus ids). ``permute``: how the null relabelled them (``concepts``,
+    # ``images``, ``within-concept``); ``resample``: what a bootstrap drew (``concepts``,
+    # ``images``). Always written; nullable as columns added to an existing table.
+    level: Mapped[str | None] = mapped_column(String)
+    n_items: Mapped[int | None] = mapped_column(Integer)
+    permute: Mapped[str | None] = mapped_column(String)
+    resample: Mapped[str | None] = mapped_column(String)
 
     __mapper_args__ = {
         # One class per older table: rows of any other measure load as ResultMeasure.
@@ -403,6 +412,10 @@ class Result(Base):
         values.setdefault("options_sha256", options_sha256(values["measure"], values["options"]))
         values.setdefault("bootstrap", 0)
         values.setdefault("analysis_version", 1)
+        values.setdefault("level", "concept")
+        values.setdefault("n_items", values.get("n_concepts"))
+        values.setdefault("permute", "concepts")
+        values.setdefault("resample", "concepts")
         super().__init__(**values)
 
     @property
@@ -894,6 +907,34 @@ class GridCell(Base):
     statistic: Mapped[float | None] = mapped_column(Double)
     p_value: Mapped[float | None] = mapped_column(Double)
     p_fwe: Mapped[float | None] = mapped_column(Double)
+
+
+class ImageScore(Base):
+    """How one image of a layer sits among the concept centroids of that layer.
+
+    The centroid of each concept is the mean of its images' vectors, the image's own left out
+    of its concept's centroid. ``correct``: the most similar centroid is its own concept's;
+    ``margin``: similarity to its own centroid minus the best similarity to another;
+    ``rank``: its own concept's rank among all centroids (1 = most similar).
+    """
+
+    __tablename__ = "image_scores"
+
+    space: Mapped[str] = mapped_column(String, primary_key=True)
+    similarity: Mapped[str] = mapped_column(String, primary_key=True)  # pearson|cosine
+    stimulus: Mapped[str] = mapped_column(String, primary_key=True, index=True)
+    image_id: Mapped[int] = mapped_column(ID, nullable=False)
+    concept: Mapped[str] = mapped_column(String, nullable=False)
+    space_sha256: Mapped[str | None] = mapped_column(String)
+    n_concepts: Mapped[int] = mapped_column(Integer, nullable=False)  # centroids compared
+    n_images: Mapped[int] = mapped_column(Integer, nullable=False)  # of its own concept
+    nearest_concept: Mapped[str] = mapped_column(String, nullable=False)
+    correct: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    margin: Mapped[float] = mapped_column(Double, nullable=False)
+    rank: Mapped[int] = mapped_column(Integer, nullable=False)
+    own_similarity: Mapped[float] = mapped_column(Double, nullable=False)
+    analysis_id: Mapped[int | None] = mapped_column(ID)
+    created_at: Mapped[datetime] = _created()
 
 
 class WarehouseSetting(Base):

