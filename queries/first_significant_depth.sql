@@ -5,13 +5,16 @@
 -- param: alpha DOUBLE = 0.05  FDR level
 -- param: model VARCHAR = NULL  only this model (NULL: every model)
 -- param: word_space VARCHAR = NULL  only this word space (NULL: every word space)
+-- param: level VARCHAR = 'concept'  concept (concept means) or image (stimuli)
 -- range: alpha = (0, 1)
 -- columns: model, word_space, n_layers, n_significant, first_layer, first_depth_index,
 --   first_relative_depth, first_accuracy_2v2, first_p_fdr_2v2
+-- choices: level = concept, image
 WITH c AS (
     SELECT *, p_fdr_2v2 <= CAST($alpha AS DOUBLE) AS significant FROM layer_curves
     WHERE (CAST($model AS VARCHAR) IS NULL OR model = CAST($model AS VARCHAR))
         AND (CAST($word_space AS VARCHAR) IS NULL OR word_space = CAST($word_space AS VARCHAR))
+        AND level = CAST($level AS VARCHAR)
 ), firsts AS (
     SELECT *, row_number() OVER (PARTITION BY model, word_space ORDER BY depth_index) AS rn
     FROM c WHERE significant

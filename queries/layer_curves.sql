@@ -9,11 +9,13 @@
 -- param: model VARCHAR = NULL  only this model (NULL: every model)
 -- param: word_space VARCHAR = NULL  only this word space (NULL: every word space)
 -- param: sweep_id INTEGER = NULL  rows of this sweep (NULL: the current curves)
+-- param: level VARCHAR = 'concept'  concept (concept means) or image (stimuli)
 -- columns: model, layer, depth_index, relative_depth, word_space, is_random, accuracy_2v2,
 --   p_2v2, p_fdr_2v2, null_mean_2v2, null_q95_2v2, rho_rsa, p_rsa, p_fdr_rsa, null_mean_rsa,
 --   null_q95_rsa, n_concepts, n_permutations, similarity, distance, rsa_method, sweep_id,
 --   is_current, space, target, n_subjects, ceiling_lower_2v2, ceiling_upper_2v2, ceiling_lower_rsa,
---   ceiling_upper_rsa
+--   ceiling_upper_rsa, level, n_items
+-- choices: level = concept, image
 SELECT
     model,
     layer,
@@ -44,10 +46,13 @@ SELECT
     ceiling_lower_2v2,
     ceiling_upper_2v2,
     ceiling_lower_rsa,
-    ceiling_upper_rsa
+    ceiling_upper_rsa,
+    level,
+    n_items
 FROM sweep_curves
 WHERE (CASE WHEN CAST($sweep_id AS INTEGER) IS NULL THEN is_latest
         ELSE sweep_id = CAST($sweep_id AS INTEGER) END)
+    AND level = CAST($level AS VARCHAR)
     AND (CAST($model AS VARCHAR) IS NULL OR model = CAST($model AS VARCHAR))
     AND (CAST($word_space AS VARCHAR) IS NULL OR word_space = CAST($word_space AS VARCHAR))
 ORDER BY word_space, model, depth_index

@@ -11,10 +11,11 @@
 -- param: model VARCHAR = NULL  only this model (NULL: every model)
 -- param: word_space VARCHAR = NULL  only this word space (NULL: every word space)
 -- param: sweep_id INTEGER = NULL  rows of this sweep (NULL: the current curves)
+-- param: level VARCHAR = 'concept'  concept (concept means) or image (stimuli)
 -- columns: model, layer, depth_index, relative_depth, word_space, is_random, measure, variant,
 --   statistic, p_value, p_fdr, null_mean, null_q95, n_concepts, n_permutations, sweep_id,
---   result_id, is_current, space, target, n_subjects, ceiling_lower, ceiling_upper
--- choices: measure = @measures
+--   result_id, is_current, space, target, n_subjects, ceiling_lower, ceiling_upper, level, n_items
+-- choices: measure = @measures; level = concept, image
 SELECT
     model,
     layer,
@@ -38,11 +39,14 @@ SELECT
     target,
     n_subjects,
     ceiling_lower,
-    ceiling_upper
+    ceiling_upper,
+    level,
+    n_items
 FROM measure_curves
 WHERE measure = CAST($measure AS VARCHAR)
     AND (CASE WHEN CAST($sweep_id AS INTEGER) IS NULL THEN is_latest
         ELSE sweep_id = CAST($sweep_id AS INTEGER) END)
+    AND level = CAST($level AS VARCHAR)
     AND (CAST($variant AS VARCHAR) IS NULL OR variant = CAST($variant AS VARCHAR))
     AND (CAST($model AS VARCHAR) IS NULL OR model = CAST($model AS VARCHAR))
     AND (CAST($word_space AS VARCHAR) IS NULL OR word_space = CAST($word_space AS VARCHAR))

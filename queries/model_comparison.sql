@@ -5,7 +5,9 @@
 --   that bin, from the layer_curves view. Bins where a model has no layer are absent.
 -- param: bins INTEGER = 5  number of equal relative-depth bins
 -- param: word_space VARCHAR = NULL  only this word space (NULL: every word space)
+-- param: level VARCHAR = 'concept'  concept (concept means) or image (stimuli)
 -- range: bins = [1, 1000]
+-- choices: level = concept, image
 -- columns: word_space, depth_bin, depth_low, depth_high, model, n_layers, mean_accuracy_2v2,
 --   max_accuracy_2v2, mean_rho_rsa
 WITH c AS (
@@ -13,7 +15,8 @@ WITH c AS (
         least(CAST(floor(relative_depth * CAST($bins AS INTEGER)) AS INTEGER),
               CAST($bins AS INTEGER) - 1) AS depth_bin
     FROM layer_curves
-    WHERE CAST($word_space AS VARCHAR) IS NULL OR word_space = CAST($word_space AS VARCHAR)
+    WHERE (CAST($word_space AS VARCHAR) IS NULL OR word_space = CAST($word_space AS VARCHAR))
+        AND level = CAST($level AS VARCHAR)
 )
 SELECT
     word_space,

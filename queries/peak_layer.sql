@@ -4,13 +4,16 @@
 --   from the layer_curves view.
 -- param: model VARCHAR = NULL  only this model (NULL: every model)
 -- param: word_space VARCHAR = NULL  only this word space (NULL: every word space)
+-- param: level VARCHAR = 'concept'  concept (concept means) or image (stimuli)
 -- columns: model, word_space, n_layers, peak_layer_2v2, peak_depth_2v2,
 --   peak_relative_depth_2v2, peak_accuracy_2v2, last_layer, last_accuracy_2v2,
 --   peak_layer_rsa, peak_relative_depth_rsa, peak_rho_rsa
+-- choices: level = concept, image
 WITH c AS (
     SELECT * FROM layer_curves
     WHERE (CAST($model AS VARCHAR) IS NULL OR model = CAST($model AS VARCHAR))
         AND (CAST($word_space AS VARCHAR) IS NULL OR word_space = CAST($word_space AS VARCHAR))
+        AND level = CAST($level AS VARCHAR)
 ), ranked AS (
     SELECT *,
         row_number() OVER (PARTITION BY model, word_space

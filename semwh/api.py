@@ -142,11 +142,13 @@ class SemanticWarehouse:
             return self.sql("SELECT * FROM spaces ORDER BY name")
         return self.sql("SELECT * FROM spaces WHERE kind = $kind ORDER BY name", {"kind": kind})
 
-    def space(self, name: str) -> SpaceVectors:
-        """A space's concept vectors: ``.concept_ids`` (sorted) and ``.matrix`` (n x d, float64)."""
+    def space(self, name: str, level: str = "concept") -> SpaceVectors:
+        """A space's concept vectors: ``.concept_ids`` (sorted) and ``.matrix`` (n x d,
+        float64); with ``level="image"`` its per-image vectors, rows by stimulus
+        (``.concept_ids`` then holds the stimulus ids and ``.item_concepts`` their concepts)."""
         from semwh.vectors import load_space
 
-        return load_space(self.warehouse, name)
+        return load_space(self.warehouse, name, level)
 
     def null(self, test: str, result_id: int) -> np.ndarray | None:
         """The stored permutation null of one result of ``test`` (rsa, 2v2, cka, knn,
@@ -458,24 +460,31 @@ class SemanticWarehouse:
         :func:`semwh.runs.measures.measure` for cka, knn and reg2v2 (estimator, k, distance,
         penalties, permutations, seed, force); any other registered measure takes permutations,
         seed, bootstrap, device, force and its own options by name. ``memory`` (rsa, 2v2 and
-        other measures of similarity matrices) is bytes or a size such as ``"16G"``. Returns
+        other measures of similarity matrices) is bytes or a size such as ``"16G"``. Every
+        measure takes ``level`` (``concept`` or ``image``), ``permute`` and ``bootstrap_over``
+        as the command line's ``--level``, ``--permute`` and ``--bootstrap-over``. Returns
         the stored row as a dict; its ``result_id`` finds it in ``results`` (and in
         ``results_rsa``, ``results_2v2`` or ``results_measures``).
         """
         from semwh.resources import parse_bytes
         from semwh.runs import compare
+        from semwh.runs.levels import Items
         from semwh.runs.measures import compare_measure, measure
         from semwh.runs.options import MEASURES, TESTS
 
         if isinstance(options.get("memory"), str):
             options["memory"] = parse_bytes(options["memory"])
+        options["items"] = Items(
+            options.pop("level", "concept"), options.pop("permute", None),
+            options.pop("bootstrap_over", None),
+        )  # fmt: skip
         if test in MEASURES:
             return _row_dict(measure(self.warehouse, space_a, space_b, test, **options))
         if test in TESTS:
             return _row_dict(compare(self.warehouse, space_a, space_b, test, **options))
         common = {
             key: options.pop(key)
-            for key in ("permutations", "seed", "bootstrap", "device", "force", "memory")
+            for key in ("permutations", "seed", "bootstrap", "device", "force", "memory", "items")
             if key in options
         }
         row = compare_measure(self.warehouse, space_a, space_b, test, options=options, **common)
@@ -569,6 +578,8 @@ class SemanticWarehouse:
         as keywords (tests, permutations, seed, recovery, include_random, ...), and
         ``progress`` and ``mapper`` as for :func:`semwh.runs.sweep.sweep`. The returned
         ``sweep_id`` selects the family in ``sweep_results`` and in :meth:`curves`.
+        ``item_level="image"`` runs every cell over the stimuli its spaces share
+        (``--level image``), with ``permute`` and ``resample`` (``--bootstrap-over``).
         ``backend="ray"`` runs the comparisons as Ray tasks (the ray extra) at
         ``ray_address``, with ``gpus_per_task`` and ``perm_block`` permutations per task.
         """
@@ -601,7 +612,8 @@ class SemanticWarehouse:
 
         ``options`` is a :class:`semwh.runs.grid.GridOptions`; ``settings`` are its fields
         as keywords (tests, permutations, seed, k, ...), and ``progress`` and ``mapper`` as
-        for :func:`semwh.runs.grid.grid`; ``backend`` and its options as for :meth:`sweep`.
+        for :func:`semwh.runs.grid.grid`; ``backend``, its options and ``item_level``,
+        ``permute`` and ``resample`` as for :meth:`sweep`.
         The cells are in the view ``grid_results``.
         """
         from semwh.runs.grid import grid

@@ -52,6 +52,25 @@ _NORMALISE = typer.Option(
     "(of its off-diagonal entries); recorded with the result.",
 )
 
+_LEVEL = typer.Option(
+    "concept",
+    "--level",
+    help="concept (concept means) or image (the stimuli both spaces have: layers, and "
+    "spaces ingested with --level image).",
+)
+_PERMUTE = typer.Option(
+    None,
+    "--permute",
+    help="Image level: concepts (each concept's images move together; the default when a "
+    "concept has two or more images), images (all free) or within-concept.",
+)
+_BOOTSTRAP_OVER = typer.Option(
+    None,
+    "--bootstrap-over",
+    help="Image level: resample concepts (with all their images; the default as for "
+    "--permute) or images.",
+)
+
 RECOVERY_SUMMARY = ("result_id", "layer", "space_b", "n_images", "accuracy", "p_value")
 #: Exit code of `analyze recovery` when the test applies to none of the layers (not an
 #: error: 1 is; a sweep or pipeline carries on).
@@ -60,6 +79,12 @@ UNCORRECTED = (
     "p_value is uncorrected: FDR belongs to a sweep's family (`semwh analyze sweep`, "
     "then sweep_results)"
 )
+
+
+def _items(level: str, permute: str | None, bootstrap_over: str | None) -> Any:
+    from semwh.runs.levels import Items
+
+    return Items(level, permute, bootstrap_over)
 
 
 def _split(text: str) -> list[str]:
@@ -93,6 +118,10 @@ def _compare(
         for key in ("permutations", "seed", "bootstrap", "device", "force")
         if key in options
     }
+    common["items"] = _items(
+        options.pop("level", "concept"), options.pop("permute", None),
+        options.pop("bootstrap_over", None),
+    )  # fmt: skip
     wh = state(ctx).warehouse()
     extra: dict[str, Any] = {}
     if measure.inputs == measures.SIMILARITIES:
@@ -135,6 +164,9 @@ def compare(
     device: str = _DEVICE,
     force: bool = _FORCE,
     memory: str | None = _MEMORY,
+    level: str = _LEVEL,
+    permute: str | None = _PERMUTE,
+    bootstrap_over: str | None = _BOOTSTRAP_OVER,
 ) -> None:
     """Any registered measure between two spaces over their shared concepts; stores and
     prints the result. `semwh analyze rsa|2v2|cka|knn|reg2v2` are spellings of it.
@@ -153,6 +185,9 @@ def compare(
         bootstrap=bootstrap,
         device=device,
         force=force,
+        level=level,
+        permute=permute,
+        bootstrap_over=bootstrap_over,
     )
 
 
@@ -209,6 +244,9 @@ def rsa(
     force: bool = _FORCE,
     memory: str | None = _MEMORY,
     normalise: str = _NORMALISE,
+    level: str = _LEVEL,
+    permute: str | None = _PERMUTE,
+    bootstrap_over: str | None = _BOOTSTRAP_OVER,
 ) -> None:
     """RSA between two spaces over their shared concepts; stores and prints the result.
 
@@ -232,6 +270,9 @@ def rsa(
         device=device,
         force=force,
         normalise=normalise,
+        level=level,
+        permute=permute,
+        bootstrap_over=bootstrap_over,
     )
 
 
@@ -250,6 +291,9 @@ def two_vs_two(
     force: bool = _FORCE,
     memory: str | None = _MEMORY,
     normalise: str = _NORMALISE,
+    level: str = _LEVEL,
+    permute: str | None = _PERMUTE,
+    bootstrap_over: str | None = _BOOTSTRAP_OVER,
 ) -> None:
     """2 vs 2 test between two spaces over their shared concepts; stores and prints it.
 
@@ -272,6 +316,9 @@ def two_vs_two(
         device=device,
         force=force,
         normalise=normalise,
+        level=level,
+        permute=permute,
+        bootstrap_over=bootstrap_over,
     )
 
 
@@ -312,13 +359,24 @@ def cka(
     seed: int | None = _SEED,
     estimator: str = _ESTIMATOR,
     force: bool = _FORCE,
+    level: str = _LEVEL,
+    permute: str | None = _PERMUTE,
 ) -> None:
     """Linear CKA between two spaces over their shared concepts; stores and prints it.
 
     Example: semwh analyze cka --a efficientnet_lite0/blocks.15 --b glove-6b-50d -n 1000
     """
     _compare(
-        ctx, a, b, "cka", estimator=estimator, permutations=permutations, seed=seed, force=force
+        ctx,
+        a,
+        b,
+        "cka",
+        estimator=estimator,
+        permutations=permutations,
+        seed=seed,
+        force=force,
+        level=level,
+        permute=permute,
     )
 
 
@@ -331,12 +389,25 @@ def knn(
     seed: int | None = _SEED,
     k: int = _K,
     force: bool = _FORCE,
+    level: str = _LEVEL,
+    permute: str | None = _PERMUTE,
 ) -> None:
     """Mutual k-nearest-neighbour alignment of two spaces; stores and prints it.
 
     Example: semwh analyze knn --a efficientnet_lite0/blocks.15 --b glove-6b-50d --k 10 -n 1000
     """
-    _compare(ctx, a, b, "knn", k=k, permutations=permutations, seed=seed, force=force)
+    _compare(
+        ctx,
+        a,
+        b,
+        "knn",
+        k=k,
+        permutations=permutations,
+        seed=seed,
+        force=force,
+        level=level,
+        permute=permute,
+    )
 
 
 @app.command("reg2v2")
@@ -350,6 +421,8 @@ def reg2v2(
     penalties: str | None = _PENALTIES,
     tie_tol: float = _TIE_TOL,
     force: bool = _FORCE,
+    level: str = _LEVEL,
+    permute: str | None = _PERMUTE,
 ) -> None:
     """Regression 2 vs 2: ridge from A predicts B, two concepts left out per pair.
 
@@ -366,6 +439,8 @@ def reg2v2(
         seed=seed,
         force=force,
         **_grid(penalties),
+        level=level,
+        permute=permute,
     )
 
 
@@ -555,6 +630,9 @@ def sweep(
     ),
     normalise: str = _NORMALISE,
     option: list[str] | None = _MEASURE_OPTIONS,
+    level: str = _LEVEL,
+    permute: str | None = _PERMUTE,
+    bootstrap_over: str | None = _BOOTSTRAP_OVER,
 ) -> None:
     """Every layer of the models against every word space, with FDR over the whole sweep.
 
@@ -565,6 +643,9 @@ def sweep(
     from semwh.runs.sweep import SweepOptions
 
     options = SweepOptions(
+        item_level=level,
+        permute=permute,
+        resample=bootstrap_over,
         tests=_split(tests),
         permutations=permutations,
         seed=seed,
@@ -671,6 +752,9 @@ def grid(
     gpus_per_task: float = _GPUS_PER_TASK,
     perm_block: int | None = _PERM_BLOCK,
     option: list[str] | None = _MEASURE_OPTIONS,
+    level: str = _LEVEL,
+    permute: str | None = _PERMUTE,
+    bootstrap_over: str | None = _BOOTSTRAP_OVER,
 ) -> None:
     """Every layer of A against every layer of B, with a max-statistic test of the best cell.
 
@@ -680,6 +764,9 @@ def grid(
     from semwh.runs.grid import grid as run_grid
 
     options = GridOptions(
+        item_level=level,
+        permute=permute,
+        resample=bootstrap_over,
         tests=_split(tests),
         permutations=permutations,
         seed=seed,
@@ -728,6 +815,9 @@ def peak(
     gpus_per_task: float = _GPUS_PER_TASK,
     perm_block: int | None = _PERM_BLOCK,
     option: list[str] | None = _MEASURE_OPTIONS,
+    level: str = _LEVEL,
+    permute: str | None = _PERMUTE,
+    bootstrap_over: str | None = _BOOTSTRAP_OVER,
 ) -> None:
     """The peak layer of a model against a target: family-wise p and a depth interval.
 
@@ -736,6 +826,9 @@ def peak(
     from semwh.runs.grid import GridOptions, peak_layer
 
     options = GridOptions(
+        item_level=level,
+        permute=permute,
+        resample=bootstrap_over,
         kind="peak",
         tests=_split(tests),
         permutations=permutations,

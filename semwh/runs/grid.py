@@ -108,7 +108,8 @@ def resolve_side(session: Session, side: str | Sequence[str]) -> tuple[str, list
 
 
 def common_concepts(loaded: Sequence[SpaceVectors]) -> list[str]:
-    """The concepts every space of a grid has, sorted (at least four).
+    """The concepts (stimuli at the image level) every space of a grid has, sorted (at
+    least four).
 
     Raises:
         DegenerateInputError: Fewer than four.
@@ -117,9 +118,10 @@ def common_concepts(loaded: Sequence[SpaceVectors]) -> list[str]:
     for space in loaded[1:]:
         shared &= set(space.concept_ids)
     if len(shared) < MIN_CONCEPTS:
+        what = "stimuli" if loaded[0].level == "image" else "concepts"
         raise DegenerateInputError(
-            f"the {len(loaded)} spaces of the grid share {len(shared)} concepts; a grid needs "
-            f"at least {MIN_CONCEPTS} concepts that every space has"
+            f"the {len(loaded)} spaces of the grid share {len(shared)} {what}; a grid needs "
+            f"at least {MIN_CONCEPTS} {what} that every space has"
         )
     return sorted(shared)
 
@@ -171,6 +173,7 @@ class GridOptions(FamilyOptions):
         params.update(self.measure_settings())
         if self.normalise != "none":
             params["normalise"] = self.normalise
+        params.update({f"items_{k}": v for k, v in self.items.params().items()})
         return params
 
 
@@ -218,7 +221,7 @@ def grid(
     if opts.kind == "peak" and len(cols) != 1:
         raise ConfigError(f"a peak-layer test has one target, got {len(cols)} spaces")
     grid_seed = int(opts.seed) if opts.seed is not None else draw_seed()
-    loaded = {name: load_space(wh, name) for name in hashes}
+    loaded = {name: load_space(wh, name, opts.item_level) for name in hashes}
     concept_ids = common_concepts(list(loaded.values()))
     flag = "--target" if opts.kind == "peak" else "--b"
     check_targets(tests, {c.name: loaded[c.name] for c in cols}, flag, "grid RDMs separately")
@@ -232,6 +235,7 @@ def grid(
             test,
             {row.name: hashes[row.name], col.name: hashes[col.name]},
             concept_ids=concept_ids,
+            items=opts.items,
         )
         for test in tests
         for i, row in enumerate(rows)
@@ -404,7 +408,7 @@ def _run_grid(
                 n_rows=len(rows),
                 n_cols=len(cols),
                 n_cells=len(kept),
-                n_concepts=len(specs[best].concept_ids),
+                n_concepts=specs[best].n_distinct_concepts,
                 concepts_sha256=params["concepts_sha256"],
                 n_permutations=params["permutations"],
                 seed=params["seed"],

@@ -413,6 +413,10 @@ def comparison_table(rows: Sequence[ComparisonRow], p_fdr: families.FDR | None =
             "null_q95": row.null_q95,
             "ci_low": row.ci_low,
             "ci_high": row.ci_high,
+            "level": row.level or "concept",
+            "n_items": row.n_items if row.n_items is not None else row.n_concepts,
+            "permute": row.permute,
+            "resample": row.resample,
         }
         for row in rows
     ]
@@ -438,6 +442,10 @@ def comparison_table(rows: Sequence[ComparisonRow], p_fdr: families.FDR | None =
             ("null_q95", pa.float64()),
             ("ci_low", pa.float64()),
             ("ci_high", pa.float64()),
+            ("level", pa.string()),
+            ("n_items", pa.int64()),
+            ("permute", pa.string()),
+            ("resample", pa.string()),
         ]
     )
     return pa.Table.from_pylist(records, schema=schema)

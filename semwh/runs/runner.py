@@ -30,6 +30,7 @@ from semwh.names import name_list
 from semwh.progress import Progress, report
 from semwh.runs import result_rows
 from semwh.runs.comparison import lookup_in, run_comparison, save_in, with_seed
+from semwh.runs.levels import Items
 from semwh.runs.options import (
     check_choice,
     check_count,
@@ -265,6 +266,11 @@ class FamilyOptions:
         k: Neighbours per concept of mutual k-NN alignment.
         regression_distance: Row distance of regression 2 vs 2 (``cosine`` or ``pearson``).
         penalties: Ridge penalty grid of regression 2 vs 2 (multiples of tr(Xc Xc')/n).
+        item_level: ``concept`` or ``image`` (every cell over the stimuli its two spaces
+            share; ``--level`` on the command line).
+        permute: At the image level, the permutation scheme (``concepts``, ``images``,
+            ``within-concept``; None: the default of :class:`semwh.runs.levels.Items`).
+        resample: At the image level, the bootstrap unit (``concepts``, ``images``).
     """
 
     tests: Sequence[str] = ("2v2", "rsa")
@@ -284,6 +290,9 @@ class FamilyOptions:
     #: Own options of measures other than RSA and 2 vs 2, by measure (``{"procrustes":
     #: {"centre": False}}``; ``-o procrustes.centre=false``); they override the shared ones.
     measure_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    item_level: str = "concept"
+    permute: str | None = None
+    resample: str | None = None
     #: Each test's validated options (without a seed), in the order of ``tests``.
     test_options: tuple[TestOptions, ...] = field(init=False, repr=False, compare=False)
 
@@ -300,6 +309,7 @@ class FamilyOptions:
         object.__setattr__(self, "seed", check_seed(self.seed))
         object.__setattr__(self, "permutations", check_count(self.permutations, "permutations"))
         object.__setattr__(self, "penalties", tuple(self.penalties))
+        self.items  # noqa: B018 - checks the level, scheme and unit now
         # The settings some measure takes from a family (the registry names them).
         settings = {
             name: getattr(self, name) for name in measures.setting_names() if hasattr(self, name)
@@ -323,6 +333,11 @@ class FamilyOptions:
             for opts in self._options_of(check_choice(test, measures.names(), "test"), settings)
         )
         object.__setattr__(self, "test_options", made)
+
+    @property
+    def items(self) -> Items:
+        """The family's level, permutation scheme and bootstrap unit."""
+        return Items(self.item_level, self.permute, self.resample)
 
     def _options_of(self, test: str, settings: Mapping[str, Any]) -> list[Options]:
         """``test``'s options: the shared settings it takes, then its own given ones."""

@@ -14,6 +14,7 @@ from semwh.errors import ConfigError, DegenerateInputError, NotFoundError
 from semwh.progress import Progress, check_progress
 from semwh.runs import families, result_rows
 from semwh.runs.comparison import plan_comparison
+from semwh.runs.levels import CONCEPTS, Items
 from semwh.runs.provenance import derive_seed, draw_seed
 from semwh.runs.records import ComparisonSpec
 from semwh.runs.recovery import recovery as run_recovery
@@ -107,15 +108,16 @@ def _specs(
     hashes: dict[str, str | None],
     options: Sequence[TestOptions],
     strict: bool,
+    items: Items = CONCEPTS,
 ) -> Iterator[ComparisonSpec | Skipped]:
-    """Specs in sweep order, loading each layer space once."""
+    """Specs in sweep order, loading each layer space once (at the level of ``items``)."""
     for layer in layers:
-        a = load_space(wh, layer.name)
+        a = load_space(wh, layer.name, items.level)
         for word_name, b in words.items():
             for opts in options:
                 input_hashes = {layer.name: hashes[layer.name], word_name: hashes[word_name]}
                 try:
-                    yield plan_comparison(a, b, opts, input_hashes)
+                    yield plan_comparison(a, b, opts, input_hashes, items=items)
                 except DegenerateInputError as exc:
                     if strict:
                         raise
@@ -176,6 +178,7 @@ class SweepOptions(FamilyOptions):
             params["control_diffs"] = True
         if self.normalise != "none":
             params["normalise"] = self.normalise
+        params.update(self.items.params())
         return params
 
 
@@ -233,13 +236,15 @@ def sweep(
                 f"vision model {model!r} has no layer spaces: run `semwh extract` for it first"
             )
         layers.extend(model_layers)
-    words = {name: load_space(wh, name) for name in dict.fromkeys(word_spaces)}
+    words = {name: load_space(wh, name, opts.item_level) for name in dict.fromkeys(word_spaces)}
     if not words:
         raise ConfigError("a sweep needs at least one word space (--words)")
     check_targets(tests, words, "--words", "sweep RDMs separately")
     for name, space in words.items():
         for layer in layers:
-            shared = min(len(space.concept_ids), int(layer.n_concepts))
+            shared = len(space.concept_ids)
+            if opts.item_level == "concept":
+                shared = min(shared, int(layer.n_concepts))
             check_neighbours(
                 tests, shared, f"layer {layer.name!r} and word space {name!r} share at most"
             )
@@ -303,7 +308,7 @@ def _run_sweep(
     start = time.perf_counter()
     ran = run_family(
         wh,
-        _specs(wh, layers, words, hashes, opts.test_options, opts.strict),
+        _specs(wh, layers, words, hashes, opts.test_options, opts.strict, opts.items),
         total=len(layers) * len(words) * len(opts.test_options),
         seeding=Seeding(sweep_seed, per_comparison=True, any_stored=opts.seed is None),
         family="sweep",

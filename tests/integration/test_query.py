@@ -252,7 +252,7 @@ def test_parameter_errors_name_the_valid_parameters(synth: Warehouse) -> None:
 
 def test_header_parsing_defaults_and_errors(tmp_path: Path) -> None:
     q = load_query("first_significant_depth")
-    assert bind_params(q) == {"alpha": 0.05, "model": None, "word_space": None}
+    assert bind_params(q) == {"alpha": 0.05, "model": None, "word_space": None, "level": "concept"}
     assert bind_params(q, {"model": "NULL", "alpha": "0.1"})["model"] is None
     bad = tmp_path / "bad.sql"
     bad.write_text("-- name: bad\n-- purpose: x\n-- param: alpha = 1\n-- columns: a\nSELECT 1")
