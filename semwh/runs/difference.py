@@ -108,6 +108,14 @@ def diff_inputs(wh: Warehouse, first: str, second: str) -> DiffInputs:
             if row is None:
                 raise NotFoundError(f"no {test} result {result_id}")
             rows.append(row)
+        image = [f"{t}:{i}" for (t, i), r in zip(refs, rows, strict=True) if r.level == "image"]
+        if image:
+            raise ConfigError(
+                f"{', '.join(image)}: paired differences are computed over concepts; an "
+                "image-level result's items are stimuli grouped by concept, whose pseudo-values "
+                "and sign flips would treat a concept's images as independent. Compare the "
+                "two results' intervals, or difference their concept-level results"
+            )
         if rows[0].concepts_sha256 != rows[1].concepts_sha256:
             raise ConfigError(
                 f"{first} ({rows[0].n_concepts} concepts) and {second} ({rows[1].n_concepts} "

@@ -8,6 +8,7 @@ working memory has to fit. A plan that does not fit even then is refused with it
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -107,6 +108,9 @@ class AnalysisPlan:
     work_bytes: int
     ram_free: int | None
     disk_free: int | None
+    #: What the n items are: ``concepts``, or at the image level ``stimuli of K concepts,
+    #: permuting SCHEME``.
+    items: str = "concepts"
 
     @property
     def stream_inputs(self) -> bool:
@@ -133,7 +137,7 @@ class AnalysisPlan:
         where = "streamed from files in tmp/" if self.stream_inputs else "in memory"
         free = "unknown" if self.ram_free is None else human_bytes(self.ram_free)
         return [
-            f"{self.what}: {n} concepts ({n * (n - 1) // 2} pairs), {self.metric}, "
+            f"{self.what}: {n} {self.items} ({n * (n - 1) // 2} pairs), {self.metric}, "
             f"{self.permutations} permutations, {self.bootstrap} bootstrap resamples "
             f"on {self.device}",
             f"  inputs: 2 similarity matrices of {n} x {n} = {human_bytes(self.inputs_bytes)}, "
@@ -304,7 +308,7 @@ def plan_spec(spec: ComparisonSpec, tmp: Path, memory: int | None = None) -> Ana
         memory: Bytes the analysis may use; default (and at most) the available RAM.
     """
     opts = spec.options
-    return plan_analysis(
+    plan = plan_analysis(
         opts.test,
         f"{opts.test} of {spec.space_a!r} vs {spec.space_b!r}",
         n_concepts=spec.n_concepts,
@@ -318,6 +322,10 @@ def plan_spec(spec: ComparisonSpec, tmp: Path, memory: int | None = None) -> Ana
         n_jobs=min(8, os.cpu_count() or 1),
         n_subjects=len(spec.subjects or ()),
     )
+    if spec.level == "image":
+        items = f"stimuli of {spec.n_distinct_concepts} concepts, permuting {spec.permute}"
+        plan = dataclasses.replace(plan, items=items)
+    return plan
 
 
 def check_specs(

@@ -153,6 +153,11 @@ class SweepOptions(FamilyOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.control_diffs and self.item_level == "image":
+            raise ConfigError(
+                "--diff-random differences are computed over concepts: run them in a "
+                "concept-level sweep (without --level image)"
+            )
         if self.control_diffs and not self.include_random:
             raise ConfigError(
                 "--diff-random compares each layer with its random control, which --no-random "

@@ -34,6 +34,7 @@ from semwh.errors import ConfigError, NotFoundError, SemwhError
 from semwh.measures import analysis_version
 from semwh.runs import result_rows
 from semwh.runs.comparison import plan_comparison, run_comparison
+from semwh.runs.levels import Items
 from semwh.runs.provenance import concepts_sha256, library_versions
 from semwh.runs.recovery import recovery_inputs, run_recovery_layer, top1_predictions
 from semwh.runs.repair import Damage, check_all
@@ -305,7 +306,21 @@ def _verify_comparison(checker: _Checker, session: Session, test: str, row: Resu
         problem = checker.space_problem(session, name, recorded)
         if problem is not None:
             return verdict(INPUTS_CHANGED, problem)
-    a, b = checker.spaces[row.space_a], checker.spaces[row.space_b]
+    items = Items()
+    if row.level == "image":
+        items = Items("image", row.permute, row.resample)
+
+    def load(name: str) -> SpaceVectors:
+        """A space at the result's level (files checked against their records on read)."""
+        key = name if items.level == "concept" else f"{name}\0{items.level}"
+        if key not in checker.spaces:
+            checker.spaces[key] = load_space(checker.wh, name, items.level)
+        return checker.spaces[key]
+
+    try:
+        a, b = load(row.space_a), load(row.space_b)
+    except SemwhError as exc:
+        return verdict(INPUTS_CHANGED, str(exc))
     superseded = _superseded_method(test, row, b)
     if superseded is not None:
         return verdict(SUPERSEDED, superseded)
@@ -316,14 +331,10 @@ def _verify_comparison(checker: _Checker, session: Session, test: str, row: Resu
         # A grid's cell: computed over the concepts every space of its grid shares.
         from semwh.runs.grid import grid_concepts
 
-        def load(name: str) -> SpaceVectors:
-            if name not in checker.spaces:
-                checker.spaces[name] = load_space(checker.wh, name)
-            return checker.spaces[name]
-
         concept_ids = grid_concepts(session, load, test, row.result_id, row.concepts_sha256)
     try:
-        record = run_comparison(plan_comparison(a, b, options, hashes, concept_ids=concept_ids))
+        spec = plan_comparison(a, b, options, hashes, concept_ids=concept_ids, items=items)
+        record = run_comparison(spec)
     except SemwhError as exc:
         return verdict(DRIFTED, f"recomputing fails now: {exc}", float("inf"))
     null = result_rows.null_values(session, test, row.result_id) or []
