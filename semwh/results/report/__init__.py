@@ -101,6 +101,8 @@ class ReportData:
     heatmaps: dict[tuple[str, str], list[Row]] = field(default_factory=dict)
     grid_cells: list[Row] = field(default_factory=list)
     peak_inference: list[Row] = field(default_factory=list)
+    #: Layer curves at the image level (items: stimuli), kept apart from the concept level's.
+    image_curves: list[Row] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,7 @@ def report_data(
             heatmaps={key: rows("space_vectors", {"space": key[0]}) for key in heatmap_keys},
             grid_cells=rows("grid_cells", {"alpha": alpha}),
             peak_inference=rows("peak_inference", {}),
+            image_curves=rows("layer_curves", {**ws, "level": "image"}),
         )
 
 
@@ -265,6 +268,13 @@ def render_html(data: ReportData, figures: list[Figure], *, title: str, alpha: f
         "<h2>Layer curves</h2>",
         _table(data.curves, CURVE_COLUMNS),
     ]
+    if data.image_curves:
+        parts += [
+            "<h2>Layer curves at the image level</h2>",
+            "<p class='meta'>Items are stimuli; the null permutes them by the scheme each "
+            "result records (concepts: each concept's images move together).</p>",
+            _table(data.image_curves, (*CURVE_COLUMNS, "n_items")),
+        ]
     if data.recovery:
         parts += ["<h2>1 vs 2 recovery by layer</h2>", _table(data.recovery)]
     if data.measures:
@@ -331,7 +341,12 @@ def build_report(
         if not found:
             raise NotFoundError(f"no concept vectors of space {space!r} to draw a heatmap of")
     if not (
-        data.curves or data.measures or data.heatmaps or data.grid_cells or data.peak_inference
+        data.curves
+        or data.image_curves
+        or data.measures
+        or data.heatmaps
+        or data.grid_cells
+        or data.peak_inference
     ):
         which = f" against word space {word_space!r}" if word_space else ""
         raise NotFoundError(
@@ -339,6 +354,9 @@ def build_report(
             "(or `semwh run CONFIG.toml`) first"
         )
     figures = curve_figures(data.curves, data.recovery, alpha, out_dir / "figures", protected)
+    figures += curve_figures(
+        data.image_curves, [], alpha, out_dir / "figures", protected, level="image"
+    )
     figures += measure_figures(data.measures, alpha, out_dir / "figures", protected, data.ceilings)
     figures += [
         heatmap_figure(

@@ -181,12 +181,15 @@ def curve_figures(
     alpha: float,
     out_dir: Path,
     protected: Sequence[Path] = (),
+    level: str = "concept",
 ) -> list[Figure]:
     """Per word space: 2 vs 2 and RSA against relative depth, and recovery by layer.
 
     Targets that are layers of a model (``MODEL/LAYER``: a language model's text layers,
-    say) share one figure per model and test, one line per (model, target layer).
+    say) share one figure per model and test, one line per (model, target layer). Curves of
+    the image level (``level="image"``) get figures of their own, titled so.
     """
+    prefix, at = ("", "") if level == "concept" else ("image_", ", image level")
     figures: list[Figure] = []
     groups: dict[str, list[Row]] = {}
     for r in curves:
@@ -211,9 +214,9 @@ def curve_figures(
                 band=("null_mean_2v2", "null_q95_2v2"),
                 chance=0.5,
                 ylabel="2 vs 2 accuracy",
-                title=f"2 vs 2 accuracy against {word_space}",
+                title=f"2 vs 2 accuracy against {word_space}{at}",
                 alpha=alpha,
-                key=f"2v2_{key_part}",
+                key=f"{prefix}2v2_{key_part}",
                 out_dir=out_dir,
                 protected=protected,
                 ceiling=rows_ceiling(rows, "_2v2"),
@@ -228,9 +231,9 @@ def curve_figures(
                     band=("null_mean_rsa", "null_q95_rsa"),
                     chance=0.0,
                     ylabel="RSA (Spearman rho)",
-                    title=f"RSA against {word_space}",
+                    title=f"RSA against {word_space}{at}",
                     alpha=alpha,
-                    key=f"rsa_{key_part}",
+                    key=f"{prefix}rsa_{key_part}",
                     out_dir=out_dir,
                     protected=protected,
                     ceiling=rows_ceiling(rows, "_rsa"),
