@@ -94,7 +94,9 @@ def bootstrap_rsa(
     values = np.empty(n_bootstrap)
     for t in range(n_bootstrap):
         idx = draw_rows(rng, n)
-        rows, cols = idx[iu[0]], idx[iu[1]]
+        # A resample of whole concepts has as many items as the concepts drawn hold.
+        upper = iu if idx.size == n else np.triu_indices(idx.size, 1)
+        rows, cols = idx[upper[0]], idx[upper[1]]
         keep = rows != cols
         values[t] = pair_correlation(a[rows[keep], cols[keep]], b[rows[keep], cols[keep]], method)
     return _interval(pair_correlation(a[iu], b[iu], method), values, level, recorded)

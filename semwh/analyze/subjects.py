@@ -398,7 +398,9 @@ def per_subject_resampled(
         iu = np.triu_indices(sim_a.shape[0], 1)
 
         def rsa_values(idx: np.ndarray) -> np.ndarray:
-            rows, cols = idx[iu[0]], idx[iu[1]]
+            # A resample of whole concepts has as many items as the concepts drawn hold.
+            upper = iu if idx.size == sim_a.shape[0] else np.triu_indices(idx.size, 1)
+            rows, cols = idx[upper[0]], idx[upper[1]]
             keep = rows != cols
             r, c = rows[keep], cols[keep]
             a = sim_a[r, c]
