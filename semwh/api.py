@@ -132,9 +132,14 @@ class SemanticWarehouse:
         ]
         return QueryResult(pa.Table.from_pylist(rows), "")
 
-    def curves(self, word_space: str | None = None, sweep_id: int | None = None) -> QueryResult:
-        """Layer curves: per layer space and word space, the current results (``layer_curves``)."""
-        return self.query("layer_curves", {"word_space": word_space, "sweep_id": sweep_id})
+    def curves(
+        self, word_space: str | None = None, sweep_id: int | None = None, level: str = "concept"
+    ) -> QueryResult:
+        """Layer curves: per layer space and word space, the current results (``layer_curves``)
+        of one level (``concept`` or ``image``)."""
+        return self.query(
+            "layer_curves", {"word_space": word_space, "sweep_id": sweep_id, "level": level}
+        )
 
     def spaces(self, kind: str | None = None) -> QueryResult:
         """The registered spaces (name, kind, model, layer, depth, dim, concepts)."""
