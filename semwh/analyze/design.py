@@ -196,6 +196,17 @@ def draw_rows(rng: np.random.Generator, n: int) -> np.ndarray:
     return design.rows(rng)
 
 
+def resample_units(n: int) -> int:
+    """How many units a resample of ``n`` items draws by the current design: the concepts
+    when it resamples whole concepts, else ``n`` (what a variance over resamples counts as
+    its sample size)."""
+    design = _design_for(n)
+    if design is None or design.free_resample:
+        return n
+    assert design.groups is not None
+    return int(np.bincount(design.groups).size)
+
+
 def group_codes(concepts: Sequence[str]) -> np.ndarray:
     """Integer codes of each item's concept, in order of first appearance."""
     codes: dict[str, int] = {}

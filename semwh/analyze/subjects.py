@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from semwh.analyze.bootstrap import pair_correlation
-from semwh.analyze.design import draw_rows
+from semwh.analyze.bootstrap import pair_correlation, resampled_pairs
+from semwh.analyze.design import draw_rows, resample_units
 from semwh.analyze.permutation import STAT_TOL, make_rng
 from semwh.errors import ConfigError, DegenerateInputError, InputError
 
@@ -398,7 +398,7 @@ def per_subject_resampled(
         iu = np.triu_indices(sim_a.shape[0], 1)
 
         def rsa_values(idx: np.ndarray) -> np.ndarray:
-            rows, cols = idx[iu[0]], idx[iu[1]]
+            rows, cols = resampled_pairs(idx, iu)
             keep = rows != cols
             r, c = rows[keep], cols[keep]
             a = sim_a[r, c]
@@ -476,7 +476,8 @@ def dual_bootstrap(
     ``S/(S-1) V_s + n/(n-1) V_c - S n / ((S-1)(n-1)) (V_both - V_s - V_c)``, bounded below by
     each single corrected variance and above by V_both (rsatoolbox ``_dual_bootstrap``). The
     interval is mean +- t(dof) se with dof = min(S, n) - 1, and the p-value the one-sided t
-    test of the mean against chance with that se.
+    test of the mean against chance with that se. At the image level with whole concepts
+    resampled (:mod:`semwh.analyze.design`), n is the number of concepts, not of images.
 
     Args:
         values: The per-subject statistics on all concepts.
@@ -515,9 +516,11 @@ def dual_bootstrap(
     evaluations = np.array([both, only_subjects, only_concepts])
     ok = np.isfinite(evaluations).all(axis=0)
     variances = np.var(evaluations[:, ok], axis=1, ddof=1) if ok.sum() > 1 else np.full(3, np.nan)
-    variance = corrected_variance(variances, n_subjects, n_concepts)
+    # At the image level a resample of whole concepts draws the concepts, not the images.
+    units = resample_units(n_concepts)
+    variance = corrected_variance(variances, n_subjects, units)
     estimate = float(v.mean())
-    dof = min(n_subjects, n_concepts) - 1
+    dof = min(n_subjects, units) - 1
     low = high = p = se = None
     if np.isfinite(variance) and variance > 0:
         se = float(np.sqrt(variance))
