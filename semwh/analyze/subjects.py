@@ -446,10 +446,11 @@ def concept_bootstrap(
     n_bootstrap: int = 1000,
     level: float = 0.95,
     seed: int | np.random.Generator = 0,
-    draws: np.ndarray | None = None,
+    draws: Sequence[np.ndarray] | np.ndarray | None = None,
 ) -> Interval:
     """Percentile interval of the mean over subjects, resampling concepts (every subject
-    sees the same resample)."""
+    sees the same resample); ``draws`` (one array of item indices per resample) replaces the
+    seeded draws."""
     _check_level(level)
     if draws is None:
         draws = concept_draws(make_rng(seed)[0], n_concepts, _check_count(n_bootstrap))

@@ -5,6 +5,8 @@ scheme's rejection rate under its own null."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -62,7 +64,7 @@ def make_spec(
     concepts: list[str],
     permute: str | None = None,
     resample: str | None = None,
-    **options: object,
+    **options: Any,
 ) -> ComparisonSpec:
     return plan_comparison(
         space("A", x, concepts),
@@ -161,7 +163,8 @@ def test_null_of_each_scheme_equals_a_naive_loop(test: str, scheme: str) -> None
     for _ in range(count):
         perm = reference.scheme_permutation(rng, concepts, scheme)
         expected.append(SLOW[test](x, y[perm]))
-    np.testing.assert_allclose(record.null, expected, rtol=0, atol=1e-9)
+    assert record.null is not None
+    np.testing.assert_allclose(record.null, np.array(expected), rtol=0, atol=1e-9)
     assert record.p_value == pytest.approx(reference.p_value(record.statistic, expected))
     blocks = [comparison_null(spec, 0, 4), comparison_null(spec, 4, count)]
     np.testing.assert_array_equal(np.concatenate(blocks), record.null)
@@ -211,6 +214,20 @@ def test_bootstrap_resamples_the_design_unit(test: str, unit: str) -> None:
     )
     drawn = concept_bootstrap_values(spec, 40, derive_seed(13, "bootstrap"))
     np.testing.assert_allclose(drawn, values, rtol=0, atol=1e-9)
+
+
+def test_vector_measure_resamples_take_each_drawn_image_once() -> None:
+    """A measure of vectors (CKA) on resamples of whole concepts (a peak layer's depth
+    interval): the distinct images of the drawn concepts, in item order."""
+    x, y, concepts = inputs("cka")
+    spec = make_spec("cka", x, y, concepts, resample="concepts")
+    rng = np.random.default_rng(29)
+    expected = []
+    for _ in range(8):
+        rows = sorted(set(reference.scheme_rows(rng, concepts, "concepts").tolist()))
+        expected.append(reference.cka(x[rows], y[rows]) if len(rows) >= 4 else np.nan)
+    drawn = concept_bootstrap_values(spec, 8, 29)
+    np.testing.assert_allclose(drawn, np.array(expected), rtol=0, atol=1e-9)
 
 
 def corrected_interval(
@@ -280,8 +297,12 @@ DATASETS, PERMUTATIONS, ALPHA = 200, 39, 0.05
 #: Rejections within 3 standard errors of ALPHA * DATASETS.
 BAND = 3 * np.sqrt(ALPHA * (1 - ALPHA) * DATASETS)
 
+Pair = tuple[np.ndarray, np.ndarray]
+#: Draws one dataset (A, B) from a Generator, given each image's concept code.
+Simulate = Callable[[np.random.Generator, np.ndarray], Pair]
 
-def rejections(scheme: str, simulate, datasets: int = DATASETS) -> int:  # type: ignore[no-untyped-def]
+
+def rejections(scheme: str, simulate: Simulate, datasets: int = DATASETS) -> int:
     """How many of the simulated datasets the RSA permutation test rejects at ALPHA."""
     rng = np.random.default_rng(23)
     codes = np.unique(CALIBRATION, return_inverse=True)[1]
@@ -291,16 +312,18 @@ def rejections(scheme: str, simulate, datasets: int = DATASETS) -> int:  # type:
         spec = make_spec(
             "rsa", x, y, CALIBRATION, permute=scheme, permutations=PERMUTATIONS, seed=k
         )
-        count += run_comparison(spec).p_value <= ALPHA
+        p_value = run_comparison(spec).p_value
+        assert p_value is not None
+        count += p_value <= ALPHA
     return count
 
 
-def independent_images(rng: np.random.Generator, codes: np.ndarray):  # type: ignore[no-untyped-def]
+def independent_images(rng: np.random.Generator, codes: np.ndarray) -> Pair:
     """The null of ``images``: A and B independent, every image on its own."""
     return rng.standard_normal((codes.size, 5)), rng.standard_normal((codes.size, 5))
 
 
-def independent_concepts(rng: np.random.Generator, codes: np.ndarray):  # type: ignore[no-untyped-def]
+def independent_concepts(rng: np.random.Generator, codes: np.ndarray) -> Pair:
     """The null of ``concepts``: each space has concept structure (images of one concept
     alike), but A's and B's concepts are independent."""
 
@@ -311,7 +334,7 @@ def independent_concepts(rng: np.random.Generator, codes: np.ndarray):  # type: 
     return one(), one()
 
 
-def category_only(rng: np.random.Generator, codes: np.ndarray):  # type: ignore[no-untyped-def]
+def category_only(rng: np.random.Generator, codes: np.ndarray) -> Pair:
     """The null of ``within-concept``: A and B share their concepts' structure, and B holds
     nothing of A's images beyond it (its own noise around the concept means)."""
     means = rng.standard_normal((codes.max() + 1, 5))
@@ -319,7 +342,7 @@ def category_only(rng: np.random.Generator, codes: np.ndarray):  # type: ignore[
     return x, means[codes] + 0.7 * rng.standard_normal((codes.size, 5))
 
 
-def exemplars_shared(rng: np.random.Generator, codes: np.ndarray):  # type: ignore[no-untyped-def]
+def exemplars_shared(rng: np.random.Generator, codes: np.ndarray) -> Pair:
     """Not a null of ``within-concept``: B follows A's images, not only their concepts."""
     x, _ = category_only(rng, codes)
     return x, x + 0.5 * rng.standard_normal(x.shape)
@@ -333,7 +356,7 @@ def exemplars_shared(rng: np.random.Generator, codes: np.ndarray):  # type: igno
         ("within-concept", category_only),
     ],
 )
-def test_each_scheme_rejects_at_alpha_under_its_null(scheme: str, simulate) -> None:  # type: ignore[no-untyped-def]
+def test_each_scheme_rejects_at_alpha_under_its_null(scheme: str, simulate: Simulate) -> None:
     rejected = rejections(scheme, simulate)
     assert abs(rejected - ALPHA * DATASETS) <= BAND, rejected
 
