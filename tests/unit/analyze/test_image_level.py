@@ -170,6 +170,24 @@ def test_null_of_each_scheme_equals_a_naive_loop(test: str, scheme: str) -> None
     np.testing.assert_array_equal(np.concatenate(blocks), record.null)
 
 
+def test_concept_level_null_is_the_free_stream() -> None:
+    """At the concept level nothing changes: no design, one rng.permutation(n) per
+    permutation, as before image levels existed."""
+    x, y, concepts = inputs("rsa")
+    ids = stimuli(concepts)
+    spec = plan_comparison(
+        SpaceVectors("A", ids, x),
+        SpaceVectors("B", ids, y),
+        get("rsa").make_options(permutations=10, seed=31),
+        {"A": None, "B": None},
+    )
+    assert spec.design is None and spec.level == "concept"
+    expected = [rsa(x, y[perm]) for perm in reference.permutations(31, len(ids), 10)]
+    record = run_comparison(spec)
+    assert record.null is not None
+    np.testing.assert_allclose(record.null, np.array(expected), rtol=0, atol=1e-9)
+
+
 # -- bootstrap -----------------------------------------------------------------------------------
 
 
