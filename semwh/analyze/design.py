@@ -21,7 +21,8 @@ are stimuli, grouped by their concept, and the null must match the design:
 
 A bootstrap resample draws concepts with replacement and takes all their images
 (``concepts``: one ``rng.integers(0, k, size=k)`` call over the k concepts), or draws images
-(``images``: as the concept level).
+(``images``: as the concept level). A resample of whole concepts holds as many images as
+its concepts have, which need not be n, and its sample size is k (:func:`resample_units`).
 
 The design of a comparison is set around its computation with :func:`exchangeable`; the
 permutation and resample streams (:func:`draw_permutation`, :func:`draw_rows`) read it, so
