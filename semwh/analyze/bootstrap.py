@@ -82,7 +82,9 @@ def bootstrap_rsa(
     """Percentile bootstrap CI of the RSA correlation, resampling concepts.
 
     Each resample takes n concepts with replacement and correlates the similarities of the
-    pairs of distinct concepts in it (duplicated pairs count as often as they are drawn).
+    pairs of distinct concepts in it (duplicated pairs count as often as they are drawn). At
+    the image level a resample of whole concepts holds as many images as its concepts have,
+    which need not be n (:mod:`semwh.analyze.design`).
     """
     if method not in RSA_METHODS:
         raise ConfigError(f"unknown RSA method {method!r} (choose {', '.join(RSA_METHODS)})")
@@ -94,12 +96,20 @@ def bootstrap_rsa(
     values = np.empty(n_bootstrap)
     for t in range(n_bootstrap):
         idx = draw_rows(rng, n)
-        # A resample of whole concepts has as many items as the concepts drawn hold.
-        upper = iu if idx.size == n else np.triu_indices(idx.size, 1)
-        rows, cols = idx[upper[0]], idx[upper[1]]
+        rows, cols = resampled_pairs(idx, iu)
         keep = rows != cols
         values[t] = pair_correlation(a[rows[keep], cols[keep]], b[rows[keep], cols[keep]], method)
     return _interval(pair_correlation(a[iu], b[iu], method), values, level, recorded)
+
+
+def resampled_pairs(
+    idx: np.ndarray, iu: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (row, column) items of every pair of places of a resample ``idx``: ``iu`` (the
+    upper triangle of the n places) when it has n places, else its own triangle."""
+    if idx.size * (idx.size - 1) // 2 != iu[0].size:
+        iu = np.triu_indices(idx.size, 1)
+    return idx[iu[0]], idx[iu[1]]
 
 
 def pair_correlation(u: np.ndarray, v: np.ndarray, method: str) -> float:

@@ -21,7 +21,8 @@ are stimuli, grouped by their concept, and the null must match the design:
 
 A bootstrap resample draws concepts with replacement and takes all their images
 (``concepts``: one ``rng.integers(0, k, size=k)`` call over the k concepts), or draws images
-(``images``: as the concept level).
+(``images``: as the concept level). A resample of whole concepts holds as many images as
+its concepts have, which need not be n, and its sample size is k (:func:`resample_units`).
 
 The design of a comparison is set around its computation with :func:`exchangeable`; the
 permutation and resample streams (:func:`draw_permutation`, :func:`draw_rows`) read it, so
@@ -194,6 +195,17 @@ def draw_rows(rng: np.random.Generator, n: int) -> np.ndarray:
     if design is None:
         return np.asarray(rng.integers(0, n, size=n))
     return design.rows(rng)
+
+
+def resample_units(n: int) -> int:
+    """How many units a resample of ``n`` items draws by the current design: the concepts
+    when it resamples whole concepts, else ``n`` (what a variance over resamples counts as
+    its sample size)."""
+    design = _design_for(n)
+    if design is None or design.free_resample:
+        return n
+    assert design.groups is not None
+    return int(np.bincount(design.groups).size)
 
 
 def group_codes(concepts: Sequence[str]) -> np.ndarray:

@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from semwh.analyze.bootstrap import pair_correlation
-from semwh.analyze.design import draw_rows
+from semwh.analyze.bootstrap import pair_correlation, resampled_pairs
+from semwh.analyze.design import draw_rows, resample_units
 from semwh.analyze.permutation import STAT_TOL, make_rng
 from semwh.errors import ConfigError, DegenerateInputError, InputError
 
@@ -398,9 +398,7 @@ def per_subject_resampled(
         iu = np.triu_indices(sim_a.shape[0], 1)
 
         def rsa_values(idx: np.ndarray) -> np.ndarray:
-            # A resample of whole concepts has as many items as the concepts drawn hold.
-            upper = iu if idx.size == sim_a.shape[0] else np.triu_indices(idx.size, 1)
-            rows, cols = idx[upper[0]], idx[upper[1]]
+            rows, cols = resampled_pairs(idx, iu)
             keep = rows != cols
             r, c = rows[keep], cols[keep]
             a = sim_a[r, c]
@@ -448,10 +446,11 @@ def concept_bootstrap(
     n_bootstrap: int = 1000,
     level: float = 0.95,
     seed: int | np.random.Generator = 0,
-    draws: np.ndarray | None = None,
+    draws: Sequence[np.ndarray] | np.ndarray | None = None,
 ) -> Interval:
     """Percentile interval of the mean over subjects, resampling concepts (every subject
-    sees the same resample)."""
+    sees the same resample); ``draws`` (one array of item indices per resample) replaces the
+    seeded draws."""
     _check_level(level)
     if draws is None:
         draws = concept_draws(make_rng(seed)[0], n_concepts, _check_count(n_bootstrap))
@@ -478,7 +477,8 @@ def dual_bootstrap(
     ``S/(S-1) V_s + n/(n-1) V_c - S n / ((S-1)(n-1)) (V_both - V_s - V_c)``, bounded below by
     each single corrected variance and above by V_both (rsatoolbox ``_dual_bootstrap``). The
     interval is mean +- t(dof) se with dof = min(S, n) - 1, and the p-value the one-sided t
-    test of the mean against chance with that se.
+    test of the mean against chance with that se. At the image level with whole concepts
+    resampled (:mod:`semwh.analyze.design`), n is the number of concepts, not of images.
 
     Args:
         values: The per-subject statistics on all concepts.
@@ -517,9 +517,11 @@ def dual_bootstrap(
     evaluations = np.array([both, only_subjects, only_concepts])
     ok = np.isfinite(evaluations).all(axis=0)
     variances = np.var(evaluations[:, ok], axis=1, ddof=1) if ok.sum() > 1 else np.full(3, np.nan)
-    variance = corrected_variance(variances, n_subjects, n_concepts)
+    # At the image level a resample of whole concepts draws the concepts, not the images.
+    units = resample_units(n_concepts)
+    variance = corrected_variance(variances, n_subjects, units)
     estimate = float(v.mean())
-    dof = min(n_subjects, n_concepts) - 1
+    dof = min(n_subjects, units) - 1
     low = high = p = se = None
     if np.isfinite(variance) and variance > 0:
         se = float(np.sqrt(variance))

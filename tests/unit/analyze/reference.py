@@ -332,3 +332,48 @@ def peak_depth_interval(
         chosen.append(depths[best])
     low, high = np.quantile(chosen, [(1 - level) / 2, (1 + level) / 2])
     return int(np.argmax(full)), chosen, float(low), float(high)
+
+
+def concept_blocks(concepts: list[str]) -> list[list[int]]:
+    """Each concept's item positions in item order, concepts in order of first appearance."""
+    blocks: dict[str, list[int]] = {}
+    for i, c in enumerate(concepts):
+        blocks.setdefault(c, []).append(i)
+    return list(blocks.values())
+
+
+def scheme_permutation(rng: np.random.Generator, concepts: list[str], scheme: str) -> np.ndarray:
+    """One relabelling of image-level items as semwh.analyze.design words each scheme: item
+    i takes the values of item perm[i]."""
+    n = len(concepts)
+    if scheme == "images":
+        return rng.permutation(n)
+    blocks = concept_blocks(concepts)
+    perm = list(range(n))
+    if scheme == "concepts":
+        # Concepts of one size exchange, whole and in order; one draw per size, smallest first.
+        for size in sorted({len(b) for b in blocks}):
+            same = [b for b in blocks if len(b) == size]
+            order = rng.permutation(len(same))
+            for target, k in zip(same, order, strict=True):
+                for i, j in zip(target, same[k], strict=True):
+                    perm[i] = j
+    else:
+        # Images exchange inside their concept; one draw per concept of two or more images.
+        for block in blocks:
+            if len(block) > 1:
+                order = rng.permutation(len(block))
+                for i, k in zip(block, order, strict=True):
+                    perm[i] = block[k]
+    return np.array(perm)
+
+
+def scheme_rows(rng: np.random.Generator, concepts: list[str], unit: str) -> np.ndarray:
+    """One bootstrap resample of image-level items: images with replacement, or concepts
+    with replacement each with all its images in item order."""
+    n = len(concepts)
+    if unit == "images":
+        return rng.integers(0, n, size=n)
+    blocks = concept_blocks(concepts)
+    drawn = rng.integers(0, len(blocks), size=len(blocks))
+    return np.array([i for k in drawn for i in blocks[k]])
