@@ -50,13 +50,17 @@ def spaces(n_images: int, n_concepts: int, dim: int, seed: int = 0):  # noqa: AN
     codes = np.array([i % n_concepts for i in range(n_images)])
     structure = rng.standard_normal((n_concepts, dim))
     a = structure[codes] + rng.standard_normal((n_images, dim))
-    b = structure[codes] @ rng.standard_normal((dim, dim)) + 2 * rng.standard_normal((n_images, dim))
+    b = structure[codes] @ rng.standard_normal((dim, dim)) + 2 * rng.standard_normal(
+        (n_images, dim)
+    )
     stimuli = [f"{c}_{i:06d}" for i, c in enumerate(concepts)]
     order = np.argsort(stimuli)
     ids = [stimuli[i] for i in order]
     item_concepts = tuple(concepts[i] for i in order)
     return tuple(
-        SpaceVectors(name, ids, m[order], kind="external", level="image", item_concepts=item_concepts)
+        SpaceVectors(
+            name, ids, m[order], kind="external", level="image", item_concepts=item_concepts
+        )
         for name, m in (("a", a), ("b", b))
     )
 
@@ -120,7 +124,8 @@ def main() -> None:
         print(
             f"{test}: {n} stimuli of {args.concepts} concepts, {args.permutations} concept-block "
             f"permutations: {seconds:.1f} s, peak memory {peak / 2**30:.2f} GiB "
-            f"(statistic {statistic:.4f}, p {p:.3g}); per-pair loop extrapolated "
+            f"(statistic {statistic:.4f}, p {'-' if p is None else format(p, '.3g')}); "
+            f"per-pair loop extrapolated "
             f"{naive:.0f} s, ratio {naive / seconds:.0f}x; load average {load()}"
         )
 
