@@ -486,9 +486,7 @@ def image_scores(
 
     wh = state(ctx).warehouse()
     with bars() as progress:
-        runs = score_images(
-            wh, spaces or [], model=model, similarity=similarity, progress=progress
-        )
+        runs = score_images(wh, spaces or [], model=model, similarity=similarity, progress=progress)
     print_table(image_score_table(runs), title="image_scores")
     err_console.print(
         "accuracy: share of scored images whose nearest centroid is their own concept's; "

@@ -106,8 +106,7 @@ def test_named_queries_join_a_reaction_time_csv(tmp_path: Path) -> None:
     ).table.to_pylist()
     assert [(r["stimulus"], r["rt_ms"]) for r in joined] == [("c0_1", 512.5), ("c2_3", 640.0)]
     listed = {
-        r["stimulus"]: r
-        for r in run_query(wh, "image_scores", {"space": "m/l2"}).table.to_pylist()
+        r["stimulus"]: r for r in run_query(wh, "image_scores", {"space": "m/l2"}).table.to_pylist()
     }
     assert len(listed) == 18
     for r in joined:
@@ -118,9 +117,8 @@ def test_named_queries_join_a_reaction_time_csv(tmp_path: Path) -> None:
             assert r[column] == same[column]
     every = run_query(wh, "image_scores_join_csv", {"path": str(rts)}, allow_read=[lab])
     assert sorted({r["space"] for r in every.table.to_pylist()}) == ["m/l1", "m/l2"]
-    assert run_query(
-        wh, "image_scores_join_csv", {"path": str(rts), "similarity": "cosine"}, allow_read=[lab]
-    ).table.num_rows == 0  # none stored with cosine
+    cosine = {"path": str(rts), "similarity": "cosine"}  # none stored with cosine
+    assert run_query(wh, "image_scores_join_csv", cosine, allow_read=[lab]).table.num_rows == 0
 
 
 def test_refusals_store_nothing(tmp_path: Path) -> None:

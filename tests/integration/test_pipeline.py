@@ -123,9 +123,7 @@ def test_every_named_query_runs_on_real_results(
         },
         "space_vectors": {"space": "glove"},
         "image_scores_join_csv": {"path": _ratings(wh, tmp_path, key="stimulus")},
-        "image_scores_join_parquet": {
-            "path": _ratings(wh, tmp_path, parquet=True, key="stimulus")
-        },
+        "image_scores_join_parquet": {"path": _ratings(wh, tmp_path, parquet=True, key="stimulus")},
     }
     for q in list_queries():
         table = run_query(wh, q.name, params.get(q.name), allow_read=[tmp_path]).table

@@ -84,7 +84,9 @@ def test_tiny_blocks_give_the_same_scores_and_report_progress() -> None:
     x, concepts = _data(5, n_concepts=9)
     whole = exemplar_scores(x, concepts)
     seen: list[tuple[int, int]] = []
-    blocked = exemplar_scores(x, concepts, block_entries=1, progress=lambda a, b: seen.append((a, b)))
+    blocked = exemplar_scores(
+        x, concepts, block_entries=1, progress=lambda a, b: seen.append((a, b))
+    )
     assert len(seen) == whole.n_scored > 1 and seen[-1] == (whole.n_scored, whole.n_scored)
     for field in ("index", "nearest", "rank", "correct"):
         assert np.array_equal(getattr(whole, field), getattr(blocked, field))
