@@ -117,7 +117,8 @@ def score_images(
         One summary per space, in the order scored.
 
     Raises:
-        ConfigError: An unknown similarity, no spaces, or a space without an image level.
+        ConfigError: An unknown similarity, no spaces, a space without an image level, or
+            an RDM space (dissimilarities, not vectors).
         NotFoundError: An unknown space or model.
         DegenerateInputError: Fewer than two concepts, every concept with a single image,
             or degenerate vectors (the message names the images or concepts).
@@ -137,6 +138,14 @@ def _score_space(
     wh: Warehouse, name: str, similarity: str, progress: Progress | None
 ) -> ImageScoreRun:
     start = time.perf_counter()
+    with wh.session() as session:
+        kind = get_space(session, name).kind
+    if kind == "rdm":
+        raise ConfigError(
+            f"space {name!r} holds dissimilarities between stimuli (an RDM), not vectors: "
+            "image scores need each image's vector (a layer, or a space ingested with "
+            "`semwh ingest space NAME FILE --level image`)"
+        )
     vectors = load_space(wh, name, level="image")
     stimuli = vectors.concept_ids
     concepts = list(vectors.item_concepts or ())

@@ -121,6 +121,44 @@ def test_named_queries_join_a_reaction_time_csv(tmp_path: Path) -> None:
     assert run_query(wh, "image_scores_join_csv", cosine, allow_read=[lab]).table.num_rows == 0
 
 
+def _image_level_space(
+    wh: Warehouse, name: str, kind: str, images: list[tuple[int, str]], x: np.ndarray
+) -> None:
+    """A space of ``kind`` that holds per-image rows (as an image-level ingest stores one)."""
+    from semwh.vectors import register_vector_file, save_space, write_vector_file
+
+    keys = sorted(set(CONCEPTS))
+    means = np.stack([x[[c == k for c in CONCEPTS]].mean(axis=0) for k in keys])
+    space = save_space(wh, name, kind, keys, means)
+    info = write_vector_file(
+        wh, f"kind=images/space={name}/rows.parquet", name, CONCEPTS, x,
+        image_ids=[i for i, _ in images],
+    )  # fmt: skip
+    with wh.session() as session:
+        register_vector_file(session, info, "images", space_id=space.space_id)
+
+
+def test_a_space_ingested_per_image_is_scored_and_an_rdm_is_refused(tmp_path: Path) -> None:
+    from semwh.vectors import save_space
+
+    wh, images, layers = _world(tmp_path / "wh")
+    _image_level_space(wh, "ratings", "external", images, layers["l2"])
+    (run,) = score_images(wh, "ratings")
+    assert run.n_scored == 18
+    score_images(wh, "m/l2")
+    same_vectors = {r.stimulus: (r.rank, r.nearest_concept) for r in _stored(wh, "m/l2")}
+    assert {r.stimulus: (r.rank, r.nearest_concept) for r in _stored(wh, "ratings")} == (
+        same_vectors
+    )
+    _image_level_space(wh, "dissimilarities", "rdm", images, layers["l1"])
+    with pytest.raises(ConfigError, match="holds dissimilarities between stimuli"):
+        score_images(wh, "dissimilarities")
+    save_space(wh, "means", "external", ["c0", "c1", "c2", "c3"], layers["l1"][:4])
+    with pytest.raises(ConfigError, match="has no image level"):
+        score_images(wh, "means")
+    assert _stored(wh, "dissimilarities") == [] and _stored(wh, "means") == []
+
+
 def test_refusals_store_nothing(tmp_path: Path) -> None:
     wh = migrated_warehouse(tmp_path / "wh")
     lonely = ["a", "b", "c", "d"]
