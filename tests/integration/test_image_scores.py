@@ -16,8 +16,8 @@ from semwh.runs.exemplars import score_images
 from semwh.vectors import get_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import AnalysisRun, ImageScore
-from tests.conftest import migrated_warehouse, run_cli
-from tests.factories import add_image_layer, add_stimuli
+from tests.conftest import run_cli
+from tests.factories import add_image_layer, add_stimuli, warehouse_fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -25,8 +25,9 @@ pytestmark = pytest.mark.integration
 CONCEPTS = [f"c{k}" for k in range(6) for _ in range(3)] + ["solo"]
 
 
-def _world(root: Path) -> tuple[Warehouse, list[tuple[int, str]], dict[str, np.ndarray]]:
-    wh = migrated_warehouse(root)
+def build_world(wh: Warehouse) -> dict:
+    """Model ``m`` with two layers of the images of CONCEPTS (l2 less noisy than l1), and
+    model ``lone`` whose four images each have a concept of their own."""
     rng = np.random.default_rng(0)
     images = add_stimuli(wh, CONCEPTS)
     base = rng.normal(size=(7, 10))
@@ -37,7 +38,13 @@ def _world(root: Path) -> tuple[Warehouse, list[tuple[int, str]], dict[str, np.n
     }
     for depth, (layer, x) in enumerate(layers.items()):
         add_image_layer(wh, "m", layer, images, CONCEPTS, x, depth)
-    return wh, images, layers
+    lonely = ["a", "b", "c", "d"]
+    alone = add_stimuli(wh, lonely, prefix="lone_")
+    add_image_layer(wh, "lone", "l1", alone, lonely, rng.normal(size=(4, 5)))
+    return {"images": images, "layers": layers}
+
+
+template, warehouse, world = warehouse_fixtures(build_world)
 
 
 def _stored(wh: Warehouse, space: str, similarity: str = "pearson") -> list[ImageScore]:
@@ -51,8 +58,10 @@ def _stored(wh: Warehouse, space: str, similarity: str = "pearson") -> list[Imag
         )
 
 
-def test_stored_scores_equal_the_kernel_and_a_rerun_replaces_them(tmp_path: Path) -> None:
-    wh, images, layers = _world(tmp_path / "wh")
+def test_stored_scores_equal_the_kernel_and_a_rerun_replaces_them(
+    warehouse: Warehouse, world: dict
+) -> None:
+    wh, images, layers = warehouse, world["images"], world["layers"]
     runs = score_images(wh, model="m")
     assert [r.space for r in runs] == ["m/l1", "m/l2"]
     for run, (layer, x) in zip(runs, layers.items(), strict=True):
@@ -93,8 +102,8 @@ def test_stored_scores_equal_the_kernel_and_a_rerun_replaces_them(tmp_path: Path
     assert {r.analysis_id for r in _stored(wh, "m/l1", "cosine")} == {cosine[0].analysis_id}
 
 
-def test_named_queries_join_a_reaction_time_csv(tmp_path: Path) -> None:
-    wh, images, _ = _world(tmp_path / "wh")
+def test_named_queries_join_a_reaction_time_csv(warehouse: Warehouse, tmp_path: Path) -> None:
+    wh = warehouse
     score_images(wh, model="m")
     lab = tmp_path / "lab"
     lab.mkdir()
@@ -138,10 +147,12 @@ def _image_level_space(
         register_vector_file(session, info, "images", space_id=space.space_id)
 
 
-def test_a_space_ingested_per_image_is_scored_and_an_rdm_is_refused(tmp_path: Path) -> None:
+def test_a_space_ingested_per_image_is_scored_and_an_rdm_is_refused(
+    warehouse: Warehouse, world: dict
+) -> None:
     from semwh.vectors import save_space
 
-    wh, images, layers = _world(tmp_path / "wh")
+    wh, images, layers = warehouse, world["images"], world["layers"]
     _image_level_space(wh, "ratings", "external", images, layers["l2"])
     (run,) = score_images(wh, "ratings")
     assert run.n_scored == 18
@@ -159,27 +170,24 @@ def test_a_space_ingested_per_image_is_scored_and_an_rdm_is_refused(tmp_path: Pa
     assert _stored(wh, "dissimilarities") == [] and _stored(wh, "means") == []
 
 
-def test_refusals_store_nothing(tmp_path: Path) -> None:
-    wh = migrated_warehouse(tmp_path / "wh")
-    lonely = ["a", "b", "c", "d"]
-    images = add_stimuli(wh, lonely)
-    add_image_layer(wh, "m", "l1", images, lonely, np.random.default_rng(1).normal(size=(4, 5)))
+def test_refusals_store_nothing(warehouse: Warehouse) -> None:
+    wh = warehouse
     with pytest.raises(DegenerateInputError, match="each of its 4 images is the only image"):
-        score_images(wh, "m/l1")
+        score_images(wh, "lone/l1")
     with pytest.raises(ConfigError, match="choose pearson, cosine"):
         score_images(wh, "m/l1", similarity="spearman")
     with pytest.raises(ConfigError, match="name the spaces to score"):
         score_images(wh)
-    assert _stored(wh, "m/l1") == []
+    with wh.session() as session:
+        assert session.scalar(select(func.count()).select_from(ImageScore)) == 0
 
 
-def test_cli_prints_the_summary(tmp_path: Path) -> None:
-    _world(tmp_path / "wh")
+def test_cli_prints_the_summary(warehouse: Warehouse) -> None:
     proc = run_cli(
-        "--warehouse", str(tmp_path / "wh"), "analyze", "image-scores", "--model", "m",
+        "--warehouse", str(warehouse.root), "analyze", "image-scores", "--model", "m",
         "--similarity", "cosine",
     )  # fmt: skip
     assert "m/l1" in proc.stdout and "m/l2" in proc.stdout and "cosine" in proc.stdout
     assert "the only image of their concept" in proc.stderr
-    bad = run_cli("--warehouse", str(tmp_path / "wh"), "analyze", "image-scores", check=False)
+    bad = run_cli("--warehouse", str(warehouse.root), "analyze", "image-scores", check=False)
     assert bad.returncode == 1 and "name the spaces to score" in bad.stderr
