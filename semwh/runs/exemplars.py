@@ -103,7 +103,8 @@ def score_images(
     exemplar_scores`). An image that is the only one of its concept is skipped and counted.
     The rows of each (space, similarity) replace those stored before, in one transaction
     with an ``analysis_runs`` row (kind ``image_scores``) that records the parameters and
-    input hashes.
+    input hashes; each space is stored as soon as it is scored, so an error in a later
+    space leaves the earlier ones stored. Every name is checked before any is scored.
 
     Args:
         wh: The warehouse.
@@ -131,6 +132,15 @@ def score_images(
         )
     chosen = [spaces] if isinstance(spaces, str) else list(spaces)
     names = image_score_spaces(wh, chosen, model)
+    with wh.session() as session:  # every name checked before any work
+        kinds = {name: get_space(session, name).kind for name in names}
+    for name, kind in kinds.items():
+        if kind == "rdm":
+            raise ConfigError(
+                f"space {name!r} holds dissimilarities between stimuli (an RDM), not vectors: "
+                "image scores need each image's vector (a layer, or a space ingested with "
+                "`semwh ingest space NAME FILE --level image`)"
+            )
     return [_score_space(wh, name, similarity, progress) for name in names]
 
 
@@ -138,14 +148,6 @@ def _score_space(
     wh: Warehouse, name: str, similarity: str, progress: Progress | None
 ) -> ImageScoreRun:
     start = time.perf_counter()
-    with wh.session() as session:
-        kind = get_space(session, name).kind
-    if kind == "rdm":
-        raise ConfigError(
-            f"space {name!r} holds dissimilarities between stimuli (an RDM), not vectors: "
-            "image scores need each image's vector (a layer, or a space ingested with "
-            "`semwh ingest space NAME FILE --level image`)"
-        )
     vectors = load_space(wh, name, level="image")
     stimuli = vectors.concept_ids
     concepts = list(vectors.item_concepts or ())

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from semwh.analyze.exemplars import exemplar_scores
-from semwh.errors import ConfigError, DegenerateInputError
+from semwh.errors import ConfigError, DegenerateInputError, NotFoundError
 from semwh.results.named import run_query
 from semwh.runs.exemplars import score_images
 from semwh.vectors import get_space
@@ -178,6 +178,8 @@ def test_refusals_store_nothing(warehouse: Warehouse) -> None:
         score_images(wh, "m/l1", similarity="spearman")
     with pytest.raises(ConfigError, match="name the spaces to score"):
         score_images(wh)
+    with pytest.raises(NotFoundError, match="unknown space 'm/l9'"):
+        score_images(wh, ["m/l1", "m/l9"])  # refused before m/l1 is scored
     with wh.session() as session:
         assert session.scalar(select(func.count()).select_from(ImageScore)) == 0
 
