@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from semwh.progress import Progress
     from semwh.results.named import ExportInfo
     from semwh.results.report import ReportInfo
+    from semwh.runs.exemplars import ImageScoreRun
     from semwh.runs.grid import GridOptions, GridResult
     from semwh.runs.repair import RepairReport
     from semwh.runs.sweep import SweepOptions, SweepResult
@@ -562,6 +563,34 @@ class SemanticWarehouse:
         chosen = None if layers is None else name_list(layers, "layers")
         rows = recovery(self.warehouse, model, words, layers=chosen, force=force)
         return [_row_dict(row) for row in rows]
+
+    def image_scores(
+        self,
+        spaces: str | Sequence[str] = (),
+        *,
+        model: str | None = None,
+        similarity: str = "pearson",
+        progress: Progress | None = None,
+    ) -> list[ImageScoreRun]:
+        """Score each image of ``spaces`` (and of every layer of ``model``) against the
+        concept centroids, its own image left out (``semwh analyze image-scores``).
+
+        Replaces the ``image_scores`` rows of each space and ``similarity`` (``pearson`` or
+        ``cosine``) and returns one summary per space (images scored and skipped,
+        accuracy). The rows, keyed by stimulus, join with per-image lab data:
+        ``query("image_scores_join_csv", path=..., allow_read=[folder])``.
+
+        Raises:
+            ConfigError: No spaces, an unknown similarity, or a space without an image level.
+            NotFoundError: An unknown space or model.
+            DegenerateInputError: Fewer than two concepts, no concept with two images, or
+                degenerate vectors.
+        """
+        from semwh.runs.exemplars import score_images
+
+        return score_images(
+            self.warehouse, spaces, model=model, similarity=similarity, progress=progress
+        )
 
     def sweep(
         self,

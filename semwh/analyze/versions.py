@@ -22,6 +22,8 @@ History:
         against vector spaces keep rsa 2 and 2v2 3 (their numbers did not change).
     diff 2 between results against a target with subjects: the statistic resampled is the
         mean over subjects; paired tests over subjects are stored beside it.
+    image_scores 1: the first recorded version (per-image scores against the concept
+        centroids, ties against the image).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from __future__ import annotations
 ANALYSIS_VERSIONS: dict[str, int] = {
     "recovery": 3,
     "diff": 1,
+    "image_scores": 1,
 }
 
 

@@ -1,5 +1,5 @@
-"""`semwh analyze rsa|2v2|cka|knn|reg2v2|diff|recovery|sweep|grid|peak`: run analyses, print
-stored rows.
+"""`semwh analyze rsa|2v2|cka|knn|reg2v2|diff|recovery|image-scores|sweep|grid|peak`: run
+analyses, print stored rows.
 
 The analysis library (scipy, the runs package) is imported inside the commands, so that every
 other command starts without it.
@@ -18,7 +18,8 @@ from semwh.errors import ConfigError
 app = typer.Typer(
     help=(
         "Compare spaces (RSA, 2 vs 2, linear CKA, mutual k-NN, regression 2 vs 2), test the "
-        "difference of two results, test recovery (1 vs 2), sweep models and word spaces."
+        "difference of two results, test recovery (1 vs 2), score each image against the "
+        "concept centroids, sweep models and word spaces."
         "\n\nExample: semwh analyze sweep --models efficientnet_lite0 --words glove-6b-50d"
     ),
     no_args_is_help=True,
@@ -534,6 +535,41 @@ def recovery(
         )
     if not report.rows:
         raise typer.Exit(EXIT_NOT_APPLICABLE)
+
+
+@app.command("image-scores")
+def image_scores(
+    ctx: typer.Context,
+    spaces: list[str] | None = typer.Argument(
+        None, help="Spaces with an image level: layers MODEL/LAYER, spaces ingested per image."
+    ),
+    model: str | None = typer.Option(None, "--model", help="Also every layer of this model."),
+    similarity: str = typer.Option(
+        "pearson", "--similarity", help="Image-to-centroid similarity: pearson or cosine."
+    ),
+) -> None:
+    """Score each image of a layer against the concept centroids, its own image left out.
+
+    Stores one image_scores row per image and space, keyed by stimulus (replacing the rows
+    of that space and similarity): the nearest concept centroid, whether it is the image's
+    own concept, the margin over the best other concept and its own concept's rank. Join
+    them with per-image lab data: semwh query image_scores_join_csv -p path=rts.csv.
+
+    Example: semwh analyze image-scores --model efficientnet_lite0
+    """
+    from semwh.runs.exemplars import image_score_table, score_images
+
+    wh = state(ctx).warehouse()
+    with bars() as progress:
+        runs = score_images(wh, spaces or [], model=model, similarity=similarity, progress=progress)
+    print_table(image_score_table(runs), title="image_scores")
+    err_console.print(
+        "accuracy: share of scored images whose nearest centroid is their own concept's; "
+        "n_skipped: images that are the only image of their concept (nothing to score them "
+        "against). Rows: semwh query image_scores",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 _TESTS = typer.Option(

@@ -471,8 +471,8 @@ def _saved_reads(wh: Warehouse, drop: tuple[str, ...] = ()) -> dict[str, object]
         for query in list_queries():
             # stale_results reads the options of plugin measures from the results table,
             # which exists from revision 0008 on; space_vectors reads the concept key of
-            # revision 0009.
-            skipped = ("stale_results", "space_vectors")
+            # revision 0009; image_scores reads the table of revision 0010.
+            skipped = ("stale_results", "space_vectors", "image_scores")
             if any(p.required for p in query.params) or query.name in skipped:
                 continue
             runs = [{"measure": m} for m in ("rsa", "2v2", "cka", "knn", "reg2v2")]

@@ -55,6 +55,7 @@ API: dict[str, tuple[str, dict[str, str | None]]] = {
     "analyze measures": ("measures", {}),
     "analyze diff": ("diff", {}),
     "analyze recovery": ("recovery", {}),
+    "analyze image-scores": ("image_scores", {}),
     "analyze sweep": (
         "sweep",
         {

@@ -104,7 +104,10 @@ def _external_images_file(tmp_path: Path, fmt: str) -> Path:
 GRID_QUERIES = {"grid_cells", "peak_inference"}
 # The synthetic recovery applies (its concepts are the model's classes), so no run was skipped;
 # tests/integration/test_recovery_own_concepts.py reads recovery_skipped's rows.
-EMPTY_HERE = GRID_QUERIES | {"recovery_skipped"}
+# No image was scored against its concept centroids here; tests/integration/
+# test_image_scores.py reads the image_scores queries' rows.
+IMAGE_SCORE_QUERIES = {"image_scores", "image_scores_join_csv", "image_scores_join_parquet"}
+EMPTY_HERE = GRID_QUERIES | IMAGE_SCORE_QUERIES | {"recovery_skipped"}
 
 
 def test_every_query_runs_and_returns_its_declared_columns(synth: Warehouse, tmp_path: Path):
@@ -115,6 +118,8 @@ def test_every_query_runs_and_returns_its_declared_columns(synth: Warehouse, tmp
         "external_join_parquet": {"path": str(_external_file(tmp_path, "parquet"))},
         "external_join_images_csv": {"path": str(_external_images_file(tmp_path, "csv"))},
         "external_join_images_parquet": {"path": str(_external_images_file(tmp_path, "parquet"))},
+        "image_scores_join_csv": {"path": str(_external_images_file(tmp_path, "csv"))},
+        "image_scores_join_parquet": {"path": str(_external_images_file(tmp_path, "parquet"))},
     }
     for q in list_queries():
         result = run_query(synth, q.name, params.get(q.name), allow_read=[tmp_path])
@@ -122,7 +127,9 @@ def test_every_query_runs_and_returns_its_declared_columns(synth: Warehouse, tmp
         # two queries' rows on one. Their columns are checked here all the same.
         assert result.table.num_rows > 0 or q.name in EMPTY_HERE, q.name
         declared = list(q.columns)
-        if q.name.startswith("external_join_images"):
+        if q.name.startswith("image_scores_join"):
+            declared = declared[: declared.index("is_current") + 1] + ["rating"]
+        elif q.name.startswith("external_join_images"):
             declared = declared[: declared.index("n_recovered") + 1] + ["rating"]
         elif q.name.startswith("external_join"):
             declared = declared[: declared.index("recovery_rate") + 1] + ["rating"]
