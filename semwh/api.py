@@ -457,7 +457,17 @@ class SemanticWarehouse:
         save_space(self.warehouse, name, kind, match.resolved_ids, vectors, replace=replace)
         return name
 
-    def compare(self, space_a: str, space_b: str, test: str = "rsa", **options: Any) -> dict:
+    def compare(
+        self,
+        space_a: str,
+        space_b: str,
+        test: str = "rsa",
+        *,
+        level: str = "concept",
+        permute: str | None = None,
+        bootstrap_over: str | None = None,
+        **options: Any,
+    ) -> dict:
         """Compare two spaces and store the result (``semwh analyze compare``, and its spellings
         ``semwh analyze rsa|2v2|cka|knn|reg2v2``).
 
@@ -480,10 +490,7 @@ class SemanticWarehouse:
 
         if isinstance(options.get("memory"), str):
             options["memory"] = parse_bytes(options["memory"])
-        options["items"] = Items(
-            options.pop("level", "concept"), options.pop("permute", None),
-            options.pop("bootstrap_over", None),
-        )  # fmt: skip
+        options["items"] = Items(level, permute, bootstrap_over)
         if test in MEASURES:
             return _row_dict(measure(self.warehouse, space_a, space_b, test, **options))
         if test in TESTS:

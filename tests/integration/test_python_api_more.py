@@ -37,6 +37,8 @@ pytestmark = pytest.mark.integration
 # output format of a printed table).
 PRINTED = {"fmt": None, "out": None, "force": None}
 SPACES = {"a": "space_a", "b": "space_b"}
+# A family's level options are fields of its options (``level`` is a grid's confidence level).
+LEVELS = {"level": "item_level", "bootstrap_over": "resample"}
 API: dict[str, tuple[str, dict[str, str | None]]] = {
     "init": ("open", {}),
     "ingest concepts": ("ingest_concepts", {}),
@@ -64,10 +66,11 @@ API: dict[str, tuple[str, dict[str, str | None]]] = {
             "with_recovery": "recovery",
             "diff_random": "control_diffs",
             "option": "measure_options",
+            **LEVELS,
         },
     ),
-    "analyze grid": ("grid", {"option": "measure_options"}),
-    "analyze peak": ("peak", {"option": "measure_options"}),
+    "analyze grid": ("grid", {"option": "measure_options", **LEVELS}),
+    "analyze peak": ("peak", {"option": "measure_options", **LEVELS}),
     "sql": ("sql", PRINTED),
     # --list is the method queries(); -p key=value are params or keywords.
     "query": ("query", {**PRINTED, "param": "params", "list_": None}),
