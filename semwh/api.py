@@ -142,11 +142,13 @@ class SemanticWarehouse:
             return self.sql("SELECT * FROM spaces ORDER BY name")
         return self.sql("SELECT * FROM spaces WHERE kind = $kind ORDER BY name", {"kind": kind})
 
-    def space(self, name: str) -> SpaceVectors:
-        """A space's concept vectors: ``.concept_ids`` (sorted) and ``.matrix`` (n x d, float64)."""
+    def space(self, name: str, level: str = "concept") -> SpaceVectors:
+        """A space's concept vectors: ``.concept_ids`` (sorted) and ``.matrix`` (n x d, float64);
+        with ``level="image"`` its per-image rows (``.concept_ids`` holds the stimulus ids,
+        sorted, ``.item_concepts`` each one's concept)."""
         from semwh.vectors import load_space
 
-        return load_space(self.warehouse, name)
+        return load_space(self.warehouse, name, level)
 
     def null(self, test: str, result_id: int) -> np.ndarray | None:
         """The stored permutation null of one result of ``test`` (rsa, 2v2, cka, knn,

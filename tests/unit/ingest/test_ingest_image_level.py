@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import func, select
 
+import semwh
 from semwh import runs
 from semwh.errors import ConfigError, DuplicateError, InputError
 from semwh.ingest import ingest_rdm, ingest_space
@@ -218,7 +219,9 @@ def test_a_level_change_needs_replace(warehouse, stimuli, tmp_path):
         match=r"space 'roi' is registered at the concept level .* pass replace=True \(--replace\)",
     ):
         ingest_space(warehouse, "roi", tmp_path / "roi.csv", level="image")
-    assert ingest_space(warehouse, "roi", tmp_path / "roi.csv", level="image", replace=True)
+    api = semwh.open(warehouse.root)  # the Python API passes the level on
+    api.ingest_space("roi", tmp_path / "roi.csv", level="image", replace=True)
+    assert api.space("roi", level="image").concept_ids == sorted(stimuli)
     with pytest.raises(DuplicateError, match="registered at the image level"):
         ingest_space(warehouse, "roi", tmp_path / "means.csv")
     ingest_space(warehouse, "roi", tmp_path / "means.csv", replace=True)
