@@ -230,12 +230,20 @@ def test_a_level_change_needs_replace(warehouse, stimuli, tmp_path):
         assert space_levels(session, space) == ("concept",)  # the per-image rows went
 
 
-def test_run_files_declare_the_level(tmp_path):
+def test_run_files_declare_the_level(warehouse, stimuli, tmp_path):
+    from semwh.workflow.stages import rdm_stage, space_stage
+
     base = {"images": {"folder": "img"}, "models": [{"name": "m"}]}
     spaces = [{"name": "roi", "file": "roi.csv", "level": "image"}]
-    rdms = [{"name": "b", "file": "b.csv", "level": "image", "sweep": False}]
+    rdms = [{"name": "b", "file": "b.npy", "keys": "b.txt", "level": "image", "sweep": False}]
     config = parse_config({**base, "spaces": spaces, "rdms": rdms}, tmp_path, "run.toml")
     assert (config.spaces[0].level, config.rdms[0].level) == ("image", "image")
+    _write_csv(tmp_path / "roi.csv", stimuli, np.arange(24.0).reshape(12, 2) % 7)
+    np.save(tmp_path / "b.npy", noisy_rdms(np.eye(12, 3), 2, seed=1))
+    (tmp_path / "b.txt").write_text("\n".join(stimuli))
+    assert space_stage(warehouse, config.spaces[0]).detail.startswith("12 stimuli of 6 concepts")
+    assert rdm_stage(warehouse, config.rdms[0]).detail.startswith("12 stimuli of 6 concepts")
+    assert load_space(warehouse, "b", "image").subjects == ("1", "2")
     with pytest.raises(ConfigError, match=r'\[\[rdms\]\] b level = "image" .* add sweep = false'):
         parse_config({**base, "rdms": [{**rdms[0], "sweep": True}]}, tmp_path, "run.toml")
     with pytest.raises(ConfigError, match=r'\[\[spaces\]\] roi level = "images" is not a level'):
