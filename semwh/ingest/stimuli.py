@@ -24,6 +24,7 @@ from semwh.analyze.design import check_level
 from semwh.errors import DuplicateError, InputError
 from semwh.ingest.keys import MAX_SHOWN, ConceptKeys, UnknownKey, listed_unknown, normalise
 from semwh.vectors.store import (
+    VectorFileInfo,
     content_sha256,
     register_space_images,
     space_images_relpath,
@@ -190,7 +191,7 @@ def write_images(
     matrix: np.ndarray,
     digest: str,
     metadata: dict[str, Any],
-):  # noqa: ANN201 - a VectorFileInfo
+) -> VectorFileInfo:
     """Write (not register) the per-image file of space ``name``: one row per stimulus, the
     image's concept as the concept column."""
     return write_vector_file(
@@ -205,7 +206,13 @@ def write_images(
 
 
 def register_image_only(
-    session: Session, name: str, kind: str, info: Any, digest: str, dim: int, n_concepts: int
+    session: Session,
+    name: str,
+    kind: str,
+    info: VectorFileInfo,
+    digest: str,
+    dim: int,
+    n_concepts: int,
 ) -> Space:
     """Register a space whose only data are its per-image rows (an RDM between stimuli), in
     the caller's transaction: a new row, or the stored one of this name with its content
