@@ -387,7 +387,11 @@ def register_space(
                 fields.pop(key)
         for key, value in fields.items():
             setattr(space, key, value)
-        for old in _concept_files(session, space.space_id):
+        # Every file of the old version goes: its concept vectors, and per-image rows where
+        # it was ingested at the image level (the caller registers the new version's).
+        for old in session.scalars(
+            select(VectorFile).where(VectorFile.space_id == space.space_id)
+        ).all():
             session.delete(old)
         session.flush()
     register_vector_file(

@@ -268,3 +268,11 @@ def test_a_damaged_per_image_file_is_repaired_by_ingesting_again(warehouse, stim
     again = ingest_space(warehouse, "roi", tmp_path / "roi.csv", level="image")
     assert again.status == "repaired"
     assert load_space(warehouse, "roi", "image").concept_ids == sorted(stimuli)
+
+
+def test_a_new_version_from_memory_drops_the_per_image_rows(warehouse, stimuli, tmp_path):
+    _write_csv(tmp_path / "roi.csv", stimuli, np.arange(24.0).reshape(12, 2) % 7)
+    ingest_space(warehouse, "roi", tmp_path / "roi.csv", level="image")
+    semwh.open(warehouse.root).add_space("roi", CONCEPTS, np.eye(6, 3), replace=True)
+    with pytest.raises(ConfigError, match="has no image level"):
+        load_space(warehouse, "roi", "image")
