@@ -83,6 +83,15 @@ def test_per_image_file_round_trips_with_its_concept_means(warehouse, stimuli, t
         with warehouse.session() as session:
             space = session.scalar(select(Space).where(Space.name == name))
             assert space_levels(session, space) == ("concept", "image")
+            relpath = session.scalar(
+                select(VectorFile.path).where(
+                    VectorFile.space_id == space.space_id, VectorFile.kind == "images"
+                )
+            )
+        # The stored file: rows in stimulus order, each with its image's id and concept.
+        stored = pq.read_table(warehouse.vectors_root / relpath)
+        assert stored.column("image_id").to_pylist() == list(range(1, 13))
+        assert stored.column("concept").to_pylist() == IMAGE_CONCEPTS
         # The content is the per-image rows: the hash a reader of the image level gets.
         assert space.content_sha256 == content_sha256(images.concept_ids, images.matrix)
         assert ingest_space(warehouse, name, path, level="image").status == "unchanged"
