@@ -278,22 +278,25 @@ class SemanticWarehouse:
         )
 
     def ingest_space(
-        self, name: str, file: PathLike, *, replace: bool = False
+        self, name: str, file: PathLike, *, replace: bool = False, level: str = "concept"
     ) -> SpaceIngestReport:
-        """Store an external concept space from a Parquet or CSV file (``semwh ingest
-        space``): a concept key column and one list column ``vector`` or numeric feature
-        columns. A changed file under the same name becomes the space's next version;
-        ``replace`` takes over a name held by a word or layer space. For vectors already in
-        memory, :meth:`add_space`.
+        """Store an external space from a Parquet or CSV file (``semwh ingest space``): a
+        concept key column and one list column ``vector`` or numeric feature columns. With
+        ``level="image"`` the key column is ``stimulus`` (registered images' ids): the
+        per-image rows are stored with their concept means. A changed file under the same
+        name becomes the space's next version; ``replace`` takes over a name held by a word
+        or layer space, or stores the space at another level. For vectors already in memory,
+        :meth:`add_space`.
 
         Raises:
             InputError: A malformed file, unknown or repeated keys, NaN or inf (nothing
                 stored).
-            DuplicateError: ``name`` is a space of another kind and ``replace`` is false.
+            DuplicateError: ``name`` is a space of another kind, or was ingested at the other
+                level, and ``replace`` is false.
         """
         from semwh.ingest import ingest_space
 
-        return ingest_space(self.warehouse, name, file, replace=replace)
+        return ingest_space(self.warehouse, name, file, replace=replace, level=level)
 
     def ingest_rdm(
         self,
@@ -303,6 +306,7 @@ class SemanticWarehouse:
         keys: PathLike | None = None,
         similarity: bool = False,
         replace: bool = False,
+        level: str = "concept",
     ) -> RDMIngestReport:
         """Store per-subject dissimilarity matrices as the RDM space ``name``, a target of
         RSA and 2 vs 2 (``semwh ingest rdm``); with several subjects its RSA noise ceilings
@@ -312,9 +316,11 @@ class SemanticWarehouse:
             name: The RDM space's name.
             file: CSV or Parquet (a key column, optional ``subject``, one column per key) or
                 ``.npy`` (subjects x n x n, or n x n).
-            keys: For ``.npy``: a text file with the concept of each row, one per line.
+            keys: For ``.npy``: a text file with the key of each row, one per line.
             similarity: The matrices are similarities (stored as 1 - s).
-            replace: Store a new version of ``name``.
+            replace: Store a new version of ``name`` (or one at the other level).
+            level: ``concept``, or ``image``: the keys are stimulus ids (a ``stimulus``
+                column) and the space has an image level only.
 
         Raises:
             InputError: A malformed file, asymmetric or non-finite matrices, unknown keys.
@@ -323,7 +329,13 @@ class SemanticWarehouse:
         from semwh.ingest import ingest_rdm
 
         return ingest_rdm(
-            self.warehouse, name, file, keys=keys, similarity=similarity, replace=replace
+            self.warehouse,
+            name,
+            file,
+            keys=keys,
+            similarity=similarity,
+            replace=replace,
+            level=level,
         )
 
     def embed(

@@ -227,9 +227,15 @@ def rdm(
     similarity: bool = typer.Option(
         False, "--similarity", help="The matrices are similarities (stored as 1 - s)."
     ),
-    replace: bool = typer.Option(False, "--replace", help="Store a new version of NAME."),
+    replace: bool = typer.Option(
+        False, "--replace", help="Store a new version of NAME (or one at the other level)."
+    ),
+    level: str = typer.Option(
+        "concept", "--level", help="concept, or image: rows and columns are stimulus ids."
+    ),
 ) -> None:
-    """Ingest per-subject dissimilarity matrices keyed by concept as a target of RSA and 2 vs 2.
+    """Ingest per-subject dissimilarity matrices keyed by concept (or, with --level image, by
+    stimulus) as a target of RSA and 2 vs 2.
 
     With several subjects the RSA noise ceiling (lower: leave one subject out; upper: all
     subjects) is stored in noise_ceilings.
@@ -239,13 +245,18 @@ def rdm(
     wh = state(ctx).warehouse()
     from semwh import ingest as lib  # lazy: keeps `semwh --help` fast
 
-    report = lib.ingest_rdm(wh, name, file, keys=keys, similarity=similarity, replace=replace)
+    report = lib.ingest_rdm(
+        wh, name, file, keys=keys, similarity=similarity, replace=replace, level=level
+    )
     ceilings = "; ".join(
         f"{method} noise ceiling {low:.3f} .. {high:.3f}"
         for method, (low, high) in report.ceilings.items()
     )
+    items = f"{report.n_concepts} concepts"
+    if report.n_stimuli is not None:
+        items = f"{report.n_stimuli} stimuli of {items} (image level)"
     console.print(
-        f"rdm {report.name}: {report.n_concepts} concepts, {report.n_subjects} subject(s)"
+        f"rdm {report.name}: {items}, {report.n_subjects} subject(s)"
         + (f"; {ceilings}" if ceilings else "")
     )
 
@@ -255,26 +266,39 @@ def space(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Name of the space."),
     file: Path = typer.Argument(
-        ..., help="Parquet or CSV keyed by concept (id or exact name; wnid accepted)."
+        ...,
+        help="Parquet or CSV keyed by concept (id or exact name; wnid accepted), or by "
+        "stimulus with --level image.",
     ),
     replace: bool = typer.Option(
-        False, "--replace", help="Take over a name held by a word or layer space."
+        False,
+        "--replace",
+        help="Take over a name held by a word or layer space, or store NAME at the other level.",
+    ),
+    level: str = typer.Option(
+        "concept",
+        "--level",
+        help="concept, or image: one row per stimulus (stored with its concept means).",
     ),
 ) -> None:
-    """Ingest an external concept space (brain patterns, ratings, other embeddings).
+    """Ingest an external space (brain patterns, ratings, other embeddings), per concept or,
+    with --level image, per image keyed by stimulus.
 
-    Example: semwh ingest space ratings ratings.csv
+    Example: semwh ingest space roi roi_per_image.csv --level image
     """
     wh = state(ctx).warehouse()
     from semwh import ingest as lib  # lazy: keeps `semwh --help` fast
 
-    report = lib.ingest_space(wh, name, file, replace=replace)
+    report = lib.ingest_space(wh, name, file, replace=replace, level=level)
     previous = (
         f", replacing version {report.previous_version}"
         if report.previous_version and report.previous_version != report.version
         else ""
     )
+    items = f"{report.n_concepts} concepts"
+    if report.n_stimuli is not None:
+        items = f"{report.n_stimuli} stimuli of {items}"
     console.print(
         f"space {report.name}: {report.status} (version {report.version}{previous}); "
-        f"{report.n_concepts} concepts, dim {report.dim}, keyed by {report.key}"
+        f"{items}, dim {report.dim}, keyed by {report.key}"
     )

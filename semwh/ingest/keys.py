@@ -237,6 +237,15 @@ def _plural(n: int, word: str) -> str:
 
 def unknown_message(what: str, unknown: tuple[UnknownKey, ...] | list[UnknownKey]) -> str:
     """The one-line message for keys that name no concept (see :class:`KeyMatch`)."""
+    return (
+        f"{what}: {_plural(len(unknown), 'unknown concept key')}, neither the id, the name nor "
+        f"the WordNet id of a registered concept: {listed_unknown(unknown)}. Check the "
+        f"spelling, or {INGEST_HINT} if they are new concepts"
+    )
+
+
+def listed_unknown(unknown: tuple[UnknownKey, ...] | list[UnknownKey]) -> str:
+    """The first :data:`MAX_SHOWN` unknown keys, each with where it was and its nearest ids."""
     items = []
     for item in unknown[:MAX_SHOWN]:
         text = repr(item.key)
@@ -248,12 +257,7 @@ def unknown_message(what: str, unknown: tuple[UnknownKey, ...] | list[UnknownKey
             text += " (nearest: " + ", ".join(repr(c) for c in item.nearest) + ")"
         items.append(text)
     more = len(unknown) - len(items)
-    listed = "; ".join(items) + (f"; and {more} more" if more else "")
-    return (
-        f"{what}: {_plural(len(unknown), 'unknown concept key')}, neither the id, the name nor "
-        f"the WordNet id of a registered concept: {listed}. Check the spelling, or {INGEST_HINT} "
-        "if they are new concepts"
-    )
+    return "; ".join(items) + (f"; and {more} more" if more else "")
 
 
 class ConceptKeys:

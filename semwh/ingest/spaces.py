@@ -1,6 +1,7 @@
-"""External concept spaces (brain ROI patterns, human ratings, other embeddings) from Parquet
-or CSV files keyed by ``concept`` (an id, or the exact name of one concept; ``wnid`` is
-accepted as the column's older name)."""
+"""External spaces (brain ROI patterns, human ratings, other embeddings) from Parquet or CSV
+files keyed by ``concept`` (an id, or the exact name of one concept; ``wnid`` is accepted as
+the column's older name), or, at the image level, by ``stimulus`` (the id of a registered
+image; see :mod:`semwh.ingest.stimuli`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import select
 
+from semwh.analyze.design import check_level
 from semwh.errors import DuplicateError, InputError
 from semwh.hashing import sha256_file
 from semwh.ingest.concepts import registry_keys
@@ -31,11 +33,21 @@ from semwh.ingest.sources import (
     is_current,
     record_source,
 )
+from semwh.ingest.stimuli import (
+    CONCEPT_LEVEL,
+    IMAGE_LEVEL,
+    STIMULUS,
+    check_level_change,
+    concept_means,
+    image_content,
+    match_stimuli,
+    write_images,
+)
 from semwh.names import check_name
 from semwh.vectors import prepare_space, register_space, version_swap
-from semwh.vectors.store import space_files_intact
+from semwh.vectors.store import register_space_images, space_files_intact
 from semwh.warehouse.layout import Warehouse
-from semwh.warehouse.models import Space
+from semwh.warehouse.models import Source, Space
 
 
 @dataclass
@@ -49,6 +61,10 @@ class SpaceIngestReport:
     source_id: int
     key: str
     seconds: float = 0.0
+    #: ``concept``, or ``image``: per-image rows (``n_stimuli`` of them) and their concept
+    #: means were stored.
+    level: str = CONCEPT_LEVEL
+    n_stimuli: int | None = None
 
     @property
     def name(self) -> str:
@@ -96,7 +112,32 @@ def _stack(vectors: list[list[float]], places: list[str], path: Path) -> np.ndar
     return np.asarray(vectors, dtype=np.float64)
 
 
-def _read_csv(path: Path) -> _Rows:
+def _key_of(columns: list[str], level: str) -> str | None:
+    """The key column: ``stimulus`` at the image level, else ``concept`` (or ``wnid``)."""
+    if level == IMAGE_LEVEL:
+        return STIMULUS if STIMULUS in columns else None
+    return key_column(columns)
+
+
+def _no_key(columns: list[str], level: str) -> str:
+    if level == IMAGE_LEVEL:
+        return (
+            f"no key column 'stimulus' (the stimulus ids of the registered images) in "
+            f"{columns}; a file keyed by concept is ingested without --level image"
+        )
+    hint = (
+        "; a file keyed by stimulus is ingested with --level image" if STIMULUS in columns else ""
+    )
+    return f"no key column (concept, or wnid) in {columns}{hint}"
+
+
+def _not_features(level: str) -> tuple[str, ...]:
+    """Columns that are never features: the key columns (at the image level a concept
+    column is the lab's note; each stimulus's concept is the registry's)."""
+    return (*KEY_COLUMNS, STIMULUS) if level == IMAGE_LEVEL else KEY_COLUMNS
+
+
+def _read_csv(path: Path, level: str = CONCEPT_LEVEL) -> _Rows:
     text = read_utf8_text(path, "space file")
     reader = csv.reader(io.StringIO(text))
     with csv_errors(path, reader):
@@ -104,11 +145,12 @@ def _read_csv(path: Path) -> _Rows:
     if not header:
         raise InputError(f"{path}: the file is empty")
     header = [h.strip() for h in header]
-    key = key_column(header)
+    key = _key_of(header, level)
     if key is None:
-        raise InputError(f"{path} line 1: no key column (concept, or wnid) in {header}")
+        raise InputError(f"{path} line 1: {_no_key(header, level)}")
     key_at = header.index(key)
-    features = [i for i, h in enumerate(header) if i != key_at and h not in KEY_COLUMNS]
+    skip = _not_features(level)
+    features = [i for i, h in enumerate(header) if i != key_at and h not in skip]
     use_vector = "vector" in header
     if not features:
         raise InputError(f"{path} line 1: no vector or numeric feature columns")
@@ -136,14 +178,14 @@ def _read_csv(path: Path) -> _Rows:
     return _Rows(path, key, keys, places, _stack(vectors, places, path))
 
 
-def _read_parquet(path: Path) -> _Rows:
+def _read_parquet(path: Path, level: str = CONCEPT_LEVEL) -> _Rows:
     try:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"{path}: not a readable Parquet file ({exc})") from exc
-    key = key_column(table.column_names)
+    key = _key_of(table.column_names, level)
     if key is None:
-        raise InputError(f"{path}: no key column (concept, or wnid) in {table.column_names}")
+        raise InputError(f"{path}: {_no_key(table.column_names, level)}")
     if table.num_rows == 0:
         raise InputError(f"{path}: the file has no rows")
     keys = [("" if k is None else str(k)).strip() for k in table.column(key).to_pylist()]
@@ -164,7 +206,7 @@ def _read_parquet(path: Path) -> _Rows:
             if vector is None or any(v is None for v in vector):
                 raise InputError(f"{place}: missing values in the vector")
         return _Rows(path, key, keys, places, _stack(vectors, places, path))
-    names = [n for n in table.column_names if n not in KEY_COLUMNS]
+    names = [n for n in table.column_names if n != key and n not in _not_features(level)]
     if not names:
         raise InputError(f"{path}: no vector or numeric feature columns")
     columns = []
@@ -179,14 +221,16 @@ def _read_parquet(path: Path) -> _Rows:
     return _Rows(path, key, keys, places, np.column_stack(columns))
 
 
-def read_space_file(path: Path) -> _Rows:
+def read_space_file(path: Path, level: str = CONCEPT_LEVEL) -> _Rows:
+    """The rows of a space file: keys (concepts, or stimuli at the image level), where each
+    was read, and the vectors."""
     suffix = path.suffix.lower()
     if regular_size(path, "space file", MAX_TEXT_BYTES) == 0:
         raise InputError(f"{path}: the file is empty")
     if suffix == ".parquet":
-        return _read_parquet(path)
+        return _read_parquet(path, level)
     if suffix in (".csv", ".txt"):
-        return _read_csv(path)
+        return _read_csv(path, level)
     raise InputError(f"{path}: unknown space file type {suffix!r} (use .parquet or .csv)")
 
 
@@ -197,46 +241,72 @@ def resolve_keys(rows: _Rows, keys: ConceptKeys) -> list[str]:
     match = keys.match(zip(rows.keys, rows.places, strict=True), f"space file {rows.path}")
     match.raise_unknown()
     match.check_unique()
+    _check_finite(rows)
+    return match.resolved_ids
+
+
+def _check_finite(rows: _Rows) -> None:
     bad = ~np.isfinite(rows.matrix).all(axis=1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise InputError(f"{rows.places[i]}: the vector of {rows.keys[i]!r} holds NaN or inf")
-    return match.resolved_ids
 
 
 def ingest_space(
-    wh: Warehouse, name: str, path: str | os.PathLike[str], replace: bool = False
+    wh: Warehouse,
+    name: str,
+    path: str | os.PathLike[str],
+    replace: bool = False,
+    level: str = CONCEPT_LEVEL,
 ) -> SpaceIngestReport:
-    """Ingest an external concept space from Parquet or CSV.
+    """Ingest an external space from Parquet or CSV, at the concept or the image level.
 
-    The key column is ``concept`` (or ``wnid``): a concept's id, else the exact name or
-    WordNet id of one concept; the vectors are one list column
-    ``vector`` (in CSV a JSON list or space-separated numbers) or all other columns as
-    numeric features. A changed file under the same name becomes the space's next version.
+    At the concept level the key column is ``concept`` (or ``wnid``): a concept's id, else
+    the exact name or WordNet id of one concept. At the image level it is ``stimulus``, the
+    id of a registered image: the per-image rows are stored (sorted by stimulus, each with
+    its image's concept) together with their concept means, which are the space's concept
+    level. The vectors are one list column ``vector`` (in CSV a JSON list or space-separated
+    numbers) or all other columns as numeric features. A changed file under the same name
+    becomes the space's next version.
 
     Args:
         wh: The warehouse.
         name: The space's name.
         path: The file.
-        replace: Allow taking over a name that is a word or layer space.
+        replace: Allow taking over a name that is a word or layer space, or storing a space
+            at another level than it was ingested at.
+        level: ``concept`` or ``image``.
 
     Raises:
         InputError: Malformed file, unknown or repeated keys, NaN or inf (nothing stored).
-        DuplicateError: ``name`` is a space of another kind and ``replace`` is false.
+        DuplicateError: ``name`` is a space of another kind, or of the same kind at another
+            level, and ``replace`` is false.
     """
     started = time.perf_counter()
     check_name(name, "space")
+    image = check_level(level) == IMAGE_LEVEL
     file = Path(path).expanduser().resolve()
-    rows = read_space_file(file)
+    rows = read_space_file(file, level)
     with wh.session() as session:
-        keys = registry_keys(session)
         existing = session.scalar(select(Space).where(Space.name == name))
         if existing is not None and existing.kind != "external" and not replace:
             raise DuplicateError(
                 f"space {name!r} already exists as a {existing.kind} space; choose another "
                 "name or pass replace=True (--replace)"
             )
-    concept_ids = resolve_keys(rows, keys)
+        check_level_change(session, existing, level, replace)
+        if image:
+            stimuli = match_stimuli(session, rows.keys, rows.places, f"space file {file}")
+        else:
+            keys = registry_keys(session)
+    digest: str | None = None
+    if image:
+        _check_finite(rows)
+        matrix = rows.matrix[stimuli.order]
+        concept_ids, vectors = concept_means(stimuli.concepts, matrix)
+        digest = image_content(stimuli, matrix)
+    else:
+        concept_ids, vectors = resolve_keys(rows, keys), rows.matrix
     spec = SourceSpec(
         kind="space",
         name=name,
@@ -244,39 +314,47 @@ def ingest_space(
         sha256=sha256_file(file),
         size_bytes=file.stat().st_size,
         format=file.suffix.lower().lstrip("."),
-        options={"key": rows.key},
+        options={"key": rows.key, **({"level": IMAGE_LEVEL} if image else {})},
     )
+
+    def report(
+        space: Space, status: str, source: Source, previous: int | None
+    ) -> SpaceIngestReport:
+        return SpaceIngestReport(
+            space,
+            status,
+            source.version,
+            previous,
+            source.source_id,
+            rows.key,
+            time.perf_counter() - started,
+            level,
+            len(stimuli.stimuli) if image else None,
+        )
+
     with wh.session() as session:
         current = is_current(session, spec)
         unchanged = (
             current is not None and existing is not None and existing.source_id == current.source_id
         )
-    # An unchanged source whose stored file is damaged is ingested again: that rewrites it.
+    kinds = ("concepts", "images") if image else ("concepts",)
+    # An unchanged source whose stored files are damaged is ingested again: that rewrites them.
     if (
         unchanged
         and current is not None
         and existing is not None
-        and space_files_intact(wh, existing.space_id)
+        and space_files_intact(wh, existing.space_id, kinds)
     ):
-        return SpaceIngestReport(
-            existing,
-            UNCHANGED,
-            current.version,
-            current.version,
-            current.source_id,
-            rows.key,
-            time.perf_counter() - started,
-        )
+        return report(existing, UNCHANGED, current, current.version)
     # The new version is written and validated first, then swapped in with its source row
     # in one transaction: a failure or a kill before the commit leaves the previous version
     # in force and no new ``sources`` row (an unregistered file is invisible to readers).
+    metadata = {"source": str(file), "source_sha256": spec.sha256}
     prepared = prepare_space(
-        wh,
-        name,
-        "external",
-        concept_ids,
-        rows.matrix,
-        metadata={"source": str(file), "source_sha256": spec.sha256},
+        wh, name, "external", concept_ids, vectors, metadata=metadata, content=digest
+    )
+    per_image = (
+        write_images(wh, name, stimuli, matrix, prepared.digest, metadata) if image else None
     )
     if existing is not None and existing.kind != "external":
         # Taking over a word or layer space's name (replace=True) drops that space first.
@@ -284,14 +362,8 @@ def ingest_space(
     with version_swap(wh) as session:
         source, status, previous = record_source(session, spec)
         space = register_space(session, prepared, source_id=source.source_id, replace=True)
+        # The per-image rows in place of the previous version's (none at the concept level).
+        register_space_images(session, space, per_image)
     if unchanged and status == UNCHANGED:
         status = REPAIRED  # the same source again, to rewrite its damaged file
-    return SpaceIngestReport(
-        space,
-        status,
-        source.version,
-        previous,
-        source.source_id,
-        rows.key,
-        time.perf_counter() - started,
-    )
+    return report(space, status, source, previous)

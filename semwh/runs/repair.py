@@ -146,13 +146,15 @@ def repair(wh: Warehouse) -> RepairReport:
     report = RepairReport()
     every, files = damaged_files(wh)
     report.n_files = len(every)
-    shards = _by_shard([(f, p) for f, p in files if f.kind == "images"])
-    concepts = [(f, p) for f, p in files if f.kind != "images"]
+    # An extraction's shards are extracted again; the files of an ingested space (its
+    # concept vectors, or per-image rows ingested at the image level) are ingested again.
+    shards = _by_shard([(f, p) for f, p in files if _is_shard(f)])
+    concepts = [(f, p) for f, p in files if not _is_shard(f)]
     # Layers with a shard to extract again: their spaces are rebuilt when the run finishes.
     released_layers = {
         f.layer_id
         for f in every
-        if f.kind == "images" and (int(f.run_id or 0), int(f.shard_index or 0)) in shards
+        if _is_shard(f) and (int(f.run_id or 0), int(f.shard_index or 0)) in shards
     }
     for (run_id, shard_index), (path, problem) in shards.items():
         report.damage.append(_release_shard(wh, run_id, shard_index, path, problem))
@@ -161,6 +163,10 @@ def repair(wh: Warehouse) -> RepairReport:
     report.n_images, images = image_damage(wh)
     report.damage.extend(images)
     return report
+
+
+def _is_shard(file: VectorFile) -> bool:
+    return file.kind == "images" and file.run_id is not None
 
 
 def _by_shard(

@@ -249,15 +249,18 @@ class _Checker:
             )
         files = session.scalars(
             select(VectorFile).where(
-                VectorFile.space_id == space.space_id, VectorFile.kind == "concepts"
+                VectorFile.space_id == space.space_id,
+                VectorFile.kind.in_(["concepts", "images"]),
             )
         ).all()
         problem = self.check_files(files, name)
         if problem is not None:
             return problem
-        if name not in self.spaces:
+        per_image = any(f.kind == "images" for f in files)
+        if name not in self.spaces and (not per_image or any(f.kind == "concepts" for f in files)):
             self.spaces[name] = load_space(self.wh, name)
-        loaded = self.spaces[name]
+        # Ingested at the image level: its content is that of its per-image rows.
+        loaded = load_space(self.wh, name, "image") if per_image else self.spaces[name]
         if content_sha256(loaded.concept_ids, loaded.matrix) != space.content_sha256:
             return f"space {name!r}: its files no longer hash to its recorded content"
         return None

@@ -99,6 +99,13 @@ def space_relpath(name: str, content_sha256: str) -> str:
     return f"{folder}/{content_sha256[:16]}.parquet"
 
 
+def space_images_relpath(name: str, content_sha256: str) -> str:
+    """Where the per-image rows of a space ingested at the image level live, one file per
+    content version (a layer's per-image rows are its extraction's shards instead)."""
+    folder = f"{_partition('kind', 'images')}/{_partition('space', name)}"
+    return f"{folder}/{content_sha256[:16]}.parquet"
+
+
 def image_shard_relpath(model: str, layer: str, run_id: int, shard_index: int) -> str:
     """Where one shard of one layer's per-image vectors lives."""
     return (
@@ -290,6 +297,7 @@ def prepare_space(
     vectors: np.ndarray,
     *,
     metadata: dict[str, Any] | None = None,
+    content: str | None = None,
 ) -> PreparedSpace:
     """Validate a space's concept vectors and write their file, without registering it.
 
@@ -297,10 +305,16 @@ def prepare_space(
     tokens, say) do so with :func:`register_space` inside their own transaction, so a failure
     anywhere stores nothing.
 
+    Args:
+        content: The space's content hash when its concept vectors do not determine it (a
+            space ingested at the image level: the hash of its per-image rows, which its
+            concept means summarise). None: the hash of the concept vectors.
+
     Raises:
         InputError: Duplicate concept_ids or non-finite values.
     """
     sorted_ids, matrix, digest = _validated(name, kind, concept_ids, vectors)
+    digest = content or digest
     info = write_vector_file(
         wh,
         space_relpath(name, digest),
@@ -373,7 +387,11 @@ def register_space(
                 fields.pop(key)
         for key, value in fields.items():
             setattr(space, key, value)
-        for old in _concept_files(session, space.space_id):
+        # Every file of the old version goes: its concept vectors, and per-image rows where
+        # it was ingested at the image level (the caller registers the new version's).
+        for old in session.scalars(
+            select(VectorFile).where(VectorFile.space_id == space.space_id)
+        ).all():
             session.delete(old)
         session.flush()
     register_vector_file(
@@ -427,12 +445,35 @@ def version_swap(wh: Warehouse) -> Iterator[Session]:
         raise write_error(exc, wh.duckdb_path or "the registry") from exc
 
 
-def space_files_intact(wh: Warehouse, space_id: int) -> bool:
-    """Whether a space has its concept file(s) registered and each matches its record in
-    size and SHA-256 (an "unchanged" re-ingest rewrites the file when not)."""
+def space_files_intact(wh: Warehouse, space_id: int, kinds: Sequence[str] = ("concepts",)) -> bool:
+    """Whether a space has file(s) of each of ``kinds`` registered under its id and each
+    matches its record in size and SHA-256 (an "unchanged" re-ingest rewrites them when not).
+    """
     with wh.session() as session:
-        files = _concept_files(session, space_id)
-    return bool(files) and all(file_problem(wh, f) is None for f in files)
+        files = session.scalars(
+            select(VectorFile).where(
+                VectorFile.space_id == space_id, VectorFile.kind.in_(list(kinds))
+            )
+        ).all()
+    return {f.kind for f in files} == set(kinds) and all(file_problem(wh, f) is None for f in files)
+
+
+def register_space_images(session: Session, space: Space, info: VectorFileInfo | None) -> None:
+    """Make ``info`` the per-image file of a space ingested at the image level, in the
+    caller's transaction, in place of its previous one(s); None: the space keeps no per-image
+    rows (a concept-level version replaces an image-level one)."""
+    for old in session.scalars(
+        select(VectorFile).where(VectorFile.space_id == space.space_id, VectorFile.kind == "images")
+    ).all():
+        if info is not None and old.path == info.relpath:
+            # The same content again (a repair): the record follows the rewritten file.
+            old.size_bytes, old.sha256, old.n_rows = info.size_bytes, info.sha256, info.n_rows
+            info = None
+        else:
+            session.delete(old)
+    session.flush()
+    if info is not None:
+        register_vector_file(session, info, "images", space_id=space.space_id)
 
 
 def save_space(

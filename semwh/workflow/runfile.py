@@ -26,12 +26,14 @@ frozen dataclasses with every key checked. The file (see ``examples/paper.toml``
     [[spaces]]                                   # an external concept space
     name = "ratings"
     file = "ratings.csv"                         # concept column + numeric columns
+    # level = "image"                            # per image: a stimulus column instead
     # replace = false                            # take over a word or layer space's name
     # sweep = true                               # a target of the sweep
 
     [[rdms]]                                     # subjects' dissimilarity matrices
     name = "behaviour"
     file = "rdms.csv"                            # concept, subject, one column per concept
+    # level = "image"                            # stimulus, subject, one column per stimulus
     # keys = "concepts.txt"                      # for an .npy file: the concept of each row
     # similarity = false                         # true: the matrices are similarities
     # replace = false                            # true: a changed file is a new version
@@ -78,6 +80,8 @@ against the word spaces (with 1 vs 2 recovery when asked); the declared spaces a
 (those with ``sweep = true``, the default) are the targets of a second sweep with the same
 tests, permutations and seed, its own FDR family, without recovery (which reads word
 vectors). Every declared name may also be a ``[[peaks]]`` target or a ``[[grids]]`` side.
+A space ingested at the image level is swept by its concept means; an RDM between stimuli
+has no concept level, so its entry sets ``sweep = false``.
 """
 
 from __future__ import annotations
@@ -152,14 +156,18 @@ class SpaceConfig:
     """An external concept space from a CSV or Parquet file (``semwh ingest space``).
 
     Attributes:
-        replace: Take over a name held by a word or layer space.
+        replace: Take over a name held by a word or layer space, or store the space at the
+            other level.
         sweep: Compare every model's layers with it in the run's sweep of declared targets.
+        level: ``concept``, or ``image``: the file is keyed by stimulus and its per-image
+            rows are stored with their concept means.
     """
 
     name: str
     file: Path
     replace: bool = False
     sweep: bool = True
+    level: str = "concept"
 
 
 @dataclass(frozen=True)
@@ -172,6 +180,8 @@ class RdmConfig:
         replace: Store a changed file as the next version of the name.
         sweep: Compare every model's layers with it in the run's sweep of declared targets
             (the tests must be ones that take similarity matrices: RSA, 2 vs 2).
+        level: ``concept``, or ``image``: the matrices are between stimuli (keyed by
+            stimulus id); such an RDM has no concept level for the sweep.
     """
 
     name: str
@@ -180,6 +190,7 @@ class RdmConfig:
     similarity: bool = False
     replace: bool = False
     sweep: bool = True
+    level: str = "concept"
 
 
 @dataclass(frozen=True)
@@ -446,6 +457,7 @@ def _spaces(data: dict[str, Any], base: Path, source: str) -> list[SpaceConfig]:
                 "concept column and numeric columns, or a vector column)"
             )
         table["file"] = _path(table["file"], base, f"{source}: [[spaces]] {name} file")
+        _level(table, f"{source}: [[spaces]] {name}")
         spaces.append(SpaceConfig(**table))
     return spaces
 
@@ -475,8 +487,26 @@ def _rdms(data: dict[str, Any], base: Path, source: str) -> list[RdmConfig]:
                     "has its concept column: remove keys"
                 )
             table["keys"] = _path(table["keys"], base, f"{where} keys")
+        if _level(table, where) == "image" and table.get("sweep", True):
+            # The declared targets are swept at the concept level, which an RDM between
+            # stimuli has not.
+            raise ConfigError(
+                f'{where} level = "image" holds matrices between stimuli, which have no '
+                "concept level for the run's sweep of declared targets: add sweep = false"
+            )
         rdms.append(RdmConfig(**table))
     return rdms
+
+
+def _level(table: dict[str, Any], where: str) -> str:
+    """The entry's level (``concept`` when absent); another value names the choices."""
+    level = table.get("level", "concept")
+    if level not in ("concept", "image"):
+        raise ConfigError(
+            f'{where} level = {_toml(level)} is not a level: choose "concept" (keyed by '
+            'concept) or "image" (keyed by stimulus)'
+        )
+    return str(level)
 
 
 def _check_names(

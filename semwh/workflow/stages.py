@@ -298,10 +298,13 @@ def space_stage(wh: Warehouse, space: SpaceConfig, source: str = "") -> Outcome:
     from semwh.ingest.spaces import ingest_space
 
     try:
-        report = ingest_space(wh, space.name, space.file, replace=space.replace)
+        report = ingest_space(wh, space.name, space.file, replace=space.replace, level=space.level)
     except DuplicateError as exc:
         raise _taken(source, "spaces", space.name, exc) from exc
-    detail = f"{report.n_concepts} concepts, dim {report.dim}, version {report.version}"
+    items = f"{report.n_concepts} concepts"
+    if report.n_stimuli is not None:
+        items = f"{report.n_stimuli} stimuli of {items}"
+    detail = f"{items}, dim {report.dim}, version {report.version}"
     return _outcome(report.status != UNCHANGED, detail, space.name)
 
 
@@ -320,11 +323,20 @@ def rdm_stage(wh: Warehouse, rdm: RdmConfig, source: str = "") -> Outcome:
     before = _content_sha256(wh, rdm.name)
     try:
         report = ingest_rdm(
-            wh, rdm.name, rdm.file, keys=rdm.keys, similarity=rdm.similarity, replace=rdm.replace
+            wh,
+            rdm.name,
+            rdm.file,
+            keys=rdm.keys,
+            similarity=rdm.similarity,
+            replace=rdm.replace,
+            level=rdm.level,
         )
     except DuplicateError as exc:
         raise _taken(source, "rdms", rdm.name, exc) from exc
-    detail = f"{report.n_concepts} concepts, {report.n_subjects} subject(s)"
+    items = f"{report.n_concepts} concepts"
+    if report.n_stimuli is not None:
+        items = f"{report.n_stimuli} stimuli of {items}"
+    detail = f"{items}, {report.n_subjects} subject(s)"
     return _outcome(_content_sha256(wh, rdm.name) != before, detail, rdm.name)
 
 
