@@ -147,7 +147,10 @@ def run_pipeline(
     targets = [s.name for s in config.spaces if s.sweep] + [r.name for r in config.rdms if r.sweep]
     if targets:
         pairs = f"{len(summary.models)} models x {len(targets)} spaces and RDMs"
-        stage("analyze", pairs, analyze_stage, wh, config, summary.models, targets, progress, False)
+        stage(
+            "analyze", pairs, analyze_stage, wh, config, summary.models, targets, progress,
+            False, True,
+        )  # fmt: skip
     for grid in config.grids:
         stage("grid", f"{grid.a} x {grid.b}", grid_stage, wh, config, grid)
     for peak in config.peaks:

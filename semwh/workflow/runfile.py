@@ -68,6 +68,8 @@ frozen dataclasses with every key checked. The file (see ``examples/paper.toml``
     recovery = true
     permutations = 1000
     seed = 2018
+    # level = "image"                            # declared targets, grids, peaks per stimulus
+    # permute = "concepts"                       # image level: concepts, images, within-concept
 
     [report]
     out = "report"                               # relative to the warehouse folder
@@ -80,8 +82,10 @@ against the word spaces (with 1 vs 2 recovery when asked); the declared spaces a
 (those with ``sweep = true``, the default) are the targets of a second sweep with the same
 tests, permutations and seed, its own FDR family, without recovery (which reads word
 vectors). Every declared name may also be a ``[[peaks]]`` target or a ``[[grids]]`` side.
-A space ingested at the image level is swept by its concept means; an RDM between stimuli
-has no concept level, so its entry sets ``sweep = false``.
+``[analysis] level = "image"`` (with ``permute`` and ``bootstrap_over``) runs the sweep of
+declared targets, the grids and the peaks over stimuli; the sweep against word vectors stays
+at the concept level. At the concept level a space ingested per image is swept by its
+concept means, and an RDM between stimuli, which has no concept level, sets ``sweep = false``.
 """
 
 from __future__ import annotations
@@ -93,6 +97,7 @@ from typing import Any
 
 from semwh.errors import ConfigError, InputError
 from semwh.names import name_list
+from semwh.runs.levels import Items
 from semwh.validate import COUNT, LEVEL, POSITIVE_COUNT, SEED, check_number
 
 # Numbers of the file are checked where they enter (field metadata: the allowed range).
@@ -259,6 +264,17 @@ class AnalysisConfig:
     similarity: str = "pearson"
     method: str = "spearman"
     distance: str = "pearson"
+    #: The level of the sweep of declared targets, of grids and of peaks (``image``: over the
+    #: stimuli; the sweep against word vectors stays at the concept level, where they are).
+    level: str = "concept"
+    #: At the image level: the permutation scheme and bootstrap unit ("": the default).
+    permute: str = ""
+    bootstrap_over: str = ""
+
+    def items(self) -> Items:
+        """The level, scheme and bootstrap unit of the sweep of declared targets, grids and
+        peaks."""
+        return Items(self.level, self.permute or None, self.bootstrap_over or None)
 
 
 @dataclass(frozen=True)
@@ -487,13 +503,7 @@ def _rdms(data: dict[str, Any], base: Path, source: str) -> list[RdmConfig]:
                     "has its concept column: remove keys"
                 )
             table["keys"] = _path(table["keys"], base, f"{where} keys")
-        if _level(table, where) == "image" and table.get("sweep", True):
-            # The declared targets are swept at the concept level, which an RDM between
-            # stimuli has not.
-            raise ConfigError(
-                f'{where} level = "image" holds matrices between stimuli, which have no '
-                "concept level for the run's sweep of declared targets: add sweep = false"
-            )
+        _level(table, where)
         rdms.append(RdmConfig(**table))
     return rdms
 
@@ -584,6 +594,18 @@ def parse_config(data: dict[str, Any], base: Path, source: str = "<config>") -> 
     if "tests" in ana:
         ana["tests"] = tuple(name_list(ana["tests"], f"{source}: [analysis] tests"))
     analysis = AnalysisConfig(**ana)
+    try:
+        analysis.items()
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: [analysis] {exc}") from exc
+    for rdm in rdms:
+        if rdm.level == "image" and rdm.sweep and analysis.level == "concept":
+            # An RDM between stimuli has no concept level to sweep.
+            raise ConfigError(
+                f'{source}: [[rdms]] {rdm.name} level = "image" holds matrices between '
+                "stimuli, which have no concept level for the run's sweep of declared targets: "
+                'set [analysis] level = "image", or sweep = false in the entry'
+            )
     _check_rdm_tests(rdms, analysis.tests, source)
     if ana.get("recovery") is True and not words:
         # Recovery reads word vectors: asked for without [[words]], it would never run.

@@ -15,6 +15,7 @@ from semwh.errors import ConfigError, DuplicateError, InputError, OutputError
 from semwh.ingest.image_layouts import ImageEntry, ImageListing, read_image_manifest, scan_images
 from semwh.ingest.images import ingest_images
 from semwh.progress import Progress
+from semwh.runs.levels import Items
 from semwh.warehouse.layout import Warehouse
 from semwh.workflow.runfile import (
     ConceptsConfig,
@@ -51,11 +52,17 @@ def _outcome(changed: bool, detail: str, value: Any = None) -> Outcome:
     return Outcome("done" if changed else "unchanged", detail, value)
 
 
-def _test_options(config: RunConfig, tests: tuple[str, ...], permutations: int) -> dict[str, Any]:
+def _test_options(
+    config: RunConfig, tests: tuple[str, ...], permutations: int, *, at_level: bool = True
+) -> dict[str, Any]:
     """The options every test of a run shares, from the analysis section (``permutations`` 0:
-    the section's number)."""
+    the section's number); ``at_level``: with the section's level, scheme and unit."""
     a = config.analysis
+    items = a.items() if at_level else Items()
     return {
+        "item_level": items.level,
+        "permute": items.permute,
+        "resample": items.resample,
         "tests": tests,
         "permutations": permutations or a.permutations,
         "seed": a.seed,
@@ -396,9 +403,11 @@ def analyze_stage(
     targets: list[str],
     progress: Progress | None,
     recovery: bool = True,
+    declared: bool = False,
 ) -> Outcome:
     """One sweep: every layer of ``models`` (and their random controls) against ``targets``,
-    with 1 vs 2 recovery when both the analysis section and ``recovery`` ask for it."""
+    with 1 vs 2 recovery when both the analysis section and ``recovery`` ask for it;
+    ``declared`` targets are swept at the analysis section's level."""
     from semwh.runs import sweep
 
     a = config.analysis
@@ -406,7 +415,7 @@ def analyze_stage(
         wh,
         models,
         targets,
-        **_test_options(config, a.tests, a.permutations),
+        **_test_options(config, a.tests, a.permutations, at_level=declared),
         include_random=True,
         recovery=a.recovery and recovery,
         progress=progress,

@@ -253,8 +253,15 @@ def test_run_files_declare_the_level(warehouse, stimuli, tmp_path):
     assert space_stage(warehouse, config.spaces[0]).detail.startswith("12 stimuli of 6 concepts")
     assert rdm_stage(warehouse, config.rdms[0]).detail.startswith("12 stimuli of 6 concepts")
     assert load_space(warehouse, "b", "image").subjects == ("1", "2")
-    with pytest.raises(ConfigError, match=r'\[\[rdms\]\] b level = "image" .* add sweep = false'):
-        parse_config({**base, "rdms": [{**rdms[0], "sweep": True}]}, tmp_path, "run.toml")
+    swept = {**base, "rdms": [{**rdms[0], "sweep": True}]}
+    with pytest.raises(ConfigError, match=r'\[\[rdms\]\] b level = "image" .* sweep = false'):
+        parse_config(swept, tmp_path, "run.toml")
+    # Swept at the image level, an RDM between stimuli is a target like any other.
+    at_image = {**swept, "analysis": {"level": "image", "permute": "within-concept"}}
+    items = parse_config(at_image, tmp_path, "run.toml").analysis.items()
+    assert (items.level, items.permute) == ("image", "within-concept")
+    with pytest.raises(ConfigError, match=r"run.toml: \[analysis\] unknown permutation"):
+        parse_config({**at_image, "analysis": {"permute": "stimuli"}}, tmp_path, "run.toml")
     with pytest.raises(ConfigError, match=r'\[\[spaces\]\] roi level = "images" is not a level'):
         parse_config({**base, "spaces": [{**spaces[0], "level": "images"}]}, tmp_path, "run.toml")
 
