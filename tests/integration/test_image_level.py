@@ -210,7 +210,10 @@ def test_the_readme_worked_example(
     rng = np.random.default_rng(11)
     roi = image.matrix[:, :6] + rng.normal(size=(len(image.concept_ids), 6))
     lines = ["stimulus," + ",".join(f"v{k}" for k in range(6))]
-    lines += [f"{s}," + ",".join(f"{v:.6f}" for v in row) for s, row in zip(image.concept_ids, roi)]
+    lines += [
+        f"{s}," + ",".join(f"{v:.6f}" for v in row)
+        for s, row in zip(image.concept_ids, roi, strict=True)
+    ]
     (tmp_path / "roi_lo.csv").write_text("\n".join(lines) + "\n")
     ratings = [f"{s},{k % 7}" for k, s in enumerate(image.concept_ids)]
     (tmp_path / "ratings.csv").write_text("stimulus,rating\n" + "\n".join(ratings) + "\n")
