@@ -16,29 +16,11 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
-import platform
 import resource
 import time
 
 import numpy as np
-
-
-def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} CPUs visible, numpy {np.__version__}"
-
-
-def load() -> str:
-    return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "?"
+from analysis import load, machine  # the same machine line as the kernel benchmarks
 
 
 def spaces(n_images: int, n_concepts: int, dim: int, seed: int = 0):  # noqa: ANN201
@@ -108,7 +90,7 @@ def main() -> None:
     parser.add_argument("--tests", default="rsa,2v2")
     parser.add_argument("--tmp", default="/tmp")
     args = parser.parse_args()
-    print(f"machine: {machine()}; load average {load()} at start")
+    print(f"machine: {machine()}")
     n = args.images
     pairs = n * (n - 1) // 2
     ctx = mp.get_context("spawn")
