@@ -18,6 +18,7 @@ import argparse
 import multiprocessing as mp
 import resource
 import time
+from pathlib import Path
 
 import numpy as np
 from analysis import load, machine  # the same machine line as the kernel benchmarks
@@ -55,9 +56,9 @@ def child(test: str, args: argparse.Namespace, out: mp.Queue) -> None:
     a, b = spaces(args.images, args.concepts, args.dim)
     options = ComparisonOptions.make(test, permutations=args.permutations, seed=1)
     spec = plan_comparison(a, b, options, {"a": "x", "b": "y"}, items=Items("image"))
-    plan = plan_for(spec, args.tmp)
+    plan = plan_for(spec, Path(args.tmp))
     start = time.perf_counter()
-    record = run_comparison(spec, args.tmp if plan.stream_inputs else None)
+    record = run_comparison(spec, Path(args.tmp) if plan.stream_inputs else None)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     out.put((plan.lines(), seconds, peak, record.statistic, record.p_value))
@@ -98,8 +99,10 @@ def main() -> None:
         queue: mp.Queue = ctx.Queue()
         proc = ctx.Process(target=child, args=(test, args, queue))
         proc.start()
-        lines, seconds, peak, statistic, p = queue.get()
         proc.join()
+        if proc.exitcode != 0:
+            raise SystemExit(f"{test}: the child process failed (exit code {proc.exitcode})")
+        lines, seconds, peak, statistic, p = queue.get()
         for line in lines:
             print(line)
         naive = naive_seconds_per_pair(test, args) * pairs * (1 + args.permutations)
