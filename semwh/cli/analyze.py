@@ -114,7 +114,7 @@ def _compare(
             err_console.print(line, highlight=False)
 
     measure = measures.get(test)
-    common = {
+    common: dict[str, Any] = {
         key: options.pop(key)
         for key in ("permutations", "seed", "bootstrap", "device", "force")
         if key in options
