@@ -49,7 +49,7 @@ def _data(seed: int, n_concepts: int = 7, d: int = 12) -> tuple[np.ndarray, list
     sizes[0] = 1  # at least one concept with a single image
     concepts = [f"c{k}" for k in range(n_concepts) for _ in range(sizes[k])]
     rng.shuffle(concepts)
-    base = {c: rng.normal(size=d) for c in set(concepts)}
+    base = {c: rng.normal(size=d) for c in sorted(set(concepts))}
     x = np.stack([base[c] * 0.7 + rng.normal(size=d) for c in concepts])
     return x, concepts
 
