@@ -49,14 +49,21 @@ def spaces(n_images: int, n_concepts: int, dim: int, seed: int = 0):  # noqa: AN
 
 
 def child(test: str, args: argparse.Namespace, out: mp.Queue) -> None:
+    from semwh.errors import ResourceError
     from semwh.runs.comparison import plan_comparison, plan_for, run_comparison
     from semwh.runs.levels import Items
     from semwh.runs.options import ComparisonOptions
+    from semwh.runs.plan import check_analysis_plan
 
     a, b = spaces(args.images, args.concepts, args.dim)
     options = ComparisonOptions.make(test, permutations=args.permutations, seed=1)
     spec = plan_comparison(a, b, options, {"a": "x", "b": "y"}, items=Items("image"))
     plan = plan_for(spec, Path(args.tmp))
+    try:
+        check_analysis_plan(plan)  # what the command does: a plan that cannot fit is refused
+    except ResourceError as exc:
+        out.put((plan.lines(), None, 0, str(exc), None))
+        return
     start = time.perf_counter()
     record = run_comparison(spec, Path(args.tmp) if plan.stream_inputs else None)
     seconds = time.perf_counter() - start
@@ -105,6 +112,9 @@ def main() -> None:
         lines, seconds, peak, statistic, p = queue.get()
         for line in lines:
             print(line)
+        if seconds is None:
+            print(f"{test}: refused by its plan, as the command would refuse it: {statistic}")
+            continue
         naive = naive_seconds_per_pair(test, args) * pairs * (1 + args.permutations)
         print(
             f"{test}: {n} stimuli of {args.concepts} concepts, {args.permutations} concept-block "

@@ -131,6 +131,11 @@ class AnalysisPlan:
         disk_ok = disk_ok or self.inputs_bytes <= self.disk_free  # type: ignore[operator]
         return self.work_bytes <= self.ram_free and disk_ok
 
+    @property
+    def unit(self) -> str:
+        """What the n items are called: ``concepts`` or ``stimuli``."""
+        return "stimuli" if self.items.startswith("stimuli") else "concepts"
+
     def lines(self) -> list[str]:
         """The plan for people: sizes, where the inputs live, memory needed and free."""
         n = self.n_concepts
@@ -239,7 +244,7 @@ def _hints(plan: AnalysisPlan, family: str = "") -> list[str]:
         hints.append(
             "fewer -n/--permutations"
             if 4 * grown >= plan.work_bytes
-            else "fewer concepts for the permutation test (or run it without -n)"
+            else f"fewer {plan.unit} for the permutation test (or run it without -n)"
         )
     if plan.bootstrap:
         grown = bootstrap_bytes(plan.test, n, plan.bootstrap)
@@ -277,14 +282,14 @@ def check_analysis_plan(
         beside = f" and {human_bytes(held)} for the rest of the {family}" if held else ""
         hints = list(held_hints) if held > plan.work_bytes else []
         raise ResourceError(
-            f"{plan.what} over {plan.n_concepts} concepts with {counts} needs about "
+            f"{plan.what} over {plan.n_concepts} {plan.unit} with {counts} needs about "
             f"{human_bytes(plan.work_bytes)} of working memory{beside} besides its two "
             f"similarity matrices ({human_bytes(plan.inputs_bytes)}, which can be streamed "
             f"from tmp/) but {human_bytes(plan.ram_free)} is available: use "
             f"{'; or '.join(dict.fromkeys([*hints, *_hints(plan, family)]))}"
         )
     raise ResourceError(
-        f"{plan.what} over {plan.n_concepts} concepts streams its two similarity matrices "
+        f"{plan.what} over {plan.n_concepts} {plan.unit} streams its two similarity matrices "
         f"({human_bytes(plan.inputs_bytes)}) from the warehouse's tmp/, which has "
         f"{human_bytes(plan.disk_free or 0)} free: free disk space there, or run it on a "
         f"machine with {human_bytes(plan.inputs_bytes + plan.work_bytes)} of memory"
