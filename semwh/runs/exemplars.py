@@ -27,6 +27,7 @@ from semwh.progress import Progress, check_progress, report
 from semwh.runs import result_rows
 from semwh.runs.recovery import recovery_layers
 from semwh.vectors import SpaceVectors, get_space, load_space
+from semwh.vectors.store import image_files_query
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Image, ImageScore, Space, VectorFile
 
@@ -266,11 +267,7 @@ def _image_ids(session: Any, space: str, stimuli: Sequence[str]) -> list[int]:
 
 def _image_files(session: Any, space: Space) -> str:
     """One hash of the content hashes of the space's per-image vector files."""
-    query = select(VectorFile.sha256).where(VectorFile.kind == "images")
-    if space.kind == "layer" and space.layer_id is not None:
-        query = query.where(VectorFile.layer_id == space.layer_id)
-    else:
-        query = query.where(VectorFile.space_id == space.space_id)
+    query = image_files_query(space).with_only_columns(VectorFile.sha256)
     hashes = session.scalars(query.order_by(VectorFile.path)).all()
     return hashlib.sha256("\n".join(hashes).encode()).hexdigest()
 

@@ -745,16 +745,26 @@ def _subjects(
     return tuple(str(i + 1) for i in range(n_subjects))
 
 
+def image_files_query(space: Space) -> Any:
+    """The select of a space's per-image vector files: a layer's shards of its finished
+    extraction run (the run its concept means were computed from; the shards of a run still
+    in progress, or one that stopped, are not read), or the file of a space ingested at the
+    image level."""
+    from semwh.warehouse.models import ExtractionRun
+
+    query = select(VectorFile).where(VectorFile.kind == "images")
+    if space.kind == "layer" and space.layer_id is not None:
+        done = select(ExtractionRun.run_id).where(ExtractionRun.status == "done")
+        return query.where(VectorFile.layer_id == space.layer_id, VectorFile.run_id.in_(done))
+    return query.where(VectorFile.space_id == space.space_id)
+
+
 def _load_images(wh: Warehouse, session: Session, space: Space) -> SpaceVectors:
     """Per-image rows of a space, sorted by stimulus: a layer's extracted vectors (the
     newest run's row where an image was extracted twice) or an ingested image-level file."""
     from semwh.warehouse.models import Image
 
-    query = select(VectorFile).where(VectorFile.kind == "images")
-    if space.kind == "layer" and space.layer_id is not None:
-        query = query.where(VectorFile.layer_id == space.layer_id)
-    else:
-        query = query.where(VectorFile.space_id == space.space_id)
+    query = image_files_query(space)
     files = session.scalars(query.order_by(VectorFile.run_id, VectorFile.shard_index)).all()
     stimuli = dict(session.execute(select(Image.image_id, Image.stimulus)).tuples().all())
     table = _read_files(wh, space.name, files)

@@ -59,6 +59,39 @@ def test_layers_load_at_both_levels(warehouse: Warehouse, spaces: dict[str, str]
         np.testing.assert_allclose(concept.matrix[k], image.matrix[rows].mean(axis=0), atol=1e-5)
 
 
+def test_an_unfinished_extraction_run_is_not_read(
+    warehouse: Warehouse, spaces: dict[str, str]
+) -> None:
+    """A second extraction of a layer that is still running (or stopped) has written some of
+    its shards: the image level reads the finished run only, as the concept level does."""
+    from semwh.vectors.store import image_shard_relpath, register_vector_file, write_vector_file
+    from semwh.warehouse.models import ExtractionRun, Image, Space
+
+    before = load_space(warehouse, spaces["l0"], "image")
+    with warehouse.session() as session:
+        layer_id = session.scalar(select(Space.layer_id).where(Space.name == spaces["l0"]))
+        model_id = session.scalar(select(ExtractionRun.model_id))
+        run = ExtractionRun(
+            model_id=model_id, params_sha256="again", params="{}", n_images=34, n_shards=2,
+            status="running",
+        )  # fmt: skip
+        session.add(run)
+        session.flush()
+        run_id = run.run_id
+        images = session.execute(select(Image.image_id, Image.concept).limit(10)).all()
+    info = write_vector_file(
+        warehouse, image_shard_relpath("m", "l0", run_id, 0), spaces["l0"],
+        [c for _, c in images], np.full((10, 10), 99.0), image_ids=[i for i, _ in images],
+    )  # fmt: skip
+    with warehouse.session() as session:
+        register_vector_file(
+            session, info, "images", layer_id=layer_id, run_id=run_id, shard_index=0
+        )
+    after = load_space(warehouse, spaces["l0"], "image")
+    assert after.concept_ids == before.concept_ids
+    np.testing.assert_array_equal(after.matrix, before.matrix)
+
+
 def test_results_record_level_items_and_scheme_and_reuse_by_them(
     warehouse: Warehouse, spaces: dict[str, str]
 ) -> None:
