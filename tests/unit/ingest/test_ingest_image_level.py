@@ -292,3 +292,27 @@ def test_a_new_version_from_memory_drops_the_per_image_rows(warehouse, stimuli, 
     semwh.open(warehouse.root).add_space("roi", CONCEPTS, np.eye(6, 3), replace=True)
     with pytest.raises(ConfigError, match="has no image level"):
         load_space(warehouse, "roi", "image")
+
+
+def test_downgrade_below_0010_removes_image_rdms_and_upgrades_again(warehouse, stimuli, tmp_path):
+    """An RDM between stimuli has no concept level: the downgrade removes its space row,
+    its file and its noise ceilings (on DuckDB, which refuses to delete a row whose
+    referencing rows went in the same transaction), and keeps a concept-level RDM."""
+    from semwh.warehouse.migrate import confirm_downgrade, downgrade, upgrade
+
+    rng = np.random.default_rng(9)
+    np.save(tmp_path / "rdm.npy", noisy_rdms(rng.standard_normal((12, 3)), 2, seed=1))
+    (tmp_path / "keys.txt").write_text("\n".join(stimuli) + "\n")
+    ingest_rdm(warehouse, "images", tmp_path / "rdm.npy", keys=tmp_path / "keys.txt", level="image")
+    np.save(tmp_path / "concepts.npy", noisy_rdms(rng.standard_normal((6, 3)), 2, seed=2))
+    (tmp_path / "concepts.txt").write_text("\n".join(CONCEPTS) + "\n")
+    ingest_rdm(warehouse, "concepts", tmp_path / "concepts.npy", keys=tmp_path / "concepts.txt")
+    drops = confirm_downgrade(warehouse, "0009", confirmed=True)
+    assert drops["spaces: image-level RDMs (no concept level)"] == 1
+    assert drops["noise_ceilings: of image-level RDMs"] == 2
+    assert downgrade(warehouse, "0009") == "0009"
+    with warehouse.session() as session:
+        assert session.scalars(select(Space.name)).all() == ["concepts"]
+        assert set(session.scalars(select(NoiseCeiling.space)).all()) == {"concepts"}
+    assert upgrade(warehouse) == "0010"
+    assert load_space(warehouse, "concepts").concept_ids == CONCEPTS
