@@ -79,26 +79,44 @@ def match_stimuli(
             nearest registered stimulus ids).
     """
     ids: list[str] = []
-    first: dict[str, int] = {}
-    for i, (raw, place) in enumerate(zip(keys, places, strict=True)):
+    for raw, place in zip(keys, places, strict=True):
         key = normalise(raw) if isinstance(raw, str) else ""
         if not key:
             raise InputError(f"{place}: empty stimulus id")
+        ids.append(key)
+    found: dict[str, tuple[int, str]] = {}
+    # A registered id is matched as written (a file stem in decomposed Unicode, as macOS
+    # writes them, or with surrounding spaces), else by its normalised form.
+    exact = [raw if isinstance(raw, str) else key for raw, key in zip(keys, ids, strict=True)]
+    wanted = sorted(set(ids) | set(exact))
+    for start in range(0, len(wanted), _CHUNK):
+        rows = session.execute(
+            select(Image.stimulus, Image.image_id, Image.concept).where(
+                Image.stimulus.in_(wanted[start : start + _CHUNK])
+            )
+        ).tuples()
+        found.update((stimulus, (image_id, concept)) for stimulus, image_id, concept in rows)
+    ids = [e if e in found else key for e, key in zip(exact, ids, strict=True)]
+    if any(key not in found for key in ids):
+        by_form: dict[str, list[tuple[str, int, str]]] = {}
+        for stimulus, image_id, concept in session.execute(
+            select(Image.stimulus, Image.image_id, Image.concept)
+        ).tuples():
+            by_form.setdefault(normalise(stimulus), []).append((stimulus, image_id, concept))
+        for i, key in enumerate(ids):
+            same = by_form.get(key, []) if key not in found else []
+            if len(same) == 1:
+                stimulus, image_id, concept = same[0]
+                found[stimulus] = (image_id, concept)
+                ids[i] = stimulus
+    first: dict[str, int] = {}
+    for i, (key, place) in enumerate(zip(ids, places, strict=True)):
         j = first.setdefault(key, i)
         if j != i:
             raise InputError(
                 f"{place}: stimulus {key!r} appears again (first at {places[j]}); each "
                 "stimulus may appear once"
             )
-        ids.append(key)
-    found: dict[str, tuple[int, str]] = {}
-    for start in range(0, len(ids), _CHUNK):
-        rows = session.execute(
-            select(Image.stimulus, Image.image_id, Image.concept).where(
-                Image.stimulus.in_(ids[start : start + _CHUNK])
-            )
-        ).tuples()
-        found.update((stimulus, (image_id, concept)) for stimulus, image_id, concept in rows)
     unknown = [i for i, key in enumerate(ids) if key not in found]
     if unknown:
         raise InputError(_unknown_message(session, what, [(ids[i], places[i]) for i in unknown]))

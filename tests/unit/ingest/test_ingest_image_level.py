@@ -316,3 +316,23 @@ def test_downgrade_below_0010_removes_image_rdms_and_upgrades_again(warehouse, s
         assert set(session.scalars(select(NoiseCeiling.space)).all()) == {"concepts"}
     assert upgrade(warehouse) == "0010"
     assert load_space(warehouse, "concepts").concept_ids == CONCEPTS
+
+
+def test_stimulus_ids_in_decomposed_unicode_match_as_written_and_composed(warehouse, tmp_path):
+    """Images ingested from a folder keep their file stems as stimulus ids, in decomposed
+    Unicode where macOS wrote them so: a file keyed by those ids as the registry holds them
+    (say, exported from it) or in composed form names the same images."""
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFD", "café_")
+    images = add_stimuli(warehouse, ["ant", "ant", "bee", "bee", "cat", "cat"], decomposed)
+    ids = [stimulus for _, stimulus in images]
+    matrix = np.arange(12.0).reshape(6, 2) ** 1.5
+    _write_csv(tmp_path / "as_written.csv", ids, matrix)
+    composed = [unicodedata.normalize("NFC", s) for s in ids]
+    _write_csv(tmp_path / "composed.csv", composed, matrix)
+    for name in ("as_written", "composed"):
+        ingest_space(warehouse, name, tmp_path / f"{name}.csv", level="image")
+        loaded = load_space(warehouse, name, "image")
+        assert loaded.concept_ids == sorted(ids)
+        np.testing.assert_allclose(loaded.matrix, matrix[np.argsort(ids)])
