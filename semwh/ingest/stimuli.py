@@ -129,6 +129,65 @@ def match_stimuli(
     )
 
 
+def check_noted_concepts(
+    session: Session,
+    stimuli: StimulusRows,
+    noted: Sequence[str],
+    places: Sequence[str],
+    what: str,
+) -> None:
+    """Refuse a per-image file whose own ``concept`` column disagrees with the concepts of
+    the registered images its stimulus ids name: the ids are then likely another numbering
+    of the images than the warehouse's, and every number computed over them would be wrong.
+
+    A value agrees when it is the image's concept id, display name or WordNet id (case and
+    surrounding spaces aside); an empty value is not checked.
+
+    Args:
+        noted: The file's concept column, in input order.
+        places: Where each row was read.
+
+    Raises:
+        InputError: The first disagreeing rows with their stimulus, the file's concept and
+            the warehouse's.
+    """
+    from semwh.warehouse.models import Concept
+
+    concepts = sorted(set(stimuli.concepts))
+    forms: dict[str, set[str]] = {}
+    for start in range(0, len(concepts), _CHUNK):
+        for concept, name, wnid in session.execute(
+            select(Concept.concept, Concept.name, Concept.wnid).where(
+                Concept.concept.in_(concepts[start : start + _CHUNK])
+            )
+        ).tuples():
+            forms[concept] = {normalise(v).casefold() for v in (concept, name, wnid) if v}
+    registered = [""] * len(noted)
+    for position, row in enumerate(stimuli.order):
+        registered[int(row)] = stimuli.concepts[position]
+    stimulus_of = [""] * len(noted)
+    for position, row in enumerate(stimuli.order):
+        stimulus_of[int(row)] = stimuli.stimuli[position]
+    bad = []
+    for i, note in enumerate(noted):
+        key = normalise(note).casefold() if isinstance(note, str) else ""
+        if key and key not in forms.get(registered[i], {registered[i].casefold()}):
+            bad.append(i)
+    if bad:
+        listed = "; ".join(
+            f"{places[i]}: stimulus {stimulus_of[i]!r} says concept {noted[i]!r}, the "
+            f"warehouse's image {stimulus_of[i]!r} is of {registered[i]!r}"
+            for i in bad[:MAX_SHOWN]
+        )
+        more = f"; and {len(bad) - MAX_SHOWN} more" if len(bad) > MAX_SHOWN else ""
+        raise InputError(
+            f"{what}: the concept column disagrees with the warehouse for {len(bad)} of "
+            f"{len(noted)} stimuli ({listed}{more}). Nothing was stored; check that the file's "
+            "stimulus ids are the warehouse's (`semwh sql \"SELECT stimulus, concept FROM "
+            'images"`), or drop the concept column'
+        )
+
+
 def _unknown_message(session: Session, what: str, unknown: list[tuple[str, str]]) -> str:
     """One line listing stimulus ids no image has, with the nearest registered ones (found
     by the nearest-id search of concept keys, over the stimulus ids)."""

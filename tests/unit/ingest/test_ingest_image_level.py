@@ -58,7 +58,8 @@ def test_per_image_file_round_trips_with_its_concept_means(warehouse, stimuli, t
         pa.table(
             {
                 "stimulus": [stimuli[i] for i in shuffled[::-1]],
-                "concept": ["ignored"] * len(stimuli),  # the registry's concept counts
+                # The lab's note of each image's concept (checked, not a feature).
+                "concept": [stimuli[i].split("_")[0].upper() for i in shuffled[::-1]],
                 "vector": pa.array(list(matrix[shuffled[::-1]]), pa.list_(pa.float32())),
             }
         ),
@@ -336,3 +337,24 @@ def test_stimulus_ids_in_decomposed_unicode_match_as_written_and_composed(wareho
         loaded = load_space(warehouse, name, "image")
         assert loaded.concept_ids == sorted(ids)
         np.testing.assert_allclose(loaded.matrix, matrix[np.argsort(ids)])
+
+
+def test_a_concept_column_that_disagrees_with_the_registry_is_refused(warehouse, stimuli, tmp_path):
+    """A lab's concept column that names another concept than the registry's for a stimulus
+    (ids of another numbering of the images) stores nothing; names and ids in any case
+    agree."""
+    matrix = np.arange(24.0).reshape(12, 2) ** 1.5
+    shifted = stimuli[1:] + stimuli[:1]  # each row names the next image
+    for name, noted in (("agree", IMAGE_CONCEPTS), ("shifted", [s.split("_")[0] for s in shifted])):
+        lines = ["stimulus,concept,f0,f1"]
+        for key, concept, row in zip(stimuli, noted, matrix, strict=True):
+            lines.append(f"{key}, {concept.upper()} ,{row[0]},{row[1]}")
+        (tmp_path / f"{name}.csv").write_text("\n".join(lines) + "\n")
+        table = pa.table({"stimulus": stimuli, "concept": noted, "f0": matrix[:, 0]})
+        pq.write_table(table, tmp_path / f"{name}.parquet")
+    for suffix in ("csv", "parquet"):
+        ingest_space(warehouse, f"agree_{suffix}", tmp_path / f"agree.{suffix}", level="image")
+        before = _rows(warehouse, Space)
+        with pytest.raises(InputError, match=r"concept column disagrees .* for 6 of 12 stimuli"):
+            ingest_space(warehouse, "shifted", tmp_path / f"shifted.{suffix}", level="image")
+        assert _rows(warehouse, Space) == before
