@@ -776,9 +776,16 @@ def _load_images(wh: Warehouse, session: Session, space: Space) -> SpaceVectors:
     rows = sorted(last.values(), key=lambda r: stimuli.get(int(image_ids[r]), ""))
     missing = [int(image_ids[r]) for r in rows if int(image_ids[r]) not in stimuli]
     if missing:
+        again = (
+            f"extract {space.model} again (`semwh extract {space.model}`)"
+            if space.kind == "layer" and space.model
+            else f"ingest its file again (`semwh ingest ... {space.name} FILE --level image "
+            "--replace`)"
+        )
         raise VectorFileError(
             f"space {space.name!r} has vectors of image ids {missing[:5]} that the registry's "
-            f"images table does not hold: {REPAIR}"
+            "images table no longer holds (`semwh ingest images` removes images whose files "
+            f"are gone or changed): its image level is out of date; {again}"
         )
     matrix = np.asarray(matrix[rows], dtype=np.float64)
     return SpaceVectors(

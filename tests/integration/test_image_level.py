@@ -92,6 +92,22 @@ def test_an_unfinished_extraction_run_is_not_read(
     np.testing.assert_array_equal(after.matrix, before.matrix)
 
 
+def test_images_removed_since_the_extraction_say_to_extract_again(
+    warehouse: Warehouse, spaces: dict[str, str]
+) -> None:
+    """An image that `ingest images` removed since the layer was extracted: the image level
+    is out of date, and the message says to extract again (a repair changes nothing)."""
+    from sqlalchemy import delete
+
+    from semwh.errors import VectorFileError
+    from semwh.warehouse.models import Image
+
+    with warehouse.session() as session:
+        session.execute(delete(Image).where(Image.stimulus == "c01_2"))
+    with pytest.raises(VectorFileError, match=r"no longer holds .* extract m again"):
+        load_space(warehouse, spaces["l0"], "image")
+
+
 def test_results_record_level_items_and_scheme_and_reuse_by_them(
     warehouse: Warehouse, spaces: dict[str, str]
 ) -> None:
