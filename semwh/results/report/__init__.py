@@ -71,6 +71,7 @@ PEAK_COLUMNS = (
     "depth_ci_high",
     "n_permutations",
     "n_bootstrap",
+    "item_level",
 )
 GRID_BEST_COLUMNS = (
     "grid_id",
@@ -85,6 +86,7 @@ GRID_BEST_COLUMNS = (
     "p_fwe",
     "n_concepts",
     "n_permutations",
+    "item_level",
 )
 
 
