@@ -173,12 +173,16 @@ def test_grid_and_peak_queries_keep_the_levels_apart(
             warehouse, "m", spaces["t"], tests=["rsa"], permutations=19, bootstrap=20, seed=7,
             item_level=level,
         )  # fmt: skip
-        grid(warehouse, "m", [spaces["t"]], tests=["rsa"], permutations=19, seed=7, item_level=level)
+        grid(
+            warehouse, "m", [spaces["t"]], tests=["rsa"], permutations=19, seed=7, item_level=level
+        )
     peaks = run_query(warehouse, "peak_inference", {"model": "m"}).table.to_pylist()
     assert sorted(r["item_level"] for r in peaks) == ["concept", "image"]
     assert {r["n_concepts"] for r in peaks} == {12}
     image = run_query(warehouse, "peak_inference", {"level": "image"}).table.to_pylist()
-    assert [r["grid_id"] for r in image] == [r["grid_id"] for r in peaks if r["item_level"] == "image"]
+    assert [r["grid_id"] for r in image] == [
+        r["grid_id"] for r in peaks if r["item_level"] == "image"
+    ]
     cells = run_query(warehouse, "grid_cells", {}).table.to_pylist()
     assert {r["item_level"] for r in cells} == {"concept", "image"} and len(cells) == 6
     image_cells = run_query(warehouse, "grid_cells", {"level": "image"}).table.to_pylist()
