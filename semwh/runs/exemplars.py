@@ -170,7 +170,10 @@ def _score_space(
     with wh.session() as session:
         space = get_space(session, name)
         image_ids = _image_ids(session, name, [stimuli[i] for i in scores.index])
-        input_hashes = {name: space.content_sha256, "image_files": _image_files(session, space)}
+        input_hashes = {
+            name: space.content_sha256,
+            "image_files": _image_files(wh, session, space),
+        }
         params = {
             "space": name,
             "similarity": similarity,
@@ -265,9 +268,9 @@ def _image_ids(session: Any, space: str, stimuli: Sequence[str]) -> list[int]:
     return [int(known[s]) for s in stimuli]
 
 
-def _image_files(session: Any, space: Space) -> str:
+def _image_files(wh: Warehouse, session: Any, space: Space) -> str:
     """One hash of the content hashes of the space's per-image vector files."""
-    query = image_files_query(space).with_only_columns(VectorFile.sha256)
+    query = image_files_query(wh, session, space).with_only_columns(VectorFile.sha256)
     hashes = session.scalars(query.order_by(VectorFile.path)).all()
     return hashlib.sha256("\n".join(hashes).encode()).hexdigest()
 

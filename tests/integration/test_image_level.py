@@ -63,8 +63,14 @@ def test_an_unfinished_extraction_run_is_not_read(
     warehouse: Warehouse, spaces: dict[str, str]
 ) -> None:
     """A second extraction of a layer that is still running (or stopped) has written some of
-    its shards: the image level reads the finished run only, as the concept level does."""
-    from semwh.vectors.store import image_shard_relpath, register_vector_file, write_vector_file
+    its shards: the image level reads the run the concept means were computed from, as the
+    concept level does (the finished run, or the one a concept file records)."""
+    from semwh.vectors.store import (
+        image_shard_relpath,
+        register_vector_file,
+        save_space,
+        write_vector_file,
+    )
     from semwh.warehouse.models import ExtractionRun, Image, Space
 
     before = load_space(warehouse, spaces["l0"], "image")
@@ -90,6 +96,15 @@ def test_an_unfinished_extraction_run_is_not_read(
     after = load_space(warehouse, spaces["l0"], "image")
     assert after.concept_ids == before.concept_ids
     np.testing.assert_array_equal(after.matrix, before.matrix)
+    # The new run's concept means are stored (an extraction stopped before it marked the
+    # run done): the image level follows them, the new run's images only.
+    keys = sorted({c for _, c in images})
+    save_space(
+        warehouse, spaces["l0"], "layer", keys, np.full((len(keys), 10), 99.0), model="m",
+        layer="l0", layer_id=layer_id, replace=True, metadata={"run_id": run_id},
+    )  # fmt: skip
+    newer = load_space(warehouse, spaces["l0"], "image")
+    assert len(newer.concept_ids) == 10 and np.all(newer.matrix == 99.0)
 
 
 def test_images_removed_since_the_extraction_say_to_extract_again(
