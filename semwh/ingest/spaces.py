@@ -35,10 +35,12 @@ from semwh.ingest.sources import (
 )
 from semwh.ingest.stimuli import (
     CONCEPT_LEVEL,
+    IMAGE_ID,
     IMAGE_LEVEL,
     STIMULUS,
     check_level_change,
     check_noted_concepts,
+    check_noted_image_ids,
     concept_means,
     image_content,
     match_stimuli,
@@ -90,6 +92,8 @@ class _Rows:
     #: At the image level, the file's own ``concept`` column (checked against the
     #: registry's concept of each stimulus); None without one.
     noted: list[str] | None = None
+    #: At the image level, the file's own ``image_id`` column (checked likewise).
+    noted_ids: list[str] | None = None
 
 
 def _parse_vector_text(text: str, place: str) -> list[float]:
@@ -137,8 +141,9 @@ def _no_key(columns: list[str], level: str) -> str:
 
 def _not_features(level: str) -> tuple[str, ...]:
     """Columns that are never features: the key columns (at the image level a concept
-    column is the lab's note, checked against each stimulus's concept in the registry)."""
-    return (*KEY_COLUMNS, STIMULUS) if level == IMAGE_LEVEL else KEY_COLUMNS
+    column is the lab's note and image_id the warehouse's id of the image, each checked
+    against the registry's for its stimulus)."""
+    return (*KEY_COLUMNS, STIMULUS, IMAGE_ID) if level == IMAGE_LEVEL else KEY_COLUMNS
 
 
 def _read_csv(path: Path, level: str = CONCEPT_LEVEL) -> _Rows:
@@ -181,11 +186,14 @@ def _read_csv(path: Path, level: str = CONCEPT_LEVEL) -> _Rows:
                     f"{place}: column {header[i]!r} value {row[i]!r} is not a number"
                 ) from exc
         vectors.append(values)
-    noted = None
+    noted = noted_ids = None
     if level == IMAGE_LEVEL and "concept" in header:
         at = header.index("concept")
         noted = [row[at] for row in note_rows]
-    return _Rows(path, key, keys, places, _stack(vectors, places, path), noted)
+    if level == IMAGE_LEVEL and IMAGE_ID in header:
+        at = header.index(IMAGE_ID)
+        noted_ids = [row[at] for row in note_rows]
+    return _Rows(path, key, keys, places, _stack(vectors, places, path), noted, noted_ids)
 
 
 def _read_parquet(path: Path, level: str = CONCEPT_LEVEL) -> _Rows:
@@ -200,9 +208,11 @@ def _read_parquet(path: Path, level: str = CONCEPT_LEVEL) -> _Rows:
         raise InputError(f"{path}: the file has no rows")
     keys = [("" if k is None else str(k)).strip() for k in table.column(key).to_pylist()]
     places = [f"{path} row {i}" for i in range(table.num_rows)]
-    noted = None
+    noted = noted_ids = None
     if level == IMAGE_LEVEL and "concept" in table.column_names:
         noted = ["" if v is None else str(v) for v in table.column("concept").to_pylist()]
+    if level == IMAGE_LEVEL and IMAGE_ID in table.column_names:
+        noted_ids = ["" if v is None else str(v) for v in table.column(IMAGE_ID).to_pylist()]
     if "vector" in table.column_names:
         column = table.column("vector")
         if not pa.types.is_list(column.type) and not pa.types.is_large_list(column.type):
@@ -218,7 +228,7 @@ def _read_parquet(path: Path, level: str = CONCEPT_LEVEL) -> _Rows:
         for vector, place in zip(vectors, places, strict=True):
             if vector is None or any(v is None for v in vector):
                 raise InputError(f"{place}: missing values in the vector")
-        return _Rows(path, key, keys, places, _stack(vectors, places, path), noted)
+        return _Rows(path, key, keys, places, _stack(vectors, places, path), noted, noted_ids)
     names = [n for n in table.column_names if n != key and n not in _not_features(level)]
     if not names:
         raise InputError(f"{path}: no vector or numeric feature columns")
@@ -231,7 +241,7 @@ def _read_parquet(path: Path, level: str = CONCEPT_LEVEL) -> _Rows:
             row = column.to_pylist().index(None)
             raise InputError(f"{places[row]}: column {name!r} is empty")
         columns.append(column.to_numpy().astype(np.float64))
-    return _Rows(path, key, keys, places, np.column_stack(columns), noted)
+    return _Rows(path, key, keys, places, np.column_stack(columns), noted, noted_ids)
 
 
 def read_space_file(path: Path, level: str = CONCEPT_LEVEL) -> _Rows:
@@ -314,6 +324,8 @@ def ingest_space(
                 check_noted_concepts(
                     session, stimuli, rows.noted, rows.places, f"space file {file}"
                 )
+            if rows.noted_ids is not None:
+                check_noted_image_ids(stimuli, rows.noted_ids, rows.places, f"space file {file}")
         else:
             keys = registry_keys(session)
     digest: str | None = None

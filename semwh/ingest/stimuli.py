@@ -35,6 +35,8 @@ from semwh.warehouse.models import Image, Space, VectorFile
 
 #: The key column of a per-image file.
 STIMULUS = "stimulus"
+#: The warehouse's id of an image: in a per-image file, checked, never a feature.
+IMAGE_ID = "image_id"
 CONCEPT_LEVEL = "concept"
 IMAGE_LEVEL = "image"
 
@@ -185,6 +187,46 @@ def check_noted_concepts(
             f"{len(noted)} stimuli ({listed}{more}). Nothing was stored; check that the file's "
             "stimulus ids are the warehouse's (`semwh sql \"SELECT stimulus, concept FROM "
             'images"`), or drop the concept column'
+        )
+
+
+def check_noted_image_ids(
+    stimuli: StimulusRows, noted: Sequence[str], places: Sequence[str], what: str
+) -> None:
+    """Refuse a per-image file whose own ``image_id`` column names other images than its
+    stimulus ids do (an empty value is not checked): the column is the warehouse's id of
+    each image, never a feature.
+
+    Raises:
+        InputError: The first disagreeing rows with both ids.
+    """
+    registered = [0] * len(noted)
+    stimulus_of = [""] * len(noted)
+    for position, row in enumerate(stimuli.order):
+        registered[int(row)] = int(stimuli.image_ids[position])
+        stimulus_of[int(row)] = stimuli.stimuli[position]
+    bad = []
+    for i, value in enumerate(noted):
+        text = str(value).strip()
+        if not text:
+            continue
+        try:
+            same = float(text) == registered[i]
+        except ValueError:
+            same = False
+        if not same:
+            bad.append(i)
+    if bad:
+        listed = "; ".join(
+            f"{places[i]}: stimulus {stimulus_of[i]!r} has image_id {noted[i]!r}, the "
+            f"warehouse's is {registered[i]}"
+            for i in bad[:MAX_SHOWN]
+        )
+        more = f"; and {len(bad) - MAX_SHOWN} more" if len(bad) > MAX_SHOWN else ""
+        raise InputError(
+            f"{what}: the image_id column disagrees with the warehouse for {len(bad)} of "
+            f"{len(noted)} stimuli ({listed}{more}). Nothing was stored; image_id is the "
+            "warehouse's id of each image (never a feature): correct it or drop the column"
         )
 
 

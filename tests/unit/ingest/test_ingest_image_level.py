@@ -20,7 +20,7 @@ from semwh.runs.provenance import concepts_sha256
 from semwh.runs.verify import verify
 from semwh.vectors import content_sha256, load_space
 from semwh.vectors.store import space_levels
-from semwh.warehouse.models import NoiseCeiling, Source, Space, VectorFile
+from semwh.warehouse.models import Image, NoiseCeiling, Source, Space, VectorFile
 from semwh.workflow.runfile import parse_config
 from tests.factories import add_stimuli, noisy_rdms, warehouse_fixtures
 
@@ -358,3 +358,26 @@ def test_a_concept_column_that_disagrees_with_the_registry_is_refused(warehouse,
         with pytest.raises(InputError, match=r"concept column disagrees .* for 6 of 12 stimuli"):
             ingest_space(warehouse, "shifted", tmp_path / f"shifted.{suffix}", level="image")
         assert _rows(warehouse, Space) == before
+
+
+def test_an_image_id_column_is_checked_and_never_a_feature(warehouse, stimuli, tmp_path):
+    """A per-image file exported from the warehouse keeps its image_id column: the ids are
+    checked against the registry's, never taken as a feature."""
+    with warehouse.session() as session:
+        ids = dict(session.execute(select(Image.stimulus, Image.image_id)).tuples().all())
+    matrix = np.arange(24.0).reshape(12, 2) ** 1.5
+    lines = ["stimulus,image_id,f0,f1"]
+    for key, row in zip(stimuli, matrix, strict=True):
+        lines.append(f"{key},{ids[key]},{row[0]},{row[1]}")
+    (tmp_path / "ids.csv").write_text("\n".join(lines) + "\n")
+    ingest_space(warehouse, "ids", tmp_path / "ids.csv", level="image")
+    loaded = load_space(warehouse, "ids", "image")
+    assert loaded.matrix.shape == (12, 2)
+    np.testing.assert_allclose(loaded.matrix, matrix[np.argsort(stimuli)], rtol=1e-6)
+    wrong = [stimuli[0], *stimuli[2:], stimuli[1]]  # two rows name each other's image
+    table = pa.table(
+        {"stimulus": stimuli, "image_id": [ids[s] for s in wrong], "f0": matrix[:, 0]}
+    )
+    pq.write_table(table, tmp_path / "wrong.parquet")
+    with pytest.raises(InputError, match=r"image_id column disagrees .* for 11 of 12 stimuli"):
+        ingest_space(warehouse, "wrong", tmp_path / "wrong.parquet", level="image")
