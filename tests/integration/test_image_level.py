@@ -274,6 +274,7 @@ def test_cli_image_level_and_report(warehouse: Warehouse, spaces: dict[str, str]
     proc = run_cli(
         "--warehouse", root, "analyze", "sweep", "--models", "m", "--words", spaces["t"],
         "--tests", "rsa", "-n", "10", "--seed", "2", "--level", "image",
+        "--permute", "within-concept",
     )  # fmt: skip
     out = Path(root).parent / "report-out"
     run_cli("--warehouse", root, "report", str(out))
@@ -282,6 +283,8 @@ def test_cli_image_level_and_report(warehouse: Warehouse, spaces: dict[str, str]
         "Layer curves at the image level" in page
         and "RSA against the layers of t, image level" in page
     )
+    # The image-level curves name the scheme of their nulls.
+    assert page.count("<td>within-concept</td>") == 3
     proc = run_cli(
         "--warehouse", root, "analyze", "rsa", "--a", spaces["l0"], "--b", spaces["t"],
         "--permute", "within-concept", check=False,
