@@ -374,10 +374,8 @@ def test_an_image_id_column_is_checked_and_never_a_feature(warehouse, stimuli, t
     loaded = load_space(warehouse, "ids", "image")
     assert loaded.matrix.shape == (12, 2)
     np.testing.assert_allclose(loaded.matrix, matrix[np.argsort(stimuli)], rtol=1e-6)
-    wrong = [stimuli[0], *stimuli[2:], stimuli[1]]  # two rows name each other's image
-    table = pa.table(
-        {"stimulus": stimuli, "image_id": [ids[s] for s in wrong], "f0": matrix[:, 0]}
-    )
+    wrong = [stimuli[0], *stimuli[2:], stimuli[1]]  # rows 2 to 12 name another image
+    table = pa.table({"stimulus": stimuli, "image_id": [ids[s] for s in wrong], "f0": matrix[:, 0]})
     pq.write_table(table, tmp_path / "wrong.parquet")
     with pytest.raises(InputError, match=r"image_id column disagrees .* for 11 of 12 stimuli"):
         ingest_space(warehouse, "wrong", tmp_path / "wrong.parquet", level="image")
