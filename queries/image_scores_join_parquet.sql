@@ -37,7 +37,10 @@ SELECT
     coalesce(sp.content_sha256 = s.space_sha256, false) AS is_current,
     ext.* EXCLUDE (stimulus)
 FROM ext
-JOIN image_scores AS s ON s.stimulus = CAST(ext.stimulus AS VARCHAR)
+-- Stimulus ids compare as normalised text (Unicode NFC, surrounding spaces trimmed), as
+-- per-image files are matched at ingest: a file stem in decomposed Unicode is the same id.
+JOIN image_scores AS s
+    ON nfc_normalize(trim(s.stimulus)) = nfc_normalize(trim(CAST(ext.stimulus AS VARCHAR)))
 LEFT JOIN spaces AS sp ON sp.name = s.space
 WHERE s.similarity = CAST($similarity AS VARCHAR)
     AND (CAST($space AS VARCHAR) IS NULL OR s.space = CAST($space AS VARCHAR))

@@ -209,9 +209,11 @@ def upgrade() -> None:
 
 #: Rows the downgrade removes: image-level results and what hangs on them.
 _IMAGE_RESULTS = "SELECT result_id FROM results WHERE level = 'image'"
+#: RDMs between stimuli: an RDM space with no concept file (its per-image file may already
+#: be unregistered by :func:`before_downgrade`).
 _IMAGE_RDMS = (
-    "SELECT DISTINCT s.space_id FROM spaces AS s JOIN vector_files AS f "
-    "ON f.space_id = s.space_id AND f.kind = 'images' WHERE s.kind = 'rdm'"
+    "SELECT s.space_id FROM spaces AS s WHERE s.kind = 'rdm' AND NOT EXISTS (SELECT 1 FROM "
+    "vector_files AS f WHERE f.space_id = s.space_id AND f.kind = 'concepts')"
 )
 _DEPENDENTS = (
     ("permutation_nulls", "test <> 'diff'"),
@@ -234,10 +236,22 @@ def downgrade_drops(conn: sa.Connection) -> dict[str, int]:
         "spaces: image-level RDMs (no concept level)": count(
             f"SELECT count(*) FROM spaces WHERE space_id IN ({_IMAGE_RDMS})"
         ),
+        "noise_ceilings: of image-level RDMs": count(
+            "SELECT count(*) FROM noise_ceilings WHERE space IN "
+            f"(SELECT name FROM spaces WHERE space_id IN ({_IMAGE_RDMS}))"
+        ),
         "vector_files: per-image files of ingested spaces": count(
             "SELECT count(*) FROM vector_files WHERE kind = 'images' AND layer_id IS NULL"
         ),
     }
+
+
+def before_downgrade(conn: sa.Connection) -> None:
+    """Unregister the files of the image-level RDMs in a transaction of their own, so that
+    the downgrade can delete their space rows (DuckDB refuses to delete a row whose
+    referencing rows were deleted in the same transaction); ``semwh db downgrade`` runs it
+    first."""
+    conn.execute(sa.text(f"DELETE FROM vector_files WHERE space_id IN ({_IMAGE_RDMS})"))
 
 
 def downgrade() -> None:
@@ -248,6 +262,10 @@ def downgrade() -> None:
     rdms = [r[0] for r in op.get_bind().execute(sa.text(_IMAGE_RDMS))]
     for space_id in rdms:
         op.execute(f"DELETE FROM vector_files WHERE space_id = {int(space_id)}")
+        op.execute(
+            "DELETE FROM noise_ceilings WHERE space IN "
+            f"(SELECT name FROM spaces WHERE space_id = {int(space_id)})"
+        )
         op.execute(f"DELETE FROM spaces WHERE space_id = {int(space_id)}")
     op.execute("DELETE FROM vector_files WHERE kind = 'images' AND layer_id IS NULL")
     op.drop_index(op.f("ix_image_scores_stimulus"), table_name="image_scores")

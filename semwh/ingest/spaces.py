@@ -35,9 +35,12 @@ from semwh.ingest.sources import (
 )
 from semwh.ingest.stimuli import (
     CONCEPT_LEVEL,
+    IMAGE_ID,
     IMAGE_LEVEL,
     STIMULUS,
     check_level_change,
+    check_noted_concepts,
+    check_noted_image_ids,
     concept_means,
     image_content,
     match_stimuli,
@@ -86,6 +89,11 @@ class _Rows:
     keys: list[str]
     places: list[str]
     matrix: np.ndarray
+    #: At the image level, the file's own ``concept`` column (checked against the
+    #: registry's concept of each stimulus); None without one.
+    noted: list[str] | None = None
+    #: At the image level, the file's own ``image_id`` column (checked likewise).
+    noted_ids: list[str] | None = None
 
 
 def _parse_vector_text(text: str, place: str) -> list[float]:
@@ -133,8 +141,9 @@ def _no_key(columns: list[str], level: str) -> str:
 
 def _not_features(level: str) -> tuple[str, ...]:
     """Columns that are never features: the key columns (at the image level a concept
-    column is the lab's note; each stimulus's concept is the registry's)."""
-    return (*KEY_COLUMNS, STIMULUS) if level == IMAGE_LEVEL else KEY_COLUMNS
+    column is the lab's note and image_id the warehouse's id of the image, each checked
+    against the registry's for its stimulus)."""
+    return (*KEY_COLUMNS, STIMULUS, IMAGE_ID) if level == IMAGE_LEVEL else KEY_COLUMNS
 
 
 def _read_csv(path: Path, level: str = CONCEPT_LEVEL) -> _Rows:
@@ -155,6 +164,7 @@ def _read_csv(path: Path, level: str = CONCEPT_LEVEL) -> _Rows:
     if not features:
         raise InputError(f"{path} line 1: no vector or numeric feature columns")
     keys, places, vectors = [], [], []
+    note_rows: list[list[str]] = []
     for row in csv_rows(path, reader):
         if not any(cell.strip() for cell in row):
             continue
@@ -163,6 +173,7 @@ def _read_csv(path: Path, level: str = CONCEPT_LEVEL) -> _Rows:
             raise InputError(f"{place}: {len(row)} fields, the header has {len(header)}")
         keys.append(row[key_at].strip())
         places.append(place)
+        note_rows.append(row)
         if use_vector:
             vectors.append(_parse_vector_text(row[header.index("vector")], place))
             continue
@@ -175,7 +186,14 @@ def _read_csv(path: Path, level: str = CONCEPT_LEVEL) -> _Rows:
                     f"{place}: column {header[i]!r} value {row[i]!r} is not a number"
                 ) from exc
         vectors.append(values)
-    return _Rows(path, key, keys, places, _stack(vectors, places, path))
+    noted = noted_ids = None
+    if level == IMAGE_LEVEL and "concept" in header:
+        at = header.index("concept")
+        noted = [row[at] for row in note_rows]
+    if level == IMAGE_LEVEL and IMAGE_ID in header:
+        at = header.index(IMAGE_ID)
+        noted_ids = [row[at] for row in note_rows]
+    return _Rows(path, key, keys, places, _stack(vectors, places, path), noted, noted_ids)
 
 
 def _read_parquet(path: Path, level: str = CONCEPT_LEVEL) -> _Rows:
@@ -190,6 +208,11 @@ def _read_parquet(path: Path, level: str = CONCEPT_LEVEL) -> _Rows:
         raise InputError(f"{path}: the file has no rows")
     keys = [("" if k is None else str(k)).strip() for k in table.column(key).to_pylist()]
     places = [f"{path} row {i}" for i in range(table.num_rows)]
+    noted = noted_ids = None
+    if level == IMAGE_LEVEL and "concept" in table.column_names:
+        noted = ["" if v is None else str(v) for v in table.column("concept").to_pylist()]
+    if level == IMAGE_LEVEL and IMAGE_ID in table.column_names:
+        noted_ids = ["" if v is None else str(v) for v in table.column(IMAGE_ID).to_pylist()]
     if "vector" in table.column_names:
         column = table.column("vector")
         if not pa.types.is_list(column.type) and not pa.types.is_large_list(column.type):
@@ -205,7 +228,7 @@ def _read_parquet(path: Path, level: str = CONCEPT_LEVEL) -> _Rows:
         for vector, place in zip(vectors, places, strict=True):
             if vector is None or any(v is None for v in vector):
                 raise InputError(f"{place}: missing values in the vector")
-        return _Rows(path, key, keys, places, _stack(vectors, places, path))
+        return _Rows(path, key, keys, places, _stack(vectors, places, path), noted, noted_ids)
     names = [n for n in table.column_names if n != key and n not in _not_features(level)]
     if not names:
         raise InputError(f"{path}: no vector or numeric feature columns")
@@ -218,7 +241,7 @@ def _read_parquet(path: Path, level: str = CONCEPT_LEVEL) -> _Rows:
             row = column.to_pylist().index(None)
             raise InputError(f"{places[row]}: column {name!r} is empty")
         columns.append(column.to_numpy().astype(np.float64))
-    return _Rows(path, key, keys, places, np.column_stack(columns))
+    return _Rows(path, key, keys, places, np.column_stack(columns), noted, noted_ids)
 
 
 def read_space_file(path: Path, level: str = CONCEPT_LEVEL) -> _Rows:
@@ -297,6 +320,12 @@ def ingest_space(
         check_level_change(session, existing, level, replace)
         if image:
             stimuli = match_stimuli(session, rows.keys, rows.places, f"space file {file}")
+            if rows.noted is not None:
+                check_noted_concepts(
+                    session, stimuli, rows.noted, rows.places, f"space file {file}"
+                )
+            if rows.noted_ids is not None:
+                check_noted_image_ids(stimuli, rows.noted_ids, rows.places, f"space file {file}")
         else:
             keys = registry_keys(session)
     digest: str | None = None

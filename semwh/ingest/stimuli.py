@@ -35,6 +35,8 @@ from semwh.warehouse.models import Image, Space, VectorFile
 
 #: The key column of a per-image file.
 STIMULUS = "stimulus"
+#: The warehouse's id of an image: in a per-image file, checked, never a feature.
+IMAGE_ID = "image_id"
 CONCEPT_LEVEL = "concept"
 IMAGE_LEVEL = "image"
 
@@ -79,26 +81,44 @@ def match_stimuli(
             nearest registered stimulus ids).
     """
     ids: list[str] = []
-    first: dict[str, int] = {}
-    for i, (raw, place) in enumerate(zip(keys, places, strict=True)):
+    for raw, place in zip(keys, places, strict=True):
         key = normalise(raw) if isinstance(raw, str) else ""
         if not key:
             raise InputError(f"{place}: empty stimulus id")
+        ids.append(key)
+    found: dict[str, tuple[int, str]] = {}
+    # A registered id is matched as written (a file stem in decomposed Unicode, as macOS
+    # writes them, or with surrounding spaces), else by its normalised form.
+    exact = [raw if isinstance(raw, str) else key for raw, key in zip(keys, ids, strict=True)]
+    wanted = sorted(set(ids) | set(exact))
+    for start in range(0, len(wanted), _CHUNK):
+        rows = session.execute(
+            select(Image.stimulus, Image.image_id, Image.concept).where(
+                Image.stimulus.in_(wanted[start : start + _CHUNK])
+            )
+        ).tuples()
+        found.update((stimulus, (image_id, concept)) for stimulus, image_id, concept in rows)
+    ids = [e if e in found else key for e, key in zip(exact, ids, strict=True)]
+    if any(key not in found for key in ids):
+        by_form: dict[str, list[tuple[str, int, str]]] = {}
+        for stimulus, image_id, concept in session.execute(
+            select(Image.stimulus, Image.image_id, Image.concept)
+        ).tuples():
+            by_form.setdefault(normalise(stimulus), []).append((stimulus, image_id, concept))
+        for i, key in enumerate(ids):
+            same = by_form.get(key, []) if key not in found else []
+            if len(same) == 1:
+                stimulus, image_id, concept = same[0]
+                found[stimulus] = (image_id, concept)
+                ids[i] = stimulus
+    first: dict[str, int] = {}
+    for i, (key, place) in enumerate(zip(ids, places, strict=True)):
         j = first.setdefault(key, i)
         if j != i:
             raise InputError(
                 f"{place}: stimulus {key!r} appears again (first at {places[j]}); each "
                 "stimulus may appear once"
             )
-        ids.append(key)
-    found: dict[str, tuple[int, str]] = {}
-    for start in range(0, len(ids), _CHUNK):
-        rows = session.execute(
-            select(Image.stimulus, Image.image_id, Image.concept).where(
-                Image.stimulus.in_(ids[start : start + _CHUNK])
-            )
-        ).tuples()
-        found.update((stimulus, (image_id, concept)) for stimulus, image_id, concept in rows)
     unknown = [i for i, key in enumerate(ids) if key not in found]
     if unknown:
         raise InputError(_unknown_message(session, what, [(ids[i], places[i]) for i in unknown]))
@@ -109,6 +129,105 @@ def match_stimuli(
         concepts=[found[ids[i]][1] for i in order],
         order=order,
     )
+
+
+def check_noted_concepts(
+    session: Session,
+    stimuli: StimulusRows,
+    noted: Sequence[str],
+    places: Sequence[str],
+    what: str,
+) -> None:
+    """Refuse a per-image file whose own ``concept`` column disagrees with the concepts of
+    the registered images its stimulus ids name: the ids are then likely another numbering
+    of the images than the warehouse's, and every number computed over them would be wrong.
+
+    A value agrees when it is the image's concept id, display name or WordNet id (case and
+    surrounding spaces aside); an empty value is not checked.
+
+    Args:
+        noted: The file's concept column, in input order.
+        places: Where each row was read.
+
+    Raises:
+        InputError: The first disagreeing rows with their stimulus, the file's concept and
+            the warehouse's.
+    """
+    from semwh.warehouse.models import Concept
+
+    concepts = sorted(set(stimuli.concepts))
+    forms: dict[str, set[str]] = {}
+    for start in range(0, len(concepts), _CHUNK):
+        for concept, name, wnid in session.execute(
+            select(Concept.concept, Concept.name, Concept.wnid).where(
+                Concept.concept.in_(concepts[start : start + _CHUNK])
+            )
+        ).tuples():
+            forms[concept] = {normalise(v).casefold() for v in (concept, name, wnid) if v}
+    registered = [""] * len(noted)
+    for position, row in enumerate(stimuli.order):
+        registered[int(row)] = stimuli.concepts[position]
+    stimulus_of = [""] * len(noted)
+    for position, row in enumerate(stimuli.order):
+        stimulus_of[int(row)] = stimuli.stimuli[position]
+    bad = []
+    for i, note in enumerate(noted):
+        key = normalise(note).casefold() if isinstance(note, str) else ""
+        if key and key not in forms.get(registered[i], {registered[i].casefold()}):
+            bad.append(i)
+    if bad:
+        listed = "; ".join(
+            f"{places[i]}: stimulus {stimulus_of[i]!r} says concept {noted[i]!r}, the "
+            f"warehouse's image {stimulus_of[i]!r} is of {registered[i]!r}"
+            for i in bad[:MAX_SHOWN]
+        )
+        more = f"; and {len(bad) - MAX_SHOWN} more" if len(bad) > MAX_SHOWN else ""
+        raise InputError(
+            f"{what}: the concept column disagrees with the warehouse for {len(bad)} of "
+            f"{len(noted)} stimuli ({listed}{more}). Nothing was stored; check that the file's "
+            "stimulus ids are the warehouse's (`semwh sql \"SELECT stimulus, concept FROM "
+            'images"`), or drop the concept column'
+        )
+
+
+def check_noted_image_ids(
+    stimuli: StimulusRows, noted: Sequence[str], places: Sequence[str], what: str
+) -> None:
+    """Refuse a per-image file whose own ``image_id`` column names other images than its
+    stimulus ids do (an empty value is not checked): the column is the warehouse's id of
+    each image, never a feature.
+
+    Raises:
+        InputError: The first disagreeing rows with both ids.
+    """
+    registered = [0] * len(noted)
+    stimulus_of = [""] * len(noted)
+    for position, row in enumerate(stimuli.order):
+        registered[int(row)] = int(stimuli.image_ids[position])
+        stimulus_of[int(row)] = stimuli.stimuli[position]
+    bad = []
+    for i, value in enumerate(noted):
+        text = str(value).strip()
+        if not text:
+            continue
+        try:
+            same = float(text) == registered[i]
+        except ValueError:
+            same = False
+        if not same:
+            bad.append(i)
+    if bad:
+        listed = "; ".join(
+            f"{places[i]}: stimulus {stimulus_of[i]!r} has image_id {noted[i]!r}, the "
+            f"warehouse's is {registered[i]}"
+            for i in bad[:MAX_SHOWN]
+        )
+        more = f"; and {len(bad) - MAX_SHOWN} more" if len(bad) > MAX_SHOWN else ""
+        raise InputError(
+            f"{what}: the image_id column disagrees with the warehouse for {len(bad)} of "
+            f"{len(noted)} stimuli ({listed}{more}). Nothing was stored; image_id is the "
+            "warehouse's id of each image (never a feature): correct it or drop the column"
+        )
 
 
 def _unknown_message(session: Session, what: str, unknown: list[tuple[str, str]]) -> str:

@@ -79,9 +79,25 @@ def _level_fields(
         raise ConfigError(
             f"--permute {permute} over the {len(concepts)} stimuli of {a.name!r} and "
             f"{b.name!r} allows {int(design.n_distinct())} distinct relabelling(s), fewer than "
-            f"{MIN_RELABELLINGS}: no p-value could reach 0.05 ({_design_note(design)})"
+            f"{MIN_RELABELLINGS}: no p-value could reach 0.05 ({_design_note(design)}); "
+            f"{_other_schemes(permute)}, or run without permutations (-n 0)"
         )
     return dict(level="image", item_concepts=item_concepts, permute=permute, resample=resample)
+
+
+def _other_schemes(permute: str) -> str:
+    """What to pass instead of a scheme with too few relabellings."""
+    if permute == "concepts":
+        return (
+            "choose --permute images (every image exchangeable) or within-concept (exemplar "
+            "information beyond the category)"
+        )
+    if permute == "within-concept":
+        return (
+            "choose --permute concepts (whole concepts exchange) or images (every image "
+            "exchangeable)"
+        )
+    return "compare more stimuli"
 
 
 def _design_note(design: Design) -> str:

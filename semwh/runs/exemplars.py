@@ -27,6 +27,7 @@ from semwh.progress import Progress, check_progress, report
 from semwh.runs import result_rows
 from semwh.runs.recovery import recovery_layers
 from semwh.vectors import SpaceVectors, get_space, load_space
+from semwh.vectors.store import image_files_query
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Image, ImageScore, Space, VectorFile
 
@@ -169,7 +170,10 @@ def _score_space(
     with wh.session() as session:
         space = get_space(session, name)
         image_ids = _image_ids(session, name, [stimuli[i] for i in scores.index])
-        input_hashes = {name: space.content_sha256, "image_files": _image_files(session, space)}
+        input_hashes = {
+            name: space.content_sha256,
+            "image_files": _image_files(wh, session, space),
+        }
         params = {
             "space": name,
             "similarity": similarity,
@@ -264,13 +268,9 @@ def _image_ids(session: Any, space: str, stimuli: Sequence[str]) -> list[int]:
     return [int(known[s]) for s in stimuli]
 
 
-def _image_files(session: Any, space: Space) -> str:
+def _image_files(wh: Warehouse, session: Any, space: Space) -> str:
     """One hash of the content hashes of the space's per-image vector files."""
-    query = select(VectorFile.sha256).where(VectorFile.kind == "images")
-    if space.kind == "layer" and space.layer_id is not None:
-        query = query.where(VectorFile.layer_id == space.layer_id)
-    else:
-        query = query.where(VectorFile.space_id == space.space_id)
+    query = image_files_query(wh, session, space).with_only_columns(VectorFile.sha256)
     hashes = session.scalars(query.order_by(VectorFile.path)).all()
     return hashlib.sha256("\n".join(hashes).encode()).hexdigest()
 

@@ -745,16 +745,40 @@ def _subjects(
     return tuple(str(i + 1) for i in range(n_subjects))
 
 
+def image_files_query(wh: Warehouse, session: Session, space: Space) -> Any:
+    """The select of a space's per-image vector files: a layer's shards of the extraction
+    run its concept means were computed from (recorded in its concept file; else its
+    finished runs), so that the shards of another run still in progress, or one that
+    stopped, are not read; or the file of a space ingested at the image level."""
+    from semwh.warehouse.models import ExtractionRun
+
+    query = select(VectorFile).where(VectorFile.kind == "images")
+    if space.kind != "layer" or space.layer_id is None:
+        return query.where(VectorFile.space_id == space.space_id)
+    query = query.where(VectorFile.layer_id == space.layer_id)
+    concept_file = session.scalar(
+        select(VectorFile.path).where(
+            VectorFile.space_id == space.space_id, VectorFile.kind == "concepts"
+        )
+    )
+    recorded = None
+    if concept_file is not None:
+        try:
+            recorded = read_file_metadata(wh, concept_file).get("run_id")
+        except (OSError, pa.ArrowException, ValueError):
+            recorded = None  # a damaged concept file: `semwh verify` names it
+    if isinstance(recorded, int):
+        return query.where(VectorFile.run_id == recorded)
+    done = select(ExtractionRun.run_id).where(ExtractionRun.status == "done")
+    return query.where(VectorFile.run_id.in_(done))
+
+
 def _load_images(wh: Warehouse, session: Session, space: Space) -> SpaceVectors:
     """Per-image rows of a space, sorted by stimulus: a layer's extracted vectors (the
     newest run's row where an image was extracted twice) or an ingested image-level file."""
     from semwh.warehouse.models import Image
 
-    query = select(VectorFile).where(VectorFile.kind == "images")
-    if space.kind == "layer" and space.layer_id is not None:
-        query = query.where(VectorFile.layer_id == space.layer_id)
-    else:
-        query = query.where(VectorFile.space_id == space.space_id)
+    query = image_files_query(wh, session, space)
     files = session.scalars(query.order_by(VectorFile.run_id, VectorFile.shard_index)).all()
     stimuli = dict(session.execute(select(Image.image_id, Image.stimulus)).tuples().all())
     table = _read_files(wh, space.name, files)
@@ -766,9 +790,16 @@ def _load_images(wh: Warehouse, session: Session, space: Space) -> SpaceVectors:
     rows = sorted(last.values(), key=lambda r: stimuli.get(int(image_ids[r]), ""))
     missing = [int(image_ids[r]) for r in rows if int(image_ids[r]) not in stimuli]
     if missing:
+        again = (
+            f"extract {space.model} again (`semwh extract {space.model}`)"
+            if space.kind == "layer" and space.model
+            else f"ingest its file again (`semwh ingest ... {space.name} FILE --level image "
+            "--replace`)"
+        )
         raise VectorFileError(
             f"space {space.name!r} has vectors of image ids {missing[:5]} that the registry's "
-            f"images table does not hold: {REPAIR}"
+            "images table no longer holds (`semwh ingest images` removes images whose files "
+            f"are gone or changed): its image level is out of date; {again}"
         )
     matrix = np.asarray(matrix[rows], dtype=np.float64)
     return SpaceVectors(

@@ -255,8 +255,21 @@ def confirm_downgrade(wh: Warehouse, revision: str, *, confirmed: bool) -> dict[
 
 
 def downgrade(wh: Warehouse, revision: str) -> str | None:
-    """Downgrade the schema to ``revision`` (no confirmation: see :func:`confirm_downgrade`)."""
+    """Downgrade the schema to ``revision`` (no confirmation: see :func:`confirm_downgrade`).
+
+    A revision whose downgrade deletes rows that other rows reference has a
+    ``before_downgrade(conn)`` that deletes the referencing rows first, in a transaction of
+    its own: DuckDB cannot delete a row whose referencing rows were deleted in the same
+    transaction, and the migrations run in one.
+    """
     _check_target(revision)
+    undone = _undone(current_revision(wh), revision)
+    script = ScriptDirectory.from_config(_script_only_config())
+    for rev in undone:
+        before = getattr(script.get_revision(rev).module, "before_downgrade", None)
+        if before is not None:
+            with wh.engine.begin() as conn:
+                before(conn)
     with _migrating(wh):
         command.downgrade(alembic_config(wh), revision)
     return current_revision(wh)

@@ -59,6 +59,70 @@ def test_layers_load_at_both_levels(warehouse: Warehouse, spaces: dict[str, str]
         np.testing.assert_allclose(concept.matrix[k], image.matrix[rows].mean(axis=0), atol=1e-5)
 
 
+def test_an_unfinished_extraction_run_is_not_read(
+    warehouse: Warehouse, spaces: dict[str, str]
+) -> None:
+    """A second extraction of a layer that is still running (or stopped) has written some of
+    its shards: the image level reads the run the concept means were computed from, as the
+    concept level does (the finished run, or the one a concept file records)."""
+    from semwh.vectors.store import (
+        image_shard_relpath,
+        register_vector_file,
+        save_space,
+        write_vector_file,
+    )
+    from semwh.warehouse.models import ExtractionRun, Image, Space
+
+    before = load_space(warehouse, spaces["l0"], "image")
+    with warehouse.session() as session:
+        layer_id = session.scalar(select(Space.layer_id).where(Space.name == spaces["l0"]))
+        model_id = session.scalar(select(ExtractionRun.model_id))
+        run = ExtractionRun(
+            model_id=model_id, params_sha256="again", params="{}", n_images=34, n_shards=2,
+            status="running",
+        )  # fmt: skip
+        session.add(run)
+        session.flush()
+        run_id = run.run_id
+        images = session.execute(select(Image.image_id, Image.concept).limit(10)).all()
+    info = write_vector_file(
+        warehouse, image_shard_relpath("m", "l0", run_id, 0), spaces["l0"],
+        [c for _, c in images], np.full((10, 10), 99.0), image_ids=[i for i, _ in images],
+    )  # fmt: skip
+    with warehouse.session() as session:
+        register_vector_file(
+            session, info, "images", layer_id=layer_id, run_id=run_id, shard_index=0
+        )
+    after = load_space(warehouse, spaces["l0"], "image")
+    assert after.concept_ids == before.concept_ids
+    np.testing.assert_array_equal(after.matrix, before.matrix)
+    # The new run's concept means are stored (an extraction stopped before it marked the
+    # run done): the image level follows them, the new run's images only.
+    keys = sorted({c for _, c in images})
+    save_space(
+        warehouse, spaces["l0"], "layer", keys, np.full((len(keys), 10), 99.0), model="m",
+        layer="l0", layer_id=layer_id, replace=True, metadata={"run_id": run_id},
+    )  # fmt: skip
+    newer = load_space(warehouse, spaces["l0"], "image")
+    assert len(newer.concept_ids) == 10 and np.all(newer.matrix == 99.0)
+
+
+def test_images_removed_since_the_extraction_say_to_extract_again(
+    warehouse: Warehouse, spaces: dict[str, str]
+) -> None:
+    """An image that `ingest images` removed since the layer was extracted: the image level
+    is out of date, and the message says to extract again (a repair changes nothing)."""
+    from sqlalchemy import delete
+
+    from semwh.errors import VectorFileError
+    from semwh.warehouse.models import Image
+
+    with warehouse.session() as session:
+        session.execute(delete(Image).where(Image.stimulus == "c01_2"))
+    with pytest.raises(VectorFileError, match=r"no longer holds .* extract m again"):
+        load_space(warehouse, spaces["l0"], "image")
+
+
 def test_results_record_level_items_and_scheme_and_reuse_by_them(
     warehouse: Warehouse, spaces: dict[str, str]
 ) -> None:
@@ -112,6 +176,32 @@ def test_every_path_gives_the_single_analysis_numbers(
     assert peak.grids[0].depth_ci_low is not None
     report = verify(warehouse, every=True)
     assert {v.status for v in report.verdicts} == {"reproduced"}
+
+
+def test_grid_and_peak_queries_keep_the_levels_apart(
+    warehouse: Warehouse, spaces: dict[str, str]
+) -> None:
+    """The newest grid and peak of each level: an image-level peak does not hide the
+    concept-level one of the same model and target, and each row says its level."""
+    for level in ("concept", "image"):
+        peak_layer(
+            warehouse, "m", spaces["t"], tests=["rsa"], permutations=19, bootstrap=20, seed=7,
+            item_level=level,
+        )  # fmt: skip
+        grid(
+            warehouse, "m", [spaces["t"]], tests=["rsa"], permutations=19, seed=7, item_level=level
+        )
+    peaks = run_query(warehouse, "peak_inference", {"model": "m"}).table.to_pylist()
+    assert sorted(r["item_level"] for r in peaks) == ["concept", "image"]
+    assert {r["n_concepts"] for r in peaks} == {12}
+    image = run_query(warehouse, "peak_inference", {"level": "image"}).table.to_pylist()
+    assert [r["grid_id"] for r in image] == [
+        r["grid_id"] for r in peaks if r["item_level"] == "image"
+    ]
+    cells = run_query(warehouse, "grid_cells", {}).table.to_pylist()
+    assert {r["item_level"] for r in cells} == {"concept", "image"} and len(cells) == 6
+    image_cells = run_query(warehouse, "grid_cells", {"level": "image"}).table.to_pylist()
+    assert len(image_cells) == 3 and {r["item_level"] for r in image_cells} == {"image"}
 
 
 def test_concept_block_null_keeps_unequal_concepts_apart(
@@ -184,6 +274,7 @@ def test_cli_image_level_and_report(warehouse: Warehouse, spaces: dict[str, str]
     proc = run_cli(
         "--warehouse", root, "analyze", "sweep", "--models", "m", "--words", spaces["t"],
         "--tests", "rsa", "-n", "10", "--seed", "2", "--level", "image",
+        "--permute", "within-concept",
     )  # fmt: skip
     out = Path(root).parent / "report-out"
     run_cli("--warehouse", root, "report", str(out))
@@ -192,6 +283,8 @@ def test_cli_image_level_and_report(warehouse: Warehouse, spaces: dict[str, str]
         "Layer curves at the image level" in page
         and "RSA against the layers of t, image level" in page
     )
+    # The image-level curves name the scheme of their nulls.
+    assert page.count("<td>within-concept</td>") == 3
     proc = run_cli(
         "--warehouse", root, "analyze", "rsa", "--a", spaces["l0"], "--b", spaces["t"],
         "--permute", "within-concept", check=False,

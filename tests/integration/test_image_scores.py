@@ -193,3 +193,26 @@ def test_cli_prints_the_summary(warehouse: Warehouse) -> None:
     assert "the only image of their concept" in proc.stderr
     bad = run_cli("--warehouse", str(warehouse.root), "analyze", "image-scores", check=False)
     assert bad.returncode == 1 and "name the spaces to score" in bad.stderr
+
+
+def test_the_join_matches_stimulus_ids_in_either_unicode_form(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    """Stimulus ids registered from file stems in decomposed Unicode (as macOS writes them)
+    join with a lab CSV written in composed form."""
+    import unicodedata
+
+    concepts = ["p", "p", "q", "q", "r", "r"]
+    images = add_stimuli(warehouse, concepts, prefix=unicodedata.normalize("NFD", "é_"))
+    x = np.random.default_rng(5).normal(size=(6, 4))
+    add_image_layer(warehouse, "nfd", "l1", images, concepts, x)
+    score_images(warehouse, ["nfd/l1"])
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    rows = [f"{unicodedata.normalize('NFC', s)},{k}" for k, (_, s) in enumerate(images)]
+    (lab / "rts.csv").write_text("stimulus,rt_ms\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    joined = run_query(
+        warehouse, "image_scores_join_csv", {"path": str(lab / "rts.csv"), "space": "nfd/l1"},
+        allow_read=[lab],
+    ).table  # fmt: skip
+    assert joined.num_rows == 6

@@ -71,6 +71,7 @@ PEAK_COLUMNS = (
     "depth_ci_high",
     "n_permutations",
     "n_bootstrap",
+    "item_level",
 )
 GRID_BEST_COLUMNS = (
     "grid_id",
@@ -85,6 +86,7 @@ GRID_BEST_COLUMNS = (
     "p_fwe",
     "n_concepts",
     "n_permutations",
+    "item_level",
 )
 
 
@@ -148,6 +150,19 @@ def report_data(
         def rows(name: str, params: dict[str, Any]) -> list[Row]:
             return run_named(conn, load_query(name), params).table.to_pylist()
 
+        image_curves = rows("layer_curves", {**ws, "level": "image"})
+        if image_curves:
+            # Each row's permutation scheme, as its sweep's results record it.
+            schemes: dict[tuple[Any, ...], set[str]] = {}
+            for key in conn.execute(
+                "SELECT m.sweep_id, r.space_a, r.space_b, r.permute FROM sweep_members AS m "
+                "JOIN results AS r ON r.result_id = m.result_id WHERE r.level = 'image'"
+            ).fetchall():
+                schemes.setdefault(tuple(key[:3]), set()).add(str(key[3]))
+            for row in image_curves:
+                space = row.get("space") or f"{row['model']}/{row['layer']}"
+                found = schemes.get((row.get("sweep_id"), space, row.get("word_space")), set())
+                row["permute"] = ", ".join(sorted(found))
         return ReportData(
             curves=rows("layer_curves", ws),
             peaks=rows("peak_layer", ws),
@@ -162,7 +177,7 @@ def report_data(
             heatmaps={key: rows("space_vectors", {"space": key[0]}) for key in heatmap_keys},
             grid_cells=rows("grid_cells", {"alpha": alpha}),
             peak_inference=rows("peak_inference", {}),
-            image_curves=rows("layer_curves", {**ws, "level": "image"}),
+            image_curves=image_curves,
         )
 
 
@@ -271,9 +286,10 @@ def render_html(data: ReportData, figures: list[Figure], *, title: str, alpha: f
     if data.image_curves:
         parts += [
             "<h2>Layer curves at the image level</h2>",
-            "<p class='meta'>Items are stimuli; the null permutes them by the scheme each "
-            "result records (concepts: each concept's images move together).</p>",
-            _table(data.image_curves, (*CURVE_COLUMNS, "n_items")),
+            "<p class='meta'>Items are stimuli; the null permutes them by the scheme in the "
+            "permute column (concepts: each concept's images move together; images: every "
+            "image exchangeable; within-concept: images only within their concept).</p>",
+            _table(data.image_curves, (*CURVE_COLUMNS, "n_items", "permute")),
         ]
     if data.recovery:
         parts += ["<h2>1 vs 2 recovery by layer</h2>", _table(data.recovery)]

@@ -462,7 +462,11 @@ def grid_heatmap(
         best_text = (
             f"; best {_short(b['space_a'])} x {_short(b['space_b'])}, p_fwe {b['p_fwe']:.3g}"
         )
-    title = f"{label}: {first['side_a']} x {first['side_b']}\n(grid {first['grid_id']}{best_text})"
+    level = ", image level" if first.get("item_level") == "image" else ""
+    title = (
+        f"{label}: {first['side_a']} x {first['side_b']}\n"
+        f"(grid {first['grid_id']}{level}{best_text})"
+    )
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     sides = f"{slug(str(first['side_a']))}_{slug(str(first['side_b']))}"

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from semwh.errors import ConfigError
 from semwh.measures import get
 from semwh.measures.spec import ComparisonSpec
 from semwh.runs.comparison import (
@@ -387,3 +388,18 @@ def test_free_image_relabelling_is_anti_conservative_under_concept_structure() -
 
 def test_within_concept_scheme_rejects_when_b_carries_exemplars() -> None:
     assert rejections("within-concept", exemplars_shared, 50) > 0.8 * 50
+
+
+def test_a_scheme_with_too_few_relabellings_is_refused_with_the_alternatives() -> None:
+    """Every concept has a number of images no other has: whole concepts cannot exchange,
+    and the message says which schemes can (and that -n 0 needs none)."""
+    concepts = [f"k{size}" for size in range(1, 8) for _ in range(size)]
+    x, y = data(concepts, seed=3)
+    with pytest.raises(
+        ConfigError,
+        match=r"--permute concepts .* allows 1 distinct .* 7 of 7 concepts .* choose --permute "
+        r"images .* or within-concept .* or run without permutations \(-n 0\)",
+    ):
+        make_spec("rsa", x, y, concepts, permutations=20, seed=1)
+    assert make_spec("rsa", x, y, concepts, permutations=0, seed=1).permute == "concepts"
+    assert make_spec("rsa", x, y, concepts, "within-concept", permutations=20, seed=1).n_items == 28

@@ -20,7 +20,7 @@ from semwh.runs.provenance import concepts_sha256
 from semwh.runs.verify import verify
 from semwh.vectors import content_sha256, load_space
 from semwh.vectors.store import space_levels
-from semwh.warehouse.models import NoiseCeiling, Source, Space, VectorFile
+from semwh.warehouse.models import Image, NoiseCeiling, Source, Space, VectorFile
 from semwh.workflow.runfile import parse_config
 from tests.factories import add_stimuli, noisy_rdms, warehouse_fixtures
 
@@ -58,7 +58,8 @@ def test_per_image_file_round_trips_with_its_concept_means(warehouse, stimuli, t
         pa.table(
             {
                 "stimulus": [stimuli[i] for i in shuffled[::-1]],
-                "concept": ["ignored"] * len(stimuli),  # the registry's concept counts
+                # The lab's note of each image's concept (checked, not a feature).
+                "concept": [stimuli[i].split("_")[0].upper() for i in shuffled[::-1]],
                 "vector": pa.array(list(matrix[shuffled[::-1]]), pa.list_(pa.float32())),
             }
         ),
@@ -292,3 +293,89 @@ def test_a_new_version_from_memory_drops_the_per_image_rows(warehouse, stimuli, 
     semwh.open(warehouse.root).add_space("roi", CONCEPTS, np.eye(6, 3), replace=True)
     with pytest.raises(ConfigError, match="has no image level"):
         load_space(warehouse, "roi", "image")
+
+
+def test_downgrade_below_0010_removes_image_rdms_and_upgrades_again(warehouse, stimuli, tmp_path):
+    """An RDM between stimuli has no concept level: the downgrade removes its space row,
+    its file and its noise ceilings (on DuckDB, which refuses to delete a row whose
+    referencing rows went in the same transaction), and keeps a concept-level RDM."""
+    from semwh.warehouse.migrate import confirm_downgrade, downgrade, upgrade
+
+    rng = np.random.default_rng(9)
+    np.save(tmp_path / "rdm.npy", noisy_rdms(rng.standard_normal((12, 3)), 2, seed=1))
+    (tmp_path / "keys.txt").write_text("\n".join(stimuli) + "\n")
+    ingest_rdm(warehouse, "images", tmp_path / "rdm.npy", keys=tmp_path / "keys.txt", level="image")
+    np.save(tmp_path / "concepts.npy", noisy_rdms(rng.standard_normal((6, 3)), 2, seed=2))
+    (tmp_path / "concepts.txt").write_text("\n".join(CONCEPTS) + "\n")
+    ingest_rdm(warehouse, "concepts", tmp_path / "concepts.npy", keys=tmp_path / "concepts.txt")
+    drops = confirm_downgrade(warehouse, "0009", confirmed=True)
+    assert drops["spaces: image-level RDMs (no concept level)"] == 1
+    assert drops["noise_ceilings: of image-level RDMs"] == 2
+    assert downgrade(warehouse, "0009") == "0009"
+    with warehouse.session() as session:
+        assert session.scalars(select(Space.name)).all() == ["concepts"]
+        assert set(session.scalars(select(NoiseCeiling.space)).all()) == {"concepts"}
+    assert upgrade(warehouse) == "0010"
+    assert load_space(warehouse, "concepts").concept_ids == CONCEPTS
+
+
+def test_stimulus_ids_in_decomposed_unicode_match_as_written_and_composed(warehouse, tmp_path):
+    """Images ingested from a folder keep their file stems as stimulus ids, in decomposed
+    Unicode where macOS wrote them so: a file keyed by those ids as the registry holds them
+    (say, exported from it) or in composed form names the same images."""
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFD", "café_")
+    images = add_stimuli(warehouse, ["ant", "ant", "bee", "bee", "cat", "cat"], decomposed)
+    ids = [stimulus for _, stimulus in images]
+    matrix = np.arange(12.0).reshape(6, 2) ** 1.5
+    _write_csv(tmp_path / "as_written.csv", ids, matrix)
+    composed = [unicodedata.normalize("NFC", s) for s in ids]
+    _write_csv(tmp_path / "composed.csv", composed, matrix)
+    for name in ("as_written", "composed"):
+        ingest_space(warehouse, name, tmp_path / f"{name}.csv", level="image")
+        loaded = load_space(warehouse, name, "image")
+        assert loaded.concept_ids == sorted(ids)
+        np.testing.assert_allclose(loaded.matrix, matrix[np.argsort(ids)])
+
+
+def test_a_concept_column_that_disagrees_with_the_registry_is_refused(warehouse, stimuli, tmp_path):
+    """A lab's concept column that names another concept than the registry's for a stimulus
+    (ids of another numbering of the images) stores nothing; names and ids in any case
+    agree."""
+    matrix = np.arange(24.0).reshape(12, 2) ** 1.5
+    shifted = stimuli[1:] + stimuli[:1]  # each row names the next image
+    for name, noted in (("agree", IMAGE_CONCEPTS), ("shifted", [s.split("_")[0] for s in shifted])):
+        lines = ["stimulus,concept,f0,f1"]
+        for key, concept, row in zip(stimuli, noted, matrix, strict=True):
+            lines.append(f"{key}, {concept.upper()} ,{row[0]},{row[1]}")
+        (tmp_path / f"{name}.csv").write_text("\n".join(lines) + "\n")
+        table = pa.table({"stimulus": stimuli, "concept": noted, "f0": matrix[:, 0]})
+        pq.write_table(table, tmp_path / f"{name}.parquet")
+    for suffix in ("csv", "parquet"):
+        ingest_space(warehouse, f"agree_{suffix}", tmp_path / f"agree.{suffix}", level="image")
+        before = _rows(warehouse, Space)
+        with pytest.raises(InputError, match=r"concept column disagrees .* for 6 of 12 stimuli"):
+            ingest_space(warehouse, "shifted", tmp_path / f"shifted.{suffix}", level="image")
+        assert _rows(warehouse, Space) == before
+
+
+def test_an_image_id_column_is_checked_and_never_a_feature(warehouse, stimuli, tmp_path):
+    """A per-image file exported from the warehouse keeps its image_id column: the ids are
+    checked against the registry's, never taken as a feature."""
+    with warehouse.session() as session:
+        ids = dict(session.execute(select(Image.stimulus, Image.image_id)).tuples().all())
+    matrix = np.arange(24.0).reshape(12, 2) ** 1.5
+    lines = ["stimulus,image_id,f0,f1"]
+    for key, row in zip(stimuli, matrix, strict=True):
+        lines.append(f"{key},{ids[key]},{row[0]},{row[1]}")
+    (tmp_path / "ids.csv").write_text("\n".join(lines) + "\n")
+    ingest_space(warehouse, "ids", tmp_path / "ids.csv", level="image")
+    loaded = load_space(warehouse, "ids", "image")
+    assert loaded.matrix.shape == (12, 2)
+    np.testing.assert_allclose(loaded.matrix, matrix[np.argsort(stimuli)], rtol=1e-6)
+    wrong = [stimuli[0], *stimuli[2:], stimuli[1]]  # rows 2 to 12 name another image
+    table = pa.table({"stimulus": stimuli, "image_id": [ids[s] for s in wrong], "f0": matrix[:, 0]})
+    pq.write_table(table, tmp_path / "wrong.parquet")
+    with pytest.raises(InputError, match=r"image_id column disagrees .* for 11 of 12 stimuli"):
+        ingest_space(warehouse, "wrong", tmp_path / "wrong.parquet", level="image")
