@@ -14,7 +14,7 @@
 --   p_2v2, p_fdr_2v2, null_mean_2v2, null_q95_2v2, rho_rsa, p_rsa, p_fdr_rsa, null_mean_rsa,
 --   null_q95_rsa, n_concepts, n_permutations, similarity, distance, rsa_method, sweep_id,
 --   is_current, space, target, n_subjects, ceiling_lower_2v2, ceiling_upper_2v2, ceiling_lower_rsa,
---   ceiling_upper_rsa, level, n_items
+--   ceiling_upper_rsa, level, n_items, permute
 -- choices: level = concept, image
 SELECT
     model,
@@ -48,7 +48,8 @@ SELECT
     ceiling_lower_rsa,
     ceiling_upper_rsa,
     level,
-    n_items
+    n_items,
+    permute
 FROM sweep_curves
 WHERE (CASE WHEN CAST($sweep_id AS INTEGER) IS NULL THEN is_latest
         ELSE sweep_id = CAST($sweep_id AS INTEGER) END)

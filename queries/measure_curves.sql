@@ -14,7 +14,8 @@
 -- param: level VARCHAR = 'concept'  concept (concept means) or image (stimuli)
 -- columns: model, layer, depth_index, relative_depth, word_space, is_random, measure, variant,
 --   statistic, p_value, p_fdr, null_mean, null_q95, n_concepts, n_permutations, sweep_id,
---   result_id, is_current, space, target, n_subjects, ceiling_lower, ceiling_upper, level, n_items
+--   result_id, is_current, space, target, n_subjects, ceiling_lower, ceiling_upper, level,
+--   n_items, permute
 -- choices: measure = @measures; level = concept, image
 SELECT
     model,
@@ -41,7 +42,8 @@ SELECT
     ceiling_lower,
     ceiling_upper,
     level,
-    n_items
+    n_items,
+    permute
 FROM measure_curves
 WHERE measure = CAST($measure AS VARCHAR)
     AND (CASE WHEN CAST($sweep_id AS INTEGER) IS NULL THEN is_latest

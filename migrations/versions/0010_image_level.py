@@ -20,8 +20,9 @@ space's id). The registry needs no column for it.
   rank, keyed by ``space``, ``similarity`` and ``stimulus``.
 
 The views over results (``results_rsa``, ``results_2v2``, ``results_measures``,
-``sweep_curves``, ``layer_curves``, ``measure_curves``) gain ``level`` and ``n_items`` and
-keep the levels apart: a curve's latest family is chosen per level.
+``sweep_curves``, ``layer_curves``, ``measure_curves``) gain ``level`` and ``n_items`` (the
+curves also ``permute``, the scheme of their family) and keep the levels apart: a curve's
+latest family is chosen per level.
 
 The downgrade removes the image-level results (with their nulls, subject values, inference
 rows and family memberships), the per-image scores and the image-level spaces that have no
@@ -104,18 +105,21 @@ def new_views() -> dict[str, str]:
             "SELECT sr.sweep_id, sr.space_a, sr.space_b, sr.sweep_status,",
             "SELECT sr.sweep_id, sr.space_a, sr.space_b, sr.sweep_status,\n"
             "        coalesce(t.level, r.level, 'concept') AS level,\n"
-            "        coalesce(t.n_items, r.n_items, t.n_concepts, r.n_concepts) AS n_items,",
+            "        coalesce(t.n_items, r.n_items, t.n_concepts, r.n_concepts) AS n_items,\n"
+            "        coalesce(t.permute, r.permute, 'concepts') AS permute,",
         ),
         (
             "SELECT sweep_id, space_a, space_b, bool_and(is_current) AS is_current,",
             "SELECT sweep_id, space_a, space_b, level, max(n_items) AS n_items,\n"
+            "        max(permute) AS permute,\n"
             "        bool_and(is_current) AS is_current,",
         ),
         ("GROUP BY sweep_id, space_a, space_b\n", "GROUP BY sweep_id, space_a, space_b, level\n"),
         ("PARTITION BY p.space_a, p.space_b,\n", "PARTITION BY p.space_a, p.space_b, p.level,\n"),
         (
             "    r.ceiling_upper AS ceiling_upper_rsa\nFROM ranked AS p",
-            "    r.ceiling_upper AS ceiling_upper_rsa,\n    p.level,\n    p.n_items\n"
+            "    r.ceiling_upper AS ceiling_upper_rsa,\n    p.level,\n    p.n_items,\n"
+            "    p.permute\n"
             "FROM ranked AS p",
         ),
         (
@@ -133,7 +137,7 @@ def new_views() -> dict[str, str]:
     layer = _replace(
         old["layer_curves"],
         "ceiling_lower_rsa, ceiling_upper_rsa\nFROM sweep_curves",
-        "ceiling_lower_rsa, ceiling_upper_rsa, level, n_items\nFROM sweep_curves",
+        "ceiling_lower_rsa, ceiling_upper_rsa, level, n_items, permute\nFROM sweep_curves",
     )
     measure = old["measure_curves"]
     for before, after in (
@@ -141,7 +145,8 @@ def new_views() -> dict[str, str]:
             "n_subjects, ceiling_lower, ceiling_upper\n    FROM results\n",
             "n_subjects, ceiling_lower, ceiling_upper,\n"
             "        coalesce(level, 'concept') AS level,\n"
-            "        coalesce(n_items, n_concepts) AS n_items\n    FROM results\n",
+            "        coalesce(n_items, n_concepts) AS n_items,\n"
+            "        coalesce(permute, 'concepts') AS permute\n    FROM results\n",
         ),
         (
             "PARTITION BY space_a, space_b, measure, variant,\n",
@@ -149,7 +154,7 @@ def new_views() -> dict[str, str]:
         ),
         (
             "    ceiling_upper\nFROM ranked",
-            "    ceiling_upper,\n    level,\n    n_items\nFROM ranked",
+            "    ceiling_upper,\n    level,\n    n_items,\n    permute\nFROM ranked",
         ),
     ):
         measure = _replace(measure, before, after)

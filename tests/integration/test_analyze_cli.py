@@ -42,6 +42,7 @@ def test_every_analyze_command_has_help_ending_in_an_example() -> None:
         "peak",
         "compare",
         "measures",
+        "image-scores",
     }
     for name, command in group.commands.items():
         last = (command.help or "").strip().splitlines()[-1]

@@ -444,7 +444,7 @@ def _rows_of_0007(wh: Warehouse) -> None:
 
 
 #: The columns revision 0010 adds to the results views, and the views it adds them to.
-LEVEL_COLUMNS = ("level", "n_items", "permute", "resample")
+LEVEL_COLUMNS = ("level", "n_items", "permute", "resample")  # the curves: permute too
 LEVEL_VIEWS = (
     "results_rsa", "results_2v2", "results_measures", "sweep_curves", "layer_curves",
     "measure_curves",

@@ -52,6 +52,9 @@ LAYER_CURVE_COLUMNS = [
     "ceiling_upper_2v2",
     "ceiling_lower_rsa",
     "ceiling_upper_rsa",
+    "level",
+    "n_items",
+    "permute",
 ]
 
 
