@@ -12,7 +12,7 @@ content, even one its concept means would not show.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,15 +176,16 @@ def check_noted_concepts(
         if key and key not in forms.get(registered[i], {registered[i].casefold()}):
             bad.append(i)
     if bad:
-        listed = "; ".join(
-            f"{places[i]}: stimulus {stimulus_of[i]!r} says concept {noted[i]!r}, the "
-            f"warehouse's image {stimulus_of[i]!r} is of {registered[i]!r}"
-            for i in bad[:MAX_SHOWN]
+        listed = _first_rows(
+            bad,
+            lambda i: (
+                f"{places[i]}: stimulus {stimulus_of[i]!r} says concept {noted[i]!r}, "
+                f"the warehouse's image {stimulus_of[i]!r} is of {registered[i]!r}"
+            ),
         )
-        more = f"; and {len(bad) - MAX_SHOWN} more" if len(bad) > MAX_SHOWN else ""
         raise InputError(
             f"{what}: the concept column disagrees with the warehouse for {len(bad)} of "
-            f"{len(noted)} stimuli ({listed}{more}). Nothing was stored; check that the file's "
+            f"{len(noted)} stimuli ({listed}). Nothing was stored; check that the file's "
             "stimulus ids are the warehouse's (`semwh sql \"SELECT stimulus, concept FROM "
             'images"`), or drop the concept column'
         )
@@ -217,17 +218,25 @@ def check_noted_image_ids(
         if not same:
             bad.append(i)
     if bad:
-        listed = "; ".join(
-            f"{places[i]}: stimulus {stimulus_of[i]!r} has image_id {noted[i]!r}, the "
-            f"warehouse's is {registered[i]}"
-            for i in bad[:MAX_SHOWN]
+        listed = _first_rows(
+            bad,
+            lambda i: (
+                f"{places[i]}: stimulus {stimulus_of[i]!r} has image_id {noted[i]!r}, "
+                f"the warehouse's is {registered[i]}"
+            ),
         )
-        more = f"; and {len(bad) - MAX_SHOWN} more" if len(bad) > MAX_SHOWN else ""
         raise InputError(
             f"{what}: the image_id column disagrees with the warehouse for {len(bad)} of "
-            f"{len(noted)} stimuli ({listed}{more}). Nothing was stored; image_id is the "
+            f"{len(noted)} stimuli ({listed}). Nothing was stored; image_id is the "
             "warehouse's id of each image (never a feature): correct it or drop the column"
         )
+
+
+def _first_rows(bad: Sequence[int], line: Callable[[int], str]) -> str:
+    """The first rows of ``bad`` described by ``line``, then how many more there are."""
+    listed = "; ".join(line(i) for i in bad[:MAX_SHOWN])
+    more = f"; and {len(bad) - MAX_SHOWN} more" if len(bad) > MAX_SHOWN else ""
+    return listed + more
 
 
 def _unknown_message(session: Session, what: str, unknown: list[tuple[str, str]]) -> str:
