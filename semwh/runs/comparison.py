@@ -76,8 +76,9 @@ def _level_fields(
     item_concepts = tuple(of[s] for s in concepts)
     design, permute, resample = image_design(item_concepts, items.permute, items.resample)
     if permutations > 0 and design.n_distinct() < MIN_RELABELLINGS:
+        scheme = f"--permute {permute}" if items.permute else f"the default scheme ({permute})"
         raise ConfigError(
-            f"--permute {permute} over the {len(concepts)} stimuli of {a.name!r} and "
+            f"{scheme} over the {len(concepts)} stimuli of {a.name!r} and "
             f"{b.name!r} allows {int(design.n_distinct())} distinct relabelling(s), fewer than "
             f"{MIN_RELABELLINGS}: no p-value could reach 0.05 ({_design_note(design)}); "
             f"{_other_schemes(permute)}, or run without permutations (-n 0)"

@@ -400,6 +400,9 @@ def test_a_scheme_with_too_few_relabellings_is_refused_with_the_alternatives() -
         match=r"--permute concepts .* allows 1 distinct .* 7 of 7 concepts .* choose --permute "
         r"images .* or within-concept .* or run without permutations \(-n 0\)",
     ):
+        make_spec("rsa", x, y, concepts, "concepts", permutations=20, seed=1)
+    # Not asked for, the scheme is named as the default.
+    with pytest.raises(ConfigError, match=r"^the default scheme \(concepts\) over the 28 stimuli"):
         make_spec("rsa", x, y, concepts, permutations=20, seed=1)
     assert make_spec("rsa", x, y, concepts, permutations=0, seed=1).permute == "concepts"
     assert make_spec("rsa", x, y, concepts, "within-concept", permutations=20, seed=1).n_items == 28
