@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from semwh.analyze._checks import CHECK_BLOCK_ENTRIES, name_concepts, row_blocks
-from semwh.analyze.similarity import CONSTANT_RTOL
+from semwh.analyze.similarity import unit_rows
 from semwh.errors import ConfigError, DegenerateInputError, InputError
 
 #: Similarities an image can have to a centroid.
@@ -92,17 +92,6 @@ class ExemplarScores:
     def accuracy(self) -> float:
         """Share of scored images whose nearest centroid is their own (NaN when none)."""
         return float(self.correct.mean()) if self.index.size else float("nan")
-
-
-def unit_rows(x: np.ndarray, similarity: str) -> tuple[np.ndarray, np.ndarray]:
-    """Rows scaled so that a dot product is their similarity (Pearson: centred first), and
-    a mask of the rows where it is undefined (constant rows for Pearson, zero rows for
-    cosine, within rounding)."""
-    z = x - x.mean(axis=1, keepdims=True) if similarity == "pearson" else x
-    norms = np.linalg.norm(z, axis=1)
-    scale = np.abs(x).max(axis=1) if x.shape[1] else np.zeros(x.shape[0])
-    bad = norms <= CONSTANT_RTOL * np.sqrt(max(x.shape[1], 1)) * np.maximum(scale, 1e-300)
-    return z / np.where(bad, 1.0, norms)[:, None], bad
 
 
 def _check_similarity(similarity: str) -> None:

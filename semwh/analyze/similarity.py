@@ -48,6 +48,18 @@ def check_distinguishable(z: np.ndarray, names: Sequence[str], space: str) -> No
         )
 
 
+def unit_rows(x: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Rows scaled so that the dot product of two is their similarity (centred first, except
+    for cosine), and a mask of the rows where it is undefined: constant rows (their centred
+    norm within rounding of zero) or, for cosine, zero rows. Undefined rows are left
+    unscaled."""
+    z = x if metric == "cosine" else x - x.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(z, axis=1)
+    scale = np.abs(x).max(axis=1) if x.shape[1] else np.zeros(x.shape[0])
+    bad = norms <= CONSTANT_RTOL * np.sqrt(max(x.shape[1], 1)) * np.maximum(scale, 1e-300)
+    return z / np.where(bad, 1.0, norms)[:, None], bad
+
+
 def similarity_matrix(
     vectors: np.ndarray,
     *,
@@ -96,27 +108,19 @@ def similarity_matrix(
 
     if metric == "spearman":
         x = stats.rankdata(x, axis=1)
-    if metric == "cosine":
-        z = x
-        norms = np.linalg.norm(z, axis=1)
-        bad = np.flatnonzero(norms <= np.finfo(np.float64).tiny)
-        if bad.size:
-            raise DegenerateInputError(
-                f"space {space!r}: {bad.size} concept(s) have all-zero vectors, so their "
-                f"cosine similarity is undefined: {name_concepts(names, bad)}; drop them"
-            )
-    else:
-        z = x - x.mean(axis=1, keepdims=True)
-        norms = np.linalg.norm(z, axis=1)
-        scale = np.abs(x).max(axis=1)
-        bad = np.flatnonzero(norms <= CONSTANT_RTOL * np.sqrt(d) * np.maximum(scale, 1e-300))
-        if bad.size:
-            raise DegenerateInputError(
-                f"space {space!r}: {bad.size} concept(s) have constant or near-constant "
-                f"vectors, so their correlations are undefined: {name_concepts(names, bad)}; "
-                "drop them or check the extraction"
-            )
-    z = z / norms[:, None]
+    z, undefined = unit_rows(x, metric)
+    bad = np.flatnonzero(undefined)
+    if bad.size and metric == "cosine":
+        raise DegenerateInputError(
+            f"space {space!r}: {bad.size} concept(s) have all-zero vectors, so their "
+            f"cosine similarity is undefined: {name_concepts(names, bad)}; drop them"
+        )
+    if bad.size:
+        raise DegenerateInputError(
+            f"space {space!r}: {bad.size} concept(s) have constant or near-constant "
+            f"vectors, so their correlations are undefined: {name_concepts(names, bad)}; "
+            "drop them or check the extraction"
+        )
     check_distinguishable(z, names, space)
     if out is None:
         out = np.empty((n, n))

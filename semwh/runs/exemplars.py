@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert
 
 from semwh.analyze.exemplars import EXEMPLAR_SIMILARITIES, ExemplarScores, exemplar_scores
-from semwh.errors import ConfigError, DegenerateInputError, InputError
+from semwh.errors import ConfigError, DegenerateInputError
 from semwh.measures import analysis_version
 from semwh.progress import Progress, check_progress, report
 from semwh.runs import result_rows
@@ -29,7 +29,7 @@ from semwh.runs.recovery import recovery_layers
 from semwh.vectors import SpaceVectors, get_space, load_space
 from semwh.vectors.store import image_files_query
 from semwh.warehouse.layout import Warehouse
-from semwh.warehouse.models import Image, ImageScore, Space, VectorFile
+from semwh.warehouse.models import ImageScore, Space, VectorFile
 
 KIND = "image_scores"
 
@@ -169,7 +169,8 @@ def _score_space(
         )
     with wh.session() as session:
         space = get_space(session, name)
-        image_ids = _image_ids(session, name, [stimuli[i] for i in scores.index])
+        assert vectors.image_ids is not None
+        image_ids = [vectors.image_ids[i] for i in scores.index]
         input_hashes = {
             name: space.content_sha256,
             "image_files": _image_files(wh, session, space),
@@ -253,19 +254,6 @@ def _rows(
             strict=True,
         )
     ]
-
-
-def _image_ids(session: Any, space: str, stimuli: Sequence[str]) -> list[int]:
-    """The image id of each stimulus (every per-image row of a space is of a known image)."""
-    known = dict(session.execute(select(Image.stimulus, Image.image_id)).tuples().all())
-    missing = [s for s in stimuli if s not in known]
-    if missing:
-        raise InputError(
-            f"space {space!r} has per-image rows of stimuli the images table does not hold: "
-            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; ingest those "
-            "images first (`semwh ingest images`)"
-        )
-    return [int(known[s]) for s in stimuli]
 
 
 def _image_files(wh: Warehouse, session: Any, space: Space) -> str:

@@ -27,6 +27,7 @@ from semwh.measures import analysis_version
 from semwh.runs import families, result_rows
 from semwh.runs.provenance import concepts_sha256, params_sha256
 from semwh.vectors import SpaceVectors, get_space, layer_spaces, load_image_vectors, load_space
+from semwh.vectors.store import image_files_query
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
     AnalysisRun,
@@ -267,8 +268,8 @@ def recovery_inputs(
     predicted = [predictions.get(int(i), "") for i in image_ids]
     with wh.session() as session:
         files = session.scalars(
-            select(VectorFile.sha256)
-            .where(VectorFile.layer_id == layer.layer_id, VectorFile.kind == "images")
+            image_files_query(wh, session, layer)
+            .with_only_columns(VectorFile.sha256)
             .order_by(VectorFile.shard_index, VectorFile.path)
         ).all()
         word_hash = get_space(session, word.name).content_sha256

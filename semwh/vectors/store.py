@@ -23,7 +23,7 @@ from urllib.parse import quote
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from semwh.errors import (
@@ -73,6 +73,8 @@ class SpaceVectors:
     # sorted) and ``item_concepts`` each stimulus's concept.
     level: str = "concept"
     item_concepts: tuple[str, ...] | None = None
+    # At the image level, each stimulus's image id (the key of ``images``).
+    image_ids: tuple[int, ...] | None = None
 
     def subset(self, concept_ids: Sequence[str]) -> np.ndarray:
         index = {w: i for i, w in enumerate(self.concept_ids)}
@@ -93,17 +95,17 @@ def _partition(key: str, value: str) -> str:
     return f"{key}={quote(value, safe='')}"
 
 
-def space_relpath(name: str, content_sha256: str) -> str:
-    """Where a space's concept vectors live, Hive-style, one file per content version."""
-    folder = f"{_partition('kind', 'concepts')}/{_partition('space', name)}"
+def space_relpath(name: str, content_sha256: str, kind: str = "concepts") -> str:
+    """Where a space's concept vectors live, Hive-style, one file per content version; with
+    ``kind="images"``, the per-image rows of a space ingested at the image level (a layer's
+    per-image rows are its extraction's shards instead)."""
+    folder = f"{_partition('kind', kind)}/{_partition('space', name)}"
     return f"{folder}/{content_sha256[:16]}.parquet"
 
 
 def space_images_relpath(name: str, content_sha256: str) -> str:
-    """Where the per-image rows of a space ingested at the image level live, one file per
-    content version (a layer's per-image rows are its extraction's shards instead)."""
-    folder = f"{_partition('kind', 'images')}/{_partition('space', name)}"
-    return f"{folder}/{content_sha256[:16]}.parquet"
+    """Where the per-image rows of a space ingested at the image level live."""
+    return space_relpath(name, content_sha256, "images")
 
 
 def image_shard_relpath(model: str, layer: str, run_id: int, shard_index: int) -> str:
@@ -748,8 +750,8 @@ def _subjects(
 def image_files_query(wh: Warehouse, session: Session, space: Space) -> Any:
     """The select of a space's per-image vector files: a layer's shards of the extraction
     run its concept means were computed from (recorded in its concept file; else its
-    finished runs), so that the shards of another run still in progress, or one that
-    stopped, are not read; or the file of a space ingested at the image level."""
+    finished runs and files of no run), so that the shards of another run still in progress,
+    or one that stopped, are not read; or the file of a space ingested at the image level."""
     from semwh.warehouse.models import ExtractionRun
 
     query = select(VectorFile).where(VectorFile.kind == "images")
@@ -769,8 +771,19 @@ def image_files_query(wh: Warehouse, session: Session, space: Space) -> Any:
             recorded = None  # a damaged concept file: `semwh verify` names it
     if isinstance(recorded, int):
         return query.where(VectorFile.run_id == recorded)
+    # Finished runs, and files registered outside any run (no run can still be writing them).
     done = select(ExtractionRun.run_id).where(ExtractionRun.status == "done")
-    return query.where(VectorFile.run_id.in_(done))
+    return query.where(or_(VectorFile.run_id.in_(done), VectorFile.run_id.is_(None)))
+
+
+def _image_rows(
+    wh: Warehouse, session: Session, space: Space
+) -> tuple[Sequence[VectorFile], pa.Table]:
+    """A space's per-image files (:func:`image_files_query`, in run and shard order) and
+    their rows, each file checked against its record."""
+    query = image_files_query(wh, session, space)
+    files = session.scalars(query.order_by(VectorFile.run_id, VectorFile.shard_index)).all()
+    return files, _read_files(wh, space.name, files)
 
 
 def _load_images(wh: Warehouse, session: Session, space: Space) -> SpaceVectors:
@@ -778,10 +791,8 @@ def _load_images(wh: Warehouse, session: Session, space: Space) -> SpaceVectors:
     newest run's row where an image was extracted twice) or an ingested image-level file."""
     from semwh.warehouse.models import Image
 
-    query = image_files_query(wh, session, space)
-    files = session.scalars(query.order_by(VectorFile.run_id, VectorFile.shard_index)).all()
+    files, table = _image_rows(wh, session, space)
     stimuli = dict(session.execute(select(Image.image_id, Image.stimulus)).tuples().all())
-    table = _read_files(wh, space.name, files)
     image_ids = table.column("image_id").to_numpy()
     matrix = _matrix(table.column("vector"), table.num_rows)
     concepts = table.column("concept").to_pylist()
@@ -810,21 +821,19 @@ def _load_images(wh: Warehouse, session: Session, space: Space) -> SpaceVectors:
         subjects=_subjects(wh, space, files, matrix, len(rows)),
         level="image",
         item_concepts=tuple(concepts[r] for r in rows),
+        image_ids=tuple(int(image_ids[r]) for r in rows),
     )
 
 
 def load_image_vectors(wh: Warehouse, space: str) -> ImageVectors:
-    """Per-image vectors of a layer space (all registered shards), ordered by image_id."""
+    """Per-image vectors of a layer space, ordered by image_id: the shards of the extraction
+    run its concept means came from (:func:`image_files_query`), as the image level reads."""
     with wh.session() as session:
         row = get_space(session, space)
         if row.layer_id is None:
             raise InputError(f"space {space!r} is a {row.kind} space with no per-image vectors")
-        files = session.scalars(
-            select(VectorFile)
-            .where(VectorFile.layer_id == row.layer_id, VectorFile.kind == "images")
-            .order_by(VectorFile.shard_index)
-        ).all()
-    table = _read_files(wh, space, files).sort_by("image_id")
+        _, table = _image_rows(wh, session, row)
+    table = table.sort_by("image_id")
     return ImageVectors(
         space=space,
         image_ids=table.column("image_id").to_numpy(),
