@@ -37,6 +37,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -99,16 +100,32 @@ class Design:
         return self.groups is None or self.resample == "images"
 
     def members(self) -> list[np.ndarray]:
-        """Each concept's item positions, concepts in code order."""
+        """Each concept's item positions, concepts in code order (computed once: every
+        permutation and resample of the design reads them)."""
+        return self._members
+
+    def size_classes(self) -> list[list[int]]:
+        """Concept codes grouped by their number of images (smallest size first)."""
+        return self._size_classes
+
+    @cached_property
+    def _members(self) -> list[np.ndarray]:
         assert self.groups is not None
         order = np.argsort(self.groups, kind="stable")
         counts = np.bincount(self.groups)
         return np.split(order, np.cumsum(counts)[:-1])
 
-    def size_classes(self) -> list[list[int]]:
-        """Concept codes grouped by their number of images (smallest size first)."""
+    @cached_property
+    def _size_classes(self) -> list[list[int]]:
         sizes = np.bincount(self.groups) if self.groups is not None else np.ones(self.n, int)
         return [list(np.flatnonzero(sizes == s)) for s in sorted(set(sizes.tolist()))]
+
+    @cached_property
+    def _blocks(self) -> list[np.ndarray]:
+        """Per size class (smallest first), a concepts x images matrix of item positions:
+        exchanging whole concepts of a class is one fancy-indexed assignment."""
+        members = self._members
+        return [np.stack([members[g] for g in group]) for group in self._size_classes]
 
     def n_distinct(self) -> float:
         """How many distinct relabellings the scheme has (may be astronomically many)."""
@@ -130,15 +147,13 @@ class Design:
         """One relabelling: item ``i`` takes the values of item ``perm[i]``."""
         if self.free:
             return rng.permutation(self.n)
-        members = self.members()
         perm = np.arange(self.n)
         if self.permute == "concepts":
-            for group in self.size_classes():
-                order = rng.permutation(len(group))
-                for target, source in zip(group, order, strict=True):
-                    perm[members[target]] = members[group[source]]
+            # The concepts of each class take, in order, the places of the drawn ones.
+            for block in self._blocks:
+                perm[block] = block[rng.permutation(len(block))]
             return perm
-        for positions in members:
+        for positions in self._members:
             if positions.size > 1:
                 perm[positions] = positions[rng.permutation(positions.size)]
         return perm
