@@ -31,9 +31,8 @@ class ComparisonSpec:
             (minus each subject's dissimilarities, after the options' normalisation), and
             every statistic is computed per subject and averaged. None for a space of
             vectors.
-        level: ``concept`` (items are concepts: ``concept_ids`` are concept ids) or
-            ``image`` (items are stimuli: ``concept_ids`` are stimulus ids, sorted).
-        item_concepts: At the image level, each item's concept (None at the concept level).
+        item_concepts: At the image level (items are stimuli: ``concept_ids`` are stimulus
+            ids, sorted), each item's concept; None at the concept level.
         permute: How permutations relabel the items (:mod:`semwh.analyze.design`):
             ``concepts`` at the concept level; ``concepts``, ``images`` or
             ``within-concept`` at the image level.
@@ -49,10 +48,14 @@ class ComparisonSpec:
     input_hashes: dict[str, str | None]
     concepts_sha256: str
     subjects: tuple[str, ...] | None = None
-    level: str = "concept"
     item_concepts: tuple[str, ...] | None = None
     permute: str = CONCEPT_LEVEL
     resample: str = CONCEPT_LEVEL
+
+    @property
+    def level(self) -> str:
+        """``concept``, or ``image`` when the items are stimuli."""
+        return "concept" if self.item_concepts is None else "image"
 
     @property
     def n_concepts(self) -> int:

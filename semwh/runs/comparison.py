@@ -83,7 +83,7 @@ def _level_fields(
             f"{MIN_RELABELLINGS}: no p-value could reach 0.05 ({_design_note(design)}); "
             f"{_other_schemes(permute)}, or run without permutations (-n 0)"
         )
-    return dict(level="image", item_concepts=item_concepts, permute=permute, resample=resample)
+    return dict(item_concepts=item_concepts, permute=permute, resample=resample)
 
 
 def _other_schemes(permute: str) -> str:
