@@ -17,7 +17,7 @@ from semwh.extract.networks import LoadedModel
 from semwh.extract.plan import ExtractionPlan
 from semwh.extract.rows import extraction_versions, with_busy_retry
 from semwh.vectors import save_space
-from semwh.vectors.store import read_checked
+from semwh.vectors.store import concept_means, read_checked
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import ExtractionRun, VectorFile
 
@@ -118,14 +118,3 @@ def read_layer(wh: Warehouse, files: list[VectorFile], space: str) -> tuple[list
         parts.append(column.flatten().to_numpy().reshape(table.num_rows, -1))
     matrix = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
     return concept_ids, matrix
-
-
-def concept_means(concept_ids: list[str], matrix: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """Mean vector of each concept's images (float64 accumulation), concepts sorted."""
-    concepts = sorted(set(concept_ids))
-    index = {w: i for i, w in enumerate(concepts)}
-    rows = np.fromiter((index[w] for w in concept_ids), dtype=np.int64, count=len(concept_ids))
-    sums = np.zeros((len(concepts), matrix.shape[1]), dtype=np.float64)
-    np.add.at(sums, rows, matrix.astype(np.float64))
-    counts = np.bincount(rows, minlength=len(concepts)).astype(np.float64)
-    return concepts, sums / counts[:, None]

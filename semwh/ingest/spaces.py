@@ -41,14 +41,13 @@ from semwh.ingest.stimuli import (
     check_level_change,
     check_noted_concepts,
     check_noted_image_ids,
-    concept_means,
     image_content,
     match_stimuli,
     write_images,
 )
 from semwh.names import check_name
 from semwh.vectors import prepare_space, register_space, version_swap
-from semwh.vectors.store import register_space_images, space_files_intact
+from semwh.vectors.store import concept_means, register_space_images, space_files_intact
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import Source, Space
 
@@ -332,7 +331,8 @@ def ingest_space(
     if image:
         _check_finite(rows)
         matrix = rows.matrix[stimuli.order]
-        concept_ids, vectors = concept_means(stimuli.concepts, matrix)
+        # From the float32 values stored, so they equal the image level's means as read back.
+        concept_ids, vectors = concept_means(stimuli.concepts, matrix.astype(np.float32))
         digest = image_content(stimuli, matrix)
     else:
         concept_ids, vectors = resolve_keys(rows, keys), rows.matrix

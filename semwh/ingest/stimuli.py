@@ -28,6 +28,7 @@ from semwh.vectors.store import (
     content_sha256,
     register_space_images,
     space_images_relpath,
+    space_levels,
     write_vector_file,
 )
 from semwh.warehouse.layout import Warehouse
@@ -262,17 +263,6 @@ def _unknown_message(session: Session, what: str, unknown: list[tuple[str, str]]
     )
 
 
-def concept_means(concepts: Sequence[str], matrix: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """The sorted concepts and the mean of each one's rows (float64, from the float32 values
-    that are stored, so they equal the means of the image level as it is read back)."""
-    keys = sorted(set(concepts))
-    codes = np.searchsorted(np.asarray(keys, dtype=object), np.asarray(concepts, dtype=object))
-    values = np.asarray(matrix, dtype=np.float32).astype(np.float64)
-    sums = np.zeros((len(keys), values.shape[1]))
-    np.add.at(sums, codes, values)
-    return keys, sums / np.bincount(codes, minlength=len(keys))[:, None]
-
-
 def image_content(stimuli: StimulusRows, matrix: np.ndarray) -> str:
     """The content hash of a space ingested at the image level: its stimulus ids and its
     per-image matrix as stored (float32), rows in stimulus order."""
@@ -293,12 +283,7 @@ def check_level_change(session: Session, existing: Space | None, level: str, rep
     check_level(level)
     if existing is None or replace or existing.kind in ("layer", "text-layer", "word"):
         return
-    ingested_images = session.scalar(
-        select(VectorFile.file_id)
-        .where(VectorFile.space_id == existing.space_id, VectorFile.kind == "images")
-        .limit(1)
-    )
-    stored = IMAGE_LEVEL if ingested_images is not None else CONCEPT_LEVEL
+    stored = IMAGE_LEVEL if IMAGE_LEVEL in space_levels(session, existing) else CONCEPT_LEVEL
     if stored == level:
         return
     what = (

@@ -286,8 +286,8 @@ def _rebuild_layer_space(wh: Warehouse, space: Space) -> bool:
     """Concept means of a layer again from its registered per-image shards (each checked),
     stored only when they hash to the space's recorded content."""
     from semwh.errors import DuplicateError, SemwhError
-    from semwh.extract.finalize import concept_means, read_layer  # imports torch: only here
-    from semwh.vectors.store import content_sha256
+    from semwh.extract.finalize import read_layer  # imports torch: only here
+    from semwh.vectors.store import concept_means, content_sha256
 
     with wh.session() as session:
         files = list(

@@ -229,6 +229,18 @@ def register_vector_file(
     return row
 
 
+def concept_means(concept_ids: list[str], matrix: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Mean vector of each concept's images (float64 accumulation), concepts sorted: the
+    concept level of a layer (at extraction) and of a space ingested at the image level."""
+    concepts = sorted(set(concept_ids))
+    index = {w: i for i, w in enumerate(concepts)}
+    rows = np.fromiter((index[w] for w in concept_ids), dtype=np.int64, count=len(concept_ids))
+    sums = np.zeros((len(concepts), matrix.shape[1]), dtype=np.float64)
+    np.add.at(sums, rows, matrix.astype(np.float64))
+    counts = np.bincount(rows, minlength=len(concepts)).astype(np.float64)
+    return concepts, sums / counts[:, None]
+
+
 def content_sha256(concept_ids: Sequence[str], matrix: np.ndarray) -> str:
     """Hash of a space's content: its concept ids and float32 vectors, in order."""
     digest = hashlib.sha256()
