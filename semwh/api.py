@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         WordIngestReport,
     )
     from semwh.progress import Progress
+    from semwh.results.bundle import BundleInfo, BundleReport
     from semwh.results.named import ExportInfo
     from semwh.results.report import ReportInfo
     from semwh.runs.exemplars import ImageScoreRun
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from semwh.runs.repair import RepairReport
     from semwh.runs.sweep import SweepOptions, SweepResult
     from semwh.runs.verify import VerifyReport
+    from semwh.runs.warehouse_diff import WarehouseDiff
     from semwh.text.run import EmbedSummary
     from semwh.vectors.store import SpaceVectors
     from semwh.workflow.pipeline import OnStage, RunSummary
@@ -700,15 +702,78 @@ class SemanticWarehouse:
         sweep_id: int | None = None,
         result: str | None = None,
         every: bool | None = None,
-    ) -> VerifyReport:
+        bundle: PathLike | None = None,
+    ) -> VerifyReport | BundleReport:
         """Recompute stored results and check their files (``semwh verify``): one sweep's,
         one result (``TEST:ID``), or with ``every`` all of them and every vector file and
-        image re-hashed; ``every`` is the default when neither of the others is given."""
+        image re-hashed; ``every`` is the default when neither of the others is given.
+
+        With ``bundle`` (a folder :meth:`bundle` wrote; ``semwh verify --bundle``): its files
+        checked against its manifest and its results recomputed from this warehouse, as a
+        :class:`~semwh.results.bundle.BundleReport` (``ok``, ``findings``, ``problems()``).
+
+        Raises:
+            ConfigError: ``bundle`` together with ``sweep_id``, ``result`` or ``every``.
+        """
         from semwh.runs.verify import verify
 
+        if bundle is not None:
+            from semwh.errors import ConfigError
+            from semwh.results.bundle import verify_bundle
+
+            if sweep_id is not None or result is not None or every:
+                raise ConfigError(
+                    "bundle= checks the bundle's own results: leave out sweep_id, result, every"
+                )
+            return verify_bundle(self.warehouse, Path(bundle))
         if every is None:
             every = sweep_id is None and result is None
         return verify(self.warehouse, sweep_id=sweep_id, result=result, every=every)
+
+    def bundle(
+        self,
+        out: PathLike,
+        *,
+        sweep_ids: int | Sequence[int] = (),
+        results: str | Sequence[str] = (),
+        figures: bool = True,
+        force: bool = False,
+    ) -> BundleInfo:
+        """Write the chosen results as CSV, Parquet and LaTeX tables, the figures, the sweep
+        and analysis definitions, input hashes, versions, a README and ``MANIFEST.sha256``
+        into the new folder ``out`` (``semwh bundle``).
+
+        ``sweep_ids``: sweeps whose members to bundle; ``results``: results as ``TEST:ID`` or
+        ids of the ``results`` table; neither: the newest complete sweep (every result when
+        there is none). ``force`` replaces a previous bundle at ``out``, nothing else.
+
+        Raises:
+            OutputError: ``out`` inside the warehouse, or holding files that are not a
+                previous bundle (or any files, without ``force``).
+            NotFoundError: An unknown sweep or result.
+        """
+        from semwh.results.bundle import build_bundle
+
+        sweeps = [sweep_ids] if isinstance(sweep_ids, int) else list(sweep_ids)
+        chosen = [results] if isinstance(results, str) else list(results)
+        return build_bundle(
+            self.warehouse,
+            Path(out),
+            sweep_ids=sweeps,
+            results=chosen,
+            figures=figures,
+            force=force,
+        )
+
+    def diff_warehouse(self, other: PathLike, *, tolerance: float = 0.0) -> WarehouseDiff:
+        """Pair this warehouse's results with those of the warehouse ``other`` (opened read
+        only) by spaces, measure, options, concept set and level (``semwh diff``): each
+        identical, within ``tolerance`` or different, with whether inputs, versions or
+        devices differ; ``.ok`` is false when one differs beyond the tolerance or is in one
+        warehouse only. (:meth:`diff` is the difference of two results of one warehouse.)"""
+        from semwh.runs.warehouse_diff import diff_warehouses
+
+        return diff_warehouses(self.warehouse, Path(other), tolerance=tolerance)
 
     def repair(self) -> RepairReport:
         """Re-hash every vector file and image; rebuild each damaged vector file that the

@@ -12,7 +12,9 @@ import typer
 from rich.markup import escape
 
 from semwh.cli import analyze, db, extract, ingest, sql
+from semwh.cli import bundle as bundle_cmd
 from semwh.cli import demo as demo_cmd
+from semwh.cli import diff as diff_cmd
 from semwh.cli import embed as embed_cmd
 from semwh.cli import export as export_cmd
 from semwh.cli import models as models_cmd
@@ -83,6 +85,8 @@ app.command("models")(models_cmd.models)
 app.command("embed")(embed_cmd.embed)
 app.command("verify")(verify_cmd.verify)
 app.command("repair")(repair_cmd.repair)
+app.command("bundle")(bundle_cmd.bundle)
+app.command("diff")(diff_cmd.diff)
 
 
 def main() -> None:

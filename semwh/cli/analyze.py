@@ -461,6 +461,7 @@ def diff(
     A paired concept-bootstrap interval and a two-sided sign-flip permutation p-value of the
     per-concept jackknife differences; tests rsa, 2v2, cka and reg2v2. Two results against
     the same RDM's subjects also get paired tests over subjects (t, Wilcoxon, sign flip).
+    (To compare every result of this warehouse with another warehouse's, use `semwh diff`.)
 
     Example: semwh analyze diff 2v2:17 2v2:9 --bootstrap 1000 -n 1000 --seed 3
     """

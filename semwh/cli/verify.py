@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.markup import escape
 
@@ -16,6 +18,11 @@ def verify(
     every: bool = typer.Option(
         False, "--all", help="Every stored result, and re-hash every vector file and image."
     ),
+    bundle: Path | None = typer.Option(
+        None,
+        "--bundle",
+        help="A folder `semwh bundle` wrote: check its manifest and recompute its results.",
+    ),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
 ) -> None:
     """Check each input vector file's size, rows and SHA-256, recompute stored results from
@@ -24,9 +31,17 @@ def verify(
     with the command that repairs it. Only reads (works on a read-only warehouse). Exits
     with 1 unless every result reproduced exactly and every file matches its record.
 
+    With --bundle OUT: check every file of the bundle against its MANIFEST.sha256 (naming each
+    missing, extra or altered file) and recompute its results from this warehouse (naming each
+    result whose numbers differ from the bundled ones); exits with 1 on any difference.
+
     Example: semwh verify --all
     """
     from semwh.runs.verify import verify as run_verify
+
+    if bundle is not None:
+        _verify_bundle(ctx, bundle, fmt, others=sweep is not None or result is not None or every)
+        return
 
     report = run_verify(state(ctx).warehouse(), sweep_id=sweep, result=result, every=every)
     print_table(report.table(), fmt, title="verify")
@@ -43,6 +58,28 @@ def verify(
     for damage in report.damage:
         err_console.print(
             f"[red]damaged:[/red] {escape(damage.line())}", highlight=False, soft_wrap=True
+        )
+    err_console.print(report.summary(), highlight=False, soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _verify_bundle(ctx: typer.Context, folder: Path, fmt: str, *, others: bool) -> None:
+    from semwh.errors import ConfigError
+    from semwh.results.bundle import verify_bundle
+
+    if others:
+        raise ConfigError(
+            "--bundle checks the bundle's own results: leave out --sweep, --result and --all"
+        )
+    report = verify_bundle(state(ctx).warehouse(), folder)
+    print_table(report.table(), fmt, title="verify --bundle")
+    for finding in report.problems():
+        err_console.print(
+            f"[red]{finding.kind} {escape(finding.name)}: {finding.status}[/red] "
+            f"{escape(finding.detail)}",
+            highlight=False,
+            soft_wrap=True,
         )
     err_console.print(report.summary(), highlight=False, soft_wrap=True)
     if not report.ok:

@@ -548,6 +548,17 @@ def verify(
             checked.n_files,
             checked.n_images,
         )
+    return recompute(wh, chosen, report)
+
+
+def recompute(
+    wh: Warehouse, chosen: Sequence[tuple[str, int]], report: VerifyReport | None = None
+) -> VerifyReport:
+    """Recompute the ``(test, result_id)`` results of ``chosen`` from the warehouse and add a
+    verdict for each to ``report`` (a new one by default); an id of no stored row is left out.
+    Only reads."""
+    wh = wh.reader()
+    report = VerifyReport() if report is None else report
     checker = _Checker(wh, report)
     with wh.session() as session:
         for test, result_id in chosen:

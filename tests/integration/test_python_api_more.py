@@ -77,6 +77,8 @@ API: dict[str, tuple[str, dict[str, str | None]]] = {
     "report": ("report", {}),
     "export": ("export", {}),
     "verify": ("verify", {"sweep": "sweep_id", "fmt": None}),
+    "bundle": ("bundle", {"sweep": "sweep_ids", "result": "results"}),
+    "diff": ("diff_warehouse", {"other_warehouse": "other", "fmt": None}),
     "repair": ("repair", {}),
     "run": ("run", {}),
 }

@@ -1,0 +1,249 @@
+"""Results bundles (`semwh bundle`, `semwh verify --bundle`) and the diff of two warehouses
+(`semwh diff`), on a real warehouse with a real sweep."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import update
+
+import semwh
+from semwh.errors import OutputError
+from semwh.results.bundle import MANIFEST, BundleReport, build_bundle, format_p, verify_bundle
+from semwh.runs.sweep import sweep
+from semwh.runs.warehouse_diff import DIFFERENT, IDENTICAL, ONLY_HERE, WITHIN, diff_warehouses
+from semwh.vectors import save_space
+from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.models import Result
+from tests.conftest import copy_warehouse, run_cli
+from tests.factories import warehouse_fixtures
+from tests.integration.test_analyze import add_layer_space, add_model, wnids
+
+pytestmark = pytest.mark.integration
+
+N = 10
+
+
+def build(wh: Warehouse) -> dict[str, object]:
+    """A word space and a three-layer model whose layers grow closer to it; one sweep of
+    RSA and 2 vs 2 with 19 permutations."""
+    rng = np.random.default_rng(5)
+    words = rng.normal(size=(N, 6))
+    save_space(wh, "words", "word", wnids(N), words)
+    ids = add_model(wh, "toy", 3)
+    for i, noise in enumerate((3.0, 1.0, 0.3)):
+        add_layer_space(wh, "toy", i, ids[i], 3, words + noise * rng.normal(size=words.shape))
+    found = sweep(wh, ["toy"], ["words"], tests=["rsa", "2v2"], permutations=19, seed=3)
+    return {"sweep_id": found.sweep_id, "words": words}
+
+
+template, warehouse, world = warehouse_fixtures(build)
+
+
+@pytest.fixture(scope="module")
+def bundled(template: tuple[Path, object], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One bundle (with figures) of the template's sweep, written once."""
+    wh = copy_warehouse(template[0], tmp_path_factory.mktemp("b") / "wh")
+    out = tmp_path_factory.mktemp("bundles") / "paper"
+    info = build_bundle(wh, out)
+    assert info.n_results == 6 and "newest complete sweep" in info.selection
+    return out
+
+
+def copy_bundle(bundled: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "paper"
+    shutil.copytree(bundled, out)
+    return out
+
+
+def test_bundle_holds_tables_figures_definitions_and_a_manifest(bundled: Path) -> None:
+    names = {p.relative_to(bundled).as_posix() for p in bundled.rglob("*") if p.is_file()}
+    for name in (
+        "results/comparisons.csv",
+        "results/comparisons.parquet",
+        "tables/rsa_words.tex",
+        "tables/2v2_words.tex",
+        "definitions/sweeps.json",
+        "definitions/analysis_runs.json",
+        "inputs.json",
+        "versions.json",
+        "bundle.json",
+        "README.md",
+        MANIFEST,
+    ):
+        assert name in names, name
+    assert any(n.startswith("report/figures/") and n.endswith(".png") for n in names)
+    listed = (bundled / MANIFEST).read_text().splitlines()
+    assert len(listed) == len(names) - 1  # every file but the manifest itself
+    rows = pq.read_table(bundled / "results/comparisons.parquet").to_pylist()
+    assert {r["test"] for r in rows} == {"rsa", "2v2"} and all(r["p_fdr"] for r in rows)
+    tex = (bundled / "tables/rsa_words.tex").read_text()
+    assert "\\toprule" in tex and "toy/block2" in tex and "Benjamini--Hochberg" in tex
+    inputs = json.loads((bundled / "inputs.json").read_text())
+    assert inputs["words"]["content_sha256"] in inputs["words"]["results_computed_from"]
+    assert inputs["words"]["vector_files"][0]["sha256"]
+    sweeps = json.loads((bundled / "definitions/sweeps.json").read_text())
+    assert sweeps[0]["seed"] == 3 and sweeps[0]["n_permutations"] == 19
+    assert json.loads((bundled / "versions.json").read_text())["libraries"]["numpy"]
+
+
+def test_p_values_are_formatted_for_a_table() -> None:
+    assert [format_p(p) for p in (0.0004, 0.05, 0.12345, None)] == [
+        "$<$0.001",
+        "0.050",
+        "0.123",
+        "--",
+    ]
+
+
+def test_bundle_then_verify_agrees(warehouse: Warehouse, bundled: Path) -> None:
+    report = semwh.open(warehouse.root).verify(bundle=bundled)
+    assert isinstance(report, BundleReport) and report.ok, report.problems()
+    assert sum(f.kind == "result" for f in report.findings) == 6
+
+
+def test_verify_names_an_altered_a_missing_and_an_extra_file(
+    warehouse: Warehouse, bundled: Path, tmp_path: Path
+) -> None:
+    out = copy_bundle(bundled, tmp_path)
+    path = out / "results/comparisons.csv"
+    with path.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    column = rows[0].index("statistic")
+    rows[1][column] = repr(float(rows[1][column]) + 0.01)
+    with path.open("w", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(rows)
+    (out / "tables/2v2_words.tex").unlink()
+    (out / "notes.txt").write_text("mine")
+    report = verify_bundle(warehouse, out)
+    assert not report.ok
+    found = {(f.kind, f.name, f.status) for f in report.problems()}
+    assert ("file", "results/comparisons.csv", "altered") in found
+    assert ("file", "tables/2v2_words.tex", "missing") in found
+    assert ("file", "notes.txt", "extra") in found
+    # The edited number is named with its result, and only that result differs.
+    differs = [f for f in report.problems() if f.kind == "result"]
+    assert len(differs) == 1 and "statistic" in differs[0].detail
+    assert f"{rows[1][rows[0].index('test')]}:{rows[1][rows[0].index('result_id')]}" == (
+        differs[0].name
+    )
+
+
+def test_verify_names_a_result_changed_in_the_warehouse(
+    warehouse: Warehouse, bundled: Path
+) -> None:
+    with warehouse.session() as session:
+        target = session.query(Result).filter_by(measure="rsa").order_by(Result.result_id).first()
+        assert target is not None
+        session.execute(
+            update(Result)
+            .where(Result.result_id == target.result_id)
+            .values(statistic=target.statistic + 0.5)
+        )
+    report = verify_bundle(warehouse, bundled)
+    assert not report.ok
+    (finding,) = [f for f in report.problems() if f.kind == "result"]
+    assert finding.name == f"rsa:{target.result_id}"
+    assert "statistic" in finding.detail and "drifted" in finding.detail
+    # The LaTeX table of that result no longer shows the warehouse's numbers either.
+    assert {(f.kind, f.name) for f in report.problems() if f.kind != "result"} == {
+        ("table", "tables/rsa_words.tex")
+    }
+
+
+def test_cli_verify_bundle_names_the_file_and_exits_1(
+    warehouse: Warehouse, bundled: Path, tmp_path: Path
+) -> None:
+    out = copy_bundle(bundled, tmp_path)
+    (out / "README.md").write_text("edited")
+    bad = run_cli("--warehouse", str(warehouse.root), "verify", "--bundle", str(out), check=False)
+    assert bad.returncode == 1 and "file README.md: altered" in bad.stderr
+
+
+def test_bundle_refuses_a_warehouse_folder_or_a_folder_with_files(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    api = semwh.open(warehouse.root)
+    with pytest.raises(OutputError, match="inside the warehouse"):
+        api.bundle(warehouse.root / "paper", figures=False)
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "data.csv").write_text("x")
+    with pytest.raises(OutputError, match="already holds files"):
+        api.bundle(full, figures=False)
+    with pytest.raises(OutputError, match="only replaces a previous bundle"):
+        api.bundle(full, figures=False, force=True)
+    assert (full / "data.csv").read_text() == "x"
+    # --force replaces a previous bundle, and nothing is left beside it.
+    out = tmp_path / "bundles" / "b"
+    first = api.bundle(out, results=["rsa:1"], figures=False)
+    assert first.n_results == 1
+    again = api.bundle(out, figures=False, force=True)
+    assert again.n_results == 6
+    assert [p.name for p in out.parent.iterdir()] == ["b"]
+    proc = run_cli("--warehouse", str(warehouse.root), "bundle", str(full), check=False)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_diff_of_a_warehouse_with_its_copy_is_identical(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    copy = copy_warehouse(warehouse.root, tmp_path / "copy")
+    report = diff_warehouses(warehouse, copy.root)
+    assert report.ok and len(report.pairs) == 6
+    assert {p.status for p in report.pairs} == {IDENTICAL}
+    assert {p.inputs for p in report.pairs} == {"same"}
+    assert {p.versions for p in report.pairs} == {"same"}
+    assert "6 identical" in report.summary()
+
+
+def test_diff_names_results_of_a_changed_input(
+    warehouse: Warehouse, world: dict, tmp_path: Path
+) -> None:
+    other = copy_warehouse(warehouse.root, tmp_path / "rerun")
+    # The rerun: the word space re-ingested with other vectors, the sweep run again.
+    words = np.asarray(world["words"])
+    save_space(other, "words", "word", wnids(N), words[::-1].copy(), replace=True)
+    sweep(other, ["toy"], ["words"], tests=["rsa"], permutations=19, seed=3)
+    report = diff_warehouses(warehouse, other.root)
+    assert not report.ok
+    changed = [p for p in report.pairs if p.status == DIFFERENT]
+    assert {p.measure for p in changed} == {"rsa"} and len(changed) == 3
+    for pair in changed:
+        assert pair.inputs.startswith("differ: 'words' content")
+        assert pair.row()["diff_statistic"] > 0
+    # The 2 vs 2 results were not rerun: the other warehouse's newest row is the copied one.
+    assert {p.status for p in report.pairs if p.measure == "2v2"} == {IDENTICAL}
+    proc = run_cli(
+        "--warehouse", str(warehouse.root), "diff", str(other.root), "-f", "json", check=False
+    )
+    assert proc.returncode == 1 and "3 different" in proc.stderr
+    rows = json.loads(proc.stdout)
+    assert sorted(r["space_a"] for r in rows if r["status"] == DIFFERENT) == [
+        f"toy/block{i}" for i in range(3)
+    ]
+
+
+def test_diff_tolerance_and_results_of_one_warehouse(warehouse: Warehouse, tmp_path: Path) -> None:
+    other = copy_warehouse(warehouse.root, tmp_path / "other")
+    with other.session() as session:
+        ids = sorted(r.result_id for r in session.query(Result).filter_by(measure="2v2"))
+        session.execute(
+            update(Result)
+            .where(Result.result_id == ids[0])
+            .values(statistic=Result.statistic + 1e-9)
+        )
+        session.query(Result).filter(Result.result_id == ids[1]).delete()
+    exact = diff_warehouses(warehouse, other.root)
+    assert {p.status for p in exact.pairs} == {IDENTICAL, DIFFERENT, ONLY_HERE}
+    loose = semwh.open(warehouse.root).diff_warehouse(other.root, tolerance=1e-6)
+    statuses = {p.status for p in loose.pairs}
+    assert statuses == {IDENTICAL, WITHIN, ONLY_HERE} and not loose.ok
+    (within,) = [p for p in loose.pairs if p.status == WITHIN]
+    assert 0 < within.max_abs_diff <= 1e-6
