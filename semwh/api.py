@@ -37,7 +37,8 @@ if TYPE_CHECKING:
         WordIngestReport,
     )
     from semwh.progress import Progress
-    from semwh.results.bundle import BundleInfo, BundleReport
+    from semwh.results.bundle import BundleInfo
+    from semwh.results.bundle_check import BundleReport
     from semwh.results.named import ExportInfo
     from semwh.results.report import ReportInfo
     from semwh.runs.exemplars import ImageScoreRun
@@ -710,7 +711,7 @@ class SemanticWarehouse:
 
         With ``bundle`` (a folder :meth:`bundle` wrote; ``semwh verify --bundle``): its files
         checked against its manifest and its results recomputed from this warehouse, as a
-        :class:`~semwh.results.bundle.BundleReport` (``ok``, ``findings``, ``problems()``).
+        :class:`~semwh.results.bundle_check.BundleReport` (``ok``, ``findings``, ``problems()``).
 
         Raises:
             ConfigError: ``bundle`` together with ``sweep_id``, ``result`` or ``every``.
@@ -719,7 +720,7 @@ class SemanticWarehouse:
 
         if bundle is not None:
             from semwh.errors import ConfigError
-            from semwh.results.bundle import verify_bundle
+            from semwh.results.bundle_check import verify_bundle
 
             if sweep_id is not None or result is not None or every:
                 raise ConfigError(

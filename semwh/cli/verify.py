@@ -66,7 +66,7 @@ def verify(
 
 def _verify_bundle(ctx: typer.Context, folder: Path, fmt: str, *, others: bool) -> None:
     from semwh.errors import ConfigError
-    from semwh.results.bundle import verify_bundle
+    from semwh.results.bundle_check import verify_bundle
 
     if others:
         raise ConfigError(

@@ -18,7 +18,8 @@ A bundle holds
   format, every other file).
 
 The folder is written beside ``OUT`` under a hidden name and renamed into place when complete,
-so an interrupted bundle never leaves a half bundle at ``OUT``.
+so an interrupted bundle never leaves a half bundle at ``OUT``. :mod:`semwh.results.bundle_check`
+checks a bundle (``semwh verify --bundle``); :mod:`semwh.results.latex` writes its tables.
 """
 
 from __future__ import annotations
@@ -30,10 +31,9 @@ import json
 import math
 import os
 import platform
-import re
 import shutil
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -45,7 +45,8 @@ from sqlalchemy import func, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
-from semwh.errors import InputError, NotFoundError, OutputError
+from semwh.errors import NotFoundError, OutputError
+from semwh.results.latex import depths, latex_tables
 from semwh.runs.provenance import canonical_json
 from semwh.version import __version__
 from semwh.warehouse.layout import Warehouse
@@ -75,7 +76,6 @@ LIBRARIES = (
     "matplotlib",
     "pandas",
 )
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
@@ -206,7 +206,7 @@ def _arrow_type(column: Any) -> pa.DataType:
 
 def _row_columns(model: type) -> list[tuple[str, str, pa.DataType]]:
     """(column name, attribute key, Arrow type) of each column of ``model``'s table."""
-    mapper = sa_inspect(model)
+    mapper: Any = sa_inspect(model)
     return [
         (col.name, mapper.get_property_by_column(col).key, _arrow_type(col))
         for col in model.__table__.columns  # type: ignore[attr-defined]
@@ -270,147 +270,6 @@ def csv_text(table: str, rows: Sequence[dict[str, Any]]) -> str:
     for row in rows:
         writer.writerow([csv_cell(row.get(n)) for n in names])
     return buf.getvalue()
-
-
-# LaTeX ----------------------------------------------------------------------------------
-
-_TEX_SPECIAL = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-}
-
-
-def tex_escape(text: str) -> str:
-    return "".join(_TEX_SPECIAL.get(ch, ch) for ch in text)
-
-
-def format_p(p: float | None) -> str:
-    """A p-value for a table: three decimals, ``$<$0.001`` below that."""
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return "--"
-    return "$<$0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def format_number(x: float | None, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "--"
-    return f"{x:.{digits}f}"
-
-
-_STATISTIC_LABEL = {"rsa": r"$\rho$", "2v2": "accuracy", "recovery": "success rate"}
-
-
-def _slug(text: str) -> str:
-    clean = _SAFE.sub("_", text).strip("_") or "x"
-    if clean == text:
-        return text
-    return f"{clean[:40]}+{hashlib.sha256(text.encode()).hexdigest()[:8]}"
-
-
-def _depths(session: Session) -> dict[str, tuple[str, int]]:
-    rows = session.execute(select(Space.name, Space.model, Space.depth_index)).all()
-    return {str(n): (str(m or n), int(d) if d is not None else 0) for n, m, d in rows}
-
-
-def latex_tables(
-    rows: dict[str, list[dict[str, Any]]], depths: dict[str, tuple[str, int]]
-) -> dict[str, str]:
-    """One booktabs table per measure and target (and options, level): file name -> text."""
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows["comparisons"]:
-        key = (
-            str(row["test"]),
-            str(row["space_b"]),
-            str(row.get("level") or "concept"),
-            str(row.get("options") or "{}"),
-            str(row.get("sweep_id") or ""),
-        )
-        groups.setdefault(key, []).append(row)
-    for row in rows["recovery"]:
-        key = ("recovery", str(row["space_b"]), "image", str(row.get("similarity")), "")
-        groups.setdefault(key, []).append(row)
-    out: dict[str, str] = {}
-    for key, members in groups.items():
-        test, target, level, options, sweep = key
-        name = f"{_slug(test)}_{_slug(target)}"
-        if level != "concept" and test != "recovery":
-            name += f"_{level}"
-        if f"tables/{name}.tex" in out:
-            name += "_" + hashlib.sha256("\0".join(key).encode()).hexdigest()[:8]
-        members.sort(key=lambda r: (*depths.get(r["space_a"], (r["space_a"], 0)), r["space_a"]))
-        out[f"tables/{name}.tex"] = _latex_table(test, target, level, options, sweep, members)
-    return out
-
-
-def _latex_table(
-    test: str, target: str, level: str, options: str, sweep: str, rows: list[dict[str, Any]]
-) -> str:
-    recovery = test == "recovery"
-    has_ci = any(r.get("ci_low") is not None for r in rows)
-    has_fdr = any(r.get("p_fdr") is not None for r in rows)
-    label = _STATISTIC_LABEL.get(test, "statistic")
-    heads = ["Space", "$n$" if not recovery else "images", label]
-    heads += ["95\\% CI"] * has_ci + ["$p$"] + ["$p_{\\mathrm{FDR}}$"] * has_fdr
-    lines = []
-    for r in rows:
-        value = r.get("accuracy") if recovery else r.get("statistic")
-        cells = [
-            tex_escape(str(r["space_a"])),
-            str(r.get("n_images") if recovery else r.get("n_concepts")),
-            format_number(value),
-        ]
-        if has_ci:
-            lo, hi = r.get("ci_low"), r.get("ci_high")
-            cells.append(
-                "--" if lo is None or hi is None else f"[{format_number(lo)}, {format_number(hi)}]"
-            )
-        cells.append(format_p(r.get("p_value")))
-        if has_fdr:
-            cells.append(format_p(r.get("p_fdr")))
-        lines.append(" & ".join(cells) + r" \\")
-    perms = sorted({int(r.get("n_permutations") or 0) for r in rows})
-    if recovery:
-        what = f"1 vs 2 recovery of each layer with {tex_escape(target)}"
-        how = "success rate; $p$: one-sided binomial test against 0.5"
-    else:
-        what = f"{tex_escape(test)} of each space against {tex_escape(target)}"
-        settings = _json_field(options)
-        if isinstance(settings, dict) and settings:
-            what += " (" + ", ".join(f"{tex_escape(str(k))} {tex_escape(str(v))}"
-                                     for k, v in sorted(settings.items())) + ")"  # fmt: skip
-        how = f"{tex_escape(level)} level; $p$: permutation test, "
-        how += f"{', '.join(map(str, perms))} permutations"
-    if has_fdr:
-        how += f"; $p_{{\\mathrm{{FDR}}}}$: Benjamini--Hochberg over sweep {tex_escape(sweep)}"
-    if has_ci:
-        how += "; CI: bootstrap interval stored with the result"
-    label_key = _SAFE.sub("-", f"{test}-{target}-{level}").strip("-")
-    return "\n".join(
-        [
-            f"% semwh {__version__} bundle: {test} against {target} (needs booktabs).",
-            r"\begin{table}[ht]",
-            r"\centering",
-            f"\\caption{{{what}: {how}.}}",
-            f"\\label{{tab:{label_key}}}",
-            r"\begin{tabular}{l" + "r" * (len(heads) - 1) + "}",
-            r"\toprule",
-            " & ".join(heads) + r" \\",
-            r"\midrule",
-            *lines,
-            r"\bottomrule",
-            r"\end{tabular}",
-            r"\end{table}",
-            "",
-        ]
-    )
 
 
 # Definitions, inputs, versions --------------------------------------------------------------
@@ -542,7 +401,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _files(folder: Path) -> list[str]:
+def files_of(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
 
@@ -681,7 +540,7 @@ def build_bundle(
     try:
         with wh.session() as session:
             rows = bundle_rows(session, chosen)
-            tables = latex_tables(rows, _depths(session))
+            tables = latex_tables(rows, depths(session))
             defs = definitions(session, chosen, rows)
             inputs = input_hashes(session, rows)
         (tmp / "results").mkdir()
@@ -716,7 +575,7 @@ def build_bundle(
             },
         )
         (tmp / "README.md").write_text(_readme(how, chosen, rows, note), encoding="utf-8")
-        listed = _files(tmp)
+        listed = files_of(tmp)
         (tmp / MANIFEST).write_text(
             "".join(f"{sha256_file(tmp / rel)}  {rel}\n" for rel in listed), encoding="utf-8"
         )
@@ -746,235 +605,4 @@ def _swap_into_place(tmp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-# Verifying ------------------------------------------------------------------------------
-
-AGREES = "agrees"
-
-
-@dataclass(frozen=True)
-class BundleFinding:
-    """One file or result of a bundle, and what checking it found."""
-
-    kind: str  # file | table | result
-    name: str
-    status: str  # agrees | missing | extra | altered | differs
-    detail: str
-
-
-@dataclass
-class BundleReport:
-    """What :func:`verify_bundle` found: each problem file, table and result, and each
-    result that agrees."""
-
-    folder: Path
-    findings: list[BundleFinding] = field(default_factory=list)
-    n_files: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return all(f.status == AGREES for f in self.findings)
-
-    def problems(self) -> list[BundleFinding]:
-        return [f for f in self.findings if f.status != AGREES]
-
-    def table(self) -> pa.Table:
-        return pa.Table.from_pylist(
-            [
-                {"kind": f.kind, "name": f.name, "status": f.status, "detail": f.detail}
-                for f in self.findings
-            ],
-            schema=pa.schema([(n, pa.string()) for n in ("kind", "name", "status", "detail")]),
-        )
-
-    def summary(self) -> str:
-        results = [f for f in self.findings if f.kind == "result"]
-        agree = sum(f.status == AGREES for f in results)
-        files = [f for f in self.findings if f.kind == "file"]
-        return (
-            f"bundle {self.folder}: {self.n_files} file(s) in the manifest, {len(files)} "
-            f"missing, extra or altered; {agree} of {len(results)} result(s) agree with the "
-            f"warehouse; {len(self.problems())} problem(s)"
-        )
-
-
-def _read_manifest(folder: Path) -> dict[str, str]:
-    path = folder / MANIFEST
-    if not folder.is_dir():
-        raise NotFoundError(f"no bundle at {folder}: the folder does not exist")
-    if not path.is_file():
-        raise NotFoundError(
-            f"no bundle at {folder}: it has no {MANIFEST} (write one with `semwh bundle`)"
-        )
-    entries: dict[str, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        match = re.fullmatch(r"([0-9a-f]{64}) [ *](.+)", line)
-        if match is None:
-            raise InputError(
-                f"{path}, line {number}: not a sha256sum line (HASH  PATH): the manifest is "
-                "damaged; write the bundle again"
-            )
-        entries[match.group(2)] = match.group(1)
-    return entries
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return bool(a == b)
-
-
-def _compare_rows(
-    label: str,
-    bundled: dict[tuple[Any, str, int], dict[str, Any]],
-    current: dict[tuple[Any, str, int], dict[str, Any]],
-    problems: dict[str, list[str]],
-) -> None:
-    for key in current.keys() - bundled.keys():
-        problems.setdefault(f"{key[1]}:{key[2]}", []).append(f"its row is missing from {label}")
-    for key, row in bundled.items():
-        ref = f"{key[1]}:{key[2]}"
-        now = current.get(key)
-        if now is None:
-            continue  # not stored any more: named once, by the caller
-        changed = [
-            f"{name} {row.get(name)!r} in {label}, {now.get(name)!r} in the warehouse"
-            for name in row
-            if name in now and not _same(row.get(name), now.get(name))
-        ]
-        if changed:
-            problems.setdefault(ref, []).append("; ".join(changed[:4]))
-
-
-def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
-    """Check a bundle: every file against ``MANIFEST.sha256`` (each missing, extra or altered
-    file named), its result tables and LaTeX tables against the warehouse's stored rows, and
-    each bundled result recomputed from the warehouse (:func:`semwh.runs.verify.recompute`).
-    Only reads.
-
-    Raises:
-        NotFoundError: ``folder`` is not a bundle (no folder, no manifest).
-        InputError: A malformed manifest line, or an unreadable ``bundle.json``.
-    """
-    from semwh.runs.verify import REPRODUCED, recompute
-
-    folder = Path(folder)
-    report = BundleReport(folder)
-    manifest = _read_manifest(folder)
-    report.n_files = len(manifest)
-    for rel, digest in sorted(manifest.items()):
-        path = folder / rel
-        if not path.is_file():
-            report.findings.append(BundleFinding("file", rel, "missing", "listed in the manifest"))
-        elif sha256_file(path) != digest:
-            report.findings.append(
-                BundleFinding("file", rel, "altered", "its SHA-256 is not the manifest's")
-            )
-    for rel in _files(folder):
-        if rel != MANIFEST and rel not in manifest:
-            report.findings.append(
-                BundleFinding("file", rel, "extra", "not listed in the manifest")
-            )
-    try:
-        info = json.loads((folder / INFO).read_text(encoding="utf-8"))
-        chosen = [Chosen(s, str(t), int(i)) for s, t, i in info["results"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(
-            f"{folder / INFO}: unreadable ({exc}): the bundle is damaged; write it again"
-        ) from None
-    wh = wh.reader()
-    with wh.session() as session:
-        current = bundle_rows(session, chosen)
-        depths = _depths(session)
-    now = {t: {row_key(r): r for r in current[t]} for t in TABLES}
-    problems: dict[str, list[str]] = {}
-    stored = {row_key(r) for t in TABLES for r in current[t]}
-    for c in chosen:
-        if (c.sweep_id, c.test, c.result_id) not in stored:
-            problems.setdefault(c.ref, []).append("no longer stored in the warehouse")
-    for table in TABLES:
-        parquet = folder / "results" / f"{table}.parquet"
-        if parquet.is_file():
-            try:
-                rows = pq.read_table(parquet).to_pylist()
-            except (OSError, pa.ArrowException) as exc:
-                rows = []
-                report.findings.append(
-                    BundleFinding("table", f"results/{table}.parquet", "differs", str(exc))
-                )
-            _compare_rows(
-                f"results/{table}.parquet", {row_key(r): r for r in rows}, now[table], problems
-            )
-        path = folder / "results" / f"{table}.csv"
-        if path.is_file():
-            with path.open(newline="", encoding="utf-8") as fh:
-                text_rows = list(csv.DictReader(fh))
-            as_text = {k: {n: csv_cell(v) for n, v in r.items()} for k, r in now[table].items()}
-            _compare_rows(
-                f"results/{table}.csv",
-                {_text_key(r): r for r in text_rows if _text_key(r) is not None},  # type: ignore[misc]
-                as_text,  # type: ignore[arg-type]
-                problems,
-            )
-    for rel, text in latex_tables(current, depths).items():
-        path = folder / rel
-        if not path.is_file() or path.read_text(encoding="utf-8") != _strip_stamp(text, path):
-            report.findings.append(
-                BundleFinding(
-                    "table",
-                    rel,
-                    "differs",
-                    "the LaTeX table does not show the warehouse's stored numbers",
-                )
-            )
-    pairs = list(dict.fromkeys((c.test, c.result_id) for c in chosen))
-    verdicts = {(v.test, v.result_id): v for v in recompute(wh, pairs).verdicts}
-    for c in dict.fromkeys(pairs):
-        verdict = verdicts.get(c)
-        if verdict is not None and verdict.status != REPRODUCED:
-            problems.setdefault(f"{c[0]}:{c[1]}", []).append(
-                f"recomputing it from the warehouse: {verdict.status}: {verdict.detail}"
-            )
-    for test, result_id in pairs:
-        ref = f"{test}:{result_id}"
-        if ref in problems:
-            report.findings.append(
-                BundleFinding("result", ref, "differs", " | ".join(problems[ref]))
-            )
-        else:
-            report.findings.append(
-                BundleFinding(
-                    "result",
-                    ref,
-                    AGREES,
-                    "bundled numbers = stored numbers = numbers recomputed now",
-                )
-            )
-    return report
-
-
-def _text_key(row: dict[str, str]) -> tuple[Any, str, int] | None:
-    try:
-        sweep = row.get("sweep_id") or None
-        return (int(sweep) if sweep else None, str(row["test"]), int(row["result_id"]))
-    except (KeyError, ValueError, TypeError):
-        return None
-
-
-def _strip_stamp(text: str, path: Path) -> str:
-    """``text`` with its first line (the version stamp) as the bundled file has it."""
-    bundled = path.read_text(encoding="utf-8")
-    first, _, rest = text.partition("\n")
-    if bundled.startswith("% semwh ") and first.startswith("% semwh "):
-        return bundled.partition("\n")[0] + "\n" + rest
-    return text
-
-
-__all__ = [
-    "BundleFinding",
-    "BundleInfo",
-    "BundleReport",
-    "build_bundle",
-    "choose_results",
-    "draw_figures",
-    "verify_bundle",
-]
+__all__ = ["BundleInfo", "Chosen", "build_bundle", "choose_results", "draw_figures"]

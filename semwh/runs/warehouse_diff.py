@@ -225,12 +225,12 @@ class _Reader:
             n_permutations=int(row.n_permutations or 0),
         )
 
-    def keyed(self) -> dict[tuple[str, ...], tuple[Side, dict[str, str]]]:
-        out: dict[tuple[str, ...], tuple[Side, dict[str, str]]] = {}
+    def keyed(self) -> dict[tuple[str | None, ...], tuple[Side, dict[str, str]]]:
+        out: dict[tuple[str | None, ...], tuple[Side, dict[str, str]]] = {}
         rows = self.session.scalars(select(Result).order_by(Result.result_id)).all()
         for r in rows:
             level = r.level or "concept"
-            key = (
+            key: tuple[str | None, ...] = (
                 r.measure,
                 r.space_a,
                 r.space_b,
@@ -251,22 +251,29 @@ class _Reader:
             }
             out[key] = (self.side(r, numbers), label)  # the newest row of a key wins
         recs = self.session.scalars(select(ResultRecovery).order_by(ResultRecovery.result_id))
-        for r in recs.all():
-            key = ("recovery", r.space_a, r.space_b, r.similarity, r.concepts_sha256, "image")
+        for rec in recs.all():
+            key = (
+                "recovery",
+                rec.space_a,
+                rec.space_b,
+                rec.similarity,
+                rec.concepts_sha256,
+                "image",
+            )
             numbers = {
-                "statistic": r.accuracy,
-                "p_value": r.p_value,
-                "visual_accuracy": r.visual_accuracy,
-                "mean_rank_true": r.mean_rank_true,
+                "statistic": rec.accuracy,
+                "p_value": rec.p_value,
+                "visual_accuracy": rec.visual_accuracy,
+                "mean_rank_true": rec.mean_rank_true,
             }
             label = {
                 "measure": "recovery",
-                "space_a": r.space_a,
-                "space_b": r.space_b,
+                "space_a": rec.space_a,
+                "space_b": rec.space_b,
                 "level": "image",
-                "options": json.dumps({"similarity": r.similarity}),
+                "options": json.dumps({"similarity": rec.similarity}),
             }
-            out[key] = (self.side(r, numbers), label)
+            out[key] = (self.side(rec, numbers), label)
         return out
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,9 @@ from sqlalchemy import update
 
 import semwh
 from semwh.errors import OutputError
-from semwh.results.bundle import MANIFEST, BundleReport, build_bundle, format_p, verify_bundle
+from semwh.results.bundle import MANIFEST, build_bundle
+from semwh.results.bundle_check import BundleReport, verify_bundle
+from semwh.results.latex import format_p
 from semwh.runs.sweep import sweep
 from semwh.runs.warehouse_diff import DIFFERENT, IDENTICAL, ONLY_HERE, WITHIN, diff_warehouses
 from semwh.vectors import save_space
@@ -56,8 +59,8 @@ def bundled(template: tuple[Path, object], tmp_path_factory: pytest.TempPathFact
     return out
 
 
-def copy_bundle(bundled: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "paper"
+def copy_bundle(bundled: Path, folder: Path) -> Path:
+    out = folder / "paper"
     shutil.copytree(bundled, out)
     return out
 
@@ -167,7 +170,7 @@ def test_cli_verify_bundle_names_the_file_and_exits_1(
 
 
 def test_bundle_refuses_a_warehouse_folder_or_a_folder_with_files(
-    warehouse: Warehouse, tmp_path: Path
+    warehouse: Warehouse, bundled: Path, tmp_path: Path
 ) -> None:
     api = semwh.open(warehouse.root)
     with pytest.raises(OutputError, match="inside the warehouse"):
@@ -180,15 +183,29 @@ def test_bundle_refuses_a_warehouse_folder_or_a_folder_with_files(
     with pytest.raises(OutputError, match="only replaces a previous bundle"):
         api.bundle(full, figures=False, force=True)
     assert (full / "data.csv").read_text() == "x"
-    # --force replaces a previous bundle, and nothing is left beside it.
-    out = tmp_path / "bundles" / "b"
-    first = api.bundle(out, results=["rsa:1"], figures=False)
-    assert first.n_results == 1
-    again = api.bundle(out, figures=False, force=True)
-    assert again.n_results == 6
-    assert [p.name for p in out.parent.iterdir()] == ["b"]
     proc = run_cli("--warehouse", str(warehouse.root), "bundle", str(full), check=False)
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
+    assert "already holds files" in proc.stderr
+    # --force replaces a previous bundle, and nothing is left beside it.
+    out = copy_bundle(bundled, tmp_path / "bundles")
+    again = api.bundle(out, results=["rsa:1", "3"], figures=False, force=True)
+    assert again.n_results == 2 and not (out / "report").exists()
+    assert [p.name for p in out.parent.iterdir()] == ["paper"]
+
+
+def test_a_killed_bundle_leaves_no_bundle_and_the_next_one_clears_its_folder(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    dead = subprocess.Popen(["true"])  # the bundling process, gone before it finished
+    dead.wait()
+    out = tmp_path / "out" / "paper"
+    partial = out.parent / f".paper.partial-{dead.pid}"
+    partial.mkdir(parents=True)
+    (partial / "results").mkdir()
+    (partial / "results" / "comparisons.csv").write_text("half")
+    info = build_bundle(warehouse, out, results=["2"], figures=False)
+    assert info.n_results == 1 and [p.name for p in out.parent.iterdir()] == ["paper"]
+    assert json.loads((out / "bundle.json").read_text())["results"] == [[None, "2v2", 2]]
 
 
 def test_diff_of_a_warehouse_with_its_copy_is_identical(

@@ -1,0 +1,253 @@
+"""`semwh verify --bundle`: a results bundle checked against its manifest and recomputed
+from the warehouse (:mod:`semwh.results.bundle` writes bundles)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from semwh.errors import InputError, NotFoundError
+from semwh.results.bundle import (
+    INFO,
+    MANIFEST,
+    TABLES,
+    Chosen,
+    bundle_rows,
+    csv_cell,
+    files_of,
+    row_key,
+    sha256_file,
+)
+from semwh.results.latex import depths, latex_tables
+from semwh.warehouse.layout import Warehouse
+
+AGREES = "agrees"
+
+
+@dataclass(frozen=True)
+class BundleFinding:
+    """One file or result of a bundle, and what checking it found."""
+
+    kind: str  # file | table | result
+    name: str
+    status: str  # agrees | missing | extra | altered | differs
+    detail: str
+
+
+@dataclass
+class BundleReport:
+    """What :func:`verify_bundle` found: each problem file, table and result, and each
+    result that agrees."""
+
+    folder: Path
+    findings: list[BundleFinding] = field(default_factory=list)
+    n_files: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return all(f.status == AGREES for f in self.findings)
+
+    def problems(self) -> list[BundleFinding]:
+        return [f for f in self.findings if f.status != AGREES]
+
+    def table(self) -> pa.Table:
+        return pa.Table.from_pylist(
+            [
+                {"kind": f.kind, "name": f.name, "status": f.status, "detail": f.detail}
+                for f in self.findings
+            ],
+            schema=pa.schema([(n, pa.string()) for n in ("kind", "name", "status", "detail")]),
+        )
+
+    def summary(self) -> str:
+        results = [f for f in self.findings if f.kind == "result"]
+        agree = sum(f.status == AGREES for f in results)
+        files = [f for f in self.findings if f.kind == "file"]
+        return (
+            f"bundle {self.folder}: {self.n_files} file(s) in the manifest, {len(files)} "
+            f"missing, extra or altered; {agree} of {len(results)} result(s) agree with the "
+            f"warehouse; {len(self.problems())} problem(s)"
+        )
+
+
+def _read_manifest(folder: Path) -> dict[str, str]:
+    path = folder / MANIFEST
+    if not folder.is_dir():
+        raise NotFoundError(f"no bundle at {folder}: the folder does not exist")
+    if not path.is_file():
+        raise NotFoundError(
+            f"no bundle at {folder}: it has no {MANIFEST} (write one with `semwh bundle`)"
+        )
+    entries: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        match = re.fullmatch(r"([0-9a-f]{64}) [ *](.+)", line)
+        if match is None:
+            raise InputError(
+                f"{path}, line {number}: not a sha256sum line (HASH  PATH): the manifest is "
+                "damaged; write the bundle again"
+            )
+        entries[match.group(2)] = match.group(1)
+    return entries
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(a == b)
+
+
+def _compare_rows(
+    label: str,
+    bundled: dict[tuple[Any, str, int], dict[str, Any]],
+    current: dict[tuple[Any, str, int], dict[str, Any]],
+    problems: dict[str, list[str]],
+) -> None:
+    for key in current.keys() - bundled.keys():
+        problems.setdefault(f"{key[1]}:{key[2]}", []).append(f"its row is missing from {label}")
+    for key, row in bundled.items():
+        ref = f"{key[1]}:{key[2]}"
+        now = current.get(key)
+        if now is None:
+            continue  # not stored any more: named once, by the caller
+        changed = [
+            f"{name} {row.get(name)!r} in {label}, {now.get(name)!r} in the warehouse"
+            for name in row
+            if name in now and not _same(row.get(name), now.get(name))
+        ]
+        if changed:
+            problems.setdefault(ref, []).append("; ".join(changed[:4]))
+
+
+def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
+    """Check a bundle: every file against ``MANIFEST.sha256`` (each missing, extra or altered
+    file named), its result tables and LaTeX tables against the warehouse's stored rows, and
+    each bundled result recomputed from the warehouse (:func:`semwh.runs.verify.recompute`).
+    Only reads.
+
+    Raises:
+        NotFoundError: ``folder`` is not a bundle (no folder, no manifest).
+        InputError: A malformed manifest line, or an unreadable ``bundle.json``.
+    """
+    from semwh.runs.verify import REPRODUCED, recompute
+
+    folder = Path(folder)
+    report = BundleReport(folder)
+    manifest = _read_manifest(folder)
+    report.n_files = len(manifest)
+    for rel, digest in sorted(manifest.items()):
+        path = folder / rel
+        if not path.is_file():
+            report.findings.append(BundleFinding("file", rel, "missing", "listed in the manifest"))
+        elif sha256_file(path) != digest:
+            report.findings.append(
+                BundleFinding("file", rel, "altered", "its SHA-256 is not the manifest's")
+            )
+    for rel in files_of(folder):
+        if rel != MANIFEST and rel not in manifest:
+            report.findings.append(
+                BundleFinding("file", rel, "extra", "not listed in the manifest")
+            )
+    try:
+        info = json.loads((folder / INFO).read_text(encoding="utf-8"))
+        chosen = [Chosen(s, str(t), int(i)) for s, t, i in info["results"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(
+            f"{folder / INFO}: unreadable ({exc}): the bundle is damaged; write it again"
+        ) from None
+    wh = wh.reader()
+    with wh.session() as session:
+        current = bundle_rows(session, chosen)
+        order = depths(session)
+    now = {t: {row_key(r): r for r in current[t]} for t in TABLES}
+    problems: dict[str, list[str]] = {}
+    stored = {row_key(r) for t in TABLES for r in current[t]}
+    for c in chosen:
+        if (c.sweep_id, c.test, c.result_id) not in stored:
+            problems.setdefault(c.ref, []).append("no longer stored in the warehouse")
+    for table in TABLES:
+        parquet = folder / "results" / f"{table}.parquet"
+        if parquet.is_file():
+            try:
+                rows = pq.read_table(parquet).to_pylist()
+            except (OSError, pa.ArrowException) as exc:
+                rows = []
+                report.findings.append(
+                    BundleFinding("table", f"results/{table}.parquet", "differs", str(exc))
+                )
+            _compare_rows(
+                f"results/{table}.parquet", {row_key(r): r for r in rows}, now[table], problems
+            )
+        path = folder / "results" / f"{table}.csv"
+        if path.is_file():
+            with path.open(newline="", encoding="utf-8") as fh:
+                text_rows = list(csv.DictReader(fh))
+            as_text = {k: {n: csv_cell(v) for n, v in r.items()} for k, r in now[table].items()}
+            _compare_rows(
+                f"results/{table}.csv",
+                {_text_key(r): r for r in text_rows if _text_key(r) is not None},  # type: ignore[misc]
+                as_text,  # type: ignore[arg-type]
+                problems,
+            )
+    for rel, text in latex_tables(current, order).items():
+        path = folder / rel
+        if not path.is_file() or path.read_text(encoding="utf-8") != _strip_stamp(text, path):
+            report.findings.append(
+                BundleFinding(
+                    "table",
+                    rel,
+                    "differs",
+                    "the LaTeX table does not show the warehouse's stored numbers",
+                )
+            )
+    pairs = list(dict.fromkeys((c.test, c.result_id) for c in chosen))
+    verdicts = {(v.test, v.result_id): v for v in recompute(wh, pairs).verdicts}
+    for pair in pairs:
+        verdict = verdicts.get(pair)
+        if verdict is not None and verdict.status != REPRODUCED:
+            problems.setdefault(f"{pair[0]}:{pair[1]}", []).append(
+                f"recomputing it from the warehouse: {verdict.status}: {verdict.detail}"
+            )
+    for test, result_id in pairs:
+        ref = f"{test}:{result_id}"
+        if ref in problems:
+            report.findings.append(
+                BundleFinding("result", ref, "differs", " | ".join(problems[ref]))
+            )
+        else:
+            report.findings.append(
+                BundleFinding(
+                    "result",
+                    ref,
+                    AGREES,
+                    "bundled numbers = stored numbers = numbers recomputed now",
+                )
+            )
+    return report
+
+
+def _text_key(row: dict[str, str]) -> tuple[Any, str, int] | None:
+    try:
+        sweep = row.get("sweep_id") or None
+        return (int(sweep) if sweep else None, str(row["test"]), int(row["result_id"]))
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def _strip_stamp(text: str, path: Path) -> str:
+    """``text`` with its first line (the version stamp) as the bundled file has it."""
+    bundled = path.read_text(encoding="utf-8")
+    first, _, rest = text.partition("\n")
+    if bundled.startswith("% semwh ") and first.startswith("% semwh "):
+        return bundled.partition("\n")[0] + "\n" + rest
+    return text
+
+
+__all__ = ["AGREES", "BundleFinding", "BundleReport", "verify_bundle"]
