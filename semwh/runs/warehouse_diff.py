@@ -13,9 +13,11 @@ pair is
 * ``different``: one differs by more (the row says by how much);
 
 and results of one warehouse only are listed as such. Beside each pair: whether the inputs'
-content hashes, the semwh and library versions recorded by their analysis runs, and the
-devices (of the analysis, and of the extraction behind a layer space) differ; a warehouse
-that did not record one says "not recorded".
+content hashes differ; whether the algorithm versions, the semwh and library versions their
+analysis runs recorded (numpy, scipy, torch) differ; and whether the devices differ: the
+analysis's (recorded as ``cpu`` or ``cuda``, not the card's model) and, for a layer space,
+its extraction's (device, precision and the versions the extraction recorded). What a
+warehouse did not record is said to be "not recorded", never guessed.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class Side:
     extraction: tuple[str | None, dict[str, Any]] | None
     seed: int | None
     n_permutations: int
+    analysis_version: int | None
 
 
 @dataclass(frozen=True)
@@ -207,7 +210,12 @@ class _Reader:
                     .limit(1)
                 )
                 if run is not None:
-                    found = (run.device, _json(run.versions))
+                    # The precision (float32, bf16, ...) is part of what made the vectors.
+                    precision = _json(run.params).get("precision")
+                    versions = _json(run.versions)
+                    if precision is not None:
+                        versions = {**versions, "precision": precision}
+                    found = (run.device, versions)
             self.extractions[space_name] = found
         return self.extractions[space_name]
 
@@ -223,6 +231,7 @@ class _Reader:
             extraction=self.extraction(row.space_a),
             seed=row.seed,
             n_permutations=int(row.n_permutations or 0),
+            analysis_version=row.analysis_version,
         )
 
     def keyed(self) -> dict[tuple[str | None, ...], tuple[Side, dict[str, str]]]:
@@ -309,6 +318,8 @@ def _inputs(here: Side, other: Side, label: dict[str, str]) -> str:
 
 def _versions(here: Side, other: Side) -> str:
     notes = []
+    if here.analysis_version != other.analysis_version:
+        notes.append(f"algorithm version {here.analysis_version} vs {other.analysis_version}")
     if here.semwh_version != other.semwh_version:
         notes.append(f"semwh {here.semwh_version} vs {other.semwh_version}")
     if not here.libraries or not other.libraries:
@@ -343,7 +354,7 @@ def _device(here: Side, other: Side) -> str:
         changed = [f"{k} {va.get(k)} vs {vb.get(k)}" for k in sorted(va.keys() | vb.keys())
                    if va.get(k) != vb.get(k)]  # fmt: skip
         if changed:
-            notes.append("extraction versions " + ", ".join(changed))
+            notes.append("extraction " + ", ".join(changed))
     return "same" if not notes else "; ".join(notes)
 
 

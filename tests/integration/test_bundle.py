@@ -23,7 +23,7 @@ from semwh.runs.sweep import sweep
 from semwh.runs.warehouse_diff import DIFFERENT, IDENTICAL, ONLY_HERE, WITHIN, diff_warehouses
 from semwh.vectors import save_space
 from semwh.warehouse.layout import Warehouse
-from semwh.warehouse.models import Result
+from semwh.warehouse.models import AnalysisRun, Result
 from tests.conftest import copy_warehouse, run_cli
 from tests.factories import warehouse_fixtures
 from tests.integration.test_analyze import add_layer_space, add_model, wnids
@@ -257,6 +257,11 @@ def test_diff_tolerance_and_results_of_one_warehouse(warehouse: Warehouse, tmp_p
             .values(statistic=Result.statistic + 1e-9)
         )
         session.query(Result).filter(Result.result_id == ids[1]).delete()
+        # The analyses of the other warehouse ran on a GPU with another numpy.
+        for run in session.query(AnalysisRun):
+            versions = {**json.loads(run.library_versions), "numpy": "0.0-other"}
+            run.library_versions = json.dumps(versions)
+            run.device = "cuda"
     exact = diff_warehouses(warehouse, other.root)
     assert {p.status for p in exact.pairs} == {IDENTICAL, DIFFERENT, ONLY_HERE}
     loose = semwh.open(warehouse.root).diff_warehouse(other.root, tolerance=1e-6)
@@ -264,3 +269,5 @@ def test_diff_tolerance_and_results_of_one_warehouse(warehouse: Warehouse, tmp_p
     assert statuses == {IDENTICAL, WITHIN, ONLY_HERE} and not loose.ok
     (within,) = [p for p in loose.pairs if p.status == WITHIN]
     assert 0 < within.max_abs_diff <= 1e-6
+    assert within.device == "analysis cpu vs cuda"
+    assert "numpy" in within.versions and "0.0-other" in within.versions
