@@ -30,7 +30,8 @@ def diff(
     from semwh.runs.warehouse_diff import diff_warehouses
 
     report = diff_warehouses(state(ctx).warehouse(), other_warehouse, tolerance=tolerance)
-    print_table(report.table(), fmt, title="diff")
+    # A terminal table shows what differs; csv and json carry every column.
+    print_table(report.table(compact=fmt == "table"), fmt, title="diff")
     err_console.print(report.summary(), highlight=False, soft_wrap=True)
     if not report.ok:
         raise typer.Exit(1)

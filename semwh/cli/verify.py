@@ -76,7 +76,7 @@ def _verify_bundle(ctx: typer.Context, folder: Path, fmt: str, *, others: bool) 
     print_table(report.table(), fmt, title="verify --bundle")
     for finding in report.problems():
         err_console.print(
-            f"[red]{finding.kind} {escape(finding.name)}: {finding.status}[/red] "
+            f"[red]{finding.kind} {escape(finding.name)}: {finding.status}[/red]: "
             f"{escape(finding.detail)}",
             highlight=False,
             soft_wrap=True,

@@ -145,6 +145,22 @@ _SCHEMA = pa.schema(
 )
 
 
+#: The columns of the terminal table of a diff.
+COMPACT = (
+    "measure",
+    "space_a",
+    "space_b",
+    "level",
+    "status",
+    "diff_statistic",
+    "diff_p_value",
+    "inputs",
+    "versions",
+    "device",
+    "notes",
+)
+
+
 @dataclass
 class WarehouseDiff:
     """Every result key of two warehouses and how they compare."""
@@ -159,8 +175,11 @@ class WarehouseDiff:
         """True when every result is in both and none differs beyond the tolerance."""
         return all(p.status in (IDENTICAL, WITHIN) for p in self.pairs)
 
-    def table(self) -> pa.Table:
-        return pa.Table.from_pylist([p.row() for p in self.pairs], schema=_SCHEMA)
+    def table(self, *, compact: bool = False) -> pa.Table:
+        """One row per result key; ``compact``: the columns a terminal table has room for
+        (no options, result ids or the two sides' numbers, only their differences)."""
+        table = pa.Table.from_pylist([p.row() for p in self.pairs], schema=_SCHEMA)
+        return table.select(list(COMPACT)) if compact else table
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
