@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,8 +107,8 @@ def _same(a: Any, b: Any) -> bool:
 
 def _compare_rows(
     label: str,
-    bundled: dict[tuple[Any, str, int], dict[str, Any]],
-    current: dict[tuple[Any, str, int], dict[str, Any]],
+    bundled: Mapping[tuple[Any, str, int], Mapping[str, Any]],
+    current: Mapping[tuple[Any, str, int], Mapping[str, Any]],
     problems: dict[str, list[str]],
 ) -> None:
     for key in current.keys() - bundled.keys():
@@ -134,7 +135,7 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
 
     Raises:
         NotFoundError: ``folder`` is not a bundle (no folder, no manifest).
-        InputError: A malformed manifest line, or an unreadable ``bundle.json``.
+        InputError: A malformed manifest line.
     """
     from semwh.runs.verify import REPRODUCED, recompute
 
@@ -159,9 +160,13 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
         info = json.loads((folder / INFO).read_text(encoding="utf-8"))
         chosen = [Chosen(s, str(t), int(i)) for s, t, i in info["results"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(
-            f"{folder / INFO}: unreadable ({exc}): the bundle is damaged; write it again"
-        ) from None
+        # Without the list of its results the bundle's numbers cannot be checked.
+        report.findings.append(
+            BundleFinding(
+                "file", INFO, "unreadable", f"{exc}: its results cannot be checked; bundle again"
+            )
+        )
+        return report
     wh = wh.reader()
     with wh.session() as session:
         current = bundle_rows(session, chosen)
@@ -192,8 +197,8 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
             as_text = {k: {n: csv_cell(v) for n, v in r.items()} for k, r in now[table].items()}
             _compare_rows(
                 f"results/{table}.csv",
-                {_text_key(r): r for r in text_rows if _text_key(r) is not None},  # type: ignore[misc]
-                as_text,  # type: ignore[arg-type]
+                {key: r for r in text_rows if (key := _text_key(r)) is not None},
+                as_text,
                 problems,
             )
     for rel, text in latex_tables(current, order).items():

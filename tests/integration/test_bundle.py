@@ -138,6 +138,18 @@ def test_verify_names_an_altered_a_missing_and_an_extra_file(
     )
 
 
+def test_verify_without_the_list_of_results_names_the_file(
+    warehouse: Warehouse, bundled: Path, tmp_path: Path
+) -> None:
+    out = copy_bundle(bundled, tmp_path)
+    (out / "bundle.json").unlink()
+    report = verify_bundle(warehouse, out)
+    assert {(f.name, f.status) for f in report.problems()} == {
+        ("bundle.json", "missing"),
+        ("bundle.json", "unreadable"),
+    }
+
+
 def test_verify_names_a_result_changed_in_the_warehouse(
     warehouse: Warehouse, bundled: Path
 ) -> None:
