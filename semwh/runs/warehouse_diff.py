@@ -33,9 +33,10 @@ import pyarrow as pa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from semwh.errors import ConfigError
-from semwh.warehouse.layout import Warehouse
-from semwh.warehouse.migrate import open_warehouse
+from semwh.config import load_settings
+from semwh.errors import ConfigError, WarehouseError
+from semwh.warehouse.layout import Warehouse, warehouse_from_settings
+from semwh.warehouse.migrate import check_revision
 from semwh.warehouse.models import (
     AnalysisRun,
     ExtractionRun,
@@ -377,6 +378,19 @@ def _device(here: Side, other: Side) -> str:
     return "same" if not notes else "; ".join(notes)
 
 
+def _other_warehouse(folder: Path) -> Warehouse:
+    """The warehouse folder ``folder``, opened read-only: its own registry file, whatever
+    ``SEMWH_DB`` or ``SEMWH_VECTORS`` say (they name this process's warehouse)."""
+    theirs = warehouse_from_settings(load_settings(folder, environ={}))
+    if not theirs.exists():
+        raise WarehouseError(
+            f"no warehouse at {folder} (no {theirs.registry_file or 'registry'}): give the "
+            "folder of the other warehouse"
+        )
+    check_revision(theirs)
+    return theirs.reader()
+
+
 def diff_warehouses(wh: Warehouse, other: str | Path, *, tolerance: float = 0.0) -> WarehouseDiff:
     """Pair the results of ``wh`` with those of the warehouse at ``other`` (opened read-only)
     and say per pair whether they are identical, within ``tolerance`` (absolute, on every
@@ -389,7 +403,7 @@ def diff_warehouses(wh: Warehouse, other: str | Path, *, tolerance: float = 0.0)
     """
     if not isinstance(tolerance, int | float) or not math.isfinite(tolerance) or tolerance < 0:
         raise ConfigError(f"--tolerance {tolerance!r}: give a number >= 0 (0: exact equality)")
-    theirs = open_warehouse(other).reader()
+    theirs = _other_warehouse(Path(other))
     mine = wh.reader()
     with mine.session() as s1, theirs.session() as s2:
         a = _Reader(s1).keyed()

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import update
 
 import semwh
+from semwh.config import ENV_DB
 from semwh.errors import OutputError
 from semwh.results.bundle import MANIFEST, build_bundle
 from semwh.results.bundle_check import BundleReport, verify_bundle
@@ -259,7 +260,9 @@ def test_diff_names_results_of_a_changed_input(
     ]
 
 
-def test_diff_tolerance_and_results_of_one_warehouse(warehouse: Warehouse, tmp_path: Path) -> None:
+def test_diff_tolerance_and_results_of_one_warehouse(
+    warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     other = copy_warehouse(warehouse.root, tmp_path / "other")
     with other.session() as session:
         ids = sorted(r.result_id for r in session.query(Result).filter_by(measure="2v2"))
@@ -274,6 +277,8 @@ def test_diff_tolerance_and_results_of_one_warehouse(warehouse: Warehouse, tmp_p
             versions = {**json.loads(run.library_versions), "numpy": "0.0-other"}
             run.library_versions = json.dumps(versions)
             run.device = "cuda"
+    # SEMWH_DB names this process's registry, never the other warehouse's.
+    monkeypatch.setenv(ENV_DB, warehouse.db_url)
     exact = diff_warehouses(warehouse, other.root)
     assert {p.status for p in exact.pairs} == {IDENTICAL, DIFFERENT, ONLY_HERE}
     loose = semwh.open(warehouse.root).diff_warehouse(other.root, tolerance=1e-6)
