@@ -279,8 +279,11 @@ def _figure_html(fig: Figure) -> str:
     files = ", ".join(
         f"<code>{html.escape(p.name)}</code>" for p in (fig.pdf_path, fig.svg_path, fig.csv_path)
     )
+    # Shown at 115 CSS px per inch of the figure (the PNG holds 300 per inch), never wider
+    # than the page.
+    width = round(int.from_bytes(fig.png[16:20], "big") * 115 / 300)
     return (
-        f"<figure id='fig-{html.escape(fig.key)}'>"
+        f"<figure id='fig-{html.escape(fig.key)}' style='width: {width}px'>"
         f"<img alt='{html.escape(fig.title)}' src='data:image/png;base64,{data}'>"
         f"<figcaption>{html.escape(fig.caption)} <span class='files'>(files: {files})"
         "</span></figcaption></figure>"
@@ -288,16 +291,17 @@ def _figure_html(fig: Figure) -> str:
 
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222;
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1340px; color: #222;
        padding: 0 1em; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 2em; }
 .table-wrap { max-width: 100%; overflow-x: auto; }
 table { border-collapse: collapse; font-size: 0.8em; margin: 0.5em 0; }
 th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; white-space: nowrap; }
 th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
-figure { display: block; margin: 1em 0; max-width: 100%; }
-img { max-width: 100%; height: auto; display: block; }
-figcaption { font-size: 0.8em; color: #444; max-width: 60em; }
+figure { display: inline-block; vertical-align: top; margin: 0.5em 1em 1em 0;
+         max-width: 100%; }
+img { width: 100%; height: auto; display: block; }
+figcaption { font-size: 0.8em; color: #444; }
 .files { color: #777; } .meta, .empty { color: #666; font-size: 0.85em; }
 code { overflow-wrap: anywhere; }
 """
@@ -524,7 +528,7 @@ def write_figures(
     sweep_ids: Sequence[int] = (),
     figures: FigureSet = FigureSet(),
     force: bool = False,
-) -> list[Path]:
+) -> list[Figure]:
     """Write the report's figures (no HTML) into ``out_dir``: the layer curves (the current
     ones, or those of ``sweep_ids``), recovery, grids and what ``figures`` names, each as
     PNG (300 dpi), PDF, SVG (editable text) and the CSV of its numbers.
@@ -533,7 +537,8 @@ def write_figures(
     files needs ``force``, which replaces the figures' own files only).
 
     Returns:
-        The paths written, four per figure (``.png``, ``.pdf``, ``.svg``, ``.csv``).
+        The figures written: each one's ``paths`` (``.png``, ``.pdf``, ``.svg``, ``.csv``),
+        ``title`` and ``caption`` (measure, test, permutations, FDR family, bars and bands).
 
     Raises:
         NotFoundError: Nothing to draw, an unknown space or model.
@@ -545,8 +550,7 @@ def write_figures(
     protected = wh.protected_paths
     data = _gather(wh, alpha=alpha, word_space=word_space, sweep_ids=sweep_ids, chosen=figures)
     check_output_folder(out_dir, protected, force=force)
-    drawn = draw_figures(wh, data, out_dir, alpha=alpha, chosen=figures, protected=protected)
-    return [p for f in drawn for p in f.paths]
+    return draw_figures(wh, data, out_dir, alpha=alpha, chosen=figures, protected=protected)
 
 
 def build_report(

@@ -121,9 +121,13 @@ class Family:
         if self.tests:
             parts.append(", ".join(self.tests))
         if self.models or self.targets:
-            parts.append(f"{len(self.models)} models x {len(self.targets)} targets")
+            parts.append(f"{_count(self.models, 'model')} x {_count(self.targets, 'target')}")
         inner = f"{self.n_tests} tests" + (f": {'; '.join(parts)}" if parts else "")
         return f"sweep {self.sweep_id} ({inner})"
+
+
+def _count(items: Sequence[Any], word: str) -> str:
+    return f"{len(items)} {word}{'' if len(items) == 1 else 's'}"
 
 
 def _layer_order(rows: Sequence[Row]) -> list[tuple[str, float | None]]:
@@ -220,7 +224,8 @@ def curve_figure(
     sweeps = sorted({int(r["sweep_id"]) for r in plotted if r.get("sweep_id") is not None})
     marker_of = {s: FAMILY_MARKERS[i % len(FAMILY_MARKERS)] for i, s in enumerate(sweeps)}
     table: list[Row] = []
-    has = {"ci": False, "null": False, "ceiling": False, "random": False}
+    has = {"ci": False, "ci_asked": ci is not None, "null": False, "ceiling": False}
+    has["random"] = False
     ceilings_seen: set[tuple[float, float]] = set()
     for index, panel in enumerate(names):
         ax = axes[index // n_cols][index % n_cols]
@@ -410,7 +415,7 @@ def _curve_caption(
         boots = _counts(rows, "n_bootstrap")
         what = f"{boots} resamples" if boots else "stored resamples"
         parts.append(f"Error bars: the stored 95% bootstrap interval ({what}).")
-    else:
+    elif has["ci_asked"]:
         parts.append("No error bars: no stored bootstrap intervals for these results.")
     if has["null"]:
         parts.append("Dotted lines: the 95th percentile of each curve's permutation null.")

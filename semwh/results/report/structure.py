@@ -437,7 +437,88 @@ def layers_figure(
     )  # fmt: skip
 
 
+def _plot(
+    wh: Warehouse,
+    key: str,
+    out_dir: Path,
+    force: bool,
+    draw: Any,
+) -> Figure:
+    """Check the four files of figure ``key`` against the rule of user outputs (outside the
+    warehouse; an existing file only with ``force``) before anything is drawn, then draw."""
+    from semwh.results.output import check_output
+
+    for ext in ("png", "pdf", "svg", "csv"):
+        check_output(out_dir / f"{key}.{ext}", wh.protected_paths, force=force)
+    return draw(protected=wh.protected_paths, replace=force)
+
+
+def plot_rdm(
+    wh: Warehouse, space: str, out_dir: Path, *, order: str = "auto", force: bool = False
+) -> Figure:
+    """Write ``rdm_SPACE.png|pdf|svg|csv`` into ``out_dir`` (:func:`rdm_figure`).
+
+    Raises:
+        NotFoundError: An unknown space.
+        ConfigError: An unknown order.
+        OutputError: A file inside the warehouse, or one that exists without ``force``.
+    """
+    return _plot(
+        wh,
+        f"rdm_{slug(space)}",
+        out_dir,
+        force,
+        lambda **kw: rdm_figure(wh, space, out_dir, order=order, **kw),
+    )
+
+
+def plot_mds(
+    wh: Warehouse, space: str, out_dir: Path, *, order: str = "auto", force: bool = False
+) -> Figure:
+    """Write ``mds_SPACE.png|pdf|svg|csv`` into ``out_dir`` (:func:`mds_figure`).
+
+    Raises:
+        NotFoundError: An unknown space.
+        ConfigError: An unknown order.
+        OutputError: A file inside the warehouse, or one that exists without ``force``.
+    """
+    return _plot(
+        wh,
+        f"mds_{slug(space)}",
+        out_dir,
+        force,
+        lambda **kw: mds_figure(wh, space, out_dir, order=order, **kw),
+    )
+
+
+def plot_layers(
+    wh: Warehouse, model: str, out_dir: Path, *, measure: str = "cka", force: bool = False
+) -> Figure:
+    """Write ``layers_MODEL_MEASURE.png|pdf|svg|csv`` into ``out_dir`` (:func:`layers_figure`).
+
+    Raises:
+        NotFoundError: A model without layer spaces.
+        ConfigError: An unknown measure.
+        OutputError: A file inside the warehouse, or one that exists without ``force``.
+    """
+    if measure not in LAYER_MEASURES:
+        raise ConfigError(
+            f"unknown measure {measure!r} for a layer x layer matrix (choose "
+            f"{', '.join(LAYER_MEASURES)})"
+        )
+    return _plot(
+        wh,
+        f"layers_{slug(model)}_{measure}",
+        out_dir,
+        force,
+        lambda **kw: layers_figure(wh, model, out_dir, measure=measure, **kw),
+    )
+
+
 __all__ = [
+    "plot_layers",
+    "plot_mds",
+    "plot_rdm",
     "BUILT_IN_ORDERS",
     "LAYER_MEASURES",
     "LayerMatrix",
