@@ -273,6 +273,16 @@ def test_rdm_is_ordered_by_the_chosen_attribute(warehouse: Warehouse) -> None:
     assert by_wordnet.order == "WordNet hypernym order"
 
 
+def test_heatmap_titles_claim_wordnet_order_only_where_it_was_used() -> None:
+    from semwh.results.report.figures import heatmap_order
+
+    known = [{"concept": "a", "hypernym_path": '["n0", "a"]'}]
+    unknown = [{"concept": "b", "hypernym_path": None}]
+    assert heatmap_order(known * 2) == "concepts in WordNet hypernym order"
+    assert heatmap_order(unknown * 2) == "concepts by id (no WordNet hypernyms known)"
+    assert "1 of 2 with a WordNet path" in heatmap_order(known + unknown)
+
+
 def test_classical_mds_recovers_a_known_configuration() -> None:
     rng = np.random.default_rng(3)
     points = rng.normal(size=(12, 2)) * [3.0, 1.0]

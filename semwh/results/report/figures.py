@@ -132,7 +132,7 @@ def _count(items: Sequence[Any], word: str) -> str:
 
 def _layer_order(rows: Sequence[Row]) -> list[tuple[str, float | None]]:
     """The layers of a panel in depth order, each with its relative depth."""
-    seen: dict[str, tuple[Any, Any]] = {}
+    seen: dict[str, tuple[Any, Any, Any]] = {}
     for r in rows:
         key = (r.get("depth_index") is None, r.get("depth_index") or 0, r.get("relative_depth"))
         seen.setdefault(str(r["layer"]), key)
@@ -266,7 +266,8 @@ def curve_figure(
                 ax.plot(xs, [nv[1] for nv in nulls if nv], ls=":", lw=0.9, color=colour, zorder=1)
             for r, x, v in zip(group, xs, ys, strict=True):
                 sig = _significant(r, p_fdr, alpha)
-                marker = marker_of.get(r.get("sweep_id"), "o") if r.get("sweep_id") else "o"
+                sweep = r.get("sweep_id")
+                marker = "o" if sweep is None else marker_of.get(int(sweep), "o")
                 ax.scatter(
                     [x],
                     [v],
@@ -602,6 +603,20 @@ def measure_figures(
     return figures
 
 
+def heatmap_order(rows: Sequence[Row]) -> str:
+    """The order of space_vectors rows in words: WordNet hypernym order only as far as the
+    concepts have a WordNet path (the rest follow by id)."""
+    with_path = sum(1 for r in rows if r.get("hypernym_path"))
+    if rows and with_path == len(rows):
+        return "concepts in WordNet hypernym order"
+    if with_path:
+        return (
+            f"concepts in WordNet hypernym order ({with_path} of {len(rows)} with a WordNet "
+            "path), then by id"
+        )
+    return "concepts by id (no WordNet hypernyms known)"
+
+
 def heatmap_figure(
     rows: Sequence[Row],
     *,
@@ -642,17 +657,7 @@ def heatmap_figure(
     else:
         ax.set_xticks([])
         ax.set_yticks([])
-    with_path = sum(1 for r in rows if r.get("hypernym_path"))
-    if with_path == len(rows) and rows:
-        order = "concepts in WordNet hypernym order"
-    elif with_path:
-        order = (
-            f"concepts in WordNet hypernym order ({with_path} of {len(rows)} with a WordNet "
-            "path), then by id"
-        )
-    else:
-        order = "concepts by id (no WordNet hypernyms known)"
-    title = f"{space}: {what}, {order}"
+    title = f"{space}: {what}, {heatmap_order(rows)}"
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     key = f"heatmap_{slug(space)}_{_clean(metric)}"
@@ -692,7 +697,7 @@ def _save(
         # Lay the figure out once: every format then draws the same positions, and the
         # (costly) constrained layout is not solved again for each file.
         engine.execute(fig)
-        fig.set_layout_engine("none")
+        fig.set_layout_engine(None)
     with matplotlib.rc_context({"svg.fonttype": "none"}):
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=PNG_DPI)

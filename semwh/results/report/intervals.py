@@ -48,7 +48,10 @@ def with_intervals(conn: Any, rows: Sequence[Row]) -> list[Row]:
             )
         }
         for r in out:
-            low, high, boot = found.get(r.get("result_id"), (None, None, None))
+            rid = r.get("result_id")
+            low, high, boot = (
+                (None, None, None) if rid is None else found.get(int(rid), (None,) * 3)
+            )
             r.setdefault("ci_low", low)
             r.setdefault("ci_high", high)
             r.setdefault("n_bootstrap", boot or None)
