@@ -698,7 +698,8 @@ def _save(
         # (costly) constrained layout is not solved again for each file.
         engine.execute(fig)
         fig.set_layout_engine(None)
-    with matplotlib.rc_context({"svg.fonttype": "none"}):
+    # A fixed salt for the SVG ids: the same numbers give the same bytes (a bundle hashes them).
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "semwh"}):
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=PNG_DPI)
         png = buf.getvalue()
