@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from semwh.results.bundle_check import BundleReport
     from semwh.results.named import ExportInfo
     from semwh.results.report import ReportInfo
+    from semwh.results.report.figures import Figure
     from semwh.runs.exemplars import ImageScoreRun
     from semwh.runs.grid import GridOptions, GridResult
     from semwh.runs.repair import RepairReport
@@ -837,14 +838,21 @@ class SemanticWarehouse:
         word_space: str | None = None,
         measure: str | Sequence[str] = (),
         heatmap: str | Sequence[str] = (),
+        rdm: str | Sequence[str] = (),
+        mds: str | Sequence[str] = (),
+        layers: str | Sequence[str] = (),
+        order: str = "auto",
+        layer_measure: str = "cka",
         force: bool = False,
     ) -> ReportInfo:
-        """Write figures and ``report.html`` into ``out`` (outside the warehouse; a folder
-        holding files needs ``force``) (``semwh report``).
+        """Write figures (PNG, PDF, SVG and CSV each) and ``report.html`` into ``out``
+        (outside the warehouse; a folder holding files needs ``force``) (``semwh report``).
 
         ``measure``: a registered measure or a list of them whose curves are drawn too;
         ``heatmap``: a space (``SPACE`` or ``SPACE:METRIC``) or a list of them whose
-        similarity matrices are drawn.
+        similarity matrices are drawn; ``rdm`` and ``mds``: spaces drawn as RDMs and 2-D MDS
+        plots, concepts ordered by ``order``; ``layers``: models whose layer x layer matrix
+        (``layer_measure``: ``cka`` or ``rsa``) is drawn.
         """
         from semwh.names import name_list
         from semwh.results.report import build_report
@@ -857,7 +865,40 @@ class SemanticWarehouse:
             force=force,
             measures=name_list(measure, "measure"),
             heatmaps=name_list(heatmap, "heatmap"),
+            rdms=name_list(rdm, "rdm"),
+            mds=name_list(mds, "mds"),
+            layer_matrices=name_list(layers, "layers"),
+            order=order,
+            layer_measure=layer_measure,
         )
+
+    def plot_rdm(
+        self, space: str, out: PathLike = "figures", *, order: str = "auto", force: bool = False
+    ) -> Figure:
+        """Write the space's RDM, concepts ordered by ``order`` (``auto``, ``wordnet``,
+        ``lexname``, ``name``, ``concept`` or a concept-file column), as PNG, PDF, SVG and
+        CSV into ``out`` (``semwh plot rdm``); an existing file needs ``force``."""
+        from semwh.results.report.structure import plot_rdm
+
+        return plot_rdm(self.warehouse, space, Path(out), order=order, force=force)
+
+    def plot_mds(
+        self, space: str, out: PathLike = "figures", *, order: str = "auto", force: bool = False
+    ) -> Figure:
+        """Write a 2-D classical MDS of the space's RDM, coloured by ``order``'s groups, as
+        PNG, PDF, SVG and CSV into ``out`` (``semwh plot mds``)."""
+        from semwh.results.report.structure import plot_mds
+
+        return plot_mds(self.warehouse, space, Path(out), order=order, force=force)
+
+    def plot_layers(
+        self, model: str, out: PathLike = "figures", *, measure: str = "cka", force: bool = False
+    ) -> Figure:
+        """Write the model's layer x layer matrix (``measure``: ``cka`` or ``rsa``) as PNG,
+        PDF, SVG and CSV into ``out`` (``semwh plot layers``)."""
+        from semwh.results.report.structure import plot_layers
+
+        return plot_layers(self.warehouse, model, Path(out), measure=measure, force=force)
 
 
 def open(  # noqa: A001 (semwh.open mirrors duckdb.connect / sqlite_utils.Database)

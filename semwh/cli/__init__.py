@@ -18,6 +18,7 @@ from semwh.cli import diff as diff_cmd
 from semwh.cli import embed as embed_cmd
 from semwh.cli import export as export_cmd
 from semwh.cli import models as models_cmd
+from semwh.cli import plot as plot_cmd
 from semwh.cli import query as query_cmd
 from semwh.cli import repair as repair_cmd
 from semwh.cli import report as report_cmd
@@ -76,6 +77,7 @@ app.add_typer(ingest.app, name="ingest")
 app.add_typer(analyze.app, name="analyze")
 app.command("sql")(sql.sql)
 app.command("report")(report_cmd.report)
+app.add_typer(plot_cmd.app, name="plot")
 app.command("export")(export_cmd.export)
 app.command("query")(query_cmd.query)
 app.command("run")(run_cmd.run)

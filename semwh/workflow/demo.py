@@ -60,7 +60,13 @@ DEMO_RUN: dict[str, Any] = {
         "permutations": DEMO_PERMUTATIONS,
         "seed": DEMO_SEED,
     },
-    "report": {"out": "report", "alpha": 0.05},
+    "report": {
+        "out": "report",
+        "alpha": 0.05,
+        "rdm": [DEMO_WORDS, f"{DEMO_MODEL}/blocks.15"],
+        "mds": [DEMO_WORDS],
+        "layers": [DEMO_MODEL],
+    },
 }
 
 # The word space is in the table's title; these columns fit an 80-column terminal.

@@ -73,6 +73,8 @@ frozen dataclasses with every key checked. The file (see ``examples/paper.toml``
 
     [report]
     out = "report"                               # relative to the warehouse folder
+    rdm = ["glove-6b-50d"]                       # RDMs of these spaces (and mds = [...])
+    layers = ["efficientnet_lite0"]              # layer x layer CKA (layer_measure = "rsa")
 
 Relative paths in the file are resolved against the file's own folder. Concepts are ingested
 before the images, so that a concept file's ids decide where a ``prefix`` name's concept ends
@@ -284,6 +286,13 @@ class ReportConfig:
     out: Path = Path("report")
     alpha: float = field(default=0.05, metadata={"range": LEVEL})
     enabled: bool = True
+    #: Spaces drawn as RDMs and as 2-D MDS plots, concepts ordered and grouped by ``order``.
+    rdm: tuple[str, ...] = ()
+    mds: tuple[str, ...] = ()
+    order: str = "auto"
+    #: Models whose layer x layer matrix is drawn, under ``layer_measure`` (cka or rsa).
+    layers: tuple[str, ...] = ()
+    layer_measure: str = "cka"
 
 
 @dataclass(frozen=True)
@@ -650,6 +659,9 @@ def parse_config(data: dict[str, Any], base: Path, source: str = "<config>") -> 
     _known("report", rep, ReportConfig, source=source)
     if "out" in rep:
         rep["out"] = Path(rep["out"]).expanduser()
+    for key in ("rdm", "mds", "layers"):
+        if key in rep:
+            rep[key] = tuple(name_list(rep[key], f"{source}: [report] {key}"))
     if not (words or spaces or rdms or "words" in data):
         raise ConfigError(
             f"{source}: the run needs a target for the layers: a [[words]], [[spaces]] or "

@@ -463,7 +463,19 @@ def report_stage(wh: Warehouse, config: RunConfig, force: bool = False) -> Outco
     # A folder the rule allows (checked again: the stages before may have taken a while);
     # a run's report folder is its own, each run replaces its files.
     folder = check_report_folder(wh, config, force=force)
-    info = build_report(wh, folder, alpha=config.report.alpha, force=True, in_warehouse=True)
+    rep = config.report
+    info = build_report(
+        wh,
+        folder,
+        alpha=rep.alpha,
+        force=True,
+        in_warehouse=True,
+        rdms=rep.rdm,
+        mds=rep.mds,
+        layer_matrices=rep.layers,
+        order=rep.order,
+        layer_measure=rep.layer_measure,
+    )
     (folder / RUN_REPORT_MARK).write_text(
         "written by `semwh run`; the next run replaces this report\n", encoding="utf-8"
     )

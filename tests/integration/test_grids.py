@@ -157,7 +157,7 @@ def test_cli_grid_and_its_heatmap_render_in_chromium(warehouse: Warehouse, tmp_p
     assert "max-statistic" in proc.stderr
     info = build_report(warehouse, tmp_path / "report")
     heatmaps = sorted(p.name for p in info.figures if p.name.startswith("grid_"))
-    assert len(heatmaps) == 4  # 2 vs 2 and RSA, PNG and SVG
+    assert len(heatmaps) == 8  # 2 vs 2 and RSA: PNG, PDF, SVG and CSV
     page = info.html.read_text()
     assert "<h2>Layer grids</h2>" in page
     # The grid's cells with a vision layer on side A are also layer curves: against the word

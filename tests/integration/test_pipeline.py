@@ -8,6 +8,7 @@ renders in headless Chromium."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -67,6 +68,8 @@ seed = 7
 
 [report]
 out = "report"
+rdm = ["glove"]
+layers = ["efficientnet_lite0"]
 """
 
 
@@ -196,10 +199,15 @@ def test_report_of_the_run_renders_in_chromium(
     dom = dump_dom(page, tmp_path / "profile")
     # 2 vs 2 and RSA against GloVe and against MiniLM's layers (the grid's cells are curves
     # of Lite0 against text-layer targets, one line per MiniLM layer), recovery, and the
-    # grid's two heatmaps.
-    assert 'data-figures="7/7"' in dom
+    # grid's two heatmaps; the RDM of GloVe and Lite0's layer x layer CKA, which the run
+    # file asks for.
+    assert 'data-figures="9/9"' in dom
     assert "<h2>Layer grids</h2>" in dom and "<h2>Peak-layer inference</h2>" in dom
     assert dom.count('id="fig-grid_') == 2
+    assert 'id="fig-rdm_glove"' in dom and 'id="fig-layers_efficientnet_lite0_cka"' in dom
+    # At 1400 px nothing makes the page scroll sideways.
+    scroll = int(re.search(r'data-scroll-width="(\d+)"', dom).group(1))
+    assert scroll <= int(re.search(r'data-inner-width="(\d+)"', dom).group(1))
 
 
 def test_grid_family_wise_p_comes_from_the_max_statistic_null(

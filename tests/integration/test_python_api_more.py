@@ -75,6 +75,9 @@ API: dict[str, tuple[str, dict[str, str | None]]] = {
     # --list is the method queries(); -p key=value are params or keywords.
     "query": ("query", {**PRINTED, "param": "params", "list_": None}),
     "report": ("report", {}),
+    "plot rdm": ("plot_rdm", {}),
+    "plot mds": ("plot_mds", {}),
+    "plot layers": ("plot_layers", {}),
     "export": ("export", {}),
     "verify": ("verify", {"sweep": "sweep_id", "fmt": None}),
     "bundle": ("bundle", {"sweep": "sweep_ids", "result": "results"}),

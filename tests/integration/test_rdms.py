@@ -295,14 +295,19 @@ def test_report_draws_ceiling_bands_and_heatmaps_in_wordnet_order(
     )
     names = {p.name for p in info.figures}
     assert {
-        "rsa_spearman_subjects.png",
+        "rsa_subjects.png",
         "heatmap_subjects_pearson.png",
         f"heatmap_{slug(layer)}_cosine.svg",
     } <= names, names
-    # The RSA panel of the RDM target carries its noise ceiling; the layer-curve panels not.
+    # The RSA of the layers against the RDM target is drawn once, its noise ceiling a band
+    # on the same axes (no duplicate measure panel), and no empty 2 vs 2 figure: the sweep
+    # had no 2 vs 2.
+    assert not names & {"rsa_spearman_subjects.png", "2v2_subjects.png"}, names
     figures = info.html.parent / "figures"
-    assert "<!-- noise ceiling -->" in (figures / "rsa_spearman_subjects.svg").read_text()
-    assert "<!-- noise ceiling -->" not in (figures / "2v2_subjects.svg").read_text()
+    svg = (figures / "rsa_subjects.svg").read_text()
+    assert ">noise ceiling<" in svg
+    low, high = data.measures[0]["ceiling_lower"], data.measures[0]["ceiling_upper"]
+    assert f"lower to upper bound: {low:.3g} to {high:.3g}" in info.html.read_text()
     page = info.html.read_text()
     assert "toy/block2: cosine similarity, concepts in WordNet hypernym order" in page
     assert "subjects: mean dissimilarity of the subjects" in page

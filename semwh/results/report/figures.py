@@ -1,4 +1,5 @@
-"""Figures of layer curves and recovery, drawn from named-query rows only (matplotlib, Agg)."""
+"""Figures of layer curves and recovery, drawn from named-query rows only (matplotlib, Agg):
+PNG at 300 dpi, PDF, SVG with real text and each figure's numbers as CSV beside it."""
 
 from __future__ import annotations
 
@@ -18,13 +19,39 @@ Row = dict[str, Any]
 
 @dataclass(frozen=True)
 class Figure:
-    """One written figure: its title, the PNG bytes (for embedding) and the files on disk."""
+    """One written figure: its title and caption, the PNG bytes (for embedding) and its files
+    on disk: PNG (300 dpi), PDF, SVG (text as text) and the plotted numbers as CSV."""
 
     key: str
     title: str
     png: bytes
     png_path: Path
     svg_path: Path
+    pdf_path: Path
+    csv_path: Path
+    caption: str = ""
+
+    @property
+    def paths(self) -> list[Path]:
+        """The figure's files: PNG, PDF, SVG and CSV."""
+        return [self.png_path, self.pdf_path, self.svg_path, self.csv_path]
+
+
+#: Okabe & Ito's colour-blind-safe palette (yellow last: it is faint on white).
+PALETTE = (
+    "#0072B2",
+    "#D55E00",
+    "#009E73",
+    "#CC79A7",
+    "#E69F00",
+    "#56B4E9",
+    "#000000",
+    "#F0E442",
+)
+#: Marker shapes of the FDR families (sweeps) whose significant layers a figure marks.
+FAMILY_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+#: Resolution of the PNG files (journals ask for 300 dpi).
+PNG_DPI = 300
 
 
 def _pyplot() -> Any:
@@ -74,17 +101,67 @@ def _significant(row: Row, column: str, alpha: float) -> bool:
     return value is not None and value <= alpha
 
 
-def _by_model(rows: Sequence[Row]) -> dict[str, list[Row]]:
-    groups: dict[str, list[Row]] = {}
-    for row in rows:
-        groups.setdefault(row["model"], []).append(row)
-    for group in groups.values():
-        group.sort(key=lambda r: (r["relative_depth"] is None, r["relative_depth"] or 0.0))
-    return groups
-
-
 def _base_name(model: str) -> str:
     return model[: -len("-random")] if model.endswith("-random") else model
+
+
+@dataclass(frozen=True)
+class Family:
+    """The FDR family a significance mark comes from: one sweep's Benjamini–Hochberg set."""
+
+    sweep_id: int
+    n_tests: int
+    tests: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """``sweep 3 (42 tests: 2v2, rsa; 2 models x 3 targets)``."""
+        parts = []
+        if self.tests:
+            parts.append(", ".join(self.tests))
+        if self.models or self.targets:
+            parts.append(f"{_count(self.models, 'model')} x {_count(self.targets, 'target')}")
+        inner = f"{self.n_tests} tests" + (f": {'; '.join(parts)}" if parts else "")
+        return f"sweep {self.sweep_id} ({inner})"
+
+
+def _count(items: Sequence[Any], word: str) -> str:
+    return f"{len(items)} {word}{'' if len(items) == 1 else 's'}"
+
+
+def _layer_order(rows: Sequence[Row]) -> list[tuple[str, float | None]]:
+    """The layers of a panel in depth order, each with its relative depth."""
+    seen: dict[str, tuple[Any, Any, Any]] = {}
+    for r in rows:
+        key = (r.get("depth_index") is None, r.get("depth_index") or 0, r.get("relative_depth"))
+        seen.setdefault(str(r["layer"]), key)
+    ordered = sorted(seen.items(), key=lambda kv: (kv[1][0], kv[1][1], kv[1][2] or 0.0, kv[0]))
+    return [(name, key[2]) for name, key in ordered]
+
+
+def _depth_ticks(positions: list[int], depths: list[float | None]) -> tuple[list[int], list[str]]:
+    """At most about seven relative-depth labels for the top axis."""
+    known = [(p, d) for p, d in zip(positions, depths, strict=True) if d is not None]
+    step = max(1, -(-len(known) // 7))
+    kept = known[::step]
+    if known and kept[-1] != known[-1]:
+        kept.append(known[-1])
+    return [p for p, _ in kept], [f"{d:.2f}" for _, d in kept]
+
+
+def _pair(row: Row, columns: tuple[str, str] | None) -> tuple[float, float] | None:
+    if columns is None:
+        return None
+    low, high = row.get(columns[0]), row.get(columns[1])
+    if low is None or high is None:
+        return None
+    return float(low), float(high)
+
+
+def _counts(rows: Sequence[Row], column: str) -> str:
+    found = sorted({int(r[column]) for r in rows if r.get(column) is not None})
+    return " / ".join(str(v) for v in found)
 
 
 def curve_figure(
@@ -101,68 +178,259 @@ def curve_figure(
     out_dir: Path,
     protected: Sequence[Path] = (),
     ceiling: tuple[float, float] | None = None,
+    ceiling_columns: tuple[str, str] | None = None,
+    ci: tuple[str, str] | None = None,
+    families: dict[int, Family] | None = None,
+    test: str = "permutation test (the target's concepts relabelled)",
 ) -> Figure:
-    """One panel: ``y`` against relative depth, one line per model.
+    """A journal figure of one statistic over the layers: one panel per model, layer names
+    on the x axis and relative depth on the top axis.
 
-    Models named ``*-random`` (random-weight controls) are dashed in their trained model's
-    colour; the permutation-null band (``band`` columns, null mean to 95th percentile) is
-    shaded; layers significant after FDR (``p_fdr`` <= ``alpha``) are filled markers, the
-    others open. ``ceiling`` (lower, upper) draws a target's noise ceiling as a grey band.
+    Each row may carry ``panel`` (the panel it belongs to; default its model without
+    ``-random``) and ``line`` (its line's label and colour; default the panel). Models named
+    ``*-random`` (random-weight controls) are dashed in their trained model's colour. Layers
+    significant after FDR (``p_fdr`` <= ``alpha``) are filled markers whose shape names the
+    family (the row's ``sweep_id``; ``families`` describes each), the others open. ``ci``
+    columns draw error bars (the stored bootstrap interval, when present); ``band`` columns
+    (null mean, 95th percentile) draw the null's 95th percentile as a thin dotted line per
+    curve; the noise ceiling (``ceiling``, or each panel's ``ceiling_columns``) is a grey
+    band on the same axes. The caption names the measure, the test, the permutations, the
+    family and what the band and bars are; the CSV beside the figure holds every plotted
+    number.
     """
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.0, 4.2), dpi=110)
-    colours: dict[str, Any] = {}
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    groups = _by_model(rows)
-    for model in sorted(groups, key=lambda m: (m.endswith("-random"), m)):
-        base = _base_name(model)
-        if base not in colours:
-            colours[base] = cycle[len(colours) % len(cycle)]
-        colour = colours[base]
-        group = [r for r in groups[model] if r.get(y) is not None]
-        if not group:
-            continue
-        xs = [r["relative_depth"] for r in group]
-        ys = [r[y] for r in group]
-        dashed = model.endswith("-random")
-        ax.plot(xs, ys, linestyle="--" if dashed else "-", color=colour, label=model, lw=1.6)
-        if band is not None:
-            lows = [r.get(band[0]) for r in group]
-            highs = [r.get(band[1]) for r in group]
-            if all(v is not None for v in lows + highs):
-                ax.fill_between(xs, lows, highs, color=colour, alpha=0.12, lw=0)
-        sig = [_significant(r, p_fdr, alpha) for r in group]
-        ax.scatter(
-            [x for x, s in zip(xs, sig, strict=True) if s],
-            [v for v, s in zip(ys, sig, strict=True) if s],
-            color=colour,
-            s=28,
-            zorder=3,
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    families = families or {}
+    plotted = [r for r in rows if r.get(y) is not None]
+    panels: dict[str, list[Row]] = {}
+    for r in plotted:
+        panels.setdefault(str(r.get("panel") or _base_name(str(r["model"]))), []).append(r)
+    names = sorted(panels)
+    n_cols = min(3, max(1, len(names)))
+    n_rows = -(-len(names) // n_cols) if names else 1
+    widest = max((len(_layer_order(panels[p])) for p in names), default=4)
+    width = min(13.0, max(5.5, n_cols * max(3.2, 0.3 * widest + 1.4)))
+    fig, axes = plt.subplots(
+        n_rows,
+        n_cols,
+        figsize=(width, 3.3 * n_rows + 1.5),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
+    line_colours: dict[str, str] = {}
+    sweeps = sorted({int(r["sweep_id"]) for r in plotted if r.get("sweep_id") is not None})
+    marker_of = {s: FAMILY_MARKERS[i % len(FAMILY_MARKERS)] for i, s in enumerate(sweeps)}
+    table: list[Row] = []
+    has = {"ci": False, "ci_asked": ci is not None, "null": False, "ceiling": False}
+    has["random"] = False
+    ceilings_seen: set[tuple[float, float]] = set()
+    for index, panel in enumerate(names):
+        ax = axes[index // n_cols][index % n_cols]
+        layers = _layer_order(panels[panel])
+        position = {name: k for k, (name, _) in enumerate(layers)}
+        lines: dict[tuple[str, bool], list[Row]] = {}
+        for r in panels[panel]:
+            model = str(r["model"])
+            label = str(r.get("line") or _base_name(model))
+            lines.setdefault((label, model.endswith("-random")), []).append(r)
+        for (label, random), group in sorted(lines.items()):
+            colour = line_colours.setdefault(label, PALETTE[len(line_colours) % len(PALETTE)])
+            group = sorted(group, key=lambda r: position[str(r["layer"])])
+            xs = [position[str(r["layer"])] for r in group]
+            ys = [float(r[y]) for r in group]
+            has["random"] |= random
+            ax.plot(xs, ys, ls="--" if random else "-", color=colour, lw=1.5, zorder=2)
+            intervals = [_pair(r, ci) for r in group]
+            if any(iv is not None for iv in intervals):
+                has["ci"] = True
+                shown = [(x, v, iv) for x, v, iv in zip(xs, ys, intervals, strict=True) if iv]
+                ax.errorbar(
+                    [x for x, _, _ in shown],
+                    [v for _, v, _ in shown],
+                    yerr=[
+                        [max(0.0, v - iv[0]) for _, v, iv in shown],
+                        [max(0.0, iv[1] - v) for _, v, iv in shown],
+                    ],
+                    fmt="none",
+                    ecolor=colour,
+                    elinewidth=0.9,
+                    capsize=2.0,
+                    zorder=2,
+                )
+            nulls = [_pair(r, band) for r in group]
+            if band is not None and all(nv is not None for nv in nulls):
+                has["null"] = True
+                ax.plot(xs, [nv[1] for nv in nulls if nv], ls=":", lw=0.9, color=colour, zorder=1)
+            for r, x, v in zip(group, xs, ys, strict=True):
+                sig = _significant(r, p_fdr, alpha)
+                sweep = r.get("sweep_id")
+                marker = "o" if sweep is None else marker_of.get(int(sweep), "o")
+                ax.scatter(
+                    [x],
+                    [v],
+                    marker=marker,
+                    s=26,
+                    zorder=3,
+                    facecolors=colour if sig else "white",
+                    edgecolors=colour,
+                    linewidths=1.0,
+                )
+                low_high = _pair(r, ci)
+                null = _pair(r, band)
+                table.append(
+                    {
+                        "panel": panel,
+                        "line": label,
+                        "model": r.get("model"),
+                        "layer": r.get("layer"),
+                        "depth_index": r.get("depth_index"),
+                        "relative_depth": r.get("relative_depth"),
+                        "target": r.get("word_space"),
+                        "statistic": v,
+                        "ci_low": low_high[0] if low_high else None,
+                        "ci_high": low_high[1] if low_high else None,
+                        "null_mean": null[0] if null else None,
+                        "null_q95": null[1] if null else None,
+                        "p_fdr": r.get(p_fdr),
+                        "significant": sig,
+                        "fdr_family_sweep_id": r.get("sweep_id"),
+                        "n_permutations": r.get("n_permutations"),
+                    }
+                )
+        band_here = ceiling
+        if band_here is None and ceiling_columns is not None:
+            found = {_pair(r, ceiling_columns) for r in panels[panel]} - {None}
+            band_here = next(iter(found)) if len(found) == 1 else None
+        if band_here is not None:
+            has["ceiling"] = True
+            ceilings_seen.add(band_here)
+            ax.axhspan(band_here[0], band_here[1], color="0.6", alpha=0.3, lw=0, zorder=0)
+            for row in table:
+                if row["panel"] == panel:
+                    row["ceiling_lower"], row["ceiling_upper"] = band_here
+        if chance is not None:
+            ax.axhline(chance, color="0.4", lw=0.8, ls=(0, (1, 2)), zorder=1)
+        positions = list(range(len(layers)))
+        ax.set_xticks(positions, [name for name, _ in layers], rotation=60, ha="right")
+        ax.tick_params(axis="x", labelsize=6.5 if len(layers) > 12 else 7.5)
+        ax.set_xlim(-0.5, len(layers) - 0.5)
+        top = ax.secondary_xaxis("top")
+        ticks, labels = _depth_ticks(positions, [d for _, d in layers])
+        top.set_xticks(ticks, labels)
+        top.tick_params(labelsize=6.5)
+        top.set_xlabel("relative depth", fontsize=7.5)
+        ax.set_title(panel, fontsize=9)
+        ax.grid(alpha=0.25, lw=0.5)
+        if index % n_cols == 0:
+            ax.set_ylabel(ylabel)
+    for extra in range(len(names), n_rows * n_cols):
+        axes[extra // n_cols][extra % n_cols].set_visible(False)
+    fig.suptitle(title, fontsize=10)
+
+    handles: list[Any] = [
+        Line2D([], [], color=c, lw=1.5, label=label) for label, c in line_colours.items()
+    ]
+    if has["random"]:
+        handles.append(Line2D([], [], color="0.3", ls="--", lw=1.5, label="random weights"))
+    for s in sweeps:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                ls="",
+                marker=marker_of[s],
+                color="0.2",
+                ms=5,
+                label=f"FDR p ≤ {alpha:g}, sweep {s}",
+            )  # fmt: skip
         )
-        ax.scatter(
-            [x for x, s in zip(xs, sig, strict=True) if not s],
-            [v for v, s in zip(ys, sig, strict=True) if not s],
-            facecolors="white",
-            edgecolors=colour,
-            s=28,
-            zorder=3,
+    handles.append(
+        Line2D([], [], ls="", marker="o", mfc="white", mec="0.2", ms=5, label="not significant")
+    )
+    if has["ci"]:
+        handles.append(Line2D([], [], color="0.2", marker="|", ms=8, lw=0.9, label="95% CI"))
+    if has["null"]:
+        handles.append(Line2D([], [], color="0.2", ls=":", lw=0.9, label="null 95th pct"))
+    if has["ceiling"]:
+        handles.append(Patch(color="0.6", alpha=0.3, label="noise ceiling"))
+    if chance is not None:
+        handles.append(Line2D([], [], color="0.4", ls=(0, (1, 2)), lw=0.8, label="chance"))
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=max(1, min(len(handles), int(width // 1.9))),
+        fontsize=7,
+        frameon=False,
+    )
+    caption = _curve_caption(
+        title=title,
+        ylabel=ylabel,
+        test=test,
+        rows=plotted,
+        alpha=alpha,
+        sweeps=sweeps,
+        families=families,
+        markers=marker_of,
+        has=has,
+        ceilings=ceilings_seen,
+        chance=chance,
+    )
+    return _save(plt, fig, key, title, out_dir, protected, caption=caption, table=table)
+
+
+def _curve_caption(
+    *,
+    title: str,
+    ylabel: str,
+    test: str,
+    rows: Sequence[Row],
+    alpha: float,
+    sweeps: list[int],
+    families: dict[int, Family],
+    markers: dict[int, str],
+    has: dict[str, bool],
+    ceilings: set[tuple[float, float]],
+    chance: float | None,
+) -> str:
+    shapes = {"o": "circles", "s": "squares", "^": "triangles", "D": "diamonds"}
+    parts = [f"{title}. Measure: {ylabel}; x axis: the probed layers in depth order (top: "
+             "relative depth, 0 = first probed layer, 1 = last)."]  # fmt: skip
+    permutations = _counts(rows, "n_permutations")
+    parts.append(f"Test: {test}" + (f", {permutations} permutations." if permutations else "."))
+    if sweeps:
+        named = "; ".join(
+            f"{shapes.get(markers[s], markers[s])}: "
+            + (families[s].describe() if s in families else f"sweep {s}")
+            for s in sweeps
+        )
+        parts.append(
+            f"Filled markers: p ≤ {alpha:g} after Benjamini–Hochberg FDR within the family "
+            f"of the sweep each result belongs to ({named}); open markers: not significant."
+        )
+    else:
+        parts.append(f"Filled markers: FDR p ≤ {alpha:g}; open markers: not significant.")
+    if has["ci"]:
+        boots = _counts(rows, "n_bootstrap")
+        what = f"{boots} resamples" if boots else "stored resamples"
+        parts.append(f"Error bars: the stored 95% bootstrap interval ({what}).")
+    elif has["ci_asked"]:
+        parts.append("No error bars: no stored bootstrap intervals for these results.")
+    if has["null"]:
+        parts.append("Dotted lines: the 95th percentile of each curve's permutation null.")
+    if has["random"]:
+        parts.append("Dashed: random-weight controls.")
+    if has["ceiling"]:
+        shown = "; ".join(f"{lo:.3g} to {hi:.3g}" for lo, hi in sorted(ceilings))
+        parts.append(
+            f"Grey band: the target's noise ceiling (lower to upper bound: {shown}), same "
+            "comparator and concepts as the curve."
         )
     if chance is not None:
-        ax.axhline(chance, color="grey", lw=0.8, ls=":")
-    if ceiling is not None:
-        ax.axhspan(ceiling[0], ceiling[1], color="grey", alpha=0.25, lw=0, label="noise ceiling")
-    ax.set_xlabel("relative depth (0 = first probed layer, 1 = last)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.set_xlim(-0.02, 1.02)
-    ax.grid(alpha=0.25)
-    ax.plot([], [], "o", color="black", label=f"FDR p ≤ {alpha:g}", ms=5)
-    ax.plot([], [], "o", mfc="white", mec="black", label="not significant", ms=5)
-    if band is not None:
-        ax.fill_between([], [], [], color="grey", alpha=0.2, label="null mean .. 95th pct")
-    ax.legend(fontsize=7, loc="best", frameon=False)
-    fig.tight_layout()
-    return _save(plt, fig, key, title, out_dir, protected)
+        parts.append(f"Fine dotted line: chance ({chance:g}).")
+    return " ".join(parts)
 
 
 def rows_ceiling(rows: Sequence[Row], suffix: str = "") -> tuple[float, float] | None:
@@ -182,12 +450,15 @@ def curve_figures(
     out_dir: Path,
     protected: Sequence[Path] = (),
     level: str = "concept",
+    families: dict[int, Family] | None = None,
 ) -> list[Figure]:
-    """Per word space: 2 vs 2 and RSA against relative depth, and recovery by layer.
+    """Per word space: 2 vs 2 and RSA over the layers, and recovery by layer.
 
     Targets that are layers of a model (``MODEL/LAYER``: a language model's text layers,
-    say) share one figure per model and test, one line per (model, target layer). Curves of
-    the image level (``level="image"``) get figures of their own, titled so.
+    say) share one figure per model and test, one line per target layer. Curves of the image
+    level (``level="image"``) get figures of their own, titled so. Rows carry their stored
+    intervals as ``ci_low_<test>``, ``ci_high_<test>`` and ``n_bootstrap_<test>``
+    (:func:`semwh.results.report.intervals.with_intervals`).
     """
     prefix, at = ("", "") if level == "concept" else ("image_", ", image level")
     figures: list[Figure] = []
@@ -196,9 +467,14 @@ def curve_figures(
         target = str(r["word_space"])
         if "/" in target:
             owner, layer = target.split("/", 1)
-            groups.setdefault(f"{owner}/", []).append({**r, "model": f"{r['model']} × {layer}"})
+            groups.setdefault(f"{owner}/", []).append({**r, "line": layer})
         else:
             groups.setdefault(target, []).append(r)
+    permuted = (
+        "permutation test (the target's concepts relabelled)"
+        if level == "concept"
+        else "permutation test (stimuli relabelled by the scheme in the table)"
+    )
     for target in sorted(groups):
         rows = groups[target]
         if target.endswith("/"):
@@ -206,37 +482,31 @@ def curve_figures(
         else:
             # "X_layers" is the name of the figure of X's layers: such a space gets a hash.
             word_space, key_part = target, slug(target, hashed=target.endswith("_layers"))
-        figures.append(
-            curve_figure(
-                rows,
-                y="accuracy_2v2",
-                p_fdr="p_fdr_2v2",
-                band=("null_mean_2v2", "null_q95_2v2"),
-                chance=0.5,
-                ylabel="2 vs 2 accuracy",
-                title=f"2 vs 2 accuracy against {word_space}{at}",
-                alpha=alpha,
-                key=f"{prefix}2v2_{key_part}",
-                out_dir=out_dir,
-                protected=protected,
-                ceiling=rows_ceiling(rows, "_2v2"),
-            )
-        )
-        if any(r.get("rho_rsa") is not None for r in rows):
+        for test, y, label, chance in (
+            ("2v2", "accuracy_2v2", "2 vs 2 accuracy", 0.5),
+            ("rsa", "rho_rsa", "RSA (Spearman rho)", 0.0),
+        ):
+            if not any(r.get(y) is not None for r in rows):
+                continue  # a sweep without this test: no empty figure
             figures.append(
                 curve_figure(
-                    rows,
-                    y="rho_rsa",
-                    p_fdr="p_fdr_rsa",
-                    band=("null_mean_rsa", "null_q95_rsa"),
-                    chance=0.0,
-                    ylabel="RSA (Spearman rho)",
-                    title=f"RSA against {word_space}{at}",
+                    [{**r, "n_bootstrap": r.get(f"n_bootstrap_{test}")} for r in rows],
+                    y=y,
+                    p_fdr=f"p_fdr_{test}",
+                    band=(f"null_mean_{test}", f"null_q95_{test}"),
+                    chance=chance,
+                    ylabel=label,
+                    title=(
+                        f"{'2 vs 2 accuracy' if test == '2v2' else 'RSA'} against {word_space}{at}"
+                    ),
                     alpha=alpha,
-                    key=f"{prefix}rsa_{key_part}",
+                    key=f"{prefix}{test}_{key_part}",
                     out_dir=out_dir,
                     protected=protected,
-                    ceiling=rows_ceiling(rows, "_rsa"),
+                    ceiling_columns=(f"ceiling_lower_{test}", f"ceiling_upper_{test}"),
+                    ci=(f"ci_low_{test}", f"ci_high_{test}"),
+                    families=families,
+                    test=permuted,
                 )
             )
     for word_space in sorted({r["word_space"] for r in recovery}):
@@ -259,6 +529,8 @@ def curve_figures(
                     key=f"recovery_{slug(word_space)}",
                     out_dir=out_dir,
                     protected=protected,
+                    families=families,
+                    test="binomial test of the success rate against 0.5",
                 )
             )
     return figures
@@ -281,10 +553,12 @@ def measure_figures(
     out_dir: Path,
     protected: Sequence[Path] = (),
     ceilings: Sequence[Row] = (),
+    families: dict[int, Family] | None = None,
 ) -> list[Figure]:
-    """One panel per (word space, measure, variant) of measure_curves rows; RSA and 2 vs 2
+    """One figure per (word space, measure, variant) of measure_curves rows; RSA and 2 vs 2
     against an RDM target get their noise ceiling as a band, on the scale of the curve (the
-    rows' own ceilings; else the noise_ceilings row over the same number of concepts)."""
+    rows' own ceilings; else the noise_ceilings row over the same number of concepts), and
+    every result's stored bootstrap interval (``ci_low``, ``ci_high``) as error bars."""
     figures: list[Figure] = []
     keys = sorted({(r["word_space"], r["measure"], r["variant"]) for r in rows})
     for word_space, measure, variant in keys:
@@ -322,9 +596,25 @@ def measure_figures(
                 out_dir=out_dir,
                 protected=protected,
                 ceiling=band,
+                ci=("ci_low", "ci_high"),
+                families=families,
             )
         )
     return figures
+
+
+def heatmap_order(rows: Sequence[Row]) -> str:
+    """The order of space_vectors rows in words: WordNet hypernym order only as far as the
+    concepts have a WordNet path (the rest follow by id)."""
+    with_path = sum(1 for r in rows if r.get("hypernym_path"))
+    if rows and with_path == len(rows):
+        return "concepts in WordNet hypernym order"
+    if with_path:
+        return (
+            f"concepts in WordNet hypernym order ({with_path} of {len(rows)} with a WordNet "
+            "path), then by id"
+        )
+    return "concepts by id (no WordNet hypernyms known)"
 
 
 def heatmap_figure(
@@ -336,7 +626,8 @@ def heatmap_figure(
     protected: Sequence[Path] = (),
 ) -> Figure:
     """The concept-by-concept matrix of one space, concepts in the order of ``rows`` (the
-    space_vectors query: WordNet hypernym path order).
+    space_vectors query: WordNet hypernym path order where concepts have one, then by id;
+    the caption says which).
 
     Layer, word and external spaces show their similarity matrix under ``metric`` (pearson,
     spearman, cosine); an RDM space shows its subjects' mean dissimilarity.
@@ -366,30 +657,87 @@ def heatmap_figure(
     else:
         ax.set_xticks([])
         ax.set_yticks([])
-    title = f"{space}: {what}, concepts in WordNet hypernym order"
+    title = f"{space}: {what}, {heatmap_order(rows)}"
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     key = f"heatmap_{slug(space)}_{_clean(metric)}"
-    return _save(plt, fig, key, title, out_dir, protected)
+    table = [
+        {
+            "concept": r["concept"],
+            **{str(c["concept"]): float(v) for c, v in zip(rows, line, strict=True)},
+        }
+        for r, line in zip(rows, matrix, strict=True)
+    ]
+    return _save(plt, fig, key, title, out_dir, protected, caption=f"{title}.", table=table)
 
 
 def _save(
-    plt: Any, fig: Any, key: str, title: str, out_dir: Path, protected: Sequence[Path]
+    plt: Any,
+    fig: Any,
+    key: str,
+    title: str,
+    out_dir: Path,
+    protected: Sequence[Path],
+    *,
+    caption: str = "",
+    table: Sequence[Row] = (),
+    replace: bool = True,
 ) -> Figure:
-    """Write ``fig`` as ``KEY.png`` and ``KEY.svg`` in ``out_dir`` and close it.
+    """Write ``fig`` as ``KEY.png`` (300 dpi), ``KEY.pdf`` and ``KEY.svg`` (text kept as text,
+    so that an editor can change it) and ``table`` as ``KEY.csv`` in ``out_dir``; close it.
 
-    The report folder was checked as a whole (build_report): its own files are replaced.
+    A report folder was checked as a whole (build_report): its own files are replaced. A
+    plot command passes ``replace=False`` unless forced: an existing file is refused.
     """
-    png_path, svg_path = out_dir / f"{key}.png", out_dir / f"{key}.svg"
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    png = buf.getvalue()
-    with atomic_output(png_path, protected, force=True) as tmp:
-        tmp.write_bytes(png)
-    with atomic_output(svg_path, protected, force=True) as tmp:
-        fig.savefig(tmp, format="svg")
+    import matplotlib
+
+    paths = {ext: out_dir / f"{key}.{ext}" for ext in ("png", "pdf", "svg", "csv")}
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        # Lay the figure out once: every format then draws the same positions, and the
+        # (costly) constrained layout is not solved again for each file.
+        engine.execute(fig)
+        fig.set_layout_engine(None)
+    # A fixed salt for the SVG ids: the same numbers give the same bytes (a bundle hashes them).
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "semwh"}):
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=PNG_DPI)
+        png = buf.getvalue()
+        with atomic_output(paths["png"], protected, force=replace) as tmp:
+            tmp.write_bytes(png)
+        for ext in ("pdf", "svg"):
+            with atomic_output(paths[ext], protected, force=replace) as tmp:
+                fig.savefig(tmp, format=ext, metadata=_metadata(ext))
     plt.close(fig)
-    return Figure(key=key, title=title, png=png, png_path=png_path, svg_path=svg_path)
+    with atomic_output(paths["csv"], protected, force=replace) as tmp:
+        write_csv(tmp, table)
+    return Figure(
+        key=key,
+        title=title,
+        png=png,
+        png_path=paths["png"],
+        svg_path=paths["svg"],
+        pdf_path=paths["pdf"],
+        csv_path=paths["csv"],
+        caption=caption or f"{title}.",
+    )
+
+
+def _metadata(ext: str) -> dict[str, Any]:
+    # No creation date: the same numbers give the same files (a bundle's hashes hold).
+    return {"CreationDate": None} if ext == "pdf" else {"Date": None}
+
+
+def write_csv(path: Path, table: Sequence[Row]) -> None:
+    """The rows as CSV, columns in first-seen order, numbers at full precision, None empty."""
+    import csv
+
+    columns = list(dict.fromkeys(c for row in table for c in row))
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+        writer.writeheader()
+        for row in table:
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
 
 
 def _short(space: str) -> str:
@@ -471,7 +819,30 @@ def grid_heatmap(
     fig.tight_layout()
     sides = f"{slug(str(first['side_a']))}_{slug(str(first['side_b']))}"
     key = f"grid_{first['grid_id']}_{test}_{sides}"
-    return _save(plt, fig, key, title, out_dir, protected)
+    table = [
+        {
+            k: c.get(k)
+            for k in (
+                "space_a",
+                "space_b",
+                "row_index",
+                "col_index",
+                "statistic",
+                "p_value",
+                "p_fwe",
+                "is_best",
+                "n_permutations",
+            )
+        }  # fmt: skip
+        for c in cells
+    ]
+    caption = (
+        f"{label}, grid {first['grid_id']}: every space of {first['side_a']} (rows) against "
+        f"every space of {first['side_b']} (columns){level}. Dots: cells with family-wise p ≤ "
+        f"{alpha:g} from the max-statistic permutation null over the grid's cells; frame: the "
+        "best cell."
+    )
+    return _save(plt, fig, key, title, out_dir, protected, caption=caption, table=table)
 
 
 def grid_figures(
