@@ -7,8 +7,8 @@ A bundle holds
   ``.parquet``): every column the warehouse stores for each chosen result, with the test, the
   sweep it was chosen through and that sweep's ``p_fdr``;
 * ``tables/*.tex``: one booktabs table per measure and target (word space, RDM, ...);
-* ``report/``: the figures (``report/figures/``) and page of the warehouse's report, drawn by
-  :func:`draw_figures`;
+* ``figures/``: the figures of the chosen sweeps (PNG at 300 dpi, PDF, SVG, the CSV of each
+  one's numbers) and their captions, drawn by :func:`draw_figures`;
 * ``definitions/``: the chosen sweeps (options, seeds, family sizes) and the analysis runs of
   the results (parameters, seeds, recorded versions, input hashes, device);
 * ``inputs.json``: the content SHA-256 of every space the results depend on, the hashes the
@@ -373,21 +373,26 @@ def versions_now() -> dict[str, Any]:
 def draw_figures(wh: Warehouse, folder: Path, chosen: Sequence[Chosen]) -> str:
     """Draw the bundle's figures into ``folder`` (new); returns a line saying what was drawn.
 
-    The one place a bundle calls the report's figure code: today the report of the whole
-    warehouse (``semwh report``'s figures and page, its layer curves as ``layer_curves``
-    shows them).
+    The layer curves of the chosen sweeps (the warehouse's current curves when results were
+    chosen by id only), each as PNG (300 dpi), PDF, SVG and the CSV of its numbers, drawn by
+    the report's :func:`~semwh.results.report.write_figures`, with ``CAPTIONS.md`` beside
+    them.
     """
-    from semwh.results.report import build_report
+    from semwh.results.report import write_figures
 
+    sweep_ids = sorted({c.sweep_id for c in chosen if c.sweep_id is not None})
     try:
-        info = build_report(wh, folder)
+        drawn = write_figures(wh, folder, sweep_ids=sweep_ids)
     except NotFoundError as exc:
         shutil.rmtree(folder, ignore_errors=True)
         return f"no figures: {exc}"
-    return (
-        f"{len(info.figures)} figure file(s) and report.html from `semwh report` "
-        "(the warehouse's current layer curves)"
-    )
+    captions = [f"# Figures\n\n{len(drawn)} figure(s); each as .png, .pdf, .svg and .csv.\n"]
+    for figure in drawn:
+        names = ", ".join(f"`{path.name}`" for path in figure.paths)
+        captions.append(f"## {figure.title}\n\n{names}\n\n{figure.caption}\n")
+    (folder / "CAPTIONS.md").write_text("\n".join(captions), encoding="utf-8")
+    where = f"sweep(s) {', '.join(map(str, sweep_ids))}" if sweep_ids else "current curves"
+    return f"{len(drawn)} figure(s) with CAPTIONS.md (layer curves of the {where})"
 
 
 # Writing --------------------------------------------------------------------------------
@@ -460,7 +465,7 @@ _CONTENTS = (
         "one booktabs table per measure and target (\\usepackage{booktabs}); statistics to 3 "
         "decimals, p below 0.001 as <0.001",
     ),
-    ("report/", "{figures}"),
+    ("figures/", "{figures}"),
     (
         "definitions/sweeps.json",
         "the sweeps: models, word spaces, tests, permutations, seed, family size, options",
@@ -554,7 +559,7 @@ def build_bundle(
             (tmp / name).parent.mkdir(exist_ok=True)
             (tmp / name).write_text(text, encoding="utf-8")
         note = (
-            draw_figures(wh, tmp / "report", chosen)
+            draw_figures(wh, tmp / "figures", chosen)
             if figures
             else "no figures (written with --no-figures)"
         )

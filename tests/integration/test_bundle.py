@@ -82,7 +82,10 @@ def test_bundle_holds_tables_figures_definitions_and_a_manifest(bundled: Path) -
         MANIFEST,
     ):
         assert name in names, name
-    assert any(n.startswith("report/figures/") and n.endswith(".png") for n in names)
+    figures = [n for n in names if n.startswith("figures/")]
+    for suffix in (".png", ".pdf", ".svg", ".csv"):
+        assert any(n.endswith(suffix) for n in figures), suffix
+    assert "figures/CAPTIONS.md" in figures
     listed = (bundled / MANIFEST).read_text().splitlines()
     assert len(listed) == len(names) - 1  # every file but the manifest itself
     rows = pq.read_table(bundled / "results/comparisons.parquet").to_pylist()
@@ -202,7 +205,7 @@ def test_bundle_refuses_a_warehouse_folder_or_a_folder_with_files(
     # --force replaces a previous bundle, and nothing is left beside it.
     out = copy_bundle(bundled, tmp_path / "bundles")
     again = api.bundle(out, results=["rsa:1", "3"], figures=False, force=True)
-    assert again.n_results == 2 and not (out / "report").exists()
+    assert again.n_results == 2 and not (out / "figures").exists()
     assert [p.name for p in out.parent.iterdir()] == ["paper"]
 
 
