@@ -28,6 +28,7 @@ from semwh.runs.provenance import concepts_sha256, draw_seed
 from semwh.runs.records import ComparisonSpec, ResultRecord
 from semwh.vectors import SpaceVectors, get_space, load_space
 from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.writers import results_lock, transaction
 
 
 def shared_concepts(a: SpaceVectors, b: SpaceVectors) -> list[str]:
@@ -411,18 +412,39 @@ def lookup_in(session: Session, spec: ComparisonSpec) -> result_rows.ComparisonR
     return find_stored(session, spec, any_seed=any_seed)
 
 
-def save_record(wh: Warehouse, record: ResultRecord) -> result_rows.ComparisonRow:
-    """Store a record in one transaction.
+def save_record(
+    wh: Warehouse, record: ResultRecord, *, reuse: bool = True
+) -> result_rows.ComparisonRow:
+    """Store a record in one transaction (:func:`store_records`)."""
+    return store_records(wh, [record], reuse=reuse)[0]
 
-    Results are never replaced: a recomputation adds a row, and older rows stay as history
-    (and as members of the sweeps that list them).
+
+def store_records(
+    wh: Warehouse, records: Sequence[ResultRecord], *, reuse: bool = True
+) -> list[result_rows.ComparisonRow]:
+    """Store records in one transaction, tried again on a serialisation failure or deadlock,
+    holding the registry's results lock (:mod:`semwh.warehouse.writers`).
+
+    With ``reuse``, a comparison another process stored meanwhile (same inputs, options and
+    seed) is not stored twice: its stored row is returned. Results are never replaced: a
+    recomputation (``reuse=False``) adds a row, and older rows stay as history (and as members
+    of the sweeps that list them).
     """
-    with wh.session() as session:
-        return save_in(session, record)
+    if not records:
+        return []
+
+    def store(session: Session) -> list[result_rows.ComparisonRow]:
+        results_lock(session, "storing results")
+        stored = [lookup_in(session, record.spec) if reuse else None for record in records]
+        new = [record for record, row in zip(records, stored, strict=True) if row is None]
+        added = iter(result_rows.add_comparisons(session, new))
+        return [row if row is not None else next(added) for row in stored]
+
+    return transaction(wh, store, what="storing results")
 
 
 def save_in(session: Session, record: ResultRecord) -> result_rows.ComparisonRow:
-    """:func:`save_record` inside the caller's transaction."""
+    """Add a record's rows inside the caller's transaction."""
     return result_rows.add_comparison(session, record)
 
 
@@ -548,7 +570,7 @@ def compare_spec(
         on_plan(plan)
     check_analysis_plan(plan)
     scratch = wh.tmp_root if plan.stream_inputs else None
-    return save_record(wh, run_comparison(spec, scratch))
+    return save_record(wh, run_comparison(spec, scratch), reuse=not force)
 
 
 def permutation_null(wh: Warehouse, test: str, result_id: int) -> list[float] | None:

@@ -144,11 +144,9 @@ def read_connection(
     """
     path = wh.duckdb_path
     if path is None:
-        from semwh.warehouse.migrate import check_revision
         from semwh.warehouse.snapshot import snapshot_connection
 
-        check_revision(wh)
-        conn = snapshot_connection(wh.engine, statements)
+        conn = snapshot_connection(wh, statements)
     elif not path.exists():
         raise WarehouseError(f"no registry at {path}: run `semwh init` first")
     else:

@@ -24,7 +24,7 @@ import logging
 import re
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
@@ -32,6 +32,8 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from semwh.errors import WarehouseError
+from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.migrate import check_revision
 
 #: A snapshot that copies more rows than this says so (one line, logger ``semwh``).
 LARGE_SNAPSHOT_ROWS = 500_000
@@ -51,6 +53,19 @@ class RegistrySchema:
 
     tables: dict[str, tuple[tuple[str, str], ...]]
     views: dict[str, str]  # name -> CREATE VIEW statement
+    revision: str
+
+    @functools.cached_property
+    def ddl(self) -> str:
+        """The statements that create every table (without keys: a snapshot only reads) and
+        every view (in an order where the views a view reads come first)."""
+        tables = [
+            f"CREATE TABLE {_quote(name)} ("
+            + ", ".join(f"{_quote(column)} {kind}" for column, kind in columns)
+            + ")"
+            for name, columns in self.tables.items()
+        ]
+        return ";\n".join([*tables, *self.views.values()])
 
     def reads(self, statements: Iterable[str] | None) -> set[str]:
         """The tables ``statements`` can read (every table for None), views followed."""
@@ -71,7 +86,6 @@ class RegistrySchema:
 def registry_schema() -> RegistrySchema:
     """The registry's tables and views at the head revision, as DuckDB declares them: the
     migrations run once per process on an empty DuckDB file (about a second)."""
-    from semwh.warehouse.layout import Warehouse
     from semwh.warehouse.migrate import upgrade
 
     with tempfile.TemporaryDirectory(prefix="semwh-schema-") as folder:
@@ -87,6 +101,7 @@ def registry_schema() -> RegistrySchema:
                 "WHERE NOT t.internal AND t.table_name <> 'alembic_version' "
                 "ORDER BY c.table_name, c.column_index"
             ).fetchall()
+            revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()
             views = conn.execute(
                 "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal "
                 "AND schema_name = 'main' ORDER BY view_oid"
@@ -96,33 +111,39 @@ def registry_schema() -> RegistrySchema:
     tables: dict[str, list[tuple[str, str]]] = {}
     for table, column, kind in rows:
         tables.setdefault(table, []).append((column, kind))
-    return RegistrySchema(
+    unordered = RegistrySchema(
         tables={name: tuple(columns) for name, columns in tables.items()},
-        views={name: sql for name, sql in views},
+        views={},
+        revision=revision[0] if revision else "",
     )
+    return replace(unordered, views=_in_order(unordered.ddl, dict(views)))
+
+
+def _in_order(tables_ddl: str, views: dict[str, str]) -> dict[str, str]:
+    """``views`` in an order that creates each after the views it reads."""
+    conn = duckdb.connect(":memory:")
+    try:
+        conn.execute(tables_ddl)
+        ordered: dict[str, str] = {}
+        pending = dict(views)
+        while pending:
+            created = False
+            for name, sql in list(pending.items()):
+                try:
+                    conn.execute(sql)
+                except duckdb.CatalogException:
+                    continue  # a view it reads comes later
+                ordered[name] = pending.pop(name)
+                created = True
+            if not created:
+                raise WarehouseError(f"cannot recreate the registry views {', '.join(pending)}")
+        return ordered
+    finally:
+        conn.close()
 
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def _create_schema(conn: duckdb.DuckDBPyConnection, schema: RegistrySchema) -> None:
-    """Every table (without keys: a snapshot only reads) and every view, in an order where
-    each view's views come first."""
-    for name, columns in schema.tables.items():
-        body = ", ".join(f"{_quote(column)} {kind}" for column, kind in columns)
-        conn.execute(f"CREATE TABLE {_quote(name)} ({body})")
-    pending = dict(schema.views)
-    while pending:
-        failed: dict[str, str] = {}
-        for name, sql in pending.items():
-            try:
-                conn.execute(sql)
-            except duckdb.CatalogException:
-                failed[name] = sql  # a view it reads comes later
-        if len(failed) == len(pending):
-            raise WarehouseError(f"cannot recreate the registry views {', '.join(failed)}")
-        pending = failed
 
 
 def _begin_snapshot(connection: sa.Connection) -> None:
@@ -166,24 +187,32 @@ def _copy_table(
 
 
 def snapshot_connection(
-    engine: sa.Engine, statements: Iterable[str] | None = None
+    wh: Warehouse, statements: Iterable[str] | None = None
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB holding the registry's tables and views, with the rows of the
     tables ``statements`` can read (every table for None) as of one moment.
 
     Raises:
+        SchemaMismatchError: The registry is not at the head revision.
         WarehouseError: The registry cannot be read.
     """
     schema = registry_schema()
     wanted = schema.reads(statements)
     conn = duckdb.connect(":memory:")
     try:
-        _create_schema(conn, schema)
-        with engine.connect() as connection:
+        conn.execute(schema.ddl)
+        with wh.engine.connect() as connection:
             _begin_snapshot(connection)
+            version = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
+            if version.scalar() != schema.revision:
+                check_revision(wh)  # raises, saying what to do
             for name in sorted(wanted):
                 _copy_table(conn, connection, name, schema.tables[name])
             connection.rollback()
+    except sa.exc.ProgrammingError as exc:
+        conn.close()
+        check_revision(wh)  # no alembic_version: a registry without a schema
+        raise WarehouseError(f"cannot read the registry for the query: {exc.orig}") from exc
     except sa.exc.DBAPIError as exc:
         conn.close()
         first = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]

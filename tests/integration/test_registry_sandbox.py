@@ -22,7 +22,7 @@ from semwh.errors import ReadOnlyError, ResourceError, SandboxError, SemwhError
 from semwh.results.named import run_query
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.migrate import init_warehouse
-from semwh.warehouse.readonly import run_sql
+from semwh.warehouse.readonly import run_sandboxed, run_sql, sandbox_connection
 from semwh.warehouse.snapshot import registry_schema
 from tests.conftest import migrated_warehouse
 from tests.integration.test_query_data import build_synthetic
@@ -158,20 +158,32 @@ def test_attack_list_is_refused_in_one_line_and_changes_nothing(site: Site) -> N
     # On a server the tables are compared after each attack through one open connection; a
     # DuckDB registry cannot be held open beside the sandbox's read-only one, and its file's
     # size and time say whether it was written.
+    # The attacks run one after another on one sandbox connection (a snapshot of every
+    # table on a server), as a named query's report does: none may loosen it for the next.
     watch = site.wh.engine.connect() if not site.wh.is_duckdb else None
     try:
-        for name, (statement, word) in sorted(ATTACKS.items()):
-            try:
-                run_sql(site.wh, site.fill(statement), allow_read=[site.scratch])
-            except SemwhError as exc:
+        with sandbox_connection(site.wh, [site.scratch]) as conn:
+            outcomes = {}
+            for name, (statement, _) in sorted(ATTACKS.items()):
+                try:
+                    run_sandboxed(conn, site.fill(statement), timeout=10)
+                except SemwhError as exc:
+                    outcomes[name] = exc
+                else:
+                    outcomes[name] = None
+                now = {**(site.tables(watch) if watch is not None else {}), **site.files()}
+                if any(now[key] != before[key] for key in now) or set(now) - set(before):
+                    failures.append(f"{name}: changed the registry or the files")
+                if (site.scratch / "pwned").exists():
+                    failures.append(f"{name}: ran a program")
+        for name, (_, word) in sorted(ATTACKS.items()):
+            exc = outcomes[name]
+            if exc is None:
+                failures.append(f"{name}: ran")
+            else:
                 text = str(exc)
                 if "\n" in text or word.lower() not in text.lower():
                     failures.append(f"{name}: refused as {text!r}, not one line naming {word}")
-            else:
-                failures.append(f"{name}: ran")
-            now = {**(site.tables(watch) if watch is not None else {}), **site.files()}
-            if any(now[key] != before[key] for key in now) or set(now) - set(before):
-                failures.append(f"{name}: changed the registry or the files")
     finally:
         if watch is not None:
             watch.close()

@@ -1,0 +1,140 @@
+"""Many writers at once on one PostgreSQL registry: two sweeps of the same family and an
+ingest, each its own process, lose no row, store no result twice and leave each sweep's
+family whole, with the statistics of the same sweep on a DuckDB registry (to 1e-12).
+
+The test holds the registry's results lock while the sweeps run, so both compute the same
+comparisons and both must wait for it (and say so); once it is released, one stores its
+results and the other finds them instead of adding its own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from semwh import runs
+from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.migrate import init_warehouse
+from semwh.warehouse.writers import RESULTS_LOCK
+from tests.conftest import REPO, migrated_warehouse
+from tests.integration.test_analyze import build_world
+
+pytestmark = pytest.mark.integration
+
+SWEEP = (
+    "from semwh import runs; from semwh.warehouse.layout import Warehouse; import sys; "
+    "wh = Warehouse(root=__import__('pathlib').Path(sys.argv[1]), db_url=sys.argv[2]); "
+    "r = runs.sweep(wh, ['toy'], ['words'], permutations=20, seed=3); "
+    "print(r.sweep_id, r.computed)"
+)
+INGEST = (
+    "import sys, numpy as np; from pathlib import Path; from semwh.vectors import save_space; "
+    "from semwh.warehouse.layout import Warehouse; "
+    "from tests.integration.test_analyze import wnids, N_CONCEPTS; "
+    "wh = Warehouse(root=Path(sys.argv[1]), db_url=sys.argv[2]); "
+    "save_space(wh, 'words2', 'word', wnids(), "
+    "np.random.default_rng(5).normal(size=(N_CONCEPTS, 7)))"
+)
+
+
+def _start(code: str, wh: Warehouse, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(wh.root), wh.db_url],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _waiting(conn: sa.Connection) -> int:
+    """How many sessions wait for an advisory lock."""
+    count = conn.execute(
+        sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+    ).scalar()
+    conn.commit()
+    return int(count or 0)
+
+
+def _rows(wh: Warehouse, sql: str) -> list[tuple]:
+    with wh.engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(sa.text(sql)).fetchall()]
+
+
+def test_two_sweeps_and_an_ingest_at_once(postgres_url: str, tmp_path: Path) -> None:
+    wh = Warehouse(root=tmp_path / "pg", db_url=postgres_url)
+    init_warehouse(wh)
+    build_world(wh)
+
+    with wh.engine.connect() as holder:
+        holder.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": RESULTS_LOCK})
+        holder.commit()
+        procs = [_start(SWEEP, wh), _start(SWEEP, wh), _start(INGEST, wh)]
+        deadline = time.monotonic() + 240
+        while _waiting(holder) < 2:
+            assert time.monotonic() < deadline and procs[0].poll() is None, "no sweep waited"
+            time.sleep(0.2)
+        holder.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": RESULTS_LOCK})
+        holder.commit()
+    outputs = [proc.communicate(timeout=240) for proc in procs]
+    for proc, (_out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err[-3000:]
+    # Each sweep said in one line that it waited for another writer.
+    for _out, err in outputs[:2]:
+        assert len([line for line in err.splitlines() if "waiting for another" in line]) == 1
+
+    # One row per comparison: 2 models x 4 layers x (2v2, rsa), none stored twice.
+    keys = _rows(
+        wh,
+        "SELECT measure, space_a, space_b, seed, options_sha256, count(*) FROM results "
+        "GROUP BY 1, 2, 3, 4, 5",
+    )
+    assert len(keys) == 16 and all(row[-1] == 1 for row in keys)
+    # One family, whole: the sweep that closed second found the identical family of the
+    # first (same options, same members) and repeats it, as a rerun does; no sweep is left
+    # running.
+    sweeps = _rows(wh, "SELECT sweep_id, status, n_tests FROM sweeps")
+    assert [(status, n) for _, status, n in sweeps] == [("complete", 16)]
+    sweep_id = sweeps[0][0]
+    assert [out.split()[0] for out, _ in outputs[:2]] == [str(sweep_id)] * 2
+    members = _rows(wh, f"SELECT test, result_id FROM sweep_members WHERE sweep_id = {sweep_id}")
+    assert len(members) == 16
+    assert {row[1] for row in members} == set(
+        row[0] for row in _rows(wh, "SELECT result_id FROM results")
+    )
+    # The ingest landed whole beside them.
+    assert _rows(wh, "SELECT count(*) FROM spaces WHERE name = 'words2'") == [(1,)]
+    assert (
+        _rows(
+            wh,
+            "SELECT count(*) FROM vector_files AS f JOIN spaces AS s ON s.space_id = f.space_id "
+            "WHERE s.name = 'words2'",
+        )[0][0]
+        >= 1
+    )
+
+    # The same sweep on a DuckDB registry: the same statistics and p-values.
+    reference = migrated_warehouse(tmp_path / "duck")
+    build_world(reference)
+    expected = runs.sweep(reference, ["toy"], ["words"], permutations=20, seed=3)
+    want = {
+        (runs.result_rows.test_of(r), r.space_a, r.space_b): (r.statistic, r.p_value)
+        for r in expected.rows
+    }
+    got = {
+        (measure, a, b): (statistic, p)
+        for measure, a, b, statistic, p in _rows(
+            wh, "SELECT measure, space_a, space_b, statistic, p_value FROM results"
+        )
+    }
+    assert got.keys() == want.keys()
+    for key, (statistic, p) in want.items():
+        assert got[key][0] == pytest.approx(statistic, abs=1e-12)
+        assert got[key][1] == pytest.approx(p, abs=1e-12)
