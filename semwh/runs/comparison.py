@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import and_, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from semwh.analyze import MIN_CONCEPTS, TIE_TOL
@@ -435,12 +436,55 @@ def store_records(
 
     def store(session: Session) -> list[result_rows.ComparisonRow]:
         results_lock(session, "storing results")
-        stored = [lookup_in(session, record.spec) if reuse else None for record in records]
+        maybe = _maybe_stored(session, records) if reuse else set()
+        stored = [
+            lookup_in(session, record.spec) if i in maybe else None
+            for i, record in enumerate(records)
+        ]
         new = [record for record, row in zip(records, stored, strict=True) if row is None]
         added = iter(result_rows.add_comparisons(session, new))
         return [row if row is not None else next(added) for row in stored]
 
     return transaction(wh, store, what="storing results")
+
+
+def _key(record: ResultRecord) -> tuple[str, str, str, int | None]:
+    spec = record.spec
+    return (spec.options.test, spec.space_a, spec.space_b, spec.options.seed)
+
+
+def _maybe_stored(session: Session, records: Sequence[ResultRecord]) -> set[int]:
+    """The records that may have a stored row (measure, spaces and seed stored), found in
+    one query for the batch; only these are looked up in full (:func:`lookup_in`). A record
+    that takes a stored row of any seed is always looked up."""
+    Result = result_rows.Result
+    keys = {_key(record) for record in records}
+    seeded = [key for key in keys if key[3] is not None]
+    unseeded = [key[:3] for key in keys if key[3] is None]
+    clauses = []
+    if seeded:
+        clauses.append(
+            tuple_(Result.measure, Result.space_a, Result.space_b, Result.seed).in_(seeded)
+        )
+    if unseeded:
+        clauses.append(
+            and_(
+                tuple_(Result.measure, Result.space_a, Result.space_b).in_(unseeded),
+                Result.seed.is_(None),
+            )
+        )
+    found = set(
+        tuple(row)
+        for row in session.execute(
+            select(Result.measure, Result.space_a, Result.space_b, Result.seed).where(or_(*clauses))
+        ).all()
+    )
+    return {
+        i
+        for i, record in enumerate(records)
+        if _key(record) in found
+        or (record.spec.options.needs_seed and record.spec.options.seed is None)
+    }
 
 
 def save_in(session: Session, record: ResultRecord) -> result_rows.ComparisonRow:

@@ -9,19 +9,23 @@ results and the other finds them instead of adding its own.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from semwh import runs
+from semwh.extract.rows import with_busy_retry
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.migrate import init_warehouse
-from semwh.warehouse.writers import RESULTS_LOCK
+from semwh.warehouse.writers import RESULTS_LOCK, transaction
 from tests.conftest import REPO, migrated_warehouse
 from tests.integration.test_analyze import build_world
 
@@ -138,3 +142,66 @@ def test_two_sweeps_and_an_ingest_at_once(postgres_url: str, tmp_path: Path) -> 
     for key, (statistic, p) in want.items():
         assert got[key][0] == pytest.approx(statistic, abs=1e-12)
         assert got[key][1] == pytest.approx(p, abs=1e-12)
+
+
+@pytest.mark.parametrize("runner", ["transaction", "with_busy_retry"])
+def test_a_deadlocked_writer_runs_again_and_says_so(
+    postgres_url: str, tmp_path: Path, runner: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real deadlock with another session: the writer the server rolls back runs its
+    transaction again from the start and succeeds, saying so in one line."""
+    wh = Warehouse(root=tmp_path, db_url=postgres_url)
+    with wh.engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)"))
+        conn.execute(sa.text("INSERT INTO t VALUES ('a', 0), ('b', 0)"))
+    holds_a, other_waits = threading.Event(), threading.Event()
+    attempts: list[int] = []
+
+    def work(session: Session) -> None:
+        attempts.append(1)
+        # The other session waits longer before it looks for deadlocks: this one is rolled back.
+        session.execute(sa.text("SET LOCAL deadlock_timeout = '100ms'"))
+        session.execute(sa.text("UPDATE t SET v = v + 1 WHERE k = 'a'"))
+        holds_a.set()
+        assert other_waits.wait(30)
+        session.execute(sa.text("UPDATE t SET v = v + 1 WHERE k = 'b'"))
+
+    def run() -> None:
+        if runner == "transaction":
+            transaction(wh, work, what="test writer")
+        else:
+
+            def register() -> None:
+                with wh.session() as session:
+                    work(session)
+
+            with_busy_retry(register)
+
+    with wh.engine.connect() as other, caplog.at_level(logging.WARNING, logger="semwh"):
+        other.execute(sa.text("SET deadlock_timeout = '10s'"))
+        other.execute(sa.text("UPDATE t SET v = v + 10 WHERE k = 'b'"))
+        writer = threading.Thread(target=run)
+        writer.start()
+        assert holds_a.wait(30)
+
+        def take_a() -> None:
+            other.execute(sa.text("UPDATE t SET v = v + 10 WHERE k = 'a'"))
+            other.commit()
+
+        taker = threading.Thread(target=take_a)
+        taker.start()
+        deadline = time.monotonic() + 30
+        with wh.engine.connect() as watch:
+            while not watch.execute(
+                sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            ).scalar():
+                assert time.monotonic() < deadline
+                watch.rollback()
+                time.sleep(0.05)
+        other_waits.set()  # the writer now asks for 'b': a deadlock
+        taker.join(30)
+        writer.join(30)
+    assert not writer.is_alive() and len(attempts) == 2
+    assert _rows(wh, "SELECT k, v FROM t ORDER BY k") == [("a", 11), ("b", 11)]
+    lines = [r.getMessage() for r in caplog.records if "trying again" in r.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0]
