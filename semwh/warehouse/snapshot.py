@@ -157,8 +157,10 @@ def _copy_table(
     connection: sa.Connection,
     name: str,
     columns: Sequence[tuple[str, str]],
+    copied: int,
 ) -> int:
-    """Copy ``name``'s rows (read in batches) into the DuckDB table of the same name."""
+    """Copy ``name``'s rows (read in batches) into the DuckDB table of the same name; returns
+    ``copied`` (the rows the snapshot holds so far) with them added."""
     table = sa.table(name, *(sa.column(column) for column, _ in columns))
     # JSON arrives as text, which DuckDB reads back as its JSON type.
     selected = [
@@ -168,7 +170,6 @@ def _copy_table(
     result = connection.execution_options(stream_results=True, yield_per=FETCH_ROWS).execute(
         sa.select(*selected)
     )
-    copied = 0
     names = [column for column, _ in columns]
     for part in result.partitions():
         batch = pa.table({column: [row[i] for row in part] for i, column in enumerate(names)})
@@ -178,8 +179,8 @@ def _copy_table(
         before, copied = copied, copied + batch.num_rows
         if before <= LARGE_SNAPSHOT_ROWS < copied:
             log.warning(
-                "semwh sql: copying more than %s rows of the registry (table %s) into the "
-                "query's snapshot; name fewer or smaller tables to read less",
+                "semwh sql: copying more than %s rows of the registry into the query's "
+                "snapshot (now at table %s); name fewer or smaller tables to read less",
                 f"{LARGE_SNAPSHOT_ROWS:,}",
                 name,
             )
@@ -206,8 +207,9 @@ def snapshot_connection(
             version = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
             if version.scalar() != schema.revision:
                 check_revision(wh)  # raises, saying what to do
+            copied = 0
             for name in sorted(wanted):
-                _copy_table(conn, connection, name, schema.tables[name])
+                copied = _copy_table(conn, connection, name, schema.tables[name], copied)
             connection.rollback()
     except sa.exc.ProgrammingError as exc:
         conn.close()
