@@ -1,6 +1,7 @@
-"""Many writers at once on one PostgreSQL registry: two sweeps of the same family and an
-ingest, each its own process, lose no row, store no result twice and leave each sweep's
-family whole, with the statistics of the same sweep on a DuckDB registry (to 1e-12).
+"""Many writers at once on one PostgreSQL registry: two sweeps over some of the same
+comparisons and an ingest, each its own process, lose no row, store no result twice and leave
+each sweep's family whole, with the statistics of the same sweep on a DuckDB registry (to
+1e-12).
 
 The test holds the registry's results lock while the sweeps run, so both compute the same
 comparisons and both must wait for it (and say so); once it is released, one stores its
@@ -9,6 +10,7 @@ results and the other finds them instead of adding its own.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -32,11 +34,14 @@ from tests.integration.test_analyze import build_world
 pytestmark = pytest.mark.integration
 
 SWEEP = (
-    "from semwh import runs; from semwh.warehouse.layout import Warehouse; import sys; "
+    "from semwh import runs; from semwh.warehouse.layout import Warehouse; import json, sys; "
     "wh = Warehouse(root=__import__('pathlib').Path(sys.argv[1]), db_url=sys.argv[2]); "
-    "r = runs.sweep(wh, ['toy'], ['words'], permutations=20, seed=3); "
+    "r = runs.sweep(wh, ['toy'], ['words'], permutations=20, seed=3, **json.loads(sys.argv[3])); "
     "print(r.sweep_id, r.computed)"
 )
+#: The two sweeps: every layer of both models with both tests, and RSA of the trained model
+#: only (four of the same comparisons, a family of its own).
+FULL, RSA_ONLY = {}, {"tests": ["rsa"], "include_random": False}
 INGEST = (
     "import sys, numpy as np; from pathlib import Path; from semwh.vectors import save_space; "
     "from semwh.warehouse.layout import Warehouse; "
@@ -47,11 +52,11 @@ INGEST = (
 )
 
 
-def _start(code: str, wh: Warehouse, env: dict[str, str] | None = None) -> subprocess.Popen:
+def _start(code: str, wh: Warehouse, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", code, str(wh.root), wh.db_url],
+        [sys.executable, "-c", code, str(wh.root), wh.db_url, *args],
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -80,7 +85,15 @@ def test_two_sweeps_and_an_ingest_at_once(postgres_url: str, tmp_path: Path) -> 
     with wh.engine.connect() as holder:
         holder.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": RESULTS_LOCK})
         holder.commit()
-        procs = [_start(SWEEP, wh), _start(SWEEP, wh), _start(INGEST, wh)]
+        procs = [
+            _start(SWEEP, wh, json.dumps(FULL)),
+            _start(SWEEP, wh, json.dumps(RSA_ONLY)),
+            _start(INGEST, wh),
+        ]
+        # Meanwhile, the same sweep on a DuckDB registry, for its statistics.
+        reference = migrated_warehouse(tmp_path / "duck")
+        build_world(reference)
+        expected = runs.sweep(reference, ["toy"], ["words"], permutations=20, seed=3)
         deadline = time.monotonic() + 240
         while _waiting(holder) < 2:
             assert time.monotonic() < deadline and procs[0].poll() is None, "no sweep waited"
@@ -101,18 +114,18 @@ def test_two_sweeps_and_an_ingest_at_once(postgres_url: str, tmp_path: Path) -> 
         "GROUP BY 1, 2, 3, 4, 5",
     )
     assert len(keys) == 16 and all(row[-1] == 1 for row in keys)
-    # One family, whole: the sweep that closed second found the identical family of the
-    # first (same options, same members) and repeats it, as a rerun does; no sweep is left
-    # running.
-    sweeps = _rows(wh, "SELECT sweep_id, status, n_tests FROM sweeps")
-    assert [(status, n) for _, status, n in sweeps] == [("complete", 16)]
-    sweep_id = sweeps[0][0]
-    assert [out.split()[0] for out, _ in outputs[:2]] == [str(sweep_id)] * 2
-    members = _rows(wh, f"SELECT test, result_id FROM sweep_members WHERE sweep_id = {sweep_id}")
-    assert len(members) == 16
-    assert {row[1] for row in members} == set(
-        row[0] for row in _rows(wh, "SELECT result_id FROM results")
-    )
+    # Both families whole, each over its own members, the shared ones listed by both.
+    results = {row[0]: row[1:] for row in _rows(wh, "SELECT result_id, measure FROM results")}
+    sweeps = _rows(wh, "SELECT sweep_id, status, n_tests FROM sweeps ORDER BY n_tests")
+    assert [(status, n) for _, status, n in sweeps] == [("complete", 4), ("complete", 16)]
+    assert sorted(int(out.split()[0]) for out, _ in outputs[:2]) == sorted(s[0] for s in sweeps)
+    members = {
+        n: _rows(wh, f"SELECT test, result_id FROM sweep_members WHERE sweep_id = {sweep_id}")
+        for sweep_id, _, n in sweeps
+    }
+    assert len(members[16]) == 16 and {r for _, r in members[16]} == set(results)
+    assert len(members[4]) == 4 and {r for _, r in members[4]} <= set(results)
+    assert all(results[r] == ("rsa",) for _, r in members[4])
     # The ingest landed whole beside them.
     assert _rows(wh, "SELECT count(*) FROM spaces WHERE name = 'words2'") == [(1,)]
     assert (
@@ -124,10 +137,7 @@ def test_two_sweeps_and_an_ingest_at_once(postgres_url: str, tmp_path: Path) -> 
         >= 1
     )
 
-    # The same sweep on a DuckDB registry: the same statistics and p-values.
-    reference = migrated_warehouse(tmp_path / "duck")
-    build_world(reference)
-    expected = runs.sweep(reference, ["toy"], ["words"], permutations=20, seed=3)
+    # The same statistics and p-values as the sweep on a DuckDB registry.
     want = {
         (runs.result_rows.test_of(r), r.space_a, r.space_b): (r.statistic, r.p_value)
         for r in expected.rows
