@@ -10,15 +10,14 @@ results and the other finds them instead of adding its own.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import subprocess
-import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -27,40 +26,24 @@ from semwh import runs
 from semwh.extract.rows import with_busy_retry
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.migrate import init_warehouse
+from semwh.warehouse.models import Concept
 from semwh.warehouse.writers import RESULTS_LOCK, transaction
-from tests.conftest import REPO, migrated_warehouse
-from tests.integration.test_analyze import build_world
+from tests.conftest import migrated_warehouse
+from tests.forkserver import Child, shared_server
+from tests.integration.test_analyze import N_CONCEPTS, build_world, wnids
 
 pytestmark = pytest.mark.integration
 
-SWEEP = (
-    "from semwh import runs; from semwh.warehouse.layout import Warehouse; import json, sys; "
-    "wh = Warehouse(root=__import__('pathlib').Path(sys.argv[1]), db_url=sys.argv[2]); "
-    "r = runs.sweep(wh, ['toy'], ['words'], permutations=20, seed=3, **json.loads(sys.argv[3])); "
-    "print(r.sweep_id, r.computed)"
-)
 #: The two sweeps: every layer of both models with both tests, and RSA of the trained model
 #: only (four of the same comparisons, a family of its own).
-FULL, RSA_ONLY = {}, {"tests": ["rsa"], "include_random": False}
-INGEST = (
-    "import sys, numpy as np; from pathlib import Path; from semwh.vectors import save_space; "
-    "from semwh.warehouse.layout import Warehouse; "
-    "from tests.integration.test_analyze import wnids, N_CONCEPTS; "
-    "wh = Warehouse(root=Path(sys.argv[1]), db_url=sys.argv[2]); "
-    "save_space(wh, 'words2', 'word', wnids(), "
-    "np.random.default_rng(5).normal(size=(N_CONCEPTS, 7)))"
-)
+SWEEP = ("analyze", "sweep", "--models", "toy", "--words", "words", "-n", "20", "--seed", "3")
+FULL, RSA_ONLY = SWEEP, (*SWEEP, "--tests", "rsa", "--no-random")
 
 
-def _start(code: str, wh: Warehouse, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-c", code, str(wh.root), wh.db_url, *args],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def _spawn(wh: Warehouse, *args: str) -> Child:
+    """``semwh ARGS`` on ``wh``, a separate process forked from the tests' fork server."""
+    server = shared_server(Path(tempfile.gettempdir()) / f"semwh-tests-{os.getpid()}")
+    return server.spawn("--warehouse", str(wh.root), "--db", wh.db_url, *args)
 
 
 def _waiting(conn: sa.Connection) -> int:
@@ -81,31 +64,47 @@ def test_two_sweeps_and_an_ingest_at_once(postgres_url: str, tmp_path: Path) -> 
     wh = Warehouse(root=tmp_path / "pg", db_url=postgres_url)
     init_warehouse(wh)
     build_world(wh)
+    with wh.session() as session:  # the concepts the ingested space is keyed by
+        session.add_all(Concept(concept=c, name=c, origin="test") for c in wnids())
 
     with wh.engine.connect() as holder:
         holder.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": RESULTS_LOCK})
         holder.commit()
+        words2 = tmp_path / "words2.csv"
+        vectors = np.random.default_rng(5).normal(size=(N_CONCEPTS, 7))
+        words2.write_text(
+            "concept,"
+            + ",".join(f"d{i}" for i in range(7))
+            + "\n"
+            + "".join(
+                f"{c}," + ",".join(map(str, v)) + "\n"
+                for c, v in zip(wnids(), vectors, strict=True)
+            )
+        )
         procs = [
-            _start(SWEEP, wh, json.dumps(FULL)),
-            _start(SWEEP, wh, json.dumps(RSA_ONLY)),
-            _start(INGEST, wh),
+            _spawn(wh, *FULL),
+            _spawn(wh, *RSA_ONLY),
+            _spawn(wh, "ingest", "space", "words2", str(words2)),
         ]
         # Meanwhile, the same sweep on a DuckDB registry, for its statistics.
         reference = migrated_warehouse(tmp_path / "duck")
         build_world(reference)
         expected = runs.sweep(reference, ["toy"], ["words"], permutations=20, seed=3)
         deadline = time.monotonic() + 240
+        server = shared_server(Path(tempfile.gettempdir()) / f"semwh-tests-{os.getpid()}")
         while _waiting(holder) < 2:
-            assert time.monotonic() < deadline and procs[0].poll() is None, "no sweep waited"
+            assert time.monotonic() < deadline, "the sweeps did not both wait for the lock"
+            for proc in procs[:2]:
+                assert server.wait(proc, timeout=0) is None, proc.stderr[-3000:]
             time.sleep(0.2)
         holder.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": RESULTS_LOCK})
         holder.commit()
-    outputs = [proc.communicate(timeout=240) for proc in procs]
-    for proc, (_out, err) in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, err[-3000:]
+    for proc in procs:
+        assert server.wait(proc, timeout=240) == 0, proc.stderr[-3000:]
     # Each sweep said in one line that it waited for another writer.
-    for _out, err in outputs[:2]:
-        assert len([line for line in err.splitlines() if "waiting for another" in line]) == 1
+    for proc in procs[:2]:
+        waits = [line for line in proc.stderr.splitlines() if "waiting for another" in line]
+        assert len(waits) == 1, proc.stderr
 
     # One row per comparison: 2 models x 4 layers x (2v2, rsa), none stored twice.
     keys = _rows(
@@ -118,7 +117,6 @@ def test_two_sweeps_and_an_ingest_at_once(postgres_url: str, tmp_path: Path) -> 
     results = {row[0]: row[1:] for row in _rows(wh, "SELECT result_id, measure FROM results")}
     sweeps = _rows(wh, "SELECT sweep_id, status, n_tests FROM sweeps ORDER BY n_tests")
     assert [(status, n) for _, status, n in sweeps] == [("complete", 4), ("complete", 16)]
-    assert sorted(int(out.split()[0]) for out, _ in outputs[:2]) == sorted(s[0] for s in sweeps)
     members = {
         n: _rows(wh, f"SELECT test, result_id FROM sweep_members WHERE sweep_id = {sweep_id}")
         for sweep_id, _, n in sweeps
