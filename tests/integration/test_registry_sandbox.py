@@ -62,7 +62,14 @@ class Site:
         """Every table of the registry with its row count and, on a server, its roles,
         large objects, extensions and views."""
         state: dict[str, object] = {}
-        tables = sorted(sa.inspect(conn).get_table_names())
+        tables = sorted(
+            conn.execute(
+                sa.text(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+                )
+            ).scalars()
+        )
         counts = " UNION ALL ".join(
             f"SELECT '{table}', count(*) FROM \"{table}\"" for table in tables
         )
