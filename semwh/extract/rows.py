@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -27,20 +28,32 @@ from semwh.extract.spec import ModelIdentity
 from semwh.version import __version__
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import ExtractionRun, ExtractionShard, Image, Layer, VisionModel
+from semwh.warehouse.writers import is_retryable
+
+log = logging.getLogger("semwh")
 
 BUSY_RETRY_SECONDS = 120.0
 
 
 def with_busy_retry(fn: Callable[[], Any], timeout: float = BUSY_RETRY_SECONDS) -> Any:
-    """Call ``fn``; while another process holds the registry, wait and try again."""
+    """Call ``fn``; while another process holds the registry (a DuckDB file), or when the
+    server rolled ``fn``'s transaction back for a serialisation failure or a deadlock with
+    another writer (PostgreSQL; said in one line), wait and try again."""
     deadline = time.monotonic() + timeout
     delay = 0.05
     while True:
         try:
             return fn()
-        except WarehouseBusyError:
-            if time.monotonic() > deadline:
+        except Exception as exc:
+            busy = isinstance(exc, WarehouseBusyError)
+            if not (busy or is_retryable(exc)) or time.monotonic() > deadline:
                 raise
+            if not busy:
+                log.warning(
+                    "registering extracted vectors: another writer's transaction conflicted "
+                    "with this one; trying again in %.2f s",
+                    delay,
+                )
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 

@@ -379,7 +379,7 @@ def run_query(
     """
     query = load_query(name, folder)
     bound = bind_params(query, params)
-    with sandbox_connection(wh, allow_read) as conn:
+    with sandbox_connection(wh, allow_read, [query.sql]) as conn:
         return run_named(conn, query, bound, timeout=timeout)
 
 
@@ -396,7 +396,7 @@ def stream_query(
     must be read inside the ``with`` block."""
     query = load_query(name)
     bound = bind_params(query, params)
-    with sandbox_connection(wh, allow_read) as conn:
+    with sandbox_connection(wh, allow_read, [query.sql]) as conn:
         yield stream_sandboxed(conn, query.sql, bound, where=_where(query), timeout=timeout)
 
 
@@ -444,7 +444,7 @@ def export_table(wh: Warehouse, table: str, out: Path, *, force: bool = False) -
     if suffix not in formats:
         raise ConfigError(f"cannot tell the format of {out}: use a .parquet or .csv file name")
     fmt = formats[suffix]
-    with sandbox_connection(wh) as conn:
+    with sandbox_connection(wh, statements=[table]) as conn:
         names = relation_names(conn)
         if table not in names:
             raise NotFoundError(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import and_, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from semwh.analyze import MIN_CONCEPTS, TIE_TOL
@@ -28,6 +29,7 @@ from semwh.runs.provenance import concepts_sha256, draw_seed
 from semwh.runs.records import ComparisonSpec, ResultRecord
 from semwh.vectors import SpaceVectors, get_space, load_space
 from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.writers import results_lock, transaction
 
 
 def shared_concepts(a: SpaceVectors, b: SpaceVectors) -> list[str]:
@@ -411,18 +413,82 @@ def lookup_in(session: Session, spec: ComparisonSpec) -> result_rows.ComparisonR
     return find_stored(session, spec, any_seed=any_seed)
 
 
-def save_record(wh: Warehouse, record: ResultRecord) -> result_rows.ComparisonRow:
-    """Store a record in one transaction.
+def save_record(
+    wh: Warehouse, record: ResultRecord, *, reuse: bool = True
+) -> result_rows.ComparisonRow:
+    """Store a record in one transaction (:func:`store_records`)."""
+    return store_records(wh, [record], reuse=reuse)[0]
 
-    Results are never replaced: a recomputation adds a row, and older rows stay as history
-    (and as members of the sweeps that list them).
+
+def store_records(
+    wh: Warehouse, records: Sequence[ResultRecord], *, reuse: bool = True
+) -> list[result_rows.ComparisonRow]:
+    """Store records in one transaction, tried again on a serialisation failure or deadlock,
+    holding the registry's results lock (:mod:`semwh.warehouse.writers`).
+
+    With ``reuse``, a comparison another process stored meanwhile (same inputs, options and
+    seed) is not stored twice: its stored row is returned. Results are never replaced: a
+    recomputation (``reuse=False``) adds a row, and older rows stay as history (and as members
+    of the sweeps that list them).
     """
-    with wh.session() as session:
-        return save_in(session, record)
+    if not records:
+        return []
+
+    def store(session: Session) -> list[result_rows.ComparisonRow]:
+        results_lock(session, "storing results")
+        maybe = _maybe_stored(session, records) if reuse else set()
+        stored = [
+            lookup_in(session, record.spec) if i in maybe else None
+            for i, record in enumerate(records)
+        ]
+        new = [record for record, row in zip(records, stored, strict=True) if row is None]
+        added = iter(result_rows.add_comparisons(session, new))
+        return [row if row is not None else next(added) for row in stored]
+
+    return transaction(wh, store, what="storing results")
+
+
+def _key(record: ResultRecord) -> tuple[str, str, str, int | None]:
+    spec = record.spec
+    return (spec.options.test, spec.space_a, spec.space_b, spec.options.seed)
+
+
+def _maybe_stored(session: Session, records: Sequence[ResultRecord]) -> set[int]:
+    """The records that may have a stored row (measure, spaces and seed stored), found in
+    one query for the batch; only these are looked up in full (:func:`lookup_in`). A record
+    that takes a stored row of any seed is always looked up."""
+    Result = result_rows.Result
+    keys = {_key(record) for record in records}
+    seeded = [key for key in keys if key[3] is not None]
+    unseeded = [key[:3] for key in keys if key[3] is None]
+    clauses = []
+    if seeded:
+        clauses.append(
+            tuple_(Result.measure, Result.space_a, Result.space_b, Result.seed).in_(seeded)
+        )
+    if unseeded:
+        clauses.append(
+            and_(
+                tuple_(Result.measure, Result.space_a, Result.space_b).in_(unseeded),
+                Result.seed.is_(None),
+            )
+        )
+    found = set(
+        tuple(row)
+        for row in session.execute(
+            select(Result.measure, Result.space_a, Result.space_b, Result.seed).where(or_(*clauses))
+        ).all()
+    )
+    return {
+        i
+        for i, record in enumerate(records)
+        if _key(record) in found
+        or (record.spec.options.needs_seed and record.spec.options.seed is None)
+    }
 
 
 def save_in(session: Session, record: ResultRecord) -> result_rows.ComparisonRow:
-    """:func:`save_record` inside the caller's transaction."""
+    """Add a record's rows inside the caller's transaction."""
     return result_rows.add_comparison(session, record)
 
 
@@ -548,7 +614,7 @@ def compare_spec(
         on_plan(plan)
     check_analysis_plan(plan)
     scratch = wh.tmp_root if plan.stream_inputs else None
-    return save_record(wh, run_comparison(spec, scratch))
+    return save_record(wh, run_comparison(spec, scratch), reuse=not force)
 
 
 def permutation_null(wh: Warehouse, test: str, result_id: int) -> list[float] | None:

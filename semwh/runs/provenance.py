@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -22,13 +23,20 @@ TRACKED_LIBRARIES = ("numpy", "scipy", "torch")
 
 def library_versions() -> dict[str, str | None]:
     """Installed versions of the tracked libraries (None where one is absent)."""
-    found: dict[str, str | None] = {}
+    return dict(_installed_versions())
+
+
+@functools.cache
+def _installed_versions() -> tuple[tuple[str, str | None], ...]:
+    # Read once per process: reading a package's metadata takes milliseconds, and every
+    # stored result records the versions (the libraries a process runs do not change).
+    found: list[tuple[str, str | None]] = []
     for name in TRACKED_LIBRARIES:
         try:
-            found[name] = version(name)
+            found.append((name, version(name)))
         except PackageNotFoundError:
-            found[name] = None
-    return found
+            found.append((name, None))
+    return tuple(found)
 
 
 def semwh_version() -> str:

@@ -68,7 +68,32 @@ def add_analysis_run(
     identity: dict[str, Any] | None = None,
 ) -> AnalysisRun:
     """Add an ``analysis_runs`` row; ``identity`` (default ``params``) is what gets hashed."""
-    run = AnalysisRun(
+    run = analysis_run(
+        kind,
+        params,
+        seed=seed,
+        input_hashes=input_hashes,
+        device=device,
+        seconds=seconds,
+        identity=identity,
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def analysis_run(
+    kind: str,
+    params: dict[str, Any],
+    *,
+    seed: int | None,
+    input_hashes: dict[str, Any],
+    device: str | None,
+    seconds: float | None,
+    identity: dict[str, Any] | None = None,
+) -> AnalysisRun:
+    """An ``analysis_runs`` row, not yet added (:func:`add_analysis_run`)."""
+    return AnalysisRun(
         kind=kind,
         params=canonical_json(params),
         params_sha256=params_sha256(params if identity is None else identity),
@@ -80,9 +105,6 @@ def add_analysis_run(
         seconds=seconds,
         finished_at=datetime.utcnow(),
     )
-    session.add(run)
-    session.flush()
-    return run
 
 
 def matching_rows(session: Session, spec: ComparisonSpec, *, any_seed: bool) -> list[ComparisonRow]:
@@ -128,20 +150,57 @@ def matching_rows(session: Session, spec: ComparisonSpec, *, any_seed: bool) -> 
 
 def add_comparison(session: Session, record: ResultRecord) -> ComparisonRow:
     """Add the analysis run, result row and null distribution of ``record``."""
+    return add_comparisons(session, [record])[0]
+
+
+def add_comparisons(session: Session, records: Sequence[ResultRecord]) -> list[ComparisonRow]:
+    """Add the analysis runs, result rows and null distributions of ``records``: each table's
+    rows in one batch (a few statements for the whole batch, not a few per record, which is
+    what a registry on a server takes its time over)."""
+    runs = [_run_of(record) for record in records]
+    session.add_all(runs)
+    session.flush()
+    rows = [_result_of(record, run.analysis_id) for record, run in zip(records, runs, strict=True)]
+    session.add_all(rows)
+    session.flush()
+    for record, row in zip(records, rows, strict=True):
+        spec, opts = record.spec, record.spec.options
+        if spec.target is not None:
+            add_subject_rows(session, opts.test, row.result_id, record.extra or {})
+        if record.null is not None and opts.permutations > 0:
+            assert opts.seed is not None
+            session.add(
+                PermutationNull(
+                    test=opts.test,
+                    result_id=row.result_id,
+                    n_permutations=opts.permutations,
+                    seed=opts.seed,
+                    values=json.dumps([float(v) for v in record.null]),
+                )
+            )
+    session.flush()
+    return rows
+
+
+def _run_of(record: ResultRecord) -> AnalysisRun:
     spec = record.spec
-    opts = spec.options
-    run = add_analysis_run(
-        session,
-        opts.test,
+    return analysis_run(
+        spec.options.test,
         spec.params(),
-        seed=opts.seed,
+        seed=spec.options.seed,
         input_hashes=spec.input_hashes,
         device=record.device,
         seconds=record.seconds,
     )
+
+
+def _result_of(record: ResultRecord, analysis_id: int) -> ComparisonRow:
+    """The ``results`` row of ``record``, not yet added."""
+    spec = record.spec
+    opts = spec.options
     settings = option_settings(opts)
     values: dict[str, Any] = dict(
-        analysis_id=run.analysis_id,
+        analysis_id=analysis_id,
         options=settings,
         options_sha256=options_sha256(opts.test, settings),
         variant=opts.metric,
@@ -179,23 +238,7 @@ def add_comparison(session: Session, record: ResultRecord) -> ComparisonRow:
         )
     if opts.test == "2v2":
         assert record.n_pairs is not None and opts.tie_tol is not None
-    row = Result.of(opts.test, **values)
-    session.add(row)
-    session.flush()
-    if spec.target is not None:
-        add_subject_rows(session, opts.test, row.result_id, extra)
-    if record.null is not None and opts.permutations > 0:
-        assert opts.seed is not None
-        session.add(
-            PermutationNull(
-                test=opts.test,
-                result_id=row.result_id,
-                n_permutations=opts.permutations,
-                seed=opts.seed,
-                values=json.dumps([float(v) for v in record.null]),
-            )
-        )
-    return row
+    return Result.of(opts.test, **values)
 
 
 def add_subject_rows(session: Session, test: str, result_id: int, extra: dict[str, Any]) -> None:

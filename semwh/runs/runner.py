@@ -29,7 +29,7 @@ from semwh.measures.similarity import SimilarityOptions
 from semwh.names import name_list
 from semwh.progress import Progress, report
 from semwh.runs import result_rows
-from semwh.runs.comparison import lookup_in, run_comparison, save_in, with_seed
+from semwh.runs.comparison import lookup_in, run_comparison, store_records, with_seed
 from semwh.runs.levels import Items
 from semwh.runs.options import (
     check_choice,
@@ -215,11 +215,11 @@ def run_family(
         # Results are committed in small batches: an interrupted family keeps what it
         # computed, and a rerun finds those comparisons stored.
         if len(buffer) >= COMMIT_EVERY or time.perf_counter() - last_commit > COMMIT_SECONDS:
-            _commit(wh, buffer, slots)
+            _commit(wh, buffer, slots, reuse=not force)
             last_commit = time.perf_counter()
         done += 1
         report(progress, what, done, total)
-    _commit(wh, buffer, slots)
+    _commit(wh, buffer, slots, reuse=not force)
     computed = sum(1 for index, _ in pending if not isinstance(slots[index], Skipped))
     outcomes_in_order = [slot for slot in slots if slot is not None]
     assert len(outcomes_in_order) == len(slots)
@@ -230,13 +230,16 @@ def _commit(
     wh: Warehouse,
     buffer: list[tuple[int, ResultRecord]],
     slots: list[result_rows.ComparisonRow | Skipped | None],
+    *,
+    reuse: bool,
 ) -> None:
-    """Store the buffered records in one transaction and empty the buffer."""
+    """Store the buffered records in one transaction and empty the buffer; with ``reuse``,
+    a comparison another process stored meanwhile keeps its row (no duplicate)."""
     if not buffer:
         return
-    with wh.session() as session:
-        for index, record in buffer:
-            slots[index] = save_in(session, record)
+    rows = store_records(wh, [record for _, record in buffer], reuse=reuse)
+    for (index, _), row in zip(buffer, rows, strict=True):
+        slots[index] = row
     buffer.clear()
     fault_point("sweep.committed")
 

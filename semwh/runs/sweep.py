@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from semwh.errors import ConfigError, DegenerateInputError, NotFoundError
 from semwh.progress import Progress, check_progress
@@ -35,7 +36,8 @@ from semwh.runs.runner import (
 from semwh.testing.faults import fault_point
 from semwh.vectors import SpaceVectors, layer_spaces, load_space
 from semwh.warehouse.layout import Warehouse
-from semwh.warehouse.models import ResultDiff, ResultRecovery, Space, VisionModel
+from semwh.warehouse.models import ResultDiff, ResultRecovery, Space, Sweep, VisionModel
+from semwh.warehouse.writers import transaction
 
 RANDOM_SUFFIX = "-random"
 
@@ -265,8 +267,9 @@ def sweep(
         **opts.params(),
         "seed": sweep_seed,
     }
-    with wh.session() as session:
-        family = families.open_sweep(
+    family = transaction(
+        wh,
+        lambda session: families.open_sweep(
             session,
             models=chosen,
             word_spaces=list(words),
@@ -274,9 +277,11 @@ def sweep(
             n_permutations=opts.permutations,
             seed=sweep_seed,
             params=params,
-        )
-        sweep_id = family.sweep_id
-        identity_sha256 = json.loads(family.params)["identity_sha256"]
+        ),
+        what="opening a sweep",
+    )
+    sweep_id = family.sweep_id
+    identity_sha256 = json.loads(family.params)["identity_sha256"]
     with families.failed_on_error(wh, sweep_id):
         return _run_sweep(
             wh,
@@ -339,24 +344,14 @@ def _run_sweep(
     diffs = _control_diffs(wh, rows, sweep_seed, opts.force) if opts.control_diffs else []
     members = [families.member(r) for r in (*rows, *recovered, *diffs)]
 
-    # The family, its FDR and the sweep's own run record land together or not at all.
-    with wh.session() as session:
+    # The family, its FDR and the sweep's own run record land together or not at all (the
+    # transaction runs again from the start when the server gives up on it).
+    def close(session: Session) -> tuple[Sweep | None, int, families.FDR]:
         # A rerun that found every member stored repeats the newest identical family.
         twin = families.same_family(session, identity_sha256, members)
         if twin is not None and twin.sweep_id != sweep_id:
             families.discard_sweep(session, sweep_id)
-            return SweepResult(
-                sweep_id=twin.sweep_id,
-                analysis_id=twin.analysis_id,
-                seed=sweep_seed,
-                rows=_reload(wh, rows),
-                recovery=recovered,
-                p_fdr=families.sweep_fdr(session, twin.sweep_id),
-                computed=0,
-                skipped=skipped,
-                reused=True,
-                diffs=diffs,
-            )
+            return twin, twin.analysis_id, families.sweep_fdr(session, twin.sweep_id)
         record = dict(params)
         record["sweep_id"] = sweep_id
         record["skipped"] = [item.to_dict() for item in skipped]
@@ -377,10 +372,26 @@ def _run_sweep(
             analysis_id=run.analysis_id,
             extra_params={"skipped": record["skipped"]},
         )
+        return None, run.analysis_id, fdr
+
+    twin, analysis_id, fdr = transaction(wh, close, what=f"closing sweep {sweep_id}")
+    if twin is not None:
+        return SweepResult(
+            sweep_id=twin.sweep_id,
+            analysis_id=analysis_id,
+            seed=sweep_seed,
+            rows=_reload(wh, rows),
+            recovery=recovered,
+            p_fdr=fdr,
+            computed=0,
+            skipped=skipped,
+            reused=True,
+            diffs=diffs,
+        )
     fault_point("sweep.closed")
     return SweepResult(
         sweep_id=sweep_id,
-        analysis_id=run.analysis_id,
+        analysis_id=analysis_id,
         seed=sweep_seed,
         rows=_reload(wh, rows),
         recovery=recovered,

@@ -9,7 +9,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,17 +133,24 @@ def _connect_read_only(path: Path, wait: float | None = None) -> duckdb.DuckDBPy
 
 
 @contextmanager
-def read_connection(wh: Warehouse) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only DuckDB connection on the registry with the ``vectors`` view in place."""
+def read_connection(
+    wh: Warehouse, statements: Iterable[str] | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only DuckDB connection on the registry with the ``vectors`` view in place.
+
+    A DuckDB registry is opened read-only. Any other (PostgreSQL, SQLite) is read into an
+    in-memory DuckDB instead (:mod:`semwh.warehouse.snapshot`): the tables ``statements``
+    can read (every table for None), as of one moment; user SQL never reaches the server.
+    """
     path = wh.duckdb_path
     if path is None:
-        raise WarehouseError(
-            f"read-only SQL needs a DuckDB registry; {wh.db_url.split(':', 1)[0]} registries "
-            "are queried with their own client"
-        )
-    if not path.exists():
+        from semwh.warehouse.snapshot import snapshot_connection
+
+        conn = snapshot_connection(wh, statements)
+    elif not path.exists():
         raise WarehouseError(f"no registry at {path}: run `semwh init` first")
-    conn = _connect_read_only(path)
+    else:
+        conn = _connect_read_only(path)
     try:
         create_vectors_view(conn, wh.vectors)
         yield conn
@@ -262,20 +269,24 @@ class StatementClock:
 
 @contextmanager
 def sandbox_connection(
-    wh: Warehouse, allow_read: Sequence[str | os.PathLike[str]] = ()
+    wh: Warehouse,
+    allow_read: Sequence[str | os.PathLike[str]] = (),
+    statements: Iterable[str] | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read connection locked down for user SQL (see :mod:`semwh.warehouse.sandbox`).
 
     Files can be read only under the vectors root and the ``allow_read`` folders; the
     settings are locked, so no statement can widen that. A vectors folder given for this
     process must be where it reaches the recorded root (:func:`check_vectors_override`).
+    ``statements`` are the SQL texts the connection will run: on a registry that is not a
+    DuckDB file only the tables they can read are copied (None: every table).
 
     Raises:
         SandboxError: An ``allow_read`` folder does not exist, or the vectors folder given
             is not the warehouse's.
     """
     folders = allowed_folders(wh, allow_read)
-    with spill_folder(wh) as spill, read_connection(wh) as conn:
+    with spill_folder(wh) as spill, read_connection(wh, statements) as conn:
         check_vectors_override(wh, conn)
         if spill is not None:
             conn.execute("SET temp_directory = $folder", {"folder": str(spill)})
@@ -377,7 +388,7 @@ def stream_sql(
 ) -> Iterator[tuple[pa.Schema, Iterator[pa.RecordBatch]]]:
     """:func:`run_sql` as a schema and record batches streamed from DuckDB (for outputs
     larger than memory); the batches must be read inside the ``with`` block."""
-    with sandbox_connection(wh, allow_read) as conn:
+    with sandbox_connection(wh, allow_read, [sql]) as conn:
         yield stream_sandboxed(conn, sql, params, timeout=timeout)
 
 
@@ -405,6 +416,6 @@ def run_sql(
         WarehouseError: The statement is invalid.
         ResourceError: It ran past its time limit.
     """
-    with sandbox_connection(wh, allow_read) as conn:
+    with sandbox_connection(wh, allow_read, [sql]) as conn:
         table = run_sandboxed(conn, sql, params, timeout=timeout)
     return QueryResult(table=table, sql=sql)

@@ -166,7 +166,9 @@ def report_data(
         )
     heatmap_keys = check_heatmaps(wh, heatmaps)
     ws = {"word_space": word_space}
-    with sandbox_connection(wh) as conn:
+    # The SQL the report runs: on a server registry, the tables it reads are copied.
+    statements = [load_query(name).sql for name in REPORT_QUERIES] + [_SCHEMES_SQL]
+    with sandbox_connection(wh, statements=statements) as conn:
 
         def rows(name: str, params: dict[str, Any]) -> list[Row]:
             if sweep_ids and name in ("layer_curves", "measure_curves"):
@@ -183,10 +185,7 @@ def report_data(
         if image_curves:
             # Each row's permutation scheme, as its sweep's results record it.
             schemes: dict[tuple[Any, ...], set[str]] = {}
-            for key in conn.execute(
-                "SELECT m.sweep_id, r.space_a, r.space_b, r.permute FROM sweep_members AS m "
-                "JOIN results AS r ON r.result_id = m.result_id WHERE r.level = 'image'"
-            ).fetchall():
+            for key in conn.execute(_SCHEMES_SQL).fetchall():
                 schemes.setdefault(tuple(key[:3]), set()).add(str(key[3]))
             for row in image_curves:
                 space = row.get("space") or f"{row['model']}/{row['layer']}"
@@ -215,6 +214,25 @@ def report_data(
             image_curves=image_curves,
             families=sweep_families(conn, [*curves, *image_curves, *recovery, *measure_rows]),
         )
+
+
+#: The named queries a report runs.
+REPORT_QUERIES = (
+    "layer_curves",
+    "peak_layer",
+    "first_significant_depth",
+    "recovery_by_layer",
+    "measure_curves",
+    "noise_ceilings",
+    "space_vectors",
+    "grid_cells",
+    "peak_inference",
+)
+# The permutation scheme of each image-level curve's sweep.
+_SCHEMES_SQL = (
+    "SELECT m.sweep_id, r.space_a, r.space_b, r.permute FROM sweep_members AS m "
+    "JOIN results AS r ON r.result_id = m.result_id WHERE r.level = 'image'"
+)
 
 
 def heatmap_key(text: str) -> tuple[str, str]:
