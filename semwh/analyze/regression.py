@@ -23,10 +23,16 @@ penalties), and leaving out a set S of concepts changes its residuals to
 |S| = 2 this gives the predictions of every pair; with S = {i, j, k} (a 3 x 3 inverse per
 triple) the inner leave-one-out errors of every pair, computed from the Gram matrices of the
 residuals and targets only. The permutation test relabels the concepts of B.
+
+The inner errors are the O(n^3) part (one term per pair and training concept, for each
+penalty). With numba installed they run compiled (:mod:`semwh.analyze.regression_compiled`),
+term for term the arithmetic of the numpy path and summed in numpy's pairwise order, so both
+paths give the same bits; without numba the numpy path runs (one warning says so).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -51,6 +57,9 @@ DEFAULT_PENALTIES = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 
 #: A pair is correct only by more than this margin (as in the 2 vs 2 test).
 REGRESSION_TIE_TOL = 1e-10
+
+#: From this many concepts on, the inner cross-validation runs compiled (when numba is there).
+COMPILED_FROM = 150
 
 
 @dataclass(frozen=True)
@@ -150,7 +159,7 @@ _LOO_ERROR = (
 )
 
 
-def _inner_cv(h: np.ndarray, g: np.ndarray) -> np.ndarray:
+def _inner_cv_numpy(h: np.ndarray, g: np.ndarray) -> np.ndarray:
     """n x n matrix: at (i, j), i < j, the summed squared leave-one-out error of the ridge
     inside the training concepts of pair (i, j); the rest is +inf.
 
@@ -184,6 +193,30 @@ def _inner_cv(h: np.ndarray, g: np.ndarray) -> np.ndarray:
         err[np.arange(m), np.arange(i + 1, n)] = 0.0
         out[i, rest] = err.sum(axis=1)
     return out
+
+
+_WARNED: list[bool] = []
+
+
+def _inner_cv(h: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """The inner leave-one-out errors of every pair: by the compiled kernel from
+    ``COMPILED_FROM`` concepts on where numba is installed (the same bits as the numpy path,
+    which small problems keep: they would spend more time loading the kernel)."""
+    if h.shape[0] >= COMPILED_FROM:
+        try:
+            from semwh.analyze import regression_compiled
+        except ImportError:
+            if not _WARNED:
+                _WARNED.append(True)
+                warnings.warn(
+                    "numba is not installed: regression 2 vs 2 runs its numpy path, about 20 "
+                    "times slower at 1,000 concepts (pip install numba)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        else:
+            return regression_compiled.inner_cv(h, g)
+    return _inner_cv_numpy(h, g)
 
 
 def _pair_correct(
