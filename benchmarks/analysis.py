@@ -13,7 +13,9 @@ Prints, in one run:
     HSIC from the relabelled vectors for every permutation (subsample, extrapolated), and
     mutual k-NN (k=10) with 1000 permutations;
   * regression 2 vs 2 at n=1000 (7 penalties, inner leave-one-out) against refitting ridge
-    for every pair and every inner left-out concept (a few pairs, extrapolated to all).
+    for every pair and every inner left-out concept (a few pairs, extrapolated to all), and
+    its compiled inner cross-validation against the numpy path at n=400, then alone at
+    n=1000 (target <= 30 s).
   ``--measures-only`` runs the last two items alone.
 """
 
@@ -169,6 +171,67 @@ def measures(args: argparse.Namespace) -> None:
         f"{t_fast:.1f} s (accuracy {reg.accuracy:.4f}); refitting per pair {t_loop / 3600:.0f} h "
         f"(extrapolated from {len(pairs)} pairs; same decisions: {agree}), speed-up "
         f"x{t_loop / t_fast:.0f}; load {before} -> {load()}"
+    )
+    regression_paths()
+
+
+def regression_paths(ref_n: int = 400) -> None:
+    """Regression 2 vs 2: the compiled inner cross-validation against the numpy path it
+    replaced (the reference, run by raising COMPILED_FROM), both whole statistics in this
+    process at ``ref_n`` concepts, then the compiled path alone at n = 1000 (50-d -> 50-d,
+    7 penalties)."""
+    from semwh.analyze import regression
+
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((1000, 50))
+    y = x @ rng.standard_normal((50, 50)) + 25.0 * rng.standard_normal((1000, 50))
+    start = time.perf_counter()
+    regression_two_vs_two(x[: regression.COMPILED_FROM], y[: regression.COMPILED_FROM])
+    t_load = time.perf_counter() - start
+    times, results = [], []
+    before = load()
+    for compiled_from in (regression.COMPILED_FROM, 10**9):  # compiled, then numpy
+        saved, regression.COMPILED_FROM = regression.COMPILED_FROM, compiled_from
+        start = time.perf_counter()
+        try:
+            results.append(regression_two_vs_two(x[:ref_n], y[:ref_n]))
+        finally:
+            regression.COMPILED_FROM = saved
+        times.append(time.perf_counter() - start)
+    fast, ref = results
+    same = (
+        np.array_equal(fast.correct, ref.correct)
+        and np.array_equal(fast.chosen, ref.chosen)
+        and fast.accuracy == ref.accuracy
+    )
+    print(
+        f"regression 2 vs 2 n={ref_n} (50-d -> 50-d, 7 penalties): compiled {times[0]:.2f} s, "
+        f"numpy reference {times[1]:.2f} s, ratio x{times[1] / times[0]:.1f} (same decisions, "
+        f"penalties and accuracy: {same}); first call, loading the kernel {t_load:.2f} s; "
+        f"load {before} -> {load()}"
+    )
+    # The kernel alone: one penalty's inner errors of every pair, numpy path vs compiled.
+    hat = regression._Smoother(x[:ref_n], (1.0,), [""] * ref_n, "A").hats[0]
+    e = y[:ref_n] - hat @ y[:ref_n]
+    gram = e @ e.T
+    before = load()
+    kernel = []
+    for inner_cv in (regression._inner_cv_numpy, regression._inner_cv):
+        start = time.perf_counter()
+        kernel.append(inner_cv(hat, gram))
+        times.append(time.perf_counter() - start)
+    print(
+        f"  its inner cross-validation alone (one penalty): numpy {times[2]:.2f} s, compiled "
+        f"{times[3]:.3f} s, ratio x{times[2] / times[3]:.0f} (same bits: "
+        f"{np.array_equal(*kernel)}); load {before} -> {load()}"
+    )
+    before = load()
+    start = time.perf_counter()
+    reg = regression_two_vs_two(x, y)
+    print(
+        f"regression 2 vs 2 n=1000 (50-d -> 50-d, 7 penalties), compiled: "
+        f"{time.perf_counter() - start:.1f} s (accuracy {reg.accuracy:.4f}); target <= 30 s; "
+        f"load {before} -> {load()}"
     )
 
 

@@ -23,10 +23,16 @@ penalties), and leaving out a set S of concepts changes its residuals to
 |S| = 2 this gives the predictions of every pair; with S = {i, j, k} (a 3 x 3 inverse per
 triple) the inner leave-one-out errors of every pair, computed from the Gram matrices of the
 residuals and targets only. The permutation test relabels the concepts of B.
+
+The inner errors are the O(n^3) part (one term per pair and training concept, for each
+penalty). With numba installed they run compiled (:mod:`semwh.analyze.regression_compiled`),
+term for term the arithmetic of the numpy path and summed in numpy's pairwise order, so both
+paths give the same bits; without numba the numpy path runs (one warning says so).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -51,6 +57,9 @@ DEFAULT_PENALTIES = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 
 #: A pair is correct only by more than this margin (as in the 2 vs 2 test).
 REGRESSION_TIE_TOL = 1e-10
+
+#: From this many concepts on, the inner cross-validation runs compiled (when numba is there).
+COMPILED_FROM = 150
 
 
 @dataclass(frozen=True)
@@ -150,7 +159,7 @@ _LOO_ERROR = (
 )
 
 
-def _inner_cv(h: np.ndarray, g: np.ndarray) -> np.ndarray:
+def _inner_cv_numpy(h: np.ndarray, g: np.ndarray) -> np.ndarray:
     """n x n matrix: at (i, j), i < j, the summed squared leave-one-out error of the ridge
     inside the training concepts of pair (i, j); the rest is +inf.
 
@@ -186,6 +195,30 @@ def _inner_cv(h: np.ndarray, g: np.ndarray) -> np.ndarray:
     return out
 
 
+_WARNED: list[bool] = []
+
+
+def _inner_cv(h: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """The inner leave-one-out errors of every pair: by the compiled kernel from
+    ``COMPILED_FROM`` concepts on where numba is installed (the same bits as the numpy path,
+    which small problems keep: they would spend more time loading the kernel)."""
+    if h.shape[0] >= COMPILED_FROM:
+        try:
+            from semwh.analyze import regression_compiled
+        except ImportError:
+            if not _WARNED:
+                _WARNED.append(True)
+                warnings.warn(
+                    "numba is not installed: regression 2 vs 2 runs its numpy path, about 20 "
+                    "times slower at 1,000 concepts (pip install numba)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        else:
+            return regression_compiled.inner_cv(h, g)
+    return _inner_cv_numpy(h, g)
+
+
 def _pair_correct(
     h: np.ndarray,
     e: np.ndarray,
@@ -193,57 +226,59 @@ def _pair_correct(
     y_norm2: np.ndarray,
     tie_tol: float,
     centre: bool,
+    i: np.ndarray,
+    j: np.ndarray,
 ) -> np.ndarray:
-    """n x n booleans: whether each pair (i < j) is correct with leave-two-out predictions."""
+    """Booleans: whether each pair (i[m], j[m]) is correct with leave-two-out predictions."""
     et = e - e.mean(axis=1, keepdims=True) if centre else e
     p = t @ t.T  # y_a . y_b
     q = et @ t.T  # e_a . y_b
     g = et @ et.T  # e_a . e_b
     hd = np.diag(h)
-    one_i = (1.0 - hd)[:, None]
-    one_j = (1.0 - hd)[None, :]
-    det = one_i * one_j - h * h
-    # Zero only on the diagonal (i = j, never a pair) or for a pair that pins its own fit.
+    hij = h[i, j]
+    one_i = (1.0 - hd)[i]
+    one_j = (1.0 - hd)[j]
+    det = one_i * one_j - hij * hij
+    # Zero only for a pair that pins its own fit.
     det = np.where(det == 0.0, np.nan, det)
     alpha_i = one_j / det  # weight of e_i in the residual of i
     alpha_j = one_i / det  # weight of e_j in the residual of j
-    beta = h / det  # weight of the other concept's residual
+    beta = hij / det  # weight of the other concept's residual
     pd, qd, gd = np.diag(p), np.diag(q), np.diag(g)
-    col = slice(None), None
-    row = None, slice(None)
+    p_ij, p_ji, q_ij, q_ji, g_ij = p[i, j], p[j, i], q[i, j], q[j, i], g[i, j]
     # Prediction of i: y_i - alpha_i e_i - beta e_j; of j: y_j - beta e_i - alpha_j e_j.
     # pred_i . y_i = p_ii - alpha_i q_ii - beta q_ji
-    pi_yi = pd[col] - alpha_i * qd[col] - beta * q.T
+    pi_yi = pd[i] - alpha_i * qd[i] - beta * q_ji
     # pred_i . y_j = p_ij - alpha_i q_ij - beta q_jj
-    pi_yj = p - alpha_i * q - beta * qd[row]
+    pi_yj = p_ij - alpha_i * q_ij - beta * qd[j]
     # pred_j . y_j = p_jj - beta q_ij - alpha_j q_jj
-    pj_yj = pd[row] - beta * q - alpha_j * qd[row]
+    pj_yj = pd[j] - beta * q_ij - alpha_j * qd[j]
     # pred_j . y_i = p_ji - beta q_ii - alpha_j q_ji
-    pj_yi = p.T - beta * qd[col] - alpha_j * q.T
+    pj_yi = p_ji - beta * qd[i] - alpha_j * q_ji
     norm_i = (
-        pd[col]
-        + alpha_i**2 * gd[col]
-        + beta**2 * gd[row]
-        - 2 * alpha_i * qd[col]
-        - 2 * beta * q.T
-        + 2 * alpha_i * beta * g
+        pd[i]
+        + alpha_i**2 * gd[i]
+        + beta**2 * gd[j]
+        - 2 * alpha_i * qd[i]
+        - 2 * beta * q_ji
+        + 2 * alpha_i * beta * g_ij
     )
     norm_j = (
-        pd[row]
-        + beta**2 * gd[col]
-        + alpha_j**2 * gd[row]
-        - 2 * beta * q
-        - 2 * alpha_j * qd[row]
-        + 2 * alpha_j * beta * g
+        pd[j]
+        + beta**2 * gd[i]
+        + alpha_j**2 * gd[j]
+        - 2 * beta * q_ij
+        - 2 * alpha_j * qd[j]
+        + 2 * alpha_j * beta * g_ij
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         si = np.sqrt(norm_i)
         sj = np.sqrt(norm_j)
         yn = np.sqrt(y_norm2)
-        c_ii = pi_yi / (si * yn[col])
-        c_ij = pi_yj / (si * yn[row])
-        c_jj = pj_yj / (sj * yn[row])
-        c_ji = pj_yi / (sj * yn[col])
+        c_ii = pi_yi / (si * yn[i])
+        c_ij = pi_yj / (si * yn[j])
+        c_jj = pj_yj / (sj * yn[j])
+        c_ji = pj_yi / (sj * yn[i])
         # d = 1 - cos: d_ii + d_jj < d_ij + d_ji - tol  <=>  c_ij + c_ji + tol < c_ii + c_jj
         return (c_ij + c_ji + tie_tol) < (c_ii + c_jj)
 
@@ -274,17 +309,22 @@ class _Problem:
         y_norm2 = np.einsum("ij,ij->i", t, t)
         best = np.full((self.n, self.n), np.inf)
         chosen = np.full((self.n, self.n), -1, dtype=np.int64)
-        correct = np.zeros((self.n, self.n), dtype=bool)
+        residuals = []
         for index, h in enumerate(self.smoother.hats):
             e = y - h @ y
             cv = _inner_cv(h, e @ e.T)
             better = cv < best
             best = np.where(better, cv, best)
             chosen = np.where(better, index, chosen)
-            correct = np.where(
-                better, _pair_correct(h, e, t, y_norm2, self.tie_tol, centre), correct
-            )
-        return correct & self.upper, np.where(self.upper, chosen, -1)
+            residuals.append(e)
+        chosen = np.where(self.upper, chosen, -1)
+        # Each pair is scored once, with the penalty it chose.
+        correct = np.zeros((self.n, self.n), dtype=bool)
+        for index, (h, e) in enumerate(zip(self.smoother.hats, residuals, strict=True)):
+            i, j = np.nonzero(chosen == index)
+            if i.size:
+                correct[i, j] = _pair_correct(h, e, t, y_norm2, self.tie_tol, centre, i, j)
+        return correct, chosen
 
     def accuracy(self, perm: np.ndarray | None = None) -> float:
         correct, _ = self.run(perm)
