@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from semwh.analyze import kernels as compiled_kernels
 from semwh.analyze._checks import name_concepts
 from semwh.analyze._matrices import as_matrix_pair
 from semwh.analyze.permutation import (
@@ -31,6 +32,7 @@ from semwh.analyze.permutation import (
     make_rng,
     null_from,
     permutation_p_value,
+    permutation_stream,
 )
 from semwh.errors import ConfigError, DegenerateInputError
 
@@ -122,7 +124,35 @@ class _Kernels:
 
     def statistic(self, perm: np.ndarray | None = None) -> float:
         lp = self.l if perm is None else self.l[np.ix_(perm, perm)]
-        trace = float(np.sum(self.k * lp))
+        return self._from_trace(float(np.sum(self.k * lp)), perm)
+
+
+    def null(self, rng: np.random.Generator, start: int, stop: int) -> np.ndarray:
+        """Statistics of permutations start..stop-1 of the stream of ``rng``.
+
+        The compiled path gathers the relabelled L once per pair for a block of
+        permutations (both Gram matrices are exactly symmetric: sum(K * L') is twice the
+        upper triangle's sum plus the diagonal's); the numpy path is the reference.
+        """
+        if (
+            stop > start
+            and compiled_kernels.use_compiled(self.n)
+            and np.array_equal(self.k, self.k.T)
+            and np.array_equal(self.l, self.l.T)
+        ):
+            state = rng.bit_generator.state
+            parts = []
+            for perms in permutation_stream(rng, self.n, start, stop, compiled_kernels.PERMUTATION_BLOCK):
+                traces = compiled_kernels.run("gathered_dots", self.k, self.l, perms.astype(np.int64), True)
+                if traces is None:
+                    rng.bit_generator.state = state
+                    break
+                parts.extend(self._from_trace(2.0 * t, p) for t, p in zip(traces, perms))
+            else:
+                return np.asarray(parts, dtype=np.float64)
+        return null_from(self.statistic, rng, self.n, start, stop, 16)
+
+    def _from_trace(self, trace: float, perm: np.ndarray | None) -> float:
         if self.estimator == "biased":
             return trace / self.scale
         rows = self.l_rows if perm is None else self.l_rows[perm]
@@ -166,7 +196,7 @@ def linear_cka(
     kernels = _prepare(x, y, estimator, labels, space_a, space_b)
     rng, recorded = make_rng(seed)
     stat = kernels.statistic()
-    null = null_from(kernels.statistic, rng, kernels.n, 0, n_permutations, 16)
+    null = kernels.null(rng, 0, n_permutations)
     return CKAResult(
         cka=stat,
         p_value=permutation_p_value(stat, null) if n_permutations else None,
@@ -198,4 +228,4 @@ def cka_null(
     start, stop = check_block(start, stop, n_permutations)
     kernels = _prepare(x, y, estimator, labels, space_a, space_b)
     rng, _ = make_rng(seed)
-    return null_from(kernels.statistic, rng, kernels.n, start, stop, 16)
+    return kernels.null(rng, start, stop)

@@ -1,0 +1,105 @@
+"""Compiled permutation kernels (numba) beside their numpy references.
+
+The 2 vs 2, RSA and CKA nulls have a numpy path (the reference the tests compare against)
+and a compiled one (:mod:`semwh.analyze._numba_kernels`) that makes one pass over the pairs
+per block of permutations. ``SEMWH_KERNELS`` chooses (:func:`semwh.config.kernel_choice`):
+``numba`` (the default) uses the compiled kernels when numba imports and compiles, and
+falls back to numpy with one line on stderr when it does not; ``numpy`` always takes the
+reference path. The kernels compile on first use and are cached per machine.
+
+Both paths give the same nulls: equal 2 vs 2 counts (a margin that differs in its last bits
+changes a count only within rounding of the tie tolerance) and correlations equal to about
+1e-15 (sums in another order).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from semwh.config import kernel_choice
+
+#: Permutations per call of a compiled gather kernel.
+PERMUTATION_BLOCK = 16
+
+#: Below this many concepts the default choice keeps the numpy path: a permutation costs
+#: microseconds there, and a process would spend more starting numba than it saves.
+MIN_CONCEPTS = 128
+
+_LOCK = threading.Lock()
+# numba's default threading layer runs one parallel kernel at a time per process.
+_RUN_LOCK = threading.Lock()
+_loaded: dict[str, Any] = {}
+
+
+def use_compiled(n: int) -> bool:
+    """Whether a null over ``n`` concepts takes the compiled path: ``SEMWH_KERNELS=numba``
+    always, ``auto`` (the default) from :data:`MIN_CONCEPTS` on, ``numpy`` never; and only
+    when the kernels load."""
+    choice = kernel_choice()
+    if choice == "numpy" or (choice == "auto" and n < MIN_CONCEPTS):
+        return False
+    return compiled() is not None
+
+
+def compiled() -> ModuleType | None:
+    """The compiled kernels, or None for the numpy path (chosen, or no working numba)."""
+    if kernel_choice() == "numpy":
+        return None
+    with _LOCK:
+        if "module" not in _loaded:
+            _loaded["module"] = _load()
+        return _loaded["module"]
+
+
+def _load() -> ModuleType | None:
+    try:
+        from semwh.analyze import _numba_kernels
+    except Exception as exc:  # numba missing or broken: the numpy path still works
+        _fallback(exc)
+        return None
+    return _numba_kernels
+
+
+def _fallback(exc: BaseException) -> None:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    print(
+        f"semwh: compiled kernels unavailable ({reason}); using numpy "
+        "(set SEMWH_KERNELS=numpy to choose it and silence this line)",
+        file=sys.stderr,
+    )
+
+
+def run(name: str, *args: Any, threads: int | None = None) -> Any:
+    """Call compiled kernel ``name``; None when it fails to compile (the caller then takes
+    the numpy path, and every later call does too)."""
+    module = compiled()
+    if module is None:
+        return None
+    import numba
+
+    with _RUN_LOCK:
+        previous = numba.get_num_threads()
+        if threads is not None:
+            numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+        try:
+            return getattr(module, name)(*args)
+        except Exception as exc:
+            if not _is_compile_error(exc):
+                raise
+            with _LOCK:
+                _loaded["module"] = None
+            _fallback(exc)
+            return None
+        finally:
+            numba.set_num_threads(previous)
+
+
+def _is_compile_error(exc: BaseException) -> bool:
+    from numba.core.errors import NumbaError
+
+    return isinstance(exc, NumbaError)
