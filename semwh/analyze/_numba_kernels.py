@@ -14,8 +14,11 @@ this module (or in ``NUMBA_CACHE_DIR``).
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit, prange
+
+__all__ = ["gathered_dots", "numba", "transpose_into", "two_vs_two_counts"]
 
 
 @njit(cache=True, parallel=True, nogil=True)

@@ -80,8 +80,7 @@ def run(name: str, *args: Any, threads: int | None = None) -> Any:
     module = compiled()
     if module is None:
         return None
-    import numba
-
+    numba = module.numba
     with _RUN_LOCK:
         previous = numba.get_num_threads()
         if threads is not None:
