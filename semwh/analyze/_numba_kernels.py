@@ -112,9 +112,11 @@ def two_vs_two_counts(
                     x = e1[y] * gi + e4[y] * ti + e5[y] * dbi - e2[y] * c2[y] + e6[y] * bb
                     z = e2[y] * gj[y] - e4[y] * tj[y] + f5[y] * dbj[y] - e1[y] * c1[y] + f6[y] * bj
                     # NaN (an undefined correlation) compares False: not correct.
-                    if x / np.sqrt(vi + bb * (wi - k1 * bb)) + z / np.sqrt(
-                        vj[y] + bj * (wj[y] - k1 * bj)
-                    ) > tol:
+                    if (
+                        x / np.sqrt(vi + bb * (wi - k1 * bb))
+                        + z / np.sqrt(vj[y] + bj * (wj[y] - k1 * bj))
+                        > tol
+                    ):
                         count += 1
             else:
                 for y in range(m):

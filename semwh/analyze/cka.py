@@ -126,7 +126,6 @@ class _Kernels:
         lp = self.l if perm is None else self.l[np.ix_(perm, perm)]
         return self._from_trace(float(np.sum(self.k * lp)), perm)
 
-
     def null(self, rng: np.random.Generator, start: int, stop: int) -> np.ndarray:
         """Statistics of permutations start..stop-1 of the stream of ``rng``.
 
@@ -142,12 +141,18 @@ class _Kernels:
         ):
             state = rng.bit_generator.state
             parts = []
-            for perms in permutation_stream(rng, self.n, start, stop, compiled_kernels.PERMUTATION_BLOCK):
-                traces = compiled_kernels.run("gathered_dots", self.k, self.l, perms.astype(np.int64), True)
+            for perms in permutation_stream(
+                rng, self.n, start, stop, compiled_kernels.PERMUTATION_BLOCK
+            ):
+                traces = compiled_kernels.run(
+                    "gathered_dots", self.k, self.l, perms.astype(np.int64), True
+                )
                 if traces is None:
                     rng.bit_generator.state = state
                     break
-                parts.extend(self._from_trace(2.0 * t, p) for t, p in zip(traces, perms))
+                parts.extend(
+                    self._from_trace(2.0 * t, p) for t, p in zip(traces, perms, strict=True)
+                )
             else:
                 return np.asarray(parts, dtype=np.float64)
         return null_from(self.statistic, rng, self.n, start, stop, 16)

@@ -19,8 +19,6 @@ import threading
 from types import ModuleType
 from typing import Any
 
-import numpy as np
-
 from semwh.config import kernel_choice
 
 #: Permutations per call of a compiled gather kernel.

@@ -483,7 +483,9 @@ def _compiled_mantel_null(
     state = rng.bit_generator.state
     parts = []
     for perms in permutation_stream(rng, n, start, stop, kernels.PERMUTATION_BLOCK):
-        sums = kernels.run("gathered_dots", left, table, perms.astype(np.int64), False, threads=jobs)
+        sums = kernels.run(
+            "gathered_dots", left, table, perms.astype(np.int64), False, threads=jobs
+        )
         if sums is None:
             rng.bit_generator.state = state
             return None

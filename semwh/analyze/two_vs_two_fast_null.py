@@ -207,6 +207,7 @@ def _fused_count(
 #: two n x n arrays each, would pass the block memory bound).
 COMPILED_BLOCK = 8
 
+
 def compiled_block(n: int, max_block_bytes: int) -> int:
     """Permutations per compiled-kernel call; 0 where the numpy path runs (no compiled
     kernels, or one permutation's cross products above the block memory bound)."""

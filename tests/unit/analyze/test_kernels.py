@@ -70,7 +70,8 @@ def test_two_vs_two_null_is_the_pair_loop(kernels: str, distance: str, case: str
     a, b = two_vs_two_inputs(case, n, seed=1)
     null = two_vs_two_null(a, b, distance=distance, n_permutations=3, seed=seed)
     expected = [
-        reference.two_vs_two_pairs(a, reference.relabel(b, p), distance)[0].sum() / (n * (n - 1) / 2)
+        reference.two_vs_two_pairs(a, reference.relabel(b, p), distance)[0].sum()
+        / (n * (n - 1) / 2)
         for p in reference.permutations(seed, n, 3)
     ]
     np.testing.assert_array_equal(null, expected)
@@ -108,9 +109,7 @@ def test_cka_null_is_the_relabelling_loop(kernels: str, estimator: str) -> None:
     n, seed = 12, 6
     x, y = vectors(n, 5, seed=3)
     null = linear_cka(x, y, estimator=estimator, n_permutations=6, seed=seed).null
-    expected = [
-        reference.cka(x, y[p], estimator) for p in reference.permutations(seed, n, 6)
-    ]
+    expected = [reference.cka(x, y[p], estimator) for p in reference.permutations(seed, n, 6)]
     np.testing.assert_allclose(null, expected, rtol=0, atol=1e-12)
 
 
@@ -140,10 +139,14 @@ def test_compiled_blocks_concatenate_whatever_the_threads(kernels: str) -> None:
     ]
     assert np.array_equal(np.concatenate(parts), whole)
     whole = rsa(a, b, n_permutations=11, seed=2, n_jobs=2).null
-    parts = [rsa_null(a, b, n_permutations=11, start=i, stop=j, seed=2) for i, j in [(0, 5), (5, 11)]]
+    parts = [
+        rsa_null(a, b, n_permutations=11, start=i, stop=j, seed=2) for i, j in [(0, 5), (5, 11)]
+    ]
     assert np.array_equal(np.concatenate(parts), whole)
     whole = linear_cka(x, y, n_permutations=11, seed=2).null
-    parts = [cka_null(x, y, n_permutations=11, start=i, stop=j, seed=2) for i, j in [(0, 9), (9, 11)]]
+    parts = [
+        cka_null(x, y, n_permutations=11, start=i, stop=j, seed=2) for i, j in [(0, 9), (9, 11)]
+    ]
     assert np.array_equal(np.concatenate(parts), whole)
 
 
