@@ -140,7 +140,7 @@ class _Kernels:
             and np.array_equal(self.l, self.l.T)
         ):
             state = rng.bit_generator.state
-            parts = []
+            parts: list[float] = []
             for perms in permutation_stream(
                 rng, self.n, start, stop, compiled_kernels.PERMUTATION_BLOCK
             ):
