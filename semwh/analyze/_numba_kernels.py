@@ -133,21 +133,19 @@ def two_vs_two_counts(
     return out
 
 
-@njit(cache=True, parallel=True, nogil=True)
+@njit(cache=True, nogil=True)
 def transpose_into(c, ct):
-    """ct[q] = c[q].T for each q, in tiles that stay in cache."""
-    n_perm, n = c.shape[0], c.shape[1]
+    """ct = c.T for an n x n array, in tiles that stay in cache (one thread; the caller's
+    threads transpose several at once)."""
+    n = c.shape[0]
     size = 64
-    count = (n + size - 1) // size
-    for t in prange(n_perm * count):
-        q = t // count
-        i0 = (t % count) * size
+    for i0 in range(0, n, size):
         i1 = min(i0 + size, n)
         for j0 in range(0, n, size):
             j1 = min(j0 + size, n)
             for i in range(i0, i1):
                 for j in range(j0, j1):
-                    ct[q, j, i] = c[q, i, j]
+                    ct[j, i] = c[i, j]
     return ct
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from contextlib import nullcontext
 from types import ModuleType
 from typing import Any
 
@@ -72,16 +73,20 @@ def _fallback(exc: BaseException) -> None:
     )
 
 
-def run(name: str, *args: Any, threads: int | None = None) -> Any:
+def run(name: str, *args: Any, threads: int | None = None, parallel: bool = True) -> Any:
     """Call compiled kernel ``name``; None when it fails to compile (the caller then takes
-    the numpy path, and every later call does too)."""
+    the numpy path, and every later call does too).
+
+    ``parallel`` kernels run one at a time in the process, on ``threads`` threads (default:
+    numba's); serial ones (``parallel=False``) may run on several of the caller's threads.
+    """
     module = compiled()
     if module is None:
         return None
     numba = module.numba
-    with _RUN_LOCK:
+    with _RUN_LOCK if parallel else nullcontext():
         previous = numba.get_num_threads()
-        if threads is not None:
+        if threads is not None and parallel:
             numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
         try:
             return getattr(module, name)(*args)
@@ -93,7 +98,8 @@ def run(name: str, *args: Any, threads: int | None = None) -> Any:
             _fallback(exc)
             return None
         finally:
-            numba.set_num_threads(previous)
+            if parallel:
+                numba.set_num_threads(previous)
 
 
 def _is_compile_error(exc: BaseException) -> bool:

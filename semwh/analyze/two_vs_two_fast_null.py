@@ -302,12 +302,16 @@ class CompiledNull:
         n = f.n
         perms = np.ascontiguousarray(perms, dtype=np.int64)
         c = np.empty((len(perms), n, n))
-        list(pool.map(lambda q: self._product(perms[q], c[q]), range(len(perms))))
+        ct = np.empty_like(c)
+
+        def product(q: int) -> bool:
+            self._product(perms[q], c[q])
+            return kernels.run("transpose_into", c[q], ct[q], parallel=False) is not None
+
+        if not all(pool.map(product, range(len(perms)))):
+            return None
         db_p = f.db[perms]
         g_p = c[:, self.rows, self.rows] - f.da[None, :] * db_p
-        ct = np.empty_like(c)
-        if kernels.run("transpose_into", c, ct, threads=self.jobs) is None:
-            return None
         return kernels.run(
             "two_vs_two_counts",
             f.a, f.kernel.sa, f.kernel.qa, f.da, f.k, f.distance == "pearson", f.b_raw,
