@@ -15,7 +15,9 @@ exactly or in a fixed order, so it has the same bits whichever array holds the i
 * Kendall tau-a sorts pairs of triangle entries: the whole triangles are held.
 
 The permutation null relabels a full n x n table per permutation and is meant for the sizes
-permutation tests run at (a few thousand concepts).
+permutation tests run at (a few thousand concepts). The compiled path
+(:mod:`semwh.analyze.kernels`) gathers the upper triangle only, a block of permutations per
+pass; its values equal the numpy path's to about 1e-15.
 """
 
 from __future__ import annotations

@@ -19,6 +19,12 @@ why the counts stay the definition's:
   squares and diagonal are B's own, permuted. With B exactly symmetric (similarity
   matrices are), the relabelled B's entry [j, i] is its raw entry [i, j] minus row j's
   mean, bit for bit what a centred copy holds, so no transposed copy is made.
+* **Compiled** (:class:`CompiledNull`, :mod:`semwh.analyze.kernels`). The same algebra in
+  one numba kernel per block of permutations: A's terms of a row of pairs are computed once
+  and reused for every permutation of the block, nothing of size n x n is allocated per
+  pair pass, rows run in parallel. The block's cross products A B'^T run first as whole
+  matrix products on the permutation threads (through both sides' low-rank factors when
+  both have them, O(n^2 r)). Counts equal the numexpr pass's (the tests compare them).
 * **Only A symmetric.** The margin is symmetric in A and B, and relabelling both by the
   inverse permutation q of p maps (A, B[p][:, p]) to (A[q][:, q], B): B is then held fixed
   and A relabelled by q instead. Neither symmetric (or the torch backend): B is relabelled
