@@ -34,6 +34,7 @@ from semwh.analyze.permutation import (
     permutation_p_value,
     permutation_stream,
 )
+from semwh.analyze.rsa import check_device as _check_device
 from semwh.errors import ConfigError, DegenerateInputError
 
 CKA_ESTIMATORS = ("unbiased", "biased")
@@ -126,13 +127,23 @@ class _Kernels:
         lp = self.l if perm is None else self.l[np.ix_(perm, perm)]
         return self._from_trace(float(np.sum(self.k * lp)), perm)
 
-    def null(self, rng: np.random.Generator, start: int, stop: int) -> np.ndarray:
+    def null(
+        self,
+        rng: np.random.Generator,
+        start: int,
+        stop: int,
+        backend: str = "numpy",
+        device: str = "cpu",
+    ) -> np.ndarray:
         """Statistics of permutations start..stop-1 of the stream of ``rng``.
 
         The compiled path gathers the relabelled L once per pair for a block of
         permutations (both Gram matrices are exactly symmetric: sum(K * L') is twice the
-        upper triangle's sum plus the diagonal's); the numpy path is the reference.
+        upper triangle's sum plus the diagonal's); the numpy path is the reference; the
+        torch backend relabels L on ``device`` in float64.
         """
+        if backend == "torch":
+            return self._torch_null(rng, start, stop, device)
         if (
             stop > start
             and compiled_kernels.use_compiled(self.n)
@@ -157,6 +168,27 @@ class _Kernels:
                 return np.asarray(parts, dtype=np.float64)
         return null_from(self.statistic, rng, self.n, start, stop, 16)
 
+    def _torch_null(
+        self, rng: np.random.Generator, start: int, stop: int, device: str
+    ) -> np.ndarray:
+        import torch
+
+        dev = torch.device(device)
+        k = torch.as_tensor(self.k, dtype=torch.float64, device=dev)
+        lk = torch.as_tensor(self.l, dtype=torch.float64, device=dev)
+        traces, drawn = [], []
+        for perms in permutation_stream(rng, self.n, start, stop, 16):
+            for p in torch.as_tensor(perms, device=dev):
+                traces.append(torch.sum(k * lk.index_select(0, p).index_select(1, p)))
+            drawn.extend(perms)
+        if not traces:
+            return np.empty(0, dtype=np.float64)
+        values = torch.stack(traces).cpu().numpy()
+        return np.array(
+            [self._from_trace(float(t), p) for t, p in zip(values, drawn, strict=True)],
+            dtype=np.float64,
+        )
+
     def _from_trace(self, trace: float, perm: np.ndarray | None) -> float:
         if self.estimator == "biased":
             return trace / self.scale
@@ -179,6 +211,8 @@ def linear_cka(
     labels: Sequence[str] | None = None,
     space_a: str = "A",
     space_b: str = "B",
+    backend: str = "numpy",
+    device: str = "cpu",
 ) -> CKAResult:
     """Linear CKA of two spaces over the same concepts, with a permutation test.
 
@@ -191,6 +225,9 @@ def linear_cka(
         labels: concept ids of the rows, for error messages.
         space_a: name of space A, for error messages.
         space_b: name of space B, for error messages.
+        backend: "numpy" (default: the compiled or numpy CPU path) or "torch": the null
+            gathers on ``device`` in float64 (same values up to the order of the sums).
+        device: "cpu", or "cuda"/"cuda:N" with the torch backend.
 
     Raises:
         ConfigError: unknown estimator or bad permutation settings.
@@ -198,10 +235,11 @@ def linear_cka(
         DegenerateInputError: fewer than 4 concepts, NaN/inf, or a space without variance.
     """
     n_permutations = check_n_permutations(n_permutations)
+    _check_device(backend, device)
     kernels = _prepare(x, y, estimator, labels, space_a, space_b)
     rng, recorded = make_rng(seed)
     stat = kernels.statistic()
-    null = kernels.null(rng, 0, n_permutations)
+    null = kernels.null(rng, 0, n_permutations, backend, device)
     return CKAResult(
         cka=stat,
         p_value=permutation_p_value(stat, null) if n_permutations else None,
@@ -225,12 +263,15 @@ def cka_null(
     labels: Sequence[str] | None = None,
     space_a: str = "A",
     space_b: str = "B",
+    backend: str = "numpy",
+    device: str = "cpu",
 ) -> np.ndarray:
     """Null statistics of permutations ``start..stop-1`` of :func:`linear_cka`'s test.
 
     Blocks covering 0..N, concatenated in order, equal ``linear_cka(...).null`` bit for bit.
     """
     start, stop = check_block(start, stop, n_permutations)
+    _check_device(backend, device)
     kernels = _prepare(x, y, estimator, labels, space_a, space_b)
     rng, _ = make_rng(seed)
-    return kernels.null(rng, start, stop)
+    return kernels.null(rng, start, stop, backend, device)

@@ -143,7 +143,7 @@ def rsa(
         DegenerateInputError: fewer than 4 concepts, NaN/inf, or a constant upper triangle.
     """
     _check_method(method)
-    _check_device(backend, device)
+    check_device(backend, device)
     n_permutations = check_n_permutations(n_permutations)
     a, b, _ = as_similarity_pair(sim_a, sim_b, labels, space_a, space_b)
     rng, recorded_seed = make_rng(seed)
@@ -212,7 +212,7 @@ def rsa_null(
         DegenerateInputError: fewer than 4 concepts, NaN/inf, or a constant upper triangle.
     """
     _check_method(method)
-    _check_device(backend, device)
+    check_device(backend, device)
     start, stop = check_block(start, stop, n_permutations)
     a, b, _ = as_similarity_pair(sim_a, sim_b, labels, space_a, space_b)
     rng, _ = make_rng(seed)
@@ -347,7 +347,8 @@ def _check_method(method: str) -> None:
         raise ConfigError(f"unknown RSA method {method!r} (choose {', '.join(RSA_METHODS)})")
 
 
-def _check_device(backend: str, device: str) -> None:
+def check_device(backend: str, device: str) -> None:
+    """Refuse an unknown backend, a device the numpy backend cannot use, or missing CUDA."""
     if backend not in ("numpy", "torch"):
         raise ConfigError(f"unknown backend {backend!r} (choose numpy, torch)")
     if backend == "numpy" and device != "cpu":

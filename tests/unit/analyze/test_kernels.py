@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import semwh.analyze
 from semwh.analyze import kernels as compiled_kernels
@@ -181,3 +182,34 @@ def test_kernel_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert compiled_kernels.use_compiled(small + 1)
     monkeypatch.setenv("SEMWH_KERNELS", "numpy")
     assert not compiled_kernels.use_compiled(10_000)
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=[
+                pytest.mark.gpu,
+                pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+            ],
+        ),
+    ],
+)
+@pytest.mark.parametrize("estimator", ["unbiased", "biased"])
+def test_cka_torch_null_equals_the_reference(device: str, estimator: str) -> None:
+    x, y = vectors(30, 5, seed=7)
+    expected = linear_cka(x, y, estimator=estimator, n_permutations=9, seed=3)
+    found = linear_cka(
+        x, y, estimator=estimator, n_permutations=9, seed=3, backend="torch", device=device
+    )
+    np.testing.assert_allclose(found.null, expected.null, rtol=0, atol=1e-12)
+    assert found.p_value == expected.p_value
+    block = cka_null(
+        x, y, estimator=estimator, n_permutations=9, start=4, stop=9, seed=3,
+        backend="torch", device=device,
+    )  # fmt: skip
+    np.testing.assert_allclose(block, expected.null[4:], rtol=0, atol=1e-12)
+    with pytest.raises(ConfigError, match="unknown backend 'jax'"):
+        linear_cka(x, y, backend="jax")
