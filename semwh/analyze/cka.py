@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -176,7 +177,8 @@ class _Kernels:
         dev = torch.device(device)
         k = torch.as_tensor(self.k, dtype=torch.float64, device=dev)
         lk = torch.as_tensor(self.l, dtype=torch.float64, device=dev)
-        traces, drawn = [], []
+        traces: list[Any] = []
+        drawn: list[np.ndarray] = []
         for perms in permutation_stream(rng, self.n, start, stop, 16):
             for p in torch.as_tensor(perms, device=dev):
                 traces.append(torch.sum(k * lk.index_select(0, p).index_select(1, p)))
