@@ -23,7 +23,7 @@ from typing import Any
 from semwh.config import kernel_choice
 
 #: Permutations per call of a compiled gather kernel.
-PERMUTATION_BLOCK = 16
+PERMUTATION_BLOCK = 64
 
 #: Below this many concepts the default choice keeps the numpy path: a permutation costs
 #: little there, and waking the kernel's threads (and loading numba) costs more than the
