@@ -256,10 +256,11 @@ def _compiled_counts(
 class CompiledNull:
     """:class:`FusedNull`'s counts for a block of permutations in one compiled pass.
 
-    The cross products A B'^T of the block's permutations are computed first (BLAS on the
-    permutation threads, through the low-rank factors when one side has them), then one
-    kernel walks the pairs tile by tile: A's terms of a tile once, then every permutation
-    of the block (:func:`semwh.analyze._numba_kernels.two_vs_two_counts`).
+    The cross products A B'^T of the block's permutations and their transposes are computed
+    first (single-threaded BLAS on the permutation threads, through the low-rank factors
+    when a side has them), then one kernel walks the pairs row by row, rows in parallel:
+    A's terms of a row once, then every permutation of the block
+    (:func:`semwh.analyze._numba_kernels.two_vs_two_counts`).
     """
 
     def __init__(self, fused: FusedNull, jobs: int) -> None:
