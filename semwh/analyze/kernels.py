@@ -3,9 +3,10 @@
 The 2 vs 2, RSA and CKA nulls have a numpy path (the reference the tests compare against)
 and a compiled one (:mod:`semwh.analyze._numba_kernels`) that makes one pass over the pairs
 per block of permutations. ``SEMWH_KERNELS`` chooses (:func:`semwh.config.kernel_choice`):
-``numba`` (the default) uses the compiled kernels when numba imports and compiles, and
-falls back to numpy with one line on stderr when it does not; ``numpy`` always takes the
-reference path. The kernels compile on first use and are cached per machine.
+``auto`` (the default) uses the compiled kernels from :data:`MIN_CONCEPTS` concepts on,
+``numba`` at any size, ``numpy`` never. Where numba does not import or compile, the numpy
+path runs and one line on stderr says so. The kernels compile on first use and are cached
+per machine (numba's ``cache=True``).
 
 Both paths give the same nulls: equal 2 vs 2 counts (a margin that differs in its last bits
 changes a count only within rounding of the tie tolerance) and correlations equal to about
