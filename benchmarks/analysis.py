@@ -17,6 +17,11 @@ Prints, in one run:
     its compiled inner cross-validation against the numpy path at n=400, then alone at
     n=1000 (target <= 30 s).
   ``--measures-only`` runs the last two items alone.
+  ``--kernels-only`` runs only the compiled kernels against the numpy reference path, in
+  this process one after the other (``SEMWH_KERNELS=numba`` then ``numpy``), at n=1000 with
+  64-d and 48-d spaces (low rank) and 2000-d ones (full rank): 2 vs 2, RSA (Spearman), CKA
+  (unbiased); each line gives both times for 1000 permutations, their ratio and the
+  1-minute load average before and after. A full run ends with these lines.
 """
 
 from __future__ import annotations
@@ -120,6 +125,68 @@ def ridge_pair(x: np.ndarray, y: np.ndarray, i: int, j: int, lams: np.ndarray) -
         return float(u @ v / np.sqrt((u @ u) * (v @ v)))
 
     return cos(p_i, y[j]) + cos(p_j, y[i]) + 1e-10 < cos(p_i, y[i]) + cos(p_j, y[j])
+
+
+def timed_null(run, perms: int) -> tuple[float, float]:
+    """Seconds (wall, CPU of all threads) of the null alone for 1000 permutations: a run with
+    ``perms`` permutations less a run with none (the statistic), scaled."""
+    start, cpu = time.perf_counter(), time.process_time()
+    run(0)
+    base, base_cpu = time.perf_counter() - start, time.process_time() - cpu
+    start, cpu = time.perf_counter(), time.process_time()
+    run(perms)
+    wall = time.perf_counter() - start - base
+    used = time.process_time() - cpu - base_cpu
+    return max(0.0, wall) * 1000 / perms, max(0.0, used) * 1000 / perms
+
+
+def kernels(args: argparse.Namespace) -> None:
+    """Each compiled kernel against the numpy reference path, same process, same inputs."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1000, 64))
+    y = x[:, :48] @ rng.standard_normal((48, 48)) + 2.0 * rng.standard_normal((1000, 48))
+    a, b = similarity_matrix(x), similarity_matrix(y)
+    wide_x = rng.standard_normal((1000, 2000))
+    wide_y = wide_x + 2.0 * rng.standard_normal((1000, 2000))
+    fa, fb = similarity_matrix(wide_x), similarity_matrix(wide_y)
+    cases = [
+        ("2 vs 2, 64-d vs 48-d (low rank)", lambda n: two_vs_two(a, b, n_permutations=n),
+         args.kernel_perms, args.reference_perms),
+        ("2 vs 2, 2000-d (full rank)", lambda n: two_vs_two(fa, fb, n_permutations=n),
+         args.full_rank_kernel_perms, args.full_rank_reference_perms),
+        ("RSA Spearman, 64-d vs 48-d", lambda n: rsa(a, b, n_permutations=n), 1000, 200),
+        ("CKA unbiased, 64-d vs 48-d", lambda n: linear_cka(x, y, n_permutations=n), 1000, 100),
+    ]  # fmt: skip
+    saved = os.environ.get("SEMWH_KERNELS")
+    try:
+        for name, run, fast_perms, ref_perms in cases:
+            times = {}
+            before = load()
+            for choice, perms in (("numba", fast_perms), ("numpy", ref_perms)):
+                os.environ["SEMWH_KERNELS"] = choice
+                run(2)  # compile (first use on this machine) and warm up
+                times[choice] = timed_null(run, perms)
+            (fast, fast_cpu), (ref, ref_cpu) = times["numba"], times["numpy"]
+            print(
+                f"{name}, n=1000, 1000 permutations (null only): compiled {fast:.2f} s "
+                f"(CPU {fast_cpu:.2f} s; from {fast_perms}), numpy {ref:.2f} s (CPU "
+                f"{ref_cpu:.2f} s; from {ref_perms}), x{ref / max(fast, 1e-9):.1f} "
+                f"(CPU x{ref_cpu / max(fast_cpu, 1e-9):.1f}); load {before} -> {load()}",
+                flush=True,
+            )
+    finally:
+        if saved is None:
+            os.environ.pop("SEMWH_KERNELS", None)
+        else:
+            os.environ["SEMWH_KERNELS"] = saved
+    before = load()
+    start = time.perf_counter()
+    mutual_knn(x, y, k=10, n_permutations=1000, seed=0)
+    print(
+        f"mutual k-NN (k=10), n=1000, 1000 permutations: {time.perf_counter() - start:.2f} s "
+        f"(numpy only: no compiled kernel); load {before} -> {load()}",
+        flush=True,
+    )
 
 
 def measures(args: argparse.Namespace) -> None:
@@ -251,8 +318,19 @@ def main() -> None:
     parser.add_argument("--cka-perms", type=int, default=20, help="baseline CKA permutations")
     parser.add_argument("--ridge-pairs", type=int, default=2, help="baseline regression pairs")
     parser.add_argument("--measures-only", action="store_true", help="only CKA, k-NN, ridge")
+    parser.add_argument(
+        "--kernels-only", action="store_true", help="only compiled kernels vs numpy reference"
+    )
+    parser.add_argument("--kernel-perms", type=int, default=1000, help="compiled 2 vs 2, low rank")
+    parser.add_argument("--reference-perms", type=int, default=100, help="numpy 2 vs 2, low rank")
+    parser.add_argument("--full-rank-kernel-perms", type=int, default=100)
+    parser.add_argument("--full-rank-reference-perms", type=int, default=20)
     args = parser.parse_args()
     print(f"machine: {machine()}")
+    if args.kernels_only:
+        kernels(args)
+        print(f"load average {load()} at end")
+        return
     if args.measures_only:
         measures(args)
         print(f"load average {load()} at end")
@@ -310,6 +388,7 @@ def main() -> None:
         f"load {before} -> {load()}"
     )
     measures(args)
+    kernels(args)
     print(f"load average {load()} at end")
 
 

@@ -28,6 +28,11 @@ ENV_MAX_ASPECT_RATIO = "SEMWH_MAX_ASPECT_RATIO"
 ENV_SQL_TIMEOUT = "SEMWH_SQL_TIMEOUT"
 # Testing knob: inject crashes and I/O errors at named points (see semwh.testing.faults).
 ENV_FAULT = "SEMWH_FAULT"
+# Permutation kernels: "auto" (the default: compiled from a few hundred concepts on),
+# "numba" (compiled always) or "numpy" (the reference path); compiled falls back to numpy
+# where numba does not work.
+ENV_KERNELS = "SEMWH_KERNELS"
+KERNEL_CHOICES = ("auto", "numba", "numpy")
 
 DEFAULT_WAREHOUSE = "semwh-warehouse"
 REGISTRY_FILENAME = "registry.duckdb"
@@ -163,3 +168,22 @@ def fault_spec(environ: dict[str, str] | None = None) -> str | None:
     """
     env = os.environ if environ is None else environ
     return env.get(ENV_FAULT) or None
+
+
+def kernel_choice(environ: Mapping[str, str] | None = None) -> str:
+    """The permutation kernels to use: ``SEMWH_KERNELS`` (``auto``, the default, ``numba`` or
+    ``numpy``; see :mod:`semwh.analyze.kernels`).
+
+    Raises:
+        ConfigError: Another value.
+    """
+    env = os.environ if environ is None else environ
+    value = (env.get(ENV_KERNELS) or "auto").strip().lower()
+    if value not in KERNEL_CHOICES:
+        from semwh.errors import ConfigError
+
+        raise ConfigError(
+            f"{ENV_KERNELS}={env.get(ENV_KERNELS)!r} is not a kernel choice "
+            f"(choose {', '.join(KERNEL_CHOICES)})"
+        )
+    return value

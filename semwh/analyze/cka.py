@@ -20,9 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from semwh.analyze import kernels as compiled_kernels
 from semwh.analyze._checks import name_concepts
 from semwh.analyze._matrices import as_matrix_pair
 from semwh.analyze.permutation import (
@@ -31,7 +33,9 @@ from semwh.analyze.permutation import (
     make_rng,
     null_from,
     permutation_p_value,
+    permutation_stream,
 )
+from semwh.analyze.rsa import check_device as _check_device
 from semwh.errors import ConfigError, DegenerateInputError
 
 CKA_ESTIMATORS = ("unbiased", "biased")
@@ -122,7 +126,72 @@ class _Kernels:
 
     def statistic(self, perm: np.ndarray | None = None) -> float:
         lp = self.l if perm is None else self.l[np.ix_(perm, perm)]
-        trace = float(np.sum(self.k * lp))
+        return self._from_trace(float(np.sum(self.k * lp)), perm)
+
+    def null(
+        self,
+        rng: np.random.Generator,
+        start: int,
+        stop: int,
+        backend: str = "numpy",
+        device: str = "cpu",
+    ) -> np.ndarray:
+        """Statistics of permutations start..stop-1 of the stream of ``rng``.
+
+        The compiled path gathers the relabelled L once per pair for a block of
+        permutations (both Gram matrices are exactly symmetric: sum(K * L') is twice the
+        upper triangle's sum plus the diagonal's); the numpy path is the reference; the
+        torch backend relabels L on ``device`` in float64.
+        """
+        if backend == "torch":
+            return self._torch_null(rng, start, stop, device)
+        if (
+            stop > start
+            and compiled_kernels.use_compiled(self.n)
+            and np.array_equal(self.k, self.k.T)
+            and np.array_equal(self.l, self.l.T)
+        ):
+            state = rng.bit_generator.state
+            parts: list[float] = []
+            for perms in permutation_stream(
+                rng, self.n, start, stop, compiled_kernels.PERMUTATION_BLOCK
+            ):
+                traces = compiled_kernels.run(
+                    "gathered_dots", self.k, self.l, perms.astype(np.int64), True
+                )
+                if traces is None:
+                    rng.bit_generator.state = state
+                    break
+                parts.extend(
+                    self._from_trace(2.0 * t, p) for t, p in zip(traces, perms, strict=True)
+                )
+            else:
+                return np.asarray(parts, dtype=np.float64)
+        return null_from(self.statistic, rng, self.n, start, stop, 16)
+
+    def _torch_null(
+        self, rng: np.random.Generator, start: int, stop: int, device: str
+    ) -> np.ndarray:
+        import torch
+
+        dev = torch.device(device)
+        k = torch.as_tensor(self.k, dtype=torch.float64, device=dev)
+        lk = torch.as_tensor(self.l, dtype=torch.float64, device=dev)
+        traces: list[Any] = []
+        drawn: list[np.ndarray] = []
+        for perms in permutation_stream(rng, self.n, start, stop, 16):
+            for p in torch.as_tensor(perms, device=dev):
+                traces.append(torch.sum(k * lk.index_select(0, p).index_select(1, p)))
+            drawn.extend(perms)
+        if not traces:
+            return np.empty(0, dtype=np.float64)
+        values = torch.stack(traces).cpu().numpy()
+        return np.array(
+            [self._from_trace(float(t), p) for t, p in zip(values, drawn, strict=True)],
+            dtype=np.float64,
+        )
+
+    def _from_trace(self, trace: float, perm: np.ndarray | None) -> float:
         if self.estimator == "biased":
             return trace / self.scale
         rows = self.l_rows if perm is None else self.l_rows[perm]
@@ -144,6 +213,8 @@ def linear_cka(
     labels: Sequence[str] | None = None,
     space_a: str = "A",
     space_b: str = "B",
+    backend: str = "numpy",
+    device: str = "cpu",
 ) -> CKAResult:
     """Linear CKA of two spaces over the same concepts, with a permutation test.
 
@@ -156,6 +227,9 @@ def linear_cka(
         labels: concept ids of the rows, for error messages.
         space_a: name of space A, for error messages.
         space_b: name of space B, for error messages.
+        backend: "numpy" (default: the compiled or numpy CPU path) or "torch": the null
+            gathers on ``device`` in float64 (same values up to the order of the sums).
+        device: "cpu", or "cuda"/"cuda:N" with the torch backend.
 
     Raises:
         ConfigError: unknown estimator or bad permutation settings.
@@ -163,10 +237,11 @@ def linear_cka(
         DegenerateInputError: fewer than 4 concepts, NaN/inf, or a space without variance.
     """
     n_permutations = check_n_permutations(n_permutations)
+    _check_device(backend, device)
     kernels = _prepare(x, y, estimator, labels, space_a, space_b)
     rng, recorded = make_rng(seed)
     stat = kernels.statistic()
-    null = null_from(kernels.statistic, rng, kernels.n, 0, n_permutations, 16)
+    null = kernels.null(rng, 0, n_permutations, backend, device)
     return CKAResult(
         cka=stat,
         p_value=permutation_p_value(stat, null) if n_permutations else None,
@@ -190,12 +265,15 @@ def cka_null(
     labels: Sequence[str] | None = None,
     space_a: str = "A",
     space_b: str = "B",
+    backend: str = "numpy",
+    device: str = "cpu",
 ) -> np.ndarray:
     """Null statistics of permutations ``start..stop-1`` of :func:`linear_cka`'s test.
 
     Blocks covering 0..N, concatenated in order, equal ``linear_cka(...).null`` bit for bit.
     """
     start, stop = check_block(start, stop, n_permutations)
+    _check_device(backend, device)
     kernels = _prepare(x, y, estimator, labels, space_a, space_b)
     rng, _ = make_rng(seed)
-    return null_from(kernels.statistic, rng, kernels.n, start, stop, 16)
+    return kernels.null(rng, start, stop, backend, device)

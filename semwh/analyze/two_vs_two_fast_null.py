@@ -19,6 +19,12 @@ why the counts stay the definition's:
   squares and diagonal are B's own, permuted. With B exactly symmetric (similarity
   matrices are), the relabelled B's entry [j, i] is its raw entry [i, j] minus row j's
   mean, bit for bit what a centred copy holds, so no transposed copy is made.
+* **Compiled** (:class:`CompiledNull`, :mod:`semwh.analyze.kernels`). The same algebra in
+  one numba kernel per block of permutations: A's terms of a row of pairs are computed once
+  and reused for every permutation of the block, nothing of size n x n is allocated per
+  pair pass, rows run in parallel. The block's cross products A B'^T run first as whole
+  matrix products on the permutation threads (through both sides' low-rank factors when
+  both have them, O(n^2 r)). Counts equal the numexpr pass's (the tests compare them).
 * **Only A symmetric.** The margin is symmetric in A and B, and relabelling both by the
   inverse permutation q of p maps (A, B[p][:, p]) to (A[q][:, q], B): B is then held fixed
   and A relabelled by q instead. Neither symmetric (or the torch backend): B is relabelled
@@ -47,6 +53,7 @@ import numexpr
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from semwh.analyze import kernels
 from semwh.analyze.permutation import permutation_stream
 from semwh.analyze.two_vs_two_margins import (
     LOW_RANK_RTOL,
@@ -137,8 +144,15 @@ def _counts(
     counts = np.empty(stop - start, dtype=np.float64)
     if stop == start:
         return counts
-    batches = list(permutation_stream(rng, kernel.n, start, stop, 8))
+    jobs = 1 if kernel.torch is not None else n_jobs or min(8, os.cpu_count() or 1)
+    block = compiled_block(kernel.n, max_block_bytes) if fused else 0
+    batches = list(permutation_stream(rng, kernel.n, start, stop, block or 8))
     starts = np.cumsum([0] + [len(batch) for batch in batches])
+    if block:
+        compiled_counts = _compiled_counts(kernel, a, b, tie_tol, batches, jobs)
+        if compiled_counts is not None:
+            counts[:] = compiled_counts
+            return counts
     counter: Callable[[], Callable[[np.ndarray], int]]
     if fused:
         count = _fused_count(kernel, a, b, tie_tol, max_block_bytes)
@@ -166,7 +180,6 @@ def _counts(
             for offset, perm in enumerate(batches[index]):
                 counts[starts[index] + offset] = count(perm)
 
-    jobs = 1 if kernel.torch is not None else n_jobs or min(8, os.cpu_count() or 1)
     # Permutations run on threads (numpy, numexpr and BLAS release the GIL); the caller keeps
     # BLAS single-threaded: its own threads would oversubscribe the cores, and OpenBLAS
     # threads that spin while waiting make every product many times slower on a busy machine.
@@ -194,6 +207,125 @@ def _fused_count(
     fixed.set_b(a)
     fused = FusedNull(fixed, a, tie_tol, max_block_bytes)
     return lambda perm: fused.count(np.argsort(perm))
+
+
+#: Permutations per call of the compiled 2 vs 2 kernel (fewer when their cross products,
+#: two n x n arrays each, would pass the block memory bound).
+COMPILED_BLOCK = 8
+
+
+def compiled_block(n: int, max_block_bytes: int) -> int:
+    """Permutations per compiled-kernel call; 0 where the numpy path runs (no compiled
+    kernels, or one permutation's cross products above the block memory bound)."""
+    # Two n x n float64 arrays (A B'^T and its transpose) per permutation.
+    block = min(COMPILED_BLOCK, max_block_bytes // (16 * n * n + 1))
+    if block < 1 or not kernels.use_compiled(n):
+        return 0
+    return block
+
+
+def _compiled_counts(
+    kernel: BlockMargins,
+    a: np.ndarray,
+    b: np.ndarray,
+    tie_tol: float,
+    batches: list[np.ndarray],
+    jobs: int,
+) -> np.ndarray | None:
+    """Counts of every batch through the compiled kernel; None when it fails to compile."""
+    if np.array_equal(b, b.T):
+        null = CompiledNull(FusedNull(kernel, b, tie_tol, 0), jobs)
+        relabel = None
+    else:
+        fixed = BlockMargins(b, kernel.distance, "numpy", "cpu")
+        fixed.set_b(a)
+        null = CompiledNull(FusedNull(fixed, a, tie_tol, 0), jobs)
+        relabel = np.argsort
+    parts = []
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for perms in batches:
+            if relabel is not None:
+                perms = relabel(perms, axis=1)
+            part = null.counts(perms, pool)
+            if part is None:
+                return None
+            parts.append(part)
+    return np.concatenate(parts).astype(np.float64)
+
+
+class CompiledNull:
+    """:class:`FusedNull`'s counts for a block of permutations in one compiled pass.
+
+    The cross products A B'^T of the block's permutations and their transposes are computed
+    first (single-threaded BLAS on the permutation threads, through the low-rank factors
+    when a side has them), then one kernel walks the pairs row by row, rows in parallel:
+    A's terms of a row once, then every permutation of the block
+    (:func:`semwh.analyze._numba_kernels.two_vs_two_counts`).
+    """
+
+    def __init__(self, fused: FusedNull, jobs: int) -> None:
+        self.fused = fused
+        self.jobs = jobs
+        self.rows = np.arange(fused.n)
+        # Both sides low rank: A B'^T = L_A (R_A^T R_B[p]) L_B[p]^T costs O(n^2 r_B).
+        self.both: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        a_factors, b_factors = fused.a_factors, fused.b_factors
+        if a_factors is not None and b_factors is None:
+            b_factors = _low_rank(fused.kernel.b, fused.n // 3)
+        elif b_factors is not None and a_factors is None:
+            a_factors = _low_rank(fused.a, fused.n // 3)
+        if a_factors is not None and b_factors is not None:
+            self.both = (*a_factors, *b_factors)
+        if fused.a_factors is not None:
+            # (B' R)[i] = (B R[q])[p_i] - mu[p_i] sum(R): no relabelled copy of B is made.
+            self.col_sums = fused.a_factors[1].sum(axis=0)
+
+    def _product(self, perm: np.ndarray, out: np.ndarray) -> None:
+        """out = A B'^T (whole rows), B' = B relabelled by ``perm`` (rows centred)."""
+        f = self.fused
+        if self.both is not None:
+            la, ra, lb, rb = self.both
+            np.matmul(la @ (ra.T @ rb[perm]), lb[perm].T, out=out)
+        elif f.a_factors is not None:
+            left, right = f.a_factors
+            inverse = np.empty_like(perm)
+            inverse[perm] = self.rows
+            w = (f.b_raw @ right[inverse])[perm]
+            if f.distance == "pearson":
+                w -= f.mu[perm][:, None] * self.col_sums
+            np.matmul(left, w.T, out=out)
+        elif f.b_factors is not None:
+            lb, rb = f.b_factors
+            np.matmul(f.a @ rb[perm], lb[perm].T, out=out)
+        else:
+            bc = f.b_raw.take(perm, axis=0).take(perm, axis=1)
+            if f.distance == "pearson":
+                bc -= f.mu[perm][:, None]
+            np.matmul(f.a, bc.T, out=out)
+
+    def counts(self, perms: np.ndarray, pool: ThreadPoolExecutor) -> np.ndarray | None:
+        """Correct-pair counts of each row of ``perms`` (int64), or None (no compiler)."""
+        f = self.fused
+        n = f.n
+        perms = np.ascontiguousarray(perms, dtype=np.int64)
+        c = np.empty((len(perms), n, n))
+        ct = np.empty_like(c)
+
+        def product(q: int) -> bool:
+            self._product(perms[q], c[q])
+            return kernels.run("transpose_into", c[q], ct[q], parallel=False) is not None
+
+        if not all(pool.map(product, range(len(perms)))):
+            return None
+        db_p = f.db[perms]
+        g_p = c[:, self.rows, self.rows] - f.da[None, :] * db_p
+        return kernels.run(
+            "two_vs_two_counts",
+            f.a, f.kernel.sa, f.kernel.qa, f.da, f.k, f.distance == "pearson", f.b_raw,
+            perms, f.mu[perms], db_p, f.t[perms], f.u[perms], f.v[perms], f.w[perms], g_p, c,
+            ct, f.tie_tol,
+            threads=self.jobs,
+        )  # fmt: skip
 
 
 #: Block margin counts evaluated in one numexpr pass (see :class:`FusedNull`). With the

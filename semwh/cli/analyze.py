@@ -359,6 +359,9 @@ def cka(
     permutations: int = _PERMUTATIONS,
     seed: int | None = _SEED,
     estimator: str = _ESTIMATOR,
+    device: str = typer.Option(
+        "cpu", "--device", help="Where the permutation null runs: cpu, cuda, cuda:N or auto."
+    ),
     force: bool = _FORCE,
     level: str = _LEVEL,
     permute: str | None = _PERMUTE,
@@ -375,6 +378,7 @@ def cka(
         estimator=estimator,
         permutations=permutations,
         seed=seed,
+        device=device,
         force=force,
         level=level,
         permute=permute,
