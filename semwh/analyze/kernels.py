@@ -61,12 +61,13 @@ def _load() -> ModuleType | None:
     try:
         from semwh.analyze import _numba_kernels
     except Exception as exc:  # numba missing or broken: the numpy path still works
-        _fallback(exc)
+        fallback(exc)
         return None
     return _numba_kernels
 
 
-def _fallback(exc: BaseException) -> None:
+def fallback(exc: BaseException) -> None:
+    """Say in one line on stderr that the numpy path runs instead of a compiled kernel."""
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     print(
         f"semwh: compiled kernels unavailable ({reason}); using numpy "
@@ -97,7 +98,7 @@ def run(name: str, *args: Any, threads: int | None = None, parallel: bool = True
                 raise
             with _LOCK:
                 _loaded["module"] = None
-            _fallback(exc)
+            fallback(exc)
             return None
         finally:
             if parallel:

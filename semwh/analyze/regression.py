@@ -27,18 +27,20 @@ residuals and targets only. The permutation test relabels the concepts of B.
 The inner errors are the O(n^3) part (one term per pair and training concept, for each
 penalty). With numba installed they run compiled (:mod:`semwh.analyze.regression_compiled`),
 term for term the arithmetic of the numpy path and summed in numpy's pairwise order, so both
-paths give the same bits; without numba the numpy path runs (one warning says so).
+paths give the same bits; without numba the numpy path runs (one line on stderr says so).
+``SEMWH_KERNELS`` chooses as for the permutation kernels (:mod:`semwh.analyze.kernels`).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numexpr
 import numpy as np
 
+from semwh.analyze import kernels
 from semwh.analyze._checks import name_concepts
 from semwh.analyze._matrices import as_matrix_pair
 from semwh.analyze.permutation import (
@@ -48,6 +50,7 @@ from semwh.analyze.permutation import (
     null_from,
     permutation_p_value,
 )
+from semwh.config import kernel_choice
 from semwh.errors import ConfigError, DegenerateInputError
 
 REGRESSION_DISTANCES = ("cosine", "pearson")
@@ -195,27 +198,32 @@ def _inner_cv_numpy(h: np.ndarray, g: np.ndarray) -> np.ndarray:
     return out
 
 
-_WARNED: list[bool] = []
+_COMPILED: dict[str, Any] = {}
+
+
+def _compiled_inner_cv() -> Any:
+    """The compiled inner cross-validation, or None (numba missing: one line says so, once)."""
+    if "module" not in _COMPILED:
+        try:
+            from semwh.analyze import regression_compiled
+        except ImportError as exc:
+            kernels.fallback(exc)
+            _COMPILED["module"] = None
+        else:
+            _COMPILED["module"] = regression_compiled
+    return _COMPILED["module"]
 
 
 def _inner_cv(h: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """The inner leave-one-out errors of every pair: by the compiled kernel from
-    ``COMPILED_FROM`` concepts on where numba is installed (the same bits as the numpy path,
-    which small problems keep: they would spend more time loading the kernel)."""
-    if h.shape[0] >= COMPILED_FROM:
-        try:
-            from semwh.analyze import regression_compiled
-        except ImportError:
-            if not _WARNED:
-                _WARNED.append(True)
-                warnings.warn(
-                    "numba is not installed: regression 2 vs 2 runs its numpy path, about 20 "
-                    "times slower at 1,000 concepts (pip install numba)",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-        else:
-            return regression_compiled.inner_cv(h, g)
+    """The inner leave-one-out errors of every pair: by the compiled kernel where
+    ``SEMWH_KERNELS`` allows it (``auto``: from ``COMPILED_FROM`` concepts on; ``numba``: at
+    any size) and numba is installed. Both paths give the same bits; small problems keep the
+    numpy path by default, as they would spend more time loading the kernel."""
+    choice = kernel_choice()
+    if choice == "numba" or (choice == "auto" and h.shape[0] >= COMPILED_FROM):
+        module = _compiled_inner_cv()
+        if module is not None:
+            return module.inner_cv(h, g)
     return _inner_cv_numpy(h, g)
 
 

@@ -182,17 +182,32 @@ def test_the_statistic_and_null_are_those_of_the_code_before(
     assert result.accuracy == run_before(problem)[0].sum() / n_pairs
 
 
-def test_without_numba_the_numpy_path_runs_with_one_warning(
-    monkeypatch: pytest.MonkeyPatch,
+def test_without_numba_the_numpy_path_runs_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     x, y = spaces("collinear", seed=2)
     monkeypatch.setattr(regression, "COMPILED_FROM", 4)
     expected = regression_two_vs_two(x, y, n_permutations=2)
     monkeypatch.setitem(sys.modules, "semwh.analyze.regression_compiled", None)
     monkeypatch.delattr(semwh.analyze, "regression_compiled")
-    monkeypatch.setattr(regression, "_WARNED", [])
-    with pytest.warns(RuntimeWarning, match="numba is not installed") as caught:
-        got = regression_two_vs_two(x, y, n_permutations=2)
-    assert len(caught) == 1
-    np.testing.assert_array_equal(got.correct, expected.correct)
-    np.testing.assert_array_equal(got.null, expected.null)
+    monkeypatch.setattr(regression, "_COMPILED", {})
+    capsys.readouterr()
+    got = regression_two_vs_two(x, y, n_permutations=2)
+    again = regression_two_vs_two(x, y, n_permutations=2)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "compiled kernels unavailable" in lines[0], lines
+    for result in (got, again):
+        np.testing.assert_array_equal(result.correct, expected.correct)
+        np.testing.assert_array_equal(result.null, expected.null)
+
+
+def test_semwh_kernels_numpy_keeps_the_numpy_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, y = spaces("collinear", seed=2)
+    monkeypatch.setattr(regression, "COMPILED_FROM", 4)
+    monkeypatch.setenv("SEMWH_KERNELS", "numpy")
+    monkeypatch.setattr(compiled, "inner_cv", None)  # any call to the compiled path fails
+    result = regression_two_vs_two(x, y, n_permutations=2)
+    monkeypatch.setenv("SEMWH_KERNELS", "numba")
+    with pytest.raises(TypeError):
+        regression_two_vs_two(x, y, n_permutations=2)
+    assert result.null.shape == (2,)
