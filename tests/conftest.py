@@ -18,6 +18,7 @@ from semwh.config import load_settings
 from semwh.warehouse.layout import Warehouse, warehouse_from_settings
 from semwh.warehouse.migrate import init_warehouse
 from tests.forkserver import shared_server
+from tests.postgres import PostgresServer, missing_reason, running_postgres_server
 from tests.s3server import CREDENTIALS, S3Server, running_s3_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,6 +62,27 @@ def s3_server() -> Iterator[S3Server]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on a unix socket in a temporary folder, one per session.
+
+    Skips (with the reason) only where the server binaries or psycopg are absent.
+    """
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    with running_postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """The SQLAlchemy URL of a fresh, empty database on the session's server (dropped after)."""
+    url = postgres_server.create_database()
+    yield url
+    postgres_server.drop_database(url.rsplit("/", 1)[1].split("?", 1)[0])
 
 
 def semwh_bin() -> str:
