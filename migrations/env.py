@@ -4,7 +4,8 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-import semwh.warehouse.migrate  # noqa: F401  (registers Alembic's DuckDB implementation)
+# Registers Alembic's DuckDB implementation and semwh's PostgreSQL one.
+from semwh.warehouse.migrate import restore_views
 from semwh.warehouse.models import Base
 from semwh.warehouse.views import VIEW_NAMES  # noqa: E402
 
@@ -12,6 +13,11 @@ from semwh.warehouse.views import VIEW_NAMES  # noqa: E402
 def include_object(obj, name, type_, reflected, compare_to):  # noqa: ANN001
     # Views are created by raw SQL in revisions; they are not tables to compare.
     return not (type_ == "table" and name in VIEW_NAMES)
+
+
+def _after_revision(ctx, **_):  # noqa: ANN001, ANN003
+    if ctx.connection.dialect.name == "postgresql":
+        restore_views(ctx.connection)
 
 
 def run_migrations_online() -> None:
@@ -25,6 +31,7 @@ def run_migrations_online() -> None:
             target_metadata=Base.metadata,
             include_object=include_object,
             compare_type=True,
+            on_version_apply=_after_revision,
         )
         with context.begin_transaction():
             context.run_migrations()

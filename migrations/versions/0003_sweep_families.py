@@ -416,7 +416,9 @@ def _set_aside() -> dict[str, list[str]]:
     op.drop_table("recovery_images")
     for table in RESULT_TABLES:
         for index in sa.inspect(op.get_bind()).get_indexes(table):
-            op.drop_index(index["name"], table_name=table)
+            # PostgreSQL lists a unique constraint's own index too; it goes with the table.
+            if not index.get("duplicates_constraint"):
+                op.drop_index(index["name"], table_name=table)
         op.drop_table(table)
     return columns
 

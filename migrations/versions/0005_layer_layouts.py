@@ -29,7 +29,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _BY_RANK = """
-UPDATE layers SET layout = CASE json_array_length(output_shape)
+UPDATE layers SET layout = CASE json_array_length({shape})
     WHEN 3 THEN 'channels_first'
     WHEN 2 THEN 'tokens'
     WHEN 1 THEN 'vector'
@@ -48,7 +48,9 @@ def upgrade() -> None:
         op.execute("ALTER TABLE layers ADD COLUMN IF NOT EXISTS layout VARCHAR")
     elif "layout" not in {c["name"] for c in sa.inspect(op.get_bind()).get_columns("layers")}:
         op.add_column("layers", sa.Column("layout", sa.String(), nullable=True))
-    op.execute(_BY_RANK)
+    # The shape is JSON text; PostgreSQL reads it as JSON only when told.
+    shape = "output_shape::json" if _dialect() == "postgresql" else "output_shape"
+    op.execute(_BY_RANK.format(shape=shape))
 
 
 def downgrade_drops(conn: sa.Connection) -> dict[str, int]:

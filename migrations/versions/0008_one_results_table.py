@@ -75,8 +75,8 @@ WHERE measure = 'rsa'
 RESULTS_2V2 = f"""
 CREATE VIEW results_2v2 AS
 SELECT result_id, analysis_id, options->>'distance' AS distance, n_pairs,
-    statistic AS accuracy, {_SHARED}, CAST(options->>'tie_tol' AS DOUBLE) AS tie_tol, target,
-    n_subjects, ceiling_lower, ceiling_upper
+    statistic AS accuracy, {_SHARED}, CAST(options->>'tie_tol' AS DOUBLE PRECISION) AS tie_tol,
+    target, n_subjects, ceiling_lower, ceiling_upper
 FROM results
 WHERE measure = '2v2'
 """
@@ -85,18 +85,25 @@ WHERE measure = '2v2'
 # may be of any type (its options stay in results.options).
 # penalties: the JSON text the column held, as the options document stores it (json.dumps
 # of the list: "[0.001, 1e-05]"); ``->>`` would write the numbers anew ("[0.001,0.00001]").
-RESULTS_MEASURES = """
+_PENALTIES_DUCKDB = (
+    """regexp_extract(CAST(options AS VARCHAR), '"penalties":\\s*(\\[[^\\]]*\\])', 1)"""
+)
+# PostgreSQL has no regexp_extract; substring(... from pattern) returns the same group.
+_PENALTIES_POSTGRES = (
+    """substring(CAST(options AS VARCHAR) from '"penalties":\\s*(\\[[^\\]]*\\])')"""
+)
+RESULTS_MEASURES = f"""
 CREATE VIEW results_measures AS
 SELECT result_id, analysis_id, measure, variant, space_a, space_b, n_concepts,
     concepts_sha256, space_a_sha256, space_b_sha256, statistic, p_value, n_permutations, seed,
     options->>'estimator' AS estimator,
     CASE WHEN measure IN ('cka', 'knn', 'reg2v2') THEN CAST(options->>'k' AS INTEGER) END AS k,
     options->>'distance' AS distance,
-    NULLIF(regexp_extract(CAST(options AS VARCHAR), '"penalties":\\s*(\\[[^\\]]*\\])', 1), '')
+    NULLIF({_PENALTIES_DUCKDB}, '')
         AS penalties,
-    CASE WHEN measure IN ('cka', 'knn', 'reg2v2') THEN CAST(options->>'tie_tol' AS DOUBLE) END
-        AS tie_tol, n_pairs, options_sha256,
-    analysis_version, null_mean, null_q95, created_at
+    CASE WHEN measure IN ('cka', 'knn', 'reg2v2')
+        THEN CAST(options->>'tie_tol' AS DOUBLE PRECISION) END AS tie_tol,
+    n_pairs, options_sha256, analysis_version, null_mean, null_q95, created_at
 FROM results
 WHERE measure NOT IN ('rsa', '2v2')
 """
@@ -122,6 +129,13 @@ _CURVE_ROWS = """(
         n_subjects, ceiling_lower, ceiling_upper
     FROM results
 )"""
+
+
+def in_dialect(sql: str) -> str:
+    """A view's SQL for the registry's database (the texts above are DuckDB's)."""
+    if op.get_bind().dialect.name == "postgresql":
+        return sql.replace(_PENALTIES_DUCKDB, _PENALTIES_POSTGRES)
+    return sql
 
 
 def _earlier(file: str) -> Any:
@@ -296,7 +310,7 @@ def upgrade() -> None:
     for table in OLD_TABLES:
         op.drop_table(table)
     for view in (RESULTS_RSA, RESULTS_2V2, RESULTS_MEASURES, *_views().values()):
-        op.execute(view)
+        op.execute(in_dialect(view))
 
 
 def _options(value: Any) -> dict[str, Any]:

@@ -192,7 +192,9 @@ def _set_aside() -> None:
         op.execute(f"CREATE TABLE old_{table} AS SELECT * FROM {table}")
     for table in TABLES:
         for index in sa.inspect(op.get_bind()).get_indexes(table):
-            op.drop_index(index["name"], table_name=table)
+            # PostgreSQL lists a unique constraint's own index too; it goes with the table.
+            if not index.get("duplicates_constraint"):
+                op.drop_index(index["name"], table_name=table)
         op.drop_table(table)
 
 

@@ -208,8 +208,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("space", "similarity", "stimulus", name=op.f("pk_image_scores")),
     )
     op.create_index(op.f("ix_image_scores_stimulus"), "image_scores", ["stimulus"], unique=False)
+    r8 = _earlier("0008_one_results_table.py")
     for view in new_views().values():
-        op.execute(view)
+        op.execute(r8.in_dialect(view))
 
 
 #: Rows the downgrade removes: image-level results and what hangs on them.
@@ -284,5 +285,6 @@ def downgrade() -> None:
     op.create_index(
         "ix_results_measure_spaces", "results", ["measure", "space_a", "space_b"], unique=False
     )
+    r8 = _earlier("0008_one_results_table.py")
     for view in reversed(VIEWS):
-        op.execute(_old_views()[view])
+        op.execute(r8.in_dialect(_old_views()[view]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.resources import files
@@ -12,9 +13,11 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.ddl.impl import DefaultImpl
+from alembic.ddl.postgresql import PostgresqlImpl
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
+from sqlalchemy import Connection, schema, text
 
 from semwh.config import REGISTRY_FILENAME, load_settings
 from semwh.errors import ConfigError, SchemaMismatchError, WarehouseError
@@ -31,6 +34,70 @@ class DuckDBImpl(DefaultImpl):
 
     __dialect__ = "duckdb"
     transactional_ddl = True
+
+
+#: A revision's statement that drops a view (a view or a table that other views may read).
+_DROP_VIEW = re.compile(r"^\s*DROP\s+VIEW\s+IF\s+EXISTS\s+(\w+)\s*;?\s*$", re.I)
+#: Views set aside by the current revision, by connection: (name, definition), readers last.
+_SET_ASIDE = "semwh_views_set_aside"
+
+_DEPENDENT_VIEWS = text(
+    """
+    WITH RECURSIVE dependents(oid, depth) AS (
+        SELECT r.ev_class, 1 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+        WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = to_regclass(:name)
+          AND r.ev_class <> d.refobjid
+        UNION
+        SELECT r.ev_class, dependents.depth + 1
+        FROM dependents JOIN pg_depend d ON d.refobjid = dependents.oid
+        JOIN pg_rewrite r ON r.oid = d.objid
+        WHERE d.classid = 'pg_rewrite'::regclass AND r.ev_class <> d.refobjid
+    )
+    SELECT c.relname, pg_get_viewdef(c.oid) FROM dependents JOIN pg_class c ON c.oid = dependents.oid
+    GROUP BY c.oid, c.relname ORDER BY max(dependents.depth), c.relname
+    """
+)
+
+
+class PostgresImpl(PostgresqlImpl):
+    """Alembic's PostgreSQL implementation, with DuckDB's view semantics for the revisions.
+
+    DuckDB binds a view to the names it reads when the view is queried, so the revisions
+    drop and recreate a view while other views read it, or drop a table a view reads.
+    PostgreSQL binds views when they are created and refuses those drops. Here the views
+    that read what is dropped are dropped first and their definitions kept; those the
+    revision did not recreate itself are recreated when it ends (:func:`restore_views`).
+    """
+
+    __dialect__ = "postgresql"
+
+    def _exec(self, construct, *args, **kw):  # type: ignore[no-untyped-def]
+        name = None
+        if isinstance(construct, str) and (match := _DROP_VIEW.match(construct)):
+            name = match.group(1)
+        elif isinstance(construct, schema.DropTable):
+            name = construct.element.name
+        if name is not None and not self.as_sql and self.connection is not None:
+            _set_aside_readers(self.connection, name)
+        return super()._exec(construct, *args, **kw)
+
+
+def _set_aside_readers(conn: Connection, name: str) -> None:
+    """Drop the views that read ``name`` (readers of readers first), keeping their SQL."""
+    views = conn.execute(_DEPENDENT_VIEWS, {"name": name}).all()
+    kept = conn.info.setdefault(_SET_ASIDE, [])
+    known = {view for view, _ in kept}
+    kept.extend((view, definition) for view, definition in views if view not in known)
+    for view, _ in reversed(views):
+        conn.execute(text(f'DROP VIEW IF EXISTS "{view}"'))
+
+
+def restore_views(conn: Connection) -> None:
+    """Recreate the views a PostgreSQL revision dropped along with what they read."""
+    kept = conn.info.pop(_SET_ASIDE, [])
+    for view, definition in kept:
+        if conn.execute(text("SELECT to_regclass(:v)"), {"v": view}).scalar() is None:
+            conn.execute(text(f'CREATE VIEW "{view}" AS {definition}'))
 
 
 def migrations_dir() -> Path:
