@@ -7,7 +7,6 @@ warehouse into PostgreSQL and back with every row equal."""
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
