@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Connection, Sequence, Table, func, select, text
+from sqlalchemy import Connection, Sequence, Table, func, insert, select, text
 from sqlalchemy.engine import make_url
 
 from semwh.errors import ConfigError, WarehouseError
@@ -183,10 +183,7 @@ def copy_registry(source: Warehouse, url: str) -> CopySummary:
             if recorded is None:
                 # The source keeps its vectors in its own folder; the copy, opened from
                 # anywhere, reads them there.
-                dst.execute(
-                    WarehouseSetting.__table__.insert(),
-                    [{"key": VECTORS_SETTING, "value": vectors}],
-                )
+                dst.execute(insert(WarehouseSetting), [{"key": VECTORS_SETTING, "value": vectors}])
     finally:
         target.dispose()
     summary.seconds = round(time.perf_counter() - start, 2)

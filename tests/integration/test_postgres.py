@@ -192,11 +192,12 @@ def test_db_copy_moves_a_duckdb_warehouse_into_postgresql_and_back(
         assert copy.vectors.location == vectors
         assert (load_space(copy, "glove").matrix == load_space(duck, "glove").matrix).all()
         with copy.engine.begin() as conn:
-            top = max(r["result_id"] for r in before["results"])
+            tables = ("results", "results_recovery", "results_diff")
+            top = max(r["result_id"] for t in tables for r in before[t])
             assert conn.execute(text("SELECT nextval('results_id_seq')")).scalar() == top + 1
         copy.dispose()
 
-    # A target that holds rows, or a schema at another revision, is refused and left alone.
+    # A target that holds rows, or a schema at another revision, is refused in one line.
     proc = run_cli(*registry_args(duck), "db", "copy", "--to", url, check=False)
     assert proc.returncode == 1
     assert "is not empty (analysis_runs:" in proc.stderr and "Traceback" not in proc.stderr
