@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from semwh.config import load_settings
+from semwh.config import REGISTRY_FILENAME, load_settings
 from semwh.warehouse.layout import Warehouse, warehouse_from_settings
 from semwh.warehouse.migrate import init_warehouse
 from tests.forkserver import shared_server
@@ -83,6 +83,33 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     url = postgres_server.create_database()
     yield url
     postgres_server.drop_database(url.rsplit("/", 1)[1].split("?", 1)[0])
+
+
+#: The registries the integration tests that matter run on, one parameter each (as optuna
+#: parametrises its storages): a DuckDB file in the warehouse folder, and a database on the
+#: session's PostgreSQL server with the vectors in a folder of their own.
+REGISTRIES = ("duckdb", "postgres")
+
+
+@pytest.fixture(params=REGISTRIES)
+def registry_warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
+    """An empty warehouse created by the migrations, once on each registry of REGISTRIES."""
+    if request.param == "duckdb":
+        wh = migrated_warehouse(tmp_path / "wh")
+    else:
+        url = request.getfixturevalue("postgres_url")
+        vectors = str(tmp_path / "shared-vectors")
+        wh = warehouse_from_settings(load_settings(tmp_path / "wh", url, vectors))
+        init_warehouse(wh)
+    yield wh
+    wh.dispose()
+
+
+def registry_args(wh: Warehouse) -> list[str]:
+    """The global CLI options that open ``wh``: its folder, and its registry's URL unless
+    that is the folder's own DuckDB file (the vectors root is recorded in the registry)."""
+    args = ["--warehouse", str(wh.root)]
+    return args if wh.duckdb_path == wh.root / REGISTRY_FILENAME else [*args, "--db", wh.db_url]
 
 
 def semwh_bin() -> str:

@@ -204,8 +204,9 @@ FROM ranked
 RESULT_INFERENCE = """
 CREATE VIEW result_inference AS
 SELECT 'rsa' AS test, result_id, 'permutation' AS method, 'concepts' AS units,
-    rho AS statistic, p_value, CAST(NULL AS DOUBLE PRECISION) AS ci_low, CAST(NULL AS DOUBLE PRECISION) AS ci_high,
-    CAST(NULL AS DOUBLE PRECISION) AS se, CAST(NULL AS DOUBLE PRECISION) AS level, n_subjects,
+    rho AS statistic, p_value, CAST(NULL AS DOUBLE PRECISION) AS ci_low,
+    CAST(NULL AS DOUBLE PRECISION) AS ci_high, CAST(NULL AS DOUBLE PRECISION) AS se,
+    CAST(NULL AS DOUBLE PRECISION) AS level, n_subjects,
     n_permutations AS n_resamples, FALSE AS exact, CAST(NULL AS VARCHAR) AS note
 FROM results_rsa WHERE n_permutations > 0
 UNION ALL

@@ -1,4 +1,4 @@
-"""`semwh init` and `semwh db upgrade|downgrade|current|history`."""
+"""`semwh init` and `semwh db upgrade|downgrade|current|history|copy`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import typer
 
 from semwh.cli.state import console, state
 from semwh.warehouse import migrate
+from semwh.warehouse.copy import copy_registry
 
 app = typer.Typer(
     help="Manage the registry schema (Alembic migrations).\n\nExample: semwh db current",
@@ -91,3 +92,25 @@ def history() -> None:
     """
     for rev, down, message in migrate.history():
         _say(f"{down or 'base'} -> {rev}  {message}")
+
+
+@app.command()
+def copy(
+    ctx: typer.Context,
+    to: str = typer.Option(
+        ..., "--to", help="SQLAlchemy URL of the empty target registry (PostgreSQL or DuckDB)."
+    ),
+) -> None:
+    """Copy every registry table into another, empty database; the vectors stay where they are.
+
+    Both registries end at the same schema revision (a database without a schema gets it
+    first); a target that holds rows is refused. The copy records where the vectors are.
+
+    Example: semwh --warehouse ./wh db copy --to postgresql+psycopg://semwh@dbhost/semwh
+    """
+    summary = copy_registry(state(ctx).warehouse(), to)
+    _say(
+        f"copied {summary.total} rows of {len(summary.rows)} tables to {summary.target} "
+        f"(schema {summary.revision}) in {summary.seconds} s"
+    )
+    _say(f"vectors root: {summary.vectors}")

@@ -350,7 +350,7 @@ def _translate_busy(exc: BaseException, path: object) -> None:
         ) from exc
 
 
-_URL_EXAMPLE = "e.g. duckdb:////data/wh/registry.duckdb or postgresql+psycopg2://host/db"
+_URL_EXAMPLE = "e.g. duckdb:////data/wh/registry.duckdb or postgresql+psycopg://host/db"
 
 
 def check_db_url(url: str) -> str:
@@ -395,7 +395,12 @@ def check_db_url(url: str) -> str:
         raise MissingDependencyError(
             f"{where} needs the database driver {exc.name or parsed.drivername!r}, which is "
             "not installed: pip install it"
-            + (" (psycopg2-binary)" if parsed.get_backend_name() == "postgresql" else "")
+            + (
+                " (pip install 'semwh[postgres]' for postgresql+psycopg://, psycopg2-binary "
+                "for postgresql://)"
+                if parsed.get_backend_name() == "postgresql"
+                else ""
+            )
         ) from None
     return url
 

@@ -53,7 +53,8 @@ _DEPENDENT_VIEWS = text(
         JOIN pg_rewrite r ON r.oid = d.objid
         WHERE d.classid = 'pg_rewrite'::regclass AND r.ev_class <> d.refobjid
     )
-    SELECT c.relname, pg_get_viewdef(c.oid) FROM dependents JOIN pg_class c ON c.oid = dependents.oid
+    SELECT c.relname, pg_get_viewdef(c.oid)
+    FROM dependents JOIN pg_class c ON c.oid = dependents.oid
     GROUP BY c.oid, c.relname ORDER BY max(dependents.depth), c.relname
     """
 )
