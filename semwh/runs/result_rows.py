@@ -93,7 +93,7 @@ def matching_rows(session: Session, spec: ComparisonSpec, *, any_seed: bool) -> 
     tolerance, estimator, k, penalties: their hash), how space B is compared, the level with
     its permutation scheme and bootstrap unit, permutations,
     bootstrap size (any, for a request without a bootstrap), the algorithm's version and
-    (unless ``any_seed``) the seed.
+    (unless ``any_seed``) the seed and, with a bootstrap, its bootstrap seed.
     """
     opts = spec.options
     settings = option_settings(opts)
@@ -122,6 +122,13 @@ def matching_rows(session: Session, spec: ComparisonSpec, *, any_seed: bool) -> 
         clauses.append(Result.bootstrap == opts.bootstrap)
     if not any_seed:
         clauses.append(Result.seed.is_(None) if opts.seed is None else Result.seed == opts.seed)
+        if opts.bootstrap:
+            parent = opts.bootstrap_seed
+            clauses.append(
+                Result.bootstrap_seed.is_(None)
+                if parent is None
+                else Result.bootstrap_seed == parent
+            )
     query = select(Result).where(*clauses).order_by(Result.result_id.desc())
     return list(session.scalars(query).all())
 
@@ -162,6 +169,7 @@ def add_comparison(session: Session, record: ResultRecord) -> ComparisonRow:
         p_value=record.p_value,
         n_permutations=opts.permutations,
         seed=opts.seed,
+        bootstrap_seed=opts.bootstrap_seed if opts.bootstrap else None,
         analysis_version=analysis_version(opts.test, spec.target),
         null_mean=record.null_mean,
         null_q95=record.null_q95,
@@ -333,8 +341,11 @@ def stored_options(test: str, row: ComparisonRow) -> Options:
     own = dict(row.options or {})
     if measure.inputs == measures.SIMILARITIES:
         own["normalise"] = normalise_of(row.target)
+    parent = getattr(row, "bootstrap_seed", None)
+    # The bootstrap seed goes only where one was used (a plugin measure may not take it).
+    extra = {} if parent is None else {"bootstrap_seed": parent}
     return measure.stored_options(
-        own, permutations=row.n_permutations, seed=row.seed, bootstrap=row.bootstrap or 0
+        own, permutations=row.n_permutations, seed=row.seed, bootstrap=row.bootstrap or 0, **extra
     )
 
 
