@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import select
 
 from semwh.errors import ConfigError, DegenerateInputError, NotFoundError
+from semwh.validate import check_count
 from semwh.progress import Progress, check_progress
 from semwh.runs import families, result_rows
 from semwh.runs.comparison import plan_comparison
@@ -27,6 +28,7 @@ from semwh.runs.runner import (
     Skipped,
     TestOptions,
     check_neighbours,
+    check_subject_bootstrap,
     check_targets,
     family_options,
     run_family,
@@ -101,6 +103,14 @@ def sweep_models(wh: Warehouse, models: Sequence[str], include_random: bool) -> 
     return chosen
 
 
+def bootstrap_seed(sweep_seed: int, model: str, target: str) -> int:
+    """The bootstrap seed of every cell of ``model`` against ``target`` in a sweep of
+    ``sweep_seed``: derived from the model and the target, never from the layer or the test,
+    so that every layer of a model draws the same resamples and their intervals (and their
+    differences) are paired."""
+    return derive_seed(sweep_seed, "bootstrap", model, target)
+
+
 def _specs(
     wh: Warehouse,
     layers: Sequence[Space],
@@ -109,13 +119,18 @@ def _specs(
     options: Sequence[TestOptions],
     strict: bool,
     items: Items = CONCEPTS,
+    sweep_seed: int | None = None,
 ) -> Iterator[ComparisonSpec | Skipped]:
-    """Specs in sweep order, loading each layer space once (at the level of ``items``)."""
+    """Specs in sweep order, loading each layer space once (at the level of ``items``); a
+    spec with a bootstrap gets its model's and target's :func:`bootstrap_seed`."""
     for layer in layers:
         a = load_space(wh, layer.name, items.level)
         for word_name, b in words.items():
             for opts in options:
                 input_hashes = {layer.name: hashes[layer.name], word_name: hashes[word_name]}
+                if opts.bootstrap and sweep_seed is not None:
+                    model = layer.model or layer.name.rpartition("/")[0]
+                    opts = replace(opts, bootstrap_seed=bootstrap_seed(sweep_seed, model, word_name))
                 try:
                     yield plan_comparison(a, b, opts, input_hashes, items=items)
                 except DegenerateInputError as exc:
@@ -142,16 +157,23 @@ class SweepOptions(FamilyOptions):
             the same layer of its ``-random`` control (:func:`semwh.runs.difference.diff`,
             ``permutations`` bootstrap resamples and sign flips); the differences join the
             sweep's family and its FDR.
+        bootstrap: Bootstrap resamples of each cell's 95% interval (``ci_low``, ``ci_high``)
+            for the tests that have one (RSA and 2 vs 2; 0: none), as ``analyze rsa
+            --bootstrap`` draws them: over concepts (or the image level's unit), and against
+            an RDM with subjects also over subjects and both. Every layer of a model against
+            one target draws the same resamples (:func:`bootstrap_seed`).
     """
 
     include_random: bool = True
     recovery: bool = False
     strict: bool = False
     control_diffs: bool = False
+    bootstrap: int = 0
 
     family = "sweep"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "bootstrap", check_count(self.bootstrap, "bootstrap resamples"))
         super().__post_init__()
         if self.control_diffs and self.item_level == "image":
             raise ConfigError(
@@ -163,6 +185,10 @@ class SweepOptions(FamilyOptions):
                 "--diff-random compares each layer with its random control, which --no-random "
                 "leaves out: pass one or the other"
             )
+
+    @property
+    def cell_bootstrap(self) -> int:
+        return self.bootstrap
 
     def params(self) -> dict[str, Any]:
         """The options in the sweep's recorded parameters (and identity)."""
@@ -181,6 +207,9 @@ class SweepOptions(FamilyOptions):
         params.update(self.measure_settings())
         if self.control_diffs:
             params["control_diffs"] = True
+        if self.bootstrap:
+            # Only when asked for, so that the identity of a sweep without one stays.
+            params["bootstrap"] = self.bootstrap
         if self.normalise != "none":
             params["normalise"] = self.normalise
         params.update(self.items.params())
@@ -245,6 +274,7 @@ def sweep(
     if not words:
         raise ConfigError("a sweep needs at least one word space (--words)")
     check_targets(tests, words, "--words", "sweep RDMs separately")
+    check_subject_bootstrap(tests, words)
     for name, space in words.items():
         for layer in layers:
             shared = len(space.concept_ids)
@@ -313,7 +343,9 @@ def _run_sweep(
     start = time.perf_counter()
     ran = run_family(
         wh,
-        _specs(wh, layers, words, hashes, opts.test_options, opts.strict, opts.items),
+        _specs(
+            wh, layers, words, hashes, opts.test_options, opts.strict, opts.items, sweep_seed
+        ),
         total=len(layers) * len(words) * len(opts.test_options),
         seeding=Seeding(sweep_seed, per_comparison=True, any_stored=opts.seed is None),
         family="sweep",
