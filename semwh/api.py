@@ -511,8 +511,14 @@ class SemanticWarehouse:
         common = {
             key: options.pop(key)
             for key in (
-                "permutations", "seed", "bootstrap", "bootstrap_seed", "device", "force",
-                "memory", "items",
+                "permutations",
+                "seed",
+                "bootstrap",
+                "bootstrap_seed",
+                "device",
+                "force",
+                "memory",
+                "items",
             )
             if key in options
         }

@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import select
 
 from semwh.errors import ConfigError, DegenerateInputError, NotFoundError
-from semwh.validate import check_count
 from semwh.progress import Progress, check_progress
 from semwh.runs import families, result_rows
 from semwh.runs.comparison import plan_comparison
@@ -35,6 +34,7 @@ from semwh.runs.runner import (
     run_or_skip,
 )
 from semwh.testing.faults import fault_point
+from semwh.validate import check_count
 from semwh.vectors import SpaceVectors, layer_spaces, load_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import ResultDiff, ResultRecovery, Space, VisionModel
@@ -130,7 +130,8 @@ def _specs(
                 input_hashes = {layer.name: hashes[layer.name], word_name: hashes[word_name]}
                 if opts.bootstrap and sweep_seed is not None:
                     model = layer.model or layer.name.rpartition("/")[0]
-                    opts = replace(opts, bootstrap_seed=bootstrap_seed(sweep_seed, model, word_name))
+                    parent = bootstrap_seed(sweep_seed, model, word_name)
+                    opts = replace(opts, bootstrap_seed=parent)
                 try:
                     yield plan_comparison(a, b, opts, input_hashes, items=items)
                 except DegenerateInputError as exc:
@@ -343,9 +344,7 @@ def _run_sweep(
     start = time.perf_counter()
     ran = run_family(
         wh,
-        _specs(
-            wh, layers, words, hashes, opts.test_options, opts.strict, opts.items, sweep_seed
-        ),
+        _specs(wh, layers, words, hashes, opts.test_options, opts.strict, opts.items, sweep_seed),
         total=len(layers) * len(words) * len(opts.test_options),
         seeding=Seeding(sweep_seed, per_comparison=True, any_stored=opts.seed is None),
         family="sweep",
