@@ -346,7 +346,11 @@ def _run_sweep(
         wh,
         _specs(wh, layers, words, hashes, opts.test_options, opts.strict, opts.items, sweep_seed),
         total=len(layers) * len(words) * len(opts.test_options),
-        seeding=Seeding(sweep_seed, per_comparison=True, any_stored=opts.seed is None),
+        # Without a seed a stored row of any seed counts, but not for intervals: those of
+        # rows from elsewhere were not drawn with the resamples of the model's other layers.
+        seeding=Seeding(
+            sweep_seed, per_comparison=True, any_stored=opts.seed is None and not opts.bootstrap
+        ),
         family="sweep",
         force=opts.force,
         strict=opts.strict,
