@@ -17,6 +17,7 @@ from semwh import runs
 from semwh.analyze.subjects import MIN_RESAMPLES
 from semwh.errors import ConfigError, DegenerateInputError
 from semwh.ingest import ingest_rdm
+from semwh.results.named import run_query
 from semwh.runs.measures import compare_measure
 from semwh.runs.result_rows import subject_tables
 from semwh.runs.sweep import bootstrap_seed
@@ -521,7 +522,8 @@ def test_sweep_intervals_are_paired_and_every_cell_is_reproduced_by_the_single_c
         "SELECT result_id, p_value, ci_low, ci_high, seed, bootstrap_seed FROM results "
         "ORDER BY result_id DESC LIMIT 1",
     ).table.to_pylist()[0]
-    assert newest.pop("result_id") != row.result_id
+    newest_id = newest.pop("result_id")
+    assert newest_id != row.result_id
     assert newest == {
         "p_value": row.p_value,
         "ci_low": row.ci_low,
@@ -529,6 +531,15 @@ def test_sweep_intervals_are_paired_and_every_cell_is_reproduced_by_the_single_c
         "seed": row.seed,
         "bootstrap_seed": row.bootstrap_seed,
     }
+
+    # Once the word space changes, stale_results repeats the bootstrap (and a single
+    # analysis' bootstrap seed) in each refresh command.
+    save_space(warehouse, "words", "word", wnids(), world["words"] + 0.01, replace=True)
+    stale = run_query(warehouse, "stale_results", {"space": "words"}).table.to_pylist()
+    commands = {r["result_id"]: r["refresh_command"] for r in stale}
+    assert commands[row.result_id].startswith("semwh analyze sweep --models 'twin'")
+    assert commands[row.result_id].endswith(f"--bootstrap {BOOT}")
+    assert commands[newest_id].endswith(f"--bootstrap {BOOT} --bootstrap-seed {row.bootstrap_seed}")
 
 
 def test_paired_resamples_are_the_same_concept_draws_for_every_layer(warehouse, world) -> None:
