@@ -352,7 +352,7 @@ class SimilarityMeasure(Measure):
         options' bootstrap seed (``seed`` unless one is given); the sign-flip test from
         ``seed``."""
         opts = _opts(spec)
-        parent = opts.bootstrap_parent() if opts.bootstrap_seed is not None else seed
+        parent = opts.bootstrap_seed if opts.bootstrap_seed is not None else seed
         assert spec.subjects is not None
         comparator = self.comparator(opts)
         extra: dict[str, Any] = {
