@@ -230,8 +230,12 @@ def sweep(
     """Compare every layer space of ``models`` with every word space and store the results.
 
     Each comparison's seed is derived from the sweep seed and the comparison's identity
-    (:func:`semwh.runs.provenance.derive_seed`), so the numbers do not depend on the order or
-    the backend that ran them. Comparisons already stored are reused (with no ``seed`` given,
+    (:func:`semwh.runs.provenance.derive_seed` of the test and both spaces), so the numbers do
+    not depend on the order or the backend that ran them; with ``bootstrap``, its bootstrap
+    seed from the sweep seed, the model and the target (:func:`bootstrap_seed`), so every
+    layer of a model draws the same resamples. Both are stored with the result
+    (``results.seed``, ``results.bootstrap_seed``): the single analysis given them
+    (``compare(..., seed=, bootstrap=, bootstrap_seed=)``) reproduces the cell exactly. Comparisons already stored are reused (with no ``seed`` given,
     a stored row of any seed counts) unless ``force``, which computes them again as new rows.
 
     The sweep is a stored family (``sweeps``, ``sweep_members``, view ``sweep_results``):
