@@ -235,8 +235,10 @@ def sweep(
     seed from the sweep seed, the model and the target (:func:`bootstrap_seed`), so every
     layer of a model draws the same resamples. Both are stored with the result
     (``results.seed``, ``results.bootstrap_seed``): the single analysis given them
-    (``compare(..., seed=, bootstrap=, bootstrap_seed=)``) reproduces the cell exactly. Comparisons already stored are reused (with no ``seed`` given,
-    a stored row of any seed counts) unless ``force``, which computes them again as new rows.
+    (``compare(..., seed=, bootstrap=, bootstrap_seed=)``) reproduces the cell exactly.
+    Comparisons already stored are reused (with no ``seed`` given, a stored row of any seed
+    counts, but not for a sweep with a bootstrap) unless ``force``, which computes them again
+    as new rows.
 
     The sweep is a stored family (``sweeps``, ``sweep_members``, view ``sweep_results``):
     Benjamini-Hochberg FDR over every p-value of its tests, recovery included, is stored with
