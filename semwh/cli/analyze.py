@@ -732,7 +732,8 @@ def sweep(
         result = runs.sweep(
             wh, _split(models), _split(words), options, progress=progress, mapper=mapper
         )
-    columns = (*SUMMARY_COLUMNS, "seed")
+    # The seeds each cell used: the single command given them reproduces it.
+    columns: tuple[str, ...] = (*SUMMARY_COLUMNS, "seed")
     if bootstrap:
         columns = (*SUMMARY_COLUMNS[:-2], "ci_low", "ci_high", *SUMMARY_COLUMNS[-2:])
         columns += ("seed", "bootstrap_seed")
