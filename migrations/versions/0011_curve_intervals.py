@@ -18,7 +18,8 @@ Create Date: 2026-12-06 13:00:00.000000
 
 The downgrade drops the column (the results keep their numbers; a result whose resamples came
 from a bootstrap seed then reads as one whose resamples came from its seed, which
-``semwh verify`` of the older semwh reports as drifted) and restores the views of 0010.
+``semwh verify`` of the older semwh reports as drifted; ``semwh db downgrade`` counts them
+first) and restores the views of 0010.
 """
 
 import importlib.util
@@ -117,6 +118,15 @@ def upgrade() -> None:
         op.add_column("results", sa.Column("bootstrap_seed", sa.BigInteger(), nullable=True))
     for view in new_views().values():
         op.execute(view)
+
+
+def downgrade_drops(conn: sa.Connection) -> dict[str, int]:
+    """What the downgrade loses, counted before it runs (``semwh db downgrade`` lists them and
+    asks for ``--yes``): the bootstrap seeds of results whose resamples came from one."""
+    n = conn.execute(
+        sa.text("SELECT count(*) FROM results WHERE bootstrap_seed IS NOT NULL")
+    ).scalar()
+    return {"results: bootstrap seeds (a sweep's paired intervals)": int(n or 0)}
 
 
 def downgrade() -> None:

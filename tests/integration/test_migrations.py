@@ -667,3 +667,28 @@ def test_0009_round_trip_keeps_lab_ids_out_of_wnid(warehouse: Warehouse) -> None
         ("n02084071", "n02084071"),
         ("n99000001", "n99000001"),
     ]
+
+
+def test_0011_downgrade_counts_the_bootstrap_seeds_it_loses_and_keeps_every_result(
+    warehouse: Warehouse,
+) -> None:
+    with warehouse.session() as session:
+        add_row_to_every_table(session)
+    with warehouse.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE results SET bootstrap_seed = 5, ci_low = 0.1 WHERE measure = 'rsa'")
+        )
+    n_results = _counts(warehouse)["results"]
+    lost = "results: bootstrap seeds (a sweep's paired intervals)"
+    assert downgrade_drops(warehouse, "0010") == {lost: 1}
+
+    downgrade(warehouse, "0010")
+    columns = run_sql(warehouse, "DESCRIBE layer_curves").table.column("column_name").to_pylist()
+    assert "ci_low_rsa" not in columns and "permute" in columns
+    assert run_sql(warehouse, "SELECT ci_low FROM results_rsa").table.to_pylist() == [
+        {"ci_low": 0.1}
+    ]
+    upgrade(warehouse)
+    assert _counts(warehouse)["results"] == n_results
+    rows = run_sql(warehouse, "SELECT bootstrap_seed, ci_low FROM results WHERE measure = 'rsa'")
+    assert rows.table.to_pylist() == [{"bootstrap_seed": None, "ci_low": 0.1}]
