@@ -3,7 +3,9 @@
 --   RSA, linear CKA (cka), mutual k-NN alignment (knn) or regression 2 vs 2 (reg2v2), with its
 --   FDR p from its sweep and the permutation-null band (null mean .. 95th percentile); against
 --   an RDM target the statistic is the mean over subjects and the noise ceiling (same
---   comparator and concepts) is on the same scale. By
+--   comparator and concepts) is on the same scale (ceiling_low .. ceiling_high; ceiling_lower
+--   and ceiling_upper are the same values); ci_low .. ci_high is the result's 95% bootstrap
+--   interval (a sweep run with --bootstrap N, for the measures that have one). By
 --   default the newest finished sweep per (layer space, word space, measure, variant) whose
 --   results were computed from the spaces' current content; with sweep_id, that sweep's rows.
 -- param: measure VARCHAR = '2v2'  2v2, rsa, cka, knn or reg2v2
@@ -15,7 +17,7 @@
 -- columns: model, layer, depth_index, relative_depth, word_space, is_random, measure, variant,
 --   statistic, p_value, p_fdr, null_mean, null_q95, n_concepts, n_permutations, sweep_id,
 --   result_id, is_current, space, target, n_subjects, ceiling_lower, ceiling_upper, level,
---   n_items, permute
+--   n_items, permute, ci_low, ci_high, ceiling_low, ceiling_high
 -- choices: measure = @measures; level = concept, image
 SELECT
     model,
@@ -43,7 +45,11 @@ SELECT
     ceiling_upper,
     level,
     n_items,
-    permute
+    permute,
+    ci_low,
+    ci_high,
+    ceiling_low,
+    ceiling_high
 FROM measure_curves
 WHERE measure = CAST($measure AS VARCHAR)
     AND (CASE WHEN CAST($sweep_id AS INTEGER) IS NULL THEN is_latest

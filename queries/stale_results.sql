@@ -35,18 +35,26 @@ WITH quoted AS (
         ' --similarity ' || '''' || replace(similarity, '''', '''\''''') || '''' || ' --distance ' || '''' || replace(distance, '''', '''\''''') || ''''
             || ' --tie-tol ' || CAST(tie_tol AS VARCHAR)
             || CASE WHEN bootstrap > 0 THEN ' --bootstrap ' || CAST(bootstrap AS VARCHAR)
+                || coalesce(' --bootstrap-seed ' || CAST((SELECT x.bootstrap_seed FROM results AS x
+                    WHERE x.result_id = v.result_id) AS VARCHAR), '')
                 ELSE '' END
             || CASE WHEN target LIKE 'subjects:%' AND target <> 'subjects:none' THEN ' --normalise ' || split_part(target, ':', 2) ELSE '' END AS options,
-        ' --tie-tol ' || CAST(tie_tol AS VARCHAR) || CASE WHEN target LIKE 'subjects:%' AND target <> 'subjects:none' THEN ' --normalise ' || split_part(target, ':', 2) ELSE '' END AS sweep_options
-    FROM results_2v2
+        ' --tie-tol ' || CAST(tie_tol AS VARCHAR) || CASE WHEN target LIKE 'subjects:%' AND target <> 'subjects:none' THEN ' --normalise ' || split_part(target, ':', 2) ELSE '' END
+            || CASE WHEN bootstrap > 0 THEN ' --bootstrap ' || CAST(bootstrap AS VARCHAR) ELSE '' END
+            AS sweep_options
+    FROM results_2v2 AS v
     UNION ALL
     SELECT 'rsa', result_id, space_a, space_b, space_a_sha256, space_b_sha256,
         n_permutations, seed, created_at, target,
         ' --similarity ' || '''' || replace(similarity, '''', '''\''''') || '''' || ' --method ' || '''' || replace(method, '''', '''\''''') || ''''
             || CASE WHEN bootstrap > 0 THEN ' --bootstrap ' || CAST(bootstrap AS VARCHAR)
+                || coalesce(' --bootstrap-seed ' || CAST((SELECT x.bootstrap_seed FROM results AS x
+                    WHERE x.result_id = v.result_id) AS VARCHAR), '')
                 ELSE '' END
             || CASE WHEN target LIKE 'subjects:%' AND target <> 'subjects:none' THEN ' --normalise ' || split_part(target, ':', 2) ELSE '' END,
-        CASE WHEN target LIKE 'subjects:%' AND target <> 'subjects:none' THEN ' --normalise ' || split_part(target, ':', 2) ELSE '' END FROM results_rsa
+        CASE WHEN target LIKE 'subjects:%' AND target <> 'subjects:none' THEN ' --normalise ' || split_part(target, ':', 2) ELSE '' END
+            || CASE WHEN bootstrap > 0 THEN ' --bootstrap ' || CAST(bootstrap AS VARCHAR) ELSE '' END
+        FROM results_rsa AS v
     UNION ALL
     SELECT 'recovery', result_id, space_a, space_b, space_a_sha256, space_b_sha256,
         n_permutations, seed, created_at, NULL, '', '' FROM results_recovery

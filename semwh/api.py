@@ -488,10 +488,11 @@ class SemanticWarehouse:
         ``semwh analyze rsa|2v2|cka|knn|reg2v2``).
 
         ``options`` are those of :func:`semwh.runs.compare` for rsa and 2v2 (permutations,
-        seed, similarity, method, distance, bootstrap, tie_tol, device, force) and of
-        :func:`semwh.runs.measures.measure` for cka, knn and reg2v2 (estimator, k, distance,
-        penalties, permutations, seed, force); any other registered measure takes permutations,
-        seed, bootstrap, device, force and its own options by name. ``memory`` (rsa, 2v2 and
+        seed, similarity, method, distance, bootstrap, bootstrap_seed, tie_tol, device, force)
+        and of :func:`semwh.runs.measures.measure` for cka, knn and reg2v2 (estimator, k,
+        distance, penalties, permutations, seed, force); any other registered measure takes
+        permutations, seed, bootstrap, bootstrap_seed, device, force and its own options by
+        name. ``memory`` (rsa, 2v2 and
         other measures of similarity matrices) is bytes or a size such as ``"16G"``. Every
         measure takes ``level`` (``concept`` or ``image``), ``permute`` and ``bootstrap_over``
         as the command line's ``--level``, ``--permute`` and ``--bootstrap-over``. Returns
@@ -513,7 +514,16 @@ class SemanticWarehouse:
             return _row_dict(compare(self.warehouse, space_a, space_b, test, **options))
         common = {
             key: options.pop(key)
-            for key in ("permutations", "seed", "bootstrap", "device", "force", "memory", "items")
+            for key in (
+                "permutations",
+                "seed",
+                "bootstrap",
+                "bootstrap_seed",
+                "device",
+                "force",
+                "memory",
+                "items",
+            )
             if key in options
         }
         row = compare_measure(self.warehouse, space_a, space_b, test, options=options, **common)
@@ -637,6 +647,8 @@ class SemanticWarehouse:
         ``sweep_id`` selects the family in ``sweep_results`` and in :meth:`curves`.
         ``item_level="image"`` runs every cell over the stimuli its spaces share
         (``--level image``), with ``permute`` and ``resample`` (``--bootstrap-over``).
+        ``bootstrap=N`` gives each RSA and 2 vs 2 cell its interval, the same resamples for
+        every layer of a model against one target (``results.bootstrap_seed``).
         ``backend="ray"`` runs the comparisons as Ray tasks (the ray extra) at
         ``ray_address``, with ``gpus_per_task`` and ``perm_block`` permutations per task.
         """

@@ -33,6 +33,12 @@ _SIMILARITY = typer.Option(
     "pearson", "--similarity", help="Concept similarity: pearson, spearman or cosine."
 )
 _BOOTSTRAP = typer.Option(0, "--bootstrap", help="Bootstrap resamples for a 95% interval.")
+_BOOTSTRAP_SEED = typer.Option(
+    None,
+    "--bootstrap-seed",
+    help="Seed of the bootstrap's resamples (default: --seed); a sweep cell's "
+    "results.bootstrap_seed reproduces its interval.",
+)
 _DEVICE = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto (cuda when available).")
 _MEMORY = typer.Option(
     None,
@@ -119,6 +125,9 @@ def _compare(
         for key in ("permutations", "seed", "bootstrap", "device", "force")
         if key in options
     }
+    if options.get("bootstrap_seed") is not None:
+        common["bootstrap_seed"] = options["bootstrap_seed"]
+    options.pop("bootstrap_seed", None)
     common["items"] = _items(
         options.pop("level", "concept"), options.pop("permute", None),
         options.pop("bootstrap_over", None),
@@ -162,6 +171,7 @@ def compare(
     bootstrap: int = typer.Option(
         0, "--bootstrap", help="Bootstrap resamples for a 95% interval (measures that have one)."
     ),
+    bootstrap_seed: int | None = _BOOTSTRAP_SEED,
     device: str = _DEVICE,
     force: bool = _FORCE,
     memory: str | None = _MEMORY,
@@ -184,6 +194,7 @@ def compare(
         permutations=permutations,
         seed=seed,
         bootstrap=bootstrap,
+        bootstrap_seed=bootstrap_seed,
         device=device,
         force=force,
         level=level,
@@ -241,6 +252,7 @@ def rsa(
         "spearman", "--method", help="Correlation of the triangles: spearman, pearson, kendall."
     ),
     bootstrap: int = _BOOTSTRAP,
+    bootstrap_seed: int | None = _BOOTSTRAP_SEED,
     device: str = _DEVICE,
     force: bool = _FORCE,
     memory: str | None = _MEMORY,
@@ -268,6 +280,7 @@ def rsa(
         permutations=permutations,
         seed=seed,
         bootstrap=bootstrap,
+        bootstrap_seed=bootstrap_seed,
         device=device,
         force=force,
         normalise=normalise,
@@ -288,6 +301,7 @@ def two_vs_two(
     distance: str = typer.Option("pearson", "--distance", help="Row distance: pearson, cosine."),
     tie_tol: float = _TIE_TOL,
     bootstrap: int = _BOOTSTRAP,
+    bootstrap_seed: int | None = _BOOTSTRAP_SEED,
     device: str = _DEVICE,
     force: bool = _FORCE,
     memory: str | None = _MEMORY,
@@ -314,6 +328,7 @@ def two_vs_two(
         permutations=permutations,
         seed=seed,
         bootstrap=bootstrap,
+        bootstrap_seed=bootstrap_seed,
         device=device,
         force=force,
         normalise=normalise,
@@ -674,13 +689,24 @@ def sweep(
     level: str = _LEVEL,
     permute: str | None = _PERMUTE,
     bootstrap_over: str | None = _BOOTSTRAP_OVER,
+    bootstrap: int = typer.Option(
+        0,
+        "--bootstrap",
+        help="Bootstrap resamples of each RSA and 2 vs 2 cell's 95% interval (ci_low, "
+        "ci_high); every layer of a model draws the same resamples.",
+    ),
 ) -> None:
     """Every layer of the models against every word space, with FDR over the whole sweep.
+
+    Each cell records the seed it used (results.seed: derived from --seed, the test and both
+    spaces) and, with --bootstrap, its bootstrap seed (results.bootstrap_seed: from --seed,
+    the model and the target); `semwh analyze rsa|2v2|... --seed SEED [--bootstrap N
+    --bootstrap-seed BSEED]` with those values reproduces the cell.
 
     Example: semwh analyze sweep --models efficientnet_lite0 --words glove-6b-50d --seed 7
     """
     from semwh import runs
-    from semwh.runs.result_rows import summary_table
+    from semwh.runs.result_rows import SUMMARY_COLUMNS, summary_table
     from semwh.runs.sweep import SweepOptions
 
     options = SweepOptions(
@@ -702,6 +728,7 @@ def sweep(
         control_diffs=diff_random,
         normalise=normalise,
         measure_options=_measure_options(option),
+        bootstrap=bootstrap,
         **_grid(penalties),
     )
     mapper = _mapper(backend, ray_address, gpus_per_task, perm_block)
@@ -710,8 +737,13 @@ def sweep(
         result = runs.sweep(
             wh, _split(models), _split(words), options, progress=progress, mapper=mapper
         )
+    # The seeds each cell used: the single command given them reproduces it.
+    columns: tuple[str, ...] = (*SUMMARY_COLUMNS, "seed")
+    if bootstrap:
+        columns = (*SUMMARY_COLUMNS[:-2], "ci_low", "ci_high", *SUMMARY_COLUMNS[-2:])
+        columns += ("seed", "bootstrap_seed")
     print_table(
-        summary_table(runs.comparison_table(result.rows, result.p_fdr)),
+        summary_table(runs.comparison_table(result.rows, result.p_fdr), columns),
         title=f"sweep {result.sweep_id}",
     )
     if result.recovery:

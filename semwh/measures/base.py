@@ -43,7 +43,7 @@ AUTO_DEVICE = "auto"
 MAX_SEED = 2**63 - 1
 
 #: The fields every measure's options have; the others are the measure's own.
-COMMON_FIELDS = ("test", "permutations", "seed", "bootstrap", "device")
+COMMON_FIELDS = ("test", "permutations", "seed", "bootstrap", "device", "bootstrap_seed")
 
 #: Makes the n x n output array of one similarity matrix (in memory, or a file in tmp/).
 Allocate = Callable[[int], np.ndarray]
@@ -116,6 +116,9 @@ class Options:
         bootstrap: Bootstrap resamples of the concepts for a 95% interval (0: none), for
             measures that have one.
         device: Where heavy matrix work runs; never changes which numbers are stored.
+        bootstrap_seed: The parent seed of the bootstrap's resamples (None: ``seed``); a
+            sweep gives every layer of one model against one target the same one, so their
+            intervals use the same resamples. Only with ``bootstrap``.
     """
 
     test: str
@@ -123,6 +126,7 @@ class Options:
     seed: int | None = None
     bootstrap: int = 0
     device: str = "cpu"
+    bootstrap_seed: int | None = None
 
     def settings(self) -> dict[str, Any]:
         """The measure's own options (hashed into the reuse key, stored in ``options``)."""
@@ -144,6 +148,12 @@ class Options:
     @property
     def needs_seed(self) -> bool:
         return self.permutations > 0 or self.bootstrap > 0
+
+    def bootstrap_parent(self) -> int:
+        """The seed the bootstrap streams derive from: ``bootstrap_seed``, else ``seed``."""
+        if self.bootstrap_seed is not None:
+            return self.bootstrap_seed
+        return self.seed if self.seed is not None else 0
 
 
 def _plain(value: Any) -> Any:
@@ -275,10 +285,11 @@ class Measure:
         seed: int | None = None,
         bootstrap: int = 0,
         device: str = "cpu",
+        bootstrap_seed: int | None = None,
         **own: Any,
     ) -> Options:
         """Validated options from the measure's own fields (unknown ones refused; None
-        stands for an option's default).
+        stands for an option's default). ``bootstrap_seed`` is kept only with a bootstrap.
 
         Raises:
             ConfigError: An unknown option or a bad value.
@@ -293,7 +304,11 @@ class Measure:
             bootstrap=bootstrap,
             device=check_device(device),
         )
-        return self.build(common, {k: v for k, v in own.items() if v is not None})
+        parent = check_seed(bootstrap_seed)
+        made = self.build(common, {k: v for k, v in own.items() if v is not None})
+        if parent is not None and bootstrap:
+            made = dataclasses.replace(made, bootstrap_seed=parent)
+        return made
 
     def build(self, common: dict[str, Any], own: dict[str, Any]) -> Options:
         """The options object from checked common fields and the given own options.
@@ -340,6 +355,7 @@ class Measure:
         seed: int | None = None,
         bootstrap: int = 0,
         device: str = "cpu",
+        bootstrap_seed: int | None = None,
     ) -> Options:
         """Options from settings shared by several measures: this measure takes the ones
         its :meth:`settings_map` names and ignores the others."""
@@ -347,15 +363,33 @@ class Measure:
             field: settings[name] for name, field in self.settings_map().items() if name in settings
         }
         return self.make_options(
-            permutations=permutations, seed=seed, bootstrap=bootstrap, device=device, **own
+            permutations=permutations,
+            seed=seed,
+            bootstrap=bootstrap,
+            device=device,
+            bootstrap_seed=bootstrap_seed,
+            **own,
         )
 
     def stored_options(
-        self, settings: Mapping[str, Any], *, permutations: int, seed: int | None, bootstrap: int
+        self,
+        settings: Mapping[str, Any],
+        *,
+        permutations: int,
+        seed: int | None,
+        bootstrap: int,
+        bootstrap_seed: int | None = None,
     ) -> Options:
-        """The options a stored result was computed with, from its ``options`` column."""
+        """The options a stored result was computed with, from its ``options`` column (and
+        its ``seed``, ``bootstrap`` and ``bootstrap_seed``)."""
         own = {k: v for k, v in settings.items() if k in self.defaults()}
-        return self.make_options(permutations=permutations, seed=seed, bootstrap=bootstrap, **own)
+        return self.make_options(
+            permutations=permutations,
+            seed=seed,
+            bootstrap=bootstrap,
+            bootstrap_seed=bootstrap_seed,
+            **own,
+        )
 
     @property
     def has_bootstrap(self) -> bool:

@@ -260,9 +260,9 @@ class SimilarityMeasure(Measure):
             numbers["null"] = null
         if spec.subjects is None:
             if opts.bootstrap > 0:
-                # Its own stream, derived from the recorded seed, so that adding a bootstrap
-                # never changes the permutations.
-                seed = derive_seed(common["seed"], "bootstrap")
+                # Its own stream, derived from the recorded seed (or the recorded bootstrap
+                # seed), so that adding a bootstrap never changes the permutations.
+                seed = derive_seed(opts.bootstrap_parent(), "bootstrap")
                 ci = self.interval(spec, sim_a, sims_b, opts.bootstrap, seed)
                 numbers["ci_low"], numbers["ci_high"] = finite(ci.low), finite(ci.high)
             return numbers
@@ -346,8 +346,13 @@ class SimilarityMeasure(Measure):
         decisions: list[np.ndarray] | None = None,
     ) -> dict[str, Any]:
         """Per-subject values, noise ceiling and inference over subjects of an RDM target
-        (``decisions``: each subject's 2 vs 2 pair decisions, when already computed)."""
+        (``decisions``: each subject's 2 vs 2 pair decisions, when already computed).
+
+        The bootstraps over concepts, subjects and both draw from streams derived from the
+        options' bootstrap seed (``seed`` unless one is given); the sign-flip test from
+        ``seed``."""
         opts = _opts(spec)
+        parent = opts.bootstrap_seed if opts.bootstrap_seed is not None else seed
         assert spec.subjects is not None
         comparator = self.comparator(opts)
         extra: dict[str, Any] = {
@@ -363,7 +368,7 @@ class SimilarityMeasure(Measure):
                 resampled,
                 spec.n_concepts,
                 n_bootstrap=opts.bootstrap,
-                seed=derive_seed(seed, "bootstrap"),
+                seed=derive_seed(parent, "bootstrap"),
             )
         if len(values) < 2:
             return extra
@@ -373,7 +378,7 @@ class SimilarityMeasure(Measure):
         )
         if opts.bootstrap > 0:
             extra["intervals"]["bootstrap_subjects"] = subject_bootstrap(
-                values, n_bootstrap=opts.bootstrap, seed=derive_seed(seed, "subject-bootstrap")
+                values, n_bootstrap=opts.bootstrap, seed=derive_seed(parent, "subject-bootstrap")
             )
             extra["intervals"]["bootstrap_dual"] = dual_bootstrap(
                 values,
@@ -381,7 +386,7 @@ class SimilarityMeasure(Measure):
                 spec.n_concepts,
                 comparator.chance,
                 n_bootstrap=opts.bootstrap,
-                seed=derive_seed(seed, "dual-bootstrap"),
+                seed=derive_seed(parent, "dual-bootstrap"),
             )
         return extra
 

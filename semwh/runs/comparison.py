@@ -20,7 +20,7 @@ from semwh.analyze.design import Design, exchangeable, image_design
 from semwh.analyze.subjects import MIN_RESAMPLES, as_similarities, normalise_rdms
 from semwh.errors import ConfigError, DegenerateInputError, SemwhError
 from semwh.measures import SIMILARITIES, get, similarity_measures
-from semwh.measures.base import Allocate, Options
+from semwh.measures.base import Allocate, Options, check_seed
 from semwh.runs import result_rows
 from semwh.runs.levels import CONCEPTS, Items
 from semwh.runs.options import ComparisonOptions
@@ -511,6 +511,7 @@ def compare(
     on_plan: Callable[[AnalysisPlan], None] | None = None,
     normalise: str = "none",
     items: Items = CONCEPTS,
+    bootstrap_seed: int | None = None,
 ) -> result_rows.ComparisonRow:
     """Compare two stored spaces over their shared concepts and store the result.
 
@@ -548,6 +549,8 @@ def compare(
             are stored with it (``subject_results``, ``subject_inference``).
         items: The level (``Items(level="image")``: the stimuli both spaces have), with its
             permutation scheme and bootstrap unit (:class:`semwh.runs.levels.Items`).
+        bootstrap_seed: Seed of the bootstrap's resamples (None: derived from ``seed``); a
+            sweep cell's ``bootstrap_seed`` reproduces its interval.
 
     Returns:
         The stored ``results_rsa`` or ``results_2v2`` row.
@@ -571,6 +574,9 @@ def compare(
         tie_tol=tie_tol,
         normalise=normalise,
     )
+    parent = check_seed(bootstrap_seed)
+    if parent is not None and options.bootstrap:
+        options = replace(options, bootstrap_seed=parent)
     return compare_spec(
         wh, plan_stored(wh, space_a, space_b, options, items), force=force, memory=memory,
         on_plan=on_plan,

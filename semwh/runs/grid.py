@@ -153,6 +153,12 @@ class GridOptions(FamilyOptions):
             raise ConfigError("a grid's max-statistic test needs permutations (--permutations N)")
         check_choice(self.kind, KINDS, "grid kind")
         object.__setattr__(self, "bootstrap", check_count(self.bootstrap, "bootstrap resamples"))
+        if self.kind == "grid" and self.bootstrap:
+            raise ConfigError(
+                f"bootstrap {self.bootstrap}: a grid's cells have no bootstrap interval (a "
+                "peak's bootstrap is its depth interval); for an interval per layer run "
+                "`semwh analyze sweep --bootstrap N`"
+            )
         object.__setattr__(self, "level", check_level(self.level, "level"))
 
     def params(self) -> dict[str, Any]:

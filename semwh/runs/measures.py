@@ -86,6 +86,7 @@ def compare_measure(
     force: bool = False,
     options: dict[str, Any] | None = None,
     items: Items = CONCEPTS,
+    bootstrap_seed: int | None = None,
     **kwargs: Any,
 ) -> Any:
     """Compute any registered measure between two stored spaces and store it.
@@ -99,6 +100,8 @@ def compare_measure(
         permutations: Size of the permutation null (0: no p-value).
         seed: Seed of the permutations and bootstrap; None draws one and records it.
         bootstrap: Concept bootstrap resamples, for measures that have an interval.
+        bootstrap_seed: Seed of the bootstrap's resamples (None: from ``seed``); a sweep
+            cell's ``bootstrap_seed`` reproduces its interval.
         device: ``cpu``, ``cuda`` or ``auto``.
         force: Recompute an identical stored result (adding a row).
         options: The measure's own options by name (text values are read in the type of
@@ -116,11 +119,14 @@ def compare_measure(
         NotFoundError: An unknown space.
         DegenerateInputError: Fewer than four shared concepts or a degenerate vector.
     """
+    # The bootstrap seed goes only where one is given (a plugin measure may not take it).
+    parent = {} if bootstrap_seed is None else {"bootstrap_seed": bootstrap_seed}
     opts = get(measure).make_options(
         permutations=permutations,
         seed=seed,
         bootstrap=bootstrap,
         device=device,
+        **parent,
         **(options or {}),
     )
     return compare_spec(wh, plan_stored(wh, space_a, space_b, opts, items), force=force, **kwargs)

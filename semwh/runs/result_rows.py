@@ -115,7 +115,7 @@ def matching_rows(session: Session, spec: ComparisonSpec, *, any_seed: bool) -> 
     tolerance, estimator, k, penalties: their hash), how space B is compared, the level with
     its permutation scheme and bootstrap unit, permutations,
     bootstrap size (any, for a request without a bootstrap), the algorithm's version and
-    (unless ``any_seed``) the seed.
+    (unless ``any_seed``) the seed and, with a bootstrap, its bootstrap seed.
     """
     opts = spec.options
     settings = option_settings(opts)
@@ -144,6 +144,13 @@ def matching_rows(session: Session, spec: ComparisonSpec, *, any_seed: bool) -> 
         clauses.append(Result.bootstrap == opts.bootstrap)
     if not any_seed:
         clauses.append(Result.seed.is_(None) if opts.seed is None else Result.seed == opts.seed)
+        if opts.bootstrap:
+            parent = opts.bootstrap_seed
+            clauses.append(
+                Result.bootstrap_seed.is_(None)
+                if parent is None
+                else Result.bootstrap_seed == parent
+            )
     query = select(Result).where(*clauses).order_by(Result.result_id.desc())
     return list(session.scalars(query).all())
 
@@ -221,6 +228,7 @@ def _result_of(record: ResultRecord, analysis_id: int) -> ComparisonRow:
         p_value=record.p_value,
         n_permutations=opts.permutations,
         seed=opts.seed,
+        bootstrap_seed=opts.bootstrap_seed if opts.bootstrap else None,
         analysis_version=analysis_version(opts.test, spec.target),
         null_mean=record.null_mean,
         null_q95=record.null_q95,
@@ -376,8 +384,11 @@ def stored_options(test: str, row: ComparisonRow) -> Options:
     own = dict(row.options or {})
     if measure.inputs == measures.SIMILARITIES:
         own["normalise"] = normalise_of(row.target)
+    parent = getattr(row, "bootstrap_seed", None)
+    # The bootstrap seed goes only where one was used (a plugin measure may not take it).
+    extra = {} if parent is None else {"bootstrap_seed": parent}
     return measure.stored_options(
-        own, permutations=row.n_permutations, seed=row.seed, bootstrap=row.bootstrap or 0
+        own, permutations=row.n_permutations, seed=row.seed, bootstrap=row.bootstrap or 0, **extra
     )
 
 
@@ -420,6 +431,7 @@ COMPARISON_COLUMNS = (
     "n_permutations",
     "seed",
     "bootstrap",
+    "bootstrap_seed",
     "analysis_version",
     "null_mean",
     "null_q95",
@@ -451,6 +463,7 @@ def comparison_table(rows: Sequence[ComparisonRow], p_fdr: families.FDR | None =
             "n_permutations": row.n_permutations,
             "seed": row.seed,
             "bootstrap": row.bootstrap,
+            "bootstrap_seed": row.bootstrap_seed,
             "analysis_version": row.analysis_version,
             "null_mean": row.null_mean,
             "null_q95": row.null_q95,
@@ -480,6 +493,7 @@ def comparison_table(rows: Sequence[ComparisonRow], p_fdr: families.FDR | None =
             ("n_permutations", pa.int64()),
             ("seed", pa.int64()),
             ("bootstrap", pa.int64()),
+            ("bootstrap_seed", pa.int64()),
             ("analysis_version", pa.int64()),
             ("null_mean", pa.float64()),
             ("null_q95", pa.float64()),

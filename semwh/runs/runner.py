@@ -338,6 +338,12 @@ class FamilyOptions:
         object.__setattr__(self, "test_options", made)
 
     @property
+    def cell_bootstrap(self) -> int:
+        """Bootstrap resamples of each cell's interval, for measures that have one (none
+        but a sweep's)."""
+        return 0
+
+    @property
     def items(self) -> Items:
         """The family's level, permutation scheme and bootstrap unit."""
         return Items(self.item_level, self.permute, self.resample)
@@ -354,7 +360,7 @@ class FamilyOptions:
             measure.make_options(
                 permutations=self.permutations,
                 seed=None,
-                bootstrap=0,
+                bootstrap=self.cell_bootstrap if measure.has_bootstrap else 0,
                 device=self.device,
                 **{**shared, **self.measure_options.get(test, {})},
             )
@@ -421,6 +427,28 @@ def check_targets(
                 f"{flag} {name!r} is an RDM, which has no feature vectors: --tests "
                 f"{','.join(vector_tests)} need them (an RDM takes "
                 f"{' and '.join(sorted(measures.similarity_measures(), key=_rsa_first))})"
+            )
+
+
+def check_subject_bootstrap(
+    options: Sequence[TestOptions], targets: Mapping[str, SpaceVectors]
+) -> None:
+    """Refuse, before a family is recorded, a bootstrap too small for the subjects of an RDM
+    target (it also resamples subjects, and both)."""
+    from semwh.analyze.subjects import MIN_RESAMPLES
+
+    n_bootstrap = max((o.bootstrap for o in options), default=0)
+    if not 0 < n_bootstrap < MIN_RESAMPLES:
+        return
+    for name, space in targets.items():
+        if space.kind != "rdm":
+            continue
+        n_subjects = len(space.subjects or ()) or space.matrix.shape[1] // len(space.concept_ids)
+        if n_subjects > 1:
+            raise ConfigError(
+                f"--bootstrap {n_bootstrap}: against the {n_subjects} subjects of {name!r} the "
+                f"bootstrap also resamples subjects (and both), which needs at least "
+                f"{MIN_RESAMPLES} resamples"
             )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -28,12 +28,14 @@ from semwh.runs.runner import (
     Skipped,
     TestOptions,
     check_neighbours,
+    check_subject_bootstrap,
     check_targets,
     family_options,
     run_family,
     run_or_skip,
 )
 from semwh.testing.faults import fault_point
+from semwh.validate import check_count
 from semwh.vectors import SpaceVectors, layer_spaces, load_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import ResultDiff, ResultRecovery, Space, Sweep, VisionModel
@@ -103,6 +105,14 @@ def sweep_models(wh: Warehouse, models: Sequence[str], include_random: bool) -> 
     return chosen
 
 
+def bootstrap_seed(sweep_seed: int, model: str, target: str) -> int:
+    """The bootstrap seed of every cell of ``model`` against ``target`` in a sweep of
+    ``sweep_seed``: derived from the model and the target, never from the layer or the test,
+    so that every layer of a model draws the same resamples and their intervals (and their
+    differences) are paired."""
+    return derive_seed(sweep_seed, "bootstrap", model, target)
+
+
 def _specs(
     wh: Warehouse,
     layers: Sequence[Space],
@@ -111,13 +121,19 @@ def _specs(
     options: Sequence[TestOptions],
     strict: bool,
     items: Items = CONCEPTS,
+    sweep_seed: int | None = None,
 ) -> Iterator[ComparisonSpec | Skipped]:
-    """Specs in sweep order, loading each layer space once (at the level of ``items``)."""
+    """Specs in sweep order, loading each layer space once (at the level of ``items``); a
+    spec with a bootstrap gets its model's and target's :func:`bootstrap_seed`."""
     for layer in layers:
         a = load_space(wh, layer.name, items.level)
         for word_name, b in words.items():
             for opts in options:
                 input_hashes = {layer.name: hashes[layer.name], word_name: hashes[word_name]}
+                if opts.bootstrap and sweep_seed is not None:
+                    model = layer.model or layer.name.rpartition("/")[0]
+                    parent = bootstrap_seed(sweep_seed, model, word_name)
+                    opts = replace(opts, bootstrap_seed=parent)
                 try:
                     yield plan_comparison(a, b, opts, input_hashes, items=items)
                 except DegenerateInputError as exc:
@@ -144,16 +160,23 @@ class SweepOptions(FamilyOptions):
             the same layer of its ``-random`` control (:func:`semwh.runs.difference.diff`,
             ``permutations`` bootstrap resamples and sign flips); the differences join the
             sweep's family and its FDR.
+        bootstrap: Bootstrap resamples of each cell's 95% interval (``ci_low``, ``ci_high``)
+            for the tests that have one (RSA and 2 vs 2; 0: none), as ``analyze rsa
+            --bootstrap`` draws them: over concepts (or the image level's unit), and against
+            an RDM with subjects also over subjects and both. Every layer of a model against
+            one target draws the same resamples (:func:`bootstrap_seed`).
     """
 
     include_random: bool = True
     recovery: bool = False
     strict: bool = False
     control_diffs: bool = False
+    bootstrap: int = 0
 
     family = "sweep"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "bootstrap", check_count(self.bootstrap, "bootstrap resamples"))
         super().__post_init__()
         if self.control_diffs and self.item_level == "image":
             raise ConfigError(
@@ -165,6 +188,10 @@ class SweepOptions(FamilyOptions):
                 "--diff-random compares each layer with its random control, which --no-random "
                 "leaves out: pass one or the other"
             )
+
+    @property
+    def cell_bootstrap(self) -> int:
+        return self.bootstrap
 
     def params(self) -> dict[str, Any]:
         """The options in the sweep's recorded parameters (and identity)."""
@@ -183,6 +210,9 @@ class SweepOptions(FamilyOptions):
         params.update(self.measure_settings())
         if self.control_diffs:
             params["control_diffs"] = True
+        if self.bootstrap:
+            # Only when asked for, so that the identity of a sweep without one stays.
+            params["bootstrap"] = self.bootstrap
         if self.normalise != "none":
             params["normalise"] = self.normalise
         params.update(self.items.params())
@@ -202,9 +232,15 @@ def sweep(
     """Compare every layer space of ``models`` with every word space and store the results.
 
     Each comparison's seed is derived from the sweep seed and the comparison's identity
-    (:func:`semwh.runs.provenance.derive_seed`), so the numbers do not depend on the order or
-    the backend that ran them. Comparisons already stored are reused (with no ``seed`` given,
-    a stored row of any seed counts) unless ``force``, which computes them again as new rows.
+    (:func:`semwh.runs.provenance.derive_seed` of the test and both spaces), so the numbers do
+    not depend on the order or the backend that ran them; with ``bootstrap``, its bootstrap
+    seed from the sweep seed, the model and the target (:func:`bootstrap_seed`), so every
+    layer of a model draws the same resamples. Both are stored with the result
+    (``results.seed``, ``results.bootstrap_seed``): the single analysis given them
+    (``compare(..., seed=, bootstrap=, bootstrap_seed=)``) reproduces the cell exactly.
+    Comparisons already stored are reused (with no ``seed`` given, a stored row of any seed
+    counts, but not for a sweep with a bootstrap) unless ``force``, which computes them again
+    as new rows.
 
     The sweep is a stored family (``sweeps``, ``sweep_members``, view ``sweep_results``):
     Benjamini-Hochberg FDR over every p-value of its tests, recovery included, is stored with
@@ -247,6 +283,7 @@ def sweep(
     if not words:
         raise ConfigError("a sweep needs at least one word space (--words)")
     check_targets(tests, words, "--words", "sweep RDMs separately")
+    check_subject_bootstrap(tests, words)
     for name, space in words.items():
         for layer in layers:
             shared = len(space.concept_ids)
@@ -318,9 +355,13 @@ def _run_sweep(
     start = time.perf_counter()
     ran = run_family(
         wh,
-        _specs(wh, layers, words, hashes, opts.test_options, opts.strict, opts.items),
+        _specs(wh, layers, words, hashes, opts.test_options, opts.strict, opts.items, sweep_seed),
         total=len(layers) * len(words) * len(opts.test_options),
-        seeding=Seeding(sweep_seed, per_comparison=True, any_stored=opts.seed is None),
+        # Without a seed a stored row of any seed counts, but not for intervals: those of
+        # rows from elsewhere were not drawn with the resamples of the model's other layers.
+        seeding=Seeding(
+            sweep_seed, per_comparison=True, any_stored=opts.seed is None and not opts.bootstrap
+        ),
         family="sweep",
         force=opts.force,
         strict=opts.strict,

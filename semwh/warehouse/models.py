@@ -387,6 +387,10 @@ class Result(Base):
     n_items: Mapped[int | None] = mapped_column(Integer)
     permute: Mapped[str | None] = mapped_column(String)
     resample: Mapped[str | None] = mapped_column(String)
+    # The parent seed of the bootstrap's resamples when it is not ``seed`` (revision 0011):
+    # a sweep gives every layer of one model against one target the same one (paired
+    # intervals); NULL: the resamples came from ``seed``.
+    bootstrap_seed: Mapped[int | None] = mapped_column(BigInteger)
 
     __mapper_args__ = {
         # One class per older table: rows of any other measure load as ResultMeasure.

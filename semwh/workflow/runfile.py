@@ -68,6 +68,7 @@ frozen dataclasses with every key checked. The file (see ``examples/paper.toml``
     recovery = true
     permutations = 1000
     seed = 2018
+    # bootstrap = 1000                           # each sweep result's 95% interval
     # level = "image"                            # declared targets, grids, peaks per stimulus
     # permute = "concepts"                       # image level: concepts, images, within-concept
 
@@ -263,6 +264,8 @@ class AnalysisConfig:
     recovery: bool = True
     permutations: int = field(default=1000, metadata=_COUNT)
     seed: int = field(default=2018, metadata={"range": SEED})
+    #: Bootstrap resamples of each RSA and 2 vs 2 result's interval in the sweeps (0: none).
+    bootstrap: int = field(default=0, metadata=_COUNT)
     similarity: str = "pearson"
     method: str = "spearman"
     distance: str = "pearson"

@@ -418,6 +418,7 @@ def analyze_stage(
         **_test_options(config, a.tests, a.permutations, at_level=declared),
         include_random=True,
         recovery=a.recovery and recovery,
+        bootstrap=a.bootstrap,
         progress=progress,
     )
     detail = f"sweep {result.sweep_id}: {result.computed} computed, {len(result.rows)} results"

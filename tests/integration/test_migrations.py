@@ -462,15 +462,30 @@ def _rows_of_0007(wh: Warehouse) -> None:
 
 #: The columns revision 0010 adds to the results views, and the views it adds them to.
 LEVEL_COLUMNS = ("level", "n_items", "permute", "resample")  # the curves: permute too
+#: The interval and ceiling columns revision 0011 adds to the curves.
+CURVE_INTERVALS = tuple(
+    f"{kind}_{end}_{test}"
+    for test in ("2v2", "rsa")
+    for kind in ("ci", "ceiling")
+    for end in ("low", "high")
+)
+INTERVAL_COLUMNS = {
+    "sweep_curves": CURVE_INTERVALS,
+    "layer_curves": CURVE_INTERVALS,
+    "measure_curves": ("ci_low", "ci_high", "ceiling_low", "ceiling_high"),
+}
 LEVEL_VIEWS = (
     "results_rsa", "results_2v2", "results_measures", "sweep_curves", "layer_curves",
     "measure_curves",
 )  # fmt: skip
 
 
-def _saved_reads(wh: Warehouse, drop: tuple[str, ...] = ()) -> dict[str, object]:
+def _saved_reads(
+    wh: Warehouse, drop: tuple[str, ...] = (), drop_in: dict[str, tuple[str, ...]] | None = None
+) -> dict[str, object]:
     """Every results view (columns, types, rows) and every named query that needs no file,
-    without the columns ``drop``."""
+    without the columns ``drop`` (of the views that gained the level columns) and those
+    ``drop_in`` names by view."""
     from semwh.results.named import list_queries, run_named
     from semwh.warehouse.readonly import sandbox_connection
 
@@ -479,7 +494,7 @@ def _saved_reads(wh: Warehouse, drop: tuple[str, ...] = ()) -> dict[str, object]
     with sandbox_connection(wh) as conn:
         for view in _SAVED_VIEWS:
             columns = [(r[0], r[1]) for r in conn.execute(f"DESCRIBE {view}").fetchall()]
-            gone = drop if view in LEVEL_VIEWS else ()
+            gone = (drop if view in LEVEL_VIEWS else ()) + (drop_in or {}).get(view, ())
             dropped = [name for name, _ in columns if name in gone]
             columns = [(name, kind) for name, kind in columns if name not in gone]
             exclude = f" EXCLUDE ({', '.join(dropped)})" if dropped else ""
@@ -527,8 +542,9 @@ def test_0008_moves_every_result_and_every_saved_read_returns_the_same(tmp_path:
     upgrade(wh, "0009")
     assert _saved_reads(wh) == before
     upgrade(wh, "head")
-    # Revision 0010 adds the level columns and keeps every row and every other column.
-    assert _saved_reads(wh, drop=LEVEL_COLUMNS) == before
+    # Revision 0010 adds the level columns and keeps every row and every other column;
+    # revision 0011 the curves' intervals and ceilings.
+    assert _saved_reads(wh, drop=LEVEL_COLUMNS, drop_in=INTERVAL_COLUMNS) == before
     stale = run_query(wh, "stale_results").table.to_pylist()
     assert [r["test"] for r in stale] == ["2v2"], "the stale 2 vs 2 row is listed"
     moved = sum(counts.pop(t) for t in ("results_rsa", "results_2v2", "results_measures"))
@@ -668,3 +684,28 @@ def test_0009_round_trip_keeps_lab_ids_out_of_wnid(warehouse: Warehouse) -> None
         ("n02084071", "n02084071"),
         ("n99000001", "n99000001"),
     ]
+
+
+def test_0011_downgrade_counts_the_bootstrap_seeds_it_loses_and_keeps_every_result(
+    warehouse: Warehouse,
+) -> None:
+    with warehouse.session() as session:
+        add_row_to_every_table(session)
+    with warehouse.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE results SET bootstrap_seed = 5, ci_low = 0.1 WHERE measure = 'rsa'")
+        )
+    n_results = _counts(warehouse)["results"]
+    lost = "results: bootstrap seeds (a sweep's paired intervals)"
+    assert downgrade_drops(warehouse, "0010") == {lost: 1}
+
+    downgrade(warehouse, "0010")
+    columns = run_sql(warehouse, "DESCRIBE layer_curves").table.column("column_name").to_pylist()
+    assert "ci_low_rsa" not in columns and "permute" in columns
+    assert run_sql(warehouse, "SELECT ci_low FROM results_rsa").table.to_pylist() == [
+        {"ci_low": 0.1}
+    ]
+    upgrade(warehouse)
+    assert _counts(warehouse)["results"] == n_results
+    rows = run_sql(warehouse, "SELECT bootstrap_seed, ci_low FROM results WHERE measure = 'rsa'")
+    assert rows.table.to_pylist() == [{"bootstrap_seed": None, "ci_low": 0.1}]

@@ -86,6 +86,14 @@ def test_config_errors_name_the_section(tmp_path: Path) -> None:
         load_config(bad)
 
 
+def test_analysis_bootstrap_gives_the_sweeps_intervals(tmp_path: Path) -> None:
+    assert parse_config(_minimal(), tmp_path).analysis.bootstrap == 0
+    config = parse_config(_minimal(analysis={"bootstrap": 200}), tmp_path)
+    assert config.analysis.bootstrap == 200
+    with pytest.raises(ConfigError, match=r"\[analysis\]"):
+        parse_config(_minimal(analysis={"bootstrap": -1}), tmp_path)
+
+
 def test_select_images_takes_the_first_concepts_and_images(samples_dir: Path) -> None:
     entries = select_images(ImagesConfig(folder=samples_dir, max_concepts=3, per_concept=2))
     wnids = sorted({p.name.split("_")[0] for p in samples_dir.glob("n*.jpg")})

@@ -1,6 +1,8 @@
 # ruff: noqa: F811  (the fixtures of test_analyze are imported by name)
 """Sweeps are stored families: their FDR never changes, layer_curves shows only current
-results, every input that changes a number is in the reuse key, `semwh verify` recomputes."""
+results, every input that changes a number is in the reuse key, `semwh verify` recomputes.
+Their bootstrap intervals are paired across the layers of a model, and every cell records the
+seeds it used: the single command given them reproduces the cell."""
 
 from __future__ import annotations
 
@@ -12,22 +14,33 @@ import numpy as np
 import pytest
 
 from semwh import runs
-from semwh.errors import DegenerateInputError
+from semwh.analyze.subjects import MIN_RESAMPLES
+from semwh.errors import ConfigError, DegenerateInputError
+from semwh.ingest import ingest_rdm
+from semwh.results.named import run_query
+from semwh.runs.measures import compare_measure
+from semwh.runs.result_rows import subject_tables
+from semwh.runs.sweep import bootstrap_seed
 from semwh.runs.verify import verify
 from semwh.vectors import save_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.migrate import upgrade
 from semwh.warehouse.models import Result2v2, ResultRSA, VectorFile
 from semwh.warehouse.readonly import run_sql
+from tests.conftest import run_cli
 from tests.integration.test_analyze import (  # noqa: F401  (fixtures)
     N_CONCEPTS,
+    NOISE,
     WORD_DIM,
+    add_layer_space,
+    add_model,
     count,
     template,
     warehouse,
     wnids,
     world,
 )
+from tests.integration.test_rdms import add_concepts, subject_rdms, write_csv
 from tests.reliability.conftest import open_wh
 
 pytestmark = pytest.mark.integration
@@ -418,3 +431,213 @@ def test_sweep_options_are_one_object_checked_when_made(warehouse, world) -> Non
     assert again.reused and again.sweep_id == first.sweep_id
     other = runs.sweep(warehouse, ["toy"], ["words"], options, seed=3)
     assert other.sweep_id != first.sweep_id and other.seed == 3
+
+
+# Bootstrap intervals and the seeds of every cell.
+
+BOOT = 40
+
+
+def _twin(wh, words: np.ndarray) -> None:
+    """A model ``twin`` whose two layers are the same vectors: only paired resamples give
+    them the same intervals."""
+    ids = add_model(wh, "twin", 2)
+    vectors = words + 0.8 * np.random.default_rng(4).normal(size=words.shape)
+    for i in range(2):
+        add_layer_space(wh, "twin", i, ids[i], 2, vectors)
+
+
+def _curves(wh, columns: str) -> list[dict]:
+    return run_sql(wh, f"SELECT {columns} FROM layer_curves ORDER BY space").table.to_pylist()
+
+
+def test_sweep_intervals_are_paired_and_every_cell_is_reproduced_by_the_single_command(
+    warehouse, world
+) -> None:
+    _twin(warehouse, world["words"])
+    # An interval stored by a single analysis was not drawn with the other layers'
+    # resamples: a sweep given no seed (any stored seed would do) computes its own.
+    single = runs.compare(warehouse, "twin/block0", "words", permutations=9, bootstrap=BOOT)
+    tests = ["rsa", "2v2", "cka", "knn", "reg2v2"]
+    result = runs.sweep(
+        warehouse, ["twin"], ["words"], tests=tests, permutations=9, k=3, bootstrap=BOOT,
+        include_random=False,
+    )  # fmt: skip
+    assert result.computed == len(result.rows) == 10
+    assert single.result_id not in {r.result_id for r in result.rows}
+    seed = result.seed
+    rows = {(r.measure, r.space_a): r for r in result.rows}
+    for (test, layer), row in rows.items():
+        # The permutation stream: a seed derived from the sweep's, the test and both spaces.
+        assert row.seed == runs.derive_seed(seed, test, layer, "words")
+        if test not in ("rsa", "2v2"):
+            assert row.ci_low is None and row.bootstrap == 0 and row.bootstrap_seed is None
+            continue
+        assert row.bootstrap == BOOT
+        assert row.ci_low <= row.statistic <= row.ci_high, (test, layer)
+        # The bootstrap stream: one per model and target, never the layer's or the test's.
+        assert row.bootstrap_seed == bootstrap_seed(seed, "twin", "words")
+        twin = rows[(test, "twin/block1" if layer == "twin/block0" else "twin/block0")]
+        assert (row.ci_low, row.ci_high) == (twin.ci_low, twin.ci_high)
+
+    # layer_curves and measure_curves show each test's interval.
+    shown = _curves(warehouse, "space, ci_low_rsa, ci_high_rsa, ci_low_2v2, ci_high_2v2")
+    for curve in shown:
+        for test in ("rsa", "2v2"):
+            row = rows[(test, curve["space"])]
+            assert (curve[f"ci_low_{test}"], curve[f"ci_high_{test}"]) == (row.ci_low, row.ci_high)
+    measure = run_sql(
+        warehouse,
+        "SELECT measure, space, ci_low, ci_high FROM measure_curves WHERE is_latest",
+    ).table.to_pylist()
+    assert {(m["measure"], m["space"]): (m["ci_low"], m["ci_high"]) for m in measure} == {
+        key: (r.ci_low, r.ci_high) for key, r in rows.items()
+    }
+
+    # The single command given a cell's recorded seeds gives its numbers again, exactly.
+    for (test, layer), row in rows.items():
+        if layer != "twin/block1" or test == "rsa":
+            continue
+        has_interval = test == "2v2"
+        again = compare_measure(
+            warehouse, layer, "words", test, permutations=9, seed=row.seed,
+            bootstrap=BOOT if has_interval else 0, bootstrap_seed=row.bootstrap_seed,
+            options={"k": 3} if test == "knn" else {}, force=True,
+        )  # fmt: skip
+        assert again.result_id != row.result_id
+        assert (again.statistic, again.p_value) == (row.statistic, row.p_value), test
+        assert (again.ci_low, again.ci_high) == (row.ci_low, row.ci_high), test
+        null = runs.permutation_null(warehouse, test, row.result_id)
+        assert runs.permutation_null(warehouse, test, again.result_id) == null, test
+    # ...and so does the command line (RSA).
+    row = rows[("rsa", "twin/block1")]
+    proc = run_cli(
+        "--warehouse", str(warehouse.root), "analyze", "rsa", "--a", row.space_a, "--b",
+        row.space_b, "-n", "9", "--seed", str(row.seed), "--bootstrap", str(BOOT),
+        "--bootstrap-seed", str(row.bootstrap_seed), "--force", "--device", "cpu",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    newest = run_sql(
+        warehouse,
+        "SELECT result_id, p_value, ci_low, ci_high, seed, bootstrap_seed FROM results "
+        "ORDER BY result_id DESC LIMIT 1",
+    ).table.to_pylist()[0]
+    newest_id = newest.pop("result_id")
+    assert newest_id != row.result_id
+    assert newest == {
+        "p_value": row.p_value,
+        "ci_low": row.ci_low,
+        "ci_high": row.ci_high,
+        "seed": row.seed,
+        "bootstrap_seed": row.bootstrap_seed,
+    }
+
+    # Once the word space changes, stale_results repeats the bootstrap (and a single
+    # analysis' bootstrap seed) in each refresh command.
+    save_space(warehouse, "words", "word", wnids(), world["words"] + 0.01, replace=True)
+    stale = run_query(warehouse, "stale_results", {"space": "words"}).table.to_pylist()
+    commands = {r["result_id"]: r["refresh_command"] for r in stale}
+    assert commands[row.result_id].startswith("semwh analyze sweep --models 'twin'")
+    assert commands[row.result_id].endswith(f"--bootstrap {BOOT}")
+    assert commands[newest_id].endswith(f"--bootstrap {BOOT} --bootstrap-seed {row.bootstrap_seed}")
+
+
+def test_paired_resamples_are_the_same_concept_draws_for_every_layer(warehouse, world) -> None:
+    """At the library level: the specs a sweep plans for two layers of a model draw the same
+    concept resamples (their statistics differ; the rows drawn do not)."""
+    from semwh.measures.base import resample_rows
+    from semwh.runs.sweep import SweepOptions, _specs
+    from semwh.seeds import derive_seed
+    from semwh.vectors import layer_spaces, load_space
+
+    opts = SweepOptions(tests=["rsa"], permutations=0, bootstrap=BOOT, seed=3)
+    with warehouse.session() as session:
+        layers = layer_spaces(session, "toy")
+    hashes = {layer.name: layer.content_sha256 for layer in layers} | {"words": None}
+    words = {"words": load_space(warehouse, "words")}
+    specs = list(_specs(warehouse, layers, words, hashes, opts.test_options, True, opts.items, 3))
+    assert len(specs) == len(NOISE)
+    parents = {spec.options.bootstrap_parent() for spec in specs}
+    assert parents == {bootstrap_seed(3, "toy", "words")}
+    drawn = [
+        np.stack(resample_rows(spec.n_concepts, BOOT, derive_seed(p, "bootstrap")))
+        for spec, p in zip(specs, [s.options.bootstrap_parent() for s in specs], strict=True)
+    ]
+    assert all(np.array_equal(drawn[0], d) for d in drawn[1:])
+    # ...and the interval of each layer is the quantiles of its statistic on those draws.
+    values = [spec.measure.resampled(spec, BOOT, derive_seed(3, "x")) for spec in specs[:2]]
+    assert not np.array_equal(values[0], values[1])
+
+
+def test_rdm_targets_get_concept_subject_and_dual_intervals_and_their_ceiling(
+    warehouse, world, tmp_path
+) -> None:
+    _twin(warehouse, world["words"])
+    add_concepts(warehouse)
+    write_csv(tmp_path / "rdms.csv", wnids(), subject_rdms(world["words"]), shuffle=1)
+    ingest_rdm(warehouse, "subjects", tmp_path / "rdms.csv")
+    with pytest.raises(ConfigError, match=r"--bootstrap 5: against the 4 subjects of 'subjects'"):
+        runs.sweep(warehouse, ["toy"], ["subjects"], tests=["rsa"], permutations=9, bootstrap=5)
+
+    result = runs.sweep(
+        warehouse, ["twin"], ["subjects"], tests=["rsa"], permutations=9, seed=1,
+        bootstrap=MIN_RESAMPLES, include_random=False,
+    )  # fmt: skip
+    intervals = {}
+    assert {row.bootstrap_seed for row in result.rows} == {bootstrap_seed(1, "twin", "subjects")}
+    for row in result.rows:
+        assert row.ci_low <= row.statistic <= row.ci_high
+        with warehouse.session() as session:
+            _, inference = subject_tables(session, "rsa", row.result_id)
+        intervals[row.space_a] = {
+            r["method"]: (r["ci_low"], r["ci_high"])
+            for r in inference.to_pylist()
+            if r["method"].startswith("bootstrap")
+        }
+        assert set(intervals[row.space_a]) == {
+            "bootstrap_concepts", "bootstrap_subjects", "bootstrap_dual",
+        }  # fmt: skip
+        assert intervals[row.space_a]["bootstrap_concepts"] == (row.ci_low, row.ci_high)
+        # verify recomputes every interval from the recorded seeds.
+        assert verify(warehouse, result=f"rsa:{row.result_id}").ok
+    # Paired: the two identical layers get the same intervals over concepts, subjects, both.
+    assert intervals["twin/block0"] == intervals["twin/block1"]
+
+    # The curves carry the ceiling beside the interval, on the same scale.
+    shown = _curves(
+        warehouse, "space, ci_low_rsa, ci_high_rsa, ceiling_low_rsa, ceiling_high_rsa, "
+        "ceiling_lower_rsa, ceiling_upper_rsa, ci_low_2v2, ceiling_low_2v2",
+    )  # fmt: skip
+    assert len(shown) == 2
+    for curve in shown:
+        assert curve["ceiling_low_rsa"] == curve["ceiling_lower_rsa"] is not None
+        assert curve["ceiling_high_rsa"] == curve["ceiling_upper_rsa"] is not None
+        assert curve["ci_low_2v2"] is None and curve["ceiling_low_2v2"] is None
+    measure = run_sql(
+        warehouse,
+        "SELECT space, ci_low, ci_high, ceiling_low, ceiling_high, ceiling_lower "
+        "FROM measure_curves WHERE measure = 'rsa' AND is_latest ORDER BY space",
+    ).table.to_pylist()
+    assert [(m["ci_low"], m["ceiling_low"]) for m in measure] == [
+        (c["ci_low_rsa"], c["ceiling_low_rsa"]) for c in shown
+    ]
+
+    # The single command with the recorded seeds gives every interval again.
+    row = result.rows[1]
+    again = runs.compare(
+        warehouse, row.space_a, "subjects", "rsa", permutations=9, seed=row.seed,
+        bootstrap=MIN_RESAMPLES, bootstrap_seed=row.bootstrap_seed, force=True,
+    )  # fmt: skip
+    assert (again.p_value, again.ci_low, again.ci_high) == (row.p_value, row.ci_low, row.ci_high)
+    with warehouse.session() as session:
+        _, inference = subject_tables(session, "rsa", again.result_id)
+    assert {
+        r["method"]: (r["ci_low"], r["ci_high"])
+        for r in inference.to_pylist()
+        if r["method"].startswith("bootstrap")
+    } == intervals[row.space_a]
+
+
+def test_grids_refuse_a_bootstrap_with_one_line(warehouse, world) -> None:
+    with pytest.raises(ConfigError, match=r"a grid's cells have no bootstrap interval"):
+        runs.grid(warehouse, "toy", ["words"], permutations=9, bootstrap=10)

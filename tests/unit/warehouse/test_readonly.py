@@ -55,6 +55,15 @@ LAYER_CURVE_COLUMNS = [
     "level",
     "n_items",
     "permute",
+    # Revision 0011: each test's bootstrap interval and noise ceiling.
+    "ci_low_2v2",
+    "ci_high_2v2",
+    "ceiling_low_2v2",
+    "ceiling_high_2v2",
+    "ci_low_rsa",
+    "ci_high_rsa",
+    "ceiling_low_rsa",
+    "ceiling_high_rsa",
 ]
 
 
