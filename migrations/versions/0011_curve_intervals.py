@@ -116,8 +116,9 @@ def upgrade() -> None:
         op.execute("ALTER TABLE results ADD COLUMN IF NOT EXISTS bootstrap_seed BIGINT")
     else:
         op.add_column("results", sa.Column("bootstrap_seed", sa.BigInteger(), nullable=True))
+    r8 = _earlier("0008_one_results_table.py")
     for view in new_views().values():
-        op.execute(view)
+        op.execute(r8.in_dialect(view))
 
 
 def downgrade_drops(conn: sa.Connection) -> dict[str, int]:
@@ -144,6 +145,6 @@ def downgrade() -> None:
     op.create_index(
         "ix_results_measure_spaces", "results", ["measure", "space_a", "space_b"], unique=False
     )
-    views = _old_views()
+    views, r8 = _old_views(), _earlier("0008_one_results_table.py")
     for view in reversed(r10.VIEWS):
-        op.execute(views[view])
+        op.execute(r8.in_dialect(views[view]))
