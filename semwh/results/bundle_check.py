@@ -9,7 +9,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
@@ -95,8 +95,22 @@ def _read_manifest(folder: Path) -> dict[str, str]:
                 f"{path}, line {number}: not a sha256sum line (HASH  PATH): the manifest is "
                 "damaged; write the bundle again"
             )
-        entries[match.group(2)] = match.group(1)
+        rel = match.group(2)
+        parts = PurePosixPath(rel).parts
+        if rel.startswith(("/", "\\")) or ".." in parts or "\\" in rel or ":" in parts[0]:
+            raise InputError(
+                f"{path}, line {number}: {rel!r} is not a path inside the bundle (absolute or "
+                "with '..'): the manifest is damaged or forged; nothing outside the bundle is "
+                "read"
+            )
+        entries[rel] = match.group(1)
     return entries
+
+
+def _inside(folder: Path, path: Path) -> bool:
+    """Whether ``path`` is a file of ``folder`` once links are followed (a link out of the
+    bundle is never read)."""
+    return path.resolve().is_relative_to(folder.resolve())
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -147,6 +161,10 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
         path = folder / rel
         if not path.is_file():
             report.findings.append(BundleFinding("file", rel, "missing", "listed in the manifest"))
+        elif not _inside(folder, path):
+            report.findings.append(
+                BundleFinding("file", rel, "altered", "a link to a file outside the bundle")
+            )
         elif sha256_file(path) != digest:
             report.findings.append(
                 BundleFinding("file", rel, "altered", "its SHA-256 is not the manifest's")
@@ -157,6 +175,8 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
                 BundleFinding("file", rel, "extra", "not listed in the manifest")
             )
     try:
+        if not _inside(folder, folder / INFO):
+            raise ValueError("a link to a file outside the bundle")
         info = json.loads((folder / INFO).read_text(encoding="utf-8"))
         chosen = [Chosen(s, str(t), int(i)) for s, t, i in info["results"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -179,7 +199,7 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
             problems.setdefault(c.ref, []).append("no longer stored in the warehouse")
     for table in TABLES:
         parquet = folder / "results" / f"{table}.parquet"
-        if parquet.is_file():
+        if parquet.is_file() and _inside(folder, parquet):
             try:
                 rows = pq.read_table(parquet).to_pylist()
             except (OSError, pa.ArrowException) as exc:
@@ -191,7 +211,7 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
                 f"results/{table}.parquet", {row_key(r): r for r in rows}, now[table], problems
             )
         path = folder / "results" / f"{table}.csv"
-        if path.is_file():
+        if path.is_file() and _inside(folder, path):
             with path.open(newline="", encoding="utf-8") as fh:
                 text_rows = list(csv.DictReader(fh))
             as_text = {k: {n: csv_cell(v) for n, v in r.items()} for k, r in now[table].items()}
@@ -203,7 +223,11 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
             )
     for rel, text in latex_tables(current, order).items():
         path = folder / rel
-        if not path.is_file() or path.read_text(encoding="utf-8") != _strip_stamp(text, path):
+        if (
+            not path.is_file()
+            or not _inside(folder, path)
+            or path.read_text(encoding="utf-8") != _strip_stamp(text, path)
+        ):
             report.findings.append(
                 BundleFinding(
                     "table",

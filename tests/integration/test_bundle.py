@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ from sqlalchemy import update
 
 import semwh
 from semwh.config import ENV_DB
-from semwh.errors import OutputError
+from semwh.errors import InputError, OutputError
 from semwh.results.bundle import MANIFEST, build_bundle
 from semwh.results.bundle_check import BundleReport, verify_bundle
 from semwh.results.latex import format_p
@@ -291,3 +292,24 @@ def test_diff_tolerance_and_results_of_one_warehouse(
     assert 0 < within.max_abs_diff <= 1e-6
     assert within.device == "analysis cpu vs cuda"
     assert "numpy" in within.versions and "0.0-other" in within.versions
+
+
+def test_verify_reads_nothing_outside_the_bundle(
+    warehouse: Warehouse, bundled: Path, tmp_path: Path
+) -> None:
+    out = copy_bundle(bundled, tmp_path)
+    # A file of the bundle replaced by a link to an identical file elsewhere is not the bundle's.
+    outside = tmp_path / "elsewhere.md"
+    (out / "README.md").rename(outside)
+    (out / "README.md").symlink_to(outside)
+    found = {(f.name, f.status) for f in verify_bundle(warehouse, out).problems()}
+    assert found == {("README.md", "altered")}
+    # A manifest naming a path out of the bundle is refused before anything is read.
+    (tmp_path / "secret").write_text("x")
+    digest = hashlib.sha256(b"x").hexdigest()
+    for rel in ("../secret", str(tmp_path / "secret")):
+        manifest = out / MANIFEST
+        manifest.write_text(f"{digest}  {rel}\n")
+        with pytest.raises(InputError, match="not a path inside the bundle"):
+            verify_bundle(warehouse, out)
+
