@@ -425,6 +425,11 @@ def check_bundle_folder(wh: Warehouse, out: Path, *, force: bool) -> Path:
                 f"refusing to write the bundle into {out}: it is inside the warehouse "
                 f"({root}); choose a folder outside it"
             )
+        if target in resolved.parents:
+            raise OutputError(
+                f"refusing to write the bundle into {out}: the warehouse ({root}) is inside "
+                "it; choose a folder outside the warehouse"
+            )
     if target.exists() and not target.is_dir():
         raise OutputError(f"{out} is a file: give a new or empty folder for the bundle")
     if target.is_dir() and any(target.iterdir()):
@@ -437,6 +442,23 @@ def check_bundle_folder(wh: Warehouse, out: Path, *, force: bool) -> Path:
             raise OutputError(
                 f"{out} holds files but no semwh bundle ({MANIFEST} and {INFO}): --force only "
                 "replaces a previous bundle; choose a new or empty folder"
+            )
+        from semwh.errors import InputError
+        from semwh.results.bundle_check import _read_manifest
+
+        try:
+            listed = set(_read_manifest(target)) | {MANIFEST}
+        except InputError as exc:
+            raise OutputError(
+                f"{out} holds a damaged bundle ({exc}); --force only replaces an intact "
+                "bundle: move the folder away first"
+            ) from exc
+        others = [rel for rel in files_of(target) if rel not in listed]
+        if others:
+            raise OutputError(
+                f"{out} holds files that are not part of its bundle ({', '.join(others[:3])}"
+                f"{', ...' if len(others) > 3 else ''}): --force only replaces a previous "
+                "bundle and nothing else; move them away first"
             )
     return target
 

@@ -313,3 +313,18 @@ def test_verify_reads_nothing_outside_the_bundle(
         with pytest.raises(InputError, match="not a path inside the bundle"):
             verify_bundle(warehouse, out)
 
+
+def test_force_replaces_only_a_bundle_and_never_a_folder_holding_the_warehouse(
+    warehouse: Warehouse, bundled: Path, tmp_path: Path
+) -> None:
+    out = copy_bundle(bundled, tmp_path)
+    (out / "thesis.tex").write_text("mine")
+    with pytest.raises(OutputError, match=r"not part of its bundle \(thesis.tex\)"):
+        build_bundle(warehouse, out, results=["2"], figures=False, force=True)
+    assert (out / "thesis.tex").read_text() == "mine"
+    # A bundle folder that the warehouse was later moved into.
+    (out / "thesis.tex").unlink()
+    home = copy_warehouse(warehouse.root, out / "wh")
+    with pytest.raises(OutputError, match="the warehouse .* is inside it"):
+        build_bundle(home, out, results=["2"], figures=False, force=True)
+    assert (home.root / "registry.duckdb").is_file()
