@@ -141,6 +141,33 @@ def _compare_rows(
             problems.setdefault(ref, []).append("; ".join(changed[:4]))
 
 
+def _stray_rows(
+    label: str,
+    keys: list[tuple[Any, str, int] | None],
+    chosen: set[tuple[Any, str, int]],
+    report: BundleReport,
+) -> None:
+    """Name the rows of a results table that are none of the bundle's results (a row added
+    by hand), unreadable, or written twice: such rows are not compared with the warehouse."""
+    stray: list[str] = []
+    for key in dict.fromkeys(keys):
+        if key is None:
+            stray.append("a row without a readable test, sweep_id and result_id")
+        elif key not in chosen:
+            stray.append(f"row {key[1]}:{key[2]} (sweep {key[0]}) is none of its results")
+        elif keys.count(key) > 1:
+            stray.append(f"row {key[1]}:{key[2]} appears {keys.count(key)} times")
+    if stray:
+        report.findings.append(
+            BundleFinding(
+                "table",
+                label,
+                "differs",
+                "; ".join(stray[:4]) + " (bundle.json lists the bundle's results)",
+            )
+        )
+
+
 def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
     """Check a bundle: every file against ``MANIFEST.sha256`` (each missing, extra or altered
     file named), its result tables and LaTeX tables against the warehouse's stored rows, and
@@ -197,6 +224,7 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
     for c in chosen:
         if (c.sweep_id, c.test, c.result_id) not in stored:
             problems.setdefault(c.ref, []).append("no longer stored in the warehouse")
+    wanted = {(c.sweep_id, c.test, c.result_id) for c in chosen}
     for table in TABLES:
         parquet = folder / "results" / f"{table}.parquet"
         if parquet.is_file() and _inside(folder, parquet):
@@ -207,13 +235,18 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
                 report.findings.append(
                     BundleFinding("table", f"results/{table}.parquet", "differs", str(exc))
                 )
+            _stray_rows(f"results/{table}.parquet", [_row_key(r) for r in rows], wanted, report)
             _compare_rows(
-                f"results/{table}.parquet", {row_key(r): r for r in rows}, now[table], problems
+                f"results/{table}.parquet",
+                {key: r for r in rows if (key := _row_key(r)) is not None},
+                now[table],
+                problems,
             )
         path = folder / "results" / f"{table}.csv"
         if path.is_file() and _inside(folder, path):
             with path.open(newline="", encoding="utf-8") as fh:
                 text_rows = list(csv.DictReader(fh))
+            _stray_rows(f"results/{table}.csv", [_text_key(r) for r in text_rows], wanted, report)
             as_text = {k: {n: csv_cell(v) for n, v in r.items()} for k, r in now[table].items()}
             _compare_rows(
                 f"results/{table}.csv",
@@ -221,7 +254,13 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
                 as_text,
                 problems,
             )
-    for rel, text in latex_tables(current, order).items():
+    expected = latex_tables(current, order)
+    for rel in files_of(folder):
+        if rel.startswith("tables/") and rel not in expected:
+            report.findings.append(
+                BundleFinding("table", rel, "differs", "none of the bundle's results' tables")
+            )
+    for rel, text in expected.items():
         path = folder / rel
         if (
             not path.is_file()
@@ -260,6 +299,13 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
                 )
             )
     return report
+
+
+def _row_key(row: dict[str, Any]) -> tuple[Any, str, int] | None:
+    try:
+        return row_key(row)
+    except (KeyError, ValueError, TypeError):
+        return None
 
 
 def _text_key(row: dict[str, str]) -> tuple[Any, str, int] | None:

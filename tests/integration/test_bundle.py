@@ -328,3 +328,33 @@ def test_force_replaces_only_a_bundle_and_never_a_folder_holding_the_warehouse(
     with pytest.raises(OutputError, match="the warehouse .* is inside it"):
         build_bundle(home, out, results=["2"], figures=False, force=True)
     assert (home.root / "registry.duckdb").is_file()
+
+
+def reseal(out: Path, rel: str) -> None:
+    """Edit the manifest line of ``rel`` to match the file's new content (a forger's step)."""
+    digest = hashlib.sha256((out / rel).read_bytes()).hexdigest()
+    lines = (out / MANIFEST).read_text().splitlines()
+    kept = [line for line in lines if not line.endswith(f"  {rel}")]
+    (out / MANIFEST).write_text("".join(f"{x}\n" for x in [*kept, f"{digest}  {rel}"]))
+
+
+def test_verify_names_a_row_added_to_a_results_table_with_its_manifest_line(
+    warehouse: Warehouse, bundled: Path, tmp_path: Path
+) -> None:
+    out = copy_bundle(bundled, tmp_path)
+    path = out / "results/comparisons.csv"
+    with path.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    forged = list(rows[1])
+    forged[rows[0].index("result_id")] = "999"
+    with path.open("a", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerow(forged)
+    reseal(out, "results/comparisons.csv")
+    (out / "tables/extra.tex").write_text((out / "tables/rsa_words.tex").read_text())
+    reseal(out, "tables/extra.tex")
+    found = {(f.name, f.status): f.detail for f in verify_bundle(warehouse, out).problems()}
+    assert set(found) == {
+        ("results/comparisons.csv", "differs"),
+        ("tables/extra.tex", "differs"),
+    }
+    assert ":999 (sweep " in found[("results/comparisons.csv", "differs")]
