@@ -100,6 +100,9 @@ class BundleInfo:
     n_results: int
     selection: str
     figures_note: str
+    #: SHA-256 of MANIFEST.sha256: quoted in a paper, it seals every file of the bundle (a
+    #: file edited with its manifest line edited to match changes it).
+    manifest_sha256: str = ""
 
 
 # Choosing -------------------------------------------------------------------------------
@@ -504,7 +507,11 @@ _CONTENTS = (
     ),
     ("versions.json", "semwh, Python and library versions where this bundle was written"),
     ("bundle.json", "the chosen results (sweep, test, id)"),
-    ("MANIFEST.sha256", "SHA-256 of every other file (sha256sum -c MANIFEST.sha256)"),
+    (
+        "MANIFEST.sha256",
+        "SHA-256 of every other file (sha256sum -c MANIFEST.sha256); its own SHA-256, which "
+        "`semwh bundle` and `semwh verify --bundle` print, is the one to quote in a paper",
+    ),
 )
 
 
@@ -610,7 +617,9 @@ def build_bundle(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return BundleInfo(target, [*listed, MANIFEST], len(chosen), how, note)
+    return BundleInfo(
+        target, [*listed, MANIFEST], len(chosen), how, note, sha256_file(target / MANIFEST)
+    )
 
 
 def _dump(path: Path, value: Any) -> None:

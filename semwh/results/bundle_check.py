@@ -23,7 +23,9 @@ from semwh.results.bundle import (
     Chosen,
     bundle_rows,
     csv_cell,
+    definitions,
     files_of,
+    input_hashes,
     row_key,
     sha256_file,
 )
@@ -51,6 +53,7 @@ class BundleReport:
     folder: Path
     findings: list[BundleFinding] = field(default_factory=list)
     n_files: int = 0
+    manifest_sha256: str = ""
 
     @property
     def ok(self) -> bool:
@@ -75,7 +78,8 @@ class BundleReport:
         return (
             f"bundle {self.folder}: {self.n_files} file(s) in the manifest, {len(files)} "
             f"missing, extra or altered; {agree} of {len(results)} result(s) agree with the "
-            f"warehouse; {len(self.problems())} problem(s)"
+            f"warehouse; {len(self.problems())} problem(s); {MANIFEST} SHA-256 "
+            f"{self.manifest_sha256} (compare it with the one quoted with the bundle)"
         )
 
 
@@ -184,6 +188,7 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
     report = BundleReport(folder)
     manifest = _read_manifest(folder)
     report.n_files = len(manifest)
+    report.manifest_sha256 = sha256_file(folder / MANIFEST)
     for rel, digest in sorted(manifest.items()):
         path = folder / rel
         if not path.is_file():
@@ -218,6 +223,16 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
     with wh.session() as session:
         current = bundle_rows(session, chosen)
         order = depths(session)
+        defs = definitions(session, chosen, current)
+        recorded = {
+            "definitions/sweeps.json": defs["sweeps"],
+            "definitions/analysis_runs.json": defs["analysis_runs"],
+            "inputs.json": input_hashes(session, current),
+        }
+    for rel, value in recorded.items():
+        detail = _json_file_differs(folder, rel, value)
+        if detail:
+            report.findings.append(BundleFinding("definition", rel, "differs", detail))
     now = {t: {row_key(r): r for r in current[t]} for t in TABLES}
     problems: dict[str, list[str]] = {}
     stored = {row_key(r) for t in TABLES for r in current[t]}
@@ -299,6 +314,35 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
                 )
             )
     return report
+
+
+def _json_paths(a: Any, b: Any, at: str = "") -> list[str]:
+    """Where two JSON values differ (``[0].seed``, ``words.content_sha256``)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [p for k in sorted(a.keys() | b.keys()) for p in _json_paths(
+            a.get(k), b.get(k), f"{at}.{k}" if at else str(k))]  # fmt: skip
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [p for i, (x, y) in enumerate(zip(a, b, strict=True))
+                for p in _json_paths(x, y, f"{at}[{i}]")]  # fmt: skip
+    return [] if _same(a, b) else [at or "the whole file"]
+
+
+def _json_file_differs(folder: Path, rel: str, value: Any) -> str:
+    """Why the bundled JSON file ``rel`` is not ``value`` as the warehouse gives it now
+    ("" when it is)."""
+    path = folder / rel
+    if not path.is_file() or not _inside(folder, path):
+        return "missing"
+    try:
+        bundled = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"unreadable ({exc})"
+    now = json.loads(json.dumps(value, sort_keys=True, default=str))
+    paths = _json_paths(bundled, now)
+    if not paths:
+        return ""
+    more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+    return f"not what the warehouse records now: {', '.join(paths[:3])}{more}"
 
 
 def _row_key(row: dict[str, Any]) -> tuple[Any, str, int] | None:

@@ -358,3 +358,21 @@ def test_verify_names_a_row_added_to_a_results_table_with_its_manifest_line(
         ("tables/extra.tex", "differs"),
     }
     assert ":999 (sweep " in found[("results/comparisons.csv", "differs")]
+
+
+def test_definitions_are_checked_against_the_warehouse_and_the_manifest_is_sealed(
+    warehouse: Warehouse, bundled: Path, tmp_path: Path
+) -> None:
+    out = copy_bundle(bundled, tmp_path)
+    sealed = hashlib.sha256((out / MANIFEST).read_bytes()).hexdigest()
+    sweeps = json.loads((out / "definitions/sweeps.json").read_text())
+    sweeps[0]["seed"] = 4
+    (out / "definitions/sweeps.json").write_text(json.dumps(sweeps))
+    reseal(out, "definitions/sweeps.json")
+    report = verify_bundle(warehouse, out)
+    ((name, status, detail),) = [(f.name, f.status, f.detail) for f in report.problems()]
+    assert (name, status) == ("definitions/sweeps.json", "differs") and "[0].seed" in detail
+    # Files the warehouse cannot recompute (README) are sealed by the manifest's own hash.
+    assert report.manifest_sha256 != sealed and report.manifest_sha256 in report.summary()
+    info = build_bundle(warehouse, tmp_path / "again", results=["2"], figures=False)
+    assert info.manifest_sha256 == hashlib.sha256((info.folder / MANIFEST).read_bytes()).hexdigest()
