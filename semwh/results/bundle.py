@@ -467,8 +467,13 @@ def check_bundle_folder(wh: Warehouse, out: Path, *, force: bool) -> Path:
 
 
 def _remove_stale(target: Path) -> None:
-    """Hidden folders of earlier bundles to ``target`` whose process is gone."""
-    for path in target.parent.glob(f".{target.name}.partial-*"):
+    """Hidden folders of earlier bundles to ``target`` whose process is gone: a half-written
+    bundle, or a replaced one whose process was killed just after setting it aside."""
+    hidden = [
+        *target.parent.glob(f".{target.name}.partial-*"),
+        *target.parent.glob(f".{target.name}.old-*"),
+    ]
+    for path in hidden:
         pid = path.name.rsplit("-", 1)[-1]
         if pid.isdigit() and int(pid) != os.getpid():
             try:

@@ -220,6 +220,7 @@ def test_a_killed_bundle_leaves_no_bundle_and_the_next_one_clears_its_folder(
     partial.mkdir(parents=True)
     (partial / "results").mkdir()
     (partial / "results" / "comparisons.csv").write_text("half")
+    (out.parent / f".paper.old-{dead.pid}").mkdir()  # killed while replacing a bundle
     info = build_bundle(warehouse, out, results=["2"], figures=False)
     assert info.n_results == 1 and [p.name for p in out.parent.iterdir()] == ["paper"]
     assert json.loads((out / "bundle.json").read_text())["results"] == [[None, "2v2", 2]]
