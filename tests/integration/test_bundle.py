@@ -17,7 +17,7 @@ from sqlalchemy import update
 
 import semwh
 from semwh.config import ENV_DB
-from semwh.errors import InputError, OutputError
+from semwh.errors import ConfigError, InputError, OutputError
 from semwh.results.bundle import MANIFEST, build_bundle
 from semwh.results.bundle_check import BundleReport, verify_bundle
 from semwh.results.latex import format_p
@@ -236,6 +236,11 @@ def test_diff_of_a_warehouse_with_its_copy_is_identical(
     assert {p.inputs for p in report.pairs} == {"same"}
     assert {p.versions for p in report.pairs} == {"same"}
     assert "6 identical" in report.summary()
+    # The warehouse itself (here through a link) is no other warehouse: all identical would
+    # say nothing.
+    (tmp_path / "link").symlink_to(warehouse.root)
+    with pytest.raises(ConfigError, match="is this warehouse itself"):
+        diff_warehouses(warehouse, tmp_path / "link")
 
 
 def test_diff_names_results_of_a_changed_input(
