@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,7 +21,7 @@ from semwh.config import ENV_DB
 from semwh.errors import ConfigError, InputError, OutputError
 from semwh.results.bundle import MANIFEST, build_bundle
 from semwh.results.bundle_check import BundleReport, verify_bundle
-from semwh.results.latex import format_p
+from semwh.results.latex import format_p, latex_tables
 from semwh.runs.sweep import sweep
 from semwh.runs.warehouse_diff import DIFFERENT, IDENTICAL, ONLY_HERE, WITHIN, diff_warehouses
 from semwh.vectors import save_space
@@ -382,3 +383,19 @@ def test_definitions_are_checked_against_the_warehouse_and_the_manifest_is_seale
     assert report.manifest_sha256 != sealed and report.manifest_sha256 in report.summary()
     info = build_bundle(warehouse, tmp_path / "again", results=["2"], figures=False)
     assert info.manifest_sha256 == hashlib.sha256((info.folder / MANIFEST).read_bytes()).hexdigest()
+
+
+def test_each_latex_table_has_its_own_label() -> None:
+    def row(sweep: int, target: str) -> dict[str, object]:
+        return {
+            "test": "rsa", "space_b": target, "level": "concept", "options": "{}",
+            "sweep_id": sweep, "space_a": "toy/block0", "n_concepts": 10,
+            "statistic": 0.5, "p_value": 0.0, "p_fdr": 1.0, "n_permutations": 19,
+        }  # fmt: skip
+
+    # Two sweeps of one target; two targets whose names clean up alike.
+    rows = [row(1, "words"), row(2, "words"), row(1, "a&b"), row(1, "a%b")]
+    tables = latex_tables({"comparisons": rows, "recovery": [], "differences": []}, {})
+    labels = [re.findall(r"\\label\{(.*?)\}", text) for text in tables.values()]
+    assert all(len(found) == 1 for found in labels) and len({found[0] for found in labels}) == 4
+    assert "$<$0.001 & 1.000" in tables["tables/rsa_words.tex"]  # p = 0 and p = 1
