@@ -363,3 +363,13 @@ def test_names_with_dollar_signs_are_drawn_as_text(tmp_path: Path) -> None:
     texts = {t.text for t in ElementTree.parse(figure.svg_path).iter() if t.tag.endswith("text")}
     assert set(names) <= texts
     assert any(t and t.startswith("s$p_$: pearson similarity") for t in texts)
+
+
+def test_layer_matrix_of_a_one_layer_model_is_refused(warehouse: Warehouse) -> None:
+    from tests.integration.test_analyze import add_layer_space, add_model
+
+    (layer_id,) = add_model(warehouse, "single", 1)
+    vectors = np.random.default_rng(0).normal(size=(6, 3))
+    add_layer_space(warehouse, "single", 0, layer_id, 1, vectors)
+    with pytest.raises(DegenerateInputError, match="one layer space .* at least two"):
+        layer_similarity(warehouse, "single")
