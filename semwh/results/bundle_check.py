@@ -91,8 +91,17 @@ def _read_manifest(folder: Path) -> dict[str, str]:
         raise NotFoundError(
             f"no bundle at {folder}: it has no {MANIFEST} (write one with `semwh bundle`)"
         )
+    if not _inside(folder, path):
+        raise InputError(f"{path} is a link to a file outside the bundle: write the bundle again")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}): the manifest is "
+            "damaged; write the bundle again"
+        ) from exc
     entries: dict[str, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         match = re.fullmatch(r"([0-9a-f]{64}) [ *](.+)", line)
         if match is None:
             raise InputError(

@@ -319,6 +319,16 @@ def test_verify_reads_nothing_outside_the_bundle(
         manifest.write_text(f"{digest}  {rel}\n")
         with pytest.raises(InputError, match="not a path inside the bundle"):
             verify_bundle(warehouse, out)
+    # The manifest itself: a link out of the bundle, or bytes that are not text.
+    (tmp_path / "forged").write_text(f"{digest}  README.md\n")
+    (out / MANIFEST).unlink()
+    (out / MANIFEST).symlink_to(tmp_path / "forged")
+    with pytest.raises(InputError, match="link to a file outside the bundle"):
+        verify_bundle(warehouse, out)
+    (out / MANIFEST).unlink()
+    (out / MANIFEST).write_bytes(b"\xff\xfe" + digest.encode())
+    with pytest.raises(InputError, match="not UTF-8 text"):
+        verify_bundle(warehouse, out)
 
 
 def test_force_replaces_only_a_bundle_and_never_a_folder_holding_the_warehouse(
