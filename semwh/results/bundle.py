@@ -618,6 +618,8 @@ def build_bundle(
         (tmp / MANIFEST).write_text(
             "".join(f"{sha256_file(tmp / rel)}  {rel}\n" for rel in listed), encoding="utf-8"
         )
+        # Checked again: another bundle or other files may have arrived at OUT meanwhile.
+        check_bundle_folder(wh, out, force=force)
         _swap_into_place(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -409,3 +409,24 @@ def test_each_latex_table_has_its_own_label() -> None:
     labels = [re.findall(r"\\label\{(.*?)\}", text) for text in tables.values()]
     assert all(len(found) == 1 for found in labels) and len({found[0] for found in labels}) == 4
     assert "$<$0.001 & 1.000" in tables["tables/rsa_words.tex"]  # p = 0 and p = 1
+
+
+def test_files_arriving_at_out_while_bundling_are_kept(
+    warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import semwh.results.bundle as bundle_module
+
+    out = tmp_path / "out" / "paper"
+    versions = bundle_module.versions_now
+
+    def meanwhile() -> dict[str, object]:
+        # Another process (a second bundle, a copy) writes to OUT while this one works.
+        out.mkdir()
+        (out / "theirs.csv").write_text("theirs")
+        return versions()
+
+    monkeypatch.setattr(bundle_module, "versions_now", meanwhile)
+    with pytest.raises(OutputError, match="already holds files"):
+        build_bundle(warehouse, out, results=["2"], figures=False)
+    assert [p.name for p in out.parent.iterdir()] == ["paper"]
+    assert (out / "theirs.csv").read_text() == "theirs"
