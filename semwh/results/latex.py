@@ -36,10 +36,15 @@ _TEX_SPECIAL = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    # Text-mode <, > and | print as other glyphs in LaTeX's default (OT1) font encoding.
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
 }
 
 
 def tex_escape(text: str) -> str:
+    """``text`` as LaTeX prints it literally (names are the user's: any printable text)."""
     return "".join(_TEX_SPECIAL.get(ch, ch) for ch in text)
 
 

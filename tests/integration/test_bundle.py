@@ -21,7 +21,7 @@ from semwh.config import ENV_DB
 from semwh.errors import ConfigError, InputError, OutputError
 from semwh.results.bundle import MANIFEST, build_bundle
 from semwh.results.bundle_check import BundleReport, verify_bundle
-from semwh.results.latex import format_p, latex_tables
+from semwh.results.latex import format_p, latex_tables, tex_escape
 from semwh.runs.sweep import sweep
 from semwh.runs.warehouse_diff import DIFFERENT, IDENTICAL, ONLY_HERE, WITHIN, diff_warehouses
 from semwh.vectors import save_space
@@ -430,3 +430,12 @@ def test_files_arriving_at_out_while_bundling_are_kept(
         build_bundle(warehouse, out, results=["2"], figures=False)
     assert [p.name for p in out.parent.iterdir()] == ["paper"]
     assert (out / "theirs.csv").read_text() == "theirs"
+
+
+def test_names_are_escaped_for_latex() -> None:
+    assert tex_escape('w"o,r&d%s_$ü #{x}~^') == (
+        'w"o,r\\&d\\%s\\_\\$ü \\#\\{x\\}\\textasciitilde{}\\textasciicircum{}'
+    )
+    assert tex_escape("a<b>c|d\\e") == (
+        "a\\textless{}b\\textgreater{}c\\textbar{}d\\textbackslash{}e"
+    )
