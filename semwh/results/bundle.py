@@ -45,7 +45,7 @@ from sqlalchemy import func, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
-from semwh.errors import NotFoundError, OutputError
+from semwh.errors import ConfigError, NotFoundError, OutputError
 from semwh.results.latex import depths, latex_tables
 from semwh.runs.provenance import canonical_json
 from semwh.version import __version__
@@ -142,7 +142,7 @@ def choose_results(
     Raises:
         NotFoundError: An unknown sweep, a sweep without members, an unknown result, or
             nothing stored to bundle.
-        ConfigError: A malformed ``TEST:ID``.
+        ConfigError: A malformed ``TEST:ID``, or a named sweep that is running or failed.
     """
     from semwh.runs.verify import chosen_results
 
@@ -168,8 +168,16 @@ def choose_results(
             parts = [f"sweep {i}" for i in sweep_ids] + [f"result {r}" for r in results]
             how = ", ".join(parts)
         for sweep_id in dict.fromkeys(sweep_ids):
-            if session.get(Sweep, sweep_id) is None:
+            found = session.get(Sweep, sweep_id)
+            if found is None:
                 raise NotFoundError(f"--sweep {sweep_id}: no such sweep (see the sweeps table)")
+            if found.status in ("running", "failed"):
+                # Its members are part of a family: their FDR is not that of the whole sweep.
+                raise ConfigError(
+                    f"--sweep {sweep_id} is {found.status}, not complete: its FDR family is "
+                    "incomplete; let it finish (run the same `semwh analyze sweep` again), or "
+                    "bundle single results with --result"
+                )
             members = session.execute(
                 select(SweepMember.test, SweepMember.result_id)
                 .where(SweepMember.sweep_id == sweep_id)

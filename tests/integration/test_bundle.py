@@ -26,7 +26,7 @@ from semwh.runs.sweep import sweep
 from semwh.runs.warehouse_diff import DIFFERENT, IDENTICAL, ONLY_HERE, WITHIN, diff_warehouses
 from semwh.vectors import save_space
 from semwh.warehouse.layout import Warehouse
-from semwh.warehouse.models import AnalysisRun, Result
+from semwh.warehouse.models import AnalysisRun, Result, Sweep
 from tests.conftest import copy_warehouse, run_cli
 from tests.factories import warehouse_fixtures
 from tests.integration.test_analyze import add_layer_space, add_model, wnids
@@ -439,3 +439,13 @@ def test_names_are_escaped_for_latex() -> None:
     assert tex_escape("a<b>c|d\\e") == (
         "a\\textless{}b\\textgreater{}c\\textbar{}d\\textbackslash{}e"
     )
+
+
+def test_a_sweep_that_did_not_complete_is_not_bundled(
+    warehouse: Warehouse, world: dict, tmp_path: Path
+) -> None:
+    with warehouse.session() as session:
+        session.execute(update(Sweep).values(status="failed"))
+    with pytest.raises(ConfigError, match=r"--sweep \d+ is failed, not complete"):
+        build_bundle(warehouse, tmp_path / "out", sweep_ids=[int(world["sweep_id"])])
+    assert not (tmp_path / "out").exists()
