@@ -579,11 +579,17 @@ def build_bundle(
     target = check_bundle_folder(wh, out, force=force)
     wh = wh.reader()
     chosen, how = choose_results(wh, sweep_ids, results)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(target)
     tmp = target.parent / f".{target.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(target)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write the bundle {out}: {exc.strerror or exc} ({exc.filename}); choose a "
+            "folder whose parent is a folder you can write"
+        ) from exc
     try:
         with wh.session() as session:
             rows = bundle_rows(session, chosen)

@@ -198,6 +198,8 @@ def test_bundle_refuses_a_warehouse_folder_or_a_folder_with_files(
     (full / "data.csv").write_text("x")
     with pytest.raises(OutputError, match="already holds files"):
         api.bundle(full, figures=False)
+    with pytest.raises(OutputError, match="cannot write the bundle"):
+        api.bundle(full / "data.csv" / "paper", figures=False)
     with pytest.raises(OutputError, match="only replaces a previous bundle"):
         api.bundle(full, figures=False, force=True)
     assert (full / "data.csv").read_text() == "x"
