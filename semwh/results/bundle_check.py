@@ -85,6 +85,8 @@ class BundleReport:
 
 def _read_manifest(folder: Path) -> dict[str, str]:
     path = folder / MANIFEST
+    if folder.exists() and not folder.is_dir():
+        raise NotFoundError(f"no bundle at {folder}: it is a file; give the bundle's folder")
     if not folder.is_dir():
         raise NotFoundError(f"no bundle at {folder}: the folder does not exist")
     if not path.is_file():

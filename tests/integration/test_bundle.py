@@ -18,7 +18,7 @@ from sqlalchemy import update
 
 import semwh
 from semwh.config import ENV_DB
-from semwh.errors import ConfigError, InputError, OutputError
+from semwh.errors import ConfigError, InputError, NotFoundError, OutputError
 from semwh.results.bundle import MANIFEST, build_bundle
 from semwh.results.bundle_check import BundleReport, verify_bundle
 from semwh.results.latex import format_p, latex_tables, tex_escape
@@ -321,6 +321,8 @@ def test_verify_reads_nothing_outside_the_bundle(
         manifest.write_text(f"{digest}  {rel}\n")
         with pytest.raises(InputError, match="not a path inside the bundle"):
             verify_bundle(warehouse, out)
+    with pytest.raises(NotFoundError, match="it is a file"):
+        verify_bundle(warehouse, out / "README.md")
     # The manifest itself: a link out of the bundle, or bytes that are not text.
     (tmp_path / "forged").write_text(f"{digest}  README.md\n")
     (out / MANIFEST).unlink()
