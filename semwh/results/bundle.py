@@ -165,7 +165,8 @@ def choose_results(
             sweep_ids = [int(newest)]
             how = f"the newest complete sweep ({newest})"
         else:
-            parts = [f"sweep {i}" for i in sweep_ids] + [f"result {r}" for r in results]
+            parts = [f"sweep {i}" for i in dict.fromkeys(sweep_ids)]
+            parts += [f"result {r}" for r in dict.fromkeys(results)]
             how = ", ".join(parts)
         for sweep_id in dict.fromkeys(sweep_ids):
             found = session.get(Sweep, sweep_id)

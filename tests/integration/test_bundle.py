@@ -208,8 +208,9 @@ def test_bundle_refuses_a_warehouse_folder_or_a_folder_with_files(
     assert "already holds files" in proc.stderr
     # --force replaces a previous bundle, and nothing is left beside it.
     out = copy_bundle(bundled, tmp_path / "bundles")
-    again = api.bundle(out, results=["rsa:1", "3"], figures=False, force=True)
+    again = api.bundle(out, results=["rsa:1", "3", "rsa:1"], figures=False, force=True)
     assert again.n_results == 2 and not (out / "figures").exists()
+    assert again.selection == "result rsa:1, result 3"
     assert [p.name for p in out.parent.iterdir()] == ["paper"]
 
 
