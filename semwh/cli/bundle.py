@@ -35,7 +35,7 @@ def bundle(
 
     Example: semwh bundle paper-bundle --sweep 3
     """
-    from semwh.results.bundle import build_bundle
+    from semwh.results.bundle import MANIFEST, build_bundle
 
     info = build_bundle(
         state(ctx).warehouse(),
@@ -47,7 +47,8 @@ def bundle(
     )
     console.print(
         f"wrote {info.folder}: {info.n_results} result(s) ({info.selection}), "
-        f"{len(info.files)} files; {info.figures_note}",
+        f"{len(info.files)} files; {info.figures_note}; {MANIFEST} SHA-256 "
+        f"{info.manifest_sha256} (quote it with the bundle: it seals every file)",
         highlight=False,
         soft_wrap=True,
     )

@@ -45,7 +45,7 @@ from sqlalchemy import func, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
-from semwh.errors import NotFoundError, OutputError
+from semwh.errors import ConfigError, NotFoundError, OutputError
 from semwh.results.latex import depths, latex_tables
 from semwh.runs.provenance import canonical_json
 from semwh.version import __version__
@@ -100,6 +100,9 @@ class BundleInfo:
     n_results: int
     selection: str
     figures_note: str
+    #: SHA-256 of MANIFEST.sha256: quoted in a paper, it seals every file of the bundle (a
+    #: file edited with its manifest line edited to match changes it).
+    manifest_sha256: str = ""
 
 
 # Choosing -------------------------------------------------------------------------------
@@ -139,7 +142,7 @@ def choose_results(
     Raises:
         NotFoundError: An unknown sweep, a sweep without members, an unknown result, or
             nothing stored to bundle.
-        ConfigError: A malformed ``TEST:ID``.
+        ConfigError: A malformed ``TEST:ID``, or a named sweep that is running or failed.
     """
     from semwh.runs.verify import chosen_results
 
@@ -162,11 +165,20 @@ def choose_results(
             sweep_ids = [int(newest)]
             how = f"the newest complete sweep ({newest})"
         else:
-            parts = [f"sweep {i}" for i in sweep_ids] + [f"result {r}" for r in results]
+            parts = [f"sweep {i}" for i in dict.fromkeys(sweep_ids)]
+            parts += [f"result {r}" for r in dict.fromkeys(results)]
             how = ", ".join(parts)
         for sweep_id in dict.fromkeys(sweep_ids):
-            if session.get(Sweep, sweep_id) is None:
+            found = session.get(Sweep, sweep_id)
+            if found is None:
                 raise NotFoundError(f"--sweep {sweep_id}: no such sweep (see the sweeps table)")
+            if found.status in ("running", "failed"):
+                # Its members are part of a family: their FDR is not that of the whole sweep.
+                raise ConfigError(
+                    f"--sweep {sweep_id} is {found.status}, not complete: its FDR family is "
+                    "incomplete; let it finish (run the same `semwh analyze sweep` again), or "
+                    "bundle single results with --result"
+                )
             members = session.execute(
                 select(SweepMember.test, SweepMember.result_id)
                 .where(SweepMember.sweep_id == sweep_id)
@@ -425,6 +437,11 @@ def check_bundle_folder(wh: Warehouse, out: Path, *, force: bool) -> Path:
                 f"refusing to write the bundle into {out}: it is inside the warehouse "
                 f"({root}); choose a folder outside it"
             )
+        if target in resolved.parents:
+            raise OutputError(
+                f"refusing to write the bundle into {out}: the warehouse ({root}) is inside "
+                "it; choose a folder outside the warehouse"
+            )
     if target.exists() and not target.is_dir():
         raise OutputError(f"{out} is a file: give a new or empty folder for the bundle")
     if target.is_dir() and any(target.iterdir()):
@@ -438,12 +455,34 @@ def check_bundle_folder(wh: Warehouse, out: Path, *, force: bool) -> Path:
                 f"{out} holds files but no semwh bundle ({MANIFEST} and {INFO}): --force only "
                 "replaces a previous bundle; choose a new or empty folder"
             )
+        from semwh.errors import InputError
+        from semwh.results.bundle_check import _read_manifest
+
+        try:
+            listed = set(_read_manifest(target)) | {MANIFEST}
+        except InputError as exc:
+            raise OutputError(
+                f"{out} holds a damaged bundle ({exc}); --force only replaces an intact "
+                "bundle: move the folder away first"
+            ) from exc
+        others = [rel for rel in files_of(target) if rel not in listed]
+        if others:
+            raise OutputError(
+                f"{out} holds files that are not part of its bundle ({', '.join(others[:3])}"
+                f"{', ...' if len(others) > 3 else ''}): --force only replaces a previous "
+                "bundle and nothing else; move them away first"
+            )
     return target
 
 
 def _remove_stale(target: Path) -> None:
-    """Hidden folders of earlier bundles to ``target`` whose process is gone."""
-    for path in target.parent.glob(f".{target.name}.partial-*"):
+    """Hidden folders of earlier bundles to ``target`` whose process is gone: a half-written
+    bundle, or a replaced one whose process was killed just after setting it aside."""
+    hidden = [
+        *target.parent.glob(f".{target.name}.partial-*"),
+        *target.parent.glob(f".{target.name}.old-*"),
+    ]
+    for path in hidden:
         pid = path.name.rsplit("-", 1)[-1]
         if pid.isdigit() and int(pid) != os.getpid():
             try:
@@ -482,7 +521,11 @@ _CONTENTS = (
     ),
     ("versions.json", "semwh, Python and library versions where this bundle was written"),
     ("bundle.json", "the chosen results (sweep, test, id)"),
-    ("MANIFEST.sha256", "SHA-256 of every other file (sha256sum -c MANIFEST.sha256)"),
+    (
+        "MANIFEST.sha256",
+        "SHA-256 of every other file (sha256sum -c MANIFEST.sha256); its own SHA-256, which "
+        "`semwh bundle` and `semwh verify --bundle` print, is the one to quote in a paper",
+    ),
 )
 
 
@@ -537,11 +580,17 @@ def build_bundle(
     target = check_bundle_folder(wh, out, force=force)
     wh = wh.reader()
     chosen, how = choose_results(wh, sweep_ids, results)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(target)
     tmp = target.parent / f".{target.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(target)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write the bundle {out}: {exc.strerror or exc} ({exc.filename}); choose a "
+            "folder whose parent is a folder you can write"
+        ) from exc
     try:
         with wh.session() as session:
             rows = bundle_rows(session, chosen)
@@ -584,11 +633,15 @@ def build_bundle(
         (tmp / MANIFEST).write_text(
             "".join(f"{sha256_file(tmp / rel)}  {rel}\n" for rel in listed), encoding="utf-8"
         )
+        # Checked again: another bundle or other files may have arrived at OUT meanwhile.
+        check_bundle_folder(wh, out, force=force)
         _swap_into_place(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return BundleInfo(target, [*listed, MANIFEST], len(chosen), how, note)
+    return BundleInfo(
+        target, [*listed, MANIFEST], len(chosen), how, note, sha256_file(target / MANIFEST)
+    )
 
 
 def _dump(path: Path, value: Any) -> None:

@@ -9,7 +9,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
@@ -23,7 +23,9 @@ from semwh.results.bundle import (
     Chosen,
     bundle_rows,
     csv_cell,
+    definitions,
     files_of,
+    input_hashes,
     row_key,
     sha256_file,
 )
@@ -51,6 +53,7 @@ class BundleReport:
     folder: Path
     findings: list[BundleFinding] = field(default_factory=list)
     n_files: int = 0
+    manifest_sha256: str = ""
 
     @property
     def ok(self) -> bool:
@@ -75,28 +78,54 @@ class BundleReport:
         return (
             f"bundle {self.folder}: {self.n_files} file(s) in the manifest, {len(files)} "
             f"missing, extra or altered; {agree} of {len(results)} result(s) agree with the "
-            f"warehouse; {len(self.problems())} problem(s)"
+            f"warehouse; {len(self.problems())} problem(s); {MANIFEST} SHA-256 "
+            f"{self.manifest_sha256} (compare it with the one quoted with the bundle)"
         )
 
 
 def _read_manifest(folder: Path) -> dict[str, str]:
     path = folder / MANIFEST
+    if folder.exists() and not folder.is_dir():
+        raise NotFoundError(f"no bundle at {folder}: it is a file; give the bundle's folder")
     if not folder.is_dir():
         raise NotFoundError(f"no bundle at {folder}: the folder does not exist")
     if not path.is_file():
         raise NotFoundError(
             f"no bundle at {folder}: it has no {MANIFEST} (write one with `semwh bundle`)"
         )
+    if not _inside(folder, path):
+        raise InputError(f"{path} is a link to a file outside the bundle: write the bundle again")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}): the manifest is "
+            "damaged; write the bundle again"
+        ) from exc
     entries: dict[str, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         match = re.fullmatch(r"([0-9a-f]{64}) [ *](.+)", line)
         if match is None:
             raise InputError(
                 f"{path}, line {number}: not a sha256sum line (HASH  PATH): the manifest is "
                 "damaged; write the bundle again"
             )
-        entries[match.group(2)] = match.group(1)
+        rel = match.group(2)
+        parts = PurePosixPath(rel).parts
+        if rel.startswith(("/", "\\")) or ".." in parts or "\\" in rel or ":" in parts[0]:
+            raise InputError(
+                f"{path}, line {number}: {rel!r} is not a path inside the bundle (absolute or "
+                "with '..'): the manifest is damaged or forged; nothing outside the bundle is "
+                "read"
+            )
+        entries[rel] = match.group(1)
     return entries
+
+
+def _inside(folder: Path, path: Path) -> bool:
+    """Whether ``path`` is a file of ``folder`` once links are followed (a link out of the
+    bundle is never read)."""
+    return path.resolve().is_relative_to(folder.resolve())
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -127,6 +156,33 @@ def _compare_rows(
             problems.setdefault(ref, []).append("; ".join(changed[:4]))
 
 
+def _stray_rows(
+    label: str,
+    keys: list[tuple[Any, str, int] | None],
+    chosen: set[tuple[Any, str, int]],
+    report: BundleReport,
+) -> None:
+    """Name the rows of a results table that are none of the bundle's results (a row added
+    by hand), unreadable, or written twice: such rows are not compared with the warehouse."""
+    stray: list[str] = []
+    for key in dict.fromkeys(keys):
+        if key is None:
+            stray.append("a row without a readable test, sweep_id and result_id")
+        elif key not in chosen:
+            stray.append(f"row {key[1]}:{key[2]} (sweep {key[0]}) is none of its results")
+        elif keys.count(key) > 1:
+            stray.append(f"row {key[1]}:{key[2]} appears {keys.count(key)} times")
+    if stray:
+        report.findings.append(
+            BundleFinding(
+                "table",
+                label,
+                "differs",
+                "; ".join(stray[:4]) + " (bundle.json lists the bundle's results)",
+            )
+        )
+
+
 def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
     """Check a bundle: every file against ``MANIFEST.sha256`` (each missing, extra or altered
     file named), its result tables and LaTeX tables against the warehouse's stored rows, and
@@ -143,10 +199,15 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
     report = BundleReport(folder)
     manifest = _read_manifest(folder)
     report.n_files = len(manifest)
+    report.manifest_sha256 = sha256_file(folder / MANIFEST)
     for rel, digest in sorted(manifest.items()):
         path = folder / rel
         if not path.is_file():
             report.findings.append(BundleFinding("file", rel, "missing", "listed in the manifest"))
+        elif not _inside(folder, path):
+            report.findings.append(
+                BundleFinding("file", rel, "altered", "a link to a file outside the bundle")
+            )
         elif sha256_file(path) != digest:
             report.findings.append(
                 BundleFinding("file", rel, "altered", "its SHA-256 is not the manifest's")
@@ -157,6 +218,8 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
                 BundleFinding("file", rel, "extra", "not listed in the manifest")
             )
     try:
+        if not _inside(folder, folder / INFO):
+            raise ValueError("a link to a file outside the bundle")
         info = json.loads((folder / INFO).read_text(encoding="utf-8"))
         chosen = [Chosen(s, str(t), int(i)) for s, t, i in info["results"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -171,15 +234,26 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
     with wh.session() as session:
         current = bundle_rows(session, chosen)
         order = depths(session)
+        defs = definitions(session, chosen, current)
+        recorded = {
+            "definitions/sweeps.json": defs["sweeps"],
+            "definitions/analysis_runs.json": defs["analysis_runs"],
+            "inputs.json": input_hashes(session, current),
+        }
+    for rel, value in recorded.items():
+        detail = _json_file_differs(folder, rel, value)
+        if detail:
+            report.findings.append(BundleFinding("definition", rel, "differs", detail))
     now = {t: {row_key(r): r for r in current[t]} for t in TABLES}
     problems: dict[str, list[str]] = {}
     stored = {row_key(r) for t in TABLES for r in current[t]}
     for c in chosen:
         if (c.sweep_id, c.test, c.result_id) not in stored:
             problems.setdefault(c.ref, []).append("no longer stored in the warehouse")
+    wanted = {(c.sweep_id, c.test, c.result_id) for c in chosen}
     for table in TABLES:
         parquet = folder / "results" / f"{table}.parquet"
-        if parquet.is_file():
+        if parquet.is_file() and _inside(folder, parquet):
             try:
                 rows = pq.read_table(parquet).to_pylist()
             except (OSError, pa.ArrowException) as exc:
@@ -187,13 +261,18 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
                 report.findings.append(
                     BundleFinding("table", f"results/{table}.parquet", "differs", str(exc))
                 )
+            _stray_rows(f"results/{table}.parquet", [_row_key(r) for r in rows], wanted, report)
             _compare_rows(
-                f"results/{table}.parquet", {row_key(r): r for r in rows}, now[table], problems
+                f"results/{table}.parquet",
+                {key: r for r in rows if (key := _row_key(r)) is not None},
+                now[table],
+                problems,
             )
         path = folder / "results" / f"{table}.csv"
-        if path.is_file():
+        if path.is_file() and _inside(folder, path):
             with path.open(newline="", encoding="utf-8") as fh:
                 text_rows = list(csv.DictReader(fh))
+            _stray_rows(f"results/{table}.csv", [_text_key(r) for r in text_rows], wanted, report)
             as_text = {k: {n: csv_cell(v) for n, v in r.items()} for k, r in now[table].items()}
             _compare_rows(
                 f"results/{table}.csv",
@@ -201,9 +280,19 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
                 as_text,
                 problems,
             )
-    for rel, text in latex_tables(current, order).items():
+    expected = latex_tables(current, order)
+    for rel in files_of(folder):
+        if rel.startswith("tables/") and rel not in expected:
+            report.findings.append(
+                BundleFinding("table", rel, "differs", "none of the bundle's results' tables")
+            )
+    for rel, text in expected.items():
         path = folder / rel
-        if not path.is_file() or path.read_text(encoding="utf-8") != _strip_stamp(text, path):
+        if (
+            not path.is_file()
+            or not _inside(folder, path)
+            or path.read_text(encoding="utf-8") != _strip_stamp(text, path)
+        ):
             report.findings.append(
                 BundleFinding(
                     "table",
@@ -236,6 +325,42 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
                 )
             )
     return report
+
+
+def _json_paths(a: Any, b: Any, at: str = "") -> list[str]:
+    """Where two JSON values differ (``[0].seed``, ``words.content_sha256``)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [p for k in sorted(a.keys() | b.keys()) for p in _json_paths(
+            a.get(k), b.get(k), f"{at}.{k}" if at else str(k))]  # fmt: skip
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [p for i, (x, y) in enumerate(zip(a, b, strict=True))
+                for p in _json_paths(x, y, f"{at}[{i}]")]  # fmt: skip
+    return [] if _same(a, b) else [at or "the whole file"]
+
+
+def _json_file_differs(folder: Path, rel: str, value: Any) -> str:
+    """Why the bundled JSON file ``rel`` is not ``value`` as the warehouse gives it now
+    ("" when it is)."""
+    path = folder / rel
+    if not path.is_file() or not _inside(folder, path):
+        return "missing"
+    try:
+        bundled = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"unreadable ({exc})"
+    now = json.loads(json.dumps(value, sort_keys=True, default=str))
+    paths = _json_paths(bundled, now)
+    if not paths:
+        return ""
+    more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+    return f"not what the warehouse records now: {', '.join(paths[:3])}{more}"
+
+
+def _row_key(row: dict[str, Any]) -> tuple[Any, str, int] | None:
+    try:
+        return row_key(row)
+    except (KeyError, ValueError, TypeError):
+        return None
 
 
 def _text_key(row: dict[str, str]) -> tuple[Any, str, int] | None:

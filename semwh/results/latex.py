@@ -36,10 +36,15 @@ _TEX_SPECIAL = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    # Text-mode <, > and | print as other glyphs in LaTeX's default (OT1) font encoding.
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
 }
 
 
 def tex_escape(text: str) -> str:
+    """``text`` as LaTeX prints it literally (names are the user's: any printable text)."""
     return "".join(_TEX_SPECIAL.get(ch, ch) for ch in text)
 
 
@@ -106,13 +111,24 @@ def latex_tables(
         if f"tables/{name}.tex" in out:
             name += "_" + hashlib.sha256("\0".join(key).encode()).hexdigest()[:8]
         members.sort(key=lambda r: (*depths.get(r["space_a"], (r["space_a"], 0)), r["space_a"]))
-        out[f"tables/{name}.tex"] = _latex_table(test, target, level, options, sweep, members)
+        out[f"tables/{name}.tex"] = _latex_table(
+            test, target, level, options, sweep, members, file_key=name
+        )
     return out
 
 
 def _latex_table(
-    test: str, target: str, level: str, options: str, sweep: str, rows: list[dict[str, Any]]
+    test: str,
+    target: str,
+    level: str,
+    options: str,
+    sweep: str,
+    rows: list[dict[str, Any]],
+    *,
+    file_key: str,
 ) -> str:
+    """One table; ``file_key`` is its file name, unique in the bundle, so \\label{tab:LABEL}
+    is too (two sweeps or two targets whose names clean up alike never share a label)."""
     recovery = test == "recovery"
     has_ci = any(r.get("ci_low") is not None for r in rows)
     has_fdr = any(r.get("p_fdr") is not None for r in rows)
@@ -152,7 +168,7 @@ def _latex_table(
         how += f"; $p_{{\\mathrm{{FDR}}}}$: Benjamini--Hochberg over sweep {tex_escape(sweep)}"
     if has_ci:
         how += "; CI: bootstrap interval stored with the result"
-    label_key = _SAFE.sub("-", f"{test}-{target}-{level}").strip("-")
+    label_key = re.sub(r"[^A-Za-z0-9.+_-]", "-", file_key)
     return "\n".join(
         [
             f"% semwh {__version__} bundle: {test} against {target} (needs booktabs).",

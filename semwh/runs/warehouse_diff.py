@@ -397,7 +397,7 @@ def diff_warehouses(wh: Warehouse, other: str | Path, *, tolerance: float = 0.0)
     compared number) or different, and whether inputs, versions or devices differ.
 
     Raises:
-        ConfigError: A negative or non-finite tolerance.
+        ConfigError: A negative or non-finite tolerance, or ``other`` is ``wh`` itself.
         WarehouseError: No warehouse at ``other``.
         SchemaMismatchError: ``other``'s schema is not this semwh's.
     """
@@ -405,6 +405,14 @@ def diff_warehouses(wh: Warehouse, other: str | Path, *, tolerance: float = 0.0)
         raise ConfigError(f"--tolerance {tolerance!r}: give a number >= 0 (0: exact equality)")
     theirs = _other_warehouse(Path(other))
     mine = wh.reader()
+    files = {
+        w.registry_file.resolve() if w.registry_file else w.root.resolve() for w in (mine, theirs)
+    }
+    if len(files) == 1:
+        raise ConfigError(
+            f"{other} is this warehouse itself ({mine.root}): give the folder of the other "
+            "warehouse (a copy or a rerun), or set --warehouse to the one to compare with it"
+        )
     with mine.session() as s1, theirs.session() as s2:
         a = _Reader(s1).keyed()
         b = _Reader(s2).keyed()

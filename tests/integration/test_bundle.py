@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,15 +18,15 @@ from sqlalchemy import update
 
 import semwh
 from semwh.config import ENV_DB
-from semwh.errors import OutputError
+from semwh.errors import ConfigError, InputError, NotFoundError, OutputError
 from semwh.results.bundle import MANIFEST, build_bundle
 from semwh.results.bundle_check import BundleReport, verify_bundle
-from semwh.results.latex import format_p
+from semwh.results.latex import format_p, latex_tables, tex_escape
 from semwh.runs.sweep import sweep
 from semwh.runs.warehouse_diff import DIFFERENT, IDENTICAL, ONLY_HERE, WITHIN, diff_warehouses
 from semwh.vectors import save_space
 from semwh.warehouse.layout import Warehouse
-from semwh.warehouse.models import AnalysisRun, Result
+from semwh.warehouse.models import AnalysisRun, Result, Sweep
 from tests.conftest import copy_warehouse, run_cli
 from tests.factories import warehouse_fixtures
 from tests.integration.test_analyze import add_layer_space, add_model, wnids
@@ -196,6 +198,8 @@ def test_bundle_refuses_a_warehouse_folder_or_a_folder_with_files(
     (full / "data.csv").write_text("x")
     with pytest.raises(OutputError, match="already holds files"):
         api.bundle(full, figures=False)
+    with pytest.raises(OutputError, match="cannot write the bundle"):
+        api.bundle(full / "data.csv" / "paper", figures=False)
     with pytest.raises(OutputError, match="only replaces a previous bundle"):
         api.bundle(full, figures=False, force=True)
     assert (full / "data.csv").read_text() == "x"
@@ -204,8 +208,9 @@ def test_bundle_refuses_a_warehouse_folder_or_a_folder_with_files(
     assert "already holds files" in proc.stderr
     # --force replaces a previous bundle, and nothing is left beside it.
     out = copy_bundle(bundled, tmp_path / "bundles")
-    again = api.bundle(out, results=["rsa:1", "3"], figures=False, force=True)
+    again = api.bundle(out, results=["rsa:1", "3", "rsa:1"], figures=False, force=True)
     assert again.n_results == 2 and not (out / "figures").exists()
+    assert again.selection == "result rsa:1, result 3"
     assert [p.name for p in out.parent.iterdir()] == ["paper"]
 
 
@@ -219,6 +224,7 @@ def test_a_killed_bundle_leaves_no_bundle_and_the_next_one_clears_its_folder(
     partial.mkdir(parents=True)
     (partial / "results").mkdir()
     (partial / "results" / "comparisons.csv").write_text("half")
+    (out.parent / f".paper.old-{dead.pid}").mkdir()  # killed while replacing a bundle
     info = build_bundle(warehouse, out, results=["2"], figures=False)
     assert info.n_results == 1 and [p.name for p in out.parent.iterdir()] == ["paper"]
     assert json.loads((out / "bundle.json").read_text())["results"] == [[None, "2v2", 2]]
@@ -234,6 +240,11 @@ def test_diff_of_a_warehouse_with_its_copy_is_identical(
     assert {p.inputs for p in report.pairs} == {"same"}
     assert {p.versions for p in report.pairs} == {"same"}
     assert "6 identical" in report.summary()
+    # The warehouse itself (here through a link) is no other warehouse: all identical would
+    # say nothing.
+    (tmp_path / "link").symlink_to(warehouse.root)
+    with pytest.raises(ConfigError, match="is this warehouse itself"):
+        diff_warehouses(warehouse, tmp_path / "link")
 
 
 def test_diff_names_results_of_a_changed_input(
@@ -291,3 +302,155 @@ def test_diff_tolerance_and_results_of_one_warehouse(
     assert 0 < within.max_abs_diff <= 1e-6
     assert within.device == "analysis cpu vs cuda"
     assert "numpy" in within.versions and "0.0-other" in within.versions
+
+
+def test_verify_reads_nothing_outside_the_bundle(
+    warehouse: Warehouse, bundled: Path, tmp_path: Path
+) -> None:
+    out = copy_bundle(bundled, tmp_path)
+    # A file of the bundle replaced by a link to an identical file elsewhere is not the bundle's.
+    outside = tmp_path / "elsewhere.md"
+    (out / "README.md").rename(outside)
+    (out / "README.md").symlink_to(outside)
+    found = {(f.name, f.status) for f in verify_bundle(warehouse, out).problems()}
+    assert found == {("README.md", "altered")}
+    # A manifest naming a path out of the bundle is refused before anything is read.
+    (tmp_path / "secret").write_text("x")
+    digest = hashlib.sha256(b"x").hexdigest()
+    for rel in ("../secret", str(tmp_path / "secret")):
+        manifest = out / MANIFEST
+        manifest.write_text(f"{digest}  {rel}\n")
+        with pytest.raises(InputError, match="not a path inside the bundle"):
+            verify_bundle(warehouse, out)
+    with pytest.raises(NotFoundError, match="it is a file"):
+        verify_bundle(warehouse, out / "README.md")
+    # The manifest itself: a link out of the bundle, or bytes that are not text.
+    (tmp_path / "forged").write_text(f"{digest}  README.md\n")
+    (out / MANIFEST).unlink()
+    (out / MANIFEST).symlink_to(tmp_path / "forged")
+    with pytest.raises(InputError, match="link to a file outside the bundle"):
+        verify_bundle(warehouse, out)
+    (out / MANIFEST).unlink()
+    (out / MANIFEST).write_bytes(b"\xff\xfe" + digest.encode())
+    with pytest.raises(InputError, match="not UTF-8 text"):
+        verify_bundle(warehouse, out)
+
+
+def test_force_replaces_only_a_bundle_and_never_a_folder_holding_the_warehouse(
+    warehouse: Warehouse, bundled: Path, tmp_path: Path
+) -> None:
+    out = copy_bundle(bundled, tmp_path)
+    (out / "thesis.tex").write_text("mine")
+    with pytest.raises(OutputError, match=r"not part of its bundle \(thesis.tex\)"):
+        build_bundle(warehouse, out, results=["2"], figures=False, force=True)
+    assert (out / "thesis.tex").read_text() == "mine"
+    # A bundle folder that the warehouse was later moved into.
+    (out / "thesis.tex").unlink()
+    home = copy_warehouse(warehouse.root, out / "wh")
+    with pytest.raises(OutputError, match="the warehouse .* is inside it"):
+        build_bundle(home, out, results=["2"], figures=False, force=True)
+    assert (home.root / "registry.duckdb").is_file()
+
+
+def reseal(out: Path, rel: str) -> None:
+    """Edit the manifest line of ``rel`` to match the file's new content (a forger's step)."""
+    digest = hashlib.sha256((out / rel).read_bytes()).hexdigest()
+    lines = (out / MANIFEST).read_text().splitlines()
+    kept = [line for line in lines if not line.endswith(f"  {rel}")]
+    (out / MANIFEST).write_text("".join(f"{x}\n" for x in [*kept, f"{digest}  {rel}"]))
+
+
+def test_verify_names_a_row_added_to_a_results_table_with_its_manifest_line(
+    warehouse: Warehouse, bundled: Path, tmp_path: Path
+) -> None:
+    out = copy_bundle(bundled, tmp_path)
+    path = out / "results/comparisons.csv"
+    with path.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    forged = list(rows[1])
+    forged[rows[0].index("result_id")] = "999"
+    with path.open("a", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerow(forged)
+    reseal(out, "results/comparisons.csv")
+    (out / "tables/extra.tex").write_text((out / "tables/rsa_words.tex").read_text())
+    reseal(out, "tables/extra.tex")
+    found = {(f.name, f.status): f.detail for f in verify_bundle(warehouse, out).problems()}
+    assert set(found) == {
+        ("results/comparisons.csv", "differs"),
+        ("tables/extra.tex", "differs"),
+    }
+    assert ":999 (sweep " in found[("results/comparisons.csv", "differs")]
+
+
+def test_definitions_are_checked_against_the_warehouse_and_the_manifest_is_sealed(
+    warehouse: Warehouse, bundled: Path, tmp_path: Path
+) -> None:
+    out = copy_bundle(bundled, tmp_path)
+    sealed = hashlib.sha256((out / MANIFEST).read_bytes()).hexdigest()
+    sweeps = json.loads((out / "definitions/sweeps.json").read_text())
+    sweeps[0]["seed"] = 4
+    (out / "definitions/sweeps.json").write_text(json.dumps(sweeps))
+    reseal(out, "definitions/sweeps.json")
+    report = verify_bundle(warehouse, out)
+    ((name, status, detail),) = [(f.name, f.status, f.detail) for f in report.problems()]
+    assert (name, status) == ("definitions/sweeps.json", "differs") and "[0].seed" in detail
+    # Files the warehouse cannot recompute (README) are sealed by the manifest's own hash.
+    assert report.manifest_sha256 != sealed and report.manifest_sha256 in report.summary()
+    info = build_bundle(warehouse, tmp_path / "again", results=["2"], figures=False)
+    assert info.manifest_sha256 == hashlib.sha256((info.folder / MANIFEST).read_bytes()).hexdigest()
+
+
+def test_each_latex_table_has_its_own_label() -> None:
+    def row(sweep: int, target: str) -> dict[str, object]:
+        return {
+            "test": "rsa", "space_b": target, "level": "concept", "options": "{}",
+            "sweep_id": sweep, "space_a": "toy/block0", "n_concepts": 10,
+            "statistic": 0.5, "p_value": 0.0, "p_fdr": 1.0, "n_permutations": 19,
+        }  # fmt: skip
+
+    # Two sweeps of one target; two targets whose names clean up alike.
+    rows = [row(1, "words"), row(2, "words"), row(1, "a&b"), row(1, "a%b")]
+    tables = latex_tables({"comparisons": rows, "recovery": [], "differences": []}, {})
+    labels = [re.findall(r"\\label\{(.*?)\}", text) for text in tables.values()]
+    assert all(len(found) == 1 for found in labels) and len({found[0] for found in labels}) == 4
+    assert "$<$0.001 & 1.000" in tables["tables/rsa_words.tex"]  # p = 0 and p = 1
+
+
+def test_files_arriving_at_out_while_bundling_are_kept(
+    warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import semwh.results.bundle as bundle_module
+
+    out = tmp_path / "out" / "paper"
+    versions = bundle_module.versions_now
+
+    def meanwhile() -> dict[str, object]:
+        # Another process (a second bundle, a copy) writes to OUT while this one works.
+        out.mkdir()
+        (out / "theirs.csv").write_text("theirs")
+        return versions()
+
+    monkeypatch.setattr(bundle_module, "versions_now", meanwhile)
+    with pytest.raises(OutputError, match="already holds files"):
+        build_bundle(warehouse, out, results=["2"], figures=False)
+    assert [p.name for p in out.parent.iterdir()] == ["paper"]
+    assert (out / "theirs.csv").read_text() == "theirs"
+
+
+def test_names_are_escaped_for_latex() -> None:
+    assert tex_escape('w"o,r&d%s_$ü #{x}~^') == (
+        'w"o,r\\&d\\%s\\_\\$ü \\#\\{x\\}\\textasciitilde{}\\textasciicircum{}'
+    )
+    assert tex_escape("a<b>c|d\\e") == (
+        "a\\textless{}b\\textgreater{}c\\textbar{}d\\textbackslash{}e"
+    )
+
+
+def test_a_sweep_that_did_not_complete_is_not_bundled(
+    warehouse: Warehouse, world: dict, tmp_path: Path
+) -> None:
+    with warehouse.session() as session:
+        session.execute(update(Sweep).values(status="failed"))
+    with pytest.raises(ConfigError, match=r"--sweep \d+ is failed, not complete"):
+        build_bundle(warehouse, tmp_path / "out", sweep_ids=[int(world["sweep_id"])])
+    assert not (tmp_path / "out").exists()

@@ -347,3 +347,29 @@ def test_plot_writes_the_four_files_and_keeps_existing_ones(
     with pytest.raises(OutputError, match="inside the warehouse"):
         plot_mds(warehouse, "words", warehouse.root / "figs")
     assert not (warehouse.root / "figs").exists()
+
+
+def test_names_with_dollar_signs_are_drawn_as_text(tmp_path: Path) -> None:
+    from xml.etree import ElementTree
+
+    from semwh.results.report.figures import heatmap_figure
+
+    names = ["cost $5 & $6", "a$x_$b", "100% _c_", "d"]
+    rows = [
+        {"concept": f"c{i}", "name": name, "vector": [float(i), 1.0, -(float(i) ** 2)]}
+        for i, name in enumerate(names)
+    ]
+    figure = heatmap_figure(rows, space="s$p_$", metric="pearson", out_dir=tmp_path)
+    texts = {t.text for t in ElementTree.parse(figure.svg_path).iter() if t.tag.endswith("text")}
+    assert set(names) <= texts
+    assert any(t and t.startswith("s$p_$: pearson similarity") for t in texts)
+
+
+def test_layer_matrix_of_a_one_layer_model_is_refused(warehouse: Warehouse) -> None:
+    from tests.integration.test_analyze import add_layer_space, add_model
+
+    (layer_id,) = add_model(warehouse, "single", 1)
+    vectors = np.random.default_rng(0).normal(size=(6, 3))
+    add_layer_space(warehouse, "single", 0, layer_id, 1, vectors)
+    with pytest.raises(DegenerateInputError, match="one layer space .* at least two"):
+        layer_similarity(warehouse, "single")

@@ -63,6 +63,9 @@ def _pyplot() -> Any:
         ) from exc
     # Headless by design: reports are written on clusters and in CI without a display.
     matplotlib.use("Agg", force=True)
+    # Names are text, never TeX: a space or concept named "a$x_$" would otherwise be read as
+    # mathtext (drawn in italics, or a parse error that loses the figure).
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt

@@ -223,6 +223,7 @@ def layer_similarity(wh: Warehouse, model: str, measure: str = "cka") -> LayerMa
     Raises:
         ConfigError: An unknown measure.
         NotFoundError: A model without layer spaces.
+        DegenerateInputError: A model with one layer space.
     """
     from semwh.measures import get
     from semwh.runs.comparison import content_hashes, plan_comparison, run_comparison
@@ -238,6 +239,11 @@ def layer_similarity(wh: Warehouse, model: str, measure: str = "cka") -> LayerMa
     if not names:
         raise NotFoundError(
             f"model {model!r} has no layer spaces: run `semwh extract` (or `semwh embed`) first"
+        )
+    if len(names) < 2:
+        raise DegenerateInputError(
+            f"model {model!r} has one layer space ({names[0]}): a layer x layer matrix needs "
+            "at least two; extract more layers (`semwh extract --layers`)"
         )
     spaces = [load_space(wh, name) for name in names]
     shared = set(spaces[0].concept_ids).intersection(*(s.concept_ids for s in spaces[1:]))
