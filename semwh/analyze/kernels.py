@@ -35,6 +35,9 @@ _LOCK = threading.Lock()
 # numba's default threading layer runs one parallel kernel at a time per process.
 _RUN_LOCK = threading.Lock()
 _loaded: dict[str, Any] = {}
+# Whether the fallback line was said: once per process, whichever kernel found no numba.
+_said: list[bool] = []
+_SAY_LOCK = threading.Lock()
 
 
 def use_compiled(n: int) -> bool:
@@ -67,7 +70,12 @@ def _load() -> ModuleType | None:
 
 
 def fallback(exc: BaseException) -> None:
-    """Say in one line on stderr that the numpy path runs instead of a compiled kernel."""
+    """Say in one line on stderr that the numpy path runs instead of a compiled kernel
+    (once per process: the permutation kernels and regression's share the line)."""
+    with _SAY_LOCK:
+        if _said:
+            return
+        _said.append(True)
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     print(
         f"semwh: compiled kernels unavailable ({reason}); using numpy "

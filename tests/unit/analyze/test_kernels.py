@@ -16,8 +16,9 @@ import torch
 
 import semwh.analyze
 from semwh.analyze import kernels as compiled_kernels
-from semwh.analyze import rsa, similarity_matrix, two_vs_two
+from semwh.analyze import regression, rsa, similarity_matrix, two_vs_two
 from semwh.analyze.cka import cka_null, linear_cka
+from semwh.analyze.regression import regression_two_vs_two
 from semwh.analyze.rsa import rsa_null
 from semwh.analyze.two_vs_two import two_vs_two_null
 from semwh.config import kernel_choice
@@ -163,12 +164,36 @@ def test_without_numba_the_numpy_path_runs_with_one_line(
     monkeypatch.delitem(sys.modules, "semwh.analyze._numba_kernels", raising=False)
     monkeypatch.delattr(semwh.analyze, "_numba_kernels", raising=False)
     monkeypatch.setattr(compiled_kernels, "_loaded", {})
+    monkeypatch.setattr(compiled_kernels, "_said", [])
     monkeypatch.setenv("SEMWH_KERNELS", "numba")
     assert np.array_equal(two_vs_two(a, b, n_permutations=5, seed=1).null, expected)
     rsa(a, b, n_permutations=3)
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1
     assert "compiled kernels unavailable" in lines[0] and "using numpy" in lines[0]
+
+
+def test_without_numba_every_kernel_says_so_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x, y = vectors(12, 4, seed=6)
+    a, b = similarity_matrix(x), similarity_matrix(y)
+    monkeypatch.setattr(regression, "COMPILED_FROM", 4)
+    monkeypatch.setenv("SEMWH_KERNELS", "numpy")
+    expected = (two_vs_two(a, b, n_permutations=3).null, regression_two_vs_two(x, y).correct)
+    monkeypatch.setitem(sys.modules, "numba", None)
+    for module in ("_numba_kernels", "regression_compiled"):
+        monkeypatch.setitem(sys.modules, f"semwh.analyze.{module}", None)
+        monkeypatch.delattr(semwh.analyze, module, raising=False)
+    monkeypatch.setattr(compiled_kernels, "_loaded", {})
+    monkeypatch.setattr(regression, "_COMPILED", {})
+    monkeypatch.setattr(compiled_kernels, "_said", [])
+    monkeypatch.setenv("SEMWH_KERNELS", "numba")
+    capsys.readouterr()
+    assert np.array_equal(two_vs_two(a, b, n_permutations=3).null, expected[0])
+    assert np.array_equal(regression_two_vs_two(x, y).correct, expected[1])
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "compiled kernels unavailable" in lines[0], lines
 
 
 def test_kernel_choice(monkeypatch: pytest.MonkeyPatch) -> None:
