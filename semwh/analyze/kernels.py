@@ -8,9 +8,11 @@ per block of permutations. ``SEMWH_KERNELS`` chooses (:func:`semwh.config.kernel
 path runs and one line on stderr says so. The kernels compile on first use and are cached
 per machine (numba's ``cache=True``).
 
-Both paths give the same nulls: equal 2 vs 2 counts (a margin that differs in its last bits
-changes a count only within rounding of the tie tolerance) and correlations equal to about
-1e-15 (sums in another order).
+Both paths give the same nulls: equal 2 vs 2 counts (margins differ in their last bits, far
+below the tie tolerance; a 2 vs 2 null with a tolerance below
+:data:`~semwh.analyze.two_vs_two_fast_null.COMPILED_TIE_TOL`, where the last bits would
+decide exact ties, keeps the numpy path) and correlations equal to about 1e-15 (sums in
+another order).
 """
 
 from __future__ import annotations

@@ -93,6 +93,21 @@ def test_compiled_two_vs_two_counts_equal_the_reference(
     assert results["numba"].p_value == results["numpy"].p_value
 
 
+@pytest.mark.parametrize("distance", ["pearson", "cosine"])
+def test_two_vs_two_null_without_tie_tolerance_is_the_reference(
+    monkeypatch: pytest.MonkeyPatch, distance: str
+) -> None:
+    # Correlations of 2-d vectors are all +-1: every margin is an exact tie, so with
+    # tie_tol=0 each count is decided by the last bits of the arithmetic.
+    x, y = np.random.default_rng(53).standard_normal((2, 31, 2))
+    a, b = similarity_matrix(x), similarity_matrix(y)
+    nulls = {}
+    for choice in ("numba", "numpy"):
+        monkeypatch.setenv("SEMWH_KERNELS", choice)
+        nulls[choice] = two_vs_two_null(a, b, distance=distance, n_permutations=8, tie_tol=0)
+    np.testing.assert_array_equal(nulls["numba"], nulls["numpy"])
+
+
 @pytest.mark.parametrize("method", ["spearman", "pearson"])
 def test_rsa_null_is_the_relabelling_loop(kernels: str, method: str) -> None:
     n, seed = 12, 5
