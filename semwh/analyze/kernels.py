@@ -17,6 +17,7 @@ another order).
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from contextlib import nullcontext
@@ -64,11 +65,24 @@ def compiled() -> ModuleType | None:
 
 def _load() -> ModuleType | None:
     try:
+        import numba
+
+        _fork_safe_threads(numba)
         from semwh.analyze import _numba_kernels
     except Exception as exc:  # numba missing or broken: the numpy path still works
         fallback(exc)
         return None
     return _numba_kernels
+
+
+def _fork_safe_threads(numba: ModuleType) -> None:
+    """Run the parallel kernels on a threading layer that survives fork(), unless the user
+    chose one (``NUMBA_THREADING_LAYER``): numba's default picks GNU OpenMP where it finds
+    it, and a child forked after a kernel ran (a multiprocessing pool) is killed on its
+    first kernel. The parallel kernels run one at a time (``_RUN_LOCK``), as numba's own
+    work queue needs; it is as fast here."""
+    if "NUMBA_THREADING_LAYER" not in os.environ and numba.config.THREADING_LAYER == "default":
+        numba.config.THREADING_LAYER = "forksafe"
 
 
 def fallback(exc: BaseException) -> None:

@@ -8,6 +8,8 @@ kernels are compiled once per machine and cached), with tied concepts.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -209,6 +211,31 @@ def test_without_numba_every_kernel_says_so_in_one_line(
     assert np.array_equal(regression_two_vs_two(x, y).correct, expected[1])
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and "compiled kernels unavailable" in lines[0], lines
+
+
+_FORKED_CHILD = """
+import os, sys
+import numpy as np
+from semwh.analyze import rsa, similarity_matrix
+x, y = np.random.default_rng(0).standard_normal((2, 30, 5))
+a, b = similarity_matrix(x), similarity_matrix(y)
+parent = rsa(a, b, n_permutations=70, seed=1).null
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if np.array_equal(rsa(a, b, n_permutations=70, seed=1).null, parent) else 3)
+sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+def test_a_forked_child_runs_the_compiled_kernels_as_its_parent() -> None:
+    # A process that ran a parallel kernel and then forks (a multiprocessing pool): the
+    # child's kernels must run and give the parent's numbers (GNU OpenMP kills the child).
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    env["SEMWH_KERNELS"] = "numba"
+    proc = subprocess.run(
+        [sys.executable, "-c", _FORKED_CHILD], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_kernel_choice(monkeypatch: pytest.MonkeyPatch) -> None:
