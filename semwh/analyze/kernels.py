@@ -8,13 +8,16 @@ per block of permutations. ``SEMWH_KERNELS`` chooses (:func:`semwh.config.kernel
 path runs and one line on stderr says so. The kernels compile on first use and are cached
 per machine (numba's ``cache=True``).
 
-Both paths give the same nulls: equal 2 vs 2 counts (a margin that differs in its last bits
-changes a count only within rounding of the tie tolerance) and correlations equal to about
-1e-15 (sums in another order).
+Both paths give the same nulls: equal 2 vs 2 counts (margins differ in their last bits, far
+below the tie tolerance; a 2 vs 2 null with a tolerance below
+:data:`~semwh.analyze.two_vs_two_fast_null.COMPILED_TIE_TOL`, where the last bits would
+decide exact ties, keeps the numpy path) and correlations equal to about 1e-15 (sums in
+another order).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from contextlib import nullcontext
@@ -35,6 +38,9 @@ _LOCK = threading.Lock()
 # numba's default threading layer runs one parallel kernel at a time per process.
 _RUN_LOCK = threading.Lock()
 _loaded: dict[str, Any] = {}
+# Whether the fallback line was said: once per process, whichever kernel found no numba.
+_said: list[bool] = []
+_SAY_LOCK = threading.Lock()
 
 
 def use_compiled(n: int) -> bool:
@@ -59,6 +65,9 @@ def compiled() -> ModuleType | None:
 
 def _load() -> ModuleType | None:
     try:
+        import numba
+
+        _fork_safe_threads(numba)
         from semwh.analyze import _numba_kernels
     except Exception as exc:  # numba missing or broken: the numpy path still works
         fallback(exc)
@@ -66,8 +75,23 @@ def _load() -> ModuleType | None:
     return _numba_kernels
 
 
+def _fork_safe_threads(numba: ModuleType) -> None:
+    """Run the parallel kernels on a threading layer that survives fork(), unless the user
+    chose one (``NUMBA_THREADING_LAYER``): numba's default picks GNU OpenMP where it finds
+    it, and a child forked after a kernel ran (a multiprocessing pool) is killed on its
+    first kernel. The parallel kernels run one at a time (``_RUN_LOCK``), as numba's own
+    work queue needs; it is as fast here."""
+    if "NUMBA_THREADING_LAYER" not in os.environ and numba.config.THREADING_LAYER == "default":
+        numba.config.THREADING_LAYER = "forksafe"
+
+
 def fallback(exc: BaseException) -> None:
-    """Say in one line on stderr that the numpy path runs instead of a compiled kernel."""
+    """Say in one line on stderr that the numpy path runs instead of a compiled kernel
+    (once per process: the permutation kernels and regression's share the line)."""
+    with _SAY_LOCK:
+        if _said:
+            return
+        _said.append(True)
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     print(
         f"semwh: compiled kernels unavailable ({reason}); using numpy "

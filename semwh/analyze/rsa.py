@@ -484,6 +484,9 @@ def _compiled_mantel_null(
     left, table = (ua32, vb32) if exact32 else (ua, vb)
     jobs = n_jobs or min(8, os.cpu_count() or 1)
     state = rng.bit_generator.state
+    # Scaled as the numpy path scales its whole-matrix sum (twice the triangle's): where the
+    # sums are exact (ranks) the two nulls are equal bit for bit.
+    scale = 0.5 / norm
     parts = []
     for perms in permutation_stream(rng, n, start, stop, kernels.PERMUTATION_BLOCK):
         sums = kernels.run(
@@ -492,7 +495,7 @@ def _compiled_mantel_null(
         if sums is None:
             rng.bit_generator.state = state
             return None
-        parts.append(sums / norm)
+        parts.append((2.0 * sums) * scale)
     return np.concatenate(parts)
 
 

@@ -145,7 +145,9 @@ def _counts(
     if stop == start:
         return counts
     jobs = 1 if kernel.torch is not None else n_jobs or min(8, os.cpu_count() or 1)
-    block = compiled_block(kernel.n, max_block_bytes) if fused else 0
+    block = (
+        compiled_block(kernel.n, max_block_bytes) if fused and tie_tol >= COMPILED_TIE_TOL else 0
+    )
     batches = list(permutation_stream(rng, kernel.n, start, stop, block or 8))
     starts = np.cumsum([0] + [len(batch) for batch in batches])
     if block:
@@ -212,6 +214,13 @@ def _fused_count(
 #: Permutations per call of the compiled 2 vs 2 kernel (fewer when their cross products,
 #: two n x n arrays each, would pass the block memory bound).
 COMPILED_BLOCK = 8
+
+
+#: The smallest tie tolerance the compiled 2 vs 2 kernel counts with. Its margins differ from
+#: the numpy path's in their last bits (products of other shapes, sums in another order);
+#: a tolerance above that rounding gives equal counts, a smaller one (tie_tol=0, exact ties)
+#: would let the last bits decide, so the numpy reference counts there.
+COMPILED_TIE_TOL = 1e-10
 
 
 def compiled_block(n: int, max_block_bytes: int) -> int:

@@ -25,7 +25,7 @@ from semwh.cli import report as report_cmd
 from semwh.cli import run as run_cmd
 from semwh.cli import verify as verify_cmd
 from semwh.cli.state import CliState, err_console
-from semwh.config import ENV_DB, ENV_VECTORS, ENV_WAREHOUSE, load_settings
+from semwh.config import ENV_DB, ENV_VECTORS, ENV_WAREHOUSE, kernel_choice, load_settings
 from semwh.errors import SemwhError
 from semwh.version import __version__
 
@@ -68,6 +68,8 @@ def _global(
     ),
 ) -> None:
     """Global options shared by every command."""
+    # Checked before any work: an analysis reads it only when it first permutes.
+    kernel_choice()
     ctx.obj = CliState(settings=load_settings(warehouse, db_url, vectors), debug=debug)
 
 

@@ -205,6 +205,13 @@ def test_warehouse_from_environment(tmp_path: Path) -> None:
     assert proc.stdout.splitlines() == ["n", "0"]
 
 
+def test_bad_kernel_choice_is_one_line_before_any_work(tmp_path: Path) -> None:
+    # Without permutations no kernel is chosen: the setting is still checked, first.
+    args = ("-w", str(tmp_path / "none"), "analyze", "2v2", "--a", "x", "--b", "y", "-n", "0")
+    line = _fails_cleanly(run_cli(*args, env={"SEMWH_KERNELS": "fast"}, check=False))
+    assert "SEMWH_KERNELS='fast' is not a kernel choice (choose auto, numba, numpy)" in line
+
+
 def test_missing_warehouse_says_how_to_create_it(tmp_path: Path) -> None:
     line = _fails_cleanly(run_cli("-w", str(tmp_path / "none"), "sql", "SELECT 1", check=False))
     assert "init" in line

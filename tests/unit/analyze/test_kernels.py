@@ -8,6 +8,8 @@ kernels are compiled once per machine and cached), with tied concepts.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -16,8 +18,9 @@ import torch
 
 import semwh.analyze
 from semwh.analyze import kernels as compiled_kernels
-from semwh.analyze import rsa, similarity_matrix, two_vs_two
+from semwh.analyze import regression, rsa, similarity_matrix, two_vs_two
 from semwh.analyze.cka import cka_null, linear_cka
+from semwh.analyze.regression import regression_two_vs_two
 from semwh.analyze.rsa import rsa_null
 from semwh.analyze.two_vs_two import two_vs_two_null
 from semwh.config import kernel_choice
@@ -92,6 +95,34 @@ def test_compiled_two_vs_two_counts_equal_the_reference(
     assert results["numba"].p_value == results["numpy"].p_value
 
 
+@pytest.mark.parametrize("distance", ["pearson", "cosine"])
+def test_two_vs_two_null_without_tie_tolerance_is_the_reference(
+    monkeypatch: pytest.MonkeyPatch, distance: str
+) -> None:
+    # Correlations of 2-d vectors are all +-1: every margin is an exact tie, so with
+    # tie_tol=0 each count is decided by the last bits of the arithmetic.
+    x, y = np.random.default_rng(53).standard_normal((2, 31, 2))
+    a, b = similarity_matrix(x), similarity_matrix(y)
+    nulls = {}
+    for choice in ("numba", "numpy"):
+        monkeypatch.setenv("SEMWH_KERNELS", choice)
+        nulls[choice] = two_vs_two_null(a, b, distance=distance, n_permutations=8, tie_tol=0)
+    np.testing.assert_array_equal(nulls["numba"], nulls["numpy"])
+
+
+def test_spearman_rsa_null_is_the_reference_bit_for_bit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Centred ranks are multiples of 1/2: at this size every sum is exact on both paths,
+    # so only the final scaling could tell them apart.
+    rng = np.random.default_rng(64)
+    x, y = rng.integers(0, 5, (2, 20, 8)).astype(float)
+    a, b = similarity_matrix(x), similarity_matrix(y)
+    nulls = {}
+    for choice in ("numba", "numpy"):
+        monkeypatch.setenv("SEMWH_KERNELS", choice)
+        nulls[choice] = rsa_null(a, b, n_permutations=65, seed=5)
+    np.testing.assert_array_equal(nulls["numba"], nulls["numpy"])
+
+
 @pytest.mark.parametrize("method", ["spearman", "pearson"])
 def test_rsa_null_is_the_relabelling_loop(kernels: str, method: str) -> None:
     n, seed = 12, 5
@@ -163,12 +194,61 @@ def test_without_numba_the_numpy_path_runs_with_one_line(
     monkeypatch.delitem(sys.modules, "semwh.analyze._numba_kernels", raising=False)
     monkeypatch.delattr(semwh.analyze, "_numba_kernels", raising=False)
     monkeypatch.setattr(compiled_kernels, "_loaded", {})
+    monkeypatch.setattr(compiled_kernels, "_said", [])
     monkeypatch.setenv("SEMWH_KERNELS", "numba")
     assert np.array_equal(two_vs_two(a, b, n_permutations=5, seed=1).null, expected)
     rsa(a, b, n_permutations=3)
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1
     assert "compiled kernels unavailable" in lines[0] and "using numpy" in lines[0]
+
+
+def test_without_numba_every_kernel_says_so_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x, y = vectors(12, 4, seed=6)
+    a, b = similarity_matrix(x), similarity_matrix(y)
+    monkeypatch.setattr(regression, "COMPILED_FROM", 4)
+    monkeypatch.setenv("SEMWH_KERNELS", "numpy")
+    expected = (two_vs_two(a, b, n_permutations=3).null, regression_two_vs_two(x, y).correct)
+    monkeypatch.setitem(sys.modules, "numba", None)
+    for module in ("_numba_kernels", "regression_compiled"):
+        monkeypatch.setitem(sys.modules, f"semwh.analyze.{module}", None)
+        monkeypatch.delattr(semwh.analyze, module, raising=False)
+    monkeypatch.setattr(compiled_kernels, "_loaded", {})
+    monkeypatch.setattr(regression, "_COMPILED", {})
+    monkeypatch.setattr(compiled_kernels, "_said", [])
+    monkeypatch.setenv("SEMWH_KERNELS", "numba")
+    capsys.readouterr()
+    assert np.array_equal(two_vs_two(a, b, n_permutations=3).null, expected[0])
+    assert np.array_equal(regression_two_vs_two(x, y).correct, expected[1])
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "compiled kernels unavailable" in lines[0], lines
+
+
+_FORKED_CHILD = """
+import os, sys
+import numpy as np
+from semwh.analyze import rsa, similarity_matrix
+x, y = np.random.default_rng(0).standard_normal((2, 30, 5))
+a, b = similarity_matrix(x), similarity_matrix(y)
+parent = rsa(a, b, n_permutations=70, seed=1).null
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if np.array_equal(rsa(a, b, n_permutations=70, seed=1).null, parent) else 3)
+sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+def test_a_forked_child_runs_the_compiled_kernels_as_its_parent() -> None:
+    # A process that ran a parallel kernel and then forks (a multiprocessing pool): the
+    # child's kernels must run and give the parent's numbers (GNU OpenMP kills the child).
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    env["SEMWH_KERNELS"] = "numba"
+    proc = subprocess.run(
+        [sys.executable, "-c", _FORKED_CHILD], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_kernel_choice(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import semwh.analyze
-from semwh.analyze import regression
+from semwh.analyze import kernels, regression
 from semwh.analyze.regression import DEFAULT_PENALTIES, regression_two_vs_two
 from tests.unit.analyze import reference as ref
 
@@ -191,6 +191,7 @@ def test_without_numba_the_numpy_path_runs_with_one_line(
     monkeypatch.setitem(sys.modules, "semwh.analyze.regression_compiled", None)
     monkeypatch.delattr(semwh.analyze, "regression_compiled")
     monkeypatch.setattr(regression, "_COMPILED", {})
+    monkeypatch.setattr(kernels, "_said", [])
     capsys.readouterr()
     got = regression_two_vs_two(x, y, n_permutations=2)
     again = regression_two_vs_two(x, y, n_permutations=2)
