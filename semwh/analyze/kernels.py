@@ -118,7 +118,7 @@ def run(name: str, *args: Any, threads: int | None = None, parallel: bool = True
         try:
             return getattr(module, name)(*args)
         except Exception as exc:
-            if not _is_compile_error(exc):
+            if not is_compile_error(exc):
                 raise
             with _LOCK:
                 _loaded["module"] = None
@@ -129,7 +129,8 @@ def run(name: str, *args: Any, threads: int | None = None, parallel: bool = True
                 numba.set_num_threads(previous)
 
 
-def _is_compile_error(exc: BaseException) -> bool:
+def is_compile_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is numba failing to compile (the numpy path then serves)."""
     from numba.core.errors import NumbaError
 
     return isinstance(exc, NumbaError)

@@ -223,7 +223,13 @@ def _inner_cv(h: np.ndarray, g: np.ndarray) -> np.ndarray:
     if choice == "numba" or (choice == "auto" and h.shape[0] >= COMPILED_FROM):
         module = _compiled_inner_cv()
         if module is not None:
-            return module.inner_cv(h, g)
+            try:
+                return module.inner_cv(h, g)
+            except Exception as exc:
+                if not kernels.is_compile_error(exc):
+                    raise
+                kernels.fallback(exc)
+                _COMPILED["module"] = None
     return _inner_cv_numpy(h, g)
 
 

@@ -212,3 +212,27 @@ def test_semwh_kernels_numpy_keeps_the_numpy_path(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(TypeError):
         regression_two_vs_two(x, y, n_permutations=2)
     assert result.null.shape == (2,)
+
+
+def test_a_kernel_that_fails_to_compile_falls_back_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from numba.core.errors import TypingError
+
+    x, y = spaces("collinear", seed=2)
+    monkeypatch.setattr(regression, "COMPILED_FROM", 4)
+    expected = regression_two_vs_two(x, y, n_permutations=2)
+
+    def broken(h: np.ndarray, g: np.ndarray) -> np.ndarray:
+        raise TypingError("cannot compile")
+
+    monkeypatch.setattr(compiled, "inner_cv", broken)
+    monkeypatch.setattr(regression, "_COMPILED", {"module": compiled})
+    monkeypatch.setattr(kernels, "_said", [])
+    capsys.readouterr()
+    got = regression_two_vs_two(x, y, n_permutations=2)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "cannot compile" in lines[0], lines
+    assert regression._COMPILED["module"] is None
+    np.testing.assert_array_equal(got.correct, expected.correct)
+    np.testing.assert_array_equal(got.null, expected.null)
