@@ -192,7 +192,9 @@ def spill_folder(wh: Warehouse) -> Iterator[Path | None]:
     folder: Path | None = None
     for parent in _spill_parents(wh):
         try:
-            parent.mkdir(parents=True, exist_ok=True)
+            # Never the warehouse folder itself: a reader of a registry on a server may
+            # have none here, and must not get an empty ./semwh-warehouse.
+            parent.mkdir(exist_ok=True)
             (parent / name).mkdir()
         except OSError:
             continue

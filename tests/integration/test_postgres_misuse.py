@@ -1,0 +1,93 @@
+"""A lab registry on a real PostgreSQL server used carelessly: a password in the URL, a
+database that holds another program's tables, a reader without the warehouse folder, a copy
+onto its own source spelt another way. Each ends in one line that never shows the password."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from semwh.errors import ConfigError, SchemaMismatchError, WarehouseError
+from semwh.warehouse.copy import copy_registry
+from semwh.warehouse.layout import Warehouse
+from semwh.warehouse.migrate import confirm_downgrade, init_warehouse, open_warehouse
+from semwh.warehouse.readonly import run_sql
+from tests.conftest import migrated_warehouse
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "s3cret-pw"
+
+
+def with_password(url: str) -> str:
+    """``url`` with a password (the tests' server trusts its socket and ignores it)."""
+    return url.replace("semwh@", f"semwh:{PASSWORD}@", 1)
+
+
+def _conninfo(url: str) -> dict[str, str]:
+    parsed = make_url(url)
+    return {"dbname": str(parsed.database), "host": str(parsed.query["host"]), "user": "semwh"}
+
+
+def test_init_refuses_another_programs_database_without_the_password(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    with psycopg.connect(**_conninfo(postgres_url), autocommit=True) as conn:
+        conn.execute("CREATE TABLE invoices (id integer)")
+    wh = Warehouse(root=tmp_path / "wh", db_url=with_password(postgres_url))
+    with pytest.raises(WarehouseError) as info:
+        init_warehouse(wh)
+    wh.dispose()
+    text = str(info.value)
+    assert "invoices" in text and PASSWORD not in text and "\n" not in text
+    with psycopg.connect(**_conninfo(postgres_url)) as conn:
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchall()
+    assert tables == [("invoices",)]
+
+
+def test_a_lab_member_reads_the_server_registry_without_the_warehouse_folder(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    url = with_password(postgres_url)
+    # Before anyone ran init: the line says to init the registry, not a local folder.
+    with pytest.raises(SchemaMismatchError) as info:
+        open_warehouse(tmp_path / "member" / "semwh-warehouse", url)
+    assert "--db URL init" in str(info.value) and PASSWORD not in str(info.value)
+    lab = Warehouse(root=tmp_path / "lab" / "semwh-warehouse", db_url=url)
+    init_warehouse(lab)
+    shared = lab.vectors.location
+    # The one who initialised it may not remove all rows without --yes; the refusal hides
+    # the password.
+    with pytest.raises(ConfigError) as info:
+        confirm_downgrade(lab, "base", confirmed=False)
+    assert PASSWORD not in str(info.value)
+    lab.dispose()
+    # A member elsewhere, who only sets SEMWH_DB: reads, and finds the lab's vectors root.
+    elsewhere = tmp_path / "member" / "semwh-warehouse"
+    wh = open_warehouse(elsewhere, url)
+    try:
+        assert wh.vectors.location == shared
+        rows = run_sql(wh, "SELECT count(*) FROM concepts, vectors").rows()
+    finally:
+        wh.dispose()
+    assert rows == [(0,)]
+    assert not elsewhere.exists()
+
+
+def test_copy_refuses_its_own_source_spelt_another_way(postgres_url: str, tmp_path: Path) -> None:
+    source = migrated_warehouse(tmp_path / "wh")
+    spelt = f"duckdb:///{tmp_path}/wh/../wh/registry.duckdb"
+    with pytest.raises(ConfigError, match="is the source registry"):
+        copy_registry(source, spelt)
+    server = Warehouse(root=tmp_path / "wh", db_url=postgres_url)
+    init_warehouse(server)
+    other_user = postgres_url.replace("semwh@", f"someone:{PASSWORD}@", 1) + "/"
+    with pytest.raises(ConfigError, match="is the source registry") as info:
+        copy_registry(server, other_user)
+    server.dispose()
+    assert PASSWORD not in str(info.value)
