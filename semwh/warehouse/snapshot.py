@@ -12,7 +12,8 @@ functions or statements the sandbox knows, whatever the connecting role may do o
 
 Only the tables a statement can read are copied: every registry table or view whose name
 appears in its text (a word of it, comments and string constants included, so names inside
-``query_table('…')`` count), with the tables behind the views it names. The others exist,
+``query_table('…')`` count), with the tables behind the views it names; a statement that
+calls ``query_table`` or ``query`` (whose table can be computed as it runs) gets every table. The others exist,
 empty, so that every view and ``DESCRIBE`` still work. A copy larger than
 :data:`LARGE_SNAPSHOT_ROWS` rows says so in one line on the ``semwh`` logger.
 """
@@ -45,6 +46,10 @@ ALWAYS = frozenset({"vector_files", "warehouse_settings"})
 
 log = logging.getLogger("semwh")
 _WORD = re.compile(r"[a-z_][a-z0-9_]*")
+#: Table functions that read a table named by a value computed as the statement runs
+#: (``query_table('con' || 'cepts')``, ``query('FROM ' || …)``): a statement that calls one
+#: gets every table, or it would read an empty one without a word.
+_NAMED_AT_RUN_TIME = re.compile(r"\b(?:query_table|query)\s*\(")
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,10 @@ class RegistrySchema:
         if statements is None:
             return set(self.tables)
         names = set(self.tables) | set(self.views)
-        found = set(_WORD.findall(" ".join(statements).lower())) & names
+        text = " ".join(statements).lower()
+        if _NAMED_AT_RUN_TIME.search(text):
+            return set(self.tables)
+        found = set(_WORD.findall(text)) & names
         seen: set[str] = set()
         while found - seen:
             name = (found - seen).pop()
