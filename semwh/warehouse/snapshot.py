@@ -13,8 +13,8 @@ functions or statements the sandbox knows, whatever the connecting role may do o
 Only the tables a statement can read are copied: every registry table or view whose name
 appears in its text (a word of it, comments and string constants included, so names inside
 ``query_table('…')`` count), with the tables behind the views it names; a statement that
-calls ``query_table`` or ``query`` (whose table can be computed as it runs) gets every table. The others exist,
-empty, so that every view and ``DESCRIBE`` still work. A copy larger than
+calls ``query_table`` or ``query`` (whose table can be computed as it runs) gets every
+table. The others exist, empty, so that every view and ``DESCRIBE`` still work. A copy larger than
 :data:`LARGE_SNAPSHOT_ROWS` rows says so in one line on the ``semwh`` logger.
 """
 
