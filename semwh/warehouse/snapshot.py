@@ -24,6 +24,7 @@ import functools
 import logging
 import re
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,7 +33,8 @@ import duckdb
 import pyarrow as pa
 import sqlalchemy as sa
 
-from semwh.errors import WarehouseError
+from semwh.config import ENV_SQL_TIMEOUT
+from semwh.errors import ResourceError, WarehouseError
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.migrate import check_revision
 
@@ -160,12 +162,37 @@ def _begin_snapshot(connection: sa.Connection) -> None:
         connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
 
 
+@dataclass(frozen=True)
+class SnapshotClock:
+    """The time limit of the statement a snapshot is read for (``--timeout``): reading the
+    registry's tables counts against it, so a copy of large tables stops there too."""
+
+    timeout: float
+    where: str
+    start: float
+
+    @classmethod
+    def of(cls, timeout: float, where: str = "semwh sql") -> SnapshotClock:
+        return cls(timeout=timeout, where=where, start=time.monotonic())
+
+    def check(self, table: str) -> None:
+        """Raises ResourceError once the limit is past (checked between batches)."""
+        if self.timeout > 0 and time.monotonic() - self.start > self.timeout:
+            raise ResourceError(
+                f"{self.where}: reading the registry's tables for the statement ran past its "
+                f"time limit of {self.timeout:g} s (at table {table}) and was stopped: give it "
+                f"longer with --timeout SECONDS (or {ENV_SQL_TIMEOUT}; 0 for no limit), or "
+                "name fewer or smaller tables"
+            )
+
+
 def _copy_table(
     conn: duckdb.DuckDBPyConnection,
     connection: sa.Connection,
     name: str,
     columns: Sequence[tuple[str, str]],
     copied: int,
+    clock: SnapshotClock | None = None,
 ) -> int:
     """Copy ``name``'s rows (read in batches) into the DuckDB table of the same name; returns
     ``copied`` (the rows the snapshot holds so far) with them added."""
@@ -180,6 +207,8 @@ def _copy_table(
     )
     names = [column for column, _ in columns]
     for part in result.partitions():
+        if clock is not None:
+            clock.check(name)
         batch = pa.table({column: [row[i] for row in part] for i, column in enumerate(names)})
         conn.register("semwh_snapshot_rows", batch)
         conn.execute(f"INSERT INTO {_quote(name)} BY NAME SELECT * FROM semwh_snapshot_rows")
@@ -196,12 +225,15 @@ def _copy_table(
 
 
 def snapshot_connection(
-    wh: Warehouse, statements: Iterable[str] | None = None
+    wh: Warehouse,
+    statements: Iterable[str] | None = None,
+    clock: SnapshotClock | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB holding the registry's tables and views, with the rows of the
     tables ``statements`` can read (every table for None) as of one moment.
 
     Raises:
+        ResourceError: The copy ran past ``clock``'s time limit.
         SchemaMismatchError: The registry is not at the head revision.
         WarehouseError: The registry cannot be read.
     """
@@ -217,7 +249,7 @@ def snapshot_connection(
                 check_revision(wh)  # raises, saying what to do
             copied = 0
             for name in sorted(wanted):
-                copied = _copy_table(conn, connection, name, schema.tables[name], copied)
+                copied = _copy_table(conn, connection, name, schema.tables[name], copied, clock)
             connection.rollback()
     except sa.exc.ProgrammingError as exc:
         conn.close()
@@ -237,6 +269,7 @@ __all__ = [
     "ALWAYS",
     "LARGE_SNAPSHOT_ROWS",
     "RegistrySchema",
+    "SnapshotClock",
     "registry_schema",
     "snapshot_connection",
 ]

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from semwh.errors import ConfigError, SchemaMismatchError, WarehouseError
+from semwh.errors import ConfigError, ResourceError, SchemaMismatchError, WarehouseError
 from semwh.warehouse.copy import copy_registry
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.migrate import confirm_downgrade, init_warehouse, open_warehouse
@@ -73,6 +73,10 @@ def test_a_lab_member_reads_the_server_registry_without_the_warehouse_folder(
     try:
         assert wh.vectors.location == shared
         rows = run_sql(wh, "SELECT count(*) FROM concepts, vectors").rows()
+        # Reading the server's tables for a statement counts against its time limit.
+        with pytest.raises(ResourceError, match="reading the registry's tables") as info:
+            run_sql(wh, "SELECT * FROM warehouse_settings", timeout=1e-9)
+        assert "\n" not in str(info.value)
     finally:
         wh.dispose()
     assert rows == [(0,)]
