@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -93,6 +94,28 @@ def _set_aside_readers(conn: Connection, name: str) -> None:
     kept.extend((view, definition) for view, definition in views if view not in known)
     for view, _ in reversed(views):
         conn.execute(text(f'DROP VIEW IF EXISTS "{view}"'))
+
+
+#: The advisory lock held while the schema changes on PostgreSQL ("semwhmig" in ASCII).
+MIGRATION_LOCK = 0x73656D77686D6967
+
+
+def migration_lock(connection: Connection) -> None:
+    """Let one process at a time change a PostgreSQL registry's schema.
+
+    Two `semwh init` (or `db upgrade`) at once would both create ``alembic_version`` and the
+    tables; the second would fail half-way with the server's error. The lock is held until
+    the migration's transaction ends; a process that must wait says so on the ``semwh``
+    logger, then finds the schema the other one made.
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    got = connection.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+    if not got.scalar():
+        logging.getLogger("semwh").warning(
+            "another process is changing the registry's schema; waiting for it to finish"
+        )
+        connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
 
 
 def restore_views(conn: Connection) -> None:
@@ -389,6 +412,8 @@ def init_warehouse(wh: Warehouse) -> tuple[str | None, str]:
 
         with wh.session() as session:
             session.merge(WarehouseSetting(key=VECTORS_SETTING, value=wh.vectors.location))
+    # What the registry records now (another process's init may have recorded it first).
+    wh._vectors = None
     return before, head
 
 

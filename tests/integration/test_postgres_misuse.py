@@ -4,6 +4,7 @@ onto its own source spelt another way. Each ends in one line that never shows th
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 
 import psycopg
@@ -95,3 +96,28 @@ def test_copy_refuses_its_own_source_spelt_another_way(postgres_url: str, tmp_pa
         copy_registry(server, other_user)
     server.dispose()
     assert PASSWORD not in str(info.value)
+
+
+def _init(folder: str, url: str) -> str:
+    """`semwh init` in a forked process: its error line, or the vectors root it reports."""
+    wh = Warehouse(root=Path(folder), db_url=url)
+    try:
+        init_warehouse(wh)
+        return f"vectors root: {wh.vectors.location}"
+    except Exception as exc:  # noqa: BLE001 - handed back to the test as text
+        return f"error: {type(exc).__name__}: {exc}"
+    finally:
+        wh.dispose()
+
+
+def test_two_inits_at_once_make_one_schema(postgres_url: str, tmp_path: Path) -> None:
+    """Two lab members run `semwh init` on the same new database at the same moment: one
+    migrates, the other waits (saying so) and finds the schema; both end without an error
+    and report the vectors root the registry records."""
+    folders = [str(tmp_path / "a" / "wh"), str(tmp_path / "b" / "wh")]
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        said = pool.starmap(_init, [(folder, postgres_url) for folder in folders])
+    wh = open_warehouse(tmp_path / "elsewhere", postgres_url)
+    recorded = wh.vectors.location
+    wh.dispose()
+    assert said == [f"vectors root: {recorded}"] * 2
