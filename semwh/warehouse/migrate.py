@@ -405,15 +405,16 @@ def init_warehouse(wh: Warehouse) -> tuple[str | None, str]:
     if before != head:
         upgrade(wh, "head")
     record_vectors_location(wh)
-    if wh.registry_file is None and stored_vectors_location(wh) is None:
-        # A registry on a server is read from other folders and machines: record where the
-        # vectors are, or each reader would look in its own ./semwh-warehouse/vectors.
-        from semwh.warehouse.models import WarehouseSetting
+    if wh.registry_file is None:
+        if stored_vectors_location(wh) is None:
+            # A registry on a server is read from other folders and machines: record where
+            # the vectors are, or each reader would look in its own ./semwh-warehouse/vectors.
+            from semwh.warehouse.models import WarehouseSetting
 
-        with wh.session() as session:
-            session.merge(WarehouseSetting(key=VECTORS_SETTING, value=wh.vectors.location))
-    # What the registry records now (another process's init may have recorded it first).
-    wh._vectors = None
+            with wh.session() as session:
+                session.merge(WarehouseSetting(key=VECTORS_SETTING, value=wh.vectors.location))
+        # What the registry records now (another process's init may have recorded it first).
+        wh._vectors = None
     return before, head
 
 
