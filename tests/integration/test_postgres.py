@@ -146,11 +146,6 @@ def test_verify_reproduces_every_result_on_postgresql(registries: dict[str, Ware
     assert proc.stdout.count("reproduced") >= len(snapshot(pg)["results"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="export reads through the read-only SQL sandbox, which needs a DuckDB registry "
-    "until `semwh sql` reads any registry",
-)
 def test_export_on_postgresql(registries: dict[str, Warehouse], tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
