@@ -251,7 +251,9 @@ def snapshot_connection(
             for name in sorted(wanted):
                 copied = _copy_table(conn, connection, name, schema.tables[name], copied, clock)
             connection.rollback()
-    except sa.exc.ProgrammingError as exc:
+    except (sa.exc.ProgrammingError, sa.exc.OperationalError) as exc:
+        # SQLite reports a missing table as an OperationalError, PostgreSQL as a
+        # ProgrammingError.
         conn.close()
         check_revision(wh)  # no alembic_version: a registry without a schema
         raise WarehouseError(f"cannot read the registry for the query: {exc.orig}") from exc
