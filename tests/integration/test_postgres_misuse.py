@@ -16,7 +16,6 @@ from semwh.warehouse.copy import copy_registry
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.migrate import confirm_downgrade, init_warehouse, open_warehouse
 from semwh.warehouse.readonly import run_sql
-from tests.conftest import migrated_warehouse
 
 pytestmark = pytest.mark.integration
 
@@ -85,16 +84,15 @@ def test_a_lab_member_reads_the_server_registry_without_the_warehouse_folder(
 
 
 def test_copy_refuses_its_own_source_spelt_another_way(postgres_url: str, tmp_path: Path) -> None:
-    source = migrated_warehouse(tmp_path / "wh")
+    # Refused before either registry is opened.
+    source = Warehouse(root=tmp_path / "wh", db_url=f"duckdb:///{tmp_path}/wh/registry.duckdb")
     spelt = f"duckdb:///{tmp_path}/wh/../wh/registry.duckdb"
     with pytest.raises(ConfigError, match="is the source registry"):
         copy_registry(source, spelt)
     server = Warehouse(root=tmp_path / "wh", db_url=postgres_url)
-    init_warehouse(server)
     other_user = postgres_url.replace("semwh@", f"someone:{PASSWORD}@", 1) + "/"
     with pytest.raises(ConfigError, match="is the source registry") as info:
         copy_registry(server, other_user)
-    server.dispose()
     assert PASSWORD not in str(info.value)
 
 
