@@ -5,7 +5,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 # Registers Alembic's DuckDB implementation and semwh's PostgreSQL one.
-from semwh.warehouse.migrate import restore_views
+from semwh.warehouse.migrate import migration_lock, restore_views
 from semwh.warehouse.models import Base
 from semwh.warehouse.views import VIEW_NAMES  # noqa: E402
 
@@ -34,6 +34,8 @@ def run_migrations_online() -> None:
             on_version_apply=_after_revision,
         )
         with context.begin_transaction():
+            # One process at a time changes a PostgreSQL registry's schema.
+            migration_lock(connection)
             context.run_migrations()
 
 

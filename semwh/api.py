@@ -22,7 +22,7 @@ import numpy as np
 from semwh.config import load_settings
 from semwh.errors import NotFoundError
 from semwh.warehouse.layout import Warehouse, warehouse_from_settings
-from semwh.warehouse.migrate import init_warehouse, open_warehouse
+from semwh.warehouse.migrate import current_revision, init_warehouse, open_warehouse
 from semwh.warehouse.models import Result
 from semwh.warehouse.readonly import QueryResult, run_sql
 
@@ -936,7 +936,7 @@ def open(  # noqa: A001 (semwh.open mirrors duckdb.connect / sqlite_utils.Databa
     """
     if create:
         wh = warehouse_from_settings(load_settings(path, db_url, vectors))
-        if not wh.exists():
+        if not wh.exists() or (wh.registry_file is None and current_revision(wh) is None):
             init_warehouse(wh)
     wh = open_warehouse(path, db_url, vectors=vectors)
     return SemanticWarehouse(wh, allow_read)

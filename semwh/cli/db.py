@@ -28,10 +28,12 @@ def init(ctx: typer.Context) -> None:
     """
     wh = state(ctx).new_warehouse()
     before, after = migrate.init_warehouse(wh)
+    # A registry on a server is named by its URL (never its password), not a local folder.
+    what = f"warehouse {wh.root}" if wh.registry_file is not None else f"registry {wh.shown_url}"
     if before == after:
-        _say(f"warehouse {wh.root} is up to date (schema {after})")
+        _say(f"{what} is up to date (schema {after})")
     else:
-        _say(f"initialised warehouse {wh.root} (schema {before or 'none'} -> {after})")
+        _say(f"initialised {what} (schema {before or 'none'} -> {after})")
     _say(f"vectors root: {wh.vectors.location}")
 
 

@@ -379,7 +379,7 @@ def run_query(
     """
     query = load_query(name, folder)
     bound = bind_params(query, params)
-    with sandbox_connection(wh, allow_read, [query.sql]) as conn:
+    with sandbox_connection(wh, allow_read, [query.sql], timeout) as conn:
         return run_named(conn, query, bound, timeout=timeout)
 
 
@@ -396,7 +396,7 @@ def stream_query(
     must be read inside the ``with`` block."""
     query = load_query(name)
     bound = bind_params(query, params)
-    with sandbox_connection(wh, allow_read, [query.sql]) as conn:
+    with sandbox_connection(wh, allow_read, [query.sql], timeout) as conn:
         yield stream_sandboxed(conn, query.sql, bound, where=_where(query), timeout=timeout)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Connection, Sequence, Table, func, insert, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from semwh.errors import ConfigError, WarehouseError
 from semwh.warehouse.layout import (
@@ -58,8 +58,24 @@ def target_warehouse(source: Warehouse, url: str) -> Warehouse:
     return Warehouse(root=root, db_url=url)
 
 
+def _same_registry(a: Warehouse, b: Warehouse) -> bool:
+    """Whether two URLs name one registry, however spelt: the same file (``./x/../x``, a
+    link), or the same database on the same server (another user or driver)."""
+    if a.registry_file is not None or b.registry_file is not None:
+        if a.registry_file is None or b.registry_file is None:
+            return False
+        return a.registry_file.expanduser().resolve() == b.registry_file.expanduser().resolve()
+    ua, ub = make_url(a.db_url), make_url(b.db_url)
+
+    def where(u: URL) -> tuple[object, ...]:
+        host = u.host or u.query.get("host") or ""
+        return (u.get_backend_name(), str(host).rstrip("/"), u.port or 5432, u.database)
+
+    return where(ua) == where(ub)
+
+
 def _shown(wh: Warehouse) -> str:
-    return make_url(wh.db_url).render_as_string(hide_password=True)
+    return wh.shown_url
 
 
 def _check_target(target: Warehouse, head: str) -> None:
@@ -167,7 +183,7 @@ def copy_registry(source: Warehouse, url: str) -> CopySummary:
     """
     start = time.perf_counter()
     target = target_warehouse(source, url)
-    if make_url(url) == make_url(source.db_url):
+    if _same_registry(target, source):
         raise ConfigError(f"--to {_shown(target)} is the source registry: give another database")
     check_revision(source)
     head = head_revision()

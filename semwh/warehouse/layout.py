@@ -144,6 +144,11 @@ class Warehouse:
         return [self.root, *self.data_paths]
 
     @property
+    def shown_url(self) -> str:
+        """The registry URL as messages may print it: the password, if any, as ``***``."""
+        return shown_url(self.db_url)
+
+    @property
     def is_duckdb(self) -> bool:
         return self.db_url.startswith("duckdb:")
 
@@ -191,10 +196,12 @@ class Warehouse:
 
     def exists(self) -> bool:
         """Whether the registry is there: its file for a file registry (opening a missing
-        SQLite file would create an empty one), else the folder."""
+        SQLite file would create an empty one). A registry on a server is there whether or
+        not this machine has the warehouse folder (a lab member who only sets SEMWH_DB
+        reads it from anywhere); whether it has a schema is the revision check's to say."""
         if self.registry_file is not None:
             return self.registry_file.exists()
-        return self.root.exists()
+        return True
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -307,6 +314,14 @@ def stored_vectors_location(wh: Warehouse) -> str | None:
         # A registry older than the settings table (before `semwh db upgrade`) or not yet
         # created: it can only use the default.
         return None
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password hidden (``***``): a password is never printed or stored."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return url if "@" not in url else "(registry URL not shown: it may hold a password)"
 
 
 def _file_of(url: str) -> Path | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -22,9 +23,11 @@ from sqlalchemy import Connection, schema, text
 from semwh.config import REGISTRY_FILENAME, load_settings
 from semwh.errors import ConfigError, SchemaMismatchError, WarehouseError
 from semwh.warehouse.layout import (
+    VECTORS_SETTING,
     Warehouse,
     peek_registry,
     record_vectors_location,
+    stored_vectors_location,
     warehouse_from_settings,
 )
 
@@ -91,6 +94,28 @@ def _set_aside_readers(conn: Connection, name: str) -> None:
     kept.extend((view, definition) for view, definition in views if view not in known)
     for view, _ in reversed(views):
         conn.execute(text(f'DROP VIEW IF EXISTS "{view}"'))
+
+
+#: The advisory lock held while the schema changes on PostgreSQL ("semwhmig" in ASCII).
+MIGRATION_LOCK = 0x73656D77686D6967
+
+
+def migration_lock(connection: Connection) -> None:
+    """Let one process at a time change a PostgreSQL registry's schema.
+
+    Two `semwh init` (or `db upgrade`) at once would both create ``alembic_version`` and the
+    tables; the second would fail half-way with the server's error. The lock is held until
+    the migration's transaction ends; a process that must wait says so on the ``semwh``
+    logger, then finds the schema the other one made.
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    got = connection.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+    if not got.scalar():
+        logging.getLogger("semwh").warning(
+            "another process is changing the registry's schema; waiting for it to finish"
+        )
+        connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
 
 
 def restore_views(conn: Connection) -> None:
@@ -163,6 +188,11 @@ def check_revision(wh: Warehouse) -> None:
     head = head_revision()
     if current == head:
         return
+    if current is None and wh.registry_file is None:
+        raise SchemaMismatchError(
+            f"registry {wh.shown_url} has no semwh schema (revision none), semwh expects "
+            f"{head}: run `semwh --db URL init` once for the lab (or check --db / SEMWH_DB)"
+        )
     if current is None:
         raise SchemaMismatchError(
             f"warehouse {wh.root} has no schema (revision none), semwh expects {head}: "
@@ -316,7 +346,7 @@ def confirm_downgrade(wh: Warehouse, revision: str, *, confirmed: bool) -> dict[
         )
     if revision == "base":
         raise ConfigError(
-            f"`semwh db downgrade base` drops every table of {wh.db_url} and all its rows: "
+            f"`semwh db downgrade base` drops every table of {wh.shown_url} and all its rows: "
             "pass --yes to confirm (or export the tables first with `semwh export`)"
         )
     return drops
@@ -375,6 +405,16 @@ def init_warehouse(wh: Warehouse) -> tuple[str | None, str]:
     if before != head:
         upgrade(wh, "head")
     record_vectors_location(wh)
+    if wh.registry_file is None:
+        if stored_vectors_location(wh) is None:
+            # A registry on a server is read from other folders and machines: record where
+            # the vectors are, or each reader would look in its own ./semwh-warehouse/vectors.
+            from semwh.warehouse.models import WarehouseSetting
+
+            with wh.session() as session:
+                session.merge(WarehouseSetting(key=VECTORS_SETTING, value=wh.vectors.location))
+        # What the registry records now (another process's init may have recorded it first).
+        wh._vectors = None
     return before, head
 
 
@@ -409,7 +449,7 @@ def _refuse_foreign(wh: Warehouse) -> None:
     if tables:
         shown = ", ".join(tables[:6]) + (f" and {len(tables) - 6} more" if len(tables) > 6 else "")
         raise WarehouseError(
-            f"registry {wh.duckdb_path or wh.db_url} holds tables of another program ({shown}) "
+            f"registry {wh.duckdb_path or wh.shown_url} holds tables of another program ({shown}) "
             "and no semwh schema; it was left untouched: choose an empty folder for "
             "`semwh init` (or another registry with --db / SEMWH_DB)"
         )

@@ -134,19 +134,21 @@ def _connect_read_only(path: Path, wait: float | None = None) -> duckdb.DuckDBPy
 
 @contextmanager
 def read_connection(
-    wh: Warehouse, statements: Iterable[str] | None = None
+    wh: Warehouse, statements: Iterable[str] | None = None, timeout: float | None = None
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only DuckDB connection on the registry with the ``vectors`` view in place.
 
     A DuckDB registry is opened read-only. Any other (PostgreSQL, SQLite) is read into an
     in-memory DuckDB instead (:mod:`semwh.warehouse.snapshot`): the tables ``statements``
     can read (every table for None), as of one moment; user SQL never reaches the server.
+    That copy stops at ``timeout`` seconds (None: none; 0: no limit).
     """
     path = wh.duckdb_path
     if path is None:
-        from semwh.warehouse.snapshot import snapshot_connection
+        from semwh.warehouse.snapshot import SnapshotClock, snapshot_connection
 
-        conn = snapshot_connection(wh, statements)
+        clock = SnapshotClock.of(timeout) if timeout is not None else None
+        conn = snapshot_connection(wh, statements, clock)
     elif not path.exists():
         raise WarehouseError(f"no registry at {path}: run `semwh init` first")
     else:
@@ -192,7 +194,9 @@ def spill_folder(wh: Warehouse) -> Iterator[Path | None]:
     folder: Path | None = None
     for parent in _spill_parents(wh):
         try:
-            parent.mkdir(parents=True, exist_ok=True)
+            # Never the warehouse folder itself: a reader of a registry on a server may
+            # have none here, and must not get an empty ./semwh-warehouse.
+            parent.mkdir(exist_ok=True)
             (parent / name).mkdir()
         except OSError:
             continue
@@ -272,6 +276,7 @@ def sandbox_connection(
     wh: Warehouse,
     allow_read: Sequence[str | os.PathLike[str]] = (),
     statements: Iterable[str] | None = None,
+    timeout: float | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read connection locked down for user SQL (see :mod:`semwh.warehouse.sandbox`).
 
@@ -279,14 +284,16 @@ def sandbox_connection(
     settings are locked, so no statement can widen that. A vectors folder given for this
     process must be where it reaches the recorded root (:func:`check_vectors_override`).
     ``statements`` are the SQL texts the connection will run: on a registry that is not a
-    DuckDB file only the tables they can read are copied (None: every table).
+    DuckDB file only the tables they can read are copied (None: every table), and that copy
+    stops at the statements' time limit (``timeout``, as :func:`run_sql` reads it).
 
     Raises:
         SandboxError: An ``allow_read`` folder does not exist, or the vectors folder given
             is not the warehouse's.
     """
     folders = allowed_folders(wh, allow_read)
-    with spill_folder(wh) as spill, read_connection(wh, statements) as conn:
+    limit = sql_timeout(timeout)
+    with spill_folder(wh) as spill, read_connection(wh, statements, limit) as conn:
         check_vectors_override(wh, conn)
         if spill is not None:
             conn.execute("SET temp_directory = $folder", {"folder": str(spill)})
@@ -388,7 +395,7 @@ def stream_sql(
 ) -> Iterator[tuple[pa.Schema, Iterator[pa.RecordBatch]]]:
     """:func:`run_sql` as a schema and record batches streamed from DuckDB (for outputs
     larger than memory); the batches must be read inside the ``with`` block."""
-    with sandbox_connection(wh, allow_read, [sql]) as conn:
+    with sandbox_connection(wh, allow_read, [sql], timeout) as conn:
         yield stream_sandboxed(conn, sql, params, timeout=timeout)
 
 
@@ -416,6 +423,6 @@ def run_sql(
         WarehouseError: The statement is invalid.
         ResourceError: It ran past its time limit.
     """
-    with sandbox_connection(wh, allow_read, [sql]) as conn:
+    with sandbox_connection(wh, allow_read, [sql], timeout) as conn:
         table = run_sandboxed(conn, sql, params, timeout=timeout)
     return QueryResult(table=table, sql=sql)

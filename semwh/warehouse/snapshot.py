@@ -12,8 +12,9 @@ functions or statements the sandbox knows, whatever the connecting role may do o
 
 Only the tables a statement can read are copied: every registry table or view whose name
 appears in its text (a word of it, comments and string constants included, so names inside
-``query_table('…')`` count), with the tables behind the views it names. The others exist,
-empty, so that every view and ``DESCRIBE`` still work. A copy larger than
+``query_table('…')`` count), with the tables behind the views it names; a statement that
+calls ``query_table`` or ``query`` (whose table can be computed as it runs) gets every
+table. The others exist, empty, so that every view and ``DESCRIBE`` still work. A copy larger than
 :data:`LARGE_SNAPSHOT_ROWS` rows says so in one line on the ``semwh`` logger.
 """
 
@@ -23,6 +24,7 @@ import functools
 import logging
 import re
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,7 +33,8 @@ import duckdb
 import pyarrow as pa
 import sqlalchemy as sa
 
-from semwh.errors import WarehouseError
+from semwh.config import ENV_SQL_TIMEOUT
+from semwh.errors import ResourceError, WarehouseError
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.migrate import check_revision
 
@@ -45,6 +48,10 @@ ALWAYS = frozenset({"vector_files", "warehouse_settings"})
 
 log = logging.getLogger("semwh")
 _WORD = re.compile(r"[a-z_][a-z0-9_]*")
+#: Table functions that read a table named by a value computed as the statement runs
+#: (``query_table('con' || 'cepts')``, ``query('FROM ' || …)``): a statement that calls one
+#: gets every table, or it would read an empty one without a word.
+_NAMED_AT_RUN_TIME = re.compile(r"\b(?:query_table|query)\s*\(")
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,10 @@ class RegistrySchema:
         if statements is None:
             return set(self.tables)
         names = set(self.tables) | set(self.views)
-        found = set(_WORD.findall(" ".join(statements).lower())) & names
+        text = " ".join(statements).lower()
+        if _NAMED_AT_RUN_TIME.search(text):
+            return set(self.tables)
+        found = set(_WORD.findall(text)) & names
         seen: set[str] = set()
         while found - seen:
             name = (found - seen).pop()
@@ -152,12 +162,37 @@ def _begin_snapshot(connection: sa.Connection) -> None:
         connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
 
 
+@dataclass(frozen=True)
+class SnapshotClock:
+    """The time limit of the statement a snapshot is read for (``--timeout``): reading the
+    registry's tables counts against it, so a copy of large tables stops there too."""
+
+    timeout: float
+    where: str
+    start: float
+
+    @classmethod
+    def of(cls, timeout: float, where: str = "semwh sql") -> SnapshotClock:
+        return cls(timeout=timeout, where=where, start=time.monotonic())
+
+    def check(self, table: str) -> None:
+        """Raises ResourceError once the limit is past (checked between batches)."""
+        if self.timeout > 0 and time.monotonic() - self.start > self.timeout:
+            raise ResourceError(
+                f"{self.where}: reading the registry's tables for the statement ran past its "
+                f"time limit of {self.timeout:g} s (at table {table}) and was stopped: give it "
+                f"longer with --timeout SECONDS (or {ENV_SQL_TIMEOUT}; 0 for no limit), or "
+                "name fewer or smaller tables"
+            )
+
+
 def _copy_table(
     conn: duckdb.DuckDBPyConnection,
     connection: sa.Connection,
     name: str,
     columns: Sequence[tuple[str, str]],
     copied: int,
+    clock: SnapshotClock | None = None,
 ) -> int:
     """Copy ``name``'s rows (read in batches) into the DuckDB table of the same name; returns
     ``copied`` (the rows the snapshot holds so far) with them added."""
@@ -172,6 +207,8 @@ def _copy_table(
     )
     names = [column for column, _ in columns]
     for part in result.partitions():
+        if clock is not None:
+            clock.check(name)
         batch = pa.table({column: [row[i] for row in part] for i, column in enumerate(names)})
         conn.register("semwh_snapshot_rows", batch)
         conn.execute(f"INSERT INTO {_quote(name)} BY NAME SELECT * FROM semwh_snapshot_rows")
@@ -188,12 +225,15 @@ def _copy_table(
 
 
 def snapshot_connection(
-    wh: Warehouse, statements: Iterable[str] | None = None
+    wh: Warehouse,
+    statements: Iterable[str] | None = None,
+    clock: SnapshotClock | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB holding the registry's tables and views, with the rows of the
     tables ``statements`` can read (every table for None) as of one moment.
 
     Raises:
+        ResourceError: The copy ran past ``clock``'s time limit.
         SchemaMismatchError: The registry is not at the head revision.
         WarehouseError: The registry cannot be read.
     """
@@ -209,9 +249,11 @@ def snapshot_connection(
                 check_revision(wh)  # raises, saying what to do
             copied = 0
             for name in sorted(wanted):
-                copied = _copy_table(conn, connection, name, schema.tables[name], copied)
+                copied = _copy_table(conn, connection, name, schema.tables[name], copied, clock)
             connection.rollback()
-    except sa.exc.ProgrammingError as exc:
+    except (sa.exc.ProgrammingError, sa.exc.OperationalError) as exc:
+        # SQLite reports a missing table as an OperationalError, PostgreSQL as a
+        # ProgrammingError.
         conn.close()
         check_revision(wh)  # no alembic_version: a registry without a schema
         raise WarehouseError(f"cannot read the registry for the query: {exc.orig}") from exc
@@ -229,6 +271,7 @@ __all__ = [
     "ALWAYS",
     "LARGE_SNAPSHOT_ROWS",
     "RegistrySchema",
+    "SnapshotClock",
     "registry_schema",
     "snapshot_connection",
 ]

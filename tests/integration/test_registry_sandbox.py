@@ -250,6 +250,19 @@ def test_snapshot_reads_only_the_tables_named() -> None:
     assert schema.reads(None) == set(schema.tables)
 
 
+def test_a_table_named_as_the_statement_runs_is_in_the_snapshot() -> None:
+    # The name is computed, so no word of the text names it: every table is copied rather
+    # than an empty concepts read without a word.
+    schema = registry_schema()
+    for statement in (
+        "SELECT count(*) FROM query_table('con' || 'cepts')",
+        "SELECT * FROM query('SELECT * FROM ' || chr(99) || 'oncepts')",
+    ):
+        assert schema.reads([statement]) == set(schema.tables)
+    # The word alone (a comment, a column) is not a call.
+    assert "results" not in schema.reads(["SELECT 1 AS query -- a query of concepts"])
+
+
 @pytest.mark.parametrize("site", ["postgresql"], indirect=True)  # DuckDB is read in place
 def test_a_large_snapshot_says_so_in_one_line(
     site: Site, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture

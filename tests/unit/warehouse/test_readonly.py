@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from semwh.errors import ReadOnlyError, WarehouseError
+from semwh.errors import ReadOnlyError, SchemaMismatchError, WarehouseError
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import (
     Concept,
@@ -115,9 +116,11 @@ def test_invalid_sql_names_the_error(warehouse: Warehouse) -> None:
         run_sql(warehouse, "SELECT * FROM no_such_table")
 
 
-def test_sql_needs_a_duckdb_registry(tmp_path: Path) -> None:
+def test_sql_on_a_registry_without_a_schema_says_to_init(tmp_path: Path) -> None:
+    # Any registry is read through a snapshot; one without a schema says what to run.
+    sqlite3.connect(tmp_path / "r.sqlite").close()
     wh = Warehouse(tmp_path, f"sqlite:///{tmp_path / 'r.sqlite'}")
-    with pytest.raises(WarehouseError, match="DuckDB registry"):
+    with pytest.raises(SchemaMismatchError, match="has no schema.*init"):
         run_sql(wh, "SELECT 1")
 
 
