@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session
 
 from semwh.errors import ConfigError, NotFoundError, OutputError
 from semwh.results.latex import depths, latex_tables
+from semwh.runs.families import members_of
 from semwh.runs.provenance import canonical_json
 from semwh.version import __version__
 from semwh.warehouse.layout import Warehouse
@@ -179,14 +180,10 @@ def choose_results(
                     "incomplete; let it finish (run the same `semwh analyze sweep` again), or "
                     "bundle single results with --result"
                 )
-            members = session.execute(
-                select(SweepMember.test, SweepMember.result_id)
-                .where(SweepMember.sweep_id == sweep_id)
-                .order_by(SweepMember.test, SweepMember.result_id)
-            ).all()
+            members = members_of(session, sweep_id)
             if not members:
                 raise NotFoundError(f"--sweep {sweep_id}: the sweep has no members")
-            out += [Chosen(sweep_id, str(t), int(i)) for t, i in members]
+            out += [Chosen(sweep_id, m.test, m.result_id) for m in members]
         for text in results:
             test, result_id = _result_ref(session, text)
             out.append(Chosen(None, test, result_id))

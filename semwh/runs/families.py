@@ -210,6 +210,7 @@ def discard_sweep(session: Session, sweep_id: int) -> None:
 
 
 def members_of(session: Session, sweep_id: int) -> list[SweepMember]:
+    """The members of sweep ``sweep_id``, ordered by test and result id."""
     return list(
         session.scalars(
             select(SweepMember)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 import pyarrow as pa
 from sqlalchemy import select
@@ -56,53 +56,40 @@ def option_settings(opts: Options) -> dict[str, Any]:
     return dict(opts.settings())
 
 
+class RunFields(TypedDict):
+    """The keywords of an ``analysis_runs`` row besides its kind and params;
+    ``identity`` (default ``params``) is what gets hashed."""
+
+    seed: int | None
+    input_hashes: dict[str, Any]
+    device: str | None
+    seconds: float | None
+    identity: NotRequired[dict[str, Any] | None]
+
+
 def add_analysis_run(
-    session: Session,
-    kind: str,
-    params: dict[str, Any],
-    *,
-    seed: int | None,
-    input_hashes: dict[str, Any],
-    device: str | None,
-    seconds: float | None,
-    identity: dict[str, Any] | None = None,
+    session: Session, kind: str, params: dict[str, Any], **fields: Unpack[RunFields]
 ) -> AnalysisRun:
-    """Add an ``analysis_runs`` row; ``identity`` (default ``params``) is what gets hashed."""
-    run = analysis_run(
-        kind,
-        params,
-        seed=seed,
-        input_hashes=input_hashes,
-        device=device,
-        seconds=seconds,
-        identity=identity,
-    )
+    """Add an ``analysis_runs`` row (:func:`analysis_run`) and flush it."""
+    run = analysis_run(kind, params, **fields)
     session.add(run)
     session.flush()
     return run
 
 
-def analysis_run(
-    kind: str,
-    params: dict[str, Any],
-    *,
-    seed: int | None,
-    input_hashes: dict[str, Any],
-    device: str | None,
-    seconds: float | None,
-    identity: dict[str, Any] | None = None,
-) -> AnalysisRun:
+def analysis_run(kind: str, params: dict[str, Any], **fields: Unpack[RunFields]) -> AnalysisRun:
     """An ``analysis_runs`` row, not yet added (:func:`add_analysis_run`)."""
+    identity = fields.get("identity")
     return AnalysisRun(
         kind=kind,
         params=canonical_json(params),
         params_sha256=params_sha256(params if identity is None else identity),
-        seed=seed,
+        seed=fields["seed"],
         semwh_version=semwh_version(),
         library_versions=canonical_json(library_versions()),
-        input_hashes=canonical_json(input_hashes),
-        device=device,
-        seconds=seconds,
+        input_hashes=canonical_json(fields["input_hashes"]),
+        device=fields["device"],
+        seconds=fields["seconds"],
         finished_at=datetime.utcnow(),
     )
 

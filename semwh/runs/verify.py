@@ -34,6 +34,7 @@ from semwh.errors import ConfigError, NotFoundError, SemwhError
 from semwh.measures import analysis_version
 from semwh.runs import result_rows
 from semwh.runs.comparison import plan_comparison, run_comparison
+from semwh.runs.families import members_of
 from semwh.runs.levels import Items
 from semwh.runs.provenance import concepts_sha256, library_versions
 from semwh.runs.recovery import recovery_inputs, run_recovery_layer, top1_predictions
@@ -47,7 +48,6 @@ from semwh.warehouse.models import (
     ResultDiff,
     ResultRecovery,
     Space,
-    SweepMember,
     VectorFile,
 )
 
@@ -182,14 +182,10 @@ def chosen_results(
                 raise NotFoundError(f"no {test} result {result_id} (see {table}){known}")
             return [(test, result_id)]
         if sweep_id is not None:
-            rows = session.execute(
-                select(SweepMember.test, SweepMember.result_id)
-                .where(SweepMember.sweep_id == sweep_id)
-                .order_by(SweepMember.test, SweepMember.result_id)
-            ).all()
-            if not rows:
+            members = members_of(session, sweep_id)
+            if not members:
                 raise NotFoundError(f"sweep {sweep_id} has no members (see the sweeps table)")
-            return [(str(t), int(i)) for t, i in rows]
+            return [(m.test, m.result_id) for m in members]
         out: list[tuple[str, int]] = []
         for test in verified_tests():
             if test in _OTHER_MODELS:

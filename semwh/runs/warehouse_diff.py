@@ -422,29 +422,21 @@ def diff_warehouses(wh: Warehouse, other: str | Path, *, tolerance: float = 0.0)
         there, label2 = b.get(key, (None, None))  # type: ignore[assignment]
         label = label or label2
         assert label is not None
+        notes: list[str] = []
+        worst: float | None = None
         if here is None or there is None:
             status = ONLY_OTHER if here is None else ONLY_HERE
-            report.pairs.append(
-                PairDiff(
-                    **label,
-                    status=status,
-                    here=here,
-                    other=there,
-                    max_abs_diff=None,
-                    inputs="",
-                    versions="",
-                    device="",
-                    notes="",
-                )  # fmt: skip
-            )
-            continue
-        worst = _max_diff(here.numbers, there.numbers)
-        status = IDENTICAL if worst is None else WITHIN if worst <= tolerance else DIFFERENT
-        notes = []
-        if here.seed != there.seed:
-            notes.append(f"seed {here.seed} vs {there.seed}")
-        if here.n_permutations != there.n_permutations:
-            notes.append(f"permutations {here.n_permutations} vs {there.n_permutations}")
+            inputs = versions = device = ""
+        else:
+            worst = _max_diff(here.numbers, there.numbers)
+            status = IDENTICAL if worst is None else WITHIN if worst <= tolerance else DIFFERENT
+            if here.seed != there.seed:
+                notes.append(f"seed {here.seed} vs {there.seed}")
+            if here.n_permutations != there.n_permutations:
+                notes.append(f"permutations {here.n_permutations} vs {there.n_permutations}")
+            inputs = _inputs(here, there, label)
+            versions = _versions(here, there)
+            device = _device(here, there)
         report.pairs.append(
             PairDiff(
                 **label,
@@ -452,9 +444,9 @@ def diff_warehouses(wh: Warehouse, other: str | Path, *, tolerance: float = 0.0)
                 here=here,
                 other=there,
                 max_abs_diff=worst,
-                inputs=_inputs(here, there, label),
-                versions=_versions(here, there),
-                device=_device(here, there),
+                inputs=inputs,
+                versions=versions,
+                device=device,
                 notes="; ".join(notes),
             )
         )

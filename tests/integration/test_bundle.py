@@ -111,6 +111,18 @@ def test_p_values_are_formatted_for_a_table() -> None:
     ]
 
 
+def read_rows(path: Path) -> list[list[str]]:
+    """The rows of the CSV file ``path``, header first."""
+    with path.open(newline="") as fh:
+        return list(csv.reader(fh))
+
+
+def write_rows(path: Path, rows: list[list[str]]) -> None:
+    """Write ``rows`` over the CSV file ``path`` as the bundle writes it."""
+    with path.open("w", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(rows)
+
+
 def test_bundle_then_verify_agrees(warehouse: Warehouse, bundled: Path) -> None:
     report = semwh.open(warehouse.root).verify(bundle=bundled)
     assert isinstance(report, BundleReport) and report.ok, report.problems()
@@ -122,12 +134,10 @@ def test_verify_names_an_altered_a_missing_and_an_extra_file(
 ) -> None:
     out = copy_bundle(bundled, tmp_path)
     path = out / "results/comparisons.csv"
-    with path.open(newline="") as fh:
-        rows = list(csv.reader(fh))
+    rows = read_rows(path)
     column = rows[0].index("statistic")
     rows[1][column] = repr(float(rows[1][column]) + 0.01)
-    with path.open("w", newline="") as fh:
-        csv.writer(fh, lineterminator="\n").writerows(rows)
+    write_rows(path, rows)
     (out / "tables/2v2_words.tex").unlink()
     (out / "notes.txt").write_text("mine")
     report = verify_bundle(warehouse, out)
@@ -365,12 +375,10 @@ def test_verify_names_a_row_added_to_a_results_table_with_its_manifest_line(
 ) -> None:
     out = copy_bundle(bundled, tmp_path)
     path = out / "results/comparisons.csv"
-    with path.open(newline="") as fh:
-        rows = list(csv.reader(fh))
+    rows = read_rows(path)
     forged = list(rows[1])
     forged[rows[0].index("result_id")] = "999"
-    with path.open("a", newline="") as fh:
-        csv.writer(fh, lineterminator="\n").writerow(forged)
+    write_rows(path, [*rows, forged])
     reseal(out, "results/comparisons.csv")
     (out / "tables/extra.tex").write_text((out / "tables/rsa_words.tex").read_text())
     reseal(out, "tables/extra.tex")

@@ -459,6 +459,19 @@ def _plot(
     return draw(protected=wh.protected_paths, replace=force)
 
 
+def _plot_space(
+    wh: Warehouse, kind: str, figure: Any, space: str, out_dir: Path, order: str, force: bool
+) -> Figure:
+    """:func:`_plot` of the space figure ``kind`` (``rdm`` or ``mds``) drawn by ``figure``."""
+    return _plot(
+        wh,
+        f"{kind}_{slug(space)}",
+        out_dir,
+        force,
+        lambda **kw: figure(wh, space, out_dir, order=order, **kw),
+    )
+
+
 def plot_rdm(
     wh: Warehouse, space: str, out_dir: Path, *, order: str = "auto", force: bool = False
 ) -> Figure:
@@ -469,32 +482,15 @@ def plot_rdm(
         ConfigError: An unknown order.
         OutputError: A file inside the warehouse, or one that exists without ``force``.
     """
-    return _plot(
-        wh,
-        f"rdm_{slug(space)}",
-        out_dir,
-        force,
-        lambda **kw: rdm_figure(wh, space, out_dir, order=order, **kw),
-    )
+    return _plot_space(wh, "rdm", rdm_figure, space, out_dir, order, force)
 
 
 def plot_mds(
     wh: Warehouse, space: str, out_dir: Path, *, order: str = "auto", force: bool = False
 ) -> Figure:
-    """Write ``mds_SPACE.png|pdf|svg|csv`` into ``out_dir`` (:func:`mds_figure`).
-
-    Raises:
-        NotFoundError: An unknown space.
-        ConfigError: An unknown order.
-        OutputError: A file inside the warehouse, or one that exists without ``force``.
-    """
-    return _plot(
-        wh,
-        f"mds_{slug(space)}",
-        out_dir,
-        force,
-        lambda **kw: mds_figure(wh, space, out_dir, order=order, **kw),
-    )
+    """Write ``mds_SPACE.png|pdf|svg|csv`` into ``out_dir`` (:func:`mds_figure`); raises as
+    :func:`plot_rdm` does."""
+    return _plot_space(wh, "mds", mds_figure, space, out_dir, order, force)
 
 
 def plot_layers(
