@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from semwh.runs.warehouse_diff import WarehouseDiff
     from semwh.text.run import EmbedSummary
     from semwh.vectors.store import SpaceVectors
+    from semwh.warehouse.copy import CopySummary
     from semwh.workflow.pipeline import OnStage, RunSummary
 
 PathLike = str | os.PathLike[str]
@@ -788,6 +789,21 @@ class SemanticWarehouse:
         from semwh.runs.warehouse_diff import diff_warehouses
 
         return diff_warehouses(self.warehouse, Path(other), tolerance=tolerance)
+
+    def copy_to(self, url: str) -> CopySummary:
+        """Copy every registry table into the empty database at ``url`` (``semwh db copy
+        --to``): a lab's DuckDB warehouse into PostgreSQL, or back. The vectors stay where
+        they are and the copy records where; a database without a schema gets it first, and
+        one holding rows is refused.
+
+        Raises:
+            ConfigError: ``url`` is this registry, or not a database URL.
+            WarehouseError: Either schema is not at this semwh's head, or the target holds
+                rows.
+        """
+        from semwh.warehouse.copy import copy_registry
+
+        return copy_registry(self.warehouse, url)
 
     def repair(self) -> RepairReport:
         """Re-hash every vector file and image; rebuild each damaged vector file that the

@@ -31,12 +31,13 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
@@ -45,7 +46,7 @@ from sqlalchemy import func, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
-from semwh.errors import ConfigError, NotFoundError, OutputError
+from semwh.errors import ConfigError, InputError, NotFoundError, OutputError
 from semwh.results.latex import depths, latex_tables
 from semwh.runs.families import members_of
 from semwh.runs.provenance import canonical_json
@@ -404,6 +405,61 @@ def draw_figures(wh: Warehouse, folder: Path, chosen: Sequence[Chosen]) -> str:
     return f"{len(drawn)} figure(s) with CAPTIONS.md (layer curves of the {where})"
 
 
+# Reading ----------------------------------------------------------------------------------
+
+
+def read_manifest(folder: Path) -> dict[str, str]:
+    """A bundle's manifest (path -> SHA-256), every path checked to lie inside the bundle.
+
+    Raises:
+        NotFoundError: No bundle (folder) or no manifest there.
+        InputError: A damaged or forged manifest (a link out, not UTF-8, a bad line, a path
+            outside the bundle).
+    """
+    path = folder / MANIFEST
+    if folder.exists() and not folder.is_dir():
+        raise NotFoundError(f"no bundle at {folder}: it is a file; give the bundle's folder")
+    if not folder.is_dir():
+        raise NotFoundError(f"no bundle at {folder}: the folder does not exist")
+    if not path.is_file():
+        raise NotFoundError(
+            f"no bundle at {folder}: it has no {MANIFEST} (write one with `semwh bundle`)"
+        )
+    if not inside(folder, path):
+        raise InputError(f"{path} is a link to a file outside the bundle: write the bundle again")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}): the manifest is "
+            "damaged; write the bundle again"
+        ) from exc
+    entries: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        match = re.fullmatch(r"([0-9a-f]{64}) [ *](.+)", line)
+        if match is None:
+            raise InputError(
+                f"{path}, line {number}: not a sha256sum line (HASH  PATH): the manifest is "
+                "damaged; write the bundle again"
+            )
+        rel = match.group(2)
+        parts = PurePosixPath(rel).parts
+        if rel.startswith(("/", "\\")) or ".." in parts or "\\" in rel or ":" in parts[0]:
+            raise InputError(
+                f"{path}, line {number}: {rel!r} is not a path inside the bundle (absolute or "
+                "with '..'): the manifest is damaged or forged; nothing outside the bundle is "
+                "read"
+            )
+        entries[rel] = match.group(1)
+    return entries
+
+
+def inside(folder: Path, path: Path) -> bool:
+    """Whether ``path`` is a file of ``folder`` once links are followed (a link out of the
+    bundle is never read)."""
+    return path.resolve().is_relative_to(folder.resolve())
+
+
 # Writing --------------------------------------------------------------------------------
 
 
@@ -452,11 +508,8 @@ def check_bundle_folder(wh: Warehouse, out: Path, *, force: bool) -> Path:
                 f"{out} holds files but no semwh bundle ({MANIFEST} and {INFO}): --force only "
                 "replaces a previous bundle; choose a new or empty folder"
             )
-        from semwh.errors import InputError
-        from semwh.results.bundle_check import _read_manifest
-
         try:
-            listed = set(_read_manifest(target)) | {MANIFEST}
+            listed = set(read_manifest(target)) | {MANIFEST}
         except InputError as exc:
             raise OutputError(
                 f"{out} holds a damaged bundle ({exc}); --force only replaces an intact "

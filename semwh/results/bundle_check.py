@@ -6,16 +6,14 @@ from __future__ import annotations
 import csv
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from semwh.errors import InputError, NotFoundError
 from semwh.results.bundle import (
     INFO,
     MANIFEST,
@@ -26,6 +24,8 @@ from semwh.results.bundle import (
     definitions,
     files_of,
     input_hashes,
+    inside,
+    read_manifest,
     row_key,
     sha256_file,
 )
@@ -81,51 +81,6 @@ class BundleReport:
             f"warehouse; {len(self.problems())} problem(s); {MANIFEST} SHA-256 "
             f"{self.manifest_sha256} (compare it with the one quoted with the bundle)"
         )
-
-
-def _read_manifest(folder: Path) -> dict[str, str]:
-    path = folder / MANIFEST
-    if folder.exists() and not folder.is_dir():
-        raise NotFoundError(f"no bundle at {folder}: it is a file; give the bundle's folder")
-    if not folder.is_dir():
-        raise NotFoundError(f"no bundle at {folder}: the folder does not exist")
-    if not path.is_file():
-        raise NotFoundError(
-            f"no bundle at {folder}: it has no {MANIFEST} (write one with `semwh bundle`)"
-        )
-    if not _inside(folder, path):
-        raise InputError(f"{path} is a link to a file outside the bundle: write the bundle again")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}): the manifest is "
-            "damaged; write the bundle again"
-        ) from exc
-    entries: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        match = re.fullmatch(r"([0-9a-f]{64}) [ *](.+)", line)
-        if match is None:
-            raise InputError(
-                f"{path}, line {number}: not a sha256sum line (HASH  PATH): the manifest is "
-                "damaged; write the bundle again"
-            )
-        rel = match.group(2)
-        parts = PurePosixPath(rel).parts
-        if rel.startswith(("/", "\\")) or ".." in parts or "\\" in rel or ":" in parts[0]:
-            raise InputError(
-                f"{path}, line {number}: {rel!r} is not a path inside the bundle (absolute or "
-                "with '..'): the manifest is damaged or forged; nothing outside the bundle is "
-                "read"
-            )
-        entries[rel] = match.group(1)
-    return entries
-
-
-def _inside(folder: Path, path: Path) -> bool:
-    """Whether ``path`` is a file of ``folder`` once links are followed (a link out of the
-    bundle is never read)."""
-    return path.resolve().is_relative_to(folder.resolve())
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -197,14 +152,14 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
 
     folder = Path(folder)
     report = BundleReport(folder)
-    manifest = _read_manifest(folder)
+    manifest = read_manifest(folder)
     report.n_files = len(manifest)
     report.manifest_sha256 = sha256_file(folder / MANIFEST)
     for rel, digest in sorted(manifest.items()):
         path = folder / rel
         if not path.is_file():
             report.findings.append(BundleFinding("file", rel, "missing", "listed in the manifest"))
-        elif not _inside(folder, path):
+        elif not inside(folder, path):
             report.findings.append(
                 BundleFinding("file", rel, "altered", "a link to a file outside the bundle")
             )
@@ -218,7 +173,7 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
                 BundleFinding("file", rel, "extra", "not listed in the manifest")
             )
     try:
-        if not _inside(folder, folder / INFO):
+        if not inside(folder, folder / INFO):
             raise ValueError("a link to a file outside the bundle")
         info = json.loads((folder / INFO).read_text(encoding="utf-8"))
         chosen = [Chosen(s, str(t), int(i)) for s, t, i in info["results"]]
@@ -253,7 +208,7 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
     wanted = {(c.sweep_id, c.test, c.result_id) for c in chosen}
     for table in TABLES:
         parquet = folder / "results" / f"{table}.parquet"
-        if parquet.is_file() and _inside(folder, parquet):
+        if parquet.is_file() and inside(folder, parquet):
             try:
                 rows = pq.read_table(parquet).to_pylist()
             except (OSError, pa.ArrowException) as exc:
@@ -269,7 +224,7 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
                 problems,
             )
         path = folder / "results" / f"{table}.csv"
-        if path.is_file() and _inside(folder, path):
+        if path.is_file() and inside(folder, path):
             with path.open(newline="", encoding="utf-8") as fh:
                 text_rows = list(csv.DictReader(fh))
             _stray_rows(f"results/{table}.csv", [_text_key(r) for r in text_rows], wanted, report)
@@ -290,7 +245,7 @@ def verify_bundle(wh: Warehouse, folder: Path) -> BundleReport:
         path = folder / rel
         if (
             not path.is_file()
-            or not _inside(folder, path)
+            or not inside(folder, path)
             or path.read_text(encoding="utf-8") != _strip_stamp(text, path)
         ):
             report.findings.append(
@@ -342,7 +297,7 @@ def _json_file_differs(folder: Path, rel: str, value: Any) -> str:
     """Why the bundled JSON file ``rel`` is not ``value`` as the warehouse gives it now
     ("" when it is)."""
     path = folder / rel
-    if not path.is_file() or not _inside(folder, path):
+    if not path.is_file() or not inside(folder, path):
         return "missing"
     try:
         bundled = json.loads(path.read_text(encoding="utf-8"))

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import and_, or_, select, tuple_
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.orm import Session
 
 from semwh.analyze import MIN_CONCEPTS, TIE_TOL
@@ -461,7 +462,7 @@ def _maybe_stored(session: Session, records: Sequence[ResultRecord]) -> set[int]
     keys = {_key(record) for record in records}
     seeded = [key for key in keys if key[3] is not None]
     unseeded = [key[:3] for key in keys if key[3] is None]
-    clauses = []
+    clauses: list[ColumnElement[bool]] = []
     if seeded:
         clauses.append(
             tuple_(Result.measure, Result.space_a, Result.space_b, Result.seed).in_(seeded)

@@ -387,7 +387,7 @@ def _run_sweep(
 
     # The family, its FDR and the sweep's own run record land together or not at all (the
     # transaction runs again from the start when the server gives up on it).
-    def close(session: Session) -> tuple[Sweep | None, int, families.FDR]:
+    def close(session: Session) -> tuple[Sweep | None, int | None, families.FDR]:
         # A rerun that found every member stored repeats the newest identical family.
         twin = families.same_family(session, identity_sha256, members)
         if twin is not None and twin.sweep_id != sweep_id:

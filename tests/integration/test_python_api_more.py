@@ -58,6 +58,7 @@ API: dict[str, tuple[str, dict[str, str | None]]] = {
     "analyze diff": ("diff", {}),
     "analyze recovery": ("recovery", {}),
     "analyze image-scores": ("image_scores", {}),
+    "db copy": ("copy_to", {"to": "url"}),
     "analyze sweep": (
         "sweep",
         {

@@ -299,7 +299,7 @@ def test_downgrade_below_0010_removes_image_rdms_and_upgrades_again(warehouse, s
     """An RDM between stimuli has no concept level: the downgrade removes its space row,
     its file and its noise ceilings (on DuckDB, which refuses to delete a row whose
     referencing rows went in the same transaction), and keeps a concept-level RDM."""
-    from semwh.warehouse.migrate import confirm_downgrade, downgrade, upgrade
+    from semwh.warehouse.migrate import confirm_downgrade, downgrade, head_revision, upgrade
 
     rng = np.random.default_rng(9)
     np.save(tmp_path / "rdm.npy", noisy_rdms(rng.standard_normal((12, 3)), 2, seed=1))
@@ -315,7 +315,7 @@ def test_downgrade_below_0010_removes_image_rdms_and_upgrades_again(warehouse, s
     with warehouse.session() as session:
         assert session.scalars(select(Space.name)).all() == ["concepts"]
         assert set(session.scalars(select(NoiseCeiling.space)).all()) == {"concepts"}
-    assert upgrade(warehouse) == "0010"
+    assert upgrade(warehouse) == head_revision()
     assert load_space(warehouse, "concepts").concept_ids == CONCEPTS
 
 
