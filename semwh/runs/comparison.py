@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import and_, or_, select, tuple_
-from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from semwh.analyze import MIN_CONCEPTS, TIE_TOL
 from semwh.analyze.design import Design, exchangeable, image_design
