@@ -97,6 +97,13 @@ class Warehouse:
     _engine: Engine | None = field(default=None, repr=False)
     _vectors: VectorsRoot | None = field(default=None, repr=False)
 
+    def __repr__(self) -> str:
+        # Tracebacks and logs show a warehouse through its repr: never the URL's password.
+        return (
+            f"Warehouse(root={self.root!r}, db_url={shown_url(self.db_url)!r}, "
+            f"vectors_location={self.vectors_location!r}, read_only={self.read_only!r})"
+        )
+
     @property
     def default_vectors_root(self) -> Path:
         return self.root / VECTORS_DIRNAME

@@ -103,3 +103,9 @@ def test_dispose_lets_the_engine_be_rebuilt(warehouse: Warehouse) -> None:
     first = warehouse.engine
     warehouse.dispose()
     assert warehouse.engine is not first
+
+
+def test_a_warehouse_repr_never_shows_the_registry_password(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://lab:s3cret@dbhost:5432/semwh"
+    shown = repr(Warehouse(root=tmp_path, db_url=url))
+    assert "s3cret" not in shown and "lab:***@dbhost:5432/semwh" in shown
