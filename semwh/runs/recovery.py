@@ -40,6 +40,7 @@ from semwh.warehouse.models import (
     VectorFile,
     VisionModel,
 )
+from semwh.warehouse.writers import results_lock, transaction
 
 SIMILARITY = "pearson"
 
@@ -587,9 +588,23 @@ def recovery(
         else:
             slots.append(record)
 
-    computed = [s for s in slots if isinstance(s, RecoveryRecord)]
-    rows: list[ResultRecovery] = []
-    with wh.session() as session:
+    seconds = time.perf_counter() - start
+
+    def store(session: Any) -> list[ResultRecovery]:
+        # Under the results lock a layer another process stored meanwhile (a second sweep
+        # with recovery) is found and kept, never stored twice.
+        results_lock(session, f"storing recovery of {model}")
+        # Per slot, the stored row it stands for (None: computed here and stored below).
+        fresh: list[ResultRecovery | None] = [
+            s if isinstance(s, ResultRecovery) else None if force else _stored(session, s.inputs)
+            for s in slots
+        ]
+        computed = [
+            s
+            for s, f in zip(slots, fresh, strict=True)
+            if f is None and isinstance(s, RecoveryRecord)
+        ]
+        out: list[ResultRecovery] = []
         if computed:
             run = result_rows.add_analysis_run(
                 session,
@@ -604,14 +619,17 @@ def recovery(
                 seed=None,
                 input_hashes={s.inputs.space_a: s.inputs.input_hashes for s in computed},
                 device="cpu",
-                seconds=time.perf_counter() - start,
+                seconds=seconds,
             )
-        for slot in slots:
-            if isinstance(slot, RecoveryRecord):
-                rows.append(_add_rows(session, run.analysis_id, slot))
-            else:
-                rows.append(session.get(ResultRecovery, slot.result_id) or slot)
+        for slot, found in zip(slots, fresh, strict=True):
+            if found is None and isinstance(slot, RecoveryRecord):
+                out.append(_add_rows(session, run.analysis_id, slot))
+            elif found is not None:
+                out.append(session.get(ResultRecovery, found.result_id) or found)
         session.flush()
+        return out
+
+    rows = transaction(wh, store, what=f"storing recovery of {model}")
     skipped: list[RecoverySkip] = []
     by_reason: dict[str, list[RecoveryRecord]] = {}
     for record in empty:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Mapping, Sequence
 
@@ -269,6 +270,29 @@ def test_recovery_reuses_and_force_adds_a_row(warehouse: Warehouse, rworld) -> N
     assert set(hashes) == {f"{MODEL}/stage1", "words", "image_files", "predictions"}
     # A single call stores uncorrected p only: FDR belongs to sweeps.
     assert not hasattr(forced[0], "p_fdr")
+
+
+def test_a_layer_stored_by_another_writer_meanwhile_is_kept_not_stored_twice(
+    warehouse: Warehouse, rworld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two sweeps with recovery at once: the second finds, when it stores, the row the first
+    stored after the second had looked, and keeps it instead of adding a duplicate."""
+    recovery_runs = importlib.import_module("semwh.runs.recovery")
+    compute = recovery_runs.run_recovery_layer
+    other: list = []
+
+    def another_writer_first(inputs):  # the other process stores while this one computes
+        if not other:
+            monkeypatch.setattr(recovery_runs, "run_recovery_layer", compute)
+            other.extend(runs.recovery(warehouse, MODEL, "words", layers=["stage1"]))
+        return compute(inputs)
+
+    monkeypatch.setattr(recovery_runs, "run_recovery_layer", another_writer_first)
+    runs_before = count(warehouse, AnalysisRun)
+    mine = runs.recovery(warehouse, MODEL, "words", layers=["stage1"])
+    assert [r.result_id for r in mine] == [r.result_id for r in other]
+    assert count(warehouse, ResultRecovery) == 1
+    assert count(warehouse, AnalysisRun) == runs_before + 1
 
 
 def test_images_without_a_prediction_have_their_own_count(warehouse: Warehouse, rworld) -> None:
