@@ -36,6 +36,7 @@ from semwh.runs.records import ComparisonSpec
 from semwh.vectors import load_space
 from semwh.warehouse.layout import Warehouse
 from semwh.warehouse.models import PermutationNull, ResultDiff, Space
+from semwh.warehouse.writers import results_lock, transaction
 
 
 def diff_tests() -> tuple[str, ...]:
@@ -207,7 +208,13 @@ def diff_in(
     seed: int | None = None,
     force: bool = False,
 ) -> ResultDiff:
-    """:func:`diff` inside the caller's transaction, from loaded inputs."""
+    """:func:`diff` inside the caller's transaction, from loaded inputs.
+
+    The results lock is held from the look-up to the end of the transaction, so a second
+    writer computing the same difference at once (two sweeps with control differences) finds
+    the first one's row instead of storing a twin.
+    """
+    results_lock(session, "storing a difference")
     found = find_diff(
         session, inputs, bootstrap=bootstrap, permutations=permutations, level=level, seed=seed
     )
@@ -329,8 +336,9 @@ def diff(
     """
     seed = check_seed(seed)
     inputs = diff_inputs(wh, first, second)
-    with wh.session() as session:
-        row = diff_in(
+    return transaction(
+        wh,
+        lambda session: diff_in(
             wh,
             session,
             inputs,
@@ -339,8 +347,9 @@ def diff(
             level=level,
             seed=seed,
             force=force,
-        )
-    return row
+        ),
+        what=f"difference of {first} and {second}",
+    )
 
 
 DIFF_COLUMNS = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Iterator, Sequence
@@ -465,18 +466,16 @@ def _control_diffs(
         seed = None
         if sweep_seed is not None:
             seed = derive_seed(sweep_seed, "diff", test, space_a, control.space_a, space_b)
-        with wh.session() as session:
-            out.append(
-                diff_in(
-                    wh,
-                    session,
-                    inputs,
-                    bootstrap=row.n_permutations,
-                    permutations=row.n_permutations,
-                    seed=seed,
-                    force=force,
-                )
-            )
+        store = functools.partial(
+            diff_in,
+            wh,
+            inputs=inputs,
+            bootstrap=row.n_permutations,
+            permutations=row.n_permutations,
+            seed=seed,
+            force=force,
+        )
+        out.append(transaction(wh, store, what=f"control difference of {row.space_a}"))
     return out
 
 
