@@ -129,7 +129,8 @@ def check_figure_files(figure: Figure) -> list[dict[str, str]]:
     svg = figure.svg_path.read_text(encoding="utf-8")
     # Text kept as text (svg.fonttype none), not converted to glyph paths.
     assert "<text" in svg and figure.title.split()[0] in svg
-    assert figure.pdf_path.read_bytes().startswith(b"%PDF-")
+    pdf = figure.pdf_path.read_bytes()
+    assert pdf.startswith(b"%PDF-") and b"/FontFile2" in pdf and b"/Type3" not in pdf
     with figure.csv_path.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert rows

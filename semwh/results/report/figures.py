@@ -702,7 +702,9 @@ def _save(
         engine.execute(fig)
         fig.set_layout_engine(None)
     # A fixed salt for the SVG ids: the same numbers give the same bytes (a bundle hashes them).
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "semwh"}):
+    # PDF fonts as TrueType (Type 42): journals' production systems refuse Type 3 fonts.
+    settings = {"svg.fonttype": "none", "svg.hashsalt": "semwh", "pdf.fonttype": 42}
+    with matplotlib.rc_context(settings):
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=PNG_DPI)
         png = buf.getvalue()
