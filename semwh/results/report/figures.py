@@ -703,8 +703,9 @@ def _save(
         fig.set_layout_engine(None)
     # A fixed salt for the SVG ids: the same numbers give the same bytes (a bundle hashes them).
     # PDF fonts as TrueType (Type 42): journals' production systems refuse Type 3 fonts.
-    settings = {"svg.fonttype": "none", "svg.hashsalt": "semwh", "pdf.fonttype": 42}
-    with matplotlib.rc_context(settings):
+    with matplotlib.rc_context(
+        {"svg.fonttype": "none", "svg.hashsalt": "semwh", "pdf.fonttype": 42}
+    ):
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=PNG_DPI)
         png = buf.getvalue()
