@@ -16,9 +16,7 @@ import torch
 from semwh.analyze import rsa, similarity_matrix, two_vs_two
 from semwh.errors import DegenerateInputError
 from semwh.runs import ComparisonOptions
-
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
+from tests.unit.analyze.devices import DEVICES
 
 
 @pytest.fixture(scope="module")

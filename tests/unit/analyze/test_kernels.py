@@ -14,7 +14,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 import semwh.analyze
 from semwh.analyze import kernels as compiled_kernels
@@ -26,6 +25,7 @@ from semwh.analyze.two_vs_two import two_vs_two_null
 from semwh.config import kernel_choice
 from semwh.errors import ConfigError
 from tests.unit.analyze import reference
+from tests.unit.analyze.devices import DEVICES
 
 
 @pytest.fixture(params=["numba", "numpy"])
@@ -264,19 +264,7 @@ def test_kernel_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not compiled_kernels.use_compiled(10_000)
 
 
-@pytest.mark.parametrize(
-    "device",
-    [
-        "cpu",
-        pytest.param(
-            "cuda",
-            marks=[
-                pytest.mark.gpu,
-                pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
-            ],
-        ),
-    ],
-)
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("estimator", ["unbiased", "biased"])
 def test_cka_torch_null_equals_the_reference(device: str, estimator: str) -> None:
     x, y = vectors(30, 5, seed=7)

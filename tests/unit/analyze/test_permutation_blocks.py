@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from semwh.analyze import rsa, similarity_matrix, two_vs_two
 from semwh.analyze.permutation import (
@@ -18,6 +17,7 @@ from semwh.analyze.rsa import rsa_null, rsa_p_value
 from semwh.analyze.two_vs_two import two_vs_two_null, two_vs_two_p_value
 from semwh.errors import ConfigError
 from tests.unit.analyze import reference
+from tests.unit.analyze.devices import DEVICES
 
 N = 11
 
@@ -142,19 +142,7 @@ def test_two_vs_two_block_matches_the_relabelling_loop() -> None:
     np.testing.assert_array_equal(block, expected)
 
 
-@pytest.mark.parametrize(
-    "device",
-    [
-        "cpu",
-        pytest.param(
-            "cuda",
-            marks=[
-                pytest.mark.gpu,
-                pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
-            ],
-        ),
-    ],
-)
+@pytest.mark.parametrize("device", DEVICES)
 def test_two_vs_two_torch_blocks_equal_the_numpy_null(device: str) -> None:
     a, b = two_vs_two_case("full rank")
     full = two_vs_two(a, b, n_permutations=5, seed=2)
